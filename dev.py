@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Set up the project and run one of its jobs, on a machine that has only python3.
+
+    python3 dev.py demo     # the live system on an embedded Redis, the Hanoi story
+    python3 dev.py test     # lint, type-check and the whole test suite
+    python3 dev.py bench    # every benchmark; results under bench/results/
+
+The first run builds .venv from uv.lock (uv itself is pinned below and comes from
+PyPI); later runs reuse it and only re-sync when the lock file changed. Standard
+library only: this file runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+UV_VERSION = "0.13.8"
+STAMP = VENV / ".dateline-lock-sha256"
+
+JOBS = {
+    "demo": "the Hanoi story on the embedded Redis (dateline demo)",
+    "test": "ruff, mypy --strict and pytest (unit, integration, e2e)",
+    "bench": "every benchmark under bench/, results in bench/results/",
+    "lint": "ruff and mypy only",
+    "setup": "build .venv from uv.lock and stop",
+}
+
+
+def say(msg: str) -> None:
+    print(f"[dev] {msg}", file=sys.stderr, flush=True)
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, check=False)
+    if proc.returncode != 0:
+        say(f"failed ({proc.returncode}): {' '.join(str(c) for c in cmd)}")
+        sys.exit(proc.returncode)
+
+
+def setup() -> None:
+    lock = (ROOT / "uv.lock").read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    want = hashlib.sha256(lock).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want:
+        return
+    if sys.version_info < (3, 11):
+        say(f"dateline needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+        sys.exit(2)
+    if not (BIN / "python").exists():
+        say(f"creating {VENV.relative_to(ROOT)} with {sys.executable}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if not (BIN / "uv").exists():
+        say(f"installing uv {UV_VERSION}")
+        run(BIN / "python", "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
+    say("syncing .venv with uv.lock")
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
+    run(BIN / "uv", "sync", "--frozen", "--python", BIN / "python", env=env)
+    STAMP.write_text(want)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in JOBS:
+        print(__doc__.strip(), file=sys.stderr)
+        print("\njobs:", file=sys.stderr)
+        for name, what in JOBS.items():
+            print(f"  {name:<6} {what}", file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in {"-h", "--help"} else 2)
+    job, rest = argv[0], argv[1:]
+    setup()
+    if job == "setup":
+        return
+    if job in {"test", "lint"}:
+        run(BIN / "ruff", "check", ".")
+        run(BIN / "ruff", "format", "--check", ".")
+        run(BIN / "mypy")
+        if job == "lint":
+            return
+        run(BIN / "python", "-m", "pytest", *rest)
+    elif job == "bench":
+        run(BIN / "python", "-m", "bench", *rest)
+    elif job == "demo":
+        os.execv(BIN / "dateline", [str(BIN / "dateline"), "demo", *rest])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

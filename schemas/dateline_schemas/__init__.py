@@ -1,0 +1,38 @@
+"""The dateline story-update contract as code: CloudEvents envelope and every update type.
+
+Public API: `Update` (the tagged union), `decode_update` (strict, for producers' input),
+`decode_record` (for what the log stored), `InvalidUpdate`/`Problem`, and the limits.
+"""
+
+from dateline_schemas._rules import FuzzyDate, parse_duration, parse_fuzzy_date
+from dateline_schemas.decoding import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_UPDATES,
+    MAX_UPDATE_BYTES,
+    Decoded,
+    InvalidUpdate,
+    Problem,
+    decode_record,
+    decode_update,
+)
+from dateline_schemas.updates import TYPES, UPDATE_CLASSES, Update
+from dateline_schemas.upcasting import UPCASTERS, Upcasters
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_UPDATES",
+    "MAX_UPDATE_BYTES",
+    "TYPES",
+    "UPCASTERS",
+    "UPDATE_CLASSES",
+    "Decoded",
+    "FuzzyDate",
+    "InvalidUpdate",
+    "Problem",
+    "Update",
+    "Upcasters",
+    "decode_record",
+    "decode_update",
+    "parse_duration",
+    "parse_fuzzy_date",
+]

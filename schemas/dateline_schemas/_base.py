@@ -1,0 +1,93 @@
+"""Base Structs shared by every update: the CloudEvents envelope and checked payloads."""
+
+from __future__ import annotations
+
+import types
+import typing
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+from dateline_schemas._rules import Rule, RuleError, StoryId
+
+Precision = Literal["exact", "minute", "day", "month", "approximate"]
+
+
+def _unwrap(hint: object) -> tuple[object, bool]:
+    """`X | None` -> X and `list[X]` -> (X, True), leaving `Annotated` metadata intact."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def _rules_of(cls: type) -> tuple[tuple[str, Rule, bool], ...]:
+    """(field, rule, is_list) for every field whose type carries a `Rule`."""
+    found = []
+    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+        inner, is_list = _unwrap(hint)
+        rules = [m for m in getattr(inner, "__metadata__", ()) if isinstance(m, Rule)]
+        found.extend((name, rule, is_list) for rule in rules)
+    return tuple(found)
+
+
+class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A Struct whose `Rule`-marked fields are checked on every decode and construction."""
+
+    __rules__: ClassVar[dict[type, tuple[tuple[str, Rule, bool], ...]]] = {}
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        rules = Checked.__rules__.get(cls)
+        if rules is None:
+            rules = Checked.__rules__[cls] = _rules_of(cls)
+        for name, rule, is_list in rules:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                if is_list:
+                    for i, item in enumerate(value):
+                        try:
+                            rule.check(item)
+                        except RuleError as exc:
+                            raise RuleError(f"{name}[{i}]: {exc}") from None
+                else:
+                    rule.check(value)
+            except RuleError as exc:
+                text = str(exc)
+                raise ValueError(text if text.startswith(f"{name}[") else f"{name}: {text}") from None
+        self.check()
+
+    def check(self) -> None:
+        """Rules that span fields; subclasses override. Raise ValueError('field: why')."""
+
+
+class Payload(Checked, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The `data` of an update. Unknown fields are refused: they are almost always typos."""
+
+
+Time = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 date-time with offset: when it happened."),
+]
+
+
+class Envelope(Checked, frozen=True, tag_field="type", omit_defaults=True, kw_only=True):
+    """CloudEvents 1.0 attributes common to every update (structured JSON mode)."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    subject: StoryId
+    time: Time
+    timeprecision: Precision = "exact"
+    expectedversion: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    datacontenttype: Literal["application/json"] | None = None
+    dataschema: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    # Set by the log on append, never taken from a producer (decoding refuses them).
+    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    position: str | None = None
+    recordedtime: Time | None = None

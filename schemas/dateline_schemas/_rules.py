@@ -1,0 +1,172 @@
+"""Field rules that a JSON Schema pattern alone cannot state exactly.
+
+msgspec's `pattern` uses Python's `re.search`, where `$` also matches before a
+trailing newline, and a regex cannot tell 2019-02-30 from 2019-02-28. So the
+types below carry the pattern for the exported JSON Schema *and* a `Rule` that
+`_base.Checked.__post_init__` applies with `fullmatch` and real parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Final
+
+import msgspec
+
+STORY_ID_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,126}[a-z0-9])?$"
+REF_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# Date-only and year-month strings stand for day and month precision.
+FUZZY_DATE_PATTERN: Final = (
+    r"^\d{4}-\d{2}(?:-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2}))?)?$"
+)
+DURATION_PATTERN: Final = r"^[+-]?P(?:\d+W|(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)$"
+
+_STORY_ID = re.compile(STORY_ID_PATTERN.strip("^$"))
+_REF = re.compile(REF_PATTERN.strip("^$"))
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})"
+)
+_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_DURATION = re.compile(
+    r"([+-]?)P(?:(\d+)W|(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?)"
+)
+
+
+class RuleError(ValueError):
+    """A value broke a rule; the message says which rule and what was given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Marker in `Annotated[...]` metadata: the check `Checked` runs on the field."""
+
+    name: str
+
+    def check(self, value: object) -> None:
+        _CHECKS[self.name](value)
+
+
+def _shown(value: object) -> str:
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_story_id(value: object) -> None:
+    if not isinstance(value, str) or not _STORY_ID.fullmatch(value):
+        raise RuleError(
+            "expected a story id: 1 to 128 of a-z, 0-9 and '-', "
+            f"starting and ending with a letter or digit, got {_shown(value)}"
+        )
+
+
+def check_ref(value: object) -> None:
+    if not isinstance(value, str) or not _REF.fullmatch(value):
+        raise RuleError(
+            "expected a ref: 1 to 128 of A-Z, a-z, 0-9 and '._:-', "
+            f"starting with a letter or digit, got {_shown(value)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzyDate:
+    """A date as precise as the source knew it: an instant, a day or a month."""
+
+    start: datetime  # the earliest instant it can mean, timezone-aware
+    precision: str  # "exact", "day" or "month"
+
+
+def parse_fuzzy_date(value: str) -> FuzzyDate:
+    """Parse an RFC 3339 date-time, a date (day precision) or a year-month."""
+    try:
+        if m := _DATETIME.fullmatch(value):
+            text = value.replace("z", "Z").replace("t", "T").replace(" ", "T")
+            parsed = datetime.fromisoformat(text)
+            return FuzzyDate(parsed, "exact")
+        if m := _DAY.fullmatch(value):
+            day = date(int(m[1]), int(m[2]), int(m[3]))
+            return FuzzyDate(datetime(day.year, day.month, day.day, tzinfo=UTC), "day")
+        if m := _MONTH.fullmatch(value):
+            return FuzzyDate(datetime(int(m[1]), int(m[2]), 1, tzinfo=UTC), "month")
+    except ValueError:
+        pass
+    raise RuleError(
+        "expected RFC 3339 date or datetime (such as 2019-02-28T13:25:00+07:00, "
+        f"2019-02-28 or 2019-02), got {_shown(value)}"
+    )
+
+
+def check_fuzzy_date(value: object) -> None:
+    if not isinstance(value, str):
+        raise RuleError(f"expected RFC 3339 date or datetime, got {_shown(value)}")
+    parse_fuzzy_date(value)
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse a signed ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds)."""
+    m = _DURATION.fullmatch(value)
+    if not m or value.rstrip("T").endswith(("P", "T")) or not any(m.groups()[1:]):
+        raise RuleError(
+            "expected a signed ISO 8601 duration of weeks, days, hours, minutes or "
+            f"seconds, such as -PT2H, got {_shown(value)}"
+        )
+    sign, weeks, days, hours, minutes, seconds = m.groups()
+    delta = timedelta(
+        weeks=int(weeks or 0),
+        days=int(days or 0),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
+        seconds=float(seconds or 0),
+    )
+    return -delta if sign == "-" else delta
+
+
+def check_duration(value: object) -> None:
+    if not isinstance(value, str):
+        raise RuleError(f"expected an ISO 8601 duration such as -PT2H, got {_shown(value)}")
+    parse_duration(value)
+
+
+_CHECKS = {
+    "story_id": check_story_id,
+    "ref": check_ref,
+    "fuzzy_date": check_fuzzy_date,
+    "duration": check_duration,
+}
+
+StoryId = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": STORY_ID_PATTERN, "maxLength": 128},
+        description="Story id: lowercase letters, digits and '-', 1 to 128 characters.",
+    ),
+    Rule("story_id"),
+]
+Ref = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": REF_PATTERN, "maxLength": 128},
+        description="A producer-chosen name for a thing inside one story.",
+    ),
+    Rule("ref"),
+]
+DateText = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": FUZZY_DATE_PATTERN},
+        description="RFC 3339 date-time; a date (day precision) or year-month (month precision).",
+    ),
+    Rule("fuzzy_date"),
+]
+Duration = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": DURATION_PATTERN},
+        description="Signed ISO 8601 duration relative to the current start, e.g. -PT2H.",
+    ),
+    Rule("duration"),
+]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]

@@ -1,0 +1,1 @@
+"""dateline: an event-sourced backend that tracks developing news stories."""
