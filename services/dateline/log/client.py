@@ -1,0 +1,221 @@
+"""The asyncio client for the update log: append, read a story, read a partition."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+from dateline_schemas import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_UPDATES,
+    InvalidUpdate,
+    Update,
+    decode_record,
+    decode_update,
+)
+
+from dateline.keys import Keys, dedup_field
+
+Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
+REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
+_SCRIPT = resources.files("dateline.log").joinpath("append.lua").read_text()
+_encode = msgspec.json.Encoder().encode
+
+
+class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What happened to one update of a batch, in the batch's order."""
+
+    index: int
+    status: Status
+    id: str | None = None
+    source: str | None = None
+    subject: str | None = None
+    version: int | None = None
+    """The story version: the new one, or the original's for a duplicate."""
+    position: str | None = None
+    """The log position, `<partition>:<stream id>`: new, or the original's."""
+    current_version: int | None = None
+    """For a conflict: the version the story holds."""
+    field: str | None = None
+    reason: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.status in REFUSED
+
+
+class BatchTooLarge(ValueError):
+    """More than 1,000 updates or 4 MiB in one batch."""
+
+
+class PartitionMismatch(RuntimeError):
+    """The log was created with another partition count than the one configured."""
+
+
+class Log:
+    """The update log on one Redis server. Build with `Log(client, keys)` or `connect`."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._append = client.register_script(_SCRIPT)
+
+    @classmethod
+    async def connect(cls, url: str, *, prefix: str = "dateline", partitions: int = 8) -> Log:
+        client = aioredis.Redis.from_url(url)
+        log = cls(client, Keys(prefix, partitions))
+        await log.check_partitions()
+        return log
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def check_partitions(self) -> None:
+        """Record the partition count on first use; refuse to run with another one."""
+        await self.redis.hsetnx(self.keys.config, "partitions", self.keys.partitions)
+        stored = int(await self.redis.hget(self.keys.config, "partitions") or 0)
+        if stored != self.keys.partitions:
+            raise PartitionMismatch(
+                f"the log under prefix {self.keys.prefix!r} has {stored} partitions; "
+                f"DATELINE_PARTITIONS is {self.keys.partitions}. Set it to {stored}."
+            )
+
+    async def append(
+        self, updates: Sequence[bytes | str | Update], *, atomic: bool = False
+    ) -> list[AppendResult]:
+        """Validate and append a batch: one result per update, in order.
+
+        Invalid updates are refused and the others still land, unless `atomic`:
+        then any refusal (invalid or conflict) writes nothing at all.
+        """
+        if len(updates) > MAX_BATCH_UPDATES:
+            raise BatchTooLarge(
+                f"batch: {len(updates)} updates, over the limit of {MAX_BATCH_UPDATES}"
+            )
+        results: list[AppendResult | None] = [None] * len(updates)
+        valid: list[tuple[int, Update, bytes]] = []
+        size = 0
+        for i, item in enumerate(updates):
+            try:
+                update, body = _validated(item)
+            except InvalidUpdate as exc:
+                results[i] = AppendResult(
+                    i, "invalid", field=exc.problem.field, reason=exc.problem.message
+                )
+                continue
+            size += len(body)
+            valid.append((i, update, body))
+        if size > MAX_BATCH_BYTES:
+            raise BatchTooLarge(f"batch: {size} bytes, over the limit of {MAX_BATCH_BYTES}")
+        if atomic and len(valid) < len(updates):
+            checked = {i: update for i, update, _ in valid}
+            return [results[i] or _aborted(i, checked[i]) for i in range(len(updates))]
+        if valid:
+            for (i, update, _), reply in zip(valid, await self._run(valid, atomic), strict=True):
+                results[i] = _result(i, update, reply)
+        return [r for r in results if r is not None]
+
+    async def _run(self, valid: list[tuple[int, Update, bytes]], atomic: bool) -> list[Any]:
+        key_index: dict[str, int] = {}
+
+        def index(key: str) -> int:
+            return key_index.setdefault(key, len(key_index) + 1)
+
+        args: list[Any] = ["1" if atomic else "0", len(valid)]
+        for _, update, body in valid:
+            part = self.keys.partition(update.subject)
+            args += [
+                index(self.keys.story(update.subject)),
+                index(self.keys.log(part)),
+                index(self.keys.ids(part)),
+                part,
+                dedup_field(update.source, update.id),
+                "" if update.expectedversion is None else update.expectedversion,
+                body[:-1],
+            ]
+        replies: list[Any] = await self._append(keys=list(key_index), args=args)
+        return replies
+
+    async def version(self, story: str) -> int:
+        """How many updates the story holds (0 if none)."""
+        return int(await self.redis.llen(self.keys.story(story)))
+
+    async def read_story_json(
+        self, story: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[bytes]:
+        """The story's records as stored (JSON), versions from..to inclusive."""
+        stop = -1 if to_version is None else to_version - 1
+        raw: list[bytes] = await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
+        return raw
+
+    async def read_story(
+        self, story: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[Update]:
+        raw = await self.read_story_json(story, from_version=from_version, to_version=to_version)
+        return [decode_record(r) for r in raw]
+
+    async def read_story_as_of(self, story: str, recorded: datetime) -> list[Update]:
+        """The story as the desk knew it at `recorded`: every update recorded by then."""
+        records = await self.read_story(story)
+        return [r for r in records if r.recordedtime is not None and r.recordedtime <= recorded]
+
+    async def read_partition(
+        self, partition: int, *, after: str = "0", count: int = 1000
+    ) -> list[tuple[str, Update]]:
+        """Up to `count` records of one partition after stream id `after`, in log order."""
+        entries = await self.redis.xrange(
+            self.keys.log(partition), min=f"({after}" if after != "0" else "-", count=count
+        )
+        return [(eid.decode(), decode_record(fields[b"__data__"])) for eid, fields in entries]
+
+
+def _validated(item: bytes | str | Update) -> tuple[Update, bytes]:
+    if isinstance(item, bytes | str):
+        decoded = decode_update(item)
+        return decoded.update, decoded.body
+    # A Struct built in Python was checked by __post_init__; re-decode its JSON so
+    # that it passes exactly the producer rules (no log fields, size limit).
+    decoded = decode_update(_encode(item))
+    return decoded.update, decoded.body
+
+
+def _aborted(index: int, update: Update) -> AppendResult:
+    return AppendResult(
+        index,
+        "aborted",
+        id=update.id,
+        source=update.source,
+        subject=update.subject,
+        reason="not written: the batch is atomic and another update in it was refused",
+    )
+
+
+def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
+    who = {"id": update.id, "source": update.source, "subject": update.subject}
+    status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if status == "appended":
+        return AppendResult(index, "appended", version=int(reply[1]), position=_s(reply[2]), **who)
+    if status == "duplicate":
+        version, position, story = _s(reply[1]).split(" ", 2)
+        reason = None if story == update.subject else f"this id was used for story {story!r}"
+        return AppendResult(
+            index, "duplicate", version=int(version), position=position, reason=reason, **who
+        )
+    if status == "conflict":
+        return AppendResult(
+            index,
+            "conflict",
+            current_version=int(reply[1]),
+            field="expectedversion",
+            reason=f"expected {update.expectedversion} updates, the story holds {int(reply[1])}",
+            **who,
+        )
+    return _aborted(index, update)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
