@@ -15,8 +15,8 @@ from dateline_schemas.decoding import (
     decode_record,
     decode_update,
 )
-from dateline_schemas.updates import TYPES, UPDATE_CLASSES, Update
 from dateline_schemas.upcasting import UPCASTERS, Upcasters
+from dateline_schemas.updates import TYPES, UPDATE_CLASSES, Update
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -29,8 +29,8 @@ __all__ = [
     "FuzzyDate",
     "InvalidUpdate",
     "Problem",
-    "Update",
     "Upcasters",
+    "Update",
     "decode_record",
     "decode_update",
     "parse_duration",

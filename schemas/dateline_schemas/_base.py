@@ -25,7 +25,7 @@ def _unwrap(hint: object) -> tuple[object, bool]:
 
 def _rules_of(cls: type) -> tuple[tuple[str, Rule, bool], ...]:
     """(field, rule, is_list) for every field whose type carries a `Rule`."""
-    found = []
+    found: list[tuple[str, Rule, bool]] = []
     for name, hint in typing.get_type_hints(cls, include_extras=True).items():
         inner, is_list = _unwrap(hint)
         rules = [m for m in getattr(inner, "__metadata__", ()) if isinstance(m, Rule)]
@@ -58,7 +58,9 @@ class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
                     rule.check(value)
             except RuleError as exc:
                 text = str(exc)
-                raise ValueError(text if text.startswith(f"{name}[") else f"{name}: {text}") from None
+                raise ValueError(
+                    text if text.startswith(f"{name}[") else f"{name}: {text}"
+                ) from None
         self.check()
 
     def check(self) -> None:

@@ -9,8 +9,8 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
-from dateline_schemas.updates import ENVELOPE_FIELDS, LOG_FIELDS, TYPES, Update
 from dateline_schemas.upcasting import UPCASTERS, Upcasters
+from dateline_schemas.updates import ENVELOPE_FIELDS, LOG_FIELDS, TYPES, Update
 
 MAX_UPDATE_BYTES: Final = 64 * 1024
 MAX_BATCH_UPDATES: Final = 1000
@@ -61,9 +61,13 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
     try:
         attrs = _shallow.decode(raw)
     except msgspec.ValidationError:
-        raise InvalidUpdate(Problem("update", f"expected a JSON object, got {_kind(raw)}")) from None
+        raise InvalidUpdate(
+            Problem("update", f"expected a JSON object, got {_kind(raw)}")
+        ) from None
     except msgspec.DecodeError as exc:
-        raise InvalidUpdate(Problem("update", f"not valid UTF-8 JSON: {_lower(str(exc))}")) from None
+        raise InvalidUpdate(
+            Problem("update", f"not valid UTF-8 JSON: {_lower(str(exc))}")
+        ) from None
     extensions: list[tuple[str, msgspec.Raw]] = []
     for name, value in attrs.items():
         if name in ENVELOPE_FIELDS:
@@ -75,7 +79,9 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
         extensions.append((name, value))
     for name in LOG_FIELDS:
         if name in attrs:
-            raise InvalidUpdate(Problem(name, "set by the log on append; producers must not send it"))
+            raise InvalidUpdate(
+                Problem(name, "set by the log on append; producers must not send it")
+            )
     update = _decode_typed(raw, upcasters)
     body = _encode(update)
     if extensions:
@@ -94,8 +100,10 @@ def _decode_typed(raw: bytes, upcasters: Upcasters) -> Update:
         if upcasters:
             doc = _generic.decode(raw)
             if isinstance(doc, dict) and upcasters.applies(doc):
-                return msgspec.convert(upcasters.upcast(doc), Update, strict=True)
-        return _typed.decode(raw)
+                upcast: Update = msgspec.convert(upcasters.upcast(doc), Update, strict=True)
+                return upcast
+        decoded: Update = _typed.decode(raw)
+        return decoded
     except msgspec.ValidationError as exc:
         raise InvalidUpdate(_explain(str(exc), raw)) from None
 

@@ -1,7 +1,7 @@
 """Write the JSON Schema of every update type to schemas/json/, or check that it is current.
 
-    python -m dateline_schemas.export           # rewrite the files
-    python -m dateline_schemas.export --check   # exit 1 if any file is stale
+python -m dateline_schemas.export           # rewrite the files
+python -m dateline_schemas.export --check   # exit 1 if any file is stale
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def stale(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of the files that are missing, different or no longer generated."""
     want = documents()
     have = {p.name for p in directory.glob("*.schema.json")}
-    wrong = [n for n, body in want.items() if not (directory / n).is_file()
-             or (directory / n).read_bytes() != body]
+    wrong = [
+        n
+        for n, body in want.items()
+        if not (directory / n).is_file() or (directory / n).read_bytes() != body
+    ]
     return sorted(wrong + sorted(have - want.keys()))
 
 

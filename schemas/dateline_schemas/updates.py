@@ -47,7 +47,5 @@ TYPES: Final[dict[str, type[Envelope]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in UPDATE_CLASSES
 }
-ENVELOPE_FIELDS: Final[frozenset[str]] = frozenset(
-    {"type", *Envelope.__struct_fields__, "data"}
-)
+ENVELOPE_FIELDS: Final[frozenset[str]] = frozenset({"type", *Envelope.__struct_fields__, "data"})
 LOG_FIELDS: Final[tuple[str, ...]] = ("version", "position", "recordedtime")

@@ -44,7 +44,5 @@ class Settings:
             raise SettingsError(f"DATELINE_PARTITIONS: expected 1 to 1024, got {raw_parts!r}")
         fsync = environ.get("DATELINE_FSYNC") or "always"
         if fsync not in ("always", "everysec", "no"):
-            raise SettingsError(
-                f"DATELINE_FSYNC: expected always, everysec or no, got {fsync!r}"
-            )
+            raise SettingsError(f"DATELINE_FSYNC: expected always, everysec or no, got {fsync!r}")
         return cls(url, data_dir, prefix, int(raw_parts), fsync)  # type: ignore[arg-type]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+
+from dateline.keys import Keys, dedup_field
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -17,8 +19,6 @@ from dateline_schemas import (
     decode_record,
     decode_update,
 )
-
-from dateline.keys import Keys, dedup_field
 
 Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
 REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
@@ -149,8 +149,8 @@ class Log:
     ) -> list[bytes]:
         """The story's records as stored (JSON), versions from..to inclusive."""
         stop = -1 if to_version is None else to_version - 1
-        raw: list[bytes] = await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
-        return raw
+        raw = await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
+        return cast(list[bytes], raw)
 
     async def read_story(
         self, story: str, *, from_version: int = 1, to_version: int | None = None
@@ -167,8 +167,11 @@ class Log:
         self, partition: int, *, after: str = "0", count: int = 1000
     ) -> list[tuple[str, Update]]:
         """Up to `count` records of one partition after stream id `after`, in log order."""
-        entries = await self.redis.xrange(
-            self.keys.log(partition), min=f"({after}" if after != "0" else "-", count=count
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(
+                self.keys.log(partition), min=f"({after}" if after != "0" else "-", count=count
+            ),
         )
         return [(eid.decode(), decode_record(fields[b"__data__"])) for eid, fields in entries]
 
@@ -195,7 +198,7 @@ def _aborted(index: int, update: Update) -> AppendResult:
 
 
 def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
-    who = {"id": update.id, "source": update.source, "subject": update.subject}
+    who: dict[str, Any] = {"id": update.id, "source": update.source, "subject": update.subject}
     status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
     if status == "appended":
         return AppendResult(index, "appended", version=int(reply[1]), position=_s(reply[2]), **who)

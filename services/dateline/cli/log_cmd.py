@@ -1,0 +1,101 @@
+"""`dateline log STORY`: a story's history as the log holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dateline.cli.common import open_log, server, settings
+from dateline.config import Settings
+from dateline.summary import summarize
+from dateline_schemas import Update, decode_record
+
+
+def _when(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected an RFC 3339 date-time with offset, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"give an offset (Z or +07:00), got {value!r}")
+    return parsed
+
+
+def happened(update: Update) -> str:
+    """The event time as precisely as it is known, and no more."""
+    t = update.time
+    match update.timeprecision:
+        case "month":
+            return t.strftime("%Y-%m")
+        case "day":
+            return t.strftime("%Y-%m-%d")
+        case "approximate":
+            return t.strftime("~%Y-%m-%d")
+        case _:
+            return t.strftime("%Y-%m-%d %H:%M %z")
+
+
+def render(records: list[bytes], story: str) -> Table:
+    table = Table(title=f"{story}: {len(records)} updates", title_justify="left")
+    table.add_column("v", style="bold", justify="right")
+    table.add_column("recorded", style="dim", no_wrap=True)
+    table.add_column("happened", no_wrap=True)
+    table.add_column("type", style="cyan", no_wrap=True)
+    table.add_column("update", overflow="fold")
+    for raw in records:
+        update = decode_record(raw)
+        recorded = update.recordedtime.strftime("%H:%M:%S.%f")[:-3] if update.recordedtime else ""
+        table.add_row(
+            str(update.version),
+            recorded,
+            happened(update),
+            update.__struct_config__.tag.removeprefix("dateline."),  # type: ignore[union-attr]
+            summarize(update),
+        )
+    return table
+
+
+@click.command(name="log")
+@click.argument("story")
+@click.option("--from-version", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--to-version", type=click.IntRange(1), default=None, help="Inclusive.")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=str,
+    default=None,
+    help="Only what was recorded by then (RFC 3339, e.g. 2019-02-28T13:30:00+07:00).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The stored records, one JSON per line.")
+def log_command(
+    story: str, from_version: int, to_version: int | None, as_of: str | None, as_json: bool
+) -> None:
+    """Print the history of STORY: every accepted update with its version, in log order."""
+    cutoff = _when(as_of) if as_of else None
+    cfg = settings()
+    with server(cfg) as url:
+        records = asyncio.run(_read(url, cfg, story, from_version, to_version, cutoff))
+    if not records:
+        raise click.ClickException(f"story {story!r} has no updates in this range")
+    if as_json:
+        for raw in records:
+            sys.stdout.buffer.write(raw + b"\n")
+        return
+    Console(soft_wrap=False).print(render(records, story))
+
+
+async def _read(
+    url: str, cfg: Settings, story: str, first: int, last: int | None, cutoff: datetime | None
+) -> list[bytes]:
+    async with open_log(url, cfg) as log:
+        records = await log.read_story_json(story, from_version=first, to_version=last)
+    if cutoff is None:
+        return records
+    return [r for r in records if (rt := decode_record(r).recordedtime) and rt <= cutoff]

@@ -1,0 +1,28 @@
+"""The `dateline` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import click
+
+from dateline.cli.demo import demo
+from dateline.cli.log_cmd import log_command
+from dateline.cli.publish import publish
+from dateline.cli.redis_cmd import redis_command
+from dateline.logs import configure
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="dateline")
+def cli() -> None:
+    """dateline: the update log of developing news stories, on Redis Streams.
+
+    With REDIS_URL unset, commands use an embedded Redis (Valkey) whose data lives
+    in DATELINE_DATA_DIR (default .dateline/). See README.md and docs/.
+    """
+    configure()
+
+
+cli.add_command(publish)
+cli.add_command(log_command)
+cli.add_command(redis_command)
+cli.add_command(demo)

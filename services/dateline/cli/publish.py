@@ -1,0 +1,125 @@
+"""`dateline publish`: append NDJSON updates, one result line per update."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from typing import IO
+
+import click
+import msgspec
+
+from dateline.cli.common import err, open_log, server, settings
+from dateline.config import Settings
+from dateline.log import AppendResult, Log
+from dateline_schemas import MAX_BATCH_UPDATES
+
+_COLOURS = {"appended": "green", "duplicate": "cyan", "conflict": "yellow"}
+
+
+def read_ndjson(stream: IO[bytes]) -> list[tuple[int, bytes]]:
+    """(line number, line) for every non-blank line."""
+    return [(n, line.strip()) for n, line in enumerate(stream, 1) if line.strip()]
+
+
+def describe(line: int, result: AppendResult) -> str:
+    status = click.style(f"{result.status:<9}", fg=_COLOURS.get(result.status, "red"))
+    head = f"line {line:<4} {status}"
+    match result.status:
+        case "appended" | "duplicate":
+            text = f"{head} {result.subject} v{result.version} at {result.position} ({result.id})"
+            return text + (f": {result.reason}" if result.reason else "")
+        case "invalid":
+            return f"{head} {result.field}: {result.reason}"
+        case _:
+            return f"{head} {result.subject} ({result.id}): {result.reason}"
+
+
+async def publish_lines(
+    log: Log,
+    lines: list[tuple[int, bytes]],
+    *,
+    batch_size: int,
+    atomic: bool,
+    pace: float,
+    as_json: bool,
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    step = 1 if pace else batch_size
+    for start in range(0, len(lines), step):
+        chunk = lines[start : start + step]
+        results = await log.append([body for _, body in chunk], atomic=atomic)
+        for (line, _), result in zip(chunk, results, strict=True):
+            counts[result.status] += 1
+            if as_json:
+                doc = {"line": line, **msgspec.to_builtins(result)}
+                sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
+            else:
+                click.echo(describe(line, result))
+        sys.stdout.flush()
+        if pace:
+            await asyncio.sleep(pace)
+    return counts
+
+
+@click.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="One JSON result object per line.")
+@click.option(
+    "--atomic",
+    is_flag=True,
+    help="All or nothing: if any update is refused, none is written (at most 1,000 updates).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_UPDATES),
+    default=MAX_BATCH_UPDATES,
+    show_default=True,
+    help="Updates per append script call.",
+)
+@click.option(
+    "--pace",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Seconds to wait after each update (one update per batch), to watch it unfold.",
+)
+def publish(file: IO[bytes], as_json: bool, atomic: bool, batch_size: int, pace: float) -> None:
+    """Append the NDJSON updates in FILE (or - for stdin) to the log.
+
+    Prints one line per update: appended (story version and log position),
+    duplicate (the original's), conflict (expectedversion did not match) or
+    invalid (the field and the rule). Exits 1 if any update was refused.
+
+    \b
+    Example:
+      dateline publish examples/hanoi-summit-2019.ndjson
+    """
+    lines = read_ndjson(file)
+    if atomic and len(lines) > MAX_BATCH_UPDATES:
+        raise click.UsageError(
+            f"--atomic takes at most {MAX_BATCH_UPDATES} updates; the input has {len(lines)}"
+        )
+    cfg = settings()
+    with server(cfg) as url:
+        counts = asyncio.run(_run(url, cfg, lines, batch_size, atomic, pace, as_json))
+    refused = sum(counts[s] for s in ("conflict", "invalid", "aborted"))
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    err(f"{len(lines)} updates: {parts or 'none'}")
+    if refused:
+        sys.exit(1)
+
+
+async def _run(
+    url: str,
+    cfg: Settings,
+    lines: list[tuple[int, bytes]],
+    batch_size: int,
+    atomic: bool,
+    pace: float,
+    as_json: bool,
+) -> Counter[str]:
+    async with open_log(url, cfg) as log:
+        return await publish_lines(
+            log, lines, batch_size=batch_size, atomic=atomic, pace=pace, as_json=as_json
+        )
