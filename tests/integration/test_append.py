@@ -1,0 +1,137 @@
+"""The log on a real server: what an append writes, refuses and returns."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+from dateline_schemas import TYPES
+
+from dateline.log import Log
+from tests.conftest import keys_written
+from tests.factories import encode, update
+from tests.invalid_cases import CASES, Case
+
+HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"
+
+
+@pytest.mark.parametrize("type_", sorted(TYPES))
+async def test_every_type_round_trips_through_the_log(log: Log, type_: str) -> None:
+    doc = update(type_)
+    [result] = await log.append([encode(doc)])
+    assert (result.status, result.version) == ("appended", 1)
+    [stored] = await log.read_story_json(doc["subject"])
+    record = msgspec.json.decode(stored)
+    assert record["data"] == doc["data"]
+    assert (record["version"], record["position"]) == (1, result.position)
+    [(entry_id, from_partition)] = await log.read_partition(log.keys.partition(doc["subject"]))
+    assert result.position == f"{log.keys.partition(doc['subject'])}:{entry_id}"
+    assert from_partition == (await log.read_story(doc["subject"]))[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_invalid_updates_write_nothing(log: Log, case: Case) -> None:
+    [result] = await log.append([case.raw])
+    assert (result.status, result.field) == ("invalid", case.field)
+    assert case.says in (result.reason or "")
+    assert await keys_written(log) == []
+
+
+async def test_versions_are_gap_free_and_positions_increase(log: Log) -> None:
+    results = await log.append([encode(update()) for _ in range(300)])
+    assert [r.version for r in results] == list(range(1, 301))
+    ids = [tuple(map(int, r.position.split(":")[1].split("-"))) for r in results if r.position]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+
+
+async def test_a_duplicate_returns_the_original_and_writes_nothing(log: Log) -> None:
+    first = encode(update(id="wire-1"))
+    [original] = await log.append([first])
+    before = await log.redis.xlen(log.keys.log(log.keys.partition("hanoi-summit-2019")))
+    [again] = await log.append([encode(update(id="wire-1", data={"title": "changed"}))])
+    assert (again.status, again.version, again.position) == ("duplicate", 1, original.position)
+    assert await log.version("hanoi-summit-2019") == 1
+    assert await log.redis.xlen(log.keys.log(log.keys.partition("hanoi-summit-2019"))) == before
+
+
+async def test_same_id_from_another_source_is_another_update(log: Log) -> None:
+    results = await log.append([encode(update(id="1", source="urn:a")), encode(update(id="1", source="urn:b"))])
+    assert [r.status for r in results] == ["appended", "appended"]
+
+
+async def test_duplicates_inside_one_batch(log: Log) -> None:
+    doc = encode(update(id="dup"))
+    results = await log.append([doc, doc, doc])
+    assert [r.status for r in results] == ["appended", "duplicate", "duplicate"]
+    assert {r.position for r in results} == {results[0].position}
+
+
+async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:
+    await log.append([encode(update())])
+    [conflict] = await log.append([encode(update(expectedversion=0))])
+    assert (conflict.status, conflict.current_version, conflict.field) == ("conflict", 1, "expectedversion")
+    [ok] = await log.append([encode(update(expectedversion=1))])
+    assert (ok.status, ok.version) == ("appended", 2)
+
+
+async def test_atomic_batch_is_all_or_nothing(log: Log) -> None:
+    batch = [encode(update(subject="s-one")), encode(update(subject="s-two")), encode(update(expectedversion=5))]
+    results = await log.append(batch, atomic=True)
+    assert [r.status for r in results] == ["aborted", "aborted", "conflict"]
+    assert await keys_written(log) == []
+    invalid = [encode(update()), b"{"]
+    assert [r.status for r in await log.append(invalid, atomic=True)] == ["aborted", "invalid"]
+    assert await keys_written(log) == []
+    ok = await log.append(batch[:2], atomic=True)
+    assert [r.status for r in ok] == ["appended", "appended"]
+
+
+async def test_non_atomic_batch_lands_what_it_can(log: Log) -> None:
+    results = await log.append([encode(update()), b"[]", encode(update(expectedversion=0)), encode(update())])
+    assert [r.status for r in results] == ["appended", "invalid", "conflict", "appended"]
+    assert await log.version("hanoi-summit-2019") == 2
+
+
+async def test_recordedtime_is_set_by_the_server(log: Log) -> None:
+    before = datetime.now(UTC)
+    await log.append([encode(update())])
+    [record] = await log.read_story("hanoi-summit-2019")
+    assert record.recordedtime is not None
+    assert abs((record.recordedtime - before).total_seconds()) < 5
+
+
+async def test_reads_by_version_range_and_recorded_time(log: Log) -> None:
+    await log.append([encode(update()) for _ in range(5)])
+    middle = await log.read_story("hanoi-summit-2019", from_version=2, to_version=4)
+    assert [r.version for r in middle] == [2, 3, 4]
+    first = (await log.read_story("hanoi-summit-2019"))[0]
+    await asyncio.sleep(0.01)
+    await log.append([encode(update())])
+    assert first.recordedtime is not None
+    as_of = await log.read_story_as_of("hanoi-summit-2019", first.recordedtime)
+    assert [r.version for r in as_of] == [1, 2, 3, 4, 5]
+
+
+async def test_partition_reads_page_in_log_order(log: Log) -> None:
+    stories = [f"story-{i}" for i in range(40)]
+    await log.append([encode(update(subject=s)) for s in stories])
+    seen: list[str] = []
+    for p in range(log.keys.partitions):
+        after = "0"
+        while page := await log.read_partition(p, after=after, count=3):
+            seen += [r.subject for _, r in page]
+            after = page[-1][0]
+    assert sorted(seen) == sorted(stories)
+
+
+async def test_the_hanoi_story_appends_cleanly(log: Log) -> None:
+    lines = [line for line in HANOI.read_bytes().splitlines() if line.strip()]
+    results = await log.append(lines)
+    assert [r.status for r in results] == ["appended"] * len(lines)
+    assert await log.version("hanoi-summit-2019") == 21
+    assert await log.version("cohen-hearing-2019") == 4
+    again = await log.append(lines)
+    assert {r.status for r in again} == {"duplicate"}
