@@ -1,0 +1,109 @@
+"""The `dateline` command as a user runs it: real processes, the embedded server, a data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
+DATELINE = Path(sys.executable).parent / "dateline"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A fresh data dir and the embedded server: REDIS_URL unset, as for a new user."""
+    clean = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return {**clean, "DATELINE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "160"}
+
+
+def run(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DATELINE), *args], env=env, input=stdin.decode() if stdin else None,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_publish_the_hanoi_story_then_read_it_back(env: dict[str, str]) -> None:
+    first = run(env, "publish", str(HANOI))
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert len(lines) == 25 and all(" appended " in line for line in lines)
+    assert "25 updates: 25 appended" in first.stderr
+
+    again = run(env, "publish", "--json", str(HANOI))
+    assert again.returncode == 0
+    results = [json.loads(line) for line in again.stdout.splitlines()]
+    assert {r["status"] for r in results} == {"duplicate"}
+    assert [r["line"] for r in results] == list(range(1, 26))
+
+    history = run(env, "log", "hanoi-summit-2019", "--json")
+    records = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["version"] for r in records] == list(range(1, 22))
+    assert records[12]["type"] == "dateline.schedule.rescheduled"
+    assert records[12]["data"]["shift"] == "-PT2H"
+
+    table = run(env, "log", "hanoi-summit-2019")
+    assert "Cancelled working-lunch" in table.stdout
+    assert "Rescheduled press-conference: moved by -PT2H" in table.stdout
+
+
+def test_refused_updates_exit_1_and_say_why(env: dict[str, str]) -> None:
+    good = HANOI.read_bytes().splitlines()[0]
+    bad = json.dumps({**json.loads(good), "id": "other", "subject": "Hanoi Summit"}).encode()
+    result = run(env, "publish", "-", stdin=good + b"\n\n" + bad + b"\n{oops\n")
+    assert result.returncode == 1
+    out = result.stdout.splitlines()
+    assert out[0].startswith("line 1") and "appended" in out[0]
+    assert out[1].startswith("line 3") and 'subject: expected a story id' in out[1]
+    assert out[2].startswith("line 4") and "not valid UTF-8 JSON" in out[2]
+    assert "1 appended, 2 invalid" in result.stderr
+
+
+def test_log_of_an_unknown_story_fails_clearly(env: dict[str, str]) -> None:
+    result = run(env, "log", "no-such-story")
+    assert result.returncode == 1
+    assert "no updates" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_settings_are_named(env: dict[str, str]) -> None:
+    result = run({**env, "DATELINE_PARTITIONS": "many"}, "log", "x")
+    assert result.returncode == 2
+    assert "DATELINE_PARTITIONS" in result.stderr
+
+
+def test_redis_command_serves_others_and_stops_cleanly(env: dict[str, str]) -> None:
+    server = subprocess.Popen([str(DATELINE), "redis"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("redis://127.0.0.1:")
+        published = run({**env, "REDIS_URL": url}, "publish", str(HANOI))
+        assert published.returncode == 0
+        shared = run(env, "log", "cohen-hearing-2019", "--json")  # finds the running server
+        assert len(shared.stdout.splitlines()) == 4
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    assert not (Path(env["DATELINE_DATA_DIR"]) / "redis.url").exists()
+    # The AOF kept it all: a new embedded server reads it back.
+    assert len(run(env, "log", "cohen-hearing-2019", "--json").stdout.splitlines()) == 4
+
+
+def test_demo_tells_the_story(env: dict[str, str]) -> None:
+    result = run(env, "demo", "--pace", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("appended") == 25
+    assert "hanoi-summit-2019: 21 updates" in result.stdout
+
+
+def test_help_helps() -> None:
+    result = subprocess.run([str(DATELINE), "publish", "--help"], capture_output=True, text=True, check=True)
+    assert "Exits 1 if any update was refused" in result.stdout
+    assert "--atomic" in result.stdout
