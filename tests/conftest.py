@@ -35,7 +35,9 @@ def start_server(kind: str, data_dir: Path, fsync: str = "everysec") -> Embedded
 
 
 @pytest.fixture(scope="session", params=[VALKEY, REDIS62])
-def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """REDIS_URL when set (one run); otherwise Valkey 8.1 and Redis 6.2 servers of our own."""
     if url := os.environ.get("REDIS_URL"):
         if request.param != VALKEY:

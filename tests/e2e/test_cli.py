@@ -23,10 +23,17 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**clean, "DATELINE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "160"}
 
 
-def run(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    env: dict[str, str], *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(DATELINE), *args], env=env, input=stdin.decode() if stdin else None,
-        capture_output=True, text=True, timeout=120, check=False,
+        [str(DATELINE), *args],
+        env=env,
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -61,7 +68,7 @@ def test_refused_updates_exit_1_and_say_why(env: dict[str, str]) -> None:
     assert result.returncode == 1
     out = result.stdout.splitlines()
     assert out[0].startswith("line 1") and "appended" in out[0]
-    assert out[1].startswith("line 3") and 'subject: expected a story id' in out[1]
+    assert out[1].startswith("line 3") and "subject: expected a story id" in out[1]
     assert out[2].startswith("line 4") and "not valid UTF-8 JSON" in out[2]
     assert "1 appended, 2 invalid" in result.stderr
 
@@ -104,6 +111,8 @@ def test_demo_tells_the_story(env: dict[str, str]) -> None:
 
 
 def test_help_helps() -> None:
-    result = subprocess.run([str(DATELINE), "publish", "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [str(DATELINE), "publish", "--help"], capture_output=True, text=True, check=True
+    )
     assert "Exits 1 if any update was refused" in result.stdout
     assert "--atomic" in result.stdout

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from dateline_schemas import TYPES
 
 from dateline.log import Log
+from dateline_schemas import TYPES
 from tests.conftest import keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES, Case
@@ -58,7 +58,9 @@ async def test_a_duplicate_returns_the_original_and_writes_nothing(log: Log) -> 
 
 
 async def test_same_id_from_another_source_is_another_update(log: Log) -> None:
-    results = await log.append([encode(update(id="1", source="urn:a")), encode(update(id="1", source="urn:b"))])
+    results = await log.append(
+        [encode(update(id="1", source="urn:a")), encode(update(id="1", source="urn:b"))]
+    )
     assert [r.status for r in results] == ["appended", "appended"]
 
 
@@ -72,13 +74,21 @@ async def test_duplicates_inside_one_batch(log: Log) -> None:
 async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:
     await log.append([encode(update())])
     [conflict] = await log.append([encode(update(expectedversion=0))])
-    assert (conflict.status, conflict.current_version, conflict.field) == ("conflict", 1, "expectedversion")
+    assert (conflict.status, conflict.current_version, conflict.field) == (
+        "conflict",
+        1,
+        "expectedversion",
+    )
     [ok] = await log.append([encode(update(expectedversion=1))])
     assert (ok.status, ok.version) == ("appended", 2)
 
 
 async def test_atomic_batch_is_all_or_nothing(log: Log) -> None:
-    batch = [encode(update(subject="s-one")), encode(update(subject="s-two")), encode(update(expectedversion=5))]
+    batch = [
+        encode(update(subject="s-one")),
+        encode(update(subject="s-two")),
+        encode(update(expectedversion=5)),
+    ]
     results = await log.append(batch, atomic=True)
     assert [r.status for r in results] == ["aborted", "aborted", "conflict"]
     assert await keys_written(log) == []
@@ -90,7 +100,9 @@ async def test_atomic_batch_is_all_or_nothing(log: Log) -> None:
 
 
 async def test_non_atomic_batch_lands_what_it_can(log: Log) -> None:
-    results = await log.append([encode(update()), b"[]", encode(update(expectedversion=0)), encode(update())])
+    results = await log.append(
+        [encode(update()), b"[]", encode(update(expectedversion=0)), encode(update())]
+    )
     assert [r.status for r in results] == ["appended", "invalid", "conflict", "appended"]
     assert await log.version("hanoi-summit-2019") == 2
 

@@ -20,7 +20,7 @@ async def test_acknowledged_updates_survive_sigkill(tmp_path: Path, kind: str) -
     acknowledged: list[str] = []
     try:
         log = Log(aioredis.Redis.from_url(server.url), keys)
-        for batch in range(5):
+        for _ in range(5):
             results = await log.append([encode(update(subject=f"s{i % 7}")) for i in range(200)])
             assert {r.status for r in results} == {"appended"}
             acknowledged += [r.id for r in results if r.id]

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from dateline_schemas import parse_duration, parse_fuzzy_date
-from dateline_schemas._rules import RuleError, check_story_id
 
 from dateline.keys import Keys, dedup_field, partition_of
+from dateline_schemas import parse_duration, parse_fuzzy_date
+from dateline_schemas._rules import RuleError, check_story_id
 
 
 @pytest.mark.parametrize(
     ("text", "start", "precision"),
     [
-        ("2019-02-28T13:25:00+07:00", datetime(2019, 2, 28, 13, 25, tzinfo=timezone(timedelta(hours=7))), "exact"),
+        (
+            "2019-02-28T13:25:00+07:00",
+            datetime(2019, 2, 28, 13, 25, tzinfo=timezone(timedelta(hours=7))),
+            "exact",
+        ),
         ("2019-02-28t06:25:00z", datetime(2019, 2, 28, 6, 25, tzinfo=UTC), "exact"),
         ("2019-02-28", datetime(2019, 2, 28, tzinfo=UTC), "day"),
         ("2019-02", datetime(2019, 2, 1, tzinfo=UTC), "month"),
@@ -25,7 +29,9 @@ def test_fuzzy_dates_keep_their_precision(text: str, start: datetime, precision:
     assert (parsed.start, parsed.precision) == (start, precision)
 
 
-@pytest.mark.parametrize("text", ["2019-13", "2019-02-29", "2019-02-28T13:25", "28/02/2019", "2019-02-28\n"])
+@pytest.mark.parametrize(
+    "text", ["2019-13", "2019-02-29", "2019-02-28T13:25", "28/02/2019", "2019-02-28\n"]
+)
 def test_impossible_or_malformed_dates_are_refused(text: str) -> None:
     with pytest.raises(RuleError, match="RFC 3339"):
         parse_fuzzy_date(text)

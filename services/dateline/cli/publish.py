@@ -47,10 +47,11 @@ async def publish_lines(
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     step = 1 if pace else batch_size
-    for start in range(0, len(lines), step):
-        chunk = lines[start : start + step]
-        results = await log.append([body for _, body in chunk], atomic=atomic)
-        for (line, _), result in zip(chunk, results, strict=True):
+    chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
+    batches = ([body for _, body in chunk] for chunk in chunks)
+    done = 0
+    async for results in log.append_stream(batches, atomic=atomic):
+        for (line, _), result in zip(chunks[done], results, strict=True):
             counts[result.status] += 1
             if as_json:
                 doc = {"line": line, **msgspec.to_builtins(result)}
@@ -58,6 +59,7 @@ async def publish_lines(
             else:
                 click.echo(describe(line, result))
         sys.stdout.flush()
+        done += 1
         if pace:
             await asyncio.sleep(pace)
     return counts

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, Literal, cast
@@ -24,6 +26,7 @@ Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
 REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
 _SCRIPT = resources.files("dateline.log").joinpath("append.lua").read_text()
 _encode = msgspec.json.Encoder().encode
+_pack = msgspec.msgpack.Encoder().encode
 
 
 class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -54,6 +57,17 @@ class BatchTooLarge(ValueError):
 
 class PartitionMismatch(RuntimeError):
     """The log was created with another partition count than the one configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated batch with its script arguments, ready to submit."""
+
+    results: list[AppendResult | None]  # filled in for refused updates already
+    valid: list[tuple[int, Update]]
+    keys: list[str]
+    args: list[Any]
+    atomic: bool
 
 
 class Log:
@@ -92,13 +106,38 @@ class Log:
         Invalid updates are refused and the others still land, unless `atomic`:
         then any refusal (invalid or conflict) writes nothing at all.
         """
+        return await self.submit(self.prepare(updates, atomic=atomic))
+
+    async def append_stream(
+        self, batches: Iterable[Sequence[bytes | str | Update]], *, atomic: bool = False
+    ) -> AsyncIterator[list[AppendResult]]:
+        """Append batch after batch, in order, validating the next while Redis runs this one.
+
+        For bulk loads: the client's CPU work overlaps the server's, and batch k+1
+        is sent only after batch k has been answered, so log order is input order.
+        """
+        pending: asyncio.Task[list[AppendResult]] | None = None
+        for batch in batches:
+            prepared = self.prepare(batch, atomic=atomic)
+            if pending is not None:
+                yield await pending
+            pending = asyncio.ensure_future(self.submit(prepared))
+            await asyncio.sleep(0)  # let it send before we validate the next batch
+        if pending is not None:
+            yield await pending
+
+    def prepare(self, updates: Sequence[bytes | str | Update], *, atomic: bool) -> Prepared:
+        """Validate a batch and pack the script's arguments. CPU only, no I/O."""
         if len(updates) > MAX_BATCH_UPDATES:
             raise BatchTooLarge(
                 f"batch: {len(updates)} updates, over the limit of {MAX_BATCH_UPDATES}"
             )
         results: list[AppendResult | None] = [None] * len(updates)
-        valid: list[tuple[int, Update, bytes]] = []
-        size = 0
+        valid: list[tuple[int, Update]] = []
+        key_index: dict[str, int] = {}
+        meta: list[tuple[int, int, int, int, str, int, int]] = []
+        bodies: list[bytes] = []
+        keys = self.keys
         for i, item in enumerate(updates):
             try:
                 update, body = _validated(item)
@@ -107,38 +146,38 @@ class Log:
                     i, "invalid", field=exc.problem.field, reason=exc.problem.message
                 )
                 continue
-            size += len(body)
-            valid.append((i, update, body))
+            valid.append((i, update))
+            part = keys.partition(update.subject)
+            story_key = f"{keys.prefix}:{{p{part}}}:story:{update.subject}"
+            meta.append(
+                (
+                    key_index.setdefault(story_key, len(key_index) + 1),
+                    key_index.setdefault(keys.log(part), len(key_index) + 1),
+                    key_index.setdefault(keys.ids(part), len(key_index) + 1),
+                    part,
+                    dedup_field(update.source, update.id),
+                    -1 if update.expectedversion is None else update.expectedversion,
+                    len(body) - 1,
+                )
+            )
+            bodies.append(body[:-1])
+        size = sum(map(len, bodies)) + len(bodies)
         if size > MAX_BATCH_BYTES:
             raise BatchTooLarge(f"batch: {size} bytes, over the limit of {MAX_BATCH_BYTES}")
-        if atomic and len(valid) < len(updates):
-            checked = {i: update for i, update, _ in valid}
-            return [results[i] or _aborted(i, checked[i]) for i in range(len(updates))]
+        args = ["1" if atomic else "0", _pack(meta), b"".join(bodies)]
+        return Prepared(results, valid, list(key_index), args, atomic)
+
+    async def submit(self, prepared: Prepared) -> list[AppendResult]:
+        """Run the append script for a prepared batch."""
+        results, valid = prepared.results, prepared.valid
+        if prepared.atomic and len(valid) < len(results):
+            checked = dict(valid)
+            return [results[i] or _aborted(i, checked[i]) for i in range(len(results))]
         if valid:
-            for (i, update, _), reply in zip(valid, await self._run(valid, atomic), strict=True):
+            replies = await self._append(keys=prepared.keys, args=prepared.args)
+            for (i, update), reply in zip(valid, replies, strict=True):
                 results[i] = _result(i, update, reply)
         return [r for r in results if r is not None]
-
-    async def _run(self, valid: list[tuple[int, Update, bytes]], atomic: bool) -> list[Any]:
-        key_index: dict[str, int] = {}
-
-        def index(key: str) -> int:
-            return key_index.setdefault(key, len(key_index) + 1)
-
-        args: list[Any] = ["1" if atomic else "0", len(valid)]
-        for _, update, body in valid:
-            part = self.keys.partition(update.subject)
-            args += [
-                index(self.keys.story(update.subject)),
-                index(self.keys.log(part)),
-                index(self.keys.ids(part)),
-                part,
-                dedup_field(update.source, update.id),
-                "" if update.expectedversion is None else update.expectedversion,
-                body[:-1],
-            ]
-        replies: list[Any] = await self._append(keys=list(key_index), args=args)
-        return replies
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""

@@ -1,0 +1,1 @@
+"""dateline benchmarks: ratios against a baseline measured in the same run."""

@@ -1,0 +1,76 @@
+"""What every benchmark shares: repeated timing, medians, and the results files."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    benchmark: str
+    case: str
+    value: float
+    unit: str
+    baseline: str = ""
+    ratio: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        ratio = f"  ({row.ratio:.2f}x {row.baseline})" if row.ratio is not None else ""
+        print(f"  {row.case:<52} {row.value:>12,.1f} {row.unit}{ratio}", flush=True)
+        return row
+
+    def write(self) -> tuple[Path, Path]:
+        RESULTS.mkdir(exist_ok=True)
+        meta = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+        json_path = RESULTS / "results.json"
+        json_path.write_bytes(
+            msgspec.json.format(msgspec.json.encode({"meta": meta, "rows": self.rows}), indent=2)
+        )
+        lines = [
+            f"Benchmarks, {meta['when']}, Python {meta['python']} on {meta['machine']}",
+            "",
+            "| benchmark | case | value | unit | ratio | against | note |",
+            "|---|---|---:|---|---:|---|---|",
+        ]
+        for r in self.rows:
+            ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+            lines.append(
+                f"| {r.benchmark} | {r.case} | {r.value:,.1f} | {r.unit} | {ratio} "
+                f"| {r.baseline} | {r.note} |"
+            )
+        md_path = RESULTS / "results.md"
+        md_path.write_text("\n".join(lines) + "\n")
+        return json_path, md_path
+
+
+async def median_rate(
+    runs: int, items: int, once: Callable[[], Awaitable[None]], reset: Callable[[], Awaitable[None]]
+) -> float:
+    """Median items/s over `runs` timed calls of `once`, each after an untimed `reset`."""
+    rates = []
+    for _ in range(runs):
+        await reset()
+        start = time.perf_counter()
+        await once()
+        rates.append(items / (time.perf_counter() - start))
+    return statistics.median(rates)
