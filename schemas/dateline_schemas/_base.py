@@ -47,20 +47,13 @@ class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
             value = getattr(self, name)
             if value is None:
                 continue
-            try:
-                if is_list:
-                    for i, item in enumerate(value):
-                        try:
-                            rule.check(item)
-                        except RuleError as exc:
-                            raise RuleError(f"{name}[{i}]: {exc}") from None
-                else:
-                    rule.check(value)
-            except RuleError as exc:
-                text = str(exc)
-                raise ValueError(
-                    text if text.startswith(f"{name}[") else f"{name}: {text}"
-                ) from None
+            items = enumerate(value) if is_list else [(None, value)]
+            for i, item in items:
+                try:
+                    rule.check(item)
+                except RuleError as exc:
+                    where = name if i is None else f"{name}[{i}]"
+                    raise ValueError(f"{where}: {exc}") from None
         self.check()
 
     def check(self) -> None:

@@ -43,8 +43,10 @@ class Keys:
     def ids(self, partition: int) -> str:
         return f"{self.prefix}:{{p{partition}}}:ids"
 
-    def story(self, story: str) -> str:
-        return f"{self.prefix}:{{p{self.partition(story)}}}:story:{story}"
+    def story(self, story: str, partition: int | None = None) -> str:
+        """The story's history list; pass `partition` when it is known already."""
+        part = self.partition(story) if partition is None else partition
+        return f"{self.prefix}:{{p{part}}}:story:{story}"
 
     def logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,19 @@ def test_help_helps() -> None:
     )
     assert "Exits 1 if any update was refused" in result.stdout
     assert "--atomic" in result.stdout
+
+
+def test_log_as_of_shows_what_the_desk_knew_then(env: dict[str, str]) -> None:
+    """--as-of cuts the history at a recorded time: later updates are not shown."""
+    lines = HANOI.read_bytes().splitlines()
+    assert run(env, "publish", "-", stdin=b"\n".join(lines[:3]) + b"\n").returncode == 0
+    first = json.loads(run(env, "log", "hanoi-summit-2019", "--json").stdout.splitlines()[-1])
+    time.sleep(0.05)  # the next append gets a later recordedtime
+    assert run(env, "publish", str(HANOI)).returncode == 0
+    cut = run(env, "log", "hanoi-summit-2019", "--json", "--as-of", first["recordedtime"])
+    assert [json.loads(x)["version"] for x in cut.stdout.splitlines()] == [1, 2, 3]
+    full = run(env, "log", "hanoi-summit-2019", "--json")
+    assert len(full.stdout.splitlines()) == 21
+    naive = run(env, "log", "hanoi-summit-2019", "--as-of", "2019-02-28T13:00:00")
+    assert naive.returncode == 2
+    assert "give an offset" in naive.stderr

@@ -123,7 +123,7 @@ async def test_reads_by_version_range_and_recorded_time(log: Log) -> None:
     await asyncio.sleep(0.01)
     await log.append([encode(update())])
     assert first.recordedtime is not None
-    as_of = await log.read_story_as_of("hanoi-summit-2019", first.recordedtime)
+    as_of = await log.read_story("hanoi-summit-2019", as_of=first.recordedtime)
     assert [r.version for r in as_of] == [1, 2, 3, 4, 5]
 
 

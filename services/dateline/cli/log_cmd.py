@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from dateline.cli.common import open_log, server, settings
-from dateline.config import Settings
 from dateline.summary import summarize
 from dateline_schemas import Update, decode_record
 
@@ -80,8 +79,15 @@ def log_command(
     """Print the history of STORY: every accepted update with its version, in log order."""
     cutoff = _when(as_of) if as_of else None
     cfg = settings()
+
+    async def read() -> list[bytes]:
+        async with open_log(url, cfg) as log:
+            return await log.read_story_json(
+                story, from_version=from_version, to_version=to_version, as_of=cutoff
+            )
+
     with server(cfg) as url:
-        records = asyncio.run(_read(url, cfg, story, from_version, to_version, cutoff))
+        records = asyncio.run(read())
     if not records:
         raise click.ClickException(f"story {story!r} has no updates in this range")
     if as_json:
@@ -89,13 +95,3 @@ def log_command(
             sys.stdout.buffer.write(raw + b"\n")
         return
     Console(soft_wrap=False).print(render(records, story))
-
-
-async def _read(
-    url: str, cfg: Settings, story: str, first: int, last: int | None, cutoff: datetime | None
-) -> list[bytes]:
-    async with open_log(url, cfg) as log:
-        records = await log.read_story_json(story, from_version=first, to_version=last)
-    if cutoff is None:
-        return records
-    return [r for r in records if (rt := decode_record(r).recordedtime) and rt <= cutoff]

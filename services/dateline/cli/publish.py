@@ -11,8 +11,7 @@ import click
 import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.config import Settings
-from dateline.log import AppendResult, Log
+from dateline.log import REFUSED, AppendResult, Log
 from dateline_schemas import MAX_BATCH_UPDATES
 
 _COLOURS = {"appended": "green", "duplicate": "cyan", "conflict": "yellow"}
@@ -103,25 +102,17 @@ def publish(file: IO[bytes], as_json: bool, atomic: bool, batch_size: int, pace:
             f"--atomic takes at most {MAX_BATCH_UPDATES} updates; the input has {len(lines)}"
         )
     cfg = settings()
+
+    async def run() -> Counter[str]:
+        async with open_log(url, cfg) as log:
+            return await publish_lines(
+                log, lines, batch_size=batch_size, atomic=atomic, pace=pace, as_json=as_json
+            )
+
     with server(cfg) as url:
-        counts = asyncio.run(_run(url, cfg, lines, batch_size, atomic, pace, as_json))
-    refused = sum(counts[s] for s in ("conflict", "invalid", "aborted"))
+        counts = asyncio.run(run())
+    refused = sum(counts[s] for s in REFUSED)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     err(f"{len(lines)} updates: {parts or 'none'}")
     if refused:
         sys.exit(1)
-
-
-async def _run(
-    url: str,
-    cfg: Settings,
-    lines: list[tuple[int, bytes]],
-    batch_size: int,
-    atomic: bool,
-    pace: float,
-    as_json: bool,
-) -> Counter[str]:
-    async with open_log(url, cfg) as log:
-        return await publish_lines(
-            log, lines, batch_size=batch_size, atomic=atomic, pace=pace, as_json=as_json
-        )

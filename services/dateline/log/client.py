@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from itertools import takewhile
 from typing import Any, Literal, cast
 
 import msgspec
@@ -148,10 +149,9 @@ class Log:
                 continue
             valid.append((i, update))
             part = keys.partition(update.subject)
-            story_key = f"{keys.prefix}:{{p{part}}}:story:{update.subject}"
             meta.append(
                 (
-                    key_index.setdefault(story_key, len(key_index) + 1),
+                    key_index.setdefault(keys.story(update.subject, part), len(key_index) + 1),
                     key_index.setdefault(keys.log(part), len(key_index) + 1),
                     key_index.setdefault(keys.ids(part), len(key_index) + 1),
                     part,
@@ -184,35 +184,56 @@ class Log:
         return int(await self.redis.llen(self.keys.story(story)))
 
     async def read_story_json(
-        self, story: str, *, from_version: int = 1, to_version: int | None = None
+        self,
+        story: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
     ) -> list[bytes]:
-        """The story's records as stored (JSON), versions from..to inclusive."""
+        """The story's records as stored (JSON), versions from..to inclusive.
+
+        `as_of` keeps only what had been recorded by then: what the desk knew. A
+        story's records are in recordedtime order (its partition's stream ids only
+        grow), so that is a prefix of the history.
+        """
         stop = -1 if to_version is None else to_version - 1
-        raw = await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
-        return cast(list[bytes], raw)
+        raw = cast(
+            list[bytes], await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
+        )
+        if as_of is None:
+            return raw
+        return list(takewhile(lambda r: _stamp(r).recordedtime <= as_of, raw))
 
     async def read_story(
-        self, story: str, *, from_version: int = 1, to_version: int | None = None
+        self,
+        story: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
     ) -> list[Update]:
-        raw = await self.read_story_json(story, from_version=from_version, to_version=to_version)
+        raw = await self.read_story_json(
+            story, from_version=from_version, to_version=to_version, as_of=as_of
+        )
         return [decode_record(r) for r in raw]
 
-    async def read_story_as_of(self, story: str, recorded: datetime) -> list[Update]:
-        """The story as the desk knew it at `recorded`: every update recorded by then."""
-        records = await self.read_story(story)
-        return [r for r in records if r.recordedtime is not None and r.recordedtime <= recorded]
-
     async def read_partition(
-        self, partition: int, *, after: str = "0", count: int = 1000
+        self, partition: int, *, after: str = "0-0", count: int = 1000
     ) -> list[tuple[str, Update]]:
         """Up to `count` records of one partition after stream id `after`, in log order."""
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            await self.redis.xrange(
-                self.keys.log(partition), min=f"({after}" if after != "0" else "-", count=count
-            ),
+            await self.redis.xrange(self.keys.log(partition), min=f"({after}", count=count),
         )
         return [(eid.decode(), decode_record(fields[b"__data__"])) for eid, fields in entries]
+
+
+class _Stamp(msgspec.Struct):
+    recordedtime: datetime
+
+
+_stamp = msgspec.json.Decoder(_Stamp).decode
 
 
 def _validated(item: bytes | str | Update) -> tuple[Update, bytes]:
