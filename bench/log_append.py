@@ -1,13 +1,17 @@
-"""Issue 2: appends/s through the log against raw pipelined XADD of the same bytes.
+"""Issue 2: appends/s through the log against raw XADD of the same bytes.
 
-Both run in one process against one embedded Valkey, in batches of 1,000, under
-appendfsync always (dateline's default) and everysec, so the ratio and the cost
-of durability come from the same run on the same machine.
+Everything runs in one process against one embedded Valkey, in batches of 1,000,
+under appendfsync always (dateline's default) and everysec, so ratios and the
+cost of durability come from the same run on the same machine. The baseline is
+the strongest raw loop: pipelines of 1,000 XADDs with the next one on the wire
+before the previous replies are read.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -20,6 +24,7 @@ from dateline.log import Log
 from dateline_schemas import TYPES, decode_update
 
 BATCH = 1000
+Batches = list[list[bytes]]
 
 
 def realistic_updates(n: int, stories: int = 200) -> list[bytes]:
@@ -31,6 +36,42 @@ def realistic_updates(n: int, stories: int = 200) -> list[bytes]:
     ]
 
 
+async def raw_pipeline(client: aioredis.Redis, batches: Batches) -> None:
+    for batch in batches:
+        pipe = client.pipeline(transaction=False)
+        for body in batch:
+            pipe.xadd("raw", {"__data__": body})
+        await pipe.execute()
+
+
+async def raw_overlapped(client: aioredis.Redis, batches: Batches) -> None:
+    """Like append_stream: batch k+1 is on the wire before batch k's replies are read."""
+    conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        in_flight = 0
+        for batch in batches:
+            cmds = [("XADD", "raw", "*", "__data__", body) for body in batch]
+            await conn.send_packed_command(conn.pack_commands(cmds))
+            for _ in range(in_flight):
+                await conn.read_response()
+            in_flight = len(batch)
+        for _ in range(in_flight):
+            await conn.read_response()
+    finally:
+        await client.connection_pool.release(conn)
+
+
+async def appends(log: Log, batches: Batches) -> None:
+    for batch in batches:
+        results = await log.append(batch)
+        assert results[-1].status == "appended", results[-1]
+
+
+async def streamed(log: Log, batches: Batches) -> None:
+    async for results in log.append_stream(batches):
+        assert results[-1].status == "appended", results[-1]
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     n = 5_000 if quick else 50_000
     runs = 1 if quick else 3
@@ -38,6 +79,8 @@ async def run(report: Report, *, quick: bool = False) -> None:
     bodies = [decode_update(p).body for p in payloads]
     size = sum(map(len, payloads)) / n
     print(f"log append: {n:,} updates of {size:.0f} bytes on average, batches of {BATCH}")
+    raw_batches = [bodies[i : i + BATCH] for i in range(0, n, BATCH)]
+    batches = [payloads[i : i + BATCH] for i in range(0, n, BATCH)]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
         client = aioredis.Redis.from_url(srv.url)
         log = Log(client, Keys("bench", 8))
@@ -46,47 +89,51 @@ async def run(report: Report, *, quick: bool = False) -> None:
             await client.flushall()
             await log.check_partitions()
 
-        async def raw_xadd() -> None:
-            for start in range(0, n, BATCH):
-                pipe = client.pipeline(transaction=False)
-                for body in bodies[start : start + BATCH]:
-                    pipe.xadd("raw", {"__data__": body})
-                await pipe.execute()
+        async def rate(loop: Callable[[], Awaitable[None]]) -> float:
+            return await median_rate(runs, n, loop, reset)
 
-        batches = [payloads[start : start + BATCH] for start in range(0, n, BATCH)]
-
-        async def appends() -> None:
-            for batch in batches:
-                results = await log.append(batch)
-                assert results[-1].status == "appended", results[-1]
-
-        async def streamed() -> None:
-            async for results in log.append_stream(batches):
-                assert results[-1].status == "appended", results[-1]
-
+        durable = 0.0
         for fsync in ("always", "everysec"):
             await client.config_set("appendfsync", fsync)
-            raw = await median_rate(runs, n, raw_xadd, reset)
-            report.add(Row("log append", f"raw pipelined XADD, fsync {fsync}", raw, "updates/s"))
-            one = await median_rate(runs, n, appends, reset)
+            simple = await rate(partial(raw_pipeline, client, raw_batches))
+            report.add(
+                Row(
+                    "log append",
+                    f"raw XADD, a pipeline per batch, fsync {fsync}",
+                    simple,
+                    "updates/s",
+                )
+            )
+            raw = await rate(partial(raw_overlapped, client, raw_batches))
+            baseline = f"raw XADD overlapped, fsync {fsync}"
+            report.add(
+                Row(
+                    "log append",
+                    f"raw XADD, overlapped pipelines, fsync {fsync}",
+                    raw,
+                    "updates/s",
+                    note="the baseline for the ratios",
+                )
+            )
+            one = await rate(partial(appends, log, batches))
             report.add(
                 Row(
                     "log append",
                     f"Log.append, batch after batch, fsync {fsync}",
                     one,
                     "updates/s",
-                    f"raw XADD, fsync {fsync}",
+                    baseline,
                     one / raw,
                 )
             )
-            ours = await median_rate(runs, n, streamed, reset)
+            ours = await rate(partial(streamed, log, batches))
             report.add(
                 Row(
                     "log append",
                     f"Log.append_stream, fsync {fsync}",
                     ours,
                     "updates/s",
-                    f"raw XADD, fsync {fsync}",
+                    baseline,
                     ours / raw,
                     "target >= 0.5x",
                 )
@@ -100,11 +147,11 @@ async def run(report: Report, *, quick: bool = False) -> None:
                         "cost of fsync always",
                         durable / ours,
                         "x everysec",
-                        note="append rate under always / under everysec",
+                        note="append_stream under always / under everysec",
                     )
                 )
         await reset()
-        await appends()
+        await streamed(log, batches)
         used = 0
         async for key in client.scan_iter(match="bench:*", count=1000):
             used += int(await client.memory_usage(key, samples=0) or 0)

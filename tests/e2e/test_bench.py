@@ -22,7 +22,7 @@ def test_bench_quick_writes_json_and_markdown() -> None:
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((ROOT / "bench" / "results" / "results.json").read_text())["rows"]
     cases = {r["case"] for r in rows}
-    assert "raw pipelined XADD, fsync always" in cases
+    assert "raw XADD, overlapped pipelines, fsync always" in cases
     assert "Log.append_stream, fsync always" in cases
     assert all(r["value"] > 0 for r in rows)
     assert "| log append |" in (ROOT / "bench" / "results" / "results.md").read_text()

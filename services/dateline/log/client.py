@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 
 from dateline.keys import Keys, dedup_field
 from dateline_schemas import (
@@ -112,20 +113,37 @@ class Log:
     async def append_stream(
         self, batches: Iterable[Sequence[bytes | str | Update]], *, atomic: bool = False
     ) -> AsyncIterator[list[AppendResult]]:
-        """Append batch after batch, in order, validating the next while Redis runs this one.
+        """Append batch after batch, in order, yielding each batch's results.
 
-        For bulk loads: the client's CPU work overlaps the server's, and batch k+1
-        is sent only after batch k has been answered, so log order is input order.
+        For bulk loads. One connection carries the batches, and Redis runs the
+        commands of one connection in the order they were sent, so log order is
+        input order. Batch k+1 is sent before batch k's reply is read, and is
+        validated while the server runs batch k: client and server work at once.
+        Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
+        fail batches already queued behind it. If anything fails, the connection
+        is dropped (replies may be pending on it); re-sending the batches is safe,
+        since appends are idempotent by source and id.
         """
-        pending: asyncio.Task[list[AppendResult]] | None = None
-        for batch in batches:
-            prepared = self.prepare(batch, atomic=atomic)
-            if pending is not None:
-                yield await pending
-            pending = asyncio.ensure_future(self.submit(prepared))
-            await asyncio.sleep(0)  # let it send before we validate the next batch
-        if pending is not None:
-            yield await pending
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        try:
+            in_flight: deque[Prepared] = deque()
+            for batch in batches:
+                prepared = self.prepare(batch, atomic=atomic)
+                if _needs_server(prepared):
+                    await conn.send_command(
+                        "EVAL", _SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
+                    )
+                in_flight.append(prepared)
+                if len(in_flight) > 1:
+                    yield await _receive(conn, in_flight.popleft())
+            while in_flight:
+                yield await _receive(conn, in_flight.popleft())
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     def prepare(self, updates: Sequence[bytes | str | Update], *, atomic: bool) -> Prepared:
         """Validate a batch and pack the script's arguments. CPU only, no I/O."""
@@ -169,15 +187,10 @@ class Log:
 
     async def submit(self, prepared: Prepared) -> list[AppendResult]:
         """Run the append script for a prepared batch."""
-        results, valid = prepared.results, prepared.valid
-        if prepared.atomic and len(valid) < len(results):
-            checked = dict(valid)
-            return [results[i] or _aborted(i, checked[i]) for i in range(len(results))]
-        if valid:
+        replies = None
+        if _needs_server(prepared):
             replies = await self._append(keys=prepared.keys, args=prepared.args)
-            for (i, update), reply in zip(valid, replies, strict=True):
-                results[i] = _result(i, update, reply)
-        return [r for r in results if r is not None]
+        return _finish(prepared, replies)
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""
@@ -234,6 +247,28 @@ class _Stamp(msgspec.Struct):
 
 
 _stamp = msgspec.json.Decoder(_Stamp).decode
+
+
+def _needs_server(prepared: Prepared) -> bool:
+    """False when every update was refused already, or an atomic batch has a refusal."""
+    refused_here = len(prepared.valid) < len(prepared.results)
+    return bool(prepared.valid) and not (prepared.atomic and refused_here)
+
+
+async def _receive(conn: AbstractConnection, prepared: Prepared) -> list[AppendResult]:
+    replies = await conn.read_response() if _needs_server(prepared) else None
+    return _finish(prepared, replies)
+
+
+def _finish(prepared: Prepared, replies: list[Any] | None) -> list[AppendResult]:
+    """One result per update, in order, from the script's replies (None: not sent)."""
+    results = list(prepared.results)
+    if replies is None:
+        checked = dict(prepared.valid)
+        return [results[i] or _aborted(i, checked[i]) for i in range(len(results))]
+    for (i, update), reply in zip(prepared.valid, replies, strict=True):
+        results[i] = _result(i, update, reply)
+    return [r for r in results if r is not None]
 
 
 def _validated(item: bytes | str | Update) -> tuple[Update, bytes]:
