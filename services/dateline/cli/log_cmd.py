@@ -15,7 +15,7 @@ from dateline.summary import summarize
 from dateline_schemas import Update, decode_record
 
 
-def _when(value: str) -> datetime:
+def parse_when(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -77,7 +77,7 @@ def log_command(
     story: str, from_version: int, to_version: int | None, as_of: str | None, as_json: bool
 ) -> None:
     """Print the history of STORY: every accepted update with its version, in log order."""
-    cutoff = _when(as_of) if as_of else None
+    cutoff = parse_when(as_of) if as_of else None
     cfg = settings()
 
     async def read() -> list[bytes]:

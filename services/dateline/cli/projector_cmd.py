@@ -1,0 +1,87 @@
+"""`dateline projector` and `dateline story`: run the projections, read one story's state."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import click
+import msgspec
+
+from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.log_cmd import parse_when
+from dateline.projection import project
+from dateline.projector.app import create_app
+from dateline.projector.readmodels import without_timeline
+from dateline_schemas import decode_record
+
+
+@click.command(name="projector")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Updates read per XREADGROUP.",
+)
+def projector_command(batch: int) -> None:
+    """Run the projector in the foreground: the log's partitions into the read models.
+
+    Takes a lease on every partition no other projector holds (a second process
+    takes over a dead one's partitions when its lease expires), re-reads its own
+    pending updates first, then follows the log. Ctrl-C stops after the batch in hand.
+    """
+    cfg = settings()
+
+    async def run() -> None:
+        app = await create_app(cfg, url, batch=batch)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err(
+            f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
+        )
+        await app.run(stop)
+
+    with server(cfg) as url:
+        asyncio.run(run())
+
+
+@click.command(name="story")
+@click.argument("story")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="What the desk knew at this recorded time (RFC 3339 with offset).",
+)
+@click.option(
+    "--at-version",
+    type=click.IntRange(1),
+    default=None,
+    help="What the desk knew after this many updates.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The state as JSON.")
+def story_command(story: str, as_of: str | None, at_version: int | None, as_json: bool) -> None:
+    """Print STORY's state, folded from its history in the log (not from a read model)."""
+    if as_of and at_version:
+        raise click.UsageError("give --as-of or --at-version, not both")
+    cutoff = parse_when(as_of) if as_of else None
+    cfg = settings()
+
+    async def read() -> list[bytes]:
+        async with open_log(url, cfg) as log:
+            return await log.read_story_json(story, to_version=at_version, as_of=cutoff)
+
+    with server(cfg) as url:
+        records = asyncio.run(read())
+    if not records:
+        raise click.ClickException(f"story {story!r} has no updates by then")
+    state = project(story, [decode_record(r) for r in records])
+    doc = without_timeline(state)
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
+        return
+    click.echo(msgspec.json.format(msgspec.json.encode(doc), indent=2).decode())

@@ -1,0 +1,59 @@
+"""Consumer-group commands, wrapped for the things FastStream's defaults get wrong."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+Entries = list[tuple[str, dict[bytes, bytes]]]
+
+
+async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
+    """Create the group at 0, so updates appended before it existed are delivered too."""
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def read(
+    client: aioredis.Redis,
+    group: str,
+    consumer: str,
+    streams: dict[str, str],
+    count: int,
+    block_ms: int | None,
+) -> dict[str, Entries]:
+    """XREADGROUP: id "0" re-reads this consumer's pending entries, ">" reads new ones."""
+    reply = await client.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    out: dict[str, Entries] = {}
+    for stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
+        kept = [(eid.decode(), fields) for eid, fields in entries if fields is not None]
+        if kept:
+            out[stream.decode()] = kept
+    return out
+
+
+async def claim_all(client: aioredis.Redis, stream: str, group: str, consumer: str) -> int:
+    """Move every pending entry of `stream` to `consumer` (after taking over its partition)."""
+    moved, cursor = 0, "0-0"
+    while True:
+        # Not JUSTID: redis-py then returns the ids alone and drops the cursor.
+        reply: list[Any] = await client.xautoclaim(
+            stream, group, consumer, min_idle_time=0, start_id=cursor, count=1000
+        )
+        cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        moved += len(reply[1])
+        if cursor == "0-0":
+            return moved
+
+
+async def pending_count(client: aioredis.Redis, stream: str, group: str) -> int:
+    try:
+        info = await client.xpending(stream, group)
+    except ResponseError:
+        return 0
+    return int(info["pending"])

@@ -1,0 +1,228 @@
+"""The read loop every consuming service runs: leases, pending first, then new, in order.
+
+One cycle: keep our partition leases (take over expired ones, claiming the dead
+owner's pending entries); re-read our own pending entries when retries are due
+(at start, after a takeover, after a failure); then read new entries. Entries of
+a story whose earlier entry failed wait (pending) until that entry is retried, so
+a story is never applied out of order; after `max_attempts` failures the entry
+and everything behind it of that story are parked as dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+
+from dateline.consumer import groups
+from dateline.consumer.deadletter import DeadLetters, Delivery, Parking
+from dateline.consumer.leases import Leases
+from dateline.keys import Keys
+
+log = structlog.get_logger("dateline.consumer")
+
+
+class Handler(Protocol):
+    async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
+        """Apply deliveries (one partition, log order) and ack the applied ones atomically
+        with the writes. Return the entries that failed, by entry id: a failed entry and
+        the later entries of its story must be left unapplied and unacknowledged."""
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    group: str
+    consumer: str
+    batch: int = 1000
+    block_ms: int = 500
+    max_attempts: int = 3
+    lease_ttl_ms: int = 10_000
+    retry_delay_s: float = 0.2
+
+
+@dataclass
+class _Partition:
+    stream: str
+    drain_from: str | None = "0"  # re-read own pending from here; None: nothing to re-read
+    retry_at: float = 0.0
+    blocked: set[str] = field(default_factory=set)
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+class Runner:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        config: RunnerConfig,
+        handler: Handler,
+        key_of: Callable[[bytes], str],
+    ) -> None:
+        self.client, self.keys, self.config, self.handler, self.key_of = (
+            client,
+            keys,
+            config,
+            handler,
+            key_of,
+        )
+        self.leases = Leases(
+            client, f"{keys.prefix}:{config.group}", config.consumer, config.lease_ttl_ms
+        )
+        self.dead = DeadLetters(client, keys.prefix, config.group)
+        self.owned: dict[int, _Partition] = {}
+        self._leases_checked = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("consumer started", group=self.config.group, consumer=self.config.consumer)
+        try:
+            while not stop.is_set():
+                await self.step()
+        finally:
+            for p in list(self.owned):
+                await self.leases.release(p)
+            log.info("consumer stopped", group=self.config.group, released=len(self.owned))
+
+    async def step(self) -> int:
+        """One cycle; returns how many entries it handed out or parked."""
+        await self._keep_leases()
+        done = await self._drain_pending()
+        ready = {p.stream: ">" for p in self.owned.values() if p.drain_from is None}
+        if ready:
+            block = None if done else self.config.block_ms
+            got = await groups.read(
+                self.client,
+                self.config.group,
+                self.config.consumer,
+                ready,
+                self.config.batch,
+                block,
+            )
+            for stream, entries in got.items():
+                done += await self._process(self._by_stream(stream), entries)
+        elif not done:
+            await asyncio.sleep(min(self.config.block_ms / 1000, self.config.retry_delay_s))
+        return done
+
+    def _by_stream(self, stream: str) -> int:
+        return next(n for n, p in self.owned.items() if p.stream == stream)
+
+    async def _keep_leases(self) -> None:
+        now = time.monotonic()
+        if now - self._leases_checked < self.config.lease_ttl_ms / 3000:
+            return
+        self._leases_checked = now
+        for n in list(self.owned):
+            if not await self.leases.renew(n):
+                log.warning("lease lost", partition=n)
+                del self.owned[n]
+        for n in range(self.keys.partitions):
+            if n not in self.owned and await self.leases.acquire(n):
+                stream = self.keys.log(n)
+                await groups.ensure_group(self.client, stream, self.config.group)
+                moved = await groups.claim_all(
+                    self.client, stream, self.config.group, self.config.consumer
+                )
+                self.owned[n] = _Partition(stream)
+                log.info("partition taken", partition=n, claimed_pending=moved)
+
+    async def _drain_pending(self) -> int:
+        now, done = time.monotonic(), 0
+        for n, p in self.owned.items():
+            if p.drain_from is None or p.retry_at > now:
+                continue
+            if p.drain_from == "0":
+                p.blocked.clear()  # retry the failed stories, in order, from their first entry
+            got = await groups.read(
+                self.client,
+                self.config.group,
+                self.config.consumer,
+                {p.stream: p.drain_from},
+                self.config.batch,
+                None,
+            )
+            entries = got.get(p.stream, [])
+            if not entries:
+                p.drain_from = None if not p.blocked else "0"
+                if p.blocked:
+                    p.retry_at = now + self.config.retry_delay_s
+                continue
+            p.drain_from = entries[-1][0]
+            done += await self._process(n, entries)
+        return done
+
+    async def _process(self, n: int, entries: groups.Entries) -> int:
+        p = self.owned[n]
+        deliveries = [
+            Delivery(n, p.stream, eid, self._key(fields), fields.get(b"__data__", b""))
+            for eid, fields in entries
+        ]
+        parked = await self.dead.parked(sorted({d.key for d in deliveries if d.key}))
+        behind = [
+            Parking(d, "parked behind an earlier update of this story", "", parked[d.key])
+            for d in deliveries
+            if d.key in parked
+        ]
+        unreadable = [
+            Parking(d, "entry has no readable story id", "") for d in deliveries if not d.key
+        ]
+        todo = [d for d in deliveries if d.key and d.key not in parked and d.key not in p.blocked]
+        await self.dead.park(behind + unreadable)
+        try:
+            failures = await self.handler.handle(todo) if todo else {}
+        except Exception:  # infrastructure, not the updates: retry all of them later
+            log.exception("handler failed; will retry the batch", partition=n, entries=len(todo))
+            self._retry_later(p)
+            return len(behind) + len(unreadable)
+        await self._failed(p, todo, failures)
+        return len(deliveries)
+
+    async def _failed(
+        self, p: _Partition, todo: list[Delivery], failures: dict[str, BaseException]
+    ) -> None:
+        for entry_id, exc in sorted(failures.items(), key=lambda kv: _id(kv[0])):
+            d = next(x for x in todo if x.entry_id == entry_id)
+            if d.key in p.blocked:
+                continue
+            attempts = await self.dead.failed(d)
+            trace = "".join(traceback.format_exception(exc))
+            log.error(
+                "update failed",
+                story=d.key,
+                partition=d.partition,
+                entry=d.entry_id,
+                attempt=attempts,
+                error=repr(exc),
+            )
+            if attempts < self.config.max_attempts:
+                p.blocked.add(d.key)
+                self._retry_later(p)
+                continue
+            later = [x for x in todo if x.key == d.key and _id(x.entry_id) > _id(d.entry_id)]
+            await self.dead.park(
+                [Parking(d, repr(exc), trace)]
+                + [
+                    Parking(x, "parked behind an earlier update of this story", "", d.ref)
+                    for x in later
+                ]
+            )
+            log.error("story parked", story=d.key, entry=d.entry_id, behind=len(later))
+
+    def _retry_later(self, p: _Partition) -> None:
+        p.drain_from = "0"
+        p.retry_at = time.monotonic() + self.config.retry_delay_s
+
+    def _key(self, fields: dict[bytes, bytes]) -> str:
+        try:
+            return self.key_of(fields[b"__data__"])
+        except Exception:
+            return ""

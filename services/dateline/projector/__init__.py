@@ -1,0 +1,1 @@
+"""The projector service: the log's partitions into the story read models."""

@@ -1,0 +1,190 @@
+"""The projector on a real server: live read models equal a rebuild, exactly once, poison parks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from dateline.config import Settings
+from dateline.consumer import Delivery, groups
+from dateline.log import Log
+from dateline.projection import advance, project
+from dateline.projection.state import StoryState
+from dateline.projector.app import Projector, create_app, story_of
+from dateline_schemas import Update
+from tests.factories import encode, update
+from tests.projection_helpers import HANOI
+
+
+def settings(log: Log) -> Settings:
+    return Settings(
+        None,
+        data_dir=None,
+        prefix=log.keys.prefix,  # type: ignore[arg-type]
+        partitions=log.keys.partitions,
+    )
+
+
+async def projector(log: Log, redis_url: str, name: str = "p1", **kw: Any) -> Projector:
+    app = await create_app(
+        settings(log), redis_url, consumer=name, client=aioredis.Redis.from_url(redis_url), **kw
+    )
+    app.runner.config = dataclasses.replace(app.runner.config, block_ms=20, retry_delay_s=0.0)
+    return app
+
+
+async def settle(*apps: Projector, rounds: int = 200) -> None:
+    """Step every runner until a full round hands out nothing."""
+    quiet = 0
+    for _ in range(rounds):
+        done = sum([await app.runner.step() for app in apps])
+        quiet = quiet + 1 if done == 0 else 0
+        if quiet >= 2:
+            return
+    raise AssertionError("the projector did not settle")
+
+
+async def stored_state(app: Projector, story: str) -> StoryState:
+    raw = await app.client.mget(app.models.keys_of(story))
+    return app.models.decode_state(story, raw[0], raw[1])
+
+
+async def rebuilt(log: Log, story: str) -> StoryState:
+    return project(story, await log.read_story(story))
+
+
+@pytest.fixture
+async def app(log: Log, redis_url: str) -> AsyncIterator[Projector]:
+    app = await projector(log, redis_url)
+    yield app
+    await app.client.aclose()
+
+
+async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> None:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    for start in range(0, len(lines), 4):  # the story arrives in several batches
+        await log.append(lines[start : start + 4])
+        await settle(app)
+    for story in ("hanoi-summit-2019", "cohen-hearing-2019"):
+        assert await stored_state(app, story) == await rebuilt(log, story)
+    index = await app.client.hgetall(app.models.index)
+    assert {k.decode() for k in index} == {"hanoi-summit-2019", "cohen-hearing-2019"}
+    kim = await app.client.hgetall(app.models.speaker("Kim Jong Un"))
+    assert list(kim) == [b"hanoi-summit-2019/kim-willing"]
+    board = await app.client.hgetall(app.models.schedule)
+    lunch = msgspec.json.decode(board[b"hanoi-summit-2019/working-lunch"])
+    assert lunch["item"]["status"] == "cancelled"
+
+
+async def test_out_of_order_times_refold_and_still_equal_a_rebuild(
+    log: Log, app: Projector
+) -> None:
+    times = ["2019-02-28T12:00:00Z", "2019-02-28T09:00:00Z", "2019-02-28T15:00:00Z"]
+    for i, t in enumerate(times):
+        await log.append([encode(update(time=t, data={"title": f"T{i}"}))])
+        await settle(app)
+    state = await stored_state(app, "hanoi-summit-2019")
+    assert state.title == "T2"
+    assert state == await rebuilt(log, "hanoi-summit-2019")
+    assert app.handler.refolds == 1  # only the update that sorted before the others
+
+
+async def test_a_redelivered_update_is_not_applied_twice(log: Log, app: Projector) -> None:
+    await log.append([encode(update(subject=f"s{i % 3}")) for i in range(30)])
+    await settle(app)
+    before = {s: await stored_state(app, s) for s in ("s0", "s1", "s2")}
+    # Replay every entry of every partition through the handler again, as a redelivery would.
+    for p in range(log.keys.partitions):
+        entries = await log.redis.xrange(log.keys.log(p))
+        deliveries = [
+            Delivery(p, log.keys.log(p), eid.decode(), story_of(f[b"__data__"]), f[b"__data__"])
+            for eid, f in entries
+        ]
+        assert await app.handler.handle(deliveries) == {}
+    for story, state in before.items():
+        after = await stored_state(app, story)
+        assert after == state
+        assert [e.version for e in after.timeline] == list(range(1, 11))
+
+
+async def test_poison_parks_one_story_while_others_flow_then_redrive(
+    log: Log, redis_url: str
+) -> None:
+    broken = {"on": True}
+
+    def flaky(state: StoryState, u: Update) -> StoryState | None:
+        if broken["on"] and u.subject == "bad" and u.version == 2:
+            raise RuntimeError("projection bug")
+        return advance(state, u)
+
+    def flaky_project(story: str, updates: list[Update]) -> StoryState:
+        if broken["on"] and story == "bad" and any(u.version == 2 for u in updates):
+            raise RuntimeError("projection bug")
+        return project(story, updates)
+
+    app = await projector(log, redis_url, advance_fn=flaky, project_fn=flaky_project)
+    try:
+        await log.append(
+            [encode(update(subject=s, id=f"{s}-{i}")) for i in range(4) for s in ("bad", "good")]
+        )
+        await settle(app)
+        good = await stored_state(app, "good")
+        assert good.version == 4
+        assert (await stored_state(app, "bad")).version == 1
+        parked = await app.runner.dead.entries("bad")
+        assert [f["entry"] for _, f in parked] == sorted(
+            (f["entry"] for _, f in parked), key=lambda e: tuple(map(int, e.split("-")))
+        )
+        assert len(parked) == 3
+        assert "projection bug" in parked[0][1]["error"]
+        assert "Traceback" in parked[0][1]["traceback"]
+        assert parked[1][1]["behind"] == f"{log.keys.partition('bad')}:{parked[0][1]['entry']}"
+        # Later updates of the parked story park behind it, in order.
+        await log.append([encode(update(subject="bad", id="bad-late"))])
+        await settle(app)
+        assert len(await app.runner.dead.entries("bad")) == 4
+        # The fix lands; redrive rebuilds the story from the log and releases it.
+        broken["on"] = False
+        rebuilt_state = await rebuilt(log, "bad")
+        pipe = app.client.pipeline(transaction=True)
+        app.models.write(pipe, await stored_state(app, "bad"), rebuilt_state)
+        await pipe.execute()
+        assert await app.runner.dead.release("bad") == 4
+        await log.append([encode(update(subject="bad", id="bad-after"))])
+        await settle(app)
+        assert await stored_state(app, "bad") == await rebuilt(log, "bad")
+        assert (await stored_state(app, "bad")).version == 6
+    finally:
+        await app.client.aclose()
+
+
+async def test_a_second_projector_takes_over_a_dead_ones_partitions(
+    log: Log, redis_url: str
+) -> None:
+    first = await projector(log, redis_url, name="first")
+    first.runner.leases.ttl_ms = 1000
+    await first.runner.step()  # takes every lease
+    assert len(first.runner.owned) == log.keys.partitions
+    # It reads a batch and dies before acknowledging: the entries stay pending, leases expire.
+    await log.append([encode(update(subject=f"s{i}")) for i in range(20)])
+    for p in first.runner.owned.values():
+        await groups.read(
+            first.client, first.runner.config.group, "first", {p.stream: ">"}, 100, None
+        )
+    await first.client.aclose()
+    second = await projector(log, redis_url, name="second")
+    await second.runner.step()
+    assert second.runner.owned == {}  # the dead one's leases still hold
+    await asyncio.sleep(1.1)
+    second.runner._leases_checked = 0
+    await settle(second)
+    assert len(second.runner.owned) == log.keys.partitions
+    for i in range(20):
+        assert await stored_state(second, f"s{i}") == await rebuilt(log, f"s{i}")
+    await second.client.aclose()
