@@ -75,7 +75,8 @@ async def create_app(
     models = ReadModels(settings.prefix, version)
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    runner = Runner(
-        client, keys, RunnerConfig(group=group, consumer=name, batch=batch), handler, story_of
-    )
+    # A dead projector's partitions wait this long before another process takes them over.
+    ttl = int(os.environ.get("DATELINE_LEASE_TTL_MS") or 10_000)
+    config = RunnerConfig(group=group, consumer=name, batch=batch, lease_ttl_ms=ttl)
+    runner = Runner(client, keys, config, handler, story_of)
     return Projector(client, log, models, handler, runner)

@@ -1,0 +1,134 @@
+"""SIGKILL the projector at 10 random points while 20,000 updates stream in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline.projection import project
+from dateline.projector.readmodels import ReadModels
+from tests.conftest import VALKEY, start_server
+from tests.factories import encode, update
+
+DATELINE = Path(sys.executable).parent / "dateline"
+STORIES = 200
+UPDATES = 20_000
+
+
+def start_projector(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(DATELINE), "projector"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+async def publish(log: Log, rng: random.Random) -> None:
+    """20,000 updates over 200 stories; one in ten arrives with an earlier event time."""
+    for start in range(0, UPDATES, 200):
+        batch = []
+        for i in range(start, start + 200):
+            minute = i // STORIES - (30 if rng.random() < 0.1 else 0)
+            batch.append(
+                encode(
+                    update(
+                        "dateline.story.opened",
+                        subject=f"story-{i % STORIES:03d}",
+                        id=f"u{i}",
+                        time=f"2019-02-28T{8 + max(minute, 0) // 60:02d}:{max(minute, 0) % 60:02d}:00Z",
+                        data={"title": f"title {i}"},
+                    )
+                )
+            )
+        results = await log.append(batch)
+        assert {r.status for r in results} == {"appended"}
+        await asyncio.sleep(0.12)  # about 13 s in all: the 10 kills land while it runs
+
+
+async def caught_up(log: Log, models: ReadModels, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = await log.redis.mget([models.story(f"story-{s:03d}") for s in range(STORIES)])
+        if all(states) and await models_versions(log, models) == [UPDATES // STORIES] * STORIES:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the projector did not catch up")
+
+
+async def models_versions(log: Log, models: ReadModels) -> list[int]:
+    raw = await log.redis.hmget(models.index, [f"story-{s:03d}" for s in range(STORIES)])
+    import msgspec  # noqa: PLC0415
+
+    return [msgspec.json.decode(r)["version"] if r else 0 for r in raw]
+
+
+def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
+    server = start_server(VALKEY, tmp_path / "redis")
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "DATELINE_PREFIX": "crash",
+        "DATELINE_PARTITIONS": "4",
+        "DATELINE_LEASE_TTL_MS": "500",
+    }
+    rng = random.Random(20190228)
+    kills = 0
+
+    async def scenario() -> None:
+        nonlocal kills
+        log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
+        await log.check_partitions()
+        models = ReadModels("crash", "v1")
+        publisher = asyncio.create_task(publish(log, rng))
+        proc = start_projector(env)
+        progress = []
+        try:
+            while kills < 10:
+                await asyncio.sleep(rng.uniform(0.4, 1.2))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                progress.append(sum(await models_versions(log, models)))
+                proc = start_projector(env)
+            assert not publisher.done(), "the kills must land while updates stream in"
+            # Killed mid-work: projected some, not all, and moving between kills.
+            assert 0 < progress[-1] < UPDATES, progress
+            assert len(set(progress)) > 3, progress
+            await publisher
+            await caught_up(log, models, timeout=120)
+            for s in range(STORIES):
+                story = f"story-{s:03d}"
+                raw = await log.redis.mget(models.keys_of(story))
+                live = models.decode_state(story, raw[0], raw[1])
+                assert live == project(story, await log.read_story(story)), story
+                assert sorted(e.version for e in live.timeline) == list(range(1, 101))
+            pending = [await log.redis.xpending(log.keys.log(p), "projector-v1") for p in range(4)]
+            assert [x["pending"] for x in pending] == [0, 0, 0, 0]
+            # A running projector (it holds its leases) stops cleanly on SIGTERM.
+            owner = f"{socket.gethostname()}-{proc.pid}".encode()
+            for _ in range(100):
+                if await log.redis.get("crash:projector-v1:lease:p0") == owner:
+                    break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            assert await log.redis.get("crash:projector-v1:lease:p0") is None  # released
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            await log.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert kills == 10
