@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from dateline.config import Settings
@@ -188,3 +189,45 @@ async def test_a_second_projector_takes_over_a_dead_ones_partitions(
     for i in range(20):
         assert await stored_state(second, f"s{i}") == await rebuilt(log, f"s{i}")
     await second.client.aclose()
+
+
+async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_url: str) -> None:
+    """The projector WATCHes what it read: a write by anyone else aborts its EXEC; it retries."""
+    other = redis.Redis.from_url(redis_url)  # a second client, as an operator's rebuild would be
+    interfere = {"once": True}
+    holder: dict[str, Projector] = {}
+
+    def meddling(state: StoryState, u: Update) -> StoryState | None:
+        if interfere["once"] and u.version == 3:
+            interfere["once"] = False
+            key = holder["app"].models.story(u.subject)
+            other.set(key, other.get(key) or b"")  # between the batch's read and its EXEC
+        return advance(state, u)
+
+    app = await projector(log, redis_url, advance_fn=meddling)
+    holder["app"] = app
+    aborted = []
+    real_handle = app.handler.handle
+
+    async def counting(deliveries: list[Delivery]) -> dict[str, BaseException]:
+        try:
+            return await real_handle(deliveries)
+        except aioredis.WatchError:
+            aborted.append(len(deliveries))
+            raise
+
+    app.handler.handle = counting  # type: ignore[method-assign]
+    try:
+        await log.append([encode(update()) for _ in range(2)])
+        await settle(app)
+        await log.append([encode(update()) for _ in range(3)])
+        await settle(app)
+        assert interfere["once"] is False
+        assert aborted == [3]  # the batch lost the race once, and was retried whole
+        assert await stored_state(app, "hanoi-summit-2019") == await rebuilt(
+            log, "hanoi-summit-2019"
+        )
+        assert (await stored_state(app, "hanoi-summit-2019")).version == 5
+    finally:
+        other.close()
+        await app.client.aclose()

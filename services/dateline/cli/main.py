@@ -6,6 +6,7 @@ import click
 
 from dateline.cli.demo import demo
 from dateline.cli.log_cmd import log_command
+from dateline.cli.ops_cmd import dlq, replay, status_command
 from dateline.cli.projector_cmd import projector_command, story_command
 from dateline.cli.publish import publish
 from dateline.cli.redis_cmd import redis_command
@@ -29,3 +30,6 @@ cli.add_command(redis_command)
 cli.add_command(demo)
 cli.add_command(projector_command)
 cli.add_command(story_command)
+cli.add_command(dlq)
+cli.add_command(replay)
+cli.add_command(status_command)

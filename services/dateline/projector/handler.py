@@ -38,36 +38,40 @@ class ProjectorHandler:
         self.refolds = 0
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
+        if not deliveries:
+            return {}
         by_story: dict[str, list[Delivery]] = {}
         for d in deliveries:
             by_story.setdefault(d.key, []).append(d)
         stories = list(by_story)
-        raw = cast(
-            list[bytes | None],
-            await self.client.mget([key for s in stories for key in self.models.keys_of(s)]),
-        )
-        failures: dict[str, BaseException] = {}
-        acked: list[Delivery] = []
-        changed: list[tuple[StoryState, StoryState]] = []
-        for i, story in enumerate(stories):
-            old = state = self.models.decode_state(story, raw[2 * i], raw[2 * i + 1])
-            for d in by_story[story]:
-                try:
-                    state = await self._apply(story, state, decode_record(d.raw))
-                except Exception as exc:
-                    failures[d.entry_id] = exc
-                    break
-                acked.append(d)
-            if state is not old:
-                changed.append((old, state))
-        if acked:
-            pipe = self.client.pipeline(transaction=True)
-            for old, new in changed:
-                self.models.write(pipe, old, new)
-            last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
-            pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
-            pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
-            await pipe.execute()
+        keys = [key for s in stories for key in self.models.keys_of(s)]
+        async with self.client.pipeline(transaction=True) as pipe:
+            # Optimistic: if anyone else writes these stories meanwhile (a single-story
+            # rebuild, an overlapping projector), EXEC fails and the runner retries the batch.
+            await pipe.watch(*keys)
+            raw = cast(list[bytes | None], await pipe.mget(keys))
+            failures: dict[str, BaseException] = {}
+            acked: list[Delivery] = []
+            changed: list[tuple[StoryState, StoryState]] = []
+            for i, story in enumerate(stories):
+                old = state = self.models.decode_state(story, raw[2 * i], raw[2 * i + 1])
+                for d in by_story[story]:
+                    try:
+                        state = await self._apply(story, state, decode_record(d.raw))
+                    except Exception as exc:
+                        failures[d.entry_id] = exc
+                        break
+                    acked.append(d)
+                if state is not old:
+                    changed.append((old, state))
+            if acked:
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                for old, new in changed:
+                    self.models.write(pipe, old, new)
+                last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
+                pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
+                pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
+                await pipe.execute()
         return failures
 
     async def _apply(self, story: str, state: StoryState, update: Update) -> StoryState:

@@ -84,7 +84,7 @@ class ReadModels:
     def write(self, pipe: Pipeline, old: StoryState, new: StoryState) -> None:
         """Queue the writes that take the read models from `old` to `new` for one story."""
         timeline: list[Entry] = new.timeline
-        pipe.set(self.story(new.id), _encode(msgspec.structs.replace(new, timeline=[])))
+        pipe.set(self.story(new.id), _encode(without_timeline(new)))
         pipe.set(self.timeline(new.id), _encode(timeline))
         pipe.hset(self.index, new.id, _encode(_index_entry(new)))
         gone = {(s.speaker, ref) for ref, s in old.statements.items()} - {

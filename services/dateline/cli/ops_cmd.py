@@ -1,0 +1,169 @@
+"""`dateline dlq`, `dateline replay`, `dateline status`: what on-call runs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from dateline.cli.common import open_log, server, settings
+from dateline.config import Settings
+from dateline.consumer import DeadLetters
+from dateline.log import Log
+from dateline.projector import ops
+from dateline.projector.app import active_version
+from dateline.projector.readmodels import ReadModels
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def _projection(
+    url: str, cfg: Settings
+) -> AsyncIterator[tuple[Log, ReadModels, DeadLetters]]:
+    async with open_log(url, cfg) as log:
+        version = await active_version(log.redis, cfg.prefix)
+        yield (
+            log,
+            ReadModels(cfg.prefix, version),
+            DeadLetters(log.redis, cfg.prefix, f"projector-{version}"),
+        )
+
+
+def _run(work: Callable[[Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
+    cfg = settings()
+
+    async def go() -> T:
+        async with _projection(url, cfg) as (log, models, dead):
+            return await work(log, models, dead)
+
+    with server(cfg) as url:
+        return asyncio.run(go())
+
+
+@click.group()
+def dlq() -> None:
+    """Parked updates: an update whose projection kept failing, and its story's later ones."""
+
+
+@dlq.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(as_json: bool) -> None:
+    """Every parked update, oldest first: story, entry, error."""
+    entries = _run(lambda log, models, dead: dead.entries())
+    if as_json:
+        for eid, doc in entries:
+            doc.pop("record", None)
+            sys.stdout.write(msgspec.json.encode({"id": eid, **doc}).decode() + "\n")
+        return
+    if not entries:
+        click.echo("no parked updates")
+        return
+    table = Table(title=f"{len(entries)} parked updates")
+    for col in ("dead letter", "story", "entry", "error"):
+        table.add_column(col, overflow="fold")
+    for eid, doc in entries:
+        error = doc["error"] if not doc.get("behind") else f"behind {doc['behind']}"
+        table.add_row(eid, doc["story"], f"{doc['partition']}:{doc['entry']}", error)
+    Console().print(table)
+
+
+@dlq.command(name="show")
+@click.argument("story")
+def dlq_show(story: str) -> None:
+    """STORY's parked updates in full: the record, the error and its traceback."""
+    entries = _run(lambda log, models, dead: dead.entries(story))
+    if not entries:
+        raise click.ClickException(f"story {story!r} has no parked updates")
+    for eid, doc in entries:
+        click.echo(click.style(f"{eid}  entry {doc['partition']}:{doc['entry']}", bold=True))
+        click.echo(f"error: {doc['error']}")
+        if doc.get("behind"):
+            click.echo(f"parked behind: {doc['behind']}")
+        if doc.get("traceback"):
+            click.echo(doc["traceback"].rstrip())
+        click.echo(f"record: {doc['record']}\n")
+
+
+@dlq.command(name="redrive")
+@click.argument("story")
+def dlq_redrive(story: str) -> None:
+    """After the fix: rebuild STORY from the log, in order, and let it flow again."""
+    version, dropped = _run(lambda log, models, dead: ops.redrive(log, models, dead, story))
+    click.echo(f"{story}: rebuilt to version {version}; released {dropped} parked updates")
+
+
+@dlq.command(name="discard")
+@click.argument("story")
+@click.confirmation_option(
+    prompt="Drop the parked updates and unpark the story, without applying them?"
+)
+def dlq_discard(story: str) -> None:
+    """Unpark STORY and drop its dead letters WITHOUT applying them.
+
+    The log keeps the updates: the next rebuild of the projection applies them.
+    Use redrive unless they can never be projected.
+    """
+    dropped = _run(lambda log, models, dead: dead.release(story))
+    click.echo(f"{story}: dropped {dropped} parked updates")
+
+
+@click.command()
+@click.argument("projection", type=click.Choice(["stories"]))
+@click.option(
+    "--story",
+    "story",
+    required=True,
+    help="Rebuild this story in place. (A full blue/green rebuild is not built yet.)",
+)
+def replay(projection: str, story: str) -> None:
+    """Rebuild PROJECTION from the log. Today: one story in place (`--story ID`)."""
+    version = _run(lambda log, models, dead: ops.rebuild_story(log, models, story))
+    click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
+
+
+@click.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+def status_command(as_json: bool) -> None:
+    """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder."""
+
+    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> dict[str, Any]:
+        return await ops.status(log.redis, log.keys, models, f"projector-{models.version}")
+
+    report = _run(work)
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        return
+    proj = report["projection"]
+    table = Table(
+        title=f"projection {proj['active']} (versions: {', '.join(proj['versions'])})"
+        f"; group {report['group']}",
+        title_justify="left",
+    )
+    for col in ("partition", "log length", "checkpoint", "lag", "lag s", "pending", "lease"):
+        table.add_column(col, justify="right" if col not in ("checkpoint", "lease") else "left")
+    for row in report["partitions"]:
+        table.add_row(
+            *(
+                str(row[k]) if row[k] is not None else "-"
+                for k in (
+                    "partition",
+                    "length",
+                    "checkpoint",
+                    "lag",
+                    "lag_seconds",
+                    "pending",
+                    "lease",
+                )
+            )
+        )
+    Console().print(table)
+    dl = report["dead_letters"]
+    click.echo(f"parked: {dl['parked_updates']} updates in {dl['parked_stories']} stories")

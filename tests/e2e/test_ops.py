@@ -1,0 +1,118 @@
+"""On-call commands against a running projector: status, story as of, dlq, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import VALKEY, start_server
+
+ROOT = Path(__file__).resolve().parents[2]
+HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
+DATELINE = Path(sys.executable).parent / "dateline"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    server = start_server(VALKEY, tmp_path / "redis")
+    try:
+        yield {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "ops", "COLUMNS": "200"}
+    finally:
+        server.stop()
+
+
+def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(DATELINE), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def wait_for(check: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(env: dict[str, str]) -> dict[str, object]:
+    return json.loads(run(env, "status", "--json").stdout)
+
+
+def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
+    run(env, "publish", str(HANOI))
+    projector = subprocess.Popen(
+        [str(DATELINE), "projector"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+
+        def caught_up() -> bool:
+            rows = status(env)["partitions"]
+            return all(r["lag"] == 0 and r["pending"] == 0 for r in rows)  # type: ignore[attr-defined]
+
+        wait_for(caught_up, "the projector to catch up")
+        report = status(env)
+        assert report["projection"] == {"active": "v1", "versions": ["v1"]}
+        assert sum(r["length"] for r in report["partitions"]) == 25  # type: ignore[attr-defined]
+        assert all(r["lease"] for r in report["partitions"])  # type: ignore[attr-defined]
+        table = run(env, "status").stdout
+        assert "lag" in table and "parked: 0 updates in 0 stories" in table
+
+        # What the desk knew after 12 updates: lunch cut, press conference not yet moved.
+        v12 = json.loads(
+            run(env, "story", "hanoi-summit-2019", "--at-version", "12", "--json").stdout
+        )
+        assert v12["schedule"]["working-lunch"]["status"] == "cancelled"
+        assert v12["schedule"]["press-conference"]["status"] == "scheduled"
+        now = json.loads(run(env, "story", "hanoi-summit-2019", "--json").stdout)
+        assert now["schedule"]["press-conference"]["status"] == "rescheduled"
+        live = json.loads(client.get("ops:rm:v1:story:hanoi-summit-2019"))
+        assert live == now  # the read model equals a fold of the log
+        before = run(env, "story", "hanoi-summit-2019", "--as-of", "2000-01-01T00:00:00Z", ok=False)
+        assert before.returncode == 1
+        assert "no updates by then" in before.stderr
+
+        # A corrupt entry in the log: it names a story but is no valid update. It is
+        # retried, parked with its traceback, and the story's later updates park behind it.
+        stream = next(
+            f"ops:{{p{p}}}:log"
+            for p in range(8)
+            if client.lrange(f"ops:{{p{p}}}:story:hanoi-summit-2019", 0, 0)
+        )
+        client.xadd(
+            stream, {"__data__": json.dumps({"subject": "hanoi-summit-2019", "version": 22})}
+        )
+        wait_for(lambda: status(env)["dead_letters"]["parked_updates"] == 1, "the poison to park")  # type: ignore[index]
+        listed = run(env, "dlq", "list", "--json").stdout.splitlines()
+        assert len(listed) == 1
+        assert json.loads(listed[0])["story"] == "hanoi-summit-2019"
+        shown = run(env, "dlq", "show", "hanoi-summit-2019").stdout
+        assert "Traceback" in shown and "InvalidUpdate" in shown
+        redriven = run(env, "dlq", "redrive", "hanoi-summit-2019").stdout
+        assert "rebuilt to version 21; released 1 parked updates" in redriven
+        assert run(env, "dlq", "list").stdout.strip() == "no parked updates"
+
+        replayed = run(env, "replay", "stories", "--story", "cohen-hearing-2019").stdout
+        assert "rebuilt from the log to version 4" in replayed
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        assert projector.wait(timeout=30) == 0, projector.stderr.read() if projector.stderr else ""
+        client.close()
