@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +12,17 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from dateline.cli.common import open_log, server, settings
 from dateline.config import Settings
@@ -19,7 +30,9 @@ from dateline.consumer import DeadLetters
 from dateline.log import Log
 from dateline.projector import ops
 from dateline.projector.app import active_version
+from dateline.projector.ops import rebuild_story
 from dateline.projector.readmodels import ReadModels
+from dateline.projector.replay import drop_version, rebuild_all, total_updates
 
 T = TypeVar("T")
 
@@ -115,18 +128,57 @@ def dlq_discard(story: str) -> None:
     click.echo(f"{story}: dropped {dropped} parked updates")
 
 
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} updates/s" if speed else "- updates/s", style="cyan")
+
+
 @click.command()
 @click.argument("projection", type=click.Choice(["stories"]))
-@click.option(
-    "--story",
-    "story",
-    required=True,
-    help="Rebuild this story in place. (A full blue/green rebuild is not built yet.)",
-)
-def replay(projection: str, story: str) -> None:
-    """Rebuild PROJECTION from the log. Today: one story in place (`--story ID`)."""
-    version = _run(lambda log, models, dead: ops.rebuild_story(log, models, story))
-    click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
+@click.option("--story", default=None, help="Rebuild only this story, in place.")
+@click.option("--keep-old", is_flag=True, help="Keep the old version's keys after the switch.")
+def replay(projection: str, story: str | None, keep_old: bool) -> None:
+    """Rebuild PROJECTION from the log.
+
+    \b
+    With --story: that story, in place (what `dlq redrive` does too).
+    Without: blue/green. The next version is built beside the one serving, from
+    every story's history; it catches up with what was appended meanwhile; then
+    one SET switches readers and running projectors to it, and the old version
+    is deleted once no projector holds it.
+    """
+    if story:
+        version = _run(lambda log, models, dead: rebuild_story(log, models, story))
+        click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
+        return
+
+    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> str:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _Rate(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task(
+                f"rebuilding {projection}", total=await total_updates(log.redis, log.keys)
+            )
+            result = await rebuild_all(log, log.keys, lambda n: bar.advance(task, n))
+            bar.update(task, completed=bar.tasks[0].total)
+        lines = [
+            f"{projection}: {result.old} -> {result.new}: {result.stories} stories, "
+            f"{result.updates} updates from histories, {result.caught_up} caught up; "
+            f"switched"
+        ]
+        if not keep_old:
+            ttl = int(os.environ.get("DATELINE_LEASE_TTL_MS") or 10_000)
+            dropped = await drop_version(log.redis, log.keys, result.old, grace_s=2 * ttl / 1000)
+            lines.append(f"dropped {result.old}: {dropped} keys")
+        return "\n".join(lines)
+
+    click.echo(_run(work))
 
 
 @click.command(name="status")

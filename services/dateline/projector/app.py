@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 
 from dateline.config import Settings
 from dateline.consumer import Runner, RunnerConfig
@@ -19,6 +22,7 @@ from dateline.projector.handler import Advance, Project, ProjectorHandler
 from dateline.projector.readmodels import ReadModels
 
 DEFAULT_VERSION = "v1"
+logger = structlog.get_logger("dateline.projector")
 
 
 class _Subject(msgspec.Struct):
@@ -35,17 +39,43 @@ def story_of(raw: bytes) -> str:
 
 @dataclass
 class Projector:
+    """The service: a runner for the active projection version, moved on when it switches."""
+
     client: aioredis.Redis
     log: Log
     models: ReadModels
     handler: ProjectorHandler
     runner: Runner
+    rewire: Callable[[str], Awaitable[Projector]]
+    watch_s: float = 1.0
 
     async def run(self, stop: asyncio.Event) -> None:
+        app = self
         try:
-            await self.runner.run(stop)
+            while not stop.is_set():
+                halt = asyncio.Event()
+                watcher = asyncio.create_task(app._watch(stop, halt))
+                try:
+                    await app.runner.run(halt)  # releases its leases when it returns
+                finally:
+                    watcher.cancel()
+                if stop.is_set():
+                    break
+                version = await active_version(self.client, self.models.prefix)
+                logger.info("projection switched", old=app.models.version, new=version)
+                app = await self.rewire(version)
         finally:
             await self.client.aclose()
+
+    async def _watch(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        """Halt the runner on stop, or when `dateline replay` switched the active version."""
+        while not stop.is_set():
+            current = await active_version(self.client, self.models.prefix)
+            if current != self.models.version:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.watch_s)
+        halt.set()
 
 
 async def active_version(client: aioredis.Redis, prefix: str) -> str:
@@ -79,4 +109,17 @@ async def create_app(
     ttl = int(os.environ.get("DATELINE_LEASE_TTL_MS") or 10_000)
     config = RunnerConfig(group=group, consumer=name, batch=batch, lease_ttl_ms=ttl)
     runner = Runner(client, keys, config, handler, story_of)
-    return Projector(client, log, models, handler, runner)
+
+    async def rewire(new: str) -> Projector:
+        return await create_app(
+            settings,
+            url,
+            version=new,
+            consumer=name,
+            batch=batch,
+            advance_fn=advance_fn,
+            project_fn=project_fn,
+            client=client,
+        )
+
+    return Projector(client, log, models, handler, runner, rewire)

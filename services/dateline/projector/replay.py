@@ -1,0 +1,127 @@
+"""Blue/green rebuild of the story projection from the log, while the current version serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from dateline.consumer import Runner, RunnerConfig
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline.projection import project
+from dateline.projection.state import StoryState
+from dateline.projector.app import active_version, story_of
+from dateline.projector.handler import ProjectorHandler
+from dateline.projector.readmodels import ReadModels
+from dateline_schemas import decode_record
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ReplayResult:
+    old: str
+    new: str
+    stories: int
+    updates: int
+    caught_up: int
+
+
+def next_version(version: str) -> str:
+    return f"v{int(version.lstrip('v')) + 1}"
+
+
+async def story_ids(client: aioredis.Redis, keys: Keys) -> list[str]:
+    found = []
+    for p in range(keys.partitions):
+        prefix = keys.story("", p)
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            found.append(key.decode()[len(prefix) :])
+    return sorted(found)
+
+
+async def total_updates(client: aioredis.Redis, keys: Keys) -> int:
+    return sum([int(await client.xlen(keys.log(p))) for p in range(keys.partitions)])
+
+
+async def rebuild_all(
+    log: Log, keys: Keys, on_progress: Progress = lambda n: None, batch: int = 200
+) -> ReplayResult:
+    client = log.redis
+    old = await active_version(client, keys.prefix)
+    new = next_version(old)
+    group = f"projector-{new}"
+    models = ReadModels(keys.prefix, new)
+    # 1. The new group starts at the end of each partition as it is now: what comes
+    #    later is delivered to it; what came before is folded from histories below.
+    starts: dict[int, str] = {}
+    for p in range(keys.partitions):
+        await client.delete(f"{keys.prefix}:{group}:lease:p{p}")
+        with contextlib.suppress(aioredis.ResponseError):  # a replay that died half-way
+            await client.xgroup_destroy(keys.log(p), group)
+        starts[p] = "0-0"
+        if await client.exists(keys.log(p)):
+            last = (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
+            starts[p] = last.decode() if isinstance(last, bytes) else str(last)
+        await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
+    async for key in client.scan_iter(match=f"{models.base}:*", count=1000):
+        await client.delete(key)  # leftovers of a replay that died half-way
+    # 2. Every story from its history, into the new version's keys.
+    stories = await story_ids(client, keys)
+    updates = 0
+    for i in range(0, len(stories), batch):
+        chunk = stories[i : i + batch]
+        pipe = client.pipeline(transaction=False)
+        for story in chunk:
+            pipe.lrange(keys.story(story), 0, -1)
+        histories = cast(list[list[bytes]], await pipe.execute())
+        pipe = client.pipeline(transaction=False)
+        for story, history in zip(chunk, histories, strict=True):
+            state = project(story, [decode_record(r) for r in history])
+            models.write(pipe, StoryState(id=story), state)  # the new version starts empty
+            updates += len(history)
+        await pipe.execute()
+        on_progress(sum(len(h) for h in histories))
+    for p, start in starts.items():
+        await client.hset(models.checkpoint, str(p), start)
+    # 3. Catch up with what was appended meanwhile, through the new group.
+    handler = ProjectorHandler(client, log, models, group)
+    runner = Runner(
+        client, keys, RunnerConfig(group=group, consumer="replay", block_ms=50), handler, story_of
+    )
+    caught_up = 0
+    while done := await runner.step():
+        caught_up += done
+        on_progress(done)
+    for p in list(runner.owned):
+        await runner.leases.release(p)
+    # 4. The switch: one SET, so a reader sees the old version or the new, never half.
+    await client.set(f"{keys.prefix}:rm:active", new)
+    return ReplayResult(old, new, len(stories), updates, caught_up)
+
+
+async def drop_version(
+    client: aioredis.Redis, keys: Keys, version: str, grace_s: float = 0.0
+) -> int:
+    """Delete a version's read models and its consumer group, once no projector holds it."""
+    group = f"projector-{version}"
+    for _ in range(int(grace_s * 10)):
+        held = [
+            await client.exists(f"{keys.prefix}:{group}:lease:p{p}") for p in range(keys.partitions)
+        ]
+        if not any(held):
+            break
+        await asyncio.sleep(0.1)
+    dropped = 0
+    for pattern in (f"{keys.prefix}:rm:{version}:*", f"{keys.prefix}:{group}:*"):
+        async for key in client.scan_iter(match=pattern, count=1000):
+            dropped += int(await client.delete(key))
+    for p in range(keys.partitions):
+        with contextlib.suppress(aioredis.ResponseError):
+            await client.xgroup_destroy(keys.log(p), group)
+    return dropped
