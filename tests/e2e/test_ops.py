@@ -25,8 +25,13 @@ DATELINE = Path(sys.executable).parent / "dateline"
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     server = start_server(VALKEY, tmp_path / "redis")
     try:
-        yield {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "ops", "COLUMNS": "200",
-               "DATELINE_LEASE_TTL_MS": "1000"}
+        yield {
+            **os.environ,
+            "REDIS_URL": server.url,
+            "DATELINE_PREFIX": "ops",
+            "COLUMNS": "200",
+            "DATELINE_LEASE_TTL_MS": "1000",
+        }
     finally:
         server.stop()
 
@@ -120,8 +125,10 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert "dropped v1" in full.stdout
         assert "updates/s" in full.stderr  # the progress bar
         assert status(env)["projection"] == {"active": "v2", "versions": ["v2"]}
-        wait_for(lambda: all(r["lease"] for r in status(env)["partitions"]),  # type: ignore[attr-defined]
-                 "the projector to take v2's partitions")
+        wait_for(
+            lambda: all(r["lease"] for r in status(env)["partitions"]),  # type: ignore[attr-defined]
+            "the projector to take v2's partitions",
+        )
         assert json.loads(client.get("ops:rm:v2:story:hanoi-summit-2019")) == now
     finally:
         projector.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from dateline.config import Settings
 from dateline.consumer import Delivery, groups
 from dateline.log import Log
-from dateline.projection import advance, project
+from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
 from dateline.projector.app import Projector, create_app, story_of
 from dateline_schemas import Update
@@ -119,10 +119,10 @@ async def test_poison_parks_one_story_while_others_flow_then_redrive(
 ) -> None:
     broken = {"on": True}
 
-    def flaky(state: StoryState, u: Update) -> StoryState | None:
+    def flaky(state: StoryState, u: Update) -> bool:
         if broken["on"] and u.subject == "bad" and u.version == 2:
             raise RuntimeError("projection bug")
-        return advance(state, u)
+        return advance_in_place(state, u)
 
     def flaky_project(story: str, updates: list[Update]) -> StoryState:
         if broken["on"] and story == "bad" and any(u.version == 2 for u in updates):
@@ -197,12 +197,12 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_ur
     interfere = {"once": True}
     holder: dict[str, Projector] = {}
 
-    def meddling(state: StoryState, u: Update) -> StoryState | None:
+    def meddling(state: StoryState, u: Update) -> bool:
         if interfere["once"] and u.version == 3:
             interfere["once"] = False
             key = holder["app"].models.story(u.subject)
             other.set(key, other.get(key) or b"")  # between the batch's read and its EXEC
-        return advance(state, u)
+        return advance_in_place(state, u)
 
     app = await projector(log, redis_url, advance_fn=meddling)
     holder["app"] = app

@@ -69,19 +69,33 @@ def advance(state: StoryState, update: Update) -> StoryState | None:
     (correction, retraction), is named by one already folded (held), or sorts
     before what is folded already (it arrived out of order).
     """
-    if update.version != state.version + 1 or isinstance(update, _NAMING):
-        return None
-    if update.id in {c.corrects for c in state.corrections} or update.id in {
-        h.id for h in state.hidden
-    }:
-        return None
-    key = order_key(update)
-    if state.order_key and key < state.order_key:
+    if not _appendable(state, update):
         return None
     new = copy_state(state)
-    _fold(new, update)
-    _stamp_latest(new, [update])
+    advance_in_place(new, update)
     return new
+
+
+def advance_in_place(state: StoryState, update: Update) -> bool:
+    """`advance` on a state the caller owns (a copy of its own): False means refold.
+
+    For the projector, which copies a story's state once per batch, not per update.
+    """
+    if not _appendable(state, update):
+        return False
+    _fold(state, update)
+    _stamp_latest(state, [update])
+    return True
+
+
+def _appendable(state: StoryState, update: Update) -> bool:
+    if update.version != state.version + 1 or isinstance(update, _NAMING):
+        return False
+    if any(c.corrects == update.id for c in state.corrections):
+        return False  # a correction was held for it
+    if any(h.id == update.id for h in state.hidden):
+        return False  # retracted before it arrived
+    return not state.order_key or order_key(update) > state.order_key
 
 
 def copy_state(state: StoryState) -> StoryState:

@@ -17,7 +17,7 @@ from dateline.config import Settings
 from dateline.consumer import Runner, RunnerConfig
 from dateline.keys import Keys
 from dateline.log import Log
-from dateline.projection import advance, project
+from dateline.projection import advance_in_place, project
 from dateline.projector.handler import Advance, Project, ProjectorHandler
 from dateline.projector.readmodels import ReadModels
 
@@ -92,7 +92,7 @@ async def create_app(
     version: str | None = None,
     consumer: str | None = None,
     batch: int = 1000,
-    advance_fn: Advance = advance,
+    advance_fn: Advance = advance_in_place,
     project_fn: Project = project,
     client: aioredis.Redis | None = None,
 ) -> Projector:

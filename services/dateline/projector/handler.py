@@ -14,12 +14,13 @@ import redis.asyncio as aioredis
 
 from dateline.consumer import Delivery
 from dateline.log import Log
-from dateline.projection import advance, project
+from dateline.projection import advance_in_place, copy_state, project
 from dateline.projection.state import StoryState
 from dateline.projector.readmodels import ReadModels
 from dateline_schemas import Update, decode_record
 
-Advance = Callable[[StoryState, Update], StoryState | None]
+Advance = Callable[[StoryState, Update], bool]
+"""Fold an update into a state the handler owns, in place; False if it needs a refold."""
 Project = Callable[[str, list[Update]], StoryState]
 
 
@@ -30,7 +31,7 @@ class ProjectorHandler:
         log: Log,
         models: ReadModels,
         group: str,
-        advance_fn: Advance = advance,
+        advance_fn: Advance = advance_in_place,
         project_fn: Project = project,
     ) -> None:
         self.client, self.log, self.models, self.group = client, log, models, group
@@ -54,15 +55,18 @@ class ProjectorHandler:
             acked: list[Delivery] = []
             changed: list[tuple[StoryState, StoryState]] = []
             for i, story in enumerate(stories):
-                old = state = self.models.decode_state(story, raw[2 * i], raw[2 * i + 1])
+                old = self.models.decode_state(story, raw[2 * i], raw[2 * i + 1])
+                state = copy_state(old)  # once per story per batch; folded into in place
+                applied = False
                 for d in by_story[story]:
                     try:
-                        state = await self._apply(story, state, decode_record(d.raw))
-                    except Exception as exc:
+                        state, did = await self._apply(story, state, decode_record(d.raw))
+                    except Exception as exc:  # the runner retries, then parks it
                         failures[d.entry_id] = exc
                         break
                     acked.append(d)
-                if state is not old:
+                    applied = applied or did
+                if applied:
                     changed.append((old, state))
             if acked:
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
@@ -74,11 +78,14 @@ class ProjectorHandler:
                 await pipe.execute()
         return failures
 
-    async def _apply(self, story: str, state: StoryState, update: Update) -> StoryState:
+    async def _apply(
+        self, story: str, state: StoryState, update: Update
+    ) -> tuple[StoryState, bool]:
+        """(the state after `update`, whether it changed anything)."""
         version = update.version or 0
         if version <= state.version:
-            return state  # redelivered: applied already
-        if version == state.version + 1 and (new := self.advance(state, update)) is not None:
-            return new
+            return state, False  # redelivered: applied already
+        if version == state.version + 1 and self.advance(state, update):
+            return state, True
         self.refolds += 1
-        return self.project(story, await self.log.read_story(story, to_version=version))
+        return self.project(story, await self.log.read_story(story, to_version=version)), True
