@@ -1,0 +1,244 @@
+"""Issue 3: updates/s from log to read models, against two loops in the same run.
+
+- ceiling: redis-py XREADGROUP COUNT 1000 + msgspec decode + pipelined write + XACK,
+  no read-model logic (the loop the notes measured at about 70k/s);
+- one-message: the FastStream handler its documentation shows, one update per call,
+  HSET + ack each;
+- the projector itself, on a realistic mix (about 2% corrections and retractions)
+  and on the worst case (every type in turn, 16% naming another update);
+- a full rebuild (blue/green replay) from the stories' histories;
+- memory per update (log + history + dedup) and per story read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from tests.factories import DATA, encode, update
+
+from bench.harness import Report, Row
+from bench.log_append import realistic_updates
+from dateline.config import Settings
+from dateline.consumer import groups
+from dateline.embedded import EmbeddedRedis
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline.projector.app import create_app
+from dateline.projector.replay import rebuild_all
+from dateline_schemas import decode_record
+
+# A story as feeds send it: mostly statements and schedule news, a few corrections.
+MIX = {
+    "dateline.statement.made": 30,
+    "dateline.schedule.announced": 10,
+    "dateline.schedule.rescheduled": 10,
+    "dateline.schedule.started": 6,
+    "dateline.schedule.ended": 6,
+    "dateline.schedule.cancelled": 4,
+    "dateline.schedule.relocated": 4,
+    "dateline.schedule.postponed": 2,
+    "dateline.story.opened": 4,
+    "dateline.story.linked": 3,
+    "dateline.outcome.reported": 5,
+    "dateline.expectation.raised": 6,
+    "dateline.expectation.resolved": 8,
+    "dateline.correction.issued": 1.5,
+    "dateline.retraction.issued": 0.5,
+}
+
+
+def newsroom_updates(n: int, stories: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    types, weights = zip(*MIX.items(), strict=True)
+    out = []
+    for i in range(n):
+        type_ = rng.choices(types, weights)[0]
+        data = dict(DATA[type_])
+        if type_ in ("dateline.correction.issued", "dateline.retraction.issued"):
+            key = "corrects" if type_.endswith("correction.issued") else "retracts"
+            data[key] = f"n{max(i - rng.randint(1, 50) * stories, 0):08d}"
+        minute = i // stories - (5 if rng.random() < 0.05 else 0)  # 5% arrive late
+        out.append(_timed(type_, i, stories, minute, data))
+    return out
+
+
+def _timed(type_: str, i: int, stories: int, minute: int, data: dict[str, Any]) -> bytes:
+    t = 1551312000 + 60 * max(minute, 0)  # 2019-02-28T00:00:00Z
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return encode(
+        update(type_, subject=f"story-{i % stories:05d}", id=f"n{i:08d}", time=when, data=data)
+    )
+
+
+async def _load(client: aioredis.Redis, keys: Keys, payloads: list[bytes]) -> Log:
+    await client.flushall()
+    log = Log(client, keys)
+    await log.check_partitions()
+    async for results in log.append_stream(
+        [payloads[i : i + 1000] for i in range(0, len(payloads), 1000)]
+    ):
+        assert results[-1].status in ("appended", "duplicate")
+    return log
+
+
+async def ceiling(client: aioredis.Redis, keys: Keys, n: int) -> float:
+    streams = keys.logs()
+    for s in streams:
+        await groups.ensure_group(client, s, "ceiling")
+    start, done = time.perf_counter(), 0
+    while done < n:
+        got = await groups.read(client, "ceiling", "c", dict.fromkeys(streams, ">"), 1000, 100)
+        pipe = client.pipeline(transaction=False)
+        for stream, entries in got.items():
+            for _, fields in entries:
+                record = decode_record(fields[b"__data__"])
+                pipe.set(f"ceiling:{record.subject}", fields[b"__data__"])
+            pipe.xack(stream, "ceiling", *[eid for eid, _ in entries])
+            done += len(entries)
+        await pipe.execute()
+    return n / (time.perf_counter() - start)
+
+
+async def one_message(url: str, keys: Keys, n: int) -> float:
+    from faststream.redis import RedisBroker, StreamSub  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(url)
+    stream = keys.log(0)
+    await groups.ensure_group(client, stream, "fs")
+    total = int(await client.xlen(stream))
+    n = min(n, total)
+    broker = RedisBroker(url, logger=None)
+    seen = asyncio.Event()
+    count = {"n": 0}
+
+    async def raw_body(message: Any) -> Any:  # skip pydantic: the body is our JSON
+        return message.body
+
+    @broker.subscriber(
+        stream=StreamSub(stream, group="fs", consumer="fs-1", max_records=1), decoder=raw_body
+    )
+    async def handle(body: Any) -> None:
+        record = decode_record(body)
+        await client.hset("fs:stories", record.subject, body)
+        count["n"] += 1
+        if count["n"] >= n:
+            seen.set()
+
+    start = time.perf_counter()
+    await broker.start()
+    await asyncio.wait_for(seen.wait(), 300)
+    rate = n / (time.perf_counter() - start)
+    await broker.stop()
+    await client.aclose()
+    return rate
+
+
+async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, int]:
+    app = await create_app(settings, url, consumer="bench")
+    app.runner.config = dataclasses.replace(app.runner.config, block_ms=10)
+    start = time.perf_counter()
+    done = 0
+    while done < n:
+        done += await app.runner.step()
+    rate = n / (time.perf_counter() - start)
+    await app.client.aclose()
+    return rate, app.handler.refolds
+
+
+async def run(report: Report, *, quick: bool = False) -> None:
+    n = 4_000 if quick else 40_000
+    stories = 200 if quick else 2_000
+    print(f"projection: {n:,} updates over {stories:,} stories")
+    keys = Keys("bench", 8)
+    settings = Settings(None, Path("."), "bench", 8)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
+        client = aioredis.Redis.from_url(srv.url)
+        newsroom = newsroom_updates(n, stories)
+        await _load(client, keys, newsroom)
+        top = await ceiling(client, keys, n)
+        report.add(
+            Row(
+                "projection",
+                "ceiling: XREADGROUP + decode + pipelined SET + XACK",
+                top,
+                "updates/s",
+            )
+        )
+        fs_n = 500 if quick else 3_000
+        single = await one_message(srv.url, keys, fs_n)
+        report.add(
+            Row(
+                "projection",
+                "FastStream one-message handler (HSET + ack each)",
+                single,
+                "updates/s",
+                note=f"{fs_n:,} updates of partition 0",
+            )
+        )
+        rate, refolds = await projector_rate(srv.url, settings, n)
+        report.add(
+            Row(
+                "projection",
+                "projector, newsroom mix (2% corrections/retractions)",
+                rate,
+                "updates/s",
+                "ceiling",
+                rate / top,
+                f"target 0.8x; refolds {refolds}",
+            )
+        )
+        report.add(
+            Row(
+                "projection",
+                "projector vs one-message handler",
+                rate / single,
+                "x",
+                note="target >= 15x",
+            )
+        )
+        used = 0
+        async for key in client.scan_iter(match="bench:rm:v1:story:*", count=1000):
+            used += int(await client.memory_usage(key, samples=0) or 0)
+        async for key in client.scan_iter(match="bench:rm:v1:timeline:*", count=1000):
+            used += int(await client.memory_usage(key, samples=0) or 0)
+        report.add(
+            Row(
+                "projection",
+                "memory: story state + timeline",
+                used / stories,
+                "bytes/story",
+                note=f"{n // stories} updates a story",
+            )
+        )
+        log = await _load(client, keys, newsroom)
+        start = time.perf_counter()
+        result = await rebuild_all(log, keys)
+        report.add(
+            Row(
+                "projection",
+                "full rebuild (replay) from histories",
+                result.updates / (time.perf_counter() - start),
+                "updates/s",
+                note=f"{result.updates:,} updates, {result.stories:,} stories; target 200,000/s",
+            )
+        )
+        worst = realistic_updates(n // 4, stories=20)
+        await _load(client, keys, worst)
+        rate, refolds = await projector_rate(srv.url, settings, len(worst))
+        report.add(
+            Row(
+                "projection",
+                "projector, worst case: 16% naming updates, 20 hot stories",
+                rate,
+                "updates/s",
+                note=f"refolds {refolds}: each folds the whole story",
+            )
+        )
+        await client.aclose()
