@@ -6,8 +6,6 @@ the copies and the order; this module only knows what each update means.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from dateline.projection.order import statement_key
 from dateline.projection.state import (
     Expectation,
@@ -40,10 +38,6 @@ def when(text: str) -> When:
     return When(text, parse_fuzzy_date(text).precision)
 
 
-def _iso(t: datetime) -> str:
-    return t.isoformat()
-
-
 def _item(state: StoryState, ref: str) -> Item:
     """The item, or a placeholder when news of it sorts before its announcement."""
     if ref not in state.schedule:
@@ -69,8 +63,8 @@ def _shifted(start: When, shift: str) -> When:
     return When(moved.isoformat(), start.precision)
 
 
-def evolve(state: StoryState, update: Update) -> None:  # noqa: PLR0912, PLR0915 - one arm a type
-    time = _iso(update.time)
+def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
+    """Apply one update; `time` is its event time, formatted once by the caller."""
     match update:
         case StoryOpened(data=d):
             state.title, state.place, state.summary = d.title, d.place, d.summary

@@ -103,15 +103,16 @@ def copy_state(state: StoryState) -> StoryState:
 
 
 def _fold(state: StoryState, update: Update) -> None:
-    evolve(state, update)
+    time = update.time.isoformat()
+    evolve(state, update, time)
     state.order_key = order_key(update)
-    state.last_time = update.time.isoformat()
+    state.last_time = time
     state.timeline.append(
         Entry(
             version=update.version or 0,
             id=update.id,
             type=update.__struct_config__.tag,  # type: ignore[arg-type]
-            time=update.time.isoformat(),
+            time=time,
             precision=update.timeprecision,
             summary=summarize(update),
             source=update.source,

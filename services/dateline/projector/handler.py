@@ -8,6 +8,7 @@ again; the states, the checkpoint and the acknowledgements go in one MULTI.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -44,48 +45,79 @@ class ProjectorHandler:
         by_story: dict[str, list[Delivery]] = {}
         for d in deliveries:
             by_story.setdefault(d.key, []).append(d)
-        stories = list(by_story)
-        keys = [key for s in stories for key in self.models.keys_of(s)]
+        keys = [key for s in by_story for key in self.models.keys_of(s)]
         async with self.client.pipeline(transaction=True) as pipe:
             # Optimistic: if anyone else writes these stories meanwhile (a single-story
             # rebuild, an overlapping projector), EXEC fails and the runner retries the batch.
             await pipe.watch(*keys)
             raw = cast(list[bytes | None], await pipe.mget(keys))
-            failures: dict[str, BaseException] = {}
-            acked: list[Delivery] = []
-            changed: list[tuple[StoryState, StoryState]] = []
-            for i, story in enumerate(stories):
-                old = self.models.decode_state(story, raw[2 * i], raw[2 * i + 1])
-                state = copy_state(old)  # once per story per batch; folded into in place
-                applied = False
-                for d in by_story[story]:
-                    try:
-                        state, did = await self._apply(story, state, decode_record(d.raw))
-                    except Exception as exc:  # the runner retries, then parks it
-                        failures[d.entry_id] = exc
-                        break
-                    acked.append(d)
-                    applied = applied or did
-                if applied:
-                    changed.append((old, state))
+            work = [
+                self._advance(
+                    story, self.models.decode_state(story, raw[2 * i], raw[2 * i + 1]), items
+                )
+                for i, (story, items) in enumerate(by_story.items())
+            ]
+            await self._refold([w for w in work if w.refold_to])
+            failures = {w.failed.entry_id: w.error for w in work if w.failed and w.error}
+            acked = [d for w in work for d in w.acked]
             if acked:
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                for old, new in changed:
-                    self.models.write(pipe, old, new)
+                self.models.write_many(pipe, [(w.old, w.state) for w in work if w.changed])
                 last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
                 pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
                 pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
                 await pipe.execute()
         return failures
 
-    async def _apply(
-        self, story: str, state: StoryState, update: Update
-    ) -> tuple[StoryState, bool]:
-        """(the state after `update`, whether it changed anything)."""
-        version = update.version or 0
-        if version <= state.version:
-            return state, False  # redelivered: applied already
-        if version == state.version + 1 and self.advance(state, update):
-            return state, True
-        self.refolds += 1
-        return self.project(story, await self.log.read_story(story, to_version=version)), True
+    def _advance(self, story: str, old: StoryState, items: list[Delivery]) -> _Work:
+        """Fold what can be folded in place; note where a refold from history must start."""
+        work = _Work(story, old, copy_state(old))
+        for d in items:
+            try:
+                update = decode_record(d.raw)
+                version = update.version or 0
+                if work.refold_to:
+                    work.refold_to = max(work.refold_to, version)
+                elif version <= work.state.version:
+                    pass  # redelivered: applied already
+                elif version == work.state.version + 1 and self.advance(work.state, update):
+                    work.changed = True
+                else:
+                    work.refold_to, work.refold_at = version, len(work.acked)
+            except Exception as exc:  # the runner retries, then parks it
+                work.failed, work.error = d, exc
+                break
+            work.acked.append(d)
+        return work
+
+    async def _refold(self, work: list[_Work]) -> None:
+        """Refold the stories that need it, their histories fetched in one round trip."""
+        if not work:
+            return
+        pipe = self.log.redis.pipeline(transaction=False)
+        for w in work:
+            pipe.lrange(self.log.keys.story(w.story), 0, w.refold_to - 1)
+        histories = cast(list[list[bytes]], await pipe.execute())
+        for w, history in zip(work, histories, strict=True):
+            self.refolds += 1
+            try:
+                w.state = self.project(w.story, [decode_record(r) for r in history])
+                w.changed = True
+            except Exception as exc:  # the update where the refold began is the one to retry
+                w.failed, w.error = w.acked[w.refold_at], exc
+                del w.acked[w.refold_at :]
+
+
+@dataclass
+class _Work:
+    """One story's part of a batch."""
+
+    story: str
+    old: StoryState
+    state: StoryState
+    acked: list[Delivery] = field(default_factory=list)
+    changed: bool = False
+    refold_to: int = 0  # fold the history up to this version, once, after the pass
+    refold_at: int = 0  # index in `acked` of the update that called for the refold
+    failed: Delivery | None = None
+    error: BaseException | None = None

@@ -82,28 +82,46 @@ class ReadModels:
         return state
 
     def write(self, pipe: Pipeline, old: StoryState, new: StoryState) -> None:
-        """Queue the writes that take the read models from `old` to `new` for one story."""
-        timeline: list[Entry] = new.timeline
-        pipe.set(self.story(new.id), _encode(without_timeline(new)))
-        pipe.set(self.timeline(new.id), _encode(timeline))
-        pipe.hset(self.index, new.id, _encode(_index_entry(new)))
-        gone = {(s.speaker, ref) for ref, s in old.statements.items()} - {
-            (s.speaker, ref) for ref, s in new.statements.items()
-        }
-        for speaker, ref in gone:
-            pipe.hdel(self.speaker(speaker), f"{new.id}/{ref}")
-        for ref, said in new.statements.items():
-            if old.statements.get(ref) != said:
-                pipe.hset(
-                    self.speaker(said.speaker),
-                    f"{new.id}/{ref}",
-                    _encode(SpokenEntry(new.id, said)),
-                )
-        for ref in old.schedule.keys() - new.schedule.keys():
-            pipe.hdel(self.schedule, f"{new.id}/{ref}")
-        for ref, item in new.schedule.items():
-            if old.schedule.get(ref) != item:
-                pipe.hset(self.schedule, f"{new.id}/{ref}", _encode(ScheduleEntry(new.id, item)))
+        """Queue the writes that take one story's read models from `old` to `new`."""
+        self.write_many(pipe, [(old, new)])
+
+    def write_many(self, pipe: Pipeline, changes: list[tuple[StoryState, StoryState]]) -> None:
+        """Queue the writes for many stories, a few commands per batch rather than per story."""
+        if not changes:
+            return
+        # Any keys: redis-py's Mapping is invariant in its (wide) key type.
+        values: dict[Any, bytes] = {}
+        index: dict[Any, bytes] = {}
+        board: dict[Any, bytes] = {}
+        board_gone: list[str] = []
+        spoken: dict[str, dict[Any, bytes]] = {}
+        unspoken: dict[str, list[str]] = {}
+        for old, new in changes:
+            values[self.story(new.id)] = _encode(without_timeline(new))
+            values[self.timeline(new.id)] = _encode(new.timeline)
+            index[new.id] = _encode(_index_entry(new))
+            for ref, said in old.statements.items():
+                if ref not in new.statements or new.statements[ref].speaker != said.speaker:
+                    unspoken.setdefault(self.speaker(said.speaker), []).append(f"{new.id}/{ref}")
+            for ref, said in new.statements.items():
+                if old.statements.get(ref) != said:
+                    spoken.setdefault(self.speaker(said.speaker), {})[f"{new.id}/{ref}"] = _encode(
+                        SpokenEntry(new.id, said)
+                    )
+            board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
+            for ref, item in new.schedule.items():
+                if old.schedule.get(ref) != item:
+                    board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
+        pipe.mset(values)
+        pipe.hset(self.index, mapping=index)
+        for key, fields in unspoken.items():
+            pipe.hdel(key, *fields)
+        for key, mapping in spoken.items():
+            pipe.hset(key, mapping=mapping)
+        if board_gone:
+            pipe.hdel(self.schedule, *board_gone)
+        if board:
+            pipe.hset(self.schedule, mapping=board)
 
 
 def _index_entry(state: StoryState) -> IndexEntry:
