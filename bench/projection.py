@@ -25,6 +25,7 @@ from tests.factories import DATA, encode, update
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
+from bench.peer import run_peer
 from dateline.config import Settings
 from dateline.consumer import groups
 from dateline.embedded import EmbeddedRedis
@@ -218,6 +219,24 @@ async def run(report: Report, *, quick: bool = False) -> None:
             )
         )
         log = await _load(client, keys, newsroom)
+        records = [
+            fields[b"__data__"]
+            for p in range(keys.partitions)
+            for _, fields in await log.redis.xrange(keys.log(p))
+        ]
+        peer, peer_write, peer_stories = run_peer(records)
+        report.add(
+            Row(
+                "projection",
+                "peer: eventsourcing ProjectionRunner, POPO, write + project",
+                peer,
+                "updates/s",
+                "projector",
+                peer / rate,
+                note=f"same records and projection, {peer_stories:,} stories; "
+                f"its write alone: {peer_write:,.0f} updates/s",
+            )
+        )
         start = time.perf_counter()
         result = await rebuild_all(log, keys)
         report.add(
