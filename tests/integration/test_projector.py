@@ -81,6 +81,11 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
     board = await app.client.hgetall(app.models.schedule)
     lunch = msgspec.json.decode(board[b"hanoi-summit-2019/working-lunch"])
     assert lunch["item"]["status"] == "cancelled"
+    # The board by start time: a range read for one day, the 27th's summit only.
+    feb27 = 1551225600  # 2019-02-27T00:00:00Z; day-precision dates mean their UTC day
+    day = await app.client.zrangebyscore(app.models.schedule_by_start, feb27, feb27 + 86399)
+    assert day == [b"hanoi-summit-2019/summit"]
+    assert len(await app.client.zrange(app.models.schedule_by_start, 0, -1)) == len(board)
 
 
 async def test_out_of_order_times_refold_and_still_equal_a_rebuild(

@@ -6,11 +6,13 @@
 <prefix>:rm:<v>:index                 hash story -> JSON entry: status, outcome, last update
 <prefix>:rm:<v>:speaker:<name>        hash "<story>/<ref>" -> JSON statement
 <prefix>:rm:<v>:schedule              hash "<story>/<item>" -> JSON schedule entry
+<prefix>:rm:<v>:schedule:by_start     zset "<story>/<item>" by start (epoch s; for ranges)
 <prefix>:rm:<v>:checkpoint            hash partition -> last stream id applied
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -18,6 +20,7 @@ from redis.asyncio.client import Pipeline
 
 from dateline.projection.order import fold_text
 from dateline.projection.state import Entry, Item, Statement, StoryState
+from dateline_schemas import parse_fuzzy_date
 
 _encode = msgspec.json.Encoder().encode
 _state = msgspec.json.Decoder(StoryState).decode
@@ -67,6 +70,10 @@ class ReadModels:
         return f"{self.base}:schedule"
 
     @property
+    def schedule_by_start(self) -> str:
+        return f"{self.base}:schedule:by_start"
+
+    @property
     def checkpoint(self) -> str:
         return f"{self.base}:checkpoint"
 
@@ -89,39 +96,61 @@ class ReadModels:
         """Queue the writes for many stories, a few commands per batch rather than per story."""
         if not changes:
             return
-        # Any keys: redis-py's Mapping is invariant in its (wide) key type.
-        values: dict[Any, bytes] = {}
-        index: dict[Any, bytes] = {}
-        board: dict[Any, bytes] = {}
-        board_gone: list[str] = []
-        spoken: dict[str, dict[Any, bytes]] = {}
-        unspoken: dict[str, list[str]] = {}
+        batch = _Batch()
         for old, new in changes:
-            values[self.story(new.id)] = _encode(without_timeline(new))
-            values[self.timeline(new.id)] = _encode(new.timeline)
-            index[new.id] = _encode(_index_entry(new))
-            for ref, said in old.statements.items():
-                if ref not in new.statements or new.statements[ref].speaker != said.speaker:
-                    unspoken.setdefault(self.speaker(said.speaker), []).append(f"{new.id}/{ref}")
-            for ref, said in new.statements.items():
-                if old.statements.get(ref) != said:
-                    spoken.setdefault(self.speaker(said.speaker), {})[f"{new.id}/{ref}"] = _encode(
-                        SpokenEntry(new.id, said)
-                    )
-            board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
-            for ref, item in new.schedule.items():
-                if old.schedule.get(ref) != item:
-                    board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
-        pipe.mset(values)
-        pipe.hset(self.index, mapping=index)
-        for key, fields in unspoken.items():
+            batch.values[self.story(new.id)] = _encode(without_timeline(new))
+            batch.values[self.timeline(new.id)] = _encode(new.timeline)
+            batch.index[new.id] = _encode(_index_entry(new))
+            self._statements(batch, old, new)
+            self._schedule(batch, old, new)
+        pipe.mset(batch.values)
+        pipe.hset(self.index, mapping=batch.index)
+        for key, fields in batch.unspoken.items():
             pipe.hdel(key, *fields)
-        for key, mapping in spoken.items():
+        for key, mapping in batch.spoken.items():
             pipe.hset(key, mapping=mapping)
-        if board_gone:
-            pipe.hdel(self.schedule, *board_gone)
-        if board:
-            pipe.hset(self.schedule, mapping=board)
+        if batch.board_gone:
+            pipe.hdel(self.schedule, *batch.board_gone)
+            pipe.zrem(self.schedule_by_start, *batch.board_gone)
+        if batch.board:
+            pipe.hset(self.schedule, mapping=batch.board)
+        if batch.starts:
+            pipe.zadd(self.schedule_by_start, batch.starts)
+
+    def _statements(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
+        for ref, said in old.statements.items():
+            if ref not in new.statements or new.statements[ref].speaker != said.speaker:
+                batch.unspoken.setdefault(self.speaker(said.speaker), []).append(f"{new.id}/{ref}")
+        for ref, said in new.statements.items():
+            if old.statements.get(ref) != said:
+                entry = _encode(SpokenEntry(new.id, said))
+                batch.spoken.setdefault(self.speaker(said.speaker), {})[f"{new.id}/{ref}"] = entry
+
+    def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
+        batch.board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
+        for ref, item in new.schedule.items():
+            if old.schedule.get(ref) != item:
+                batch.board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
+                if item.starts_at is not None:
+                    batch.starts[f"{new.id}/{ref}"] = _start(item.starts_at.at)
+
+
+@dataclass
+class _Batch:
+    """The writes of one batch, grouped by key. Any keys: redis-py's Mapping is invariant."""
+
+    values: dict[Any, bytes] = field(default_factory=dict)
+    index: dict[Any, bytes] = field(default_factory=dict)
+    board: dict[Any, bytes] = field(default_factory=dict)
+    starts: dict[Any, float] = field(default_factory=dict)
+    board_gone: list[str] = field(default_factory=list)
+    spoken: dict[str, dict[Any, bytes]] = field(default_factory=dict)
+    unspoken: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _start(text: str) -> float:
+    """The earliest instant a start can mean. A date alone carries no offset: its UTC midnight."""
+    return parse_fuzzy_date(text).start.timestamp()
 
 
 def _index_entry(state: StoryState) -> IndexEntry:
