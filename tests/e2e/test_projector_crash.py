@@ -102,8 +102,7 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
                 await caught_up(log, models)
             for s in range(STORIES):
                 story = f"story-{s:03d}"
-                raw = await log.redis.mget(models.keys_of(story))
-                live = models.decode_state(story, raw[0], raw[1])
+                live = await models.read_state(log.redis, story)
                 assert live == project(story, await log.read_story(story)), story
                 assert sorted(e.version for e in live.timeline) == list(range(1, 101))
             pending = [await log.redis.xpending(log.keys.log(p), "projector-v1") for p in range(4)]

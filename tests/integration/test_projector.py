@@ -52,8 +52,7 @@ async def settle(*apps: Projector, rounds: int = 200) -> None:
 
 
 async def stored_state(app: Projector, story: str) -> StoryState:
-    raw = await app.client.mget(app.models.keys_of(story))
-    return app.models.decode_state(story, raw[0], raw[1])
+    return await app.models.read_state(app.client, story)
 
 
 async def rebuilt(log: Log, story: str) -> StoryState:

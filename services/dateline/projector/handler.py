@@ -17,7 +17,7 @@ from dateline.consumer import Delivery
 from dateline.log import Log
 from dateline.projection import advance_in_place, copy_state, project
 from dateline.projection.state import StoryState
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import Change, ReadModels
 from dateline_schemas import Update, decode_record
 
 Advance = Callable[[StoryState, Update], bool]
@@ -50,19 +50,20 @@ class ProjectorHandler:
             # Optimistic: if anyone else writes these stories meanwhile (a single-story
             # rebuild, an overlapping projector), EXEC fails and the runner retries the batch.
             await pipe.watch(*keys)
-            raw = cast(list[bytes | None], await pipe.mget(keys))
+            stored = cast(
+                list[bytes | None], await pipe.mget([self.models.story(s) for s in by_story])
+            )
             work = [
-                self._advance(
-                    story, self.models.decode_state(story, raw[2 * i], raw[2 * i + 1]), items
-                )
-                for i, (story, items) in enumerate(by_story.items())
+                self._advance(story, self.models.decode_state(story, raw), items)
+                for (story, items), raw in zip(by_story.items(), stored, strict=True)
             ]
             await self._refold([w for w in work if w.refold_to])
             failures = {w.failed.entry_id: w.error for w in work if w.failed and w.error}
             acked = [d for w in work for d in w.acked]
             if acked:
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                self.models.write_many(pipe, [(w.old, w.state) for w in work if w.changed])
+                changes = [Change(w.old, w.state, w.refolded) for w in work if w.changed]
+                self.models.write_many(pipe, changes)
                 last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
                 pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
                 pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
@@ -102,7 +103,7 @@ class ProjectorHandler:
             self.refolds += 1
             try:
                 w.state = self.project(w.story, [decode_record(r) for r in history])
-                w.changed = True
+                w.changed = w.refolded = True
             except Exception as exc:  # the update where the refold began is the one to retry
                 w.failed, w.error = w.acked[w.refold_at], exc
                 del w.acked[w.refold_at :]
@@ -117,6 +118,7 @@ class _Work:
     state: StoryState
     acked: list[Delivery] = field(default_factory=list)
     changed: bool = False
+    refolded: bool = False  # the state holds its whole timeline, not only entries to append
     refold_to: int = 0  # fold the history up to this version, once, after the pass
     refold_at: int = 0  # index in `acked` of the update that called for the refold
     failed: Delivery | None = None

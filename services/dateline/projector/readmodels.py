@@ -2,7 +2,7 @@
 
 <prefix>:rm:active                    the version dashboards read ("v1", ...)
 <prefix>:rm:<v>:story:<id>            JSON story state (without its timeline)
-<prefix>:rm:<v>:timeline:<id>         JSON list of timeline entries
+<prefix>:rm:<v>:timeline:<id>         list of JSON timeline entries, in timeline order
 <prefix>:rm:<v>:index                 hash story -> JSON entry: status, outcome, last update
 <prefix>:rm:<v>:speaker:<name>        hash "<story>/<ref>" -> JSON statement
 <prefix>:rm:<v>:schedule              hash "<story>/<item>" -> JSON schedule entry
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from dateline.projection.order import fold_text
@@ -24,7 +25,7 @@ from dateline_schemas import parse_fuzzy_date
 
 _encode = msgspec.json.Encoder().encode
 _state = msgspec.json.Decoder(StoryState).decode
-_timeline = msgspec.json.Decoder(list[Entry]).decode
+_entry = msgspec.json.Decoder(Entry).decode
 
 
 class IndexEntry(msgspec.Struct):
@@ -78,28 +79,39 @@ class ReadModels:
         return f"{self.base}:checkpoint"
 
     def keys_of(self, story: str) -> list[str]:
-        """What `decode_state` needs, for one MGET."""
+        """The keys a writer of this story must WATCH."""
         return [self.story(story), self.timeline(story)]
 
-    def decode_state(self, story: str, raw: bytes | None, timeline: bytes | None) -> StoryState:
-        if raw is None:
-            return StoryState(id=story)
-        state = _state(raw)
-        state.timeline = _timeline(timeline) if timeline else []
+    def decode_state(self, story: str, raw: bytes | None) -> StoryState:
+        """The stored state, without its timeline (writers only append to that list)."""
+        return StoryState(id=story) if raw is None else _state(raw)
+
+    async def read_state(self, client: aioredis.Redis, story: str) -> StoryState:
+        """The whole state, timeline included: two keys, one round trip."""
+        pipe = client.pipeline(transaction=False)
+        pipe.get(self.story(story))
+        pipe.lrange(self.timeline(story), 0, -1)
+        raw, entries = await pipe.execute()
+        state = self.decode_state(story, raw)
+        state.timeline = [_entry(e) for e in entries]
         return state
 
     def write(self, pipe: Pipeline, old: StoryState, new: StoryState) -> None:
-        """Queue the writes that take one story's read models from `old` to `new`."""
-        self.write_many(pipe, [(old, new)])
+        """Queue the writes that take one story's read models from `old` to `new` (whole)."""
+        self.write_many(pipe, [Change(old, new, whole_timeline=True)])
 
-    def write_many(self, pipe: Pipeline, changes: list[tuple[StoryState, StoryState]]) -> None:
+    def write_many(self, pipe: Pipeline, changes: list[Change]) -> None:
         """Queue the writes for many stories, a few commands per batch rather than per story."""
         if not changes:
             return
         batch = _Batch()
-        for old, new in changes:
+        for change in changes:
+            old, new = change.old, change.new
             batch.values[self.story(new.id)] = _encode(without_timeline(new))
-            batch.values[self.timeline(new.id)] = _encode(new.timeline)
+            if change.whole_timeline:
+                pipe.delete(self.timeline(new.id))
+            if new.timeline:
+                pipe.rpush(self.timeline(new.id), *map(_encode, new.timeline))
             batch.index[new.id] = _encode(_index_entry(new))
             self._statements(batch, old, new)
             self._schedule(batch, old, new)
@@ -133,6 +145,16 @@ class ReadModels:
                 batch.board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
                 if item.starts_at is not None:
                     batch.starts[f"{new.id}/{ref}"] = _start(item.starts_at.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One story's read models from `old` to `new`. `new.timeline` holds the whole timeline
+    if `whole_timeline`, else only the entries to append."""
+
+    old: StoryState
+    new: StoryState
+    whole_timeline: bool
 
 
 @dataclass
