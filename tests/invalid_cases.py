@@ -197,6 +197,17 @@ CASES: list[Case] = [
     Case("a JSON array", b"[]", "update", "expected a JSON object, got list"),
     Case("invalid UTF-8", encode(update(id="XX")).replace(b"XX", b"\xff\xfe"), "update", "UTF-8"),
     Case(
+        "deeply nested JSON",
+        encode(
+            update(
+                "dateline.correction.issued",
+                data={"corrects": "x", "note": "n", "changes": {"title": "X"}},
+            )
+        ).replace(b'"X"', b"[" * 20_000 + b"]" * 20_000),
+        "update",
+        "nested too deeply",
+    ),
+    Case(
         "over 64 KiB",
         encode(update(data={"title": "x" * 70_000})),
         "update",

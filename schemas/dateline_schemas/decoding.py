@@ -68,6 +68,8 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
         raise InvalidUpdate(
             Problem("update", f"not valid UTF-8 JSON: {_lower(str(exc))}")
         ) from None
+    except RecursionError:  # msgspec's guard against hostile nesting
+        raise InvalidUpdate(Problem("update", "JSON nested too deeply")) from None
     extensions: list[tuple[str, msgspec.Raw]] = []
     for name, value in attrs.items():
         if name in ENVELOPE_FIELDS:
@@ -110,6 +112,8 @@ def _decode_typed(raw: bytes, upcasters: Upcasters) -> Update:
         return decoded
     except msgspec.ValidationError as exc:
         raise InvalidUpdate(_explain(str(exc), raw)) from None
+    except RecursionError:  # msgspec's guard against hostile nesting
+        raise InvalidUpdate(Problem("update", "JSON nested too deeply")) from None
 
 
 def _kind(raw: bytes) -> str:

@@ -18,6 +18,7 @@ from dateline.keys import Keys, dedup_field
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
+    Decoded,
     InvalidUpdate,
     Update,
     decode_record,
@@ -101,7 +102,7 @@ class Log:
             )
 
     async def append(
-        self, updates: Sequence[bytes | str | Update], *, atomic: bool = False
+        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool = False
     ) -> list[AppendResult]:
         """Validate and append a batch: one result per update, in order.
 
@@ -111,7 +112,7 @@ class Log:
         return await self.submit(self.prepare(updates, atomic=atomic))
 
     async def append_stream(
-        self, batches: Iterable[Sequence[bytes | str | Update]], *, atomic: bool = False
+        self, batches: Iterable[Sequence[bytes | str | Update | Decoded]], *, atomic: bool = False
     ) -> AsyncIterator[list[AppendResult]]:
         """Append batch after batch, in order, yielding each batch's results.
 
@@ -145,7 +146,9 @@ class Log:
         finally:
             await pool.release(conn)
 
-    def prepare(self, updates: Sequence[bytes | str | Update], *, atomic: bool) -> Prepared:
+    def prepare(
+        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool
+    ) -> Prepared:
         """Validate a batch and pack the script's arguments. CPU only, no I/O."""
         if len(updates) > MAX_BATCH_UPDATES:
             raise BatchTooLarge(
@@ -271,7 +274,9 @@ def _finish(prepared: Prepared, replies: list[Any] | None) -> list[AppendResult]
     return [r for r in results if r is not None]
 
 
-def _validated(item: bytes | str | Update) -> tuple[Update, bytes]:
+def _validated(item: bytes | str | Update | Decoded) -> tuple[Update, bytes]:
+    if isinstance(item, Decoded):  # validated by the caller already (HTTP ingest)
+        return item.update, item.body
     if isinstance(item, bytes | str):
         decoded = decode_update(item)
         return decoded.update, decoded.body

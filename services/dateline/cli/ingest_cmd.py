@@ -1,0 +1,83 @@
+"""`dateline ingest` and `dateline feeds`: the HTTP way in, and who may use it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+import uvicorn
+
+from dateline.cli.common import err, open_log, server, settings
+from dateline.ingest.credentials import Credentials, FeedExists
+from dateline.ingest.http import create_app
+
+T = TypeVar("T")
+
+
+@click.command(name="ingest")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True)
+def ingest_command(host: str, port: int) -> None:
+    """Serve POST /v1/updates in the foreground (CloudEvents, batches, NDJSON)."""
+    cfg = settings()
+    with server(cfg) as url:
+        err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /schema/openapi.json)")
+        uvicorn.run(
+            create_app(cfg, url), host=host, port=port, log_level="warning", access_log=False
+        )
+
+
+@click.group()
+def feeds() -> None:
+    """Feed credentials: a bearer token per feed, bound to its CloudEvents source."""
+
+
+def _run_credentials(work: Callable[[Credentials], Awaitable[T]]) -> T:
+    cfg = settings()
+
+    async def go() -> T:
+        async with open_log(url, cfg) as log:
+            return await work(Credentials(log.redis, cfg.prefix))
+
+    with server(cfg) as url:
+        return asyncio.run(go())
+
+
+@feeds.command(name="add")
+@click.argument("name")
+@click.option("--source", required=True, help="The CloudEvents source it publishes as.")
+@click.option(
+    "--story-prefix",
+    "prefixes",
+    multiple=True,
+    help="Only stories whose id starts with this (repeatable).",
+)
+@click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")
+def feeds_add(name: str, source: str, prefixes: tuple[str, ...], types: tuple[str, ...]) -> None:
+    """Register feed NAME and print its token. It is shown this once and stored hashed."""
+    try:
+        token = _run_credentials(lambda c: c.add(name, source, list(prefixes), list(types)))
+    except FeedExists as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+    err(f"feed {name!r} publishes as {source!r}; keep the token: it is not shown again")
+
+
+@feeds.command(name="list")
+def feeds_list() -> None:
+    """Every feed, its source and limits (never its token)."""
+    for f in _run_credentials(lambda c: c.feeds()):
+        limits = ", ".join([*(f"stories {p}*" for p in f.story_prefixes), *f.types]) or "any"
+        state = "REVOKED" if f.revoked else "active"
+        click.echo(f"{f.name}\t{f.source}\t{state}\t{limits}")
+
+
+@feeds.command(name="revoke")
+@click.argument("name")
+def feeds_revoke(name: str) -> None:
+    """Revoke NAME's token: its next request gets 401."""
+    if not _run_credentials(lambda c: c.revoke(name)):
+        raise click.ClickException(f"no feed named {name!r}")
+    click.echo(f"feed {name!r} revoked")

@@ -1,0 +1,1 @@
+"""Ingest: feeds publish over HTTP (and, later, into a Redis inbox) with credentials."""

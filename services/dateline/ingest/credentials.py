@@ -1,0 +1,124 @@
+"""Feed credentials: one bearer token per feed, bound to its `source`, stored hashed.
+
+    <prefix>:feeds          hash  name -> JSON Feed
+    <prefix>:feeds:tokens   hash  sha256(token) hex -> name
+
+A token is 256 random bits, so a plain SHA-256 is the right hash (nothing to
+brute-force; a slow KDF would only slow every request). Lookups go by the hash,
+and the stored name is compared with `hmac.compare_digest`. Tokens never reach
+a log: only the feed's name does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+import msgspec
+import redis.asyncio as aioredis
+
+from dateline_schemas import Update
+
+TOKEN_PREFIX = "dl_"  # noqa: S105 - a marker that tells a token apart, not a secret
+
+
+class Feed(msgspec.Struct, frozen=True):
+    name: str
+    source: str
+    story_prefixes: list[str] = []
+    """Empty: any story. Else the story id must start with one of these."""
+    types: list[str] = []
+    """Empty: any update type. Else only these."""
+    created: float = 0.0
+    revoked: bool = False
+
+
+class FeedExists(ValueError):
+    pass
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def refusal(feed: Feed, update: Update) -> str | None:
+    """Why `feed` may not write `update`, or None if it may."""
+    if update.source != feed.source:
+        return f"source: feed {feed.name!r} publishes as {feed.source!r}, not {update.source!r}"
+    if feed.story_prefixes and not update.subject.startswith(tuple(feed.story_prefixes)):
+        return (
+            f"subject: feed {feed.name!r} may write stories starting with "
+            f"{', '.join(map(repr, feed.story_prefixes))}, not {update.subject!r}"
+        )
+    type_ = update.__struct_config__.tag
+    if feed.types and type_ not in feed.types:
+        return f"type: feed {feed.name!r} may not publish {type_!r}"
+    return None
+
+
+class Credentials:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.feeds_key, self.tokens_key = f"{prefix}:feeds", f"{prefix}:feeds:tokens"
+
+    async def add(
+        self,
+        name: str,
+        source: str,
+        story_prefixes: list[str] | None = None,
+        types: list[str] | None = None,
+    ) -> str:
+        """Register a feed; returns its token, which is shown this once and stored hashed."""
+        feed = Feed(name, source, list(story_prefixes or []), list(types or []), time.time())
+        if not await self.client.hsetnx(self.feeds_key, name, msgspec.json.encode(feed)):
+            raise FeedExists(f"feed {name!r} exists already; revoke it first or pick another name")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await self.client.hset(self.tokens_key, _hash(token), name)
+        return token
+
+    async def authenticate(self, token: str) -> Feed | None:
+        """The feed this token belongs to, if the token is valid and not revoked."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        name = await self.client.hget(self.tokens_key, _hash(token))
+        if name is None:
+            return None
+        raw = await self.client.hget(self.feeds_key, name)
+        if raw is None:
+            return None
+        feed = msgspec.json.decode(raw, type=Feed)
+        if feed.revoked or not hmac.compare_digest(feed.name.encode(), _b(name)):
+            return None
+        return feed
+
+    async def revoke(self, name: str) -> bool:
+        """Revoke every token of a feed at once; the feed stays listed, marked revoked."""
+        raw = await self.client.hget(self.feeds_key, name)
+        if raw is None:
+            return False
+        feed = msgspec.json.decode(raw, type=Feed)
+        tokens = [
+            h
+            for h, n in (await self.client.hgetall(self.tokens_key)).items()
+            if _b(n) == name.encode()
+        ]
+        pipe = self.client.pipeline(transaction=True)
+        if tokens:
+            pipe.hdel(self.tokens_key, *tokens)
+        pipe.hset(
+            self.feeds_key, name, msgspec.json.encode(msgspec.structs.replace(feed, revoked=True))
+        )
+        await pipe.execute()
+        return True
+
+    async def feeds(self) -> list[Feed]:
+        raw = await self.client.hgetall(self.feeds_key)
+        return sorted(
+            (msgspec.json.decode(v, type=Feed) for v in raw.values()), key=lambda f: f.name
+        )
