@@ -23,7 +23,7 @@ def ingest_command(host: str, port: int) -> None:
     """Serve POST /v1/updates in the foreground (CloudEvents, batches, NDJSON)."""
     cfg = settings()
     with server(cfg) as url:
-        err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /schema/openapi.json)")
+        err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /v1/openapi.json)")
         uvicorn.run(
             create_app(cfg, url), host=host, port=port, log_level="warning", access_log=False
         )

@@ -259,18 +259,30 @@ def create_app(settings: Settings, url: str) -> Litestar:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    openapi_json = b""
+
+    @get("/v1/openapi.json", sync_to_thread=False, media_type="application/json")
+    def openapi() -> Response[bytes]:
+        """The OpenAPI document, generated from the msgspec Structs the service uses."""
+        nonlocal openapi_json
+        if not openapi_json:
+            from dateline.ingest.openapi import document  # noqa: PLC0415 - imports this module
+
+            openapi_json = _encode(document())
+        return Response(openapi_json, media_type="application/json")
+
     def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         kind = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
             exc.status_code, "http-error"
         )
-        return problem(
-            Problem(
-                f"urn:dateline:problem:{kind}", str(exc.detail), exc.status_code, str(exc.detail)
-            )
+        body = Problem(
+            f"urn:dateline:problem:{kind}", str(exc.detail), exc.status_code, str(exc.detail)
         )
+        return problem(body, dict(exc.headers or {}))  # e.g. Allow on a 405 (RFC 9110)
 
     return Litestar(
-        route_handlers=[updates, healthz],
+        route_handlers=[updates, healthz, openapi],
+        openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={HTTPException: http_error},
