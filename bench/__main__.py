@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import log_append, projection
+from bench import ingest, log_append, projection
 from bench.harness import Report
 
-BENCHMARKS = [log_append.run, projection.run]
+BENCHMARKS = [log_append.run, projection.run, ingest.run]
 
 
 async def main(quick: bool) -> None:

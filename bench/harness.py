@@ -32,7 +32,8 @@ class Report:
     def add(self, row: Row) -> Row:
         self.rows.append(row)
         ratio = f"  ({row.ratio:.2f}x {row.baseline})" if row.ratio is not None else ""
-        print(f"  {row.case:<52} {row.value:>12,.1f} {row.unit}{ratio}", flush=True)
+        note = f"  [{row.note}]" if row.note else ""
+        print(f"  {row.case:<52} {row.value:>12,.1f} {row.unit}{ratio}{note}", flush=True)
         return row
 
     def write(self) -> tuple[Path, Path]:
