@@ -51,7 +51,14 @@ async def publish(log: Log, rng: random.Random) -> None:
             )
         results = await log.append(batch)
         assert {r.status for r in results} == {"appended"}
-        await asyncio.sleep(0.12)  # about 13 s in all: the 10 kills land while it runs
+        await asyncio.sleep(0.2)  # about 21 s in all: the 10 kills land while it runs
+
+
+async def holds_leases(log: Log, proc: subprocess.Popen[bytes]) -> None:
+    owner = f"{socket.gethostname()}-{proc.pid}".encode()
+    async with asyncio.timeout(30):
+        while await log.redis.get("crash:projector-v1:lease:p0") != owner:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.02)
 
 
 async def caught_up(log: Log, models: ReadModels) -> None:
@@ -87,7 +94,9 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
         progress = []
         try:
             while kills < 10:
-                await asyncio.sleep(rng.uniform(0.4, 1.2))
+                # Kill it while it works: once it holds its leases, at a random moment.
+                await holds_leases(log, proc)
+                await asyncio.sleep(rng.uniform(0.05, 0.5))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
@@ -108,11 +117,7 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
             pending = [await log.redis.xpending(log.keys.log(p), "projector-v1") for p in range(4)]
             assert [x["pending"] for x in pending] == [0, 0, 0, 0]
             # A running projector (it holds its leases) stops cleanly on SIGTERM.
-            owner = f"{socket.gethostname()}-{proc.pid}".encode()
-            for _ in range(100):
-                if await log.redis.get("crash:projector-v1:lease:p0") == owner:
-                    break
-                await asyncio.sleep(0.1)
+            await holds_leases(log, proc)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
             assert await log.redis.get("crash:projector-v1:lease:p0") is None  # released

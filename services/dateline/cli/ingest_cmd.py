@@ -7,11 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-import uvicorn
 
 from dateline.cli.common import err, open_log, server, settings
 from dateline.ingest.credentials import Credentials, FeedExists
-from dateline.ingest.http import create_app
 
 T = TypeVar("T")
 
@@ -21,6 +19,11 @@ T = TypeVar("T")
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True)
 def ingest_command(host: str, port: int) -> None:
     """Serve POST /v1/updates in the foreground (CloudEvents, batches, NDJSON)."""
+    # Imported here: the HTTP stack costs every other command a third of a second.
+    import uvicorn  # noqa: PLC0415
+
+    from dateline.ingest.http import create_app  # noqa: PLC0415
+
     cfg = settings()
     with server(cfg) as url:
         err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /v1/openapi.json)")
