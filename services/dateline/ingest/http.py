@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import structlog
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import FromQuery
 
 from dateline.config import Settings
 from dateline.ingest.credentials import Credentials, Feed, refusal
@@ -198,7 +199,9 @@ def create_app(settings: Settings, url: str) -> Litestar:
         return feed
 
     @post("/v1/updates", request_max_body_size=MAX_BATCH_BYTES + 65536, status_code=202)
-    async def updates(request: Request[Any, Any, Any], atomic: bool = False) -> Response[bytes]:
+    async def updates(
+        request: Request[Any, Any, Any], atomic: FromQuery[bool] = False
+    ) -> Response[bytes]:
         """Append CloudEvents: one result per update, in order."""
         try:
             feed = await authenticate(request)
