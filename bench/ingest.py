@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from typing import TypeVar
 import httpx
 import msgspec
 import redis.asyncio as aioredis
-from tests.e2e.test_ingest_schemathesis import free_port
+from tests.e2e.processes import ingest_process
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
@@ -30,7 +29,6 @@ from dateline.ingest.credentials import Credentials
 from dateline.keys import Keys
 from dateline.log import Log
 
-DATELINE = Path(sys.executable).parent / "dateline"
 T = TypeVar("T")
 IN_FLIGHT = 4
 BATCH = 100
@@ -80,23 +78,15 @@ async def run(report: Report, *, quick: bool = False) -> None:
             )
         )
         token = await Credentials(client, "bench").add("bench", "urn:feed:bench")
-        port = free_port()
         env = {**os.environ, "REDIS_URL": srv.url, "DATELINE_PREFIX": "bench"}
-        with (Path(tmp) / "ingest.log").open("wb") as logs:
-            proc = await asyncio.create_subprocess_exec(
-                str(DATELINE), "ingest", "--port", str(port), env=env, stdout=logs, stderr=logs
-            )
-            try:
-                await _measure_http(report, port, token, batches, bodies[n:], n, direct_rate)
-            finally:
-                proc.terminate()
-                await asyncio.wait_for(proc.wait(), 30)
+        with ingest_process(env, Path(tmp) / "ingest.log") as base:
+            await _measure_http(report, base, token, batches, bodies[n:], n, direct_rate)
         await client.aclose()
 
 
 async def _measure_http(
     report: Report,
-    port: int,
+    base: str,
     token: str,
     batches: list[bytes],
     singles: list[bytes],
@@ -105,16 +95,10 @@ async def _measure_http(
 ) -> None:
     auth = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=base,
         timeout=60,
         limits=httpx.Limits(max_connections=IN_FLIGHT),
     ) as http:
-        for _ in range(100):
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.1)
         batch_headers = {**auth, "content-type": "application/cloudevents-batch+json"}
         start = time.perf_counter()
         replies = await _gather_limited(

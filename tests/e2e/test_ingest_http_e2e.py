@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ import pytest
 import redis
 
 from tests.conftest import VALKEY, start_server
-from tests.e2e.test_ingest_schemathesis import free_port
+from tests.e2e.processes import DATELINE, ingest_process
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
-DATELINE = Path(sys.executable).parent / "dateline"
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
@@ -42,26 +40,10 @@ def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], str]]:
     token = added.stdout.strip()
     assert token.startswith("dl_")
     assert "not shown again" in added.stderr
-    port = free_port()
-    logs = (tmp_path / "ingest.log").open("wb")
-    proc = subprocess.Popen(
-        [str(DATELINE), "ingest", "--port", str(port)], env=env, stdout=logs, stderr=logs
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            subprocess.run(["sleep", "0.1"], check=True)
-        yield base, env, token
+        with ingest_process(env, tmp_path / "ingest.log") as base:
+            yield base, env, token
     finally:
-        proc.terminate()
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says so.
-        assert proc.wait(timeout=30) in (0, -15)
-        logs.close()
         server.stop()
 
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 import schemathesis
@@ -22,8 +16,8 @@ from schemathesis.config import SchemathesisConfig
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.openapi import document
 from tests.conftest import VALKEY, start_server
+from tests.e2e.processes import ingest_process
 
-DATELINE = Path(sys.executable).parent / "dateline"
 # 413 (over the limits) and 415 are how this API refuses schema-violating bodies too.
 CONFIG = SchemathesisConfig.from_str("""
 [checks.negative_data_rejection]
@@ -32,38 +26,17 @@ expected-statuses = ["400", "401", "403", "404", "405", "413", "415", "422"]
 schema = schemathesis.openapi.from_dict(document(), config=CONFIG)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real `dateline ingest` process on a real server, and a feed token for it."""
     server = start_server(VALKEY, tmp_path_factory.mktemp("ingest-redis"))
     client = aioredis.Redis.from_url(server.url)
     token = asyncio.run(Credentials(client, "st").add("feed", "urn:feed:test"))
-    port = free_port()
     env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "st"}
-    logs = (tmp_path_factory.mktemp("ingest-logs") / "ingest.log").open("wb")
-    # A file, not a pipe: nobody reads a pipe here, and a full one would block the server.
-    proc = subprocess.Popen(
-        [str(DATELINE), "ingest", "--port", str(port)], env=env, stdout=logs, stderr=logs
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield base, token
+        with ingest_process(env, tmp_path_factory.mktemp("ingest-logs") / "ingest.log") as base:
+            yield base, token
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        logs.close()
         server.stop()
 
 
