@@ -235,3 +235,31 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_ur
     finally:
         other.close()
         await app.client.aclose()
+
+
+async def test_a_failure_half_way_through_an_update_leaves_no_trace(
+    log: Log, redis_url: str
+) -> None:
+    """An update whose projection raises after changing part of the state: the earlier
+    updates of the same batch stay applied, and nothing of the failing one is written."""
+
+    def half_done(state: StoryState, u: Update) -> bool:
+        if u.version == 3:
+            state.title = "HALF WRITTEN"  # a projection bug that fails part-way through
+            raise RuntimeError("projection bug after a partial change")
+        return advance_in_place(state, u)
+
+    app = await projector(log, redis_url, advance_fn=half_done)
+    try:
+        await log.append([encode(update(data={"title": f"T{i}"})) for i in range(1, 5)])
+        await settle(app)
+        state = await stored_state(app, "hanoi-summit-2019")
+        assert state.title == "T2"
+        assert state.version == 2
+        assert state == project(
+            "hanoi-summit-2019", await log.read_story("hanoi-summit-2019", to_version=2)
+        )
+        parked = await app.runner.dead.entries("hanoi-summit-2019")
+        assert [int(msgspec.json.decode(f["record"])["version"]) for _, f in parked] == [3, 4]
+    finally:
+        await app.client.aclose()

@@ -82,11 +82,15 @@ class ProjectorHandler:
                 elif version <= work.state.version:
                     pass  # redelivered: applied already
                 elif version == work.state.version + 1 and self.advance(work.state, update):
-                    work.changed = True
+                    work.changed, work.applied_to = True, version
                 else:
                     work.refold_to, work.refold_at = version, len(work.acked)
             except Exception as exc:  # the runner retries, then parks it
                 work.failed, work.error = d, exc
+                if work.changed and not work.refold_to:
+                    # It may have changed part of the state before raising: rebuild the
+                    # state as of the last update that applied cleanly, from the log.
+                    work.refold_to, work.refold_at = work.applied_to, len(work.acked)
                 break
             work.acked.append(d)
         return work
@@ -104,9 +108,13 @@ class ProjectorHandler:
             try:
                 w.state = self.project(w.story, [decode_record(r) for r in history])
                 w.changed = w.refolded = True
-            except Exception as exc:  # the update where the refold began is the one to retry
-                w.failed, w.error = w.acked[w.refold_at], exc
-                del w.acked[w.refold_at :]
+            except Exception as exc:
+                if w.failed is None:  # the refold failed: retry from the update that asked for it
+                    w.failed, w.error = w.acked[w.refold_at], exc
+                    del w.acked[w.refold_at :]
+                else:  # no state of this story can be trusted: write none, retry all of it
+                    del w.acked[:]
+                    w.changed = False
 
 
 @dataclass
@@ -121,5 +129,6 @@ class _Work:
     refolded: bool = False  # the state holds its whole timeline, not only entries to append
     refold_to: int = 0  # fold the history up to this version, once, after the pass
     refold_at: int = 0  # index in `acked` of the update that called for the refold
+    applied_to: int = 0  # the last version folded in place, cleanly
     failed: Delivery | None = None
     error: BaseException | None = None
