@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
 
 from dateline.log import Log
+from dateline.projection.state import StoryState
+from dateline.projector import replay as replay_module
 from dateline.projector.readmodels import ReadModels
-from dateline.projector.replay import drop_version, rebuild_all
+from dateline.projector.replay import ReplayFailed, drop_version, rebuild_all
+from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
 
@@ -94,3 +98,26 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
     dropped = await drop_version(log.redis, log.keys, "v1", grace_s=1)
     assert dropped > 30
     assert [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:v1:*")] == []
+
+
+async def test_a_replay_with_a_failing_story_does_not_switch(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A story that cannot be projected keeps readers on the current, complete version."""
+    app = await projector(log, redis_url)
+    await log.append([encode(update(subject=s)) for s in STORIES[:5]])
+    await settle(app)
+    real_project = replay_module.project
+
+    def broken(story: str, updates: list[Update]) -> StoryState:
+        if story == "story-03":
+            raise RuntimeError("projection bug")
+        return real_project(story, updates)
+
+    monkeypatch.setattr(replay_module, "project", broken)
+    with pytest.raises(ReplayFailed, match="story-03") as info:
+        await rebuild_all(log, log.keys)
+    assert info.value.failed == {"story-03": "RuntimeError('projection bug')"}
+    assert await log.redis.get(f"{log.keys.prefix}:rm:active") == b"v1"
+    assert (await stored_state(app, "story-03")).version == 1  # v1 still serves it
+    await app.client.aclose()

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from dateline.cli.common import open_log, server, settings
+from dateline.cli.common import err, open_log, server, settings
 from dateline.config import Settings
 from dateline.consumer import DeadLetters
 from dateline.log import Log
@@ -32,7 +32,7 @@ from dateline.projector import ops
 from dateline.projector.app import active_version
 from dateline.projector.ops import rebuild_story
 from dateline.projector.readmodels import ReadModels
-from dateline.projector.replay import drop_version, rebuild_all, total_updates
+from dateline.projector.replay import ReplayFailed, drop_version, rebuild_all, total_updates
 
 T = TypeVar("T")
 
@@ -165,7 +165,12 @@ def replay(projection: str, story: str | None, keep_old: bool) -> None:
             task = bar.add_task(
                 f"rebuilding {projection}", total=await total_updates(log.redis, log.keys)
             )
-            result = await rebuild_all(log, log.keys, lambda n: bar.advance(task, n))
+            try:
+                result = await rebuild_all(log, log.keys, lambda n: bar.advance(task, n))
+            except ReplayFailed as exc:
+                for failed_story, error in sorted(exc.failed.items()):
+                    err(f"{failed_story}: {error}")
+                raise click.ClickException(str(exc)) from None
             bar.update(task, completed=bar.tasks[0].total)
         lines = [
             f"{projection}: {result.old} -> {result.new}: {result.stories} stories, "

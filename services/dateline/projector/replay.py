@@ -17,7 +17,7 @@ from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import active_version, story_of
 from dateline.projector.handler import ProjectorHandler
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import Change, ReadModels
 from dateline_schemas import decode_record
 
 Progress = Callable[[int], None]
@@ -30,6 +30,18 @@ class ReplayResult:
     stories: int
     updates: int
     caught_up: int
+
+
+class ReplayFailed(RuntimeError):
+    """Some stories could not be projected: the new version was not switched to."""
+
+    def __init__(self, version: str, failed: dict[str, str]) -> None:
+        first = next(iter(failed.items()))
+        super().__init__(
+            f"{len(failed)} stories could not be projected into {version}, so readers stay "
+            f"on the current version (first: {first[0]}: {first[1]})"
+        )
+        self.version, self.failed = version, failed
 
 
 def next_version(version: str) -> str:
@@ -74,19 +86,28 @@ async def rebuild_all(
     # 2. Every story from its history, into the new version's keys.
     stories = await story_ids(client, keys)
     updates = 0
+    failed: dict[str, str] = {}
     for i in range(0, len(stories), batch):
         chunk = stories[i : i + batch]
         pipe = client.pipeline(transaction=False)
         for story in chunk:
             pipe.lrange(keys.story(story), 0, -1)
         histories = cast(list[list[bytes]], await pipe.execute())
-        pipe = client.pipeline(transaction=False)
+        changes = []
         for story, history in zip(chunk, histories, strict=True):
-            state = project(story, [decode_record(r) for r in history])
-            models.write(pipe, StoryState(id=story), state)  # the new version starts empty
+            try:
+                state = project(story, [decode_record(r) for r in history])
+            except Exception as exc:  # reported below: the switch waits for every story
+                failed[story] = repr(exc)
+                continue
+            changes.append(Change(StoryState(id=story), state, whole_timeline=True))
             updates += len(history)
+        pipe = client.pipeline(transaction=False)
+        models.write_many(pipe, changes)  # the new version starts empty
         await pipe.execute()
         on_progress(sum(len(h) for h in histories))
+    if failed:
+        raise ReplayFailed(new, failed)
     for p, start in starts.items():
         await client.hset(models.checkpoint, str(p), start)
     # 3. Catch up with what was appended meanwhile, through the new group.
