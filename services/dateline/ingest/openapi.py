@@ -17,7 +17,7 @@ _REFUSALS = {
     "401": "No valid, unrevoked feed token.",
     "403": "An update is outside the feed's source, story prefixes or types; nothing written.",
     "409": "An expectedversion did not match; `results` says what happened to each update.",
-    "413": f"Over 64 KiB an update, {MAX_BATCH_UPDATES} updates or 4 MiB a batch.",
+    "413": f"A single update over 64 KiB, or a batch over {MAX_BATCH_UPDATES} updates or 4 MiB.",
     "415": f"The content type is not {CE_JSON}, {CE_BATCH} or {NDJSON[0]}.",
     "422": "Invalid updates; `errors` names each field, `results` says what happened to each.",
 }
