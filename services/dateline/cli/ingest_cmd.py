@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -30,6 +33,39 @@ def ingest_command(host: str, port: int) -> None:
         uvicorn.run(
             create_app(cfg, url), host=host, port=port, log_level="warning", access_log=False
         )
+
+
+@click.command(name="validator")
+def validator_command() -> None:
+    """Move updates from feeds' Redis inboxes into the log, in the foreground.
+
+    \b
+    A feed appends with any Redis client:
+      XADD <prefix>:inbox:<feed> * __data__ '<one CloudEvent as JSON>'
+    Valid updates go through the same append path as HTTP; refused ones go to
+    <prefix>:rejected with the field and the reason. Reads the inboxes of the feeds
+    registered when it starts.
+    """
+    from dateline.ingest.validator import create_validator  # noqa: PLC0415
+
+    cfg = settings()
+
+    async def run() -> None:
+        async with open_log(url, cfg) as log:
+            runner = await create_validator(
+                log.redis, log.keys, f"{socket.gethostname()}-{os.getpid()}"
+            )
+            if not runner.streams:
+                raise click.ClickException("no feeds registered: dateline feeds add NAME ...")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            err(f"validator: {len(runner.streams)} inboxes; Ctrl-C stops")
+            await runner.run(stop)
+
+    with server(cfg) as url:
+        asyncio.run(run())
 
 
 @click.group()
@@ -62,7 +98,7 @@ def feeds_add(name: str, source: str, prefixes: tuple[str, ...], types: tuple[st
     """Register feed NAME and print its token. It is shown this once and stored hashed."""
     try:
         token = _run_credentials(lambda c: c.add(name, source, list(prefixes), list(types)))
-    except FeedExists as exc:
+    except (FeedExists, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)
     err(f"feed {name!r} publishes as {source!r}; keep the token: it is not shown again")

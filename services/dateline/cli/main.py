@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dateline.cli.demo import demo
-from dateline.cli.ingest_cmd import feeds, ingest_command
+from dateline.cli.ingest_cmd import feeds, ingest_command, validator_command
 from dateline.cli.log_cmd import log_command
 from dateline.cli.ops_cmd import dlq, replay, status_command
 from dateline.cli.projector_cmd import projector_command, story_command
@@ -36,3 +36,4 @@ cli.add_command(replay)
 cli.add_command(status_command)
 cli.add_command(ingest_command)
 cli.add_command(feeds)
+cli.add_command(validator_command)

@@ -21,13 +21,22 @@ return 0
 
 
 class Leases:
-    def __init__(self, client: aioredis.Redis, prefix: str, owner: str, ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        owner: str,
+        ttl_ms: int,
+        names: list[str] | None = None,
+    ) -> None:
         self.client, self.prefix, self.owner, self.ttl_ms = client, prefix, owner, ttl_ms
+        self.names = names  # what each index leases; None: partition N is "pN"
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
     def key(self, partition: int) -> str:
-        return f"{self.prefix}:lease:p{partition}"
+        name = self.names[partition] if self.names is not None else f"p{partition}"
+        return f"{self.prefix}:lease:{name}"
 
     async def acquire(self, partition: int) -> bool:
         return bool(await self.client.set(self.key(partition), self.owner, nx=True, px=self.ttl_ms))

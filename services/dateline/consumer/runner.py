@@ -67,6 +67,7 @@ class Runner:
         config: RunnerConfig,
         handler: Handler,
         key_of: Callable[[bytes], str],
+        streams: list[str] | None = None,
     ) -> None:
         self.client, self.keys, self.config, self.handler, self.key_of = (
             client,
@@ -75,8 +76,14 @@ class Runner:
             handler,
             key_of,
         )
+        # The partition streams by default; any streams (a validator's inboxes) if given.
+        self.streams = streams if streams is not None else keys.logs()
         self.leases = Leases(
-            client, f"{keys.prefix}:{config.group}", config.consumer, config.lease_ttl_ms
+            client,
+            f"{keys.prefix}:{config.group}",
+            config.consumer,
+            config.lease_ttl_ms,
+            None if streams is None else list(streams),
         )
         self.dead = DeadLetters(client, keys.prefix, config.group)
         self.owned: dict[int, _Partition] = {}
@@ -125,9 +132,8 @@ class Runner:
             if not await self.leases.renew(n):
                 log.warning("lease lost", partition=n)
                 del self.owned[n]
-        for n in range(self.keys.partitions):
+        for n, stream in enumerate(self.streams):
             if n not in self.owned and await self.leases.acquire(n):
-                stream = self.keys.log(n)
                 await groups.ensure_group(self.client, stream, self.config.group)
                 moved = await groups.claim_all(
                     self.client, stream, self.config.group, self.config.consumer
@@ -223,6 +229,6 @@ class Runner:
 
     def _key(self, fields: dict[bytes, bytes]) -> str:
         try:
-            return self.key_of(fields[b"__data__"])
+            return self.key_of(fields.get(b"__data__", b""))
         except Exception:
             return ""

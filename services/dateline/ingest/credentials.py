@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 
 from dateline_schemas import Update
 
+_FEED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TOKEN_PREFIX = "dl_"  # noqa: S105 - a marker that tells a token apart, not a secret
 
 
@@ -75,6 +77,11 @@ class Credentials:
         types: list[str] | None = None,
     ) -> str:
         """Register a feed; returns its token, which is shown this once and stored hashed."""
+        if not _FEED_NAME.fullmatch(name):
+            raise ValueError(
+                f"feed name: expected 1 to 63 of a-z, 0-9 and '-', starting with a letter or "
+                f"digit, got {name!r} (it names the feed's inbox stream)"
+            )
         feed = Feed(name, source, list(story_prefixes or []), list(types or []), time.time())
         if not await self.client.hsetnx(self.feeds_key, name, msgspec.json.encode(feed)):
             raise FeedExists(f"feed {name!r} exists already; revoke it first or pick another name")
@@ -116,6 +123,10 @@ class Credentials:
         )
         await pipe.execute()
         return True
+
+    async def get(self, name: str) -> Feed | None:
+        raw = await self.client.hget(self.feeds_key, name)
+        return None if raw is None else msgspec.json.decode(raw, type=Feed)
 
     async def feeds(self) -> list[Feed]:
         raw = await self.client.hgetall(self.feeds_key)

@@ -1,0 +1,129 @@
+"""The validator: updates from feeds' Redis inboxes into the log; refusals into `rejected`.
+
+A feed that speaks Redis appends to its own inbox (the ACL in deploy/ lets it do
+nothing else):
+
+    XADD <prefix>:inbox:<feed> * __data__ '<one CloudEvent as JSON>'
+
+Each entry goes through the same checks and append path as HTTP ingest. Refused
+ones go to `<prefix>:rejected` with the field and the reason. Both kinds are
+acknowledged in one MULTI after the append, so an entry is in the log, or in
+`rejected`, or still pending, never lost. Appends are idempotent by (source, id),
+so re-processing after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from dateline.consumer import Delivery, Runner, RunnerConfig
+from dateline.ingest.credentials import Credentials, refusal
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline_schemas import MAX_BATCH_BYTES, Decoded, InvalidUpdate, decode_update
+
+GROUP = "validator"
+
+
+def inbox_key(prefix: str, feed: str) -> str:
+    return f"{prefix}:inbox:{feed}"
+
+
+def rejected_key(prefix: str) -> str:
+    return f"{prefix}:rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    delivery: Delivery
+    field: str
+    reason: str
+
+
+class ValidatorHandler:
+    def __init__(self, log: Log, credentials: Credentials, prefix: str) -> None:
+        self.log, self.credentials, self.prefix = log, credentials, prefix
+
+    async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
+        """Never fails an entry: what cannot go into the log goes into `rejected`."""
+        if not deliveries:
+            return {}
+        feed_name = deliveries[0].stream.rsplit(":inbox:", 1)[1]
+        feed = await self.credentials.get(feed_name)
+        refused: list[_Refusal] = []
+        valid: list[tuple[Delivery, Decoded]] = []
+        for d in deliveries:
+            if feed is None or feed.revoked:
+                refused.append(
+                    _Refusal(d, "feed", f"feed {feed_name!r} is not registered or was revoked")
+                )
+            elif not d.raw:
+                refused.append(
+                    _Refusal(
+                        d, "entry", "no __data__ field: XADD <inbox> * __data__ '<CloudEvent JSON>'"
+                    )
+                )
+            else:
+                try:
+                    decoded = decode_update(d.raw)
+                except InvalidUpdate as exc:
+                    refused.append(_Refusal(d, exc.problem.field, exc.problem.message))
+                    continue
+                if (why := refusal(feed, decoded.update)) is not None:
+                    field, _, reason = why.partition(": ")
+                    refused.append(_Refusal(d, field, reason))
+                else:
+                    valid.append((d, decoded))
+        for chunk in _by_size(valid):
+            results = await self.log.append([decoded for _, decoded in chunk])
+            refused += [
+                _Refusal(d, r.field or "update", r.reason or r.status)
+                for (d, _), r in zip(chunk, results, strict=True)
+                if r.refused
+            ]
+        pipe = self.log.redis.pipeline(transaction=True)
+        for r in refused:
+            pipe.xadd(
+                rejected_key(self.prefix),
+                {
+                    "feed": feed_name,
+                    "entry": r.delivery.entry_id,
+                    "record": r.delivery.raw,
+                    "field": r.field,
+                    "reason": r.reason,
+                },
+            )
+        pipe.xack(deliveries[0].stream, GROUP, *[d.entry_id for d in deliveries])
+        await pipe.execute()
+        return {}
+
+
+def _by_size(items: Sequence[tuple[Delivery, Decoded]]) -> list[list[tuple[Delivery, Decoded]]]:
+    """Batches within the log's 4 MiB limit (each update is at most 64 KiB)."""
+    chunks: list[list[tuple[Delivery, Decoded]]] = []
+    size = MAX_BATCH_BYTES
+    for item in items:
+        if size + len(item[1].body) > MAX_BATCH_BYTES - 4096:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item[1].body) + 1
+    return chunks
+
+
+async def create_validator(
+    client: aioredis.Redis, keys: Keys, consumer: str, feeds: list[str] | None = None
+) -> Runner:
+    """A runner over the inboxes of `feeds` (default: every registered, unrevoked feed)."""
+    credentials = Credentials(client, keys.prefix)
+    if feeds is None:
+        feeds = [f.name for f in await credentials.feeds() if not f.revoked]
+    log = Log(client, keys)
+    await log.check_partitions()
+    handler = ValidatorHandler(log, credentials, keys.prefix)
+    streams = [inbox_key(keys.prefix, f) for f in feeds]
+    config = RunnerConfig(group=GROUP, consumer=consumer)
+    return Runner(client, keys, config, handler, lambda raw: "inbox", streams=streams)

@@ -1,0 +1,59 @@
+"""The Redis inbox: valid updates reach the log, refused ones reach `rejected`, none lost."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.validator import create_validator, inbox_key, rejected_key
+from dateline.log import Log
+from tests.factories import encode, update
+
+
+async def settle(runner) -> None:  # type: ignore[no-untyped-def]
+    quiet = 0
+    while quiet < 2:
+        quiet = quiet + 1 if not await runner.step() else 0
+
+
+async def test_inbox_entries_land_in_the_log_or_in_rejected(log: Log) -> None:
+    creds = Credentials(log.redis, log.keys.prefix)
+    await creds.add("wire-a", "urn:feed:test")
+    inbox = inbox_key(log.keys.prefix, "wire-a")
+    good = encode(update(id="good"))
+    entries = [
+        {"__data__": good},
+        {"__data__": good},  # a retry: a duplicate, appended once
+        {"__data__": encode(update(id="bad", subject="Not An Id"))},
+        {"__data__": encode(update(id="theirs", source="urn:feed:someone-else"))},
+        {"data": good},  # the wrong field name
+        {"__data__": b"{truncated"},
+    ]
+    for fields in entries:
+        await log.redis.xadd(inbox, fields)
+    runner = await create_validator(log.redis, log.keys, "v1")
+    runner.config = dataclasses.replace(runner.config, block_ms=20)
+    await settle(runner)
+    assert [u.id for u in await log.read_story("hanoi-summit-2019")] == ["good"]
+    rejected = await log.redis.xrange(rejected_key(log.keys.prefix))
+    reasons = [(f[b"field"].decode(), f[b"reason"].decode()) for _, f in rejected]
+    assert [field for field, _ in reasons] == ["subject", "source", "entry", "update"]
+    assert "story id" in reasons[0][1]
+    assert "urn:feed:someone-else" in reasons[1][1]
+    assert "__data__" in reasons[2][1]
+    assert all(f[b"feed"] == b"wire-a" for _, f in rejected)
+    pending = await log.redis.xpending(inbox, "validator")
+    assert pending["pending"] == 0  # every entry is in the log or in rejected
+
+
+async def test_a_revoked_feeds_inbox_is_refused(log: Log) -> None:
+    creds = Credentials(log.redis, log.keys.prefix)
+    await creds.add("gone", "urn:feed:test")
+    await log.redis.xadd(inbox_key(log.keys.prefix, "gone"), {"__data__": encode(update())})
+    runner = await create_validator(log.redis, log.keys, "v1", feeds=["gone"])
+    runner.config = dataclasses.replace(runner.config, block_ms=20)
+    await creds.revoke("gone")
+    await settle(runner)
+    assert await log.version("hanoi-summit-2019") == 0
+    [(_, fields)] = await log.redis.xrange(rejected_key(log.keys.prefix))
+    assert b"revoked" in fields[b"reason"]
