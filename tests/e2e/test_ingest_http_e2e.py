@@ -8,22 +8,16 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 
 from tests.conftest import VALKEY, start_server
-from tests.e2e.processes import DATELINE, ingest_process
+from tests.e2e.processes import DATELINE, ingest_process, published_with_cli, records
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
-
-
-def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record without what depends on when it arrived: position, recorded time."""
-    return {k: v for k, v in record.items() if k not in ("position", "recordedtime")}
 
 
 @pytest.fixture
@@ -57,30 +51,11 @@ def test_the_hanoi_story_over_http_gives_the_same_log(
     assert {x["status"] for x in r.json()["results"]} == {"appended"}
     again = httpx.post(f"{base}/v1/updates", content=HANOI.read_bytes(), headers=headers)
     assert again.status_code == 200  # all duplicates
-    over_http = subprocess.run(
-        [str(DATELINE), "log", "hanoi-summit-2019", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     # The same story published with the CLI into a fresh data dir, for comparison.
-    cli_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    cli_env["DATELINE_DATA_DIR"] = str(tmp_path / "cli")
-    subprocess.run(
-        [str(DATELINE), "publish", str(HANOI)], env=cli_env, check=True, capture_output=True
-    )
-    by_cli = subprocess.run(
-        [str(DATELINE), "log", "hanoi-summit-2019", "--json"],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    http_records = [comparable(json.loads(x)) for x in over_http.splitlines()]
-    cli_records = [comparable(json.loads(x)) for x in by_cli.splitlines()]
+    cli_env = published_with_cli(HANOI, tmp_path / "cli")
+    http_records = records(env, "hanoi-summit-2019")
     assert len(http_records) == 21
-    assert http_records == cli_records
+    assert http_records == records(cli_env, "hanoi-summit-2019")
 
 
 def test_concurrent_retries_of_one_batch_land_each_update_once(
