@@ -4,7 +4,13 @@ Public API: `Update` (the tagged union), `decode_update` (strict, for producers'
 `decode_record` (for what the log stored), `InvalidUpdate`/`Problem`, and the limits.
 """
 
-from dateline_schemas._rules import FuzzyDate, parse_duration, parse_fuzzy_date
+from dateline_schemas._rules import (
+    FuzzyDate,
+    RuleError,
+    check_story_id,
+    parse_duration,
+    parse_fuzzy_date,
+)
 from dateline_schemas.decoding import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -29,8 +35,10 @@ __all__ = [
     "FuzzyDate",
     "InvalidUpdate",
     "Problem",
+    "RuleError",
     "Upcasters",
     "Update",
+    "check_story_id",
     "decode_record",
     "decode_update",
     "parse_duration",

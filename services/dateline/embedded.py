@@ -47,7 +47,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: a server must not outlive its owner.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -104,7 +104,10 @@ class EmbeddedRedis:
             [str(self.binary), str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+            # Its own session: a Ctrl-C meant for the owner must not stop the server
+            # under the services still using it. The owner stops it last.
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)

@@ -1,27 +1,49 @@
-"""`dateline demo`: the Hanoi story unfolding on the embedded Redis."""
+"""`dateline demo` and `dateline up`: the whole system, one command."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 from typing import IO
 
 import click
-from rich.console import Console
+import httpx
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.cli.log_cmd import render
-from dateline.cli.publish import publish_lines, read_ndjson
+from dateline.cli.publish import read_ndjson
 from dateline.config import Settings
+from dateline.ingest.credentials import Credentials
+from dateline.summary import summarize
+from dateline.supervisor import Child, Supervisor, service
+from dateline_schemas import decode_update
 
 HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.ndjson"
+DEMO_FEED, DEMO_SOURCE = "demo-wire", "urn:feed:wire-a"
+HANOI_STORY = "hanoi-summit-2019"
+
+
+def _ports(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option(
+        "--ingest-port", type=click.IntRange(0, 65535), default=8001, show_default=True
+    )(f)
+    return click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8000,
+        show_default=True,
+        help="The query service and dashboard.",
+    )(f)
 
 
 @click.command()
+@_ports
 @click.option(
     "--pace",
     type=click.FloatRange(0),
-    default=0.6,
+    default=2.0,
     show_default=True,
     help="Seconds between updates.",
 )
@@ -30,24 +52,130 @@ HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.nd
     "file",
     type=click.File("rb"),
     default=None,
-    help=f"NDJSON updates to publish instead of {HANOI.name}.",
+    help=f"NDJSON updates to publish instead of {HANOI.name} (source {DEMO_SOURCE}).",
 )
-def demo(pace: float, file: IO[bytes] | None) -> None:
-    """Publish the Hanoi summit story update by update, then print its history.
+def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None) -> None:
+    """Run the whole system and publish the Hanoi summit story over HTTP, update by update.
 
-    Until the dashboard lands (issue 5) this is the main job: it shows the log
-    accepting the story, with versions and positions, and what it holds after.
-    Publishing again is safe: every update comes back as a duplicate.
+    Starts Redis (embedded unless REDIS_URL is set), then ingest, validator, projector
+    and query as separate processes, prints the dashboard's address and publishes
+    the story at PACE seconds an update. Keeps running after the story is in;
+    Ctrl-C stops every process. Publishing again is safe: updates come back as
+    duplicates.
     """
     lines = read_ndjson(file) if file else read_ndjson(HANOI.open("rb"))
-    cfg = settings()
+    _run(settings(), port, ingest_port, [b for _, b in lines], pace)
+
+
+@click.command()
+@_ports
+def up(port: int, ingest_port: int) -> None:
+    """Run the whole system (Redis, ingest, validator, projector, query) until Ctrl-C."""
+    _run(settings(), port, ingest_port, None, 0.0)
+
+
+def _run(
+    cfg: Settings, port: int, ingest_port: int, updates: list[bytes] | None, pace: float
+) -> None:
     with server(cfg) as url:
-        err(f"Redis: {url}  data: {cfg.data_dir}")
-        asyncio.run(_demo(url, cfg, lines, pace))
+        env = {**os.environ, "REDIS_URL": url, "DATELINE_DATA_DIR": str(cfg.data_dir)}
+        logs = cfg.data_dir / "logs"
+        children = [
+            Child("ingest", service("ingest", "--port", str(ingest_port)), logs / "ingest.log"),
+            Child("validator", service("validator"), logs / "validator.log"),
+            Child("projector", service("projector"), logs / "projector.log"),
+            Child("query", service("query", "--port", str(port)), logs / "query.log"),
+        ]
+        supervisor = Supervisor(children, env, err)
+        err(f"Redis: {url}  data: {cfg.data_dir}  service logs: {logs}/")
+        supervisor.start()
+        try:
+            asyncio.run(_main(cfg, url, supervisor, port, ingest_port, updates, pace))
+        finally:
+            err("stopping the services")
+            supervisor.stop()
+            err("stopped")
 
 
-async def _demo(url: str, cfg: Settings, lines: list[tuple[int, bytes]], pace: float) -> None:
+async def _main(
+    cfg: Settings,
+    url: str,
+    supervisor: Supervisor,
+    port: int,
+    ingest_port: int,
+    updates: list[bytes] | None,
+    pace: float,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(supervisor.watch(stop))
+    query, ingest = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ingest_port}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, base in (("query", query), ("ingest", ingest)):
+            if not await _ready(http, base, stop):
+                if stop.is_set():
+                    break
+                raise click.ClickException(f"{name} did not answer at {base}; see its log")
+        else:
+            page = f"{query}/#/stories/{HANOI_STORY}" if updates is not None else f"{query}/"
+            err(
+                f"\n  Dashboard:  {page}\n  Operations: {query}/#/ops"
+                f"\n  API:        {query}/v1/stories\n"
+            )
+            if updates is not None:
+                token = await _demo_token(cfg, url)
+                await _publish(http, ingest, token, updates, pace, stop)
+            err("running; Ctrl-C stops every service")
+            await stop.wait()
+    stop.set()
+    await watcher
+
+
+async def _ready(http: httpx.AsyncClient, base: str, stop: asyncio.Event) -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if (await http.get(f"{base}/healthz")).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def _demo_token(cfg: Settings, url: str) -> str:
+    """A token for the demo's feed: registered on first run, a fresh token after that."""
     async with open_log(url, cfg) as log:
-        await publish_lines(log, lines, batch_size=1, atomic=False, pace=pace, as_json=False)
-        records = await log.read_story_json("hanoi-summit-2019")
-    Console().print(render(records, "hanoi-summit-2019"))
+        credentials = Credentials(log.redis, cfg.prefix)
+        if await credentials.get(DEMO_FEED) is None:
+            return await credentials.add(DEMO_FEED, DEMO_SOURCE)
+        return await credentials.new_token(DEMO_FEED)
+
+
+async def _publish(
+    http: httpx.AsyncClient,
+    ingest: str,
+    token: str,
+    updates: list[bytes],
+    pace: float,
+    stop: asyncio.Event,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/cloudevents+json"}
+    for n, body in enumerate(updates, 1):
+        if stop.is_set():
+            return
+        response = await http.post(f"{ingest}/v1/updates", content=body, headers=headers)
+        if response.status_code >= 400:
+            err(f"[{n}/{len(updates)}] refused ({response.status_code}): {response.text}")
+        else:
+            result = response.json()["results"][0]
+            said = summarize(decode_update(body).update)
+            err(f"[{n:2}/{len(updates)}] {result['status']:9} v{result.get('version'):<3} {said}")
+        if n < len(updates):
+            try:
+                await asyncio.wait_for(stop.wait(), pace)
+            except TimeoutError:
+                continue
+    err(f"all {len(updates)} updates published")

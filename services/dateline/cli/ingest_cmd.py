@@ -43,10 +43,10 @@ def validator_command() -> None:
     A feed appends with any Redis client:
       XADD <prefix>:inbox:<feed> * __data__ '<one CloudEvent as JSON>'
     Valid updates go through the same append path as HTTP; refused ones go to
-    <prefix>:rejected with the field and the reason. Reads the inboxes of the feeds
-    registered when it starts.
+    <prefix>:rejected with the field and the reason. Reads the inbox of every
+    registered feed, and of feeds registered while it runs (within 2 s).
     """
-    from dateline.ingest.validator import create_validator  # noqa: PLC0415
+    from dateline.ingest.validator import create_validator, follow_feeds  # noqa: PLC0415
 
     cfg = settings()
 
@@ -55,14 +55,20 @@ def validator_command() -> None:
             runner = await create_validator(
                 log.redis, log.keys, f"{socket.gethostname()}-{os.getpid()}"
             )
-            if not runner.streams:
-                raise click.ClickException("no feeds registered: dateline feeds add NAME ...")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            err(f"validator: {len(runner.streams)} inboxes; Ctrl-C stops")
-            await runner.run(stop)
+            if not runner.streams:
+                err("validator: no feeds registered yet (dateline feeds add NAME ...); waiting")
+            else:
+                err(f"validator: {len(runner.streams)} inboxes; Ctrl-C stops")
+            follow = asyncio.create_task(follow_feeds(runner, log.redis, cfg.prefix, stop))
+            try:
+                await runner.run(stop)
+            finally:
+                stop.set()
+                await follow
 
     with server(cfg) as url:
         asyncio.run(run())

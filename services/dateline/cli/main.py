@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from dateline.cli.demo import demo
+from dateline.cli.demo import demo, up
 from dateline.cli.ingest_cmd import feeds, ingest_command, validator_command
 from dateline.cli.log_cmd import log_command
 from dateline.cli.ops_cmd import dlq, replay, status_command
 from dateline.cli.projector_cmd import projector_command, story_command
 from dateline.cli.publish import publish
+from dateline.cli.query_cmd import query_command
 from dateline.cli.redis_cmd import redis_command
 from dateline.logs import configure
 
@@ -29,6 +30,7 @@ cli.add_command(publish)
 cli.add_command(log_command)
 cli.add_command(redis_command)
 cli.add_command(demo)
+cli.add_command(up)
 cli.add_command(projector_command)
 cli.add_command(story_command)
 cli.add_command(dlq)
@@ -37,3 +39,4 @@ cli.add_command(status_command)
 cli.add_command(ingest_command)
 cli.add_command(feeds)
 cli.add_command(validator_command)
+cli.add_command(query_command)

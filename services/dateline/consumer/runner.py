@@ -89,6 +89,20 @@ class Runner:
         self.owned: dict[int, _Partition] = {}
         self._leases_checked = 0.0
 
+    def follow(self, streams: list[str]) -> list[str]:
+        """Consume these streams too, from the next lease check; returns the new ones.
+
+        For the validator: a feed registered while it runs gets its inbox read.
+        """
+        new = [s for s in streams if s not in self.streams]
+        for stream in new:
+            self.streams.append(stream)
+            if self.leases.names is not None:
+                self.leases.names.append(stream)
+        if new:
+            self._leases_checked = 0.0
+        return new
+
     async def run(self, stop: asyncio.Event) -> None:
         log.info("consumer started", group=self.config.group, consumer=self.config.consumer)
         try:

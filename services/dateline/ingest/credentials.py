@@ -89,6 +89,15 @@ class Credentials:
         await self.client.hset(self.tokens_key, _hash(token), name)
         return token
 
+    async def new_token(self, name: str) -> str:
+        """Another token for an existing, unrevoked feed (its other tokens stay valid)."""
+        feed = await self.get(name)
+        if feed is None or feed.revoked:
+            raise ValueError(f"feed {name!r} is not registered, or revoked")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await self.client.hset(self.tokens_key, _hash(token), name)
+        return token
+
     async def authenticate(self, token: str) -> Feed | None:
         """The feed this token belongs to, if the token is valid and not revoked."""
         if not token.startswith(TOKEN_PREFIX):

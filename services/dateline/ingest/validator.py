@@ -14,16 +14,21 @@ so re-processing after a crash is harmless.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+import structlog
 
 from dateline.consumer import Delivery, Runner, RunnerConfig
 from dateline.ingest.credentials import Credentials, refusal
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline_schemas import MAX_BATCH_BYTES, Decoded, InvalidUpdate, decode_update
+
+log = structlog.get_logger("dateline.validator")
 
 GROUP = "validator"
 
@@ -127,3 +132,16 @@ async def create_validator(
     streams = [inbox_key(keys.prefix, f) for f in feeds]
     config = RunnerConfig(group=GROUP, consumer=consumer)
     return Runner(client, keys, config, handler, lambda raw: "inbox", streams=streams)
+
+
+async def follow_feeds(
+    runner: Runner, client: aioredis.Redis, prefix: str, stop: asyncio.Event, every_s: float = 2.0
+) -> None:
+    """Add the inbox of every feed registered after start, until `stop`."""
+    credentials = Credentials(client, prefix)
+    while not stop.is_set():
+        feeds = [f.name for f in await credentials.feeds() if not f.revoked]
+        for stream in runner.follow([inbox_key(prefix, f) for f in feeds]):
+            log.info("following a new feed's inbox", stream=stream)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)

@@ -67,6 +67,7 @@ class ProjectorHandler:
                 last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
                 pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
                 pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
+                pipe.publish(self.models.changes, str(last.partition))
                 await pipe.execute()
         return failures
 

@@ -31,6 +31,7 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
                 new = project(story, await log.read_story(story))
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 models.write(pipe, old, new)
+                pipe.publish(models.changes, str(log.keys.partition(story)))
                 await pipe.execute()
                 return new.version
             except aioredis.WatchError:

@@ -8,6 +8,10 @@
 <prefix>:rm:<v>:schedule              hash "<story>/<item>" -> JSON schedule entry
 <prefix>:rm:<v>:schedule:by_start     zset "<story>/<item>" by start (epoch s; for ranges)
 <prefix>:rm:<v>:checkpoint            hash partition -> last stream id applied
+<prefix>:rm:changes                   pub/sub channel: a partition's read models moved on
+
+The channel is a doorbell, not a feed: readers re-read the checkpoints when it rings
+(and every second without it), so a missed message delays a push but loses nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class SpokenEntry(msgspec.Struct):
     statement: Statement
 
 
+def changes_channel(prefix: str) -> str:
+    return f"{prefix}:rm:changes"
+
+
 class ReadModels:
     def __init__(self, prefix: str, version: str) -> None:
         self.prefix, self.version = prefix, version
@@ -77,6 +85,10 @@ class ReadModels:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}:checkpoint"
+
+    @property
+    def changes(self) -> str:
+        return changes_channel(self.prefix)
 
     def keys_of(self, story: str) -> list[str]:
         """The keys a writer of this story must WATCH."""

@@ -123,6 +123,7 @@ async def rebuild_all(
         await runner.leases.release(p)
     # 4. The switch: one SET, so a reader sees the old version or the new, never half.
     await client.set(f"{keys.prefix}:rm:active", new)
+    await client.publish(models.changes, "switch")
     return ReplayResult(old, new, len(stories), updates, caught_up)
 
 

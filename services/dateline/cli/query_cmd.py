@@ -1,0 +1,36 @@
+"""`dateline query`: the read side in the foreground."""
+
+from __future__ import annotations
+
+import click
+
+from dateline.cli.common import err, server, settings
+
+
+@click.command(name="query")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def query_command(host: str, port: int) -> None:
+    """Serve the query API, live pushes (SSE) and the dashboard in the foreground.
+
+    \b
+    Dashboard:  http://HOST:PORT/
+    API:        http://HOST:PORT/v1/stories  (OpenAPI: /v1/openapi.json)
+    Live:       http://HOST:PORT/v1/live, /v1/stories/ID/live (Server-Sent Events)
+    """
+    import uvicorn  # noqa: PLC0415 - the HTTP stack costs other commands a third of a second
+
+    from dateline.query.http import create_app  # noqa: PLC0415
+
+    cfg = settings()
+    with server(cfg) as url:
+        err(f"dashboard on http://{host}:{port}/ (API: /v1/stories, OpenAPI: /v1/openapi.json)")
+        uvicorn.run(
+            create_app(cfg, url),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            # Live streams never end by themselves: give them this long, then close them.
+            timeout_graceful_shutdown=2,
+        )

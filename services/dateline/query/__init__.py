@@ -1,0 +1,1 @@
+"""The read side: the query API, live pushes and the dashboard."""

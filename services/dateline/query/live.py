@@ -1,0 +1,197 @@
+"""Live pushes: a doorbell rung by the projector, and the event streams built on it.
+
+Every event carries its log position as its SSE id, so a client that reconnects
+with `Last-Event-ID` gets exactly what it missed: the streams are read back from
+the log (a story's history, the partition streams), never from a buffer in this
+process, so a restart of the query service loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from litestar.response import ServerSentEventMessage
+
+from dateline.positions import Cursor, Position, stream_id
+from dateline.projector.readmodels import IndexEntry, changes_channel
+from dateline.query.views import StoryView, UpdateEvent
+from dateline.summary import summarize
+from dateline_schemas import Update, decode_record
+
+if TYPE_CHECKING:
+    from dateline.query.reads import Reader
+
+log = structlog.get_logger("dateline.query")
+_encode = msgspec.json.Encoder().encode
+_record = msgspec.json.Decoder(dict[str, object])
+_entry = msgspec.json.Decoder(IndexEntry)
+_view = msgspec.json.Decoder(StoryView)
+KEEPALIVE_S = 15.0
+
+
+class Doorbell:
+    """Rings when the projector commits (pub/sub), and at least every `poll_s` without it.
+
+    Take `current()` before reading, then `wait()` on it: a commit that lands between
+    the read and the wait still wakes the reader.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0) -> None:
+        self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
+        self._event = asyncio.Event()
+        self.switched = False
+        self.rings = 0
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def ring(self) -> None:
+        self.rings += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
+        """True if it rang within `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bell.wait(), seconds)
+            return True
+        return False
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    while True:
+                        msg = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=self.poll_s
+                        )
+                        if msg is not None and msg.get("data") == b"switch":
+                            self.switched = True
+                        self.ring()
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning(
+                    "doorbell lost its subscription; polling until it is back", error=str(exc)
+                )
+                self.switched = True
+                self.ring()
+                await asyncio.sleep(self.poll_s)
+
+
+def _message(event: str, data: bytes, event_id: str | None) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=data.decode(), event=event, id=event_id)
+
+
+async def story_events(
+    reader: Reader, story: str, last_event_id: Position | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """`update` per update the read model has applied, then `state` (the story now).
+
+    Without `last_event_id` the stream starts with the current state.
+    """
+    sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
+    while True:
+        bell = reader.doorbell.current()
+        _, raw = await reader.story(story)
+        state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
+        if sent == -1:
+            sent = state.version
+            if raw:
+                yield _message("state", _public(raw), state.position)
+        elif sent is None or state.version > sent:
+            records = await reader.log.read_story_json(
+                story, from_version=(sent or 0) + 1, to_version=state.version
+            )
+            for r in records:
+                update = decode_record(r)
+                position = update.position or ""
+                if (
+                    sent is None
+                    and last_event_id is not None
+                    and Position.parse(position).id <= last_event_id.id
+                ):
+                    continue
+                event = _update_event(update, r)
+                yield _message("update", _encode(event), position)
+            sent = state.version
+            if raw:
+                yield _message("state", _public(raw), state.position)
+        if not await reader.doorbell.wait(bell, KEEPALIVE_S):
+            yield ServerSentEventMessage(comment="keepalive")
+
+
+async def index_events(
+    reader: Reader, last_event_id: Cursor | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """`index` (every story) first on a new connection, then `update` per update applied.
+
+    Ids are cursors (a stream id per partition): positions of different partitions
+    do not compare, so one position could not say where a reader of all of them was.
+    """
+    partitions = reader.keys.partitions
+    cursor = last_event_id
+    if cursor is None:
+        points = await reader.checkpoints()
+        cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
+        entries = [_entry.decode(e) for e in await reader.index()]
+        entries.sort(key=lambda e: e.recordedtime or "", reverse=True)
+        yield _message("index", _encode(entries), str(cursor))
+    while True:
+        bell = reader.doorbell.current()
+        points = await reader.checkpoints()
+        found: list[tuple[tuple[int, int], int, bytes]] = []
+        for p in range(partitions):
+            head = points.get(p)
+            if head is None or head <= cursor.ids[p]:
+                continue
+            start = "{}-{}".format(*cursor.ids[p])
+            end = "{}-{}".format(*head)
+            rows = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await reader.client.xrange(reader.keys.log(p), min=f"({start}", max=end),
+            )
+            found += [(stream_id(eid.decode()), p, f[b"__data__"]) for eid, f in rows]
+        found.sort()  # roughly the order they were recorded in, across partitions
+        updates = [(sid, p, decode_record(raw)) for sid, p, raw in found]
+        stories = sorted({u.subject for _, _, u in updates})
+        now = (
+            dict(zip(stories, await reader.index_entries(stories), strict=True)) if stories else {}
+        )
+        for sid, p, update in updates:
+            cursor = cursor.moved(p, sid)
+            entry = now.get(update.subject)
+            event = _update_event(update, None, _entry.decode(entry) if entry else None)
+            yield _message("update", _encode(event), str(cursor))
+        if not await reader.doorbell.wait(bell, KEEPALIVE_S):
+            yield ServerSentEventMessage(comment="keepalive")
+
+
+class _Stamp(msgspec.Struct):
+    version: int = 0
+    position: str | None = None
+
+
+def _public(raw: bytes) -> bytes:
+    return _encode(_view.decode(raw))
+
+
+def _update_event(
+    update: Update, raw: bytes | None, entry: IndexEntry | None = None
+) -> UpdateEvent:
+    return UpdateEvent(
+        story=update.subject,
+        version=update.version or 0,
+        position=update.position or "",
+        id=update.id,
+        type=str(update.__struct_config__.tag),
+        summary=summarize(update),
+        record=_record.decode(raw) if raw is not None else None,
+        entry=entry,
+    )

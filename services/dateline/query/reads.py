@@ -1,0 +1,121 @@
+"""Reads of the read models, of the log, and waits for the projection to reach a position."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline.positions import Position, stream_id
+from dateline.projection import project
+from dateline.projection.state import StoryState
+from dateline.projector.app import DEFAULT_VERSION
+from dateline.projector.readmodels import ReadModels
+from dateline.query.live import Doorbell
+from dateline_schemas import decode_record
+
+
+class NotReached(Exception):
+    """The projection did not reach a position in time."""
+
+    def __init__(self, position: Position, at: str | None, waited: float) -> None:
+        super().__init__(
+            f"the projection has not reached position {position} after {waited:g} s "
+            f"(partition {position.partition} is at {at or 'the start'}); retry later"
+        )
+
+
+class Reader:
+    """The query service's view of Redis: the active read models and the log."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, doorbell: Doorbell) -> None:
+        self.client, self.keys, self.doorbell = client, keys, doorbell
+        self.log = Log(client, keys)
+        self._models: ReadModels | None = None
+
+    async def models(self, *, fresh: bool = False) -> ReadModels:
+        """The active version, cached: the doorbell refreshes it when the projector rings."""
+        if fresh or self._models is None or self.doorbell.switched:
+            self.doorbell.switched = False
+            raw = await self.client.get(f"{self.keys.prefix}:rm:active")
+            version = raw.decode() if isinstance(raw, bytes) else DEFAULT_VERSION
+            self._models = ReadModels(self.keys.prefix, version)
+        return self._models
+
+    async def story(self, story: str) -> tuple[ReadModels, bytes | None]:
+        models = await self.models()
+        raw = cast(bytes | None, await self.client.get(models.story(story)))
+        if raw is None:  # perhaps a replay switched versions and dropped this one
+            models = await self.models(fresh=True)
+            raw = cast(bytes | None, await self.client.get(models.story(story)))
+        return models, raw
+
+    async def timeline(self, story: str) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.lrange(models.timeline(story), 0, -1))
+
+    async def index(self) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.hvals(models.index))
+
+    async def index_entries(self, stories: list[str]) -> list[bytes | None]:
+        models = await self.models()
+        return cast(list[bytes | None], await self.client.hmget(models.index, stories))
+
+    async def speaker(self, name: str) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.hvals(models.speaker(name)))
+
+    async def schedule(self, start: float | None, end: float | None) -> list[bytes]:
+        models = await self.models()
+        if start is None and end is None:
+            return cast(list[bytes], await self.client.hvals(models.schedule))
+        refs = cast(
+            list[bytes],
+            await self.client.zrangebyscore(
+                models.schedule_by_start,
+                "-inf" if start is None else start,
+                "+inf" if end is None else end,
+            ),
+        )
+        if not refs:
+            return []
+        found = cast(list[bytes | None], await self.client.hmget(models.schedule, refs))
+        return [r for r in found if r is not None]
+
+    async def checkpoints(self) -> dict[int, tuple[int, int]]:
+        models = await self.models()
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(models.checkpoint))
+        return {int(p): stream_id(v.decode()) for p, v in raw.items()}
+
+    async def history(
+        self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
+    ) -> list[bytes]:
+        return await self.log.read_story_json(story, to_version=at_version, as_of=as_of)
+
+    async def folded(
+        self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
+    ) -> StoryState | None:
+        """What the desk knew then, folded from the story's history (not a read model)."""
+        records = await self.history(story, as_of=as_of, at_version=at_version)
+        return project(story, [decode_record(r) for r in records]) if records else None
+
+    async def wait_for(self, position: Position, seconds: float) -> None:
+        """Return once the projection has applied `position` (read-your-writes)."""
+        deadline = time.monotonic() + seconds
+        at: str | None = None
+        while True:
+            bell = self.doorbell.current()
+            models = await self.models()
+            raw = await self.client.hget(models.checkpoint, str(position.partition))
+            at = raw.decode() if isinstance(raw, bytes) else None
+            if at is not None and stream_id(at) >= position.id:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NotReached(position, at, seconds)
+            await self.doorbell.wait(bell, left)

@@ -1,0 +1,218 @@
+// The dashboard: plain JavaScript over the query API and its Server-Sent Events.
+"use strict";
+
+const main = document.getElementById("main");
+const liveBadge = document.getElementById("live");
+let source = null;
+let timer = null;
+
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const chip = (text, cls = text) => `<span class="chip ${esc(cls)}">${esc(String(text).replace("_", " "))}</span>`;
+
+function when(at, precision) {
+  if (!at) return "time unknown";
+  const day = new Date(at.slice(0, 10) + "T00:00:00Z");
+  const opts = { weekday: "short", day: "numeric", month: "short", year: "numeric", timeZone: "UTC" };
+  if (precision === "month") return day.toLocaleDateString("en-GB", { month: "long", year: "numeric", timeZone: "UTC" });
+  let text = day.toLocaleDateString("en-GB", opts);
+  if (at.length > 10 && precision !== "day") text += " " + at.slice(11, 16) + " (UTC" + (at.slice(19).replace("Z", "") || "") + ")";
+  return (precision === "approximate" ? "about " : "") + text;
+}
+
+function duration(iso) {
+  const m = /^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(iso || "");
+  if (!m) return { back: false, text: iso || "" };
+  const parts = [];
+  if (m[2]) parts.push(m[2] + " d");
+  if (m[3]) parts.push(m[3] + " h");
+  if (m[4]) parts.push(m[4] + " min");
+  return { back: !m[1], text: parts.join(" ") || "0 min" };
+}
+
+function connect(url, handlers) {
+  if (source) source.close();
+  liveBadge.dataset.state = "connecting";
+  liveBadge.textContent = "connecting";
+  source = new EventSource(url);
+  source.onopen = () => { liveBadge.dataset.state = "open"; liveBadge.textContent = "live"; };
+  source.onerror = () => { liveBadge.dataset.state = "error"; liveBadge.textContent = "reconnecting"; };
+  for (const [name, fn] of Object.entries(handlers)) {
+    source.addEventListener(name, (e) => fn(JSON.parse(e.data), e.lastEventId));
+  }
+}
+
+function stop() {
+  if (source) { source.close(); source = null; }
+  if (timer) { clearInterval(timer); timer = null; }
+}
+
+// Re-render a region; mark the parts whose content changed since the last render.
+function patch(region, html, seen) {
+  const first = !seen.has("");  // nothing is "new" on a page's first render
+  seen.set("", "");
+  region.innerHTML = html;
+  for (const el of region.querySelectorAll("[data-key]")) {
+    const key = el.dataset.key;
+    const now = el.innerHTML;
+    if (!first && seen.get(key) !== now) el.classList.add("changed");
+    seen.set(key, now);
+  }
+}
+
+// ---- the story list -------------------------------------------------------------------
+
+function indexPage() {
+  main.innerHTML = `<h1>Stories</h1><p class="meta">Every story the desk follows, newest update first. Live.</p>
+    <table><thead><tr><th>Story</th><th>Status</th><th>Outcome</th><th>Updates</th><th>Last update</th></tr></thead>
+    <tbody id="stories"><tr><td colspan="5" class="empty">waiting for stories…</td></tr></tbody></table>`;
+  const entries = new Map();
+  const seen = new Map();
+  const render = () => {
+    const rows = [...entries.values()].sort((a, b) => (b.recordedtime || "").localeCompare(a.recordedtime || ""));
+    const html = rows.map((e) => `<tr data-key="story:${esc(e.id)}" data-story="${esc(e.id)}">
+      <td><a href="#/stories/${encodeURIComponent(e.id)}">${esc(e.title || e.id)}</a><div class="meta">${esc(e.id)}</div></td>
+      <td>${chip(e.status)}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
+      <td>${e.version}</td><td class="meta">${esc((e.recordedtime || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("");
+    patch(document.getElementById("stories"), html || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
+  };
+  connect("/v1/live", {
+    index: (list) => { entries.clear(); for (const e of list) entries.set(e.id, e); render(); },
+    update: (u) => { if (u.entry) entries.set(u.story, u.entry); render(); },
+  });
+}
+
+// ---- one story ------------------------------------------------------------------------
+
+function itemCard(it) {
+  const lines = [];
+  for (const s of it.shifts || []) {
+    if (s.shift) {
+      const d = duration(s.shift);
+      lines.push(`${d.back ? "pushed back" : "moved up"} ${esc(d.text)}`);
+    } else if (s.to) {
+      lines.push(`moved to ${esc(when(s.to.at, s.to.precision))}`);
+    }
+    if (s.reason) lines.push(`<em>${esc(s.reason)}</em>`);
+  }
+  for (const p of it.previous_starts || []) lines.push(`was <span class="was">${esc(when(p.at, p.precision))}</span>`);
+  for (const loc of it.previous_locations || []) lines.push(`was at <span class="was">${esc(loc)}</span>`);
+  if (it.status === "cancelled") lines.push(`cancelled${it.reason ? ": " + esc(it.reason) : ""}`);
+  else if (it.status === "postponed" && it.reason) lines.push(`postponed: ${esc(it.reason)}`);
+  if (it.started_at) lines.push(`started ${esc(when(it.started_at, "exact"))}`);
+  if (it.ended_at) lines.push(`ended ${esc(when(it.ended_at, "exact"))}${it.early ? " (early)" : ""}`);
+  const start = it.starts_at ? when(it.starts_at.at, it.starts_at.precision) : "start not announced";
+  return `<div class="card item ${esc(it.status)}" data-key="item:${esc(it.item)}" data-item="${esc(it.item)}" data-status="${esc(it.status)}">
+    <h3>${esc(it.title)} ${chip(it.status)}</h3>
+    <div class="meta">${esc(start)}${it.location ? " · " + esc(it.location) : ""}</div>
+    ${it.participants && it.participants.length ? `<div class="meta">${esc(it.participants.join(", "))}</div>` : ""}
+    ${lines.length ? `<ul class="history">${lines.map((l) => `<li>${l}</li>`).join("")}</ul>` : ""}
+  </div>`;
+}
+
+function statementCard(s, replies, depth) {
+  const who = [esc(s.speaker), s.speaker_role ? esc(s.speaker_role) : "", esc(when(s.time, s.precision))].filter(Boolean).join(" · ");
+  const notes = (s.correction_notes || []).map((n) => `<div class="note">Corrected: ${esc(n)}</div>`).join("");
+  const own = `<div class="card statement${depth ? " reply" : ""}" data-key="statement:${esc(s.statement)}" data-statement="${esc(s.statement)}">
+    ${s.in_reply_to ? `<div class="meta">in reply to ${esc(s.in_reply_to)}</div>` : ""}
+    <p class="quote">${esc(s.text)}</p>
+    <div class="who">${who} ${s.via_interpreter ? chip("via interpreter", "interp") : ""}</div>
+    ${s.context ? `<div class="meta"><em>${esc(s.context)}</em></div>` : ""}${notes}</div>`;
+  return own + (replies.get(s.statement) || []).map((r) => statementCard(r, replies, depth + 1)).join("");
+}
+
+function statementsHtml(statements) {
+  const all = Object.values(statements).sort((a, b) => a.time.localeCompare(b.time));
+  const replies = new Map();
+  const roots = [];
+  for (const s of all) {
+    if (s.in_reply_to && statements[s.in_reply_to]) {
+      if (!replies.has(s.in_reply_to)) replies.set(s.in_reply_to, []);
+      replies.get(s.in_reply_to).push(s);
+    } else roots.push(s);
+  }
+  return roots.map((s) => statementCard(s, replies, 0)).join("") || `<p class="empty">no statements yet</p>`;
+}
+
+function storyPage(id) {
+  main.innerHTML = `<div id="head"><h1>${esc(id)}</h1><p class="meta">waiting for the first update of this story…</p></div>
+    <div id="outcome"></div>
+    <div class="grid"><div>
+      <h2>Schedule</h2><div id="schedule" class="board"></div>
+      <h2>Statements</h2><div id="statements"></div>
+    </div><div>
+      <h2>Just in</h2><ul id="recent" class="timeline"><li class="empty">nothing yet</li></ul>
+      <h2>Expectations</h2><div id="expectations"></div>
+      <h2>Linked stories</h2><div id="links"></div>
+      <h2>Corrections</h2><div id="corrections"></div>
+      <h2>Timeline</h2><ol id="timeline" class="timeline"></ol>
+    </div></div>`;
+  const seen = {};
+  const region = (name, html) => patch(document.getElementById(name), html, seen[name] || (seen[name] = new Map()));
+  const recent = [];
+  const render = (st) => {
+    region("head", `<h1 data-key="title">${esc(st.title || st.id)}</h1>
+      <p class="meta" data-key="status">${chip(st.status)} ${esc(st.place || "")} · version ${st.version} · last update ${esc(when(st.last_time, "exact"))}</p>
+      ${st.summary ? `<p data-key="summary">${esc(st.summary)}</p>` : ""}`);
+    region("outcome", st.outcome ? `<div id="outcome-banner" class="banner ${esc(st.outcome.result)}" data-key="outcome" data-result="${esc(st.outcome.result)}">
+      <strong>Outcome: ${esc(st.outcome.result.replace(/_/g, " "))}</strong><div>${esc(st.outcome.summary)}</div></div>` : "");
+    const items = Object.values(st.schedule).sort((a, b) =>
+      (a.starts_at ? a.starts_at.at : "~").localeCompare(b.starts_at ? b.starts_at.at : "~") || a.item.localeCompare(b.item));
+    region("schedule", items.map(itemCard).join("") || `<p class="empty">nothing scheduled yet</p>`);
+    region("statements", statementsHtml(st.statements));
+    region("expectations", Object.values(st.expectations).map((e) => `<div class="card" data-key="exp:${esc(e.expectation)}" data-expectation="${esc(e.expectation)}" data-status="${esc(e.status)}">
+      ${chip(e.status)} ${esc(e.description)}${e.note ? `<div class="meta">${esc(e.note)}</div>` : ""}</div>`).join("") || `<p class="empty">none</p>`);
+    region("links", st.links.map((l) => `<div class="card" data-key="link:${esc(l.story)}"><a href="#/stories/${encodeURIComponent(l.story)}">${esc(l.story)}</a> ${chip(l.rel)}${l.note ? `<div class="meta">${esc(l.note)}</div>` : ""}</div>`).join("") || `<p class="empty">none</p>`);
+    region("corrections", st.corrections.map((c) => `<div class="card" data-key="corr:${esc(c.id)}">${chip(c.kind)} ${esc(c.note)}<div class="meta">${esc(when(c.time, "exact"))}${c.applied ? "" : " · not applied yet"}</div></div>`).join("") || `<p class="empty">none</p>`);
+    fetch(`/v1/stories/${encodeURIComponent(id)}/timeline`).then((r) => r.ok ? r.json() : { items: [] }).then((page) => {
+      region("timeline", page.items.map((e) => `<li data-key="tl:${e.version}"><time>${esc(when(e.time, e.precision))}</time>${esc(e.summary)}</li>`).join(""));
+    });
+  };
+  connect(`/v1/stories/${encodeURIComponent(id)}/live`, {
+    state: render,
+    update: (u) => {
+      recent.unshift(u);
+      recent.length = Math.min(recent.length, 6);
+      region("recent", recent.map((r) => `<li data-key="up:${r.version}"><time>v${r.version}</time>${esc(r.summary)}</li>`).join(""));
+    },
+  });
+}
+
+// ---- operations -----------------------------------------------------------------------
+
+function opsPage() {
+  main.innerHTML = `<h1>Operations</h1><p class="meta">Refreshed every 2 s.</p><div id="ops"></div>`;
+  const seen = new Map();
+  const load = async () => {
+    const r = await fetch("/v1/status");
+    if (!r.ok) { document.getElementById("ops").innerHTML = `<p class="empty">status unavailable (${r.status})</p>`; return; }
+    const s = await r.json();
+    liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
+    const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
+      <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td></tr>`).join("");
+    const dead = Object.entries(s.dead_letters || {});
+    const replay = s.replay;
+    const pct = replay && +replay.total ? Math.min(100, (100 * +replay.done) / +replay.total) : 0;
+    patch(document.getElementById("ops"), `
+      <h2>Partitions (group ${esc(s.group)})</h2>
+      <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th></tr></thead><tbody>${rows}</tbody></table>
+      <h2>Parked updates</h2>${dead.length ? `<table><tbody>${dead.map(([k, v]) => `<tr data-key="dl:${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</tbody></table>` : `<p class="empty">none parked</p>`}
+      <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
+      ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
+        <div class="bar"><span style="width:${pct.toFixed(1)}%"></span></div></div>` : ""}`, seen);
+  };
+  load();
+  timer = setInterval(load, 2000);
+}
+
+function route() {
+  stop();
+  const hash = location.hash || "#/";
+  const m = /^#\/stories\/(.+)$/.exec(hash);
+  if (m) storyPage(decodeURIComponent(m[1]));
+  else if (hash === "#/ops") opsPage();
+  else indexPage();
+}
+
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,78 @@
+"""What the query API returns: the read models as dashboards see them.
+
+The stored story state carries the projection's own bookkeeping (merge keys, sort
+keys); `StoryView` is the public part. msgspec skips unknown fields when it decodes,
+so a stored state decodes straight into it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from dateline.projection.state import (
+    CorrectionNote,
+    Entry,
+    Expectation,
+    Hidden,
+    Item,
+    Link,
+    Outcome,
+    Statement,
+)
+from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
+
+__all__ = [
+    "Entry",
+    "IndexEntry",
+    "Page",
+    "ScheduleEntry",
+    "SpokenEntry",
+    "StoryView",
+    "UpdateEvent",
+]
+
+
+class StoryView(msgspec.Struct):
+    id: str
+    status: Literal["developing", "concluded"] = "developing"
+    title: str | None = None
+    place: str | None = None
+    summary: str | None = None
+    people: list[str] = []
+    tags: list[str] = []
+    version: int = 0
+    position: str | None = None
+    recordedtime: str | None = None
+    last_time: str | None = None
+    schedule: dict[str, Item] = {}
+    statements: dict[str, Statement] = {}
+    outcome: Outcome | None = None
+    outcome_history: list[Outcome] = []
+    expectations: dict[str, Expectation] = {}
+    links: list[Link] = []
+    corrections: list[CorrectionNote] = []
+    hidden: list[Hidden] = []
+
+
+class Page(msgspec.Struct):
+    """A list answer, with the projection version it was read from."""
+
+    projection: str
+    items: list[Any]
+
+
+class UpdateEvent(msgspec.Struct, omit_defaults=True):
+    """A live push for one update of the log, in log order."""
+
+    story: str
+    version: int
+    position: str
+    id: str
+    type: str
+    summary: str
+    record: dict[str, Any] | None = None
+    """The update as stored (story streams only)."""
+    entry: IndexEntry | None = None
+    """The story's index entry as it is now (index stream only)."""
