@@ -24,16 +24,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ingest_process(env: dict[str, str], log_file: Path) -> Iterator[str]:
-    """`dateline ingest` on a free loopback port; yields its base URL once it answers.
+def http_service(
+    command: str, env: dict[str, str], log_file: Path, port: int | None = None
+) -> Iterator[str]:
+    """`dateline <command> --port P` on a loopback port; yields its base URL once it answers.
 
     Its output goes to a file, never to a pipe: nobody reads a pipe here, and a full
     one blocks the server.
     """
-    port = free_port()
-    with log_file.open("wb") as logs:
+    port = port or free_port()
+    with log_file.open("ab") as logs:
         proc = subprocess.Popen(
-            [str(DATELINE), "ingest", "--port", str(port)], env=env, stdout=logs, stderr=logs
+            [str(DATELINE), command, "--port", str(port)], env=env, stdout=logs, stderr=logs
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -45,12 +47,28 @@ def ingest_process(env: dict[str, str], log_file: Path) -> Iterator[str]:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             else:
-                raise RuntimeError(f"ingest did not answer; see {log_file}")
+                raise RuntimeError(f"{command} did not answer; see {log_file}")
             yield base
         finally:
             proc.terminate()
             # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says so.
             assert proc.wait(timeout=30) in (0, -15)
+
+
+def ingest_process(env: dict[str, str], log_file: Path) -> contextlib.AbstractContextManager[str]:
+    return http_service("ingest", env, log_file)
+
+
+@contextlib.contextmanager
+def background(args: list[str], env: dict[str, str], log_file: Path) -> Iterator[int]:
+    """A `dateline` command running until the block ends (then SIGTERM); yields its pid."""
+    with log_file.open("ab") as logs:
+        proc = subprocess.Popen([str(DATELINE), *args], env=env, stdout=logs, stderr=logs)
+        try:
+            yield proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def records(env: dict[str, str], story: str) -> list[dict[str, object]]:

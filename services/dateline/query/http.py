@@ -21,7 +21,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
@@ -49,18 +49,20 @@ _any = msgspec.json.Decoder()
 
 MinPosition = Annotated[
     str | None,
-    Parameter(
+    QueryParameter(
         description="Wait until the projection has applied this log position "
         "(`<partition>:<stream id>`, as ingest returned it)."
     ),
 ]
-Wait = Annotated[float, Parameter(ge=0, le=30, description="Seconds to wait for `min_position`.")]
+Wait = Annotated[
+    float, QueryParameter(ge=0, le=30, description="Seconds to wait for `min_position`.")
+]
 AsOf = Annotated[
     str | None,
-    Parameter(description="What the desk knew at this recorded time (RFC 3339 with offset)."),
+    QueryParameter(description="What the desk knew at this recorded time (RFC 3339 with offset)."),
 ]
 AtVersion = Annotated[
-    int | None, Parameter(ge=1, description="What the desk knew after this many updates.")
+    int | None, QueryParameter(ge=1, description="What the desk knew after this many updates.")
 ]
 
 
@@ -83,14 +85,16 @@ def _problem(p: Problem, headers: dict[str, str] | None = None) -> Response[byte
     return Response(_encode(p), status_code=p.status, media_type=PROBLEM, headers=headers)
 
 
-def answer(request: Request[Any, Any, Any], body: bytes) -> Response[bytes]:
+def answer(
+    request: Request[Any, Any, Any], body: bytes, media_type: str = "application/json"
+) -> Response[bytes]:
     """JSON with an ETag; 304 when the client already has these bytes."""
     tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     seen = request.headers.get("if-none-match", "")
     if seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(",")):
         return Response(b"", status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def story_id(value: str) -> str:
@@ -184,7 +188,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/stories", responses={200: ResponseSpec(Page)})
     async def stories(
         request: Request[Any, Any, Any],
-        status: Annotated[str | None, Parameter(description="developing or concluded")] = None,
+        status: Annotated[str | None, QueryParameter(description="developing or concluded")] = None,
         min_position: MinPosition = None,
         wait: Wait = 5.0,
     ) -> Response[bytes]:
@@ -200,7 +204,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/stories/{story:str}", responses={200: ResponseSpec(StoryView)})
     async def story(
         request: Request[Any, Any, Any],
-        story: str,
+        story: FromPath[str],
         as_of: AsOf = None,
         at_version: AtVersion = None,
         min_position: MinPosition = None,
@@ -214,7 +218,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/stories/{story:str}/timeline", responses={200: ResponseSpec(Page)})
     async def timeline(
         request: Request[Any, Any, Any],
-        story: str,
+        story: FromPath[str],
         as_of: AsOf = None,
         at_version: AtVersion = None,
         min_position: MinPosition = None,
@@ -240,7 +244,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/stories/{story:str}/history", responses={200: ResponseSpec(list[dict[str, Any]])})
     async def history(
         request: Request[Any, Any, Any],
-        story: str,
+        story: FromPath[str],
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
@@ -256,17 +260,18 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         "/v1/stories/{story:str}/jsonld",
         responses={200: ResponseSpec(dict[str, Any], media_type="application/ld+json")},
     )
-    async def story_jsonld(request: Request[Any, Any, Any], story: str) -> Response[bytes]:
+    async def story_jsonld(
+        request: Request[Any, Any, Any], story: FromPath[str]
+    ) -> Response[bytes]:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
         view = await state_of(story_id(story), None, None)
         base = str(request.base_url).rstrip("/")
-        response = answer(request, _encode(jsonld(view, base)))
-        if response.status_code == 200:
-            response.media_type = "application/ld+json"
-        return response
+        return answer(request, _encode(jsonld(view, base)), "application/ld+json")
 
     @get("/v1/stories/{story:str}/timelinejs", responses={200: ResponseSpec(dict[str, Any])})
-    async def story_timelinejs(request: Request[Any, Any, Any], story: str) -> Response[bytes]:
+    async def story_timelinejs(
+        request: Request[Any, Any, Any], story: FromPath[str]
+    ) -> Response[bytes]:
         """The timeline as TimelineJS 3 JSON."""
         view = await state_of(story_id(story), None, None)
         entries = [_entry.decode(e) for e in await ctx.reader.timeline(story)]
@@ -275,7 +280,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/speakers/{name:str}/statements", responses={200: ResponseSpec(Page)})
     async def speaker(
         request: Request[Any, Any, Any],
-        name: str,
+        name: FromPath[str],
         min_position: MinPosition = None,
         wait: Wait = 5.0,
     ) -> Response[bytes]:
@@ -291,10 +296,11 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         request: Request[Any, Any, Any],
         start: Annotated[
             str | None,
-            Parameter(query="from", description="Items starting at or after (RFC 3339)."),
+            QueryParameter(name="from", description="Items starting at or after (RFC 3339)."),
         ] = None,
         end: Annotated[
-            str | None, Parameter(query="to", description="Items starting at or before (RFC 3339).")
+            str | None,
+            QueryParameter(name="to", description="Items starting at or before (RFC 3339)."),
         ] = None,
         min_position: MinPosition = None,
         wait: Wait = 5.0,
@@ -310,8 +316,8 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/stories/{story:str}/live", media_type="text/event-stream", include_in_schema=False)
     async def story_live(
         request: Request[Any, Any, Any],
-        story: str,
-        last_event_id: Annotated[str | None, Parameter(query="last_event_id")] = None,
+        story: FromPath[str],
+        last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
     ) -> ServerSentEvent:
         """SSE: `update` per update (id: its log position), then `state`."""
         raw = request.headers.get("last-event-id") or last_event_id
@@ -323,7 +329,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
     async def index_live(
         request: Request[Any, Any, Any],
-        last_event_id: Annotated[str | None, Parameter(query="last_event_id")] = None,
+        last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
     ) -> ServerSentEvent:
         """SSE: `index` (every story) on connect, then `update` per update (id: a cursor)."""
         raw = request.headers.get("last-event-id") or last_event_id

@@ -1,0 +1,206 @@
+"""The query API in process, on a real server, against read models the projector wrote."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from dateline.log import Log
+from dateline.projector.app import Projector
+from dateline.projector.readmodels import without_timeline
+from dateline.query.http import create_app
+from tests.factories import update
+from tests.integration.serving import serve
+from tests.integration.test_projector import projector, rebuilt, settings, settle
+from tests.projection_helpers import HANOI
+
+STORY = "hanoi-summit-2019"
+
+
+@pytest.fixture
+async def app(log: Log, redis_url: str) -> AsyncIterator[Projector]:
+    app = await projector(log, redis_url)
+    yield app
+    await app.client.aclose()
+
+
+@pytest.fixture
+async def api(log: Log, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under uvicorn in this event loop, so a test can project while a read waits."""
+    async with (
+        serve(create_app(settings(log), redis_url, poll_s=0.2)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
+        yield client
+
+
+async def publish_hanoi(log: Log, app: Projector, upto: int | None = None) -> list[bytes]:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()][:upto]
+    await log.append(lines)
+    await settle(app)
+    return lines
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    hidden = ("statement_keys", "statement_aliases", "order_key")
+    return {k: v for k, v in doc.items() if k not in hidden}
+
+
+async def test_reads_equal_a_rebuild_from_the_log(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    state = await rebuilt(log, STORY)
+    r = await api.get(f"/v1/stories/{STORY}")
+    assert r.status_code == 200, r.text
+    assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
+    r = await api.get(f"/v1/stories/{STORY}/timeline")
+    assert r.json()["items"] == msgspec.to_builtins(state.timeline)
+    history = (await api.get(f"/v1/stories/{STORY}/history")).json()
+    assert [h["version"] for h in history] == list(range(1, 22))
+
+    index = (await api.get("/v1/stories")).json()["items"]
+    assert {e["id"] for e in index} == {STORY, "cohen-hearing-2019"}
+    concluded = (await api.get("/v1/stories", params={"status": "concluded"})).json()["items"]
+    assert [(e["id"], e["outcome"]) for e in concluded] == [(STORY, "no_agreement")]
+
+    said = (await api.get("/v1/speakers/SARAH SANDERS/statements")).json()["items"]
+    assert [s["statement"]["statement"] for s in said] == [
+        "sanders-constructive",
+        "sanders-no-agreement",
+    ]
+    board = (await api.get("/v1/schedule")).json()["items"]
+    assert {(b["story"], b["item"]["item"]) for b in board} >= {
+        (STORY, "working-lunch"),
+        (STORY, "press-conference"),
+    }
+    day2 = (
+        await api.get(
+            "/v1/schedule",
+            params={"from": "2019-02-28T00:00:00+07:00", "to": "2019-02-28T23:59:00+07:00"},
+        )
+    ).json()["items"]
+    assert "summit" not in {b["item"]["item"] for b in day2}  # it starts on the 27th
+    assert "working-lunch" in {b["item"]["item"] for b in day2}
+
+
+async def test_etag_answers_304_until_the_story_changes(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app, upto=5)
+    first = await api.get(f"/v1/stories/{STORY}")
+    tag = first.headers["etag"]
+    again = await api.get(f"/v1/stories/{STORY}", headers={"If-None-Match": tag})
+    assert (again.status_code, again.content) == (304, b"")
+    await log.append([msgspec.json.encode(update("dateline.story.concluded", subject=STORY))])
+    await settle(app)
+    changed = await api.get(f"/v1/stories/{STORY}", headers={"If-None-Match": tag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != tag
+    assert changed.json()["status"] == "concluded"
+
+
+async def test_as_of_and_at_version_show_what_the_desk_knew(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    before = (await api.get(f"/v1/stories/{STORY}", params={"at_version": 11})).json()
+    after = (await api.get(f"/v1/stories/{STORY}", params={"at_version": 12})).json()
+    assert before["schedule"]["working-lunch"]["status"] == "scheduled"
+    assert after["schedule"]["working-lunch"]["status"] == "cancelled"
+    assert after["version"] == 12
+    tl = (await api.get(f"/v1/stories/{STORY}/timeline", params={"at_version": 3})).json()
+    assert [e["version"] for e in tl["items"]] == [1, 2, 3]
+    history = await log.read_story(STORY)
+    recorded = history[0].recordedtime
+    assert recorded is not None
+    then = (await api.get(f"/v1/stories/{STORY}", params={"as_of": recorded.isoformat()})).json()
+    assert then["version"] == sum(1 for u in history if u.recordedtime == recorded)
+    r = await api.get(f"/v1/stories/{STORY}", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert r.status_code == 404
+
+
+async def test_min_position_waits_for_the_projection(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app, upto=3)
+    [result] = await log.append(
+        [msgspec.json.encode(update("dateline.story.concluded", subject=STORY))]
+    )
+    assert result.position is not None
+    late = await api.get(
+        f"/v1/stories/{STORY}", params={"min_position": result.position, "wait": 0.3}
+    )
+    assert late.status_code == 503
+    assert late.headers["content-type"].startswith("application/problem+json")
+    assert result.position in late.json()["detail"]
+
+    async def project_soon() -> None:
+        await asyncio.sleep(0.3)
+        await settle(app)
+
+    task = asyncio.create_task(project_soon())
+    r = await api.get(f"/v1/stories/{STORY}", params={"min_position": result.position, "wait": 10})
+    await task
+    assert r.status_code == 200, r.text
+    assert (r.json()["version"], r.json()["status"]) == (4, "concluded")
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "names"),
+    [
+        ("/v1/stories/Bad_Id", 400, "story id"),
+        ("/v1/stories/no-such-story", 404, "no-such-story"),
+        ("/v1/stories/no-such-story/timeline", 404, "no-such-story"),
+        ("/v1/stories/no-such-story/history", 404, "no-such-story"),
+        (f"/v1/stories/{STORY}?as_of=yesterday", 400, "as_of"),
+        (f"/v1/stories/{STORY}?as_of=2019-02-28T10:00:00", 400, "offset"),
+        (f"/v1/stories/{STORY}?as_of=2019-02-28T10:00:00Z&at_version=2", 400, "not both"),
+        (f"/v1/stories/{STORY}?at_version=0", 400, "at_version"),
+        (f"/v1/stories/{STORY}?min_position=12", 400, "min_position"),
+        ("/v1/schedule?from=tomorrow", 400, "from"),
+        (f"/v1/stories/{STORY}/live?last_event_id=nonsense", 400, "Last-Event-ID"),
+        ("/v1/live?last_event_id=1-0", 400, "Last-Event-ID"),
+    ],
+)
+async def test_bad_requests_are_refused_with_a_problem_naming_the_parameter(
+    log: Log, app: Projector, api: httpx.AsyncClient, path: str, status: int, names: str
+) -> None:
+    await publish_hanoi(log, app, upto=2)
+    r = await api.get(path)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert names in r.json()["detail"]
+
+
+async def test_exports_carry_the_story(log: Log, app: Projector, api: httpx.AsyncClient) -> None:
+    await publish_hanoi(log, app)
+    r = await api.get(f"/v1/stories/{STORY}/jsonld")
+    assert r.headers["content-type"].startswith("application/ld+json")
+    doc = r.json()
+    assert doc["@type"] == "Event"
+    subs = {s["@id"].split("#item-")[1]: s for s in doc["subEvent"]}
+    assert subs["working-lunch"]["eventStatus"] == "https://schema.org/EventCancelled"
+    assert subs["press-conference"]["eventStatus"] == "https://schema.org/EventRescheduled"
+    assert subs["press-conference"]["previousStartDate"] == ["2019-02-28"]
+    assert {q["@type"] for q in doc["subjectOf"]} == {"Quotation"}
+    assert len(doc["subjectOf"]) == 4
+    tl = (await api.get(f"/v1/stories/{STORY}/timelinejs")).json()
+    timeline = (await api.get(f"/v1/stories/{STORY}/timeline")).json()["items"]
+    assert len(tl["events"]) == len(timeline)
+    assert tl["title"]["text"]["headline"] == "Second US–North Korea summit"
+
+
+async def test_the_dashboard_and_the_document_are_served(api: httpx.AsyncClient) -> None:
+    page = await api.get("/")
+    assert page.status_code == 200
+    assert "<title>dateline</title>" in page.text
+    assert (await api.get("/app.js")).status_code == 200
+    doc = (await api.get("/v1/openapi.json")).json()
+    assert "/v1/stories/{story}" in doc["paths"]
+    assert (await api.get("/readyz")).json() == {"status": "ready"}
