@@ -13,6 +13,7 @@ import pytest
 from dateline.log import Log
 from dateline.projector.app import Projector
 from dateline.projector.readmodels import without_timeline
+from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query.http import create_app
 from tests.factories import update
 from tests.integration.serving import serve
@@ -204,3 +205,20 @@ async def test_the_dashboard_and_the_document_are_served(api: httpx.AsyncClient)
     doc = (await api.get("/v1/openapi.json")).json()
     assert "/v1/stories/{story}" in doc["paths"]
     assert (await api.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_reads_follow_a_replay_switch_and_status_shows_its_progress(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    assert (await api.get("/v1/stories")).json()["projection"] == "v1"
+    result = await rebuild_all(log, log.keys)
+    assert result.new == "v2"
+    await drop_version(log.redis, log.keys, "v1")
+    page = (await api.get("/v1/stories")).json()
+    assert page["projection"] == "v2"
+    assert {e["id"] for e in page["items"]} == {STORY, "cohen-hearing-2019"}
+    assert (await api.get(f"/v1/stories/{STORY}")).json()["version"] == 21
+    replay = (await api.get("/v1/status")).json()["replay"]
+    assert replay["state"] == "switched from v1"
+    assert (replay["version"], replay["done"], replay["total"]) == ("v2", "25", "25")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -61,16 +62,43 @@ async def total_updates(client: aioredis.Redis, keys: Keys) -> int:
     return sum([int(await client.xlen(keys.log(p))) for p in range(keys.partitions)])
 
 
-async def rebuild_all(
-    log: Log, keys: Keys, on_progress: Progress = lambda n: None, batch: int = 200
-) -> ReplayResult:
-    client = log.redis
-    old = await active_version(client, keys.prefix)
-    new = next_version(old)
-    group = f"projector-{new}"
-    models = ReadModels(keys.prefix, new)
-    # 1. The new group starts at the end of each partition as it is now: what comes
-    #    later is delivered to it; what came before is folded from histories below.
+class _Report:
+    """The rebuild's progress in `<prefix>:rm:replay`, for the dashboard's operations page."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, version: str, total: int) -> None:
+        self.client, self.key, self.version, self.total = (
+            client,
+            f"{prefix}:rm:replay",
+            version,
+            total,
+        )
+        self.done, self.started, self.written = 0, time.monotonic(), 0.0
+
+    async def __call__(self, n: int, state: str = "rebuilding", *, force: bool = False) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not force and now - self.written < 0.5:
+            return
+        self.written = now
+        rate = self.done / max(now - self.started, 1e-9)
+        await self.client.hset(
+            self.key,
+            mapping={
+                "version": self.version,
+                "done": self.done,
+                "total": self.total,
+                "rate": f"{rate:.0f}",
+                "state": state,
+            },
+        )
+        await self.client.expire(self.key, 3600)
+
+
+async def _fresh_group(
+    client: aioredis.Redis, keys: Keys, group: str, models: ReadModels
+) -> dict[int, str]:
+    """The new version's consumer group, at the end of each partition as it is now."""
+    # What comes later is delivered to the group; what came before is folded from histories.
     starts: dict[int, str] = {}
     for p in range(keys.partitions):
         await client.delete(f"{keys.prefix}:{group}:lease:p{p}")
@@ -83,6 +111,20 @@ async def rebuild_all(
         await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
     async for key in client.scan_iter(match=f"{models.base}:*", count=1000):
         await client.delete(key)  # leftovers of a replay that died half-way
+    return starts
+
+
+async def rebuild_all(
+    log: Log, keys: Keys, on_progress: Progress = lambda n: None, batch: int = 200
+) -> ReplayResult:
+    client = log.redis
+    old = await active_version(client, keys.prefix)
+    new = next_version(old)
+    report = _Report(client, keys.prefix, new, await total_updates(client, keys))
+    await report(0, force=True)
+    group = f"projector-{new}"
+    models = ReadModels(keys.prefix, new)
+    starts = await _fresh_group(client, keys, group, models)
     # 2. Every story from its history, into the new version's keys.
     stories = await story_ids(client, keys)
     updates = 0
@@ -106,7 +148,9 @@ async def rebuild_all(
         models.write_many(pipe, changes)  # the new version starts empty
         await pipe.execute()
         on_progress(sum(len(h) for h in histories))
+        await report(sum(len(h) for h in histories))
     if failed:
+        await report(0, "failed: readers stay on the current version", force=True)
         raise ReplayFailed(new, failed)
     for p, start in starts.items():
         await client.hset(models.checkpoint, str(p), start)
@@ -119,11 +163,13 @@ async def rebuild_all(
     while done := await runner.step():
         caught_up += done
         on_progress(done)
+        await report(done, "catching up")
     for p in list(runner.owned):
         await runner.leases.release(p)
     # 4. The switch: one SET, so a reader sees the old version or the new, never half.
     await client.set(f"{keys.prefix}:rm:active", new)
     await client.publish(models.changes, "switch")
+    await report(0, f"switched from {old}", force=True)
     return ReplayResult(old, new, len(stories), updates, caught_up)
 
 

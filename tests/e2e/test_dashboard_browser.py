@@ -1,0 +1,134 @@
+"""The Hanoi story, published update by update, unfolds on the story page in a real browser."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from playwright.async_api import Page, async_playwright, expect
+
+from dateline.keys import Keys
+from dateline.log import Log
+from tests.conftest import VALKEY, start_server
+from tests.e2e.browser import ARGS, ARTIFACTS, chromium
+from tests.e2e.processes import background, http_service
+from tests.projection_helpers import HANOI
+
+STORY = "hanoi-summit-2019"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    server = start_server(VALKEY, tmp_path_factory.mktemp("browser-redis"))
+    logs = tmp_path_factory.mktemp("browser-logs")
+    env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "web"}
+    try:
+        with (
+            background(["projector"], env, logs / "projector.log"),
+            http_service("query", env, logs / "query.log") as base,
+        ):
+            yield base, server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def page(system: tuple[str, str]) -> AsyncIterator[Page]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium(), args=ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 1600})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        await browser.close()
+        assert errors == [], f"the page raised: {errors}"
+
+
+async def test_the_story_page_changes_live_as_updates_land(
+    system: tuple[str, str], page: Page
+) -> None:
+    base, url = system
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    hanoi = [x for x in lines if b'"subject": "hanoi-summit-2019"' in x]
+    assert len(hanoi) == 21
+
+    async def publish(upto: int) -> None:
+        """Publish Hanoi updates until the story is at version `upto`, one request each."""
+        while (have := await log.version(STORY)) < upto:
+            await log.append([hanoi[have]])
+
+    await page.goto(f"{base}/#/stories/{STORY}")
+    await expect(page.locator("#head")).to_contain_text("waiting for the first update")
+    await expect(page.locator("#live")).to_have_text("live")
+
+    await publish(1)
+    await expect(page.locator("#head h1")).to_have_text("Second US–North Korea summit")
+
+    await publish(9)  # the programme of the 28th, the lunch and the press conference on it
+    lunch = page.locator('[data-item="working-lunch"]')
+    press = page.locator('[data-item="press-conference"]')
+    await expect(lunch).to_have_attribute("data-status", "scheduled")
+    await expect(press).to_have_attribute("data-status", "scheduled")
+
+    await publish(11)  # Kim through an interpreter, and Trump's reply
+    kim = page.locator('[data-statement="kim-willing"]')
+    await expect(kim).to_contain_text("If I’m not willing to do that")
+    await expect(kim).to_contain_text("via interpreter")
+    reply = page.locator('[data-statement="trump-best-answer"]')
+    await expect(reply).to_have_class("card statement reply changed")
+    await expect(reply).to_contain_text("in reply to kim-willing")
+
+    await publish(12)  # the lunch is cut at the last minute
+    await expect(lunch).to_have_attribute("data-status", "cancelled")
+    await expect(lunch).to_contain_text("Cut from the programme at the last minute")
+    await expect(lunch).to_have_class("card item cancelled changed")
+
+    await publish(13)  # the press conference moves up two hours
+    await expect(press).to_have_attribute("data-status", "rescheduled")
+    await expect(press).to_contain_text("moved up 2 h")
+    await expect(page.locator("#outcome-banner")).to_have_count(0)
+
+    await publish(21)  # the outcome, the expectations unmet, the story concluded
+    banner = page.locator("#outcome-banner")
+    await expect(banner).to_contain_text("Outcome: no agreement")
+    await expect(banner).to_have_attribute("data-result", "no_agreement")
+    await expect(page.locator('[data-expectation="yongbyon-pledge"]')).to_have_attribute(
+        "data-status", "unmet"
+    )
+    await expect(page.locator("#links")).to_contain_text("cohen-hearing-2019")
+    await expect(page.locator("#head")).to_contain_text("concluded")
+    await expect(page.locator("#timeline li")).to_have_count(21)
+    await client.aclose()
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "hanoi-story-page.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], page: Page) -> None:
+    base, url = system
+    await page.goto(f"{base}/#/")
+    await expect(page.locator("#live")).to_have_text("live")
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    cohen = [x for x in HANOI.read_bytes().splitlines() if b'"subject": "cohen-hearing-2019"' in x]
+    await log.append(cohen[:1])
+    row = page.locator('[data-story="cohen-hearing-2019"]')
+    await expect(row).to_contain_text("Michael Cohen testifies to Congress")
+    await expect(row).to_have_class("changed")
+    await client.aclose()
+    await page.goto(f"{base}/#/ops")
+    await expect(page.locator("#ops")).to_contain_text("Partitions")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)
+
+
+def test_artifacts_dir_is_ignored_by_git() -> None:
+    ignored = (Path(__file__).parents[2] / ".gitignore").read_text().split()
+    assert "test-artifacts/" in ignored
