@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -65,6 +66,21 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+def browser() -> None:
+    """Debian's Chromium for the dashboard's browser tests, installed when missing and allowed."""
+    if shutil.which("chromium") or os.environ.get("DATELINE_CHROMIUM"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        say("no chromium: the browser tests will fail; install Debian's chromium package")
+        return
+    say("installing Debian's chromium for the browser tests")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    if subprocess.run(install, stdout=subprocess.DEVNULL, env=env, check=False).returncode:
+        subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, env=env, check=False)
+        run(*install, env=env)
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in JOBS:
         print(__doc__.strip(), file=sys.stderr)
@@ -82,6 +98,7 @@ def main(argv: list[str]) -> None:
         run(BIN / "mypy")
         if job == "lint":
             return
+        browser()
         run(BIN / "python", "-m", "pytest", *rest)
     elif job == "bench":
         run(BIN / "python", "-m", "bench", *rest)
