@@ -1,0 +1,100 @@
+"""`dateline demo` as a new user runs it: the dashboard answers, the story completes, a dead
+service comes back, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.processes import DATELINE, free_port
+
+
+def processes_of(data_dir: Path) -> dict[int, str]:
+    """Every process whose environment names this data dir: the demo and all it started."""
+    marker = f"DATELINE_DATA_DIR={data_dir}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found[int(entry.name)] = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def wait_for(what: str, check: object, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATELINE_PREFIX")}
+    env["DATELINE_DATA_DIR"] = str(data_dir)
+    port, ingest_port = free_port(), free_port()
+    out = tmp_path / "demo.out"
+    with out.open("wb") as sink:
+        demo = subprocess.Popen(
+            [
+                str(DATELINE),
+                "demo",
+                "--pace",
+                "0.05",
+                "--port",
+                str(port),
+                "--ingest-port",
+                str(ingest_port),
+            ],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("the dashboard", lambda: httpx.get(f"{base}/").status_code == 200)
+        assert "dateline" in httpx.get(f"{base}/").text
+        wait_for(
+            "the whole story",
+            lambda: httpx.get(f"{base}/v1/stories/hanoi-summit-2019").json().get("version") == 21,
+        )
+        text = out.read_text()
+        assert f"Dashboard:  {base}/#/stories/hanoi-summit-2019" in text
+        assert "all 25 updates published" in text
+
+        running = processes_of(data_dir)
+        kinds = {
+            name
+            for name in ("ingest", "validator", "projector", "query")
+            for cmd in running.values()
+            if f"dateline {name}" in cmd
+        }
+        assert kinds == {"ingest", "validator", "projector", "query"}, running
+        [projector] = [pid for pid, cmd in running.items() if "dateline projector" in cmd]
+        os.kill(projector, signal.SIGKILL)
+        wait_for("the projector's restart", lambda: "projector restarted" in out.read_text(), 30)
+        assert "projector exited with signal SIGKILL" in out.read_text()
+        again = [pid for pid, cmd in processes_of(data_dir).items() if "dateline projector" in cmd]
+        assert len(again) == 1 and again != [projector]
+    finally:
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        code = demo.wait(timeout=60)
+    assert code == 0, out.read_text()
+    assert "stopped" in out.read_text()
+    leftovers = processes_of(data_dir)
+    assert leftovers == {}, leftovers
