@@ -5,6 +5,7 @@ Public API: `Update` (the tagged union), `decode_update` (strict, for producers'
 """
 
 from dateline_schemas._rules import (
+    STORY_ID_PATTERN,
     FuzzyDate,
     RuleError,
     check_story_id,
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_UPDATES",
     "MAX_UPDATE_BYTES",
+    "STORY_ID_PATTERN",
     "TYPES",
     "UPCASTERS",
     "UPDATE_CLASSES",

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -21,7 +21,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
@@ -34,8 +34,8 @@ from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, index_events, story_events
 from dateline.query.reads import NotReached, Reader
-from dateline.query.views import Page, StoryView
-from dateline_schemas import RuleError, check_story_id
+from dateline.query.views import BoardPage, SpokenPage, StoryPage, StoryView, TimelinePage
+from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
 
 STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
@@ -51,7 +51,8 @@ MinPosition = Annotated[
     str | None,
     QueryParameter(
         description="Wait until the projection has applied this log position "
-        "(`<partition>:<stream id>`, as ingest returned it)."
+        "(`<partition>:<stream id>`, as ingest returned it); 503 if it has not within `wait`.",
+        schema_extra={"pattern": r"^\d{1,4}:\d{1,20}-\d{1,20}$"},
     ),
 ]
 Wait = Annotated[
@@ -59,7 +60,17 @@ Wait = Annotated[
 ]
 AsOf = Annotated[
     str | None,
-    QueryParameter(description="What the desk knew at this recorded time (RFC 3339 with offset)."),
+    QueryParameter(
+        description="What the desk knew at this recorded time (RFC 3339 with offset).",
+        schema_extra={"format": "date-time"},
+    ),
+]
+StoryPath = Annotated[
+    str,
+    PathParameter(
+        description="Story id: lowercase letters, digits and '-', 1 to 128 characters.",
+        schema_extra={"pattern": STORY_ID_PATTERN, "maxLength": 128},
+    ),
 ]
 AtVersion = Annotated[
     int | None, QueryParameter(ge=1, description="What the desk knew after this many updates.")
@@ -73,6 +84,29 @@ class Problem(msgspec.Struct, frozen=True):
     title: str
     status: int
     detail: str
+
+
+_WHY = {
+    304: "The client's copy (If-None-Match) is current.",
+    400: "A parameter is malformed; the detail names it.",
+    404: "No such story.",
+    503: "The projection has not reached `min_position` within `wait` seconds.",
+}
+
+
+def _responses(
+    ok: Any, *errors: int, media_type: str = "application/json"
+) -> dict[int, ResponseSpec]:
+    """The documented answers of a read: `ok` on 200, problems on the `errors`."""
+    specs = {
+        200: ResponseSpec(ok, media_type=media_type, generate_examples=False),
+        304: ResponseSpec(None, description=_WHY[304]),
+    }
+    for code in errors:
+        specs[code] = ResponseSpec(
+            Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
+        )
+    return specs
 
 
 class Refused(Exception):
@@ -185,10 +219,15 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             )
         return msgspec.convert(msgspec.to_builtins(state), StoryView)
 
-    @get("/v1/stories", responses={200: ResponseSpec(Page)})
+    @get(
+        "/v1/stories",
+        responses=_responses(StoryPage, 400, 503),
+    )
     async def stories(
         request: Request[Any, Any, Any],
-        status: Annotated[str | None, QueryParameter(description="developing or concluded")] = None,
+        status: Annotated[
+            Literal["developing", "concluded"] | None, QueryParameter(description="Only these.")
+        ] = None,
         min_position: MinPosition = None,
         wait: Wait = 5.0,
     ) -> Response[bytes]:
@@ -199,12 +238,15 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             entries = [e for e in entries if e.status == status]
         entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
         models = await ctx.reader.models()
-        return answer(request, _encode(Page(models.version, entries)))
+        return answer(request, _encode(StoryPage(models.version, entries)))
 
-    @get("/v1/stories/{story:str}", responses={200: ResponseSpec(StoryView)})
+    @get(
+        "/v1/stories/{story:str}",
+        responses=_responses(StoryView, 400, 404, 503),
+    )
     async def story(
         request: Request[Any, Any, Any],
-        story: FromPath[str],
+        story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
         min_position: MinPosition = None,
@@ -215,10 +257,13 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         view = await state_of(story_id(story), as_of, at_version)
         return answer(request, _encode(view))
 
-    @get("/v1/stories/{story:str}/timeline", responses={200: ResponseSpec(Page)})
+    @get(
+        "/v1/stories/{story:str}/timeline",
+        responses=_responses(TimelinePage, 400, 404, 503),
+    )
     async def timeline(
         request: Request[Any, Any, Any],
-        story: FromPath[str],
+        story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
         min_position: MinPosition = None,
@@ -239,12 +284,15 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             entries = state.timeline if state else []
         if not entries and await ctx.reader.log.version(story) == 0:
             raise Refused(404, "not-found", "No such story", f"story {story!r} has no updates")
-        return answer(request, _encode(Page(models.version, entries)))
+        return answer(request, _encode(TimelinePage(models.version, entries)))
 
-    @get("/v1/stories/{story:str}/history", responses={200: ResponseSpec(list[dict[str, Any]])})
+    @get(
+        "/v1/stories/{story:str}/history",
+        responses=_responses(list[dict[str, Any]], 400, 404),
+    )
     async def history(
         request: Request[Any, Any, Any],
-        story: FromPath[str],
+        story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
@@ -258,26 +306,30 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/stories/{story:str}/jsonld",
-        responses={200: ResponseSpec(dict[str, Any], media_type="application/ld+json")},
+        responses=_responses(dict[str, Any], 400, 404, media_type="application/ld+json"),
     )
-    async def story_jsonld(
-        request: Request[Any, Any, Any], story: FromPath[str]
-    ) -> Response[bytes]:
+    async def story_jsonld(request: Request[Any, Any, Any], story: StoryPath) -> Response[bytes]:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
         view = await state_of(story_id(story), None, None)
         base = str(request.base_url).rstrip("/")
         return answer(request, _encode(jsonld(view, base)), "application/ld+json")
 
-    @get("/v1/stories/{story:str}/timelinejs", responses={200: ResponseSpec(dict[str, Any])})
+    @get(
+        "/v1/stories/{story:str}/timelinejs",
+        responses=_responses(dict[str, Any], 400, 404),
+    )
     async def story_timelinejs(
-        request: Request[Any, Any, Any], story: FromPath[str]
+        request: Request[Any, Any, Any], story: StoryPath
     ) -> Response[bytes]:
         """The timeline as TimelineJS 3 JSON."""
         view = await state_of(story_id(story), None, None)
         entries = [_entry.decode(e) for e in await ctx.reader.timeline(story)]
         return answer(request, _encode(timelinejs(view, entries)))
 
-    @get("/v1/speakers/{name:str}/statements", responses={200: ResponseSpec(Page)})
+    @get(
+        "/v1/speakers/{name:str}/statements",
+        responses=_responses(SpokenPage, 400, 503),
+    )
     async def speaker(
         request: Request[Any, Any, Any],
         name: FromPath[str],
@@ -289,18 +341,29 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         said = [_spoken.decode(s) for s in await ctx.reader.speaker(name)]
         said.sort(key=lambda s: (s.statement.time, s.story, s.statement.statement))
         models = await ctx.reader.models()
-        return answer(request, _encode(Page(models.version, said)))
+        return answer(request, _encode(SpokenPage(models.version, said)))
 
-    @get("/v1/schedule", responses={200: ResponseSpec(Page)})
+    @get(
+        "/v1/schedule",
+        responses=_responses(BoardPage, 400, 503),
+    )
     async def schedule(
         request: Request[Any, Any, Any],
         start: Annotated[
             str | None,
-            QueryParameter(name="from", description="Items starting at or after (RFC 3339)."),
+            QueryParameter(
+                name="from",
+                description="Items starting at or after (RFC 3339).",
+                schema_extra={"format": "date-time"},
+            ),
         ] = None,
         end: Annotated[
             str | None,
-            QueryParameter(name="to", description="Items starting at or before (RFC 3339)."),
+            QueryParameter(
+                name="to",
+                description="Items starting at or before (RFC 3339).",
+                schema_extra={"format": "date-time"},
+            ),
         ] = None,
         min_position: MinPosition = None,
         wait: Wait = 5.0,
@@ -311,12 +374,12 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         board = [_board.decode(b) for b in await ctx.reader.schedule(low, high)]
         board.sort(key=_start_key)
         models = await ctx.reader.models()
-        return answer(request, _encode(Page(models.version, board)))
+        return answer(request, _encode(BoardPage(models.version, board)))
 
     @get("/v1/stories/{story:str}/live", media_type="text/event-stream", include_in_schema=False)
     async def story_live(
         request: Request[Any, Any, Any],
-        story: FromPath[str],
+        story: StoryPath,
         last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
     ) -> ServerSentEvent:
         """SSE: `update` per update (id: its log position), then `state`."""
@@ -339,7 +402,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             raise Refused(400, "bad-parameter", "Bad parameter", f"Last-Event-ID: {exc}") from None
         return ServerSentEvent(index_events(ctx.reader, cursor), headers=_SSE_HEADERS)
 
-    @get("/v1/status", responses={200: ResponseSpec(dict[str, Any])})
+    @get("/v1/status", responses=_responses(dict[str, Any]))
     async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Operations: per partition lag, pending and leases; parked updates; versions."""
         models = await ctx.reader.models()
@@ -355,7 +418,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         """The process answers."""
         return {"status": "ok"}
 
-    @get("/readyz")
+    @get("/readyz", responses={200: ResponseSpec(dict[str, str], generate_examples=False)})
     async def readyz() -> Response[bytes]:
         """Redis answers."""
         try:

@@ -24,12 +24,15 @@ from dateline.projection.state import (
 from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 
 __all__ = [
+    "BoardPage",
     "Entry",
     "IndexEntry",
-    "Page",
     "ScheduleEntry",
     "SpokenEntry",
+    "SpokenPage",
+    "StoryPage",
     "StoryView",
+    "TimelinePage",
     "UpdateEvent",
 ]
 
@@ -56,11 +59,26 @@ class StoryView(msgspec.Struct):
     hidden: list[Hidden] = []
 
 
-class Page(msgspec.Struct):
-    """A list answer, with the projection version it was read from."""
+class StoryPage(msgspec.Struct):
+    """The story index, with the projection version it was read from."""
 
     projection: str
-    items: list[Any]
+    items: list[IndexEntry]
+
+
+class TimelinePage(msgspec.Struct):
+    projection: str
+    items: list[Entry]
+
+
+class SpokenPage(msgspec.Struct):
+    projection: str
+    items: list[SpokenEntry]
+
+
+class BoardPage(msgspec.Struct):
+    projection: str
+    items: list[ScheduleEntry]
 
 
 class UpdateEvent(msgspec.Struct, omit_defaults=True):
