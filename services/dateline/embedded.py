@@ -62,6 +62,10 @@ class EmbeddedRedis:
     port: int = 0
     binary: Path = field(default_factory=server_binary)
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    """More config lines (an `aclfile`, say)."""
+    credentials: tuple[str, str] | None = None
+    """User and password to check the server with, when its default user is off."""
 
     @property
     def url(self) -> str:
@@ -86,6 +90,7 @@ class EmbeddedRedis:
                 'save ""',  # the AOF is the durable copy; no fork for RDB snapshots
                 "dbfilename dump.rdb",
                 "loglevel notice",
+                *self.extra,
             ]
         )
 
@@ -110,7 +115,10 @@ class EmbeddedRedis:
             preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        user, password = self.credentials or (None, None)
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=0.5, username=user, password=password
+        )
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:

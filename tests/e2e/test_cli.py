@@ -104,13 +104,6 @@ def test_redis_command_serves_others_and_stops_cleanly(env: dict[str, str]) -> N
     assert len(run(env, "log", "cohen-hearing-2019", "--json").stdout.splitlines()) == 4
 
 
-def test_demo_tells_the_story(env: dict[str, str]) -> None:
-    result = run(env, "demo", "--pace", "0")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("appended") == 25
-    assert "hanoi-summit-2019: 21 updates" in result.stdout
-
-
 def test_help_helps() -> None:
     result = subprocess.run(
         [str(DATELINE), "publish", "--help"], capture_output=True, text=True, check=True

@@ -33,8 +33,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     server = start_server(VALKEY, tmp_path_factory.mktemp("live-redis"))
     logs = tmp_path_factory.mktemp("live-logs")
     env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "live"}
+    probe = free_port()
+    env["TEST_PROBE_URL"] = f"http://127.0.0.1:{probe}"
     try:
-        with background(["projector"], env, logs / "projector.log"):
+        with background(["projector", "--probe-port", str(probe)], env, logs / "projector.log"):
             yield env, logs
     finally:
         server.stop()
@@ -162,3 +164,25 @@ async def test_index_stream_resumes_with_its_cursor_after_a_restart(
             base, "/v1/live", middle.id, lambda got: len(got) >= MISSED - MISSED // 2
         )
     assert [(e.json()["story"], e.json()["version"]) for e in rest] == seen[MISSED // 2 :]
+
+
+async def test_the_projector_reports_health_and_what_it_projected(
+    system: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = system
+    base = env["TEST_PROBE_URL"]
+    await publish(env, [msgspec.json.encode(update(subject="live-probed"))])
+    async with httpx.AsyncClient(base_url=base) as http:
+        deadline = time.monotonic() + 30
+        projected = 0.0
+        while time.monotonic() < deadline and projected < 1:
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await http.get("/metrics")).text
+                lines = [
+                    x for x in text.splitlines() if x.startswith("dateline_projected_updates_total")
+                ]
+                projected = float(lines[0].split()[1]) if lines else 0.0
+            await asyncio.sleep(0.1)
+        assert projected >= 1
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
+        assert (await http.get("/healthz")).status_code == 200

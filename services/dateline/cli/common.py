@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import click
+import redis.asyncio as aioredis
 
 from dateline.config import Settings, SettingsError
 from dateline.embedded import EmbeddedRedisError, redis_url
 from dateline.log import Log, PartitionMismatch
+
+FC = TypeVar("FC", bound=Callable[..., object])
 
 
 def settings() -> Settings:
@@ -44,3 +48,29 @@ async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
 
 def err(text: str) -> None:
     click.echo(text, file=sys.stderr)
+
+
+def probe_options(f: FC) -> FC:
+    """--probe-host/--probe-port: /healthz, /readyz and /metrics for a service without HTTP."""
+    f = click.option(
+        "--probe-port",
+        type=click.IntRange(0, 65535),
+        default=0,
+        envvar="DATELINE_PROBE_PORT",
+        show_default=True,
+        help="Serve /healthz, /readyz and /metrics on this port (0: off).",
+    )(f)
+    return click.option(
+        "--probe-host", default="127.0.0.1", show_default=True, envvar="DATELINE_PROBE_HOST"
+    )(f)
+
+
+def redis_ready(client: aioredis.Redis) -> Callable[[], Awaitable[str | None]]:
+    async def ready() -> str | None:
+        try:
+            await client.ping()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            return f"Redis: {exc}"
+        return None
+
+    return ready

@@ -11,8 +11,9 @@ from typing import TypeVar
 
 import click
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import err, open_log, probe_options, redis_ready, server, settings
 from dateline.ingest.credentials import Credentials, FeedExists
+from dateline.probes import probes
 
 T = TypeVar("T")
 
@@ -36,7 +37,8 @@ def ingest_command(host: str, port: int) -> None:
 
 
 @click.command(name="validator")
-def validator_command() -> None:
+@probe_options
+def validator_command(probe_host: str, probe_port: int) -> None:
     """Move updates from feeds' Redis inboxes into the log, in the foreground.
 
     \b
@@ -65,7 +67,8 @@ def validator_command() -> None:
                 err(f"validator: {len(runner.streams)} inboxes; Ctrl-C stops")
             follow = asyncio.create_task(follow_feeds(runner, log.redis, cfg.prefix, stop))
             try:
-                await runner.run(stop)
+                async with probes(probe_host, probe_port, redis_ready(log.redis)):
+                    await runner.run(stop)
             finally:
                 stop.set()
                 await follow

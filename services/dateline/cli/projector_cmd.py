@@ -9,8 +9,9 @@ import sys
 import click
 import msgspec
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import err, open_log, probe_options, redis_ready, server, settings
 from dateline.cli.log_cmd import parse_when
+from dateline.probes import probes
 from dateline.projection import project
 from dateline.projector.app import create_app
 from dateline.projector.readmodels import without_timeline
@@ -25,7 +26,8 @@ from dateline_schemas import decode_record
     show_default=True,
     help="Updates read per XREADGROUP.",
 )
-def projector_command(batch: int) -> None:
+@probe_options
+def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
     """Run the projector in the foreground: the log's partitions into the read models.
 
     Takes a lease on every partition no other projector holds (a second process
@@ -43,7 +45,8 @@ def projector_command(batch: int) -> None:
         err(
             f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
         )
-        await app.run(stop)
+        async with probes(probe_host, probe_port, redis_ready(app.client)):
+            await app.run(stop)
 
     with server(cfg) as url:
         asyncio.run(run())

@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from dateline.metrics import PARKED
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -87,6 +89,7 @@ class DeadLetters:
             pipe.xack(d.stream, self.group, d.entry_id)
             pipe.hdel(self.attempts_key, d.ref)
         await pipe.execute()
+        PARKED.labels(self.group).inc(len(parkings))
 
     async def entries(self, story: str | None = None) -> list[tuple[str, dict[str, str]]]:
         """Parked updates, oldest first; only one story's if `story` is given."""

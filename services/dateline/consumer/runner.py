@@ -218,8 +218,8 @@ class Runner:
             log.error(
                 "update failed",
                 story=d.key,
-                partition=d.partition,
-                entry=d.entry_id,
+                position=f"{d.partition}:{d.entry_id}",
+                stream=d.stream,
                 attempt=attempts,
                 error=repr(exc),
             )
@@ -235,7 +235,13 @@ class Runner:
                     for x in later
                 ]
             )
-            log.error("story parked", story=d.key, entry=d.entry_id, behind=len(later))
+            log.error(
+                "story parked",
+                story=d.key,
+                position=f"{d.partition}:{d.entry_id}",
+                stream=d.stream,
+                behind=len(later),
+            )
 
     def _retry_later(self, p: _Partition) -> None:
         p.drain_from = "0"

@@ -22,9 +22,11 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
 from dateline.config import Settings
+from dateline.http_probes import probe_routes
 from dateline.ingest.credentials import Credentials, Feed, refusal
 from dateline.keys import Keys
 from dateline.log import AppendResult, Log
+from dateline.metrics import UPDATES, timed
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -211,6 +213,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
             return problem(exc.problem, exc.headers)
         decoded, errors, forbidden = check(feed, items)
         if forbidden:
+            UPDATES.labels("ingest", "forbidden").inc(len(forbidden))
             log.warning(
                 "feed wrote outside its credentials", feed=feed.name, updates=len(forbidden)
             )
@@ -228,6 +231,18 @@ def create_app(settings: Settings, url: str) -> Litestar:
             [d or raw for d, raw in zip(decoded, items, strict=True)], atomic=atomic
         )
         status = status_of(results)
+        for r in results:
+            UPDATES.labels("ingest", r.status).inc()
+            # One line per update, story, id and position bound: grep a story's way in.
+            (log.info if r.refused else log.debug)(
+                "update",
+                feed=feed.name,
+                story=r.subject,
+                update=r.id,
+                position=r.position,
+                outcome=r.status,
+                reason=r.reason,
+            )
         log.info(
             "updates",
             feed=feed.name,
@@ -258,10 +273,6 @@ def create_app(settings: Settings, url: str) -> Litestar:
             _encode(Accepted(results)), status_code=status, media_type="application/json"
         )
 
-    @get("/healthz", sync_to_thread=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     openapi_json = b""
 
     @get("/v1/openapi.json", sync_to_thread=False, media_type="application/json")
@@ -284,7 +295,8 @@ def create_app(settings: Settings, url: str) -> Litestar:
         return problem(body, dict(exc.headers or {}))  # e.g. Allow on a 405 (RFC 9110)
 
     return Litestar(
-        route_handlers=[updates, healthz, openapi],
+        route_handlers=[updates, openapi, *probe_routes(lambda: ctx.log.redis)],
+        middleware=[timed("ingest")],
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],
         on_shutdown=[shutdown],

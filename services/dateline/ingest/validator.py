@@ -26,6 +26,7 @@ from dateline.consumer import Delivery, Runner, RunnerConfig
 from dateline.ingest.credentials import Credentials, refusal
 from dateline.keys import Keys
 from dateline.log import Log
+from dateline.metrics import UPDATES
 from dateline_schemas import MAX_BATCH_BYTES, Decoded, InvalidUpdate, decode_update
 
 log = structlog.get_logger("dateline.validator")
@@ -82,8 +83,12 @@ class ValidatorHandler:
                     refused.append(_Refusal(d, field, reason))
                 else:
                     valid.append((d, decoded))
+        # Refused before the log saw them: invalid, or outside the feed's credentials.
+        UPDATES.labels("validator", "refused").inc(len(refused))
         for chunk in _by_size(valid):
             results = await self.log.append([decoded for _, decoded in chunk])
+            for result in results:
+                UPDATES.labels("validator", result.status).inc()
             refused += [
                 _Refusal(d, r.field or "update", r.reason or r.status)
                 for (d, _), r in zip(chunk, results, strict=True)

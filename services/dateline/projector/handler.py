@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from dateline.consumer import Delivery
 from dateline.log import Log
+from dateline.metrics import BATCH_SECONDS, PROJECTED
 from dateline.projection import advance_in_place, copy_state, project
 from dateline.projection.state import StoryState
 from dateline.projector.readmodels import Change, ReadModels
@@ -42,6 +43,10 @@ class ProjectorHandler:
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
             return {}
+        with BATCH_SECONDS.time():
+            return await self._handle(deliveries)
+
+    async def _handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         by_story: dict[str, list[Delivery]] = {}
         for d in deliveries:
             by_story.setdefault(d.key, []).append(d)
@@ -69,6 +74,7 @@ class ProjectorHandler:
                 pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
                 pipe.publish(self.models.changes, str(last.partition))
                 await pipe.execute()
+                PROJECTED.inc(len(acked))
         return failures
 
     def _advance(self, story: str, old: StoryState, items: list[Delivery]) -> _Work:

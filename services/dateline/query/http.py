@@ -26,13 +26,15 @@ from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from dateline.config import Settings
+from dateline.http_probes import probe_routes
 from dateline.keys import Keys
+from dateline.metrics import record_status, timed
 from dateline.positions import BadPosition, Cursor, Position
 from dateline.projection.state import Entry
 from dateline.projector.ops import status as ops_status
 from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
-from dateline.query.live import Doorbell, index_events, story_events
+from dateline.query.live import Doorbell, counted, index_events, story_events
 from dateline.query.reads import NotReached, Reader
 from dateline.query.views import BoardPage, SpokenPage, StoryPage, StoryView, TimelinePage
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
@@ -386,7 +388,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         raw = request.headers.get("last-event-id") or last_event_id
         after = parse_position(raw, "Last-Event-ID") if raw else None
         return ServerSentEvent(
-            story_events(ctx.reader, story_id(story), after), headers=_SSE_HEADERS
+            counted(story_events(ctx.reader, story_id(story), after)), headers=_SSE_HEADERS
         )
 
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
@@ -400,7 +402,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             cursor = Cursor.parse(raw, keys.partitions) if raw else None
         except BadPosition as exc:
             raise Refused(400, "bad-parameter", "Bad parameter", f"Last-Event-ID: {exc}") from None
-        return ServerSentEvent(index_events(ctx.reader, cursor), headers=_SSE_HEADERS)
+        return ServerSentEvent(counted(index_events(ctx.reader, cursor)), headers=_SSE_HEADERS)
 
     @get("/v1/status", responses=_responses(dict[str, Any]))
     async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -413,21 +415,12 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         doc["replay"] = {k.decode(): v.decode() for k, v in raw.items()} or None
         return answer(request, _encode(doc))
 
-    @get("/healthz", sync_to_thread=False)
-    def healthz() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "ok"}
-
-    @get("/readyz", responses={200: ResponseSpec(dict[str, str], generate_examples=False)})
-    async def readyz() -> Response[bytes]:
-        """Redis answers."""
-        try:
-            await ctx.reader.client.ping()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            return _problem(
-                Problem("urn:dateline:problem:not-ready", "Not ready", 503, f"Redis: {exc}")
-            )
-        return Response(b'{"status":"ready"}', media_type="application/json")
+    async def scrape() -> None:
+        """The projection's lag and parked updates, as they are now."""
+        models = await ctx.reader.models()
+        record_status(
+            await ops_status(ctx.reader.client, keys, models, f"projector-{models.version}")
+        )
 
     @get("/v1/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -470,9 +463,8 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             story_live,
             index_live,
             status,
-            healthz,
-            readyz,
             openapi,
+            *probe_routes(lambda: ctx.reader.client, scrape),
             create_static_files_router("/", [STATIC], html_mode=True, name="dashboard"),
         ],
         openapi_config=OpenAPIConfig(
@@ -481,6 +473,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             path="/v1/docs",
             description="Read models of developing news stories, live pushes, exports.",
         ),
+        middleware=[timed("query")],
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={

