@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import ingest, log_append, projection
+from bench import ingest, log_append, projection, readside
 from bench.harness import Report
 
-BENCHMARKS = [log_append.run, projection.run, ingest.run]
+BENCHMARKS = [log_append.run, projection.run, ingest.run, readside.run]
 
 
 async def main(quick: bool) -> None:
@@ -26,4 +26,8 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer updates, one run each")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--only", help="run one benchmark module (log_append, projection, ...)")
+    args = parser.parse_args()
+    if args.only:
+        BENCHMARKS[:] = [b for b in BENCHMARKS if b.__module__ == f"bench.{args.only}"]
+    asyncio.run(main(args.quick))

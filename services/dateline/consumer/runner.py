@@ -30,9 +30,10 @@ log = structlog.get_logger("dateline.consumer")
 
 class Handler(Protocol):
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
-        """Apply deliveries (one partition, log order) and ack the applied ones atomically
-        with the writes. Return the entries that failed, by entry id: a failed entry and
-        the later entries of its story must be left unapplied and unacknowledged."""
+        """Apply deliveries (of one or more partitions, each in log order) and ack the
+        applied ones atomically with the writes. Return the entries that failed, by
+        `Delivery.ref`: a failed entry and the later entries of its story must be left
+        unapplied and unacknowledged."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,9 @@ class Runner:
                 self.config.batch,
                 block,
             )
-            for stream, entries in got.items():
-                done += await self._process(self._by_stream(stream), entries)
+            # Every partition's entries in one call: one transaction a cycle, not one a
+            # partition, which is most of the latency when all partitions are busy.
+            done += await self._process({self._by_stream(s): e for s, e in got.items()})
         elif not done:
             await asyncio.sleep(min(self.config.block_ms / 1000, self.config.retry_delay_s))
         return done
@@ -177,13 +179,13 @@ class Runner:
                     p.retry_at = now + self.config.retry_delay_s
                 continue
             p.drain_from = entries[-1][0]
-            done += await self._process(n, entries)
+            done += await self._process({n: entries})
         return done
 
-    async def _process(self, n: int, entries: groups.Entries) -> int:
-        p = self.owned[n]
+    async def _process(self, batches: dict[int, groups.Entries]) -> int:
         deliveries = [
-            Delivery(n, p.stream, eid, self._key(fields), fields.get(b"__data__", b""))
+            Delivery(n, self.owned[n].stream, eid, self._key(fields), fields.get(b"__data__", b""))
+            for n, entries in batches.items()
             for eid, fields in entries
         ]
         parked = await self.dead.parked(sorted({d.key for d in deliveries if d.key}))
@@ -195,22 +197,32 @@ class Runner:
         unreadable = [
             Parking(d, "entry has no readable story id", "") for d in deliveries if not d.key
         ]
-        todo = [d for d in deliveries if d.key and d.key not in parked and d.key not in p.blocked]
+        todo = [
+            d
+            for d in deliveries
+            if d.key and d.key not in parked and d.key not in self.owned[d.partition].blocked
+        ]
         await self.dead.park(behind + unreadable)
         try:
             failures = await self.handler.handle(todo) if todo else {}
         except Exception:  # infrastructure, not the updates: retry all of them later
-            log.exception("handler failed; will retry the batch", partition=n, entries=len(todo))
-            self._retry_later(p)
+            log.exception(
+                "handler failed; will retry the batch", partitions=list(batches), entries=len(todo)
+            )
+            for n in batches:
+                self._retry_later(self.owned[n])
             return len(behind) + len(unreadable)
-        await self._failed(p, todo, failures)
+        for n in batches:
+            mine = {ref: exc for ref, exc in failures.items() if ref.startswith(f"{n}:")}
+            if mine:
+                await self._failed(self.owned[n], [d for d in todo if d.partition == n], mine)
         return len(deliveries)
 
     async def _failed(
         self, p: _Partition, todo: list[Delivery], failures: dict[str, BaseException]
     ) -> None:
-        for entry_id, exc in sorted(failures.items(), key=lambda kv: _id(kv[0])):
-            d = next(x for x in todo if x.entry_id == entry_id)
+        for ref, exc in sorted(failures.items(), key=lambda kv: _id(kv[0].split(":")[1])):
+            d = next(x for x in todo if x.ref == ref)
             if d.key in p.blocked:
                 continue
             attempts = await self.dead.failed(d)

@@ -57,7 +57,31 @@ class ValidatorHandler:
         """Never fails an entry: what cannot go into the log goes into `rejected`."""
         if not deliveries:
             return {}
-        feed_name = deliveries[0].stream.rsplit(":inbox:", 1)[1]
+        inboxes: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            inboxes.setdefault(d.stream, []).append(d)
+        refused: list[_Refusal] = []
+        for stream, mine in inboxes.items():
+            refused += await self._move(stream.rsplit(":inbox:", 1)[1], mine)
+        pipe = self.log.redis.pipeline(transaction=True)
+        for r in refused:
+            pipe.xadd(
+                rejected_key(self.prefix),
+                {
+                    "feed": r.delivery.stream.rsplit(":inbox:", 1)[1],
+                    "entry": r.delivery.entry_id,
+                    "record": r.delivery.raw,
+                    "field": r.field,
+                    "reason": r.reason,
+                },
+            )
+        for stream, mine in inboxes.items():
+            pipe.xack(stream, GROUP, *[d.entry_id for d in mine])
+        await pipe.execute()
+        return {}
+
+    async def _move(self, feed_name: str, deliveries: list[Delivery]) -> list[_Refusal]:
+        """Append one inbox's valid updates to the log; returns the refused ones."""
         feed = await self.credentials.get(feed_name)
         refused: list[_Refusal] = []
         valid: list[tuple[Delivery, Decoded]] = []
@@ -94,21 +118,7 @@ class ValidatorHandler:
                 for (d, _), r in zip(chunk, results, strict=True)
                 if r.refused
             ]
-        pipe = self.log.redis.pipeline(transaction=True)
-        for r in refused:
-            pipe.xadd(
-                rejected_key(self.prefix),
-                {
-                    "feed": feed_name,
-                    "entry": r.delivery.entry_id,
-                    "record": r.delivery.raw,
-                    "field": r.field,
-                    "reason": r.reason,
-                },
-            )
-        pipe.xack(deliveries[0].stream, GROUP, *[d.entry_id for d in deliveries])
-        await pipe.execute()
-        return {}
+        return refused
 
 
 def _by_size(items: Sequence[tuple[Delivery, Decoded]]) -> list[list[tuple[Delivery, Decoded]]]:

@@ -63,16 +63,20 @@ class ProjectorHandler:
                 for (story, items), raw in zip(by_story.items(), stored, strict=True)
             ]
             await self._refold([w for w in work if w.refold_to])
-            failures = {w.failed.entry_id: w.error for w in work if w.failed and w.error}
+            failures = {w.failed.ref: w.error for w in work if w.failed and w.error}
             acked = [d for w in work for d in w.acked]
             if acked:
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 changes = [Change(w.old, w.state, w.refolded) for w in work if w.changed]
                 self.models.write_many(pipe, changes)
-                last = max(acked, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
-                pipe.hset(self.models.checkpoint, str(last.partition), last.entry_id)
-                pipe.xack(acked[0].stream, self.group, *[d.entry_id for d in acked])
-                pipe.publish(self.models.changes, str(last.partition))
+                streams: dict[int, list[Delivery]] = {}
+                for d in acked:
+                    streams.setdefault(d.partition, []).append(d)
+                for partition, done in streams.items():
+                    last = max(done, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
+                    pipe.hset(self.models.checkpoint, str(partition), last.entry_id)
+                    pipe.xack(done[0].stream, self.group, *[d.entry_id for d in done])
+                    pipe.publish(self.models.changes, str(partition))
                 await pipe.execute()
                 PROJECTED.inc(len(acked))
         return failures

@@ -159,18 +159,17 @@ async def index_events(
     while True:
         bell = reader.doorbell.current()
         points = await reader.checkpoints()
-        found: list[tuple[tuple[int, int], int, bytes]] = []
-        for p in range(partitions):
-            head = points.get(p)
-            if head is None or head <= cursor.ids[p]:
-                continue
-            start = "{}-{}".format(*cursor.ids[p])
-            end = "{}-{}".format(*head)
-            rows = cast(
-                list[tuple[bytes, dict[bytes, bytes]]],
-                await reader.client.xrange(reader.keys.log(p), min=f"({start}", max=end),
-            )
-            found += [(stream_id(eid.decode()), p, f[b"__data__"]) for eid, f in rows]
+        moved = [p for p in range(partitions) if (h := points.get(p)) and h > cursor.ids[p]]
+        pipe = reader.client.pipeline(transaction=False)  # every partition, one round trip
+        for p in moved:
+            start, end = "{}-{}".format(*cursor.ids[p]), "{}-{}".format(*points[p])
+            pipe.xrange(reader.keys.log(p), min=f"({start}", max=end)
+        replies = cast(list[list[tuple[bytes, dict[bytes, bytes]]]], await pipe.execute())
+        found = [
+            (stream_id(eid.decode()), p, fields[b"__data__"])
+            for p, rows in zip(moved, replies, strict=True)
+            for eid, fields in rows
+        ]
         found.sort()  # roughly the order they were recorded in, across partitions
         updates = [(sid, p, decode_record(raw)) for sid, p, raw in found]
         stories = sorted({u.subject for _, _, u in updates})

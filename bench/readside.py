@@ -1,0 +1,258 @@
+"""Issue 5: end-to-end latency (append -> read model -> SSE client), and query reads/s.
+
+Real processes: an embedded Valkey (fsync always), `dateline projector`, `dateline query`.
+The load generator and both observers run in this process.
+
+Latency: updates are appended one per call at a fixed rate, spread over 100 stories,
+after half a second at that rate that is not counted (connections, a waking projector).
+"read model" is when the projector's commit for the update's partition (checkpoint at or
+past its position) reaches a subscriber of the change channel, which the projector
+publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client receives the
+update's event. Both are measured from the moment the append was sent.
+
+Reads/s: a minimal keep-alive HTTP/1.1 client (so the client costs little), 8
+connections, against a raw Redis read of the same bytes with 8 in flight, same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+import redis.asyncio as aioredis
+from tests.e2e.processes import background, http_service
+from tests.e2e.sse import events
+from tests.factories import update
+
+from bench.harness import Report, Row
+from dateline.embedded import EmbeddedRedis
+from dateline.keys import Keys
+from dateline.log import Log
+from dateline.positions import Position
+from dateline.projector.readmodels import ReadModels, changes_channel
+
+PREFIX = "rs"
+HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.ndjson"
+CONNECTIONS = 8
+
+
+def _update(n: int) -> bytes:
+    data = {"statement": f"s{n}", "speaker": f"Speaker {n % 13}", "text": f"Remark {n}"}
+    return msgspec.json.encode(
+        update("dateline.statement.made", subject=f"lat-{n % 100:03d}", data=data, id=f"l{n:08d}")
+    )
+
+
+def _percentiles(ms: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(ms)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered), p99, ordered[-1]
+
+
+class _Latency:
+    """One run at a fixed rate: when each update was sent, seen committed, seen over SSE."""
+
+    def __init__(self, log: Log, base: str, rate: int, total: int) -> None:
+        self.log, self.base, self.rate, self.total = log, base, rate, total
+        self.sent: dict[str, float] = {}  # position -> when its append was sent
+        self.waiting: dict[int, list[tuple[tuple[int, int], str]]] = {}
+        self.rm_ms: dict[str, float] = {}
+        self.sse_ms: dict[str, float] = {}
+        self.done = asyncio.Event()
+
+    async def watch_commits(self) -> None:
+        checkpoint = ReadModels(PREFIX, "v1").checkpoint
+        async with self.log.redis.pubsub() as pubsub:
+            await pubsub.subscribe(changes_channel(PREFIX))
+            while not self.done.is_set():
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                if msg is None:
+                    continue
+                now = time.perf_counter()
+                p = int(msg["data"])
+                raw = await self.log.redis.hget(checkpoint, str(p))
+                head = Position.parse(f"{p}:{raw.decode()}").id if raw else (0, 0)
+                queue = self.waiting.get(p, [])
+                while queue and queue[0][0] <= head:
+                    _, position = queue.pop(0)
+                    self.rm_ms[position] = (now - self.sent[position]) * 1000
+
+    async def watch_sse(self) -> None:
+        timeout = httpx.Timeout(10, read=60)
+        async with (
+            httpx.AsyncClient(base_url=self.base, timeout=timeout) as http,
+            http.stream("GET", "/v1/live") as response,
+        ):
+            async for event in events(response):
+                if event.event == "update":
+                    now = time.perf_counter()
+                    position = event.json()["position"]
+                    if position in self.sent:
+                        self.sse_ms[position] = (now - self.sent[position]) * 1000
+                    if len(self.sse_ms) >= self.total:
+                        return
+
+    async def send(self, body: bytes) -> None:
+        start = time.perf_counter()
+        [result] = await self.log.append([body])
+        if result.position is None:
+            raise RuntimeError(f"append refused: {result}")
+        self.sent[result.position] = start
+        pos = Position.parse(result.position)
+        queue = self.waiting.setdefault(pos.partition, [])
+        queue.append((pos.id, result.position))
+        queue.sort()
+
+    async def run(self, offset: int) -> float:
+        """Send at the rate; returns the rate achieved."""
+        commits = asyncio.create_task(self.watch_commits())
+        sse = asyncio.create_task(self.watch_sse())
+        await asyncio.sleep(0.5)  # the SSE client is connected and past its first event
+        tasks = []
+        t0 = time.perf_counter()
+        for n in range(self.total):
+            if (wait := t0 + n / self.rate - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(self.send(_update(offset + n))))
+        await asyncio.gather(*tasks)
+        achieved = self.total / (time.perf_counter() - t0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sse), 30)
+        await asyncio.sleep(0.2)
+        self.done.set()
+        for task in (commits, sse):
+            task.cancel()
+        await asyncio.gather(commits, sse, return_exceptions=True)
+        return achieved
+
+
+async def _latency(
+    report: Report, log: Log, base: str, rate: int, seconds: float, offset: int
+) -> None:
+    # Half a second at the same rate first, not counted: it opens the client's
+    # connections and wakes the projector, which would otherwise be the p99.
+    await _Latency(log, base, rate, rate // 2).run(offset)
+    run = _Latency(log, base, rate, int(rate * seconds))
+    achieved = await run.run(offset + rate // 2)
+    for what, got in (("append to read model", run.rm_ms), ("append to SSE client", run.sse_ms)):
+        p50, p99, worst = _percentiles(list(got.values()))
+        note = (
+            f"p50 {p50:.1f} ms, max {worst:.1f} ms; {len(got):,}/{run.total:,} seen; "
+            f"sent at {achieved:,.0f}/s"
+        )
+        report.add(Row("read side", f"{what}, p99 at {rate:,} updates/s", p99, "ms", note=note))
+
+
+class _Http:
+    """Keep-alive HTTP/1.1 GETs over raw sockets: a load generator that costs little."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def hammer(self, path: str, requests: int) -> float:
+        per = requests // CONNECTIONS
+
+        async def one() -> None:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            ask = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            for _ in range(per):
+                writer.write(ask)
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head[:60]
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+            writer.close()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
+        return per * CONNECTIONS / (time.perf_counter() - start)
+
+
+async def _raw(client: aioredis.Redis, command: tuple[str, ...], requests: int) -> float:
+    per = requests // CONNECTIONS
+
+    async def one() -> None:
+        for _ in range(per):
+            await client.execute_command(*command)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
+    return per * CONNECTIONS / (time.perf_counter() - start)
+
+
+async def _reads(report: Report, log: Log, base: str, requests: int) -> None:
+    await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(200):
+            if (await http.get("/v1/stories/hanoi-summit-2019")).json().get("version") == 21:
+                break
+            await asyncio.sleep(0.05)
+    models = ReadModels(PREFIX, "v1")
+    host, port = base.removeprefix("http://").split(":")
+    client = _Http(host, int(port))
+    cases = [
+        (
+            "story state",
+            "/v1/stories/hanoi-summit-2019",
+            ("GET", models.story("hanoi-summit-2019")),
+        ),
+        ("story index", "/v1/stories", ("HVALS", models.index)),
+    ]
+    for name, path, command in cases:
+        await client.hammer(path, requests // 10)  # warm up
+        http_rate = statistics.median([await client.hammer(path, requests) for _ in range(3)])
+        raw_rate = statistics.median([await _raw(log.redis, command, requests) for _ in range(3)])
+        report.add(
+            Row(
+                "read side",
+                f"raw Redis {command[0]} of the {name}, 8 in flight",
+                raw_rate,
+                "reads/s",
+            )
+        )
+        report.add(
+            Row(
+                "read side",
+                f"GET {path}, 8 connections",
+                http_rate,
+                "reads/s",
+                baseline=f"raw {command[0]}",
+                ratio=http_rate / raw_rate,
+            )
+        )
+
+
+async def run(report: Report, *, quick: bool = False) -> None:
+    seconds = 1.0 if quick else 5.0
+    requests = 800 if quick else 8_000
+    print(
+        f"read side: latency at 1,000 and 5,000 updates/s for {seconds:g} s each; {requests:,} reads a case"
+    )
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
+        env = {**os.environ, "REDIS_URL": srv.url, "DATELINE_PREFIX": PREFIX}
+        # Appends at 5,000/s overlap: a bounded pool makes the excess wait for a connection.
+        pool = aioredis.BlockingConnectionPool.from_url(srv.url, max_connections=64)
+        client = aioredis.Redis(connection_pool=pool)
+        log = Log(client, Keys(PREFIX, 8))
+        await log.check_partitions()
+        with (
+            background(["projector"], env, Path(tmp) / "projector.log"),
+            http_service("query", env, Path(tmp) / "query.log") as base,
+        ):
+            offset = 0
+            for rate in (1_000, 5_000):
+                await _latency(report, log, base, rate, seconds, offset)
+                offset += int(rate * seconds) + rate // 2
+            await _reads(report, log, base, requests)
+        await client.aclose()
