@@ -81,6 +81,18 @@ def browser() -> None:
         run(*install, env=env)
 
 
+def asyncapi_parser() -> None:
+    """The official AsyncAPI parser (npm) that a test validates schemas/asyncapi.json with."""
+    tool = ROOT / "tools" / "asyncapi"
+    if (tool / "node_modules" / "@asyncapi" / "parser").is_dir():
+        return
+    if not shutil.which("npm"):
+        say("no npm: the AsyncAPI test will fail; install Node.js 20+")
+        return
+    say("installing the AsyncAPI parser from tools/asyncapi/package-lock.json")
+    run("npm", "ci", "--prefix", tool, "--no-audit", "--no-fund", "--loglevel=error")
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in JOBS:
         print(__doc__.strip(), file=sys.stderr)
@@ -99,6 +111,7 @@ def main(argv: list[str]) -> None:
         if job == "lint":
             return
         browser()
+        asyncapi_parser()
         run(BIN / "python", "-m", "pytest", *rest)
     elif job == "bench":
         run(BIN / "python", "-m", "bench", *rest)
