@@ -3,8 +3,9 @@
 Real processes: an embedded Valkey (fsync always), `dateline projector`, `dateline query`.
 The load generator and both observers run in this process.
 
-Latency: updates are appended one per call at a fixed rate, spread over 100 stories,
-after half a second at that rate that is not counted (connections, a waking projector).
+Latency: updates (statements) are appended one per call at a fixed rate, spread over
+2,000 stories, and again over 100 hot stories; each case starts on new stories, after
+half a second at its rate that is not counted (connections, a waking projector).
 "read model" is when the projector's commit for the update's partition (checkpoint at or
 past its position) reaches a subscriber of the change channel, which the projector
 publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client receives the
@@ -43,10 +44,12 @@ HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.nd
 CONNECTIONS = 8
 
 
-def _update(n: int) -> bytes:
+def _update(n: int, stories: int) -> bytes:
+    """A statement, the nth, to one of `stories` stories (named for the case: a new set)."""
     data = {"statement": f"s{n}", "speaker": f"Speaker {n % 13}", "text": f"Remark {n}"}
+    story = f"lat{stories}-{n % stories:05d}"
     return msgspec.json.encode(
-        update("dateline.statement.made", subject=f"lat-{n % 100:03d}", data=data, id=f"l{n:08d}")
+        update("dateline.statement.made", subject=story, data=data, id=f"l{stories}-{n:08d}")
     )
 
 
@@ -59,8 +62,9 @@ def _percentiles(ms: list[float]) -> tuple[float, float, float]:
 class _Latency:
     """One run at a fixed rate: when each update was sent, seen committed, seen over SSE."""
 
-    def __init__(self, log: Log, base: str, rate: int, total: int) -> None:
+    def __init__(self, log: Log, base: str, rate: int, total: int, stories: int) -> None:
         self.log, self.base, self.rate, self.total = log, base, rate, total
+        self.stories = stories
         self.sent: dict[str, float] = {}  # position -> when its append was sent
         self.waiting: dict[int, list[tuple[tuple[int, int], str]]] = {}
         self.rm_ms: dict[str, float] = {}
@@ -120,7 +124,7 @@ class _Latency:
         for n in range(self.total):
             if (wait := t0 + n / self.rate - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
-            tasks.append(asyncio.create_task(self.send(_update(offset + n))))
+            tasks.append(asyncio.create_task(self.send(_update(offset + n, self.stories))))
         await asyncio.gather(*tasks)
         achieved = self.total / (time.perf_counter() - t0)
         with contextlib.suppress(TimeoutError):
@@ -134,20 +138,21 @@ class _Latency:
 
 
 async def _latency(
-    report: Report, log: Log, base: str, rate: int, seconds: float, offset: int
+    report: Report, log: Log, base: str, rate: int, seconds: float, stories: int
 ) -> None:
     # Half a second at the same rate first, not counted: it opens the client's
     # connections and wakes the projector, which would otherwise be the p99.
-    await _Latency(log, base, rate, rate // 2).run(offset)
-    run = _Latency(log, base, rate, int(rate * seconds))
-    achieved = await run.run(offset + rate // 2)
+    await _Latency(log, base, rate, rate // 2, stories).run(0)
+    run = _Latency(log, base, rate, int(rate * seconds), stories)
+    achieved = await run.run(rate // 2)
     for what, got in (("append to read model", run.rm_ms), ("append to SSE client", run.sse_ms)):
         p50, p99, worst = _percentiles(list(got.values()))
         note = (
             f"p50 {p50:.1f} ms, max {worst:.1f} ms; {len(got):,}/{run.total:,} seen; "
             f"sent at {achieved:,.0f}/s"
         )
-        report.add(Row("read side", f"{what}, p99 at {rate:,} updates/s", p99, "ms", note=note))
+        case = f"{what}, p99 at {rate:,} updates/s, {stories:,} stories"
+        report.add(Row("read side", case, p99, "ms", note=note))
 
 
 class _Http:
@@ -250,9 +255,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
             background(["projector"], env, Path(tmp) / "projector.log"),
             http_service("query", env, Path(tmp) / "query.log") as base,
         ):
-            offset = 0
-            for rate in (1_000, 5_000):
-                await _latency(report, log, base, rate, seconds, offset)
-                offset += int(rate * seconds) + rate // 2
+            # Many stories with a few updates each, as a newsroom has; then 100 hot ones,
+            # whose states grow by 10 statements a second (each commit rewrites a state).
+            for rate, stories in ((1_000, 2_000), (5_000, 2_000), (1_000, 100)):
+                await _latency(report, log, base, rate, seconds, stories)
             await _reads(report, log, base, requests)
         await client.aclose()

@@ -129,6 +129,19 @@ class Runner:
                 self.config.batch,
                 block,
             )
+            if block is not None and got and (rest := {s: ">" for s in ready if s not in got}):
+                # A blocked read wakes with only the stream that woke it; take what the
+                # others hold now, without blocking, so this cycle carries them too.
+                got.update(
+                    await groups.read(
+                        self.client,
+                        self.config.group,
+                        self.config.consumer,
+                        rest,
+                        self.config.batch,
+                        None,
+                    )
+                )
             # Every partition's entries in one call: one transaction a cycle, not one a
             # partition, which is most of the latency when all partitions are busy.
             done += await self._process({self._by_stream(s): e for s, e in got.items()})
