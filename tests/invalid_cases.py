@@ -141,6 +141,13 @@ CASES: list[Case] = [
     ),
     Case("shift of months", _data(RESCHEDULED, shift="P1M"), "data.shift", "ISO 8601 duration"),
     Case("shift empty duration", _data(RESCHEDULED, shift="PT"), "data.shift", "ISO 8601 duration"),
+    # Found by schemathesis: it overflowed timedelta, a 500 instead of a refusal.
+    Case(
+        "shift beyond any calendar",
+        _data(RESCHEDULED, shift="P9091244835477050DT3320H"),
+        "data.shift",
+        "duration too long",
+    ),
     Case("link rel unknown", _data("dateline.story.linked", rel="cousin"), "data.rel", '"prior"'),
     Case("medium unknown", _data(STATEMENT, medium="tv"), "data.medium", '"remarks"'),
     Case(

@@ -113,13 +113,16 @@ def parse_duration(value: str) -> timedelta:
             f"seconds, such as -PT2H, got {_shown(value)}"
         )
     sign, weeks, days, hours, minutes, seconds = m.groups()
-    delta = timedelta(
-        weeks=int(weeks or 0),
-        days=int(days or 0),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=float(seconds or 0),
-    )
+    try:
+        delta = timedelta(
+            weeks=int(weeks or 0),
+            days=int(days or 0),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=float(seconds or 0),
+        )
+    except OverflowError:  # past timedelta's range (about 2.7 million years)
+        raise RuleError(f"duration too long to mean a schedule change: {_shown(value)}") from None
     return -delta if sign == "-" else delta
 
 

@@ -57,6 +57,11 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+def test_a_duration_past_timedelta_is_refused_not_raised() -> None:
+    with pytest.raises(RuleError, match="duration too long"):
+        parse_duration("P9091244835477050D")
+
+
 @pytest.mark.parametrize("story", ["a", "0", "hanoi-summit-2019", "a" * 128, "a-b"])
 def test_good_story_ids(story: str) -> None:
     check_story_id(story)

@@ -53,14 +53,15 @@ def validator_command(probe_host: str, probe_port: int) -> None:
     cfg = settings()
 
     async def run() -> None:
+        # Handlers first: a stop that arrives while it connects ends it cleanly too.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         async with open_log(url, cfg) as log:
             runner = await create_validator(
                 log.redis, log.keys, f"{socket.gethostname()}-{os.getpid()}"
             )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             if not runner.streams:
                 err("validator: no feeds registered yet (dateline feeds add NAME ...); waiting")
             else:

@@ -37,11 +37,15 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
     cfg = settings()
 
     async def run() -> None:
-        app = await create_app(cfg, url, batch=batch)
+        # Handlers first: a stop that arrives while it connects ends it cleanly too.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        app = await create_app(cfg, url, batch=batch)
+        if stop.is_set():
+            await app.client.aclose()
+            return
         err(
             f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
         )
