@@ -11,7 +11,7 @@ past its position) reaches a subscriber of the change channel, which the project
 publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client receives the
 update's event. Both are measured from the moment the append was sent.
 
-Reads/s: a minimal keep-alive HTTP/1.1 client (so the client costs little), 8
+Reads/s: bench/loadgen.py (raw keep-alive HTTP/1.1, so the client costs little), 8
 connections, against a raw Redis read of the same bytes with 8 in flight, same run.
 """
 
@@ -33,6 +33,7 @@ from tests.e2e.sse import events
 from tests.factories import update
 
 from bench.harness import Report, Row
+from bench.loadgen import Request, send_all
 from dateline.embedded import EmbeddedRedis
 from dateline.keys import Keys
 from dateline.log import Log
@@ -155,33 +156,12 @@ async def _latency(
         report.add(Row("read side", case, p99, "ms", note=note))
 
 
-class _Http:
-    """Keep-alive HTTP/1.1 GETs over raw sockets: a load generator that costs little."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    async def hammer(self, path: str, requests: int) -> float:
-        per = requests // CONNECTIONS
-
-        async def one() -> None:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            ask = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-            for _ in range(per):
-                writer.write(ask)
-                head = await reader.readuntil(b"\r\n\r\n")
-                assert head.startswith(b"HTTP/1.1 200"), head[:60]
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.lower().split(b"\r\n")
-                    if line.startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
-            writer.close()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
-        return per * CONNECTIONS / (time.perf_counter() - start)
+async def _hammer(base: str, path: str, requests: int) -> float:
+    start = time.perf_counter()
+    answers = await send_all(base, [Request("GET", path, {})] * requests, CONNECTIONS)
+    if {a.status for a in answers} != {200}:
+        raise RuntimeError(f"GET {path}: {sorted({a.status for a in answers})}")
+    return requests / (time.perf_counter() - start)
 
 
 async def _raw(client: aioredis.Redis, command: tuple[str, ...], requests: int) -> float:
@@ -204,8 +184,6 @@ async def _reads(report: Report, log: Log, base: str, requests: int) -> None:
                 break
             await asyncio.sleep(0.05)
     models = ReadModels(PREFIX, "v1")
-    host, port = base.removeprefix("http://").split(":")
-    client = _Http(host, int(port))
     cases = [
         (
             "story state",
@@ -215,8 +193,8 @@ async def _reads(report: Report, log: Log, base: str, requests: int) -> None:
         ("story index", "/v1/stories", ("HVALS", models.index)),
     ]
     for name, path, command in cases:
-        await client.hammer(path, requests // 10)  # warm up
-        http_rate = statistics.median([await client.hammer(path, requests) for _ in range(3)])
+        await _hammer(base, path, requests // 10)  # warm up
+        http_rate = statistics.median([await _hammer(base, path, requests) for _ in range(3)])
         raw_rate = statistics.median([await _raw(log.redis, command, requests) for _ in range(3)])
         report.add(
             Row(

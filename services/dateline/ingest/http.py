@@ -11,6 +11,8 @@ without a valid token. Every refusal is application/problem+json (RFC 9457).
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,18 +233,22 @@ def create_app(settings: Settings, url: str) -> Litestar:
             [d or raw for d, raw in zip(decoded, items, strict=True)], atomic=atomic
         )
         status = status_of(results)
+        for outcome, count in Counter(r.status for r in results).items():
+            UPDATES.labels("ingest", outcome).inc(count)
+        # A line per update with story, id and position bound, to grep a story's way in:
+        # refused ones always, accepted ones at debug level.
+        every = log.bind().is_enabled_for(logging.DEBUG)
         for r in results:
-            UPDATES.labels("ingest", r.status).inc()
-            # One line per update, story, id and position bound: grep a story's way in.
-            (log.info if r.refused else log.debug)(
-                "update",
-                feed=feed.name,
-                story=r.subject,
-                update=r.id,
-                position=r.position,
-                outcome=r.status,
-                reason=r.reason,
-            )
+            if r.refused or every:
+                (log.info if r.refused else log.debug)(
+                    "update",
+                    feed=feed.name,
+                    story=r.subject,
+                    update=r.id,
+                    position=r.position,
+                    outcome=r.status,
+                    reason=r.reason,
+                )
         log.info(
             "updates",
             feed=feed.name,
