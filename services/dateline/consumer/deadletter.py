@@ -51,17 +51,6 @@ class DeadLetters:
             f"{base}:dlq",
         )
 
-    async def parked(self, stories: list[str]) -> dict[str, str]:
-        """Which of these stories are parked, and behind which entry."""
-        if not stories:
-            return {}
-        values = await self.client.hmget(self.parked_key, stories)
-        return {
-            s: v.decode() if isinstance(v, bytes) else str(v)
-            for s, v in zip(stories, values, strict=True)
-            if v is not None
-        }
-
     async def failed(self, delivery: Delivery) -> int:
         """Count one more failure of this entry; returns the count."""
         return int(await self.client.hincrby(self.attempts_key, delivery.ref, 1))

@@ -29,6 +29,27 @@ async def read(
 ) -> dict[str, Entries]:
     """XREADGROUP: id "0" re-reads this consumer's pending entries, ">" reads new ones."""
     reply = await client.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    return _entries(reply)
+
+
+async def read_and_get(
+    client: aioredis.Redis,
+    group: str,
+    consumer: str,
+    streams: dict[str, str],
+    count: int,
+    block_ms: int | None,
+    hash_key: str,
+) -> tuple[dict[str, Entries], dict[str, str]]:
+    """`read`, and the hash at `hash_key` as it is right after it, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    pipe.hgetall(hash_key)
+    reply, found = await pipe.execute()
+    return _entries(reply), {k.decode(): v.decode() for k, v in found.items()}
+
+
+def _entries(reply: Any) -> dict[str, Entries]:
     out: dict[str, Entries] = {}
     for stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
         kept = [(eid.decode(), fields) for eid, fields in entries if fields is not None]

@@ -121,33 +121,32 @@ class Runner:
         ready = {p.stream: ">" for p in self.owned.values() if p.drain_from is None}
         if ready:
             block = None if done else self.config.block_ms
-            got = await groups.read(
-                self.client,
-                self.config.group,
-                self.config.consumer,
-                ready,
-                self.config.batch,
-                block,
-            )
+            got, parked = await self._read(ready, block)
             if block is not None and got and (rest := {s: ">" for s in ready if s not in got}):
                 # A blocked read wakes with only the stream that woke it; take what the
                 # others hold now, without blocking, so this cycle carries them too.
-                got.update(
-                    await groups.read(
-                        self.client,
-                        self.config.group,
-                        self.config.consumer,
-                        rest,
-                        self.config.batch,
-                        None,
-                    )
-                )
+                more, parked = await self._read(rest, None)
+                got.update(more)
             # Every partition's entries in one call: one transaction a cycle, not one a
             # partition, which is most of the latency when all partitions are busy.
-            done += await self._process({self._by_stream(s): e for s, e in got.items()})
+            done += await self._process({self._by_stream(s): e for s, e in got.items()}, parked)
         elif not done:
             await asyncio.sleep(min(self.config.block_ms / 1000, self.config.retry_delay_s))
         return done
+
+    async def _read(
+        self, streams: dict[str, str], block: int | None
+    ) -> tuple[dict[str, groups.Entries], dict[str, str]]:
+        """Entries, and the parked stories as they are just after the read: one round trip."""
+        return await groups.read_and_get(
+            self.client,
+            self.config.group,
+            self.config.consumer,
+            streams,
+            self.config.batch,
+            block,
+            self.dead.parked_key,
+        )
 
     def _by_stream(self, stream: str) -> int:
         return next(n for n, p in self.owned.items() if p.stream == stream)
@@ -177,14 +176,7 @@ class Runner:
                 continue
             if p.drain_from == "0":
                 p.blocked.clear()  # retry the failed stories, in order, from their first entry
-            got = await groups.read(
-                self.client,
-                self.config.group,
-                self.config.consumer,
-                {p.stream: p.drain_from},
-                self.config.batch,
-                None,
-            )
+            got, parked = await self._read({p.stream: p.drain_from}, None)
             entries = got.get(p.stream, [])
             if not entries:
                 p.drain_from = None if not p.blocked else "0"
@@ -192,16 +184,15 @@ class Runner:
                     p.retry_at = now + self.config.retry_delay_s
                 continue
             p.drain_from = entries[-1][0]
-            done += await self._process({n: entries})
+            done += await self._process({n: entries}, parked)
         return done
 
-    async def _process(self, batches: dict[int, groups.Entries]) -> int:
+    async def _process(self, batches: dict[int, groups.Entries], parked: dict[str, str]) -> int:
         deliveries = [
             Delivery(n, self.owned[n].stream, eid, self._key(fields), fields.get(b"__data__", b""))
             for n, entries in batches.items()
             for eid, fields in entries
         ]
-        parked = await self.dead.parked(sorted({d.key for d in deliveries if d.key}))
         behind = [
             Parking(d, "parked behind an earlier update of this story", "", parked[d.key])
             for d in deliveries
