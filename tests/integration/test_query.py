@@ -222,3 +222,22 @@ async def test_reads_follow_a_replay_switch_and_status_shows_its_progress(
     replay = (await api.get("/v1/status")).json()["replay"]
     assert replay["state"] == "switched from v1"
     assert (replay["version"], replay["done"], replay["total"]) == ("v2", "25", "25")
+
+
+async def test_the_index_pages_newest_first_from_its_by_time_index(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    for n in range(5):
+        await log.append([msgspec.json.encode(update(subject=f"later-{n}"))])
+        await settle(app)
+    everything = (await api.get("/v1/stories")).json()["items"]
+    assert [e["id"] for e in everything[:5]] == [f"later-{n}" for n in (4, 3, 2, 1, 0)]
+    assert len(everything) == 7
+    newest = (await api.get("/v1/stories", params={"limit": 3})).json()["items"]
+    assert newest == everything[:3]
+    # The by-time index holds every story, in the order the full scan sorts them.
+    members = await log.redis.zrevrange(app.models.index_by_time, 0, -1)
+    assert [m.decode() for m in members] == [e["id"] for e in everything]
+    developing = (await api.get("/v1/stories", params={"status": "developing", "limit": 2})).json()
+    assert [e["id"] for e in developing["items"]] == ["later-4", "later-3"]

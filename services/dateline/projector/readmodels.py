@@ -4,6 +4,7 @@
 <prefix>:rm:<v>:story:<id>            JSON story state (without its timeline)
 <prefix>:rm:<v>:timeline:<id>         list of JSON timeline entries, in timeline order
 <prefix>:rm:<v>:index                 hash story -> JSON entry: status, outcome, last update
+<prefix>:rm:<v>:index:by_time         zset story by recordedtime (epoch s): the newest first, paged
 <prefix>:rm:<v>:speaker:<name>        hash "<story>/<ref>" -> JSON statement
 <prefix>:rm:<v>:schedule              hash "<story>/<item>" -> JSON schedule entry
 <prefix>:rm:<v>:schedule:by_start     zset "<story>/<item>" by start (epoch s; for ranges)
@@ -17,6 +18,7 @@ The channel is a doorbell, not a feed: readers re-read the checkpoints when it r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -70,6 +72,10 @@ class ReadModels:
     @property
     def index(self) -> str:
         return f"{self.base}:index"
+
+    @property
+    def index_by_time(self) -> str:
+        return f"{self.base}:index:by_time"
 
     def speaker(self, name: str) -> str:
         return f"{self.base}:speaker:{fold_text(name)}"
@@ -125,10 +131,12 @@ class ReadModels:
             if new.timeline:
                 pipe.rpush(self.timeline(new.id), *map(_encode, new.timeline))
             batch.index[new.id] = _encode(_index_entry(new))
+            batch.recent[new.id] = _recorded(new.recordedtime)
             self._statements(batch, old, new)
             self._schedule(batch, old, new)
         pipe.mset(batch.values)
         pipe.hset(self.index, mapping=batch.index)
+        pipe.zadd(self.index_by_time, batch.recent)
         for key, fields in batch.unspoken.items():
             pipe.hdel(key, *fields)
         for key, mapping in batch.spoken.items():
@@ -175,6 +183,7 @@ class _Batch:
 
     values: dict[Any, bytes] = field(default_factory=dict)
     index: dict[Any, bytes] = field(default_factory=dict)
+    recent: dict[Any, float] = field(default_factory=dict)
     board: dict[Any, bytes] = field(default_factory=dict)
     starts: dict[Any, float] = field(default_factory=dict)
     board_gone: list[str] = field(default_factory=list)
@@ -185,6 +194,10 @@ class _Batch:
 def _start(text: str) -> float:
     """The earliest instant a start can mean. A date alone carries no offset: its UTC midnight."""
     return parse_fuzzy_date(text).start.timestamp()
+
+
+def _recorded(text: str | None) -> float:
+    return datetime.fromisoformat(text).timestamp() if text else 0.0
 
 
 def _index_entry(state: StoryState) -> IndexEntry:

@@ -230,15 +230,23 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         status: Annotated[
             Literal["developing", "concluded"] | None, QueryParameter(description="Only these.")
         ] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=10_000, description="At most this many, newest first.")
+        ] = 100,
         min_position: MinPosition = None,
         wait: Wait = 5.0,
     ) -> Response[bytes]:
-        """Every story, newest update first."""
+        """The stories, newest update first (`limit`, default 100)."""
         await reached(min_position, wait)
-        entries = [_index.decode(e) for e in await ctx.reader.index()]
-        if status is not None:
-            entries = [e for e in entries if e.status == status]
-        entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
+        newest = None if status is not None else await ctx.reader.newest(limit)
+        if newest is not None:  # the by-time index: only `limit` entries are read
+            entries = [_index.decode(e) for e in newest]
+        else:
+            entries = [_index.decode(e) for e in await ctx.reader.index()]
+            if status is not None:
+                entries = [e for e in entries if e.status == status]
+            entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
+            entries = entries[:limit]
         models = await ctx.reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
 

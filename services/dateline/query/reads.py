@@ -62,6 +62,16 @@ class Reader:
         models = await self.models()
         return cast(list[bytes], await self.client.hvals(models.index))
 
+    async def newest(self, limit: int) -> list[bytes] | None:
+        """The `limit` stories updated last, newest first; None if the read model predates
+        the by-time index (then read them all)."""
+        models = await self.models()
+        stories = cast(list[bytes], await self.client.zrevrange(models.index_by_time, 0, limit - 1))
+        if not stories:
+            return None
+        found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
+        return [e for e in found if e is not None]
+
     async def index_entries(self, stories: list[str]) -> list[bytes | None]:
         models = await self.models()
         return cast(list[bytes | None], await self.client.hmget(models.index, stories))
