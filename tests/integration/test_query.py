@@ -241,3 +241,28 @@ async def test_the_index_pages_newest_first_from_its_by_time_index(
     assert [m.decode() for m in members] == [e["id"] for e in everything]
     developing = (await api.get("/v1/stories", params={"status": "developing", "limit": 2})).json()
     assert [e["id"] for e in developing["items"]] == ["later-4", "later-3"]
+
+
+async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    from dateline.query.reads import Reader  # noqa: PLC0415
+
+    async def broken(self: Reader) -> list[bytes]:
+        raise RuntimeError("the index is on fire")
+
+    monkeypatch.setattr(Reader, "index", broken)
+    with capture_logs() as logs:
+        async with (
+            serve(create_app(settings(log), redis_url)) as base,
+            httpx.AsyncClient(base_url=base) as http,
+        ):
+            r = await http.get("/v1/stories", params={"status": "developing"})
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "RuntimeError" in r.json()["detail"]
+    [failed] = [e for e in logs if e["event"] == "request failed"]
+    assert failed["path"] == "/v1/stories"
+    assert "on fire" in failed["error"]

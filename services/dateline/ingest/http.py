@@ -24,6 +24,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
 from dateline.config import Settings
+from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
 from dateline.ingest.credentials import Credentials, Feed, refusal
 from dateline.keys import Keys
@@ -306,6 +307,6 @@ def create_app(settings: Settings, url: str) -> Litestar:
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],
         on_shutdown=[shutdown],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: unhandled("ingest")},
         debug=False,
     )

@@ -26,6 +26,7 @@ from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from dateline.config import Settings
+from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
 from dateline.keys import Keys
 from dateline.metrics import record_status, timed
@@ -488,6 +489,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             Refused: refused,
             NotReached: not_reached,
             HTTPException: http_error,
+            Exception: unhandled("query"),
         },
         debug=False,
     )
