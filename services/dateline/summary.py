@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dateline_schemas import Update
+from dateline_schemas import Update, parse_duration
 from dateline_schemas.correction import CorrectionIssued, RetractionIssued, RetractionLifted
 from dateline_schemas.outcome import ExpectationRaised, ExpectationResolved, OutcomeReported
 from dateline_schemas.schedule import (
@@ -17,6 +17,18 @@ from dateline_schemas.schedule import (
 )
 from dateline_schemas.statement import StatementMade
 from dateline_schemas.story import StoryConcluded, StoryLinked, StoryOpened, StoryReopened
+
+
+def _shift(text: str) -> str:
+    """-PT2H as an editor says it: "moved up 2 h"; PT30M: "pushed back 30 min"."""
+    delta = parse_duration(text)
+    seconds = abs(int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n]
+    amount = " ".join(parts) or f"{seconds} s"
+    return f"moved up {amount}" if delta.total_seconds() < 0 else f"pushed back {amount}"
 
 
 def _because(reason: str | None) -> str:
@@ -40,7 +52,7 @@ def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per up
         case ScheduleAnnounced(data=d):
             return f"Scheduled {d.item}: {d.title} at {d.starts_at}"
         case ScheduleRescheduled(data=d):
-            when = f"moved by {d.shift}" if d.shift else f"moved to {d.starts_at}"
+            when = _shift(d.shift) if d.shift else f"moved to {d.starts_at}"
             return f"Rescheduled {d.item}: {when}{_because(d.reason)}"
         case SchedulePostponed(data=d):
             return f"Postponed {d.item}{_because(d.reason)}"

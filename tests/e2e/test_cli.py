@@ -59,7 +59,7 @@ def test_publish_the_hanoi_story_then_read_it_back(env: dict[str, str]) -> None:
 
     table = run(env, "log", "hanoi-summit-2019")
     assert "Cancelled working-lunch" in table.stdout
-    assert "Rescheduled press-conference: moved by -PT2H" in table.stdout
+    assert "Rescheduled press-conference: moved up 2 h" in table.stdout
 
 
 def test_refused_updates_exit_1_and_say_why(env: dict[str, str]) -> None:
