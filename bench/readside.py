@@ -47,12 +47,12 @@ HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.nd
 CONNECTIONS = 8
 
 
-def _update(n: int, stories: int) -> bytes:
-    """A statement, the nth, to one of `stories` stories (named for the case: a new set)."""
+def _update(n: int, stories: int, case: str) -> bytes:
+    """A statement, the nth, to one of `stories` stories; ids and stories new to each case."""
     data = {"statement": f"s{n}", "speaker": f"Speaker {n % 13}", "text": f"Remark {n}"}
-    story = f"lat{stories}-{n % stories:05d}"
+    story = f"{case}-{n % stories:05d}"
     return msgspec.json.encode(
-        update("dateline.statement.made", subject=story, data=data, id=f"l{stories}-{n:08d}")
+        update("dateline.statement.made", subject=story, data=data, id=f"{case}-{n:08d}")
     )
 
 
@@ -71,7 +71,7 @@ class _Latency:
 
     def __init__(self, log: Log, base: str, rate: int, total: int, stories: int) -> None:
         self.log, self.base, self.rate, self.total = log, base, rate, total
-        self.stories = stories
+        self.stories, self.case = stories, f"lat{rate}x{stories}"
         self.sent: dict[str, float] = {}  # position -> when its append was sent
         self.commits: dict[int, list[tuple[tuple[int, int], float]]] = {}  # (head, when)
         self.arrived: dict[str, float] = {}  # position -> when its SSE event arrived
@@ -104,8 +104,8 @@ class _Latency:
     async def send(self, body: bytes) -> None:
         start = time.perf_counter()
         [result] = await self.log.append([body])
-        if result.position is None:
-            raise RuntimeError(f"append refused: {result}")
+        if result.status != "appended" or result.position is None:
+            raise RuntimeError(f"not appended, so not a new update to wait for: {result}")
         self.sent[result.position] = start
 
     def latencies(self) -> tuple[list[float], list[float]]:
@@ -132,7 +132,9 @@ class _Latency:
         for n in range(self.total):
             if (wait := t0 + n / self.rate - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
-            tasks.append(asyncio.create_task(self.send(_update(offset + n, self.stories))))
+            tasks.append(
+                asyncio.create_task(self.send(_update(offset + n, self.stories, self.case)))
+            )
         await asyncio.gather(*tasks)
         achieved = self.total / (time.perf_counter() - t0)
         deadline = time.perf_counter() + 60
