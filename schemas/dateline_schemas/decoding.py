@@ -9,6 +9,7 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
+from dateline_schemas._base import TRUSTED
 from dateline_schemas.upcasting import UPCASTERS, Upcasters
 from dateline_schemas.updates import ENVELOPE_FIELDS, LOG_FIELDS, TYPES, Update
 
@@ -97,8 +98,17 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
 
 
 def decode_record(raw: bytes, *, upcasters: Upcasters = UPCASTERS) -> Update:
-    """Decode an update as the log stored it (with version, position and recordedtime)."""
-    return _decode_typed(raw, upcasters)
+    """Decode an update as the log stored it (with version, position and recordedtime).
+
+    The log holds only updates that passed every rule on the way in, so the rules are
+    not checked again (types and required fields still are, by msgspec); an upcast
+    record is checked, since the upcaster made it.
+    """
+    token = TRUSTED.set(not upcasters)
+    try:
+        return _decode_typed(raw, upcasters)
+    finally:
+        TRUSTED.reset(token)
 
 
 def _decode_typed(raw: bytes, upcasters: Upcasters) -> Update:

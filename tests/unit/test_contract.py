@@ -114,3 +114,20 @@ def test_upcaster_must_advance_the_version() -> None:
 def test_json_schema_files_are_current() -> None:
     """schemas/json/ matches the Structs; run `python -m dateline_schemas.export` if not."""
     assert stale() == []
+
+
+def test_records_from_the_log_are_trusted_for_rules_but_not_for_shape() -> None:
+    """The log holds only updates that passed the rules; reading them does not re-check the
+    rules (a tenth of the projector's time), but types and required fields still hold."""
+    from dateline_schemas import InvalidUpdate, decode_record, decode_update  # noqa: PLC0415
+
+    doc = update(subject="Not A Story Id")  # breaks a rule, keeps the shape
+    with pytest.raises(InvalidUpdate, match="subject"):
+        decode_update(encode(doc))
+    assert decode_record(encode(doc)).subject == "Not A Story Id"
+    del doc["time"]
+    with pytest.raises(InvalidUpdate, match="time"):
+        decode_record(encode(doc))
+    # The flag does not leak: the next producer decode checks the rules again.
+    with pytest.raises(InvalidUpdate, match="subject"):
+        decode_update(encode(update(subject="Not A Story Id")))
