@@ -11,6 +11,19 @@ import structlog
 from litestar import Request, Response
 
 
+def problem_response(kind: str, title: str, status: int, detail: str) -> Response[bytes]:
+    """An RFC 9457 problem, as every service answers a refusal."""
+    body = {
+        "type": f"urn:dateline:problem:{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    return Response(
+        msgspec.json.encode(body), status_code=status, media_type="application/problem+json"
+    )
+
+
 def unhandled(service: str) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:
     log = structlog.get_logger(f"dateline.{service}")
 
@@ -18,14 +31,7 @@ def unhandled(service: str) -> Callable[[Request[Any, Any, Any], Exception], Res
         log.exception(
             "request failed", method=request.method, path=request.url.path, error=repr(exc)
         )
-        body = {
-            "type": "urn:dateline:problem:internal",
-            "title": "Internal error",
-            "status": 500,
-            "detail": f"{type(exc).__name__}: the {service} service logged the details",
-        }
-        return Response(
-            msgspec.json.encode(body), status_code=500, media_type="application/problem+json"
-        )
+        detail = f"{type(exc).__name__}: the {service} service logged the details"
+        return problem_response("internal", "Internal error", 500, detail)
 
     return handler

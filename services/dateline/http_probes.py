@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
+from dateline.http_errors import problem_response
 from dateline.metrics import exposition
 
 _READY = b'{"status":"ready"}'
@@ -33,15 +32,7 @@ def probe_routes(
         try:
             await client().ping()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            problem: dict[str, Any] = {
-                "type": "urn:dateline:problem:not-ready",
-                "title": "Not ready",
-                "status": 503,
-                "detail": f"Redis: {exc}",
-            }
-            return Response(
-                msgspec.json.encode(problem), status_code=503, media_type="application/problem+json"
-            )
+            return problem_response("not-ready", "Not ready", 503, f"Redis: {exc}")
         return Response(_READY, media_type="application/json")
 
     @get("/metrics", include_in_schema=False)

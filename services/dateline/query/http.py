@@ -160,6 +160,13 @@ def parse_as_of(value: str | None) -> datetime | None:
     return parsed
 
 
+def then(as_of: str | None, at_version: int | None) -> datetime | None:
+    """The as-of time, once it is clear the request asks for one moment, not two."""
+    if as_of is not None and at_version is not None:
+        raise Refused(400, "bad-parameter", "Bad parameter", "give as_of or at_version, not both")
+    return parse_as_of(as_of)
+
+
 def parse_position(value: str, name: str) -> Position:
     try:
         return Position.parse(value)
@@ -205,11 +212,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             await ctx.reader.wait_for(parse_position(min_position, "min_position"), wait)
 
     async def state_of(story: str, as_of: str | None, at_version: int | None) -> StoryView:
-        if as_of is not None and at_version is not None:
-            raise Refused(
-                400, "bad-parameter", "Bad parameter", "give as_of or at_version, not both"
-            )
-        when = parse_as_of(as_of)
+        when = then(as_of, at_version)
         if when is None and at_version is None:
             _, raw = await ctx.reader.story(story)
             if raw is None:
@@ -287,11 +290,8 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         if as_of is None and at_version is None:
             entries = [_entry.decode(e) for e in await ctx.reader.timeline(story)]
         else:
-            if as_of is not None and at_version is not None:
-                raise Refused(
-                    400, "bad-parameter", "Bad parameter", "give as_of or at_version, not both"
-                )
-            state = await ctx.reader.folded(story, as_of=parse_as_of(as_of), at_version=at_version)
+            when = then(as_of, at_version)
+            state = await ctx.reader.folded(story, as_of=when, at_version=at_version)
             entries = state.timeline if state else []
         if not entries and await ctx.reader.log.version(story) == 0:
             raise Refused(404, "not-found", "No such story", f"story {story!r} has no updates")

@@ -1,0 +1,16 @@
+"""The public story view stays in step with the projection's state."""
+
+from __future__ import annotations
+
+import msgspec
+
+from dateline.projection.state import StoryState
+from dateline.query.views import StoryView
+
+BOOKKEEPING = {"timeline", "statement_keys", "statement_aliases", "order_key"}
+
+
+def test_the_view_is_the_state_without_its_bookkeeping() -> None:
+    state = {f.name: (f.type, f.default) for f in msgspec.structs.fields(StoryState)}
+    view = {f.name: (f.type, f.default) for f in msgspec.structs.fields(StoryView)}
+    assert view == {k: v for k, v in state.items() if k not in BOOKKEEPING}
