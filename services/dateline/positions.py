@@ -18,10 +18,13 @@ class BadPosition(ValueError):
     """Text that is not a log position or cursor; the message says what was expected."""
 
 
+_MAX = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit number
+
+
 def stream_id(text: str) -> tuple[int, int]:
     """`1551234567890-0` as a comparable pair."""
     m = _STREAM_ID.fullmatch(text)
-    if not m:
+    if not m or int(m[1]) > _MAX or int(m[2]) > _MAX:
         raise BadPosition(f"expected a stream id such as 1551234567890-0, got {text!r}")
     return int(m[1]), int(m[2])
 
@@ -33,7 +36,7 @@ class Position(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Position:
         m = _POSITION.fullmatch(text)
-        if not m:
+        if not m or int(m[2]) > _MAX or int(m[3]) > _MAX:
             raise BadPosition(
                 f"expected a log position <partition>:<stream id>, such as 3:1551234567890-0, "
                 f"got {text!r}"

@@ -266,3 +266,17 @@ async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
     [failed] = [e for e in logs if e["event"] == "request failed"]
     assert failed["path"] == "/v1/stories"
     assert "on fire" in failed["error"]
+
+
+async def test_a_version_past_any_list_index_means_all_of_it(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    """Found by schemathesis: at_version=38334923953608999450689458598313984 was a 500."""
+    await publish_hanoi(log, app, upto=3)
+    huge = 2**63 - 1
+    r = await api.get(f"/v1/stories/{STORY}/history", params={"at_version": huge})
+    assert [h["version"] for h in r.json()] == [1, 2, 3]
+    r = await api.get(f"/v1/stories/{STORY}/history", params={"at_version": 2**70})
+    assert r.status_code == 400
+    assert "at_version" in r.json()["detail"]
+    assert len(await log.read_story_json(STORY, to_version=2**70)) == 3

@@ -30,6 +30,7 @@ REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
 _SCRIPT = resources.files("dateline.log").joinpath("append.lua").read_text()
 _encode = msgspec.json.Encoder().encode
 _pack = msgspec.msgpack.Encoder().encode
+_LAST_INDEX = 2**63 - 1
 
 
 class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -213,7 +214,8 @@ class Log:
         story's records are in recordedtime order (its partition's stream ids only
         grow), so that is a prefix of the history.
         """
-        stop = -1 if to_version is None else to_version - 1
+        # Redis list indexes are signed 64-bit; any version past them means "all of it".
+        stop = -1 if to_version is None or to_version > _LAST_INDEX else to_version - 1
         raw = cast(
             list[bytes], await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
         )

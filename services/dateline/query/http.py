@@ -76,7 +76,8 @@ StoryPath = Annotated[
     ),
 ]
 AtVersion = Annotated[
-    int | None, QueryParameter(ge=1, description="What the desk knew after this many updates.")
+    int | None,
+    QueryParameter(ge=1, le=2**63 - 1, description="What the desk knew after this many updates."),
 ]
 
 
