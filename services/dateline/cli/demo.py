@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from pathlib import Path
 from typing import IO
@@ -12,7 +11,7 @@ from typing import IO
 import click
 import httpx
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import err, open_log, server, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
 from dateline.config import Settings
 from dateline.ingest.credentials import Credentials
@@ -106,10 +105,7 @@ async def _main(
     updates: list[bytes] | None,
     pace: float,
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     watcher = asyncio.create_task(supervisor.watch(stop))
     query, ingest = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ingest_port}"
     async with httpx.AsyncClient(timeout=10) as http:

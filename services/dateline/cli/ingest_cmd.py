@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
 
-from dateline.cli.common import err, open_log, probe_options, redis_ready, server, settings
+from dateline.cli.common import (
+    err,
+    open_log,
+    probe_options,
+    redis_ready,
+    server,
+    settings,
+    stop_on_signals,
+)
 from dateline.ingest.credentials import Credentials, FeedExists
 from dateline.probes import probes
 
@@ -54,10 +61,7 @@ def validator_command(probe_host: str, probe_port: int) -> None:
 
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         async with open_log(url, cfg) as log:
             runner = await create_validator(
                 log.redis, log.keys, f"{socket.gethostname()}-{os.getpid()}"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import click
 import msgspec
 
-from dateline.cli.common import err, open_log, probe_options, redis_ready, server, settings
+from dateline.cli.common import (
+    err,
+    open_log,
+    probe_options,
+    redis_ready,
+    server,
+    settings,
+    stop_on_signals,
+)
 from dateline.cli.log_cmd import parse_when
 from dateline.probes import probes
 from dateline.projection import project
@@ -38,10 +45,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
 
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         app = await create_app(cfg, url, batch=batch)
         if stop.is_set():
             await app.client.aclose()
