@@ -38,7 +38,7 @@ from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, counted, index_events, story_events
 from dateline.query.reads import NotReached, Reader
 from dateline.query.views import BoardPage, SpokenPage, StoryPage, StoryView, TimelinePage
-from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
+from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_fuzzy_date
 
 STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
@@ -48,7 +48,6 @@ _index = msgspec.json.Decoder(IndexEntry)
 _entry = msgspec.json.Decoder(Entry)
 _spoken = msgspec.json.Decoder(SpokenEntry)
 _board = msgspec.json.Decoder(ScheduleEntry)
-_any = msgspec.json.Decoder()
 
 MinPosition = Annotated[
     str | None,
@@ -516,8 +515,6 @@ def parse_bound(value: str | None, name: str) -> float | None:
 
 
 def _start_key(entry: ScheduleEntry) -> tuple[int, float, str]:
-    from dateline_schemas import parse_fuzzy_date  # noqa: PLC0415
-
     at = entry.item.starts_at
     if at is None:
         return (1, 0.0, f"{entry.story}/{entry.item.item}")

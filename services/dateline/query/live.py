@@ -47,13 +47,11 @@ class Doorbell:
         self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
         self._event = asyncio.Event()
         self.switched = False
-        self.rings = 0
 
     def current(self) -> asyncio.Event:
         return self._event
 
     def ring(self) -> None:
-        self.rings += 1
         self._event.set()
         self._event = asyncio.Event()
 
