@@ -237,17 +237,6 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 f"its write alone: {peer_write:,.0f} updates/s",
             )
         )
-        start = time.perf_counter()
-        result = await rebuild_all(log, keys)
-        report.add(
-            Row(
-                "projection",
-                "full rebuild (replay) from histories",
-                result.updates / (time.perf_counter() - start),
-                "updates/s",
-                note=f"{result.updates:,} updates, {result.stories:,} stories; target 200,000/s",
-            )
-        )
         worst = realistic_updates(n // 4, stories=20)
         await _load(client, keys, worst)
         rate, refolds = await projector_rate(srv.url, settings, len(worst))
@@ -260,4 +249,30 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"refolds {refolds}: each folds the whole story",
             )
         )
+        await _rebuild(report, client, keys, 20_000 if quick else 1_000_000, stories * 5)
         await client.aclose()
+
+
+async def _rebuild(
+    report: Report, client: aioredis.Redis, keys: Keys, n: int, stories: int
+) -> None:
+    """The issue's scale: a log of 1,000,000 updates over 10,000 stories, rebuilt twice."""
+    print(f"projection: loading {n:,} updates over {stories:,} stories for the rebuild")
+    log = await _load(client, keys, newsroom_updates(n, stories, seed=11))
+    used = (await client.info("memory"))["used_memory"]
+    rates = []
+    for _ in range(2):
+        start = time.perf_counter()
+        result = await rebuild_all(log, keys)
+        rates.append(result.updates / (time.perf_counter() - start))
+    report.add(
+        Row(
+            "projection",
+            "full rebuild (replay) from histories",
+            max(rates),
+            "updates/s",
+            note=f"{result.updates:,} updates, {result.stories:,} stories, best of "
+            f"{', '.join(f'{r:,.0f}' for r in rates)}; server memory {used / 2**20:,.0f} MiB; "
+            "target 200,000/s",
+        )
+    )
