@@ -39,7 +39,7 @@ from bench.loadgen import Request, send_all
 from dateline.embedded import EmbeddedRedis
 from dateline.keys import Keys
 from dateline.log import Log
-from dateline.positions import Position, stream_id
+from dateline.positions import Position
 from dateline.projector.readmodels import ReadModels, changes_channel
 
 PREFIX = "rs"
@@ -78,7 +78,6 @@ class _Latency:
         self.done = asyncio.Event()
 
     async def watch_commits(self) -> None:
-        checkpoint = ReadModels(PREFIX, "v1").checkpoint
         async with self.log.redis.pubsub() as pubsub:
             await pubsub.subscribe(changes_channel(PREFIX))
             while not self.done.is_set():
@@ -86,10 +85,9 @@ class _Latency:
                 if msg is None:
                     continue
                 now = time.perf_counter()
-                p = int(msg["data"])
-                raw = await self.log.redis.hget(checkpoint, str(p))
-                if raw:
-                    self.commits.setdefault(p, []).append((stream_id(raw.decode()), now))
+                if b":" in msg["data"]:  # the partition's new checkpoint, as a position
+                    pos = Position.parse(msg["data"].decode())
+                    self.commits.setdefault(pos.partition, []).append((pos.id, now))
 
     async def watch_sse(self) -> None:
         timeout = httpx.Timeout(10, read=60)

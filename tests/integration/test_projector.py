@@ -87,6 +87,22 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
     assert len(await app.client.zrange(app.models.schedule_by_start, 0, -1)) == len(board)
 
 
+async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Projector) -> None:
+    async with app.client.pubsub() as pubsub:
+        await pubsub.subscribe(app.models.changes)
+        results = await log.append([encode(update(id=f"u{i}")) for i in range(3)])
+        await settle(app)
+        heard: list[str] = []
+        for _ in range(10):  # the subscribe confirmation is read as None too
+            if msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
+                heard.append(msg["data"].decode())
+    # One partition, so one commit (or more, if the batch was split), ending at the last.
+    assert heard
+    assert heard[-1] == results[-1].position
+    checkpoint = await app.client.hget(app.models.checkpoint, heard[-1].split(":")[0])
+    assert f"{heard[-1].split(':')[0]}:{checkpoint.decode()}" == heard[-1]
+
+
 async def test_out_of_order_times_refold_and_still_equal_a_rebuild(
     log: Log, app: Projector
 ) -> None:

@@ -76,7 +76,8 @@ class ProjectorHandler:
                     last = max(done, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
                     pipe.hset(self.models.checkpoint, str(partition), last.entry_id)
                     pipe.xack(done[0].stream, self.group, *[d.entry_id for d in done])
-                    pipe.publish(self.models.changes, str(partition))
+                    # The new checkpoint, as a position: a watcher needs no read to know it.
+                    pipe.publish(self.models.changes, f"{partition}:{last.entry_id}")
                 await pipe.execute()
                 PROJECTED.inc(len(acked))
         return failures
