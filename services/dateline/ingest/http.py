@@ -24,6 +24,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
 from dateline.config import Settings
+from dateline.heap import freeze_startup_objects
 from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
 from dateline.ingest.credentials import Credentials, Feed, refusal
@@ -183,6 +184,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
         ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
         await ctx.log_.check_partitions()
         ctx.credentials_ = Credentials(client, settings.prefix)
+        freeze_startup_objects()
 
     async def shutdown() -> None:
         if ctx.log_ is not None:
