@@ -11,7 +11,7 @@ from dateline.log import Log
 from dateline.projection.state import StoryState
 from dateline.projector import replay as replay_module
 from dateline.projector.readmodels import ReadModels
-from dateline.projector.replay import ReplayFailed, drop_version, rebuild_all
+from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
 from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
@@ -121,3 +121,51 @@ async def test_a_replay_with_a_failing_story_does_not_switch(
     assert await log.redis.get(f"{log.keys.prefix}:rm:active") == b"v1"
     assert (await stored_state(app, "story-03")).version == 1  # v1 still serves it
     await app.client.aclose()
+
+
+async def _models_of(log: Log, version: str) -> dict[str, object]:
+    """Every key of a projection version with what it holds, for comparing two builds."""
+    models, found = ReadModels(log.keys.prefix, version), {}
+    async for key in log.redis.scan_iter(match=f"{models.base}:*"):
+        name = key.decode()[len(models.base) :]
+        kind = (await log.redis.type(key)).decode()
+        if kind == "string":
+            found[name] = await log.redis.get(key)
+        elif kind == "list":
+            found[name] = await log.redis.lrange(key, 0, -1)
+        elif kind == "hash":
+            found[name] = await log.redis.hgetall(key)
+        elif kind == "zset":
+            found[name] = await log.redis.zrange(key, 0, -1, withscores=True)
+    return found
+
+
+async def test_worker_processes_build_what_one_process_builds(log: Log, redis_url: str) -> None:
+    await log.append(
+        [
+            encode(update(subject=s, data={"title": f"{s} {i}"}, id=f"{s}-{i}"))
+            for i in range(4)
+            for s in STORIES
+        ]
+    )
+    progress: list[int] = []
+    one = await rebuild_all(log, log.keys)
+    workers = Workers(redis_url, processes=2, min_updates=0, stories_a_job=7)
+    split = await rebuild_all(log, log.keys, progress.append, workers=workers)
+    assert (one.new, split.new) == ("v2", "v3")
+    assert (split.stories, split.updates) == (30, 120)
+    assert sum(progress) == 120  # five jobs of 7 stories or fewer, each reported once done
+    built_once, built_split = await _models_of(log, "v2"), await _models_of(log, "v3")
+    assert len([k for k in built_once if k.startswith(":story:")]) == 30
+    assert built_split == built_once
+
+
+async def test_a_story_a_worker_cannot_project_stops_the_switch(log: Log, redis_url: str) -> None:
+    await log.append([encode(update(subject=s)) for s in STORIES[:10]])
+    # A record no projection can read, as a bug in an old writer might have left.
+    await log.redis.rpush(log.keys.story("story-04"), b'{"not": "an update"}')
+    workers = Workers(redis_url, processes=2, min_updates=0, stories_a_job=3)
+    with pytest.raises(ReplayFailed, match="story-04") as info:
+        await rebuild_all(log, log.keys, workers=workers)
+    assert list(info.value.failed) == ["story-04"]
+    assert await log.redis.get(f"{log.keys.prefix}:rm:active") in (None, b"v1")

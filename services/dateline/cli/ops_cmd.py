@@ -32,7 +32,14 @@ from dateline.projector import ops
 from dateline.projector.app import active_version
 from dateline.projector.ops import rebuild_story
 from dateline.projector.readmodels import ReadModels
-from dateline.projector.replay import ReplayFailed, drop_version, rebuild_all, total_updates
+from dateline.projector.replay import (
+    ReplayFailed,
+    WorkerDied,
+    Workers,
+    drop_version,
+    rebuild_all,
+    total_updates,
+)
 
 T = TypeVar("T")
 
@@ -51,11 +58,16 @@ async def _projection(
 
 
 def _run(work: Callable[[Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
+    return _run_at(lambda url, log, models, dead: work(log, models, dead))
+
+
+def _run_at(work: Callable[[str, Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
+    """`_run`, for work that also needs the server's URL (to start worker processes)."""
     cfg = settings()
 
     async def go() -> T:
         async with _projection(url, cfg) as (log, models, dead):
-            return await work(log, models, dead)
+            return await work(url, log, models, dead)
 
     with server(cfg) as url:
         return asyncio.run(go())
@@ -130,7 +142,10 @@ def dlq_discard(story: str) -> None:
 
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        # The average since the start: worker processes report a job at a time, and
+        # rich's recent-window speed reads those bursts as rates they never had.
+        elapsed = task.finished_time or task.elapsed
+        speed = task.completed / elapsed if elapsed else None
         return Text(f"{speed:,.0f} updates/s" if speed else "- updates/s", style="cyan")
 
 
@@ -138,7 +153,14 @@ class _Rate(ProgressColumn):
 @click.argument("projection", type=click.Choice(["stories"]))
 @click.option("--story", default=None, help="Rebuild only this story, in place.")
 @click.option("--keep-old", is_flag=True, help="Keep the old version's keys after the switch.")
-def replay(projection: str, story: str | None, keep_old: bool) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=os.cpu_count() or 1,
+    show_default="this machine's cores",
+    help="Worker processes that fold stories (used from 300,000 updates up).",
+)
+def replay(projection: str, story: str | None, keep_old: bool, processes: int) -> None:
     """Rebuild PROJECTION from the log.
 
     \b
@@ -153,7 +175,7 @@ def replay(projection: str, story: str | None, keep_old: bool) -> None:
         click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
         return
 
-    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> str:
+    async def work(url: str, log: Log, models: ReadModels, dead: DeadLetters) -> str:
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -166,10 +188,14 @@ def replay(projection: str, story: str | None, keep_old: bool) -> None:
                 f"rebuilding {projection}", total=await total_updates(log.redis, log.keys)
             )
             try:
-                result = await rebuild_all(log, log.keys, lambda n: bar.advance(task, n))
+                result = await rebuild_all(
+                    log, log.keys, lambda n: bar.advance(task, n), workers=Workers(url, processes)
+                )
             except ReplayFailed as exc:
                 for failed_story, error in sorted(exc.failed.items()):
                     err(f"{failed_story}: {error}")
+                raise click.ClickException(str(exc)) from None
+            except WorkerDied as exc:
                 raise click.ClickException(str(exc)) from None
             bar.update(task, completed=bar.tasks[0].total)
         lines = [
@@ -183,7 +209,7 @@ def replay(projection: str, story: str | None, keep_old: bool) -> None:
             lines.append(f"dropped {result.old}: {dropped} keys")
         return "\n".join(lines)
 
-    click.echo(_run(work))
+    click.echo(_run_at(work))
 
 
 @click.command(name="status")

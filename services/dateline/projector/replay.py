@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -55,6 +59,10 @@ async def _histories(client: aioredis.Redis, keys: Keys, chunk: list[str]) -> li
     for story in chunk:
         pipe.lrange(keys.story(story), 0, -1)
     return cast(list[list[bytes]], await pipe.execute())
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of a rebuild ended without an answer."""
 
 
 def next_version(version: str) -> str:
@@ -132,7 +140,7 @@ async def _fold_histories(
     stories: list[str],
     batch: int,
     on_progress: Progress,
-    report: _Report,
+    report: _Report | None = None,
 ) -> tuple[int, dict[str, str]]:
     """Every story folded from its history into `models`; (updates, stories that failed).
 
@@ -167,7 +175,8 @@ async def _fold_histories(
             writing = _start(pipe.execute())
             await asyncio.sleep(0)
             on_progress(sum(len(h) for h in histories))
-            await report(sum(len(h) for h in histories))
+            if report is not None:
+                await report(sum(len(h) for h in histories))
         await writing
     finally:  # a failed read or write: the other is not left running
         for task in (reading, writing):
@@ -175,8 +184,99 @@ async def _fold_histories(
     return updates, failed
 
 
+@dataclass(frozen=True)
+class Workers:
+    """Fold in `processes` worker processes, each with its own connection to `url`.
+
+    Folding is CPU work in one Python process. Workers split the stories between
+    them: 1,000,000 updates over 10,000 stories took 12.3 s with 2 on 2 cores,
+    15.6 s in one process (1.27x; Redis shares the cores). Starting them costs
+    about a second, so below `min_updates` the rebuild stays in this process.
+    """
+
+    url: str
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    min_updates: int = 300_000
+    stories_a_job: int = 250
+
+
+def _fold_job(
+    url: str, prefix: str, partitions: int, version: str, stories: list[str], batch: int
+) -> tuple[int, dict[str, str], int]:
+    """In a worker process: fold these stories into `version`; (updates, failed, read)."""
+
+    async def work() -> tuple[int, dict[str, str], int]:
+        read = 0
+
+        def count(n: int) -> None:
+            nonlocal read
+            read += n
+
+        client = aioredis.Redis.from_url(url)
+        try:
+            log = Log(client, Keys(prefix, partitions))
+            models = ReadModels(prefix, version)
+            updates, failed = await _fold_histories(log, models, stories, batch, count)
+        finally:
+            await client.aclose()
+        return updates, failed, read
+
+    return asyncio.run(work())
+
+
+async def _fold_in_workers(
+    workers: Workers,
+    log: Log,
+    models: ReadModels,
+    stories: list[str],
+    batch: int,
+    on_progress: Progress,
+    report: _Report,
+) -> tuple[int, dict[str, str]]:
+    loop = asyncio.get_running_loop()
+    size = workers.stories_a_job
+    # "spawn": a forked child would share this process's event loop and sockets.
+    context = multiprocessing.get_context("spawn")
+    updates, failed = 0, {}
+    with ProcessPoolExecutor(workers.processes, mp_context=context) as pool:
+        jobs = [
+            loop.run_in_executor(
+                pool,
+                _fold_job,
+                workers.url,
+                log.keys.prefix,
+                log.keys.partitions,
+                models.version,
+                stories[i : i + size],
+                batch,
+            )
+            for i in range(0, len(stories), size)
+        ]
+        try:
+            for job in asyncio.as_completed(jobs):
+                done, failed_here, read = await job
+                updates += done
+                failed.update(failed_here)
+                on_progress(read)
+                await report(read)
+        except BrokenProcessPool as exc:
+            raise WorkerDied(
+                "a rebuild worker process died (killed, or out of memory?); nothing was "
+                "switched, readers stay on the current version"
+            ) from exc
+        finally:  # the jobs not yet run are dropped; the failures of the others are seen
+            for job in jobs:
+                if not job.cancel() and not job.cancelled():
+                    job.exception()
+    return updates, failed
+
+
 async def rebuild_all(
-    log: Log, keys: Keys, on_progress: Progress = lambda n: None, batch: int = 200
+    log: Log,
+    keys: Keys,
+    on_progress: Progress = lambda n: None,
+    batch: int = 200,
+    workers: Workers | None = None,
 ) -> ReplayResult:
     client = log.redis
     old = await active_version(client, keys.prefix)
@@ -188,7 +288,11 @@ async def rebuild_all(
     starts = await _fresh_group(client, keys, group, models)
     # 2. Every story from its history, into the new version's keys.
     stories = await story_ids(client, keys)
-    updates, failed = await _fold_histories(log, models, stories, batch, on_progress, report)
+    if workers is not None and workers.processes > 1 and report.total >= workers.min_updates:
+        fold = _fold_in_workers(workers, log, models, stories, batch, on_progress, report)
+        updates, failed = await fold
+    else:
+        updates, failed = await _fold_histories(log, models, stories, batch, on_progress, report)
     if failed:
         await report(0, "failed: readers stay on the current version", force=True)
         raise ReplayFailed(new, failed)
