@@ -11,11 +11,14 @@ import msgspec
 import pytest
 
 from dateline.log import Log
+from dateline.positions import Cursor
 from dateline.projector.app import Projector
 from dateline.projector.readmodels import without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query.http import create_app
-from tests.factories import update
+from dateline.query.live import Doorbell
+from dateline.query.reads import Reader
+from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import projector, rebuilt, settings, settle
 from tests.projection_helpers import HANOI
@@ -280,3 +283,31 @@ async def test_a_version_past_any_list_index_means_all_of_it(
     assert r.status_code == 400
     assert "at_version" in r.json()["detail"]
     assert len(await log.read_story_json(STORY, to_version=2**70)) == 3
+
+
+async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
+    log: Log, redis_url: str
+) -> None:
+    """What `/v1/live` reads after a cursor: every applied entry once, none past a checkpoint."""
+    app = await projector(log, redis_url)
+    stories = [f"page-{i}" for i in range(6)]
+    applied = await log.append(
+        [encode(update(subject=s, id=f"{s}-{n}")) for n in range(4) for s in stories]
+    )
+    await settle(app)
+    # Appended but not yet projected: the stream must not announce these.
+    await log.append([encode(update(subject=s, id=f"{s}-late")) for s in stories])
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    cursor, seen, pages = Cursor(tuple((0, 0) for _ in range(log.keys.partitions))), [], 0
+    while True:
+        found, more = await reader.applied_since(cursor, 2)
+        for sid, p, raw in found:
+            cursor = cursor.moved(p, sid)
+            seen.append(msgspec.json.decode(raw)["position"])
+        pages += 1
+        if not more:
+            break
+    assert sorted(seen) == sorted(r.position for r in applied)
+    assert pages > 2  # a partition holds more than one page of 2
+    assert (await reader.applied_since(cursor, 2)) == ([], False)
+    await app.client.aclose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import msgspec
 import redis.asyncio as aioredis
@@ -19,7 +19,7 @@ import structlog
 from litestar.response import ServerSentEventMessage
 
 from dateline.metrics import LIVE_CLIENTS
-from dateline.positions import Cursor, Position, stream_id
+from dateline.positions import Cursor, Position
 from dateline.projector.readmodels import IndexEntry, changes_channel
 from dateline.query.views import StoryView, UpdateEvent
 from dateline.summary import summarize
@@ -34,6 +34,7 @@ _record = msgspec.json.Decoder(dict[str, object])
 _entry = msgspec.json.Decoder(IndexEntry)
 _view = msgspec.json.Decoder(StoryView)
 KEEPALIVE_S = 15.0
+READ_AHEAD = 1000  # log entries a partition per read of the index stream
 
 
 class Doorbell:
@@ -156,19 +157,7 @@ async def index_events(
         yield _message("index", _encode(entries), str(cursor))
     while True:
         bell = reader.doorbell.current()
-        points = await reader.checkpoints()
-        moved = [p for p in range(partitions) if (h := points.get(p)) and h > cursor.ids[p]]
-        pipe = reader.client.pipeline(transaction=False)  # every partition, one round trip
-        for p in moved:
-            start, end = "{}-{}".format(*cursor.ids[p]), "{}-{}".format(*points[p])
-            pipe.xrange(reader.keys.log(p), min=f"({start}", max=end)
-        replies = cast(list[list[tuple[bytes, dict[bytes, bytes]]]], await pipe.execute())
-        found = [
-            (stream_id(eid.decode()), p, fields[b"__data__"])
-            for p, rows in zip(moved, replies, strict=True)
-            for eid, fields in rows
-        ]
-        found.sort()  # roughly the order they were recorded in, across partitions
+        found, more = await reader.applied_since(cursor, READ_AHEAD)
         updates = [(sid, p, decode_record(raw)) for sid, p, raw in found]
         stories = sorted({u.subject for _, _, u in updates})
         now = (
@@ -179,7 +168,7 @@ async def index_events(
             entry = now.get(update.subject)
             event = _update_event(update, None, _entry.decode(entry) if entry else None)
             yield _message("update", _encode(event), str(cursor))
-        if not await reader.doorbell.wait(bell, KEEPALIVE_S):
+        if not more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield ServerSentEventMessage(comment="keepalive")
 
 

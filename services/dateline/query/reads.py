@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from dateline.keys import Keys
 from dateline.log import Log
-from dateline.positions import Position, stream_id
+from dateline.positions import Cursor, Position, stream_id
 from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import DEFAULT_VERSION
@@ -101,6 +101,33 @@ class Reader:
         models = await self.models()
         raw = cast(dict[bytes, bytes], await self.client.hgetall(models.checkpoint))
         return {int(p): stream_id(v.decode()) for p, v in raw.items()}
+
+    async def applied_since(
+        self, cursor: Cursor, count: int
+    ) -> tuple[list[tuple[tuple[int, int], int, bytes]], bool]:
+        """Log entries past `cursor` that the projection has applied, and whether more wait.
+
+        One round trip: the checkpoints and up to `count` entries a partition past the
+        cursor, read together; entries past a partition's checkpoint are left for a
+        later call. Returns (stream id, partition, record), sorted by stream id: roughly
+        the order they were recorded in, across partitions.
+        """
+        models = await self.models()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(models.checkpoint)
+        for p in range(self.keys.partitions):
+            start = "{}-{}".format(*cursor.ids[p])
+            pipe.xrange(self.keys.log(p), min=f"({start}", max="+", count=count)
+        raw, *replies = await pipe.execute()
+        points = {int(p): stream_id(v.decode()) for p, v in raw.items()}
+        found, more = [], False
+        for p, rows in enumerate(replies):
+            head = points.get(p, (0, 0))
+            applied = [(stream_id(eid.decode()), p, fields[b"__data__"]) for eid, fields in rows]
+            found += [row for row in applied if row[0] <= head]
+            more = more or (len(rows) == count and applied[-1][0] <= head)
+        found.sort()
+        return found, more
 
     async def history(
         self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
