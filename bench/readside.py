@@ -12,7 +12,7 @@ publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client rece
 update's event. Both are measured from the moment the append was sent. The issue's
 case (1,000/s over 2,000 stories) runs three times, pooled, with `appendfsync always`
 (what dateline ships) and again with `everysec` (Redis's default); each row also says
-the longest fsync the server's latency monitor logged and the CPU each process spent
+the longest stalls (fsync, AOF write, fork) the server's latency monitor logged and the CPU each process spent
 an update, since on 2 cores the five processes share two.
 
 Reads/s: bench/loadgen.py (raw keep-alive HTTP/1.1, so the client costs little), 8
@@ -179,13 +179,13 @@ def _cpu_seconds() -> dict[str, float]:
     return out
 
 
-async def _fsync_stall_ms(client: aioredis.Redis) -> int:
-    """The longest fsync the server recorded since the last reset (0: none over 5 ms)."""
+async def _server_stalls(client: aioredis.Redis) -> str:
+    """The longest of each kind of stall the server logged since the last reset (over
+    5 ms): fsync, AOF writes, the fork of an AOF rewrite; "none" if there were none."""
     events = await client.execute_command("LATENCY", "LATEST")
     await client.execute_command("LATENCY", "RESET")
-    return max(
-        (int(e[3]) for e in events if e[0] in (b"aof-fsync-always", b"aof-write")), default=0
-    )
+    worst = sorted(((int(e[3]), e[0].decode()) for e in events), reverse=True)
+    return ", ".join(f"{name} {ms} ms" for ms, name in worst) or "none"
 
 
 async def _latency(
@@ -207,10 +207,12 @@ async def _latency(
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"
     await _Latency(log, base, rate, rate // 2, stories, case).run(0)
-    await _fsync_stall_ms(client)
+    await _server_stalls(client)
     committed: list[float] = []
     pushed: list[float] = []
-    per_round, achieved, stalls = [], [], []
+    per_round: list[float] = []
+    achieved: list[float] = []
+    stalls: list[str] = []
     cpu_before, sent = _cpu_seconds(), 0
     for r in range(rounds):
         run = _Latency(log, base, rate, int(rate * seconds), stories, case)
@@ -220,7 +222,7 @@ async def _latency(
         pushed += seen
         sent += run.total
         per_round.append(_percentiles(got)[1])
-        stalls.append(await _fsync_stall_ms(client))
+        stalls.append(await _server_stalls(client))
     cpu = {k: (v - cpu_before.get(k, 0.0)) / sent * 1000 for k, v in _cpu_seconds().items()}
     await client.config_set("appendfsync", "always")
     where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}"
@@ -229,8 +231,8 @@ async def _latency(
         note = f"p50 {p50:.1f} ms, max {worst:.1f} ms; {len(got):,}/{sent:,} seen; sent at {min(achieved):,.0f}/s or more"
         if what == "append to read model":
             note += (
-                f"; p99 by round {', '.join(f'{x:.1f}' for x in per_round)}; longest fsync "
-                f"the server logged, by round: {', '.join(f'{x} ms' for x in stalls)}; "
+                f"; p99 by round {', '.join(f'{x:.1f}' for x in per_round)}; longest stalls "
+                f"the server logged, by round: {'; '.join(stalls)}; "
                 "CPU ms an update: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
             )
         report.add(Row("read side", f"{what}, p99 at {where}", p99, "ms", note=note))
