@@ -12,8 +12,8 @@ publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client rece
 update's event. Both are measured from the moment the append was sent. The issue's
 case (1,000/s over 2,000 stories) runs three times, pooled, with `appendfsync always`
 (what dateline ships) and again with `everysec` (Redis's default); each row also says
-the longest stalls (fsync, AOF write, fork) the server's latency monitor logged and the CPU each process spent
-an update, since on 2 cores the five processes share two.
+the longest stalls (fsync, AOF write, fork) the server's latency monitor logged, and
+the CPU each process spent an update, since the five processes share two cores.
 
 Reads/s: bench/loadgen.py (raw keep-alive HTTP/1.1, so the client costs little), 8
 connections, against the raw Redis reads that serve the same data (a GET of the story's
