@@ -11,10 +11,11 @@ import msgspec
 import pytest
 
 from dateline.log import Log
-from dateline.positions import Cursor
+from dateline.positions import Cursor, Position
 from dateline.projector.app import Projector
 from dateline.projector.readmodels import without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
+from dateline.query import live
 from dateline.query.http import create_app
 from dateline.query.live import Doorbell
 from dateline.query.reads import Reader
@@ -310,4 +311,26 @@ async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
     assert sorted(seen) == sorted(r.position for r in applied)
     assert pages > 2  # a partition holds more than one page of 2
     assert (await reader.applied_since(cursor, 2)) == ([], False)
+    await app.client.aclose()
+
+
+async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await projector(log, redis_url)
+    results = await log.append(
+        [encode(update(id=f"u{n}", data={"title": f"T{n}"})) for n in range(10)]
+    )
+    await settle(app)
+    await log.append([encode(update(id="not-yet-applied"))])  # past the read model: never sent
+    monkeypatch.setattr(live, "READ_AHEAD", 3)  # four pages for the six missed
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    resumed_at = Position.parse(results[3].position or "")
+    got: list[str] = []
+    async for message in live.story_events(reader, STORY, resumed_at):
+        if message.event == "state":
+            assert msgspec.json.decode(str(message.data))["version"] == 10
+            break
+        got.append(msgspec.json.decode(str(message.data))["id"])
+    assert got == [f"u{n}" for n in range(4, 10)]
     await app.client.aclose()

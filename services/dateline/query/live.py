@@ -34,7 +34,7 @@ _record = msgspec.json.Decoder(dict[str, object])
 _entry = msgspec.json.Decoder(IndexEntry)
 _view = msgspec.json.Decoder(StoryView)
 KEEPALIVE_S = 15.0
-READ_AHEAD = 1000  # log entries a partition per read of the index stream
+READ_AHEAD = 1000  # log entries per read: a partition's for the index, a story's for one story
 
 
 class Doorbell:
@@ -109,31 +109,29 @@ async def story_events(
     Without `last_event_id` the stream starts with the current state.
     """
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
+    seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
     while True:
         bell = reader.doorbell.current()
-        _, raw = await reader.story(story)
-        state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
         if sent == -1:
+            _, raw = await reader.story(story)
+            state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
             sent = state.version
             if raw:
                 yield _message("state", _public(raw), state.position)
-        elif sent is None or state.version > sent:
-            records = await reader.log.read_story_json(
-                story, from_version=(sent or 0) + 1, to_version=state.version
-            )
+        else:
+            raw, records = await reader.story_since(story, sent or 0, READ_AHEAD)
+            state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
             for r in records:
                 update = decode_record(r)
                 position = update.position or ""
-                if (
-                    sent is None
-                    and last_event_id is not None
-                    and Position.parse(position).id <= last_event_id.id
-                ):
+                if seen is not None and Position.parse(position).id <= seen.id:
                     continue
                 event = _update_event(update, r)
                 yield _message("update", _encode(event), position)
-            sent = state.version
-            if raw:
+            sent = (sent or 0) + len(records)
+            if records and sent < state.version:
+                continue  # another page waits
+            if records and raw:
                 yield _message("state", _public(raw), state.position)
         if not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield ServerSentEventMessage(comment="keepalive")

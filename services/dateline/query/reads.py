@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from typing import cast
 
+import msgspec
 import redis.asyncio as aioredis
 
 from dateline.keys import Keys
@@ -17,6 +18,13 @@ from dateline.projector.app import DEFAULT_VERSION
 from dateline.projector.readmodels import ReadModels
 from dateline.query.live import Doorbell
 from dateline_schemas import decode_record
+
+
+class _Version(msgspec.Struct):
+    version: int = 0
+
+
+_version = msgspec.json.Decoder(_Version)
 
 
 class NotReached(Exception):
@@ -53,6 +61,21 @@ class Reader:
             models = await self.models(fresh=True)
             raw = cast(bytes | None, await self.client.get(models.story(story)))
         return models, raw
+
+    async def story_since(
+        self, story: str, after: int, count: int
+    ) -> tuple[bytes | None, list[bytes]]:
+        """The story's state and its records past version `after` that the state has
+        applied (up to `count`), in one round trip."""
+        models = await self.models()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(models.story(story))
+        pipe.lrange(self.keys.story(story), after, after + count - 1)  # index i: version i+1
+        raw, records = await pipe.execute()
+        if raw is None:  # not projected yet, or a replay switched versions meanwhile
+            _, raw = await self.story(story)
+        applied = _version.decode(raw).version if raw else 0
+        return raw, cast(list[bytes], records)[: max(applied - after, 0)]
 
     async def timeline(self, story: str) -> list[bytes]:
         models = await self.models()
