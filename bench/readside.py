@@ -179,13 +179,16 @@ def _cpu_seconds() -> dict[str, float]:
     return out
 
 
-async def _server_stalls(client: aioredis.Redis) -> str:
+async def _server_stalls(client: aioredis.Redis, rewrites_before: int) -> tuple[str, int]:
     """The longest of each kind of stall the server logged since the last reset (over
-    5 ms): fsync, AOF writes, the fork of an AOF rewrite; "none" if there were none."""
+    5 ms: fsync, AOF writes, a rewrite's fork), and the AOF rewrites since
+    `rewrites_before`, whose child process takes a core and the disk for a while."""
     events = await client.execute_command("LATENCY", "LATEST")
     await client.execute_command("LATENCY", "RESET")
+    rewrites = int((await client.info("persistence"))["aof_rewrites"])
     worst = sorted(((int(e[3]), e[0].decode()) for e in events), reverse=True)
-    return ", ".join(f"{name} {ms} ms" for ms, name in worst) or "none"
+    stalls = ", ".join(f"{name} {ms} ms" for ms, name in worst) or "none"
+    return f"{stalls} ({rewrites - rewrites_before} AOF rewrites)", rewrites
 
 
 async def _latency(
@@ -207,7 +210,7 @@ async def _latency(
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"
     await _Latency(log, base, rate, rate // 2, stories, case).run(0)
-    await _server_stalls(client)
+    _, rewrites = await _server_stalls(client, 0)
     committed: list[float] = []
     pushed: list[float] = []
     per_round: list[float] = []
@@ -222,7 +225,8 @@ async def _latency(
         pushed += seen
         sent += run.total
         per_round.append(_percentiles(got)[1])
-        stalls.append(await _server_stalls(client))
+        stall, rewrites = await _server_stalls(client, rewrites)
+        stalls.append(stall)
     cpu = {k: (v - cpu_before.get(k, 0.0)) / sent * 1000 for k, v in _cpu_seconds().items()}
     await client.config_set("appendfsync", "always")
     where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}"
