@@ -334,3 +334,23 @@ async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
         got.append(msgspec.json.decode(str(message.data))["id"])
     assert got == [f"u{n}" for n in range(4, 10)]
     await app.client.aclose()
+
+
+async def test_the_index_stream_can_start_with_the_stories_updated_last(
+    log: Log, redis_url: str
+) -> None:
+    app = await projector(log, redis_url)
+    for n in range(6):  # one at a time, so each has its own recorded time
+        await log.append([encode(update(subject=f"limit-{n}", id=f"limit-{n}"))])
+        await asyncio.sleep(0.002)
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+
+    async def first(limit: int | None) -> list[str]:
+        async for message in live.index_events(reader, None, limit):
+            return [e["id"] for e in msgspec.json.decode(str(message.data))]
+        raise AssertionError("no index event")
+
+    assert await first(3) == ["limit-5", "limit-4", "limit-3"]
+    assert await first(None) == [f"limit-{n}" for n in reversed(range(6))]
+    await app.client.aclose()

@@ -406,14 +406,18 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     async def index_live(
         request: Request[Any, Any, Any],
         last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
     ) -> ServerSentEvent:
-        """SSE: `index` (every story) on connect, then `update` per update (id: a cursor)."""
+        """SSE: `index` on connect (every story, or the `limit` updated last), then
+        `update` per update (id: a cursor)."""
         raw = request.headers.get("last-event-id") or last_event_id
         try:
             cursor = Cursor.parse(raw, keys.partitions) if raw else None
         except BadPosition as exc:
             raise Refused(400, "bad-parameter", "Bad parameter", f"Last-Event-ID: {exc}") from None
-        return ServerSentEvent(counted(index_events(ctx.reader, cursor)), headers=_SSE_HEADERS)
+        return ServerSentEvent(
+            counted(index_events(ctx.reader, cursor, limit)), headers=_SSE_HEADERS
+        )
 
     @get("/v1/status", responses=_responses(dict[str, Any]))
     async def status(request: Request[Any, Any, Any]) -> Response[bytes]:

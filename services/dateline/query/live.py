@@ -138,9 +138,10 @@ async def story_events(
 
 
 async def index_events(
-    reader: Reader, last_event_id: Cursor | None
+    reader: Reader, last_event_id: Cursor | None, limit: int | None = None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """`index` (every story) first on a new connection, then `update` per update applied.
+    """`index` first on a new connection (every story, or the `limit` updated last),
+    then `update` per update applied.
 
     Ids are cursors (a stream id per partition): positions of different partitions
     do not compare, so one position could not say where a reader of all of them was.
@@ -150,8 +151,10 @@ async def index_events(
     if cursor is None:
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
-        entries = [_entry.decode(e) for e in await reader.index()]
+        newest = await reader.newest(limit) if limit else None
+        entries = [_entry.decode(e) for e in (newest or await reader.index())]
         entries.sort(key=lambda e: e.recordedtime or "", reverse=True)
+        entries = entries[:limit]
         yield _message("index", _encode(entries), str(cursor))
     while True:
         bell = reader.doorbell.current()

@@ -62,21 +62,25 @@ function patch(region, html, seen) {
 
 // ---- the story list -------------------------------------------------------------------
 
+const LIST_SIZE = 200; // a newsroom's log holds thousands of stories; the list shows the live ones
+
 function indexPage() {
-  main.innerHTML = `<h1>Stories</h1><p class="meta">Every story the desk follows, newest update first. Live.</p>
+  main.innerHTML = `<h1>Stories</h1><p class="meta">The ${LIST_SIZE} stories updated last, newest first. Live.</p>
     <table><thead><tr><th>Story</th><th>Status</th><th>Outcome</th><th>Updates</th><th>Last update</th></tr></thead>
     <tbody id="stories"><tr><td colspan="5" class="empty">waiting for stories…</td></tr></tbody></table>`;
   const entries = new Map();
   const seen = new Map();
   const render = () => {
-    const rows = [...entries.values()].sort((a, b) => (b.recordedtime || "").localeCompare(a.recordedtime || ""));
+    const rows = [...entries.values()]
+      .sort((a, b) => (b.recordedtime || "").localeCompare(a.recordedtime || ""))
+      .slice(0, LIST_SIZE);
     const html = rows.map((e) => `<tr data-key="story:${esc(e.id)}" data-story="${esc(e.id)}">
       <td><a href="#/stories/${encodeURIComponent(e.id)}">${esc(e.title || e.id)}</a><div class="meta">${esc(e.id)}</div></td>
       <td>${chip(e.status)}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
       <td>${e.version}</td><td class="meta">${esc((e.recordedtime || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("");
     patch(document.getElementById("stories"), html || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
   };
-  connect("/v1/live", {
+  connect(`/v1/live?limit=${LIST_SIZE}`, {
     index: (list) => { entries.clear(); for (const e of list) entries.set(e.id, e); render(); },
     update: (u) => { if (u.entry) entries.set(u.story, u.entry); render(); },
   });
