@@ -354,3 +354,25 @@ async def test_the_index_stream_can_start_with_the_stories_updated_last(
     assert await first(3) == ["limit-5", "limit-4", "limit-3"]
     assert await first(None) == [f"limit-{n}" for n in reversed(range(6))]
     await app.client.aclose()
+
+
+async def test_stories_of_one_status_come_from_their_own_index_and_follow_a_change(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    for n in range(4):
+        await log.append([msgspec.json.encode(update(subject=f"st-{n}", id=f"st-{n}"))])
+        await settle(app)
+    concluded = update("dateline.story.concluded", subject="st-1", id="st-1-end")
+    await log.append([msgspec.json.encode(concluded)])
+    await settle(app)
+
+    async def ids(status: str) -> list[str]:
+        got = await api.get("/v1/stories", params={"status": status, "limit": 10})
+        return [e["id"] for e in got.json()["items"]]
+
+    assert await ids("concluded") == ["st-1"]
+    assert await ids("developing") == ["st-3", "st-2", "st-0"]
+    # Read from the status's own index, which the story left when it concluded.
+    developing = await log.redis.zrevrange(app.models.index_by_status("developing"), 0, -1)
+    assert [m.decode() for m in developing] == ["st-3", "st-2", "st-0"]
+    assert await log.redis.zrange(app.models.index_by_status("concluded"), 0, -1) == [b"st-1"]

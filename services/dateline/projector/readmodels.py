@@ -77,6 +77,10 @@ class ReadModels:
     def index_by_time(self) -> str:
         return f"{self.base}:index:by_time"
 
+    def index_by_status(self, status: str) -> str:
+        """The stories of one status by last recorded time: `?status=` reads only these."""
+        return f"{self.base}:index:{status}:by_time"
+
     def speaker(self, name: str) -> str:
         return f"{self.base}:speaker:{fold_text(name)}"
 
@@ -132,11 +136,18 @@ class ReadModels:
                 pipe.rpush(self.timeline(new.id), *map(_encode, new.timeline))
             batch.index[new.id] = _encode(_index_entry(new))
             batch.recent[new.id] = _recorded(new.recordedtime)
+            batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
+            if old.status != new.status:
+                batch.left_status.setdefault(old.status, []).append(new.id)
             self._statements(batch, old, new)
             self._schedule(batch, old, new)
         pipe.mset(batch.values)
         pipe.hset(self.index, mapping=batch.index)
         pipe.zadd(self.index_by_time, batch.recent)
+        for status, stories in batch.left_status.items():
+            pipe.zrem(self.index_by_status(status), *stories)
+        for status, recent in batch.by_status.items():
+            pipe.zadd(self.index_by_status(status), recent)
         for key, fields in batch.unspoken.items():
             pipe.hdel(key, *fields)
         for key, mapping in batch.spoken.items():
@@ -184,6 +195,8 @@ class _Batch:
     values: dict[Any, bytes] = field(default_factory=dict)
     index: dict[Any, bytes] = field(default_factory=dict)
     recent: dict[Any, float] = field(default_factory=dict)
+    by_status: dict[str, dict[Any, float]] = field(default_factory=dict)
+    left_status: dict[str, list[str]] = field(default_factory=dict)
     board: dict[Any, bytes] = field(default_factory=dict)
     starts: dict[Any, float] = field(default_factory=dict)
     board_gone: list[str] = field(default_factory=list)

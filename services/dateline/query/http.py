@@ -244,8 +244,8 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
         await reached(min_position, wait)
-        newest = None if status is not None else await ctx.reader.newest(limit)
-        if newest is not None:  # the by-time index: only `limit` entries are read
+        newest = await ctx.reader.newest(limit, status)
+        if newest is not None:  # the by-time indexes: only `limit` entries are read
             entries = [_index.decode(e) for e in newest]
         else:
             entries = [_index.decode(e) for e in await ctx.reader.index()]

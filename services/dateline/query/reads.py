@@ -85,11 +85,13 @@ class Reader:
         models = await self.models()
         return cast(list[bytes], await self.client.hvals(models.index))
 
-    async def newest(self, limit: int) -> list[bytes] | None:
-        """The `limit` stories updated last, newest first; None if the read model predates
-        the by-time index (then read them all)."""
+    async def newest(self, limit: int, status: str | None = None) -> list[bytes] | None:
+        """The `limit` stories (of `status`) updated last, newest first; None if there are
+        none there, which is also what a read model older than those indexes shows (then
+        the caller reads them all)."""
         models = await self.models()
-        stories = cast(list[bytes], await self.client.zrevrange(models.index_by_time, 0, limit - 1))
+        by_time = models.index_by_time if status is None else models.index_by_status(status)
+        stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))
         if not stories:
             return None
         found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
