@@ -75,7 +75,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
 
         wait_for(caught_up, "the projector to catch up")
         report = status(env)
-        assert report["projection"] == {"active": "v1", "versions": ["v1"]}
+        assert report["projection"] == {"active": "v1", "versions": ["v1"], "shapes": {"v1": 2}}
         assert sum(r["length"] for r in report["partitions"]) == 25  # type: ignore[attr-defined]
         assert all(r["lease"] for r in report["partitions"])  # type: ignore[attr-defined]
         table = run(env, "status").stdout
@@ -123,7 +123,11 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert "stories: v1 -> v2: 2 stories, 25 updates from histories" in full.stdout
         assert "dropped v1" in full.stdout
         assert "updates/s" in full.stderr  # the progress bar
-        assert status(env)["projection"] == {"active": "v2", "versions": ["v2"]}
+        assert status(env)["projection"] == {
+            "active": "v2",
+            "versions": ["v2"],
+            "shapes": {"v2": 2},
+        }
         wait_for(
             lambda: all(r["lease"] for r in status(env)["partitions"]),  # type: ignore[attr-defined]
             "the projector to take v2's partitions",

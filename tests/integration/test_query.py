@@ -376,3 +376,27 @@ async def test_stories_of_one_status_come_from_their_own_index_and_follow_a_chan
     developing = await log.redis.zrevrange(app.models.index_by_status("developing"), 0, -1)
     assert [m.decode() for m in developing] == ["st-3", "st-2", "st-0"]
     assert await log.redis.zrange(app.models.index_by_status("concluded"), 0, -1) == [b"st-1"]
+
+
+async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
+    log: Log, app: Projector, api: httpx.AsyncClient, redis_url: str
+) -> None:
+    """Shape 1 (no stamp, as versions built before them): `?status=` reads the whole index."""
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    for n in range(3):
+        await log.append([msgspec.json.encode(update(subject=f"old-{n}", id=f"old-{n}"))])
+    await settle(app)
+    assert await log.redis.get(app.models.shape) == b"2"  # stamped when it was new
+    # As a version an older projector built, then a newer one wrote to for a while: no
+    # stamp, and by-status sets holding only the stories updated since.
+    await log.redis.delete(app.models.shape)
+    await log.redis.zrem(app.models.index_by_status("developing"), "old-0", "old-1")
+    with capture_logs() as logs:
+        again = await projector(log, redis_url)
+    await again.client.aclose()
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert (warning["shape"], warning["expected"], warning["version"]) == (1, 2, "v1")
+    assert "dateline replay stories" in warning["event"]
+    got = await api.get("/v1/stories", params={"status": "developing"})
+    assert [e["id"] for e in got.json()["items"]] == ["old-2", "old-1", "old-0"]

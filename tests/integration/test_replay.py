@@ -10,7 +10,7 @@ import pytest
 from dateline.log import Log
 from dateline.projection.state import StoryState
 from dateline.projector import replay as replay_module
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import SHAPE, ReadModels
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
 from dateline_schemas import Update
 from tests.factories import encode, update
@@ -78,6 +78,7 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
         if story != "story-01":  # its late update may still be on its way through v2's group
             assert state == expected, story
     assert msgspec.json.decode(await log.redis.get(v2.story("story-00")))["title"] == "story-00 4"
+    assert await log.redis.get(v2.shape) == str(SHAPE).encode()  # built with today's shape
 
     # The old projector notices the switch and moves on to v2.
     stop_app = asyncio.Event()

@@ -225,9 +225,9 @@ def status_command(as_json: bool) -> None:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
         return
     proj = report["projection"]
+    versions = ", ".join(f"{v} shape {proj['shapes'][v]}" for v in proj["versions"])
     table = Table(
-        title=f"projection {proj['active']} (versions: {', '.join(proj['versions'])})"
-        f"; group {report['group']}",
+        title=f"projection {proj['active']} (versions: {versions}); group {report['group']}",
         title_justify="left",
     )
     for col in ("partition", "log length", "checkpoint", "lag", "lag s", "pending", "lease"):

@@ -19,7 +19,7 @@ from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import advance_in_place, project
 from dateline.projector.handler import Advance, Project, ProjectorHandler
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import SHAPE, ReadModels
 
 DEFAULT_VERSION = "v1"
 logger = structlog.get_logger("dateline.projector")
@@ -85,6 +85,27 @@ async def active_version(client: aioredis.Redis, prefix: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def stamp_shape(client: aioredis.Redis, models: ReadModels) -> int:
+    """Stamp a version nothing has written yet with `SHAPE`; return the version's shape.
+
+    An older shape is logged as a warning: the version lacks what this projector's
+    readers expect (the query service falls back where it can) until a replay.
+    """
+    raw = await client.get(models.shape)
+    if raw is None and not await client.hgetall(models.checkpoint):
+        await client.set(models.shape, SHAPE)
+        return SHAPE
+    shape = int(raw or 1)
+    if shape < SHAPE:
+        logger.warning(
+            "read models older than this projector; run `dateline replay stories`",
+            version=models.version,
+            shape=shape,
+            expected=SHAPE,
+        )
+    return shape
+
+
 async def create_app(
     settings: Settings,
     url: str,
@@ -103,6 +124,7 @@ async def create_app(
     version = version or await active_version(client, settings.prefix)
     group = f"projector-{version}"
     models = ReadModels(settings.prefix, version)
+    await stamp_shape(client, models)
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.

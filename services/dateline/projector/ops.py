@@ -87,6 +87,7 @@ async def status(
         }
     )
     active = await client.get(f"{keys.prefix}:rm:active")
+    shapes = [await client.get(ReadModels(keys.prefix, v).shape) for v in versions]
     return {
         "group": group,
         "partitions": [msgspec.to_builtins(r) for r in rows],
@@ -94,5 +95,7 @@ async def status(
         "projection": {
             "active": active.decode() if isinstance(active, bytes) else None,
             "versions": versions,
+            # What each version's read models hold (readmodels.SHAPE); 1 if never stamped.
+            "shapes": {v: int(s or 1) for v, s in zip(versions, shapes, strict=True)},
         },
     }

@@ -58,6 +58,14 @@ def changes_channel(prefix: str) -> str:
     return f"{prefix}:rm:changes"
 
 
+SHAPE = 2
+"""What a version's read models hold, counted up when that changes (2: by-status indexes).
+
+A version keeps the shape it was built with: a newer projector warns about an older
+one, and the query service does not read indexes it lacks, until `dateline replay`.
+"""
+
+
 class ReadModels:
     def __init__(self, prefix: str, version: str) -> None:
         self.prefix, self.version = prefix, version
@@ -95,6 +103,11 @@ class ReadModels:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}:checkpoint"
+
+    @property
+    def shape(self) -> str:
+        """The `SHAPE` this version was built with; none written: 1."""
+        return f"{self.base}:shape"
 
     @property
     def changes(self) -> str:

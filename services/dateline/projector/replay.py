@@ -22,7 +22,7 @@ from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import active_version, story_of
 from dateline.projector.handler import ProjectorHandler
-from dateline.projector.readmodels import Change, ReadModels
+from dateline.projector.readmodels import SHAPE, Change, ReadModels
 from dateline_schemas import decode_record
 
 Progress = Callable[[int], None]
@@ -298,6 +298,7 @@ async def rebuild_all(
         raise ReplayFailed(new, failed)
     for p, start in starts.items():
         await client.hset(models.checkpoint, str(p), start)
+    await client.set(models.shape, SHAPE)
     # 3. Catch up with what was appended meanwhile, through the new group.
     handler = ProjectorHandler(client, log, models, group)
     runner = Runner(

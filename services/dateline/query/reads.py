@@ -44,6 +44,7 @@ class Reader:
         self.client, self.keys, self.doorbell = client, keys, doorbell
         self.log = Log(client, keys)
         self._models: ReadModels | None = None
+        self._shape = 1
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
@@ -52,6 +53,7 @@ class Reader:
             raw = await self.client.get(f"{self.keys.prefix}:rm:active")
             version = raw.decode() if isinstance(raw, bytes) else DEFAULT_VERSION
             self._models = ReadModels(self.keys.prefix, version)
+            self._shape = int(await self.client.get(self._models.shape) or 1)
         return self._models
 
     async def story(self, story: str) -> tuple[ReadModels, bytes | None]:
@@ -90,6 +92,8 @@ class Reader:
         none there, which is also what a read model older than those indexes shows (then
         the caller reads them all)."""
         models = await self.models()
+        if status is not None and self._shape < 2:  # built before the by-status indexes
+            return None
         by_time = models.index_by_time if status is None else models.index_by_status(status)
         stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))
         if not stories:
