@@ -58,8 +58,10 @@ def changes_channel(prefix: str) -> str:
     return f"{prefix}:rm:changes"
 
 
-SHAPE = 2
-"""What a version's read models hold, counted up when that changes (2: by-status indexes).
+STATUS_INDEXES = 2
+"""The shape that brought the by-status indexes (`index_by_status`)."""
+SHAPE = STATUS_INDEXES
+"""What a version's read models hold, counted up when that changes.
 
 A version keeps the shape it was built with: a newer projector warns about an older
 one, and the query service does not read indexes it lacks, until `dateline replay`.

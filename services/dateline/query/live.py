@@ -21,7 +21,7 @@ from litestar.response import ServerSentEventMessage
 from dateline.metrics import LIVE_CLIENTS
 from dateline.positions import Cursor, Position
 from dateline.projector.readmodels import IndexEntry, changes_channel
-from dateline.query.views import StoryView, UpdateEvent
+from dateline.query.views import StoryView, UpdateEvent, stamp_of
 from dateline.summary import summarize
 from dateline_schemas import Update, decode_record
 
@@ -114,13 +114,12 @@ async def story_events(
         bell = reader.doorbell.current()
         if sent == -1:
             _, raw = await reader.story(story)
-            state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
+            state = stamp_of(raw)
             sent = state.version
             if raw:
                 yield _message("state", _public(raw), state.position)
         else:
-            raw, records = await reader.story_since(story, sent or 0, READ_AHEAD)
-            state = msgspec.json.decode(raw, type=_Stamp) if raw else _Stamp()
+            raw, state, records = await reader.story_since(story, sent or 0, READ_AHEAD)
             for r in records:
                 update = decode_record(r)
                 position = update.position or ""
@@ -171,11 +170,6 @@ async def index_events(
             yield _message("update", _encode(event), str(cursor))
         if not more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield ServerSentEventMessage(comment="keepalive")
-
-
-class _Stamp(msgspec.Struct):
-    version: int = 0
-    position: str | None = None
 
 
 def _public(raw: bytes) -> bytes:

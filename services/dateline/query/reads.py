@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 from typing import cast
 
-import msgspec
 import redis.asyncio as aioredis
 
 from dateline.keys import Keys
@@ -15,16 +14,10 @@ from dateline.positions import Cursor, Position, stream_id
 from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import DEFAULT_VERSION
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import STATUS_INDEXES, ReadModels
 from dateline.query.live import Doorbell
+from dateline.query.views import Stamp, stamp_of
 from dateline_schemas import decode_record
-
-
-class _Version(msgspec.Struct):
-    version: int = 0
-
-
-_version = msgspec.json.Decoder(_Version)
 
 
 class NotReached(Exception):
@@ -66,9 +59,9 @@ class Reader:
 
     async def story_since(
         self, story: str, after: int, count: int
-    ) -> tuple[bytes | None, list[bytes]]:
-        """The story's state and its records past version `after` that the state has
-        applied (up to `count`), in one round trip."""
+    ) -> tuple[bytes | None, Stamp, list[bytes]]:
+        """The story's state (raw, and its stamp) and its records past version `after`
+        that the state has applied (up to `count`), in one round trip."""
         models = await self.models()
         pipe = self.client.pipeline(transaction=False)
         pipe.get(models.story(story))
@@ -76,8 +69,8 @@ class Reader:
         raw, records = await pipe.execute()
         if raw is None:  # not projected yet, or a replay switched versions meanwhile
             _, raw = await self.story(story)
-        applied = _version.decode(raw).version if raw else 0
-        return raw, cast(list[bytes], records)[: max(applied - after, 0)]
+        stamp = stamp_of(raw)
+        return raw, stamp, cast(list[bytes], records)[: max(stamp.version - after, 0)]
 
     async def timeline(self, story: str) -> list[bytes]:
         models = await self.models()
@@ -92,7 +85,7 @@ class Reader:
         none there, which is also what a read model older than those indexes shows (then
         the caller reads them all)."""
         models = await self.models()
-        if status is not None and self._shape < 2:  # built before the by-status indexes
+        if status is not None and self._shape < STATUS_INDEXES:  # built before them
             return None
         by_time = models.index_by_time if status is None else models.index_by_status(status)
         stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))

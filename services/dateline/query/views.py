@@ -37,6 +37,20 @@ __all__ = [
 ]
 
 
+class Stamp(msgspec.Struct):
+    """What a stored story state says of where it is, decoded without the rest of it."""
+
+    version: int = 0
+    position: str | None = None
+
+
+_stamp = msgspec.json.Decoder(Stamp)
+
+
+def stamp_of(raw: bytes | None) -> Stamp:
+    return _stamp.decode(raw) if raw else Stamp()
+
+
 class StoryView(msgspec.Struct):
     id: str
     status: Literal["developing", "concluded"] = "developing"
