@@ -2,11 +2,20 @@
 
 Exactly once: a story's state carries the version it has applied, so a
 redelivered update (version <= state.version) is acknowledged and not applied
-again; the states, the checkpoint and the acknowledgements go in one MULTI.
+again; the states, the checkpoint and the acknowledgements go in one script.
+
+The handler keeps the states it wrote, so a batch costs a read and a write rather
+than the four round trips of WATCH, MGET, MULTI and EXEC. What it kept is fenced:
+the commit script first checks that each story's stored state is still the one
+the handler read or wrote (its SHA-1), and writes nothing if another writer (a
+`dateline replay --story`, a projector that took the partition over) moved one on;
+the handler then forgets those stories, reads them again and folds the batch anew.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -25,6 +34,33 @@ Advance = Callable[[StoryState, Update], bool]
 """Fold an update into a state the handler owns, in place; False if it needs a refold."""
 Project = Callable[[str, list[Update]], StoryState]
 
+# KEYS: the batch's story state keys; ARGV: their expected SHA-1 ("" for none), then
+# the commands, each as its length followed by its words. Returns 0, or the 1-based
+# index of the first story whose state moved on (nothing written).
+_COMMIT = """
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  if (raw and redis.sha1hex(raw) or '') ~= ARGV[i] then return i end
+end
+local i = #KEYS + 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 0
+"""
+CONFLICT_RETRIES = 3
+"""Fold a batch anew this often when another writer moved one of its stories on."""
+
+
+class StoryMovedOn(Exception):
+    """Another writer kept changing a batch's stories; the runner retries it later."""
+
+
+def fence(raw: bytes | None) -> str:
+    return "" if raw is None else hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+
 
 class ProjectorHandler:
     def __init__(
@@ -35,52 +71,92 @@ class ProjectorHandler:
         group: str,
         advance_fn: Advance = advance_in_place,
         project_fn: Project = project,
+        keep: int = 10_000,
     ) -> None:
         self.client, self.log, self.models, self.group = client, log, models, group
         self.advance, self.project = advance_fn, project_fn
-        self.refolds = 0
+        self.refolds = self.conflicts = 0
+        self.keep = keep
+        """How many stories' states to keep between batches, the least recent dropped."""
+        self.kept: OrderedDict[str, tuple[StoryState, str]] = OrderedDict()
+        self._commit = client.register_script(_COMMIT)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
             return {}
         with BATCH_SECONDS.time():
-            return await self._handle(deliveries)
+            by_story: dict[str, list[Delivery]] = {}
+            for d in deliveries:
+                by_story.setdefault(d.key, []).append(d)
+            for _ in range(CONFLICT_RETRIES):
+                try:
+                    done = await self._handle(by_story)
+                except BaseException:  # whether it was written is unknown: read them again
+                    self._forget(by_story)
+                    raise
+                if done is not None:
+                    return done
+                self.conflicts += 1
+                self._forget(by_story)
+            raise StoryMovedOn(f"stories of this batch kept changing: {list(by_story)[:5]}")
 
-    async def _handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
-        by_story: dict[str, list[Delivery]] = {}
-        for d in deliveries:
-            by_story.setdefault(d.key, []).append(d)
-        keys = [key for s in by_story for key in self.models.keys_of(s)]
-        async with self.client.pipeline(transaction=True) as pipe:
-            # Optimistic: if anyone else writes these stories meanwhile (a single-story
-            # rebuild, an overlapping projector), EXEC fails and the runner retries the batch.
-            await pipe.watch(*keys)
-            stored = cast(
-                list[bytes | None], await pipe.mget([self.models.story(s) for s in by_story])
-            )
-            work = [
-                self._advance(story, self.models.decode_state(story, raw), items)
-                for (story, items), raw in zip(by_story.items(), stored, strict=True)
-            ]
-            await self._refold([w for w in work if w.refold_to])
-            failures = {w.failed.ref: w.error for w in work if w.failed and w.error}
-            acked = [d for w in work for d in w.acked]
-            if acked:
-                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                changes = [Change(w.old, w.state, w.refolded) for w in work if w.changed]
-                self.models.write_many(pipe, changes)
-                streams: dict[int, list[Delivery]] = {}
-                for d in acked:
-                    streams.setdefault(d.partition, []).append(d)
-                for partition, done in streams.items():
-                    last = max(done, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
-                    pipe.hset(self.models.checkpoint, str(partition), last.entry_id)
-                    pipe.xack(done[0].stream, self.group, *[d.entry_id for d in done])
-                    # The new checkpoint, as a position: a watcher needs no read to know it.
-                    pipe.publish(self.models.changes, f"{partition}:{last.entry_id}")
-                await pipe.execute()
-                PROJECTED.inc(len(acked))
+    async def _handle(self, by_story: dict[str, list[Delivery]]) -> dict[str, BaseException] | None:
+        known = await self._recall(list(by_story))
+        work = [self._advance(story, known[story][0], items) for story, items in by_story.items()]
+        await self._refold([w for w in work if w.refold_to])
+        failures = {w.failed.ref: w.error for w in work if w.failed and w.error}
+        acked = [d for w in work for d in w.acked]
+        if not acked:
+            return failures
+        writes = self.models.commands(
+            [Change(w.old, w.state, w.refolded) for w in work if w.changed]
+        )
+        commands = writes.commands
+        streams: dict[int, list[Delivery]] = {}
+        for d in acked:
+            streams.setdefault(d.partition, []).append(d)
+        for partition, done in streams.items():
+            last = max(done, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
+            commands.append(("HSET", self.models.checkpoint, str(partition), last.entry_id))
+            commands.append(("XACK", done[0].stream, self.group, *[d.entry_id for d in done]))
+            # The new checkpoint, as a position: a watcher needs no read to know it.
+            commands.append(("PUBLISH", self.models.changes, f"{partition}:{last.entry_id}"))
+        stories = list(by_story)
+        args: list[str | bytes | float] = [known[s][1] for s in stories]
+        for command in commands:
+            args.append(len(command))
+            args.extend(command)
+        moved = await self._commit(keys=[self.models.story(s) for s in stories], args=args)
+        if moved:
+            return None
+        for w in work:
+            if w.changed:
+                w.state.timeline = []  # the stored state holds none: it is a list of its own
+                self._keep(w.story, w.state, fence(writes.states[w.story]))
+        PROJECTED.inc(len(acked))
         return failures
+
+    async def _recall(self, stories: list[str]) -> dict[str, tuple[StoryState, str]]:
+        """Each story's state and fence: kept, or read in one round trip."""
+        known = {s: self.kept[s] for s in stories if s in self.kept}
+        missing = [s for s in stories if s not in known]
+        if missing:
+            keys = [self.models.story(s) for s in missing]
+            stored = cast(list[bytes | None], await self.client.mget(keys))
+            for story, raw in zip(missing, stored, strict=True):
+                known[story] = self.models.decode_state(story, raw), fence(raw)
+                self._keep(story, *known[story])
+        return known
+
+    def _keep(self, story: str, state: StoryState, sha: str) -> None:
+        self.kept[story] = (state, sha)
+        self.kept.move_to_end(story)
+        while len(self.kept) > self.keep:
+            self.kept.popitem(last=False)
+
+    def _forget(self, stories: dict[str, list[Delivery]]) -> None:
+        for story in stories:
+            self.kept.pop(story, None)
 
     def _advance(self, story: str, old: StoryState, items: list[Delivery]) -> _Work:
         """Fold what can be folded in place; note where a refold from history must start."""

@@ -116,7 +116,7 @@ class ReadModels:
         return changes_channel(self.prefix)
 
     def keys_of(self, story: str) -> list[str]:
-        """The keys a writer of this story must WATCH."""
+        """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
         return [self.story(story), self.timeline(story)]
 
     def decode_state(self, story: str, raw: bytes | None) -> StoryState:
@@ -139,16 +139,27 @@ class ReadModels:
 
     def write_many(self, pipe: Pipeline, changes: list[Change]) -> None:
         """Queue the writes for many stories, a few commands per batch rather than per story."""
+        for command in self.commands(changes).commands:
+            pipe.execute_command(*command)
+
+    def commands(self, changes: list[Change]) -> Writes:
+        """The commands that take these stories' read models from `old` to `new`.
+
+        Commands rather than calls on a pipeline, so that a writer can send them inside
+        a script (the projector's fenced commit) as well as in a MULTI.
+        """
+        writes = Writes()
         if not changes:
-            return
-        batch = _Batch()
+            return writes
+        batch, out = _Batch(), writes.commands
         for change in changes:
             old, new = change.old, change.new
-            batch.values[self.story(new.id)] = _encode(without_timeline(new))
+            raw = writes.states[new.id] = _encode(without_timeline(new))
+            batch.values[self.story(new.id)] = raw
             if change.whole_timeline:
-                pipe.delete(self.timeline(new.id))
+                out.append(("DEL", self.timeline(new.id)))
             if new.timeline:
-                pipe.rpush(self.timeline(new.id), *map(_encode, new.timeline))
+                out.append(("RPUSH", self.timeline(new.id), *map(_encode, new.timeline)))
             batch.index[new.id] = _encode(_index_entry(new))
             batch.recent[new.id] = _recorded(new.recordedtime)
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
@@ -156,24 +167,23 @@ class ReadModels:
                 batch.left_status.setdefault(old.status, []).append(new.id)
             self._statements(batch, old, new)
             self._schedule(batch, old, new)
-        pipe.mset(batch.values)
-        pipe.hset(self.index, mapping=batch.index)
-        pipe.zadd(self.index_by_time, batch.recent)
+        out += _paired("MSET", None, batch.values)
+        out += _paired("HSET", self.index, batch.index)
+        out += _scored(self.index_by_time, batch.recent)
         for status, stories in batch.left_status.items():
-            pipe.zrem(self.index_by_status(status), *stories)
+            out.append(("ZREM", self.index_by_status(status), *stories))
         for status, recent in batch.by_status.items():
-            pipe.zadd(self.index_by_status(status), recent)
+            out += _scored(self.index_by_status(status), recent)
         for key, fields in batch.unspoken.items():
-            pipe.hdel(key, *fields)
+            out.append(("HDEL", key, *fields))
         for key, mapping in batch.spoken.items():
-            pipe.hset(key, mapping=mapping)
+            out += _paired("HSET", key, mapping)
         if batch.board_gone:
-            pipe.hdel(self.schedule, *batch.board_gone)
-            pipe.zrem(self.schedule_by_start, *batch.board_gone)
-        if batch.board:
-            pipe.hset(self.schedule, mapping=batch.board)
-        if batch.starts:
-            pipe.zadd(self.schedule_by_start, batch.starts)
+            out.append(("HDEL", self.schedule, *batch.board_gone))
+            out.append(("ZREM", self.schedule_by_start, *batch.board_gone))
+        out += _paired("HSET", self.schedule, batch.board)
+        out += _scored(self.schedule_by_start, batch.starts)
+        return writes
 
     def _statements(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
         for ref, said in old.statements.items():
@@ -201,6 +211,35 @@ class Change:
     old: StoryState
     new: StoryState
     whole_timeline: bool
+
+
+Command = tuple[str | bytes | float, ...]
+
+_PAIRS = 1000
+"""Pairs a command: a script's `unpack` of its arguments stays well inside Lua's limit."""
+
+
+@dataclass
+class Writes:
+    """The commands of one write, and each written story's stored state (its fence)."""
+
+    commands: list[Command] = field(default_factory=list)
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+def _paired(name: str, key: str | None, mapping: dict[Any, Any]) -> list[Command]:
+    """`name [key] field value ...`, in commands of at most `_PAIRS` pairs."""
+    head = (name,) if key is None else (name, key)
+    return _chunked(head, [x for pair in mapping.items() for x in pair])
+
+
+def _scored(key: str, scores: dict[Any, float]) -> list[Command]:
+    return _chunked(("ZADD", key), [x for member, score in scores.items() for x in (score, member)])
+
+
+def _chunked(head: tuple[str, ...], items: list[Any]) -> list[Command]:
+    step = 2 * _PAIRS
+    return [(*head, *items[i : i + step]) for i in range(0, len(items), step)]
 
 
 @dataclass
