@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import gc
+import time
+from typing import Any
+
+import structlog
+
+from dateline.metrics import GC_SECONDS
+
+log = structlog.get_logger("dateline.heap")
+LONG_PAUSE_S = 0.02
+"""A collection this long is logged: the event loop stood still for all of it."""
 
 
 def freeze_startup_objects() -> None:
@@ -17,3 +27,27 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+    if _timed not in gc.callbacks:
+        gc.callbacks.append(_timed)
+
+
+_started: list[float] = []
+
+
+def _timed(phase: str, info: dict[str, Any]) -> None:
+    """Each collection into `dateline_gc_pause_seconds`; a long one logged, for a p99 hunt."""
+    if phase == "start":
+        _started[:] = [time.perf_counter()]
+        return
+    if not _started:
+        return
+    took = time.perf_counter() - _started.pop()
+    GC_SECONDS.labels(str(info["generation"])).observe(took)
+    if took >= LONG_PAUSE_S:
+        log.warning(
+            "long garbage collection",
+            generation=info["generation"],
+            ms=round(took * 1000, 1),
+            collected=info["collected"],
+            tracked=len(gc.get_objects(info["generation"])),
+        )

@@ -30,6 +30,12 @@ BATCH_SECONDS = Histogram(
     "Time to project one batch and commit it with its checkpoint.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+GC_SECONDS = Histogram(
+    "dateline_gc_pause_seconds",
+    "Garbage collections, by generation: the event loop stands still meanwhile.",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
 HTTP_SECONDS = Histogram(
     "dateline_http_request_seconds",
     "HTTP request latency until the response starts, by route and status.",

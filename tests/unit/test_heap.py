@@ -1,0 +1,58 @@
+"""Garbage collections are timed: a p99 hunt starts from the histogram and the log."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from dateline import heap
+from dateline.metrics import GC_SECONDS
+
+
+@pytest.fixture
+def timed() -> Iterator[None]:
+    heap.freeze_startup_objects()
+    yield
+    gc.callbacks.remove(heap._timed)
+    gc.unfreeze()
+
+
+def _count(generation: int) -> float:
+    for metric in GC_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.labels == {"generation": str(generation)}:
+                return sample.value
+    return 0.0
+
+
+def test_every_collection_is_counted_by_generation(timed: None) -> None:
+    before = _count(2), _count(0)
+    gc.collect()
+    gc.collect(0)
+    assert (_count(2), _count(0)) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_long_collection_is_logged_with_its_generation(
+    timed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heap, "LONG_PAUSE_S", 0.0)
+    with capture_logs() as logs:
+        gc.collect(1)
+    [entry] = [e for e in logs if e["event"] == "long garbage collection"]
+    assert entry["generation"] == 1
+    assert entry["ms"] >= 0
+
+
+def test_a_short_collection_is_not_logged(timed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "LONG_PAUSE_S", 60.0)
+    with capture_logs() as logs:
+        gc.collect(0)
+    assert not [e for e in logs if e["event"] == "long garbage collection"]
+
+
+def test_freezing_twice_times_each_collection_once(timed: None) -> None:
+    heap.freeze_startup_objects()
+    assert gc.callbacks.count(heap._timed) == 1
