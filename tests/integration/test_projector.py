@@ -263,6 +263,21 @@ async def test_the_next_batch_builds_on_a_state_another_writer_stored(
     assert state.title == "As fixed by the desk"
 
 
+async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Projector) -> None:
+    """Past `keep` stories the least recent are dropped, and read again when needed."""
+    app.handler.keep = 2
+    for title in ("first", "second"):
+        await log.append(
+            [encode(update(subject=f"s{i}", data={"title": f"{title} {i}"})) for i in range(5)]
+        )
+        await settle(app)
+    assert len(app.handler.kept) == 2
+    for i in range(5):
+        state = await stored_state(app, f"s{i}")
+        assert state == await rebuilt(log, f"s{i}")
+        assert (state.version, state.title) == (2, f"second {i}")
+
+
 async def test_a_failure_half_way_through_an_update_leaves_no_trace(
     log: Log, redis_url: str
 ) -> None:
