@@ -141,7 +141,8 @@ async def one_message(url: str, keys: Keys, n: int) -> float:
     return rate
 
 
-async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, int]:
+async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, int, float]:
+    """Updates/s, refolds, and the bytes a story the projector keeps between batches."""
     app = await create_app(settings, url, consumer="bench")
     app.runner.config = dataclasses.replace(app.runner.config, block_ms=10)
     start = time.perf_counter()
@@ -150,7 +151,8 @@ async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, i
         done += await app.runner.step()
     rate = n / (time.perf_counter() - start)
     await app.client.aclose()
-    return rate, app.handler.refolds
+    kept = app.handler.kept.values()
+    return rate, app.handler.refolds, sum(len(state) for state, _ in kept) / max(1, len(kept))
 
 
 async def run(report: Report, *, quick: bool = False) -> None:
@@ -183,7 +185,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"{fs_n:,} updates of partition 0",
             )
         )
-        rate, refolds = await projector_rate(srv.url, settings, n)
+        rate, refolds, kept = await projector_rate(srv.url, settings, n)
         report.add(
             Row(
                 "projection",
@@ -218,6 +220,15 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"{n // stories} updates a story",
             )
         )
+        report.add(
+            Row(
+                "projection",
+                "memory: a state the projector keeps between batches",
+                kept,
+                "bytes/story",
+                note="msgpack, in the projector process; it keeps 10,000 stories at most",
+            )
+        )
         log = await _load(client, keys, newsroom)
         records = [
             fields[b"__data__"]
@@ -239,7 +250,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         )
         worst = realistic_updates(n // 4, stories=20)
         await _load(client, keys, worst)
-        rate, refolds = await projector_rate(srv.url, settings, len(worst))
+        rate, refolds, _ = await projector_rate(srv.url, settings, len(worst))
         report.add(
             Row(
                 "projection",
