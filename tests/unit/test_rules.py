@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from dateline.keys import Keys, dedup_field, partition_of
+from dateline.projection.state import Entry, StoryState
+from dateline.projector.readmodels import _PAIRS, Change, ReadModels
 from dateline_schemas import parse_duration, parse_fuzzy_date
 from dateline_schemas._rules import RuleError, check_story_id
 
@@ -84,3 +87,17 @@ def test_all_keys_of_a_story_share_its_partitions_hash_tag() -> None:
 def test_dedup_fields_cannot_collide() -> None:
     """("ab", "c") and ("a", "bc") are different updates and must stay apart."""
     assert dedup_field("ab", "c") != dedup_field("a", "bc")
+
+
+def test_no_read_model_command_outgrows_what_a_script_can_unpack() -> None:
+    """The projector's commit script unpacks each command's words; Lua stops at 8,000."""
+    entries = [
+        Entry(n, f"u{n}", "dateline.statement.made", "t", "minute", "s", "x") for n in range(9000)
+    ]
+    state = StoryState(id="long", version=9000, timeline=entries)
+    change = Change(StoryState(id="long"), state, whole_timeline=True)
+    commands = ReadModels("t", "v1").commands([change]).commands
+    assert max(len(c) for c in commands) <= 2 + 2 * _PAIRS
+    pushed = [w for c in commands if c[0] == "RPUSH" for w in c[2:]]
+    decode = msgspec.json.Decoder(Entry).decode
+    assert [decode(raw).version for raw in pushed] == list(range(9000))  # type: ignore[arg-type]

@@ -159,7 +159,7 @@ class ReadModels:
             if change.whole_timeline:
                 out.append(("DEL", self.timeline(new.id)))
             if new.timeline:
-                out.append(("RPUSH", self.timeline(new.id), *map(_encode, new.timeline)))
+                out += _chunked(("RPUSH", self.timeline(new.id)), list(map(_encode, new.timeline)))
             batch.index[new.id] = _encode(_index_entry(new))
             batch.recent[new.id] = _recorded(new.recordedtime)
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
@@ -171,16 +171,16 @@ class ReadModels:
         out += _paired("HSET", self.index, batch.index)
         out += _scored(self.index_by_time, batch.recent)
         for status, stories in batch.left_status.items():
-            out.append(("ZREM", self.index_by_status(status), *stories))
+            out += _chunked(("ZREM", self.index_by_status(status)), stories)
         for status, recent in batch.by_status.items():
             out += _scored(self.index_by_status(status), recent)
         for key, fields in batch.unspoken.items():
-            out.append(("HDEL", key, *fields))
+            out += _chunked(("HDEL", key), fields)
         for key, mapping in batch.spoken.items():
             out += _paired("HSET", key, mapping)
         if batch.board_gone:
-            out.append(("HDEL", self.schedule, *batch.board_gone))
-            out.append(("ZREM", self.schedule_by_start, *batch.board_gone))
+            out += _chunked(("HDEL", self.schedule), batch.board_gone)
+            out += _chunked(("ZREM", self.schedule_by_start), batch.board_gone)
         out += _paired("HSET", self.schedule, batch.board)
         out += _scored(self.schedule_by_start, batch.starts)
         return writes
@@ -216,7 +216,8 @@ class Change:
 Command = tuple[str | bytes | float, ...]
 
 _PAIRS = 1000
-"""Pairs a command: a script's `unpack` of its arguments stays well inside Lua's limit."""
+"""Pairs (or 2 x this many items) a command: a script's `unpack` of a command's words
+stays well inside Lua's limit (8,000), however long a refolded story's timeline."""
 
 
 @dataclass
