@@ -32,7 +32,9 @@ def test_every_collection_is_counted_by_generation(timed: None) -> None:
     before = _count(2), _count(0)
     gc.collect()
     gc.collect(0)
-    assert (_count(2), _count(0)) == (before[0] + 1, before[1] + 1)
+    # At least: the interpreter may collect on its own meanwhile.
+    assert _count(2) >= before[0] + 1
+    assert _count(0) >= before[1] + 1
 
 
 def test_a_long_collection_is_logged_with_its_generation(

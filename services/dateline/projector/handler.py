@@ -146,6 +146,8 @@ class ProjectorHandler:
     async def _recall(self, stories: list[str]) -> dict[str, tuple[bytes, str]]:
         """Each story's state and fence: kept, or read in one round trip."""
         known = {s: self.kept[s] for s in stories if s in self.kept}
+        for story in known:
+            self.kept.move_to_end(story)  # used: the least recent go first
         missing = [s for s in stories if s not in known]
         if missing:
             keys = [self.models.story(s) for s in missing]
