@@ -209,12 +209,13 @@ async def run(report: Report, *, quick: bool = False) -> None:
         used = 0
         async for key in client.scan_iter(match="bench:rm:v1:story:*", count=1000):
             used += int(await client.memory_usage(key, samples=0) or 0)
-        async for key in client.scan_iter(match="bench:rm:v1:timeline:*", count=1000):
-            used += int(await client.memory_usage(key, samples=0) or 0)
+        for kind in ("timeline", "statements"):
+            async for key in client.scan_iter(match=f"bench:rm:v1:{kind}:*", count=1000):
+                used += int(await client.memory_usage(key, samples=0) or 0)
         report.add(
             Row(
                 "projection",
-                "memory: story state + timeline",
+                "memory: story state + statements + timeline",
                 used / stories,
                 "bytes/story",
                 note=f"{n // stories} updates a story",

@@ -107,6 +107,12 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         ("feed-wire-a", ["HGETALL", "dateline:feeds:tokens"], "NOPERM"),
         ("query", ["SET", "dateline:rm:active", "v9"], "NOPERM"),
         ("query", ["FLUSHALL"], "NOPERM"),
+        # It may run the story read script; a script runs with its caller's rights.
+        (
+            "query",
+            ["EVAL", "return redis.call('SET', KEYS[1], 'v9')", "1", "dateline:rm:active"],
+            "no permissions to run the 'set' command",
+        ),
         (
             "ingest",
             ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "dateline:inbox:wire-a", ">"],

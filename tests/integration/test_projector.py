@@ -19,7 +19,7 @@ from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
 from dateline.projector.app import Projector, create_app, story_of
 from dateline_schemas import Update
-from tests.factories import encode, update
+from tests.factories import DATA, encode, update
 from tests.projection_helpers import HANOI
 
 
@@ -261,6 +261,55 @@ async def test_the_next_batch_builds_on_a_state_another_writer_stored(
     state = await stored_state(app, "hanoi-summit-2019")
     assert state.version == 2
     assert state.title == "As fixed by the desk"
+
+
+def said(n: int, minute: int, source: str = "urn:feed:test") -> bytes:
+    data = {**DATA["dateline.statement.made"], "statement": f"s{n}", "text": f"Words {n}"}
+    data.pop("in_reply_to")
+    return encode(
+        update(
+            "dateline.statement.made",
+            subject="talks",
+            data=data,
+            source=source,
+            time=f"2019-02-28T13:{minute:02d}:00+07:00",
+        )
+    )
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "read-again"])
+async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
+    log: Log, app: Projector, kept: bool
+) -> None:
+    """A story's statements are a list of their own: a new one is appended, one that
+    changed is rewritten in place, the others are not written at all. A refold, which
+    can reorder them, writes them all again. Read back, the state equals a rebuild."""
+    key = app.models.statements("talks")
+    await log.append([said(n, 10 + n) for n in (1, 2, 3)])
+    await settle(app)
+    assert msgspec.json.decode(await app.client.get(app.models.story("talks")))["statements"] == {}
+    first = await app.client.lindex(key, 0)
+    untouched = first.replace(b"Words 1", b"Not written again")
+    await app.client.lset(key, 0, untouched)  # a mark a rewrite would wipe
+    if not kept:
+        app.handler.kept.clear()  # the next batch reads the state and its statements
+    await log.append([said(4, 20), said(2, 21, source="urn:feed:other")])  # new; a duplicate
+    await settle(app)
+    stored = await app.client.lrange(key, 0, -1)
+    expected = msgspec.to_builtins((await rebuilt(log, "talks")).statements)
+    assert list(expected) == ["s1", "s2", "s3", "s4"]
+    del expected["s1"]
+    got = msgspec.json.decode(b"{" + b",".join(stored[1:]) + b"}")
+    assert list(got.items()) == list(expected.items())
+    assert stored[0] == untouched
+    assert len(expected["s2"]["sources"]) == 2  # merged
+
+    await log.append([said(0, 5)])  # late: it sorts first, so the story is refolded
+    await settle(app)
+    state = await stored_state(app, "talks")
+    assert state == await rebuilt(log, "talks")
+    assert list(state.statements) == ["s0", "s1", "s2", "s3", "s4"]
+    assert b"Not written again" not in b"".join(await app.client.lrange(key, 0, -1))
 
 
 async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Projector) -> None:

@@ -13,7 +13,7 @@ import pytest
 from dateline.log import Log
 from dateline.positions import Cursor, Position
 from dateline.projector.app import Projector
-from dateline.projector.readmodels import without_timeline
+from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query import live
 from dateline.query.http import create_app
@@ -64,6 +64,7 @@ async def test_reads_equal_a_rebuild_from_the_log(
     r = await api.get(f"/v1/stories/{STORY}")
     assert r.status_code == 200, r.text
     assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
+    assert list(r.json()["statements"]) == list(state.statements)  # in the state's order
     r = await api.get(f"/v1/stories/{STORY}/timeline")
     assert r.json()["items"] == msgspec.to_builtins(state.timeline)
     history = (await api.get(f"/v1/stories/{STORY}/history")).json()
@@ -387,7 +388,7 @@ async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
     for n in range(3):
         await log.append([msgspec.json.encode(update(subject=f"old-{n}", id=f"old-{n}"))])
     await settle(app)
-    assert await log.redis.get(app.models.shape) == b"2"  # stamped when it was new
+    assert await log.redis.get(app.models.shape) == str(SHAPE).encode()  # stamped: new
     # As a version an older projector built, then a newer one wrote to for a while: no
     # stamp, and by-status sets holding only the stories updated since.
     await log.redis.delete(app.models.shape)
@@ -396,7 +397,28 @@ async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
         again = await projector(log, redis_url)
     await again.client.aclose()
     [warning] = [e for e in logs if e["log_level"] == "warning"]
-    assert (warning["shape"], warning["expected"], warning["version"]) == (1, 2, "v1")
+    assert (warning["shape"], warning["expected"], warning["version"]) == (1, SHAPE, "v1")
     assert "dateline replay stories" in warning["event"]
     got = await api.get("/v1/stories", params={"status": "developing"})
     assert [e["id"] for e in got.json()["items"]] == ["old-2", "old-1", "old-0"]
+
+
+async def test_a_version_built_with_inline_statements_is_written_and_read_that_way(
+    log: Log, api: httpx.AsyncClient, redis_url: str
+) -> None:
+    """Shape 2 kept a story's statements inside its state: a projector goes on writing
+    them there until a replay, and the API reads them as they are."""
+    old = ReadModels(log.keys.prefix, "v1")
+    await log.redis.set(old.shape, OWN_STATEMENTS - 1)
+    app = await projector(log, redis_url)
+    try:
+        await publish_hanoi(log, app)
+    finally:
+        await app.client.aclose()
+    stored = msgspec.json.decode(await log.redis.get(old.story(STORY)))
+    assert len(stored["statements"]) > 3
+    assert not await log.redis.exists(old.statements(STORY))
+    state = await rebuilt(log, STORY)
+    r = await api.get(f"/v1/stories/{STORY}")
+    assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
+    assert await old.read_state(log.redis, STORY) == state

@@ -72,11 +72,9 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
             assert raw == served[story]  # v1 keeps serving what it had, untouched
     v2 = ReadModels(log.keys.prefix, "v2")
     for story in STORIES:
-        state = msgspec.json.decode(await log.redis.get(v2.story(story)))
-        expected = msgspec.to_builtins(await rebuilt(log, story))
-        expected.pop("timeline")
+        state = await v2.read_state(log.redis, story)
         if story != "story-01":  # its late update may still be on its way through v2's group
-            assert state == expected, story
+            assert state == await rebuilt(log, story), story
     assert msgspec.json.decode(await log.redis.get(v2.story("story-00")))["title"] == "story-00 4"
     assert await log.redis.get(v2.shape) == str(SHAPE).encode()  # built with today's shape
 

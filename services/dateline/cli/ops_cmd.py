@@ -31,7 +31,7 @@ from dateline.log import Log
 from dateline.projector import ops
 from dateline.projector.app import active_version
 from dateline.projector.ops import rebuild_story
-from dateline.projector.readmodels import ReadModels
+from dateline.projector.readmodels import ReadModels, open_models
 from dateline.projector.replay import (
     ReplayFailed,
     WorkerDied,
@@ -52,7 +52,7 @@ async def _projection(
         version = await active_version(log.redis, cfg.prefix)
         yield (
             log,
-            ReadModels(cfg.prefix, version),
+            await open_models(log.redis, cfg.prefix, version),
             DeadLetters(log.redis, cfg.prefix, f"projector-{version}"),
         )
 

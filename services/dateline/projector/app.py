@@ -19,7 +19,7 @@ from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import advance_in_place, project
 from dateline.projector.handler import Advance, Project, ProjectorHandler
-from dateline.projector.readmodels import SHAPE, ReadModels
+from dateline.projector.readmodels import SHAPE, ReadModels, stamped_shape
 
 DEFAULT_VERSION = "v1"
 logger = structlog.get_logger("dateline.projector")
@@ -91,11 +91,10 @@ async def stamp_shape(client: aioredis.Redis, models: ReadModels) -> int:
     An older shape is logged as a warning: the version lacks what this projector's
     readers expect (the query service falls back where it can) until a replay.
     """
-    raw = await client.get(models.shape)
-    if raw is None and not await client.hgetall(models.checkpoint):
+    shape = await stamped_shape(client, models)
+    if shape is None:
         await client.set(models.shape, SHAPE)
         return SHAPE
-    shape = int(raw or 1)
     if shape < SHAPE:
         logger.warning(
             "read models older than this projector; run `dateline replay stories`",
@@ -123,8 +122,8 @@ async def create_app(
     await log.check_partitions()
     version = version or await active_version(client, settings.prefix)
     group = f"projector-{version}"
-    models = ReadModels(settings.prefix, version)
-    await stamp_shape(client, models)
+    shape = await stamp_shape(client, ReadModels(settings.prefix, version))
+    models = ReadModels(settings.prefix, version, shape)  # written as the version was built
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.

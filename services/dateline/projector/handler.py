@@ -28,7 +28,7 @@ from dateline.log import Log
 from dateline.metrics import BATCH_SECONDS, PROJECTED
 from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
-from dateline.projector.readmodels import Change, ReadModels
+from dateline.projector.readmodels import STORED, Change, ReadModels
 from dateline_schemas import Update, decode_record
 
 Advance = Callable[[StoryState, Update], bool]
@@ -150,10 +150,13 @@ class ProjectorHandler:
             self.kept.move_to_end(story)  # used: the least recent go first
         missing = [s for s in stories if s not in known]
         if missing:
-            keys = [self.models.story(s) for s in missing]
-            stored = cast(list[bytes | None], await self.client.mget(keys))
-            for story, raw in zip(missing, stored, strict=True):
-                known[story] = _pack(self.models.decode_state(story, raw)), fence(raw)
+            pipe = self.client.pipeline(transaction=True)  # a state and its statements agree
+            for story in missing:
+                self.models.read_stored(pipe, story)
+            stored = await pipe.execute()
+            for n, story in enumerate(missing):
+                replies = stored[STORED * n : STORED * (n + 1)]
+                known[story] = _pack(self.models.decode_state(story, replies)), fence(replies[0])
                 self._keep(story, *known[story])
         return known
 

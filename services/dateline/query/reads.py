@@ -14,7 +14,7 @@ from dateline.positions import Cursor, Position, stream_id
 from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import DEFAULT_VERSION
-from dateline.projector.readmodels import STATUS_INDEXES, ReadModels
+from dateline.projector.readmodels import READ_STORY, STATUS_INDEXES, ReadModels
 from dateline.query.live import Doorbell
 from dateline.query.views import Stamp, stamp_of
 from dateline_schemas import decode_record
@@ -38,6 +38,7 @@ class Reader:
         self.log = Log(client, keys)
         self._models: ReadModels | None = None
         self._shape = 1
+        self._read_story = client.register_script(READ_STORY)
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
@@ -51,11 +52,16 @@ class Reader:
 
     async def story(self, story: str) -> tuple[ReadModels, bytes | None]:
         models = await self.models()
-        raw = cast(bytes | None, await self.client.get(models.story(story)))
+        raw = await self._whole(models, story)
         if raw is None:  # perhaps a replay switched versions and dropped this one
             models = await self.models(fresh=True)
-            raw = cast(bytes | None, await self.client.get(models.story(story)))
+            raw = await self._whole(models, story)
         return models, raw
+
+    async def _whole(self, models: ReadModels, story: str) -> bytes | None:
+        """The story's state with its statements, as one JSON document."""
+        keys = [models.story(story), models.statements(story)]
+        return cast(bytes | None, await self._read_story(keys=keys))
 
     async def story_since(
         self, story: str, after: int, count: int
@@ -64,7 +70,7 @@ class Reader:
         that the state has applied (up to `count`), in one round trip."""
         models = await self.models()
         pipe = self.client.pipeline(transaction=False)
-        pipe.get(models.story(story))
+        await self._read_story(keys=[models.story(story), models.statements(story)], client=pipe)
         pipe.lrange(self.keys.story(story), after, after + count - 1)  # index i: version i+1
         raw, records = await pipe.execute()
         if raw is None:  # not projected yet, or a replay switched versions meanwhile
