@@ -28,7 +28,7 @@ from dateline.log import Log
 from dateline.metrics import BATCH_SECONDS, PROJECTED
 from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
-from dateline.projector.readmodels import STORED, Change, ReadModels
+from dateline.projector.readmodels import RECALL, Change, ReadModels
 from dateline_schemas import Update, decode_record
 
 Advance = Callable[[StoryState, Update], bool]
@@ -87,6 +87,7 @@ class ProjectorHandler:
         self.kept: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
         self._commit = client.register_script(_COMMIT)
+        self._read = client.register_script(RECALL)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
@@ -150,13 +151,10 @@ class ProjectorHandler:
             self.kept.move_to_end(story)  # used: the least recent go first
         missing = [s for s in stories if s not in known]
         if missing:
-            pipe = self.client.pipeline(transaction=True)  # a state and its statements agree
-            for story in missing:
-                self.models.read_stored(pipe, story)
-            stored = await pipe.execute()
-            for n, story in enumerate(missing):
-                replies = stored[STORED * n : STORED * (n + 1)]
-                known[story] = _pack(self.models.decode_state(story, replies)), fence(replies[0])
+            replies = await self._read(keys=self.models.recall_keys(missing))
+            for story, reply in zip(missing, replies, strict=True):
+                state, raw = self.models.decode_recalled(story, reply)
+                known[story] = _pack(state), fence(raw)
                 self._keep(story, *known[story])
         return known
 

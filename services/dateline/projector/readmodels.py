@@ -83,8 +83,23 @@ one, and the query service does not read indexes it lacks, until `dateline repla
 """
 
 
-STORED = 3
-"""Replies a stored state takes to read (`read_stored`)."""
+# KEYS: n story states, then their statements, then their merge keys. Per story, {} if
+# it has no state, else {state, statements, merge keys (flat)}: what a MULTI of 3n
+# reads, as atomically, in one command, and only a GET for a story not seen yet.
+RECALL = """
+local n = #KEYS / 3
+local out = {}
+for i = 1, n do
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    local said = redis.call('LRANGE', KEYS[n + i], 0, -1)
+    out[i] = {raw, said, redis.call('HGETALL', KEYS[2 * n + i])}
+  else
+    out[i] = {}
+  end
+end
+return out
+"""
 
 # KEYS: a story state, its statements. The state whole, as one JSON document: the
 # statements spliced into the state's empty `"statements":{}` (a state of shape 2 and
@@ -164,11 +179,27 @@ class ReadModels:
         return [self.statements(story), self.merge_keys(story)]
 
     def read_stored(self, pipe: Pipeline, story: str) -> None:
-        """Queue the `STORED` reads `decode_state` takes: the state, its statements and
-        their merge keys."""
+        """Queue the reads `decode_state` takes: the state, its statements and their
+        merge keys."""
         pipe.get(self.story(story))
         pipe.lrange(self.statements(story), 0, -1)
         pipe.hgetall(self.merge_keys(story))
+
+    def recall_keys(self, stories: list[str]) -> list[str]:
+        """The keys `RECALL` reads for these stories."""
+        return [
+            *map(self.story, stories),
+            *map(self.statements, stories),
+            *map(self.merge_keys, stories),
+        ]
+
+    def decode_recalled(self, story: str, reply: list[Any]) -> tuple[StoryState, bytes | None]:
+        """A story's state from its part of `RECALL`'s reply, and the stored state's bytes."""
+        if not reply:
+            return StoryState(id=story), None
+        raw, said, flat = reply
+        merge = dict(zip(flat[::2], flat[1::2], strict=True))
+        return self.decode_state(story, (raw, said, merge)), raw
 
     async def read_now(self, pipe: Any, story: str) -> list[Any]:
         """What `read_stored` queues, read at once, as a WATCHing pipeline does."""
