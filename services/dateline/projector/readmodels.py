@@ -17,7 +17,7 @@
 
 A story's statements live in a list of their own (shape 3), and the merge keys of
 rule 3 in a hash, so that a commit writes the statements that changed, not all of
-them: a story that had gathered 50 statements cost 70 KB of writes (and of AOF) an
+them: a story that had gathered 190 statements cost 72 KB of writes (and of AOF) an
 update when they were part of the state. Readers get the state whole in one round
 trip: `READ_STORY` splices the list back in.
 
