@@ -26,7 +26,7 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
         async with log.redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(*models.keys_of(story))
-                old = models.decode_state(story, await models.read_now(pipe, story))
+                old, _ = await models.recall(pipe, story)
                 new = project(story, await log.read_story(story))
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 models.write(pipe, old, new)

@@ -27,7 +27,6 @@ The channel is a doorbell, not a feed: readers re-read the checkpoints when it r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -173,17 +172,7 @@ class ReadModels:
 
     def keys_of(self, story: str) -> list[str]:
         """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
-        return [self.story(story), self.timeline(story), *self._apart(story)]
-
-    def _apart(self, story: str) -> list[str]:
-        return [self.statements(story), self.merge_keys(story)]
-
-    def read_stored(self, pipe: Pipeline, story: str) -> None:
-        """Queue the reads `decode_state` takes: the state, its statements and their
-        merge keys."""
-        pipe.get(self.story(story))
-        pipe.lrange(self.statements(story), 0, -1)
-        pipe.hgetall(self.merge_keys(story))
+        return [self.timeline(story), *self.recall_keys([story])]
 
     def recall_keys(self, stories: list[str]) -> list[str]:
         """The keys `RECALL` reads for these stories."""
@@ -194,39 +183,31 @@ class ReadModels:
         ]
 
     def decode_recalled(self, story: str, reply: list[Any]) -> tuple[StoryState, bytes | None]:
-        """A story's state from its part of `RECALL`'s reply, and the stored state's bytes."""
+        """A story's state from its part of `RECALL`'s reply, without its timeline (writers
+        only append to that list); and the stored state's bytes, the fence of a write."""
         if not reply:
             return StoryState(id=story), None
-        raw, said, flat = reply
-        merge = dict(zip(flat[::2], flat[1::2], strict=True))
-        return self.decode_state(story, (raw, said, merge)), raw
-
-    async def read_now(self, pipe: Any, story: str) -> list[Any]:
-        """What `read_stored` queues, read at once, as a WATCHing pipeline does."""
-        return [
-            await pipe.get(self.story(story)),
-            await pipe.lrange(self.statements(story), 0, -1),
-            await pipe.hgetall(self.merge_keys(story)),
-        ]
-
-    def decode_state(self, story: str, stored: Sequence[Any]) -> StoryState:
-        """The state from the replies of `read_stored`, without its timeline (writers only
-        append to that list)."""
-        raw, said, merge = stored
-        state = StoryState(id=story) if raw is None else _state(raw)
+        raw, said, merge = reply
+        state = _state(raw)
         if said:
             state.statements = _said(b"{" + b",".join(said) + b"}")
         if merge:
-            state.statement_keys = {k.decode(): v.decode() for k, v in merge.items()}
-        return state
+            pairs = zip(merge[::2], merge[1::2], strict=True)
+            state.statement_keys = {k.decode(): ref.decode() for k, ref in pairs}
+        return state, raw
+
+    async def recall(self, client: Any, story: str) -> tuple[StoryState, bytes | None]:
+        """`decode_recalled` of one story: for a WATCHing pipeline, or a client."""
+        [reply] = await client.eval(RECALL, 3, *self.recall_keys([story]))
+        return self.decode_recalled(story, reply)
 
     async def read_state(self, client: aioredis.Redis, story: str) -> StoryState:
-        """The whole state, timeline included: four keys, one round trip."""
+        """The whole state, timeline included: one round trip."""
         pipe = client.pipeline(transaction=True)
-        self.read_stored(pipe, story)
+        pipe.eval(RECALL, 3, *self.recall_keys([story]))
         pipe.lrange(self.timeline(story), 0, -1)
-        *stored, entries = await pipe.execute()
-        state = self.decode_state(story, stored)
+        [reply], entries = await pipe.execute()
+        state, _ = self.decode_recalled(story, reply)
         state.timeline = [_entry(e) for e in entries]
         return state
 
