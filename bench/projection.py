@@ -209,13 +209,13 @@ async def run(report: Report, *, quick: bool = False) -> None:
         used = 0
         async for key in client.scan_iter(match="bench:rm:v1:story:*", count=1000):
             used += int(await client.memory_usage(key, samples=0) or 0)
-        for kind in ("timeline", "statements"):
+        for kind in ("timeline", "statements", "merge"):
             async for key in client.scan_iter(match=f"bench:rm:v1:{kind}:*", count=1000):
                 used += int(await client.memory_usage(key, samples=0) or 0)
         report.add(
             Row(
                 "projection",
-                "memory: story state + statements + timeline",
+                "memory: story state, statements, merge keys, timeline",
                 used / stories,
                 "bytes/story",
                 note=f"{n // stories} updates a story",
