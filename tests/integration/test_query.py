@@ -302,16 +302,39 @@ async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
     cursor, seen, pages = Cursor(tuple((0, 0) for _ in range(log.keys.partitions))), [], 0
     while True:
-        found, more = await reader.applied_since(cursor, 2)
-        for sid, p, raw in found:
+        page = await reader.applied_since(cursor, 2)
+        for sid, p, raw in page.found:
             cursor = cursor.moved(p, sid)
-            seen.append(msgspec.json.decode(raw)["position"])
+            record = msgspec.json.decode(raw)
+            seen.append(record["position"])
+            # The story's index entry comes with the page, as it is now: at version 4.
+            entry = msgspec.json.decode(page.entries[record["subject"]])
+            assert (entry["id"], entry["version"]) == (record["subject"], 4)
         pages += 1
-        if not more:
+        if not page.more:
             break
     assert sorted(seen) == sorted(r.position for r in applied)
     assert pages > 2  # a partition holds more than one page of 2
-    assert (await reader.applied_since(cursor, 2)) == ([], False)
+    last = await reader.applied_since(cursor, 2)
+    assert (last.found, last.more, last.entries) == ([], False, {})
+    await app.client.aclose()
+
+
+async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
+    log: Log, redis_url: str
+) -> None:
+    """A page can name more stories than a script can pass to one call (Lua's 8,000)."""
+    app = await projector(log, redis_url)
+    for n in range(0, 8200, 1000):
+        await log.append(
+            [encode(update(subject=f"many-{i}")) for i in range(n, n + 1000)][: 8200 - n]
+        )
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    page = await reader.applied_since(start, 8200)
+    assert len(page.found) == len(page.entries) == 8200
+    assert all(msgspec.json.decode(e or b"{}").get("id") == s for s, e in page.entries.items())
     await app.client.aclose()
 
 

@@ -157,18 +157,14 @@ async def index_events(
         yield _message("index", _encode(entries), str(cursor))
     while True:
         bell = reader.doorbell.current()
-        found, more = await reader.applied_since(cursor, READ_AHEAD)
-        updates = [(sid, p, decode_record(raw)) for sid, p, raw in found]
-        stories = sorted({u.subject for _, _, u in updates})
-        now = (
-            dict(zip(stories, await reader.index_entries(stories), strict=True)) if stories else {}
-        )
-        for sid, p, update in updates:
+        page = await reader.applied_since(cursor, READ_AHEAD)
+        for sid, p, raw in page.found:
+            update = decode_record(raw)
             cursor = cursor.moved(p, sid)
-            entry = now.get(update.subject)
+            entry = page.entries.get(update.subject)
             event = _update_event(update, None, _entry.decode(entry) if entry else None)
             yield _message("update", _encode(event), str(cursor))
-        if not more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
+        if not page.more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield ServerSentEventMessage(comment="keepalive")
 
 

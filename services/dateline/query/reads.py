@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -19,6 +20,41 @@ from dateline.query.live import Doorbell
 from dateline.query.views import Stamp, stamp_of
 from dateline_schemas import decode_record
 
+# KEYS: the checkpoints, the index, then each partition's log. ARGV: entries to read a
+# partition, then each partition's cursor. Per partition, its entries past the cursor
+# up to its checkpoint; then the stories they name and those stories' index entries.
+# One round trip where the checkpoints, the entries and the index entries took two,
+# each behind an fsync under `appendfsync always`. Records in the log are encoded by
+# the log itself, envelope first, so their first "subject" is the story.
+APPLIED = """
+local n = #KEYS - 2
+local flat = redis.call('HGETALL', KEYS[1])
+local head = {}
+for i = 1, #flat, 2 do head[flat[i]] = flat[i + 1] end
+local pages, stories, seen = {}, {}, {}
+for p = 1, n do
+  local upto = head[tostring(p - 1)]
+  local rows = {}
+  if upto then
+    rows = redis.call('XRANGE', KEYS[2 + p], '(' .. ARGV[1 + p], upto, 'COUNT', ARGV[1])
+  end
+  pages[p] = rows
+  for _, row in ipairs(rows) do
+    local story = string.match(row[2][2], '"subject":%s*"([^"]+)"')
+    if story and not seen[story] then
+      seen[story] = true
+      stories[#stories + 1] = story
+    end
+  end
+end
+local entries = {}
+for i = 1, #stories, 1000 do
+  local got = redis.call('HMGET', KEYS[2], unpack(stories, i, math.min(i + 999, #stories)))
+  for _, entry in ipairs(got) do entries[#entries + 1] = entry end
+end
+return {pages, stories, entries}
+"""
+
 
 class NotReached(Exception):
     """The projection did not reach a position in time."""
@@ -30,6 +66,17 @@ class NotReached(Exception):
         )
 
 
+@dataclass
+class Applied:
+    """A page of what the projection has applied (`Reader.applied_since`)."""
+
+    found: list[tuple[tuple[int, int], int, bytes]]
+    """(stream id, partition, record), in stream id order."""
+    more: bool
+    entries: dict[str, bytes | None]
+    """Their stories' index entries, as they are now."""
+
+
 class Reader:
     """The query service's view of Redis: the active read models and the log."""
 
@@ -39,6 +86,7 @@ class Reader:
         self._models: ReadModels | None = None
         self._shape = 1
         self._read_story = client.register_script(READ_STORY)
+        self._applied = client.register_script(APPLIED)
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
@@ -100,10 +148,6 @@ class Reader:
         found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
         return [e for e in found if e is not None]
 
-    async def index_entries(self, stories: list[str]) -> list[bytes | None]:
-        models = await self.models()
-        return cast(list[bytes | None], await self.client.hmget(models.index, stories))
-
     async def speaker(self, name: str) -> list[bytes]:
         models = await self.models()
         return cast(list[bytes], await self.client.hvals(models.speaker(name)))
@@ -130,32 +174,26 @@ class Reader:
         raw = cast(dict[bytes, bytes], await self.client.hgetall(models.checkpoint))
         return {int(p): stream_id(v.decode()) for p, v in raw.items()}
 
-    async def applied_since(
-        self, cursor: Cursor, count: int
-    ) -> tuple[list[tuple[tuple[int, int], int, bytes]], bool]:
-        """Log entries past `cursor` that the projection has applied, and whether more wait.
+    async def applied_since(self, cursor: Cursor, count: int) -> Applied:
+        """Log entries past `cursor` that the projection has applied, the index entries of
+        their stories, and whether more wait; in one round trip (`APPLIED`).
 
-        One round trip: the checkpoints and up to `count` entries a partition past the
-        cursor, read together; entries past a partition's checkpoint are left for a
-        later call. Returns (stream id, partition, record), sorted by stream id: roughly
-        the order they were recorded in, across partitions.
+        Up to `count` entries a partition, none past its checkpoint (they are left for a
+        later call), sorted by stream id: roughly the order they were recorded in,
+        across partitions.
         """
         models = await self.models()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(models.checkpoint)
-        for p in range(self.keys.partitions):
-            start = "{}-{}".format(*cursor.ids[p])
-            pipe.xrange(self.keys.log(p), min=f"({start}", max="+", count=count)
-        raw, *replies = await pipe.execute()
-        points = {int(p): stream_id(v.decode()) for p, v in raw.items()}
-        found, more = [], False
-        for p, rows in enumerate(replies):
-            head = points.get(p, (0, 0))
-            applied = [(stream_id(eid.decode()), p, fields[b"__data__"]) for eid, fields in rows]
-            found += [row for row in applied if row[0] <= head]
-            more = more or (len(rows) == count and applied[-1][0] <= head)
+        logs = [self.keys.log(p) for p in range(self.keys.partitions)]
+        starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
+        keys = [models.checkpoint, models.index, *logs]
+        pages, stories, entries = await self._applied(keys=keys, args=[count, *starts])
+        found: list[tuple[tuple[int, int], int, bytes]] = []
+        for p, rows in enumerate(pages):
+            found += [(stream_id(eid.decode()), p, fields[1]) for eid, fields in rows]
         found.sort()
-        return found, more
+        more = any(len(rows) == count for rows in pages)
+        index = {s.decode(): e for s, e in zip(stories, entries, strict=True)}
+        return Applied(found, more, index)
 
     async def history(
         self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
