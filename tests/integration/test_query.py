@@ -17,7 +17,7 @@ from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, wit
 from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query import live
 from dateline.query.http import create_app
-from dateline.query.live import Doorbell
+from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.reads import Reader
 from tests.factories import encode, update
 from tests.integration.serving import serve
@@ -317,13 +317,18 @@ async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
     assert pages > 2  # a partition holds more than one page of 2
     last = await reader.applied_since(cursor, 2)
     assert (last.found, last.more, last.entries) == ([], False, {})
+    # A live stream's page (one script) and a catching-up one (commands) read the same.
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    one = await reader.applied_since(start, ONE_TRIP)
+    assert one == await reader.applied_since(start, ONE_TRIP + 1)
+    assert len(one.found) == 24 and not one.more
     await app.client.aclose()
 
 
 async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
     log: Log, redis_url: str
 ) -> None:
-    """A page can name more stories than a script can pass to one call (Lua's 8,000)."""
+    """A page of a stream catching up can name thousands of stories, each with its entry."""
     app = await projector(log, redis_url)
     for n in range(0, 8200, 1000):
         await log.append(

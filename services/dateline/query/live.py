@@ -28,6 +28,10 @@ from dateline_schemas import Update, decode_record
 if TYPE_CHECKING:
     from dateline.query.reads import Reader
 
+ONE_TRIP = 64
+"""Entries a partition a live index stream reads at a time, in one round trip (a script:
+`reads.APPLIED`); a stream catching up reads `READ_AHEAD` at a time, in two."""
+
 log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
 _record = msgspec.json.Decoder(dict[str, object])
@@ -147,6 +151,7 @@ async def index_events(
     """
     partitions = reader.keys.partitions
     cursor = last_event_id
+    behind = cursor is not None  # a resumed stream has missed updates to catch up with
     if cursor is None:
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
@@ -157,7 +162,10 @@ async def index_events(
         yield _message("index", _encode(entries), str(cursor))
     while True:
         bell = reader.doorbell.current()
-        page = await reader.applied_since(cursor, READ_AHEAD)
+        # Live, a page holds the few updates of a commit: read in one round trip. Behind,
+        # big pages: in two, which keep the server free (see `reads.APPLIED`).
+        page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP)
+        behind = page.more
         for sid, p, raw in page.found:
             update = decode_record(raw)
             cursor = cursor.moved(p, sid)
