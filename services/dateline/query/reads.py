@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -195,21 +195,22 @@ class Reader:
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
         if count <= ONE_TRIP:
             keys = [models.checkpoint, models.index, *logs]
-            pages, named, entries = await self._applied(keys=keys, args=[count, *starts])
+            replies, named, entries = await self._applied(keys=keys, args=[count, *starts])
+            pages = [[(eid, fields[1]) for eid, fields in rows] for rows in replies]
             stories = [s.decode() for s in named]
         else:
             pages, stories, entries = await self._applied_in_two(models, logs, starts, count)
-        found: list[tuple[tuple[int, int], int, bytes]] = []
-        for p, rows in enumerate(pages):
-            found += [(stream_id(eid.decode()), p, fields[1]) for eid, fields in rows]
-        found.sort()
+        found = sorted(
+            (stream_id(eid.decode()), p, raw) for p, rows in enumerate(pages) for eid, raw in rows
+        )
         more = any(len(rows) == count for rows in pages)
         return Applied(found, more, dict(zip(stories, entries, strict=True)))
 
     async def _applied_in_two(
         self, models: ReadModels, logs: list[str], starts: list[str], count: int
-    ) -> tuple[list[list[Any]], list[str], list[bytes | None]]:
-        """What `APPLIED` reads and returns, as commands: pages, stories, index entries."""
+    ) -> tuple[list[list[tuple[bytes, bytes]]], list[str], list[bytes | None]]:
+        """What `APPLIED` reads, as commands: each partition's (stream id, record) up to
+        its checkpoint, the stories they name, and those stories' index entries."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(models.checkpoint)
         for log, start in zip(logs, starts, strict=True):
@@ -219,15 +220,10 @@ class Reader:
         for p, rows in enumerate(replies):
             head = heads.get(str(p).encode())
             upto = stream_id(head.decode()) if head else (0, 0)
-            applied = [(eid, fields[b"__data__"]) for eid, fields in rows]
             pages.append(
-                [
-                    [eid, [b"__data__", raw]]
-                    for eid, raw in applied
-                    if stream_id(eid.decode()) <= upto
-                ]
+                [(eid, f[b"__data__"]) for eid, f in rows if stream_id(eid.decode()) <= upto]
             )
-        named = (_subject(raw).subject for rows in pages for _, (_, raw) in rows)
+        named = (_subject(raw).subject for rows in pages for _, raw in rows)
         stories = list(dict.fromkeys(named))
         entries = await self.client.hmget(models.index, stories) if stories else []
         return pages, stories, cast(list[bytes | None], entries)
