@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 from tests.e2e.processes import ingest_process
 
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all
 from bench.log_append import realistic_updates
+from dateline.connection import connect
 from dateline.embedded import EmbeddedRedis
 from dateline.ingest.credentials import Credentials
 from dateline.keys import Keys
@@ -65,7 +65,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         f"median of {ROUNDS}; {singles:,} single-update requests"
     )
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
-        client = aioredis.Redis.from_url(srv.url)
+        client = connect(srv.url)  # the services' client: commands packed by hiredis
         direct = Log(client, Keys("direct", 8))  # the baseline, on a prefix of its own
         await direct.check_partitions()
         token = await Credentials(client, "bench").add("bench", "urn:feed:bench")

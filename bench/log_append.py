@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from tests.factories import encode, update
 
 from bench.harness import Report, Row, median_rate
+from dateline.connection import connect
 from dateline.embedded import EmbeddedRedis
 from dateline.keys import Keys
 from dateline.log import Log
@@ -82,7 +83,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
     raw_batches = [bodies[i : i + BATCH] for i in range(0, n, BATCH)]
     batches = [payloads[i : i + BATCH] for i in range(0, n, BATCH)]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
-        client = aioredis.Redis.from_url(srv.url)
+        client = connect(srv.url)  # the services' client: commands packed by hiredis
         log = Log(client, Keys("bench", 8))
 
         async def reset() -> None:

@@ -27,6 +27,7 @@ from bench.harness import Report, Row
 from bench.log_append import realistic_updates
 from bench.peer import run_peer
 from dateline.config import Settings
+from dateline.connection import connect
 from dateline.consumer import groups
 from dateline.embedded import EmbeddedRedis
 from dateline.keys import Keys
@@ -162,7 +163,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
     keys = Keys("bench", 8)
     settings = Settings(None, Path("."), "bench", 8)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
-        client = aioredis.Redis.from_url(srv.url)
+        client = connect(srv.url)  # the services' client: commands packed by hiredis
         newsroom = newsroom_updates(n, stories)
         await _load(client, keys, newsroom)
         top = await ceiling(client, keys, n)

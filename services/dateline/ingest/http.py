@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
 from dateline.config import Settings
+from dateline.connection import connect
 from dateline.heap import freeze_startup_objects
 from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
@@ -180,7 +180,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
     ctx = _Services()
 
     async def startup() -> None:
-        client = aioredis.Redis.from_url(url)
+        client = connect(url)
         ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
         await ctx.log_.check_partitions()
         ctx.credentials_ = Credentials(client, settings.prefix)

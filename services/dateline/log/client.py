@@ -14,6 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 
+from dateline.connection import connect
 from dateline.keys import Keys, dedup_field
 from dateline_schemas import (
     MAX_BATCH_BYTES,
@@ -84,7 +85,7 @@ class Log:
 
     @classmethod
     async def connect(cls, url: str, *, prefix: str = "dateline", partitions: int = 8) -> Log:
-        client = aioredis.Redis.from_url(url)
+        client = connect(url)
         log = cls(client, Keys(prefix, partitions))
         await log.check_partitions()
         return log

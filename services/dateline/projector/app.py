@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from dateline.config import Settings
+from dateline.connection import connect
 from dateline.consumer import Runner, RunnerConfig
 from dateline.keys import Keys
 from dateline.log import Log
@@ -116,7 +117,7 @@ async def create_app(
     project_fn: Project = project,
     client: aioredis.Redis | None = None,
 ) -> Projector:
-    client = client or aioredis.Redis.from_url(url)
+    client = client or connect(url)
     keys = Keys(settings.prefix, settings.partitions)
     log = Log(client, keys)
     await log.check_partitions()

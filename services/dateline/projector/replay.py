@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 
+from dateline.connection import connect
 from dateline.consumer import Runner, RunnerConfig
 from dateline.keys import Keys
 from dateline.log import Log
@@ -212,7 +213,7 @@ def _fold_job(
             nonlocal read
             read += n
 
-        client = aioredis.Redis.from_url(url)
+        client = connect(url)
         try:
             log = Log(client, Keys(prefix, partitions))
             models = ReadModels(prefix, version)

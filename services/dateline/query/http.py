@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
-import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +25,7 @@ from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from dateline.config import Settings
+from dateline.connection import connect
 from dateline.heap import freeze_startup_objects
 from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
@@ -195,7 +195,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     keys = Keys(settings.prefix, settings.partitions)
 
     async def startup() -> None:
-        client = aioredis.Redis.from_url(url)
+        client = connect(url)
         bell = Doorbell(client, settings.prefix, poll_s)
         ctx.reader_ = Reader(client, keys, bell)
         ctx.bell_task = asyncio.create_task(bell.run(), name="doorbell")

@@ -1,0 +1,53 @@
+"""The client's command packing: hiredis's bytes are redis-py's bytes."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import DataError
+
+from dateline.connection import Connection, SSLConnection, UnixConnection, connect
+
+COMMANDS = [
+    ("SET", "story", "héllo"),
+    (b"EVALSHA", b"abc", 2, b"k1", b"k2", 1.5, -3, b"", "x" * 70_000),
+    ("CONFIG GET", "appendfsync"),
+    (b"CLIENT SETNAME", b"projector"),
+    ("XADD", "log", "*", "__data__", memoryview(b'{"id":"u1"}')),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: str(a[0]))
+def test_packs_the_bytes_redis_py_packs(args: tuple[object, ...]) -> None:
+    ours, theirs = Connection(), aioredis.Connection()
+    packed = ours.pack_command(*args)  # type: ignore[arg-type]
+    assert len(packed) == 1  # one buffer from hiredis, not redis-py's pieces
+    assert packed[0] == b"".join(bytes(p) for p in theirs.pack_command(*args))  # type: ignore[arg-type]
+
+
+def test_a_bytearray_goes_to_redis_py_packing() -> None:
+    args = ("SET", "k", bytearray(b"v"))
+    expected = b"".join(bytes(p) for p in aioredis.Connection().pack_command(*args))
+    assert b"".join(Connection().pack_command(*args)) == expected
+
+
+@pytest.mark.parametrize("bad", [None, True])
+def test_an_argument_redis_cannot_take_is_refused_as_redis_py_refuses_it(bad: object) -> None:
+    with pytest.raises(DataError, match="Invalid input of type"):
+        Connection().pack_command("SET", "k", bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "cls"),
+    [
+        ("redis://127.0.0.1:6399/0", Connection),
+        ("rediss://127.0.0.1:6399/0", SSLConnection),
+        ("unix:///tmp/dateline.sock", UnixConnection),
+    ],
+)
+async def test_connect_picks_the_packing_connection_for_the_scheme(url: str, cls: type) -> None:
+    client = connect(url)
+    try:
+        assert client.connection_pool.connection_class is cls
+    finally:
+        await client.aclose()
