@@ -1,7 +1,8 @@
 """The dateline story-update contract as code: CloudEvents envelope and every update type.
 
 Public API: `Update` (the tagged union), `decode_update` (strict, for producers' input),
-`decode_record` (for what the log stored), `InvalidUpdate`/`Problem`, and the limits.
+`decode_record`/`decode_records` (for what the log stored), `InvalidUpdate`/`Problem`,
+and the limits.
 """
 
 from dateline_schemas._rules import (
@@ -20,6 +21,7 @@ from dateline_schemas.decoding import (
     InvalidUpdate,
     Problem,
     decode_record,
+    decode_records,
     decode_update,
 )
 from dateline_schemas.upcasting import UPCASTERS, Upcasters
@@ -42,6 +44,7 @@ __all__ = [
     "Update",
     "check_story_id",
     "decode_record",
+    "decode_records",
     "decode_update",
     "parse_duration",
     "parse_fuzzy_date",

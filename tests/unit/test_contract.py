@@ -131,3 +131,18 @@ def test_records_from_the_log_are_trusted_for_rules_but_not_for_shape() -> None:
     # The flag does not leak: the next producer decode checks the rules again.
     with pytest.raises(InvalidUpdate, match="subject"):
         decode_update(encode(update(subject="Not A Story Id")))
+
+
+def test_a_history_decodes_as_its_records_do_and_the_trust_ends_with_it() -> None:
+    from dateline_schemas import InvalidUpdate, decode_record, decode_records  # noqa: PLC0415
+
+    ruled_out = encode(update(subject="Not A Story Id"))
+    fine = encode(update(id="u-2"))
+    assert decode_records([ruled_out, fine]) == [decode_record(ruled_out), decode_record(fine)]
+    shapeless = update()
+    del shapeless["time"]
+    with pytest.raises(InvalidUpdate, match="time"):
+        decode_records([fine, encode(shapeless)])
+    # Neither a history read nor one that failed leaves the rules switched off.
+    with pytest.raises(InvalidUpdate, match="subject"):
+        decode_update(ruled_out)

@@ -23,7 +23,7 @@ from dateline.probes import probes
 from dateline.projection import project
 from dateline.projector.app import create_app
 from dateline.projector.readmodels import without_timeline
-from dateline_schemas import decode_record
+from dateline_schemas import decode_records
 
 
 @click.command(name="projector")
@@ -92,7 +92,7 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
         records = asyncio.run(read())
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")
-    state = project(story, [decode_record(r) for r in records])
+    state = project(story, decode_records(records))
     doc = without_timeline(state)
     if as_json:
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")

@@ -23,6 +23,7 @@ from dateline_schemas import (
     InvalidUpdate,
     Update,
     decode_record,
+    decode_records,
     decode_update,
 )
 
@@ -235,7 +236,7 @@ class Log:
         raw = await self.read_story_json(
             story, from_version=from_version, to_version=to_version, as_of=as_of
         )
-        return [decode_record(r) for r in raw]
+        return decode_records(raw)
 
     async def read_partition(
         self, partition: int, *, after: str = "0-0", count: int = 1000

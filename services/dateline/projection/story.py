@@ -32,7 +32,8 @@ _NAMING = (CorrectionIssued, RetractionIssued, RetractionLifted)
 def project(story: str, updates: Iterable[Update]) -> StoryState:
     """The state of `story` from its updates, in any order, duplicates (same version) once."""
     by_version = {u.version: u for u in updates if u.subject == story}
-    ordered = sorted(by_version.values(), key=order_key)
+    keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
+    ordered = [u for _, u in keyed]
     hidden = _retracted(ordered)
     present = {u.id for u in ordered}
     corrections: dict[str, list[CorrectionIssued]] = defaultdict(list)
@@ -48,11 +49,11 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
         if isinstance(u, CorrectionIssued) and u.id not in hidden
     }
     state.corrections = list(notes.values())  # in the order of their time
-    for u in ordered:
+    for key, u in keyed:
         if u.id in hidden:
             continue
         fixed, fields, texts = _corrected(u, corrections.get(u.id, []), notes)
-        _fold(state, fixed)
+        _fold(state, fixed, key)  # a correction changes data, never the time: same key
         if fields and isinstance(fixed, StatementMade):
             ref = state.statement_aliases.get(fixed.data.statement, fixed.data.statement)
             if said := state.statements.get(ref):
@@ -69,7 +70,7 @@ def advance(state: StoryState, update: Update) -> StoryState | None:
     (correction, retraction), is named by one already folded (held), or sorts
     before what is folded already (it arrived out of order).
     """
-    if not _appendable(state, update):
+    if not _appendable(state, update, order_key(update)):
         return None
     new = copy_state(state)
     advance_in_place(new, update)
@@ -81,31 +82,32 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
 
     For the projector, which copies a story's state once per batch, not per update.
     """
-    if not _appendable(state, update):
+    key = order_key(update)
+    if not _appendable(state, update, key):
         return False
-    _fold(state, update)
+    _fold(state, update, key)
     _stamp_latest(state, [update])
     return True
 
 
-def _appendable(state: StoryState, update: Update) -> bool:
+def _appendable(state: StoryState, update: Update, key: list[Any]) -> bool:
     if update.version != state.version + 1 or isinstance(update, _NAMING):
         return False
     if any(c.corrects == update.id for c in state.corrections):
         return False  # a correction was held for it
     if any(h.id == update.id for h in state.hidden):
         return False  # retracted before it arrived
-    return not state.order_key or order_key(update) > state.order_key
+    return not state.order_key or key > state.order_key
 
 
 def copy_state(state: StoryState) -> StoryState:
     return _copy_decode(_copy_encode(state))
 
 
-def _fold(state: StoryState, update: Update) -> None:
+def _fold(state: StoryState, update: Update, key: list[Any]) -> None:
     time = update.time.isoformat()
     evolve(state, update, time)
-    state.order_key = order_key(update)
+    state.order_key = key
     state.last_time = time
     state.timeline.append(
         Entry(
@@ -118,6 +120,10 @@ def _fold(state: StoryState, update: Update) -> None:
             source=update.source,
         )
     )
+
+
+def _first(pair: tuple[list[Any], Update]) -> list[Any]:
+    return pair[0]
 
 
 def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:

@@ -29,7 +29,7 @@ from dateline.metrics import BATCH_SECONDS, PROJECTED
 from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
 from dateline.projector.readmodels import RECALL, Change, ReadModels
-from dateline_schemas import Update, decode_record
+from dateline_schemas import Update, decode_record, decode_records
 
 Advance = Callable[[StoryState, Update], bool]
 """Fold an update into a state the handler owns, in place; False if it needs a refold."""
@@ -204,7 +204,7 @@ class ProjectorHandler:
         for w, history in zip(work, histories, strict=True):
             self.refolds += 1
             try:
-                w.state = self.project(w.story, [decode_record(r) for r in history])
+                w.state = self.project(w.story, decode_records(history))
                 w.changed = w.refolded = True
             except Exception as exc:
                 if w.failed is None:  # the refold failed: retry from the update that asked for it

@@ -24,7 +24,7 @@ from dateline.projection.state import StoryState
 from dateline.projector.app import active_version, story_of
 from dateline.projector.handler import ProjectorHandler
 from dateline.projector.readmodels import SHAPE, Change, ReadModels
-from dateline_schemas import decode_record
+from dateline_schemas import decode_records
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -164,7 +164,7 @@ async def _fold_histories(
             changes = []
             for story, history in zip(chunk, histories, strict=True):
                 try:
-                    state = project(story, [decode_record(r) for r in history])
+                    state = project(story, decode_records(history))
                 except Exception as exc:  # reported by the caller: the switch waits for all
                     failed[story] = repr(exc)
                     continue

@@ -19,7 +19,7 @@ from dateline.projector.app import DEFAULT_VERSION
 from dateline.projector.readmodels import READ_STORY, STATUS_INDEXES, ReadModels
 from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.views import Stamp, stamp_of
-from dateline_schemas import decode_record
+from dateline_schemas import decode_records
 
 # KEYS: the checkpoints, the index, then each partition's log. ARGV: entries to read a
 # partition, then each partition's cursor. Per partition, its entries past the cursor
@@ -238,7 +238,7 @@ class Reader:
     ) -> StoryState | None:
         """What the desk knew then, folded from the story's history (not a read model)."""
         records = await self.history(story, as_of=as_of, at_version=at_version)
-        return project(story, [decode_record(r) for r in records]) if records else None
+        return project(story, decode_records(records)) if records else None
 
     async def wait_for(self, position: Position, seconds: float) -> None:
         """Return once the projection has applied `position` (read-your-writes)."""
