@@ -23,6 +23,7 @@ from dateline.probes import probes
 from dateline.projection import project
 from dateline.projector.app import create_app
 from dateline.projector.readmodels import without_timeline
+from dateline.query.views import StoryView
 from dateline_schemas import decode_records
 
 
@@ -93,7 +94,9 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")
     state = project(story, decode_records(records))
-    doc = without_timeline(state)
+    # What GET /v1/stories/{id} shows: the projector's bookkeeping (merge keys, aliases,
+    # order key) is not part of a story.
+    doc = msgspec.convert(msgspec.to_builtins(without_timeline(state)), StoryView)
     if as_json:
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
         return
