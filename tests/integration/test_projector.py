@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from dateline.config import Settings
+from dateline.connection import connect
 from dateline.consumer import Delivery, groups
 from dateline.log import Log
 from dateline.projection import advance_in_place, project
@@ -33,9 +33,7 @@ def settings(log: Log) -> Settings:
 
 
 async def projector(log: Log, redis_url: str, name: str = "p1", **kw: Any) -> Projector:
-    app = await create_app(
-        settings(log), redis_url, consumer=name, client=aioredis.Redis.from_url(redis_url), **kw
-    )
+    app = await create_app(settings(log), redis_url, consumer=name, client=connect(redis_url), **kw)
     app.runner.config = dataclasses.replace(app.runner.config, block_ms=20, retry_delay_s=0.0)
     return app
 

@@ -12,6 +12,8 @@ import pytest
 
 from dateline.log import Log
 from dateline.positions import Cursor, Position
+from dateline.projection import advance_in_place, project
+from dateline.projection.state import StoryState
 from dateline.projector.app import Projector
 from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
@@ -19,6 +21,7 @@ from dateline.query import live
 from dateline.query.http import create_app
 from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.reads import Reader
+from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import projector, rebuilt, settings, settle
@@ -362,6 +365,53 @@ async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
             break
         got.append(msgspec.json.decode(str(message.data))["id"])
     assert got == [f"u{n}" for n in range(4, 10)]
+    await app.client.aclose()
+
+
+async def test_the_index_stream_marks_updates_the_projector_parked(
+    log: Log, redis_url: str
+) -> None:
+    """Past the checkpoint but not in the read model: sent, marked parked, not as news."""
+
+    def failing(state: StoryState, u: Update) -> bool:
+        if u.subject == "bad" and u.version == 2:
+            raise RuntimeError("projection bug")
+        return advance_in_place(state, u)
+
+    def failing_project(story: str, updates: list[Update]) -> StoryState:
+        if story == "bad" and any(u.version == 2 for u in updates):
+            raise RuntimeError("projection bug")
+        return project(story, updates)
+
+    app = await projector(log, redis_url, advance_fn=failing, project_fn=failing_project)
+    await log.append(
+        [encode(update(subject=s, id=f"{s}-{i}")) for i in range(3) for s in ("bad", "good")]
+    )
+    await settle(app)
+    assert len(await app.runner.dead.entries("bad")) == 2
+    # Parking acknowledges; the checkpoint passes them with the partition's next commit.
+    neighbour = next(
+        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("bad")
+    )
+    await log.append([encode(update(subject=neighbour, id="neighbour"))])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    seen: dict[str, bool] = {}
+    async for message in live.index_events(reader, start):
+        event = msgspec.json.decode(str(message.data))
+        seen[event["id"]] = event.get("parked", False)
+        if len(seen) == 7:
+            break
+    assert seen == {
+        "bad-0": False,
+        "bad-1": True,  # failed and parked
+        "bad-2": True,  # parked behind it
+        "good-0": False,
+        "good-1": False,
+        "good-2": False,
+        "neighbour": False,
+    }
     await app.client.aclose()
 
 

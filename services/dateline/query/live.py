@@ -144,7 +144,7 @@ async def index_events(
     reader: Reader, last_event_id: Cursor | None, limit: int | None = None
 ) -> AsyncIterator[ServerSentEventMessage]:
     """`index` first on a new connection (every story, or the `limit` updated last),
-    then `update` per update applied.
+    then `update` per update the projector has handled: applied, or `parked`.
 
     Ids are cursors (a stream id per partition): positions of different partitions
     do not compare, so one position could not say where a reader of all of them was.
@@ -169,8 +169,11 @@ async def index_events(
         for sid, p, raw in page.found:
             update = decode_record(raw)
             cursor = cursor.moved(p, sid)
-            entry = page.entries.get(update.subject)
-            event = _update_event(update, None, _entry.decode(entry) if entry else None)
+            raw_entry = page.entries.get(update.subject)
+            entry = _entry.decode(raw_entry) if raw_entry else None
+            event = _update_event(update, None, entry)
+            # Under the checkpoint but not in the read model: the projector parked it.
+            event.parked = entry is None or entry.version < event.version
             yield _message("update", _encode(event), str(cursor))
         if not page.more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield ServerSentEventMessage(comment="keepalive")

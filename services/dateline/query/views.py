@@ -108,3 +108,7 @@ class UpdateEvent(msgspec.Struct, omit_defaults=True):
     """The update as stored (story streams only)."""
     entry: IndexEntry | None = None
     """The story's index entry as it is now (index stream only)."""
+    parked: bool = False
+    """True when the projection has not applied this update: it failed and is parked,
+    or waits behind a parked update of its story (index stream only; a story stream sends
+    only what its read model holds). `dateline dlq redrive` applies it later."""
