@@ -30,6 +30,7 @@ from dateline.config import Settings
 from dateline.connection import connect
 from dateline.consumer import groups
 from dateline.embedded import EmbeddedRedis
+from dateline.heap import tune_collector
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projector.app import create_app
@@ -160,6 +161,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
     n = 4_000 if quick else 40_000
     stories = 200 if quick else 2_000
     print(f"projection: {n:,} updates over {stories:,} stories")
+    tune_collector()  # every case with the collector as the services set it
     keys = Keys("bench", 8)
     settings = Settings(None, Path("."), "bench", 8)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:

@@ -44,7 +44,7 @@ from tests.factories import update
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all
 from dateline.embedded import EmbeddedRedis
-from dateline.heap import freeze_startup_objects
+from dateline.heap import tune_collector
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.positions import Position
@@ -206,7 +206,7 @@ async def _latency(
     """`rounds` runs of `seconds` at `rate`, pooled: the p99 of 3 x 5,000 is steadier."""
     client = log.redis
     await client.config_set("appendfsync", fsync)
-    freeze_startup_objects()  # as the services do: this process's collections stay short too
+    tune_collector()  # as the services do: this process's collections stay short too
     # Half a second at the same rate first, not counted: it opens the client's
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"

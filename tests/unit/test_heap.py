@@ -14,10 +14,12 @@ from dateline.metrics import GC_SECONDS
 
 @pytest.fixture
 def timed() -> Iterator[None]:
-    heap.freeze_startup_objects()
+    threshold = gc.get_threshold()
+    heap.tune_collector()
     yield
     gc.callbacks.remove(heap._timed)
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def _count(generation: int) -> float:
@@ -56,5 +58,17 @@ def test_a_short_collection_is_not_logged(timed: None, monkeypatch: pytest.Monke
 
 
 def test_freezing_twice_times_each_collection_once(timed: None) -> None:
-    heap.freeze_startup_objects()
+    heap.tune_collector()
     assert gc.callbacks.count(heap._timed) == 1
+
+
+def test_the_young_are_collected_less_often_and_the_old_as_before() -> None:
+    before = gc.get_threshold()
+    heap.tune_collector()
+    try:
+        assert gc.get_threshold() == (heap.YOUNG, *before[1:])
+        assert before[0] < heap.YOUNG
+    finally:
+        gc.callbacks.remove(heap._timed)
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -19,7 +19,7 @@ from dateline.cli.common import (
     settings,
     stop_on_signals,
 )
-from dateline.heap import freeze_startup_objects
+from dateline.heap import tune_collector
 from dateline.ingest.credentials import Credentials, FeedExists
 from dateline.probes import probes
 
@@ -72,7 +72,7 @@ def validator_command(probe_host: str, probe_port: int) -> None:
             else:
                 err(f"validator: {len(runner.streams)} inboxes; Ctrl-C stops")
             follow = asyncio.create_task(follow_feeds(runner, log.redis, cfg.prefix, stop))
-            freeze_startup_objects()
+            tune_collector()
             try:
                 async with probes(probe_host, probe_port, redis_ready(log.redis)):
                     await runner.run(stop)

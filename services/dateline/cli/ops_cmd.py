@@ -27,6 +27,7 @@ from rich.text import Text
 from dateline.cli.common import err, open_log, server, settings
 from dateline.config import Settings
 from dateline.consumer import DeadLetters
+from dateline.heap import tune_collector
 from dateline.log import Log
 from dateline.projector import ops
 from dateline.projector.app import active_version
@@ -176,6 +177,7 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
         return
 
     async def work(url: str, log: Log, models: ReadModels, dead: DeadLetters) -> str:
+        tune_collector()  # it folds in this process too, below the workers' threshold
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),

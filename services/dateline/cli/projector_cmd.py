@@ -18,7 +18,7 @@ from dateline.cli.common import (
     stop_on_signals,
 )
 from dateline.cli.log_cmd import parse_when
-from dateline.heap import freeze_startup_objects
+from dateline.heap import tune_collector
 from dateline.probes import probes
 from dateline.projection import project
 from dateline.projector.app import create_app
@@ -55,7 +55,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
         err(
             f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
         )
-        freeze_startup_objects()
+        tune_collector()
         async with probes(probe_host, probe_port, redis_ready(app.client)):
             await app.run(stop)
 

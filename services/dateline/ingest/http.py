@@ -24,7 +24,7 @@ from litestar.params import FromQuery
 
 from dateline.config import Settings
 from dateline.connection import connect
-from dateline.heap import freeze_startup_objects
+from dateline.heap import tune_collector
 from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
 from dateline.ingest.credentials import Credentials, Feed, refusal
@@ -184,7 +184,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
         ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
         await ctx.log_.check_partitions()
         ctx.credentials_ = Credentials(client, settings.prefix)
-        freeze_startup_objects()
+        tune_collector()
 
     async def shutdown() -> None:
         if ctx.log_ is not None:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from dateline.connection import connect
 from dateline.consumer import Runner, RunnerConfig
+from dateline.heap import tune_collector
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import project
@@ -239,7 +240,8 @@ async def _fold_in_workers(
     # "spawn": a forked child would share this process's event loop and sockets.
     context = multiprocessing.get_context("spawn")
     updates, failed = 0, {}
-    with ProcessPoolExecutor(workers.processes, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(workers.processes, mp_context=context, initializer=tune_collector)
+    with pool:
         jobs = [
             loop.run_in_executor(
                 pool,

@@ -26,7 +26,7 @@ from litestar.static_files import create_static_files_router
 
 from dateline.config import Settings
 from dateline.connection import connect
-from dateline.heap import freeze_startup_objects
+from dateline.heap import tune_collector
 from dateline.http_errors import unhandled
 from dateline.http_probes import probe_routes
 from dateline.keys import Keys
@@ -199,7 +199,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         bell = Doorbell(client, settings.prefix, poll_s)
         ctx.reader_ = Reader(client, keys, bell)
         ctx.bell_task = asyncio.create_task(bell.run(), name="doorbell")
-        freeze_startup_objects()
+        tune_collector()
 
     async def shutdown() -> None:
         if ctx.bell_task is not None:
