@@ -415,6 +415,53 @@ async def test_the_index_stream_marks_updates_the_projector_parked(
     await app.client.aclose()
 
 
+async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
+    log: Log, redis_url: str, api: httpx.AsyncClient
+) -> None:
+    """The checkpoint passes a parked update; a read waiting for it must not answer as if
+    it were applied, nor wait in vain: 409, naming the story and the command."""
+
+    def failing(state: StoryState, u: Update) -> bool:
+        if u.subject == "bad" and u.version == 2:
+            raise RuntimeError("projection bug")
+        return advance_in_place(state, u)
+
+    def failing_project(story: str, updates: list[Update]) -> StoryState:
+        if story == "bad" and any(u.version == 2 for u in updates):
+            raise RuntimeError("projection bug")
+        return project(story, updates)
+
+    app = await projector(log, redis_url, advance_fn=failing, project_fn=failing_project)
+    results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
+    good = await log.append([encode(update(subject="good", id="good-0"))])
+    await settle(app)
+    applied, failed, behind = (r.position for r in results)
+
+    async def read(position: str | None) -> httpx.Response:
+        return await api.get("/v1/stories/bad", params={"min_position": position, "wait": 0.3})
+
+    # Parked at the partition's end: the checkpoint stops short; the wait ends in a 409.
+    answer = await read(failed)
+    assert answer.status_code == 409, answer.text
+    problem = answer.json()
+    assert problem["type"] == "urn:dateline:problem:parked"
+    assert f"position {failed} is parked" in problem["detail"]
+    assert "dateline dlq redrive bad" in problem["detail"]
+    neighbour = next(
+        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("bad")
+    )
+    await log.append([encode(update(subject=neighbour, id="neighbour"))])
+    await settle(app)
+    # Past the checkpoint now, and still not in the story: 409 at once, not a stale 200.
+    answer = await read(behind)
+    assert answer.status_code == 409
+    assert f"behind the update at {failed}" in answer.json()["detail"]
+    assert (await read(applied)).status_code == 200  # before the failure: applied
+    answer = await api.get("/v1/stories/good", params={"min_position": good[0].position})
+    assert answer.status_code == 200
+    await app.client.aclose()
+
+
 async def test_the_index_stream_can_start_with_the_stories_updated_last(
     log: Log, redis_url: str
 ) -> None:

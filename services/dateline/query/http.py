@@ -37,7 +37,7 @@ from dateline.projector.ops import status as ops_status
 from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, counted, index_events, story_events
-from dateline.query.reads import NotReached, Reader
+from dateline.query.reads import NotReached, Parked, Reader
 from dateline.query.views import BoardPage, SpokenPage, StoryPage, StoryView, TimelinePage
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_fuzzy_date
 
@@ -94,6 +94,8 @@ _WHY = {
     304: "The client's copy (If-None-Match) is current.",
     400: "A parameter is malformed; the detail names it.",
     404: "No such story.",
+    409: "The update at `min_position` is parked: the projector could not apply it, and the"
+    " read models will not show it until ops redrive it (the detail says how).",
     503: "The projection has not reached `min_position` within `wait` seconds.",
 }
 
@@ -229,7 +231,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/stories",
-        responses=_responses(StoryPage, 400, 503),
+        responses=_responses(StoryPage, 400, 409, 503),
     )
     async def stories(
         request: Request[Any, Any, Any],
@@ -258,7 +260,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/stories/{story:str}",
-        responses=_responses(StoryView, 400, 404, 503),
+        responses=_responses(StoryView, 400, 404, 409, 503),
     )
     async def story(
         request: Request[Any, Any, Any],
@@ -275,7 +277,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/stories/{story:str}/timeline",
-        responses=_responses(TimelinePage, 400, 404, 503),
+        responses=_responses(TimelinePage, 400, 404, 409, 503),
     )
     async def timeline(
         request: Request[Any, Any, Any],
@@ -341,7 +343,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/speakers/{name:str}/statements",
-        responses=_responses(SpokenPage, 400, 503),
+        responses=_responses(SpokenPage, 400, 409, 503),
     )
     async def speaker(
         request: Request[Any, Any, Any],
@@ -358,7 +360,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
     @get(
         "/v1/schedule",
-        responses=_responses(BoardPage, 400, 503),
+        responses=_responses(BoardPage, 400, 409, 503),
     )
     async def schedule(
         request: Request[Any, Any, Any],
@@ -447,6 +449,9 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     def refused(request: Request[Any, Any, Any], exc: Refused) -> Response[bytes]:
         return _problem(exc.problem)
 
+    def parked(request: Request[Any, Any, Any], exc: Parked) -> Response[bytes]:
+        return _problem(Problem("urn:dateline:problem:parked", "Update parked", 409, str(exc)))
+
     def not_reached(request: Request[Any, Any, Any], exc: NotReached) -> Response[bytes]:
         body = Problem("urn:dateline:problem:not-reached", "Not there yet", 503, str(exc))
         return _problem(body, {"Retry-After": "1"})
@@ -494,6 +499,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         exception_handlers={
             Refused: refused,
             NotReached: not_reached,
+            Parked: parked,
             HTTPException: http_error,
             Exception: unhandled("query"),
         },

@@ -10,6 +10,7 @@ from typing import cast
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.consumer import DeadLetters
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.positions import Cursor, Position, stream_id
@@ -56,6 +57,31 @@ return {pages, stories, entries}
 """
 
 
+# KEYS: a partition's log, the projection's parked stories. ARGV: a stream id. The story
+# of the entry at that id, and the entry that parked that story (false if none): one round
+# trip, for the few reads that wait for a position.
+PARKED_AT = """
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return false end
+local story = string.match(found[1][2][2], '"subject":%s*"([^"]+)"')
+if not story then return false end
+return {story, redis.call('HGET', KEYS[2], story)}
+"""
+
+
+class Parked(Exception):
+    """The update at a position will not be in the read models until ops redrive it."""
+
+    def __init__(self, position: Position, story: str, parked_at: str) -> None:
+        behind = "" if parked_at == str(position) else f" behind the update at {parked_at},"
+        super().__init__(
+            f"the update at position {position} is parked:{behind} the projector could not "
+            f"apply it, so story {story!r} does not show it; ops see it with `dateline dlq "
+            f"show {story}` and apply it with `dateline dlq redrive {story}`"
+        )
+        self.position, self.story, self.parked_at = position, story, parked_at
+
+
 class _Named(msgspec.Struct):
     subject: str
 
@@ -94,6 +120,7 @@ class Reader:
         self._shape = 1
         self._read_story = client.register_script(READ_STORY)
         self._applied = client.register_script(APPLIED)
+        self._parked_at = client.register_script(PARKED_AT)
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
@@ -240,6 +267,19 @@ class Reader:
         records = await self.history(story, as_of=as_of, at_version=at_version)
         return project(story, decode_records(records)) if records else None
 
+    async def _check_not_parked(self, models: ReadModels, position: Position) -> None:
+        """Raise `Parked` if the update at `position` is parked or waits behind one: the
+        checkpoint passes such updates, the read models never got them."""
+        parked = DeadLetters(self.client, self.keys.prefix, f"projector-{models.version}")
+        at = f"{position.id[0]}-{position.id[1]}"
+        keys = [self.keys.log(position.partition), parked.parked_key]
+        reply = await self._parked_at(keys=keys, args=[at])
+        if not reply or reply[1] is None:
+            return
+        story, first = reply[0].decode(), Position.parse(reply[1].decode())
+        if first.id <= position.id:  # a story's updates before the one that failed applied
+            raise Parked(position, story, str(first))
+
     async def wait_for(self, position: Position, seconds: float) -> None:
         """Return once the projection has applied `position` (read-your-writes)."""
         deadline = time.monotonic() + seconds
@@ -250,8 +290,10 @@ class Reader:
             raw = await self.client.hget(models.checkpoint, str(position.partition))
             at = raw.decode() if isinstance(raw, bytes) else None
             if at is not None and stream_id(at) >= position.id:
+                await self._check_not_parked(models, position)
                 return
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0:  # a parked update is why, if one is: it says what to do
+                await self._check_not_parked(models, position)
                 raise NotReached(position, at, seconds)
             await self.doorbell.wait(bell, left)
