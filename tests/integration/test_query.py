@@ -415,6 +415,37 @@ async def test_the_index_stream_marks_updates_the_projector_parked(
     await app.client.aclose()
 
 
+@pytest.mark.parametrize("page", ["script", "commands"])
+async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_on(
+    log: Log, app: Projector, page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written around the append script, an entry that is no update: the projector parks
+    it; the index stream says so and goes on, rather than failing at it on every retry."""
+    if page == "script":  # as a live stream reads: pages small enough for `APPLIED`
+        monkeypatch.setattr(live, "READ_AHEAD", ONE_TRIP)
+    await log.append([encode(update(subject="before", id="before"))])
+    stream = log.keys.log(log.keys.partition("before"))
+    await app.client.xadd(stream, {"__data__": b"not json"})
+    await app.client.xadd(stream, {"__data__": b'{"subject":"before","version":2}'})
+    neighbour = next(
+        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("before")
+    )
+    await log.append([encode(update(subject=neighbour, id="neighbour"))])
+    await settle(app)  # both parked; the neighbour's commit moves the checkpoint past them
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    got: list[tuple[str, str]] = []
+    async for message in live.index_events(reader, start):
+        event = msgspec.json.decode(str(message.data))
+        got.append((str(message.event), event.get("id") or event["error"]))
+        if len(got) == 4:
+            break
+    assert [event for event, _ in got] == ["update", "unreadable", "unreadable", "update"]
+    assert (got[0][1], got[3][1]) == ("before", "neighbour")
+    assert got[1][1].startswith("JSON is malformed")
+    assert got[2][1] == "type: required field is missing"
+
+
 async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
     log: Log, redis_url: str, api: httpx.AsyncClient
 ) -> None:

@@ -21,7 +21,7 @@ from litestar.response import ServerSentEventMessage
 from dateline.metrics import LIVE_CLIENTS
 from dateline.positions import Cursor, Position
 from dateline.projector.readmodels import IndexEntry, changes_channel
-from dateline.query.views import StoryView, UpdateEvent, stamp_of
+from dateline.query.views import StoryView, UnreadableEvent, UpdateEvent, stamp_of
 from dateline.summary import summarize
 from dateline_schemas import Update, decode_record
 
@@ -167,8 +167,16 @@ async def index_events(
         page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP)
         behind = page.more
         for sid, p, raw in page.found:
-            update = decode_record(raw)
             cursor = cursor.moved(p, sid)
+            try:
+                update = decode_record(raw)
+            except ValueError as exc:  # InvalidUpdate; msgspec's DecodeError if not JSON
+                # One bad entry must not stop every dashboard, at every reconnection.
+                position = str(Position(p, sid))
+                log.error("unreadable log entry", position=position, error=str(exc))
+                unreadable = UnreadableEvent(position, str(exc))
+                yield _message("unreadable", _encode(unreadable), str(cursor))
+                continue
             raw_entry = page.entries.get(update.subject)
             entry = _entry.decode(raw_entry) if raw_entry else None
             event = _update_event(update, None, entry)

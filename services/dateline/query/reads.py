@@ -89,6 +89,14 @@ class _Named(msgspec.Struct):
 _subject = msgspec.json.Decoder(_Named).decode
 
 
+def _story_of(raw: bytes) -> str | None:
+    """The story a log entry names; None for one that is no update (the reader says so)."""
+    try:
+        return _subject(raw).subject
+    except ValueError:  # msgspec's DecodeError and ValidationError
+        return None
+
+
 class NotReached(Exception):
     """The projection did not reach a position in time."""
 
@@ -248,10 +256,14 @@ class Reader:
             head = heads.get(str(p).encode())
             upto = stream_id(head.decode()) if head else (0, 0)
             pages.append(
-                [(eid, f[b"__data__"]) for eid, f in rows if stream_id(eid.decode()) <= upto]
+                [
+                    (eid, f.get(b"__data__", b""))
+                    for eid, f in rows
+                    if stream_id(eid.decode()) <= upto
+                ]
             )
-        named = (_subject(raw).subject for rows in pages for _, raw in rows)
-        stories = list(dict.fromkeys(named))
+        named = (_story_of(raw) for rows in pages for _, raw in rows)
+        stories = [s for s in dict.fromkeys(named) if s is not None]
         entries = await self.client.hmget(models.index, stories) if stories else []
         return pages, stories, cast(list[bytes | None], entries)
 

@@ -95,6 +95,14 @@ class BoardPage(msgspec.Struct):
     items: list[ScheduleEntry]
 
 
+class UnreadableEvent(msgspec.Struct):
+    """A log entry that is no valid update (written around the append script): the index
+    stream names it and goes on; the projector parks it (`dateline dlq show`)."""
+
+    position: str
+    error: str
+
+
 class UpdateEvent(msgspec.Struct, omit_defaults=True):
     """A live push for one update of the log, in log order."""
 
