@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -36,6 +36,23 @@ async def projector(log: Log, redis_url: str, name: str = "p1", **kw: Any) -> Pr
     app = await create_app(settings(log), redis_url, consumer=name, client=connect(redis_url), **kw)
     app.runner.config = dataclasses.replace(app.runner.config, block_ms=20, retry_delay_s=0.0)
     return app
+
+
+def failing_on(story: str, version: int, on: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+    """A projection with a bug: it raises on that update of that story while `on()`, folded
+    in place or from the story's history. `projector(log, url, **failing_on(...))`."""
+
+    def advance_fn(state: StoryState, u: Update) -> bool:
+        if on() and u.subject == story and u.version == version:
+            raise RuntimeError("projection bug")
+        return advance_in_place(state, u)
+
+    def project_fn(name: str, updates: list[Update]) -> StoryState:
+        if on() and name == story and any(u.version == version for u in updates):
+            raise RuntimeError("projection bug")
+        return project(name, updates)
+
+    return {"advance_fn": advance_fn, "project_fn": project_fn}
 
 
 async def settle(*apps: Projector, rounds: int = 200) -> None:
@@ -136,18 +153,7 @@ async def test_poison_parks_one_story_while_others_flow_then_redrive(
     log: Log, redis_url: str
 ) -> None:
     broken = {"on": True}
-
-    def flaky(state: StoryState, u: Update) -> bool:
-        if broken["on"] and u.subject == "bad" and u.version == 2:
-            raise RuntimeError("projection bug")
-        return advance_in_place(state, u)
-
-    def flaky_project(story: str, updates: list[Update]) -> StoryState:
-        if broken["on"] and story == "bad" and any(u.version == 2 for u in updates):
-            raise RuntimeError("projection bug")
-        return project(story, updates)
-
-    app = await projector(log, redis_url, advance_fn=flaky, project_fn=flaky_project)
+    app = await projector(log, redis_url, **failing_on("bad", 2, lambda: broken["on"]))
     try:
         await log.append(
             [encode(update(subject=s, id=f"{s}-{i}")) for i in range(4) for s in ("bad", "good")]

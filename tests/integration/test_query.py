@@ -12,8 +12,6 @@ import pytest
 
 from dateline.log import Log
 from dateline.positions import Cursor, Position
-from dateline.projection import advance_in_place, project
-from dateline.projection.state import StoryState
 from dateline.projector.app import Projector
 from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
@@ -21,10 +19,9 @@ from dateline.query import live
 from dateline.query.http import create_app
 from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.reads import Reader
-from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.serving import serve
-from tests.integration.test_projector import projector, rebuilt, settings, settle
+from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
 from tests.projection_helpers import HANOI
 
 STORY = "hanoi-summit-2019"
@@ -52,6 +49,13 @@ async def publish_hanoi(log: Log, app: Projector, upto: int | None = None) -> li
     await log.append(lines)
     await settle(app)
     return lines
+
+
+def neighbour_of(log: Log, story: str) -> str:
+    """Another story of the same partition: its commit moves the partition's checkpoint."""
+    return next(
+        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition(story)
+    )
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -372,27 +376,14 @@ async def test_the_index_stream_marks_updates_the_projector_parked(
     log: Log, redis_url: str
 ) -> None:
     """Past the checkpoint but not in the read model: sent, marked parked, not as news."""
-
-    def failing(state: StoryState, u: Update) -> bool:
-        if u.subject == "bad" and u.version == 2:
-            raise RuntimeError("projection bug")
-        return advance_in_place(state, u)
-
-    def failing_project(story: str, updates: list[Update]) -> StoryState:
-        if story == "bad" and any(u.version == 2 for u in updates):
-            raise RuntimeError("projection bug")
-        return project(story, updates)
-
-    app = await projector(log, redis_url, advance_fn=failing, project_fn=failing_project)
+    app = await projector(log, redis_url, **failing_on("bad", 2))
     await log.append(
         [encode(update(subject=s, id=f"{s}-{i}")) for i in range(3) for s in ("bad", "good")]
     )
     await settle(app)
     assert len(await app.runner.dead.entries("bad")) == 2
     # Parking acknowledges; the checkpoint passes them with the partition's next commit.
-    neighbour = next(
-        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("bad")
-    )
+    neighbour = neighbour_of(log, "bad")
     await log.append([encode(update(subject=neighbour, id="neighbour"))])
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
@@ -427,9 +418,7 @@ async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_o
     stream = log.keys.log(log.keys.partition("before"))
     await app.client.xadd(stream, {"__data__": b"not json"})
     await app.client.xadd(stream, {"__data__": b'{"subject":"before","version":2}'})
-    neighbour = next(
-        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("before")
-    )
+    neighbour = neighbour_of(log, "before")
     await log.append([encode(update(subject=neighbour, id="neighbour"))])
     await settle(app)  # both parked; the neighbour's commit moves the checkpoint past them
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
@@ -451,18 +440,7 @@ async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
 ) -> None:
     """The checkpoint passes a parked update; a read waiting for it must not answer as if
     it were applied, nor wait in vain: 409, naming the story and the command."""
-
-    def failing(state: StoryState, u: Update) -> bool:
-        if u.subject == "bad" and u.version == 2:
-            raise RuntimeError("projection bug")
-        return advance_in_place(state, u)
-
-    def failing_project(story: str, updates: list[Update]) -> StoryState:
-        if story == "bad" and any(u.version == 2 for u in updates):
-            raise RuntimeError("projection bug")
-        return project(story, updates)
-
-    app = await projector(log, redis_url, advance_fn=failing, project_fn=failing_project)
+    app = await projector(log, redis_url, **failing_on("bad", 2))
     results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
     good = await log.append([encode(update(subject="good", id="good-0"))])
     await settle(app)
@@ -478,9 +456,7 @@ async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
     assert problem["type"] == "urn:dateline:problem:parked"
     assert f"position {failed} is parked" in problem["detail"]
     assert "dateline dlq redrive bad" in problem["detail"]
-    neighbour = next(
-        f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition("bad")
-    )
+    neighbour = neighbour_of(log, "bad")
     await log.append([encode(update(subject=neighbour, id="neighbour"))])
     await settle(app)
     # Past the checkpoint now, and still not in the story: 409 at once, not a stale 200.
