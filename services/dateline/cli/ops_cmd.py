@@ -32,7 +32,7 @@ from dateline.log import Log
 from dateline.projector import ops
 from dateline.projector.app import active_version
 from dateline.projector.ops import rebuild_story
-from dateline.projector.readmodels import ReadModels, open_models
+from dateline.projector.readmodels import ReadModels, group_of, open_models
 from dateline.projector.replay import (
     ReplayFailed,
     WorkerDied,
@@ -54,7 +54,7 @@ async def _projection(
         yield (
             log,
             await open_models(log.redis, cfg.prefix, version),
-            DeadLetters(log.redis, cfg.prefix, f"projector-{version}"),
+            DeadLetters(log.redis, cfg.prefix, group_of(version)),
         )
 
 
@@ -220,7 +220,7 @@ def status_command(as_json: bool) -> None:
     """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder."""
 
     async def work(log: Log, models: ReadModels, dead: DeadLetters) -> dict[str, Any]:
-        return await ops.status(log.redis, log.keys, models, f"projector-{models.version}")
+        return await ops.status(log.redis, log.keys, models, models.group)
 
     report = _run(work)
     if as_json:

@@ -20,7 +20,7 @@ from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import advance_in_place, project
 from dateline.projector.handler import Advance, Project, ProjectorHandler
-from dateline.projector.readmodels import SHAPE, ReadModels, stamped_shape
+from dateline.projector.readmodels import SHAPE, ReadModels, group_of, stamped_shape
 
 DEFAULT_VERSION = "v1"
 logger = structlog.get_logger("dateline.projector")
@@ -122,7 +122,7 @@ async def create_app(
     log = Log(client, keys)
     await log.check_partitions()
     version = version or await active_version(client, settings.prefix)
-    group = f"projector-{version}"
+    group = group_of(version)
     shape = await stamp_shape(client, ReadModels(settings.prefix, version))
     models = ReadModels(settings.prefix, version, shape)  # written as the version was built
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)

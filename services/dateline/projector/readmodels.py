@@ -115,6 +115,11 @@ return string.sub(raw, 1, at + 13) .. table.concat(said, ',') .. string.sub(raw,
 """
 
 
+def group_of(version: str) -> str:
+    """The consumer group of a projection version: `projector-v3`."""
+    return f"projector-{version}"
+
+
 class ReadModels:
     def __init__(self, prefix: str, version: str, shape: int = SHAPE) -> None:
         self.prefix, self.version = prefix, version
@@ -156,6 +161,11 @@ class ReadModels:
     @property
     def schedule_by_start(self) -> str:
         return f"{self.base}:schedule:by_start"
+
+    @property
+    def group(self) -> str:
+        """The consumer group that projects into this version (and its dead letters)."""
+        return group_of(self.version)
 
     @property
     def checkpoint(self) -> str:

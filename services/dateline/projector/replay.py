@@ -24,7 +24,7 @@ from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import active_version, story_of
 from dateline.projector.handler import ProjectorHandler
-from dateline.projector.readmodels import SHAPE, Change, ReadModels
+from dateline.projector.readmodels import SHAPE, Change, ReadModels, group_of
 from dateline_schemas import decode_records
 
 Progress = Callable[[int], None]
@@ -286,7 +286,7 @@ async def rebuild_all(
     new = next_version(old)
     report = _Report(client, keys.prefix, new, await total_updates(client, keys))
     await report(0, force=True)
-    group = f"projector-{new}"
+    group = group_of(new)
     models = ReadModels(keys.prefix, new)
     starts = await _fresh_group(client, keys, group, models)
     # 2. Every story from its history, into the new version's keys.
@@ -325,7 +325,7 @@ async def drop_version(
     client: aioredis.Redis, keys: Keys, version: str, grace_s: float = 0.0
 ) -> int:
     """Delete a version's read models and its consumer group, once no projector holds it."""
-    group = f"projector-{version}"
+    group = group_of(version)
     for _ in range(int(grace_s * 10)):
         held = [
             await client.exists(f"{keys.prefix}:{group}:lease:p{p}") for p in range(keys.partitions)

@@ -425,7 +425,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Operations: per partition lag, pending and leases; parked updates; versions."""
         models = await ctx.reader.models()
-        doc = await ops_status(ctx.reader.client, keys, models, f"projector-{models.version}")
+        doc = await ops_status(ctx.reader.client, keys, models, models.group)
         raw = cast(
             dict[bytes, bytes], await ctx.reader.client.hgetall(f"{settings.prefix}:rm:replay")
         )
@@ -435,9 +435,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     async def scrape() -> None:
         """The projection's lag and parked updates, as they are now."""
         models = await ctx.reader.models()
-        record_status(
-            await ops_status(ctx.reader.client, keys, models, f"projector-{models.version}")
-        )
+        record_status(await ops_status(ctx.reader.client, keys, models, models.group))
 
     @get("/v1/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:

@@ -282,7 +282,7 @@ class Reader:
     async def _check_not_parked(self, models: ReadModels, position: Position) -> None:
         """Raise `Parked` if the update at `position` is parked or waits behind one: the
         checkpoint passes such updates, the read models never got them."""
-        parked = DeadLetters(self.client, self.keys.prefix, f"projector-{models.version}")
+        parked = DeadLetters(self.client, self.keys.prefix, models.group)
         at = f"{position.id[0]}-{position.id[1]}"
         keys = [self.keys.log(position.partition), parked.parked_key]
         reply = await self._parked_at(keys=keys, args=[at])
