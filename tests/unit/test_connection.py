@@ -14,6 +14,9 @@ COMMANDS = [
     ("CONFIG GET", "appendfsync"),
     (b"CLIENT SETNAME", b"projector"),
     ("XADD", "log", "*", "__data__", memoryview(b'{"id":"u1"}')),
+    # Scores as the read models send them, and numbers at the edges of their formatting.
+    ("ZADD", "k", 1551312000.123, "a", 0.1 + 0.2, "b", 1e20, "c", -0.0, "d", float("inf"), "e"),
+    ("HSET", "k", "n", 2**63, "m", -(2**40), "f", 3.0),
 ]
 
 
