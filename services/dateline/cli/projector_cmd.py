@@ -22,8 +22,7 @@ from dateline.heap import tune_collector
 from dateline.probes import probes
 from dateline.projection import project
 from dateline.projector.app import create_app
-from dateline.projector.readmodels import without_timeline
-from dateline.query.views import StoryView
+from dateline.query.views import view_of
 from dateline_schemas import decode_records
 
 
@@ -94,9 +93,7 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")
     state = project(story, decode_records(records))
-    # What GET /v1/stories/{id} shows: the projector's bookkeeping (merge keys, aliases,
-    # order key) is not part of a story.
-    doc = msgspec.convert(msgspec.to_builtins(without_timeline(state)), StoryView)
+    doc = view_of(state)  # what GET /v1/stories/{id} shows: no projector bookkeeping
     if as_json:
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
         return

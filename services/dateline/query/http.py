@@ -38,7 +38,14 @@ from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, counted, index_events, story_events
 from dateline.query.reads import NotReached, Parked, Reader
-from dateline.query.views import BoardPage, SpokenPage, StoryPage, StoryView, TimelinePage
+from dateline.query.views import (
+    BoardPage,
+    SpokenPage,
+    StoryPage,
+    StoryView,
+    TimelinePage,
+    view_of,
+)
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_fuzzy_date
 
 STATIC = Path(__file__).parent / "static"
@@ -227,7 +234,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             raise Refused(
                 404, "not-found", "No such story", f"story {story!r} had no updates by then"
             )
-        return msgspec.convert(msgspec.to_builtins(state), StoryView)
+        return view_of(state)
 
     @get(
         "/v1/stories",

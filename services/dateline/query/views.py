@@ -20,6 +20,7 @@ from dateline.projection.state import (
     Link,
     Outcome,
     Statement,
+    StoryState,
 )
 from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 
@@ -71,6 +72,11 @@ class StoryView(msgspec.Struct):
     links: list[Link] = []
     corrections: list[CorrectionNote] = []
     hidden: list[Hidden] = []
+
+
+def view_of(state: StoryState) -> StoryView:
+    """The public part of a state folded in this process (`as_of`, `dateline story`)."""
+    return msgspec.convert(msgspec.to_builtins(state), StoryView)
 
 
 class StoryPage(msgspec.Struct):
