@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 
@@ -60,3 +61,35 @@ async def send_all(base: str, requests: list[Request], connections: int) -> list
 
     await asyncio.gather(*(worker() for _ in range(connections)))
     return [a for a in answers if a is not None]
+
+
+async def stream_events(base: str, path: str) -> AsyncIterator[tuple[float, bytes, bytes]]:
+    """(when it arrived, event name, data) for each Server-Sent Event of a GET.
+
+    For the latency observer: it shares the two cores with what it times, so it reads
+    the chunked body off the socket and splits events on the blank line, no more (our
+    events carry one `data` line each). Events are stamped when their chunk arrived.
+    """
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(Request("GET", path, {"Accept": "text/event-stream"}).wire())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+            raise RuntimeError(f"GET {path}: not a chunked event stream: {head!r}")
+        pending = b""
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            chunk = await reader.readexactly(size + 2)  # the chunk and its CRLF
+            now = time.perf_counter()
+            *whole, pending = (pending + chunk[:-2]).split(b"\r\n\r\n")
+            for event in whole:
+                name, data = b"message", b""
+                for line in event.split(b"\r\n"):
+                    field, _, value = line.partition(b": ")
+                    if field == b"event":
+                        name = value
+                    elif field == b"data":
+                        data = value
+                yield now, name, data
+    finally:
+        writer.close()

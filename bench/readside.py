@@ -38,11 +38,10 @@ import httpx
 import msgspec
 import redis.asyncio as aioredis
 from tests.e2e.processes import background, http_service
-from tests.e2e.sse import events
 from tests.factories import update
 
 from bench.harness import Report, Row
-from bench.loadgen import Request, send_all
+from bench.loadgen import Request, send_all, stream_events
 from dateline.connection import Connection
 from dateline.embedded import EmbeddedRedis
 from dateline.heap import tune_collector
@@ -63,6 +62,17 @@ def _update(n: int, stories: int, case: str) -> bytes:
     return msgspec.json.encode(
         update("dateline.statement.made", subject=story, data=data, id=f"{case}-{n:08d}")
     )
+
+
+class _Positioned(msgspec.Struct):
+    position: str
+
+
+_position_of = msgspec.json.Decoder(_Positioned).decode
+
+
+def _position(data: bytes) -> str:
+    return _position_of(data).position
 
 
 def _percentiles(ms: list[float]) -> tuple[float, float, float]:
@@ -99,14 +109,9 @@ class _Latency:
                     self.commits.setdefault(pos.partition, []).append((pos.id, now))
 
     async def watch_sse(self) -> None:
-        timeout = httpx.Timeout(10, read=60)
-        async with (
-            httpx.AsyncClient(base_url=self.base, timeout=timeout) as http,
-            http.stream("GET", "/v1/live") as response,
-        ):
-            async for event in events(response):
-                if event.event == "update":
-                    self.arrived.setdefault(event.json()["position"], time.perf_counter())
+        async for when, name, data in stream_events(self.base, "/v1/live"):
+            if name == b"update":
+                self.arrived.setdefault(_position(data), when)
 
     async def send(self, body: bytes) -> None:
         start = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, PathParameter, QueryParameter
-from litestar.response import ServerSentEvent
+from litestar.response import Stream
 from litestar.static_files import create_static_files_router
 
 from dateline.config import Settings
@@ -36,7 +37,7 @@ from dateline.projection.state import Entry
 from dateline.projector.ops import status as ops_status
 from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
-from dateline.query.live import Doorbell, counted, index_events, story_events
+from dateline.query.live import Doorbell, Push, index_events, story_events, wire
 from dateline.query.reads import NotReached, Parked, Reader
 from dateline.query.views import (
     BoardPage,
@@ -403,20 +404,18 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
         request: Request[Any, Any, Any],
         story: StoryPath,
         last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
-    ) -> ServerSentEvent:
+    ) -> Stream:
         """SSE: `update` per update (id: its log position), then `state`."""
         raw = request.headers.get("last-event-id") or last_event_id
         after = parse_position(raw, "Last-Event-ID") if raw else None
-        return ServerSentEvent(
-            counted(story_events(ctx.reader, story_id(story), after)), headers=_SSE_HEADERS
-        )
+        return _sse(story_events(ctx.reader, story_id(story), after))
 
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
     async def index_live(
         request: Request[Any, Any, Any],
         last_event_id: Annotated[str | None, QueryParameter(name="last_event_id")] = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
-    ) -> ServerSentEvent:
+    ) -> Stream:
         """SSE: `index` on connect (every story, or the `limit` updated last), then
         `update` per update (id: a cursor)."""
         raw = request.headers.get("last-event-id") or last_event_id
@@ -424,9 +423,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             cursor = Cursor.parse(raw, keys.partitions) if raw else None
         except BadPosition as exc:
             raise Refused(400, "bad-parameter", "Bad parameter", f"Last-Event-ID: {exc}") from None
-        return ServerSentEvent(
-            counted(index_events(ctx.reader, cursor, limit)), headers=_SSE_HEADERS
-        )
+        return _sse(index_events(ctx.reader, cursor, limit))
 
     @get("/v1/status", responses=_responses(dict[str, Any]))
     async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -513,6 +510,11 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _sse(pages: AsyncIterator[list[Push]]) -> Stream:
+    # Not litestar's ServerSentEvent, which sends each event on its own (see `live.wire`).
+    return Stream(wire(pages), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
 def parse_bound(value: str | None, name: str) -> float | None:

@@ -1,0 +1,39 @@
+"""The event streams' wire format: what one page of events becomes on the socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from dateline.metrics import LIVE_CLIENTS
+from dateline.query.live import KEEPALIVE, Push, wire
+from tests.e2e.sse import events
+
+
+async def test_a_page_is_one_write_that_parses_back_to_its_events() -> None:
+    async def pages() -> AsyncIterator[list[Push]]:
+        yield [Push("update", b'{"n":1}', "0:1-0"), Push("state", b'{"v":1}', "0:1-0")]
+        yield []  # nothing new for a while
+        yield [Push("update", b'{"n":2}', "1:5-0")]
+
+    clients = LIVE_CLIENTS._value.get()
+    chunks = []
+    async for chunk in wire(pages()):
+        assert LIVE_CLIENTS._value.get() == clients + 1  # counted while open
+        chunks.append(chunk)
+    assert LIVE_CLIENTS._value.get() == clients
+    assert len(chunks) == 3
+    assert chunks[1] == KEEPALIVE
+    parsed = events(httpx.Response(200, content=b"".join(chunks)))
+    got = [(e.event, e.id, e.json()) async for e in parsed]
+    assert got == [
+        ("update", "0:1-0", {"n": 1}),
+        ("state", "0:1-0", {"v": 1}),
+        ("update", "1:5-0", {"n": 2}),
+    ]
+
+
+def test_an_event_without_an_id_leaves_the_last_one_standing() -> None:
+    # An id line, even empty, would reset the client's Last-Event-ID; none is written.
+    assert Push("index", b"[]", None).wire() == b"event: index\r\ndata: []\r\n\r\n"
