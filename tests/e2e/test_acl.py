@@ -3,6 +3,7 @@ a feed can only append to its own inbox; nobody gets in without a password."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -92,6 +93,23 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         assert versions == {"hanoi-summit-2019": 21, "cohen-hearing-2019": 4}
         state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019").json()
         assert state["schedule"]["working-lunch"]["status"] == "cancelled"
+        # The story stream reads what is new with the query user's commands too (a
+        # pipeline holding a script sent SCRIPT EXISTS, which it is not granted).
+        said = json.loads(next(x for x in lines if '"dateline.statement.made"' in x))
+        said |= {"id": "acl-late", "data": {**said["data"], "statement": "acl-late"}}
+        with httpx.stream("GET", f"{query}/v1/stories/hanoi-summit-2019/live", timeout=10) as s:
+            events = (line for line in s.iter_lines() if line.startswith("event:"))
+            assert next(events) == "event: state"
+            late = httpx.post(
+                f"{ingest}/v1/updates",
+                content=json.dumps(said),
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/cloudevents+json",
+                },
+            )
+            assert late.status_code == 202, late.text
+            assert next(events) == "event: update"
         assert httpx.get(f"{query}/v1/status").status_code == 200
         assert "dateline_projection_lag_updates" in httpx.get(f"{query}/metrics").text
     for log in tmp_path.glob("*.log"):

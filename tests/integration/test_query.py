@@ -13,6 +13,7 @@ import pytest
 from dateline.log import Log
 from dateline.positions import Cursor, Position
 from dateline.projector.app import Projector
+from dateline.projector.ops import redrive
 from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query import live
@@ -66,8 +67,9 @@ async def flat(pages: AsyncIterator[list[live.Push]]) -> AsyncIterator[live.Push
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows of a stored state, none of whose updates is parked."""
     hidden = ("statement_keys", "statement_aliases", "order_key")
-    return {k: v for k, v in doc.items() if k not in hidden}
+    return {**{k: v for k, v in doc.items() if k not in hidden}, "parked_at": None}
 
 
 async def test_reads_equal_a_rebuild_from_the_log(
@@ -473,6 +475,43 @@ async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
     assert (await read(applied)).status_code == 200  # before the failure: applied
     answer = await api.get("/v1/stories/good", params={"min_position": good[0].position})
     assert answer.status_code == 200
+    await app.client.aclose()
+
+
+async def test_a_parked_story_says_where_until_it_is_redriven(
+    log: Log, redis_url: str, api: httpx.AsyncClient
+) -> None:
+    """Its state reads as current otherwise: the API and the story's stream name the
+    update that parked it, and stop once it is redriven; other stories name none."""
+    app = await projector(log, redis_url, **failing_on("bad", 2))
+    await log.append([encode(update(subject=s, id=f"{s}-0")) for s in ("bad", "good")])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=0.05))
+    ringing = asyncio.create_task(reader.doorbell.run())
+    stream = flat(live.story_events(reader, "bad", None))
+    first = msgspec.json.decode((await anext(stream)).data)
+    assert (first["version"], first["parked_at"]) == (1, None)
+
+    results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in (1, 2)])
+    await settle(app)
+    failed = results[0].position
+    pushed = await asyncio.wait_for(anext(stream), 5)  # no update applied, yet news
+    assert pushed.event == "state"
+    assert msgspec.json.decode(pushed.data)["parked_at"] == failed
+    assert (await api.get("/v1/stories/bad")).json()["parked_at"] == failed
+    assert (await api.get("/v1/stories/good")).json()["parked_at"] is None
+    old = await api.get("/v1/stories/bad", params={"at_version": 1})
+    assert old.json()["parked_at"] is None  # folded here, from the story's history
+
+    models = ReadModels(log.keys.prefix, app.models.version)
+    await redrive(log, models, app.runner.dead, "bad")  # the fix landed: the bug is not in it
+    pushed = await asyncio.wait_for(anext(stream), 5)
+    while pushed.event == "update":  # the two the redrive applied, then the state
+        pushed = await asyncio.wait_for(anext(stream), 5)
+    assert msgspec.json.decode(pushed.data)["version"] == 3
+    assert msgspec.json.decode(pushed.data)["parked_at"] is None
+    assert (await api.get("/v1/stories/bad")).json()["parked_at"] is None
+    ringing.cancel()
     await app.client.aclose()
 
 

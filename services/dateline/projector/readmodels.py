@@ -104,15 +104,18 @@ return out
 # statements spliced into the state's empty `"statements":{}` (a state of shape 2 and
 # older holds them inline, and its list is empty: it is returned as stored). The
 # needle cannot occur inside a JSON string, where quotes are escaped.
-READ_STORY = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return false end
-local said = redis.call('LRANGE', KEYS[2], 0, -1)
-if #said == 0 then return raw end
-local at = string.find(raw, '"statements":{}', 1, true)
-if not at then return raw end
-return string.sub(raw, 1, at + 13) .. table.concat(said, ',') .. string.sub(raw, at + 14)
+WHOLE_STORY = """
+local function whole(state_key, statements_key)
+  local raw = redis.call('GET', state_key)
+  if not raw then return false end
+  local said = redis.call('LRANGE', statements_key, 0, -1)
+  if #said == 0 then return raw end
+  local at = string.find(raw, '"statements":{}', 1, true)
+  if not at then return raw end
+  return string.sub(raw, 1, at + 13) .. table.concat(said, ',') .. string.sub(raw, at + 14)
+end
 """
+READ_STORY = WHOLE_STORY + "return whole(KEYS[1], KEYS[2])\n"
 
 
 def group_of(version: str) -> str:

@@ -226,10 +226,12 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     async def state_of(story: str, as_of: str | None, at_version: int | None) -> StoryView:
         when = then(as_of, at_version)
         if when is None and at_version is None:
-            _, raw = await ctx.reader.story(story)
+            _, raw, parked = await ctx.reader.story(story)
             if raw is None:
                 raise Refused(404, "not-found", "No such story", f"story {story!r} has no updates")
-            return _view.decode(raw)
+            view = _view.decode(raw)
+            view.parked_at = parked
+            return view
         state = await ctx.reader.folded(story, as_of=when, at_version=at_version)
         if state is None:
             raise Refused(

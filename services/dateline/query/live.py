@@ -126,22 +126,24 @@ async def story_events(
     reader: Reader, story: str, last_event_id: Position | None
 ) -> AsyncIterator[list[Push]]:
     """`update` per update the read model has applied, then `state` (the story now), a
-    page at a time.
+    page at a time; `state` alone when the story is parked or released.
 
     Without `last_event_id` the stream starts with the current state.
     """
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
     seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
+    held: str | None = None  # the parked position the client was last sent
     while True:
         bell = reader.doorbell.current()
         if sent == -1:
-            _, raw = await reader.story(story)
+            _, raw, parked = await reader.story(story)
             state = stamp_of(raw)
             sent = state.version
             if raw:
-                yield [Push("state", _public(raw), state.position)]
+                held = parked
+                yield [Push("state", _public(raw, parked), state.position)]
         else:
-            raw, state, records = await reader.story_since(story, sent or 0, READ_AHEAD)
+            raw, state, records, parked = await reader.story_since(story, sent or 0, READ_AHEAD)
             page = []
             for r in records:
                 update = decode_record(r)
@@ -153,8 +155,11 @@ async def story_events(
             if records and sent < state.version:
                 yield page
                 continue  # another page waits
-            if records and raw:
-                page.append(Push("state", _public(raw), state.position))
+            # Parking applies nothing and a redrive may apply nothing new: a story's
+            # readers learn of either from the state, which says where it is parked.
+            if raw and (records or parked != held):
+                held = parked
+                page.append(Push("state", _public(raw, parked), state.position))
             if page:
                 yield page
         if not await reader.doorbell.wait(bell, KEEPALIVE_S):
@@ -212,8 +217,10 @@ async def index_events(
             yield []
 
 
-def _public(raw: bytes) -> bytes:
-    return _encode(_view.decode(raw))
+def _public(raw: bytes, parked: str | None) -> bytes:
+    view = _view.decode(raw)
+    view.parked_at = parked
+    return _encode(view)
 
 
 def _update_event(

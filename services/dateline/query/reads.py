@@ -17,7 +17,7 @@ from dateline.positions import Cursor, Position, stream_id
 from dateline.projection import project
 from dateline.projection.state import StoryState
 from dateline.projector.app import DEFAULT_VERSION
-from dateline.projector.readmodels import READ_STORY, STATUS_INDEXES, ReadModels
+from dateline.projector.readmodels import STATUS_INDEXES, WHOLE_STORY, ReadModels
 from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.views import Stamp, stamp_of
 from dateline_schemas import decode_records
@@ -69,6 +69,25 @@ return {story, redis.call('HGET', KEYS[2], story)}
 """
 
 
+# KEYS: the story's state, its statements, the projection's parked stories, the story's
+# history in the log. ARGV: the story; the first and last index of its history to read
+# (none if the last is below the first). The state whole (as `READ_STORY`), the entry
+# that parked the story (false if none), and those records: one round trip. Not a
+# pipeline of `READ_STORY` and commands: redis-py sends SCRIPT EXISTS before each
+# pipeline that holds a script, a round trip more, and a command the query's ACL user
+# is not granted.
+STORY = (
+    WHOLE_STORY
+    + """
+local records = {}
+if tonumber(ARGV[3]) >= tonumber(ARGV[2]) then
+  records = redis.call('LRANGE', KEYS[4], ARGV[2], ARGV[3])
+end
+return {whole(KEYS[1], KEYS[2]), redis.call('HGET', KEYS[3], ARGV[1]), records}
+"""
+)
+
+
 class Parked(Exception):
     """The update at a position will not be in the read models until ops redrive it."""
 
@@ -95,6 +114,10 @@ def _story_of(raw: bytes) -> str | None:
         return _subject(raw).subject
     except ValueError:  # msgspec's DecodeError and ValidationError
         return None
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
 
 
 class NotReached(Exception):
@@ -126,7 +149,7 @@ class Reader:
         self.log = Log(client, keys)
         self._models: ReadModels | None = None
         self._shape = 1
-        self._read_story = client.register_script(READ_STORY)
+        self._story = client.register_script(STORY)
         self._applied = client.register_script(APPLIED)
         self._parked_at = client.register_script(PARKED_AT)
 
@@ -140,33 +163,48 @@ class Reader:
             self._shape = int(await self.client.get(self._models.shape) or 1)
         return self._models
 
-    async def story(self, story: str) -> tuple[ReadModels, bytes | None]:
+    async def story(self, story: str) -> tuple[ReadModels, bytes | None, str | None]:
+        """The story's state with its statements, as one JSON document, and the position
+        of the update that parked the story (None if none did): one round trip."""
         models = await self.models()
-        raw = await self._whole(models, story)
+        raw, parked = await self._whole(models, story)
         if raw is None:  # perhaps a replay switched versions and dropped this one
             models = await self.models(fresh=True)
-            raw = await self._whole(models, story)
-        return models, raw
+            raw, parked = await self._whole(models, story)
+        return models, raw, parked
 
-    async def _whole(self, models: ReadModels, story: str) -> bytes | None:
-        """The story's state with its statements, as one JSON document."""
-        keys = [models.story(story), models.statements(story)]
-        return cast(bytes | None, await self._read_story(keys=keys))
+    async def _whole(self, models: ReadModels, story: str) -> tuple[bytes | None, str | None]:
+        raw, parked, _ = await self._read(models, story, 0, -1)
+        return raw, parked
+
+    async def _read(
+        self, models: ReadModels, story: str, first: int, last: int
+    ) -> tuple[bytes | None, str | None, list[bytes]]:
+        keys = [
+            models.story(story),
+            models.statements(story),
+            self._parked_key(models),
+            self.keys.story(story),
+        ]
+        raw, parked, records = await self._story(keys=keys, args=[story, first, last])
+        return raw, _text(parked), records
+
+    def _parked_key(self, models: ReadModels) -> str:
+        return DeadLetters(self.client, self.keys.prefix, models.group).parked_key
 
     async def story_since(
         self, story: str, after: int, count: int
-    ) -> tuple[bytes | None, Stamp, list[bytes]]:
-        """The story's state (raw, and its stamp) and its records past version `after`
-        that the state has applied (up to `count`), in one round trip."""
+    ) -> tuple[bytes | None, Stamp, list[bytes], str | None]:
+        """The story's state (raw, and its stamp), its records past version `after` that
+        the state has applied (up to `count`), and the position of the update that parked
+        the story (None if none did), in one round trip."""
         models = await self.models()
-        pipe = self.client.pipeline(transaction=False)
-        await self._read_story(keys=[models.story(story), models.statements(story)], client=pipe)
-        pipe.lrange(self.keys.story(story), after, after + count - 1)  # index i: version i+1
-        raw, records = await pipe.execute()
+        # Index i of the history is version i + 1.
+        raw, parked, records = await self._read(models, story, after, after + count - 1)
         if raw is None:  # not projected yet, or a replay switched versions meanwhile
-            _, raw = await self.story(story)
+            _, raw, parked = await self.story(story)
         stamp = stamp_of(raw)
-        return raw, stamp, cast(list[bytes], records)[: max(stamp.version - after, 0)]
+        return raw, stamp, records[: max(stamp.version - after, 0)], parked
 
     async def timeline(self, story: str) -> list[bytes]:
         models = await self.models()
@@ -282,9 +320,8 @@ class Reader:
     async def _check_not_parked(self, models: ReadModels, position: Position) -> None:
         """Raise `Parked` if the update at `position` is parked or waits behind one: the
         checkpoint passes such updates, the read models never got them."""
-        parked = DeadLetters(self.client, self.keys.prefix, models.group)
         at = f"{position.id[0]}-{position.id[1]}"
-        keys = [self.keys.log(position.partition), parked.parked_key]
+        keys = [self.keys.log(position.partition), self._parked_key(models)]
         reply = await self._parked_at(keys=keys, args=[at])
         if not reply or reply[1] is None:
             return

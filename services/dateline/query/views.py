@@ -7,7 +7,7 @@ so a stored state decodes straight into it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -52,6 +52,14 @@ def stamp_of(raw: bytes | None) -> Stamp:
     return _stamp.decode(raw) if raw else Stamp()
 
 
+PARKED_AT = (
+    "The log position of the update of this story that the projector could not apply and "
+    "parked, if one is parked: the state shows the story without it and without its later "
+    "updates, which wait behind it, until ops redrive it (`dateline dlq redrive`). "
+    "Always null with `as_of` or `at_version`, which fold the story's history here."
+)
+
+
 class StoryView(msgspec.Struct):
     id: str
     status: Literal["developing", "concluded"] = "developing"
@@ -72,6 +80,7 @@ class StoryView(msgspec.Struct):
     links: list[Link] = []
     corrections: list[CorrectionNote] = []
     hidden: list[Hidden] = []
+    parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
 
 
 def view_of(state: StoryState) -> StoryView:

@@ -140,7 +140,7 @@ function statementsHtml(statements) {
 
 function storyPage(id) {
   main.innerHTML = `<div id="head"><h1>${esc(id)}</h1><p class="meta">waiting for the first update of this story…</p></div>
-    <div id="outcome"></div>
+    <div id="held"></div><div id="outcome"></div>
     <div class="grid"><div>
       <h2>Schedule</h2><div id="schedule" class="board"></div>
       <h2>Statements</h2><div id="statements"></div>
@@ -158,6 +158,10 @@ function storyPage(id) {
     region("head", `<h1 data-key="title">${esc(st.title || st.id)}</h1>
       <p class="meta" data-key="status">${chip(st.status)} ${esc(st.place || "")} · version ${st.version} · last update ${esc(when(st.last_time, "exact"))}</p>
       ${st.summary ? `<p data-key="summary">${esc(st.summary)}</p>` : ""}`);
+    // A parked update leaves the page behind the story: an editor must not take it as current.
+    region("held", st.parked_at ? `<div id="held-banner" class="banner held" data-key="held" data-position="${esc(st.parked_at)}">
+      <strong>Updates held back</strong><div>The update at log position ${esc(st.parked_at)} could not be applied.
+      This page shows the story without it and without the updates after it, until operations redrive it.</div></div>` : "");
     region("outcome", st.outcome ? `<div id="outcome-banner" class="banner ${esc(st.outcome.result)}" data-key="outcome" data-result="${esc(st.outcome.result)}">
       <strong>Outcome: ${esc(st.outcome.result.replace(/_/g, " "))}</strong><div>${esc(st.outcome.summary)}</div></div>` : "");
     const items = Object.values(st.schedule).sort((a, b) =>
