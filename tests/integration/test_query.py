@@ -398,11 +398,19 @@ async def test_the_index_stream_marks_updates_the_projector_parked(
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
     start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
     seen: dict[str, bool] = {}
+    held: list[dict[str, Any]] = []
     async for message in flat(live.index_events(reader, start)):
         event = msgspec.json.decode(message.data)
+        if message.event == "held":  # resumed: what is parked now, told once
+            held.append(event)
+            continue
         seen[event["id"]] = event.get("parked", False)
         if len(seen) == 7:
             break
+    failed = next(f["entry"] for _, f in await app.runner.dead.entries("bad") if not f["behind"])
+    assert [(h["story"], h["parked_at"], h["entry"]["version"]) for h in held] == [
+        ("bad", f"{log.keys.partition('bad')}:{failed}", 1)
+    ]
     assert seen == {
         "bad-0": False,
         "bad-1": True,  # failed and parked
@@ -434,6 +442,8 @@ async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_o
     start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
     got: list[tuple[str, str]] = []
     async for message in flat(live.index_events(reader, start)):
+        if message.event == "held":  # the projector parked "before" at its bad entry
+            continue
         event = msgspec.json.decode(message.data)
         got.append((message.event, event.get("id") or event["error"]))
         if len(got) == 4:
@@ -511,6 +521,60 @@ async def test_a_parked_story_says_where_until_it_is_redriven(
     assert msgspec.json.decode(pushed.data)["version"] == 3
     assert msgspec.json.decode(pushed.data)["parked_at"] is None
     assert (await api.get("/v1/stories/bad")).json()["parked_at"] is None
+    ringing.cancel()
+    await app.client.aclose()
+
+
+async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
+    log: Log, redis_url: str, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "HELD_CHECK_S", 0.0)  # at every page, not every second
+    app = await projector(log, redis_url, **failing_on("bad", 2))
+    await log.append([encode(update(subject=s, id=f"{s}-0")) for s in ("bad", "good")])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=0.05))
+    ringing = asyncio.create_task(reader.doorbell.run())
+    stream = flat(live.index_events(reader, None))
+    first = await anext(stream)
+    assert first.event == "index"
+    assert {e["id"]: e["parked_at"] for e in msgspec.json.decode(first.data)} == {
+        "bad": None,
+        "good": None,
+    }
+
+    [failed] = await log.append([encode(update(subject="bad", id="bad-1"))])
+    await settle(app)
+    pushed = await asyncio.wait_for(anext(stream), 5)
+    while pushed.event != "held":
+        pushed = await asyncio.wait_for(anext(stream), 5)
+    change = msgspec.json.decode(pushed.data)
+    assert (change["story"], change["parked_at"], change["entry"]["version"]) == (
+        "bad",
+        failed.position,
+        1,  # as it is: without the parked update
+    )
+    listed = (await api.get("/v1/stories")).json()["items"]
+    assert {e["id"]: e["parked_at"] for e in listed} == {"bad": failed.position, "good": None}
+    # A new connection's index says so from the start, and no `held` repeats it.
+    again = flat(live.index_events(reader, None))
+    index = {e["id"]: e["parked_at"] for e in msgspec.json.decode((await anext(again)).data)}
+    assert index == {"bad": failed.position, "good": None}
+
+    models = ReadModels(log.keys.prefix, app.models.version)
+    await redrive(log, models, app.runner.dead, "bad")
+    for one in (stream, again):
+        pushed = await asyncio.wait_for(anext(one), 5)
+        while pushed.event != "held":
+            pushed = await asyncio.wait_for(anext(one), 5)
+        change = msgspec.json.decode(pushed.data)
+        # Released, with the entry as the redrive left it: the update applied.
+        assert (change["story"], change["parked_at"], change["entry"]["version"]) == (
+            "bad",
+            None,
+            2,
+        )
+    listed = (await api.get("/v1/stories", params={"status": "developing"})).json()["items"]
+    assert {e["id"]: e["parked_at"] for e in listed} == {"bad": None, "good": None}
     ringing.cancel()
     await app.client.aclose()
 

@@ -35,12 +35,13 @@ from dateline.metrics import record_status, timed
 from dateline.positions import BadPosition, Cursor, Position
 from dateline.projection.state import Entry
 from dateline.projector.ops import status as ops_status
-from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
+from dateline.projector.readmodels import ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, Push, index_events, story_events, wire
 from dateline.query.reads import NotReached, Parked, Reader
 from dateline.query.views import (
     BoardPage,
+    ListedStory,
     SpokenPage,
     StoryPage,
     StoryView,
@@ -53,7 +54,7 @@ STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
 _view = msgspec.json.Decoder(StoryView)
-_index = msgspec.json.Decoder(IndexEntry)
+_listed = msgspec.json.Decoder(ListedStory)
 _entry = msgspec.json.Decoder(Entry)
 _spoken = msgspec.json.Decoder(SpokenEntry)
 _board = msgspec.json.Decoder(ScheduleEntry)
@@ -256,15 +257,17 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
         await reached(min_position, wait)
-        newest = await ctx.reader.newest(limit, status)
+        newest, parked = await asyncio.gather(ctx.reader.newest(limit, status), ctx.reader.parked())
         if newest is not None:  # the by-time indexes: only `limit` entries are read
-            entries = [_index.decode(e) for e in newest]
+            entries = [_listed.decode(e) for e in newest]
         else:
-            entries = [_index.decode(e) for e in await ctx.reader.index()]
+            entries = [_listed.decode(e) for e in await ctx.reader.index()]
             if status is not None:
                 entries = [e for e in entries if e.status == status]
             entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
             entries = entries[:limit]
+        for e in entries:
+            e.parked_at = parked.get(e.id)
         models = await ctx.reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,7 +21,14 @@ import structlog
 from dateline.metrics import LIVE_CLIENTS
 from dateline.positions import Cursor, Position
 from dateline.projector.readmodels import IndexEntry, changes_channel
-from dateline.query.views import StoryView, UnreadableEvent, UpdateEvent, stamp_of
+from dateline.query.views import (
+    HeldEvent,
+    ListedStory,
+    StoryView,
+    UnreadableEvent,
+    UpdateEvent,
+    stamp_of,
+)
 from dateline.summary import summarize
 from dateline_schemas import Update, decode_record
 
@@ -35,8 +43,11 @@ log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
 _record = msgspec.json.Decoder(dict[str, object])
 _entry = msgspec.json.Decoder(IndexEntry)
+_listed = msgspec.json.Decoder(ListedStory)
 _view = msgspec.json.Decoder(StoryView)
 KEEPALIVE_S = 15.0
+HELD_CHECK_S = 1.0
+"""How often the index stream reads which stories are parked (one HGETALL)."""
 READ_AHEAD = 1000  # log entries per read: a partition's for the index, a story's for one story
 
 
@@ -171,7 +182,8 @@ async def index_events(
 ) -> AsyncIterator[list[Push]]:
     """`index` first on a new connection (every story, or the `limit` updated last),
     then `update` per update the projector has handled: applied, or `parked`; a page at
-    a time.
+    a time. `held` when a story is parked or released, checked every `HELD_CHECK_S`
+    (on a resumed stream, first for every story parked then).
 
     Ids are cursors (a stream id per partition): positions of different partitions
     do not compare, so one position could not say where a reader of all of them was.
@@ -183,10 +195,16 @@ async def index_events(
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
         newest = await reader.newest(limit) if limit else None
-        entries = [_entry.decode(e) for e in (newest or await reader.index())]
+        entries = [_listed.decode(e) for e in (newest or await reader.index())]
         entries.sort(key=lambda e: e.recordedtime or "", reverse=True)
         entries = entries[:limit]
+        held = await reader.parked()
+        checked = time.monotonic()
+        for e in entries:
+            e.parked_at = held.get(e.id)
         yield [Push("index", _encode(entries), str(cursor))]
+    else:
+        held, checked = {}, 0.0  # what the client knows of is not known: all of it, then
     while True:
         bell = reader.doorbell.current()
         # Live, a page holds the few updates of a commit: read in one round trip. Behind,
@@ -194,6 +212,17 @@ async def index_events(
         page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP)
         behind = page.more
         pushes = []
+        if time.monotonic() - checked >= HELD_CHECK_S:
+            # Parking and releasing move no checkpoint: polled, not paged. Before the
+            # page's updates, so a client knows a story is parked as its updates come.
+            now, checked = await reader.parked(), time.monotonic()
+            changed = sorted(s for s in now.keys() | held.keys() if now.get(s) != held.get(s))
+            if changed:
+                for story, raw_entry in zip(changed, await reader.entries(changed), strict=True):
+                    entry = _entry.decode(raw_entry) if raw_entry else None
+                    change = HeldEvent(story, now.get(story), entry)
+                    pushes.append(Push("held", _encode(change), str(cursor)))
+            held = now
         for sid, p, raw in page.found:
             cursor = cursor.moved(p, sid)
             try:

@@ -228,6 +228,17 @@ class Reader:
         found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
         return [e for e in found if e is not None]
 
+    async def parked(self) -> dict[str, str]:
+        """Every parked story of the active projection, and the update that parked it."""
+        models = await self.models()
+        found = cast(dict[bytes, bytes], await self.client.hgetall(self._parked_key(models)))
+        return {k.decode(): v.decode() for k, v in found.items()}
+
+    async def entries(self, stories: list[str]) -> list[bytes | None]:
+        """These stories' index entries (None for a story not in the index)."""
+        models = await self.models()
+        return cast(list[bytes | None], await self.client.hmget(models.index, stories))
+
     async def speaker(self, name: str) -> list[bytes]:
         models = await self.models()
         return cast(list[bytes], await self.client.hvals(models.speaker(name)))

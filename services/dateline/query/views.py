@@ -27,7 +27,9 @@ from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 __all__ = [
     "BoardPage",
     "Entry",
+    "HeldEvent",
     "IndexEntry",
+    "ListedStory",
     "ScheduleEntry",
     "SpokenEntry",
     "SpokenPage",
@@ -88,11 +90,26 @@ def view_of(state: StoryState) -> StoryView:
     return msgspec.convert(msgspec.to_builtins(state), StoryView)
 
 
+class ListedStory(IndexEntry):
+    """A story of the index, as lists show it."""
+
+    parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
+
+
+class HeldEvent(msgspec.Struct):
+    """A story parked (`parked_at`: the update that parked it) or released (null), with
+    its index entry as it is now: a redrive may have applied its parked updates."""
+
+    story: str
+    parked_at: str | None
+    entry: IndexEntry | None
+
+
 class StoryPage(msgspec.Struct):
     """The story index, with the projection version it was read from."""
 
     projection: str
-    items: list[IndexEntry]
+    items: list[ListedStory]
 
 
 class TimelinePage(msgspec.Struct):

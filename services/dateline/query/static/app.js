@@ -76,13 +76,20 @@ function indexPage() {
       .slice(0, LIST_SIZE);
     const html = rows.map((e) => `<tr data-key="story:${esc(e.id)}" data-story="${esc(e.id)}">
       <td><a href="#/stories/${encodeURIComponent(e.id)}">${esc(e.title || e.id)}</a><div class="meta">${esc(e.id)}</div></td>
-      <td>${chip(e.status)}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
+      <td>${chip(e.status)}${e.parked_at ? " " + chip("held back", "held") : ""}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
       <td>${e.version}</td><td class="meta">${esc((e.recordedtime || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("");
     patch(document.getElementById("stories"), html || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
   };
   connect(`/v1/live?limit=${LIST_SIZE}`, {
     index: (list) => { entries.clear(); for (const e of list) entries.set(e.id, e); render(); },
-    update: (u) => { if (u.entry) entries.set(u.story, u.entry); render(); },
+    // An update's entry says nothing of parking: keep what is known, or learn it from it.
+    update: (u) => {
+      const known = entries.get(u.story);
+      const parked_at = (known && known.parked_at) || (u.parked ? u.position : null);
+      if (u.entry) entries.set(u.story, { ...u.entry, parked_at });
+      render();
+    },
+    held: (h) => { if (h.entry) { entries.set(h.story, { ...h.entry, parked_at: h.parked_at }); render(); } },
   });
 }
 
