@@ -6,6 +6,11 @@ The load generator and both observers run in this process.
 Latency: updates (statements) are appended one per call at a fixed rate, spread over
 2,000 stories, and again over 100 hot stories; each case starts on new stories, after
 half a second at its rate that is not counted (connections, a waking projector).
+The load generator and the observers read and write the sockets themselves
+(`bench/resp.py`, `bench/loadgen.stream_events`): through redis-py and httpx they
+took as much CPU as the projector, from the same two cores. Appends are the append
+script with the keys and arguments `Log.append` sends (`Log.prepare`, before the clock
+starts), pipelined on one connection.
 "read model" is when the projector's commit for the update's partition (checkpoint at or
 past its position) reaches a subscriber of the change channel, which the projector
 publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client receives the
@@ -31,6 +36,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -42,11 +48,12 @@ from tests.factories import update
 
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all, stream_events
+from bench.resp import RespPipe, pack
 from dateline.connection import Connection
 from dateline.embedded import EmbeddedRedis
 from dateline.heap import tune_collector
 from dateline.keys import Keys
-from dateline.log import Log
+from dateline.log import APPEND_SCRIPT, Log
 from dateline.positions import Position
 from dateline.projector.readmodels import READ_STORY, ReadModels, changes_channel
 
@@ -88,37 +95,73 @@ class _Latency:
     a commit or an SSE event can reach this process before the append's own reply does.
     """
 
-    def __init__(self, log: Log, base: str, rate: int, total: int, stories: int, case: str) -> None:
-        self.log, self.base, self.rate, self.total = log, base, rate, total
+    def __init__(
+        self, log: Log, url: str, base: str, rate: int, total: int, stories: int, case: str
+    ) -> None:
+        self.log, self.url, self.base, self.rate, self.total = log, url, base, rate, total
         self.stories, self.case = stories, case
         self.sent: dict[str, float] = {}  # position -> when its append was sent
         self.commits: dict[int, list[tuple[tuple[int, int], float]]] = {}  # (head, when)
         self.arrived: dict[str, float] = {}  # position -> when its SSE event arrived
         self.done = asyncio.Event()
 
-    async def watch_commits(self) -> None:
-        async with self.log.redis.pubsub() as pubsub:
-            await pubsub.subscribe(changes_channel(PREFIX))
-            while not self.done.is_set():
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if msg is None:
-                    continue
-                now = time.perf_counter()
-                if b":" in msg["data"]:  # the partition's new checkpoint, as a position
-                    pos = Position.parse(msg["data"].decode())
+    async def watch_commits(self, subscribed: asyncio.Event) -> None:
+        pipe = await RespPipe.open(self.url)
+        try:
+            pipe.send(pack("SUBSCRIBE", changes_channel(PREFIX)))
+            async for now, (kind, _, data) in pipe.replies():
+                if kind == b"subscribe":
+                    subscribed.set()
+                # The partition's new checkpoint, as a position (a partition alone: a
+                # story rewritten in place).
+                elif kind == b"message" and b":" in data:
+                    pos = Position.parse(data.decode())
                     self.commits.setdefault(pos.partition, []).append((pos.id, now))
+        finally:
+            pipe.close()
 
     async def watch_sse(self) -> None:
         async for when, name, data in stream_events(self.base, "/v1/live"):
             if name == b"update":
                 self.arrived.setdefault(_position(data), when)
 
-    async def send(self, body: bytes) -> None:
-        start = time.perf_counter()
-        [result] = await self.log.append([body])
-        if result.status != "appended" or result.position is None:
-            raise RuntimeError(f"not appended, so not a new update to wait for: {result}")
-        self.sent[result.position] = start
+    async def send_all(self, offset: int) -> float:
+        """Append one update a call at the rate; returns the rate achieved."""
+        sha = await self.log.redis.script_load(APPEND_SCRIPT)
+        commands = []
+        for n in range(self.total):
+            prepared = self.log.prepare(
+                [_update(offset + n, self.stories, self.case)], atomic=False
+            )
+            keys, args = prepared.keys, prepared.args
+            commands.append(pack("EVALSHA", sha, len(keys), *keys, *args))
+        pipe = await RespPipe.open(self.url)
+        starts: deque[float] = deque()
+
+        async def replies() -> None:
+            got = 0
+            async for _, [reply] in pipe.replies():
+                start = starts.popleft()
+                if reply[0] != b"appended":
+                    raise RuntimeError(f"not appended, so not a new update to wait for: {reply}")
+                self.sent[reply[2].decode()] = start
+                got += 1
+                if got == self.total:
+                    return
+
+        reading = asyncio.create_task(replies())
+        try:
+            t0 = time.perf_counter()
+            for n, command in enumerate(commands):
+                if (wait := t0 + n / self.rate - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                starts.append(time.perf_counter())
+                pipe.send(command)
+            await reading
+            return self.total / (time.perf_counter() - t0)
+        finally:
+            reading.cancel()
+            pipe.close()
 
     def latencies(self) -> tuple[list[float], list[float]]:
         """(append to committed, append to SSE), ms, for the updates each saw."""
@@ -136,19 +179,12 @@ class _Latency:
 
     async def run(self, offset: int) -> float:
         """Send at the rate; returns the rate achieved."""
-        commits = asyncio.create_task(self.watch_commits())
+        subscribed = asyncio.Event()
+        commits = asyncio.create_task(self.watch_commits(subscribed))
         sse = asyncio.create_task(self.watch_sse())
         await asyncio.sleep(0.5)  # the SSE client is connected and past its first event
-        tasks = []
-        t0 = time.perf_counter()
-        for n in range(self.total):
-            if (wait := t0 + n / self.rate - time.perf_counter()) > 0:
-                await asyncio.sleep(wait)
-            tasks.append(
-                asyncio.create_task(self.send(_update(offset + n, self.stories, self.case)))
-            )
-        await asyncio.gather(*tasks)
-        achieved = self.total / (time.perf_counter() - t0)
+        await asyncio.wait_for(subscribed.wait(), 10)
+        achieved = await self.send_all(offset)
         deadline = time.perf_counter() + 60
         # Polls a condition over two dicts the watchers fill; an Event would need both
         # watchers to know when sending has finished.
@@ -201,6 +237,7 @@ async def _server_stalls(client: aioredis.Redis, rewrites_before: int) -> tuple[
 async def _latency(
     report: Report,
     log: Log,
+    url: str,
     base: str,
     rate: int,
     seconds: float,
@@ -216,7 +253,7 @@ async def _latency(
     # Half a second at the same rate first, not counted: it opens the client's
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"
-    await _Latency(log, base, rate, rate // 2, stories, case).run(0)
+    await _Latency(log, url, base, rate, rate // 2, stories, case).run(0)
     _, rewrites = await _server_stalls(client, 0)
     committed: list[float] = []
     pushed: list[float] = []
@@ -225,7 +262,7 @@ async def _latency(
     stalls: list[str] = []
     cpu_before, sent = _cpu_seconds(), 0
     for r in range(rounds):
-        run = _Latency(log, base, rate, int(rate * seconds), stories, case)
+        run = _Latency(log, url, base, rate, int(rate * seconds), stories, case)
         # As timeit does: this process's collections would stop the clock it reads (its
         # thousands of timestamps make them long); the services keep theirs.
         gc.disable()
@@ -359,8 +396,10 @@ async def run(report: Report, *, quick: bool = False) -> None:
             # Redis's default, which shows what the disk costs; then the others once.
             rounds = 1 if quick else 3
             for fsync in ("always", "everysec"):
-                await _latency(report, log, base, 1_000, seconds, 2_000, rounds=rounds, fsync=fsync)
+                await _latency(
+                    report, log, srv.url, base, 1_000, seconds, 2_000, rounds=rounds, fsync=fsync
+                )
             for rate, stories in ((5_000, 2_000), (1_000, 100)):
-                await _latency(report, log, base, rate, seconds, stories)
+                await _latency(report, log, srv.url, base, rate, seconds, stories)
             await _reads(report, log, base, requests)
         await client.aclose()

@@ -1,6 +1,7 @@
 """The update log: atomic batch appends, single-story reads, partition reads."""
 
 from dateline.log.client import (
+    APPEND_SCRIPT,
     REFUSED,
     AppendResult,
     BatchTooLarge,
@@ -9,4 +10,12 @@ from dateline.log.client import (
     Prepared,
 )
 
-__all__ = ["REFUSED", "AppendResult", "BatchTooLarge", "Log", "PartitionMismatch", "Prepared"]
+__all__ = [
+    "APPEND_SCRIPT",
+    "REFUSED",
+    "AppendResult",
+    "BatchTooLarge",
+    "Log",
+    "PartitionMismatch",
+    "Prepared",
+]

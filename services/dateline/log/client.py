@@ -29,7 +29,10 @@ from dateline_schemas import (
 
 Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
 REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
-_SCRIPT = resources.files("dateline.log").joinpath("append.lua").read_text()
+APPEND_SCRIPT = resources.files("dateline.log").joinpath("append.lua").read_text()
+"""The append script. `Log.append` runs it; a client that pipelines appends on a raw
+connection (the latency bench's load generator) runs it with `Log.prepare`'s keys and
+arguments."""
 _encode = msgspec.json.Encoder().encode
 _pack = msgspec.msgpack.Encoder().encode
 _LAST_INDEX = 2**63 - 1
@@ -82,7 +85,7 @@ class Log:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
-        self._append = client.register_script(_SCRIPT)
+        self._append = client.register_script(APPEND_SCRIPT)
 
     @classmethod
     async def connect(cls, url: str, *, prefix: str = "dateline", partitions: int = 8) -> Log:
@@ -136,7 +139,7 @@ class Log:
                 prepared = self.prepare(batch, atomic=atomic)
                 if _needs_server(prepared):
                     await conn.send_command(
-                        "EVAL", _SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
+                        "EVAL", APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
                     )
                 in_flight.append(prepared)
                 if len(in_flight) > 1:
