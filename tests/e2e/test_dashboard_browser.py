@@ -123,6 +123,10 @@ async def test_the_story_page_changes_live_as_updates_land(
     await expect(held).to_contain_text("Updates held back")
     await expect(held).to_have_attribute("data-position", re.compile(r"^\d+:\d+-\d+$"))
     await page.screenshot(path=str(ARTIFACTS / "hanoi-story-held-back.png"), full_page=True)
+    await page.goto(f"{base}/#/ops")  # where on-call looks: which story, parked where
+    await expect(page.locator(f'[data-parked="{STORY}"]')).to_contain_text(":")
+    await expect(page.locator("#ops")).to_contain_text("dateline dlq redrive STORY")
+    await page.screenshot(path=str(ARTIFACTS / "operations-page-parked.png"), full_page=True)
     await page.goto(f"{base}/#/")  # the list says so too, and stops when it is redriven
     row_held = page.locator(f'[data-story="{STORY}"] .chip.held')
     await expect(row_held).to_have_text("held back")

@@ -15,6 +15,7 @@ from dateline.config import Settings
 from dateline.connection import connect
 from dateline.consumer import Delivery, groups
 from dateline.log import Log
+from dateline.positions import Position, stream_id
 from dateline.projection import advance_in_place, project
 from dateline.projection.state import StoryState
 from dateline.projector.app import Projector, create_app, story_of
@@ -187,6 +188,49 @@ async def test_poison_parks_one_story_while_others_flow_then_redrive(
         assert (await stored_state(app, "bad")).version == 6
     finally:
         await app.client.aclose()
+
+
+async def checkpoint_of(app: Projector, partition: int) -> tuple[int, int] | None:
+    raw = await app.client.hget(app.models.checkpoint, str(partition))
+    return None if raw is None else stream_id(raw.decode())
+
+
+async def test_the_checkpoint_never_passes_an_update_that_waits_for_a_retry(
+    log: Log, redis_url: str
+) -> None:
+    """Readers take what is under the checkpoint as settled: a failed update waiting for
+    its retry is not, though a later update of its partition was applied."""
+    broken = {"on": True}
+    app = await projector(log, redis_url, **failing_on("flaky", 1, lambda: broken["on"]))
+    p = log.keys.partition("flaky")
+    other = next(f"other-{n}" for n in range(1000) if log.keys.partition(f"other-{n}") == p)
+    [failing] = await log.append([encode(update(subject="flaky", id="flaky-0"))])
+    [later] = await log.append([encode(update(subject=other, id="other-0"))])
+    while await app.runner.step() < 2:  # both handed out: one failed, one applied
+        pass
+    assert (await stored_state(app, other)).version == 1
+    at = await checkpoint_of(app, p)
+    assert at is None or at < Position.parse(failing.position or "").id
+    broken["on"] = False  # the retry succeeds
+    await settle(app)
+    assert (await stored_state(app, "flaky")).version == 1
+    assert await checkpoint_of(app, p) == Position.parse(later.position or "").id
+    await app.client.aclose()
+
+
+async def test_parking_moves_the_checkpoint_past_what_it_parked(log: Log, redis_url: str) -> None:
+    """At a partition's end, with no commit to come after: settled all the same."""
+    app = await projector(log, redis_url, **failing_on("bad", 2))
+    results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
+    await settle(app)
+    assert len(await app.runner.dead.entries("bad")) == 2  # the failure and the one behind
+    last = Position.parse(results[2].position or "")
+    assert await checkpoint_of(app, last.partition) == last.id
+    # A later update of the story parks behind at once, and is passed at once too.
+    [behind] = await log.append([encode(update(subject="bad", id="bad-3"))])
+    await settle(app)
+    assert await checkpoint_of(app, last.partition) == Position.parse(behind.position or "").id
+    await app.client.aclose()
 
 
 async def test_a_second_projector_takes_over_a_dead_ones_partitions(

@@ -391,7 +391,7 @@ async def test_the_index_stream_marks_updates_the_projector_parked(
     )
     await settle(app)
     assert len(await app.runner.dead.entries("bad")) == 2
-    # Parking acknowledges; the checkpoint passes them with the partition's next commit.
+    # Parking moves the checkpoint past them; a neighbour's update is applied after them.
     neighbour = neighbour_of(log, "bad")
     await log.append([encode(update(subject=neighbour, id="neighbour"))])
     await settle(app)
@@ -468,7 +468,7 @@ async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
     async def read(position: str | None) -> httpx.Response:
         return await api.get("/v1/stories/bad", params={"min_position": position, "wait": 0.3})
 
-    # Parked at the partition's end: the checkpoint stops short; the wait ends in a 409.
+    # Parked at the partition's end: parking moved the checkpoint past it; 409.
     answer = await read(failed)
     assert answer.status_code == 409, answer.text
     problem = answer.json()

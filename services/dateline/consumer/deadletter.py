@@ -100,6 +100,11 @@ class DeadLetters:
         await pipe.execute()
         return len(ids)
 
+    async def parked(self) -> dict[str, str]:
+        """Every parked story, and the entry (`<partition>:<entry id>`) that parked it."""
+        found = cast(dict[bytes, bytes], await self.client.hgetall(self.parked_key))
+        return {k.decode(): v.decode() for k, v in found.items()}
+
     async def counts(self) -> dict[str, Any]:
         return {
             "parked_stories": int(await self.client.hlen(self.parked_key)),

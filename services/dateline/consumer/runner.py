@@ -35,6 +35,11 @@ class Handler(Protocol):
         `Delivery.ref`: a failed entry and the later entries of its story must be left
         unapplied and unacknowledged."""
 
+    async def settle(self, streams: dict[int, str]) -> None:
+        """Entries of these partitions (`{partition: stream}`) were parked (and so
+        acknowledged) without a call to `handle`: a handler that keeps a checkpoint
+        moves it past them."""
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
@@ -206,7 +211,7 @@ class Runner:
             for d in deliveries
             if d.key and d.key not in parked and d.key not in self.owned[d.partition].blocked
         ]
-        await self.dead.park(behind + unreadable)
+        await self._park(behind + unreadable)
         try:
             failures = await self.handler.handle(todo) if todo else {}
         except Exception:  # infrastructure, not the updates: retry all of them later
@@ -244,7 +249,7 @@ class Runner:
                 self._retry_later(p)
                 continue
             later = [x for x in todo if x.key == d.key and _id(x.entry_id) > _id(d.entry_id)]
-            await self.dead.park(
+            await self._park(
                 [Parking(d, repr(exc), trace)]
                 + [
                     Parking(x, "parked behind an earlier update of this story", "", d.ref)
@@ -258,6 +263,12 @@ class Runner:
                 stream=d.stream,
                 behind=len(later),
             )
+
+    async def _park(self, parkings: list[Parking]) -> None:
+        if not parkings:
+            return
+        await self.dead.park(parkings)
+        await self.handler.settle({p.delivery.partition: p.delivery.stream for p in parkings})
 
     def _retry_later(self, p: _Partition) -> None:
         p.drain_from = "0"

@@ -53,6 +53,9 @@ class ValidatorHandler:
     def __init__(self, log: Log, credentials: Credentials, prefix: str) -> None:
         self.log, self.credentials, self.prefix = log, credentials, prefix
 
+    async def settle(self, streams: dict[int, str]) -> None:
+        """It keeps no checkpoint: an inbox entry is done once acknowledged."""
+
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         """Never fails an entry: what cannot go into the log goes into `rejected`."""
         if not deliveries:

@@ -35,10 +35,49 @@ Advance = Callable[[StoryState, Update], bool]
 """Fold an update into a state the handler owns, in place; False if it needs a refold."""
 Project = Callable[[str, list[Update]], StoryState]
 
+# A partition's checkpoint: past every entry its group was delivered and holds no
+# longer (applied, or parked), never past one it still holds (it failed and waits for a
+# retry, or waits behind one of its story's that did), never backwards. Readers take
+# what is under it as settled: `min_position` answers, the index stream announces it.
+# It used to be the last entry a commit applied, which passed a failed entry during
+# its retries (a read waiting for it answered 200 without it) and stopped short of
+# entries parked at a partition's end until its next commit.
+# ADVANCE(checkpoints, partition, stream, group, channel) moves it, and PUBLISHes the new
+# checkpoint as a position.
+_ADVANCE = """
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
+  return tonumber(as) < tonumber(bs)
+end
+
+local function advance(key, partition, stream, group, channel)
+  local upto = nil
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    if fields['name'] == group then upto = fields['last-delivered-id'] end
+  end
+  if not upto or upto == '0-0' then return end
+  local pending = redis.call('XPENDING', stream, group)
+  if pending[1] > 0 then
+    local before = redis.call('XREVRANGE', stream, '(' .. pending[2], '-', 'COUNT', 1)
+    if #before == 0 then return end
+    if older(before[1][1], upto) then upto = before[1][1] end
+  end
+  local current = redis.call('HGET', key, partition)
+  if current and not older(current, upto) then return end
+  redis.call('HSET', key, partition, upto)
+  redis.call('PUBLISH', channel, partition .. ':' .. upto)
+end
+"""
 # KEYS: the batch's story state keys; ARGV: their expected SHA-1 ("" for none), then
-# the commands, each as its length followed by its words. Returns 0, or the 1-based
-# index of the first story whose state moved on (nothing written).
-_COMMIT = """
+# the commands, each as its length followed by its words (ADVANCE: see above). Returns
+# 0, or the 1-based index of the first story whose state moved on (nothing written).
+_COMMIT = (
+    _ADVANCE
+    + """
 for i, key in ipairs(KEYS) do
   local raw = redis.call('GET', key)
   if (raw and redis.sha1hex(raw) or '') ~= ARGV[i] then return i end
@@ -46,11 +85,23 @@ end
 local i = #KEYS + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  if ARGV[i + 1] == 'ADVANCE' then
+    advance(unpack(ARGV, i + 2, i + n))
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 return 0
 """
+)
+# ARGV: as ADVANCE's, for the partitions whose entries were parked (no commit).
+_SETTLE = (
+    _ADVANCE
+    + """
+for i = 1, #ARGV, 5 do advance(unpack(ARGV, i, i + 4)) end
+"""
+)
 # A kept state is bytes, not objects: the garbage collector does not see bytes, and
 # thousands of kept states as objects made its collections the latency's p99 (20 to
 # 50 ms, every few seconds). Decoding one costs about what the copy a batch needs did.
@@ -87,6 +138,7 @@ class ProjectorHandler:
         self.kept: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
         self._commit = client.register_script(_COMMIT)
+        self._settle = client.register_script(_SETTLE)
         self._read = client.register_script(RECALL)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
@@ -124,11 +176,8 @@ class ProjectorHandler:
         for d in acked:
             streams.setdefault(d.partition, []).append(d)
         for partition, done in streams.items():
-            last = max(done, key=lambda d: tuple(map(int, d.entry_id.split("-"))))
-            commands.append(("HSET", self.models.checkpoint, str(partition), last.entry_id))
             commands.append(("XACK", done[0].stream, self.group, *[d.entry_id for d in done]))
-            # The new checkpoint, as a position: a watcher needs no read to know it.
-            commands.append(("PUBLISH", self.models.changes, f"{partition}:{last.entry_id}"))
+            commands.append(("ADVANCE", *self._advance_args(partition, done[0].stream)))
         stories = list(by_story)
         args: list[str | bytes | float] = [known[s][1] for s in stories]
         for command in commands:
@@ -143,6 +192,15 @@ class ProjectorHandler:
                 self._keep(w.story, _pack(w.state), fence(writes.states[w.story]))
         PROJECTED.inc(len(acked))
         return failures
+
+    async def settle(self, streams: dict[int, str]) -> None:
+        """The runner parked entries of these partitions (`{partition: stream}`): move
+        their checkpoints past what is settled now, as a commit would."""
+        args = [a for p, stream in sorted(streams.items()) for a in self._advance_args(p, stream)]
+        await self._settle(args=args)
+
+    def _advance_args(self, partition: int, stream: str) -> tuple[str, ...]:
+        return (self.models.checkpoint, str(partition), stream, self.group, self.models.changes)
 
     async def _recall(self, stories: list[str]) -> dict[str, tuple[bytes, str]]:
         """Each story's state and fence: kept, or read in one round trip."""

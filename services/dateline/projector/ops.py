@@ -15,6 +15,9 @@ from dateline.log import Log
 from dateline.projection import project
 from dateline.projector.readmodels import ReadModels
 
+SHOW_PARKED = 100
+"""Parked stories `status` names; it counts all of them."""
+
 
 async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
     """Fold `story` from the log into the read models of `models`; returns its version.
@@ -79,6 +82,7 @@ async def status(
             )
         )
     dead = DeadLetters(client, keys.prefix, group)
+    parked = await dead.parked()
     versions = sorted(
         {
             k.decode().split(":")[-2]
@@ -90,7 +94,13 @@ async def status(
     return {
         "group": group,
         "partitions": [msgspec.to_builtins(r) for r in rows],
-        "dead_letters": await dead.counts(),
+        "dead_letters": {
+            **await dead.counts(),
+            # The first ones by name, each with the update that parked it: for a page.
+            "stories": [
+                {"story": s, "parked_at": p} for s, p in sorted(parked.items())[:SHOW_PARKED]
+            ],
+        },
         "projection": {
             "active": active.decode() if isinstance(active, bytes) else None,
             "versions": versions,

@@ -231,8 +231,7 @@ class Reader:
     async def parked(self) -> dict[str, str]:
         """Every parked story of the active projection, and the update that parked it."""
         models = await self.models()
-        found = cast(dict[bytes, bytes], await self.client.hgetall(self._parked_key(models)))
-        return {k.decode(): v.decode() for k, v in found.items()}
+        return await DeadLetters(self.client, self.keys.prefix, models.group).parked()
 
     async def entries(self, stories: list[str]) -> list[bytes | None]:
         """These stories' index entries (None for a story not in the index)."""

@@ -82,11 +82,10 @@ function indexPage() {
   };
   connect(`/v1/live?limit=${LIST_SIZE}`, {
     index: (list) => { entries.clear(); for (const e of list) entries.set(e.id, e); render(); },
-    // An update's entry says nothing of parking: keep what is known, or learn it from it.
+    // An update's entry says nothing of parking: `held` events do.
     update: (u) => {
       const known = entries.get(u.story);
-      const parked_at = (known && known.parked_at) || (u.parked ? u.position : null);
-      if (u.entry) entries.set(u.story, { ...u.entry, parked_at });
+      if (u.entry) entries.set(u.story, { ...u.entry, parked_at: known ? known.parked_at : null });
       render();
     },
     held: (h) => { if (h.entry) { entries.set(h.story, { ...h.entry, parked_at: h.parked_at }); render(); } },
@@ -205,13 +204,17 @@ function opsPage() {
     liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
     const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
       <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td></tr>`).join("");
-    const dead = Object.entries(s.dead_letters || {});
+    const dl = s.dead_letters || {};
+    const parked = dl.stories || [];
     const replay = s.replay;
     const pct = replay && +replay.total ? Math.min(100, (100 * +replay.done) / +replay.total) : 0;
     patch(document.getElementById("ops"), `
       <h2>Partitions (group ${esc(s.group)})</h2>
       <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th></tr></thead><tbody>${rows}</tbody></table>
-      <h2>Parked updates</h2>${dead.length ? `<table><tbody>${dead.map(([k, v]) => `<tr data-key="dl:${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</tbody></table>` : `<p class="empty">none parked</p>`}
+      <h2>Parked updates</h2>${parked.length ? `<p class="meta" data-key="dl">${esc(dl.parked_updates)} updates in ${esc(dl.parked_stories)} stories.
+        See one with <code>dateline dlq show STORY</code>; apply them after the fix with <code>dateline dlq redrive STORY</code>.</p>
+        <table><thead><tr><th>Story</th><th>Parked at (log position)</th></tr></thead><tbody>${parked.map((p) => `<tr data-key="dl:${esc(p.story)}" data-parked="${esc(p.story)}">
+        <td><a href="#/stories/${encodeURIComponent(p.story)}">${esc(p.story)}</a></td><td>${esc(p.parked_at)}</td></tr>`).join("")}</tbody></table>` : `<p class="empty">none parked</p>`}
       <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
         <div class="bar"><span style="width:${pct.toFixed(1)}%"></span></div></div>` : ""}`, seen);
