@@ -46,6 +46,7 @@ from dateline.query.views import (
     StoryPage,
     StoryView,
     TimelinePage,
+    stored_view,
     view_of,
 )
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_fuzzy_date
@@ -53,7 +54,6 @@ from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_
 STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
-_view = msgspec.json.Decoder(StoryView)
 _listed = msgspec.json.Decoder(ListedStory)
 _entry = msgspec.json.Decoder(Entry)
 _spoken = msgspec.json.Decoder(SpokenEntry)
@@ -230,9 +230,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             _, raw, parked = await ctx.reader.story(story)
             if raw is None:
                 raise Refused(404, "not-found", "No such story", f"story {story!r} has no updates")
-            view = _view.decode(raw)
-            view.parked_at = parked
-            return view
+            return stored_view(raw, parked)
         state = await ctx.reader.folded(story, as_of=when, at_version=at_version)
         if state is None:
             raise Refused(

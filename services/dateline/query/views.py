@@ -85,6 +85,16 @@ class StoryView(msgspec.Struct):
     parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
 
 
+_stored = msgspec.json.Decoder(StoryView)
+
+
+def stored_view(raw: bytes, parked_at: str | None) -> StoryView:
+    """The public part of a stored state (with its statements), and where it is parked."""
+    view = _stored.decode(raw)
+    view.parked_at = parked_at
+    return view
+
+
 def view_of(state: StoryState) -> StoryView:
     """The public part of a state folded in this process (`as_of`, `dateline story`)."""
     return msgspec.convert(msgspec.to_builtins(state), StoryView)
