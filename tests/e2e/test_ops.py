@@ -121,9 +121,17 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert json.loads(listed[0])["story"] == "hanoi-summit-2019"
         shown = run(env, "dlq", "show", "hanoi-summit-2019").stdout
         assert "Traceback" in shown and "InvalidUpdate" in shown
+        parked = json.loads(listed[0])
+        held = run(env, "story", "hanoi-summit-2019", "--json")  # the log's story, and
+        at = f"{parked['partition']}:{parked['entry']}"  # where the read models stop
+        assert json.loads(held.stdout)["parked_at"] == at
+        assert f"hold this story back at {at}" in held.stderr
         redriven = run(env, "dlq", "redrive", "hanoi-summit-2019").stdout
         assert "rebuilt to version 21; released 1 parked updates" in redriven
         assert run(env, "dlq", "list").stdout.strip() == "no parked updates"
+        released = run(env, "story", "hanoi-summit-2019", "--json")
+        assert json.loads(released.stdout)["parked_at"] is None
+        assert "hold this story back" not in released.stderr
 
         replayed = run(env, "replay", "stories", "--story", "cohen-hearing-2019").stdout
         assert "rebuilt from the log to version 4" in replayed

@@ -18,10 +18,12 @@ from dateline.cli.common import (
     stop_on_signals,
 )
 from dateline.cli.log_cmd import parse_when
+from dateline.consumer import DeadLetters
 from dateline.heap import tune_collector
 from dateline.probes import probes
 from dateline.projection import project
-from dateline.projector.app import create_app
+from dateline.projector.app import active_version, create_app
+from dateline.projector.readmodels import group_of
 from dateline.query.views import view_of
 from dateline_schemas import decode_records
 
@@ -78,22 +80,37 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="The state as JSON.")
 def story_command(story: str, as_of: str | None, at_version: int | None, as_json: bool) -> None:
-    """Print STORY's state, folded from its history in the log (not from a read model)."""
+    """Print STORY's state, folded from its history in the log (not from a read model).
+
+    Now (without --as-of or --at-version) it also says where the read models hold the
+    story back, if the projector parked one of its updates: `parked_at`, as the API.
+    """
     if as_of and at_version:
         raise click.UsageError("give --as-of or --at-version, not both")
     cutoff = parse_when(as_of) if as_of else None
     cfg = settings()
 
-    async def read() -> list[bytes]:
+    async def read() -> tuple[list[bytes], str | None]:
         async with open_log(url, cfg) as log:
-            return await log.read_story_json(story, to_version=at_version, as_of=cutoff)
+            records = await log.read_story_json(story, to_version=at_version, as_of=cutoff)
+            if as_of or at_version:
+                return records, None
+            version = await active_version(log.redis, cfg.prefix)
+            parked = await DeadLetters(log.redis, cfg.prefix, group_of(version)).parked()
+            return records, parked.get(story)
 
     with server(cfg) as url:
-        records = asyncio.run(read())
+        records, parked_at = asyncio.run(read())
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")
     state = project(story, decode_records(records))
     doc = view_of(state)  # what GET /v1/stories/{id} shows: no projector bookkeeping
+    doc.parked_at = parked_at
+    if parked_at:
+        err(
+            f"{story}: the read models hold this story back at {parked_at}, where the "
+            f"projector parked an update; see `dateline dlq show {story}`"
+        )
     if as_json:
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
         return
