@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
@@ -525,6 +525,13 @@ async def test_a_parked_story_says_where_until_it_is_redriven(
     await app.client.aclose()
 
 
+async def next_held(stream: AsyncIterator[live.Push]) -> dict[str, Any]:
+    """The next `held` event of an index stream, decoded (5 s at most an event)."""
+    while (pushed := await asyncio.wait_for(anext(stream), 5)).event != "held":
+        pass
+    return cast(dict[str, Any], msgspec.json.decode(pushed.data))
+
+
 async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
     log: Log, redis_url: str, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -544,10 +551,7 @@ async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
 
     [failed] = await log.append([encode(update(subject="bad", id="bad-1"))])
     await settle(app)
-    pushed = await asyncio.wait_for(anext(stream), 5)
-    while pushed.event != "held":
-        pushed = await asyncio.wait_for(anext(stream), 5)
-    change = msgspec.json.decode(pushed.data)
+    change = await next_held(stream)
     assert (change["story"], change["parked_at"], change["entry"]["version"]) == (
         "bad",
         failed.position,
@@ -562,11 +566,8 @@ async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
 
     models = ReadModels(log.keys.prefix, app.models.version)
     await redrive(log, models, app.runner.dead, "bad")
-    for one in (stream, again):
-        pushed = await asyncio.wait_for(anext(one), 5)
-        while pushed.event != "held":
-            pushed = await asyncio.wait_for(anext(one), 5)
-        change = msgspec.json.decode(pushed.data)
+    for one in (stream, again):  # the first `held` of each: no repeat of the parking
+        change = await next_held(one)
         # Released, with the entry as the redrive left it: the update applied.
         assert (change["story"], change["parked_at"], change["entry"]["version"]) == (
             "bad",
