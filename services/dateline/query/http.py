@@ -41,7 +41,6 @@ from dateline.query.live import Doorbell, Push, index_events, story_events, wire
 from dateline.query.reads import NotReached, Parked, Reader
 from dateline.query.views import (
     BoardPage,
-    ListedStory,
     SpokenPage,
     StoryPage,
     StoryView,
@@ -54,7 +53,6 @@ from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_
 STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
-_listed = msgspec.json.Decoder(ListedStory)
 _entry = msgspec.json.Decoder(Entry)
 _spoken = msgspec.json.Decoder(SpokenEntry)
 _board = msgspec.json.Decoder(ScheduleEntry)
@@ -255,17 +253,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
         await reached(min_position, wait)
-        newest, parked = await asyncio.gather(ctx.reader.newest(limit, status), ctx.reader.parked())
-        if newest is not None:  # the by-time indexes: only `limit` entries are read
-            entries = [_listed.decode(e) for e in newest]
-        else:
-            entries = [_listed.decode(e) for e in await ctx.reader.index()]
-            if status is not None:
-                entries = [e for e in entries if e.status == status]
-            entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
-            entries = entries[:limit]
-        for e in entries:
-            e.parked_at = parked.get(e.id)
+        entries, _ = await ctx.reader.listed(limit, status)
         models = await ctx.reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
 

@@ -23,7 +23,6 @@ from dateline.positions import Cursor, Position
 from dateline.projector.readmodels import IndexEntry, changes_channel
 from dateline.query.views import (
     HeldEvent,
-    ListedStory,
     UnreadableEvent,
     UpdateEvent,
     stamp_of,
@@ -43,7 +42,6 @@ log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
 _record = msgspec.json.Decoder(dict[str, object])
 _entry = msgspec.json.Decoder(IndexEntry)
-_listed = msgspec.json.Decoder(ListedStory)
 KEEPALIVE_S = 15.0
 HELD_CHECK_S = 1.0
 """How often the index stream reads which stories are parked (one HGETALL)."""
@@ -193,14 +191,8 @@ async def index_events(
     if cursor is None:
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
-        newest = await reader.newest(limit) if limit else None
-        entries = [_listed.decode(e) for e in (newest or await reader.index())]
-        entries.sort(key=lambda e: e.recordedtime or "", reverse=True)
-        entries = entries[:limit]
-        held = await reader.parked()
+        entries, held = await reader.listed(limit)
         checked = time.monotonic()
-        for e in entries:
-            e.parked_at = held.get(e.id)
         yield [Push("index", _encode(entries), str(cursor))]
     else:
         held, checked = {}, 0.0  # what the client knows of is not known: all of it, then
@@ -212,17 +204,11 @@ async def index_events(
         behind = page.more
         pushes = []
         if time.monotonic() - checked >= HELD_CHECK_S:
-            # A release (a redrive) is no log entry, and the checkpoint may have passed
-            # what gets parked: the parked hash is polled, not paged. Before the page's
-            # updates, so a client knows a story is parked as its updates come.
-            now, checked = await reader.parked(), time.monotonic()
-            changed = sorted(s for s in now.keys() | held.keys() if now.get(s) != held.get(s))
-            if changed:
-                for story, raw_entry in zip(changed, await reader.entries(changed), strict=True):
-                    entry = _entry.decode(raw_entry) if raw_entry else None
-                    change = HeldEvent(story, now.get(story), entry)
-                    pushes.append(Push("held", _encode(change), str(cursor)))
-            held = now
+            # Before the page's updates, so a client knows a story is parked as its
+            # updates come.
+            held, changes = await _held_since(reader, held)
+            checked = time.monotonic()
+            pushes += [Push("held", _encode(change), str(cursor)) for change in changes]
         for sid, p, raw in page.found:
             cursor = cursor.moved(p, sid)
             try:
@@ -244,6 +230,24 @@ async def index_events(
             yield pushes
         if not page.more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
             yield []
+
+
+async def _held_since(
+    reader: Reader, before: dict[str, str]
+) -> tuple[dict[str, str], list[HeldEvent]]:
+    """The parked stories now, and each story parked or released since `before`.
+
+    Polled, not paged: a release (a redrive) is no log entry, and the checkpoint may
+    have passed what gets parked."""
+    now = await reader.parked()
+    changed = sorted(s for s in now.keys() | before.keys() if now.get(s) != before.get(s))
+    if not changed:
+        return now, []
+    entries = await reader.entries(changed)
+    return now, [
+        HeldEvent(story, now.get(story), _entry.decode(raw) if raw else None)
+        for story, raw in zip(changed, entries, strict=True)
+    ]
 
 
 def _public(raw: bytes, parked: str | None) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from dateline.projection.state import StoryState
 from dateline.projector.app import DEFAULT_VERSION
 from dateline.projector.readmodels import STATUS_INDEXES, WHOLE_STORY, ReadModels
 from dateline.query.live import ONE_TRIP, Doorbell
-from dateline.query.views import Stamp, stamp_of
+from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline_schemas import decode_records
 
 # KEYS: the checkpoints, the index, then each partition's log. ARGV: entries to read a
@@ -106,6 +107,7 @@ class _Named(msgspec.Struct):
 
 
 _subject = msgspec.json.Decoder(_Named).decode
+_listed = msgspec.json.Decoder(ListedStory).decode
 
 
 def _story_of(raw: bytes) -> str | None:
@@ -214,12 +216,30 @@ class Reader:
         models = await self.models()
         return cast(list[bytes], await self.client.hvals(models.index))
 
-    async def newest(self, limit: int, status: str | None = None) -> list[bytes] | None:
+    async def listed(
+        self, limit: int | None, status: str | None = None
+    ) -> tuple[list[ListedStory], dict[str, str]]:
+        """The `limit` stories (of `status`; all if None) updated last, newest first, each
+        with its `parked_at`; and every parked story, with the update that parked it."""
+        newest, parked = await asyncio.gather(self._newest(limit, status), self.parked())
+        if newest is not None:  # the by-time indexes: only `limit` entries are read
+            entries = [_listed(e) for e in newest]
+        else:
+            entries = [_listed(e) for e in await self.index()]
+            if status is not None:
+                entries = [e for e in entries if e.status == status]
+            entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
+            entries = entries[:limit]
+        for e in entries:
+            e.parked_at = parked.get(e.id)
+        return entries, parked
+
+    async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
         """The `limit` stories (of `status`) updated last, newest first; None if there are
         none there, which is also what a read model older than those indexes shows (then
-        the caller reads them all)."""
+        the caller reads them all), or if all are asked for."""
         models = await self.models()
-        if status is not None and self._shape < STATUS_INDEXES:  # built before them
+        if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
         by_time = models.index_by_time if status is None else models.index_by_status(status)
         stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))
