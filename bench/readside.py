@@ -49,7 +49,7 @@ from tests.factories import update
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack
-from dateline.connection import Connection
+from dateline.connection import connect
 from dateline.embedded import EmbeddedRedis
 from dateline.heap import tune_collector
 from dateline.keys import Keys
@@ -377,13 +377,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
         EmbeddedRedis(Path(tmp), fsync="always", extra=("latency-monitor-threshold 5",)) as srv,
     ):
         env = {**os.environ, "REDIS_URL": srv.url, "DATELINE_PREFIX": PREFIX}
-        # Appends at 5,000/s overlap: a bounded pool makes the excess wait for a connection.
-        # The services' connections (commands packed by hiredis): the load generator shares
-        # the two cores with what it measures, so what it spends is taken from them.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            srv.url, max_connections=64, connection_class=Connection
-        )
-        client = aioredis.Redis(connection_pool=pool)
+        # The services' client, for setup, the server's stats and the raw reads; the
+        # timed appends and commits go over `bench/resp.py`.
+        client = connect(srv.url)
         log = Log(client, Keys(PREFIX, 8))
         await log.check_partitions()
         with (

@@ -18,7 +18,8 @@ import hiredis
 
 
 class RespPipe:
-    """Commands written as they come (pipelined), replies read in order."""
+    """Commands written as they come (pipelined), replies read in order. No AUTH: it
+    talks to the bench's own loopback server."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer

@@ -34,6 +34,6 @@ async def test_a_page_is_one_write_that_parses_back_to_its_events() -> None:
     ]
 
 
-def test_an_event_without_an_id_leaves_the_last_one_standing() -> None:
+def test_an_event_without_an_id_writes_no_id_line() -> None:
     # An id line, even empty, would reset the client's Last-Event-ID; none is written.
     assert Push("index", b"[]", None).wire() == b"event: index\r\ndata: []\r\n\r\n"
