@@ -177,7 +177,7 @@ class ProjectorHandler:
             streams.setdefault(d.partition, []).append(d)
         for partition, done in streams.items():
             commands.append(("XACK", done[0].stream, self.group, *[d.entry_id for d in done]))
-            commands.append(("ADVANCE", *self._advance_args(partition, done[0].stream)))
+            commands.append(("ADVANCE", *self._checkpoint_args(partition, done[0].stream)))
         stories = list(by_story)
         args: list[str | bytes | float] = [known[s][1] for s in stories]
         for command in commands:
@@ -196,10 +196,10 @@ class ProjectorHandler:
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move
         their checkpoints past what is settled now, as a commit would."""
-        args = [a for p, stream in sorted(streams.items()) for a in self._advance_args(p, stream)]
+        args = [a for p, s in sorted(streams.items()) for a in self._checkpoint_args(p, s)]
         await self._settle(args=args)
 
-    def _advance_args(self, partition: int, stream: str) -> tuple[str, ...]:
+    def _checkpoint_args(self, partition: int, stream: str) -> tuple[str, ...]:
         return (self.models.checkpoint, str(partition), stream, self.group, self.models.changes)
 
     async def _recall(self, stories: list[str]) -> dict[str, tuple[bytes, str]]:
