@@ -13,14 +13,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import random
+import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from tests.e2e.processes import background
 from tests.factories import DATA, encode, update
 
 from bench.harness import Report, Row
@@ -33,9 +37,10 @@ from dateline.embedded import EmbeddedRedis
 from dateline.heap import tune_collector
 from dateline.keys import Keys
 from dateline.log import Log
-from dateline.projector.app import create_app
+from dateline.projection import project
+from dateline.projector.app import create_app, story_of
 from dateline.projector.replay import Workers, rebuild_all
-from dateline_schemas import decode_record
+from dateline_schemas import decode_record, decode_records
 
 # A story as feeds send it: mostly statements and schedule news, a few corrections.
 MIX = {
@@ -245,6 +250,17 @@ async def run(report: Report, *, quick: bool = False) -> None:
             for p in range(keys.partitions)
             for _, fields in await log.redis.xrange(keys.log(p))
         ]
+        fold = _fold_alone(records)
+        report.add(
+            Row(
+                "projection",
+                "fold alone: decode + project each story's history, no I/O, one core",
+                fold,
+                "updates/s",
+                note="the CPU a rebuild cannot do without; two cores fold at most twice "
+                "this, before reading a record or writing a read model",
+            )
+        )
         peer, peer_write, peer_stories = run_peer(records)
         report.add(
             Row(
@@ -270,8 +286,98 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"refolds {refolds}: each folds the whole story",
             )
         )
+        await _processes(report, srv.url, tmp, newsroom)
         await _rebuild(report, client, srv.url, keys, 20_000 if quick else 1_000_000, stories * 5)
         await client.aclose()
+
+
+def _fold_alone(records: list[bytes]) -> float:
+    """Updates/s of `decode_records` + `project`, story by story: best of three."""
+    by_story: dict[str, list[bytes]] = {}
+    for raw in records:
+        by_story.setdefault(story_of(raw), []).append(raw)
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for story, history in by_story.items():
+            project(story, decode_records(history))
+        best = max(best, len(records) / (time.perf_counter() - start))
+    return best
+
+
+async def _processes(report: Report, url: str, tmp: str, payloads: list[bytes]) -> None:
+    """`dateline projector` as 1 and as 2 processes, which share the partitions: the
+    processes are started and share the partitions out on an empty log, then paused
+    (SIGSTOP) while the mix is appended; timed from SIGCONT to the last checkpoint."""
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(2):
+        for n, got in rates.items():
+            prefix = f"procs{r}x{n}"
+            env = {**os.environ, "REDIS_URL": url, "DATELINE_PREFIX": prefix}
+            client = connect(url)
+            keys = Keys(prefix, 8)
+            log = Log(client, keys)
+            await log.check_partitions()
+            with contextlib.ExitStack() as running:
+                pids = [
+                    running.enter_context(
+                        background(["projector"], env, Path(tmp) / f"{prefix}-{i}.log")
+                    )
+                    for i in range(n)
+                ]
+                await _shared_out(client, f"{prefix}:projector-v1", keys.partitions, n)
+                for pid in pids:  # their leases outlive the appends (10 s)
+                    os.kill(pid, signal.SIGSTOP)
+                async for _ in log.append_stream(
+                    [payloads[i : i + 1000] for i in range(0, len(payloads), 1000)]
+                ):
+                    pass
+                start = time.perf_counter()
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+                heads = {
+                    str(p).encode(): (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
+                    for p in range(keys.partitions)
+                }
+                # Polls: the progress is other processes'.
+                async with asyncio.timeout(300):
+                    while await client.hgetall(f"{prefix}:rm:v1:checkpoint") != heads:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                got.append(len(payloads) / (time.perf_counter() - start))
+            await client.aclose()
+    one, two = max(rates[1]), max(rates[2])
+    runs = {n: ", ".join(f"{x:,.0f}" for x in got) for n, got in rates.items()}
+    note = "the newsroom mix, appended while they were paused; best of"
+    report.add(
+        Row(
+            "projection",
+            "`dateline projector`, one process",
+            one,
+            "updates/s",
+            note=f"{note} {runs[1]}",
+        )
+    )
+    report.add(
+        Row(
+            "projection",
+            "`dateline projector`, two processes sharing the partitions",
+            two,
+            "updates/s",
+            "one process",
+            two / one,
+            note=f"{note} {runs[2]}",
+        )
+    )
+
+
+async def _shared_out(client: aioredis.Redis, group: str, partitions: int, members: int) -> None:
+    """Wait until `members` processes hold every partition between them."""
+    async with asyncio.timeout(60):
+        while True:
+            held = [await client.get(f"{group}:lease:p{p}") for p in range(partitions)]
+            if all(held) and len(set(held)) == members:
+                return
+            await asyncio.sleep(0.1)
 
 
 async def _rebuild(

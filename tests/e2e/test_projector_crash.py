@@ -1,4 +1,5 @@
-"""SIGKILL the projector at 10 random points while 20,000 updates stream in."""
+"""SIGKILL the projector at 10 random points while 20,000 updates stream in; two
+projector processes share the partitions, and one takes the other's when it dies."""
 
 from __future__ import annotations
 
@@ -68,7 +69,12 @@ async def caught_up(log: Log, models: ReadModels) -> None:
 
 
 async def models_versions(log: Log, models: ReadModels) -> list[int]:
-    raw = await log.redis.hmget(models.index, [f"story-{s:03d}" for s in range(STORIES)])
+    return await versions(log, models, [f"story-{s:03d}" for s in range(STORIES)])
+
+
+async def versions(log: Log, models: ReadModels, stories: list[str]) -> list[int]:
+    """Each story's version in the index (0: not there yet)."""
+    raw = await log.redis.hmget(models.index, stories)
     return [msgspec.json.decode(r)["version"] if r else 0 for r in raw]
 
 
@@ -131,3 +137,66 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert kills == 10
+
+
+async def holders(log: Log) -> list[bytes | None]:
+    return [await log.redis.get(f"crash:projector-v1:lease:p{p}") for p in range(4)]
+
+
+async def shared_by(log: Log, owners: set[bytes]) -> None:
+    """Wait until the partitions are held by exactly these processes."""
+    async with asyncio.timeout(30):
+        while set(await holders(log)) != owners:  # noqa: ASYNC110 - other processes
+            await asyncio.sleep(0.05)
+
+
+def test_two_projectors_share_the_partitions_and_one_takes_over_when_the_other_dies(
+    tmp_path: Path,
+) -> None:
+    server = start_server(VALKEY, tmp_path / "redis")
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "DATELINE_PREFIX": "crash",
+        "DATELINE_PARTITIONS": "4",
+        "DATELINE_LEASE_TTL_MS": "500",
+    }
+
+    def owner(proc: subprocess.Popen[bytes]) -> bytes:
+        return f"{socket.gethostname()}-{proc.pid}".encode()
+
+    async def scenario() -> None:
+        log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
+        await log.check_partitions()
+        models = ReadModels("crash", "v1")
+        first, second = start_projector(env), start_projector(env)
+        try:
+            await shared_by(log, {owner(first), owner(second)})
+            assert [(await holders(log)).count(owner(p)) for p in (first, second)] == [2, 2]
+            stories = [f"story-{s:03d}" for s in range(40)]
+            for v in range(5):
+                batch = [encode(update(subject=s, id=f"{s}-{v}")) for s in stories]
+                assert {r.status for r in await log.append(batch)} == {"appended"}
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            await shared_by(log, {owner(second)})  # its leases ran out: all four are second's
+            for s in stories:
+                assert {r.status for r in await log.append([encode(update(subject=s))])} == {
+                    "appended"
+                }
+            async with asyncio.timeout(60):
+                while await versions(log, models, stories) != [6] * len(stories):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            for story in stories:
+                live = await models.read_state(log.redis, story)
+                assert live == project(story, await log.read_story(story)), story
+        finally:
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.kill()
+            await log.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()

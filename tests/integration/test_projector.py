@@ -259,6 +259,45 @@ async def test_a_second_projector_takes_over_a_dead_ones_partitions(
     await second.client.aclose()
 
 
+async def check_leases(*apps: Projector) -> None:
+    """Each runner's next step looks at its leases and the members at once."""
+    for app in apps:
+        app.runner._leases_checked = 0
+        await app.runner.step()
+
+
+async def test_two_projectors_share_the_partitions_and_hand_them_back(
+    log: Log, redis_url: str
+) -> None:
+    a = await projector(log, redis_url, name="a")
+    b = await projector(log, redis_url, name="b")
+    await a.runner.step()  # alone: takes every partition
+    assert len(a.runner.owned) == log.keys.partitions
+    await b.runner.step()  # a second member: its share is half, but all are held
+    assert b.runner.owned == {}
+    await check_leases(a, b)  # a gives back the half over its share; b takes it
+    half = log.keys.partitions // 2
+    assert sorted(a.runner.owned) == list(range(half))
+    assert sorted(b.runner.owned) == list(range(half, log.keys.partitions))
+    stories = [f"s{i}" for i in range(40)]
+    await log.append([encode(update(subject=s, id=f"{s}-{v}")) for v in range(3) for s in stories])
+    # b reads a batch and stops before it applies it: its entries are pending.
+    for p in b.runner.owned.values():
+        await groups.read(b.client, b.runner.config.group, "b", {p.stream: ">"}, 100, None)
+    stop = asyncio.Event()
+    stop.set()
+    await b.runner.run(stop)  # a clean stop: leases released, membership left
+    assert await b.client.zrange(b.runner.leases.members, 0, -1) == [b"a"]
+    await check_leases(a)  # alone again: takes b's partitions and their pending entries
+    assert len(a.runner.owned) == log.keys.partitions
+    await settle(a)
+    for story in stories:
+        assert await stored_state(a, story) == await rebuilt(log, story)
+        assert (await stored_state(a, story)).version == 3
+    for app in (a, b):
+        await app.client.aclose()
+
+
 async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_url: str) -> None:
     """The commit is fenced on what the batch read: a state written by anyone else in
     between makes it write nothing; the batch is folded again on the stored state."""

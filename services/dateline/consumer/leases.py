@@ -1,5 +1,11 @@
 """Partition leases: one process at a time consumes a partition, so one story's updates
-are applied in log order even with several projector processes running."""
+are applied in log order even with several projector processes running.
+
+The processes of a group also share the partitions out: each says it is alive in a
+members set (its heartbeat, with the lease's time to live), and holds at most its
+share, the partitions divided by the live members, rounded up. A process that holds
+more gives the rest back; a process below its share takes free ones.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# KEYS: the members set. ARGV: owner, ttl (ms). Drops the members whose heartbeat ran
+# out, renews ours, and counts the live ones (the server's clock for every process).
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZCARD', KEYS[1])
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -33,6 +48,20 @@ class Leases:
         self.names = names  # what each index leases; None: partition N is "pN"
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+
+    @property
+    def members(self) -> str:
+        """The group's live processes: a sorted set, owner by when its heartbeat runs out."""
+        return f"{self.prefix}:members"
+
+    async def heartbeat(self) -> int:
+        """Say this process is alive for another time to live; how many processes are."""
+        return int(await self._heartbeat(keys=[self.members], args=[self.owner, self.ttl_ms]))
+
+    async def leave(self) -> None:
+        """On a clean stop: the others count without this process at once."""
+        await self.client.zrem(self.members, self.owner)
 
     def key(self, partition: int) -> str:
         name = self.names[partition] if self.names is not None else f"p{partition}"

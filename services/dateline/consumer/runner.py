@@ -26,6 +26,8 @@ from dateline.consumer.leases import Leases
 from dateline.keys import Keys
 
 log = structlog.get_logger("dateline.consumer")
+SHORT_CHECK_S = 0.5
+"""How often a process below its share of partitions looks for free ones."""
 
 
 class Handler(Protocol):
@@ -94,6 +96,7 @@ class Runner:
         self.dead = DeadLetters(client, keys.prefix, config.group)
         self.owned: dict[int, _Partition] = {}
         self._leases_checked = 0.0
+        self._lease_check_s = 0.0
 
     def follow(self, streams: list[str]) -> list[str]:
         """Consume these streams too, from the next lease check; returns the new ones.
@@ -117,6 +120,7 @@ class Runner:
         finally:
             for p in list(self.owned):
                 await self.leases.release(p)
+            await self.leases.leave()
             log.info("consumer stopped", group=self.config.group, released=len(self.owned))
 
     async def step(self) -> int:
@@ -158,21 +162,34 @@ class Runner:
 
     async def _keep_leases(self) -> None:
         now = time.monotonic()
-        if now - self._leases_checked < self.config.lease_ttl_ms / 3000:
+        if now - self._leases_checked < self._lease_check_s:
             return
         self._leases_checked = now
+        members = await self.leases.heartbeat()
+        share = -(-len(self.streams) // members)
         for n in list(self.owned):
             if not await self.leases.renew(n):
                 log.warning("lease lost", partition=n)
                 del self.owned[n]
+        # Between two steps nothing of a partition is in flight here: what it holds pending
+        # (failed entries waiting for a retry) the next owner claims and retries in order.
+        for n in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
+            await self.leases.release(n)
+            del self.owned[n]
+            log.info("partition handed over", partition=n, members=members, share=share)
         for n, stream in enumerate(self.streams):
+            if len(self.owned) >= share:
+                break
             if n not in self.owned and await self.leases.acquire(n):
                 await groups.ensure_group(self.client, stream, self.config.group)
                 moved = await groups.claim_all(
                     self.client, stream, self.config.group, self.config.consumer
                 )
                 self.owned[n] = _Partition(stream)
-                log.info("partition taken", partition=n, claimed_pending=moved)
+                log.info("partition taken", partition=n, claimed_pending=moved, members=members)
+        # Below its share, a process looks again soon: another is handing partitions over.
+        short = len(self.owned) < min(share, len(self.streams))
+        self._lease_check_s = SHORT_CHECK_S if short else self.config.lease_ttl_ms / 3000
 
     async def _drain_pending(self) -> int:
         now, done = time.monotonic(), 0
