@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -577,6 +578,38 @@ async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
     listed = (await api.get("/v1/stories", params={"status": "developing"})).json()["items"]
     assert {e["id"]: e["parked_at"] for e in listed} == {"bad": None, "good": None}
     ringing.cancel()
+    await app.client.aclose()
+
+
+async def test_index_streams_share_one_read_of_the_parked_stories(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "HELD_CHECK_S", 0.5)
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.02)  # each stream goes round every 20 ms
+    app = await projector(log, redis_url)
+    await log.append([encode(update(subject="shared"))])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    reads = 0
+    parked = reader.parked
+
+    async def counted() -> dict[str, str]:
+        nonlocal reads
+        reads += 1
+        return await parked()
+
+    monkeypatch.setattr(reader, "parked", counted)
+
+    async def follow(stream: AsyncIterator[list[live.Push]]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                async for _ in stream:
+                    pass
+
+    await asyncio.gather(*(follow(live.index_events(reader, None)) for _ in range(5)))
+    # Each new connection reads them once for its index; then one read each 0.5 s for
+    # all five, where each stream had its own (5 + 5 x 4).
+    assert 5 + 2 <= reads <= 5 + 6
     await app.client.aclose()
 
 

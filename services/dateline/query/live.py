@@ -239,7 +239,7 @@ async def _held_since(
 
     Polled, not paged: a release (a redrive) is no log entry, and the checkpoint may
     have passed what gets parked."""
-    now = await reader.parked()
+    now = await reader.parked_lately(HELD_CHECK_S)
     changed = sorted(s for s in now.keys() | before.keys() if now.get(s) != before.get(s))
     if not changed:
         return now, []

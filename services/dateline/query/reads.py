@@ -154,6 +154,8 @@ class Reader:
         self._story = client.register_script(STORY)
         self._applied = client.register_script(APPLIED)
         self._parked_at = client.register_script(PARKED_AT)
+        self._parked_lock = asyncio.Lock()
+        self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
@@ -252,6 +254,18 @@ class Reader:
         """Every parked story of the active projection, and the update that parked it."""
         models = await self.models()
         return await DeadLetters(self.client, self.keys.prefix, models.group).parked()
+
+    async def parked_lately(self, max_age_s: float) -> dict[str, str]:
+        """`parked`, as read at most `max_age_s` ago: the index streams of this process
+        share one read a period, where each had its own (an HGETALL a dashboard a
+        second, which thousands of parked stories would make heavy)."""
+        async with self._parked_lock:
+            read_at, group, parked = self._parked_seen
+            models = await self.models()
+            if group != models.group or time.monotonic() - read_at >= max_age_s:
+                parked = await self.parked()
+                self._parked_seen = (time.monotonic(), models.group, parked)
+            return parked
 
     async def entries(self, stories: list[str]) -> list[bytes | None]:
         """These stories' index entries (None for a story not in the index)."""
