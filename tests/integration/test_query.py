@@ -17,7 +17,7 @@ from dateline.projector.app import Projector
 from dateline.projector.ops import redrive
 from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
-from dateline.query import live
+from dateline.query import live, reads
 from dateline.query.http import create_app
 from dateline.query.live import ONE_TRIP, Doorbell
 from dateline.query.reads import Reader
@@ -524,6 +524,26 @@ async def test_a_parked_story_says_where_until_it_is_redriven(
     assert (await api.get("/v1/stories/bad")).json()["parked_at"] is None
     ringing.cancel()
     await app.client.aclose()
+
+
+async def test_a_story_that_cannot_be_folded_as_of_then_is_a_problem_that_names_it(
+    log: Log, app: Projector, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await log.append([encode(update(subject="bad", id=f"bad-{v}")) for v in range(2)])
+    await settle(app)
+    # A projection bug that the projector's code does not have but this reader's does.
+    monkeypatch.setattr(reads, "project", failing_on("bad", 2)["project_fn"])
+    for path in ("/v1/stories/bad", "/v1/stories/bad/timeline"):
+        ok = await api.get(path, params={"at_version": 1})
+        assert ok.status_code == 200, ok.text
+        failed = await api.get(path, params={"at_version": 2})
+        assert failed.status_code == 500
+        assert failed.headers["content-type"] == "application/problem+json"
+        problem = failed.json()
+        assert problem["type"] == "urn:dateline:problem:unfoldable"
+        assert "story 'bad' cannot be folded" in problem["detail"]
+        assert "projection bug" in problem["detail"]
+        assert (await api.get(path)).status_code == 200  # the read model is still read
 
 
 async def next_held(stream: AsyncIterator[live.Push]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
+import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -38,7 +39,7 @@ from dateline.projector.ops import status as ops_status
 from dateline.projector.readmodels import ScheduleEntry, SpokenEntry
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.live import Doorbell, Push, index_events, story_events, wire
-from dateline.query.reads import NotReached, Parked, Reader
+from dateline.query.reads import NotReached, Parked, Reader, Unfoldable
 from dateline.query.views import (
     BoardPage,
     SpokenPage,
@@ -49,6 +50,8 @@ from dateline.query.views import (
     view_of,
 )
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id, parse_fuzzy_date
+
+log = structlog.get_logger("dateline.query")
 
 STATIC = Path(__file__).parent / "static"
 PROBLEM = "application/problem+json"
@@ -445,6 +448,17 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     def parked(request: Request[Any, Any, Any], exc: Parked) -> Response[bytes]:
         return _problem(Problem("urn:dateline:problem:parked", "Update parked", 409, str(exc)))
 
+    def unfoldable(request: Request[Any, Any, Any], exc: Unfoldable) -> Response[bytes]:
+        log.error(
+            "story cannot be folded",
+            story=exc.story,
+            path=request.url.path,
+            error=repr(exc.error),
+            exc_info=exc.error,
+        )
+        body = Problem("urn:dateline:problem:unfoldable", "Story cannot be folded", 500, str(exc))
+        return _problem(body)
+
     def not_reached(request: Request[Any, Any, Any], exc: NotReached) -> Response[bytes]:
         body = Problem("urn:dateline:problem:not-reached", "Not there yet", 503, str(exc))
         return _problem(body, {"Retry-After": "1"})
@@ -493,6 +507,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             Refused: refused,
             NotReached: not_reached,
             Parked: parked,
+            Unfoldable: unfoldable,
             HTTPException: http_error,
             Exception: unhandled("query"),
         },

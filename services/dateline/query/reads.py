@@ -122,6 +122,19 @@ def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
 
 
+class Unfoldable(Exception):
+    """A story's history does not project: a bug in the projection, which the projector
+    parks the failing update for; a read of the story as of then meets it too."""
+
+    def __init__(self, story: str, error: Exception) -> None:
+        super().__init__(
+            f"story {story!r} cannot be folded from its history: the projection raised "
+            f"{error!r}; the projector parks the update that does this (GET /v1/status, "
+            "`dateline dlq list`)"
+        )
+        self.story, self.error = story, error
+
+
 class NotReached(Exception):
     """The projection did not reach a position in time."""
 
@@ -359,7 +372,12 @@ class Reader:
     ) -> StoryState | None:
         """What the desk knew then, folded from the story's history (not a read model)."""
         records = await self.history(story, as_of=as_of, at_version=at_version)
-        return project(story, decode_records(records)) if records else None
+        if not records:
+            return None
+        try:
+            return project(story, decode_records(records))
+        except Exception as exc:
+            raise Unfoldable(story, exc) from exc
 
     async def _check_not_parked(self, models: ReadModels, position: Position) -> None:
         """Raise `Parked` if the update at `position` is parked or waits behind one: the
