@@ -65,6 +65,8 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
     await reading
 
     assert (result.old, result.new, result.stories) == ("v1", "v2", 30)
+    # Its catch-up consumer left v2's members: the projectors that move on count without it.
+    assert await log.redis.zrange(f"{log.keys.prefix}:projector-v2:members", 0, -1) == []
     assert {v for v, _, _ in reads} == {"v1", "v2"}
     for version, story, raw in reads:
         assert raw is not None, (version, story)  # never a missing or half-built state
@@ -91,6 +93,8 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
     assert msgspec.json.decode(await log.redis.get(v2.story("story-02")))["title"] == "after switch"
     late = msgspec.json.decode(await log.redis.get(v2.story("story-01")))
     assert late["title"] == "late"
+    leases = [f"{log.keys.prefix}:projector-v2:lease:p{p}" for p in range(log.keys.partitions)]
+    assert [await log.redis.get(k) for k in leases] == [b"p1"] * log.keys.partitions
     stop_app.set()
     await running
 

@@ -118,10 +118,18 @@ class Runner:
             while not stop.is_set():
                 await self.step()
         finally:
-            for p in list(self.owned):
-                await self.leases.release(p)
-            await self.leases.leave()
-            log.info("consumer stopped", group=self.config.group, released=len(self.owned))
+            released = await self.release_all()
+            log.info("consumer stopped", group=self.config.group, released=released)
+
+    async def release_all(self) -> int:
+        """Give every partition back and leave the members: the others take them at once
+        and count without this process. Returns how many partitions it held."""
+        held = len(self.owned)
+        for p in list(self.owned):
+            await self.leases.release(p)
+        self.owned.clear()
+        await self.leases.leave()
+        return held
 
     async def step(self) -> int:
         """One cycle; returns how many entries it handed out or parked."""

@@ -312,8 +312,7 @@ async def rebuild_all(
         caught_up += done
         on_progress(done)
         await report(done, "catching up")
-    for p in list(runner.owned):
-        await runner.leases.release(p)
+    await runner.release_all()  # else the projectors would count it for a lease's time
     # 4. The switch: one SET, so a reader sees the old version or the new, never half.
     await client.set(f"{keys.prefix}:rm:active", new)
     await client.publish(models.changes, "switch")
