@@ -371,11 +371,12 @@ async def _processes(report: Report, url: str, tmp: str, payloads: list[bytes]) 
 
 
 async def _shared_out(client: aioredis.Redis, group: str, partitions: int, members: int) -> None:
-    """Wait until `members` processes hold every partition between them."""
+    """Wait until `members` processes hold the partitions, as many each."""
     async with asyncio.timeout(60):
         while True:
             held = [await client.get(f"{group}:lease:p{p}") for p in range(partitions)]
-            if all(held) and len(set(held)) == members:
+            counts = [held.count(h) for h in set(held)]
+            if all(held) and counts == [partitions // members] * members:
                 return
             await asyncio.sleep(0.1)
 

@@ -144,9 +144,10 @@ async def holders(log: Log) -> list[bytes | None]:
 
 
 async def shared_by(log: Log, owners: set[bytes]) -> None:
-    """Wait until the partitions are held by exactly these processes."""
+    """Wait until these processes hold the partitions, as many each."""
+    even = [4 // len(owners)] * len(owners)
     async with asyncio.timeout(30):
-        while set(await holders(log)) != owners:  # noqa: ASYNC110 - other processes
+        while [(await holders(log)).count(o) for o in owners] != even:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -172,7 +173,6 @@ def test_two_projectors_share_the_partitions_and_one_takes_over_when_the_other_d
         first, second = start_projector(env), start_projector(env)
         try:
             await shared_by(log, {owner(first), owner(second)})
-            assert [(await holders(log)).count(owner(p)) for p in (first, second)] == [2, 2]
             stories = [f"story-{s:03d}" for s in range(40)]
             for v in range(5):
                 batch = [encode(update(subject=s, id=f"{s}-{v}")) for s in stories]

@@ -298,6 +298,24 @@ async def test_two_projectors_share_the_partitions_and_hand_them_back(
         await app.client.aclose()
 
 
+async def test_three_projectors_split_the_partitions_and_settle(log: Log, redis_url: str) -> None:
+    apps = [await projector(log, redis_url, name=name) for name in "abc"]
+    for app in apps:
+        await app.runner.step()  # the first takes all; the others find them held
+    await check_leases(*apps)
+    owned = [set(app.runner.owned) for app in apps]
+    share = -(-log.keys.partitions // 3)
+    assert sorted(map(len, owned), reverse=True)[:2] == [share, share]
+    assert set().union(*owned) == set(range(log.keys.partitions))
+    assert sum(map(len, owned)) == log.keys.partitions
+    # The one with fewer waits for nobody to hand any over: it does not look every 0.5 s.
+    assert {app.runner._lease_check_s for app in apps} == {
+        apps[0].runner.config.lease_ttl_ms / 3000
+    }
+    for app in apps:
+        await app.client.aclose()
+
+
 async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_url: str) -> None:
     """The commit is fenced on what the batch read: a state written by anyone else in
     between makes it write nothing; the batch is folded again on the stored state."""

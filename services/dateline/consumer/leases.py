@@ -76,6 +76,13 @@ class Leases:
     async def release(self, partition: int) -> None:
         await self._release(keys=[self.key(partition)], args=[self.owner])
 
+    async def holders(self, count: int) -> list[str | None]:
+        """Who holds each of the first `count` partitions, in one round trip."""
+        if not count:
+            return []
+        found = await self.client.mget([self.key(n) for n in range(count)])
+        return [v.decode() if isinstance(v, bytes) else v for v in found]
+
     async def holder(self, partition: int) -> str | None:
         value = await self.client.get(self.key(partition))
         return value.decode() if isinstance(value, bytes) else value

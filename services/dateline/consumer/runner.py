@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -195,9 +196,18 @@ class Runner:
                 )
                 self.owned[n] = _Partition(stream)
                 log.info("partition taken", partition=n, claimed_pending=moved, members=members)
-        # Below its share, a process looks again soon: another is handing partitions over.
-        short = len(self.owned) < min(share, len(self.streams))
-        self._lease_check_s = SHORT_CHECK_S if short else self.config.lease_ttl_ms / 3000
+        # Below its share while another holds more than its own, a process looks again
+        # soon: that one hands partitions over at its next check. (Not whenever it is below
+        # its share: with 4 partitions over 3 processes one holds none for good.)
+        waiting = len(self.owned) < share and await self._over_share(share)
+        self._lease_check_s = SHORT_CHECK_S if waiting else self.config.lease_ttl_ms / 3000
+
+    async def _over_share(self, share: int) -> bool:
+        """Does another process hold more than `share` partitions?"""
+        held = Counter(await self.leases.holders(len(self.streams)))
+        return any(
+            n > share for owner, n in held.items() if owner not in (None, self.config.consumer)
+        )
 
     async def _drain_pending(self) -> int:
         now, done = time.monotonic(), 0
