@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.embedded import EmbeddedRedis
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import project
@@ -78,22 +79,32 @@ async def versions(log: Log, models: ReadModels, stories: list[str]) -> list[int
     return [msgspec.json.decode(r)["version"] if r else 0 for r in raw]
 
 
-def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
-    server = start_server(VALKEY, tmp_path / "redis")
-    env = {
+def projector_env(server: EmbeddedRedis) -> dict[str, str]:
+    """`dateline projector` on this server, 4 partitions, leases that run out in 0.5 s."""
+    return {
         **os.environ,
         "REDIS_URL": server.url,
         "DATELINE_PREFIX": "crash",
         "DATELINE_PARTITIONS": "4",
         "DATELINE_LEASE_TTL_MS": "500",
     }
+
+
+async def crash_log(server: EmbeddedRedis) -> Log:
+    log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
+    await log.check_partitions()
+    return log
+
+
+def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
+    server = start_server(VALKEY, tmp_path / "redis")
+    env = projector_env(server)
     rng = random.Random(20190228)
     kills = 0
 
     async def scenario() -> None:
         nonlocal kills
-        log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
-        await log.check_partitions()
+        log = await crash_log(server)
         models = ReadModels("crash", "v1")
         publisher = asyncio.create_task(publish(log, rng))
         proc = start_projector(env)
@@ -155,20 +166,13 @@ def test_two_projectors_share_the_partitions_and_one_takes_over_when_the_other_d
     tmp_path: Path,
 ) -> None:
     server = start_server(VALKEY, tmp_path / "redis")
-    env = {
-        **os.environ,
-        "REDIS_URL": server.url,
-        "DATELINE_PREFIX": "crash",
-        "DATELINE_PARTITIONS": "4",
-        "DATELINE_LEASE_TTL_MS": "500",
-    }
+    env = projector_env(server)
 
     def owner(proc: subprocess.Popen[bytes]) -> bytes:
         return f"{socket.gethostname()}-{proc.pid}".encode()
 
     async def scenario() -> None:
-        log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
-        await log.check_partitions()
+        log = await crash_log(server)
         models = ReadModels("crash", "v1")
         first, second = start_projector(env), start_projector(env)
         try:
