@@ -6,6 +6,8 @@
   HSET + ack each;
 - the projector itself, on a realistic mix (about 2% corrections and retractions)
   and on the worst case (every type in turn, 16% naming another update);
+- the fold alone (decode + project each story's history, no I/O): a rebuild's CPU floor;
+- `dateline projector` as one and as two processes sharing the partitions;
 - a full rebuild (blue/green replay) from the stories' histories;
 - memory per update (log + history + dedup) and per story read model.
 """
