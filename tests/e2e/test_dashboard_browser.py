@@ -154,6 +154,10 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await client.aclose()
     await page.goto(f"{base}/#/ops")
     await expect(page.locator("#ops")).to_contain_text("Partitions")
+    # The projector process of this system, by the name its leases carry.
+    await expect(page.locator('[data-key="procs"]')).to_contain_text(
+        re.compile(r"^1 projector process sharing them: \S+-\d+$")
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)
 

@@ -86,8 +86,10 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert report["projection"] == {"active": "v1", "versions": ["v1"], "shapes": {"v1": SHAPE}}
         assert sum(r["length"] for r in report["partitions"]) == 25  # type: ignore[attr-defined]
         assert all(r["lease"] for r in report["partitions"])  # type: ignore[attr-defined]
+        assert report["processes"] == [report["partitions"][0]["lease"]]  # type: ignore[index]
         table = run(env, "status").stdout
         assert "lag" in table and "parked: 0 updates in 0 stories" in table
+        assert f"processes of the group: 1 ({report['processes'][0]})" in table  # type: ignore[index]
 
         # What the desk knew after 12 updates: lunch cut, press conference not yet moved.
         v12 = json.loads(

@@ -217,7 +217,8 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
 @click.command(name="status")
 @click.option("--json", "as_json", is_flag=True)
 def status_command(as_json: bool) -> None:
-    """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder."""
+    """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder;
+    the group's live processes; parked updates."""
 
     async def work(log: Log, models: ReadModels, dead: DeadLetters) -> dict[str, Any]:
         return await ops.status(log.redis, log.keys, models, models.group)
@@ -250,5 +251,8 @@ def status_command(as_json: bool) -> None:
             )
         )
     Console().print(table)
+    alive = report["processes"]
+    names = f" ({', '.join(alive)})" if alive else ""
+    click.echo(f"processes of the group: {len(alive)}{names}")
     dl = report["dead_letters"]
     click.echo(f"parked: {dl['parked_updates']} updates in {dl['parked_stories']} stories")

@@ -81,6 +81,9 @@ async def status(
                 lease=lease.decode() if isinstance(lease, bytes) else None,
             )
         )
+    # The group's live processes: heartbeats not yet run out (`consumer/leases.py`).
+    members = f"{keys.prefix}:{group}:members"
+    alive = cast(list[bytes], await client.zrangebyscore(members, now_ms, "+inf"))
     dead = DeadLetters(client, keys.prefix, group)
     parked = await dead.parked()
     versions = sorted(
@@ -94,6 +97,7 @@ async def status(
     return {
         "group": group,
         "partitions": [msgspec.to_builtins(r) for r in rows],
+        "processes": sorted(m.decode() for m in alive),
         "dead_letters": {
             **await dead.counts(),
             # The first ones by name, each with the update that parked it: for a page.

@@ -210,6 +210,7 @@ function opsPage() {
     const pct = replay && +replay.total ? Math.min(100, (100 * +replay.done) / +replay.total) : 0;
     patch(document.getElementById("ops"), `
       <h2>Partitions (group ${esc(s.group)})</h2>
+      <p class="meta" data-key="procs">${(s.processes || []).length} projector ${(s.processes || []).length === 1 ? "process" : "processes"} sharing them${(s.processes || []).length ? `: ${s.processes.map(esc).join(", ")}` : " (none running)"}</p>
       <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th></tr></thead><tbody>${rows}</tbody></table>
       <h2>Parked updates</h2>${parked.length ? `<p class="meta" data-key="dl">${esc(dl.parked_updates)} updates in ${esc(dl.parked_stories)} stories.
         See one with <code>dateline dlq show STORY</code>; apply them after the fix with <code>dateline dlq redrive STORY</code>.</p>
