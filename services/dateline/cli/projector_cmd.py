@@ -40,9 +40,12 @@ from dateline_schemas import decode_records
 def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
     """Run the projector in the foreground: the log's partitions into the read models.
 
-    Takes a lease on every partition no other projector holds (a second process
-    takes over a dead one's partitions when its lease expires), re-reads its own
-    pending updates first, then follows the log. Ctrl-C stops after the batch in hand.
+    Takes leases on its share of the partitions: all of them alone; with others
+    running, the partitions divided by the live processes, rounded up (start more
+    to use more cores; `dateline status` lists them). A process takes over a dead
+    one's partitions when its leases run out (DATELINE_LEASE_TTL_MS, 10 s). It
+    re-reads its own pending updates first, then follows the log. Ctrl-C stops
+    after the batch in hand and hands its partitions to the others at once.
     """
     cfg = settings()
 
