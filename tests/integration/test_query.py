@@ -610,12 +610,12 @@ async def test_index_streams_share_one_read_of_the_parked_stories(
     await log.append([encode(update(subject="shared"))])
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
-    reads = 0
+    parked_reads = 0
     parked = reader.parked
 
     async def counted() -> dict[str, str]:
-        nonlocal reads
-        reads += 1
+        nonlocal parked_reads
+        parked_reads += 1
         return await parked()
 
     monkeypatch.setattr(reader, "parked", counted)
@@ -629,7 +629,7 @@ async def test_index_streams_share_one_read_of_the_parked_stories(
     await asyncio.gather(*(follow(live.index_events(reader, None)) for _ in range(5)))
     # Each new connection reads them once for its index; then one read each 0.5 s for
     # all five, where each stream had its own (5 + 5 x 4).
-    assert 5 + 2 <= reads <= 5 + 6
+    assert 5 + 2 <= parked_reads <= 5 + 6
     await app.client.aclose()
 
 
