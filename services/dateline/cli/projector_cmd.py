@@ -106,7 +106,14 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
         records, parked_at = asyncio.run(read())
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")
-    state = project(story, decode_records(records))
+    try:
+        state = project(story, decode_records(records))
+    except Exception as exc:  # a projection bug: name it; `dlq show` has the traceback
+        raise click.ClickException(
+            f"story {story!r} cannot be folded from its history: the projection raised "
+            f"{exc!r}; the projector parks the update that does this: "
+            f"`dateline dlq show {story}`"
+        ) from exc
     doc = view_of(state)  # what GET /v1/stories/{id} shows: no projector bookkeeping
     doc.parked_at = parked_at
     if parked_at:
