@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
+from dateline.cli import main as cli_main
 from dateline.cli import projector_cmd
 from dateline.cli.main import cli
 from dateline.keys import Keys
@@ -40,6 +41,9 @@ def test_a_story_that_cannot_be_folded_is_one_line_that_names_it(
         for name, value in (("REDIS_URL", redis_url), ("DATELINE_PREFIX", prefix)):
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DATELINE_PARTITIONS", "4")
+        # Not the process's logging: structlog set to cache its loggers, writing to the
+        # runner's stream, would stay so for the rest of the suite and its log captures.
+        monkeypatch.setattr(cli_main, "configure", lambda: None)
         # A projection bug in the code this command runs.
         monkeypatch.setattr(projector_cmd, "project", failing_on("bad", 2)["project_fn"])
         runner = CliRunner()
