@@ -6,6 +6,7 @@ import gc
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from dateline import heap
@@ -13,8 +14,11 @@ from dateline.metrics import GC_SECONDS
 
 
 @pytest.fixture
-def timed() -> Iterator[None]:
+def timed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     threshold = gc.get_threshold()
+    # A logger of its own: one cached earlier, under another test's structlog set-up,
+    # would not write where `capture_logs` looks.
+    monkeypatch.setattr(heap, "log", structlog.get_logger("dateline.heap"))
     heap.tune_collector()
     yield
     gc.callbacks.remove(heap._timed)
