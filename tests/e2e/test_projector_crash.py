@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -90,6 +92,21 @@ def projector_env(server: EmbeddedRedis) -> dict[str, str]:
     }
 
 
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_then_stop(
+    server: EmbeddedRedis, scenario: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
 async def crash_log(server: EmbeddedRedis) -> Log:
     log = Log(aioredis.Redis.from_url(server.url), Keys("crash", 4))
     await log.check_partitions()
@@ -139,14 +156,10 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
             assert proc.wait(timeout=30) == 0
             assert await log.redis.get("crash:projector-v1:lease:p0") is None  # released
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            kill_all([proc])
             await log.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        server.stop()
+    run_then_stop(server, scenario)
     assert kills == 10
 
 
@@ -195,12 +208,7 @@ def test_two_projectors_share_the_partitions_and_one_takes_over_when_the_other_d
                 live = await models.read_state(log.redis, story)
                 assert live == project(story, await log.read_story(story)), story
         finally:
-            for proc in (first, second):
-                if proc.poll() is None:
-                    proc.kill()
+            kill_all([first, second])
             await log.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        server.stop()
+    run_then_stop(server, scenario)
