@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -164,7 +164,10 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
 
 
 async def holders(log: Log) -> list[bytes | None]:
-    return [await log.redis.get(f"crash:projector-v1:lease:p{p}") for p in range(4)]
+    return cast(
+        list[bytes | None],
+        [await log.redis.get(f"crash:projector-v1:lease:p{p}") for p in range(4)],
+    )
 
 
 async def shared_by(log: Log, owners: set[bytes]) -> None:
