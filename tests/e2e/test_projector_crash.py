@@ -98,9 +98,7 @@ def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def run_then_stop(
-    server: EmbeddedRedis, scenario: Callable[[], Coroutine[Any, Any, None]]
-) -> None:
+def run_then_stop(server: EmbeddedRedis, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         asyncio.run(scenario())
     finally:
