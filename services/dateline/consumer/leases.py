@@ -9,6 +9,9 @@ more gives the rest back; a process below its share takes free ones.
 
 from __future__ import annotations
 
+import time
+from typing import cast
+
 import redis.asyncio as aioredis
 
 # Renew or release only a lease we still hold: compare, then act, in one step.
@@ -83,6 +86,7 @@ class Leases:
         found = await self.client.mget([self.key(n) for n in range(count)])
         return [v.decode() if isinstance(v, bytes) else v for v in found]
 
-    async def holder(self, partition: int) -> str | None:
-        value = await self.client.get(self.key(partition))
-        return value.decode() if isinstance(value, bytes) else value
+    async def alive(self) -> list[str]:
+        """The members whose heartbeat has not run out (by this machine's clock), by name."""
+        found = await self.client.zrangebyscore(self.members, time.time() * 1000, "+inf")
+        return sorted(m.decode() for m in cast(list[bytes], found))

@@ -28,7 +28,8 @@ from dateline.keys import Keys
 
 log = structlog.get_logger("dateline.consumer")
 SHORT_CHECK_S = 0.5
-"""How often a process below its share of partitions looks for free ones."""
+"""How often a process below its share looks for free partitions while another process
+holds more than its share (and so hands some over at its next check)."""
 
 
 class Handler(Protocol):

@@ -10,6 +10,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from dateline.consumer import DeadLetters, groups
+from dateline.consumer.leases import Leases
 from dateline.keys import Keys
 from dateline.log import Log
 from dateline.projection import project
@@ -63,13 +64,14 @@ async def status(
     rows = []
     now_ms = time.time() * 1000
     checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
+    leases = Leases(client, f"{keys.prefix}:{group}", owner="", ttl_ms=0)  # read only
+    holders = await leases.holders(keys.partitions)
     for p in range(keys.partitions):
         stream = keys.log(p)
         cp = checkpoints.get(str(p).encode())
         after = f"({cp.decode()}" if cp else "-"
         waiting = cast(list[Any], await client.xrange(stream, min=after, count=10_000))
         oldest = int(waiting[0][0].decode().split("-")[0]) if waiting else None
-        lease = await client.get(f"{keys.prefix}:{group}:lease:p{p}")
         rows.append(
             PartitionStatus(
                 partition=p,
@@ -78,12 +80,9 @@ async def status(
                 lag=len(waiting),
                 lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
                 pending=await groups.pending_count(client, stream, group),
-                lease=lease.decode() if isinstance(lease, bytes) else None,
+                lease=holders[p],
             )
         )
-    # The group's live processes: heartbeats not yet run out (`consumer/leases.py`).
-    members = f"{keys.prefix}:{group}:members"
-    alive = cast(list[bytes], await client.zrangebyscore(members, now_ms, "+inf"))
     dead = DeadLetters(client, keys.prefix, group)
     parked = await dead.parked()
     versions = sorted(
@@ -97,7 +96,7 @@ async def status(
     return {
         "group": group,
         "partitions": [msgspec.to_builtins(r) for r in rows],
-        "processes": sorted(m.decode() for m in alive),
+        "processes": await leases.alive(),  # the live processes sharing the partitions
         "dead_letters": {
             **await dead.counts(),
             # The first ones by name, each with the update that parked it: for a page.
