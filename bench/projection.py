@@ -35,6 +35,7 @@ from bench.peer import run_peer
 from dateline.config import Settings
 from dateline.connection import connect
 from dateline.consumer import groups
+from dateline.consumer.leases import Leases
 from dateline.embedded import EmbeddedRedis
 from dateline.heap import tune_collector
 from dateline.keys import Keys
@@ -376,7 +377,7 @@ async def _shared_out(client: aioredis.Redis, group: str, partitions: int, membe
     """Wait until `members` processes hold the partitions, as many each."""
     async with asyncio.timeout(60):
         while True:
-            held = [await client.get(f"{group}:lease:p{p}") for p in range(partitions)]
+            held = await Leases(client, group, owner="", ttl_ms=0).holders(partitions)
             counts = [held.count(h) for h in set(held)]
             if all(held) and counts == [partitions // members] * members:
                 return
