@@ -28,9 +28,9 @@ STAMP = VENV / ".dateline-lock-sha256"
 
 JOBS = {
     "demo": "the Hanoi story on the embedded Redis (dateline demo)",
-    "test": "ruff, mypy --strict and pytest (unit, integration, e2e)",
+    "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
     "bench": "every benchmark under bench/, results in bench/results/",
-    "lint": "ruff and mypy only",
+    "lint": "ruff, mypy and import-linter only",
     "setup": "build .venv from uv.lock and stop",
 }
 
@@ -112,6 +112,8 @@ def main(argv: list[str]) -> None:
         run(BIN / "ruff", "check", ".")
         run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "mypy")
+        # The layers' rule (docs/architecture.md): a wrong import fails here.
+        run(BIN / "lint-imports")
         if job == "lint":
             return
         browser()

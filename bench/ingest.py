@@ -24,11 +24,11 @@ from tests.e2e.processes import ingest_process
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all
 from bench.log_append import realistic_updates
-from dateline.connection import connect
-from dateline.embedded import EmbeddedRedis
 from dateline.ingest.credentials import Credentials
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 
 T = TypeVar("T")
 IN_FLIGHT = 4

@@ -22,10 +22,10 @@ import redis.asyncio as aioredis
 from tests.factories import encode, update
 
 from bench.harness import Report, Row, median_rate
-from dateline.connection import connect
-from dateline.embedded import EmbeddedRedis
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 from dateline_schemas import TYPES, decode_update
 
 BATCH = 1000

@@ -22,8 +22,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
 
-from dateline.projection import advance_in_place, project
-from dateline.projection.state import StoryState
+from dateline.domain import advance_in_place, project
+from dateline.domain.state import StoryState
 from dateline_schemas import Update, decode_record
 
 

@@ -32,17 +32,17 @@ from tests.factories import DATA, encode, update
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
 from bench.peer import run_peer
-from dateline.config import Settings
-from dateline.connection import connect
-from dateline.consumer import groups
-from dateline.consumer.leases import Leases
-from dateline.embedded import EmbeddedRedis
-from dateline.heap import tune_collector
-from dateline.keys import Keys
-from dateline.log import Log
-from dateline.projection import project
-from dateline.projector.app import create_app, story_of
+from dateline.domain import project
+from dateline.projector.app import create_app
 from dateline.projector.replay import Workers, rebuild_all
+from dateline.runtime import groups
+from dateline.runtime.heap import tune_collector
+from dateline.runtime.leases import Leases
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import GroupKeys, Keys, group_of
+from dateline.store.log import Log, story_of
 from dateline_schemas import decode_record, decode_records
 
 # A story as feeds send it: mostly statements and schedule news, a few corrections.
@@ -161,7 +161,7 @@ async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, i
         done += await app.runner.step()
     rate = n / (time.perf_counter() - start)
     await app.client.aclose()
-    kept = app.handler.kept.values()
+    kept = app.handler.kept.states.values()
     return rate, app.handler.refolds, sum(len(state) for state, _ in kept) / max(1, len(kept))
 
 
@@ -328,7 +328,7 @@ async def _processes(report: Report, url: str, tmp: str, payloads: list[bytes]) 
                     )
                     for i in range(n)
                 ]
-                await _shared_out(client, f"{prefix}:projector-v1", keys.partitions, n)
+                await _shared_out(client, keys.group(group_of("v1")), keys.partitions, n)
                 for pid in pids:  # their leases outlive the appends (10 s)
                     os.kill(pid, signal.SIGSTOP)
                 async for _ in log.append_stream(
@@ -373,7 +373,9 @@ async def _processes(report: Report, url: str, tmp: str, payloads: list[bytes]) 
     )
 
 
-async def _shared_out(client: aioredis.Redis, group: str, partitions: int, members: int) -> None:
+async def _shared_out(
+    client: aioredis.Redis, group: GroupKeys, partitions: int, members: int
+) -> None:
     """Wait until `members` processes hold the partitions, as many each."""
     async with asyncio.timeout(60):
         while True:

@@ -49,13 +49,13 @@ from tests.factories import update
 from bench.harness import Report, Row
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack
-from dateline.connection import connect
-from dateline.embedded import EmbeddedRedis
-from dateline.heap import tune_collector
-from dateline.keys import Keys
-from dateline.log import APPEND_SCRIPT, Log
-from dateline.positions import Position
-from dateline.projector.readmodels import READ_STORY, ReadModels, changes_channel
+from dateline.domain.positions import Position
+from dateline.runtime.heap import tune_collector
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys, changes_channel
+from dateline.store.log import APPEND_SCRIPT, Log
+from dateline.store.readmodels import READ_STORY, ReadModels
 
 PREFIX = "rs"
 HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.ndjson"

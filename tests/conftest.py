@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from dateline.embedded import EmbeddedRedis
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 
 REDIS62 = "redis-6.2"
 VALKEY = "valkey-8.1"

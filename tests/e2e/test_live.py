@@ -17,8 +17,8 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import background, free_port, http_service
 from tests.e2e.sse import Event, events

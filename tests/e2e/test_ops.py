@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from dateline.projector.readmodels import READ_STORY, SHAPE
 from dateline.query.views import StoryView
+from dateline.store.readmodels import READ_STORY, SHAPE
 from tests.conftest import VALKEY, start_server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,11 +17,11 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from dateline.embedded import EmbeddedRedis
-from dateline.keys import Keys
-from dateline.log import Log
-from dateline.projection import project
-from dateline.projector.readmodels import ReadModels
+from dateline.domain import project
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from dateline.store.readmodels import ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.factories import encode, update
 

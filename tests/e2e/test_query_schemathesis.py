@@ -14,8 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import background, http_service
 from tests.projection_helpers import HANOI
@@ -51,8 +51,8 @@ def query(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _schema() -> Any:
-    from dateline.config import Settings  # noqa: PLC0415
-    from dateline.query.http import create_app  # noqa: PLC0415
+    from dateline.query.app import create_app  # noqa: PLC0415
+    from dateline.store.config import Settings  # noqa: PLC0415
 
     app = create_app(Settings(None, data_dir=None), "redis://unused")  # type: ignore[arg-type]
     return schemathesis.openapi.from_dict(app.openapi_schema.to_schema(), config=CONFIG)

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dateline.log import Log
+from dateline.store.log import Log
 from dateline_schemas import TYPES
 from tests.conftest import keys_written
 from tests.factories import encode, update

@@ -7,7 +7,7 @@ import random
 
 import redis.asyncio as aioredis
 
-from dateline.log import Log
+from dateline.store.log import Log
 from tests.factories import encode, update
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 from tests.conftest import REDIS62, VALKEY, start_server
 from tests.factories import encode, update
 

@@ -9,10 +9,11 @@ from typing import Any, NamedTuple
 import pytest
 from litestar.testing import AsyncTestClient
 
-from dateline.config import Settings
+from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
-from dateline.ingest.http import CE_BATCH, CE_JSON, create_app
-from dateline.log import Log
+from dateline.ingest.wire import CE_BATCH, CE_JSON
+from dateline.store.config import Settings
+from dateline.store.log import Log
 from tests.conftest import keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from dateline.log import Log
-from dateline.probes import probes
+from dateline.runtime.probes import probes
+from dateline.store.log import Log
 from tests.e2e.processes import free_port
 from tests.integration.serving import serve
 
@@ -42,9 +42,9 @@ async def test_probes_are_off_without_a_port() -> None:
 async def test_ingest_counts_updates_by_outcome_and_times_requests(
     log: Log, redis_url: str
 ) -> None:
-    from dateline.config import Settings  # noqa: PLC0415
+    from dateline.ingest.app import create_app  # noqa: PLC0415
     from dateline.ingest.credentials import Credentials  # noqa: PLC0415
-    from dateline.ingest.http import create_app  # noqa: PLC0415
+    from dateline.store.config import Settings  # noqa: PLC0415
     from tests.factories import update  # noqa: PLC0415
 
     cfg = Settings(None, data_dir=None, prefix=log.keys.prefix, partitions=log.keys.partitions)  # type: ignore[arg-type]

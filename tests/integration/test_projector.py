@@ -11,14 +11,14 @@ import msgspec
 import pytest
 import redis
 
-from dateline.config import Settings
-from dateline.connection import connect
-from dateline.consumer import Delivery, groups
-from dateline.log import Log
-from dateline.positions import Position, stream_id
-from dateline.projection import advance_in_place, project
-from dateline.projection.state import StoryState
-from dateline.projector.app import Projector, create_app, story_of
+from dateline.domain import advance_in_place, project
+from dateline.domain.positions import Position, stream_id
+from dateline.domain.state import StoryState
+from dateline.projector.app import Projector, create_app
+from dateline.runtime import Delivery, groups
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.log import Log, story_of
 from dateline_schemas import Update
 from tests.factories import DATA, encode, update
 from tests.projection_helpers import HANOI
@@ -397,7 +397,7 @@ async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
     untouched = first.replace(b"Words 1", b"Not written again")
     await app.client.lset(key, 0, untouched)  # a mark a rewrite would wipe
     if not kept:
-        app.handler.kept.clear()  # the next batch reads the state and its statements
+        app.handler.kept.states.clear()  # the next batch reads the state and its statements
     await log.append([said(4, 20), said(2, 21, source="urn:feed:other")])  # new; a duplicate
     await settle(app)
     stored = await app.client.lrange(key, 0, -1)
@@ -419,7 +419,7 @@ async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
 
 async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Projector) -> None:
     """Past `keep` stories the least recent are dropped, and read again when needed."""
-    app.handler.keep = 2
+    app.handler.kept.size = 2
     for title in ("first", "second"):
         await log.append(
             [encode(update(subject=f"s{i}", data={"title": f"{title} {i}"})) for i in range(5)]

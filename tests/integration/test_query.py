@@ -11,16 +11,17 @@ import httpx
 import msgspec
 import pytest
 
-from dateline.log import Log
-from dateline.positions import Cursor, Position
+from dateline.domain.positions import Cursor, Position
 from dateline.projector.app import Projector
 from dateline.projector.ops import redrive
-from dateline.projector.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from dateline.projector.replay import drop_version, rebuild_all
-from dateline.query import live, reads
-from dateline.query.http import create_app
-from dateline.query.live import ONE_TRIP, Doorbell
-from dateline.query.reads import Reader
+from dateline.query import live
+from dateline.query import reader as reads
+from dateline.query.app import create_app
+from dateline.query.reader import ONE_TRIP, Reader
+from dateline.store.doorbell import Doorbell
+from dateline.store.log import Log
+from dateline.store.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
 from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
@@ -270,7 +271,7 @@ async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
 ) -> None:
     from structlog.testing import capture_logs  # noqa: PLC0415
 
-    from dateline.query.reads import Reader  # noqa: PLC0415
+    from dateline.query.reader import Reader  # noqa: PLC0415
 
     async def broken(self: Reader) -> list[bytes]:
         raise RuntimeError("the index is on fire")

@@ -7,11 +7,11 @@ import asyncio
 import msgspec
 import pytest
 
-from dateline.log import Log
-from dateline.projection.state import StoryState
+from dateline.domain.state import StoryState
 from dateline.projector import replay as replay_module
-from dateline.projector.readmodels import SHAPE, ReadModels
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
+from dateline.store.log import Log
+from dateline.store.readmodels import SHAPE, ReadModels
 from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from dateline.cli import main as cli_main
 from dateline.cli import projector_cmd
 from dateline.cli.main import cli
-from dateline.keys import Keys
-from dateline.log import Log
+from dateline.store.layout import Keys
+from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.integration.test_projector import failing_on
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dateline.log import BatchTooLarge, Log
+from dateline.store.log import BatchTooLarge, Log
 from tests.factories import encode, update
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import create_validator, inbox_key, rejected_key
-from dateline.log import Log
+from dateline.store.log import Log
 from tests.factories import encode, update
 
 

@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
 
-from dateline.connection import Connection, SSLConnection, UnixConnection, connect
+from dateline.store.connection import Connection, SSLConnection, UnixConnection, connect
 
 COMMANDS = [
     ("SET", "story", "héllo"),

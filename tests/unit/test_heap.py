@@ -9,8 +9,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dateline import heap
-from dateline.metrics import GC_SECONDS
+from dateline.runtime import heap
+from dateline.runtime.metrics import GC_SECONDS
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def timed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     threshold = gc.get_threshold()
     # A logger of its own: one cached earlier, under another test's structlog set-up,
     # would not write where `capture_logs` looks.
-    monkeypatch.setattr(heap, "log", structlog.get_logger("dateline.heap"))
+    monkeypatch.setattr(heap, "log", structlog.get_logger("dateline.runtime.heap"))
     heap.tune_collector()
     yield
     gc.callbacks.remove(heap._timed)

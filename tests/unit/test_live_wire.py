@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from dateline.metrics import LIVE_CLIENTS
 from dateline.query.live import KEEPALIVE, Push, wire
+from dateline.runtime.metrics import LIVE_CLIENTS
 from tests.e2e.sse import events
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dateline.positions import BadPosition, Cursor, Position, stream_id
+from dateline.domain.positions import BadPosition, Cursor, Position, stream_id
 
 
 def test_positions_parse_and_print_back() -> None:

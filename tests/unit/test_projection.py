@@ -7,8 +7,8 @@ from datetime import datetime
 import msgspec
 import pytest
 
-from dateline.projection import advance, project
-from dateline.projection.state import StoryState
+from dateline.domain import advance, project
+from dateline.domain.state import StoryState
 from dateline_schemas import Update
 from tests.factories import update
 from tests.projection_helpers import as_logged, hanoi

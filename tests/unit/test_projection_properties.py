@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dateline.projection import project
+from dateline.domain import project
 from tests.factories import update
 from tests.projection_helpers import as_logged
 from tests.unit.test_projection import S, live

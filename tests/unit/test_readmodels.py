@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from dateline.projection.state import Statement, StoryState
-from dateline.projector.readmodels import OWN_STATEMENTS, Change, ReadModels
+from dateline.domain.state import Statement, StoryState
+from dateline.store.readmodels import OWN_STATEMENTS, Change, ReadModels
 
 
 def statement(ref: str, text: str = "Words") -> Statement:

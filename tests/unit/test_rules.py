@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from dateline.keys import Keys, dedup_field, partition_of
-from dateline.projection.state import Entry, StoryState
-from dateline.projector.readmodels import _PAIRS, Change, ReadModels
+from dateline.domain.state import Entry, StoryState
+from dateline.store.layout import Keys, dedup_field, partition_of
+from dateline.store.readmodels import _PAIRS, Change, ReadModels
 from dateline_schemas import parse_duration, parse_fuzzy_date
 from dateline_schemas._rules import RuleError, check_story_id
 

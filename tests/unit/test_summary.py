@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dateline.summary import summarize
+from dateline.domain.summary import summarize
 from dateline_schemas import decode_update
 from tests.factories import encode, update
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from dateline.projection.state import StoryState
+from dateline.domain.state import StoryState
 from dateline.query.views import StoryView
 
 BOOKKEEPING = {"timeline", "statement_keys", "statement_aliases", "order_key"}

@@ -12,9 +12,9 @@ from typing import TypeVar
 import click
 import redis.asyncio as aioredis
 
-from dateline.config import Settings, SettingsError
-from dateline.embedded import EmbeddedRedisError, redis_url
-from dateline.log import Log, PartitionMismatch
+from dateline.store.config import Settings, SettingsError
+from dateline.store.embedded import EmbeddedRedisError, redis_url
+from dateline.store.log import Log, PartitionMismatch
 
 FC = TypeVar("FC", bound=Callable[..., object])
 

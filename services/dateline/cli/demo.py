@@ -13,10 +13,10 @@ import httpx
 
 from dateline.cli.common import err, open_log, server, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
-from dateline.config import Settings
+from dateline.domain.summary import summarize
 from dateline.ingest.credentials import Credentials
-from dateline.summary import summarize
-from dateline.supervisor import Child, Supervisor, service
+from dateline.runtime.supervisor import Child, Supervisor, service
+from dateline.store.config import Settings
 from dateline_schemas import decode_update
 
 HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.ndjson"

@@ -19,9 +19,9 @@ from dateline.cli.common import (
     settings,
     stop_on_signals,
 )
-from dateline.heap import tune_collector
 from dateline.ingest.credentials import Credentials, FeedExists
-from dateline.probes import probes
+from dateline.runtime.heap import tune_collector
+from dateline.runtime.probes import probes
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ def ingest_command(host: str, port: int) -> None:
     # Imported here: the HTTP stack costs every other command a third of a second.
     import uvicorn  # noqa: PLC0415
 
-    from dateline.ingest.http import create_app  # noqa: PLC0415
+    from dateline.ingest.app import create_app  # noqa: PLC0415
 
     cfg = settings()
     with server(cfg) as url:

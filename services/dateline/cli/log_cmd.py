@@ -11,20 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from dateline.cli.common import open_log, server, settings
-from dateline.summary import summarize
+from dateline.domain.instants import BadInstant, parse_instant
+from dateline.domain.summary import summarize
 from dateline_schemas import Update, decode_record
 
 
 def parse_when(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected an RFC 3339 date-time with offset, got {value!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"give an offset (Z or +07:00), got {value!r}")
-    return parsed
+        return parse_instant(value)
+    except BadInstant as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def happened(update: Update) -> str:

@@ -12,7 +12,7 @@ from dateline.cli.projector_cmd import projector_command, story_command
 from dateline.cli.publish import publish
 from dateline.cli.query_cmd import query_command
 from dateline.cli.redis_cmd import redis_command
-from dateline.logs import configure
+from dateline.runtime.logs import configure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 import msgspec
@@ -25,14 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.config import Settings
-from dateline.consumer import DeadLetters
-from dateline.heap import tune_collector
-from dateline.log import Log
-from dateline.projector import ops
-from dateline.projector.app import active_version
-from dateline.projector.ops import rebuild_story
-from dateline.projector.readmodels import ReadModels, group_of, open_models
+from dateline.projector.ops import rebuild_story, redrive
 from dateline.projector.replay import (
     ReplayFailed,
     WorkerDied,
@@ -41,6 +34,12 @@ from dateline.projector.replay import (
     rebuild_all,
     total_updates,
 )
+from dateline.runtime import DeadLetters, status
+from dateline.runtime.heap import tune_collector
+from dateline.store.config import Settings
+from dateline.store.layout import group_of
+from dateline.store.log import Log
+from dateline.store.readmodels import ReadModels, active_version, open_models
 
 T = TypeVar("T")
 
@@ -122,7 +121,7 @@ def dlq_show(story: str) -> None:
 @click.argument("story")
 def dlq_redrive(story: str) -> None:
     """After the fix: rebuild STORY from the log, in order, and let it flow again."""
-    version, dropped = _run(lambda log, models, dead: ops.redrive(log, models, dead, story))
+    version, dropped = _run(lambda log, models, dead: redrive(log, models, dead, story))
     click.echo(f"{story}: rebuilt to version {version}; released {dropped} parked updates")
 
 
@@ -206,8 +205,8 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
             f"switched"
         ]
         if not keep_old:
-            ttl = int(os.environ.get("DATELINE_LEASE_TTL_MS") or 10_000)
-            dropped = await drop_version(log.redis, log.keys, result.old, grace_s=2 * ttl / 1000)
+            grace_s = 2 * settings().lease_ttl_ms / 1000
+            dropped = await drop_version(log.redis, log.keys, result.old, grace_s=grace_s)
             lines.append(f"dropped {result.old}: {dropped} keys")
         return "\n".join(lines)
 
@@ -220,39 +219,27 @@ def status_command(as_json: bool) -> None:
     """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder;
     the group's live processes; parked updates."""
 
-    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> dict[str, Any]:
-        return await ops.status(log.redis, log.keys, models, models.group)
+    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> status.Status:
+        return await status.report(log.redis, log.keys, models)
 
     report = _run(work)
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
         return
-    proj = report["projection"]
-    versions = ", ".join(f"{v} shape {proj['shapes'][v]}" for v in proj["versions"])
+    proj = report.projection
+    versions = ", ".join(f"{v} shape {proj.shapes[v]}" for v in proj.versions)
     table = Table(
-        title=f"projection {proj['active']} (versions: {versions}); group {report['group']}",
+        title=f"projection {proj.active} (versions: {versions}); group {report.group}",
         title_justify="left",
     )
     for col in ("partition", "log length", "checkpoint", "lag", "lag s", "pending", "lease"):
         table.add_column(col, justify="right" if col not in ("checkpoint", "lease") else "left")
-    for row in report["partitions"]:
-        table.add_row(
-            *(
-                str(row[k]) if row[k] is not None else "-"
-                for k in (
-                    "partition",
-                    "length",
-                    "checkpoint",
-                    "lag",
-                    "lag_seconds",
-                    "pending",
-                    "lease",
-                )
-            )
-        )
+    for row in report.partitions:
+        cells = (row.partition, row.length, row.checkpoint, row.lag, row.lag_seconds)
+        table.add_row(*(str(c) if c is not None else "-" for c in (*cells, row.pending, row.lease)))
     Console().print(table)
-    alive = report["processes"]
+    alive = report.processes
     names = f" ({', '.join(alive)})" if alive else ""
     click.echo(f"processes of the group: {len(alive)}{names}")
-    dl = report["dead_letters"]
-    click.echo(f"parked: {dl['parked_updates']} updates in {dl['parked_stories']} stories")
+    dl = report.dead_letters
+    click.echo(f"parked: {dl.parked_updates} updates in {dl.parked_stories} stories")

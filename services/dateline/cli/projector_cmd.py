@@ -18,13 +18,14 @@ from dateline.cli.common import (
     stop_on_signals,
 )
 from dateline.cli.log_cmd import parse_when
-from dateline.consumer import DeadLetters
-from dateline.heap import tune_collector
-from dateline.probes import probes
-from dateline.projection import project
-from dateline.projector.app import active_version, create_app
-from dateline.projector.readmodels import group_of
+from dateline.domain import project
+from dateline.projector.app import create_app
 from dateline.query.views import view_of
+from dateline.runtime import DeadLetters
+from dateline.runtime.heap import tune_collector
+from dateline.runtime.probes import probes
+from dateline.store.layout import group_of
+from dateline.store.readmodels import active_version
 from dateline_schemas import decode_records
 
 

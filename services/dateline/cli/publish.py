@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.log import REFUSED, AppendResult, Log
+from dateline.store.log import REFUSED, AppendResult, Log
 from dateline_schemas import MAX_BATCH_UPDATES
 
 _COLOURS = {"appended": "green", "duplicate": "cyan", "conflict": "yellow"}

@@ -20,7 +20,7 @@ def query_command(host: str, port: int) -> None:
     """
     import uvicorn  # noqa: PLC0415 - the HTTP stack costs other commands a third of a second
 
-    from dateline.query.http import create_app  # noqa: PLC0415
+    from dateline.query.app import create_app  # noqa: PLC0415
 
     cfg = settings()
     with server(cfg) as url:

@@ -16,10 +16,12 @@ import hmac
 import re
 import secrets
 import time
+from typing import NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.store.layout import feed_tokens_key, feeds_key
 from dateline_schemas import Update
 
 _FEED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -49,25 +51,35 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def refusal(feed: Feed, update: Update) -> str | None:
+class Refusal(NamedTuple):
+    """Why an update is not let in: the field at fault and what is wrong with it."""
+
+    field: str
+    detail: str
+
+
+def refusal(feed: Feed, update: Update) -> Refusal | None:
     """Why `feed` may not write `update`, or None if it may."""
     if update.source != feed.source:
-        return f"source: feed {feed.name!r} publishes as {feed.source!r}, not {update.source!r}"
+        return Refusal(
+            "source", f"feed {feed.name!r} publishes as {feed.source!r}, not {update.source!r}"
+        )
     if feed.story_prefixes and not update.subject.startswith(tuple(feed.story_prefixes)):
-        return (
-            f"subject: feed {feed.name!r} may write stories starting with "
-            f"{', '.join(map(repr, feed.story_prefixes))}, not {update.subject!r}"
+        return Refusal(
+            "subject",
+            f"feed {feed.name!r} may write stories starting with "
+            f"{', '.join(map(repr, feed.story_prefixes))}, not {update.subject!r}",
         )
     type_ = update.__struct_config__.tag
     if feed.types and type_ not in feed.types:
-        return f"type: feed {feed.name!r} may not publish {type_!r}"
+        return Refusal("type", f"feed {feed.name!r} may not publish {type_!r}")
     return None
 
 
 class Credentials:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
-        self.feeds_key, self.tokens_key = f"{prefix}:feeds", f"{prefix}:feeds:tokens"
+        self.feeds_key, self.tokens_key = feeds_key(prefix), feed_tokens_key(prefix)
 
     async def add(
         self,

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from dateline.ingest.http import CE_BATCH, CE_JSON, NDJSON, PROBLEM, Accepted, Problem
+from dateline.ingest.wire import CE_BATCH, CE_JSON, NDJSON, PROBLEM, Accepted, Problem
 from dateline_schemas import MAX_BATCH_UPDATES, Update
 from dateline_schemas.updates import LOG_FIELDS
 

@@ -22,24 +22,17 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 
-from dateline.consumer import Delivery, Runner, RunnerConfig
-from dateline.ingest.credentials import Credentials, refusal
-from dateline.keys import Keys
-from dateline.log import Log
-from dateline.metrics import UPDATES
-from dateline_schemas import MAX_BATCH_BYTES, Decoded, InvalidUpdate, decode_update
+from dateline.ingest.admit import admit
+from dateline.ingest.credentials import Credentials, Refusal
+from dateline.runtime import Delivery, Runner, RunnerConfig
+from dateline.runtime.metrics import UPDATES
+from dateline.store.layout import Keys, feed_of_inbox, inbox_key, rejected_key
+from dateline.store.log import Log
+from dateline_schemas import MAX_BATCH_BYTES, Decoded
 
 log = structlog.get_logger("dateline.validator")
 
 GROUP = "validator"
-
-
-def inbox_key(prefix: str, feed: str) -> str:
-    return f"{prefix}:inbox:{feed}"
-
-
-def rejected_key(prefix: str) -> str:
-    return f"{prefix}:rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +58,13 @@ class ValidatorHandler:
             inboxes.setdefault(d.stream, []).append(d)
         refused: list[_Refusal] = []
         for stream, mine in inboxes.items():
-            refused += await self._move(stream.rsplit(":inbox:", 1)[1], mine)
+            refused += await self._move(feed_of_inbox(stream), mine)
         pipe = self.log.redis.pipeline(transaction=True)
         for r in refused:
             pipe.xadd(
                 rejected_key(self.prefix),
                 {
-                    "feed": r.delivery.stream.rsplit(":inbox:", 1)[1],
+                    "feed": feed_of_inbox(r.delivery.stream),
                     "entry": r.delivery.entry_id,
                     "record": r.delivery.raw,
                     "field": r.field,
@@ -100,16 +93,11 @@ class ValidatorHandler:
                     )
                 )
             else:
-                try:
-                    decoded = decode_update(d.raw)
-                except InvalidUpdate as exc:
-                    refused.append(_Refusal(d, exc.problem.field, exc.problem.message))
-                    continue
-                if (why := refusal(feed, decoded.update)) is not None:
-                    field, _, reason = why.partition(": ")
-                    refused.append(_Refusal(d, field, reason))
-                else:
-                    valid.append((d, decoded))
+                match admit(feed, d.raw):
+                    case Refusal(field, reason):
+                        refused.append(_Refusal(d, field, reason))
+                    case decoded:
+                        valid.append((d, decoded))
         # Refused before the log saw them: invalid, or outside the feed's credentials.
         UPDATES.labels("validator", "refused").inc(len(refused))
         for chunk in _by_size(valid):

@@ -9,33 +9,20 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 import redis.asyncio as aioredis
 import structlog
 
-from dateline.config import Settings
-from dateline.connection import connect
-from dateline.consumer import Runner, RunnerConfig
-from dateline.keys import Keys
-from dateline.log import Log
-from dateline.projection import advance_in_place, project
-from dateline.projector.handler import Advance, Project, ProjectorHandler
-from dateline.projector.readmodels import SHAPE, ReadModels, group_of, stamped_shape
+from dateline.domain import advance_in_place, project
+from dateline.projector.handler import ProjectorHandler
+from dateline.projector.plan import Advance, Project
+from dateline.runtime import Runner, RunnerConfig
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.layout import Keys, group_of
+from dateline.store.log import Log, story_of
+from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
 
-DEFAULT_VERSION = "v1"
 logger = structlog.get_logger("dateline.projector")
-
-
-class _Subject(msgspec.Struct):
-    subject: str
-
-
-_subject = msgspec.json.Decoder(_Subject).decode
-
-
-def story_of(raw: bytes) -> str:
-    """The story id of a stored record, without decoding the rest of it."""
-    return _subject(raw).subject
 
 
 @dataclass
@@ -77,13 +64,6 @@ class Projector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.watch_s)
         halt.set()
-
-
-async def active_version(client: aioredis.Redis, prefix: str) -> str:
-    """The projection version dashboards read; set to v1 on first start."""
-    await client.set(f"{prefix}:rm:active", DEFAULT_VERSION, nx=True)
-    value = await client.get(f"{prefix}:rm:active")
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def stamp_shape(client: aioredis.Redis, models: ReadModels) -> int:
@@ -128,8 +108,9 @@ async def create_app(
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.
-    ttl = int(os.environ.get("DATELINE_LEASE_TTL_MS") or 10_000)
-    config = RunnerConfig(group=group, consumer=name, batch=batch, lease_ttl_ms=ttl)
+    config = RunnerConfig(
+        group=group, consumer=name, batch=batch, lease_ttl_ms=settings.lease_ttl_ms
+    )
     runner = Runner(client, keys, config, handler, story_of)
 
     async def rewire(new: str) -> Projector:

@@ -15,16 +15,16 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 
-from dateline.connection import connect
-from dateline.consumer import Runner, RunnerConfig
-from dateline.heap import tune_collector
-from dateline.keys import Keys
-from dateline.log import Log
-from dateline.projection import project
-from dateline.projection.state import StoryState
-from dateline.projector.app import active_version, story_of
+from dateline.domain import project
+from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
-from dateline.projector.readmodels import SHAPE, Change, ReadModels, group_of
+from dateline.runtime import Runner, RunnerConfig
+from dateline.runtime.heap import tune_collector
+from dateline.store.connection import connect
+from dateline.store.doorbell import SWITCH
+from dateline.store.layout import Keys, group_of, replay_key
+from dateline.store.log import Log, story_of
+from dateline.store.readmodels import SHAPE, Change, ReadModels, active_version
 from dateline_schemas import decode_records
 
 Progress = Callable[[int], None]
@@ -90,7 +90,7 @@ class _Report:
     def __init__(self, client: aioredis.Redis, prefix: str, version: str, total: int) -> None:
         self.client, self.key, self.version, self.total = (
             client,
-            f"{prefix}:rm:replay",
+            replay_key(prefix),
             version,
             total,
         )
@@ -123,7 +123,7 @@ async def _fresh_group(
     # What comes later is delivered to the group; what came before is folded from histories.
     starts: dict[int, str] = {}
     for p in range(keys.partitions):
-        await client.delete(f"{keys.prefix}:{group}:lease:p{p}")
+        await client.delete(keys.group(group).partition_lease(p))
         with contextlib.suppress(aioredis.ResponseError):  # a replay that died half-way
             await client.xgroup_destroy(keys.log(p), group)
         starts[p] = "0-0"
@@ -131,7 +131,7 @@ async def _fresh_group(
             last = (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
             starts[p] = last.decode() if isinstance(last, bytes) else str(last)
         await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
-    async for key in client.scan_iter(match=f"{models.base}:*", count=1000):
+    async for key in client.scan_iter(match=models.all, count=1000):
         await client.delete(key)  # leftovers of a replay that died half-way
     return starts
 
@@ -314,8 +314,8 @@ async def rebuild_all(
         await report(done, "catching up")
     await runner.release_all()  # else the projectors would count it for a lease's time
     # 4. The switch: one SET, so a reader sees the old version or the new, never half.
-    await client.set(f"{keys.prefix}:rm:active", new)
-    await client.publish(models.changes, "switch")
+    await client.set(keys.active, new)
+    await client.publish(models.changes, SWITCH)
     await report(0, f"switched from {old}", force=True)
     return ReplayResult(old, new, len(stories), updates, caught_up)
 
@@ -326,14 +326,13 @@ async def drop_version(
     """Delete a version's read models and its consumer group, once no projector holds it."""
     group = group_of(version)
     for _ in range(int(grace_s * 10)):
-        held = [
-            await client.exists(f"{keys.prefix}:{group}:lease:p{p}") for p in range(keys.partitions)
-        ]
+        lease = keys.group(group).partition_lease
+        held = [await client.exists(lease(p)) for p in range(keys.partitions)]
         if not any(held):
             break
         await asyncio.sleep(0.1)
     dropped = 0
-    for pattern in (f"{keys.prefix}:rm:{version}:*", f"{keys.prefix}:{group}:*"):
+    for pattern in (keys.models(version).all, keys.group(group).all):
         async for key in client.scan_iter(match=pattern, count=1000):
             dropped += int(await client.delete(key))
     for p in range(keys.partitions):

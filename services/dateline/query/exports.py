@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dateline.projection.state import Entry
+from dateline.domain.state import Entry
 from dateline.query.views import StoryView
 from dateline_schemas import parse_fuzzy_date
 

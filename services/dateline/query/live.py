@@ -8,19 +8,16 @@ process, so a restart of the query service loses nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 
-from dateline.metrics import LIVE_CLIENTS
-from dateline.positions import Cursor, Position
-from dateline.projector.readmodels import IndexEntry, changes_channel
+from dateline.domain.positions import Cursor, Position
+from dateline.domain.summary import summarize
+from dateline.query.reader import ONE_TRIP, Reader
 from dateline.query.views import (
     HeldEvent,
     UnreadableEvent,
@@ -28,15 +25,9 @@ from dateline.query.views import (
     stamp_of,
     stored_view,
 )
-from dateline.summary import summarize
+from dateline.runtime.metrics import LIVE_CLIENTS
+from dateline.store.readmodels import IndexEntry
 from dateline_schemas import Update, decode_record
-
-if TYPE_CHECKING:
-    from dateline.query.reads import Reader
-
-ONE_TRIP = 64
-"""Entries a partition a live index stream reads at a time, in one round trip (a script:
-`reads.APPLIED`); a stream catching up reads `READ_AHEAD` at a time, in two."""
 
 log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
@@ -46,54 +37,6 @@ KEEPALIVE_S = 15.0
 HELD_CHECK_S = 1.0
 """How often the index stream reads which stories are parked (one HGETALL)."""
 READ_AHEAD = 1000  # log entries per read: a partition's for the index, a story's for one story
-
-
-class Doorbell:
-    """Rings when the projector commits (pub/sub), and at least every `poll_s` without it.
-
-    Take `current()` before reading, then `wait()` on it: a commit that lands between
-    the read and the wait still wakes the reader.
-    """
-
-    def __init__(self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0) -> None:
-        self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
-        self._event = asyncio.Event()
-        self.switched = False
-
-    def current(self) -> asyncio.Event:
-        return self._event
-
-    def ring(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
-        """True if it rang within `seconds`."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(bell.wait(), seconds)
-            return True
-        return False
-
-    async def run(self) -> None:
-        """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
-        while True:
-            try:
-                async with self.client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    while True:
-                        msg = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=self.poll_s
-                        )
-                        if msg is not None and msg.get("data") == b"switch":
-                            self.switched = True
-                        self.ring()
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning(
-                    "doorbell lost its subscription; polling until it is back", error=str(exc)
-                )
-                self.switched = True
-                self.ring()
-                await asyncio.sleep(self.poll_s)
 
 
 class Push(NamedTuple):

@@ -7,22 +7,12 @@ so a stored state decodes straight into it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
-from dateline.projection.state import (
-    CorrectionNote,
-    Entry,
-    Expectation,
-    Hidden,
-    Item,
-    Link,
-    Outcome,
-    Statement,
-    StoryState,
-)
-from dateline.projector.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
+from dateline.domain.state import Entry, PublicState, StoryState
+from dateline.store.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 
 __all__ = [
     "BoardPage",
@@ -62,26 +52,9 @@ PARKED_AT = (
 )
 
 
-class StoryView(msgspec.Struct):
-    id: str
-    status: Literal["developing", "concluded"] = "developing"
-    title: str | None = None
-    place: str | None = None
-    summary: str | None = None
-    people: list[str] = []
-    tags: list[str] = []
-    version: int = 0
-    position: str | None = None
-    recordedtime: str | None = None
-    last_time: str | None = None
-    schedule: dict[str, Item] = {}
-    statements: dict[str, Statement] = {}
-    outcome: Outcome | None = None
-    outcome_history: list[Outcome] = []
-    expectations: dict[str, Expectation] = {}
-    links: list[Link] = []
-    corrections: list[CorrectionNote] = []
-    hidden: list[Hidden] = []
+class StoryView(PublicState):
+    """A story as the API shows it: its public state, and where it is parked."""
+
     parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
 
 

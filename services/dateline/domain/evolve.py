@@ -1,0 +1,173 @@
+"""What one (already corrected) update does to a story's state, type by type.
+
+`evolve` changes the state it is given: `story.project` and `story.advance` own
+the copies and the order; this module only knows what each update means.
+"""
+
+from __future__ import annotations
+
+from dateline.domain.order import statement_key
+from dateline.domain.state import (
+    Expectation,
+    Item,
+    Link,
+    Outcome,
+    Shift,
+    Statement,
+    StoryState,
+    When,
+)
+from dateline_schemas import Update, parse_duration, parse_fuzzy_date
+from dateline_schemas.correction import CorrectionIssued, RetractionIssued, RetractionLifted
+from dateline_schemas.outcome import ExpectationRaised, ExpectationResolved, OutcomeReported
+from dateline_schemas.schedule import (
+    ScheduleAnnounced,
+    ScheduleCancelled,
+    ScheduleEnded,
+    SchedulePostponed,
+    ScheduleReinstated,
+    ScheduleRelocated,
+    ScheduleRescheduled,
+    ScheduleStarted,
+)
+from dateline_schemas.statement import StatementMade
+from dateline_schemas.story import StoryConcluded, StoryLinked, StoryOpened, StoryReopened
+
+
+def when(text: str) -> When:
+    return When(text, parse_fuzzy_date(text).precision)
+
+
+def _item(state: StoryState, ref: str) -> Item:
+    """The item, or a placeholder when news of it sorts before its announcement."""
+    if ref not in state.schedule:
+        state.schedule[ref] = Item(item=ref, title=ref, status="scheduled")
+    return state.schedule[ref]
+
+
+def _move(item: Item, to: When | None, shift: str | None, time: str, reason: str | None) -> None:
+    previous = item.starts_at
+    if previous is not None:
+        item.previous_starts.append(previous)
+    if to is None and shift is not None and previous is not None:
+        to = _shifted(previous, shift)
+    item.shifts.append(Shift(time=time, shift=shift, previous=previous, to=to, reason=reason))
+    item.starts_at = to
+
+
+def _shifted(start: When, shift: str) -> When:
+    """An exact start moves by the duration; a start known only to the day keeps its text."""
+    if start.precision not in ("exact", "minute"):
+        return start
+    moved = parse_fuzzy_date(start.at).start + parse_duration(shift)
+    return When(moved.isoformat(), start.precision)
+
+
+def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
+    """Apply one update; `time` is its event time, formatted once by the caller."""
+    match update:
+        case StoryOpened(data=d):
+            state.title, state.place, state.summary = d.title, d.place, d.summary
+            state.people, state.tags = list(d.people), list(d.tags)
+        case StoryLinked(data=d):
+            state.links = [x for x in state.links if (x.story, x.rel) != (d.story, d.rel)]
+            state.links.append(Link(d.story, d.rel, d.note))
+        case StoryConcluded():
+            state.status = "concluded"
+        case StoryReopened():
+            state.status = "developing"
+        case ScheduleAnnounced(data=d):
+            item = _item(state, d.item)
+            item.title, item.status, item.starts_at = d.title, "scheduled", when(d.starts_at)
+            item.ends_at = when(d.ends_at) if d.ends_at else None
+            item.location, item.participants, item.parent = (
+                d.location,
+                list(d.participants),
+                d.parent,
+            )
+        case ScheduleRescheduled(data=d):
+            item = _item(state, d.item)
+            _move(item, when(d.starts_at) if d.starts_at else None, d.shift, time, d.reason)
+            item.status, item.reason = "rescheduled", d.reason
+            if d.ends_at:
+                item.ends_at = when(d.ends_at)
+        case SchedulePostponed(data=d):
+            item = _item(state, d.item)
+            item.status, item.reason = "postponed", d.reason
+        case ScheduleCancelled(data=d):
+            item = _item(state, d.item)
+            item.status, item.reason = "cancelled", d.reason
+        case ScheduleReinstated(data=d):
+            item = _item(state, d.item)
+            moved = d.starts_at is not None and (
+                item.starts_at is None or when(d.starts_at) != item.starts_at
+            )
+            if moved and d.starts_at:
+                _move(item, when(d.starts_at), None, time, d.reason)
+            item.status, item.reason = ("rescheduled" if moved else "scheduled"), d.reason
+        case ScheduleRelocated(data=d):
+            item = _item(state, d.item)
+            if item.location:
+                item.previous_locations.append(item.location)
+            item.location, item.reason = d.location, d.reason
+        case ScheduleStarted(data=d):
+            item = _item(state, d.item)
+            item.status, item.started_at = "in_progress", time
+        case ScheduleEnded(data=d):
+            item = _item(state, d.item)
+            item.status, item.ended_at, item.early = "ended", time, d.early
+        case StatementMade(data=d):
+            _statement(state, update, time)
+        case OutcomeReported(data=d):
+            outcome = Outcome(
+                d.outcome, d.result, d.summary, time, list(d.parties), list(d.supported_by)
+            )
+            state.outcome = outcome
+            state.outcome_history.append(outcome)
+        case ExpectationRaised(data=d):
+            found = state.expectations.get(d.expectation)
+            if found:
+                found.description = d.description
+            else:
+                state.expectations[d.expectation] = Expectation(d.expectation, d.description)
+        case ExpectationResolved(data=d):
+            exp = state.expectations.setdefault(d.expectation, Expectation(d.expectation, ""))
+            exp.status, exp.note = d.status, d.note
+        case CorrectionIssued() | RetractionIssued() | RetractionLifted():
+            pass  # applied to their targets by story.project, over the whole set
+
+
+def _statement(state: StoryState, update: StatementMade, time: str) -> None:
+    d = update.data
+    key = statement_key(d.speaker, d.text, update.time)
+    first = state.statement_keys.get(key)
+    if first is not None and update.source not in state.statements[first].sources:
+        # Rule 3: the same words, the same speaker, the same day, another source.
+        merged = state.statements[first]
+        merged.sources.append(update.source)
+        if d.statement not in merged.refs:
+            merged.refs.append(d.statement)
+            state.statement_aliases[d.statement] = first
+        for name in ("speaker_role", "language", "via_interpreter", "context", "medium"):
+            if getattr(d, name) is not None:
+                setattr(merged, name, getattr(d, name))
+        return
+    state.statement_keys.setdefault(key, d.statement)
+    old = state.statements.get(d.statement)
+    state.statements[d.statement] = Statement(
+        statement=d.statement,
+        speaker=d.speaker,
+        text=d.text,
+        time=time,
+        precision=update.timeprecision,
+        speaker_role=d.speaker_role,
+        language=d.language,
+        via_interpreter=d.via_interpreter,
+        in_reply_to=d.in_reply_to,
+        context=d.context,
+        medium=d.medium,
+        refs=[d.statement],
+        sources=sorted({update.source, *(old.sources if old else [])}),
+        corrected_fields=old.corrected_fields if old else [],
+        correction_notes=old.correction_notes if old else [],
+    )

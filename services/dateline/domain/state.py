@@ -1,0 +1,160 @@
+"""The story read model: what the desk knows about one story, as msgspec Structs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+ItemStatus = Literal["scheduled", "rescheduled", "postponed", "cancelled", "in_progress", "ended"]
+
+
+class When(msgspec.Struct, frozen=True):
+    """A date as the source knew it: the text given and its precision."""
+
+    at: str
+    precision: str
+
+
+class Shift(msgspec.Struct, frozen=True):
+    """One move of an item's start: by a duration, or to a new date."""
+
+    time: str
+    shift: str | None
+    previous: When | None
+    to: When | None
+    reason: str | None = None
+
+
+class Item(msgspec.Struct):
+    item: str
+    title: str
+    status: ItemStatus
+    starts_at: When | None = None
+    """None while only later news of an item has arrived, not its announcement."""
+    ends_at: When | None = None
+    previous_starts: list[When] = []
+    shifts: list[Shift] = []
+    location: str | None = None
+    previous_locations: list[str] = []
+    participants: list[str] = []
+    parent: str | None = None
+    reason: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    early: bool | None = None
+
+
+class Statement(msgspec.Struct):
+    statement: str
+    speaker: str
+    text: str
+    time: str
+    precision: str
+    speaker_role: str | None = None
+    language: str | None = None
+    via_interpreter: bool | None = None
+    in_reply_to: str | None = None
+    context: str | None = None
+    medium: str | None = None
+    refs: list[str] = []
+    """Every ref this statement was published under (rule 3 merges duplicates)."""
+    sources: list[str] = []
+    corrected_fields: list[str] = []
+    correction_notes: list[str] = []
+
+
+class Outcome(msgspec.Struct):
+    outcome: str
+    result: str
+    summary: str
+    time: str
+    parties: list[str] = []
+    supported_by: list[str] = []
+
+
+class Expectation(msgspec.Struct):
+    expectation: str
+    description: str
+    status: Literal["pending", "met", "unmet", "partly"] = "pending"
+    note: str | None = None
+
+
+class Link(msgspec.Struct):
+    story: str
+    rel: str
+    note: str | None = None
+
+
+class CorrectionNote(msgspec.Struct):
+    id: str
+    corrects: str
+    note: str
+    time: str
+    kind: str = "correction"
+    fields: list[str] = []
+    applied: bool = True
+    """False while the corrected update has not arrived (held), or if its change was invalid."""
+    problem: str | None = None
+    """Why a change that arrived could not be applied."""
+
+
+class Hidden(msgspec.Struct):
+    """An update taken out of the state by a retraction; the log keeps it."""
+
+    id: str
+    status: Literal["withheld", "canceled"]
+    reason: str
+    retraction: str
+
+
+class Entry(msgspec.Struct):
+    """One line of the timeline."""
+
+    version: int
+    id: str
+    type: str
+    time: str
+    precision: str
+    summary: str
+    source: str
+
+
+class PublicState(msgspec.Struct):
+    """What a story shows anyone: its state without the projection's bookkeeping."""
+
+    id: str
+    status: Literal["developing", "concluded"] = "developing"
+    title: str | None = None
+    place: str | None = None
+    summary: str | None = None
+    people: list[str] = []
+    tags: list[str] = []
+    version: int = 0
+    """The highest story version folded in: every update up to it is applied."""
+    position: str | None = None
+    recordedtime: str | None = None
+    last_time: str | None = None
+    """The event time of the update that sorts last."""
+    schedule: dict[str, Item] = {}
+    statements: dict[str, Statement] = {}
+    outcome: Outcome | None = None
+    outcome_history: list[Outcome] = []
+    expectations: dict[str, Expectation] = {}
+    links: list[Link] = []
+    corrections: list[CorrectionNote] = []
+    hidden: list[Hidden] = []
+
+
+class StoryState(PublicState):
+    """A story's state as the projection folds it: the public part, its timeline, and
+    the bookkeeping that lets an update be folded in place."""
+
+    timeline: list[Entry] = []
+    statement_keys: dict[str, str] = {}
+    """Rule 3 bookkeeping: merge key (speaker, text, day) -> the statement's first ref."""
+    statement_aliases: dict[str, str] = {}
+    """Any ref a merged statement was also published under -> its first ref."""
+    order_key: list[Any] = []
+    """Sort key of the last update folded in; an update that sorts after it can be applied
+    incrementally, any other needs a refold."""

@@ -1,0 +1,207 @@
+"""`POST /v1/updates`: CloudEvents in, one result per update out, nothing lost either way.
+
+Content types: application/cloudevents+json (one update),
+application/cloudevents-batch+json (a JSON array), application/x-ndjson (a line each).
+Status: 202 when something was appended, 200 when all were duplicates; otherwise
+the worst outcome: 403 (a feed wrote outside its credentials: nothing is written),
+422 (invalid updates), 409 (expectedversion conflicts). 400 when the body cannot
+be split into updates, 413 over the limits, 415 for another content type, 401
+without a valid token. Every refusal is application/problem+json (RFC 9457).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Litestar, Request, Response, get, post
+from litestar.params import FromQuery
+
+from dateline.ingest.admit import Forbidden, admit
+from dateline.ingest.credentials import Credentials, Feed, Refusal
+from dateline.ingest.openapi import document
+from dateline.ingest.wire import Accepted, FieldProblem, Problem, split, status_of
+from dateline.runtime.heap import tune_collector
+from dateline.runtime.metrics import UPDATES
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from dateline.web.probes import probe_routes, timed
+from dateline.web.problems import Refused, handlers, respond
+from dateline_schemas import MAX_BATCH_BYTES, Decoded
+
+log = structlog.get_logger("dateline.ingest")
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class _Services:
+    """Built at startup, so importing or creating the app connects to nothing."""
+
+    log_: Log | None = None
+    credentials_: Credentials | None = None
+
+    @property
+    def log(self) -> Log:
+        if self.log_ is None:
+            raise RuntimeError("the ingest app was used before its startup hook ran")
+        return self.log_
+
+    @property
+    def credentials(self) -> Credentials:
+        if self.credentials_ is None:
+            raise RuntimeError("the ingest app was used before its startup hook ran")
+        return self.credentials_
+
+
+def check(
+    feed: Feed, items: list[bytes]
+) -> tuple[list[Decoded | None], list[FieldProblem], list[FieldProblem]]:
+    """Decode each update; (decoded or None, invalid ones, ones the feed may not write)."""
+    decoded: list[Decoded | None] = []
+    errors: list[FieldProblem] = []
+    forbidden: list[FieldProblem] = []
+    for i, raw in enumerate(items):
+        match admit(feed, raw):
+            case Forbidden(field, detail):
+                decoded.append(None)
+                forbidden.append(FieldProblem(i, field, detail))
+            case Refusal(field, detail):
+                decoded.append(None)
+                errors.append(FieldProblem(i, field, detail))
+            case admitted:
+                decoded.append(admitted)
+    return decoded, errors, forbidden
+
+
+def create_app(settings: Settings, url: str) -> Litestar:
+    """The ingest service. Clients are made at startup, not at import."""
+    ctx = _Services()
+
+    async def startup() -> None:
+        client = connect(url)
+        ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
+        await ctx.log_.check_partitions()
+        ctx.credentials_ = Credentials(client, settings.prefix)
+        tune_collector()
+
+    async def shutdown() -> None:
+        if ctx.log_ is not None:
+            await ctx.log_.close()
+
+    async def authenticate(request: Request[Any, Any, Any]) -> Feed:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        feed = None
+        if scheme.lower() == "bearer" and token:
+            feed = await ctx.credentials.authenticate(token.strip())
+        if feed is None:
+            raise Refused(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                "send Authorization: Bearer <token> with a valid, unrevoked feed token",
+                {"WWW-Authenticate": 'Bearer realm="dateline"'},
+            )
+        return feed
+
+    @post("/v1/updates", request_max_body_size=MAX_BATCH_BYTES + 65536, status_code=202)
+    async def updates(
+        request: Request[Any, Any, Any], atomic: FromQuery[bool] = False
+    ) -> Response[bytes]:
+        """Append CloudEvents: one result per update, in order."""
+        try:
+            feed = await authenticate(request)
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            items = split(content_type, await request.body())
+        except Refused as exc:
+            return respond(exc.problem, exc.headers)
+        decoded, errors, forbidden = check(feed, items)
+        if forbidden:
+            UPDATES.labels("ingest", "forbidden").inc(len(forbidden))
+            log.warning(
+                "feed wrote outside its credentials", feed=feed.name, updates=len(forbidden)
+            )
+            return respond(
+                Problem(
+                    "urn:dateline:problem:forbidden",
+                    "Forbidden",
+                    403,
+                    f"feed {feed.name!r} may not write {len(forbidden)} of these "
+                    "updates; nothing was written",
+                    forbidden,
+                )
+            )
+        results = await ctx.log.append(
+            [d or raw for d, raw in zip(decoded, items, strict=True)], atomic=atomic
+        )
+        status = status_of(results)
+        for outcome, count in Counter(r.status for r in results).items():
+            UPDATES.labels("ingest", outcome).inc(count)
+        # A line per update with story, id and position bound, to grep a story's way in:
+        # refused ones always, accepted ones at debug level.
+        every = log.bind().is_enabled_for(logging.DEBUG)
+        for r in results:
+            if r.refused or every:
+                (log.info if r.refused else log.debug)(
+                    "update",
+                    feed=feed.name,
+                    story=r.subject,
+                    update=r.id,
+                    position=r.position,
+                    outcome=r.status,
+                    reason=r.reason,
+                )
+        log.info(
+            "updates",
+            feed=feed.name,
+            status=status,
+            count=len(results),
+            appended=sum(r.status == "appended" for r in results),
+        )
+        if status >= 400:
+            title = "Invalid updates" if status == 422 else "Version conflict"
+            kind = "invalid-update" if status == 422 else "conflict"
+            conflicts = [
+                FieldProblem(r.index, "expectedversion", r.reason or "")
+                for r in results
+                if r.status == "conflict"
+            ]
+            return respond(
+                Problem(
+                    f"urn:dateline:problem:{kind}",
+                    title,
+                    status,
+                    f"{len(errors) or len(conflicts)} of {len(results)} updates "
+                    "refused; the results say what happened to each",
+                    errors or conflicts,
+                    results,
+                )
+            )
+        return Response(
+            _encode(Accepted(results)), status_code=status, media_type="application/json"
+        )
+
+    openapi_json = b""
+
+    @get("/v1/openapi.json", sync_to_thread=False, media_type="application/json")
+    def openapi() -> Response[bytes]:
+        """The OpenAPI document, generated from the msgspec Structs the service uses."""
+        nonlocal openapi_json
+        if not openapi_json:
+            openapi_json = _encode(document())
+        return Response(openapi_json, media_type="application/json")
+
+    return Litestar(
+        route_handlers=[updates, openapi, *probe_routes(lambda: ctx.log.redis)],
+        middleware=[timed("ingest")],
+        openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        exception_handlers=handlers("ingest"),
+        debug=False,
+    )

@@ -1,5 +1,0 @@
-"""Pure projections: a story's state from its updates, no I/O."""
-
-from dateline.projection.story import advance, advance_in_place, copy_state, project
-
-__all__ = ["advance", "advance_in_place", "copy_state", "project"]

@@ -1,0 +1,95 @@
+"""The batch plan: what one batch does to each of its stories. Pure: no I/O.
+
+For each story of a batch, in log order: fold what can be folded in place, skip what
+was applied already (a redelivery), and note where a refold from the story's history
+must start (an update that arrived late, or one the in-place fold cannot take). The
+first update that fails stops its story there: it and the story's later updates are
+left unacknowledged, for the runner to retry and then park. The handler reads the
+histories the plan asks for, `refold`s, and commits what the plans say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dateline.domain.state import StoryState
+from dateline.store.deadletters import Delivery
+from dateline_schemas import Update, decode_record, decode_records
+
+Advance = Callable[[StoryState, Update], bool]
+"""Fold an update into a state the handler owns, in place; False if it needs a refold."""
+Project = Callable[[str, list[Update]], StoryState]
+"""Fold a story's whole history into its state."""
+
+
+@dataclass
+class StoryPlan:
+    """One story's part of a batch."""
+
+    story: str
+    old: StoryState
+    """The state as stored before the batch (what the commit writes from)."""
+    state: StoryState
+    """The state after the batch, as far as it is folded."""
+    acked: list[Delivery] = field(default_factory=list)
+    """The deliveries to acknowledge: applied, or seen already."""
+    changed: bool = False
+    refolded: bool = False
+    """The state holds its whole timeline (refolded), not only entries to append."""
+    refold_to: int = 0
+    """Fold the history up to this version, once, after the pass (0: no refold)."""
+    refold_at: int = 0
+    """Index in `acked` of the update that called for the refold."""
+    applied_to: int = 0
+    """The last version folded in place, cleanly."""
+    failed: Delivery | None = None
+    error: BaseException | None = None
+
+
+def plan(
+    story: str, old: StoryState, state: StoryState, items: list[Delivery], advance: Advance
+) -> StoryPlan:
+    """Fold `items` (the story's deliveries, in log order) into `state`, a copy of `old`
+    that the plan may change in place."""
+    p = StoryPlan(story, old, state)
+    for d in items:
+        try:
+            update = decode_record(d.raw)
+            version = update.version or 0
+            if p.refold_to:
+                p.refold_to = max(p.refold_to, version)
+            elif version <= p.state.version:
+                pass  # redelivered: applied already
+            elif version == p.state.version + 1 and advance(p.state, update):
+                p.changed, p.applied_to = True, version
+            else:
+                p.refold_to, p.refold_at = version, len(p.acked)
+        except Exception as exc:  # the runner retries, then parks it
+            p.failed, p.error = d, exc
+            if p.changed and not p.refold_to:
+                # It may have changed part of the state before raising: rebuild the
+                # state as of the last update that applied cleanly, from the log.
+                p.refold_to, p.refold_at = p.applied_to, len(p.acked)
+            break
+        p.acked.append(d)
+    return p
+
+
+def refold(p: StoryPlan, history: list[bytes], project: Project) -> None:
+    """Fold the story's history (versions 1 to `p.refold_to`) into the plan's state."""
+    try:
+        p.state = project(p.story, decode_records(history))
+        p.changed = p.refolded = True
+    except Exception as exc:
+        if p.failed is None:  # the refold failed: retry from the update that asked for it
+            p.failed, p.error = p.acked[p.refold_at], exc
+            del p.acked[p.refold_at :]
+        else:  # no state of this story can be trusted: write none, retry all of it
+            del p.acked[:]
+            p.changed = False
+
+
+def failures(plans: list[StoryPlan]) -> dict[str, BaseException]:
+    """The deliveries that failed, by `Delivery.ref`: the runner retries, then parks them."""
+    return {p.failed.ref: p.error for p in plans if p.failed and p.error}

@@ -1,0 +1,110 @@
+"""`create_app`: the query service (read models over HTTP, live pushes, the dashboard).
+
+Every read answers with an ETag (a hash of the body) and honours If-None-Match.
+`min_position` (the position ingest returned) makes a read wait until the projection
+has applied it: read-your-writes, with `wait` seconds at most, then 503. The routes
+live a module per resource under `routes/`; this module wires them, with the reader
+they are given, the problems they answer with, and nothing built at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request, Response
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+
+from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
+from dateline.query.routes import board, live, ops, stories
+from dateline.query.routes.common import DEPENDENCIES
+from dateline.runtime.heap import tune_collector
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.doorbell import Doorbell
+from dateline.store.layout import Keys
+from dateline.web.probes import probe_routes, timed
+from dateline.web.problems import Problem, handlers, respond, urn
+
+log = structlog.get_logger("dateline.query")
+STATIC = Path(__file__).parent / "static"
+
+
+def _parked(request: Request[Any, Any, Any], exc: Parked) -> Response[bytes]:
+    return respond(Problem(urn("parked"), "Update parked", 409, str(exc)))
+
+
+def _unfoldable(request: Request[Any, Any, Any], exc: Unfoldable) -> Response[bytes]:
+    log.error(
+        "story cannot be folded",
+        story=exc.story,
+        path=request.url.path,
+        error=repr(exc.error),
+        exc_info=exc.error,
+    )
+    return respond(Problem(urn("unfoldable"), "Story cannot be folded", 500, str(exc)))
+
+
+def _not_reached(request: Request[Any, Any, Any], exc: NotReached) -> Response[bytes]:
+    body = Problem(urn("not-reached"), "Not there yet", 503, str(exc))
+    return respond(body, {"Retry-After": "1"})
+
+
+def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar:
+    """The query service. Clients are made at startup, not at import."""
+    keys = Keys(settings.prefix, settings.partitions)
+    made: list[Reader] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def startup(app: Litestar) -> None:
+        client = connect(url)
+        bell = Doorbell(client, settings.prefix, poll_s)
+        app.state.reader = Reader(client, keys, bell)
+        made.append(app.state.reader)
+        tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
+        tune_collector()
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for reader in made:
+            await reader.client.aclose()
+
+    def reader() -> Reader:
+        if not made:
+            raise RuntimeError("the query app was used before its startup hook ran")
+        return made[0]
+
+    return Litestar(
+        route_handlers=[
+            *stories.routes(),
+            *board.routes(),
+            *live.routes(),
+            *ops.routes(),
+            *probe_routes(lambda: reader().client, lambda: ops.scrape(reader())),
+            create_static_files_router("/", [STATIC], html_mode=True, name="dashboard"),
+        ],
+        dependencies=DEPENDENCIES,
+        openapi_config=OpenAPIConfig(
+            title="dateline query API",
+            version="1",
+            path="/v1/docs",
+            description="Read models of developing news stories, live pushes, exports.",
+        ),
+        middleware=[timed("query")],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        exception_handlers={
+            **handlers("query"),
+            NotReached: _not_reached,
+            Parked: _parked,
+            Unfoldable: _unfoldable,
+        },
+        debug=False,
+    )

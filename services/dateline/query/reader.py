@@ -1,0 +1,340 @@
+"""Reads of the read models, of the log, and waits for the projection to reach a position."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from dateline.domain import project
+from dateline.domain.positions import Cursor, Position, stream_id
+from dateline.domain.state import StoryState
+from dateline.query.views import ListedStory, Stamp, stamp_of
+from dateline.runtime import DeadLetters
+from dateline.store import scripts
+from dateline.store.doorbell import Doorbell
+from dateline.store.layout import Keys
+from dateline.store.log import Log, story_or_none
+from dateline.store.readmodels import (
+    DEFAULT_VERSION,
+    STATUS_INDEXES,
+    ReadModels,
+    read_active,
+)
+from dateline_schemas import decode_records
+
+ONE_TRIP = 64
+"""Entries a partition a live index stream reads at a time, in one round trip (a script:
+`applied.lua`); a stream catching up reads `READ_AHEAD` at a time, in two."""
+
+
+class Parked(Exception):
+    """The update at a position will not be in the read models until ops redrive it."""
+
+    def __init__(self, position: Position, story: str, parked_at: str) -> None:
+        behind = "" if parked_at == str(position) else f" behind the update at {parked_at},"
+        super().__init__(
+            f"the update at position {position} is parked:{behind} the projector could not "
+            f"apply it, so story {story!r} does not show it; ops see it with `dateline dlq "
+            f"show {story}` and apply it with `dateline dlq redrive {story}`"
+        )
+        self.position, self.story, self.parked_at = position, story, parked_at
+
+
+_listed = msgspec.json.Decoder(ListedStory).decode
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+class Unfoldable(Exception):
+    """A story's history does not project: a bug in the projection, which the projector
+    parks the failing update for; a read of the story as of then meets it too."""
+
+    def __init__(self, story: str, error: Exception) -> None:
+        super().__init__(
+            f"story {story!r} cannot be folded from its history: the projection raised "
+            f"{error!r}; the projector parks the update that does this (GET /v1/status, "
+            "`dateline dlq list`)"
+        )
+        self.story, self.error = story, error
+
+
+class NotReached(Exception):
+    """The projection did not reach a position in time."""
+
+    def __init__(self, position: Position, at: str | None, waited: float) -> None:
+        super().__init__(
+            f"the projection has not reached position {position} after {waited:g} s "
+            f"(partition {position.partition} is at {at or 'the start'}); retry later"
+        )
+
+
+@dataclass
+class Applied:
+    """A page of what the projection has applied (`Reader.applied_since`)."""
+
+    found: list[tuple[tuple[int, int], int, bytes]]
+    """(stream id, partition, record), in stream id order."""
+    more: bool
+    entries: dict[str, bytes | None]
+    """Their stories' index entries, as they are now."""
+
+
+class Reader:
+    """The query service's view of Redis: the active read models and the log."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, doorbell: Doorbell) -> None:
+        self.client, self.keys, self.doorbell = client, keys, doorbell
+        self.log = Log(client, keys)
+        self._models: ReadModels | None = None
+        self._shape = 1
+        self._story = client.register_script(scripts.load("story"))
+        self._applied = client.register_script(scripts.load("applied"))
+        self._parked_at = client.register_script(scripts.load("parked_at"))
+        self._parked_lock = asyncio.Lock()
+        self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
+
+    async def models(self, *, fresh: bool = False) -> ReadModels:
+        """The active version, cached: the doorbell refreshes it when the projector rings."""
+        if fresh or self._models is None or self.doorbell.switched:
+            self.doorbell.switched = False
+            version = await read_active(self.client, self.keys.prefix) or DEFAULT_VERSION
+            self._models = ReadModels(self.keys.prefix, version)
+            self._shape = int(await self.client.get(self._models.shape) or 1)
+        return self._models
+
+    async def story(self, story: str) -> tuple[ReadModels, bytes | None, str | None]:
+        """The story's state with its statements, as one JSON document, and the position
+        of the update that parked the story (None if none did): one round trip."""
+        models = await self.models()
+        raw, parked = await self._whole(models, story)
+        if raw is None:  # perhaps a replay switched versions and dropped this one
+            models = await self.models(fresh=True)
+            raw, parked = await self._whole(models, story)
+        return models, raw, parked
+
+    async def _whole(self, models: ReadModels, story: str) -> tuple[bytes | None, str | None]:
+        raw, parked, _ = await self._read(models, story, 0, -1)
+        return raw, parked
+
+    async def _read(
+        self, models: ReadModels, story: str, first: int, last: int
+    ) -> tuple[bytes | None, str | None, list[bytes]]:
+        keys = [
+            models.story(story),
+            models.statements(story),
+            self._parked_key(models),
+            self.keys.story(story),
+        ]
+        raw, parked, records = await self._story(keys=keys, args=[story, first, last])
+        return raw, _text(parked), records
+
+    def _parked_key(self, models: ReadModels) -> str:
+        return DeadLetters(self.client, self.keys.prefix, models.group).parked_key
+
+    async def story_since(
+        self, story: str, after: int, count: int
+    ) -> tuple[bytes | None, Stamp, list[bytes], str | None]:
+        """The story's state (raw, and its stamp), its records past version `after` that
+        the state has applied (up to `count`), and the position of the update that parked
+        the story (None if none did), in one round trip."""
+        models = await self.models()
+        # Index i of the history is version i + 1.
+        raw, parked, records = await self._read(models, story, after, after + count - 1)
+        if raw is None:  # not projected yet, or a replay switched versions meanwhile
+            _, raw, parked = await self.story(story)
+        stamp = stamp_of(raw)
+        return raw, stamp, records[: max(stamp.version - after, 0)], parked
+
+    async def timeline(self, story: str) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.lrange(models.timeline(story), 0, -1))
+
+    async def index(self) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.hvals(models.index))
+
+    async def listed(
+        self, limit: int | None, status: str | None = None
+    ) -> tuple[list[ListedStory], dict[str, str]]:
+        """The `limit` stories (of `status`; all if None) updated last, newest first, each
+        with its `parked_at`; and every parked story, with the update that parked it."""
+        newest, parked = await asyncio.gather(self._newest(limit, status), self.parked())
+        if newest is not None:  # the by-time indexes: only `limit` entries are read
+            entries = [_listed(e) for e in newest]
+        else:
+            entries = [_listed(e) for e in await self.index()]
+            if status is not None:
+                entries = [e for e in entries if e.status == status]
+            entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
+            entries = entries[:limit]
+        for e in entries:
+            e.parked_at = parked.get(e.id)
+        return entries, parked
+
+    async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
+        """The `limit` stories (of `status`) updated last, newest first; None if there are
+        none there, which is also what a read model older than those indexes shows (then
+        the caller reads them all), or if all are asked for."""
+        models = await self.models()
+        if limit is None or (status is not None and self._shape < STATUS_INDEXES):
+            return None
+        by_time = models.index_by_time if status is None else models.index_by_status(status)
+        stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))
+        if not stories:
+            return None
+        found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
+        return [e for e in found if e is not None]
+
+    async def parked(self) -> dict[str, str]:
+        """Every parked story of the active projection, and the update that parked it."""
+        models = await self.models()
+        return await DeadLetters(self.client, self.keys.prefix, models.group).parked()
+
+    async def parked_lately(self, max_age_s: float) -> dict[str, str]:
+        """`parked`, as read at most `max_age_s` ago: the index streams of this process
+        share one read a period, where each had its own (an HGETALL a dashboard a
+        second, which thousands of parked stories would make heavy)."""
+        async with self._parked_lock:
+            read_at, group, parked = self._parked_seen
+            models = await self.models()
+            if group != models.group or time.monotonic() - read_at >= max_age_s:
+                parked = await self.parked()
+                self._parked_seen = (time.monotonic(), models.group, parked)
+            return parked
+
+    async def entries(self, stories: list[str]) -> list[bytes | None]:
+        """These stories' index entries (None for a story not in the index)."""
+        models = await self.models()
+        return cast(list[bytes | None], await self.client.hmget(models.index, stories))
+
+    async def speaker(self, name: str) -> list[bytes]:
+        models = await self.models()
+        return cast(list[bytes], await self.client.hvals(models.speaker(name)))
+
+    async def schedule(self, start: float | None, end: float | None) -> list[bytes]:
+        models = await self.models()
+        if start is None and end is None:
+            return cast(list[bytes], await self.client.hvals(models.schedule))
+        refs = cast(
+            list[bytes],
+            await self.client.zrangebyscore(
+                models.schedule_by_start,
+                "-inf" if start is None else start,
+                "+inf" if end is None else end,
+            ),
+        )
+        if not refs:
+            return []
+        found = cast(list[bytes | None], await self.client.hmget(models.schedule, refs))
+        return [r for r in found if r is not None]
+
+    async def checkpoints(self) -> dict[int, tuple[int, int]]:
+        models = await self.models()
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(models.checkpoint))
+        return {int(p): stream_id(v.decode()) for p, v in raw.items()}
+
+    async def applied_since(self, cursor: Cursor, count: int) -> Applied:
+        """Log entries past `cursor` that the projection has applied, the index entries of
+        their stories, and whether more wait.
+
+        Up to `count` entries a partition, none past its checkpoint (they are left for a
+        later call), sorted by stream id: roughly the order they were recorded in,
+        across partitions. Up to `ONE_TRIP` entries a partition, as a live stream reads,
+        in one round trip (`APPLIED`); more, as a stream catching up reads, in two.
+        """
+        models = await self.models()
+        logs = [self.keys.log(p) for p in range(self.keys.partitions)]
+        starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
+        if count <= ONE_TRIP:
+            keys = [models.checkpoint, models.index, *logs]
+            replies, named, entries = await self._applied(keys=keys, args=[count, *starts])
+            pages = [[(eid, fields[1]) for eid, fields in rows] for rows in replies]
+            stories = [s.decode() for s in named]
+        else:
+            pages, stories, entries = await self._applied_in_two(models, logs, starts, count)
+        found = sorted(
+            (stream_id(eid.decode()), p, raw) for p, rows in enumerate(pages) for eid, raw in rows
+        )
+        more = any(len(rows) == count for rows in pages)
+        return Applied(found, more, dict(zip(stories, entries, strict=True)))
+
+    async def _applied_in_two(
+        self, models: ReadModels, logs: list[str], starts: list[str], count: int
+    ) -> tuple[list[list[tuple[bytes, bytes]]], list[str], list[bytes | None]]:
+        """What `APPLIED` reads, as commands: each partition's (stream id, record) up to
+        its checkpoint, the stories they name, and those stories' index entries."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(models.checkpoint)
+        for log, start in zip(logs, starts, strict=True):
+            pipe.xrange(log, min=f"({start}", max="+", count=count)
+        heads, *replies = await pipe.execute()
+        pages = []
+        for p, rows in enumerate(replies):
+            head = heads.get(str(p).encode())
+            upto = stream_id(head.decode()) if head else (0, 0)
+            pages.append(
+                [
+                    (eid, f.get(b"__data__", b""))
+                    for eid, f in rows
+                    if stream_id(eid.decode()) <= upto
+                ]
+            )
+        named = (story_or_none(raw) for rows in pages for _, raw in rows)
+        stories = [s for s in dict.fromkeys(named) if s is not None]
+        entries = await self.client.hmget(models.index, stories) if stories else []
+        return pages, stories, cast(list[bytes | None], entries)
+
+    async def history(
+        self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
+    ) -> list[bytes]:
+        return await self.log.read_story_json(story, to_version=at_version, as_of=as_of)
+
+    async def folded(
+        self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
+    ) -> StoryState | None:
+        """What the desk knew then, folded from the story's history (not a read model)."""
+        records = await self.history(story, as_of=as_of, at_version=at_version)
+        if not records:
+            return None
+        try:
+            return project(story, decode_records(records))
+        except Exception as exc:
+            raise Unfoldable(story, exc) from exc
+
+    async def _check_not_parked(self, models: ReadModels, position: Position) -> None:
+        """Raise `Parked` if the update at `position` is parked or waits behind one: the
+        checkpoint passes such updates, the read models never got them."""
+        at = f"{position.id[0]}-{position.id[1]}"
+        keys = [self.keys.log(position.partition), self._parked_key(models)]
+        reply = await self._parked_at(keys=keys, args=[at])
+        if not reply or reply[1] is None:
+            return
+        story, first = reply[0].decode(), Position.parse(reply[1].decode())
+        if first.id <= position.id:  # a story's updates before the one that failed applied
+            raise Parked(position, story, str(first))
+
+    async def wait_for(self, position: Position, seconds: float) -> None:
+        """Return once the projection has applied `position` (read-your-writes)."""
+        deadline = time.monotonic() + seconds
+        at: str | None = None
+        while True:
+            bell = self.doorbell.current()
+            models = await self.models()
+            raw = await self.client.hget(models.checkpoint, str(position.partition))
+            at = raw.decode() if isinstance(raw, bytes) else None
+            if at is not None and stream_id(at) >= position.id:
+                await self._check_not_parked(models, position)
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:  # a parked update is why, if one is: it says what to do
+                await self._check_not_parked(models, position)
+                raise NotReached(position, at, seconds)
+            await self.doorbell.wait(bell, left)

@@ -1,0 +1,75 @@
+"""Across stories: what one person said (/v1/speakers), and the schedule board."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, QueryParameter
+
+from dateline.query.routes.common import Reached, ReaderDep, answer, documented
+from dateline.query.views import BoardPage, SpokenPage
+from dateline.store.readmodels import ScheduleEntry, SpokenEntry
+from dateline.web import params
+from dateline_schemas import parse_fuzzy_date
+
+_encode = msgspec.json.Encoder().encode
+_spoken = msgspec.json.Decoder(SpokenEntry)
+_board = msgspec.json.Decoder(ScheduleEntry)
+
+
+def _start_key(entry: ScheduleEntry) -> tuple[int, float, str]:
+    at = entry.item.starts_at
+    if at is None:
+        return (1, 0.0, f"{entry.story}/{entry.item.item}")
+    return (0, parse_fuzzy_date(at.at).start.timestamp(), f"{entry.story}/{entry.item.item}")
+
+
+def _bound(value: str | None, name: str) -> float | None:
+    when = params.instant(value, name)
+    return None if when is None else when.timestamp()
+
+
+def routes() -> list[HTTPRouteHandler]:
+    @get("/v1/speakers/{name:str}/statements", responses=documented(SpokenPage, 400, 409, 503))
+    async def speaker(
+        request: Request[Any, Any, Any], reader: ReaderDep, reached: Reached, name: FromPath[str]
+    ) -> Response[bytes]:
+        """What one person said, across stories, in time order (names match case-insensitively)."""
+        said = [_spoken.decode(s) for s in await reader.speaker(name)]
+        said.sort(key=lambda s: (s.statement.time, s.story, s.statement.statement))
+        models = await reader.models()
+        return answer(request, _encode(SpokenPage(models.version, said)))
+
+    @get("/v1/schedule", responses=documented(BoardPage, 400, 409, 503))
+    async def schedule(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        reached: Reached,
+        start: Annotated[
+            str | None,
+            QueryParameter(
+                name="from",
+                description="Items starting at or after (RFC 3339).",
+                schema_extra={"format": "date-time"},
+            ),
+        ] = None,
+        end: Annotated[
+            str | None,
+            QueryParameter(
+                name="to",
+                description="Items starting at or before (RFC 3339).",
+                schema_extra={"format": "date-time"},
+            ),
+        ] = None,
+    ) -> Response[bytes]:
+        """The schedule board: items across stories by start; items with no known start last."""
+        low, high = _bound(start, "from"), _bound(end, "to")
+        board = [_board.decode(b) for b in await reader.schedule(low, high)]
+        board.sort(key=_start_key)
+        models = await reader.models()
+        return answer(request, _encode(BoardPage(models.version, board)))
+
+    return [speaker, schedule]

@@ -1,0 +1,123 @@
+"""What the query routes share: the injected reader, read-your-writes, parameters, docs."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter, QueryParameter
+
+from dateline.query.reader import Reader
+from dateline.web import params
+from dateline.web.problems import PROBLEM, Problem, Refused
+from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
+
+MinPosition = Annotated[
+    str | None,
+    QueryParameter(
+        description="Wait until the projection has applied this log position "
+        "(`<partition>:<stream id>`, as ingest returned it); 503 if it has not within `wait`.",
+        schema_extra={"pattern": r"^\d{1,4}:\d{1,20}-\d{1,20}$"},
+    ),
+]
+Wait = Annotated[
+    float, QueryParameter(ge=0, le=30, description="Seconds to wait for `min_position`.")
+]
+AsOf = Annotated[
+    str | None,
+    QueryParameter(
+        description="What the desk knew at this recorded time (RFC 3339 with offset).",
+        schema_extra={"format": "date-time"},
+    ),
+]
+StoryPath = Annotated[
+    str,
+    PathParameter(
+        description="Story id: lowercase letters, digits and '-', 1 to 128 characters.",
+        schema_extra={"pattern": STORY_ID_PATTERN, "maxLength": 128},
+    ),
+]
+AtVersion = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=2**63 - 1, description="What the desk knew after this many updates."),
+]
+
+
+ReaderDep = NamedDependency[Reader]
+"""The query service's `Reader`, injected by name (`reader`)."""
+Reached = NamedDependency[None]
+"""A route that takes `reached` answers only once `min_position` is applied, or refuses."""
+
+
+def _reader(state: State) -> Reader:
+    reader = state.get("reader")
+    if reader is None:
+        raise RuntimeError("the query app was used before its startup hook ran")
+    return reader  # type: ignore[no-any-return]  # State holds what startup put there
+
+
+async def _reached(reader: ReaderDep, min_position: MinPosition = None, wait: Wait = 5.0) -> None:
+    """Read-your-writes: wait until the projection has applied `min_position`."""
+    if min_position is not None:
+        await reader.wait_for(params.position(min_position, "min_position"), wait)
+
+
+DEPENDENCIES = {
+    "reader": Provide(_reader, sync_to_thread=False),
+    "reached": Provide(_reached),
+}
+"""Injected into every route that names them: `reader`, and `reached` (a route that
+takes it answers only once `min_position` is applied, or refuses)."""
+
+
+_WHY = {
+    304: "The client's copy (If-None-Match) is current.",
+    400: "A parameter is malformed; the detail names it.",
+    404: "No such story.",
+    409: "The update at `min_position` is parked: the projector could not apply it, and the"
+    " read models will not show it until ops redrive it (the detail says how).",
+    503: "The projection has not reached `min_position` within `wait` seconds.",
+}
+
+
+def documented(
+    ok: Any, *errors: int, media_type: str = "application/json"
+) -> dict[int, ResponseSpec]:
+    """The documented answers of a read: `ok` on 200, problems on the `errors`."""
+    specs = {
+        200: ResponseSpec(ok, media_type=media_type, generate_examples=False),
+        304: ResponseSpec(None, description=_WHY[304]),
+    }
+    for code in errors:
+        specs[code] = ResponseSpec(
+            Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
+        )
+    return specs
+
+
+def answer(
+    request: Request[Any, Any, Any], body: bytes, media_type: str = "application/json"
+) -> Response[bytes]:
+    """JSON with an ETag; 304 when the client already has these bytes."""
+    tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    seen = request.headers.get("if-none-match", "")
+    if seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(",")):
+        return Response(b"", status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def story_id(value: str) -> str:
+    try:
+        check_story_id(value)
+    except RuleError as exc:
+        raise Refused(400, "bad-story-id", "Bad story id", f"story id: {exc}") from None
+    return value
+
+
+def no_story(story: str, when: str = "has no updates") -> Refused:
+    return Refused(404, "not-found", "No such story", f"story {story!r} {when}")

@@ -1,0 +1,53 @@
+"""Server-Sent Events: one story's updates, and the whole index's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import QueryParameter
+from litestar.response import Stream
+
+from dateline.query.live import Push, index_events, story_events, wire
+from dateline.query.routes.common import ReaderDep, StoryPath, story_id
+from dateline.web import params
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+LastEventId = Annotated[str | None, QueryParameter(name="last_event_id")]
+
+
+def _sse(pages: AsyncIterator[list[Push]]) -> Stream:
+    # Not litestar's ServerSentEvent, which sends each event on its own (see `live.wire`).
+    return Stream(wire(pages), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+def routes() -> list[HTTPRouteHandler]:
+    @get("/v1/stories/{story:str}/live", media_type="text/event-stream", include_in_schema=False)
+    async def story_live(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        story: StoryPath,
+        last_event_id: LastEventId = None,
+    ) -> Stream:
+        """SSE: `update` per update (id: its log position), then `state`."""
+        raw = request.headers.get("last-event-id") or last_event_id
+        after = params.position(raw, "Last-Event-ID") if raw else None
+        return _sse(story_events(reader, story_id(story), after))
+
+    @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
+    async def index_live(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        last_event_id: LastEventId = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
+    ) -> Stream:
+        """SSE: `index` on connect (every story, or the `limit` updated last), then
+        `update` per update (id: a cursor)."""
+        raw = request.headers.get("last-event-id") or last_event_id
+        partitions = reader.keys.partitions
+        cursor = params.cursor(raw, "Last-Event-ID", partitions) if raw else None
+        return _sse(index_events(reader, cursor, limit))
+
+    return [story_live, index_live]

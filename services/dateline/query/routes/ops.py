@@ -1,0 +1,38 @@
+"""For the people who run it: where the projection stands, and this API's own document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from dateline.query.routes.common import ReaderDep, answer, documented
+from dateline.runtime import status
+
+_encode = msgspec.json.Encoder().encode
+
+
+def routes() -> list[HTTPRouteHandler]:
+    @get("/v1/status", responses=documented(status.Status))
+    async def status_route(request: Request[Any, Any, Any], reader: ReaderDep) -> Response[bytes]:
+        """Operations: per partition lag, pending and leases; parked updates; versions."""
+        models = await reader.models()
+        found = await status.report(reader.client, reader.keys, models)
+        return answer(request, _encode(found))
+
+    @get("/v1/openapi.json", include_in_schema=False)
+    async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """The OpenAPI document, generated from the msgspec Structs the routes return."""
+        return Response(
+            _encode(request.app.openapi_schema.to_schema()), media_type="application/json"
+        )
+
+    return [status_route, openapi]
+
+
+async def scrape(reader: ReaderDep) -> None:
+    """The projection's lag and parked updates, as they are now: cheap reads only."""
+    models = await reader.models()
+    status.record(await status.gauges(reader.client, reader.keys, models))

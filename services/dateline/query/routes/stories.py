@@ -1,0 +1,152 @@
+"""/v1/stories: the list, one story now or as of then, its timeline, history and exports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import QueryParameter
+
+from dateline.domain.state import Entry
+from dateline.query.exports import jsonld, timelinejs
+from dateline.query.routes.common import (
+    AsOf,
+    AtVersion,
+    Reached,
+    ReaderDep,
+    StoryPath,
+    answer,
+    documented,
+    no_story,
+    story_id,
+)
+from dateline.query.views import StoryPage, StoryView, TimelinePage, stored_view, view_of
+from dateline.web import params
+from dateline.web.problems import Refused
+
+_encode = msgspec.json.Encoder().encode
+_entry = msgspec.json.Decoder(Entry)
+
+
+def then(as_of: str | None, at_version: int | None) -> datetime | None:
+    """The as-of time, once it is clear the request asks for one moment, not two."""
+    if as_of is not None and at_version is not None:
+        raise Refused(400, "bad-parameter", "Bad parameter", "give as_of or at_version, not both")
+    return params.instant(as_of, "as_of")
+
+
+async def state_of(
+    reader: ReaderDep, story: str, as_of: str | None, at_version: int | None
+) -> StoryView:
+    """The story now (its read model), or folded from its history as of then."""
+    when = then(as_of, at_version)
+    if when is None and at_version is None:
+        _, raw, parked = await reader.story(story)
+        if raw is None:
+            raise no_story(story)
+        return stored_view(raw, parked)
+    state = await reader.folded(story, as_of=when, at_version=at_version)
+    if state is None:
+        raise no_story(story, "had no updates by then")
+    return view_of(state)
+
+
+def routes() -> list[HTTPRouteHandler]:
+    @get("/v1/stories", responses=documented(StoryPage, 400, 409, 503))
+    async def stories(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        reached: Reached,
+        status: Annotated[
+            Literal["developing", "concluded"] | None, QueryParameter(description="Only these.")
+        ] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=10_000, description="At most this many, newest first.")
+        ] = 100,
+    ) -> Response[bytes]:
+        """The stories, newest update first (`limit`, default 100)."""
+        entries, _ = await reader.listed(limit, status)
+        models = await reader.models()
+        return answer(request, _encode(StoryPage(models.version, entries)))
+
+    @get("/v1/stories/{story:str}", responses=documented(StoryView, 400, 404, 409, 503))
+    async def story(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        reached: Reached,
+        story: StoryPath,
+        as_of: AsOf = None,
+        at_version: AtVersion = None,
+    ) -> Response[bytes]:
+        """One story's state: now, or as the desk knew it at a time or version."""
+        view = await state_of(reader, story_id(story), as_of, at_version)
+        return answer(request, _encode(view))
+
+    @get(
+        "/v1/stories/{story:str}/timeline",
+        responses=documented(TimelinePage, 400, 404, 409, 503),
+    )
+    async def timeline(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        reached: Reached,
+        story: StoryPath,
+        as_of: AsOf = None,
+        at_version: AtVersion = None,
+    ) -> Response[bytes]:
+        """Every visible update of the story, in (time, precision, version) order."""
+        story_id(story)
+        models = await reader.models()
+        if as_of is None and at_version is None:
+            entries = [_entry.decode(e) for e in await reader.timeline(story)]
+        else:
+            when = then(as_of, at_version)
+            state = await reader.folded(story, as_of=when, at_version=at_version)
+            entries = state.timeline if state else []
+        if not entries and await reader.log.version(story) == 0:
+            raise no_story(story)
+        return answer(request, _encode(TimelinePage(models.version, entries)))
+
+    @get(
+        "/v1/stories/{story:str}/history",
+        responses=documented(list[dict[str, Any]], 400, 404),
+    )
+    async def history(
+        request: Request[Any, Any, Any],
+        reader: ReaderDep,
+        story: StoryPath,
+        as_of: AsOf = None,
+        at_version: AtVersion = None,
+    ) -> Response[bytes]:
+        """The story's updates as the log holds them, version 1 first (the audit trail)."""
+        when = params.instant(as_of, "as_of")
+        records = await reader.history(story_id(story), as_of=when, at_version=at_version)
+        if not records and await reader.log.version(story) == 0:
+            raise no_story(story)
+        return answer(request, b"[" + b",".join(records) + b"]")
+
+    @get(
+        "/v1/stories/{story:str}/jsonld",
+        responses=documented(dict[str, Any], 400, 404, media_type="application/ld+json"),
+    )
+    async def story_jsonld(
+        request: Request[Any, Any, Any], reader: ReaderDep, story: StoryPath
+    ) -> Response[bytes]:
+        """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
+        view = await state_of(reader, story_id(story), None, None)
+        base = str(request.base_url).rstrip("/")
+        return answer(request, _encode(jsonld(view, base)), "application/ld+json")
+
+    @get("/v1/stories/{story:str}/timelinejs", responses=documented(dict[str, Any], 400, 404))
+    async def story_timelinejs(
+        request: Request[Any, Any, Any], reader: ReaderDep, story: StoryPath
+    ) -> Response[bytes]:
+        """The timeline as TimelineJS 3 JSON."""
+        view = await state_of(reader, story_id(story), None, None)
+        entries = [_entry.decode(e) for e in await reader.timeline(story)]
+        return answer(request, _encode(timelinejs(view, entries)))
+
+    return [stories, story, timeline, history, story_jsonld, story_timelinejs]

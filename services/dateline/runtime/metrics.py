@@ -1,0 +1,57 @@
+"""Prometheus metrics, one family per thing an operator asks about.
+
+Every service is its own process, so the default registry holds one service's
+metrics; the `service` label says which when they are scraped together.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+UPDATES = Counter(
+    "dateline_updates",
+    "Updates handled on the way in, by outcome: appended, duplicate, conflict, invalid, forbidden.",
+    ["service", "outcome"],
+)
+PROJECTED = Counter(
+    "dateline_projected_updates", "Updates the projector applied or skipped as seen."
+)
+PARKED = Counter(
+    "dateline_parked_updates", "Updates parked in the dead letters, by consumer group.", ["group"]
+)
+BATCH_SECONDS = Histogram(
+    "dateline_projector_batch_seconds",
+    "Time to project one batch and commit it with its checkpoint.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+GC_SECONDS = Histogram(
+    "dateline_gc_pause_seconds",
+    "Garbage collections, by generation: the event loop stands still meanwhile.",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+HTTP_SECONDS = Histogram(
+    "dateline_http_request_seconds",
+    "HTTP request latency until the response starts, by route and status.",
+    ["service", "route", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+LAG_UPDATES = Gauge(
+    "dateline_projection_lag_updates", "Updates in the log not yet projected.", ["partition"]
+)
+LAG_SECONDS = Gauge(
+    "dateline_projection_lag_seconds",
+    "Age of the oldest update not yet projected.",
+    ["partition"],
+)
+PENDING = Gauge("dateline_pending_updates", "Delivered, not yet acknowledged.", ["partition"])
+PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
+LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
+
+
+METRICS_TYPE: str = CONTENT_TYPE_LATEST
+
+
+def latest() -> bytes:
+    """Every family of this process in Prometheus' text format."""
+    return generate_latest()

@@ -1,0 +1,184 @@
+"""Where the projection stands: the full report a person asks for, and the cheap gauges
+a scraper reads.
+
+`report` is what `dateline status` and `GET /v1/status` show: per partition its
+length, checkpoint, lag, pending entries and lease holder; the live processes; the
+parked stories; the projection versions and a rebuild's progress. It reads up to
+`LAG_SCAN` entries a partition and SCANs the keyspace: a person's question, not a
+scraper's. `gauges` is what `/metrics` reads at each scrape: one pipeline of small
+commands whatever the lag.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dateline.runtime import groups
+from dateline.runtime.leases import Leases
+from dateline.runtime.metrics import LAG_SECONDS, LAG_UPDATES, PARKED_NOW, PENDING
+from dateline.store.deadletters import DeadLetters
+from dateline.store.layout import Keys, checkpoints_pattern, version_of_checkpoint
+from dateline.store.readmodels import ReadModels, read_active
+
+SHOW_PARKED = 100
+"""Parked stories `report` names; it counts all of them."""
+LAG_SCAN = 10_000
+"""Entries a partition `report` reads past the checkpoint to count the lag."""
+
+
+class PartitionStatus(msgspec.Struct):
+    partition: int
+    length: int
+    checkpoint: str | None
+    lag: int
+    lag_seconds: float
+    pending: int
+    lease: str | None
+
+
+class ParkedStory(msgspec.Struct):
+    story: str
+    parked_at: str
+
+
+class DeadLetterStatus(msgspec.Struct):
+    parked_stories: int
+    parked_updates: int
+    stories: list[ParkedStory]
+    """The first `SHOW_PARKED` by name, each with the update that parked it: for a page."""
+
+
+class ProjectionStatus(msgspec.Struct):
+    active: str | None
+    versions: list[str]
+    shapes: dict[str, int]
+    """What each version's read models hold (`readmodels.SHAPE`); 1 if never stamped."""
+
+
+class Status(msgspec.Struct):
+    group: str
+    partitions: list[PartitionStatus]
+    processes: list[str]
+    """The live processes sharing the partitions, by the names their leases carry."""
+    dead_letters: DeadLetterStatus
+    projection: ProjectionStatus
+    replay: dict[str, str] | None = None
+    """A rebuild's progress (`dateline replay`), while one runs and an hour after."""
+
+
+async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
+    now_ms = time.time() * 1000
+    group = models.group
+    checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
+    leases = Leases(client, keys.group(group), owner="", ttl_ms=0)  # read only
+    holders = await leases.holders(keys.partitions)
+    rows = []
+    for p in range(keys.partitions):
+        stream = keys.log(p)
+        cp = checkpoints.get(str(p).encode())
+        after = f"({cp.decode()}" if cp else "-"
+        waiting = cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN))
+        oldest = int(waiting[0][0].decode().split("-")[0]) if waiting else None
+        rows.append(
+            PartitionStatus(
+                partition=p,
+                length=int(await client.xlen(stream)),
+                checkpoint=cp.decode() if cp else None,
+                lag=len(waiting),
+                lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
+                pending=await groups.pending_count(client, stream, group),
+                lease=holders[p],
+            )
+        )
+    dead = DeadLetters(client, keys.prefix, group)
+    parked, counts = await dead.parked(), await dead.counts()
+    found = client.scan_iter(match=checkpoints_pattern(keys.prefix), count=1000)
+    versions = sorted({version_of_checkpoint(k.decode()) async for k in found})
+    shapes = [await client.get(keys.models(v).shape) for v in versions]
+    replay = cast(dict[bytes, bytes], await client.hgetall(keys.replay))
+    return Status(
+        group=group,
+        partitions=rows,
+        processes=await leases.alive(),
+        dead_letters=DeadLetterStatus(
+            parked_stories=counts["parked_stories"],
+            parked_updates=counts["parked_updates"],
+            stories=[ParkedStory(s, p) for s, p in sorted(parked.items())[:SHOW_PARKED]],
+        ),
+        projection=ProjectionStatus(
+            active=await read_active(client, keys.prefix),
+            versions=versions,
+            shapes={v: int(s or 1) for v, s in zip(versions, shapes, strict=True)},
+        ),
+        replay={k.decode(): v.decode() for k, v in replay.items()} or None,
+    )
+
+
+class PartitionGauges(msgspec.Struct):
+    partition: int
+    lag: int | None
+    """Entries past the checkpoint: the group's undelivered entries and its pending ones
+    (None where the server does not count them: Redis before 7)."""
+    lag_seconds: float
+    """Age of the oldest entry past the checkpoint."""
+    pending: int
+
+
+class Gauges(msgspec.Struct):
+    partitions: list[PartitionGauges]
+    parked_updates: int
+
+
+async def gauges(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Gauges:
+    """The lag, pending and parked gauges, in one pipeline of small commands."""
+    now_ms = time.time() * 1000
+    group = models.group
+    checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        cp = checkpoints.get(str(p).encode())
+        pipe.xrange(keys.log(p), min=f"({cp.decode()}" if cp else "-", count=1)
+        pipe.xinfo_groups(keys.log(p))
+    pipe.xlen(keys.group(group).dlq)
+    *replies, parked = await pipe.execute(raise_on_error=False)
+    rows = []
+    for p in range(keys.partitions):
+        first, infos = replies[2 * p], replies[2 * p + 1]
+        info = {} if isinstance(infos, ResponseError) else _group(infos, group)
+        pending = int(info.get("pending") or 0)
+        behind = info.get("lag")
+        oldest = int(first[0][0].decode().split("-")[0]) if first else None
+        lag = 0 if not first else None if behind is None else int(behind) + pending
+        rows.append(
+            PartitionGauges(
+                partition=p,
+                lag=lag,
+                lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
+                pending=pending,
+            )
+        )
+    return Gauges(rows, int(parked) if isinstance(parked, int) else 0)
+
+
+def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:
+    for info in infos:
+        name = info.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            return info
+    return {}
+
+
+def record(found: Gauges) -> None:
+    """Set the Prometheus gauges from `gauges`, read at scrape time."""
+    for row in found.partitions:
+        p = str(row.partition)
+        if row.lag is not None:
+            LAG_UPDATES.labels(p).set(row.lag)
+        LAG_SECONDS.labels(p).set(row.lag_seconds)
+        PENDING.labels(p).set(row.pending)
+    PARKED_NOW.set(found.parked_updates)

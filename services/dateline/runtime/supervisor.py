@@ -1,0 +1,123 @@
+"""One parent for the services of `dateline demo` and `dateline up`.
+
+Each service is a child process in its own session (so Ctrl-C reaches only the
+supervisor, which stops them in order), told by the kernel to exit if the supervisor
+dies. A child that exits on its own is logged and restarted, with a backoff that
+grows while it keeps dying young. Children write to their own log files, never to a
+pipe nobody reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dateline.store.embedded import die_with_parent
+
+YOUNG_S = 10.0  # a child that dies sooner than this after starting backs off longer
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    fast_deaths: int = 0
+    restart_at: float | None = None
+    history: list[int] = field(default_factory=list)
+    """Exit codes of its past runs."""
+
+
+def service(name: str, *args: str) -> list[str]:
+    """The command line of a `dateline` subcommand, run by this same interpreter."""
+    return [sys.executable, "-m", "dateline", name, *args]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        children: list[Child],
+        env: dict[str, str],
+        say: Callable[[str], None],
+    ) -> None:
+        self.children, self.env, self.say = children, env, say
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        child.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with child.log_path.open("ab") as out:
+            child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                child.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+            )
+        child.started, child.restart_at = time.monotonic(), None
+
+    def check(self) -> None:
+        """Restart children that exited; call it every half second or so."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is not None and (code := child.proc.poll()) is not None:
+                child.history.append(code)
+                child.proc = None
+                lived = now - child.started
+                child.fast_deaths = child.fast_deaths + 1 if lived < YOUNG_S else 0
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, child.fast_deaths - 1))
+                child.restart_at = now + delay
+                self.say(
+                    f"{child.name} exited with {_status(code)} after {lived:.1f} s; "
+                    f"restarting in {delay:g} s (log: {child.log_path})"
+                )
+            if child.proc is None and child.restart_at is not None and now >= child.restart_at:
+                child.restarts += 1
+                self._spawn(child)
+                self.say(f"{child.name} restarted (restart {child.restarts})")
+
+    async def watch(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
+        while not stop.is_set():
+            self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM every child, wait for them, SIGKILL what is left after `grace_s`."""
+        running = [
+            (c.name, c.proc) for c in self.children if c.proc is not None and c.proc.poll() is None
+        ]
+        for _, proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for name, proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{name} did not stop within {grace_s:g} s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _status(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"status {code}"

@@ -1,0 +1,55 @@
+"""Settings from the environment, checked once with errors that name the variable."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Fsync = Literal["always", "everysec", "no"]
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value dateline cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None
+    """REDIS_URL. None: dateline runs its own embedded server in `data_dir`."""
+    data_dir: Path
+    """DATELINE_DATA_DIR, default .dateline/ under the working directory."""
+    prefix: str = "dateline"
+    """DATELINE_PREFIX: every key starts with it, so deployments can share a server."""
+    partitions: int = 8
+    """DATELINE_PARTITIONS: partition streams. Fixed once the log holds an update."""
+    fsync: Fsync = "always"
+    """DATELINE_FSYNC: the embedded server's appendfsync policy."""
+    lease_ttl_ms: int = 10_000
+    """DATELINE_LEASE_TTL_MS: how long a dead consumer's partitions wait for another."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        url = environ.get("REDIS_URL") or None
+        data_dir = Path(environ.get("DATELINE_DATA_DIR") or ".dateline").absolute()
+        prefix = environ.get("DATELINE_PREFIX") or "dateline"
+        if not _PREFIX.fullmatch(prefix):
+            raise SettingsError(
+                f"DATELINE_PREFIX: expected 1 to 64 of A-Z a-z 0-9 _ . -, got {prefix!r}"
+            )
+        raw_parts = environ.get("DATELINE_PARTITIONS") or "8"
+        if not raw_parts.isdigit() or not 1 <= int(raw_parts) <= 1024:
+            raise SettingsError(f"DATELINE_PARTITIONS: expected 1 to 1024, got {raw_parts!r}")
+        fsync = environ.get("DATELINE_FSYNC") or "always"
+        if fsync not in ("always", "everysec", "no"):
+            raise SettingsError(f"DATELINE_FSYNC: expected always, everysec or no, got {fsync!r}")
+        raw_ttl = environ.get("DATELINE_LEASE_TTL_MS") or "10000"
+        if not raw_ttl.isdigit() or not 100 <= int(raw_ttl) <= 3_600_000:
+            raise SettingsError(
+                f"DATELINE_LEASE_TTL_MS: expected 100 to 3600000 (ms), got {raw_ttl!r}"
+            )
+        return cls(url, data_dir, prefix, int(raw_parts), fsync, int(raw_ttl))  # type: ignore[arg-type]

@@ -1,0 +1,106 @@
+"""Poison updates: counted failures, then parked with the error, in order, per story.
+
+Per consumer group (one group per projection version; `store/layout.py`, `GroupKeys`):
+failures so far by entry, the parked stories with the entry that parked each, and a
+stream with one entry per parked update.
+Parking acknowledges the update in its partition stream in the same transaction,
+so it is in exactly one place: pending there, or parked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from dateline.store.layout import GroupKeys
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One entry of a partition stream, handed to a handler."""
+
+    partition: int
+    stream: str
+    entry_id: str
+    key: str  # the story id; "" if the entry could not be read
+    raw: bytes
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.entry_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Parking:
+    delivery: Delivery
+    error: str
+    traceback: str
+    behind: str = ""  # the entry of the same story parked first, if this one waits behind it
+
+
+class DeadLetters:
+    def __init__(self, client: aioredis.Redis, prefix: str, group: str) -> None:
+        self.client, self.group = client, group
+        keys = GroupKeys(prefix, group)
+        self.attempts_key, self.parked_key, self.stream = keys.attempts, keys.parked, keys.dlq
+
+    async def failed(self, delivery: Delivery) -> int:
+        """Count one more failure of this entry; returns the count."""
+        return int(await self.client.hincrby(self.attempts_key, delivery.ref, 1))
+
+    async def park(self, parkings: list[Parking]) -> None:
+        if not parkings:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        for p in parkings:
+            d = p.delivery
+            pipe.xadd(
+                self.stream,
+                {
+                    "story": d.key,
+                    "partition": d.partition,
+                    "entry": d.entry_id,
+                    "record": d.raw,
+                    "error": p.error,
+                    "traceback": p.traceback,
+                    "behind": p.behind,
+                },
+            )
+            if d.key:
+                pipe.hsetnx(self.parked_key, d.key, d.ref)
+            pipe.xack(d.stream, self.group, d.entry_id)
+            pipe.hdel(self.attempts_key, d.ref)
+        await pipe.execute()
+
+    async def entries(self, story: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """Parked updates, oldest first; only one story's if `story` is given."""
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await self.client.xrange(self.stream))
+        out = []
+        for eid, fields in raw:
+            doc = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+            if story is None or doc.get("story") == story:
+                out.append((eid.decode(), doc))
+        return out
+
+    async def release(self, story: str) -> int:
+        """Unpark a story and drop its dead letters (after it was rebuilt from the log)."""
+        ids = [eid for eid, _ in await self.entries(story)]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.parked_key, story)
+        if ids:
+            pipe.xdel(self.stream, *ids)
+        await pipe.execute()
+        return len(ids)
+
+    async def parked(self) -> dict[str, str]:
+        """Every parked story, and the entry (`<partition>:<entry id>`) that parked it."""
+        found = cast(dict[bytes, bytes], await self.client.hgetall(self.parked_key))
+        return {k.decode(): v.decode() for k, v in found.items()}
+
+    async def counts(self) -> dict[str, Any]:
+        return {
+            "parked_stories": int(await self.client.hlen(self.parked_key)),
+            "parked_updates": int(await self.client.xlen(self.stream)),
+        }

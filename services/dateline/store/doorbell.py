@@ -1,0 +1,67 @@
+"""The doorbell: rung by the projector at each commit, heard by every reader that waits.
+
+The channel is a doorbell, not a feed: readers re-read the checkpoints when it rings
+(and every `poll_s` without it), so a missed message delays a push but loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+import structlog
+
+from dateline.store.layout import changes_channel
+
+log = structlog.get_logger("dateline.doorbell")
+SWITCH = b"switch"
+"""What `dateline replay` publishes when it switches the active version."""
+
+
+class Doorbell:
+    """Rings when the projector commits (pub/sub), and at least every `poll_s` without it.
+
+    Take `current()` before reading, then `wait()` on it: a commit that lands between
+    the read and the wait still wakes the reader.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0) -> None:
+        self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
+        self._event = asyncio.Event()
+        self.switched = False
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def ring(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
+        """True if it rang within `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bell.wait(), seconds)
+            return True
+        return False
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    while True:
+                        msg = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=self.poll_s
+                        )
+                        if msg is not None and msg.get("data") == SWITCH:
+                            self.switched = True
+                        self.ring()
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning(
+                    "doorbell lost its subscription; polling until it is back", error=str(exc)
+                )
+                self.switched = True
+                self.ring()
+                await asyncio.sleep(self.poll_s)

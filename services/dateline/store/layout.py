@@ -1,0 +1,268 @@
+"""Where everything lives in Redis: the one module that spells a key.
+
+Every key of a story carries the hash tag of the story's partition, `{pN}`, and so
+does that partition's stream: one append script touches a single cluster slot.
+
+The log (`Keys`)
+    <prefix>:config                 hash: partitions (fixed once the log exists)
+    <prefix>:{pN}:log               stream: partition N of the log, never trimmed
+    <prefix>:{pN}:ids               hash: "<len>:<source><id>" -> "version position story"
+    <prefix>:{pN}:story:<story>     list: the story's records; index i holds version i+1
+
+Feeds
+    <prefix>:feeds                  hash: feed name -> its credentials (JSON)
+    <prefix>:feeds:tokens           hash: SHA-256 of a token -> feed name
+    <prefix>:inbox:<feed>           stream: a feed's inbox, for the validator
+    <prefix>:rejected               stream: inbox entries the validator refused
+
+Consumer groups (`GroupKeys`; one group per projection version, and the validator's)
+    <prefix>:<group>:lease:<name>   string: the process that holds a partition (or inbox)
+    <prefix>:<group>:members        zset: live processes, by when their heartbeat runs out
+    <prefix>:<group>:attempts       hash: "<partition>:<entry id>" -> failures so far
+    <prefix>:<group>:parked         hash: story -> the entry that parked it
+    <prefix>:<group>:dlq            stream: one entry per parked update
+
+Read models (`ModelKeys`, per projection version; `store/readmodels.py` says what each holds)
+    <prefix>:rm:active              the version dashboards read ("v1", ...)
+    <prefix>:rm:replay              hash: a rebuild's progress, for the operations page
+    <prefix>:rm:changes             pub/sub channel: a partition's read models moved on
+    <prefix>:rm:<v>:shape           the read models' shape this version was built with
+    <prefix>:rm:<v>:checkpoint      hash: partition -> the last settled stream id
+    <prefix>:rm:<v>:story:<id>, :statements:<id>, :merge:<id>, :timeline:<id>
+    <prefix>:rm:<v>:index, :index:by_time, :index:<status>:by_time
+    <prefix>:rm:<v>:speaker:<folded name>, :schedule, :schedule:by_start
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from dateline.domain.order import fold_text
+
+
+def partition_of(story: str, partitions: int) -> int:
+    """CRC-32 (IEEE, as zlib and every language's stdlib computes it) of the UTF-8 id, mod P."""
+    return zlib.crc32(story.encode()) % partitions
+
+
+def dedup_field(source: str, update_id: str) -> str:
+    """Length-prefixed so that no (source, id) pair can spell another's field."""
+    return f"{len(source)}:{source}{update_id}"
+
+
+def hash_tag(partition: int) -> str:
+    """`{pN}`: every key of partition N lands in one cluster slot."""
+    return f"{{p{partition}}}"
+
+
+def partition_stream(prefix: str, tag: str) -> str:
+    """A partition of the log, by its hash tag (`Keys.log` for partition N)."""
+    return f"{prefix}:{tag}:log"
+
+
+def everything(prefix: str) -> str:
+    """A SCAN pattern for every key of a deployment."""
+    return f"{prefix}:*"
+
+
+def group_of(version: str) -> str:
+    """The consumer group of a projection version: `projector-v3`."""
+    return f"projector-{version}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKeys:
+    """The keys of one consumer group: leases, members, retries, dead letters."""
+
+    prefix: str
+    group: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{self.group}"
+
+    def lease(self, name: str) -> str:
+        """The lease of a partition (`pN`) or of an inbox (its stream's key)."""
+        return f"{self.base}:lease:{name}"
+
+    def partition_lease(self, partition: int) -> str:
+        return self.lease(f"p{partition}")
+
+    @property
+    def members(self) -> str:
+        return f"{self.base}:members"
+
+    @property
+    def attempts(self) -> str:
+        return f"{self.base}:attempts"
+
+    @property
+    def parked(self) -> str:
+        return f"{self.base}:parked"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.base}:dlq"
+
+    @property
+    def all(self) -> str:
+        """A SCAN pattern for every key of the group (`dateline replay` drops an old one)."""
+        return f"{self.base}:*"
+
+
+class ModelKeys:
+    """The keys of one projection version's read models (`ReadModels` writes them)."""
+
+    def __init__(self, prefix: str, version: str) -> None:
+        self.prefix, self.version = prefix, version
+        self.base = f"{prefix}:rm:{version}"
+
+    @property
+    def all(self) -> str:
+        """A SCAN pattern for every key of this version."""
+        return f"{self.base}:*"
+
+    def story(self, story: str) -> str:
+        return f"{self.base}:story:{story}"
+
+    def timeline(self, story: str) -> str:
+        return f"{self.base}:timeline:{story}"
+
+    def statements(self, story: str) -> str:
+        return f"{self.base}:statements:{story}"
+
+    def merge_keys(self, story: str) -> str:
+        return f"{self.base}:merge:{story}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.base}:index"
+
+    @property
+    def index_by_time(self) -> str:
+        return f"{self.base}:index:by_time"
+
+    def index_by_status(self, status: str) -> str:
+        """The stories of one status by last recorded time: `?status=` reads only these."""
+        return f"{self.base}:index:{status}:by_time"
+
+    def speaker(self, name: str) -> str:
+        return f"{self.base}:speaker:{fold_text(name)}"
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.base}:schedule"
+
+    @property
+    def schedule_by_start(self) -> str:
+        return f"{self.base}:schedule:by_start"
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.base}:checkpoint"
+
+    @property
+    def shape(self) -> str:
+        """The `SHAPE` this version was built with; none written: 1."""
+        return f"{self.base}:shape"
+
+    @property
+    def group(self) -> str:
+        """The consumer group that projects into this version (and its dead letters)."""
+        return group_of(self.version)
+
+    @property
+    def group_keys(self) -> GroupKeys:
+        return GroupKeys(self.prefix, self.group)
+
+    @property
+    def changes(self) -> str:
+        return changes_channel(self.prefix)
+
+
+def changes_channel(prefix: str) -> str:
+    return f"{prefix}:rm:changes"
+
+
+def active_key(prefix: str) -> str:
+    return f"{prefix}:rm:active"
+
+
+def replay_key(prefix: str) -> str:
+    return f"{prefix}:rm:replay"
+
+
+def checkpoints_pattern(prefix: str) -> str:
+    """A SCAN pattern for the checkpoint of every projection version."""
+    return f"{prefix}:rm:*:checkpoint"
+
+
+def version_of_checkpoint(key: str) -> str:
+    """The version in a key `checkpoints_pattern` found."""
+    return key.split(":")[-2]
+
+
+def feeds_key(prefix: str) -> str:
+    return f"{prefix}:feeds"
+
+
+def feed_tokens_key(prefix: str) -> str:
+    return f"{prefix}:feeds:tokens"
+
+
+_INBOX = ":inbox:"
+
+
+def inbox_key(prefix: str, feed: str) -> str:
+    return f"{prefix}{_INBOX}{feed}"
+
+
+def feed_of_inbox(key: str) -> str:
+    """The feed whose inbox `key` is."""
+    return key.rsplit(_INBOX, 1)[1]
+
+
+def rejected_key(prefix: str) -> str:
+    return f"{prefix}:rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+    partitions: int
+
+    @property
+    def config(self) -> str:
+        return f"{self.prefix}:config"
+
+    def partition(self, story: str) -> int:
+        return partition_of(story, self.partitions)
+
+    def log(self, partition: int) -> str:
+        return partition_stream(self.prefix, hash_tag(partition))
+
+    def ids(self, partition: int) -> str:
+        return f"{self.prefix}:{hash_tag(partition)}:ids"
+
+    def story(self, story: str, partition: int | None = None) -> str:
+        """The story's history list; pass `partition` when it is known already."""
+        part = self.partition(story) if partition is None else partition
+        return f"{self.prefix}:{hash_tag(part)}:story:{story}"
+
+    def logs(self) -> list[str]:
+        return [self.log(p) for p in range(self.partitions)]
+
+    def group(self, group: str) -> GroupKeys:
+        return GroupKeys(self.prefix, group)
+
+    def models(self, version: str) -> ModelKeys:
+        return ModelKeys(self.prefix, version)
+
+    @property
+    def active(self) -> str:
+        return active_key(self.prefix)
+
+    @property
+    def replay(self) -> str:
+        return replay_key(self.prefix)

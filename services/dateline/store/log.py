@@ -1,0 +1,351 @@
+"""The asyncio client for the update log: append, read a story, read a partition."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import takewhile
+from typing import Any, Literal, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+
+from dateline.store import scripts
+from dateline.store.connection import connect
+from dateline.store.layout import Keys, dedup_field
+from dateline_schemas import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_UPDATES,
+    Decoded,
+    InvalidUpdate,
+    Update,
+    decode_record,
+    decode_records,
+    decode_update,
+)
+
+Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
+REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
+APPEND_SCRIPT = scripts.load("append")
+"""The append script. `Log.append` runs it; a client that pipelines appends on a raw
+connection (the latency bench's load generator) runs it with `Log.prepare`'s keys and
+arguments."""
+_encode = msgspec.json.Encoder().encode
+_pack = msgspec.msgpack.Encoder().encode
+_LAST_INDEX = 2**63 - 1
+
+
+class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What happened to one update of a batch, in the batch's order."""
+
+    index: int
+    status: Status
+    id: str | None = None
+    source: str | None = None
+    subject: str | None = None
+    version: int | None = None
+    """The story version: the new one, or the original's for a duplicate."""
+    position: str | None = None
+    """The log position, `<partition>:<stream id>`: new, or the original's."""
+    current_version: int | None = None
+    """For a conflict: the version the story holds."""
+    field: str | None = None
+    reason: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.status in REFUSED
+
+
+class BatchTooLarge(ValueError):
+    """More than 1,000 updates or 4 MiB in one batch."""
+
+
+class PartitionMismatch(RuntimeError):
+    """The log was created with another partition count than the one configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated batch with its script arguments, ready to submit."""
+
+    results: list[AppendResult | None]  # filled in for refused updates already
+    valid: list[tuple[int, Update]]
+    keys: list[str]
+    args: list[Any]
+    atomic: bool
+
+
+class Log:
+    """The update log on one Redis server. Build with `Log(client, keys)` or `connect`."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._append = client.register_script(APPEND_SCRIPT)
+
+    @classmethod
+    async def connect(cls, url: str, *, prefix: str = "dateline", partitions: int = 8) -> Log:
+        client = connect(url)
+        log = cls(client, Keys(prefix, partitions))
+        await log.check_partitions()
+        return log
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def check_partitions(self) -> None:
+        """Record the partition count on first use; refuse to run with another one."""
+        await self.redis.hsetnx(self.keys.config, "partitions", self.keys.partitions)
+        stored = int(await self.redis.hget(self.keys.config, "partitions") or 0)
+        if stored != self.keys.partitions:
+            raise PartitionMismatch(
+                f"the log under prefix {self.keys.prefix!r} has {stored} partitions; "
+                f"DATELINE_PARTITIONS is {self.keys.partitions}. Set it to {stored}."
+            )
+
+    async def append(
+        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool = False
+    ) -> list[AppendResult]:
+        """Validate and append a batch: one result per update, in order.
+
+        Invalid updates are refused and the others still land, unless `atomic`:
+        then any refusal (invalid or conflict) writes nothing at all.
+        """
+        return await self.submit(self.prepare(updates, atomic=atomic))
+
+    async def append_stream(
+        self, batches: Iterable[Sequence[bytes | str | Update | Decoded]], *, atomic: bool = False
+    ) -> AsyncIterator[list[AppendResult]]:
+        """Append batch after batch, in order, yielding each batch's results.
+
+        For bulk loads. One connection carries the batches, and Redis runs the
+        commands of one connection in the order they were sent, so log order is
+        input order. Batch k+1 is sent before batch k's reply is read, and is
+        validated while the server runs batch k: client and server work at once.
+        Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
+        fail batches already queued behind it. If anything fails, the connection
+        is dropped (replies may be pending on it); re-sending the batches is safe,
+        since appends are idempotent by source and id.
+        """
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        try:
+            in_flight: deque[Prepared] = deque()
+            for batch in batches:
+                prepared = self.prepare(batch, atomic=atomic)
+                if _needs_server(prepared):
+                    await conn.send_command(
+                        "EVAL", APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
+                    )
+                in_flight.append(prepared)
+                if len(in_flight) > 1:
+                    yield await _receive(conn, in_flight.popleft())
+            while in_flight:
+                yield await _receive(conn, in_flight.popleft())
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+    def prepare(
+        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool
+    ) -> Prepared:
+        """Validate a batch and pack the script's arguments. CPU only, no I/O."""
+        if len(updates) > MAX_BATCH_UPDATES:
+            raise BatchTooLarge(
+                f"batch: {len(updates)} updates, over the limit of {MAX_BATCH_UPDATES}"
+            )
+        results: list[AppendResult | None] = [None] * len(updates)
+        valid: list[tuple[int, Update]] = []
+        key_index: dict[str, int] = {}
+        meta: list[tuple[int, int, int, int, str, int, int]] = []
+        bodies: list[bytes] = []
+        keys = self.keys
+        for i, item in enumerate(updates):
+            try:
+                update, body = _validated(item)
+            except InvalidUpdate as exc:
+                results[i] = AppendResult(
+                    i, "invalid", field=exc.problem.field, reason=exc.problem.message
+                )
+                continue
+            valid.append((i, update))
+            part = keys.partition(update.subject)
+            meta.append(
+                (
+                    key_index.setdefault(keys.story(update.subject, part), len(key_index) + 1),
+                    key_index.setdefault(keys.log(part), len(key_index) + 1),
+                    key_index.setdefault(keys.ids(part), len(key_index) + 1),
+                    part,
+                    dedup_field(update.source, update.id),
+                    -1 if update.expectedversion is None else update.expectedversion,
+                    len(body) - 1,
+                )
+            )
+            bodies.append(body[:-1])
+        size = sum(map(len, bodies)) + len(bodies)
+        if size > MAX_BATCH_BYTES:
+            raise BatchTooLarge(f"batch: {size} bytes, over the limit of {MAX_BATCH_BYTES}")
+        args = ["1" if atomic else "0", _pack(meta), b"".join(bodies)]
+        return Prepared(results, valid, list(key_index), args, atomic)
+
+    async def submit(self, prepared: Prepared) -> list[AppendResult]:
+        """Run the append script for a prepared batch."""
+        replies = None
+        if _needs_server(prepared):
+            replies = await self._append(keys=prepared.keys, args=prepared.args)
+        return _finish(prepared, replies)
+
+    async def version(self, story: str) -> int:
+        """How many updates the story holds (0 if none)."""
+        return int(await self.redis.llen(self.keys.story(story)))
+
+    async def read_story_json(
+        self,
+        story: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[bytes]:
+        """The story's records as stored (JSON), versions from..to inclusive.
+
+        `as_of` keeps only what had been recorded by then: what the desk knew. A
+        story's records are in recordedtime order (its partition's stream ids only
+        grow), so that is a prefix of the history.
+        """
+        # Redis list indexes are signed 64-bit; any version past them means "all of it".
+        stop = -1 if to_version is None or to_version > _LAST_INDEX else to_version - 1
+        raw = cast(
+            list[bytes], await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
+        )
+        if as_of is None:
+            return raw
+        return list(takewhile(lambda r: _stamp(r).recordedtime <= as_of, raw))
+
+    async def read_story(
+        self,
+        story: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[Update]:
+        raw = await self.read_story_json(
+            story, from_version=from_version, to_version=to_version, as_of=as_of
+        )
+        return decode_records(raw)
+
+    async def read_partition(
+        self, partition: int, *, after: str = "0-0", count: int = 1000
+    ) -> list[tuple[str, Update]]:
+        """Up to `count` records of one partition after stream id `after`, in log order."""
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.keys.log(partition), min=f"({after}", count=count),
+        )
+        return [(eid.decode(), decode_record(fields[b"__data__"])) for eid, fields in entries]
+
+
+class _Stamp(msgspec.Struct):
+    recordedtime: datetime
+
+
+_stamp = msgspec.json.Decoder(_Stamp).decode
+
+
+class _Subject(msgspec.Struct):
+    subject: str
+
+
+_subject = msgspec.json.Decoder(_Subject).decode
+
+
+def story_of(raw: bytes) -> str:
+    """The story id of a stored record, without decoding the rest of it."""
+    return _subject(raw).subject
+
+
+def story_or_none(raw: bytes) -> str | None:
+    """`story_of`, or None for a log entry that is no update (a reader says so)."""
+    try:
+        return story_of(raw)
+    except ValueError:  # msgspec's DecodeError and ValidationError
+        return None
+
+
+def _needs_server(prepared: Prepared) -> bool:
+    """False when every update was refused already, or an atomic batch has a refusal."""
+    refused_here = len(prepared.valid) < len(prepared.results)
+    return bool(prepared.valid) and not (prepared.atomic and refused_here)
+
+
+async def _receive(conn: AbstractConnection, prepared: Prepared) -> list[AppendResult]:
+    replies = await conn.read_response() if _needs_server(prepared) else None
+    return _finish(prepared, replies)
+
+
+def _finish(prepared: Prepared, replies: list[Any] | None) -> list[AppendResult]:
+    """One result per update, in order, from the script's replies (None: not sent)."""
+    results = list(prepared.results)
+    if replies is None:
+        checked = dict(prepared.valid)
+        return [results[i] or _aborted(i, checked[i]) for i in range(len(results))]
+    for (i, update), reply in zip(prepared.valid, replies, strict=True):
+        results[i] = _result(i, update, reply)
+    return [r for r in results if r is not None]
+
+
+def _validated(item: bytes | str | Update | Decoded) -> tuple[Update, bytes]:
+    if isinstance(item, Decoded):  # validated by the caller already (HTTP ingest)
+        return item.update, item.body
+    if isinstance(item, bytes | str):
+        decoded = decode_update(item)
+        return decoded.update, decoded.body
+    # A Struct built in Python was checked by __post_init__; re-decode its JSON so
+    # that it passes exactly the producer rules (no log fields, size limit).
+    decoded = decode_update(_encode(item))
+    return decoded.update, decoded.body
+
+
+def _aborted(index: int, update: Update) -> AppendResult:
+    return AppendResult(
+        index,
+        "aborted",
+        id=update.id,
+        source=update.source,
+        subject=update.subject,
+        reason="not written: the batch is atomic and another update in it was refused",
+    )
+
+
+def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
+    who: dict[str, Any] = {"id": update.id, "source": update.source, "subject": update.subject}
+    status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if status == "appended":
+        return AppendResult(index, "appended", version=int(reply[1]), position=_s(reply[2]), **who)
+    if status == "duplicate":
+        version, position, story = _s(reply[1]).split(" ", 2)
+        reason = None if story == update.subject else f"this id was used for story {story!r}"
+        return AppendResult(
+            index, "duplicate", version=int(version), position=position, reason=reason, **who
+        )
+    if status == "conflict":
+        return AppendResult(
+            index,
+            "conflict",
+            current_version=int(reply[1]),
+            field="expectedversion",
+            reason=f"expected {update.expectedversion} updates, the story holds {int(reply[1])}",
+            **who,
+        )
+    return _aborted(index, update)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

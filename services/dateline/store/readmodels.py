@@ -1,0 +1,357 @@
+"""The read models in Redis, per projection version, each readable in one round trip.
+
+What each holds (`store/layout.py` spells the keys, under `<prefix>:rm:<version>:`):
+    story:<id>        JSON story state (without its timeline; from shape 3 with
+                      `"statements":{}`, which readers fill in)
+    statements:<id>   list of `"<ref>":<JSON statement>`, in the state's order
+    merge:<id>        hash: rule 3's merge key -> the statement's first ref (the
+                      projector's bookkeeping; readers do not need it)
+    timeline:<id>     list of JSON timeline entries, in timeline order
+    index             hash story -> JSON entry: status, outcome, last update
+    index:by_time     zset story by recordedtime (epoch s): the newest first, paged
+    speaker:<name>    hash "<story>/<ref>" -> JSON statement
+    schedule          hash "<story>/<item>" -> JSON schedule entry
+    schedule:by_start zset "<story>/<item>" by start (epoch s; for ranges)
+    checkpoint        hash partition -> the last settled stream id
+and, for every version, the active version's name and the changes channel.
+
+A story's statements live in a list of their own (shape 3), and the merge keys of
+rule 3 in a hash, so that a commit writes the statements that changed, not all of
+them: a story that had gathered 190 statements cost 72 KB of writes (and of AOF) an
+update when they were part of the state. Readers get the state whole in one round
+trip: `READ_STORY` splices the list back in.
+
+The channel is a doorbell, not a feed: readers re-read the checkpoints when it rings
+(and every second without it), so a missed message delays a push but loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from dateline.domain.state import Entry, Item, Statement, StoryState
+from dateline.store import scripts
+from dateline.store.layout import ModelKeys, active_key
+from dateline_schemas import parse_fuzzy_date
+
+_encode = msgspec.json.Encoder().encode
+_state = msgspec.json.Decoder(StoryState).decode
+_said = msgspec.json.Decoder(dict[str, Statement]).decode
+_entry = msgspec.json.Decoder(Entry).decode
+
+
+class IndexEntry(msgspec.Struct):
+    id: str
+    title: str | None
+    status: str
+    version: int
+    outcome: str | None
+    last_time: str | None
+    recordedtime: str | None
+
+
+class ScheduleEntry(msgspec.Struct):
+    story: str
+    item: Item
+
+
+class SpokenEntry(msgspec.Struct):
+    story: str
+    statement: Statement
+
+
+STATUS_INDEXES = 2
+"""The shape that brought the by-status indexes (`index_by_status`)."""
+OWN_STATEMENTS = 3
+"""The shape that keeps a story's statements in a list of their own (`statements`), and
+their merge keys in a hash (`merge_keys`)."""
+SHAPE = OWN_STATEMENTS
+"""What a version's read models hold, counted up when that changes.
+
+A version keeps the shape it was built with: a newer projector warns about an older
+one, and the query service does not read indexes it lacks, until `dateline replay`.
+"""
+
+
+RECALL = scripts.load("recall")
+READ_STORY = scripts.load("read_story")
+DEFAULT_VERSION = "v1"
+"""The projection version a new deployment starts with."""
+
+
+class ReadModels(ModelKeys):
+    """A projection version's read models: their keys (`ModelKeys`) and how to write them."""
+
+    def __init__(self, prefix: str, version: str, shape: int = SHAPE) -> None:
+        super().__init__(prefix, version)
+        self.own_statements = shape >= OWN_STATEMENTS
+        """Write statements to their own list; an older version keeps them inline."""
+
+    def keys_of(self, story: str) -> list[str]:
+        """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
+        return [self.timeline(story), *self.recall_keys([story])]
+
+    def recall_keys(self, stories: list[str]) -> list[str]:
+        """The keys `RECALL` reads for these stories."""
+        return [
+            *map(self.story, stories),
+            *map(self.statements, stories),
+            *map(self.merge_keys, stories),
+        ]
+
+    def decode_recalled(self, story: str, reply: list[Any]) -> tuple[StoryState, bytes | None]:
+        """A story's state from its part of `RECALL`'s reply, without its timeline (writers
+        only append to that list); and the stored state's bytes, the fence of a write."""
+        if not reply:
+            return StoryState(id=story), None
+        raw, said, merge = reply
+        state = _state(raw)
+        if said:
+            state.statements = _said(b"{" + b",".join(said) + b"}")
+        if merge:
+            pairs = zip(merge[::2], merge[1::2], strict=True)
+            state.statement_keys = {k.decode(): ref.decode() for k, ref in pairs}
+        return state, raw
+
+    async def recall(self, client: Any, story: str) -> tuple[StoryState, bytes | None]:
+        """`decode_recalled` of one story: for a WATCHing pipeline, or a client."""
+        [reply] = await client.eval(RECALL, 3, *self.recall_keys([story]))
+        return self.decode_recalled(story, reply)
+
+    async def read_state(self, client: aioredis.Redis, story: str) -> StoryState:
+        """The whole state, timeline included: one round trip."""
+        pipe = client.pipeline(transaction=True)
+        pipe.eval(RECALL, 3, *self.recall_keys([story]))
+        pipe.lrange(self.timeline(story), 0, -1)
+        [reply], entries = await pipe.execute()
+        state, _ = self.decode_recalled(story, reply)
+        state.timeline = [_entry(e) for e in entries]
+        return state
+
+    def write(self, pipe: Pipeline, old: StoryState, new: StoryState) -> None:
+        """Queue the writes that take one story's read models from `old` to `new` (whole)."""
+        self.write_many(pipe, [Change(old, new, whole_timeline=True)])
+
+    def write_many(self, pipe: Pipeline, changes: list[Change]) -> None:
+        """Queue the writes for many stories, a few commands per batch rather than per story."""
+        for command in self.commands(changes).commands:
+            pipe.execute_command(*command)
+
+    def commands(self, changes: list[Change]) -> Writes:
+        """The commands that take these stories' read models from `old` to `new`.
+
+        Commands rather than calls on a pipeline, so that a writer can send them inside
+        a script (the projector's fenced commit) as well as in a MULTI.
+        """
+        writes = Writes()
+        if not changes:
+            return writes
+        batch, out = _Batch(), writes.commands
+        for change in changes:
+            old, new = change.old, change.new
+            if self.own_statements:
+                raw = _encode(_stored(new))
+                out += self._own_statements(change)
+                out += self._merge_keys(change)
+            else:
+                raw = _encode(without_timeline(new))
+            writes.states[new.id] = raw
+            batch.values[self.story(new.id)] = raw
+            if change.whole_timeline:
+                out.append(("DEL", self.timeline(new.id)))
+            if new.timeline:
+                out += _chunked(("RPUSH", self.timeline(new.id)), list(map(_encode, new.timeline)))
+            batch.index[new.id] = _encode(_index_entry(new))
+            batch.recent[new.id] = _recorded(new.recordedtime)
+            batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
+            if old.status != new.status:
+                batch.left_status.setdefault(old.status, []).append(new.id)
+            self._statements(batch, old, new)
+            self._schedule(batch, old, new)
+        out += _paired("MSET", None, batch.values)
+        out += _paired("HSET", self.index, batch.index)
+        out += _scored(self.index_by_time, batch.recent)
+        for status, stories in batch.left_status.items():
+            out += _chunked(("ZREM", self.index_by_status(status)), stories)
+        for status, recent in batch.by_status.items():
+            out += _scored(self.index_by_status(status), recent)
+        for key, fields in batch.unspoken.items():
+            out += _chunked(("HDEL", key), fields)
+        for key, mapping in batch.spoken.items():
+            out += _paired("HSET", key, mapping)
+        if batch.board_gone:
+            out += _chunked(("HDEL", self.schedule), batch.board_gone)
+            out += _chunked(("ZREM", self.schedule_by_start), batch.board_gone)
+        out += _paired("HSET", self.schedule, batch.board)
+        out += _scored(self.schedule_by_start, batch.starts)
+        return writes
+
+    def _own_statements(self, change: Change) -> list[Command]:
+        """Rewrite the statements that changed in place and append the new ones; all of
+        them only when the old ones are not where they were (a refold, a retraction)."""
+        old, new = change.old.statements, change.new.statements
+        key, now = self.statements(change.new.id), list(new.items())
+        kept = len(old)
+        if change.whole_timeline or list(old) != [ref for ref, _ in now[:kept]]:
+            return [("DEL", key), *_chunked(("RPUSH", key), [_fragment(*s) for s in now])]
+        out: list[Command] = [
+            ("LSET", key, i, _fragment(ref, said))
+            for i, (ref, said) in enumerate(now[:kept])
+            if old[ref] != said
+        ]
+        return out + _chunked(("RPUSH", key), [_fragment(*s) for s in now[kept:]])
+
+    def _merge_keys(self, change: Change) -> list[Command]:
+        """The merge keys new since `old`; all of them if one went or changed."""
+        old, new = change.old.statement_keys, change.new.statement_keys
+        key = self.merge_keys(change.new.id)
+        if change.whole_timeline or any(new.get(k) != ref for k, ref in old.items()):
+            return [("DEL", key), *_paired("HSET", key, new)]
+        return _paired("HSET", key, {k: ref for k, ref in new.items() if k not in old})
+
+    def _statements(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
+        for ref, said in old.statements.items():
+            if ref not in new.statements or new.statements[ref].speaker != said.speaker:
+                batch.unspoken.setdefault(self.speaker(said.speaker), []).append(f"{new.id}/{ref}")
+        for ref, said in new.statements.items():
+            if old.statements.get(ref) != said:
+                entry = _encode(SpokenEntry(new.id, said))
+                batch.spoken.setdefault(self.speaker(said.speaker), {})[f"{new.id}/{ref}"] = entry
+
+    def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
+        batch.board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
+        for ref, item in new.schedule.items():
+            if old.schedule.get(ref) != item:
+                batch.board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
+                if item.starts_at is not None:
+                    batch.starts[f"{new.id}/{ref}"] = _start(item.starts_at.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One story's read models from `old` to `new`. `new.timeline` holds the whole timeline
+    if `whole_timeline`, else only the entries to append."""
+
+    old: StoryState
+    new: StoryState
+    whole_timeline: bool
+
+
+Command = tuple[str | bytes | float, ...]
+
+_PAIRS = 1000
+"""Pairs (or 2 x this many items) a command: a script's `unpack` of a command's words
+stays well inside Lua's limit (8,000), however long a refolded story's timeline."""
+
+
+@dataclass
+class Writes:
+    """The commands of one write, and each written story's stored state (its fence)."""
+
+    commands: list[Command] = field(default_factory=list)
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+def _paired(name: str, key: str | None, mapping: dict[Any, Any]) -> list[Command]:
+    """`name [key] field value ...`, in commands of at most `_PAIRS` pairs."""
+    head = (name,) if key is None else (name, key)
+    return _chunked(head, [x for pair in mapping.items() for x in pair])
+
+
+def _scored(key: str, scores: dict[Any, float]) -> list[Command]:
+    return _chunked(("ZADD", key), [x for member, score in scores.items() for x in (score, member)])
+
+
+def _chunked(head: tuple[str, ...], items: list[Any]) -> list[Command]:
+    step = 2 * _PAIRS
+    return [(*head, *items[i : i + step]) for i in range(0, len(items), step)]
+
+
+@dataclass
+class _Batch:
+    """The writes of one batch, grouped by key. Any keys: redis-py's Mapping is invariant."""
+
+    values: dict[Any, bytes] = field(default_factory=dict)
+    index: dict[Any, bytes] = field(default_factory=dict)
+    recent: dict[Any, float] = field(default_factory=dict)
+    by_status: dict[str, dict[Any, float]] = field(default_factory=dict)
+    left_status: dict[str, list[str]] = field(default_factory=dict)
+    board: dict[Any, bytes] = field(default_factory=dict)
+    starts: dict[Any, float] = field(default_factory=dict)
+    board_gone: list[str] = field(default_factory=list)
+    spoken: dict[str, dict[Any, bytes]] = field(default_factory=dict)
+    unspoken: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _fragment(ref: str, said: Statement) -> bytes:
+    """A statement as its member of the state's `statements` object: `"<ref>":{...}`."""
+    return _encode(ref) + b":" + _encode(said)
+
+
+async def stamped_shape(client: aioredis.Redis, models: ReadModels) -> int | None:
+    """The `SHAPE` a version was built with; None for a version nothing has written yet;
+    1 for one written before shapes were stamped."""
+    raw = await client.get(models.shape)
+    if raw is None:
+        return None if not await client.hgetall(models.checkpoint) else 1
+    return int(raw)
+
+
+async def open_models(client: aioredis.Redis, prefix: str, version: str) -> ReadModels:
+    """A version's read models, written as that version was built (its shape)."""
+    probe = ReadModels(prefix, version)
+    shape = await stamped_shape(client, probe)
+    return probe if shape is None else ReadModels(prefix, version, shape)
+
+
+def _start(text: str) -> float:
+    """The earliest instant a start can mean. A date alone carries no offset: its UTC midnight."""
+    return parse_fuzzy_date(text).start.timestamp()
+
+
+def _recorded(text: str | None) -> float:
+    return datetime.fromisoformat(text).timestamp() if text else 0.0
+
+
+def _index_entry(state: StoryState) -> IndexEntry:
+    return IndexEntry(
+        id=state.id,
+        title=state.title,
+        status=state.status,
+        version=state.version,
+        outcome=state.outcome.result if state.outcome else None,
+        last_time=state.last_time,
+        recordedtime=state.recordedtime,
+    )
+
+
+def without_timeline(state: StoryState) -> dict[str, Any]:
+    doc: dict[str, Any] = msgspec.to_builtins(state)
+    doc.pop("timeline", None)
+    return doc
+
+
+def _stored(state: StoryState) -> dict[str, Any]:
+    """The state as shape 3 stores it: its statements and merge keys kept apart."""
+    doc = without_timeline(msgspec.structs.replace(state, statements={}, statement_keys={}))
+    del doc["statement_keys"]  # the projector's alone: readers are not sent it
+    return doc
+
+
+async def active_version(client: aioredis.Redis, prefix: str) -> str:
+    """The projection version dashboards read; set to `DEFAULT_VERSION` on first start."""
+    await client.set(active_key(prefix), DEFAULT_VERSION, nx=True)
+    value = await client.get(active_key(prefix))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def read_active(client: aioredis.Redis, prefix: str) -> str | None:
+    """The active version as it is, without setting it (None before a projector starts)."""
+    value = await client.get(active_key(prefix))
+    return value.decode() if isinstance(value, bytes) else None

@@ -1,0 +1,35 @@
+-- A function, included by the scripts that move a partition's checkpoint.
+--
+-- advance(checkpoints, partition, stream, group, channel) moves the partition's
+-- checkpoint past every entry its group was delivered and holds no longer (applied,
+-- or parked), never past one it still holds (it failed and waits for a retry, or waits
+-- behind one of its story's that did), never backwards; and PUBLISHes the new
+-- checkpoint on `channel` as a position, `<partition>:<stream id>`. Readers take what
+-- is under it as settled: `min_position` answers, the index stream announces it.
+-- Stream ids are compared as two numbers (they are not JSON: no cjson here).
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
+  return tonumber(as) < tonumber(bs)
+end
+
+local function advance(key, partition, stream, group, channel)
+  local upto = nil
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    if fields['name'] == group then upto = fields['last-delivered-id'] end
+  end
+  if not upto or upto == '0-0' then return end
+  local pending = redis.call('XPENDING', stream, group)
+  if pending[1] > 0 then
+    local before = redis.call('XREVRANGE', stream, '(' .. pending[2], '-', 'COUNT', 1)
+    if #before == 0 then return end
+    if older(before[1][1], upto) then upto = before[1][1] end
+  end
+  local current = redis.call('HGET', key, partition)
+  if current and not older(current, upto) then return end
+  redis.call('HSET', key, partition, upto)
+  redis.call('PUBLISH', channel, partition .. ':' .. upto)
+end

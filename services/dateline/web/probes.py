@@ -1,0 +1,79 @@
+"""/healthz, /readyz and /metrics for the HTTP services, the same on each, and the
+middleware that times their requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Response, get
+from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from dateline.runtime.metrics import HTTP_SECONDS, METRICS_TYPE, latest
+from dateline.web.problems import problem_response
+
+_READY = b'{"status":"ready"}'
+
+
+def probe_routes(
+    client: Callable[[], aioredis.Redis],
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
+) -> list[HTTPRouteHandler]:
+    """`client` gives the service's Redis client once its startup hook has made it."""
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @get("/readyz", responses={200: ResponseSpec(dict[str, str], generate_examples=False)})
+    async def readyz() -> Response[bytes]:
+        """Redis answers: 200, else 503 with the reason (application/problem+json)."""
+        try:
+            await client().ping()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            return problem_response("not-ready", "Not ready", 503, f"Redis: {exc}")
+        return Response(_READY, media_type="application/json")
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics() -> Response[bytes]:
+        """Prometheus metrics of this process."""
+        if before_scrape is not None:
+            await before_scrape()
+        return Response(latest(), media_type=METRICS_TYPE)
+
+    return [healthz, readyz, metrics]
+
+
+def timed(service: str) -> Any:
+    """ASGI middleware factory: request latency by route template and status."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def sending(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    handler = scope.get("route_handler")
+                    route = next(iter(handler.paths)) if handler is not None else "unmatched"
+                    HTTP_SECONDS.labels(service, route, str(status)).observe(
+                        time.perf_counter() - start
+                    )
+                await send(message)
+
+            await app(scope, receive, sending)
+
+        return wrapped
+
+    return middleware

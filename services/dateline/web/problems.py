@@ -1,0 +1,108 @@
+"""Every refusal of the HTTP services as RFC 9457 problem details, built in one place.
+
+A route raises `Refused` (or a service's own exception, mapped by its app); the app's
+handlers answer with `application/problem+json`. The last resort, `unhandled`, logs an
+unexpected error with its traceback and answers 500: never swallowed, never bare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+PROBLEM = "application/problem+json"
+_encode = msgspec.json.Encoder().encode
+Handler = Callable[[Request[Any, Any, Any], Any], Response[bytes]]
+
+
+def urn(kind: str) -> str:
+    """A problem's type: `urn:dateline:problem:<kind>`."""
+    return f"urn:dateline:problem:{kind}"
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+class Refused(Exception):
+    """A request the service will not carry out; `problem` says why."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.problem = Problem(urn(kind), title, status, detail)
+        self.headers = headers or {}
+
+
+def respond(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+    """The response for a problem (of any shape a service extends it to)."""
+    return Response(
+        _encode(problem), status_code=problem.status, media_type=PROBLEM, headers=headers
+    )
+
+
+def problem_response(
+    kind: str, title: str, status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    return respond(Problem(urn(kind), title, status, detail), headers)
+
+
+def refused(request: Request[Any, Any, Any], exc: Refused) -> Response[bytes]:
+    return respond(exc.problem, exc.headers)
+
+
+_KINDS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+}
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own refusals (a bad parameter, no route, a wrong method) as problems,
+    with the parameter each names and its header (Allow on a 405, RFC 9110)."""
+    detail = str(exc.detail)
+    extra = getattr(exc, "extra", None)
+    if extra:
+        detail += ": " + "; ".join(
+            f"{e.get('key', '?')}: {e.get('message', '')}" if isinstance(e, dict) else str(e)
+            for e in extra
+        )
+    kind = _KINDS.get(exc.status_code, "http-error")
+    body = Problem(urn(kind), str(exc.detail), exc.status_code, detail)
+    return respond(body, dict(exc.headers or {}))
+
+
+def unhandled(service: str) -> Handler:
+    log = structlog.get_logger(f"dateline.{service}")
+
+    def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        log.exception(
+            "request failed", method=request.method, path=request.url.path, error=repr(exc)
+        )
+        detail = f"{type(exc).__name__}: the {service} service logged the details"
+        return problem_response("internal", "Internal error", 500, detail)
+
+    return handler
+
+
+def handlers(service: str) -> dict[type[Exception] | int, Handler]:
+    """The exception handlers every HTTP service starts from."""
+    return {Refused: refused, HTTPException: http_error, Exception: unhandled(service)}

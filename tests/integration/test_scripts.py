@@ -1,0 +1,253 @@
+"""Each server-side script on its own, on both servers (Valkey 8.1 and Redis 6.2).
+
+The scripts are also run by everything above them; these tests pin each one's KEYS,
+ARGV and reply as its header documents them, so that a change to one shows here first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dateline.store import scripts
+from dateline.store.layout import GroupKeys
+from dateline.store.log import Log
+from dateline.store.readmodels import ReadModels
+from tests.factories import encode, update
+
+INCLUDED_ONLY = {"whole_story", "advance", "subject"}
+"""Functions other scripts include; each is run through every script that includes it."""
+TESTED = {
+    "append",
+    "recall",
+    "read_story",
+    "commit",
+    "settle",
+    "lease_renew",
+    "lease_release",
+    "heartbeat",
+    "applied",
+    "parked_at",
+    "story",
+}
+
+
+def test_every_script_has_a_test_here_and_a_header() -> None:
+    assert set(scripts.names()) == TESTED | INCLUDED_ONLY
+    for name in scripts.names():
+        text = scripts.load(name)
+        header = text.split("\n\n")[0]
+        assert header.startswith("-- "), name
+        if name not in INCLUDED_ONLY:
+            for part in ("KEYS", "ARGV", "Returns"):
+                assert re.search(rf"^-- {part}", header, re.MULTILINE), (name, part)
+
+
+def test_the_loader_puts_an_include_in_place_once() -> None:
+    text = scripts.load("commit")
+    assert "-- include:" not in text
+    assert text.count("local function advance(") == 1
+    assert text.count("local function older(") == 1
+
+
+def test_scripts_read_json_with_cjson_not_patterns() -> None:
+    for name in scripts.names():
+        text = scripts.load(name)
+        assert '"subject"' not in text and 'subject":' not in text, name
+    assert "cjson.decode" in scripts.load("applied")
+    assert "cjson.decode" in scripts.load("parked_at")
+
+
+def _run(log: Log, name: str) -> Any:
+    return log.redis.register_script(scripts.load(name))
+
+
+async def _appended(log: Log, *docs: dict[str, Any]) -> list[str]:
+    results = await log.append([encode(d) for d in docs])
+    return [r.position or "" for r in results]
+
+
+async def test_append(log: Log) -> None:
+    """Through `Log.prepare`'s keys and arguments: version 1, then a duplicate."""
+    doc = update()
+    prepared = log.prepare([encode(doc)], atomic=False)
+    reply = await log.redis.eval(
+        scripts.load("append"), len(prepared.keys), *prepared.keys, *prepared.args
+    )
+    assert reply[0][0] == b"appended" and reply[0][1] == 1
+    again = await log.redis.eval(
+        scripts.load("append"), len(prepared.keys), *prepared.keys, *prepared.args
+    )
+    assert again[0][0] == b"duplicate"
+
+
+async def test_recall(log: Log) -> None:
+    models = ReadModels(log.keys.prefix, "vt")
+    await log.redis.set(models.story("a"), b'{"id":"a","statements":{}}')
+    await log.redis.rpush(models.statements("a"), b'"s1":{"text":"x"}')
+    await log.redis.hset(models.merge_keys("a"), "k", "s1")
+    reply = await _run(log, "recall")(keys=models.recall_keys(["a", "none"]))
+    assert reply == [[b'{"id":"a","statements":{}}', [b'"s1":{"text":"x"}'], [b"k", b"s1"]], []]
+
+
+async def test_read_story(log: Log) -> None:
+    """The statements spliced in; a state of an older shape as stored; none: false."""
+    models = ReadModels(log.keys.prefix, "vt")
+    read = _run(log, "read_story")
+    await log.redis.set(models.story("a"), b'{"id":"a","statements":{},"v":1}')
+    await log.redis.rpush(models.statements("a"), b'"s1":{"t":1}', b'"s2":{"t":2}')
+    whole = await read(keys=[models.story("a"), models.statements("a")])
+    assert whole == b'{"id":"a","statements":{"s1":{"t":1},"s2":{"t":2}},"v":1}'
+    await log.redis.set(models.story("b"), b'{"id":"b","statements":{"s":{}}}')
+    assert await read(keys=[models.story("b"), models.statements("b")]) == (
+        b'{"id":"b","statements":{"s":{}}}'
+    )
+    assert await read(keys=[models.story("c"), models.statements("c")]) is None
+
+
+async def _delivered(log: Log, group: str, count: int) -> list[tuple[bytes, Any]]:
+    stream = log.keys.log(0)
+    await log.redis.xgroup_create(stream, group, id="0", mkstream=True)
+    reply = await log.redis.xreadgroup(group, "c", {stream: ">"}, count=count)
+    return reply[0][1] if reply else []
+
+
+def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
+    return [models.checkpoint, "0", log.keys.log(0), group, models.changes]
+
+
+async def test_commit(log: Log) -> None:
+    """Writes and acks and moves the checkpoint, or, fenced, writes nothing."""
+    models = ReadModels(log.keys.prefix, "vt")
+    stream = log.keys.log(0)
+    for i in range(3):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    entries = await _delivered(log, "g", 3)
+    commit = _run(log, "commit")
+    ids = [eid for eid, _ in entries]
+    # The expected state SHA-1 (none stored: ""), then each command as its length and words.
+    args = ["", 3, "SET", models.story("a"), "state", 6, "XACK", stream, "g", *ids]
+    args += [6, "ADVANCE", *_advance(models, log, "g")]
+    async with log.redis.pubsub() as pubsub:
+        await pubsub.subscribe(models.changes)
+        assert await commit(keys=[models.story("a")], args=args) == 0
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message:
+                break
+    assert await log.redis.get(models.story("a")) == b"state"
+    assert (await log.redis.xpending(stream, "g"))["pending"] == 0
+    assert await log.redis.hget(models.checkpoint, "0") == ids[-1]
+    assert message is not None and message["data"] == b"0:" + ids[-1]
+    # The fence: the stored state is not the one expected (empty): nothing written.
+    moved = await commit(keys=[models.story("a")], args=["", 3, "SET", models.story("a"), "x"])
+    assert moved == 1 and await log.redis.get(models.story("a")) == b"state"
+
+
+async def test_settle(log: Log) -> None:
+    """The checkpoint goes up to what was acknowledged, never past an entry still pending."""
+    models = ReadModels(log.keys.prefix, "vt")
+    stream = log.keys.log(0)
+    for i in range(3):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    ids = [eid for eid, _ in await _delivered(log, "g", 3)]
+    await log.redis.xack(stream, "g", ids[0])  # the second waits for a retry
+    await _run(log, "settle")(args=_advance(models, log, "g"))
+    assert await log.redis.hget(models.checkpoint, "0") == ids[0]
+    await log.redis.xack(stream, "g", ids[1], ids[2])
+    await _run(log, "settle")(args=_advance(models, log, "g"))
+    assert await log.redis.hget(models.checkpoint, "0") == ids[2]
+
+
+async def test_lease_renew_and_release(log: Log) -> None:
+    """Only the holder renews or releases."""
+    lease = GroupKeys(log.keys.prefix, "g").partition_lease(0)
+    renew, release = _run(log, "lease_renew"), _run(log, "lease_release")
+    await log.redis.set(lease, "me", px=1000)
+    assert await renew(keys=[lease], args=["other", 60_000]) == 0
+    assert await renew(keys=[lease], args=["me", 60_000]) == 1
+    assert await log.redis.pttl(lease) > 1000
+    assert await release(keys=[lease], args=["other"]) == 0
+    assert await release(keys=[lease], args=["me"]) == 1
+    assert await log.redis.exists(lease) == 0
+
+
+test_lease_renew = test_lease_release = test_lease_renew_and_release
+
+
+async def test_heartbeat(log: Log) -> None:
+    """Counts the live members, dropping those whose heartbeat ran out."""
+    members = GroupKeys(log.keys.prefix, "g").members
+    beat = _run(log, "heartbeat")
+    assert await beat(keys=[members], args=["a", 60_000]) == 1
+    assert await beat(keys=[members], args=["b", 60_000]) == 2
+    await log.redis.zadd(members, {"dead": 1})  # ran out in 1970
+    assert await beat(keys=[members], args=["a", 60_000]) == 2
+    assert await log.redis.zscore(members, "dead") is None
+
+
+async def test_applied(log: Log) -> None:
+    """Entries up to the checkpoint only, the stories they name once each with their
+    index entries, and an entry that is no update passed over, not failed on."""
+    models = ReadModels(log.keys.prefix, "vt")
+    keys = log.keys
+    a, b = update(subject="story-a"), update(subject="story-b")
+    positions = await _appended(log, a, b)
+    partitions = {int(p.split(":")[0]) for p in positions}
+    for p in range(keys.partitions):
+        await log.redis.xadd(keys.log(p), {"__data__": "not json"})
+        last = (await log.redis.xrevrange(keys.log(p), count=1))[0][0]
+        await log.redis.hset(models.checkpoint, str(p), last)
+    await log.redis.hset(models.index, "story-a", b'{"id":"story-a"}')
+    script_keys = [models.checkpoint, models.index, *keys.logs()]
+    pages, stories, entries = await _run(log, "applied")(
+        keys=script_keys, args=[10, *["0-0"] * keys.partitions]
+    )
+    # Each partition's junk entry is read and named no story; the updates name theirs.
+    assert sum(len(rows) for rows in pages) == len(partitions) + keys.partitions
+    assert sorted(stories) == [b"story-a", b"story-b"] and len(pages) == keys.partitions
+    found = dict(zip(stories, entries, strict=True))
+    assert found == {b"story-a": b'{"id":"story-a"}', b"story-b": None}
+    # Nothing past a checkpoint: with none, a partition reads nothing.
+    await log.redis.delete(models.checkpoint)
+    pages, stories, _ = await _run(log, "applied")(
+        keys=script_keys, args=[10, *["0-0"] * keys.partitions]
+    )
+    assert all(rows == [] for rows in pages) and stories == []
+
+
+async def test_parked_at(log: Log) -> None:
+    models = ReadModels(log.keys.prefix, "vt")
+    parked = GroupKeys(log.keys.prefix, models.group).parked
+    [position] = await _appended(log, update(subject="story-p"))
+    partition, at = position.split(":")
+    keys = [log.keys.log(int(partition)), parked]
+    assert await _run(log, "parked_at")(keys=keys, args=[at]) == [b"story-p", None]
+    await log.redis.hset(parked, "story-p", position)
+    assert await _run(log, "parked_at")(keys=keys, args=[at]) == [b"story-p", position.encode()]
+    assert await _run(log, "parked_at")(keys=keys, args=["1-1"]) is None
+    junk = await log.redis.xadd(keys[0], {"__data__": "[1,2]"})
+    assert await _run(log, "parked_at")(keys=keys, args=[junk]) is None
+
+
+async def test_story(log: Log) -> None:
+    """The state whole, where it is parked, and the records asked for (none if last < first)."""
+    models = ReadModels(log.keys.prefix, "vt")
+    parked = GroupKeys(log.keys.prefix, models.group).parked
+    await _appended(
+        log, update(subject="story-s"), update("dateline.story.concluded", subject="story-s")
+    )
+    await log.redis.set(models.story("story-s"), b'{"id":"story-s","statements":{}}')
+    await log.redis.hset(parked, "story-s", "0:1-0")
+    keys = [
+        models.story("story-s"),
+        models.statements("story-s"),
+        parked,
+        log.keys.story("story-s"),
+    ]
+    state, where, records = await _run(log, "story")(keys=keys, args=["story-s", 1, 1])
+    assert state == b'{"id":"story-s","statements":{}}' and where == b"0:1-0"
+    assert len(records) == 1 and b"story.concluded" in records[0]
+    _, _, none = await _run(log, "story")(keys=keys, args=["story-s", 2, 1])
+    assert none == []
