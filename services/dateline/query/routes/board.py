@@ -9,7 +9,7 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
-from dateline.query.routes.common import Reached, ReaderDep, answer, documented
+from dateline.query.routes.common import Reached, answer, documented, reader_of
 from dateline.query.views import BoardPage, SpokenPage
 from dateline.store.readmodels import ScheduleEntry, SpokenEntry
 from dateline.web import params
@@ -35,9 +35,10 @@ def _bound(value: str | None, name: str) -> float | None:
 def routes() -> list[HTTPRouteHandler]:
     @get("/v1/speakers/{name:str}/statements", responses=documented(SpokenPage, 400, 409, 503))
     async def speaker(
-        request: Request[Any, Any, Any], reader: ReaderDep, reached: Reached, name: FromPath[str]
+        request: Request[Any, Any, Any], reached: Reached, name: FromPath[str]
     ) -> Response[bytes]:
         """What one person said, across stories, in time order (names match case-insensitively)."""
+        reader = reader_of(request)
         said = [_spoken.decode(s) for s in await reader.speaker(name)]
         said.sort(key=lambda s: (s.statement.time, s.story, s.statement.statement))
         models = await reader.models()
@@ -46,7 +47,6 @@ def routes() -> list[HTTPRouteHandler]:
     @get("/v1/schedule", responses=documented(BoardPage, 400, 409, 503))
     async def schedule(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         reached: Reached,
         start: Annotated[
             str | None,
@@ -66,6 +66,7 @@ def routes() -> list[HTTPRouteHandler]:
         ] = None,
     ) -> Response[bytes]:
         """The schedule board: items across stories by start; items with no known start last."""
+        reader = reader_of(request)
         low, high = _bound(start, "from"), _bound(end, "to")
         board = [_board.decode(b) for b in await reader.schedule(low, high)]
         board.sort(key=_start_key)

@@ -11,7 +11,7 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from dateline.query.live import Push, index_events, story_events, wire
-from dateline.query.routes.common import ReaderDep, StoryPath, story_id
+from dateline.query.routes.common import StoryPath, reader_of, story_id
 from dateline.web import params
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -27,11 +27,11 @@ def routes() -> list[HTTPRouteHandler]:
     @get("/v1/stories/{story:str}/live", media_type="text/event-stream", include_in_schema=False)
     async def story_live(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         story: StoryPath,
         last_event_id: LastEventId = None,
     ) -> Stream:
         """SSE: `update` per update (id: its log position), then `state`."""
+        reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
         after = params.position(raw, "Last-Event-ID") if raw else None
         return _sse(story_events(reader, story_id(story), after))
@@ -39,12 +39,12 @@ def routes() -> list[HTTPRouteHandler]:
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
     async def index_live(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         last_event_id: LastEventId = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
     ) -> Stream:
         """SSE: `index` on connect (every story, or the `limit` updated last), then
         `update` per update (id: a cursor)."""
+        reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
         partitions = reader.keys.partitions
         cursor = params.cursor(raw, "Last-Event-ID", partitions) if raw else None

@@ -8,7 +8,8 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from dateline.query.routes.common import ReaderDep, answer, documented
+from dateline.query.reader import Reader
+from dateline.query.routes.common import answer, documented, reader_of
 from dateline.runtime import status
 
 _encode = msgspec.json.Encoder().encode
@@ -16,8 +17,9 @@ _encode = msgspec.json.Encoder().encode
 
 def routes() -> list[HTTPRouteHandler]:
     @get("/v1/status", responses=documented(status.Status))
-    async def status_route(request: Request[Any, Any, Any], reader: ReaderDep) -> Response[bytes]:
+    async def status_route(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Operations: per partition lag, pending and leases; parked updates; versions."""
+        reader = reader_of(request)
         models = await reader.models()
         found = await status.report(reader.client, reader.keys, models)
         return answer(request, _encode(found))
@@ -32,7 +34,7 @@ def routes() -> list[HTTPRouteHandler]:
     return [status_route, openapi]
 
 
-async def scrape(reader: ReaderDep) -> None:
+async def scrape(reader: Reader) -> None:
     """The projection's lag and parked updates, as they are now: cheap reads only."""
     models = await reader.models()
     status.record(await status.gauges(reader.client, reader.keys, models))

@@ -12,15 +12,16 @@ from litestar.params import QueryParameter
 
 from dateline.domain.state import Entry
 from dateline.query.exports import jsonld, timelinejs
+from dateline.query.reader import Reader
 from dateline.query.routes.common import (
     AsOf,
     AtVersion,
     Reached,
-    ReaderDep,
     StoryPath,
     answer,
     documented,
     no_story,
+    reader_of,
     story_id,
 )
 from dateline.query.views import StoryPage, StoryView, TimelinePage, stored_view, view_of
@@ -39,7 +40,7 @@ def then(as_of: str | None, at_version: int | None) -> datetime | None:
 
 
 async def state_of(
-    reader: ReaderDep, story: str, as_of: str | None, at_version: int | None
+    reader: Reader, story: str, as_of: str | None, at_version: int | None
 ) -> StoryView:
     """The story now (its read model), or folded from its history as of then."""
     when = then(as_of, at_version)
@@ -58,7 +59,6 @@ def routes() -> list[HTTPRouteHandler]:
     @get("/v1/stories", responses=documented(StoryPage, 400, 409, 503))
     async def stories(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         reached: Reached,
         status: Annotated[
             Literal["developing", "concluded"] | None, QueryParameter(description="Only these.")
@@ -68,6 +68,7 @@ def routes() -> list[HTTPRouteHandler]:
         ] = 100,
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
+        reader = reader_of(request)
         entries, _ = await reader.listed(limit, status)
         models = await reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
@@ -75,13 +76,13 @@ def routes() -> list[HTTPRouteHandler]:
     @get("/v1/stories/{story:str}", responses=documented(StoryView, 400, 404, 409, 503))
     async def story(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         reached: Reached,
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
         """One story's state: now, or as the desk knew it at a time or version."""
+        reader = reader_of(request)
         view = await state_of(reader, story_id(story), as_of, at_version)
         return answer(request, _encode(view))
 
@@ -91,13 +92,13 @@ def routes() -> list[HTTPRouteHandler]:
     )
     async def timeline(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         reached: Reached,
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
         """Every visible update of the story, in (time, precision, version) order."""
+        reader = reader_of(request)
         story_id(story)
         models = await reader.models()
         if as_of is None and at_version is None:
@@ -116,12 +117,12 @@ def routes() -> list[HTTPRouteHandler]:
     )
     async def history(
         request: Request[Any, Any, Any],
-        reader: ReaderDep,
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
         """The story's updates as the log holds them, version 1 first (the audit trail)."""
+        reader = reader_of(request)
         when = params.instant(as_of, "as_of")
         records = await reader.history(story_id(story), as_of=when, at_version=at_version)
         if not records and await reader.log.version(story) == 0:
@@ -132,19 +133,19 @@ def routes() -> list[HTTPRouteHandler]:
         "/v1/stories/{story:str}/jsonld",
         responses=documented(dict[str, Any], 400, 404, media_type="application/ld+json"),
     )
-    async def story_jsonld(
-        request: Request[Any, Any, Any], reader: ReaderDep, story: StoryPath
-    ) -> Response[bytes]:
+    async def story_jsonld(request: Request[Any, Any, Any], story: StoryPath) -> Response[bytes]:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
+        reader = reader_of(request)
         view = await state_of(reader, story_id(story), None, None)
         base = str(request.base_url).rstrip("/")
         return answer(request, _encode(jsonld(view, base)), "application/ld+json")
 
     @get("/v1/stories/{story:str}/timelinejs", responses=documented(dict[str, Any], 400, 404))
     async def story_timelinejs(
-        request: Request[Any, Any, Any], reader: ReaderDep, story: StoryPath
+        request: Request[Any, Any, Any], story: StoryPath
     ) -> Response[bytes]:
         """The timeline as TimelineJS 3 JSON."""
+        reader = reader_of(request)
         view = await state_of(reader, story_id(story), None, None)
         entries = [_entry.decode(e) for e in await reader.timeline(story)]
         return answer(request, _encode(timelinejs(view, entries)))
