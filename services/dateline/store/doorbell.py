@@ -7,7 +7,6 @@ The channel is a doorbell, not a feed: readers re-read the checkpoints when it r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import redis.asyncio as aioredis
 import structlog
@@ -39,11 +38,18 @@ class Doorbell:
         self._event = asyncio.Event()
 
     async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
-        """True if it rang within `seconds`."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(bell.wait(), seconds)
-            return True
-        return False
+        """True if it rang within `seconds`.
+
+        `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11 wait_for loses a
+        cancellation that lands as the bell rings (python/cpython#86296), and a live
+        stream whose client had gone carried on (see `store/connection.py`).
+        """
+        try:
+            async with asyncio.timeout(seconds):
+                await bell.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self) -> None:
         """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
