@@ -38,6 +38,12 @@ KINDS = [
     "withheld",
     "canceled",
     "lifted",
+    # Issue 21: day starts moved by whole days, corrections of corrections, day times
+    # whose clock digits must not count.
+    "announced-day",
+    "day-shifted",
+    "meta-correction",
+    "day-opened",
 ]
 
 
@@ -82,6 +88,14 @@ def doc(kind: str, i: int, ref: str, source: str, target: int) -> dict[str, Any]
         "withheld": {"retracts": f"u{target}", "status": "withheld", "reason": "check"},
         "canceled": {"retracts": f"u{target}", "status": "canceled", "reason": "wrong"},
         "lifted": {"retracts": f"u{target}"},
+        "announced-day": {**item, "title": f"Item {ref}", "starts_at": f"2019-03-0{i % 9 + 1}"},
+        "day-shifted": {**item, "shift": ["P1D", "-P1W", "PT3H"][i % 3]},
+        "meta-correction": {
+            "corrects": f"u{target}",
+            "changes": {"changes": {"title": f"Refixed {i}"}, "note": f"re {i}"},
+            "note": f"m{i}",
+        },
+        "day-opened": {"title": f"Day title {i}"},
     }[kind]
     type_ = {
         "opened": "story.opened",
@@ -106,7 +120,14 @@ def doc(kind: str, i: int, ref: str, source: str, target: int) -> dict[str, Any]
         "withheld": "retraction.issued",
         "canceled": "retraction.issued",
         "lifted": "retraction.lifted",
+        "announced-day": "schedule.announced",
+        "day-shifted": "schedule.rescheduled",
+        "meta-correction": "correction.issued",
+        "day-opened": "story.opened",
     }[kind]
+    if kind == "day-opened":  # late on a day of its own: read as an instant, it sorted late
+        common["timeprecision"] = "day"
+        common["time"] = (BASE + timedelta(days=i)).replace(hour=23, minute=59).isoformat()
     return update(f"dateline.{type_}", data=data, **common)
 
 

@@ -6,6 +6,8 @@ the copies and the order; this module only knows what each update means.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from dateline.domain.order import statement_key
 from dateline.domain.state import (
     Expectation,
@@ -33,6 +35,8 @@ from dateline_schemas.schedule import (
 from dateline_schemas.statement import StatementMade
 from dateline_schemas.story import StoryConcluded, StoryLinked, StoryOpened, StoryReopened
 
+_DAY = timedelta(days=1)
+
 
 def when(text: str) -> When:
     return When(text, parse_fuzzy_date(text).precision)
@@ -56,11 +60,23 @@ def _move(item: Item, to: When | None, shift: str | None, time: str, reason: str
 
 
 def _shifted(start: When, shift: str) -> When:
-    """An exact start moves by the duration; a start known only to the day keeps its text."""
-    if start.precision not in ("exact", "minute"):
-        return start
-    moved = parse_fuzzy_date(start.at).start + parse_duration(shift)
-    return When(moved.isoformat(), start.precision)
+    """The start moved by a duration, at the precision the start is known to.
+
+    An exact start moves by the duration. A start known to the day moves by a shift of
+    whole days or weeks to the day it names (`P1D` on `2020-05-30` is `2020-05-31`); a
+    shift finer than a day (`-PT2H`) says more than is known of the start, which keeps
+    its text. A start known to the month keeps its text: a shift is a fixed length of
+    weeks, days and hours, and no number of days is a whole number of months.
+    """
+    delta = parse_duration(shift)
+    match start.precision:
+        case "exact" | "minute":
+            moved = parse_fuzzy_date(start.at).start + delta
+            return When(moved.isoformat(), start.precision)
+        case "day" if delta % _DAY == timedelta(0):
+            return When((date.fromisoformat(start.at) + delta).isoformat(), "day")
+        case _:
+            return start
 
 
 def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
@@ -113,9 +129,11 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
         case ScheduleStarted(data=d):
             item = _item(state, d.item)
             item.status, item.started_at = "in_progress", time
+            item.started_precision = update.timeprecision
         case ScheduleEnded(data=d):
             item = _item(state, d.item)
             item.status, item.ended_at, item.early = "ended", time, d.early
+            item.ended_precision = update.timeprecision
         case StatementMade(data=d):
             _statement(state, update, time)
         case OutcomeReported(data=d):

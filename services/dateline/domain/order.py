@@ -14,7 +14,25 @@ _PRECISION_RANK = {"month": 0, "day": 1, "approximate": 2, "minute": 3, "exact":
 
 def order_key(update: Update) -> list[Any]:
     """(event instant, precision, story version): the contract's "later time wins, then log"."""
-    return [update.time.timestamp(), _PRECISION_RANK[update.timeprecision], update.version or 0]
+    return [sort_instant(update), _PRECISION_RANK[update.timeprecision], update.version or 0]
+
+
+def sort_instant(update: Update) -> float:
+    """When the update sorts: its time, to the precision it is known.
+
+    The clock and offset digits of a `day` or `month` time carry no information, so such
+    an update sorts at the start of its calendar day (or month) in its own offset: before
+    every known time of that day, as the contract asks of "earlier that day". Read as an
+    instant, `2022-05-28T23:59:00+02:00` at day precision sorted after `22:55+01:00` that
+    day and won a field it must lose.
+    """
+    t = update.time
+    match update.timeprecision:
+        case "day":
+            t = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        case "month":
+            t = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return t.timestamp()
 
 
 def fold_text(text: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -35,22 +35,23 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
     keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
     ordered = [u for _, u in keyed]
     hidden = _retracted(ordered)
-    present = {u.id for u in ordered}
+    present = {u.id: u for u in ordered}
+    issued = {u.id: u for u in ordered if isinstance(u, CorrectionIssued) and u.id not in hidden}
+    notes = {cid: _note(c, present.get(c.data.corrects), hidden) for cid, c in issued.items()}
+    effective = _effective(issued, notes)
     corrections: dict[str, list[CorrectionIssued]] = defaultdict(list)
-    for u in ordered:
-        if isinstance(u, CorrectionIssued) and u.id not in hidden:
-            corrections[u.data.corrects].append(u)
+    for cid in issued:  # in the order of their time; none that cannot apply
+        if notes[cid].applied:
+            corrections[effective[cid].data.corrects].append(effective[cid])
 
     state = StoryState(id=story)
     state.hidden = sorted(hidden.values(), key=lambda h: h.id)
-    notes = {
-        u.id: _note(u, applied=u.data.corrects in present)
-        for u in ordered
-        if isinstance(u, CorrectionIssued) and u.id not in hidden
-    }
     state.corrections = list(notes.values())  # in the order of their time
     for key, u in keyed:
         if u.id in hidden:
+            continue
+        if u.id in effective:  # a correction, as corrected; its own changes went to its note
+            _fold(state, effective[u.id], key)
             continue
         fixed, fields, texts = _corrected(u, corrections.get(u.id, []), notes)
         _fold(state, fixed, key)  # a correction changes data, never the time: same key
@@ -150,17 +151,77 @@ def _retracted(ordered: list[Update]) -> dict[str, Hidden]:
     return hidden
 
 
-def _note(correction: CorrectionIssued, *, applied: bool) -> CorrectionNote:
+def _note(
+    correction: CorrectionIssued, target: Update | None, hidden: dict[str, Hidden]
+) -> CorrectionNote:
+    """The correction's note; not applied while its target has not arrived (held), nor
+    when the target is out of the state or is no update whose data a change can fix."""
     d = correction.data
-    return CorrectionNote(
+    note = CorrectionNote(
         id=correction.id,
         corrects=d.corrects,
         note=d.note,
         time=correction.time.isoformat(),
         kind=d.kind or "correction",
         fields=sorted(d.changes),
-        applied=applied,
+        applied=target is not None,
     )
+    if target is None:
+        return note
+    if d.corrects in hidden:
+        note.applied = False
+        note.problem = (
+            f"the update it corrects is retracted ({hidden[d.corrects].status}): "
+            "a correction of it changes nothing"
+        )
+    elif isinstance(target, RetractionIssued | RetractionLifted):
+        note.applied = False
+        note.problem = (
+            "a retraction is not corrected: issue another retraction, or lift it "
+            "(dateline.retraction.lifted)"
+        )
+    elif isinstance(target, CorrectionIssued) and {"corrects"} & set(d.changes):
+        note.applied = False
+        note.problem = (
+            "a correction of a correction may change its changes, note or kind, not "
+            "which update it corrects: issue a new correction of that update"
+        )
+    return note
+
+
+def _effective(
+    issued: dict[str, CorrectionIssued], notes: dict[str, CorrectionNote]
+) -> dict[str, CorrectionIssued]:
+    """Each correction as the corrections of it left it (a correction is an update, and
+    `corrects` may name one), in any depth; the notes say what each changed.
+
+    A correction of a correction changes what the first one does to its own target:
+    its `changes`, `note` or `kind`. `fields` and `note` of the first note follow.
+    """
+    of: dict[str, list[str]] = defaultdict(list)
+    for cid, c in issued.items():
+        of[c.data.corrects].append(cid)
+    done: dict[str, CorrectionIssued] = {}
+
+    def resolve(cid: str, path: frozenset[str]) -> CorrectionIssued:
+        if cid in done:
+            return done[cid]
+        fixes = [
+            resolve(f, path | {cid})
+            for f in of.get(cid, [])
+            if f not in path and f != cid and notes[f].applied
+        ]
+        fixed = cast(CorrectionIssued, _corrected(issued[cid], fixes, notes)[0])
+        if fixes:
+            note = notes[cid]
+            note.note, note.kind = fixed.data.note, fixed.data.kind or "correction"
+            note.fields = sorted(fixed.data.changes)
+        done[cid] = fixed
+        return fixed
+
+    for cid in issued:
+        resolve(cid, frozenset())
+    return done
 
 
 def _corrected(
