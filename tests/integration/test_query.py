@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 
+from dateline.domain.overdue import OPEN
 from dateline.domain.positions import Cursor, Position
 from dateline.projector.app import Projector
 from dateline.projector.ops import redrive
@@ -25,7 +26,7 @@ from dateline.store.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without
 from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
-from tests.projection_helpers import HANOI
+from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
 STORY = "hanoi-summit-2019"
 
@@ -69,9 +70,15 @@ async def flat(pages: AsyncIterator[list[live.Push]]) -> AsyncIterator[live.Push
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
-    """What the API shows of a stored state, none of whose updates is parked."""
+    """What the API shows of a stored state, none of whose updates is parked, now: an
+    item still to happen whose (2019) start has passed is overdue."""
     hidden = ("statement_keys", "statement_aliases", "order_key")
-    return {**{k: v for k, v in doc.items() if k not in hidden}, "parked_at": None}
+    schedule = {
+        ref: {**item, "overdue": item["status"] in OPEN and item["starts_at"] is not None}
+        for ref, item in doc["schedule"].items()
+    }
+    shown = {k: v for k, v in doc.items() if k not in hidden}
+    return {**shown, "schedule": schedule, "parked_at": None}
 
 
 async def test_reads_equal_a_rebuild_from_the_log(
@@ -86,7 +93,7 @@ async def test_reads_equal_a_rebuild_from_the_log(
     r = await api.get(f"/v1/stories/{STORY}/timeline")
     assert r.json()["items"] == msgspec.to_builtins(state.timeline)
     history = (await api.get(f"/v1/stories/{STORY}/history")).json()
-    assert [h["version"] for h in history] == list(range(1, 22))
+    assert [h["version"] for h in history] == list(range(1, HANOI_VERSION + 1))
 
     index = (await api.get("/v1/stories")).json()["items"]
     assert {e["id"] for e in index} == {STORY, "cohen-hearing-2019"}
@@ -133,11 +140,12 @@ async def test_as_of_and_at_version_show_what_the_desk_knew(
     log: Log, app: Projector, api: httpx.AsyncClient
 ) -> None:
     await publish_hanoi(log, app)
-    before = (await api.get(f"/v1/stories/{STORY}", params={"at_version": 11})).json()
-    after = (await api.get(f"/v1/stories/{STORY}", params={"at_version": 12})).json()
+    cut = hanoi_version_of("wire-a-0012")  # the lunch is cut
+    before = (await api.get(f"/v1/stories/{STORY}", params={"at_version": cut - 1})).json()
+    after = (await api.get(f"/v1/stories/{STORY}", params={"at_version": cut})).json()
     assert before["schedule"]["working-lunch"]["status"] == "scheduled"
     assert after["schedule"]["working-lunch"]["status"] == "cancelled"
-    assert after["version"] == 12
+    assert after["version"] == cut
     tl = (await api.get(f"/v1/stories/{STORY}/timeline", params={"at_version": 3})).json()
     assert [e["version"] for e in tl["items"]] == [1, 2, 3]
     history = await log.read_story(STORY)
@@ -241,10 +249,11 @@ async def test_reads_follow_a_replay_switch_and_status_shows_its_progress(
     page = (await api.get("/v1/stories")).json()
     assert page["projection"] == "v2"
     assert {e["id"] for e in page["items"]} == {STORY, "cohen-hearing-2019"}
-    assert (await api.get(f"/v1/stories/{STORY}")).json()["version"] == 21
+    assert (await api.get(f"/v1/stories/{STORY}")).json()["version"] == HANOI_VERSION
     replay = (await api.get("/v1/status")).json()["replay"]
     assert replay["state"] == "switched from v1"
-    assert (replay["version"], replay["done"], replay["total"]) == ("v2", "25", "25")
+    total = str(HANOI_UPDATES)
+    assert (replay["version"], replay["done"], replay["total"]) == ("v2", total, total)
 
 
 async def test_the_index_pages_newest_first_from_its_by_time_index(
@@ -719,3 +728,77 @@ async def test_a_version_built_with_inline_statements_is_written_and_read_that_w
     r = await api.get(f"/v1/stories/{STORY}")
     assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
     assert await old.read_state(log.redis, STORY) == state
+
+
+def _item(story: str, item: str, starts_at: str, **attrs: Any) -> bytes:
+    data = {"item": item, "title": item.title(), "starts_at": starts_at}
+    return encode(update("dateline.schedule.announced", subject=story, data=data, **attrs))
+
+
+async def _overdue_newsroom(log: Log, app: Projector) -> None:
+    """late-story: one item overdue, one in the future, one started; calm-story: none due."""
+    await log.append(
+        [
+            _item("late-story", "vote", "2020-05-30T10:00:00Z"),
+            _item("late-story", "count", "2999-01-01T10:00:00Z"),
+            _item("late-story", "speech", "2020-05-30T09:00:00Z"),
+            encode(
+                update(
+                    "dateline.schedule.started",
+                    subject="late-story",
+                    time="2020-05-30T09:05:00Z",
+                    data={"item": "speech"},
+                )
+            ),
+            _item("calm-story", "vote", "2999-05-30"),
+        ]
+    )
+    await settle(app)
+
+
+async def test_overdue_items_are_flagged_and_their_stories_filtered(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    """Overdue at read time, by the server's clock: on the story, the board and the list,
+    and `?overdue=true` lists only the stories with such an item, until it is reported."""
+    await _overdue_newsroom(log, app)
+    story = (await api.get("/v1/stories/late-story")).json()
+    assert {ref: i["overdue"] for ref, i in story["schedule"].items()} == {
+        "vote": True,
+        "count": False,
+        "speech": False,
+    }
+    board = (await api.get("/v1/schedule")).json()["items"]
+    late = {f"{e['story']}/{e['item']['item']}" for e in board if e["item"]["overdue"]}
+    assert late == {"late-story/vote"}
+    listed = (await api.get("/v1/stories")).json()["items"]
+    assert {e["id"]: e["overdue"] for e in listed} == {"late-story": True, "calm-story": False}
+    only = (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"]
+    assert [e["id"] for e in only] == ["late-story"]
+    # Reported: the vote started. Nothing is overdue any more.
+    started = update(
+        "dateline.schedule.started",
+        subject="late-story",
+        time="2020-05-30T10:02:00Z",
+        data={"item": "vote"},
+    )
+    await log.append([encode(started)])
+    await settle(app)
+    assert (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"] == []
+    assert not (await api.get("/v1/stories/late-story")).json()["schedule"]["vote"]["overdue"]
+    # The due index holds only what is still to happen.
+    due = await log.redis.zrange(app.models.schedule_due, 0, -1)
+    assert sorted(due) == [b"calm-story/vote", b"late-story/count"]
+
+
+async def test_a_version_built_before_the_due_index_finds_overdue_stories_on_the_board(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    """Shape 3 had no due index: `?overdue=true` reads the whole board instead."""
+    await _overdue_newsroom(log, app)
+    await log.redis.set(app.models.shape, 3)
+    await log.redis.delete(app.models.schedule_due)
+    await log.redis.publish(app.models.changes, "switch")  # readers read the shape again
+    await asyncio.sleep(0.5)
+    only = (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"]
+    assert [e["id"] for e in only] == ["late-story"]

@@ -11,7 +11,7 @@ from dateline.domain import advance, project
 from dateline.domain.state import StoryState
 from dateline_schemas import Update
 from tests.factories import update
-from tests.projection_helpers import as_logged, hanoi
+from tests.projection_helpers import HANOI_VERSION, as_logged, hanoi
 
 S = "hanoi-summit-2019"
 
@@ -30,7 +30,7 @@ def test_the_hanoi_story_matches_the_report() -> None:
         "concluded",
         "Second US–North Korea summit",
         "Hanoi",
-        21,
+        HANOI_VERSION,
     )
     lunch = state.schedule["working-lunch"]
     assert (lunch.status, lunch.reason) == (
@@ -62,8 +62,28 @@ def test_the_hanoi_story_matches_the_report() -> None:
     rank = {"month": 0, "day": 1, "approximate": 2, "minute": 3, "exact": 4}
     keys = [(datetime.fromisoformat(e.time), rank[e.precision], e.version) for e in state.timeline]
     assert keys == sorted(keys)
-    assert len(state.timeline) == 21
+    assert len(state.timeline) == HANOI_VERSION
     assert state.timeline[-1].time == "2019-02-28T13:25:00+07:00"  # the only exact time sorts last
+
+
+def test_the_final_board_says_what_the_report_says() -> None:
+    """After the story concluded, nothing on the board still waits: the summit and the
+    extended bilateral meeting took place (the leaders left at 1.25pm), the lunch was
+    cut, the press conference was moved up (the report says no more of it)."""
+    board = {ref: item.status for ref, item in project(S, hanoi()).schedule.items()}
+    assert board == {
+        "summit": "ended",
+        "closed-door-talks": "ended",
+        "extended-bilateral-meeting": "ended",
+        "working-lunch": "cancelled",
+        "press-conference": "rescheduled",
+    }
+    state = project(S, hanoi())
+    summit = state.schedule["summit"]
+    assert (summit.started_at, summit.started_precision) == ("2019-02-27T00:00:00+07:00", "day")
+    assert (summit.ended_at, summit.ended_precision) == ("2019-02-28T13:25:00+07:00", "minute")
+    meeting = state.schedule["extended-bilateral-meeting"]
+    assert (meeting.started_precision, meeting.ended_precision) == ("day", "day")
 
 
 def test_live_projection_of_hanoi_equals_a_rebuild() -> None:

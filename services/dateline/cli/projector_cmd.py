@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -115,7 +116,8 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
             f"{exc!r}; the projector parks the update that does this: "
             f"`dateline dlq show {story}`"
         ) from exc
-    doc = view_of(state)  # what GET /v1/stories/{id} shows: no projector bookkeeping
+    # What GET /v1/stories/{id} shows: no projector bookkeeping; overdue by then, or now.
+    doc = view_of(state, cutoff or datetime.now(UTC))
     doc.parked_at = parked_at
     if parked_at:
         err(

@@ -43,6 +43,10 @@ class Item(msgspec.Struct):
     started_at: str | None = None
     ended_at: str | None = None
     early: bool | None = None
+    started_precision: str | None = None
+    """How much of `started_at` is known (the update's `timeprecision`)."""
+    ended_precision: str | None = None
+    """How much of `ended_at` is known."""
 
 
 class Statement(msgspec.Struct):

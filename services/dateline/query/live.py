@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import msgspec
@@ -194,7 +195,7 @@ async def _held_since(
 
 
 def _public(raw: bytes, parked: str | None) -> bytes:
-    return _encode(stored_view(raw, parked))
+    return _encode(stored_view(raw, parked, datetime.now(UTC)))
 
 
 def _update_event(

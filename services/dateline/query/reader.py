@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
 
 from dateline.domain import project
+from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import StoryState
 from dateline.query.views import ListedStory, Stamp, stamp_of
@@ -22,8 +23,10 @@ from dateline.store.layout import Keys
 from dateline.store.log import Log, story_or_none
 from dateline.store.readmodels import (
     DEFAULT_VERSION,
+    DUE_INDEX,
     STATUS_INDEXES,
     ReadModels,
+    ScheduleEntry,
     read_active,
 )
 from dateline_schemas import decode_records
@@ -47,6 +50,11 @@ class Parked(Exception):
 
 
 _listed = msgspec.json.Decoder(ListedStory).decode
+_scheduled = msgspec.json.Decoder(ScheduleEntry).decode
+
+
+async def _none() -> None:
+    return None
 
 
 def _text(value: bytes | None) -> str | None:
@@ -162,22 +170,50 @@ class Reader:
         return cast(list[bytes], await self.client.hvals(models.index))
 
     async def listed(
-        self, limit: int | None, status: str | None = None
+        self,
+        limit: int | None,
+        status: str | None = None,
+        *,
+        overdue_only: bool = False,
+        now: datetime | None = None,
     ) -> tuple[list[ListedStory], dict[str, str]]:
-        """The `limit` stories (of `status`; all if None) updated last, newest first, each
-        with its `parked_at`; and every parked story, with the update that parked it."""
-        newest, parked = await asyncio.gather(self._newest(limit, status), self.parked())
+        """The `limit` stories (of `status`; all if None; only those with an overdue item
+        if `overdue_only`) updated last, newest first, each with its `parked_at` and
+        whether an item of it is overdue at `now`; and every parked story, with the
+        update that parked it."""
+        now = now or datetime.now(UTC)
+        newest, parked, late = await asyncio.gather(
+            self._newest(limit, status) if not overdue_only else _none(),
+            self.parked(),
+            self.overdue(now),
+        )
         if newest is not None:  # the by-time indexes: only `limit` entries are read
             entries = [_listed(e) for e in newest]
         else:
-            entries = [_listed(e) for e in await self.index()]
+            found = await self.entries(sorted(late)) if overdue_only else await self.index()
+            entries = [_listed(e) for e in found if e is not None]
             if status is not None:
                 entries = [e for e in entries if e.status == status]
             entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
             entries = entries[:limit]
         for e in entries:
             e.parked_at = parked.get(e.id)
+            e.overdue = e.id in late
         return entries, parked
+
+    async def overdue(self, now: datetime) -> set[str]:
+        """The stories with an item overdue at `now` (`domain.overdue`): one range read of
+        the items still to happen by when they fall due; the whole board for a version
+        built before that index."""
+        models = await self.models()
+        if self._shape >= DUE_INDEX:
+            due = cast(
+                list[bytes],
+                await self.client.zrangebyscore(models.schedule_due, "-inf", now.timestamp()),
+            )
+            return {member.decode().partition("/")[0] for member in due}
+        board = cast(list[bytes], await self.client.hvals(models.schedule))
+        return {e.story for e in map(_scheduled, board) if is_overdue(e.item, now)}
 
     async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
         """The `limit` stories (of `status`) updated last, newest first; None if there are
@@ -212,6 +248,8 @@ class Reader:
 
     async def entries(self, stories: list[str]) -> list[bytes | None]:
         """These stories' index entries (None for a story not in the index)."""
+        if not stories:
+            return []
         models = await self.models()
         return cast(list[bytes | None], await self.client.hmget(models.index, stories))
 

@@ -7,18 +7,22 @@ so a stored state decodes straight into it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 
-from dateline.domain.state import Entry, PublicState, StoryState
+from dateline.domain.overdue import is_overdue
+from dateline.domain.state import Entry, Item, PublicState, StoryState
 from dateline.store.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 
 __all__ = [
+    "BoardEntry",
     "BoardPage",
     "Entry",
     "HeldEvent",
     "IndexEntry",
+    "ItemView",
     "ListedStory",
     "ScheduleEntry",
     "SpokenEntry",
@@ -52,31 +56,58 @@ PARKED_AT = (
 )
 
 
+OVERDUE = (
+    "True when the item should have happened by now and nothing says it did: still "
+    "scheduled or rescheduled, and its start has passed by the server's clock at the time "
+    "of the read (a start known to the day: once that day has ended everywhere; to the "
+    "month: once the month has). With `as_of`, by that time."
+)
+
+
+class ItemView(Item):
+    """A schedule item as the API shows it: with whether it is overdue now."""
+
+    overdue: Annotated[bool, msgspec.Meta(description=OVERDUE)] = False
+
+
 class StoryView(PublicState):
     """A story as the API shows it: its public state, and where it is parked."""
 
+    # The items as the API shows them: mypy holds dict invariant, msgspec decodes this type.
+    schedule: dict[str, ItemView] = {}  # type: ignore[assignment]  # noqa: RUF012
     parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
 
 
 _stored = msgspec.json.Decoder(StoryView)
 
 
-def stored_view(raw: bytes, parked_at: str | None) -> StoryView:
-    """The public part of a stored state (with its statements), and where it is parked."""
+def stored_view(raw: bytes, parked_at: str | None, now: datetime) -> StoryView:
+    """The public part of a stored state (with its statements), where it is parked, and
+    which of its items are overdue at `now`."""
     view = _stored.decode(raw)
     view.parked_at = parked_at
-    return view
+    return mark_overdue(view, now)
 
 
-def view_of(state: StoryState) -> StoryView:
+def view_of(state: StoryState, now: datetime) -> StoryView:
     """The public part of a state folded in this process (`as_of`, `dateline story`)."""
-    return msgspec.convert(msgspec.to_builtins(state), StoryView)
+    return mark_overdue(msgspec.convert(msgspec.to_builtins(state), StoryView), now)
+
+
+def mark_overdue(view: StoryView, now: datetime) -> StoryView:
+    for item in view.schedule.values():
+        item.overdue = is_overdue(item, now)
+    return view
 
 
 class ListedStory(IndexEntry):
     """A story of the index, as lists show it."""
 
     parked_at: Annotated[str | None, msgspec.Meta(description=PARKED_AT)] = None
+    overdue: Annotated[
+        bool,
+        msgspec.Meta(description="True when an item of the story is overdue (`ItemView`)."),
+    ] = False
 
 
 class HeldEvent(msgspec.Struct):
@@ -105,9 +136,16 @@ class SpokenPage(msgspec.Struct):
     items: list[SpokenEntry]
 
 
+class BoardEntry(msgspec.Struct):
+    """An item of the schedule board: the story it belongs to, and the item."""
+
+    story: str
+    item: ItemView
+
+
 class BoardPage(msgspec.Struct):
     projection: str
-    items: list[ScheduleEntry]
+    items: list[BoardEntry]
 
 
 class UnreadableEvent(msgspec.Struct):

@@ -30,7 +30,7 @@ Read models (`ModelKeys`, per projection version; `store/readmodels.py` says wha
     <prefix>:rm:<v>:checkpoint      hash: partition -> the last settled stream id
     <prefix>:rm:<v>:story:<id>, :statements:<id>, :merge:<id>, :timeline:<id>
     <prefix>:rm:<v>:index, :index:by_time, :index:<status>:by_time
-    <prefix>:rm:<v>:speaker:<folded name>, :schedule, :schedule:by_start
+    <prefix>:rm:<v>:speaker:<folded name>, :schedule, :schedule:by_start, :schedule:due
 """
 
 from __future__ import annotations
@@ -157,6 +157,11 @@ class ModelKeys:
     @property
     def schedule_by_start(self) -> str:
         return f"{self.base}:schedule:by_start"
+
+    @property
+    def schedule_due(self) -> str:
+        """The items still to happen, by when they fall due (`domain.overdue.due_at`)."""
+        return f"{self.base}:schedule:due"
 
     @property
     def checkpoint(self) -> str:

@@ -12,6 +12,8 @@ What each holds (`store/layout.py` spells the keys, under `<prefix>:rm:<version>
     speaker:<name>    hash "<story>/<ref>" -> JSON statement
     schedule          hash "<story>/<item>" -> JSON schedule entry
     schedule:by_start zset "<story>/<item>" by start (epoch s; for ranges)
+    schedule:due      zset "<story>/<item>" of the items still to happen, by when they
+                      fall due (epoch s): the overdue ones are a range read (shape 4)
     checkpoint        hash partition -> the last settled stream id
 and, for every version, the active version's name and the changes channel.
 
@@ -35,6 +37,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from dateline.domain.overdue import OPEN, due_at
 from dateline.domain.state import Entry, Item, Statement, StoryState
 from dateline.store import scripts
 from dateline.store.layout import ModelKeys, active_key
@@ -71,7 +74,10 @@ STATUS_INDEXES = 2
 OWN_STATEMENTS = 3
 """The shape that keeps a story's statements in a list of their own (`statements`), and
 their merge keys in a hash (`merge_keys`)."""
-SHAPE = OWN_STATEMENTS
+DUE_INDEX = 4
+"""The shape that indexes the items still to happen by when they fall due
+(`schedule_due`), so that the overdue ones are one range read."""
+SHAPE = DUE_INDEX
 """What a version's read models hold, counted up when that changes.
 
 A version keeps the shape it was built with: a newer projector warns about an older
@@ -92,6 +98,8 @@ class ReadModels(ModelKeys):
         super().__init__(prefix, version)
         self.own_statements = shape >= OWN_STATEMENTS
         """Write statements to their own list; an older version keeps them inline."""
+        self.due_index = shape >= DUE_INDEX
+        """Index open items by when they fall due; an older version has no such index."""
 
     def keys_of(self, story: str) -> list[str]:
         """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
@@ -185,12 +193,20 @@ class ReadModels(ModelKeys):
             out += _chunked(("HDEL", key), fields)
         for key, mapping in batch.spoken.items():
             out += _paired("HSET", key, mapping)
+        out += self._board(batch)
+        return writes
+
+    def _board(self, batch: _Batch) -> list[Command]:
+        """The schedule board's writes: entries, starts and, from shape 4, what is due."""
+        out: list[Command] = []
+        gone = [*batch.board_gone, *batch.closed] if self.due_index else []
         if batch.board_gone:
             out += _chunked(("HDEL", self.schedule), batch.board_gone)
             out += _chunked(("ZREM", self.schedule_by_start), batch.board_gone)
         out += _paired("HSET", self.schedule, batch.board)
         out += _scored(self.schedule_by_start, batch.starts)
-        return writes
+        out += _chunked(("ZREM", self.schedule_due), gone)
+        return out + (_scored(self.schedule_due, batch.due) if self.due_index else [])
 
     def _own_statements(self, change: Change) -> list[Command]:
         """Rewrite the statements that changed in place and append the new ones; all of
@@ -231,6 +247,10 @@ class ReadModels(ModelKeys):
                 batch.board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
                 if item.starts_at is not None:
                     batch.starts[f"{new.id}/{ref}"] = _start(item.starts_at.at)
+                if item.status in OPEN and item.starts_at is not None:
+                    batch.due[f"{new.id}/{ref}"] = due_at(item.starts_at).timestamp()
+                else:
+                    batch.closed.append(f"{new.id}/{ref}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +305,8 @@ class _Batch:
     board: dict[Any, bytes] = field(default_factory=dict)
     starts: dict[Any, float] = field(default_factory=dict)
     board_gone: list[str] = field(default_factory=list)
+    due: dict[Any, float] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)
     spoken: dict[str, dict[Any, bytes]] = field(default_factory=dict)
     unspoken: dict[str, list[str]] = field(default_factory=dict)
 

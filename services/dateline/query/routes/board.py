@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -9,18 +10,19 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
+from dateline.domain.overdue import is_overdue
 from dateline.query.routes.common import Reached, answer, documented, reader_of
-from dateline.query.views import BoardPage, SpokenPage
-from dateline.store.readmodels import ScheduleEntry, SpokenEntry
+from dateline.query.views import BoardEntry, BoardPage, SpokenPage
+from dateline.store.readmodels import SpokenEntry
 from dateline.web import params
 from dateline_schemas import parse_fuzzy_date
 
 _encode = msgspec.json.Encoder().encode
 _spoken = msgspec.json.Decoder(SpokenEntry)
-_board = msgspec.json.Decoder(ScheduleEntry)
+_board = msgspec.json.Decoder(BoardEntry)  # a stored ScheduleEntry, read as the API shows it
 
 
-def _start_key(entry: ScheduleEntry) -> tuple[int, float, str]:
+def _start_key(entry: BoardEntry) -> tuple[int, float, str]:
     at = entry.item.starts_at
     if at is None:
         return (1, 0.0, f"{entry.story}/{entry.item.item}")
@@ -70,6 +72,9 @@ def routes() -> list[HTTPRouteHandler]:
         low, high = _bound(start, "from"), _bound(end, "to")
         board = [_board.decode(b) for b in await reader.schedule(low, high)]
         board.sort(key=_start_key)
+        now = datetime.now(UTC)
+        for entry in board:
+            entry.item.overdue = is_overdue(entry.item, now)
         models = await reader.models()
         return answer(request, _encode(BoardPage(models.version, board)))
 

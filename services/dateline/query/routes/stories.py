@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -48,11 +48,11 @@ async def state_of(
         _, raw, parked = await reader.story(story)
         if raw is None:
             raise no_story(story)
-        return stored_view(raw, parked)
+        return stored_view(raw, parked, datetime.now(UTC))
     state = await reader.folded(story, as_of=when, at_version=at_version)
     if state is None:
         raise no_story(story, "had no updates by then")
-    return view_of(state)
+    return view_of(state, when or datetime.now(UTC))  # overdue by then, or by now
 
 
 def routes() -> list[HTTPRouteHandler]:
@@ -66,10 +66,17 @@ def routes() -> list[HTTPRouteHandler]:
         limit: Annotated[
             int, QueryParameter(ge=1, le=10_000, description="At most this many, newest first.")
         ] = 100,
+        overdue: Annotated[
+            bool,
+            QueryParameter(
+                description="Only the stories with an item overdue now: still scheduled, "
+                "its start passed, nothing reported of it."
+            ),
+        ] = False,
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
         reader = reader_of(request)
-        entries, _ = await reader.listed(limit, status)
+        entries, _ = await reader.listed(limit, status, overdue_only=overdue)
         models = await reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
 

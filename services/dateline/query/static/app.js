@@ -64,32 +64,91 @@ function patch(region, html, seen) {
 
 const LIST_SIZE = 200; // a newsroom's log holds thousands of stories; the list shows the live ones
 
-function indexPage() {
-  main.innerHTML = `<h1>Stories</h1><p class="meta">The ${LIST_SIZE} stories updated last, newest first. Live.</p>
+const OVERDUE_CHECK_MS = 30000; // overdue follows the clock, not updates: ask again now and then
+
+function storyRows(rows) {
+  return rows.map((e) => `<tr data-key="story:${esc(e.id)}" data-story="${esc(e.id)}"${e.overdue ? ' data-overdue="true"' : ""}>
+      <td><a href="#/stories/${encodeURIComponent(e.id)}">${esc(e.title || e.id)}</a><div class="meta">${esc(e.id)}</div></td>
+      <td>${chip(e.status)}${e.parked_at ? " " + chip("held back", "held") : ""}${e.overdue ? " " + chip("overdue") : ""}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
+      <td>${e.version}</td><td class="meta">${esc((e.recordedtime || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("");
+}
+
+function listHead(overdueOnly) {
+  return `<h1>Stories</h1>
+    <p class="filters"><a href="#/" class="${overdueOnly ? "" : "on"}">All</a><a id="overdue-filter" href="#/overdue" class="${overdueOnly ? "on" : ""}">With overdue items</a></p>
+    <p class="meta">${overdueOnly ? "Stories with an item whose start has passed and of which nothing was reported. Refreshed every 5 s." : `The ${LIST_SIZE} stories updated last, newest first. Live.`}</p>
     <table><thead><tr><th>Story</th><th>Status</th><th>Outcome</th><th>Updates</th><th>Last update</th></tr></thead>
     <tbody id="stories"><tr><td colspan="5" class="empty">waiting for stories…</td></tr></tbody></table>`;
+}
+
+function indexPage() {
+  main.innerHTML = listHead(false);
   const entries = new Map();
   const seen = new Map();
   const render = () => {
     const rows = [...entries.values()]
       .sort((a, b) => (b.recordedtime || "").localeCompare(a.recordedtime || ""))
       .slice(0, LIST_SIZE);
-    const html = rows.map((e) => `<tr data-key="story:${esc(e.id)}" data-story="${esc(e.id)}">
-      <td><a href="#/stories/${encodeURIComponent(e.id)}">${esc(e.title || e.id)}</a><div class="meta">${esc(e.id)}</div></td>
-      <td>${chip(e.status)}${e.parked_at ? " " + chip("held back", "held") : ""}</td><td>${e.outcome ? chip(e.outcome, e.outcome === "no_agreement" ? "unmet" : "met") : "—"}</td>
-      <td>${e.version}</td><td class="meta">${esc((e.recordedtime || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("");
-    patch(document.getElementById("stories"), html || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
+    patch(document.getElementById("stories"), storyRows(rows) || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
+  };
+  // An update's entry says nothing of parking or of the clock: `held` events and the
+  // overdue check do; what is known of them is kept.
+  const merge = (story, entry, parked_at) => {
+    const known = entries.get(story);
+    entries.set(story, { ...entry, parked_at, overdue: known ? known.overdue : false });
   };
   connect(`/v1/live?limit=${LIST_SIZE}`, {
     index: (list) => { entries.clear(); for (const e of list) entries.set(e.id, e); render(); },
-    // An update's entry says nothing of parking: `held` events do.
     update: (u) => {
       const known = entries.get(u.story);
-      if (u.entry) entries.set(u.story, { ...u.entry, parked_at: known ? known.parked_at : null });
+      if (u.entry) merge(u.story, u.entry, known ? known.parked_at : null);
       render();
     },
-    held: (h) => { if (h.entry) { entries.set(h.story, { ...h.entry, parked_at: h.parked_at }); render(); } },
+    held: (h) => { if (h.entry) { merge(h.story, h.entry, h.parked_at); render(); } },
   });
+  const checkOverdue = async () => {
+    const r = await fetch(`/v1/stories?overdue=true&limit=${LIST_SIZE}`);
+    if (!r.ok) return;
+    const late = new Set((await r.json()).items.map((e) => e.id));
+    for (const [id, e] of entries) entries.set(id, { ...e, overdue: late.has(id) });
+    render();
+  };
+  timer = setInterval(checkOverdue, OVERDUE_CHECK_MS);
+}
+
+function overduePage() {
+  main.innerHTML = listHead(true);
+  const seen = new Map();
+  liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
+  const load = async () => {
+    const r = await fetch(`/v1/stories?overdue=true&limit=${LIST_SIZE}`);
+    if (!r.ok) return;
+    const rows = (await r.json()).items;
+    patch(document.getElementById("stories"), storyRows(rows) || `<tr><td colspan="5" class="empty">nothing overdue</td></tr>`, seen);
+  };
+  load();
+  timer = setInterval(load, 5000);
+}
+
+// ---- the schedule board ---------------------------------------------------------------
+
+function boardPage() {
+  main.innerHTML = `<h1>Schedule</h1><p class="meta">Every story's items by start; those with no known start last. Refreshed every 5 s.</p>
+    <table><thead><tr><th>Starts</th><th>Item</th><th>Story</th><th>Status</th></tr></thead><tbody id="board"><tr><td colspan="4" class="empty">loading…</td></tr></tbody></table>`;
+  const seen = new Map();
+  liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
+  const load = async () => {
+    const r = await fetch("/v1/schedule");
+    if (!r.ok) return;
+    const rows = (await r.json()).items.map(({ story, item: it }) => `<tr data-key="board:${esc(story)}/${esc(it.item)}" data-board="${esc(story)}/${esc(it.item)}"${it.overdue ? ' data-overdue="true"' : ""}>
+      <td>${esc(it.starts_at ? when(it.starts_at.at, it.starts_at.precision) : "not announced")}</td>
+      <td>${esc(it.title)}${it.location ? `<div class="meta">${esc(it.location)}</div>` : ""}</td>
+      <td><a href="#/stories/${encodeURIComponent(story)}">${esc(story)}</a></td>
+      <td>${chip(it.status)}${it.overdue ? " " + chip("overdue") : ""}</td></tr>`).join("");
+    patch(document.getElementById("board"), rows || `<tr><td colspan="4" class="empty">nothing scheduled</td></tr>`, seen);
+  };
+  load();
+  timer = setInterval(load, 5000);
 }
 
 // ---- one story ------------------------------------------------------------------------
@@ -109,11 +168,12 @@ function itemCard(it) {
   for (const loc of it.previous_locations || []) lines.push(`was at <span class="was">${esc(loc)}</span>`);
   if (it.status === "cancelled") lines.push(`cancelled${it.reason ? ": " + esc(it.reason) : ""}`);
   else if (it.status === "postponed" && it.reason) lines.push(`postponed: ${esc(it.reason)}`);
-  if (it.started_at) lines.push(`started ${esc(when(it.started_at, "exact"))}`);
-  if (it.ended_at) lines.push(`ended ${esc(when(it.ended_at, "exact"))}${it.early ? " (early)" : ""}`);
+  if (it.started_at) lines.push(`started ${esc(when(it.started_at, it.started_precision || "exact"))}`);
+  if (it.ended_at) lines.push(`ended ${esc(when(it.ended_at, it.ended_precision || "exact"))}${it.early ? " (early)" : ""}`);
   const start = it.starts_at ? when(it.starts_at.at, it.starts_at.precision) : "start not announced";
-  return `<div class="card item ${esc(it.status)}" data-key="item:${esc(it.item)}" data-item="${esc(it.item)}" data-status="${esc(it.status)}">
-    <h3>${esc(it.title)} ${chip(it.status)}</h3>
+  if (it.overdue) lines.push(`overdue: the start has passed and nothing was reported`);
+  return `<div class="card item ${esc(it.status)}${it.overdue ? " overdue" : ""}" data-key="item:${esc(it.item)}" data-item="${esc(it.item)}" data-status="${esc(it.status)}"${it.overdue ? ' data-overdue="true"' : ""}>
+    <h3>${esc(it.title)} ${chip(it.status)}${it.overdue ? " " + chip("overdue") : ""}</h3>
     <div class="meta">${esc(start)}${it.location ? " · " + esc(it.location) : ""}</div>
     ${it.participants && it.participants.length ? `<div class="meta">${esc(it.participants.join(", "))}</div>` : ""}
     ${lines.length ? `<ul class="history">${lines.map((l) => `<li>${l}</li>`).join("")}</ul>` : ""}
@@ -182,6 +242,11 @@ function storyPage(id) {
       region("timeline", page.items.map((e) => `<li data-key="tl:${e.version}"><time>${esc(when(e.time, e.precision))}</time>${esc(e.summary)}</li>`).join(""));
     });
   };
+  // Overdue follows the clock: read the state again now and then, beside the stream.
+  timer = setInterval(async () => {
+    const r = await fetch(`/v1/stories/${encodeURIComponent(id)}`);
+    if (r.ok) render(await r.json());
+  }, OVERDUE_CHECK_MS);
   connect(`/v1/stories/${encodeURIComponent(id)}/live`, {
     state: render,
     update: (u) => {
@@ -230,6 +295,8 @@ function route() {
   const m = /^#\/stories\/(.+)$/.exec(hash);
   if (m) storyPage(decodeURIComponent(m[1]));
   else if (hash === "#/ops") opsPage();
+  else if (hash === "#/schedule") boardPage();
+  else if (hash === "#/overdue") overduePage();
   else indexPage();
 }
 
