@@ -1,7 +1,8 @@
 """`POST /v1/updates`: CloudEvents in, one result per update out, nothing lost either way.
 
-Content types: application/cloudevents+json (one update),
-application/cloudevents-batch+json (a JSON array), application/x-ndjson (a line each).
+Content types: application/cloudevents+json (one update, structured mode),
+application/cloudevents-batch+json (a JSON array), application/x-ndjson (a line each),
+and binary mode: application/json data with the attributes in `ce-*` headers.
 Status: 202 when something was appended, 200 when all were duplicates; otherwise
 the worst outcome: 403 (a feed wrote outside its credentials: nothing is written),
 422 (invalid updates), 409 (expectedversion conflicts). 400 when the body cannot
@@ -24,7 +25,15 @@ from litestar.params import FromQuery
 from dateline.ingest.admit import Forbidden, admit
 from dateline.ingest.credentials import Credentials, Feed, Refusal
 from dateline.ingest.openapi import document
-from dateline.ingest.wire import Accepted, FieldProblem, Problem, split, status_of
+from dateline.ingest.wire import (
+    Accepted,
+    FieldProblem,
+    Problem,
+    binary,
+    is_binary,
+    split,
+    status_of,
+)
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
@@ -117,7 +126,11 @@ def create_app(settings: Settings, url: str) -> Litestar:
         try:
             feed = await authenticate(request)
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            items = split(content_type, await request.body())
+            headers = request.scope["headers"]
+            if is_binary(content_type, headers):
+                items = [binary(content_type, headers, await request.body())]
+            else:
+                items = split(content_type, await request.body())
         except Refused as exc:
             return respond(exc.problem, exc.headers)
         decoded, errors, forbidden = check(feed, items)

@@ -6,7 +6,15 @@ from typing import Any
 
 import msgspec
 
-from dateline.ingest.wire import CE_BATCH, CE_JSON, NDJSON, PROBLEM, Accepted, Problem
+from dateline.ingest.wire import (
+    BINARY_DATA,
+    CE_BATCH,
+    CE_JSON,
+    NDJSON,
+    PROBLEM,
+    Accepted,
+    Problem,
+)
 from dateline_schemas import MAX_BATCH_UPDATES, Update
 from dateline_schemas.updates import LOG_FIELDS
 
@@ -18,9 +26,37 @@ _REFUSALS = {
     "403": "An update is outside the feed's source, story prefixes or types; nothing written.",
     "409": "An expectedversion did not match; `results` says what happened to each update.",
     "413": f"A single update over 64 KiB, or a batch over {MAX_BATCH_UPDATES} updates or 4 MiB.",
-    "415": f"The content type is not {CE_JSON}, {CE_BATCH} or {NDJSON[0]}.",
+    "415": f"The content type is not {CE_JSON}, {CE_BATCH} or {NDJSON[0]}, nor "
+    f"{BINARY_DATA} with ce-* headers (binary mode).",
     "422": "Invalid updates; `errors` names each field, `results` says what happened to each.",
 }
+
+
+_BINARY = {
+    "specversion": "`1.0`; its presence (with a JSON body) makes the request binary mode.",
+    "id": "The update's id.",
+    "source": "The feed's source.",
+    "type": "The update type, e.g. `dateline.story.opened`.",
+    "subject": "The story id.",
+    "time": "When it happened (RFC 3339; `+` percent-encoded as `%2B`).",
+    "timeprecision": "`exact`, `minute`, `day`, `month` or `approximate`.",
+    "expectedversion": "The version the story must hold (a number).",
+}
+
+
+def _binary_headers() -> list[dict[str, Any]]:
+    """Binary mode's attributes as header parameters: optional here (structured mode
+    sends none), required together in binary mode, as the contract says."""
+    return [
+        {
+            "name": f"ce-{name}",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": f"Binary mode: {text} Extensions come as ce-<name> too.",
+        }
+        for name, text in _BINARY.items()
+    ]
 
 
 def document() -> dict[str, Any]:
@@ -36,8 +72,11 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "dateline ingest",
             "version": "1",
-            "description": "Feeds publish story updates as CloudEvents 1.0 (structured mode). "
-            "See the story-update contract for the types and the derivation rules.",
+            "description": "Feeds publish story updates as CloudEvents 1.0, in structured "
+            f"mode ({CE_JSON}, one update; {CE_BATCH} or {NDJSON[0]}, many) or in binary "
+            f"mode (one update: its attributes in ce-* headers, percent-encoded as the "
+            f"CloudEvents HTTP binding says, its data the {BINARY_DATA} body). See the "
+            "story-update contract for the types and the derivation rules.",
         },
         "paths": {
             "/v1/updates": {
@@ -52,7 +91,8 @@ def document() -> dict[str, Any]:
                             "required": False,
                             "schema": {"type": "boolean", "default": False},
                             "description": "All or nothing: any refusal writes nothing.",
-                        }
+                        },
+                        *_binary_headers(),
                     ],
                     "requestBody": {
                         "required": True,
@@ -70,6 +110,13 @@ def document() -> dict[str, Any]:
                                 "schema": {
                                     "type": "string",
                                     "description": "One CloudEvent per line.",
+                                }
+                            },
+                            BINARY_DATA: {
+                                "schema": {
+                                    "type": "object",
+                                    "description": "Binary mode: the update's `data`; its "
+                                    "attributes come in the ce-* headers.",
                                 }
                             },
                         },

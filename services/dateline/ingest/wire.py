@@ -5,6 +5,11 @@ Its own module so that the app and its OpenAPI document both read it, neither th
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote
+
 import msgspec
 
 from dateline.store.log import AppendResult
@@ -36,6 +41,81 @@ class Accepted(msgspec.Struct, frozen=True):
     results: list[AppendResult]
 
 
+BINARY_DATA = "application/json"
+"""What binary mode's body may be: the update's `data`, as JSON."""
+_CE = b"ce-"
+_ATTRIBUTE = re.compile(r"[a-z0-9]{1,64}")  # CloudEvents: lower-case ASCII letters and digits
+_INTEGERS = frozenset({"expectedversion"})  # the contract's Integer attributes
+
+
+def is_binary(content_type: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """CloudEvents' HTTP binding: binary mode is a request with `ce-specversion` whose
+    content type is not a structured or batch one."""
+    if content_type in (CE_JSON, CE_BATCH, *NDJSON):
+        return False
+    return any(name.lower() == b"ce-specversion" for name, _ in headers)
+
+
+def binary(content_type: str, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A binary-mode update (attributes in `ce-*` headers, percent-encoded as the HTTP
+    binding says; the body its data) as the structured CloudEvent the log takes."""
+    if content_type != BINARY_DATA:
+        raise Refused(
+            415,
+            "unsupported-media-type",
+            "Unsupported content type",
+            f"binary mode carries JSON data: send the body as {BINARY_DATA} with the "
+            f"attributes in ce-* headers, or the whole event as {CE_JSON}; "
+            f"not {content_type or 'none'!r}",
+        )
+    event: dict[str, Any] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if not name.startswith(_CE):
+            continue
+        attribute = name[len(_CE) :].decode("latin-1")
+        header = f"ce-{attribute}"
+        if not _ATTRIBUTE.fullmatch(attribute):
+            raise _bad_header(
+                header, "CloudEvents attribute names are 1 to 64 lower-case letters and digits"
+            )
+        if attribute in {"datacontenttype", "data"}:
+            raise _bad_header(
+                header,
+                "in binary mode the data is the body and its type the Content-Type header",
+            )
+        if attribute in event:
+            raise _bad_header(header, "given twice")
+        try:
+            value = unquote(raw_value.decode("utf-8"), encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise _bad_header(
+                header, "not UTF-8 once percent-decoded (percent-encode its UTF-8 bytes)"
+            ) from None
+        number = attribute in _INTEGERS and value.isascii() and value.isdigit()
+        event[attribute] = int(value) if number else value
+    try:
+        event["data"] = msgspec.Raw(msgspec.json.decode(body, type=msgspec.Raw))
+    except msgspec.DecodeError as exc:
+        raise Refused(
+            400, "malformed-update", "Malformed update", f"the body is not JSON data: {exc}"
+        ) from None
+    event["datacontenttype"] = BINARY_DATA
+    encoded = msgspec.json.encode(event)
+    if len(encoded) > MAX_UPDATE_BYTES:
+        raise Refused(
+            413,
+            "too-large",
+            "Update too large",
+            f"{len(encoded)} bytes, over the limit of {MAX_UPDATE_BYTES} an update",
+        )
+    return encoded
+
+
+def _bad_header(header: str, why: str) -> Refused:
+    return Refused(400, "bad-header", "Bad CloudEvents header", f"{header}: {why}")
+
+
 def split(content_type: str, body: bytes) -> list[bytes]:
     """The updates in a request body, by its content type (size limits checked here)."""
     if content_type == CE_JSON:
@@ -64,7 +144,8 @@ def split(content_type: str, body: bytes) -> list[bytes]:
             415,
             "unsupported-media-type",
             "Unsupported content type",
-            f"send {CE_JSON}, {CE_BATCH} or {NDJSON[0]}, not {content_type or 'none'!r}",
+            f"send {CE_JSON}, {CE_BATCH} or {NDJSON[0]}, or {BINARY_DATA} with the "
+            f"attributes in ce-* headers (binary mode), not {content_type or 'none'!r}",
         )
     if not items:
         raise Refused(400, "empty-batch", "Empty batch", "the body holds no update")
