@@ -220,4 +220,50 @@ CASES: list[Case] = [
         "update",
         "over the limit of 65536",
     ),
+    # CloudEvents' type system (issue 20): no controls, noncharacters or surrogates in a
+    # String attribute or a text of the contract; extension names of a-z and 0-9 only.
+    Case("id with NUL", encode(update(id="a\u0000b")), "id", "U+0000"),
+    Case(
+        "source with DEL", encode(update(source="urn:feed:\u007f")), "source", "control character"
+    ),
+    Case(
+        "dataschema with C1 control", encode(update(dataschema="x\u0085")), "dataschema", "U+0085"
+    ),
+    Case("extension with underscore", encode(update(trace_id="x")), "trace_id", "naming rules"),
+    Case("extension with a dash", encode(update(**{"trace-id": "x"})), "trace-id", "naming rules"),
+    Case(
+        "extension value with newline", encode(update(traceparent="a\nb")), "traceparent", "U+000A"
+    ),
+    Case("title with newline", _data(OPENED, title="Summit\nends"), "data.title", "U+000A"),
+    Case("title with tab", _data(OPENED, title="Summit\tends"), "data.title", "control character"),
+    Case("person a noncharacter", _data(OPENED, people=["Kim\ufdd0"]), "data.people[0]", "U+FDD0"),
+    Case(
+        "statement with U+FFFE",
+        _data(STATEMENT, text="I would \ufffe not"),
+        "data.text",
+        "noncharacter",
+    ),
+    Case(
+        "statement with a plane noncharacter",
+        _data(STATEMENT, text="x\U0010ffff"),
+        "data.text",
+        "U+10FFFF",
+    ),
+    Case(  # msgspec refuses it as it decodes: a surrogate never reaches a String
+        "statement with a lone surrogate",
+        encode(update(STATEMENT)).replace(b'"text":"', b'"text":"\\udc00'),
+        "update",
+        "surrogate",
+    ),
+    Case(
+        "correction to a text with a control",
+        encode(
+            update(
+                "dateline.correction.issued",
+                data={"corrects": "x", "changes": {"text": "a\u0007b"}, "note": "n"},
+            )
+        ),
+        "data",
+        "changes.text: U+0007",
+    ),
 ]

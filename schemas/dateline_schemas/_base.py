@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from dateline_schemas._rules import Rule, RuleError, StoryId
+from dateline_schemas._rules import CE_STRING, Rule, RuleError, StoryId
 
 Precision = Literal["exact", "minute", "day", "month", "approximate"]
 
@@ -81,14 +81,14 @@ class Envelope(Checked, frozen=True, tag_field="type", omit_defaults=True, kw_on
     """CloudEvents 1.0 attributes common to every update (structured JSON mode)."""
 
     specversion: Literal["1.0"]
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256), CE_STRING]
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=512), CE_STRING]
     subject: StoryId
     time: Time
     timeprecision: Precision = "exact"
     expectedversion: Annotated[int, msgspec.Meta(ge=0)] | None = None
     datacontenttype: Literal["application/json"] | None = None
-    dataschema: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    dataschema: Annotated[str, msgspec.Meta(min_length=1, max_length=512), CE_STRING] | None = None
     # Set by the log on append, never taken from a producer (decoding refuses them).
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
     position: str | None = None

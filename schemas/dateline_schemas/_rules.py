@@ -126,6 +126,37 @@ def parse_duration(value: str) -> timedelta:
     return -delta if sign == "-" else delta
 
 
+# CloudEvents' type system, String: no control characters (U+0000-U+001F,
+# U+007F-U+009F), no noncharacters (U+FDD0-U+FDEF and the last two code points of every
+# plane), no surrogates (a lone one decodes from a JSON escape such as "\ud800").
+_NONCHARACTERS = "".join(chr(p << 16 | 0xFFFE) + chr(p << 16 | 0xFFFF) for p in range(17))
+_NOT_STRING = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + _NONCHARACTERS + "]")
+
+
+def string_problem(value: str) -> str | None:
+    """Why `value` is no CloudEvents String, or None if it is one."""
+    found = _NOT_STRING.search(value)
+    if found is None:
+        return None
+    char = ord(found[0])
+    kind = (
+        "a control character"
+        if char <= 0x9F
+        else "a surrogate"
+        if 0xD800 <= char <= 0xDFFF
+        else "a noncharacter"
+    )
+    return (
+        f"U+{char:04X} at {found.start()} is {kind}, which a CloudEvents String may not "
+        "hold (no controls, noncharacters or surrogates; a paragraph break is U+2029)"
+    )
+
+
+def check_string(value: object) -> None:
+    if isinstance(value, str) and (why := string_problem(value)) is not None:
+        raise RuleError(why)
+
+
 def check_duration(value: object) -> None:
     if not isinstance(value, str):
         raise RuleError(f"expected an ISO 8601 duration such as -PT2H, got {_shown(value)}")
@@ -137,6 +168,7 @@ _CHECKS = {
     "ref": check_ref,
     "fuzzy_date": check_fuzzy_date,
     "duration": check_duration,
+    "string": check_string,
 }
 
 StoryId = Annotated[
@@ -171,5 +203,6 @@ Duration = Annotated[
     ),
     Rule("duration"),
 ]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+CE_STRING = Rule("string")
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=16384), CE_STRING]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512), CE_STRING]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from dateline_schemas._base import Envelope, Payload
-from dateline_schemas._rules import Text
+from dateline_schemas._rules import Text, string_problem
 
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 UpdateId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -26,6 +26,21 @@ class CorrectionIssuedData(Payload, frozen=True):
         for field in self.changes:
             if not _FIELD.fullmatch(field):
                 raise ValueError(f"changes: {field!r} is not a payload field name")
+        for field, value in self.changes.items():
+            for text in _strings(value):
+                if (why := string_problem(text)) is not None:
+                    raise ValueError(f"changes.{field}: {why}")
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a corrected value (a list or object may hold some)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return []
 
 
 class RetractionIssuedData(Payload, frozen=True):

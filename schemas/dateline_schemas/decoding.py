@@ -11,6 +11,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from dateline_schemas._base import TRUSTED
+from dateline_schemas._rules import string_problem
 from dateline_schemas.upcasting import UPCASTERS, Upcasters
 from dateline_schemas.updates import ENVELOPE_FIELDS, LOG_FIELDS, TYPES, Update
 
@@ -52,6 +53,43 @@ class Decoded:
     body: bytes  # canonical JSON object, CloudEvents extensions kept
 
 
+_EXTENSION = re.compile(r"[a-z0-9]+")
+
+
+def _extensions(attrs: dict[str, msgspec.Raw]) -> list[tuple[str, msgspec.Raw]]:
+    """The attributes that are no envelope field: CloudEvents extensions, kept as sent
+    once their names and string values pass CloudEvents' rules."""
+    extensions: list[tuple[str, msgspec.Raw]] = []
+    for name, value in attrs.items():
+        if name in ENVELOPE_FIELDS:
+            continue
+        if not name[:1].islower() or not name[:1].isascii():
+            raise InvalidUpdate(
+                Problem(name, "unknown attribute; extension attribute names start with a-z")
+            )
+        if not _EXTENSION.fullmatch(name):
+            raise InvalidUpdate(
+                Problem(
+                    name,
+                    "extension attribute names are lower-case ASCII letters and digits "
+                    "only (CloudEvents naming rules)",
+                )
+            )
+        if (why := _extension_problem(value)) is not None:
+            raise InvalidUpdate(Problem(name, why))
+        extensions.append((name, value))
+    return extensions
+
+
+def _extension_problem(value: msgspec.Raw) -> str | None:
+    """Why an extension's value breaks CloudEvents' String rule (if it is a string)."""
+    try:
+        decoded = msgspec.json.decode(value)
+    except msgspec.DecodeError:  # the typed decode names what is wrong with it
+        return None
+    return string_problem(decoded) if isinstance(decoded, str) else None
+
+
 def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Decoded:
     """Validate one update as a producer sent it (JSON text of one CloudEvent)."""
     if isinstance(raw, str):
@@ -72,15 +110,7 @@ def decode_update(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Deco
         ) from None
     except RecursionError:  # msgspec's guard against hostile nesting
         raise InvalidUpdate(Problem("update", "JSON nested too deeply")) from None
-    extensions: list[tuple[str, msgspec.Raw]] = []
-    for name, value in attrs.items():
-        if name in ENVELOPE_FIELDS:
-            continue
-        if not name[:1].islower() or not name[:1].isascii():
-            raise InvalidUpdate(
-                Problem(name, "unknown attribute; extension attribute names start with a-z")
-            )
-        extensions.append((name, value))
+    extensions = _extensions(attrs)
     for name in LOG_FIELDS:
         if name in attrs:
             raise InvalidUpdate(

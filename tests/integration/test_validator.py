@@ -8,6 +8,7 @@ from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import create_validator, inbox_key, rejected_key
 from dateline.store.log import Log
 from tests.factories import encode, update
+from tests.invalid_cases import CASES
 
 
 async def settle(runner) -> None:  # type: ignore[no-untyped-def]
@@ -57,3 +58,30 @@ async def test_a_revoked_feeds_inbox_is_refused(log: Log) -> None:
     assert await log.version("hanoi-summit-2019") == 0
     [(_, fields)] = await log.redis.xrange(rejected_key(log.keys.prefix))
     assert b"revoked" in fields[b"reason"]
+
+
+async def test_every_hostile_input_of_the_shared_table_is_rejected_from_the_inbox(
+    log: Log,
+) -> None:
+    """The table HTTP ingest and the decoder are tested against, through a feed's inbox:
+    each entry lands in `rejected` naming its field and rule; the log gets none of them."""
+    creds = Credentials(log.redis, log.keys.prefix)
+    await creds.add("wire-a", "urn:feed:test")
+    inbox = inbox_key(log.keys.prefix, "wire-a")
+    for case in CASES:
+        await log.redis.xadd(inbox, {"__data__": case.raw})
+    runner = await create_validator(log.redis, log.keys, "v1")
+    runner.config = dataclasses.replace(runner.config, block_ms=20)
+    await settle(runner)
+    rejected = await log.redis.xrange(rejected_key(log.keys.prefix), count=10_000)
+    assert len(rejected) == len(CASES)
+    for case, (_, fields) in zip(CASES, rejected, strict=True):
+        assert fields[b"field"].decode() == case.field, case.name
+        assert case.says in fields[b"reason"].decode(), (case.name, fields[b"reason"])
+    assert await written_stories(log) == []
+
+
+async def written_stories(log: Log) -> list[bytes]:
+    return [
+        k async for k in log.redis.scan_iter(match=log.keys.story("*", 0).replace(":{p0}", ":*"))
+    ]
