@@ -115,6 +115,7 @@ async def test_the_story_page_changes_live_as_updates_land(
             "data-status", "ended"
         )
     await expect(press).to_have_attribute("data-overdue", "true")
+    await expect(press.locator(".was")).to_have_count(0)  # -2 h leaves its day as it was
     await expect(press.locator(".chip.overdue")).to_have_text("overdue")
     await expect(page.locator('[data-item="summit"] .chip.overdue')).to_have_count(0)
     await expect(page.locator('[data-item="summit"]')).to_contain_text(

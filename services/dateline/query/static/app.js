@@ -164,7 +164,12 @@ function itemCard(it) {
     }
     if (s.reason) lines.push(`<em>${esc(s.reason)}</em>`);
   }
-  for (const p of it.previous_starts || []) lines.push(`was <span class="was">${esc(when(p.at, p.precision))}</span>`);
+  // A shift finer than a start known to the day keeps its date: no "was" the same as now.
+  const now = it.starts_at ? when(it.starts_at.at, it.starts_at.precision) : "";
+  for (const p of it.previous_starts || []) {
+    const was = when(p.at, p.precision);
+    if (was !== now) lines.push(`was <span class="was">${esc(was)}</span>`);
+  }
   for (const loc of it.previous_locations || []) lines.push(`was at <span class="was">${esc(loc)}</span>`);
   if (it.status === "cancelled") lines.push(`cancelled${it.reason ? ": " + esc(it.reason) : ""}`);
   else if (it.status === "postponed" && it.reason) lines.push(`postponed: ${esc(it.reason)}`);
