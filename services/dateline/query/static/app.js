@@ -49,6 +49,7 @@ function stop() {
 
 // Re-render a region; mark the parts whose content changed since the last render.
 function patch(region, html, seen) {
+  if (!region) return;  // an answer that came after the page was left: nothing to show it in
   const first = !seen.has("");  // nothing is "new" on a page's first render
   seen.set("", "");
   region.innerHTML = html;
@@ -242,7 +243,9 @@ function storyPage(id) {
     region("expectations", Object.values(st.expectations).map((e) => `<div class="card" data-key="exp:${esc(e.expectation)}" data-expectation="${esc(e.expectation)}" data-status="${esc(e.status)}">
       ${chip(e.status)} ${esc(e.description)}${e.note ? `<div class="meta">${esc(e.note)}</div>` : ""}</div>`).join("") || `<p class="empty">none</p>`);
     region("links", st.links.map((l) => `<div class="card" data-key="link:${esc(l.story)}"><a href="#/stories/${encodeURIComponent(l.story)}">${esc(l.story)}</a> ${chip(l.rel)}${l.note ? `<div class="meta">${esc(l.note)}</div>` : ""}</div>`).join("") || `<p class="empty">none</p>`);
-    region("corrections", st.corrections.map((c) => `<div class="card" data-key="corr:${esc(c.id)}">${chip(c.kind)} ${esc(c.note)}<div class="meta">${esc(when(c.time, "exact"))}${c.applied ? "" : " · not applied yet"}</div></div>`).join("") || `<p class="empty">none</p>`);
+    // Who issued each correction (rule 5), and why one did not apply.
+    const notApplied = (c) => c.applied ? "" : c.problem ? ` · not applied: ${esc(c.problem)}` : " · not applied yet";
+    region("corrections", st.corrections.map((c) => `<div class="card" data-key="corr:${esc(c.id)}" data-correction="${esc(c.id)}">${chip(c.kind)} ${esc(c.note)}<div class="meta">${esc(when(c.time, "exact"))}${c.source ? ` · by ${esc(c.source)}` : ""}${notApplied(c)}</div></div>`).join("") || `<p class="empty">none</p>`);
     fetch(`/v1/stories/${encodeURIComponent(id)}/timeline`).then((r) => r.ok ? r.json() : { items: [] }).then((page) => {
       region("timeline", page.items.map((e) => `<li data-key="tl:${e.version}"><time>${esc(when(e.time, e.precision))}</time>${esc(e.summary)}</li>`).join(""));
     });
