@@ -93,3 +93,5 @@ class Envelope(Checked, frozen=True, tag_field="type", omit_defaults=True, kw_on
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
     position: str | None = None
     recordedtime: Time | None = None
+    editor: bool | None = None
+    """Set by the log: the writer held the editor right (rule 5) when it was accepted."""

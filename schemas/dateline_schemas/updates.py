@@ -48,4 +48,4 @@ TYPES: Final[dict[str, type[Envelope]]] = {
     for cls in UPDATE_CLASSES
 }
 ENVELOPE_FIELDS: Final[frozenset[str]] = frozenset({"type", *Envelope.__struct_fields__, "data"})
-LOG_FIELDS: Final[tuple[str, ...]] = ("version", "position", "recordedtime")
+LOG_FIELDS: Final[tuple[str, ...]] = ("version", "position", "recordedtime", "editor")

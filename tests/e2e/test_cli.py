@@ -129,3 +129,41 @@ def test_log_as_of_shows_what_the_desk_knew_then(env: dict[str, str]) -> None:
     naive = run(env, "log", "hanoi-summit-2019", "--as-of", "2019-02-28T13:00:00")
     assert naive.returncode == 2
     assert "give an offset" in naive.stderr
+
+
+def test_publish_needs_editor_to_correct_another_sources_update(env: dict[str, str]) -> None:
+    """Rule 5 on the on-call tool: refused by name without --editor, nothing written;
+    with it, the log records the right and the correction applies."""
+    said = {
+        "specversion": "1.0",
+        "id": "st-1",
+        "source": "urn:feed:wire-a",
+        "type": "dateline.statement.made",
+        "subject": "rule-five",
+        "time": "2019-02-28T10:00:00+07:00",
+        "data": {"statement": "s1", "speaker": "Kim Jong Un", "text": "Typo here"},
+    }
+    fix = {
+        **said,
+        "id": "desk-1",
+        "source": "urn:feed:desk",
+        "type": "dateline.correction.issued",
+        "time": "2019-02-28T11:00:00+07:00",
+        "data": {
+            "corrects": "st-1",
+            "target_source": "urn:feed:wire-a",
+            "changes": {"text": "No typo"},
+            "note": "Corrected by the desk.",
+        },
+    }
+    lines = (json.dumps(said) + "\n" + json.dumps(fix) + "\n").encode()
+    refused = run(env, "publish", "-", stdin=lines)
+    assert refused.returncode == 2 and "rule 5" in refused.stderr and "--editor" in refused.stderr
+    assert run(env, "log", "rule-five", "--json").stdout == ""
+    done = run(env, "publish", "--editor", "-", stdin=lines)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(x) for x in run(env, "log", "rule-five", "--json").stdout.splitlines()]
+    assert [r.get("editor") for r in records] == [True, True]
+    story = json.loads(run(env, "story", "rule-five", "--json").stdout)
+    assert story["statements"]["s1"]["text"] == "No typo"
+    assert story["corrections"][0]["source"] == "urn:feed:desk"

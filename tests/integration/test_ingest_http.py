@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -204,3 +205,46 @@ async def test_invalid_updates_name_every_bad_field(client: Client) -> None:
     body = r.json()
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "subject"), (2, "time")]
     assert [x["status"] for x in body["results"]] == ["appended", "invalid", "invalid"]
+
+
+def _correction_of_another_source(uid: str) -> bytes:
+    return encode(
+        update(
+            "dateline.correction.issued",
+            id=uid,
+            data={
+                "corrects": "theirs-1",
+                "target_source": "urn:feed:wire-b",
+                "changes": {"title": "Forged"},
+                "note": "n",
+            },
+        )
+    )
+
+
+async def test_rule_5_another_sources_update_needs_the_editor_right(client: Client) -> None:
+    """Without it: 403 naming rule 5 and the field, nothing written. With it (an editor
+    feed): appended, and the log records that its writer held the right."""
+    r = await client.post(_correction_of_another_source("c-1"))
+    assert r.status_code == 403, r.text
+    [problem] = r.json()["errors"]
+    assert problem["field"] == "data.target_source" and "rule 5" in problem["detail"]
+    assert await written(client.log) == []
+    creds = Credentials(client.log.redis, client.log.keys.prefix)
+    editor = await creds.add("desk", SOURCE + ":desk", editor=True)
+    doc = msgspec.json.decode(_correction_of_another_source("c-2"))
+    doc["source"] = SOURCE + ":desk"
+    r = await client.post(encode(doc), token=editor)
+    assert r.status_code == 202, r.text
+    [record] = await client.log.read_story_json("hanoi-summit-2019")
+    assert msgspec.json.decode(record)["editor"] is True
+    own = update("dateline.story.opened", id="o-1")  # an editor's every update says so
+    await client.post(encode(own))
+    plain = msgspec.json.decode((await client.log.read_story_json("hanoi-summit-2019"))[-1])
+    assert "editor" not in plain
+
+
+async def test_a_producer_cannot_claim_the_editor_right(client: Client) -> None:
+    r = await client.post(encode(update(editor=True)))
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "editor"

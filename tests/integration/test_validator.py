@@ -85,3 +85,28 @@ async def written_stories(log: Log) -> list[bytes]:
     return [
         k async for k in log.redis.scan_iter(match=log.keys.story("*", 0).replace(":{p0}", ":*"))
     ]
+
+
+async def test_rule_5_through_the_inbox(log: Log) -> None:
+    """A feed's inbox is held to rule 5 as HTTP is: another source's update needs the
+    editor right; an editor feed's updates are recorded as such."""
+    creds = Credentials(log.redis, log.keys.prefix)
+    await creds.add("wire-a", "urn:feed:test")
+    await creds.add("desk", "urn:feed:desk", editor=True)
+    data = {
+        "corrects": "theirs-1",
+        "target_source": "urn:feed:other",
+        "changes": {"title": "Forged"},
+        "note": "n",
+    }
+    forged = update("dateline.correction.issued", id="c-1", data=data)
+    by_desk = update("dateline.correction.issued", id="c-2", source="urn:feed:desk", data=data)
+    await log.redis.xadd(inbox_key(log.keys.prefix, "wire-a"), {"__data__": encode(forged)})
+    await log.redis.xadd(inbox_key(log.keys.prefix, "desk"), {"__data__": encode(by_desk)})
+    runner = await create_validator(log.redis, log.keys, "v1")
+    runner.config = dataclasses.replace(runner.config, block_ms=20)
+    await settle(runner)
+    [(_, refused)] = await log.redis.xrange(rejected_key(log.keys.prefix))
+    assert refused[b"field"] == b"data.target_source" and b"rule 5" in refused[b"reason"]
+    [record] = await log.read_story_json("hanoi-summit-2019")
+    assert b'"editor":true' in record and b'"id":"c-2"' in record

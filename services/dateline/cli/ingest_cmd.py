@@ -110,10 +110,20 @@ def _run_credentials(work: Callable[[Credentials], Awaitable[T]]) -> T:
     help="Only stories whose id starts with this (repeatable).",
 )
 @click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")
-def feeds_add(name: str, source: str, prefixes: tuple[str, ...], types: tuple[str, ...]) -> None:
+@click.option(
+    "--editor",
+    is_flag=True,
+    help="The editor right (rule 5): its corrections and retractions may name another "
+    "source's updates, with target_source.",
+)
+def feeds_add(
+    name: str, source: str, prefixes: tuple[str, ...], types: tuple[str, ...], editor: bool
+) -> None:
     """Register feed NAME and print its token. It is shown this once and stored hashed."""
     try:
-        token = _run_credentials(lambda c: c.add(name, source, list(prefixes), list(types)))
+        token = _run_credentials(
+            lambda c: c.add(name, source, list(prefixes), list(types), editor=editor)
+        )
     except (FeedExists, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)
@@ -126,7 +136,8 @@ def feeds_list() -> None:
     for f in _run_credentials(lambda c: c.feeds()):
         limits = ", ".join([*(f"stories {p}*" for p in f.story_prefixes), *f.types]) or "any"
         state = "REVOKED" if f.revoked else "active"
-        click.echo(f"{f.name}\t{f.source}\t{state}\t{limits}")
+        right = "editor" if f.editor else "-"
+        click.echo(f"{f.name}\t{f.source}\t{state}\t{right}\t{limits}")
 
 
 @feeds.command(name="revoke")

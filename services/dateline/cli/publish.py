@@ -12,7 +12,8 @@ import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
 from dateline.store.log import REFUSED, AppendResult, Log
-from dateline_schemas import MAX_BATCH_UPDATES
+from dateline_schemas import MAX_BATCH_UPDATES, InvalidUpdate, decode_update
+from dateline_schemas.correction import names_another_source
 
 _COLOURS = {"appended": "green", "duplicate": "cyan", "conflict": "yellow"}
 
@@ -43,13 +44,14 @@ async def publish_lines(
     atomic: bool,
     pace: float,
     as_json: bool,
+    editor: bool = False,
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     step = 1 if pace else batch_size
     chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
     batches = ([body for _, body in chunk] for chunk in chunks)
     done = 0
-    async for results in log.append_stream(batches, atomic=atomic):
+    async for results in log.append_stream(batches, atomic=atomic, editor=editor):
         for (line, _), result in zip(chunks[done], results, strict=True):
             counts[result.status] += 1
             if as_json:
@@ -62,6 +64,20 @@ async def publish_lines(
         if pace:
             await asyncio.sleep(pace)
     return counts
+
+
+def _naming_another_source(lines: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    """(line, source) of each update that names another source's update (rule 5); an
+    invalid line is the log's to refuse."""
+    found = []
+    for line, body in lines:
+        try:
+            update = decode_update(body).update
+        except InvalidUpdate:
+            continue
+        if (source := names_another_source(update)) is not None:
+            found.append((line, source))
+    return found
 
 
 @click.command()
@@ -85,7 +101,15 @@ async def publish_lines(
     default=0.0,
     help="Seconds to wait after each update (one update per batch), to watch it unfold.",
 )
-def publish(file: IO[bytes], as_json: bool, atomic: bool, batch_size: int, pace: float) -> None:
+@click.option(
+    "--editor",
+    is_flag=True,
+    help="Publish with the editor right (rule 5): corrections and retractions may name "
+    "another source's updates (target_source); the log records the right.",
+)
+def publish(
+    file: IO[bytes], as_json: bool, atomic: bool, batch_size: int, pace: float, editor: bool
+) -> None:
     """Append the NDJSON updates in FILE (or - for stdin) to the log.
 
     Prints one line per update: appended (story version and log position),
@@ -101,12 +125,24 @@ def publish(file: IO[bytes], as_json: bool, atomic: bool, batch_size: int, pace:
         raise click.UsageError(
             f"--atomic takes at most {MAX_BATCH_UPDATES} updates; the input has {len(lines)}"
         )
+    if not editor and (crossing := _naming_another_source(lines)):
+        raise click.UsageError(
+            f"rule 5: line {crossing[0][0]} corrects or retracts an update of "
+            f"{crossing[0][1]!r}, another source ({len(crossing)} such lines); that needs "
+            "the editor right: run again with --editor"
+        )
     cfg = settings()
 
     async def run() -> Counter[str]:
         async with open_log(url, cfg) as log:
             return await publish_lines(
-                log, lines, batch_size=batch_size, atomic=atomic, pace=pace, as_json=as_json
+                log,
+                lines,
+                batch_size=batch_size,
+                atomic=atomic,
+                pace=pace,
+                as_json=as_json,
+                editor=editor,
             )
 
     with server(cfg) as url:

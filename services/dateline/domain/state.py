@@ -101,6 +101,11 @@ class CorrectionNote(msgspec.Struct):
     """False while the corrected update has not arrived (held), or if its change was invalid."""
     problem: str | None = None
     """Why a change that arrived could not be applied."""
+    source: str = ""
+    """Who issued the correction (its `source`)."""
+    target_source: str = ""
+    """The `source` of the update it corrects: its own, unless `target_source` said
+    another (rule 5)."""
 
 
 class Hidden(msgspec.Struct):
@@ -110,6 +115,8 @@ class Hidden(msgspec.Struct):
     status: Literal["withheld", "canceled"]
     reason: str
     retraction: str
+    source: str = ""
+    """The `source` of the update taken out (ids are unique per source)."""
 
 
 class Entry(msgspec.Struct):

@@ -21,7 +21,13 @@ from dateline.domain.order import order_key
 from dateline.domain.state import CorrectionNote, Entry, Hidden, StoryState
 from dateline.domain.summary import summarize
 from dateline_schemas import Update
-from dateline_schemas.correction import CorrectionIssued, RetractionIssued, RetractionLifted
+from dateline_schemas.correction import (
+    CorrectionIssued,
+    Naming,
+    RetractionIssued,
+    RetractionLifted,
+    target_of,
+)
 from dateline_schemas.statement import StatementMade
 
 _copy_encode = msgspec.msgpack.Encoder().encode
@@ -35,33 +41,49 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
     keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
     ordered = [u for _, u in keyed]
     hidden = _retracted(ordered)
-    present = {u.id: u for u in ordered}
-    issued = {u.id: u for u in ordered if isinstance(u, CorrectionIssued) and u.id not in hidden}
-    notes = {cid: _note(c, present.get(c.data.corrects), hidden) for cid, c in issued.items()}
+    present = {_ref(u): u for u in ordered}
+    issued = {
+        _ref(u): u for u in ordered if isinstance(u, CorrectionIssued) and _ref(u) not in hidden
+    }
+    notes = {cref: _note(c, present.get(target_of(c)), hidden) for cref, c in issued.items()}
     effective = _effective(issued, notes)
-    corrections: dict[str, list[CorrectionIssued]] = defaultdict(list)
-    for cid in issued:  # in the order of their time; none that cannot apply
-        if notes[cid].applied:
-            corrections[effective[cid].data.corrects].append(effective[cid])
+    corrections: dict[Ref, list[CorrectionIssued]] = defaultdict(list)
+    for cref in issued:  # in the order of their time; none that cannot apply
+        if notes[cref].applied:
+            corrections[target_of(effective[cref])].append(effective[cref])
 
     state = StoryState(id=story)
-    state.hidden = sorted(hidden.values(), key=lambda h: h.id)
+    state.hidden = sorted(hidden.values(), key=lambda h: (h.id, h.source))
     state.corrections = list(notes.values())  # in the order of their time
     for key, u in keyed:
-        if u.id in hidden:
+        if _ref(u) in hidden:
             continue
-        if u.id in effective:  # a correction, as corrected; its own changes went to its note
-            _fold(state, effective[u.id], key)
+        if _ref(u) in effective:  # a correction, as corrected; its changes went to its note
+            _fold(state, effective[_ref(u)], key)
             continue
-        fixed, fields, texts = _corrected(u, corrections.get(u.id, []), notes)
+        fixed, fields, texts = _corrected(u, corrections.get(_ref(u), []), notes)
         _fold(state, fixed, key)  # a correction changes data, never the time: same key
         if fields and isinstance(fixed, StatementMade):
-            ref = state.statement_aliases.get(fixed.data.statement, fixed.data.statement)
-            if said := state.statements.get(ref):
+            first = state.statement_aliases.get(fixed.data.statement, fixed.data.statement)
+            if said := state.statements.get(first):
                 said.corrected_fields = sorted({*said.corrected_fields, *fields})
                 said.correction_notes += texts
     _stamp_latest(state, by_version.values())
     return state
+
+
+Ref = tuple[str, str]
+"""An update as corrections and retractions name it: (source, id), unique in the log."""
+
+
+def _ref(update: Update) -> Ref:
+    return (update.source, update.id)
+
+
+def counts(naming: Naming) -> bool:
+    """Rule 5: a correction or retraction counts if it names an update of its own
+    source, or if its writer held the editor right when the log accepted it."""
+    return target_of(naming)[0] == naming.source or bool(naming.editor)
 
 
 def advance(state: StoryState, update: Update) -> StoryState | None:
@@ -94,11 +116,16 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
 def _appendable(state: StoryState, update: Update, key: list[Any]) -> bool:
     if update.version != state.version + 1 or isinstance(update, _NAMING):
         return False
-    if any(c.corrects == update.id for c in state.corrections):
+    if any(_names(c.corrects, c.target_source, update) for c in state.corrections):
         return False  # a correction was held for it
-    if any(h.id == update.id for h in state.hidden):
+    if any(_names(h.id, h.source, update) for h in state.hidden):
         return False  # retracted before it arrived
     return not state.order_key or key > state.order_key
+
+
+def _names(update_id: str, source: str, update: Update) -> bool:
+    """Whether (source, update_id) is `update`; "" (a state folded before rule 5) is any."""
+    return update_id == update.id and source in ("", update.source)
 
 
 def copy_state(state: StoryState) -> StoryState:
@@ -135,28 +162,33 @@ def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
         state.recordedtime = latest.recordedtime.isoformat() if latest.recordedtime else None
 
 
-def _retracted(ordered: list[Update]) -> dict[str, Hidden]:
-    """Ids taken out of the state: the last retraction event of each target decides.
+def _retracted(ordered: list[Update]) -> dict[Ref, Hidden]:
+    """Updates taken out of the state: the last retraction event of each target decides.
 
-    A lifted retraction restores a withheld update; a canceled one stays out.
+    A lifted retraction restores a withheld update; a canceled one stays out. A
+    retraction or lift that rule 5 does not let count changes nothing.
     """
-    hidden: dict[str, Hidden] = {}
+    hidden: dict[Ref, Hidden] = {}
     for u in ordered:
         match u:
-            case RetractionIssued(data=d):
-                hidden[d.retracts] = Hidden(d.retracts, d.status, d.reason, u.id)
-            case RetractionLifted(data=d):
-                if d.retracts in hidden and hidden[d.retracts].status == "withheld":
-                    del hidden[d.retracts]
+            case RetractionIssued(data=d) if counts(u):
+                target = target_of(u)
+                hidden[target] = Hidden(d.retracts, d.status, d.reason, u.id, target[0])
+            case RetractionLifted() if counts(u):
+                target = target_of(u)
+                if target in hidden and hidden[target].status == "withheld":
+                    del hidden[target]
     return hidden
 
 
 def _note(
-    correction: CorrectionIssued, target: Update | None, hidden: dict[str, Hidden]
+    correction: CorrectionIssued, target: Update | None, hidden: dict[Ref, Hidden]
 ) -> CorrectionNote:
     """The correction's note; not applied while its target has not arrived (held), nor
-    when the target is out of the state or is no update whose data a change can fix."""
+    when rule 5 does not let it count, the target is out of the state, or is no update
+    whose data a change can fix."""
     d = correction.data
+    named = target_of(correction)
     note = CorrectionNote(
         id=correction.id,
         corrects=d.corrects,
@@ -165,13 +197,22 @@ def _note(
         kind=d.kind or "correction",
         fields=sorted(d.changes),
         applied=target is not None,
+        source=correction.source,
+        target_source=named[0],
     )
-    if target is None:
-        return note
-    if d.corrects in hidden:
+    if not counts(correction):
         note.applied = False
         note.problem = (
-            f"the update it corrects is retracted ({hidden[d.corrects].status}): "
+            f"rule 5: {correction.source!r} may correct only its own updates; this one "
+            f"names {named[0]!r}'s, and its writer did not hold the editor right"
+        )
+        return note
+    if target is None:
+        return note
+    if named in hidden:
+        note.applied = False
+        note.problem = (
+            f"the update it corrects is retracted ({hidden[named].status}): "
             "a correction of it changes nothing"
         )
     elif isinstance(target, RetractionIssued | RetractionLifted):
@@ -190,20 +231,20 @@ def _note(
 
 
 def _effective(
-    issued: dict[str, CorrectionIssued], notes: dict[str, CorrectionNote]
-) -> dict[str, CorrectionIssued]:
+    issued: dict[Ref, CorrectionIssued], notes: dict[Ref, CorrectionNote]
+) -> dict[Ref, CorrectionIssued]:
     """Each correction as the corrections of it left it (a correction is an update, and
     `corrects` may name one), in any depth; the notes say what each changed.
 
     A correction of a correction changes what the first one does to its own target:
     its `changes`, `note` or `kind`. `fields` and `note` of the first note follow.
     """
-    of: dict[str, list[str]] = defaultdict(list)
+    of: dict[Ref, list[Ref]] = defaultdict(list)
     for cid, c in issued.items():
-        of[c.data.corrects].append(cid)
-    done: dict[str, CorrectionIssued] = {}
+        of[target_of(c)].append(cid)
+    done: dict[Ref, CorrectionIssued] = {}
 
-    def resolve(cid: str, path: frozenset[str]) -> CorrectionIssued:
+    def resolve(cid: Ref, path: frozenset[Ref]) -> CorrectionIssued:
         if cid in done:
             return done[cid]
         fixes = [
@@ -225,7 +266,7 @@ def _effective(
 
 
 def _corrected(
-    update: Update, fixes: list[CorrectionIssued], notes: dict[str, CorrectionNote]
+    update: Update, fixes: list[CorrectionIssued], notes: dict[Ref, CorrectionNote]
 ) -> tuple[Update, list[str], list[str]]:
     """`update` with every correction naming it applied in time order; fields and notes used.
 
@@ -242,8 +283,8 @@ def _corrected(
         try:
             msgspec.convert(trial, type(update.data))
         except (msgspec.ValidationError, ValueError) as exc:
-            notes[fix.id].applied = False
-            notes[fix.id].problem = str(exc)
+            notes[_ref(fix)].applied = False
+            notes[_ref(fix)].problem = str(exc)
             continue
         data = trial
         fields += [f for f in fix.data.changes if f not in fields]

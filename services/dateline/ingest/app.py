@@ -150,7 +150,9 @@ def create_app(settings: Settings, url: str) -> Litestar:
                 )
             )
         results = await ctx.log.append(
-            [d or raw for d, raw in zip(decoded, items, strict=True)], atomic=atomic
+            [d or raw for d, raw in zip(decoded, items, strict=True)],
+            atomic=atomic,
+            editor=feed.editor,
         )
         status = status_of(results)
         for outcome, count in Counter(r.status for r in results).items():

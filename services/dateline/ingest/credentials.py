@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from dateline.store.layout import feed_tokens_key, feeds_key
 from dateline_schemas import Update
+from dateline_schemas.correction import names_another_source
 
 _FEED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TOKEN_PREFIX = "dl_"  # noqa: S105 - a marker that tells a token apart, not a secret
@@ -37,6 +38,9 @@ class Feed(msgspec.Struct, frozen=True):
     """Empty: any update type. Else only these."""
     created: float = 0.0
     revoked: bool = False
+    editor: bool = False
+    """The editor right (rule 5): its corrections and retractions may name another
+    source's updates (`target_source`)."""
 
 
 class FeedExists(ValueError):
@@ -73,6 +77,13 @@ def refusal(feed: Feed, update: Update) -> Refusal | None:
     type_ = update.__struct_config__.tag
     if feed.types and type_ not in feed.types:
         return Refusal("type", f"feed {feed.name!r} may not publish {type_!r}")
+    if not feed.editor and (target := names_another_source(update)) is not None:
+        return Refusal(
+            "data.target_source",
+            f"rule 5: feed {feed.name!r} corrects and retracts only its own source's "
+            f"updates ({feed.source!r}), not {target!r}'s; naming another source's needs "
+            "the editor right (dateline feeds add --editor)",
+        )
     return None
 
 
@@ -87,6 +98,8 @@ class Credentials:
         source: str,
         story_prefixes: list[str] | None = None,
         types: list[str] | None = None,
+        *,
+        editor: bool = False,
     ) -> str:
         """Register a feed; returns its token, which is shown this once and stored hashed."""
         if not _FEED_NAME.fullmatch(name):
@@ -94,7 +107,14 @@ class Credentials:
                 f"feed name: expected 1 to 63 of a-z, 0-9 and '-', starting with a letter or "
                 f"digit, got {name!r} (it names the feed's inbox stream)"
             )
-        feed = Feed(name, source, list(story_prefixes or []), list(types or []), time.time())
+        feed = Feed(
+            name,
+            source,
+            list(story_prefixes or []),
+            list(types or []),
+            time.time(),
+            editor=editor,
+        )
         if not await self.client.hsetnx(self.feeds_key, name, msgspec.json.encode(feed)):
             raise FeedExists(f"feed {name!r} exists already; revoke it first or pick another name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -101,7 +101,9 @@ class ValidatorHandler:
         # Refused before the log saw them: invalid, or outside the feed's credentials.
         UPDATES.labels("validator", "refused").inc(len(refused))
         for chunk in _by_size(valid):
-            results = await self.log.append([decoded for _, decoded in chunk])
+            results = await self.log.append(
+                [decoded for _, decoded in chunk], editor=feed is not None and feed.editor
+            )
             for result in results:
                 UPDATES.labels("validator", result.status).inc()
             refused += [

@@ -108,17 +108,26 @@ class Log:
             )
 
     async def append(
-        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool = False
+        self,
+        updates: Sequence[bytes | str | Update | Decoded],
+        *,
+        atomic: bool = False,
+        editor: bool = False,
     ) -> list[AppendResult]:
         """Validate and append a batch: one result per update, in order.
 
         Invalid updates are refused and the others still land, unless `atomic`:
-        then any refusal (invalid or conflict) writes nothing at all.
+        then any refusal (invalid or conflict) writes nothing at all. `editor`: the
+        writer holds the editor right (rule 5), and the records say so.
         """
-        return await self.submit(self.prepare(updates, atomic=atomic))
+        return await self.submit(self.prepare(updates, atomic=atomic, editor=editor))
 
     async def append_stream(
-        self, batches: Iterable[Sequence[bytes | str | Update | Decoded]], *, atomic: bool = False
+        self,
+        batches: Iterable[Sequence[bytes | str | Update | Decoded]],
+        *,
+        atomic: bool = False,
+        editor: bool = False,
     ) -> AsyncIterator[list[AppendResult]]:
         """Append batch after batch, in order, yielding each batch's results.
 
@@ -136,7 +145,7 @@ class Log:
         try:
             in_flight: deque[Prepared] = deque()
             for batch in batches:
-                prepared = self.prepare(batch, atomic=atomic)
+                prepared = self.prepare(batch, atomic=atomic, editor=editor)
                 if _needs_server(prepared):
                     await conn.send_command(
                         "EVAL", APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
@@ -153,7 +162,11 @@ class Log:
             await pool.release(conn)
 
     def prepare(
-        self, updates: Sequence[bytes | str | Update | Decoded], *, atomic: bool
+        self,
+        updates: Sequence[bytes | str | Update | Decoded],
+        *,
+        atomic: bool,
+        editor: bool = False,
     ) -> Prepared:
         """Validate a batch and pack the script's arguments. CPU only, no I/O."""
         if len(updates) > MAX_BATCH_UPDATES:
@@ -174,6 +187,8 @@ class Log:
                     i, "invalid", field=exc.problem.field, reason=exc.problem.message
                 )
                 continue
+            if editor:  # a log field, like version: producers cannot send it
+                body = body[:-1] + b',"editor":true}'
             valid.append((i, update))
             part = keys.partition(update.subject)
             meta.append(
