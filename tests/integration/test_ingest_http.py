@@ -20,6 +20,7 @@ from tests.factories import encode, update
 from tests.invalid_cases import CASES
 
 SOURCE = "urn:feed:test"
+DESK, PLANNER = "urn:feed:desk", "urn:feed:planner"
 
 
 class Client(NamedTuple):
@@ -149,7 +150,7 @@ def hostile_cases(token_for: dict[str, str]) -> list[Hostile]:
         ),
         Hostile(
             "a story outside the token's prefix",
-            encode(update(subject="other-story")),
+            encode(update(subject="other-story", source=DESK)),
             CE_JSON,
             403,
             "hanoi-",
@@ -157,7 +158,7 @@ def hostile_cases(token_for: dict[str, str]) -> list[Hostile]:
         ),
         Hostile(
             "a type the token may not publish",
-            encode(update("dateline.story.concluded")),
+            encode(update("dateline.story.concluded", source=PLANNER)),
             CE_JSON,
             403,
             "dateline.story.concluded",
@@ -175,12 +176,13 @@ def hostile_cases(token_for: dict[str, str]) -> list[Hostile]:
 
 async def test_hostile_inputs_are_refused_by_name_and_write_nothing(client: Client) -> None:
     creds = Credentials(client.log.redis, client.log.keys.prefix)
-    revoked = await creds.add("gone", SOURCE)
+    revoked = await creds.add("gone", "urn:feed:gone")
     await creds.revoke("gone")
     tokens = {
         "revoked": revoked,
-        "prefixed": await creds.add("desk", SOURCE, story_prefixes=["hanoi-"]),
-        "typed": await creds.add("planner", SOURCE, types=["dateline.schedule.announced"]),
+        # A source belongs to one feed at a time (a revoked one's is free again).
+        "prefixed": await creds.add("desk", DESK, story_prefixes=["hanoi-"]),
+        "typed": await creds.add("planner", PLANNER, types=["dateline.schedule.announced"]),
     }
     cases = hostile_cases(tokens)
     assert len(cases) >= 60
@@ -248,3 +250,9 @@ async def test_a_producer_cannot_claim_the_editor_right(client: Client) -> None:
     r = await client.post(encode(update(editor=True)))
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "editor"
+
+
+async def test_a_control_character_in_a_path_is_a_4xx_problem(client: Client) -> None:
+    r = await client.http.post("/v1/updates%00", content=b"{}")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"

@@ -802,3 +802,20 @@ async def test_a_version_built_before_the_due_index_finds_overdue_stories_on_the
     await asyncio.sleep(0.5)
     only = (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"]
     assert [e["id"] for e in only] == ["late-story"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/%00", 400), ("/app.js%00", 400), ("/v1/stories/a%00b", 400), ("/v1/sta%0Atus", 404)],
+)
+async def test_a_control_character_in_a_path_is_a_4xx_problem(
+    api: httpx.AsyncClient, path: str, status: int
+) -> None:
+    """The probe's `%00` reached the static files route and came back a 500: a path a
+    route matches is a 400 naming it; one no route matches, a 404 as any other."""
+    r = await api.get(path)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if status == 400:
+        assert r.json()["type"] == "urn:dateline:problem:bad-path"
+        assert "%00" in r.json()["detail"]

@@ -41,7 +41,7 @@ from dateline.store.connection import connect
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.web.probes import probe_routes, timed
-from dateline.web.problems import Refused, handlers, respond
+from dateline.web.problems import Refused, handlers, refuse_control_characters, respond
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
 
 log = structlog.get_logger("dateline.ingest")
@@ -213,7 +213,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
 
     return Litestar(
         route_handlers=[updates, openapi, *probe_routes(lambda: ctx.log.redis)],
-        middleware=[timed("ingest")],
+        middleware=[refuse_control_characters, timed("ingest")],
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -24,9 +24,13 @@ import redis.asyncio as aioredis
 from dateline.store.layout import feed_tokens_key, feeds_key
 from dateline_schemas import Update
 from dateline_schemas.correction import names_another_source
+from dateline_schemas.updates import TYPES
 
 _FEED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TOKEN_PREFIX = "dl_"  # noqa: S105 - a marker that tells a token apart, not a secret
+
+
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
 
 class Feed(msgspec.Struct, frozen=True):
@@ -107,6 +111,23 @@ class Credentials:
                 f"feed name: expected 1 to 63 of a-z, 0-9 and '-', starting with a letter or "
                 f"digit, got {name!r} (it names the feed's inbox stream)"
             )
+        for prefix in story_prefixes or []:
+            if not _PREFIX.fullmatch(prefix):
+                raise ValueError(
+                    f"story prefix: expected 1 to 128 of a-z, 0-9 and '-' (the start of a "
+                    f"story id), got {prefix!r}; an empty prefix would allow every story"
+                )
+        for type_ in types or []:
+            if type_ not in TYPES:
+                raise ValueError(
+                    f"type: {type_!r} is no update type; the types are {', '.join(sorted(TYPES))}"
+                )
+        for other in await self.feeds():
+            if other.source == source and not other.revoked:
+                raise FeedExists(
+                    f"source {source!r} is held by feed {other.name!r}: two feeds publishing "
+                    "as one source could each correct the other's updates (rule 5)"
+                )
         feed = Feed(
             name,
             source,

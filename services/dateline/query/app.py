@@ -28,7 +28,7 @@ from dateline.store.connection import connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.web.probes import probe_routes, timed
-from dateline.web.problems import Problem, handlers, respond, urn
+from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
 log = structlog.get_logger("dateline.query")
 STATIC = Path(__file__).parent / "static"
@@ -97,7 +97,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             path="/v1/docs",
             description="Read models of developing news stories, live pushes, exports.",
         ),
-        middleware=[timed("query")],
+        middleware=[refuse_control_characters, timed("query")],
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={

@@ -7,13 +7,23 @@ unexpected error with its traceback and answers 500: never swallowed, never bare
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import structlog
 from litestar import Request, Response
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
@@ -101,6 +111,37 @@ def unhandled(service: str) -> Handler:
         return problem_response("internal", "Internal error", 500, detail)
 
     return handler
+
+
+_CONTROL_IN_PATH = re.compile("[\x00-\x1f\x7f]")
+
+
+def refuse_control_characters(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: a path holding a control character (a NUL from `%00`, say) is a
+    400 problem, before a route sees it; the static files route raised on one (500)."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
+        if not _CONTROL_IN_PATH.search(path):
+            await app(scope, receive, send)
+            return
+        detail = "path: control characters (such as %00) have no place in a path"
+        body = _encode(Problem(urn("bad-path"), "Bad path", 400, detail))
+        headers = [(b"content-type", PROBLEM.encode()), (b"content-length", b"%d" % len(body))]
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": headers,
+        }
+        end: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": body,
+            "more_body": False,
+        }
+        await send(start)
+        await send(end)
+
+    return guarded
 
 
 def handlers(service: str) -> dict[type[Exception] | int, Handler]:
