@@ -135,6 +135,8 @@ _NOT_STRING = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + _NONC
 
 def string_problem(value: str) -> str | None:
     """Why `value` is no CloudEvents String, or None if it is one."""
+    if value.isprintable():  # no Cc, Cs or Cn code point: none the rule refuses (fast, in C)
+        return None
     found = _NOT_STRING.search(value)
     if found is None:
         return None
