@@ -145,7 +145,7 @@ class Reader:
         return raw, _text(parked), records
 
     def _parked_key(self, models: ReadModels) -> str:
-        return DeadLetters(self.client, self.keys.prefix, models.group).parked_key
+        return self.keys.group(models.group).parked
 
     async def story_since(
         self, story: str, after: int, count: int

@@ -61,11 +61,6 @@ def partition_stream(prefix: str, tag: str) -> str:
     return f"{prefix}:{tag}:log"
 
 
-def everything(prefix: str) -> str:
-    """A SCAN pattern for every key of a deployment."""
-    return f"{prefix}:*"
-
-
 def group_of(version: str) -> str:
     """The consumer group of a projection version: `projector-v3`."""
     return f"projector-{version}"
@@ -176,10 +171,6 @@ class ModelKeys:
     def group(self) -> str:
         """The consumer group that projects into this version (and its dead letters)."""
         return group_of(self.version)
-
-    @property
-    def group_keys(self) -> GroupKeys:
-        return GroupKeys(self.prefix, self.group)
 
     @property
     def changes(self) -> str:
