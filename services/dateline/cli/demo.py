@@ -56,8 +56,8 @@ def _ports(f: click.decorators.FC) -> click.decorators.FC:
 def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None) -> None:
     """Run the whole system and publish the Hanoi summit story over HTTP, update by update.
 
-    Starts Redis (embedded unless REDIS_URL is set), then ingest, validator, projector
-    and query as separate processes, prints the dashboard's address and publishes
+    Starts Redis (embedded unless REDIS_URL is set), then ingest, validator, projector,
+    query and deliver as separate processes, prints the dashboard's address and publishes
     the story at PACE seconds an update. Keeps running after the story is in;
     Ctrl-C stops every process. Publishing again is safe: updates come back as
     duplicates.
@@ -69,7 +69,7 @@ def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None) -> No
 @click.command()
 @_ports
 def up(port: int, ingest_port: int) -> None:
-    """Run the whole system (Redis, ingest, validator, projector, query) until Ctrl-C."""
+    """Run the whole system (Redis, ingest, validator, projector, query, deliver) until Ctrl-C."""
     _run(settings(), port, ingest_port, None, 0.0)
 
 
@@ -84,6 +84,7 @@ def _run(
             Child("validator", service("validator"), logs / "validator.log"),
             Child("projector", service("projector"), logs / "projector.log"),
             Child("query", service("query", "--port", str(port)), logs / "query.log"),
+            Child("deliver", service("deliver"), logs / "deliver.log"),
         ]
         supervisor = Supervisor(children, env, err)
         err(f"Redis: {url}  data: {cfg.data_dir}  service logs: {logs}/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dateline.cli.deliver_cmd import deliver_command, subscriptions
 from dateline.cli.demo import demo, up
 from dateline.cli.ingest_cmd import feeds, ingest_command, validator_command
 from dateline.cli.log_cmd import log_command
@@ -40,3 +41,5 @@ cli.add_command(ingest_command)
 cli.add_command(feeds)
 cli.add_command(validator_command)
 cli.add_command(query_command)
+cli.add_command(deliver_command)
+cli.add_command(subscriptions)

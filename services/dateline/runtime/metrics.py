@@ -46,6 +46,33 @@ LAG_SECONDS = Gauge(
 )
 PENDING = Gauge("dateline_pending_updates", "Delivered, not yet acknowledged.", ["partition"])
 PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
+FANNED_OUT = Counter(
+    "dateline_fanned_out_updates", "Updates put in subscriptions' outboxes (one per subscription)."
+)
+DELIVERIES = Counter(
+    "dateline_deliveries",
+    "Delivery attempts to subscribers, by outcome: delivered, failed, parked.",
+    ["subscription", "outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "dateline_delivery_seconds",
+    "Time from sending a delivery to the subscriber's answer.",
+    ["subscription"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DELIVERY_BACKLOG = Gauge(
+    "dateline_delivery_backlog_updates", "Updates in a subscription's outbox.", ["subscription"]
+)
+DELIVERY_LAG_SECONDS = Gauge(
+    "dateline_delivery_lag_seconds",
+    "Age of the oldest update in a subscription's outbox.",
+    ["subscription"],
+)
+DELIVERY_PARKED = Gauge(
+    "dateline_delivery_parked_updates",
+    "Updates given up on, in a subscription's dead letters.",
+    ["subscription"],
+)
 LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
 
 

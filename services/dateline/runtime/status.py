@@ -20,10 +20,19 @@ from redis.exceptions import ResponseError
 
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
-from dateline.runtime.metrics import LAG_SECONDS, LAG_UPDATES, PARKED_NOW, PENDING
+from dateline.runtime.metrics import (
+    DELIVERY_BACKLOG,
+    DELIVERY_LAG_SECONDS,
+    DELIVERY_PARKED,
+    LAG_SECONDS,
+    LAG_UPDATES,
+    PARKED_NOW,
+    PENDING,
+)
 from dateline.store.deadletters import DeadLetters
-from dateline.store.layout import Keys, checkpoints_pattern, version_of_checkpoint
+from dateline.store.layout import DELIVER_GROUP, Keys, checkpoints_pattern, version_of_checkpoint
 from dateline.store.readmodels import ReadModels, read_active
+from dateline.store.subscriptions import Subscriptions
 
 SHOW_PARKED = 100
 """Parked stories `report` names; it counts all of them."""
@@ -60,6 +69,37 @@ class ProjectionStatus(msgspec.Struct):
     """What each version's read models hold (`readmodels.SHAPE`); 1 if never stamped."""
 
 
+class SubscriptionStatus(msgspec.Struct):
+    """One subscription's delivery state (`dateline subscriptions list`, the ops page)."""
+
+    name: str
+    url: str
+    mode: str
+    story_prefixes: list[str]
+    types: list[str]
+    paused: bool
+    backlog: int
+    """Updates in its outbox: not yet acknowledged by the receiver, nor parked."""
+    lag_seconds: float
+    """Age of the oldest of them (since it was appended to the log)."""
+    retrying: int
+    """Updates that failed and wait for their next attempt."""
+    parked: int
+    delivered: int
+    failed_attempts: int
+    last_status: int | None
+    last_error: str | None
+    last_delivered: float | None
+    last_failed: float | None
+
+
+class DeliveryStatus(msgspec.Struct):
+    fanout_lag: int | None
+    """Log entries the delivery service has not yet put in the outboxes (None: the
+    server does not count them, before Redis 7, or the service never ran)."""
+    subscriptions: list[SubscriptionStatus]
+
+
 class Status(msgspec.Struct):
     group: str
     partitions: list[PartitionStatus]
@@ -69,6 +109,8 @@ class Status(msgspec.Struct):
     projection: ProjectionStatus
     replay: dict[str, str] | None = None
     """A rebuild's progress (`dateline replay`), while one runs and an hour after."""
+    deliveries: DeliveryStatus | None = None
+    """Subscriptions and how their deliveries stand (`dateline deliver`)."""
 
 
 async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
@@ -116,7 +158,76 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
             shapes={v: int(s or 1) for v, s in zip(versions, shapes, strict=True)},
         ),
         replay={k.decode(): v.decode() for k, v in replay.items()} or None,
+        deliveries=await deliveries(client, keys),
     )
+
+
+async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
+    """Every subscription's delivery state, and the fan-out's lag: one pipeline."""
+    now_ms = time.time() * 1000
+    registry = Subscriptions(client, keys)
+    subs = await registry.all()
+    pipe = client.pipeline(transaction=False)
+    for sub in subs:
+        state = registry.state(sub.name)
+        pipe.xlen(state.outbox)
+        pipe.xrange(state.outbox, count=1)
+        pipe.hlen(state.retries)
+        pipe.xlen(state.dlq)
+        pipe.hgetall(state.stats)
+    for p in range(keys.partitions):
+        pipe.xinfo_groups(keys.log(p))
+    replies = await pipe.execute(raise_on_error=False)
+    rows = []
+    for n, sub in enumerate(subs):
+        backlog, first, retrying, parked, raw = replies[5 * n : 5 * n + 5]
+        stats = {k.decode(): v.decode() for k, v in raw.items()}
+        oldest = _log_ms(first[0][1].get(b"position", b"")) if first else None
+        rows.append(
+            SubscriptionStatus(
+                name=sub.name,
+                url=sub.url,
+                mode=sub.mode,
+                story_prefixes=sub.story_prefixes,
+                types=sub.types,
+                paused=sub.paused,
+                backlog=int(backlog),
+                lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
+                retrying=int(retrying),
+                parked=int(parked),
+                delivered=int(stats.get("delivered", 0)),
+                failed_attempts=int(stats.get("failed_attempts", 0)),
+                last_status=int(stats["last_status"]) if "last_status" in stats else None,
+                last_error=stats.get("last_error"),
+                last_delivered=float(stats["last_delivered"])
+                if "last_delivered" in stats
+                else None,
+                last_failed=float(stats["last_failed"]) if "last_failed" in stats else None,
+            )
+        )
+    lag: int | None = 0
+    for infos in replies[5 * len(subs) :]:
+        info = {} if isinstance(infos, ResponseError) else _group(infos, DELIVER_GROUP)
+        if not info or info.get("lag") is None:
+            lag = None
+            break
+        lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
+    return DeliveryStatus(lag, rows)
+
+
+def _log_ms(position: bytes) -> int | None:
+    """The time in a log position `<partition>:<ms>-<seq>`."""
+    try:
+        return int(position.decode().split(":")[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def record_deliveries(found: DeliveryStatus) -> None:
+    for row in found.subscriptions:
+        DELIVERY_BACKLOG.labels(row.name).set(row.backlog)
+        DELIVERY_LAG_SECONDS.labels(row.name).set(row.lag_seconds)
+        DELIVERY_PARKED.labels(row.name).set(row.parked)
 
 
 class PartitionGauges(msgspec.Struct):

@@ -22,6 +22,15 @@ Consumer groups (`GroupKeys`; one group per projection version, and the validato
     <prefix>:<group>:parked         hash: story -> the entry that parked it
     <prefix>:<group>:dlq            stream: one entry per parked update
 
+Subscriptions (`SubscriptionKeys`; the delivery service, `dateline deliver`)
+    <prefix>:subs                   hash: subscription name -> its settings (JSON)
+    <prefix>:sub:<name>:outbox      stream: updates waiting for this subscriber
+    <prefix>:sub:<name>:retries     hash: outbox entry -> its retry state (JSON)
+    <prefix>:sub:<name>:dlq         stream: updates given up on, with the last error
+    <prefix>:sub:<name>:parked      set: stories whose later updates wait behind the dlq
+    <prefix>:sub:<name>:stats       hash: counters and the last outcome, for the ops page
+    The fan-out from the log is consumer group `deliver` (`GroupKeys` above).
+
 Read models (`ModelKeys`, per projection version; `store/readmodels.py` says what each holds)
     <prefix>:rm:active              the version dashboards read ("v1", ...)
     <prefix>:rm:replay              hash: a rebuild's progress, for the operations page
@@ -221,6 +230,49 @@ def feed_of_inbox(key: str) -> str:
 
 def rejected_key(prefix: str) -> str:
     return f"{prefix}:rejected"
+
+
+DELIVER_GROUP = "deliver"
+"""The consumer group that fans the log out to the subscriptions' outboxes."""
+
+
+def subscriptions_key(prefix: str) -> str:
+    return f"{prefix}:subs"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionKeys:
+    """The keys of one subscription's delivery state."""
+
+    prefix: str
+    name: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:sub:{self.name}"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.base}:outbox"
+
+    @property
+    def retries(self) -> str:
+        return f"{self.base}:retries"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.base}:dlq"
+
+    @property
+    def parked(self) -> str:
+        return f"{self.base}:parked"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}:stats"
+
+    def all(self) -> list[str]:
+        return [self.outbox, self.retries, self.dlq, self.parked, self.stats]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,3 +38,4 @@ async def scrape(reader: Reader) -> None:
     """The projection's lag and parked updates, as they are now: cheap reads only."""
     models = await reader.models()
     status.record(await status.gauges(reader.client, reader.keys, models))
+    status.record_deliveries(await status.deliveries(reader.client, reader.keys))

@@ -1,0 +1,1 @@
+"""The delivery service: updates out to subscribers as signed CloudEvents (`dateline deliver`)."""

@@ -1,0 +1,116 @@
+"""The delivery service as a FastStream app: the kit's subscribers fan the log out to
+the outboxes; one worker a subscription delivers each outbox.
+
+One process delivers at a time (the kit's lease on group `deliver`); others wait as
+standbys and take over within the lease's time to live when it dies. Workers start
+only once the lease is held, so an outbox is only ever worked by one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httpcore
+import structlog
+from faststream import FastStream
+
+from dateline.deliver.fanout import Fanout
+from dateline.deliver.targets import GuardedBackend
+from dateline.deliver.worker import RetryPolicy, Sender, Worker
+from dateline.kit import DatelineLog
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.layout import DELIVER_GROUP, Keys
+from dateline.store.subscriptions import Subscriptions
+
+log = structlog.get_logger("dateline.deliver")
+FOLLOW_S = 1.0
+"""How often the service looks for subscriptions added, removed or paused."""
+
+
+@dataclass
+class DeliveryService:
+    kit: DatelineLog
+    subscriptions: Subscriptions
+    sender: Sender
+    policy: RetryPolicy
+    window: int = 256
+    concurrency: int = 16
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _follow: asyncio.Task[None] | None = None
+    app: FastStream | None = None
+
+    async def start(self) -> None:
+        self._follow = asyncio.create_task(self._follow_subscriptions())
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self._follow is not None:
+            self._follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow
+        await asyncio.gather(*self.workers.values(), return_exceptions=True)
+        self.workers.clear()
+        await self.sender.guarded.aclose()
+        await self.sender.open.aclose()
+        await self.subscriptions.client.aclose()
+
+    async def _follow_subscriptions(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                names = {s.name for s in await self.subscriptions.all()}
+            except Exception:
+                log.exception("reading the subscriptions failed; trying again")
+                names = set(self.workers)
+            for name, task in list(self.workers.items()):
+                if task.done():
+                    del self.workers[name]
+                    if not task.cancelled() and (exc := task.exception()) is not None:
+                        log.error(
+                            "worker failed; restarting it", subscription=name, error=repr(exc)
+                        )
+            for name in sorted(names - set(self.workers)):
+                worker = Worker(
+                    self.subscriptions,
+                    name,
+                    self.sender,
+                    self.policy,
+                    window=self.window,
+                    concurrency=self.concurrency,
+                )
+                self.workers[name] = asyncio.create_task(worker.run(self.stop_event))
+            await asyncio.sleep(FOLLOW_S)
+
+
+def create_app(
+    cfg: Settings,
+    url: str,
+    *,
+    policy: RetryPolicy | None = None,
+    consumer: str | None = None,
+    window: int = 256,
+    concurrency: int = 16,
+) -> DeliveryService:
+    """The service, not yet started: `service.app` is the FastStream app to run."""
+    kit = DatelineLog(
+        url,
+        group=DELIVER_GROUP,
+        consumer=consumer,
+        prefix=cfg.prefix,
+        partitions=cfg.partitions,
+        lease_ttl_ms=cfg.lease_ttl_ms,
+    )
+    subscriptions = Subscriptions(connect(url), Keys(cfg.prefix, cfg.partitions))
+    kit.batches(Fanout(subscriptions))
+    sender = Sender(
+        httpcore.AsyncConnectionPool(network_backend=GuardedBackend(), max_connections=64),
+        httpcore.AsyncConnectionPool(max_connections=64),
+    )
+    service = DeliveryService(
+        kit, subscriptions, sender, policy or RetryPolicy(), window, concurrency
+    )
+    service.app = kit.app(after_startup=[service.start], on_shutdown=[service.stop])
+    return service

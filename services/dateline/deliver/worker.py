@@ -1,0 +1,282 @@
+"""Working through one subscription's outbox: in order per story, retried, then parked.
+
+Each round reads the oldest `window` entries of the outbox and delivers them, one
+story after another within a story and the stories side by side (up to
+`concurrency` at once). An update leaves the outbox when the receiver answers 2xx.
+Anything else (an error status, a timeout, a refused connection) is a failure: the
+story stops there, and its update is tried again after an exponential backoff with
+jitter (`RetryPolicy`), kept in Redis so that a restart keeps the schedule. Once
+`give_up_after_s` has passed since its first failure, the update is parked in the
+subscription's dead letters with the last error, and the story's later updates park
+behind it (its order holds) until `dateline subscriptions redrive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpcore
+import structlog
+
+from dateline.deliver.webhook import Signer, message_id, request
+from dateline.runtime.metrics import DELIVERIES, DELIVERY_SECONDS
+from dateline.store.subscriptions import Parked, RetryState, Subscription, Subscriptions
+
+log = structlog.get_logger("dateline.deliver")
+Entry = tuple[str, dict[bytes, bytes]]
+BEHIND = "parked behind an earlier update of this story"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    first_s: float = 1.0
+    """The wait after the first failure; each further failure doubles it..."""
+    max_backoff_s: float = 300.0
+    """...up to this."""
+    give_up_after_s: float = 86_400.0
+    """Parked once this long has passed since an update's first failure."""
+    timeout_s: float = 10.0
+    """For a receiver's whole answer, from connecting to the last byte."""
+
+    def delay(self, attempts: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds before attempt `attempts + 1`: between half and all of the backoff,
+        so that subscribers that failed together do not all come back at once."""
+        backoff = min(self.max_backoff_s, self.first_s * 2.0 ** (attempts - 1))
+        return backoff / 2 + rng() * backoff / 2
+
+
+class Outcome:
+    """What one delivery attempt came to, for the log and the retry state."""
+
+    def __init__(self, status: int | None, error: str) -> None:
+        self.status, self.error = status, error
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Sender:
+    """POSTs over two connection pools: the guarded one, and one for `--allow-private`."""
+
+    def __init__(self, guarded: httpcore.AsyncConnectionPool, open_: httpcore.AsyncConnectionPool):
+        self.guarded, self.open = guarded, open_
+
+    async def post(
+        self,
+        sub: Subscription,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+    ) -> Outcome:
+        pool = self.open if sub.allow_private else self.guarded
+        extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)}
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await pool.request(
+                    "POST", sub.url, headers=headers, content=body, extensions=extensions
+                )
+        except TimeoutError:
+            return Outcome(None, f"no answer within {timeout_s:g} s")
+        except httpcore.TimeoutException as exc:
+            return Outcome(None, f"timed out: {type(exc).__name__}")
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            return Outcome(None, f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status < 300:
+            return Outcome(response.status, "")
+        said = response.content[:200].decode(errors="replace").strip()
+        return Outcome(response.status, f"HTTP {response.status}" + (f": {said}" if said else ""))
+
+
+class Worker:
+    def __init__(
+        self,
+        subscriptions: Subscriptions,
+        name: str,
+        sender: Sender,
+        policy: RetryPolicy,
+        *,
+        window: int = 256,
+        concurrency: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.subscriptions, self.name, self.sender, self.policy = (
+            subscriptions,
+            name,
+            sender,
+            policy,
+        )
+        self.window, self.clock = window, clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._signer: tuple[str, Signer] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("delivering", subscription=self.name)
+        while not stop.is_set():
+            sub = await self.subscriptions.get(self.name)
+            if sub is None:
+                log.info("subscription removed; its worker stops", subscription=self.name)
+                return
+            if sub.paused:
+                await _wait(stop, 1.0)
+                continue
+            if await self.subscriptions.redrive_requested(self.name):
+                back = await self.subscriptions.redrive(self.name)
+                log.info("redriven", subscription=self.name, updates=back)
+            wait_s, after = await self.round(sub)
+            if wait_s:
+                await self._wait_for_work(stop, wait_s, after)
+
+    async def round(self, sub: Subscription) -> tuple[float, str | None]:
+        """Deliver what is due in the window. Returns how long to wait (0: go on now) and
+        the entry after which a new one ends the wait (None: the window was full, so
+        newer entries would not be read before the wait is over anyway)."""
+        entries = await self.subscriptions.window(self.name, self.window)
+        if not entries:
+            return 1.0, "0-0"
+        retries = await self.subscriptions.retries(self.name, (e for e, _ in entries))
+        held = await self.subscriptions.parked_stories(self.name)
+        stories: dict[str, list[Entry]] = {}
+        for entry in entries:
+            stories.setdefault(entry[1].get(b"story", b"").decode(), []).append(entry)
+        results = await asyncio.gather(
+            *(self._story(sub, s, chain, retries, s in held) for s, chain in stories.items())
+        )
+        if any(progress for progress, _ in results):
+            return 0.0, None
+        due = min(at for _, at in results)
+        after = None if len(entries) == self.window else entries[-1][0]
+        return max(0.05, min(1.0, due - self.clock())), after
+
+    async def _story(
+        self,
+        sub: Subscription,
+        story: str,
+        chain: list[Entry],
+        retries: dict[str, RetryState],
+        held: bool,
+    ) -> tuple[bool, float]:
+        """Deliver a story's entries in order: (any progress, when the next one is due)."""
+        async with self._slots:
+            for n, (entry, fields) in enumerate(chain):
+                if held:
+                    await self._park(chain[n:], BEHIND, 0)
+                    return True, 0.0
+                state = retries.get(entry)
+                if state is not None and state.next_at > self.clock():
+                    return n > 0, state.next_at
+                outcome = await self._send(sub, fields)
+                if outcome.ok:
+                    await self.subscriptions.delivered(self.name, entry, outcome.status or 0)
+                    DELIVERIES.labels(self.name, "delivered").inc()
+                    continue
+                if await self._failed(sub, story, chain[n:], state, outcome):
+                    return True, 0.0
+                return n > 0, self.clock() + 1.0
+            return True, 0.0
+
+    async def _send(self, sub: Subscription, fields: dict[bytes, bytes]) -> Outcome:
+        headers, body = request(fields[b"record"], sub.mode)
+        now = self.clock()
+        headers += self._signer_of(sub).headers(message_id(fields[b"position"].decode()), body, now)
+        started = time.perf_counter()
+        outcome = await self.sender.post(sub, headers, body, self.policy.timeout_s)
+        DELIVERY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _failed(
+        self,
+        sub: Subscription,
+        story: str,
+        rest: list[Entry],
+        state: RetryState | None,
+        outcome: Outcome,
+    ) -> bool:
+        """Count a failure; True if it parked the update (and the story's rest)."""
+        now = self.clock()
+        attempts = 1 if state is None else state.attempts + 1
+        first = now if state is None else state.first_failed
+        entry, fields = rest[0]
+        DELIVERIES.labels(self.name, "failed").inc()
+        if now - first >= self.policy.give_up_after_s:
+            log.error(
+                "delivery given up; parked",
+                subscription=self.name,
+                story=story,
+                position=fields[b"position"].decode(),
+                attempts=attempts,
+                error=outcome.error,
+                behind=len(rest) - 1,
+            )
+            await self._park(rest, outcome.error, attempts)
+            return True
+        wait = self.policy.delay(attempts)
+        log.warning(
+            "delivery failed; will retry",
+            subscription=self.name,
+            story=story,
+            position=fields[b"position"].decode(),
+            attempt=attempts,
+            error=outcome.error,
+            retry_in_s=round(wait, 2),
+        )
+        await self.subscriptions.failed(
+            self.name, entry, RetryState(attempts, first, now + wait, outcome.error)
+        )
+        return False
+
+    async def _park(self, rest: list[Entry], error: str, attempts: int) -> None:
+        now = self.clock()
+        first = rest[0][1][b"position"].decode()
+        parkings = [
+            (
+                entry,
+                fields,
+                Parked(
+                    entry=entry,
+                    story=fields[b"story"].decode(),
+                    position=fields[b"position"].decode(),
+                    error=error if n == 0 else BEHIND,
+                    attempts=attempts if n == 0 else 0,
+                    parked_at=now,
+                    behind=first if n > 0 else "",
+                ),
+            )
+            for n, (entry, fields) in enumerate(rest)
+        ]
+        await self.subscriptions.park(self.name, parkings)
+        DELIVERIES.labels(self.name, "parked").inc(len(parkings))
+
+    def _signer_of(self, sub: Subscription) -> Signer:
+        if self._signer is None or self._signer[0] != sub.secret:
+            self._signer = (sub.secret, Signer(sub.secret))
+        return self._signer[1]
+
+    async def _wait_for_work(self, stop: asyncio.Event, wait_s: float, after: str | None) -> None:
+        """Until an entry after `after` is in the outbox, a retry falls due, or a stop."""
+        if after is None:
+            await _wait(stop, wait_s)
+            return
+        outbox = self.subscriptions.state(self.name).outbox
+        blocking = asyncio.ensure_future(
+            self.subscriptions.client.xread({outbox: after}, block=max(1, int(wait_s * 1000)))
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({blocking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (blocking, stopping):
+                task.cancel()
+            await asyncio.gather(blocking, stopping, return_exceptions=True)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return

@@ -1,0 +1,405 @@
+"""A FastStream app on dateline's log, for newsroom developers: typed handlers in a few lines.
+
+    from dateline.kit import DatelineLog
+    from dateline_schemas.schedule import ScheduleRescheduled
+
+    log = DatelineLog("redis://localhost:6379", group="cms-sync")
+
+    @log.handler
+    async def moved(update: ScheduleRescheduled) -> None:
+        print(update.subject, "moved:", update.data.item)
+
+    app = log.app()          # a FastStream app: `faststream run mymodule:app`
+
+What it sets up, so that no handler loses an update (FastStream's defaults would:
+`../shared/notes/faststream-redis.md`, and `docs/decisions.md`):
+- the consumer group is created at `0` on every partition before the broker starts,
+  so updates appended before the app first ran are delivered too;
+- one process of a group reads at a time (a lease; others wait as standbys), so one
+  story's updates reach the handlers in log order;
+- at start it takes over the group's pending entries (a previous process's, killed
+  mid-batch) and handles them first, in order;
+- its own parser hands the handlers the contract's typed updates (one msgspec decode,
+  not FastStream's JSON parsing twice); acknowledgement is manual, after every handler
+  of a batch returned;
+- a handler that raises is logged with the update's position; the partition stops
+  there and retries from that update, every `retry_s`, in order; after `max_attempts`
+  the update is parked in the group's dead letters (`dateline dlq`), with the later
+  updates of its story behind it, and the rest of the partition goes on.
+
+Handlers are at-least-once: an update can come again after a crash between the
+handler's effect and the acknowledgement. Make them idempotent (`update.source` and
+`update.id` name an update for good).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import traceback
+import types
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+import structlog
+from faststream import AckPolicy, FastStream
+from faststream.message import StreamMessage
+from faststream.redis import RedisBroker, StreamSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dateline.runtime import groups
+from dateline.runtime.leases import Leases
+from dateline.store.connection import connect
+from dateline.store.deadletters import DeadLetters, Delivery, Parking
+from dateline.store.layout import Keys
+from dateline.store.log import story_or_none
+from dateline_schemas import Update, decode_record
+
+log = structlog.get_logger("dateline.kit")
+BEHIND = "parked behind an earlier update of this story"
+Outcome = Literal["handled", "failed", "parked"]
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of a partition of the log."""
+
+    partition: int
+    entry_id: str
+    raw: bytes
+    """The stored record: the update's CloudEvent with `version`, `position`, `recordedtime`."""
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.entry_id}"
+
+    def update(self) -> Update:
+        """The typed update (the contract's decoder, with its upcasters)."""
+        return decode_record(self.raw)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Entries of one partition, in log order, for a batch handler."""
+
+    partition: int
+    stream: str
+    group: str
+    entries: list[LogEntry]
+    acked: bool = False
+
+    def ack_in(self, pipe: Any) -> None:
+        """Acknowledge the batch in the handler's own transaction (`MULTI`): its writes
+        and the acknowledgement then happen together or not at all."""
+        pipe.xack(self.stream, self.group, *[e.entry_id for e in self.entries])
+        self.acked = True
+
+
+BatchHandler = Callable[[Batch], Awaitable[None]]
+
+
+class DatelineLog:
+    """Subscribers on every partition of the log, through one consumer group."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str,
+        consumer: str | None = None,
+        prefix: str = "dateline",
+        partitions: int | None = None,
+        batch_size: int = 500,
+        max_attempts: int = 5,
+        retry_s: float = 1.0,
+        lease_ttl_ms: int = 10_000,
+        broker: RedisBroker | None = None,
+    ) -> None:
+        self.url, self.group, self.prefix = url, group, prefix
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.partitions, self.batch_size = partitions, batch_size
+        self.max_attempts, self.retry_s, self.lease_ttl_ms = max_attempts, retry_s, lease_ttl_ms
+        # FastStream's per-batch lines at DEBUG (at INFO they cost a fifth of the
+        # throughput); its errors, such as a lost connection, still reach the log.
+        self.broker = broker or RedisBroker(
+            url,
+            apply_types=False,
+            logger=structlog.get_logger("faststream"),
+            log_level=logging.DEBUG,
+        )
+        self.handlers: dict[type[Any], list[Callable[[Any], Awaitable[None]]]] = {}
+        self.batch_handler: BatchHandler | None = None
+        self.lost = asyncio.Event()
+        """Set when the lease was lost (another process took the group over)."""
+        self._client: aioredis.Redis | None = None
+        self._keys: Keys | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._behind: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribers: list[Any] = []
+        self._app: FastStream | None = None
+
+    # Registering handlers
+
+    def handler(self, fn: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """Register `async def f(update: SomeType | OtherType)`: called for those types."""
+        hints = typing.get_type_hints(fn)
+        params = list(inspect.signature(fn).parameters)
+        if not params or params[0] not in hints:
+            raise TypeError(f"{fn.__name__}: annotate its first parameter with update types")
+        return self.on(*_classes(hints[params[0]]))(fn)
+
+    def on(
+        self, *classes: type[Any]
+    ) -> Callable[[Callable[[Any], Awaitable[None]]], Callable[[Any], Awaitable[None]]]:
+        """Register a handler for updates of these classes (every update if none)."""
+
+        def register(fn: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+            for cls in classes or (object,):
+                self.handlers.setdefault(cls, []).append(fn)
+            return fn
+
+        return register
+
+    def batches(self, fn: BatchHandler) -> BatchHandler:
+        """Register one handler for whole batches (it may ack in its own transaction)."""
+        self.batch_handler = fn
+        return fn
+
+    def app(
+        self,
+        *,
+        after_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+        on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> FastStream:
+        """The FastStream app: the kit starts after the broker (then `after_startup`) and
+        stops before it (then `on_shutdown`)."""
+        self._app = FastStream(
+            self.broker,
+            after_startup=[self.start, *after_startup],
+            on_shutdown=[self.stop, *on_shutdown],
+        )
+        return self._app
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("DatelineLog is not started")
+        return self._client
+
+    @property
+    def keys(self) -> Keys:
+        if self._keys is None:
+            raise RuntimeError("DatelineLog is not started")
+        return self._keys
+
+    # Running
+
+    async def start(self) -> None:
+        """Take the group's lease, make the groups, handle what is pending, subscribe."""
+        self._client = client = connect(self.url)
+        partitions = self.partitions or int(
+            await client.hget(Keys(self.prefix, 0).config, "partitions") or 8
+        )
+        self._keys = keys = Keys(self.prefix, partitions)
+        self._lease = Leases(
+            client, keys.group(self.group), self.consumer, self.lease_ttl_ms, ["all"]
+        )
+        self._dead = DeadLetters(client, self.prefix, self.group)
+        while not await self._lease.acquire(0):
+            log.info("standby: another process reads this group", group=self.group)
+            await asyncio.sleep(self.lease_ttl_ms / 3000)
+        for p in range(partitions):
+            stream = keys.log(p)
+            await groups.ensure_group(client, stream, self.group)
+            moved = await groups.claim_all(client, stream, self.group, self.consumer)
+            self._locks[p] = asyncio.Lock()
+            self._behind.add(p)  # its pending entries first, ours and the claimed ones
+            if moved:
+                log.info("took over pending entries", partition=p, entries=moved)
+        for p in range(partitions):
+            await self._catch_up(p)
+        for p in range(partitions):
+            sub = self.broker.subscriber(
+                stream=StreamSub(
+                    keys.log(p),
+                    group=self.group,
+                    consumer=self.consumer,
+                    batch=True,
+                    max_records=self.batch_size,
+                ),
+                parser=_parse,
+                decoder=_entries_of(p),
+                ack_policy=AckPolicy.MANUAL,
+                persistent=False,
+            )
+            sub(self._on_batch(p))
+            await sub.start()
+            self._subscribers.append(sub)
+        self._tasks = [
+            asyncio.create_task(self._keep_lease()),
+            asyncio.create_task(self._retry_loop()),
+        ]
+        log.info("subscribed", group=self.group, consumer=self.consumer, partitions=partitions)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in self._subscribers:
+            await sub.stop()
+        self._subscribers.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._lease.release(0)
+            await self._client.aclose()
+            self._client = None
+
+    def _on_batch(self, partition: int) -> Callable[[list[LogEntry]], Awaitable[None]]:
+        async def on_batch(entries: list[LogEntry]) -> None:
+            async with self._locks[partition]:
+                if partition in self._behind:
+                    return  # left pending: the retry loop takes it, in order
+                await self._handle(partition, entries)
+
+        return on_batch
+
+    async def _handle(self, partition: int, entries: list[LogEntry]) -> Outcome:
+        """Handle and acknowledge; on failure log it, and count it against a lone entry."""
+        keys = self.keys
+        parked = await self._dead.parked()
+        held = [e for e in entries if _story(e) in parked]
+        if held:
+            behind = [
+                Parking(self._delivery(partition, e), BEHIND, "", parked[_story(e)]) for e in held
+            ]
+            await self._dead.park(behind)
+            entries = [e for e in entries if e not in held]
+        if not entries:
+            return "handled"
+        batch = Batch(partition, keys.log(partition), self.group, entries)
+        try:
+            await self._dispatch(batch)
+            if not batch.acked:
+                await self.client.xack(batch.stream, self.group, *[e.entry_id for e in entries])
+        except Exception as exc:
+            self._behind.add(partition)
+            first = entries[0]
+            # A lone entry's failure counts towards parking it, unless the server was
+            # out of reach: that is no fault of the update.
+            counts = len(entries) == 1 and not isinstance(exc, _UNREACHABLE)
+            attempts = await self._dead.failed(self._delivery(partition, first)) if counts else 0
+            log.exception(
+                "handler failed; retrying from this update",
+                group=self.group,
+                position=first.position,
+                story=_story(first),
+                entries=len(entries),
+                attempt=attempts or None,
+            )
+            if attempts >= self.max_attempts:
+                trace = "".join(traceback.format_exception(exc))
+                await self._dead.park([Parking(self._delivery(partition, first), repr(exc), trace)])
+                log.error("update parked", group=self.group, position=first.position)
+                return "parked"
+            return "failed"
+        return "handled"
+
+    async def _dispatch(self, batch: Batch) -> None:
+        if self.batch_handler is not None:
+            await self.batch_handler(batch)
+            return
+        for entry in batch.entries:
+            update = entry.update()
+            for fn in self.handlers.get(type(update), []) + self.handlers.get(object, []):
+                await fn(update)
+
+    async def _catch_up(self, partition: int) -> None:
+        """Handle the partition's pending entries in order. Once a batch failed, one entry
+        at a time: the update at fault is found, retried and in the end parked, and the
+        rest go on."""
+        async with self._locks[partition]:
+            stream, one = self.keys.log(partition), False
+            while True:
+                count = 1 if one else self.batch_size
+                got = await groups.read(
+                    self.client, self.group, self.consumer, {stream: "0"}, count, None
+                )
+                found = got.get(stream, [])
+                if not found:
+                    self._behind.discard(partition)
+                    return
+                entries = [LogEntry(partition, eid, f.get(b"__data__", b"")) for eid, f in found]
+                outcome = await self._handle(partition, entries)
+                if outcome == "failed":
+                    if one:
+                        return  # the next retry tries it again
+                    one = True
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_s)
+            for p in sorted(self._behind):
+                try:
+                    await self._catch_up(p)
+                except Exception:
+                    log.exception("retry failed; trying again", group=self.group, partition=p)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl_ms / 3000)
+            try:
+                kept = await self._lease.renew(0)
+            except Exception:
+                log.exception("lease renewal failed; trying again", group=self.group)
+                continue
+            if not kept:
+                log.error("lease lost: another process reads this group now", group=self.group)
+                self.lost.set()
+                if self._app is not None:
+                    self._app.exit()
+                return
+
+    def _delivery(self, partition: int, entry: LogEntry) -> Delivery:
+        return Delivery(
+            partition, self.keys.log(partition), entry.entry_id, _story(entry), entry.raw
+        )
+
+
+def _story(entry: LogEntry) -> str:
+    return story_or_none(entry.raw) or ""
+
+
+async def _parse(message: Any) -> StreamMessage[Any]:
+    # One argument: FastStream's own batch parser would parse every entry's JSON twice.
+    return StreamMessage(raw_message=message, body=b"")
+
+
+def _entries_of(partition: int) -> Callable[[StreamMessage[Any]], Awaitable[list[LogEntry]]]:
+    async def decode(message: StreamMessage[Any]) -> list[LogEntry]:
+        raw = message.raw_message
+        return [
+            LogEntry(partition, eid.decode(), fields.get(b"__data__", b""))
+            for eid, fields in zip(raw["message_ids"], raw["data"], strict=True)
+        ]
+
+    return decode
+
+
+def _classes(annotation: Any) -> tuple[type[Any], ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return tuple(a for arg in typing.get_args(annotation) for a in _classes(arg))
+    if isinstance(annotation, type):
+        return () if annotation is object else (annotation,)
+    raise TypeError(f"not an update type: {annotation!r}")

@@ -1,0 +1,300 @@
+"""Subscriptions: who is told of which updates, and each one's delivery state in Redis.
+
+A subscription is a URL with filters and a signing secret. The delivery service fans
+each matching update of the log out into the subscription's outbox (a stream), then
+delivers the outbox: an entry leaves it when the receiver acknowledged it (2xx) or
+when it is given up on and parked in the subscription's dead letters. `redrive` puts
+parked entries back, in their order. Keys: `store/layout.py`, `SubscriptionKeys`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any, Literal, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from dateline.store.layout import Keys, SubscriptionKeys, subscriptions_key
+
+Mode = Literal["structured", "binary"]
+SECRET_PREFIX = "whsec_"  # noqa: S105 - Standard Webhooks' marker of a secret, not one
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+
+
+class SubscriptionExists(ValueError):
+    pass
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    name: str
+    url: str
+    secret: str
+    """`whsec_` and base64 of 32 random bytes (Standard Webhooks). Kept readable: the
+    service signs with it. Never listed, logged or shown after `add`."""
+    story_prefixes: list[str] = []
+    """Empty: every story."""
+    types: list[str] = []
+    """Empty: every update type."""
+    mode: Mode = "structured"
+    paused: bool = False
+    allow_private: bool = False
+    """Deliver to loopback and private addresses too (`--allow-private`)."""
+    created: float = 0.0
+    starts: dict[str, str] = {}
+    """Partition -> its last log entry when the subscription was added: it is told of
+    what comes after, not of the history."""
+
+    def wants(self, partition: int, entry_id: str, story: str, type_: str) -> bool:
+        if self.story_prefixes and not story.startswith(tuple(self.story_prefixes)):
+            return False
+        if self.types and type_ not in self.types:
+            return False
+        start = self.starts.get(str(partition))
+        return start is None or stream_id(entry_id) > stream_id(start)
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RetryState(msgspec.Struct):
+    """An outbox entry that failed: survives a restart of the delivery service."""
+
+    attempts: int
+    first_failed: float
+    """Unix time of the first failure: parked once `give_up_after` has passed since."""
+    next_at: float
+    """Unix time of the next attempt."""
+    last_error: str
+
+
+class Parked(msgspec.Struct):
+    entry: str
+    story: str
+    position: str
+    error: str
+    attempts: int
+    parked_at: float
+    behind: str = ""
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_sub = msgspec.json.Decoder(Subscription).decode
+_decode_retry = msgspec.json.Decoder(RetryState).decode
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Subscriptions:
+    """The registry (`<prefix>:subs`) and every subscription's delivery state."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+        self.key = subscriptions_key(keys.prefix)
+
+    def state(self, name: str) -> SubscriptionKeys:
+        return SubscriptionKeys(self.keys.prefix, name)
+
+    async def add(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        story_prefixes: Iterable[str] = (),
+        types: Iterable[str] = (),
+        mode: Mode = "structured",
+        allow_private: bool = False,
+        known_types: Iterable[str] = (),
+    ) -> Subscription:
+        """Register a subscription; it is told of updates appended from now on."""
+        name = name or "sub-" + secrets.token_hex(4)
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"subscription name: expected 1 to 63 of a-z, 0-9 and '-', starting with a "
+                f"letter or digit, got {name!r}"
+            )
+        for prefix in story_prefixes:
+            if not _PREFIX.fullmatch(prefix):
+                raise ValueError(
+                    f"story prefix: expected 1 to 128 of a-z, 0-9 and '-' (the start of a "
+                    f"story id), got {prefix!r}"
+                )
+        known = set(known_types)
+        for type_ in types:
+            if known and type_ not in known:
+                raise ValueError(
+                    f"type: {type_!r} is no update type; the types are {', '.join(sorted(known))}"
+                )
+        # Where the log stands now: entries after these are the subscriber's. The fan-out
+        # reads the registry after it read an entry, so one appended after this returns
+        # finds the subscription (and an entry of the moment between is not sent).
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.keys.partitions):
+            pipe.xrevrange(self.keys.log(p), count=1)
+        lasts = await pipe.execute()
+        starts = {str(p): _s(last[0][0]) for p, last in enumerate(lasts) if last}
+        secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+        sub = Subscription(
+            name,
+            url,
+            secret,
+            list(story_prefixes),
+            list(types),
+            mode,
+            allow_private=allow_private,
+            created=time.time(),
+            starts=starts,
+        )
+        if not await self.client.hsetnx(self.key, name, _encode(sub)):
+            raise SubscriptionExists(f"subscription {name!r} exists already")
+        return sub
+
+    async def all(self) -> list[Subscription]:
+        return await self.all_in(self.client)
+
+    async def all_in(self, client: Any) -> list[Subscription]:
+        """Every subscription, by name; read with `client` (a watching pipeline too)."""
+        raw = cast(dict[bytes, bytes], await client.hgetall(self.key))
+        return sorted((_decode_sub(v) for v in raw.values()), key=lambda s: s.name)
+
+    async def get(self, name: str) -> Subscription | None:
+        raw = await self.client.hget(self.key, name)
+        return None if raw is None else _decode_sub(raw)
+
+    async def set_paused(self, name: str, paused: bool) -> bool:
+        """Pause (updates still queue up in its outbox) or resume; False if unknown."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(self.key)
+                    raw = await pipe.hget(self.key, name)
+                    if raw is None:
+                        return False
+                    sub = msgspec.structs.replace(_decode_sub(raw), paused=paused)
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    pipe.hset(self.key, name, _encode(sub))
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    async def remove(self, name: str) -> bool:
+        """Forget a subscription and everything queued for it."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.key, name)
+        pipe.delete(*self.state(name).all())
+        removed, _ = await pipe.execute()
+        return bool(removed)
+
+    # The outbox: what the delivery service works through.
+
+    async def window(self, name: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """The oldest `count` entries of the outbox, in order."""
+        raw = await self.client.xrange(self.state(name).outbox, count=count)
+        return [(_s(eid), fields) for eid, fields in cast(list[Any], raw)]
+
+    async def retries(self, name: str, entries: Iterable[str]) -> dict[str, RetryState]:
+        ids = list(entries)
+        if not ids:
+            return {}
+        found = await self.client.hmget(self.state(name).retries, ids)
+        return {e: _decode_retry(v) for e, v in zip(ids, found, strict=True) if v is not None}
+
+    async def parked_stories(self, name: str) -> set[str]:
+        return {_s(s) for s in await self.client.smembers(self.state(name).parked)}
+
+    async def delivered(self, name: str, entry: str, status: int) -> None:
+        """The receiver acknowledged it: out of the outbox, counted, in one step."""
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xdel(keys.outbox, entry)
+        pipe.hdel(keys.retries, entry)
+        pipe.hincrby(keys.stats, "delivered", 1)
+        pipe.hset(keys.stats, mapping={"last_status": status, "last_delivered": time.time()})
+        await pipe.execute()
+
+    async def failed(self, name: str, entry: str, state: RetryState) -> None:
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.retries, entry, _encode(state))
+        pipe.hincrby(keys.stats, "failed_attempts", 1)
+        pipe.hset(keys.stats, mapping={"last_error": state.last_error, "last_failed": time.time()})
+        await pipe.execute()
+
+    async def park(self, name: str, parkings: list[tuple[str, dict[bytes, bytes], Parked]]) -> None:
+        """Give up on entries: out of the outbox into the dead letters, their stories held."""
+        if not parkings:
+            return
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        for entry, fields, parked in parkings:
+            pipe.xadd(keys.dlq, {**fields, b"parked": _encode(parked)})  # type: ignore[dict-item]
+            pipe.sadd(keys.parked, parked.story)
+            pipe.xdel(keys.outbox, entry)
+            pipe.hdel(keys.retries, entry)
+        pipe.hincrby(keys.stats, "parked", len(parkings))
+        await pipe.execute()
+
+    async def dead_letters(self, name: str) -> list[tuple[str, Parked]]:
+        raw = cast(list[Any], await self.client.xrange(self.state(name).dlq))
+        return [
+            (_s(eid), msgspec.json.decode(fields[b"parked"], type=Parked)) for eid, fields in raw
+        ]
+
+    async def request_redrive(self, name: str) -> int:
+        """Ask the delivery service to redrive the dead letters; how many there are now.
+
+        The service does it between two windows of the outbox, when nothing of the
+        subscription is in flight: it is the only process that moves outbox entries."""
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.stats, "redrive_requested", time.time())
+        pipe.xlen(keys.dlq)
+        _, parked = await pipe.execute()
+        return int(parked)
+
+    async def redrive_requested(self, name: str) -> bool:
+        return bool(await self.client.hexists(self.state(name).stats, "redrive_requested"))
+
+    async def redrive(self, name: str) -> int:
+        """Put every parked entry back in the outbox in its order, then the outbox entries
+        of the stories they held, and release those stories: their order holds. Only the
+        delivery service calls it (`request_redrive`). Returns how many came back."""
+        keys = self.state(name)
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # Watched: the fan-out may append an update of a held story meanwhile.
+                    await pipe.watch(keys.dlq, keys.parked, keys.outbox)
+                    raw = cast(list[Any], await pipe.xrange(keys.dlq))
+                    held = {_s(s) for s in await pipe.smembers(keys.parked)}
+                    queued = cast(list[Any], await pipe.xrange(keys.outbox)) if held else []
+                    behind = [(e, f) for e, f in queued if _s(f.get(b"story", b"")) in held]
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    for eid, fields in raw:
+                        pipe.xadd(keys.outbox, {k: v for k, v in fields.items() if k != b"parked"})
+                        pipe.xdel(keys.dlq, eid)
+                    for eid, fields in behind:
+                        pipe.xdel(keys.outbox, eid)
+                        pipe.hdel(keys.retries, eid)
+                        pipe.xadd(keys.outbox, fields)
+                    pipe.delete(keys.parked)
+                    pipe.hdel(keys.stats, "redrive_requested")
+                    await pipe.execute()
+                    return len(raw)
+                except WatchError:
+                    continue
+
+    async def stats(self, name: str) -> dict[str, str]:
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(self.state(name).stats))
+        return {_s(k): _s(v) for k, v in raw.items()}
