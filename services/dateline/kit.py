@@ -144,6 +144,8 @@ class DatelineLog:
         self._keys: Keys | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._behind: set[int] = set()
+        self._done: dict[int, tuple[int, int]] = {}
+        """Per partition, the last entry acknowledged here (handled or parked)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribers: list[Any] = []
         self._app: FastStream | None = None
@@ -271,7 +273,10 @@ class DatelineLog:
             async with self._locks[partition]:
                 if partition in self._behind:
                     return  # left pending: the retry loop takes it, in order
-                await self._handle(partition, entries)
+                # A batch read before a retry took the lock can hold entries the retry
+                # found pending and handled meanwhile: not twice.
+                done = self._done.get(partition, (0, 0))
+                await self._handle(partition, [e for e in entries if _id(e.entry_id) > done])
 
         return on_batch
 
@@ -285,45 +290,72 @@ class DatelineLog:
                 Parking(self._delivery(partition, e), BEHIND, "", parked[_story(e)]) for e in held
             ]
             await self._dead.park(behind)
+            self._settled(held)
             entries = [e for e in entries if e not in held]
         if not entries:
             return "handled"
         batch = Batch(partition, keys.log(partition), self.group, entries)
         try:
             await self._dispatch(batch)
-            if not batch.acked:
-                await self.client.xack(batch.stream, self.group, *[e.entry_id for e in entries])
-        except Exception as exc:
-            self._behind.add(partition)
-            first = entries[0]
-            # A lone entry's failure counts towards parking it, unless the server was
-            # out of reach: that is no fault of the update.
-            counts = len(entries) == 1 and not isinstance(exc, _UNREACHABLE)
-            attempts = await self._dead.failed(self._delivery(partition, first)) if counts else 0
-            log.exception(
-                "handler failed; retrying from this update",
-                group=self.group,
-                position=first.position,
-                story=_story(first),
-                entries=len(entries),
-                attempt=attempts or None,
-            )
-            if attempts >= self.max_attempts:
-                trace = "".join(traceback.format_exception(exc))
-                await self._dead.park([Parking(self._delivery(partition, first), repr(exc), trace)])
-                log.error("update parked", group=self.group, position=first.position)
-                return "parked"
-            return "failed"
-        return "handled"
+        except _Failed as failed:
+            at, exc = failed.at, failed.error
+        except Exception as exc_:
+            at, exc = None, exc_
+        else:
+            return "handled"
+        self._behind.add(partition)
+        # Typed handlers name the update that failed (those before it are acknowledged);
+        # a batch handler does not, and the retry finds it one entry at a time.
+        culprit = entries[0] if at is None else entries[at]
+        # A failure counts towards parking the update only when it is known to be this
+        # update's, and the server was reachable: an outage is no fault of the update.
+        counts = (at is not None or len(entries) == 1) and not isinstance(exc, _UNREACHABLE)
+        attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
+        log.error(
+            "handler failed; retrying from this update",
+            group=self.group,
+            position=culprit.position,
+            story=_story(culprit),
+            attempt=attempts or None,
+            error=repr(exc),
+            exc_info=exc,
+        )
+        if attempts >= self.max_attempts:
+            trace = "".join(traceback.format_exception(exc))
+            await self._dead.park([Parking(self._delivery(partition, culprit), repr(exc), trace)])
+            self._settled([culprit])
+            log.error("update parked", group=self.group, position=culprit.position)
+            return "parked"
+        return "failed"
 
     async def _dispatch(self, batch: Batch) -> None:
         if self.batch_handler is not None:
             await self.batch_handler(batch)
+            if batch.acked:
+                self._settled(batch.entries)
+            else:
+                await self._ack(batch.stream, batch.entries)
             return
-        for entry in batch.entries:
-            update = entry.update()
-            for fn in self.handlers.get(type(update), []) + self.handlers.get(object, []):
-                await fn(update)
+        for n, entry in enumerate(batch.entries):
+            try:
+                update = entry.update()
+                for fn in self.handlers.get(type(update), []) + self.handlers.get(object, []):
+                    await fn(update)
+            except Exception as exc:
+                if n:
+                    await self._ack(batch.stream, batch.entries[:n])
+                raise _Failed(n, exc) from exc
+        await self._ack(batch.stream, batch.entries)
+
+    async def _ack(self, stream: str, entries: list[LogEntry]) -> None:
+        await self.client.xack(stream, self.group, *[e.entry_id for e in entries])
+        self._settled(entries)
+
+    def _settled(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            at = _id(entry.entry_id)
+            if at > self._done.get(entry.partition, (0, 0)):
+                self._done[entry.partition] = at
 
     async def _catch_up(self, partition: int) -> None:
         """Handle the partition's pending entries in order. Once a batch failed, one entry
@@ -375,6 +407,19 @@ class DatelineLog:
         return Delivery(
             partition, self.keys.log(partition), entry.entry_id, _story(entry), entry.raw
         )
+
+
+class _Failed(Exception):
+    """Update `at` of a batch failed with `error`; the ones before it were handled."""
+
+    def __init__(self, at: int, error: Exception) -> None:
+        super().__init__(at, error)
+        self.at, self.error = at, error
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _story(entry: LogEntry) -> str:

@@ -69,7 +69,9 @@ def create_app(out: Path, secret: str, script: str) -> Any:
         if step == "hang":
             await asyncio.sleep(3600)
         await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"" if status == 204 else b"receiver says no"})
+        await send(
+            {"type": "http.response.body", "body": b"" if status == 204 else b"receiver says no"}
+        )
 
     return app
 

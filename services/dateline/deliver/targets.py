@@ -33,10 +33,10 @@ def refusal(address: Address) -> str | None:
         return refusal(address.ipv4_mapped)
     for test, what in (
         (address.is_loopback, "loopback"),
-        (address.is_link_local, "link-local (cloud metadata services live there)"),
-        (address.is_private, "private"),
-        (address.is_multicast, "multicast"),
         (address.is_unspecified, "unspecified"),
+        (address.is_link_local, "link-local (cloud metadata services live there)"),
+        (address.is_multicast, "multicast"),
+        (address.is_private, "private"),
         (address.is_reserved, "reserved"),
     ):
         if test:

@@ -45,7 +45,7 @@ class RetryPolicy:
     def delay(self, attempts: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds before attempt `attempts + 1`: between half and all of the backoff,
         so that subscribers that failed together do not all come back at once."""
-        backoff = min(self.max_backoff_s, self.first_s * 2.0 ** (attempts - 1))
+        backoff = min(self.max_backoff_s, self.first_s * 2.0 ** min(attempts - 1, 64))
         return backoff / 2 + rng() * backoff / 2
 
 
@@ -174,9 +174,10 @@ class Worker:
                     await self.subscriptions.delivered(self.name, entry, outcome.status or 0)
                     DELIVERIES.labels(self.name, "delivered").inc()
                     continue
-                if await self._failed(sub, story, chain[n:], state, outcome):
+                next_at = await self._failed(story, chain[n:], state, outcome)
+                if next_at is None:  # parked, with the story's rest
                     return True, 0.0
-                return n > 0, self.clock() + 1.0
+                return n > 0, next_at
             return True, 0.0
 
     async def _send(self, sub: Subscription, fields: dict[bytes, bytes]) -> Outcome:
@@ -189,14 +190,10 @@ class Worker:
         return outcome
 
     async def _failed(
-        self,
-        sub: Subscription,
-        story: str,
-        rest: list[Entry],
-        state: RetryState | None,
-        outcome: Outcome,
-    ) -> bool:
-        """Count a failure; True if it parked the update (and the story's rest)."""
+        self, story: str, rest: list[Entry], state: RetryState | None, outcome: Outcome
+    ) -> float | None:
+        """Count a failure: when to try again, or None if it parked the update (and the
+        story's rest)."""
         now = self.clock()
         attempts = 1 if state is None else state.attempts + 1
         first = now if state is None else state.first_failed
@@ -213,7 +210,7 @@ class Worker:
                 behind=len(rest) - 1,
             )
             await self._park(rest, outcome.error, attempts)
-            return True
+            return None
         wait = self.policy.delay(attempts)
         log.warning(
             "delivery failed; will retry",
@@ -227,7 +224,7 @@ class Worker:
         await self.subscriptions.failed(
             self.name, entry, RetryState(attempts, first, now + wait, outcome.error)
         )
-        return False
+        return now + wait
 
     async def _park(self, rest: list[Entry], error: str, attempts: int) -> None:
         now = self.clock()

@@ -1,0 +1,233 @@
+"""The delivery service on a real server and a real HTTP receiver (in this process):
+fan-out, order per story, retries, dead letters, redrive, pause, and the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import uvicorn
+from cloudevents.core.bindings.http import HTTPMessage, from_http
+from cloudevents.core.formats.json import JSONFormat
+from standardwebhooks import Webhook
+
+from dateline.deliver.app import DeliveryService, create_app
+from dateline.deliver.worker import RetryPolicy
+from dateline.runtime import status
+from dateline.store.config import Settings
+from dateline.store.log import Log
+from dateline.store.subscriptions import Subscription, Subscriptions
+from tests.e2e.processes import free_port
+from tests.factories import encode, update
+from tests.integration.test_kit import statement, until
+
+
+class Receiver:
+    """An HTTP receiver that answers `status` and records what it got."""
+
+    def __init__(self) -> None:
+        self.status = 204
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status = self.status
+        if status < 300:
+            self.got.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"no" if status >= 300 else b""})
+
+    def ids(self) -> list[str]:
+        return [h["ce-id"] if "ce-id" in h else msgspec.json.decode(b)["id"] for h, b in self.got]
+
+
+@contextlib.asynccontextmanager
+async def receiving() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    server = uvicorn.Server(
+        uvicorn.Config(receiver, host="127.0.0.1", port=receiver.port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started)
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def delivering(log: Log, url: str, policy: RetryPolicy) -> AsyncIterator[DeliveryService]:
+    cfg = Settings(None, Path("."), log.keys.prefix, log.keys.partitions, lease_ttl_ms=1000)
+    service = create_app(cfg, url, policy=policy, consumer="test")
+    assert service.app is not None
+    await service.app.start()
+    try:
+        yield service
+    finally:
+        await service.app.stop()
+
+
+FAST = RetryPolicy(first_s=0.02, max_backoff_s=0.05, give_up_after_s=60, timeout_s=2)
+
+
+async def test_every_wanted_update_arrives_signed_in_order_per_story(
+    log: Log, redis_url: str
+) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    await log.append([statement("before-it", "s0")])  # before the subscription: not sent
+    async with receiving() as receiver, receiving() as binary:
+        whole = await subs.add(receiver.url, name="whole", allow_private=True)
+        only = await subs.add(
+            binary.url,
+            name="only-hanoi",
+            story_prefixes=["hanoi-"],
+            types=["dateline.statement.made"],
+            mode="binary",
+            allow_private=True,
+        )
+        async with delivering(log, redis_url, FAST):
+            await log.append([statement("hanoi-a", f"s{n}") for n in range(1, 4)])
+            await log.append([encode(update(subject="hanoi-a", id="opened"))])
+            await log.append([statement("cohen-b", f"s{n}") for n in range(1, 3)])
+            await until(lambda: len(receiver.got) == 6 and len(binary.got) == 3)
+    ids = receiver.ids()
+    assert [i for i in ids if i.startswith("hanoi-a")] == ["hanoi-a-s1", "hanoi-a-s2", "hanoi-a-s3"]
+    assert sorted(ids) == sorted(
+        ["hanoi-a-s1", "hanoi-a-s2", "hanoi-a-s3", "opened", "cohen-b-s1", "cohen-b-s2"]
+    )
+    assert binary.ids() == ["hanoi-a-s1", "hanoi-a-s2", "hanoi-a-s3"]
+    for target, sub in ((receiver, whole), (binary, only)):
+        for headers, body in target.got:
+            Webhook(sub.secret).verify(body, headers, json_parse=False)
+            # The CloudEvents SDK reads what dateline sends, in both modes.
+            event = from_http(HTTPMessage(headers, body), JSONFormat())
+            assert event.get_type().startswith("dateline.")
+            assert event.get_extension("position")
+    assert all(
+        h["content-type"].startswith("application/cloudevents+json") for h, _ in receiver.got
+    )
+    assert all(h["content-type"] == "application/json" for h, _ in binary.got)
+    state = await status.deliveries(log.redis, log.keys)
+    assert {s.name: (s.backlog, s.delivered) for s in state.subscriptions} == {
+        "whole": (0, 6),
+        "only-hanoi": (0, 3),
+    }
+
+
+async def test_failures_retry_then_park_and_a_redrive_delivers_in_order(
+    log: Log, redis_url: str
+) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    policy = RetryPolicy(first_s=0.02, max_backoff_s=0.05, give_up_after_s=0.4, timeout_s=1)
+    async with receiving() as receiver:
+        receiver.status = 503
+        await subs.add(receiver.url, name="flaky", allow_private=True)
+        async with delivering(log, redis_url, policy):
+            await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+            await until(lambda: _parked(subs, "flaky", 3))
+            stats = await subs.stats("flaky")
+            assert int(stats["failed_attempts"]) >= 3  # retried before it gave up
+            assert stats["last_error"] == "HTTP 503: no"
+            letters = await subs.dead_letters("flaky")
+            assert [p.error for _, p in letters] == [
+                "HTTP 503: no",
+                "parked behind an earlier update of this story",
+                "parked behind an earlier update of this story",
+            ]
+            # Held: a later update of the story parks behind, the receiver still down or not.
+            receiver.status = 204
+            await log.append([statement("a-story", "s4")])
+            await until(lambda: _parked(subs, "flaky", 4))
+            assert receiver.got == []
+            await subs.request_redrive("flaky")
+            await until(lambda: len(receiver.got) == 4)
+            await log.append([statement("a-story", "s5")])
+            await until(lambda: len(receiver.got) == 5)
+    assert receiver.ids() == [f"a-story-s{n}" for n in range(1, 6)]
+    assert await subs.dead_letters("flaky") == []
+    assert await subs.parked_stories("flaky") == set()
+
+
+async def _parked(subs: Subscriptions, name: str, n: int) -> bool:
+    return len(await subs.dead_letters(name)) == n
+
+
+async def test_a_paused_subscription_queues_and_resume_sends_what_waited(
+    log: Log, redis_url: str
+) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    async with receiving() as receiver:
+        await subs.add(receiver.url, name="later", allow_private=True)
+        await subs.set_paused("later", True)
+        async with delivering(log, redis_url, FAST):
+            await log.append([statement("a-story", f"s{n}") for n in range(1, 3)])
+            await until(lambda: _backlog(log, "later", 2))
+            await asyncio.sleep(0.3)
+            assert receiver.got == []
+            await subs.set_paused("later", False)
+            await until(lambda: len(receiver.got) == 2)
+
+
+async def _backlog(log: Log, name: str, n: int) -> bool:
+    found = await status.deliveries(log.redis, log.keys)
+    return [s.backlog for s in found.subscriptions if s.name == name] == [n]
+
+
+async def test_the_guard_refuses_loopback_when_it_connects(log: Log, redis_url: str) -> None:
+    """A subscription that got past the check when it was added (its name resolved to a
+    public address then) is still refused at connection time."""
+    subs = Subscriptions(log.redis, log.keys)
+    async with receiving() as receiver:
+        await subs.add(receiver.url, name="sneaky")  # the registry itself does not resolve
+        async with delivering(log, redis_url, FAST):
+            await log.append([statement("a-story", "s1")])
+            await until(lambda: _has_error(subs, "sneaky"))
+        assert receiver.got == []
+    assert "127.0.0.1" in (await subs.stats("sneaky"))["last_error"]
+    assert "loopback" in (await subs.stats("sneaky"))["last_error"]
+
+
+async def _has_error(subs: Subscriptions, name: str) -> bool:
+    return "last_error" in await subs.stats(name)
+
+
+async def test_removing_a_subscription_drops_its_state(log: Log, redis_url: str) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/x", name="gone")
+    await log.append([statement("a-story", "s1")])
+    sub = await subs.get("gone")
+    assert isinstance(sub, Subscription)
+    await log.redis.xadd(subs.state("gone").outbox, {"story": "a-story"})
+    assert await subs.remove("gone")
+    assert await subs.get("gone") is None
+    assert not await log.redis.exists(*subs.state("gone").all())
+    assert not await subs.remove("gone")
+
+
+async def test_names_prefixes_and_types_are_checked(log: Log) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    with pytest.raises(ValueError, match="subscription name"):
+        await subs.add("https://example.org/", name="Not OK")
+    with pytest.raises(ValueError, match="story prefix"):
+        await subs.add("https://example.org/", story_prefixes=[""])
+    with pytest.raises(ValueError, match="no update type"):
+        await subs.add("https://example.org/", types=["dateline.nope"], known_types=["a.b"])
+    first = await subs.add("https://example.org/", name="one")
+    assert first.secret.startswith("whsec_")
+    with pytest.raises(ValueError, match="exists already"):
+        await subs.add("https://example.org/", name="one")

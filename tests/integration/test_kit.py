@@ -1,0 +1,200 @@
+"""The FastStream kit on a real server: the group at 0, pending entries first, retries in
+order, poison parked, one process at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from dateline.kit import DatelineLog
+from dateline.runtime import groups
+from dateline.store.deadletters import DeadLetters
+from dateline.store.log import Log
+from dateline_schemas import Update
+from dateline_schemas.story import StoryOpened
+from tests.factories import encode, update
+
+STATEMENT = "dateline.statement.made"
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found if isinstance(found, bool) else await found:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def statement(story: str, ref: str) -> bytes:
+    return encode(
+        update(
+            STATEMENT,
+            subject=story,
+            id=f"{story}-{ref}",
+            data={"statement": ref, "speaker": "Kim Jong Un", "text": f"said {ref}"},
+        )
+    )
+
+
+def kit_for(log: Log, url: str, **kw: object) -> DatelineLog:
+    options: dict[str, object] = {"retry_s": 0.05, "max_attempts": 3, "lease_ttl_ms": 1000}
+    return DatelineLog(url, group="cms", prefix=log.keys.prefix, **(options | kw))  # type: ignore[arg-type]
+
+
+async def pending(log: Log, group: str = "cms") -> int:
+    return sum([await groups.pending_count(log.redis, s, group) for s in log.keys.logs()])
+
+
+async def test_updates_from_before_the_group_existed_reach_typed_handlers(
+    log: Log, redis_url: str
+) -> None:
+    await log.append([encode(update(subject="a-story", id="open")), statement("a-story", "s1")])
+    kit = kit_for(log, redis_url)
+    opened: list[str] = []
+    every: list[str] = []
+
+    @kit.handler
+    async def on_open(u: StoryOpened) -> None:
+        opened.append(u.id)
+
+    @kit.on()
+    async def on_any(u: Update) -> None:
+        every.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append([statement("a-story", "s2")])
+        await until(lambda: len(every) == 3)
+        assert opened == ["open"]
+        assert every == ["open", "a-story-s1", "a-story-s2"]
+        await until(_zero(log))
+    finally:
+        await app.stop()
+
+
+def _zero(log: Log) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await pending(log) == 0
+
+    return check
+
+
+async def test_a_failure_is_retried_before_anything_later_of_its_partition(
+    log: Log, redis_url: str
+) -> None:
+    kit = kit_for(log, redis_url, partitions=None)
+    seen: list[str] = []
+    failures = {"a-story-s2": 2}
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        if failures.get(u.id, 0) > 0:
+            failures[u.id] -= 1
+            raise RuntimeError(f"the CMS is down for {u.id}")
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append([statement("a-story", f"s{n}") for n in range(1, 6)])
+        await until(lambda: len(seen) == 5)
+        assert seen == [f"a-story-s{n}" for n in range(1, 6)]
+        await until(_zero(log))
+        assert not await DeadLetters(log.redis, log.keys.prefix, "cms").entries()
+    finally:
+        await app.stop()
+
+
+async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
+    log: Log, redis_url: str
+) -> None:
+    kit = kit_for(log, redis_url)
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        if u.id == "a-story-s2":
+            raise ValueError("cannot map this statement")
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append(
+            [statement("a-story", "s1"), statement("a-story", "s2"), statement("b-story", "s1")]
+        )
+        await log.append([statement("a-story", "s3"), statement("b-story", "s2")])
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        await until(lambda: len(seen) == 3)
+        await until(_zero(log))
+        # Partitions go side by side; within a story, log order.
+        assert sorted(seen) == ["a-story-s1", "b-story-s1", "b-story-s2"]
+        assert [x for x in seen if x.startswith("b-")] == ["b-story-s1", "b-story-s2"]
+        parked = await dead.entries()
+        assert [f["error"] for _, f in parked] == [
+            "ValueError('cannot map this statement')",
+            "parked behind an earlier update of this story",
+        ]
+        assert list(await dead.parked()) == ["a-story"]
+        await asyncio.sleep(0.2)
+        assert len(seen) == 3  # nothing handled twice
+    finally:
+        await app.stop()
+
+
+async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, redis_url: str) -> None:
+    await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+    stream = log.keys.log(log.keys.partition("a-story"))
+    await groups.ensure_group(log.redis, stream, "cms")
+    taken = await groups.read(log.redis, "cms", "killed", {stream: ">"}, 2, None)
+    assert len(taken[stream]) == 2  # read by a process that died before acknowledging
+    kit = kit_for(log, redis_url)
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await until(lambda: len(seen) == 3)
+        assert seen == ["a-story-s1", "a-story-s2", "a-story-s3"]
+        await until(_zero(log))
+    finally:
+        await app.stop()
+
+
+async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, redis_url: str) -> None:
+    first, second = kit_for(log, redis_url, consumer="one"), kit_for(log, redis_url, consumer="two")
+    seen: list[tuple[str, str]] = []
+
+    @first.on()
+    async def by_first(u: Update) -> None:
+        seen.append(("one", u.id))
+
+    @second.on()
+    async def by_second(u: Update) -> None:
+        seen.append(("two", u.id))
+
+    app_one, app_two = first.app(), second.app()
+    await app_one.start()
+    standby = asyncio.create_task(app_two.start())
+    try:
+        await log.append([statement("a-story", "s1")])
+        await until(lambda: len(seen) == 1)
+        await asyncio.sleep(0.5)
+        assert not standby.done()  # waiting for the lease
+        await app_one.stop()  # gives the lease back
+        await asyncio.wait_for(standby, 10)
+        await log.append([statement("a-story", "s2")])
+        await until(lambda: len(seen) == 2)
+        assert seen == [("one", "a-story-s1"), ("two", "a-story-s2")]
+    finally:
+        if not standby.done():
+            standby.cancel()
+        await app_two.stop()
