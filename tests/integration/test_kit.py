@@ -18,8 +18,8 @@ from tests.factories import encode, update
 STATEMENT = "dateline.statement.made"
 
 
-async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], Awaitable[bool] | bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         found = check()
         if found if isinstance(found, bool) else await found:

@@ -17,7 +17,7 @@ from dateline.cli.main import cli
 
 ROOT = Path(__file__).parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES = ["ingest", "validator", "projector", "query"]
+SERVICES = ["ingest", "validator", "projector", "query", "deliver"]
 ACL = {
     line.split()[1]: line.split()
     for line in (ROOT / "deploy" / "users.acl").read_text().splitlines()
