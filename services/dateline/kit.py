@@ -43,7 +43,7 @@ import socket
 import traceback
 import types
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,12 +129,9 @@ class DatelineLog:
         self.partitions, self.batch_size = partitions, batch_size
         self.max_attempts, self.retry_s, self.lease_ttl_ms = max_attempts, retry_s, lease_ttl_ms
         # FastStream's per-batch lines at DEBUG (at INFO they cost a fifth of the
-        # throughput); its errors, such as a lost connection, still reach the log.
+        # throughput); its warnings and errors, such as a lost connection, reach the log.
         self.broker = broker or RedisBroker(
-            url,
-            apply_types=False,
-            logger=structlog.get_logger("faststream"),
-            log_level=logging.DEBUG,
+            url, apply_types=False, logger=FastStreamLogs(), log_level=logging.DEBUG
         )
         self.handlers: dict[type[Any], list[Callable[[Any], Awaitable[None]]]] = {}
         self.batch_handler: BatchHandler | None = None
@@ -407,6 +404,26 @@ class DatelineLog:
         return Delivery(
             partition, self.keys.log(partition), entry.entry_id, _story(entry), entry.raw
         )
+
+
+class FastStreamLogs:
+    """FastStream's logger: its warnings and errors into structlog, the chatter dropped."""
+
+    def __init__(self, at_least: int = logging.WARNING) -> None:
+        self.at_least = at_least
+        self._log = structlog.get_logger("faststream")
+
+    def log(
+        self,
+        level: int,
+        msg: Any,
+        /,
+        *,
+        exc_info: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if level >= self.at_least:
+            self._log.log(level, str(msg), exc_info=exc_info, **(extra or {}))
 
 
 class _Failed(Exception):

@@ -1,0 +1,181 @@
+"""Deliveries a second to one local receiver: the delivery service against a raw loop.
+
+The receiver is a process of its own (`tests/e2e/receiver.py`, answering 204). The
+raw loop reads the same updates from the log and POSTs them with httpcore, as many
+in flight as the service's worker has, with nothing else: no outbox, no signature,
+no retry state. The service starts with the same updates waiting in the log and
+does all of it: fan-out through FastStream, outbox, signing, state per delivery.
+Both run in this process, alternating, in the same minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import httpcore
+import redis.asyncio as aioredis
+from tests.e2e.processes import free_port
+from tests.factories import encode, update
+
+from bench.harness import Report, Row
+from dateline.deliver.app import create_app
+from dateline.deliver.worker import RetryPolicy
+from dateline.runtime.logs import configure
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from dateline.store.subscriptions import Subscriptions
+
+CONCURRENCY = 16
+CPU: dict[str, list[float]] = {"raw": [], "service": []}
+"""CPU seconds of this process per delivery: what each loop costs beside the receiver."""
+
+
+def _updates(n: int, stories: int) -> list[bytes]:
+    return [
+        encode(
+            update(
+                "dateline.statement.made",
+                subject=f"story-{i % stories:03d}",
+                id=f"b{i}",
+                data={"statement": f"s{i}", "speaker": "Kim Jong Un", "text": f"said {i}"},
+            )
+        )
+        for i in range(n)
+    ]
+
+
+async def raw_loop(client: aioredis.Redis, keys: Keys, url: str) -> float:
+    """POST every record of the log, CONCURRENCY at a time, as fast as it goes."""
+    records = [
+        fields[b"__data__"]
+        for stream in keys.logs()
+        for _, fields in await client.xrange(stream)  # type: ignore[misc]
+    ]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for r in records:
+        queue.put_nowait(r)
+    headers = [(b"content-type", b"application/cloudevents+json")]
+    async with httpcore.AsyncConnectionPool(max_connections=CONCURRENCY) as pool:
+
+        async def post() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                response = await pool.request("POST", url, headers=headers, content=body)
+                assert response.status == 204
+
+        start, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(post() for _ in range(CONCURRENCY)))
+        CPU["raw"].append((time.process_time() - cpu) / len(records))
+        return len(records) / (time.perf_counter() - start)
+
+
+async def service(server_url: str, prefix: str, receiver: str, n: int) -> float:
+    """The delivery service from start, with `n` updates waiting in the log."""
+    keys = Keys(prefix, 8)
+    client = connect(server_url)
+    subs = Subscriptions(client, keys)
+    await subs.add(receiver, name="bench", allow_private=True)
+    log = Log(client, keys)
+    await log.check_partitions()
+    for start in range(0, n, 1000):
+        await log.append(_updates(n, 50)[start : start + 1000])
+    cfg = Settings(None, Path("."), prefix, 8)
+    svc = create_app(cfg, server_url, policy=RetryPolicy(), concurrency=CONCURRENCY)
+    assert svc.app is not None
+    begin, cpu = time.perf_counter(), time.process_time()
+    await svc.app.start()
+    while int((await subs.stats("bench")).get("delivered", 0)) < n:  # noqa: ASYNC110 - another task's progress, in Redis
+        await asyncio.sleep(0.01)
+    rate = n / (time.perf_counter() - begin)
+    CPU["service"].append((time.process_time() - cpu) / n)
+    await svc.app.stop()
+    await client.aclose()
+    return rate
+
+
+def _receiver(port: int) -> subprocess.Popen[bytes]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.receiver", "--port", str(port), "--out", "/dev/null"],
+        cwd=root,
+    )
+
+
+async def run(report: Report, *, quick: bool = False) -> None:
+    n = 1_000 if quick else 5_000
+    rounds = 1 if quick else 3
+    configure("warning")
+    print(f"deliver: {n:,} updates over 50 stories to one local receiver, {rounds} rounds")
+    port = free_port()
+    receiver = f"http://127.0.0.1:{port}/hook"
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
+        proc = _receiver(port)
+        try:
+            await _listening(port)
+            raw_rates, service_rates = [], []
+            for r in range(rounds):
+                rate = await service(srv.url, f"bench{r}", receiver, n)
+                service_rates.append(rate)
+                client = connect(srv.url)
+                raw_rates.append(await raw_loop(client, Keys(f"bench{r}", 8), receiver))
+                await client.aclose()
+        finally:
+            proc.terminate()
+            proc.wait()
+    raw, ours = (
+        sorted(raw_rates)[len(raw_rates) // 2],
+        sorted(service_rates)[len(service_rates) // 2],
+    )
+    report.add(
+        Row(
+            "deliver",
+            f"raw loop: XRANGE + httpcore POST, {CONCURRENCY} in flight",
+            raw,
+            "updates/s",
+            note="median of rounds" if rounds > 1 else "",
+        )
+    )
+    report.add(
+        Row(
+            "deliver",
+            "dateline deliver: fan-out, outbox, signed POST, state",
+            ours,
+            "updates/s",
+            baseline="the raw loop",
+            ratio=ours / raw,
+            note=f"rounds: {', '.join(f'{x:,.0f}' for x in service_rates)}",
+        )
+    )
+    raw_cpu, our_cpu = (sorted(CPU[k])[len(CPU[k]) // 2] * 1e6 for k in ("raw", "service"))
+    report.add(Row("deliver", "CPU a delivery, raw loop (this process)", raw_cpu, "us"))
+    report.add(
+        Row(
+            "deliver",
+            "CPU a delivery, dateline deliver (this process)",
+            our_cpu,
+            "us",
+            baseline="the raw loop's CPU",
+            ratio=our_cpu / raw_cpu,
+            note="the receiver, on the other core, bounds both rates",
+        )
+    )
+
+
+async def _listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise RuntimeError("the receiver did not listen")
