@@ -11,6 +11,8 @@ Both run in this process, alternating, in the same minutes.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
