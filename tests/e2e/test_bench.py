@@ -24,5 +24,6 @@ def test_bench_quick_writes_json_and_markdown() -> None:
     cases = {r["case"] for r in rows}
     assert "raw XADD, overlapped pipelines, fsync always" in cases
     assert "Log.append_stream, fsync always" in cases
+    assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
     assert all(r["value"] > 0 for r in rows)
     assert "| log append |" in (ROOT / "bench" / "results" / "results.md").read_text()

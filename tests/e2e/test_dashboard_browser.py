@@ -16,6 +16,7 @@ from dateline.runtime import DeadLetters
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
+from dateline.store.subscriptions import Subscriptions
 from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
 from tests.e2e.processes import background, http_service
@@ -176,9 +177,17 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     row = page.locator('[data-story="cohen-hearing-2019"]')
     await expect(row).to_contain_text("Michael Cohen testifies to Congress")
     await expect(row).to_have_class("changed")
+    subs = Subscriptions(client, Keys("web", 8))
+    await subs.add("https://cms.example.org/hooks", name="cms", story_prefixes=["hanoi-"])
+    await subs.set_paused("cms", True)
     await client.aclose()
     await page.goto(f"{base}/#/ops")
     await expect(page.locator("#ops")).to_contain_text("Partitions")
+    # Where deliveries stand: the subscription, what it wants, and that it is paused.
+    sub = page.locator('[data-subscription="cms"]')
+    await expect(sub).to_contain_text("https://cms.example.org/hooks")
+    await expect(sub).to_contain_text("hanoi-*")
+    await expect(sub).to_contain_text("paused")
     # The projector process of this system, by the name its leases carry.
     await expect(page.locator('[data-key="procs"]')).to_contain_text(
         re.compile(r"^1 projector process sharing them: \S+-\d+$")

@@ -281,6 +281,14 @@ function opsPage() {
     const parked = dl.stories || [];
     const replay = s.replay;
     const pct = replay && +replay.total ? Math.min(100, (100 * +replay.done) / +replay.total) : 0;
+    const dv = s.deliveries || { subscriptions: [] };
+    const subs = dv.subscriptions.map((d) => {
+      const state = d.paused ? chip("paused", "postponed") : d.parked ? chip("parked", "cancelled") : d.retrying ? chip("retrying", "rescheduled") : chip("delivering", "scheduled");
+      const filters = [...d.story_prefixes.map((p) => `${p}*`), ...d.types].join(", ") || "all";
+      return `<tr data-key="sub:${esc(d.name)}" data-subscription="${esc(d.name)}"><td>${esc(d.name)}</td><td>${esc(d.url)}</td><td>${esc(d.mode)}</td><td>${esc(filters)}</td>
+        <td>${state}</td><td>${d.backlog}</td><td>${d.lag_seconds} s</td><td>${d.retrying}</td><td>${d.parked}</td><td>${d.delivered}</td>
+        <td>${esc(d.last_error || "—")}</td></tr>`;
+    }).join("");
     patch(document.getElementById("ops"), `
       <h2>Partitions (group ${esc(s.group)})</h2>
       <p class="meta" data-key="procs">${(s.processes || []).length} projector ${(s.processes || []).length === 1 ? "process" : "processes"} sharing them${(s.processes || []).length ? `: ${s.processes.map(esc).join(", ")}` : " (none running)"}</p>
@@ -289,6 +297,10 @@ function opsPage() {
         See one with <code>dateline dlq show STORY</code>; apply them after the fix with <code>dateline dlq redrive STORY</code>.</p>
         <table><thead><tr><th>Story</th><th>Parked at (log position)</th></tr></thead><tbody>${parked.map((p) => `<tr data-key="dl:${esc(p.story)}" data-parked="${esc(p.story)}">
         <td><a href="#/stories/${encodeURIComponent(p.story)}">${esc(p.story)}</a></td><td>${esc(p.parked_at)}</td></tr>`).join("")}</tbody></table>` : `<p class="empty">none parked</p>`}
+      <h2>Subscriptions</h2>${subs ? `<p class="meta" data-key="fanout">Not yet put in the outboxes: ${dv.fanout_lag === null ? "unknown" : esc(dv.fanout_lag)}.
+        Parked deliveries go back with <code>dateline subscriptions redrive NAME</code>.</p>
+        <table><thead><tr><th>Name</th><th>URL</th><th>Mode</th><th>Wants</th><th>State</th><th>Backlog</th><th>Oldest</th><th>Retrying</th><th>Parked</th><th>Delivered</th><th>Last error</th></tr></thead>
+        <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
       <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
         <div class="bar"><span style="width:${pct.toFixed(1)}%"></span></div></div>` : ""}`, seen);
