@@ -91,8 +91,8 @@ async def test_every_wanted_update_arrives_signed_in_order_per_story(
     subs = Subscriptions(log.redis, log.keys)
     await log.append([statement("before-it", "s0")])  # before the subscription: not sent
     async with receiving() as receiver, receiving() as binary:
-        whole = await subs.add(receiver.url, name="whole", allow_private=True)
-        only = await subs.add(
+        _, whole = await subs.add(receiver.url, name="whole", allow_private=True)
+        _, only = await subs.add(
             binary.url,
             name="only-hanoi",
             story_prefixes=["hanoi-"],
@@ -111,9 +111,9 @@ async def test_every_wanted_update_arrives_signed_in_order_per_story(
         ["hanoi-a-s1", "hanoi-a-s2", "hanoi-a-s3", "opened", "cohen-b-s1", "cohen-b-s2"]
     )
     assert binary.ids() == ["hanoi-a-s1", "hanoi-a-s2", "hanoi-a-s3"]
-    for target, sub in ((receiver, whole), (binary, only)):
+    for target, secret in ((receiver, whole), (binary, only)):
         for headers, body in target.got:
-            Webhook(sub.secret).verify(body, headers, json_parse=False)
+            Webhook(secret).verify(body, headers, json_parse=False)
             # The CloudEvents SDK reads what dateline sends, in both modes.
             event = from_http(HTTPMessage(headers, body), JSONFormat())
             assert event.get_type().startswith("dateline.")
@@ -216,6 +216,7 @@ async def test_removing_a_subscription_drops_its_state(log: Log, redis_url: str)
     assert await subs.remove("gone")
     assert await subs.get("gone") is None
     assert not await log.redis.exists(*subs.state("gone").all())
+    assert await subs.secret("gone") is None
     assert not await subs.remove("gone")
 
 
@@ -227,7 +228,9 @@ async def test_names_prefixes_and_types_are_checked(log: Log) -> None:
         await subs.add("https://example.org/", story_prefixes=[""])
     with pytest.raises(ValueError, match="no update type"):
         await subs.add("https://example.org/", types=["dateline.nope"], known_types=["a.b"])
-    first = await subs.add("https://example.org/", name="one")
-    assert first.secret.startswith("whsec_")
+    first, secret = await subs.add("https://example.org/", name="one")
+    assert secret.startswith("whsec_")
+    assert secret not in msgspec.json.encode(first).decode()  # settings apart from the secret
+    assert await subs.secret("one") == secret
     with pytest.raises(ValueError, match="exists already"):
         await subs.add("https://example.org/", name="one")

@@ -152,7 +152,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
 
 
 def _sub(**kw: object) -> Subscription:
-    return Subscription("s", "https://example.org/", SECRET, **kw)  # type: ignore[arg-type]
+    return Subscription("s", "https://example.org/", **kw)  # type: ignore[arg-type]
 
 
 def test_a_subscription_wants_its_stories_types_and_only_what_came_after_it() -> None:

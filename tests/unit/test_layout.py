@@ -14,7 +14,7 @@ LAYOUT = SERVICES / "store" / "layout.py"
 WORDS = (
     "rm|config|log|ids|story|lease|members|attempts|parked|dlq|feeds|tokens|inbox|rejected"
     "|checkpoint|index|by_time|statements|merge|timeline|speaker|schedule|by_start|shape"
-    "|changes|replay|active|due|subs|sub|outbox|retries|stats"
+    "|changes|replay|active|due|subs|sub|secrets|outbox|retries|stats"
 )
 # A key's segment: a colon right after text or a placeholder (not after a space, as in
 # prose), then one of the names the layout gives a key; or a partition's hash tag.

@@ -171,7 +171,7 @@ def subscriptions_add(
     """Subscribe URL to updates appended from now on; prints its signing secret once."""
     try:
         asyncio.run(check_target(url, allow_private=allow_private))
-        sub = _run(
+        sub, secret = _run(
             lambda s: s.add(
                 url,
                 name=name,
@@ -184,7 +184,7 @@ def subscriptions_add(
         )
     except (TargetRefused, SubscriptionExists, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(sub.secret)
+    click.echo(secret)
     err(
         f"subscription {sub.name!r} -> {url} ({mode}); the line above is its signing secret "
         "(Standard Webhooks): keep it, it is not shown again"

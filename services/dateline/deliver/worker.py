@@ -121,9 +121,11 @@ class Worker:
             if sub is None:
                 log.info("subscription removed; its worker stops", subscription=self.name)
                 return
-            if sub.paused:
+            secret = await self.subscriptions.secret(self.name)
+            if sub.paused or secret is None:
                 await _wait(stop, 1.0)
                 continue
+            self._sign_with(secret)
             if await self.subscriptions.redrive_requested(self.name):
                 back = await self.subscriptions.redrive(self.name)
                 log.info("redriven", subscription=self.name, updates=back)
@@ -183,7 +185,8 @@ class Worker:
     async def _send(self, sub: Subscription, fields: dict[bytes, bytes]) -> Outcome:
         headers, body = request(fields[b"record"], sub.mode)
         now = self.clock()
-        headers += self._signer_of(sub).headers(message_id(fields[b"position"].decode()), body, now)
+        assert self._signer is not None  # noqa: S101 - `run` sets it before a round
+        headers += self._signer[1].headers(message_id(fields[b"position"].decode()), body, now)
         started = time.perf_counter()
         outcome = await self.sender.post(sub, headers, body, self.policy.timeout_s)
         DELIVERY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -248,10 +251,9 @@ class Worker:
         await self.subscriptions.park(self.name, parkings)
         DELIVERIES.labels(self.name, "parked").inc(len(parkings))
 
-    def _signer_of(self, sub: Subscription) -> Signer:
-        if self._signer is None or self._signer[0] != sub.secret:
-            self._signer = (sub.secret, Signer(sub.secret))
-        return self._signer[1]
+    def _sign_with(self, secret: str) -> None:
+        if self._signer is None or self._signer[0] != secret:
+            self._signer = (secret, Signer(secret))
 
     async def _wait_for_work(self, stop: asyncio.Event, wait_s: float, after: str | None) -> None:
         """Until an entry after `after` is in the outbox, a retry falls due, or a stop."""

@@ -24,6 +24,7 @@ Consumer groups (`GroupKeys`; one group per projection version, and the validato
 
 Subscriptions (`SubscriptionKeys`; the delivery service, `dateline deliver`)
     <prefix>:subs                   hash: subscription name -> its settings (JSON)
+    <prefix>:subs:secrets           hash: subscription name -> its signing secret
     <prefix>:sub:<name>:outbox      stream: updates waiting for this subscriber
     <prefix>:sub:<name>:retries     hash: outbox entry -> its retry state (JSON)
     <prefix>:sub:<name>:dlq         stream: updates given up on, with the last error
@@ -238,6 +239,11 @@ DELIVER_GROUP = "deliver"
 
 def subscriptions_key(prefix: str) -> str:
     return f"{prefix}:subs"
+
+
+def subscription_secrets_key(prefix: str) -> str:
+    """Apart from the settings: the status and the ops page read those, never this."""
+    return f"{prefix}:subs:secrets"
 
 
 @dataclass(frozen=True, slots=True)

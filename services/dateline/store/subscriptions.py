@@ -20,7 +20,12 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from dateline.store.layout import Keys, SubscriptionKeys, subscriptions_key
+from dateline.store.layout import (
+    Keys,
+    SubscriptionKeys,
+    subscription_secrets_key,
+    subscriptions_key,
+)
 
 Mode = Literal["structured", "binary"]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - Standard Webhooks' marker of a secret, not one
@@ -35,9 +40,6 @@ class SubscriptionExists(ValueError):
 class Subscription(msgspec.Struct, frozen=True):
     name: str
     url: str
-    secret: str
-    """`whsec_` and base64 of 32 random bytes (Standard Webhooks). Kept readable: the
-    service signs with it. Never listed, logged or shown after `add`."""
     story_prefixes: list[str] = []
     """Empty: every story."""
     types: list[str] = []
@@ -101,6 +103,7 @@ class Subscriptions:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.client, self.keys = client, keys
         self.key = subscriptions_key(keys.prefix)
+        self.secrets_key = subscription_secrets_key(keys.prefix)
 
     def state(self, name: str) -> SubscriptionKeys:
         return SubscriptionKeys(self.keys.prefix, name)
@@ -115,8 +118,10 @@ class Subscriptions:
         mode: Mode = "structured",
         allow_private: bool = False,
         known_types: Iterable[str] = (),
-    ) -> Subscription:
-        """Register a subscription; it is told of updates appended from now on."""
+    ) -> tuple[Subscription, str]:
+        """Register a subscription; it is told of updates appended from now on. Returns it
+        and its signing secret: `whsec_` and base64 of 32 random bytes (Standard
+        Webhooks), kept readable (the service signs with it) in a hash of its own."""
         name = name or "sub-" + secrets.token_hex(4)
         if not _NAME.fullmatch(name):
             raise ValueError(
@@ -147,7 +152,6 @@ class Subscriptions:
         sub = Subscription(
             name,
             url,
-            secret,
             list(story_prefixes),
             list(types),
             mode,
@@ -155,9 +159,17 @@ class Subscriptions:
             created=time.time(),
             starts=starts,
         )
+        # The secret first: the service finds a subscription only once its settings are in.
+        if await self.client.hexists(self.key, name):
+            raise SubscriptionExists(f"subscription {name!r} exists already")
+        await self.client.hset(self.secrets_key, name, secret)
         if not await self.client.hsetnx(self.key, name, _encode(sub)):
             raise SubscriptionExists(f"subscription {name!r} exists already")
-        return sub
+        return sub, secret
+
+    async def secret(self, name: str) -> str | None:
+        raw = await self.client.hget(self.secrets_key, name)
+        return None if raw is None else _s(raw)
 
     async def all(self) -> list[Subscription]:
         return await self.all_in(self.client)
@@ -192,8 +204,9 @@ class Subscriptions:
         """Forget a subscription and everything queued for it."""
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.key, name)
+        pipe.hdel(self.secrets_key, name)
         pipe.delete(*self.state(name).all())
-        removed, _ = await pipe.execute()
+        removed, _, _ = await pipe.execute()
         return bool(removed)
 
     # The outbox: what the delivery service works through.
