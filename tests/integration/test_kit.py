@@ -4,6 +4,9 @@ order, poison parked, one process at a time."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,6 +16,7 @@ from dateline.store.deadletters import DeadLetters
 from dateline.store.log import Log
 from dateline_schemas import Update
 from dateline_schemas.story import StoryOpened
+from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 
 STATEMENT = "dateline.statement.made"
@@ -142,6 +146,26 @@ async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
         assert list(await dead.parked()) == ["a-story"]
         await asyncio.sleep(0.2)
         assert len(seen) == 3  # nothing handled twice
+        # On-call sees them where the projector's are, by the group's name.
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DATELINE_PREFIX": log.keys.prefix,
+            "DATELINE_PARTITIONS": str(log.keys.partitions),
+        }
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [str(DATELINE), "dlq", "list", "--json", "--group", "cms"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows = [json.loads(x) for x in listed.stdout.splitlines()]
+        assert [(r["story"], r["error"][:10]) for r in rows] == [
+            ("a-story", "ValueError"),
+            ("a-story", "parked beh"),
+        ]
     finally:
         await app.stop()
 

@@ -78,11 +78,24 @@ def dlq() -> None:
     """Parked updates: an update whose projection kept failing, and its story's later ones."""
 
 
+_GROUP = click.option(
+    "--group",
+    default=None,
+    help="Another consumer group's dead letters: a kit app's (dateline.kit), or `deliver`'s "
+    "fan-out. Default: the active projection's.",
+)
+
+
+def _dead(dead: DeadLetters, group: str | None) -> DeadLetters:
+    return dead if group is None else DeadLetters(dead.client, dead.prefix, group)
+
+
 @dlq.command(name="list")
 @click.option("--json", "as_json", is_flag=True)
-def dlq_list(as_json: bool) -> None:
+@_GROUP
+def dlq_list(as_json: bool, group: str | None) -> None:
     """Every parked update, oldest first: story, entry, error."""
-    entries = _run(lambda log, models, dead: dead.entries())
+    entries = _run(lambda log, models, dead: _dead(dead, group).entries())
     if as_json:
         for eid, doc in entries:
             doc.pop("record", None)
@@ -102,9 +115,10 @@ def dlq_list(as_json: bool) -> None:
 
 @dlq.command(name="show")
 @click.argument("story")
-def dlq_show(story: str) -> None:
+@_GROUP
+def dlq_show(story: str, group: str | None) -> None:
     """STORY's parked updates in full: the record, the error and its traceback."""
-    entries = _run(lambda log, models, dead: dead.entries(story))
+    entries = _run(lambda log, models, dead: _dead(dead, group).entries(story))
     if not entries:
         raise click.ClickException(f"story {story!r} has no parked updates")
     for eid, doc in entries:
@@ -130,13 +144,14 @@ def dlq_redrive(story: str) -> None:
 @click.confirmation_option(
     prompt="Drop the parked updates and unpark the story, without applying them?"
 )
-def dlq_discard(story: str) -> None:
+@_GROUP
+def dlq_discard(story: str, group: str | None) -> None:
     """Unpark STORY and drop its dead letters WITHOUT applying them.
 
     The log keeps the updates: the next rebuild of the projection applies them.
     Use redrive unless they can never be projected.
     """
-    dropped = _run(lambda log, models, dead: dead.release(story))
+    dropped = _run(lambda log, models, dead: _dead(dead, group).release(story))
     click.echo(f"{story}: dropped {dropped} parked updates")
 
 

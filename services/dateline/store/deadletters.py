@@ -42,7 +42,7 @@ class Parking:
 
 class DeadLetters:
     def __init__(self, client: aioredis.Redis, prefix: str, group: str) -> None:
-        self.client, self.group = client, group
+        self.client, self.prefix, self.group = client, prefix, group
         keys = GroupKeys(prefix, group)
         self.attempts_key, self.parked_key, self.stream = keys.attempts, keys.parked, keys.dlq
 
