@@ -140,7 +140,9 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         assert len(_lines(received)) == wanted
         assert all(json.loads(x)["valid"] for x in _lines(received))
         assert httpx.get(f"{query}/v1/status").status_code == 200
-        assert "dateline_projection_lag_updates" in httpx.get(f"{query}/metrics").text
+        metrics = httpx.get(f"{query}/metrics").text
+        assert "dateline_projection_lag_updates" in metrics
+        assert 'dateline_delivery_backlog_updates{subscription="cms"} 0.0' in metrics
     for log in tmp_path.glob("*.log"):
         assert "NOPERM" not in log.read_text(), log
 

@@ -163,6 +163,31 @@ async def test_failures_retry_then_park_and_a_redrive_delivers_in_order(
     assert await subs.parked_stories("flaky") == set()
 
 
+async def test_the_retry_schedule_survives_a_restart(log: Log, redis_url: str) -> None:
+    subs = Subscriptions(log.redis, log.keys)
+    policy = RetryPolicy(first_s=0.05, max_backoff_s=0.1, give_up_after_s=3600, timeout_s=1)
+    async with receiving() as receiver:
+        receiver.status = 500
+        await subs.add(receiver.url, name="down", allow_private=True)
+        async with delivering(log, redis_url, policy):
+            await log.append([statement("a-story", "s1")])
+            await until(lambda: _attempts(subs, "down", 3))
+        [(entry, _)] = await subs.window("down", 10)
+        before = (await subs.retries("down", [entry]))[entry]
+        async with delivering(log, redis_url, policy):  # a new process, the same schedule
+            await until(lambda: _attempts(subs, "down", before.attempts + 2))
+            after = (await subs.retries("down", [entry]))[entry]
+            assert after.first_failed == before.first_failed  # counts on from the first
+            receiver.status = 204
+            await until(lambda: len(receiver.got) == 1)
+    assert receiver.ids() == ["a-story-s1"]
+
+
+async def _attempts(subs: Subscriptions, name: str, n: int) -> bool:
+    found = await subs.retries(name, [e for e, _ in await subs.window(name, 10)])
+    return any(state.attempts >= n for state in found.values())
+
+
 async def _parked(subs: Subscriptions, name: str, n: int) -> bool:
     return len(await subs.dead_letters(name)) == n
 
