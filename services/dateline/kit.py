@@ -40,6 +40,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 import traceback
 import types
 import typing
@@ -66,6 +67,8 @@ from dateline_schemas import Update, decode_record
 log = structlog.get_logger("dateline.kit")
 BEHIND = "parked behind an earlier update of this story"
 Outcome = Literal["handled", "failed", "parked"]
+STUCK_AFTER_S = 10.0
+"""An entry pending this long in this process is handled again (`_find_stuck`)."""
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -377,13 +380,40 @@ class DatelineLog:
                     one = True
 
     async def _retry_loop(self) -> None:
+        checked = 0.0
         while True:
             await asyncio.sleep(self.retry_s)
+            if time.monotonic() - checked >= STUCK_AFTER_S:
+                checked = time.monotonic()
+                await self._find_stuck()
             for p in sorted(self._behind):
                 try:
                     await self._catch_up(p)
                 except Exception:
                     log.exception("retry failed; trying again", group=self.group, partition=p)
+
+    async def _find_stuck(self) -> None:
+        """Entries pending here for long: a read whose reply was lost on a dropped
+        connection (FastStream then reads on, and never reads its pending entries). The
+        partition goes behind, and its retry handles them first, in order."""
+        for p in range(self.keys.partitions):
+            if p in self._behind:
+                continue
+            try:
+                stuck = await self.client.xpending_range(
+                    self.keys.log(p),
+                    self.group,
+                    min="-",
+                    max="+",
+                    count=1,
+                    consumername=self.consumer,
+                    idle=int(STUCK_AFTER_S * 1000),
+                )
+            except _UNREACHABLE:
+                return
+            if stuck:
+                log.warning("entries left pending; handling them first", partition=p)
+                self._behind.add(p)
 
     async def _keep_lease(self) -> None:
         while True:

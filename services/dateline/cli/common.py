@@ -13,7 +13,7 @@ import click
 import redis.asyncio as aioredis
 
 from dateline.store.config import Settings, SettingsError
-from dateline.store.embedded import EmbeddedRedisError, redis_url
+from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
 from dateline.store.log import Log, PartitionMismatch
 
 FC = TypeVar("FC", bound=Callable[..., object])
@@ -32,6 +32,16 @@ def server(cfg: Settings) -> Iterator[str]:
     try:
         with redis_url(cfg) as url:
             yield url
+    except EmbeddedRedisError as exc:
+        raise click.ClickException(f"embedded Redis: {exc}") from None
+
+
+@contextlib.contextmanager
+def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """`server`, and the embedded server when this process started it (to supervise)."""
+    try:
+        with served(cfg) as found:
+            yield found
     except EmbeddedRedisError as exc:
         raise click.ClickException(f"embedded Redis: {exc}") from None
 

@@ -11,7 +11,7 @@ from typing import IO
 import click
 import httpx
 
-from dateline.cli.common import err, open_log, server, settings, stop_on_signals
+from dateline.cli.common import err, open_log, serving, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
 from dateline.domain.summary import summarize
 from dateline.ingest.credentials import Credentials
@@ -76,7 +76,7 @@ def up(port: int, ingest_port: int) -> None:
 def _run(
     cfg: Settings, port: int, ingest_port: int, updates: list[bytes] | None, pace: float
 ) -> None:
-    with server(cfg) as url:
+    with serving(cfg) as (url, embedded):
         env = {**os.environ, "REDIS_URL": url, "DATELINE_DATA_DIR": str(cfg.data_dir)}
         logs = cfg.data_dir / "logs"
         children = [
@@ -86,7 +86,7 @@ def _run(
             Child("query", service("query", "--port", str(port)), logs / "query.log"),
             Child("deliver", service("deliver"), logs / "deliver.log"),
         ]
-        supervisor = Supervisor(children, env, err)
+        supervisor = Supervisor(children, env, err, embedded)
         err(f"Redis: {url}  data: {cfg.data_dir}  service logs: {logs}/")
         supervisor.start()
         try:

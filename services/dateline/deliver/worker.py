@@ -24,6 +24,7 @@ import structlog
 
 from dateline.deliver.webhook import Signer, message_id, request
 from dateline.runtime.metrics import DELIVERIES, DELIVERY_SECONDS
+from dateline.store.connection import UNREACHABLE
 from dateline.store.subscriptions import Parked, RetryState, Subscription, Subscriptions
 
 log = structlog.get_logger("dateline.deliver")
@@ -116,22 +117,40 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivering", subscription=self.name)
+        down = False
         while not stop.is_set():
-            sub = await self.subscriptions.get(self.name)
-            if sub is None:
-                log.info("subscription removed; its worker stops", subscription=self.name)
-                return
-            secret = await self.subscriptions.secret(self.name)
-            if sub.paused or secret is None:
+            try:
+                if await self._step(stop):
+                    return
+                if down:
+                    log.warning("Redis reachable again; delivering", subscription=self.name)
+                    down = False
+            except UNREACHABLE as exc:
+                if not down:
+                    log.warning(
+                        "Redis unreachable; waiting for it", subscription=self.name, error=repr(exc)
+                    )
+                    down = True
                 await _wait(stop, 1.0)
-                continue
-            self._sign_with(secret)
-            if await self.subscriptions.redrive_requested(self.name):
-                back = await self.subscriptions.redrive(self.name)
-                log.info("redriven", subscription=self.name, updates=back)
-            wait_s, after = await self.round(sub)
-            if wait_s:
-                await self._wait_for_work(stop, wait_s, after)
+
+    async def _step(self, stop: asyncio.Event) -> bool:
+        """One round; True when the subscription is gone."""
+        sub = await self.subscriptions.get(self.name)
+        if sub is None:
+            log.info("subscription removed; its worker stops", subscription=self.name)
+            return True
+        secret = await self.subscriptions.secret(self.name)
+        if sub.paused or secret is None:
+            await _wait(stop, 1.0)
+            return False
+        self._sign_with(secret)
+        if await self.subscriptions.redrive_requested(self.name):
+            back = await self.subscriptions.redrive(self.name)
+            log.info("redriven", subscription=self.name, updates=back)
+        wait_s, after = await self.round(sub)
+        if wait_s:
+            await self._wait_for_work(stop, wait_s, after)
+        return False
 
     async def round(self, sub: Subscription) -> tuple[float, str | None]:
         """Deliver what is due in the window. Returns how long to wait (0: go on now) and

@@ -93,7 +93,7 @@ def create_app(settings: Settings, url: str) -> Litestar:
     ctx = _Services()
 
     async def startup() -> None:
-        client = connect(url)
+        client = connect(url, retry_lost=True)
         ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
         await ctx.log_.check_partitions()
         ctx.credentials_ = Credentials(client, settings.prefix)

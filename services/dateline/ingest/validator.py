@@ -26,6 +26,7 @@ from dateline.ingest.admit import admit
 from dateline.ingest.credentials import Credentials, Refusal
 from dateline.runtime import Delivery, Runner, RunnerConfig
 from dateline.runtime.metrics import UPDATES
+from dateline.store.connection import UNREACHABLE
 from dateline.store.layout import Keys, feed_of_inbox, inbox_key, rejected_key
 from dateline.store.log import Log
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
@@ -148,7 +149,10 @@ async def follow_feeds(
     """Add the inbox of every feed registered after start, until `stop`."""
     credentials = Credentials(client, prefix)
     while not stop.is_set():
-        feeds = [f.name for f in await credentials.feeds() if not f.revoked]
+        try:
+            feeds = [f.name for f in await credentials.feeds() if not f.revoked]
+        except UNREACHABLE:  # the runner says so; look again in a while
+            feeds = []
         for stream in runner.follow([inbox_key(prefix, f) for f in feeds]):
             log.info("following a new feed's inbox", stream=stream)
         with contextlib.suppress(TimeoutError):

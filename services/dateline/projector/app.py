@@ -17,7 +17,7 @@ from dateline.projector.handler import ProjectorHandler
 from dateline.projector.plan import Advance, Project
 from dateline.runtime import Runner, RunnerConfig
 from dateline.store.config import Settings
-from dateline.store.connection import connect
+from dateline.store.connection import UNREACHABLE, connect
 from dateline.store.layout import Keys, group_of
 from dateline.store.log import Log, story_of
 from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
@@ -58,7 +58,10 @@ class Projector:
     async def _watch(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Halt the runner on stop, or when `dateline replay` switched the active version."""
         while not stop.is_set():
-            current = await active_version(self.client, self.models.prefix)
+            try:
+                current = await active_version(self.client, self.models.prefix)
+            except UNREACHABLE:  # the runner says so; look again in a while
+                current = self.models.version
             if current != self.models.version:
                 break
             with contextlib.suppress(TimeoutError):

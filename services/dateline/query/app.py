@@ -61,7 +61,7 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(app: Litestar) -> None:
-        client = connect(url)
+        client = connect(url, retry_lost=True)
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(client, keys, bell)
         made.append(app.state.reader)

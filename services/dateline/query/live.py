@@ -8,8 +8,9 @@ process, so a restart of the query service loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from dateline.query.views import (
     stored_view,
 )
 from dateline.runtime.metrics import LIVE_CLIENTS
+from dateline.store.connection import UNREACHABLE
 from dateline.store.readmodels import IndexEntry
 from dateline_schemas import Update, decode_record
 
@@ -38,6 +40,8 @@ KEEPALIVE_S = 15.0
 HELD_CHECK_S = 1.0
 """How often the index stream reads which stories are parked (one HGETALL)."""
 READ_AHEAD = 1000  # log entries per read: a partition's for the index, a story's for one story
+OUTAGE_CHECK_S = 1.0
+"""While the server is down, how often a live stream looks whether it is back."""
 
 
 class Push(NamedTuple):
@@ -72,6 +76,30 @@ async def wire(pages: AsyncIterator[list[Push]]) -> AsyncIterator[bytes]:
             yield b"".join([p.wire() for p in page]) if page else KEEPALIVE
     finally:
         LIVE_CLIENTS.dec()
+
+
+async def through_outages(
+    start: Callable[[str | None], AsyncIterator[list[Push]]],
+    first: str | None,
+    reachable: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[list[Push]]:
+    """The stream `start(last id)` makes, kept open while the server is down: keepalives
+    until it answers again, then the stream again from the last id sent, as a client
+    that reconnected with `Last-Event-ID` would get it (each position once, in order)."""
+    last = first
+    while True:
+        try:
+            async for page in start(last):
+                for push in page:
+                    last = push.id or last
+                yield page
+            return
+        except UNREACHABLE as exc:
+            log.warning("live stream waits for Redis", error=repr(exc), resume_from=last)
+        while not await reachable():
+            yield []
+            await asyncio.sleep(OUTAGE_CHECK_S)
+        log.info("live stream resumes", resume_from=last)
 
 
 async def story_events(

@@ -18,6 +18,7 @@ from dateline.domain.state import StoryState
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store import scripts
+from dateline.store.connection import UNREACHABLE
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.log import Log, story_or_none
@@ -108,6 +109,13 @@ class Reader:
         self._parked_at = client.register_script(scripts.load("parked_at"))
         self._parked_lock = asyncio.Lock()
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
+
+    async def reachable(self) -> bool:
+        """Does the server answer? (A live stream waits for it through an outage.)"""
+        try:
+            return bool(await self.client.ping())
+        except UNREACHABLE:
+            return False
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""

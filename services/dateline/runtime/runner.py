@@ -11,6 +11,7 @@ and everything behind it of that story are parked as dead letters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections import Counter
@@ -24,6 +25,7 @@ import structlog
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
+from dateline.store.connection import UNREACHABLE
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 
@@ -117,12 +119,44 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("consumer started", group=self.config.group, consumer=self.config.consumer)
+        down_since: float | None = None
         try:
             while not stop.is_set():
-                await self.step()
+                try:
+                    await self.step()
+                except UNREACHABLE as exc:
+                    down_since = await self._outage(stop, down_since, exc)
+                    continue
+                if down_since is not None:
+                    log.warning(
+                        "Redis reachable again; consuming",
+                        group=self.config.group,
+                        down_s=round(time.monotonic() - down_since, 1),
+                    )
+                    down_since = None
         finally:
-            released = await self.release_all()
+            try:
+                released = await self.release_all()
+            except UNREACHABLE:  # they run out by themselves, after the lease's time to live
+                released = 0
             log.info("consumer stopped", group=self.config.group, released=released)
+
+    async def _outage(self, stop: asyncio.Event, since: float | None, exc: Exception) -> float:
+        """The server is down: say so once, re-read every partition's pending entries when
+        it is back (a read whose reply was lost left entries pending), wait a little."""
+        now = time.monotonic()
+        if since is None:
+            log.warning(
+                "Redis unreachable; waiting for it", group=self.config.group, error=repr(exc)
+            )
+            since = now
+        for p in self.owned.values():
+            p.drain_from = "0"
+        self._leases_checked = 0.0  # leases may have run out meanwhile: check them first
+        wait = min(2.0, 0.1 * 2 ** min(8, int(now - since)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        return since
 
     async def release_all(self) -> int:
         """Give every partition back and leave the members: the others take them at once

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dateline.store.embedded import die_with_parent
+from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, die_with_parent
 
 YOUNG_S = 10.0  # a child that dies sooner than this after starting backs off longer
 MAX_BACKOFF_S = 30.0
@@ -51,8 +51,12 @@ class Supervisor:
         children: list[Child],
         env: dict[str, str],
         say: Callable[[str], None],
+        server: EmbeddedRedis | None = None,
     ) -> None:
         self.children, self.env, self.say = children, env, say
+        self.server = server
+        """The embedded server, when this process runs it: restarted like a child."""
+        self.server_restarts = 0
 
     def start(self) -> None:
         for child in self.children:
@@ -73,7 +77,8 @@ class Supervisor:
         child.started, child.restart_at = time.monotonic(), None
 
     def check(self) -> None:
-        """Restart children that exited; call it every half second or so."""
+        """Restart the server and children that exited; call it every half second or so."""
+        self._check_server()
         now = time.monotonic()
         for child in self.children:
             if child.proc is not None and (code := child.proc.poll()) is not None:
@@ -91,6 +96,26 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
                 self.say(f"{child.name} restarted (restart {child.restarts})")
+
+    def _check_server(self) -> None:
+        """A dead embedded server comes back on its port from its AOF; the services
+        reconnect to it by themselves (they wait out the outage, they do not exit)."""
+        server = self.server
+        if server is None or (code := server.exited()) is None:
+            return
+        self.say(
+            f"redis exited with {_status(code)}; restarting it on port {server.port} "
+            f"from its AOF (log: {server.logfile})"
+        )
+        started = time.monotonic()
+        try:
+            server.start()
+        except EmbeddedRedisError as exc:
+            self.say(f"redis did not come back: {exc}; trying again")
+            return
+        self.server_restarts += 1
+        took = time.monotonic() - started
+        self.say(f"redis is back after {took:.1f} s (restart {self.server_restarts})")
 
     async def watch(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
         while not stop.is_set():

@@ -25,10 +25,17 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 _WAIT_FOR_KEEPS_CANCELS = sys.version_info >= (3, 12)  # wait_for is built on timeout there
+
+UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What a call raises while the server is down, restarting or loading its AOF (redis-py's
+BusyLoadingError is a ConnectionError): the services wait it out, and say so."""
 
 
 def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
@@ -88,8 +95,20 @@ _PACKING: dict[type[Any], type[Any]] = {
 }
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """A client for `url` (redis://, rediss:// or unix://); closing it closes its pool."""
+def connect(url: str, *, retry_lost: bool = False, **options: Any) -> aioredis.Redis:
+    """A client for `url` (redis://, rediss:// or unix://); closing it closes its pool.
+
+    `retry_lost`: a command whose connection was lost is sent again on a new one (twice,
+    with a short backoff), so the first request after the server came back does not
+    fail on a connection that died with it. Only for clients whose every command is
+    safe to run twice: reads, and the idempotent append script (the query service,
+    ingest). Not for consumers: a group read whose reply was lost and then sent again
+    would leave the first entries pending behind later ones; the runner catches the
+    error instead and re-reads what is pending, in order.
+    """
+    if retry_lost:
+        options.setdefault("retry", Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2))
+        options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
     pool = aioredis.ConnectionPool.from_url(url, **options)
     pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)

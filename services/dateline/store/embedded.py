@@ -84,6 +84,7 @@ class EmbeddedRedis:
                 f"dir {self.data_dir}",
                 "daemonize no",
                 f"logfile {self.logfile}",
+                f"pidfile {self.data_dir / 'redis.pid'}",
                 "appendonly yes",
                 # "always": the reply to an append is sent only after fsync(2).
                 f"appendfsync {self.fsync}",
@@ -144,6 +145,12 @@ class EmbeddedRedis:
                 self.kill()
         self.process = None
 
+    def exited(self) -> int | None:
+        """The exit status of a server that died (a crash, a SIGKILL), else None."""
+        if self.process is None:
+            return None
+        return self.process.poll()
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is flushed on the way out."""
         if self.process and self.process.poll() is None:
@@ -167,8 +174,15 @@ def redis_url(settings: Settings) -> Iterator[str]:
     starts the server and writes its URL to `redis.url`; the others use that URL.
     The server stops when its owner exits.
     """
+    with served(settings) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """`redis_url`, and the server when this process started it (to watch over it)."""
     if settings.redis_url:
-        yield settings.redis_url
+        yield settings.redis_url, None
         return
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +195,7 @@ def redis_url(settings: Settings) -> Iterator[str]:
                 break
             except BlockingIOError:
                 if (url := _live_url(url_file)) is not None:
-                    yield url
+                    yield url, None
                     return
                 if time.monotonic() > deadline:
                     raise EmbeddedRedisError(
@@ -192,7 +206,7 @@ def redis_url(settings: Settings) -> Iterator[str]:
         server.start()
         try:
             url_file.write_text(server.url + "\n")
-            yield server.url
+            yield server.url, server
         finally:
             url_file.unlink(missing_ok=True)
             server.stop()

@@ -24,6 +24,8 @@ from litestar.types import (
     Scope,
     Send,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
@@ -113,6 +115,34 @@ def unhandled(service: str) -> Handler:
     return handler
 
 
+RETRY_AFTER_S = 1
+UNAVAILABLE = {
+    "ingest": "the log's server cannot be reached; this update may or may not be in the "
+    "log. Sending it again with the same id is safe: a duplicate is accepted once",
+    "query": "the read models' server cannot be reached; ask again shortly",
+}
+
+
+def unavailable(service: str) -> Handler:
+    """The server is down or restarting: a 503 to retry, one log line, no traceback."""
+    log = structlog.get_logger(f"dateline.{service}")
+    detail = UNAVAILABLE.get(service, "Redis cannot be reached; ask again shortly")
+
+    def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        log.warning(
+            "Redis unreachable; answered 503",
+            method=request.method,
+            path=request.url.path,
+            error=repr(exc),
+        )
+        return respond(
+            Problem(urn("unavailable"), "Service unavailable", 503, detail),
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    return handler
+
+
 _CONTROL_IN_PATH = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -146,4 +176,11 @@ def refuse_control_characters(app: ASGIApp) -> ASGIApp:
 
 def handlers(service: str) -> dict[type[Exception] | int, Handler]:
     """The exception handlers every HTTP service starts from."""
-    return {Refused: refused, HTTPException: http_error, Exception: unhandled(service)}
+    down = unavailable(service)
+    return {
+        Refused: refused,
+        HTTPException: http_error,
+        RedisConnectionError: down,
+        RedisTimeoutError: down,
+        Exception: unhandled(service),
+    }

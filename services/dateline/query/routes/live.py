@@ -10,7 +10,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
-from dateline.query.live import Push, index_events, story_events, wire
+from dateline.domain.positions import Cursor, Position
+from dateline.query.live import Push, index_events, story_events, through_outages, wire
 from dateline.query.routes.common import StoryPath, reader_of, story_id
 from dateline.web import params
 
@@ -33,8 +34,14 @@ def routes() -> list[HTTPRouteHandler]:
         """SSE: `update` per update (id: its log position), then `state`."""
         reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
-        after = params.position(raw, "Last-Event-ID") if raw else None
-        return _sse(story_events(reader, story_id(story), after))
+        if raw:
+            params.position(raw, "Last-Event-ID")  # a 400 now, not a broken stream
+        sid = story_id(story)
+
+        def start(last: str | None) -> AsyncIterator[list[Push]]:
+            return story_events(reader, sid, Position.parse(last) if last else None)
+
+        return _sse(through_outages(start, raw, reader.reachable))
 
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
     async def index_live(
@@ -47,7 +54,13 @@ def routes() -> list[HTTPRouteHandler]:
         reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
         partitions = reader.keys.partitions
-        cursor = params.cursor(raw, "Last-Event-ID", partitions) if raw else None
-        return _sse(index_events(reader, cursor, limit))
+        if raw:
+            params.cursor(raw, "Last-Event-ID", partitions)  # a 400 now, not a broken stream
+
+        def start(last: str | None) -> AsyncIterator[list[Push]]:
+            cursor = Cursor.parse(last, partitions) if last else None
+            return index_events(reader, cursor, limit)
+
+        return _sse(through_outages(start, raw, reader.reachable))
 
     return [story_live, index_live]

@@ -1,0 +1,170 @@
+"""The server goes away and comes back on its port: ingest answers a retryable 503, the
+query API a clear one, readiness goes red and green, the projector waits and catches
+up, and a live stream stays open and resumes where it was. Nothing restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dateline.ingest.app import create_app as ingest_app
+from dateline.ingest.credentials import Credentials
+from dateline.projector.app import create_app as projector_app
+from dateline.query.app import create_app as query_app
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from tests.integration.serving import serve
+from tests.integration.test_kit import statement, until
+
+SOURCE = "urn:feed:test"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(tmp_path / "redis", fsync="always")
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+def settings_for(server: EmbeddedRedis) -> Settings:
+    return Settings(server.url, Path("."), "out", 4, lease_ttl_ms=1000)
+
+
+@contextlib.asynccontextmanager
+async def down(server: EmbeddedRedis) -> AsyncIterator[None]:
+    """SIGKILL the server, as a crash would; start it again on its port, from its AOF."""
+    server.kill()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.start)
+
+
+async def test_ingest_answers_a_retryable_503_and_the_retry_lands_once(
+    server: EmbeddedRedis,
+) -> None:
+    cfg = settings_for(server)
+    client = connect(server.url)
+    token = await Credentials(client, cfg.prefix).add("wire-a", SOURCE)
+    await client.aclose()
+    body = statement("a-story", "s1")
+    headers = {"content-type": "application/cloudevents+json", "authorization": f"Bearer {token}"}
+    async with AsyncTestClient(app=ingest_app(cfg, server.url)) as http:
+        async with down(server):
+            refused = await http.post("/v1/updates", content=body, headers=headers)
+            ready = await http.get("/readyz")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        problem = refused.json()
+        assert "same id is safe" in problem["detail"]
+        assert "Traceback" not in refused.text
+        assert ready.status_code == 503
+        retried = await http.post("/v1/updates", content=body, headers=headers)
+        assert retried.status_code in (200, 202), retried.text
+        assert (await http.get("/readyz")).status_code == 200
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    assert [u.id for u in await log.read_story("a-story")] == ["a-story-s1"]
+    await log.close()
+
+
+async def test_the_query_api_answers_503_while_the_server_is_away(server: EmbeddedRedis) -> None:
+    cfg = settings_for(server)
+    async with AsyncTestClient(app=query_app(cfg, server.url)) as http:
+        assert (await http.get("/v1/stories")).status_code == 200
+        async with down(server):
+            away = await http.get("/v1/stories")
+            ready = await http.get("/readyz")
+        assert away.status_code == 503
+        assert away.headers["retry-after"] == "1"
+        assert "ask again" in away.json()["detail"]
+        assert ready.status_code == 503
+        assert (await http.get("/v1/stories")).status_code == 200
+        assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_the_projector_waits_out_an_outage_and_catches_up(server: EmbeddedRedis) -> None:
+    cfg = settings_for(server)
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    app = await projector_app(cfg, server.url, consumer="p1")
+    stop = asyncio.Event()
+    running = asyncio.create_task(app.run(stop))
+    try:
+        await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+        await until(lambda: _version(log, "a-story", 3))
+        async with down(server):
+            await asyncio.sleep(1.5)  # several of the runner's cycles fail meanwhile
+            assert not running.done()  # it waits; it does not exit
+        await log.append([statement("a-story", f"s{n}") for n in range(4, 7)])
+        await until(lambda: _version(log, "a-story", 6))
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 15)
+        await log.close()
+
+
+async def _version(log: Log, story: str, version: int) -> bool:
+    raw = await log.redis.get(log.keys.models("v1").story(story))
+    return raw is not None and json.loads(raw)["version"] == version
+
+
+async def test_a_live_stream_stays_open_through_an_outage_and_resumes(
+    server: EmbeddedRedis,
+) -> None:
+    cfg = settings_for(server)
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    app = await projector_app(cfg, server.url, consumer="p1")
+    stop = asyncio.Event()
+    running = asyncio.create_task(app.run(stop))
+    seen: list[str] = []
+    try:
+        await log.append([statement("a-story", "s1")])
+        await until(lambda: _version(log, "a-story", 1))
+        async with (
+            serve(query_app(cfg, server.url, poll_s=0.2)) as base,
+            httpx.AsyncClient(timeout=30) as http,
+            http.stream("GET", f"{base}/v1/stories/a-story/live") as stream,
+        ):
+            lines = stream.aiter_lines()
+
+            async def next_event() -> str:
+                async for line in lines:
+                    if line.startswith("id:"):
+                        seen.append(line[3:].strip())
+                    if line.startswith("event:"):
+                        return line[6:].strip()
+                raise AssertionError("the stream ended")
+
+            assert await next_event() == "state"
+            async with down(server):
+                await asyncio.sleep(1.5)
+            await log.append([statement("a-story", "s2")])
+            # The resumed stream may say the state it resumed from again (same id, as
+            # after a client's own reconnection), then s2's update and the new state.
+            events = [await asyncio.wait_for(next_event(), 20)]
+            while events[-1] != "update":
+                events.append(await asyncio.wait_for(next_event(), 20))
+            assert set(events[:-1]) <= {"state"}
+            assert await asyncio.wait_for(next_event(), 20) == "state"
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 15)
+        await log.close()
+    # Positions never go back, and s2's comes once, after s1's.
+    assert seen == sorted(seen)
+    assert len(set(seen)) == 2
