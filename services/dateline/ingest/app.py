@@ -37,7 +37,7 @@ from dateline.ingest.wire import (
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
-from dateline.store.connection import connect
+from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.web.probes import probe_routes, timed
@@ -88,12 +88,12 @@ def check(
     return decoded, errors, forbidden
 
 
-def create_app(settings: Settings, url: str) -> Litestar:
+def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> Litestar:
     """The ingest service. Clients are made at startup, not at import."""
     ctx = _Services()
 
     async def startup() -> None:
-        client = connect(url, retry_lost=True)
+        client = connect(url, retry_lost=True, max_connections=pool_size)
         ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
         await ctx.log_.check_partitions()
         ctx.credentials_ = Credentials(client, settings.prefix)

@@ -34,6 +34,10 @@ from dateline_schemas import MAX_BATCH_BYTES, Decoded
 log = structlog.get_logger("dateline.validator")
 
 GROUP = "validator"
+KEEP_REJECTED = 10_000
+"""Refused inbox entries `rejected` keeps (about: trimmed with `MAXLEN ~`), newest."""
+KEEP_BYTES = 4096
+"""Of a refused entry, the first this many bytes are kept (`size` says how many it had)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +66,26 @@ class ValidatorHandler:
             refused += await self._move(feed_of_inbox(stream), mine)
         pipe = self.log.redis.pipeline(transaction=True)
         for r in refused:
+            raw = r.delivery.raw
             pipe.xadd(
                 rejected_key(self.prefix),
                 {
                     "feed": feed_of_inbox(r.delivery.stream),
                     "entry": r.delivery.entry_id,
-                    "record": r.delivery.raw,
+                    "record": raw[:KEEP_BYTES],
+                    "size": len(raw),
+                    "truncated": int(len(raw) > KEEP_BYTES),
                     "field": r.field,
                     "reason": r.reason,
                 },
+                maxlen=KEEP_REJECTED,
+                approximate=True,
             )
         for stream, mine in inboxes.items():
-            pipe.xack(stream, GROUP, *[d.entry_id for d in mine])
+            ids = [d.entry_id for d in mine]
+            pipe.xack(stream, GROUP, *ids)
+            # In the log, or in `rejected`: the inbox need not hold it any more.
+            pipe.xdel(stream, *ids)
         await pipe.execute()
         return {}
 

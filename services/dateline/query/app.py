@@ -19,12 +19,13 @@ from litestar import Litestar, Request, Response
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
+from dateline.query.live import SLOW_READER_S, LiveStreams, drop_slow_readers
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
 from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
-from dateline.store.connection import connect
+from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.web.probes import probe_routes, timed
@@ -54,16 +55,24 @@ def _not_reached(request: Request[Any, Any, Any], exc: NotReached) -> Response[b
     return respond(body, {"Retry-After": "1"})
 
 
-def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar:
+def create_app(
+    settings: Settings,
+    url: str,
+    *,
+    poll_s: float = 1.0,
+    pool_size: int = POOL_SIZE,
+    slow_reader_s: float = SLOW_READER_S,
+) -> Litestar:
     """The query service. Clients are made at startup, not at import."""
     keys = Keys(settings.prefix, settings.partitions)
     made: list[Reader] = []
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(app: Litestar) -> None:
-        client = connect(url, retry_lost=True)
+        client = connect(url, retry_lost=True, max_connections=pool_size)
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(client, keys, bell)
+        app.state.live_streams = LiveStreams(settings.max_live_streams)
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
         tune_collector()
@@ -97,7 +106,11 @@ def create_app(settings: Settings, url: str, *, poll_s: float = 1.0) -> Litestar
             path="/v1/docs",
             description="Read models of developing news stories, live pushes, exports.",
         ),
-        middleware=[refuse_control_characters, timed("query")],
+        middleware=[
+            refuse_control_characters,
+            lambda app: drop_slow_readers(app, slow_reader_s),
+            timed("query"),
+        ],
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={

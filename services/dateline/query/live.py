@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import msgspec
 import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dateline.domain.positions import Cursor, Position
 from dateline.domain.summary import summarize
@@ -30,6 +32,7 @@ from dateline.query.views import (
 from dateline.runtime.metrics import LIVE_CLIENTS
 from dateline.store.connection import UNREACHABLE
 from dateline.store.readmodels import IndexEntry
+from dateline.web.problems import Refused
 from dateline_schemas import Update, decode_record
 
 log = structlog.get_logger("dateline.query")
@@ -61,7 +64,68 @@ KEEPALIVE = b": keepalive\r\n\r\n"
 proxies from closing an idle connection."""
 
 
-async def wire(pages: AsyncIterator[list[Push]]) -> AsyncIterator[bytes]:
+SLOW_READER_S = 30.0
+"""A live stream whose client takes longer than this to take one write is closed: what
+waits for it would sit in this process's memory. It resumes by `Last-Event-ID`."""
+
+
+class SlowReader(Exception):
+    pass
+
+
+def drop_slow_readers(app: ASGIApp, after_s: float = SLOW_READER_S) -> ASGIApp:
+    """ASGI middleware for the live streams: a write the client does not take within
+    `after_s` ends the stream (one log line), instead of holding its pages in memory."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or not scope.get("path", "").endswith("/live"):
+            await app(scope, receive, send)
+            return
+
+        async def bounded(message: Message) -> None:
+            try:
+                async with asyncio.timeout(after_s):
+                    await send(message)
+            except TimeoutError:
+                raise SlowReader from None
+
+        try:
+            await app(scope, receive, bounded)
+        except SlowReader:
+            client = scope.get("client")
+            log.warning(
+                "live client stopped reading; stream closed (it resumes by Last-Event-ID)",
+                path=scope.get("path"),
+                client=f"{client[0]}:{client[1]}" if client else None,
+                after_s=after_s,
+            )
+
+    return guarded
+
+
+class LiveStreams:
+    """How many live streams this process has open, against its cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+
+    def check(self) -> None:
+        """Refuse a new stream past the cap: a 503, rather than slow every stream served.
+        (A soft cap: streams count from their first write, which follows at once.)"""
+        if self.open >= self.limit:
+            raise Refused(
+                503,
+                "too-many-streams",
+                "Too many live streams",
+                f"this query process serves {self.limit} live streams at most "
+                "(DATELINE_MAX_LIVE_STREAMS); reconnect later, or to another process",
+                {"Retry-After": "5"},
+            )
+
+
+async def wire(
+    pages: AsyncIterator[list[Push]], streams: LiveStreams | None = None
+) -> AsyncIterator[bytes]:
     """The stream as the client receives it, a page to a write, counted in the
     live-clients gauge while it is open.
 
@@ -71,11 +135,15 @@ async def wire(pages: AsyncIterator[list[Push]]) -> AsyncIterator[bytes]:
     An empty page is a keepalive.
     """
     LIVE_CLIENTS.inc()
+    if streams is not None:
+        streams.open += 1
     try:
         async for page in pages:
             yield b"".join([p.wire() for p in page]) if page else KEEPALIVE
     finally:
         LIVE_CLIENTS.dec()
+        if streams is not None:
+            streams.open -= 1
 
 
 async def through_outages(

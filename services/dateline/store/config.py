@@ -31,6 +31,11 @@ class Settings:
     """DATELINE_FSYNC: the embedded server's appendfsync policy."""
     lease_ttl_ms: int = 10_000
     """DATELINE_LEASE_TTL_MS: how long a dead consumer's partitions wait for another."""
+    maxmemory_mb: int = 0
+    """DATELINE_MAXMEMORY_MB: the embedded server's `maxmemory` (noeviction: a full server
+    refuses writes, feeds get a 503, nothing is evicted). 0: half of this machine's RAM."""
+    max_live_streams: int = 1000
+    """DATELINE_MAX_LIVE_STREAMS: open live streams a query process serves; then 503."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -52,4 +57,23 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_LEASE_TTL_MS: expected 100 to 3600000 (ms), got {raw_ttl!r}"
             )
-        return cls(url, data_dir, prefix, int(raw_parts), fsync, int(raw_ttl))  # type: ignore[arg-type]
+        raw_mem = environ.get("DATELINE_MAXMEMORY_MB") or "0"
+        if not raw_mem.isdigit() or int(raw_mem) > 16 * 1024 * 1024:
+            raise SettingsError(
+                f"DATELINE_MAXMEMORY_MB: expected megabytes (0: half the RAM), got {raw_mem!r}"
+            )
+        raw_live = environ.get("DATELINE_MAX_LIVE_STREAMS") or "1000"
+        if not raw_live.isdigit() or not 1 <= int(raw_live) <= 100_000:
+            raise SettingsError(
+                f"DATELINE_MAX_LIVE_STREAMS: expected 1 to 100000, got {raw_live!r}"
+            )
+        return cls(
+            url,
+            data_dir,
+            prefix,
+            int(raw_parts),
+            fsync,  # type: ignore[arg-type]
+            int(raw_ttl),
+            int(raw_mem),
+            int(raw_live),
+        )

@@ -95,8 +95,23 @@ _PACKING: dict[type[Any], type[Any]] = {
 }
 
 
-def connect(url: str, *, retry_lost: bool = False, **options: Any) -> aioredis.Redis:
+POOL_SIZE = 256
+"""Connections a client opens at most. A request past them waits for one."""
+POOL_WAIT_S = 10.0
+"""How long it waits; then redis-py's ConnectionError, which the services answer 503."""
+
+
+def connect(
+    url: str,
+    *,
+    retry_lost: bool = False,
+    max_connections: int = POOL_SIZE,
+    **options: Any,
+) -> aioredis.Redis:
     """A client for `url` (redis://, rediss:// or unix://); closing it closes its pool.
+
+    The pool waits for a free connection (`POOL_WAIT_S`) rather than failing at once:
+    300 concurrent reads on a pool of 100 answered 175 of them 500 before.
 
     `retry_lost`: a command whose connection was lost is sent again on a new one (twice,
     with a short backoff), so the first request after the server came back does not
@@ -109,6 +124,8 @@ def connect(url: str, *, retry_lost: bool = False, **options: Any) -> aioredis.R
     if retry_lost:
         options.setdefault("retry", Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2))
         options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
-    pool = aioredis.ConnectionPool.from_url(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
+    )
     pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)

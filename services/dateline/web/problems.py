@@ -25,6 +25,7 @@ from litestar.types import (
     Send,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 PROBLEM = "application/problem+json"
@@ -116,6 +117,10 @@ def unhandled(service: str) -> Handler:
 
 
 RETRY_AFTER_S = 1
+FULL = {
+    "ingest": "the log's server is out of memory (its maxmemory); this update was not "
+    "written. Send it again, with the same id, once ops made room",
+}
 UNAVAILABLE = {
     "ingest": "the log's server cannot be reached; this update may or may not be in the "
     "log. Sending it again with the same id is safe: a duplicate is accepted once",
@@ -143,6 +148,26 @@ def unavailable(service: str) -> Handler:
     return handler
 
 
+def full_or_unhandled(service: str) -> Handler:
+    """A server over its `maxmemory` refuses writes (`-OOM`, noeviction): nothing was
+    written, and a 503 says so. Any other error reply is a bug: `unhandled`."""
+    log = structlog.get_logger(f"dateline.{service}")
+    other = unhandled(service)
+    detail = FULL.get(service, "Redis is out of memory; ask again once ops made room")
+
+    def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        if not isinstance(exc, OutOfMemoryError):
+            return other(request, exc)
+        log.error("Redis out of memory; answered 503", path=request.url.path, error=str(exc))
+        return respond(
+            Problem(urn("server-full"), "Service unavailable", 503, detail),
+            {"Retry-After": str(FULL_RETRY_AFTER_S)},
+        )
+
+    return handler
+
+
+FULL_RETRY_AFTER_S = 30
 _CONTROL_IN_PATH = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -182,5 +207,6 @@ def handlers(service: str) -> dict[type[Exception] | int, Handler]:
         HTTPException: http_error,
         RedisConnectionError: down,
         RedisTimeoutError: down,
+        ResponseError: full_or_unhandled(service),
         Exception: unhandled(service),
     }

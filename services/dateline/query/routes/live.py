@@ -11,7 +11,14 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from dateline.domain.positions import Cursor, Position
-from dateline.query.live import Push, index_events, story_events, through_outages, wire
+from dateline.query.live import (
+    LiveStreams,
+    Push,
+    index_events,
+    story_events,
+    through_outages,
+    wire,
+)
 from dateline.query.routes.common import StoryPath, reader_of, story_id
 from dateline.web import params
 
@@ -19,9 +26,11 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 LastEventId = Annotated[str | None, QueryParameter(name="last_event_id")]
 
 
-def _sse(pages: AsyncIterator[list[Push]]) -> Stream:
+def _sse(request: Request[Any, Any, Any], pages: AsyncIterator[list[Push]]) -> Stream:
+    streams: LiveStreams = request.app.state.live_streams
+    streams.check()
     # Not litestar's ServerSentEvent, which sends each event on its own (see `live.wire`).
-    return Stream(wire(pages), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return Stream(wire(pages, streams), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
 def routes() -> list[HTTPRouteHandler]:
@@ -41,7 +50,7 @@ def routes() -> list[HTTPRouteHandler]:
         def start(last: str | None) -> AsyncIterator[list[Push]]:
             return story_events(reader, sid, Position.parse(last) if last else None)
 
-        return _sse(through_outages(start, raw, reader.reachable))
+        return _sse(request, through_outages(start, raw, reader.reachable))
 
     @get("/v1/live", media_type="text/event-stream", include_in_schema=False)
     async def index_live(
@@ -61,6 +70,6 @@ def routes() -> list[HTTPRouteHandler]:
             cursor = Cursor.parse(last, partitions) if last else None
             return index_events(reader, cursor, limit)
 
-        return _sse(through_outages(start, raw, reader.reachable))
+        return _sse(request, through_outages(start, raw, reader.reachable))
 
     return [story_live, index_live]

@@ -1,0 +1,225 @@
+"""Load and starvation (issue 18, item 3), each a finding of the security probe: a pool
+that waits, bad tokens that cost good ones nothing, a cap on live streams, a full
+server that refuses with a 503 and writes nothing, inboxes trimmed, `rejected` capped,
+huge entries refused by the server, and live clients that stop reading dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+
+from dateline.ingest.app import create_app as ingest_app
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.validator import KEEP_BYTES, create_validator, inbox_key, rejected_key
+from dateline.projector.app import create_app as projector_app
+from dateline.query.app import create_app as query_app
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+from tests.integration.serving import serve
+from tests.integration.test_kit import statement
+from tests.integration.test_validator import settle
+
+SOURCE = "urn:feed:test"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    redis_ = EmbeddedRedis(tmp_path / "redis", fsync="everysec")
+    redis_.start()
+    try:
+        yield redis_
+    finally:
+        redis_.stop()
+
+
+def settings_for(server: EmbeddedRedis, **kw: int) -> Settings:
+    return Settings(server.url, Path("."), "load", 4, **kw)  # type: ignore[arg-type]
+
+
+async def test_300_concurrent_reads_wait_for_a_connection_and_none_fails(
+    server: EmbeddedRedis,
+) -> None:
+    cfg = settings_for(server)
+    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    await log.append([statement(f"story-{n}", "s1") for n in range(20)])
+    app = await projector_app(cfg, server.url, consumer="p")
+    while await app.runner.step():
+        pass
+    async with AsyncTestClient(app=query_app(cfg, server.url, pool_size=10)) as http:
+        answers = await asyncio.gather(
+            *(http.get(f"/v1/stories/story-{n % 20}") for n in range(300))
+        )
+    assert {r.status_code for r in answers} == {200}
+    await app.client.aclose()
+    await log.close()
+
+
+async def test_a_flood_of_bad_tokens_costs_the_good_ones_nothing(server: EmbeddedRedis) -> None:
+    cfg = settings_for(server)
+    client = connect(server.url)
+    token = await Credentials(client, cfg.prefix).add("wire-a", SOURCE)
+    await client.aclose()
+    kind = {"content-type": "application/cloudevents+json"}
+    async with AsyncTestClient(app=ingest_app(cfg, server.url, pool_size=10)) as http:
+        bad = [
+            http.post(
+                "/v1/updates",
+                content=statement("a-story", f"bad{n}"),
+                headers={**kind, "authorization": f"Bearer dl_wrong{n}"},
+            )
+            for n in range(300)
+        ]
+        good = [
+            http.post(
+                "/v1/updates",
+                content=statement(f"story-{n}", "s1"),
+                headers={**kind, "authorization": f"Bearer {token}"},
+            )
+            for n in range(30)
+        ]
+        answers = await asyncio.gather(*bad, *good)
+    assert {r.status_code for r in answers[:300]} == {401}
+    assert {r.status_code for r in answers[300:]} == {202}
+
+
+async def test_live_streams_past_the_cap_are_refused_with_a_503(server: EmbeddedRedis) -> None:
+    cfg = settings_for(server, max_live_streams=2)
+    async with (
+        serve(query_app(cfg, server.url)) as base,
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("GET", f"{base}/v1/live") as first,
+        http.stream("GET", f"{base}/v1/live") as second,
+    ):
+        assert (first.status_code, second.status_code) == (200, 200)
+        await anext(first.aiter_lines())
+        await anext(second.aiter_lines())
+        third = await http.get(f"{base}/v1/live")
+        assert third.status_code == 503
+        assert third.headers["retry-after"] == "5"
+        assert "DATELINE_MAX_LIVE_STREAMS" in third.json()["detail"]
+    # Closed streams give their places back.
+    async with (
+        serve(query_app(cfg, server.url)) as base,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        for _ in range(3):
+            async with http.stream("GET", f"{base}/v1/live") as again:
+                assert again.status_code == 200
+                await anext(again.aiter_lines())
+
+
+async def test_a_full_server_refuses_with_a_503_and_writes_nothing(
+    server: EmbeddedRedis,
+) -> None:
+    cfg = settings_for(server)
+    admin = aioredis.Redis.from_url(server.url)
+    token = await Credentials(admin, cfg.prefix).add("wire-a", SOURCE)
+    assert (await admin.config_get("maxmemory-policy"))["maxmemory-policy"] == "noeviction"
+    headers = {"content-type": "application/cloudevents+json", "authorization": f"Bearer {token}"}
+    body = statement("a-story", "s1")
+    async with AsyncTestClient(app=ingest_app(cfg, server.url)) as http:
+        used = int((await admin.info("memory"))["used_memory"])
+        await admin.config_set("maxmemory", used // 2)  # full, as a server at its limit is
+        try:
+            full = await http.post("/v1/updates", content=body, headers=headers)
+        finally:
+            await admin.config_set("maxmemory", 0)
+        assert full.status_code == 503
+        assert full.headers["retry-after"] == "30"
+        assert "was not written" in full.json()["detail"]
+        assert "same id" in full.json()["detail"]
+        log = Log(admin, Keys(cfg.prefix, cfg.partitions))
+        assert await log.version("a-story") == 0
+        again = await http.post("/v1/updates", content=body, headers=headers)
+        assert again.status_code == 202
+        assert [u.id for u in await log.read_story("a-story")] == ["a-story-s1"]
+    await admin.aclose()
+
+
+async def test_inboxes_are_trimmed_and_rejected_keeps_a_truncated_copy(
+    server: EmbeddedRedis,
+) -> None:
+    cfg = settings_for(server)
+    client = connect(server.url)
+    keys = Keys(cfg.prefix, cfg.partitions)
+    await Credentials(client, cfg.prefix).add("wire-a", SOURCE)
+    inbox = inbox_key(cfg.prefix, "wire-a")
+    await client.xadd(inbox, {"__data__": statement("a-story", "s1")})
+    await client.xadd(inbox, {"__data__": b"x" * 200_000})  # not JSON, and huge
+    runner = await create_validator(client, keys, "v1")
+    await settle(runner)
+    assert await client.xlen(inbox) == 0  # in the log, or in `rejected`
+    [(_, fields)] = await client.xrange(rejected_key(cfg.prefix))
+    assert len(fields[b"record"]) == KEEP_BYTES
+    assert (fields[b"size"], fields[b"truncated"]) == (b"200000", b"1")
+    assert await Log(client, keys).version("a-story") == 1
+    await client.aclose()
+
+
+def test_a_huge_entry_is_refused_by_the_server_itself(server: EmbeddedRedis) -> None:
+    feed = redis.Redis.from_url(server.url)
+    with pytest.raises(redis.RedisError):
+        feed.xadd("load:inbox:wire-a", {"__data__": b"x" * (9 * 1024 * 1024)})
+    feed = redis.Redis.from_url(server.url)
+    assert feed.xlen("load:inbox:wire-a") == 0
+    feed.close()
+
+
+async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis) -> None:
+    cfg = settings_for(server)
+    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    async with serve(query_app(cfg, server.url, poll_s=0.05, slow_reader_s=1.0)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        await log.append([statement("big-story", "s0")])
+        app = await projector_app(cfg, server.url, consumer="p")
+        while await app.runner.step():
+            pass
+        sock.sendall(b"GET /v1/stories/big-story/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Updates pile up for a client that reads nothing: each event carries its record.
+        text = "x" * 4000
+        for n in range(60):
+            await log.append(
+                [
+                    statement("big-story", f"s{n}-{i}").replace(
+                        f"said s{n}-{i}".encode(), text.encode()
+                    )
+                    for i in range(50)
+                ]
+            )
+        started = time.monotonic()
+        while await app.runner.step():
+            pass
+        await app.client.aclose()
+        # The server closes the stream: reading drains what was sent, then the end.
+        sock.setblocking(False)
+        closed = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not closed:
+            await asyncio.sleep(0.2)
+            try:
+                while chunk := sock.recv(65536):
+                    del chunk
+                closed = True
+            except BlockingIOError:
+                continue
+        sock.close()
+    assert closed, "the stream of a client that stopped reading stayed open"
+    assert time.monotonic() - started < 30
+    await log.close()
