@@ -4,6 +4,7 @@
     python3 dev.py demo     # the live system on an embedded Redis, the Hanoi story
     python3 dev.py test     # lint, type-check and the whole test suite
     python3 dev.py bench    # every benchmark; results under bench/results/
+    python3 dev.py chaos --minutes 10 --seed 7   # faults against the whole system, checked
 
 The first run builds .venv from uv.lock (uv itself is pinned below and comes from
 PyPI); later runs reuse it and only re-sync when the lock file changed. Standard
@@ -30,6 +31,7 @@ JOBS = {
     "demo": "the Hanoi story on the embedded Redis (dateline demo)",
     "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
     "bench": "every benchmark under bench/, results in bench/results/",
+    "chaos": "faults on a schedule from a seed, then the checker (--minutes N --seed S)",
     "lint": "ruff, mypy and import-linter only",
     "setup": "build .venv from uv.lock and stop",
 }
@@ -121,6 +123,8 @@ def main(argv: list[str]) -> None:
         run(BIN / "python", "-m", "pytest", *rest)
     elif job == "bench":
         run(BIN / "python", "-m", "bench", *rest)
+    elif job == "chaos":
+        run(BIN / "python", "-m", "tests.chaos", *rest)
     elif job == "demo":
         os.execv(  # noqa: S606 - replaces this process with the venv's entry point
             BIN / "dateline", [str(BIN / "dateline"), "demo", *rest]

@@ -285,6 +285,16 @@ class Runner:
         await self._park(behind + unreadable)
         try:
             failures = await self.handler.handle(todo) if todo else {}
+        except UNREACHABLE as exc:  # an outage: expected, one line, and all of them later
+            log.warning(
+                "Redis unreachable mid-batch; will retry it",
+                partitions=list(batches),
+                entries=len(todo),
+                error=repr(exc),
+            )
+            for n in batches:
+                self._retry_later(self.owned[n])
+            return len(behind) + len(unreadable)
         except Exception:  # infrastructure, not the updates: retry all of them later
             log.exception(
                 "handler failed; will retry the batch", partitions=list(batches), entries=len(todo)

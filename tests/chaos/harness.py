@@ -1,0 +1,546 @@
+"""Faults on a schedule from a seed, clients that keep a history, and a checker.
+
+    python3 dev.py chaos --minutes 10 --seed 7
+
+The system runs as real processes (ingest, validator, projector, query) on an embedded
+server, through a TCP proxy of our own (`proxy.py`). Clients publish over HTTP and
+through a feed's Redis inbox, each operation ending acknowledged, refused or unknown
+(retried with the same id while the answer is a 503 or nothing), and read two live
+streams that reconnect with `Last-Event-ID`. Meanwhile, every few seconds, a fault
+from the seed: SIGKILL or SIGSTOP of the server or of a service, latency, reset or a
+one-way cut in the proxy, or the server restarted from an AOF whose last write was
+torn. Then the faults stop, the system settles, and the checker says whether every
+acknowledged update is in the log exactly once, every refused one absent, every
+unknown one there at most once, versions gap-free, read models equal to a rebuild,
+every live stream's updates each seen once and in order, and nothing parked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from dateline.domain import project
+from dateline.ingest.credentials import Credentials
+from dateline.store.connection import connect
+from dateline.store.deadletters import DeadLetters
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys, inbox_key
+from dateline.store.log import Log
+from dateline.store.readmodels import ReadModels
+from tests.chaos.proxy import Proxy
+from tests.e2e.processes import DATELINE, free_port
+from tests.factories import encode, update
+
+PREFIX, PARTITIONS, STORIES = "chaos", 4, 12
+SOURCE, FEED = "urn:feed:chaos", "chaos"
+SERVICES = ("ingest", "validator", "projector", "query")
+FAULTS = (
+    "kill-server",
+    "stop-server",
+    "torn-aof",
+    "kill-projector",
+    "stop-projector",
+    "kill-ingest",
+    "stop-ingest",
+    "kill-validator",
+    "stop-validator",
+    "kill-query",
+    "latency",
+    "reset",
+    "cut",
+)
+
+
+@dataclass
+class Op:
+    kind: str
+    id: str
+    story: str
+    outcome: str = "unknown"
+    """acknowledged, refused or unknown"""
+    attempts: int = 0
+    acked_at: float | None = None
+    started: float = 0.0
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float
+    end: float = 0.0
+
+
+@dataclass
+class Result:
+    ops: int
+    acknowledged: int
+    refused: int
+    unknown: int
+    lost: list[str]
+    duplicated: list[str]
+    refused_present: list[str]
+    unknown_twice: list[str]
+    gaps: list[str]
+    models_off: list[str]
+    live_problems: list[str]
+    parked: int
+    faults: list[Fault]
+    recovery: dict[str, float]
+    live_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost
+            or self.duplicated
+            or self.refused_present
+            or self.unknown_twice
+            or self.gaps
+            or self.models_off
+            or self.live_problems
+            or self.parked
+        )
+
+    def line(self) -> str:
+        return (
+            f"ops {self.ops}, acknowledged {self.acknowledged}, lost {len(self.lost)}, "
+            f"duplicated {len(self.duplicated)}, faults {len(self.faults)}"
+        )
+
+
+class System:
+    """The server, the proxy in front of it, and the services as processes."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server = EmbeddedRedis(workdir / "redis", fsync="always")
+        self.proxy: Proxy | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports = {"ingest": free_port(), "query": free_port()}
+        self.stopped: set[str] = set()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.server.start)
+        self.proxy = Proxy(self.server.port)
+        await self.proxy.start()
+        for name in SERVICES:
+            self.spawn(name)
+
+    def env(self) -> dict[str, str]:
+        assert self.proxy is not None
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("DATELINE_")},
+            "REDIS_URL": self.proxy.url,
+            "DATELINE_PREFIX": PREFIX,
+            "DATELINE_PARTITIONS": str(PARTITIONS),
+            "DATELINE_LEASE_TTL_MS": "1000",
+            "DATELINE_LOG_FORMAT": "json",
+        }
+
+    def spawn(self, name: str) -> None:
+        args = [str(DATELINE), name]
+        if name in self.ports:
+            args += ["--port", str(self.ports[name])]
+        with (self.workdir / f"{name}.log").open("ab") as out:
+            self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=out, stderr=out)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.spawn(name)  # as a supervisor would
+
+    def pause(self, pid: int, name: str) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        self.stopped.add(name)
+
+    def resume(self, pid: int, name: str) -> None:
+        os.kill(pid, signal.SIGCONT)
+        self.stopped.discard(name)
+
+    def server_pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    async def restart_server(self, torn: bool = False) -> None:
+        self.server.kill()
+        if torn:
+            tear_the_aof(self.server.data_dir)
+        await asyncio.to_thread(self.server.start)
+
+    async def stop(self) -> None:
+        for name, proc in self.procs.items():
+            if name in self.stopped:
+                os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.proxy is not None:
+            await self.proxy.stop()
+        self.server.stop()
+
+
+def tear_the_aof(data_dir: Path) -> None:
+    """A write the server had begun and never finished: half a command at the AOF's end."""
+    parts = sorted(
+        (data_dir / "appendonlydir").glob("*.incr.aof"), key=lambda p: int(p.name.split(".")[-3])
+    )
+    with parts[-1].open("ab") as aof:
+        aof.write(b"*3\r\n$4\r\nSADD\r\n$4\r\ntorn\r\n$7\r\nhal")
+
+
+class Clients:
+    """Publishers and live readers, each keeping its history."""
+
+    def __init__(self, system: System, rng: random.Random, token: str) -> None:
+        self.system, self.rng, self.token = system, rng, token
+        self.ops: list[Op] = []
+        self.story_events: list[tuple[str, int]] = []  # (id, version) of a hot story's updates
+        self.index_events: list[tuple[str, int]] = []  # (story, version)
+        self.reconnects = 0
+        self.notes: list[str] = []
+
+    def story(self) -> str:
+        return f"chaos-{min(self.rng.randrange(STORIES), self.rng.randrange(STORIES))}"
+
+    async def http_publisher(self, n: int, until: float) -> None:
+        base = f"http://127.0.0.1:{self.system.ports['ingest']}"
+        headers = {
+            "authorization": f"Bearer {self.token}",
+            "content-type": "application/cloudevents+json",
+        }
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            k = 0
+            while time.monotonic() < until:
+                k += 1
+                bad = k % 50 == 0  # now and then an update that must be refused
+                story = "Not A Story" if bad else self.story()
+                op = Op("http", f"h{n}-{k}", story, started=time.monotonic())
+                self.ops.append(op)
+                body = encode(_statement(story, op.id))
+                while op.attempts < 30:
+                    op.attempts += 1
+                    try:
+                        r = await http.post(f"{base}/v1/updates", content=body, headers=headers)
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.2)
+                        continue
+                    if r.status_code in (200, 202):
+                        op.outcome, op.acked_at = "acknowledged", time.monotonic()
+                        break
+                    if r.status_code in (400, 422):
+                        op.outcome = "refused"
+                        break
+                    await asyncio.sleep(0.2)  # 503, or 500 (the checker counts those below)
+                    if r.status_code >= 500 and r.status_code != 503:
+                        self.notes.append(f"{op.id}: {r.status_code} {r.text[:200]}")
+                await asyncio.sleep(0.01)
+
+    async def inbox_publisher(self, until: float) -> None:
+        assert self.system.proxy is not None
+        client = aioredis.Redis.from_url(self.system.proxy.url, socket_timeout=2)
+        inbox = inbox_key(PREFIX, FEED)
+        k = 0
+        while time.monotonic() < until:
+            k += 1
+            op = Op("inbox", f"i-{k}", self.story(), started=time.monotonic())
+            self.ops.append(op)
+            body = encode(_statement(op.story, op.id))
+            while op.attempts < 30:
+                op.attempts += 1
+                try:
+                    await client.xadd(inbox, {"__data__": body})
+                except Exception:  # the server or the proxy is down: the same id again
+                    await asyncio.sleep(0.2)
+                    continue
+                op.outcome, op.acked_at = "acknowledged", time.monotonic()
+                break
+            await asyncio.sleep(0.02)
+        await client.aclose()
+
+    async def live_reader(
+        self, path: str, sink: list[tuple[str, int]], stop: asyncio.Event
+    ) -> None:
+        last: str | None = None
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=30.0)) as http:
+            while not stop.is_set():
+                url = f"http://127.0.0.1:{self.system.ports['query']}{path}"
+                headers = {"last-event-id": last} if last else {}
+                try:
+                    async with http.stream("GET", url, headers=headers) as stream:
+                        if stream.status_code != 200:
+                            await asyncio.sleep(0.5)
+                            continue
+                        event, ident = "", None
+                        async for line in stream.aiter_lines():
+                            if stop.is_set():
+                                return
+                            if line.startswith("id:"):
+                                ident = line[3:].strip()
+                            elif line.startswith("event:"):
+                                event = line[6:].strip()
+                            elif line.startswith("data:") and event == "update":
+                                data = json.loads(line[5:])
+                                sink.append((data["story"], data["version"]))
+                                last = ident or last
+                            elif line.startswith("data:") and event in ("state", "index"):
+                                last = ident or last
+                except (httpx.HTTPError, OSError):
+                    pass
+                self.reconnects += 1
+                await asyncio.sleep(0.3)
+
+
+def _statement(story: str, ident: str) -> dict[str, Any]:
+    return update(
+        "dateline.statement.made",
+        subject=story,
+        id=ident,
+        source=SOURCE,
+        data={"statement": ident, "speaker": "Kim Jong Un", "text": f"said {ident}"},
+    )
+
+
+async def faults(system: System, rng: random.Random, until: float, done: list[Fault]) -> None:
+    assert system.proxy is not None
+    kinds: list[str] = []
+    while True:
+        await asyncio.sleep(rng.uniform(2.0, 4.0))
+        if time.monotonic() >= until:
+            return
+        if not kinds:  # every kind once, in an order of the seed's, then again
+            kinds = rng.sample(FAULTS, len(FAULTS))
+        kind = kinds.pop()
+        fault = Fault(kind, time.monotonic())
+        hold = rng.uniform(0.5, 2.5)
+        if kind == "kill-server":
+            system.server.kill()
+            await asyncio.sleep(hold)
+            await asyncio.to_thread(system.server.start)
+        elif kind == "torn-aof":
+            await system.restart_server(torn=True)
+        elif kind == "stop-server":
+            pid = system.server_pid()
+            system.pause(pid, "server")
+            await asyncio.sleep(hold)
+            system.resume(pid, "server")
+        elif kind.startswith("kill-"):
+            system.kill(kind.removeprefix("kill-"))
+        elif kind.startswith("stop-"):
+            name = kind.removeprefix("stop-")
+            pid = system.procs[name].pid
+            system.pause(pid, name)
+            await asyncio.sleep(hold)
+            system.resume(pid, name)
+        elif kind == "latency":
+            system.proxy.latency_s = rng.uniform(0.05, 0.2)
+            await asyncio.sleep(hold + 1)
+            system.proxy.latency_s = 0.0
+        elif kind == "reset":
+            system.proxy.reset()
+        elif kind == "cut":
+            system.proxy.cut_replies = True
+            await asyncio.sleep(hold)
+            system.proxy.cut_replies = False
+            system.proxy.reset()
+        fault.end = time.monotonic()
+        done.append(fault)
+
+
+async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> None:
+    """Until the inbox is empty and every story's read model is at its log version."""
+    models = ReadModels(PREFIX, "v1")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        inbox = await admin.xlen(inbox_key(PREFIX, FEED))
+        stories = [f"chaos-{s}" for s in range(STORIES)]
+        versions = [await admin.llen(keys.story(s)) for s in stories]
+        states = await admin.hmget(models.index, stories)
+        projected = [json.loads(s)["version"] if s else 0 for s in states]
+        if inbox == 0 and versions == projected:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError("the system did not settle")
+
+
+async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> Result:
+    keys = Keys(PREFIX, PARTITIONS)
+    log = Log(admin, keys)
+    seen: Counter[str] = Counter()
+    gaps = []
+    models_off = []
+    models = ReadModels(PREFIX, "v1")
+    versions: dict[str, int] = {}
+    for s in range(STORIES):
+        story = f"chaos-{s}"
+        records = await log.read_story(story)
+        versions[story] = len(records)
+        seen.update(u.id for u in records)
+        if [u.version for u in records] != list(range(1, len(records) + 1)):
+            gaps.append(story)
+        if await models.read_state(admin, story) != project(story, records):
+            models_off.append(story)
+    ops = clients.ops
+    acked = [o for o in ops if o.outcome == "acknowledged"]
+    refused = [o for o in ops if o.outcome == "refused"]
+    unknown = [o for o in ops if o.outcome == "unknown"]
+    live = []
+    hot = [v for s, v in clients.story_events]
+    if hot != sorted(set(hot)):
+        live.append("the story stream repeated or reordered an update")
+    if hot and hot[-1] != versions["chaos-0"]:
+        live.append(f"the story stream ended at v{hot[-1]}, the story at v{versions['chaos-0']}")
+    by_story: dict[str, list[int]] = defaultdict(list)
+    for story, version in clients.index_events:
+        by_story[story].append(version)
+    for story, vs in by_story.items():
+        if vs != sorted(set(vs)):
+            live.append(f"the index stream repeated or reordered {story}'s updates")
+    dead = DeadLetters(admin, PREFIX, "projector-v1")
+    recovery: dict[str, float] = {}
+    for f in found:
+        # The feeds' side: the first update sent over HTTP after the fault that got in.
+        after = [
+            o.acked_at for o in acked if o.kind == "http" and o.acked_at and o.started >= f.end
+        ]
+        if after:
+            took = min(after) - f.end
+            recovery[f.kind] = max(recovery.get(f.kind, 0.0), took)
+    return Result(
+        ops=len(ops),
+        acknowledged=len(acked),
+        refused=len(refused),
+        unknown=len(unknown),
+        lost=[o.id for o in acked if seen[o.id] == 0],
+        duplicated=[i for i, n in seen.items() if n > 1],
+        refused_present=[o.id for o in refused if seen[o.id]],
+        unknown_twice=[o.id for o in unknown if seen[o.id] > 1],
+        gaps=gaps,
+        models_off=models_off,
+        live_problems=live,
+        parked=len(await dead.entries()),
+        faults=found,
+        recovery=recovery,
+        live_events=len(clients.story_events) + len(clients.index_events),
+        notes=list(clients.notes),
+    )
+
+
+async def run(seconds: float, seed: int, workdir: Path, say: Any = print) -> Result:
+    rng = random.Random(seed)
+    system = System(workdir)
+    await system.start()
+    admin = connect(system.server.url, retry_lost=True)  # it reads; faults end before it checks
+    try:
+        keys = Keys(PREFIX, PARTITIONS)
+        await Log(admin, keys).check_partitions()
+        token = await Credentials(admin, PREFIX).add(FEED, SOURCE)
+        await _ready(system)
+        clients = Clients(system, rng, token)
+        until = time.monotonic() + seconds
+        stop_reading = asyncio.Event()
+        readers = [
+            asyncio.create_task(
+                clients.live_reader("/v1/stories/chaos-0/live", clients.story_events, stop_reading)
+            ),
+            asyncio.create_task(
+                clients.live_reader("/v1/live", clients.index_events, stop_reading)
+            ),
+        ]
+        done: list[Fault] = []
+        say(f"chaos: {seconds:g} s, seed {seed}, logs in {workdir}")
+        await asyncio.gather(
+            clients.http_publisher(1, until),
+            clients.http_publisher(2, until),
+            clients.inbox_publisher(until),
+            faults(system, rng, until, done),
+        )
+        say(f"chaos: faults over ({len(done)}); settling")
+        await settle(admin, keys)
+        await asyncio.sleep(2.0)  # the live readers take the last updates
+        stop_reading.set()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        return await check(admin, clients, done)
+    finally:
+        await admin.aclose()
+        await system.stop()
+
+
+async def _ready(system: System) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        for name in ("ingest", "query"):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await http.get(f"http://127.0.0.1:{system.ports[name]}/readyz")
+                    if r.status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+
+
+def report(result: Result) -> str:
+    kinds = Counter(f.kind for f in result.faults)
+    lines = [
+        f"operations: {result.ops} ({result.acknowledged} acknowledged, {result.refused} "
+        f"refused, {result.unknown} unknown); live updates read: {result.live_events}",
+        "faults: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
+        "slowest recovery after each kind (fault over to the next acknowledged update): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(result.recovery.items())),
+    ]
+    for what, found in (
+        ("lost", result.lost),
+        ("duplicated", result.duplicated),
+        ("refused yet in the log", result.refused_present),
+        ("unknown and in the log twice", result.unknown_twice),
+        ("version gaps", result.gaps),
+        ("read models unlike a rebuild", result.models_off),
+        ("live streams", result.live_problems),
+    ):
+        if found:
+            lines.append(f"FAILED {what}: {found[:10]}")
+    if result.parked:
+        lines.append(f"FAILED parked: {result.parked}")
+    for note in result.notes[:10]:
+        lines.append(f"note: {note}")
+    lines.append(result.line())
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=20190228)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dateline-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(run(args.minutes * 60, args.seed, workdir))
+    print(report(result))
+    sys.exit(0 if result.ok else 1)
+
+
+if __name__ == "__main__":
+    main()
