@@ -65,7 +65,11 @@ FAULTS = (
     "latency",
     "reset",
     "cut",
+    "disk-full",
 )
+DISK_MB = 1024
+"""The server's data dir is a tmpfs of this size of its own (as root), so that the
+harness can fill it up."""
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Result:
     recovery: dict[str, float]
     live_events: int = 0
     notes: list[str] = field(default_factory=list)
+    server_restarts: int = 0
+    """By the watchdog: the server exited by itself (an AOF it could not write)."""
 
     @property
     def ok(self) -> bool:
@@ -131,7 +137,11 @@ class System:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.server = EmbeddedRedis(workdir / "redis", fsync="always")
+        self.disk = workdir / "redis"
+        self.mounted = _mount_tmpfs(self.disk)
+        self.server = EmbeddedRedis(self.disk, fsync="always")
+        self.server_restarts = 0
+        self.restarting = asyncio.Lock()
         self.proxy: Proxy | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {"ingest": free_port(), "query": free_port()}
@@ -181,10 +191,23 @@ class System:
         return self.server.process.pid
 
     async def restart_server(self, torn: bool = False) -> None:
-        self.server.kill()
-        if torn:
-            tear_the_aof(self.server.data_dir)
-        await asyncio.to_thread(self.server.start)
+        async with self.restarting:
+            self.server.kill()
+            if torn:
+                tear_the_aof(self.server.data_dir)
+            await asyncio.to_thread(self.server.start)
+
+    async def watch_server(self) -> None:
+        """As `dateline up` does: a server that died (its disk full, say) is started
+        again on its port from its AOF, until it stays up."""
+        while True:
+            await asyncio.sleep(0.2)
+            async with self.restarting:
+                if self.server.exited() is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.server.start)
+                    self.server_restarts += 1
 
     async def stop(self) -> None:
         for name, proc in self.procs.items():
@@ -199,6 +222,37 @@ class System:
         if self.proxy is not None:
             await self.proxy.stop()
         self.server.stop()
+        with contextlib.suppress(OSError):  # the server's log outlives its filesystem
+            (self.workdir / "redis.log").write_bytes(self.server.logfile.read_bytes())
+        if self.mounted:
+            await asyncio.to_thread(subprocess.run, ["umount", "-l", str(self.disk)], check=False)
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    """A filesystem of its own for the server's data (as root); False where it cannot."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def fill(path: Path) -> Path:
+    """Take every free byte of the filesystem `path` is on."""
+    filler = path / "filler"
+    stat = os.statvfs(path)
+    with filler.open("wb") as f:
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(f.fileno(), 0, stat.f_bavail * stat.f_frsize)
+        with contextlib.suppress(OSError):  # what fallocate left, by hand
+            while True:
+                f.write(b"\0" * 1_048_576)
+                f.flush()
+    return filler
 
 
 def tear_the_aof(data_dir: Path) -> None:
@@ -322,50 +376,108 @@ def _statement(story: str, ident: str) -> dict[str, Any]:
     )
 
 
-async def faults(system: System, rng: random.Random, until: float, done: list[Fault]) -> None:
+async def _disk_full(system: System, hold: float) -> bool:
+    if not system.mounted:
+        return False  # not root here: the report says so
+    filler = await asyncio.to_thread(fill, system.disk)
+    await asyncio.sleep(hold)
+    filler.unlink()
+    return True
+
+
+async def _kill_server(system: System, hold: float) -> bool:
+    async with system.restarting:
+        system.server.kill()
+        await asyncio.sleep(hold)
+        await asyncio.to_thread(system.server.start)
+    return True
+
+
+async def _torn_aof(system: System, hold: float) -> bool:
+    await system.restart_server(torn=True)
+    return True
+
+
+async def _stop_server(system: System, hold: float) -> bool:
+    if system.server.exited() is not None:
+        return False
+    pid = system.server_pid()
+    system.pause(pid, "server")
+    await asyncio.sleep(hold)
+    system.resume(pid, "server")
+    return True
+
+
+async def _latency(system: System, hold: float) -> bool:
     assert system.proxy is not None
+    system.proxy.latency_s = 0.05 + hold / 20  # 75 to 175 ms
+    await asyncio.sleep(hold + 1)
+    system.proxy.latency_s = 0.0
+    return True
+
+
+async def _reset(system: System, hold: float) -> bool:
+    assert system.proxy is not None
+    system.proxy.reset()
+    return True
+
+
+async def _cut(system: System, hold: float) -> bool:
+    assert system.proxy is not None
+    system.proxy.cut_replies = True
+    await asyncio.sleep(hold)
+    system.proxy.cut_replies = False
+    system.proxy.reset()
+    return True
+
+
+async def _on_service(system: System, kind: str, hold: float) -> bool:
+    action, name = kind.split("-", 1)
+    if action == "kill":
+        system.kill(name)
+        return True
+    pid = system.procs[name].pid
+    system.pause(pid, name)
+    await asyncio.sleep(hold)
+    system.resume(pid, name)
+    return True
+
+
+ACTIONS = {
+    "disk-full": _disk_full,
+    "kill-server": _kill_server,
+    "torn-aof": _torn_aof,
+    "stop-server": _stop_server,
+    "latency": _latency,
+    "reset": _reset,
+    "cut": _cut,
+}
+
+
+async def faults(
+    system: System,
+    rng: random.Random,
+    until: float,
+    done: list[Fault],
+    only: tuple[str, ...] = FAULTS,
+) -> None:
     kinds: list[str] = []
     while True:
         await asyncio.sleep(rng.uniform(2.0, 4.0))
         if time.monotonic() >= until:
             return
         if not kinds:  # every kind once, in an order of the seed's, then again
-            kinds = rng.sample(FAULTS, len(FAULTS))
+            kinds = rng.sample(only, len(only))
         kind = kinds.pop()
         fault = Fault(kind, time.monotonic())
         hold = rng.uniform(0.5, 2.5)
-        if kind == "kill-server":
-            system.server.kill()
-            await asyncio.sleep(hold)
-            await asyncio.to_thread(system.server.start)
-        elif kind == "torn-aof":
-            await system.restart_server(torn=True)
-        elif kind == "stop-server":
-            pid = system.server_pid()
-            system.pause(pid, "server")
-            await asyncio.sleep(hold)
-            system.resume(pid, "server")
-        elif kind.startswith("kill-"):
-            system.kill(kind.removeprefix("kill-"))
-        elif kind.startswith("stop-"):
-            name = kind.removeprefix("stop-")
-            pid = system.procs[name].pid
-            system.pause(pid, name)
-            await asyncio.sleep(hold)
-            system.resume(pid, name)
-        elif kind == "latency":
-            system.proxy.latency_s = rng.uniform(0.05, 0.2)
-            await asyncio.sleep(hold + 1)
-            system.proxy.latency_s = 0.0
-        elif kind == "reset":
-            system.proxy.reset()
-        elif kind == "cut":
-            system.proxy.cut_replies = True
-            await asyncio.sleep(hold)
-            system.proxy.cut_replies = False
-            system.proxy.reset()
-        fault.end = time.monotonic()
-        done.append(fault)
+        if kind in ACTIONS:
+            injected = await ACTIONS[kind](system, hold)
+        else:
+            injected = await _on_service(system, kind, hold)
+        if injected:
+            fault.end = time.monotonic()
+            done.append(fault)
 
 
 async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> None:
@@ -420,12 +532,13 @@ async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> 
     dead = DeadLetters(admin, PREFIX, "projector-v1")
     recovery: dict[str, float] = {}
     for f in found:
-        # The feeds' side: the first update sent over HTTP after the fault that got in.
+        # The feeds' side: from the fault's start to the first update acknowledged over
+        # HTTP after it was over (a SIGSTOP's pause, a restart, included).
         after = [
-            o.acked_at for o in acked if o.kind == "http" and o.acked_at and o.started >= f.end
+            o.acked_at for o in acked if o.kind == "http" and o.acked_at and o.acked_at >= f.end
         ]
         if after:
-            took = min(after) - f.end
+            took = min(after) - f.start
             recovery[f.kind] = max(recovery.get(f.kind, 0.0), took)
     return Result(
         ops=len(ops),
@@ -447,7 +560,13 @@ async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> 
     )
 
 
-async def run(seconds: float, seed: int, workdir: Path, say: Any = print) -> Result:
+async def run(
+    seconds: float,
+    seed: int,
+    workdir: Path,
+    say: Any = print,
+    only: tuple[str, ...] = FAULTS,
+) -> Result:
     rng = random.Random(seed)
     system = System(workdir)
     await system.start()
@@ -469,21 +588,27 @@ async def run(seconds: float, seed: int, workdir: Path, say: Any = print) -> Res
             ),
         ]
         done: list[Fault] = []
+        watchdog = asyncio.create_task(system.watch_server())
         say(f"chaos: {seconds:g} s, seed {seed}, logs in {workdir}")
         await asyncio.gather(
             clients.http_publisher(1, until),
             clients.http_publisher(2, until),
             clients.inbox_publisher(until),
-            faults(system, rng, until, done),
+            faults(system, rng, until, done, only),
         )
         say(f"chaos: faults over ({len(done)}); settling")
         await settle(admin, keys)
+        watchdog.cancel()
         await asyncio.sleep(2.0)  # the live readers take the last updates
         stop_reading.set()
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        return await check(admin, clients, done)
+        result = await check(admin, clients, done)
+        result.server_restarts = system.server_restarts
+        if not system.mounted:
+            result.notes.append("not root: no filesystem of its own, so no disk-full faults")
+        return result
     finally:
         await admin.aclose()
         await system.stop()
@@ -506,8 +631,11 @@ def report(result: Result) -> str:
     lines = [
         f"operations: {result.ops} ({result.acknowledged} acknowledged, {result.refused} "
         f"refused, {result.unknown} unknown); live updates read: {result.live_events}",
-        "faults: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
-        "slowest recovery after each kind (fault over to the next acknowledged update): "
+        "faults: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        + f"; the server exited by itself {result.server_restarts} times and was restarted",
+        "longest wait of the feeds for each kind (fault's start to the first update "
+        "acknowledged after it was over): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(result.recovery.items())),
     ]
     for what, found in (
@@ -534,10 +662,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=20190228)
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
+    parser.add_argument(
+        "--faults", default=",".join(FAULTS), help="these kinds only (comma-separated)"
+    )
     args = parser.parse_args()
+    only = tuple(args.faults.split(","))
+    if unknown := set(only) - set(FAULTS):
+        parser.error(f"no such fault: {', '.join(sorted(unknown))}; the kinds: {', '.join(FAULTS)}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dateline-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run(args.minutes * 60, args.seed, workdir))
+    result = asyncio.run(run(args.minutes * 60, args.seed, workdir, only=only))
     print(report(result))
     sys.exit(0 if result.ok else 1)
 

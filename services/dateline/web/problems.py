@@ -118,8 +118,8 @@ def unhandled(service: str) -> Handler:
 
 RETRY_AFTER_S = 1
 FULL = {
-    "ingest": "the log's server is out of memory (its maxmemory); this update was not "
-    "written. Send it again, with the same id, once ops made room",
+    "ingest": "the log's server is out of memory (its maxmemory) or cannot write its disk; "
+    "this update was not written. Send it again, with the same id, once ops made room",
 }
 UNAVAILABLE = {
     "ingest": "the log's server cannot be reached; this update may or may not be in the "
@@ -156,7 +156,8 @@ def full_or_unhandled(service: str) -> Handler:
     detail = FULL.get(service, "Redis is out of memory; ask again once ops made room")
 
     def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        if not isinstance(exc, OutOfMemoryError):
+        # MISCONF: the server cannot write its AOF (a full disk) and refuses writes.
+        if not isinstance(exc, OutOfMemoryError) and not str(exc).startswith("MISCONF"):
             return other(request, exc)
         log.error("Redis out of memory; answered 503", path=request.url.path, error=str(exc))
         return respond(
