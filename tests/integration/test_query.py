@@ -819,3 +819,34 @@ async def test_a_control_character_in_a_path_is_a_4xx_problem(
     if status == 400:
         assert r.json()["type"] == "urn:dateline:problem:bad-path"
         assert "%00" in r.json()["detail"]
+
+
+async def test_quiet_streams_get_keepalives_though_the_bell_rings_on_a_timer(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The doorbell rings every `poll_s` even with no commit; a stream that took a ring for
+    news never sent its keepalive, and a quiet stream looked dead to proxies (the soak
+    found it: no byte in 60 s once the load stopped)."""
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.3)
+    app = await projector(log, redis_url)
+    await log.append([encode(update(subject="quiet"))])
+    await settle(app)
+    bell = Doorbell(app.client, log.keys.prefix, poll_s=0.05)
+    ringing = asyncio.create_task(bell.run())
+    reader = Reader(app.client, log.keys, bell)
+
+    async def pages(stream: AsyncIterator[list[live.Push]]) -> list[list[live.Push]]:
+        got: list[list[live.Push]] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.5):
+                async for page in stream:
+                    got.append(page)
+        return got
+
+    index, story = await asyncio.gather(
+        pages(live.index_events(reader, None)), pages(live.story_events(reader, "quiet", None))
+    )
+    ringing.cancel()
+    await app.client.aclose()
+    assert index[0] and sum(1 for p in index if not p) >= 3  # the index, then keepalives
+    assert story[0] and sum(1 for p in story if not p) >= 3

@@ -181,6 +181,7 @@ async def story_events(
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
     seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
     held: str | None = None  # the parked position the client was last sent
+    quiet_since = time.monotonic()
     while True:
         bell = reader.doorbell.current()
         if sent == -1:
@@ -209,8 +210,13 @@ async def story_events(
                 held = parked
                 page.append(Push("state", _public(raw, parked), state.position))
             if page:
+                quiet_since = time.monotonic()
                 yield page
-        if not await reader.doorbell.wait(bell, KEEPALIVE_S):
+        # The bell rings for every story's commits, and on a timer: quiet is measured, or
+        # a quiet stream never got its keepalive and a proxy closed it as idle.
+        rang = await reader.doorbell.wait(bell, KEEPALIVE_S)
+        if not rang or time.monotonic() - quiet_since >= KEEPALIVE_S:
+            quiet_since = time.monotonic()
             yield []
 
 
@@ -236,6 +242,7 @@ async def index_events(
         yield [Push("index", _encode(entries), str(cursor))]
     else:
         held, checked = {}, 0.0  # what the client knows of is not known: all of it, then
+    quiet_since = time.monotonic()
     while True:
         bell = reader.doorbell.current()
         # Live, a page holds the few updates of a commit: read in one round trip. Behind,
@@ -267,8 +274,15 @@ async def index_events(
             event.parked = entry is None or entry.version < event.version
             pushes.append(Push("update", _encode(event), str(cursor)))
         if pushes:
+            quiet_since = time.monotonic()
             yield pushes
-        if not page.more and not await reader.doorbell.wait(bell, KEEPALIVE_S):
+        if page.more:
+            continue
+        # The bell also rings on a timer (`Doorbell.poll_s`): quiet is measured, not
+        # taken from the bell, or a quiet stream never got its keepalive.
+        rang = await reader.doorbell.wait(bell, KEEPALIVE_S)
+        if not rang or time.monotonic() - quiet_since >= KEEPALIVE_S:
+            quiet_since = time.monotonic()
             yield []
 
 
