@@ -5,6 +5,7 @@
     python3 dev.py test     # lint, type-check and the whole test suite
     python3 dev.py bench    # every benchmark; results under bench/results/
     python3 dev.py chaos --minutes 10 --seed 7   # faults against the whole system, checked
+    python3 dev.py soak --minutes 30             # steady load; memory, lag and p99 each minute
 
 The first run builds .venv from uv.lock (uv itself is pinned below and comes from
 PyPI); later runs reuse it and only re-sync when the lock file changed. Standard
@@ -32,6 +33,7 @@ JOBS = {
     "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
     "bench": "every benchmark under bench/, results in bench/results/",
     "chaos": "faults on a schedule from a seed, then the checker (--minutes N --seed S)",
+    "soak": "the whole system at a steady rate for --minutes N; table and picture in bench/results/",
     "lint": "ruff, mypy and import-linter only",
     "setup": "build .venv from uv.lock and stop",
 }
@@ -123,6 +125,8 @@ def main(argv: list[str]) -> None:
         run(BIN / "python", "-m", "pytest", *rest)
     elif job == "bench":
         run(BIN / "python", "-m", "bench", *rest)
+    elif job == "soak":
+        run(BIN / "python", "-m", "bench.soak", *rest)
     elif job == "chaos":
         run(BIN / "python", "-m", "tests.chaos", *rest)
     elif job == "demo":
