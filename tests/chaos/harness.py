@@ -109,6 +109,7 @@ class Result:
     recovery: dict[str, float]
     live_events: int = 0
     notes: list[str] = field(default_factory=list)
+    load: Load | None = None
     server_restarts: int = 0
     """By the watchdog: the server exited by itself (an AOF it could not write)."""
 
@@ -123,6 +124,7 @@ class Result:
             or self.models_off
             or self.live_problems
             or self.parked
+            or (self.load is not None and bool(self.load.problems))
         )
 
     def line(self) -> str:
@@ -480,6 +482,81 @@ async def faults(
             done.append(fault)
 
 
+@dataclass
+class Load:
+    """The loads the security probe found starving the services, and what came of them."""
+
+    reads: Counter[int] = field(default_factory=Counter)
+    """Status of 1,000 concurrent story reads."""
+    streams: Counter[int] = field(default_factory=Counter)
+    """Status of 1,000 live streams opened at once."""
+    huge_refused: bool = False
+    """A 100 MB inbox entry, refused by the server."""
+    query_rss_mb: tuple[float, float] = (0.0, 0.0)
+    """The query process before and after."""
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if set(self.reads) - {200, 503}:
+            found.append(f"reads answered {dict(self.reads)}")
+        if set(self.streams) - {200, 503}:
+            found.append(f"live streams answered {dict(self.streams)}")
+        if not self.huge_refused:
+            found.append("a 100 MB inbox entry was taken")
+        before, after = self.query_rss_mb
+        if after > before + 300:
+            found.append(f"the query process grew from {before:.0f} MB to {after:.0f} MB")
+        return found
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def loads(system: System, readers: int = 1000, streams: int = 1000) -> Load:
+    """1,000 concurrent readers, 1,000 live streams held open a while, a 100 MB entry."""
+    load = Load()
+    base = f"http://127.0.0.1:{system.ports['query']}"
+    query_pid = system.procs["query"].pid
+    before = _rss_mb(query_pid)
+    limits = httpx.Limits(max_connections=readers + streams)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        answers = await asyncio.gather(
+            *(http.get(f"{base}/v1/stories/chaos-{n % STORIES}") for n in range(readers)),
+            return_exceptions=True,
+        )
+        load.reads.update(a.status_code if isinstance(a, httpx.Response) else 0 for a in answers)
+        async with contextlib.AsyncExitStack() as held:
+
+            async def open_one() -> int:
+                stream = await held.enter_async_context(
+                    http.stream("GET", f"{base}/v1/live?limit=5")
+                )
+                if stream.status_code == 200:
+                    await anext(stream.aiter_lines())  # it is flowing
+                return stream.status_code
+
+            opened = await asyncio.gather(
+                *(open_one() for _ in range(streams)), return_exceptions=True
+            )
+            load.streams.update(o if isinstance(o, int) else 0 for o in opened)
+            await asyncio.sleep(3.0)
+            load.query_rss_mb = (before, _rss_mb(query_pid))
+    assert system.proxy is not None
+    feed = aioredis.Redis.from_url(system.proxy.url, socket_timeout=30)
+    try:
+        await feed.xadd(inbox_key(PREFIX, FEED), {"__data__": b"x" * (100 * 2**20)})
+    except Exception:  # the server refused it (proto-max-bulk-len) and closed the connection
+        load.huge_refused = True
+    with contextlib.suppress(Exception):
+        await feed.aclose()
+    return load
+
+
 async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> None:
     """Until the inbox is empty and every story's read model is at its log version."""
     models = ReadModels(PREFIX, "v1")
@@ -566,6 +643,7 @@ async def run(
     workdir: Path,
     say: Any = print,
     only: tuple[str, ...] = FAULTS,
+    with_loads: bool = True,
 ) -> Result:
     rng = random.Random(seed)
     system = System(workdir)
@@ -596,7 +674,8 @@ async def run(
             clients.inbox_publisher(until),
             faults(system, rng, until, done, only),
         )
-        say(f"chaos: faults over ({len(done)}); settling")
+        say(f"chaos: faults over ({len(done)}); the probe's loads, then settling")
+        load = await loads(system) if with_loads else None
         await settle(admin, keys)
         watchdog.cancel()
         await asyncio.sleep(2.0)  # the live readers take the last updates
@@ -605,6 +684,7 @@ async def run(
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
         result = await check(admin, clients, done)
+        result.load = load
         result.server_restarts = system.server_restarts
         if not system.mounted:
             result.notes.append("not root: no filesystem of its own, so no disk-full faults")
@@ -651,6 +731,16 @@ def report(result: Result) -> str:
             lines.append(f"FAILED {what}: {found[:10]}")
     if result.parked:
         lines.append(f"FAILED parked: {result.parked}")
+    if result.load is not None:
+        load = result.load
+        lines.append(
+            f"loads: 1,000 concurrent reads {dict(load.reads)}, 1,000 live streams "
+            f"{dict(load.streams)}, a 100 MB inbox entry "
+            f"{'refused' if load.huge_refused else 'TAKEN'}, the query process "
+            f"{load.query_rss_mb[0]:.0f} MB before and {load.query_rss_mb[1]:.0f} MB with "
+            "the streams open"
+        )
+        lines += [f"FAILED load: {p}" for p in load.problems]
     for note in result.notes[:10]:
         lines.append(f"note: {note}")
     lines.append(result.line())
