@@ -397,7 +397,7 @@ async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
     untouched = first.replace(b"Words 1", b"Not written again")
     await app.client.lset(key, 0, untouched)  # a mark a rewrite would wipe
     if not kept:
-        app.handler.kept.states.clear()  # the next batch reads the state and its statements
+        app.handler.kept.clear()  # the next batch reads the state and its statements
     await log.append([said(4, 20), said(2, 21, source="urn:feed:other")])  # new; a duplicate
     await settle(app)
     stored = await app.client.lrange(key, 0, -1)

@@ -30,14 +30,22 @@ def fence(raw: bytes | None) -> str:
     return "" if raw is None else hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 
+KEEP_BYTES = 32 * 2**20
+"""The packed states a projector keeps between batches, at most (`Kept`)."""
+
+
 class Kept:
     """The states the projector read or wrote last (packed) with their fences, the least
-    recently used dropped past `size`: a batch then costs a read and a write rather than
-    the four round trips of WATCH, MGET, MULTI and EXEC."""
+    recently used dropped past `size` states or `max_bytes` of them: a batch then costs a
+    read and a write rather than the four round trips of WATCH, MGET, MULTI and EXEC.
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    Bounded in bytes too: states grow with their stories, and a count alone let the
+    projector grow 65 to 121 MB in six minutes of the soak (10,000 stories, 500/s)."""
+
+    def __init__(self, size: int, max_bytes: int = KEEP_BYTES) -> None:
+        self.size, self.max_bytes = size, max_bytes
         self.states: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self.states)
@@ -52,14 +60,25 @@ class Kept:
         return found
 
     def keep(self, story: str, state: bytes, sha: str) -> None:
+        old = self.states.get(story)
+        if old is not None:
+            self.bytes -= len(old[0])
         self.states[story] = (state, sha)
+        self.bytes += len(state)
         self.states.move_to_end(story)
-        while len(self.states) > self.size:
-            self.states.popitem(last=False)
+        while self.states and (len(self.states) > self.size or self.bytes > self.max_bytes):
+            _, (dropped, _) = self.states.popitem(last=False)
+            self.bytes -= len(dropped)
+
+    def clear(self) -> None:
+        self.states.clear()
+        self.bytes = 0
 
     def forget(self, stories: Sequence[str]) -> None:
         for story in stories:
-            self.states.pop(story, None)
+            found = self.states.pop(story, None)
+            if found is not None:
+                self.bytes -= len(found[0])
 
 
 def checkpoint_args(models: ReadModels, group: str, partition: int, stream: str) -> tuple[str, ...]:
