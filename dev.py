@@ -33,7 +33,7 @@ JOBS = {
     "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
     "bench": "every benchmark under bench/, results in bench/results/",
     "chaos": "faults on a schedule from a seed, then the checker (--minutes N --seed S)",
-    "soak": "the whole system at a steady rate for --minutes N; table and picture in bench/results/",
+    "soak": "the whole system at a steady rate for --minutes N; table and picture in results",
     "lint": "ruff, mypy and import-linter only",
     "setup": "build .venv from uv.lock and stop",
 }
