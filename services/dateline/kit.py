@@ -416,13 +416,24 @@ class DatelineLog:
                 self._behind.add(p)
 
     async def _keep_lease(self) -> None:
+        down = False
         while True:
             await asyncio.sleep(self.lease_ttl_ms / 3000)
             try:
-                kept = await self._lease.renew(0)
-            except Exception:
-                log.exception("lease renewal failed; trying again", group=self.group)
+                kept = await self._lease.renew(0) or await self._lease.acquire(0)
+            except _UNREACHABLE as exc:
+                if not down:
+                    log.warning(
+                        "Redis unreachable; the lease waits", group=self.group, error=repr(exc)
+                    )
+                down = True
                 continue
+            if kept and down:
+                # It may have run out meanwhile and been taken again: what is pending
+                # here is read again first, in order.
+                log.warning("Redis reachable again; lease held", group=self.group)
+                self._behind.update(range(self.keys.partitions))
+            down = False
             if not kept:
                 log.error("lease lost: another process reads this group now", group=self.group)
                 self.lost.set()
@@ -452,8 +463,12 @@ class FastStreamLogs:
         exc_info: Any = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        if level >= self.at_least:
-            self._log.log(level, str(msg), exc_info=exc_info, **(extra or {}))
+        if level < self.at_least:
+            return
+        if isinstance(exc_info, _UNREACHABLE):  # an outage: expected, one line
+            self._log.warning(str(msg), error=repr(exc_info))
+            return
+        self._log.log(level, str(msg), exc_info=exc_info, **(extra or {}))
 
 
 class _Failed(Exception):

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from dateline.ingest.app import create_app as ingest_app
 from dateline.ingest.credentials import Credentials
+from dateline.kit import DatelineLog
 from dateline.projector.app import create_app as projector_app
 from dateline.query.app import create_app as query_app
 from dateline.store.config import Settings
@@ -23,6 +24,7 @@ from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
+from dateline_schemas import Update
 from tests.integration.serving import serve
 from tests.integration.test_kit import statement, until
 
@@ -168,3 +170,33 @@ async def test_a_live_stream_stays_open_through_an_outage_and_resumes(
     # Positions never go back, and s2's comes once, after s1's.
     assert seen == sorted(seen)
     assert len(set(seen)) == 2
+
+
+async def test_a_kit_app_keeps_its_group_through_an_outage_longer_than_its_lease(
+    server: EmbeddedRedis,
+) -> None:
+    """The lease ran out while the server was away: nobody else took it, so the app takes
+    it again and goes on (it used to stop, as if another process had taken over)."""
+    cfg = settings_for(server)
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    kit = DatelineLog(server.url, group="cms", prefix=cfg.prefix, lease_ttl_ms=300, retry_s=0.05)
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append([statement("a-story", "s1")])
+        await until(lambda: len(seen) == 1)
+        async with down(server):
+            await asyncio.sleep(1.0)  # three times the lease's time to live
+        await log.append([statement("a-story", "s2")])
+        await until(lambda: len(seen) == 2)
+        assert not kit.lost.is_set()
+    finally:
+        await app.stop()
+        await log.close()

@@ -21,7 +21,7 @@ from dateline.deliver.targets import GuardedBackend
 from dateline.deliver.worker import RetryPolicy, Sender, Worker
 from dateline.kit import DatelineLog
 from dateline.store.config import Settings
-from dateline.store.connection import connect
+from dateline.store.connection import UNREACHABLE, connect
 from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.subscriptions import Subscriptions
 
@@ -62,15 +62,18 @@ class DeliveryService:
         while not self.stop_event.is_set():
             try:
                 names = {s.name for s in await self.subscriptions.all()}
+            except UNREACHABLE as exc:  # the workers say so too; look again in a while
+                log.warning("Redis unreachable; subscriptions unchanged", error=repr(exc))
+                names = set(self.workers)
             except Exception:
                 log.exception("reading the subscriptions failed; trying again")
                 names = set(self.workers)
             for name, task in list(self.workers.items()):
                 if task.done():
                     del self.workers[name]
-                    if not task.cancelled() and (exc := task.exception()) is not None:
+                    if not task.cancelled() and (failed := task.exception()) is not None:
                         log.error(
-                            "worker failed; restarting it", subscription=name, error=repr(exc)
+                            "worker failed; restarting it", subscription=name, error=repr(failed)
                         )
             for name in sorted(names - set(self.workers)):
                 worker = Worker(
