@@ -56,6 +56,7 @@ from faststream.redis import RedisBroker, StreamSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.store.connection import connect
@@ -276,7 +277,7 @@ class DatelineLog:
                 # A batch read before a retry took the lock can hold entries the retry
                 # found pending and handled meanwhile: not twice.
                 done = self._done.get(partition, (0, 0))
-                await self._handle(partition, [e for e in entries if _id(e.entry_id) > done])
+                await self._handle(partition, [e for e in entries if stream_id(e.entry_id) > done])
 
         return on_batch
 
@@ -353,7 +354,7 @@ class DatelineLog:
 
     def _settled(self, entries: list[LogEntry]) -> None:
         for entry in entries:
-            at = _id(entry.entry_id)
+            at = stream_id(entry.entry_id)
             if at > self._done.get(entry.partition, (0, 0)):
                 self._done[entry.partition] = at
 
@@ -477,11 +478,6 @@ class _Failed(Exception):
     def __init__(self, at: int, error: Exception) -> None:
         super().__init__(at, error)
         self.at, self.error = at, error
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _story(entry: LogEntry) -> str:

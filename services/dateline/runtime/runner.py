@@ -22,6 +22,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 import structlog
 
+from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
@@ -65,11 +66,6 @@ class _Partition:
     drain_from: str | None = "0"  # re-read own pending from here; None: nothing to re-read
     retry_at: float = 0.0
     blocked: set[str] = field(default_factory=set)
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, seq = entry_id.split("-")
-    return int(ms), int(seq)
 
 
 class Runner:
@@ -311,7 +307,7 @@ class Runner:
     async def _failed(
         self, p: _Partition, todo: list[Delivery], failures: dict[str, BaseException]
     ) -> None:
-        for ref, exc in sorted(failures.items(), key=lambda kv: _id(kv[0].split(":")[1])):
+        for ref, exc in sorted(failures.items(), key=lambda kv: stream_id(kv[0].split(":")[1])):
             d = next(x for x in todo if x.ref == ref)
             if d.key in p.blocked:
                 continue
@@ -329,7 +325,9 @@ class Runner:
                 p.blocked.add(d.key)
                 self._retry_later(p)
                 continue
-            later = [x for x in todo if x.key == d.key and _id(x.entry_id) > _id(d.entry_id)]
+            later = [
+                x for x in todo if x.key == d.key and stream_id(x.entry_id) > stream_id(d.entry_id)
+            ]
             await self._park(
                 [Parking(d, repr(exc), trace)]
                 + [

@@ -18,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from dateline.domain.positions import BadPosition, Position
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import (
@@ -218,8 +219,8 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
 def _log_ms(position: bytes) -> int | None:
     """The time in a log position `<partition>:<ms>-<seq>`."""
     try:
-        return int(position.decode().split(":")[1].split("-")[0])
-    except (IndexError, ValueError):
+        return Position.parse(position.decode()).id[0]
+    except (BadPosition, UnicodeDecodeError):
         return None
 
 

@@ -20,6 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from dateline.domain.positions import stream_id
 from dateline.store.layout import (
     Keys,
     SubscriptionKeys,
@@ -60,11 +61,6 @@ class Subscription(msgspec.Struct, frozen=True):
             return False
         start = self.starts.get(str(partition))
         return start is None or stream_id(entry_id) > stream_id(start)
-
-
-def stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class RetryState(msgspec.Struct):
