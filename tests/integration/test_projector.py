@@ -432,6 +432,30 @@ async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Pro
         assert (state.version, state.title) == (2, f"second {i}")
 
 
+async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
+    log: Log, redis_url: str
+) -> None:
+    """A batch's states are in memory at once: `batch` bounds a cycle, not a partition."""
+    app = await projector(log, redis_url, batch=16)
+    sizes: list[int] = []
+    handle = app.handler.handle
+
+    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
+        sizes.append(len(deliveries))
+        return await handle(deliveries)
+
+    app.handler.handle = counted  # type: ignore[method-assign]
+    stories = [f"s{i}" for i in range(40)]  # over every partition
+    assert len({log.keys.partition(s) for s in stories}) == log.keys.partitions
+    await log.append([encode(update(subject=s, data={"title": s})) for s in stories])
+    await settle(app)
+    assert sum(sizes) == 40
+    assert max(sizes) <= 16
+    for s in stories:
+        assert await stored_state(app, s) == await rebuilt(log, s)
+    await app.client.aclose()
+
+
 async def test_a_failure_half_way_through_an_update_leaves_no_trace(
     log: Log, redis_url: str
 ) -> None:

@@ -36,7 +36,7 @@ from dateline_schemas import decode_records
     type=click.IntRange(1, 10_000),
     default=1000,
     show_default=True,
-    help="Updates read per XREADGROUP.",
+    help="Updates a cycle at most, over all partitions (its states are in memory at once).",
 )
 @probe_options
 def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
