@@ -67,6 +67,24 @@ async def test_300_concurrent_reads_wait_for_a_connection_and_none_fails(
     await log.close()
 
 
+async def test_reads_past_the_limit_wait_their_turn_and_none_fails(server: EmbeddedRedis) -> None:
+    """Two at a time (DATELINE_MAX_REQUESTS): 200 reads still all answer 200, in turn."""
+    cfg = settings_for(server, max_requests=2)
+    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    await log.append([statement("story-0", f"s{n}") for n in range(50)])
+    app = await projector_app(cfg, server.url, consumer="p")
+    while await app.runner.step():
+        pass
+    async with AsyncTestClient(app=query_app(cfg, server.url)) as http:
+        answers = await asyncio.gather(*(http.get("/v1/stories/story-0") for _ in range(200)))
+        waiting = (await http.get("/metrics")).text
+    assert {r.status_code for r in answers} == {200}
+    assert 'dateline_http_requests_waiting{service="query"} 0.0' in waiting
+    await app.client.aclose()
+    await log.close()
+
+
 async def test_a_flood_of_bad_tokens_costs_the_good_ones_nothing(server: EmbeddedRedis) -> None:
     cfg = settings_for(server)
     client = connect(server.url)

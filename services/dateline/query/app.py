@@ -28,6 +28,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
+from dateline.web.limits import bound_requests
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
@@ -108,6 +109,7 @@ def create_app(
         ),
         middleware=[
             refuse_control_characters,
+            lambda app: bound_requests(app, settings.max_requests),
             lambda app: drop_slow_readers(app, slow_reader_s),
             timed("query"),
         ],

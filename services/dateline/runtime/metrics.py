@@ -74,6 +74,11 @@ DELIVERY_PARKED = Gauge(
     ["subscription"],
 )
 LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
+REQUESTS_WAITING = Gauge(
+    "dateline_http_requests_waiting",
+    "Requests waiting for a place (DATELINE_MAX_REQUESTS in progress).",
+    ["service"],
+)
 
 
 METRICS_TYPE: str = CONTENT_TYPE_LATEST

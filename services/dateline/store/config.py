@@ -36,6 +36,9 @@ class Settings:
     refuses writes, feeds get a 503, nothing is evicted). 0: half of this machine's RAM."""
     max_live_streams: int = 1000
     """DATELINE_MAX_LIVE_STREAMS: open live streams a query process serves; then 503."""
+    max_requests: int = 64
+    """DATELINE_MAX_REQUESTS: requests a query process works on at once (live streams and
+    probes apart); the next wait their turn, 10 s at most, then 503. Bounds its memory."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -67,6 +70,11 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_MAX_LIVE_STREAMS: expected 1 to 100000, got {raw_live!r}"
             )
+        raw_requests = environ.get("DATELINE_MAX_REQUESTS") or "64"
+        if not raw_requests.isdigit() or not 1 <= int(raw_requests) <= 100_000:
+            raise SettingsError(
+                f"DATELINE_MAX_REQUESTS: expected 1 to 100000, got {raw_requests!r}"
+            )
         return cls(
             url,
             data_dir,
@@ -76,4 +84,5 @@ class Settings:
             int(raw_ttl),
             int(raw_mem),
             int(raw_live),
+            int(raw_requests),
         )

@@ -182,22 +182,24 @@ def refuse_control_characters(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         detail = "path: control characters (such as %00) have no place in a path"
-        body = _encode(Problem(urn("bad-path"), "Bad path", 400, detail))
-        headers = [(b"content-type", PROBLEM.encode()), (b"content-length", b"%d" % len(body))]
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": headers,
-        }
-        end: HTTPResponseBodyEvent = {
-            "type": "http.response.body",
-            "body": body,
-            "more_body": False,
-        }
-        await send(start)
-        await send(end)
+        await send_problem(send, Problem(urn("bad-path"), "Bad path", 400, detail))
 
     return guarded
+
+
+async def send_problem(send: Send, problem: Problem, headers: dict[str, str] | None = None) -> None:
+    """A problem answered by ASGI middleware, before any route (and its handlers) ran."""
+    body = _encode(problem)
+    raw = [(b"content-type", PROBLEM.encode()), (b"content-length", b"%d" % len(body))]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": problem.status,
+        "headers": raw,
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 def handlers(service: str) -> dict[type[Exception] | int, Handler]:

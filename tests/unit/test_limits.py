@@ -1,0 +1,90 @@
+"""`bound_requests`: at most `limit` requests in progress, the rest in line, then a 503."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from dateline.web.limits import bound_requests
+
+
+class Slow:
+    """An ASGI app that answers after `delay`, counting how many it works on at once."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.now, self.most, self.done = delay, 0, 0, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.delay)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+            self.done += 1
+        finally:
+            self.now -= 1
+
+
+async def call(app: Any, path: str = "/v1/stories/x") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    await app({"type": "http", "path": path}, receive, send)
+    return sent
+
+
+async def test_no_more_than_the_limit_at_once_and_every_request_answered() -> None:
+    inner = Slow(0.01)
+    app = bound_requests(inner, limit=3)
+    answers = await asyncio.gather(*(call(app) for _ in range(40)))
+    assert inner.most == 3
+    assert inner.done == 40
+    assert {a[0]["status"] for a in answers} == {200}
+
+
+async def test_a_request_that_waits_too_long_gets_a_503_that_says_why() -> None:
+    inner = Slow(0.5)
+    app = bound_requests(inner, limit=1, wait_s=0.05)
+    first, second = await asyncio.gather(call(app), call(app))
+    assert first[0]["status"] == 200
+    assert second[0]["status"] == 503
+    headers = dict(second[0]["headers"])
+    assert headers[b"retry-after"] == b"1"
+    assert headers[b"content-type"] == b"application/problem+json"
+    problem = msgspec.json.decode(second[1]["body"])
+    assert problem["type"] == "urn:dateline:problem:busy"
+    assert "1 requests at once" in problem["detail"]
+    assert inner.done == 1
+
+
+async def test_probes_and_live_streams_do_not_queue_behind_reads() -> None:
+    inner = Slow(0.2)
+    app = bound_requests(inner, limit=1, wait_s=0.01)
+    answers = await asyncio.gather(
+        call(app), call(app, "/readyz"), call(app, "/v1/live"), call(app, "/v1/stories/x/live")
+    )
+    assert [a[0]["status"] for a in answers] == [200, 200, 200, 200]
+    assert inner.most == 4
+
+
+async def test_a_client_that_does_not_take_its_answer_gives_its_place_up() -> None:
+    inner = Slow(0.0)
+    app = bound_requests(inner, limit=1, wait_s=1.0, send_timeout_s=0.05)
+    stuck = asyncio.Event()
+
+    async def never(message: dict[str, Any]) -> None:
+        await stuck.wait()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    await app({"type": "http", "path": "/v1/stories/x"}, receive, never)
+    assert (await call(app))[0]["status"] == 200
