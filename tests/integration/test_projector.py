@@ -14,6 +14,7 @@ import redis
 from dateline.domain import advance_in_place, project
 from dateline.domain.positions import Position, stream_id
 from dateline.domain.state import StoryState
+from dateline.projector import handler as handler_module
 from dateline.projector.app import Projector, create_app
 from dateline.runtime import Delivery, groups
 from dateline.store.config import Settings
@@ -451,6 +452,42 @@ async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
     await settle(app)
     assert sum(sizes) == 40
     assert max(sizes) <= 16
+    for s in stories:
+        assert await stored_state(app, s) == await rebuilt(log, s)
+    await app.client.aclose()
+
+
+async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle's states are bounded in bytes: big states, small cycles."""
+    monkeypatch.setattr(handler_module, "CYCLE_BYTES", 3_000)
+    monkeypatch.setattr(handler_module, "MIN_CYCLE", 1)
+    app = await projector(log, redis_url, batch=1000)
+    sizes: list[int] = []
+    handle = app.handler.handle
+
+    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
+        sizes.append(len(deliveries))
+        return await handle(deliveries)
+
+    app.handler.handle = counted  # type: ignore[method-assign]
+    stories = [f"big{i}" for i in range(8)]
+    # States of 1.5 KB and growing: a cycle of 3 KB holds one or two.
+    title = "t" * 1500
+    await log.append([encode(update(subject=s, data={"title": title})) for s in stories])
+    await settle(app)
+    for n in range(8):  # the estimate follows the last cycles' states
+        said = {"statement": f"s{n}", "speaker": "Kim Jong Un", "text": f"said {n}"}
+        await log.append(
+            [encode(update("dateline.statement.made", subject=s, data=said)) for s in stories]
+        )
+        await settle(app)
+    assert app.handler.state_bytes > 1500
+    assert app.handler.cycle(1000) == 1
+    # One a partition at least: a round of 8 in cycles of 4 partitions' one each, where
+    # the first round, before any size was known, went in one cycle of 8.
+    assert max(sizes[-8:]) == log.keys.partitions < max(sizes) == len(stories)
     for s in stories:
         assert await stored_state(app, s) == await rebuilt(log, s)
     await app.client.aclose()

@@ -114,7 +114,7 @@ async def create_app(
     config = RunnerConfig(
         group=group, consumer=name, batch=batch, lease_ttl_ms=settings.lease_ttl_ms
     )
-    runner = Runner(client, keys, config, handler, story_of)
+    runner = Runner(client, keys, config, handler, story_of, cycle=handler.cycle)
 
     async def rewire(new: str) -> Projector:
         return await create_app(

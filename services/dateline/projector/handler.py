@@ -39,6 +39,11 @@ CONFLICT_RETRIES = 3
 """Fold a batch anew this often when another writer moved one of its stories on."""
 
 
+CYCLE_BYTES = 4 * 2**20
+MIN_CYCLE = 25
+STATE_BYTES_WEIGHT = 0.2
+
+
 class StoryMovedOn(Exception):
     """Another writer kept changing a batch's stories; the runner retries it later."""
 
@@ -59,6 +64,8 @@ class ProjectorHandler:
         self.refolds = self.conflicts = 0
         self.kept = Kept(keep)
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
+        self.state_bytes = 0.0
+        """Packed state bytes a cycle's update touches, on average of the last cycles."""
         self._commit = client.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
         self._read = client.register_script(RECALL)
@@ -85,6 +92,9 @@ class ProjectorHandler:
     async def _handle(self, by_story: dict[str, list[Delivery]]) -> dict[str, BaseException] | None:
         """Read, plan, commit; None if another writer moved a story on (nothing written)."""
         known = await self._recall(list(by_story))
+        touched = sum(len(state) for state, _ in known.values())
+        entries = sum(len(items) for items in by_story.values())
+        self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
         plans = [
             plan(story, unpack(known[story][0]), unpack(known[story][0]), items, self.advance)
             for story, items in by_story.items()
@@ -107,6 +117,16 @@ class ProjectorHandler:
                 self.kept.keep(p.story, pack(p.state), fence(writes.states[p.story]))
         PROJECTED.inc(len(acked))
         return failures(plans)
+
+    def cycle(self, batch: int) -> int:
+        """Updates the next cycle may read: `CYCLE_BYTES` of packed states at most (at
+        least `MIN_CYCLE` updates). A cycle's states are all in memory at once, decoded
+        two times over, and they grow with their stories: with a fixed count, every
+        catch-up after a stall of the server set a new high-water mark of the
+        projector's memory as the soak's stories grew (`docs/resilience.md`)."""
+        if self.state_bytes <= 0:
+            return batch
+        return max(MIN_CYCLE, min(batch, int(CYCLE_BYTES / self.state_bytes)))
 
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move

@@ -78,7 +78,10 @@ class Runner:
         handler: Handler,
         key_of: Callable[[bytes], str],
         streams: list[str] | None = None,
+        cycle: Callable[[int], int] | None = None,
     ) -> None:
+        """`cycle(batch)`: how many entries the next cycle may read, if the handler
+        knows better than `batch` (the projector does: its states' size)."""
         self.client, self.keys, self.config, self.handler, self.key_of = (
             client,
             keys,
@@ -86,6 +89,7 @@ class Runner:
             handler,
             key_of,
         )
+        self.cycle = cycle
         # The partition streams by default; any streams (a validator's inboxes) if given.
         self.streams = streams if streams is not None else keys.logs()
         self.leases = Leases(
@@ -199,10 +203,14 @@ class Runner:
             self.config.group,
             self.config.consumer,
             streams,
-            max(1, self.config.batch // len(streams)),
+            max(1, self._cycle_size() // len(streams)),
             block,
             self.dead.parked_key,
         )
+
+    def _cycle_size(self) -> int:
+        batch = self.config.batch
+        return batch if self.cycle is None else max(1, min(batch, self.cycle(batch)))
 
     def _by_stream(self, stream: str) -> int:
         return next(n for n, p in self.owned.items() if p.stream == stream)
