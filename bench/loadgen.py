@@ -63,7 +63,9 @@ async def send_all(base: str, requests: list[Request], connections: int) -> list
     return [a for a in answers if a is not None]
 
 
-async def stream_events(base: str, path: str) -> AsyncIterator[tuple[float, bytes, bytes]]:
+async def stream_events(
+    base: str, path: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[tuple[float, bytes, bytes]]:
     """(when it arrived, event name, data) for each Server-Sent Event of a GET.
 
     For the latency observer: it shares the two cores with what it times, so it reads
@@ -73,7 +75,9 @@ async def stream_events(base: str, path: str) -> AsyncIterator[tuple[float, byte
     host, port = base.removeprefix("http://").rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        writer.write(Request("GET", path, {"Accept": "text/event-stream"}).wire())
+        writer.write(
+            Request("GET", path, {"Accept": "text/event-stream", **(headers or {})}).wire()
+        )
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
             raise RuntimeError(f"GET {path}: not a chunked event stream: {head!r}")

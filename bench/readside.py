@@ -55,6 +55,7 @@ from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, changes_channel
 from dateline.store.log import APPEND_SCRIPT, Log
+from dateline.store.readers import Readers
 from dateline.store.readmodels import READ_STORY, ReadModels
 
 PREFIX = "rs"
@@ -96,8 +97,17 @@ class _Latency:
     """
 
     def __init__(
-        self, log: Log, url: str, base: str, rate: int, total: int, stories: int, case: str
+        self,
+        log: Log,
+        url: str,
+        base: str,
+        rate: int,
+        total: int,
+        stories: int,
+        case: str,
+        auth: dict[str, str],
     ) -> None:
+        self.auth = auth
         self.log, self.url, self.base, self.rate, self.total = log, url, base, rate, total
         self.stories, self.case = stories, case
         self.sent: dict[str, float] = {}  # position -> when its append was sent
@@ -121,7 +131,7 @@ class _Latency:
             pipe.close()
 
     async def watch_sse(self) -> None:
-        async for when, name, data in stream_events(self.base, "/v1/live"):
+        async for when, name, data in stream_events(self.base, "/v1/live", self.auth):
             if name == b"update":
                 self.arrived.setdefault(_position(data), when)
 
@@ -245,6 +255,7 @@ async def _latency(
     *,
     rounds: int = 1,
     fsync: str = "always",
+    auth: dict[str, str],
 ) -> None:
     """`rounds` runs of `seconds` at `rate`, pooled: the p99 of 3 x 5,000 is steadier."""
     client = log.redis
@@ -253,7 +264,7 @@ async def _latency(
     # Half a second at the same rate first, not counted: it opens the client's
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"
-    await _Latency(log, url, base, rate, rate // 2, stories, case).run(0)
+    await _Latency(log, url, base, rate, rate // 2, stories, case, auth).run(0)
     _, rewrites = await _server_stalls(client, 0)
     committed: list[float] = []
     pushed: list[float] = []
@@ -262,7 +273,7 @@ async def _latency(
     stalls: list[str] = []
     cpu_before, sent = _cpu_seconds(), 0
     for r in range(rounds):
-        run = _Latency(log, url, base, rate, int(rate * seconds), stories, case)
+        run = _Latency(log, url, base, rate, int(rate * seconds), stories, case, auth)
         # As timeit does: this process's collections would stop the clock it reads (its
         # thousands of timestamps make them long); the services keep theirs.
         gc.disable()
@@ -292,9 +303,9 @@ async def _latency(
         report.add(Row("read side", f"{what}, p99 at {where}", p99, "ms", note=note))
 
 
-async def _hammer(base: str, path: str, requests: int) -> float:
+async def _hammer(base: str, path: str, requests: int, auth: dict[str, str]) -> float:
     start = time.perf_counter()
-    answers = await send_all(base, [Request("GET", path, {})] * requests, CONNECTIONS)
+    answers = await send_all(base, [Request("GET", path, auth)] * requests, CONNECTIONS)
     if {a.status for a in answers} != {200}:
         raise RuntimeError(f"GET {path}: {sorted({a.status for a in answers})}")
     return requests / (time.perf_counter() - start)
@@ -312,9 +323,9 @@ async def _raw(read: Callable[[], Awaitable[object]], requests: int) -> float:
     return per * CONNECTIONS / (time.perf_counter() - start)
 
 
-async def _reads(report: Report, log: Log, base: str, requests: int) -> None:
+async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[str, str]) -> None:
     await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
         for _ in range(200):
             if (await http.get("/v1/stories/hanoi-summit-2019")).json().get("version") == 21:
                 break
@@ -342,8 +353,8 @@ async def _reads(report: Report, log: Log, base: str, requests: int) -> None:
         ("50 newest of the index", "/v1/stories?limit=50", "ZREVRANGE+HMGET", newest_50),
     ]
     for name, path, command, read in cases:
-        await _hammer(base, path, requests // 10)  # warm up
-        http_rate = statistics.median([await _hammer(base, path, requests) for _ in range(3)])
+        await _hammer(base, path, requests // 10, auth)  # warm up
+        http_rate = statistics.median([await _hammer(base, path, requests, auth) for _ in range(3)])
         raw_rate = statistics.median([await _raw(read, requests) for _ in range(3)])
         report.add(
             Row(
@@ -382,6 +393,8 @@ async def run(report: Report, *, quick: bool = False) -> None:
         client = connect(srv.url)
         log = Log(client, Keys(PREFIX, 8))
         await log.check_partitions()
+        # Every read carries a reader's token, as a dashboard's would: its check is timed too.
+        auth = {"Authorization": f"Bearer {await Readers(client, PREFIX).add('bench', 'ops')}"}
         with (
             background(["projector"], env, Path(tmp) / "projector.log"),
             http_service("query", env, Path(tmp) / "query.log") as base,
@@ -393,9 +406,18 @@ async def run(report: Report, *, quick: bool = False) -> None:
             rounds = 1 if quick else 3
             for fsync in ("always", "everysec"):
                 await _latency(
-                    report, log, srv.url, base, 1_000, seconds, 2_000, rounds=rounds, fsync=fsync
+                    report,
+                    log,
+                    srv.url,
+                    base,
+                    1_000,
+                    seconds,
+                    2_000,
+                    rounds=rounds,
+                    fsync=fsync,
+                    auth=auth,
                 )
             for rate, stories in ((5_000, 2_000), (1_000, 100)):
-                await _latency(report, log, srv.url, base, rate, seconds, stories)
-            await _reads(report, log, base, requests)
+                await _latency(report, log, srv.url, base, rate, seconds, stories, auth=auth)
+            await _reads(report, log, base, requests, auth)
         await client.aclose()

@@ -39,6 +39,7 @@ from dateline.ingest.credentials import Credentials
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
+from dateline.store.readers import Readers
 from dateline.store.subscriptions import Subscriptions
 
 PREFIX, STORIES, BATCH = "soak", 10_000, 25
@@ -126,15 +127,23 @@ async def publisher(base: str, token: str, rate: float, until: float, soak: Soak
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
-async def follow(url: str, until: float, on_line: Callable[[str], None] | None = None) -> int:
+async def follow(
+    url: str,
+    until: float,
+    auth: dict[str, str],
+    on_line: Callable[[str], None] | None = None,
+) -> int:
     """Read a live stream until `until`, reconnecting when it drops; returns reconnects."""
     reconnects = 0
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max(0.0, until - time.monotonic())):
-            async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
+            timeout = httpx.Timeout(10, read=60)
+            async with httpx.AsyncClient(timeout=timeout, headers=auth) as http:
                 while True:
                     try:
                         async with http.stream("GET", url) as stream:
+                            if stream.status_code in (401, 403):
+                                raise RuntimeError(f"the soak's live stream was refused: {url}")
                             async for line in stream.aiter_lines():
                                 if on_line is not None:
                                     on_line(line)
@@ -160,12 +169,14 @@ def latency_probe(soak: Soak) -> Callable[[str], None]:
     return on_line
 
 
-async def reader(base: str, until: float) -> None:
+async def reader(base: str, until: float, auth: dict[str, str]) -> None:
     rng = random.Random()
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=auth) as http:
         while time.monotonic() < until:
             with contextlib.suppress(httpx.HTTPError):
-                await http.get(f"{base}/v1/stories/soak-{rng.randrange(STORIES):05d}")
+                r = await http.get(f"{base}/v1/stories/soak-{rng.randrange(STORIES):05d}")
+                if r.status_code in (401, 403):  # a soak that reads nothing measures nothing
+                    raise RuntimeError(f"the soak's reader was refused: {r.text}")
             await asyncio.sleep(0.1)
 
 
@@ -233,6 +244,7 @@ async def run(minutes: float, rate: float, workdir: Path) -> Soak:
     keys = Keys(PREFIX, 8)
     await Log(admin, keys).check_partitions()
     token = await Credentials(admin, PREFIX).add("soak", "urn:feed:soak")
+    auth = {"authorization": f"Bearer {await Readers(admin, PREFIX).add('soak')}"}
     receiver_port, ingest_port, query_port = free_port(), free_port(), free_port()
     await Subscriptions(admin, keys).add(
         f"http://127.0.0.1:{receiver_port}/hook", name="desk", allow_private=True
@@ -254,9 +266,9 @@ async def run(minutes: float, rate: float, workdir: Path) -> Soak:
         until = time.monotonic() + minutes * 60
         await asyncio.gather(
             publisher(ingest, token, rate, until, soak),
-            follow(f"{query}/v1/live?limit=10", until, latency_probe(soak)),
-            *(reader(query, until) for _ in range(3)),
-            *(follow(f"{query}/v1/stories/soak-{n:05d}/live", until) for n in range(5)),
+            follow(f"{query}/v1/live?limit=10", until, auth, latency_probe(soak)),
+            *(reader(query, until, auth) for _ in range(3)),
+            *(follow(f"{query}/v1/stories/soak-{n:05d}/live", until, auth) for n in range(5)),
             sampler(procs, admin, keys, soak, until),
             return_exceptions=False,
         )

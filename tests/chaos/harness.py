@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from dateline.store.deadletters import DeadLetters
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, inbox_key
 from dateline.store.log import Log
+from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
 from tests.chaos.proxy import Proxy
 from tests.e2e.processes import DATELINE, free_port
@@ -148,6 +150,8 @@ class System:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {"ingest": free_port(), "query": free_port()}
         self.stopped: set[str] = set()
+        self.reading: dict[str, str] = {}
+        """A reader's header for the query service, made once the server is up."""
 
     async def start(self) -> None:
         await asyncio.to_thread(self.server.start)
@@ -342,7 +346,7 @@ class Clients:
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=30.0)) as http:
             while not stop.is_set():
                 url = f"http://127.0.0.1:{self.system.ports['query']}{path}"
-                headers = {"last-event-id": last} if last else {}
+                headers = ({"last-event-id": last} if last else {}) | self.system.reading
                 try:
                     async with http.stream("GET", url, headers=headers) as stream:
                         if stream.status_code != 200:
@@ -524,20 +528,23 @@ async def loads(system: System, readers: int = 1000, streams: int = 1000) -> Loa
     query_pid = system.procs["query"].pid
     before = _rss_mb(query_pid)
     limits = httpx.Limits(max_connections=readers + streams)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers=system.reading) as http:
         answers = await asyncio.gather(
             *(http.get(f"{base}/v1/stories/chaos-{n % STORIES}") for n in range(readers)),
             return_exceptions=True,
         )
         load.reads.update(a.status_code if isinstance(a, httpx.Response) else 0 for a in answers)
         async with contextlib.AsyncExitStack() as held:
+            flowing: list[AsyncIterator[str]] = []
 
             async def open_one() -> int:
                 stream = await held.enter_async_context(
                     http.stream("GET", f"{base}/v1/live?limit=5")
                 )
                 if stream.status_code == 200:
-                    await anext(stream.aiter_lines())  # it is flowing
+                    # Kept: a line iterator left to the collector closes its response.
+                    flowing.append(stream.aiter_lines())
+                    await anext(flowing[-1])  # it is flowing
                 return stream.status_code
 
             opened = await asyncio.gather(
@@ -653,6 +660,7 @@ async def run(
         keys = Keys(PREFIX, PARTITIONS)
         await Log(admin, keys).check_partitions()
         token = await Credentials(admin, PREFIX).add(FEED, SOURCE)
+        system.reading = {"authorization": f"Bearer {await Readers(admin, PREFIX).add('chaos')}"}
         await _ready(system)
         clients = Clients(system, rng, token)
         until = time.monotonic() + seconds

@@ -71,6 +71,14 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         check=True,
     )
     token = add.stdout.strip()
+    ops = subprocess.run(
+        [str(DATELINE), "readers", "add", "on-call", "--role", "ops"],
+        env=env_for(server, "admin"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    reading = {"Authorization": f"Bearer {ops}"}
     receiver_port = free_port()
     secret = subprocess.run(
         [
@@ -110,17 +118,19 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             "hanoi-summit-2019": HANOI_VERSION,
             "cohen-hearing-2019": 4,
         }:
-            page = httpx.get(f"{query}/v1/stories").json()
+            page = httpx.get(f"{query}/v1/stories", headers=reading).json()
             versions = {e["id"]: e["version"] for e in page["items"]}
             time.sleep(0.2)
         assert versions == {"hanoi-summit-2019": HANOI_VERSION, "cohen-hearing-2019": 4}
-        state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019").json()
+        state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019", headers=reading).json()
+        assert "schedule" in state, state
         assert state["schedule"]["working-lunch"]["status"] == "cancelled"
         # The story stream reads what is new with the query user's commands too (a
         # pipeline holding a script sent SCRIPT EXISTS, which it is not granted).
         said = json.loads(next(x for x in lines if '"dateline.statement.made"' in x))
         said |= {"id": "acl-late", "data": {**said["data"], "statement": "acl-late"}}
-        with httpx.stream("GET", f"{query}/v1/stories/hanoi-summit-2019/live", timeout=10) as s:
+        live = f"{query}/v1/stories/hanoi-summit-2019/live"
+        with httpx.stream("GET", live, headers=reading, timeout=10) as s:
             events = (line for line in s.iter_lines() if line.startswith("event:"))
             assert next(events) == "event: state"
             late = httpx.post(
@@ -139,10 +149,23 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             time.sleep(0.2)
         assert len(_lines(received)) == wanted
         assert all(json.loads(x)["valid"] for x in _lines(received))
-        assert httpx.get(f"{query}/v1/status").status_code == 200
-        metrics = httpx.get(f"{query}/metrics").text
+        assert httpx.get(f"{query}/v1/status", headers=reading).status_code == 200
+        metrics = httpx.get(f"{query}/metrics", headers=reading).text
         assert "dateline_projection_lag_updates" in metrics
         assert 'dateline_delivery_backlog_updates{subscription="cms"} 0.0' in metrics
+        # A browser's session, made, used and ended by the query user.
+        link = subprocess.run(
+            [str(DATELINE), "readers", "link", "on-call", "--url", query],
+            env=env_for(server, "admin"),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        with httpx.Client(base_url=query) as browser:
+            assert browser.get(link).status_code == 303
+            assert browser.get("/v1/me").json()["name"] == "on-call"
+            assert browser.post("/v1/session/end").status_code == 303
+            assert browser.get("/v1/me").status_code == 401
     for log in tmp_path.glob("*.log"):
         assert "NOPERM" not in log.read_text(), log
 
@@ -160,8 +183,12 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         (
             "query",
             ["EVAL", "return redis.call('SET', KEYS[1], 'v9')", "1", "dateline:rm:active"],
-            "no permissions to run the 'set' command",
+            "No permissions to access a key",
         ),
+        # It writes browsers' sessions, and nothing else with those commands.
+        ("query", ["DEL", "dateline:{p0}:log"], "NOPERM"),
+        ("query", ["SET", "dateline:readers:tokens", "x"], "NOPERM"),
+        ("query", ["SADD", "dateline:readers", "x"], "NOPERM"),
         (
             "ingest",
             ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "dateline:inbox:wire-a", ">"],

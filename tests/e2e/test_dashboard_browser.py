@@ -20,7 +20,9 @@ from dateline.store.subscriptions import Subscriptions
 from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
 from tests.e2e.processes import background, http_service
+from tests.factories import encode, update
 from tests.projection_helpers import HANOI, HANOI_VERSION
+from tests.readers import bearer
 
 STORY = "hanoi-summit-2019"
 
@@ -40,16 +42,46 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         server.stop()
 
 
+async def sign_in(page: Page, base: str, token: str) -> None:
+    """As a person does: the dashboard sends them to sign in; they paste their token."""
+    await page.goto(f"{base}/")
+    await expect(page).to_have_url(f"{base}/signin.html?needed")
+    await expect(page.locator("#why")).to_contain_text("Sign in to read the stories")
+    await page.fill("#token", token)
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(f"{base}/")
+    await expect(page.locator("#who")).not_to_be_empty()
+
+
 @pytest.fixture
-async def page(system: tuple[str, str]) -> AsyncIterator[Page]:
+async def browser_page(system: tuple[str, str]) -> AsyncIterator[Page]:
+    """A browser page, not signed in; console errors and page errors fail the test."""
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium(), args=ARGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 1600})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Console errors too (a Content-Security-Policy refusal is one), but not a
+        # failed fetch: a 404 is how the page learns a story has no updates yet.
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
         yield page
         await browser.close()
         assert errors == [], f"the page raised: {errors}"
+
+
+@pytest.fixture
+async def page(system: tuple[str, str], browser_page: Page) -> Page:
+    """Signed in as ops."""
+    base, url = system
+    await sign_in(browser_page, base, (await bearer(url, "web"))["authorization"][7:])
+    return browser_page
 
 
 async def test_the_story_page_changes_live_as_updates_land(
@@ -194,6 +226,50 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)
+
+
+async def test_sign_in_watch_a_story_live_and_sign_out(
+    system: tuple[str, str], browser_page: Page
+) -> None:
+    """A reader limited to one desk's stories: signs in, watches a story live (a quote
+    whose text is markup shows as text), signs out, and the stream stops."""
+    base, url = system
+    page = browser_page
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    story = "desk-markup"
+    await log.append(
+        [
+            encode(update(subject=story, data={"title": "Markup <b>desk</b>"})),
+            encode(update(subject="other-desk-story", data={"title": "Not for this desk"})),
+        ]
+    )
+    token = (await bearer(url, "web", "reader", ["desk-"]))["authorization"][7:]
+    await sign_in(page, base, token)
+    await expect(page.locator("#who")).to_contain_text("(reader)")
+    await expect(page.locator('a[href="#/ops"]')).to_have_count(0)  # not for a reader
+    await expect(page.locator(f'[data-story="{story}"]')).to_be_visible()
+    await expect(page.locator('[data-story="other-desk-story"]')).to_have_count(0)
+    await page.goto(f"{base}/#/stories/{story}")
+    await expect(page.locator("#live")).to_have_text("live")
+    markup = "<img src=x onerror=alert(1)>"
+    said = update(
+        "dateline.statement.made",
+        subject=story,
+        data={"statement": "m1", "speaker": "A <i>speaker</i>", "text": markup},
+    )
+    await log.append([encode(said)])
+    quote = page.locator('[data-statement="m1"]')
+    await expect(quote).to_contain_text(markup)  # as text: no element was made of it
+    await expect(quote.locator("img")).to_have_count(0)
+    await page.click(".signout button")
+    await expect(page).to_have_url(f"{base}/signin.html?signedout")
+    # The session is over: the stream's URL now answers 401, and the page is the sign-in.
+    gone = await page.request.get(f"{base}/v1/stories/{story}/live")
+    assert gone.status == 401
+    await page.goto(f"{base}/#/stories/{story}")
+    await expect(page).to_have_url(f"{base}/signin.html?needed")
+    await client.aclose()
 
 
 def test_artifacts_dir_is_ignored_by_git() -> None:

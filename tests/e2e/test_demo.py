@@ -4,6 +4,7 @@ service comes back, and Ctrl-C leaves no process behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -70,11 +71,20 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         wait_for("the dashboard", lambda: httpx.get(f"{base}/").status_code == 200)
         assert "dateline" in httpx.get(f"{base}/").text
+        wait_for("the sign-in link", lambda: "Sign in:" in out.read_text())
+        [link] = re.findall(r"Sign in:\s+(\S+)", out.read_text())
+        assert httpx.get(f"{base}/v1/stories").status_code == 401  # no one signed in
+        browser = httpx.Client(base_url=base)
+        signed = browser.get(link)
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/#/stories/hanoi-summit-2019"
+        assert "HttpOnly" in signed.headers["set-cookie"]
+        assert "samesite=strict" in signed.headers["set-cookie"].lower()
+        assert browser.get(link).headers["location"] == "/signin.html?expired"  # used once
         wait_for(
             "the whole story",
             lambda: (
-                httpx.get(f"{base}/v1/stories/hanoi-summit-2019").json().get("version")
-                == HANOI_VERSION
+                browser.get("/v1/stories/hanoi-summit-2019").json().get("version") == HANOI_VERSION
             ),
         )
         text = out.read_text()

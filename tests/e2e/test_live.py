@@ -23,6 +23,7 @@ from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import background, free_port, http_service
 from tests.e2e.sse import Event, events
 from tests.factories import update
+from tests.readers import add_reader, reading
 
 MISSED = 500
 
@@ -35,6 +36,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "live"}
     probe = free_port()
     env["TEST_PROBE_URL"] = f"http://127.0.0.1:{probe}"
+    add_reader(env, "live")
     try:
         with background(["projector", "--probe-port", str(probe)], env, logs / "projector.log"):
             yield env, logs
@@ -58,9 +60,9 @@ async def publish(env: dict[str, str], lines: list[bytes]) -> None:
         await client.aclose()
 
 
-async def wait_projected(base: str, story: str, version: int) -> None:
+async def wait_projected(base: str, story: str, version: int, auth: dict[str, str]) -> None:
     deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
         while time.monotonic() < deadline:
             r = await http.get(f"/v1/stories/{story}")
             if r.status_code == 200 and r.json()["version"] >= version:
@@ -74,12 +76,13 @@ async def read_until(
     path: str,
     last_id: str | None,
     done: Callable[[list[Event]], bool],
+    auth: dict[str, str],
     seconds: float = 60,
 ) -> list[Event]:
     """Events from `path` until `done(events)` says so; then a short wait for extras."""
     got: list[Event] = []
     enough = asyncio.Event()
-    headers = {"Last-Event-ID": last_id} if last_id else {}
+    headers = ({"Last-Event-ID": last_id} if last_id else {}) | auth
     async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=40)) as http:
 
         async def collect() -> None:
@@ -107,20 +110,26 @@ async def test_story_stream_resumes_after_500_missed_updates_and_a_restart(
     port = free_port()
     await publish(env, [msgspec.json.encode(update(subject=story))])
     with http_service("query", env, logs / "query.log", port) as base:
-        await wait_projected(base, story, 1)
+        await wait_projected(base, story, 1, reading(env))
         first = await read_until(
-            base, f"/v1/stories/{story}/live", None, lambda got: len(got) >= 1, seconds=10
+            base,
+            f"/v1/stories/{story}/live",
+            None,
+            lambda got: len(got) >= 1,
+            reading(env),
+            seconds=10,
         )
     [state] = first
     assert (state.event, state.json()["version"]) == ("state", 1)
     await publish(env, [statement(story, n) for n in range(MISSED)])  # while no query service runs
     with http_service("query", env, logs / "query.log", port) as base:
-        await wait_projected(base, story, MISSED + 1)
+        await wait_projected(base, story, MISSED + 1, reading(env))
         got = await read_until(
             base,
             f"/v1/stories/{story}/live",
             state.id,
             lambda got: any(e.event == "state" for e in got),
+            reading(env),
         )
     updates = [e for e in got if e.event == "update"]
     assert [u.json()["version"] for u in updates] == list(range(2, MISSED + 2))
@@ -139,7 +148,9 @@ async def test_index_stream_resumes_with_its_cursor_after_a_restart(
     env, logs = system
     port = free_port()
     with http_service("query", env, logs / "query.log", port) as base:
-        first = await read_until(base, "/v1/live", None, lambda got: len(got) >= 1, seconds=10)
+        first = await read_until(
+            base, "/v1/live", None, lambda got: len(got) >= 1, reading(env), seconds=10
+        )
     [index] = first
     assert index.event == "index"
     stories = [f"live-index-{n}" for n in range(5)]
@@ -148,8 +159,10 @@ async def test_index_stream_resumes_with_its_cursor_after_a_restart(
     await publish(env, lines)
     with http_service("query", env, logs / "query.log", port) as base:
         for s in stories:
-            await wait_projected(base, s, MISSED // 5)
-        got = await read_until(base, "/v1/live", index.id, lambda got: len(got) >= MISSED)
+            await wait_projected(base, s, MISSED // 5, reading(env))
+        got = await read_until(
+            base, "/v1/live", index.id, lambda got: len(got) >= MISSED, reading(env)
+        )
     assert all(e.event == "update" for e in got)
     seen = [(e.json()["story"], e.json()["version"]) for e in got]
     assert len(seen) == MISSED
@@ -161,7 +174,7 @@ async def test_index_stream_resumes_with_its_cursor_after_a_restart(
     middle = got[MISSED // 2 - 1]
     with http_service("query", env, logs / "query.log", port) as base:
         rest = await read_until(
-            base, "/v1/live", middle.id, lambda got: len(got) >= MISSED - MISSED // 2
+            base, "/v1/live", middle.id, lambda got: len(got) >= MISSED - MISSED // 2, reading(env)
         )
     assert [(e.json()["story"], e.json()["version"]) for e in rest] == seen[MISSED // 2 :]
 

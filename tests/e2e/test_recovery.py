@@ -69,6 +69,16 @@ def test_up_survives_a_killed_server_and_loses_nothing(tmp_path: Path) -> None:
             text=True,
             check=True,
         ).stdout.strip()
+        reading = {
+            "authorization": "Bearer "
+            + subprocess.run(
+                [str(DATELINE), "readers", "add", "on-call", "--role", "ops"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        }
         updates = [
             encode(
                 update(
@@ -95,7 +105,10 @@ def test_up_survives_a_killed_server_and_loses_nothing(tmp_path: Path) -> None:
         wait_for(
             "the read models to catch up",
             lambda: (
-                {e["id"]: e["version"] for e in httpx.get(f"{query}/v1/stories").json()["items"]}
+                {
+                    e["id"]: e["version"]
+                    for e in httpx.get(f"{query}/v1/stories", headers=reading).json()["items"]
+                }
                 == {f"story-{s}": PER_STORY for s in range(STORIES)}
             ),
         )

@@ -30,6 +30,7 @@ from dateline.store.log import Log
 from tests.integration.serving import serve
 from tests.integration.test_kit import statement
 from tests.integration.test_validator import settle
+from tests.readers import bearer
 
 SOURCE = "urn:feed:test"
 
@@ -58,7 +59,9 @@ async def test_300_concurrent_reads_wait_for_a_connection_and_none_fails(
     app = await projector_app(cfg, server.url, consumer="p")
     while await app.runner.step():
         pass
+    auth = await bearer(server.url, cfg.prefix)
     async with AsyncTestClient(app=query_app(cfg, server.url, pool_size=10)) as http:
+        http.headers.update(auth)
         answers = await asyncio.gather(
             *(http.get(f"/v1/stories/story-{n % 20}") for n in range(300))
         )
@@ -76,7 +79,9 @@ async def test_reads_past_the_limit_wait_their_turn_and_none_fails(server: Embed
     app = await projector_app(cfg, server.url, consumer="p")
     while await app.runner.step():
         pass
+    auth = await bearer(server.url, cfg.prefix)
     async with AsyncTestClient(app=query_app(cfg, server.url)) as http:
+        http.headers.update(auth)
         answers = await asyncio.gather(*(http.get("/v1/stories/story-0") for _ in range(200)))
         waiting = (await http.get("/metrics")).text
     assert {r.status_code for r in answers} == {200}
@@ -115,15 +120,18 @@ async def test_a_flood_of_bad_tokens_costs_the_good_ones_nothing(server: Embedde
 
 async def test_live_streams_past_the_cap_are_refused_with_a_503(server: EmbeddedRedis) -> None:
     cfg = settings_for(server, max_live_streams=2)
+    auth = await bearer(server.url, cfg.prefix)
     async with (
         serve(query_app(cfg, server.url)) as base,
-        httpx.AsyncClient(timeout=10) as http,
+        httpx.AsyncClient(timeout=10, headers=auth) as http,
         http.stream("GET", f"{base}/v1/live") as first,
         http.stream("GET", f"{base}/v1/live") as second,
     ):
         assert (first.status_code, second.status_code) == (200, 200)
-        await anext(first.aiter_lines())
-        await anext(second.aiter_lines())
+        # Held: an abandoned line iterator closes its response when it is collected.
+        held = [first.aiter_lines(), second.aiter_lines()]
+        for lines in held:
+            await anext(lines)
         third = await http.get(f"{base}/v1/live")
         assert third.status_code == 503
         assert third.headers["retry-after"] == "5"
@@ -131,7 +139,7 @@ async def test_live_streams_past_the_cap_are_refused_with_a_503(server: Embedded
     # Closed streams give their places back.
     async with (
         serve(query_app(cfg, server.url)) as base,
-        httpx.AsyncClient(timeout=10) as http,
+        httpx.AsyncClient(timeout=10, headers=auth) as http,
     ):
         for _ in range(3):
             async with http.stream("GET", f"{base}/v1/live") as again:
@@ -209,7 +217,12 @@ async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis
         app = await projector_app(cfg, server.url, consumer="p")
         while await app.runner.step():
             pass
-        sock.sendall(b"GET /v1/stories/big-story/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        auth = (await bearer(server.url, cfg.prefix))["authorization"].encode()
+        sock.sendall(
+            b"GET /v1/stories/big-story/live HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            + auth
+            + b"\r\n\r\n"
+        )
         # Updates pile up for a client that reads nothing: each event carries its record.
         text = "x" * 4000
         for n in range(60):

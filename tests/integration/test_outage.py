@@ -27,6 +27,7 @@ from dateline.store.log import Log
 from dateline_schemas import Update
 from tests.integration.serving import serve
 from tests.integration.test_kit import statement, until
+from tests.readers import bearer
 
 SOURCE = "urn:feed:test"
 
@@ -85,7 +86,9 @@ async def test_ingest_answers_a_retryable_503_and_the_retry_lands_once(
 
 async def test_the_query_api_answers_503_while_the_server_is_away(server: EmbeddedRedis) -> None:
     cfg = settings_for(server)
+    auth = await bearer(server.url, cfg.prefix)
     async with AsyncTestClient(app=query_app(cfg, server.url)) as http:
+        http.headers.update(auth)
         assert (await http.get("/v1/stories")).status_code == 200
         async with down(server):
             away = await http.get("/v1/stories")
@@ -137,9 +140,10 @@ async def test_a_live_stream_stays_open_through_an_outage_and_resumes(
     try:
         await log.append([statement("a-story", "s1")])
         await until(lambda: _version(log, "a-story", 1))
+        auth = await bearer(server.url, cfg.prefix)
         async with (
             serve(query_app(cfg, server.url, poll_s=0.2)) as base,
-            httpx.AsyncClient(timeout=30) as http,
+            httpx.AsyncClient(timeout=30, headers=auth) as http,
             http.stream("GET", f"{base}/v1/stories/a-story/live") as stream,
         ):
             lines = stream.aiter_lines()

@@ -9,6 +9,7 @@ from dateline.runtime.probes import probes
 from dateline.store.log import Log
 from tests.e2e.processes import free_port
 from tests.integration.serving import serve
+from tests.readers import bearer
 
 
 async def test_probe_server_answers_health_readiness_and_metrics() -> None:
@@ -51,11 +52,17 @@ async def test_ingest_counts_updates_by_outcome_and_times_requests(
     token = await Credentials(log.redis, log.keys.prefix).add("m", "urn:feed:test")
     body = msgspec.json.encode(update())
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/cloudevents+json"}
+    ops = await bearer(redis_url, log.keys.prefix)
+    reader = await bearer(redis_url, log.keys.prefix, "reader")
     async with serve(create_app(cfg, redis_url)) as base, httpx.AsyncClient(base_url=base) as http:
-        before = _sample((await http.get("/metrics")).text, 'outcome="duplicate"')
+        # /metrics for an ops reader's token only, as Prometheus sends one.
+        assert (await http.get("/metrics")).status_code == 401
+        assert (await http.get("/metrics", headers=headers)).status_code == 401  # a feed's
+        assert (await http.get("/metrics", headers=reader)).status_code == 403
+        before = _sample((await http.get("/metrics", headers=ops)).text, 'outcome="duplicate"')
         assert (await http.post("/v1/updates", content=body, headers=headers)).status_code == 202
         assert (await http.post("/v1/updates", content=body, headers=headers)).status_code == 200
-        text = (await http.get("/metrics")).text
+        text = (await http.get("/metrics", headers=ops)).text
         assert _sample(text, 'outcome="duplicate"') == before + 1
         assert (
             'dateline_http_request_seconds_count{route="/v1/updates",service="ingest",status="202"}'

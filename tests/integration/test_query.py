@@ -27,6 +27,7 @@ from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
+from tests.readers import bearer
 
 STORY = "hanoi-summit-2019"
 
@@ -41,9 +42,10 @@ async def app(log: Log, redis_url: str) -> AsyncIterator[Projector]:
 @pytest.fixture
 async def api(log: Log, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app under uvicorn in this event loop, so a test can project while a read waits."""
+    auth = await bearer(redis_url, log.keys.prefix)
     async with (
         serve(create_app(settings(log), redis_url, poll_s=0.2)) as base,
-        httpx.AsyncClient(base_url=base, timeout=30) as client,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=auth) as client,
     ):
         yield client
 
@@ -286,10 +288,11 @@ async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
         raise RuntimeError("the index is on fire")
 
     monkeypatch.setattr(Reader, "index", broken)
+    auth = await bearer(redis_url, log.keys.prefix)
     with capture_logs() as logs:
         async with (
             serve(create_app(settings(log), redis_url)) as base,
-            httpx.AsyncClient(base_url=base) as http,
+            httpx.AsyncClient(base_url=base, headers=auth) as http,
         ):
             r = await http.get("/v1/stories", params={"status": "developing"})
     assert r.status_code == 500

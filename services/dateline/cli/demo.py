@@ -13,15 +13,19 @@ import httpx
 
 from dateline.cli.common import err, open_log, serving, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
+from dateline.cli.readers_cmd import sign_in_url
 from dateline.domain.summary import summarize
 from dateline.ingest.credentials import Credentials
 from dateline.runtime.supervisor import Child, Supervisor, service
 from dateline.store.config import Settings
+from dateline.store.readers import Readers
 from dateline_schemas import decode_update
 
 HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.ndjson"
 DEMO_FEED, DEMO_SOURCE = "demo-wire", "urn:feed:wire-a"
 HANOI_STORY = "hanoi-summit-2019"
+CONSOLE = "console"
+"""The reader `dateline up` and `dateline demo` sign the person at the terminal in as."""
 
 
 def _ports(f: click.decorators.FC) -> click.decorators.FC:
@@ -116,10 +120,14 @@ async def _main(
                     break
                 raise click.ClickException(f"{name} did not answer at {base}; see its log")
         else:
-            page = f"{query}/#/stories/{HANOI_STORY}" if updates is not None else f"{query}/"
+            to = f"#/stories/{HANOI_STORY}" if updates is not None else "#/"
+            link = await _console_link(cfg, url, query, to)
             err(
-                f"\n  Dashboard:  {page}\n  Operations: {query}/#/ops"
-                f"\n  API:        {query}/v1/stories\n"
+                f"\n  Sign in:    {link}"
+                f"\n              (this browser, once, within 15 minutes; later: "
+                f"dateline readers link {CONSOLE})"
+                f"\n  Dashboard:  {query}/{to}\n  Operations: {query}/#/ops"
+                f"\n  API:        {query}/v1/stories  (a token: dateline readers add NAME)\n"
             )
             if updates is not None:
                 token = await _demo_token(cfg, url)
@@ -140,6 +148,17 @@ async def _ready(http: httpx.AsyncClient, base: str, stop: asyncio.Event) -> boo
             pass
         await asyncio.sleep(0.2)
     return False
+
+
+async def _console_link(cfg: Settings, url: str, query: str, to: str) -> str:
+    """A one-time sign-in link for the person at this terminal, as notebook servers
+    print one: the `console` reader (ops) is made on first run; it has no token."""
+    async with open_log(url, cfg) as log:
+        readers = Readers(log.redis, cfg.prefix)
+        if await readers.get(CONSOLE) is None:
+            await readers.add(CONSOLE, "ops")
+        code = await readers.sign_in_link(CONSOLE)
+    return sign_in_url(query, code, to)
 
 
 async def _demo_token(cfg: Settings, url: str) -> str:

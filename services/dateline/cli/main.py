@@ -12,6 +12,7 @@ from dateline.cli.ops_cmd import dlq, replay, status_command
 from dateline.cli.projector_cmd import projector_command, story_command
 from dateline.cli.publish import publish
 from dateline.cli.query_cmd import query_command
+from dateline.cli.readers_cmd import readers
 from dateline.cli.redis_cmd import redis_command
 from dateline.runtime.logs import configure
 
@@ -41,5 +42,6 @@ cli.add_command(ingest_command)
 cli.add_command(feeds)
 cli.add_command(validator_command)
 cli.add_command(query_command)
+cli.add_command(readers)
 cli.add_command(deliver_command)
 cli.add_command(subscriptions)

@@ -162,6 +162,27 @@ def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
         state.recordedtime = latest.recordedtime.isoformat() if latest.recordedtime else None
 
 
+def recalled(updates: Iterable[Update]) -> dict[Ref, Hidden]:
+    """The updates recalled as erroneous (retracted `canceled`, rule 5 met), by
+    (source, id): what a reader without the audit right sees with no content."""
+    ordered = [u for _, u in sorted(((order_key(u), u) for u in updates), key=_first)]
+    return {ref: h for ref, h in _retracted(ordered).items() if h.status == "canceled"}
+
+
+def project_for_reader(story: str, updates: list[Update], gone: dict[Ref, Hidden]) -> StoryState:
+    """The state folded from `updates` without those in `gone` (recalled since), each
+    listed as hidden instead: as of any moment, a recalled update's content stays out."""
+    state = project(story, [u for u in updates if _ref(u) not in gone])
+    shown = {(h.source, h.id) for h in state.hidden}
+    for u in updates:
+        ref = _ref(u)
+        if ref in gone and ref not in shown:
+            state.hidden.append(gone[ref])
+            shown.add(ref)
+    state.hidden.sort(key=lambda h: (h.id, h.source))
+    return state
+
+
 def _retracted(ordered: list[Update]) -> dict[Ref, Hidden]:
     """Updates taken out of the state: the last retraction event of each target decides.
 

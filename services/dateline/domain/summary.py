@@ -18,6 +18,17 @@ from dateline_schemas.schedule import (
 from dateline_schemas.statement import StatementMade
 from dateline_schemas.story import StoryConcluded, StoryLinked, StoryOpened, StoryReopened
 
+LINKED = " story: "
+"""What comes between a link's relation and the story it names, in its summary."""
+UNSEEN_LINK = "Linked story (outside your scope)"
+
+
+def linked_story(type_: str, summary: str) -> str | None:
+    """The story a `dateline.story.linked` update's summary names."""
+    if type_ != "dateline.story.linked" or LINKED not in summary:
+        return None
+    return summary.rsplit(LINKED, 1)[1]
+
 
 def _shift(text: str) -> str:
     """-PT2H as an editor says it: "moved up 2 h"; PT30M: "pushed back 30 min"."""
@@ -44,7 +55,7 @@ def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per up
         case StoryOpened(data=d):
             return f"Story opened: {d.title}" + (f", {d.place}" if d.place else "")
         case StoryLinked(data=d):
-            return f"Linked {d.rel.replace('_', ' ')} story: {d.story}"
+            return f"Linked {d.rel.replace('_', ' ')}{LINKED}{d.story}"
         case StoryConcluded(data=d):
             return "Story concluded" + (f": {d.summary}" if d.summary else "")
         case StoryReopened(data=d):

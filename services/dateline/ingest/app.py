@@ -40,7 +40,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.layout import Keys
 from dateline.store.log import Log
-from dateline.web.probes import probe_routes, timed
+from dateline.web.probes import ops_bearer, probe_routes, timed
 from dateline.web.problems import Refused, handlers, refuse_control_characters, respond
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
 
@@ -212,7 +212,14 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
         return Response(openapi_json, media_type="application/json")
 
     return Litestar(
-        route_handlers=[updates, openapi, *probe_routes(lambda: ctx.log.redis)],
+        route_handlers=[
+            updates,
+            openapi,
+            *probe_routes(
+                lambda: ctx.log.redis,
+                may_scrape=ops_bearer(lambda: ctx.log.redis, settings.prefix),
+            ),
+        ],
         middleware=[refuse_control_characters, timed("ingest")],
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],

@@ -3,18 +3,15 @@
     <prefix>:feeds          hash  name -> JSON Feed
     <prefix>:feeds:tokens   hash  sha256(token) hex -> name
 
-A token is 256 random bits, so a plain SHA-256 is the right hash (nothing to
-brute-force; a slow KDF would only slow every request). Lookups go by the hash,
-and the stored name is compared with `hmac.compare_digest`. Tokens never reach
-a log: only the feed's name does.
+Tokens as `store/tokens.py` makes them. Lookups go by the hash, and the stored name
+is compared with `hmac.compare_digest`. Tokens never reach a log: only the feed's
+name does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-import secrets
 import time
 from typing import NamedTuple
 
@@ -22,6 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from dateline.store.layout import feed_tokens_key, feeds_key
+from dateline.store.tokens import new_token, token_hash
 from dateline_schemas import Update
 from dateline_schemas.correction import names_another_source
 from dateline_schemas.updates import TYPES
@@ -53,10 +51,6 @@ class FeedExists(ValueError):
 
 def _b(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Refusal(NamedTuple):
@@ -138,8 +132,8 @@ class Credentials:
         )
         if not await self.client.hsetnx(self.feeds_key, name, msgspec.json.encode(feed)):
             raise FeedExists(f"feed {name!r} exists already; revoke it first or pick another name")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self.client.hset(self.tokens_key, _hash(token), name)
+        token = new_token(TOKEN_PREFIX)
+        await self.client.hset(self.tokens_key, token_hash(token), name)
         return token
 
     async def new_token(self, name: str) -> str:
@@ -147,15 +141,15 @@ class Credentials:
         feed = await self.get(name)
         if feed is None or feed.revoked:
             raise ValueError(f"feed {name!r} is not registered, or revoked")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self.client.hset(self.tokens_key, _hash(token), name)
+        token = new_token(TOKEN_PREFIX)
+        await self.client.hset(self.tokens_key, token_hash(token), name)
         return token
 
     async def authenticate(self, token: str) -> Feed | None:
         """The feed this token belongs to, if the token is valid and not revoked."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        name = await self.client.hget(self.tokens_key, _hash(token))
+        name = await self.client.hget(self.tokens_key, token_hash(token))
         if name is None:
             return None
         raw = await self.client.hget(self.feeds_key, name)

@@ -17,8 +17,11 @@ from typing import Any
 import structlog
 from litestar import Litestar, Request, Response
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
+from dateline.query import access
+from dateline.query.access import need_ops, reader_auth
 from dateline.query.live import SLOW_READER_S, LiveStreams, drop_slow_readers
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
@@ -28,6 +31,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
+from dateline.store.readers import Readers
 from dateline.web.limits import bound_requests
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
@@ -56,6 +60,10 @@ def _not_reached(request: Request[Any, Any, Any], exc: NotReached) -> Response[b
     return respond(body, {"Retry-After": "1"})
 
 
+async def _ops_only(request: Request[Any, Any, Any]) -> None:
+    need_ops(request)
+
+
 def create_app(
     settings: Settings,
     url: str,
@@ -73,6 +81,7 @@ def create_app(
         client = connect(url, retry_lost=True, max_connections=pool_size)
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(client, keys, bell)
+        app.state.readers = Readers(client, settings.prefix)
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
@@ -97,7 +106,10 @@ def create_app(
             *board.routes(),
             *live.routes(),
             *ops.routes(),
-            *probe_routes(lambda: reader().client, lambda: ops.scrape(reader())),
+            *access.routes(),
+            *probe_routes(
+                lambda: reader().client, lambda: ops.scrape(reader()), may_scrape=_ops_only
+            ),
             create_static_files_router("/", [STATIC], html_mode=True, name="dashboard"),
         ],
         dependencies=DEPENDENCIES,
@@ -105,13 +117,25 @@ def create_app(
             title="dateline query API",
             version="1",
             path="/v1/docs",
-            description="Read models of developing news stories, live pushes, exports.",
+            description="Read models of developing news stories, live pushes, exports. "
+            "Every route but the probes and these documents needs a reader's token "
+            "(`dateline readers add NAME`) as `Authorization: Bearer <token>`, or the "
+            "dashboard's session cookie; a reader limited to story prefixes sees only "
+            "those stories, and `/v1/status` is for the `ops` role.",
+            components=Components(
+                security_schemes={
+                    "reader": SecurityScheme(
+                        type="http", scheme="bearer", description="A reader's token (dr_...)."
+                    )
+                }
+            ),
         ),
         middleware=[
             refuse_control_characters,
             lambda app: bound_requests(app, settings.max_requests),
             lambda app: drop_slow_readers(app, slow_reader_s),
             timed("query"),
+            reader_auth,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

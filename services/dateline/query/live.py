@@ -20,8 +20,10 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dateline.domain.positions import Cursor, Position
+from dateline.domain.story import recalled
 from dateline.domain.summary import summarize
 from dateline.query.reader import ONE_TRIP, Reader
+from dateline.query.scope import Lens
 from dateline.query.views import (
     HeldEvent,
     UnreadableEvent,
@@ -39,6 +41,7 @@ log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
 _record = msgspec.json.Decoder(dict[str, object])
 _entry = msgspec.json.Decoder(IndexEntry)
+WHOLE = Lens()
 KEEPALIVE_S = 15.0
 HELD_CHECK_S = 1.0
 """How often the index stream reads which stories are parked (one HGETALL)."""
@@ -170,14 +173,29 @@ async def through_outages(
         log.info("live stream resumes", resume_from=last)
 
 
+async def quiet() -> AsyncIterator[list[Push]]:
+    """A stream of keepalives alone: a story the reader may not see, as one with none."""
+    while True:
+        await asyncio.sleep(KEEPALIVE_S)
+        yield []
+
+
 async def story_events(
-    reader: Reader, story: str, last_event_id: Position | None
+    reader: Reader,
+    story: str,
+    last_event_id: Position | None,
+    *,
+    redacted: bool = False,
+    lens: Lens = WHOLE,
 ) -> AsyncIterator[list[Push]]:
     """`update` per update the read model has applied, then `state` (the story now), a
     page at a time; `state` alone when the story is parked or released.
 
-    Without `last_event_id` the stream starts with the current state.
+    Without `last_event_id` the stream starts with the current state. `redacted` (a
+    reader without the audit right): an update recalled as erroneous comes without its
+    record and summary, as `recalled`, on a stream resumed from before its recall.
     """
+    gone = await reader.recalled(story) if redacted else {}
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
     seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
     held: str | None = None  # the parked position the client was last sent
@@ -190,7 +208,7 @@ async def story_events(
             sent = state.version
             if raw:
                 held = parked
-                yield [Push("state", _public(raw, parked), state.position)]
+                yield [Push("state", _public(raw, parked, lens), state.position)]
         else:
             raw, state, records, parked = await reader.story_since(story, sent or 0, READ_AHEAD)
             page = []
@@ -199,7 +217,12 @@ async def story_events(
                 position = update.position or ""
                 if seen is not None and Position.parse(position).id <= seen.id:
                     continue
-                page.append(Push("update", _encode(_update_event(update, r)), position))
+                if redacted:
+                    gone |= recalled([update])
+                event = lens.event(_update_event(update, r))
+                if (update.source, update.id) in gone:
+                    event.record, event.summary, event.recalled = None, "recalled", True
+                page.append(Push("update", _encode(event), position))
             sent = (sent or 0) + len(records)
             if records and sent < state.version:
                 yield page
@@ -208,7 +231,7 @@ async def story_events(
             # readers learn of either from the state, which says where it is parked.
             if raw and (records or parked != held):
                 held = parked
-                page.append(Push("state", _public(raw, parked), state.position))
+                page.append(Push("state", _public(raw, parked, lens), state.position))
             if page:
                 quiet_since = time.monotonic()
                 yield page
@@ -221,23 +244,29 @@ async def story_events(
 
 
 async def index_events(
-    reader: Reader, last_event_id: Cursor | None, limit: int | None = None
+    reader: Reader,
+    last_event_id: Cursor | None,
+    limit: int | None = None,
+    lens: Lens = WHOLE,
 ) -> AsyncIterator[list[Push]]:
     """`index` first on a new connection (every story, or the `limit` updated last),
     then `update` per update the projector has handled: applied, or `parked`; a page at
     a time. `held` when a story is parked or released, checked every `HELD_CHECK_S`
-    (on a resumed stream, first for every story parked then).
+    (on a resumed stream, first for every story parked then). With `prefixes`, only the
+    stories that start with one of them, and no `unreadable` entries (whose story
+    cannot be told).
 
     Ids are cursors (a stream id per partition): positions of different partitions
     do not compare, so one position could not say where a reader of all of them was.
     """
     partitions = reader.keys.partitions
+    starts = lens.starts
     cursor = last_event_id
     behind = cursor is not None  # a resumed stream has missed updates to catch up with
     if cursor is None:
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
-        entries, held = await reader.listed(limit)
+        entries, held = await reader.listed(limit, prefixes=starts)
         checked = time.monotonic()
         yield [Push("index", _encode(entries), str(cursor))]
     else:
@@ -253,14 +282,18 @@ async def index_events(
         if time.monotonic() - checked >= HELD_CHECK_S:
             # Before the page's updates, so a client knows a story is parked as its
             # updates come.
-            held, changes = await _held_since(reader, held)
+            held, changes = await _held_since(reader, held, starts)
             checked = time.monotonic()
             pushes += [Push("held", _encode(change), str(cursor)) for change in changes]
         for sid, p, raw in page.found:
             cursor = cursor.moved(p, sid)
             try:
                 update = decode_record(raw)
+                if starts and not update.subject.startswith(starts):
+                    continue
             except ValueError as exc:  # InvalidUpdate; msgspec's DecodeError if not JSON
+                if starts:
+                    continue
                 # One bad entry must not stop every dashboard, at every reconnection.
                 position = str(Position(p, sid))
                 log.error("unreadable log entry", position=position, error=str(exc))
@@ -269,7 +302,7 @@ async def index_events(
                 continue
             raw_entry = page.entries.get(update.subject)
             entry = _entry.decode(raw_entry) if raw_entry else None
-            event = _update_event(update, None, entry)
+            event = lens.event(_update_event(update, None, entry))
             # Under the checkpoint but not in the read model: the projector parked it.
             event.parked = entry is None or entry.version < event.version
             pushes.append(Push("update", _encode(event), str(cursor)))
@@ -287,13 +320,16 @@ async def index_events(
 
 
 async def _held_since(
-    reader: Reader, before: dict[str, str]
+    reader: Reader, before: dict[str, str], starts: tuple[str, ...] = ()
 ) -> tuple[dict[str, str], list[HeldEvent]]:
-    """The parked stories now, and each story parked or released since `before`.
+    """The parked stories now (of those that start with `starts`, if any), and each
+    story parked or released since `before`.
 
     Polled, not paged: a release (a redrive) is no log entry, and the checkpoint may
     have passed what gets parked."""
     now = await reader.parked_lately(HELD_CHECK_S)
+    if starts:
+        now = {k: v for k, v in now.items() if k.startswith(starts)}
     changed = sorted(s for s in now.keys() | before.keys() if now.get(s) != before.get(s))
     if not changed:
         return now, []
@@ -304,8 +340,8 @@ async def _held_since(
     ]
 
 
-def _public(raw: bytes, parked: str | None) -> bytes:
-    return _encode(stored_view(raw, parked, datetime.now(UTC)))
+def _public(raw: bytes, parked: str | None, lens: Lens) -> bytes:
+    return _encode(lens.view(stored_view(raw, parked, datetime.now(UTC))))
 
 
 def _update_event(

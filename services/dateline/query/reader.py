@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -14,7 +15,8 @@ import redis.asyncio as aioredis
 from dateline.domain import project
 from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
-from dateline.domain.state import StoryState
+from dateline.domain.state import Hidden, StoryState
+from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store import scripts
@@ -184,22 +186,33 @@ class Reader:
         *,
         overdue_only: bool = False,
         now: datetime | None = None,
+        prefixes: Sequence[str] = (),
     ) -> tuple[list[ListedStory], dict[str, str]]:
         """The `limit` stories (of `status`; all if None; only those with an overdue item
-        if `overdue_only`) updated last, newest first, each with its `parked_at` and
-        whether an item of it is overdue at `now`; and every parked story, with the
-        update that parked it."""
+        if `overdue_only`; only those starting with one of `prefixes`, if any) updated
+        last, newest first, each with its `parked_at` and whether an item of it is
+        overdue at `now`; and every parked story (of those prefixes), with the update
+        that parked it."""
         now = now or datetime.now(UTC)
+        # A reader limited to prefixes reads the whole index and filters it: the by-time
+        # indexes hold every story, and their first `limit` may all be another desk's.
+        by_time = not overdue_only and not prefixes
         newest, parked, late = await asyncio.gather(
-            self._newest(limit, status) if not overdue_only else _none(),
+            self._newest(limit, status) if by_time else _none(),
             self.parked(),
             self.overdue(now),
         )
+        if prefixes:
+            starts = tuple(prefixes)
+            parked = {k: v for k, v in parked.items() if k.startswith(starts)}
+            late = {s for s in late if s.startswith(starts)}
         if newest is not None:  # the by-time indexes: only `limit` entries are read
             entries = [_listed(e) for e in newest]
         else:
             found = await self.entries(sorted(late)) if overdue_only else await self.index()
             entries = [_listed(e) for e in found if e is not None]
+            if prefixes:
+                entries = [e for e in entries if e.id.startswith(tuple(prefixes))]
             if status is not None:
                 entries = [e for e in entries if e.status == status]
             entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
@@ -344,14 +357,31 @@ class Reader:
         return await self.log.read_story_json(story, to_version=at_version, as_of=as_of)
 
     async def folded(
-        self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
+        self,
+        story: str,
+        *,
+        as_of: datetime | None = None,
+        at_version: int | None = None,
+        gone: dict[Ref, Hidden] | None = None,
     ) -> StoryState | None:
-        """What the desk knew then, folded from the story's history (not a read model)."""
+        """What the desk knew then, folded from the story's history (not a read model);
+        without the content of the updates in `gone` (`recalled`), if given."""
         records = await self.history(story, as_of=as_of, at_version=at_version)
         if not records:
             return None
         try:
-            return project(story, decode_records(records))
+            updates = decode_records(records)
+            return project_for_reader(story, updates, gone) if gone else project(story, updates)
+        except Exception as exc:
+            raise Unfoldable(story, exc) from exc
+
+    async def recalled(self, story: str) -> dict[Ref, Hidden]:
+        """The story's updates recalled as erroneous by now, whatever moment is asked for."""
+        records = await self.history(story)
+        if not any(b"canceled" in r for r in records):  # no retraction says so: no decoding
+            return {}
+        try:
+            return recalled(decode_records(records))
         except Exception as exc:
             raise Unfoldable(story, exc) from exc
 

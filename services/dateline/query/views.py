@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from dateline.domain.overdue import is_overdue
-from dateline.domain.state import Entry, Item, PublicState, StoryState
+from dateline.domain.state import Entry, Hidden, Item, PublicState, StoryState
 from dateline.store.readmodels import IndexEntry, ScheduleEntry, SpokenEntry
 
 __all__ = [
@@ -173,3 +173,29 @@ class UpdateEvent(msgspec.Struct, omit_defaults=True):
     """True when the projection has not applied this update: it failed and is parked,
     or waits behind a parked update of its story (index stream only; a story stream sends
     only what its read model holds). `dateline dlq redrive` applies it later."""
+    recalled: bool = False
+    """Recalled as erroneous since, shown without its content to a `reader` (story
+    streams, resumed from before the recall)."""
+
+
+_record = msgspec.json.Decoder(dict[str, Any])
+_encode = msgspec.json.Encoder().encode
+_OUT_OF_A_RECALL = ("data", "datacontenttype", "dataschema")
+
+
+def redact(records: list[bytes], gone: dict[tuple[str, str], Hidden]) -> list[bytes]:
+    """The stored records with those in `gone` as recalled: the envelope, `recalled:
+    true` and `recalledby` (the retraction's id), no content."""
+    if not gone:
+        return records
+    out = []
+    for raw in records:
+        record = _record.decode(raw)
+        hidden = gone.get((record.get("source", ""), record.get("id", "")))
+        if hidden is None:
+            out.append(raw)
+            continue
+        stub = {k: v for k, v in record.items() if k not in _OUT_OF_A_RECALL}
+        stub |= {"recalled": True, "recalledby": hidden.retraction}
+        out.append(_encode(stub))
+    return out

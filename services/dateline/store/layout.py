@@ -217,6 +217,26 @@ def feed_tokens_key(prefix: str) -> str:
     return f"{prefix}:feeds:tokens"
 
 
+def readers_key(prefix: str) -> str:
+    return f"{prefix}:readers"
+
+
+def reader_tokens_key(prefix: str) -> str:
+    return f"{prefix}:readers:tokens"
+
+
+def reader_sessions_key(prefix: str, reader: str) -> str:
+    return f"{prefix}:readers:sessions:{reader}"
+
+
+def session_key(prefix: str, hashed: str) -> str:
+    return f"{prefix}:session:{hashed}"
+
+
+def signin_key(prefix: str, hashed: str) -> str:
+    return f"{prefix}:signin:{hashed}"
+
+
 _INBOX = ":inbox:"
 
 

@@ -8,14 +8,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dateline.runtime.metrics import HTTP_SECONDS, METRICS_TYPE, latest
-from dateline.web.problems import problem_response
+from dateline.store.readers import Readers
+from dateline.web.problems import Refused, problem_response
 
 _READY = b'{"status":"ready"}'
 
@@ -23,8 +24,10 @@ _READY = b'{"status":"ready"}'
 def probe_routes(
     client: Callable[[], aioredis.Redis],
     before_scrape: Callable[[], Awaitable[None]] | None = None,
+    may_scrape: Callable[[Request[Any, Any, Any]], Awaitable[None]] | None = None,
 ) -> list[HTTPRouteHandler]:
-    """`client` gives the service's Redis client once its startup hook has made it."""
+    """`client` gives the service's Redis client once its startup hook has made it;
+    `may_scrape` refuses a request for `/metrics` that may not have them."""
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, str]:
@@ -41,13 +44,47 @@ def probe_routes(
         return Response(_READY, media_type="application/json")
 
     @get("/metrics", include_in_schema=False)
-    async def metrics() -> Response[bytes]:
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Prometheus metrics of this process."""
+        if may_scrape is not None:
+            await may_scrape(request)
         if before_scrape is not None:
             await before_scrape()
         return Response(latest(), media_type=METRICS_TYPE)
 
     return [healthz, readyz, metrics]
+
+
+def ops_bearer(
+    client: Callable[[], aioredis.Redis], prefix: str
+) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A `may_scrape` for a service without readers of its own (ingest): `/metrics` for
+    an `ops` reader's bearer token, as Prometheus sends it (`authorization` in its
+    scrape config), or a 401 / 403 problem."""
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        grant = None
+        if scheme.lower() == "bearer":
+            grant = await Readers(client(), prefix).authenticate(token.strip())
+        if grant is None:
+            raise Refused(
+                401,
+                "unauthorized",
+                "Not signed in",
+                "/metrics: send 'Authorization: Bearer <token>' of an ops reader "
+                "(dateline readers add NAME --role ops)",
+                {"WWW-Authenticate": 'Bearer realm="dateline"'},
+            )
+        if not grant.operates:
+            raise Refused(
+                403,
+                "forbidden",
+                "Operations only",
+                f"/metrics: reader {grant.name!r} has the role {grant.role!r}, not 'ops'",
+            )
+
+    return check
 
 
 def timed(service: str) -> Any:

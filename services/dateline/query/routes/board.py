@@ -11,7 +11,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
 from dateline.domain.overdue import is_overdue
-from dateline.query.routes.common import Reached, answer, documented, reader_of
+from dateline.query.access import grant_of
+from dateline.query.routes.common import SECURED, Reached, answer, documented, reader_of
 from dateline.query.views import BoardEntry, BoardPage, SpokenPage
 from dateline.store.readmodels import SpokenEntry
 from dateline.web import params
@@ -35,18 +36,24 @@ def _bound(value: str | None, name: str) -> float | None:
 
 
 def routes() -> list[HTTPRouteHandler]:
-    @get("/v1/speakers/{name:str}/statements", responses=documented(SpokenPage, 400, 409, 503))
+    @get(
+        "/v1/speakers/{name:str}/statements",
+        responses=documented(SpokenPage, 400, 409, 503),
+        security=SECURED,
+    )
     async def speaker(
         request: Request[Any, Any, Any], reached: Reached, name: FromPath[str]
     ) -> Response[bytes]:
         """What one person said, across stories, in time order (names match case-insensitively)."""
         reader = reader_of(request)
+        sees = grant_of(request).sees
         said = [_spoken.decode(s) for s in await reader.speaker(name)]
+        said = [s for s in said if sees(s.story)]
         said.sort(key=lambda s: (s.statement.time, s.story, s.statement.statement))
         models = await reader.models()
         return answer(request, _encode(SpokenPage(models.version, said)))
 
-    @get("/v1/schedule", responses=documented(BoardPage, 400, 409, 503))
+    @get("/v1/schedule", responses=documented(BoardPage, 400, 409, 503), security=SECURED)
     async def schedule(
         request: Request[Any, Any, Any],
         reached: Reached,
@@ -70,7 +77,9 @@ def routes() -> list[HTTPRouteHandler]:
         """The schedule board: items across stories by start; items with no known start last."""
         reader = reader_of(request)
         low, high = _bound(start, "from"), _bound(end, "to")
+        sees = grant_of(request).sees
         board = [_board.decode(b) for b in await reader.schedule(low, high)]
+        board = [entry for entry in board if sees(entry.story)]
         board.sort(key=_start_key)
         now = datetime.now(UTC)
         for entry in board:

@@ -10,7 +10,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
+from dateline.query.access import grant_of
 from dateline.query.reader import Reader
+from dateline.query.scope import Lens
 from dateline.web import params
 from dateline.web.problems import PROBLEM, Problem, Refused
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
@@ -46,6 +48,9 @@ AtVersion = Annotated[
 ]
 
 
+SECURED: list[dict[str, list[str]]] = [{"reader": []}]
+"""The OpenAPI `security` of every route that needs a reader (the scheme is the app's)."""
+
 Reached = NamedDependency[None]
 """A route that takes `reached` answers only once `min_position` is applied, or refuses."""
 
@@ -78,6 +83,9 @@ once `min_position` is applied, or refuses; its parameters are documented on eac
 _WHY = {
     304: "The client's copy (If-None-Match) is current.",
     400: "A parameter is malformed; the detail names it.",
+    401: "No reader's token (`Authorization: Bearer`), or session, or one that is unknown or"
+    " revoked.",
+    403: "The reader's role may not: `/v1/status` is for `ops`.",
     404: "No such story.",
     409: "The update at `min_position` is parked: the projector could not apply it, and the"
     " read models will not show it until ops redrive it (the detail says how).",
@@ -93,7 +101,7 @@ def documented(
         200: ResponseSpec(ok, media_type=media_type, generate_examples=False),
         304: ResponseSpec(None, description=_WHY[304]),
     }
-    for code in errors:
+    for code in (401, *errors):
         specs[code] = ResponseSpec(
             Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
         )
@@ -122,3 +130,16 @@ def story_id(value: str) -> str:
 
 def no_story(story: str, when: str = "has no updates") -> Refused:
     return Refused(404, "not-found", "No such story", f"story {story!r} {when}")
+
+
+def lens_of(request: Request[Any, Any, Any]) -> Lens:
+    return Lens(tuple(grant_of(request).story_prefixes))
+
+
+def seen_story(request: Request[Any, Any, Any], value: str) -> str:
+    """The story id, checked, if this request's reader may see it; else the answer of a
+    story that has no updates (one outside its prefixes is not said to exist)."""
+    story = story_id(value)
+    if not grant_of(request).sees(story):
+        raise no_story(story)
+    return story

@@ -11,15 +11,17 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from dateline.domain.positions import Cursor, Position
+from dateline.query.access import grant_of
 from dateline.query.live import (
     LiveStreams,
     Push,
     index_events,
+    quiet,
     story_events,
     through_outages,
     wire,
 )
-from dateline.query.routes.common import StoryPath, reader_of, story_id
+from dateline.query.routes.common import StoryPath, lens_of, reader_of, story_id
 from dateline.web import params
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -46,9 +48,13 @@ def routes() -> list[HTTPRouteHandler]:
         if raw:
             params.position(raw, "Last-Event-ID")  # a 400 now, not a broken stream
         sid = story_id(story)
+        grant, lens = grant_of(request), lens_of(request)
+        if not grant.sees(sid):  # as a story with no updates: keepalives, nothing else
+            return _sse(request, quiet())
 
         def start(last: str | None) -> AsyncIterator[list[Push]]:
-            return story_events(reader, sid, Position.parse(last) if last else None)
+            after = Position.parse(last) if last else None
+            return story_events(reader, sid, after, redacted=not grant.audits, lens=lens)
 
         return _sse(request, through_outages(start, raw, reader.reachable))
 
@@ -66,9 +72,11 @@ def routes() -> list[HTTPRouteHandler]:
         if raw:
             params.cursor(raw, "Last-Event-ID", partitions)  # a 400 now, not a broken stream
 
+        lens = lens_of(request)
+
         def start(last: str | None) -> AsyncIterator[list[Push]]:
             cursor = Cursor.parse(last, partitions) if last else None
-            return index_events(reader, cursor, limit)
+            return index_events(reader, cursor, limit, lens)
 
         return _sse(request, through_outages(start, raw, reader.reachable))
 

@@ -8,17 +8,20 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from dateline.query.access import need_ops
 from dateline.query.reader import Reader
-from dateline.query.routes.common import answer, documented, reader_of
+from dateline.query.routes.common import SECURED, answer, documented, reader_of
 from dateline.runtime import status
 
 _encode = msgspec.json.Encoder().encode
 
 
 def routes() -> list[HTTPRouteHandler]:
-    @get("/v1/status", responses=documented(status.Status))
+    @get("/v1/status", responses=documented(status.Status, 403), security=SECURED)
     async def status_route(request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Operations: per partition lag, pending and leases; parked updates; versions."""
+        """Operations: per partition lag, pending and leases; parked updates; versions.
+        For the `ops` role."""
+        need_ops(request)
         reader = reader_of(request)
         models = await reader.models()
         found = await status.report(reader.client, reader.keys, models)

@@ -11,20 +11,33 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
 from dateline.domain.state import Entry
+from dateline.query.access import grant_of
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.reader import Reader
 from dateline.query.routes.common import (
+    SECURED,
     AsOf,
     AtVersion,
     Reached,
     StoryPath,
     answer,
     documented,
+    lens_of,
     no_story,
     reader_of,
+    seen_story,
     story_id,
 )
-from dateline.query.views import StoryPage, StoryView, TimelinePage, stored_view, view_of
+from dateline.query.scope import Lens
+from dateline.query.views import (
+    StoryPage,
+    StoryView,
+    TimelinePage,
+    redact,
+    stored_view,
+    view_of,
+)
+from dateline.store.readers import Grant
 from dateline.web import params
 from dateline.web.problems import Refused
 
@@ -40,23 +53,28 @@ def then(as_of: str | None, at_version: int | None) -> datetime | None:
 
 
 async def state_of(
-    reader: Reader, story: str, as_of: str | None, at_version: int | None
+    reader: Reader, grant: Grant, story: str, as_of: str | None, at_version: int | None
 ) -> StoryView:
-    """The story now (its read model), or folded from its history as of then."""
+    """The story now (its read model), or folded from its history as of then; a story
+    the reader may not see answers as one with no updates."""
     when = then(as_of, at_version)
     if when is None and at_version is None:
-        _, raw, parked = await reader.story(story)
+        _, raw, parked = await reader.story(story) if grant.sees(story) else (None, None, None)
         if raw is None:
             raise no_story(story)
-        return stored_view(raw, parked, datetime.now(UTC))
-    state = await reader.folded(story, as_of=when, at_version=at_version)
+        return Lens(tuple(grant.story_prefixes)).view(stored_view(raw, parked, datetime.now(UTC)))
+    state = None
+    if grant.sees(story):
+        gone = None if grant.audits else await reader.recalled(story)
+        state = await reader.folded(story, as_of=when, at_version=at_version, gone=gone)
     if state is None:
         raise no_story(story, "had no updates by then")
-    return view_of(state, when or datetime.now(UTC))  # overdue by then, or by now
+    view = view_of(state, when or datetime.now(UTC))  # overdue by then, or by now
+    return Lens(tuple(grant.story_prefixes)).view(view)
 
 
 def routes() -> list[HTTPRouteHandler]:
-    @get("/v1/stories", responses=documented(StoryPage, 400, 409, 503))
+    @get("/v1/stories", responses=documented(StoryPage, 400, 409, 503), security=SECURED)
     async def stories(
         request: Request[Any, Any, Any],
         reached: Reached,
@@ -76,11 +94,18 @@ def routes() -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
         reader = reader_of(request)
-        entries, _ = await reader.listed(limit, status, overdue_only=overdue)
+        grant = grant_of(request)
+        entries, _ = await reader.listed(
+            limit, status, overdue_only=overdue, prefixes=grant.story_prefixes
+        )
         models = await reader.models()
         return answer(request, _encode(StoryPage(models.version, entries)))
 
-    @get("/v1/stories/{story:str}", responses=documented(StoryView, 400, 404, 409, 503))
+    @get(
+        "/v1/stories/{story:str}",
+        responses=documented(StoryView, 400, 404, 409, 503),
+        security=SECURED,
+    )
     async def story(
         request: Request[Any, Any, Any],
         reached: Reached,
@@ -90,12 +115,13 @@ def routes() -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         """One story's state: now, or as the desk knew it at a time or version."""
         reader = reader_of(request)
-        view = await state_of(reader, story_id(story), as_of, at_version)
+        view = await state_of(reader, grant_of(request), story_id(story), as_of, at_version)
         return answer(request, _encode(view))
 
     @get(
         "/v1/stories/{story:str}/timeline",
         responses=documented(TimelinePage, 400, 404, 409, 503),
+        security=SECURED,
     )
     async def timeline(
         request: Request[Any, Any, Any],
@@ -106,21 +132,25 @@ def routes() -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         """Every visible update of the story, in (time, precision, version) order."""
         reader = reader_of(request)
-        story_id(story)
+        story = seen_story(request, story)
         models = await reader.models()
         if as_of is None and at_version is None:
             entries = [_entry.decode(e) for e in await reader.timeline(story)]
         else:
             when = then(as_of, at_version)
-            state = await reader.folded(story, as_of=when, at_version=at_version)
+            grant = grant_of(request)
+            gone = None if grant.audits else await reader.recalled(story)
+            state = await reader.folded(story, as_of=when, at_version=at_version, gone=gone)
             entries = state.timeline if state else []
         if not entries and await reader.log.version(story) == 0:
             raise no_story(story)
+        entries = lens_of(request).entries(entries)
         return answer(request, _encode(TimelinePage(models.version, entries)))
 
     @get(
         "/v1/stories/{story:str}/history",
         responses=documented(list[dict[str, Any]], 400, 404),
+        security=SECURED,
     )
     async def history(
         request: Request[Any, Any, Any],
@@ -128,33 +158,46 @@ def routes() -> list[HTTPRouteHandler]:
         as_of: AsOf = None,
         at_version: AtVersion = None,
     ) -> Response[bytes]:
-        """The story's updates as the log holds them, version 1 first (the audit trail)."""
+        """The story's updates as the log holds them, version 1 first (the audit trail).
+
+        To a `reader` (not `editor` or `ops`) an update since recalled as erroneous (a
+        `canceled` retraction) shows as recalled: its envelope with `recalled: true` and
+        `recalledby` (the retraction's id), without its `data`."""
         reader = reader_of(request)
+        story = seen_story(request, story)
         when = params.instant(as_of, "as_of")
-        records = await reader.history(story_id(story), as_of=when, at_version=at_version)
+        records = await reader.history(story, as_of=when, at_version=at_version)
         if not records and await reader.log.version(story) == 0:
             raise no_story(story)
+        if not grant_of(request).audits:
+            records = redact(records, await reader.recalled(story))
+        records = lens_of(request).records(records)
         return answer(request, b"[" + b",".join(records) + b"]")
 
     @get(
         "/v1/stories/{story:str}/jsonld",
         responses=documented(dict[str, Any], 400, 404, media_type="application/ld+json"),
+        security=SECURED,
     )
     async def story_jsonld(request: Request[Any, Any, Any], story: StoryPath) -> Response[bytes]:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
         reader = reader_of(request)
-        view = await state_of(reader, story_id(story), None, None)
+        view = await state_of(reader, grant_of(request), story_id(story), None, None)
         base = str(request.base_url).rstrip("/")
         return answer(request, _encode(jsonld(view, base)), "application/ld+json")
 
-    @get("/v1/stories/{story:str}/timelinejs", responses=documented(dict[str, Any], 400, 404))
+    @get(
+        "/v1/stories/{story:str}/timelinejs",
+        responses=documented(dict[str, Any], 400, 404),
+        security=SECURED,
+    )
     async def story_timelinejs(
         request: Request[Any, Any, Any], story: StoryPath
     ) -> Response[bytes]:
         """The timeline as TimelineJS 3 JSON."""
         reader = reader_of(request)
-        view = await state_of(reader, story_id(story), None, None)
-        entries = [_entry.decode(e) for e in await reader.timeline(story)]
+        view = await state_of(reader, grant_of(request), story_id(story), None, None)
+        entries = lens_of(request).entries([_entry.decode(e) for e in await reader.timeline(story)])
         return answer(request, _encode(timelinejs(view, entries)))
 
     return [stories, story, timeline, history, story_jsonld, story_timelinejs]

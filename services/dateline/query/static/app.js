@@ -36,7 +36,12 @@ function connect(url, handlers) {
   liveBadge.textContent = "connecting";
   source = new EventSource(url);
   source.onopen = () => { liveBadge.dataset.state = "open"; liveBadge.textContent = "live"; };
-  source.onerror = () => { liveBadge.dataset.state = "error"; liveBadge.textContent = "reconnecting"; };
+  source.onerror = () => {
+    liveBadge.dataset.state = "error"; liveBadge.textContent = "reconnecting";
+    if (source && source.readyState === EventSource.CLOSED) {  // refused, not dropped
+      fetch("/v1/me").then((r) => { if (r.status === 401) location.replace("/signin.html?needed"); });
+    }
+  };
   for (const [name, fn] of Object.entries(handlers)) {
     source.addEventListener(name, (e) => fn(JSON.parse(e.data), e.lastEventId));
   }
@@ -320,5 +325,15 @@ function route() {
   else indexPage();
 }
 
-window.addEventListener("hashchange", route);
-route();
+// Signed in (a session cookie), or off to the sign-in page; the operations page for ops.
+async function start() {
+  const r = await fetch("/v1/me");
+  if (r.status === 401) { location.replace("/signin.html?needed"); return; }
+  const me = await r.json();
+  document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  if (me.role !== "ops") document.querySelector('a[href="#/ops"]').remove();
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();
