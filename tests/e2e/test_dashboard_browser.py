@@ -272,6 +272,23 @@ async def test_sign_in_watch_a_story_live_and_sign_out(
     await client.aclose()
 
 
+async def test_the_api_docs_render_under_the_policy_with_nothing_from_elsewhere(
+    system: tuple[str, str], browser_page: Page
+) -> None:
+    base, _ = system
+    page = browser_page
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda r: elsewhere.append(r.url) if not r.url.startswith(base) else None,
+    )
+    await page.goto(f"{base}/v1/docs")
+    await expect(page).to_have_url(f"{base}/docs.html")
+    await expect(page.locator(".swagger-ui .title")).to_contain_text("dateline query API")
+    await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert elsewhere == []
+
+
 def test_artifacts_dir_is_ignored_by_git() -> None:
     ignored = (Path(__file__).parents[2] / ".gitignore").read_text().split()
     assert "test-artifacts/" in ignored

@@ -10,16 +10,15 @@ from typing import Any
 
 import uvicorn
 
+from dateline.web.server import config
+
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config(app, lifespan="on", timeout_graceful_shutdown=1))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):

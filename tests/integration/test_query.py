@@ -230,6 +230,15 @@ async def test_exports_carry_the_story(log: Log, app: Projector, api: httpx.Asyn
     assert tl["title"]["text"]["headline"] == "Second US–North Korea summit"
 
 
+async def test_jsonld_ids_never_come_from_the_requests_host(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    doc = (await api.get(f"/v1/stories/{STORY}/jsonld", headers={"host": "evil.example"})).json()
+    assert "evil.example" not in str(doc)
+    assert doc["@id"] == f"/v1/stories/{STORY}"  # DATELINE_PUBLIC_URL unset: relative
+
+
 async def test_the_dashboard_and_the_document_are_served(api: httpx.AsyncClient) -> None:
     page = await api.get("/")
     assert page.status_code == 200

@@ -35,13 +35,12 @@ def ingest_command(host: str, port: int) -> None:
     import uvicorn  # noqa: PLC0415
 
     from dateline.ingest.app import create_app  # noqa: PLC0415
+    from dateline.web.server import config  # noqa: PLC0415
 
     cfg = settings()
     with server(cfg) as url:
         err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /v1/openapi.json)")
-        uvicorn.run(
-            create_app(cfg, url), host=host, port=port, log_level="warning", access_log=False
-        )
+        uvicorn.Server(config(create_app(cfg, url), host=host, port=port)).run()
 
 
 @click.command(name="validator")

@@ -21,16 +21,11 @@ def query_command(host: str, port: int) -> None:
     import uvicorn  # noqa: PLC0415 - the HTTP stack costs other commands a third of a second
 
     from dateline.query.app import create_app  # noqa: PLC0415
+    from dateline.web.server import config  # noqa: PLC0415
 
     cfg = settings()
     with server(cfg) as url:
         err(f"dashboard on http://{host}:{port}/ (API: /v1/stories, OpenAPI: /v1/openapi.json)")
-        uvicorn.run(
-            create_app(cfg, url),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            # Live streams never end by themselves: give them this long, then close them.
-            timeout_graceful_shutdown=2,
-        )
+        # Live streams never end by themselves: give them this long, then close them.
+        served = config(create_app(cfg, url), host=host, port=port, timeout_graceful_shutdown=2)
+        uvicorn.Server(served).run()

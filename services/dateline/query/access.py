@@ -38,8 +38,9 @@ PUBLIC = [
     "^/v1/session/end$",
     "^/v1/openapi.json$",
     "^/v1/docs",
+    "^/v1/schema",
     "^/$",
-    "^/(index.html|signin.html|app.js|signin.js|style.css|favicon.ico)$",
+    "^/(index.html|signin.html|docs.html|app.js|signin.js|docs.js|style.css|favicon.ico)$",
 ]
 """What answers without a reader: nothing in it says anything of a story."""
 _ROUTE = re.compile(r"#/[A-Za-z0-9/_.%-]{0,200}")

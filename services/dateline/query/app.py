@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import structlog
 from litestar import Litestar, Request, Response
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
@@ -32,12 +35,16 @@ from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.readers import Readers
+from dateline.web.headers import secure_headers
 from dateline.web.limits import bound_requests
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
 log = structlog.get_logger("dateline.query")
 STATIC = Path(__file__).parent / "static"
+SWAGGER_UI = Path(str(files("swagger_ui") / "static"))
+"""Swagger UI's scripts and styles, from the `swagger-ui-py` wheel: the API docs
+(`/v1/docs`) load nothing from a CDN."""
 
 
 def _parked(request: Request[Any, Any, Any], exc: Parked) -> Response[bytes]:
@@ -82,6 +89,7 @@ def create_app(
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(client, keys, bell)
         app.state.readers = Readers(client, settings.prefix)
+        app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
@@ -110,13 +118,17 @@ def create_app(
             *probe_routes(
                 lambda: reader().client, lambda: ops.scrape(reader()), may_scrape=_ops_only
             ),
+            create_static_files_router(
+                "/v1/docs/assets", [SWAGGER_UI], name="swagger-ui", include_in_schema=False
+            ),
             create_static_files_router("/", [STATIC], html_mode=True, name="dashboard"),
         ],
         dependencies=DEPENDENCIES,
         openapi_config=OpenAPIConfig(
             title="dateline query API",
             version="1",
-            path="/v1/docs",
+            path="/v1/schema",  # Litestar's own: its UIs load scripts from CDNs
+            render_plugins=[JsonRenderPlugin()],
             description="Read models of developing news stories, live pushes, exports. "
             "Every route but the probes and these documents needs a reader's token "
             "(`dateline readers add NAME`) as `Authorization: Bearer <token>`, or the "
@@ -130,6 +142,7 @@ def create_app(
                 }
             ),
         ),
+        before_send=[secure_headers],
         middleware=[
             refuse_control_characters,
             lambda app: bound_requests(app, settings.max_requests),
@@ -137,6 +150,16 @@ def create_app(
             timed("query"),
             reader_auth,
         ],
+        # Off unless origins are listed: a page elsewhere reads the API with a token it
+        # holds (never with the dashboard's cookie, which is SameSite=Strict).
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "Last-Event-ID", "If-None-Match"],
+            expose_headers=["ETag", "Retry-After"],
+        )
+        if settings.cors_origins
+        else None,
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from dateline.domain.state import Entry
@@ -21,7 +22,8 @@ _EVENT_STATUS = {
 
 def jsonld(story: StoryView, base_url: str) -> dict[str, Any]:
     """The story as a schema.org Event: items as sub-events, statements as Quotations,
-    correction notes as CorrectionComments."""
+    correction notes as CorrectionComments. `@id`s under `base_url` (the configured
+    public URL), or relative to the document when it is empty."""
     url = f"{base_url}/v1/stories/{story.id}"
     doc: dict[str, Any] = {
         "@context": "https://schema.org",
@@ -98,16 +100,22 @@ def _quotation(url: str, said: Any) -> dict[str, Any]:
 
 
 def timelinejs(story: StoryView, timeline: list[Entry]) -> dict[str, Any]:
-    """TimelineJS 3 JSON: a slide per timeline entry, dates as precise as the source was."""
+    """TimelineJS 3 JSON: a slide per timeline entry, dates as precise as the source was.
+
+    TimelineJS puts `headline`, `text` and `display_date` into the page as HTML: every
+    text a feed wrote is escaped, so a quote holding markup shows as the quote."""
     return {
         "title": {
-            "text": {"headline": story.title or story.id, "text": story.summary or ""},
+            "text": {
+                "headline": escape(story.title or story.id),
+                "text": escape(story.summary or ""),
+            },
         },
         "events": [
             {
                 "unique_id": f"v{e.version}",
                 "start_date": _tl_date(e.time, e.precision),
-                "text": {"headline": e.summary, "text": f"{e.type} · {e.source}"},
+                "text": {"headline": escape(e.summary), "text": escape(f"{e.type} · {e.source}")},
                 "group": e.type.removeprefix("dateline.").split(".")[0],
             }
             for e in timeline
@@ -122,5 +130,5 @@ def _tl_date(text: str, precision: str) -> dict[str, str]:
         return date
     date["day"] = str(at.day)
     if precision in ("exact", "approximate") and len(text) > 10:
-        date |= {"hour": str(at.hour), "minute": str(at.minute), "display_date": text}
+        date |= {"hour": str(at.hour), "minute": str(at.minute), "display_date": escape(text)}
     return date

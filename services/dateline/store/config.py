@@ -11,6 +11,8 @@ from typing import Literal
 
 Fsync = Literal["always", "everysec", "no"]
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+_ORIGIN_PATH = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
 
 class SettingsError(ValueError):
@@ -36,6 +38,13 @@ class Settings:
     refuses writes, feeds get a 503, nothing is evicted). 0: half of this machine's RAM."""
     max_live_streams: int = 1000
     """DATELINE_MAX_LIVE_STREAMS: open live streams a query process serves; then 503."""
+    public_url: str = ""
+    """DATELINE_PUBLIC_URL: where readers reach the query service (https://news.example/
+    dateline), for the `@id`s of JSON-LD exports; unset, they are relative. Never the
+    request's `Host`, which a client chooses."""
+    cors_origins: tuple[str, ...] = ()
+    """DATELINE_CORS_ORIGINS: web origins (comma-separated) whose pages may read the
+    query API with a token; none, no cross-origin reads at all."""
     max_requests: int = 64
     """DATELINE_MAX_REQUESTS: requests a query process works on at once (live streams and
     probes apart); the next wait their turn, 10 s at most, then 503. Bounds its memory."""
@@ -75,6 +84,20 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_MAX_REQUESTS: expected 1 to 100000, got {raw_requests!r}"
             )
+        public = (environ.get("DATELINE_PUBLIC_URL") or "").rstrip("/")
+        if public and not _ORIGIN_PATH.fullmatch(public):
+            raise SettingsError(
+                f"DATELINE_PUBLIC_URL: expected http(s)://host[:port][/path], got {public!r}"
+            )
+        origins = tuple(
+            o.strip() for o in (environ.get("DATELINE_CORS_ORIGINS") or "").split(",") if o.strip()
+        )
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"DATELINE_CORS_ORIGINS: expected origins like https://desk.example "
+                    f"(scheme, host, port; no path), got {origin!r}"
+                )
         return cls(
             url,
             data_dir,
@@ -84,5 +107,7 @@ class Settings:
             int(raw_ttl),
             int(raw_mem),
             int(raw_live),
+            public,
+            origins,
             int(raw_requests),
         )

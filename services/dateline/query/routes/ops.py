@@ -34,7 +34,12 @@ def routes() -> list[HTTPRouteHandler]:
             _encode(request.app.openapi_schema.to_schema()), media_type="application/json"
         )
 
-    return [status_route, openapi]
+    @get("/v1/docs", include_in_schema=False, status_code=303)
+    async def docs() -> Response[None]:
+        """The API's document in Swagger UI (served by this service, scripts and all)."""
+        return Response(None, status_code=303, headers={"Location": "/docs.html"})
+
+    return [status_route, openapi, docs]
 
 
 async def scrape(reader: Reader) -> None:

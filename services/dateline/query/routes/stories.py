@@ -183,7 +183,7 @@ def routes() -> list[HTTPRouteHandler]:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
         reader = reader_of(request)
         view = await state_of(reader, grant_of(request), story_id(story), None, None)
-        base = str(request.base_url).rstrip("/")
+        base = request.app.state.get("public_url", "")  # never the request's Host
         return answer(request, _encode(jsonld(view, base)), "application/ld+json")
 
     @get(

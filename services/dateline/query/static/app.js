@@ -308,7 +308,7 @@ function opsPage() {
         <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
       <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
-        <div class="bar"><span style="width:${pct.toFixed(1)}%"></span></div></div>` : ""}`, seen);
+        <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
   };
   load();
   timer = setInterval(load, 2000);

@@ -1,0 +1,114 @@
+"""uvicorn as the HTTP services run it: limits on a request's head before any app code.
+
+uvicorn's httptools protocol keeps every header a client sends: one request with a
+million headers took a process from 127 MB to 1 GB, before authentication or any
+route ran. Here a request's head is bounded in count (`MAX_HEADERS`) and bytes
+(`MAX_HEAD_BYTES`), answered `431` past them, and must arrive within
+`HEAD_TIMEOUT_S` of the connection opening or of the request starting (a client
+trickling its headers in holds a connection, never for long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = structlog.get_logger("dateline.web.server")
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 32 * 1024
+HEAD_TIMEOUT_S = 10.0
+LINGER_S = 2.0
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/problem+json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+)
+_BODY = (
+    b'{"type":"urn:dateline:problem:head-too-large","title":"Request head too large",'
+    b'"status":431,"detail":"at most %d headers and %d bytes of them"}'
+)
+
+
+class _Refused(Exception):
+    pass
+
+
+class LimitedHttpTools(HttpToolsProtocol):
+    """httptools, with a bounded request head and a deadline to send it."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._count = self._bytes = 0
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._count = self._bytes = 0
+        self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count += 1
+        self._bytes += len(name) + len(value)
+        if self._count > MAX_HEADERS or self._bytes > MAX_HEAD_BYTES:
+            self._refuse()
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(HEAD_TIMEOUT_S, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        log.warning("request head not sent in time; connection closed", client=_peer(self))
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # after a refusal, what the client still sends is drained
+            super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # the parser stopped on our refusal: the 431 is out already
+            super().send_400_response(msg)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        body = _BODY % (MAX_HEADERS, MAX_HEAD_BYTES)
+        self.transport.write(_TOO_LARGE % len(body) + body)
+        # Closed at once with the client's headers unread, the socket would reset and the
+        # client lose the 431: half-close, drain a while, then close.
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+        log.warning(
+            "request head too large; refused",
+            client=_peer(self),
+            headers=self._count,
+            bytes=self._bytes,
+        )
+        raise _Refused  # stops the parser: nothing of this request goes further
+
+
+def _peer(protocol: HttpToolsProtocol) -> str | None:
+    client = protocol.client
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+def config(app: Any, **kw: Any) -> uvicorn.Config:
+    """The uvicorn configuration of every HTTP service (and of the tests that serve one)."""
+    return uvicorn.Config(app, http=LimitedHttpTools, log_level="warning", access_log=False, **kw)

@@ -1,0 +1,127 @@
+"""The security probe's findings on the HTTP surface (issue 19, item 6), each a
+regression test: headers a browser obeys, the API docs served from here, CORS off
+unless listed, the JSON-LD base, and a request's head bounded before any app code."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+
+import httpx
+import pytest
+
+from dateline.query.app import create_app
+from dateline.store.log import Log
+from dateline.web import server
+from tests.integration.serving import serve
+from tests.integration.test_projector import settings
+from tests.readers import bearer
+
+
+async def test_every_answer_carries_the_headers_a_browser_obeys(log: Log, redis_url: str) -> None:
+    async with serve(create_app(settings(log), redis_url)) as base, httpx.AsyncClient() as http:
+        for path in ("/", "/signin.html", "/docs.html", "/v1/stories", "/healthz"):
+            r = await http.get(base + path)
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self';" in csp and "unsafe-inline" not in csp, path
+            assert "frame-ancestors 'none'" in csp
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["referrer-policy"] == "no-referrer"
+        for page in ("/", "/signin.html", "/docs.html"):
+            html = (await http.get(base + page)).text
+            assert "<script>" not in html and "onload=" not in html  # no inline script
+            assert not re.search(r"(src|href)=\"https?://", html), page  # nothing from a CDN
+
+
+async def test_the_api_docs_are_served_from_here(log: Log, redis_url: str) -> None:
+    async with serve(create_app(settings(log), redis_url)) as base, httpx.AsyncClient() as http:
+        docs = await http.get(f"{base}/v1/docs")
+        assert (docs.status_code, docs.headers["location"]) == (303, "/docs.html")
+        script = await http.get(f"{base}/v1/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200
+        assert "SwaggerUIBundle" in script.text
+        assert (await http.get(f"{base}/v1/docs/assets/swagger-ui.css")).status_code == 200
+
+
+async def test_cors_is_off_unless_origins_are_listed(log: Log, redis_url: str) -> None:
+    preflight = {
+        "origin": "https://desk.example",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization",
+    }
+    auth = await bearer(redis_url, log.keys.prefix)
+    async with serve(create_app(settings(log), redis_url)) as base, httpx.AsyncClient() as http:
+        r = await http.options(f"{base}/v1/stories", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+        r = await http.get(f"{base}/v1/stories", headers={**auth, "origin": "https://desk.example"})
+        assert "access-control-allow-origin" not in r.headers
+    listed = dataclasses.replace(settings(log), cors_origins=("https://desk.example",))
+    async with serve(create_app(listed, redis_url)) as base, httpx.AsyncClient() as http:
+        r = await http.options(f"{base}/v1/stories", headers=preflight)
+        assert r.headers["access-control-allow-origin"] == "https://desk.example"
+        other = await http.options(
+            f"{base}/v1/stories", headers={**preflight, "origin": "https://evil.example"}
+        )
+        assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+async def _raw(base: str, head: bytes, read_for: float = 5.0) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        await writer.drain()
+        got = b""
+        deadline = time.monotonic() + read_for
+        while time.monotonic() < deadline:
+            chunk = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
+            if not chunk:
+                return got  # closed by the server
+            got += chunk
+        raise AssertionError(f"the server kept the connection open: {got[:200]!r}")
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ([f"x-h{n}: v" for n in range(20_000)], "too many"),
+        ([f"x-big: {'v' * 40_000}"], "too big"),
+    ],
+)
+async def test_a_request_head_past_the_limits_gets_a_431_before_any_app_code(
+    log: Log, redis_url: str, headers: list[str], why: str
+) -> None:
+    async with serve(create_app(settings(log), redis_url)) as base:
+        head = "GET /v1/stories HTTP/1.1\r\nhost: x\r\n" + "".join(f"{h}\r\n" for h in headers)
+        got = await _raw(base, head.encode() + b"\r\n")
+        assert got.startswith(b"HTTP/1.1 431 "), (why, got[:200])
+        assert b'"status":431' in got
+        # The process serves on.
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{base}/healthz")).status_code == 200
+
+
+async def test_a_head_sent_too_slowly_loses_its_connection(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HEAD_TIMEOUT_S", 0.5)
+    async with serve(create_app(settings(log), redis_url)) as base:
+        started = time.monotonic()
+        got = await _raw(base, b"GET /v1/stories HTTP/1.1\r\nhost: x\r\nx-slow: ", read_for=5.0)
+        assert got == b""
+        assert time.monotonic() - started < 3.0
+        # Nothing sent at all after connecting: the same.
+        assert await _raw(base, b"", read_for=5.0) == b""
+
+
+async def test_a_path_with_a_nul_is_a_400_not_a_500(log: Log, redis_url: str) -> None:
+    async with serve(create_app(settings(log), redis_url)) as base, httpx.AsyncClient() as http:
+        for path in ("/%00", "/v1/stories/%00x", "/app.js%00"):
+            r = await http.get(base + path)
+            assert r.status_code == 400, path
+            assert r.json()["type"] == "urn:dateline:problem:bad-path"
