@@ -387,7 +387,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
         # The server's latency monitor logs each fsync over 5 ms: the disk's share of a p99.
         EmbeddedRedis(Path(tmp), fsync="always", extra=("latency-monitor-threshold 5",)) as srv,
     ):
+        # No rate limit: eight connections read as fast as they can, which is measured.
         env = {**os.environ, "REDIS_URL": srv.url, "DATELINE_PREFIX": PREFIX}
+        env["DATELINE_RATE_LIMIT"] = "0"
         # The services' client, for setup, the server's stats and the raw reads; the
         # timed appends and commits go over `bench/resp.py`.
         client = connect(srv.url)

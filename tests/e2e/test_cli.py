@@ -94,7 +94,8 @@ def test_redis_command_serves_others_and_stops_cleanly(env: dict[str, str]) -> N
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
-        assert url.startswith("redis://127.0.0.1:")
+        secret = (Path(env["DATELINE_DATA_DIR"]) / "redis.password").read_text().strip()
+        assert url.startswith(f"redis://:{secret}@127.0.0.1:")  # it requires a password
         published = run({**env, "REDIS_URL": url}, "publish", str(HANOI))
         assert published.returncode == 0
         shared = run(env, "log", "cohen-hearing-2019", "--json")  # finds the running server

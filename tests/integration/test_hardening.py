@@ -125,3 +125,22 @@ async def test_a_path_with_a_nul_is_a_400_not_a_500(log: Log, redis_url: str) ->
             r = await http.get(base + path)
             assert r.status_code == 400, path
             assert r.json()["type"] == "urn:dateline:problem:bad-path"
+
+
+async def test_past_the_rate_ingest_and_query_answer_429_with_retry_after(
+    log: Log, redis_url: str
+) -> None:
+    from dateline.ingest.app import create_app as ingest_app  # noqa: PLC0415
+
+    slow = dataclasses.replace(settings(log), rate_limit=2.0)  # bursts of 4
+    auth = await bearer(redis_url, log.keys.prefix)
+    for app in (ingest_app(slow, redis_url), create_app(slow, redis_url)):
+        async with serve(app) as base, httpx.AsyncClient(headers=auth) as http:
+            answers = [await http.get(f"{base}/v1/openapi.json") for _ in range(5)]
+            assert [r.status_code for r in answers] == [200] * 4 + [429]
+            refused = answers[-1]
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["type"] == "urn:dateline:problem:rate-limited"
+            assert (await http.get(f"{base}/readyz")).status_code == 200  # probes: never
+            await asyncio.sleep(1.0)
+            assert (await http.get(f"{base}/v1/openapi.json")).status_code == 200

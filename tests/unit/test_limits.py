@@ -1,4 +1,5 @@
-"""`bound_requests`: at most `limit` requests in progress, the rest in line, then a 503."""
+"""`bound_requests`: at most `limit` requests in progress, the rest in line, then a 503;
+`rate_limited`: token buckets per token and per address, then a 429."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 
-from dateline.web.limits import bound_requests
+from dateline.web.limits import Buckets, bound_requests, rate_limited
 
 
 class Slow:
@@ -88,3 +90,38 @@ async def test_a_client_that_does_not_take_its_answer_gives_its_place_up() -> No
 
     await app({"type": "http", "path": "/v1/stories/x"}, receive, never)
     assert (await call(app))[0]["status"] == 200
+
+
+def test_a_bucket_lets_a_burst_through_then_the_rate() -> None:
+    buckets = Buckets(rate=10, burst=20)
+    assert [buckets.take("a", 0.0) for _ in range(20)] == [0.0] * 20
+    assert buckets.take("a", 0.0) == pytest.approx(0.1)  # one token comes in 0.1 s
+    assert buckets.take("b", 0.0) == 0.0  # another key has its own
+    assert buckets.take("a", 0.1) == 0.0
+    assert buckets.take("a", 0.1) > 0
+
+
+async def limited_call(app: Any, client: str, token: str | None) -> dict[str, Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    scope = {"type": "http", "path": "/v1/updates", "client": (client, 1), "headers": headers}
+    await app(scope, receive, send)
+    return sent[0]
+
+
+async def test_past_the_rate_a_token_or_an_address_gets_a_429_with_retry_after() -> None:
+    app = rate_limited(Slow(0.0), rate=5, service="ingest")  # bursts of 10
+    by_one_token = [await limited_call(app, f"10.0.0.{n}", "t1") for n in range(11)]
+    assert [m["status"] for m in by_one_token] == [200] * 10 + [429]
+    assert dict(by_one_token[-1]["headers"])[b"retry-after"] == b"1"
+    from_one_address = [await limited_call(app, "10.9.9.9", f"t{n + 2}") for n in range(11)]
+    assert [m["status"] for m in from_one_address] == [200] * 10 + [429]
+    assert (await limited_call(app, "10.8.8.8", "t99"))["status"] == 200  # others go on
+    assert rate_limited(inner := Slow(0.0), rate=0, service="ingest") is inner  # 0: off

@@ -91,7 +91,8 @@ def _run(
             Child("deliver", service("deliver"), logs / "deliver.log"),
         ]
         supervisor = Supervisor(children, env, err, embedded)
-        err(f"Redis: {url}  data: {cfg.data_dir}  service logs: {logs}/")
+        shown = url if embedded is None else url.replace(f":{embedded.password}@", ":****@")
+        err(f"Redis: {shown}  data: {cfg.data_dir}  service logs: {logs}/")
         supervisor.start()
         try:
             asyncio.run(_main(cfg, url, supervisor, port, ingest_port, updates, pace))

@@ -12,7 +12,8 @@ from dateline.cli.common import server, settings
 
 @click.command(name="redis")
 def redis_command() -> None:
-    """Run the embedded Redis (Valkey) on 127.0.0.1 and print its URL.
+    """Run the embedded Redis (Valkey) on 127.0.0.1 and print its URL (with the password
+    it requires, kept in DATELINE_DATA_DIR/redis.password).
 
     Data and the append-only file live in DATELINE_DATA_DIR (default .dateline/).
     Other dateline commands started with the same data directory use this server.

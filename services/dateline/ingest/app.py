@@ -41,6 +41,7 @@ from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.web.headers import secure_headers
+from dateline.web.limits import rate_limited
 from dateline.web.probes import ops_bearer, probe_routes, timed
 from dateline.web.problems import Refused, handlers, refuse_control_characters, respond
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
@@ -222,7 +223,11 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
             ),
         ],
         before_send=[secure_headers],
-        middleware=[refuse_control_characters, timed("ingest")],
+        middleware=[
+            refuse_control_characters,
+            lambda app: rate_limited(app, settings.rate_limit, "ingest"),
+            timed("ingest"),
+        ],
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
         on_startup=[startup],
         on_shutdown=[shutdown],

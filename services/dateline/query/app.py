@@ -36,7 +36,7 @@ from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.readers import Readers
 from dateline.web.headers import secure_headers
-from dateline.web.limits import bound_requests
+from dateline.web.limits import bound_requests, rate_limited
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
@@ -145,6 +145,7 @@ def create_app(
         before_send=[secure_headers],
         middleware=[
             refuse_control_characters,
+            lambda app: rate_limited(app, settings.rate_limit, "query"),
             lambda app: bound_requests(app, settings.max_requests),
             lambda app: drop_slow_readers(app, slow_reader_s),
             timed("query"),

@@ -45,6 +45,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """DATELINE_CORS_ORIGINS: web origins (comma-separated) whose pages may read the
     query API with a token; none, no cross-origin reads at all."""
+    rate_limit: float = 200.0
+    """DATELINE_RATE_LIMIT: requests a second per token and per client address, to
+    each ingest and query process (bursts of two seconds' worth); past it, 429. 0: off."""
     max_requests: int = 64
     """DATELINE_MAX_REQUESTS: requests a query process works on at once (live streams and
     probes apart); the next wait their turn, 10 s at most, then 503. Bounds its memory."""
@@ -98,6 +101,15 @@ class Settings:
                     f"DATELINE_CORS_ORIGINS: expected origins like https://desk.example "
                     f"(scheme, host, port; no path), got {origin!r}"
                 )
+        raw_rate = environ.get("DATELINE_RATE_LIMIT") or "200"
+        try:
+            rate = float(raw_rate)
+        except ValueError:
+            rate = -1.0
+        if not 0 <= rate <= 1_000_000:
+            raise SettingsError(
+                f"DATELINE_RATE_LIMIT: expected requests a second (0: off), got {raw_rate!r}"
+            )
         return cls(
             url,
             data_dir,
@@ -109,5 +121,6 @@ class Settings:
             int(raw_live),
             public,
             origins,
+            rate,
             int(raw_requests),
         )

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -72,10 +73,13 @@ class EmbeddedRedis:
     """User and password to check the server with, when its default user is off."""
     maxmemory_mb: int = 0
     """0: half of this machine's RAM."""
+    password: str | None = None
+    """The default user's (`requirepass`), in the URL; `served` makes one a data dir."""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def logfile(self) -> Path:
@@ -103,6 +107,7 @@ class EmbeddedRedis:
                 # An update is at most 64 KiB and a batch 4 MiB: a 100 MB entry in a
                 # feed's inbox is refused by the server before it costs anyone memory.
                 "proto-max-bulk-len 8mb",
+                *([f"requirepass {self.password}"] if self.password else []),
                 *self.extra,
             ]
         )
@@ -214,14 +219,36 @@ def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
                         f"another process holds {data_dir / 'redis.lock'} but no server answers"
                     ) from None
                 time.sleep(0.1)
-        server = EmbeddedRedis(data_dir, fsync=settings.fsync, maxmemory_mb=settings.maxmemory_mb)
+        server = EmbeddedRedis(
+            data_dir,
+            fsync=settings.fsync,
+            maxmemory_mb=settings.maxmemory_mb,
+            password=password_of(data_dir),
+        )
         server.start()
         try:
-            url_file.write_text(server.url + "\n")
+            _private(url_file).write_text(server.url + "\n")  # it holds the password
             yield server.url, server
         finally:
             url_file.unlink(missing_ok=True)
             server.stop()
+
+
+def password_of(data_dir: Path) -> str:
+    """The embedded server's password: made once into `redis.password` (0600), read by
+    every dateline command on the same data dir. Loopback alone is no boundary: any
+    local user or a browser's DNS-rebound page can reach 127.0.0.1."""
+    path = data_dir / "redis.password"
+    if not path.exists():
+        _private(path).write_text(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def _private(path: Path) -> Path:
+    """`path`, existing and readable by its owner alone, before anything is written."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    return path
 
 
 def _live_url(url_file: Path) -> str | None:

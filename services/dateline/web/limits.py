@@ -1,4 +1,5 @@
-"""How many requests a process works on at once: its memory is bounded by it.
+"""How many requests a process works on at once (its memory is bounded by it), and how
+fast one client may send them.
 
 A read holds its answer until the client has taken it: 1,000 concurrent reads of a
 story of 6,000 statements (about a megabyte each) took a query process from 91 to 536
@@ -10,7 +11,11 @@ own (`DATELINE_MAX_LIVE_STREAMS`), and probes never queue behind reads.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import structlog
 from litestar.enums import ScopeType
@@ -80,3 +85,65 @@ def bound_requests(
             places.release()
 
     return bounded
+
+
+@dataclass
+class Buckets:
+    """Token buckets by key: `rate` a second, `burst` at once; idle ones forgotten."""
+
+    rate: float
+    burst: float
+    levels: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """key -> (tokens, when last counted)"""
+    _swept: float = 0.0
+
+    def take(self, key: str, now: float) -> float:
+        """0 if `key` may go now (one token taken), else the seconds until it may."""
+        tokens, then = self.levels.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        if tokens < 1:
+            self.levels[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self.levels[key] = (tokens - 1, now)
+        if now - self._swept > IDLE_S:  # full again long since: as good as new
+            self.levels = {k: v for k, v in self.levels.items() if now - v[1] < IDLE_S}
+            self._swept = now
+        return 0.0
+
+
+IDLE_S = 60.0
+
+
+def rate_limited(
+    app: ASGIApp, rate: float, service: str, exempt: Callable[[str], bool] = unqueued
+) -> ASGIApp:
+    """ASGI middleware: at most `rate` requests a second (bursts of two seconds' worth) per
+    bearer token and per client address, before the token is even checked; past it a
+    429 with `Retry-After`. 0: off. Per process: N processes allow N times as many."""
+    if rate <= 0:
+        return app
+    by_token, by_address = Buckets(rate, 2 * rate), Buckets(rate, 2 * rate)
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
+        if not path or path in UNQUEUED:
+            await app(scope, receive, send)
+            return
+        now = time.monotonic()
+        client = scope.get("client")
+        wait = by_address.take(client[0] if client else "?", now)
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if auth is not None and not wait:
+            wait = by_token.take(hashlib.blake2b(auth, digest_size=16).hexdigest(), now)
+        if not wait:
+            await app(scope, receive, send)
+            return
+        log.warning("rate limited", path=path, client=client[0] if client else None)
+        detail = (
+            f"more than {rate:g} requests a second from this client or token to this "
+            f"{service} process; retry after {math.ceil(wait)} s"
+        )
+        problem = Problem(urn("rate-limited"), "Too many requests", 429, detail)
+        await send_problem(send, problem, {"Retry-After": str(math.ceil(wait))})
+
+    return limited
