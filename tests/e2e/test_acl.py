@@ -195,6 +195,9 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             "NOPERM",
         ),
         ("ingest", ["DEL", "dateline:{p0}:log"], "NOPERM"),
+        # Feeds' credentials are read, never written, by the services that check them.
+        ("ingest", ["HSET", "dateline:feeds:tokens", "forged", "wire-a"], "NOPERM"),
+        ("validator", ["HSET", "dateline:feeds", "wire-z", "{}"], "NOPERM"),
         ("projector", ["HGETALL", "dateline:feeds:tokens"], "NOPERM"),
         ("validator", ["SET", "dateline:rm:active", "v9"], "NOPERM"),
         ("admin", ["FLUSHALL"], "NOPERM"),

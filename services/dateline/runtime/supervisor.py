@@ -4,7 +4,8 @@ Each service is a child process in its own session (so Ctrl-C reaches only the
 supervisor, which stops them in order), told by the kernel to exit if the supervisor
 dies. A child that exits on its own is logged and restarted, with a backoff that
 grows while it keeps dying young. Children write to their own log files, never to a
-pipe nobody reads.
+pipe nobody reads; those files (and the embedded server's) rotate at `LOG_MAX_BYTES`,
+`LOG_KEPT` old ones kept.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, die_with_
 
 YOUNG_S = 10.0  # a child that dies sooner than this after starting backs off longer
 MAX_BACKOFF_S = 30.0
+LOG_MAX_BYTES = 10 * 2**20
+LOG_KEPT = 3
 
 
 @dataclass
@@ -77,8 +81,13 @@ class Supervisor:
         child.started, child.restart_at = time.monotonic(), None
 
     def check(self) -> None:
-        """Restart the server and children that exited; call it every half second or so."""
+        """Restart the server and children that exited, rotate the logs that grew too
+        big; call it every half second or so."""
         self._check_server()
+        for path in [c.log_path for c in self.children] + (
+            [self.server.logfile] if self.server is not None else []
+        ):
+            rotate(path)
         now = time.monotonic()
         for child in self.children:
             if child.proc is not None and (code := child.proc.poll()) is not None:
@@ -140,6 +149,25 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def rotate(path: Path, max_bytes: int = LOG_MAX_BYTES, kept: int = LOG_KEPT) -> bool:
+    """Past `max_bytes`, `path` goes to `path.1` (`.1` to `.2`, and so on, `kept` in all)
+    and starts empty again. Copied, then truncated: the writer keeps its descriptor
+    (opened to append, it writes at the new end), as logrotate's copytruncate does; a
+    line written between the copy and the truncation is lost with the old file."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for n in range(kept - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    os.truncate(path, 0)
+    return True
 
 
 def _status(code: int) -> str:
