@@ -206,6 +206,14 @@ async def test_live_streams_keep_to_the_scope(world: dict[str, Any]) -> None:
     start = "0-0," * 3 + "0-0"
     scoped = await first_events(f"/v1/live?last_event_id={start}", "scoped", 5)
     assert all(HANOI_ID in e and COHEN not in e for e in scoped)
+    # Resumed from the start by a reader: the recalled quote's summary is not in it.
+    replayed = await first_events(f"/v1/live?last_event_id={start}", "reader", 30)
+    updates = [msgspec.json.decode(e[5:]) for e in replayed]
+    [recalled] = [u for u in updates if u["id"] == "wire-a-0010"]
+    assert (recalled["summary"], recalled["recalled"]) == ("recalled", True)
+    assert all(RECALLED_TEXT not in e for e in replayed)
+    audited = await first_events(f"/v1/live?last_event_id={start}", "editor", 30)
+    assert any(RECALLED_TEXT in e for e in audited)
     index = await first_events("/v1/live", "scoped", 1)
     assert HANOI_ID in index[0] and COHEN not in index[0]
     everyone = await first_events("/v1/live", "ops", 1)

@@ -20,9 +20,10 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dateline.domain.positions import Cursor, Position
-from dateline.domain.story import recalled
+from dateline.domain.state import Hidden
+from dateline.domain.story import Ref, recalled
 from dateline.domain.summary import summarize
-from dateline.query.reader import ONE_TRIP, Reader
+from dateline.query.reader import ONE_TRIP, Applied, Reader
 from dateline.query.scope import Lens
 from dateline.query.views import (
     HeldEvent,
@@ -248,25 +249,27 @@ async def index_events(
     last_event_id: Cursor | None,
     limit: int | None = None,
     lens: Lens = WHOLE,
+    *,
+    redacted: bool = False,
 ) -> AsyncIterator[list[Push]]:
     """`index` first on a new connection (every story, or the `limit` updated last),
     then `update` per update the projector has handled: applied, or `parked`; a page at
     a time. `held` when a story is parked or released, checked every `HELD_CHECK_S`
-    (on a resumed stream, first for every story parked then). With `prefixes`, only the
-    stories that start with one of them, and no `unreadable` entries (whose story
-    cannot be told).
+    (on a resumed stream, first for every story parked then). Through `lens`, only the
+    stories a reader may see, and no `unreadable` entries (whose story cannot be told)
+    unless it sees them all; `redacted`, see `Recalls`.
 
     Ids are cursors (a stream id per partition): positions of different partitions
     do not compare, so one position could not say where a reader of all of them was.
     """
+    recalls = Recalls(reader, resumed=last_event_id is not None) if redacted else None
     partitions = reader.keys.partitions
-    starts = lens.starts
     cursor = last_event_id
     behind = cursor is not None  # a resumed stream has missed updates to catch up with
     if cursor is None:
         points = await reader.checkpoints()
         cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(partitions)))
-        entries, held = await reader.listed(limit, prefixes=starts)
+        entries, held = await reader.listed(limit, prefixes=lens.starts)
         checked = time.monotonic()
         yield [Push("index", _encode(entries), str(cursor))]
     else:
@@ -282,30 +285,10 @@ async def index_events(
         if time.monotonic() - checked >= HELD_CHECK_S:
             # Before the page's updates, so a client knows a story is parked as its
             # updates come.
-            held, changes = await _held_since(reader, held, starts)
+            held, changes = await _held_since(reader, held, lens.starts)
             checked = time.monotonic()
             pushes += [Push("held", _encode(change), str(cursor)) for change in changes]
-        for sid, p, raw in page.found:
-            cursor = cursor.moved(p, sid)
-            try:
-                update = decode_record(raw)
-                if starts and not update.subject.startswith(starts):
-                    continue
-            except ValueError as exc:  # InvalidUpdate; msgspec's DecodeError if not JSON
-                if starts:
-                    continue
-                # One bad entry must not stop every dashboard, at every reconnection.
-                position = str(Position(p, sid))
-                log.error("unreadable log entry", position=position, error=str(exc))
-                unreadable = UnreadableEvent(position, str(exc))
-                pushes.append(Push("unreadable", _encode(unreadable), str(cursor)))
-                continue
-            raw_entry = page.entries.get(update.subject)
-            entry = _entry.decode(raw_entry) if raw_entry else None
-            event = lens.event(_update_event(update, None, entry))
-            # Under the checkpoint but not in the read model: the projector parked it.
-            event.parked = entry is None or entry.version < event.version
-            pushes.append(Push("update", _encode(event), str(cursor)))
+        cursor = await _page_pushes(page, cursor, lens, recalls, pushes)
         if pushes:
             quiet_since = time.monotonic()
             yield pushes
@@ -317,6 +300,53 @@ async def index_events(
         if not rang or time.monotonic() - quiet_since >= KEEPALIVE_S:
             quiet_since = time.monotonic()
             yield []
+
+
+async def _page_pushes(
+    page: Applied, cursor: Cursor, lens: Lens, recalls: Recalls | None, pushes: list[Push]
+) -> Cursor:
+    """The page's updates as pushes (appended to `pushes`); returns the cursor past them."""
+    for sid, p, raw in page.found:
+        cursor = cursor.moved(p, sid)
+        try:
+            update = decode_record(raw)
+        except ValueError as exc:  # InvalidUpdate; msgspec's DecodeError if not JSON
+            if lens.whole:
+                # One bad entry must not stop every dashboard, at every reconnection.
+                position = str(Position(p, sid))
+                log.error("unreadable log entry", position=position, error=str(exc))
+                unreadable = UnreadableEvent(position, str(exc))
+                pushes.append(Push("unreadable", _encode(unreadable), str(cursor)))
+            continue
+        if not lens.sees(update.subject):
+            continue
+        raw_entry = page.entries.get(update.subject)
+        entry = _entry.decode(raw_entry) if raw_entry else None
+        event = lens.event(_update_event(update, None, entry))
+        if recalls is not None and await recalls.recalled(update):
+            event.summary, event.recalled = "recalled", True
+        # Under the checkpoint but not in the read model: the projector parked it.
+        event.parked = entry is None or entry.version < event.version
+        pushes.append(Push("update", _encode(event), str(cursor)))
+    return cursor
+
+
+class Recalls:
+    """For a reader without the audit right: which updates of the stream are recalled
+    as erroneous by now. Only a resumed stream replays updates from before a recall:
+    each story's recalls are read once, with its first update; a recall that comes
+    later counts from then on."""
+
+    def __init__(self, reader: Reader, *, resumed: bool) -> None:
+        self.reader, self.resumed = reader, resumed
+        self.known: dict[str, dict[Ref, Hidden]] = {}
+
+    async def recalled(self, update: Update) -> bool:
+        story = update.subject
+        if story not in self.known:
+            self.known[story] = await self.reader.recalled(story) if self.resumed else {}
+        self.known[story] |= recalled([update])
+        return (update.source, update.id) in self.known[story]
 
 
 async def _held_since(

@@ -174,8 +174,8 @@ class UpdateEvent(msgspec.Struct, omit_defaults=True):
     or waits behind a parked update of its story (index stream only; a story stream sends
     only what its read model holds). `dateline dlq redrive` applies it later."""
     recalled: bool = False
-    """Recalled as erroneous since, shown without its content to a `reader` (story
-    streams, resumed from before the recall)."""
+    """Recalled as erroneous since, shown without its content to a `reader` (a stream
+    resumed from before the recall)."""
 
 
 _record = msgspec.json.Decoder(dict[str, Any])

@@ -72,11 +72,11 @@ def routes() -> list[HTTPRouteHandler]:
         if raw:
             params.cursor(raw, "Last-Event-ID", partitions)  # a 400 now, not a broken stream
 
-        lens = lens_of(request)
+        lens, audits = lens_of(request), grant_of(request).audits
 
         def start(last: str | None) -> AsyncIterator[list[Push]]:
             cursor = Cursor.parse(last, partitions) if last else None
-            return index_events(reader, cursor, limit, lens)
+            return index_events(reader, cursor, limit, lens, redacted=not audits)
 
         return _sse(request, through_outages(start, raw, reader.reachable))
 
