@@ -241,3 +241,37 @@ async def test_revoking_a_reader_ends_its_token_at_the_next_request(
         assert (await http.get("/v1/stories")).status_code == 200
         await Readers(log.redis, log.keys.prefix).revoke("editor")
         assert (await http.get("/v1/stories")).status_code == 401
+
+
+async def test_a_session_signs_in_once_and_ends_on_sign_out_or_revocation(
+    log: Log, world: dict[str, Any]
+) -> None:
+    readers = Readers(log.redis, log.keys.prefix)
+    base = world["base"]
+    async with httpx.AsyncClient(base_url=base) as browser:
+        code = await readers.sign_in_link("everyone")
+        first = await browser.get(f"/v1/session/link?code={code}&to=%23/schedule")
+        assert (first.status_code, first.headers["location"]) == (303, "/#/schedule")
+        cookie = first.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+        assert (await browser.get("/v1/me")).json()["name"] == "everyone"
+        again = await browser.get(f"/v1/session/link?code={code}")
+        assert again.headers["location"] == "/signin.html?expired"  # once
+        elsewhere = await readers.sign_in_link("everyone")
+        off = await browser.get(f"/v1/session/link?code={elsewhere}&to=https://evil.example")
+        assert off.headers["location"] == "/"  # a link never sends a browser elsewhere
+        assert (await browser.post("/v1/session/end")).status_code == 303
+        assert (await browser.get("/v1/me")).status_code == 401
+    async with httpx.AsyncClient(base_url=base) as browser:
+        token = world["tokens"]["ops"]
+        signed = await browser.post("/v1/session", data={"token": token})
+        assert (signed.status_code, signed.headers["location"]) == (303, "/")
+        assert (await browser.get("/v1/status")).status_code == 200
+        forged = await browser.post(
+            "/v1/session", data={"token": token}, headers={"origin": "https://evil.example"}
+        )
+        assert forged.status_code == 403  # a form posted from another site
+        wrong = await browser.post("/v1/session", data={"token": "dr_nope"})
+        assert wrong.headers["location"] == "/signin.html?failed"
+        await readers.revoke("ops")
+        assert (await browser.get("/v1/me")).status_code == 401  # revoked: its sessions end
