@@ -433,11 +433,8 @@ async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Pro
         assert (state.version, state.title) == (2, f"second {i}")
 
 
-async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
-    log: Log, redis_url: str
-) -> None:
-    """A batch's states are in memory at once: `batch` bounds a cycle, not a partition."""
-    app = await projector(log, redis_url, batch=16)
+def cycle_sizes(app: Projector) -> list[int]:
+    """The number of updates each cycle hands the handler, from now on."""
     sizes: list[int] = []
     handle = app.handler.handle
 
@@ -446,6 +443,15 @@ async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
         return await handle(deliveries)
 
     app.handler.handle = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
+    log: Log, redis_url: str
+) -> None:
+    """A batch's states are in memory at once: `batch` bounds a cycle, not a partition."""
+    app = await projector(log, redis_url, batch=16)
+    sizes = cycle_sizes(app)
     stories = [f"s{i}" for i in range(40)]  # over every partition
     assert len({log.keys.partition(s) for s in stories}) == log.keys.partitions
     await log.append([encode(update(subject=s, data={"title": s})) for s in stories])
@@ -464,14 +470,7 @@ async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     monkeypatch.setattr(handler_module, "CYCLE_BYTES", 3_000)
     monkeypatch.setattr(handler_module, "MIN_CYCLE", 1)
     app = await projector(log, redis_url, batch=1000)
-    sizes: list[int] = []
-    handle = app.handler.handle
-
-    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
-        sizes.append(len(deliveries))
-        return await handle(deliveries)
-
-    app.handler.handle = counted  # type: ignore[method-assign]
+    sizes = cycle_sizes(app)
     stories = [f"big{i}" for i in range(8)]
     # States of 1.5 KB and growing: a cycle of 3 KB holds one or two.
     title = "t" * 1500

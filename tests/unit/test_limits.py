@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from dateline.web.limits import Buckets, bound_requests, rate_limited
+from dateline.web.limits import Buckets, bound_requests, drop_slow_clients, rate_limited
 
 
 class Slow:
@@ -79,7 +79,7 @@ async def test_probes_and_live_streams_do_not_queue_behind_reads() -> None:
 
 async def test_a_client_that_does_not_take_its_answer_gives_its_place_up() -> None:
     inner = Slow(0.0)
-    app = bound_requests(inner, limit=1, wait_s=1.0, send_timeout_s=0.05)
+    app = bound_requests(drop_slow_clients(inner, after_s=0.05), limit=1, wait_s=1.0)
     stuck = asyncio.Event()
 
     async def never(message: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from dateline.query import access
 from dateline.query.access import need_ops, reader_auth
-from dateline.query.live import SLOW_READER_S, LiveStreams, drop_slow_readers
+from dateline.query.live import LiveStreams
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
@@ -36,7 +36,7 @@ from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.readers import Readers
 from dateline.web.headers import secure_headers
-from dateline.web.limits import bound_requests, rate_limited
+from dateline.web.limits import SLOW_CLIENT_S, bound_requests, drop_slow_clients, rate_limited
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
@@ -77,7 +77,7 @@ def create_app(
     *,
     poll_s: float = 1.0,
     pool_size: int = POOL_SIZE,
-    slow_reader_s: float = SLOW_READER_S,
+    slow_reader_s: float = SLOW_CLIENT_S,
 ) -> Litestar:
     """The query service. Clients are made at startup, not at import."""
     keys = Keys(settings.prefix, settings.partitions)
@@ -147,7 +147,7 @@ def create_app(
             refuse_control_characters,
             lambda app: rate_limited(app, settings.rate_limit, "query"),
             lambda app: bound_requests(app, settings.max_requests),
-            lambda app: drop_slow_readers(app, slow_reader_s),
+            lambda app: drop_slow_clients(app, slow_reader_s),
             timed("query"),
             reader_auth,
         ],

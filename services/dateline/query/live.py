@@ -16,8 +16,6 @@ from typing import NamedTuple
 
 import msgspec
 import structlog
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dateline.domain.positions import Cursor, Position
 from dateline.domain.state import Hidden
@@ -66,45 +64,6 @@ class Push(NamedTuple):
 KEEPALIVE = b": keepalive\r\n\r\n"
 """What a stream sends when nothing happened for `KEEPALIVE_S`: a comment, which keeps
 proxies from closing an idle connection."""
-
-
-SLOW_READER_S = 30.0
-"""A live stream whose client takes longer than this to take one write is closed: what
-waits for it would sit in this process's memory. It resumes by `Last-Event-ID`."""
-
-
-class SlowReader(Exception):
-    pass
-
-
-def drop_slow_readers(app: ASGIApp, after_s: float = SLOW_READER_S) -> ASGIApp:
-    """ASGI middleware for the live streams: a write the client does not take within
-    `after_s` ends the stream (one log line), instead of holding its pages in memory."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or not scope.get("path", "").endswith("/live"):
-            await app(scope, receive, send)
-            return
-
-        async def bounded(message: Message) -> None:
-            try:
-                async with asyncio.timeout(after_s):
-                    await send(message)
-            except TimeoutError:
-                raise SlowReader from None
-
-        try:
-            await app(scope, receive, bounded)
-        except SlowReader:
-            client = scope.get("client")
-            log.warning(
-                "live client stopped reading; stream closed (it resumes by Last-Event-ID)",
-                path=scope.get("path"),
-                client=f"{client[0]}:{client[1]}" if client else None,
-                after_s=after_s,
-            )
-
-    return guarded
 
 
 class LiveStreams:

@@ -5,7 +5,8 @@ A read holds its answer until the client has taken it: 1,000 concurrent reads of
 story of 6,000 statements (about a megabyte each) took a query process from 91 to 536
 MB in the chaos run. Past `limit` requests at once, the next ones wait their turn for
 `wait_s` at most, then get a 503 with `Retry-After`. Live streams have a cap of their
-own (`DATELINE_MAX_LIVE_STREAMS`), and probes never queue behind reads.
+own (`DATELINE_MAX_LIVE_STREAMS`), and probes never queue behind reads. A client that
+stops taking what it asked for is dropped (`drop_slow_clients`), giving its place up.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from dateline.web.problems import Problem, send_problem, urn
 
 log = structlog.get_logger("dateline.web.limits")
 UNQUEUED = ("/healthz", "/readyz", "/metrics")
-SEND_TIMEOUT_S = 30.0
-"""A client that takes no write of an answer for this long gives its place up."""
+SLOW_CLIENT_S = 30.0
+"""A client that takes no write for this long is dropped: what waits for it (an answer,
+a live stream's pages) would sit in this process's memory, and hold its place."""
 
 
 def unqueued(path: str) -> bool:
@@ -41,7 +43,6 @@ def bound_requests(
     wait_s: float = 10.0,
     service: str = "query",
     exempt: Callable[[str], bool] = unqueued,
-    send_timeout_s: float = SEND_TIMEOUT_S,
 ) -> ASGIApp:
     """ASGI middleware: at most `limit` requests in progress, the rest wait in line."""
     places = asyncio.Semaphore(limit)
@@ -67,20 +68,8 @@ def bound_requests(
         finally:
             REQUESTS_WAITING.labels(service).dec()
 
-        async def timed_send(message: Message) -> None:
-            async with asyncio.timeout(send_timeout_s):
-                await send(message)
-
         try:
-            await app(scope, receive, timed_send)
-        except TimeoutError:
-            client = scope.get("client")
-            log.warning(
-                "client stopped reading an answer; connection closed",
-                path=path,
-                client=f"{client[0]}:{client[1]}" if client else None,
-                after_s=send_timeout_s,
-            )
+            await app(scope, receive, send)
         finally:
             places.release()
 
@@ -147,3 +136,37 @@ def rate_limited(
         await send_problem(send, problem, {"Retry-After": str(math.ceil(wait))})
 
     return limited
+
+
+class SlowClient(Exception):
+    pass
+
+
+def drop_slow_clients(app: ASGIApp, after_s: float = SLOW_CLIENT_S) -> ASGIApp:
+    """ASGI middleware: a write the client does not take within `after_s` ends the
+    response (one log line; a live stream resumes by `Last-Event-ID`)."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+
+        async def bounded(message: Message) -> None:
+            try:
+                async with asyncio.timeout(after_s):
+                    await send(message)
+            except TimeoutError:
+                raise SlowClient from None
+
+        try:
+            await app(scope, receive, bounded)
+        except SlowClient:
+            client = scope.get("client")
+            log.warning(
+                "client stopped reading; connection closed",
+                path=scope.get("path"),
+                client=f"{client[0]}:{client[1]}" if client else None,
+                after_s=after_s,
+            )
+
+    return guarded
