@@ -33,6 +33,8 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     client = aioredis.Redis.from_url(server.url)
     token = asyncio.run(Credentials(client, "st").add("feed", "urn:feed:test"))
     env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "st"}
+    # As fast as it can: the rate limit (its own tests) would answer most with 429.
+    env["DATELINE_RATE_LIMIT"] = "0"
     try:
         with ingest_process(env, tmp_path_factory.mktemp("ingest-logs") / "ingest.log") as base:
             yield base, token

@@ -29,6 +29,8 @@ _REFUSALS = {
     "415": f"The content type is not {CE_JSON}, {CE_BATCH} or {NDJSON[0]}, nor "
     f"{BINARY_DATA} with ce-* headers (binary mode).",
     "422": "Invalid updates; `errors` names each field, `results` says what happened to each.",
+    "429": "More than DATELINE_RATE_LIMIT requests a second from this token or address; "
+    "nothing written; `Retry-After` says when to send it again.",
 }
 
 

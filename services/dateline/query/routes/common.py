@@ -86,6 +86,8 @@ _WHY = {
     401: "No reader's token (`Authorization: Bearer`), or session, or one that is unknown or"
     " revoked.",
     403: "The reader's role may not: `/v1/status` is for `ops`.",
+    429: "More than DATELINE_RATE_LIMIT requests a second from this token or address;"
+    " `Retry-After` says when to ask again.",
     404: "No such story.",
     409: "The update at `min_position` is parked: the projector could not apply it, and the"
     " read models will not show it until ops redrive it (the detail says how).",
@@ -101,7 +103,7 @@ def documented(
         200: ResponseSpec(ok, media_type=media_type, generate_examples=False),
         304: ResponseSpec(None, description=_WHY[304]),
     }
-    for code in (401, *errors):
+    for code in (401, 429, *errors):
         specs[code] = ResponseSpec(
             Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
         )
