@@ -43,6 +43,10 @@ def create_app(out: Path, secret: str, script: str) -> Any:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                # The sender went away mid-request (killed, say): it never had an answer,
+                # so this is no delivery, and its half a body is no update.
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
