@@ -121,9 +121,8 @@ def need_ops(request: Request[Any, Any, Any]) -> Grant:
     return grant
 
 
-def _signed_in(
-    request: Request[Any, Any, Any], grant: Grant, session: str, where: str = "/"
-) -> Response[None]:
+def _signed_in(request: Request[Any, Any, Any], session: str, where: str = "/") -> Response[None]:
+    """The session's cookie, and on to the dashboard."""
     secure = request.url.scheme == "https"
     cookie = Cookie(
         key=COOKIE,
@@ -156,7 +155,7 @@ def routes() -> list[HTTPRouteHandler]:
         grant = await readers.authenticate(data.get("token", "").strip())
         if grant is None:
             return Response(None, status_code=303, headers={"Location": "/signin.html?failed"})
-        return _signed_in(request, grant, await readers.open_session(grant))
+        return _signed_in(request, await readers.open_session(grant))
 
     @get("/v1/session/link", status_code=303, include_in_schema=False)
     async def sign_in_link(
@@ -171,7 +170,7 @@ def routes() -> list[HTTPRouteHandler]:
             return Response(None, status_code=303, headers={"Location": "/signin.html?expired"})
         # Only a route of this dashboard: a link never sends a browser elsewhere.
         where = "/" + to if _ROUTE.fullmatch(to) else "/"
-        return _signed_in(request, grant, await readers.open_session(grant), where)
+        return _signed_in(request, await readers.open_session(grant), where)
 
     @post("/v1/session/end", status_code=303, include_in_schema=False)
     async def sign_out(request: Request[Any, Any, Any]) -> Response[None]:

@@ -155,7 +155,7 @@ async def story_events(
     reader without the audit right): an update recalled as erroneous comes without its
     record and summary, as `recalled`, on a stream resumed from before its recall.
     """
-    gone = await reader.recalled(story) if redacted else {}
+    recalls = Recalls(reader, resumed=last_event_id is not None) if redacted else None
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
     seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
     held: str | None = None  # the parked position the client was last sent
@@ -177,10 +177,8 @@ async def story_events(
                 position = update.position or ""
                 if seen is not None and Position.parse(position).id <= seen.id:
                     continue
-                if redacted:
-                    gone |= recalled([update])
                 event = lens.event(_update_event(update, r))
-                if (update.source, update.id) in gone:
+                if recalls is not None and await recalls.recalled(update):
                     event.record, event.summary, event.recalled = None, "recalled", True
                 page.append(Push("update", _encode(event), position))
             sent = (sent or 0) + len(records)

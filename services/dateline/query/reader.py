@@ -375,9 +375,10 @@ class Reader:
         except Exception as exc:
             raise Unfoldable(story, exc) from exc
 
-    async def recalled(self, story: str) -> dict[Ref, Hidden]:
-        """The story's updates recalled as erroneous by now, whatever moment is asked for."""
-        records = await self.history(story)
+    async def recalled(self, story: str, whole: list[bytes] | None = None) -> dict[Ref, Hidden]:
+        """The story's updates recalled as erroneous by now, whatever moment is asked for;
+        from `whole`, its history if the caller read it already."""
+        records = whole if whole is not None else await self.history(story)
         if not any(b"canceled" in r for r in records):  # no retraction says so: no decoding
             return {}
         try:

@@ -17,6 +17,7 @@ import msgspec
 from dateline.domain.state import Entry
 from dateline.domain.summary import UNSEEN_LINK, linked_story
 from dateline.query.views import StoryView, UpdateEvent
+from dateline.store.readers import Grant
 
 _record = msgspec.json.Decoder(dict[str, Any])
 _encode = msgspec.json.Encoder().encode
@@ -26,6 +27,10 @@ _LINKED = b"dateline.story.linked"
 @dataclass(frozen=True, slots=True)
 class Lens:
     starts: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, grant: Grant) -> Lens:
+        return cls(tuple(grant.story_prefixes))
 
     @property
     def whole(self) -> bool:

@@ -103,12 +103,11 @@ class Buckets:
 IDLE_S = 60.0
 
 
-def rate_limited(
-    app: ASGIApp, rate: float, service: str, exempt: Callable[[str], bool] = unqueued
-) -> ASGIApp:
+def rate_limited(app: ASGIApp, rate: float, service: str) -> ASGIApp:
     """ASGI middleware: at most `rate` requests a second (bursts of two seconds' worth) per
     bearer token and per client address, before the token is even checked; past it a
-    429 with `Retry-After`. 0: off. Per process: N processes allow N times as many."""
+    429 with `Retry-After`. 0: off. Per process: N processes allow N times as many.
+    Probes are never limited; live streams are (a reconnecting storm is requests too)."""
     if rate <= 0:
         return app
     by_token, by_address = Buckets(rate, 2 * rate), Buckets(rate, 2 * rate)

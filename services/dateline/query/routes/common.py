@@ -135,7 +135,7 @@ def no_story(story: str, when: str = "has no updates") -> Refused:
 
 
 def lens_of(request: Request[Any, Any, Any]) -> Lens:
-    return Lens(tuple(grant_of(request).story_prefixes))
+    return Lens.of(grant_of(request))
 
 
 def seen_story(request: Request[Any, Any, Any], value: str) -> str:

@@ -57,20 +57,19 @@ async def state_of(
 ) -> StoryView:
     """The story now (its read model), or folded from its history as of then; a story
     the reader may not see answers as one with no updates."""
-    when = then(as_of, at_version)
+    when, lens = then(as_of, at_version), Lens.of(grant)
     if when is None and at_version is None:
-        _, raw, parked = await reader.story(story) if grant.sees(story) else (None, None, None)
+        _, raw, parked = await reader.story(story) if lens.sees(story) else (None, None, None)
         if raw is None:
             raise no_story(story)
-        return Lens(tuple(grant.story_prefixes)).view(stored_view(raw, parked, datetime.now(UTC)))
+        return lens.view(stored_view(raw, parked, datetime.now(UTC)))
     state = None
-    if grant.sees(story):
+    if lens.sees(story):
         gone = None if grant.audits else await reader.recalled(story)
         state = await reader.folded(story, as_of=when, at_version=at_version, gone=gone)
     if state is None:
         raise no_story(story, "had no updates by then")
-    view = view_of(state, when or datetime.now(UTC))  # overdue by then, or by now
-    return Lens(tuple(grant.story_prefixes)).view(view)
+    return lens.view(view_of(state, when or datetime.now(UTC)))  # overdue by then, or now
 
 
 def routes() -> list[HTTPRouteHandler]:
@@ -170,7 +169,8 @@ def routes() -> list[HTTPRouteHandler]:
         if not records and await reader.log.version(story) == 0:
             raise no_story(story)
         if not grant_of(request).audits:
-            records = redact(records, await reader.recalled(story))
+            whole = records if when is None and at_version is None else None
+            records = redact(records, await reader.recalled(story, whole))
         records = lens_of(request).records(records)
         return answer(request, b"[" + b",".join(records) + b"]")
 
