@@ -29,6 +29,8 @@ HANOI_ID, COHEN = "hanoi-summit-2019", "cohen-hearing-2019"
 ECHO = re.compile(rf"story '{COHEN}' ha[sd] no updates")
 RECALLED_TEXT = "If I’m not willing to do that"
 BEFORE_RECALL = 12  # Hanoi's version after the quote (its 10th update), before the recall
+FIXED_TEXT = "If I were not willing, I would not be here"
+FIX_NOTE = "Interpreter wording: not willing, not be here"
 
 STORY_ROUTES = [
     "/v1/stories/{s}",
@@ -67,7 +69,15 @@ async def world(log: Log, redis_url: str) -> AsyncIterator[dict[str, Any]]:
         time="2019-02-28T18:00:00+07:00",
         data={"retracts": "wire-a-0010", "status": "canceled", "reason": "misquoted"},
     )
-    await log.append([encode(recall)])
+    # Corrected before its recall: the correction's changes carry the quote too.
+    fix = update(
+        "dateline.correction.issued",
+        id="wire-a-fix",
+        source="urn:feed:wire-a",
+        time="2019-02-28T17:00:00+07:00",
+        data={"corrects": "wire-a-0010", "changes": {"text": FIXED_TEXT}, "note": FIX_NOTE},
+    )
+    await log.append([encode(fix), encode(recall)])
     await settle(app)
     prefix = log.keys.prefix
     readers = Readers(log.redis, prefix)
@@ -158,6 +168,10 @@ async def test_a_reader_sees_a_recalled_update_as_recalled_editors_see_it_whole(
     async with httpx.AsyncClient(base_url=world["base"]) as http:
         for path in (
             f"/v1/stories/{HANOI_ID}/history",
+            f"/v1/stories/{HANOI_ID}/timeline",
+            f"/v1/stories/{HANOI_ID}/timelinejs",
+            f"/v1/stories/{HANOI_ID}/jsonld",
+            f"/v1/stories/{HANOI_ID}?as_of=2030-01-01T00:00:00%2B00:00",
             f"/v1/stories/{HANOI_ID}/history?at_version={BEFORE_RECALL}",
             f"/v1/stories/{HANOI_ID}?at_version={BEFORE_RECALL}",
             f"/v1/stories/{HANOI_ID}/timeline?at_version={BEFORE_RECALL}",
@@ -166,17 +180,23 @@ async def test_a_reader_sees_a_recalled_update_as_recalled_editors_see_it_whole(
             for who in ("reader", "scoped"):
                 r = await http.get(path, headers=headers(world, who))
                 assert r.status_code == 200, path
-                assert RECALLED_TEXT not in r.text, (who, path)
+                for text in (RECALLED_TEXT, FIXED_TEXT, FIX_NOTE):
+                    assert text not in r.text, (who, path, text)
             whole = await http.get(path, headers=headers(world, "editor"))
             if "history" in path or "at_version" in path:
                 assert RECALLED_TEXT in whole.text, path
+            if path.endswith("/history"):
+                assert FIXED_TEXT in whole.text
+            if "at_version" not in path:
+                assert FIX_NOTE in whole.text, path  # its note, for the audit
         history = (
             await http.get(f"/v1/stories/{HANOI_ID}/history", headers=headers(world, "reader"))
         ).json()
-        [stub] = [r for r in history if r["id"] == "wire-a-0010"]
-        assert stub["recalled"] is True
-        assert stub["recalledby"] == "wire-a-recall"
-        assert "data" not in stub
+        for recalled in ("wire-a-0010", "wire-a-fix"):
+            [stub] = [r for r in history if r["id"] == recalled]
+            assert stub["recalled"] is True
+            assert stub["recalledby"] == "wire-a-recall"
+            assert "data" not in stub
         then = (
             await http.get(
                 f"/v1/stories/{HANOI_ID}?at_version={BEFORE_RECALL}",
@@ -207,11 +227,11 @@ async def test_live_streams_keep_to_the_scope(world: dict[str, Any]) -> None:
     scoped = await first_events(f"/v1/live?last_event_id={start}", "scoped", 5)
     assert all(HANOI_ID in e and COHEN not in e for e in scoped)
     # Resumed from the start by a reader: the recalled quote's summary is not in it.
-    replayed = await first_events(f"/v1/live?last_event_id={start}", "reader", 30)
+    replayed = await first_events(f"/v1/live?last_event_id={start}", "reader", 31)
     updates = [msgspec.json.decode(e[5:]) for e in replayed]
     [recalled] = [u for u in updates if u["id"] == "wire-a-0010"]
     assert (recalled["summary"], recalled["recalled"]) == ("recalled", True)
-    assert all(RECALLED_TEXT not in e for e in replayed)
+    assert all(RECALLED_TEXT not in e and FIXED_TEXT not in e for e in replayed)
     audited = await first_events(f"/v1/live?last_event_id={start}", "editor", 30)
     assert any(RECALLED_TEXT in e for e in audited)
     index = await first_events("/v1/live", "scoped", 1)
@@ -220,10 +240,13 @@ async def test_live_streams_keep_to_the_scope(world: dict[str, Any]) -> None:
     assert COHEN in everyone[0]
     # A story stream resumed from its start: the recalled quote comes as recalled.
     story = f"/v1/stories/{HANOI_ID}/live?last_event_id=0:0-0"
-    pushed = [msgspec.json.decode(e[5:]) for e in await first_events(story, "reader", 12)]
+    pushed = [msgspec.json.decode(e[5:]) for e in await first_events(story, "reader", 27)]
     [recalled] = [e for e in pushed if e.get("id") == "wire-a-0010"]
     assert recalled["recalled"] is True and "record" not in recalled
-    assert all(RECALLED_TEXT not in msgspec.json.encode(e).decode() for e in pushed)
+    [fix] = [e for e in pushed if e.get("id") == "wire-a-fix"]
+    assert fix["recalled"] is True and "record" not in fix
+    for text in (RECALLED_TEXT, FIXED_TEXT, FIX_NOTE):
+        assert all(text not in msgspec.json.encode(e).decode() for e in pushed), text
     async with (
         httpx.AsyncClient(base_url=world["base"], timeout=3) as http,
         http.stream("GET", f"/v1/stories/{COHEN}/live", headers=headers(world, "scoped")) as r,

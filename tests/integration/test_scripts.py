@@ -251,3 +251,16 @@ async def test_story(log: Log) -> None:
     assert len(records) == 1 and b"story.concluded" in records[0]
     _, _, none = await _run(log, "story")(keys=keys, args=["story-s", 2, 1])
     assert none == []
+
+
+async def test_applied_reads_at_most_256_a_partition_whatever_is_asked(log: Log) -> None:
+    models = ReadModels(log.keys.prefix, "vt")
+    keys = log.keys
+    for _ in range(300):
+        last = await log.redis.xadd(keys.log(0), {"__data__": "{}"})
+    await log.redis.hset(models.checkpoint, "0", last)
+    script_keys = [models.checkpoint, models.index, *keys.logs()]
+    pages, _, _ = await _run(log, "applied")(
+        keys=script_keys, args=[10**9, *["0-0"] * keys.partitions]
+    )
+    assert len(pages[0]) == 256

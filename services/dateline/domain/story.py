@@ -11,7 +11,8 @@ None when only a refold from the story's history can be right.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 import msgspec
@@ -74,6 +75,7 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
 
 Ref = tuple[str, str]
 """An update as corrections and retractions name it: (source, id), unique in the log."""
+EMPTY: Mapping[Ref, Hidden] = MappingProxyType({})
 
 
 def _ref(update: Update) -> Ref:
@@ -162,11 +164,55 @@ def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
         state.recordedtime = latest.recordedtime.isoformat() if latest.recordedtime else None
 
 
-def recalled(updates: Iterable[Update]) -> dict[Ref, Hidden]:
+def recalled(updates: Iterable[Update], known: Mapping[Ref, Hidden] = EMPTY) -> dict[Ref, Hidden]:
     """The updates recalled as erroneous (retracted `canceled`, rule 5 met), by
-    (source, id): what a reader without the audit right sees with no content."""
+    (source, id): what a reader without the audit right sees with no content. With them,
+    the corrections of such an update (their changes carry what was recalled). `known`:
+    those found in the story's earlier updates, for a caller that reads them one by one."""
     ordered = [u for _, u in sorted(((order_key(u), u) for u in updates), key=_first)]
-    return {ref: h for ref, h in _retracted(ordered).items() if h.status == "canceled"}
+    gone = dict(known)
+    gone |= {ref: h for ref, h in _retracted(ordered).items() if h.status == "canceled"}
+    corrections = {_ref(u): target_of(u) for u in ordered if isinstance(u, CorrectionIssued)}
+    pending = _naming_the_gone(corrections, set(gone))
+    while pending:  # each with the retraction that recalled what it names, in any depth
+        before = len(pending)
+        for ref in sorted(pending):
+            named = corrections[ref]
+            by = gone.get(named) or next(
+                (h for (s, i), h in gone.items() if i == named[1] and not s), None
+            )
+            if by is not None:
+                reason = "corrects a recalled update"
+                gone[ref] = Hidden(ref[1], "canceled", reason, by.retraction, ref[0])
+                pending.discard(ref)
+        if len(pending) == before:  # cannot be: each names the gone or one resolved
+            break
+    return gone
+
+
+def recalled_corrections(notes: Iterable[CorrectionNote], hidden: Iterable[Hidden]) -> set[Ref]:
+    """The corrections (source, id) in a state that name an update recalled as erroneous,
+    or such a correction: their changes and notes carry what was recalled."""
+    gone = {(h.source, h.id) for h in hidden if h.status == "canceled"}
+    return _naming_the_gone({(n.source, n.id): (n.target_source, n.corrects) for n in notes}, gone)
+
+
+def _naming_the_gone(corrections: dict[Ref, Ref], gone: set[Ref]) -> set[Ref]:
+    """Of `corrections` (ref -> the ref it names), those that name one in `gone`, or one
+    of themselves (a correction of such a correction), in any depth. A ref of source ""
+    (folded before rule 5) is any source's."""
+    anyone = {ref[1] for ref in gone if not ref[0]}
+    found: set[Ref] = set()
+    grew = True
+    while grew:
+        grew = False
+        for ref, (source, named) in corrections.items():
+            if ref in found:
+                continue
+            if (source, named) in gone or (source, named) in found or named in anyone:
+                found.add(ref)
+                grew = True
+    return found
 
 
 def project_for_reader(story: str, updates: list[Update], gone: dict[Ref, Hidden]) -> StoryState:
@@ -176,10 +222,13 @@ def project_for_reader(story: str, updates: list[Update], gone: dict[Ref, Hidden
     shown = {(h.source, h.id) for h in state.hidden}
     for u in updates:
         ref = _ref(u)
+        if isinstance(u, CorrectionIssued) and target_of(u) in gone:
+            continue  # left out with what it corrects, not listed as retracted itself
         if ref in gone and ref not in shown:
             state.hidden.append(gone[ref])
             shown.add(ref)
     state.hidden.sort(key=lambda h: (h.id, h.source))
+    _stamp_latest(state, updates)  # the version folded is every update's, those left out too
     return state
 
 

@@ -16,6 +16,7 @@ from dateline.domain import advance_in_place, project
 from dateline.projector.handler import ProjectorHandler
 from dateline.projector.plan import Advance, Project
 from dateline.runtime import Runner, RunnerConfig
+from dateline.store import functions
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, connect
 from dateline.store.layout import Keys, group_of
@@ -104,6 +105,8 @@ async def create_app(
     keys = Keys(settings.prefix, settings.partitions)
     log = Log(client, keys)
     await log.check_partitions()
+    if not await functions.load(client):
+        logger.info("no read library loaded: the server has no functions, or this user may not")
     version = version or await active_version(client, settings.prefix)
     group = group_of(version)
     shape = await stamp_shape(client, ReadModels(settings.prefix, version))

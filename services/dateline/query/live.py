@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -35,6 +36,7 @@ from dateline.store.connection import UNREACHABLE
 from dateline.store.readmodels import IndexEntry
 from dateline.web.problems import Refused
 from dateline_schemas import Update, decode_record
+from dateline_schemas.correction import CorrectionIssued
 
 log = structlog.get_logger("dateline.query")
 _encode = msgspec.json.Encoder().encode
@@ -297,12 +299,17 @@ class Recalls:
     def __init__(self, reader: Reader, *, resumed: bool) -> None:
         self.reader, self.resumed = reader, resumed
         self.known: dict[str, dict[Ref, Hidden]] = {}
+        self.corrections: dict[str, list[Update]] = defaultdict(list)
+        """Those passed, by story: a recall later takes them, and corrections of them, out."""
 
     async def recalled(self, update: Update) -> bool:
         story = update.subject
         if story not in self.known:
             self.known[story] = await self.reader.recalled(story) if self.resumed else {}
-        self.known[story] |= recalled([update])
+        passed = self.corrections[story]
+        self.known[story] = recalled([*passed, update], self.known[story])
+        if isinstance(update, CorrectionIssued):
+            passed.append(update)
         return (update.source, update.id) in self.known[story]
 
 

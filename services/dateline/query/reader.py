@@ -19,9 +19,9 @@ from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
-from dateline.store import scripts
 from dateline.store.connection import UNREACHABLE
 from dateline.store.doorbell import Doorbell
+from dateline.store.functions import ReadFunctions
 from dateline.store.layout import Keys
 from dateline.store.log import Log, story_or_none
 from dateline.store.readmodels import (
@@ -106,9 +106,7 @@ class Reader:
         self.log = Log(client, keys)
         self._models: ReadModels | None = None
         self._shape = 1
-        self._story = client.register_script(scripts.load("story"))
-        self._applied = client.register_script(scripts.load("applied"))
-        self._parked_at = client.register_script(scripts.load("parked_at"))
+        self._reads = ReadFunctions(client)
         self._parked_lock = asyncio.Lock()
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
@@ -151,7 +149,7 @@ class Reader:
             self._parked_key(models),
             self.keys.story(story),
         ]
-        raw, parked, records = await self._story(keys=keys, args=[story, first, last])
+        raw, parked, records = await self._reads("story", keys, [story, first, last])
         return raw, _text(parked), records
 
     def _parked_key(self, models: ReadModels) -> str:
@@ -314,7 +312,7 @@ class Reader:
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
         if count <= ONE_TRIP:
             keys = [models.checkpoint, models.index, *logs]
-            replies, named, entries = await self._applied(keys=keys, args=[count, *starts])
+            replies, named, entries = await self._reads("applied", keys, [count, *starts])
             pages = [[(eid, fields[1]) for eid, fields in rows] for rows in replies]
             stories = [s.decode() for s in named]
         else:
@@ -391,7 +389,7 @@ class Reader:
         checkpoint passes such updates, the read models never got them."""
         at = f"{position.id[0]}-{position.id[1]}"
         keys = [self.keys.log(position.partition), self._parked_key(models)]
-        reply = await self._parked_at(keys=keys, args=[at])
+        reply = await self._reads("parked_at", keys, [at])
         if not reply or reply[1] is None:
             return
         story, first = reply[0].decode(), Position.parse(reply[1].decode())

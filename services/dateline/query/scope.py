@@ -1,4 +1,5 @@
-"""What a reader limited to story prefixes is shown: nothing that names another story.
+"""What a reader limited to story prefixes is shown: nothing that names another story;
+and what a `reader` (no audit right) is shown of an update recalled as erroneous.
 
 A story it may see can link to one it may not (Hanoi's summit to the Cohen hearing,
 say). The link, the timeline line and the live push that name that story, and its id
@@ -15,6 +16,7 @@ from typing import Any
 import msgspec
 
 from dateline.domain.state import Entry
+from dateline.domain.story import recalled_corrections
 from dateline.domain.summary import UNSEEN_LINK, linked_story
 from dateline.query.views import StoryView, UpdateEvent
 from dateline.store.readers import Grant
@@ -27,10 +29,13 @@ _LINKED = b"dateline.story.linked"
 @dataclass(frozen=True, slots=True)
 class Lens:
     starts: tuple[str, ...] = ()
+    audits: bool = True
+    """Sees the audit trail whole (editor, ops); a `reader` does not see what a recall
+    took out, nor the notes of corrections of it, which may say what it was."""
 
     @classmethod
     def of(cls, grant: Grant) -> Lens:
-        return cls(tuple(grant.story_prefixes))
+        return cls(tuple(grant.story_prefixes), grant.audits)
 
     @property
     def whole(self) -> bool:
@@ -42,6 +47,9 @@ class Lens:
     def view(self, view: StoryView) -> StoryView:
         if not self.whole:
             view.links = [link for link in view.links if self.sees(link.story)]
+        if not self.audits and view.hidden and view.corrections:
+            out = recalled_corrections(view.corrections, view.hidden)
+            view.corrections = [n for n in view.corrections if (n.source, n.id) not in out]
         return view
 
     def entries(self, entries: list[Entry]) -> list[Entry]:

@@ -43,6 +43,7 @@ from dateline.web.problems import Refused
 
 _encode = msgspec.json.Encoder().encode
 _entry = msgspec.json.Decoder(Entry)
+CORRECTION = "dateline.correction.issued"
 
 
 def then(as_of: str | None, at_version: int | None) -> datetime | None:
@@ -70,6 +71,16 @@ async def state_of(
     if state is None:
         raise no_story(story, "had no updates by then")
     return lens.view(view_of(state, when or datetime.now(UTC)))  # overdue by then, or now
+
+
+async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]:
+    """The story's timeline as its read model holds it; to a reader without the audit
+    right, without the lines of corrections of recalled updates (their notes)."""
+    entries = [_entry.decode(e) for e in await reader.timeline(story)]
+    if grant.audits or not any(e.type == CORRECTION for e in entries):
+        return entries
+    gone = await reader.recalled(story)
+    return [e for e in entries if (e.source, e.id) not in gone]
 
 
 def routes() -> list[HTTPRouteHandler]:
@@ -134,7 +145,7 @@ def routes() -> list[HTTPRouteHandler]:
         story = seen_story(request, story)
         models = await reader.models()
         if as_of is None and at_version is None:
-            entries = [_entry.decode(e) for e in await reader.timeline(story)]
+            entries = await _timeline_now(reader, grant_of(request), story)
         else:
             when = then(as_of, at_version)
             grant = grant_of(request)
@@ -196,8 +207,9 @@ def routes() -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         """The timeline as TimelineJS 3 JSON."""
         reader = reader_of(request)
-        view = await state_of(reader, grant_of(request), story_id(story), None, None)
-        entries = lens_of(request).entries([_entry.decode(e) for e in await reader.timeline(story)])
+        grant = grant_of(request)
+        view = await state_of(reader, grant, story_id(story), None, None)
+        entries = lens_of(request).entries(await _timeline_now(reader, grant, view.id))
         return answer(request, _encode(timelinejs(view, entries)))
 
     return [stories, story, timeline, history, story_jsonld, story_timelinejs]

@@ -2,8 +2,9 @@
 --
 -- KEYS[1] the checkpoints (hash partition -> stream id), KEYS[2] the story index,
 --   then each partition's log, in partition order.
--- ARGV[1] how many entries to read a partition; then each partition's cursor (the
---   last stream id seen), in partition order.
+-- ARGV[1] how many entries to read a partition (256 at most, whatever is asked: the
+--   query user calls this, and no call of its may hold the server long); then each
+--   partition's cursor (the last stream id seen), in partition order.
 -- Returns {pages, stories, index entries}: per partition, its entries past the cursor
 --   up to its checkpoint; the stories they name, once each, in the order first seen;
 --   and those stories' index entries (false for a story not in the index). One round
@@ -13,6 +14,7 @@
 --   commands take 5).
 -- include: subject.lua
 local n = #KEYS - 2
+local count = math.min(tonumber(ARGV[1]), 256)
 local flat = redis.call('HGETALL', KEYS[1])
 local head = {}
 for i = 1, #flat, 2 do head[flat[i]] = flat[i + 1] end
@@ -21,7 +23,7 @@ for p = 1, n do
   local upto = head[tostring(p - 1)]
   local rows = {}
   if upto then
-    rows = redis.call('XRANGE', KEYS[2 + p], '(' .. ARGV[1 + p], upto, 'COUNT', ARGV[1])
+    rows = redis.call('XRANGE', KEYS[2 + p], '(' .. ARGV[1 + p], upto, 'COUNT', count)
   end
   pages[p] = rows
   for _, row in ipairs(rows) do
