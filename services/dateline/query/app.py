@@ -34,7 +34,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
-from dateline.store.readers import Readers
+from dateline.store.readers import KnownGrants, Readers
 from dateline.web.headers import secure_headers
 from dateline.web.limits import SLOW_CLIENT_S, bound_requests, drop_slow_clients, rate_limited
 from dateline.web.probes import probe_routes, timed
@@ -87,8 +87,10 @@ def create_app(
     async def startup(app: Litestar) -> None:
         client = connect(url, retry_lost=True, max_connections=pool_size)
         bell = Doorbell(client, settings.prefix, poll_s)
-        app.state.reader = Reader(client, keys, bell)
-        app.state.readers = Readers(client, settings.prefix)
+        app.state.reader = Reader(client, keys, bell, settings.story_cache_mb << 20)
+        known = KnownGrants()
+        bell.listeners.append(known.heard)
+        app.state.readers = Readers(client, settings.prefix, known)
         app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         made.append(app.state.reader)

@@ -17,6 +17,7 @@ from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
+from dateline.query.cache import StoryCache
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store.connection import UNREACHABLE
@@ -101,9 +102,13 @@ class Applied:
 class Reader:
     """The query service's view of Redis: the active read models and the log."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, doorbell: Doorbell) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, doorbell: Doorbell, cache_bytes: int = 32 << 20
+    ) -> None:
         self.client, self.keys, self.doorbell = client, keys, doorbell
         self.log = Log(client, keys)
+        self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
+        doorbell.listeners.append(self.cache.heard)
         self._models: ReadModels | None = None
         self._shape = 1
         self._reads = ReadFunctions(client)
@@ -128,12 +133,17 @@ class Reader:
 
     async def story(self, story: str) -> tuple[ReadModels, bytes | None, str | None]:
         """The story's state with its statements, as one JSON document, and the position
-        of the update that parked the story (None if none did): one round trip."""
+        of the update that parked the story (None if none did): one round trip, or none
+        while no commit of its partition has been heard since (`StoryCache`)."""
         models = await self.models()
+        if (kept := self.cache.get(models.version, story)) is not None:
+            return models, kept.raw, kept.parked
+        generation = self.cache.generation(story)
         raw, parked = await self._whole(models, story)
         if raw is None:  # perhaps a replay switched versions and dropped this one
             models = await self.models(fresh=True)
             raw, parked = await self._whole(models, story)
+        self.cache.put(models.version, story, generation, raw, parked)
         return models, raw, parked
 
     async def _whole(self, models: ReadModels, story: str) -> tuple[bytes | None, str | None]:
@@ -406,6 +416,9 @@ class Reader:
             raw = await self.client.hget(models.checkpoint, str(position.partition))
             at = raw.decode() if isinstance(raw, bytes) else None
             if at is not None and stream_id(at) >= position.id:
+                # The commit's message may come after this read: what is kept of the
+                # partition may predate it.
+                self.cache.drop_partition(position.partition)
                 await self._check_not_parked(models, position)
                 return
             left = deadline - time.monotonic()

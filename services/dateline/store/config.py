@@ -51,6 +51,9 @@ class Settings:
     max_requests: int = 64
     """DATELINE_MAX_REQUESTS: requests a query process works on at once (live streams and
     probes apart); the next wait their turn, 10 s at most, then 503. Bounds its memory."""
+    story_cache_mb: int = 32
+    """DATELINE_STORY_CACHE_MB: story reads a query process keeps until it hears of a
+    commit to their partition (`query/cache.py`). 0: every read goes to Redis."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -61,32 +64,26 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_PREFIX: expected 1 to 64 of A-Z a-z 0-9 _ . -, got {prefix!r}"
             )
-        raw_parts = environ.get("DATELINE_PARTITIONS") or "8"
-        if not raw_parts.isdigit() or not 1 <= int(raw_parts) <= 1024:
-            raise SettingsError(f"DATELINE_PARTITIONS: expected 1 to 1024, got {raw_parts!r}")
+        parts = _number(environ, "DATELINE_PARTITIONS", "8", 1, 1024, "1 to 1024")
         fsync = environ.get("DATELINE_FSYNC") or "always"
         if fsync not in ("always", "everysec", "no"):
             raise SettingsError(f"DATELINE_FSYNC: expected always, everysec or no, got {fsync!r}")
-        raw_ttl = environ.get("DATELINE_LEASE_TTL_MS") or "10000"
-        if not raw_ttl.isdigit() or not 100 <= int(raw_ttl) <= 3_600_000:
-            raise SettingsError(
-                f"DATELINE_LEASE_TTL_MS: expected 100 to 3600000 (ms), got {raw_ttl!r}"
-            )
-        raw_mem = environ.get("DATELINE_MAXMEMORY_MB") or "0"
-        if not raw_mem.isdigit() or int(raw_mem) > 16 * 1024 * 1024:
-            raise SettingsError(
-                f"DATELINE_MAXMEMORY_MB: expected megabytes (0: half the RAM), got {raw_mem!r}"
-            )
-        raw_live = environ.get("DATELINE_MAX_LIVE_STREAMS") or "1000"
-        if not raw_live.isdigit() or not 1 <= int(raw_live) <= 100_000:
-            raise SettingsError(
-                f"DATELINE_MAX_LIVE_STREAMS: expected 1 to 100000, got {raw_live!r}"
-            )
-        raw_requests = environ.get("DATELINE_MAX_REQUESTS") or "64"
-        if not raw_requests.isdigit() or not 1 <= int(raw_requests) <= 100_000:
-            raise SettingsError(
-                f"DATELINE_MAX_REQUESTS: expected 1 to 100000, got {raw_requests!r}"
-            )
+        ttl = _number(
+            environ, "DATELINE_LEASE_TTL_MS", "10000", 100, 3_600_000, "100 to 3600000 (ms)"
+        )
+        mem = _number(
+            environ,
+            "DATELINE_MAXMEMORY_MB",
+            "0",
+            0,
+            16 * 1024 * 1024,
+            "megabytes (0: half the RAM)",
+        )
+        live = _number(environ, "DATELINE_MAX_LIVE_STREAMS", "1000", 1, 100_000, "1 to 100000")
+        requests = _number(environ, "DATELINE_MAX_REQUESTS", "64", 1, 100_000, "1 to 100000")
+        cache = _number(
+            environ, "DATELINE_STORY_CACHE_MB", "32", 0, 1_000_000, "0 (off) to 1000000"
+        )
         public = (environ.get("DATELINE_PUBLIC_URL") or "").rstrip("/")
         if public and not _ORIGIN_PATH.fullmatch(public):
             raise SettingsError(
@@ -114,13 +111,23 @@ class Settings:
             url,
             data_dir,
             prefix,
-            int(raw_parts),
+            parts,
             fsync,  # type: ignore[arg-type]
-            int(raw_ttl),
-            int(raw_mem),
-            int(raw_live),
+            ttl,
+            mem,
+            live,
             public,
             origins,
             rate,
-            int(raw_requests),
+            requests,
+            cache,
         )
+
+
+def _number(
+    environ: Mapping[str, str], name: str, default: str, low: int, high: int, expected: str
+) -> int:
+    raw = environ.get(name) or default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name}: expected {expected}, got {raw!r}")
+    return int(raw)

@@ -17,12 +17,15 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.store.doorbell import READERS
 from dateline.store.layout import (
+    changes_channel,
     reader_sessions_key,
     reader_tokens_key,
     readers_key,
@@ -73,9 +76,52 @@ class ReaderExists(ValueError):
 _decode = msgspec.json.Decoder(Grant).decode
 
 
+class KnownGrants:
+    """Grants a query process checked lately, by the hash of a token or session, so that
+    a dashboard's every request is not a round trip to learn what it learned a moment
+    ago. Kept `max_age_s` at most, and only while the change channel is heard (`live`):
+    a revocation is published there (`READERS`), and drops them all at once."""
+
+    def __init__(
+        self,
+        max_age_s: float = 1.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age_s, self.max_entries, self.clock = max_age_s, max_entries, clock
+        self.live = False
+        self.generation = 0
+        self._known: dict[str, tuple[float, Grant]] = {}
+
+    def get(self, key: str) -> Grant | None:
+        kept = self._known.get(key) if self.live else None
+        if kept is None or self.clock() - kept[0] > self.max_age_s:
+            return None
+        return kept[1]
+
+    def put(self, key: str, grant: Grant, generation: int) -> None:
+        if not self.live or generation != self.generation:
+            return  # a revocation was heard since the read began
+        if len(self._known) >= self.max_entries:
+            self._known.clear()
+        self._known[key] = (self.clock(), grant)
+
+    def drop(self, key: str) -> None:
+        self._known.pop(key, None)
+
+    def heard(self, message: bytes | None, live: bool) -> None:
+        """The doorbell's news (`Doorbell.listeners`)."""
+        self.live = live
+        if message is None or message == READERS:
+            self.generation += 1
+            self._known.clear()
+
+
 class Readers:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self.client, self.prefix = client, prefix
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, known: KnownGrants | None = None
+    ) -> None:
+        self.client, self.prefix, self.known = client, prefix, known
         self.key, self.tokens_key = readers_key(prefix), reader_tokens_key(prefix)
 
     async def add(
@@ -117,8 +163,20 @@ class Readers:
         """The reader this token belongs to, if it is valid: one `HGET`."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        raw = await self.client.hget(self.tokens_key, token_hash(token))
-        return None if raw is None else _decode(raw)
+        return await self._grant(token_hash(token), self.tokens_key, token_hash(token))
+
+    async def _grant(self, known_as: str, key: str, field: str | None = None) -> Grant | None:
+        """The grant in a hash's field or a string key; kept a moment if `known`."""
+        if self.known is not None and (grant := self.known.get(known_as)) is not None:
+            return grant
+        generation = self.known.generation if self.known is not None else 0
+        raw = await (self.client.get(key) if field is None else self.client.hget(key, field))
+        if raw is None:
+            return None  # not kept: a stranger's guesses would fill the memory
+        grant = _decode(raw)
+        if self.known is not None:
+            self.known.put(known_as, grant, generation)
+        return grant
 
     async def revoke(self, name: str) -> bool:
         """End every token and session of a reader at once; it stays listed, revoked."""
@@ -136,6 +194,7 @@ class Readers:
         pipe.delete(reader_sessions_key(self.prefix, name))
         revoked = msgspec.structs.replace(reader, revoked=True)
         pipe.hset(self.key, name, msgspec.json.encode(revoked))
+        pipe.publish(changes_channel(self.prefix), READERS)  # query processes forget grants
         await pipe.execute()
         return True
 
@@ -169,8 +228,13 @@ class Readers:
         return session
 
     async def session(self, session: str) -> Grant | None:
-        raw = await self.client.get(session_key(self.prefix, token_hash(session)))
-        return None if raw is None else _decode(raw)
+        key = session_key(self.prefix, token_hash(session))
+        return await self._grant(key, key)
 
     async def end_session(self, session: str) -> None:
-        await self.client.delete(session_key(self.prefix, token_hash(session)))
+        """Sign-out: at once on this process; others keep it a moment (`KnownGrants`)
+        for a cookie its browser has just dropped."""
+        key = session_key(self.prefix, token_hash(session))
+        if self.known is not None:
+            self.known.drop(key)
+        await self.client.delete(key)

@@ -46,28 +46,31 @@ def bound_requests(
 ) -> ASGIApp:
     """ASGI middleware: at most `limit` requests in progress, the rest wait in line."""
     places = asyncio.Semaphore(limit)
+    waiting = REQUESTS_WAITING.labels(service)
 
     async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
         if not path or exempt(path):
             await app(scope, receive, send)
             return
-        REQUESTS_WAITING.labels(service).inc()
-        try:
-            async with asyncio.timeout(wait_s):
-                await places.acquire()
-        except TimeoutError:
-            log.warning("busy: request refused after waiting", path=path, waited_s=wait_s)
-            detail = (
-                f"this {service} process works on {limit} requests at once and this one "
-                f"waited {wait_s:g} s for its turn; retry after a second"
-            )
-            busy = Problem(urn("busy"), "Busy", 503, detail)
-            await send_problem(send, busy, {"Retry-After": "1"})
-            return
-        finally:
-            REQUESTS_WAITING.labels(service).dec()
-
+        if places.locked():  # else a place is free: taken at once, with no timer to set
+            waiting.inc()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await places.acquire()
+            except TimeoutError:
+                log.warning("busy: request refused after waiting", path=path, waited_s=wait_s)
+                detail = (
+                    f"this {service} process works on {limit} requests at once and this one "
+                    f"waited {wait_s:g} s for its turn; retry after a second"
+                )
+                busy = Problem(urn("busy"), "Busy", 503, detail)
+                await send_problem(send, busy, {"Retry-After": "1"})
+                return
+            finally:
+                waiting.dec()
+        else:
+            await places.acquire()
         try:
             await app(scope, receive, send)
         finally:

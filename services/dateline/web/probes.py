@@ -91,6 +91,8 @@ def timed(service: str) -> Any:
     """ASGI middleware factory: request latency by route template and status."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
+        observers: dict[tuple[str, int], Any] = {}  # labels() costs more than observe()
+
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
@@ -104,9 +106,11 @@ def timed(service: str) -> Any:
                     status = message["status"]
                     handler = scope.get("route_handler")
                     route = next(iter(handler.paths)) if handler is not None else "unmatched"
-                    HTTP_SECONDS.labels(service, route, str(status)).observe(
-                        time.perf_counter() - start
-                    )
+                    observer = observers.get((route, status))
+                    if observer is None:
+                        observer = HTTP_SECONDS.labels(service, route, str(status))
+                        observers[(route, status)] = observer
+                    observer.observe(time.perf_counter() - start)
                 await send(message)
 
             await app(scope, receive, sending)

@@ -1,0 +1,129 @@
+"""Story reads the query process already made, kept until a commit of their partition.
+
+A dashboard polls; many dashboards read the same few stories. Each read of a story
+costs a round trip and the server's time, for bytes that change only when the
+projector commits that story's partition, which it announces on the change channel
+(`Doorbell`, `<partition>:<checkpoint>` for each commit). So the process keeps what it
+read (the state with its statements, and where the story is parked) and drops a
+partition's stories when it hears of a commit to it:
+
+- only while the doorbell's subscription stands: from its confirmation on (all is
+  dropped then, as messages before it were not heard), not after it broke;
+- a read that began before a drop does not put what it read in (a generation count
+  per partition), so an older state never lands after the news of a newer one;
+- a read-your-writes wait (`min_position`) that sees its partition's checkpoint drops
+  that partition itself: the checkpoint may be read before the message is;
+- every entry at most `max_age_s` old, against a message not heard for any other
+  reason; and at most `max_bytes` in all, the least recently read dropped first.
+
+A read answers from here what the read models held when the process last heard of
+that partition: one commit's message later than Redis, in microseconds on loopback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dateline.store.doorbell import READERS
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    at: float
+    size: int
+    partition: int
+    raw: bytes | None
+    parked: str | None
+
+
+class StoryCache:
+    def __init__(
+        self,
+        partitions: int,
+        partition_of: Callable[[str], int],
+        *,
+        max_bytes: int = 32 << 20,
+        max_age_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.partition_of = partition_of
+        self.max_bytes, self.max_age_s, self.clock = max_bytes, max_age_s, clock
+        self.live = False
+        """The doorbell's subscription stands: what is kept is dropped when it must be."""
+        self._entries: OrderedDict[tuple[str, str], Kept] = OrderedDict()
+        self._members: list[set[tuple[str, str]]] = [set() for _ in range(partitions)]
+        self._bytes = 0
+        self._generation = [0] * partitions
+        self.hits = self.misses = 0
+
+    @property
+    def on(self) -> bool:
+        return self.live and self.max_bytes > 0
+
+    def generation(self, story: str) -> int:
+        """Take before reading `story` from Redis; give to `put` with what was read."""
+        return self._generation[self.partition_of(story)]
+
+    def get(self, version: str, story: str) -> Kept | None:
+        if not self.on:
+            return None
+        kept = self._entries.get((version, story))
+        if kept is None or self.clock() - kept.at > self.max_age_s:
+            self.misses += 1
+            return None
+        self._entries.move_to_end((version, story))
+        self.hits += 1
+        return kept
+
+    def put(
+        self, version: str, story: str, generation: int, raw: bytes | None, parked: str | None
+    ) -> None:
+        partition = self.partition_of(story)
+        if not self.on or generation != self._generation[partition]:
+            return  # dropped meanwhile: what was read may be older than what was heard
+        size = len(raw or b"") + len(story) + 100
+        if size > self.max_bytes // 8:
+            return  # one story does not push out the rest
+        key = (version, story)
+        self._forget(key)
+        self._entries[key] = Kept(self.clock(), size, partition, raw, parked)
+        self._members[partition].add(key)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            self._forget(next(iter(self._entries)))
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        kept = self._entries.pop(key, None)
+        if kept is not None:
+            self._bytes -= kept.size
+            self._members[kept.partition].discard(key)
+
+    def heard(self, message: bytes | None, live: bool) -> None:
+        """The doorbell's news: a message of the change channel, or None when its
+        subscription was made (`live`) or broke (not `live`)."""
+        self.live = live
+        if message == READERS:
+            return  # of readers, not of stories
+        head = (message or b"").split(b":", 1)[0]
+        if message is None or not head.isdigit():  # a switch of versions, say
+            self.drop_all()
+            return
+        self.drop_partition(int(head))
+
+    def drop_partition(self, partition: int) -> None:
+        if not 0 <= partition < len(self._generation):
+            self.drop_all()
+            return
+        self._generation[partition] += 1
+        for key in self._members[partition]:
+            self._bytes -= self._entries.pop(key).size
+        self._members[partition] = set()
+
+    def drop_all(self) -> None:
+        self._generation = [g + 1 for g in self._generation]
+        self._entries.clear()
+        self._members = [set() for _ in self._members]
+        self._bytes = 0

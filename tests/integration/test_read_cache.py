@@ -1,0 +1,119 @@
+"""The query process's kept reads on a real server, projector and doorbell: a commit
+heard makes the next read fresh; a read-your-writes wait sees its write even when the
+commit's news was not heard; a revocation heard ends a kept grant, and one not heard
+ends it within the grant's age. The bounds themselves: `tests/unit/test_read_caches.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from dateline.query.app import create_app
+from dateline.query.reader import Reader
+from dateline.store.log import Log
+from dateline.store.readers import Readers
+from tests.factories import encode, update
+from tests.integration.serving import serve
+from tests.integration.test_projector import projector, settings, settle
+
+STORY = "cache-story"
+
+
+def said(n: int) -> bytes:
+    data = {"statement": f"s{n}", "speaker": "Kim Jong Un", "text": f"Remark {n}"}
+    return encode(
+        update(
+            "dateline.statement.made",
+            id=f"cache-{n}",
+            subject=STORY,
+            time=f"2019-02-28T1{n}:00:00+07:00",
+            data=data,
+        )
+    )
+
+
+@pytest.fixture
+async def served(log: Log, redis_url: str) -> AsyncIterator[dict[str, Any]]:
+    app = await projector(log, redis_url)
+    await log.append([said(1)])
+    await settle(app)
+    token = await Readers(log.redis, log.keys.prefix).add("desk", "reader")
+    query: Litestar = create_app(settings(log), redis_url, poll_s=0.2)
+    async with serve(query) as base:
+        reader: Reader = query.state.reader
+        for _ in range(100):  # the doorbell's subscription is made
+            if reader.cache.live:
+                break
+            await asyncio.sleep(0.02)
+        assert reader.cache.live
+        reader.cache.max_age_s = 60.0  # only the news drops a read, in these tests
+        query.state.readers.known.max_age_s = 60.0
+        http = httpx.AsyncClient(base_url=base, headers={"authorization": f"Bearer {token}"})
+        async with http:
+            yield {"projector": app, "query": query, "reader": reader, "http": http}
+    await app.client.aclose()
+
+
+async def version(http: httpx.AsyncClient, query: str = "") -> int:
+    r = await http.get(f"/v1/stories/{STORY}{query}")
+    assert r.status_code == 200, r.text
+    return int(r.json()["version"])
+
+
+async def test_a_read_is_kept_and_a_commit_heard_makes_the_next_fresh(
+    log: Log, served: dict[str, Any]
+) -> None:
+    http, reader = served["http"], served["reader"]
+    assert await version(http) == 1
+    hits = reader.cache.hits
+    assert await version(http) == 1
+    assert reader.cache.hits == hits + 1  # the second read went nowhere near Redis
+    await log.append([said(2)])
+    await settle(served["projector"])
+    deadline = time.monotonic() + 2.0
+    while await version(http) != 2:  # the commit's news on its way: microseconds
+        assert time.monotonic() < deadline, "the commit was not heard"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_read_your_writes_wait_sees_its_write_when_the_news_was_not_heard(
+    log: Log, served: dict[str, Any]
+) -> None:
+    http, reader = served["http"], served["reader"]
+    reader.doorbell.listeners.remove(reader.cache.heard)  # its news lost, say
+    assert await version(http) == 1
+    [done] = await log.append([said(2)])
+    await settle(served["projector"])
+    await asyncio.sleep(0.3)
+    assert await version(http) == 1  # kept, and the news of the commit never came
+    assert await version(http, f"?min_position={done.position}") == 2
+    assert await version(http) == 2  # and what it read is kept now
+
+
+async def test_a_revocation_heard_ends_a_kept_grant(log: Log, served: dict[str, Any]) -> None:
+    http = served["http"]
+    assert await version(http) == 1  # the grant is kept now
+    await Readers(log.redis, log.keys.prefix).revoke("desk")
+    deadline = time.monotonic() + 2.0
+    while (await http.get(f"/v1/stories/{STORY}")).status_code != 401:
+        assert time.monotonic() < deadline, "the revocation was not heard"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_revocation_not_heard_ends_a_kept_grant_within_its_age(
+    log: Log, served: dict[str, Any]
+) -> None:
+    http, known = served["http"], served["query"].state.readers.known
+    served["reader"].doorbell.listeners.remove(known.heard)
+    known.max_age_s = 0.5
+    assert await version(http) == 1
+    await Readers(log.redis, log.keys.prefix).revoke("desk")
+    assert (await http.get(f"/v1/stories/{STORY}")).status_code == 200  # kept, not heard
+    await asyncio.sleep(0.6)
+    assert (await http.get(f"/v1/stories/{STORY}")).status_code == 401

@@ -1,0 +1,161 @@
+"""What a query process keeps of its reads (`query/cache.py`, `KnownGrants`): kept only
+while the change channel is heard, dropped on the news that makes it old, never put
+back from a read that began before that news; bounded in age and size. Pure."""
+
+from __future__ import annotations
+
+from dateline.query.cache import StoryCache
+from dateline.store.doorbell import READERS, SWITCH
+from dateline.store.readers import Grant, KnownGrants
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def partition(story: str) -> int:
+    return int(story[-1])  # "s3" is in partition 3
+
+
+def cache(**kw: object) -> tuple[StoryCache, Clock]:
+    clock = Clock()
+    c = StoryCache(4, partition, clock=clock, **kw)  # type: ignore[arg-type]
+    c.heard(None, live=True)  # the doorbell's subscription made
+    return c, clock
+
+
+def keep(c: StoryCache, story: str, raw: bytes = b"{}", version: str = "v1") -> None:
+    c.put(version, story, c.generation(story), raw, None)
+
+
+def test_a_read_is_kept_until_its_partition_commits() -> None:
+    c, _ = cache()
+    keep(c, "s1", b"one")
+    keep(c, "s2", b"two")
+    assert c.get("v1", "s1").raw == b"one"  # type: ignore[union-attr]
+    c.heard(b"1:1700000000000-0", live=True)  # a commit to partition 1
+    assert c.get("v1", "s1") is None
+    assert c.get("v1", "s2").raw == b"two"  # type: ignore[union-attr]
+    assert c.get("v2", "s2") is None  # another projection version is another read
+
+
+def test_a_read_that_began_before_the_news_is_not_kept() -> None:
+    c, _ = cache()
+    generation = c.generation("s1")  # the read goes out ...
+    c.heard(b"1:5-0", live=True)  # ... the commit's news comes in ...
+    c.put("v1", "s1", generation, b"maybe older", None)  # ... then the read's reply
+    assert c.get("v1", "s1") is None
+    keep(c, "s1", b"after")
+    assert c.get("v1", "s1").raw == b"after"  # type: ignore[union-attr]
+
+
+def test_nothing_is_kept_unless_the_channel_is_heard() -> None:
+    c = StoryCache(4, partition)
+    keep(c, "s1")
+    assert c.get("v1", "s1") is None  # not subscribed yet
+    c.heard(None, live=True)
+    keep(c, "s1")
+    assert c.get("v1", "s1") is not None
+    c.heard(None, live=False)  # the subscription broke: all is dropped, none kept
+    assert c.get("v1", "s1") is None
+    keep(c, "s1")
+    assert c.get("v1", "s1") is None
+
+
+def test_a_switch_or_an_unknown_message_drops_everything_readers_news_nothing() -> None:
+    for message, dropped in (
+        (SWITCH, True),
+        (b"garbage", True),
+        (b"9:1-0", True),
+        (READERS, False),
+    ):
+        c, _ = cache()
+        keep(c, "s1")
+        c.heard(message, live=True)
+        assert (c.get("v1", "s1") is None) is dropped, message
+
+
+def test_a_kept_read_is_at_most_max_age_old() -> None:
+    c, clock = cache(max_age_s=1.0)
+    keep(c, "s1")
+    clock.now += 0.9
+    assert c.get("v1", "s1") is not None
+    clock.now += 0.2
+    assert c.get("v1", "s1") is None
+
+
+def test_the_least_recently_read_go_first_past_max_bytes() -> None:
+    c, _ = cache(max_bytes=4_000)
+    keep(c, "s1", b"x" * 200)
+    keep(c, "s2", b"x" * 200)
+    c.get("v1", "s1")  # read lately: s2 is the least recent
+    for n in range(3, 40):
+        keep(c, f"t{n}s3", b"x" * 200)
+        if ("v1", "s2") not in c._entries:  # looked at without reading it
+            break
+    assert c.get("v1", "s2") is None and c.get("v1", "s1") is not None
+    assert c._bytes <= 4_000
+    keep(c, "s0", b"x" * 1_000)  # over an eighth of the budget: not kept at all
+    assert c.get("v1", "s0") is None
+
+
+def test_off_at_zero_bytes() -> None:
+    c, _ = cache(max_bytes=0)
+    keep(c, "s1")
+    assert c.get("v1", "s1") is None
+
+
+def test_a_partition_dropped_by_a_read_your_writes_wait() -> None:
+    c, _ = cache()
+    keep(c, "s1")
+    keep(c, "s2")
+    c.drop_partition(1)
+    assert c.get("v1", "s1") is None and c.get("v1", "s2") is not None
+
+
+GRANT = Grant("desk", "reader", ["hanoi-"])
+
+
+def grants() -> tuple[KnownGrants, Clock]:
+    clock = Clock()
+    known = KnownGrants(max_age_s=1.0, max_entries=3, clock=clock)
+    known.heard(None, live=True)
+    return known, clock
+
+
+def test_a_grant_is_known_until_a_revocation_is_heard() -> None:
+    known, _ = grants()
+    known.put("h1", GRANT, known.generation)
+    assert known.get("h1") == GRANT
+    known.heard(b"1:5-0", live=True)  # a commit: nothing to do with readers
+    assert known.get("h1") == GRANT
+    known.heard(READERS, live=True)
+    assert known.get("h1") is None
+
+
+def test_a_grant_read_before_a_revocation_was_heard_is_not_kept() -> None:
+    known, _ = grants()
+    generation = known.generation
+    known.heard(READERS, live=True)
+    known.put("h1", GRANT, generation)
+    assert known.get("h1") is None
+
+
+def test_grants_are_kept_a_second_at_most_only_while_heard_and_bounded() -> None:
+    known, clock = grants()
+    known.put("h1", GRANT, known.generation)
+    clock.now += 1.1
+    assert known.get("h1") is None
+    known.heard(None, live=False)
+    known.put("h2", GRANT, known.generation)
+    assert known.get("h2") is None
+    known.heard(None, live=True)
+    for n in range(4):
+        known.put(f"k{n}", GRANT, known.generation)
+    assert len(known._known) <= 3
+    known.drop("k3")
+    assert known.get("k3") is None
