@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -117,3 +118,35 @@ async def test_a_revocation_not_heard_ends_a_kept_grant_within_its_age(
     assert (await http.get(f"/v1/stories/{STORY}")).status_code == 200  # kept, not heard
     await asyncio.sleep(0.6)
     assert (await http.get(f"/v1/stories/{STORY}")).status_code == 401
+
+
+async def test_an_item_falling_overdue_shows_while_the_read_is_kept(
+    log: Log, served: dict[str, Any]
+) -> None:
+    http, reader = served["http"], served["reader"]
+    soon = datetime.now(UTC) + timedelta(seconds=1.5)
+    [done] = await log.append(
+        [
+            encode(
+                update(
+                    "dateline.schedule.announced",
+                    id="cache-vote",
+                    subject=STORY,
+                    time="2019-02-28T09:00:00+07:00",
+                    data={"item": "vote", "title": "The vote", "starts_at": soon.isoformat()},
+                )
+            )
+        ]
+    )
+    await settle(served["projector"])
+
+    async def overdue(query: str = "") -> bool:
+        r = await http.get(f"/v1/stories/{STORY}{query}")
+        return bool(r.json()["schedule"]["vote"]["overdue"])
+
+    assert not await overdue(f"?min_position={done.position}")
+    hits = reader.cache.hits
+    assert not await overdue()  # from what is kept, rendered once
+    await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert await overdue()  # no commit since: the rendering knew when it would go stale
+    assert reader.cache.hits > hits

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dateline.domain import project
-from dateline.domain.overdue import due_at, is_overdue
+from dateline.domain.overdue import due_at, is_overdue, next_due
 from dateline.domain.state import When
 from tests.factories import update
 from tests.projection_helpers import as_logged
@@ -78,3 +78,25 @@ def test_a_start_known_to_the_month_is_overdue_once_that_month_has_ended_everywh
 def test_an_item_with_no_known_start_is_never_overdue() -> None:
     # News of an item before its announcement: a placeholder with no start.
     assert not overdue([then("relocated", 9, location="Hall B")], datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def test_next_due_is_when_the_next_item_falls_overdue() -> None:
+    state = project(
+        S,
+        as_logged(
+            [
+                announced("2020-05-30T14:00:00Z"),
+                {
+                    **announced("2020-05-30T13:00:00Z"),
+                    "data": {"item": "b", "title": "B", "starts_at": "2020-05-30T13:00:00Z"},
+                },
+                {
+                    **announced("2020-05-30T11:00:00Z"),
+                    "data": {"item": "c", "title": "C", "starts_at": "2020-05-30T11:00:00Z"},
+                },
+            ]
+        ),
+    )
+    items = state.schedule.values()
+    assert next_due(items, NOON) == datetime(2020, 5, 30, 13, 0, tzinfo=UTC)  # c is overdue
+    assert next_due(items, datetime(2020, 5, 30, 15, tzinfo=UTC)) is None  # all are now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,11 @@ def fold_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+@functools.lru_cache(maxsize=4096)
+def _speaker(name: str) -> str:
+    return fold_text(name)  # a story has a few speakers, said again and again
+
+
 def statement_key(speaker: str, text: str, time: datetime) -> str:
     # The day is the one in the update's own offset: where the speaker was.
-    return f"{fold_text(speaker)}\x1f{fold_text(text)}\x1f{time.date().isoformat()}"
+    return f"{_speaker(speaker)}\x1f{fold_text(text)}\x1f{time.date().isoformat()}"

@@ -14,6 +14,7 @@ may still be running where it takes place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from dateline.domain.state import Item, When
@@ -39,3 +40,16 @@ def due_at(start: When) -> datetime:
 
 def is_overdue(item: Item, now: datetime) -> bool:
     return item.status in OPEN and item.starts_at is not None and now >= due_at(item.starts_at)
+
+
+def next_due(items: Iterable[Item], now: datetime) -> datetime | None:
+    """When the next of `items` that is not overdue at `now` becomes overdue; None if
+    none will by itself (what is overdue stays so until an update changes it)."""
+    dues = [
+        due
+        for item in items
+        if item.status in OPEN
+        and item.starts_at is not None
+        and (due := due_at(item.starts_at)) > now
+    ]
+    return min(dues, default=None)

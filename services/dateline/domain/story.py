@@ -40,6 +40,12 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
     """The state of `story` from its updates, in any order, duplicates (same version) once."""
     by_version = {u.version: u for u in updates if u.subject == story}
     keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
+    if not any(isinstance(u, _NAMING) for u in by_version.values()):
+        state = StoryState(id=story)  # nothing corrected or retracted: a plain fold
+        for key, u in keyed:
+            _fold(state, u, key)
+        _stamp_latest(state, by_version.values())
+        return state
     ordered = [u for _, u in keyed]
     hidden = _retracted(ordered)
     present = {_ref(u): u for u in ordered}

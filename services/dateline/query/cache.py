@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 
 from dateline.store.doorbell import READERS
 
@@ -37,6 +37,9 @@ class Kept:
     partition: int
     raw: bytes | None
     parked: str | None
+    rendered: dict[Hashable, tuple[bytes, float]] = field(default_factory=dict)
+    """What a route made of it, by whatever its answer depends on: (bytes, good until
+    this `time.time()`). Dropped with it."""
 
 
 class StoryCache:
@@ -80,20 +83,23 @@ class StoryCache:
 
     def put(
         self, version: str, story: str, generation: int, raw: bytes | None, parked: str | None
-    ) -> None:
+    ) -> Kept:
+        """What was read, kept if it may be; returned either way."""
         partition = self.partition_of(story)
+        size = 2 * len(raw or b"") + len(story) + 100  # with one rendering of it
+        kept = Kept(self.clock(), size, partition, raw, parked)
         if not self.on or generation != self._generation[partition]:
-            return  # dropped meanwhile: what was read may be older than what was heard
-        size = len(raw or b"") + len(story) + 100
+            return kept  # dropped meanwhile: what was read may be older than what was heard
         if size > self.max_bytes // 8:
-            return  # one story does not push out the rest
+            return kept  # one story does not push out the rest
         key = (version, story)
         self._forget(key)
-        self._entries[key] = Kept(self.clock(), size, partition, raw, parked)
+        self._entries[key] = kept
         self._members[partition].add(key)
         self._bytes += size
         while self._bytes > self.max_bytes:
             self._forget(next(iter(self._entries)))
+        return kept
 
     def _forget(self, key: tuple[str, str]) -> None:
         kept = self._entries.pop(key, None)

@@ -17,7 +17,7 @@ from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
-from dateline.query.cache import StoryCache
+from dateline.query.cache import Kept, StoryCache
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store.connection import UNREACHABLE
@@ -135,16 +135,20 @@ class Reader:
         """The story's state with its statements, as one JSON document, and the position
         of the update that parked the story (None if none did): one round trip, or none
         while no commit of its partition has been heard since (`StoryCache`)."""
+        models, kept = await self.story_kept(story)
+        return models, kept.raw, kept.parked
+
+    async def story_kept(self, story: str) -> tuple[ReadModels, Kept]:
+        """`story`, as the cache holds it (with what routes rendered of it)."""
         models = await self.models()
         if (kept := self.cache.get(models.version, story)) is not None:
-            return models, kept.raw, kept.parked
+            return models, kept
         generation = self.cache.generation(story)
         raw, parked = await self._whole(models, story)
         if raw is None:  # perhaps a replay switched versions and dropped this one
             models = await self.models(fresh=True)
             raw, parked = await self._whole(models, story)
-        self.cache.put(models.version, story, generation, raw, parked)
-        return models, raw, parked
+        return models, self.cache.put(models.version, story, generation, raw, parked)
 
     async def _whole(self, models: ReadModels, story: str) -> tuple[bytes | None, str | None]:
         raw, parked, _ = await self._read(models, story, 0, -1)

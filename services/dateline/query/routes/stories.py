@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -10,6 +12,7 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
+from dateline.domain.overdue import next_due
 from dateline.domain.state import Entry
 from dateline.query.access import grant_of
 from dateline.query.exports import jsonld, timelinejs
@@ -73,6 +76,25 @@ async def state_of(
     return lens.view(view_of(state, when or datetime.now(UTC)))  # overdue by then, or now
 
 
+async def _now(reader: Reader, lens: Lens, story: str) -> bytes:
+    """The story now, as this reader sees it: rendered once for every reader who sees it
+    alike, until its read is dropped (a commit) or an item of it falls overdue."""
+    if not lens.sees(story):
+        raise no_story(story)
+    _, kept = await reader.story_kept(story)
+    if kept.raw is None:
+        raise no_story(story)
+    rendered = kept.rendered.get(lens)
+    if rendered is not None and time.time() < rendered[1]:
+        return rendered[0]
+    now = datetime.now(UTC)
+    view = lens.view(stored_view(kept.raw, kept.parked, now))
+    body = _encode(view)
+    due = next_due(view.schedule.values(), now)
+    kept.rendered[lens] = (body, due.timestamp() if due else math.inf)
+    return body
+
+
 async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]:
     """The story's timeline as its read model holds it; to a reader without the audit
     right, without the lines of corrections of recalled updates (their notes)."""
@@ -125,6 +147,8 @@ def routes() -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         """One story's state: now, or as the desk knew it at a time or version."""
         reader = reader_of(request)
+        if as_of is None and at_version is None:
+            return answer(request, await _now(reader, lens_of(request), story_id(story)))
         view = await state_of(reader, grant_of(request), story_id(story), as_of, at_version)
         return answer(request, _encode(view))
 
