@@ -37,9 +37,9 @@ class Kept:
     partition: int
     raw: bytes | None
     parked: str | None
-    rendered: dict[Hashable, tuple[bytes, float]] = field(default_factory=dict)
-    """What a route made of it, by whatever its answer depends on: (bytes, good until
-    this `time.time()`). Dropped with it."""
+    rendered: dict[Hashable, tuple[bytes, str, float]] = field(default_factory=dict)
+    """What a route made of it, by whatever its answer depends on: (bytes, their ETag,
+    good until this `time.time()`). Dropped with it."""
 
 
 class StoryCache:

@@ -110,11 +110,19 @@ def documented(
     return specs
 
 
+def etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
 def answer(
-    request: Request[Any, Any, Any], body: bytes, media_type: str = "application/json"
+    request: Request[Any, Any, Any],
+    body: bytes,
+    media_type: str = "application/json",
+    tag: str | None = None,
 ) -> Response[bytes]:
-    """JSON with an ETag; 304 when the client already has these bytes."""
-    tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    """JSON with an ETag (`tag`, if the caller made it already); 304 when the client
+    already has these bytes."""
+    tag = tag or etag(body)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     seen = request.headers.get("if-none-match", "")
     if seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(",")):

@@ -25,6 +25,7 @@ from dateline.query.routes.common import (
     StoryPath,
     answer,
     documented,
+    etag,
     lens_of,
     no_story,
     reader_of,
@@ -76,23 +77,35 @@ async def state_of(
     return lens.view(view_of(state, when or datetime.now(UTC)))  # overdue by then, or now
 
 
-async def _now(reader: Reader, lens: Lens, story: str) -> bytes:
-    """The story now, as this reader sees it: rendered once for every reader who sees it
-    alike, until its read is dropped (a commit) or an item of it falls overdue."""
+async def _story(
+    request: Request[Any, Any, Any], story: str, as_of: str | None, at_version: int | None
+) -> Response[bytes]:
+    reader = reader_of(request)
+    if as_of is None and at_version is None:
+        body, tag = await _now(reader, lens_of(request), story)
+        return answer(request, body, tag=tag)
+    view = await state_of(reader, grant_of(request), story, as_of, at_version)
+    return answer(request, _encode(view))
+
+
+async def _now(reader: Reader, lens: Lens, story: str) -> tuple[bytes, str]:
+    """The story now, as this reader sees it, and its ETag: rendered once for every
+    reader who sees it alike, until its read is dropped (a commit) or an item of it
+    falls overdue."""
     if not lens.sees(story):
         raise no_story(story)
     _, kept = await reader.story_kept(story)
     if kept.raw is None:
         raise no_story(story)
     rendered = kept.rendered.get(lens)
-    if rendered is not None and time.time() < rendered[1]:
-        return rendered[0]
+    if rendered is not None and time.time() < rendered[2]:
+        return rendered[0], rendered[1]
     now = datetime.now(UTC)
     view = lens.view(stored_view(kept.raw, kept.parked, now))
     body = _encode(view)
     due = next_due(view.schedule.values(), now)
-    kept.rendered[lens] = (body, due.timestamp() if due else math.inf)
-    return body
+    kept.rendered[lens] = (body, etag(body), due.timestamp() if due else math.inf)
+    return body, kept.rendered[lens][1]
 
 
 async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]:
@@ -146,11 +159,7 @@ def routes() -> list[HTTPRouteHandler]:
         at_version: AtVersion = None,
     ) -> Response[bytes]:
         """One story's state: now, or as the desk knew it at a time or version."""
-        reader = reader_of(request)
-        if as_of is None and at_version is None:
-            return answer(request, await _now(reader, lens_of(request), story_id(story)))
-        view = await state_of(reader, grant_of(request), story_id(story), as_of, at_version)
-        return answer(request, _encode(view))
+        return await _story(request, story_id(story), as_of, at_version)
 
     @get(
         "/v1/stories/{story:str}/timeline",
