@@ -323,6 +323,20 @@ async def _raw(read: Callable[[], Awaitable[object]], requests: int) -> float:
     return per * CONNECTIONS / (time.perf_counter() - start)
 
 
+WRITES = 100
+"""Updates a second appended while the reads are timed again: a busy newsroom's pace."""
+
+
+async def _writing(log: Log, rate: int, stop: asyncio.Event) -> int:
+    """Append one update at a time at `rate` a second until `stop`; how many."""
+    n, start = 0, time.perf_counter()
+    while not stop.is_set():
+        await log.append([_update(n, 500, "rw")])
+        n += 1
+        await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+    return n
+
+
 async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[str, str]) -> None:
     await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
     async with httpx.AsyncClient(base_url=base, headers=auth) as http:
@@ -356,6 +370,13 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         await _hammer(base, path, requests // 10, auth)  # warm up
         http_rate = statistics.median([await _hammer(base, path, requests, auth) for _ in range(3)])
         raw_rate = statistics.median([await _raw(read, requests) for _ in range(3)])
+        # The same reads while a newsroom's updates arrive: each commit drops what the
+        # query process keeps of its partition (a story) or of the index (a list).
+        stop = asyncio.Event()
+        writer = asyncio.create_task(_writing(log, WRITES, stop))
+        busy_rate = statistics.median([await _hammer(base, path, requests, auth) for _ in range(3)])
+        stop.set()
+        written = await writer
         report.add(
             Row(
                 "read side",
@@ -372,6 +393,17 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
                 "reads/s",
                 baseline=f"raw {command}",
                 ratio=http_rate / raw_rate,
+            )
+        )
+        report.add(
+            Row(
+                "read side",
+                f"GET {path}, 8 connections, while {WRITES} updates/s are appended",
+                busy_rate,
+                "reads/s",
+                baseline=f"raw {command}",
+                ratio=busy_rate / raw_rate,
+                note=f"{written:,} updates to 500 other stories, appended by this process",
             )
         )
 

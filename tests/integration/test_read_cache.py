@@ -150,3 +150,26 @@ async def test_an_item_falling_overdue_shows_while_the_read_is_kept(
     await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
     assert await overdue()  # no commit since: the rendering knew when it would go stale
     assert reader.cache.hits > hits
+
+
+async def test_a_list_is_kept_until_any_commit_is_heard(log: Log, served: dict[str, Any]) -> None:
+    http = served["http"]
+
+    async def listed() -> list[str]:
+        r = await http.get("/v1/stories?limit=10")
+        assert r.status_code == 200
+        return [s["id"] for s in r.json()["items"]]
+
+    assert await listed() == [STORY]
+    hits = served["reader"].cache.listing_hits
+    first = await http.get("/v1/stories?limit=10")
+    assert served["reader"].cache.listing_hits == hits + 1  # rendered once, kept
+    again = await http.get("/v1/stories?limit=10", headers={"if-none-match": first.headers["etag"]})
+    assert again.status_code == 304
+    other = update("dateline.story.opened", id="cache-other", subject="cache-other")
+    await log.append([encode(other)])
+    await settle(served["projector"])
+    deadline = time.monotonic() + 2.0
+    while await listed() != ["cache-other", STORY]:  # another partition's commit, heard
+        assert time.monotonic() < deadline, "the commit was not heard"
+        await asyncio.sleep(0.01)

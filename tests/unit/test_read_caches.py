@@ -159,3 +159,16 @@ def test_grants_are_kept_a_second_at_most_only_while_heard_and_bounded() -> None
     assert len(known._known) <= 3
     known.drop("k3")
     assert known.get("k3") is None
+
+
+def test_a_listing_is_kept_until_any_commit_or_its_until() -> None:
+    c, _ = cache()
+    generation = c.listings_generation
+    c.put_listing("k", generation, b"[]", '"t"', until=float("inf"))
+    assert c.listing("k") == (b"[]", '"t"')
+    c.heard(b"3:1-0", live=True)  # a commit anywhere
+    assert c.listing("k") is None
+    c.put_listing("k", generation, b"[]", '"t"', until=float("inf"))  # read before it
+    assert c.listing("k") is None
+    c.put_listing("k", c.listings_generation, b"[]", '"t"', until=0.0)  # overdue since
+    assert c.listing("k") is None

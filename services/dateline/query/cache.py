@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 
 from dateline.store.doorbell import READERS
 
+LISTINGS = 256
+"""Lists of stories kept at most (by limit, status, overdue, scope)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Kept:
@@ -61,6 +64,9 @@ class StoryCache:
         self._bytes = 0
         self._generation = [0] * partitions
         self.hits = self.misses = 0
+        self._listings: dict[Hashable, tuple[bytes, str, float]] = {}
+        self.listings_generation = self.listing_hits = 0
+        """Moves on with every drop: a listing reads every partition."""
 
     @property
     def on(self) -> bool:
@@ -107,6 +113,25 @@ class StoryCache:
             self._bytes -= kept.size
             self._members[kept.partition].discard(key)
 
+    def listing(self, key: Hashable) -> tuple[bytes, str] | None:
+        """A list of stories a route rendered (its bytes and ETag), while no commit to
+        any partition has been heard and its `until` (`time.time()`) has not passed."""
+        kept = self._listings.get(key) if self.on else None
+        if kept is None or time.time() >= kept[2]:
+            return None
+        self.listing_hits += 1
+        return kept[0], kept[1]
+
+    def put_listing(
+        self, key: Hashable, generation: int, body: bytes, tag: str, until: float
+    ) -> None:
+        if not self.on or generation != self.listings_generation:
+            return
+        if len(self._listings) >= LISTINGS:
+            self._listings.clear()
+        age_bound = time.time() + self.max_age_s
+        self._listings[key] = (body, tag, min(until, age_bound))
+
     def heard(self, message: bytes | None, live: bool) -> None:
         """The doorbell's news: a message of the change channel, or None when its
         subscription was made (`live`) or broke (not `live`)."""
@@ -124,12 +149,18 @@ class StoryCache:
             self.drop_all()
             return
         self._generation[partition] += 1
+        self._drop_listings()
         for key in self._members[partition]:
             self._bytes -= self._entries.pop(key).size
         self._members[partition] = set()
 
     def drop_all(self) -> None:
         self._generation = [g + 1 for g in self._generation]
+        self._drop_listings()
         self._entries.clear()
         self._members = [set() for _ in self._members]
         self._bytes = 0
+
+    def _drop_listings(self) -> None:
+        self.listings_generation += 1
+        self._listings.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,6 +248,21 @@ class Reader:
             return {member.decode().partition("/")[0] for member in due}
         board = cast(list[bytes], await self.client.hvals(models.schedule))
         return {e.story for e in map(_scheduled, board) if is_overdue(e.item, now)}
+
+    async def next_due(self, now: datetime) -> float:
+        """When (`time.time()`) the next item not overdue at `now` falls overdue: until
+        then, and until a commit, the overdue stories stay as they are. `now` itself for a
+        version built before the index of due items (nothing may be kept)."""
+        models = await self.models()
+        if self._shape < DUE_INDEX:
+            return now.timestamp()
+        after = cast(
+            list[tuple[bytes, float]],
+            await self.client.zrangebyscore(
+                models.schedule_due, f"({now.timestamp()}", "+inf", start=0, num=1, withscores=True
+            ),
+        )
+        return after[0][1] if after else math.inf
 
     async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
         """The `limit` stories (of `status`) updated last, newest first; None if there are

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from datetime import UTC, datetime
@@ -77,6 +78,27 @@ async def state_of(
     return lens.view(view_of(state, when or datetime.now(UTC)))  # overdue by then, or now
 
 
+async def _listing(
+    request: Request[Any, Any, Any], limit: int, status: str | None, *, overdue: bool
+) -> tuple[bytes, str]:
+    """The list, rendered once for every reader who sees it alike, until a commit to any
+    partition is heard or a story in it falls overdue (`StoryCache.listing`)."""
+    reader, grant = reader_of(request), grant_of(request)
+    models = await reader.models()
+    key = (models.version, limit, status, overdue, tuple(grant.story_prefixes))
+    if (kept := reader.cache.listing(key)) is not None:
+        return kept
+    generation, now = reader.cache.listings_generation, datetime.now(UTC)
+    (entries, _), until = await asyncio.gather(
+        reader.listed(limit, status, overdue_only=overdue, now=now, prefixes=grant.story_prefixes),
+        reader.next_due(now),
+    )
+    body = _encode(StoryPage(models.version, entries))
+    tag = etag(body)
+    reader.cache.put_listing(key, generation, body, tag, until)
+    return body, tag
+
+
 async def _story(
     request: Request[Any, Any, Any], story: str, as_of: str | None, at_version: int | None
 ) -> Response[bytes]:
@@ -138,13 +160,8 @@ def routes() -> list[HTTPRouteHandler]:
         ] = False,
     ) -> Response[bytes]:
         """The stories, newest update first (`limit`, default 100)."""
-        reader = reader_of(request)
-        grant = grant_of(request)
-        entries, _ = await reader.listed(
-            limit, status, overdue_only=overdue, prefixes=grant.story_prefixes
-        )
-        models = await reader.models()
-        return answer(request, _encode(StoryPage(models.version, entries)))
+        body, tag = await _listing(request, limit, status, overdue=overdue)
+        return answer(request, body, tag=tag)
 
     @get(
         "/v1/stories/{story:str}",
