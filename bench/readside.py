@@ -408,6 +408,72 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         )
 
 
+async def _pushes(
+    report: Report, log: Log, base: str, auth: dict[str, str], statements: int, subscribers: int
+) -> None:
+    """A story of `statements` statements, `subscribers` dashboards on its live stream,
+    10 updates: the bytes they receive after their first state, with every state sent
+    whole and with patches (`?patches=true`), same run."""
+    for i in range(0, statements, 1000):
+        await log.append([_update(n, 1, "big") for n in range(i, min(i + 1000, statements))])
+    story = "big-00000"
+    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
+        for _ in range(600):
+            r = await http.get(f"/v1/stories/{story}")
+            if r.status_code == 200 and r.json()["version"] == statements:
+                break
+            await asyncio.sleep(0.05)
+    whole = 0
+    for n, patches in enumerate((False, True)):
+        path = f"/v1/stories/{story}/live" + ("?patches=true" if patches else "")
+        first = statements + n * 10
+        total, seconds = await _push_round(log, base, auth, path, subscribers, first)
+        whole = whole or total
+        report.add(
+            Row(
+                "read side",
+                f"live pushes: {subscribers} dashboards on a story of {statements:,} "
+                f"statements, 10 updates, states {'as patches' if patches else 'whole'}",
+                total / 1e6,
+                "MB",
+                baseline="states whole" if patches else "",
+                ratio=total / whole if patches else None,
+                note=f"received after the first state; all in {seconds:.1f} s"
+                + (f"; {whole / max(total, 1):,.0f} times fewer bytes" if patches else ""),
+            )
+        )
+
+
+async def _push_round(
+    log: Log, base: str, auth: dict[str, str], path: str, subscribers: int, first: int
+) -> tuple[int, float]:
+    """Bytes of state and patch events `subscribers` streams receive after their first
+    state, while 10 updates (numbered from `first`) land; and how long it took."""
+    target = first + 10
+    got = [0] * subscribers
+    opened = [asyncio.Event() for _ in range(subscribers)]
+
+    async def dashboard(i: int) -> None:
+        async for _, name, data in stream_events(base, path, auth):
+            if name not in (b"state", b"patch"):
+                continue
+            if not opened[i].is_set():
+                opened[i].set()  # the first state: whole either way, not counted
+                continue
+            got[i] += len(data)
+            if b'"version":%d,' % target in data:
+                return
+
+    tasks = [asyncio.create_task(dashboard(i)) for i in range(subscribers)]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 60)
+    start = time.perf_counter()
+    for u in range(first, target):
+        await log.append([_update(u, 1, "big")])
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return sum(got), time.perf_counter() - start
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     seconds = 1.0 if quick else 5.0
     requests = 800 if quick else 8_000
@@ -454,4 +520,5 @@ async def run(report: Report, *, quick: bool = False) -> None:
             for rate, stories in ((5_000, 2_000), (1_000, 100)):
                 await _latency(report, log, srv.url, base, rate, seconds, stories, auth=auth)
             await _reads(report, log, base, requests, auth)
+            await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)
         await client.aclose()

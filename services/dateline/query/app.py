@@ -26,6 +26,7 @@ from litestar.static_files import create_static_files_router
 from dateline.query import access
 from dateline.query.access import need_ops, reader_auth
 from dateline.query.live import LiveStreams
+from dateline.query.patches import Patches
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
@@ -93,6 +94,7 @@ def create_app(
         app.state.readers = Readers(client, settings.prefix, known)
         app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
+        app.state.patches = Patches()
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
         tune_collector()

@@ -22,12 +22,14 @@ from dateline.domain.positions import Cursor, Position
 from dateline.domain.state import Hidden
 from dateline.domain.story import Ref, recalled
 from dateline.domain.summary import summarize
+from dateline.query.patches import Patches
 from dateline.query.reader import ONE_TRIP, Applied, Reader
 from dateline.query.scope import Lens
 from dateline.query.views import (
     HeldEvent,
     UnreadableEvent,
     UpdateEvent,
+    etag,
     stamp_of,
     stored_view,
 )
@@ -149,6 +151,7 @@ async def story_events(
     *,
     redacted: bool = False,
     lens: Lens = WHOLE,
+    patches: Patches | None = None,
 ) -> AsyncIterator[list[Push]]:
     """`update` per update the read model has applied, then `state` (the story now), a
     page at a time; `state` alone when the story is parked or released.
@@ -156,8 +159,11 @@ async def story_events(
     Without `last_event_id` the stream starts with the current state. `redacted` (a
     reader without the audit right): an update recalled as erroneous comes without its
     record and summary, as `recalled`, on a stream resumed from before its recall.
+    `patches`: after the first state, `patch` (what changed since the state this stream
+    sent last, `query/patches.py`) where it can be made, else `state` again.
     """
     recalls = Recalls(reader, resumed=last_event_id is not None) if redacted else None
+    states = _States(lens, patches)
     sent = None if last_event_id is not None else -1  # versions pushed so far; -1: none yet
     seen = last_event_id  # on a resumed stream, what the client had: skipped, on every page
     held: str | None = None  # the parked position the client was last sent
@@ -170,7 +176,7 @@ async def story_events(
             sent = state.version
             if raw:
                 held = parked
-                yield [Push("state", _public(raw, parked, lens), state.position)]
+                yield [states.push(raw, parked, state.position)]
         else:
             raw, state, records, parked = await reader.story_since(story, sent or 0, READ_AHEAD)
             page = []
@@ -191,7 +197,7 @@ async def story_events(
             # readers learn of either from the state, which says where it is parked.
             if raw and (records or parked != held):
                 held = parked
-                page.append(Push("state", _public(raw, parked, lens), state.position))
+                page.append(states.push(raw, parked, state.position))
             if page:
                 quiet_since = time.monotonic()
                 yield page
@@ -332,6 +338,23 @@ async def _held_since(
         HeldEvent(story, now.get(story), _entry.decode(raw) if raw else None)
         for story, raw in zip(changed, entries, strict=True)
     ]
+
+
+class _States:
+    """A story stream's state pushes: whole, or as patches from the one it sent last."""
+
+    def __init__(self, lens: Lens, patches: Patches | None) -> None:
+        self.lens, self.patches = lens, patches
+        self.sent: str | None = None  # the ETag of the state this stream sent last
+
+    def push(self, raw: bytes, parked: str | None, position: str | None) -> Push:
+        body = _public(raw, parked, self.lens)
+        if self.patches is None:
+            return Push("state", body, position)
+        tag = etag(body)
+        patch = self.patches.between(self.sent, body, tag)
+        self.sent = tag
+        return Push("state", body, position) if patch is None else Push("patch", patch, position)
 
 
 def _public(raw: bytes, parked: str | None, lens: Lens) -> bytes:

@@ -7,6 +7,7 @@ so a stored state decodes straight into it.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -199,3 +200,8 @@ def redact(records: list[bytes], gone: dict[tuple[str, str], Hidden]) -> list[by
         stub |= {"recalled": True, "recalledby": hidden.retraction}
         out.append(_encode(stub))
     return out
+
+
+def etag(body: bytes) -> str:
+    """A strong ETag of an answer's bytes."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'

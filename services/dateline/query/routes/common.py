@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 from litestar import Request, Response
@@ -13,6 +12,7 @@ from litestar.params import PathParameter, QueryParameter
 from dateline.query.access import grant_of
 from dateline.query.reader import Reader
 from dateline.query.scope import Lens
+from dateline.query.views import etag
 from dateline.web import params
 from dateline.web.problems import PROBLEM, Problem, Refused
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
@@ -108,10 +108,6 @@ def documented(
             Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
         )
     return specs
-
-
-def etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 def answer(

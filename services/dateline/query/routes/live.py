@@ -41,8 +41,15 @@ def routes() -> list[HTTPRouteHandler]:
         request: Request[Any, Any, Any],
         story: StoryPath,
         last_event_id: LastEventId = None,
+        patches: Annotated[
+            bool,
+            QueryParameter(
+                description="After the first `state`, `patch` events: what changed since "
+                "the state sent last, as a JSON merge patch (RFC 7396)."
+            ),
+        ] = False,
     ) -> Stream:
-        """SSE: `update` per update (id: its log position), then `state`."""
+        """SSE: `update` per update (id: its log position), then `state` (or `patch`)."""
         reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
         if raw:
@@ -54,7 +61,10 @@ def routes() -> list[HTTPRouteHandler]:
 
         def start(last: str | None) -> AsyncIterator[list[Push]]:
             after = Position.parse(last) if last else None
-            return story_events(reader, sid, after, redacted=not grant.audits, lens=lens)
+            shared = request.app.state.patches if patches else None
+            return story_events(
+                reader, sid, after, redacted=not grant.audits, lens=lens, patches=shared
+            )
 
         return _sse(request, through_outages(start, raw, reader.reachable))
 

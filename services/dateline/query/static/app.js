@@ -47,6 +47,17 @@ function connect(url, handlers) {
   }
 }
 
+// RFC 7396: a null removes a member; an object merges; anything else replaces.
+function mergePatch(target, patch) {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+  const out = target && typeof target === "object" && !Array.isArray(target) ? { ...target } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
+  }
+  return out;
+}
+
 function stop() {
   if (source) { source.close(); source = null; }
   if (timer) { clearInterval(timer); timer = null; }
@@ -260,8 +271,11 @@ function storyPage(id) {
     const r = await fetch(`/v1/stories/${encodeURIComponent(id)}`);
     if (r.ok) render(await r.json());
   }, OVERDUE_CHECK_MS);
-  connect(`/v1/stories/${encodeURIComponent(id)}/live`, {
-    state: render,
+  // The first state whole, then what changed (a JSON merge patch of the last one).
+  let current = null;
+  connect(`/v1/stories/${encodeURIComponent(id)}/live?patches=true`, {
+    state: (st) => { current = st; render(st); },
+    patch: (p) => { if (current) { current = mergePatch(current, p); render(current); } },
     update: (u) => {
       recent.unshift(u);
       recent.length = Math.min(recent.length, 6);
