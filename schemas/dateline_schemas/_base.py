@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
@@ -28,20 +29,23 @@ def _unwrap(hint: object) -> tuple[object, bool]:
     return hint, False
 
 
-def _rules_of(cls: type) -> tuple[tuple[str, Rule, bool], ...]:
-    """(field, rule, is_list) for every field whose type carries a `Rule`."""
-    found: list[tuple[str, Rule, bool]] = []
+Check = Callable[[object], None]
+
+
+def _rules_of(cls: type) -> tuple[tuple[str, Check, bool], ...]:
+    """(field, its rule's check, is_list) for every field whose type carries a `Rule`."""
+    found: list[tuple[str, Check, bool]] = []
     for name, hint in typing.get_type_hints(cls, include_extras=True).items():
         inner, is_list = _unwrap(hint)
         rules = [m for m in getattr(inner, "__metadata__", ()) if isinstance(m, Rule)]
-        found.extend((name, rule, is_list) for rule in rules)
+        found.extend((name, rule.checker, is_list) for rule in rules)
     return tuple(found)
 
 
 class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
     """A Struct whose `Rule`-marked fields are checked on every decode and construction."""
 
-    __rules__: ClassVar[dict[type, tuple[tuple[str, Rule, bool], ...]]] = {}
+    __rules__: ClassVar[dict[type, tuple[tuple[str, Check, bool], ...]]] = {}
 
     def __post_init__(self) -> None:
         if TRUSTED.get():
@@ -50,17 +54,22 @@ class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
         rules = Checked.__rules__.get(cls)
         if rules is None:
             rules = Checked.__rules__[cls] = _rules_of(cls)
-        for name, rule, is_list in rules:
+        # Every update's every field passes here on its way in: no allocation per field.
+        for name, check, is_list in rules:
             value = getattr(self, name)
             if value is None:
                 continue
-            items = enumerate(value) if is_list else [(None, value)]
-            for i, item in items:
+            if not is_list:
                 try:
-                    rule.check(item)
+                    check(value)
                 except RuleError as exc:
-                    where = name if i is None else f"{name}[{i}]"
-                    raise ValueError(f"{where}: {exc}") from None
+                    raise ValueError(f"{name}: {exc}") from None
+                continue
+            for i, item in enumerate(value):
+                try:
+                    check(item)
+                except RuleError as exc:
+                    raise ValueError(f"{name}[{i}]: {exc}") from None
         self.check()
 
     def check(self) -> None:

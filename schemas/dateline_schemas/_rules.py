@@ -9,6 +9,7 @@ types below carry the pattern for the exported JSON Schema *and* a `Rule` that
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Final
@@ -47,6 +48,11 @@ class Rule:
 
     def check(self, value: object) -> None:
         _CHECKS[self.name](value)
+
+    @property
+    def checker(self) -> Callable[[object], None]:
+        """The check itself, for a caller that runs it often."""
+        return _CHECKS[self.name]
 
 
 def _shown(value: object) -> str:
