@@ -173,3 +173,23 @@ async def test_a_list_is_kept_until_any_commit_is_heard(log: Log, served: dict[s
     while await listed() != ["cache-other", STORY]:  # another partition's commit, heard
         assert time.monotonic() < deadline, "the commit was not heard"
         await asyncio.sleep(0.01)
+
+
+async def test_metrics_count_kept_reads_and_reads_from_redis(
+    log: Log, served: dict[str, Any]
+) -> None:
+    http = served["http"]
+    ops = await Readers(log.redis, log.keys.prefix).add("watch", "ops")
+
+    async def count(kind: str, outcome: str) -> float:
+        r = await http.get("/metrics", headers={"authorization": f"Bearer {ops}"})
+        assert r.status_code == 200
+        line = f'dateline_query_kept_reads_total{{kind="{kind}",outcome="{outcome}"}} '
+        found = [x for x in r.text.splitlines() if x.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    hits, misses = await count("story", "hit"), await count("story", "miss")
+    await version(http)
+    await version(http)
+    assert await count("story", "miss") >= misses + 1
+    assert await count("story", "hit") >= hits + 1

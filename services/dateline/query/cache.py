@@ -27,8 +27,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from dateline.runtime.metrics import KEPT_READS
 from dateline.store.doorbell import READERS
 
+_STORY_HIT, _STORY_MISS = KEPT_READS.labels("story", "hit"), KEPT_READS.labels("story", "miss")
+_LIST_HIT, _LIST_MISS = KEPT_READS.labels("list", "hit"), KEPT_READS.labels("list", "miss")
 LISTINGS = 256
 """Lists of stories kept at most (by limit, status, overdue, scope)."""
 
@@ -77,14 +80,14 @@ class StoryCache:
         return self._generation[self.partition_of(story)]
 
     def get(self, version: str, story: str) -> Kept | None:
-        if not self.on:
-            return None
-        kept = self._entries.get((version, story))
+        kept = self._entries.get((version, story)) if self.on else None
         if kept is None or self.clock() - kept.at > self.max_age_s:
             self.misses += 1
+            _STORY_MISS.inc()
             return None
         self._entries.move_to_end((version, story))
         self.hits += 1
+        _STORY_HIT.inc()
         return kept
 
     def put(
@@ -118,8 +121,10 @@ class StoryCache:
         any partition has been heard and its `until` (`time.time()`) has not passed."""
         kept = self._listings.get(key) if self.on else None
         if kept is None or time.time() >= kept[2]:
+            _LIST_MISS.inc()
             return None
         self.listing_hits += 1
+        _LIST_HIT.inc()
         return kept[0], kept[1]
 
     def put_listing(

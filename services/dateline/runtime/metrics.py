@@ -74,6 +74,13 @@ DELIVERY_PARKED = Gauge(
     ["subscription"],
 )
 LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
+KEPT_READS = Counter(
+    "dateline_query_kept_reads",
+    "Story and list reads of the query process: answered from what it kept (hit), or "
+    "read from Redis (miss). Every commit heard drops some; a low hit rate under load "
+    "is expected, one of zero means the change channel is not heard.",
+    ["kind", "outcome"],
+)
 REQUESTS_WAITING = Gauge(
     "dateline_http_requests_waiting",
     "Requests waiting for a place (DATELINE_MAX_REQUESTS in progress).",
