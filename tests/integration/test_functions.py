@@ -3,7 +3,9 @@ functions on Valkey, the same scripts by `EVALSHA` on Redis 6.2, the same replie
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -57,16 +59,7 @@ async def test_a_user_with_only_fcall_ro_reads_and_cannot_run_a_script(
     if not await _has_functions(log.redis):
         pytest.skip("Redis 6.2 has no functions: its query user keeps EVAL")
     assert await functions.load(log.redis)  # as the projector does when it starts
-    user, password = f"q{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    await log.redis.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        keys=[f"{log.keys.prefix}:*"],
-        commands=["-@all", "+fcall_ro", "+ping", "+xrange", "+hget"],
-    )
-    reader = aioredis.Redis.from_url(redis_url, username=user, password=password)
-    try:
+    async with _user(log, redis_url, "+fcall_ro", "+ping", "+xrange", "+hget") as reader:
         models = ReadModels(log.keys.prefix, "vt")
         parked = GroupKeys(log.keys.prefix, models.group).parked
         [done] = await log.append([encode(update(subject="story-g"))])
@@ -81,9 +74,6 @@ async def test_a_user_with_only_fcall_ro_reads_and_cannot_run_a_script(
             await reader.eval("while true do end", 0)
         with pytest.raises(NoPermissionError):
             await reader.function_load("#!lua name=mine\nredis.register_function('x', f)")
-    finally:
-        await reader.aclose()
-        await log.redis.acl_deluser(user)
 
 
 async def test_without_the_library_and_without_rights_the_error_says_who_loads_it(
@@ -92,22 +82,29 @@ async def test_without_the_library_and_without_rights_the_error_says_who_loads_i
     if not await _has_functions(log.redis):
         pytest.skip("Redis 6.2 has no functions")
     await log.redis.function_delete(scripts.library(*functions.READS).name)
-    user, password = f"q{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    await log.redis.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        keys=[f"{log.keys.prefix}:*"],
-        commands=["-@all", "+fcall_ro", "+xrange", "+hget"],
-    )
-    reader = aioredis.Redis.from_url(redis_url, username=user, password=password)
-    try:
+    async with _user(log, redis_url, "+fcall_ro", "+xrange", "+hget") as reader:
         reads = ReadFunctions(reader)
         keys = [log.keys.log(0), f"{log.keys.prefix}:parked"]
         with pytest.raises(NoPermissionError, match="start the projector, which loads it"):
             await reads("parked_at", keys, ["1-1"])
         assert await functions.load(log.redis)
         assert await reads("parked_at", keys, ["1-1"]) is None  # and now it reads
+
+
+@contextlib.asynccontextmanager
+async def _user(log: Log, redis_url: str, *commands: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of a user of its own: the log's keys, `commands` and nothing else."""
+    user, password = f"q{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await log.redis.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=[f"{log.keys.prefix}:*"],
+        commands=["-@all", *commands],
+    )
+    client = aioredis.Redis.from_url(redis_url, username=user, password=password)
+    try:
+        yield client
     finally:
-        await reader.aclose()
+        await client.aclose()
         await log.redis.acl_deluser(user)
