@@ -136,6 +136,9 @@ async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]
     entries = [_entry.decode(e) for e in await reader.timeline(story)]
     if grant.audits or not any(e.type == CORRECTION for e in entries):
         return entries
+    _, kept = await reader.story_kept(story)  # kept, mostly: no round trip
+    if kept.raw is None or b'"canceled"' not in kept.raw:
+        return entries  # nothing recalled: the history need not be read
     gone = await reader.recalled(story)
     return [e for e in entries if (e.source, e.id) not in gone]
 
