@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+from dateline.domain import project
 from dateline.domain.state import Statement, StoryState
-from dateline.store.readmodels import OWN_STATEMENTS, Change, ReadModels
+from dateline.store.readmodels import OWN_STATEMENTS, Change, ReadModels, _stored, without_timeline
+from tests.projection_helpers import hanoi
 
 
 def statement(ref: str, text: str = "Words") -> Statement:
@@ -63,3 +65,15 @@ def test_merge_keys_are_kept_apart_and_written_when_new() -> None:
     assert "statement_keys" not in msgspec.json.decode(writes.states["talks"])
     whole = models.commands([Change(old, new, whole_timeline=True)]).commands
     assert [c[0] for c in whole if c[1] == key] == ["DEL", "HSET"]
+
+
+def test_a_stored_state_is_the_state_without_timeline_merge_keys_or_statements() -> None:
+    """The bytes shape 3 has always stored (the readers' splice needs `"statements":{}`),
+    now made without converting the state to builtins first."""
+    state = project("hanoi-summit-2019", hanoi())
+    assert state.statements and state.statement_keys and state.timeline
+    before = without_timeline(msgspec.structs.replace(state, statements={}, statement_keys={}))
+    del before["statement_keys"]
+    stored = msgspec.json.encode(_stored(state))
+    assert stored == msgspec.json.encode(before)
+    assert b'"statements":{}' in stored

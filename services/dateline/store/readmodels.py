@@ -359,10 +359,17 @@ def without_timeline(state: StoryState) -> dict[str, Any]:
     return doc
 
 
+_STORED = tuple(f for f in StoryState.__struct_fields__ if f not in ("timeline", "statement_keys"))
+"""A stored state's members, in the state's order: its timeline is a list of its own, and
+the merge keys are the projector's alone (readers are not sent them)."""
+
+
 def _stored(state: StoryState) -> dict[str, Any]:
-    """The state as shape 3 stores it: its statements and merge keys kept apart."""
-    doc = without_timeline(msgspec.structs.replace(state, statements={}, statement_keys={}))
-    del doc["statement_keys"]  # the projector's alone: readers are not sent it
+    """The state as shape 3 stores it: its statements and merge keys kept apart. Its
+    members as they are, for the encoder: converting the state to builtins first cost
+    more than the encoding (16 us a story against 7, every commit)."""
+    doc = {name: getattr(state, name) for name in _STORED}
+    doc["statements"] = {}  # the needle `whole_story.lua` splices them into
     return doc
 
 
