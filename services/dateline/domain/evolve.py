@@ -82,6 +82,9 @@ def _shifted(start: When, shift: str) -> When:
 def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
     """Apply one update; `time` is its event time, formatted once by the caller."""
     match update:
+        # Statements first: the commonest update, and every arm before one is a test.
+        case StatementMade(data=d):
+            _statement(state, update, time)
         case StoryOpened(data=d):
             state.title, state.place, state.summary = d.title, d.place, d.summary
             state.people, state.tags = list(d.people), list(d.tags)
@@ -134,8 +137,6 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
             item = _item(state, d.item)
             item.status, item.ended_at, item.early = "ended", time, d.early
             item.ended_precision = update.timeprecision
-        case StatementMade(data=d):
-            _statement(state, update, time)
         case OutcomeReported(data=d):
             outcome = Outcome(
                 d.outcome, d.result, d.summary, time, list(d.parties), list(d.supported_by)

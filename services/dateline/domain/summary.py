@@ -52,6 +52,10 @@ def _quote(text: str, limit: int = 90) -> str:
 
 def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per update type
     match update:
+        # Statements first: the commonest update, and every arm before one is a test.
+        case StatementMade(data=d):
+            via = " through an interpreter" if d.via_interpreter else ""
+            return f"{d.speaker}{via}: {_quote(d.text)}"
         case StoryOpened(data=d):
             return f"Story opened: {d.title}" + (f", {d.place}" if d.place else "")
         case StoryLinked(data=d):
@@ -77,9 +81,6 @@ def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per up
             return f"Started {d.item}"
         case ScheduleEnded(data=d):
             return f"Ended {d.item}" + (" early" if d.early else "")
-        case StatementMade(data=d):
-            via = " through an interpreter" if d.via_interpreter else ""
-            return f"{d.speaker}{via}: {_quote(d.text)}"
         case OutcomeReported(data=d):
             return f"Outcome: {d.result.replace('_', ' ')}: {d.summary}"
         case ExpectationRaised(data=d):
