@@ -99,7 +99,8 @@ async def test_a_read_your_writes_wait_sees_its_write_when_the_news_was_not_hear
 
 async def test_a_revocation_heard_ends_a_kept_grant(log: Log, served: dict[str, Any]) -> None:
     http = served["http"]
-    assert await version(http) == 1  # the grant is kept now
+    assert await version(http) == 1
+    assert served["query"].state.readers.known._known  # the grant is kept now
     await Readers(log.redis, log.keys.prefix).revoke("desk")
     deadline = time.monotonic() + 2.0
     while (await http.get(f"/v1/stories/{STORY}")).status_code != 401:

@@ -66,7 +66,7 @@ class StoryCache:
         self._members: list[set[tuple[str, str]]] = [set() for _ in range(partitions)]
         self._bytes = 0
         self._generation = [0] * partitions
-        self.hits = self.misses = 0
+        self.hits = 0
         self._listings: dict[Hashable, tuple[bytes, str, float]] = {}
         self.listings_generation = self.listing_hits = 0
         """Moves on with every drop: a listing reads every partition."""
@@ -82,7 +82,6 @@ class StoryCache:
     def get(self, version: str, story: str) -> Kept | None:
         kept = self._entries.get((version, story)) if self.on else None
         if kept is None or self.clock() - kept.at > self.max_age_s:
-            self.misses += 1
             _STORY_MISS.inc()
             return None
         self._entries.move_to_end((version, story))

@@ -72,8 +72,7 @@ class Patches:
             self.shared += 1
             return found
         self._keep(tag, body)
-        old = self._sent.get(sent) if sent is not None else None
-        if old is None or sent is None:
+        if sent is None or (old := self._sent.get(sent)) is None:
             return None
         self._sent.move_to_end(sent)
         patch = _encode(merge_patch(_decode(old), _decode(body)))

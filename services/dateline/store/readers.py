@@ -163,7 +163,8 @@ class Readers:
         """The reader this token belongs to, if it is valid: one `HGET`."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        return await self._grant(token_hash(token), self.tokens_key, token_hash(token))
+        hashed = token_hash(token)
+        return await self._grant(hashed, self.tokens_key, hashed)
 
     async def _grant(self, known_as: str, key: str, field: str | None = None) -> Grant | None:
         """The grant in a hash's field or a string key; kept a moment if `known`."""

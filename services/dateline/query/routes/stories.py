@@ -45,10 +45,11 @@ from dateline.query.views import (
 from dateline.store.readers import Grant
 from dateline.web import params
 from dateline.web.problems import Refused
+from dateline_schemas.correction import CorrectionIssued
 
 _encode = msgspec.json.Encoder().encode
 _entry = msgspec.json.Decoder(Entry)
-CORRECTION = "dateline.correction.issued"
+CORRECTION = CorrectionIssued.__struct_config__.tag
 
 
 def then(as_of: str | None, at_version: int | None) -> datetime | None:
@@ -126,8 +127,9 @@ async def _now(reader: Reader, lens: Lens, story: str) -> tuple[bytes, str]:
     view = lens.view(stored_view(kept.raw, kept.parked, now))
     body = _encode(view)
     due = next_due(view.schedule.values(), now)
-    kept.rendered[lens] = (body, etag(body), due.timestamp() if due else math.inf)
-    return body, kept.rendered[lens][1]
+    tag = etag(body)
+    kept.rendered[lens] = (body, tag, due.timestamp() if due else math.inf)
+    return body, tag
 
 
 async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]:
