@@ -17,6 +17,7 @@ from dateline.domain.state import StoryState
 from dateline.projector import handler as handler_module
 from dateline.projector.app import Projector, create_app
 from dateline.runtime import Delivery, groups
+from dateline.runtime import runner as runner_module
 from dateline.store.config import Settings
 from dateline.store.connection import connect
 from dateline.store.log import Log, story_of
@@ -460,6 +461,68 @@ async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
     assert max(sizes) <= 16
     for s in stories:
         assert await stored_state(app, s) == await rebuilt(log, s)
+    await app.client.aclose()
+
+
+def partitions_by_cycle(app: Projector) -> list[dict[int, int]]:
+    """The updates each cycle hands the handler, by partition, from now on."""
+    cycles: list[dict[int, int]] = []
+    handle = app.handler.handle
+
+    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
+        cycles.append({})
+        for d in deliveries:
+            cycles[-1][d.partition] = cycles[-1].get(d.partition, 0) + 1
+        return await handle(deliveries)
+
+    app.handler.handle = counted  # type: ignore[method-assign]
+    return cycles
+
+
+async def test_while_partitions_are_behind_one_at_a_time_takes_most_of_a_cycle(
+    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up, a cycle meets each of its stories several times, not once: one
+    partition in turn reads most of it, the others a little each, and all of them
+    move on every cycle. (Behind: full reads of entries older than `BEHIND_S`; here
+    any age, the entries being fresh.)"""
+    monkeypatch.setattr(runner_module, "BEHIND_S", -1.0)
+    app = await projector(log, redis_url, batch=64)
+    cycles = partitions_by_cycle(app)
+    stories = [f"s{i}" for i in range(40)]
+    assert len({log.keys.partition(s) for s in stories}) == log.keys.partitions
+    for v in range(30):
+        await log.append(
+            [encode(update(subject=s, id=f"{s}-{v}", data={"title": f"{v}"})) for s in stories]
+        )
+    await settle(app)
+    assert sum(sum(c.values()) for c in cycles) == 30 * len(stories)
+    even = 64 // log.keys.partitions
+    assert cycles[0] == dict.fromkeys(range(log.keys.partitions), even)  # none known behind
+    # Until the last cycles (the partitions run out), every partition reads each cycle,
+    # one of them 64 less one for each of the others.
+    full = [c for c in cycles[1:] if sum(c.values()) == 64]
+    assert len(full) >= len(cycles) - 1 - log.keys.partitions
+    for c in full:
+        assert len(c) == log.keys.partitions
+        assert max(c.values()) == 64 - (log.keys.partitions - 1)
+    assert {max(c, key=c.__getitem__) for c in full} == set(range(log.keys.partitions))
+    for s in stories:
+        assert await stored_state(app, s) == await rebuilt(log, s)
+    await app.client.aclose()
+
+
+async def test_keeping_up_every_partition_is_read_evenly(log: Log, redis_url: str) -> None:
+    """Full reads of entries that have not waited `BEHIND_S` are a projector keeping up:
+    no partition takes a cycle over, so no partition's entries wait for its turn."""
+    app = await projector(log, redis_url, batch=64)
+    cycles = partitions_by_cycle(app)
+    stories = [f"s{i}" for i in range(40)]
+    for v in range(10):
+        await log.append([encode(update(subject=s, id=f"{s}-{v}")) for s in stories])
+    await settle(app)
+    assert sum(sum(c.values()) for c in cycles) == 10 * len(stories)
+    assert max(n for c in cycles for n in c.values()) == 64 // log.keys.partitions
     await app.client.aclose()
 
 

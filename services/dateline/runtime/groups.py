@@ -36,17 +36,23 @@ async def read_and_get(
     client: aioredis.Redis,
     group: str,
     consumer: str,
-    streams: dict[str, str],
-    count: int,
+    reads: list[tuple[dict[str, str], int]],
     block_ms: int | None,
     hash_key: str,
 ) -> tuple[dict[str, Entries], dict[str, str]]:
-    """`read`, and the hash at `hash_key` as it is right after it, in one round trip."""
+    """`read` of each `(streams, count)`, and the hash at `hash_key` as it is right after
+    them, in one round trip. Only a single read may block."""
+    if block_ms is not None and len(reads) > 1:
+        raise ValueError("one blocking read at a time: a second would wait behind the first")
     pipe = client.pipeline(transaction=False)
-    pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    for streams, count in reads:
+        pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
     pipe.hgetall(hash_key)
-    reply, found = await pipe.execute()
-    return _entries(reply), {k.decode(): v.decode() for k, v in found.items()}
+    *replies, found = await pipe.execute()
+    out: dict[str, Entries] = {}
+    for reply in replies:
+        out.update(_entries(reply))
+    return out, {k.decode(): v.decode() for k, v in found.items()}
 
 
 def _entries(reply: Any) -> dict[str, Entries]:
