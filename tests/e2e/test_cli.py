@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from redis.cluster import RedisCluster
 
 from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
@@ -106,6 +108,33 @@ def test_redis_command_serves_others_and_stops_cleanly(env: dict[str, str]) -> N
     assert not (Path(env["DATELINE_DATA_DIR"]) / "redis.url").exists()
     # The AOF kept it all: a new embedded server reads it back.
     assert len(run(env, "log", "cohen-hearing-2019", "--json").stdout.splitlines()) == 4
+
+
+def test_redis_cluster_starts_a_cluster_and_ctrl_c_stops_every_node(
+    env: dict[str, str],
+) -> None:
+    command = [str(DATELINE), "redis", "--cluster", "--replicas", "1"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        secret = (Path(env["DATELINE_DATA_DIR"]) / "redis.password").read_text().strip()
+        assert url.startswith(f"redis://:{secret}@127.0.0.1:")
+        layout = json.loads(
+            (Path(env["DATELINE_DATA_DIR"]) / "cluster" / "cluster.json").read_text()
+        )
+        ports = layout["ports"][::2]  # each node's client port; the bus's beside it
+        assert len(ports) == 6
+        client = RedisCluster.from_url(url)
+        assert client.cluster_info()["cluster_state"] == "ok"
+        assert len(client.get_primaries()) == 3
+        client.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    for port in ports:  # nothing listens on any node's port
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
 
 
 def test_help_helps() -> None:

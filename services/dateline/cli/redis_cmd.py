@@ -8,16 +8,42 @@ import threading
 import click
 
 from dateline.cli.common import server, settings
+from dateline.store.cluster import local_cluster
+from dateline.store.embedded import EmbeddedRedisError
 
 
 @click.command(name="redis")
-def redis_command() -> None:
+@click.option(
+    "--cluster",
+    is_flag=True,
+    help="A Redis Cluster of embedded servers instead of one server (in DATA/cluster/).",
+)
+@click.option(
+    "--masters",
+    type=click.IntRange(3, 16),
+    default=3,
+    show_default=True,
+    help="With --cluster: how many shards (a cluster needs three masters at least).",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(0, 4),
+    default=1,
+    show_default=True,
+    help="With --cluster: replicas of each master (one takes over if its master dies).",
+)
+def redis_command(cluster: bool, masters: int, replicas: int) -> None:
     """Run the embedded Redis (Valkey) on 127.0.0.1 and print its URL (with the password
     it requires, kept in DATELINE_DATA_DIR/redis.password).
 
     Data and the append-only file live in DATELINE_DATA_DIR (default .dateline/).
     Other dateline commands started with the same data directory use this server.
     Stops on Ctrl-C or SIGTERM, after fsyncing the append-only file.
+
+    With --cluster it starts a cluster of masters and replicas instead, each node a
+    server of its own on a port of its own, and prints the URL of one (any node finds
+    the others). Started again on the same data directory, the same cluster comes back.
+    The dateline services do not run on a cluster yet: they say so and stop.
     """
     cfg = settings()
     if cfg.redis_url:
@@ -25,6 +51,21 @@ def redis_command() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if cluster:
+        try:
+            with local_cluster(cfg.data_dir, masters, replicas, cfg.fsync) as nodes:
+                click.echo(nodes.url, nl=True)
+                ports = ", ".join(str(n.port) for n in nodes.nodes)
+                click.echo(
+                    f"cluster: {masters} masters, {replicas} replicas each, on 127.0.0.1 "
+                    f"ports {ports}; data: {nodes.data_dir} (appendfsync {cfg.fsync}); "
+                    "Ctrl-C stops every node",
+                    err=True,
+                )
+                stop.wait()
+        except EmbeddedRedisError as exc:
+            raise click.ClickException(f"embedded cluster: {exc}") from None
+        return
     with server(cfg) as url:
         click.echo(url, nl=True)
         click.echo(f"data: {cfg.data_dir} (appendfsync {cfg.fsync}); Ctrl-C stops", err=True)

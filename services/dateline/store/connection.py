@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AskError, ClusterCrossSlotError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
@@ -52,8 +53,27 @@ def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
         return None
 
 
+class OnACluster(ResponseError):
+    """The server is a node of a Redis Cluster, which dateline does not run on yet."""
+
+
 class _Sending(AbstractConnection):
-    """Packs with hiredis; sends under `asyncio.timeout` rather than `asyncio.wait_for`."""
+    """Packs with hiredis; sends under `asyncio.timeout` rather than `asyncio.wait_for`;
+    says what a cluster's redirections mean."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            # Without this, a service pointed at a cluster node fails on its first key
+            # of another slot with a bare "MOVED 1234 127.0.0.1:7001", or "CROSSSLOT".
+            if not isinstance(exc, AskError | ClusterCrossSlotError):  # MOVED is an AskError
+                raise
+            raise OnACluster(
+                f"the server at {self._host_error()} is a Redis Cluster node (it answered "
+                f"{type(exc).__name__} {str(exc)[:60]!r}); dateline runs on a single server "
+                "(or one with replicas) for now: point REDIS_URL at one"
+            ) from exc
 
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         return _packed(args) or super().pack_command(*args)

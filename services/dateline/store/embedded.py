@@ -46,7 +46,7 @@ def half_the_ram_mb() -> int:
     return max(64, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**21)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -120,7 +120,7 @@ class EmbeddedRedis:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()
         conf = self.data_dir / "redis.conf"
         conf.write_text(self.config() + "\n")
         self.process = subprocess.Popen(  # noqa: S603 - our own binary and config

