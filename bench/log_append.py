@@ -13,6 +13,7 @@ before (A/B alternated).
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -169,4 +170,45 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"payload {size:.0f} bytes",
             )
         )
+        await _replica_wait(report, srv, Path(tmp), payloads, rate, reset)
         await client.aclose()
+
+
+async def _replica_wait(
+    report: Report,
+    srv: EmbeddedRedis,
+    tmp: Path,
+    payloads: list[bytes],
+    rate: Callable[[Callable[[], Awaitable[None]]], Awaitable[float]],
+    reset: Callable[[], Awaitable[None]],
+) -> None:
+    """What waiting for one replica (`DATELINE_MIN_REPLICAS=1`) costs an append, in
+    batches of 100 and of 1,000, against no wait on the same primary and replica."""
+    replica = EmbeddedRedis(
+        tmp / "replica", fsync="everysec", extra=(f"replicaof 127.0.0.1 {srv.port}",)
+    )
+    with replica:
+        probe = connect(replica.url)
+        while (await probe.info("replication")).get("master_link_status") != "up":  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.05)
+        await probe.aclose()
+        client = connect(srv.url)
+        for size in (100, 1000):
+            batches = [payloads[i : i + size] for i in range(0, len(payloads), size)]
+            rates = {}
+            for wanted in (0, 1):
+                log = Log(client, Keys("bench", 8), min_replicas=wanted)
+                rates[wanted] = await rate(partial(appends, log, batches))
+            report.add(
+                Row(
+                    "log append",
+                    f"Log.append waiting for 1 replica, batches of {size:,}",
+                    rates[1],
+                    "updates/s",
+                    f"Log.append, batches of {size:,}, no wait",
+                    rates[1] / rates[0],
+                    f"no wait: {rates[0]:,.0f}/s; primary appendfsync always, replica everysec, same host",
+                )
+            )
+        await client.aclose()
+    await reset()

@@ -49,7 +49,13 @@ def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
 @contextlib.asynccontextmanager
 async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
     try:
-        log = await Log.connect(url, prefix=cfg.prefix, partitions=cfg.partitions)
+        log = await Log.connect(
+            url,
+            prefix=cfg.prefix,
+            partitions=cfg.partitions,
+            min_replicas=cfg.min_replicas,
+            replica_timeout_ms=cfg.replica_timeout_ms,
+        )
     except PartitionMismatch as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -64,7 +64,11 @@ def validator_command(probe_host: str, probe_port: int) -> None:
         stop = stop_on_signals()
         async with open_log(url, cfg) as log:
             runner = await create_validator(
-                log.redis, log.keys, f"{socket.gethostname()}-{os.getpid()}"
+                log.redis,
+                log.keys,
+                f"{socket.gethostname()}-{os.getpid()}",
+                min_replicas=log.min_replicas,
+                replica_timeout_ms=log.replica_timeout_ms,
             )
             if not runner.streams:
                 err("validator: no feeds registered yet (dateline feeds add NAME ...); waiting")

@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.store.log import REFUSED, AppendResult, Log
+from dateline.store.log import REFUSED, AppendResult, Log, NotReplicated
 from dateline_schemas import MAX_BATCH_UPDATES, InvalidUpdate, decode_update
 from dateline_schemas.correction import names_another_source
 
@@ -146,7 +146,14 @@ def publish(
             )
 
     with server(cfg) as url:
-        counts = asyncio.run(run())
+        try:
+            counts = asyncio.run(run())
+        except NotReplicated as exc:
+            wanted = cfg.min_replicas if cfg.min_replicas >= 0 else "auto"
+            raise click.ClickException(
+                f"{exc} (DATELINE_MIN_REPLICAS={wanted}, DATELINE_REPLICA_TIMEOUT_MS="
+                f"{cfg.replica_timeout_ms}); the lines printed above were confirmed"
+            ) from None
     refused = sum(counts[s] for s in REFUSED)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     err(f"{len(lines)} updates: {parts or 'none'}")

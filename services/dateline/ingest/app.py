@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 import structlog
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromQuery
@@ -39,7 +40,7 @@ from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.layout import Keys
-from dateline.store.log import Log
+from dateline.store.log import AppendResult, Log, NotReplicated
 from dateline.web.headers import secure_headers
 from dateline.web.limits import rate_limited
 from dateline.web.probes import ops_bearer, probe_routes, timed
@@ -90,14 +91,73 @@ def check(
     return decoded, errors, forbidden
 
 
+def _count_and_log(feed: str, status: int, results: list[AppendResult]) -> None:
+    for outcome, count in Counter(r.status for r in results).items():
+        UPDATES.labels("ingest", outcome).inc(count)
+    # A line per update with story, id and position bound, to grep a story's way in:
+    # refused ones always, accepted ones at debug level.
+    every = log.bind().is_enabled_for(logging.DEBUG)
+    for r in results:
+        if r.refused or every:
+            (log.info if r.refused else log.debug)(
+                "update",
+                feed=feed,
+                story=r.subject,
+                update=r.id,
+                position=r.position,
+                outcome=r.status,
+                reason=r.reason,
+            )
+    log.info(
+        "updates",
+        feed=feed,
+        status=status,
+        count=len(results),
+        appended=sum(r.status == "appended" for r in results),
+    )
+
+
+REPLICAS_RETRY_AFTER_S = 2
+
+
+def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
+    """503: the server took the updates, its replicas did not confirm them in time."""
+    UPDATES.labels("ingest", "not-replicated").inc(len(exc.results))
+    log.warning("replicas did not confirm an append; answered 503", feed=feed, error=str(exc))
+    return respond(
+        Problem(
+            "urn:dateline:problem:not-replicated",
+            "Not confirmed by replicas",
+            503,
+            str(exc),
+            results=exc.results,
+        ),
+        {"Retry-After": str(REPLICAS_RETRY_AFTER_S)},
+    )
+
+
+async def _open_log(client: aioredis.Redis, settings: Settings) -> Log:
+    """The log, its partition count checked and how many replicas its appends wait for
+    decided (and said)."""
+    opened = Log(
+        client,
+        Keys(settings.prefix, settings.partitions),
+        min_replicas=settings.min_replicas,
+        replica_timeout_ms=settings.replica_timeout_ms,
+    )
+    await opened.check_partitions()
+    replicas = await opened.resolve_replicas()
+    log.info("appends wait for replicas", replicas=replicas, timeout_ms=opened.replica_timeout_ms)
+    return opened
+
+
 def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> Litestar:
     """The ingest service. Clients are made at startup, not at import."""
     ctx = _Services()
 
     async def startup() -> None:
         client = connect(url, retry_lost=True, max_connections=pool_size)
-        ctx.log_ = Log(client, Keys(settings.prefix, settings.partitions))
-        await ctx.log_.check_partitions()
+        ctx.log_ = await _open_log(client, settings)
         ctx.credentials_ = Credentials(client, settings.prefix)
         tune_collector()
 
@@ -151,35 +211,16 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
                     forbidden,
                 )
             )
-        results = await ctx.log.append(
-            [d or raw for d, raw in zip(decoded, items, strict=True)],
-            atomic=atomic,
-            editor=feed.editor,
-        )
+        try:
+            results = await ctx.log.append(
+                [d or raw for d, raw in zip(decoded, items, strict=True)],
+                atomic=atomic,
+                editor=feed.editor,
+            )
+        except NotReplicated as exc:
+            return not_replicated(feed.name, exc)
         status = status_of(results)
-        for outcome, count in Counter(r.status for r in results).items():
-            UPDATES.labels("ingest", outcome).inc(count)
-        # A line per update with story, id and position bound, to grep a story's way in:
-        # refused ones always, accepted ones at debug level.
-        every = log.bind().is_enabled_for(logging.DEBUG)
-        for r in results:
-            if r.refused or every:
-                (log.info if r.refused else log.debug)(
-                    "update",
-                    feed=feed.name,
-                    story=r.subject,
-                    update=r.id,
-                    position=r.position,
-                    outcome=r.status,
-                    reason=r.reason,
-                )
-        log.info(
-            "updates",
-            feed=feed.name,
-            status=status,
-            count=len(results),
-            appended=sum(r.status == "appended" for r in results),
-        )
+        _count_and_log(feed.name, status, results)
         if status >= 400:
             title = "Invalid updates" if status == 422 else "Version conflict"
             kind = "invalid-update" if status == 422 else "conflict"

@@ -141,14 +141,23 @@ def _by_size(items: Sequence[tuple[Delivery, Decoded]]) -> list[list[tuple[Deliv
 
 
 async def create_validator(
-    client: aioredis.Redis, keys: Keys, consumer: str, feeds: list[str] | None = None
+    client: aioredis.Redis,
+    keys: Keys,
+    consumer: str,
+    feeds: list[str] | None = None,
+    *,
+    min_replicas: int = 0,
+    replica_timeout_ms: int = 1000,
 ) -> Runner:
-    """A runner over the inboxes of `feeds` (default: every registered, unrevoked feed)."""
+    """A runner over the inboxes of `feeds` (default: every registered, unrevoked feed).
+    Its appends wait for `min_replicas` (`Log`); an inbox entry is acknowledged only
+    once they confirmed its append."""
     credentials = Credentials(client, keys.prefix)
     if feeds is None:
         feeds = [f.name for f in await credentials.feeds() if not f.revoked]
-    log = Log(client, keys)
+    log = Log(client, keys, min_replicas=min_replicas, replica_timeout_ms=replica_timeout_ms)
     await log.check_partitions()
+    await log.resolve_replicas()
     handler = ValidatorHandler(log, credentials, keys.prefix)
     streams = [inbox_key(keys.prefix, f) for f in feeds]
     config = RunnerConfig(group=GROUP, consumer=consumer)

@@ -29,6 +29,7 @@ from dateline.runtime.metrics import PARKED
 from dateline.store.connection import UNREACHABLE
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
+from dateline.store.log import NotReplicated
 
 log = structlog.get_logger("dateline.runtime")
 SHORT_CHECK_S = 0.5
@@ -345,6 +346,16 @@ class Runner:
                 partitions=list(batches),
                 entries=len(todo),
                 error=repr(exc),
+            )
+            for n in batches:
+                self._retry_later(self.owned[n])
+            return len(behind) + len(unreadable)
+        except NotReplicated as exc:  # written, maybe for good: all of them again, later
+            log.warning(
+                "replicas did not confirm in time; will retry the batch",
+                partitions=list(batches),
+                entries=len(todo),
+                error=str(exc),
             )
             for n in batches:
                 self._retry_later(self.owned[n])

@@ -55,6 +55,14 @@ class Settings:
     """DATELINE_STORY_CACHE_MB: story reads a query process keeps until it hears of a
     commit to their partition (`query/cache.py`). 0: every read goes to Redis."""
 
+    min_replicas: int = -1
+    """DATELINE_MIN_REPLICAS: replicas that must confirm an append before a feed is told
+    it is in (`WAIT`), 0 to 16; `auto` (-1, the default): one if the server has a replica
+    when a service starts, else none."""
+    replica_timeout_ms: int = 1000
+    """DATELINE_REPLICA_TIMEOUT_MS: how long an append waits for them; then a feed gets
+    a 503 saying the update may or may not be in the log, and a retry is safe."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         url = environ.get("REDIS_URL") or None
@@ -107,6 +115,15 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_RATE_LIMIT: expected requests a second (0: off), got {raw_rate!r}"
             )
+        raw_replicas = environ.get("DATELINE_MIN_REPLICAS") or "auto"
+        if raw_replicas != "auto" and not (raw_replicas.isdigit() and int(raw_replicas) <= 16):
+            raise SettingsError(
+                f"DATELINE_MIN_REPLICAS: expected auto or 0 to 16, got {raw_replicas!r}"
+            )
+        replicas = -1 if raw_replicas == "auto" else int(raw_replicas)
+        wait_ms = _number(
+            environ, "DATELINE_REPLICA_TIMEOUT_MS", "1000", 1, 60_000, "1 to 60000 (ms)"
+        )
         return cls(
             url,
             data_dir,
@@ -121,6 +138,8 @@ class Settings:
             rate,
             requests,
             cache,
+            replicas,
+            wait_ms,
         )
 
 

@@ -68,6 +68,26 @@ class PartitionMismatch(RuntimeError):
     """The log was created with another partition count than the one configured."""
 
 
+class NotReplicated(RuntimeError):
+    """The server took an append, but fewer replicas than `min_replicas` confirmed it in
+    time: were the server lost now, its replica, promoted, might not have it. So it may or
+    may not be in the log for good; sending it again with the same ids is safe (a
+    duplicate is accepted once, and waited for again)."""
+
+    def __init__(self, wanted: int, reached: int, timeout_ms: int, results: list[AppendResult]):
+        self.wanted, self.reached, self.results = wanted, reached, results
+        super().__init__(
+            f"{reached} of the {wanted} replicas required confirmed the append within "
+            f"{timeout_ms} ms; it may or may not be in the log. Sending it again with the "
+            "same ids is safe"
+        )
+
+
+MIN_REPLICAS_AUTO = -1
+"""`min_replicas` (and `Settings.min_replicas`' default): one when the server has a
+replica when the log is opened (`resolve_replicas`), none when it has none."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A validated batch with its script arguments, ready to submit."""
@@ -82,17 +102,59 @@ class Prepared:
 class Log:
     """The update log on one Redis server. Build with `Log(client, keys)` or `connect`."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
+        """`min_replicas`: replicas that must confirm an append before it is acknowledged
+        (`WAIT`); `MIN_REPLICAS_AUTO` until `resolve_replicas` decides."""
         self.redis = client
         self.keys = keys
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = replica_timeout_ms
         self._append = client.register_script(APPEND_SCRIPT)
 
     @classmethod
-    async def connect(cls, url: str, *, prefix: str = "dateline", partitions: int = 8) -> Log:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        prefix: str = "dateline",
+        partitions: int = 8,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> Log:
         client = connect(url)
-        log = cls(client, Keys(prefix, partitions))
+        log = cls(
+            client,
+            Keys(prefix, partitions),
+            min_replicas=min_replicas,
+            replica_timeout_ms=replica_timeout_ms,
+        )
         await log.check_partitions()
+        await log.resolve_replicas()
         return log
+
+    async def resolve_replicas(self) -> int:
+        """Decide `MIN_REPLICAS_AUTO`: one if the server has a replica now, else none.
+
+        `WAIT 0 0` on a connection that wrote nothing answers at once with the replicas
+        connected (no `INFO`, which the services' ACL users are not granted); on one that
+        wrote, with those that confirmed its last write. So it goes on a new connection.
+        """
+        if self.min_replicas == MIN_REPLICAS_AUTO:
+            conn = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            try:
+                await conn.send_command("WAIT", 0, 0)
+                connected = int(await conn.read_response())
+            finally:
+                await conn.disconnect()
+            self.min_replicas = min(1, connected)
+        return self.min_replicas
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -144,17 +206,20 @@ class Log:
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         try:
             in_flight: deque[Prepared] = deque()
+            wanted, timeout = self.min_replicas, self.replica_timeout_ms
             for batch in batches:
                 prepared = self.prepare(batch, atomic=atomic, editor=editor)
                 if _needs_server(prepared):
                     await conn.send_command(
                         "EVAL", APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
                     )
+                    if wanted > 0:
+                        await conn.send_command("WAIT", wanted, timeout)
                 in_flight.append(prepared)
                 if len(in_flight) > 1:
-                    yield await _receive(conn, in_flight.popleft())
+                    yield await _receive(conn, in_flight.popleft(), wanted, timeout)
             while in_flight:
-                yield await _receive(conn, in_flight.popleft())
+                yield await _receive(conn, in_flight.popleft(), wanted, timeout)
         except BaseException:
             await conn.disconnect()
             raise
@@ -210,11 +275,23 @@ class Log:
         return Prepared(results, valid, list(key_index), args, atomic)
 
     async def submit(self, prepared: Prepared) -> list[AppendResult]:
-        """Run the append script for a prepared batch."""
-        replies = None
-        if _needs_server(prepared):
+        """Run the append script for a prepared batch, then wait for `min_replicas`."""
+        if not _needs_server(prepared):
+            return _finish(prepared, None)
+        wanted = self.min_replicas
+        if wanted <= 0:
             replies = await self._append(keys=prepared.keys, args=prepared.args)
-        return _finish(prepared, replies)
+            return _finish(prepared, replies)
+        # One round trip: WAIT on the connection that wrote counts that write. Duplicates
+        # are waited for too: their original may be one whose wait failed.
+        pipe = self.redis.pipeline(transaction=False)
+        await self._append(keys=prepared.keys, args=prepared.args, client=pipe)
+        pipe.wait(wanted, self.replica_timeout_ms)
+        replies, reached = await pipe.execute()
+        results = _finish(prepared, replies)
+        if int(reached) < wanted:
+            raise NotReplicated(wanted, int(reached), self.replica_timeout_ms, results)
+        return results
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""
@@ -300,9 +377,15 @@ def _needs_server(prepared: Prepared) -> bool:
     return bool(prepared.valid) and not (prepared.atomic and refused_here)
 
 
-async def _receive(conn: AbstractConnection, prepared: Prepared) -> list[AppendResult]:
-    replies = await conn.read_response() if _needs_server(prepared) else None
-    return _finish(prepared, replies)
+async def _receive(
+    conn: AbstractConnection, prepared: Prepared, wanted: int, timeout_ms: int
+) -> list[AppendResult]:
+    if not _needs_server(prepared):
+        return _finish(prepared, None)
+    results = _finish(prepared, await conn.read_response())
+    if wanted > 0 and (reached := int(await conn.read_response())) < wanted:
+        raise NotReplicated(wanted, reached, timeout_ms, results)
+    return results
 
 
 def _finish(prepared: Prepared, replies: list[Any] | None) -> list[AppendResult]:

@@ -1,0 +1,167 @@
+"""Appends confirmed by replicas (`WAIT`): a server with a replica, the replica stopped.
+
+A replica stopped with SIGSTOP neither answers nor drops its link: the primary's
+`WAIT` runs out its timeout, as it does for a replica that lags or is cut off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+
+from dateline.ingest.app import create_app
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.validator import create_validator, inbox_key
+from dateline.store.config import Settings
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
+from dateline.store.log import MIN_REPLICAS_AUTO, Log, NotReplicated
+from tests.factories import encode, update
+
+TIMEOUT_MS = 200
+
+
+class Pair:
+    def __init__(self, primary: EmbeddedRedis, replica: EmbeddedRedis) -> None:
+        self.primary, self.replica = primary, replica
+
+    @contextmanager
+    def replica_stopped(self) -> Iterator[None]:
+        assert self.replica.process is not None
+        os.kill(self.replica.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.replica.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    root = tmp_path_factory.mktemp("replicas")
+    with EmbeddedRedis(root / "primary", fsync="everysec") as primary:
+        replica = EmbeddedRedis(
+            root / "replica", fsync="everysec", extra=(f"replicaof 127.0.0.1 {primary.port}",)
+        )
+        with replica:
+            client = redis.Redis.from_url(replica.url)
+            deadline = time.monotonic() + 20
+            while client.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "the replica never linked"
+                time.sleep(0.05)
+            client.close()
+            yield Pair(primary, replica)
+
+
+@pytest.fixture
+async def log(pair: Pair) -> AsyncIterator[Log]:
+    client = aioredis.Redis.from_url(pair.primary.url)
+    log = Log(
+        client,
+        Keys(f"r{uuid.uuid4().hex[:10]}", 4),
+        min_replicas=MIN_REPLICAS_AUTO,
+        replica_timeout_ms=TIMEOUT_MS,
+    )
+    await log.check_partitions()
+    yield log
+    await client.aclose()
+
+
+async def test_auto_waits_for_one_replica_where_there_is_one(log: Log, redis_url: str) -> None:
+    assert await log.resolve_replicas() == 1
+    alone = Log(aioredis.Redis.from_url(redis_url), Keys("alone", 4), min_replicas=-1)
+    assert await alone.resolve_replicas() == 0  # a server without replicas: none to wait for
+    await alone.close()
+    fixed = Log(log.redis, log.keys, min_replicas=3)
+    assert await fixed.resolve_replicas() == 3  # a number set is kept as it is
+
+
+async def test_an_append_the_replica_did_not_confirm_is_refused_and_safe_to_send_again(
+    pair: Pair, log: Log
+) -> None:
+    await log.resolve_replicas()
+    [first] = await log.append([encode(update(id="u1"))])  # confirmed: no error
+    assert first.status == "appended"
+    with pair.replica_stopped():
+        start = time.monotonic()
+        with pytest.raises(NotReplicated, match="0 of the 1 replicas") as raised:
+            await log.append([encode(update(id="u2"))])
+        assert time.monotonic() - start >= TIMEOUT_MS / 1000
+        # The primary took it: it may or may not survive a failover, so it is not
+        # acknowledged, but the results say what happened.
+        assert [r.status for r in raised.value.results] == ["appended"]
+        assert await log.version("hanoi-summit-2019") == 2
+    [again] = await log.append([encode(update(id="u2"))])  # the feed's retry
+    assert (again.status, again.version) == ("duplicate", 2)
+    assert await log.version("hanoi-summit-2019") == 2  # once
+
+
+async def test_a_bulk_append_stops_at_the_batch_the_replica_did_not_confirm(
+    pair: Pair, log: Log
+) -> None:
+    await log.resolve_replicas()
+    got: list[Any] = []
+
+    async def bulk() -> None:
+        async for results in log.append_stream([[encode(update(id=f"b{i}"))] for i in range(3)]):
+            got.append(results)
+
+    with pair.replica_stopped(), pytest.raises(NotReplicated):
+        await bulk()
+    assert got == []  # nothing was reported as in the log for good
+
+
+async def test_ingest_answers_503_with_retry_after_and_a_retry_is_a_duplicate(
+    pair: Pair, log: Log
+) -> None:
+    settings = dataclasses.replace(
+        Settings(pair.primary.url, Path("."), log.keys.prefix, log.keys.partitions),
+        replica_timeout_ms=TIMEOUT_MS,
+    )
+    token = await Credentials(log.redis, log.keys.prefix).add("wire", "urn:feed:test")
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/cloudevents+json"}
+    body = encode(update(id="h1"))
+    async with AsyncTestClient(app=create_app(settings, pair.primary.url)) as http:
+        with pair.replica_stopped():
+            r = await http.post("/v1/updates", content=body, headers=headers)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "2"
+        problem = r.json()
+        assert problem["type"] == "urn:dateline:problem:not-replicated"
+        assert "may or may not be in the log" in problem["detail"]
+        assert "same ids is safe" in problem["detail"]
+        assert [x["status"] for x in problem["results"]] == ["appended"]
+        again = await http.post("/v1/updates", content=body, headers=headers)
+        assert again.status_code == 200
+        assert again.json()["results"][0]["status"] == "duplicate"
+
+
+async def test_the_validator_keeps_an_inbox_entry_until_its_append_is_confirmed(
+    pair: Pair, log: Log
+) -> None:
+    await Credentials(log.redis, log.keys.prefix).add("wire", "urn:feed:test")
+    inbox = inbox_key(log.keys.prefix, "wire")
+    await log.redis.xadd(inbox, {"__data__": encode(update(id="v1"))})
+    runner = await create_validator(
+        log.redis, log.keys, "v", min_replicas=1, replica_timeout_ms=TIMEOUT_MS
+    )
+    runner.config = dataclasses.replace(runner.config, block_ms=20, retry_delay_s=0.05)
+    with pair.replica_stopped():
+        await runner.step()
+        assert (await log.redis.xpending(inbox, "validator"))["pending"] == 1
+    deadline = time.monotonic() + 10
+    while (await log.redis.xpending(inbox, "validator"))["pending"]:
+        assert time.monotonic() < deadline
+        await runner.step()
+    assert [u.id for u in await log.read_story("hanoi-summit-2019")] == ["v1"]
