@@ -198,6 +198,30 @@ async def test_the_story_page_changes_live_as_updates_land(
     await client.aclose()
 
 
+async def test_the_story_page_asks_for_the_timeline_once_a_version(
+    system: tuple[str, str], page: Page
+) -> None:
+    """The page reads the state again every 30 s (overdue follows the clock): that
+    must not fetch the timeline again when the version has not moved."""
+    base, url = system
+    story = "timeline-once-2019"
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    await log.append([encode(update(subject=story, id=f"t{i}")) for i in range(3)])
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/timeline") else None)
+    await page.clock.install()
+    await page.goto(f"{base}/#/stories/{story}")
+    await expect(page.locator("#timeline li")).to_have_count(3)
+    assert len(asked) == 1
+    async with page.expect_request(f"{base}/v1/stories/{story}"):
+        await page.clock.run_for("00:31")  # the page's 30 s read of the state
+    await log.append([encode(update(subject=story, id="t3"))])  # the version moves
+    await expect(page.locator("#timeline li")).to_have_count(4)
+    assert len(asked) == 2
+    await client.aclose()
+
+
 async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], page: Page) -> None:
     base, url = system
     await page.goto(f"{base}/#/")

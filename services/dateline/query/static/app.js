@@ -262,9 +262,22 @@ function storyPage(id) {
     // Who issued each correction (rule 5), and why one did not apply.
     const notApplied = (c) => c.applied ? "" : c.problem ? ` · not applied: ${esc(c.problem)}` : " · not applied yet";
     region("corrections", st.corrections.map((c) => `<div class="card" data-key="corr:${esc(c.id)}" data-correction="${esc(c.id)}">${chip(c.kind)} ${esc(c.note)}<div class="meta">${esc(when(c.time, "exact"))}${c.source ? ` · by ${esc(c.source)}` : ""}${notApplied(c)}</div></div>`).join("") || `<p class="empty">none</p>`);
-    fetch(`/v1/stories/${encodeURIComponent(id)}/timeline`).then((r) => r.ok ? r.json() : { items: [] }).then((page) => {
-      region("timeline", page.items.map((e) => `<li data-key="tl:${e.version}"><time>${esc(when(e.time, e.precision))}</time>${esc(e.summary)}</li>`).join(""));
-    });
+    timeline(st.version);
+  };
+  // The timeline moves only with the story's version: fetched once a version, one
+  // request at a time (a burst of patches asks once more, for the last version).
+  let shown = -1, asking = false, wanted = -1;
+  const timeline = (version) => {
+    wanted = version;
+    if (asking || wanted === shown) return;
+    asking = true;
+    const asked = wanted;
+    fetch(`/v1/stories/${encodeURIComponent(id)}/timeline`).then((r) => r.ok ? r.json() : null).then((page) => {
+      shown = asked; // a refusal too: asked again when the version moves, not at once
+      if (page) {
+        region("timeline", page.items.map((e) => `<li data-key="tl:${e.version}"><time>${esc(when(e.time, e.precision))}</time>${esc(e.summary)}</li>`).join(""));
+      }
+    }).finally(() => { asking = false; if (wanted !== shown) timeline(wanted); });
   };
   // Overdue follows the clock: read the state again now and then, beside the stream.
   timer = setInterval(async () => {
