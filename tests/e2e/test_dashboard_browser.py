@@ -214,7 +214,7 @@ async def test_the_story_page_asks_for_the_timeline_once_a_version(
     await page.goto(f"{base}/#/stories/{story}")
     await expect(page.locator("#timeline li")).to_have_count(3)
     assert len(asked) == 1
-    async with page.expect_request(f"{base}/v1/stories/{story}"):
+    async with page.expect_response(f"{base}/v1/stories/{story}"):
         await page.clock.run_for("00:31")  # the page's 30 s read of the state
     await log.append([encode(update(subject=story, id="t3"))])  # the version moves
     await expect(page.locator("#timeline li")).to_have_count(4)

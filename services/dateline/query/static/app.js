@@ -280,12 +280,14 @@ function storyPage(id) {
     }).finally(() => { asking = false; if (wanted !== shown) timeline(wanted); });
   };
   // Overdue follows the clock: read the state again now and then, beside the stream.
+  let current = null; // the state as the live stream last left it
+  // A read that crossed a newer patch on its way is older than the page: left unshown.
   timer = setInterval(async () => {
     const r = await fetch(`/v1/stories/${encodeURIComponent(id)}`);
-    if (r.ok) render(await r.json());
+    const st = r.ok ? await r.json() : null;
+    if (st && (!current || st.version >= current.version)) render(st);
   }, OVERDUE_CHECK_MS);
   // The first state whole, then what changed (a JSON merge patch of the last one).
-  let current = null;
   connect(`/v1/stories/${encodeURIComponent(id)}/live?patches=true`, {
     state: (st) => { current = st; render(st); },
     patch: (p) => { if (current) { current = mergePatch(current, p); render(current); } },
