@@ -187,12 +187,13 @@ async def _replica_wait(
     replica = EmbeddedRedis(
         tmp / "replica", fsync="everysec", extra=(f"replicaof 127.0.0.1 {srv.port}",)
     )
+    client = connect(srv.url)
+    await client.config_set("repl-diskless-sync-delay", 0)  # sync at once, not in 5 s
     with replica:
         probe = connect(replica.url)
         while (await probe.info("replication")).get("master_link_status") != "up":  # noqa: ASYNC110 - polling another process
             await asyncio.sleep(0.05)
         await probe.aclose()
-        client = connect(srv.url)
         for size in (100, 1000):
             batches = [payloads[i : i + size] for i in range(0, len(payloads), size)]
             rates = {}

@@ -50,7 +50,10 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("replicas")
-    with EmbeddedRedis(root / "primary", fsync="everysec") as primary:
+    # No wait before a replica's first sync (5 s by default), none at shutdown for a
+    # replica that lags (10 s): the replica here is frozen on purpose.
+    quick = ("repl-diskless-sync-delay 0", "shutdown-timeout 0")
+    with EmbeddedRedis(root / "primary", fsync="everysec", extra=quick) as primary:
         replica = EmbeddedRedis(
             root / "replica", fsync="everysec", extra=(f"replicaof 127.0.0.1 {primary.port}",)
         )

@@ -340,30 +340,16 @@ class Runner:
         await self._park(behind + unreadable)
         try:
             failures = await self.handler.handle(todo) if todo else {}
-        except UNREACHABLE as exc:  # an outage: expected, one line, and all of them later
-            log.warning(
-                "Redis unreachable mid-batch; will retry it",
-                partitions=list(batches),
-                entries=len(todo),
-                error=repr(exc),
-            )
-            for n in batches:
-                self._retry_later(self.owned[n])
-            return len(behind) + len(unreadable)
-        except NotReplicated as exc:  # written, maybe for good: all of them again, later
-            log.warning(
-                "replicas did not confirm in time; will retry the batch",
-                partitions=list(batches),
-                entries=len(todo),
-                error=str(exc),
-            )
-            for n in batches:
-                self._retry_later(self.owned[n])
-            return len(behind) + len(unreadable)
-        except Exception:  # infrastructure, not the updates: retry all of them later
-            log.exception(
-                "handler failed; will retry the batch", partitions=list(batches), entries=len(todo)
-            )
+        except Exception as exc:  # infrastructure, not the updates: all of them, later
+            where = {"partitions": list(batches), "entries": len(todo)}
+            if isinstance(exc, NotReplicated):  # written, maybe for good: sent again later
+                log.warning(
+                    "replicas did not confirm in time; will retry it", **where, error=str(exc)
+                )
+            elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
+                log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
+            else:
+                log.exception("handler failed; will retry the batch", **where)
             for n in batches:
                 self._retry_later(self.owned[n])
             return len(behind) + len(unreadable)

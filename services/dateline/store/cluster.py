@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from dateline.store.embedded import (
     EmbeddedRedis,
     EmbeddedRedisError,
     free_port,
+    half_the_ram_mb,
     password_of,
     server_binary,
 )
@@ -109,7 +109,8 @@ class LocalCluster:
                     port=port,
                     password=self.password,
                     extra=self.node_config(bus_port),
-                    maxmemory_mb=_share_of_ram_mb(len(ports)),
+                    # Half this machine's RAM, shared: each alone would take half.
+                    maxmemory_mb=max(64, half_the_ram_mb() // len(ports)),
                 )
                 node.start()
                 self.nodes.append(node)
@@ -185,12 +186,6 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _share_of_ram_mb(nodes: int) -> int:
-    """Half this machine's RAM, shared by the nodes (each would take half by itself)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    return max(64, total // 2 // nodes)
 
 
 @contextlib.contextmanager
