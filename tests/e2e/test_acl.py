@@ -27,7 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     redis = EmbeddedRedis(
         tmp_path_factory.mktemp("acl-redis"),
         fsync="everysec",
-        extra=(f"aclfile {ACL}",),
+        # A replica (the last test) syncs at once, not after the default 5 s.
+        extra=(f"aclfile {ACL}", "repl-diskless-sync-delay 0"),
         credentials=("admin", "dev-admin-password"),
     )
     redis.start()
@@ -220,3 +221,50 @@ def test_users_cannot_step_outside_their_rights(
 def test_each_user_of_the_file_can_log_in(server: EmbeddedRedis, user: str) -> None:
     assert cli(server, None, "AUTH", user, f"dev-{user}-password") == "OK"
     assert "WRONGPASS" in cli(server, None, "AUTH", user, "not-the-password")
+
+
+def test_a_replica_syncs_as_the_replication_user_and_publish_waits_for_it(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """The compose file's `replica` profile: a replica logs in as `replication`, and an
+    append by the ingest user is acknowledged once that replica confirmed it."""
+    replica = EmbeddedRedis(
+        tmp_path / "replica",
+        fsync="everysec",
+        extra=(
+            f"aclfile {ACL}",
+            f"replicaof 127.0.0.1 {server.port}",
+            "masteruser replication",
+            "masterauth dev-replication-password",
+        ),
+        credentials=("admin", "dev-admin-password"),
+    )
+    with replica:
+        deadline = time.monotonic() + 20
+        # From the ingest user's side, as `auto` sees it: replicas connected.
+        while cli(server, "ingest", "WAIT", "0", "0") != "1":
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.05)
+        done = subprocess.run(
+            [str(DATELINE), "publish", "-", "--json"],
+            input=json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "replicated-1",
+                    "source": "urn:feed:wire-a",
+                    "type": "dateline.story.opened",
+                    "subject": "replica-check-2019",
+                    "time": "2019-02-27T09:00:00Z",
+                    "data": {"title": "Replicated"},
+                }
+            ),
+            env={**env_for(server, "ingest"), "DATELINE_REPLICA_TIMEOUT_MS": "5000"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == "appended"
+        story = "dateline:{p%d}:story:replica-check-2019"
+        lengths = [cli(replica, "admin", "LLEN", story % p) for p in range(8)]
+        assert sorted(lengths) == ["0"] * 7 + ["1"]  # on the replica when publish returned

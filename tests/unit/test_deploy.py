@@ -26,7 +26,7 @@ ACL = {
 
 
 def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
-    assert set(COMPOSE["services"]) == {"redis", *SERVICES}
+    assert set(COMPOSE["services"]) == {"redis", "redis-replica", *SERVICES}
     for name, service in COMPOSE["services"].items():
         assert "healthcheck" in service, name
     redis = " ".join(COMPOSE["services"]["redis"]["command"])
@@ -64,6 +64,18 @@ def test_health_checks_ask_the_port_the_service_serves(name: str) -> None:
         service["command"].index("--port" if "--port" in service["command"] else "--probe-port") + 1
     ]
     assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_the_replica_profile_syncs_as_the_replication_user_with_its_password() -> None:
+    replica = COMPOSE["services"]["redis-replica"]
+    assert replica["profiles"] == ["replica"]
+    command = " ".join(replica["command"])
+    assert "--replicaof redis 6379" in command
+    assert "--masteruser replication" in command
+    password = re.fullmatch(r"\$\{\w+:-([\w-]+)\}", replica["command"][-1])
+    assert password, replica["command"][-1]
+    assert f"#{hashlib.sha256(password[1].encode()).hexdigest()}" in ACL["replication"]
+    assert ACL["replication"][-4:] == ["-@all", "+psync", "+replconf", "+ping"]
 
 
 def test_the_default_user_is_off_and_feeds_only_append() -> None:
