@@ -6,6 +6,7 @@ A replica stopped with SIGSTOP neither answers nor drops its link: the primary's
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -24,6 +25,7 @@ from litestar.testing import AsyncTestClient
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import create_validator, inbox_key
+from dateline.store import log as log_module
 from dateline.store.config import Settings
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
@@ -31,6 +33,9 @@ from dateline.store.log import MIN_REPLICAS_AUTO, Log, NotReplicated
 from tests.factories import encode, update
 
 TIMEOUT_MS = 200
+QUICK = ("repl-diskless-sync-delay 0", "shutdown-timeout 0")
+"""A primary's: no wait before a replica's first sync (5 s by default), none at shutdown
+for a replica that lags (10 s): replicas here are frozen on purpose."""
 
 
 class Pair:
@@ -50,10 +55,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("replicas")
-    # No wait before a replica's first sync (5 s by default), none at shutdown for a
-    # replica that lags (10 s): the replica here is frozen on purpose.
-    quick = ("repl-diskless-sync-delay 0", "shutdown-timeout 0")
-    with EmbeddedRedis(root / "primary", fsync="everysec", extra=quick) as primary:
+    with EmbeddedRedis(root / "primary", fsync="everysec", extra=QUICK) as primary:
         replica = EmbeddedRedis(
             root / "replica", fsync="everysec", extra=(f"replicaof 127.0.0.1 {primary.port}",)
         )
@@ -88,6 +90,31 @@ async def test_auto_waits_for_one_replica_where_there_is_one(log: Log, redis_url
     await alone.close()
     fixed = Log(log.redis, log.keys, min_replicas=3)
     assert await fixed.resolve_replicas() == 3  # a number set is kept as it is
+
+
+async def test_auto_finds_a_replica_started_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compose starts the services beside the replica: `auto` looks again, at an append,
+    while it has found none; once it has, it keeps waiting for one."""
+    monkeypatch.setattr(log_module, "AUTO_RECHECK_S", 0.0)
+    with EmbeddedRedis(tmp_path / "p", fsync="everysec", extra=QUICK) as primary:
+        log = Log(aioredis.Redis.from_url(primary.url), Keys("late", 4), min_replicas=-1)
+        assert await log.resolve_replicas() == 0
+        await log.append([encode(update(id="alone"))])  # no replica: nothing to wait for
+        late = EmbeddedRedis(
+            tmp_path / "r", fsync="everysec", extra=(f"replicaof 127.0.0.1 {primary.port}",)
+        )
+        with late:
+            while await log.resolve_replicas() == 0:  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.05)
+            await log.append([encode(update(id="seen"))])
+            assert log.min_replicas == 1
+            monkeypatch.setattr(log_module, "AUTO_RECHECK_S", 3600.0)
+        # The replica is gone: appends are refused, not acknowledged by the primary alone.
+        with pytest.raises(NotReplicated):
+            await log.append([encode(update(id="after"))])
+        await log.close()
 
 
 async def test_an_append_the_replica_did_not_confirm_is_refused_and_safe_to_send_again(

@@ -153,13 +153,17 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"server did not answer within {timeout}s; see {self.logfile}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: the server fsyncs its AOF and exits."""
-        if self.process and self.process.poll() is None:
+        """SIGTERM: the server fsyncs its AOF and exits. Sent again until it does: a
+        server writing its first AOF (a replica just synced, say) refuses a shutdown
+        ("Writing initial AOF, can't exit") and does not try again by itself."""
+        deadline = time.monotonic() + timeout
+        while self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout)
+                self.process.wait(min(0.25, max(0.0, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
-                self.kill()
+                if time.monotonic() >= deadline:
+                    self.kill()
         self.process = None
 
     def exited(self) -> int | None:

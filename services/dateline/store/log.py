@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,12 @@ class NotReplicated(RuntimeError):
 
 MIN_REPLICAS_AUTO = -1
 """`min_replicas` (and `Settings.min_replicas`' default): one when the server has a
-replica when the log is opened (`resolve_replicas`), none when it has none."""
+replica, none when it has none (`resolve_replicas`)."""
+AUTO_RECHECK_S = 10.0
+"""With `MIN_REPLICAS_AUTO` and no replica found, how often to look again: a replica
+started after the services (compose starts them side by side) is waited for within
+this long. One found is waited for from then on, gone or not: a replica lost means
+503s, not appends acknowledged by the primary alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,8 @@ class Log:
         self.keys = keys
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
+        self._auto = min_replicas == MIN_REPLICAS_AUTO
+        self._looked = -AUTO_RECHECK_S
         self._append = client.register_script(APPEND_SCRIPT)
 
     @classmethod
@@ -140,13 +148,16 @@ class Log:
         return log
 
     async def resolve_replicas(self) -> int:
-        """Decide `MIN_REPLICAS_AUTO`: one if the server has a replica now, else none.
+        """Decide `MIN_REPLICAS_AUTO`: one if the server has a replica now, else none (and
+        look again `AUTO_RECHECK_S` later, at an append).
 
         `WAIT 0 0` on a connection that wrote nothing answers at once with the replicas
         connected (no `INFO`, which the services' ACL users are not granted); on one that
         wrote, with those that confirmed its last write. So it goes on a new connection.
         """
-        if self.min_replicas == MIN_REPLICAS_AUTO:
+        now = time.monotonic()
+        if self._auto and self.min_replicas <= 0 and now - self._looked >= AUTO_RECHECK_S:
+            self._looked = now
             conn = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             try:
                 await conn.send_command("WAIT", 0, 0)
@@ -154,7 +165,7 @@ class Log:
             finally:
                 await conn.disconnect()
             self.min_replicas = min(1, connected)
-        return self.min_replicas
+        return max(0, self.min_replicas)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -206,7 +217,7 @@ class Log:
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         try:
             in_flight: deque[Prepared] = deque()
-            wanted, timeout = self.min_replicas, self.replica_timeout_ms
+            wanted, timeout = await self.resolve_replicas(), self.replica_timeout_ms
             for batch in batches:
                 prepared = self.prepare(batch, atomic=atomic, editor=editor)
                 if _needs_server(prepared):
@@ -278,7 +289,7 @@ class Log:
         """Run the append script for a prepared batch, then wait for `min_replicas`."""
         if not _needs_server(prepared):
             return _finish(prepared, None)
-        wanted = self.min_replicas
+        wanted = await self.resolve_replicas() if self._auto else self.min_replicas
         if wanted <= 0:
             replies = await self._append(keys=prepared.keys, args=prepared.args)
             return _finish(prepared, replies)
