@@ -123,6 +123,13 @@ class Log:
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
         self._auto = min_replicas == MIN_REPLICAS_AUTO
+        parts = range(keys.partitions)
+        # Spelled once, not three times an update: `prepare` is the client's hot loop.
+        self._partition_keys = (
+            [keys.story("", p) for p in parts],
+            [keys.log(p) for p in parts],
+            [keys.ids(p) for p in parts],
+        )
         self._looked = -AUTO_RECHECK_S
         self._append = client.register_script(APPEND_SCRIPT)
 
@@ -255,6 +262,7 @@ class Log:
         meta: list[tuple[int, int, int, int, str, int, int]] = []
         bodies: list[bytes] = []
         keys = self.keys
+        stories, logs, ids = self._partition_keys
         for i, item in enumerate(updates):
             try:
                 update, body = _validated(item)
@@ -269,9 +277,9 @@ class Log:
             part = keys.partition(update.subject)
             meta.append(
                 (
-                    key_index.setdefault(keys.story(update.subject, part), len(key_index) + 1),
-                    key_index.setdefault(keys.log(part), len(key_index) + 1),
-                    key_index.setdefault(keys.ids(part), len(key_index) + 1),
+                    key_index.setdefault(stories[part] + update.subject, len(key_index) + 1),
+                    key_index.setdefault(logs[part], len(key_index) + 1),
+                    key_index.setdefault(ids[part], len(key_index) + 1),
                     part,
                     dedup_field(update.source, update.id),
                     -1 if update.expectedversion is None else update.expectedversion,

@@ -72,24 +72,33 @@ local n = #meta
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- Dedup lookups, one HMGET per partition.
+-- Dedup lookups, one HMGET per partition. (Lookups by partition, then field: a key
+-- built of both for each update cost more than the lookup.)
 local fields_by_ids = {}
 for i = 1, n do
   local ikey = KEYS[meta[i][3]]
-  fields_by_ids[ikey] = fields_by_ids[ikey] or {}
-  table.insert(fields_by_ids[ikey], meta[i][5])
+  local fields = fields_by_ids[ikey]
+  if not fields then fields = {}; fields_by_ids[ikey] = fields end
+  fields[#fields + 1] = meta[i][5]
 end
 local stored = {}
 for ikey, fields in pairs(fields_by_ids) do
   local values = grouped('HMGET', ikey, fields)
+  local here = {}
   for j, f in ipairs(fields) do
-    if values[j] then stored[ikey .. '\0' .. f] = values[j] end
+    if values[j] then here[f] = values[j] end
   end
+  stored[ikey] = here
 end
 
 local versions = {} -- story key -> version after this batch's appends so far
-local last = {}     -- log key -> {ms, seq} of the last ID given out
-local plan = {}
+local names = {}    -- story key -> story id
+local last_ms, last_seq = {}, {} -- log key -> the last ID given out
+-- The plan, as columns rather than a table an update: allocations are most of the
+-- script's own time.
+local p_story, p_log, p_ids, p_field, p_id, p_version, p_position, p_ms, p_body =
+  {}, {}, {}, {}, {}, {}, {}, {}, {}
+local planned = 0
 local replies = {}
 local refused = false
 local offset = 1
@@ -97,11 +106,10 @@ local offset = 1
 for i = 1, n do
   local m = meta[i]
   local skey, lkey, ikey = KEYS[m[1]], KEYS[m[2]], KEYS[m[3]]
-  local part, field, expected = m[4], m[5], m[6]
-  local body = string.sub(blob, offset, offset + m[7] - 1)
-  offset = offset + m[7]
-  local dk = ikey .. '\0' .. field
-  local prior = stored[dk]
+  local field, expected = m[5], m[6]
+  local size = m[7]
+  local here = stored[ikey]
+  local prior = here[field]
   if prior then
     replies[i] = {'duplicate', prior}
   else
@@ -113,17 +121,27 @@ for i = 1, n do
     else
       v = v + 1
       versions[skey] = v
-      local l = last[lkey] or last_id(lkey)
+      local lms = last_ms[lkey]
+      if lms == nil then
+        local l = last_id(lkey)
+        lms, last_seq[lkey] = l[1], l[2]
+      end
       local ms, seq = now, 0
-      if ms <= l[1] then ms, seq = l[1], l[2] + 1 end
-      last[lkey] = {ms, seq}
+      if ms <= lms then ms, seq = lms, last_seq[lkey] + 1 end
+      last_ms[lkey], last_seq[lkey] = ms, seq
       local id = string.format('%d-%d', ms, seq)
-      local position = string.format('%d:%s', part, id)
-      stored[dk] = string.format('%d %s %s', v, position, string.match(skey, ':story:(.*)$'))
-      plan[#plan + 1] = {skey, lkey, ikey, field, id, v, position, ms, body, dk}
+      local position = m[4] .. ':' .. id
+      local name = names[skey]
+      if not name then name = string.match(skey, ':story:(.*)$'); names[skey] = name end
+      here[field] = v .. ' ' .. position .. ' ' .. name
+      planned = planned + 1
+      p_story[planned], p_log[planned], p_ids[planned], p_field[planned] = skey, lkey, ikey, field
+      p_id[planned], p_version[planned], p_position[planned] = id, v, position
+      p_ms[planned], p_body[planned] = ms, string.sub(blob, offset, offset + size - 1)
       replies[i] = {'appended', v, position}
     end
   end
+  offset = offset + size
 end
 
 if atomic and refused then
@@ -135,16 +153,19 @@ end
 
 local pushes, dedups = {}, {}
 local civil_ms, civil_text = -1, ''
-for _, p in ipairs(plan) do
-  if p[8] ~= civil_ms then civil_ms, civil_text = p[8], civil(p[8]) end
-  local record = string.format('%s,"version":%d,"position":"%s","recordedtime":"%s"}',
-    p[9], p[6], p[7], civil_text)
-  redis.call('XADD', p[2], p[5], '__data__', record)
-  pushes[p[1]] = pushes[p[1]] or {}
-  table.insert(pushes[p[1]], record)
-  dedups[p[3]] = dedups[p[3]] or {}
-  table.insert(dedups[p[3]], p[4])
-  table.insert(dedups[p[3]], stored[p[10]])
+for j = 1, planned do
+  if p_ms[j] ~= civil_ms then civil_ms, civil_text = p_ms[j], civil(p_ms[j]) end
+  local record = p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"' .. p_position[j]
+    .. '","recordedtime":"' .. civil_text .. '"}'
+  redis.call('XADD', p_log[j], p_id[j], '__data__', record)
+  local pushed = pushes[p_story[j]]
+  if not pushed then pushed = {}; pushes[p_story[j]] = pushed end
+  pushed[#pushed + 1] = record
+  local ikey = p_ids[j]
+  local dedup = dedups[ikey]
+  if not dedup then dedup = {}; dedups[ikey] = dedup end
+  dedup[#dedup + 1] = p_field[j]
+  dedup[#dedup + 1] = stored[ikey][p_field[j]]
 end
 for skey, records in pairs(pushes) do grouped('RPUSH', skey, records) end
 for ikey, pairs_ in pairs(dedups) do grouped('HSET', ikey, pairs_) end
