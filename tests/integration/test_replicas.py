@@ -137,6 +137,13 @@ async def test_an_append_the_replica_did_not_confirm_is_refused_and_safe_to_send
     assert await log.version("hanoi-summit-2019") == 2  # once
 
 
+async def test_a_waited_append_loads_its_script_when_the_server_lost_it(log: Log) -> None:
+    await log.resolve_replicas()
+    await log.redis.script_flush()
+    [result] = await log.append([encode(update(id="after-flush"))])
+    assert (result.status, result.version) == ("appended", 1)
+
+
 async def test_a_bulk_append_stops_at_the_batch_the_replica_did_not_confirm(
     pair: Pair, log: Log
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError
 
 from dateline.store import scripts
 from dateline.store.connection import connect
@@ -297,20 +298,29 @@ class Log:
         """Run the append script for a prepared batch, then wait for `min_replicas`."""
         if not _needs_server(prepared):
             return _finish(prepared, None)
-        wanted = await self.resolve_replicas() if self._auto else self.min_replicas
+        wanted = await self.resolve_replicas()
         if wanted <= 0:
             replies = await self._append(keys=prepared.keys, args=prepared.args)
             return _finish(prepared, replies)
         # One round trip: WAIT on the connection that wrote counts that write. Duplicates
-        # are waited for too: their original may be one whose wait failed.
+        # are waited for too: their original may be one whose wait failed. EVALSHA, not
+        # the script object: in a pipeline, redis-py asks SCRIPT EXISTS first, every time.
+        try:
+            replies, reached = await self._append_and_wait(prepared, wanted)
+        except NoScriptError:  # a restarted or flushed server: nothing was written
+            await self.redis.script_load(APPEND_SCRIPT)
+            replies, reached = await self._append_and_wait(prepared, wanted)
+        results = _finish(prepared, replies)
+        if reached < wanted:
+            raise NotReplicated(wanted, reached, self.replica_timeout_ms, results)
+        return results
+
+    async def _append_and_wait(self, prepared: Prepared, wanted: int) -> tuple[Any, int]:
         pipe = self.redis.pipeline(transaction=False)
-        await self._append(keys=prepared.keys, args=prepared.args, client=pipe)
+        pipe.evalsha(self._append.sha, len(prepared.keys), *prepared.keys, *prepared.args)
         pipe.wait(wanted, self.replica_timeout_ms)
         replies, reached = await pipe.execute()
-        results = _finish(prepared, replies)
-        if int(reached) < wanted:
-            raise NotReplicated(wanted, int(reached), self.replica_timeout_ms, results)
-        return results
+        return replies, int(reached)
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""
