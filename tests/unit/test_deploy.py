@@ -89,3 +89,20 @@ def test_the_dockerfile_copies_what_exists() -> None:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def test_the_seal_key_goes_to_the_readers_of_the_log_and_never_to_its_appenders() -> None:
+    services = COMPOSE["services"]
+    keys = {n: services[n]["environment"].get("DATELINE_SEAL_KEY") for n in SERVICES}
+    assert {n for n, k in keys.items() if k} == {"projector", "query", "deliver"}
+    dev = keys["projector"]
+    assert re.fullmatch(r"\$\{DATELINE_SEAL_KEY:-[0-9a-f]{64}\}", dev), dev
+    assert keys["query"] == keys["deliver"] == dev
+    # A new log is sealed by the projector as it starts: nothing appends before that.
+    for name in ("ingest", "validator"):
+        assert services[name]["depends_on"]["projector"]["condition"] == "service_healthy"
+    # The appending users read where a partition is sealed from and call the function;
+    # they cannot write the marker.
+    for user in ("ingest", "validator"):
+        assert "%R~dateline:{p*}:seal" in ACL[user] and "+fcall" in ACL[user]
+        assert "~dateline:{p*}:seal" not in ACL[user]

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from dateline.store.config import Settings, SettingsError
 from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
 from dateline.store.log import Log, PartitionMismatch
+from dateline.store.seal import SealKeyMissing, Unsealed
 
 FC = TypeVar("FC", bound=Callable[..., object])
 
@@ -55,11 +56,14 @@ async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
             partitions=cfg.partitions,
             min_replicas=cfg.min_replicas,
             replica_timeout_ms=cfg.replica_timeout_ms,
+            seal_key=cfg.seal(),
         )
     except PartitionMismatch as exc:
         raise click.ClickException(str(exc)) from None
     try:
         yield log
+    except (Unsealed, SealKeyMissing) as exc:
+        raise click.ClickException(f"the log's seal: {exc}") from None
     finally:
         await log.close()
 

@@ -18,7 +18,10 @@ from dateline.domain.summary import summarize
 from dateline.ingest.credentials import Credentials
 from dateline.runtime.supervisor import Child, Supervisor, service
 from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.layout import Keys
 from dateline.store.readers import Readers
+from dateline.store.seal import SealReport, seal_if_supported
 from dateline_schemas import decode_update
 
 HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.ndjson"
@@ -82,13 +85,19 @@ def _run(
 ) -> None:
     with serving(cfg) as (url, embedded):
         env = {**os.environ, "REDIS_URL": url, "DATELINE_DATA_DIR": str(cfg.data_dir)}
+        # The processes that append never hold the seal key; those that read do.
+        env.pop("DATELINE_SEAL_KEY", None)
+        key = cfg.seal() if embedded is not None else cfg.seal_key
+        sealed = {"DATELINE_SEAL_KEY": key.hex()} if key else {}
+        if key:
+            _seal(cfg, url, key)
         logs = cfg.data_dir / "logs"
         children = [
             Child("ingest", service("ingest", "--port", str(ingest_port)), logs / "ingest.log"),
             Child("validator", service("validator"), logs / "validator.log"),
-            Child("projector", service("projector"), logs / "projector.log"),
-            Child("query", service("query", "--port", str(port)), logs / "query.log"),
-            Child("deliver", service("deliver"), logs / "deliver.log"),
+            Child("projector", service("projector"), logs / "projector.log", sealed),
+            Child("query", service("query", "--port", str(port)), logs / "query.log", sealed),
+            Child("deliver", service("deliver"), logs / "deliver.log", sealed),
         ]
         supervisor = Supervisor(children, env, err, embedded)
         shown = url if embedded is None else url.replace(f":{embedded.password}@", ":****@")
@@ -100,6 +109,24 @@ def _run(
             err("stopping the services")
             supervisor.stop()
             err("stopped")
+
+
+def _seal(cfg: Settings, url: str, key: bytes) -> None:
+    """Seal the log before its services start (`dateline log seal`): they are all this
+    release, so none appends unsealed records after it."""
+
+    async def work() -> SealReport | None:
+        client = connect(url)
+        try:
+            return await seal_if_supported(client, Keys(cfg.prefix, cfg.partitions), key)
+        finally:
+            await client.aclose()
+
+    report = asyncio.run(work())
+    if report is None:
+        err("the server has no functions (Redis 6.2): the log's records are not sealed")
+    elif report.records:
+        err(f"sealed the log: {report.records} records from before sealing sealed in place")
 
 
 async def _main(

@@ -40,6 +40,7 @@ from dateline.store.config import Settings
 from dateline.store.layout import group_of
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
+from dateline.store.seal import SealReport, seal_if_supported
 
 T = TypeVar("T")
 
@@ -258,3 +259,46 @@ def status_command(as_json: bool) -> None:
     click.echo(f"processes of the group: {len(alive)}{names}")
     dl = report.dead_letters
     click.echo(f"parked: {dl.parked_updates} updates in {dl.parked_stories} stories")
+
+
+@click.command(name="seal")
+def seal_command() -> None:
+    """Seal the log: from now on, only records the append function wrote are read.
+
+    \b
+    Loads the append function that seals each record with the deployment's key
+    (DATELINE_SEAL_KEY; the embedded server's is DATELINE_DATA_DIR/seal.key), marks
+    every partition, and seals in place the records its stories' lists hold from
+    before (the stream entries from before stay as they were). After it, an entry
+    written around the function (a raw XADD or RPUSH with the ingest user's password)
+    is refused by every reader; the projector parks it with the reason.
+    Run it once ingest and the validator run this release (an older one appends
+    unsealed records, which would be refused). A new log is sealed by the projector
+    when it starts; running this again is safe, and finishes an interrupted run.
+    """
+    cfg = settings()
+    key = cfg.seal()
+    if key is None:
+        raise click.UsageError("DATELINE_SEAL_KEY: set it to the deployment's seal key")
+
+    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> SealReport | None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate())
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task("sealing", total=await total_updates(log.redis, log.keys))
+            return await seal_if_supported(
+                log.redis, log.keys, key, progress=lambda n: bar.advance(task, n)
+            )
+
+    report = _run(work)
+    if report is None:
+        raise click.ClickException("the server has no functions (Redis 6.2): it cannot seal")
+    click.echo(
+        f"sealed: {report.partitions} partitions marked now, {report.records} records from "
+        f"before sealing sealed in place; appends go by {report.function}"
+    )
+    if report.mismatched:
+        err(
+            f"{len(report.mismatched)} list records differ from their stream entry and stay "
+            f"unsealed (readers refuse them): {', '.join(report.mismatched[:10])}"
+        )
+        sys.exit(1)

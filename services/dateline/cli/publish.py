@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.store.log import REFUSED, AppendResult, Log, NotReplicated
+from dateline.store.log import REFUSED, AppendFunctionMissing, AppendResult, Log, NotReplicated
 from dateline_schemas import MAX_BATCH_UPDATES, InvalidUpdate, decode_update
 from dateline_schemas.correction import names_another_source
 
@@ -148,6 +148,8 @@ def publish(
     with server(cfg) as url:
         try:
             counts = asyncio.run(run())
+        except AppendFunctionMissing as exc:
+            raise click.ClickException(f"{exc}; nothing more was written") from None
         except NotReplicated as exc:
             wanted = cfg.min_replicas if cfg.min_replicas >= 0 else "auto"
             raise click.ClickException(

@@ -105,6 +105,7 @@ def create_app(
         prefix=cfg.prefix,
         partitions=cfg.partitions,
         lease_ttl_ms=cfg.lease_ttl_ms,
+        seal_key=cfg.seal(),
     )
     subscriptions = Subscriptions(connect(url), Keys(cfg.prefix, cfg.partitions))
     kit.batches(Fanout(subscriptions))

@@ -40,7 +40,7 @@ from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, connect
 from dateline.store.layout import Keys
-from dateline.store.log import AppendResult, Log, NotReplicated
+from dateline.store.log import AppendFunctionMissing, AppendResult, Log, NotReplicated
 from dateline.web.headers import secure_headers
 from dateline.web.limits import rate_limited
 from dateline.web.probes import ops_bearer, probe_routes, timed
@@ -118,6 +118,7 @@ def _count_and_log(feed: str, status: int, results: list[AppendResult]) -> None:
 
 
 REPLICAS_RETRY_AFTER_S = 2
+FUNCTION_RETRY_AFTER_S = 5
 
 
 def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
@@ -133,6 +134,20 @@ def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
             results=exc.results,
         ),
         {"Retry-After": str(REPLICAS_RETRY_AFTER_S)},
+    )
+
+
+def function_missing(feed: str, exc: AppendFunctionMissing) -> Response[bytes]:
+    """503: the log is sealed and its append function is not on the server (yet)."""
+    log.error("cannot append; answered 503", feed=feed, error=str(exc))
+    return respond(
+        Problem(
+            "urn:dateline:problem:unavailable",
+            "Service unavailable",
+            503,
+            f"{exc}. Nothing was written; send it again later",
+        ),
+        {"Retry-After": str(FUNCTION_RETRY_AFTER_S)},
     )
 
 
@@ -219,6 +234,8 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
             )
         except NotReplicated as exc:
             return not_replicated(feed.name, exc)
+        except AppendFunctionMissing as exc:
+            return function_missing(feed.name, exc)
         status = status_of(results)
         _count_and_log(feed.name, status, results)
         if status >= 400:

@@ -22,6 +22,7 @@ from dateline.store.connection import UNREACHABLE, connect
 from dateline.store.layout import Keys, group_of
 from dateline.store.log import Log, story_of
 from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
+from dateline.store.seal import Sealing, seal_at_start
 
 logger = structlog.get_logger("dateline.projector")
 
@@ -103,10 +104,24 @@ async def create_app(
 ) -> Projector:
     client = client or connect(url)
     keys = Keys(settings.prefix, settings.partitions)
-    log = Log(client, keys)
+    key = settings.seal()
+    log = Log(client, keys, sealing=Sealing(key, keys))
     await log.check_partitions()
     if not await functions.load(client):
         logger.info("no read library loaded: the server has no functions, or this user may not")
+    match await seal_at_start(client, keys, key):
+        case "sealed":
+            logger.info("the log is sealed: only the append function's records are read")
+        case "not sealed":
+            logger.warning(
+                "the log holds records from before sealing and is not sealed: run "
+                "`dateline log seal` once ingest and the validator run this release"
+            )
+        case "no functions":
+            logger.warning("the server has no functions: the log's records are not sealed")
+        case "no key":
+            pass
+    await log.sealing.refresh(client, force=True)  # no key for a sealed log: say so now
     version = version or await active_version(client, settings.prefix)
     group = group_of(version)
     shape = await stamp_shape(client, ReadModels(settings.prefix, version))

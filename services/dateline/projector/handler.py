@@ -91,12 +91,21 @@ class ProjectorHandler:
 
     async def _handle(self, by_story: dict[str, list[Delivery]]) -> dict[str, BaseException] | None:
         """Read, plan, commit; None if another writer moved a story on (nothing written)."""
+        sealing = self.log.sealing
+        await sealing.refresh(self.log.redis)
         known = await self._recall(list(by_story))
         touched = sum(len(state) for state, _ in known.values())
         entries = sum(len(items) for items in by_story.values())
         self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
         plans = [
-            plan(story, unpack(known[story][0]), unpack(known[story][0]), items, self.advance)
+            plan(
+                story,
+                unpack(known[story][0]),
+                unpack(known[story][0]),
+                items,
+                self.advance,
+                lambda d: sealing.entry(d.partition, d.entry_id, d.raw),
+            )
             for story, items in by_story.items()
         ]
         await self._refold([p for p in plans if p.refold_to])
@@ -153,6 +162,9 @@ class ProjectorHandler:
                 self.kept.keep(story, *known[story])
         return known
 
+    def _open_history(self, story: str, records: list[bytes]) -> list[bytes]:
+        return self.log.sealing.listed_all(self.log.keys.partition(story), records)
+
     async def _refold(self, plans: list[StoryPlan]) -> None:
         """Refold the stories that need it, their histories fetched in one round trip."""
         if not plans:
@@ -163,4 +175,4 @@ class ProjectorHandler:
         histories = cast(list[list[bytes]], await pipe.execute())
         for p, history in zip(plans, histories, strict=True):
             self.refolds += 1
-            refold(p, history, self.project)
+            refold(p, history, self.project, self._open_history)

@@ -21,6 +21,19 @@ Advance = Callable[[StoryState, Update], bool]
 """Fold an update into a state the handler owns, in place; False if it needs a refold."""
 Project = Callable[[str, list[Update]], StoryState]
 """Fold a story's whole history into its state."""
+Open = Callable[[Delivery], bytes]
+"""A delivery's record as the append function wrote it; raises if it did not
+(`Sealing.entry`)."""
+OpenHistory = Callable[[str, list[bytes]], list[bytes]]
+"""A story's history records, each opened likewise (`Sealing.listed_all`)."""
+
+
+def as_stored(d: Delivery) -> bytes:
+    return d.raw
+
+
+def history_as_stored(story: str, records: list[bytes]) -> list[bytes]:
+    return records
 
 
 @dataclass
@@ -48,14 +61,20 @@ class StoryPlan:
 
 
 def plan(
-    story: str, old: StoryState, state: StoryState, items: list[Delivery], advance: Advance
+    story: str,
+    old: StoryState,
+    state: StoryState,
+    items: list[Delivery],
+    advance: Advance,
+    open_: Open = as_stored,
 ) -> StoryPlan:
     """Fold `items` (the story's deliveries, in log order) into `state`, a copy of `old`
-    that the plan may change in place."""
+    that the plan may change in place. A record `open_` refuses fails like one that
+    does not fold: retried, then parked with the reason."""
     p = StoryPlan(story, old, state)
     for d in items:
         try:
-            update = decode_record(d.raw)
+            update = decode_record(open_(d))
             version = update.version or 0
             if p.refold_to:
                 p.refold_to = max(p.refold_to, version)
@@ -76,10 +95,15 @@ def plan(
     return p
 
 
-def refold(p: StoryPlan, history: list[bytes], project: Project) -> None:
+def refold(
+    p: StoryPlan,
+    history: list[bytes],
+    project: Project,
+    open_: OpenHistory = history_as_stored,
+) -> None:
     """Fold the story's history (versions 1 to `p.refold_to`) into the plan's state."""
     try:
-        p.state = project(p.story, decode_records(history))
+        p.state = project(p.story, decode_records(open_(p.story, history)))
         p.changed = p.refolded = True
     except Exception as exc:
         if p.failed is None:  # the refold failed: retry from the update that asked for it

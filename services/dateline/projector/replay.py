@@ -25,6 +25,7 @@ from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, replay_key
 from dateline.store.log import Log, story_of
 from dateline.store.readmodels import SHAPE, Change, ReadModels, active_version
+from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
 Progress = Callable[[int], None]
@@ -151,6 +152,8 @@ async def _fold_histories(
     is folded, so the two run side by side (1.15x the rebuild rate, 1M updates, 2 cores).
     """
     client, keys = log.redis, log.keys
+    await log.sealing.refresh(client)
+    opened = log.sealing.listed_all
     chunks = [stories[i : i + batch] for i in range(0, len(stories), batch)]
     updates = 0
     failed: dict[str, str] = {}
@@ -165,7 +168,7 @@ async def _fold_histories(
             changes = []
             for story, history in zip(chunk, histories, strict=True):
                 try:
-                    state = project(story, decode_records(history))
+                    state = project(story, decode_records(opened(keys.partition(story), history)))
                 except Exception as exc:  # reported by the caller: the switch waits for all
                     failed[story] = repr(exc)
                     continue
@@ -203,7 +206,13 @@ class Workers:
 
 
 def _fold_job(
-    url: str, prefix: str, partitions: int, version: str, stories: list[str], batch: int
+    url: str,
+    prefix: str,
+    partitions: int,
+    version: str,
+    stories: list[str],
+    batch: int,
+    seal_key: bytes | None,
 ) -> tuple[int, dict[str, str], int]:
     """In a worker process: fold these stories into `version`; (updates, failed, read)."""
 
@@ -216,7 +225,8 @@ def _fold_job(
 
         client = connect(url)
         try:
-            log = Log(client, Keys(prefix, partitions))
+            keys = Keys(prefix, partitions)
+            log = Log(client, keys, sealing=Sealing(seal_key, keys))
             models = ReadModels(prefix, version)
             updates, failed = await _fold_histories(log, models, stories, batch, count)
         finally:
@@ -252,6 +262,7 @@ async def _fold_in_workers(
                 models.version,
                 stories[i : i + size],
                 batch,
+                log.sealing.key,
             )
             for i in range(0, len(stories), size)
         ]

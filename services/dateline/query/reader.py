@@ -34,6 +34,7 @@ from dateline.store.readmodels import (
     ScheduleEntry,
     read_active,
 )
+from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
 ONE_TRIP = 64
@@ -104,10 +105,16 @@ class Reader:
     """The query service's view of Redis: the active read models and the log."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: Keys, doorbell: Doorbell, cache_bytes: int = 32 << 20
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        doorbell: Doorbell,
+        cache_bytes: int = 32 << 20,
+        seal_key: bytes | None = None,
     ) -> None:
         self.client, self.keys, self.doorbell = client, keys, doorbell
-        self.log = Log(client, keys)
+        self.sealing = Sealing(seal_key, keys, skip=True)
+        self.log = Log(client, keys, sealing=self.sealing)
         self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
         doorbell.listeners.append(self.cache.heard)
         self._models: ReadModels | None = None
@@ -182,7 +189,9 @@ class Reader:
         if raw is None:  # not projected yet, or a replay switched versions meanwhile
             _, raw, parked = await self.story(story)
         stamp = stamp_of(raw)
-        return raw, stamp, records[: max(stamp.version - after, 0)], parked
+        await self.sealing.refresh(self.client)
+        records = records[: max(stamp.version - after, 0)]
+        return raw, stamp, self.sealing.listed_all(self.keys.partition(story), records), parked
 
     async def timeline(self, story: str) -> list[bytes]:
         models = await self.models()
@@ -347,8 +356,13 @@ class Reader:
             stories = [s.decode() for s in named]
         else:
             pages, stories, entries = await self._applied_in_two(models, logs, starts, count)
+        await self.sealing.refresh(self.client)
+        opened = self.sealing.entry_or_none
         found = sorted(
-            (stream_id(eid.decode()), p, raw) for p, rows in enumerate(pages) for eid, raw in rows
+            (stream_id(eid.decode()), p, record)
+            for p, rows in enumerate(pages)
+            for eid, raw in rows
+            if (record := opened(p, eid.decode(), raw)) is not None
         )
         more = any(len(rows) == count for rows in pages)
         return Applied(found, more, dict(zip(stories, entries, strict=True)))

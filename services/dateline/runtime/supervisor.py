@@ -35,6 +35,8 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Set for this child on top of the supervisor's environment."""
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
@@ -71,7 +73,7 @@ class Supervisor:
         with child.log_path.open("ab") as out:
             child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
                 child.argv,
-                env=self.env,
+                env={**self.env, **child.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

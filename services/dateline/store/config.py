@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dateline.store.seal import SEAL_KEY_FILE, key_of, parse_key
+
 Fsync = Literal["always", "everysec", "no"]
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
@@ -62,6 +64,18 @@ class Settings:
     replica_timeout_ms: int = 1000
     """DATELINE_REPLICA_TIMEOUT_MS: how long an append waits for them; then a feed gets
     a 503 saying the update may or may not be in the log, and a retry is safe."""
+    seal_key: bytes | None = None
+    """DATELINE_SEAL_KEY: 64 hex digits, the key that seals the log's records
+    (`store/seal.py`). For the projector, query, delivery and the CLI; never for ingest
+    or the validator. Unset with the embedded server: `seal.key` in the data dir."""
+
+    def seal(self) -> bytes | None:
+        """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
+        its start makes), else none."""
+        if self.seal_key is not None or self.redis_url is not None:
+            return self.seal_key
+        path = self.data_dir / SEAL_KEY_FILE if self.data_dir else None
+        return key_of(self.data_dir) if path is not None and path.exists() else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -124,6 +138,11 @@ class Settings:
         wait_ms = _number(
             environ, "DATELINE_REPLICA_TIMEOUT_MS", "1000", 1, 60_000, "1 to 60000 (ms)"
         )
+        raw_key = environ.get("DATELINE_SEAL_KEY") or ""
+        try:
+            seal_key = parse_key(raw_key) if raw_key else None
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             url,
             data_dir,
@@ -140,6 +159,7 @@ class Settings:
             cache,
             replicas,
             wait_ms,
+            seal_key,
         )
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import redis
 
 from dateline.store.config import Fsync, Settings
+from dateline.store.seal import key_of
 
 _PR_SET_PDEATHSIG = 1
 
@@ -229,6 +230,7 @@ def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
             maxmemory_mb=settings.maxmemory_mb,
             password=password_of(data_dir),
         )
+        key_of(data_dir)  # the seal key of its log, beside the password
         server.start()
         try:
             _private(url_file).write_text(server.url + "\n")  # it holds the password

@@ -8,6 +8,8 @@ The log (`Keys`)
     <prefix>:{pN}:log               stream: partition N of the log, never trimmed
     <prefix>:{pN}:ids               hash: "<len>:<source><id>" -> "version position story"
     <prefix>:{pN}:story:<story>     list: the story's records; index i holds version i+1
+    <prefix>:{pN}:seal              hash: from when partition N's records are sealed
+                                    (`store/seal.py`); none: the log is not sealed
 
 Feeds
     <prefix>:feeds                  hash: feed name -> its credentials (JSON)
@@ -318,6 +320,9 @@ class Keys:
 
     def ids(self, partition: int) -> str:
         return f"{self.prefix}:{hash_tag(partition)}:ids"
+
+    def seal(self, partition: int) -> str:
+        return f"{self.prefix}:{hash_tag(partition)}:seal"
 
     def story(self, story: str, partition: int | None = None) -> str:
         """The story's history list; pass `partition` when it is known already."""

@@ -13,11 +13,12 @@ from typing import Any, Literal, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from dateline.store import scripts
 from dateline.store.connection import connect
 from dateline.store.layout import Keys, dedup_field
+from dateline.store.seal import Sealing, unsealed_log
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -70,6 +71,16 @@ class PartitionMismatch(RuntimeError):
     """The log was created with another partition count than the one configured."""
 
 
+class AppendFunctionMissing(RuntimeError):
+    """The log is sealed and the function that appends to it is not on the server."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(
+            f"the log is sealed, and its append function {function or '(unnamed)'} is not "
+            "on the server: start the projector (or run `dateline log seal`), which loads it"
+        )
+
+
 class NotReplicated(RuntimeError):
     """The server took an append, but fewer replicas than `min_replicas` confirmed it in
     time: were the server lost now, its replica, promoted, might not have it. So it may or
@@ -116,11 +127,14 @@ class Log:
         *,
         min_replicas: int = 0,
         replica_timeout_ms: int = 1000,
+        sealing: Sealing | None = None,
     ) -> None:
         """`min_replicas`: replicas that must confirm an append before it is acknowledged
-        (`WAIT`); `MIN_REPLICAS_AUTO` until `resolve_replicas` decides."""
+        (`WAIT`); `MIN_REPLICAS_AUTO` until `resolve_replicas` decides. `sealing` opens
+        the records this log's reads return (`store/seal.py`); none, they pass as stored."""
         self.redis = client
         self.keys = keys
+        self.sealing = sealing or unsealed_log(keys)
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
         self._auto = min_replicas == MIN_REPLICAS_AUTO
@@ -131,6 +145,8 @@ class Log:
             [keys.log(p) for p in parts],
             [keys.ids(p) for p in parts],
         )
+        self._function: str | None = None
+        """The sealing append function, once a sealed partition named it."""
         self._looked = -AUTO_RECHECK_S
         self._append = client.register_script(APPEND_SCRIPT)
 
@@ -143,13 +159,16 @@ class Log:
         partitions: int = 8,
         min_replicas: int = 0,
         replica_timeout_ms: int = 1000,
+        seal_key: bytes | None = None,
     ) -> Log:
         client = connect(url)
+        keys = Keys(prefix, partitions)
         log = cls(
             client,
-            Keys(prefix, partitions),
+            keys,
             min_replicas=min_replicas,
             replica_timeout_ms=replica_timeout_ms,
+            sealing=Sealing(seal_key, keys),
         )
         await log.check_partitions()
         await log.resolve_replicas()
@@ -217,20 +236,22 @@ class Log:
         input order. Batch k+1 is sent before batch k's reply is read, and is
         validated while the server runs batch k: client and server work at once.
         Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
-        fail batches already queued behind it. If anything fails, the connection
-        is dropped (replies may be pending on it); re-sending the batches is safe,
-        since appends are idempotent by source and id.
+        fail batches already queued behind it; on a sealed log, as FCALL. If anything
+        fails, the connection is dropped (replies may be pending on it); re-sending the
+        batches is safe, since appends are idempotent by source and id.
         """
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         try:
             in_flight: deque[Prepared] = deque()
             wanted, timeout = await self.resolve_replicas(), self.replica_timeout_ms
+            function = self._function or _text(await self.redis.hget(self.keys.seal(0), "function"))
             for batch in batches:
                 prepared = self.prepare(batch, atomic=atomic, editor=editor)
                 if _needs_server(prepared):
+                    call = ("FCALL", function) if function else ("EVAL", APPEND_SCRIPT)
                     await conn.send_command(
-                        "EVAL", APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *prepared.args
+                        *call, len(prepared.keys), *prepared.keys, *prepared.args
                     )
                     if wanted > 0:
                         await conn.send_command("WAIT", wanted, timeout)
@@ -299,28 +320,51 @@ class Log:
         if not _needs_server(prepared):
             return _finish(prepared, None)
         wanted = await self.resolve_replicas()
-        if wanted <= 0:
-            replies = await self._append(keys=prepared.keys, args=prepared.args)
-            return _finish(prepared, replies)
-        # One round trip: WAIT on the connection that wrote counts that write. Duplicates
-        # are waited for too: their original may be one whose wait failed. EVALSHA, not
-        # the script object: in a pipeline, redis-py asks SCRIPT EXISTS first, every time.
         try:
-            replies, reached = await self._append_and_wait(prepared, wanted)
-        except NoScriptError:  # a restarted or flushed server: nothing was written
-            await self.redis.script_load(APPEND_SCRIPT)
-            replies, reached = await self._append_and_wait(prepared, wanted)
+            replies, reached = await self._run(prepared, wanted)
+        except ResponseError as e:  # nothing was written
+            if not str(e).startswith("SEALED") or self._function:
+                raise
+            self._function = str(e).removeprefix("SEALED").strip()
+            replies, reached = await self._run(prepared, wanted)
         results = _finish(prepared, replies)
         if reached < wanted:
             raise NotReplicated(wanted, reached, self.replica_timeout_ms, results)
         return results
 
-    async def _append_and_wait(self, prepared: Prepared, wanted: int) -> tuple[Any, int]:
+    async def _run(self, prepared: Prepared, wanted: int) -> tuple[Any, int]:
+        """The append (function or script), then `WAIT` if `wanted`: one round trip."""
+        if self._function:
+            try:
+                return await self._append_and_wait(prepared, wanted, self._function)
+            except ResponseError as e:
+                if "function not found" in str(e).lower():
+                    raise AppendFunctionMissing(self._function) from e
+                raise
+        if wanted <= 0:
+            return await self._append(keys=prepared.keys, args=prepared.args), 0
+        try:
+            return await self._append_and_wait(prepared, wanted, None)
+        except NoScriptError:  # a restarted or flushed server: nothing was written
+            await self.redis.script_load(APPEND_SCRIPT)
+            return await self._append_and_wait(prepared, wanted, None)
+
+    async def _append_and_wait(
+        self, prepared: Prepared, wanted: int, function: str | None
+    ) -> tuple[Any, int]:
+        # WAIT on the connection that wrote counts that write. Duplicates are waited for
+        # too: their original may be one whose wait failed. EVALSHA, not the script
+        # object: in a pipeline, redis-py asks SCRIPT EXISTS first, every time.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.evalsha(self._append.sha, len(prepared.keys), *prepared.keys, *prepared.args)
-        pipe.wait(wanted, self.replica_timeout_ms)
-        replies, reached = await pipe.execute()
-        return replies, int(reached)
+        args = (len(prepared.keys), *prepared.keys, *prepared.args)
+        if function:
+            pipe.fcall(function, *args)
+        else:
+            pipe.evalsha(self._append.sha, *args)
+        if wanted > 0:
+            pipe.wait(wanted, self.replica_timeout_ms)
+        replies = await pipe.execute()
+        return replies[0], int(replies[1]) if wanted > 0 else 0
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""
@@ -342,8 +386,14 @@ class Log:
         """
         # Redis list indexes are signed 64-bit; any version past them means "all of it".
         stop = -1 if to_version is None or to_version > _LAST_INDEX else to_version - 1
-        raw = cast(
-            list[bytes], await self.redis.lrange(self.keys.story(story), from_version - 1, stop)
+        part = self.keys.partition(story)
+        await self.sealing.refresh(self.redis)
+        raw = self.sealing.listed_all(
+            part,
+            cast(
+                list[bytes],
+                await self.redis.lrange(self.keys.story(story, part), from_version - 1, stop),
+            ),
         )
         if as_of is None:
             return raw
@@ -370,7 +420,12 @@ class Log:
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(self.keys.log(partition), min=f"({after}", count=count),
         )
-        return [(eid.decode(), decode_record(fields[b"__data__"])) for eid, fields in entries]
+        await self.sealing.refresh(self.redis)
+        opened = self.sealing.entry
+        return [
+            (eid.decode(), decode_record(opened(partition, eid.decode(), fields[b"__data__"])))
+            for eid, fields in entries
+        ]
 
 
 class _Stamp(msgspec.Struct):
@@ -472,6 +527,10 @@ def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
             **who,
         )
     return _aborted(index, update)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return None if value is None else _s(value)
 
 
 def _s(value: bytes | str) -> str:

@@ -1,7 +1,9 @@
 -- Append a batch of story updates to the log, atomically per call.
 --
 -- KEYS: every key the batch touches, once each (story lists, partition streams,
--- dedup hashes). All keys of one story share its partition's hash tag.
+-- dedup hashes). All keys of one story share its partition's hash tag. It reads each
+-- partition's seal marker too (its stream's key ending in `seal`, not `log`), which is
+-- not among KEYS: declared, the appending user would need to be allowed to write it.
 -- ARGV[1] "1" if the batch is all-or-nothing.
 -- ARGV[2] msgpack array, one entry per update:
 --   {story key index, log key index, ids key index, partition, dedup field,
@@ -15,6 +17,8 @@
 --   {"duplicate", "version position story"}  the original, nothing written
 --   {"conflict", current version}            expectedversion did not match, nothing written
 --   {"aborted"}                              atomic batch refused because of another update
+-- or, as a script, the error "SEALED <function>" with nothing written when a partition
+-- of the batch is sealed (`store/seal.py`): only that function appends there.
 --
 -- The story's version is the length of its list, so versions are gap-free by
 -- construction. The partition stream ID is chosen here (from TIME, kept above the
@@ -53,6 +57,8 @@ local function last_id(key)
   return {0, -1}
 end
 
+local function finish(record) return record .. '}' end
+
 local function grouped(cmd, key, items)
   -- One call per key instead of one per item; chunks stay under Lua's unpack limit.
   local out = {}
@@ -69,6 +75,20 @@ local atomic = ARGV[1] == '1'
 local meta = cmsgpack.unpack(ARGV[2])
 local blob = ARGV[3]
 local n = #meta
+
+-- unsealed only: begin
+local checked = {}
+for i = 1, n do
+  local lkey = KEYS[meta[i][2]]
+  if not checked[lkey] then
+    checked[lkey] = true
+    local marker = string.sub(lkey, 1, -4) .. 'seal'
+    if redis.call('EXISTS', marker) == 1 then
+      return redis.error_reply('SEALED ' .. (redis.call('HGET', marker, 'function') or ''))
+    end
+  end
+end
+-- unsealed only: end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -155,8 +175,8 @@ local pushes, dedups = {}, {}
 local civil_ms, civil_text = -1, ''
 for j = 1, planned do
   if p_ms[j] ~= civil_ms then civil_ms, civil_text = p_ms[j], civil(p_ms[j]) end
-  local record = p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"' .. p_position[j]
-    .. '","recordedtime":"' .. civil_text .. '"}'
+  local record = finish(p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"'
+    .. p_position[j] .. '","recordedtime":"' .. civil_text .. '"')
   redis.call('XADD', p_log[j], p_id[j], '__data__', record)
   local pushed = pushes[p_story[j]]
   if not pushed then pushed = {}; pushes[p_story[j]] = pushed end
