@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "DATELINE_PREFIX": "ops",
             "COLUMNS": "200",
             "DATELINE_LEASE_TTL_MS": "1000",
+            "DATELINE_SEAL_KEY": secrets.token_hex(32),
         }
     finally:
         server.stop()
@@ -69,6 +71,11 @@ def status(env: dict[str, str]) -> dict[str, object]:
 
 def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
     run(env, "publish", str(HANOI))
+    # A log from before sealing (an older release wrote it), sealed by the operator: every
+    # command below then reads it through the seal.
+    sealed = run(env, "seal")
+    assert f"8 partitions marked now, {HANOI_UPDATES} records from before sealing" in sealed.stdout
+    assert "0 partitions marked now, 0 records" in run(env, "seal").stdout
     projector = subprocess.Popen(
         [str(DATELINE), "projector"],
         env=env,
@@ -91,6 +98,8 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert report["processes"] == [report["partitions"][0]["lease"]]  # type: ignore[index]
         table = run(env, "status").stdout
         assert "lag" in table and "parked: 0 updates in 0 stories" in table
+        assert "sealed: 8 of 8 partitions\n" in table
+        assert all(r["sealed_after"] for r in report["partitions"])  # type: ignore[attr-defined]
         assert f"processes of the group: 1 ({report['processes'][0]})" in table  # type: ignore[index]
 
         # What the desk knew once the lunch was cut, before the press conference moved.
@@ -117,8 +126,9 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert before.returncode == 1
         assert "no updates by then" in before.stderr
 
-        # A corrupt entry in the log: it names a story but is no valid update. It is
-        # retried, parked with its traceback, and the story's later updates park behind it.
+        # An entry written around the append function (a raw XADD): it names a story but
+        # carries no seal. It is retried, parked with its traceback, and the story's later
+        # updates park behind it.
         stream = next(
             f"ops:{{p{p}}}:log"
             for p in range(8)
@@ -137,7 +147,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert len(listed) == 1
         assert json.loads(listed[0])["story"] == "hanoi-summit-2019"
         shown = run(env, "dlq", "show", "hanoi-summit-2019").stdout
-        assert "Traceback" in shown and "InvalidUpdate" in shown
+        assert "Traceback" in shown and "Unsealed" in shown and "no seal" in shown
         parked = json.loads(listed[0])
         held = run(env, "story", "hanoi-summit-2019", "--json")  # the log's story, and
         at = f"{parked['partition']}:{parked['entry']}"  # where the read models stop

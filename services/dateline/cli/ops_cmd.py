@@ -259,6 +259,11 @@ def status_command(as_json: bool) -> None:
     click.echo(f"processes of the group: {len(alive)}{names}")
     dl = report.dead_letters
     click.echo(f"parked: {dl.parked_updates} updates in {dl.parked_stories} stories")
+    sealed = sum(row.sealed_after is not None for row in report.partitions)
+    click.echo(
+        f"sealed: {sealed} of {len(report.partitions)} partitions"
+        + ("" if sealed == len(report.partitions) else " (`dateline seal` seals the log)")
+    )
 
 
 @click.command(name="seal")

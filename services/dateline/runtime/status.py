@@ -49,6 +49,9 @@ class PartitionStatus(msgspec.Struct):
     lag_seconds: float
     pending: int
     lease: str | None
+    sealed_after: str | None = None
+    """The stream id after which the partition's records must be sealed; None: not
+    sealed (`dateline.store.seal`)."""
 
 
 class ParkedStory(msgspec.Struct):
@@ -120,6 +123,10 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
     checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
     leases = Leases(client, keys.group(group), owner="", ttl_ms=0)  # read only
     holders = await leases.holders(keys.partitions)
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hget(keys.seal(p), "from")
+    sealed = cast(list[bytes | None], await pipe.execute())
     rows = []
     for p in range(keys.partitions):
         stream = keys.log(p)
@@ -136,6 +143,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
                 lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
                 pending=await groups.pending_count(client, stream, group),
                 lease=holders[p],
+                sealed_after=_text(sealed[p]),
             )
         )
     dead = DeadLetters(client, keys.prefix, group)
@@ -214,6 +222,10 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
             break
         lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
     return DeliveryStatus(lag, rows)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
 
 
 def _log_ms(position: bytes) -> int | None:
