@@ -5,6 +5,7 @@ seals that log's lists in place."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -147,3 +148,14 @@ async def test_a_bulk_append_to_a_sealed_log_goes_by_the_function(sealed: Log) -
     assert statuses == ["appended"] * 30
     history = await _reader(log).read_story_json("bulk")
     assert len(history) == 30
+
+
+async def test_appends_side_by_side_all_learn_the_function_from_the_refusal(
+    sealed: Log,
+) -> None:
+    log = sealed
+    await seal.seal_log(log.redis, log.keys, KEY)
+    fresh = Log(log.redis, log.keys)  # as ingest starts: it has not met the seal yet
+    sent = [[encode(update(subject=f"story-{i}", id=f"c{i}"))] for i in range(8)]
+    done = await asyncio.gather(*(fresh.append(batch) for batch in sent))
+    assert [rs[0].status for rs in done] == ["appended"] * 8

@@ -38,9 +38,15 @@ from dateline.ingest.wire import (
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
-from dateline.store.connection import POOL_SIZE, connect
+from dateline.store.connection import POOL_SIZE, open_client
 from dateline.store.layout import Keys
-from dateline.store.log import AppendFunctionMissing, AppendResult, Log, NotReplicated
+from dateline.store.log import (
+    AppendFunctionMissing,
+    AppendResult,
+    CrossPartitionBatch,
+    Log,
+    NotReplicated,
+)
 from dateline.web.headers import secure_headers
 from dateline.web.limits import rate_limited
 from dateline.web.probes import ops_bearer, probe_routes, timed
@@ -118,6 +124,7 @@ def _count_and_log(feed: str, status: int, results: list[AppendResult]) -> None:
 
 
 REPLICAS_RETRY_AFTER_S = 2
+ATOMIC_ACROSS = "urn:dateline:problem:atomic-across-partitions"
 FUNCTION_RETRY_AFTER_S = 5
 
 
@@ -135,6 +142,19 @@ def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
         ),
         {"Retry-After": str(REPLICAS_RETRY_AFTER_S)},
     )
+
+
+def not_appended(
+    feed: str, exc: NotReplicated | AppendFunctionMissing | CrossPartitionBatch
+) -> Response[bytes]:
+    """What a feed is told when its batch could not be appended as asked."""
+    match exc:
+        case NotReplicated():
+            return not_replicated(feed, exc)
+        case AppendFunctionMissing():
+            return function_missing(feed, exc)
+        case CrossPartitionBatch():
+            return respond(Problem(ATOMIC_ACROSS, "Atomic batch across partitions", 422, str(exc)))
 
 
 def function_missing(feed: str, exc: AppendFunctionMissing) -> Response[bytes]:
@@ -171,7 +191,7 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
     ctx = _Services()
 
     async def startup() -> None:
-        client = connect(url, retry_lost=True, max_connections=pool_size)
+        client = await open_client(url, retry_lost=True, max_connections=pool_size)
         ctx.log_ = await _open_log(client, settings)
         ctx.credentials_ = Credentials(client, settings.prefix)
         tune_collector()
@@ -232,10 +252,8 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
                 atomic=atomic,
                 editor=feed.editor,
             )
-        except NotReplicated as exc:
-            return not_replicated(feed.name, exc)
-        except AppendFunctionMissing as exc:
-            return function_missing(feed.name, exc)
+        except (NotReplicated, AppendFunctionMissing, CrossPartitionBatch) as exc:
+            return not_appended(feed.name, exc)
         status = status_of(results)
         _count_and_log(feed.name, status, results)
         if status >= 400:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.commands import AsyncCommandsParser
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -149,3 +151,52 @@ def connect(
     )
     pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)
+
+
+class _LocalKeys(AsyncCommandsParser):
+    """The keys of `FCALL`, `FCALL_RO`, `XREAD` and `XREADGROUP`, read off their
+    arguments. redis-py asks one fixed node `COMMAND GETKEYS` for commands whose keys
+    move: two more round trips a call, and when that node is down, those calls fail to
+    healthy masters too, before the client's retries could learn the new layout."""
+
+    async def get_keys(self, *args: Any) -> tuple[str, ...] | None:
+        name = str(args[0]).upper() if args else ""
+        if name in ("FCALL", "FCALL_RO") and len(args) >= 3:
+            return tuple(args[3 : 3 + int(args[2])]) or None
+        if name in ("XREAD", "XREADGROUP"):
+            words = [str(a).upper() for a in args]
+            if "STREAMS" in words:
+                rest = args[words.index("STREAMS") + 1 :]
+                return tuple(rest[: len(rest) // 2])
+        keys = await super().get_keys(*args)
+        return tuple(keys) if keys is not None else None
+
+
+async def cluster_mode(url: str) -> bool:
+    """Does `url` point at a node of a cluster? (`HELLO`, which every user may send:
+    the services' ACL users have neither `INFO` nor `CLUSTER INFO`.)"""
+    probe = aioredis.Redis.from_url(url)
+    try:
+        reply = await probe.execute_command("HELLO", "2")  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    except ResponseError:  # a server older than HELLO: no cluster dateline runs on
+        return False
+    finally:
+        await probe.aclose()
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+    mode = fields.get(b"mode", fields.get("mode", b""))
+    return (mode.decode() if isinstance(mode, bytes) else str(mode)) == "cluster"
+
+
+async def open_client(url: str, **options: Any) -> aioredis.Redis:
+    """`connect`, or redis-py's cluster client where `url` is a node of a cluster (it
+    finds the others). Typed as the plain client: the commands dateline sends are the
+    same on both; what a cluster needs otherwise, the caller checks (`is_cluster`)."""
+    if not await cluster_mode(url):
+        return connect(url, **options)
+    client = RedisCluster.from_url(url)
+    client.commands_parser = _LocalKeys()
+    return cast(aioredis.Redis, client)
+
+
+def is_cluster(client: aioredis.Redis) -> bool:
+    return isinstance(client, RedisCluster)

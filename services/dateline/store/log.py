@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -12,11 +14,12 @@ from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from dateline.store import scripts
-from dateline.store.connection import connect
+from dateline.store.connection import open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.seal import Sealing, unsealed_log
 from dateline_schemas import (
@@ -65,6 +68,10 @@ class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class BatchTooLarge(ValueError):
     """More than 1,000 updates or 4 MiB in one batch."""
+
+
+class CrossPartitionBatch(ValueError):
+    """An `atomic` batch whose stories are in more than one partition, on a cluster."""
 
 
 class PartitionMismatch(RuntimeError):
@@ -149,6 +156,9 @@ class Log:
         """The sealing append function, once a sealed partition named it."""
         self._looked = -AUTO_RECHECK_S
         self._append = client.register_script(APPEND_SCRIPT)
+        self.cluster = isinstance(client, RedisCluster)
+        """On a cluster each partition is a slot of its own: a batch goes as one call per
+        partition it touches, side by side (`_submit_parts`)."""
 
     @classmethod
     async def connect(
@@ -161,7 +171,7 @@ class Log:
         replica_timeout_ms: int = 1000,
         seal_key: bytes | None = None,
     ) -> Log:
-        client = connect(url)
+        client = await open_client(url)
         keys = Keys(prefix, partitions)
         log = cls(
             client,
@@ -185,6 +195,16 @@ class Log:
         now = time.monotonic()
         if self._auto and self.min_replicas <= 0 and now - self._looked >= AUTO_RECHECK_S:
             self._looked = now
+            if self.cluster:  # every master's: the least of them decides
+                cluster = cast(RedisCluster, self.redis)
+                counts = await cluster.execute_command(
+                    "WAIT", 0, 0, target_nodes=RedisCluster.PRIMARIES
+                )
+                # redis-py takes the least itself (the command's response policy),
+                # or answers by node.
+                least = min(map(int, counts.values())) if isinstance(counts, dict) else counts
+                self.min_replicas = min(1, int(least))
+                return max(0, self.min_replicas)
             conn = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             try:
                 await conn.send_command("WAIT", 0, 0)
@@ -238,8 +258,13 @@ class Log:
         Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
         fail batches already queued behind it; on a sealed log, as FCALL. If anything
         fails, the connection is dropped (replies may be pending on it); re-sending the
-        batches is safe, since appends are idempotent by source and id.
+        batches is safe, since appends are idempotent by source and id. On a cluster,
+        batch after batch, each as `append` sends it.
         """
+        if self.cluster:
+            for batch in batches:
+                yield await self.append(batch, atomic=atomic, editor=editor)
+            return
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         try:
@@ -320,26 +345,78 @@ class Log:
         if not _needs_server(prepared):
             return _finish(prepared, None)
         wanted = await self.resolve_replicas()
+        if self.cluster:
+            return await self._submit_parts(prepared, wanted)
+        function = self._function  # concurrent appends: another may learn it first
         try:
-            replies, reached = await self._run(prepared, wanted)
+            replies, reached = await self._run(prepared, wanted, function)
         except ResponseError as e:  # nothing was written
-            if not str(e).startswith("SEALED") or self._function:
+            if function or (named := _sealed_by(e)) is None:
                 raise
-            self._function = str(e).removeprefix("SEALED").strip()
-            replies, reached = await self._run(prepared, wanted)
+            self._function = named
+            replies, reached = await self._run(prepared, wanted, named)
         results = _finish(prepared, replies)
         if reached < wanted:
             raise NotReplicated(wanted, reached, self.replica_timeout_ms, results)
         return results
 
-    async def _run(self, prepared: Prepared, wanted: int) -> tuple[Any, int]:
-        """The append (function or script), then `WAIT` if `wanted`: one round trip."""
-        if self._function:
+    async def _submit_parts(self, prepared: Prepared, wanted: int) -> list[AppendResult]:
+        """On a cluster: one call per partition, side by side; results in input order."""
+        parts = split(prepared)
+        if prepared.atomic and len(parts) > 1:
+            named = sorted({self.keys.partition(u.subject) for _, u in prepared.valid})
+            raise CrossPartitionBatch(
+                "an atomic batch must keep to one partition on a cluster (one slot, one "
+                f"script call): its stories are in partitions {named}. Send one batch a "
+                "story, or stories that share a partition"
+            )
+        done = await asyncio.gather(*(self._run_part(p, wanted) for p in parts))
+        results = list(prepared.results)
+        reached = wanted
+        for part, (replies, confirmed) in zip(parts, done, strict=True):
+            for (i, update), reply in zip(part.valid, replies, strict=True):
+                results[i] = _result(i, update, reply)
+            reached = min(reached, confirmed)
+        finished = [r for r in results if r is not None]
+        if reached < wanted:
+            raise NotReplicated(wanted, reached, self.replica_timeout_ms, finished)
+        return finished
+
+    async def _run_part(self, part: Prepared, wanted: int) -> tuple[Any, int]:
+        """One partition's append (and `WAIT` on the connection that wrote it, at the node
+        that owns the slot: keyless, it would go to any node and count nothing)."""
+        cluster = cast(RedisCluster, self.redis)
+        node = cluster.get_node_from_key(part.keys[0])
+        for _ in range(2):
+            pipe = cluster.pipeline(transaction=False)
+            args = (len(part.keys), *part.keys, *part.args)
+            function = self._function  # the parts run side by side: one may learn it first
+            if function:
+                pipe.execute_command("FCALL", function, *args)
+            else:  # redis-py's cluster pipelines refuse EVALSHA
+                pipe.execute_command("EVAL", APPEND_SCRIPT, *args)
+            if wanted > 0:
+                pipe.execute_command("WAIT", wanted, self.replica_timeout_ms, target_nodes=node)
             try:
-                return await self._append_and_wait(prepared, wanted, self._function)
+                replies = await pipe.execute()
+            except ResponseError as e:  # nothing was written
+                if function and "function not found" in str(e).lower():
+                    raise AppendFunctionMissing(function) from e
+                if function or (named := _sealed_by(e)) is None:
+                    raise
+                self._function = named
+                continue
+            return replies[0], int(replies[1]) if wanted > 0 else 0
+        raise AssertionError("unreachable: a SEALED refusal names the function")
+
+    async def _run(self, prepared: Prepared, wanted: int, function: str | None) -> tuple[Any, int]:
+        """The append (`function`, or the script), then `WAIT` if `wanted`: one round trip."""
+        if function:
+            try:
+                return await self._append_and_wait(prepared, wanted, function)
             except ResponseError as e:
                 if "function not found" in str(e).lower():
-                    raise AppendFunctionMissing(self._function) from e
+                    raise AppendFunctionMissing(function) from e
                 raise
         if wanted <= 0:
             return await self._append(keys=prepared.keys, args=prepared.args), 0
@@ -453,6 +530,42 @@ def story_or_none(raw: bytes) -> str | None:
         return story_of(raw)
     except ValueError:  # msgspec's DecodeError and ValidationError
         return None
+
+
+_SEALED = re.compile(r"\bSEALED (\w*)")
+
+
+def _sealed_by(error: ResponseError) -> str | None:
+    """The append function a `SEALED` refusal names (a pipeline wraps the reply)."""
+    found = _SEALED.search(str(error))
+    return found[1] if found else None
+
+
+def split(prepared: Prepared) -> list[Prepared]:
+    """A prepared batch as one per partition it touches (in order of first touch), each
+    with its own keys and script arguments: what a cluster runs, a slot a call."""
+    meta = msgspec.msgpack.decode(prepared.args[1])
+    blob = prepared.args[2]
+    groups: dict[int, tuple[list[tuple[int, Update]], dict[str, int], list[Any], list[bytes]]] = {}
+    offset = 0
+    for (i, update), m in zip(prepared.valid, meta, strict=True):
+        story, log, ids, part, field, expected, size = m
+        valid, index, rows, bodies = groups.setdefault(part, ([], {}, [], []))
+        valid.append((i, update))
+        own = [index.setdefault(prepared.keys[k - 1], len(index) + 1) for k in (story, log, ids)]
+        rows.append([*own, part, field, expected, size])
+        bodies.append(blob[offset : offset + size])
+        offset += size
+    return [
+        Prepared(
+            prepared.results,
+            valid,
+            list(index),
+            [prepared.args[0], _pack(rows), b"".join(bodies)],
+            prepared.atomic,
+        )
+        for valid, index, rows, bodies in groups.values()
+    ]
 
 
 def _needs_server(prepared: Prepared) -> bool:

@@ -1,0 +1,186 @@
+"""The log on a real cluster (3 masters, a replica each, `dateline redis --cluster`'s
+nodes): found by itself from any node's URL, a batch split by partition and sent side by
+side with its results in input order, appends confirmed by the slot owner's replica,
+atomic batches kept to one partition, a sealed log appended by its function."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dateline.ingest.app import create_app
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.wire import CE_BATCH
+from dateline.store import seal
+from dateline.store.cluster import LocalCluster
+from dateline.store.config import Settings
+from dateline.store.connection import cluster_mode
+from dateline.store.layout import Keys
+from dateline.store.log import CrossPartitionBatch, Log, split
+from dateline.store.seal import Sealing
+from tests.e2e.processes import DATELINE
+from tests.factories import encode, update
+from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), 3, 1, "everysec", "s3cret") as c:
+        yield c
+
+
+@pytest.fixture
+async def log(cluster: LocalCluster) -> AsyncIterator[Log]:
+    found = await Log.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
+    try:
+        yield found
+    finally:
+        await found.close()
+
+
+def _stories(keys: Keys) -> list[str]:
+    """One story in each partition."""
+    by_part: dict[int, str] = {}
+    n = 0
+    while len(by_part) < keys.partitions:
+        by_part.setdefault(keys.partition(f"story-{n}"), f"story-{n}")
+        n += 1
+    return [by_part[p] for p in range(keys.partitions)]
+
+
+async def test_any_nodes_url_is_found_to_be_a_cluster(cluster: LocalCluster, log: Log) -> None:
+    assert log.cluster
+    for node in cluster.nodes:
+        assert await cluster_mode(node.url)
+
+
+async def test_a_batch_over_every_partition_lands_in_input_order(log: Log) -> None:
+    stories = _stories(log.keys)
+    sent = [encode(update(subject=stories[i % 8], id=f"u{i}")) for i in range(40)]
+    sent.insert(5, b'{"not": "an update"}')
+    results = await log.append(sent)
+    assert [r.index for r in results] == list(range(41))
+    assert results[5].status == "invalid"
+    appended = [r for r in results if r.status == "appended"]
+    assert [r.id for r in appended] == [f"u{i}" for i in range(40)]
+    for story in stories:  # gap-free versions, in the order sent
+        history = await log.read_story(story)
+        assert [u.version for u in history] == [1, 2, 3, 4, 5]
+        assert [u.id for u in history] == [f"u{i}" for i in range(40) if stories[i % 8] == story]
+    again = await log.append(sent)
+    assert {r.status for r in again} == {"duplicate", "invalid"}
+
+
+async def test_a_split_batch_keeps_each_partitions_keys_to_itself(log: Log) -> None:
+    stories = _stories(log.keys)
+    prepared = log.prepare([encode(update(subject=s)) for s in stories * 2], atomic=False)
+    parts = split(prepared)
+    assert len(parts) == 8
+    for p, part in enumerate(parts):
+        assert {log.keys.partition(u.subject) for _, u in part.valid} == {p}
+        assert all(f"{{p{p}}}" in key for key in part.keys)
+
+
+async def test_an_atomic_batch_keeps_to_one_partition(log: Log) -> None:
+    a, b = _stories(log.keys)[:2]
+    with pytest.raises(CrossPartitionBatch, match="one partition on a cluster"):
+        await log.append([encode(update(subject=a)), encode(update(subject=b))], atomic=True)
+    assert await log.version(a) == await log.version(b) == 0
+    one = await log.append([encode(update(subject=a)), encode(update(subject=a))], atomic=True)
+    assert [r.status for r in one] == ["appended", "appended"]
+
+
+async def test_appends_wait_for_the_replica_of_the_slot_that_took_them(
+    cluster: LocalCluster,
+) -> None:
+    log = await Log.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", min_replicas=-1)
+    try:
+        assert await log.resolve_replicas() == 1  # every master has one
+        stories = _stories(log.keys)
+        results = await log.append([encode(update(subject=s)) for s in stories])
+        assert {r.status for r in results} == {"appended"}
+        streamed = [
+            r.status
+            async for rs in log.append_stream([[encode(update(subject=s))] for s in stories])
+            for r in rs
+        ]
+        assert streamed == ["appended"] * 8
+    finally:
+        await log.close()
+
+
+async def test_a_sealed_log_on_a_cluster_is_appended_by_its_function(log: Log) -> None:
+    key = secrets.token_bytes(32)
+    report = await seal.seal_log(log.redis, log.keys, key)
+    assert report.partitions == 8
+    stories = _stories(log.keys)
+    results = await log.append([encode(update(subject=s)) for s in stories])
+    assert {r.status for r in results} == {"appended"}
+    reader = Log(log.redis, log.keys, sealing=Sealing(key, log.keys))
+    for story in stories:
+        (raw,) = await log.redis.lrange(log.keys.story(story), 0, -1)
+        assert seal.opened(key, raw) is not None  # sealed on whichever master holds it
+        assert [u.subject for u in await reader.read_story(story)] == [story]
+
+
+async def test_http_ingest_on_a_cluster(cluster: LocalCluster, log: Log) -> None:
+    settings = Settings(
+        cluster.url,
+        data_dir=None,
+        prefix=log.keys.prefix,  # type: ignore[arg-type]
+        partitions=log.keys.partitions,
+    )
+    token = await Credentials(log.redis, log.keys.prefix).add("wire-a", "urn:feed:test")
+    headers = {"content-type": CE_BATCH, "authorization": f"Bearer {token}"}
+    stories = _stories(log.keys)
+    docs = [update(subject=stories[i % 8], id=f"h{i}") for i in range(16)]
+    async with AsyncTestClient(app=create_app(settings, cluster.url)) as http:
+        r = await http.post("/v1/updates", content=json.dumps(docs).encode(), headers=headers)
+        assert r.status_code == 202, r.text
+        assert [x["id"] for x in r.json()["results"]] == [f"h{i}" for i in range(16)]
+        assert {x["version"] for x in r.json()["results"]} == {1, 2}
+        docs = [update(subject=s, id=f"a-{s}") for s in stories[:2]]
+        r = await http.post(
+            "/v1/updates",
+            content=json.dumps(docs).encode(),
+            headers=headers,
+            params={"atomic": "true"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "urn:dateline:problem:atomic-across-partitions"
+        assert "one partition on a cluster" in r.json()["detail"]
+    assert await log.version(stories[0]) == 2
+
+
+def test_publish_seal_and_log_commands_on_a_cluster(cluster: LocalCluster) -> None:
+    env = {
+        **os.environ,
+        "REDIS_URL": cluster.url,
+        "DATELINE_PREFIX": f"c{uuid.uuid4().hex[:8]}",
+        "DATELINE_SEAL_KEY": secrets.token_hex(32),
+    }
+
+    def dateline(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(DATELINE), *args], env=env, input=stdin, capture_output=True, check=False
+        )
+
+    sealed = dateline("seal")
+    assert sealed.returncode == 0, sealed.stderr
+    assert b"8 partitions marked now" in sealed.stdout
+    lines = HANOI.read_bytes()
+    published = dateline("publish", "-", stdin=lines)
+    assert published.returncode == 0, published.stderr
+    assert f"{HANOI_UPDATES} updates: {HANOI_UPDATES} appended".encode() in published.stderr
+    history = dateline("log", "hanoi-summit-2019", "--json")
+    assert history.returncode == 0, history.stderr
+    records = [json.loads(x) for x in history.stdout.splitlines()]
+    assert [r["version"] for r in records] == list(range(1, HANOI_VERSION + 1))
+    assert all("seal" not in r for r in records)
