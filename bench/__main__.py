@@ -19,10 +19,10 @@ from pathlib import Path
 
 import msgspec
 
-from bench import deliver, ingest, log_append, projection, readside
+from bench import cluster, deliver, ingest, log_append, projection, readside
 from bench.harness import Report, Row
 
-BENCHMARKS = [log_append.run, projection.run, ingest.run, readside.run, deliver.run]
+BENCHMARKS = [log_append.run, projection.run, ingest.run, readside.run, deliver.run, cluster.run]
 
 
 def _name(bench: object) -> str:

@@ -1,0 +1,115 @@
+"""The log on a 3-master cluster (a replica each) against one server, same run
+(issue 16): appends a second, and CPU an update of the client and of the servers.
+
+On these 2 cores six servers and the client share two cores, so a cluster is not
+expected to be faster here (docs/scaling.md says what to expect on real hardware);
+what this measures is what the split by partition costs the client, and what the
+servers spend an update, so that the two can be told apart.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench.harness import Report, Row
+from bench.log_append import realistic_updates
+from dateline.store.cluster import LocalCluster
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.log import Log
+
+BATCH = 1000
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def _measure(
+    url: str, pids: list[int], payloads: list[bytes], runs: int, min_replicas: int = 0
+) -> tuple[float, float, float]:
+    """Median (updates/s, client CPU us an update, servers' CPU us an update) of `runs`
+    fresh logs, each filled batch after batch."""
+    n = len(payloads)
+    batches = [payloads[i : i + BATCH] for i in range(0, n, BATCH)]
+    rounds = []
+    for _ in range(runs):
+        log = await Log.connect(
+            url, prefix=f"b{uuid.uuid4().hex[:8]}", partitions=8, min_replicas=min_replicas
+        )
+        try:
+            servers, client = _cpu(pids), time.process_time()
+            start = time.perf_counter()
+            async for results in log.append_stream(batches):
+                assert results[-1].status == "appended", results[-1]
+            took = time.perf_counter() - start
+            rounds.append(
+                (
+                    n / took,
+                    (time.process_time() - client) / n * 1e6,
+                    (_cpu(pids) - servers) / n * 1e6,
+                )
+            )
+        finally:
+            await log.close()
+    rounds.sort()
+    return rounds[len(rounds) // 2]
+
+
+async def run(report: Report, *, quick: bool = False) -> None:
+    n = 5_000 if quick else 50_000
+    runs = 1 if quick else 3
+    payloads = realistic_updates(n)
+    print(f"cluster: {n:,} updates, batches of {BATCH}, fsync everysec, one server first")
+    with tempfile.TemporaryDirectory() as tmp:
+        with EmbeddedRedis(Path(tmp) / "one", fsync="everysec") as one:
+            single = await _measure(one.url, [one.process.pid], payloads, runs)
+        with LocalCluster(Path(tmp) / "cluster", 3, 1, "everysec", "bench") as cluster:
+            pids = [node.process.pid for node in cluster.nodes]
+            spread = await _measure(cluster.url, pids, payloads, runs)
+            waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
+    _rows(report.add, single, spread, waited)
+
+
+def _rows(
+    add: Callable[[Row], Awaitable[None] | Row],
+    single: tuple[float, float, float],
+    spread: tuple[float, float, float],
+    waited: tuple[float, float, float],
+) -> None:
+    one = "one server, Log.append_stream"
+    add(Row("cluster", one, single[0], "updates/s", note="the baseline; no replica"))
+    add(
+        Row(
+            "cluster",
+            "3 masters + 3 replicas, Log.append_stream",
+            spread[0],
+            "updates/s",
+            one,
+            spread[0] / single[0],
+            "a batch split by partition, the parts side by side; 8 partitions fall 2/2/4",
+        )
+    )
+    add(
+        Row(
+            "cluster",
+            "3 masters + 3 replicas, waiting for 1 replica",
+            waited[0],
+            "updates/s",
+            "the same, no wait",
+            waited[0] / spread[0],
+        )
+    )
+    for name, (_, client, servers) in (("one server", single), ("3 masters", spread)):
+        add(Row("cluster", f"CPU an update, client process, {name}", client, "us"))
+        add(Row("cluster", f"CPU an update, all servers, {name}", servers, "us"))
