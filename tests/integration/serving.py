@@ -14,11 +14,11 @@ from dateline.web.server import config
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(config(app, lifespan="on", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(config(app, lifespan="on", timeout_graceful_shutdown=1, **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):

@@ -208,7 +208,7 @@ async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis
     cfg = settings_for(server)
     log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
     await log.check_partitions()
-    async with serve(query_app(cfg, server.url, poll_s=0.05, slow_reader_s=1.0)) as base:
+    async with serve(query_app(cfg, server.url, poll_s=0.05), slow_client_s=1.0) as base:
         port = int(base.rsplit(":", 1)[1])
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

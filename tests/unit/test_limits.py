@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from dateline.web.limits import Buckets, bound_requests, drop_slow_clients, rate_limited
+from dateline.web.limits import Buckets, bound_requests, rate_limited
 
 
 class Slow:
@@ -75,21 +75,6 @@ async def test_probes_and_live_streams_do_not_queue_behind_reads() -> None:
     )
     assert [a[0]["status"] for a in answers] == [200, 200, 200, 200]
     assert inner.most == 4
-
-
-async def test_a_client_that_does_not_take_its_answer_gives_its_place_up() -> None:
-    inner = Slow(0.0)
-    app = bound_requests(drop_slow_clients(inner, after_s=0.05), limit=1, wait_s=1.0)
-    stuck = asyncio.Event()
-
-    async def never(message: dict[str, Any]) -> None:
-        await stuck.wait()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    await app({"type": "http", "path": "/v1/stories/x"}, receive, never)
-    assert (await call(app))[0]["status"] == 200
 
 
 def test_a_bucket_lets_a_burst_through_then_the_rate() -> None:

@@ -37,7 +37,7 @@ from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.readers import KnownGrants, Readers
 from dateline.web.headers import secure_headers
-from dateline.web.limits import SLOW_CLIENT_S, bound_requests, drop_slow_clients, rate_limited
+from dateline.web.limits import bound_requests, rate_limited
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
 
@@ -78,7 +78,6 @@ def create_app(
     *,
     poll_s: float = 1.0,
     pool_size: int = POOL_SIZE,
-    slow_reader_s: float = SLOW_CLIENT_S,
 ) -> Litestar:
     """The query service. Clients are made at startup, not at import."""
     keys = Keys(settings.prefix, settings.partitions)
@@ -155,7 +154,6 @@ def create_app(
             refuse_control_characters,
             lambda app: rate_limited(app, settings.rate_limit, "query"),
             lambda app: bound_requests(app, settings.max_requests),
-            lambda app: drop_slow_clients(app, slow_reader_s),
             timed("query"),
             reader_auth,
         ],

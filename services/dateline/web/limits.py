@@ -6,7 +6,7 @@ story of 6,000 statements (about a megabyte each) took a query process from 91 t
 MB in the chaos run. Past `limit` requests at once, the next ones wait their turn for
 `wait_s` at most, then get a 503 with `Retry-After`. Live streams have a cap of their
 own (`DATELINE_MAX_LIVE_STREAMS`), and probes never queue behind reads. A client that
-stops taking what it asked for is dropped (`drop_slow_clients`), giving its place up.
+stops taking what it asked for is dropped (`web/server.py`), giving its place up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dateline.runtime.metrics import REQUESTS_WAITING
 from dateline.web.problems import Problem, send_problem, urn
@@ -138,37 +138,3 @@ def rate_limited(app: ASGIApp, rate: float, service: str) -> ASGIApp:
         await send_problem(send, problem, {"Retry-After": str(math.ceil(wait))})
 
     return limited
-
-
-class SlowClient(Exception):
-    pass
-
-
-def drop_slow_clients(app: ASGIApp, after_s: float = SLOW_CLIENT_S) -> ASGIApp:
-    """ASGI middleware: a write the client does not take within `after_s` ends the
-    response (one log line; a live stream resumes by `Last-Event-ID`)."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-
-        async def bounded(message: Message) -> None:
-            try:
-                async with asyncio.timeout(after_s):
-                    await send(message)
-            except TimeoutError:
-                raise SlowClient from None
-
-        try:
-            await app(scope, receive, bounded)
-        except SlowClient:
-            client = scope.get("client")
-            log.warning(
-                "client stopped reading; connection closed",
-                path=scope.get("path"),
-                client=f"{client[0]}:{client[1]}" if client else None,
-                after_s=after_s,
-            )
-
-    return guarded

@@ -6,6 +6,13 @@ route ran. Here a request's head is bounded in count (`MAX_HEADERS`) and bytes
 (`MAX_HEAD_BYTES`), answered `431` past them, and must arrive within
 `HEAD_TIMEOUT_S` of the connection opening or of the request starting (a client
 trickling its headers in holds a connection, never for long).
+
+A client that stops taking what it is sent is dropped here too: when the socket's
+write buffer is full (the transport pauses writing), a timer starts; if the client
+has not drained it within `slow_client_s`, the connection is aborted, and the request
+writing to it (an answer, a live stream's pages) ends and gives its place up. Timed in
+the protocol, the watch costs nothing while writes go through: as a deadline on each
+of the app's sends, it was 9% of the query process's CPU on a cached story read.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from typing import Any
 import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from dateline.web.limits import SLOW_CLIENT_S
 
 log = structlog.get_logger("dateline.web.server")
 MAX_HEADERS = 100
@@ -37,18 +46,45 @@ class _Refused(Exception):
 
 
 class LimitedHttpTools(HttpToolsProtocol):
-    """httptools, with a bounded request head and a deadline to send it."""
+    """httptools, with a bounded request head and a deadline to send it, and a deadline
+    for the client to take what it is sent."""
+
+    slow_client_s = SLOW_CLIENT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._count = self._bytes = 0
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.slow_client_s, self._not_reading)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _not_reading(self) -> None:
+        log.warning(
+            "client stopped reading; connection closed",
+            client=_peer(self),
+            after_s=self.slow_client_s,
+        )
+        self.transport.abort()  # close() would wait for the buffer to drain: never
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -109,6 +145,11 @@ def _peer(protocol: HttpToolsProtocol) -> str | None:
     return f"{client[0]}:{client[1]}" if client else None
 
 
-def config(app: Any, **kw: Any) -> uvicorn.Config:
+def config(app: Any, *, slow_client_s: float = SLOW_CLIENT_S, **kw: Any) -> uvicorn.Config:
     """The uvicorn configuration of every HTTP service (and of the tests that serve one)."""
-    return uvicorn.Config(app, http=LimitedHttpTools, log_level="warning", access_log=False, **kw)
+
+    class Protocol(LimitedHttpTools):
+        pass
+
+    Protocol.slow_client_s = slow_client_s
+    return uvicorn.Config(app, http=Protocol, log_level="warning", access_log=False, **kw)
