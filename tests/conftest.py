@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from dateline.store.cluster import LocalCluster
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
@@ -34,6 +35,21 @@ def start_server(kind: str, data_dir: Path, fsync: str = "everysec") -> Embedded
     return server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test run on the cluster and on each server runs on the cluster once: not again
+    for Redis 6.2's parameters, which the cluster does not use."""
+    items[:] = [
+        item
+        for item in items
+        if not (
+            isinstance(item, pytest.Function)
+            and hasattr(item, "callspec")
+            and REDIS62 in item.callspec.id
+            and "cluster" in item.callspec.id.split("-")
+        )
+    ]
+
+
 @pytest.fixture(scope="session", params=[VALKEY, REDIS62])
 def redis_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -49,6 +65,18 @@ def redis_url(
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local cluster of our own (3 masters with a replica each), for the suite's run."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), 3, 1, "everysec", "s3cret") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def cluster_url(local_cluster: LocalCluster) -> str:
+    return local_cluster.url
 
 
 @pytest.fixture

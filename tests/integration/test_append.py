@@ -1,14 +1,19 @@
-"""The log on a real server: what an append writes, refuses and returns."""
+"""The log on a real server, and on a cluster: what an append writes, refuses and returns."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 
+from dateline.store.connection import open_client
+from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline_schemas import TYPES
 from tests.conftest import keys_written
@@ -17,6 +22,25 @@ from tests.invalid_cases import CASES, Case
 from tests.projection_helpers import HANOI_VERSION
 
 HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"
+
+
+@pytest.fixture(params=["server", "cluster"])
+async def log(
+    request: pytest.FixtureRequest, redis_url: str, cluster_url: str
+) -> AsyncIterator[Log]:
+    """A fresh log on each server (Valkey, Redis 6.2), and on a cluster (once: the
+    Redis 6.2 run's cluster cases are not collected, `conftest.py`)."""
+    on_cluster = request.param == "cluster"
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
+    client = await open_client(cluster_url) if on_cluster else aioredis.Redis.from_url(redis_url)
+    found = Log(client, keys)
+    await found.check_partitions()
+    try:
+        yield found
+    finally:
+        async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
 
 
 @pytest.mark.parametrize("type_", sorted(TYPES))
@@ -85,9 +109,13 @@ async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:
 
 
 async def test_atomic_batch_is_all_or_nothing(log: Log) -> None:
+    # Stories of one partition: on a cluster an atomic batch keeps to one
+    # (test_cluster_log.py has the refusal).
+    home = log.keys.partition("hanoi-summit-2019")
+    one, two = [s for s in (f"s-{i}" for i in range(200)) if log.keys.partition(s) == home][:2]
     batch = [
-        encode(update(subject="s-one")),
-        encode(update(subject="s-two")),
+        encode(update(subject=one)),
+        encode(update(subject=two)),
         encode(update(expectedversion=5)),
     ]
     results = await log.append(batch, atomic=True)

@@ -10,7 +10,7 @@ import os
 import secrets
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -30,15 +30,9 @@ from tests.factories import encode, update
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), 3, 1, "everysec", "s3cret") as c:
-        yield c
-
-
 @pytest.fixture
-async def log(cluster: LocalCluster) -> AsyncIterator[Log]:
-    found = await Log.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
+async def log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
+    found = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
     try:
         yield found
     finally:
@@ -55,9 +49,11 @@ def _stories(keys: Keys) -> list[str]:
     return [by_part[p] for p in range(keys.partitions)]
 
 
-async def test_any_nodes_url_is_found_to_be_a_cluster(cluster: LocalCluster, log: Log) -> None:
+async def test_any_nodes_url_is_found_to_be_a_cluster(
+    local_cluster: LocalCluster, log: Log
+) -> None:
     assert log.cluster
-    for node in cluster.nodes:
+    for node in local_cluster.nodes:
         assert await cluster_mode(node.url)
 
 
@@ -98,9 +94,9 @@ async def test_an_atomic_batch_keeps_to_one_partition(log: Log) -> None:
 
 
 async def test_appends_wait_for_the_replica_of_the_slot_that_took_them(
-    cluster: LocalCluster,
+    local_cluster: LocalCluster,
 ) -> None:
-    log = await Log.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", min_replicas=-1)
+    log = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", min_replicas=-1)
     try:
         assert await log.resolve_replicas() == 1  # every master has one
         stories = _stories(log.keys)
@@ -130,9 +126,9 @@ async def test_a_sealed_log_on_a_cluster_is_appended_by_its_function(log: Log) -
         assert [u.subject for u in await reader.read_story(story)] == [story]
 
 
-async def test_http_ingest_on_a_cluster(cluster: LocalCluster, log: Log) -> None:
+async def test_http_ingest_on_a_cluster(local_cluster: LocalCluster, log: Log) -> None:
     settings = Settings(
-        cluster.url,
+        local_cluster.url,
         data_dir=None,
         prefix=log.keys.prefix,  # type: ignore[arg-type]
         partitions=log.keys.partitions,
@@ -141,7 +137,7 @@ async def test_http_ingest_on_a_cluster(cluster: LocalCluster, log: Log) -> None
     headers = {"content-type": CE_BATCH, "authorization": f"Bearer {token}"}
     stories = _stories(log.keys)
     docs = [update(subject=stories[i % 8], id=f"h{i}") for i in range(16)]
-    async with AsyncTestClient(app=create_app(settings, cluster.url)) as http:
+    async with AsyncTestClient(app=create_app(settings, local_cluster.url)) as http:
         r = await http.post("/v1/updates", content=json.dumps(docs).encode(), headers=headers)
         assert r.status_code == 202, r.text
         assert [x["id"] for x in r.json()["results"]] == [f"h{i}" for i in range(16)]
@@ -159,10 +155,10 @@ async def test_http_ingest_on_a_cluster(cluster: LocalCluster, log: Log) -> None
     assert await log.version(stories[0]) == 2
 
 
-def test_publish_seal_and_log_commands_on_a_cluster(cluster: LocalCluster) -> None:
+def test_publish_seal_and_log_commands_on_a_cluster(local_cluster: LocalCluster) -> None:
     env = {
         **os.environ,
-        "REDIS_URL": cluster.url,
+        "REDIS_URL": local_cluster.url,
         "DATELINE_PREFIX": f"c{uuid.uuid4().hex[:8]}",
         "DATELINE_SEAL_KEY": secrets.token_hex(32),
     }
