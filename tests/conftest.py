@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -79,10 +80,10 @@ def cluster_url(local_cluster: LocalCluster) -> str:
     return local_cluster.url
 
 
-@pytest.fixture
-async def log(redis_url: str) -> AsyncIterator[Log]:
-    """A log under a prefix of its own: tests never see each other's keys."""
-    client = aioredis.Redis.from_url(redis_url)
+@contextlib.asynccontextmanager
+async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
+    """A log under a prefix of its own on `client` (closed after): tests never see each
+    other's keys."""
     keys = Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
     log = Log(client, keys)
     await log.check_partitions()
@@ -92,6 +93,12 @@ async def log(redis_url: str) -> AsyncIterator[Log]:
         async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
             await client.delete(key)
         await client.aclose()
+
+
+@pytest.fixture
+async def log(redis_url: str) -> AsyncIterator[Log]:
+    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
+        yield found
 
 
 async def keys_written(log: Log) -> list[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from dateline.store.connection import open_client
-from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline_schemas import TYPES
-from tests.conftest import keys_written
+from tests.conftest import fresh_log, keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES, Case
 from tests.projection_helpers import HANOI_VERSION
@@ -30,17 +28,12 @@ async def log(
 ) -> AsyncIterator[Log]:
     """A fresh log on each server (Valkey, Redis 6.2), and on a cluster (once: the
     Redis 6.2 run's cluster cases are not collected, `conftest.py`)."""
-    on_cluster = request.param == "cluster"
-    keys = Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
-    client = await open_client(cluster_url) if on_cluster else aioredis.Redis.from_url(redis_url)
-    found = Log(client, keys)
-    await found.check_partitions()
-    try:
+    if request.param == "cluster":
+        client = await open_client(cluster_url)
+    else:
+        client = aioredis.Redis.from_url(redis_url)
+    async with fresh_log(client) as found:
         yield found
-    finally:
-        async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
-            await client.delete(key)
-        await client.aclose()
 
 
 @pytest.mark.parametrize("type_", sorted(TYPES))
