@@ -159,3 +159,13 @@ async def test_appends_side_by_side_all_learn_the_function_from_the_refusal(
     sent = [[encode(update(subject=f"story-{i}", id=f"c{i}"))] for i in range(8)]
     done = await asyncio.gather(*(fresh.append(batch) for batch in sent))
     assert [rs[0].status for rs in done] == ["appended"] * 8
+
+
+async def test_a_bulk_append_without_its_function_says_who_loads_it(sealed: Log) -> None:
+    log = sealed
+    for p in range(log.keys.partitions):
+        await log.redis.hset(log.keys.seal(p), mapping={"from": "0-0", "function": "gone_fn"})
+    with pytest.raises(AppendFunctionMissing, match="start the projector"):
+        async for _ in log.append_stream([[encode(update(subject="bulk"))]]):
+            pass
+    assert await log.version("bulk") == 0

@@ -112,7 +112,7 @@ def _run(
 
 
 def _seal(cfg: Settings, url: str, key: bytes) -> None:
-    """Seal the log before its services start (`dateline log seal`): they are all this
+    """Seal the log before its services start (`dateline seal`): they are all this
     release, so none appends unsealed records after it."""
 
     async def work() -> SealReport | None:

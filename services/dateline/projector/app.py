@@ -115,7 +115,7 @@ async def create_app(
         case "not sealed":
             logger.warning(
                 "the log holds records from before sealing and is not sealed: run "
-                "`dateline log seal` once ingest and the validator run this release"
+                "`dateline seal` once ingest and the validator run this release"
             )
         case "no functions":
             logger.warning("the server has no functions: the log's records are not sealed")

@@ -84,7 +84,7 @@ class AppendFunctionMissing(RuntimeError):
     def __init__(self, function: str) -> None:
         super().__init__(
             f"the log is sealed, and its append function {function or '(unnamed)'} is not "
-            "on the server: start the projector (or run `dateline log seal`), which loads it"
+            "on the server: start the projector (or run `dateline seal`), which loads it"
         )
 
 
@@ -267,6 +267,7 @@ class Log:
             return
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        function: str | None = None
         try:
             in_flight: deque[Prepared] = deque()
             wanted, timeout = await self.resolve_replicas(), self.replica_timeout_ms
@@ -285,8 +286,10 @@ class Log:
                     yield await _receive(conn, in_flight.popleft(), wanted, timeout)
             while in_flight:
                 yield await _receive(conn, in_flight.popleft(), wanted, timeout)
-        except BaseException:
+        except BaseException as e:
             await conn.disconnect()
+            if function and "function not found" in str(e).lower():
+                raise AppendFunctionMissing(function) from e
             raise
         finally:
             await pool.release(conn)

@@ -318,7 +318,7 @@ async def seal_at_start(
 ) -> Literal["no key", "no functions", "sealed", "not sealed"]:
     """What a projector does when it starts: a log that is sealed or empty is sealed
     (its function loaded, a new release's named); one with records from before sealing
-    is left for `dateline log seal`, which the operator runs once ingest and the
+    is left for `dateline seal`, which the operator runs once ingest and the
     validator run this release (older ones append with the plain script, unsealed)."""
     if key is None:
         return "no key"
