@@ -11,20 +11,33 @@ the same events for comparison. The view does the same work as our projector,
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import msgspec
 from eventsourcing.application import Application
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
 from eventsourcing.popo import POPOTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
+from psycopg.sql import SQL, Identifier
 
 from dateline.domain import advance_in_place, project
 from dateline.domain.state import StoryState
 from dateline_schemas import Update, decode_record
+
+_state_json = msgspec.json.Encoder().encode
 
 
 class StoryLog(Aggregate):
@@ -103,3 +116,141 @@ def run_peer(records: list[bytes]) -> tuple[float, float, int]:
         rate = len(records) / (time.perf_counter() - start)
         stories = len(runner.projection.view.states)
     return rate, write_rate, stories
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(versions[-1]) if versions else None
+
+
+@contextlib.contextmanager
+def postgres_server(directory: Path) -> Iterator[dict[str, str] | None]:
+    """A PostgreSQL server of its own in `directory`, on a loopback port, started from the
+    machine's binaries (Debian's `postgresql`); yields eventsourcing's settings for it,
+    or None where PostgreSQL is not installed. As root, it runs as user `postgres` (the
+    server refuses root)."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        yield None
+        return
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:  # no user to run it as, and the server refuses root
+            yield None
+            return
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(directory, "postgres")
+    data = directory / "pg"
+    port = _free_port()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        **quiet,  # type: ignore[arg-type]
+    )
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=on"
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(directory / "pg.log"),
+            "start",
+        ],
+        check=True,
+        **quiet,  # type: ignore[arg-type]
+    )
+    try:
+        yield {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": "postgres",
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": str(port),
+            "POSTGRES_USER": "bench",
+            "POSTGRES_PASSWORD": "",
+        }
+    finally:
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
+            check=False,
+            **quiet,  # type: ignore[arg-type]
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgStoryView(PostgresTrackingRecorder):
+    """The same projection on PostgreSQL: each update folds the story as ours does, and
+    the state is written (an upsert of its JSON, as our projector writes it to Redis)
+    with the tracking record, in one transaction."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.story_states "
+                "(id text PRIMARY KEY, version bigint, state jsonb)"
+            ).format(Identifier(self.datastore.schema))
+        )
+        self.upsert = SQL(
+            "INSERT INTO {0}.story_states VALUES (%(id)s, %(version)s, %(state)s) "
+            "ON CONFLICT (id) DO UPDATE SET version = %(version)s, state = %(state)s"
+        ).format(Identifier(self.datastore.schema))
+        self.states: dict[str, StoryState] = {}
+        self.updates: dict[str, list[Update]] = {}
+
+    def apply(self, update: Update, tracking: Tracking) -> None:
+        story = update.subject
+        self.updates.setdefault(story, []).append(update)
+        state = self.states.get(story) or StoryState(id=story)
+        if not advance_in_place(state, update):
+            state = project(story, self.updates[story])
+        self.states[story] = state
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.upsert,
+                {"id": story, "version": state.version, "state": _state_json(state).decode()},
+            )
+            self._insert_tracking(curs, tracking)
+
+
+class PgStoryProjection(Projection[PgStoryView]):
+    name = "pgstoryprojection"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        if isinstance(domain_event, StoryLog.Recorded):
+            self.view.apply(decode_record(domain_event.body.encode()), tracking)
+        elif tracking.notification_id:
+            self.view.insert_tracking(tracking)
+
+
+def run_pg_peer(records: list[bytes], settings: dict[str, str]) -> tuple[float, int]:
+    """(updates/s written and projected by the runner on PostgreSQL, stories)."""
+    logs = _story_logs(records)
+    start = time.perf_counter()
+    with ProjectionRunner(
+        application_class=Stories,
+        projection_class=PgStoryProjection,
+        view_class=PgStoryView,
+        env=settings,
+    ) as runner:
+        recordings = runner.app.save(*logs)
+        runner.wait(max(r.notification.id for r in recordings), timeout=1800)
+        rate = len(records) / (time.perf_counter() - start)
+        stories = len(runner.projection.view.states)
+    return rate, stories

@@ -31,7 +31,7 @@ from tests.factories import DATA, encode, update
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
-from bench.peer import run_peer
+from bench.peer import postgres_server, run_peer, run_pg_peer
 from dateline.domain import project
 from dateline.projector.app import create_app
 from dateline.projector.replay import Workers, rebuild_all
@@ -165,6 +165,47 @@ async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, i
     return rate, app.handler.refolds, sum(len(state) for state, _ in kept) / max(1, len(kept))
 
 
+def _pg_peer(report: Report, records: list[bytes], most: int, ours: float) -> None:
+    """Issue 17's peer: eventsourcing's projection runner on PostgreSQL, write + project,
+    against ours, write (`Log.append_stream`) then project (the projector), one after
+    the other. Whole stories, up to `most` updates: each of its updates is a
+    transaction with an fsync, and the full set would take minutes."""
+    by_story: dict[str, list[bytes]] = {}
+    for raw in records:
+        by_story.setdefault(story_of(raw), []).append(raw)
+    subset: list[bytes] = []
+    for history in by_story.values():
+        if len(subset) + len(history) > most:
+            break
+        subset += history
+    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as settings:
+        if settings is None:
+            print("  peer on PostgreSQL: not measured, PostgreSQL is not installed here")
+            return
+        pg, stories = run_pg_peer(subset, settings)
+    report.add(
+        Row(
+            "projection",
+            "ours: Log.append_stream, then the projector",
+            ours,
+            "updates/s",
+            note="write + project, one after the other (they overlap when live)",
+        )
+    )
+    report.add(
+        Row(
+            "projection",
+            "peer: eventsourcing ProjectionRunner on PostgreSQL, write + project",
+            pg,
+            "updates/s",
+            "ours: Log.append_stream, then the projector",
+            pg / ours,
+            f"target: ours >= 2x it; {len(subset):,} updates of {stories:,} whole stories, "
+            "a state upsert and its tracking a transaction; PostgreSQL fsync on",
+        )
+    )
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     n = 4_000 if quick else 40_000
     stories = 200 if quick else 2_000
@@ -247,7 +288,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note="msgpack, in the projector process; it keeps 10,000 stories at most",
             )
         )
+        loading = time.perf_counter()
         log = await _load(client, keys, newsroom)
+        write = len(newsroom) / (time.perf_counter() - loading)
         records = [
             fields[b"__data__"]
             for p in range(keys.partitions)
@@ -277,6 +320,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 f"its write alone: {peer_write:,.0f} updates/s",
             )
         )
+        _pg_peer(report, records, 1_000 if quick else 10_000, 1 / (1 / write + 1 / rate))
         worst = realistic_updates(n // 4, stories=20)
         await _load(client, keys, worst)
         rate, refolds, _ = await projector_rate(srv.url, settings, len(worst))
