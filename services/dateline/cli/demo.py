@@ -10,6 +10,7 @@ from typing import IO
 
 import click
 import httpx
+from redis.exceptions import NoPermissionError
 
 from dateline.cli.common import err, open_log, serving, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
@@ -122,7 +123,11 @@ def _seal(cfg: Settings, url: str, key: bytes) -> None:
         finally:
             await client.aclose()
 
-    report = asyncio.run(work())
+    try:
+        report = asyncio.run(work())
+    except NoPermissionError as exc:  # REDIS_URL's user may not load functions
+        err(f"the log is not sealed here ({exc}); the projector seals a new log")
+        return
     if report is None:
         err("the server has no functions (Redis 6.2): the log's records are not sealed")
     elif report.records:
