@@ -57,21 +57,32 @@ class Stories(Application[UUID]):
     pass
 
 
+class Folds:
+    """Our projection, as both peers' views run it: fold in place, or refold the story."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, StoryState] = {}
+        self.updates: dict[str, list[Update]] = {}
+
+    def fold(self, update: Update) -> StoryState:
+        story = update.subject
+        self.updates.setdefault(story, []).append(update)
+        state = self.states.get(story) or StoryState(id=story)
+        if not advance_in_place(state, update):
+            state = project(story, self.updates[story])
+        self.states[story] = state
+        return state
+
+
 class StoryView(POPOTrackingRecorder):
     def __init__(self) -> None:
         super().__init__()
-        self.states: dict[str, StoryState] = {}
-        self.updates: dict[str, list[Update]] = {}
+        self.folds = Folds()
 
     def apply(self, update: Update, tracking: Tracking) -> None:
         with self._database_lock:
             self._assert_tracking_uniqueness(tracking)
-            story = update.subject
-            self.updates.setdefault(story, []).append(update)
-            state = self.states.get(story) or StoryState(id=story)
-            if not advance_in_place(state, update):
-                state = project(story, self.updates[story])
-            self.states[story] = state
+            self.folds.fold(update)
             self._insert_tracking(tracking)
 
 
@@ -106,16 +117,24 @@ def run_peer(records: list[bytes]) -> tuple[float, float, int]:
     alone.save(*logs)
     write_rate = len(records) / (time.perf_counter() - start)
     alone.close()
+    rate, stories = _run(records, StoryProjection, StoryView, env)
+    return rate, write_rate, stories
+
+
+def _run(
+    records: list[bytes], projection: type[Any], view: type[Any], env: dict[str, str]
+) -> tuple[float, int]:
+    """(updates/s saved and projected by a projection runner, stories projected)."""
     logs = _story_logs(records)
     start = time.perf_counter()
     with ProjectionRunner(
-        application_class=Stories, projection_class=StoryProjection, view_class=StoryView, env=env
+        application_class=Stories, projection_class=projection, view_class=view, env=env
     ) as runner:
         recordings = runner.app.save(*logs)
-        runner.wait(max(r.notification.id for r in recordings), timeout=600)
+        runner.wait(max(r.notification.id for r in recordings), timeout=1800)
         rate = len(records) / (time.perf_counter() - start)
-        stories = len(runner.projection.view.states)
-    return rate, write_rate, stories
+        stories = len(runner.projection.view.folds.states)
+    return rate, stories
 
 
 def _pg_binary(name: str) -> str | None:
@@ -210,20 +229,14 @@ class PgStoryView(PostgresTrackingRecorder):
             "INSERT INTO {0}.story_states VALUES (%(id)s, %(version)s, %(state)s) "
             "ON CONFLICT (id) DO UPDATE SET version = %(version)s, state = %(state)s"
         ).format(Identifier(self.datastore.schema))
-        self.states: dict[str, StoryState] = {}
-        self.updates: dict[str, list[Update]] = {}
+        self.folds = Folds()
 
     def apply(self, update: Update, tracking: Tracking) -> None:
-        story = update.subject
-        self.updates.setdefault(story, []).append(update)
-        state = self.states.get(story) or StoryState(id=story)
-        if not advance_in_place(state, update):
-            state = project(story, self.updates[story])
-        self.states[story] = state
+        state = self.folds.fold(update)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 self.upsert,
-                {"id": story, "version": state.version, "state": _state_json(state).decode()},
+                {"id": state.id, "version": state.version, "state": _state_json(state).decode()},
             )
             self._insert_tracking(curs, tracking)
 
@@ -241,16 +254,4 @@ class PgStoryProjection(Projection[PgStoryView]):
 
 def run_pg_peer(records: list[bytes], settings: dict[str, str]) -> tuple[float, int]:
     """(updates/s written and projected by the runner on PostgreSQL, stories)."""
-    logs = _story_logs(records)
-    start = time.perf_counter()
-    with ProjectionRunner(
-        application_class=Stories,
-        projection_class=PgStoryProjection,
-        view_class=PgStoryView,
-        env=settings,
-    ) as runner:
-        recordings = runner.app.save(*logs)
-        runner.wait(max(r.notification.id for r in recordings), timeout=1800)
-        rate = len(records) / (time.perf_counter() - start)
-        stories = len(runner.projection.view.states)
-    return rate, stories
+    return _run(records, PgStoryProjection, PgStoryView, settings)
