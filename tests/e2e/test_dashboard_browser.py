@@ -239,6 +239,8 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await client.aclose()
     await page.goto(f"{base}/#/ops")
     await expect(page.locator("#ops")).to_contain_text("Partitions")
+    # This system's log is not sealed (no key): each partition says so.
+    await expect(page.locator('[data-key="p0"]')).to_contain_text("not sealed")
     # Where deliveries stand: the subscription, what it wants, and that it is paused.
     sub = page.locator('[data-subscription="cms"]')
     await expect(sub).to_contain_text("https://cms.example.org/hooks")

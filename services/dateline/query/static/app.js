@@ -310,7 +310,8 @@ function opsPage() {
     const s = await r.json();
     liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
     const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
-      <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td></tr>`).join("");
+      <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td>
+      <td>${p.sealed_after ? `after ${esc(p.sealed_after)}` : "not sealed"}</td></tr>`).join("");
     const dl = s.dead_letters || {};
     const parked = dl.stories || [];
     const replay = s.replay;
@@ -326,7 +327,7 @@ function opsPage() {
     patch(document.getElementById("ops"), `
       <h2>Partitions (group ${esc(s.group)})</h2>
       <p class="meta" data-key="procs">${(s.processes || []).length} projector ${(s.processes || []).length === 1 ? "process" : "processes"} sharing them${(s.processes || []).length ? `: ${s.processes.map(esc).join(", ")}` : " (none running)"}</p>
-      <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th></tr></thead><tbody>${rows}</tbody></table>
+      <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th><th title="Records past this stream id must carry the append function's seal (dateline seal)">Sealed</th></tr></thead><tbody>${rows}</tbody></table>
       <h2>Parked updates</h2>${parked.length ? `<p class="meta" data-key="dl">${esc(dl.parked_updates)} updates in ${esc(dl.parked_stories)} stories.
         See one with <code>dateline dlq show STORY</code>; apply them after the fix with <code>dateline dlq redrive STORY</code>.</p>
         <table><thead><tr><th>Story</th><th>Parked at (log position)</th></tr></thead><tbody>${parked.map((p) => `<tr data-key="dl:${esc(p.story)}" data-parked="${esc(p.story)}">
