@@ -88,7 +88,7 @@ def _run(
         env = {**os.environ, "REDIS_URL": url, "DATELINE_DATA_DIR": str(cfg.data_dir)}
         # The processes that append never hold the seal key; those that read do.
         env.pop("DATELINE_SEAL_KEY", None)
-        key = cfg.seal() if embedded is not None else cfg.seal_key
+        key = cfg.seal()  # DATELINE_SEAL_KEY, or the data dir's beside its server
         sealed = {"DATELINE_SEAL_KEY": key.hex()} if key else {}
         if key:
             _seal(cfg, url, key)
