@@ -99,6 +99,18 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
             if f"dateline {name}" in cmd
         }
         assert kinds == {"ingest", "validator", "projector", "query"}, running
+        # The log is sealed, and the key is with the processes that read it, never with
+        # those that append.
+        status = browser.get("/v1/status").json()
+        assert all(p["sealed_after"] for p in status["partitions"]), status["partitions"]
+        services = ("ingest", "validator", "projector", "query", "deliver")
+        for pid, cmd in running.items():
+            if not any(f"dateline {name}" in cmd for name in services):
+                continue  # the demo itself
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            holds = any(v.startswith(b"DATELINE_SEAL_KEY=") for v in environ)
+            appends = "dateline ingest" in cmd or "dateline validator" in cmd
+            assert holds != appends, (cmd, holds)
         [projector] = [pid for pid, cmd in running.items() if "dateline projector" in cmd]
         os.kill(projector, signal.SIGKILL)
         wait_for("the projector's restart", lambda: "projector restarted" in out.read_text(), 30)
