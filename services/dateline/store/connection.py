@@ -56,7 +56,8 @@ def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
 
 
 class OnACluster(ResponseError):
-    """The server is a node of a Redis Cluster, which dateline does not run on yet."""
+    """The server is a node of a Redis Cluster, which this client does not run on: only
+    the log's (`open_client`) does yet."""
 
 
 class _Sending(AbstractConnection):
@@ -73,8 +74,10 @@ class _Sending(AbstractConnection):
                 raise
             raise OnACluster(
                 f"the server at {self._host_error()} is a Redis Cluster node (it answered "
-                f"{type(exc).__name__} {str(exc)[:60]!r}); dateline runs on a single server "
-                "(or one with replicas) for now: point REDIS_URL at one"
+                f"{type(exc).__name__} {str(exc)[:60]!r}); of dateline, only the log's "
+                "clients run on a cluster yet (ingest, `dateline publish`, `log`, `seal`). "
+                "The projector, validator, query and deliver need a single server (or one "
+                "with replicas): point REDIS_URL at one"
             ) from exc
 
     def pack_command(self, *args: EncodableT) -> list[bytes]:
