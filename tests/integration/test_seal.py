@@ -122,7 +122,7 @@ async def test_a_log_from_before_sealing_is_sealed_in_place_and_stays_readable(
     for p in range(log.keys.partitions):
         for _, u in await reader.read_partition(p):
             assert u.id.startswith("old") or u.id == "new"
-    # Run again: nothing left to do; a second key's function is named from then on.
+    # Run again: nothing left to mark or seal.
     again = await seal.seal_log(log.redis, log.keys, KEY)
     assert (again.partitions, again.records) == (0, 0)
 

@@ -26,7 +26,8 @@ READS = ("story", "applied", "parked_at")
 """The scripts of the query service's read library."""
 
 
-def _unsupported(error: ResponseError) -> bool:
+def no_functions(error: ResponseError) -> bool:
+    """Is `error` a server's answer that it has no functions (Redis 6.2)?"""
     return "unknown command" in str(error).lower()
 
 
@@ -39,7 +40,7 @@ async def load(client: aioredis.Redis, names: Sequence[str] = READS) -> bool:
     except NoPermissionError:
         return False
     except ResponseError as e:
-        if _unsupported(e):
+        if no_functions(e):
             return False
         if "already exists" not in str(e):
             raise
@@ -62,7 +63,7 @@ class ReadFunctions:
             try:
                 reply = await self.client.fcall_ro(function, len(keys), *keys, *args)
             except ResponseError as e:
-                if _unsupported(e):
+                if no_functions(e):
                     self._functions = False
                 elif "function not found" not in str(e).lower():
                     raise

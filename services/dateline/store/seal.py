@@ -42,6 +42,7 @@ from redis.exceptions import ResponseError
 
 from dateline.domain.positions import stream_id
 from dateline.store import scripts
+from dateline.store.functions import no_functions
 from dateline.store.layout import Keys
 
 logger = structlog.get_logger("dateline.store")
@@ -325,7 +326,7 @@ async def seal_at_start(
     try:
         await load_append(client, key)
     except ResponseError as e:
-        if "unknown command" in str(e).lower():
+        if no_functions(e):
             return "no functions"
         raise
     if not (await is_sealed(client, keys) or await is_empty(client, keys)):
@@ -345,7 +346,7 @@ async def seal_if_supported(
     try:
         return await seal_log(client, keys, key, progress=progress)
     except ResponseError as e:
-        if "unknown command" in str(e).lower():
+        if no_functions(e):
             return None
         raise
 
