@@ -2,10 +2,12 @@
 """Set up the project and run one of its jobs, on a machine that has only python3.
 
     python3 dev.py demo     # the live system on an embedded Redis, the Hanoi story
-    python3 dev.py test     # lint, type-check and the whole test suite
+    python3 dev.py test     # lint, type-check and the default test suite (under 10 minutes)
+    python3 dev.py slow     # the slow group: chaos, failovers on a cluster (CI runs both)
     python3 dev.py bench    # every benchmark; results under bench/results/
     python3 dev.py chaos --minutes 10 --seed 7   # faults against the whole system, checked
     python3 dev.py soak --minutes 30             # steady load; memory, lag and p99 each minute
+    python3 dev.py failover                      # failovers on a local cluster: what was lost
 
 The first run builds .venv from uv.lock (uv itself is pinned below and comes from
 PyPI); later runs reuse it and only re-sync when the lock file changed. Standard
@@ -31,9 +33,11 @@ STAMP = VENV / ".dateline-lock-sha256"
 JOBS = {
     "demo": "the Hanoi story on the embedded Redis (dateline demo)",
     "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
+    "slow": "the tests marked slow (chaos, failovers on a cluster); .ci/run runs them too",
     "bench": "every benchmark under bench/, results in bench/results/",
     "chaos": "faults on a schedule from a seed, then the checker (--minutes N --seed S)",
     "soak": "the whole system at a steady rate for --minutes N; table and picture in results",
+    "failover": "failovers on a local cluster while feeds publish; what each lost (--help)",
     "lint": "ruff, mypy and import-linter only",
     "setup": "build .venv from uv.lock and stop",
 }
@@ -123,10 +127,15 @@ def main(argv: list[str]) -> None:
         browser()
         asyncapi_parser()
         run(BIN / "python", "-m", "pytest", *rest)
+    elif job == "slow":
+        # The last -m wins over pyproject's "not slow".
+        run(BIN / "python", "-m", "pytest", "-m", "slow", *rest)
     elif job == "bench":
         run(BIN / "python", "-m", "bench", *rest)
     elif job == "soak":
         run(BIN / "python", "-m", "bench.soak", *rest)
+    elif job == "failover":
+        run(BIN / "python", "-m", "tests.failover", *rest)
     elif job == "chaos":
         run(BIN / "python", "-m", "tests.chaos", *rest)
     elif job == "demo":

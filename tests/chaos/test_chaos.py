@@ -1,4 +1,4 @@
-"""A short seeded chaos run in the default suite: faults of every kind against the whole
+"""A short seeded chaos run (in the slow group): faults of every kind against the whole
 system, and the checker's verdict (`python3 dev.py chaos` runs it longer)."""
 
 from __future__ import annotations
@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.harness import report, run
+
+pytestmark = pytest.mark.slow  # 90 s: `.ci/run` runs it after the default suite
 
 SECONDS, SEED = 60, 20190228
 

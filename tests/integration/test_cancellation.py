@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.store.connection import connect
@@ -55,5 +56,33 @@ async def test_a_send_that_stalls_still_times_out(redis_url: str) -> None:
         assert not conn.is_connected
         await client.connection_pool.release(conn)
         assert await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def test_a_connection_closed_under_a_send_raises_a_connection_error(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent `disconnect()` between the connect check and the write (the cluster
+    client drops a node's connections when one of them fails) left redis-py 8.1 raising
+    `AttributeError: 'NoneType' object has no attribute 'writelines'`: not a RedisError,
+    so no retry saw it, and ingest answered 500 mid-failover. It is a ConnectionError."""
+    client = connect(redis_url)
+    try:
+        await client.ping()
+        conn = await client.connection_pool.get_connection()
+        try:
+
+            async def closed_meanwhile(*_: object, **__: object) -> None:
+                conn._writer = None  # what disconnect() leaves
+
+            monkeypatch.setattr(conn, "check_health", closed_meanwhile)
+            with pytest.raises(RedisConnectionError, match="closed while writing"):
+                await conn.send_command("PING")
+            assert not conn.is_connected
+        finally:
+            monkeypatch.undo()
+            await client.connection_pool.release(conn)
+        assert await client.ping()  # the pool connects it again
     finally:
         await client.aclose()

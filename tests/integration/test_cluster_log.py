@@ -21,7 +21,7 @@ from dateline.ingest.wire import CE_BATCH
 from dateline.store import seal
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
-from dateline.store.connection import cluster_mode
+from dateline.store.connection import ClusterConnection, cluster_mode
 from dateline.store.layout import Keys
 from dateline.store.log import CrossPartitionBatch, Log, split
 from dateline.store.seal import Sealing
@@ -55,6 +55,11 @@ async def test_any_nodes_url_is_found_to_be_a_cluster(
     assert log.cluster
     for node in local_cluster.nodes:
         assert await cluster_mode(node.url)
+    # Every node's connections are ours: the closed-writer errors become ConnectionErrors.
+    await log.redis.ping()
+    found = log.redis.get_nodes()  # type: ignore[attr-defined]  # the cluster client's
+    assert len(found) >= 3  # the masters (replicas too where it reads from them)
+    assert {n.connection_class for n in found} == {ClusterConnection}
 
 
 async def test_a_batch_over_every_partition_lands_in_input_order(log: Log) -> None:

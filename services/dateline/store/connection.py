@@ -60,9 +60,53 @@ class OnACluster(ResponseError):
     the log's (`open_client`) does yet."""
 
 
-class _Sending(AbstractConnection):
+class _Packing(AbstractConnection):
     """Packs with hiredis; sends under `asyncio.timeout` rather than `asyncio.wait_for`;
-    says what a cluster's redirections mean."""
+    a write on a closed connection is a ConnectionError, whatever the transport raised."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        return _packed(args) or super().pack_command(*args)
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await self._send_bounded(command, check_health)
+        except (AttributeError, TypeError, RuntimeError) as exc:
+            # redis-py 8.1 lets a write on a connection closed under it (by the peer, or
+            # by the cluster client dropping every connection after a node failed)
+            # escape as the transport's own error: "'NoneType' object has no attribute
+            # 'writelines'", uvloop's "the handler is closed". Not a RedisError, so no
+            # retry saw it and a feed got a 500 mid-failover (redis-py #3546, #4287).
+            if self.is_connected and not self._writer_closing():
+                raise
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"the connection closed while writing: {exc}") from exc
+
+    def _writer_closing(self) -> bool:
+        writer = self._writer
+        return writer is None or writer.transport.is_closing()
+
+    async def _send_bounded(
+        self, command: bytes | str | Iterable[bytes], check_health: bool
+    ) -> None:
+        timeout = self.socket_timeout
+        if not timeout or _WAIT_FOR_KEEPS_CANCELS:
+            await super().send_packed_command(command, check_health)
+            return
+        self.socket_timeout = None  # redis-py then sends without wait_for; we bound it
+        try:
+            async with asyncio.timeout(timeout):
+                await super().send_packed_command(command, check_health)
+        except TimeoutError:  # our deadline (redis-py's own is RedisTimeoutError)
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        finally:
+            self.socket_timeout = timeout
+
+
+class _Sending(_Packing):
+    """Says what a cluster's redirections mean to a client that is not a cluster's."""
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -80,26 +124,6 @@ class _Sending(AbstractConnection):
                 "with replicas): point REDIS_URL at one"
             ) from exc
 
-    def pack_command(self, *args: EncodableT) -> list[bytes]:
-        return _packed(args) or super().pack_command(*args)
-
-    async def send_packed_command(
-        self, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        timeout = self.socket_timeout
-        if not timeout or _WAIT_FOR_KEEPS_CANCELS:
-            await super().send_packed_command(command, check_health)
-            return
-        self.socket_timeout = None  # redis-py then sends without wait_for; we bound it
-        try:
-            async with asyncio.timeout(timeout):
-                await super().send_packed_command(command, check_health)
-        except TimeoutError:  # our deadline (redis-py's own is RedisTimeoutError)
-            await self.disconnect(nowait=True)
-            raise RedisTimeoutError("Timeout writing to socket") from None
-        finally:
-            self.socket_timeout = timeout
-
 
 class Connection(_Sending, aioredis.Connection):
     pass
@@ -111,6 +135,10 @@ class UnixConnection(_Sending, aioredis.UnixDomainSocketConnection):
 
 class SSLConnection(_Sending, aioredis.SSLConnection):
     pass
+
+
+class ClusterConnection(_Packing, aioredis.Connection):
+    """A cluster node's: its redirections are the cluster client's to follow."""
 
 
 _PACKING: dict[type[Any], type[Any]] = {
@@ -198,6 +226,11 @@ async def open_client(url: str, **options: Any) -> aioredis.Redis:
         return connect(url, **options)
     client = RedisCluster.from_url(url)
     client.commands_parser = _LocalKeys()
+    # Ours, not redis-py's plain one (which the cluster client insists on): hiredis
+    # packing, the bounded send, the closed-writer errors made ConnectionErrors.
+    client.nodes_manager.connection_kwargs["connection_class"] = ClusterConnection
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = ClusterConnection
     return cast(aioredis.Redis, client)
 
 

@@ -400,16 +400,18 @@ class Log:
                 pipe.execute_command("EVAL", APPEND_SCRIPT, *args)
             if wanted > 0:
                 pipe.execute_command("WAIT", wanted, self.replica_timeout_ms, target_nodes=node)
-            try:
-                replies = await pipe.execute()
-            except ResponseError as e:  # nothing was written
+            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(e := replies[0], Exception):
+                if not isinstance(e, ResponseError):  # lost on the way: 503, sent again
+                    raise e
+                # Refused by the server: nothing was written.
                 if function and "function not found" in str(e).lower():
                     raise AppendFunctionMissing(function) from e
                 if function or (named := _sealed_by(e)) is None:
-                    raise
+                    raise e
                 self._function = named
                 continue
-            return replies[0], int(replies[1]) if wanted > 0 else 0
+            return replies[0], _confirmed(replies[1]) if wanted > 0 else 0
         raise AssertionError("unreachable: a SEALED refusal names the function")
 
     async def _run(self, prepared: Prepared, wanted: int, function: str | None) -> tuple[Any, int]:
@@ -443,8 +445,10 @@ class Log:
             pipe.evalsha(self._append.sha, *args)
         if wanted > 0:
             pipe.wait(wanted, self.replica_timeout_ms)
-        replies = await pipe.execute()
-        return replies[0], int(replies[1]) if wanted > 0 else 0
+        replies = await pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        return replies[0], _confirmed(replies[1]) if wanted > 0 else 0
 
     async def version(self, story: str) -> int:
         """How many updates the story holds (0 if none)."""
@@ -651,3 +655,10 @@ def _text(value: bytes | str | None) -> str | None:
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _confirmed(reply: object) -> int:
+    """How many replicas `WAIT` counted. An error counts none: "UNBLOCKED ... (master ->
+    replica?)" is a primary that stepped down under the wait (a failover), and what it
+    took before may be gone with its role."""
+    return 0 if isinstance(reply, Exception) else int(cast(int, reply))

@@ -1,0 +1,3 @@
+from tests.failover.harness import main
+
+main()

@@ -1,0 +1,425 @@
+"""Failovers on a real local cluster while feeds publish over HTTP, and a checker.
+
+    python3 dev.py failover            # every scenario, with and without the replica wait
+
+A cluster of 3 masters with a replica each (`dateline redis --cluster`'s nodes), one
+`dateline ingest` process on it, and publishers over HTTP: one a story, each sending
+its story's updates one at a time and retrying the same update (same `id`) while the
+answer is a 503 or nothing, as the contract asks of a feed. Mid-stream one fault hits
+the shard that holds the first story's partition:
+
+- `kill-master`: SIGKILL of its master; the replica takes over; the old master is
+  started again afterwards and rejoins as a replica.
+- `kill-replica`: SIGKILL of its replica, started again after a while.
+- `stop-master`: SIGSTOP of its master for longer than the node timeout, so the
+  replica takes over, then SIGCONT: what did the old master acknowledge?
+- `lagging-replica`: SIGSTOP of its replica (a replica cut off by the network), then
+  SIGKILL of the master, then SIGCONT of the replica, which takes over without what
+  the master took meanwhile. This is the case the replica wait is for.
+
+The checker reads the log back and says whether every acknowledged update is in it
+exactly once with the version it was acknowledged with, every story's versions
+gap-free, and every partition's stream, dedup entries and story lists of one count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+import redis
+
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.wire import CE_BATCH
+from dateline.store.cluster import LocalCluster
+from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys, feed_tokens_key
+from dateline.store.log import Log
+from tests.e2e.processes import ingest_process
+from tests.factories import update
+
+SCENARIOS = ("kill-master", "kill-replica", "stop-master", "lagging-replica")
+PREFIX, PARTITIONS, STORIES = "failover", 8, 16
+SOURCE, FEED = "urn:feed:failover", "failover"
+BEFORE_S, AFTER_S = 2.0, 2.0
+"""Publishing before the fault, and after the shard is whole again."""
+OUTAGE_S = 3.0
+"""How long a stopped or killed node stays so: three node timeouts."""
+LAG_S = 2.0
+"""How long the replica is cut off before its master dies (`lagging-replica`)."""
+RETRY_FOR_S = 30.0
+"""How long a publisher keeps retrying one update before it gives up (and the run fails)."""
+TAKEOVER_S = 15.0
+
+
+class _Record(msgspec.Struct):
+    id: str
+    version: int
+
+
+_records = msgspec.json.Decoder(_Record).decode
+
+
+@dataclass
+class Ack:
+    story: str
+    id: str
+    version: int
+    at: float
+
+
+@dataclass
+class Result:
+    scenario: str
+    min_replicas: int
+    acknowledged: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+    twice: list[str] = field(default_factory=list)
+    wrong_version: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+    gave_up: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    took_over_s: float | None = None
+    """From the fault to the replica answering as a master (none: it never did)."""
+    longest_wait_s: float = 0.0
+    """The longest the struck shard's stories went without an acknowledgement, from the
+    fault on: what its feeds saw of the outage."""
+    others_wait_s: float = 0.0
+    """The same for the stories of the other shards."""
+    reused: list[str] = field(default_factory=list)
+    """Versions of a story acknowledged to two different updates: what a lost update
+    looks like to a feed."""
+    credentials_struck: bool = False
+    """The feeds' tokens hash is on the struck shard (every request reads it)."""
+
+    @property
+    def ok(self) -> bool:
+        """Nothing acknowledged lost or doubled, versions as acknowledged and gap-free."""
+        return not (
+            self.lost
+            or self.twice
+            or self.wrong_version
+            or self.gaps
+            or self.counts
+            or self.gave_up
+            or self.unexpected
+        )
+
+    @property
+    def kept(self) -> bool:
+        """What the log holds is whole and once (the loss apart): versions gap-free,
+        nothing doubled, the counts agree."""
+        return not (self.twice or self.gaps or self.counts or self.unexpected)
+
+
+def _stories(keys: Keys) -> list[str]:
+    """Two stories a partition; the first one's partition is the one the fault hits."""
+    out: list[str] = []
+    per: Counter[int] = Counter()
+    n = 0
+    while len(out) < STORIES:
+        story = f"fo-{n}"
+        n += 1
+        if per[keys.partition(story)] < STORIES // PARTITIONS:
+            per[keys.partition(story)] += 1
+            out.append(story)
+    return out
+
+
+def _node_id(node: EmbeddedRedis) -> str:
+    client = redis.Redis.from_url(node.url, socket_timeout=2)
+    try:
+        return str(client.execute_command("CLUSTER", "MYID").decode())
+    finally:
+        client.close()
+
+
+def _shard(cluster: LocalCluster, slot_key: str) -> tuple[EmbeddedRedis, EmbeddedRedis]:
+    """The master that serves `slot_key`, and its replica."""
+    probe = redis.RedisCluster.from_url(cluster.url)
+    try:
+        owner = probe.get_node_from_key(slot_key)
+    finally:
+        probe.close()
+    master = next(n for n in cluster.nodes if n.port == owner.port)
+    master_id = _node_id(master)
+    client = redis.Redis.from_url(master.url, socket_timeout=2)
+    try:
+        text = client.execute_command("CLUSTER", "NODES").decode()
+    finally:
+        client.close()
+    ports = {
+        int(parts[1].split("@")[0].rsplit(":", 1)[1])
+        for parts in (line.split() for line in text.splitlines())
+        if len(parts) > 3 and parts[3] == master_id
+    }
+    replica = next(n for n in cluster.nodes if n.port in ports)
+    return master, replica
+
+
+def _command(node: EmbeddedRedis, *args: str) -> None:
+    client = redis.Redis.from_url(node.url, socket_timeout=2)
+    try:
+        client.execute_command(*args)
+    finally:
+        client.close()
+
+
+def _is_master(node: EmbeddedRedis) -> bool:
+    client = redis.Redis.from_url(node.url, socket_timeout=0.5)
+    try:
+        return bool(client.info("replication")["role"] == "master")
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+async def _until(check: Callable[[], bool], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+class Publishers:
+    """One publisher a story, over HTTP, each retrying an update until it is acknowledged."""
+
+    def __init__(self, base: str, token: str, stories: list[str]) -> None:
+        self.base, self.stories = base, stories
+        self.headers = {"content-type": CE_BATCH, "authorization": f"Bearer {token}"}
+        self.acks: list[Ack] = []
+        self.answers: Counter[str] = Counter()
+        self.gave_up: list[str] = []
+        self.unexpected: list[str] = []
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        limits = httpx.Limits(max_connections=len(self.stories))
+        async with httpx.AsyncClient(base_url=self.base, timeout=5, limits=limits) as http:
+            await asyncio.gather(*(self._story(http, s) for s in self.stories))
+
+    async def _story(self, http: httpx.AsyncClient, story: str) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            doc = update(subject=story, id=f"{story}-{n:05d}", source=SOURCE)
+            if not await self._send(http, story, doc):
+                return
+
+    async def _send(self, http: httpx.AsyncClient, story: str, doc: dict[str, object]) -> bool:
+        body = json.dumps([doc]).encode()
+        deadline = time.monotonic() + RETRY_FOR_S
+        while time.monotonic() < deadline:
+            try:
+                r = await http.post("/v1/updates", content=body, headers=self.headers)
+            except httpx.HTTPError as exc:
+                self.answers[f"no answer ({type(exc).__name__})"] += 1
+                await asyncio.sleep(0.1)
+                continue
+            if r.status_code in (200, 202):  # 200: all of it was there already
+                (result,) = r.json()["results"]
+                self.answers[f"202 {result['status']}"] += 1
+                self.acks.append(Ack(story, str(doc["id"]), result["version"], time.monotonic()))
+                return True
+            if r.status_code == 503:
+                self.answers[f"503 {r.json().get('type', '').rsplit(':', 1)[-1]}"] += 1
+                await asyncio.sleep(0.1)
+                continue
+            self.answers[f"{r.status_code}"] += 1
+            self.unexpected.append(f"{doc['id']}: {r.status_code} {r.text[:300]}")
+            return False
+        self.gave_up.append(str(doc["id"]))
+        return False
+
+
+async def _fault(
+    scenario: str, cluster: LocalCluster, master: EmbeddedRedis, replica: EmbeddedRedis
+) -> float | None:
+    """Strike the shard, heal it, and return how long its replica took to take over."""
+    started = time.monotonic()
+    took_over: float | None = None
+
+    async def takeover() -> float | None:
+        if await _until(lambda: _is_master(replica), TAKEOVER_S):
+            return time.monotonic() - started
+        return None
+
+    match scenario:
+        case "kill-master":
+            master.kill()
+            took_over = await takeover()
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
+            await asyncio.to_thread(master.start)
+        case "kill-replica":
+            replica.kill()
+            await asyncio.sleep(OUTAGE_S)
+            await asyncio.to_thread(replica.start)
+        case "stop-master":
+            assert master.process is not None
+            master.process.send_signal(signal.SIGSTOP)
+            took_over = await takeover()
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
+            master.process.send_signal(signal.SIGCONT)
+        case "lagging-replica":
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGSTOP)
+            # A stopped process keeps its socket, and the kernel would buffer megabytes
+            # of the replication stream for it. Cutting the link from the master's side
+            # is what a cut network does: the master goes on alone.
+            await asyncio.to_thread(_command, master, "CLIENT", "KILL", "TYPE", "replica")
+            await asyncio.sleep(LAG_S)
+            started = time.monotonic()
+            master.kill()
+            replica.process.send_signal(signal.SIGCONT)
+            took_over = await takeover()
+            await asyncio.to_thread(master.start)
+        case _:
+            raise ValueError(f"no scenario {scenario!r}; there are {', '.join(SCENARIOS)}")
+    await asyncio.to_thread(cluster.wait_ready, 30.0)
+    return took_over
+
+
+async def run(scenario: str, min_replicas: int, work: Path) -> Result:
+    """One scenario on a fresh cluster; the checker's findings."""
+    result = Result(scenario, min_replicas)
+    with LocalCluster(work / "cluster", 3, 1, "everysec", "failover") as cluster:
+        log = await Log.connect(cluster.url, prefix=PREFIX, partitions=PARTITIONS)
+        try:
+            token = await Credentials(log.redis, PREFIX).add(FEED, SOURCE)
+            keys = log.keys
+            stories = _stories(keys)
+            master, replica = _shard(cluster, keys.log(keys.partition(stories[0])))
+            tokens_at, _ = _shard(cluster, feed_tokens_key(PREFIX))
+            result.credentials_struck = tokens_at is master
+            env = {
+                **os.environ,
+                "REDIS_URL": cluster.url,
+                "DATELINE_PREFIX": PREFIX,
+                "DATELINE_PARTITIONS": str(PARTITIONS),
+                "DATELINE_MIN_REPLICAS": str(min_replicas),
+                "DATELINE_RATE_LIMIT": "0",
+                "DATELINE_DATA_DIR": str(work / "data"),
+            }
+            with ingest_process(env, work / "ingest.log") as base:
+                publishers = Publishers(base, token, stories)
+                publishing = asyncio.create_task(publishers.run())
+                await asyncio.sleep(BEFORE_S)
+                fault_at = time.monotonic()
+                result.took_over_s = await _fault(scenario, cluster, master, replica)
+                await asyncio.sleep(AFTER_S)
+                publishers.stop.set()
+                await publishing
+            _timing(result, publishers.acks, keys, stories[0], fault_at)
+            result.answers = publishers.answers
+            result.gave_up, result.unexpected = publishers.gave_up, publishers.unexpected
+            result.acknowledged = len(publishers.acks)
+            await _check(result, log, stories, publishers.acks)
+        finally:
+            await log.close()
+    return result
+
+
+def _timing(result: Result, acks: list[Ack], keys: Keys, story: str, fault_at: float) -> None:
+    struck = keys.partition(story)
+
+    def longest(times: list[float]) -> float:
+        around = [fault_at, *sorted(t for t in times if t > fault_at)]
+        return max((b - a for a, b in itertools.pairwise(around)), default=0.0)
+
+    result.longest_wait_s = longest([a.at for a in acks if keys.partition(a.story) == struck])
+    result.others_wait_s = longest([a.at for a in acks if keys.partition(a.story) != struck])
+
+
+async def _check(result: Result, log: Log, stories: list[str], acks: list[Ack]) -> None:
+    given: dict[tuple[str, int], str] = {}
+    for a in acks:
+        if given.setdefault((a.story, a.version), a.id) != a.id:
+            result.reused.append(f"{a.story} v{a.version}: {given[a.story, a.version]}, {a.id}")
+    held = 0
+    for story in stories:
+        records = [_records(raw) for raw in await log.read_story_json(story)]
+        held += len(records)
+        versions = [r.version for r in records]
+        if versions != list(range(1, len(records) + 1)):
+            result.gaps.append(f"{story}: versions {versions[:5]}... not 1..{len(records)}")
+        seen = Counter(r.id for r in records)
+        result.twice += [i for i, c in seen.items() if c > 1]
+        at = {r.id: r.version for r in records}
+        for a in acks:
+            if a.story != story:
+                continue
+            if a.id not in at:
+                result.lost.append(a.id)
+            elif at[a.id] != a.version:
+                result.wrong_version.append(f"{a.id}: acknowledged as {a.version}, {at[a.id]}")
+    streamed = sum([int(await log.redis.xlen(log.keys.log(p))) for p in range(PARTITIONS)])
+    deduped = sum([int(await log.redis.hlen(log.keys.ids(p))) for p in range(PARTITIONS)])
+    if not streamed == deduped == held:
+        result.counts.append(f"stream entries {streamed}, dedup entries {deduped}, listed {held}")
+
+
+def report(results: list[Result]) -> str:
+    rows = [
+        "| scenario | min replicas | acknowledged | lost | versions reused | doubled "
+        "| wrong version | gaps | replica took over | longest wait, struck shard "
+        "| the others | answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def secs(value: float | None) -> str:
+        return "never" if value is None else f"{value:.2f} s"
+
+    for r in results:
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(r.answers.items()))
+        rows.append(
+            f"| {r.scenario} | {r.min_replicas} | {r.acknowledged} | {len(r.lost)} "
+            f"| {len(r.reused)} | {len(r.twice)} | {len(r.wrong_version)} | {len(r.gaps) + len(r.counts)} "
+            f"| {secs(r.took_over_s) if r.scenario != 'kill-replica' else '-'} "
+            f"| {r.longest_wait_s:.2f} s | {r.others_wait_s:.2f} s"
+            f"{' (tokens struck)' if r.credentials_struck else ''} | {answers} |"
+        )
+    problems = [
+        f"{r.scenario} (min replicas {r.min_replicas}): {what}"
+        for r in results
+        for what in (*r.gave_up, *r.unexpected, *r.gaps, *r.counts, *r.wrong_version[:5])
+    ]
+    return "\n".join(rows + (["", *problems] if problems else []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python3 dev.py failover",
+        description="Failovers on a local cluster while feeds publish; a table of what "
+        "every scenario lost, with and without waiting for a replica.",
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, action="append")
+    parser.add_argument("--min-replicas", type=int, choices=(0, 1), action="append")
+    parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs)")
+    args = parser.parse_args()
+    results = []
+    for scenario in args.scenario or SCENARIOS:
+        for wanted in args.min_replicas or (1, 0):
+            work = Path(tempfile.mkdtemp(prefix="dateline-failover-"))
+            print(f"running {scenario} with DATELINE_MIN_REPLICAS={wanted} in {work}", flush=True)
+            results.append(asyncio.run(run(scenario, wanted, work)))
+            if not args.keep:
+                shutil.rmtree(work)
+    print(report(results))
