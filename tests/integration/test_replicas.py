@@ -202,3 +202,34 @@ async def test_the_validator_keeps_an_inbox_entry_until_its_append_is_confirmed(
         assert time.monotonic() < deadline
         await runner.step()
     assert [u.id for u in await log.read_story("hanoi-summit-2019")] == ["v1"]
+
+
+async def test_a_wait_ended_by_the_primary_stepping_down_is_not_a_confirmation(
+    tmp_path: Path,
+) -> None:
+    """A failover demotes the primary while an append waits for its replica: the server
+    ends the `WAIT` with "UNBLOCKED ... (master -> replica?)". What the old primary took
+    may be dropped with its role, so the append is not acknowledged (a 503 to a feed,
+    which retries), where it was a 500 before."""
+    with EmbeddedRedis(tmp_path / "p", fsync="everysec", extra=QUICK) as primary:
+        replica = EmbeddedRedis(
+            tmp_path / "r", fsync="everysec", extra=(f"replicaof 127.0.0.1 {primary.port}",)
+        )
+        with replica:
+            admin = aioredis.Redis.from_url(primary.url)
+            while (await admin.info("replication"))["connected_slaves"] < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            log = Log(aioredis.Redis.from_url(primary.url), Keys("demoted", 4), min_replicas=1)
+            log.replica_timeout_ms = 10_000
+            pair = Pair(primary, replica)
+            with pair.replica_stopped():
+                waiting = asyncio.create_task(log.append([encode(update(id="d1"))]))
+                await asyncio.sleep(0.3)  # appended, and waiting for the frozen replica
+                assert not waiting.done()
+                await admin.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))
+                with pytest.raises(NotReplicated, match="0 of the 1 replicas") as raised:
+                    await asyncio.wait_for(waiting, 5)
+                assert [r.status for r in raised.value.results] == ["appended"]
+                await admin.execute_command("REPLICAOF", "NO", "ONE")
+            await log.close()
+            await admin.aclose()
