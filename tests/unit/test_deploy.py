@@ -25,10 +25,24 @@ ACL = {
 }
 
 
+CLUSTER = [f"cluster-{i}" for i in range(1, 7)]
+ONE_SHOTS = {"cluster-create", "cluster-seal"}
+
+
 def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
-    assert set(COMPOSE["services"]) == {"redis", "redis-replica", *SERVICES}
+    assert set(COMPOSE["services"]) == {
+        "redis",
+        "redis-replica",
+        *SERVICES,
+        *CLUSTER,
+        *ONE_SHOTS,
+        "ingest-cluster",
+    }
     for name, service in COMPOSE["services"].items():
-        assert "healthcheck" in service, name
+        if name in ONE_SHOTS:  # they run once and exit
+            assert service["restart"] == "no", name
+        else:
+            assert "healthcheck" in service, name
     redis = " ".join(COMPOSE["services"]["redis"]["command"])
     assert "--appendonly yes" in redis
     assert "--appendfsync always" in redis
@@ -106,3 +120,40 @@ def test_the_seal_key_goes_to_the_readers_of_the_log_and_never_to_its_appenders(
     for user in ("ingest", "validator"):
         assert "%R~dateline:{p*}:seal" in ACL[user] and "+fcall" in ACL[user]
         assert "~dateline:{p*}:seal" not in ACL[user]
+
+
+def test_the_cluster_profile_forms_seals_and_ingests_on_a_cluster() -> None:
+    services = COMPOSE["services"]
+    profiled = {n for n, svc in services.items() if svc.get("profiles") == ["cluster"]}
+    assert profiled == {*CLUSTER, *ONE_SHOTS, "ingest-cluster"}
+    for name in CLUSTER:
+        node = services[name]
+        assert node["hostname"] == name  # what it announces to clients
+        command = " ".join(node["command"])
+        for setting in ("--cluster-enabled yes", "--appendfsync always", "--masterauth"):
+            assert setting in command, (name, setting)
+        assert node["volumes"] == [f"{name}-data:/data"]
+        assert f"{name}-data" in COMPOSE["volumes"]
+    create = services["cluster-create"]
+    assert set(create["depends_on"]) == set(CLUSTER)
+    script = create["command"][0]
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    assert "cluster_state:ok" in script  # a formed cluster is left as it is
+    # The seal and the ingest are real commands, run one after the other.
+    seal, ingest = services["cluster-seal"], services["ingest-cluster"]
+    assert seal["depends_on"] == {
+        "cluster-create": {"condition": "service_completed_successfully"}
+    }
+    assert ingest["depends_on"] == {
+        "cluster-seal": {"condition": "service_completed_successfully"}
+    }
+    for service in (seal, ingest):
+        result = CliRunner().invoke(cli, [service["command"][0], "--help"])
+        assert result.exit_code == 0, result.output
+        assert service["environment"]["REDIS_URL"].endswith("@cluster-1:6379/0")
+    assert seal["environment"]["DATELINE_SEAL_KEY"] == services["projector"]["environment"][
+        "DATELINE_SEAL_KEY"
+    ]
+    assert "DATELINE_SEAL_KEY" not in ingest["environment"]
+    port = ingest["command"][ingest["command"].index("--port") + 1]
+    assert f"127.0.0.1:{port}/readyz" in " ".join(ingest["healthcheck"]["test"])
