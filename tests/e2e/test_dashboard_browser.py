@@ -13,6 +13,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from dateline.projector.ops import redrive
 from dateline.runtime import DeadLetters
+from dateline.store import migrate
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
@@ -250,6 +251,17 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(page.locator('[data-key="procs"]')).to_contain_text(
         re.compile(r"^1 projector process sharing them: \S+-\d+$")
     )
+    # A log being moved (`dateline migrate`) says so at the top, and stops saying so
+    # once the freeze is lifted.
+    client = aioredis.Redis.from_url(url)
+    keys = Keys("web", 8)
+    detail = migrate.frozen_detail("redis://:****@cluster-1:6379/0", migrate.now())
+    await migrate.freeze(client, keys, detail, "redis://:****@cluster-1:6379/0")
+    moving = page.locator('[data-key="moving"]')
+    await expect(moving).to_contain_text("The log is being moved to redis://:****@cluster-1")
+    await migrate.release(client, keys)
+    await expect(moving).to_have_count(0)
+    await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)
 

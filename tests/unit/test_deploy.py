@@ -141,19 +141,16 @@ def test_the_cluster_profile_forms_seals_and_ingests_on_a_cluster() -> None:
     assert "cluster_state:ok" in script  # a formed cluster is left as it is
     # The seal and the ingest are real commands, run one after the other.
     seal, ingest = services["cluster-seal"], services["ingest-cluster"]
-    assert seal["depends_on"] == {
-        "cluster-create": {"condition": "service_completed_successfully"}
-    }
-    assert ingest["depends_on"] == {
-        "cluster-seal": {"condition": "service_completed_successfully"}
-    }
+    assert seal["depends_on"] == {"cluster-create": {"condition": "service_completed_successfully"}}
+    assert ingest["depends_on"] == {"cluster-seal": {"condition": "service_completed_successfully"}}
     for service in (seal, ingest):
         result = CliRunner().invoke(cli, [service["command"][0], "--help"])
         assert result.exit_code == 0, result.output
         assert service["environment"]["REDIS_URL"].endswith("@cluster-1:6379/0")
-    assert seal["environment"]["DATELINE_SEAL_KEY"] == services["projector"]["environment"][
-        "DATELINE_SEAL_KEY"
-    ]
+    assert (
+        seal["environment"]["DATELINE_SEAL_KEY"]
+        == services["projector"]["environment"]["DATELINE_SEAL_KEY"]
+    )
     assert "DATELINE_SEAL_KEY" not in ingest["environment"]
     port = ingest["command"][ingest["command"].index("--port") + 1]
     assert f"127.0.0.1:{port}/readyz" in " ".join(ingest["healthcheck"]["test"])

@@ -8,6 +8,7 @@ from dateline.cli.deliver_cmd import deliver_command, subscriptions
 from dateline.cli.demo import demo, up
 from dateline.cli.ingest_cmd import feeds, ingest_command, validator_command
 from dateline.cli.log_cmd import log_command
+from dateline.cli.migrate_cmd import migrate_command
 from dateline.cli.ops_cmd import dlq, replay, seal_command, status_command
 from dateline.cli.projector_cmd import projector_command, story_command
 from dateline.cli.publish import publish
@@ -39,6 +40,7 @@ cli.add_command(dlq)
 cli.add_command(replay)
 cli.add_command(status_command)
 cli.add_command(seal_command)
+cli.add_command(migrate_command)
 cli.add_command(ingest_command)
 cli.add_command(feeds)
 cli.add_command(validator_command)

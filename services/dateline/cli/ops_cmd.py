@@ -156,7 +156,7 @@ def dlq_discard(story: str, group: str | None) -> None:
     click.echo(f"{story}: dropped {dropped} parked updates")
 
 
-class _Rate(ProgressColumn):
+class Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         # The average since the start: worker processes report a job at a time, and
         # rich's recent-window speed reads those bursts as rates they never had.
@@ -197,7 +197,7 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            _Rate(),
+            Rate(),
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=Console(stderr=True)) as bar:
@@ -259,6 +259,8 @@ def status_command(as_json: bool) -> None:
     click.echo(f"processes of the group: {len(alive)}{names}")
     dl = report.dead_letters
     click.echo(f"parked: {dl.parked_updates} updates in {dl.parked_stories} stories")
+    if report.moving:
+        err(f"the log {report.moving}")
     sealed = sum(row.sealed_after is not None for row in report.partitions)
     click.echo(
         f"sealed: {sealed} of {len(report.partitions)} partitions"
@@ -287,7 +289,7 @@ def seal_command() -> None:
         raise click.UsageError("DATELINE_SEAL_KEY: set it to the deployment's seal key")
 
     async def work(log: Log, models: ReadModels, dead: DeadLetters) -> SealReport | None:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate())
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
         with Progress(*columns, console=Console(stderr=True)) as bar:
             task = bar.add_task("sealing", total=await total_updates(log.redis, log.keys))
             return await seal_if_supported(

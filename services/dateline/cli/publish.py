@@ -11,7 +11,14 @@ import click
 import msgspec
 
 from dateline.cli.common import err, open_log, server, settings
-from dateline.store.log import REFUSED, AppendFunctionMissing, AppendResult, Log, NotReplicated
+from dateline.store.log import (
+    REFUSED,
+    AppendFunctionMissing,
+    AppendResult,
+    Log,
+    LogMoving,
+    NotReplicated,
+)
 from dateline_schemas import MAX_BATCH_UPDATES, InvalidUpdate, decode_update
 from dateline_schemas.correction import names_another_source
 
@@ -150,6 +157,8 @@ def publish(
             counts = asyncio.run(run())
         except AppendFunctionMissing as exc:
             raise click.ClickException(f"{exc}; nothing more was written") from None
+        except LogMoving as exc:
+            raise click.ClickException(f"the log {exc}; nothing more was written") from None
         except NotReplicated as exc:
             wanted = cfg.min_replicas if cfg.min_replicas >= 0 else "auto"
             raise click.ClickException(

@@ -45,6 +45,7 @@ from dateline.store.log import (
     AppendResult,
     CrossPartitionBatch,
     Log,
+    LogMoving,
     NotReplicated,
 )
 from dateline.web.headers import secure_headers
@@ -144,8 +145,11 @@ def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
     )
 
 
+MOVING_RETRY_AFTER_S = 30
+
+
 def not_appended(
-    feed: str, exc: NotReplicated | AppendFunctionMissing | CrossPartitionBatch
+    feed: str, exc: NotReplicated | AppendFunctionMissing | CrossPartitionBatch | LogMoving
 ) -> Response[bytes]:
     """What a feed is told when its batch could not be appended as asked."""
     match exc:
@@ -153,6 +157,17 @@ def not_appended(
             return not_replicated(feed, exc)
         case AppendFunctionMissing():
             return function_missing(feed, exc)
+        case LogMoving():
+            log.error("the log is moving or has moved; answered 503", feed=feed, error=str(exc))
+            return respond(
+                Problem(
+                    "urn:dateline:problem:unavailable",
+                    "Service unavailable",
+                    503,
+                    f"The log {exc}. Nothing was written; send it again later",
+                ),
+                {"Retry-After": str(MOVING_RETRY_AFTER_S)},
+            )
         case CrossPartitionBatch():
             return respond(Problem(ATOMIC_ACROSS, "Atomic batch across partitions", 422, str(exc)))
 
@@ -252,7 +267,7 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
                 atomic=atomic,
                 editor=feed.editor,
             )
-        except (NotReplicated, AppendFunctionMissing, CrossPartitionBatch) as exc:
+        except (NotReplicated, AppendFunctionMissing, CrossPartitionBatch, LogMoving) as exc:
             return not_appended(feed.name, exc)
         status = status_of(results)
         _count_and_log(feed.name, status, results)

@@ -29,7 +29,7 @@ from dateline.runtime.metrics import PARKED
 from dateline.store.connection import UNREACHABLE
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
-from dateline.store.log import AppendFunctionMissing, NotReplicated
+from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
 
 log = structlog.get_logger("dateline.runtime")
 SHORT_CHECK_S = 0.5
@@ -346,7 +346,7 @@ class Runner:
                 log.warning(
                     "replicas did not confirm in time; will retry it", **where, error=str(exc)
                 )
-            elif isinstance(exc, AppendFunctionMissing):  # nothing written: an ops matter
+            elif isinstance(exc, AppendFunctionMissing | LogMoving):  # nothing written: ops
                 log.error("cannot append; will retry it", **where, error=str(exc))
             elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
                 log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))

@@ -115,6 +115,9 @@ class Status(msgspec.Struct):
     """A rebuild's progress (`dateline replay`), while one runs and an hour after."""
     deliveries: DeliveryStatus | None = None
     """Subscriptions and how their deliveries stand (`dateline deliver`)."""
+    moving: str | None = None
+    """Set while the log is being moved to another server, or once it has moved
+    (`dateline migrate`): what feeds are told. Appends are refused meanwhile."""
 
 
 async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
@@ -126,7 +129,8 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
     pipe = client.pipeline(transaction=False)
     for p in range(keys.partitions):
         pipe.hget(keys.seal(p), "from")
-    sealed = cast(list[bytes | None], await pipe.execute())
+    pipe.hget(keys.seal(0), "moving")
+    *sealed, moving = cast(list[bytes | None], await pipe.execute())
     rows = []
     for p in range(keys.partitions):
         stream = keys.log(p)
@@ -168,6 +172,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
         ),
         replay={k.decode(): v.decode() for k, v in replay.items()} or None,
         deliveries=await deliveries(client, keys),
+        moving=_text(moving),
     )
 
 

@@ -8,8 +8,12 @@ The log (`Keys`)
     <prefix>:{pN}:log               stream: partition N of the log, never trimmed
     <prefix>:{pN}:ids               hash: "<len>:<source><id>" -> "version position story"
     <prefix>:{pN}:story:<story>     list: the story's records; index i holds version i+1
-    <prefix>:{pN}:seal              hash: from when partition N's records are sealed
-                                    (`store/seal.py`); none: the log is not sealed
+    <prefix>:{pN}:seal              hash: partition N's marker, which the append script
+                                    reads: from when its records are sealed (`from`,
+                                    `lists`, `function`; `store/seal.py`; none: the log
+                                    is not sealed), and whether the log is being moved or
+                                    has moved to another server (`moving`, `moving_to`;
+                                    `dateline migrate`): then appends are refused
 
 Feeds
     <prefix>:feeds                  hash: feed name -> its credentials (JSON)

@@ -103,6 +103,11 @@ class NotReplicated(RuntimeError):
         )
 
 
+class LogMoving(RuntimeError):
+    """The log is being moved to another server, or has been (`dateline migrate`): its
+    partitions refuse appends, and nothing was written. The message says which."""
+
+
 MIN_REPLICAS_AUTO = -1
 """`min_replicas` (and `Settings.min_replicas`' default): one when the server has a
 replica, none when it has none (`resolve_replicas`)."""
@@ -290,6 +295,8 @@ class Log:
             await conn.disconnect()
             if function and "function not found" in str(e).lower():
                 raise AppendFunctionMissing(function) from e
+            if isinstance(e, ResponseError) and (moving := _moving(e)) is not None:
+                raise moving from e
             raise
         finally:
             await pool.release(conn)
@@ -354,6 +361,8 @@ class Log:
         try:
             replies, reached = await self._run(prepared, wanted, function)
         except ResponseError as e:  # nothing was written
+            if (moving := _moving(e)) is not None:
+                raise moving from e
             if function or (named := _sealed_by(e)) is None:
                 raise
             self._function = named
@@ -405,6 +414,8 @@ class Log:
                 if not isinstance(e, ResponseError):  # lost on the way: 503, sent again
                     raise e
                 # Refused by the server: nothing was written.
+                if (moving := _moving(e)) is not None:
+                    raise moving from e
                 if function and "function not found" in str(e).lower():
                     raise AppendFunctionMissing(function) from e
                 if function or (named := _sealed_by(e)) is None:
@@ -540,6 +551,13 @@ def story_or_none(raw: bytes) -> str | None:
 
 
 _SEALED = re.compile(r"\bSEALED (\w*)")
+
+
+def _moving(error: ResponseError) -> LogMoving | None:
+    """What a `RELOCATED` refusal says, as the error a caller can tell apart. (A pipeline
+    wraps the reply: "Command # 1 (EVAL <the script's start>) ... caused error: ...".)"""
+    said = str(error).rsplit("caused error: ", 1)[-1].removeprefix("('").removesuffix("',)")
+    return LogMoving(said.removeprefix("RELOCATED ")) if said.startswith("RELOCATED ") else None
 
 
 def _sealed_by(error: ResponseError) -> str | None:

@@ -352,7 +352,12 @@ async def seal_if_supported(
 
 
 async def is_sealed(client: aioredis.Redis, keys: Keys) -> bool:
-    return bool(await client.exists(*(keys.seal(p) for p in range(keys.partitions))))
+    # `from`, not the key: a marker may hold only a move (`dateline migrate`). HGET, not
+    # HEXISTS: the services' users have the one (deploy/users.acl).
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hget(keys.seal(p), "from")
+    return any(found is not None for found in await pipe.execute())
 
 
 async def is_empty(client: aioredis.Redis, keys: Keys) -> bool:
@@ -375,7 +380,7 @@ async def seal_log(
     mark = client.register_script(_MARK)
     marked, sealed, mismatched = 0, 0, list[str]()
     for p in range(keys.partitions):
-        had = await client.exists(keys.seal(p))
+        had = await client.hget(keys.seal(p), "from") is not None
         after, lists = cast(
             list[Any], await mark(keys=[keys.seal(p), keys.log(p)], args=[function])
         )

@@ -325,6 +325,7 @@ function opsPage() {
         <td>${esc(d.last_error || "—")}</td></tr>`;
     }).join("");
     patch(document.getElementById("ops"), `
+      ${s.moving ? `<p class="warning" data-key="moving">The log ${esc(s.moving)}.</p>` : ""}
       <h2>Partitions (group ${esc(s.group)})</h2>
       <p class="meta" data-key="procs">${(s.processes || []).length} projector ${(s.processes || []).length === 1 ? "process" : "processes"} sharing them${(s.processes || []).length ? `: ${s.processes.map(esc).join(", ")}` : " (none running)"}</p>
       <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th><th title="Records past this stream id must carry the append function's seal (dateline seal)">Sealed</th></tr></thead><tbody>${rows}</tbody></table>

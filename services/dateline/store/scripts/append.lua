@@ -2,8 +2,8 @@
 --
 -- KEYS: every key the batch touches, once each (story lists, partition streams,
 -- dedup hashes). All keys of one story share its partition's hash tag. It reads each
--- partition's seal marker too (its stream's key ending in `seal`, not `log`), which is
--- not among KEYS: declared, the appending user would need to be allowed to write it.
+-- partition's marker too (its stream's key ending in `seal`, not `log`), which is not
+-- among KEYS: declared, the appending user would need to be allowed to write it.
 -- ARGV[1] "1" if the batch is all-or-nothing.
 -- ARGV[2] msgpack array, one entry per update:
 --   {story key index, log key index, ids key index, partition, dedup field,
@@ -18,7 +18,9 @@
 --   {"conflict", current version}            expectedversion did not match, nothing written
 --   {"aborted"}                              atomic batch refused because of another update
 -- or, as a script, the error "SEALED <function>" with nothing written when a partition
--- of the batch is sealed (`store/seal.py`): only that function appends there.
+-- of the batch is sealed (`store/seal.py`): only that function appends there; or
+-- "RELOCATED <detail>" with nothing written when the log is being moved, or has moved, to
+-- another server (`dateline migrate`, `store/migrate.py`): the marker's `moving` field.
 --
 -- The story's version is the length of its list, so versions are gap-free by
 -- construction. The partition stream ID is chosen here (from TIME, kept above the
@@ -76,19 +78,19 @@ local meta = cmsgpack.unpack(ARGV[2])
 local blob = ARGV[3]
 local n = #meta
 
--- unsealed only: begin
 local checked = {}
 for i = 1, n do
   local lkey = KEYS[meta[i][2]]
   if not checked[lkey] then
     checked[lkey] = true
-    local marker = string.sub(lkey, 1, -4) .. 'seal'
-    if redis.call('EXISTS', marker) == 1 then
-      return redis.error_reply('SEALED ' .. (redis.call('HGET', marker, 'function') or ''))
-    end
+    local rules = redis.call('HMGET', string.sub(lkey, 1, -4) .. 'seal', 'moving', 'from',
+      'function')
+    if rules[1] then return redis.error_reply('RELOCATED ' .. rules[1]) end
+    -- unsealed only: begin
+    if rules[2] then return redis.error_reply('SEALED ' .. (rules[3] or '')) end
+    -- unsealed only: end
   end
 end
--- unsealed only: end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 

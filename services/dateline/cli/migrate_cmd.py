@@ -1,0 +1,204 @@
+"""`dateline migrate`: move the log to another server, a cluster, or another partition count."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import click
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.ops_cmd import Rate
+from dateline.projector.replay import total_updates
+from dateline.store import migrate
+from dateline.store.config import Settings
+from dateline.store.connection import open_client
+from dateline.store.layout import Keys
+from dateline.store.log import Log, PartitionMismatch
+from dateline.store.seal import seal_if_supported
+
+
+def _shown(url: str) -> str:
+    """A URL without its password, for messages and the source's `moving` hash."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    auth, host = rest.rsplit("@", 1)
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user + ':****' if user else ':****'}@{host}"
+
+
+@click.command(name="migrate")
+@click.option("--to", "to_url", required=True, help="The target: a server or any cluster node.")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="The target's partition count (default: the source's).",
+)
+@click.option(
+    "--positions",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write each update's old and new position to this file (TSV), for anything "
+    "that holds positions (a dashboard's Last-Event-ID, notes of dead letters).",
+)
+@click.option(
+    "--release",
+    is_flag=True,
+    help="Only lift the freeze an interrupted run left on this log (appends resume here).",
+)
+def migrate_command(
+    to_url: str, partitions: int | None, positions: Path | None, release: bool
+) -> None:
+    """Move this log (REDIS_URL, or the embedded server) to another server or cluster.
+
+    \b
+    1. Freezes the log: ingest and the validator refuse appends (503, retried by feeds).
+    2. Copies every update: its history, version, recorded time and dedup entry; its
+       position mapped to where it lands (with --partitions, stories move between
+       partitions). Feeds, readers and the feeds' Redis inboxes come along;
+       subscriptions do not (add them again there; delivery there starts after the
+       copied history).
+    3. Checks the copy: each story's count and a digest of its records.
+    4. Seals the target's log where there is a seal key (DATELINE_SEAL_KEY).
+    5. Marks this log as moved. Restart every service with REDIS_URL=<target>; the ones
+       still on this server answer feeds 503, saying where the log went.
+    Read models are not copied: a projector on the target rebuilds them from the log.
+    A failed copy or check lifts the freeze and leaves the target to be cleared.
+    """
+    cfg = settings()
+    with server(cfg) as url, _opened(positions) as out:
+        asyncio.run(_migrate(cfg, url, to_url, partitions, out, release))
+
+
+@contextlib.contextmanager
+def _opened(path: Path | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    with path.open("w") as out:
+        yield out
+
+
+async def _migrate(
+    cfg: Settings,
+    url: str,
+    to_url: str,
+    partitions: int | None,
+    positions: IO[str] | None,
+    release: bool,
+) -> None:
+    async with open_log(url, cfg) as source:
+        if release:
+            lifted = await migrate.release(source.redis, source.keys)
+            click.echo(f"freeze lifted from {lifted} of {source.keys.partitions} partitions")
+            return
+        if (going := await migrate.frozen_to(source.redis, source.keys)) is not None:
+            raise click.ClickException(
+                f"this log is already being moved, or has moved, to {going}; "
+                "`dateline migrate --release` lifts an interrupted run's freeze"
+            )
+        to = Keys(cfg.prefix, partitions or source.keys.partitions)
+        target = await open_client(to_url)
+        try:
+            await migrate.check_empty(target, to)
+            await Log(target, to).check_partitions()  # the target's config: its count
+            report = await _move(cfg, source, target, to, to_url, positions)
+        except (migrate.TargetNotEmpty, PartitionMismatch) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await target.aclose()
+    _say(report, url, to_url)
+
+
+async def _move(
+    cfg: Settings,
+    source: Log,
+    target: aioredis.Redis,
+    to: Keys,
+    to_url: str,
+    positions: IO[str] | None,
+) -> migrate.MigrateReport:
+    started = time.monotonic()
+    total = await total_updates(source.redis, source.keys)
+    shown = _shown(to_url)
+    await migrate.freeze(
+        source.redis, source.keys, migrate.frozen_detail(shown, migrate.now()), shown
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
+    try:
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task("copying", total=total)
+            checks = await migrate.copy_log(
+                source.redis,
+                source.sealing,
+                target,
+                to,
+                progress=lambda n: bar.advance(task, n),
+                positions=positions,
+            )
+            settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
+            delivery = await migrate.place_delivery(source.redis, source.keys, target, to)
+            bar.update(task, description="checking")
+            wrong = await migrate.check(target, to, checks)
+            report = migrate.MigrateReport(
+                updates=sum(c.count for c in checks.values()),
+                stories=len(checks),
+                partitions=(source.keys.partitions, to.partitions),
+                mismatched=wrong,
+                settings=settings_copied,
+                delivery=delivery,
+            )
+            if not wrong and (key := cfg.seal()) is not None:
+                bar.update(task, description="sealing", completed=0)
+                sealed = await seal_if_supported(
+                    target, to, key, progress=lambda n: bar.advance(task, n)
+                )
+                report.sealed = sealed is not None
+    except BaseException:
+        await migrate.release(source.redis, source.keys)
+        err("the freeze is lifted: this log takes appends again; clear the target before retrying")
+        raise
+    if report.mismatched:
+        await migrate.release(source.redis, source.keys)
+        report.seconds = time.monotonic() - started
+        return report
+    await migrate.freeze(
+        source.redis, source.keys, migrate.moved_detail(shown, migrate.now()), shown
+    )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
+    if report.mismatched:
+        err("the copy does not match the log; the freeze is lifted and this log takes appends")
+        for line in report.mismatched[:20]:
+            err(f"  {line}")
+        sys.exit(1)
+    before, after = report.partitions
+    click.echo(
+        f"moved {report.updates} updates of {report.stories} stories from {_shown(url)} to "
+        f"{_shown(to_url)} ({before} -> {after} partitions) in {report.seconds:.1f} s; "
+        f"checked: each story's count and digest match; {report.settings} feed and reader "
+        "settings and the feeds' inboxes copied; "
+        + ("sealed" if report.sealed else "not sealed (no key, or no functions there)")
+    )
+    if report.delivery:
+        click.echo(
+            "subscriptions are not moved: add them again on the target; its delivery starts "
+            "after the copied history, and what this server's had not sent stays here"
+        )
+    click.echo(
+        f"next: restart ingest, the validator, the projector, query and deliver with "
+        f"REDIS_URL={_shown(to_url)}; the ones still on this server answer feeds 503"
+    )

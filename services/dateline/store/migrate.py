@@ -1,0 +1,347 @@
+"""Moving a log to another server, a cluster, or another partition count (`dateline migrate`).
+
+The steps, in order:
+1. **Freeze.** Every partition's marker (the hash the append script reads, beside where
+   the partition is sealed from) gets a `moving` field: the script refuses the
+   partition from then on (`RELOCATED`), so feeds get a 503 and retry, and nothing is
+   appended that the copy would miss. Readers go on reading. (In the marker, not a key
+   of its own: the appending users may read it already, so no ACL file changes.)
+2. **Copy.** The partition streams are read in one merge by stream id (the time each
+   update was recorded), each record opened (a sealed one checked and its seal taken
+   off), its `position` rewritten to where it lands, and written to the target's
+   partition of its story: the stream entry under the same millisecond (so its
+   `recordedtime` stays true), the story's list (so versions stay what they were), and
+   the dedup entry (so a feed's retry of an old update is still a duplicate). Feed,
+   reader and subscription settings are copied too.
+3. **Check.** Each story's count and a digest of its records (positions aside) on the
+   target against the source's; the stream, dedup and list counts against each other.
+4. **Seal** the target where the source was sealed and there is a key (`seal_log`).
+5. **Switch.** The markers say the log has moved, and where: services still pointed
+   at the source keep answering 503 until they are restarted on the target.
+
+A failed copy or check lifts the freeze (the source takes appends again) and leaves the
+target as it is, to be cleared before another try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dateline.store.layout import (
+    DELIVER_GROUP,
+    Keys,
+    dedup_field,
+    feed_tokens_key,
+    feeds_key,
+    inbox_key,
+    reader_tokens_key,
+    readers_key,
+)
+from dateline.store.seal import Sealing
+
+PAGE = 1000
+"""Stream entries read a call, and records written a pipeline."""
+
+
+class TargetNotEmpty(RuntimeError):
+    """The target already holds a log under this prefix: migrate copies into an empty one."""
+
+
+class _Stored(msgspec.Struct):
+    subject: str
+    source: str
+    id: str
+    version: int
+
+
+_stored = msgspec.json.Decoder(_Stored).decode
+_POSITION = b',"position":"'
+
+
+def moved_record(record: bytes, position: str) -> bytes:
+    """`record` with its `position` member (the last but one the log adds) set anew."""
+    head, found, tail = record.rpartition(_POSITION)
+    if not found:
+        raise ValueError("a log record without a position")
+    return head + _POSITION + position.encode() + tail[tail.index(b'"') :]
+
+
+def without_position(record: bytes) -> bytes:
+    """What the copy's check compares: the record, its position aside."""
+    return moved_record(record, "")
+
+
+@dataclass
+class StoryCheck:
+    count: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, record: bytes) -> None:
+        self.count += 1
+        self.digest.update(hashlib.sha256(without_position(record)).digest())
+
+
+@dataclass
+class MigrateReport:
+    updates: int
+    stories: int
+    partitions: tuple[int, int]
+    seconds: float = 0.0
+    mismatched: list[str] = field(default_factory=list)
+    sealed: bool = False
+    settings: int = 0
+    """Feeds and readers copied (their hashes' fields)."""
+    delivery: bool = False
+    """The source fans out to subscribers: the target's fan-out starts after the copy."""
+
+
+def frozen_detail(to: str, since: datetime) -> str:
+    return (
+        f"is being moved to {to} (dateline migrate, since {since:%Y-%m-%dT%H:%M:%SZ}); "
+        "appends are refused until it is done"
+    )
+
+
+def moved_detail(to: str, at: datetime) -> str:
+    return (
+        f"has moved to {to} (dateline migrate, {at:%Y-%m-%dT%H:%M:%SZ}): restart this "
+        "service with REDIS_URL pointing there"
+    )
+
+
+async def freeze(client: aioredis.Redis, keys: Keys, detail: str, to: str) -> None:
+    """Refuse appends on every partition from now on (step 1); `detail` is what feeds read."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hset(keys.seal(p), mapping={"moving": detail, "moving_to": to})
+    await pipe.execute()
+
+
+async def release(client: aioredis.Redis, keys: Keys) -> int:
+    """Lift a freeze: the partitions take appends again. How many were frozen. (The
+    fields only: the rest of the marker says where the partition is sealed from.)"""
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hdel(keys.seal(p), "moving", "moving_to")
+    return sum(1 for n in await pipe.execute() if n)
+
+
+async def frozen_to(client: aioredis.Redis, keys: Keys) -> str | None:
+    """Where a freeze (or a finished move) says the log goes, if anywhere."""
+    found = await client.hget(keys.seal(0), "moving_to")
+    return found.decode() if isinstance(found, bytes) else found
+
+
+async def check_empty(client: aioredis.Redis, keys: Keys) -> None:
+    held = await client.exists(keys.config, *keys.logs())
+    if held:
+        raise TargetNotEmpty(
+            f"the target already holds a log under the prefix {keys.prefix!r} (its config "
+            "or partition streams): migrate copies into an empty one. Delete that prefix's "
+            "keys there, or choose another target"
+        )
+
+
+async def _entries(
+    client: aioredis.Redis, keys: Keys, partition: int
+) -> AsyncIterator[tuple[int, int, bytes]]:
+    """A partition's stream entries in order, as (ms, seq, record), page by page."""
+    start = "-"
+    while True:
+        rows = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await client.xrange(keys.log(partition), min=start, count=PAGE),
+        )
+        for eid, fields in rows:
+            ms, seq = eid.decode().split("-")
+            yield int(ms), int(seq), fields[b"__data__"]
+        if len(rows) < PAGE:
+            return
+        start = "(" + rows[-1][0].decode()
+
+
+async def _merged(client: aioredis.Redis, keys: Keys) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    """Every partition's entries in one order, by stream id: (ms, seq, partition, record)."""
+    streams = [_entries(client, keys, p) for p in range(keys.partitions)]
+    heads: list[tuple[int, int, int, bytes]] = []
+    for p, stream in enumerate(streams):
+        if (first := await anext(stream, None)) is not None:
+            heads.append((first[0], first[1], p, first[2]))
+    heapq.heapify(heads)
+    while heads:
+        ms, seq, p, raw = heads[0]
+        yield ms, seq, p, raw
+        if (after := await anext(streams[p], None)) is not None:
+            heapq.heapreplace(heads, (after[0], after[1], p, after[2]))
+        else:
+            heapq.heappop(heads)
+
+
+class _Writer:
+    """Writes records to the target, a pipeline of `PAGE` at a time."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+        self.last: dict[int, tuple[int, int]] = {}
+        self.pipe = client.pipeline(transaction=False)
+        self.queued = 0
+
+    def place(self, partition: int, ms: int, seq: int) -> str:
+        """The stream id an entry recorded at `ms` gets in `partition`: its own where it
+        is free, else the next one in the same millisecond (the time stays true)."""
+        last = self.last.get(partition)
+        if last is not None and (ms, seq) <= last:  # the merge is by id: ms == last[0]
+            ms, seq = last[0], last[1] + 1
+        self.last[partition] = (ms, seq)
+        return f"{ms}-{seq}"
+
+    async def write(self, record: bytes, stored: _Stored, partition: int, eid: str) -> None:
+        position = f"{partition}:{eid}"
+        moved = moved_record(record, position)
+        self.pipe.xadd(self.keys.log(partition), {"__data__": moved}, id=eid)
+        self.pipe.rpush(self.keys.story(stored.subject, partition), moved)
+        self.pipe.hset(
+            self.keys.ids(partition),
+            dedup_field(stored.source, stored.id),
+            f"{stored.version} {position} {stored.subject}",
+        )
+        self.queued += 1
+        if self.queued >= PAGE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.queued:
+            await self.pipe.execute()
+            self.pipe = self.client.pipeline(transaction=False)
+            self.queued = 0
+
+
+SETTINGS = (feeds_key, feed_tokens_key, readers_key, reader_tokens_key)
+
+
+async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: str) -> int:
+    """Feeds and readers, so the target's services know them; and the feeds' Redis
+    inboxes, entry for entry: the target's validator reads them from the start, and what
+    the source's had validated comes back as duplicates. Subscriptions are not moved."""
+    copied = 0
+    for key_of in SETTINGS:
+        key = key_of(prefix)
+        found = cast(dict[bytes, bytes], await source.hgetall(key))
+        if found:
+            await target.hset(key, mapping=found)  # type: ignore[arg-type]  # bytes to bytes
+            copied += len(found)
+    for feed in cast(list[bytes], await source.hkeys(feeds_key(prefix))):
+        inbox = inbox_key(prefix, feed.decode())
+        start = "-"
+        while rows := cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await source.xrange(inbox, min=start, count=PAGE),
+        ):
+            pipe = target.pipeline(transaction=False)
+            for eid, fields in rows:
+                pipe.xadd(inbox, fields, id=eid)  # type: ignore[arg-type]  # bytes to bytes
+            await pipe.execute()
+            start = "(" + rows[-1][0].decode()
+    return copied
+
+
+async def place_delivery(
+    source: aioredis.Redis, from_: Keys, target: aioredis.Redis, to: Keys
+) -> bool:
+    """Where the source fans the log out to subscribers (`dateline deliver`), start the
+    target's fan-out after the copied history: from 0, a delivery service there would send
+    every subscriber the whole log again. Whether there was one."""
+    groups = [g for p in range(from_.partitions) for g in await _groups(source, from_.log(p))]
+    if not any(_name(g) == DELIVER_GROUP for g in groups):
+        return False
+    for p in range(to.partitions):
+        try:
+            await target.xgroup_create(to.log(p), DELIVER_GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+    return True
+
+
+async def _groups(client: aioredis.Redis, stream: str) -> list[dict[str, Any]]:
+    try:
+        return await client.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return []
+
+
+def _name(group: dict[str, Any]) -> str:
+    found = group.get("name", b"")
+    return found.decode() if isinstance(found, bytes) else str(found)
+
+
+async def copy_log(
+    source: aioredis.Redis,
+    sealing: Sealing,
+    target: aioredis.Redis,
+    to: Keys,
+    *,
+    progress: Callable[[int], None] | None = None,
+    positions: IO[str] | None = None,
+) -> dict[str, StoryCheck]:
+    """Copy every record (step 2); each story's count and digest, for `check`."""
+    await sealing.refresh(source, force=True)
+    writer = _Writer(target, to)
+    checks: dict[str, StoryCheck] = {}
+    done = 0
+    async for ms, seq, partition, raw in _merged(source, sealing.keys):
+        record = sealing.entry(partition, f"{ms}-{seq}", raw)
+        stored = _stored(record)
+        lands = to.partition(stored.subject)
+        eid = writer.place(lands, ms, seq)
+        await writer.write(record, stored, lands, eid)
+        checks.setdefault(stored.subject, StoryCheck()).add(record)
+        if positions is not None:
+            positions.write(f"{partition}:{ms}-{seq}\t{lands}:{eid}\n")
+        done += 1
+        if progress is not None and done % PAGE == 0:
+            progress(PAGE)
+    await writer.flush()
+    if progress is not None and done % PAGE:
+        progress(done % PAGE)
+    return checks
+
+
+async def check(target: aioredis.Redis, to: Keys, checks: dict[str, StoryCheck]) -> list[str]:
+    """What differs between the copy and the source (step 3): an empty list when nothing."""
+    wrong: list[str] = []
+    for story, want in checks.items():
+        got = StoryCheck()
+        for record in cast(list[bytes], await target.lrange(to.story(story), 0, -1)):
+            got.add(record)
+        if got.count != want.count:
+            wrong.append(f"{story}: {got.count} updates on the target, {want.count} here")
+        elif got.digest.digest() != want.digest.digest():
+            wrong.append(f"{story}: its records differ")
+    total = sum(c.count for c in checks.values())
+    streamed = sum([int(await target.xlen(to.log(p))) for p in range(to.partitions)])
+    deduped = sum([int(await target.hlen(to.ids(p))) for p in range(to.partitions)])
+    if not total == streamed == deduped:
+        wrong.append(
+            f"the target holds {streamed} stream entries and {deduped} dedup entries "
+            f"for {total} updates"
+        )
+    return wrong
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start

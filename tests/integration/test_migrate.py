@@ -1,0 +1,328 @@
+"""Moving a log (`dateline migrate`, `store/migrate.py`): to another server with more
+partitions, and to a real cluster; what a feed sees meanwhile; the check that catches a
+copy that differs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from bench.projection import newsroom_updates
+from litestar.testing import AsyncTestClient
+
+from dateline.ingest.app import create_app
+from dateline.ingest.credentials import Credentials
+from dateline.ingest.wire import CE_BATCH
+from dateline.store import migrate
+from dateline.store.cluster import LocalCluster
+from dateline.store.config import Settings
+from dateline.store.connection import open_client
+from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
+from dateline.store.log import Log, LogMoving
+from dateline.store.seal import Sealing, is_sealed, seal_log
+from tests.conftest import fresh_log
+from tests.e2e.processes import DATELINE
+from tests.factories import encode, update
+from tests.projection_helpers import HANOI
+
+
+class _Record(msgspec.Struct):
+    id: str
+    version: int
+    position: str
+    recordedtime: str
+
+
+_record = msgspec.json.Decoder(_Record).decode
+
+
+@pytest.fixture
+async def source(redis_url: str) -> AsyncIterator[Log]:
+    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
+        yield found
+
+
+async def _hanoi(log: Log) -> list[str]:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    results = await log.append(lines)
+    assert {r.status for r in results} == {"appended"}
+    return sorted({r.subject for r in results})
+
+
+async def _moved(source: Log, target: aioredis.Redis, to: Keys) -> list[str]:
+    await migrate.check_empty(target, to)
+    await Log(target, to).check_partitions()
+    await migrate.freeze(source.redis, source.keys, "is being moved (a test)", "there")
+    checks = await migrate.copy_log(source.redis, source.sealing, target, to)
+    return await migrate.check(target, to, checks)
+
+
+async def _same_histories(
+    source: Log, target: aioredis.Redis, to: Keys, stories: list[str], key: bytes | None = None
+) -> None:
+    moved = Log(target, to, sealing=Sealing(key, to))
+    for story in stories:
+        before = [_record(r) for r in await source.read_story_json(story)]
+        after_raw = await moved.read_story_json(story)
+        after = [_record(r) for r in after_raw]
+        assert [(r.id, r.version, r.recordedtime) for r in after] == [
+            (r.id, r.version, r.recordedtime) for r in before
+        ]
+        part = to.partition(story)
+        for raw, rec in zip(after_raw, after, strict=True):
+            # The position is where it landed: the story's new partition, a stream entry
+            # that holds the same record, under the millisecond it was recorded.
+            where, eid = rec.position.split(":")
+            assert int(where) == part
+            [(_, fields)] = await target.xrange(to.log(part), min=eid, max=eid)
+            assert fields[b"__data__"] == raw
+            recorded = datetime.fromisoformat(rec.recordedtime.replace("Z", "+00:00"))
+            assert int(eid.split("-")[0]) == round(recorded.timestamp() * 1000)
+
+
+async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
+    source: Log, redis_url: str
+) -> None:
+    stories = await _hanoi(source)
+    token = await Credentials(source.redis, source.keys.prefix).add("wire-a", "urn:feed:test")
+    # The same prefix, on another database of the same server: the feeds' keys too.
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/2")
+    to = Keys(source.keys.prefix, 16)
+    assert await _moved(source, target, to) == []
+    await _same_histories(source, target, to, stories)
+    # The feeds come along: the token works against the target.
+    assert await migrate.copy_settings(source.redis, target, to.prefix) == 2
+    assert await Credentials(target, to.prefix).authenticate(token) is not None
+    # A feed's retry of an update from before the move is still a duplicate, at the
+    # version and position it has now.
+    first = next(x for x in HANOI.read_bytes().splitlines() if x.strip())
+    [again] = await Log(target, to).append([first])
+    assert again.status == "duplicate"
+    assert again.version == 1
+    assert again.position.startswith(f"{to.partition(again.subject)}:")
+    # New updates continue each story's versions.
+    [new] = await Log(target, to).append([encode(update(subject=stories[0], id="after"))])
+    assert new.version == await source.version(stories[0]) + 1
+    async for key in target.scan_iter(match=f"{to.prefix}:*"):
+        await target.delete(key)
+    await target.aclose()
+
+
+async def test_a_frozen_log_refuses_appends_and_says_why_until_released(
+    source: Log, redis_url: str
+) -> None:
+    await _hanoi(source)
+    held = await source.version("hanoi-summit-2019")
+    await migrate.freeze(source.redis, source.keys, "is being moved to x (a test)", "x")
+    with pytest.raises(LogMoving, match="is being moved to x"):
+        await source.append([encode(update(id="during"))])
+    streamed = source.append_stream([[encode(update(id="during-2"))]])
+    with pytest.raises(LogMoving):
+        await anext(streamed)
+    # Over HTTP: a 503 that says so, with a Retry-After; nothing written.
+    settings = Settings(
+        redis_url,
+        data_dir=None,  # type: ignore[arg-type]
+        prefix=source.keys.prefix,
+        partitions=source.keys.partitions,
+    )
+    token = await Credentials(source.redis, source.keys.prefix).add("wire-a", "urn:feed:test")
+    headers = {"content-type": CE_BATCH, "authorization": f"Bearer {token}"}
+    body = json.dumps([update(id="http-during")]).encode()
+    async with AsyncTestClient(app=create_app(settings, redis_url)) as http:
+        r = await http.post("/v1/updates", content=body, headers=headers)
+        assert r.status_code == 503, r.text
+        assert "is being moved to x" in r.json()["detail"]
+        assert int(r.headers["retry-after"]) > 0
+        assert await source.version("hanoi-summit-2019") == held  # nothing written
+        assert await migrate.release(source.redis, source.keys) == source.keys.partitions
+        r = await http.post("/v1/updates", content=body, headers=headers)
+        assert r.status_code == 202, r.text
+
+
+async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) -> None:
+    stories = await _hanoi(source)
+    target = aioredis.Redis.from_url(redis_url)
+    to = Keys(f"m{uuid.uuid4().hex[:10]}", 8)
+    checks = await migrate.copy_log(source.redis, source.sealing, target, to)
+    assert await migrate.check(target, to, checks) == []
+    story = stories[-1]
+    await target.lset(to.story(story), 0, (await target.lindex(to.story(story), 1)) or b"")
+    await target.rpush(to.story(stories[0]), b'{"id":"x","version":9,"position":"0:1-0"}')
+    wrong = await migrate.check(target, to, checks)
+    assert f"{story}: its records differ" in wrong
+    assert any(w.startswith(f"{stories[0]}: ") and "updates on the target" in w for w in wrong)
+    await target.aclose()
+
+
+async def test_a_target_that_holds_the_log_already_is_refused(source: Log, redis_url: str) -> None:
+    await _hanoi(source)
+    target = aioredis.Redis.from_url(redis_url)
+    with pytest.raises(migrate.TargetNotEmpty, match="already holds a log"):
+        await migrate.check_empty(target, source.keys)
+    await target.aclose()
+
+
+async def test_a_sealed_log_moves_to_a_cluster_and_is_sealed_there(
+    source: Log, local_cluster: LocalCluster
+) -> None:
+    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
+    key = secrets.token_bytes(32)
+    await seal_log(source.redis, source.keys, key)
+    sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
+    stories = await _hanoi(sealed)
+    target = await open_client(local_cluster.url)
+    to = Keys(f"m{uuid.uuid4().hex[:10]}", 8)
+    assert await _moved(sealed, target, to) == []
+    report = await seal_log(target, to, key)
+    assert report.mismatched == []
+    reader = Log(target, to, sealing=Sealing(key, to))
+    await _same_histories(sealed, target, to, stories, key)
+    assert [u.version for u in await reader.read_story(stories[0])][-1] == await sealed.version(
+        stories[0]
+    )
+    await target.aclose()
+
+
+def test_the_command_moves_a_generated_log_to_a_cluster(
+    tmp_path: Path, redis_url: str, local_cluster: LocalCluster
+) -> None:
+    """`dateline migrate` as an operator runs it: 100,000 updates over 10,000 stories
+    from one server to a cluster with twice the partitions, checked; then the source
+    refuses appends and says where the log went, and the log reads back from the
+    cluster."""
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "REDIS_URL": redis_url, "DATELINE_PREFIX": prefix}
+    env.pop("DATELINE_SEAL_KEY", None)
+    generated = newsroom_updates(100_000, 10_000)
+    published = subprocess.run(
+        [str(DATELINE), "publish", "-", "--batch-size", "1000"],
+        input=b"\n".join(generated),
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert published.returncode == 0, published.stderr[-2000:]
+    moved = subprocess.run(
+        [
+            str(DATELINE),
+            "migrate",
+            "--to",
+            local_cluster.url,
+            "--partitions",
+            "16",
+            "--positions",
+            str(tmp_path / "positions.tsv"),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    out = moved.stdout.decode()
+    print(out)
+    assert "moved 100000 updates of 10000 stories" in out
+    assert "(8 -> 16 partitions)" in out and "count and digest match" in out
+    assert "redis://:****@127.0.0.1:" in out  # the password is not printed
+    mapped = [line.split("\t") for line in (tmp_path / "positions.tsv").read_text().splitlines()]
+    assert len(mapped) == 100_000
+    assert len({new for _, new in mapped}) == 100_000
+    again = subprocess.run(
+        [str(DATELINE), "publish", "-"],
+        input=generated[0],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert again.returncode == 1
+    assert b"has moved to redis://" in again.stderr
+    # On-call asking the old server sees it first thing.
+    status = subprocess.run(
+        [str(DATELINE), "status", "--json"], env=env, capture_output=True, check=False
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert json.loads(status.stdout)["moving"].startswith("has moved to redis://:****@")
+    status = subprocess.run([str(DATELINE), "status"], env=env, capture_output=True, check=False)
+    assert b"the log has moved to" in status.stderr
+    story = str(json.loads(generated[-1])["subject"])
+    history = subprocess.run(
+        [str(DATELINE), "log", "--json", story],
+        env={**env, "REDIS_URL": local_cluster.url, "DATELINE_PARTITIONS": "16"},
+        capture_output=True,
+        check=False,
+    )
+    assert history.returncode == 0, history.stderr[-2000:]
+    versions = [json.loads(line)["version"] for line in history.stdout.splitlines()]
+    assert versions == list(range(1, len(versions) + 1))
+    assert versions
+
+
+async def test_a_sealed_log_is_frozen_by_its_function_and_stays_sealed_when_released(
+    source: Log,
+) -> None:
+    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
+    key = secrets.token_bytes(32)
+    await seal_log(source.redis, source.keys, key)
+    sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
+    await sealed.append([encode(update(id="before"))])
+    await migrate.freeze(source.redis, source.keys, "is being moved (a test)", "x")
+    for log in (sealed, Log(source.redis, source.keys)):  # by the function, or the script
+        with pytest.raises(LogMoving, match="is being moved"):
+            await log.append([encode(update(id="during"))])
+    assert await migrate.release(source.redis, source.keys) == source.keys.partitions
+    assert await is_sealed(source.redis, source.keys)
+    [after] = await sealed.append([encode(update(id="after"))])
+    assert (after.status, after.version) == ("appended", 2)
+    assert [u.id for u in await sealed.read_story("hanoi-summit-2019")] == ["before", "after"]
+
+
+async def test_a_marker_that_holds_only_a_move_does_not_seal_the_log(source: Log) -> None:
+    await migrate.freeze(source.redis, source.keys, "is being moved (a test)", "x")
+    assert not await is_sealed(source.redis, source.keys)
+    await migrate.release(source.redis, source.keys)
+    [done] = await source.append([encode(update(id="plain"))])
+    assert done.status == "appended"  # the plain script: no SEALED from an empty marker
+
+
+async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
+    source: Log, redis_url: str
+) -> None:
+    """A feed's Redis inbox is copied entry for entry (the target's validator reads it
+    from the start: what was validated here comes back as duplicates); where the source
+    fans out to subscribers, the target's fan-out starts past the copied history, so no
+    subscriber gets the whole log again."""
+    await _hanoi(source)
+    prefix = source.keys.prefix
+    await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
+    inbox = inbox_key(prefix, "wire-a")
+    sent = [
+        await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(3)
+    ]
+    await source.redis.xgroup_create(source.keys.log(0), DELIVER_GROUP, id="0", mkstream=True)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/3")
+    to = Keys(prefix, 4)
+    try:
+        assert await _moved(source, target, to) == []
+        await migrate.copy_settings(source.redis, target, prefix)
+        assert [eid for eid, _ in await target.xrange(inbox)] == sent
+        assert await migrate.place_delivery(source.redis, source.keys, target, to)
+        for p in range(to.partitions):
+            [group] = await target.xinfo_groups(to.log(p))
+            last = (await target.xinfo_stream(to.log(p)))["last-generated-id"]
+            assert group["last-delivered-id"] == last  # nothing of the copy to fan out
+            assert group.get("lag", 0) == 0  # Redis 6.2 does not say
+    finally:
+        async for key in target.scan_iter(match=f"{prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
