@@ -60,6 +60,10 @@ async def test_any_nodes_url_is_found_to_be_a_cluster(
     found = log.redis.get_nodes()  # type: ignore[attr-defined]  # the cluster client's
     assert len(found) >= 3  # the masters (replicas too where it reads from them)
     assert {n.connection_class for n in found} == {ClusterConnection}
+    # Appends go through a client that never retries a pipeline inside (which would
+    # send its WAIT to any node); the log's own retries aim it again.
+    assert log.redis.appender.retry.get_retries() == 0  # type: ignore[attr-defined]
+    assert log.redis.retry.get_retries() > 0  # type: ignore[attr-defined]
 
 
 async def test_a_batch_over_every_partition_lands_in_input_order(log: Log) -> None:

@@ -28,7 +28,7 @@ from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import AskError, ClusterCrossSlotError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -224,14 +224,40 @@ async def open_client(url: str, **options: Any) -> aioredis.Redis:
     same on both; what a cluster needs otherwise, the caller checks (`is_cluster`)."""
     if not await cluster_mode(url):
         return connect(url, **options)
-    client = RedisCluster.from_url(url)
+    client = _cluster(ClusterClient, url)
+    # For appends, a second client that never retries inside: redis-py's pipeline retry
+    # drops the `target_nodes` of a `WAIT` (which then counts another node's replicas:
+    # a false acknowledgement) and closes every connection of the client first, failing
+    # requests to healthy masters too. The log retries its appends itself
+    # (`Log._run_part`); everything else keeps redis-py's retries.
+    client.appender = _cluster(RedisCluster, url, retry=Retry(NoBackoff(), 0))
+    return cast(aioredis.Redis, client)
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client, with the one the log appends through (`appender`)."""
+
+    appender: RedisCluster
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.appender.aclose()
+
+
+def _cluster(kind: type[RedisCluster], url: str, **options: Any) -> Any:
+    client = kind.from_url(url, **options)
     client.commands_parser = _LocalKeys()
     # Ours, not redis-py's plain one (which the cluster client insists on): hiredis
     # packing, the bounded send, the closed-writer errors made ConnectionErrors.
     client.nodes_manager.connection_kwargs["connection_class"] = ClusterConnection
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = ClusterConnection
-    return cast(aioredis.Redis, client)
+    return client
+
+
+def appender_of(client: aioredis.Redis) -> RedisCluster:
+    """The cluster client a log appends through (`open_client`'s), else the client."""
+    return getattr(client, "appender", None) or cast(RedisCluster, client)
 
 
 def is_cluster(client: aioredis.Redis) -> bool:

@@ -16,10 +16,12 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ClusterDownError, NoScriptError, ResponseError, SlotNotCoveredError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.store import scripts
-from dateline.store.connection import open_client
+from dateline.store.connection import appender_of, open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.seal import Sealing, unsealed_log
 from dateline_schemas import (
@@ -107,6 +109,11 @@ class LogMoving(RuntimeError):
     """The log is being moved to another server, or has been (`dateline migrate`): its
     partitions refuse appends, and nothing was written. The message says which."""
 
+
+PART_RETRIES_S = (0.05, 0.1, 0.2, 0.4)
+"""The pauses between tries of one partition's append on a cluster (`Log._run_part`)."""
+CLUSTER_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError)
+"""What a cluster answers while a node is lost or a replica takes over."""
 
 MIN_REPLICAS_AUTO = -1
 """`min_replicas` (and `Settings.min_replicas`' default): one when the server has a
@@ -395,9 +402,23 @@ class Log:
         return finished
 
     async def _run_part(self, part: Prepared, wanted: int) -> tuple[Any, int]:
+        """`_run_part_once`, again while the cluster is finding its feet (a node lost, a
+        replica taking over): appends are idempotent, and a duplicate is waited for too.
+        After `PART_RETRIES_S`, the error goes to the caller (ingest: a 503)."""
+        for pause in (*PART_RETRIES_S, None):
+            try:
+                return await self._run_part_once(part, wanted)
+            except CLUSTER_TRANSIENT:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last pause is None")
+
+    async def _run_part_once(self, part: Prepared, wanted: int) -> tuple[Any, int]:
         """One partition's append (and `WAIT` on the connection that wrote it, at the node
         that owns the slot: keyless, it would go to any node and count nothing)."""
-        cluster = cast(RedisCluster, self.redis)
+        cluster = appender_of(self.redis)
+        await cluster.initialize()  # at once when it knows the layout already
         node = cluster.get_node_from_key(part.keys[0])
         for _ in range(2):
             pipe = cluster.pipeline(transaction=False)

@@ -24,8 +24,8 @@ from litestar.types import (
     Scope,
     Send,
 )
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 PROBLEM = "application/problem+json"
@@ -210,6 +210,9 @@ def handlers(service: str) -> dict[type[Exception] | int, Handler]:
         HTTPException: http_error,
         RedisConnectionError: down,
         RedisTimeoutError: down,
+        # A cluster mid-failover: a shard without a master yet (or not known to be).
+        ClusterDownError: down,
+        SlotNotCoveredError: down,
         ResponseError: full_or_unhandled(service),
         Exception: unhandled(service),
     }
