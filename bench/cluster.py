@@ -18,8 +18,11 @@ from pathlib import Path
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
+from dateline.store import migrate
 from dateline.store.cluster import LocalCluster
+from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
+from dateline.store.layout import Keys
 from dateline.store.log import Log
 
 BATCH = 1000
@@ -66,19 +69,56 @@ async def _measure(
     return rounds[len(rounds) // 2]
 
 
+async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> float:
+    """Updates/s of `dateline migrate`'s copy and check (`store/migrate.py`): a log of
+    `payloads` on one server with 8 partitions, moved to the cluster with 16."""
+    source = await Log.connect(source_url, prefix=f"m{uuid.uuid4().hex[:8]}", partitions=8)
+    target = await open_client(target_url)
+    try:
+        async for _ in source.append_stream(
+            [payloads[i : i + BATCH] for i in range(0, len(payloads), BATCH)]
+        ):
+            pass
+        to = Keys(source.keys.prefix, 16)
+        start = time.perf_counter()
+        await migrate.freeze(source.redis, source.keys, "is being moved (bench)", "bench")
+        checks = await migrate.copy_log(source.redis, source.sealing, target, to)
+        wrong = await migrate.check(target, to, checks)
+        took = time.perf_counter() - start
+        assert wrong == [], wrong
+        return len(payloads) / took
+    finally:
+        await source.close()
+        await target.aclose()
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     n = 5_000 if quick else 50_000
     runs = 1 if quick else 3
     payloads = realistic_updates(n)
     print(f"cluster: {n:,} updates, batches of {BATCH}, fsync everysec, one server first")
-    with tempfile.TemporaryDirectory() as tmp:
-        with EmbeddedRedis(Path(tmp) / "one", fsync="everysec") as one:
-            single = await _measure(one.url, [one.process.pid], payloads, runs)
-        with LocalCluster(Path(tmp) / "cluster", 3, 1, "everysec", "bench") as cluster:
-            pids = [node.process.pid for node in cluster.nodes]
-            spread = await _measure(cluster.url, pids, payloads, runs)
-            waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedRedis(Path(tmp) / "one", fsync="everysec") as one,
+        LocalCluster(Path(tmp) / "cluster", 3, 1, "everysec", "bench") as cluster,
+    ):
+        single = await _measure(one.url, [one.process.pid], payloads, runs)
+        pids = [node.process.pid for node in cluster.nodes]
+        spread = await _measure(cluster.url, pids, payloads, runs)
+        waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
+        moved = await _migrated(one.url, cluster.url, payloads)
     _rows(report.add, single, spread, waited)
+    report.add(
+        Row(
+            "cluster",
+            "dateline migrate: one server (8 partitions) to the cluster (16), copy + check",
+            moved,
+            "updates/s",
+            "one server, Log.append_stream",
+            moved / single[0],
+            "freeze, merge by stream id, positions mapped, each story's count and digest",
+        )
+    )
 
 
 def _rows(

@@ -25,5 +25,6 @@ def test_bench_quick_writes_json_and_markdown() -> None:
     assert "raw XADD, overlapped pipelines, fsync always" in cases
     assert "Log.append_stream, fsync always" in cases
     assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
+    assert any(c.startswith("dateline migrate: one server") for c in cases)
     assert all(r["value"] > 0 for r in rows)
     assert "| log append |" in (ROOT / "bench" / "results" / "results.md").read_text()
