@@ -58,6 +58,15 @@ async def _hanoi(log: Log) -> list[str]:
     return sorted({r.subject for r in results})
 
 
+async def _sealed(log: Log) -> bytes:
+    """Seal the log with a new key (skipped on Redis 6.2, which has no functions)."""
+    if int(str((await log.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
+    key = secrets.token_bytes(32)
+    await seal_log(log.redis, log.keys, key)
+    return key
+
+
 async def _moved(source: Log, target: aioredis.Redis, to: Keys) -> list[str]:
     await migrate.check_empty(target, to)
     await Log(target, to).check_partitions()
@@ -175,10 +184,7 @@ async def test_a_target_that_holds_the_log_already_is_refused(source: Log, redis
 async def test_a_sealed_log_moves_to_a_cluster_and_is_sealed_there(
     source: Log, local_cluster: LocalCluster
 ) -> None:
-    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
-        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
-    key = secrets.token_bytes(32)
-    await seal_log(source.redis, source.keys, key)
+    key = await _sealed(source)
     sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
     stories = await _hanoi(sealed)
     target = await open_client(local_cluster.url)
@@ -270,10 +276,7 @@ def test_the_command_moves_a_generated_log_to_a_cluster(
 async def test_a_sealed_log_is_frozen_by_its_function_and_stays_sealed_when_released(
     source: Log,
 ) -> None:
-    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
-        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
-    key = secrets.token_bytes(32)
-    await seal_log(source.redis, source.keys, key)
+    key = await _sealed(source)
     sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
     await sealed.append([encode(update(id="before"))])
     await migrate.freeze(source.redis, source.keys, "is being moved (a test)", "x")

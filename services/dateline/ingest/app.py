@@ -159,15 +159,7 @@ def not_appended(
             return function_missing(feed, exc)
         case LogMoving():
             log.error("the log is moving or has moved; answered 503", feed=feed, error=str(exc))
-            return respond(
-                Problem(
-                    "urn:dateline:problem:unavailable",
-                    "Service unavailable",
-                    503,
-                    f"The log {exc}. Nothing was written; send it again later",
-                ),
-                {"Retry-After": str(MOVING_RETRY_AFTER_S)},
-            )
+            return _unavailable(f"The log {exc}", MOVING_RETRY_AFTER_S)
         case CrossPartitionBatch():
             return respond(Problem(ATOMIC_ACROSS, "Atomic batch across partitions", 422, str(exc)))
 
@@ -175,14 +167,19 @@ def not_appended(
 def function_missing(feed: str, exc: AppendFunctionMissing) -> Response[bytes]:
     """503: the log is sealed and its append function is not on the server (yet)."""
     log.error("cannot append; answered 503", feed=feed, error=str(exc))
+    return _unavailable(str(exc), FUNCTION_RETRY_AFTER_S)
+
+
+def _unavailable(why: str, retry_after_s: int) -> Response[bytes]:
+    """503 for an append refused with nothing written: `why`, and when to send it again."""
     return respond(
         Problem(
             "urn:dateline:problem:unavailable",
             "Service unavailable",
             503,
-            f"{exc}. Nothing was written; send it again later",
+            f"{why}. Nothing was written; send it again later",
         ),
-        {"Retry-After": str(FUNCTION_RETRY_AFTER_S)},
+        {"Retry-After": str(retry_after_s)},
     )
 
 
