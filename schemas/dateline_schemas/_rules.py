@@ -8,6 +8,7 @@ types below carry the pattern for the exported JSON Schema *and* a `Rule` that
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,8 +85,12 @@ class FuzzyDate:
     precision: str  # "exact", "day" or "month"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_fuzzy_date(value: str) -> FuzzyDate:
-    """Parse an RFC 3339 date-time, a date (day precision) or a year-month."""
+    """Parse an RFC 3339 date-time, a date (day precision) or a year-month.
+
+    Cached (the result is frozen): a story's schedule names the same few dates again
+    and again, and a fold parses each of them every time it meets one."""
     try:
         if m := _DATETIME.fullmatch(value):
             text = value.replace("z", "Z").replace("t", "T").replace(" ", "T")
@@ -110,8 +115,11 @@ def check_fuzzy_date(value: object) -> None:
     parse_fuzzy_date(value)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(value: str) -> timedelta:
-    """Parse a signed ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds)."""
+    """Parse a signed ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds).
+
+    Cached: shifts are few ("-PT2H", "PT30M"), and a fold and a summary both parse one."""
     m = _DURATION.fullmatch(value)
     if not m or value.rstrip("T").endswith(("P", "T")) or not any(m.groups()[1:]):
         raise RuleError(

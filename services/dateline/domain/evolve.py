@@ -82,19 +82,10 @@ def _shifted(start: When, shift: str) -> When:
 def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
     """Apply one update; `time` is its event time, formatted once by the caller."""
     match update:
-        # Statements first: the commonest update, and every arm before one is a test.
+        # The commonest first (statements, then the schedule's): each arm before the one
+        # that matches is an isinstance test.
         case StatementMade(data=d):
             _statement(state, update, time)
-        case StoryOpened(data=d):
-            state.title, state.place, state.summary = d.title, d.place, d.summary
-            state.people, state.tags = list(d.people), list(d.tags)
-        case StoryLinked(data=d):
-            state.links = [x for x in state.links if (x.story, x.rel) != (d.story, d.rel)]
-            state.links.append(Link(d.story, d.rel, d.note))
-        case StoryConcluded():
-            state.status = "concluded"
-        case StoryReopened():
-            state.status = "developing"
         case ScheduleAnnounced(data=d):
             item = _item(state, d.item)
             item.title, item.status, item.starts_at = d.title, "scheduled", when(d.starts_at)
@@ -152,6 +143,16 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
         case ExpectationResolved(data=d):
             exp = state.expectations.setdefault(d.expectation, Expectation(d.expectation, ""))
             exp.status, exp.note = d.status, d.note
+        case StoryOpened(data=d):
+            state.title, state.place, state.summary = d.title, d.place, d.summary
+            state.people, state.tags = list(d.people), list(d.tags)
+        case StoryLinked(data=d):
+            state.links = [x for x in state.links if (x.story, x.rel) != (d.story, d.rel)]
+            state.links.append(Link(d.story, d.rel, d.note))
+        case StoryConcluded():
+            state.status = "concluded"
+        case StoryReopened():
+            state.status = "developing"
         case CorrectionIssued() | RetractionIssued() | RetractionLifted():
             pass  # applied to their targets by story.project, over the whole set
 
@@ -186,7 +187,7 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
         context=d.context,
         medium=d.medium,
         refs=[d.statement],
-        sources=sorted({update.source, *(old.sources if old else [])}),
+        sources=sorted({update.source, *old.sources}) if old else [update.source],
         corrected_fields=old.corrected_fields if old else [],
         correction_notes=old.correction_notes if old else [],
     )

@@ -34,13 +34,15 @@ from dateline_schemas.statement import StatementMade
 _copy_encode = msgspec.msgpack.Encoder().encode
 _copy_decode = msgspec.msgpack.Decoder(StoryState).decode
 _NAMING = (CorrectionIssued, RetractionIssued, RetractionLifted)
+_NAMING_KINDS = frozenset(_NAMING)
 
 
 def project(story: str, updates: Iterable[Update]) -> StoryState:
     """The state of `story` from its updates, in any order, duplicates (same version) once."""
     by_version = {u.version: u for u in updates if u.subject == story}
     keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
-    if not any(isinstance(u, _NAMING) for u in by_version.values()):
+    # The kinds at once (no update type is subclassed), not an isinstance an update.
+    if _NAMING_KINDS.isdisjoint({type(u) for u in by_version.values()}):
         state = StoryState(id=story)  # nothing corrected or retracted: a plain fold
         for key, u in keyed:
             _fold(state, u, key)

@@ -52,18 +52,11 @@ def _quote(text: str, limit: int = 90) -> str:
 
 def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per update type
     match update:
-        # Statements first: the commonest update, and every arm before one is a test.
+        # The commonest first (statements, then the schedule's): each arm before the one
+        # that matches is an isinstance test.
         case StatementMade(data=d):
             via = " through an interpreter" if d.via_interpreter else ""
             return f"{d.speaker}{via}: {_quote(d.text)}"
-        case StoryOpened(data=d):
-            return f"Story opened: {d.title}" + (f", {d.place}" if d.place else "")
-        case StoryLinked(data=d):
-            return f"Linked {d.rel.replace('_', ' ')}{LINKED}{d.story}"
-        case StoryConcluded(data=d):
-            return "Story concluded" + (f": {d.summary}" if d.summary else "")
-        case StoryReopened(data=d):
-            return "Story reopened" + _because(d.reason)
         case ScheduleAnnounced(data=d):
             return f"Scheduled {d.item}: {d.title} at {d.starts_at}"
         case ScheduleRescheduled(data=d):
@@ -87,6 +80,14 @@ def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per up
             return f"Expectation {d.expectation}: {d.description}"
         case ExpectationResolved(data=d):
             return f"Expectation {d.expectation} {d.status}" + (f": {d.note}" if d.note else "")
+        case StoryOpened(data=d):
+            return f"Story opened: {d.title}" + (f", {d.place}" if d.place else "")
+        case StoryLinked(data=d):
+            return f"Linked {d.rel.replace('_', ' ')}{LINKED}{d.story}"
+        case StoryConcluded(data=d):
+            return "Story concluded" + (f": {d.summary}" if d.summary else "")
+        case StoryReopened(data=d):
+            return "Story reopened" + _because(d.reason)
         case CorrectionIssued(data=d):
             return f"{(d.kind or 'correction').capitalize()} of {d.corrects}: {d.note}"
         case RetractionIssued(data=d):
