@@ -49,10 +49,13 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
         _stamp_latest(state, by_version.values())
         return state
     ordered = [u for _, u in keyed]
+    refs = [(u.source, u.id) for u in ordered]  # each update's `_ref`, made once
     hidden = _retracted(ordered)
-    present = {_ref(u): u for u in ordered}
+    present = dict(zip(refs, ordered, strict=True))
     issued = {
-        _ref(u): u for u in ordered if isinstance(u, CorrectionIssued) and _ref(u) not in hidden
+        ref: u
+        for ref, u in zip(refs, ordered, strict=True)
+        if isinstance(u, CorrectionIssued) and ref not in hidden
     }
     notes = {cref: _note(c, present.get(target_of(c)), hidden) for cref, c in issued.items()}
     effective = _effective(issued, notes)
@@ -64,13 +67,17 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
     state = StoryState(id=story)
     state.hidden = sorted(hidden.values(), key=lambda h: (h.id, h.source))
     state.corrections = list(notes.values())  # in the order of their time
-    for key, u in keyed:
-        if _ref(u) in hidden:
+    for (key, u), ref in zip(keyed, refs, strict=True):
+        if ref in hidden:
             continue
-        if _ref(u) in effective:  # a correction, as corrected; its changes went to its note
-            _fold(state, effective[_ref(u)], key)
+        if ref in effective:  # a correction, as corrected; its changes went to its note
+            _fold(state, effective[ref], key)
             continue
-        fixed, fields, texts = _corrected(u, corrections.get(_ref(u), []), notes)
+        fixes = corrections.get(ref)
+        if not fixes:
+            _fold(state, u, key)
+            continue
+        fixed, fields, texts = _corrected(u, fixes, notes)
         _fold(state, fixed, key)  # a correction changes data, never the time: same key
         if fields and isinstance(fixed, StatementMade):
             first = state.statement_aliases.get(fixed.data.statement, fixed.data.statement)
