@@ -697,7 +697,11 @@ def _s(value: bytes | str) -> str:
 
 
 def _confirmed(reply: object) -> int:
-    """How many replicas `WAIT` counted. An error counts none: "UNBLOCKED ... (master ->
-    replica?)" is a primary that stepped down under the wait (a failover), and what it
-    took before may be gone with its role."""
-    return 0 if isinstance(reply, Exception) else int(cast(int, reply))
+    """How many replicas `WAIT` counted. "UNBLOCKED ... (master -> replica?)" counts none:
+    a primary that stepped down under the wait (a failover), and what it took before may
+    be gone with its role. Any other error is raised (a `NOPERM` is not a slow replica)."""
+    if isinstance(reply, Exception):
+        if "UNBLOCKED" in str(reply):
+            return 0
+        raise reply
+    return int(cast(int, reply))

@@ -1,0 +1,50 @@
+"""How the log reads the server's replies around an append: what `WAIT` confirmed, and
+a refusal that says the log is moving. Pure: no server."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from dateline.store.log import LogMoving, _confirmed, _moving
+
+
+def test_wait_counts_what_it_says() -> None:
+    assert _confirmed(1) == 1
+    assert _confirmed(b"2") == 2
+
+
+def test_a_wait_ended_by_a_primary_stepping_down_confirms_nothing() -> None:
+    unblocked = ResponseError(
+        "UNBLOCKED force unblock from blocking operation, instance state changed "
+        "(master -> replica?)"
+    )
+    assert _confirmed(unblocked) == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ResponseError("NOPERM User ingest has no permissions to run the 'wait' command"),
+        RedisConnectionError("Connection closed by server."),
+    ],
+)
+def test_any_other_error_of_the_wait_is_raised_not_taken_for_a_slow_replica(
+    error: Exception,
+) -> None:
+    with pytest.raises(type(error)):
+        _confirmed(error)
+
+
+def test_a_relocated_refusal_is_told_apart_even_wrapped_by_a_pipeline() -> None:
+    plain = ResponseError("RELOCATED is being moved to redis://x (dateline migrate)")
+    wrapped = ResponseError(
+        "Command # 1 (EVAL -- Append a batch of story updates to the log, atomically per "
+        "call. 3 k1 k2 k3) of pipeline caused error: ('RELOCATED has moved to redis://y',)"
+    )
+    assert isinstance(found := _moving(plain), LogMoving)
+    assert str(found) == "is being moved to redis://x (dateline migrate)"
+    assert str(_moving(wrapped)) == "has moved to redis://y"
+    assert _moving(ResponseError("SEALED dateline_append_abc")) is None
+    assert _moving(ResponseError("ERR something RELOCATED later in the text")) is None
