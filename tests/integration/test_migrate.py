@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import redis
 import redis.asyncio as aioredis
 from bench.projection import newsroom_updates
 from litestar.testing import AsyncTestClient
@@ -329,3 +330,31 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
         async for key in target.scan_iter(match=f"{prefix}:*"):
             await target.delete(key)
         await target.aclose()
+
+
+def test_the_command_says_what_is_wrong_and_release_lifts_a_freeze(redis_url: str) -> None:
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "REDIS_URL": redis_url, "DATELINE_PREFIX": prefix}
+    env.pop("DATELINE_SEAL_KEY", None)
+
+    def dateline(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([str(DATELINE), *args], env=env, capture_output=True, check=False)
+
+    missing = dateline("migrate")
+    assert missing.returncode == 2
+    assert b"--to: the server or cluster node to move the log to" in missing.stderr
+    away = dateline("migrate", "--to", "redis://127.0.0.1:1/0")
+    assert away.returncode == 1
+    assert b"the target redis://127.0.0.1:1/0: " in away.stderr
+    assert b"Traceback" not in away.stderr
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(prefix, 8)
+    client.hset(keys.seal(3), mapping={"moving": "is being moved to x", "moving_to": "x"})
+    busy = dateline("migrate", "--to", redis_url)
+    assert busy.returncode == 1
+    assert b"already being moved, or has moved, to x" in busy.stderr
+    released = dateline("migrate", "--release")
+    assert released.returncode == 0, released.stderr
+    assert b"freeze lifted from 1 of 8 partitions" in released.stdout
+    assert not client.exists(keys.seal(3))
+    client.close()

@@ -20,7 +20,7 @@ from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
 from dateline.store import migrate
 from dateline.store.config import Settings
-from dateline.store.connection import open_client
+from dateline.store.connection import UNREACHABLE, open_client
 from dateline.store.layout import Keys
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import seal_if_supported
@@ -37,7 +37,7 @@ def _shown(url: str) -> str:
 
 
 @click.command(name="migrate")
-@click.option("--to", "to_url", required=True, help="The target: a server or any cluster node.")
+@click.option("--to", "to_url", default=None, help="The target: a server or any cluster node.")
 @click.option(
     "--partitions",
     type=click.IntRange(1, 1024),
@@ -57,7 +57,7 @@ def _shown(url: str) -> str:
     help="Only lift the freeze an interrupted run left on this log (appends resume here).",
 )
 def migrate_command(
-    to_url: str, partitions: int | None, positions: Path | None, release: bool
+    to_url: str | None, partitions: int | None, positions: Path | None, release: bool
 ) -> None:
     """Move this log (REDIS_URL, or the embedded server) to another server or cluster.
 
@@ -75,9 +75,11 @@ def migrate_command(
     Read models are not copied: a projector on the target rebuilds them from the log.
     A failed copy or check lifts the freeze and leaves the target to be cleared.
     """
+    if to_url is None and not release:
+        raise click.UsageError("--to: the server or cluster node to move the log to")
     cfg = settings()
     with server(cfg) as url, _opened(positions) as out:
-        asyncio.run(_migrate(cfg, url, to_url, partitions, out, release))
+        asyncio.run(_migrate(cfg, url, to_url or "", partitions, out, release))
 
 
 @contextlib.contextmanager
@@ -105,16 +107,21 @@ async def _migrate(
         if (going := await migrate.frozen_to(source.redis, source.keys)) is not None:
             raise click.ClickException(
                 f"this log is already being moved, or has moved, to {going}; "
-                "`dateline migrate --release` lifts an interrupted run's freeze"
+                "`dateline migrate --release` lifts the freeze an interrupted run left"
             )
         to = Keys(cfg.prefix, partitions or source.keys.partitions)
-        target = await open_client(to_url)
+        try:
+            target = await open_client(to_url)
+        except UNREACHABLE as exc:
+            raise click.ClickException(f"the target {_shown(to_url)}: {exc}") from None
         try:
             await migrate.check_empty(target, to)
             await Log(target, to).check_partitions()  # the target's config: its count
             report = await _move(cfg, source, target, to, to_url, positions)
         except (migrate.TargetNotEmpty, PartitionMismatch) as exc:
             raise click.ClickException(str(exc)) from None
+        except UNREACHABLE as exc:
+            raise click.ClickException(f"a server went away: {exc}") from None
         finally:
             await target.aclose()
     _say(report, url, to_url)

@@ -137,9 +137,15 @@ async def release(client: aioredis.Redis, keys: Keys) -> int:
 
 
 async def frozen_to(client: aioredis.Redis, keys: Keys) -> str | None:
-    """Where a freeze (or a finished move) says the log goes, if anywhere."""
-    found = await client.hget(keys.seal(0), "moving_to")
-    return found.decode() if isinstance(found, bytes) else found
+    """Where a freeze (or a finished move) says the log goes, if anywhere: any partition
+    (a run stopped while it froze them leaves some)."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hget(keys.seal(p), "moving_to")
+    for found in await pipe.execute():
+        if found is not None:
+            return found.decode() if isinstance(found, bytes) else str(found)
+    return None
 
 
 async def check_empty(client: aioredis.Redis, keys: Keys) -> None:
