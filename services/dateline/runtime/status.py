@@ -128,9 +128,10 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
     holders = await leases.holders(keys.partitions)
     pipe = client.pipeline(transaction=False)
     for p in range(keys.partitions):
-        pipe.hget(keys.seal(p), "from")
-    pipe.hget(keys.seal(0), "moving")
-    *sealed, moving = cast(list[bytes | None], await pipe.execute())
+        pipe.hmget(keys.seal(p), ["from", "moving"])
+    markers = cast(list[list[bytes | None]], await pipe.execute())
+    sealed = [found for found, _ in markers]
+    moving = next((m for _, m in markers if m is not None), None)  # a partial freeze too
     rows = []
     for p in range(keys.partitions):
         stream = keys.log(p)
