@@ -21,6 +21,14 @@ def test_a_wait_ended_by_a_primary_stepping_down_confirms_nothing() -> None:
         "(master -> replica?)"
     )
     assert _confirmed(unblocked) == 0
+    # On a cluster: the write was redirected to the slot's new master, the WAIT aimed at
+    # the old one, a replica now.
+    demoted = ResponseError(
+        "WAIT cannot be used with replica instances. Please also note that if a replica is "
+        "configured to be writable (which is not the default) writes to replicas are just "
+        "local and are not propagated."
+    )
+    assert _confirmed(demoted) == 0
 
 
 @pytest.mark.parametrize(

@@ -696,12 +696,18 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_DEMOTED = ("UNBLOCKED", "WAIT cannot be used with replica instances")
+"""What `WAIT` answers on a node that is no longer a primary: it stepped down under the
+wait, or, on a cluster, the write was redirected to the slot's new master while the
+`WAIT` went to the old one."""
+
+
 def _confirmed(reply: object) -> int:
-    """How many replicas `WAIT` counted. "UNBLOCKED ... (master -> replica?)" counts none:
-    a primary that stepped down under the wait (a failover), and what it took before may
-    be gone with its role. Any other error is raised (a `NOPERM` is not a slow replica)."""
+    """How many replicas `WAIT` counted. A node no longer a primary (`_DEMOTED`) counts
+    none: what it took may be gone with its role, so the feed is told to send it again.
+    Any other error is raised (a `NOPERM` is not a slow replica)."""
     if isinstance(reply, Exception):
-        if "UNBLOCKED" in str(reply):
+        if any(said in str(reply) for said in _DEMOTED):
             return 0
         raise reply
     return int(cast(int, reply))
