@@ -4,6 +4,7 @@ copy that differs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -358,3 +359,48 @@ def test_the_command_says_what_is_wrong_and_release_lifts_a_freeze(redis_url: st
     assert b"freeze lifted from 1 of 8 partitions" in released.stdout
     assert not client.exists(keys.seal(3))
     client.close()
+
+
+async def test_every_update_acknowledged_while_the_log_moves_is_on_the_target(
+    source: Log, redis_url: str
+) -> None:
+    """Feeds append through a move, retrying what is refused: every update the source
+    acknowledged is on the target once, with its version; every refused one was
+    answered `LogMoving` and written nowhere."""
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
+    to = Keys(source.keys.prefix, 16)
+    acked: dict[str, int] = {}
+    refused: list[str] = []
+    moving = asyncio.Event()
+
+    async def feed(n: int) -> None:
+        story = f"moving-{n}"
+        for i in range(10_000):
+            uid = f"{story}-{i}"
+            try:
+                [done] = await source.append([encode(update(subject=story, id=uid))])
+            except LogMoving:
+                refused.append(uid)
+                return
+            acked[uid] = done.version
+            if i == 20:
+                moving.set()
+            await asyncio.sleep(0)
+
+    feeds = [asyncio.create_task(feed(n)) for n in range(8)]
+    await moving.wait()
+    assert await _moved(source, target, to) == []  # freezes, copies, checks
+    await asyncio.gather(*feeds)
+    try:
+        assert len(refused) == 8  # each feed was stopped by the freeze, mid-stream
+        moved = Log(target, to)
+        for n in range(8):
+            story = f"moving-{n}"
+            held = {(r.id, r.version) for r in map(_record, await moved.read_story_json(story))}
+            mine = {(uid, v) for uid, v in acked.items() if uid.startswith(f"{story}-")}
+            assert held == mine  # all acknowledged, once, at their versions; nothing else
+            assert not any(uid in {i for i, _ in held} for uid in refused)
+    finally:
+        async for key in target.scan_iter(match=f"{to.prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
