@@ -13,6 +13,7 @@ import click
 import redis.asyncio as aioredis
 
 from dateline.store.config import Settings, SettingsError
+from dateline.store.connection import ONLY_THE_LOG
 from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
@@ -48,7 +49,10 @@ def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
 
 
 @contextlib.asynccontextmanager
-async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
+async def open_log(url: str, cfg: Settings, *, cluster_ok: bool = True) -> AsyncIterator[Log]:
+    """The log; `cluster_ok=False` for a command that reads or writes what the services
+    keep besides the log (read models, groups, dead letters, deliveries): on a cluster it
+    stops with one line, not a cross-slot traceback."""
     try:
         log = await Log.connect(
             url,
@@ -60,6 +64,9 @@ async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
         )
     except PartitionMismatch as exc:
         raise click.ClickException(str(exc)) from None
+    if log.cluster and not cluster_ok:
+        await log.close()
+        raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {ONLY_THE_LOG}")
     try:
         yield log
     except (Unsealed, SealKeyMissing) as exc:

@@ -130,7 +130,7 @@ def _run(work: Callable[[Subscriptions], Awaitable[T]]) -> T:
     cfg = settings()
 
     async def go() -> T:
-        async with open_log(url, cfg) as log:
+        async with open_log(url, cfg, cluster_ok=False) as log:
             return await work(Subscriptions(log.redis, log.keys))
 
     with server(cfg) as url:
@@ -200,7 +200,7 @@ def subscriptions_list(as_json: bool) -> None:
     cfg = settings()
 
     async def go() -> status.DeliveryStatus:
-        async with open_log(url, cfg) as log:
+        async with open_log(url, cfg, cluster_ok=False) as log:
             return await status.deliveries(log.redis, log.keys)
 
     with server(cfg) as url:

@@ -60,6 +60,14 @@ class OnACluster(ResponseError):
     the log's (`open_client`) does yet."""
 
 
+ONLY_THE_LOG = (
+    "of dateline, only the log's clients run on a cluster yet (ingest, `dateline "
+    "publish`, `log`, `seal`, `migrate`, `feeds`, `readers`). The projector, validator, "
+    "query and deliver, and the commands that read what they keep, need a single server "
+    "(or one with replicas): point REDIS_URL at one"
+)
+
+
 class _Packing(AbstractConnection):
     """Packs with hiredis; sends under `asyncio.timeout` rather than `asyncio.wait_for`;
     a write on a closed connection is a ConnectionError, whatever the transport raised."""
@@ -118,10 +126,7 @@ class _Sending(_Packing):
                 raise
             raise OnACluster(
                 f"the server at {self._host_error()} is a Redis Cluster node (it answered "
-                f"{type(exc).__name__} {str(exc)[:60]!r}); of dateline, only the log's "
-                "clients run on a cluster yet (ingest, `dateline publish`, `log`, `seal`). "
-                "The projector, validator, query and deliver need a single server (or one "
-                "with replicas): point REDIS_URL at one"
+                f"{type(exc).__name__} {str(exc)[:60]!r}); {ONLY_THE_LOG}"
             ) from exc
 
 
