@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import OnACluster, connect
 from dateline.store.embedded import EmbeddedRedisError
 from dateline.store.layout import Keys
 from dateline.store.log import Log
+from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 
 
@@ -85,3 +91,51 @@ async def test_dateline_on_a_cluster_node_says_what_it_is(cluster: LocalCluster)
         assert set(answers) - set(moved) == {"0"}
     finally:
         await log.close()
+
+
+def test_dateline_redis_cluster_starts_a_node_that_died_again(tmp_path: Path) -> None:
+    """`dateline redis --cluster` keeps its nodes: one SIGKILLed is started again on its
+    directory and port, and rejoins its shard (a dead master, as its new master's
+    replica), so the cluster is whole again without anyone's hand."""
+    env = {**os.environ, "DATELINE_DATA_DIR": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    err = (tmp_path / "stderr").open("w+b")
+    proc = subprocess.Popen(
+        [str(DATELINE), "redis", "--cluster"], env=env, stdout=subprocess.PIPE, stderr=err
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip()
+        victim = redis.Redis.from_url(url)  # the first master's node
+        pid = int(victim.info("server")["process_id"])
+        victim.close()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        whole = False
+        while time.monotonic() < deadline and not whole:
+            time.sleep(0.2)
+            whole = _whole(url)
+        assert whole, "the cluster was not whole again within 30 s"
+        err.seek(0)
+        assert b"exited (-9); started it again" in err.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        err.close()
+
+
+def _whole(url: str) -> bool:
+    """Every slot served, and 3 masters and 3 linked replicas."""
+    try:
+        client = RedisCluster.from_url(url)
+        try:
+            info = client.cluster_info()
+            nodes = client.cluster_nodes()
+        finally:
+            client.close()
+    except (redis.RedisError, RedisClusterException):  # the node it asks is still down
+        return False
+    flags = [n["flags"] for n in nodes.values()]
+    masters = sum("master" in f and "fail" not in f for f in flags)
+    replicas = sum("slave" in f and "fail" not in f for f in flags)
+    return info["cluster_state"] == "ok" and (masters, replicas) == (3, 3)

@@ -11,6 +11,9 @@ from dateline.cli.common import server, settings
 from dateline.store.cluster import local_cluster
 from dateline.store.embedded import EmbeddedRedisError
 
+RESTART_CHECK_S = 1.0
+"""How often `--cluster` looks for a node that exited, to start it again."""
+
 
 @click.command(name="redis")
 @click.option(
@@ -42,8 +45,10 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
 
     With --cluster it starts a cluster of masters and replicas instead, each node a
     server of its own on a port of its own, and prints the URL of one (any node finds
-    the others). Started again on the same data directory, the same cluster comes back.
-    The dateline services do not run on a cluster yet: they say so and stop.
+    the others). A node that exits (a crash, a SIGKILL) is started again within a
+    second and rejoins its shard. Started again on the same data directory, the same
+    cluster comes back. The dateline services do not run on a cluster yet: they say so
+    and stop.
     """
     cfg = settings()
     if cfg.redis_url:
@@ -62,7 +67,13 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
                     "Ctrl-C stops every node",
                     err=True,
                 )
-                stop.wait()
+                while not stop.wait(RESTART_CHECK_S):
+                    for port, status in nodes.restart_exited():
+                        click.echo(
+                            f"node {port} exited ({status}); started it again: it rejoins "
+                            "its shard",
+                            err=True,
+                        )
         except EmbeddedRedisError as exc:
             raise click.ClickException(f"embedded cluster: {exc}") from None
         return

@@ -174,6 +174,17 @@ class LocalCluster:
             return f"{masters} masters and {replicas} replicas"
         return None
 
+    def restart_exited(self) -> list[tuple[int, int]]:
+        """Start again every node that exited (a crash, a SIGKILL, out of memory) on its
+        own directory and port: its `nodes.conf` names its peers, and a master that died
+        rejoins as the replica of the one that took over. (port, exit status) of each."""
+        restarted = []
+        for node in self.nodes:
+            if (status := node.exited()) is not None:
+                node.start()
+                restarted.append((node.port, status))
+        return restarted
+
     def stop(self) -> None:
         """SIGTERM to every node (each fsyncs its AOF); the masters last."""
         for node in reversed(self.nodes):
