@@ -31,6 +31,7 @@ from dateline.store.connection import open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log, LogMoving
 from dateline.store.seal import Sealing, is_sealed, seal_log
+from dateline.store.subscriptions import Subscriptions
 from tests.conftest import fresh_log
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
@@ -314,6 +315,8 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
     sent = [
         await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(3)
     ]
+    subs = Subscriptions(source.redis, source.keys)
+    _, secret = await subs.add("https://cms.example.org/hooks", name="cms")
     await source.redis.xgroup_create(source.keys.log(0), DELIVER_GROUP, id="0", mkstream=True)
     target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/3")
     to = Keys(prefix, 4)
@@ -321,6 +324,10 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
         assert await _moved(source, target, to) == []
         await migrate.copy_settings(source.redis, target, prefix)
         assert [eid for eid, _ in await target.xrange(inbox)] == sent
+        # The subscription comes along with its secret: its subscriber's checks still pass.
+        moved = Subscriptions(target, to)
+        assert [sub.name for sub in await moved.all()] == ["cms"]
+        assert await moved.secret("cms") == secret
         assert await migrate.place_delivery(source.redis, source.keys, target, to)
         for p in range(to.partitions):
             [group] = await target.xinfo_groups(to.log(p))

@@ -65,9 +65,9 @@ def migrate_command(
     1. Freezes the log: ingest and the validator refuse appends (503, retried by feeds).
     2. Copies every update: its history, version, recorded time and dedup entry; its
        position mapped to where it lands (with --partitions, stories move between
-       partitions). Feeds, readers and the feeds' Redis inboxes come along;
-       subscriptions do not (add them again there; delivery there starts after the
-       copied history).
+       partitions). Feeds, readers, subscriptions (with their signing secrets) and
+       the feeds' Redis inboxes come along; delivery there starts after the copied
+       history, and what this server's delivery had not sent stays here.
     3. Checks the copy: each story's count and a digest of its records.
     4. Seals the target's log where there is a seal key (DATELINE_SEAL_KEY).
     5. Marks this log as moved. Restart every service with REDIS_URL=<target>; the ones
@@ -196,14 +196,14 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
     click.echo(
         f"moved {report.updates} updates of {report.stories} stories from {_shown(url)} to "
         f"{_shown(to_url)} ({before} -> {after} partitions) in {report.seconds:.1f} s; "
-        f"checked: each story's count and digest match; {report.settings} feed and reader "
-        "settings and the feeds' inboxes copied; "
+        f"checked: each story's count and digest match; {report.settings} feed, reader and "
+        "subscription settings and the feeds' inboxes copied; "
         + ("sealed" if report.sealed else "not sealed (no key, or no functions there)")
     )
     if report.delivery:
         click.echo(
-            "subscriptions are not moved: add them again on the target; its delivery starts "
-            "after the copied history, and what this server's had not sent stays here"
+            "delivery: the target's starts after the copied history; what this server's had "
+            "not yet sent (its outboxes, retries and dead letters) stays here"
         )
     click.echo(
         f"next: restart ingest, the validator, the projector, query and deliver with "

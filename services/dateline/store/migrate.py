@@ -46,6 +46,8 @@ from dateline.store.layout import (
     inbox_key,
     reader_tokens_key,
     readers_key,
+    subscription_secrets_key,
+    subscriptions_key,
 )
 from dateline.store.seal import Sealing
 
@@ -100,7 +102,7 @@ class MigrateReport:
     mismatched: list[str] = field(default_factory=list)
     sealed: bool = False
     settings: int = 0
-    """Feeds and readers copied (their hashes' fields)."""
+    """Feeds, readers and subscriptions copied (their hashes' fields)."""
     delivery: bool = False
     """The source fans out to subscribers: the target's fan-out starts after the copy."""
 
@@ -232,13 +234,22 @@ class _Writer:
             self.queued = 0
 
 
-SETTINGS = (feeds_key, feed_tokens_key, readers_key, reader_tokens_key)
+SETTINGS = (
+    feeds_key,
+    feed_tokens_key,
+    readers_key,
+    reader_tokens_key,
+    subscriptions_key,
+    subscription_secrets_key,
+)
 
 
 async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: str) -> int:
-    """Feeds and readers, so the target's services know them; and the feeds' Redis
+    """Feeds, readers and subscriptions (their signing secrets too, so subscribers'
+    checks still pass), so the target's services know them; and the feeds' Redis
     inboxes, entry for entry: the target's validator reads them from the start, and what
-    the source's had validated comes back as duplicates. Subscriptions are not moved."""
+    the source's had validated comes back as duplicates. A subscription's delivery state
+    (its outbox, retries, dead letters) stays on the source."""
     copied = 0
     for key_of in SETTINGS:
         key = key_of(prefix)
