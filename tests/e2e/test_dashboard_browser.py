@@ -255,7 +255,7 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     # once the freeze is lifted.
     client = aioredis.Redis.from_url(url)
     keys = Keys("web", 8)
-    detail = migrate.frozen_detail("redis://:****@cluster-1:6379/0", migrate.now())
+    detail = migrate.frozen_detail("redis://:****@cluster-1:6379/0")
     await migrate.freeze(client, keys, detail, "redis://:****@cluster-1:6379/0")
     moving = page.locator('[data-key="moving"]')
     await expect(moving).to_contain_text("The log is being moved to redis://:****@cluster-1")

@@ -138,9 +138,7 @@ async def _move(
     started = time.monotonic()
     total = await total_updates(source.redis, source.keys)
     shown = _shown(to_url)
-    await migrate.freeze(
-        source.redis, source.keys, migrate.frozen_detail(shown, migrate.now()), shown
-    )
+    await migrate.freeze(source.redis, source.keys, migrate.frozen_detail(shown), shown)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
     try:
         with Progress(*columns, console=Console(stderr=True)) as bar:
@@ -179,9 +177,7 @@ async def _move(
         await migrate.release(source.redis, source.keys)
         report.seconds = time.monotonic() - started
         return report
-    await migrate.freeze(
-        source.redis, source.keys, migrate.moved_detail(shown, migrate.now()), shown
-    )
+    await migrate.freeze(source.redis, source.keys, migrate.moved_detail(shown), shown)
     report.seconds = time.monotonic() - started
     return report
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,17 +106,19 @@ class MigrateReport:
     """The source fans out to subscribers: the target's fan-out starts after the copy."""
 
 
-def frozen_detail(to: str, since: datetime) -> str:
+def frozen_detail(to: str) -> str:
+    """What feeds are told while the log is copied: it reads after "The log"."""
     return (
-        f"is being moved to {to} (dateline migrate, since {since:%Y-%m-%dT%H:%M:%SZ}); "
+        f"is being moved to {to} (dateline migrate, since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}); "
         "appends are refused until it is done"
     )
 
 
-def moved_detail(to: str, at: datetime) -> str:
+def moved_detail(to: str) -> str:
+    """What feeds are told once the log has moved."""
     return (
-        f"has moved to {to} (dateline migrate, {at:%Y-%m-%dT%H:%M:%SZ}): restart this "
-        "service with REDIS_URL pointing there"
+        f"has moved to {to} (dateline migrate, {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}): "
+        "restart this service with REDIS_URL pointing there"
     )
 
 
@@ -354,11 +355,3 @@ async def check(target: aioredis.Redis, to: Keys, checks: dict[str, StoryCheck])
             f"for {total} updates"
         )
     return wrong
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start
