@@ -41,13 +41,13 @@ from dateline.domain import project
 from dateline.ingest.credentials import Credentials
 from dateline.store.connection import connect
 from dateline.store.deadletters import DeadLetters
-from dateline.store.embedded import EmbeddedRedis
+from dateline.store.embedded import EmbeddedRedis, stable_port
 from dateline.store.layout import Keys, inbox_key
 from dateline.store.log import Log
 from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
 from tests.chaos.proxy import Proxy
-from tests.e2e.processes import DATELINE, free_port
+from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 
 PREFIX, PARTITIONS, STORIES = "chaos", 4, 12
@@ -148,7 +148,8 @@ class System:
         self.restarting = asyncio.Lock()
         self.proxy: Proxy | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {"ingest": free_port(), "query": free_port()}
+        # Services are started again on their ports: ones no outgoing connection takes.
+        self.ports = {"ingest": stable_port(), "query": stable_port()}
         self.stopped: set[str] = set()
         self.reading: dict[str, str] = {}
         """A reader's header for the query service, made once the server is up."""

@@ -25,10 +25,10 @@ from dateline.store.config import Fsync
 from dateline.store.embedded import (
     EmbeddedRedis,
     EmbeddedRedisError,
-    free_port,
     half_the_ram_mb,
     password_of,
     server_binary,
+    stable_port,
 )
 
 NODE_TIMEOUT_MS = 1000
@@ -79,7 +79,8 @@ class LocalCluster:
             return list(layout["ports"])
         # Each node a port for clients and one for the cluster bus: the bus's default,
         # the port plus 10,000, is past 65,535 for many ports the system hands out.
-        ports = [free_port() for _ in range(2 * want)]
+        # Below the ephemeral range: a node started again must find its port free.
+        ports = [stable_port() for _ in range(2 * want)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.layout_file.write_text(
             json.dumps({"masters": self.masters, "replicas": self.replicas, "ports": ports})

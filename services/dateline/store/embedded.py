@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import random
 import secrets
 import signal
 import socket
@@ -51,6 +52,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+STABLE_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999): ports no outgoing connection takes."""
+
+
+def stable_port() -> int:
+    """A free port for a server that is started again on the same port (a cluster node,
+    a service a test restarts). One from the ephemeral range, as `free_port` gives, can
+    be taken meanwhile as the local end of any outgoing connection: the restart then
+    fails with "address already in use"."""
+    for port in random.sample(STABLE_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def die_with_parent() -> None:
