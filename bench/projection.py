@@ -43,6 +43,7 @@ from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import GroupKeys, Keys, group_of
 from dateline.store.log import Log, story_of
+from dateline.store.readmodels import ReadModels, read_checkpoints
 from dateline_schemas import decode_record, decode_records
 
 # A story as feeds send it: mostly statements and schedule news, a few corrections.
@@ -265,10 +266,10 @@ async def run(report: Report, *, quick: bool = False) -> None:
             )
         )
         used = 0
-        async for key in client.scan_iter(match="bench:rm:v1:story:*", count=1000):
+        async for key in client.scan_iter(match="bench:rm:v1:*:story:*", count=1000):
             used += int(await client.memory_usage(key, samples=0) or 0)
         for kind in ("timeline", "statements", "merge"):
-            async for key in client.scan_iter(match=f"bench:rm:v1:{kind}:*", count=1000):
+            async for key in client.scan_iter(match=f"bench:rm:v1:*:{kind}:*", count=1000):
                 used += int(await client.memory_usage(key, samples=0) or 0)
         report.add(
             Row(
@@ -384,12 +385,13 @@ async def _processes(report: Report, url: str, tmp: str, payloads: list[bytes]) 
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
                 heads = {
-                    str(p).encode(): (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
+                    p: (await client.xinfo_stream(keys.log(p)))["last-generated-id"].decode()
                     for p in range(keys.partitions)
                 }
+                models = ReadModels(keys, "v1")
                 # Polls: the progress is other processes'.
                 async with asyncio.timeout(300):
-                    while await client.hgetall(f"{prefix}:rm:v1:checkpoint") != heads:  # noqa: ASYNC110
+                    while await read_checkpoints(client, models) != heads:  # noqa: ASYNC110
                         await asyncio.sleep(0.005)
                 got.append(len(payloads) / (time.perf_counter() - start))
             await client.aclose()

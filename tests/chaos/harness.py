@@ -49,6 +49,7 @@ from dateline.store.readmodels import ReadModels
 from tests.chaos.proxy import Proxy
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
+from tests.models_help import index_entries
 
 PREFIX, PARTITIONS, STORIES = "chaos", 4, 12
 SOURCE, FEED = "urn:feed:chaos", "chaos"
@@ -570,13 +571,13 @@ async def loads(system: System, readers: int = 1000, streams: int = 1000) -> Loa
 
 async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> None:
     """Until the inbox is empty and every story's read model is at its log version."""
-    models = ReadModels(PREFIX, "v1")
+    models = ReadModels(keys, "v1")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         inbox = await admin.xlen(inbox_key(PREFIX, FEED))
         stories = [f"chaos-{s}" for s in range(STORIES)]
         versions = [await admin.llen(keys.story(s)) for s in stories]
-        states = await admin.hmget(models.index, stories)
+        states = await index_entries(admin, models, stories)
         projected = [json.loads(s)["version"] if s else 0 for s in states]
         if inbox == 0 and versions == projected:
             return
@@ -590,7 +591,7 @@ async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> 
     seen: Counter[str] = Counter()
     gaps = []
     models_off = []
-    models = ReadModels(PREFIX, "v1")
+    models = ReadModels(keys, "v1")
     versions: dict[str, int] = {}
     for s in range(STORIES):
         story = f"chaos-{s}"

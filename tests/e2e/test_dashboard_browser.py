@@ -179,7 +179,7 @@ async def test_the_story_page_changes_live_as_updates_land(
     row_held = page.locator(f'[data-story="{STORY}"] .chip.held')
     await expect(row_held).to_have_text("held back")
     await page.screenshot(path=str(ARTIFACTS / "story-list-held-back.png"))
-    models = ReadModels("web", "v1")
+    models = ReadModels(log.keys, "v1")
     await redrive(log, models, DeadLetters(client, "web", models.group), STORY)
     await expect(row_held).to_have_count(0)
     await page.goto(f"{base}/#/stories/{STORY}")

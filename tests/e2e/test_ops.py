@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from dateline.query.views import StoryView
-from dateline.store.readmodels import READ_STORY, SHAPE
+from dateline.store.layout import Keys
+from dateline.store.readmodels import READ_STORY, SHAPE, ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
@@ -27,7 +28,8 @@ DATELINE = Path(sys.executable).parent / "dateline"
 
 def whole(client: redis.Redis, version: str) -> object:
     """The story as readers get it: its state with its statements spliced in."""
-    keys = [f"ops:rm:{version}:{kind}:hanoi-summit-2019" for kind in ("story", "statements")]
+    models = ReadModels(Keys("ops", 8), version)
+    keys = [models.story("hanoi-summit-2019"), models.statements("hanoi-summit-2019")]
     return json.loads(client.eval(READ_STORY, 2, *keys))
 
 

@@ -24,6 +24,7 @@ from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.factories import encode, update
+from tests.models_help import index_entries
 
 DATELINE = Path(sys.executable).parent / "dateline"
 STORIES = 200
@@ -77,7 +78,7 @@ async def models_versions(log: Log, models: ReadModels) -> list[int]:
 
 async def versions(log: Log, models: ReadModels, stories: list[str]) -> list[int]:
     """Each story's version in the index (0: not there yet)."""
-    raw = await log.redis.hmget(models.index, stories)
+    raw = await index_entries(log.redis, models, stories)
     return [msgspec.json.decode(r)["version"] if r else 0 for r in raw]
 
 
@@ -120,7 +121,7 @@ def test_projector_survives_sigkill_at_random_points(tmp_path: Path) -> None:
     async def scenario() -> None:
         nonlocal kills
         log = await crash_log(server)
-        models = ReadModels("crash", "v1")
+        models = ReadModels(log.keys, "v1")
         publisher = asyncio.create_task(publish(log, rng))
         proc = start_projector(env)
         progress = []
@@ -187,7 +188,7 @@ def test_two_projectors_share_the_partitions_and_one_takes_over_when_the_other_d
 
     async def scenario() -> None:
         log = await crash_log(server)
-        models = ReadModels("crash", "v1")
+        models = ReadModels(log.keys, "v1")
         first, second = start_projector(env), start_projector(env)
         try:
             await shared_by(log, {owner(first), owner(second)})

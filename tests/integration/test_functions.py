@@ -36,7 +36,7 @@ async def test_the_library_holds_each_script_as_a_read_only_function() -> None:
 
 
 async def test_reads_answer_the_same_by_function_and_by_script(log: Log) -> None:
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     parked = GroupKeys(log.keys.prefix, models.group).parked
     [position] = [r.position for r in await log.append([encode(update(subject="story-f"))])]
     partition, at = str(position).split(":")
@@ -60,7 +60,7 @@ async def test_a_user_with_only_fcall_ro_reads_and_cannot_run_a_script(
         pytest.skip("Redis 6.2 has no functions: its query user keeps EVAL")
     assert await functions.load(log.redis)  # as the projector does when it starts
     async with _user(log, redis_url, "+fcall_ro", "+ping", "+xrange", "+hget") as reader:
-        models = ReadModels(log.keys.prefix, "vt")
+        models = ReadModels(log.keys, "vt")
         parked = GroupKeys(log.keys.prefix, models.group).parked
         [done] = await log.append([encode(update(subject="story-g"))])
         partition, at = str(done.position).split(":")

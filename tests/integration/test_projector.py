@@ -23,6 +23,7 @@ from dateline.store.connection import connect
 from dateline.store.log import Log, story_of
 from dateline_schemas import Update
 from tests.factories import DATA, encode, update
+from tests.models_help import hash_all, zset_all
 from tests.projection_helpers import HANOI
 
 
@@ -91,18 +92,20 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
         await settle(app)
     for story in ("hanoi-summit-2019", "cohen-hearing-2019"):
         assert await stored_state(app, story) == await rebuilt(log, story)
-    index = await app.client.hgetall(app.models.index)
+    index = await hash_all(app.client, app.models, lambda r: r.index)
     assert {k.decode() for k in index} == {"hanoi-summit-2019", "cohen-hearing-2019"}
-    kim = await app.client.hgetall(app.models.speaker("Kim Jong Un"))
+    kim = await hash_all(app.client, app.models, lambda r: r.speaker("Kim Jong Un"))
     assert list(kim) == [b"hanoi-summit-2019/kim-willing"]
-    board = await app.client.hgetall(app.models.schedule)
+    board = await hash_all(app.client, app.models, lambda r: r.schedule)
     lunch = msgspec.json.decode(board[b"hanoi-summit-2019/working-lunch"])
     assert lunch["item"]["status"] == "cancelled"
     # The board by start time: a range read for one day, the 27th's summit only.
     feb27 = 1551225600  # 2019-02-27T00:00:00Z; day-precision dates mean their UTC day
-    day = await app.client.zrangebyscore(app.models.schedule_by_start, feb27, feb27 + 86399)
+    region = app.models.region_of("hanoi-summit-2019")
+    day = await app.client.zrangebyscore(region.schedule_by_start, feb27, feb27 + 86399)
     assert day == [b"hanoi-summit-2019/summit"]
-    assert len(await app.client.zrange(app.models.schedule_by_start, 0, -1)) == len(board)
+    starts = await zset_all(app.client, app.models, lambda r: r.schedule_by_start)
+    assert len(starts) == len(board)
 
 
 async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Projector) -> None:
@@ -117,7 +120,8 @@ async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Pr
     # One partition, so one commit (or more, if the batch was split), ending at the last.
     assert heard
     assert heard[-1] == results[-1].position
-    checkpoint = await app.client.hget(app.models.checkpoint, heard[-1].split(":")[0])
+    partition = int(heard[-1].split(":")[0])
+    checkpoint = await app.client.hget(app.models.region(partition).checkpoint, str(partition))
     assert f"{heard[-1].split(':')[0]}:{checkpoint.decode()}" == heard[-1]
 
 
@@ -193,7 +197,7 @@ async def test_poison_parks_one_story_while_others_flow_then_redrive(
 
 
 async def checkpoint_of(app: Projector, partition: int) -> tuple[int, int] | None:
-    raw = await app.client.hget(app.models.checkpoint, str(partition))
+    raw = await app.client.hget(app.models.region(partition).checkpoint, str(partition))
     return None if raw is None else stream_id(raw.decode())
 
 

@@ -26,6 +26,7 @@ from dateline.store.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without
 from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
+from tests.models_help import members, newest_first, zset_all
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 from tests.readers import bearer
 
@@ -280,7 +281,7 @@ async def test_the_index_pages_newest_first_from_its_by_time_index(
     newest = (await api.get("/v1/stories", params={"limit": 3})).json()["items"]
     assert newest == everything[:3]
     # The by-time index holds every story, in the order the full scan sorts them.
-    members = await log.redis.zrevrange(app.models.index_by_time, 0, -1)
+    members = newest_first(await zset_all(log.redis, app.models, lambda r: r.index_by_time))
     assert [m.decode() for m in members] == [e["id"] for e in everything]
     developing = (await api.get("/v1/stories", params={"status": "developing", "limit": 2})).json()
     assert [e["id"] for e in developing["items"]] == ["later-4", "later-3"]
@@ -536,7 +537,7 @@ async def test_a_parked_story_says_where_until_it_is_redriven(
     old = await api.get("/v1/stories/bad", params={"at_version": 1})
     assert old.json()["parked_at"] is None  # folded here, from the story's history
 
-    models = ReadModels(log.keys.prefix, app.models.version)
+    models = ReadModels(log.keys, app.models.version)
     await redrive(log, models, app.runner.dead, "bad")  # the fix landed: the bug is not in it
     pushed = await asyncio.wait_for(anext(stream), 5)
     while pushed.event == "update":  # the two the redrive applied, then the state
@@ -607,7 +608,7 @@ async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
     index = {e["id"]: e["parked_at"] for e in msgspec.json.decode((await anext(again)).data)}
     assert index == {"bad": failed.position, "good": None}
 
-    models = ReadModels(log.keys.prefix, app.models.version)
+    models = ReadModels(log.keys, app.models.version)
     await redrive(log, models, app.runner.dead, "bad")
     for one in (stream, again):  # the first `held` of each: no repeat of the parking
         change = await next_held(one)
@@ -692,31 +693,35 @@ async def test_stories_of_one_status_come_from_their_own_index_and_follow_a_chan
     assert await ids("concluded") == ["st-1"]
     assert await ids("developing") == ["st-3", "st-2", "st-0"]
     # Read from the status's own index, which the story left when it concluded.
-    developing = await log.redis.zrevrange(app.models.index_by_status("developing"), 0, -1)
-    assert [m.decode() for m in developing] == ["st-3", "st-2", "st-0"]
-    assert await log.redis.zrange(app.models.index_by_status("concluded"), 0, -1) == [b"st-1"]
+    developing = await zset_all(log.redis, app.models, lambda r: r.index_by_status("developing"))
+    assert [m.decode() for m in newest_first(developing)] == ["st-3", "st-2", "st-0"]
+    concluded = await zset_all(log.redis, app.models, lambda r: r.index_by_status("concluded"))
+    assert members(concluded) == [b"st-1"]
 
 
 async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
-    log: Log, app: Projector, api: httpx.AsyncClient, redis_url: str
+    log: Log, api: httpx.AsyncClient, redis_url: str
 ) -> None:
     """Shape 1 (no stamp, as versions built before them): `?status=` reads the whole index."""
     from structlog.testing import capture_logs  # noqa: PLC0415
 
-    for n in range(3):
-        await log.append([msgspec.json.encode(update(subject=f"old-{n}", id=f"old-{n}"))])
-    await settle(app)
-    assert await log.redis.get(app.models.shape) == str(SHAPE).encode()  # stamped: new
-    # As a version an older projector built, then a newer one wrote to for a while: no
-    # stamp, and by-status sets holding only the stories updated since.
-    await log.redis.delete(app.models.shape)
-    await log.redis.zrem(app.models.index_by_status("developing"), "old-0", "old-1")
+    old = ReadModels(log.keys, "v1", shape=1)
+    await log.redis.hset(old.region(0).checkpoint, "0", "0-0")  # written, never stamped
     with capture_logs() as logs:
-        again = await projector(log, redis_url)
-    await again.client.aclose()
+        app = await projector(log, redis_url)
     [warning] = [e for e in logs if e["log_level"] == "warning"]
     assert (warning["shape"], warning["expected"], warning["version"]) == (1, SHAPE, "v1")
     assert "dateline replay stories" in warning["event"]
+    try:
+        for n in range(3):
+            await log.append([msgspec.json.encode(update(subject=f"old-{n}", id=f"old-{n}"))])
+        await settle(app)
+    finally:
+        await app.client.aclose()
+    assert not await log.redis.exists(old.shape)  # as it was
+    # As a version an older projector built, then a newer one wrote to for a while: the
+    # by-status sets hold only the stories updated since.
+    await log.redis.zrem(old.region(0).index_by_status("developing"), "old-0", "old-1")
     got = await api.get("/v1/stories", params={"status": "developing"})
     assert [e["id"] for e in got.json()["items"]] == ["old-2", "old-1", "old-0"]
 
@@ -726,7 +731,7 @@ async def test_a_version_built_with_inline_statements_is_written_and_read_that_w
 ) -> None:
     """Shape 2 kept a story's statements inside its state: a projector goes on writing
     them there until a replay, and the API reads them as they are."""
-    old = ReadModels(log.keys.prefix, "v1")
+    old = ReadModels(log.keys, "v1", OWN_STATEMENTS - 1)
     await log.redis.set(old.shape, OWN_STATEMENTS - 1)
     app = await projector(log, redis_url)
     try:
@@ -799,19 +804,23 @@ async def test_overdue_items_are_flagged_and_their_stories_filtered(
     assert (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"] == []
     assert not (await api.get("/v1/stories/late-story")).json()["schedule"]["vote"]["overdue"]
     # The due index holds only what is still to happen.
-    due = await log.redis.zrange(app.models.schedule_due, 0, -1)
-    assert sorted(due) == [b"calm-story/vote", b"late-story/count"]
+    due = await zset_all(log.redis, app.models, lambda r: r.schedule_due)
+    assert sorted(members(due)) == [b"calm-story/vote", b"late-story/count"]
 
 
 async def test_a_version_built_before_the_due_index_finds_overdue_stories_on_the_board(
-    log: Log, app: Projector, api: httpx.AsyncClient
+    log: Log, api: httpx.AsyncClient, redis_url: str
 ) -> None:
     """Shape 3 had no due index: `?overdue=true` reads the whole board instead."""
-    await _overdue_newsroom(log, app)
-    await log.redis.set(app.models.shape, 3)
-    await log.redis.delete(app.models.schedule_due)
-    await log.redis.publish(app.models.changes, "switch")  # readers read the shape again
-    await asyncio.sleep(0.5)
+    old = ReadModels(log.keys, "v1", shape=3)
+    await log.redis.set(old.shape, 3)
+    app = await projector(log, redis_url)
+    try:
+        await _overdue_newsroom(log, app)
+    finally:
+        await app.client.aclose()
+    assert not await log.redis.exists(old.region(0).schedule_due)
+    assert await log.redis.hlen(old.region(0).schedule) == 4
     only = (await api.get("/v1/stories", params={"overdue": "true"})).json()["items"]
     assert [e["id"] for e in only] == ["late-story"]
 

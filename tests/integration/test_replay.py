@@ -22,7 +22,7 @@ STORIES = [f"story-{i:02d}" for i in range(30)]
 async def read_active(log: Log, story: str) -> tuple[str, bytes | None]:
     """What a dashboard does: resolve the active version, then read the story."""
     active = (await log.redis.get(f"{log.keys.prefix}:rm:active")).decode()
-    return active, await log.redis.get(ReadModels(log.keys.prefix, active).story(story))
+    return active, await log.redis.get(ReadModels(log.keys, active).story(story))
 
 
 async def test_replay_while_serving(log: Log, redis_url: str) -> None:
@@ -72,7 +72,7 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
         assert raw is not None, (version, story)  # never a missing or half-built state
         if version == "v1":
             assert raw == served[story]  # v1 keeps serving what it had, untouched
-    v2 = ReadModels(log.keys.prefix, "v2")
+    v2 = ReadModels(log.keys, "v2")
     for story in STORIES:
         state = await v2.read_state(log.redis, story)
         if story != "story-01":  # its late update may still be on its way through v2's group
@@ -128,7 +128,7 @@ async def test_a_replay_with_a_failing_story_does_not_switch(
 
 async def _models_of(log: Log, version: str) -> dict[str, object]:
     """Every key of a projection version with what it holds, for comparing two builds."""
-    models, found = ReadModels(log.keys.prefix, version), {}
+    models, found = ReadModels(log.keys, version), {}
     async for key in log.redis.scan_iter(match=f"{models.base}:*"):
         name = key.decode()[len(models.base) :]
         kind = (await log.redis.type(key)).decode()
@@ -159,7 +159,7 @@ async def test_worker_processes_build_what_one_process_builds(log: Log, redis_ur
     assert (split.stories, split.updates) == (30, 120)
     assert sum(progress) == 120  # five jobs of 7 stories or fewer, each reported once done
     built_once, built_split = await _models_of(log, "v2"), await _models_of(log, "v3")
-    assert len([k for k in built_once if k.startswith(":story:")]) == 30
+    assert len([k for k in built_once if ":story:" in k]) == 30
     assert built_split == built_once
 
 

@@ -82,7 +82,7 @@ async def test_append(log: Log) -> None:
 
 
 async def test_recall(log: Log) -> None:
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     await log.redis.set(models.story("a"), b'{"id":"a","statements":{}}')
     await log.redis.rpush(models.statements("a"), b'"s1":{"text":"x"}')
     await log.redis.hset(models.merge_keys("a"), "k", "s1")
@@ -92,7 +92,7 @@ async def test_recall(log: Log) -> None:
 
 async def test_read_story(log: Log) -> None:
     """The statements spliced in; a state of an older shape as stored; none: false."""
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     read = _run(log, "read_story")
     await log.redis.set(models.story("a"), b'{"id":"a","statements":{},"v":1}')
     await log.redis.rpush(models.statements("a"), b'"s1":{"t":1}', b'"s2":{"t":2}')
@@ -113,12 +113,12 @@ async def _delivered(log: Log, group: str, count: int) -> list[tuple[bytes, Any]
 
 
 def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
-    return [models.checkpoint, "0", log.keys.log(0), group, models.changes]
+    return [models.region(0).checkpoint, "0", log.keys.log(0), group, models.changes]
 
 
 async def test_commit(log: Log) -> None:
     """Writes and acks and moves the checkpoint, or, fenced, writes nothing."""
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     stream = log.keys.log(0)
     for i in range(3):
         await log.redis.xadd(stream, {"__data__": f"r{i}"})
@@ -138,7 +138,7 @@ async def test_commit(log: Log) -> None:
                 break
     assert await log.redis.get(models.story("a")) == b"state"
     assert (await log.redis.xpending(stream, "g"))["pending"] == 0
-    assert await log.redis.hget(models.checkpoint, "0") == ids[-1]
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[-1]
     assert message is not None and message["data"] == b"0:" + ids[-1]
     # The fence: the stored state is not the one expected (empty): nothing written.
     moved = await commit(keys=[models.story("a")], args=["", 3, "SET", models.story("a"), "x"])
@@ -147,17 +147,17 @@ async def test_commit(log: Log) -> None:
 
 async def test_settle(log: Log) -> None:
     """The checkpoint goes up to what was acknowledged, never past an entry still pending."""
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     stream = log.keys.log(0)
     for i in range(3):
         await log.redis.xadd(stream, {"__data__": f"r{i}"})
     ids = [eid for eid, _ in await _delivered(log, "g", 3)]
     await log.redis.xack(stream, "g", ids[0])  # the second waits for a retry
     await _run(log, "settle")(args=_advance(models, log, "g"))
-    assert await log.redis.hget(models.checkpoint, "0") == ids[0]
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[0]
     await log.redis.xack(stream, "g", ids[1], ids[2])
     await _run(log, "settle")(args=_advance(models, log, "g"))
-    assert await log.redis.hget(models.checkpoint, "0") == ids[2]
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[2]
 
 
 async def test_lease_renew_and_release(log: Log) -> None:
@@ -187,10 +187,19 @@ async def test_heartbeat(log: Log) -> None:
     assert await log.redis.zscore(members, "dead") is None
 
 
+def _applied_keys(models: ReadModels, log: Log) -> list[str]:
+    """Each partition's checkpoints, index and log, as `applied.lua` takes them."""
+    return [
+        key
+        for p in range(log.keys.partitions)
+        for key in (models.region(p).checkpoint, models.region(p).index, log.keys.log(p))
+    ]
+
+
 async def test_applied(log: Log) -> None:
     """Entries up to the checkpoint only, the stories they name once each with their
     index entries, and an entry that is no update passed over, not failed on."""
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     keys = log.keys
     a, b = update(subject="story-a"), update(subject="story-b")
     positions = await _appended(log, a, b)
@@ -198,9 +207,9 @@ async def test_applied(log: Log) -> None:
     for p in range(keys.partitions):
         await log.redis.xadd(keys.log(p), {"__data__": "not json"})
         last = (await log.redis.xrevrange(keys.log(p), count=1))[0][0]
-        await log.redis.hset(models.checkpoint, str(p), last)
-    await log.redis.hset(models.index, "story-a", b'{"id":"story-a"}')
-    script_keys = [models.checkpoint, models.index, *keys.logs()]
+        await log.redis.hset(models.region(p).checkpoint, str(p), last)
+    await log.redis.hset(models.region_of("story-a").index, "story-a", b'{"id":"story-a"}')
+    script_keys = _applied_keys(models, log)
     pages, stories, entries = await _run(log, "applied")(
         keys=script_keys, args=[10, *["0-0"] * keys.partitions]
     )
@@ -210,7 +219,7 @@ async def test_applied(log: Log) -> None:
     found = dict(zip(stories, entries, strict=True))
     assert found == {b"story-a": b'{"id":"story-a"}', b"story-b": None}
     # Nothing past a checkpoint: with none, a partition reads nothing.
-    await log.redis.delete(models.checkpoint)
+    await log.redis.delete(*[r.checkpoint for r in models.regions])
     pages, stories, _ = await _run(log, "applied")(
         keys=script_keys, args=[10, *["0-0"] * keys.partitions]
     )
@@ -218,7 +227,7 @@ async def test_applied(log: Log) -> None:
 
 
 async def test_parked_at(log: Log) -> None:
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     parked = GroupKeys(log.keys.prefix, models.group).parked
     [position] = await _appended(log, update(subject="story-p"))
     partition, at = position.split(":")
@@ -233,7 +242,7 @@ async def test_parked_at(log: Log) -> None:
 
 async def test_story(log: Log) -> None:
     """The state whole, where it is parked, and the records asked for (none if last < first)."""
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     parked = GroupKeys(log.keys.prefix, models.group).parked
     await _appended(
         log, update(subject="story-s"), update("dateline.story.concluded", subject="story-s")
@@ -254,12 +263,12 @@ async def test_story(log: Log) -> None:
 
 
 async def test_applied_reads_at_most_256_a_partition_whatever_is_asked(log: Log) -> None:
-    models = ReadModels(log.keys.prefix, "vt")
+    models = ReadModels(log.keys, "vt")
     keys = log.keys
     for _ in range(300):
         last = await log.redis.xadd(keys.log(0), {"__data__": "{}"})
-    await log.redis.hset(models.checkpoint, "0", last)
-    script_keys = [models.checkpoint, models.index, *keys.logs()]
+    await log.redis.hset(models.region(0).checkpoint, "0", last)
+    script_keys = _applied_keys(models, log)
     pages, _, _ = await _run(log, "applied")(
         keys=script_keys, args=[10**9, *["0-0"] * keys.partitions]
     )

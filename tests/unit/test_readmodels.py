@@ -6,7 +6,15 @@ import msgspec
 
 from dateline.domain import project
 from dateline.domain.state import Statement, StoryState
-from dateline.store.readmodels import OWN_STATEMENTS, Change, ReadModels, _stored, without_timeline
+from dateline.store.layout import Keys, ModelKeys, version_of_checkpoint
+from dateline.store.readmodels import (
+    OWN_STATEMENTS,
+    PER_PARTITION,
+    Change,
+    ReadModels,
+    _stored,
+    without_timeline,
+)
 from tests.projection_helpers import hanoi
 
 
@@ -24,7 +32,7 @@ def on_list(commands: list[tuple[object, ...]], models: ReadModels) -> list[tupl
 
 
 def test_a_commit_appends_new_statements_and_rewrites_changed_ones_in_place() -> None:
-    models = ReadModels("t", "v1")
+    models = ReadModels(Keys("t", 8), "v1")
     old, new = state(2, "a", "b"), state(3, "a", "b", "c", b="Other words")
     writes = models.commands([Change(old, new, whole_timeline=False)])
     key = models.statements("talks")
@@ -37,7 +45,7 @@ def test_a_commit_appends_new_statements_and_rewrites_changed_ones_in_place() ->
 
 
 def test_statements_out_of_their_old_order_are_written_anew() -> None:
-    models = ReadModels("t", "v1")
+    models = ReadModels(Keys("t", 8), "v1")
     old, new = state(2, "b", "c"), state(3, "a", "b", "c")  # a late one sorts first
     commands = on_list(models.commands([Change(old, new, whole_timeline=False)]).commands, models)
     assert [c[0] for c in commands] == ["DEL", "RPUSH"]
@@ -45,14 +53,14 @@ def test_statements_out_of_their_old_order_are_written_anew() -> None:
 
 
 def test_a_version_of_an_older_shape_keeps_statements_inline() -> None:
-    models = ReadModels("t", "v1", shape=OWN_STATEMENTS - 1)
+    models = ReadModels(Keys("t", 8), "v1", shape=OWN_STATEMENTS - 1)
     writes = models.commands([Change(state(0), state(1, "a"), whole_timeline=False)])
     assert on_list(writes.commands, models) == []
     assert list(msgspec.json.decode(writes.states["talks"])["statements"]) == ["a"]
 
 
 def test_merge_keys_are_kept_apart_and_written_when_new() -> None:
-    models = ReadModels("t", "v1")
+    models = ReadModels(Keys("t", 8), "v1")
     old = state(1, "a")
     old.statement_keys = {"kim\x1fwords\x1f2019-02-28": "a"}
     new = state(2, "a", "b")
@@ -77,3 +85,71 @@ def test_a_stored_state_is_the_state_without_timeline_merge_keys_or_statements()
     stored = msgspec.json.encode(_stored(state))
     assert stored == msgspec.json.encode(before)
     assert b'"statements":{}' in stored
+
+
+def _keys_of(command: tuple[object, ...]) -> list[str]:
+    """The keys a read-model command names (MSET: every other word; else the first)."""
+    if command[0] == "MSET":
+        return [str(k) for k in command[1::2]]
+    return [str(command[1])]
+
+
+def test_a_commit_of_one_partition_names_keys_of_its_slot_only() -> None:
+    """From shape 5 the keys of a partition's commit carry its hash tag, and so does its
+    stream: on a cluster, one script in one slot."""
+    keys = Keys("t", 8)
+    models = ReadModels(keys, "v1")
+    stories = [f"story-{n}" for n in range(40)]
+    by_partition: dict[int, list[str]] = {}
+    for story in stories:
+        by_partition.setdefault(keys.partition(story), []).append(story)
+    assert len(by_partition) > 1
+    for partition, some in by_partition.items():
+        changes = []
+        for story in some:
+            new = state(1, "a")
+            new.id, new.status = story, "developing"
+            changes.append(Change(StoryState(id=story), new, whole_timeline=True))
+        written = {k for c in models.commands(changes).commands for k in _keys_of(c)}
+        tag = f"{{p{partition}}}"
+        assert written and all(tag in k and k.count("{") == 1 for k in written), written
+        assert tag in keys.log(partition)
+
+
+def test_a_batch_over_partitions_writes_each_story_to_its_own_partitions_index() -> None:
+    keys = Keys("t", 8)
+    models = ReadModels(keys, "v1")
+    a, b = (
+        "story-1",
+        next(
+            s
+            for s in (f"story-{n}" for n in range(2, 50))
+            if keys.partition(s) != keys.partition("story-1")
+        ),
+    )
+    changes = [
+        Change(StoryState(id=s), StoryState(id=s, version=1), whole_timeline=True) for s in (a, b)
+    ]
+    commands = models.commands(changes).commands
+    index = {c[1]: c[2::2] for c in commands if c[0] == "HSET" and str(c[1]).endswith(":index")}
+    assert index == {
+        models.region_of(a).index: (a,),
+        models.region_of(b).index: (b,),
+    }
+
+
+def test_a_version_built_before_shape_5_keeps_its_keys() -> None:
+    """What an older version's readers and writers name is what it was built with."""
+    models = ReadModels(Keys("t", 8), "v1", shape=PER_PARTITION - 1)
+    assert models.story("talks") == "t:rm:v1:story:talks"
+    assert [r.index for r in models.regions] == ["t:rm:v1:index"]
+    assert models.region(5).checkpoint == "t:rm:v1:checkpoint"
+    now = ReadModels(Keys("t", 8), "v1")
+    assert now.region(5).checkpoint == "t:rm:v1:{p5}:checkpoint"
+    assert now.story("talks") == f"t:rm:v1:{{p{Keys('t', 8).partition('talks')}}}:story:talks"
+    assert len(now.regions) == 8
+
+
+def test_the_version_of_a_checkpoint_key_whatever_its_layout() -> None:
+    for models in (ModelKeys("a:b", "v7"), ModelKeys("a:b", "v7", partitions=4)):
+        assert {version_of_checkpoint("a:b", r.checkpoint) for r in models.regions} == {"v7"}

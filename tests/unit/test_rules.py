@@ -96,7 +96,7 @@ def test_no_read_model_command_outgrows_what_a_script_can_unpack() -> None:
     ]
     state = StoryState(id="long", version=9000, timeline=entries)
     change = Change(StoryState(id="long"), state, whole_timeline=True)
-    commands = ReadModels("t", "v1").commands([change]).commands
+    commands = ReadModels(Keys("t", 8), "v1").commands([change]).commands
     assert max(len(c) for c in commands) <= 2 + 2 * _PAIRS
     pushed = [w for c in commands if c[0] == "RPUSH" for w in c[2:]]
     decode = msgspec.json.Decoder(Entry).decode

@@ -83,7 +83,7 @@ class Kept:
 
 def checkpoint_args(models: ReadModels, group: str, partition: int, stream: str) -> tuple[str, ...]:
     """advance()'s arguments (`store/scripts/advance.lua`) for one partition."""
-    return (models.checkpoint, str(partition), stream, group, models.changes)
+    return (models.region(partition).checkpoint, str(partition), stream, group, models.changes)
 
 
 def acks(models: ReadModels, group: str, acked: list[Delivery]) -> list[Command]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from dateline.domain import project
 from dateline.domain.overdue import is_overdue
@@ -21,18 +24,21 @@ from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.cache import Kept, StoryCache
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import UNREACHABLE, is_cluster
 from dateline.store.doorbell import Doorbell
 from dateline.store.functions import ReadFunctions
-from dateline.store.layout import Keys
+from dateline.store.layout import Keys, Region
 from dateline.store.log import Log, story_or_none
 from dateline.store.readmodels import (
     DEFAULT_VERSION,
     DUE_INDEX,
+    SHAPE,
     STATUS_INDEXES,
     ReadModels,
     ScheduleEntry,
     read_active,
+    read_checkpoints,
+    stamped_shape,
 )
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
@@ -120,6 +126,8 @@ class Reader:
         self._models: ReadModels | None = None
         self._shape = 1
         self._reads = ReadFunctions(client)
+        self.cluster = is_cluster(client)
+        """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self._parked_lock = asyncio.Lock()
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
@@ -135,9 +143,34 @@ class Reader:
         if fresh or self._models is None or self.doorbell.switched:
             self.doorbell.switched = False
             version = await read_active(self.client, self.keys.prefix) or DEFAULT_VERSION
-            self._models = ReadModels(self.keys.prefix, version)
-            self._shape = int(await self.client.get(self._models.shape) or 1)
+            found = await stamped_shape(self.client, self.keys.models(version))
+            self._shape = SHAPE if found is None else found  # None: not written yet
+            self._models = ReadModels(self.keys, version, self._shape)
         return self._models
+
+    async def _each_region(self, read: Callable[[Pipeline, Region], object]) -> list[Any]:
+        """`read` of every region of the active version (one, or one a partition), in one
+        round trip; their replies in region order, for the caller to merge."""
+        models = await self.models()
+        pipe = self.client.pipeline(transaction=False)
+        for region in models.regions:
+            read(pipe, region)
+        return list(await pipe.execute())
+
+    async def _index_entries(self, models: ReadModels, stories: list[str]) -> list[bytes | None]:
+        """These stories' index entries in their order (None for one not in the index),
+        each read from its region's index: one round trip."""
+        at: dict[str, list[int]] = {}
+        for i, story in enumerate(stories):
+            at.setdefault(models.region_of(story).index, []).append(i)
+        pipe = self.client.pipeline(transaction=False)
+        for key, places in at.items():
+            pipe.hmget(key, [stories[i] for i in places])
+        found: list[bytes | None] = [None] * len(stories)
+        for places, entries in zip(at.values(), await pipe.execute(), strict=True):
+            for i, entry in zip(places, entries, strict=True):
+                found[i] = entry
+        return found
 
     async def story(self, story: str) -> tuple[ReadModels, bytes | None, str | None]:
         """The story's state with its statements, as one JSON document, and the position
@@ -165,12 +198,15 @@ class Reader:
     async def _read(
         self, models: ReadModels, story: str, first: int, last: int
     ) -> tuple[bytes | None, str | None, list[bytes]]:
-        keys = [
-            models.story(story),
-            models.statements(story),
-            self._parked_key(models),
-            self.keys.story(story),
-        ]
+        history = self.keys.story(story)
+        if self.cluster:  # the parked stories are in another slot: read side by side
+            keys = [models.story(story), models.statements(story), history]
+            (raw, _, records), parked = await asyncio.gather(
+                self._reads("story", keys, [story, first, last]),
+                self.client.hget(self._parked_key(models), story),
+            )
+            return raw, _text(cast(bytes | None, parked)), records
+        keys = [models.story(story), models.statements(story), self._parked_key(models), history]
         raw, parked, records = await self._reads("story", keys, [story, first, last])
         return raw, _text(parked), records
 
@@ -198,8 +234,8 @@ class Reader:
         return cast(list[bytes], await self.client.lrange(models.timeline(story), 0, -1))
 
     async def index(self) -> list[bytes]:
-        models = await self.models()
-        return cast(list[bytes], await self.client.hvals(models.index))
+        replies = await self._each_region(lambda pipe, region: pipe.hvals(region.index))
+        return [entry for entries in replies for entry in entries]
 
     async def listed(
         self,
@@ -248,30 +284,31 @@ class Reader:
         """The stories with an item overdue at `now` (`domain.overdue`): one range read of
         the items still to happen by when they fall due; the whole board for a version
         built before that index."""
-        models = await self.models()
+        await self.models()
         if self._shape >= DUE_INDEX:
-            due = cast(
-                list[bytes],
-                await self.client.zrangebyscore(models.schedule_due, "-inf", now.timestamp()),
+            upto = now.timestamp()
+            due = await self._each_region(
+                lambda pipe, region: pipe.zrangebyscore(region.schedule_due, "-inf", upto)
             )
-            return {member.decode().partition("/")[0] for member in due}
-        board = cast(list[bytes], await self.client.hvals(models.schedule))
-        return {e.story for e in map(_scheduled, board) if is_overdue(e.item, now)}
+            return {member.decode().partition("/")[0] for members in due for member in members}
+        boards = await self._each_region(lambda pipe, region: pipe.hvals(region.schedule))
+        return {
+            e.story for board in boards for e in map(_scheduled, board) if is_overdue(e.item, now)
+        }
 
     async def next_due(self, now: datetime) -> float:
         """When (`time.time()`) the next item not overdue at `now` falls overdue: until
         then, and until a commit, the overdue stories stay as they are. `now` itself for a
         version built before the index of due items (nothing may be kept)."""
-        models = await self.models()
+        await self.models()
         if self._shape < DUE_INDEX:
             return now.timestamp()
-        after = cast(
-            list[tuple[bytes, float]],
-            await self.client.zrangebyscore(
-                models.schedule_due, f"({now.timestamp()}", "+inf", start=0, num=1, withscores=True
-            ),
+        firsts = await self._each_region(
+            lambda pipe, region: pipe.zrangebyscore(
+                region.schedule_due, f"({now.timestamp()}", "+inf", start=0, num=1, withscores=True
+            )
         )
-        return after[0][1] if after else math.inf
+        return min((after[0][1] for after in firsts if after), default=math.inf)
 
     async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
         """The `limit` stories (of `status`) updated last, newest first; None if there are
@@ -280,11 +317,19 @@ class Reader:
         models = await self.models()
         if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
-        by_time = models.index_by_time if status is None else models.index_by_status(status)
-        stories = cast(list[bytes], await self.client.zrevrange(by_time, 0, limit - 1))
+
+        def newest(pipe: Pipeline, region: Region) -> None:
+            by_time = region.index_by_time if status is None else region.index_by_status(status)
+            pipe.zrevrange(by_time, 0, limit - 1, withscores=True)
+
+        # Each region's newest, merged as one sorted set would order them all: by score,
+        # then member, from the highest.
+        ranked = cast(list[list[tuple[bytes, float]]], await self._each_region(newest))
+        merged = heapq.merge(*ranked, key=lambda pair: (pair[1], pair[0]), reverse=True)
+        stories = [member.decode() for member, _ in itertools.islice(merged, limit)]
         if not stories:
             return None
-        found = cast(list[bytes | None], await self.client.hmget(models.index, stories))
+        found = await self._index_entries(models, stories)
         return [e for e in found if e is not None]
 
     async def parked(self) -> dict[str, str]:
@@ -308,34 +353,31 @@ class Reader:
         """These stories' index entries (None for a story not in the index)."""
         if not stories:
             return []
-        models = await self.models()
-        return cast(list[bytes | None], await self.client.hmget(models.index, stories))
+        return await self._index_entries(await self.models(), stories)
 
     async def speaker(self, name: str) -> list[bytes]:
-        models = await self.models()
-        return cast(list[bytes], await self.client.hvals(models.speaker(name)))
+        replies = await self._each_region(lambda pipe, region: pipe.hvals(region.speaker(name)))
+        return [said for spoken in replies for said in spoken]
 
     async def schedule(self, start: float | None, end: float | None) -> list[bytes]:
-        models = await self.models()
         if start is None and end is None:
-            return cast(list[bytes], await self.client.hvals(models.schedule))
-        refs = cast(
-            list[bytes],
-            await self.client.zrangebyscore(
-                models.schedule_by_start,
-                "-inf" if start is None else start,
-                "+inf" if end is None else end,
-            ),
+            boards = await self._each_region(lambda pipe, region: pipe.hvals(region.schedule))
+            return [entry for board in boards for entry in board]
+        low, high = "-inf" if start is None else start, "+inf" if end is None else end
+        refs = await self._each_region(
+            lambda pipe, region: pipe.zrangebyscore(region.schedule_by_start, low, high)
         )
-        if not refs:
-            return []
-        found = cast(list[bytes | None], await self.client.hmget(models.schedule, refs))
-        return [r for r in found if r is not None]
+        models = await self.models()
+        pipe = self.client.pipeline(transaction=False)
+        for region, found in zip(models.regions, refs, strict=True):
+            if found:
+                pipe.hmget(region.schedule, found)
+        return [r for entries in await pipe.execute() for r in entries if r is not None]
 
     async def checkpoints(self) -> dict[int, tuple[int, int]]:
         models = await self.models()
-        raw = cast(dict[bytes, bytes], await self.client.hgetall(models.checkpoint))
-        return {int(p): stream_id(v.decode()) for p, v in raw.items()}
+        found = await read_checkpoints(self.client, models)
+        return {p: stream_id(at) for p, at in found.items()}
 
     async def applied_since(self, cursor: Cursor, count: int) -> Applied:
         """Log entries past `cursor` that the projection has applied, the index entries of
@@ -349,8 +391,12 @@ class Reader:
         models = await self.models()
         logs = [self.keys.log(p) for p in range(self.keys.partitions)]
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
-        if count <= ONE_TRIP:
-            keys = [models.checkpoint, models.index, *logs]
+        if count <= ONE_TRIP and not self.cluster:  # one script: every partition's slot
+            keys = [
+                key
+                for p, log in enumerate(logs)
+                for key in (models.region(p).checkpoint, models.region(p).index, log)
+            ]
             replies, named, entries = await self._reads("applied", keys, [count, *starts])
             pages = [[(eid, fields[1]) for eid, fields in rows] for rows in replies]
             stories = [s.decode() for s in named]
@@ -373,14 +419,13 @@ class Reader:
         """What `APPLIED` reads, as commands: each partition's (stream id, record) up to
         its checkpoint, the stories they name, and those stories' index entries."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(models.checkpoint)
         for log, start in zip(logs, starts, strict=True):
             pipe.xrange(log, min=f"({start}", max="+", count=count)
-        heads, *replies = await pipe.execute()
+        heads, replies = await asyncio.gather(read_checkpoints(self.client, models), pipe.execute())
         pages = []
         for p, rows in enumerate(replies):
-            head = heads.get(str(p).encode())
-            upto = stream_id(head.decode()) if head else (0, 0)
+            head = heads.get(p)
+            upto = stream_id(head) if head else (0, 0)
             pages.append(
                 [
                     (eid, f.get(b"__data__", b""))
@@ -390,8 +435,7 @@ class Reader:
             )
         named = (story_or_none(raw) for rows in pages for _, raw in rows)
         stories = [s for s in dict.fromkeys(named) if s is not None]
-        entries = await self.client.hmget(models.index, stories) if stories else []
-        return pages, stories, cast(list[bytes | None], entries)
+        return pages, stories, await self._index_entries(models, stories)
 
     async def history(
         self, story: str, *, as_of: datetime | None = None, at_version: int | None = None
@@ -432,8 +476,13 @@ class Reader:
         """Raise `Parked` if the update at `position` is parked or waits behind one: the
         checkpoint passes such updates, the read models never got them."""
         at = f"{position.id[0]}-{position.id[1]}"
-        keys = [self.keys.log(position.partition), self._parked_key(models)]
-        reply = await self._reads("parked_at", keys, [at])
+        log = self.keys.log(position.partition)
+        if self.cluster:  # the parked stories are in another slot: a second read
+            reply = await self._reads("parked_at", [log], [at])
+            if reply:
+                reply[1] = await self.client.hget(self._parked_key(models), reply[0])
+        else:
+            reply = await self._reads("parked_at", [log, self._parked_key(models)], [at])
         if not reply or reply[1] is None:
             return
         story, first = reply[0].decode(), Position.parse(reply[1].decode())
@@ -447,7 +496,9 @@ class Reader:
         while True:
             bell = self.doorbell.current()
             models = await self.models()
-            raw = await self.client.hget(models.checkpoint, str(position.partition))
+            raw = await self.client.hget(
+                models.region(position.partition).checkpoint, str(position.partition)
+            )
             at = raw.decode() if isinstance(raw, bytes) else None
             if at is not None and stream_id(at) >= position.id:
                 # The commit's message may come after this read: what is kept of the

@@ -32,7 +32,7 @@ from dateline.runtime.metrics import (
 )
 from dateline.store.deadletters import DeadLetters
 from dateline.store.layout import DELIVER_GROUP, Keys, checkpoints_pattern, version_of_checkpoint
-from dateline.store.readmodels import ReadModels, read_active
+from dateline.store.readmodels import ReadModels, read_active, read_checkpoints
 from dateline.store.subscriptions import Subscriptions
 
 SHOW_PARKED = 100
@@ -123,7 +123,7 @@ class Status(msgspec.Struct):
 async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
     now_ms = time.time() * 1000
     group = models.group
-    checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
+    checkpoints = await read_checkpoints(client, models)
     leases = Leases(client, keys.group(group), owner="", ttl_ms=0)  # read only
     holders = await leases.holders(keys.partitions)
     pipe = client.pipeline(transaction=False)
@@ -135,15 +135,15 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
     rows = []
     for p in range(keys.partitions):
         stream = keys.log(p)
-        cp = checkpoints.get(str(p).encode())
-        after = f"({cp.decode()}" if cp else "-"
+        cp = checkpoints.get(p)
+        after = f"({cp}" if cp else "-"
         waiting = cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN))
         oldest = int(waiting[0][0].decode().split("-")[0]) if waiting else None
         rows.append(
             PartitionStatus(
                 partition=p,
                 length=int(await client.xlen(stream)),
-                checkpoint=cp.decode() if cp else None,
+                checkpoint=cp,
                 lag=len(waiting),
                 lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
                 pending=await groups.pending_count(client, stream, group),
@@ -154,7 +154,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
     dead = DeadLetters(client, keys.prefix, group)
     parked, counts = await dead.parked(), await dead.counts()
     found = client.scan_iter(match=checkpoints_pattern(keys.prefix), count=1000)
-    versions = sorted({version_of_checkpoint(k.decode()) async for k in found})
+    versions = sorted({version_of_checkpoint(keys.prefix, k.decode()) async for k in found})
     shapes = [await client.get(keys.models(v).shape) for v in versions]
     replay = cast(dict[bytes, bytes], await client.hgetall(keys.replay))
     return Status(
@@ -268,11 +268,11 @@ async def gauges(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Gaug
     """The lag, pending and parked gauges, in one pipeline of small commands."""
     now_ms = time.time() * 1000
     group = models.group
-    checkpoints = cast(dict[bytes, bytes], await client.hgetall(models.checkpoint))
+    checkpoints = await read_checkpoints(client, models)
     pipe = client.pipeline(transaction=False)
     for p in range(keys.partitions):
-        cp = checkpoints.get(str(p).encode())
-        pipe.xrange(keys.log(p), min=f"({cp.decode()}" if cp else "-", count=1)
+        cp = checkpoints.get(p)
+        pipe.xrange(keys.log(p), min=f"({cp}" if cp else "-", count=1)
         pipe.xinfo_groups(keys.log(p))
     pipe.xlen(keys.group(group).dlq)
     *replies, parked = await pipe.execute(raise_on_error=False)

@@ -43,10 +43,13 @@ Read models (`ModelKeys`, per projection version; `store/readmodels.py` says wha
     <prefix>:rm:replay              hash: a rebuild's progress, for the operations page
     <prefix>:rm:changes             pub/sub channel: a partition's read models moved on
     <prefix>:rm:<v>:shape           the read models' shape this version was built with
-    <prefix>:rm:<v>:checkpoint      hash: partition -> the last settled stream id
-    <prefix>:rm:<v>:story:<id>, :statements:<id>, :merge:<id>, :timeline:<id>
-    <prefix>:rm:<v>:index, :index:by_time, :index:<status>:by_time
-    <prefix>:rm:<v>:speaker:<folded name>, :schedule, :schedule:by_start, :schedule:due
+    and per partition (`Region`; from shape 5, so that a commit is one slot on a cluster):
+    <prefix>:rm:<v>:{pN}:checkpoint hash: N -> partition N's last settled stream id
+    <prefix>:rm:<v>:{pN}:story:<id>, :statements:<id>, :merge:<id>, :timeline:<id>
+    <prefix>:rm:<v>:{pN}:index, :index:by_time, :index:<status>:by_time
+    <prefix>:rm:<v>:{pN}:speaker:<folded name>, :schedule, :schedule:by_start, :schedule:due
+    A version built before shape 5 has each of these once, without the `{pN}`: readers
+    read every region and merge, whichever the layout (one region, or one a partition).
 """
 
 from __future__ import annotations
@@ -122,29 +125,12 @@ class GroupKeys:
         return f"{self.base}:*"
 
 
-class ModelKeys:
-    """The keys of one projection version's read models (`ReadModels` writes them)."""
+@dataclass(frozen=True, slots=True)
+class Region:
+    """The cross-story keys of a part of a version's read models: of one partition (from
+    shape 5: `{pN}` in each key, the slot of the partition's stream), or of them all."""
 
-    def __init__(self, prefix: str, version: str) -> None:
-        self.prefix, self.version = prefix, version
-        self.base = f"{prefix}:rm:{version}"
-
-    @property
-    def all(self) -> str:
-        """A SCAN pattern for every key of this version."""
-        return f"{self.base}:*"
-
-    def story(self, story: str) -> str:
-        return f"{self.base}:story:{story}"
-
-    def timeline(self, story: str) -> str:
-        return f"{self.base}:timeline:{story}"
-
-    def statements(self, story: str) -> str:
-        return f"{self.base}:statements:{story}"
-
-    def merge_keys(self, story: str) -> str:
-        return f"{self.base}:merge:{story}"
+    base: str
 
     @property
     def index(self) -> str:
@@ -176,7 +162,55 @@ class ModelKeys:
 
     @property
     def checkpoint(self) -> str:
+        """Hash: partition -> the last settled stream id (of this region's partitions)."""
         return f"{self.base}:checkpoint"
+
+
+class ModelKeys:
+    """The keys of one projection version's read models (`ReadModels` writes them).
+
+    `partitions`: the log's partition count, for read models laid out per partition (from
+    shape 5); None for a version built before, whose cross-story keys are one for all.
+    """
+
+    def __init__(self, prefix: str, version: str, partitions: int | None = None) -> None:
+        self.prefix, self.version, self.partitions = prefix, version, partitions
+        self.base = f"{prefix}:rm:{version}"
+        if partitions is None:
+            self.regions = [Region(self.base)]
+        else:
+            self.regions = [Region(f"{self.base}:{hash_tag(p)}") for p in range(partitions)]
+        """Every region once: one for all partitions, or one a partition."""
+
+    @property
+    def per_partition(self) -> bool:
+        return self.partitions is not None
+
+    def region(self, partition: int) -> Region:
+        """Where partition N's cross-story entries and checkpoint live."""
+        return self.regions[0] if self.partitions is None else self.regions[partition]
+
+    def region_of(self, story: str) -> Region:
+        if self.partitions is None:
+            return self.regions[0]
+        return self.regions[partition_of(story, self.partitions)]
+
+    @property
+    def all(self) -> str:
+        """A SCAN pattern for every key of this version."""
+        return f"{self.base}:*"
+
+    def story(self, story: str) -> str:
+        return f"{self.region_of(story).base}:story:{story}"
+
+    def timeline(self, story: str) -> str:
+        return f"{self.region_of(story).base}:timeline:{story}"
+
+    def statements(self, story: str) -> str:
+        return f"{self.region_of(story).base}:statements:{story}"
+
+    def merge_keys(self, story: str) -> str:
+        return f"{self.region_of(story).base}:merge:{story}"
 
     @property
     def shape(self) -> str:
@@ -210,9 +244,10 @@ def checkpoints_pattern(prefix: str) -> str:
     return f"{prefix}:rm:*:checkpoint"
 
 
-def version_of_checkpoint(key: str) -> str:
-    """The version in a key `checkpoints_pattern` found."""
-    return key.split(":")[-2]
+def version_of_checkpoint(prefix: str, key: str) -> str:
+    """The version in a key `checkpoints_pattern` found (one for all partitions, or a
+    partition's: `<prefix>:rm:v1:{p3}:checkpoint`)."""
+    return key.removeprefix(f"{prefix}:rm:").split(":", 1)[0]
 
 
 def feeds_key(prefix: str) -> str:
@@ -340,7 +375,9 @@ class Keys:
         return GroupKeys(self.prefix, group)
 
     def models(self, version: str) -> ModelKeys:
-        return ModelKeys(self.prefix, version)
+        """A version's keys as this release lays them out (per partition); one built
+        before is opened as it was built (`readmodels.open_models`)."""
+        return ModelKeys(self.prefix, version, self.partitions)
 
     @property
     def active(self) -> str:

@@ -15,7 +15,9 @@ What each holds (`store/layout.py` spells the keys, under `<prefix>:rm:<version>
     schedule:due      zset "<story>/<item>" of the items still to happen, by when they
                       fall due (epoch s): the overdue ones are a range read (shape 4)
     checkpoint        hash partition -> the last settled stream id
-and, for every version, the active version's name and the changes channel.
+From shape 5 each of these is per partition (`layout.Region`), the story's keys under
+its partition's; before, the cross-story ones are one for all partitions. And for every
+version, the active version's name and the changes channel.
 
 A story's statements live in a list of their own (shape 3), and the merge keys of
 rule 3 in a hash, so that a commit writes the statements that changed, not all of
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -40,7 +42,7 @@ from redis.asyncio.client import Pipeline
 from dateline.domain.overdue import OPEN, due_at
 from dateline.domain.state import Entry, Item, Statement, StoryState
 from dateline.store import scripts
-from dateline.store.layout import ModelKeys, active_key
+from dateline.store.layout import Keys, ModelKeys, Region, active_key
 from dateline_schemas import parse_fuzzy_date
 
 _encode = msgspec.json.Encoder().encode
@@ -77,7 +79,11 @@ their merge keys in a hash (`merge_keys`)."""
 DUE_INDEX = 4
 """The shape that indexes the items still to happen by when they fall due
 (`schedule_due`), so that the overdue ones are one range read."""
-SHAPE = DUE_INDEX
+PER_PARTITION = 5
+"""The shape that lays the read models out per partition (`layout.Region`): every key of
+a story, and the index, speakers, schedule board and checkpoint of its partition, carry
+the partition's hash tag, so that a partition's commit is one slot on a cluster."""
+SHAPE = PER_PARTITION
 """What a version's read models hold, counted up when that changes.
 
 A version keeps the shape it was built with: a newer projector warns about an older
@@ -94,8 +100,8 @@ DEFAULT_VERSION = "v1"
 class ReadModels(ModelKeys):
     """A projection version's read models: their keys (`ModelKeys`) and how to write them."""
 
-    def __init__(self, prefix: str, version: str, shape: int = SHAPE) -> None:
-        super().__init__(prefix, version)
+    def __init__(self, keys: Keys, version: str, shape: int = SHAPE) -> None:
+        super().__init__(keys.prefix, version, keys.partitions if shape >= PER_PARTITION else None)
         self.own_statements = shape >= OWN_STATEMENTS
         """Write statements to their own list; an older version keeps them inline."""
         self.due_index = shape >= DUE_INDEX
@@ -158,9 +164,16 @@ class ReadModels(ModelKeys):
         a script (the projector's fenced commit) as well as in a MULTI.
         """
         writes = Writes()
-        if not changes:
-            return writes
-        batch, out = _Batch(), writes.commands
+        regions: dict[str, list[Change]] = {}
+        for change in changes:
+            regions.setdefault(self.region_of(change.new.id).base, []).append(change)
+        for base, some in regions.items():
+            writes.commands += self._region(writes, Region(base), some)
+        return writes
+
+    def _region(self, writes: Writes, region: Region, changes: list[Change]) -> list[Command]:
+        """The commands of the changes of one region's stories (one slot, per partition)."""
+        batch, out = _Batch(), []
         for change in changes:
             old, new = change.old, change.new
             if self.own_statements:
@@ -180,33 +193,32 @@ class ReadModels(ModelKeys):
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
             if old.status != new.status:
                 batch.left_status.setdefault(old.status, []).append(new.id)
-            self._statements(batch, old, new)
+            self._statements(region, batch, old, new)
             self._schedule(batch, old, new)
         out += _paired("MSET", None, batch.values)
-        out += _paired("HSET", self.index, batch.index)
-        out += _scored(self.index_by_time, batch.recent)
+        out += _paired("HSET", region.index, batch.index)
+        out += _scored(region.index_by_time, batch.recent)
         for status, stories in batch.left_status.items():
-            out += _chunked(("ZREM", self.index_by_status(status)), stories)
+            out += _chunked(("ZREM", region.index_by_status(status)), stories)
         for status, recent in batch.by_status.items():
-            out += _scored(self.index_by_status(status), recent)
+            out += _scored(region.index_by_status(status), recent)
         for key, fields in batch.unspoken.items():
             out += _chunked(("HDEL", key), fields)
         for key, mapping in batch.spoken.items():
             out += _paired("HSET", key, mapping)
-        out += self._board(batch)
-        return writes
+        return out + self._board(region, batch)
 
-    def _board(self, batch: _Batch) -> list[Command]:
+    def _board(self, region: Region, batch: _Batch) -> list[Command]:
         """The schedule board's writes: entries, starts and, from shape 4, what is due."""
         out: list[Command] = []
         gone = [*batch.board_gone, *batch.closed] if self.due_index else []
         if batch.board_gone:
-            out += _chunked(("HDEL", self.schedule), batch.board_gone)
-            out += _chunked(("ZREM", self.schedule_by_start), batch.board_gone)
-        out += _paired("HSET", self.schedule, batch.board)
-        out += _scored(self.schedule_by_start, batch.starts)
-        out += _chunked(("ZREM", self.schedule_due), gone)
-        return out + (_scored(self.schedule_due, batch.due) if self.due_index else [])
+            out += _chunked(("HDEL", region.schedule), batch.board_gone)
+            out += _chunked(("ZREM", region.schedule_by_start), batch.board_gone)
+        out += _paired("HSET", region.schedule, batch.board)
+        out += _scored(region.schedule_by_start, batch.starts)
+        out += _chunked(("ZREM", region.schedule_due), gone)
+        return out + (_scored(region.schedule_due, batch.due) if self.due_index else [])
 
     def _own_statements(self, change: Change) -> list[Command]:
         """Rewrite the statements that changed in place and append the new ones; all of
@@ -231,14 +243,17 @@ class ReadModels(ModelKeys):
             return [("DEL", key), *_paired("HSET", key, new)]
         return _paired("HSET", key, {k: ref for k, ref in new.items() if k not in old})
 
-    def _statements(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
+    def _statements(self, region: Region, batch: _Batch, old: StoryState, new: StoryState) -> None:
         for ref, said in old.statements.items():
             if ref not in new.statements or new.statements[ref].speaker != said.speaker:
-                batch.unspoken.setdefault(self.speaker(said.speaker), []).append(f"{new.id}/{ref}")
+                batch.unspoken.setdefault(region.speaker(said.speaker), []).append(
+                    f"{new.id}/{ref}"
+                )
         for ref, said in new.statements.items():
             if old.statements.get(ref) != said:
                 entry = _encode(SpokenEntry(new.id, said))
-                batch.spoken.setdefault(self.speaker(said.speaker), {})[f"{new.id}/{ref}"] = entry
+                spoken = batch.spoken.setdefault(region.speaker(said.speaker), {})
+                spoken[f"{new.id}/{ref}"] = entry
 
     def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
         batch.board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
@@ -316,20 +331,32 @@ def _fragment(ref: str, said: Statement) -> bytes:
     return _encode(ref) + b":" + _encode(said)
 
 
-async def stamped_shape(client: aioredis.Redis, models: ReadModels) -> int | None:
+async def read_checkpoints(client: aioredis.Redis, models: ModelKeys) -> dict[int, str]:
+    """Each partition's checkpoint (its last settled stream id), from every region: one
+    round trip (on a cluster, the client's pipeline goes to each node)."""
+    pipe = client.pipeline(transaction=False)
+    for region in models.regions:
+        pipe.hgetall(region.checkpoint)
+    found: dict[int, str] = {}
+    for raw in cast(list[dict[bytes, bytes]], await pipe.execute()):
+        found.update((int(p), v.decode()) for p, v in raw.items())
+    return found
+
+
+async def stamped_shape(client: aioredis.Redis, models: ModelKeys) -> int | None:
     """The `SHAPE` a version was built with; None for a version nothing has written yet;
-    1 for one written before shapes were stamped."""
+    1 for one written before shapes were stamped (they had one checkpoint for all)."""
     raw = await client.get(models.shape)
     if raw is None:
-        return None if not await client.hgetall(models.checkpoint) else 1
+        unstamped = ModelKeys(models.prefix, models.version).region(0)  # one for all then
+        return None if not await client.exists(unstamped.checkpoint) else 1
     return int(raw)
 
 
-async def open_models(client: aioredis.Redis, prefix: str, version: str) -> ReadModels:
+async def open_models(client: aioredis.Redis, keys: Keys, version: str) -> ReadModels:
     """A version's read models, written as that version was built (its shape)."""
-    probe = ReadModels(prefix, version)
-    shape = await stamped_shape(client, probe)
-    return probe if shape is None else ReadModels(prefix, version, shape)
+    shape = await stamped_shape(client, keys.models(version))
+    return ReadModels(keys, version, SHAPE if shape is None else shape)
 
 
 def _start(text: str) -> float:

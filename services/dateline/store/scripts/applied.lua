@@ -1,7 +1,9 @@
 -- Read what the projection has applied since a cursor, for the live index stream.
 --
--- KEYS[1] the checkpoints (hash partition -> stream id), KEYS[2] the story index,
---   then each partition's log, in partition order.
+-- KEYS: for each partition in partition order, three keys: the checkpoints hash that
+--   holds its checkpoint (field: the partition), the story index that holds its
+--   stories, and its log. (A version built before shape 5 names the same checkpoints
+--   and index for every partition.)
 -- ARGV[1] how many entries to read a partition (256 at most, whatever is asked: the
 --   query user calls this, and no call of its may hold the server long); then each
 --   partition's cursor (the last stream id seen), in partition order.
@@ -13,17 +15,14 @@
 --   entry in and out (a page of 8,000 held the server 60 ms, where the same reads as
 --   commands take 5).
 -- include: subject.lua
-local n = #KEYS - 2
+local n = #KEYS / 3
 local count = math.min(tonumber(ARGV[1]), 256)
-local flat = redis.call('HGETALL', KEYS[1])
-local head = {}
-for i = 1, #flat, 2 do head[flat[i]] = flat[i + 1] end
-local pages, stories, seen = {}, {}, {}
+local pages, stories, seen, index = {}, {}, {}, {}
 for p = 1, n do
-  local upto = head[tostring(p - 1)]
+  local upto = redis.call('HGET', KEYS[3 * p - 2], tostring(p - 1))
   local rows = {}
   if upto then
-    rows = redis.call('XRANGE', KEYS[2 + p], '(' .. ARGV[1 + p], upto, 'COUNT', count)
+    rows = redis.call('XRANGE', KEYS[3 * p], '(' .. ARGV[1 + p], upto, 'COUNT', count)
   end
   pages[p] = rows
   for _, row in ipairs(rows) do
@@ -31,9 +30,10 @@ for p = 1, n do
     if story and not seen[story] then
       seen[story] = true
       stories[#stories + 1] = story
+      index[#stories] = KEYS[3 * p - 1]
     end
   end
 end
 local entries = {}
-if #stories > 0 then entries = redis.call('HMGET', KEYS[2], unpack(stories)) end
+for i, story in ipairs(stories) do entries[i] = redis.call('HGET', index[i], story) end
 return {pages, stories, entries}
