@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
-
+from dateline.store.connection import open_client
 from dateline.store.readers import Readers, Role
 
 
@@ -13,7 +12,7 @@ async def bearer(
     redis_url: str, prefix: str, role: Role = "ops", prefixes: list[str] | None = None
 ) -> dict[str, str]:
     """`Authorization` for a reader made for the test (role `ops`: it sees everything)."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = await open_client(redis_url)  # a cluster's too
     try:
         readers = Readers(client, prefix)
         name = f"{role}-{len(await readers.readers())}"

@@ -189,14 +189,14 @@ def test_publish_seal_and_log_commands_on_a_cluster(local_cluster: LocalCluster)
     records = [json.loads(x) for x in history.stdout.splitlines()]
     assert [r["version"] for r in records] == list(range(1, HANOI_VERSION + 1))
     assert all("seal" not in r for r in records)
-    # Feeds are registered on the cluster (its ingest needs them); the commands that read
-    # what the services keep besides the log stop with one line that says why.
+    # Feeds are registered on the cluster (its ingest needs them); the commands of what
+    # does not run on a cluster yet stop with one line that says why.
     added = dateline("feeds", "add", "wire-a", "--source", "urn:feed:a")
     assert added.returncode == 0, added.stderr
-    for command in (["status"], ["dlq", "list"], ["story", "hanoi-summit-2019"]):
+    for command in (["subscriptions", "list"], ["validator"]):
         refused = dateline(*command)
         assert refused.returncode == 1, (command, refused.stderr)
-        assert b"REDIS_URL is a Redis Cluster node; of dateline, only the log" in refused.stderr
+        assert b"REDIS_URL is a Redis Cluster node; of dateline, the validator" in refused.stderr
         assert b"Traceback" not in refused.stderr
     as_of = dateline("story", "hanoi-summit-2019", "--at-version", "3")
     assert as_of.returncode == 0, as_of.stderr  # the log alone answers it

@@ -50,9 +50,9 @@ def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
 
 @contextlib.asynccontextmanager
 async def open_log(url: str, cfg: Settings, *, cluster_ok: bool = True) -> AsyncIterator[Log]:
-    """The log; `cluster_ok=False` for a command that reads or writes what the services
-    keep besides the log (read models, groups, dead letters, deliveries): on a cluster it
-    stops with one line, not a cross-slot traceback."""
+    """The log; `cluster_ok=False` for the services and commands that do not run on a
+    cluster yet (the validator, deliveries): there it stops with one line, not a
+    cross-slot traceback."""
     try:
         log = await Log.connect(
             url,

@@ -47,32 +47,27 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def _projection(
-    url: str, cfg: Settings, *, cluster_ok: bool = False
+    url: str, cfg: Settings
 ) -> AsyncIterator[tuple[Log, ReadModels, DeadLetters]]:
-    async with open_log(url, cfg, cluster_ok=cluster_ok) as log:
+    async with open_log(url, cfg) as log:
         version = await active_version(log.redis, cfg.prefix)
         yield (
             log,
-            await open_models(log.redis, cfg.prefix, version),
+            await open_models(log.redis, log.keys, version),
             DeadLetters(log.redis, cfg.prefix, group_of(version)),
         )
 
 
-def _run(
-    work: Callable[[Log, ReadModels, DeadLetters], Awaitable[T]], *, cluster_ok: bool = False
-) -> T:
-    return _run_at(lambda url, log, models, dead: work(log, models, dead), cluster_ok=cluster_ok)
+def _run(work: Callable[[Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
+    return _run_at(lambda url, log, models, dead: work(log, models, dead))
 
 
-def _run_at(
-    work: Callable[[str, Log, ReadModels, DeadLetters], Awaitable[T]], *, cluster_ok: bool = False
-) -> T:
-    """`_run`, for work that also needs the server's URL (to start worker processes).
-    `cluster_ok`: the work touches only the log (`open_log`)."""
+def _run_at(work: Callable[[str, Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
+    """`_run`, for work that also needs the server's URL (to start worker processes)."""
     cfg = settings()
 
     async def go() -> T:
-        async with _projection(url, cfg, cluster_ok=cluster_ok) as (log, models, dead):
+        async with _projection(url, cfg) as (log, models, dead):
             return await work(url, log, models, dead)
 
     with server(cfg) as url:
@@ -301,7 +296,7 @@ def seal_command() -> None:
                 log.redis, log.keys, key, progress=lambda n: bar.advance(task, n)
             )
 
-    report = _run(work, cluster_ok=True)  # the log's markers and lists only
+    report = _run(work)
     if report is None:
         raise click.ClickException("the server has no functions (Redis 6.2): it cannot seal")
     click.echo(

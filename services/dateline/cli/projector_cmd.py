@@ -97,7 +97,7 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
 
     async def read() -> tuple[list[bytes], str | None]:
         # As of a moment or a version, the log alone answers; now, the read models.
-        async with open_log(url, cfg, cluster_ok=bool(as_of or at_version)) as log:
+        async with open_log(url, cfg) as log:
             records = await log.read_story_json(story, to_version=at_version, as_of=cutoff)
             if as_of or at_version:
                 return records, None

@@ -18,8 +18,8 @@ from dateline.projector.plan import Advance, Project
 from dateline.runtime import Runner, RunnerConfig
 from dateline.store import functions
 from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, connect
-from dateline.store.layout import Keys, group_of
+from dateline.store.connection import UNREACHABLE, open_client
+from dateline.store.layout import Keys, ModelKeys, group_of
 from dateline.store.log import Log, story_of
 from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
 from dateline.store.seal import Sealing, seal_at_start
@@ -71,7 +71,7 @@ class Projector:
         halt.set()
 
 
-async def stamp_shape(client: aioredis.Redis, models: ReadModels) -> int:
+async def stamp_shape(client: aioredis.Redis, models: ModelKeys) -> int:
     """Stamp a version nothing has written yet with `SHAPE`; return the version's shape.
 
     An older shape is logged as a warning: the version lacks what this projector's
@@ -102,7 +102,7 @@ async def create_app(
     project_fn: Project = project,
     client: aioredis.Redis | None = None,
 ) -> Projector:
-    client = client or connect(url)
+    client = client or await open_client(url)
     keys = Keys(settings.prefix, settings.partitions)
     key = settings.seal()
     log = Log(client, keys, sealing=Sealing(key, keys))
@@ -124,8 +124,8 @@ async def create_app(
     await log.sealing.refresh(client, force=True)  # no key for a sealed log: say so now
     version = version or await active_version(client, settings.prefix)
     group = group_of(version)
-    shape = await stamp_shape(client, ReadModels(settings.prefix, version))
-    models = ReadModels(settings.prefix, version, shape)  # written as the version was built
+    shape = await stamp_shape(client, keys.models(version))
+    models = ReadModels(keys, version, shape)  # written as the version was built
     handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.

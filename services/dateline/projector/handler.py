@@ -14,6 +14,7 @@ the batch anew.
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -112,20 +113,41 @@ class ProjectorHandler:
         acked = [d for p in plans for d in p.acked]
         if not acked:
             return failures(plans)
+        fences = {story: sha for story, (_, sha) in known.items()}
+        if self.log.cluster:  # a commit a partition, each in its slot, side by side
+            parts: dict[int, list[StoryPlan]] = {}
+            for p in plans:
+                parts.setdefault(self.log.keys.partition(p.story), []).append(p)
+            written = await asyncio.gather(*(self._write(some, fences) for some in parts.values()))
+        else:  # the whole batch in one step
+            written = [await self._write(plans, fences)]
+        if any(states is None for states in written):
+            # Nothing of that partition was written; what the others wrote is applied and
+            # acknowledged, and a fold anew acknowledges it again without applying it.
+            return None
+        for states in written:
+            for p in plans:
+                if p.changed and states is not None and p.story in states:
+                    p.state.timeline = []  # the stored state holds none: a list of its own
+                    self.kept.keep(p.story, pack(p.state), fence(states[p.story]))
+        PROJECTED.inc(len(acked))
+        return failures(plans)
+
+    async def _write(
+        self, plans: list[StoryPlan], fences: dict[str, str]
+    ) -> dict[str, bytes] | None:
+        """Commit these stories' plans in one script: their writes, acknowledgements and
+        checkpoints. Their stored states, or None if a fence failed (nothing written)."""
         writes = self.models.commands(
             [Change(p.old, p.state, p.refolded) for p in plans if p.changed]
         )
-        commands = writes.commands + acks(self.models, self.group, acked)
-        stories = list(by_story)
-        args = script_args([known[s][1] for s in stories], commands)
-        if await self._commit(keys=[self.models.story(s) for s in stories], args=args):
+        commands = writes.commands + acks(
+            self.models, self.group, [d for p in plans for d in p.acked]
+        )
+        args = script_args([fences[p.story] for p in plans], commands)
+        if await self._commit(keys=[self.models.story(p.story) for p in plans], args=args):
             return None
-        for p in plans:
-            if p.changed:
-                p.state.timeline = []  # the stored state holds none: it is a list of its own
-                self.kept.keep(p.story, pack(p.state), fence(writes.states[p.story]))
-        PROJECTED.inc(len(acked))
-        return failures(plans)
+        return writes.states
 
     def cycle(self, batch: int) -> int:
         """Updates the next cycle may read: `CYCLE_BYTES` of packed states at most (at
@@ -143,6 +165,16 @@ class ProjectorHandler:
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move
         their checkpoints past what is settled now, as a commit would."""
+        if self.log.cluster:  # a call a partition: its checkpoint and stream share a slot
+            await asyncio.gather(
+                *(
+                    self._settle(
+                        keys=[stream], args=checkpoint_args(self.models, self.group, n, stream)
+                    )
+                    for n, stream in streams.items()
+                )
+            )
+            return
         args = [
             a
             for partition, stream in sorted(streams.items())
@@ -154,12 +186,28 @@ class ProjectorHandler:
         """Each story's state and fence: kept, or read in one round trip."""
         known = {s: found for s in stories if (found := self.kept.get(s)) is not None}
         missing = [s for s in stories if s not in known]
-        if missing:
+        if not missing:
+            return known
+        if self.log.cluster:  # a read a partition, each in its slot
+            parts: dict[int, list[str]] = {}
+            for story in missing:
+                parts.setdefault(self.log.keys.partition(story), []).append(story)
+            groups = list(parts.values())
+            read = await asyncio.gather(
+                *(self._read(keys=self.models.recall_keys(some)) for some in groups)
+            )
+            pairs = [
+                pair
+                for some, replies in zip(groups, read, strict=True)
+                for pair in zip(some, replies, strict=True)
+            ]
+        else:
             replies = await self._read(keys=self.models.recall_keys(missing))
-            for story, reply in zip(missing, replies, strict=True):
-                state, raw = self.models.decode_recalled(story, reply)
-                known[story] = pack(state), fence(raw)
-                self.kept.keep(story, *known[story])
+            pairs = list(zip(missing, replies, strict=True))
+        for story, reply in pairs:
+            state, raw = self.models.decode_recalled(story, reply)
+            known[story] = pack(state), fence(raw)
+            self.kept.keep(story, *known[story])
         return known
 
     def _open_history(self, story: str, records: list[bytes]) -> list[bytes]:

@@ -26,11 +26,14 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
                 new = project(story, await log.read_story(story))
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 models.write(pipe, old, new)
-                pipe.publish(models.changes, str(log.keys.partition(story)))
                 await pipe.execute()
-                return new.version
             except aioredis.WatchError:
                 continue
+            # After the transaction, not in it: on a cluster a transaction holds the keys
+            # of one slot, and a channel is none. A ring missed in between costs readers
+            # a second (they look every second without one).
+            await log.redis.publish(models.changes, str(log.keys.partition(story)))
+            return new.version
 
 
 async def redrive(log: Log, models: ReadModels, dead: DeadLetters, story: str) -> tuple[int, int]:

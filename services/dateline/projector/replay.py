@@ -20,7 +20,7 @@ from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
 from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
-from dateline.store.connection import connect
+from dateline.store.connection import open_client
 from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, replay_key
 from dateline.store.log import Log, story_of
@@ -223,11 +223,11 @@ def _fold_job(
             nonlocal read
             read += n
 
-        client = connect(url)
+        client = await open_client(url)
         try:
             keys = Keys(prefix, partitions)
             log = Log(client, keys, sealing=Sealing(seal_key, keys))
-            models = ReadModels(prefix, version)
+            models = ReadModels(keys, version)
             updates, failed = await _fold_histories(log, models, stories, batch, count)
         finally:
             await client.aclose()
@@ -298,7 +298,7 @@ async def rebuild_all(
     report = _Report(client, keys.prefix, new, await total_updates(client, keys))
     await report(0, force=True)
     group = group_of(new)
-    models = ReadModels(keys.prefix, new)
+    models = ReadModels(keys, new)
     starts = await _fresh_group(client, keys, group, models)
     # 2. Every story from its history, into the new version's keys.
     stories = await story_ids(client, keys)
@@ -311,7 +311,7 @@ async def rebuild_all(
         await report(0, "failed: readers stay on the current version", force=True)
         raise ReplayFailed(new, failed)
     for p, start in starts.items():
-        await client.hset(models.checkpoint, str(p), start)
+        await client.hset(models.region(p).checkpoint, str(p), start)
     await client.set(models.shape, SHAPE)
     # 3. Catch up with what was appended meanwhile, through the new group.
     handler = ProjectorHandler(client, log, models, group)

@@ -32,7 +32,7 @@ from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
 from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
-from dateline.store.connection import POOL_SIZE, UNREACHABLE, connect
+from dateline.store.connection import POOL_SIZE, UNREACHABLE, open_client
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import Keys
 from dateline.store.readers import KnownGrants, Readers
@@ -85,7 +85,7 @@ def create_app(
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(app: Litestar) -> None:
-        client = connect(url, retry_lost=True, max_connections=pool_size)
+        client = await open_client(url, retry_lost=True, max_connections=pool_size)
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(
             client, keys, bell, settings.story_cache_mb << 20, settings.seal()

@@ -15,6 +15,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from dateline.store import scripts
+from dateline.store.connection import is_cluster
 from dateline.store.layout import GroupKeys
 
 
@@ -64,7 +65,13 @@ class Leases:
         """Who holds each of the first `count` partitions, in one round trip."""
         if not count:
             return []
-        found = await self.client.mget([self.key(n) for n in range(count)])
+        if is_cluster(self.client):  # each lease its own slot: a GET each, by node
+            pipe = self.client.pipeline(transaction=False)
+            for n in range(count):
+                pipe.get(self.key(n))
+            found = await pipe.execute()
+        else:
+            found = await self.client.mget([self.key(n) for n in range(count)])
         return [v.decode() if isinstance(v, bytes) else v for v in found]
 
     async def alive(self) -> list[str]:

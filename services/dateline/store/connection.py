@@ -61,10 +61,9 @@ class OnACluster(ResponseError):
 
 
 ONLY_THE_LOG = (
-    "of dateline, only the log's clients run on a cluster yet (ingest, `dateline "
-    "publish`, `log`, `seal`, `migrate`, `feeds`, `readers`). The projector, validator, "
-    "query and deliver, and the commands that read what they keep, need a single server "
-    "(or one with replicas): point REDIS_URL at one"
+    "of dateline, the validator and the delivery service (`deliver`, `subscriptions`) "
+    "do not run on a cluster yet: they need a single server (or one with replicas): "
+    "point REDIS_URL at one"
 )
 
 

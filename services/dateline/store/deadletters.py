@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from dateline.store.connection import is_cluster
 from dateline.store.layout import GroupKeys
 
 
@@ -53,7 +54,14 @@ class DeadLetters:
     async def park(self, parkings: list[Parking]) -> None:
         if not parkings:
             return
-        pipe = self.client.pipeline(transaction=True)
+        cluster = is_cluster(self.client)
+        # On a cluster no transaction spans the group's keys and the partition streams
+        # (other slots): the dead letters first, then the acknowledgements. A crash
+        # between leaves the entries pending, to be parked again: the first update of a
+        # story is then acknowledged as parked already (`Runner`), and one behind it may
+        # have its dead letter twice (a redrive applies it once: versions say so).
+        pipe = self.client.pipeline(transaction=not cluster)
+        acks = self.client.pipeline(transaction=False) if cluster else pipe
         for p in parkings:
             d = p.delivery
             pipe.xadd(
@@ -70,8 +78,18 @@ class DeadLetters:
             )
             if d.key:
                 pipe.hsetnx(self.parked_key, d.key, d.ref)
-            pipe.xack(d.stream, self.group, d.entry_id)
             pipe.hdel(self.attempts_key, d.ref)
+            acks.xack(d.stream, self.group, d.entry_id)
+        await pipe.execute()
+        if acks is not pipe:
+            await acks.execute()
+
+    async def acknowledge(self, deliveries: list[Delivery]) -> None:
+        """Acknowledge entries parked already (their dead letters written, their
+        acknowledgement lost with a crash between the two: on a cluster only)."""
+        pipe = self.client.pipeline(transaction=False)
+        for d in deliveries:
+            pipe.xack(d.stream, self.group, d.entry_id)
         await pipe.execute()
 
     async def entries(self, story: str | None = None) -> list[tuple[str, dict[str, str]]]:
@@ -87,7 +105,8 @@ class DeadLetters:
     async def release(self, story: str) -> int:
         """Unpark a story and drop its dead letters (after it was rebuilt from the log)."""
         ids = [eid for eid, _ in await self.entries(story)]
-        pipe = self.client.pipeline(transaction=True)
+        # On a cluster the two keys are in two slots: unparked first, then the letters.
+        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
         pipe.hdel(self.parked_key, story)
         if ids:
             pipe.xdel(self.stream, *ids)

@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.store.connection import is_cluster
 from dateline.store.doorbell import READERS
 from dateline.store.layout import (
     changes_channel,
@@ -187,14 +188,16 @@ class Readers:
         record = msgspec.json.encode(reader)
         tokens = [h for h, r in (await self.client.hgetall(self.tokens_key)).items() if r == record]
         sessions = await self.client.smembers(reader_sessions_key(self.prefix, name))
-        pipe = self.client.pipeline(transaction=True)
+        # On a cluster these keys are in several slots: no transaction, the reader marked
+        # revoked first (a grant is refused from then on), then its tokens and sessions.
+        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
+        revoked = msgspec.structs.replace(reader, revoked=True)
+        pipe.hset(self.key, name, msgspec.json.encode(revoked))
         if tokens:
             pipe.hdel(self.tokens_key, *tokens)
         for key in sessions:
             pipe.delete(key)
         pipe.delete(reader_sessions_key(self.prefix, name))
-        revoked = msgspec.structs.replace(reader, revoked=True)
-        pipe.hset(self.key, name, msgspec.json.encode(revoked))
         pipe.publish(changes_channel(self.prefix), READERS)  # query processes forget grants
         await pipe.execute()
         return True
@@ -221,10 +224,12 @@ class Readers:
         session = secrets.token_urlsafe(32)
         key = session_key(self.prefix, token_hash(session))
         members = reader_sessions_key(self.prefix, reader.name)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(key, msgspec.json.encode(reader), ex=SESSION_S)
+        # Listed before it exists: a revoke finds every session (on a cluster, where these
+        # keys are in two slots and no transaction holds them, as well).
+        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
         pipe.sadd(members, key)
         pipe.expire(members, SESSION_S)
+        pipe.set(key, msgspec.json.encode(reader), ex=SESSION_S)
         await pipe.execute()
         return session
 

@@ -1,7 +1,9 @@
 -- Read a story for the query service: its state whole, where it is parked, and records.
 --
 -- KEYS[1] the story's state, KEYS[2] its statements list, KEYS[3] the projection's
---   parked stories, KEYS[4] the story's history in the log.
+--   parked stories, KEYS[4] the story's history in the log. On a cluster, where the
+--   parked stories are in another slot, three keys: the history is KEYS[3], and the
+--   caller reads where the story is parked itself.
 -- ARGV[1] the story; ARGV[2] and ARGV[3] the first and last index of its history to
 --   read (none if the last is below the first).
 -- Returns {the state whole (as read_story.lua; false if none), the entry that parked
@@ -12,6 +14,8 @@
 -- include: whole_story.lua
 local records = {}
 if tonumber(ARGV[3]) >= tonumber(ARGV[2]) then
-  records = redis.call('LRANGE', KEYS[4], ARGV[2], ARGV[3])
+  records = redis.call('LRANGE', KEYS[#KEYS], ARGV[2], ARGV[3])
 end
-return {whole(KEYS[1], KEYS[2]), redis.call('HGET', KEYS[3], ARGV[1]), records}
+local parked = false
+if #KEYS == 4 then parked = redis.call('HGET', KEYS[3], ARGV[1]) end
+return {whole(KEYS[1], KEYS[2]), parked, records}

@@ -1,0 +1,149 @@
+"""The query service on a real cluster (3 masters, a replica each), on read models laid
+out per partition: a story, the lists merged over the partitions with their paging, the
+board and speakers, read-your-writes, a parked story, the doorbell, the live index."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import msgspec
+import pytest
+
+from dateline.domain.positions import Cursor
+from dateline.projector.app import Projector
+from dateline.query import live
+from dateline.query.app import create_app
+from dateline.query.reader import Reader
+from dateline.store.cluster import LocalCluster
+from dateline.store.doorbell import Doorbell
+from dateline.store.log import Log
+from dateline.store.readmodels import without_timeline
+from tests.factories import encode, update
+from tests.integration.serving import serve
+from tests.integration.test_cluster_projector import one_a_partition, projector
+from tests.integration.test_projector import failing_on, rebuilt, settings, settle
+from tests.integration.test_query import STORY, flat, public
+from tests.projection_helpers import HANOI
+from tests.readers import bearer
+
+
+@pytest.fixture
+async def log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
+    found = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
+    try:
+        yield found
+    finally:
+        await found.close()
+
+
+@pytest.fixture
+async def api(log: Log, local_cluster: LocalCluster) -> AsyncIterator[httpx.AsyncClient]:
+    auth = await bearer(local_cluster.url, log.keys.prefix)
+    async with (
+        serve(create_app(settings(log), local_cluster.url, poll_s=0.2)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=auth) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def app(log: Log, local_cluster: LocalCluster) -> AsyncIterator[Projector]:
+    found = await projector(log, local_cluster.url, **failing_on("poisoned", 2))
+    yield found
+    await found.client.aclose()
+
+
+async def test_reads_on_a_cluster_equal_a_rebuild(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    await log.append(lines)
+    others = one_a_partition(log)
+    for story in others:  # one after another
+        await log.append([encode(update(subject=story, id=f"{story}-0"))])
+    await settle(app)
+    state = await rebuilt(log, STORY)
+    r = await api.get(f"/v1/stories/{STORY}")
+    assert r.status_code == 200, r.text
+    assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
+    timeline = (await api.get(f"/v1/stories/{STORY}/timeline")).json()["items"]
+    assert timeline == msgspec.to_builtins(state.timeline)
+    # Every partition's stories, merged newest first; a page is the head of the whole.
+    everything = (await api.get("/v1/stories")).json()["items"]
+    assert len(everything) == 2 + len(others)
+    order = [(e["recordedtime"], e["id"]) for e in everything]
+    assert order == sorted(order, reverse=True)
+    for limit in (1, 3, len(others) + 2):
+        page = (await api.get("/v1/stories", params={"limit": limit})).json()["items"]
+        assert page == everything[:limit]
+    concluded = (await api.get("/v1/stories", params={"status": "concluded"})).json()["items"]
+    assert [(e["id"], e["outcome"]) for e in concluded] == [(STORY, "no_agreement")]
+    said = (await api.get("/v1/speakers/SARAH SANDERS/statements")).json()["items"]
+    assert [s["statement"]["statement"] for s in said] == [
+        "sanders-constructive",
+        "sanders-no-agreement",
+    ]
+    board = (await api.get("/v1/schedule")).json()["items"]
+    assert {(b["story"], b["item"]["item"]) for b in board} >= {
+        (STORY, "working-lunch"),
+        (STORY, "press-conference"),
+    }
+    day2 = (
+        await api.get(
+            "/v1/schedule",
+            params={"from": "2019-02-28T00:00:00+07:00", "to": "2019-02-28T23:59:00+07:00"},
+        )
+    ).json()["items"]
+    assert "working-lunch" in {b["item"]["item"] for b in day2}
+    assert "summit" not in {b["item"]["item"] for b in day2}
+    status = (await api.get("/v1/status")).json()
+    assert sum(p["length"] for p in status["partitions"]) == len(lines) + len(others)
+
+
+async def test_read_your_writes_and_a_parked_story_on_a_cluster(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    [first] = await log.append([encode(update(subject="poisoned", id="p-1"))])
+    stepping = asyncio.create_task(settle(app))
+    r = await api.get("/v1/stories/poisoned", params={"min_position": first.position})
+    await stepping
+    assert r.json()["version"] == 1 and r.json()["parked_at"] is None
+    [bad] = await log.append([encode(update(subject="poisoned", id="p-2"))])
+    await settle(app)
+    r = await api.get("/v1/stories/poisoned", params={"min_position": bad.position})
+    assert r.status_code == 409, r.text  # parked: says so, and what to do
+    assert "dateline dlq redrive poisoned" in r.json()["detail"]
+    assert (await api.get("/v1/stories/poisoned")).json()["parked_at"] == bad.position
+
+
+async def test_the_doorbell_and_the_live_index_on_a_cluster(log: Log, app: Projector) -> None:
+    client = log.redis
+    bell = Doorbell(client, log.keys.prefix, poll_s=0.2)
+    heard: list[bytes | None] = []
+    bell.listeners.append(lambda message, live: heard.append(message))
+    ringing = asyncio.create_task(bell.run())
+    reader = Reader(client, log.keys, bell)
+    try:
+        stories = one_a_partition(log)
+        start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+        stream = flat(live.index_events(reader, start))
+        await log.append([encode(update(subject=s, id=f"{s}-0")) for s in stories])
+        await settle(app)
+        seen = set()
+        async with asyncio.timeout(10):
+            async for push in stream:
+                if push.event == "update":
+                    seen.add(msgspec.json.decode(push.data)["story"])
+                if seen == set(stories):
+                    break
+        every = {str(p) for p in range(log.keys.partitions)}
+        for _ in range(50):  # every partition's commit rang, whichever node it ran on
+            if {m.decode().split(":")[0] for m in heard if m} == every:
+                break
+            await asyncio.sleep(0.1)
+        assert {m.decode().split(":")[0] for m in heard if m} == every
+    finally:
+        ringing.cancel()
