@@ -62,7 +62,7 @@ from dateline.runtime.leases import Leases
 from dateline.store.connection import connect
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
-from dateline.store.log import story_or_none
+from dateline.store.log import log_keys, story_or_none
 from dateline.store.seal import Sealing, Unsealed
 from dateline_schemas import Update, decode_record
 
@@ -217,10 +217,8 @@ class DatelineLog:
     async def start(self) -> None:
         """Take the group's lease, make the groups, handle what is pending, subscribe."""
         self._client = client = connect(self.url)
-        partitions = self.partitions or int(
-            await client.hget(Keys(self.prefix, 0).config, "partitions") or 8
-        )
-        self._keys = keys = Keys(self.prefix, partitions)
+        self._keys = keys = await log_keys(client, self.prefix, self.partitions, create=False)
+        partitions = keys.partitions
         self._sealing = Sealing(self.seal_key, keys)
         await self._sealing.refresh(client, force=True)
         self._lease = Leases(

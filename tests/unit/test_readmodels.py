@@ -151,5 +151,5 @@ def test_a_version_built_before_shape_5_keeps_its_keys() -> None:
 
 
 def test_the_version_of_a_checkpoint_key_whatever_its_layout() -> None:
-    for models in (ModelKeys("a:b", "v7"), ModelKeys("a:b", "v7", partitions=4)):
+    for models in (ModelKeys("a:b", "v7"), ModelKeys("a:b", "v7", Keys("a:b", 4))):
         assert {version_of_checkpoint("a:b", r.checkpoint) for r in models.regions} == {"v7"}

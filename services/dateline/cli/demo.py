@@ -20,7 +20,7 @@ from dateline.ingest.credentials import Credentials
 from dateline.runtime.supervisor import Child, Supervisor, service
 from dateline.store.config import Settings
 from dateline.store.connection import connect
-from dateline.store.layout import Keys
+from dateline.store.log import log_keys
 from dateline.store.readers import Readers
 from dateline.store.seal import SealReport, seal_if_supported
 from dateline_schemas import decode_update
@@ -119,7 +119,8 @@ def _seal(cfg: Settings, url: str, key: bytes) -> None:
     async def work() -> SealReport | None:
         client = connect(url)
         try:
-            return await seal_if_supported(client, Keys(cfg.prefix, cfg.partitions), key)
+            keys = await log_keys(client, cfg.prefix, cfg.partitions)
+            return await seal_if_supported(client, keys, key)
         finally:
             await client.aclose()
 

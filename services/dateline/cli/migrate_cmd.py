@@ -20,9 +20,9 @@ from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
 from dateline.store import migrate
 from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, open_client
+from dateline.store.connection import UNREACHABLE, is_cluster, open_client
 from dateline.store.layout import Keys
-from dateline.store.log import Log, PartitionMismatch
+from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
 from dateline.store.seal import seal_if_supported
 
 
@@ -42,7 +42,7 @@ def _shown(url: str) -> str:
     "--partitions",
     type=click.IntRange(1, 1024),
     default=None,
-    help="The target's partition count (default: the source's).",
+    help="The target's partition count (default: the source's; 48 on a cluster).",
 )
 @click.option(
     "--positions",
@@ -109,11 +109,14 @@ async def _migrate(
                 f"this log is already being moved, or has moved, to {going}; "
                 "`dateline migrate --release` lifts the freeze an interrupted run left"
             )
-        to = Keys(cfg.prefix, partitions or source.keys.partitions)
         try:
             target = await open_client(to_url)
         except UNREACHABLE as exc:
             raise click.ClickException(f"the target {_shown(to_url)}: {exc}") from None
+        # To a cluster: slot tags, and its default count unless one is asked for.
+        cluster = is_cluster(target)
+        count = partitions or (CLUSTER_PARTITIONS if cluster else source.keys.partitions)
+        to = Keys(cfg.prefix, count, slotted=cluster)
         try:
             await migrate.check_empty(target, to)
             await Log(target, to).check_partitions()  # the target's config: its count

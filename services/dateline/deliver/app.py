@@ -23,6 +23,7 @@ from dateline.kit import DatelineLog
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, connect
 from dateline.store.layout import DELIVER_GROUP, Keys
+from dateline.store.log import PARTITIONS
 from dateline.store.subscriptions import Subscriptions
 
 log = structlog.get_logger("dateline.deliver")
@@ -107,7 +108,9 @@ def create_app(
         lease_ttl_ms=cfg.lease_ttl_ms,
         seal_key=cfg.seal(),
     )
-    subscriptions = Subscriptions(connect(url), Keys(cfg.prefix, cfg.partitions))
+    # Not on a cluster yet (`cli/deliver_cmd.py`): a log of one server, whose count the
+    # kit reads from its config when DATELINE_PARTITIONS is unset.
+    subscriptions = Subscriptions(connect(url), Keys(cfg.prefix, cfg.partitions or PARTITIONS))
     kit.batches(Fanout(subscriptions))
     sender = Sender(
         httpcore.AsyncConnectionPool(network_backend=GuardedBackend(), max_connections=64),

@@ -39,7 +39,6 @@ from dateline.runtime.heap import tune_collector
 from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, open_client
-from dateline.store.layout import Keys
 from dateline.store.log import (
     AppendFunctionMissing,
     AppendResult,
@@ -47,6 +46,7 @@ from dateline.store.log import (
     Log,
     LogMoving,
     NotReplicated,
+    log_keys,
 )
 from dateline.web.headers import secure_headers
 from dateline.web.limits import rate_limited
@@ -188,11 +188,10 @@ async def _open_log(client: aioredis.Redis, settings: Settings) -> Log:
     decided (and said)."""
     opened = Log(
         client,
-        Keys(settings.prefix, settings.partitions),
+        await log_keys(client, settings.prefix, settings.partitions),
         min_replicas=settings.min_replicas,
         replica_timeout_ms=settings.replica_timeout_ms,
     )
-    await opened.check_partitions()
     replicas = await opened.resolve_replicas()
     log.info("appends wait for replicas", replicas=replicas, timeout_ms=opened.replica_timeout_ms)
     return opened

@@ -19,8 +19,8 @@ from dateline.runtime import Runner, RunnerConfig
 from dateline.store import functions
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, open_client
-from dateline.store.layout import Keys, ModelKeys, group_of
-from dateline.store.log import Log, story_of
+from dateline.store.layout import ModelKeys, group_of
+from dateline.store.log import Log, log_keys, story_of
 from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
 from dateline.store.seal import Sealing, seal_at_start
 
@@ -103,10 +103,9 @@ async def create_app(
     client: aioredis.Redis | None = None,
 ) -> Projector:
     client = client or await open_client(url)
-    keys = Keys(settings.prefix, settings.partitions)
+    keys = await log_keys(client, settings.prefix, settings.partitions)
     key = settings.seal()
     log = Log(client, keys, sealing=Sealing(key, keys))
-    await log.check_partitions()
     if not await functions.load(client):
         logger.info("no read library loaded: the server has no functions, or this user may not")
     match await seal_at_start(client, keys, key):

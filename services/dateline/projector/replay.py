@@ -209,6 +209,7 @@ def _fold_job(
     url: str,
     prefix: str,
     partitions: int,
+    slotted: bool,
     version: str,
     stories: list[str],
     batch: int,
@@ -225,7 +226,7 @@ def _fold_job(
 
         client = await open_client(url)
         try:
-            keys = Keys(prefix, partitions)
+            keys = Keys(prefix, partitions, slotted)
             log = Log(client, keys, sealing=Sealing(seal_key, keys))
             models = ReadModels(keys, version)
             updates, failed = await _fold_histories(log, models, stories, batch, count)
@@ -259,6 +260,7 @@ async def _fold_in_workers(
                 workers.url,
                 log.keys.prefix,
                 log.keys.partitions,
+                log.keys.slotted,
                 models.version,
                 stories[i : i + size],
                 batch,

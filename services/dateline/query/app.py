@@ -34,7 +34,7 @@ from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, UNREACHABLE, open_client
 from dateline.store.doorbell import Doorbell
-from dateline.store.layout import Keys
+from dateline.store.log import log_keys
 from dateline.store.readers import KnownGrants, Readers
 from dateline.web.headers import secure_headers
 from dateline.web.limits import bound_requests, rate_limited
@@ -80,12 +80,13 @@ def create_app(
     pool_size: int = POOL_SIZE,
 ) -> Litestar:
     """The query service. Clients are made at startup, not at import."""
-    keys = Keys(settings.prefix, settings.partitions)
     made: list[Reader] = []
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(app: Litestar) -> None:
         client = await open_client(url, retry_lost=True, max_connections=pool_size)
+        # As the log's config says; a reader does not make it (nor may its ACL user).
+        keys = await log_keys(client, settings.prefix, settings.partitions, create=False)
         bell = Doorbell(client, settings.prefix, poll_s)
         app.state.reader = Reader(
             client, keys, bell, settings.story_cache_mb << 20, settings.seal()

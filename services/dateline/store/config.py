@@ -29,8 +29,9 @@ class Settings:
     """DATELINE_DATA_DIR, default .dateline/ under the working directory."""
     prefix: str = "dateline"
     """DATELINE_PREFIX: every key starts with it, so deployments can share a server."""
-    partitions: int = 8
-    """DATELINE_PARTITIONS: partition streams. Fixed once the log holds an update."""
+    partitions: int | None = None
+    """DATELINE_PARTITIONS: partition streams, fixed when the log is made. Unset: the log's
+    count, and for a new log 8 on one server, 48 on a cluster (`store.log.log_keys`)."""
     fsync: Fsync = "always"
     """DATELINE_FSYNC: the embedded server's appendfsync policy."""
     lease_ttl_ms: int = 10_000
@@ -86,7 +87,11 @@ class Settings:
             raise SettingsError(
                 f"DATELINE_PREFIX: expected 1 to 64 of A-Z a-z 0-9 _ . -, got {prefix!r}"
             )
-        parts = _number(environ, "DATELINE_PARTITIONS", "8", 1, 1024, "1 to 1024")
+        parts = (
+            _number(environ, "DATELINE_PARTITIONS", "", 1, 1024, "1 to 1024")
+            if environ.get("DATELINE_PARTITIONS")
+            else None
+        )
         fsync = environ.get("DATELINE_FSYNC") or "always"
         if fsync not in ("always", "everysec", "no"):
             raise SettingsError(f"DATELINE_FSYNC: expected always, everysec or no, got {fsync!r}")

@@ -4,7 +4,9 @@ Every key of a story carries the hash tag of the story's partition, `{pN}`, and 
 does that partition's stream: one append script touches a single cluster slot.
 
 The log (`Keys`)
-    <prefix>:config                 hash: partitions (fixed once the log exists)
+    <prefix>:config                 hash: partitions (fixed once the log exists), and `tags`:
+                                    "slots" for a log made on a cluster, whose partition
+                                    N's tag is `slot_tags` N (`{p3.1234}`), not `{p3}`
     <prefix>:{pN}:log               stream: partition N of the log, never trimmed
     <prefix>:{pN}:ids               hash: "<len>:<source><id>" -> "version position story"
     <prefix>:{pN}:story:<story>     list: the story's records; index i holds version i+1
@@ -54,6 +56,9 @@ Read models (`ModelKeys`, per projection version; `store/readmodels.py` says wha
 
 from __future__ import annotations
 
+import binascii
+import functools
+import itertools
 import zlib
 from dataclasses import dataclass
 
@@ -71,8 +76,32 @@ def dedup_field(source: str, update_id: str) -> str:
 
 
 def hash_tag(partition: int) -> str:
-    """`{pN}`: every key of partition N lands in one cluster slot."""
+    """`{pN}`: every key of partition N lands in one cluster slot (a log made on one server)."""
     return f"{{p{partition}}}"
+
+
+SLOTS = 16384
+
+
+def slot_of(tag: str) -> int:
+    """The cluster slot of a hash tag's text: CRC-16/XMODEM mod 16384, as the servers do."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@functools.cache
+def slot_tags(partitions: int) -> tuple[str, ...]:
+    """`{p<N>.<n>}` for each partition N of a log made on a cluster: n the least that puts
+    the tag in the slot at the middle of N's share of the slots. A cluster's masters hold
+    even ranges of slots, so P partitions spread as evenly as P allows over any number of
+    masters, and evenly over every count that divides P (48: 1, 2, 3, 4, 6, 8, 12, 16, 24,
+    48 masters). Plain `{pN}` put 8 partitions 2/2/4 on 3 masters. (About 0.2 s for 48,
+    once a process; ACL patterns `{p*}` match both forms.)"""
+    tags = []
+    for n in range(partitions):
+        middle = (2 * n + 1) * SLOTS // (2 * partitions)
+        suffix = next(i for i in itertools.count() if slot_of(f"p{n}.{i}") == middle)
+        tags.append(f"{{p{n}.{suffix}}}")
+    return tuple(tags)
 
 
 def partition_stream(prefix: str, tag: str) -> str:
@@ -169,17 +198,19 @@ class Region:
 class ModelKeys:
     """The keys of one projection version's read models (`ReadModels` writes them).
 
-    `partitions`: the log's partition count, for read models laid out per partition (from
-    shape 5); None for a version built before, whose cross-story keys are one for all.
+    `log`: the log's keys, for read models laid out per partition (from shape 5), under
+    each partition's hash tag; None for a version built before, whose cross-story keys
+    are one for all.
     """
 
-    def __init__(self, prefix: str, version: str, partitions: int | None = None) -> None:
-        self.prefix, self.version, self.partitions = prefix, version, partitions
+    def __init__(self, prefix: str, version: str, log: Keys | None = None) -> None:
+        self.prefix, self.version = prefix, version
+        self.partitions = None if log is None else log.partitions
         self.base = f"{prefix}:rm:{version}"
-        if partitions is None:
+        if log is None:
             self.regions = [Region(self.base)]
         else:
-            self.regions = [Region(f"{self.base}:{hash_tag(p)}") for p in range(partitions)]
+            self.regions = [Region(f"{self.base}:{log.tag(p)}") for p in range(log.partitions)]
         """Every region once: one for all partitions, or one a partition."""
 
     @property
@@ -346,27 +377,34 @@ class SubscriptionKeys:
 class Keys:
     prefix: str
     partitions: int
+    slotted: bool = False
+    """The log's partitions are tagged `slot_tags` (a log made on a cluster: the config's
+    `tags` says so), else `{pN}`."""
 
     @property
     def config(self) -> str:
         return f"{self.prefix}:config"
 
+    def tag(self, partition: int) -> str:
+        """Partition N's hash tag: its keys' slot on a cluster."""
+        return slot_tags(self.partitions)[partition] if self.slotted else hash_tag(partition)
+
     def partition(self, story: str) -> int:
         return partition_of(story, self.partitions)
 
     def log(self, partition: int) -> str:
-        return partition_stream(self.prefix, hash_tag(partition))
+        return partition_stream(self.prefix, self.tag(partition))
 
     def ids(self, partition: int) -> str:
-        return f"{self.prefix}:{hash_tag(partition)}:ids"
+        return f"{self.prefix}:{self.tag(partition)}:ids"
 
     def seal(self, partition: int) -> str:
-        return f"{self.prefix}:{hash_tag(partition)}:seal"
+        return f"{self.prefix}:{self.tag(partition)}:seal"
 
     def story(self, story: str, partition: int | None = None) -> str:
         """The story's history list; pass `partition` when it is known already."""
         part = self.partition(story) if partition is None else partition
-        return f"{self.prefix}:{hash_tag(part)}:story:{story}"
+        return f"{self.prefix}:{self.tag(part)}:story:{story}"
 
     def logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
@@ -377,7 +415,7 @@ class Keys:
     def models(self, version: str) -> ModelKeys:
         """A version's keys as this release lays them out (per partition); one built
         before is opened as it was built (`readmodels.open_models`)."""
-        return ModelKeys(self.prefix, version, self.partitions)
+        return ModelKeys(self.prefix, version, self)
 
     @property
     def active(self) -> str:

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.store import scripts
-from dateline.store.connection import appender_of, open_client
+from dateline.store.connection import appender_of, is_cluster, open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.seal import Sealing, unsealed_log
 from dateline_schemas import (
@@ -78,6 +78,41 @@ class CrossPartitionBatch(ValueError):
 
 class PartitionMismatch(RuntimeError):
     """The log was created with another partition count than the one configured."""
+
+
+PARTITIONS = 8
+"""A new log's partition count on one server (`DATELINE_PARTITIONS` unset)."""
+CLUSTER_PARTITIONS = 48
+"""A new log's partition count on a cluster: with slot tags (`layout.slot_tags`), 48
+spread evenly over 1, 2, 3, 4, 6, 8, 12, 16, 24 or 48 masters, and within one of even
+over 5, 7, 9 or 10. On one server partitions only share out the consumers' work, and
+each costs a read a cycle and a merge input a list: 8 is plenty there."""
+SLOT_TAGS = "slots"
+"""The config's `tags` for a log whose partitions carry `slot_tags`."""
+
+
+async def log_keys(
+    client: aioredis.Redis, prefix: str, partitions: int | None = None, *, create: bool = True
+) -> Keys:
+    """The log's keys, as its config says (partition count, tags). For a log not made yet:
+    `partitions`, else `PARTITIONS` on one server and `CLUSTER_PARTITIONS` (with slot
+    tags) on a cluster, recorded if `create` (a reader does not write). PartitionMismatch
+    if `partitions` is given and the log has another count."""
+    stored, tags = await client.hmget(Keys(prefix, 0).config, ["partitions", "tags"])
+    if stored is None:
+        cluster = is_cluster(client)
+        made = partitions or (CLUSTER_PARTITIONS if cluster else PARTITIONS)
+        keys = Keys(prefix, made, slotted=cluster)
+        if create:
+            await Log(client, keys).check_partitions()
+        return keys
+    keys = Keys(prefix, int(stored), slotted=tags == SLOT_TAGS.encode())
+    if partitions is not None and partitions != keys.partitions:
+        raise PartitionMismatch(
+            f"the log under prefix {prefix!r} has {keys.partitions} partitions; "
+            f"DATELINE_PARTITIONS is {partitions}. Set it to {keys.partitions}, or unset it."
+        )
+    return keys
 
 
 class AppendFunctionMissing(RuntimeError):
@@ -178,13 +213,14 @@ class Log:
         url: str,
         *,
         prefix: str = "dateline",
-        partitions: int = 8,
+        partitions: int | None = None,
         min_replicas: int = 0,
         replica_timeout_ms: int = 1000,
         seal_key: bytes | None = None,
     ) -> Log:
+        """The log at `url`, as its config says (`log_keys`), made if new."""
         client = await open_client(url)
-        keys = Keys(prefix, partitions)
+        keys = await log_keys(client, prefix, partitions)
         log = cls(
             client,
             keys,
@@ -230,13 +266,26 @@ class Log:
         await self.redis.aclose()
 
     async def check_partitions(self) -> None:
-        """Record the partition count on first use; refuse to run with another one."""
-        await self.redis.hsetnx(self.keys.config, "partitions", self.keys.partitions)
-        stored = int(await self.redis.hget(self.keys.config, "partitions") or 0)
-        if stored != self.keys.partitions:
+        """Record the partition count (and slot tags, if the keys have them) on first use;
+        refuse to run with another count or tags (`log_keys` reads them instead)."""
+        config = self.keys.config
+        pipe = self.redis.pipeline(transaction=False)  # one key, in order: each NX holds
+        pipe.hsetnx(config, "partitions", self.keys.partitions)
+        if self.keys.slotted:
+            pipe.hsetnx(config, "tags", SLOT_TAGS)
+        pipe.hmget(config, ["partitions", "tags"])
+        *_, (stored, tags) = await pipe.execute()
+        if int(stored or 0) != self.keys.partitions:
             raise PartitionMismatch(
-                f"the log under prefix {self.keys.prefix!r} has {stored} partitions; "
-                f"DATELINE_PARTITIONS is {self.keys.partitions}. Set it to {stored}."
+                f"the log under prefix {self.keys.prefix!r} has {int(stored or 0)} partitions; "
+                f"DATELINE_PARTITIONS is {self.keys.partitions}. Set it to {int(stored or 0)}, "
+                "or unset it."
+            )
+        if (tags == SLOT_TAGS.encode()) != self.keys.slotted:
+            made = "on a cluster (slot tags)" if tags else "on one server ({pN} tags)"
+            raise PartitionMismatch(
+                f"the log under prefix {self.keys.prefix!r} was made {made}: open it with "
+                "the keys its config names (`log_keys`)"
             )
 
     async def append(

@@ -101,7 +101,7 @@ class ReadModels(ModelKeys):
     """A projection version's read models: their keys (`ModelKeys`) and how to write them."""
 
     def __init__(self, keys: Keys, version: str, shape: int = SHAPE) -> None:
-        super().__init__(keys.prefix, version, keys.partitions if shape >= PER_PARTITION else None)
+        super().__init__(keys.prefix, version, keys if shape >= PER_PARTITION else None)
         self.own_statements = shape >= OWN_STATEMENTS
         """Write statements to their own list; an older version keeps them inline."""
         self.due_index = shape >= DUE_INDEX
