@@ -17,9 +17,15 @@ the shard that holds the first story's partition:
   SIGKILL of the master, then SIGCONT of the replica, which takes over without what
   the master took meanwhile. This is the case the replica wait is for.
 
+A `dateline projector` and a `dateline query` run on the cluster through it all, and a
+dashboard follows the live index (`/v1/live`), resuming from its last event id whenever
+its stream breaks.
+
 The checker reads the log back and says whether every acknowledged update is in it
 exactly once with the version it was acknowledged with, every story's versions
 gap-free, and every partition's stream, dedup entries and story lists of one count.
+Once the projector has caught up, every story's read models must equal a fold of its
+log, and the dashboard must have been told every version of every story.
 """
 
 from __future__ import annotations
@@ -42,13 +48,16 @@ import httpx
 import msgspec
 import redis
 
+from dateline.domain import project
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.wire import CE_BATCH
 from dateline.store.cluster import LocalCluster
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, feed_tokens_key
 from dateline.store.log import Log
-from tests.e2e.processes import ingest_process
+from dateline.store.readers import Readers
+from dateline.store.readmodels import ReadModels
+from tests.e2e.processes import background, http_service, ingest_process
 from tests.factories import update
 
 SCENARIOS = ("kill-master", "kill-replica", "stop-master", "lagging-replica")
@@ -63,6 +72,8 @@ LAG_S = 2.0
 RETRY_FOR_S = 30.0
 """How long a publisher keeps retrying one update before it gives up (and the run fails)."""
 TAKEOVER_S = 15.0
+CATCH_UP_S = 60.0
+"""How long the projector and the dashboard get to reach the log's end afterwards."""
 
 
 class _Record(msgspec.Struct):
@@ -106,6 +117,17 @@ class Result:
     looks like to a feed."""
     credentials_struck: bool = False
     """The feeds' tokens hash is on the struck shard (every request reads it)."""
+    models_off: list[str] = field(default_factory=list)
+    """Stories whose read models, once the projector caught up, are not a fold of the log."""
+    live_gaps: list[str] = field(default_factory=list)
+    """Stories of which the dashboard's live index missed a version."""
+    live_repeats: int = 0
+    """Versions the live index told twice (after a resume): allowed, counted."""
+    live_phantoms: int = 0
+    """Versions the live index told of that the log no longer has (a master's writes
+    lost with it: the dashboard saw what the feed was told, then lost)."""
+    live_resumes: int = 0
+    """How often the dashboard's stream broke and it resumed from its last event id."""
 
     @property
     def ok(self) -> bool:
@@ -118,13 +140,15 @@ class Result:
             or self.counts
             or self.gave_up
             or self.unexpected
+            or self.models_off
+            or self.live_gaps
         )
 
     @property
     def kept(self) -> bool:
         """What the log holds is whole and once (the loss apart): versions gap-free,
-        nothing doubled, the counts agree."""
-        return not (self.twice or self.gaps or self.counts or self.unexpected)
+        nothing doubled, the counts agree; and the read models are a fold of it."""
+        return not (self.twice or self.gaps or self.counts or self.unexpected or self.models_off)
 
 
 def _stories(keys: Keys) -> list[str]:
@@ -250,6 +274,55 @@ class Publishers:
         return False
 
 
+class LiveIndex:
+    """A dashboard on the live index: every `update` event's story and version, resumed
+    from the last event id whenever the stream breaks."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        self.base, self.headers = base, headers
+        self.seen: dict[str, list[int]] = {}
+        self.last_id: str | None = None
+        self.resumes = 0
+        self.events: list[list[object]] = []
+        """Every update told: story, version, position, the event's id (a cursor)."""
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(5.0, read=60.0)
+        async with httpx.AsyncClient(base_url=self.base, timeout=timeout) as http:
+            while True:
+                wanted = {**self.headers}
+                if self.last_id:
+                    wanted["last-event-id"] = self.last_id
+                try:
+                    async with http.stream("GET", "/v1/live", headers=wanted) as r:
+                        if r.status_code == 200:
+                            await self._read(r)
+                except httpx.HTTPError:
+                    pass
+                self.resumes += 1
+                await asyncio.sleep(0.2)
+
+    async def _read(self, r: httpx.Response) -> None:
+        event, ident, data = "", None, []
+        async for line in r.aiter_lines():
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif not line and event:
+                if event == "update":
+                    doc = json.loads("\n".join(data))
+                    self.seen.setdefault(doc["story"], []).append(doc["version"])
+                    self.events.append([doc["story"], doc["version"], doc["position"], ident])
+                self.last_id = ident or self.last_id
+                event, ident, data = "", None, []
+
+    def told(self, story: str) -> int:
+        return max(self.seen.get(story, [0]))
+
+
 async def _fault(
     scenario: str, cluster: LocalCluster, master: EmbeddedRedis, replica: EmbeddedRedis
 ) -> float | None:
@@ -318,7 +391,14 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
                 "DATELINE_RATE_LIMIT": "0",
                 "DATELINE_DATA_DIR": str(work / "data"),
             }
-            with ingest_process(env, work / "ingest.log") as base:
+            reader = await Readers(log.redis, PREFIX).add("dashboard", "ops")
+            with (
+                ingest_process(env, work / "ingest.log") as base,
+                background(["projector"], env, work / "projector.log"),
+                http_service("query", env, work / "query.log") as query,
+            ):
+                live = LiveIndex(query, {"authorization": f"Bearer {reader}"})
+                following = asyncio.create_task(live.run())
                 publishers = Publishers(base, token, stories)
                 publishing = asyncio.create_task(publishers.run())
                 await asyncio.sleep(BEFORE_S)
@@ -327,11 +407,15 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
                 await asyncio.sleep(AFTER_S)
                 publishers.stop.set()
                 await publishing
+                await _caught_up(log, stories, live)
+                following.cancel()
+                (work / "live.json").write_text(json.dumps(live.events))  # to look into
             _timing(result, publishers.acks, keys, stories[0], fault_at)
             result.answers = publishers.answers
             result.gave_up, result.unexpected = publishers.gave_up, publishers.unexpected
             result.acknowledged = len(publishers.acks)
             await _check(result, log, stories, publishers.acks)
+            await _check_read_side(result, log, stories, live)
         finally:
             await log.close()
     return result
@@ -376,12 +460,46 @@ async def _check(result: Result, log: Log, stories: list[str], acks: list[Ack]) 
         result.counts.append(f"stream entries {streamed}, dedup entries {deduped}, listed {held}")
 
 
+async def _caught_up(log: Log, stories: list[str], live: LiveIndex) -> None:
+    """Until the read models and the dashboard are at every story's last version (or
+    `CATCH_UP_S` passed: the checker then says what is behind)."""
+    models = ReadModels(log.keys, "v1")
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        versions = [await log.version(s) for s in stories]
+        entries = await _index_entries(log, models, stories)
+        projected = [json.loads(e)["version"] if e else 0 for e in entries]
+        if projected == versions and [live.told(s) for s in stories] == versions:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _index_entries(log: Log, models: ReadModels, stories: list[str]) -> list[bytes | None]:
+    return [await log.redis.hget(models.region_of(s).index, s) for s in stories]
+
+
+async def _check_read_side(result: Result, log: Log, stories: list[str], live: LiveIndex) -> None:
+    """Each story's read models against a fold of its log; what the dashboard was told."""
+    models = ReadModels(log.keys, "v1")
+    for story in stories:
+        history = await log.read_story(story)
+        if await models.read_state(log.redis, story) != project(story, history):
+            result.models_off.append(story)
+        told = live.seen.get(story, [])
+        missing = sorted(set(range(1, len(history) + 1)) - set(told))
+        if missing:
+            result.live_gaps.append(f"{story}: not told of versions {missing[:5]}")
+        result.live_repeats += len(told) - len(set(told))
+        result.live_phantoms += len({v for v in told if v > len(history)})
+    result.live_resumes = live.resumes
+
+
 def report(results: list[Result]) -> str:
     rows = [
         "| scenario | min replicas | acknowledged | lost | versions reused | doubled "
         "| wrong version | gaps | replica took over | longest wait, struck shard "
-        "| the others | answers |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| the others | read models off | live: missed, repeated, lost, resumes | answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def secs(value: float | None) -> str:
@@ -394,12 +512,22 @@ def report(results: list[Result]) -> str:
             f"| {len(r.reused)} | {len(r.twice)} | {len(r.wrong_version)} | {len(r.gaps) + len(r.counts)} "
             f"| {secs(r.took_over_s) if r.scenario != 'kill-replica' else '-'} "
             f"| {r.longest_wait_s:.2f} s | {r.others_wait_s:.2f} s"
-            f"{' (tokens struck)' if r.credentials_struck else ''} | {answers} |"
+            f"{' (tokens struck)' if r.credentials_struck else ''} | {len(r.models_off)} "
+            f"| {len(r.live_gaps)}, {r.live_repeats}, {r.live_phantoms}, {r.live_resumes} "
+            f"| {answers} |"
         )
     problems = [
         f"{r.scenario} (min replicas {r.min_replicas}): {what}"
         for r in results
-        for what in (*r.gave_up, *r.unexpected, *r.gaps, *r.counts, *r.wrong_version[:5])
+        for what in (
+            *r.gave_up,
+            *r.unexpected,
+            *r.gaps,
+            *r.counts,
+            *r.wrong_version[:5],
+            *(f"read models off: {s}" for s in r.models_off[:5]),
+            *r.live_gaps[:5],
+        )
     ]
     return "\n".join(rows + (["", *problems] if problems else []))
 

@@ -307,11 +307,42 @@ class Runner:
                 )
                 self.owned[n] = _Partition(stream)
                 log.info("partition taken", partition=n, claimed_pending=moved, members=members)
+        await self._pending_again()
         # Below its share while another holds more than its own, a process looks again
         # soon: that one hands partitions over at its next check. (Not whenever it is below
         # its share: with 4 partitions over 3 processes one holds none for good.)
         waiting = len(self.owned) < share and await self._over_share(share)
         self._lease_check_s = SHORT_CHECK_S if waiting else self.config.lease_ttl_ms / 3000
+
+    async def _pending_again(self) -> None:
+        """Between two cycles nothing of a partition is in flight here, so an entry still
+        pending for this consumer lost its acknowledgement: a replica promoted without the
+        last writes (a failover the client's retries hid), a reply lost with its
+        connection. Left so, it held the checkpoint back for good, and every reader that
+        waits for the checkpoint (live streams, read-your-writes) with it. Read the
+        partition's pending entries again: applied already, they are acknowledged."""
+        idle = [n for n, p in self.owned.items() if p.drain_from is None]
+        if not idle:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for n in idle:
+            pipe.xpending_range(
+                self.owned[n].stream,
+                self.config.group,
+                "-",
+                "+",
+                1,
+                consumername=self.config.consumer,
+            )
+        for n, found in zip(idle, await pipe.execute(), strict=True):
+            if found:
+                self.owned[n].drain_from = "0"
+                log.warning(
+                    "entries pending without a cycle holding them (an acknowledgement was "
+                    "lost); reading them again",
+                    partition=n,
+                    first=found[0]["message_id"].decode(),
+                )
 
     async def _over_share(self, share: int) -> bool:
         """Does another process hold more than `share` partitions?"""

@@ -29,16 +29,32 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import AskError, ClusterCrossSlotError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 _WAIT_FOR_KEEPS_CANCELS = sys.version_info >= (3, 12)  # wait_for is built on timeout there
 
-UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+UNREACHABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 """What a call raises while the server is down, restarting or loading its AOF (redis-py's
-BusyLoadingError is a ConnectionError): the services wait it out, and say so."""
+BusyLoadingError is a ConnectionError), or while a cluster finds its feet after losing a
+node (a shard without a master, a slot not covered yet): the services wait it out, and
+say so."""
 
 
 def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:

@@ -24,7 +24,13 @@ from litestar.types import (
     Scope,
     Send,
 )
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ResponseError, SlotNotCoveredError
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -213,6 +219,7 @@ def handlers(service: str) -> dict[type[Exception] | int, Handler]:
         # A cluster mid-failover: a shard without a master yet (or not known to be).
         ClusterDownError: down,
         SlotNotCoveredError: down,
+        TryAgainError: down,
         ResponseError: full_or_unhandled(service),
         Exception: unhandled(service),
     }
