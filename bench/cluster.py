@@ -18,12 +18,14 @@ from pathlib import Path
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
+from dateline.projector.app import create_app as projector_app
 from dateline.store import migrate
 from dateline.store.cluster import LocalCluster
+from dateline.store.config import Settings
 from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
-from dateline.store.log import Log
+from dateline.store.log import CLUSTER_PARTITIONS, Log
 
 BATCH = 1000
 
@@ -39,7 +41,12 @@ def _cpu(pids: list[int]) -> float:
 
 
 async def _measure(
-    url: str, pids: list[int], payloads: list[bytes], runs: int, min_replicas: int = 0
+    url: str,
+    pids: list[int],
+    payloads: list[bytes],
+    runs: int,
+    min_replicas: int = 0,
+    partitions: int = 8,
 ) -> tuple[float, float, float]:
     """Median (updates/s, client CPU us an update, servers' CPU us an update) of `runs`
     fresh logs, each filled batch after batch."""
@@ -48,7 +55,10 @@ async def _measure(
     rounds = []
     for _ in range(runs):
         log = await Log.connect(
-            url, prefix=f"b{uuid.uuid4().hex[:8]}", partitions=8, min_replicas=min_replicas
+            url,
+            prefix=f"b{uuid.uuid4().hex[:8]}",
+            partitions=partitions,
+            min_replicas=min_replicas,
         )
         try:
             servers, client = _cpu(pids), time.process_time()
@@ -69,6 +79,45 @@ async def _measure(
     return rounds[len(rounds) // 2]
 
 
+async def _projected(
+    url: str, pids: list[int], payloads: list[bytes], runs: int
+) -> tuple[float, float, float]:
+    """Median (updates/s, projector CPU us an update, servers' CPU us an update) of
+    `runs` projectors (one process: this one's runner and handler, as `dateline
+    projector` runs them) catching up a log of `payloads` appended before they start."""
+    n = len(payloads)
+    rounds = []
+    for _ in range(runs):
+        prefix = f"p{uuid.uuid4().hex[:8]}"
+        log = await Log.connect(url, prefix=prefix, partitions=8)
+        async for _ in log.append_stream([payloads[i : i + BATCH] for i in range(0, n, BATCH)]):
+            pass
+        app = await projector_app(Settings(None, Path("."), prefix, 8), url, consumer="bench")
+        try:
+            servers, client = _cpu(pids), time.process_time()
+            start = time.perf_counter()
+            done = quiet = 0
+            while quiet < 2:
+                step = await app.runner.step()
+                done += step
+                quiet = quiet + 1 if step == 0 else 0
+            took = time.perf_counter() - start
+            assert done == n, (done, n)
+            rounds.append(
+                (
+                    n / took,
+                    (time.process_time() - client) / n * 1e6,
+                    (_cpu(pids) - servers) / n * 1e6,
+                )
+            )
+        finally:
+            await app.runner.release_all()
+            await app.client.aclose()
+            await log.close()
+    rounds.sort()
+    return rounds[len(rounds) // 2]
+
+
 async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> float:
     """Updates/s of `dateline migrate`'s copy and check (`store/migrate.py`): a log of
     `payloads` on one server with 8 partitions, moved to the cluster with 16."""
@@ -79,7 +128,7 @@ async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> 
             [payloads[i : i + BATCH] for i in range(0, len(payloads), BATCH)]
         ):
             pass
-        to = Keys(source.keys.prefix, 16)
+        to = Keys(source.keys.prefix, 16, slotted=True)  # as `dateline migrate` makes it
         start = time.perf_counter()
         await migrate.freeze(source.redis, source.keys, "is being moved (bench)", "bench")
         checks = await migrate.copy_log(source.redis, source.sealing, target, to)
@@ -106,8 +155,23 @@ async def run(report: Report, *, quick: bool = False) -> None:
         pids = [node.process.pid for node in cluster.nodes]
         spread = await _measure(cluster.url, pids, payloads, runs)
         waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
+        wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
+        projected = await _projected(one.url, [one.process.pid], payloads, runs)
+        projected_spread = await _projected(cluster.url, pids, payloads, runs)
     _rows(report.add, single, spread, waited)
+    report.add(
+        Row(
+            "cluster",
+            f"3 masters + 3 replicas, {CLUSTER_PARTITIONS} partitions (a new cluster log's)",
+            wide[0],
+            "updates/s",
+            "3 masters + 3 replicas, Log.append_stream",
+            wide[0] / spread[0],
+            "16 partitions a master: a batch of 1,000 is 48 calls, not 8",
+        )
+    )
+    _projection_rows(report.add, projected, projected_spread)
     report.add(
         Row(
             "cluster",
@@ -119,6 +183,29 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "freeze, merge by stream id, positions mapped, each story's count and digest",
         )
     )
+
+
+def _projection_rows(
+    add: Callable[[Row], Awaitable[None] | Row],
+    single: tuple[float, float, float],
+    spread: tuple[float, float, float],
+) -> None:
+    one = "projector catching up, one server"
+    add(Row("cluster", one, single[0], "updates/s", note="one process, 8 partitions"))
+    add(
+        Row(
+            "cluster",
+            "projector catching up, 3 masters + 3 replicas",
+            spread[0],
+            "updates/s",
+            one,
+            spread[0] / single[0],
+            "a commit a partition, side by side; reads a stream each",
+        )
+    )
+    for name, (_, client, servers) in (("one server", single), ("3 masters", spread)):
+        add(Row("cluster", f"CPU an update, projector process, {name}", client, "us"))
+        add(Row("cluster", f"CPU an update, all servers while projecting, {name}", servers, "us"))
 
 
 def _rows(
@@ -137,7 +224,8 @@ def _rows(
             "updates/s",
             one,
             spread[0] / single[0],
-            "a batch split by partition, the parts side by side; 8 partitions fall 2/2/4",
+            "a batch split by partition, the parts side by side; 8 partitions on slot tags "
+            "fall 3/2/3",
         )
     )
     add(
