@@ -193,10 +193,10 @@ def test_publish_seal_and_log_commands_on_a_cluster(local_cluster: LocalCluster)
     # does not run on a cluster yet stop with one line that says why.
     added = dateline("feeds", "add", "wire-a", "--source", "urn:feed:a")
     assert added.returncode == 0, added.stderr
-    for command in (["subscriptions", "list"], ["validator"]):
+    for command in (["subscriptions", "list"], ["deliver"]):
         refused = dateline(*command)
         assert refused.returncode == 1, (command, refused.stderr)
-        assert b"REDIS_URL is a Redis Cluster node; of dateline, the validator" in refused.stderr
+        assert b"REDIS_URL is a Redis Cluster node; of dateline, the delivery" in refused.stderr
         assert b"Traceback" not in refused.stderr
     as_of = dateline("story", "hanoi-summit-2019", "--at-version", "3")
     assert as_of.returncode == 0, as_of.stderr  # the log alone answers it

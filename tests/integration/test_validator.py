@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import create_validator, inbox_key, rejected_key
+from dateline.store.cluster import LocalCluster
 from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.invalid_cases import CASES
@@ -18,6 +20,25 @@ async def settle(runner) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_inbox_entries_land_in_the_log_or_in_rejected(log: Log) -> None:
+    await _inbox_entries_land(log)
+
+
+async def test_on_a_cluster_too(local_cluster: LocalCluster) -> None:
+    """Each inbox read on its own (a slot each), refusals written before the inbox lets
+    go of them (no transaction spans their slots); a revoked feed's token refused."""
+    log = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}")
+    try:
+        await _inbox_entries_land(log)
+        creds = Credentials(log.redis, log.keys.prefix)
+        token = await creds.add("wire-b", "urn:feed:b")
+        assert await creds.authenticate(token) is not None
+        assert await creds.revoke("wire-b")
+        assert await creds.authenticate(token) is None
+    finally:
+        await log.close()
+
+
+async def _inbox_entries_land(log: Log) -> None:
     creds = Credentials(log.redis, log.keys.prefix)
     await creds.add("wire-a", "urn:feed:test")
     inbox = inbox_key(log.keys.prefix, "wire-a")

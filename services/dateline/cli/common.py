@@ -13,7 +13,7 @@ import click
 import redis.asyncio as aioredis
 
 from dateline.store.config import Settings, SettingsError
-from dateline.store.connection import ONLY_THE_LOG
+from dateline.store.connection import NOT_ON_A_CLUSTER
 from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
@@ -66,7 +66,7 @@ async def open_log(url: str, cfg: Settings, *, cluster_ok: bool = True) -> Async
         raise click.ClickException(str(exc)) from None
     if log.cluster and not cluster_ok:
         await log.close()
-        raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {ONLY_THE_LOG}")
+        raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {NOT_ON_A_CLUSTER}")
     try:
         yield log
     except (Unsealed, SealKeyMissing) as exc:

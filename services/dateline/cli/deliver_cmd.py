@@ -22,6 +22,7 @@ from dateline.deliver.targets import TargetRefused, check_target
 from dateline.runtime import status
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.probes import probes
+from dateline.store.connection import NOT_ON_A_CLUSTER, cluster_mode
 from dateline.store.subscriptions import Mode, SubscriptionExists, Subscriptions
 from dateline_schemas import TYPES
 
@@ -101,6 +102,8 @@ def deliver_command(
 
     async def run() -> None:
         stop = stop_on_signals()
+        if await cluster_mode(url):  # one line now, not a redirection's traceback later
+            raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {NOT_ON_A_CLUSTER}")
         service = create_app(cfg, url, policy=policy)
         assert service.app is not None  # noqa: S101 - create_app sets it
         tune_collector()

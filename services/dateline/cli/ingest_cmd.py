@@ -62,7 +62,7 @@ def validator_command(probe_host: str, probe_port: int) -> None:
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
         stop = stop_on_signals()
-        async with open_log(url, cfg, cluster_ok=False) as log:
+        async with open_log(url, cfg) as log:
             runner = await create_validator(
                 log.redis,
                 log.keys,

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.store.connection import is_cluster
 from dateline.store.layout import feed_tokens_key, feeds_key
 from dateline.store.tokens import new_token, token_hash
 from dateline_schemas import Update
@@ -171,12 +172,14 @@ class Credentials:
             for h, n in (await self.client.hgetall(self.tokens_key)).items()
             if _b(n) == name.encode()
         ]
-        pipe = self.client.pipeline(transaction=True)
-        if tokens:
-            pipe.hdel(self.tokens_key, *tokens)
+        # On a cluster the two hashes are in two slots, and no transaction holds them:
+        # either write alone already refuses the tokens (unknown, or a revoked feed's).
+        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
         pipe.hset(
             self.feeds_key, name, msgspec.json.encode(msgspec.structs.replace(feed, revoked=True))
         )
+        if tokens:
+            pipe.hdel(self.tokens_key, *tokens)
         await pipe.execute()
         return True
 

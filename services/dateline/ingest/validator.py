@@ -26,7 +26,7 @@ from dateline.ingest.admit import admit
 from dateline.ingest.credentials import Credentials, Refusal
 from dateline.runtime import Delivery, Runner, RunnerConfig
 from dateline.runtime.metrics import UPDATES
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import UNREACHABLE, is_cluster
 from dateline.store.layout import Keys, feed_of_inbox, inbox_key, rejected_key
 from dateline.store.log import Log
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
@@ -64,7 +64,10 @@ class ValidatorHandler:
         refused: list[_Refusal] = []
         for stream, mine in inboxes.items():
             refused += await self._move(feed_of_inbox(stream), mine)
-        pipe = self.log.redis.pipeline(transaction=True)
+        # On a cluster `rejected` and the inboxes are in other slots: no transaction, so
+        # the refusals are written first and the inbox entries let go of after.
+        cluster = is_cluster(self.log.redis)
+        pipe = self.log.redis.pipeline(transaction=not cluster)
         for r in refused:
             raw = r.delivery.raw
             pipe.xadd(
@@ -81,6 +84,9 @@ class ValidatorHandler:
                 maxlen=KEEP_REJECTED,
                 approximate=True,
             )
+        if cluster and refused:
+            await pipe.execute()
+            pipe = self.log.redis.pipeline(transaction=False)
         for stream, mine in inboxes.items():
             ids = [d.entry_id for d in mine]
             pipe.xack(stream, GROUP, *ids)

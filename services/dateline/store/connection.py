@@ -76,10 +76,9 @@ class OnACluster(ResponseError):
     the log's (`open_client`) does yet."""
 
 
-ONLY_THE_LOG = (
-    "of dateline, the validator and the delivery service (`deliver`, `subscriptions`) "
-    "do not run on a cluster yet: they need a single server (or one with replicas): "
-    "point REDIS_URL at one"
+NOT_ON_A_CLUSTER = (
+    "of dateline, the delivery service (`deliver`, `subscriptions`) does not run on a "
+    "cluster yet: it needs a single server (or one with replicas): point REDIS_URL at one"
 )
 
 
@@ -141,7 +140,7 @@ class _Sending(_Packing):
                 raise
             raise OnACluster(
                 f"the server at {self._host_error()} is a Redis Cluster node (it answered "
-                f"{type(exc).__name__} {str(exc)[:60]!r}); {ONLY_THE_LOG}"
+                f"{type(exc).__name__} {str(exc)[:60]!r}); {NOT_ON_A_CLUSTER}"
             ) from exc
 
 
