@@ -47,11 +47,12 @@ async def _measure(
     runs: int,
     min_replicas: int = 0,
     partitions: int = 8,
+    batch: int = BATCH,
 ) -> tuple[float, float, float]:
     """Median (updates/s, client CPU us an update, servers' CPU us an update) of `runs`
     fresh logs, each filled batch after batch."""
     n = len(payloads)
-    batches = [payloads[i : i + BATCH] for i in range(0, n, BATCH)]
+    batches = [payloads[i : i + batch] for i in range(0, n, batch)]
     rounds = []
     for _ in range(runs):
         log = await Log.connect(
@@ -155,6 +156,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
         pids = [node.process.pid for node in cluster.nodes]
         spread = await _measure(cluster.url, pids, payloads, runs)
         waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
+        small = payloads[: len(payloads) // 5]
+        spread_100 = await _measure(cluster.url, pids, small, runs, batch=100)
+        waited_100 = await _measure(cluster.url, pids, small, runs, min_replicas=1, batch=100)
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
         projected = await _projected(one.url, [one.process.pid], payloads, runs)
@@ -169,6 +173,18 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "3 masters + 3 replicas, Log.append_stream",
             wide[0] / spread[0],
             "16 partitions a master: a batch of 1,000 is 48 calls, not 8",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            "3 masters + 3 replicas, batches of 100, waiting for 1 replica",
+            waited_100[0],
+            "updates/s",
+            "the same, no wait",
+            waited_100[0] / spread_100[0],
+            f"{spread_100[0]:,.0f}/s without the wait; 8 partitions, so a batch is 8 calls "
+            "of about 12 updates, each with its WAIT",
         )
     )
     _projection_rows(report.add, projected, projected_spread)
