@@ -31,8 +31,6 @@ import asyncio
 import bisect
 import contextlib
 import gc
-import heapq
-import itertools
 import os
 import resource
 import statistics
@@ -53,6 +51,7 @@ from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack
 from dateline.domain.positions import Position
 from dateline.runtime.heap import tune_collector
+from dateline.store import scripts
 from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, changes_channel
@@ -355,22 +354,13 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
     same = f"{PREFIX}:bench:whole-story"
     await redis.set(same, await whole(keys=[models.story(story), models.statements(story)]))
 
+    newest = redis.register_script(scripts.load("newest"))
+    newest_keys = [key for r in models.regions for key in (r.index_by_time, r.index)]
+
     async def newest_50() -> object:
-        """What GET /v1/stories?limit=50 reads, in 2 round trips: each partition's newest
-        50, merged, then their index entries from each partition's index."""
-        pipe = redis.pipeline(transaction=False)
-        for region in models.regions:
-            pipe.zrevrange(region.index_by_time, 0, 49, withscores=True)
-        ranked = await pipe.execute()
-        merged = heapq.merge(*ranked, key=lambda pair: (pair[1], pair[0]), reverse=True)
-        stories = [member.decode() for member, _ in itertools.islice(merged, 50)]
-        pipe = redis.pipeline(transaction=False)
-        by_index: dict[str, list[str]] = {}
-        for story in stories:
-            by_index.setdefault(models.region_of(story).index, []).append(story)
-        for key, some in by_index.items():
-            pipe.hmget(key, some)
-        return await pipe.execute()
+        """What GET /v1/stories?limit=50 reads on one server: every partition's newest,
+        merged, with their index entries, in one script (`newest.lua`)."""
+        return await newest(keys=newest_keys, args=[50])
 
     cases: list[tuple[str, str, str, Callable[[], Awaitable[object]]]] = [
         (
@@ -379,7 +369,7 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
             "GET",
             lambda: redis.get(same),
         ),
-        ("50 newest of the index", "/v1/stories?limit=50", "ZREVRANGE+HMGET", newest_50),
+        ("50 newest of the index", "/v1/stories?limit=50", "newest.lua", newest_50),
     ]
     for name, path, command, read in cases:
         await _hammer(base, path, requests // 10, auth)  # warm up

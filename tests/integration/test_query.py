@@ -871,3 +871,30 @@ async def test_quiet_streams_get_keepalives_though_the_bell_rings_on_a_timer(
     await app.client.aclose()
     assert index[0] and sum(1 for p in index if not p) >= 3  # the index, then keepalives
     assert story[0] and sum(1 for p in story if not p) >= 3
+
+
+@pytest.mark.parametrize("status", [None, "developing"])
+async def test_the_newest_by_one_script_are_those_of_the_merge_of_every_region(
+    log: Log, status: str | None
+) -> None:
+    """`newest.lua` (one server) and the per-region reads merged here (a cluster) give
+    the stories one sorted set of them all would: by score, then member, from the
+    highest; ties across partitions included."""
+    reader = Reader(log.redis, log.keys, Doorbell(log.redis, log.keys.prefix))
+    models = await reader.models()
+    expected: list[tuple[float, str]] = []
+    for n in range(60):
+        story, score = f"st-{n}", float(1_000 + n // 4)  # four stories a score
+        region = models.region_of(story)
+        by_time = region.index_by_time if status is None else region.index_by_status(status)
+        await log.redis.zadd(by_time, {story: score})
+        await log.redis.hset(region.index, story, msgspec.json.encode({"id": story}))
+        expected.append((score, story))
+    expected.sort(reverse=True)
+    for limit in (1, 7, 50, 60, 100):
+        by_script = await reader._newest(limit, status)
+        reader.cluster = True
+        merged = await reader._newest(limit, status)
+        reader.cluster = False
+        want = [msgspec.json.encode({"id": story}) for _, story in expected[:limit]]
+        assert by_script == merged == want, limit

@@ -19,6 +19,7 @@ INCLUDED_ONLY = {"whole_story", "advance", "subject"}
 """Functions other scripts include; each is run through every script that includes it."""
 TESTED = {
     "append",
+    "newest",
     "recall",
     "read_story",
     "commit",
@@ -273,3 +274,24 @@ async def test_applied_reads_at_most_256_a_partition_whatever_is_asked(log: Log)
         keys=script_keys, args=[10**9, *["0-0"] * keys.partitions]
     )
     assert len(pages[0]) == 256
+
+
+async def test_newest(log: Log) -> None:
+    """The regions' newest merged by score, then member, from the highest; a story not
+    in its index left out; at most 256 whatever is asked."""
+    models = ReadModels(log.keys, "vt")
+    newest = _run(log, "newest")
+    keys = [key for r in models.regions for key in (r.index_by_time, r.index)]
+    scores = {f"s{n:03d}": float(n // 3) for n in range(300)}  # ties, across partitions
+    for story, score in scores.items():
+        region = models.region_of(story)
+        await log.redis.zadd(region.index_by_time, {story: score})
+        if story != "s299":
+            await log.redis.hset(region.index, story, story)
+    ranked = sorted(((s, m) for m, s in scores.items()), reverse=True)
+    # The 5 newest, s299 (not in its index) left out, not replaced: as the merge here does.
+    assert await newest(keys=keys, args=[5]) == [m.encode() for _, m in ranked[1:5]]
+    assert len(await newest(keys=keys, args=[10_000])) == 256 - 1  # 256 taken, s299 left out
+    one = [models.regions[0].index_by_time, models.regions[0].index]
+    mine = [m.encode() for _, m in ranked if models.region_of(m) == models.regions[0]]
+    assert await newest(keys=one, args=[3]) == [m for m in mine[:3] if m != b"s299"]

@@ -43,6 +43,9 @@ from dateline.store.readmodels import (
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
+NEWEST_IN_ONE = 256
+"""A list of at most this many stories is read and merged by one script (`newest.lua`,
+one server only); a longer one by a pipeline per region and a merge here."""
 ONE_TRIP = 64
 """Entries a partition a live index stream reads at a time, in one round trip (a script:
 `applied.lua`); a stream catching up reads `READ_AHEAD` at a time, in two."""
@@ -317,6 +320,17 @@ class Reader:
         models = await self.models()
         if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
+        if not self.cluster and limit <= NEWEST_IN_ONE:  # one script: every region's slot
+            keys = [
+                key
+                for region in models.regions
+                for key in (
+                    region.index_by_time if status is None else region.index_by_status(status),
+                    region.index,
+                )
+            ]
+            newest_first = cast(list[bytes], await self._reads("newest", keys, [limit]))
+            return newest_first or None
 
         def newest(pipe: Pipeline, region: Region) -> None:
             by_time = region.index_by_time if status is None else region.index_by_status(status)
@@ -329,8 +343,8 @@ class Reader:
         stories = [member.decode() for member, _ in itertools.islice(merged, limit)]
         if not stories:
             return None
-        found = await self._index_entries(models, stories)
-        return [e for e in found if e is not None]
+        entries = await self._index_entries(models, stories)
+        return [e for e in entries if e is not None]
 
     async def parked(self) -> dict[str, str]:
         """Every parked story of the active projection, and the update that parked it."""

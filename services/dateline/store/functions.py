@@ -22,7 +22,7 @@ from dateline.store import scripts
 
 logger = structlog.get_logger("dateline.store")
 
-READS = ("story", "applied", "parked_at")
+READS = ("story", "applied", "parked_at", "newest")
 """The scripts of the query service's read library."""
 
 
