@@ -80,6 +80,16 @@ def cluster_url(local_cluster: LocalCluster) -> str:
     return local_cluster.url
 
 
+@pytest.fixture
+async def cluster_log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
+    """A log of 8 partitions on the local cluster, under a prefix of its own."""
+    found = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
+    try:
+        yield found
+    finally:
+        await found.close()
+
+
 @contextlib.asynccontextmanager
 async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
     """A log under a prefix of its own on `client` (closed after): tests never see each

@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -31,12 +30,8 @@ from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
 
 
 @pytest.fixture
-async def log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
-    found = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
-    try:
-        yield found
-    finally:
-        await found.close()
+def log(cluster_log: Log) -> Log:
+    return cluster_log
 
 
 def _stories(keys: Keys) -> list[str]:

@@ -11,7 +11,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,8 @@ from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
 
 
 @pytest.fixture
-async def log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
-    found = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=8)
-    try:
-        yield found
-    finally:
-        await found.close()
+def log(cluster_log: Log) -> Log:
+    return cluster_log
 
 
 async def projector(log: Log, url: str, name: str = "p1", **kw: Any) -> Projector:

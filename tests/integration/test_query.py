@@ -100,9 +100,13 @@ async def test_reads_equal_a_rebuild_from_the_log(
 
     index = (await api.get("/v1/stories")).json()["items"]
     assert {e["id"] for e in index} == {STORY, "cohen-hearing-2019"}
+    await check_hanoi_boards(api)
+
+
+async def check_hanoi_boards(api: httpx.AsyncClient) -> None:
+    """Across stories: the status filter, a speaker's statements, the board and a day of it."""
     concluded = (await api.get("/v1/stories", params={"status": "concluded"})).json()["items"]
     assert [(e["id"], e["outcome"]) for e in concluded] == [(STORY, "no_agreement")]
-
     said = (await api.get("/v1/speakers/SARAH SANDERS/statements")).json()["items"]
     assert [s["statement"]["statement"] for s in said] == [
         "sanders-constructive",

@@ -43,44 +43,33 @@ async def read_and_get(
     hash_key: str,
 ) -> tuple[dict[str, Entries], dict[str, str]]:
     """`read` of each `(streams, count)`, and the hash at `hash_key` as it is right after
-    them, in one round trip. Only a single read may block."""
+    them, in one round trip. Only a single read may block.
+
+    On a cluster every stream is a slot of its own: a read each (COUNT is a stream's, so
+    this reads what one read of them all would), sent to their nodes side by side, none
+    blocking; then the hash, which a pipeline over nodes could read first."""
     if block_ms is not None and len(reads) > 1:
         raise ValueError("one blocking read at a time: a second would wait behind the first")
-    if is_cluster(client):
-        return await _read_each_and_get(client, group, consumer, reads, block_ms, hash_key)
+    cluster = is_cluster(client)
+    if cluster:
+        if block_ms is not None:
+            raise ValueError("no blocking read on a cluster: a read names one slot's streams")
+        reads = [
+            ({stream: start}, count)
+            for streams, count in reads
+            for stream, start in streams.items()
+        ]
     pipe = client.pipeline(transaction=False)
     for streams, count in reads:
         pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
-    pipe.hgetall(hash_key)
-    *replies, found = await pipe.execute()
+    if not cluster:
+        pipe.hgetall(hash_key)
+    replies = await pipe.execute()
+    found = await client.hgetall(hash_key) if cluster else replies.pop()
     out: dict[str, Entries] = {}
     for reply in replies:
         out.update(_entries(reply))
-    return out, {k.decode(): v.decode() for k, v in found.items()}
-
-
-async def _read_each_and_get(
-    client: aioredis.Redis,
-    group: str,
-    consumer: str,
-    reads: list[tuple[dict[str, str], int]],
-    block_ms: int | None,
-    hash_key: str,
-) -> tuple[dict[str, Entries], dict[str, str]]:
-    """`read_and_get` on a cluster: every stream is a slot of its own, so a read each
-    (COUNT is a stream's, so this reads what one read of them all would), sent to their
-    nodes side by side; then the hash, which a pipeline over nodes could read first."""
-    if block_ms is not None:
-        raise ValueError("no blocking read on a cluster: a read names the streams of one slot")
-    pipe = client.pipeline(transaction=False)
-    for streams, count in reads:
-        for stream, start in streams.items():
-            pipe.xreadgroup(group, consumer, {stream: start}, count=count)
-    out: dict[str, Entries] = {}
-    for reply in await pipe.execute():
-        out.update(_entries(reply))
-    found = cast(dict[bytes, bytes], await client.hgetall(hash_key))
-    return out, {k.decode(): v.decode() for k, v in found.items()}
+    return out, {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], found).items()}
 
 
 def _entries(reply: Any) -> dict[str, Entries]:
