@@ -19,6 +19,7 @@ from dateline.query.reader import Reader
 from dateline.store.cluster import LocalCluster
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
+from dateline.store.readers import Readers
 from dateline.store.readmodels import without_timeline
 from tests.factories import encode, update
 from tests.integration.serving import serve
@@ -123,3 +124,19 @@ async def test_the_doorbell_and_the_live_index_on_a_cluster(log: Log, app: Proje
         assert {m.decode().split(":")[0] for m in heard if m} == every
     finally:
         ringing.cancel()
+
+
+async def test_a_revoke_ends_a_readers_token_and_sessions_on_a_cluster(log: Log) -> None:
+    """No transaction holds the readers' keys there: sessions are listed before they
+    exist, and a revoke drops the credentials before it marks the reader revoked."""
+    readers = Readers(log.redis, log.keys.prefix)
+    token = await readers.add("desk", "reader")
+    grant = await readers.authenticate(token)
+    assert grant is not None
+    sessions = [await readers.open_session(grant) for _ in range(3)]
+    assert all([await readers.session(s) for s in sessions])
+    assert await readers.revoke("desk")
+    assert await readers.authenticate(token) is None
+    assert [await readers.session(s) for s in sessions] == [None, None, None]
+    revoked = await readers.get("desk")
+    assert revoked is not None and revoked.revoked

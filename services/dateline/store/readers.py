@@ -188,16 +188,25 @@ class Readers:
         record = msgspec.json.encode(reader)
         tokens = [h for h, r in (await self.client.hgetall(self.tokens_key)).items() if r == record]
         sessions = await self.client.smembers(reader_sessions_key(self.prefix, name))
-        # On a cluster these keys are in several slots: no transaction, the reader marked
-        # revoked first (a grant is refused from then on), then its tokens and sessions.
-        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
+        cluster = is_cluster(self.client)
         revoked = msgspec.structs.replace(reader, revoked=True)
-        pipe.hset(self.key, name, msgspec.json.encode(revoked))
+        pipe = self.client.pipeline(transaction=not cluster)
         if tokens:
             pipe.hdel(self.tokens_key, *tokens)
         for key in sessions:
             pipe.delete(key)
         pipe.delete(reader_sessions_key(self.prefix, name))
+        if cluster:
+            # These keys are in several slots, and no transaction holds them: the
+            # credentials go first and the mark last, so that a revoke cut short leaves
+            # the reader unrevoked, and run again it finds what is left (a grant is a
+            # copy of the reader: marking it revoked alone refuses nothing).
+            # (A cluster pipeline refuses PUBLISH: these go one by one.)
+            await pipe.execute()
+            await self.client.hset(self.key, name, msgspec.json.encode(revoked))
+            await self.client.publish(changes_channel(self.prefix), READERS)
+            return True
+        pipe.hset(self.key, name, msgspec.json.encode(revoked))
         pipe.publish(changes_channel(self.prefix), READERS)  # query processes forget grants
         await pipe.execute()
         return True
@@ -224,11 +233,13 @@ class Readers:
         session = secrets.token_urlsafe(32)
         key = session_key(self.prefix, token_hash(session))
         members = reader_sessions_key(self.prefix, reader.name)
-        # Listed before it exists: a revoke finds every session (on a cluster, where these
-        # keys are in two slots and no transaction holds them, as well).
-        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
+        cluster = is_cluster(self.client)
+        pipe = self.client.pipeline(transaction=not cluster)
         pipe.sadd(members, key)
         pipe.expire(members, SESSION_S)
+        if cluster:  # two slots, no transaction: listed before it exists, so a revoke finds it
+            await pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
         pipe.set(key, msgspec.json.encode(reader), ex=SESSION_S)
         await pipe.execute()
         return session
