@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -139,3 +140,25 @@ def _whole(url: str) -> bool:
     masters = sum("master" in f and "fail" not in f for f in flags)
     replicas = sum("slave" in f and "fail" not in f for f in flags)
     return info["cluster_state"] == "ok" and (masters, replicas) == (3, 3)
+
+
+def test_a_node_that_cannot_start_again_is_tried_again(tmp_path: Path) -> None:
+    """Its port taken meanwhile: the restart fails and says why, the other nodes go on,
+    and the next try, once the port is free, starts it."""
+    with LocalCluster(tmp_path, 3, 1, "everysec", None) as nodes:
+        victim = nodes.nodes[-1]
+        assert victim.process is not None
+        victim.process.kill()  # a crash (`kill()` forgets the process: not one to restart)
+        victim.process.wait()
+        squatter = socket.socket()
+        squatter.bind(("127.0.0.1", victim.port))  # bound, not listening: no answers
+        try:
+            [(port, _, failed)] = nodes.restart_exited()
+            assert port == victim.port and failed is not None
+            assert victim.exited() is not None  # exited again: the next call tries it
+        finally:
+            squatter.close()
+        [(port, _, failed)] = nodes.restart_exited()
+        assert (port, failed) == (victim.port, None)
+        assert victim.exited() is None
+        nodes.wait_ready(30.0)

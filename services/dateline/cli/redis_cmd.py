@@ -68,10 +68,12 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
                     err=True,
                 )
                 while not stop.wait(RESTART_CHECK_S):
-                    for port, status in nodes.restart_exited():
+                    for port, status, failed in nodes.restart_exited():
                         click.echo(
-                            f"node {port} exited ({status}); started it again: it rejoins "
-                            "its shard",
+                            f"node {port} exited ({status}); started it again: it rejoins its shard"
+                            if failed is None
+                            else f"node {port} exited ({status}); could not start it again "
+                            f"({failed}); trying again in {RESTART_CHECK_S:g} s",
                             err=True,
                         )
         except EmbeddedRedisError as exc:

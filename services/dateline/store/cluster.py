@@ -175,15 +175,21 @@ class LocalCluster:
             return f"{masters} masters and {replicas} replicas"
         return None
 
-    def restart_exited(self) -> list[tuple[int, int]]:
+    def restart_exited(self) -> list[tuple[int, int, str | None]]:
         """Start again every node that exited (a crash, a SIGKILL, out of memory) on its
         own directory and port: its `nodes.conf` names its peers, and a master that died
-        rejoins as the replica of the one that took over. (port, exit status) of each."""
-        restarted = []
+        rejoins as the replica of the one that took over. (port, exit status, why it did
+        not start again or None) of each: one that did not (its port taken meanwhile,
+        say) has exited again, and the next call tries it again."""
+        restarted: list[tuple[int, int, str | None]] = []
         for node in self.nodes:
             if (status := node.exited()) is not None:
-                node.start()
-                restarted.append((node.port, status))
+                try:
+                    node.start()
+                except EmbeddedRedisError as exc:
+                    restarted.append((node.port, status, str(exc)))
+                else:
+                    restarted.append((node.port, status, None))
         return restarted
 
     def stop(self) -> None:
