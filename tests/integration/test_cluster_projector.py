@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from dateline.projector.app import Projector, create_app
+from dateline.projector.ops import redrive
 from dateline.projector.replay import Workers, rebuild_all
 from dateline.store.cluster import LocalCluster
 from dateline.store.log import Log
@@ -133,6 +134,11 @@ async def test_a_poison_update_is_parked_on_a_cluster(
         for p in range(log.keys.partitions):
             pending = await log.redis.xpending(log.keys.log(p), app.models.group)
             assert pending["pending"] == 0
+        # The fix landed: a redrive rebuilds the story and releases it, letters and all.
+        assert await redrive(log, app.models, app.runner.dead, bad) == (4, 3)
+        assert await app.runner.dead.parked() == {}
+        assert await app.runner.dead.entries(bad) == []
+        assert (await stored_state(app, bad)).version == 4
     finally:
         await app.client.aclose()
 

@@ -15,7 +15,8 @@ the batch anew.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 
@@ -36,6 +37,7 @@ from dateline.store import scripts
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, ReadModels
 
+T = TypeVar("T")
 CONFLICT_RETRIES = 3
 """Fold a batch anew this often when another writer moved one of its stories on."""
 
@@ -114,22 +116,18 @@ class ProjectorHandler:
         if not acked:
             return failures(plans)
         fences = {story: sha for story, (_, sha) in known.items()}
-        if self.log.cluster:  # a commit a partition, each in its slot, side by side
-            parts: dict[int, list[StoryPlan]] = {}
-            for p in plans:
-                parts.setdefault(self.log.keys.partition(p.story), []).append(p)
-            written = await asyncio.gather(*(self._write(some, fences) for some in parts.values()))
-        else:  # the whole batch in one step
-            written = [await self._write(plans, fences)]
+        # On a cluster a commit a partition, each in its slot, side by side; else one.
+        parts = self._parts(plans, lambda p: p.story)
+        written = await asyncio.gather(*(self._write(some, fences) for some in parts))
         if any(states is None for states in written):
             # Nothing of that partition was written; what the others wrote is applied and
             # acknowledged, and a fold anew acknowledges it again without applying it.
             return None
-        for states in written:
-            for p in plans:
-                if p.changed and states is not None and p.story in states:
-                    p.state.timeline = []  # the stored state holds none: a list of its own
-                    self.kept.keep(p.story, pack(p.state), fence(states[p.story]))
+        stored = {story: raw for states in written if states for story, raw in states.items()}
+        for p in plans:
+            if p.changed:
+                p.state.timeline = []  # the stored state holds none: it is a list of its own
+                self.kept.keep(p.story, pack(p.state), fence(stored[p.story]))
         PROJECTED.inc(len(acked))
         return failures(plans)
 
@@ -148,6 +146,16 @@ class ProjectorHandler:
         if await self._commit(keys=[self.models.story(p.story) for p in plans], args=args):
             return None
         return writes.states
+
+    def _parts(self, items: list[T], story: Callable[[T], str]) -> list[list[T]]:
+        """`items` as one call sends them: all together on one server, a partition's
+        apart on a cluster (its keys are one slot)."""
+        if not self.log.cluster:
+            return [items]
+        parts: dict[int, list[T]] = {}
+        for item in items:
+            parts.setdefault(self.log.keys.partition(story(item)), []).append(item)
+        return list(parts.values())
 
     def cycle(self, batch: int) -> int:
         """Updates the next cycle may read: `CYCLE_BYTES` of packed states at most (at
@@ -188,22 +196,15 @@ class ProjectorHandler:
         missing = [s for s in stories if s not in known]
         if not missing:
             return known
-        if self.log.cluster:  # a read a partition, each in its slot
-            parts: dict[int, list[str]] = {}
-            for story in missing:
-                parts.setdefault(self.log.keys.partition(story), []).append(story)
-            groups = list(parts.values())
-            read = await asyncio.gather(
-                *(self._read(keys=self.models.recall_keys(some)) for some in groups)
-            )
-            pairs = [
-                pair
-                for some, replies in zip(groups, read, strict=True)
-                for pair in zip(some, replies, strict=True)
-            ]
-        else:
-            replies = await self._read(keys=self.models.recall_keys(missing))
-            pairs = list(zip(missing, replies, strict=True))
+        groups = self._parts(missing, lambda story: story)  # a read a slot on a cluster
+        read = await asyncio.gather(
+            *(self._read(keys=self.models.recall_keys(some)) for some in groups)
+        )
+        pairs = [
+            pair
+            for some, replies in zip(groups, read, strict=True)
+            for pair in zip(some, replies, strict=True)
+        ]
         for story, reply in pairs:
             state, raw = self.models.decode_recalled(story, reply)
             known[story] = pack(state), fence(raw)

@@ -105,8 +105,14 @@ class DeadLetters:
     async def release(self, story: str) -> int:
         """Unpark a story and drop its dead letters (after it was rebuilt from the log)."""
         ids = [eid for eid, _ in await self.entries(story)]
-        # On a cluster the two keys are in two slots: unparked first, then the letters.
-        pipe = self.client.pipeline(transaction=not is_cluster(self.client))
+        if is_cluster(self.client):
+            # Two slots, no transaction (and a pipeline over nodes keeps no order):
+            # unparked first, then the letters, which a crash between leaves to discard.
+            await self.client.hdel(self.parked_key, story)
+            if ids:
+                await self.client.xdel(self.stream, *ids)
+            return len(ids)
+        pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.parked_key, story)
         if ids:
             pipe.xdel(self.stream, *ids)
