@@ -32,13 +32,12 @@ from dateline.store.log import Log, story_or_none
 from dateline.store.readmodels import (
     DEFAULT_VERSION,
     DUE_INDEX,
-    SHAPE,
     STATUS_INDEXES,
     ReadModels,
     ScheduleEntry,
+    open_models,
     read_active,
     read_checkpoints,
-    stamped_shape,
 )
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
@@ -146,9 +145,8 @@ class Reader:
         if fresh or self._models is None or self.doorbell.switched:
             self.doorbell.switched = False
             version = await read_active(self.client, self.keys.prefix) or DEFAULT_VERSION
-            found = await stamped_shape(self.client, self.keys.models(version))
-            self._shape = SHAPE if found is None else found  # None: not written yet
-            self._models = ReadModels(self.keys, version, self._shape)
+            self._models = await open_models(self.client, self.keys, version)
+            self._shape = self._models.built
         return self._models
 
     async def _each_region(self, read: Callable[[Pipeline, Region], object]) -> list[Any]:

@@ -213,10 +213,6 @@ class ModelKeys:
             self.regions = [Region(f"{self.base}:{log.tag(p)}") for p in range(log.partitions)]
         """Every region once: one for all partitions, or one a partition."""
 
-    @property
-    def per_partition(self) -> bool:
-        return self.partitions is not None
-
     def region(self, partition: int) -> Region:
         """Where partition N's cross-story entries and checkpoint live."""
         return self.regions[0] if self.partitions is None else self.regions[partition]

@@ -102,6 +102,8 @@ class ReadModels(ModelKeys):
 
     def __init__(self, keys: Keys, version: str, shape: int = SHAPE) -> None:
         super().__init__(keys.prefix, version, keys if shape >= PER_PARTITION else None)
+        self.built = shape
+        """The `SHAPE` this version was built with (readers skip the indexes it lacks)."""
         self.own_statements = shape >= OWN_STATEMENTS
         """Write statements to their own list; an older version keeps them inline."""
         self.due_index = shape >= DUE_INDEX
