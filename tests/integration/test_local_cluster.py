@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from dateline.store.cluster import LocalCluster
+from dateline.store.cluster import LocalCluster, cli_binary
 from dateline.store.connection import OnACluster, connect
 from dateline.store.embedded import EmbeddedRedisError
 from dateline.store.layout import Keys
@@ -162,3 +163,48 @@ def test_a_node_that_cannot_start_again_is_tried_again(tmp_path: Path) -> None:
         assert (port, failed) == (victim.port, None)
         assert victim.exited() is None
         nodes.wait_ready(30.0)
+
+
+class _HalfCreated(LocalCluster):
+    """As `valkey-cli --cluster create` can leave a cluster (seen once in CI): every
+    node met, but the would-be replicas still masters without slots."""
+
+    def _create(self) -> None:
+        masters = self.nodes[: self.masters]
+        subprocess.run(
+            [
+                str(cli_binary()),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in masters),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            check=True,
+        )
+        both = json.loads(self.layout_file.read_text())["ports"]
+        bus_port = dict(zip(both[::2], both[1::2], strict=True))
+        client = redis.Redis.from_url(masters[0].url)
+        try:
+            for node in self.nodes[self.masters :]:
+                client.execute_command(
+                    "CLUSTER", "MEET", "127.0.0.1", node.port, bus_port[node.port]
+                )
+        finally:
+            client.close()
+
+
+def test_nodes_left_masters_without_slots_at_creation_become_replicas(tmp_path: Path) -> None:
+    with _HalfCreated(tmp_path, 3, 1, "everysec", None) as nodes:
+        assert sorted(roles(nodes)) == ["master"] * 3 + ["slave"] * 3
+        client = RedisCluster.from_url(nodes.url)
+        try:
+            masters = {
+                n["node_id"] for n in client.cluster_nodes().values() if "master" in n["flags"]
+            }
+            replicas_of = [
+                n["master_id"] for n in client.cluster_nodes().values() if "slave" in n["flags"]
+            ]
+        finally:
+            client.close()
+        assert sorted(replicas_of) == sorted(masters)  # one each
