@@ -3,7 +3,7 @@
 
     python3 dev.py demo     # the live system on an embedded Redis, the Hanoi story
     python3 dev.py test     # lint, type-check and the default test suite (under 10 minutes)
-    python3 dev.py slow     # the slow group: chaos, failovers on a cluster (CI runs both)
+    python3 dev.py slow     # the slow group: chaos, failovers, bench --quick, a 100k migrate
     python3 dev.py bench    # every benchmark; results under bench/results/
     python3 dev.py chaos --minutes 10 --seed 7   # faults against the whole system, checked
     python3 dev.py soak --minutes 30             # steady load; memory, lag and p99 each minute
@@ -33,7 +33,7 @@ STAMP = VENV / ".dateline-lock-sha256"
 JOBS = {
     "demo": "the Hanoi story on the embedded Redis (dateline demo)",
     "test": "ruff, mypy --strict, import-linter and pytest (unit, integration, e2e)",
-    "slow": "the tests marked slow (chaos, failovers on a cluster); .ci/run runs them too",
+    "slow": "the marked slow tests (chaos, failovers, bench --quick, 100k migrate); CI runs them",
     "bench": "every benchmark under bench/, results in bench/results/",
     "chaos": "faults on a schedule from a seed, then the checker (--minutes N --seed S)",
     "soak": "the whole system at a steady rate for --minutes N; table and picture in results",

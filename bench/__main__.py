@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from bench import cluster, deliver, ingest, log_append, projection, readside
-from bench.harness import Report, Row
+from bench.harness import RESULTS, Report, Row
 
 BENCHMARKS = [log_append.run, projection.run, ingest.run, readside.run, deliver.run, cluster.run]
 
@@ -37,7 +37,7 @@ def one(name: str, quick: bool, rows_to: Path) -> None:
     rows_to.write_bytes(msgspec.json.encode(report.rows))
 
 
-def main(names: list[str], quick: bool) -> None:
+def main(names: list[str], quick: bool, out: Path = RESULTS) -> None:
     report = Report()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -45,7 +45,7 @@ def main(names: list[str], quick: bool) -> None:
             command = [sys.executable, "-m", "bench", "--only", name, "--rows-to", str(rows)]
             subprocess.run([*command, *(["--quick"] if quick else [])], check=True)
             report.rows += msgspec.json.decode(rows.read_bytes(), type=list[Row])
-    json_path, md_path = report.write()
+    json_path, md_path = report.write(out)
     print(f"\nwrote {json_path} and {md_path}")
 
 
@@ -55,9 +55,16 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only", choices=[_name(b) for b in BENCHMARKS], help="run this benchmark alone"
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="where results.json and results.md go (default: bench/results)",
+    )
     parser.add_argument("--rows-to", type=Path, help=argparse.SUPPRESS)  # the child's side
     args = parser.parse_args()
     if args.rows_to:
         one(args.only, args.quick, args.rows_to)
     else:
-        main([args.only] if args.only else [_name(b) for b in BENCHMARKS], args.quick)
+        names = [args.only] if args.only else [_name(b) for b in BENCHMARKS]
+        main(names, args.quick, args.out)

@@ -36,14 +36,14 @@ class Report:
         print(f"  {row.case:<52} {row.value:>12,.1f} {row.unit}{ratio}{note}", flush=True)
         return row
 
-    def write(self) -> tuple[Path, Path]:
-        RESULTS.mkdir(exist_ok=True)
+    def write(self, out: Path = RESULTS) -> tuple[Path, Path]:
+        out.mkdir(parents=True, exist_ok=True)
         meta = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "python": platform.python_version(),
             "machine": platform.machine(),
         }
-        json_path = RESULTS / "results.json"
+        json_path = out / "results.json"
         json_path.write_bytes(
             msgspec.json.format(msgspec.json.encode({"meta": meta, "rows": self.rows}), indent=2)
         )
@@ -59,7 +59,7 @@ class Report:
                 f"| {r.benchmark} | {r.case} | {r.value:,.1f} | {r.unit} | {ratio} "
                 f"| {r.baseline} | {r.note} |"
             )
-        md_path = RESULTS / "results.md"
+        md_path = out / "results.md"
         md_path.write_text("\n".join(lines) + "\n")
         return json_path, md_path
 

@@ -1,4 +1,7 @@
-"""The benchmark harness runs and writes its results (figures are not asserted here)."""
+"""The benchmark harness runs and writes its results (figures are not asserted here).
+
+In the slow group: a quick run of every benchmark takes a minute, and `.ci/run` runs
+the group after the default suite."""
 
 from __future__ import annotations
 
@@ -7,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_quick_writes_json_and_markdown() -> None:
+@pytest.mark.slow
+def test_bench_quick_writes_json_and_markdown(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -20,11 +26,11 @@ def test_bench_quick_writes_json_and_markdown() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads((ROOT / "bench" / "results" / "results.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     cases = {r["case"] for r in rows}
     assert "raw XADD, overlapped pipelines, fsync always" in cases
     assert "Log.append_stream, fsync always" in cases
     assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
     assert any(c.startswith("dateline migrate: one server") for c in cases)
     assert all(r["value"] > 0 for r in rows)
-    assert "| log append |" in (ROOT / "bench" / "results" / "results.md").read_text()
+    assert "| log append |" in (tmp_path / "results.md").read_text()

@@ -203,6 +203,7 @@ async def test_a_sealed_log_moves_to_a_cluster_and_is_sealed_there(
     await target.aclose()
 
 
+@pytest.mark.slow  # 17 s a server: `.ci/run` runs the slow group after the default suite
 def test_the_command_moves_a_generated_log_to_a_cluster(
     tmp_path: Path, redis_url: str, local_cluster: LocalCluster
 ) -> None:
