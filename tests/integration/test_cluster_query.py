@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 import pytest
+import redis
 
 from dateline.domain.positions import Cursor
 from dateline.projector.app import Projector
@@ -17,7 +18,7 @@ from dateline.query import live
 from dateline.query.app import create_app
 from dateline.query.reader import Reader
 from dateline.store.cluster import LocalCluster
-from dateline.store.doorbell import Doorbell
+from dateline.store.doorbell import SWITCH, Doorbell
 from dateline.store.log import Log
 from dateline.store.readers import Readers
 from dateline.store.readmodels import without_timeline
@@ -96,14 +97,40 @@ async def test_read_your_writes_and_a_parked_story_on_a_cluster(
     assert (await api.get("/v1/stories/poisoned")).json()["parked_at"] == bad.position
 
 
-async def test_the_doorbell_and_the_live_index_on_a_cluster(log: Log, app: Projector) -> None:
+def _bus_publishes(cluster: LocalCluster) -> tuple[int, int]:
+    """Pub/sub messages the nodes sent each other over the cluster bus: (plain, sharded)."""
+    plain = sharded = 0
+    for node in cluster.nodes:
+        client = redis.Redis.from_url(node.url)
+        try:
+            info = client.cluster("INFO")
+        finally:
+            client.close()
+        plain += int(info.get("cluster_stats_messages_publish_sent", 0))
+        sharded += int(info.get("cluster_stats_messages_publishshard_sent", 0))
+    return plain, sharded
+
+
+async def test_the_doorbell_and_the_live_index_on_a_cluster(
+    log: Log, app: Projector, local_cluster: LocalCluster
+) -> None:
+    """Each partition's commits ring its sharded channel: the doorbell hears every one,
+    and not one went to every node of the cluster as a plain PUBLISH."""
     client = log.redis
-    bell = Doorbell(client, log.keys.prefix, poll_s=0.2)
+    bell = Doorbell.of(client, log.keys, poll_s=0.2)
+    assert len(bell.shards) == log.keys.partitions
     heard: list[bytes | None] = []
-    bell.listeners.append(lambda message, live: heard.append(message))
+    told: list[bool] = []
+    bell.listeners.append(lambda message, live: (heard.append(message), told.append(live)))
     ringing = asyncio.create_task(bell.run())
     reader = Reader(client, log.keys, bell)
     try:
+        for _ in range(50):  # subscribed on every node
+            if True in told:
+                break
+            await asyncio.sleep(0.1)
+        assert True in told
+        plain_before, sharded_before = _bus_publishes(local_cluster)
         stories = one_a_partition(log)
         start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
         stream = flat(live.index_events(reader, start))
@@ -122,6 +149,16 @@ async def test_the_doorbell_and_the_live_index_on_a_cluster(log: Log, app: Proje
                 break
             await asyncio.sleep(0.1)
         assert {m.decode().split(":")[0] for m in heard if m} == every
+        plain, sharded = _bus_publishes(local_cluster)
+        assert plain == plain_before  # no commit went to every node
+        assert sharded - sharded_before >= log.keys.partitions  # each to its replica
+        assert bell.switched is False
+        await client.publish(bell.channel, SWITCH)  # the plain channel is heard too
+        for _ in range(50):
+            if bell.switched:
+                break
+            await asyncio.sleep(0.1)
+        assert bell.switched
     finally:
         ringing.cancel()
 

@@ -114,7 +114,7 @@ async def _delivered(log: Log, group: str, count: int) -> list[tuple[bytes, Any]
 
 
 def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
-    return [models.region(0).checkpoint, "0", log.keys.log(0), group, models.changes]
+    return [models.region(0).checkpoint, "0", log.keys.log(0), group, "PUBLISH", models.changes]
 
 
 async def test_commit(log: Log) -> None:
@@ -128,7 +128,7 @@ async def test_commit(log: Log) -> None:
     ids = [eid for eid, _ in entries]
     # The expected state SHA-1 (none stored: ""), then each command as its length and words.
     args = ["", 3, "SET", models.story("a"), "state", 6, "XACK", stream, "g", *ids]
-    args += [6, "ADVANCE", *_advance(models, log, "g")]
+    args += [7, "ADVANCE", *_advance(models, log, "g")]
     async with log.redis.pubsub() as pubsub:
         await pubsub.subscribe(models.changes)
         assert await commit(keys=[models.story("a")], args=args) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -81,12 +81,19 @@ class Kept:
                 self.bytes -= len(found[0])
 
 
-def checkpoint_args(models: ReadModels, group: str, partition: int, stream: str) -> tuple[str, ...]:
+Bell = Callable[[int], tuple[str, str]]
+"""Partition N's doorbell: how the commit announces it, (`PUBLISH`, the one channel) on
+one server, (`SPUBLISH`, the partition's sharded channel) on a cluster."""
+
+
+def checkpoint_args(
+    models: ReadModels, group: str, partition: int, stream: str, bell: Bell
+) -> tuple[str, ...]:
     """advance()'s arguments (`store/scripts/advance.lua`) for one partition."""
-    return (models.region(partition).checkpoint, str(partition), stream, group, models.changes)
+    return (models.region(partition).checkpoint, str(partition), stream, group, *bell(partition))
 
 
-def acks(models: ReadModels, group: str, acked: list[Delivery]) -> list[Command]:
+def acks(models: ReadModels, group: str, acked: list[Delivery], bell: Bell) -> list[Command]:
     """XACK of what was applied or seen, and the checkpoint advance, per partition."""
     streams: dict[int, list[Delivery]] = {}
     for d in acked:
@@ -94,7 +101,7 @@ def acks(models: ReadModels, group: str, acked: list[Delivery]) -> list[Command]
     out: list[Command] = []
     for partition, done in streams.items():
         out.append(("XACK", done[0].stream, group, *[d.entry_id for d in done]))
-        out.append(("ADVANCE", *checkpoint_args(models, group, partition, done[0].stream)))
+        out.append(("ADVANCE", *checkpoint_args(models, group, partition, done[0].stream, bell)))
     return out
 
 

@@ -140,7 +140,7 @@ class ProjectorHandler:
             [Change(p.old, p.state, p.refolded) for p in plans if p.changed]
         )
         commands = writes.commands + acks(
-            self.models, self.group, [d for p in plans for d in p.acked]
+            self.models, self.group, [d for p in plans for d in p.acked], self.bell
         )
         args = script_args([fences[p.story] for p in plans], commands)
         if await self._commit(keys=[self.models.story(p.story) for p in plans], args=args):
@@ -170,6 +170,12 @@ class ProjectorHandler:
             return batch
         return max(MIN_CYCLE, min(batch, int(CYCLE_BYTES / self.state_bytes)))
 
+    def bell(self, partition: int) -> tuple[str, str]:
+        """How a commit rings partition N's doorbell (`commit.Bell`)."""
+        if self.log.cluster:
+            return ("SPUBLISH", self.log.keys.changes(partition))
+        return ("PUBLISH", self.models.changes)
+
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move
         their checkpoints past what is settled now, as a commit would."""
@@ -177,7 +183,8 @@ class ProjectorHandler:
             await asyncio.gather(
                 *(
                     self._settle(
-                        keys=[stream], args=checkpoint_args(self.models, self.group, n, stream)
+                        keys=[stream],
+                        args=checkpoint_args(self.models, self.group, n, stream, self.bell),
                     )
                     for n, stream in streams.items()
                 )
@@ -186,7 +193,7 @@ class ProjectorHandler:
         args = [
             a
             for partition, stream in sorted(streams.items())
-            for a in checkpoint_args(self.models, self.group, partition, stream)
+            for a in checkpoint_args(self.models, self.group, partition, stream, self.bell)
         ]
         await self._settle(args=args)
 

@@ -32,7 +32,11 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
             # After the transaction, not in it: on a cluster a transaction holds the keys
             # of one slot, and a channel is none. A ring missed in between costs readers
             # a second (they look every second without one).
-            await log.redis.publish(models.changes, str(log.keys.partition(story)))
+            partition = log.keys.partition(story)
+            if log.cluster:  # the partition's sharded channel, as its commits ring it
+                await log.redis.spublish(log.keys.changes(partition), str(partition))
+            else:
+                await log.redis.publish(models.changes, str(partition))
             return new.version
 
 

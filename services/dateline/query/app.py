@@ -87,7 +87,7 @@ def create_app(
         client = await open_client(url, retry_lost=True, max_connections=pool_size)
         # As the log's config says; a reader does not make it (nor may its ACL user).
         keys = await log_keys(client, settings.prefix, settings.partitions, create=False)
-        bell = Doorbell(client, settings.prefix, poll_s)
+        bell = Doorbell.of(client, keys, poll_s)
         app.state.reader = Reader(
             client, keys, bell, settings.story_cache_mb << 20, settings.seal()
         )

@@ -2,23 +2,41 @@
 
 The channel is a doorbell, not a feed: readers re-read the checkpoints when it rings
 (and every `poll_s` without it), so a missed message delays a push but loses nothing.
+
+On a cluster each partition's commits ring its own sharded channel (`Keys.changes`), in
+its stream's slot: a plain PUBLISH is sent over the cluster bus to every node, a
+sharded one only to the nodes of its shard. The doorbell listens to every partition's
+channel on the node that serves it, and to the plain channel for what is rare and for
+all (a version switched, a reader revoked).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
-from dateline.store.layout import changes_channel
+from dateline.store.connection import UNREACHABLE, is_cluster
+from dateline.store.layout import Keys, changes_channel
 
 log = structlog.get_logger("dateline.doorbell")
 SWITCH = b"switch"
 """What `dateline replay` publishes when it switches the active version."""
 READERS = b"readers"
 """What `dateline readers revoke` publishes: grants a process keeps are to be checked anew."""
+
+
+class _Moved(Exception):
+    """A shard channel's slot moved (a resharding): subscribe again where it is now."""
+
+
+LOST: tuple[type[Exception], ...] = (*UNREACHABLE, _Moved)
+"""What ends a subscription: the doorbell makes it again, ringing on its timer meanwhile."""
 
 
 class Doorbell:
@@ -28,13 +46,27 @@ class Doorbell:
     the read and the wait still wakes the reader.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        poll_s: float = 1.0,
+        shards: Sequence[str] = (),
+    ) -> None:
+        """`shards`: on a cluster, every partition's sharded channel (`Keys.changes`)."""
         self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
+        self.shards = list(shards)
         self._event = asyncio.Event()
         self.switched = False
         self.listeners: list[Callable[[bytes | None, bool], None]] = []
         """Told each message (bytes, True), the subscription made (None, True) and lost
         (None, False): what a listener keeps is good only while it hears them all."""
+
+    @classmethod
+    def of(cls, client: aioredis.Redis, keys: Keys, poll_s: float = 1.0) -> Doorbell:
+        """The doorbell of a log: on a cluster, of its partitions' sharded channels."""
+        shards = [keys.changes(p) for p in range(keys.partitions)] if is_cluster(client) else []
+        return cls(client, keys.prefix, poll_s, shards)
 
     def current(self) -> asyncio.Event:
         return self._event
@@ -65,19 +97,11 @@ class Doorbell:
         """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
         while True:
             try:
-                async with self.client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    while True:
-                        msg = await pubsub.get_message(timeout=self.poll_s)
-                        if msg is not None and msg.get("type") == "subscribe":
-                            self._tell(None, live=True)  # heard from here on, not before
-                        elif msg is not None:
-                            data = msg.get("data")
-                            if data == SWITCH:
-                                self.switched = True
-                            self._tell(data if isinstance(data, bytes) else None, live=True)
-                        self.ring()
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                if self.shards and isinstance(self.client, RedisCluster):
+                    await self._hear_shards(self.client)
+                else:
+                    await self._hear()
+            except LOST as exc:
                 self._tell(None, live=False)
                 log.warning(
                     "doorbell lost its subscription; polling until it is back", error=str(exc)
@@ -88,3 +112,75 @@ class Doorbell:
             except BaseException:  # cancelled, or a fault: no one hears for the listeners
                 self._tell(None, live=False)
                 raise
+
+    async def _hear(self) -> None:
+        async with self.client.pubsub() as pubsub:
+            await pubsub.subscribe(self.channel)
+            while True:
+                msg = await pubsub.get_message(timeout=self.poll_s)
+                if msg is not None and msg.get("type") == "subscribe":
+                    self._tell(None, live=True)  # heard from here on, not before
+                elif msg is not None:
+                    self._heard(msg)
+                self.ring()
+
+    def _heard(self, msg: dict[str, Any]) -> None:
+        data = msg.get("data")
+        if data == SWITCH:
+            self.switched = True
+        self._tell(data if isinstance(data, bytes) else None, live=True)
+
+    async def _hear_shards(self, client: RedisCluster) -> None:
+        """The plain channel and every shard's, each node's connection read by a task of
+        its own: redis-py reads the nodes one after another, each for up to its timeout."""
+        pubsub: ClusterPubSub = client.pubsub()
+        pumps: list[asyncio.Task[None]] = []
+        heard: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+
+        async def pump(get: Callable[[], Awaitable[dict[str, Any] | None]]) -> None:
+            try:
+                while True:
+                    if (msg := await get()) is not None:  # None: its timeout, not a ring
+                        heard.put_nowait(msg)
+            except Exception as exc:  # for the loop below to raise
+                heard.put_nowait(exc)
+
+        try:
+            await pubsub.subscribe(self.channel)
+            await pubsub.ssubscribe(*self.shards)
+            pumps.append(asyncio.create_task(pump(lambda: pubsub.get_message(timeout=self.poll_s))))
+            for name in list(pubsub.node_pubsub_mapping):
+                node = client.get_node(node_name=name)
+                get = functools.partial(
+                    pubsub.get_sharded_message, target_node=node, timeout=self.poll_s
+                )
+                pumps.append(asyncio.create_task(pump(get)))
+            wanted, confirmed = 1 + len(self.shards), 0
+            while True:
+                try:
+                    async with asyncio.timeout(self.poll_s):
+                        msg = await heard.get()
+                except TimeoutError:
+                    msg = None
+                if isinstance(msg, BaseException):
+                    raise msg
+                kind = msg and msg.get("type")
+                if kind in ("subscribe", "ssubscribe"):
+                    # Live once every channel is confirmed. One confirmed again (redis-py
+                    # made a lost connection anew) was not heard meanwhile: what the
+                    # listeners kept is dropped, as for every confirmation.
+                    confirmed += 1
+                    self._tell(None, live=confirmed >= wanted)
+                elif kind == "sunsubscribe":  # its slot moved to another node
+                    raise _Moved(f"{msg and msg.get('channel')!r} moved")
+                elif msg is not None and confirmed >= wanted:
+                    self._heard(msg)
+                elif msg is not None:  # rings, but promises no one it heard them all yet
+                    self.switched = self.switched or msg.get("data") == SWITCH
+                    self._tell(None, live=False)
+                self.ring()
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            await pubsub.aclose()

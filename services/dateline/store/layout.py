@@ -43,7 +43,9 @@ Subscriptions (`SubscriptionKeys`; the delivery service, `dateline deliver`)
 Read models (`ModelKeys`, per projection version; `store/readmodels.py` says what each holds)
     <prefix>:rm:active              the version dashboards read ("v1", ...)
     <prefix>:rm:replay              hash: a rebuild's progress, for the operations page
-    <prefix>:rm:changes             pub/sub channel: a partition's read models moved on
+    <prefix>:rm:changes             pub/sub channel: a partition's read models moved on (one
+                                    server), a version switched, a reader was revoked
+    <prefix>:rm:changes:{pN}        sharded channel (on a cluster): partition N's moved on
     <prefix>:rm:<v>:shape           the read models' shape this version was built with
     and per partition (`Region`; from shape 5, so that a commit is one slot on a cluster):
     <prefix>:rm:<v>:{pN}:checkpoint hash: N -> partition N's last settled stream id
@@ -387,6 +389,11 @@ class Keys:
 
     def partition(self, story: str) -> int:
         return partition_of(story, self.partitions)
+
+    def changes(self, partition: int) -> str:
+        """Partition N's sharded doorbell channel, in its stream's slot (on a cluster,
+        where a plain PUBLISH would go to every node)."""
+        return f"{changes_channel(self.prefix)}:{self.tag(partition)}"
 
     def log(self, partition: int) -> str:
         return partition_stream(self.prefix, self.tag(partition))

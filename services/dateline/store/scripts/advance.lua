@@ -1,10 +1,12 @@
 -- A function, included by the scripts that move a partition's checkpoint.
 --
--- advance(checkpoints, partition, stream, group, channel) moves the partition's
+-- advance(checkpoints, partition, stream, group, verb, channel) moves the partition's
 -- checkpoint past every entry its group was delivered and holds no longer (applied,
 -- or parked), never past one it still holds (it failed and waits for a retry, or waits
--- behind one of its story's that did), never backwards; and PUBLISHes the new
--- checkpoint on `channel` as a position, `<partition>:<stream id>`. Readers take what
+-- behind one of its story's that did), never backwards; and publishes the new
+-- checkpoint on `channel` as a position, `<partition>:<stream id>`, by `verb`: PUBLISH
+-- on one server, SPUBLISH on a cluster (the channel is in the stream's slot, and only
+-- the shard's nodes hear it, not every node of the cluster). Readers take what
 -- is under it as settled: `min_position` answers, the index stream announces it.
 -- Stream ids are compared as two numbers (they are not JSON: no cjson here).
 local function older(a, b)
@@ -14,7 +16,7 @@ local function older(a, b)
   return tonumber(as) < tonumber(bs)
 end
 
-local function advance(key, partition, stream, group, channel)
+local function advance(key, partition, stream, group, verb, channel)
   local upto = nil
   for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
     local fields = {}
@@ -31,5 +33,5 @@ local function advance(key, partition, stream, group, channel)
   local current = redis.call('HGET', key, partition)
   if current and not older(current, upto) then return end
   redis.call('HSET', key, partition, upto)
-  redis.call('PUBLISH', channel, partition .. ':' .. upto)
+  redis.call(verb, channel, partition .. ':' .. upto)
 end

@@ -4,7 +4,7 @@
 -- KEYS: the batch's story state keys.
 -- ARGV: each story's expected state SHA-1 ("" for none), one per key; then the
 --   commands, each as its word count followed by its words. A command named ADVANCE
---   calls advance() (see advance.lua) with its five words.
+--   calls advance() (see advance.lua) with its six words.
 -- Returns 0 when written; else the 1-based index of the first story whose stored
 --   state is not the one expected (another writer moved it on), and nothing is written.
 -- include: advance.lua
