@@ -15,10 +15,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
 from dateline.projector.app import create_app as projector_app
+from dateline.projector.handler import ProjectorHandler as Handler
 from dateline.store import migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
@@ -80,12 +84,35 @@ async def _measure(
     return rounds[len(rounds) // 2]
 
 
+def _bus_messages(nodes: list[str]) -> int:
+    """Pub/sub messages the cluster's nodes have sent each other over the bus so far,
+    plain and sharded (CLUSTER INFO)."""
+    sent = 0
+    for url in nodes:
+        client = redis.Redis.from_url(url)
+        try:
+            info = client.cluster("INFO")
+        finally:
+            client.close()
+        sent += int(info.get("cluster_stats_messages_publish_sent", 0))
+        sent += int(info.get("cluster_stats_messages_publishshard_sent", 0))
+    return sent
+
+
 async def _projected(
-    url: str, pids: list[int], payloads: list[bytes], runs: int
-) -> tuple[float, float, float]:
-    """Median (updates/s, projector CPU us an update, servers' CPU us an update) of
-    `runs` projectors (one process: this one's runner and handler, as `dateline
-    projector` runs them) catching up a log of `payloads` appended before they start."""
+    url: str,
+    pids: list[int],
+    payloads: list[bytes],
+    runs: int,
+    *,
+    nodes: list[str] | None = None,
+    plain_bell: bool = False,
+) -> tuple[float, float, float, float]:
+    """Median (updates/s, projector CPU us an update, servers' CPU us an update, bus
+    pub/sub messages a commit) of `runs` projectors (one process: this one's runner and
+    handler, as `dateline projector` runs them) catching up a log of `payloads` appended
+    before they start. `nodes`: a cluster's, whose bus is counted. `plain_bell`: commits
+    ring with a plain PUBLISH, as before the sharded doorbell (the baseline)."""
     n = len(payloads)
     rounds = []
     for _ in range(runs):
@@ -94,7 +121,12 @@ async def _projected(
         async for _ in log.append_stream([payloads[i : i + BATCH] for i in range(0, n, BATCH)]):
             pass
         app = await projector_app(Settings(None, Path("."), prefix, 8), url, consumer="bench")
+        commits = _Counted(app.handler)
+        if plain_bell:
+            plain = ("PUBLISH", app.handler.models.changes)
+            app.handler.bell = lambda _, plain=plain: plain  # type: ignore[method-assign]
         try:
+            bus = _bus_messages(nodes or [])
             servers, client = _cpu(pids), time.process_time()
             start = time.perf_counter()
             done = quiet = 0
@@ -109,6 +141,7 @@ async def _projected(
                     n / took,
                     (time.process_time() - client) / n * 1e6,
                     (_cpu(pids) - servers) / n * 1e6,
+                    (_bus_messages(nodes or []) - bus) / max(1, commits.count),
                 )
             )
         finally:
@@ -117,6 +150,20 @@ async def _projected(
             await log.close()
     rounds.sort()
     return rounds[len(rounds) // 2]
+
+
+class _Counted:
+    """Counts the handler's commit script calls (a partition's commit, on a cluster)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.count = 0
+        commit = handler._commit
+
+        async def counted(**kwargs: Any) -> Any:
+            self.count += 1
+            return await commit(**kwargs)
+
+        handler._commit = counted  # type: ignore[method-assign,assignment]
 
 
 async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> float:
@@ -162,7 +209,11 @@ async def run(report: Report, *, quick: bool = False) -> None:
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
         projected = await _projected(one.url, [one.process.pid], payloads, runs)
-        projected_spread = await _projected(cluster.url, pids, payloads, runs)
+        urls = [node.url for node in cluster.nodes]
+        projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
+        projected_plain = await _projected(
+            cluster.url, pids, payloads, runs, nodes=urls, plain_bell=True
+        )
     _rows(report.add, single, spread, waited)
     report.add(
         Row(
@@ -188,6 +239,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         )
     )
     _projection_rows(report.add, projected, projected_spread)
+    _doorbell_rows(report.add, projected_spread, projected_plain)
     report.add(
         Row(
             "cluster",
@@ -201,10 +253,41 @@ async def run(report: Report, *, quick: bool = False) -> None:
     )
 
 
+def _doorbell_rows(
+    add: Callable[[Row], Awaitable[None] | Row],
+    sharded: tuple[float, float, float, float],
+    plain: tuple[float, float, float, float],
+) -> None:
+    base = "cluster bus pub/sub messages a commit, plain PUBLISH doorbell"
+    add(Row("cluster", base, plain[3], "messages", note="to every other node: 5 of 6"))
+    add(
+        Row(
+            "cluster",
+            "cluster bus pub/sub messages a commit, sharded doorbell",
+            sharded[3],
+            "messages",
+            base,
+            sharded[3] / plain[3],
+            "SPUBLISH on the partition's channel: to its shard's replica only",
+        )
+    )
+    add(
+        Row(
+            "cluster",
+            "CPU an update, all servers while projecting, sharded doorbell",
+            sharded[2],
+            "us",
+            "the same, plain PUBLISH doorbell",
+            sharded[2] / plain[2],
+            f"{plain[2]:.1f} us with plain PUBLISH; the same run",
+        )
+    )
+
+
 def _projection_rows(
     add: Callable[[Row], Awaitable[None] | Row],
-    single: tuple[float, float, float],
-    spread: tuple[float, float, float],
+    single: tuple[float, float, float, float],
+    spread: tuple[float, float, float, float],
 ) -> None:
     one = "projector catching up, one server"
     add(Row("cluster", one, single[0], "updates/s", note="one process, 8 partitions"))
@@ -219,7 +302,7 @@ def _projection_rows(
             "a commit a partition, side by side; reads a stream each",
         )
     )
-    for name, (_, client, servers) in (("one server", single), ("3 masters", spread)):
+    for name, (_, client, servers, _) in (("one server", single), ("3 masters", spread)):
         add(Row("cluster", f"CPU an update, projector process, {name}", client, "us"))
         add(Row("cluster", f"CPU an update, all servers while projecting, {name}", servers, "us"))
 
