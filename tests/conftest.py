@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dateline.store.cluster import LocalCluster
+from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
@@ -38,17 +39,22 @@ def start_server(kind: str, data_dir: Path, fsync: str = "everysec") -> Embedded
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test run on the cluster and on each server runs on the cluster once: not again
-    for Redis 6.2's parameters, which the cluster does not use."""
-    items[:] = [
-        item
-        for item in items
-        if not (
-            isinstance(item, pytest.Function)
-            and hasattr(item, "callspec")
-            and REDIS62 in item.callspec.id
-            and "cluster" in item.callspec.id.split("-")
-        )
-    ]
+    for Redis 6.2's parameters, which the cluster does not use. One marked `one_server`
+    (a case a cluster cannot have, and why) is not run there at all."""
+    items[:] = [item for item in items if not _on_cluster(item) or not _left_out(item)]
+
+
+def _on_cluster(item: pytest.Item) -> bool:
+    return (
+        isinstance(item, pytest.Function)
+        and hasattr(item, "callspec")
+        and "cluster" in item.callspec.id.split("-")
+    )
+
+
+def _left_out(item: pytest.Item) -> bool:
+    assert isinstance(item, pytest.Function)
+    return REDIS62 in item.callspec.id or item.get_closest_marker("one_server") is not None
 
 
 @pytest.fixture(scope="session", params=[VALKEY, REDIS62])
@@ -90,6 +96,20 @@ async def cluster_log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
         await found.close()
 
 
+@pytest.fixture(params=["server", "cluster"])
+def anywhere_url(request: pytest.FixtureRequest, redis_url: str, cluster_url: str) -> str:
+    """Each server's URL (Valkey, Redis 6.2), and the local cluster's (once: the Redis
+    6.2 run's cluster cases are not collected, above)."""
+    return cluster_url if request.param == "cluster" else redis_url
+
+
+@pytest.fixture
+async def anywhere_log(anywhere_url: str) -> AsyncIterator[Log]:
+    """A fresh log on each server and on the cluster (`anywhere_url`)."""
+    async with fresh_log(await open_client(anywhere_url)) as found:
+        yield found
+
+
 @contextlib.asynccontextmanager
 async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
     """A log under a prefix of its own on `client` (closed after): tests never see each
@@ -100,8 +120,9 @@ async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
     try:
         yield log
     finally:
-        async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
-            await client.delete(key)
+        found = [key async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000)]
+        for i in range(0, len(found), 1000):  # split by slot on a cluster, by redis-py
+            await client.delete(*found[i : i + 1000])
         await client.aclose()
 
 

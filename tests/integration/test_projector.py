@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from dateline.domain import advance_in_place, project
 from dateline.domain.positions import Position, stream_id
@@ -19,7 +20,7 @@ from dateline.projector.app import Projector, create_app
 from dateline.runtime import Delivery, groups
 from dateline.runtime import runner as runner_module
 from dateline.store.config import Settings
-from dateline.store.connection import connect
+from dateline.store.connection import open_client
 from dateline.store.log import Log, story_of
 from dateline_schemas import Update
 from tests.factories import DATA, encode, update
@@ -36,8 +37,10 @@ def settings(log: Log) -> Settings:
     )
 
 
-async def projector(log: Log, redis_url: str, name: str = "p1", **kw: Any) -> Projector:
-    app = await create_app(settings(log), redis_url, consumer=name, client=connect(redis_url), **kw)
+async def projector(log: Log, url: str, name: str = "p1", **kw: Any) -> Projector:
+    """A projector of `log` on the server, or the cluster, at `url`."""
+    client = await open_client(url)
+    app = await create_app(settings(log), url, consumer=name, client=client, **kw)
     app.runner.config = dataclasses.replace(app.runner.config, block_ms=20, retry_delay_s=0.0)
     return app
 
@@ -79,8 +82,19 @@ async def rebuilt(log: Log, story: str) -> StoryState:
 
 
 @pytest.fixture
-async def app(log: Log, redis_url: str) -> AsyncIterator[Projector]:
-    app = await projector(log, redis_url)
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: the projector runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
+
+
+@pytest.fixture
+async def app(log: Log, url: str) -> AsyncIterator[Projector]:
+    app = await projector(log, url)
     yield app
     await app.client.aclose()
 
@@ -109,13 +123,21 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
 
 
 async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Projector) -> None:
+    """On the one channel (one server), or the partition's sharded one (a cluster)."""
+    verb, channel = app.handler.bell(log.keys.partition(update()["subject"]))
+    assert verb == ("SPUBLISH" if log.cluster else "PUBLISH")
     async with app.client.pubsub() as pubsub:
-        await pubsub.subscribe(app.models.changes)
+        if log.cluster:
+            await pubsub.ssubscribe(channel)
+            get = pubsub.get_sharded_message
+        else:
+            await pubsub.subscribe(channel)
+            get = pubsub.get_message
         results = await log.append([encode(update(id=f"u{i}")) for i in range(3)])
         await settle(app)
         heard: list[str] = []
         for _ in range(10):  # the subscribe confirmation is read as None too
-            if msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
+            if msg := await get(ignore_subscribe_messages=True, timeout=0.1):
                 heard.append(msg["data"].decode())
     # One partition, so one commit (or more, if the batch was split), ending at the last.
     assert heard
@@ -156,11 +178,9 @@ async def test_a_redelivered_update_is_not_applied_twice(log: Log, app: Projecto
         assert [e.version for e in after.timeline] == list(range(1, 11))
 
 
-async def test_poison_parks_one_story_while_others_flow_then_redrive(
-    log: Log, redis_url: str
-) -> None:
+async def test_poison_parks_one_story_while_others_flow_then_redrive(log: Log, url: str) -> None:
     broken = {"on": True}
-    app = await projector(log, redis_url, **failing_on("bad", 2, lambda: broken["on"]))
+    app = await projector(log, url, **failing_on("bad", 2, lambda: broken["on"]))
     try:
         await log.append(
             [encode(update(subject=s, id=f"{s}-{i}")) for i in range(4) for s in ("bad", "good")]
@@ -202,12 +222,12 @@ async def checkpoint_of(app: Projector, partition: int) -> tuple[int, int] | Non
 
 
 async def test_the_checkpoint_never_passes_an_update_that_waits_for_a_retry(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
     """Readers take what is under the checkpoint as settled: a failed update waiting for
     its retry is not, though a later update of its partition was applied."""
     broken = {"on": True}
-    app = await projector(log, redis_url, **failing_on("flaky", 1, lambda: broken["on"]))
+    app = await projector(log, url, **failing_on("flaky", 1, lambda: broken["on"]))
     p = log.keys.partition("flaky")
     other = next(f"other-{n}" for n in range(1000) if log.keys.partition(f"other-{n}") == p)
     [failing] = await log.append([encode(update(subject="flaky", id="flaky-0"))])
@@ -224,9 +244,9 @@ async def test_the_checkpoint_never_passes_an_update_that_waits_for_a_retry(
     await app.client.aclose()
 
 
-async def test_parking_moves_the_checkpoint_past_what_it_parked(log: Log, redis_url: str) -> None:
+async def test_parking_moves_the_checkpoint_past_what_it_parked(log: Log, url: str) -> None:
     """At a partition's end, with no commit to come after: settled all the same."""
-    app = await projector(log, redis_url, **failing_on("bad", 2))
+    app = await projector(log, url, **failing_on("bad", 2))
     results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
     await settle(app)
     assert len(await app.runner.dead.entries("bad")) == 2  # the failure and the one behind
@@ -239,10 +259,8 @@ async def test_parking_moves_the_checkpoint_past_what_it_parked(log: Log, redis_
     await app.client.aclose()
 
 
-async def test_a_second_projector_takes_over_a_dead_ones_partitions(
-    log: Log, redis_url: str
-) -> None:
-    first = await projector(log, redis_url, name="first")
+async def test_a_second_projector_takes_over_a_dead_ones_partitions(log: Log, url: str) -> None:
+    first = await projector(log, url, name="first")
     first.runner.leases.ttl_ms = 1000
     await first.runner.step()  # takes every lease
     assert len(first.runner.owned) == log.keys.partitions
@@ -253,7 +271,7 @@ async def test_a_second_projector_takes_over_a_dead_ones_partitions(
             first.client, first.runner.config.group, "first", {p.stream: ">"}, 100, None
         )
     await first.client.aclose()
-    second = await projector(log, redis_url, name="second")
+    second = await projector(log, url, name="second")
     await second.runner.step()
     assert second.runner.owned == {}  # the dead one's leases still hold
     await asyncio.sleep(1.1)
@@ -272,11 +290,9 @@ async def check_leases(*apps: Projector) -> None:
         await app.runner.step()
 
 
-async def test_two_projectors_share_the_partitions_and_hand_them_back(
-    log: Log, redis_url: str
-) -> None:
-    a = await projector(log, redis_url, name="a")
-    b = await projector(log, redis_url, name="b")
+async def test_two_projectors_share_the_partitions_and_hand_them_back(log: Log, url: str) -> None:
+    a = await projector(log, url, name="a")
+    b = await projector(log, url, name="b")
     await a.runner.step()  # alone: takes every partition
     assert len(a.runner.owned) == log.keys.partitions
     await b.runner.step()  # a second member: its share is half, but all are held
@@ -304,8 +320,8 @@ async def test_two_projectors_share_the_partitions_and_hand_them_back(
         await app.client.aclose()
 
 
-async def test_three_projectors_split_the_partitions_and_settle(log: Log, redis_url: str) -> None:
-    apps = [await projector(log, redis_url, name=name) for name in "abc"]
+async def test_three_projectors_split_the_partitions_and_settle(log: Log, url: str) -> None:
+    apps = [await projector(log, url, name=name) for name in "abc"]
     for app in apps:
         await app.runner.step()  # the first takes all; the others find them held
     await check_leases(*apps)
@@ -322,10 +338,11 @@ async def test_three_projectors_split_the_partitions_and_settle(log: Log, redis_
         await app.client.aclose()
 
 
-async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_url: str) -> None:
+async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, url: str) -> None:
     """The commit is fenced on what the batch read: a state written by anyone else in
     between makes it write nothing; the batch is folded again on the stored state."""
-    other = redis.Redis.from_url(redis_url)  # a second client, as an operator's rebuild would be
+    # A second client, as an operator's rebuild would be.
+    other = (RedisCluster if log.cluster else redis.Redis).from_url(url)
     interfere = {"once": True}
     holder: dict[str, Projector] = {}
 
@@ -337,7 +354,7 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, redis_ur
             other.set(key, (other.get(key) or b"") + b" ")
         return advance_in_place(state, u)
 
-    app = await projector(log, redis_url, advance_fn=meddling)
+    app = await projector(log, url, advance_fn=meddling)
     holder["app"] = app
     try:
         await log.append([encode(update()) for _ in range(2)])
@@ -451,11 +468,9 @@ def cycle_sizes(app: Projector) -> list[int]:
     return sizes
 
 
-async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(
-    log: Log, redis_url: str
-) -> None:
+async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(log: Log, url: str) -> None:
     """A batch's states are in memory at once: `batch` bounds a cycle, not a partition."""
-    app = await projector(log, redis_url, batch=16)
+    app = await projector(log, url, batch=16)
     sizes = cycle_sizes(app)
     stories = [f"s{i}" for i in range(40)]  # over every partition
     assert len({log.keys.partition(s) for s in stories}) == log.keys.partitions
@@ -484,14 +499,14 @@ def partitions_by_cycle(app: Projector) -> list[dict[int, int]]:
 
 
 async def test_while_partitions_are_behind_one_at_a_time_takes_most_of_a_cycle(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Catching up, a cycle meets each of its stories several times, not once: one
     partition in turn reads most of it, the others a little each, and all of them
     move on every cycle. (Behind: full reads of entries older than `BEHIND_S`; here
     any age, the entries being fresh.)"""
     monkeypatch.setattr(runner_module, "BEHIND_S", -1.0)
-    app = await projector(log, redis_url, batch=64)
+    app = await projector(log, url, batch=64)
     cycles = partitions_by_cycle(app)
     stories = [f"s{i}" for i in range(40)]
     assert len({log.keys.partition(s) for s in stories}) == log.keys.partitions
@@ -516,10 +531,10 @@ async def test_while_partitions_are_behind_one_at_a_time_takes_most_of_a_cycle(
     await app.client.aclose()
 
 
-async def test_keeping_up_every_partition_is_read_evenly(log: Log, redis_url: str) -> None:
+async def test_keeping_up_every_partition_is_read_evenly(log: Log, url: str) -> None:
     """Full reads of entries that have not waited `BEHIND_S` are a projector keeping up:
     no partition takes a cycle over, so no partition's entries wait for its turn."""
-    app = await projector(log, redis_url, batch=64)
+    app = await projector(log, url, batch=64)
     cycles = partitions_by_cycle(app)
     stories = [f"s{i}" for i in range(40)]
     for v in range(10):
@@ -531,12 +546,12 @@ async def test_keeping_up_every_partition_is_read_evenly(log: Log, redis_url: st
 
 
 async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cycle's states are bounded in bytes: big states, small cycles."""
     monkeypatch.setattr(handler_module, "CYCLE_BYTES", 3_000)
     monkeypatch.setattr(handler_module, "MIN_CYCLE", 1)
-    app = await projector(log, redis_url, batch=1000)
+    app = await projector(log, url, batch=1000)
     sizes = cycle_sizes(app)
     stories = [f"big{i}" for i in range(8)]
     # States of 1.5 KB and growing: a cycle of 3 KB holds one or two.
@@ -559,9 +574,7 @@ async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     await app.client.aclose()
 
 
-async def test_a_failure_half_way_through_an_update_leaves_no_trace(
-    log: Log, redis_url: str
-) -> None:
+async def test_a_failure_half_way_through_an_update_leaves_no_trace(log: Log, url: str) -> None:
     """An update whose projection raises after changing part of the state: the earlier
     updates of the same batch stay applied, and nothing of the failing one is written."""
 
@@ -571,7 +584,7 @@ async def test_a_failure_half_way_through_an_update_leaves_no_trace(
             raise RuntimeError("projection bug after a partial change")
         return advance_in_place(state, u)
 
-    app = await projector(log, redis_url, advance_fn=half_done)
+    app = await projector(log, url, advance_fn=half_done)
     try:
         await log.append([encode(update(data={"title": f"T{i}"})) for i in range(1, 5)])
         await settle(app)

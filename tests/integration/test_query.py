@@ -34,18 +34,29 @@ STORY = "hanoi-summit-2019"
 
 
 @pytest.fixture
-async def app(log: Log, redis_url: str) -> AsyncIterator[Projector]:
-    app = await projector(log, redis_url)
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: the query runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
+
+
+@pytest.fixture
+async def app(log: Log, url: str) -> AsyncIterator[Projector]:
+    app = await projector(log, url)
     yield app
     await app.client.aclose()
 
 
 @pytest.fixture
-async def api(log: Log, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def api(log: Log, url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app under uvicorn in this event loop, so a test can project while a read waits."""
-    auth = await bearer(redis_url, log.keys.prefix)
+    auth = await bearer(url, log.keys.prefix)
     async with (
-        serve(create_app(settings(log), redis_url, poll_s=0.2)) as base,
+        serve(create_app(settings(log), url, poll_s=0.2)) as base,
         httpx.AsyncClient(base_url=base, timeout=30, headers=auth) as client,
     ):
         yield client
@@ -292,7 +303,7 @@ async def test_the_index_pages_newest_first_from_its_by_time_index(
 
 
 async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from structlog.testing import capture_logs  # noqa: PLC0415
 
@@ -302,10 +313,10 @@ async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
         raise RuntimeError("the index is on fire")
 
     monkeypatch.setattr(Reader, "index", broken)
-    auth = await bearer(redis_url, log.keys.prefix)
+    auth = await bearer(url, log.keys.prefix)
     with capture_logs() as logs:
         async with (
-            serve(create_app(settings(log), redis_url)) as base,
+            serve(create_app(settings(log), url)) as base,
             httpx.AsyncClient(base_url=base, headers=auth) as http,
         ):
             r = await http.get("/v1/stories", params={"status": "developing"})
@@ -332,10 +343,10 @@ async def test_a_version_past_any_list_index_means_all_of_it(
 
 
 async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
     """What `/v1/live` reads after a cursor: every applied entry once, none past a checkpoint."""
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     stories = [f"page-{i}" for i in range(6)]
     applied = await log.append(
         [encode(update(subject=s, id=f"{s}-{n}")) for n in range(4) for s in stories]
@@ -370,10 +381,10 @@ async def test_the_index_stream_reads_the_log_in_pages_up_to_the_checkpoint(
 
 
 async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
     """A page of a stream catching up can name thousands of stories, each with its entry."""
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     for n in range(0, 8200, 1000):
         await log.append(
             [encode(update(subject=f"many-{i}")) for i in range(n, n + 1000)][: 8200 - n]
@@ -388,9 +399,9 @@ async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
 
 
 async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     results = await log.append(
         [encode(update(id=f"u{n}", data={"title": f"T{n}"})) for n in range(10)]
     )
@@ -409,11 +420,9 @@ async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
     await app.client.aclose()
 
 
-async def test_the_index_stream_marks_updates_the_projector_parked(
-    log: Log, redis_url: str
-) -> None:
+async def test_the_index_stream_marks_updates_the_projector_parked(log: Log, url: str) -> None:
     """Past the checkpoint but not in the read model: sent, marked parked, not as news."""
-    app = await projector(log, redis_url, **failing_on("bad", 2))
+    app = await projector(log, url, **failing_on("bad", 2))
     await log.append(
         [encode(update(subject=s, id=f"{s}-{i}")) for i in range(3) for s in ("bad", "good")]
     )
@@ -483,11 +492,11 @@ async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_o
 
 
 async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
-    log: Log, redis_url: str, api: httpx.AsyncClient
+    log: Log, url: str, api: httpx.AsyncClient
 ) -> None:
     """The checkpoint passes a parked update; a read waiting for it must not answer as if
     it were applied, nor wait in vain: 409, naming the story and the command."""
-    app = await projector(log, redis_url, **failing_on("bad", 2))
+    app = await projector(log, url, **failing_on("bad", 2))
     results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
     good = await log.append([encode(update(subject="good", id="good-0"))])
     await settle(app)
@@ -517,11 +526,11 @@ async def test_read_your_writes_on_a_parked_update_says_it_is_parked(
 
 
 async def test_a_parked_story_says_where_until_it_is_redriven(
-    log: Log, redis_url: str, api: httpx.AsyncClient
+    log: Log, url: str, api: httpx.AsyncClient
 ) -> None:
     """Its state reads as current otherwise: the API and the story's stream name the
     update that parked it, and stop once it is redriven; other stories name none."""
-    app = await projector(log, redis_url, **failing_on("bad", 2))
+    app = await projector(log, url, **failing_on("bad", 2))
     await log.append([encode(update(subject=s, id=f"{s}-0")) for s in ("bad", "good")])
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=0.05))
@@ -581,10 +590,10 @@ async def next_held(stream: AsyncIterator[live.Push]) -> dict[str, Any]:
 
 
 async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
-    log: Log, redis_url: str, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "HELD_CHECK_S", 0.0)  # at every page, not every second
-    app = await projector(log, redis_url, **failing_on("bad", 2))
+    app = await projector(log, url, **failing_on("bad", 2))
     await log.append([encode(update(subject=s, id=f"{s}-0")) for s in ("bad", "good")])
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=0.05))
@@ -629,11 +638,11 @@ async def test_the_story_list_and_its_stream_say_which_stories_are_parked(
 
 
 async def test_index_streams_share_one_read_of_the_parked_stories(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "HELD_CHECK_S", 0.5)
     monkeypatch.setattr(live, "KEEPALIVE_S", 0.02)  # each stream goes round every 20 ms
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     await log.append([encode(update(subject="shared"))])
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
@@ -660,10 +669,8 @@ async def test_index_streams_share_one_read_of_the_parked_stories(
     await app.client.aclose()
 
 
-async def test_the_index_stream_can_start_with_the_stories_updated_last(
-    log: Log, redis_url: str
-) -> None:
-    app = await projector(log, redis_url)
+async def test_the_index_stream_can_start_with_the_stories_updated_last(log: Log, url: str) -> None:
+    app = await projector(log, url)
     for n in range(6):  # one at a time, so each has its own recorded time
         await log.append([encode(update(subject=f"limit-{n}", id=f"limit-{n}"))])
         await asyncio.sleep(0.002)
@@ -703,8 +710,11 @@ async def test_stories_of_one_status_come_from_their_own_index_and_follow_a_chan
     assert members(concluded) == [b"st-1"]
 
 
+@pytest.mark.one_server(
+    "a version of an older shape was built on one server: a cluster log starts at shape 5"
+)
 async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
-    log: Log, api: httpx.AsyncClient, redis_url: str
+    log: Log, api: httpx.AsyncClient, url: str
 ) -> None:
     """Shape 1 (no stamp, as versions built before them): `?status=` reads the whole index."""
     from structlog.testing import capture_logs  # noqa: PLC0415
@@ -712,7 +722,7 @@ async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
     old = ReadModels(log.keys, "v1", shape=1)
     await log.redis.hset(old.region(0).checkpoint, "0", "0-0")  # written, never stamped
     with capture_logs() as logs:
-        app = await projector(log, redis_url)
+        app = await projector(log, url)
     [warning] = [e for e in logs if e["log_level"] == "warning"]
     assert (warning["shape"], warning["expected"], warning["version"]) == (1, SHAPE, "v1")
     assert "dateline replay stories" in warning["event"]
@@ -730,14 +740,17 @@ async def test_a_version_built_before_the_status_indexes_is_read_the_old_way(
     assert [e["id"] for e in got.json()["items"]] == ["old-2", "old-1", "old-0"]
 
 
+@pytest.mark.one_server(
+    "a version of an older shape was built on one server: a cluster log starts at shape 5"
+)
 async def test_a_version_built_with_inline_statements_is_written_and_read_that_way(
-    log: Log, api: httpx.AsyncClient, redis_url: str
+    log: Log, api: httpx.AsyncClient, url: str
 ) -> None:
     """Shape 2 kept a story's statements inside its state: a projector goes on writing
     them there until a replay, and the API reads them as they are."""
     old = ReadModels(log.keys, "v1", OWN_STATEMENTS - 1)
     await log.redis.set(old.shape, OWN_STATEMENTS - 1)
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     try:
         await publish_hanoi(log, app)
     finally:
@@ -812,13 +825,16 @@ async def test_overdue_items_are_flagged_and_their_stories_filtered(
     assert sorted(members(due)) == [b"calm-story/vote", b"late-story/count"]
 
 
+@pytest.mark.one_server(
+    "a version of an older shape was built on one server: a cluster log starts at shape 5"
+)
 async def test_a_version_built_before_the_due_index_finds_overdue_stories_on_the_board(
-    log: Log, api: httpx.AsyncClient, redis_url: str
+    log: Log, api: httpx.AsyncClient, url: str
 ) -> None:
     """Shape 3 had no due index: `?overdue=true` reads the whole board instead."""
     old = ReadModels(log.keys, "v1", shape=3)
     await log.redis.set(old.shape, 3)
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     try:
         await _overdue_newsroom(log, app)
     finally:
@@ -847,13 +863,13 @@ async def test_a_control_character_in_a_path_is_a_4xx_problem(
 
 
 async def test_quiet_streams_get_keepalives_though_the_bell_rings_on_a_timer(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The doorbell rings every `poll_s` even with no commit; a stream that took a ring for
     news never sent its keepalive, and a quiet stream looked dead to proxies (the soak
     found it: no byte in 60 s once the load stopped)."""
     monkeypatch.setattr(live, "KEEPALIVE_S", 0.3)
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     await log.append([encode(update(subject="quiet"))])
     await settle(app)
     bell = Doorbell(app.client, log.keys.prefix, poll_s=0.05)
@@ -877,6 +893,7 @@ async def test_quiet_streams_get_keepalives_though_the_bell_rings_on_a_timer(
     assert story[0] and sum(1 for p in story if not p) >= 3
 
 
+@pytest.mark.one_server("newest.lua reads every region at once; a cluster merges in Python")
 @pytest.mark.parametrize("status", [None, "developing"])
 async def test_the_newest_by_one_script_are_those_of_the_merge_of_every_region(
     log: Log, status: str | None

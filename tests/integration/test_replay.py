@@ -19,14 +19,25 @@ from tests.integration.test_projector import projector, rebuilt, settle, stored_
 STORIES = [f"story-{i:02d}" for i in range(30)]
 
 
+@pytest.fixture
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: a replay runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
+
+
 async def read_active(log: Log, story: str) -> tuple[str, bytes | None]:
     """What a dashboard does: resolve the active version, then read the story."""
     active = (await log.redis.get(f"{log.keys.prefix}:rm:active")).decode()
     return active, await log.redis.get(ReadModels(log.keys, active).story(story))
 
 
-async def test_replay_while_serving(log: Log, redis_url: str) -> None:
-    app = await projector(log, redis_url)
+async def test_replay_while_serving(log: Log, url: str) -> None:
+    app = await projector(log, url)
     await log.append(
         [encode(update(subject=s, data={"title": f"{s} {i}"})) for i in range(5) for s in STORIES]
     )
@@ -104,10 +115,10 @@ async def test_replay_while_serving(log: Log, redis_url: str) -> None:
 
 
 async def test_a_replay_with_a_failing_story_does_not_switch(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A story that cannot be projected keeps readers on the current, complete version."""
-    app = await projector(log, redis_url)
+    app = await projector(log, url)
     await log.append([encode(update(subject=s)) for s in STORIES[:5]])
     await settle(app)
     real_project = replay_module.project
@@ -143,7 +154,7 @@ async def _models_of(log: Log, version: str) -> dict[str, object]:
     return found
 
 
-async def test_worker_processes_build_what_one_process_builds(log: Log, redis_url: str) -> None:
+async def test_worker_processes_build_what_one_process_builds(log: Log, url: str) -> None:
     await log.append(
         [
             encode(update(subject=s, data={"title": f"{s} {i}"}, id=f"{s}-{i}"))
@@ -153,7 +164,7 @@ async def test_worker_processes_build_what_one_process_builds(log: Log, redis_ur
     )
     progress: list[int] = []
     one = await rebuild_all(log, log.keys)
-    workers = Workers(redis_url, processes=2, min_updates=0, stories_a_job=7)
+    workers = Workers(url, processes=2, min_updates=0, stories_a_job=7)
     split = await rebuild_all(log, log.keys, progress.append, workers=workers)
     assert (one.new, split.new) == ("v2", "v3")
     assert (split.stories, split.updates) == (30, 120)
@@ -163,11 +174,11 @@ async def test_worker_processes_build_what_one_process_builds(log: Log, redis_ur
     assert built_split == built_once
 
 
-async def test_a_story_a_worker_cannot_project_stops_the_switch(log: Log, redis_url: str) -> None:
+async def test_a_story_a_worker_cannot_project_stops_the_switch(log: Log, url: str) -> None:
     await log.append([encode(update(subject=s)) for s in STORIES[:10]])
     # A record no projection can read, as a bug in an old writer might have left.
     await log.redis.rpush(log.keys.story("story-04"), b'{"not": "an update"}')
-    workers = Workers(redis_url, processes=2, min_updates=0, stories_a_job=3)
+    workers = Workers(url, processes=2, min_updates=0, stories_a_job=3)
     with pytest.raises(ReplayFailed, match="story-04") as info:
         await rebuild_all(log, log.keys, workers=workers)
     assert list(info.value.failed) == ["story-04"]
