@@ -7,6 +7,9 @@ route ran. Here a request's head is bounded in count (`MAX_HEADERS`) and bytes
 `HEAD_TIMEOUT_S` of the connection opening or of the request starting (a client
 trickling its headers in holds a connection, never for long).
 
+A response goes out in one write (`Coalesced`): uvicorn writes its head and its body
+apart, two `send()` system calls where one does.
+
 A client that stops taking what it is sent is dropped here too: when the socket's
 write buffer is full (the transport pauses writing), a timer starts; if the client
 has not drained it within `slow_client_s`, the connection is aborted, and the request
@@ -18,7 +21,7 @@ of the app's sends, it was 9% of the query process's CPU on a cached story read.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import structlog
 import uvicorn
@@ -45,6 +48,51 @@ class _Refused(Exception):
     pass
 
 
+class Coalesced:
+    """A transport whose writes of one turn of the event loop go out as one, at the end
+    of the turn. uvicorn writes a response's head, then its body: two system calls, a
+    fifth of the query process's CPU on a cached story read. Closing, a half-close and
+    the write buffer's size count what is held; an abort drops it, as the transport
+    drops what it had not sent."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def _flush(self) -> None:
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self._held.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def __getattr__(self, name: str) -> Any:  # the rest is the transport's own
+        return getattr(self._transport, name)
+
+
 class LimitedHttpTools(HttpToolsProtocol):
     """httptools, with a bounded request head and a deadline to send it, and a deadline
     for the client to take what it is sent."""
@@ -52,7 +100,7 @@ class LimitedHttpTools(HttpToolsProtocol):
     slow_client_s = SLOW_CLIENT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, Coalesced(transport, self.loop)))
         self._count = self._bytes = 0
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
