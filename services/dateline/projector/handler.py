@@ -34,6 +34,7 @@ from dateline.projector.plan import Advance, Project, StoryPlan, failures, plan,
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
 from dateline.store import scripts
+from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, ReadModels
 
@@ -172,9 +173,7 @@ class ProjectorHandler:
 
     def bell(self, partition: int) -> tuple[str, str]:
         """How a commit rings partition N's doorbell (`commit.Bell`)."""
-        if self.log.cluster:
-            return ("SPUBLISH", self.log.keys.changes(partition))
-        return ("PUBLISH", self.models.changes)
+        return bell(self.log.cluster, self.log.keys, partition)
 
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from dateline.domain import project
 from dateline.runtime import DeadLetters
+from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
 
@@ -33,10 +34,9 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
             # of one slot, and a channel is none. A ring missed in between costs readers
             # a second (they look every second without one).
             partition = log.keys.partition(story)
-            if log.cluster:  # the partition's sharded channel, as its commits ring it
-                await log.redis.spublish(log.keys.changes(partition), str(partition))
-            else:
-                await log.redis.publish(models.changes, str(partition))
+            verb, channel = bell(log.cluster, log.keys, partition)  # as its commits ring
+            publish = log.redis.spublish if verb == "SPUBLISH" else log.redis.publish
+            await publish(channel, str(partition))
             return new.version
 
 

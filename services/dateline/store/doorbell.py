@@ -31,6 +31,14 @@ READERS = b"readers"
 """What `dateline readers revoke` publishes: grants a process keeps are to be checked anew."""
 
 
+def bell(cluster: bool, keys: Keys, partition: int) -> tuple[str, str]:
+    """How partition N rings: (`PUBLISH`, the one channel) on one server, (`SPUBLISH`,
+    its sharded channel) on a cluster. Its commits and a story rebuilt in place alike."""
+    if cluster:
+        return ("SPUBLISH", keys.changes(partition))
+    return ("PUBLISH", changes_channel(keys.prefix))
+
+
 class _Moved(Exception):
     """A shard channel's slot moved (a resharding): subscribe again where it is now."""
 
