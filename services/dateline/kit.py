@@ -52,14 +52,14 @@ import redis.asyncio as aioredis
 import structlog
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
-from dateline.store.connection import connect
+from dateline.store.connection import cluster_mode, find_keys_locally, open_client
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import log_keys, story_or_none
@@ -129,21 +129,21 @@ class DatelineLog:
         lease_ttl_ms: int = 10_000,
         broker: RedisBroker | None = None,
         seal_key: bytes | None = None,
+        cluster: bool | None = None,
     ) -> None:
         """`seal_key`: the key that opens a sealed log's records (`dateline.store.seal`);
         handlers get each record as the append function wrote it, and an entry written
-        around it fails like a handler error: retried, then parked with the reason."""
+        around it fails like a handler error: retried, then parked with the reason.
+
+        `cluster`: is `url` a node of a Redis Cluster? Unsaid, the app asks the server
+        when it starts, and takes FastStream's cluster broker if so."""
         self.url, self.group, self.prefix = url, group, prefix
         self.seal_key = seal_key
         self._sealing = Sealing(seal_key, Keys(prefix, partitions or 1))
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.partitions, self.batch_size = partitions, batch_size
         self.max_attempts, self.retry_s, self.lease_ttl_ms = max_attempts, retry_s, lease_ttl_ms
-        # FastStream's per-batch lines at DEBUG (at INFO they cost a fifth of the
-        # throughput); its warnings and errors, such as a lost connection, reach the log.
-        self.broker = broker or RedisBroker(
-            url, apply_types=False, logger=FastStreamLogs(), log_level=logging.DEBUG
-        )
+        self._broker = broker or (None if cluster is None else _broker(url, cluster))
         self.handlers: dict[type[Any], list[Callable[[Any], Awaitable[None]]]] = {}
         self.batch_handler: BatchHandler | None = None
         self.lost = asyncio.Event()
@@ -194,11 +194,24 @@ class DatelineLog:
         """The FastStream app: the kit starts after the broker (then `after_startup`) and
         stops before it (then `on_shutdown`)."""
         self._app = FastStream(
-            self.broker,
+            *([] if self._broker is None else [self._broker]),
+            on_startup=[] if self._broker is not None else [self._find_broker],
             after_startup=[self.start, *after_startup],
             on_shutdown=[self.stop, *on_shutdown],
         )
         return self._app
+
+    @property
+    def broker(self) -> RedisBroker:
+        """FastStream's broker: a cluster's where `url` is a cluster node."""
+        if self._broker is None:
+            raise RuntimeError("DatelineLog's broker is chosen when its app starts")
+        return self._broker
+
+    async def _find_broker(self) -> None:
+        self._broker = _broker(self.url, await cluster_mode(self.url))
+        assert self._app is not None  # noqa: S101 - only its app calls this
+        self._app.add_broker(self._broker)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -216,7 +229,10 @@ class DatelineLog:
 
     async def start(self) -> None:
         """Take the group's lease, make the groups, handle what is pending, subscribe."""
-        self._client = client = connect(self.url)
+        self._client = client = await open_client(self.url)
+        if isinstance(self.broker, RedisClusterBroker):
+            # Its reads name their stream: no `COMMAND GETKEYS` round trip a read.
+            find_keys_locally(self.broker._cluster_state.client)  # FastStream names it so
         self._keys = keys = await log_keys(client, self.prefix, self.partitions, create=False)
         partitions = keys.partitions
         self._sealing = Sealing(self.seal_key, keys)
@@ -471,6 +487,13 @@ class DatelineLog:
         return Delivery(
             partition, self.keys.log(partition), entry.entry_id, _story(entry), entry.raw
         )
+
+
+def _broker(url: str, cluster: bool) -> RedisBroker:
+    # FastStream's per-batch lines at DEBUG (at INFO they cost a fifth of the
+    # throughput); its warnings and errors, such as a lost connection, reach the log.
+    kind = RedisClusterBroker if cluster else RedisBroker
+    return kind(url, apply_types=False, logger=FastStreamLogs(), log_level=logging.DEBUG)
 
 
 class FastStreamLogs:

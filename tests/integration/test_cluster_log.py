@@ -184,14 +184,18 @@ def test_publish_seal_and_log_commands_on_a_cluster(local_cluster: LocalCluster)
     records = [json.loads(x) for x in history.stdout.splitlines()]
     assert [r["version"] for r in records] == list(range(1, HANOI_VERSION + 1))
     assert all("seal" not in r for r in records)
-    # Feeds are registered on the cluster (its ingest needs them); the commands of what
-    # does not run on a cluster yet stop with one line that says why.
+    # Feeds and subscriptions are registered on the cluster (its ingest and delivery
+    # need them; `test_deliver_e2e.py` runs `dateline deliver` there).
     added = dateline("feeds", "add", "wire-a", "--source", "urn:feed:a")
     assert added.returncode == 0, added.stderr
-    for command in (["subscriptions", "list"], ["deliver"]):
-        refused = dateline(*command)
-        assert refused.returncode == 1, (command, refused.stderr)
-        assert b"REDIS_URL is a Redis Cluster node; of dateline, the delivery" in refused.stderr
-        assert b"Traceback" not in refused.stderr
+    subscribed = dateline(
+        "subscriptions", "add", "http://127.0.0.1:9/hook", "--allow-private", "--name", "desk"
+    )
+    assert subscribed.returncode == 0, subscribed.stderr
+    listed = dateline("subscriptions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)["subscriptions"]] == ["desk"]
+    removed = dateline("subscriptions", "remove", "desk")
+    assert removed.returncode == 0, removed.stderr
     as_of = dateline("story", "hanoi-summit-2019", "--at-version", "3")
     assert as_of.returncode == 0, as_of.stderr  # the log alone answers it

@@ -17,14 +17,27 @@ from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks import Webhook
 
 from dateline.deliver.app import DeliveryService, create_app
+from dateline.deliver.fanout import Fanout
 from dateline.deliver.worker import RetryPolicy
-from dateline.runtime import status
+from dateline.kit import Batch, LogEntry
+from dateline.runtime import groups, status
 from dateline.store.config import Settings
 from dateline.store.log import Log
 from dateline.store.subscriptions import Subscription, Subscriptions
 from tests.e2e.processes import free_port
 from tests.factories import encode, update
 from tests.integration.test_kit import statement, until
+
+
+@pytest.fixture
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: the delivery service runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
 
 
 class Receiver:
@@ -73,7 +86,7 @@ async def receiving() -> AsyncIterator[Receiver]:
 @contextlib.asynccontextmanager
 async def delivering(log: Log, url: str, policy: RetryPolicy) -> AsyncIterator[DeliveryService]:
     cfg = Settings(None, Path("."), log.keys.prefix, log.keys.partitions, lease_ttl_ms=1000)
-    service = create_app(cfg, url, policy=policy, consumer="test")
+    service = create_app(cfg, url, cluster=log.cluster, policy=policy, consumer="test")
     assert service.app is not None
     await service.app.start()
     try:
@@ -85,9 +98,7 @@ async def delivering(log: Log, url: str, policy: RetryPolicy) -> AsyncIterator[D
 FAST = RetryPolicy(first_s=0.02, max_backoff_s=0.05, give_up_after_s=60, timeout_s=2)
 
 
-async def test_every_wanted_update_arrives_signed_in_order_per_story(
-    log: Log, redis_url: str
-) -> None:
+async def test_every_wanted_update_arrives_signed_in_order_per_story(log: Log, url: str) -> None:
     subs = Subscriptions(log.redis, log.keys)
     await log.append([statement("before-it", "s0")])  # before the subscription: not sent
     async with receiving() as receiver, receiving() as binary:
@@ -100,7 +111,7 @@ async def test_every_wanted_update_arrives_signed_in_order_per_story(
             mode="binary",
             allow_private=True,
         )
-        async with delivering(log, redis_url, FAST):
+        async with delivering(log, url, FAST):
             await log.append([statement("hanoi-a", f"s{n}") for n in range(1, 4)])
             await log.append([encode(update(subject="hanoi-a", id="opened"))])
             await log.append([statement("cohen-b", f"s{n}") for n in range(1, 3)])
@@ -129,15 +140,13 @@ async def test_every_wanted_update_arrives_signed_in_order_per_story(
     }
 
 
-async def test_failures_retry_then_park_and_a_redrive_delivers_in_order(
-    log: Log, redis_url: str
-) -> None:
+async def test_failures_retry_then_park_and_a_redrive_delivers_in_order(log: Log, url: str) -> None:
     subs = Subscriptions(log.redis, log.keys)
     policy = RetryPolicy(first_s=0.02, max_backoff_s=0.05, give_up_after_s=0.4, timeout_s=1)
     async with receiving() as receiver:
         receiver.status = 503
         await subs.add(receiver.url, name="flaky", allow_private=True)
-        async with delivering(log, redis_url, policy):
+        async with delivering(log, url, policy):
             await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
             await until(lambda: _parked(subs, "flaky", 3))
             stats = await subs.stats("flaky")
@@ -163,18 +172,18 @@ async def test_failures_retry_then_park_and_a_redrive_delivers_in_order(
     assert await subs.parked_stories("flaky") == set()
 
 
-async def test_the_retry_schedule_survives_a_restart(log: Log, redis_url: str) -> None:
+async def test_the_retry_schedule_survives_a_restart(log: Log, url: str) -> None:
     subs = Subscriptions(log.redis, log.keys)
     policy = RetryPolicy(first_s=0.05, max_backoff_s=0.1, give_up_after_s=3600, timeout_s=1)
     async with receiving() as receiver:
         receiver.status = 500
         await subs.add(receiver.url, name="down", allow_private=True)
-        async with delivering(log, redis_url, policy):
+        async with delivering(log, url, policy):
             await log.append([statement("a-story", "s1")])
             await until(lambda: _attempts(subs, "down", 3))
         [(entry, _)] = await subs.window("down", 10)
         before = (await subs.retries("down", [entry]))[entry]
-        async with delivering(log, redis_url, policy):  # a new process, the same schedule
+        async with delivering(log, url, policy):  # a new process, the same schedule
             await until(lambda: _attempts(subs, "down", before.attempts + 2))
             after = (await subs.retries("down", [entry]))[entry]
             assert after.first_failed == before.first_failed  # counts on from the first
@@ -193,13 +202,13 @@ async def _parked(subs: Subscriptions, name: str, n: int) -> bool:
 
 
 async def test_a_paused_subscription_queues_and_resume_sends_what_waited(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
     subs = Subscriptions(log.redis, log.keys)
     async with receiving() as receiver:
         await subs.add(receiver.url, name="later", allow_private=True)
         await subs.set_paused("later", True)
-        async with delivering(log, redis_url, FAST):
+        async with delivering(log, url, FAST):
             await log.append([statement("a-story", f"s{n}") for n in range(1, 3)])
             await until(lambda: _backlog(log, "later", 2))
             await asyncio.sleep(0.3)
@@ -213,13 +222,13 @@ async def _backlog(log: Log, name: str, n: int) -> bool:
     return [s.backlog for s in found.subscriptions if s.name == name] == [n]
 
 
-async def test_the_guard_refuses_loopback_when_it_connects(log: Log, redis_url: str) -> None:
+async def test_the_guard_refuses_loopback_when_it_connects(log: Log, url: str) -> None:
     """A subscription that got past the check when it was added (its name resolved to a
     public address then) is still refused at connection time."""
     subs = Subscriptions(log.redis, log.keys)
     async with receiving() as receiver:
         await subs.add(receiver.url, name="sneaky")  # the registry itself does not resolve
-        async with delivering(log, redis_url, FAST):
+        async with delivering(log, url, FAST):
             await log.append([statement("a-story", "s1")])
             await until(lambda: _has_error(subs, "sneaky"))
         assert receiver.got == []
@@ -231,7 +240,7 @@ async def _has_error(subs: Subscriptions, name: str) -> bool:
     return "last_error" in await subs.stats(name)
 
 
-async def test_removing_a_subscription_drops_its_state(log: Log, redis_url: str) -> None:
+async def test_removing_a_subscription_drops_its_state(log: Log, url: str) -> None:
     subs = Subscriptions(log.redis, log.keys)
     await subs.add("https://example.org/x", name="gone")
     await log.append([statement("a-story", "s1")])
@@ -259,3 +268,55 @@ async def test_names_prefixes_and_types_are_checked(log: Log) -> None:
     assert await subs.secret("one") == secret
     with pytest.raises(ValueError, match="exists already"):
         await subs.add("https://example.org/", name="one")
+
+
+async def _batch(log: Log, story: str, group: str = "fan") -> Batch:
+    """The story's partition's entries, read through a group, as the kit hands them on."""
+    partition = log.keys.partition(story)
+    stream = log.keys.log(partition)
+    await groups.ensure_group(log.redis, stream, group)
+    got = await groups.read(log.redis, group, "test", {stream: ">"}, 100, None)
+    entries = [LogEntry(partition, eid, f[b"__data__"]) for eid, f in got[stream]]
+    return Batch(partition, stream, group, entries)
+
+
+async def test_a_batch_fanned_out_again_adds_nothing_twice(log: Log) -> None:
+    """The outbox entries and the log's acknowledgement are two steps (other slots on a
+    cluster): a batch handled again after a crash between them, and one that repeats
+    the first half of another, add each update once, in order."""
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/all", name="all")
+    await subs.add("https://example.org/b", name="only-b", story_prefixes=["b-"])
+    await log.append([statement("a-story", f"s{n}") for n in range(1, 5)])
+    batch = await _batch(log, "a-story")
+    fanout = Fanout(lambda: subs)
+    head = Batch(batch.partition, batch.stream, batch.group, batch.entries[:2])
+    await fanout(head)
+    await fanout(batch)  # the first two again, with the rest: the crash came before the ack
+    await fanout(batch)
+    outbox = await subs.window("all", 100)
+    assert [f[b"position"].decode() for _, f in outbox] == [e.position for e in batch.entries]
+    assert await subs.window("only-b", 100) == []  # wanted nothing: no outbox, no mark
+
+
+async def test_a_fan_out_under_way_gives_a_removed_subscription_nothing(log: Log) -> None:
+    """A fan-out that read the registry before a removal does not make the removed
+    subscription's outbox anew; one added again under the same name gets what follows."""
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/x", name="gone")
+    read_before = await subs.all()
+    assert await subs.remove("gone")
+    await log.append([statement("a-story", "s1")])
+    batch = await _batch(log, "a-story")
+    stale = Subscriptions(log.redis, log.keys)
+    stale.all = lambda: _returns(read_before)  # type: ignore[method-assign]
+    await Fanout(lambda: stale)(batch)
+    assert not await log.redis.exists(*subs.state("gone").all())
+    await subs.add("https://example.org/x", name="gone")
+    await log.append([statement("a-story", "s2")])
+    await Fanout(lambda: subs)(await _batch(log, "a-story"))
+    assert [f[b"story"] for _, f in await subs.window("gone", 10)] == [b"a-story"]
+
+
+async def _returns(subs: list[Subscription]) -> list[Subscription]:
+    return subs

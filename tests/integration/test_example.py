@@ -13,12 +13,23 @@ from tests.integration.test_kit import until
 from tests.projection_helpers import HANOI
 
 
+@pytest.fixture
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: the kit runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
+
+
 async def test_the_example_tells_the_desk_what_moved(
-    log: Log, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATELINE_PREFIX", log.keys.prefix)
     out = io.StringIO()
-    app = create_app(redis_url, out=out)
+    app = create_app(url, out=out)
     await log.append([line for line in HANOI.read_bytes().splitlines() if line.strip()])
     await app.start()
     try:

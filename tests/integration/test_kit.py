@@ -10,6 +10,8 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from dateline.kit import DatelineLog
 from dateline.runtime import groups
 from dateline.store.deadletters import DeadLetters
@@ -20,6 +22,17 @@ from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 
 STATEMENT = "dateline.statement.made"
+
+
+@pytest.fixture
+def url(anywhere_url: str) -> str:
+    """Each server's, and the cluster's: the kit runs on both."""
+    return anywhere_url
+
+
+@pytest.fixture
+def log(anywhere_log: Log) -> Log:
+    return anywhere_log
 
 
 async def until(check: Callable[[], Awaitable[bool] | bool], within: float = 15.0) -> None:
@@ -53,10 +66,10 @@ async def pending(log: Log, group: str = "cms") -> int:
 
 
 async def test_updates_from_before_the_group_existed_reach_typed_handlers(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
     await log.append([encode(update(subject="a-story", id="open")), statement("a-story", "s1")])
-    kit = kit_for(log, redis_url)
+    kit = kit_for(log, url)
     opened: list[str] = []
     every: list[str] = []
 
@@ -88,9 +101,9 @@ def _zero(log: Log) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_a_failure_is_retried_before_anything_later_of_its_partition(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
-    kit = kit_for(log, redis_url, partitions=None)
+    kit = kit_for(log, url, partitions=None)
     seen: list[str] = []
     failures = {"a-story-s2": 2}
 
@@ -114,9 +127,9 @@ async def test_a_failure_is_retried_before_anything_later_of_its_partition(
 
 
 async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
-    log: Log, redis_url: str
+    log: Log, url: str
 ) -> None:
-    kit = kit_for(log, redis_url)
+    kit = kit_for(log, url)
     seen: list[str] = []
 
     @kit.on()
@@ -149,7 +162,7 @@ async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
         # On-call sees them where the projector's are, by the group's name.
         env = {
             **os.environ,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": url,
             "DATELINE_PREFIX": log.keys.prefix,
             "DATELINE_PARTITIONS": str(log.keys.partitions),
         }
@@ -170,13 +183,13 @@ async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
         await app.stop()
 
 
-async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, redis_url: str) -> None:
+async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, url: str) -> None:
     await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
     stream = log.keys.log(log.keys.partition("a-story"))
     await groups.ensure_group(log.redis, stream, "cms")
     taken = await groups.read(log.redis, "cms", "killed", {stream: ">"}, 2, None)
     assert len(taken[stream]) == 2  # read by a process that died before acknowledging
-    kit = kit_for(log, redis_url)
+    kit = kit_for(log, url)
     seen: list[str] = []
 
     @kit.on()
@@ -193,8 +206,8 @@ async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, redis
         await app.stop()
 
 
-async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, redis_url: str) -> None:
-    first, second = kit_for(log, redis_url, consumer="one"), kit_for(log, redis_url, consumer="two")
+async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, url: str) -> None:
+    first, second = kit_for(log, url, consumer="one"), kit_for(log, url, consumer="two")
     seen: list[tuple[str, str]] = []
 
     @first.on()

@@ -80,7 +80,9 @@ async def test_dateline_on_a_cluster_node_says_what_it_is(cluster: LocalCluster)
     """Not a bare MOVED or CROSSSLOT: the error names a cluster and what to do."""
     log = Log(connect(cluster.url), Keys("onc", 8))
     try:
-        with pytest.raises(OnACluster, match=r"is a Redis Cluster node.*point REDIS_URL"):
+        with pytest.raises(
+            OnACluster, match=r"is a Redis Cluster node.*open it with `open_client`"
+        ):
             await log.append([encode(update(subject=f"s{i}")) for i in range(16)])
         answers: list[str] = []
         for i in range(12):  # one key a call: those of other nodes' slots are MOVED

@@ -10,12 +10,12 @@ import re
 from typing import Any
 
 from dateline.store import scripts
-from dateline.store.layout import GroupKeys
+from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
 from tests.factories import encode, update
 
-INCLUDED_ONLY = {"whole_story", "advance", "subject"}
+INCLUDED_ONLY = {"whole_story", "advance", "subject", "older"}
 """Functions other scripts include; each is run through every script that includes it."""
 TESTED = {
     "append",
@@ -30,6 +30,7 @@ TESTED = {
     "applied",
     "parked_at",
     "story",
+    "fanout",
 }
 
 
@@ -186,6 +187,31 @@ async def test_heartbeat(log: Log) -> None:
     await log.redis.zadd(members, {"dead": 1})  # ran out in 1970
     assert await beat(keys=[members], args=["a", 60_000]) == 2
     assert await log.redis.zscore(members, "dead") is None
+
+
+async def test_fanout(log: Log) -> None:
+    """Adds what is past the partition's mark, in order, and moves the mark; stream ids
+    are compared as numbers; a tombstone with the subscription's stamp stops it."""
+    keys = SubscriptionKeys(log.keys.prefix, "s")
+    fan = _run(log, "fanout")
+    on = [keys.outbox, keys.marks, keys.removed]
+
+    def entries(*ids: str, partition: int = 3) -> list[str]:
+        return [word for i in ids for word in (i, "a-story", f"{partition}:{i}", f"record {i}")]
+
+    assert await fan(keys=on, args=["1.5", 3, *entries("9-0", "9-1")]) == 2
+    assert await log.redis.hget(keys.marks, "3") == b"9-1"
+    assert await fan(keys=on, args=["1.5", 3, *entries("9-1", "10-0")]) == 1  # not "9-1" again
+    assert (
+        await fan(keys=on, args=["1.5", 4, *entries("2-0", partition=4)]) == 1
+    )  # a partition of its own
+    assert await log.redis.hgetall(keys.marks) == {b"3": b"10-0", b"4": b"2-0"}
+    outbox = await log.redis.xrange(keys.outbox)
+    assert [f[b"position"] for _, f in outbox] == [b"3:9-0", b"3:9-1", b"3:10-0", b"4:2-0"]
+    assert outbox[0][1] == {b"story": b"a-story", b"position": b"3:9-0", b"record": b"record 9-0"}
+    await log.redis.set(keys.removed, "1.5")
+    assert await fan(keys=on, args=["1.5", 3, *entries("11-0")]) == 0  # removed
+    assert await fan(keys=on, args=["2.5", 3, *entries("11-0")]) == 1  # another one, added anew
 
 
 def _applied_keys(models: ReadModels, log: Log) -> list[str]:

@@ -172,13 +172,16 @@ def test_route_puts_each_update_in_every_outbox_that_wants_it() -> None:
     entries = [LogEntry(1, "5-0", RECORD), LogEntry(1, "5-1", RECORD.replace(b"hanoi-", b"cohen-"))]
     subs = [_sub(), msgspec.structs.replace(_sub(story_prefixes=["hanoi-"]), name="h")]
     routed = route(subs, entries)
-    assert [(name, f[b"position"]) for name, f in routed] == [
-        ("s", b"1:5-0"),
-        ("h", b"1:5-0"),
-        ("s", b"1:5-1"),
+    assert [(sub.name, [(e, f[b"position"]) for e, f in got]) for sub, got in routed] == [
+        ("s", [("5-0", b"1:5-0"), ("5-1", b"1:5-1")]),
+        ("h", [("5-0", b"1:5-0")]),
     ]
-    assert routed[0][1][b"record"] == RECORD
-    assert routed[0][1][b"story"] == b"hanoi-summit-2019"
+    first = routed[0][1][0][1]
+    assert first[b"record"] == RECORD
+    assert first[b"story"] == b"hanoi-summit-2019"
+    assert (
+        route([msgspec.structs.replace(_sub(story_prefixes=["nobody-"]), name="n")], entries) == []
+    )
 
 
 def test_kit_handlers_are_chosen_by_their_annotation() -> None:

@@ -36,7 +36,7 @@ def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
         *SERVICES,
         *CLUSTER,
         *ONE_SHOTS,
-        "ingest-cluster",
+        *(f"{name}-cluster" for name in SERVICES),
     }
     for name, service in COMPOSE["services"].items():
         if name in ONE_SHOTS:  # they run once and exit
@@ -122,10 +122,11 @@ def test_the_seal_key_goes_to_the_readers_of_the_log_and_never_to_its_appenders(
         assert "~dateline:{p*}:seal" not in ACL[user]
 
 
-def test_the_cluster_profile_forms_seals_and_ingests_on_a_cluster() -> None:
+def test_the_cluster_profile_forms_seals_and_runs_every_service_on_a_cluster() -> None:
     services = COMPOSE["services"]
     profiled = {n for n, svc in services.items() if svc.get("profiles") == ["cluster"]}
-    assert profiled == {*CLUSTER, *ONE_SHOTS, "ingest-cluster"}
+    on_it = {f"{s}-cluster" for s in ("ingest", "validator", "projector", "query", "deliver")}
+    assert profiled == {*CLUSTER, *ONE_SHOTS, *on_it}
     for name in CLUSTER:
         node = services[name]
         assert node["hostname"] == name  # what it announces to clients
@@ -143,10 +144,22 @@ def test_the_cluster_profile_forms_seals_and_ingests_on_a_cluster() -> None:
     seal, ingest = services["cluster-seal"], services["ingest-cluster"]
     assert seal["depends_on"] == {"cluster-create": {"condition": "service_completed_successfully"}}
     assert ingest["depends_on"] == {"cluster-seal": {"condition": "service_completed_successfully"}}
-    for service in (seal, ingest):
+    for service in (seal, *(services[name] for name in sorted(on_it))):
         result = CliRunner().invoke(cli, [service["command"][0], "--help"])
         assert result.exit_code == 0, result.output
         assert service["environment"]["REDIS_URL"].endswith("@cluster-1:6379/0")
+    # Every service of the profile's starts once the log is sealed (the query after the
+    # projector, which starts after it).
+    for name in on_it - {"query-cluster"}:
+        assert services[name]["depends_on"] == {
+            "cluster-seal": {"condition": "service_completed_successfully"}
+        }, name
+    readers = ("projector-cluster", "query-cluster", "deliver-cluster")
+    for name in readers:  # they open sealed records
+        assert (
+            services[name]["environment"]["DATELINE_SEAL_KEY"]
+            == seal["environment"]["DATELINE_SEAL_KEY"]
+        )
     assert (
         seal["environment"]["DATELINE_SEAL_KEY"]
         == services["projector"]["environment"]["DATELINE_SEAL_KEY"]

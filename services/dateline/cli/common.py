@@ -13,7 +13,6 @@ import click
 import redis.asyncio as aioredis
 
 from dateline.store.config import Settings, SettingsError
-from dateline.store.connection import NOT_ON_A_CLUSTER
 from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
@@ -49,10 +48,8 @@ def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
 
 
 @contextlib.asynccontextmanager
-async def open_log(url: str, cfg: Settings, *, cluster_ok: bool = True) -> AsyncIterator[Log]:
-    """The log; `cluster_ok=False` for the services and commands that do not run on a
-    cluster yet (the validator, deliveries): there it stops with one line, not a
-    cross-slot traceback."""
+async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
+    """The log, on a single server or a cluster (`Log.connect` finds which)."""
     try:
         log = await Log.connect(
             url,
@@ -64,9 +61,6 @@ async def open_log(url: str, cfg: Settings, *, cluster_ok: bool = True) -> Async
         )
     except PartitionMismatch as exc:
         raise click.ClickException(str(exc)) from None
-    if log.cluster and not cluster_ok:
-        await log.close()
-        raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {NOT_ON_A_CLUSTER}")
     try:
         yield log
     except (Unsealed, SealKeyMissing) as exc:

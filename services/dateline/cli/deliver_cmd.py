@@ -22,7 +22,7 @@ from dateline.deliver.targets import TargetRefused, check_target
 from dateline.runtime import status
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.probes import probes
-from dateline.store.connection import NOT_ON_A_CLUSTER, cluster_mode
+from dateline.store.connection import cluster_mode
 from dateline.store.subscriptions import Mode, SubscriptionExists, Subscriptions
 from dateline_schemas import TYPES
 
@@ -102,9 +102,7 @@ def deliver_command(
 
     async def run() -> None:
         stop = stop_on_signals()
-        if await cluster_mode(url):  # one line now, not a redirection's traceback later
-            raise click.ClickException(f"REDIS_URL is a Redis Cluster node; {NOT_ON_A_CLUSTER}")
-        service = create_app(cfg, url, policy=policy)
+        service = create_app(cfg, url, cluster=await cluster_mode(url), policy=policy)
         assert service.app is not None  # noqa: S101 - create_app sets it
         tune_collector()
         err("deliver: waiting for the group's lease (another process may hold it)")
@@ -133,7 +131,7 @@ def _run(work: Callable[[Subscriptions], Awaitable[T]]) -> T:
     cfg = settings()
 
     async def go() -> T:
-        async with open_log(url, cfg, cluster_ok=False) as log:
+        async with open_log(url, cfg) as log:
             return await work(Subscriptions(log.redis, log.keys))
 
     with server(cfg) as url:
@@ -203,7 +201,7 @@ def subscriptions_list(as_json: bool) -> None:
     cfg = settings()
 
     async def go() -> status.DeliveryStatus:
-        async with open_log(url, cfg, cluster_ok=False) as log:
+        async with open_log(url, cfg) as log:
             return await status.deliveries(log.redis, log.keys)
 
     with server(cfg) as url:

@@ -21,7 +21,7 @@ from dateline.deliver.targets import GuardedBackend
 from dateline.deliver.worker import RetryPolicy, Sender, Worker
 from dateline.kit import DatelineLog
 from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, connect
+from dateline.store.connection import UNREACHABLE, cluster_client, connect
 from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.log import PARTITIONS
 from dateline.store.subscriptions import Subscriptions
@@ -93,12 +93,14 @@ def create_app(
     cfg: Settings,
     url: str,
     *,
+    cluster: bool = False,
     policy: RetryPolicy | None = None,
     consumer: str | None = None,
     window: int = 256,
     concurrency: int = 16,
 ) -> DeliveryService:
-    """The service, not yet started: `service.app` is the FastStream app to run."""
+    """The service, not yet started: `service.app` is the FastStream app to run.
+    `cluster`: `url` is a node of a Redis Cluster (`store.connection.cluster_mode`)."""
     kit = DatelineLog(
         url,
         group=DELIVER_GROUP,
@@ -107,11 +109,14 @@ def create_app(
         partitions=cfg.partitions,
         lease_ttl_ms=cfg.lease_ttl_ms,
         seal_key=cfg.seal(),
+        cluster=cluster,
     )
-    # Not on a cluster yet (`cli/deliver_cmd.py`): a log of one server, whose count the
-    # kit reads from its config when DATELINE_PARTITIONS is unset.
-    subscriptions = Subscriptions(connect(url), Keys(cfg.prefix, cfg.partitions or PARTITIONS))
-    kit.batches(Fanout(subscriptions))
+    # The fan-out writes through the kit's client (it runs only while the kit does);
+    # the workers through the service's. Neither needs the partition count: the log's
+    # config, which the kit reads, is the one that counts.
+    client = cluster_client(url) if cluster else connect(url)
+    subscriptions = Subscriptions(client, Keys(cfg.prefix, cfg.partitions or PARTITIONS))
+    kit.batches(Fanout(lambda: Subscriptions(kit.client, kit.keys)))
     sender = Sender(
         httpcore.AsyncConnectionPool(network_backend=GuardedBackend(), max_connections=64),
         httpcore.AsyncConnectionPool(max_connections=64),

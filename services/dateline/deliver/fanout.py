@@ -1,19 +1,23 @@
 """From the log to the outboxes: each update goes to every subscription that wants it.
 
-A batch handler of the kit (`dateline.kit`): the outbox entries and the log's
-acknowledgement are one transaction, so an update reaches each outbox exactly once.
+A batch handler of the kit (`dateline.kit`): each subscription's share of a batch goes
+into its outbox in one script call (`store/scripts/fanout.lua`), then the kit
+acknowledges the batch. The two are not one transaction (on a cluster they are other
+slots, and one server does it the same way): a batch handled again after a crash
+between them finds each subscription's mark past it, so an update reaches each
+outbox exactly once.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import msgspec
-from redis.exceptions import WatchError
 
 from dateline.kit import Batch, LogEntry
 from dateline.runtime.metrics import FANNED_OUT
-from dateline.store.subscriptions import Subscription, Subscriptions
-
-Fields = dict[bytes, bytes]
+from dateline.store.subscriptions import Fields, Subscription, Subscriptions
 
 
 class _Head(msgspec.Struct):
@@ -24,9 +28,12 @@ class _Head(msgspec.Struct):
 _head = msgspec.json.Decoder(_Head).decode
 
 
-def route(subs: list[Subscription], entries: list[LogEntry]) -> list[tuple[str, Fields]]:
-    """(subscription, outbox entry) for every update and subscription that wants it."""
-    out: list[tuple[str, Fields]] = []
+def route(
+    subs: list[Subscription], entries: list[LogEntry]
+) -> list[tuple[Subscription, list[tuple[str, Fields]]]]:
+    """Each subscription that wants any of `entries` (of one partition, in log order),
+    with the (log entry id, outbox fields) of those it wants, in their order."""
+    wanted: dict[str, list[tuple[str, Fields]]] = {}
     for entry in entries:
         head = _head(entry.raw)
         for sub in subs:
@@ -36,29 +43,22 @@ def route(subs: list[Subscription], entries: list[LogEntry]) -> list[tuple[str, 
                     b"position": entry.position.encode(),
                     b"record": entry.raw,
                 }
-                out.append((sub.name, fields))
-    return out
+                wanted.setdefault(sub.name, []).append((entry.entry_id, fields))
+    return [(sub, wanted[sub.name]) for sub in subs if sub.name in wanted]
 
 
 class Fanout:
-    def __init__(self, subscriptions: Subscriptions) -> None:
+    def __init__(self, subscriptions: Callable[[], Subscriptions]) -> None:
+        """`subscriptions`: the registry on the kit's own client, once the kit started."""
         self.subscriptions = subscriptions
 
     async def __call__(self, batch: Batch) -> None:
-        registry = self.subscriptions
-        async with registry.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    # Watched: a subscription removed meanwhile gets no outbox back.
-                    await pipe.watch(registry.key)
-                    subs = await registry.all_in(pipe)
-                    routed = route(subs, batch.entries)
-                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                    for name, fields in routed:
-                        pipe.xadd(registry.state(name).outbox, fields)  # type: ignore[arg-type]
-                    batch.ack_in(pipe)
-                    await pipe.execute()
-                    FANNED_OUT.inc(len(routed))
-                    return
-                except WatchError:
-                    continue
+        registry = self.subscriptions()
+        # Read after the entries were: a subscription added before an entry was
+        # appended is found (`Subscriptions.add`).
+        routed = route(await registry.all(), batch.entries)
+        added = await asyncio.gather(
+            *(registry.to_outbox(sub, batch.partition, entries) for sub, entries in routed)
+        )
+        FANNED_OUT.inc(sum(added))
+        # Returning unacknowledged: the kit acknowledges the batch now.

@@ -72,13 +72,14 @@ def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
 
 
 class OnACluster(ResponseError):
-    """The server is a node of a Redis Cluster, which this client does not run on: only
-    the log's (`open_client`) does yet."""
+    """The server is a node of a Redis Cluster, and this client is a single server's
+    (`connect`); `open_client` finds a cluster, and every service and command of
+    dateline opens its clients with it."""
 
 
 NOT_ON_A_CLUSTER = (
-    "of dateline, the delivery service (`deliver`, `subscriptions`) does not run on a "
-    "cluster yet: it needs a single server (or one with replicas): point REDIS_URL at one"
+    "this client was made for a single server (`connect`): open it with `open_client`, "
+    "which finds a cluster, or point REDIS_URL at a single server"
 )
 
 
@@ -243,6 +244,11 @@ async def open_client(url: str, **options: Any) -> aioredis.Redis:
     same on both; what a cluster needs otherwise, the caller checks (`is_cluster`)."""
     if not await cluster_mode(url):
         return connect(url, **options)
+    return cluster_client(url)
+
+
+def cluster_client(url: str) -> aioredis.Redis:
+    """`open_client`'s for a node of a cluster, where the caller knows it is one."""
     client = _cluster(ClusterClient, url)
     # For appends, a second client that never retries inside: redis-py's pipeline retry
     # drops the `target_nodes` of a `WAIT` (which then counts another node's replicas:
@@ -261,6 +267,15 @@ class ClusterClient(RedisCluster):
     async def aclose(self) -> None:
         await super().aclose()
         await self.appender.aclose()
+
+
+def find_keys_locally(client: RedisCluster) -> None:
+    """Give a cluster client made elsewhere (FastStream's) the command parser that
+    finds the keys of `FCALL` and the stream reads itself (`_LocalKeys`), with what
+    its own parser learnt of the commands, if it was initialized already."""
+    parser = _LocalKeys()
+    parser.commands = client.commands_parser.commands
+    client.commands_parser = parser
 
 
 def _cluster(kind: type[RedisCluster], url: str, **options: Any) -> Any:

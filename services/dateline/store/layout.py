@@ -38,6 +38,10 @@ Subscriptions (`SubscriptionKeys`; the delivery service, `dateline deliver`)
     <prefix>:sub:<name>:dlq         stream: updates given up on, with the last error
     <prefix>:sub:<name>:parked      set: stories whose later updates wait behind the dlq
     <prefix>:sub:<name>:stats       hash: counters and the last outcome, for the ops page
+    <prefix>:sub:<name>:marks       hash: partition -> the last log entry fanned out to it
+    <prefix>:sub:<name>:removed     string: a removed subscription's `created`, for a day
+    On a cluster `<name>` is a hash tag, `{<name>}`: a subscription's keys share a slot,
+    so each step of its delivery is one transaction there too.
     The fan-out from the log is consumer group `deliver` (`GroupKeys` above).
 
 Read models (`ModelKeys`, per projection version; `store/readmodels.py` says what each holds)
@@ -342,10 +346,13 @@ class SubscriptionKeys:
 
     prefix: str
     name: str
+    tagged: bool = False
+    """On a cluster: the name is the keys' hash tag, so they share a slot."""
 
     @property
     def base(self) -> str:
-        return f"{self.prefix}:sub:{self.name}"
+        name = f"{{{self.name}}}" if self.tagged else self.name
+        return f"{self.prefix}:sub:{name}"
 
     @property
     def outbox(self) -> str:
@@ -367,8 +374,21 @@ class SubscriptionKeys:
     def stats(self) -> str:
         return f"{self.base}:stats"
 
+    @property
+    def marks(self) -> str:
+        """Partition -> the last log entry fanned out here: an entry at or before it is
+        in the outbox already (or was delivered), and is not added twice."""
+        return f"{self.base}:marks"
+
+    @property
+    def removed(self) -> str:
+        """The tombstone `remove` leaves: a fan-out that read the registry before the
+        removal adds nothing for a subscription whose `created` it holds."""
+        return f"{self.base}:removed"
+
     def all(self) -> list[str]:
-        return [self.outbox, self.retries, self.dlq, self.parked, self.stats]
+        """Its delivery state (not the tombstone)."""
+        return [self.outbox, self.retries, self.dlq, self.parked, self.stats, self.marks]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from dateline.domain.positions import stream_id
+from dateline.store import scripts
+from dateline.store.connection import is_cluster
 from dateline.store.layout import (
     Keys,
     SubscriptionKeys,
@@ -31,6 +33,8 @@ from dateline.store.layout import (
 Mode = Literal["structured", "binary"]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - Standard Webhooks' marker of a secret, not one
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+TOMBSTONE_S = 86_400
+"""How long a removed subscription's tombstone stays: far longer than a fan-out takes."""
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
 
@@ -62,6 +66,11 @@ class Subscription(msgspec.Struct, frozen=True):
         start = self.starts.get(str(partition))
         return start is None or stream_id(entry_id) > stream_id(start)
 
+    @property
+    def stamp(self) -> str:
+        """Which subscription of this name it is: one removed and added again is another."""
+        return repr(self.created)
+
 
 class RetryState(msgspec.Struct):
     """An outbox entry that failed: survives a restart of the delivery service."""
@@ -84,6 +93,7 @@ class Parked(msgspec.Struct):
     behind: str = ""
 
 
+Fields = dict[bytes, bytes]
 _encode = msgspec.json.Encoder().encode
 _decode_sub = msgspec.json.Decoder(Subscription).decode
 _decode_retry = msgspec.json.Decoder(RetryState).decode
@@ -100,9 +110,11 @@ class Subscriptions:
         self.client, self.keys = client, keys
         self.key = subscriptions_key(keys.prefix)
         self.secrets_key = subscription_secrets_key(keys.prefix)
+        self.cluster = is_cluster(client)
+        self._fan_out = client.register_script(scripts.load("fanout"))
 
     def state(self, name: str) -> SubscriptionKeys:
-        return SubscriptionKeys(self.keys.prefix, name)
+        return SubscriptionKeys(self.keys.prefix, name, tagged=self.cluster)
 
     async def add(
         self,
@@ -197,13 +209,37 @@ class Subscriptions:
                     continue
 
     async def remove(self, name: str) -> bool:
-        """Forget a subscription and everything queued for it."""
-        pipe = self.client.pipeline(transaction=True)
+        """Forget a subscription and everything queued for it.
+
+        Its own keys go first, in one step, leaving a tombstone that a fan-out under way
+        (it read the registry before) heeds: it adds nothing to the outbox, which would
+        otherwise be made anew. Then the registry's entry and the secret. On a cluster
+        those are other slots; on one server the same order keeps one way of doing it."""
+        sub = await self.get(name)
+        keys = self.state(name)
+        own = self.client.pipeline(transaction=True)  # one slot: the name is its tag
+        own.delete(*keys.all())
+        if sub is not None:
+            own.set(keys.removed, sub.stamp, ex=TOMBSTONE_S)
+        await own.execute()
+        pipe = self.client.pipeline(transaction=not self.cluster)
         pipe.hdel(self.key, name)
         pipe.hdel(self.secrets_key, name)
-        pipe.delete(*self.state(name).all())
-        removed, _, _ = await pipe.execute()
+        removed, _ = await pipe.execute()
         return bool(removed)
+
+    async def to_outbox(
+        self, sub: Subscription, partition: int, entries: list[tuple[str, Fields]]
+    ) -> int:
+        """Add a partition's `entries` (log entry id, outbox fields; in log order) to the
+        subscription's outbox, but those at or before its mark for the partition (added
+        before: a batch handled again); how many were added. Nothing once removed."""
+        keys = self.state(sub.name)
+        args: list[str | bytes | int] = [sub.stamp, partition]
+        for entry_id, fields in entries:
+            args += [entry_id, fields[b"story"], fields[b"position"], fields[b"record"]]
+        added = await self._fan_out(keys=[keys.outbox, keys.marks, keys.removed], args=args)
+        return int(added)
 
     # The outbox: what the delivery service works through.
 

@@ -8,13 +8,7 @@
 -- on one server, SPUBLISH on a cluster (the channel is in the stream's slot, and only
 -- the shard's nodes hear it, not every node of the cluster). Readers take what
 -- is under it as settled: `min_position` answers, the index stream announces it.
--- Stream ids are compared as two numbers (they are not JSON: no cjson here).
-local function older(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
-  return tonumber(as) < tonumber(bs)
-end
+-- include: older.lua
 
 local function advance(key, partition, stream, group, verb, channel)
   local upto = nil
