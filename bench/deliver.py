@@ -24,7 +24,10 @@ from tests.factories import encode, update
 
 from bench.harness import Report, Row
 from dateline.deliver.app import create_app
+from dateline.deliver.fanout import Fanout, route
 from dateline.deliver.worker import RetryPolicy
+from dateline.kit import Batch, LogEntry
+from dateline.runtime import groups
 from dateline.runtime.logs import configure
 from dateline.store.config import Settings
 from dateline.store.connection import connect
@@ -101,6 +104,63 @@ async def service(server_url: str, prefix: str, receiver: str, n: int) -> float:
     return rate
 
 
+FANOUT_SUBS = 3
+BATCH = 500
+
+
+async def _fan_out_log(client: aioredis.Redis, prefix: str, n: int) -> tuple[Keys, Subscriptions]:
+    keys = Keys(prefix, 8)
+    subs = Subscriptions(client, keys)
+    await subs.add("https://example.org/all", name="all")
+    await subs.add("https://example.org/half", name="half", story_prefixes=["story-0"])
+    await subs.add("https://example.org/said", name="said", types=["dateline.statement.made"])
+    log = Log(client, keys)
+    await log.check_partitions()
+    for start in range(0, n, 1000):
+        await log.append(_updates(n, 50)[start : start + 1000])
+    return keys, subs
+
+
+async def _group_batches(client: aioredis.Redis, keys: Keys, group: str) -> list[Batch]:
+    """Every partition's entries, read through `group` in batches as the kit reads them."""
+    batches = []
+    for p, stream in enumerate(keys.logs()):
+        await groups.ensure_group(client, stream, group)
+        while got := (await groups.read(client, group, "bench", {stream: ">"}, BATCH, None)).get(
+            stream
+        ):
+            entries = [LogEntry(p, eid, f[b"__data__"]) for eid, f in got]
+            batches.append(Batch(p, stream, group, entries))
+    return batches
+
+
+async def fan_out_rates(client: aioredis.Redis, prefix: str, n: int) -> tuple[float, float]:
+    """Updates a second fanned out to 3 subscriptions, with the acknowledgement: the
+    one-`MULTI` way (outbox entries and `XACK` together, which a cluster cannot do)
+    against the fan-out's scripts with their marks, then the `XACK`."""
+    keys, subs = await _fan_out_log(client, prefix, n)
+    registry = await subs.all()
+    multi = await _group_batches(client, keys, "multi")
+    begin = time.perf_counter()
+    for batch in multi:
+        pipe = client.pipeline(transaction=True)
+        for sub, entries in route(registry, batch.entries):
+            for _, fields in entries:
+                pipe.xadd(subs.state(sub.name).outbox, fields)  # type: ignore[arg-type]
+        batch.ack_in(pipe)
+        await pipe.execute()
+    multi_rate = n / (time.perf_counter() - begin)
+    for sub in registry:
+        await client.delete(subs.state(sub.name).outbox)
+    scripts = await _group_batches(client, keys, "scripts")
+    fanout = Fanout(lambda: subs)
+    begin = time.perf_counter()
+    for batch in scripts:
+        await fanout(batch)
+        await client.xack(batch.stream, batch.group, *[e.entry_id for e in batch.entries])
+    return multi_rate, n / (time.perf_counter() - begin)
+
+
 def _receiver(port: int) -> subprocess.Popen[bytes]:
     root = Path(__file__).resolve().parents[1]
     return subprocess.Popen(
@@ -154,6 +214,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
             note=f"rounds: {', '.join(f'{x:,.0f}' for x in service_rates)}",
         )
     )
+    await _fan_out_rows(report, n=5_000 if quick else 20_000, rounds=rounds)
     raw_cpu, our_cpu = (sorted(CPU[k])[len(CPU[k]) // 2] * 1e6 for k in ("raw", "service"))
     report.add(Row("deliver", "CPU a delivery, raw loop (this process)", raw_cpu, "us"))
     report.add(
@@ -165,6 +226,34 @@ async def run(report: Report, *, quick: bool = False) -> None:
             baseline="the raw loop's CPU",
             ratio=our_cpu / raw_cpu,
             note="the receiver, on the other core, bounds both rates",
+        )
+    )
+
+
+async def _fan_out_rows(report: Report, *, n: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), fsync="always") as srv:
+        client = connect(srv.url)
+        got = [await fan_out_rates(client, f"fan{r}", n) for r in range(rounds)]
+        await client.aclose()
+    multi, ours = (sorted(x[i] for x in got)[len(got) // 2] for i in (0, 1))
+    report.add(
+        Row(
+            "deliver",
+            f"fan-out to {FANOUT_SUBS} subscriptions, one MULTI a batch",
+            multi,
+            "updates/s",
+            note=f"{n:,} updates, batches of {BATCH}; the way before issue 16",
+        )
+    )
+    report.add(
+        Row(
+            "deliver",
+            f"fan-out to {FANOUT_SUBS} subscriptions, a script each with its mark",
+            ours,
+            "updates/s",
+            baseline="one MULTI a batch",
+            ratio=ours / multi,
+            note=f"rounds: {', '.join(f'{x[1]:,.0f}' for x in got)}",
         )
     )
 

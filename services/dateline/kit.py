@@ -22,6 +22,9 @@ What it sets up, so that no handler loses an update (FastStream's defaults would
 - its own parser hands the handlers the contract's typed updates (one msgspec decode,
   not FastStream's JSON parsing twice); acknowledgement is manual, after every handler
   of a batch returned;
+- a batch is handled only once nothing before it is pending here: a read whose reply
+  was lost on a dropped connection (the server moved its entries to pending, and
+  FastStream reads on) is read again first, so no batch overtakes it;
 - a handler that raises is logged with the update's position; the partition stops
   there and retries from that update, every `retry_s`, in order; after `max_attempts`
   the update is parked in the group's dead letters (`dateline dlq`), with the later
@@ -300,9 +303,49 @@ class DatelineLog:
                 # A batch read before a retry took the lock can hold entries the retry
                 # found pending and handled meanwhile: not twice.
                 done = self._done.get(partition, (0, 0))
-                await self._handle(partition, [e for e in entries if stream_id(e.entry_id) > done])
+                fresh = [e for e in entries if stream_id(e.entry_id) > done]
+                try:
+                    if fresh and await self._skipped(partition, fresh[0]):
+                        log.warning(
+                            "entries pending before this batch (a read's reply was lost); "
+                            "reading them again first",
+                            group=self.group,
+                            partition=partition,
+                        )
+                        self._behind.add(partition)
+                        return
+                    await self._handle(partition, fresh)
+                except Exception as exc:
+                    # Not one batch later of this partition before this one: the retry
+                    # loop reads what is pending again, in order.
+                    self._behind.add(partition)
+                    if not isinstance(exc, _UNREACHABLE):
+                        raise
+                    log.warning(
+                        "Redis unreachable; the partition waits",
+                        group=self.group,
+                        partition=partition,
+                        error=repr(exc),
+                    )
 
         return on_batch
+
+    async def _skipped(self, partition: int, first: LogEntry) -> bool:
+        """Is an entry before `first` pending here? Then a read's reply was lost on a
+        dropped connection (the server moved its entries to pending, FastStream never
+        got them, and read on): handled now, this batch would overtake them."""
+        oldest = await self.client.xpending_range(
+            self.keys.log(partition),
+            self.group,
+            min="-",
+            max="+",
+            count=1,
+            consumername=self.consumer,
+        )
+        if not oldest:
+            return False
+        pending = typing.cast(bytes | str, oldest[0]["message_id"])
+        return stream_id(_text(pending)) < stream_id(first.entry_id)
 
     async def _handle(self, partition: int, entries: list[LogEntry]) -> Outcome:
         """Handle and acknowledge; on failure log it, and count it against a lone entry."""
@@ -526,6 +569,10 @@ class _Failed(Exception):
     def __init__(self, at: int, error: Exception) -> None:
         super().__init__(at, error)
         self.at, self.error = at, error
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _story(entry: LogEntry) -> str:

@@ -19,19 +19,23 @@ the shard that holds the first story's partition:
 
 A `dateline projector` and a `dateline query` run on the cluster through it all, and a
 dashboard follows the live index (`/v1/live`), resuming from its last event id whenever
-its stream breaks.
+its stream breaks. A `dateline deliver` sends every update to a subscriber (a receiver
+process that answers 204 and writes down what it got).
 
 The checker reads the log back and says whether every acknowledged update is in it
 exactly once with the version it was acknowledged with, every story's versions
 gap-free, and every partition's stream, dedup entries and story lists of one count.
 Once the projector has caught up, every story's read models must equal a fold of its
-log, and the dashboard must have been told every version of every story.
+log, and the dashboard must have been told every version of every story; once the
+delivery service has, the subscriber must have every update the log holds, in order
+per story (a repeat only right after itself, with the same `webhook-id`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -57,7 +61,14 @@ from dateline.store.layout import Keys, feed_tokens_key
 from dateline.store.log import Log
 from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
-from tests.e2e.processes import background, http_service, ingest_process
+from dateline.store.subscriptions import Subscriptions
+from tests.e2e.processes import (
+    background,
+    free_port,
+    http_service,
+    ingest_process,
+    receiver_process,
+)
 from tests.factories import update
 
 SCENARIOS = ("kill-master", "kill-replica", "stop-master", "lagging-replica")
@@ -79,9 +90,28 @@ CATCH_UP_S = 60.0
 class _Record(msgspec.Struct):
     id: str
     version: int
+    position: str = ""
+
+
+class _DeliveredRecord(msgspec.Struct):
+    subject: str
+    id: str
+    version: int
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    webhook_id: str
+    story: str
+    id: str
+    version: int
+    position: str
 
 
 _records = msgspec.json.Decoder(_Record).decode
+_delivered_record = msgspec.json.Decoder(_DeliveredRecord).decode
+DELIVER = ["deliver", "--first-backoff", "0.2s", "--max-backoff", "1s", "--timeout", "2s"]
 
 
 @dataclass
@@ -128,6 +158,18 @@ class Result:
     lost with it: the dashboard saw what the feed was told, then lost)."""
     live_resumes: int = 0
     """How often the dashboard's stream broke and it resumed from its last event id."""
+    undelivered: list[str] = field(default_factory=list)
+    """Updates the log holds that the subscriber never got."""
+    delivered_out_of_order: list[str] = field(default_factory=list)
+    delivered_twice: int = 0
+    """Deliveries of an update the subscriber had already acknowledged (same webhook-id:
+    it drops them): allowed, counted."""
+    delivered_moved: int = 0
+    """Updates delivered at a position the log does not hold them at: the old master
+    took them alone (the feed got a 503), they were delivered and lost with it, and the
+    feed's retry put them at a new position (a new webhook-id; the same CloudEvent id)."""
+    delivered_phantoms: int = 0
+    """Updates delivered that the log no longer has (a master's writes lost with it)."""
 
     @property
     def ok(self) -> bool:
@@ -142,13 +184,23 @@ class Result:
             or self.unexpected
             or self.models_off
             or self.live_gaps
+            or self.undelivered
+            or self.delivered_out_of_order
         )
 
     @property
     def kept(self) -> bool:
         """What the log holds is whole and once (the loss apart): versions gap-free,
         nothing doubled, the counts agree; and the read models are a fold of it."""
-        return not (self.twice or self.gaps or self.counts or self.unexpected or self.models_off)
+        return not (
+            self.twice
+            or self.gaps
+            or self.counts
+            or self.unexpected
+            or self.models_off
+            or self.undelivered
+            or self.delivered_out_of_order
+        )
 
 
 def _stories(keys: Keys) -> list[str]:
@@ -392,10 +444,16 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
                 "DATELINE_DATA_DIR": str(work / "data"),
             }
             reader = await Readers(log.redis, PREFIX).add("dashboard", "ops")
+            port, received = free_port(), work / "received.ndjson"
+            _, secret = await Subscriptions(log.redis, keys).add(
+                f"http://127.0.0.1:{port}/hook", name="desk", allow_private=True
+            )
             with (
                 ingest_process(env, work / "ingest.log") as base,
                 background(["projector"], env, work / "projector.log"),
                 http_service("query", env, work / "query.log") as query,
+                receiver_process(port, received, secret, work / "receiver.log"),
+                background(DELIVER, env, work / "deliver.log"),
             ):
                 live = LiveIndex(query, {"authorization": f"Bearer {reader}"})
                 following = asyncio.create_task(live.run())
@@ -409,6 +467,7 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
                 await publishing
                 await _caught_up(log, stories, live)
                 following.cancel()
+                await _delivered(log, stories, received)
                 (work / "live.json").write_text(json.dumps(live.events))  # to look into
             _timing(result, publishers.acks, keys, stories[0], fault_at)
             result.answers = publishers.answers
@@ -416,6 +475,7 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
             result.acknowledged = len(publishers.acks)
             await _check(result, log, stories, publishers.acks)
             await _check_read_side(result, log, stories, live)
+            await _check_deliveries(result, log, stories, received)
         finally:
             await log.close()
     return result
@@ -494,12 +554,65 @@ async def _check_read_side(result: Result, log: Log, stories: list[str], live: L
     result.live_resumes = live.resumes
 
 
+def _deliveries(path: Path) -> list[_Delivered]:
+    """What the subscriber acknowledged, in the order it got it."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_bytes().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if 200 <= row.get("answered", 0) < 300:
+            body = _delivered_record(base64.b64decode(row["body"]))
+            webhook_id = row["headers"]["webhook-id"]
+            found.append(_Delivered(webhook_id, body.subject, body.id, body.version, body.position))
+    return found
+
+
+async def _delivered(log: Log, stories: list[str], path: Path) -> None:
+    """Until the subscriber has every update the log holds (or `CATCH_UP_S` passed)."""
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        got = {(d.id, d.position) for d in await asyncio.to_thread(_deliveries, path)}
+        held = [
+            (r.id, r.position) for s in stories for r in map(_records, await log.read_story_json(s))
+        ]
+        if got.issuperset(held):
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _check_deliveries(result: Result, log: Log, stories: list[str], path: Path) -> None:
+    got = _deliveries(path)
+    seen: set[str] = set()
+    for d in got:
+        result.delivered_twice += d.webhook_id in seen
+        seen.add(d.webhook_id)
+    for story in stories:
+        records = [_records(raw) for raw in await log.read_story_json(story)]
+        held = {r.id: r.version for r in records}
+        at = {r.id: r.position for r in records}
+        mine = [d for d in got if d.story == story]
+        sent = {(d.id, d.position) for d in mine}
+        missing = [r for r in records if (r.id, r.position) not in sent]
+        if missing:
+            result.undelivered.append(
+                f"{story}: {len(missing)} never delivered (versions {missing[0].version} at "
+                f"{missing[0].position} to {missing[-1].version} at {missing[-1].position})"
+            )
+        result.delivered_phantoms += len({d.id for d in mine if d.id not in held})
+        result.delivered_moved += len({d.id for d in mine if d.id in at and d.position != at[d.id]})
+        versions = [d.version for d in mine if at.get(d.id) == d.position]
+        if versions != sorted(versions):
+            result.delivered_out_of_order.append(f"{story}: delivered out of order")
+
+
 def report(results: list[Result]) -> str:
     rows = [
         "| scenario | min replicas | acknowledged | lost | versions reused | doubled "
         "| wrong version | gaps | replica took over | longest wait, struck shard "
-        "| the others | read models off | live: missed, repeated, lost, resumes | answers |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| the others | read models off | live: missed, repeated, lost, resumes "
+        "| delivered: missed, out of order, repeated, moved, lost | answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def secs(value: float | None) -> str:
@@ -514,7 +627,8 @@ def report(results: list[Result]) -> str:
             f"| {r.longest_wait_s:.2f} s | {r.others_wait_s:.2f} s"
             f"{' (tokens struck)' if r.credentials_struck else ''} | {len(r.models_off)} "
             f"| {len(r.live_gaps)}, {r.live_repeats}, {r.live_phantoms}, {r.live_resumes} "
-            f"| {answers} |"
+            f"| {len(r.undelivered)}, {len(r.delivered_out_of_order)}, {r.delivered_twice}, "
+            f"{r.delivered_moved}, {r.delivered_phantoms} | {answers} |"
         )
     problems = [
         f"{r.scenario} (min replicas {r.min_replicas}): {what}"
@@ -527,6 +641,8 @@ def report(results: list[Result]) -> str:
             *r.wrong_version[:5],
             *(f"read models off: {s}" for s in r.models_off[:5]),
             *r.live_gaps[:5],
+            *r.undelivered[:5],
+            *r.delivered_out_of_order[:5],
         )
     ]
     return "\n".join(rows + (["", *problems] if problems else []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from cloudevents.core.bindings.http import HTTPMessage, from_http
 from cloudevents.core.formats.json import JSONFormat
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from standardwebhooks import Webhook
 
 from dateline.deliver.app import DeliveryService, create_app
@@ -23,7 +24,7 @@ from dateline.kit import Batch, LogEntry
 from dateline.runtime import groups, status
 from dateline.store.config import Settings
 from dateline.store.log import Log
-from dateline.store.subscriptions import Subscription, Subscriptions
+from dateline.store.subscriptions import OutboxNotReplicated, Subscription, Subscriptions
 from tests.e2e.processes import free_port
 from tests.factories import encode, update
 from tests.integration.test_kit import statement, until
@@ -320,3 +321,30 @@ async def test_a_fan_out_under_way_gives_a_removed_subscription_nothing(log: Log
 
 async def _returns(subs: list[Subscription]) -> list[Subscription]:
     return subs
+
+
+async def test_on_a_cluster_the_batch_waits_for_the_outboxs_replica(cluster_log: Log) -> None:
+    """The log's acknowledgement is another node's: the outbox entries must be on the
+    subscription's replica first. Fewer replicas than asked within the timeout is an
+    outage the kit waits out (a redis TimeoutError), and the batch again adds nothing."""
+    log = cluster_log
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/x", name="desk")
+    await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+    batch = await _batch(log, "a-story")
+    await Fanout(lambda: subs, _replicas(1))(batch)  # each master has one
+    assert len(await subs.window("desk", 10)) == 3
+    await log.append([statement("a-story", "s4")])
+    more = await _batch(log, "a-story")
+    with pytest.raises(OutboxNotReplicated, match="1 of 2 replicas") as raised:
+        await Fanout(lambda: subs, _replicas(2), replica_timeout_ms=50)(more)
+    assert isinstance(raised.value, RedisTimeoutError)
+    await Fanout(lambda: subs, _replicas(1))(more)
+    assert len(await subs.window("desk", 10)) == 4
+
+
+def _replicas(n: int) -> Callable[[], Awaitable[int]]:
+    async def wanted() -> int:
+        return n
+
+    return wanted

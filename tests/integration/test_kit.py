@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from dateline.kit import DatelineLog
+from dateline.domain.positions import stream_id
+from dateline.kit import Batch, DatelineLog
 from dateline.runtime import groups
 from dateline.store.deadletters import DeadLetters
 from dateline.store.log import Log
@@ -181,6 +182,39 @@ async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
         ]
     finally:
         await app.stop()
+
+
+async def test_entries_a_lost_read_left_pending_go_before_later_ones(log: Log, url: str) -> None:
+    """A read whose reply is lost on a dropped connection leaves its entries pending
+    here, unseen, and FastStream reads on: the next batch must not overtake them."""
+    got: list[str] = []
+    kit = kit_for(log, url)
+
+    @kit.batches
+    async def record(batch: Batch) -> None:
+        got.extend(e.entry_id for e in batch.entries)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append([statement("a-story", "s1")])
+        await until(lambda: len(got) == 1)
+        stream = log.keys.log(log.keys.partition("a-story"))
+        [(_, fields)] = await log.redis.xrange(stream)
+        # Two entries read as the kit's consumer in the step that adds them (before the
+        # blocked reader is served), and the reply lost: the kit never sees them.
+        lost_read = log.redis.register_script(
+            "redis.call('XADD', KEYS[1], '*', '__data__', ARGV[1]) "
+            "redis.call('XADD', KEYS[1], '*', '__data__', ARGV[1]) "
+            "redis.call('XREADGROUP', 'GROUP', 'cms', ARGV[2], 'COUNT', 10, 'STREAMS', KEYS[1], '>')"
+        )
+        await lost_read(keys=[stream], args=[fields[b"__data__"], kit.consumer])
+        await log.append([statement("a-story", "s2")])
+        await until(lambda: len(got) == 4)
+    finally:
+        await app.stop()
+    assert got == sorted(got, key=stream_id)
+    assert await pending(log) == 0
 
 
 async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, url: str) -> None:

@@ -23,7 +23,7 @@ from dateline.kit import DatelineLog
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, cluster_client, connect
 from dateline.store.layout import DELIVER_GROUP, Keys
-from dateline.store.log import PARTITIONS
+from dateline.store.log import PARTITIONS, Log
 from dateline.store.subscriptions import Subscriptions
 
 log = structlog.get_logger("dateline.deliver")
@@ -89,6 +89,21 @@ class DeliveryService:
             await asyncio.sleep(FOLLOW_S)
 
 
+@dataclass
+class _Replicas:
+    """DATELINE_MIN_REPLICAS for the outboxes, decided as the log decides it for appends
+    (`Log.resolve_replicas`: `auto` is one where every master has a replica)."""
+
+    kit: DatelineLog
+    setting: int
+    _log: Log | None = None
+
+    async def wanted(self) -> int:
+        if self._log is None or self._log.redis is not self.kit.client:
+            self._log = Log(self.kit.client, self.kit.keys, min_replicas=self.setting)
+        return await self._log.resolve_replicas()
+
+
 def create_app(
     cfg: Settings,
     url: str,
@@ -116,7 +131,10 @@ def create_app(
     # config, which the kit reads, is the one that counts.
     client = cluster_client(url) if cluster else connect(url)
     subscriptions = Subscriptions(client, Keys(cfg.prefix, cfg.partitions or PARTITIONS))
-    kit.batches(Fanout(lambda: Subscriptions(kit.client, kit.keys)))
+    replicas = _Replicas(kit, cfg.min_replicas)
+    kit.batches(
+        Fanout(lambda: Subscriptions(kit.client, kit.keys), replicas.wanted, cfg.replica_timeout_ms)
+    )
     sender = Sender(
         httpcore.AsyncConnectionPool(network_backend=GuardedBackend(), max_connections=64),
         httpcore.AsyncConnectionPool(max_connections=64),

@@ -11,7 +11,7 @@ outbox exactly once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -47,18 +47,42 @@ def route(
     return [(sub, wanted[sub.name]) for sub in subs if sub.name in wanted]
 
 
+async def _none() -> int:
+    return 0
+
+
 class Fanout:
-    def __init__(self, subscriptions: Callable[[], Subscriptions]) -> None:
-        """`subscriptions`: the registry on the kit's own client, once the kit started."""
-        self.subscriptions = subscriptions
+    def __init__(
+        self,
+        subscriptions: Callable[[], Subscriptions],
+        replicas: Callable[[], Awaitable[int]] = _none,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
+        """`subscriptions`: the registry on the kit's own client, once the kit started.
+        `replicas`: how many replicas must have a subscription's outbox entries before
+        the batch is acknowledged, on a cluster (`Subscriptions.to_outbox`)."""
+        self.subscriptions, self.replicas = subscriptions, replicas
+        self.replica_timeout_ms = replica_timeout_ms
 
     async def __call__(self, batch: Batch) -> None:
         registry = self.subscriptions()
         # Read after the entries were: a subscription added before an entry was
         # appended is found (`Subscriptions.add`).
         routed = route(await registry.all(), batch.entries)
+        if not routed:
+            return
+        wanted = await self.replicas() if registry.cluster else 0
         added = await asyncio.gather(
-            *(registry.to_outbox(sub, batch.partition, entries) for sub, entries in routed)
+            *(
+                registry.to_outbox(
+                    sub,
+                    batch.partition,
+                    entries,
+                    replicas=wanted,
+                    replica_timeout_ms=self.replica_timeout_ms,
+                )
+                for sub, entries in routed
+            )
         )
         FANNED_OUT.inc(sum(added))
         # Returning unacknowledged: the kit acknowledges the batch now.

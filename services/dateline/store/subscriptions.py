@@ -18,11 +18,12 @@ from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from dateline.domain.positions import stream_id
 from dateline.store import scripts
-from dateline.store.connection import is_cluster
+from dateline.store.connection import appender_of, is_cluster
 from dateline.store.layout import (
     Keys,
     SubscriptionKeys,
@@ -38,8 +39,16 @@ TOMBSTONE_S = 86_400
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
 
+FAN_OUT = scripts.load("fanout")
+
+
 class SubscriptionExists(ValueError):
     pass
+
+
+class OutboxNotReplicated(RedisTimeoutError):
+    """A replica did not confirm outbox entries in time: an outage to wait out (the kit
+    retries the batch, and does not count it against the update)."""
 
 
 class Subscription(msgspec.Struct, frozen=True):
@@ -111,7 +120,7 @@ class Subscriptions:
         self.key = subscriptions_key(keys.prefix)
         self.secrets_key = subscription_secrets_key(keys.prefix)
         self.cluster = is_cluster(client)
-        self._fan_out = client.register_script(scripts.load("fanout"))
+        self._fan_out = client.register_script(FAN_OUT)
 
     def state(self, name: str) -> SubscriptionKeys:
         return SubscriptionKeys(self.keys.prefix, name, tagged=self.cluster)
@@ -229,17 +238,45 @@ class Subscriptions:
         return bool(removed)
 
     async def to_outbox(
-        self, sub: Subscription, partition: int, entries: list[tuple[str, Fields]]
+        self,
+        sub: Subscription,
+        partition: int,
+        entries: list[tuple[str, Fields]],
+        *,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
     ) -> int:
         """Add a partition's `entries` (log entry id, outbox fields; in log order) to the
         subscription's outbox, but those at or before its mark for the partition (added
-        before: a batch handled again); how many were added. Nothing once removed."""
+        before: a batch handled again); how many were added. Nothing once removed.
+
+        On a cluster, then wait until `replicas` of the subscription's node have them
+        (`WAIT`, on the node that took them), else `OutboxNotReplicated`: the log's
+        acknowledgement that follows is another node's, and a failover must not keep it
+        and lose these. On one server the acknowledgement follows on the same server,
+        and a replica that has it has these."""
         keys = self.state(sub.name)
         args: list[str | bytes | int] = [sub.stamp, partition]
         for entry_id, fields in entries:
             args += [entry_id, fields[b"story"], fields[b"position"], fields[b"record"]]
-        added = await self._fan_out(keys=[keys.outbox, keys.marks, keys.removed], args=args)
-        return int(added)
+        on = [keys.outbox, keys.marks, keys.removed]
+        if not self.cluster:
+            return int(await self._fan_out(keys=on, args=args))
+        cluster = appender_of(self.client)  # its retries are the kit's: a batch again
+        await cluster.initialize()
+        node = cluster.get_node_from_key(keys.outbox)
+        pipe = cluster.pipeline(transaction=False)
+        pipe.execute_command("EVAL", FAN_OUT, len(on), *on, *args)  # pipelines refuse EVALSHA
+        if replicas > 0:
+            pipe.execute_command("WAIT", replicas, replica_timeout_ms, target_nodes=node)
+        replies = await pipe.execute()
+        if replicas > 0 and int(replies[1]) < replicas:
+            raise OutboxNotReplicated(
+                f"subscription {sub.name!r}: {int(replies[1])} of {replicas} replicas "
+                f"confirmed its outbox entries within {replica_timeout_ms} ms; the batch "
+                "is fanned out again (its mark keeps it once)"
+            )
+        return int(replies[0])
 
     # The outbox: what the delivery service works through.
 
