@@ -96,20 +96,6 @@ async def cluster_log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
         await found.close()
 
 
-@pytest.fixture(params=["server", "cluster"])
-def anywhere_url(request: pytest.FixtureRequest, redis_url: str, cluster_url: str) -> str:
-    """Each server's URL (Valkey, Redis 6.2), and the local cluster's (once: the Redis
-    6.2 run's cluster cases are not collected, above)."""
-    return cluster_url if request.param == "cluster" else redis_url
-
-
-@pytest.fixture
-async def anywhere_log(anywhere_url: str) -> AsyncIterator[Log]:
-    """A fresh log on each server and on the cluster (`anywhere_url`)."""
-    async with fresh_log(await open_client(anywhere_url)) as found:
-        yield found
-
-
 @contextlib.asynccontextmanager
 async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
     """A log under a prefix of its own on `client` (closed after): tests never see each
@@ -126,9 +112,32 @@ async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
         await client.aclose()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked `cluster_too` runs each test that takes `url` or `log` on each
+    server and on the local cluster (once: the Redis 6.2 run's cluster cases are not
+    collected, above)."""
+    uses = {"url", "log"} & set(metafunc.fixturenames)
+    if uses and metafunc.definition.get_closest_marker("cluster_too") is not None:
+        metafunc.parametrize("where", ["server", "cluster"], indirect=True)
+
+
 @pytest.fixture
-async def log(redis_url: str) -> AsyncIterator[Log]:
-    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
+def where(request: pytest.FixtureRequest) -> str:
+    """ "server"; or "cluster", for a test of a module marked `cluster_too`."""
+    return str(getattr(request, "param", "server"))
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, where: str, redis_url: str) -> str:
+    """The server's URL (Valkey, Redis 6.2); the local cluster's where `where` says so."""
+    return str(request.getfixturevalue("cluster_url")) if where == "cluster" else redis_url
+
+
+@pytest.fixture
+async def log(url: str, where: str) -> AsyncIterator[Log]:
+    """A fresh log on the server, or on the local cluster (`url`)."""
+    client = await open_client(url) if where == "cluster" else aioredis.Redis.from_url(url)
+    async with fresh_log(client) as found:
         yield found
 
 

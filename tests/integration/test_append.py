@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 
-from dateline.store.connection import open_client
 from dateline.store.log import Log
 from dateline_schemas import TYPES
-from tests.conftest import fresh_log, keys_written
+from tests.conftest import keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES, Case
 from tests.projection_helpers import HANOI_VERSION
@@ -22,18 +19,7 @@ from tests.projection_helpers import HANOI_VERSION
 HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"
 
 
-@pytest.fixture(params=["server", "cluster"])
-async def log(
-    request: pytest.FixtureRequest, redis_url: str, cluster_url: str
-) -> AsyncIterator[Log]:
-    """A fresh log on each server (Valkey, Redis 6.2), and on a cluster (once: the
-    Redis 6.2 run's cluster cases are not collected, `conftest.py`)."""
-    if request.param == "cluster":
-        client = await open_client(cluster_url)
-    else:
-        client = aioredis.Redis.from_url(redis_url)
-    async with fresh_log(client) as found:
-        yield found
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 @pytest.mark.parametrize("type_", sorted(TYPES))

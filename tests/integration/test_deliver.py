@@ -29,16 +29,7 @@ from tests.e2e.processes import free_port
 from tests.factories import encode, update
 from tests.integration.test_kit import statement, until
 
-
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: the delivery service runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 class Receiver:

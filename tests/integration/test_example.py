@@ -12,16 +12,7 @@ from dateline.store.log import Log
 from tests.integration.test_kit import until
 from tests.projection_helpers import HANOI
 
-
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: the kit runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 async def test_the_example_tells_the_desk_what_moved(

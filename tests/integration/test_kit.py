@@ -25,15 +25,7 @@ from tests.factories import encode, update
 STATEMENT = "dateline.statement.made"
 
 
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: the kit runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 async def until(check: Callable[[], Awaitable[bool] | bool], within: float = 15.0) -> None:

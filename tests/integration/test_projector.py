@@ -81,15 +81,7 @@ async def rebuilt(log: Log, story: str) -> StoryState:
     return project(story, await log.read_story(story))
 
 
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: the projector runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 @pytest.fixture

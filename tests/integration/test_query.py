@@ -33,15 +33,7 @@ from tests.readers import bearer
 STORY = "hanoi-summit-2019"
 
 
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: the query runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 @pytest.fixture

@@ -19,15 +19,7 @@ from tests.integration.test_projector import projector, rebuilt, settle, stored_
 STORIES = [f"story-{i:02d}" for i in range(30)]
 
 
-@pytest.fixture
-def url(anywhere_url: str) -> str:
-    """Each server's, and the cluster's: a replay runs on both."""
-    return anywhere_url
-
-
-@pytest.fixture
-def log(anywhere_log: Log) -> Log:
-    return anywhere_log
+pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 
 async def read_active(log: Log, story: str) -> tuple[str, bytes | None]:
