@@ -70,7 +70,9 @@ def dateline(env: dict[str, str], *args: str) -> str:
 def received(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    # The receiver may be writing its last line now: only whole lines count.
+    *whole, _partial = path.read_text().split("\n")
+    return [json.loads(x) for x in whole if x.strip()]
 
 
 def acknowledged(path: Path) -> list[dict[str, Any]]:

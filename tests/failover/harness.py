@@ -559,7 +559,8 @@ def _deliveries(path: Path) -> list[_Delivered]:
     if not path.exists():
         return []
     found = []
-    for line in path.read_bytes().splitlines():
+    *whole, _partial = path.read_bytes().split(b"\n")  # the last may be half-written
+    for line in whole:
         row = json.loads(line) if line.strip() else {}
         if 200 <= row.get("answered", 0) < 300:
             body = _delivered_record(base64.b64decode(row["body"]))
