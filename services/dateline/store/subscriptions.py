@@ -189,11 +189,8 @@ class Subscriptions:
         return None if raw is None else _s(raw)
 
     async def all(self) -> list[Subscription]:
-        return await self.all_in(self.client)
-
-    async def all_in(self, client: Any) -> list[Subscription]:
-        """Every subscription, by name; read with `client` (a watching pipeline too)."""
-        raw = cast(dict[bytes, bytes], await client.hgetall(self.key))
+        """Every subscription, by name."""
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(self.key))
         return sorted((_decode_sub(v) for v in raw.values()), key=lambda s: s.name)
 
     async def get(self, name: str) -> Subscription | None:
