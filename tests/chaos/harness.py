@@ -41,7 +41,7 @@ from dateline.domain import project
 from dateline.ingest.credentials import Credentials
 from dateline.store.connection import connect
 from dateline.store.deadletters import DeadLetters
-from dateline.store.embedded import EmbeddedRedis, stable_port
+from dateline.store.embedded import EmbeddedRedis, stable_ports
 from dateline.store.layout import Keys, inbox_key
 from dateline.store.log import Log
 from dateline.store.readers import Readers
@@ -150,7 +150,7 @@ class System:
         self.proxy: Proxy | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         # Services are started again on their ports: ones no outgoing connection takes.
-        self.ports = {"ingest": stable_port(), "query": stable_port()}
+        self.ports = dict(zip(("ingest", "query"), stable_ports(2), strict=True))
         self.stopped: set[str] = set()
         self.reading: dict[str, str] = {}
         """A reader's header for the query service, made once the server is up."""

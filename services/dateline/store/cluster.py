@@ -28,7 +28,7 @@ from dateline.store.embedded import (
     half_the_ram_mb,
     password_of,
     server_binary,
-    stable_port,
+    stable_ports,
 )
 
 NODE_TIMEOUT_MS = 1000
@@ -80,7 +80,7 @@ class LocalCluster:
         # Each node a port for clients and one for the cluster bus: the bus's default,
         # the port plus 10,000, is past 65,535 for many ports the system hands out.
         # Below the ephemeral range: a node started again must find its port free.
-        ports = [stable_port() for _ in range(2 * want)]
+        ports = stable_ports(2 * want)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.layout_file.write_text(
             json.dumps({"masters": self.masters, "replicas": self.replicas, "ports": ports})
@@ -98,23 +98,23 @@ class LocalCluster:
             *([f"masterauth {self.password}"] if self.password else []),
         )
 
-    def start(self, timeout: float = 30.0) -> None:
-        both = self._ports()
-        ports, bus_ports = both[::2], both[1::2]
-        formed = all((self.data_dir / f"node-{p}" / "nodes.conf").exists() for p in ports)
+    def start(self, timeout: float = 30.0, tries: int = 3) -> None:
+        for left in reversed(range(tries)):
+            both = self._ports()
+            ports, bus_ports = both[::2], both[1::2]
+            formed = all((self.data_dir / f"node-{p}" / "nodes.conf").exists() for p in ports)
+            try:
+                self._start_nodes(ports, bus_ports)
+                break
+            except BaseException as exc:
+                self.stop()
+                # A port free when chosen can be taken before its node binds it (by
+                # another program's server). A cluster not formed yet may take other
+                # ports; a formed one may not: its nodes know each other by port.
+                if formed or not left or not isinstance(exc, EmbeddedRedisError):
+                    raise
+                self.layout_file.unlink()
         try:
-            for port, bus_port in zip(ports, bus_ports, strict=True):
-                node = EmbeddedRedis(
-                    self.data_dir / f"node-{port}",
-                    fsync=self.fsync,
-                    port=port,
-                    password=self.password,
-                    extra=self.node_config(bus_port),
-                    # Half this machine's RAM, shared: each alone would take half.
-                    maxmemory_mb=max(64, half_the_ram_mb() // len(ports)),
-                )
-                node.start()
-                self.nodes.append(node)
             if not formed:
                 self._create()
                 self._adopt_empty_masters(timeout)
@@ -122,6 +122,23 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _start_nodes(self, ports: list[int], bus_ports: list[int]) -> None:
+        for port, bus_port in zip(ports, bus_ports, strict=True):
+            node = EmbeddedRedis(
+                self.data_dir / f"node-{port}",
+                fsync=self.fsync,
+                port=port,
+                password=self.password,
+                extra=self.node_config(bus_port),
+                # Half this machine's RAM, shared: each alone would take half.
+                maxmemory_mb=max(64, half_the_ram_mb() // len(ports)),
+            )
+            try:
+                node.start()
+            finally:
+                # Added even when it did not start: stop() then clears what it began.
+                self.nodes.append(node)
 
     def _create(self) -> None:
         command = [

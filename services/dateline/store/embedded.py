@@ -58,19 +58,37 @@ STABLE_PORTS = range(20_000, 32_000)
 """Below Linux's ephemeral range (32768-60999): ports no outgoing connection takes."""
 
 
-def stable_port() -> int:
-    """A free port for a server that is started again on the same port (a cluster node,
-    a service a test restarts). One from the ephemeral range, as `free_port` gives, can
-    be taken meanwhile as the local end of any outgoing connection: the restart then
-    fails with "address already in use"."""
-    for port in random.sample(STABLE_PORTS, 200):
-        with socket.socket() as sock:
+def stable_ports(count: int) -> list[int]:
+    """`count` distinct free ports for servers started again on the same ports (cluster
+    nodes, services a test restarts), below the ephemeral range: a port from that range,
+    as `free_port` gives, can be taken meanwhile as the local end of any outgoing
+    connection, and the restart fails with "address already in use". Each is held
+    until all are chosen: chosen one at a time, two could be the same."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        for port in random.sample(STABLE_PORTS, 200 + count):
+            if len(ports) == count:
+                break
+            sock = held.enter_context(socket.socket())
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    return free_port()
+            ports.append(port)
+        while len(ports) < count:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a server's log, for an error that says why it stopped."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def die_with_parent() -> None:
@@ -163,6 +181,7 @@ class EmbeddedRedis:
                 if self.process.poll() is not None:
                     raise EmbeddedRedisError(
                         f"server exited with {self.process.returncode}; see {self.logfile}"
+                        + (f"; it ends:\n{tail}" if (tail := log_tail(self.logfile)) else "")
                     )
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
