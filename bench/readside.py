@@ -245,6 +245,20 @@ async def _server_stalls(client: aioredis.Redis, rewrites_before: int) -> tuple[
     return f"{stalls} ({rewrites - rewrites_before} AOF rewrites)", rewrites
 
 
+async def _command_usec(client: aioredis.Redis) -> dict[str, int]:
+    """The server's time in each command so far (INFO commandstats), by command."""
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()}
+
+
+def _top_commands(before: dict[str, int], after: dict[str, int], updates: int) -> str:
+    """The commands the server spent most time in, in us an update: where its CPU went
+    (the rest of its CPU is the event loop, the sockets and the fsyncs)."""
+    spent = {k: (v - before.get(k, 0)) / updates for k, v in after.items()}
+    top = sorted(spent.items(), key=lambda kv: -kv[1])[:5]
+    return ", ".join(f"{name} {us:.0f}" for name, us in top if us >= 0.5)
+
+
 async def _latency(
     report: Report,
     log: Log,
@@ -273,6 +287,7 @@ async def _latency(
     achieved: list[float] = []
     stalls: list[str] = []
     cpu_before, sent = _cpu_seconds(), 0
+    usec_before = await _command_usec(client)
     for r in range(rounds):
         run = _Latency(log, url, base, rate, int(rate * seconds), stories, case, auth)
         # As timeit does: this process's collections would stop the clock it reads (its
@@ -290,6 +305,7 @@ async def _latency(
         stall, rewrites = await _server_stalls(client, rewrites)
         stalls.append(stall)
     cpu = {k: (v - cpu_before.get(k, 0.0)) / sent * 1000 for k, v in _cpu_seconds().items()}
+    commands = _top_commands(usec_before, await _command_usec(client), sent)
     await client.config_set("appendfsync", "always")
     where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}"
     for what, got in (("append to read model", committed), ("append to SSE client", pushed)):
@@ -299,7 +315,9 @@ async def _latency(
             note += (
                 f"; p99 by round {', '.join(f'{x:.1f}' for x in per_round)}; longest stalls "
                 f"the server logged, by round: {'; '.join(stalls)}; "
-                "CPU ms an update: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
+                "CPU ms an update: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
+                + f"; the server's us an update in its busiest commands: {commands}"
             )
         report.add(Row("read side", f"{what}, p99 at {where}", p99, "ms", note=note))
 
