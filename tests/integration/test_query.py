@@ -661,6 +661,53 @@ async def test_index_streams_share_one_read_of_the_parked_stories(
     await app.client.aclose()
 
 
+async def test_index_streams_woken_by_one_commit_share_one_read_of_its_page(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five dashboards on the live index, 12 commits: each dashboard gets every update,
+    once and in order, and the pages are read from Redis about once a commit, not once
+    a commit and a dashboard (each of the five used to read each page itself)."""
+    monkeypatch.setattr(live, "HELD_CHECK_S", 60.0)  # the parked stories' reads apart
+    app = await projector(log, url)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=5.0))
+    subscribed = asyncio.Event()
+    reader.doorbell.listeners.append(lambda news, live: live and news is None and subscribed.set())
+    ringing = asyncio.create_task(reader.doorbell.run())
+    await subscribed.wait()
+    reads = 0
+    applied = reader._applied
+
+    async def counted(cursor: Cursor, count: int) -> Any:
+        nonlocal reads
+        reads += 1
+        return await applied(cursor, count)
+
+    monkeypatch.setattr(reader, "_applied", counted)
+    wanted = [f"d{n}" for n in range(12)]
+
+    async def dashboard() -> list[str]:
+        got: list[str] = []
+        async with asyncio.timeout(20):
+            async for message in flat(live.index_events(reader, None)):
+                if message.event == "update":
+                    got.append(msgspec.json.decode(message.data)["id"])
+                    if len(got) == len(wanted):
+                        return got
+        return got
+
+    dashboards = [asyncio.create_task(dashboard()) for _ in range(5)]
+    await asyncio.sleep(0.2)  # each has its first page (the index) and waits for news
+    before = reads
+    for n in wanted:
+        await log.append([encode(update(subject="shared", id=n))])
+        await settle(app)  # a commit, a ring
+        await asyncio.sleep(0.05)  # the streams hear it and read
+    assert [await d for d in dashboards] == [wanted] * 5
+    assert reads - before <= 2 * len(wanted)  # about one a commit; 5 a commit unshared
+    ringing.cancel()
+    await app.client.aclose()
+
+
 async def test_the_index_stream_can_start_with_the_stories_updated_last(log: Log, url: str) -> None:
     app = await projector(log, url)
     for n in range(6):  # one at a time, so each has its own recorded time

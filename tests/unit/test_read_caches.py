@@ -4,7 +4,11 @@ back from a read that began before that news; bounded in age and size. Pure."""
 
 from __future__ import annotations
 
-from dateline.query.cache import StoryCache
+import asyncio
+
+import pytest
+
+from dateline.query.cache import SharedReads, StoryCache
 from dateline.store.doorbell import READERS, SWITCH
 from dateline.store.readers import Grant, KnownGrants
 
@@ -172,3 +176,59 @@ def test_a_listing_is_kept_until_any_commit_or_its_until() -> None:
     assert c.listing("k") is None
     c.put_listing("k", c.listings_generation, b"[]", '"t"', until=0.0)  # overdue since
     assert c.listing("k") is None
+
+
+async def test_streams_with_the_same_bell_and_cursor_share_one_read() -> None:
+    shared: SharedReads[str, str] = SharedReads()
+    calls: list[str] = []
+    go = asyncio.Event()
+
+    async def read(what: str) -> str:
+        calls.append(what)
+        await go.wait()
+        return what
+
+    bell = asyncio.Event()
+    first = asyncio.ensure_future(shared.read("c1", bell, lambda: read("a")))
+    second = asyncio.ensure_future(shared.read("c1", bell, lambda: read("b")))
+    other = asyncio.ensure_future(shared.read("c2", bell, lambda: read("c")))  # another cursor
+    await asyncio.sleep(0)
+    go.set()
+    assert await asyncio.gather(first, second, other) == ["a", "a", "c"]
+    assert calls == ["a", "c"]
+    assert await shared.read("c1", bell, lambda: read("d")) == "a"  # kept until it rings
+    bell.set()  # a ring: a stream that took the new bell reads anew; the old reads go
+    assert await shared.read("c1", asyncio.Event(), lambda: read("e")) == "e"
+    assert calls == ["a", "c", "e"] and len(shared) == 1
+
+
+async def test_a_stream_that_leaves_does_not_cancel_the_read_of_the_others() -> None:
+    shared: SharedReads[str, str] = SharedReads()
+    go = asyncio.Event()
+
+    async def read() -> str:
+        await go.wait()
+        return "page"
+
+    bell = asyncio.Event()
+    leaving = asyncio.ensure_future(shared.read("c", bell, read))
+    staying = asyncio.ensure_future(shared.read("c", bell, read))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    go.set()
+    assert await staying == "page"
+
+
+async def test_a_failed_read_is_not_shared_with_the_next() -> None:
+    shared: SharedReads[str, str] = SharedReads()
+    bell = asyncio.Event()
+
+    async def down() -> str:
+        raise ConnectionError("the server is down")
+
+    async def up() -> str:
+        return "page"
+
+    with pytest.raises(ConnectionError):
+        await shared.read("c", bell, down)
+    assert await shared.read("c", bell, up) == "page"  # same bell: read again all the same

@@ -22,16 +22,20 @@ that partition: one commit's message later than Redis, in microseconds on loopba
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from dateline.runtime.metrics import KEPT_READS
 from dateline.store.doorbell import READERS
 
 _STORY_HIT, _STORY_MISS = KEPT_READS.labels("story", "hit"), KEPT_READS.labels("story", "miss")
 _LIST_HIT, _LIST_MISS = KEPT_READS.labels("list", "hit"), KEPT_READS.labels("list", "miss")
+_APPLIED_HIT = KEPT_READS.labels("applied", "hit")
+_APPLIED_MISS = KEPT_READS.labels("applied", "miss")
 LISTINGS = 256
 """Lists of stories kept at most (by limit, status, overdue, scope)."""
 
@@ -168,3 +172,45 @@ class StoryCache:
     def _drop_listings(self) -> None:
         self.listings_generation += 1
         self._listings.clear()
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class SharedReads(Generic[K, V]):
+    """One read for every live stream that asks the same thing between two rings of the
+    doorbell: dashboards on the live index all wake on a commit at the same cursor, and
+    each read that commit's page from Redis for itself (the server's time an update grew
+    with every dashboard open).
+
+    A stream may take a read another began if both took the doorbell's same bell (its
+    `current()`) before asking. That read began after every ring they had heard, so it
+    holds what those commits wrote; a commit it missed rings that bell, and they read
+    again. A failed read is not kept: the next asks anew."""
+
+    def __init__(self) -> None:
+        self._reads: dict[K, tuple[asyncio.Event, asyncio.Future[V]]] = {}
+
+    async def read(self, key: K, bell: asyncio.Event, read: Callable[[], Awaitable[V]]) -> V:
+        found = self._reads.get(key)
+        if found is not None and found[0] is bell:
+            _APPLIED_HIT.inc()
+            # Shielded: a stream that goes away cancels its wait, not the others' read.
+            return await asyncio.shield(found[1])
+        _APPLIED_MISS.inc()
+        for stale in [k for k, (rung, _) in self._reads.items() if rung.is_set()]:
+            del self._reads[stale]
+        task = asyncio.ensure_future(read())
+        self._reads[key] = (bell, task)
+        task.add_done_callback(lambda done: self._drop_failed(key, done))
+        return await asyncio.shield(task)
+
+    def _drop_failed(self, key: K, done: asyncio.Future[V]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            found = self._reads.get(key)
+            if found is not None and found[1] is done:
+                del self._reads[key]
+
+    def __len__(self) -> int:
+        return len(self._reads)

@@ -244,7 +244,7 @@ async def index_events(
         bell = reader.doorbell.current()
         # Live, a page holds the few updates of a commit: read in one round trip. Behind,
         # big pages: in two, which keep the server free (see `reads.APPLIED`).
-        page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP)
+        page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP, bell)
         behind = page.more
         pushes = []
         if time.monotonic() - checked >= HELD_CHECK_S:

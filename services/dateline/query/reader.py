@@ -21,7 +21,7 @@ from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
-from dateline.query.cache import Kept, StoryCache
+from dateline.query.cache import Kept, SharedReads, StoryCache
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store.connection import UNREACHABLE, is_cluster
@@ -131,6 +131,8 @@ class Reader:
         self.cluster = is_cluster(client)
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self._parked_lock = asyncio.Lock()
+        self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads()
+        """The live index streams' pages, one read for all that ask alike (`applied_since`)."""
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
     async def reachable(self) -> bool:
@@ -391,15 +393,26 @@ class Reader:
         found = await read_checkpoints(self.client, models)
         return {p: stream_id(at) for p, at in found.items()}
 
-    async def applied_since(self, cursor: Cursor, count: int) -> Applied:
+    async def applied_since(
+        self, cursor: Cursor, count: int, bell: asyncio.Event | None = None
+    ) -> Applied:
         """Log entries past `cursor` that the projection has applied, the index entries of
-        their stories, and whether more wait.
+        their stories, and whether more wait. With `bell` (the doorbell's, taken before
+        asking), a read another stream began with the same bell and cursor is shared
+        (`cache.SharedReads`).
 
         Up to `count` entries a partition, none past its checkpoint (they are left for a
         later call), sorted by stream id: roughly the order they were recorded in,
         across partitions. Up to `ONE_TRIP` entries a partition, as a live stream reads,
         in one round trip (`APPLIED`); more, as a stream catching up reads, in two.
         """
+        if bell is not None:
+            return await self.applied.read(
+                (cursor, count), bell, lambda: self._applied(cursor, count)
+            )
+        return await self._applied(cursor, count)
+
+    async def _applied(self, cursor: Cursor, count: int) -> Applied:
         models = await self.models()
         logs = [self.keys.log(p) for p in range(self.keys.partitions)]
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
