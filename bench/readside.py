@@ -431,6 +431,69 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         )
 
 
+async def _dashboards(report: Report, log: Log, base: str, auth: dict[str, str]) -> None:
+    """The live index with 1 dashboard and with `DASHBOARDS`, same run: the server's CPU
+    and the query process's an update, while 500 updates a second land on 200 stories.
+    Each dashboard's stream reads what was applied since its cursor when a commit rings;
+    the same CPU with one dashboard or many is what sharing those reads buys."""
+    per: dict[int, tuple[float, float]] = {}
+    for n in (1, DASHBOARDS):
+        per[n] = await _dashboard_round(log, base, auth, n, f"dash{n}")
+    one_server, one_query = per[1]
+    server, query = per[DASHBOARDS]
+    where = f"live index, {DASHBOARDS} dashboards, 500 updates/s"
+    for what, got, base_ in (("server", server, one_server), ("query", query, one_query)):
+        report.add(
+            Row(
+                "read side",
+                f"{where}: {what} CPU an update",
+                got,
+                "ms",
+                baseline="1 dashboard",
+                ratio=got / base_,
+                note=f"1 dashboard: {base_:.3f} ms an update",
+            )
+        )
+
+
+DASHBOARDS = 20
+
+
+async def _dashboard_round(
+    log: Log, base: str, auth: dict[str, str], dashboards: int, case: str
+) -> tuple[float, float]:
+    """(server, query) CPU ms an update while `dashboards` follow the live index."""
+    updates, stories = 1_000, 200
+    seen = [0] * dashboards
+    opened = [asyncio.Event() for _ in range(dashboards)]
+
+    async def dashboard(i: int) -> None:
+        async for _, name, _data in stream_events(base, "/v1/live", auth):
+            if name == b"index":
+                opened[i].set()
+            elif name == b"update":
+                seen[i] += 1
+                if seen[i] == updates:
+                    return
+
+    tasks = [asyncio.create_task(dashboard(i)) for i in range(dashboards)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 60)
+        cpu = _cpu_seconds()
+        server = await log.redis.info("cpu")
+        start = time.perf_counter()
+        for n in range(updates):
+            await log.append([_update(n, stories, case)])
+            await asyncio.sleep(max(0.0, start + (n + 1) / 500 - time.perf_counter()))
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        after, server_after = _cpu_seconds(), await log.redis.info("cpu")
+    finally:
+        for task in tasks:
+            task.cancel()
+    used = sum(server_after[k] - server[k] for k in ("used_cpu_user", "used_cpu_sys"))
+    return used / updates * 1000, (after["query"] - cpu["query"]) / updates * 1000
+
+
 async def _pushes(
     report: Report, log: Log, base: str, auth: dict[str, str], statements: int, subscribers: int
 ) -> None:
@@ -543,5 +606,6 @@ async def run(report: Report, *, quick: bool = False) -> None:
             for rate, stories in ((5_000, 2_000), (1_000, 100)):
                 await _latency(report, log, srv.url, base, rate, seconds, stories, auth=auth)
             await _reads(report, log, base, requests, auth)
+            await _dashboards(report, log, base, auth)
             await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)
         await client.aclose()
