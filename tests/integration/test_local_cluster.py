@@ -180,6 +180,7 @@ def test_a_new_cluster_whose_port_was_taken_starts_on_others(tmp_path: Path) -> 
         with LocalCluster(tmp_path, 3, 0, "always") as nodes:
             ports = [n.port for n in nodes.nodes]
             assert taken not in ports
+            assert not (tmp_path / f"node-{taken}").exists()  # the try that failed, gone
         formed = json.loads((tmp_path / "cluster.json").read_text())["ports"]
         assert formed[::2] == ports
         squatter.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -114,6 +115,8 @@ class LocalCluster:
                 if formed or not left or not isinstance(exc, EmbeddedRedisError):
                     raise
                 self.layout_file.unlink()
+                for port in ports:  # never formed: no slots, so no data in them
+                    shutil.rmtree(self.data_dir / f"node-{port}", ignore_errors=True)
         try:
             if not formed:
                 self._create()
