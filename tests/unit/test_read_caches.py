@@ -179,7 +179,7 @@ def test_a_listing_is_kept_until_any_commit_or_its_until() -> None:
 
 
 async def test_streams_with_the_same_bell_and_cursor_share_one_read() -> None:
-    shared: SharedReads[str, str] = SharedReads()
+    shared: SharedReads[str, str] = SharedReads("test")
     calls: list[str] = []
     go = asyncio.Event()
 
@@ -203,7 +203,7 @@ async def test_streams_with_the_same_bell_and_cursor_share_one_read() -> None:
 
 
 async def test_a_stream_that_leaves_does_not_cancel_the_read_of_the_others() -> None:
-    shared: SharedReads[str, str] = SharedReads()
+    shared: SharedReads[str, str] = SharedReads("test")
     go = asyncio.Event()
 
     async def read() -> str:
@@ -220,7 +220,7 @@ async def test_a_stream_that_leaves_does_not_cancel_the_read_of_the_others() -> 
 
 
 async def test_a_failed_read_is_not_shared_with_the_next() -> None:
-    shared: SharedReads[str, str] = SharedReads()
+    shared: SharedReads[str, str] = SharedReads("test")
     bell = asyncio.Event()
 
     async def down() -> str:

@@ -34,8 +34,6 @@ from dateline.store.doorbell import READERS
 
 _STORY_HIT, _STORY_MISS = KEPT_READS.labels("story", "hit"), KEPT_READS.labels("story", "miss")
 _LIST_HIT, _LIST_MISS = KEPT_READS.labels("list", "hit"), KEPT_READS.labels("list", "miss")
-_APPLIED_HIT = KEPT_READS.labels("applied", "hit")
-_APPLIED_MISS = KEPT_READS.labels("applied", "miss")
 LISTINGS = 256
 """Lists of stories kept at most (by limit, status, overdue, scope)."""
 
@@ -189,16 +187,18 @@ class SharedReads(Generic[K, V]):
     holds what those commits wrote; a commit it missed rings that bell, and they read
     again. A failed read is not kept: the next asks anew."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        """`kind`: what is read, as the kept reads' metric names it."""
         self._reads: dict[K, tuple[asyncio.Event, asyncio.Future[V]]] = {}
+        self._hit, self._miss = KEPT_READS.labels(kind, "hit"), KEPT_READS.labels(kind, "miss")
 
     async def read(self, key: K, bell: asyncio.Event, read: Callable[[], Awaitable[V]]) -> V:
         found = self._reads.get(key)
         if found is not None and found[0] is bell:
-            _APPLIED_HIT.inc()
+            self._hit.inc()
             # Shielded: a stream that goes away cancels its wait, not the others' read.
             return await asyncio.shield(found[1])
-        _APPLIED_MISS.inc()
+        self._miss.inc()
         for stale in [k for k, (rung, _) in self._reads.items() if rung.is_set()]:
             del self._reads[stale]
         task = asyncio.ensure_future(read())

@@ -131,7 +131,7 @@ class Reader:
         self.cluster = is_cluster(client)
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self._parked_lock = asyncio.Lock()
-        self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads()
+        self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads("applied")
         """The live index streams' pages, one read for all that ask alike (`applied_since`)."""
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
