@@ -669,7 +669,7 @@ async def test_index_streams_woken_by_one_commit_share_one_read_of_its_page(
     a commit and a dashboard (each of the five used to read each page itself)."""
     monkeypatch.setattr(live, "HELD_CHECK_S", 60.0)  # the parked stories' reads apart
     app = await projector(log, url)
-    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix, poll_s=5.0))
+    reader = Reader(app.client, log.keys, Doorbell.of(app.client, log.keys, poll_s=5.0))
     subscribed = asyncio.Event()
     reader.doorbell.listeners.append(lambda news, live: live and news is None and subscribed.set())
     ringing = asyncio.create_task(reader.doorbell.run())
