@@ -30,6 +30,18 @@ async def test_every_answer_carries_the_headers_a_browser_obeys(log: Log, redis_
             assert r.headers["x-content-type-options"] == "nosniff"
             assert r.headers["x-frame-options"] == "DENY"
             assert r.headers["referrer-policy"] == "no-referrer"
+        auth = await bearer(redis_url, log.keys.prefix)
+        # Reads answered with their head prebuilt (`web/ready.py`), a 304 too.
+        listing = await http.get(f"{base}/v1/stories", headers=auth)
+        again = await http.get(
+            f"{base}/v1/stories", headers={**auth, "If-None-Match": listing.headers["etag"]}
+        )
+        for r in (listing, again):
+            assert r.headers["x-frame-options"] == "DENY", r.status_code
+            assert r.headers["cache-control"] == "no-cache"
+        assert (listing.status_code, again.status_code, again.content) == (200, 304, b"")
+        assert listing.headers["content-type"] == "application/json"
+        assert int(listing.headers["content-length"]) == len(listing.content)
         for page in ("/", "/signin.html", "/docs.html"):
             html = (await http.get(base + page)).text
             assert "<script>" not in html and "onload=" not in html  # no inline script

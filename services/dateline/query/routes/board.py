@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
@@ -16,6 +16,7 @@ from dateline.query.routes.common import SECURED, Reached, answer, documented, r
 from dateline.query.views import BoardEntry, BoardPage, SpokenPage
 from dateline.store.readmodels import SpokenEntry
 from dateline.web import params
+from dateline.web.ready import Ready
 from dateline_schemas import parse_fuzzy_date
 
 _encode = msgspec.json.Encoder().encode
@@ -43,7 +44,7 @@ def routes() -> list[HTTPRouteHandler]:
     )
     async def speaker(
         request: Request[Any, Any, Any], reached: Reached, name: FromPath[str]
-    ) -> Response[bytes]:
+    ) -> Ready:
         """What one person said, across stories, in time order (names match case-insensitively)."""
         reader = reader_of(request)
         sees = grant_of(request).sees
@@ -73,7 +74,7 @@ def routes() -> list[HTTPRouteHandler]:
                 schema_extra={"format": "date-time"},
             ),
         ] = None,
-    ) -> Response[bytes]:
+    ) -> Ready:
         """The schedule board: items across stories by start; items with no known start last."""
         reader = reader_of(request)
         low, high = _bound(start, "from"), _bound(end, "to")

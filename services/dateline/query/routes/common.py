@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response
+from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
@@ -15,6 +15,7 @@ from dateline.query.scope import Lens
 from dateline.query.views import etag
 from dateline.web import params
 from dateline.web.problems import PROBLEM, Problem, Refused
+from dateline.web.ready import Ready
 from dateline_schemas import STORY_ID_PATTERN, RuleError, check_story_id
 
 MinPosition = Annotated[
@@ -115,15 +116,20 @@ def answer(
     body: bytes,
     media_type: str = "application/json",
     tag: str | None = None,
-) -> Response[bytes]:
+) -> Ready:
     """JSON with an ETag (`tag`, if the caller made it already); 304 when the client
     already has these bytes."""
     tag = tag or etag(body)
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    headers = [(b"etag", tag.encode()), (b"cache-control", b"no-cache")]
     seen = request.headers.get("if-none-match", "")
-    if seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(",")):
-        return Response(b"", status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+    if seen and (
+        seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(","))
+    ):
+        return Ready(304, headers)
+    length = b"%d" % len(body)
+    return Ready(
+        200, [(b"content-type", media_type.encode()), (b"content-length", length), *headers], body
+    )
 
 
 def story_id(value: str) -> str:

@@ -12,13 +12,14 @@ from dateline.query.access import need_ops
 from dateline.query.reader import Reader
 from dateline.query.routes.common import SECURED, answer, documented, reader_of
 from dateline.runtime import status
+from dateline.web.ready import Ready
 
 _encode = msgspec.json.Encoder().encode
 
 
 def routes() -> list[HTTPRouteHandler]:
     @get("/v1/status", responses=documented(status.Status, 403), security=SECURED)
-    async def status_route(request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def status_route(request: Request[Any, Any, Any]) -> Ready:
         """Operations: per partition lag, pending and leases; parked updates; versions.
         For the `ops` role."""
         need_ops(request)

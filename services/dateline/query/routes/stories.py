@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
@@ -45,6 +45,7 @@ from dateline.query.views import (
 from dateline.store.readers import Grant
 from dateline.web import params
 from dateline.web.problems import Refused
+from dateline.web.ready import Ready
 from dateline_schemas.correction import CorrectionIssued
 
 _encode = msgspec.json.Encoder().encode
@@ -102,7 +103,7 @@ async def _listing(
 
 async def _story(
     request: Request[Any, Any, Any], story: str, as_of: str | None, at_version: int | None
-) -> Response[bytes]:
+) -> Ready:
     reader = reader_of(request)
     if as_of is None and at_version is None:
         body, tag = await _now(reader, lens_of(request), story)
@@ -163,7 +164,7 @@ def routes() -> list[HTTPRouteHandler]:
                 "its start passed, nothing reported of it."
             ),
         ] = False,
-    ) -> Response[bytes]:
+    ) -> Ready:
         """The stories, newest update first (`limit`, default 100)."""
         body, tag = await _listing(request, limit, status, overdue=overdue)
         return answer(request, body, tag=tag)
@@ -179,7 +180,7 @@ def routes() -> list[HTTPRouteHandler]:
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
-    ) -> Response[bytes]:
+    ) -> Ready:
         """One story's state: now, or as the desk knew it at a time or version."""
         return await _story(request, story_id(story), as_of, at_version)
 
@@ -194,7 +195,7 @@ def routes() -> list[HTTPRouteHandler]:
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
-    ) -> Response[bytes]:
+    ) -> Ready:
         """Every visible update of the story, in (time, precision, version) order."""
         reader = reader_of(request)
         story = seen_story(request, story)
@@ -222,7 +223,7 @@ def routes() -> list[HTTPRouteHandler]:
         story: StoryPath,
         as_of: AsOf = None,
         at_version: AtVersion = None,
-    ) -> Response[bytes]:
+    ) -> Ready:
         """The story's updates as the log holds them, version 1 first (the audit trail).
 
         To a `reader` (not `editor` or `ops`) an update since recalled as erroneous (a
@@ -245,7 +246,7 @@ def routes() -> list[HTTPRouteHandler]:
         responses=documented(dict[str, Any], 400, 404, media_type="application/ld+json"),
         security=SECURED,
     )
-    async def story_jsonld(request: Request[Any, Any, Any], story: StoryPath) -> Response[bytes]:
+    async def story_jsonld(request: Request[Any, Any, Any], story: StoryPath) -> Ready:
         """schema.org JSON-LD: an Event, with Quotations and CorrectionComments."""
         reader = reader_of(request)
         view = await state_of(reader, grant_of(request), story_id(story), None, None)
@@ -257,9 +258,7 @@ def routes() -> list[HTTPRouteHandler]:
         responses=documented(dict[str, Any], 400, 404),
         security=SECURED,
     )
-    async def story_timelinejs(
-        request: Request[Any, Any, Any], story: StoryPath
-    ) -> Response[bytes]:
+    async def story_timelinejs(request: Request[Any, Any, Any], story: StoryPath) -> Ready:
         """The timeline as TimelineJS 3 JSON."""
         reader = reader_of(request)
         grant = grant_of(request)
