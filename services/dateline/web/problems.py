@@ -18,8 +18,6 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import (
     ASGIApp,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
     Receive,
     Scope,
     Send,
@@ -33,6 +31,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dateline.web.ready import Ready
 
 PROBLEM = "application/problem+json"
 _encode = msgspec.json.Encoder().encode
@@ -198,14 +198,7 @@ async def send_problem(send: Send, problem: Problem, headers: dict[str, str] | N
     body = _encode(problem)
     raw = [(b"content-type", PROBLEM.encode()), (b"content-length", b"%d" % len(body))]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": problem.status,
-        "headers": raw,
-    }
-    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(start)
-    await send(end)
+    await Ready(problem.status, raw, body).send_to(send)
 
 
 def handlers(service: str) -> dict[type[Exception] | int, Handler]:

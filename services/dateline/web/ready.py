@@ -25,5 +25,9 @@ class Ready:
         self.status, self.headers, self.body = status, headers, body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.send_to(send)
+
+    async def send_to(self, send: Send) -> None:
+        """The two messages of the answer: for middleware that answers before any route."""
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
