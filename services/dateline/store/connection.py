@@ -174,6 +174,49 @@ POOL_WAIT_S = 10.0
 """How long it waits; then redis-py's ConnectionError, which the services answer 503."""
 
 
+class QuickPool(aioredis.BlockingConnectionPool):
+    """redis-py's blocking pool, with a short way through when nothing waits.
+
+    Every command checks a connection out and back in. redis-py 8.1 does both under the
+    pool's condition, a deadline, a lock for maintenance notifications, its metrics
+    recorders and an event dispatch: 85 to 94 us of this process's CPU a PING, 62 to
+    68 with this pool (20,000 PINGs in turn, `docs/projections.md`). While a connection
+    is free and no caller waits, one is taken or given back as redis-py's own code
+    does it, minus that ceremony; otherwise redis-py's path runs, so a caller that
+    waits is woken as before, and no caller overtakes one that waits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        if self._waiting or not self._available_connections or self._in_maintenance:
+            self._waiting += 1
+            try:
+                got = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                return cast(AbstractConnection, got)
+            finally:
+                self._waiting -= 1
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        if self._waiting or self._in_maintenance:
+            await super().release(connection)  # under the condition: it wakes a waiter
+            return
+        self._in_use_connections.remove(connection)
+        if connection.should_reconnect():  # type: ignore[no-untyped-call]  # unannotated too
+            await connection.disconnect()
+        self._available_connections.append(connection)
+
+
 def connect(
     url: str,
     *,
@@ -197,9 +240,7 @@ def connect(
     if retry_lost:
         options.setdefault("retry", Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2))
         options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
-    )
+    pool = QuickPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT_S, **options)
     pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)
 
