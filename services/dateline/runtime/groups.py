@@ -7,7 +7,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.store.connection import is_cluster
+from dateline.store.connection import in_turn, is_cluster
 
 Entries = list[tuple[str, dict[bytes, bytes]]]
 
@@ -59,17 +59,51 @@ async def read_and_get(
             for streams, count in reads
             for stream, start in streams.items()
         ]
+    if not cluster:  # the projector's every cycle: no pipeline machinery (`in_turn`)
+        *raw, found = await in_turn(
+            client,
+            *(_xreadgroup(group, consumer, streams, count, block_ms) for streams, count in reads),
+            ("HGETALL", hash_key),
+        )
+        out = {stream: e for reply in raw for stream, e in _raw_entries(reply).items()}
+        return out, {k.decode(): v.decode() for k, v in _pairs(found)}
     pipe = client.pipeline(transaction=False)
     for streams, count in reads:
         pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
-    if not cluster:
-        pipe.hgetall(hash_key)
     replies = await pipe.execute()
-    found = await client.hgetall(hash_key) if cluster else replies.pop()
-    out: dict[str, Entries] = {}
+    found = await client.hgetall(hash_key)
+    out = {}
     for reply in replies:
         out.update(_entries(reply))
     return out, {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], found).items()}
+
+
+def _xreadgroup(
+    group: str, consumer: str, streams: dict[str, str], count: int, block_ms: int | None
+) -> tuple[str | int, ...]:
+    block: tuple[str | int, ...] = () if block_ms is None else ("BLOCK", block_ms)
+    return (
+        "XREADGROUP", "GROUP", group, consumer, "COUNT", count, *block,
+        "STREAMS", *streams, *streams.values(),
+    )  # fmt: skip
+
+
+def _pairs(reply: Any) -> list[tuple[bytes, bytes]]:
+    """A hash as the server sent it: a map (RESP3) or a flat list (RESP2)."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return list(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _raw_entries(reply: Any) -> dict[str, Entries]:
+    """`_entries` of a group read as the server sent it: streams as a map (RESP3) or a
+    list of pairs (RESP2), fields as flat lists; an entry deleted while pending has none."""
+    out: dict[str, Entries] = {}
+    for stream, entries in reply.items() if isinstance(reply, dict) else reply or []:
+        kept = [(eid.decode(), dict(_pairs(f))) for eid, f in entries if f is not None]
+        if kept:
+            out[stream.decode()] = kept
+    return out
 
 
 def _entries(reply: Any) -> dict[str, Entries]:

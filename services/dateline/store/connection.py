@@ -217,6 +217,26 @@ class QuickPool(aioredis.BlockingConnectionPool):
         self._available_connections.append(connection)
 
 
+async def in_turn(client: aioredis.Redis, *commands: tuple[EncodableT, ...]) -> list[Any]:
+    """Send `commands` on one of the client's connections and read their raw replies in
+    order: one round trip, as a pipeline makes it, without a pipeline object a call,
+    its command stack and its reply callbacks (120 against 78 us of this process's CPU
+    for a group read and a hash read, 10,000 in turn). Replies come as the server sends
+    them (RESP3 maps, flat lists in RESP2); an error reply raises, as a pipeline's does.
+    Not for a cluster client, whose commands go to their slots' nodes."""
+    pool = client.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        return [await connection.read_response() for _ in commands]
+    except BaseException:
+        # A reply may still be on its way: the connection cannot serve anyone else.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 def connect(
     url: str,
     *,
