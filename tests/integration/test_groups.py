@@ -5,6 +5,7 @@ and the parked hash sent on one connection, their replies read as the server sen
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from redis.exceptions import ResponseError
@@ -15,36 +16,41 @@ from dateline.store.connection import connect
 
 async def test_reads_every_stream_and_the_hash_as_it_is_after_them(redis_url: str) -> None:
     client = connect(redis_url)
+    k = f"g{uuid.uuid4().hex[:8]}"  # keys of its own on the session's server
     try:
-        await client.flushall()
-        for stream in ("g:a", "g:b", "g:c"):
+        for stream in (f"{k}:a", f"{k}:b", f"{k}:c"):
             await ensure_group(client, stream, "grp")
-        ids = [await client.xadd("g:a", {"__data__": f"a{i}", "x": "1"}) for i in range(3)]
-        await client.xadd("g:b", {"__data__": "b0"})
-        await client.hset("g:parked", mapping={"story-1": "0:1-0", "story-2": "3:4-0"})
+        ids = [await client.xadd(f"{k}:a", {"__data__": f"a{i}", "x": "1"}) for i in range(3)]
+        await client.xadd(f"{k}:b", {"__data__": "b0"})
+        await client.hset(f"{k}:parked", mapping={"story-1": "0:1-0", "story-2": "3:4-0"})
 
         got, parked = await read_and_get(
-            client, "grp", "me", [({"g:a": ">", "g:b": ">", "g:c": ">"}, 2)], None, "g:parked"
+            client,
+            "grp",
+            "me",
+            [({f"{k}:a": ">", f"{k}:b": ">", f"{k}:c": ">"}, 2)],
+            None,
+            f"{k}:parked",
         )
         assert got == {
-            "g:a": [
+            f"{k}:a": [
                 (ids[0].decode(), {b"__data__": b"a0", b"x": b"1"}),
                 (ids[1].decode(), {b"__data__": b"a1", b"x": b"1"}),
             ],
-            "g:b": [((await client.xrange("g:b"))[0][0].decode(), {b"__data__": b"b0"})],
+            f"{k}:b": [((await client.xrange(f"{k}:b"))[0][0].decode(), {b"__data__": b"b0"})],
         }  # COUNT is a stream's; a stream with nothing new is left out
         assert parked == {"story-1": "0:1-0", "story-2": "3:4-0"}
 
         # Two reads in one trip: this consumer's pending entries of one stream, and what
         # is new in another (the runner's shares: a stream is in one read of a trip).
-        await client.xdel("g:a", ids[0])  # deleted while pending: the server sends no fields
-        b1 = await client.xadd("g:b", {"__data__": "b1"})
+        await client.xdel(f"{k}:a", ids[0])  # deleted while pending: the server sends no fields
+        b1 = await client.xadd(f"{k}:b", {"__data__": "b1"})
         got, parked = await read_and_get(
-            client, "grp", "me", [({"g:a": "0"}, 10), ({"g:b": ">"}, 10)], None, "g:none"
+            client, "grp", "me", [({f"{k}:a": "0"}, 10), ({f"{k}:b": ">"}, 10)], None, f"{k}:none"
         )
         assert got == {
-            "g:a": [(ids[1].decode(), {b"__data__": b"a1", b"x": b"1"})],
-            "g:b": [(b1.decode(), {b"__data__": b"b1"})],
+            f"{k}:a": [(ids[1].decode(), {b"__data__": b"a1", b"x": b"1"})],
+            f"{k}:b": [(b1.decode(), {b"__data__": b"b1"})],
         }
         assert parked == {}
     finally:
@@ -55,26 +61,29 @@ async def test_a_blocking_read_waits_for_an_entry_and_an_error_leaves_the_pool_c
     redis_url: str,
 ) -> None:
     client = connect(redis_url, max_connections=1)
+    k = f"g{uuid.uuid4().hex[:8]}"
     try:
-        await client.flushall()
-        await ensure_group(client, "g:s", "grp")
+        await ensure_group(client, f"{k}:s", "grp")
         reading = asyncio.create_task(
-            read_and_get(client, "grp", "me", [({"g:s": ">"}, 5)], 2000, "g:parked")
+            read_and_get(client, "grp", "me", [({f"{k}:s": ">"}, 5)], 2000, f"{k}:parked")
         )
         await asyncio.sleep(0.1)
         writer = connect(redis_url)
-        entry = await writer.xadd("g:s", {"__data__": "late"})
+        entry = await writer.xadd(f"{k}:s", {"__data__": "late"})
         await writer.aclose()
         got, _ = await asyncio.wait_for(reading, 5)
-        assert got == {"g:s": [(entry.decode(), {b"__data__": b"late"})]}
+        assert got == {f"{k}:s": [(entry.decode(), {b"__data__": b"late"})]}
 
-        got, _ = await read_and_get(client, "grp", "me", [({"g:s": ">"}, 5)], 50, "g:parked")
+        got, _ = await read_and_get(client, "grp", "me", [({f"{k}:s": ">"}, 5)], 50, f"{k}:parked")
         assert got == {}  # the block ran out
 
         with pytest.raises(ResponseError, match="NOGROUP"):
-            await read_and_get(client, "nogroup", "me", [({"g:s": ">"}, 5)], None, "g:parked")
-        # The one connection came back and serves: no reply of the failed trip is left on it.
-        assert await client.hgetall("g:parked") == {}
+            await read_and_get(client, "nogroup", "me", [({f"{k}:s": ">"}, 5)], None, f"{k}:parked")
+        # The hash's reply was still on its way: the connection came back dropped (redis-py
+        # would otherwise hand it out again with that reply waiting), and serves anew.
+        [back] = client.connection_pool._available_connections
+        assert not back.is_connected
+        assert await client.hgetall(f"{k}:parked") == {}
         assert await client.ping()
     finally:
         await client.aclose()
