@@ -156,3 +156,21 @@ async def test_past_the_rate_ingest_and_query_answer_429_with_retry_after(
             assert (await http.get(f"{base}/readyz")).status_code == 200  # probes: never
             await asyncio.sleep(1.0)
             assert (await http.get(f"{base}/v1/openapi.json")).status_code == 200
+
+
+async def test_the_rate_is_the_process_s_whatever_the_route(log: Log, redis_url: str) -> None:
+    """Litestar builds an app's middleware once for each route: buckets made there were
+    each route's own, and a client past its rate on one route was let in on the next."""
+    from dateline.ingest.app import create_app as ingest_app  # noqa: PLC0415
+
+    slow = dataclasses.replace(settings(log), rate_limit=2.0)  # bursts of 4
+    auth = await bearer(redis_url, log.keys.prefix)
+    for app in (ingest_app(slow, redis_url), create_app(slow, redis_url)):
+        async with serve(app) as base, httpx.AsyncClient(headers=auth) as http:
+            for _ in range(4):
+                assert (await http.get(f"{base}/v1/openapi.json")).status_code == 200
+            if isinstance(app.route_handler_method_map.get("/v1/updates"), dict):
+                other = await http.post(f"{base}/v1/updates", json=[])
+            else:
+                other = await http.get(f"{base}/v1/stories/hanoi-summit-2019")
+            assert other.status_code == 429, other.text

@@ -45,7 +45,7 @@ async def call(app: Any, path: str = "/v1/stories/x") -> list[dict[str, Any]]:
 
 async def test_no_more_than_the_limit_at_once_and_every_request_answered() -> None:
     inner = Slow(0.01)
-    app = bound_requests(inner, limit=3)
+    app = bound_requests(limit=3)(inner)
     answers = await asyncio.gather(*(call(app) for _ in range(40)))
     assert inner.most == 3
     assert inner.done == 40
@@ -54,7 +54,7 @@ async def test_no_more_than_the_limit_at_once_and_every_request_answered() -> No
 
 async def test_a_request_that_waits_too_long_gets_a_503_that_says_why() -> None:
     inner = Slow(0.5)
-    app = bound_requests(inner, limit=1, wait_s=0.05)
+    app = bound_requests(limit=1, wait_s=0.05)(inner)
     first, second = await asyncio.gather(call(app), call(app))
     assert first[0]["status"] == 200
     assert second[0]["status"] == 503
@@ -69,7 +69,7 @@ async def test_a_request_that_waits_too_long_gets_a_503_that_says_why() -> None:
 
 async def test_probes_and_live_streams_do_not_queue_behind_reads() -> None:
     inner = Slow(0.2)
-    app = bound_requests(inner, limit=1, wait_s=0.01)
+    app = bound_requests(limit=1, wait_s=0.01)(inner)
     answers = await asyncio.gather(
         call(app), call(app, "/readyz"), call(app, "/v1/live"), call(app, "/v1/stories/x/live")
     )
@@ -102,11 +102,26 @@ async def limited_call(app: Any, client: str, token: str | None) -> dict[str, An
 
 
 async def test_past_the_rate_a_token_or_an_address_gets_a_429_with_retry_after() -> None:
-    app = rate_limited(Slow(0.0), rate=5, service="ingest")  # bursts of 10
+    app = rate_limited(rate=5, service="ingest")(Slow(0.0))  # bursts of 10
     by_one_token = [await limited_call(app, f"10.0.0.{n}", "t1") for n in range(11)]
     assert [m["status"] for m in by_one_token] == [200] * 10 + [429]
     assert dict(by_one_token[-1]["headers"])[b"retry-after"] == b"1"
     from_one_address = [await limited_call(app, "10.9.9.9", f"t{n + 2}") for n in range(11)]
     assert [m["status"] for m in from_one_address] == [200] * 10 + [429]
     assert (await limited_call(app, "10.8.8.8", "t99"))["status"] == 200  # others go on
-    assert rate_limited(inner := Slow(0.0), rate=0, service="ingest") is inner  # 0: off
+    assert rate_limited(rate=0, service="ingest")(inner := Slow(0.0)) is inner  # 0: off
+
+
+async def test_the_places_and_the_buckets_are_shared_by_every_app_they_wrap() -> None:
+    """Litestar wraps each route apart: a limit is the process's, not a route's."""
+    bound = bound_requests(limit=2)
+    inner = Slow(0.01)
+    a, b = bound(inner), bound(inner)  # two routes, one process
+    await asyncio.gather(*(call(a) for _ in range(10)), *(call(b) for _ in range(10)))
+    assert (inner.done, inner.most) == (20, 2)
+    limit = rate_limited(rate=1, service="query")  # bursts of 2
+    first, second = limit(Slow(0.0)), limit(Slow(0.0))
+    statuses = [(await limited_call(app, "10.0.0.1", "t"))["status"] for app in (first, second)]
+    assert statuses == [200, 200]
+    assert (await limited_call(first, "10.0.0.1", "t"))["status"] == 429
+    assert (await limited_call(second, "10.0.0.1", "t"))["status"] == 429

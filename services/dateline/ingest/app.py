@@ -312,7 +312,7 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
         before_send=[secure_headers],
         middleware=[
             refuse_control_characters,
-            lambda app: rate_limited(app, settings.rate_limit, "ingest"),
+            rate_limited(settings.rate_limit, "ingest"),
             timed("ingest"),
         ],
         openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs

@@ -153,8 +153,8 @@ def create_app(
         before_send=[secure_headers],
         middleware=[
             refuse_control_characters,
-            lambda app: rate_limited(app, settings.rate_limit, "query"),
-            lambda app: bound_requests(app, settings.max_requests),
+            rate_limited(settings.rate_limit, "query"),
+            bound_requests(settings.max_requests),
             timed("query"),
             reader_auth,
         ],

@@ -37,46 +37,55 @@ def unqueued(path: str) -> bool:
     return path in UNQUEUED or path.endswith("/live")
 
 
+Middleware = Callable[[ASGIApp], ASGIApp]
+"""An ASGI app around another. Litestar builds an app's `middleware` once for each route;
+those below keep their state outside the app they wrap, so that every route (and the
+query's kept reads, `query/front.py`) shares one process's limits."""
+
+
 def bound_requests(
-    app: ASGIApp,
     limit: int,
     wait_s: float = 10.0,
     service: str = "query",
     exempt: Callable[[str], bool] = unqueued,
-) -> ASGIApp:
-    """ASGI middleware: at most `limit` requests in progress, the rest wait in line."""
+) -> Middleware:
+    """ASGI middleware: at most `limit` requests of this process in progress, the rest
+    wait in line; the places are shared by every app it wraps."""
     places = asyncio.Semaphore(limit)
     waiting = REQUESTS_WAITING.labels(service)
 
-    async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
-        if not path or exempt(path):
-            await app(scope, receive, send)
-            return
-        if places.locked():  # else a place is free: taken at once, with no timer to set
-            waiting.inc()
-            try:
-                async with asyncio.timeout(wait_s):
-                    await places.acquire()
-            except TimeoutError:
-                log.warning("busy: request refused after waiting", path=path, waited_s=wait_s)
-                detail = (
-                    f"this {service} process works on {limit} requests at once and this one "
-                    f"waited {wait_s:g} s for its turn; retry after a second"
-                )
-                busy = Problem(urn("busy"), "Busy", 503, detail)
-                await send_problem(send, busy, {"Retry-After": "1"})
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
+            if not path or exempt(path):
+                await app(scope, receive, send)
                 return
+            if places.locked():  # else a place is free: taken at once, with no timer to set
+                waiting.inc()
+                try:
+                    async with asyncio.timeout(wait_s):
+                        await places.acquire()
+                except TimeoutError:
+                    log.warning("busy: request refused after waiting", path=path, waited_s=wait_s)
+                    detail = (
+                        f"this {service} process works on {limit} requests at once and this "
+                        f"one waited {wait_s:g} s for its turn; retry after a second"
+                    )
+                    busy = Problem(urn("busy"), "Busy", 503, detail)
+                    await send_problem(send, busy, {"Retry-After": "1"})
+                    return
+                finally:
+                    waiting.dec()
+            else:
+                await places.acquire()
+            try:
+                await app(scope, receive, send)
             finally:
-                waiting.dec()
-        else:
-            await places.acquire()
-        try:
-            await app(scope, receive, send)
-        finally:
-            places.release()
+                places.release()
 
-    return bounded
+        return bounded
+
+    return wrap
 
 
 @dataclass
@@ -106,35 +115,43 @@ class Buckets:
 IDLE_S = 60.0
 
 
-def rate_limited(app: ASGIApp, rate: float, service: str) -> ASGIApp:
+def _unwrapped(app: ASGIApp) -> ASGIApp:
+    return app
+
+
+def rate_limited(rate: float, service: str) -> Middleware:
     """ASGI middleware: at most `rate` requests a second (bursts of two seconds' worth) per
     bearer token and per client address, before the token is even checked; past it a
-    429 with `Retry-After`. 0: off. Per process: N processes allow N times as many.
-    Probes are never limited; live streams are (a reconnecting storm is requests too)."""
+    429 with `Retry-After`. 0: off. Per process (its buckets are shared by every app it
+    wraps): N processes allow N times as many. Probes are never limited; live streams
+    are (a reconnecting storm is requests too)."""
     if rate <= 0:
-        return app
+        return _unwrapped
     by_token, by_address = Buckets(rate, 2 * rate), Buckets(rate, 2 * rate)
 
-    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
-        if not path or path in UNQUEUED:
-            await app(scope, receive, send)
-            return
-        now = time.monotonic()
-        client = scope.get("client")
-        wait = by_address.take(client[0] if client else "?", now)
-        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if auth is not None and not wait:
-            wait = by_token.take(hashlib.blake2b(auth, digest_size=16).hexdigest(), now)
-        if not wait:
-            await app(scope, receive, send)
-            return
-        log.warning("rate limited", path=path, client=client[0] if client else None)
-        detail = (
-            f"more than {rate:g} requests a second from this client or token to this "
-            f"{service} process; retry after {math.ceil(wait)} s"
-        )
-        problem = Problem(urn("rate-limited"), "Too many requests", 429, detail)
-        await send_problem(send, problem, {"Retry-After": str(math.ceil(wait))})
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "") if scope["type"] == ScopeType.HTTP else ""
+            if not path or path in UNQUEUED:
+                await app(scope, receive, send)
+                return
+            now = time.monotonic()
+            client = scope.get("client")
+            wait = by_address.take(client[0] if client else "?", now)
+            auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+            if auth is not None and not wait:
+                wait = by_token.take(hashlib.blake2b(auth, digest_size=16).hexdigest(), now)
+            if not wait:
+                await app(scope, receive, send)
+                return
+            log.warning("rate limited", path=path, client=client[0] if client else None)
+            detail = (
+                f"more than {rate:g} requests a second from this client or token to this "
+                f"{service} process; retry after {math.ceil(wait)} s"
+            )
+            problem = Problem(urn("rate-limited"), "Too many requests", 429, detail)
+            await send_problem(send, problem, {"Retry-After": str(math.ceil(wait))})
 
-    return limited
+        return limited
+
+    return wrap
