@@ -55,6 +55,14 @@ def readers_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Readers:
     return readers  # type: ignore[no-any-return]  # State holds what startup put there
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None if it is not one."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 class ReaderAuth(AbstractAuthenticationMiddleware):
     """The request's `Grant` in `request.user`, or a 401 problem before any route runs."""
 
@@ -65,8 +73,8 @@ class ReaderAuth(AbstractAuthenticationMiddleware):
         header = connection.headers.get("authorization")
         grant: Grant | None = None
         if header is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = bearer_token(header)
+            if token is None:
                 raise Refused(
                     401,
                     "unauthorized",
@@ -74,7 +82,7 @@ class ReaderAuth(AbstractAuthenticationMiddleware):
                     "Authorization: expected 'Bearer <token>' (dateline readers add)",
                     _CHALLENGE,
                 )
-            grant = await readers.authenticate(token.strip())
+            grant = await readers.authenticate(token)
             if grant is None:
                 raise Refused(
                     401,

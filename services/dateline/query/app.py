@@ -25,6 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from dateline.query import access
 from dateline.query.access import need_ops, reader_auth
+from dateline.query.front import KeptReads
 from dateline.query.live import LiveStreams
 from dateline.query.patches import Patches
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
@@ -78,8 +79,11 @@ def create_app(
     *,
     poll_s: float = 1.0,
     pool_size: int = POOL_SIZE,
+    kept_reads: bool = True,
 ) -> Litestar:
-    """The query service. Clients are made at startup, not at import."""
+    """The query service. Clients are made at startup, not at import. `kept_reads`:
+    the story reads the process holds answered in front of Litestar (`front.py`); off,
+    every read goes through Litestar's routing (the tests compare the two)."""
     made: list[Reader] = []
     tasks: list[asyncio.Task[None]] = []
 
@@ -116,7 +120,14 @@ def create_app(
             raise RuntimeError("the query app was used before its startup hook ran")
         return made[0]
 
-    return Litestar(
+    # Built once: each route and the kept reads share the process's limits.
+    guards = [
+        refuse_control_characters,
+        rate_limited(settings.rate_limit, "query"),
+        bound_requests(settings.max_requests),
+        timed("query"),
+    ]
+    app = Litestar(
         route_handlers=[
             *stories.routes(),
             *board.routes(),
@@ -151,13 +162,7 @@ def create_app(
             ),
         ),
         before_send=[secure_headers],
-        middleware=[
-            refuse_control_characters,
-            rate_limited(settings.rate_limit, "query"),
-            bound_requests(settings.max_requests),
-            timed("query"),
-            reader_auth,
-        ],
+        middleware=[*guards, reader_auth],
         # Off unless origins are listed: a page elsewhere reads the API with a token it
         # holds (never with the dashboard's cookie, which is SameSite=Strict).
         cors_config=CORSConfig(
@@ -178,3 +183,9 @@ def create_app(
         },
         debug=False,
     )
+    if kept_reads:
+        # In front of the router, inside `Litestar.__call__` (its `before_send` hooks).
+        app.asgi_handler = KeptReads(
+            app.asgi_handler, app.state, guards, cors=bool(settings.cors_origins)
+        )
+    return app

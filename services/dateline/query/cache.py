@@ -82,14 +82,26 @@ class StoryCache:
         return self._generation[self.partition_of(story)]
 
     def get(self, version: str, story: str) -> Kept | None:
-        kept = self._entries.get((version, story)) if self.on else None
-        if kept is None or self.clock() - kept.at > self.max_age_s:
+        kept = self.held(version, story)
+        if kept is None:
             _STORY_MISS.inc()
             return None
+        self.used(version, story)
+        return kept
+
+    def held(self, version: str, story: str) -> Kept | None:
+        """What is kept of `story`, counted as neither a hit nor a miss: for a caller that
+        calls `used` if it answers from it, and leaves the rest to `get`."""
+        kept = self._entries.get((version, story)) if self.on else None
+        if kept is None or self.clock() - kept.at > self.max_age_s:
+            return None
+        return kept
+
+    def used(self, version: str, story: str) -> None:
+        """A read answered from what is kept of `story`: a hit, and the last one dropped."""
         self._entries.move_to_end((version, story))
         self.hits += 1
         _STORY_HIT.inc()
-        return kept
 
     def put(
         self, version: str, story: str, generation: int, raw: bytes | None, parked: str | None

@@ -142,6 +142,10 @@ class Reader:
         except UNREACHABLE:
             return False
 
+    def held_models(self) -> ReadModels | None:
+        """The active version's read models if `models` would answer with no round trip."""
+        return None if self._models is None or self.doorbell.switched else self._models
+
     async def models(self, *, fresh: bool = False) -> ReadModels:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
         if fresh or self._models is None or self.doorbell.switched:

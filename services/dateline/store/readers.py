@@ -160,6 +160,13 @@ class Readers:
         raw = await self.client.hgetall(self.key)
         return sorted((_decode(v) for v in raw.values()), key=lambda r: r.name)
 
+    def held(self, token: str) -> Grant | None:
+        """`authenticate`'s answer if this process holds it now (`KnownGrants`), with no
+        round trip; None if it does not (ask `authenticate`)."""
+        if self.known is None or not token.startswith(TOKEN_PREFIX):
+            return None
+        return self.known.get(token_hash(token))
+
     async def authenticate(self, token: str) -> Grant | None:
         """The reader this token belongs to, if it is valid: one `HGET`."""
         if not token.startswith(TOKEN_PREFIX):

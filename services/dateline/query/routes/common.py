@@ -119,9 +119,15 @@ def answer(
 ) -> Ready:
     """JSON with an ETag (`tag`, if the caller made it already); 304 when the client
     already has these bytes."""
+    return answer_to(request.headers.get("if-none-match", ""), body, media_type, tag)
+
+
+def answer_to(
+    seen: str, body: bytes, media_type: str = "application/json", tag: str | None = None
+) -> Ready:
+    """`answer`, given the request's If-None-Match (`seen`, "" if none)."""
     tag = tag or etag(body)
     headers = [(b"etag", tag.encode()), (b"cache-control", b"no-cache")]
-    seen = request.headers.get("if-none-match", "")
     if seen and (
         seen.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in seen.split(","))
     ):

@@ -101,6 +101,10 @@ async def _listing(
     return body, tag
 
 
+STORY_ROUTE = "/v1/stories/{story:str}"
+"""One story's state; `query/front.py` answers the reads of it the process holds."""
+
+
 async def _story(
     request: Request[Any, Any, Any], story: str, as_of: str | None, at_version: int | None
 ) -> Ready:
@@ -170,7 +174,7 @@ def routes() -> list[HTTPRouteHandler]:
         return answer(request, body, tag=tag)
 
     @get(
-        "/v1/stories/{story:str}",
+        STORY_ROUTE,
         responses=documented(StoryView, 400, 404, 409, 503),
         security=SECURED,
     )
