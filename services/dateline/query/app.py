@@ -120,7 +120,8 @@ def create_app(
             raise RuntimeError("the query app was used before its startup hook ran")
         return made[0]
 
-    # Built once: each route and the kept reads share the process's limits.
+    # Built once: each route and the kept reads (`front.py`) share the process's limits.
+    # Middleware that every read must pass goes here: the kept reads skip the rest.
     guards = [
         refuse_control_characters,
         rate_limited(settings.rate_limit, "query"),
