@@ -56,13 +56,11 @@ import structlog
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
-from dateline.store.connection import cluster_mode, find_keys_locally, open_client
+from dateline.store.connection import UNREACHABLE, cluster_mode, find_keys_locally, open_client
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import log_keys, story_or_none
@@ -74,7 +72,27 @@ BEHIND = "parked behind an earlier update of this story"
 Outcome = Literal["handled", "failed", "parked"]
 STUCK_AFTER_S = 10.0
 """An entry pending this long in this process is handled again (`_find_stuck`)."""
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNREACHABLE = UNREACHABLE
+T = typing.TypeVar("T")
+
+
+async def _patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, again while the log's server cannot be reached, waiting longer each
+    time (5 s at most). A service started during an outage or a failover exited on its
+    first refused connection, and delivered nothing until someone started it again."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except _UNREACHABLE as exc:
+            log.warning(
+                "the log's server cannot be reached; trying again",
+                step=step,
+                error=repr(exc),
+                retry_in_s=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +230,7 @@ class DatelineLog:
         return self._broker
 
     async def _find_broker(self) -> None:
-        self._broker = _broker(self.url, await cluster_mode(self.url))
+        self._broker = _broker(self.url, await _patiently("find the server", self._mode))
         assert self._app is not None  # noqa: S101 - only its app calls this
         self._app.add_broker(self._broker)
 
@@ -230,8 +248,25 @@ class DatelineLog:
 
     # Running
 
+    async def _mode(self) -> bool:
+        return await cluster_mode(self.url)
+
     async def start(self) -> None:
-        """Take the group's lease, make the groups, handle what is pending, subscribe."""
+        """Take the group's lease, make the groups, handle what is pending, subscribe;
+        from the beginning again while the server cannot be reached (it is restarting, or
+        a cluster is failing a master over): a process started then waits, and says so."""
+
+        async def once() -> None:
+            try:
+                await self._start()
+            except _UNREACHABLE:
+                with contextlib.suppress(Exception):  # what it made so far: client, lease
+                    await self.stop()
+                raise
+
+        await _patiently("start", once)
+
+    async def _start(self) -> None:
         self._client = client = await open_client(self.url)
         if isinstance(self.broker, RedisClusterBroker):
             # Its reads name their stream: no `COMMAND GETKEYS` round trip a read.

@@ -207,3 +207,41 @@ async def test_a_kit_app_keeps_its_group_through_an_outage_longer_than_its_lease
     finally:
         await app.stop()
         await log.close()
+
+
+@pytest.mark.parametrize("cluster", [None, False], ids=["asks-the-server", "told"])
+async def test_a_kit_started_while_the_server_is_down_starts_once_it_is_back(
+    server: EmbeddedRedis, cluster: bool | None
+) -> None:
+    """Started during an outage (or a cluster's failover), `dateline deliver` exited on
+    its first refused connection, and delivered nothing until someone started it again."""
+    cfg = settings_for(server)
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    await log.check_partitions()
+    await log.append([statement("a-story", "s1")])
+    kit = DatelineLog(
+        server.url,
+        group="cms",
+        prefix=cfg.prefix,
+        lease_ttl_ms=300,
+        retry_s=0.05,
+        cluster=cluster,  # told: no question to the server before the kit's start
+    )
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        seen.append(u.id)
+
+    app = kit.app()
+    try:
+        async with down(server):
+            starting = asyncio.create_task(app.start())
+            await asyncio.sleep(1.0)
+            assert not starting.done()  # waiting for the server, not dead
+        await asyncio.wait_for(starting, 30)
+        await log.append([statement("a-story", "s2")])
+        await until(lambda: seen == ["a-story-s1", "a-story-s2"])
+    finally:
+        await app.stop()
+        await log.close()
