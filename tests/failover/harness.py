@@ -57,7 +57,7 @@ from dateline.ingest.credentials import Credentials
 from dateline.ingest.wire import CE_BATCH
 from dateline.store.cluster import LocalCluster
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys, feed_tokens_key
+from dateline.store.layout import Keys, feed_tokens_key, group_of
 from dateline.store.log import Log
 from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
@@ -455,6 +455,10 @@ async def run(scenario: str, min_replicas: int, work: Path) -> Result:
                 receiver_process(port, received, secret, work / "receiver.log"),
                 background(DELIVER, env, work / "deliver.log"),
             ):
+                # The fault strikes a running system: on a slow machine `deliver` was
+                # still starting when it struck, and a lagging replica promoted without
+                # its consumer groups is another scenario than this one's.
+                await _reading(log, ["deliver", group_of("v1")])
                 live = LiveIndex(query, {"authorization": f"Bearer {reader}"})
                 following = asyncio.create_task(live.run())
                 publishers = Publishers(base, token, stories)
@@ -567,6 +571,26 @@ def _deliveries(path: Path) -> list[_Delivered]:
             webhook_id = row["headers"]["webhook-id"]
             found.append(_Delivered(webhook_id, body.subject, body.id, body.version, body.position))
     return found
+
+
+async def _reading(log: Log, groups: list[str]) -> None:
+    """Until every partition of the log has these consumer groups (their processes have
+    started), and `BEFORE_S` more for the cluster's replicas to have them too."""
+    deadline = time.monotonic() + CATCH_UP_S
+    missing = set(groups)
+    while missing:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"consumer groups never made: {sorted(missing)}")
+        made = [
+            {g["name"].decode() for g in await log.redis.xinfo_groups(stream)}
+            for stream in log.keys.logs()
+            if await log.redis.exists(stream)
+        ]
+        missing = {
+            g for g in groups if len(made) < log.keys.partitions or any(g not in m for m in made)
+        }
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(BEFORE_S)
 
 
 async def _delivered(log: Log, stories: list[str], path: Path) -> None:
