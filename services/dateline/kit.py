@@ -72,7 +72,6 @@ BEHIND = "parked behind an earlier update of this story"
 Outcome = Literal["handled", "failed", "parked"]
 STUCK_AFTER_S = 10.0
 """An entry pending this long in this process is handled again (`_find_stuck`)."""
-_UNREACHABLE = UNREACHABLE
 T = typing.TypeVar("T")
 
 
@@ -84,7 +83,7 @@ async def _patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await attempt()
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             log.warning(
                 "the log's server cannot be reached; trying again",
                 step=step,
@@ -230,7 +229,9 @@ class DatelineLog:
         return self._broker
 
     async def _find_broker(self) -> None:
-        self._broker = _broker(self.url, await _patiently("find the server", self._mode))
+        self._broker = _broker(
+            self.url, await _patiently("find the server", lambda: cluster_mode(self.url))
+        )
         assert self._app is not None  # noqa: S101 - only its app calls this
         self._app.add_broker(self._broker)
 
@@ -248,9 +249,6 @@ class DatelineLog:
 
     # Running
 
-    async def _mode(self) -> bool:
-        return await cluster_mode(self.url)
-
     async def start(self) -> None:
         """Take the group's lease, make the groups, handle what is pending, subscribe;
         from the beginning again while the server cannot be reached (it is restarting, or
@@ -259,7 +257,7 @@ class DatelineLog:
         async def once() -> None:
             try:
                 await self._start()
-            except _UNREACHABLE:
+            except UNREACHABLE:
                 with contextlib.suppress(Exception):  # what it made so far: client, lease
                     await self.stop()
                 raise
@@ -354,7 +352,7 @@ class DatelineLog:
                     # Not one batch later of this partition before this one: the retry
                     # loop reads what is pending again, in order.
                     self._behind.add(partition)
-                    if not isinstance(exc, _UNREACHABLE):
+                    if not isinstance(exc, UNREACHABLE):
                         raise
                     log.warning(
                         "Redis unreachable; the partition waits",
@@ -415,7 +413,7 @@ class DatelineLog:
         culprit = entries[0] if at is None else entries[at]
         # A failure counts towards parking the update only when it is known to be this
         # update's, and the server was reachable: an outage is no fault of the update.
-        counts = (at is not None or len(entries) == 1) and not isinstance(exc, _UNREACHABLE)
+        counts = (at is not None or len(entries) == 1) and not isinstance(exc, UNREACHABLE)
         attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
         log.error(
             "handler failed; retrying from this update",
@@ -529,7 +527,7 @@ class DatelineLog:
                     consumername=self.consumer,
                     idle=int(STUCK_AFTER_S * 1000),
                 )
-            except _UNREACHABLE:
+            except UNREACHABLE:
                 return
             if stuck:
                 log.warning("entries left pending; handling them first", partition=p)
@@ -541,7 +539,7 @@ class DatelineLog:
             await asyncio.sleep(self.lease_ttl_ms / 3000)
             try:
                 kept = await self._lease.renew(0) or await self._lease.acquire(0)
-            except _UNREACHABLE as exc:
+            except UNREACHABLE as exc:
                 if not down:
                     log.warning(
                         "Redis unreachable; the lease waits", group=self.group, error=repr(exc)
@@ -592,7 +590,7 @@ class FastStreamLogs:
     ) -> None:
         if level < self.at_least:
             return
-        if isinstance(exc_info, _UNREACHABLE):  # an outage: expected, one line
+        if isinstance(exc_info, UNREACHABLE):  # an outage: expected, one line
             self._log.warning(str(msg), error=repr(exc_info))
             return
         self._log.log(level, str(msg), exc_info=exc_info, **(extra or {}))

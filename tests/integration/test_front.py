@@ -186,3 +186,29 @@ async def test_reads_answered_in_front_count_against_the_rate_and_are_timed(
         assert (await http.get(f"{base}/v1/stories")).status_code == 429
     after = REGISTRY.get_sample_value("dateline_http_request_seconds_count", labels)
     assert after == timed + 6
+
+
+async def test_with_cors_on_a_read_with_an_origin_is_left_to_litestar(
+    log: Log, redis_url: str
+) -> None:
+    """CORS headers are Litestar's to add: such a read is never answered in front."""
+    folding = await projector(log, redis_url)
+    await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
+    await settle(folding)
+    await folding.client.aclose()
+    ops = await bearer(redis_url, log.keys.prefix)
+    listed = dataclasses.replace(settings(log), cors_origins=("https://desk.example",))
+    app = create_app(listed, redis_url, poll_s=0.2)
+    front = app.asgi_handler
+    assert isinstance(front, KeptReads)
+    async with _served(app) as base, httpx.AsyncClient(headers=ops) as http:
+        url = f"{base}/v1/stories/{STORY}"
+        answers = [
+            await http.get(url, headers={"Origin": "https://desk.example"}) for _ in range(3)
+        ]
+        assert [r.headers.get("access-control-allow-origin") for r in answers] == [
+            "https://desk.example"
+        ] * 3
+        assert front.answered == 0
+        await http.get(url)  # no Origin: held by now, answered in front
+        assert front.answered == 1
