@@ -2,11 +2,19 @@
 
 `evolve` changes the state it is given: `story.project` and `story.advance` own
 the copies and the order; this module only knows what each update means.
+
+It changes the state's own members and containers only. A schedule item, a statement
+or an expectation it changes is replaced by a changed copy, never changed in place, so
+a state forked from another (`story.fork`: its containers copied, what they hold
+shared) can be folded while the other stays as it was; and what changed is what is no
+longer the same object, which the projector's commit compares by identity first.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+
+from msgspec.structs import replace
 
 from dateline.domain.order import statement_key
 from dateline.domain.state import (
@@ -43,19 +51,22 @@ def when(text: str) -> When:
 
 
 def _item(state: StoryState, ref: str) -> Item:
-    """The item, or a placeholder when news of it sorts before its announcement."""
-    if ref not in state.schedule:
-        state.schedule[ref] = Item(item=ref, title=ref, status="scheduled")
-    return state.schedule[ref]
+    """A copy of the item, in its place, for this update to change; or a placeholder when
+    news of it sorts before its announcement."""
+    found = state.schedule.get(ref)
+    item = Item(item=ref, title=ref, status="scheduled") if found is None else replace(found)
+    state.schedule[ref] = item
+    return item
 
 
 def _move(item: Item, to: When | None, shift: str | None, time: str, reason: str | None) -> None:
     previous = item.starts_at
     if previous is not None:
-        item.previous_starts.append(previous)
+        item.previous_starts = [*item.previous_starts, previous]
     if to is None and shift is not None and previous is not None:
         to = _shifted(previous, shift)
-    item.shifts.append(Shift(time=time, shift=shift, previous=previous, to=to, reason=reason))
+    shifted = Shift(time=time, shift=shift, previous=previous, to=to, reason=reason)
+    item.shifts = [*item.shifts, shifted]
     item.starts_at = to
 
 
@@ -118,7 +129,7 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
         case ScheduleRelocated(data=d):
             item = _item(state, d.item)
             if item.location:
-                item.previous_locations.append(item.location)
+                item.previous_locations = [*item.previous_locations, item.location]
             item.location, item.reason = d.location, d.reason
         case ScheduleStarted(data=d):
             item = _item(state, d.item)
@@ -133,16 +144,17 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
                 d.outcome, d.result, d.summary, time, list(d.parties), list(d.supported_by)
             )
             state.outcome = outcome
-            state.outcome_history.append(outcome)
+            state.outcome_history.append(outcome)  # the state's own list
         case ExpectationRaised(data=d):
             found = state.expectations.get(d.expectation)
-            if found:
-                found.description = d.description
-            else:
-                state.expectations[d.expectation] = Expectation(d.expectation, d.description)
+            state.expectations[d.expectation] = (
+                replace(found, description=d.description)
+                if found
+                else Expectation(d.expectation, d.description)
+            )
         case ExpectationResolved(data=d):
-            exp = state.expectations.setdefault(d.expectation, Expectation(d.expectation, ""))
-            exp.status, exp.note = d.status, d.note
+            exp = state.expectations.get(d.expectation) or Expectation(d.expectation, "")
+            state.expectations[d.expectation] = replace(exp, status=d.status, note=d.note)
         case StoryOpened(data=d):
             state.title, state.place, state.summary = d.title, d.place, d.summary
             state.people, state.tags = list(d.people), list(d.tags)
@@ -163,10 +175,10 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
     first = state.statement_keys.get(key)
     if first is not None and update.source not in state.statements[first].sources:
         # Rule 3: the same words, the same speaker, the same day, another source.
-        merged = state.statements[first]
-        merged.sources.append(update.source)
+        said = state.statements[first]
+        merged = state.statements[first] = replace(said, sources=[*said.sources, update.source])
         if d.statement not in merged.refs:
-            merged.refs.append(d.statement)
+            merged.refs = [*merged.refs, d.statement]
             state.statement_aliases[d.statement] = first
         for name in ("speaker_role", "language", "via_interpreter", "context", "medium"):
             if getattr(d, name) is not None:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 import msgspec
+from msgspec.structs import replace
 
 from dateline.domain.evolve import evolve
 from dateline.domain.order import order_key
@@ -147,6 +148,28 @@ def _names(update_id: str, source: str, update: Update) -> bool:
 
 def copy_state(state: StoryState) -> StoryState:
     return _copy_decode(_copy_encode(state))
+
+
+def fork(state: StoryState) -> StoryState:
+    """A state to fold in place while `state` stays as it was: its containers are its
+    own, what they hold is shared (`evolve` replaces what it changes, never changes it
+    in place). What the fold changed is then what is not the same object in both."""
+    return replace(
+        state,
+        people=list(state.people),
+        tags=list(state.tags),
+        schedule=dict(state.schedule),
+        statements=dict(state.statements),
+        outcome_history=list(state.outcome_history),
+        expectations=dict(state.expectations),
+        links=list(state.links),
+        corrections=list(state.corrections),
+        hidden=list(state.hidden),
+        timeline=list(state.timeline),
+        statement_keys=dict(state.statement_keys),
+        statement_aliases=dict(state.statement_aliases),
+        order_key=list(state.order_key),
+    )
 
 
 def _fold(state: StoryState, update: Update, key: list[Any]) -> None:

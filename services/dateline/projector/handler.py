@@ -20,7 +20,7 @@ from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 
-from dateline.domain import advance_in_place, project
+from dateline.domain import advance_in_place, fork, project
 from dateline.projector.commit import (
     Kept,
     acks,
@@ -101,17 +101,14 @@ class ProjectorHandler:
         touched = sum(len(state) for state, _ in known.values())
         entries = sum(len(items) for items in by_story.values())
         self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
-        plans = [
-            plan(
-                story,
-                unpack(known[story][0]),
-                unpack(known[story][0]),
-                items,
-                self.advance,
-                lambda d: sealing.entry(d.partition, d.entry_id, d.raw),
-            )
-            for story, items in by_story.items()
-        ]
+
+        def opened(d: Delivery) -> bytes:
+            return sealing.entry(d.partition, d.entry_id, d.raw)
+
+        plans = []
+        for story, items in by_story.items():
+            old = unpack(known[story][0])  # decoded once: the fold's state is a fork of it
+            plans.append(plan(story, old, fork(old), items, self.advance, opened))
         await self._refold([p for p in plans if p.refold_to])
         acked = [d for p in plans for d in p.acked]
         if not acked:

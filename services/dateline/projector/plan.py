@@ -68,9 +68,9 @@ def plan(
     advance: Advance,
     open_: Open = as_stored,
 ) -> StoryPlan:
-    """Fold `items` (the story's deliveries, in log order) into `state`, a copy of `old`
-    that the plan may change in place. A record `open_` refuses fails like one that
-    does not fold: retried, then parked with the reason."""
+    """Fold `items` (the story's deliveries, in log order) into `state`, a copy or a
+    `fork` of `old` that the plan may change in place. A record `open_` refuses fails
+    like one that does not fold: retried, then parked with the reason."""
     p = StoryPlan(story, old, state)
     for d in items:
         try:

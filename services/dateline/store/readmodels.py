@@ -233,7 +233,7 @@ class ReadModels(ModelKeys):
         out: list[Command] = [
             ("LSET", key, i, _fragment(ref, said))
             for i, (ref, said) in enumerate(now[:kept])
-            if old[ref] != said
+            if _changed(old[ref], said)
         ]
         return out + _chunked(("RPUSH", key), [_fragment(*s) for s in now[kept:]])
 
@@ -247,12 +247,13 @@ class ReadModels(ModelKeys):
 
     def _statements(self, region: Region, batch: _Batch, old: StoryState, new: StoryState) -> None:
         for ref, said in old.statements.items():
-            if ref not in new.statements or new.statements[ref].speaker != said.speaker:
+            now = new.statements.get(ref)
+            if now is not said and (now is None or now.speaker != said.speaker):
                 batch.unspoken.setdefault(region.speaker(said.speaker), []).append(
                     f"{new.id}/{ref}"
                 )
         for ref, said in new.statements.items():
-            if old.statements.get(ref) != said:
+            if _changed(old.statements.get(ref), said):
                 entry = _encode(SpokenEntry(new.id, said))
                 spoken = batch.spoken.setdefault(region.speaker(said.speaker), {})
                 spoken[f"{new.id}/{ref}"] = entry
@@ -260,7 +261,7 @@ class ReadModels(ModelKeys):
     def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
         batch.board_gone += [f"{new.id}/{ref}" for ref in old.schedule.keys() - new.schedule.keys()]
         for ref, item in new.schedule.items():
-            if old.schedule.get(ref) != item:
+            if _changed(old.schedule.get(ref), item):
                 batch.board[f"{new.id}/{ref}"] = _encode(ScheduleEntry(new.id, item))
                 if item.starts_at is not None:
                     batch.starts[f"{new.id}/{ref}"] = _start(item.starts_at.at)
@@ -326,6 +327,13 @@ class _Batch:
     closed: list[str] = field(default_factory=list)
     spoken: dict[str, dict[Any, bytes]] = field(default_factory=dict)
     unspoken: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _changed(old: object, new: object) -> bool:
+    """Whether a statement or an item changed. The fold replaces what it changes (`evolve`),
+    so in a projector's commit most are the same object as before: a pointer's
+    comparison, not a field by field one, over every statement of a long story."""
+    return old is not new and old != new
 
 
 def _fragment(ref: str, said: Statement) -> bytes:
