@@ -540,10 +540,12 @@ async def test_keeping_up_every_partition_is_read_evenly(log: Log, url: str) -> 
 async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cycle's states are bounded in bytes: big states, small cycles."""
+    """A cycle's states are bounded in bytes: big states, small cycles. (Those it must
+    decode: here none stays decoded between cycles.)"""
     monkeypatch.setattr(handler_module, "CYCLE_BYTES", 3_000)
     monkeypatch.setattr(handler_module, "MIN_CYCLE", 1)
     app = await projector(log, url, batch=1000)
+    app.handler.kept.warm_size = 0
     sizes = cycle_sizes(app)
     stories = [f"big{i}" for i in range(8)]
     # States of 1.5 KB and growing: a cycle of 3 KB holds one or two.
@@ -561,6 +563,25 @@ async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     # One a partition at least: a round of 8 in cycles of 4 partitions' one each, where
     # the first round, before any size was known, went in one cycle of 8.
     assert max(sizes[-8:]) == log.keys.partitions < max(sizes) == len(stories)
+    for s in stories:
+        assert await stored_state(app, s) == await rebuilt(log, s)
+    await app.client.aclose()
+
+
+async def test_states_kept_decoded_do_not_shrink_a_cycle(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stories written last stay decoded (`Kept`): a cycle over them decodes nothing."""
+    monkeypatch.setattr(handler_module, "CYCLE_BYTES", 3_000)
+    app = await projector(log, url, batch=1000)
+    stories = [f"big{i}" for i in range(8)]
+    await log.append([encode(update(subject=s, data={"title": "t" * 1500})) for s in stories])
+    await settle(app)
+    await log.append([encode(update(subject=s, data={"title": "u" * 1500})) for s in stories])
+    await settle(app)
+    assert sorted(app.handler.kept.warm) == stories
+    assert app.handler.state_bytes == 0
+    assert app.handler.cycle(1000) == 1000
     for s in stories:
         assert await stored_state(app, s) == await rebuilt(log, s)
     await app.client.aclose()

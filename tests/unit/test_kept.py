@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dateline.projector.commit import Kept
+from dateline.domain.state import Statement, StoryState
+from dateline.projector.commit import Kept, decoded
 
 
 def test_past_its_size_in_bytes_the_least_recently_used_go() -> None:
@@ -27,3 +28,49 @@ def test_past_its_count_the_least_recently_used_go() -> None:
     assert list(kept.states) == ["b", "c"]
     kept.clear()
     assert (len(kept), kept.bytes) == (0, 0)
+
+
+def story(name: str, statements: int = 0) -> StoryState:
+    said = {
+        f"s{i}": Statement(f"s{i}", "Kim Jong Un", "Words", "2019-02-28T06:15:00+00:00", "exact")
+        for i in range(statements)
+    }
+    return StoryState(id=name, statements=said)
+
+
+def test_the_stories_written_last_stay_decoded_and_the_others_cool_to_bytes() -> None:
+    kept = Kept(10, warm=2)
+    a, b, c = story("a"), story("b"), story("c")
+    kept.keep("a", a, "1")
+    kept.keep("b", b, "2")
+    assert kept.get("a") == (a, "1")  # the same object: a batch forks it, never changes it
+    kept.keep("c", c, "3")  # b is the least recently used warm story
+    assert list(kept.warm) == ["a", "c"]
+    held, sha = kept.get("b") or (None, "")
+    assert isinstance(held, bytes) and sha == "2"
+    assert decoded(held) == b
+    assert kept.bytes == len(held)
+    kept.forget(["a", "b"])
+    assert (list(kept.states), list(kept.warm), kept.bytes) == (["c"], ["c"], 0)
+
+
+def test_warm_states_are_bounded_by_their_parts_too() -> None:
+    kept = Kept(10, warm=10, warm_parts=25)
+    kept.keep("a", story("a", 10), "1")
+    kept.keep("b", story("b", 10), "2")
+    assert kept.parts == 22  # each state counts one besides its statements
+    kept.keep("c", story("c", 10), "3")
+    assert list(kept.warm) == ["b", "c"]
+    assert isinstance(kept.states["a"][0], bytes)
+    kept.keep("b", story("b"), "4")  # kept anew: its old parts are not counted twice
+    assert kept.parts == 12
+    kept.clear()
+    assert (len(kept), kept.bytes, kept.parts, len(kept.warm)) == (0, 0, 0, 0)
+
+
+def test_a_warm_state_that_grows_past_the_count_goes_like_any() -> None:
+    kept = Kept(2, warm=5)
+    for name in "abc":
+        kept.keep(name, story(name), "f")
+    assert (list(kept.states), list(kept.warm)) == (["b", "c"], ["b", "c"])
+    assert kept.parts == 2

@@ -32,20 +32,55 @@ def fence(raw: bytes | None) -> str:
 
 KEEP_BYTES = 32 * 2**20
 """The packed states a projector keeps between batches, at most (`Kept`)."""
+WARM_STORIES = 256
+"""The states a projector keeps decoded, at most: those of the stories it wrote last."""
+WARM_PARTS = 20_000
+"""The statements, schedule items and corrections of the states kept decoded, at most:
+about 20 MB of objects."""
+
+Held = StoryState | bytes
+"""A kept state: decoded while its story is warm, packed once it has cooled."""
+
+
+def decoded(held: Held) -> StoryState:
+    """A kept state as objects, which a batch forks and never changes (`domain.fork`)."""
+    return held if isinstance(held, StoryState) else unpack(held)
+
+
+def parts(state: StoryState) -> int:
+    return len(state.statements) + len(state.schedule) + len(state.corrections) + 1
 
 
 class Kept:
-    """The states the projector read or wrote last (packed) with their fences, the least
-    recently used dropped past `size` states or `max_bytes` of them: a batch then costs a
-    read and a write rather than the four round trips of WATCH, MGET, MULTI and EXEC.
+    """The states the projector read or wrote last with their fences, the least recently
+    used dropped past `size` states or `max_bytes` of them: a batch then costs a read and
+    a write rather than the four round trips of WATCH, MGET, MULTI and EXEC.
 
     Bounded in bytes too: states grow with their stories, and a count alone let the
-    projector grow 65 to 121 MB in six minutes of the soak (10,000 stories, 500/s)."""
+    projector grow 65 to 121 MB in six minutes of the soak (10,000 stories, 500/s).
 
-    def __init__(self, size: int, max_bytes: int = KEEP_BYTES) -> None:
+    The states of the stories written last stay decoded (warm: `WARM_STORIES`,
+    `WARM_PARTS`), the others are packed. Decoding a growing story's state every batch
+    was a third of the projector's CPU with 100 hot stories (py-spy), work that grew
+    with the story rather than with the update; and thousands of kept states as objects
+    made the garbage collector's passes the latency's p99 (20 to 50 ms, every few
+    seconds), so only a few hundred stay objects."""
+
+    def __init__(
+        self,
+        size: int,
+        max_bytes: int = KEEP_BYTES,
+        warm: int = WARM_STORIES,
+        warm_parts: int = WARM_PARTS,
+    ) -> None:
         self.size, self.max_bytes = size, max_bytes
-        self.states: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self.warm_size, self.warm_parts = warm, warm_parts
+        self.states: OrderedDict[str, tuple[Held, str]] = OrderedDict()
         self.bytes = 0
+        """Of the packed states."""
+        self.warm: OrderedDict[str, int] = OrderedDict()
+        """The stories whose states are kept decoded, and their `parts`."""
+        self.parts = 0
 
     def __len__(self) -> int:
         return len(self.states)
@@ -53,32 +88,52 @@ class Kept:
     def __contains__(self, story: str) -> bool:
         return story in self.states
 
-    def get(self, story: str) -> tuple[bytes, str] | None:
+    def get(self, story: str) -> tuple[Held, str] | None:
         found = self.states.get(story)
         if found is not None:
             self.states.move_to_end(story)  # used: the least recent go first
+            if story in self.warm:
+                self.warm.move_to_end(story)
         return found
 
-    def keep(self, story: str, state: bytes, sha: str) -> None:
-        old = self.states.get(story)
-        if old is not None:
-            self.bytes -= len(old[0])
+    def keep(self, story: str, state: Held, sha: str) -> None:
+        self._drop(story)
         self.states[story] = (state, sha)
-        self.bytes += len(state)
-        self.states.move_to_end(story)
+        if isinstance(state, bytes):
+            self.bytes += len(state)
+        else:
+            self.warm[story] = size = parts(state)
+            self.parts += size
+            while len(self.warm) > self.warm_size or self.parts > self.warm_parts:
+                self._cool(next(iter(self.warm)))
         while self.states and (len(self.states) > self.size or self.bytes > self.max_bytes):
-            _, (dropped, _) = self.states.popitem(last=False)
-            self.bytes -= len(dropped)
+            self._drop(next(iter(self.states)))
 
     def clear(self) -> None:
         self.states.clear()
-        self.bytes = 0
+        self.warm.clear()
+        self.bytes = self.parts = 0
 
     def forget(self, stories: Sequence[str]) -> None:
         for story in stories:
-            found = self.states.pop(story, None)
-            if found is not None:
-                self.bytes -= len(found[0])
+            self._drop(story)
+
+    def _cool(self, story: str) -> None:
+        """Pack a warm story's state, in its place."""
+        self.parts -= self.warm.pop(story)
+        state, sha = self.states[story]
+        packed = pack(state)
+        self.states[story] = (packed, sha)
+        self.bytes += len(packed)
+
+    def _drop(self, story: str) -> None:
+        found = self.states.pop(story, None)
+        if found is None:
+            return
+        if isinstance(found[0], bytes):
+            self.bytes -= len(found[0])
+        else:
+            self.parts -= self.warm.pop(story)
 
 
 Bell = Callable[[int], tuple[str, str]]

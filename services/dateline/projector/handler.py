@@ -22,13 +22,13 @@ import redis.asyncio as aioredis
 
 from dateline.domain import advance_in_place, fork, project
 from dateline.projector.commit import (
+    Held,
     Kept,
     acks,
     checkpoint_args,
+    decoded,
     fence,
-    pack,
     script_args,
-    unpack,
 )
 from dateline.projector.plan import Advance, Project, StoryPlan, failures, plan, refold
 from dateline.runtime import Delivery
@@ -98,7 +98,8 @@ class ProjectorHandler:
         sealing = self.log.sealing
         await sealing.refresh(self.log.redis)
         known = await self._recall(list(by_story))
-        touched = sum(len(state) for state, _ in known.values())
+        # What the cycle decodes: a warm state is decoded already.
+        touched = sum(len(s) for s, _ in known.values() if isinstance(s, bytes))
         entries = sum(len(items) for items in by_story.values())
         self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
 
@@ -107,7 +108,7 @@ class ProjectorHandler:
 
         plans = []
         for story, items in by_story.items():
-            old = unpack(known[story][0])  # decoded once: the fold's state is a fork of it
+            old = decoded(known[story][0])  # decoded at most once: the fold forks it
             plans.append(plan(story, old, fork(old), items, self.advance, opened))
         await self._refold([p for p in plans if p.refold_to])
         acked = [d for p in plans for d in p.acked]
@@ -125,7 +126,7 @@ class ProjectorHandler:
         for p in plans:
             if p.changed:
                 p.state.timeline = []  # the stored state holds none: it is a list of its own
-                self.kept.keep(p.story, pack(p.state), fence(stored[p.story]))
+                self.kept.keep(p.story, p.state, fence(stored[p.story]))
         PROJECTED.inc(len(acked))
         return failures(plans)
 
@@ -158,7 +159,7 @@ class ProjectorHandler:
     def cycle(self, batch: int) -> int:
         """Updates the next cycle may read: `CYCLE_BYTES` of packed states at most (at
         least `MIN_CYCLE` updates). A cycle's states are all in memory at once, decoded
-        two times over (a cycle's peak is about 9 times its packed states), and they grow
+        (the warm ones, `Kept`, are decoded already and not counted), and they grow
         with their stories: with a fixed count, every catch-up after a stall of the
         server set a new high-water mark of the projector's memory as the soak's stories
         grew. Smaller cycles were faster too: catching up 200,000 updates over 2,000
@@ -193,7 +194,7 @@ class ProjectorHandler:
         ]
         await self._settle(args=args)
 
-    async def _recall(self, stories: list[str]) -> dict[str, tuple[bytes, str]]:
+    async def _recall(self, stories: list[str]) -> dict[str, tuple[Held, str]]:
         """Each story's state and fence: kept, or read in one round trip."""
         known = {s: found for s in stories if (found := self.kept.get(s)) is not None}
         missing = [s for s in stories if s not in known]
@@ -210,7 +211,7 @@ class ProjectorHandler:
         ]
         for story, reply in pairs:
             state, raw = self.models.decode_recalled(story, reply)
-            known[story] = pack(state), fence(raw)
+            known[story] = state, fence(raw)
             self.kept.keep(story, *known[story])
         return known
 
