@@ -34,6 +34,7 @@ from bench.log_append import realistic_updates
 from bench.peer import pg_peer_within, postgres_server, run_peer
 from dateline.domain import project
 from dateline.projector.app import create_app
+from dateline.projector.commit import pack
 from dateline.projector.replay import Workers, rebuild_all
 from dateline.runtime import groups
 from dateline.runtime.heap import tune_collector
@@ -162,8 +163,11 @@ async def projector_rate(url: str, settings: Settings, n: int) -> tuple[float, i
         done += await app.runner.step()
     rate = n / (time.perf_counter() - start)
     await app.client.aclose()
-    kept = app.handler.kept.states.values()
-    return rate, app.handler.refolds, sum(len(state) for state, _ in kept) / max(1, len(kept))
+    kept = [
+        state if isinstance(state, bytes) else pack(state)
+        for state, _ in app.handler.kept.states.values()
+    ]
+    return rate, app.handler.refolds, sum(map(len, kept)) / max(1, len(kept))
 
 
 PG_PEER_S = 300.0
