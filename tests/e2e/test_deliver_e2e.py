@@ -36,9 +36,10 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         redis.stop()
 
 
-@pytest.fixture(params=["server", "cluster"])
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.slow)])
 def anywhere(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A server's URL, and a local cluster's (3 masters with a replica each)."""
+    """A server's URL, and a local cluster's (3 masters with a replica each; 26 s on a
+    slow VM, so in the slow group, which CI runs too)."""
     if request.param == "server":
         redis = start_server(VALKEY, tmp_path / "redis")
         try:
