@@ -19,6 +19,7 @@ import msgspec
 from msgspec.structs import replace
 
 from dateline.domain.evolve import evolve
+from dateline.domain.instants import iso_text
 from dateline.domain.order import order_key
 from dateline.domain.state import CorrectionNote, Entry, Hidden, StoryState
 from dateline.domain.summary import summarize
@@ -173,7 +174,7 @@ def fork(state: StoryState) -> StoryState:
 
 
 def _fold(state: StoryState, update: Update, key: list[Any]) -> None:
-    time = update.time.isoformat()
+    time = iso_text(update.time)
     evolve(state, update, time)
     state.order_key = key
     state.last_time = time
@@ -199,7 +200,7 @@ def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
     if latest is not None and (latest.version or 0) >= state.version:
         state.version = latest.version or 0
         state.position = latest.position
-        state.recordedtime = latest.recordedtime.isoformat() if latest.recordedtime else None
+        state.recordedtime = iso_text(latest.recordedtime) if latest.recordedtime else None
 
 
 def recalled(updates: Iterable[Update], known: Mapping[Ref, Hidden] = EMPTY) -> dict[Ref, Hidden]:
@@ -301,7 +302,7 @@ def _note(
         id=correction.id,
         corrects=d.corrects,
         note=d.note,
-        time=correction.time.isoformat(),
+        time=iso_text(correction.time),
         kind=d.kind or "correction",
         fields=sorted(d.changes),
         applied=target is not None,
