@@ -3,7 +3,7 @@
 
     python3 dev.py demo     # the live system on an embedded Redis, the Hanoi story
     python3 dev.py test     # lint, type-check and the default test suite (under 10 minutes)
-    python3 dev.py slow     # the slow group: chaos, failovers, bench --quick, a 100k migrate
+    python3 dev.py slow     # the slow group: chaos, failovers, bench --quick, a 100k migrate, ...
     python3 dev.py bench    # every benchmark; results under bench/results/
     python3 dev.py chaos --minutes 10 --seed 7   # faults against the whole system, checked
     python3 dev.py soak --minutes 30             # steady load; memory, lag and p99 each minute

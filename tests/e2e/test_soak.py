@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # 24 s on a slow VM: a test of the harness, not of a guarantee
 def test_a_short_soak_writes_its_table_and_picture(tmp_path: Path) -> None:
     done = subprocess.run(
         [
