@@ -42,6 +42,7 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         server.stop()
 
 
+@pytest.mark.slow  # 37 s on a slow VM: fuzzing, in the slow group (which CI runs too)
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_document(case: Any, ingest: tuple[str, str]) -> None:
