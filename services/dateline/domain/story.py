@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, cast, get_origin
 
 import msgspec
 from msgspec.structs import replace
@@ -151,26 +151,17 @@ def copy_state(state: StoryState) -> StoryState:
     return _copy_decode(_copy_encode(state))
 
 
+_CONTAINERS = tuple(
+    f.name for f in msgspec.structs.fields(StoryState) if get_origin(f.type) in (list, dict)
+)
+"""The state's lists and dicts: what `fork` copies (a field added later is among them)."""
+
+
 def fork(state: StoryState) -> StoryState:
     """A state to fold in place while `state` stays as it was: its containers are its
     own, what they hold is shared (`evolve` replaces what it changes, never changes it
     in place). What the fold changed is then what is not the same object in both."""
-    return replace(
-        state,
-        people=list(state.people),
-        tags=list(state.tags),
-        schedule=dict(state.schedule),
-        statements=dict(state.statements),
-        outcome_history=list(state.outcome_history),
-        expectations=dict(state.expectations),
-        links=list(state.links),
-        corrections=list(state.corrections),
-        hidden=list(state.hidden),
-        timeline=list(state.timeline),
-        statement_keys=dict(state.statement_keys),
-        statement_aliases=dict(state.statement_aliases),
-        order_key=list(state.order_key),
-    )
+    return replace(state, **{name: getattr(state, name).copy() for name in _CONTAINERS})
 
 
 def _fold(state: StoryState, update: Update, key: list[Any]) -> None:
