@@ -91,6 +91,15 @@ async def both(log: Log, redis_url: str) -> AsyncIterator[dict[str, Any]]:
     await folding.client.aclose()
 
 
+async def hanoi_folded(log: Log, redis_url: str) -> dict[str, str]:
+    """The Hanoi story in the log and its read models; an ops reader's headers."""
+    folding = await projector(log, redis_url)
+    await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
+    await settle(folding)
+    await folding.client.aclose()
+    return await bearer(redis_url, log.keys.prefix)
+
+
 def _seen(r: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
     headers = [(k, v) for k, v in r.headers.multi_items() if k not in UNSTABLE]
     return r.status_code, headers, r.content
@@ -167,11 +176,7 @@ async def test_a_commit_heard_sends_the_next_read_to_the_route_and_it_is_held_ag
 async def test_reads_answered_in_front_count_against_the_rate_and_are_timed(
     log: Log, redis_url: str
 ) -> None:
-    folding = await projector(log, redis_url)
-    await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
-    await settle(folding)
-    await folding.client.aclose()
-    ops = await bearer(redis_url, log.keys.prefix)
+    ops = await hanoi_folded(log, redis_url)
     app = create_app(dataclasses.replace(settings(log), rate_limit=3.0), redis_url, poll_s=0.2)
     labels = {"service": "query", "route": STORY_ROUTE, "status": "200"}
     timed = REGISTRY.get_sample_value("dateline_http_request_seconds_count", labels) or 0.0
@@ -192,11 +197,7 @@ async def test_with_cors_on_a_read_with_an_origin_is_left_to_litestar(
     log: Log, redis_url: str
 ) -> None:
     """CORS headers are Litestar's to add: such a read is never answered in front."""
-    folding = await projector(log, redis_url)
-    await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
-    await settle(folding)
-    await folding.client.aclose()
-    ops = await bearer(redis_url, log.keys.prefix)
+    ops = await hanoi_folded(log, redis_url)
     listed = dataclasses.replace(settings(log), cors_origins=("https://desk.example",))
     app = create_app(listed, redis_url, poll_s=0.2)
     front = app.asgi_handler
