@@ -55,6 +55,15 @@ class Rule:
         """The check itself, for a caller that runs it often."""
         return _CHECKS[self.name]
 
+    @property
+    def passes(self) -> Callable[[str], object]:
+        """A test in C that is truthy only for a value the check accepts.
+
+        Falsy says nothing (a valid value may fail it, as U+2028 fails `isprintable`);
+        the check then decides, and explains a refusal. Every update's strings pass
+        here: the checks in Python cost a fifth of an append's CPU."""
+        return _PASSES.get(self.name, _undecided)
+
 
 def _shown(value: object) -> str:
     text = msgspec.json.encode(value).decode()
@@ -178,6 +187,16 @@ def check_duration(value: object) -> None:
         raise RuleError(f"expected an ISO 8601 duration such as -PT2H, got {_shown(value)}")
     parse_duration(value)
 
+
+def _undecided(value: str) -> bool:
+    return False
+
+
+_PASSES: dict[str, Callable[[str], object]] = {
+    "story_id": _STORY_ID.fullmatch,
+    "ref": _REF.fullmatch,
+    "string": str.isprintable,
+}
 
 _CHECKS = {
     "story_id": check_story_id,
