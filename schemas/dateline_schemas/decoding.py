@@ -45,9 +45,11 @@ class InvalidUpdate(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A valid update and the canonical JSON the log stores for it."""
+class Decoded(msgspec.Struct, frozen=True, gc=False):
+    """A valid update and the canonical JSON the log stores for it.
+
+    A Struct, not a frozen dataclass: one is made for every update appended, and a
+    frozen dataclass's `__init__` cost 1.1 us of an append's 30 (0.1 as a Struct)."""
 
     update: Update
     body: bytes  # canonical JSON object, CloudEvents extensions kept

@@ -372,6 +372,7 @@ class Log:
         results: list[AppendResult | None] = [None] * len(updates)
         valid: list[tuple[int, Update]] = []
         key_index: dict[str, int] = {}
+        by_story: dict[str, tuple[int, int, int, int]] = {}
         meta: list[tuple[int, int, int, int, str, int, int]] = []
         bodies: list[bytes] = []
         keys = self.keys
@@ -387,15 +388,21 @@ class Log:
             if editor:  # a log field, like version: producers cannot send it
                 body = body[:-1] + b',"editor":true}'
             valid.append((i, update))
-            part = keys.partition(update.subject)
-            meta.append(
-                (
+            # A batch names a story many times: its keys' places are found once.
+            if (placed := by_story.get(update.subject)) is None:
+                part = keys.partition(update.subject)
+                placed = by_story[update.subject] = (
                     key_index.setdefault(stories[part] + update.subject, len(key_index) + 1),
                     key_index.setdefault(logs[part], len(key_index) + 1),
                     key_index.setdefault(ids[part], len(key_index) + 1),
                     part,
+                )
+            expected = update.expectedversion
+            meta.append(
+                (
+                    *placed,
                     dedup_field(update.source, update.id),
-                    -1 if update.expectedversion is None else update.expectedversion,
+                    -1 if expected is None else expected,
                     len(body) - 1,
                 )
             )
@@ -715,10 +722,19 @@ def _aborted(index: int, update: Update) -> AppendResult:
 
 
 def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
+    status = reply[0]
+    if status in {b"appended", "appended"}:  # the usual reply: no dict, no decode
+        return AppendResult(
+            index,
+            "appended",
+            update.id,
+            update.source,
+            update.subject,
+            version=int(reply[1]),
+            position=_s(reply[2]),
+        )
     who: dict[str, Any] = {"id": update.id, "source": update.source, "subject": update.subject}
-    status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
-    if status == "appended":
-        return AppendResult(index, "appended", version=int(reply[1]), position=_s(reply[2]), **who)
+    status = _s(status)
     if status == "duplicate":
         version, position, story = _s(reply[1]).split(" ", 2)
         reason = None if story == update.subject else f"this id was used for story {story!r}"
