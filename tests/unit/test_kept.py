@@ -74,3 +74,18 @@ def test_a_warm_state_that_grows_past_the_count_goes_like_any() -> None:
         kept.keep(name, story(name), "f")
     assert (list(kept.states), list(kept.warm)) == (["b", "c"], ["b", "c"])
     assert kept.parts == 2
+
+
+def test_a_state_past_the_warm_parts_alone_is_kept_packed_and_cools_no_other() -> None:
+    kept = Kept(10, warm=10, warm_parts=25)
+    kept.keep("a", story("a", 5), "1")
+    huge = story("huge", 30)
+    kept.keep("huge", huge, "2")
+    assert list(kept.warm) == ["a"]  # still warm: the huge one did not push it out
+    held, sha = kept.get("huge") or (None, "")
+    assert isinstance(held, bytes) and sha == "2"
+    assert decoded(held) == huge
+    assert (kept.parts, kept.bytes) == (6, len(held))
+    kept.keep("huge", story("huge"), "3")  # small again: warm like any
+    assert list(kept.warm) == ["a", "huge"]
+    assert (kept.parts, kept.bytes) == (7, 0)

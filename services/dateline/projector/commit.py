@@ -98,14 +98,17 @@ class Kept:
 
     def keep(self, story: str, state: Held, sha: str) -> None:
         self._drop(story)
-        self.states[story] = (state, sha)
-        if isinstance(state, bytes):
-            self.bytes += len(state)
-        else:
-            self.warm[story] = size = parts(state)
+        size = 0 if isinstance(state, bytes) else parts(state)
+        if not isinstance(state, bytes) and size <= self.warm_parts:
+            self.states[story] = (state, sha)
+            self.warm[story] = size
             self.parts += size
             while len(self.warm) > self.warm_size or self.parts > self.warm_parts:
                 self._cool(next(iter(self.warm)))
+        else:  # a state past the warm parts alone is packed: warm, it would cool all others
+            packed = state if isinstance(state, bytes) else pack(state)
+            self.states[story] = (packed, sha)
+            self.bytes += len(packed)
         while self.states and (len(self.states) > self.size or self.bytes > self.max_bytes):
             self._drop(next(iter(self.states)))
 
