@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 from msgspec.structs import replace
 
+from dateline.domain.instants import iso_text
 from dateline.domain.order import statement_key
 from dateline.domain.state import (
     Expectation,
@@ -83,7 +84,7 @@ def _shifted(start: When, shift: str) -> When:
     match start.precision:
         case "exact" | "minute":
             moved = parse_fuzzy_date(start.at).start + delta
-            return When(moved.isoformat(), start.precision)
+            return When(iso_text(moved), start.precision)  # offsets of whole minutes only
         case "day" if delta % _DAY == timedelta(0):
             return When((date.fromisoformat(start.at) + delta).isoformat(), "day")
         case _:
