@@ -167,6 +167,18 @@ class Region:
 
     base: str
 
+    def story(self, story: str) -> str:
+        return f"{self.base}:story:{story}"
+
+    def timeline(self, story: str) -> str:
+        return f"{self.base}:timeline:{story}"
+
+    def statements(self, story: str) -> str:
+        return f"{self.base}:statements:{story}"
+
+    def merge_keys(self, story: str) -> str:
+        return f"{self.base}:merge:{story}"
+
     @property
     def index(self) -> str:
         return f"{self.base}:index"
@@ -234,16 +246,16 @@ class ModelKeys:
         return f"{self.base}:*"
 
     def story(self, story: str) -> str:
-        return f"{self.region_of(story).base}:story:{story}"
+        return self.region_of(story).story(story)
 
     def timeline(self, story: str) -> str:
-        return f"{self.region_of(story).base}:timeline:{story}"
+        return self.region_of(story).timeline(story)
 
     def statements(self, story: str) -> str:
-        return f"{self.region_of(story).base}:statements:{story}"
+        return self.region_of(story).statements(story)
 
     def merge_keys(self, story: str) -> str:
-        return f"{self.region_of(story).base}:merge:{story}"
+        return self.region_of(story).merge_keys(story)
 
     @property
     def shape(self) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, cast
 
 import msgspec
@@ -166,37 +167,44 @@ class ReadModels(ModelKeys):
         a script (the projector's fenced commit) as well as in a MULTI.
         """
         writes = Writes()
-        regions: dict[str, list[Change]] = {}
+        regions: dict[Region, list[Change]] = {}
         for change in changes:
-            regions.setdefault(self.region_of(change.new.id).base, []).append(change)
-        for base, some in regions.items():
-            writes.commands += self._region(writes, Region(base), some)
+            regions.setdefault(self.region_of(change.new.id), []).append(change)
+        for region, some in regions.items():
+            writes.commands += self._region(writes, region, some)
         return writes
 
     def _region(self, writes: Writes, region: Region, changes: list[Change]) -> list[Command]:
-        """The commands of the changes of one region's stories (one slot, per partition)."""
+        """The commands of the changes of one region's stories (one slot, per partition).
+
+        A live commit is a story or two: most of the batch's groups are empty, and each
+        helper called for nothing was a call into Python (100 us a story's commit)."""
         batch, out = _Batch(), []
         for change in changes:
             old, new = change.old, change.new
             if self.own_statements:
                 raw = _encode(_stored(new))
-                out += self._own_statements(change)
-                out += self._merge_keys(change)
+                appended = _appended(change)
+                out += self._own_statements(region, change, appended)
+                out += self._merge_keys(region, change)
             else:
-                raw = _encode(without_timeline(new))
+                raw, appended = _encode(without_timeline(new)), None
             writes.states[new.id] = raw
-            batch.values[self.story(new.id)] = raw
+            batch.values[region.story(new.id)] = raw
             if change.whole_timeline:
-                out.append(("DEL", self.timeline(new.id)))
+                out.append(("DEL", region.timeline(new.id)))
             if new.timeline:
-                out += _chunked(("RPUSH", self.timeline(new.id)), list(map(_encode, new.timeline)))
+                out += _chunked(
+                    ("RPUSH", region.timeline(new.id)), list(map(_encode, new.timeline))
+                )
             batch.index[new.id] = _encode(_index_entry(new))
             batch.recent[new.id] = _recorded(new.recordedtime)
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
             if old.status != new.status:
                 batch.left_status.setdefault(old.status, []).append(new.id)
-            self._statements(region, batch, old, new)
-            self._schedule(batch, old, new)
+            self._statements(region, batch, old, new, appended)
+            if old.schedule or new.schedule:
+                self._schedule(batch, old, new)
         out += _paired("MSET", None, batch.values)
         out += _paired("HSET", region.index, batch.index)
         out += _scored(region.index_by_time, batch.recent)
@@ -208,7 +216,7 @@ class ReadModels(ModelKeys):
             out += _chunked(("HDEL", key), fields)
         for key, mapping in batch.spoken.items():
             out += _paired("HSET", key, mapping)
-        return out + self._board(region, batch)
+        return out + self._board(region, batch) if batch.has_board else out
 
     def _board(self, region: Region, batch: _Batch) -> list[Command]:
         """The schedule board's writes: entries, starts and, from shape 4, what is due."""
@@ -222,30 +230,48 @@ class ReadModels(ModelKeys):
         out += _chunked(("ZREM", region.schedule_due), gone)
         return out + (_scored(region.schedule_due, batch.due) if self.due_index else [])
 
-    def _own_statements(self, change: Change) -> list[Command]:
+    def _own_statements(
+        self, region: Region, change: Change, appended: _Appended | None
+    ) -> list[Command]:
         """Rewrite the statements that changed in place and append the new ones; all of
         them only when the old ones are not where they were (a refold, a retraction)."""
-        old, new = change.old.statements, change.new.statements
-        key, now = self.statements(change.new.id), list(new.items())
-        kept = len(old)
-        if change.whole_timeline or list(old) != [ref for ref, _ in now[:kept]]:
-            return [("DEL", key), *_chunked(("RPUSH", key), [_fragment(*s) for s in now])]
+        key, now = region.statements(change.new.id), change.new.statements
+        if appended is None:
+            return [("DEL", key), *_chunked(("RPUSH", key), [_fragment(*s) for s in now.items()])]
+        kept = len(change.old.statements)
         out: list[Command] = [
-            ("LSET", key, i, _fragment(ref, said))
-            for i, (ref, said) in enumerate(now[:kept])
-            if _changed(old[ref], said)
+            ("LSET", key, i, _fragment(ref, said)) for i, ref, said, _ in appended if i < kept
         ]
-        return out + _chunked(("RPUSH", key), [_fragment(*s) for s in now[kept:]])
+        return out + _chunked(
+            ("RPUSH", key), [_fragment(ref, said) for i, ref, said, _ in appended if i >= kept]
+        )
 
-    def _merge_keys(self, change: Change) -> list[Command]:
+    def _merge_keys(self, region: Region, change: Change) -> list[Command]:
         """The merge keys new since `old`; all of them if one went or changed."""
         old, new = change.old.statement_keys, change.new.statement_keys
-        key = self.merge_keys(change.new.id)
-        if change.whole_timeline or any(new.get(k) != ref for k, ref in old.items()):
+        key = region.merge_keys(change.new.id)
+        # Set operations on the views, in C: a key gone or moved means all anew.
+        if change.whole_timeline or not old.items() <= new.items():
             return [("DEL", key), *_paired("HSET", key, new)]
-        return _paired("HSET", key, {k: ref for k, ref in new.items() if k not in old})
+        return _paired("HSET", key, {k: new[k] for k in new.keys() - old.keys()})
 
-    def _statements(self, region: Region, batch: _Batch, old: StoryState, new: StoryState) -> None:
+    def _statements(
+        self,
+        region: Region,
+        batch: _Batch,
+        old: StoryState,
+        new: StoryState,
+        appended: _Appended | None,
+    ) -> None:
+        if appended is not None:  # the old statements are where they were: only these moved
+            for _, ref, said, was in appended:
+                if was is not None and was.speaker != said.speaker:
+                    batch.unspoken.setdefault(region.speaker(was.speaker), []).append(
+                        f"{new.id}/{ref}"
+                    )
+                entry = _encode(SpokenEntry(new.id, said))
+                batch.spoken.setdefault(region.speaker(said.speaker), {})[f"{new.id}/{ref}"] = entry
+            return
         for ref, said in old.statements.items():
             now = new.statements.get(ref)
             if now is not said and (now is None or now.speaker != said.speaker):
@@ -308,6 +334,8 @@ def _scored(key: str, scores: dict[Any, float]) -> list[Command]:
 
 def _chunked(head: tuple[str, ...], items: list[Any]) -> list[Command]:
     step = 2 * _PAIRS
+    if len(items) <= step:  # nearly always: one command, or none
+        return [(*head, *items)] if items else []
     return [(*head, *items[i : i + step]) for i in range(0, len(items), step)]
 
 
@@ -328,12 +356,36 @@ class _Batch:
     spoken: dict[str, dict[Any, bytes]] = field(default_factory=dict)
     unspoken: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def has_board(self) -> bool:
+        return bool(self.board or self.board_gone or self.closed or self.starts or self.due)
+
 
 def _changed(old: object, new: object) -> bool:
     """Whether a statement or an item changed. The fold replaces what it changes (`evolve`),
     so in a projector's commit most are the same object as before: a pointer's
     comparison, not a field by field one, over every statement of a long story."""
     return old is not new and old != new
+
+
+_Appended = list[tuple[int, str, Statement, Statement | None]]
+"""(position, ref, the statement now, as it was or None if new): what changed."""
+
+
+def _appended(change: Change) -> _Appended | None:
+    """The statements that changed or came, with their places, in one pass; None when
+    the old ones are not where they were (a refold, a retraction, a whole write), and
+    every statement is written anew. A live commit was five passes over a story's
+    statements (the list, the speakers, each compared twice)."""
+    old, new = change.old.statements, change.new.statements
+    if change.whole_timeline or len(new) < len(old) or list(islice(new, len(old))) != list(old):
+        return None
+    get = old.get
+    return [
+        (i, ref, said, was)
+        for i, (ref, said) in enumerate(new.items())
+        if (was := get(ref)) is not said and was != said
+    ]
 
 
 def _fragment(ref: str, said: Statement) -> bytes:
@@ -396,16 +448,14 @@ def without_timeline(state: StoryState) -> dict[str, Any]:
     return doc
 
 
-_STORED = tuple(f for f in StoryState.__struct_fields__ if f not in ("timeline", "statement_keys"))
-"""A stored state's members, in the state's order: its timeline is a list of its own, and
-the merge keys are the projector's alone (readers are not sent them)."""
-
-
 def _stored(state: StoryState) -> dict[str, Any]:
-    """The state as shape 3 stores it: its statements and merge keys kept apart. Its
-    members as they are, for the encoder: converting the state to builtins first cost
+    """The state as shape 3 stores it, in the state's order: its statements and merge
+    keys kept apart (the timeline is a list of its own, and the merge keys are the
+    projector's alone: readers are not sent them). Its members as they are, for the
+    encoder: converting the state to builtins first cost
     more than the encoding (16 us a story against 7, every commit)."""
-    doc = {name: getattr(state, name) for name in _STORED}
+    doc = msgspec.structs.asdict(state)  # shallow, in C: a getattr a member cost 3 us
+    del doc["timeline"], doc["statement_keys"]
     doc["statements"] = {}  # the needle `whole_story.lua` splices them into
     return doc
 
