@@ -30,7 +30,6 @@ def _unwrap(hint: object) -> tuple[object, bool]:
 
 
 Check = Callable[[object], None]
-Passes = Callable[[str], object]
 
 
 def _rules_of(cls: type) -> list[tuple[str, Rule, bool]]:
@@ -64,9 +63,9 @@ def _checker(cls: type) -> Callable[[Checked], None]:
     for n, (name, rule, is_list) in enumerate(_rules_of(cls)):
         names[f"passes{n}"], names[f"check{n}"] = rule.passes, rule.checker
         test = f"(x.__class__ is str and passes{n}(x))"
-        lines.append(f"    v = self.{name}")
         if is_list:
             lines += [
+                f"    v = self.{name}",
                 "    if v is not None:",
                 "        for i, x in enumerate(v):",
                 f"            if not {test}:",
@@ -74,13 +73,13 @@ def _checker(cls: type) -> Callable[[Checked], None]:
             ]
         else:
             lines += [
-                "    x = v",
+                f"    x = self.{name}",
                 f"    if x is not None and not {test}:",
                 f"        _apply(check{n}, {name!r}, x)",
             ]
     if cls.check is not Checked.check:  # type: ignore[attr-defined]
         lines.append("    self.check()")
-    lines.append("    return None")
+    lines.append("    return None")  # a body for a class with no rule and no check
     exec("\n".join(lines), names)  # noqa: S102  # built from field names only
     return typing.cast(Callable[[Checked], None], names["check_rules"])
 
