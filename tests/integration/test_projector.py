@@ -17,6 +17,7 @@ from dateline.domain.positions import Position, stream_id
 from dateline.domain.state import StoryState
 from dateline.projector import handler as handler_module
 from dateline.projector.app import Projector, create_app
+from dateline.projector.handler import Prepared
 from dateline.runtime import Delivery, groups
 from dateline.runtime import runner as runner_module
 from dateline.store.config import Settings
@@ -450,13 +451,13 @@ async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Pro
 def cycle_sizes(app: Projector) -> list[int]:
     """The number of updates each cycle hands the handler, from now on."""
     sizes: list[int] = []
-    handle = app.handler.handle
+    prepare = app.handler.prepare  # each cycle's batch, handled or sent in a flow
 
-    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
+    async def counted(deliveries: list[Delivery]) -> Prepared:
         sizes.append(len(deliveries))
-        return await handle(deliveries)
+        return await prepare(deliveries)
 
-    app.handler.handle = counted  # type: ignore[method-assign]
+    app.handler.prepare = counted  # type: ignore[method-assign]
     return sizes
 
 
@@ -478,15 +479,15 @@ async def test_a_cycle_reads_at_most_batch_updates_over_all_partitions(log: Log,
 def partitions_by_cycle(app: Projector) -> list[dict[int, int]]:
     """The updates each cycle hands the handler, by partition, from now on."""
     cycles: list[dict[int, int]] = []
-    handle = app.handler.handle
+    prepare = app.handler.prepare
 
-    async def counted(deliveries: list[Delivery]) -> dict[str, BaseException]:
+    async def counted(deliveries: list[Delivery]) -> Prepared:
         cycles.append({})
         for d in deliveries:
             cycles[-1][d.partition] = cycles[-1].get(d.partition, 0) + 1
-        return await handle(deliveries)
+        return await prepare(deliveries)
 
-    app.handler.handle = counted  # type: ignore[method-assign]
+    app.handler.prepare = counted  # type: ignore[method-assign]
     return cycles
 
 

@@ -15,7 +15,9 @@ the batch anew.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -48,6 +50,18 @@ MIN_CYCLE = 25
 STATE_BYTES_WEIGHT = 0.2
 
 
+@dataclass
+class Prepared:
+    """A batch ready to commit (`ProjectorHandler.prepare`)."""
+
+    stories: list[str]
+    calls: list[tuple[list[str], list[str | bytes | float]]]
+    """The commit script's calls: one, or a partition's each on a cluster."""
+    failures: dict[str, BaseException]
+    acked: int
+    started: float
+
+
 class StoryMovedOn(Exception):
     """Another writer kept changing a batch's stories; the runner retries it later."""
 
@@ -77,30 +91,60 @@ class ProjectorHandler:
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
             return {}
-        with BATCH_SECONDS.time():
-            by_story: dict[str, list[Delivery]] = {}
-            for d in deliveries:
-                by_story.setdefault(d.key, []).append(d)
-            for _ in range(CONFLICT_RETRIES):
-                try:
-                    done = await self._handle(by_story)
-                except BaseException:  # whether it was written is unknown: read them again
-                    self.kept.forget(list(by_story))
-                    raise
-                if done is not None:
-                    return done
-                self.conflicts += 1
-                self.kept.forget(list(by_story))
-            raise StoryMovedOn(f"stories of this batch kept changing: {list(by_story)[:5]}")
+        for _ in range(CONFLICT_RETRIES):
+            done = await self.commit(await self.prepare(deliveries))
+            if done is not None:
+                return done
+        stories = sorted({d.key for d in deliveries})
+        raise StoryMovedOn(f"stories of this batch kept changing: {stories[:5]}")
 
-    async def _handle(self, by_story: dict[str, list[Delivery]]) -> dict[str, BaseException] | None:
-        """Read, plan, commit; None if another writer moved a story on (nothing written)."""
+    async def prepare(self, deliveries: list[Delivery]) -> Prepared:
+        """Read, plan and build a batch's commit, sending nothing. Its states are kept as
+        if written: a batch prepared while this one's commit is on the wire folds from
+        them. If the commit is not made (`commit` says so), they are forgotten."""
+        started = time.perf_counter()
+        by_story: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            by_story.setdefault(d.key, []).append(d)
+        try:
+            return await self._prepare(by_story, started)
+        except BaseException:  # what it kept may be half a batch's: read them again
+            self.kept.forget(list(by_story))
+            raise
+
+    async def commit(self, prepared: Prepared) -> dict[str, BaseException] | None:
+        """Send a prepared batch's commit: the entries that failed (as `handle`), or None
+        if another writer moved one of its stories on (nothing of that call written; its
+        stories forgotten, to be read and folded anew)."""
+        try:
+            written = await asyncio.gather(
+                *(self._commit(keys=keys, args=args) for keys, args in prepared.calls)
+            )
+        except BaseException:  # whether it was written is unknown: read them again
+            self.forget(prepared)
+            raise
+        if any(written):
+            # Nothing of that call was written; what the others wrote (a cluster's other
+            # partitions) is applied and acknowledged, and a fold anew acknowledges it
+            # again without applying it.
+            self.forget(prepared)
+            self.conflicts += 1
+            return None
+        PROJECTED.inc(prepared.acked)
+        BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
+        return prepared.failures
+
+    def forget(self, prepared: Prepared) -> None:
+        """A prepared batch is not committed: its states are read again when next met."""
+        self.kept.forget(prepared.stories)
+
+    async def _prepare(self, by_story: dict[str, list[Delivery]], started: float) -> Prepared:
         sealing = self.log.sealing
         await sealing.refresh(self.log.redis)
         known = await self._recall(list(by_story))
         # What the cycle decodes: a warm state is decoded already.
         touched = sum(len(s) for s, _ in known.values() if isinstance(s, bytes))
-        entries = sum(len(items) for items in by_story.values())
+        entries = max(1, sum(len(items) for items in by_story.values()))
         self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
 
         def opened(d: Delivery) -> bytes:
@@ -111,40 +155,26 @@ class ProjectorHandler:
             old = decoded(known[story][0])  # decoded at most once: the fold forks it
             plans.append(plan(story, old, fork(old), items, self.advance, opened))
         await self._refold([p for p in plans if p.refold_to])
-        acked = [d for p in plans for d in p.acked]
+        acked = sum(len(p.acked) for p in plans)
+        prepared = Prepared(list(by_story), [], failures(plans), acked, started)
         if not acked:
-            return failures(plans)
+            return prepared
         fences = {story: sha for story, (_, sha) in known.items()}
         # On a cluster a commit a partition, each in its slot, side by side; else one.
-        parts = self._parts(plans, lambda p: p.story)
-        written = await asyncio.gather(*(self._write(some, fences) for some in parts))
-        if any(states is None for states in written):
-            # Nothing of that partition was written; what the others wrote is applied and
-            # acknowledged, and a fold anew acknowledges it again without applying it.
-            return None
-        stored = {story: raw for states in written if states for story, raw in states.items()}
-        for p in plans:
-            if p.changed:
-                p.state.timeline = []  # the stored state holds none: it is a list of its own
-                self.kept.keep(p.story, p.state, fence(stored[p.story]))
-        PROJECTED.inc(len(acked))
-        return failures(plans)
-
-    async def _write(
-        self, plans: list[StoryPlan], fences: dict[str, str]
-    ) -> dict[str, bytes] | None:
-        """Commit these stories' plans in one script: their writes, acknowledgements and
-        checkpoints. Their stored states, or None if a fence failed (nothing written)."""
-        writes = self.models.commands(
-            [Change(p.old, p.state, p.refolded) for p in plans if p.changed]
-        )
-        commands = writes.commands + acks(
-            self.models, self.group, [d for p in plans for d in p.acked], self.bell
-        )
-        args = script_args([fences[p.story] for p in plans], commands)
-        if await self._commit(keys=[self.models.story(p.story) for p in plans], args=args):
-            return None
-        return writes.states
+        for some in self._parts(plans, lambda p: p.story):
+            writes = self.models.commands(
+                [Change(p.old, p.state, p.refolded) for p in some if p.changed]
+            )
+            commands = writes.commands + acks(
+                self.models, self.group, [d for p in some for d in p.acked], self.bell
+            )
+            args = script_args([fences[p.story] for p in some], commands)
+            prepared.calls.append(([self.models.story(p.story) for p in some], args))
+            for p in some:
+                if p.changed:
+                    p.state.timeline = []  # the stored state holds none: a list of its own
+                    self.kept.keep(p.story, p.state, fence(writes.states[p.story]))
+        return prepared
 
     def _parts(self, items: list[T], story: Callable[[T], str]) -> list[list[T]]:
         """`items` as one call sends them: all together on one server, a partition's

@@ -15,9 +15,9 @@ import contextlib
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import redis.asyncio as aioredis
 import structlog
@@ -57,6 +57,42 @@ class Handler(Protocol):
         """Entries of these partitions (`{partition: stream}`) were parked (and so
         acknowledged) without a call to `handle`: a handler that keeps a checkpoint
         moves it past them."""
+
+
+class Prepared(Protocol):
+    @property
+    def failures(self) -> dict[str, BaseException]:
+        """The entries that failed as it was prepared (`Handler.handle`'s answer)."""
+
+
+P = TypeVar("P", bound=Prepared)
+
+
+@runtime_checkable
+class Pipelined(Handler, Protocol[P]):
+    """A handler whose batch is prepared apart from its commit: the runner reads and
+    prepares the next batch while a commit is on the wire (`Runner._flow`)."""
+
+    async def prepare(self, deliveries: list[Delivery]) -> P:
+        """Everything but the writes; what it keeps, it keeps as if the commit were made."""
+
+    async def commit(self, prepared: P) -> dict[str, BaseException] | None:
+        """The writes: `handle`'s answer, or None if nothing was written and the batch
+        must be handled anew (another writer moved one of its stories on)."""
+
+    def forget(self, prepared: P) -> None:
+        """A prepared batch will not be committed."""
+
+
+FLOW_CYCLES = 16
+"""Cycles back to back in one step at most (`Runner._flow`)."""
+
+
+@dataclass
+class _InFlight:
+    commit: Awaitable[dict[str, BaseException] | None]
+    batches: dict[int, groups.Entries]
+    todo: list[Delivery]
 
 
 POLL_S = (0.001, 0.025)
@@ -129,6 +165,11 @@ class Runner:
         self.polls = is_cluster(client)
         """On a cluster: no blocking read, but reads and pauses (`POLL_S`)."""
         self._pause = POLL_S[0]
+        self.pipelined: Pipelined[Any] | None = handler if isinstance(handler, Pipelined) else None
+        self._backlog = False
+        """Did the last read of new entries come back full (more are waiting)?"""
+        self._flying: _InFlight | None = None
+        """A commit `_flow` sent and has not seen land."""
 
     def follow(self, streams: list[str]) -> list[str]:
         """Consume these streams too, from the next lease check; returns the new ones.
@@ -211,7 +252,11 @@ class Runner:
             got, parked = await self._read(ready, block)
             # Every partition's entries in one call: one transaction a cycle, not one a
             # partition, which is most of the latency when all partitions are busy.
-            done += await self._process({self._by_stream(s): e for s, e in got.items()}, parked)
+            batches = {self._by_stream(s): e for s, e in got.items()}
+            if self.pipelined is not None and self._backlog:
+                done += await self._flow(self.pipelined, batches, parked)
+            else:
+                done += await self._process(batches, parked)
             if self.polls:
                 await self._poll_pause(done)
         elif not done:
@@ -251,11 +296,14 @@ class Runner:
             self.dead.parked_key,
         )
         now = time.time()
+        self._backlog = False
         for wanted, count in reads:
             for stream, start in wanted.items():
                 if start == ">":
                     entries = got.get(stream, [])
-                    behind = len(entries) >= count and _age(entries[-1][0], now) > BEHIND_S
+                    full = len(entries) >= count
+                    self._backlog |= full
+                    behind = full and _age(entries[-1][0], now) > BEHIND_S
                     (self._behind.add if behind else self._behind.discard)(stream)
         return got, parked
 
@@ -369,7 +417,11 @@ class Runner:
             done += await self._process({n: entries}, parked)
         return done
 
-    async def _process(self, batches: dict[int, groups.Entries], parked: dict[str, str]) -> int:
+    async def _sort(
+        self, batches: dict[int, groups.Entries], parked: dict[str, str]
+    ) -> tuple[int, int, list[Delivery]]:
+        """Park what waits behind a parked entry or names no story; returns how many
+        entries the batches hold, how many of them it parked, and the rest to handle."""
         deliveries = [
             Delivery(n, self.owned[n].stream, eid, self._key(fields), fields.get(b"__data__", b""))
             for n, entries in batches.items()
@@ -394,28 +446,138 @@ class Runner:
         if again:
             await self.dead.acknowledge(again)
             await self.handler.settle({d.partition: d.stream for d in again})
+        return len(deliveries), len(behind) + len(unreadable), todo
+
+    async def _process(self, batches: dict[int, groups.Entries], parked: dict[str, str]) -> int:
+        count, set_aside, todo = await self._sort(batches, parked)
         try:
             failures = await self.handler.handle(todo) if todo else {}
         except Exception as exc:  # infrastructure, not the updates: all of them, later
-            where = {"partitions": list(batches), "entries": len(todo)}
-            if isinstance(exc, NotReplicated):  # written, maybe for good: sent again later
-                log.warning(
-                    "replicas did not confirm in time; will retry it", **where, error=str(exc)
+            self._unhandled(exc, batches, len(todo))
+            return set_aside
+        await self._failures(batches, todo, failures)
+        return count
+
+    async def _flow(
+        self, handler: Pipelined[Any], batches: dict[int, groups.Entries], parked: dict[str, str]
+    ) -> int:
+        """`_process`, then cycles back to back while entries keep coming: a batch's
+        commit is on the wire while the next batch is read and prepared, so the server's
+        share of a cycle overlaps this process's. A batch is prepared from the states
+        the one before it will write; if that commit is not made, the batch prepared
+        meanwhile is dropped and its entries read again (they are pending here). Any
+        failed entry ends the flow: its story waits, and the next batch must know it.
+        Returns with every commit landed."""
+        self._flying = None
+        done = 0
+        try:
+            done = await self._cycles(handler, batches, parked)
+        finally:  # on the way out, a failure too: the last commit lands, whatever came after
+            flying, self._flying = self._flying, None
+            if flying is not None and not await self._land(flying):
+                done -= len(flying.todo)
+        return done
+
+    async def _cycles(
+        self, handler: Pipelined[Any], batches: dict[int, groups.Entries], parked: dict[str, str]
+    ) -> int:
+        """`_flow`'s cycles; a commit still on the wire is left in `_flying`."""
+        done = 0
+        for cycle in range(FLOW_CYCLES):
+            count, set_aside, todo = await self._sort(batches, parked)
+            prepared, error = None, None
+            if todo:
+                try:
+                    prepared = await handler.prepare(todo)
+                except Exception as exc:  # infrastructure, not the updates
+                    error = exc
+            flying, self._flying = self._flying, None
+            if flying is not None and not await self._land(flying):
+                done -= len(flying.todo)
+                if prepared is not None:
+                    handler.forget(prepared)
+                self._read_again(batches)
+                return done + set_aside
+            if error is not None:
+                self._unhandled(error, batches, len(todo))
+                return done + set_aside
+            done += count
+            if prepared is not None and prepared.failures:
+                made = await self._land(_InFlight(handler.commit(prepared), batches, todo))
+                return done if made else done - len(todo)
+            # The next read goes first: the server answers it before it runs the commit,
+            # which takes it about as long as this process's share of the next batch.
+            reading = None
+            if self._backlog and cycle < FLOW_CYCLES - 1 and not self._leases_due():
+                ready = {p.stream: ">" for p in self.owned.values() if p.drain_from is None}
+                reading = asyncio.ensure_future(self._read(ready, None))
+            if prepared is not None:
+                self._flying = _InFlight(
+                    asyncio.ensure_future(handler.commit(prepared)), batches, todo
                 )
-            elif isinstance(exc, AppendFunctionMissing | LogMoving):  # nothing written: ops
-                log.error("cannot append; will retry it", **where, error=str(exc))
-            elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
-                log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
-            else:
-                log.exception("handler failed; will retry the batch", **where)
-            for n in batches:
+            if reading is None:
+                break
+            got, parked = await reading
+            if not any(got.values()):
+                break
+            batches = {self._by_stream(s): e for s, e in got.items()}
+        return done
+
+    async def _land(self, flying: _InFlight) -> bool:
+        """Wait for a commit sent by `_flow`: True if it was made as prepared. Else its
+        batch is dealt with as `_process` would (handled anew, or left for a retry),
+        and the batch prepared after it must be dropped."""
+        try:
+            failures = await flying.commit
+            made = failures is not None
+            if failures is None:  # another writer moved a story on: anew, as `handle` does
+                failures = await self.handler.handle(flying.todo)
+        except Exception as exc:
+            self._unhandled(exc, flying.batches, len(flying.todo))
+            return False
+        await self._failures(flying.batches, flying.todo, failures)
+        return made
+
+    def _read_again(self, batches: dict[int, groups.Entries]) -> None:
+        """These entries were read and not handled: read them again from the pending
+        list (a partition waiting for a retry does so at its time)."""
+        for n in batches:
+            if n in self.owned and self.owned[n].drain_from is None:
+                self.owned[n].drain_from = "0"
+
+    def _leases_due(self) -> bool:
+        return time.monotonic() - self._leases_checked >= self._lease_check_s
+
+    def _unhandled(self, exc: Exception, batches: dict[int, groups.Entries], entries: int) -> None:
+        """The handler failed on a whole batch: infrastructure, not the updates. All of
+        them are retried later."""
+        where = {"partitions": list(batches), "entries": entries}
+        if isinstance(exc, NotReplicated):  # written, maybe for good: sent again later
+            log.warning("replicas did not confirm in time; will retry it", **where, error=str(exc))
+        elif isinstance(exc, AppendFunctionMissing | LogMoving):  # nothing written: ops
+            log.error("cannot append; will retry it", **where, error=str(exc))
+        elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
+            log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
+        else:
+            log.error(
+                "handler failed; will retry the batch",
+                **where,
+                exc_info=exc,
+            )
+        for n in batches:
+            if n in self.owned:
                 self._retry_later(self.owned[n])
-            return len(behind) + len(unreadable)
+
+    async def _failures(
+        self,
+        batches: dict[int, groups.Entries],
+        todo: list[Delivery],
+        failures: dict[str, BaseException],
+    ) -> None:
         for n in batches:
             mine = {ref: exc for ref, exc in failures.items() if ref.startswith(f"{n}:")}
             if mine:
                 await self._failed(self.owned[n], [d for d in todo if d.partition == n], mine)
-        return len(deliveries)
 
     async def _failed(
         self, p: _Partition, todo: list[Delivery], failures: dict[str, BaseException]

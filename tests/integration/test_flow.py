@@ -1,0 +1,139 @@
+"""The projector's flow (`Runner._flow`): a batch is read and prepared while the commit
+before it is on the wire, and whatever happens to that commit, every update is applied
+once, in order, and the read models equal a rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from dateline.projector.app import Projector
+from dateline.projector.handler import Prepared
+from dateline.store.log import Log
+from tests.factories import encode, update
+from tests.integration.test_projector import projector, rebuilt, settle, stored_state
+
+pytestmark = pytest.mark.cluster_too
+
+Commit = Callable[[Prepared], Awaitable[dict[str, BaseException] | None]]
+
+
+def spy_commits(app: Projector, before: Callable[[int, Prepared], Awaitable[None]]) -> list[str]:
+    """Run `before(n, prepared)` ahead of the nth commit (from 1); returns the events
+    ("prepare", "sent n", "landed n") in their order."""
+    events: list[str] = []
+    commit: Commit = app.handler.commit
+    prepare = app.handler.prepare
+    sent = 0
+
+    async def spied_commit(prepared: Prepared) -> dict[str, BaseException] | None:
+        nonlocal sent
+        sent += 1
+        n = sent
+        events.append(f"sent {n}")
+        try:
+            await before(n, prepared)
+            return await commit(prepared)
+        finally:
+            events.append(f"landed {n}")
+
+    async def spied_prepare(deliveries: list[object]) -> Prepared:
+        events.append("prepare")
+        return await prepare(deliveries)  # type: ignore[arg-type]
+
+    app.handler.commit = spied_commit  # type: ignore[method-assign]
+    app.handler.prepare = spied_prepare  # type: ignore[method-assign]
+    return events
+
+
+def prepared_in_flight(events: list[str], n: int) -> bool:
+    """Was a batch prepared between the nth commit's sending and its landing?"""
+    if f"sent {n}" not in events or f"landed {n}" not in events:
+        return False
+    return "prepare" in events[events.index(f"sent {n}") : events.index(f"landed {n}")]
+
+
+async def all_applied_once(app: Projector, log: Log, stories: list[str], each: int) -> None:
+    for story in stories:
+        state = await stored_state(app, story)
+        assert state == await rebuilt(log, story)
+        assert [e.version for e in state.timeline] == list(range(1, each + 1))
+    for p in range(log.keys.partitions):
+        pending = await log.redis.xpending(log.keys.log(p), app.handler.group)
+        assert pending["pending"] == 0
+
+
+async def test_a_batch_is_prepared_while_the_commit_before_it_is_on_the_wire(
+    log: Log, url: str
+) -> None:
+    app = await projector(log, url, batch=4)
+
+    async def slow(n: int, prepared: Prepared) -> None:
+        await asyncio.sleep(0.05)  # the server busy with a long commit
+
+    events = spy_commits(app, slow)
+    stories = [f"s{i}" for i in range(3)]
+    try:
+        await log.append([encode(update(subject=stories[i % 3])) for i in range(30)])
+        await settle(app)
+        overlapped = [n for n in range(1, 30) if prepared_in_flight(events, n)]
+        assert overlapped, events
+        # Prepared from the states the commit before it writes: no conflict of its own.
+        assert app.handler.conflicts == 0
+        await all_applied_once(app, log, stories, 10)
+    finally:
+        await app.client.aclose()
+
+
+async def test_a_commit_that_loses_a_race_drops_the_batch_prepared_after_it(
+    log: Log, url: str
+) -> None:
+    """The batch prepared behind a commit folded from the states that commit would write;
+    the commit wrote nothing (another writer stored one of its stories), so that batch
+    is dropped, the first is folded anew on the stored state, and both are applied once."""
+    other = (RedisCluster if log.cluster else redis.Redis).from_url(url)
+    app = await projector(log, url, batch=4)
+
+    async def meddle(n: int, prepared: Prepared) -> None:
+        await asyncio.sleep(0.02)  # the next batch is prepared meanwhile
+        if n == 2:
+            key = app.models.story(prepared.stories[0])
+            other.set(key, (other.get(key) or b"") + b" ")  # the same state, other bytes
+
+    events = spy_commits(app, meddle)
+    stories = [f"s{i}" for i in range(3)]
+    try:
+        await log.append([encode(update(subject=stories[i % 3])) for i in range(30)])
+        await settle(app)
+        assert app.handler.conflicts == 1
+        # The batch behind the second commit was prepared before it landed: dropped.
+        assert prepared_in_flight(events, 2), events
+        await all_applied_once(app, log, stories, 10)
+    finally:
+        other.close()
+        await app.client.aclose()
+
+
+async def test_a_commit_that_fails_leaves_it_and_the_batch_after_it_for_a_retry(
+    log: Log, url: str
+) -> None:
+    app = await projector(log, url, batch=4)
+
+    async def fail_second(n: int, prepared: Prepared) -> None:
+        await asyncio.sleep(0.02)
+        if n == 2:
+            raise redis.ConnectionError("connection lost mid-commit")
+
+    events = spy_commits(app, fail_second)
+    stories = [f"s{i}" for i in range(3)]
+    try:
+        await log.append([encode(update(subject=stories[i % 3])) for i in range(30)])
+        await settle(app)
+        assert prepared_in_flight(events, 2), events
+        await all_applied_once(app, log, stories, 10)
+    finally:
+        await app.client.aclose()
