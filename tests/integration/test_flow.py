@@ -13,6 +13,7 @@ from redis.cluster import RedisCluster
 
 from dateline.projector.app import Projector
 from dateline.projector.handler import Prepared
+from dateline.runtime import Delivery
 from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
@@ -135,5 +136,35 @@ async def test_a_commit_that_fails_leaves_it_and_the_batch_after_it_for_a_retry(
         await settle(app)
         assert prepared_in_flight(events, 2), events
         await all_applied_once(app, log, stories, 10)
+    finally:
+        await app.client.aclose()
+
+
+async def test_keeping_up_a_cycle_reads_prepares_and_commits_in_turn(log: Log, url: str) -> None:
+    """A read that comes back short means nothing waits: no flow, even when an update
+    comes in as a batch is prepared. (At live rates a flow made cycles smaller and cost
+    the projector more CPU an update.)"""
+    app = await projector(log, url)
+
+    async def slow(n: int, prepared: Prepared) -> None:
+        await asyncio.sleep(0.02)
+
+    events = spy_commits(app, slow)
+    prepare = app.handler.prepare
+    stories = [f"s{i}" for i in range(3)]
+    arrivals = iter(range(1, 6))
+
+    async def arriving(deliveries: list[Delivery]) -> Prepared:
+        if (i := next(arrivals, None)) is not None:  # the next update, as this one is prepared
+            await log.append([encode(update(subject=stories[i % 3]))])
+        return await prepare(deliveries)
+
+    app.handler.prepare = arriving  # type: ignore[method-assign]
+    try:
+        await log.append([encode(update(subject=stories[0]))])
+        await settle(app)
+        assert events.count("prepare") == 6
+        assert not any(prepared_in_flight(events, n) for n in range(1, 7)), events
+        await all_applied_once(app, log, stories, 2)
     finally:
         await app.client.aclose()
