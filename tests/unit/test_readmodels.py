@@ -44,6 +44,27 @@ def test_a_commit_appends_new_statements_and_rewrites_changed_ones_in_place() ->
     assert msgspec.json.decode(writes.states["talks"])["statements"] == {}
 
 
+def test_a_statement_whose_speaker_changed_in_place_moves_between_speakers() -> None:
+    """The in-place branch (`_appended`): a statement rewritten where it was, by another
+    speaker now, leaves the old speaker's index and joins the new one's; the others stay
+    where they are. The same as the whole rewrite says."""
+    models = ReadModels(Keys("t", 8), "v1")
+    old = state(2, "a", "b")
+    moved = msgspec.structs.replace(old.statements["b"], speaker="Donald Trump")
+    new = StoryState(id="talks", version=3, statements={"a": old.statements["a"], "b": moved})
+    region = models.region_of("talks")
+    was, now = region.speaker("Kim Jong Un"), region.speaker("Donald Trump")
+
+    def speakers(whole: bool) -> list[tuple[object, ...]]:
+        commands = models.commands([Change(old, new, whole_timeline=whole)]).commands
+        return [c for c in commands if c[1] in (was, now)]
+
+    entry = msgspec.json.encode({"story": "talks", "statement": moved})
+    in_place = speakers(False)
+    assert in_place == [("HDEL", was, "talks/b"), ("HSET", now, "talks/b", entry)]
+    assert in_place == speakers(True)
+
+
 def test_statements_out_of_their_old_order_are_written_anew() -> None:
     models = ReadModels(Keys("t", 8), "v1")
     old, new = state(2, "b", "c"), state(3, "a", "b", "c")  # a late one sorts first
