@@ -74,7 +74,7 @@ async def test_a_batch_is_prepared_while_the_commit_before_it_is_on_the_wire(
     app = await projector(log, url, batch=4)
 
     async def slow(n: int, prepared: Prepared) -> None:
-        await asyncio.sleep(0.05)  # the server busy with a long commit
+        await asyncio.sleep(0.02)  # the server busy with a long commit
 
     events = spy_commits(app, slow)
     stories = [f"s{i}" for i in range(3)]

@@ -6,10 +6,12 @@ again; the states, the checkpoint and the acknowledgements go in one script.
 
 What each story of a batch becomes is the plan's (`plan.py`, pure); what is
 written, acknowledged and kept is the commit's (`commit.py`). The handler keeps the
-states it wrote; what it kept is fenced: if another writer (a `dateline replay
---story`, a projector that took the partition over) moved a story on, the commit
-writes nothing, and the handler forgets those stories, reads them again and plans
-the batch anew.
+states it writes, from the moment a batch is prepared (a batch prepared while the
+last commit is on the wire folds from them: `Runner._flow`), and forgets them if
+that commit is not made. What it kept is fenced: if another writer (a `dateline
+replay --story`, a projector that took the partition over) moved a story on, the
+commit writes nothing, and the handler forgets those stories, reads them again and
+plans the batch anew.
 """
 
 from __future__ import annotations

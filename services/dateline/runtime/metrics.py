@@ -21,7 +21,7 @@ PARKED = Counter(
 )
 BATCH_SECONDS = Histogram(
     "dateline_projector_batch_seconds",
-    "Time to project one batch and commit it with its checkpoint.",
+    "Time to project one batch and commit it with its checkpoint (batches committed).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 GC_SECONDS = Histogram(
