@@ -474,7 +474,7 @@ class Runner:
             done = await self._cycles(handler, batches, parked)
         finally:  # on the way out, a failure too: the last commit lands, whatever came after
             flying, self._flying = self._flying, None
-            if flying is not None and not await self._land(flying):
+            if flying is not None and not (await self._land(flying))[0]:
                 done -= len(flying.todo)
         return done
 
@@ -492,8 +492,10 @@ class Runner:
                 except Exception as exc:  # infrastructure, not the updates
                     error = exc
             flying, self._flying = self._flying, None
-            if flying is not None and not await self._land(flying):
+            handled, made = (True, True) if flying is None else await self._land(flying)
+            if flying is not None and not handled:
                 done -= len(flying.todo)
+            if not made:
                 if prepared is not None:
                     handler.forget(prepared)
                 self._read_again(batches)
@@ -503,8 +505,8 @@ class Runner:
                 return done + set_aside
             done += count
             if prepared is not None and prepared.failures:
-                made = await self._land(_InFlight(handler.commit(prepared), batches, todo))
-                return done if made else done - len(todo)
+                handled, _ = await self._land(_InFlight(handler.commit(prepared), batches, todo))
+                return done if handled else done - len(todo)
             # The next read goes first: the server answers it before it runs the commit,
             # which takes it about as long as this process's share of the next batch.
             reading = None
@@ -523,10 +525,10 @@ class Runner:
             batches = {self._by_stream(s): e for s, e in got.items()}
         return done
 
-    async def _land(self, flying: _InFlight) -> bool:
-        """Wait for a commit sent by `_flow`: True if it was made as prepared. Else its
-        batch is dealt with as `_process` would (handled anew, or left for a retry),
-        and the batch prepared after it must be dropped."""
+    async def _land(self, flying: _InFlight) -> tuple[bool, bool]:
+        """Wait for a commit sent by `_flow`: (its batch was handled, the commit was made
+        as prepared). Not made, the batch is dealt with as `_process` would (handled
+        anew, or left for a retry), and the batch prepared after it must be dropped."""
         try:
             failures = await flying.commit
             made = failures is not None
@@ -534,9 +536,9 @@ class Runner:
                 failures = await self.handler.handle(flying.todo)
         except Exception as exc:
             self._unhandled(exc, flying.batches, len(flying.todo))
-            return False
+            return False, False
         await self._failures(flying.batches, flying.todo, failures)
-        return made
+        return True, made
 
     def _read_again(self, batches: dict[int, groups.Entries]) -> None:
         """These entries were read and not handled: read them again from the pending
