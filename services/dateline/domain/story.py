@@ -128,7 +128,9 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
     if not _appendable(state, update, key):
         return False
     _fold(state, update, key)
-    _stamp_latest(state, [update])
+    # `_stamp_latest` of this one update, which is the next version (`_appendable`).
+    state.version, state.position = state.version + 1, update.position
+    state.recordedtime = iso_text(update.recordedtime) if update.recordedtime else None
     return True
 
 
