@@ -137,9 +137,12 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
 def _appendable(state: StoryState, update: Update, key: list[Any]) -> bool:
     if update.version != state.version + 1 or isinstance(update, _NAMING):
         return False
-    if any(_names(c.corrects, c.target_source, update) for c in state.corrections):
+    # Most states hold no correction and hide nothing: no generator made for them.
+    if state.corrections and any(
+        _names(c.corrects, c.target_source, update) for c in state.corrections
+    ):
         return False  # a correction was held for it
-    if any(_names(h.id, h.source, update) for h in state.hidden):
+    if state.hidden and any(_names(h.id, h.source, update) for h in state.hidden):
         return False  # retracted before it arrived
     return not state.order_key or key > state.order_key
 
