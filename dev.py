@@ -114,7 +114,9 @@ def workers(rest: list[str]) -> list[str]:
     of the caller's own win: `python3 dev.py test -n 0` runs in one process."""
     if any(a.startswith(("-n", "--numprocesses", "--dist")) for a in rest):
         return []
-    n = min(4, os.cpu_count() or 1)
+    # The cores this process may run on (a container's cpuset), not the host's count.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = min(4, cores or 1)
     return [] if n < 2 else ["-n", str(n), "--dist", "worksteal"]
 
 
