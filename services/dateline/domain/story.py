@@ -128,9 +128,7 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
     if not _appendable(state, update, key):
         return False
     _fold(state, update, key)
-    # `_stamp_latest` of this one update, which is the next version (`_appendable`).
-    state.version, state.position = state.version + 1, update.position
-    state.recordedtime = iso_text(update.recordedtime) if update.recordedtime else None
+    _stamp(state, update)  # the next version (`_appendable`): no need to find the latest
     return True
 
 
@@ -194,9 +192,14 @@ def _first(pair: tuple[list[Any], Update]) -> list[Any]:
 def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
     latest = max(updates, key=lambda u: u.version or 0, default=None)
     if latest is not None and (latest.version or 0) >= state.version:
-        state.version = latest.version or 0
-        state.position = latest.position
-        state.recordedtime = iso_text(latest.recordedtime) if latest.recordedtime else None
+        _stamp(state, latest)
+
+
+def _stamp(state: StoryState, latest: Update) -> None:
+    """The state's version, position and recorded time are those of `latest`."""
+    state.version = latest.version or 0
+    state.position = latest.position
+    state.recordedtime = iso_text(latest.recordedtime) if latest.recordedtime else None
 
 
 def recalled(updates: Iterable[Update], known: Mapping[Ref, Hidden] = EMPTY) -> dict[Ref, Hidden]:
