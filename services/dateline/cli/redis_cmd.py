@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from dateline.cli.common import server, settings
+from dateline.cli.common import serving, settings
 from dateline.store.cluster import local_cluster
 from dateline.store.embedded import EmbeddedRedisError
 
@@ -79,7 +79,10 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
         except EmbeddedRedisError as exc:
             raise click.ClickException(f"embedded cluster: {exc}") from None
         return
-    with server(cfg) as url:
+    with serving(cfg) as (url, ours):
         click.echo(url, nl=True)
-        click.echo(f"data: {cfg.data_dir} (appendfsync {cfg.fsync}); Ctrl-C stops", err=True)
+        malloc = f"; malloc: {ours.allocator.name} (preloaded)" if ours and ours.allocator else ""
+        click.echo(
+            f"data: {cfg.data_dir} (appendfsync {cfg.fsync}{malloc}); Ctrl-C stops", err=True
+        )
         stop.wait()

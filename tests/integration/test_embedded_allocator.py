@@ -1,0 +1,72 @@
+"""The embedded server runs on mimalloc, preloaded, where its build uses libc's malloc:
+the allocator was 15% of its CPU appending (docs/projections.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from dateline.store.embedded import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    mimalloc_library,
+    preloaded_allocator,
+    server_binary,
+)
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="LD_PRELOAD: Linux only"
+)
+
+
+def _mapped(pid: int) -> set[str]:
+    """The shared objects the process has loaded."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {Path(line.split()[-1]).name for line in maps if ".so" in line}
+
+
+def _served(tmp_path: Path) -> tuple[EmbeddedRedis, set[str]]:
+    with EmbeddedRedis(tmp_path, fsync="everysec") as server:
+        assert server.process is not None
+        mapped = _mapped(server.process.pid)
+        client = redis.Redis(port=server.port)
+        # It serves as before: a write, a script, a stream.
+        client.set("k", "v" * 5000)
+        assert client.eval("return redis.call('GET', KEYS[1])", 1, "k") == b"v" * 5000
+        client.xadd("s", {"f": "x"})
+        assert client.xlen("s") == 1
+        client.close()
+        return server, mapped
+
+
+def test_the_embedded_server_runs_on_mimalloc(tmp_path: Path) -> None:
+    library = mimalloc_library()
+    assert library is not None, "cmeel-mimalloc is a dependency on Linux: is .venv synced?"
+    server, mapped = _served(tmp_path)
+    assert server.allocator == library
+    assert library.name in mapped
+
+
+def test_libc_is_kept_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATELINE_REDIS_ALLOCATOR", "libc")
+    server, mapped = _served(tmp_path)
+    assert server.allocator is None
+    assert not any(name.startswith("libmimalloc") for name in mapped)
+
+
+def test_an_unknown_allocator_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATELINE_REDIS_ALLOCATOR", "jemalloc")
+    with pytest.raises(EmbeddedRedisError, match=r"DATELINE_REDIS_ALLOCATOR='jemalloc'.*mimalloc"):
+        preloaded_allocator(server_binary())
+
+
+def test_a_server_built_on_another_allocator_keeps_it(tmp_path: Path) -> None:
+    # A stand-in binary that answers --version as a jemalloc build of Redis does.
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\necho 'Redis server v=7.2.4 sha=00000000:0 malloc=jemalloc-5.3.0'\n")
+    fake.chmod(0o755)
+    assert preloaded_allocator(fake) is None
+    assert preloaded_allocator(server_binary()) == mimalloc_library()
