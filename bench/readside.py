@@ -391,8 +391,14 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
     ]
     for name, path, command, read in cases:
         await _hammer(base, path, requests // 10, auth)  # warm up
-        http_rate = statistics.median([await _hammer(base, path, requests, auth) for _ in range(3)])
-        raw_rate = statistics.median([await _raw(read, requests) for _ in range(3)])
+        # The two sides alternated, run by run: this VM's speed drifts by a third within
+        # a minute, and three of one side then three of the other put the drift in the ratio.
+        http_runs: list[float] = []
+        raw_runs: list[float] = []
+        for _ in range(3):
+            http_runs.append(await _hammer(base, path, requests, auth))
+            raw_runs.append(await _raw(read, requests))
+        http_rate, raw_rate = statistics.median(http_runs), statistics.median(raw_runs)
         # The same reads while a newsroom's updates arrive: each commit drops what the
         # query process keeps of its partition (a story) or of the index (a list).
         stop = asyncio.Event()
@@ -416,6 +422,8 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
                 "reads/s",
                 baseline=f"raw {command}",
                 ratio=http_rate / raw_rate,
+                note="runs alternated with the raw reads': "
+                + ", ".join(f"{h:,.0f}/{r:,.0f}" for h, r in zip(http_runs, raw_runs, strict=True)),
             )
         )
         report.add(
