@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,3 +75,19 @@ async def median_rate(
         await once()
         rates.append(items / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+async def alternated_rates(
+    runs: int,
+    items: int,
+    loops: Sequence[Callable[[], Awaitable[None]]],
+    reset: Callable[[], Awaitable[None]],
+) -> list[list[float]]:
+    """Each loop's items/s over `runs` rounds, the loops taking turns within a round,
+    each run after an untimed `reset`: the VM's speed drifts within a minute, and one
+    side's runs all before the other's put that drift in their ratio."""
+    got: list[list[float]] = [[] for _ in loops]
+    for _ in range(runs):
+        for rates, loop in zip(got, loops, strict=True):
+            rates.append(await median_rate(1, items, loop, reset))
+    return got
