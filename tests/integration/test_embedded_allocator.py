@@ -1,5 +1,5 @@
 """The embedded server runs on mimalloc, preloaded, where its build uses libc's malloc:
-the allocator was 15% of its CPU appending (docs/projections.md)."""
+the allocator was 15% of its CPU appending (docs/decisions.md)."""
 
 from __future__ import annotations
 
