@@ -57,6 +57,11 @@ node (a shard without a master, a slot not covered yet): the services wait it ou
 say so."""
 
 
+LARGE = 16_384
+"""An argument of more bytes than this is sent as it is, not copied into the command."""
+_FEW = 16
+
+
 def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
     """The command in RESP, or None where hiredis does not take an argument."""
     head = args[0]
@@ -65,10 +70,28 @@ def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
         args = (*head.encode().split(), *args[1:])
     elif isinstance(head, bytes) and b" " in head:
         args = (*head.split(), *args[1:])
+    # hiredis copies an argument at about 1.1 ns a byte (a 700 KB one: 0.9 ms, where a
+    # join takes 33 us). The commands that carry a blob (an append's bodies, a commit's
+    # commands) have a few arguments; a command of many has small ones, and looking
+    # through them for a large one would cost more than it could find.
     try:
+        if len(args) <= _FEW and any(type(a) is bytes and len(a) > LARGE for a in args):
+            return _around(args)
         return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # it checks each item
     except TypeError:
         return None
+
+
+def _around(args: tuple[EncodableT, ...]) -> list[bytes]:
+    """A command in RESP as chunks, its large byte strings as they are: a socket's
+    `writelines` sends them without copying them into one."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if type(arg) is bytes and len(arg) > LARGE:
+            out += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+        else:  # packed as hiredis packs it, less its "*1\r\n"
+            out.append(hiredis.pack_command((arg,))[4:])  # type: ignore[arg-type]
+    return out
 
 
 class OnACluster(ResponseError):
