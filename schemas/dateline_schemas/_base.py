@@ -84,8 +84,11 @@ def _checker(cls: type) -> Callable[[Checked], None]:
     return typing.cast(Callable[[Checked], None], names["check_rules"])
 
 
-class Checked(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A Struct whose `Rule`-marked fields are checked on every decode and construction."""
+class Checked(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """A Struct whose `Rule`-marked fields are checked on every decode and construction.
+
+    Not tracked by the garbage collector (`gc=False`): an update is a tree of values,
+    with no cycle to find, and a rebuild or a projector decodes millions of them."""
 
     __checkers__: ClassVar[dict[type, Callable[[Checked], None]]] = {}
 
