@@ -20,7 +20,7 @@ COMMANDS = [
 ]
 BLOB = b'{"id":"u1"}' * 2_000
 CARRYING = [
-    # As an append and a commit send theirs: a few words, and one large blob.
+    # As an append sends its bodies: a few words, and one large blob.
     ("EVALSHA", "abc", 3, "k1", "k2", "k3", "1", b"\x93\x01", BLOB),
     ("EVALSHA", "abc", 1, "k1", "", BLOB),
     # Anywhere, twice, beside each kind of word.

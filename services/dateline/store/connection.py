@@ -60,6 +60,7 @@ say so."""
 LARGE = 16_384
 """An argument of more bytes than this is sent as it is, not copied into the command."""
 _FEW = 16
+"""The most words a command may have for its arguments to be looked through for one."""
 
 
 def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
@@ -71,9 +72,9 @@ def _packed(args: tuple[EncodableT, ...]) -> list[bytes] | None:
     elif isinstance(head, bytes) and b" " in head:
         args = (*head.split(), *args[1:])
     # hiredis copies an argument at about 1.1 ns a byte (a 700 KB one: 0.9 ms, where a
-    # join takes 33 us). The commands that carry a blob (an append's bodies, a commit's
-    # commands) have a few arguments; a command of many has small ones, and looking
-    # through them for a large one would cost more than it could find.
+    # join takes 33 us). The commands that carry a large one (an append's bodies, a
+    # long story's state set whole by a rebuild) have a few words; a command of many
+    # has small ones, and looking through them would cost more than it could find.
     try:
         if len(args) <= _FEW and any(type(a) is bytes and len(a) > LARGE for a in args):
             return _around(args)
