@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
 
-from dateline.store.connection import Connection, SSLConnection, UnixConnection, connect
+from dateline.store.connection import LARGE, Connection, SSLConnection, UnixConnection, connect
 
 COMMANDS = [
     ("SET", "story", "héllo"),
@@ -44,8 +44,9 @@ def test_a_large_blob_is_sent_as_it_is_in_the_bytes_redis_py_packs(
     ours, theirs = Connection(), aioredis.Connection()
     packed = ours.pack_command(*args)  # type: ignore[arg-type]
     assert b"".join(packed) == b"".join(bytes(p) for p in theirs.pack_command(*args))  # type: ignore[arg-type]
-    blobs = [a for a in args if isinstance(a, bytes) and len(a) > 16_384]
-    assert [p for p in packed if len(p) > 16_384] == blobs
+    blobs = [a for a in args if isinstance(a, bytes) and len(a) > LARGE]
+    assert blobs  # each case carries one
+    assert [p for p in packed if len(p) > LARGE] == blobs
     assert all(any(p is blob for p in packed) for blob in blobs)
 
 
