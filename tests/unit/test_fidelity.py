@@ -131,12 +131,12 @@ def test_a_correction_of_a_correction_changes_what_the_first_did_in_any_order() 
     for state in every_order([SAID, FIRST, second]):
         said = state.statements["s1"]
         assert said.text == "We will vote in July"
-        assert said.corrected_fields == ["text"]
-        assert said.correction_notes == ["The month was July."]
+        assert said.corrected_fields == ("text",)
+        assert said.correction_notes == ("The month was July.",)
         notes = {c.id: c for c in state.corrections}
-        assert notes["c-1"].note == "The month was July." and notes["c-1"].fields == ["text"]
+        assert notes["c-1"].note == "The month was July." and notes["c-1"].fields == ("text",)
         assert notes["c-1"].applied and notes["c-2"].applied
-        assert notes["c-2"].fields == ["changes", "note"]
+        assert notes["c-2"].fields == ("changes", "note")
 
 
 def test_a_held_correction_of_a_correction_waits_for_both() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dateline.domain.state import Statement, StoryState
-from dateline.projector.commit import Kept, decoded
+from dateline.domain.state import Entry, Statement, StoryState
+from dateline.projector.commit import Kept, decoded, parts
 
 
 def test_past_its_size_in_bytes_the_least_recently_used_go() -> None:
@@ -89,3 +89,16 @@ def test_a_state_past_the_warm_parts_alone_is_kept_packed_and_cools_no_other() -
     kept.keep("huge", story("huge"), "3")  # small again: warm like any
     assert list(kept.warm) == ["a", "huge"]
     assert (kept.parts, kept.bytes) == (7, 0)
+
+
+def test_a_states_parts_count_its_timeline_too() -> None:
+    """A story of many updates to a few items is large as objects: its timeline is most
+    of it (700 bytes an entry or a part, measured), so the warm bound counts it."""
+    entries = [
+        Entry(n, f"u{n}", "schedule.rescheduled", "t", "exact", "moved", "w") for n in range(40)
+    ]
+    assert parts(StoryState(id="a", timeline=entries)) == 41
+    kept = Kept(10, warm=10, warm_parts=50)
+    kept.keep("a", StoryState(id="a", timeline=entries), "1")
+    kept.keep("b", StoryState(id="b", timeline=entries), "2")
+    assert list(kept.warm) == ["b"]

@@ -50,7 +50,7 @@ def test_the_hanoi_story_matches_the_report() -> None:
     assert "best answer" in trump.text
     assert state.outcome is not None
     assert state.outcome.result == "no_agreement"
-    assert state.outcome.supported_by == ["sanders-no-agreement"]
+    assert state.outcome.supported_by == ("sanders-no-agreement",)
     assert {e: x.status for e, x in state.expectations.items()} == {
         "war-declaration": "unmet",
         "yongbyon-pledge": "unmet",
@@ -131,8 +131,8 @@ def test_a_correction_before_its_target_is_held_then_applied() -> None:
         state = project(S, as_logged(order))
         st = state.statements["s1"]
         assert st.speaker_role == "Chairman"
-        assert st.corrected_fields == ["speaker_role"]
-        assert st.correction_notes == ["Role added."]
+        assert st.corrected_fields == ("speaker_role",)
+        assert st.correction_notes == ("Role added.",)
         assert [c.applied for c in state.corrections] == [True]
 
 
@@ -232,8 +232,8 @@ def test_the_same_statement_from_two_sources_is_one_statement() -> None:
     )
     state = project(S, as_logged([b, a, other_day]))
     assert set(state.statements) == {"a1", "c1"}
-    assert state.statements["a1"].sources == ["urn:feed:wire-a", "urn:feed:wire-b"]
-    assert state.statements["a1"].refs == ["a1", "b1"]
+    assert state.statements["a1"].sources == ("urn:feed:wire-a", "urn:feed:wire-b")
+    assert state.statements["a1"].refs == ("a1", "b1")
 
 
 def test_advance_refuses_what_needs_a_refold() -> None:

@@ -94,7 +94,7 @@ def test_without_target_source_a_correction_names_its_own_sources_update() -> No
 
 def test_another_sources_retraction_without_the_right_hides_nothing() -> None:
     for state in states([SAID, RETRACTED]):
-        assert "s1" in state.statements and state.hidden == []
+        assert "s1" in state.statements and state.hidden == ()
     for state in states([SAID, RETRACTED], editors={"r-1"}):
         assert state.statements == {}
         assert [(h.id, h.source) for h in state.hidden] == [("st-1", WIRE_A)]

@@ -63,11 +63,11 @@ def _item(state: StoryState, ref: str) -> Item:
 def _move(item: Item, to: When | None, shift: str | None, time: str, reason: str | None) -> None:
     previous = item.starts_at
     if previous is not None:
-        item.previous_starts = [*item.previous_starts, previous]
+        item.previous_starts = (*item.previous_starts, previous)
     if to is None and shift is not None and previous is not None:
         to = _shifted(previous, shift)
     shifted = Shift(time=time, shift=shift, previous=previous, to=to, reason=reason)
-    item.shifts = [*item.shifts, shifted]
+    item.shifts = (*item.shifts, shifted)
     item.starts_at = to
 
 
@@ -104,7 +104,7 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
             item.ends_at = when(d.ends_at) if d.ends_at else None
             item.location, item.participants, item.parent = (
                 d.location,
-                list(d.participants),
+                tuple(d.participants),
                 d.parent,
             )
         case ScheduleRescheduled(data=d):
@@ -130,7 +130,7 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
         case ScheduleRelocated(data=d):
             item = _item(state, d.item)
             if item.location:
-                item.previous_locations = [*item.previous_locations, item.location]
+                item.previous_locations = (*item.previous_locations, item.location)
             item.location, item.reason = d.location, d.reason
         case ScheduleStarted(data=d):
             item = _item(state, d.item)
@@ -142,10 +142,10 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
             item.ended_precision = update.timeprecision
         case OutcomeReported(data=d):
             outcome = Outcome(
-                d.outcome, d.result, d.summary, time, list(d.parties), list(d.supported_by)
+                d.outcome, d.result, d.summary, time, tuple(d.parties), tuple(d.supported_by)
             )
             state.outcome = outcome
-            state.outcome_history.append(outcome)  # the state's own list
+            state.outcome_history = (*state.outcome_history, outcome)
         case ExpectationRaised(data=d):
             found = state.expectations.get(d.expectation)
             state.expectations[d.expectation] = (
@@ -158,10 +158,10 @@ def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR09
             state.expectations[d.expectation] = replace(exp, status=d.status, note=d.note)
         case StoryOpened(data=d):
             state.title, state.place, state.summary = d.title, d.place, d.summary
-            state.people, state.tags = list(d.people), list(d.tags)
+            state.people, state.tags = tuple(d.people), tuple(d.tags)
         case StoryLinked(data=d):
-            state.links = [x for x in state.links if (x.story, x.rel) != (d.story, d.rel)]
-            state.links.append(Link(d.story, d.rel, d.note))
+            kept = (x for x in state.links if (x.story, x.rel) != (d.story, d.rel))
+            state.links = (*kept, Link(d.story, d.rel, d.note))
         case StoryConcluded():
             state.status = "concluded"
         case StoryReopened():
@@ -177,9 +177,9 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
     if first is not None and update.source not in state.statements[first].sources:
         # Rule 3: the same words, the same speaker, the same day, another source.
         said = state.statements[first]
-        merged = state.statements[first] = replace(said, sources=[*said.sources, update.source])
+        merged = state.statements[first] = replace(said, sources=(*said.sources, update.source))
         if d.statement not in merged.refs:
-            merged.refs = [*merged.refs, d.statement]
+            merged.refs = (*merged.refs, d.statement)
             state.statement_aliases[d.statement] = first
         for name in ("speaker_role", "language", "via_interpreter", "context", "medium"):
             if getattr(d, name) is not None:
@@ -199,8 +199,8 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
         in_reply_to=d.in_reply_to,
         context=d.context,
         medium=d.medium,
-        refs=[d.statement],
-        sources=sorted({update.source, *old.sources}) if old else [update.source],
-        corrected_fields=old.corrected_fields if old else [],
-        correction_notes=old.correction_notes if old else [],
+        refs=(d.statement,),
+        sources=tuple(sorted({update.source, *old.sources})) if old else (update.source,),
+        corrected_fields=old.corrected_fields if old else (),
+        correction_notes=old.correction_notes if old else (),
     )

@@ -67,8 +67,8 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
             corrections[target_of(effective[cref])].append(effective[cref])
 
     state = StoryState(id=story)
-    state.hidden = sorted(hidden.values(), key=lambda h: (h.id, h.source))
-    state.corrections = list(notes.values())  # in the order of their time
+    state.hidden = tuple(sorted(hidden.values(), key=lambda h: (h.id, h.source)))
+    state.corrections = tuple(notes.values())  # in the order of their time
     for (key, u), ref in zip(keyed, refs, strict=True):
         if ref in hidden:
             continue
@@ -84,8 +84,8 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
         if fields and isinstance(fixed, StatementMade):
             first = state.statement_aliases.get(fixed.data.statement, fixed.data.statement)
             if said := state.statements.get(first):
-                said.corrected_fields = sorted({*said.corrected_fields, *fields})
-                said.correction_notes += texts
+                said.corrected_fields = tuple(sorted({*said.corrected_fields, *fields}))
+                said.correction_notes += tuple(texts)
     _stamp_latest(state, by_version.values())
     return state
 
@@ -257,15 +257,14 @@ def project_for_reader(story: str, updates: list[Update], gone: dict[Ref, Hidden
     """The state folded from `updates` without those in `gone` (recalled since), each
     listed as hidden instead: as of any moment, a recalled update's content stays out."""
     state = project(story, [u for u in updates if _ref(u) not in gone])
-    shown = {(h.source, h.id) for h in state.hidden}
+    hidden = {(h.source, h.id): h for h in state.hidden}
     for u in updates:
         ref = _ref(u)
         if isinstance(u, CorrectionIssued) and target_of(u) in gone:
             continue  # left out with what it corrects, not listed as retracted itself
-        if ref in gone and ref not in shown:
-            state.hidden.append(gone[ref])
-            shown.add(ref)
-    state.hidden.sort(key=lambda h: (h.id, h.source))
+        if ref in gone:
+            hidden.setdefault(ref, gone[ref])
+    state.hidden = tuple(sorted(hidden.values(), key=lambda h: (h.id, h.source)))
     _stamp_latest(state, updates)  # the version folded is every update's, those left out too
     return state
 
@@ -303,7 +302,7 @@ def _note(
         note=d.note,
         time=iso_text(correction.time),
         kind=d.kind or "correction",
-        fields=sorted(d.changes),
+        fields=tuple(sorted(d.changes)),
         applied=target is not None,
         source=correction.source,
         target_source=named[0],
@@ -364,7 +363,7 @@ def _effective(
         if fixes:
             note = notes[cid]
             note.note, note.kind = fixed.data.note, fixed.data.kind or "correction"
-            note.fields = sorted(fixed.data.changes)
+            note.fields = tuple(sorted(fixed.data.changes))
         done[cid] = fixed
         return fixed
 

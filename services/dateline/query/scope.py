@@ -46,10 +46,10 @@ class Lens:
 
     def view(self, view: StoryView) -> StoryView:
         if not self.whole:
-            view.links = [link for link in view.links if self.sees(link.story)]
+            view.links = tuple(link for link in view.links if self.sees(link.story))
         if not self.audits and view.hidden and view.corrections:
             out = recalled_corrections(view.corrections, view.hidden)
-            view.corrections = [n for n in view.corrections if (n.source, n.id) not in out]
+            view.corrections = tuple(n for n in view.corrections if (n.source, n.id) not in out)
         return view
 
     def entries(self, entries: list[Entry]) -> list[Entry]:
