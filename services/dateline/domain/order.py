@@ -13,9 +13,9 @@ from dateline_schemas import Update
 _PRECISION_RANK = {"month": 0, "day": 1, "approximate": 2, "minute": 3, "exact": 4}
 
 
-def order_key(update: Update) -> list[Any]:
+def order_key(update: Update) -> tuple[Any, ...]:
     """(event instant, precision, story version): the contract's "later time wins, then log"."""
-    return [sort_instant(update), _PRECISION_RANK[update.timeprecision], update.version or 0]
+    return (sort_instant(update), _PRECISION_RANK[update.timeprecision], update.version or 0)
 
 
 def sort_instant(update: Update) -> float:

@@ -7,12 +7,12 @@ projector keeps decoded were most of what its full collections walked (9,865 obj
 against 6,946; a full collection 3.8 to 8.5 ms against 1.9 to 2.2), and the projector
 catching up spent 4 to 7% more CPU an update (`docs/projections.md`).
 
-What a state holds in sequence is a tuple, save its timeline (appended to by every update)
-and its order key: the collector stops tracking a tuple that holds nothing it tracks, and
-a dict that holds nothing it tracks is never tracked, so a decoded state gives it two
-lists to walk. A full collection over 2,000 states kept decoded took 1.1 ms, against
-32.6 ms while those were lists; so a projector keeps thousands decoded
-(`projector/commit.py`'s warm tier), and `fork` copies two lists and five dicts.
+What a state holds in sequence is a tuple, save its timeline (appended to by every
+update): the collector stops tracking a tuple that holds nothing it tracks, and a dict
+that holds nothing it tracks is never tracked, so a decoded state gives it one list to
+walk. A full collection over 2,000 states kept decoded took 1.1 ms, against 32.6 ms
+while those were lists; so a projector keeps thousands decoded (`projector/commit.py`'s
+warm tier), and `fork` copies one list and five dicts.
 """
 
 from __future__ import annotations
@@ -181,6 +181,6 @@ class StoryState(PublicState, gc=False):
     """Rule 3 bookkeeping: merge key (speaker, text, day) -> the statement's first ref."""
     statement_aliases: dict[str, str] = {}
     """Any ref a merged statement was also published under -> its first ref."""
-    order_key: list[Any] = []
+    order_key: tuple[Any, ...] = ()
     """Sort key of the last update folded in; an update that sorts after it can be applied
     incrementally, any other needs a refold."""

@@ -132,7 +132,7 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
     return True
 
 
-def _appendable(state: StoryState, update: Update, key: list[Any]) -> bool:
+def _appendable(state: StoryState, update: Update, key: tuple[Any, ...]) -> bool:
     if update.version != state.version + 1 or isinstance(update, _NAMING):
         return False
     # Most states hold no correction and hide nothing: no generator made for them.
@@ -167,7 +167,7 @@ def fork(state: StoryState) -> StoryState:
     return replace(state, **{name: getattr(state, name).copy() for name in _CONTAINERS})
 
 
-def _fold(state: StoryState, update: Update, key: list[Any]) -> None:
+def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> None:
     time = iso_text(update.time)
     evolve(state, update, time)
     state.order_key = key
@@ -185,7 +185,7 @@ def _fold(state: StoryState, update: Update, key: list[Any]) -> None:
     )
 
 
-def _first(pair: tuple[list[Any], Update]) -> list[Any]:
+def _first(pair: tuple[tuple[Any, ...], Update]) -> tuple[Any, ...]:
     return pair[0]
 
 

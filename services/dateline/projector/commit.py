@@ -64,7 +64,7 @@ class Kept:
     was a third of the projector's CPU with 100 hot stories (py-spy), work that grew
     with the story rather than with the update. Thousands of decoded states once made
     the collector's passes the latency's p99 (20 to 50 ms, every few seconds); a state
-    now gives it two lists to walk (`domain/state.py`: untracked structs, tuples), and
+    now gives it one list to walk (`domain/state.py`: untracked structs, tuples), and
     a full collection over 2,000 warm states takes about 1 ms."""
 
     def __init__(
