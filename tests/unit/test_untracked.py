@@ -4,6 +4,7 @@ safe because each is a tree: nothing in one points back up to what holds it."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -15,26 +16,29 @@ from tests.projection_helpers import hanoi
 from tests.unit.test_projection import S
 
 
-def _walk(value: Any, path: list[int], structs: list[Any]) -> None:
-    """Every Struct under `value`; fails on an object met again on its own path."""
-    assert id(value) not in path, "a cycle: an object holds what holds it"
+def _nodes(value: Any, path: str, above: tuple[int, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """Every object under `value` with its path; fails on one met again under itself."""
+    assert id(value) not in above, f"a cycle at {path}: an object holds what holds it"
+    yield path, value
     if isinstance(value, msgspec.Struct):
-        structs.append(value)
-        children: list[Any] = [getattr(value, f) for f in value.__struct_fields__]
+        children = [(f".{name}", getattr(value, name)) for name in value.__struct_fields__]
     elif isinstance(value, dict):
-        children = [*value.keys(), *value.values()]
+        children = [(f"[{key!r}]", child) for key, child in value.items()]
     elif isinstance(value, list | tuple):
-        children = list(value)
+        children = [(f"[{i}]", child) for i, child in enumerate(value)]
     else:
         return
-    for child in children:
-        _walk(child, [*path, id(value)], structs)
+    for step, child in children:
+        yield from _nodes(child, path + step, (*above, id(value)))
+
+
+def _structs(value: Any) -> list[Any]:
+    return [node for _, node in _nodes(value, "") if isinstance(node, msgspec.Struct)]
 
 
 def test_the_hanoi_story_state_is_a_tree_of_untracked_structs() -> None:
     for state in (project(S, hanoi()), unpack(pack(project(S, hanoi())))):
-        structs: list[Any] = []
-        _walk(fork(state), [], structs)
+        structs = _structs(fork(state))
         kinds = {type(s).__name__ for s in structs}
         assert {"StoryState", "Statement", "Item", "Entry"} <= kinds  # the walk saw them
         assert [type(s).__name__ for s in structs if gc.is_tracked(s)] == []
@@ -42,24 +46,9 @@ def test_the_hanoi_story_state_is_a_tree_of_untracked_structs() -> None:
 
 def test_decoded_updates_are_trees_of_untracked_structs() -> None:
     updates = decode_records([msgspec.json.encode(u) for u in hanoi()])
-    structs: list[Any] = []
-    for update in updates:
-        _walk(update, [], structs)
+    structs = [s for update in updates for s in _structs(update)]
     assert len(structs) >= 2 * len(updates)  # each envelope and its data
     assert [type(s).__name__ for s in structs if gc.is_tracked(s)] == []
-
-
-def _tracked(value: Any, path: str, found: list[str]) -> None:
-    """The paths of the containers under `value` that the collector tracks."""
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            _tracked(getattr(value, name), f"{path}.{name}", found)
-        return
-    if isinstance(value, dict | list | tuple):
-        if gc.is_tracked(value):
-            found.append(path)
-        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
-            _tracked(child, f"{path}[{key!r}]", found)
 
 
 def test_a_kept_state_gives_the_collector_one_list_to_walk() -> None:
@@ -70,6 +59,9 @@ def test_a_kept_state_gives_the_collector_one_list_to_walk() -> None:
     walks one object each."""
     for state in (project(S, hanoi()), unpack(pack(project(S, hanoi())))):
         gc.collect()
-        found: list[str] = []
-        _tracked(state, "state", found)
+        found = [
+            path
+            for path, node in _nodes(state, "state")
+            if isinstance(node, dict | list | tuple) and gc.is_tracked(node)
+        ]
         assert found == ["state.timeline"]
