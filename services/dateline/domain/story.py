@@ -157,7 +157,8 @@ def copy_state(state: StoryState) -> StoryState:
 _CONTAINERS = tuple(
     f.name for f in msgspec.structs.fields(StoryState) if get_origin(f.type) in (list, dict)
 )
-"""The state's lists and dicts: what `fork` copies (a field added later is among them)."""
+"""The state's lists and dicts: what `fork` copies (a field added later is among them).
+Its tuples it shares: nothing changes one in place, `evolve` sets a new one."""
 
 
 def fork(state: StoryState) -> StoryState:
