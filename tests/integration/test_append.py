@@ -75,6 +75,31 @@ async def test_duplicates_inside_one_batch(log: Log) -> None:
     assert {r.position for r in results} == {results[0].position}
 
 
+async def test_a_duplicate_of_an_aborted_update_is_aborted_too(log: Log) -> None:
+    doc = encode(update(id="dup"))
+    results = await log.append([doc, doc, encode(update(expectedversion=5))], atomic=True)
+    assert [r.status for r in results] == ["aborted", "aborted", "conflict"]
+    assert await keys_written(log) == []
+
+
+async def test_a_stream_ahead_of_the_clock_takes_appends_after_its_last_id(log: Log) -> None:
+    """The append tries `<now>-0` first; a stream whose last ID is later (a clock that
+    went back, or an earlier append in the same millisecond) takes the next ID after it,
+    with nothing written by the first try."""
+    stream = log.keys.log(log.keys.partition("hanoi-summit-2019"))
+    ahead = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    await log.redis.xadd(stream, {"__data__": b"{}"}, id=f"{ahead}-5")
+    first, second = await log.append([encode(update()), encode(update())])
+    [third] = await log.append([encode(update())])
+    home = log.keys.partition("hanoi-summit-2019")
+    assert [r.position for r in (first, second, third)] == [
+        f"{home}:{ahead}-{seq}" for seq in (6, 7, 8)
+    ]
+    assert await log.redis.xlen(stream) == 4
+    records = await log.read_story("hanoi-summit-2019")
+    assert [r.position for r in records] == [first.position, second.position, third.position]
+
+
 async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:
     await log.append([encode(update())])
     [conflict] = await log.append([encode(update(expectedversion=0))])

@@ -115,11 +115,10 @@ end
 
 local versions = {} -- story key -> version after this batch's appends so far
 local names = {}    -- story key -> story id
-local last_ms, last_seq = {}, {} -- log key -> the last ID given out
 -- The plan, as columns rather than a table an update: allocations are most of the
 -- script's own time.
-local p_story, p_log, p_ids, p_field, p_id, p_version, p_position, p_ms, p_body =
-  {}, {}, {}, {}, {}, {}, {}, {}, {}
+local p_story, p_log, p_ids, p_field, p_version, p_part, p_body, p_at =
+  {}, {}, {}, {}, {}, {}, {}, {}
 local planned = 0
 local replies = {}
 local refused = false
@@ -133,7 +132,7 @@ for i = 1, n do
   local here = stored[ikey]
   local prior = here[field]
   if prior then
-    replies[i] = {'duplicate', prior}
+    replies[i] = {'duplicate', prior} -- a number: this call's, filled in below
   else
     local v = versions[skey]
     if v == nil then v = redis.call('LLEN', skey) end
@@ -143,51 +142,90 @@ for i = 1, n do
     else
       v = v + 1
       versions[skey] = v
-      local lms = last_ms[lkey]
-      if lms == nil then
-        local l = last_id(lkey)
-        lms, last_seq[lkey] = l[1], l[2]
-      end
-      local ms, seq = now, 0
-      if ms <= lms then ms, seq = lms, last_seq[lkey] + 1 end
-      last_ms[lkey], last_seq[lkey] = ms, seq
-      local id = string.format('%d-%d', ms, seq)
-      local position = m[4] .. ':' .. id
-      local name = names[skey]
-      if not name then name = string.match(skey, ':story:(.*)$'); names[skey] = name end
-      here[field] = v .. ' ' .. position .. ' ' .. name
+      -- Its position is known once its stream ID is (below); a later update of this
+      -- call with the same dedup field is a duplicate of this one.
+      here[field] = planned + 1
       planned = planned + 1
       p_story[planned], p_log[planned], p_ids[planned], p_field[planned] = skey, lkey, ikey, field
-      p_id[planned], p_version[planned], p_position[planned] = id, v, position
-      p_ms[planned], p_body[planned] = ms, string.sub(blob, offset, offset + size - 1)
-      replies[i] = {'appended', v, position}
+      p_version[planned], p_part[planned] = v, m[4]
+      p_body[planned], p_at[planned] = string.sub(blob, offset, offset + size - 1), i
     end
   end
   offset = offset + size
 end
 
-if atomic and refused then
+if atomic and refused then -- nothing placed: the planned, and their duplicates, are not
+  for j = 1, planned do replies[p_at[j]] = {'aborted'} end
   for i = 1, n do
-    if replies[i][1] == 'appended' then replies[i] = {'aborted'} end
+    if replies[i][1] == 'duplicate' and type(replies[i][2]) == 'number' then
+      replies[i] = {'aborted'}
+    end
   end
   return replies
 end
 
-local pushes, dedups = {}, {}
 local civil_ms, civil_text = -1, ''
+
+local function placed(j, ms, seq)
+  -- Update j of the plan at stream ID ms-seq: that ID, its position and its record.
+  local id = string.format('%d-%d', ms, seq)
+  local position = p_part[j] .. ':' .. id
+  if ms ~= civil_ms then civil_ms, civil_text = ms, civil(ms) end
+  return id, position, finish(p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"'
+    .. position .. '","recordedtime":"' .. civil_text .. '"')
+end
+
+local pushes, dedups = {}, {}
+local last_ms, last_seq = {}, {} -- log key -> the last ID given out
+local p_position = {}
 for j = 1, planned do
-  if p_ms[j] ~= civil_ms then civil_ms, civil_text = p_ms[j], civil(p_ms[j]) end
-  local record = finish(p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"'
-    .. p_position[j] .. '","recordedtime":"' .. civil_text .. '"')
-  redis.call('XADD', p_log[j], p_id[j], '__data__', record)
-  local pushed = pushes[p_story[j]]
-  if not pushed then pushed = {}; pushes[p_story[j]] = pushed end
+  local lkey = p_log[j]
+  local lms, ms, seq = last_ms[lkey], now, 0
+  if lms == nil then
+    -- The stream's first of this call: its entry at or past this millisecond, if any,
+    -- is its last (an empty answer costs next to nothing; its last ID from XINFO STREAM,
+    -- which returns the first and last entries whole, was a quarter of a call's time).
+    local tail = redis.call('XREVRANGE', lkey, '+', string.format('%d-0', now), 'COUNT', 1)
+    if #tail > 0 then
+      local tms, tseq = string.match(tail[1][1], '^(%d+)-(%d+)$')
+      ms, seq = tonumber(tms), tonumber(tseq) + 1
+    end
+  elseif ms <= lms then
+    ms, seq = lms, last_seq[lkey] + 1
+  end
+  local id, position, record = placed(j, ms, seq)
+  -- Tried first: an entry deleted from the stream's end would leave its last ID past
+  -- what XREVRANGE saw; then nothing was written, and it goes on from the last ID.
+  local added = lms == nil and redis.pcall('XADD', lkey, id, '__data__', record)
+  if not added or (type(added) == 'table' and added.err) then
+    if added then
+      local l = last_id(lkey)
+      if ms <= l[1] then ms, seq = l[1], l[2] + 1 end
+      id, position, record = placed(j, ms, seq)
+    end
+    redis.call('XADD', lkey, id, '__data__', record)
+  end
+  last_ms[lkey], last_seq[lkey] = ms, seq
+  p_position[j] = position
+  local v, skey = p_version[j], p_story[j]
+  replies[p_at[j]] = {'appended', v, position}
+  local name = names[skey]
+  if not name then name = string.match(skey, ':story:(.*)$'); names[skey] = name end
+  local pushed = pushes[skey]
+  if not pushed then pushed = {}; pushes[skey] = pushed end
   pushed[#pushed + 1] = record
   local ikey = p_ids[j]
   local dedup = dedups[ikey]
   if not dedup then dedup = {}; dedups[ikey] = dedup end
   dedup[#dedup + 1] = p_field[j]
-  dedup[#dedup + 1] = stored[ikey][p_field[j]]
+  dedup[#dedup + 1] = v .. ' ' .. position .. ' ' .. name
+end
+for i = 1, n do -- a duplicate of an update of this call names it, now that it is placed
+  local r = replies[i]
+  if r[1] == 'duplicate' and type(r[2]) == 'number' then
+    local j = r[2]
+    r[2] = p_version[j] .. ' ' .. p_position[j] .. ' ' .. names[p_story[j]]
+  end
 end
 for skey, records in pairs(pushes) do grouped('RPUSH', skey, records) end
 for ikey, pairs_ in pairs(dedups) do grouped('HSET', ikey, pairs_) end
