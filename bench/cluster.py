@@ -113,7 +113,11 @@ async def _projected(
         commits = _Counted(app.handler)
         if plain_bell:
             plain = ("PUBLISH", app.handler.models.changes)
-            app.handler.bell = lambda _, plain=plain: plain  # type: ignore[method-assign]
+
+            def bell(_: int, plain: tuple[str, str] = plain) -> tuple[str, str]:
+                return plain
+
+            app.handler.bell = bell  # type: ignore[method-assign,assignment]
         try:
             bus = _bus_messages(nodes or [])
             servers, client = cpu_seconds(pids), time.process_time()
@@ -152,7 +156,7 @@ class _Counted:
             self.count += 1
             return await commit(**kwargs)
 
-        handler._commit = counted  # type: ignore[method-assign,assignment]
+        handler._commit = counted  # type: ignore[assignment]
 
 
 async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> float:
@@ -188,8 +192,8 @@ async def run(report: Report, *, quick: bool = False) -> None:
         EmbeddedRedis(Path(tmp) / "one", fsync="everysec") as one,
         LocalCluster(Path(tmp) / "cluster", 3, 1, "everysec", "bench") as cluster,
     ):
-        single = await _measure(one.url, [one.process.pid], payloads, runs)
-        pids = [node.process.pid for node in cluster.nodes]
+        single = await _measure(one.url, [one.pid], payloads, runs)
+        pids = [node.pid for node in cluster.nodes]
         spread = await _measure(cluster.url, pids, payloads, runs)
         waited = await _measure(cluster.url, pids, payloads, runs, min_replicas=1)
         small = payloads[: len(payloads) // 5]
@@ -197,7 +201,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         waited_100 = await _measure(cluster.url, pids, small, runs, min_replicas=1, batch=100)
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
-        projected = await _projected(one.url, [one.process.pid], payloads, runs)
+        projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
         projected_plain = await _projected(

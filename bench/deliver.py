@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from tests.e2e.processes import free_port
 from tests.factories import encode, update
 
-from bench.harness import Report, Row
+from bench.harness import Report, Row, log_records
 from dateline.deliver.app import create_app
 from dateline.deliver.fanout import Fanout, route
 from dateline.deliver.worker import RetryPolicy
@@ -57,11 +57,7 @@ def _updates(n: int, stories: int) -> list[bytes]:
 
 async def raw_loop(client: aioredis.Redis, keys: Keys, url: str) -> float:
     """POST every record of the log, CONCURRENCY at a time, as fast as it goes."""
-    records = [
-        fields[b"__data__"]
-        for stream in keys.logs()
-        for _, fields in await client.xrange(stream)  # type: ignore[misc]
-    ]
+    records = await log_records(client, keys.logs())
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for r in records:
         queue.put_nowait(r)

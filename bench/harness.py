@@ -9,8 +9,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import msgspec
+import redis.asyncio as aioredis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -92,6 +94,15 @@ async def alternated_rates(
         for rates, loop in zip(got, loops, strict=True):
             rates.append(await median_rate(1, items, loop, reset))
     return got
+
+
+async def log_records(client: aioredis.Redis, streams: Sequence[str]) -> list[bytes]:
+    """Every record of these log streams, stream by stream, each in log order."""
+    records = []
+    for stream in streams:
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(stream))
+        records += [fields[b"__data__"] for _, fields in entries]
+    return records
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

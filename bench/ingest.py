@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -81,7 +82,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 bodies = _bodies(n, f"d{r}")
                 chunks = [bodies[i : i + BATCH] for i in range(0, n, BATCH)]
                 start = time.perf_counter()
-                await _gather_limited([lambda c=c: direct.append(c) for c in chunks], IN_FLIGHT)
+                await _gather_limited([partial(direct.append, c) for c in chunks], IN_FLIGHT)
                 direct_rates.append(n / (time.perf_counter() - start))
                 bodies = _bodies(n, f"h{r}")
                 requests = [

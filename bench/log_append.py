@@ -287,15 +287,13 @@ async def _allocators(report: Report, payloads: list[bytes], rounds: int, n: int
                 await log.check_partitions()
                 for payload in payloads[:1_000]:  # the server's structures past their first growth
                     await log.append([payload])
-                before = cpu_seconds([srv.process.pid])
+                before = cpu_seconds([srv.pid])
                 for payload in payloads[1_000 : 1_000 + n]:
                     await log.append([payload])
-                middle = cpu_seconds([srv.process.pid])
+                middle = cpu_seconds([srv.pid])
                 await streamed(log, [bulk[i : i + BATCH] for i in range(0, len(bulk), BATCH)])
                 cpu["single"][malloc].append((middle - before) / n * 1e6)
-                cpu["stream"][malloc].append(
-                    (cpu_seconds([srv.process.pid]) - middle) / len(bulk) * 1e6
-                )
+                cpu["stream"][malloc].append((cpu_seconds([srv.pid]) - middle) / len(bulk) * 1e6)
                 await client.aclose()
     for shape, case in (
         ("single", "one update a call"),

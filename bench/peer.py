@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
@@ -52,6 +52,10 @@ class StoryLog(Aggregate):
     @event("Recorded")
     def record(self, body: str) -> None:
         """One update as the log stores it."""
+
+
+RECORDED: Any = StoryLog.Recorded  # type: ignore[attr-defined]  # made by @event
+"""The event class `@event("Recorded")` adds to `StoryLog` when the class is made."""
 
 
 class Stories(Application[UUID]):
@@ -92,7 +96,7 @@ class StoryProjection(Projection[StoryView]):
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        if isinstance(domain_event, StoryLog.Recorded):
+        if isinstance(domain_event, RECORDED):
             self.view.apply(decode_record(domain_event.body.encode()), tracking)
         elif tracking.notification_id:
             with self.view._database_lock:
@@ -175,11 +179,11 @@ def postgres_server(directory: Path) -> Iterator[dict[str, str] | None]:
         shutil.chown(directory, "postgres")
     data = directory / "pg"
     port = _free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     subprocess.run(
         [*as_user, initdb, "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8"],
         check=True,
-        **quiet,  # type: ignore[arg-type]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=on"
     subprocess.run(
@@ -196,7 +200,8 @@ def postgres_server(directory: Path) -> Iterator[dict[str, str] | None]:
             "start",
         ],
         check=True,
-        **quiet,  # type: ignore[arg-type]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         yield {
@@ -211,7 +216,8 @@ def postgres_server(directory: Path) -> Iterator[dict[str, str] | None]:
         subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
             check=False,
-            **quiet,  # type: ignore[arg-type]
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
 
@@ -255,7 +261,7 @@ class PgStoryProjection(Projection[PgStoryView]):
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        if isinstance(domain_event, StoryLog.Recorded):
+        if isinstance(domain_event, RECORDED):
             self.view.apply(decode_record(domain_event.body.encode()), tracking)
         elif tracking.notification_id:
             self.view.insert_tracking(tracking)
@@ -276,6 +282,6 @@ def pg_peer_within(
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         answer = pool.apply_async(run_pg_peer, (records, settings))
         try:
-            return cast(tuple[float, int], answer.get(seconds))
+            return answer.get(seconds)
         except multiprocessing.TimeoutError:
             return None  # leaving the block terminates the pool's process

@@ -233,14 +233,18 @@ def _cpu_seconds() -> dict[str, float]:
     return out
 
 
+def _text(word: bytes | str | int) -> str:
+    return word.decode() if isinstance(word, bytes) else str(word)
+
+
 async def _server_stalls(client: aioredis.Redis, rewrites_before: int) -> tuple[str, int]:
     """The longest of each kind of stall the server logged since the last reset (over
     5 ms: fsync, AOF writes, a rewrite's fork), and the AOF rewrites since
     `rewrites_before`, whose child process takes a core and the disk for a while."""
-    events = await client.execute_command("LATENCY", "LATEST")
-    await client.execute_command("LATENCY", "RESET")
+    events = await client.latency_latest()
+    await client.latency_reset()
     rewrites = int((await client.info("persistence"))["aof_rewrites"])
-    worst = sorted(((int(e[3]), e[0].decode()) for e in events), reverse=True)
+    worst = sorted(((int(e[3]), _text(e[0])) for e in events), reverse=True)
     stalls = ", ".join(f"{name} {ms} ms" for ms, name in worst) or "none"
     return f"{stalls} ({rewrites - rewrites_before} AOF rewrites)", rewrites
 

@@ -48,5 +48,6 @@ class RespPipe:
         self.writer.close()
 
 
-def pack(*words: str | bytes | int) -> bytes:
-    return bytes(hiredis.pack_command(words))
+def pack(*words: str | bytes | int | float) -> bytes:
+    # hiredis's stub types its argument as a tuple of one word, not of any number.
+    return bytes(hiredis.pack_command(words))  # type: ignore[arg-type]

@@ -258,7 +258,7 @@ async def run(minutes: float, rate: float, workdir: Path) -> Soak:
     children = _children(env, workdir, ingest_port, query_port, receiver_port)
     procs = {name: p.pid for name, p in children.items()}
     assert server.process is not None
-    procs["valkey"] = server.process.pid
+    procs["valkey"] = server.pid
     soak = Soak()
     try:
         ingest, query = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}"

@@ -176,6 +176,13 @@ class EmbeddedRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
+    def pid(self) -> int:
+        """The running server's process id."""
+        if self.process is None:
+            raise RuntimeError(f"the server of {self.data_dir} is not started")
+        return self.process.pid
+
+    @property
     def logfile(self) -> Path:
         return self.data_dir / "redis.log"
 
