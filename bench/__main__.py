@@ -19,10 +19,18 @@ from pathlib import Path
 
 import msgspec
 
-from bench import cluster, deliver, ingest, log_append, projection, readside
+from bench import cluster, deliver, ingest, instructions, log_append, projection, readside
 from bench.harness import RESULTS, Report, Row
 
-BENCHMARKS = [log_append.run, projection.run, ingest.run, readside.run, deliver.run, cluster.run]
+BENCHMARKS = [
+    log_append.run,
+    projection.run,
+    ingest.run,
+    readside.run,
+    deliver.run,
+    cluster.run,
+    instructions.run,
+]
 
 
 def _name(bench: object) -> str:

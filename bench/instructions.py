@@ -1,0 +1,243 @@
+"""The server's instructions an update, counted by callgrind: a figure the VM's speed
+does not move.
+
+Every timed row of this bench moves with the machine: the host took 27 to 30% of this
+VM's CPU (steal) in one run of 2026-12-02 and under 3% an hour later, and a server-side
+change of 5% was lost in that noise. Valgrind's callgrind runs the embedded server and
+counts the instructions it executes while a piece of work runs (instrumentation on
+only then); run to run they agree to about 1%. Counted here:
+
+- an append, one update a call and batches of 1,000, against raw `XADD`s of the same
+  records (the baseline of the `Log.append_stream` row);
+- the projector's cycles at 5 updates a cycle (read, recall, commit: the live path),
+  against the ceiling loop's (XREADGROUP, a SET a record, XACK).
+
+Needs `valgrind` (Debian's package); without it, says so and adds no rows. Under
+callgrind the server runs about 50 times slower, so the counts come from small runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from tests.e2e.processes import free_port
+
+from bench.harness import Report, Row
+from bench.log_append import realistic_updates
+from bench.projection import ceiling
+from bench.readside import _update
+from dateline.projector.app import create_app
+from dateline.store.config import Settings
+from dateline.store.connection import connect
+from dateline.store.embedded import server_binary
+from dateline.store.layout import Keys
+from dateline.store.log import Log
+
+PREFIX = "cg"
+STORIES = 2_000
+
+
+@dataclasses.dataclass
+class Counted:
+    """A server under callgrind whose instrumentation is off until `counting`."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    out: Path
+
+    @contextlib.asynccontextmanager
+    async def counting(self) -> AsyncIterator[None]:
+        await self._instrument("on")
+        try:
+            yield
+        finally:
+            await self._instrument("off")
+
+    async def _instrument(self, state: str) -> None:
+        control = await asyncio.create_subprocess_exec(
+            "callgrind_control", "-i", state, str(self.process.pid),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        if await control.wait() != 0:
+            raise RuntimeError(f"callgrind_control -i {state} failed for the server")
+
+    def total(self) -> int:
+        """The instructions counted, once the server has exited."""
+        for line in self.out.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no totals in {self.out}")
+
+
+@contextlib.asynccontextmanager
+async def counted_server(tmp: Path, name: str) -> AsyncIterator[Counted]:
+    """The embedded server's binary under callgrind, no persistence: the instructions of
+    commands, not of the disk. Yields once it answers; on the way out, shut down."""
+    port = free_port()
+    data = tmp / name
+    data.mkdir()
+    out = tmp / f"{name}.callgrind"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    command += ["--instr-atstart=no", str(server_binary()), "--port", str(port)]
+    command += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        probe = connect(url)
+        for _ in range(300):  # valgrind takes seconds to start the server
+            with contextlib.suppress(OSError, aioredis.ConnectionError):
+                await probe.ping()
+                break
+            await asyncio.sleep(0.1)
+        await probe.aclose()
+        yield Counted(process, url, out)
+        client = connect(url)
+        with contextlib.suppress(aioredis.ConnectionError):
+            await client.shutdown(nosave=True)
+        await client.aclose()
+        await asyncio.wait_for(process.wait(), 120)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _per_update(
+    tmp: Path, name: str, updates: int, work: Callable[[Counted, Log], Awaitable[None]]
+) -> float:
+    """Instructions an update of `work`, on a server of its own."""
+    async with counted_server(tmp, name) as server:
+        client = connect(server.url)
+        log = Log(client, Keys(PREFIX, 8))
+        await log.check_partitions()
+        await work(server, log)
+        await client.aclose()
+    return server.total() / updates
+
+
+def _batches(records: list[bytes], size: int) -> list[list[bytes]]:
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+async def _appends(tmp: Path, size: int, calls: int) -> tuple[float, float]:
+    """(the append script's instructions an update, raw XADD's), `calls` calls of
+    `size` updates each, after as many not counted (the hashes past their small
+    encodings, the streams' first nodes made)."""
+    records = realistic_updates(2 * size * calls)
+    warm, counted = _batches(records[: size * calls], size), _batches(records[size * calls :], size)
+
+    async def script(server: Counted, log: Log) -> None:
+        for batch in warm:
+            await log.append(batch, atomic=False)
+        prepared = [log.prepare(batch, atomic=False) for batch in counted]
+        async with server.counting():
+            for p in prepared:
+                await log.submit(p)
+
+    async def raw(server: Counted, log: Log) -> None:
+        streams = log.keys.logs()
+
+        async def xadds(batches: list[list[bytes]]) -> None:
+            for n, batch in enumerate(batches):
+                pipe = log.redis.pipeline(transaction=False)
+                for body in batch:
+                    pipe.xadd(streams[n % len(streams)], {"__data__": body})
+                await pipe.execute()
+
+        await xadds(warm)
+        async with server.counting():
+            await xadds(counted)
+
+    ours = await _per_update(tmp, f"append{size}", size * calls, script)
+    theirs = await _per_update(tmp, f"xadd{size}", size * calls, raw)
+    return ours, theirs
+
+
+async def _cycles(tmp: Path, steps: int, per: int) -> tuple[float, float]:
+    """(the projector's instructions an update, the ceiling loop's): `steps` cycles of
+    `per` updates over 2,000 stories that have 3 updates each already."""
+    rnd = random.Random(7)
+    settled = [_update(n, STORIES, "cg") for n in range(3 * STORIES)]
+    live = [
+        _update(rnd.randrange(10**6) * STORIES + rnd.randrange(STORIES), STORIES, "cg")
+        for _ in range(steps * per)
+    ]
+
+    async def projector(server: Counted, log: Log) -> None:
+        for batch in _batches(settled, 1000):
+            await log.append(batch, atomic=False)
+        settings = Settings.from_env({"REDIS_URL": server.url, "DATELINE_PREFIX": PREFIX})
+        app = await create_app(settings, server.url, consumer="cg")
+        app.runner.config = dataclasses.replace(app.runner.config, block_ms=10)
+        done = 0
+        while done < len(settled):
+            done += await app.runner.step()
+        for step in range(steps):
+            await log.append(live[step * per : (step + 1) * per])
+            async with server.counting():
+                done = 0
+                while done < per:
+                    done += await app.runner.step()
+        await app.runner.release_all()
+        await app.client.aclose()
+
+    async def ceiling_loop(server: Counted, log: Log) -> None:
+        for batch in _batches(settled, 1000):
+            await log.append(batch, atomic=False)
+        await ceiling(log.redis, log.keys, len(settled))
+        for step in range(steps):
+            await log.append(live[step * per : (step + 1) * per])
+            async with server.counting():
+                await ceiling(log.redis, log.keys, per)
+
+    ours = await _per_update(tmp, "projector", steps * per, projector)
+    theirs = await _per_update(tmp, "ceiling", steps * per, ceiling_loop)
+    return ours, theirs
+
+
+async def run(report: Report, *, quick: bool = False) -> None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("instructions: skipped, no valgrind here (Debian: apt install valgrind)")
+        return
+    print("instructions: the server under callgrind; counts an update")
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp)
+        for size, calls in ((1, 40 if quick else 400), (1000, 1 if quick else 4)):
+            ours, raw = await _appends(where, size, calls)
+            what = "one update a call" if size == 1 else f"batches of {size:,}"
+            report.add(
+                Row(
+                    "instructions",
+                    f"the server's instructions an append, {what}",
+                    ours,
+                    "instructions",
+                    f"raw XADD of the same records, {what}",
+                    raw / ours,
+                    note=f"raw XADD: {raw:,.0f}; callgrind, {size * calls:,} updates counted",
+                )
+            )
+        steps = 20 if quick else 200
+        ours, ceiling_instructions = await _cycles(where, steps, 5)
+        report.add(
+            Row(
+                "instructions",
+                "the server's instructions an update of the projector's cycles, 5 a cycle",
+                ours,
+                "instructions",
+                "the ceiling loop's (XREADGROUP, SET, XACK)",
+                ceiling_instructions / ours,
+                note=f"ceiling loop: {ceiling_instructions:,.0f}; read, recall, commit; "
+                f"{steps} cycles over {STORIES:,} stories",
+            )
+        )
