@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
+
 from dateline.store import scripts
 from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
@@ -114,6 +116,27 @@ async def _delivered(log: Log, group: str, count: int) -> list[tuple[bytes, Any]
     return reply[0][1] if reply else []
 
 
+async def test_older_compares_stream_ids_as_numbers(log: Log) -> None:
+    """The function `advance` and `fanout` include: milliseconds, then sequence."""
+    pairs = [
+        ("9-0", "10-0"),
+        ("5-9", "5-10"),
+        ("1764670000000-3", "1764670000001-0"),
+        ("1764670000000-12", "1764670000000-3"),
+        ("99-5", "100-0"),
+        ("7-7", "7-7"),
+        ("10-0", "9-99"),
+    ]
+    check = log.redis.register_script(
+        scripts.load("older")
+        + "\nlocal out = {}\n"
+        + "for i = 1, #ARGV, 2 do out[#out + 1] = older(ARGV[i], ARGV[i + 1]) and 1 or 0 end\n"
+        + "return out"
+    )
+    got = await check(args=[id_ for pair in pairs for id_ in pair])
+    assert got == [1, 1, 1, 0, 1, 0, 0]
+
+
 def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
     return [models.region(0).checkpoint, "0", log.keys.log(0), group, "PUBLISH", models.changes]
 
@@ -127,9 +150,10 @@ async def test_commit(log: Log) -> None:
     entries = await _delivered(log, "g", 3)
     commit = _run(log, "commit")
     ids = [eid for eid, _ in entries]
-    # The expected state SHA-1 (none stored: ""), then each command as its length and words.
-    args = ["", 3, "SET", models.story("a"), "state", 6, "XACK", stream, "g", *ids]
-    args += [7, "ADVANCE", *_advance(models, log, "g")]
+    # The expected state SHA-1 (none stored: ""), the commands' lengths (MessagePack),
+    # then their words.
+    args = ["", msgspec.msgpack.encode([3, 6, 7]), "SET", models.story("a"), "state"]
+    args += ["XACK", stream, "g", *ids, "ADVANCE", *_advance(models, log, "g")]
     async with log.redis.pubsub() as pubsub:
         await pubsub.subscribe(models.changes)
         assert await commit(keys=[models.story("a")], args=args) == 0
@@ -143,7 +167,10 @@ async def test_commit(log: Log) -> None:
     assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[-1]
     assert message is not None and message["data"] == b"0:" + ids[-1]
     # The fence: the stored state is not the one expected (empty): nothing written.
-    moved = await commit(keys=[models.story("a")], args=["", 3, "SET", models.story("a"), "x"])
+    moved = await commit(
+        keys=[models.story("a")],
+        args=["", msgspec.msgpack.encode([3]), "SET", models.story("a"), "x"],
+    )
     assert moved == 1 and await log.redis.get(models.story("a")) == b"state"
 
 
