@@ -83,9 +83,9 @@ async def test_a_duplicate_of_an_aborted_update_is_aborted_too(log: Log) -> None
 
 
 async def test_a_stream_ahead_of_the_clock_takes_appends_after_its_last_id(log: Log) -> None:
-    """The append tries `<now>-0` first; a stream whose last ID is later (a clock that
-    went back, or an earlier append in the same millisecond) takes the next ID after it,
-    with nothing written by the first try."""
+    """The append asks a stream for an entry at or past this millisecond: a stream whose
+    last ID is later (a clock that went back, or an earlier append in the same
+    millisecond) takes the next ID after it."""
     stream = log.keys.log(log.keys.partition("hanoi-summit-2019"))
     ahead = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
     await log.redis.xadd(stream, {"__data__": b"{}"}, id=f"{ahead}-5")
@@ -98,6 +98,18 @@ async def test_a_stream_ahead_of_the_clock_takes_appends_after_its_last_id(log: 
     assert await log.redis.xlen(stream) == 4
     records = await log.read_story("hanoi-summit-2019")
     assert [r.position for r in records] == [first.position, second.position, third.position]
+
+
+async def test_a_stream_whose_last_entry_was_deleted_takes_ids_after_it(log: Log) -> None:
+    """Its last ID is past every entry it holds: the first try at an ID writes nothing,
+    and the append goes on from the stream's last ID."""
+    stream = log.keys.log(log.keys.partition("hanoi-summit-2019"))
+    ahead = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    await log.redis.xadd(stream, {"__data__": b"{}"}, id=f"{ahead}-5")
+    await log.redis.xdel(stream, f"{ahead}-5")
+    [result] = await log.append([encode(update())])
+    assert result.position == f"{log.keys.partition('hanoi-summit-2019')}:{ahead}-6"
+    assert await log.redis.xlen(stream) == 1
 
 
 async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:

@@ -167,10 +167,7 @@ def acks(models: ReadModels, group: str, acked: list[Delivery], bell: Bell) -> l
 def script_args(fences: list[str], commands: list[Command]) -> list[str | bytes | float]:
     """The commit script's ARGV: the fences, the commands' lengths (MessagePack), then
     the commands' words."""
-    args: list[str | bytes | float] = [*fences, _encode_counts([len(c) for c in commands])]
+    args: list[str | bytes | float] = [*fences, pack([len(c) for c in commands])]
     for command in commands:
         args.extend(command)
     return args
-
-
-_encode_counts = msgspec.msgpack.Encoder().encode
