@@ -9,8 +9,9 @@ import asyncio
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dateline.store.connection import QuickPool, connect
+from dateline.store.connection import QuickPool, connect, in_turn
 
 
 async def test_callers_past_the_pool_wait_their_turn_and_every_one_is_served(
@@ -70,5 +71,34 @@ async def test_a_connection_given_back_broken_is_made_anew(redis_url: str) -> No
         await pool.release(conn)
         assert await client.ping()  # the same connection, connected again
         assert len(pool._available_connections) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_replies_in_turn_may_take_longer_than_a_timeout_all_told(redis_url: str) -> None:
+    """`in_turn` bounds each reply by the socket timeout from the one before, not the
+    batch: four BLPOPs of 0.15 s each answer at 0.15, 0.3, 0.45 and 0.6 s, past one
+    deadline of 1.5 timeouts (0.3 s) that was never moved on."""
+    client = connect(redis_url, socket_timeout=0.2)
+    try:
+        blocks = [("BLPOP", f"turn-test:{n}", 0.15) for n in range(4)]
+        assert await in_turn(client, *blocks, ("PING",)) == [None] * 4 + [b"PONG"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_reply_later_than_the_timeout_fails_and_the_connection_is_dropped(
+    redis_url: str,
+) -> None:
+    client = connect(redis_url, socket_timeout=0.2, max_connections=1)
+    pool = client.connection_pool
+    try:
+        with pytest.raises(RedisTimeoutError, match=r"no reply within 0.2 s \(reply 2 of 3\)"):
+            await in_turn(client, ("PING",), ("BLPOP", "turn-test:late", 1), ("PING",))
+        # Its replies still on their way, the connection serves no one else: it was
+        # closed, and the next call is served on it made anew.
+        assert not pool._in_use_connections
+        assert all(not c.is_connected for c in pool._available_connections)
+        assert await in_turn(client, ("PING",)) == [b"PONG"]
     finally:
         await client.aclose()
