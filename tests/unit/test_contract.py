@@ -143,6 +143,10 @@ def test_a_history_decodes_as_its_records_do_and_the_trust_ends_with_it() -> Non
     del shapeless["time"]
     with pytest.raises(InvalidUpdate, match="time"):
         decode_records([fine, encode(shapeless)])
+    # Read once, as an iterator is: the record at fault is still found and named.
+    with pytest.raises(InvalidUpdate, match="time"):
+        decode_records(iter([fine, encode(shapeless)]))
+    assert decode_records(iter([ruled_out, fine])) == decode_records([ruled_out, fine])
     # Neither a history read nor one that failed leaves the rules switched off.
     with pytest.raises(InvalidUpdate, match="subject"):
         decode_update(ruled_out)
