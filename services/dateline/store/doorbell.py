@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -107,6 +108,8 @@ class Doorbell:
             try:
                 if self.shards and isinstance(self.client, RedisCluster):
                     await self._hear_shards(self.client)
+                elif isinstance(self.client, RedisCluster):
+                    await self._hear_cluster(self.client)
                 else:
                     await self._hear()
             except LOST as exc:
@@ -122,18 +125,50 @@ class Doorbell:
                 raise
 
     async def _hear(self) -> None:
-        async with self.client.pubsub() as pubsub:
+        """One connection of its own, subscribed, read as it comes; the timer rings
+        beside it. Not redis-py's PubSub: a message through it (a timer a read, a retry
+        wrapper, RESP3's push handler) cost the query service 80 to 106 us of CPU, a
+        third of what it spent at 1,000 updates/s, where this costs 48 to 64.
+        RESP2: its messages are plain arrays."""
+        pool = self.client.connection_pool
+        connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+        ticking = asyncio.get_running_loop().create_task(self._tick())
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]  # unannotated
+            await connection.send_command("SUBSCRIBE", self.channel)
+            while True:
+                # math.inf: blocks until a message; the timer rings meanwhile.
+                kind, _, data = await connection.read_response(timeout=math.inf)
+                if kind == b"subscribe":
+                    self._tell(None, live=True)  # heard from here on, not before
+                elif kind == b"message":
+                    self._heard(data)
+                self.ring()
+        finally:
+            ticking.cancel()
+            await connection.disconnect()
+
+    async def _hear_cluster(self, client: RedisCluster) -> None:
+        """The plain channel alone, through a node of the cluster (redis-py's PubSub)."""
+        pubsub: ClusterPubSub = client.pubsub()
+        try:
             await pubsub.subscribe(self.channel)
             while True:
                 msg = await pubsub.get_message(timeout=self.poll_s)
                 if msg is not None and msg.get("type") == "subscribe":
-                    self._tell(None, live=True)  # heard from here on, not before
+                    self._tell(None, live=True)
                 elif msg is not None:
-                    self._heard(msg)
+                    self._heard(msg.get("data"))
                 self.ring()
+        finally:
+            await pubsub.aclose()
 
-    def _heard(self, msg: dict[str, Any]) -> None:
-        data = msg.get("data")
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            self.ring()
+
+    def _heard(self, data: object) -> None:
         if data == SWITCH:
             self.switched = True
         self._tell(data if isinstance(data, bytes) else None, live=True)
@@ -182,7 +217,7 @@ class Doorbell:
                 elif kind == "sunsubscribe":  # its slot moved to another node
                     raise _Moved(f"{msg and msg.get('channel')!r} moved")
                 elif msg is not None and confirmed >= wanted:
-                    self._heard(msg)
+                    self._heard(msg.get("data"))
                 elif msg is not None:  # rings, but promises no one it heard them all yet
                     self.switched = self.switched or msg.get("data") == SWITCH
                     self._tell(None, live=False)
