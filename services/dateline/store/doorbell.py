@@ -126,10 +126,11 @@ class Doorbell:
 
     async def _hear(self) -> None:
         """One connection of its own, subscribed, read as it comes; the timer rings
-        beside it. Not redis-py's PubSub: a message through it (a timer a read, a retry
-        wrapper, RESP3's push handler) cost the query service 80 to 106 us of CPU, a
-        third of what it spent at 1,000 updates/s, where this costs 48 to 64.
-        RESP2: its messages are plain arrays."""
+        beside it. Not redis-py's PubSub, whose every read makes a timer, goes through a
+        retry wrapper and, in RESP3, a push handler: 4 messages every 4 ms cost a
+        listener 82 to 106 us of CPU a message through it, 48 to 64 this way (RESP2,
+        whose messages are plain arrays); at 1,000 updates/s the query service spent
+        0.21 ms of CPU an update against 0.22 to 0.23."""
         pool = self.client.connection_pool
         connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
         ticking = asyncio.get_running_loop().create_task(self._tick())
