@@ -10,7 +10,9 @@ only then); run to run they agree to about 1%. Counted here:
 - an append, one update a call and batches of 1,000, against raw `XADD`s of the same
   records (the baseline of the `Log.append_stream` row);
 - the projector's cycles at 5 updates a cycle (read, recall, commit: the live path),
-  against the ceiling loop's (XREADGROUP, a SET a record, XACK).
+  against the ceiling loop's (XREADGROUP, a SET a record, XACK);
+- and on the Python side, this interpreter under callgrind (`bench/pyinstr.py`): the
+  fold alone and a one-process rebuild, an update each.
 
 Needs `valgrind` (Debian's package); without it, says so and adds no rows. Under
 callgrind the server runs about 50 times slower, so the counts come from small runs.
@@ -24,6 +26,7 @@ import dataclasses
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -38,11 +41,12 @@ from bench.readside import _update
 from dateline.projector.app import create_app
 from dateline.store.config import Settings
 from dateline.store.connection import connect
-from dateline.store.embedded import server_binary
+from dateline.store.embedded import EmbeddedRedis, server_binary
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 
 PREFIX = "cg"
+ROOT = Path(__file__).resolve().parents[1]
 STORIES = 2_000
 
 
@@ -206,6 +210,55 @@ async def _cycles(tmp: Path, steps: int, per: int) -> tuple[float, float]:
     return ours, theirs
 
 
+async def _python_count(tmp: Path, url: str, what: str, n: int) -> float:
+    """This interpreter's instructions an update of `bench/pyinstr.py`'s `what`."""
+    out = tmp / f"py-{what}.callgrind"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    command += ["--instr-atstart=no", sys.executable, "-m", "bench.pyinstr", url, what, str(n)]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    stdout, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bench.pyinstr {what} failed under valgrind ({process.returncode})")
+    updates = int(stdout.split()[-1])
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1]) / updates
+    raise RuntimeError(f"no totals in {out}")
+
+
+async def _python(report: Report, tmp: Path, n: int) -> None:
+    """The fold alone and a one-process rebuild, counted in Python's instructions: their
+    timed ratio is far below their counted one (a rebuild reads each record once, cold;
+    the fold alone reads a tenth of them three times), and the count is what a change to
+    the code moves."""
+    with EmbeddedRedis(tmp / "pyinstr", fsync="everysec") as server:
+        fold = await _python_count(tmp, server.url, "fold", n)
+        rebuild = await _python_count(tmp, server.url, "rebuild", n)
+    scale = f"{n:,} updates over {n // 100:,} stories, the rebuild row's mix; callgrind"
+    report.add(
+        Row(
+            "instructions",
+            "Python's instructions an update of the fold alone",
+            fold,
+            "instructions",
+            note=f"decode + project, story by story; {scale}",
+        )
+    )
+    report.add(
+        Row(
+            "instructions",
+            "Python's instructions an update of a full rebuild, one process",
+            rebuild,
+            "instructions",
+            "the fold alone's",
+            fold / rebuild,
+            note=f"read, decode, fold, write, catch up, switch; {scale}",
+        )
+    )
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instructions: skipped, no valgrind here (Debian: apt install valgrind)")
@@ -227,6 +280,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
                     note=f"raw XADD: {raw:,.0f}; callgrind, {size * calls:,} updates counted",
                 )
             )
+        await _python(report, where, 5_000 if quick else 20_000)
         steps = 20 if quick else 200
         ours, ceiling_instructions = await _cycles(where, steps, 5)
         report.add(
