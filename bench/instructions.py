@@ -221,7 +221,11 @@ async def _python_count(tmp: Path, url: str, what: str, n: int) -> float:
     stdout, _ = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"bench.pyinstr {what} failed under valgrind ({process.returncode})")
-    updates = int(stdout.split()[-1])
+    # Its logs share stdout (a long collection, say): the count is the line that says so.
+    lines = [line for line in stdout.decode().splitlines() if line.startswith("counted ")]
+    if not lines:
+        raise RuntimeError(f"bench.pyinstr {what} did not say what it counted")
+    updates = int(lines[-1].split()[1])
     for line in out.read_text().splitlines():
         if line.startswith("totals:"):
             return int(line.split()[1]) / updates

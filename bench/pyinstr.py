@@ -6,7 +6,7 @@ for that work.
 
 Both work on the same log (N updates over N/100 stories, the rebuild row's mix), each
 once before it is counted, so imports, first calls and the server's first replies are
-not counted. Prints the updates counted.
+not counted. Prints the updates counted, on a line of its own: `counted N`.
 """
 
 from __future__ import annotations
@@ -62,4 +62,4 @@ async def main(url: str, what: str, n: int) -> int:
 
 
 if __name__ == "__main__":
-    print(asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    print("counted", asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

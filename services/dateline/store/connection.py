@@ -390,8 +390,9 @@ async def _replies(connection: AbstractConnection, n: int) -> list[Any]:
 
     Under one deadline, moved on only when less than a timeout is left: redis-py bounds
     each read with an `asyncio.timeout` of its own, a timer made and cancelled a reply,
-    which was 6% of a rebuild's CPU (its chunks read thousands of replies in turn). A
-    read then waits at most half as long again as redis-py's would before failing.
+    and a rebuild's chunks read thousands of replies in turn (2.7% of its Python
+    instructions, callgrind). A read then waits at most half as long again as
+    redis-py's would before failing.
     """
     timeout = connection.socket_timeout
     if not timeout:
