@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, cast, get_origin
 
@@ -48,7 +49,7 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
         state = StoryState(id=story)  # nothing corrected or retracted: a plain fold
         for key, u in keyed:
             _fold(state, u, key)
-        _stamp_latest(state, by_version.values())
+        _stamp_newest(state, by_version)
         return state
     ordered = [u for _, u in keyed]
     refs = [(u.source, u.id) for u in ordered]  # each update's `_ref`, made once
@@ -86,7 +87,7 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
             if said := state.statements.get(first):
                 said.corrected_fields = tuple(sorted({*said.corrected_fields, *fields}))
                 said.correction_notes += tuple(texts)
-    _stamp_latest(state, by_version.values())
+    _stamp_newest(state, by_version)
     return state
 
 
@@ -186,13 +187,24 @@ def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> None:
     )
 
 
-def _first(pair: tuple[tuple[Any, ...], Update]) -> tuple[Any, ...]:
-    return pair[0]
+_first = itemgetter(0)
+"""The sort key of an (order key, update) pair: in C, not a call into Python a pair."""
 
 
 def _stamp_latest(state: StoryState, updates: Iterable[Update]) -> None:
     latest = max(updates, key=lambda u: u.version or 0, default=None)
     if latest is not None and (latest.version or 0) >= state.version:
+        _stamp(state, latest)
+
+
+def _stamp_newest(state: StoryState, by_version: dict[int | None, Update]) -> None:
+    """`_stamp_latest` of updates keyed by their versions: the greatest key, found in C.
+    Updates not in the log yet (no version, in tests) go the long way."""
+    if None in by_version or not by_version:
+        _stamp_latest(state, by_version.values())
+        return
+    latest = by_version[max(cast(Iterable[int], by_version))]
+    if (latest.version or 0) >= state.version:
         _stamp(state, latest)
 
 
