@@ -76,10 +76,15 @@ class Counted:
 
     def total(self) -> int:
         """The instructions counted, once the server has exited."""
-        for line in self.out.read_text().splitlines():
-            if line.startswith("totals:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no totals in {self.out}")
+        return _total(self.out)
+
+
+def _total(out: Path) -> int:
+    """The instructions a callgrind output file counted."""
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
 
 
 @contextlib.asynccontextmanager
@@ -225,11 +230,7 @@ async def _python_count(tmp: Path, url: str, what: str, n: int) -> float:
     lines = [line for line in stdout.decode().splitlines() if line.startswith("counted ")]
     if not lines:
         raise RuntimeError(f"bench.pyinstr {what} did not say what it counted")
-    updates = int(lines[-1].split()[1])
-    for line in out.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1]) / updates
-    raise RuntimeError(f"no totals in {out}")
+    return _total(out) / int(lines[-1].split()[1])
 
 
 async def _python(report: Report, tmp: Path, n: int) -> None:
