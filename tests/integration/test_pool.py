@@ -77,12 +77,12 @@ async def test_a_connection_given_back_broken_is_made_anew(redis_url: str) -> No
 
 async def test_replies_in_turn_may_take_longer_than_a_timeout_all_told(redis_url: str) -> None:
     """`in_turn` bounds each reply by the socket timeout from the one before, not the
-    batch: four BLPOPs of 0.15 s each answer at 0.15, 0.3, 0.45 and 0.6 s, past one
-    deadline of 1.5 timeouts (0.3 s) that was never moved on."""
-    client = connect(redis_url, socket_timeout=0.2)
+    batch: six BLPOPs of 0.15 s each answer at 0.15 to 0.9 s, past one deadline of 1.5
+    timeouts (0.6 s) that was never moved on, each well within a timeout of the last."""
+    client = connect(redis_url, socket_timeout=0.4)
     try:
-        blocks = [("BLPOP", f"turn-test:{n}", 0.15) for n in range(4)]
-        assert await in_turn(client, *blocks, ("PING",)) == [None] * 4 + [b"PONG"]
+        blocks = [("BLPOP", f"turn-test:{n}", 0.15) for n in range(6)]
+        assert await in_turn(client, *blocks, ("PING",)) == [None] * 6 + [b"PONG"]
     finally:
         await client.aclose()
 
