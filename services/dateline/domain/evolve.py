@@ -12,7 +12,9 @@ longer the same object, which the projector's commit compares by identity first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any, Final, TypeVar
 
 from msgspec.structs import replace
 
@@ -29,7 +31,12 @@ from dateline.domain.state import (
     When,
 )
 from dateline_schemas import Update, parse_duration, parse_fuzzy_date
-from dateline_schemas.correction import CorrectionIssued, RetractionIssued, RetractionLifted
+from dateline_schemas.correction import (
+    CorrectionIssued,
+    Naming,
+    RetractionIssued,
+    RetractionLifted,
+)
 from dateline_schemas.outcome import ExpectationRaised, ExpectationResolved, OutcomeReported
 from dateline_schemas.schedule import (
     ScheduleAnnounced,
@@ -91,83 +98,122 @@ def _shifted(start: When, shift: str) -> When:
             return start
 
 
-def evolve(state: StoryState, update: Update, time: str) -> None:  # noqa: PLR0912, PLR0915
+def evolve(state: StoryState, update: Update, time: str) -> None:
     """Apply one update; `time` is its event time, formatted once by the caller."""
-    match update:
-        # The commonest first (statements, then the schedule's): each arm before the one
-        # that matches is an isinstance test.
-        case StatementMade(data=d):
-            _statement(state, update, time)
-        case ScheduleAnnounced(data=d):
-            item = _item(state, d.item)
-            item.title, item.status, item.starts_at = d.title, "scheduled", when(d.starts_at)
-            item.ends_at = when(d.ends_at) if d.ends_at else None
-            item.location, item.participants, item.parent = (
-                d.location,
-                tuple(d.participants),
-                d.parent,
-            )
-        case ScheduleRescheduled(data=d):
-            item = _item(state, d.item)
-            _move(item, when(d.starts_at) if d.starts_at else None, d.shift, time, d.reason)
-            item.status, item.reason = "rescheduled", d.reason
-            if d.ends_at:
-                item.ends_at = when(d.ends_at)
-        case SchedulePostponed(data=d):
-            item = _item(state, d.item)
-            item.status, item.reason = "postponed", d.reason
-        case ScheduleCancelled(data=d):
-            item = _item(state, d.item)
-            item.status, item.reason = "cancelled", d.reason
-        case ScheduleReinstated(data=d):
-            item = _item(state, d.item)
-            moved = d.starts_at is not None and (
-                item.starts_at is None or when(d.starts_at) != item.starts_at
-            )
-            if moved and d.starts_at:
-                _move(item, when(d.starts_at), None, time, d.reason)
-            item.status, item.reason = ("rescheduled" if moved else "scheduled"), d.reason
-        case ScheduleRelocated(data=d):
-            item = _item(state, d.item)
-            if item.location:
-                item.previous_locations = (*item.previous_locations, item.location)
-            item.location, item.reason = d.location, d.reason
-        case ScheduleStarted(data=d):
-            item = _item(state, d.item)
-            item.status, item.started_at = "in_progress", time
-            item.started_precision = update.timeprecision
-        case ScheduleEnded(data=d):
-            item = _item(state, d.item)
-            item.status, item.ended_at, item.early = "ended", time, d.early
-            item.ended_precision = update.timeprecision
-        case OutcomeReported(data=d):
-            outcome = Outcome(
-                d.outcome, d.result, d.summary, time, tuple(d.parties), tuple(d.supported_by)
-            )
-            state.outcome = outcome
-            state.outcome_history = (*state.outcome_history, outcome)
-        case ExpectationRaised(data=d):
-            found = state.expectations.get(d.expectation)
-            state.expectations[d.expectation] = (
-                replace(found, description=d.description)
-                if found
-                else Expectation(d.expectation, d.description)
-            )
-        case ExpectationResolved(data=d):
-            exp = state.expectations.get(d.expectation) or Expectation(d.expectation, "")
-            state.expectations[d.expectation] = replace(exp, status=d.status, note=d.note)
-        case StoryOpened(data=d):
-            state.title, state.place, state.summary = d.title, d.place, d.summary
-            state.people, state.tags = tuple(d.people), tuple(d.tags)
-        case StoryLinked(data=d):
-            kept = (x for x in state.links if (x.story, x.rel) != (d.story, d.rel))
-            state.links = (*kept, Link(d.story, d.rel, d.note))
-        case StoryConcluded():
-            state.status = "concluded"
-        case StoryReopened():
-            state.status = "developing"
-        case CorrectionIssued() | RetractionIssued() | RetractionLifted():
-            pass  # applied to their targets by story.project, over the whole set
+    _ARMS[type(update)](state, update, time)
+
+
+# An arm a type, found by the update's exact type in one lookup (no update type is
+# subclassed). Not `match`: its class patterns test the arms in turn, and a test that
+# fails costs an `__instancecheck__` call on msgspec's metaclass (110 ns, against 40 for
+# a plain class). The newsroom mix failed about five a fold here and five in
+# `summarize`: the tables took 18% off the fold alone's instructions (callgrind).
+
+
+def _announced(state: StoryState, update: ScheduleAnnounced, time: str) -> None:
+    d = update.data
+    item = _item(state, d.item)
+    item.title, item.status, item.starts_at = d.title, "scheduled", when(d.starts_at)
+    item.ends_at = when(d.ends_at) if d.ends_at else None
+    item.location, item.participants, item.parent = d.location, tuple(d.participants), d.parent
+
+
+def _rescheduled(state: StoryState, update: ScheduleRescheduled, time: str) -> None:
+    d = update.data
+    item = _item(state, d.item)
+    _move(item, when(d.starts_at) if d.starts_at else None, d.shift, time, d.reason)
+    item.status, item.reason = "rescheduled", d.reason
+    if d.ends_at:
+        item.ends_at = when(d.ends_at)
+
+
+def _postponed(state: StoryState, update: SchedulePostponed, time: str) -> None:
+    item = _item(state, update.data.item)
+    item.status, item.reason = "postponed", update.data.reason
+
+
+def _cancelled(state: StoryState, update: ScheduleCancelled, time: str) -> None:
+    item = _item(state, update.data.item)
+    item.status, item.reason = "cancelled", update.data.reason
+
+
+def _reinstated(state: StoryState, update: ScheduleReinstated, time: str) -> None:
+    d = update.data
+    item = _item(state, d.item)
+    moved = d.starts_at is not None and (
+        item.starts_at is None or when(d.starts_at) != item.starts_at
+    )
+    if moved and d.starts_at:
+        _move(item, when(d.starts_at), None, time, d.reason)
+    item.status, item.reason = ("rescheduled" if moved else "scheduled"), d.reason
+
+
+def _relocated(state: StoryState, update: ScheduleRelocated, time: str) -> None:
+    d = update.data
+    item = _item(state, d.item)
+    if item.location:
+        item.previous_locations = (*item.previous_locations, item.location)
+    item.location, item.reason = d.location, d.reason
+
+
+def _started(state: StoryState, update: ScheduleStarted, time: str) -> None:
+    item = _item(state, update.data.item)
+    item.status, item.started_at = "in_progress", time
+    item.started_precision = update.timeprecision
+
+
+def _ended(state: StoryState, update: ScheduleEnded, time: str) -> None:
+    item = _item(state, update.data.item)
+    item.status, item.ended_at, item.early = "ended", time, update.data.early
+    item.ended_precision = update.timeprecision
+
+
+def _outcome(state: StoryState, update: OutcomeReported, time: str) -> None:
+    d = update.data
+    outcome = Outcome(d.outcome, d.result, d.summary, time, tuple(d.parties), tuple(d.supported_by))
+    state.outcome = outcome
+    state.outcome_history = (*state.outcome_history, outcome)
+
+
+def _raised(state: StoryState, update: ExpectationRaised, time: str) -> None:
+    d = update.data
+    found = state.expectations.get(d.expectation)
+    state.expectations[d.expectation] = (
+        replace(found, description=d.description)
+        if found
+        else Expectation(d.expectation, d.description)
+    )
+
+
+def _resolved(state: StoryState, update: ExpectationResolved, time: str) -> None:
+    d = update.data
+    exp = state.expectations.get(d.expectation) or Expectation(d.expectation, "")
+    state.expectations[d.expectation] = replace(exp, status=d.status, note=d.note)
+
+
+def _opened(state: StoryState, update: StoryOpened, time: str) -> None:
+    d = update.data
+    state.title, state.place, state.summary = d.title, d.place, d.summary
+    state.people, state.tags = tuple(d.people), tuple(d.tags)
+
+
+def _linked(state: StoryState, update: StoryLinked, time: str) -> None:
+    d = update.data
+    kept = (x for x in state.links if (x.story, x.rel) != (d.story, d.rel))
+    state.links = (*kept, Link(d.story, d.rel, d.note))
+
+
+def _concluded(state: StoryState, update: StoryConcluded, time: str) -> None:
+    state.status = "concluded"
+
+
+def _reopened(state: StoryState, update: StoryReopened, time: str) -> None:
+    state.status = "developing"
+
+
+def _naming(state: StoryState, update: Naming, time: str) -> None:
+    """Corrections and retractions: applied to their targets by `story.project`, over
+    the whole set."""
 
 
 def _statement(state: StoryState, update: StatementMade, time: str) -> None:
@@ -204,3 +250,38 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
         corrected_fields=old.corrected_fields if old else (),
         correction_notes=old.correction_notes if old else (),
     )
+
+
+Arm = Callable[[StoryState, Any, str], None]
+U = TypeVar("U", bound=Update)
+
+
+def _arm(kind: type[U], apply: Callable[[StoryState, U, str], None]) -> tuple[type[Any], Arm]:
+    """A type and its arm, checked by mypy to take that type."""
+    return kind, apply
+
+
+_ARMS: Final[dict[type[Any], Arm]] = dict(
+    [
+        _arm(StatementMade, _statement),
+        _arm(ScheduleAnnounced, _announced),
+        _arm(ScheduleRescheduled, _rescheduled),
+        _arm(SchedulePostponed, _postponed),
+        _arm(ScheduleCancelled, _cancelled),
+        _arm(ScheduleReinstated, _reinstated),
+        _arm(ScheduleRelocated, _relocated),
+        _arm(ScheduleStarted, _started),
+        _arm(ScheduleEnded, _ended),
+        _arm(OutcomeReported, _outcome),
+        _arm(ExpectationRaised, _raised),
+        _arm(ExpectationResolved, _resolved),
+        _arm(StoryOpened, _opened),
+        _arm(StoryLinked, _linked),
+        _arm(StoryConcluded, _concluded),
+        _arm(StoryReopened, _reopened),
+        _arm(CorrectionIssued, _naming),
+        _arm(RetractionIssued, _naming),
+        _arm(RetractionLifted, _naming),
+    ]
+)
+"""Every update type's arm (a unit test checks that none is missing)."""

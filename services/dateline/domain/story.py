@@ -134,7 +134,7 @@ def advance_in_place(state: StoryState, update: Update) -> bool:
 
 
 def _appendable(state: StoryState, update: Update, key: tuple[Any, ...]) -> bool:
-    if update.version != state.version + 1 or isinstance(update, _NAMING):
+    if update.version != state.version + 1 or type(update) in _NAMING_KINDS:
         return False
     # Most states hold no correction and hide nothing: no generator made for them.
     if state.corrections and any(

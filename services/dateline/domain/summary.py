@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
 from dateline_schemas import Update, parse_duration
 from dateline_schemas.correction import CorrectionIssued, RetractionIssued, RetractionLifted
 from dateline_schemas.outcome import ExpectationRaised, ExpectationResolved, OutcomeReported
@@ -50,47 +53,88 @@ def _quote(text: str, limit: int = 90) -> str:
     return f"“{text}”" if len(text) <= limit else f"“{text[: limit - 1]}…”"
 
 
-def summarize(update: Update) -> str:  # noqa: PLR0911, PLR0912 - one arm per update type
-    match update:
-        # The commonest first (statements, then the schedule's): each arm before the one
-        # that matches is an isinstance test.
-        case StatementMade(data=d):
-            via = " through an interpreter" if d.via_interpreter else ""
-            return f"{d.speaker}{via}: {_quote(d.text)}"
-        case ScheduleAnnounced(data=d):
-            return f"Scheduled {d.item}: {d.title} at {d.starts_at}"
-        case ScheduleRescheduled(data=d):
-            when = _shift(d.shift) if d.shift else f"moved to {d.starts_at}"
-            return f"Rescheduled {d.item}: {when}{_because(d.reason)}"
-        case SchedulePostponed(data=d):
-            return f"Postponed {d.item}{_because(d.reason)}"
-        case ScheduleCancelled(data=d):
-            return f"Cancelled {d.item}{_because(d.reason)}"
-        case ScheduleReinstated(data=d):
-            return f"Reinstated {d.item}{_because(d.reason)}"
-        case ScheduleRelocated(data=d):
-            return f"Relocated {d.item} to {d.location}{_because(d.reason)}"
-        case ScheduleStarted(data=d):
-            return f"Started {d.item}"
-        case ScheduleEnded(data=d):
-            return f"Ended {d.item}" + (" early" if d.early else "")
-        case OutcomeReported(data=d):
-            return f"Outcome: {d.result.replace('_', ' ')}: {d.summary}"
-        case ExpectationRaised(data=d):
-            return f"Expectation {d.expectation}: {d.description}"
-        case ExpectationResolved(data=d):
-            return f"Expectation {d.expectation} {d.status}" + (f": {d.note}" if d.note else "")
-        case StoryOpened(data=d):
-            return f"Story opened: {d.title}" + (f", {d.place}" if d.place else "")
-        case StoryLinked(data=d):
-            return f"Linked {d.rel.replace('_', ' ')}{LINKED}{d.story}"
-        case StoryConcluded(data=d):
-            return "Story concluded" + (f": {d.summary}" if d.summary else "")
-        case StoryReopened(data=d):
-            return "Story reopened" + _because(d.reason)
-        case CorrectionIssued(data=d):
-            return f"{(d.kind or 'correction').capitalize()} of {d.corrects}: {d.note}"
-        case RetractionIssued(data=d):
-            return f"Retraction ({d.status}) of {d.retracts}: {d.reason}"
-        case RetractionLifted(data=d):
-            return f"Retraction of {d.retracts} lifted"
+def summarize(update: Update) -> str:
+    """The update's line, by its exact type in one lookup: not `match`, whose arms would
+    be tested in turn, each failing test an `__instancecheck__` call (`evolve._ARMS`)."""
+    return _LINES[type(update)](update)
+
+
+def _statement(u: StatementMade) -> str:
+    d = u.data
+    via = " through an interpreter" if d.via_interpreter else ""
+    return f"{d.speaker}{via}: {_quote(d.text)}"
+
+
+def _rescheduled(u: ScheduleRescheduled) -> str:
+    d = u.data
+    when = _shift(d.shift) if d.shift else f"moved to {d.starts_at}"
+    return f"Rescheduled {d.item}: {when}{_because(d.reason)}"
+
+
+def _resolved(u: ExpectationResolved) -> str:
+    d = u.data
+    return f"Expectation {d.expectation} {d.status}" + (f": {d.note}" if d.note else "")
+
+
+Line = Callable[[Any], str]
+U = TypeVar("U", bound=Update)
+
+
+def _line(kind: type[U], line: Callable[[U], str]) -> tuple[type[Any], Line]:
+    """A type and its line, checked by mypy to take that type."""
+    return kind, line
+
+
+_LINES: Final[dict[type[Any], Line]] = dict(
+    [
+        _line(StatementMade, _statement),
+        _line(
+            ScheduleAnnounced,
+            lambda u: f"Scheduled {u.data.item}: {u.data.title} at {u.data.starts_at}",
+        ),
+        _line(ScheduleRescheduled, _rescheduled),
+        _line(SchedulePostponed, lambda u: f"Postponed {u.data.item}{_because(u.data.reason)}"),
+        _line(ScheduleCancelled, lambda u: f"Cancelled {u.data.item}{_because(u.data.reason)}"),
+        _line(ScheduleReinstated, lambda u: f"Reinstated {u.data.item}{_because(u.data.reason)}"),
+        _line(
+            ScheduleRelocated,
+            lambda u: f"Relocated {u.data.item} to {u.data.location}{_because(u.data.reason)}",
+        ),
+        _line(ScheduleStarted, lambda u: f"Started {u.data.item}"),
+        _line(ScheduleEnded, lambda u: f"Ended {u.data.item}" + (" early" if u.data.early else "")),
+        _line(
+            OutcomeReported,
+            lambda u: f"Outcome: {u.data.result.replace('_', ' ')}: {u.data.summary}",
+        ),
+        _line(
+            ExpectationRaised, lambda u: f"Expectation {u.data.expectation}: {u.data.description}"
+        ),
+        _line(ExpectationResolved, _resolved),
+        _line(
+            StoryOpened,
+            lambda u: (
+                f"Story opened: {u.data.title}" + (f", {u.data.place}" if u.data.place else "")
+            ),
+        ),
+        _line(
+            StoryLinked, lambda u: f"Linked {u.data.rel.replace('_', ' ')}{LINKED}{u.data.story}"
+        ),
+        _line(
+            StoryConcluded,
+            lambda u: "Story concluded" + (f": {u.data.summary}" if u.data.summary else ""),
+        ),
+        _line(StoryReopened, lambda u: "Story reopened" + _because(u.data.reason)),
+        _line(
+            CorrectionIssued,
+            lambda u: (
+                f"{(u.data.kind or 'correction').capitalize()} of {u.data.corrects}: {u.data.note}"
+            ),
+        ),
+        _line(
+            RetractionIssued,
+            lambda u: f"Retraction ({u.data.status}) of {u.data.retracts}: {u.data.reason}",
+        ),
+        _line(RetractionLifted, lambda u: f"Retraction of {u.data.retracts} lifted"),
+    ]
+)
+"""Every update type's line (a unit test checks that none is missing)."""
