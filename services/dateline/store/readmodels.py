@@ -297,10 +297,10 @@ class ReadModels(ModelKeys):
                     batch.closed.append(f"{new.id}/{ref}")
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(msgspec.Struct, frozen=True, gc=False):
     """One story's read models from `old` to `new`. `new.timeline` holds the whole timeline
-    if `whole_timeline`, else only the entries to append."""
+    if `whole_timeline`, else only the entries to append. (A Struct: one is made a story
+    a commit, and a frozen dataclass sets each field through `object.__setattr__`.)"""
 
     old: StoryState
     new: StoryState
