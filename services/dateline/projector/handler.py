@@ -34,7 +34,15 @@ from dateline.projector.commit import (
     fence,
     script_args,
 )
-from dateline.projector.plan import Advance, Project, StoryPlan, failures, plan, refold
+from dateline.projector.plan import (
+    Advance,
+    Project,
+    StoryPlan,
+    as_stored,
+    failures,
+    plan,
+    refold,
+)
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
 from dateline.store import scripts
@@ -149,8 +157,10 @@ class ProjectorHandler:
         entries = max(1, sum(len(items) for items in by_story.values()))
         self.state_bytes += (touched / entries - self.state_bytes) * STATE_BYTES_WEIGHT
 
-        def opened(d: Delivery) -> bytes:
+        def sealed(d: Delivery) -> bytes:
             return sealing.entry(d.partition, d.entry_id, d.raw)
+
+        opened = as_stored if sealing.key is None else sealed  # no key: no seal to open
 
         plans = []
         for story, items in by_story.items():

@@ -11,6 +11,7 @@ histories the plan asks for, `refold`s, and commits what the plans say.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 import msgspec
 
@@ -29,8 +30,8 @@ OpenHistory = Callable[[str, list[bytes]], list[bytes]]
 """A story's history records, each opened likewise (`Sealing.listed_all`)."""
 
 
-def as_stored(d: Delivery) -> bytes:
-    return d.raw
+as_stored: Callable[[Delivery], bytes] = attrgetter("raw")
+"""A delivery's record as the log holds it (an unsealed log's): in C, a call an update."""
 
 
 def history_as_stored(story: str, records: list[bytes]) -> list[bytes]:
