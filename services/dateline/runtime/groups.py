@@ -100,10 +100,11 @@ def _raw_entries(reply: Any) -> dict[str, Entries]:
     list of pairs (RESP2), fields as flat lists; an entry deleted while pending has none."""
     out: dict[str, Entries] = {}
     for stream, entries in reply.items() if isinstance(reply, dict) else reply or []:
-        # A log entry has one field (`__data__`): its dict made at once, 0.1 us against
-        # 1 through `_pairs`, an update read.
+        # A log entry has one field (`__data__`), a flat list: its dict made at once,
+        # 0.1 us against 1 through `_pairs`, an update read. Any other shape (a map, more
+        # fields) goes through `_pairs`.
         kept = [
-            (eid.decode(), {f[0]: f[1]} if len(f) == 2 else dict(_pairs(f)))
+            (eid.decode(), {f[0]: f[1]} if type(f) is list and len(f) == 2 else dict(_pairs(f)))
             for eid, f in entries
             if f is not None
         ]
