@@ -10,6 +10,10 @@ does, with instrumentation off but for that work.
 - `projector` is the projector row's case (`bench/projection.py`): N updates over N/20
   stories, the newsroom mix, read by a projector that has kept no state yet. It runs
   once on one log, then is counted on a second of the same updates.
+- `live` is the live path's case (`bench/instructions.py`'s server count of the
+  projector's cycles): 2,000 stories with 3 updates each, projected, then cycles of 5
+  new updates each, N updates in all; only the cycles are counted. A cycle's work that
+  does not grow with its updates shows here and hardly at all in `projector`.
 
 Prints the updates counted, on a line of its own: `counted N`.
 """
@@ -19,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 from bench.projection import _load, newsroom_updates
+from bench.readside import _update
 from dateline.domain import project
 from dateline.projector.app import create_app
 from dateline.projector.replay import rebuild_all, story_ids
@@ -31,6 +37,7 @@ from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.connection import connect
 from dateline.store.layout import Keys
+from dateline.store.log import Log
 from dateline_schemas import decode_records
 
 
@@ -66,10 +73,89 @@ async def _project(url: str, n: int) -> int:
         await client.aclose()
 
 
+LIVE_STORIES, LIVE_CYCLE = 2_000, 5
+
+
+def _live_updates(n: int) -> tuple[list[bytes], list[list[bytes]]]:
+    """The live case's updates: 3 a story to settle, then `n` new ones in cycles."""
+    rnd = random.Random(7)
+    settled = [_update(i, LIVE_STORIES, "pylive") for i in range(3 * LIVE_STORIES)]
+    picks = [
+        rnd.randrange(10**6) * LIVE_STORIES + rnd.randrange(LIVE_STORIES)
+        for _ in range(max(1, n // LIVE_CYCLE) * LIVE_CYCLE)
+    ]
+    live = [_update(i, LIVE_STORIES, "pylive") for i in picks]
+    return settled, [live[i : i + LIVE_CYCLE] for i in range(0, len(live), LIVE_CYCLE)]
+
+
+async def _live(url: str, n: int) -> int:
+    """The projector's cycles of `LIVE_CYCLE` new updates over stories it has projected
+    (and so keeps). Each cycle's updates are appended by a process of their own that
+    callgrind does not follow (`_append_live`), so what is counted is the projector's
+    alone, with counting on from the first cycle to the last."""
+    settled, cycles = _live_updates(n)
+    client = connect(url)
+    try:
+        await client.flushall()
+        log = Log(client, Keys("pylive", 8))
+        await log.check_partitions()
+        for i in range(0, len(settled), 1000):
+            await log.append(settled[i : i + 1000], atomic=False)
+        settings = Settings.from_env({"REDIS_URL": url, "DATELINE_PREFIX": "pylive"})
+        app = await create_app(settings, url, consumer="pylive")
+        app.runner.config = dataclasses.replace(app.runner.config, block_ms=10)
+        done = 0
+        while done < len(settled):
+            done += await app.runner.step()
+        command = [sys.executable, "-m", "bench.pyinstr", url, "append-live", str(n)]
+        # Started before counting, and never awaited while it runs: a blocking call here
+        # is a pipe's read, which the count must see as little of as it can.
+        feed = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: ASYNC220
+        if feed.stdin is None or feed.stdout is None:
+            raise RuntimeError("the live case's feed has no pipes")
+        _instrument("on")
+        for _ in cycles:
+            feed.stdin.write(b"next\n")
+            feed.stdin.flush()
+            if feed.stdout.readline() != b"appended\n":
+                raise RuntimeError("the live case's feed stopped")
+            done = 0
+            while done < LIVE_CYCLE:
+                done += await app.runner.step()
+        _instrument("off")
+        feed.stdin.close()
+        feed.wait()
+        await app.runner.release_all()
+        await app.client.aclose()
+        return len(cycles) * LIVE_CYCLE
+    finally:
+        await client.aclose()
+
+
+async def _append_live(url: str, n: int) -> int:
+    """`_live`'s feed: a cycle's updates appended for each line read, then said so."""
+    _, cycles = _live_updates(n)
+    client = connect(url)
+    try:
+        log = Log(client, Keys("pylive", 8))
+        for batch in cycles:
+            if not sys.stdin.readline():
+                break
+            await log.append(batch)
+            print("appended", flush=True)
+        return 0
+    finally:
+        await client.aclose()
+
+
 async def main(url: str, what: str, n: int) -> int:
     tune_collector()  # as `dateline replay` and the bench's fold rows do
     if what == "projector":
         return await _project(url, n)
+    if what == "live":
+        return await _live(url, n)
+    if what == "append-live":
+        return await _append_live(url, n)
     keys = Keys("pyinstr", 8)
     client = connect(url)
     try:
@@ -97,4 +183,6 @@ async def main(url: str, what: str, n: int) -> int:
 
 
 if __name__ == "__main__":
-    print("counted", asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    counted = asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    if sys.argv[2] != "append-live":
+        print("counted", counted)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgspec
-
+from dateline.projector.commit import script_args
 from dateline.store import scripts
 from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
@@ -150,10 +149,16 @@ async def test_commit(log: Log) -> None:
     entries = await _delivered(log, "g", 3)
     commit = _run(log, "commit")
     ids = [eid for eid, _ in entries]
-    # The expected state SHA-1 (none stored: ""), the commands' lengths (MessagePack),
-    # then their words.
-    args = ["", msgspec.msgpack.encode([3, 6, 7]), "SET", models.story("a"), "state"]
-    args += ["XACK", stream, "g", *ids, "ADVANCE", *_advance(models, log, "g")]
+    # The expected state SHA-1 (none stored: ""), then the commands, one MessagePack
+    # array (`script_args`): words of text, bytes and numbers.
+    score = 1551312000.123456  # 16 digits: the score must arrive as it is, not as %.14g
+    commands = [
+        ("SET", models.story("a"), b"state"),
+        ("ZADD", models.story("z"), score, "m", 2, "n"),
+        ("XACK", stream, "g", *ids),
+        ("ADVANCE", *_advance(models, log, "g")),
+    ]
+    args = script_args([""], commands)
     async with log.redis.pubsub() as pubsub:
         await pubsub.subscribe(models.changes)
         assert await commit(keys=[models.story("a")], args=args) == 0
@@ -163,13 +168,17 @@ async def test_commit(log: Log) -> None:
             if message:
                 break
     assert await log.redis.get(models.story("a")) == b"state"
+    assert await log.redis.zrange(models.story("z"), 0, -1, withscores=True) == [
+        (b"n", 2.0),
+        (b"m", score),
+    ]
     assert (await log.redis.xpending(stream, "g"))["pending"] == 0
     assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[-1]
     assert message is not None and message["data"] == b"0:" + ids[-1]
     # The fence: the stored state is not the one expected (empty): nothing written.
     moved = await commit(
         keys=[models.story("a")],
-        args=["", msgspec.msgpack.encode([3]), "SET", models.story("a"), "x"],
+        args=script_args([""], [("SET", models.story("a"), "x")]),
     )
     assert moved == 1 and await log.redis.get(models.story("a")) == b"state"
 

@@ -164,10 +164,11 @@ def acks(models: ReadModels, group: str, acked: list[Delivery], bell: Bell) -> l
     return out
 
 
-def script_args(fences: list[str], commands: list[Command]) -> list[str | bytes | float]:
-    """The commit script's ARGV: the fences, the commands' lengths (MessagePack), then
-    the commands' words."""
-    args: list[str | bytes | float] = [*fences, pack([len(c) for c in commands])]
-    for command in commands:
-        args.extend(command)
-    return args
+def script_args(fences: list[str], commands: list[Command]) -> list[str | bytes]:
+    """The commit script's ARGV: the fences, the commands' lengths, then their words, the
+    last two each one MessagePack array (`store/scripts/commit.lua`): packed in C, where
+    a word a RESP argument cost the client a printf and two allocations. Words of bytes
+    go as text: the server's MessagePack reader (`cmsgpack`) knows no bytes type, and
+    every such word is JSON, UTF-8 text already."""
+    words = [w.decode() if type(w) is bytes else w for c in commands for w in c]
+    return [*fences, pack([len(c) for c in commands]), pack(words)]

@@ -65,7 +65,7 @@ class Prepared:
     """A batch ready to commit (`ProjectorHandler.prepare`)."""
 
     stories: list[str]
-    calls: list[tuple[list[str], list[str | bytes | float]]]
+    calls: list[tuple[list[str], list[str | bytes]]]
     """The commit script's calls: one, or a partition's each on a cluster."""
     failures: dict[str, BaseException]
     acked: int
