@@ -115,6 +115,21 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
     assert len(starts) == len(board)
 
 
+async def test_a_commit_after_the_server_forgot_its_scripts_loads_it_again(
+    log: Log, app: Projector
+) -> None:
+    """A restarted or flushed server has no scripts: the commit loads its own and is
+    made, once (the commit goes by EVALSHA, not through redis-py's script object)."""
+    await log.append([encode(update(id="u1"))])
+    await settle(app)
+    await app.client.script_flush()
+    await log.append([encode(update(id="u2"))])
+    await settle(app)
+    story = update()["subject"]
+    assert await stored_state(app, story) == await rebuilt(log, story)
+    assert (await stored_state(app, story)).version == 2
+
+
 async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Projector) -> None:
     """On the one channel (one server), or the partition's sharded one (a cluster)."""
     verb, channel = app.handler.bell(log.keys.partition(update()["subject"]))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from dateline.domain import advance_in_place, fork, project
 from dateline.projector.commit import (
@@ -46,6 +47,7 @@ from dateline.projector.plan import (
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
 from dateline.store import scripts
+from dateline.store.connection import in_turn
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, ReadModels
@@ -127,9 +129,12 @@ class ProjectorHandler:
         if another writer moved one of its stories on (nothing of that call written; its
         stories forgotten, to be read and folded anew)."""
         try:
-            written = await asyncio.gather(
-                *(self._commit(keys=keys, args=args) for keys, args in prepared.calls)
-            )
+            if len(prepared.calls) == 1:  # one server: no task to gather
+                written = [await self._call(*prepared.calls[0])]
+            else:
+                written = await asyncio.gather(
+                    *(self._commit(keys=keys, args=args) for keys, args in prepared.calls)
+                )
         except BaseException:  # whether it was written is unknown: read them again
             self.forget(prepared)
             raise
@@ -143,6 +148,20 @@ class ProjectorHandler:
         PROJECTED.inc(prepared.acked)
         BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
         return prepared.failures
+
+    async def _call(self, keys: list[str], args: list[str | bytes]) -> object:
+        """The commit script on one server: its EVALSHA sent as the runner's reads are
+        (`in_turn`), not through redis-py's command machinery (retries, timers, reply
+        callbacks) and a task to gather; loaded first if the server does not have it."""
+        if self.log.cluster:
+            return await self._commit(keys=keys, args=args)
+        try:
+            [written] = await in_turn(
+                self.client, ("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+            )
+        except NoScriptError:  # a restarted or flushed server: nothing was written
+            return await self._commit(keys=keys, args=args)  # loads it, then runs it
+        return written
 
     def forget(self, prepared: Prepared) -> None:
         """A prepared batch is not committed: its states are read again when next met."""
