@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from dateline.projector.commit import script_args
 from dateline.store import scripts
 from dateline.store.layout import GroupKeys, SubscriptionKeys
@@ -140,8 +142,10 @@ def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
     return [models.region(0).checkpoint, "0", log.keys.log(0), group, "PUBLISH", models.changes]
 
 
-async def test_commit(log: Log) -> None:
-    """Writes and acks and moves the checkpoint, or, fenced, writes nothing."""
+@pytest.mark.parametrize("packed_words", [1_000, 0], ids=["words packed", "word by word"])
+async def test_commit(log: Log, packed_words: int) -> None:
+    """Writes and acks and moves the checkpoint, or, fenced, writes nothing; its words
+    packed in one argument (a small commit) or an argument each (a large one)."""
     models = ReadModels(log.keys, "vt")
     stream = log.keys.log(0)
     for i in range(3):
@@ -149,8 +153,8 @@ async def test_commit(log: Log) -> None:
     entries = await _delivered(log, "g", 3)
     commit = _run(log, "commit")
     ids = [eid for eid, _ in entries]
-    # The expected state SHA-1 (none stored: ""), then the commands, one MessagePack
-    # array (`script_args`): words of text, bytes and numbers.
+    # The expected state SHA-1 (none stored: ""), the commands' lengths, then their
+    # words (`script_args`): text, bytes and numbers.
     score = 1551312000.123456  # 16 digits: the score must arrive as it is, not as %.14g
     commands = [
         ("SET", models.story("a"), b"state"),
@@ -158,7 +162,8 @@ async def test_commit(log: Log) -> None:
         ("XACK", stream, "g", *ids),
         ("ADVANCE", *_advance(models, log, "g")),
     ]
-    args = script_args([""], commands)
+    args = script_args([""], commands, packed_words)
+    assert len(args) == (3 if packed_words else 2 + sum(map(len, commands)))
     async with log.redis.pubsub() as pubsub:
         await pubsub.subscribe(models.changes)
         assert await commit(keys=[models.story("a")], args=args) == 0
@@ -178,7 +183,7 @@ async def test_commit(log: Log) -> None:
     # The fence: the stored state is not the one expected (empty): nothing written.
     moved = await commit(
         keys=[models.story("a")],
-        args=script_args([""], [("SET", models.story("a"), "x")]),
+        args=script_args([""], [("SET", models.story("a"), "x")], packed_words),
     )
     assert moved == 1 and await log.redis.get(models.story("a")) == b"state"
 

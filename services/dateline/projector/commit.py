@@ -164,11 +164,24 @@ def acks(models: ReadModels, group: str, acked: list[Delivery], bell: Bell) -> l
     return out
 
 
-def script_args(fences: list[str], commands: list[Command]) -> list[str | bytes]:
-    """The commit script's ARGV: the fences, the commands' lengths, then their words, the
-    last two each one MessagePack array (`store/scripts/commit.lua`): packed in C, where
-    a word a RESP argument cost the client a printf and two allocations. Words of bytes
-    go as text: the server's MessagePack reader (`cmsgpack`) knows no bytes type, and
-    every such word is JSON, UTF-8 text already."""
-    words = [w.decode() if type(w) is bytes else w for c in commands for w in c]
-    return [*fences, pack([len(c) for c in commands]), pack(words)]
+PACKED_WORDS = 1_000
+"""A commit of at most this many words sends them as one MessagePack array; a larger one
+sends each as an argument of its own (`store/scripts/commit.lua` says why)."""
+
+
+def script_args(
+    fences: list[str], commands: list[Command], packed_words: int = PACKED_WORDS
+) -> list[str | bytes | float]:
+    """The commit script's ARGV: the fences, the commands' lengths (MessagePack), then
+    their words: as one MessagePack array (in C, where a word a RESP argument cost the
+    client a printf and two allocations) if there are at most `packed_words`, else one
+    argument each. Packed, words of bytes go as text: the server's MessagePack reader
+    (`cmsgpack`) knows no bytes type, and every such word is JSON, UTF-8 text already."""
+    counts = [len(c) for c in commands]
+    args: list[str | bytes | float] = [*fences, pack(counts)]
+    if sum(counts) <= packed_words:
+        args.append(pack([w.decode() if type(w) is bytes else w for c in commands for w in c]))
+        return args
+    for command in commands:
+        args.extend(command)
+    return args

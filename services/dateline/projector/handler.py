@@ -67,7 +67,7 @@ class Prepared:
     """A batch ready to commit (`ProjectorHandler.prepare`)."""
 
     stories: list[str]
-    calls: list[tuple[list[str], list[str | bytes]]]
+    calls: list[tuple[list[str], list[str | bytes | float]]]
     """The commit script's calls: one, or a partition's each on a cluster."""
     failures: dict[str, BaseException]
     acked: int
@@ -149,7 +149,7 @@ class ProjectorHandler:
         BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
         return prepared.failures
 
-    async def _call(self, keys: list[str], args: list[str | bytes]) -> object:
+    async def _call(self, keys: list[str], args: list[str | bytes | float]) -> object:
         """The commit script on one server: its EVALSHA sent as the runner's reads are
         (`in_turn`), not through redis-py's command machinery (retries, timers, reply
         callbacks) and a task to gather; loaded first if the server does not have it."""

@@ -5,12 +5,14 @@
 -- ARGV: each story's expected state SHA-1 ("" for none), one per key; then the
 --   commands' word counts, a MessagePack array (read once, not a tonumber a command:
 --   Lua's tonumber is libc's strtod, 4% of the projector's server instructions); then
---   their words, one after another, a MessagePack array too. (One argument, not one a
+--   their words: a small commit's as one MessagePack array (one argument, not one a
 --   word: the client's RESP packing made each word a printf and two allocations, 13%
---   of the projector's instructions in its live cycles. One flat array, not an array a
---   command: a table a command cost the server 5% more a cycle.) A number reaches its
---   command as the server writes a Lua number, exactly. A command named ADVANCE calls
---   advance() (see advance.lua) with its six other words.
+--   of the projector's instructions in its live cycles), a large one's one argument a
+--   word (packed, catching up ran 10 to 20% slower, waiting on the server, for a
+--   reason not found). A packed commit has exactly one argument after the counts, a
+--   commit of words at least two (a command has two words at least). A number reaches
+--   its command as the server writes a Lua number, exactly. A command named ADVANCE
+--   calls advance() (see advance.lua) with its six other words.
 -- Returns 0 when written; else the 1-based index of the first story whose stored
 --   state is not the one expected (another writer moved it on), and nothing is written.
 -- include: advance.lua
@@ -18,8 +20,8 @@ for i, key in ipairs(KEYS) do
   local raw = redis.call('GET', key)
   if (raw and redis.sha1hex(raw) or '') ~= ARGV[i] then return i end
 end
-local words = cmsgpack.unpack(ARGV[#KEYS + 2])
-local i = 1
+local words, i = ARGV, #KEYS + 2
+if #ARGV == #KEYS + 2 then words, i = cmsgpack.unpack(ARGV[#KEYS + 2]), 1 end
 for _, n in ipairs(cmsgpack.unpack(ARGV[#KEYS + 1])) do
   if words[i] == 'ADVANCE' then
     advance(unpack(words, i + 1, i + n - 1))
