@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -150,13 +149,13 @@ class _Counted:
 
     def __init__(self, handler: Handler) -> None:
         self.count = 0
-        commit = handler._commit
+        call = handler._call
 
-        async def counted(**kwargs: Any) -> Any:
+        async def counted(keys: list[str], args: list[str | bytes | float]) -> object:
             self.count += 1
-            return await commit(**kwargs)
+            return await call(keys, args)
 
-        handler._commit = counted  # type: ignore[assignment]
+        handler._call = counted  # type: ignore[method-assign]
 
 
 async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> float:

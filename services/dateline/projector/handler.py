@@ -133,7 +133,7 @@ class ProjectorHandler:
                 written = [await self._call(*prepared.calls[0])]
             else:
                 written = await asyncio.gather(
-                    *(self._commit(keys=keys, args=args) for keys, args in prepared.calls)
+                    *(self._call(keys, args) for keys, args in prepared.calls)
                 )
         except BaseException:  # whether it was written is unknown: read them again
             self.forget(prepared)
