@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from tests.e2e.processes import free_port
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
 from bench.projection import ceiling
-from bench.readside import _update
+from bench.pyinstr import LIVE_STORIES, live_updates
 from dateline.projector.app import create_app
 from dateline.store.config import Settings
 from dateline.store.connection import connect
@@ -48,7 +47,7 @@ from dateline.store.log import Log
 
 PREFIX = "cg"
 ROOT = Path(__file__).resolve().parents[1]
-STORIES = 2_000
+STORIES = LIVE_STORIES
 
 
 @dataclasses.dataclass
@@ -177,12 +176,7 @@ async def _appends(tmp: Path, size: int, calls: int) -> tuple[float, float]:
 async def _cycles(tmp: Path, steps: int, per: int) -> tuple[float, float]:
     """(the projector's instructions an update, the ceiling loop's): `steps` cycles of
     `per` updates over 2,000 stories that have 3 updates each already."""
-    rnd = random.Random(7)
-    settled = [_update(n, STORIES, "cg") for n in range(3 * STORIES)]
-    live = [
-        _update(rnd.randrange(10**6) * STORIES + rnd.randrange(STORIES), STORIES, "cg")
-        for _ in range(steps * per)
-    ]
+    settled, cycles = live_updates(steps * per, "cg", per)
 
     async def projector(server: Counted, log: Log) -> None:
         for batch in _batches(settled, 1000):
@@ -194,7 +188,7 @@ async def _cycles(tmp: Path, steps: int, per: int) -> tuple[float, float]:
         while done < len(settled):
             done += await app.runner.step()
         for step in range(steps):
-            await log.append(live[step * per : (step + 1) * per])
+            await log.append(cycles[step])
             async with server.counting():
                 done = 0
                 while done < per:
@@ -207,7 +201,7 @@ async def _cycles(tmp: Path, steps: int, per: int) -> tuple[float, float]:
             await log.append(batch, atomic=False)
         await ceiling(log.redis, log.keys, len(settled))
         for step in range(steps):
-            await log.append(live[step * per : (step + 1) * per])
+            await log.append(cycles[step])
             async with server.counting():
                 await ceiling(log.redis, log.keys, per)
 

@@ -76,16 +76,18 @@ async def _project(url: str, n: int) -> int:
 LIVE_STORIES, LIVE_CYCLE = 2_000, 5
 
 
-def _live_updates(n: int) -> tuple[list[bytes], list[list[bytes]]]:
-    """The live case's updates: 3 a story to settle, then `n` new ones in cycles."""
+def live_updates(n: int, case: str, per: int = LIVE_CYCLE) -> tuple[list[bytes], list[list[bytes]]]:
+    """The live case's updates, over `LIVE_STORIES` stories: 3 a story to settle, then
+    `n` new ones in cycles of `per`. Also the server's count of the same cycles
+    (`bench/instructions.py`), so that both count one case."""
     rnd = random.Random(7)
-    settled = [_update(i, LIVE_STORIES, "pylive") for i in range(3 * LIVE_STORIES)]
+    settled = [_update(i, LIVE_STORIES, case) for i in range(3 * LIVE_STORIES)]
     picks = [
         rnd.randrange(10**6) * LIVE_STORIES + rnd.randrange(LIVE_STORIES)
-        for _ in range(max(1, n // LIVE_CYCLE) * LIVE_CYCLE)
+        for _ in range(max(1, n // per) * per)
     ]
-    live = [_update(i, LIVE_STORIES, "pylive") for i in picks]
-    return settled, [live[i : i + LIVE_CYCLE] for i in range(0, len(live), LIVE_CYCLE)]
+    live = [_update(i, LIVE_STORIES, case) for i in picks]
+    return settled, [live[i : i + per] for i in range(0, len(live), per)]
 
 
 async def _live(url: str, n: int) -> int:
@@ -93,7 +95,7 @@ async def _live(url: str, n: int) -> int:
     (and so keeps). Each cycle's updates are appended by a process of their own that
     callgrind does not follow (`_append_live`), so what is counted is the projector's
     alone, with counting on from the first cycle to the last."""
-    settled, cycles = _live_updates(n)
+    settled, cycles = live_updates(n, "pylive")
     client = connect(url)
     try:
         await client.flushall()
@@ -134,7 +136,7 @@ async def _live(url: str, n: int) -> int:
 
 async def _append_live(url: str, n: int) -> int:
     """`_live`'s feed: a cycle's updates appended for each line read, then said so."""
-    _, cycles = _live_updates(n)
+    _, cycles = live_updates(n, "pylive")
     client = connect(url)
     try:
         log = Log(client, Keys("pylive", 8))

@@ -150,9 +150,10 @@ class ProjectorHandler:
         return prepared.failures
 
     async def _call(self, keys: list[str], args: list[str | bytes | float]) -> object:
-        """The commit script on one server: its EVALSHA sent as the runner's reads are
-        (`in_turn`), not through redis-py's command machinery (retries, timers, reply
-        callbacks) and a task to gather; loaded first if the server does not have it."""
+        """One call of the commit script. On one server its EVALSHA is sent as the
+        runner's reads are (`in_turn`), not through redis-py's command machinery
+        (retries, timers, reply callbacks), and the script is loaded if the server lost
+        it; on a cluster, through the script object, which finds the slot's node."""
         if self.log.cluster:
             return await self._commit(keys=keys, args=args)
         try:
