@@ -47,7 +47,7 @@ from dateline.projector.plan import (
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
 from dateline.store import scripts
-from dateline.store.connection import in_turn
+from dateline.store.connection import in_turn, sent
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, ReadModels
@@ -284,10 +284,13 @@ class ProjectorHandler:
         """Refold the stories that need it, their histories fetched in one round trip."""
         if not plans:
             return
-        pipe = self.log.redis.pipeline(transaction=False)
-        for p in plans:
-            pipe.lrange(self.log.keys.story(p.story), 0, p.refold_to - 1)
-        histories = cast(list[list[bytes]], await pipe.execute())
+        histories = cast(
+            list[list[bytes]],
+            await sent(
+                self.log.redis,
+                [("LRANGE", self.log.keys.story(p.story), 0, p.refold_to - 1) for p in plans],
+            ),
+        )
         for p, history in zip(plans, histories, strict=True):
             self.refolds += 1
             refold(p, history, self.project, self._open_history)

@@ -20,11 +20,11 @@ from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
 from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
-from dateline.store.connection import in_turn, is_cluster, open_client
+from dateline.store.connection import open_client, sent
 from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, replay_key
 from dateline.store.log import Log, story_of
-from dateline.store.readmodels import SHAPE, Change, Command, ReadModels, active_version
+from dateline.store.readmodels import SHAPE, Change, ReadModels, active_version
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
@@ -59,21 +59,8 @@ def _start(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 async def _histories(client: aioredis.Redis, keys: Keys, chunk: list[str]) -> list[list[bytes]]:
     return cast(
-        list[list[bytes]], await _sent(client, [("LRANGE", keys.story(s), 0, -1) for s in chunk])
+        list[list[bytes]], await sent(client, [("LRANGE", keys.story(s), 0, -1) for s in chunk])
     )
-
-
-async def _sent(client: aioredis.Redis, commands: list[Command]) -> list[Any]:
-    """Every command in one round trip, their replies in order. On one server without
-    redis-py's pipeline (its command stack and a callback a reply): a rebuild sends a
-    chunk's thousands of commands this way, twice a chunk. A cluster's pipeline sends
-    each to its slot's node."""
-    if is_cluster(client):
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute()
-    return await in_turn(client, *commands)
 
 
 class WorkerDied(RuntimeError):
@@ -188,7 +175,7 @@ async def _fold_histories(
                 updates += len(history)
             await writing
             # The new version starts empty: its keys are written whole.
-            writing = _start(_sent(client, models.commands(changes).commands))
+            writing = _start(sent(client, models.commands(changes).commands))
             await asyncio.sleep(0)
             on_progress(sum(len(h) for h in histories))
             if report is not None:

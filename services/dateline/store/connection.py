@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -261,6 +261,19 @@ async def in_turn(client: aioredis.Redis, *commands: tuple[EncodableT, ...]) -> 
         raise
     finally:
         await pool.release(connection)
+
+
+async def sent(client: aioredis.Redis, commands: Sequence[tuple[EncodableT, ...]]) -> list[Any]:
+    """Every command in one round trip, their replies in order. On one server `in_turn`
+    (no pipeline object, command stack or reply callback: a rebuild sends a chunk's
+    thousands of commands this way, twice a chunk); on a cluster a pipeline, which sends
+    each to its slot's node."""
+    if is_cluster(client):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()
+    return await in_turn(client, *commands)
 
 
 def connect(
