@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from typing import Any
 
@@ -137,6 +138,21 @@ def test_a_correction_of_a_correction_changes_what_the_first_did_in_any_order() 
         assert notes["c-1"].note == "The month was July." and notes["c-1"].fields == ("text",)
         assert notes["c-1"].applied and notes["c-2"].applied
         assert notes["c-2"].fields == ("changes", "note")
+
+
+def test_a_fold_with_corrections_leaves_nothing_for_the_collector() -> None:
+    """A rebuild folds thousands of such stories: garbage in reference cycles waits for
+    the collector, whose passes stop the process (`runtime/heap.py`)."""
+    second = fix("c-2", "c-1", {"changes": {"text": "We will vote in July"}}, "July.", 12)
+    records = as_logged([SAID, FIRST, second])
+    gc.collect()
+    gc.disable()
+    try:
+        state = project(S, records)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert state.statements["s1"].text == "We will vote in July"
 
 
 def test_a_held_correction_of_a_correction_waits_for_both() -> None:

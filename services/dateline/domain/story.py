@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, cast, get_origin
+from typing import Any, NamedTuple, cast, get_origin
 
 import msgspec
 from msgspec.structs import replace
@@ -362,26 +362,37 @@ def _effective(
     for cid, c in issued.items():
         of[target_of(c)].append(cid)
     done: dict[Ref, CorrectionIssued] = {}
-
-    def resolve(cid: Ref, path: frozenset[Ref]) -> CorrectionIssued:
-        if cid in done:
-            return done[cid]
-        fixes = [
-            resolve(f, path | {cid})
-            for f in of.get(cid, [])
-            if f not in path and f != cid and notes[f].applied
-        ]
-        fixed = cast(CorrectionIssued, _corrected(issued[cid], fixes, notes)[0])
-        if fixes:
-            note = notes[cid]
-            note.note, note.kind = fixed.data.note, fixed.data.kind or "correction"
-            note.fields = tuple(sorted(fixed.data.changes))
-        done[cid] = fixed
-        return fixed
-
     for cid in issued:
-        resolve(cid, frozenset())
+        _resolve(cid, frozenset(), _Resolving(issued, notes, of, done))
     return done
+
+
+class _Resolving(NamedTuple):
+    """What `_resolve` reads and fills. Passed, not closed over: a nested function that
+    calls itself is a reference cycle, and a story with a correction left one for the
+    collector (about 15 objects, the notes and the maps with them) every fold."""
+
+    issued: dict[Ref, CorrectionIssued]
+    notes: dict[Ref, CorrectionNote]
+    of: dict[Ref, list[Ref]]
+    done: dict[Ref, CorrectionIssued]
+
+
+def _resolve(cid: Ref, path: frozenset[Ref], r: _Resolving) -> CorrectionIssued:
+    if cid in r.done:
+        return r.done[cid]
+    fixes = [
+        _resolve(f, path | {cid}, r)
+        for f in r.of.get(cid, [])
+        if f not in path and f != cid and r.notes[f].applied
+    ]
+    fixed = cast(CorrectionIssued, _corrected(r.issued[cid], fixes, r.notes)[0])
+    if fixes:
+        note = r.notes[cid]
+        note.note, note.kind = fixed.data.note, fixed.data.kind or "correction"
+        note.fields = tuple(sorted(fixed.data.changes))
+    r.done[cid] = fixed
+    return fixed
 
 
 def _corrected(
