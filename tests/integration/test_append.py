@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline_schemas import TYPES
 from tests.conftest import keys_written
@@ -110,6 +111,60 @@ async def test_a_stream_whose_last_entry_was_deleted_takes_ids_after_it(log: Log
     [result] = await log.append([encode(update())])
     assert result.position == f"{log.keys.partition('hanoi-summit-2019')}:{ahead}-6"
     assert await log.redis.xlen(stream) == 1
+
+
+async def test_a_call_of_one_update_answers_and_writes_as_a_batch_does(log: Log) -> None:
+    """The script's short path (one update a call, as a feed's POST sends it) against
+    its batch path (the same update beside a duplicate, which writes nothing): the same
+    answers, the same stored records but for where and when they were stored."""
+    other = Log(log.redis, Keys(f"{log.keys.prefix}b", log.keys.partitions))
+    await other.check_partitions()
+    # A duplicate of its partition (on a cluster a call is a partition's) beside it.
+    home = {story: other.keys.partition(story) for story in ("a", "b")}
+    names = (f"pad-{i}" for i in range(1000))
+    pads = {
+        story: encode(update(subject=next(n for n in names if other.keys.partition(n) == p)))
+        for story, p in home.items()
+    }
+    await other.append(list(pads.values()))
+    sent = [
+        update(subject="a", id="1"),
+        update(subject="b", id="2"),
+        update(subject="a", id="3"),
+        update(subject="a", id="1", data={"title": "sent again"}),  # a duplicate
+        update(subject="a", id="4", expectedversion=1),  # a conflict: a is at 2
+        update(subject="b", id="5", expectedversion=1),
+    ]
+    answered: dict[str, list[str | None]] = {}
+    try:
+        for doc in sent:
+            [short] = await log.append([encode(doc)])
+            answered.setdefault(doc["subject"], []).append(short.position)
+            batch, padded = await other.append([encode(doc), pads[doc["subject"]]])
+            assert padded.status == "duplicate"
+            assert msgspec.structs.replace(short, position=None) == msgspec.structs.replace(
+                batch, position=None
+            )
+            assert (short.position or "").split(":")[0] == (batch.position or "").split(":")[0]
+        for story in ("a", "b"):
+            ours = [_placeless(r) for r in await log.read_story_json(story)]
+            theirs = [_placeless(r) for r in await other.read_story_json(story)]
+            assert ours == theirs and len(ours) == 2
+            # Each answer names where its update is: a duplicate, its original's.
+            stored = [
+                r["position"] for r in map(msgspec.json.decode, await log.read_story_json(story))
+            ]
+            assert [p for p in dict.fromkeys(answered[story]) if p] == stored  # not a conflict's
+    finally:
+        found = [k async for k in log.redis.scan_iter(match=f"{other.keys.prefix}:*")]
+        for key in found:
+            await log.redis.delete(key)
+
+
+def _placeless(raw: bytes) -> dict[str, object]:
+    record = msgspec.json.decode(raw)
+    del record["position"], record["recordedtime"]
+    return dict(record)
 
 
 async def test_expectedversion_conflict_writes_nothing(log: Log) -> None:
