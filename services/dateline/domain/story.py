@@ -362,8 +362,9 @@ def _effective(
     for cid, c in issued.items():
         of[target_of(c)].append(cid)
     done: dict[Ref, CorrectionIssued] = {}
+    resolving = _Resolving(issued, notes, of, done)
     for cid in issued:
-        _resolve(cid, frozenset(), _Resolving(issued, notes, of, done))
+        _resolve(cid, frozenset(), resolving)
     return done
 
 
