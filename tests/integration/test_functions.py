@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
 from dateline.store import functions, scripts
@@ -51,6 +52,33 @@ async def test_reads_answer_the_same_by_function_and_by_script(log: Log) -> None
         assert reads._functions is True
     else:
         assert reads._functions is False
+
+
+async def test_a_read_whose_connection_failed_goes_again_through_the_client(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one server a read goes out as the projector's do (`in_turn`); a read is safe to
+    send twice, so one whose connection failed is sent again through the client's own
+    path, which retries a lost connection, and the caller gets its answer."""
+    if not await _has_functions(log.redis):
+        pytest.skip("Redis 6.2 has no functions: its reads go by EVALSHA")
+    models = ReadModels(log.keys, "vt")
+    parked = GroupKeys(log.keys.prefix, models.group).parked
+    [position] = [r.position for r in await log.append([encode(update(subject="story-g"))])]
+    partition, at = str(position).split(":")
+    keys = [log.keys.log(int(partition)), parked]
+    reads = ReadFunctions(log.redis)
+    assert await reads("parked_at", keys, [at]) == [b"story-g", None]
+    sent: list[object] = []
+
+    async def lost(*commands: object) -> list[object]:
+        sent.extend(commands)
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(functions, "in_turn", lost)
+    assert await reads("parked_at", keys, [at]) == [b"story-g", None]
+    [(command, *_)] = sent[1:]
+    assert command == "FCALL_RO"
 
 
 async def test_a_user_with_only_fcall_ro_reads_and_cannot_run_a_script(

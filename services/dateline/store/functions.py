@@ -16,9 +16,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.store import scripts
+from dateline.store.connection import in_turn, is_cluster
 
 logger = structlog.get_logger("dateline.store")
 
@@ -56,12 +59,13 @@ class ReadFunctions:
         self.library = scripts.library(*names)
         self._scripts = {n: client.register_script(scripts.load(n)) for n in names}
         self._functions: bool | None = None  # None: not known yet
+        self._cluster = is_cluster(client)
 
     async def __call__(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         if self._functions is not False:
             function = self.library.functions[name]
             try:
-                reply = await self.client.fcall_ro(function, len(keys), *keys, *args)
+                reply = await self._fcall(function, keys, args)
             except ResponseError as e:
                 if no_functions(e):
                     self._functions = False
@@ -70,13 +74,27 @@ class ReadFunctions:
                 elif await load(self.client, tuple(self._scripts)):
                     logger.info("read library loaded", library=self.library.name)
                     self._functions = True
-                    return await self.client.fcall_ro(function, len(keys), *keys, *args)
+                    return await self._fcall(function, keys, args)
                 else:
                     return await self._script(name, keys, args)
             else:
                 self._functions = True
                 return reply
         return await self._script(name, keys, args)
+
+    async def _fcall(self, function: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """`FCALL_RO`. On one server as the projector's reads are sent (`in_turn`: no
+        retry wrapper, command stack or reply callback); a read is safe to send twice,
+        so one whose connection failed goes again through the client's own path, which
+        retries a lost connection (`connect(retry_lost=True)`). On a cluster, through
+        the client, to the keys' node."""
+        if self._cluster:
+            return await self.client.fcall_ro(function, len(keys), *keys, *args)
+        try:
+            [reply] = await in_turn(self.client, ("FCALL_RO", function, len(keys), *keys, *args))
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self.client.fcall_ro(function, len(keys), *keys, *args)
+        return reply
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
