@@ -36,12 +36,17 @@ async def test_the_library_holds_each_script_as_a_read_only_function() -> None:
     assert scripts.library("story").name != library.name
 
 
-async def test_reads_answer_the_same_by_function_and_by_script(log: Log) -> None:
-    models = ReadModels(log.keys, "vt")
-    parked = GroupKeys(log.keys.prefix, models.group).parked
-    [position] = [r.position for r in await log.append([encode(update(subject="story-f"))])]
+async def _appended(log: Log, story: str) -> tuple[list[str], str]:
+    """An update of `story` appended: the keys and the stream id a `parked_at` read of
+    it takes."""
+    parked = GroupKeys(log.keys.prefix, ReadModels(log.keys, "vt").group).parked
+    [position] = [r.position for r in await log.append([encode(update(subject=story))])]
     partition, at = str(position).split(":")
-    keys = [log.keys.log(int(partition)), parked]
+    return [log.keys.log(int(partition)), parked], at
+
+
+async def test_reads_answer_the_same_by_function_and_by_script(log: Log) -> None:
+    keys, at = await _appended(log, "story-f")
     reads = ReadFunctions(log.redis)
     assert await reads("parked_at", keys, [at]) == [b"story-f", None]
     script = log.redis.register_script(scripts.load("parked_at"))
@@ -62,11 +67,7 @@ async def test_a_read_whose_connection_failed_goes_again_through_the_client(
     path, which retries a lost connection, and the caller gets its answer."""
     if not await _has_functions(log.redis):
         pytest.skip("Redis 6.2 has no functions: its reads go by EVALSHA")
-    models = ReadModels(log.keys, "vt")
-    parked = GroupKeys(log.keys.prefix, models.group).parked
-    [position] = [r.position for r in await log.append([encode(update(subject="story-g"))])]
-    partition, at = str(position).split(":")
-    keys = [log.keys.log(int(partition)), parked]
+    keys, at = await _appended(log, "story-g")
     reads = ReadFunctions(log.redis)
     assert await reads("parked_at", keys, [at]) == [b"story-g", None]
     sent: list[object] = []
