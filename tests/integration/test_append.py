@@ -118,25 +118,25 @@ async def test_a_call_of_one_update_answers_and_writes_as_a_batch_does(log: Log)
     its batch path (the same update beside a duplicate, which writes nothing): the same
     answers, the same stored records but for where and when they were stored."""
     other = Log(log.redis, Keys(f"{log.keys.prefix}b", log.keys.partitions))
-    await other.check_partitions()
-    # A duplicate of its partition (on a cluster a call is a partition's) beside it.
-    home = {story: other.keys.partition(story) for story in ("a", "b")}
-    names = (f"pad-{i}" for i in range(1000))
-    pads = {
-        story: encode(update(subject=next(n for n in names if other.keys.partition(n) == p)))
-        for story, p in home.items()
-    }
-    await other.append(list(pads.values()))
-    sent = [
-        update(subject="a", id="1"),
-        update(subject="b", id="2"),
-        update(subject="a", id="3"),
-        update(subject="a", id="1", data={"title": "sent again"}),  # a duplicate
-        update(subject="a", id="4", expectedversion=1),  # a conflict: a is at 2
-        update(subject="b", id="5", expectedversion=1),
-    ]
-    answered: dict[str, list[str | None]] = {}
     try:
+        await other.check_partitions()
+        # A duplicate of its partition (on a cluster a call is a partition's) beside it.
+        home = {story: other.keys.partition(story) for story in ("a", "b")}
+        names = (f"pad-{i}" for i in range(1000))
+        pads = {
+            story: encode(update(subject=next(n for n in names if other.keys.partition(n) == p)))
+            for story, p in home.items()
+        }
+        await other.append(list(pads.values()))
+        sent = [
+            update(subject="a", id="1"),
+            update(subject="b", id="2"),
+            update(subject="a", id="3"),
+            update(subject="a", id="1", data={"title": "sent again"}),  # a duplicate
+            update(subject="a", id="4", expectedversion=1),  # a conflict: a is at 2
+            update(subject="b", id="5", expectedversion=1),
+        ]
+        answered: dict[str, list[str | None]] = {}
         for doc in sent:
             [short] = await log.append([encode(doc)])
             answered.setdefault(doc["subject"], []).append(short.position)
