@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import takewhile
@@ -309,7 +309,7 @@ class Log:
         *,
         atomic: bool = False,
         editor: bool = False,
-    ) -> AsyncIterator[list[AppendResult]]:
+    ) -> AsyncGenerator[list[AppendResult], None]:
         """Append batch after batch, in order, yielding each batch's results.
 
         For bulk loads. One connection carries the batches, and Redis runs the
