@@ -75,7 +75,7 @@ def update(
     type_: str = "dateline.story.opened",
     *,
     subject: str = "hanoi-summit-2019",
-    data: dict[str, Any] | None = None,
+    data: object = None,
     **attrs: Any,
 ) -> dict[str, Any]:
     """A valid update of `type_` as a JSON-ready dict; keyword arguments override attributes."""

@@ -230,7 +230,9 @@ CASES: list[Case] = [
         "dataschema with C1 control", encode(update(dataschema="x\u0085")), "dataschema", "U+0085"
     ),
     Case("extension with underscore", encode(update(trace_id="x")), "trace_id", "naming rules"),
-    Case("extension with a dash", encode(update(**{"trace-id": "x"})), "trace-id", "naming rules"),
+    Case(
+        "extension with a dash", encode({**update(), "trace-id": "x"}), "trace-id", "naming rules"
+    ),
     Case(
         "extension value with newline", encode(update(traceparent="a\nb")), "traceparent", "U+000A"
     ),

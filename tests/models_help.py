@@ -8,6 +8,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from dateline.store.layout import ModelKeys, Region
+from tests.raw import data
 
 
 async def hash_all(
@@ -48,4 +49,5 @@ async def index_entries(
     client: aioredis.Redis, models: ModelKeys, stories: list[str]
 ) -> list[bytes | None]:
     """These stories' index entries, each from its region's index (None: not there)."""
-    return [await client.hget(models.region_of(story).index, story) for story in stories]
+    found = [await client.hget(models.region_of(story).index, story) for story in stories]
+    return [None if f is None else data(f) for f in found]

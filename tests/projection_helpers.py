@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from tests.factories import encode
 HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.ndjson"
 
 
-def as_logged(docs: list[dict[str, Any]] | list[bytes]) -> list[Update]:
+def as_logged(docs: Sequence[dict[str, Any] | bytes]) -> list[Update]:
     """Validate and number updates in arrival order, per story, as the log does on append."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     records = []

@@ -21,7 +21,7 @@ class Event:
 
 
 async def events(response: httpx.Response) -> AsyncIterator[Event]:
-    name, ident, data = "message", None, []
+    name, ident, data = "message", None, list[str]()
     async for line in response.aiter_lines():
         if not line:
             if data:

@@ -127,7 +127,7 @@ def test_redis_cluster_starts_a_cluster_and_ctrl_c_stops_every_node(
         assert len(ports) == 6
         client = RedisCluster.from_url(url)
         assert client.cluster_info()["cluster_state"] == "ok"
-        assert len(client.get_primaries()) == 3
+        assert len(client.get_primaries()) == 3  # type: ignore[no-untyped-call]
         client.close()
     finally:
         server.send_signal(signal.SIGINT)

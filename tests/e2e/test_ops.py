@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,11 +27,12 @@ HANOI = ROOT / "examples" / "hanoi-summit-2019.ndjson"
 DATELINE = Path(sys.executable).parent / "dateline"
 
 
-def whole(client: redis.Redis, version: str) -> object:
+def whole(client: redis.Redis, version: str) -> dict[str, Any]:
     """The story as readers get it: its state with its statements spliced in."""
     models = ReadModels(Keys("ops", 8), version)
     keys = [models.story("hanoi-summit-2019"), models.statements("hanoi-summit-2019")]
-    return json.loads(client.eval(READ_STORY, 2, *keys))
+    story: dict[str, Any] = json.loads(client.eval(READ_STORY, 2, *keys))
+    return story
 
 
 @pytest.fixture
@@ -58,17 +60,19 @@ def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
     return proc
 
 
-def wait_for(check: object, what: str, timeout: float = 30) -> None:
+def wait_for(check: Callable[[], object], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def status(env: dict[str, str]) -> dict[str, object]:
-    return json.loads(run(env, "status", "--json").stdout)
+def status(env: dict[str, str]) -> dict[str, Any]:
+    """`dateline status --json`: JSON, which the test reads as it is."""
+    report: dict[str, Any] = json.loads(run(env, "status", "--json").stdout)
+    return report
 
 
 def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
@@ -89,20 +93,20 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
 
         def caught_up() -> bool:
             rows = status(env)["partitions"]
-            return all(r["lag"] == 0 and r["pending"] == 0 for r in rows)  # type: ignore[attr-defined]
+            return all(r["lag"] == 0 and r["pending"] == 0 for r in rows)
 
         wait_for(caught_up, "the projector to catch up")
         report = status(env)
         assert report["projection"] == {"active": "v1", "versions": ["v1"], "shapes": {"v1": SHAPE}}
-        logged = sum(r["length"] for r in report["partitions"])  # type: ignore[attr-defined]
+        logged = sum(r["length"] for r in report["partitions"])
         assert logged == HANOI_UPDATES
-        assert all(r["lease"] for r in report["partitions"])  # type: ignore[attr-defined]
-        assert report["processes"] == [report["partitions"][0]["lease"]]  # type: ignore[index]
+        assert all(r["lease"] for r in report["partitions"])
+        assert report["processes"] == [report["partitions"][0]["lease"]]
         table = run(env, "status").stdout
         assert "lag" in table and "parked: 0 updates in 0 stories" in table
         assert "sealed: 8 of 8 partitions\n" in table
-        assert all(r["sealed_after"] for r in report["partitions"])  # type: ignore[attr-defined]
-        assert f"processes of the group: 1 ({report['processes'][0]})" in table  # type: ignore[index]
+        assert all(r["sealed_after"] for r in report["partitions"])
+        assert f"processes of the group: 1 ({report['processes'][0]})" in table
 
         # What the desk knew once the lunch was cut, before the press conference moved.
         cut = str(hanoi_version_of("wire-a-0012"))
@@ -144,7 +148,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
                 )
             },
         )
-        wait_for(lambda: status(env)["dead_letters"]["parked_updates"] == 1, "the poison to park")  # type: ignore[index]
+        wait_for(lambda: status(env)["dead_letters"]["parked_updates"] == 1, "the poison to park")
         listed = run(env, "dlq", "list", "--json").stdout.splitlines()
         assert len(listed) == 1
         assert json.loads(listed[0])["story"] == "hanoi-summit-2019"
@@ -177,7 +181,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
             "shapes": {"v2": SHAPE},
         }
         wait_for(
-            lambda: all(r["lease"] for r in status(env)["partitions"]),  # type: ignore[attr-defined]
+            lambda: all(r["lease"] for r in status(env)["partitions"]),
             "the projector to take v2's partitions",
         )
         assert whole(client, "v2") == stored_v1  # the rebuild equals the live projection

@@ -70,6 +70,7 @@ from tests.e2e.processes import (
     receiver_process,
 )
 from tests.factories import update
+from tests.raw import data
 
 SCENARIOS = ("kill-master", "kill-replica", "stop-master", "lagging-replica")
 PREFIX, PARTITIONS, STORIES = "failover", 8, 16
@@ -220,7 +221,7 @@ def _stories(keys: Keys) -> list[str]:
 def _node_id(node: EmbeddedRedis) -> str:
     client = redis.Redis.from_url(node.url, socket_timeout=2)
     try:
-        return str(client.execute_command("CLUSTER", "MYID").decode())
+        return str(client.execute_command("CLUSTER", "MYID").decode())  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
@@ -229,14 +230,14 @@ def _shard(cluster: LocalCluster, slot_key: str) -> tuple[EmbeddedRedis, Embedde
     """The master that serves `slot_key`, and its replica."""
     probe = redis.RedisCluster.from_url(cluster.url)
     try:
-        owner = probe.get_node_from_key(slot_key)
+        owner = probe.get_node_from_key(slot_key)  # type: ignore[no-untyped-call]
     finally:
         probe.close()
     master = next(n for n in cluster.nodes if n.port == owner.port)
     master_id = _node_id(master)
     client = redis.Redis.from_url(master.url, socket_timeout=2)
     try:
-        text = client.execute_command("CLUSTER", "NODES").decode()
+        text = client.execute_command("CLUSTER", "NODES").decode()  # type: ignore[no-untyped-call]
     finally:
         client.close()
     ports = {
@@ -251,7 +252,7 @@ def _shard(cluster: LocalCluster, slot_key: str) -> tuple[EmbeddedRedis, Embedde
 def _command(node: EmbeddedRedis, *args: str) -> None:
     client = redis.Redis.from_url(node.url, socket_timeout=2)
     try:
-        client.execute_command(*args)
+        client.execute_command(*args)  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
@@ -539,7 +540,8 @@ async def _caught_up(log: Log, stories: list[str], live: LiveIndex) -> None:
 
 
 async def _index_entries(log: Log, models: ReadModels, stories: list[str]) -> list[bytes | None]:
-    return [await log.redis.hget(models.region_of(s).index, s) for s in stories]
+    found = [await log.redis.hget(models.region_of(s).index, s) for s in stories]
+    return [None if f is None else data(f) for f in found]
 
 
 async def _check_read_side(result: Result, log: Log, stories: list[str], live: LiveIndex) -> None:

@@ -24,7 +24,7 @@ async def test_commands_cancelled_at_every_point_of_their_send_are_cancelled(
         await client.ping()
         lost = 0
         for i in range(300):
-            task = asyncio.create_task(client.ping())
+            task = asyncio.ensure_future(client.ping())
             for _ in range(i % 7):  # cancel it 0 to 6 loop turns in: every point of a send
                 await asyncio.sleep(0)
             if task.cancel():
@@ -45,12 +45,12 @@ async def test_a_send_that_stalls_still_times_out(redis_url: str) -> None:
     client = connect(redis_url, socket_timeout=0.2)
     try:
         await client.ping()
-        conn = await client.connection_pool.get_connection()
+        conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
 
         async def stalled() -> None:
             await asyncio.sleep(30)
 
-        conn._writer.drain = stalled  # type: ignore[union-attr]  # the kernel buffer is full
+        conn._writer.drain = stalled  # the kernel buffer is full
         with pytest.raises(RedisTimeoutError, match="Timeout writing to socket"):
             await conn.send_command("PING")
         assert not conn.is_connected
@@ -70,7 +70,7 @@ async def test_a_connection_closed_under_a_send_raises_a_connection_error(
     client = connect(redis_url)
     try:
         await client.ping()
-        conn = await client.connection_pool.get_connection()
+        conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         try:
 
             async def closed_meanwhile(*_: object, **__: object) -> None:

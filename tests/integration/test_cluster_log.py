@@ -27,6 +27,7 @@ from dateline.store.seal import Sealing
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
+from tests.raw import data
 
 
 @pytest.fixture
@@ -126,15 +127,15 @@ async def test_a_sealed_log_on_a_cluster_is_appended_by_its_function(log: Log) -
     reader = Log(log.redis, log.keys, sealing=Sealing(key, log.keys))
     for story in stories:
         (raw,) = await log.redis.lrange(log.keys.story(story), 0, -1)
-        assert seal.opened(key, raw) is not None  # sealed on whichever master holds it
+        assert seal.opened(key, data(raw)) is not None  # sealed on whichever master holds it
         assert [u.subject for u in await reader.read_story(story)] == [story]
 
 
 async def test_http_ingest_on_a_cluster(local_cluster: LocalCluster, log: Log) -> None:
     settings = Settings(
         local_cluster.url,
-        data_dir=None,
-        prefix=log.keys.prefix,  # type: ignore[arg-type]
+        data_dir=None,  # type: ignore[arg-type]  # an embedded server's: none here
+        prefix=log.keys.prefix,
         partitions=log.keys.partitions,
     )
     token = await Credentials(log.redis, log.keys.prefix).add("wire-a", "urn:feed:test")

@@ -34,6 +34,7 @@ from tests.integration.test_projector import (
 )
 from tests.models_help import hash_all
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
+from tests.raw import entries_of
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def one_a_partition(log: Log) -> list[str]:
 async def heads(log: Log) -> dict[int, str]:
     found = {}
     for p in range(log.keys.partitions):
-        last = await log.redis.xrevrange(log.keys.log(p), count=1)
+        last = entries_of(await log.redis.xrevrange(log.keys.log(p), count=1))
         if last:
             found[p] = last[0][0].decode()
     return found

@@ -121,7 +121,12 @@ async def test_the_doorbell_and_the_live_index_on_a_cluster(
     assert len(bell.shards) == log.keys.partitions
     heard: list[bytes | None] = []
     told: list[bool] = []
-    bell.listeners.append(lambda message, live: (heard.append(message), told.append(live)))
+
+    def listen(message: bytes | None, live: bool) -> None:
+        heard.append(message)
+        told.append(live)
+
+    bell.listeners.append(listen)
     ringing = asyncio.create_task(bell.run())
     reader = Reader(client, log.keys, bell)
     try:

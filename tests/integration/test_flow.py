@@ -17,6 +17,7 @@ from dateline.runtime import Delivery
 from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
+from tests.raw import data
 
 pytestmark = pytest.mark.cluster_too
 
@@ -42,9 +43,9 @@ def spy_commits(app: Projector, before: Callable[[int, Prepared], Awaitable[None
         finally:
             events.append(f"landed {n}")
 
-    async def spied_prepare(deliveries: list[object]) -> Prepared:
+    async def spied_prepare(deliveries: list[Delivery]) -> Prepared:
         events.append("prepare")
-        return await prepare(deliveries)  # type: ignore[arg-type]
+        return await prepare(deliveries)
 
     app.handler.commit = spied_commit  # type: ignore[method-assign]
     app.handler.prepare = spied_prepare  # type: ignore[method-assign]
@@ -115,7 +116,7 @@ async def test_a_commit_that_loses_a_race_drops_the_batch_prepared_after_it(
         await asyncio.sleep(0.02)  # the next batch is prepared meanwhile
         if n == 2:
             key = app.models.story(prepared.stories[0])
-            other.set(key, (other.get(key) or b"") + b" ")  # the same state, other bytes
+            other.set(key, data(other.get(key) or b"") + b" ")  # the same state, other bytes
 
     events = spy_commits(app, meddle)
     stories = [f"s{i}" for i in range(3)]

@@ -42,8 +42,8 @@ class Client(NamedTuple):
 async def client(log: Log, redis_url: str) -> AsyncIterator[Client]:
     settings = Settings(
         redis_url,
-        data_dir=None,
-        prefix=log.keys.prefix,  # type: ignore[arg-type]
+        data_dir=None,  # type: ignore[arg-type]  # an embedded server's: none here
+        prefix=log.keys.prefix,
         partitions=log.keys.partitions,
     )
     token = await Credentials(log.redis, log.keys.prefix).add("wire-a", SOURCE)

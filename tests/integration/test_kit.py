@@ -21,6 +21,7 @@ from dateline_schemas import Update
 from dateline_schemas.story import StoryOpened
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
+from tests.raw import entries_of
 
 STATEMENT = "dateline.statement.made"
 
@@ -192,7 +193,7 @@ async def test_entries_a_lost_read_left_pending_go_before_later_ones(log: Log, u
         await log.append([statement("a-story", "s1")])
         await until(lambda: len(got) == 1)
         stream = log.keys.log(log.keys.partition("a-story"))
-        [(_, fields)] = await log.redis.xrange(stream)
+        [(_, fields)] = entries_of(await log.redis.xrange(stream))
         # Two entries read as the kit's consumer in the step that adds them (before the
         # blocked reader is served), and the reply lost: the kit never sees them.
         lost_read = log.redis.register_script(

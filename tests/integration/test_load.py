@@ -19,17 +19,18 @@ from litestar.testing import AsyncTestClient
 
 from dateline.ingest.app import create_app as ingest_app
 from dateline.ingest.credentials import Credentials
-from dateline.ingest.validator import KEEP_BYTES, create_validator, inbox_key, rejected_key
+from dateline.ingest.validator import KEEP_BYTES, create_validator
 from dateline.projector.app import create_app as projector_app
 from dateline.query.app import create_app as query_app
 from dateline.store.config import Settings
 from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys
+from dateline.store.layout import Keys, inbox_key, rejected_key
 from dateline.store.log import Log
 from tests.integration.serving import serve
 from tests.integration.test_kit import statement
 from tests.integration.test_validator import settle
+from tests.raw import entries_of
 from tests.readers import bearer
 
 SOURCE = "urn:feed:test"
@@ -45,15 +46,18 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         redis_.stop()
 
 
+PARTITIONS = 4
+
+
 def settings_for(server: EmbeddedRedis, **kw: int) -> Settings:
-    return Settings(server.url, Path("."), "load", 4, **kw)  # type: ignore[arg-type]
+    return Settings(server.url, Path("."), "load", PARTITIONS, **kw)  # type: ignore[arg-type]
 
 
 async def test_300_concurrent_reads_wait_for_a_connection_and_none_fails(
     server: EmbeddedRedis,
 ) -> None:
     cfg = settings_for(server)
-    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     await log.append([statement(f"story-{n}", "s1") for n in range(20)])
     app = await projector_app(cfg, server.url, consumer="p")
@@ -73,7 +77,7 @@ async def test_300_concurrent_reads_wait_for_a_connection_and_none_fails(
 async def test_reads_past_the_limit_wait_their_turn_and_none_fails(server: EmbeddedRedis) -> None:
     """Two at a time (DATELINE_MAX_REQUESTS): 200 reads still all answer 200, in turn."""
     cfg = settings_for(server, max_requests=2)
-    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     await log.append([statement("story-0", f"s{n}") for n in range(50)])
     app = await projector_app(cfg, server.url, consumer="p")
@@ -167,7 +171,7 @@ async def test_a_full_server_refuses_with_a_503_and_writes_nothing(
         assert full.headers["retry-after"] == "30"
         assert "was not written" in full.json()["detail"]
         assert "same id" in full.json()["detail"]
-        log = Log(admin, Keys(cfg.prefix, cfg.partitions))
+        log = Log(admin, Keys(cfg.prefix, PARTITIONS))
         assert await log.version("a-story") == 0
         again = await http.post("/v1/updates", content=body, headers=headers)
         assert again.status_code == 202
@@ -180,7 +184,7 @@ async def test_inboxes_are_trimmed_and_rejected_keeps_a_truncated_copy(
 ) -> None:
     cfg = settings_for(server)
     client = connect(server.url)
-    keys = Keys(cfg.prefix, cfg.partitions)
+    keys = Keys(cfg.prefix, PARTITIONS)
     await Credentials(client, cfg.prefix).add("wire-a", SOURCE)
     inbox = inbox_key(cfg.prefix, "wire-a")
     await client.xadd(inbox, {"__data__": statement("a-story", "s1")})
@@ -188,7 +192,7 @@ async def test_inboxes_are_trimmed_and_rejected_keeps_a_truncated_copy(
     runner = await create_validator(client, keys, "v1")
     await settle(runner)
     assert await client.xlen(inbox) == 0  # in the log, or in `rejected`
-    [(_, fields)] = await client.xrange(rejected_key(cfg.prefix))
+    [(_, fields)] = entries_of(await client.xrange(rejected_key(cfg.prefix)))
     assert len(fields[b"record"]) == KEEP_BYTES
     assert (fields[b"size"], fields[b"truncated"]) == (b"200000", b"1")
     assert await Log(client, keys).version("a-story") == 1
@@ -206,7 +210,7 @@ def test_a_huge_entry_is_refused_by_the_server_itself(server: EmbeddedRedis) -> 
 
 async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis) -> None:
     cfg = settings_for(server)
-    log = Log(connect(server.url), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     async with serve(query_app(cfg, server.url, poll_s=0.05), slow_client_s=1.0) as base:
         port = int(base.rsplit(":", 1)[1])

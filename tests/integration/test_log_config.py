@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
@@ -44,6 +45,7 @@ async def test_a_new_log_on_a_cluster_has_48_partitions_on_slot_tags(
         assert unmade == keys  # what the reader assumed is what was made
         assert await client.hgetall(keys.config) == {b"partitions": b"48", b"tags": b"slots"}
         # The masters hold 16 partitions each, by the cluster's own account of its slots.
+        assert isinstance(client, RedisCluster)
         owners = [client.get_node_from_key(keys.log(p)).name for p in range(keys.partitions)]
         assert sorted(owners.count(o) for o in set(owners)) == [16, 16, 16]
         assert slot_of(keys.tag(5).strip("{}")) == client.keyslot(keys.log(5))

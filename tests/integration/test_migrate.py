@@ -36,6 +36,7 @@ from tests.conftest import fresh_log
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 from tests.projection_helpers import HANOI
+from tests.raw import data, entries_of
 
 
 class _Record(msgspec.Struct):
@@ -58,7 +59,8 @@ async def _hanoi(log: Log) -> list[str]:
     lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
     results = await log.append(lines)
     assert {r.status for r in results} == {"appended"}
-    return sorted({r.subject for r in results})
+    subjects = {r.subject for r in results}
+    return sorted(s for s in subjects if s is not None)  # each answer names its story
 
 
 async def _sealed(log: Log) -> bytes:
@@ -95,7 +97,7 @@ async def _same_histories(
             # that holds the same record, under the millisecond it was recorded.
             where, eid = rec.position.split(":")
             assert int(where) == part
-            [(_, fields)] = await target.xrange(to.log(part), min=eid, max=eid)
+            [(_, fields)] = entries_of(await target.xrange(to.log(part), min=eid, max=eid))
             assert fields[b"__data__"] == raw
             recorded = datetime.fromisoformat(rec.recordedtime.replace("Z", "+00:00"))
             assert int(eid.split("-")[0]) == round(recorded.timestamp() * 1000)
@@ -120,6 +122,7 @@ async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
     [again] = await Log(target, to).append([first])
     assert again.status == "duplicate"
     assert again.version == 1
+    assert again.subject is not None and again.position is not None
     assert again.position.startswith(f"{to.partition(again.subject)}:")
     # New updates continue each story's versions.
     [new] = await Log(target, to).append([encode(update(subject=stories[0], id="after"))])
@@ -168,7 +171,8 @@ async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) 
     checks = await migrate.copy_log(source.redis, source.sealing, target, to)
     assert await migrate.check(target, to, checks) == []
     story = stories[-1]
-    await target.lset(to.story(story), 0, (await target.lindex(to.story(story), 1)) or b"")
+    second = data(await target.lindex(to.story(story), 1))
+    await target.lset(to.story(story), 0, second)  # type: ignore[arg-type]  # bytes, as stored
     await target.rpush(to.story(stories[0]), b'{"id":"x","version":9,"position":"0:1-0"}')
     wrong = await migrate.check(target, to, checks)
     assert f"{story}: its records differ" in wrong
@@ -324,7 +328,7 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
     try:
         assert await _moved(source, target, to) == []
         await migrate.copy_settings(source.redis, target, prefix)
-        assert [eid for eid, _ in await target.xrange(inbox)] == sent
+        assert [eid for eid, _ in entries_of(await target.xrange(inbox))] == sent
         # The subscription comes along with its secret: its subscriber's checks still pass.
         moved = Subscriptions(target, to)
         assert [sub.name for sub in await moved.all()] == ["cms"]
@@ -377,7 +381,7 @@ async def test_every_update_acknowledged_while_the_log_moves_is_on_the_target(
     answered `LogMoving` and written nowhere."""
     target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
     to = Keys(source.keys.prefix, 16)
-    acked: dict[str, int] = {}
+    acked: dict[str, int | None] = {}
     refused: list[str] = []
     moving = asyncio.Event()
 

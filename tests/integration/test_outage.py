@@ -43,8 +43,11 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         redis.stop()
 
 
+PARTITIONS = 4
+
+
 def settings_for(server: EmbeddedRedis) -> Settings:
-    return Settings(server.url, Path("."), "out", 4, lease_ttl_ms=1000)
+    return Settings(server.url, Path("."), "out", PARTITIONS, lease_ttl_ms=1000)
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +83,7 @@ async def test_ingest_answers_a_retryable_503_and_the_retry_lands_once(
         retried = await http.post("/v1/updates", content=body, headers=headers)
         assert retried.status_code in (200, 202), retried.text
         assert (await http.get("/readyz")).status_code == 200
-    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     assert [u.id for u in await log.read_story("a-story")] == ["a-story-s1"]
     await log.close()
 
@@ -106,7 +109,7 @@ async def test_the_query_api_answers_503_while_the_server_is_away(server: Embedd
 
 async def test_the_projector_waits_out_an_outage_and_catches_up(server: EmbeddedRedis) -> None:
     cfg = settings_for(server)
-    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     app = await projector_app(cfg, server.url, consumer="p1")
     stop = asyncio.Event()
@@ -134,7 +137,7 @@ async def test_a_live_stream_stays_open_through_an_outage_and_resumes(
     server: EmbeddedRedis,
 ) -> None:
     cfg = settings_for(server)
-    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     app = await projector_app(cfg, server.url, consumer="p1")
     stop = asyncio.Event()
@@ -185,7 +188,7 @@ async def test_a_kit_app_keeps_its_group_through_an_outage_longer_than_its_lease
     """The lease ran out while the server was away: nobody else took it, so the app takes
     it again and goes on (it used to stop, as if another process had taken over)."""
     cfg = settings_for(server)
-    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     kit = DatelineLog(server.url, group="cms", prefix=cfg.prefix, lease_ttl_ms=300, retry_s=0.05)
     seen: list[str] = []
@@ -216,7 +219,7 @@ async def test_a_kit_started_while_the_server_is_down_starts_once_it_is_back(
     """Started during an outage (or a cluster's failover), `dateline deliver` exited on
     its first refused connection, and delivered nothing until someone started it again."""
     cfg = settings_for(server)
-    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, cfg.partitions))
+    log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     await log.append([statement("a-story", "s1")])
     kit = DatelineLog(

@@ -49,12 +49,12 @@ async def test_a_caller_that_waits_too_long_is_told_and_the_pool_serves_after(
 ) -> None:
     client = connect(redis_url, max_connections=1)
     pool = client.connection_pool
-    pool.timeout = 0.1
+    pool.timeout = 0.1  # type: ignore[attr-defined]  # redis-py's BlockingConnectionPool
     try:
-        held = await pool.get_connection()
+        held = await pool.get_connection()  # type: ignore[no-untyped-call]
         with pytest.raises(RedisConnectionError, match="No connection available"):
             await client.ping()
-        assert pool._waiting == 0
+        assert pool._waiting == 0  # type: ignore[attr-defined]
         await pool.release(held)
         assert await client.ping()
     finally:
@@ -66,7 +66,7 @@ async def test_a_connection_given_back_broken_is_made_anew(redis_url: str) -> No
     pool = client.connection_pool
     try:
         await client.ping()
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         await conn.disconnect()  # the server closed it, say
         await pool.release(conn)
         assert await client.ping()  # the same connection, connected again

@@ -27,13 +27,14 @@ from dateline_schemas import Update
 from tests.factories import DATA, encode, update
 from tests.models_help import hash_all, zset_all
 from tests.projection_helpers import HANOI
+from tests.raw import data, entries_of, items, text
 
 
 def settings(log: Log) -> Settings:
     return Settings(
         None,
-        data_dir=None,
-        prefix=log.keys.prefix,  # type: ignore[arg-type]
+        data_dir=None,  # type: ignore[arg-type]  # an embedded server's: none here
+        prefix=log.keys.prefix,
         partitions=log.keys.partitions,
     )
 
@@ -152,7 +153,7 @@ async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Pr
     assert heard[-1] == results[-1].position
     partition = int(heard[-1].split(":")[0])
     checkpoint = await app.client.hget(app.models.region(partition).checkpoint, str(partition))
-    assert f"{heard[-1].split(':')[0]}:{checkpoint.decode()}" == heard[-1]
+    assert f"{heard[-1].split(':')[0]}:{text(checkpoint)}" == heard[-1]
 
 
 async def test_out_of_order_times_refold_and_still_equal_a_rebuild(
@@ -174,10 +175,9 @@ async def test_a_redelivered_update_is_not_applied_twice(log: Log, app: Projecto
     before = {s: await stored_state(app, s) for s in ("s0", "s1", "s2")}
     # Replay every entry of every partition through the handler again, as a redelivery would.
     for p in range(log.keys.partitions):
-        entries = await log.redis.xrange(log.keys.log(p))
         deliveries = [
             Delivery(p, log.keys.log(p), eid.decode(), story_of(f[b"__data__"]), f[b"__data__"])
-            for eid, f in entries
+            for eid, f in entries_of(await log.redis.xrange(log.keys.log(p)))
         ]
         assert await app.handler.handle(deliveries) == {}
     for story, state in before.items():
@@ -226,7 +226,7 @@ async def test_poison_parks_one_story_while_others_flow_then_redrive(log: Log, u
 
 async def checkpoint_of(app: Projector, partition: int) -> tuple[int, int] | None:
     raw = await app.client.hget(app.models.region(partition).checkpoint, str(partition))
-    return None if raw is None else stream_id(raw.decode())
+    return None if raw is None else stream_id(text(raw))
 
 
 async def test_the_checkpoint_never_passes_an_update_that_waits_for_a_retry(
@@ -359,7 +359,7 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, url: str
             interfere["once"] = False
             key = holder["app"].models.story(u.subject)
             # Between the batch's read and its commit: the same state, other bytes.
-            other.set(key, (other.get(key) or b"") + b" ")
+            other.set(key, data(other.get(key) or b"") + b" ")
         return advance_in_place(state, u)
 
     app = await projector(log, url, advance_fn=meddling)
@@ -423,15 +423,16 @@ async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
     key = app.models.statements("talks")
     await log.append([said(n, 10 + n) for n in (1, 2, 3)])
     await settle(app)
-    assert msgspec.json.decode(await app.client.get(app.models.story("talks")))["statements"] == {}
-    first = await app.client.lindex(key, 0)
+    stored_state_json = data(await app.client.get(app.models.story("talks")))
+    assert msgspec.json.decode(stored_state_json)["statements"] == {}
+    first = data(await app.client.lindex(key, 0))
     untouched = first.replace(b"Words 1", b"Not written again")
-    await app.client.lset(key, 0, untouched)  # a mark a rewrite would wipe
+    await app.client.lset(key, 0, untouched)  # type: ignore[arg-type]  # a mark a rewrite would wipe
     if not kept:
         app.handler.kept.clear()  # the next batch reads the state and its statements
     await log.append([said(4, 20), said(2, 21, source="urn:feed:other")])  # new; a duplicate
     await settle(app)
-    stored = await app.client.lrange(key, 0, -1)
+    stored = items(await app.client.lrange(key, 0, -1))
     expected = msgspec.json.decode(msgspec.json.encode((await rebuilt(log, "talks")).statements))
     assert list(expected) == ["s1", "s2", "s3", "s4"]
     del expected["s1"]
@@ -445,7 +446,7 @@ async def test_a_commit_writes_the_statements_that_changed_not_all_of_them(
     state = await stored_state(app, "talks")
     assert state == await rebuilt(log, "talks")
     assert list(state.statements) == ["s0", "s1", "s2", "s3", "s4"]
-    assert b"Not written again" not in b"".join(await app.client.lrange(key, 0, -1))
+    assert b"Not written again" not in b"".join(items(await app.client.lrange(key, 0, -1)))
 
 
 async def test_the_projector_keeps_a_bounded_number_of_states(log: Log, app: Projector) -> None:
@@ -640,18 +641,22 @@ async def test_an_entry_whose_acknowledgement_was_lost_is_read_again(
     await log.append([encode(update(subject=story, id="s-1"))])
     await settle(app)
     [second] = await log.append([encode(update(subject=story, id="s-2"))])
+    assert second.position is not None
     partition = Position.parse(second.position).partition
+    its_id = stream_id(second.position.split(":")[1])
     stream = log.keys.log(partition)
     # Delivered to the projector's consumer, and its acknowledgement never came back.
     await groups.read(app.client, app.runner.config.group, "p1", {stream: ">"}, 10, None)
     await log.append([encode(update(subject=neighbour_of(log, story), id="n-1"))])
     await settle(app)
     assert (await app.client.xpending(stream, app.runner.config.group))["pending"] == 1
-    assert await checkpoint_of(app, partition) < stream_id(second.position.split(":")[1])
+    before = await checkpoint_of(app, partition)
+    assert before is not None and before < its_id
     await check_leases(app)
     await settle(app)
     assert (await app.client.xpending(stream, app.runner.config.group))["pending"] == 0
-    assert await checkpoint_of(app, partition) >= stream_id(second.position.split(":")[1])
+    after = await checkpoint_of(app, partition)
+    assert after is not None and after >= its_id
     assert (await stored_state(app, story)).version == 2
 
 

@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
+from dateline.domain import project
 from dateline.domain.state import StoryState
 from dateline.projector import replay as replay_module
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
@@ -15,6 +16,7 @@ from dateline.store.readmodels import SHAPE, ReadModels
 from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
+from tests.raw import data, text
 
 STORIES = [f"story-{i:02d}" for i in range(30)]
 
@@ -24,8 +26,9 @@ pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
 async def read_active(log: Log, story: str) -> tuple[str, bytes | None]:
     """What a dashboard does: resolve the active version, then read the story."""
-    active = (await log.redis.get(f"{log.keys.prefix}:rm:active")).decode()
-    return active, await log.redis.get(ReadModels(log.keys, active).story(story))
+    active = text(await log.redis.get(f"{log.keys.prefix}:rm:active"))
+    raw = await log.redis.get(ReadModels(log.keys, active).story(story))
+    return active, None if raw is None else data(raw)
 
 
 async def test_replay_while_serving(log: Log, url: str) -> None:
@@ -80,7 +83,10 @@ async def test_replay_while_serving(log: Log, url: str) -> None:
         state = await v2.read_state(log.redis, story)
         if story != "story-01":  # its late update may still be on its way through v2's group
             assert state == await rebuilt(log, story), story
-    assert msgspec.json.decode(await log.redis.get(v2.story("story-00")))["title"] == "story-00 4"
+    assert (
+        msgspec.json.decode(data(await log.redis.get(v2.story("story-00"))))["title"]
+        == "story-00 4"
+    )
     assert await log.redis.get(v2.shape) == str(SHAPE).encode()  # built with today's shape
 
     # The old projector notices the switch and moves on to v2.
@@ -89,12 +95,15 @@ async def test_replay_while_serving(log: Log, url: str) -> None:
     running = asyncio.create_task(app.run(stop_app))
     await log.append([encode(update(subject="story-02", data={"title": "after switch"}))])
     for _ in range(100):
-        raw = await log.redis.get(v2.story("story-02"))
-        if raw and msgspec.json.decode(raw)["title"] == "after switch":
+        found = await log.redis.get(v2.story("story-02"))
+        if found and msgspec.json.decode(data(found))["title"] == "after switch":
             break
         await asyncio.sleep(0.05)
-    assert msgspec.json.decode(await log.redis.get(v2.story("story-02")))["title"] == "after switch"
-    late = msgspec.json.decode(await log.redis.get(v2.story("story-01")))
+    assert (
+        msgspec.json.decode(data(await log.redis.get(v2.story("story-02"))))["title"]
+        == "after switch"
+    )
+    late = msgspec.json.decode(data(await log.redis.get(v2.story("story-01"))))
     assert late["title"] == "late"
     leases = [f"{log.keys.prefix}:projector-v2:lease:p{p}" for p in range(log.keys.partitions)]
     assert [await log.redis.get(k) for k in leases] == [b"p1"] * log.keys.partitions
@@ -113,12 +122,11 @@ async def test_a_replay_with_a_failing_story_does_not_switch(
     app = await projector(log, url)
     await log.append([encode(update(subject=s)) for s in STORIES[:5]])
     await settle(app)
-    real_project = replay_module.project
 
     def broken(story: str, updates: list[Update]) -> StoryState:
         if story == "story-03":
             raise RuntimeError("projection bug")
-        return real_project(story, updates)
+        return project(story, updates)  # the real one, as the rebuild imported it
 
     monkeypatch.setattr(replay_module, "project", broken)
     with pytest.raises(ReplayFailed, match="story-03") as info:
@@ -131,10 +139,10 @@ async def test_a_replay_with_a_failing_story_does_not_switch(
 
 async def _models_of(log: Log, version: str) -> dict[str, object]:
     """Every key of a projection version with what it holds, for comparing two builds."""
-    models, found = ReadModels(log.keys, version), {}
+    models, found = ReadModels(log.keys, version), dict[str, object]()
     async for key in log.redis.scan_iter(match=f"{models.base}:*"):
-        name = key.decode()[len(models.base) :]
-        kind = (await log.redis.type(key)).decode()
+        name = text(key)[len(models.base) :]
+        kind = text(await log.redis.type(key))
         if kind == "string":
             found[name] = await log.redis.get(key)
         elif kind == "list":

@@ -24,11 +24,11 @@ from litestar.testing import AsyncTestClient
 
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
-from dateline.ingest.validator import create_validator, inbox_key
+from dateline.ingest.validator import create_validator
 from dateline.store import log as log_module
 from dateline.store.config import Settings
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys
+from dateline.store.layout import Keys, inbox_key
 from dateline.store.log import MIN_REPLICAS_AUTO, Log, NotReplicated
 from tests.factories import encode, update
 
@@ -238,10 +238,10 @@ async def test_a_wait_ended_by_the_primary_stepping_down_is_not_a_confirmation(
                 waiting = asyncio.create_task(log.append([encode(update(id="d1"))]))
                 await asyncio.sleep(0.3)  # appended, and waiting for the frozen replica
                 assert not waiting.done()
-                await admin.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))
+                await admin.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))  # type: ignore[no-untyped-call]
                 with pytest.raises(NotReplicated, match="0 of the 1 replicas") as raised:
                     await asyncio.wait_for(waiting, 5)
                 assert [r.status for r in raised.value.results] == ["appended"]
-                await admin.execute_command("REPLICAOF", "NO", "ONE")
+                await admin.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
             await log.close()
             await admin.aclose()

@@ -15,8 +15,9 @@ from dateline.projector.commit import script_args
 from dateline.store import scripts
 from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
-from dateline.store.readmodels import ReadModels
+from dateline.store.readmodels import Command, ReadModels
 from tests.factories import encode, update
+from tests.raw import entries_of
 
 INCLUDED_ONLY = {"whole_story", "advance", "subject", "older"}
 """Functions other scripts include; each is run through every script that includes it."""
@@ -114,7 +115,8 @@ async def _delivered(log: Log, group: str, count: int) -> list[tuple[bytes, Any]
     stream = log.keys.log(0)
     await log.redis.xgroup_create(stream, group, id="0", mkstream=True)
     reply = await log.redis.xreadgroup(group, "c", {stream: ">"}, count=count)
-    return reply[0][1] if reply else []
+    assert isinstance(reply, list)  # RESP2: [[stream, entries]]
+    return entries_of(reply[0][1]) if reply else []
 
 
 async def test_older_compares_stream_ids_as_numbers(log: Log) -> None:
@@ -156,7 +158,7 @@ async def test_commit(log: Log, packed_words: int) -> None:
     # The expected state SHA-1 (none stored: ""), the commands' lengths, then their
     # words (`script_args`): text, bytes and numbers.
     score = 1551312000.123456  # 16 digits: the score must arrive as it is, not as %.14g
-    commands = [
+    commands: list[Command] = [
         ("SET", models.story("a"), b"state"),
         ("ZADD", models.story("z"), score, "m", 2, "n"),
         ("XACK", stream, "g", *ids),
@@ -247,7 +249,7 @@ async def test_fanout(log: Log) -> None:
         await fan(keys=on, args=["1.5", 4, *entries("2-0", partition=4)]) == 1
     )  # a partition of its own
     assert await log.redis.hgetall(keys.marks) == {b"3": b"10-0", b"4": b"2-0"}
-    outbox = await log.redis.xrange(keys.outbox)
+    outbox = entries_of(await log.redis.xrange(keys.outbox))
     assert [f[b"position"] for _, f in outbox] == [b"3:9-0", b"3:9-1", b"3:10-0", b"4:2-0"]
     assert outbox[0][1] == {b"story": b"a-story", b"position": b"3:9-0", b"record": b"record 9-0"}
     await log.redis.set(keys.removed, "1.5")
@@ -274,7 +276,7 @@ async def test_applied(log: Log) -> None:
     partitions = {int(p.split(":")[0]) for p in positions}
     for p in range(keys.partitions):
         await log.redis.xadd(keys.log(p), {"__data__": "not json"})
-        last = (await log.redis.xrevrange(keys.log(p), count=1))[0][0]
+        last = entries_of(await log.redis.xrevrange(keys.log(p), count=1))[0][0]
         await log.redis.hset(models.region(p).checkpoint, str(p), last)
     await log.redis.hset(models.region_of("story-a").index, "story-a", b'{"id":"story-a"}')
     script_keys = _applied_keys(models, log)

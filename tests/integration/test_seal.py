@@ -16,6 +16,7 @@ from dateline.store import seal
 from dateline.store.log import APPEND_SCRIPT, AppendFunctionMissing, Log
 from dateline.store.seal import Sealing, Unsealed
 from tests.factories import encode, update
+from tests.raw import items
 
 KEY = secrets.token_bytes(32)
 
@@ -45,7 +46,7 @@ async def test_a_sealed_log_is_appended_by_the_function_and_read_opened(sealed: 
     assert [r.status for r in results] == ["appended"] * 3
 
     part = log.keys.partition("hanoi-summit")
-    stored = await log.redis.lrange(log.keys.story("hanoi-summit"), 0, -1)
+    stored = items(await log.redis.lrange(log.keys.story("hanoi-summit"), 0, -1))
     assert all(r.endswith(b'"}') and b',"seal":"' in r for r in stored)
     reader = _reader(log)
     history = await reader.read_story_json("hanoi-summit")
@@ -88,9 +89,9 @@ async def test_entries_written_around_the_function_are_refused(sealed: Log) -> N
     with pytest.raises(Unsealed, match="no seal"):
         await reader.read_story_json("hanoi-summit")
     # A seal copied from another record does not fit this one.
-    stored = (await log.redis.lrange(log.keys.story("hanoi-summit"), 0, 0))[0]
+    stored = items(await log.redis.lrange(log.keys.story("hanoi-summit"), 0, 0))[0]
     copied = forged[:-1] + stored[stored.rindex(b',"seal":"') :]
-    await log.redis.lset(log.keys.story("hanoi-summit"), 1, copied)
+    await log.redis.lset(log.keys.story("hanoi-summit"), 1, copied)  # type: ignore[arg-type]
     with pytest.raises(Unsealed, match="does not match"):
         await reader.read_story_json("hanoi-summit")
     # A reader without the key is told to get it, not handed records it cannot check.

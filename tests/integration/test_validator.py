@@ -5,15 +5,20 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+from redis.typing import EncodableT, FieldT
+
 from dateline.ingest.credentials import Credentials
-from dateline.ingest.validator import create_validator, inbox_key, rejected_key
+from dateline.ingest.validator import create_validator
+from dateline.runtime import Runner
 from dateline.store.cluster import LocalCluster
+from dateline.store.layout import inbox_key, rejected_key
 from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.invalid_cases import CASES
+from tests.raw import entries_of
 
 
-async def settle(runner) -> None:  # type: ignore[no-untyped-def]
+async def settle(runner: Runner) -> None:
     quiet = 0
     while quiet < 2:
         quiet = quiet + 1 if not await runner.step() else 0
@@ -43,7 +48,7 @@ async def _inbox_entries_land(log: Log) -> None:
     await creds.add("wire-a", "urn:feed:test")
     inbox = inbox_key(log.keys.prefix, "wire-a")
     good = encode(update(id="good"))
-    entries = [
+    sent: list[dict[FieldT, EncodableT]] = [
         {"__data__": good},
         {"__data__": good},  # a retry: a duplicate, appended once
         {"__data__": encode(update(id="bad", subject="Not An Id"))},
@@ -51,13 +56,13 @@ async def _inbox_entries_land(log: Log) -> None:
         {"data": good},  # the wrong field name
         {"__data__": b"{truncated"},
     ]
-    for fields in entries:
+    for fields in sent:
         await log.redis.xadd(inbox, fields)
     runner = await create_validator(log.redis, log.keys, "v1")
     runner.config = dataclasses.replace(runner.config, block_ms=20)
     await settle(runner)
     assert [u.id for u in await log.read_story("hanoi-summit-2019")] == ["good"]
-    rejected = await log.redis.xrange(rejected_key(log.keys.prefix))
+    rejected = entries_of(await log.redis.xrange(rejected_key(log.keys.prefix)))
     reasons = [(f[b"field"].decode(), f[b"reason"].decode()) for _, f in rejected]
     assert [field for field, _ in reasons] == ["subject", "source", "entry", "update"]
     assert "story id" in reasons[0][1]
@@ -77,7 +82,7 @@ async def test_a_revoked_feeds_inbox_is_refused(log: Log) -> None:
     await creds.revoke("gone")
     await settle(runner)
     assert await log.version("hanoi-summit-2019") == 0
-    [(_, fields)] = await log.redis.xrange(rejected_key(log.keys.prefix))
+    [(_, fields)] = entries_of(await log.redis.xrange(rejected_key(log.keys.prefix)))
     assert b"revoked" in fields[b"reason"]
 
 
@@ -94,7 +99,7 @@ async def test_every_hostile_input_of_the_shared_table_is_rejected_from_the_inbo
     runner = await create_validator(log.redis, log.keys, "v1")
     runner.config = dataclasses.replace(runner.config, block_ms=20)
     await settle(runner)
-    rejected = await log.redis.xrange(rejected_key(log.keys.prefix), count=10_000)
+    rejected = entries_of(await log.redis.xrange(rejected_key(log.keys.prefix), count=10_000))
     assert len(rejected) == len(CASES)
     for case, (_, fields) in zip(CASES, rejected, strict=True):
         assert fields[b"field"].decode() == case.field, case.name
@@ -127,7 +132,7 @@ async def test_rule_5_through_the_inbox(log: Log) -> None:
     runner = await create_validator(log.redis, log.keys, "v1")
     runner.config = dataclasses.replace(runner.config, block_ms=20)
     await settle(runner)
-    [(_, refused)] = await log.redis.xrange(rejected_key(log.keys.prefix))
+    [(_, refused)] = entries_of(await log.redis.xrange(rejected_key(log.keys.prefix)))
     assert refused[b"field"] == b"data.target_source" and b"rule 5" in refused[b"reason"]
     [record] = await log.read_story_json("hanoi-summit-2019")
     assert b'"editor":true' in record and b'"id":"c-2"' in record

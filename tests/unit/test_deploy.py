@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs in the lock; a test's only use
 from click.testing import CliRunner
 
 from dateline.cli.main import cli

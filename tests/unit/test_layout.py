@@ -41,7 +41,9 @@ def key_literals(source: str) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
-            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            text = "".join(
+                str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values
+            )
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if id(node) in prose or id(node) in parts:
                 continue

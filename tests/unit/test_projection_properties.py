@@ -53,7 +53,7 @@ def doc(kind: str, i: int, ref: str, source: str, target: int) -> dict[str, Any]
     time = (BASE + timedelta(minutes=53 * i)).isoformat()
     common = {"id": f"u{i}", "time": time, "source": source}
     item = {"item": ref}
-    data: dict[str, Any] = {
+    by_kind: dict[str, dict[str, Any]] = {
         "opened": {"title": f"Title {i}", "place": "Hanoi"},
         "concluded": {"summary": "Over"},
         "reopened": {"reason": "Back"},
@@ -96,7 +96,8 @@ def doc(kind: str, i: int, ref: str, source: str, target: int) -> dict[str, Any]
             "note": f"m{i}",
         },
         "day-opened": {"title": f"Day title {i}"},
-    }[kind]
+    }
+    data = by_kind[kind]
     type_ = {
         "opened": "story.opened",
         "concluded": "story.concluded",

@@ -194,7 +194,7 @@ async def test_streams_with_the_same_bell_and_cursor_share_one_read() -> None:
     other = asyncio.ensure_future(shared.read("c2", bell, lambda: read("c")))  # another cursor
     await asyncio.sleep(0)
     go.set()
-    assert await asyncio.gather(first, second, other) == ["a", "a", "c"]
+    assert list(await asyncio.gather(first, second, other)) == ["a", "a", "c"]
     assert calls == ["a", "c"]
     assert await shared.read("c1", bell, lambda: read("d")) == "a"  # kept until it rings
     bell.set()  # a ring: a stream that took the new bell reads anew; the old reads go

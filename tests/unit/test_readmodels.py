@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from dateline.domain import project
@@ -27,7 +29,7 @@ def state(version: int, *refs: str, **changed: str) -> StoryState:
     return StoryState(id="talks", version=version, statements=said)
 
 
-def on_list(commands: list[tuple[object, ...]], models: ReadModels) -> list[tuple[object, ...]]:
+def on_list(commands: Sequence[tuple[object, ...]], models: ReadModels) -> list[tuple[object, ...]]:
     return [c for c in commands if c[1] == models.statements("talks")]
 
 

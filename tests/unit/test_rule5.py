@@ -4,6 +4,7 @@ by a writer the log recorded as holding the editor right; in every arrival order
 from __future__ import annotations
 
 import itertools
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import msgspec
@@ -47,7 +48,7 @@ RETRACTED = naming(
 )
 
 
-def states(docs: list[dict[str, Any]], editors: set[str] = frozenset()) -> list[StoryState]:
+def states(docs: list[dict[str, Any]], editors: AbstractSet[str] = frozenset()) -> list[StoryState]:
     """The state from every arrival order; `editors`: ids whose writer held the right."""
     out = []
     for order in itertools.permutations(docs):

@@ -10,7 +10,8 @@ from dateline.query.views import view_of
 from dateline.store.readers import Grant
 from tests.projection_helpers import as_logged
 from tests.unit.test_projection import S
-from tests.unit.test_recalls import FIX, FIX_OF_FIX, OTHER, RECALL, SAID
+from tests.unit.test_recalls import FIX, FIX_OF_FIX, OTHER, RECALL
+from tests.unit.test_rule5 import SAID
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

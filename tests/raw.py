@@ -1,0 +1,51 @@
+"""Typed raw reads for tests that look at Redis directly.
+
+redis-py types a reply as what any client could get back (`bytes | str`, a list or
+None); every client of these tests decodes nothing, so a reply is bytes. These say so
+once, and fail loudly if a reply is not what a test's client returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+"""A stream entry as a client that decodes nothing reads it: (id, fields)."""
+
+
+def data(value: object) -> bytes:
+    """A string reply, which must be there."""
+    assert isinstance(value, bytes), f"expected bytes from Redis, got {value!r}"
+    return value
+
+
+def text(value: object) -> str:
+    """A string reply as text."""
+    return data(value).decode()
+
+
+def entries_of(reply: object) -> list[Entry]:
+    """An `XRANGE`'s or `XREVRANGE`'s reply."""
+    assert isinstance(reply, list), f"expected a list of entries, got {reply!r}"
+    out: list[Entry] = []
+    for entry_id, fields in reply:
+        assert isinstance(fields, dict)
+        out.append((data(entry_id), fields))
+    return out
+
+
+def fields(reply: object) -> dict[bytes, bytes]:
+    """An `HGETALL`'s reply."""
+    assert isinstance(reply, dict), f"expected a hash, got {reply!r}"
+    return reply
+
+
+def items(reply: object) -> list[bytes]:
+    """An `LRANGE`'s or `SMEMBERS`'s reply, as a list."""
+    assert isinstance(reply, list | set), f"expected a list, got {reply!r}"
+    return [data(v) for v in reply]
+
+
+def anything(reply: object) -> Any:
+    """A reply whose shape the test checks itself (an `XINFO`'s, a script's)."""
+    return reply
