@@ -7,8 +7,6 @@ once, and fail loudly if a reply is not what a test's client returns.
 
 from __future__ import annotations
 
-from typing import Any
-
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as a client that decodes nothing reads it: (id, fields)."""
 
@@ -25,7 +23,7 @@ def text(value: object) -> str:
 
 
 def entries_of(reply: object) -> list[Entry]:
-    """An `XRANGE`'s or `XREVRANGE`'s reply."""
+    """The entries of an `XRANGE`, an `XREVRANGE`, or one stream of an `XREADGROUP`."""
     assert isinstance(reply, list), f"expected a list of entries, got {reply!r}"
     out: list[Entry] = []
     for entry_id, fields in reply:
@@ -34,18 +32,7 @@ def entries_of(reply: object) -> list[Entry]:
     return out
 
 
-def fields(reply: object) -> dict[bytes, bytes]:
-    """An `HGETALL`'s reply."""
-    assert isinstance(reply, dict), f"expected a hash, got {reply!r}"
-    return reply
-
-
 def items(reply: object) -> list[bytes]:
-    """An `LRANGE`'s or `SMEMBERS`'s reply, as a list."""
-    assert isinstance(reply, list | set), f"expected a list, got {reply!r}"
+    """An `LRANGE`'s reply."""
+    assert isinstance(reply, list), f"expected a list, got {reply!r}"
     return [data(v) for v in reply]
-
-
-def anything(reply: object) -> Any:
-    """A reply whose shape the test checks itself (an `XINFO`'s, a script's)."""
-    return reply
