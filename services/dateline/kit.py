@@ -28,7 +28,11 @@ What it sets up, so that no handler loses an update (FastStream's defaults would
 - a handler that raises is logged with the update's position; the partition stops
   there and retries from that update, every `retry_s`, in order; after `max_attempts`
   the update is parked in the group's dead letters (`dateline dlq`), with the later
-  updates of its story behind it, and the rest of the partition goes on.
+  updates of its story behind it, and the rest of the partition goes on;
+- after the fix, `dateline dlq redrive STORY --group G` asks the app to handle the
+  story's parked updates again, in log order; its retry loop does, and unparks the
+  story if they all pass (if one fails again, those before it are done and the story
+  stays parked behind it: the failure is logged and told to whoever asked).
 
 Handlers are at-least-once: an update can come again after a crash between the
 handler's effect and the acknowledgement. Make them idempotent (`update.source` and
@@ -509,6 +513,52 @@ class DatelineLog:
                     await self._catch_up(p)
                 except Exception:
                     log.exception("retry failed; trying again", group=self.group, partition=p)
+            try:
+                for story in await self._dead.redrives_asked():
+                    await self._redrive(story)
+            except UNREACHABLE as exc:  # asked still: served on a later turn
+                log.warning("Redis unreachable; redrives wait", group=self.group, error=repr(exc))
+            except Exception:
+                log.exception("redrive failed; asked still, trying again", group=self.group)
+
+    async def _redrive(self, story: str) -> None:
+        """Handle a parked story's updates again, in log order, as ops asked; unpark it
+        if they all pass. The partition's lock is held: nothing of it is handled, or
+        parked behind the story, meanwhile."""
+        partition = self.keys.partition(story)
+        async with self._locks[partition]:
+            letters = await self._dead.letters(story)
+            entries = [LogEntry(x.partition, x.entry_id, x.record) for x in letters]
+            opened, refused = await self._opened(partition, entries)
+            try:
+                if opened:
+                    # Acknowledged when they were parked: acknowledging again changes nothing.
+                    await self._dispatch(
+                        Batch(partition, self.keys.log(partition), self.group, opened)
+                    )
+                if refused is not None:
+                    raise _Failed(len(opened), refused)
+            except _Failed as failed:
+                at, error = failed.at, failed.error
+            except UNREACHABLE:
+                raise
+            except Exception as exc:  # a batch handler's: which update failed is unknown
+                at, error = 0, exc
+            else:
+                await self._dead.redriven(story, letters, [], "")
+                log.info("redriven", group=self.group, story=story, updates=len(letters))
+                return
+            why = f"{letters[at].ref}: {error!r}"
+            await self._dead.redriven(story, letters[:at], letters[at:], why)
+            log.error(
+                "redrive failed; the story stays parked behind this update",
+                group=self.group,
+                story=story,
+                position=letters[at].ref,
+                handled=at,
+                error=repr(error),
+                exc_info=error,
+            )
 
     async def _find_stuck(self) -> None:
         """Entries pending here for long: a read whose reply was lost on a dropped

@@ -4,11 +4,12 @@ order, poison parked, one process at a time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -123,58 +124,30 @@ async def test_a_failure_is_retried_before_anything_later_of_its_partition(
 async def test_poison_is_parked_with_its_story_behind_it_and_the_rest_goes_on(
     log: Log, url: str
 ) -> None:
-    kit = kit_for(log, url)
-    seen: list[str] = []
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        if u.id == "a-story-s2":
-            raise ValueError("cannot map this statement")
-        seen.append(u.id)
-
-    app = kit.app()
-    await app.start()
-    try:
-        await log.append(
-            [statement("a-story", "s1"), statement("a-story", "s2"), statement("b-story", "s1")]
-        )
-        await log.append([statement("a-story", "s3"), statement("b-story", "s2")])
-        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+    async with _parked_story(log, url) as (_, seen):
+        await log.append([statement("b-story", "s2")])
         await until(lambda: len(seen) == 3)
         await until(_zero(log))
         # Partitions go side by side; within a story, log order.
         assert sorted(seen) == ["a-story-s1", "b-story-s1", "b-story-s2"]
         assert [x for x in seen if x.startswith("b-")] == ["b-story-s1", "b-story-s2"]
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
         parked = await dead.entries()
         assert [f["error"] for _, f in parked] == [
-            "ValueError('cannot map this statement')",
+            "ValueError('cannot map a-story-s2')",
             "parked behind an earlier update of this story",
         ]
         assert list(await dead.parked()) == ["a-story"]
         await asyncio.sleep(0.2)
         assert len(seen) == 3  # nothing handled twice
         # On-call sees them where the projector's are, by the group's name.
-        env = {
-            **os.environ,
-            "REDIS_URL": url,
-            "DATELINE_PREFIX": log.keys.prefix,
-            "DATELINE_PARTITIONS": str(log.keys.partitions),
-        }
-        listed = await asyncio.to_thread(
-            subprocess.run,
-            [str(DATELINE), "dlq", "list", "--json", "--group", "cms"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        listed = await _ops(log, url, "dlq", "list", "--json", "--group", "cms")
+        assert listed.returncode == 0, listed.stderr
         rows = [json.loads(x) for x in listed.stdout.splitlines()]
         assert [(r["story"], r["error"][:10]) for r in rows] == [
             ("a-story", "ValueError"),
             ("a-story", "parked beh"),
         ]
-    finally:
-        await app.stop()
 
 
 async def test_entries_a_lost_read_left_pending_go_before_later_ones(log: Log, url: str) -> None:
@@ -262,3 +235,149 @@ async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, url:
         if not standby.done():
             standby.cancel()
         await app_two.stop()
+
+
+def _ops(log: Log, url: str, *args: str) -> Awaitable[subprocess.CompletedProcess[str]]:
+    """`dateline ARGS` as on-call runs it, beside the app running in this process."""
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "DATELINE_PREFIX": log.keys.prefix,
+        "DATELINE_PARTITIONS": str(log.keys.partitions),
+    }
+    command = [str(DATELINE), *args]
+    return asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True)
+
+
+@contextlib.asynccontextmanager
+async def _parked_story(log: Log, url: str) -> AsyncIterator[tuple[set[str], list[str]]]:
+    """A kit app running, on which a-story-s2 failed until parked, a-story-s3 behind it,
+    and b-story went on; yields the ids its handler fails on, and those it handled."""
+    kit = kit_for(log, url)
+    failing, seen = {"a-story-s2"}, list[str]()
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        if u.id in failing:
+            raise ValueError(f"cannot map {u.id}")
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append(
+            [statement("a-story", "s1"), statement("a-story", "s2"), statement("b-story", "s1")]
+        )
+        await log.append([statement("a-story", "s3")])
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        await until(lambda: len(seen) == 2)
+        await until(_zero(log))
+        assert [x.entry_id for x in await dead.letters("a-story")] == [
+            e.decode() for e in await _ids(log, "a-story", "s2", "s3")
+        ]
+        yield failing, seen
+    finally:
+        await app.stop()
+
+
+async def _ids(log: Log, story: str, *refs: str) -> list[bytes]:
+    """The log entries of these statements of `story`."""
+    stream = log.keys.log(log.keys.partition(story))
+    wanted = {f"{story}-{r}".encode() for r in refs}
+    return [
+        eid
+        for eid, f in entries_of(await log.redis.xrange(stream))
+        if any(b'"id":"' + w + b'"' in f[b"__data__"] for w in wanted)
+    ]
+
+
+async def test_a_redrive_handles_a_parked_story_again_in_order_and_unparks_it(
+    log: Log, url: str
+) -> None:
+    """After the fix, on-call asks (`dateline dlq redrive STORY --group G`): the running
+    app handles the story's parked updates in log order, unparks it, and says so; the
+    story's next update is handled as any other."""
+    async with _parked_story(log, url) as (failing, seen):
+        assert sorted(seen) == ["a-story-s1", "b-story-s1"]  # partitions go side by side
+        failing.clear()  # the fix
+        done = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "cms")
+        assert done.returncode == 0, done.stderr
+        assert "group cms handled its 2 parked updates" in done.stdout
+        assert seen[2:] == ["a-story-s2", "a-story-s3"]
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        assert (await dead.entries(), await dead.parked()) == ([], {})
+        assert await dead.redrive_state("a-story") is None
+        await log.append([statement("a-story", "s4")])
+        await until(lambda: len(seen) == 5)
+        assert seen[-1] == "a-story-s4"
+        await until(_zero(log))
+        await asyncio.sleep(0.2)
+        assert len(seen) == 5  # nothing handled twice
+
+
+async def test_a_redrive_that_fails_again_leaves_the_story_parked_behind_that_update(
+    log: Log, url: str
+) -> None:
+    async with _parked_story(log, url) as (failing, seen):
+        failing.clear()
+        failing.add("a-story-s3")  # a fix for s2 that breaks on s3
+        done = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "cms")
+        assert done.returncode == 1
+        [s3] = await _ids(log, "a-story", "s3")
+        where = f"{log.keys.partition('a-story')}:{s3.decode()}"
+        assert f"stopped at {where}: ValueError('cannot map a-story-s3')" in done.stderr
+        assert seen[2:] == ["a-story-s2"]  # handled, once
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        assert [x.ref for x in await dead.letters("a-story")] == [where]
+        assert await dead.parked() == {"a-story": where}
+        assert await dead.redrive_state("a-story") is None  # told, and forgotten
+        await log.append([statement("a-story", "s4")])  # still parked: behind s3
+        await until(lambda: _letters_of(dead, "a-story", 2))
+        failing.clear()
+        assert await dead.ask_redrive("a-story") == 2
+        await until(lambda: len(seen) == 5)
+        assert seen[3:] == ["a-story-s3", "a-story-s4"]
+        await until(_unasked(dead, "a-story"))
+        assert (await dead.entries(), await dead.parked()) == ([], {})
+
+
+async def _letters_of(dead: DeadLetters, story: str, n: int) -> bool:
+    return len(await dead.letters(story)) == n
+
+
+def _unasked(dead: DeadLetters, story: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await dead.redrive_state(story) is None
+
+    return check
+
+
+async def test_a_redrive_asked_while_the_app_is_down_is_served_when_it_runs(
+    log: Log, url: str
+) -> None:
+    async with _parked_story(log, url):
+        pass  # and the app stops
+    waited = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "cms", "--wait", "0.3")
+    assert waited.returncode == 1
+    assert "no app of the group took it up within 0.3 s. It stays asked" in waited.stderr
+    # What on-call is told for stories and groups this cannot serve.
+    none = await _ops(log, url, "dlq", "redrive", "b-story", "--group", "cms")
+    assert "story 'b-story' has no parked updates in group 'cms'" in none.stderr
+    fan_out = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "deliver")
+    assert "the fan-out's parked updates cannot be redriven yet" in fan_out.stderr
+
+    restarted, again = kit_for(log, url), list[str]()
+
+    @restarted.on()
+    async def fixed(u: Update) -> None:
+        again.append(u.id)
+
+    app = restarted.app()
+    await app.start()
+    try:
+        await until(lambda: again == ["a-story-s2", "a-story-s3"])
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        await until(_unasked(dead, "a-story"))
+        assert await dead.parked() == {}
+    finally:
+        await app.stop()

@@ -37,7 +37,8 @@ from dateline.projector.replay import (
 from dateline.runtime import DeadLetters, status
 from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
-from dateline.store.layout import group_of
+from dateline.store.deadletters import REDRIVE_ASKED
+from dateline.store.layout import DELIVER_GROUP, group_of
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
 from dateline.store.seal import SealReport, seal_if_supported
@@ -134,10 +135,65 @@ def dlq_show(story: str, group: str | None) -> None:
 
 @dlq.command(name="redrive")
 @click.argument("story")
-def dlq_redrive(story: str) -> None:
-    """After the fix: rebuild STORY from the log, in order, and let it flow again."""
-    version, dropped = _run(lambda log, models, dead: redrive(log, models, dead, story))
-    click.echo(f"{story}: rebuilt to version {version}; released {dropped} parked updates")
+@click.option(
+    "--group",
+    default=None,
+    help="A kit app's group (dateline.kit): the running app handles STORY's parked updates "
+    "again. Default: the active projection's, which rebuilds STORY from the log.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="With --group: seconds to wait for the app to say how it went.",
+)
+def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
+    """After the fix: let STORY's parked updates flow again, in log order.
+
+    The projection's: STORY is rebuilt from the log and unparked. A kit app's
+    (--group): the app of that group, which must be running, handles the story's
+    parked updates again, in log order, and unparks the story if they all pass; if one
+    fails again, those before it stay handled and the story stays parked behind it.
+    """
+
+    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> str:
+        if group is None or group == dead.group:
+            version, dropped = await redrive(log, models, dead, story)
+            return f"{story}: rebuilt to version {version}; released {dropped} parked updates"
+        if group == DELIVER_GROUP:
+            raise click.ClickException(
+                "the fan-out's parked updates cannot be redriven yet: `dateline dlq show "
+                f"{story} --group {group}` shows them (docs/subscriptions.md)"
+            )
+        return await _kit_redrive(DeadLetters(dead.client, dead.prefix, group), story, wait_s)
+
+    click.echo(_run(work))
+
+
+async def _kit_redrive(dead: DeadLetters, story: str, wait_s: float) -> str:
+    """Ask the kit app of `dead.group` to redrive `story`; wait for it to say how it went."""
+    asked = await dead.ask_redrive(story)
+    if not asked:
+        raise click.ClickException(f"story {story!r} has no parked updates in group {dead.group!r}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while (state := await dead.redrive_state(story)) == REDRIVE_ASKED:
+        if loop.time() >= deadline:
+            raise click.ClickException(
+                f"{story}: asked group {dead.group!r} to redrive {asked} parked updates, and "
+                f"no app of the group took it up within {wait_s:g} s. It stays asked: the "
+                "group's kit app (dateline.kit) redrives it on its next turn once it runs."
+            )
+        await asyncio.sleep(0.1)
+    if state is not None:
+        await dead.forget_redrive(story)
+        raise click.ClickException(
+            f"{story}: the redrive stopped at {state}. The updates before it were handled; "
+            f"the story stays parked (`dateline dlq show {story} --group {dead.group}`)."
+        )
+    return f"{story}: group {dead.group} handled its {asked} parked updates; the story flows again"
 
 
 @dlq.command(name="discard")

@@ -5,6 +5,10 @@ failures so far by entry, the parked stories with the entry that parked each, an
 stream with one entry per parked update.
 Parking acknowledges the update in its partition stream in the same transaction,
 so it is in exactly one place: pending there, or parked here.
+
+After the fix, ops redrive a story: the projector's by rebuilding it from the log
+(`projector/ops.py`), a kit app's by asking it to handle the story's dead letters
+again, in order (`ask_redrive`; the kit serves it, `dateline.kit`).
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.domain.positions import stream_id
 from dateline.store.connection import is_cluster
 from dateline.store.layout import GroupKeys
+
+REDRIVE_ASKED = "asked"
+"""A redrive's state until the group's consumer serves it (`DeadLetters.ask_redrive`)."""
 
 
 class Delivery(msgspec.Struct, frozen=True, gc=False):
@@ -38,6 +46,23 @@ class Delivery(msgspec.Struct, frozen=True, gc=False):
 
 
 @dataclass(frozen=True, slots=True)
+class Letter:
+    """A parked update, as its dead letters hold it (one, or more after a crash)."""
+
+    ids: tuple[str, ...]
+    """Its dead letters' ids in the group's dead-letter stream."""
+    partition: int
+    entry_id: str
+    story: str
+    record: bytes
+    """As the log stores it: a sealed log's seal still on it."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.entry_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class Parking:
     delivery: Delivery
     error: str
@@ -50,6 +75,7 @@ class DeadLetters:
         self.client, self.prefix, self.group = client, prefix, group
         keys = GroupKeys(prefix, group)
         self.attempts_key, self.parked_key, self.stream = keys.attempts, keys.parked, keys.dlq
+        self.redrive_key = keys.redrive
 
     async def failed(self, delivery: Delivery) -> int:
         """Count one more failure of this entry; returns the count."""
@@ -122,6 +148,65 @@ class DeadLetters:
             pipe.xdel(self.stream, *ids)
         await pipe.execute()
         return len(ids)
+
+    async def letters(self, story: str) -> list[Letter]:
+        """STORY's parked updates, each once and in log order, their records as bytes."""
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await self.client.xrange(self.stream))
+        found: dict[tuple[int, tuple[int, int]], Letter] = {}
+        for eid, fields in raw:
+            if fields.get(b"story", b"").decode() != story:
+                continue
+            partition, entry = int(fields[b"partition"]), fields[b"entry"].decode()
+            at = (partition, stream_id(entry))
+            ids = (*found[at].ids, eid.decode()) if at in found else (eid.decode(),)
+            found[at] = Letter(ids, partition, entry, story, fields.get(b"record", b""))
+        return [found[at] for at in sorted(found)]
+
+    async def ask_redrive(self, story: str) -> int:
+        """Ask the group's consumer to handle STORY's parked updates again, in order, and
+        unpark it if they all pass; how many it holds (none: nothing is asked)."""
+        letters = await self.letters(story)
+        if letters:
+            await self.client.hset(self.redrive_key, story, REDRIVE_ASKED)
+        return len(letters)
+
+    async def redrives_asked(self) -> list[str]:
+        """The stories whose redrive was asked and not served yet."""
+        found = cast(dict[bytes, bytes], await self.client.hgetall(self.redrive_key))
+        return sorted(k.decode() for k, v in found.items() if v.decode() == REDRIVE_ASKED)
+
+    async def redrive_state(self, story: str) -> str | None:
+        """`REDRIVE_ASKED` until served; then None if the story was redriven, else why not."""
+        found = cast(bytes | None, await self.client.hget(self.redrive_key, story))
+        return None if found is None else found.decode()
+
+    async def forget_redrive(self, story: str) -> None:
+        """Drop a redrive's request or its failure (read by whoever asked)."""
+        await self.client.hdel(self.redrive_key, story)
+
+    async def redriven(
+        self, story: str, handled: list[Letter], left: list[Letter], failure: str
+    ) -> None:
+        """A redrive's end: the letters handled go. With none left the story is unparked
+        and the request done; else the story stays parked, now behind the first letter
+        left, and the request holds `failure` for whoever asked.
+
+        On a cluster the keys are in several slots and no transaction spans them: a
+        crash part way leaves a letter handled and still parked, or the request still
+        asked; served again, a letter is handled twice at worst (handlers of a kit are
+        at-least-once already)."""
+        cluster = is_cluster(self.client)
+        pipe = self.client.pipeline(transaction=not cluster)
+        ids = [i for letter in handled for i in letter.ids]
+        if ids:
+            pipe.xdel(self.stream, *ids)
+        if left:
+            pipe.hset(self.parked_key, story, left[0].ref)
+            pipe.hset(self.redrive_key, story, failure)
+        else:
+            pipe.hdel(self.parked_key, story)
+            pipe.hdel(self.redrive_key, story)
+        await pipe.execute()
 
     async def parked(self) -> dict[str, str]:
         """Every parked story, and the entry (`<partition>:<entry id>`) that parked it."""

@@ -155,6 +155,11 @@ class GroupKeys:
         return f"{self.base}:dlq"
 
     @property
+    def redrive(self) -> str:
+        """The stories ops asked the group's consumer to redrive, and how that went."""
+        return f"{self.base}:redrive"
+
+    @property
     def all(self) -> str:
         """A SCAN pattern for every key of the group (`dateline replay` drops an old one)."""
         return f"{self.base}:*"
