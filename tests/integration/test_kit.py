@@ -381,3 +381,14 @@ async def test_a_redrive_asked_while_the_app_is_down_is_served_when_it_runs(
         assert await dead.parked() == {}
     finally:
         await app.stop()
+
+
+async def test_discarding_a_story_drops_its_redrive_request_too(log: Log, url: str) -> None:
+    async with _parked_story(log, url):
+        pass
+    dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+    assert await dead.ask_redrive("a-story") == 2
+    dropped = await _ops(log, url, "dlq", "discard", "a-story", "--group", "cms", "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert (await dead.entries(), await dead.parked()) == ([], {})
+    assert await dead.redrive_state("a-story") is None  # no app will meet a stale request

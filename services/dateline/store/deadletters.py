@@ -141,11 +141,13 @@ class DeadLetters:
             await self.client.hdel(self.parked_key, story)
             if ids:
                 await self.client.xdel(self.stream, *ids)
+            await self.client.hdel(self.redrive_key, story)
             return len(ids)
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.parked_key, story)
         if ids:
             pipe.xdel(self.stream, *ids)
+        pipe.hdel(self.redrive_key, story)  # nothing left to redrive, nor a failure to tell
         await pipe.execute()
         return len(ids)
 
