@@ -360,6 +360,8 @@ async def test_a_redrive_asked_while_the_app_is_down_is_served_when_it_runs(
     waited = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "cms", "--wait", "0.3")
     assert waited.returncode == 1
     assert "no app of the group took it up within 0.3 s. It stays asked" in waited.stderr
+    listed = await _ops(log, url, "dlq", "list", "--group", "cms")
+    assert "redrive of a-story: asked, not served yet" in listed.stderr
     # What on-call is told for stories and groups this cannot serve.
     none = await _ops(log, url, "dlq", "redrive", "b-story", "--group", "cms")
     assert "story 'b-story' has no parked updates in group 'cms'" in none.stderr

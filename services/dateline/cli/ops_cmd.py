@@ -96,8 +96,16 @@ def _dead(dead: DeadLetters, group: str | None) -> DeadLetters:
 @click.option("--json", "as_json", is_flag=True)
 @_GROUP
 def dlq_list(as_json: bool, group: str | None) -> None:
-    """Every parked update, oldest first: story, entry, error."""
-    entries = _run(lambda log, models, dead: _dead(dead, group).entries())
+    """Every parked update, oldest first: story, entry, error; and a kit app's redrives
+    not served yet, or whose failure nobody has read."""
+
+    async def read(dead: DeadLetters) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
+        return await dead.entries(), await dead.redrives()
+
+    entries, redrives = _run(lambda log, models, dead: read(_dead(dead, group)))
+    for story, state in redrives.items():
+        said = "asked, not served yet" if state == REDRIVE_ASKED else f"stopped at {state}"
+        err(f"redrive of {story}: {said}")
     if as_json:
         for eid, doc in entries:
             doc.pop("record", None)

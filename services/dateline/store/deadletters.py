@@ -172,10 +172,14 @@ class DeadLetters:
             await self.client.hset(self.redrive_key, story, REDRIVE_ASKED)
         return len(letters)
 
+    async def redrives(self) -> dict[str, str]:
+        """Each story's redrive: `REDRIVE_ASKED`, or why it stopped (not read yet)."""
+        found = cast(dict[bytes, bytes], await self.client.hgetall(self.redrive_key))
+        return {k.decode(): v.decode() for k, v in sorted(found.items())}
+
     async def redrives_asked(self) -> list[str]:
         """The stories whose redrive was asked and not served yet."""
-        found = cast(dict[bytes, bytes], await self.client.hgetall(self.redrive_key))
-        return sorted(k.decode() for k, v in found.items() if v.decode() == REDRIVE_ASKED)
+        return [story for story, state in (await self.redrives()).items() if state == REDRIVE_ASKED]
 
     async def redrive_state(self, story: str) -> str | None:
         """`REDRIVE_ASKED` until served; then None if the story was redriven, else why not."""
