@@ -38,7 +38,7 @@ from dateline.runtime import DeadLetters, status
 from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.deadletters import REDRIVE_ASKED
-from dateline.store.layout import DELIVER_GROUP, group_of
+from dateline.store.layout import DELIVER_GROUP, group_of, is_projection_group
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
 from dateline.store.seal import SealReport, seal_if_supported
@@ -170,6 +170,11 @@ def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
         if group is None or group == dead.group:
             version, dropped = await redrive(log, models, dead, story)
             return f"{story}: rebuilt to version {version}; released {dropped} parked updates"
+        if is_projection_group(group):
+            raise click.ClickException(
+                f"{group} is not the active projection's group ({dead.group}): readers do "
+                "not see its read models. Leave out --group to redrive the active one's."
+            )
         if group == DELIVER_GROUP:
             raise click.ClickException(
                 "the fan-out's parked updates cannot be redriven yet: `dateline dlq show "

@@ -65,6 +65,7 @@ from __future__ import annotations
 import binascii
 import functools
 import itertools
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -118,6 +119,11 @@ def partition_stream(prefix: str, tag: str) -> str:
 def group_of(version: str) -> str:
     """The consumer group of a projection version: `projector-v3`."""
     return f"projector-{version}"
+
+
+def is_projection_group(group: str) -> bool:
+    """Whether `group` is a projection version's (`group_of`), not a kit app's."""
+    return re.fullmatch(r"projector-v\d+", group) is not None
 
 
 @dataclass(frozen=True, slots=True)
