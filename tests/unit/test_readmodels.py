@@ -8,7 +8,13 @@ import msgspec
 
 from dateline.domain import project
 from dateline.domain.state import Statement, StoryState
-from dateline.store.layout import Keys, ModelKeys, version_of_checkpoint
+from dateline.store.layout import (
+    Keys,
+    ModelKeys,
+    group_of,
+    is_projection_group,
+    version_of_checkpoint,
+)
 from dateline.store.readmodels import (
     OWN_STATEMENTS,
     PER_PARTITION,
@@ -176,3 +182,8 @@ def test_a_version_built_before_shape_5_keeps_its_keys() -> None:
 def test_the_version_of_a_checkpoint_key_whatever_its_layout() -> None:
     for models in (ModelKeys("a:b", "v7"), ModelKeys("a:b", "v7", Keys("a:b", 4))):
         assert {version_of_checkpoint("a:b", r.checkpoint) for r in models.regions} == {"v7"}
+
+
+def test_a_projection_versions_group_is_told_from_a_kit_apps() -> None:
+    assert is_projection_group(group_of("v3")) and is_projection_group(group_of("v12"))
+    assert not any(map(is_projection_group, ["cms", "deliver", "projector-vx", "projector-v1x"]))

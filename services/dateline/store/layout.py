@@ -123,7 +123,7 @@ def group_of(version: str) -> str:
 
 def is_projection_group(group: str) -> bool:
     """Whether `group` is a projection version's (`group_of`), not a kit app's."""
-    return re.fullmatch(r"projector-v\d+", group) is not None
+    return re.fullmatch(re.escape(group_of("v")) + r"\d+", group) is not None
 
 
 @dataclass(frozen=True, slots=True)
