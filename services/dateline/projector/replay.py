@@ -20,7 +20,7 @@ from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
 from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
-from dateline.store.connection import open_client, sent
+from dateline.store.connection import open_client, sent, sent_whole
 from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, replay_key
 from dateline.store.log import Log, story_of
@@ -149,6 +149,8 @@ async def _fold_histories(
     Folding is this process's work and reading and writing are the server's: the next
     chunk's histories are asked for, and the last chunk's writes sent, before this chunk
     is folded, so the two run side by side (1.15x the rebuild rate, 1M updates, 2 cores).
+    A chunk's writes go as one transaction (`sent_whole`): one fsync a chunk under
+    `appendfsync always`, not one each 16 KB the server reads of them.
     """
     client, keys = log.redis, log.keys
     await log.sealing.refresh(client)
@@ -175,7 +177,7 @@ async def _fold_histories(
                 updates += len(history)
             await writing
             # The new version starts empty: its keys are written whole.
-            writing = _start(sent(client, models.commands(changes).commands))
+            writing = _start(sent_whole(client, models.commands(changes).commands))
             await asyncio.sleep(0)
             on_progress(sum(len(h) for h in histories))
             if report is not None:

@@ -276,6 +276,28 @@ async def sent(client: aioredis.Redis, commands: Sequence[tuple[EncodableT, ...]
     return await in_turn(client, *commands)
 
 
+async def sent_whole(
+    client: aioredis.Redis, commands: Sequence[tuple[EncodableT, ...]]
+) -> list[Any]:
+    """`sent`, applied as one: on one server inside MULTI and EXEC, their replies EXEC's.
+
+    Under `appendfsync always` the server fsyncs after every event-loop turn that wrote,
+    and it reads a pipeline of small commands 16 KB a turn: a rebuild's chunk of writes
+    (2 to 4 MB) cost it a hundred fsyncs or more, and a worker's reads waited behind
+    them. Queued, the commands write nothing until EXEC runs them in one turn: one fsync.
+    A command that fails inside raises here, as `sent` would (the others are applied).
+    On a cluster, whose commands go to many nodes, no transaction spans them: `sent`."""
+    if is_cluster(client):
+        return await sent(client, commands)
+    done = (await in_turn(client, ("MULTI",), *commands, ("EXEC",)))[-1]
+    if not isinstance(done, list):  # nil: only a WATCH, which none here sets, makes it
+        raise ResponseError(f"the transaction was not run (EXEC answered {done!r})")
+    for reply in done:
+        if isinstance(reply, Exception):
+            raise reply
+    return done
+
+
 def connect(
     url: str,
     *,
