@@ -27,7 +27,7 @@ from dateline.ingest.wire import CE_BATCH
 from dateline.store import migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
-from dateline.store.connection import open_client
+from dateline.store.connection import connect, open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log, LogMoving
 from dateline.store.seal import Sealing, is_sealed, seal_log
@@ -35,6 +35,7 @@ from dateline.store.subscriptions import Subscriptions
 from tests.conftest import fresh_log
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
+from tests.monitor import commands_sent
 from tests.projection_helpers import HANOI
 from tests.raw import data, entries_of
 
@@ -130,6 +131,28 @@ async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
     async for key in target.scan_iter(match=f"{to.prefix}:*"):
         await target.delete(key)
     await target.aclose()
+
+
+async def test_a_page_goes_to_one_server_as_one_transaction(source: Log, redis_url: str) -> None:
+    """Under `appendfsync always` the target fsyncs once a page, not once for each 16 KB
+    of it it reads: the page's writes are queued and run by one EXEC."""
+    await _hanoi(source)
+    target = connect(redis_url.removesuffix("/0") + "/3", max_connections=1)
+    to = Keys(source.keys.prefix, 8)
+    try:
+        await Log(target, to).check_partitions()
+        seen = await commands_sent(
+            redis_url,
+            target,
+            lambda: migrate.copy_log(source.redis, source.sealing, target, to),
+            "EXEC",
+        )
+        updates = sum([await source.redis.xlen(log) for log in source.keys.logs()])
+        assert seen == ["MULTI", *["XADD", "RPUSH", "HSET"] * updates, "EXEC"]
+    finally:
+        async for key in target.scan_iter(match=f"{to.prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
 
 
 async def test_a_frozen_log_refuses_appends_and_says_why_until_released(

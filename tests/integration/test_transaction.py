@@ -4,7 +4,6 @@ fsyncs once for the chunk rather than once for each 16 KB of it it reads."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from dateline.store.connection import connect, open_client, sent_whole
+from tests.monitor import commands_sent
 
 pytestmark = pytest.mark.cluster_too
 
@@ -60,28 +60,12 @@ async def test_a_command_that_fails_inside_raises_naming_the_error(url: str, whe
 @pytest.mark.one_server("a cluster's commands go to many nodes: no transaction spans them")
 async def test_on_one_server_the_commands_run_between_multi_and_exec(url: str) -> None:
     client = connect(url, max_connections=1)  # one connection: the one MONITOR names
-    watcher = aioredis.Redis.from_url(url)
     keys = _keys(3)
     try:
-        info = await client.client_info()
-        ours = str(info["addr"])
-        seen: list[str] = []
-        async with watcher.monitor() as monitor:
-            await asyncio.sleep(0.05)  # MONITOR is on before the commands go
-
-            async def watch() -> None:
-                async for event in monitor.listen():
-                    address = f"{event['client_address']}:{event['client_port']}"
-                    if address == ours:
-                        seen.append(str(event["command"]).split()[0].upper())
-                        if seen[-1] == "EXEC":
-                            return
-
-            watching = asyncio.create_task(watch())
-            await sent_whole(client, [("SET", k, "1") for k in keys])
-            await asyncio.wait_for(watching, 5)
+        seen = await commands_sent(
+            url, client, lambda: sent_whole(client, [("SET", k, "1") for k in keys]), "EXEC"
+        )
         assert seen == ["MULTI", "SET", "SET", "SET", "EXEC"]
     finally:
         await client.delete(*keys)
         await client.aclose()
-        await watcher.aclose()
