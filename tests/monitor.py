@@ -19,8 +19,7 @@ async def commands_sent(
     watcher = aioredis.Redis.from_url(url)
     seen: list[str] = []
     try:
-        async with watcher.monitor() as monitor:
-            await asyncio.sleep(0.05)  # MONITOR is on before the work starts
+        async with watcher.monitor() as monitor:  # on once the server said OK to it
 
             async def watch() -> None:
                 async for event in monitor.listen():
