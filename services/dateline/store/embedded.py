@@ -28,6 +28,7 @@ from pathlib import Path
 
 import redis
 
+from dateline.store.aof import HARD_GROWTH_PCT, MIN_SIZE, Lull, LullRewrites
 from dateline.store.config import Fsync, Settings
 from dateline.store.seal import key_of
 
@@ -169,6 +170,10 @@ class EmbeddedRedis:
     """0: half of this machine's RAM."""
     password: str | None = None
     """The default user's (`requirepass`), in the URL; `served` makes one a data dir."""
+    lull: Lull | None = field(default_factory=Lull)
+    """When to rewrite the AOF besides the server's own bound (`store/aof.py`); None: at
+    that bound alone."""
+    rewrites: LullRewrites | None = None
 
     @property
     def url(self) -> str:
@@ -200,6 +205,9 @@ class EmbeddedRedis:
                 # "always": the reply to an append is sent only after fsync(2).
                 f"appendfsync {self.fsync}",
                 'save ""',  # the AOF is the durable copy; no fork for RDB snapshots
+                # A rewrite in a lull (`store/aof.py`); the server's own only past this.
+                f"auto-aof-rewrite-percentage {HARD_GROWTH_PCT}",
+                f"auto-aof-rewrite-min-size {MIN_SIZE // 2**20}mb",
                 "dbfilename dump.rdb",
                 "loglevel notice",
                 # Full is refused, never evicted: a feed gets a 503, the log loses nothing.
@@ -252,6 +260,7 @@ class EmbeddedRedis:
                     )
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
+                        self._watch_the_aof()
                         return
                 time.sleep(0.05)
         finally:
@@ -259,10 +268,26 @@ class EmbeddedRedis:
         self.kill()
         raise EmbeddedRedisError(f"server did not answer within {timeout}s; see {self.logfile}")
 
+    def _watch_the_aof(self) -> None:
+        if self.lull is None:
+            return
+        user, password = self.credentials or (None, None)
+        client = redis.Redis.from_url(
+            self.url, socket_timeout=5.0, username=user, password=password
+        )
+        self.rewrites = LullRewrites(client, self.lull, str(self.data_dir))
+        self.rewrites.start()
+
+    def _unwatch(self) -> None:
+        if self.rewrites is not None:
+            self.rewrites.stop()
+            self.rewrites = None
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: the server fsyncs its AOF and exits. Sent again until it does: a
         server writing its first AOF (a replica just synced, say) refuses a shutdown
         ("Writing initial AOF, can't exit") and does not try again by itself."""
+        self._unwatch()
         deadline = time.monotonic() + timeout
         while self.process and self.process.poll() is None:
             self.process.terminate()
@@ -281,6 +306,7 @@ class EmbeddedRedis:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is flushed on the way out."""
+        self._unwatch()
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()

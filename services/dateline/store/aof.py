@@ -1,0 +1,142 @@
+"""When a server dateline runs itself rewrites its AOF: in a lull, not in a burst.
+
+Valkey rewrites its AOF by itself once the file has grown by `auto-aof-rewrite-percentage`
+since the last rewrite (100% by default). The rewrite forks, and its child writes the whole
+dataset: a core and the disk, for seconds, while `appendfsync always` makes every reply
+wait for an fsync behind those writes. Under load the AOF grows fastest, so that is when
+the rewrite came: the p99 from append to read model in 5-second rounds at 5,000 updates/s
+read 57 ms at the median of 11 rounds that met one, 32 ms of 5 that did not; a two-worker
+rebuild of 1M updates, 124k/s with one in it, 148k/s without (medians of 6; `docs/speed.md`).
+
+So the embedded server's own rule is set far out (`HARD_GROWTH_PCT`: a bound the server
+keeps in any traffic, whatever happens to this process), and `LullRewrites` asks for the
+rewrite at Valkey's usual point (the AOF doubled) once the writes have paused (`Lull`).
+A newsroom's traffic has lulls; a burst of breaking news then meets no rewrite.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import redis
+import structlog
+
+log = structlog.get_logger("dateline.store")
+
+HARD_GROWTH_PCT = 1000
+"""The server rewrites by itself once its AOF is eleven times what the last rewrite left,
+busy or not: the bound on the disk it takes. What a rewrite leaves is a compressed RDB,
+3.5 times smaller than the data in memory on the bench's mix (175 MB in memory, 50 MB
+rewritten), so the bound is about three times the data. At Valkey's default (100%) a
+rebuild of every read model (130% of that base) set one off every time, and so did five
+seconds at 5,000 updates/s."""
+MIN_SIZE = 64 * 2**20
+"""Below this an AOF is never rewritten (Valkey's own `auto-aof-rewrite-min-size`)."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What `INFO persistence` says of the AOF at one moment."""
+
+    at: float
+    """time.monotonic() when read."""
+    current: int
+    base: int
+    """The size the last rewrite left."""
+    busy: bool
+    """A rewrite runs or is scheduled."""
+
+
+@dataclass
+class Lull:
+    """Is a rewrite due now? Once the AOF has grown by `growth` since the last rewrite (and
+    is `min_size` at least), when it grew by `quiet_bytes_s` a second at most over the last
+    `lull_s` seconds. Pure: it sees the sizes it is given, in order."""
+
+    growth: float = 1.0
+    min_size: int = MIN_SIZE
+    lull_s: float = 10.0
+    quiet_bytes_s: float = 64 * 1024
+    """About 20 updates a second (an update writes 3.5 KB to the AOF, with its read models)."""
+    poll_s: float = 1.0
+    """How often `LullRewrites` reads the sizes."""
+
+    def __post_init__(self) -> None:
+        self._seen: deque[Sizes] = deque()
+
+    def due(self, now: Sizes) -> bool:
+        seen = self._seen
+        seen.append(now)
+        while len(seen) > 1 and seen[1].at <= now.at - self.lull_s:
+            seen.popleft()  # the first kept is the last one read at least lull_s ago
+        if now.busy or now.current < max(self.min_size, now.base * (1 + self.growth)):
+            return False
+        then = seen[0]
+        if now.at - then.at < self.lull_s:
+            return False  # not watched for a whole lull yet
+        return (now.current - then.current) / (now.at - then.at) <= self.quiet_bytes_s
+
+
+def sizes(client: redis.Redis) -> Sizes | None:
+    """The AOF's sizes, or None if the server keeps no AOF."""
+    info = client.info("persistence")
+    if not int(info.get("aof_enabled", 0)):
+        return None
+    return Sizes(
+        time.monotonic(),
+        int(info["aof_current_size"]),
+        int(info["aof_base_size"]),
+        bool(int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"])),
+    )
+
+
+class LullRewrites:
+    """A thread that reads the server's AOF sizes every `lull.poll_s` and starts a
+    rewrite when `lull` says one is due. It only ever makes a rewrite come sooner than
+    the server's own rule would; stopped or failing, the server still keeps its bound."""
+
+    def __init__(self, client: redis.Redis, lull: Lull, name: str) -> None:
+        self.client, self.lull, self.name = client, lull, name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"aof-lull {name}", daemon=True)
+        self.rewrites = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self.client.close()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.wait(self.lull.poll_s):
+            try:
+                self._check()
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:  # once a spell: a server restarting answers nothing for a while
+                    log.warning("AOF lull watch failed", server=self.name, error=repr(exc))
+                failing = True
+            finally:
+                # No connection held between checks: a server killed with one open
+                # leaves its port in TIME_WAIT, and a test that binds the dead server's
+                # port to keep it from coming back (a crash drill) could not.
+                self.client.connection_pool.disconnect()
+
+    def _check(self) -> None:
+        now = sizes(self.client)
+        if now is not None and self.lull.due(now):
+            self.client.bgrewriteaof()
+            self.rewrites += 1
+            log.info(
+                "AOF rewrite started in a lull",
+                server=self.name,
+                aof_bytes=now.current,
+                after_last_rewrite=now.base,
+            )
