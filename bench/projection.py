@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from tests.e2e.processes import background
 from tests.factories import DATA, encode, update
 
-from bench.harness import Report, Row, log_records
+from bench.harness import Report, Row, log_records, rewritten
 from bench.log_append import realistic_updates
 from bench.peer import pg_peer_within, postgres_server, run_peer
 from dateline.domain import project
@@ -264,6 +264,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         client = connect(srv.url)  # the services' client: commands packed by hiredis
         newsroom = newsroom_updates(n, stories)
         await _load(client, keys, newsroom)
+        await rewritten(client)  # each timed case after a load starts from a rewritten AOF
         before = await ceiling(client, keys, n)
         fs_n = 500 if quick else 3_000
         single = await one_message(srv.url, keys, fs_n)
@@ -340,6 +341,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         loading = time.perf_counter()
         log = await _load(client, keys, newsroom)
         write = len(newsroom) / (time.perf_counter() - loading)
+        await rewritten(client)
         records = await log_records(log.redis, keys.logs())
         tune_collector()  # as every service and `dateline replay` run (runtime/heap.py)
         fold = _fold_alone(records)
@@ -369,6 +371,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         _pg_peer(report, records, 1_000 if quick else 10_000, 1 / (1 / write + 1 / rate))
         worst = realistic_updates(n // 4, stories=20)
         await _load(client, keys, worst)
+        await rewritten(client)
         rate, refolds, _ = await projector_rate(srv.url, settings, len(worst))
         report.add(
             Row(
@@ -477,6 +480,11 @@ async def _shared_out(
             await asyncio.sleep(0.1)
 
 
+async def _aof_rewrites(client: aioredis.Redis) -> int:
+    """The server's AOF rewrites so far: a rewrite's child takes a core and the disk."""
+    return int((await client.info("persistence"))["aof_rewrites"])
+
+
 async def _rebuild(
     report: Report, client: aioredis.Redis, url: str, keys: Keys, n: int, stories: int
 ) -> None:
@@ -484,6 +492,7 @@ async def _rebuild(
     process and with worker processes (one a core), alternating, twice each."""
     print(f"projection: loading {n:,} updates over {stories:,} stories for the rebuild")
     log = await _load(client, keys, newsroom_updates(n, stories, seed=11))
+    await rewritten(client)
     used = (await client.info("memory"))["used_memory"]
     # The fold alone on stories as long as these (the first fold-alone row's are a fifth
     # as long, and a longer story folds slower an update): a tenth of them, from memory.
@@ -506,13 +515,21 @@ async def _rebuild(
     # by every full collection (one process: 75.9k/s against 83.8k/s at 200,000).
     tune_collector()
     rates: dict[str, list[float]] = {"one": [], "workers": []}
+    rewrites: dict[str, list[int]] = {"one": [], "workers": []}
     for _ in range(2):
         for how, got in rates.items():
+            before = await _aof_rewrites(client)
             start = time.perf_counter()
             result = await rebuild_all(log, keys, workers=workers if how == "workers" else None)
             got.append(result.updates / (time.perf_counter() - start))
+            rewrites[how].append(await _aof_rewrites(client) - before)
     one, split = max(rates["one"]), max(rates["workers"])
-    runs = {how: ", ".join(f"{r:,.0f}" for r in got) for how, got in rates.items()}
+    runs = {
+        how: ", ".join(
+            f"{r:,.0f} ({n} AOF rewrites)" for r, n in zip(got, rewrites[how], strict=True)
+        )
+        for how, got in rates.items()
+    }
     scale = f"{result.updates:,} updates, {result.stories:,} stories"
     report.add(
         Row(

@@ -46,7 +46,7 @@ import redis.asyncio as aioredis
 from tests.e2e.processes import background, http_service
 from tests.factories import update
 
-from bench.harness import Report, Row
+from bench.harness import Report, Row, rewritten
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack
 from dateline.domain.positions import Position
@@ -249,25 +249,6 @@ async def _server_stalls(client: aioredis.Redis, rewrites_before: int) -> tuple[
     return f"{stalls} ({rewrites - rewrites_before} AOF rewrites)", rewrites
 
 
-async def _rewritten(client: aioredis.Redis) -> None:
-    """Rewrite the server's AOF and wait until it is done. The server rewrites by itself
-    when its AOF has doubled since the last rewrite, and a case's writes set off a
-    rewrite in the case after it: the 100 hot stories met one, with a core and the disk
-    taken by its child, in their first round in two runs out of three (stop 42). So
-    every latency case starts from a rewritten AOF; a case's own rewrites still count."""
-    # Polls: the rewrite is the server's, which tells no one when it ends.
-    while await _rewriting(client):  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    await client.bgrewriteaof()
-    while await _rewriting(client):  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-
-
-async def _rewriting(client: aioredis.Redis) -> bool:
-    info = await client.info("persistence")
-    return bool(int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"]))
-
-
 def _cpu_ticks() -> tuple[int, int]:
     """(CPU ticks stolen from this VM by its host, all ticks) so far, from /proc/stat."""
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -310,7 +291,7 @@ async def _latency(
 ) -> None:
     """`rounds` runs of `seconds` at `rate`, pooled: the p99 of 3 x 5,000 is steadier."""
     client = log.redis
-    await _rewritten(client)
+    await rewritten(client)
     await client.config_set("appendfsync", fsync)
     tune_collector()  # as the services do: this process's collections stay short too
     # Half a second at the same rate first, not counted: it opens the client's
