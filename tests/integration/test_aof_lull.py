@@ -72,3 +72,18 @@ def test_without_a_lull_the_server_keeps_its_own_bound_alone(tmp_path: Path) -> 
         got = client.config_get("auto-aof-rewrite-percentage")
         assert got == {"auto-aof-rewrite-percentage": str(HARD_GROWTH_PCT)}
         client.close()
+
+
+def test_a_server_started_again_after_a_crash_has_one_watcher(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, fsync="everysec")
+    server.start()
+    first = _watcher(server)
+    assert server.process is not None
+    server.process.kill()  # a crash: `kill()` is not called, the owner starts it again
+    server.process.wait()
+    server.start()
+    try:
+        assert not first.is_alive()
+        assert _watcher(server).is_alive()  # one, and only one, of that name
+    finally:
+        server.stop()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dateline.store.aof import Lull, Sizes
+from typing import cast
+
+import redis
+
+from dateline.store.aof import Lull, LullRewrites, Sizes
 
 MB = 2**20
 
@@ -56,3 +60,56 @@ def test_a_rewrite_that_shrank_the_aof_leaves_nothing_due() -> None:
     lull = _lull()
     _feed(lull, [(t, 45 * MB) for t in range(12)])
     assert not any(_feed(lull, [(t, 25 * MB) for t in range(12, 40)], base=25 * MB))
+
+
+class _Server:
+    """What `LullRewrites` asks of a client, for one server whose AOF doubled."""
+
+    def __init__(self) -> None:
+        self.base, self.current, self.rewriting, self.started = 20 * MB, 45 * MB, 0, 0
+        self.connection_pool = self
+
+    def info(self, section: str) -> dict[str, int]:
+        return {
+            "aof_enabled": 1,
+            "aof_current_size": self.current,
+            "aof_base_size": self.base,
+            "aof_rewrite_in_progress": self.rewriting,
+            "aof_rewrite_scheduled": 0,
+        }
+
+    def bgrewriteaof(self) -> None:
+        self.rewriting, self.started = 1, self.started + 1
+
+    def finish(self) -> None:
+        self.rewriting, self.base, self.current = 0, 20 * MB, 20 * MB
+
+    def disconnect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_servers_of_one_process_rewrite_one_at_a_time() -> None:
+    """A local cluster's nodes take the same writes and pause together: their rewrites
+    start one after the other, not six forks at once."""
+    servers = [_Server(), _Server()]
+    watches = [
+        LullRewrites(cast(redis.Redis, s), Lull(min_size=1, lull_s=1e-9), f"node-{i}")
+        for i, s in enumerate(servers)
+    ]
+    try:
+        for _ in range(2):  # the second look sees a lull (no growth since the first)
+            for watch in watches:
+                watch._check()
+        assert [s.started for s in servers] == [1, 0]
+        servers[0].finish()
+        watches[1]._check()
+        assert servers[1].started == 0, "started before the first one's watch saw it end"
+        watches[0]._check()  # it sees its rewrite ended
+        watches[1]._check()
+        assert [s.started for s in servers] == [1, 1]
+    finally:
+        for watch in watches:
+            watch.stop()

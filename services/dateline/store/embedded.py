@@ -174,6 +174,7 @@ class EmbeddedRedis:
     """When to rewrite the AOF besides the server's own bound (`store/aof.py`); None: at
     that bound alone."""
     rewrites: LullRewrites | None = None
+    """The thread that watches the AOF while the server runs (`lull`)."""
 
     @property
     def url(self) -> str:
@@ -269,6 +270,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"server did not answer within {timeout}s; see {self.logfile}")
 
     def _watch_the_aof(self) -> None:
+        self._unwatch()  # started again after a crash: one watch at a time
         if self.lull is None:
             return
         user, password = self.credentials or (None, None)
