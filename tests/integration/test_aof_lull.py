@@ -28,7 +28,9 @@ def _watcher(server: EmbeddedRedis) -> threading.Thread:
 def test_writes_pouring_in_set_off_no_rewrite_and_the_lull_after_them_does(
     tmp_path: Path,
 ) -> None:
-    lull = Lull(min_size=1 * MB, lull_s=0.5, quiet_bytes_s=64 * 1024, poll_s=0.05)
+    # A whole second of quiet: a stall of this process shorter than that (a busy CI
+    # machine) does not look like a lull.
+    lull = Lull(min_size=1 * MB, lull_s=1.0, quiet_bytes_s=64 * 1024, poll_s=0.05)
     with EmbeddedRedis(tmp_path, fsync="everysec", lull=lull) as server:
         watcher = _watcher(server)
         client = redis.Redis.from_url(server.url)
@@ -46,7 +48,7 @@ def test_writes_pouring_in_set_off_no_rewrite_and_the_lull_after_them_does(
             n += 1
             time.sleep(0.05)
         assert _rewrites(client) == before, "a rewrite came while the writes went on"
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 6.0
         while _rewrites(client) == before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _rewrites(client) == before + 1, "no rewrite in the lull after the writes"

@@ -30,9 +30,9 @@ HARD_GROWTH_PCT = 1000
 """The server rewrites by itself once its AOF is eleven times what the last rewrite left,
 busy or not: the bound on the disk it takes. What a rewrite leaves is a compressed RDB,
 3.5 times smaller than the data in memory on the bench's mix (175 MB in memory, 50 MB
-rewritten), so the bound is about three times the data. At Valkey's default (100%) a
-rebuild of every read model (130% of that base) set one off every time, and so did five
-seconds at 5,000 updates/s."""
+rewritten), so the bound is about three times the data. At Valkey's default (100%), a
+rebuild of every read model writes 130% of that base and five seconds at 5,000 updates/s
+about as much: most of them met a rewrite."""
 MIN_SIZE = 64 * 2**20
 """Below this an AOF is never rewritten (Valkey's own `auto-aof-rewrite-min-size`)."""
 
