@@ -62,6 +62,19 @@ def test_a_rewrite_that_shrank_the_aof_leaves_nothing_due() -> None:
     assert not any(_feed(lull, [(t, 25 * MB) for t in range(12, 40)], base=25 * MB))
 
 
+def test_a_drop_across_someone_elses_rewrite_is_not_a_lull() -> None:
+    """The bench's `rewritten()` (or an operator's BGREWRITEAOF) shrinks the AOF; writes
+    that go on after it, faster than a lull, must not read as a lull because the size
+    ten seconds ago was the larger file before that rewrite (seen in a bench run: a
+    rewrite started in the middle of a rebuild)."""
+    lull = _lull()
+    _feed(lull, [(t, 100 * MB) for t in range(5)])
+    # Rewritten at t = 5 to a base of 40 MB, then 8 MB a second: twice the base by t = 10,
+    # when the size ten seconds before is the 100 MB file before the rewrite.
+    after = _feed(lull, [(t, 40 * MB + (t - 5) * 8 * MB) for t in range(5, 20)], base=40 * MB)
+    assert not any(after)
+
+
 class _Server:
     """What `LullRewrites` asks of a client, for one server whose AOF doubled."""
 

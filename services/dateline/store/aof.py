@@ -54,7 +54,8 @@ class Sizes:
 class Lull:
     """Is a rewrite due now? Once the AOF has grown by `growth` since the last rewrite (and
     is `min_size` at least), when it grew by `quiet_bytes_s` a second at most over the last
-    `lull_s` seconds. Pure: it sees the sizes it is given, in order."""
+    `lull_s` seconds, all of them since that rewrite. Pure: it sees the sizes it is given,
+    in order."""
 
     growth: float = 1.0
     min_size: int = MIN_SIZE
@@ -69,6 +70,10 @@ class Lull:
 
     def due(self, now: Sizes) -> bool:
         seen = self._seen
+        if seen and seen[-1].base != now.base:
+            # A rewrite ended (ours or anyone's): sizes before it are of another file, and
+            # a drop across it would read as a lull while the writes go on.
+            seen.clear()
         seen.append(now)
         while len(seen) > 1 and seen[1].at <= now.at - self.lull_s:
             seen.popleft()  # the first kept is the last one read at least lull_s ago
