@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -176,10 +177,15 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         # Subscribers get records as the contract has them: the seal is the log's own.
         bodies = [base64.b64decode(json.loads(x)["body"]) for x in _lines(received)]
         assert all(b'"seal"' not in b and b'"version"' in b for b in bodies)
-        assert httpx.get(f"{query}/v1/status", headers=reading).status_code == 200
+        reported = httpx.get(f"{query}/v1/status", headers=reading)
+        assert reported.status_code == 200
+        # The query user may ask the server of its disk (INFO, LATENCY LATEST) and no more.
+        (disk,) = reported.json()["disks"]
+        assert disk.get("problem") is None and disk["aof"] is True, disk
         metrics = httpx.get(f"{query}/metrics", headers=reading).text
         assert "dateline_projection_lag_updates" in metrics
         assert 'dateline_delivery_backlog_updates{subscription="cms"} 0.0' in metrics
+        assert re.search(r'dateline_server_aof_write_failed\{server="[^"]+"\} 0\.0', metrics)
         # A browser's session, made, used and ended by the query user.
         link = subprocess.run(
             [str(DATELINE), "readers", "link", "on-call", "--url", query],

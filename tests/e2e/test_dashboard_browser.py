@@ -174,6 +174,9 @@ async def test_the_story_page_changes_live_as_updates_land(
     await page.goto(f"{base}/#/ops")  # where on-call looks: which story, parked where
     await expect(page.locator(f'[data-parked="{STORY}"]')).to_contain_text(":")
     await expect(page.locator("#ops")).to_contain_text("dateline dlq redrive STORY")
+    # The server's disk beside it: its AOF, and what its latency monitor logged.
+    await expect(page.locator("[data-disk]")).to_have_count(1)
+    await expect(page.locator("[data-disk]")).to_contain_text(re.compile(r"AOF [\d.]+ MB"))
     await page.screenshot(path=str(ARTIFACTS / "operations-page-parked.png"), full_page=True)
     await page.goto(f"{base}/#/")  # the list says so too, and stops when it is redriven
     row_held = page.locator(f'[data-story="{STORY}"] .chip.held')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -38,6 +39,7 @@ from dateline.runtime import DeadLetters, status
 from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.deadletters import REDRIVE_ASKED
+from dateline.store.disk import describe
 from dateline.store.layout import DELIVER_GROUP, group_of, is_projection_group
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
@@ -302,7 +304,8 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
 @click.option("--json", "as_json", is_flag=True)
 def status_command(as_json: bool) -> None:
     """Per partition: log length, checkpoint, lag (updates, seconds), pending, lease holder;
-    the group's live processes; parked updates."""
+    the group's live processes; parked updates; each server's AOF (its size, a rewrite
+    under way) and the stalls its latency monitor logged (fsyncs, forks, slow commands)."""
 
     async def work(log: Log, models: ReadModels, dead: DeadLetters) -> status.Status:
         return await status.report(log.redis, log.keys, models)
@@ -335,6 +338,9 @@ def status_command(as_json: bool) -> None:
         f"sealed: {sealed} of {len(report.partitions)} partitions"
         + ("" if sealed == len(report.partitions) else " (`dateline seal` seals the log)")
     )
+    for found in report.disks:
+        for line in describe(found, time.time()):
+            click.echo(line)
 
 
 @click.command(name="seal")

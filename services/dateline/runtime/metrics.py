@@ -46,6 +46,21 @@ LAG_SECONDS = Gauge(
 )
 PENDING = Gauge("dateline_pending_updates", "Delivered, not yet acknowledged.", ["partition"])
 PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
+AOF_BYTES = Gauge(
+    "dateline_server_aof_bytes",
+    "A primary's AOF now, and what its last rewrite left ('kind': current, rewritten).",
+    ["server", "kind"],
+)
+AOF_REWRITING = Gauge(
+    "dateline_server_aof_rewriting",
+    "1 while a primary rewrites its AOF: its child takes a core and the disk.",
+    ["server"],
+)
+AOF_WRITE_FAILED = Gauge(
+    "dateline_server_aof_write_failed",
+    "1 when a primary's last AOF write failed: it refuses writes until one works. Alert on it.",
+    ["server"],
+)
 FANNED_OUT = Counter(
     "dateline_fanned_out_updates", "Updates put in subscriptions' outboxes (one per subscription)."
 )

@@ -22,6 +22,9 @@ from dateline.domain.positions import BadPosition, Position
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import (
+    AOF_BYTES,
+    AOF_REWRITING,
+    AOF_WRITE_FAILED,
     DELIVERY_BACKLOG,
     DELIVERY_LAG_SECONDS,
     DELIVERY_PARKED,
@@ -31,6 +34,7 @@ from dateline.runtime.metrics import (
     PENDING,
 )
 from dateline.store.deadletters import DeadLetters
+from dateline.store.disk import Disk, disks
 from dateline.store.layout import DELIVER_GROUP, Keys, checkpoints_pattern, version_of_checkpoint
 from dateline.store.readmodels import ReadModels, read_active, read_checkpoints
 from dateline.store.subscriptions import Subscriptions
@@ -118,6 +122,8 @@ class Status(msgspec.Struct):
     moving: str | None = None
     """Set while the log is being moved to another server, or once it has moved
     (`dateline migrate`): what feeds are told. Appends are refused meanwhile."""
+    disks: list[Disk] = msgspec.field(default_factory=list)
+    """Each primary's AOF and the stalls its latency monitor logged (`store/disk.py`)."""
 
 
 async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
@@ -174,6 +180,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
         replay={k.decode(): v.decode() for k, v in replay.items()} or None,
         deliveries=await deliveries(client, keys),
         moving=_text(moving),
+        disks=await disks(client),
     )
 
 
@@ -301,6 +308,18 @@ def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:
         if (name.decode() if isinstance(name, bytes) else name) == group:
             return info
     return {}
+
+
+def record_disks(found: list[Disk]) -> None:
+    """Set the disk gauges from `store.disk.disks`, read at scrape time: a server that
+    could not be asked sets none."""
+    for disk in found:
+        if disk.problem is not None or not disk.aof:
+            continue
+        AOF_BYTES.labels(disk.server, "current").set(disk.aof_bytes or 0)
+        AOF_BYTES.labels(disk.server, "rewritten").set(disk.rewritten_bytes or 0)
+        AOF_REWRITING.labels(disk.server).set(int(disk.rewriting))
+        AOF_WRITE_FAILED.labels(disk.server).set(int(disk.last_write == "err"))
 
 
 def record(found: Gauges) -> None:

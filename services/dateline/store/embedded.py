@@ -30,6 +30,7 @@ import redis
 
 from dateline.store.aof import HARD_GROWTH_PCT, MIN_SIZE, Lull, LullRewrites
 from dateline.store.config import Fsync, Settings
+from dateline.store.disk import STALL_MS
 from dateline.store.seal import key_of
 
 _PR_SET_PDEATHSIG = 1
@@ -209,6 +210,9 @@ class EmbeddedRedis:
                 # A rewrite in a lull (`store/aof.py`); the server's own only past this.
                 f"auto-aof-rewrite-percentage {HARD_GROWTH_PCT}",
                 f"auto-aof-rewrite-min-size {MIN_SIZE // 2**20}mb",
+                # Fsyncs, forks and commands of 5 ms or more are logged, for `dateline
+                # status` (`store/disk.py`) to show what stalled the dashboards.
+                f"latency-monitor-threshold {STALL_MS}",
                 "dbfilename dump.rdb",
                 "loglevel notice",
                 # Full is refused, never evicted: a feed gets a 503, the log loses nothing.

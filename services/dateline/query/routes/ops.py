@@ -12,6 +12,7 @@ from dateline.query.access import need_ops
 from dateline.query.reader import Reader
 from dateline.query.routes.common import SECURED, answer, documented, reader_of
 from dateline.runtime import status
+from dateline.store.disk import disks
 from dateline.web.ready import Ready
 
 _encode = msgspec.json.Encoder().encode
@@ -44,7 +45,9 @@ def routes() -> list[HTTPRouteHandler]:
 
 
 async def scrape(reader: Reader) -> None:
-    """The projection's lag and parked updates, as they are now: cheap reads only."""
+    """The projection's lag and parked updates, the servers' AOF, as they are now: cheap
+    reads only."""
     models = await reader.models()
     status.record(await status.gauges(reader.client, reader.keys, models))
     status.record_deliveries(await status.deliveries(reader.client, reader.keys))
+    status.record_disks(await disks(reader.client))

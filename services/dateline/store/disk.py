@@ -1,0 +1,160 @@
+"""What a server says of its disk: its AOF, a rewrite under way, and the stalls its
+latency monitor logged.
+
+The p99 from a feed to a dashboard is governed by the disk under the log (an fsync of
+5 to 40 ms every few seconds on the bench's VM, and a rewrite's child taking a core and
+the disk for seconds: `docs/speed.md`). So `dateline status` shows them beside the
+lag, for whoever asks at 3 a.m. why the dashboards were late. Read with INFO and
+LATENCY LATEST, which a user may be refused (`deploy/users.acl` allows them to the
+admin and query users); refused, the report says so and the rest of the status stands.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
+
+from dateline.store.connection import is_cluster
+
+STALL_MS = 5
+"""The latency monitor's threshold on the servers dateline starts: a stall is an event
+(an fsync, an AOF write, a fork, a command) that took this long or longer."""
+
+
+class Stall(msgspec.Struct, frozen=True):
+    """The latency monitor's latest entry for one kind of event (LATENCY LATEST)."""
+
+    event: str
+    """`aof-fsync-always`, `aof-write`, `fork`, `command`, ... (Valkey's names)."""
+    at: int
+    """Unix seconds of the latest one."""
+    latest_ms: int
+    worst_ms: int
+    """The longest since the server started or its monitor was reset."""
+
+
+class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One server's disk as it reports it. A cluster has one a primary."""
+
+    server: str
+    aof: bool = False
+    aof_bytes: int | None = None
+    rewritten_bytes: int | None = None
+    """What the last rewrite left: the AOF grows from there until the next."""
+    rewriting: bool = False
+    """A rewrite runs or is scheduled: its child takes a core and the disk."""
+    last_rewrite: str | None = None
+    """`ok` or `err`: how the last rewrite ended."""
+    last_write: str | None = None
+    """`err`: the last AOF write failed, and the server refuses writes until one works."""
+    stalls: list[Stall] = msgspec.field(default_factory=list)
+    problem: str | None = None
+    """Why the server could not be asked (refused, unreachable): nothing else is known."""
+
+
+async def disks(client: aioredis.Redis) -> list[Disk]:
+    """Every primary's disk: one server's, or each primary of a cluster, in address order."""
+    if not is_cluster(client):
+        kwargs = client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return [await _disk(client, str(where), {})]
+    cluster = cast(Any, client)
+    found = []
+    for node in sorted(cluster.get_primaries(), key=lambda n: n.name):
+        found.append(await _disk(client, node.name, {"target_nodes": node}))
+    return found
+
+
+async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Disk:
+    ask = cast(Any, client).execute_command  # a cluster's node by `target_nodes`
+    try:
+        info = await client.info("persistence", **route)
+        latest = await ask("LATENCY", "LATEST", **route)
+    except NoPermissionError as exc:
+        return Disk(where, problem=f"not allowed: {exc} (INFO and LATENCY LATEST)")
+    except ResponseError as exc:  # an older server's ACL refusal reads as a plain error
+        return Disk(where, problem=str(exc))
+    except (RedisError, OSError) as exc:
+        return Disk(where, problem=f"unreachable: {exc!r}")
+    info = _info(info)
+    stalls = sorted(
+        (Stall(_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest or []),
+        key=lambda s: s.at,
+        reverse=True,
+    )
+    if not int(info.get("aof_enabled", 0)):
+        return Disk(where, stalls=stalls)
+    return Disk(
+        where,
+        aof=True,
+        aof_bytes=int(info["aof_current_size"]),
+        rewritten_bytes=int(info["aof_base_size"]),
+        rewriting=bool(int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"])),
+        last_rewrite=_text(info.get("aof_last_bgrewrite_status", "")) or None,
+        last_write=_text(info.get("aof_last_write_status", "")) or None,
+        stalls=stalls,
+    )
+
+
+def _info(reply: object) -> dict[str, Any]:
+    """redis-py parses INFO when the command is its own; through `execute_command` on a
+    node it may come back as text."""
+    if isinstance(reply, dict):
+        return reply
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: v.strip() for k, v in pairs}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def describe(disk: Disk, now: float) -> list[str]:
+    """Lines for a person: the AOF and its rewrite, a failed write first, the stalls."""
+    head = f"server {disk.server}: "
+    if disk.problem:
+        return [head + f"its disk could not be read ({disk.problem})"]
+    lines = []
+    if disk.last_write == "err":
+        lines.append(
+            head + "THE LAST AOF WRITE FAILED: the server refuses writes until the disk "
+            "takes them (full or failing; its log says which)"
+        )
+    if not disk.aof:
+        lines.append(head + "no AOF (appendonly no): what it holds is lost when it stops")
+    else:
+        aof, base = disk.aof_bytes or 0, disk.rewritten_bytes or 0
+        grown = f", {aof / base:.1f}x what the last rewrite left ({_mb(base)})" if base else ""
+        doing = "; a rewrite runs now (its child takes a core and the disk)"
+        doing = doing if disk.rewriting else ""
+        failed = "; the last rewrite failed" if disk.last_rewrite == "err" else ""
+        lines.append(head + f"AOF {_mb(aof)}{grown}{doing}{failed}")
+    if not disk.stalls:
+        lines.append(
+            f"  no stall logged (the latency monitor logs events of "
+            f"`latency-monitor-threshold` ms or more; dateline's servers set {STALL_MS})"
+        )
+    for stall in disk.stalls:
+        lines.append(
+            f"  stall: {stall.event} {stall.latest_ms} ms, {_ago(now - stall.at)} "
+            f"(worst {stall.worst_ms} ms)"
+        )
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:,.1f} MB"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s ago"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min ago"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600)} h ago"
+    return f"{round(seconds / 86400)} days ago"

@@ -1,0 +1,83 @@
+"""What a server says of its disk (`store/disk.py`), read from real servers: one, a
+cluster's primaries, and one whose user may not ask."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+
+from dateline.runtime import status
+from dateline.store.connection import connect
+from dateline.store.disk import describe, disks
+from dateline.store.log import Log
+
+BUSY = "local i = 0 while i < tonumber(ARGV[1]) do i = i + 1 end return i"
+
+
+async def test_a_slow_command_is_a_stall_the_report_names(log: Log) -> None:
+    client = log.redis
+    ask = cast(Any, client).execute_command
+    before = str(
+        (await client.config_get("latency-monitor-threshold"))["latency-monitor-threshold"]
+    )
+    await client.config_set("latency-monitor-threshold", 1)
+    try:
+        await ask("LATENCY", "RESET")
+        # Long enough to pass 1 ms on any machine that runs the suite, short for the server.
+        await client.eval(BUSY, 0, 3_000_000)
+        (disk,) = await disks(client)
+    finally:
+        await client.config_set("latency-monitor-threshold", before)
+        await ask("LATENCY", "RESET")
+    assert disk.problem is None
+    assert disk.aof and disk.aof_bytes and disk.aof_bytes > 0, disk
+    assert disk.rewritten_bytes is not None and disk.last_write == "ok"
+    (stall,) = [s for s in disk.stalls if s.event == "command"]
+    assert stall.latest_ms >= 1 and stall.worst_ms >= stall.latest_ms
+    assert abs(stall.at - time.time()) < 60
+    text = "\n".join(describe(disk, time.time()))
+    assert f"stall: command {stall.latest_ms} ms, " in text, text
+    assert "AOF " in text and "THE LAST AOF WRITE FAILED" not in text
+    status.record_disks([disk])  # what /metrics shows of it
+    labels = {"server": disk.server}
+    assert REGISTRY.get_sample_value("dateline_server_aof_write_failed", labels) == 0
+    assert REGISTRY.get_sample_value(
+        "dateline_server_aof_bytes", {**labels, "kind": "current"}
+    ) == float(disk.aof_bytes)
+
+
+async def test_a_user_refused_info_gets_a_report_that_says_so(log: Log, redis_url: str) -> None:
+    name, password = f"nodisk-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = log.redis
+    await admin.acl_setuser(
+        name,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-info", "-latency"],
+    )
+    parts = urlsplit(redis_url)
+    where = parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port}")
+    refused = connect(urlunsplit(where))
+    try:
+        (disk,) = await disks(refused)
+    finally:
+        await refused.aclose()
+        await admin.acl_deluser(name)
+    assert disk.problem is not None and "not allowed" in disk.problem, disk
+    assert not disk.aof and not disk.stalls
+    assert "its disk could not be read (not allowed" in describe(disk, time.time())[0]
+
+
+async def test_a_cluster_reports_each_primary(cluster_log: Log) -> None:
+    client: aioredis.Redis = cluster_log.redis
+    found = await disks(client)
+    assert len(found) == 3  # the local cluster's three primaries, not their replicas
+    assert len({d.server for d in found}) == 3
+    assert all(d.problem is None and d.aof for d in found), found

@@ -1,0 +1,56 @@
+"""`describe`: a server's disk in lines a person reads, from what it reported."""
+
+from __future__ import annotations
+
+from dateline.store.disk import Disk, Stall, describe
+
+MB = 2**20
+NOW = 1_800_000_000.0
+
+
+def test_an_aof_and_its_rewrite_under_way() -> None:
+    disk = Disk(
+        "10.0.0.5:6379",
+        aof=True,
+        aof_bytes=812 * MB,
+        rewritten_bytes=262 * MB,
+        rewriting=True,
+        last_rewrite="ok",
+        last_write="ok",
+    )
+    (line, quiet) = describe(disk, NOW)
+    assert line == (
+        "server 10.0.0.5:6379: AOF 812.0 MB, 3.1x what the last rewrite left (262.0 MB); "
+        "a rewrite runs now (its child takes a core and the disk)"
+    )
+    assert quiet.startswith("  no stall logged")
+
+
+def test_a_failed_write_comes_first_and_says_writes_are_refused() -> None:
+    disk = Disk(
+        "r:6379", aof=True, aof_bytes=MB, rewritten_bytes=MB, last_write="err", last_rewrite="err"
+    )
+    lines = describe(disk, NOW)
+    assert lines[0].startswith("server r:6379: THE LAST AOF WRITE FAILED: the server refuses")
+    assert lines[1].endswith("; the last rewrite failed")
+
+
+def test_stalls_newest_first_with_their_age_and_worst() -> None:
+    stalls = [
+        Stall("aof-fsync-always", int(NOW) - 30, 12, 41),
+        Stall("fork", int(NOW) - 7200, 38, 38),
+    ]
+    lines = describe(Disk("r:6379", aof=True, aof_bytes=MB, rewritten_bytes=0, stalls=stalls), NOW)
+    assert lines == [
+        "server r:6379: AOF 1.0 MB",
+        "  stall: aof-fsync-always 12 ms, 30 s ago (worst 41 ms)",
+        "  stall: fork 38 ms, 2 h ago (worst 38 ms)",
+    ]
+
+
+def test_no_aof_and_a_server_that_could_not_be_asked() -> None:
+    assert describe(Disk("r:6379"), NOW)[0] == (
+        "server r:6379: no AOF (appendonly no): what it holds is lost when it stops"
+    )
+    (only,) = describe(Disk("r:6379", problem="unreachable: ConnectionError()"), NOW)
+    assert only == "server r:6379: its disk could not be read (unreachable: ConnectionError())"
