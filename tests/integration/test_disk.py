@@ -15,6 +15,7 @@ from dateline.runtime import status
 from dateline.store.connection import connect
 from dateline.store.disk import describe, disks
 from dateline.store.log import Log
+from tests.e2e.processes import free_port
 
 BUSY = "local i = 0 while i < tonumber(ARGV[1]) do i = i + 1 end return i"
 
@@ -81,3 +82,12 @@ async def test_a_cluster_reports_each_primary(cluster_log: Log) -> None:
     assert len(found) == 3  # the local cluster's three primaries, not their replicas
     assert len({d.server for d in found}) == 3
     assert all(d.problem is None and d.aof for d in found), found
+
+
+async def test_a_server_that_does_not_answer_is_named_not_fatal() -> None:
+    gone = connect(f"redis://127.0.0.1:{free_port()}")  # nothing listens there
+    try:
+        (disk,) = await disks(gone)
+    finally:
+        await gone.aclose()
+    assert disk.problem is not None and disk.problem.startswith("unreachable: "), disk

@@ -75,11 +75,10 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         latest = await ask("LATENCY", "LATEST", **route)
     except NoPermissionError as exc:
         return Disk(where, problem=f"not allowed: {exc} (INFO and LATENCY LATEST)")
-    except ResponseError as exc:  # an older server's ACL refusal reads as a plain error
+    except ResponseError as exc:  # a managed server may rename or withhold either command
         return Disk(where, problem=str(exc))
     except (RedisError, OSError) as exc:
         return Disk(where, problem=f"unreachable: {exc!r}")
-    info = _info(info)
     stalls = sorted(
         (Stall(_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest or []),
         key=lambda s: s.at,
@@ -97,16 +96,6 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         last_write=_text(info.get("aof_last_write_status", "")) or None,
         stalls=stalls,
     )
-
-
-def _info(reply: object) -> dict[str, Any]:
-    """redis-py parses INFO when the command is its own; through `execute_command` on a
-    node it may come back as text."""
-    if isinstance(reply, dict):
-        return reply
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {k: v.strip() for k, v in pairs}
 
 
 def _text(value: object) -> str:
