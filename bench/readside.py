@@ -356,12 +356,18 @@ async def _latency(
     commands = _top_commands(usec_before, await _command_usec(client), sent)
     await client.config_set("appendfsync", "always")
     where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}"
+    # Issue 17 judges the 1,000/s p99 on the rounds whose server logged no stall of
+    # 5 ms or more (any kind: an fsync, a fork, a command the host held up).
+    clean = [
+        f"{x:.1f}" for x, stall in zip(per_round, stalls, strict=True) if stall.startswith("none")
+    ]
+    judged = f"p99 of the rounds with no stall logged: {', '.join(clean) or 'no such round'}"
     for what, got in (("append to read model", committed), ("append to SSE client", pushed)):
         p50, p99, worst = _percentiles(got)
         note = f"p50 {p50:.1f} ms, max {worst:.1f} ms; {len(got):,}/{sent:,} seen; sent at {min(achieved):,.0f}/s or more"
         if what == "append to read model":
             note += (
-                f"; p99 by round {', '.join(f'{x:.1f}' for x in per_round)}; longest stalls "
+                f"; p99 by round {', '.join(f'{x:.1f}' for x in per_round)}; {judged}; longest stalls "
                 f"the server logged, by round: {'; '.join(stalls)}; CPU the VM's host took "
                 f"(steal), by round: {', '.join(steals)}; "
                 "CPU ms an update: "
