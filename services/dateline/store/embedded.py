@@ -40,6 +40,14 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded server could not be started; the message says where to look."""
 
 
+class PortTaken(EmbeddedRedisError):
+    """The port was taken between choosing it and the server binding it."""
+
+
+PORT_ATTEMPTS = 3
+"""Ports tried in turn for a server whose port dateline chooses."""
+
+
 def server_binary() -> Path:
     """DATELINE_REDIS_SERVER if set (any redis-server or valkey-server), else Valkey's."""
     if override := os.environ.get("DATELINE_REDIS_SERVER"):
@@ -233,8 +241,22 @@ class EmbeddedRedis:
                 "or set REDIS_URL to use another server"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
+        if self.port:
+            self._start(timeout)
+            return
+        # A port `free_port` gives is free only until someone else binds it: then the
+        # server exits with "Address already in use", or another server answers there.
+        for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                self.port = 0
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+
+    def _start(self, timeout: float) -> None:
         conf = self.data_dir / "redis.conf"
         conf.write_text(self.config() + "\n")
         self.allocator = preloaded_allocator(self.binary, self.malloc)
@@ -254,17 +276,28 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         user, password = self.credentials or (None, None)
         client = redis.Redis.from_url(
-            self.url, socket_connect_timeout=0.5, username=user, password=password
+            self.url,
+            socket_connect_timeout=0.5,
+            socket_timeout=1.0,  # a listener not ours may take the connection and say nothing
+            username=user,
+            password=password,
         )
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise EmbeddedRedisError(
+                    tail = log_tail(self.logfile)
+                    error = PortTaken if "Address already in use" in tail else EmbeddedRedisError
+                    raise error(
                         f"server exited with {self.process.returncode}; see {self.logfile}"
-                        + (f"; it ends:\n{tail}" if (tail := log_tail(self.logfile)) else "")
+                        + (f"; it ends:\n{tail}" if tail else "")
                     )
-                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                with contextlib.suppress(
+                    redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError
+                ):
                     if client.ping():
+                        if not self._answered_by_ours(client):
+                            self.kill()
+                            raise PortTaken(f"another server answers on port {self.port}")
                         self._watch_the_aof()
                         return
                 time.sleep(0.05)
@@ -272,6 +305,13 @@ class EmbeddedRedis:
             client.close()
         self.kill()
         raise EmbeddedRedisError(f"server did not answer within {timeout}s; see {self.logfile}")
+
+    def _answered_by_ours(self, client: redis.Redis) -> bool:
+        try:
+            pid = int(client.info("server")["process_id"])
+        except redis.ResponseError:  # a user who may not ask: the ping has to do
+            return True
+        return self.process is not None and pid == self.process.pid
 
     def _watch_the_aof(self) -> None:
         self._unwatch()  # started again after a crash: one watch at a time
