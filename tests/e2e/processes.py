@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +19,32 @@ import httpx
 DATELINE = Path(sys.executable).parent / "dateline"
 
 
+TEST_PORTS = range(10_000, 20_000)
+"""Where test services listen: below `dateline.store.embedded.STABLE_PORTS` (20,000 to
+31,999) and Linux's ephemeral range (32,768 on), which outgoing connections take."""
+_handed: deque[int] = deque(maxlen=500)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port from this test worker's own share of `TEST_PORTS`, not one
+    handed out lately. A port `bind(0)` gives is free only until another worker's
+    `bind(0)` gives it again: CI once saw the demo's query refused its port, which
+    answered for another test's query meanwhile."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = len(TEST_PORTS) // max(1, workers)
+    share = range(TEST_PORTS.start + worker * size, TEST_PORTS.start + (worker + 1) * size)
+    for port in random.sample(share, min(len(share), 300)):
+        if port in _handed:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.append(port)
+        return port
+    raise RuntimeError(f"no free port in {share} (worker {worker} of {workers})")
 
 
 @contextlib.contextmanager
