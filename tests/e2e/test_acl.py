@@ -179,7 +179,7 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         assert all(b'"seal"' not in b and b'"version"' in b for b in bodies)
         reported = httpx.get(f"{query}/v1/status", headers=reading)
         assert reported.status_code == 200
-        # The query user may ask the server of its disk (INFO, LATENCY LATEST) and no more.
+        # The query user may ask the server of its disk (INFO, LATENCY LATEST).
         (disk,) = reported.json()["disks"]
         assert disk.get("problem") is None and disk["aof"] is True, disk
         metrics = httpx.get(f"{query}/metrics", headers=reading).text

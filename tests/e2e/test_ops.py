@@ -108,7 +108,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert "sealed: 8 of 8 partitions\n" in table
         assert all(r["sealed_after"] for r in report["partitions"])
         assert f"processes of the group: 1 ({report['processes'][0]})" in table
-        # The embedded server's disk: its AOF, and its latency monitor on.
+        # The embedded server's disk, in the JSON and in the text: its AOF.
         (disk,) = report["disks"]
         assert disk["aof"] is True and disk["aof_bytes"] > 0, disk
         assert re.search(r"server \S+: AOF [\d.,]+ MB", table), table
