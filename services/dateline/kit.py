@@ -68,6 +68,7 @@ from dateline.store.connection import UNREACHABLE, cluster_mode, find_keys_local
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import log_keys, story_or_none
+from dateline.store.replies import as_text
 from dateline.store.seal import Sealing, Unsealed
 from dateline_schemas import Update, decode_record
 
@@ -382,7 +383,7 @@ class DatelineLog:
         if not oldest:
             return False
         pending = typing.cast(bytes | str, oldest[0]["message_id"])
-        return stream_id(_text(pending)) < stream_id(first.entry_id)
+        return stream_id(as_text(pending)) < stream_id(first.entry_id)
 
     async def _handle(self, partition: int, entries: list[LogEntry]) -> Outcome:
         """Handle and acknowledge; on failure log it, and count it against a lone entry."""
@@ -652,10 +653,6 @@ class _Failed(Exception):
     def __init__(self, at: int, error: Exception) -> None:
         super().__init__(at, error)
         self.at, self.error = at, error
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _story(entry: LogEntry) -> str:

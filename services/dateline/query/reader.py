@@ -39,6 +39,7 @@ from dateline.store.readmodels import (
     read_active,
     read_checkpoints,
 )
+from dateline.store.replies import as_text_or_none
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
@@ -69,10 +70,6 @@ _scheduled = msgspec.json.Decoder(ScheduleEntry).decode
 
 async def _none() -> None:
     return None
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode() if value is not None else None
 
 
 class Unfoldable(Exception):
@@ -212,10 +209,10 @@ class Reader:
                 self._reads("story", keys, [story, first, last]),
                 self.client.hget(self._parked_key(models), story),
             )
-            return raw, _text(cast(bytes | None, parked)), records
+            return raw, as_text_or_none(cast(bytes | None, parked)), records
         keys = [models.story(story), models.statements(story), self._parked_key(models), history]
         raw, parked, records = await self._reads("story", keys, [story, first, last])
-        return raw, _text(parked), records
+        return raw, as_text_or_none(parked), records
 
     def _parked_key(self, models: ReadModels) -> str:
         return self.keys.group(models.group).parked

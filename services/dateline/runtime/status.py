@@ -37,6 +37,7 @@ from dateline.store.deadletters import DeadLetters
 from dateline.store.disk import Disk, disks
 from dateline.store.layout import DELIVER_GROUP, Keys, checkpoints_pattern, version_of_checkpoint
 from dateline.store.readmodels import ReadModels, read_active, read_checkpoints
+from dateline.store.replies import as_text_or_none
 from dateline.store.subscriptions import Subscriptions
 
 SHOW_PARKED = 100
@@ -154,7 +155,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
                 lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
                 pending=await groups.pending_count(client, stream, group),
                 lease=holders[p],
-                sealed_after=_text(sealed[p]),
+                sealed_after=as_text_or_none(sealed[p]),
             )
         )
     dead = DeadLetters(client, keys.prefix, group)
@@ -179,7 +180,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
         ),
         replay={k.decode(): v.decode() for k, v in replay.items()} or None,
         deliveries=await deliveries(client, keys),
-        moving=_text(moving),
+        moving=as_text_or_none(moving),
         disks=await disks(client),
     )
 
@@ -235,10 +236,6 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
             break
         lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
     return DeliveryStatus(lag, rows)
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
 
 
 def _log_ms(position: bytes) -> int | None:

@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dateline.store import scripts
 from dateline.store.connection import appender_of, is_cluster, open_client
 from dateline.store.layout import Keys, dedup_field
+from dateline.store.replies import as_text, as_text_or_none
 from dateline.store.seal import Sealing, unsealed_log
 from dateline_schemas import (
     MAX_BATCH_BYTES,
@@ -332,7 +333,9 @@ class Log:
         try:
             in_flight: deque[Prepared] = deque()
             wanted, timeout = await self.resolve_replicas(), self.replica_timeout_ms
-            function = self._function or _text(await self.redis.hget(self.keys.seal(0), "function"))
+            function = self._function or as_text_or_none(
+                await self.redis.hget(self.keys.seal(0), "function")
+            )
             for batch in batches:
                 prepared = self.prepare(batch, atomic=atomic, editor=editor)
                 if _needs_server(prepared):
@@ -731,12 +734,12 @@ def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
             update.source,
             update.subject,
             version=int(reply[1]),
-            position=_s(reply[2]),
+            position=as_text(reply[2]),
         )
     who: dict[str, Any] = {"id": update.id, "source": update.source, "subject": update.subject}
-    status = _s(status)
+    status = as_text(status)
     if status == "duplicate":
-        version, position, story = _s(reply[1]).split(" ", 2)
+        version, position, story = as_text(reply[1]).split(" ", 2)
         reason = None if story == update.subject else f"this id was used for story {story!r}"
         return AppendResult(
             index, "duplicate", version=int(version), position=position, reason=reason, **who
@@ -751,14 +754,6 @@ def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
             **who,
         )
     return _aborted(index, update)
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return None if value is None else _s(value)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 _DEMOTED = ("UNBLOCKED", "WAIT cannot be used with replica instances")

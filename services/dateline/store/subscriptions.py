@@ -30,6 +30,7 @@ from dateline.store.layout import (
     subscription_secrets_key,
     subscriptions_key,
 )
+from dateline.store.replies import as_text, as_text_or_none
 
 Mode = Literal["structured", "binary"]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - Standard Webhooks' marker of a secret, not one
@@ -108,10 +109,6 @@ _decode_sub = msgspec.json.Decoder(Subscription).decode
 _decode_retry = msgspec.json.Decoder(RetryState).decode
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class Subscriptions:
     """The registry (`<prefix>:subs`) and every subscription's delivery state."""
 
@@ -164,7 +161,7 @@ class Subscriptions:
         for p in range(self.keys.partitions):
             pipe.xrevrange(self.keys.log(p), count=1)
         lasts = await pipe.execute()
-        starts = {str(p): _s(last[0][0]) for p, last in enumerate(lasts) if last}
+        starts = {str(p): as_text(last[0][0]) for p, last in enumerate(lasts) if last}
         secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
         sub = Subscription(
             name,
@@ -186,7 +183,7 @@ class Subscriptions:
 
     async def secret(self, name: str) -> str | None:
         raw = await self.client.hget(self.secrets_key, name)
-        return None if raw is None else _s(raw)
+        return as_text_or_none(raw)
 
     async def all(self) -> list[Subscription]:
         """Every subscription, by name."""
@@ -280,7 +277,7 @@ class Subscriptions:
     async def window(self, name: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
         """The oldest `count` entries of the outbox, in order."""
         raw = await self.client.xrange(self.state(name).outbox, count=count)
-        return [(_s(eid), fields) for eid, fields in cast(list[Any], raw)]
+        return [(as_text(eid), fields) for eid, fields in cast(list[Any], raw)]
 
     async def retries(self, name: str, entries: Iterable[str]) -> dict[str, RetryState]:
         ids = list(entries)
@@ -290,7 +287,7 @@ class Subscriptions:
         return {e: _decode_retry(v) for e, v in zip(ids, found, strict=True) if v is not None}
 
     async def parked_stories(self, name: str) -> set[str]:
-        return {_s(s) for s in await self.client.smembers(self.state(name).parked)}
+        return {as_text(s) for s in await self.client.smembers(self.state(name).parked)}
 
     async def delivered(self, name: str, entry: str, status: int) -> None:
         """The receiver acknowledged it: out of the outbox, counted, in one step."""
@@ -327,7 +324,8 @@ class Subscriptions:
     async def dead_letters(self, name: str) -> list[tuple[str, Parked]]:
         raw = cast(list[Any], await self.client.xrange(self.state(name).dlq))
         return [
-            (_s(eid), msgspec.json.decode(fields[b"parked"], type=Parked)) for eid, fields in raw
+            (as_text(eid), msgspec.json.decode(fields[b"parked"], type=Parked))
+            for eid, fields in raw
         ]
 
     async def request_redrive(self, name: str) -> int:
@@ -356,9 +354,9 @@ class Subscriptions:
                     # Watched: the fan-out may append an update of a held story meanwhile.
                     await pipe.watch(keys.dlq, keys.parked, keys.outbox)
                     raw = cast(list[Any], await pipe.xrange(keys.dlq))
-                    held = {_s(s) for s in await pipe.smembers(keys.parked)}
+                    held = {as_text(s) for s in await pipe.smembers(keys.parked)}
                     queued = cast(list[Any], await pipe.xrange(keys.outbox)) if held else []
-                    behind = [(e, f) for e, f in queued if _s(f.get(b"story", b"")) in held]
+                    behind = [(e, f) for e, f in queued if as_text(f.get(b"story", b"")) in held]
                     pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     for eid, fields in raw:
                         pipe.xadd(keys.outbox, {k: v for k, v in fields.items() if k != b"parked"})
@@ -376,4 +374,4 @@ class Subscriptions:
 
     async def stats(self, name: str) -> dict[str, str]:
         raw = cast(dict[bytes, bytes], await self.client.hgetall(self.state(name).stats))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
