@@ -146,9 +146,10 @@ def test_a_fold_with_corrections_leaves_nothing_for_the_collector() -> None:
     the collector, whose passes stop the process (`runtime/heap.py`)."""
     second = fix("c-2", "c-1", {"changes": {"text": "We will vote in July"}}, "July.", 12)
     records = as_logged([SAID, FIRST, second])
-    # Another thread of this process (xdist's channel to its controller) can drop the last
-    # reference to a cycle of its own while the fold runs; CI saw three such objects. With
-    # a switch interval longer than the test, no other thread runs until the count is taken.
+    # CI once counted three objects here that this fold, run alone, never leaves. The
+    # likeliest maker is another thread of the process (xdist's channel to its controller)
+    # letting go of a cycle of its own meanwhile: with a switch interval longer than the
+    # test, no other thread runs until the count is taken, and a failure names the types.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(30.0)
     gc.collect()
