@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +17,8 @@ from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
+from dateline.web import limits
+from tests.integration.serving import LimiterClock
 
 REDIS62 = "redis-6.2"
 VALKEY = "valkey-8.1"
@@ -145,3 +148,11 @@ async def keys_written(log: Log) -> list[bytes]:
     """Every key under the log's prefix except its config: what appends have written."""
     found = [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:*", count=1000)]
     return sorted(k for k in found if k != log.keys.config.encode())
+
+
+@pytest.fixture
+def limiter_clock(monkeypatch: pytest.MonkeyPatch) -> LimiterClock:
+    """The rate limiter reads this clock, not the machine's, until the test ends."""
+    moved = LimiterClock()
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=moved.monotonic))
+    return moved

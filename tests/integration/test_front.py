@@ -22,7 +22,7 @@ from dateline.query.front import KeptReads
 from dateline.query.routes.stories import STORY_ROUTE
 from dateline.store.log import Log
 from tests.factories import encode, update
-from tests.integration.serving import serve
+from tests.integration.serving import LimiterClock, serve
 from tests.integration.test_projector import projector, settings, settle
 from tests.readers import bearer
 
@@ -174,7 +174,7 @@ async def test_a_commit_heard_sends_the_next_read_to_the_route_and_it_is_held_ag
 
 
 async def test_reads_answered_in_front_count_against_the_rate_and_are_timed(
-    log: Log, redis_url: str
+    log: Log, redis_url: str, limiter_clock: LimiterClock
 ) -> None:
     ops = await hanoi_folded(log, redis_url)
     app = create_app(dataclasses.replace(settings(log), rate_limit=3.0), redis_url, poll_s=0.2)

@@ -8,15 +8,14 @@ import asyncio
 import dataclasses
 import re
 import time
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from dateline.query.app import create_app
 from dateline.store.log import Log
-from dateline.web import limits, server
-from tests.integration.serving import serve
+from dateline.web import server
+from tests.integration.serving import LimiterClock, serve
 from tests.integration.test_projector import settings
 from tests.readers import bearer
 
@@ -140,27 +139,8 @@ async def test_a_path_with_a_nul_is_a_400_not_a_500(log: Log, redis_url: str) ->
             assert r.json()["type"] == "urn:dateline:problem:bad-path"
 
 
-class LimiterClock:
-    """The rate limiter's clock, which only the test moves. On the real one, a loaded
-    machine let a burst's fifth request in: an OpenAPI answer took 0.1 to 0.35 s there,
-    and at 2 a second the bucket gained a token before the fifth came in."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> LimiterClock:
-    moved = LimiterClock()
-    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=moved.monotonic))
-    return moved
-
-
 async def test_past_the_rate_ingest_and_query_answer_429_with_retry_after(
-    log: Log, redis_url: str, clock: LimiterClock
+    log: Log, redis_url: str, limiter_clock: LimiterClock
 ) -> None:
     from dateline.ingest.app import create_app as ingest_app  # noqa: PLC0415
 
@@ -175,12 +155,12 @@ async def test_past_the_rate_ingest_and_query_answer_429_with_retry_after(
             assert refused.headers["retry-after"] == "1"
             assert refused.json()["type"] == "urn:dateline:problem:rate-limited"
             assert (await http.get(f"{base}/readyz")).status_code == 200  # probes: never
-            clock.now += 0.5  # a token at 2 a second
+            limiter_clock.now += 0.5  # a token at 2 a second
             assert (await http.get(f"{base}/v1/openapi.json")).status_code == 200
 
 
 async def test_the_rate_is_the_process_s_whatever_the_route(
-    log: Log, redis_url: str, clock: LimiterClock
+    log: Log, redis_url: str, limiter_clock: LimiterClock
 ) -> None:
     """Litestar builds an app's middleware once for each route: buckets made there were
     each route's own, and a client past its rate on one route was let in on the next."""
