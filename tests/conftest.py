@@ -18,7 +18,7 @@ from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.web import limits
-from tests.integration.serving import LimiterClock
+from tests.limiter_clock import LimiterClock
 
 REDIS62 = "redis-6.2"
 VALKEY = "valkey-8.1"

@@ -1,5 +1,4 @@
-"""An ASGI app served by uvicorn inside the test's event loop, on a free loopback port;
-and the clock its rate limiter reads in a test (the `limiter_clock` fixture)."""
+"""An ASGI app served by uvicorn inside the test's event loop, on a free loopback port."""
 
 from __future__ import annotations
 
@@ -33,15 +32,3 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
-
-
-class LimiterClock:
-    """The rate limiter's clock, which only the test moves. On the real one, a loaded
-    machine let a burst's fifth request in: an OpenAPI answer took 0.1 to 0.35 s there,
-    and at 2 a second the bucket gained a token before the fifth came in."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now

@@ -22,8 +22,9 @@ from dateline.query.front import KeptReads
 from dateline.query.routes.stories import STORY_ROUTE
 from dateline.store.log import Log
 from tests.factories import encode, update
-from tests.integration.serving import LimiterClock, serve
+from tests.integration.serving import serve
 from tests.integration.test_projector import projector, settings, settle
+from tests.limiter_clock import LimiterClock
 from tests.readers import bearer
 
 HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"

@@ -15,8 +15,9 @@ import pytest
 from dateline.query.app import create_app
 from dateline.store.log import Log
 from dateline.web import server
-from tests.integration.serving import LimiterClock, serve
+from tests.integration.serving import serve
 from tests.integration.test_projector import settings
+from tests.limiter_clock import LimiterClock
 from tests.readers import bearer
 
 
