@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dateline.store.disk import Disk, Stall, describe
+from dateline.store.disk import Disk, Stall, describe, stalls_of
 
 MB = 2**20
 NOW = 1_800_000_000.0
@@ -35,7 +35,7 @@ def test_a_failed_write_comes_first_and_says_writes_are_refused() -> None:
     assert lines[1].endswith("; the last rewrite failed")
 
 
-def test_stalls_newest_first_with_their_age_and_worst() -> None:
+def test_stalls_with_their_age_and_worst() -> None:
     stalls = [
         Stall("aof-fsync-always", int(NOW) - 30, 12, 41),
         Stall("fork", int(NOW) - 7200, 38, 38),
@@ -54,3 +54,12 @@ def test_no_aof_and_a_server_that_could_not_be_asked() -> None:
     )
     (only,) = describe(Disk("r:6379", problem="unreachable: ConnectionError()"), NOW)
     assert only == "server r:6379: its disk could not be read (unreachable: ConnectionError())"
+
+
+def test_the_latency_monitors_rows_newest_first() -> None:
+    rows = [[b"fork", 100, 38, 38], [b"aof-fsync-always", 300, 12, 41], [b"command", 200, 6, 9]]
+    assert stalls_of(rows) == [
+        Stall("aof-fsync-always", 300, 12, 41),
+        Stall("command", 200, 6, 9),
+        Stall("fork", 100, 38, 38),
+    ]

@@ -79,11 +79,7 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         return Disk(where, problem=str(exc))
     except (RedisError, OSError) as exc:
         return Disk(where, problem=f"unreachable: {exc!r}")
-    stalls = sorted(
-        (Stall(_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest or []),
-        key=lambda s: s.at,
-        reverse=True,
-    )
+    stalls = stalls_of(latest or [])
     if not int(info.get("aof_enabled", 0)):
         return Disk(where, stalls=stalls)
     return Disk(
@@ -96,6 +92,12 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         last_write=_text(info.get("aof_last_write_status", "")) or None,
         stalls=stalls,
     )
+
+
+def stalls_of(latest: list[list[Any]]) -> list[Stall]:
+    """LATENCY LATEST's rows (event, at, latest ms, worst ms), newest first."""
+    found = (Stall(_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest)
+    return sorted(found, key=lambda s: s.at, reverse=True)
 
 
 def _text(value: object) -> str:
