@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dateline.domain.evolve import _ARMS
-from dateline.domain.summary import _LINES, summarize
+from dateline.domain.evolve import ARMS
+from dateline.domain.summary import LINES as LINE_OF_TYPE
+from dateline.domain.summary import summarize
 from dateline_schemas import TYPES, UPDATE_CLASSES, decode_update
 from tests.factories import DATA, encode, update
 
@@ -54,11 +55,11 @@ LINES = {
 
 
 def test_every_type_has_its_line_and_its_arm() -> None:
-    """The lines and the fold's arms are tables by type (`summary._LINES`,
-    `evolve._ARMS`): a type added to the contract and to neither fails here, not with a
+    """The lines and the fold's arms are tables by type (`summary.LINES`,
+    `evolve.ARMS`): a type added to the contract and to neither fails here, not with a
     KeyError in the projector."""
-    assert set(_LINES) == set(UPDATE_CLASSES)
-    assert set(_ARMS) == set(UPDATE_CLASSES)
+    assert set(LINE_OF_TYPE) == set(UPDATE_CLASSES)
+    assert set(ARMS) == set(UPDATE_CLASSES)
     assert set(LINES) == set(TYPES)
 
 

@@ -100,7 +100,7 @@ def _shifted(start: When, shift: str) -> When:
 
 def evolve(state: StoryState, update: Update, time: str) -> None:
     """Apply one update; `time` is its event time, formatted once by the caller."""
-    _ARMS[type(update)](state, update, time)
+    ARMS[type(update)](state, update, time)
 
 
 # An arm a type, found by the update's exact type in one lookup (no update type is
@@ -261,7 +261,7 @@ def _arm(kind: type[U], apply: Callable[[StoryState, U, str], None]) -> tuple[ty
     return kind, apply
 
 
-_ARMS: Final[dict[type[Any], Arm]] = dict(
+ARMS: Final[dict[type[Any], Arm]] = dict(
     [
         _arm(StatementMade, _statement),
         _arm(ScheduleAnnounced, _announced),

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple, cast, get_origin
 import msgspec
 from msgspec.structs import replace
 
-from dateline.domain.evolve import evolve
+from dateline.domain.evolve import ARMS
 from dateline.domain.instants import iso_text
 from dateline.domain.order import order_key
 from dateline.domain.state import CorrectionNote, Entry, Hidden, StoryState
-from dateline.domain.summary import summarize
+from dateline.domain.summary import LINES
 from dateline_schemas import Update
 from dateline_schemas.correction import (
     CorrectionIssued,
@@ -43,7 +43,8 @@ _NAMING_KINDS = frozenset(_NAMING)
 def project(story: str, updates: Iterable[Update]) -> StoryState:
     """The state of `story` from its updates, in any order, duplicates (same version) once."""
     by_version = {u.version: u for u in updates if u.subject == story}
-    keyed = sorted(((order_key(u), u) for u in by_version.values()), key=_first)
+    keyed = [(order_key(u), u) for u in by_version.values()]
+    keyed.sort(key=_first)
     # The kinds at once (no update type is subclassed), not an isinstance an update.
     if _NAMING_KINDS.isdisjoint({type(u) for u in by_version.values()}):
         state = StoryState(id=story)  # nothing corrected or retracted: a plain fold
@@ -58,7 +59,7 @@ def project(story: str, updates: Iterable[Update]) -> StoryState:
     issued = {
         ref: u
         for ref, u in zip(refs, ordered, strict=True)
-        if type(u) is CorrectionIssued and ref not in hidden  # exact: `evolve._ARMS` says why
+        if type(u) is CorrectionIssued and ref not in hidden  # exact: `evolve.ARMS` says why
     }
     notes = {cref: _note(c, present.get(target_of(c)), hidden) for cref, c in issued.items()}
     effective = _effective(issued, notes)
@@ -171,7 +172,10 @@ def fork(state: StoryState) -> StoryState:
 
 def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> None:
     time = iso_text(update.time)
-    evolve(state, update, time)
+    kind = type(update)
+    # The arm and the line from their tables here, not through `evolve` and `summarize`:
+    # two calls fewer an update, 1.7% of the fold alone's instructions (callgrind).
+    ARMS[kind](state, update, time)
     state.order_key = key
     state.last_time = time
     state.timeline.append(
@@ -181,7 +185,7 @@ def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> None:
             type=update.__struct_config__.tag,  # type: ignore[arg-type]
             time=time,
             precision=update.timeprecision,
-            summary=summarize(update),
+            summary=LINES[kind](update),
             source=update.source,
         )
     )
@@ -289,7 +293,7 @@ def _retracted(ordered: list[Update]) -> dict[Ref, Hidden]:
     retraction or lift that rule 5 does not let count changes nothing.
     """
     hidden: dict[Ref, Hidden] = {}
-    for u in ordered:  # by exact type, as `evolve._ARMS`: most are neither
+    for u in ordered:  # by exact type, as `evolve.ARMS`: most are neither
         if type(u) is RetractionIssued and counts(u):
             target, d = target_of(u), u.data
             hidden[target] = Hidden(d.retracts, d.status, d.reason, u.id, target[0])

@@ -55,8 +55,8 @@ def _quote(text: str, limit: int = 90) -> str:
 
 def summarize(update: Update) -> str:
     """The update's line, by its exact type in one lookup: not `match`, whose arms would
-    be tested in turn, each failing test an `__instancecheck__` call (`evolve._ARMS`)."""
-    return _LINES[type(update)](update)
+    be tested in turn, each failing test an `__instancecheck__` call (`evolve.ARMS`)."""
+    return LINES[type(update)](update)
 
 
 def _statement(u: StatementMade) -> str:
@@ -85,7 +85,7 @@ def _line(kind: type[U], line: Callable[[U], str]) -> tuple[type[Any], Line]:
     return kind, line
 
 
-_LINES: Final[dict[type[Any], Line]] = dict(
+LINES: Final[dict[type[Any], Line]] = dict(
     [
         _line(StatementMade, _statement),
         _line(
