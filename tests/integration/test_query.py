@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import httpx
 import msgspec
 import pytest
+from litestar.openapi.spec import OpenAPI
 
 from dateline.domain.overdue import OPEN
 from dateline.domain.positions import Cursor, Position
@@ -256,6 +257,21 @@ async def test_the_dashboard_and_the_document_are_served(api: httpx.AsyncClient)
     doc = (await api.get("/v1/openapi.json")).json()
     assert "/v1/stories/{story}" in doc["paths"]
     assert (await api.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_the_document_is_made_once(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made on each request it held the event loop 15 to 18 ms."""
+    first = (await api.get("/v1/openapi.json")).content
+
+    def made_again(self: object) -> NoReturn:
+        raise AssertionError("the OpenAPI document was made again")
+
+    monkeypatch.setattr(OpenAPI, "to_schema", made_again)
+    again = await api.get("/v1/openapi.json")
+    assert again.status_code == 200
+    assert again.content == first
 
 
 async def test_reads_follow_a_replay_switch_and_status_shows_its_progress(

@@ -29,12 +29,18 @@ def routes() -> list[HTTPRouteHandler]:
         found = await status.report(reader.client, reader.keys, models)
         return answer(request, _encode(found))
 
+    document = b""
+
     @get("/v1/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:
-        """The OpenAPI document, generated from the msgspec Structs the routes return."""
-        return Response(
-            _encode(request.app.openapi_schema.to_schema()), media_type="application/json"
-        )
+        """The OpenAPI document, generated from the msgspec Structs the routes return.
+
+        Made once: the routes do not change while the app runs, and making it held the
+        event loop 15 to 18 ms a request."""
+        nonlocal document
+        if not document:
+            document = _encode(request.app.openapi_schema.to_schema())
+        return Response(document, media_type="application/json")
 
     @get("/v1/docs", include_in_schema=False, status_code=303)
     async def docs() -> Response[None]:
