@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
+from dateline.runtime import status
 from dateline.store.disk import Disk, Stall, describe, stalls_of
 
 MB = 2**20
@@ -63,3 +66,26 @@ def test_the_latency_monitors_rows_newest_first() -> None:
         Stall("command", 200, 6, 9),
         Stall("fork", 100, 38, 38),
     ]
+
+
+def test_a_server_that_cannot_be_asked_leaves_no_old_figures_in_the_metrics() -> None:
+    """Its last answer must not stand for now: a failed AOF write would read as fine."""
+    server = "10.9.9.9:6379"
+    failing = Disk(server, aof=True, aof_bytes=900, rewritten_bytes=300, last_write="err")
+    status.record_disks([failing])
+    assert _sample("dateline_server_aof_write_failed", server=server) == 1
+    assert _sample("dateline_server_disk_known", server=server) == 1
+
+    status.record_disks([Disk(server, problem="unreachable: connection refused")])
+    assert _sample("dateline_server_disk_known", server=server) == 0
+    assert _sample("dateline_server_aof_write_failed", server=server) is None
+    assert _sample("dateline_server_aof_rewriting", server=server) is None
+    for kind in ("current", "rewritten"):
+        assert _sample("dateline_server_aof_bytes", server=server, kind=kind) is None
+
+    status.record_disks([failing])  # asked again: back
+    assert _sample("dateline_server_aof_bytes", server=server, kind="current") == 900
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)

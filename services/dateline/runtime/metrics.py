@@ -61,6 +61,12 @@ AOF_WRITE_FAILED = Gauge(
     "1 when a primary's last AOF write failed: it refuses writes until one works. Alert on it.",
     ["server"],
 )
+DISK_KNOWN = Gauge(
+    "dateline_server_disk_known",
+    "1 when a primary answered the last scrape's questions of its disk; 0 when it could not "
+    "be asked (refused, unreachable), and its AOF series are gone until it can.",
+    ["server"],
+)
 FANNED_OUT = Counter(
     "dateline_fanned_out_updates", "Updates put in subscriptions' outboxes (one per subscription)."
 )

@@ -28,6 +28,7 @@ from dateline.runtime.metrics import (
     DELIVERY_BACKLOG,
     DELIVERY_LAG_SECONDS,
     DELIVERY_PARKED,
+    DISK_KNOWN,
     LAG_SECONDS,
     LAG_UPDATES,
     PARKED_NOW,
@@ -308,15 +309,29 @@ def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:
 
 
 def record_disks(found: list[Disk]) -> None:
-    """Set the disk gauges from `store.disk.disks`, read at scrape time: a server that
-    could not be asked sets none."""
+    """Set the disk gauges from `store.disk.disks`, read at scrape time. A server that
+    could not be asked has its AOF series taken away, not left at what it last said:
+    on-call would read a server that refuses writes as one that writes. Its
+    `dateline_server_disk_known` says 0; a server with no AOF has no AOF series."""
     for disk in found:
+        DISK_KNOWN.labels(disk.server).set(int(disk.problem is None))
         if disk.problem is not None or not disk.aof:
+            _forget_disk(disk.server)
             continue
         AOF_BYTES.labels(disk.server, "current").set(disk.aof_bytes or 0)
         AOF_BYTES.labels(disk.server, "rewritten").set(disk.rewritten_bytes or 0)
         AOF_REWRITING.labels(disk.server).set(int(disk.rewriting))
         AOF_WRITE_FAILED.labels(disk.server).set(int(disk.last_write == "err"))
+
+
+def _forget_disk(server: str) -> None:
+    for gauge, labels in (
+        (AOF_BYTES, (server, "current")),
+        (AOF_BYTES, (server, "rewritten")),
+        (AOF_REWRITING, (server,)),
+        (AOF_WRITE_FAILED, (server,)),
+    ):
+        gauge.remove(*labels)  # one never set: nothing to take away, no error
 
 
 def record(found: Gauges) -> None:
