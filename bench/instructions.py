@@ -143,8 +143,8 @@ async def _small_hash_bound(client: aioredis.Redis) -> int:
     """The entries up to which the server keeps a hash small (a listpack, searched by
     scanning): Valkey's and Redis 7's name for it, or Redis 6's."""
     for name in ("hash-max-listpack-entries", "hash-max-ziplist-entries"):
-        if found := await client.config_get(name):
-            return int(next(iter(found.values())))
+        for value in (await client.config_get(name)).values():
+            return int(str(value))
     raise RuntimeError("the server names no bound for small hashes")
 
 
