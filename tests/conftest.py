@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import redis.asyncio as aioredis
 
+from dateline.store import embedded
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
@@ -19,6 +20,7 @@ from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.web import limits
 from tests.limiter_clock import LimiterClock
+from tests.ports import worker_share
 
 REDIS62 = "redis-6.2"
 VALKEY = "valkey-8.1"
@@ -38,6 +40,17 @@ def start_server(kind: str, data_dir: Path, fsync: str = "everysec") -> Embedded
         server = EmbeddedRedis(data_dir, fsync=fsync)  # type: ignore[arg-type]
     server.start()
     return server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stable_ports_of_this_worker() -> Iterator[None]:
+    """`stable_ports` (cluster nodes, services a test restarts) from this worker's share
+    of `STABLE_PORTS`: a port one worker chose could otherwise be chosen by another
+    before the first one's server listened on it."""
+    whole = embedded.STABLE_PORTS
+    embedded.STABLE_PORTS = worker_share(whole)
+    yield
+    embedded.STABLE_PORTS = whole
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.ports import worker_share
+
 DATELINE = Path(sys.executable).parent / "dateline"
 
 
@@ -30,10 +32,7 @@ def free_port() -> int:
     handed out lately. A port `bind(0)` gives is free only until another worker's
     `bind(0)` gives it again: CI once saw the demo's query refused its port, which
     answered for another test's query meanwhile."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    size = len(TEST_PORTS) // max(1, workers)
-    share = range(TEST_PORTS.start + worker * size, TEST_PORTS.start + (worker + 1) * size)
+    share = worker_share(TEST_PORTS)
     for port in random.sample(share, min(len(share), 300)):
         if port in _handed:
             continue
@@ -44,7 +43,7 @@ def free_port() -> int:
                 continue
         _handed.append(port)
         return port
-    raise RuntimeError(f"no free port in {share} (worker {worker} of {workers})")
+    raise RuntimeError(f"no free port in {share}, this test worker's share of {TEST_PORTS}")
 
 
 @contextlib.contextmanager
