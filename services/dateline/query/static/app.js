@@ -334,7 +334,7 @@ function opsPage() {
       const state = d.rewriting ? chip("rewriting", "rescheduled") : chip("no rewrite running", "scheduled");
       const stalls = (d.stalls || []).map((t) => `<tr><td>${esc(t.event)}</td><td>${t.latest_ms} ms</td><td>${ago(t.at)}</td><td>${t.worst_ms} ms</td></tr>`).join("");
       return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${failed}${esc(d.server)} · ${aof} · ${state}
-        ${stalls ? `<table><thead><tr><th>Stall</th><th>Latest</th><th>When</th><th>Worst</th></tr></thead><tbody>${stalls}</tbody></table>` : `<p class="meta">no stall of 5 ms or more logged</p>`}</div>`;
+        ${stalls ? `<table><thead><tr><th>Stall</th><th>Latest</th><th>When</th><th>Worst</th></tr></thead><tbody>${stalls}</tbody></table>` : `<p class="meta" title="The server's latency monitor logs what takes latency-monitor-threshold ms or more: 5 on the servers dateline starts, none at all on a server left at 0">no stall logged</p>`}</div>`;
     }).join("");
     patch(document.getElementById("ops"), `
       ${s.moving ? `<p class="warning" data-key="moving">The log ${esc(s.moving)}.</p>` : ""}
@@ -349,7 +349,7 @@ function opsPage() {
         Parked deliveries go back with <code>dateline subscriptions redrive NAME</code>.</p>
         <table><thead><tr><th>Name</th><th>URL</th><th>Mode</th><th>Wants</th><th>State</th><th>Backlog</th><th>Oldest</th><th>Retrying</th><th>Parked</th><th>Delivered</th><th>Last error</th></tr></thead>
         <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
-      <h2 title="What the server's latency monitor logged: an fsync, an AOF write, a fork or a command that took 5 ms or more">Disk</h2>${disks || `<p class="empty">not reported</p>`}
+      <h2 title="What the server's latency monitor logged: an fsync, an AOF write, a fork or a command over its threshold (5 ms on the servers dateline starts)">Disk</h2>${disks || `<p class="empty">not reported</p>`}
       <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
         <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
