@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from dateline.store.connection import is_cluster
+from dateline.store.replies import as_text
 
 STALL_MS = 5
 """The latency monitor's threshold on the servers dateline starts: a stall is an event
@@ -88,20 +89,16 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         aof_bytes=int(info["aof_current_size"]),
         rewritten_bytes=int(info["aof_base_size"]),
         rewriting=bool(int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"])),
-        last_rewrite=_text(info.get("aof_last_bgrewrite_status", "")) or None,
-        last_write=_text(info.get("aof_last_write_status", "")) or None,
+        last_rewrite=as_text(info.get("aof_last_bgrewrite_status", "")) or None,
+        last_write=as_text(info.get("aof_last_write_status", "")) or None,
         stalls=stalls,
     )
 
 
 def stalls_of(latest: list[list[Any]]) -> list[Stall]:
     """LATENCY LATEST's rows (event, at, latest ms, worst ms), newest first."""
-    found = (Stall(_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest)
+    found = (Stall(as_text(e[0]), int(e[1]), int(e[2]), int(e[3])) for e in latest)
     return sorted(found, key=lambda s: s.at, reverse=True)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def describe(disk: Disk, now: float) -> list[str]:
