@@ -24,10 +24,18 @@ pytestmark = pytest.mark.cluster_too
 Commit = Callable[[Prepared], Awaitable[dict[str, BaseException] | None]]
 
 
-def spy_commits(app: Projector, before: Callable[[int, Prepared], Awaitable[None]]) -> list[str]:
-    """Run `before(n, prepared)` ahead of the nth commit (from 1); returns the events
-    ("prepare", "sent n", "landed n") in their order."""
-    events: list[str] = []
+class Events(list[str]):
+    """What `spy_commits` saw ("prepare", "sent n", "landed n") in its order; `prepared` is
+    set at each prepare."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared = asyncio.Event()
+
+
+def spy_commits(app: Projector, before: Callable[[int, Prepared], Awaitable[None]]) -> Events:
+    """Run `before(n, prepared)` ahead of the nth commit (from 1); returns the events."""
+    events = Events()
     commit: Commit = app.handler.commit
     prepare = app.handler.prepare
     sent = 0
@@ -45,6 +53,7 @@ def spy_commits(app: Projector, before: Callable[[int, Prepared], Awaitable[None
 
     async def spied_prepare(deliveries: list[Delivery]) -> Prepared:
         events.append("prepare")
+        events.prepared.set()
         return await prepare(deliveries)
 
     app.handler.commit = spied_commit  # type: ignore[method-assign]
@@ -62,6 +71,19 @@ async def settle_counting(app: Projector) -> int:
         if quiet >= 2:
             return total
     raise AssertionError("the projector did not settle")
+
+
+async def prepared_behind(events: Events, n: int) -> None:
+    """Hold the nth commit until a batch is prepared behind it (or 5 s, and the test's
+    check of the events says none was): the flow's read and prepare on a loaded
+    machine's cluster took longer than any fixed sleep the commit could take."""
+    while "prepare" not in events[events.index(f"sent {n}") :]:
+        events.prepared.clear()
+        try:
+            async with asyncio.timeout(5):
+                await events.prepared.wait()
+        except TimeoutError:
+            return
 
 
 def prepared_in_flight(events: list[str], n: int) -> bool:
@@ -88,6 +110,8 @@ async def test_a_batch_is_prepared_while_the_commit_before_it_is_on_the_wire(
 
     async def slow(n: int, prepared: Prepared) -> None:
         await asyncio.sleep(0.02)  # the server busy with a long commit
+        if n == 1:
+            await prepared_behind(events, n)
 
     events = spy_commits(app, slow)
     stories = [f"s{i}" for i in range(3)]
@@ -113,8 +137,9 @@ async def test_a_commit_that_loses_a_race_drops_the_batch_prepared_after_it(
     app = await projector(log, url, batch=4)
 
     async def meddle(n: int, prepared: Prepared) -> None:
-        await asyncio.sleep(0.02)  # the next batch is prepared meanwhile
+        await asyncio.sleep(0.02)
         if n == 2:
+            await prepared_behind(events, n)
             key = app.models.story(prepared.stories[0])
             other.set(key, data(other.get(key) or b"") + b" ")  # the same state, other bytes
 
@@ -141,6 +166,7 @@ async def test_a_commit_that_fails_leaves_it_and_the_batch_after_it_for_a_retry(
     async def fail_second(n: int, prepared: Prepared) -> None:
         await asyncio.sleep(0.02)
         if n == 2:
+            await prepared_behind(events, n)
             raise redis.ConnectionError("connection lost mid-commit")
 
     events = spy_commits(app, fail_second)
