@@ -665,3 +665,44 @@ def neighbour_of(log: Log, story: str) -> str:
     return next(
         f"n{i}" for i in range(99) if log.keys.partition(f"n{i}") == log.keys.partition(story)
     )
+
+
+async def test_commits_take_how_far_the_runner_was_delivered(log: Log, url: str) -> None:
+    """On one server a commit moves the checkpoint to the last entry the runner's reads
+    returned rather than asking the group (`XINFO GROUPS`): the same id. Unknown before
+    the first read and after a failure; on a cluster, whose failovers the client hides,
+    the commits always ask."""
+    app = await projector(log, url)
+    group = app.runner.config.group
+    try:
+        await app.runner.step()  # the leases, and a read of nothing yet
+        assert all(app.runner.delivered(p) is None for p in range(log.keys.partitions))
+        await log.append([encode(update(subject=f"s{i}")) for i in range(24)])
+        await settle(app)
+        used = [p for p in range(log.keys.partitions) if app.runner.delivered(p) is not None]
+        assert used
+        for p in used:
+            [info] = await app.client.xinfo_groups(log.keys.log(p))
+            assert info["name"] == group.encode()
+            last = text(info["last-delivered-id"])
+            assert app.runner.delivered(p) == last
+            assert await checkpoint_of(app, p) == stream_id(last)
+        told = app.handler.delivered(used[0])
+        assert told == (None if log.cluster else app.runner.delivered(used[0]))
+        commit = app.handler.commit
+
+        async def lost(prepared: Prepared) -> dict[str, BaseException] | None:
+            app.handler.commit = commit  # type: ignore[method-assign]
+            raise redis.ConnectionError("connection lost mid-commit")
+
+        app.handler.commit = lost  # type: ignore[method-assign]
+        await log.append([encode(update(subject="s0"))])
+        await app.runner.step()
+        assert all(app.runner.delivered(p) is None for p in range(log.keys.partitions))
+        await settle(app)
+        p = log.keys.partition("s0")
+        [info] = await app.client.xinfo_groups(log.keys.log(p))
+        assert await checkpoint_of(app, p) == stream_id(text(info["last-delivered-id"]))
+        assert (await stored_state(app, "s0")).version == 2
+    finally:
+        await app.client.aclose()

@@ -17,7 +17,7 @@ from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
 from dateline.store.readmodels import Command, ReadModels
 from tests.factories import encode, update
-from tests.raw import entries_of
+from tests.raw import entries_of, text
 
 INCLUDED_ONLY = {"whole_story", "advance", "subject", "older"}
 """Functions other scripts include; each is run through every script that includes it."""
@@ -140,8 +140,9 @@ async def test_older_compares_stream_ids_as_numbers(log: Log) -> None:
     assert got == [1, 1, 1, 0, 1, 0, 0]
 
 
-def _advance(models: ReadModels, log: Log, group: str) -> list[str]:
-    return [models.region(0).checkpoint, "0", log.keys.log(0), group, "PUBLISH", models.changes]
+def _advance(models: ReadModels, log: Log, group: str, delivered: str = "") -> list[str]:
+    checkpoints, stream = models.region(0).checkpoint, log.keys.log(0)
+    return [checkpoints, "0", stream, group, "PUBLISH", models.changes, delivered]
 
 
 @pytest.mark.parametrize("packed_words", [1_000, 0], ids=["words packed", "word by word"])
@@ -203,6 +204,30 @@ async def test_settle(log: Log) -> None:
     await log.redis.xack(stream, "g", ids[1], ids[2])
     await _run(log, "settle")(args=_advance(models, log, "g"))
     assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[2]
+
+
+async def test_advance_takes_how_far_the_caller_was_delivered_for_the_groups_word(
+    log: Log,
+) -> None:
+    """Given the last entry its reads returned, advance() goes no further than that (the
+    group delivered more, to the caller's next read) and still stops before an entry
+    pending; given "", it asks the group."""
+    models = ReadModels(log.keys, "vt")
+    stream = log.keys.log(0)
+    for i in range(4):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    ids = [eid.decode() for eid, _ in await _delivered(log, "g", 4)]
+    await log.redis.xack(stream, "g", *ids)
+    settle = _run(log, "settle")
+    await settle(args=_advance(models, log, "g", ids[1]))
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[1].encode()
+    fifth = await log.redis.xadd(stream, {"__data__": "r4"})
+    await log.redis.xreadgroup("g", "c", {stream: ">"}, count=1)
+    await settle(args=_advance(models, log, "g", text(fifth)))  # told further: pending
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == ids[3].encode()
+    await log.redis.xack(stream, "g", fifth)
+    await settle(args=_advance(models, log, "g"))
+    assert await log.redis.hget(models.region(0).checkpoint, "0") == fifth
 
 
 async def test_lease_renew_and_release(log: Log) -> None:

@@ -132,6 +132,10 @@ async def create_app(
         group=group, consumer=name, batch=batch, lease_ttl_ms=settings.lease_ttl_ms
     )
     runner = Runner(client, keys, config, handler, story_of, cycle=handler.cycle)
+    if not log.cluster:
+        # A cluster's failover is hidden by its client's retries: a promoted replica
+        # may not have delivered as far as this process was told. Its commits ask.
+        handler.delivered = runner.delivered
 
     async def rewire(new: str) -> Projector:
         return await create_app(

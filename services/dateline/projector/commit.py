@@ -145,23 +145,45 @@ Bell = Callable[[int], tuple[str, str]]
 one server, (`SPUBLISH`, the partition's sharded channel) on a cluster."""
 
 
+Delivered = Callable[[int], str | None]
+"""Partition N's last entry a read of new entries gave this process (`Runner.delivered`),
+or None if it cannot say."""
+
+
 def checkpoint_args(
-    models: ReadModels, group: str, partition: int, stream: str, bell: Bell
+    models: ReadModels, group: str, partition: int, stream: str, bell: Bell, delivered: str = ""
 ) -> tuple[str, ...]:
-    """advance()'s arguments (`store/scripts/advance.lua`) for one partition."""
-    return (models.region(partition).checkpoint, str(partition), stream, group, *bell(partition))
+    """advance()'s arguments (`store/scripts/advance.lua`) for one partition; `delivered`
+    "" has it ask the group how far it delivered."""
+    checkpoints = models.region(partition).checkpoint
+    return (checkpoints, str(partition), stream, group, *bell(partition), delivered)
 
 
-def acks(models: ReadModels, group: str, acked: list[Delivery], bell: Bell) -> list[Command]:
-    """XACK of what was applied or seen, and the checkpoint advance, per partition."""
+def acks(
+    models: ReadModels, group: str, acked: list[Delivery], bell: Bell, delivered: Delivered
+) -> list[Command]:
+    """XACK of what was applied or seen, and the checkpoint advance, per partition.
+
+    The advance takes `delivered(partition)` for the group's last-delivered id unless one
+    of the acknowledged entries lies past it: claimed from the lease's last holder, which
+    was delivered further (then the group is asked, and the checkpoint passes them)."""
     streams: dict[int, list[Delivery]] = {}
     for d in acked:
         streams.setdefault(d.partition, []).append(d)
     out: list[Command] = []
     for partition, done in streams.items():
-        out.append(("XACK", done[0].stream, group, *[d.entry_id for d in done]))
-        out.append(("ADVANCE", *checkpoint_args(models, group, partition, done[0].stream, bell)))
+        stream = done[0].stream
+        upto = delivered(partition) or ""
+        if upto and max(_id(d.entry_id) for d in done) > _id(upto):
+            upto = ""
+        out.append(("XACK", stream, group, *[d.entry_id for d in done]))
+        out.append(("ADVANCE", *checkpoint_args(models, group, partition, stream, bell, upto)))
     return out
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
 
 
 PACKED_WORDS = 1_000

@@ -27,6 +27,7 @@ from redis.exceptions import NoScriptError
 
 from dateline.domain import advance_in_place, fork, project
 from dateline.projector.commit import (
+    Delivered,
     Held,
     Kept,
     acks,
@@ -74,6 +75,10 @@ class Prepared:
     started: float
 
 
+def _unknown(partition: int) -> None:
+    return None
+
+
 class StoryMovedOn(Exception):
     """Another writer kept changing a batch's stories; the runner retries it later."""
 
@@ -96,6 +101,9 @@ class ProjectorHandler:
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
         self.state_bytes = 0.0
         """Packed state bytes a cycle's update touches, on average of the last cycles."""
+        self.delivered: Delivered = _unknown
+        """How far the group delivered each partition, as its runner knows it
+        (`Runner.delivered`, set by `create_app` on one server): else the commit asks."""
         self._commit = client.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
         self._read = client.register_script(RECALL)
@@ -197,8 +205,9 @@ class ProjectorHandler:
             writes = self.models.commands(
                 [Change(p.old, p.state, p.refolded) for p in some if p.changed]
             )
+            done = [d for p in some for d in p.acked]
             commands = writes.commands + acks(
-                self.models, self.group, [d for p in some for d in p.acked], self.bell
+                self.models, self.group, done, self.bell, self.delivered
             )
             args = script_args([fences[p.story] for p in some], commands)
             prepared.calls.append(([self.models.story(p.story) for p in some], args))

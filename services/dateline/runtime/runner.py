@@ -118,6 +118,8 @@ class _Partition:
     drain_from: str | None = "0"  # re-read own pending from here; None: nothing to re-read
     retry_at: float = 0.0
     blocked: set[str] = field(default_factory=set)
+    delivered: str | None = None
+    """The last entry a read of new entries returned since the lease was taken."""
 
 
 def _age(entry_id: str, now: float) -> float:
@@ -171,6 +173,16 @@ class Runner:
         self._flying: _InFlight | None = None
         """A commit `_flow` sent and has not seen land."""
 
+    def delivered(self, partition: int) -> str | None:
+        """How far the group has delivered a partition held here, at least: the last entry
+        a read of new entries (`>`) returned since its lease was taken, for only reads move
+        the group's last-delivered id and this process alone reads the partition while it
+        holds the lease. None while unknown: before that read, and after a failure, which
+        may have been the server's (started again, it may have lost its last second under
+        `everysec`, the group's deliveries with it)."""
+        held = self.owned.get(partition)
+        return None if held is None else held.delivered
+
     def follow(self, streams: list[str]) -> list[str]:
         """Consume these streams too, from the next lease check; returns the new ones.
 
@@ -220,6 +232,7 @@ class Runner:
             since = now
         for p in self.owned.values():
             p.drain_from = "0"
+        self._forget_delivered()
         self._leases_checked = 0.0  # leases may have run out meanwhile: check them first
         wait = min(2.0, 0.1 * 2 ** min(8, int(now - since)))
         with contextlib.suppress(TimeoutError):
@@ -301,6 +314,8 @@ class Runner:
             for stream, start in wanted.items():
                 if start == ">":
                     entries = got.get(stream, [])
+                    if entries and (held := self._held(stream)) is not None:
+                        held.delivered = entries[-1][0]
                     full = len(entries) >= count
                     self._backlog |= full
                     behind = full and _age(entries[-1][0], now) > BEHIND_S
@@ -327,6 +342,14 @@ class Runner:
 
     def _by_stream(self, stream: str) -> int:
         return next(n for n, p in self.owned.items() if p.stream == stream)
+
+    def _held(self, stream: str) -> _Partition | None:
+        return next((p for p in self.owned.values() if p.stream == stream), None)
+
+    def _forget_delivered(self) -> None:
+        """A failure that may have been the server's: how far it delivered is unknown."""
+        for p in self.owned.values():
+            p.delivered = None
 
     async def _keep_leases(self) -> None:
         now = time.monotonic()
@@ -566,6 +589,7 @@ class Runner:
                 **where,
                 exc_info=exc,
             )
+        self._forget_delivered()
         for n in batches:
             if n in self.owned:
                 self._retry_later(self.owned[n])

@@ -1,21 +1,31 @@
 -- A function, included by the scripts that move a partition's checkpoint.
 --
--- advance(checkpoints, partition, stream, group, verb, channel) moves the partition's
--- checkpoint past every entry its group was delivered and holds no longer (applied,
+-- advance(checkpoints, partition, stream, group, verb, channel, delivered) moves the
+-- partition's checkpoint past every entry its group was delivered and holds no longer (applied,
 -- or parked), never past one it still holds (it failed and waits for a retry, or waits
 -- behind one of its story's that did), never backwards; and publishes the new
 -- checkpoint on `channel` as a position, `<partition>:<stream id>`, by `verb`: PUBLISH
 -- on one server, SPUBLISH on a cluster (the channel is in the stream's slot, and only
 -- the shard's nodes hear it, not every node of the cluster). Readers take what
 -- is under it as settled: `min_position` answers, the index stream announces it.
+--
+-- `delivered`, if not '': the last entry a read of new entries gave the caller, which
+-- holds the partition's lease (`Runner.delivered`). The group has delivered that far at
+-- least, so it stands for the group's last-delivered id, which `XINFO GROUPS` returns
+-- with every other group's fields: 7.5 us and 3.7 to read in Lua, a partition a commit
+-- (7% of the projector's server instructions at 5 updates a cycle). '': ask the group.
 -- include: older.lua
 
-local function advance(key, partition, stream, group, verb, channel)
+local function advance(key, partition, stream, group, verb, channel, delivered)
   local upto = nil
-  for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local fields = {}
-    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
-    if fields['name'] == group then upto = fields['last-delivered-id'] end
+  if delivered ~= '' then
+    upto = delivered
+  else
+    for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      local fields = {}
+      for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+      if fields['name'] == group then upto = fields['last-delivered-id'] end
+    end
   end
   if not upto or upto == '0-0' then return end
   local pending = redis.call('XPENDING', stream, group)

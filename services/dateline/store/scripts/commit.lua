@@ -12,7 +12,7 @@
 --   reason not found). A packed commit has exactly one argument after the counts, a
 --   commit of words at least two (a command has two words at least). A number reaches
 --   its command as the server writes a Lua number, exactly. A command named ADVANCE
---   calls advance() (see advance.lua) with its six other words.
+--   calls advance() (see advance.lua) with its seven other words.
 -- Returns 0 when written; else the 1-based index of the first story whose stored
 --   state is not the one expected (another writer moved it on), and nothing is written.
 -- include: advance.lua
