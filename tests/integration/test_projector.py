@@ -706,3 +706,31 @@ async def test_commits_take_how_far_the_runner_was_delivered(log: Log, url: str)
         assert (await stored_state(app, "s0")).version == 2
     finally:
         await app.client.aclose()
+
+
+async def test_an_entry_claimed_past_what_the_runner_was_delivered_has_the_group_asked(
+    log: Log, url: str
+) -> None:
+    """Another consumer was delivered further and its entries came to this one (the
+    lease's last holder, claimed): the runner's last read no longer says how far the
+    group delivered, and the checkpoint must pass what it now applies."""
+    app = await projector(log, url)
+    group = app.runner.config.group
+    story = "claimed"
+    p = log.keys.partition(story)
+    stream = log.keys.log(p)
+    try:
+        await log.append([encode(update(subject=story, id="c-1"))])
+        await settle(app)
+        assert app.runner.delivered(p) is not None or log.cluster
+        [second] = await log.append([encode(update(subject=story, id="c-2"))])
+        await groups.read(app.client, group, "other", {stream: ">"}, 10, None)
+        its_id = (second.position or "").split(":")[1]
+        await app.client.xclaim(stream, group, "p1", 0, [its_id])
+        app.runner.owned[p].drain_from = "0"
+        await settle(app)
+        assert app.runner.delivered(p) is None
+        assert await checkpoint_of(app, p) == stream_id(its_id)
+        assert (await stored_state(app, story)).version == 2
+    finally:
+        await app.client.aclose()

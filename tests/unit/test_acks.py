@@ -43,11 +43,3 @@ def test_an_advance_takes_the_last_entry_the_runner_was_delivered() -> None:
 def test_an_advance_asks_the_group_when_the_runner_cannot_say() -> None:
     assert advances({1: None}, [delivery(1, "5-0")]) == {1: ""}
     assert advances({}, [delivery(1, "5-0")]) == {1: ""}
-
-
-def test_an_entry_acknowledged_past_what_the_runner_was_delivered_has_the_group_asked() -> None:
-    """Claimed from another consumer, which read further: the checkpoint must pass it.
-    Compared as stream ids, numbers, not text ("10-0" is past "9-0")."""
-    assert advances({1: "9-0"}, [delivery(1, "10-0")]) == {1: ""}
-    assert advances({1: "9-0"}, [delivery(1, "9-1")]) == {1: ""}
-    assert advances({1: "10-0"}, [delivery(1, "9-5")]) == {1: "10-0"}

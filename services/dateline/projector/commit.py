@@ -162,28 +162,17 @@ def checkpoint_args(
 def acks(
     models: ReadModels, group: str, acked: list[Delivery], bell: Bell, delivered: Delivered
 ) -> list[Command]:
-    """XACK of what was applied or seen, and the checkpoint advance, per partition.
-
-    The advance takes `delivered(partition)` for the group's last-delivered id unless one
-    of the acknowledged entries lies past it: claimed from the lease's last holder, which
-    was delivered further (then the group is asked, and the checkpoint passes them)."""
+    """XACK of what was applied or seen, and the checkpoint advance, per partition, which
+    takes `delivered(partition)` for the group's last-delivered id if the runner knows it."""
     streams: dict[int, list[Delivery]] = {}
     for d in acked:
         streams.setdefault(d.partition, []).append(d)
     out: list[Command] = []
     for partition, done in streams.items():
-        stream = done[0].stream
-        upto = delivered(partition) or ""
-        if upto and max(_id(d.entry_id) for d in done) > _id(upto):
-            upto = ""
+        stream, upto = done[0].stream, delivered(partition) or ""
         out.append(("XACK", stream, group, *[d.entry_id for d in done]))
         out.append(("ADVANCE", *checkpoint_args(models, group, partition, stream, bell, upto)))
     return out
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq)
 
 
 PACKED_WORDS = 1_000

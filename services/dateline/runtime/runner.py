@@ -308,14 +308,15 @@ class Runner:
             block,
             self.dead.parked_key,
         )
+        for p in self.owned.values():
+            if streams.get(p.stream) == ">" and (entries := got.get(p.stream)):
+                p.delivered = entries[-1][0]
         now = time.time()
         self._backlog = False
         for wanted, count in reads:
             for stream, start in wanted.items():
                 if start == ">":
                     entries = got.get(stream, [])
-                    if entries and (held := self._held(stream)) is not None:
-                        held.delivered = entries[-1][0]
                     full = len(entries) >= count
                     self._backlog |= full
                     behind = full and _age(entries[-1][0], now) > BEHIND_S
@@ -342,9 +343,6 @@ class Runner:
 
     def _by_stream(self, stream: str) -> int:
         return next(n for n, p in self.owned.items() if p.stream == stream)
-
-    def _held(self, stream: str) -> _Partition | None:
-        return next((p for p in self.owned.values() if p.stream == stream), None)
 
     def _forget_delivered(self) -> None:
         """A failure that may have been the server's: how far it delivered is unknown."""
@@ -437,6 +435,8 @@ class Runner:
                     p.retry_at = now + self.config.retry_delay_s
                 continue
             p.drain_from = entries[-1][0]
+            if p.delivered is not None and stream_id(p.drain_from) > stream_id(p.delivered):
+                p.delivered = None  # claimed from a consumer that was delivered further
             done += await self._process({n: entries}, parked)
         return done
 
