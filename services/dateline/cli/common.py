@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import click
 import redis.asyncio as aioredis
@@ -18,6 +18,7 @@ from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
 
 FC = TypeVar("FC", bound=Callable[..., object])
+T = TypeVar("T")
 
 
 def settings() -> Settings:
@@ -97,6 +98,17 @@ def redis_ready(client: aioredis.Redis) -> Callable[[], Awaitable[str | None]]:
         return None
 
     return ready
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on uvloop's event loop where it is installed (not on Windows), as
+    uvicorn runs the query and ingest: the projector's live cycles counted 5% fewer of
+    Python's instructions on it (callgrind, 2026-12-03; in bulk the same)."""
+    try:
+        import uvloop  # noqa: PLC0415 - not on every platform
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def stop_on_signals() -> asyncio.Event:

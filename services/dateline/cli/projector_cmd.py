@@ -14,6 +14,7 @@ from dateline.cli.common import (
     open_log,
     probe_options,
     redis_ready,
+    run_on_uvloop,
     server,
     settings,
     stop_on_signals,
@@ -66,7 +67,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
             await app.run(stop)
 
     with server(cfg) as url:
-        asyncio.run(run())
+        run_on_uvloop(run())
 
 
 @click.command(name="story")

@@ -1,0 +1,18 @@
+"""The event loop the projector's command runs on (`cli/common.run_on_uvloop`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dateline.cli.common import run_on_uvloop
+
+
+async def loop_and_answer() -> tuple[str, int]:
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop()).__module__, 42
+
+
+def test_the_projector_runs_on_uvloop_and_gets_its_coroutines_answer() -> None:
+    module, answer = run_on_uvloop(loop_and_answer())
+    assert module.startswith("uvloop")
+    assert answer == 42
