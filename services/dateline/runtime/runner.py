@@ -177,9 +177,10 @@ class Runner:
         """How far the group has delivered a partition held here, at least: the last entry
         a read of new entries (`>`) returned since its lease was taken, for only reads move
         the group's last-delivered id and this process alone reads the partition while it
-        holds the lease. None while unknown: before that read, and after a failure, which
+        holds the lease. None while unknown: before that read; after a failure, which
         may have been the server's (started again, it may have lost its last second under
-        `everysec`, the group's deliveries with it)."""
+        `everysec`, the group's deliveries with it); and once a drain of the partition's
+        pending entries brings one past it (claimed from a consumer delivered further)."""
         held = self.owned.get(partition)
         return None if held is None else held.delivered
 

@@ -1,9 +1,9 @@
 -- A function, included by the scripts that move a partition's checkpoint.
 --
 -- advance(checkpoints, partition, stream, group, verb, channel, delivered) moves the
--- partition's checkpoint past every entry its group was delivered and holds no longer (applied,
--- or parked), never past one it still holds (it failed and waits for a retry, or waits
--- behind one of its story's that did), never backwards; and publishes the new
+-- partition's checkpoint past every entry its group was delivered and holds no longer
+-- (applied, or parked), never past one it still holds (it failed and waits for a retry,
+-- or waits behind one of its story's that did), never backwards; and publishes the new
 -- checkpoint on `channel` as a position, `<partition>:<stream id>`, by `verb`: PUBLISH
 -- on one server, SPUBLISH on a cluster (the channel is in the stream's slot, and only
 -- the shard's nodes hear it, not every node of the cluster). Readers take what
