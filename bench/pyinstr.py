@@ -15,6 +15,9 @@ does, with instrumentation off but for that work.
   new updates each, N updates in all; only the cycles are counted. A cycle's work that
   does not grow with its updates shows here and hardly at all in `projector`.
 
+`projector` and `live` run on uvloop, as `dateline projector` does; `fold` and
+`rebuild` on asyncio's own loop, as `dateline replay` does.
+
 Prints the updates counted, on a line of its own: `counted N`.
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from bench.projection import _load, newsroom_updates
 from bench.readside import _update
+from dateline.cli.common import run_on_uvloop
 from dateline.domain import project
 from dateline.projector.app import create_app
 from dateline.projector.replay import rebuild_all, story_ids
@@ -185,6 +189,9 @@ async def main(url: str, what: str, n: int) -> int:
 
 
 if __name__ == "__main__":
-    counted = asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    # The projector's cases on the loop `dateline projector` runs on (uvloop), the fold
+    # and the rebuild on asyncio's own, as `dateline replay` runs.
+    work = main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    counted = run_on_uvloop(work) if sys.argv[2] in ("projector", "live") else asyncio.run(work)
     if sys.argv[2] != "append-live":
         print("counted", counted)
