@@ -1,4 +1,4 @@
-"""The event loop the projector's command runs on (`cli/common.run_on_uvloop`)."""
+"""`cli/common.run_on_uvloop`, which `dateline projector` runs on (its e2e tests start it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ async def loop_and_answer() -> tuple[str, int]:
     return type(asyncio.get_running_loop()).__module__, 42
 
 
-def test_the_projector_runs_on_uvloop_and_gets_its_coroutines_answer() -> None:
+def test_run_on_uvloop_gives_a_uvloop_loop_and_the_coroutines_answer() -> None:
     module, answer = run_on_uvloop(loop_and_answer())
     assert module.startswith("uvloop")
     assert answer == 42
