@@ -28,6 +28,7 @@ TESTED = {
     "read_story",
     "commit",
     "settle",
+    "settled",
     "lease_renew",
     "lease_release",
     "heartbeat",
@@ -228,6 +229,62 @@ async def test_advance_takes_how_far_the_caller_was_delivered_for_the_groups_wor
     await log.redis.xack(stream, "g", fifth)
     await settle(args=_advance(models, log, "g"))
     assert await log.redis.hget(models.region(0).checkpoint, "0") == fifth
+
+
+async def test_settled_says_how_far_a_partition_is_settled_and_writes_nothing(
+    log: Log,
+) -> None:
+    """What advance() would move the checkpoint to, on a log whose read models are in a
+    store of their own: never past a pending entry; false while nothing is settled."""
+    stream = log.keys.log(0)
+    empty = log.keys.log(1)
+    for i in range(3):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    ids = [eid for eid, _ in await _delivered(log, "g", 3)]
+    await log.redis.xgroup_create(empty, "g", id="0", mkstream=True)
+    settled = _run(log, "settled")
+    await log.redis.xack(stream, "g", ids[0])
+    assert await settled(args=[stream, "g", "", empty, "g", ""]) == [ids[0], None]
+    await log.redis.xack(stream, "g", ids[1], ids[2])
+    assert await settled(args=[stream, "g", ""]) == [ids[2]]
+    assert await settled(args=[stream, "g", text(ids[1])]) == [ids[1]]
+    assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
+
+
+async def test_commit_moves_a_checkpoint_it_is_given_and_checks_one_it_expects(
+    log: Log,
+) -> None:
+    """CHECKPOINT: never backwards, announced. EXPECT: a checkpoint behind the one named
+    (the store lost writes) makes the commit write nothing and answer -1."""
+    models = ReadModels(log.keys, "vt")
+    checkpoints = models.region(0).checkpoint
+    commit = _run(log, "commit")
+
+    def move(to: str) -> Command:
+        return ("CHECKPOINT", checkpoints, "0", to, "PUBLISH", models.changes)
+
+    async with log.redis.pubsub() as pubsub:
+        await pubsub.subscribe(models.changes)
+        assert await commit(keys=[], args=script_args([], [move("5-1")])) == 0
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message:
+                break
+    assert message is not None and message["data"] == b"0:5-1"
+    assert await commit(keys=[], args=script_args([], [move("4-9")])) == 0
+    assert await log.redis.hget(checkpoints, "0") == b"5-1"  # not backwards
+    expect: Command = ("EXPECT", checkpoints, "0", "5-1")
+    write: Command = ("SET", models.story("a"), "x")
+    assert await commit(keys=[], args=script_args([], [expect, write, move("6-0")])) == 0
+    assert await log.redis.get(models.story("a")) == b"x"
+    behind: Command = ("EXPECT", checkpoints, "0", "7-0")
+    again: Command = ("SET", models.story("a"), "y")
+    assert await commit(keys=[], args=script_args([], [behind, again, move("8-0")])) == -1
+    assert await log.redis.get(models.story("a")) == b"x"
+    assert await log.redis.hget(checkpoints, "0") == b"6-0"
+    missing: Command = ("EXPECT", models.region(1).checkpoint, "1", "1-0")
+    assert await commit(keys=[], args=script_args([], [missing, again])) == -1
 
 
 async def test_lease_renew_and_release(log: Log) -> None:

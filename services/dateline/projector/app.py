@@ -17,8 +17,8 @@ from dateline.projector.handler import ProjectorHandler
 from dateline.projector.plan import Advance, Project
 from dateline.runtime import Runner, RunnerConfig
 from dateline.store import functions
-from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, open_client
+from dateline.store.config import Settings, SettingsError
+from dateline.store.connection import UNREACHABLE, is_cluster, open_client
 from dateline.store.layout import ModelKeys, group_of
 from dateline.store.log import Log, log_keys, story_of
 from dateline.store.readmodels import SHAPE, ReadModels, active_version, stamped_shape
@@ -38,6 +38,13 @@ class Projector:
     runner: Runner
     rewire: Callable[[str], Awaitable[Projector]]
     watch_s: float = 1.0
+    views: aioredis.Redis | None = None
+    """The store of read models, if apart from the log's server (`DATELINE_VIEWS_URL`)."""
+
+    @property
+    def store(self) -> aioredis.Redis:
+        """Where the read models are: the views store, or the log's server."""
+        return self.client if self.views is None else self.views
 
     async def run(self, stop: asyncio.Event) -> None:
         app = self
@@ -51,17 +58,19 @@ class Projector:
                     watcher.cancel()
                 if stop.is_set():
                     break
-                version = await active_version(self.client, self.models.prefix)
+                version = await active_version(self.store, self.models.prefix)
                 logger.info("projection switched", old=app.models.version, new=version)
                 app = await self.rewire(version)
         finally:
             await self.client.aclose()
+            if self.views is not None:
+                await self.views.aclose()
 
     async def _watch(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Halt the runner on stop, or when `dateline replay` switched the active version."""
         while not stop.is_set():
             try:
-                current = await active_version(self.client, self.models.prefix)
+                current = await active_version(self.store, self.models.prefix)
             except UNREACHABLE:  # the runner says so; look again in a while
                 current = self.models.version
             if current != self.models.version:
@@ -101,13 +110,24 @@ async def create_app(
     advance_fn: Advance = advance_in_place,
     project_fn: Project = project,
     client: aioredis.Redis | None = None,
+    views: aioredis.Redis | None = None,
 ) -> Projector:
+    """`views`: a client of `settings.views_url`'s server, if made already (a rewire's)."""
     client = client or await open_client(url)
+    if views is None and settings.views_url is not None:
+        if is_cluster(client):
+            raise SettingsError(
+                "DATELINE_VIEWS_URL: read models in a store of their own are built for a log "
+                "on one server, not yet on a cluster"
+            )
+        views = await open_client(settings.views_url)
+    store = client if views is None else views
     keys = await log_keys(client, settings.prefix, settings.partitions)
     key = settings.seal()
     log = Log(client, keys, sealing=Sealing(key, keys))
-    if not await functions.load(client):
-        logger.info("no read library loaded: the server has no functions, or this user may not")
+    for server in {id(c): c for c in (client, store)}.values():
+        if not await functions.load(server):
+            logger.info("no read library loaded: the server has no functions, or this user may not")
     match await seal_at_start(client, keys, key):
         case "sealed":
             logger.info("the log is sealed: only the append function's records are read")
@@ -121,11 +141,11 @@ async def create_app(
         case "no key":
             pass
     await log.sealing.refresh(client, force=True)  # no key for a sealed log: say so now
-    version = version or await active_version(client, settings.prefix)
+    version = version or await active_version(store, settings.prefix)
     group = group_of(version)
-    shape = await stamp_shape(client, keys.models(version))
+    shape = await stamp_shape(store, keys.models(version))
     models = ReadModels(keys, version, shape)  # written as the version was built
-    handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn)
+    handler = ProjectorHandler(client, log, models, group, advance_fn, project_fn, views=views)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.
     config = RunnerConfig(
@@ -147,6 +167,7 @@ async def create_app(
             advance_fn=advance_fn,
             project_fn=project_fn,
             client=client,
+            views=views,
         )
 
-    return Projector(client, log, models, handler, runner, rewire)
+    return Projector(client, log, models, handler, runner, rewire, views=views)

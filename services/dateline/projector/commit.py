@@ -175,6 +175,47 @@ def acks(
     return out
 
 
+def apart(
+    models: ReadModels,
+    group: str,
+    acked: list[Delivery],
+    bell: Bell,
+    delivered: Delivered,
+    failed: set[int],
+    landed: dict[int, str],
+) -> tuple[list[Command], list[Command], list[Command], dict[int, str], dict[int, str]]:
+    """`acks` for read models in a store apart from the log (`DATELINE_VIEWS_URL`):
+    (the EXPECTs that go before the commit's writes, the CHECKPOINTs that go after them,
+    the XACKs the log is owed once they land, the checkpoints written, the partitions
+    whose checkpoint the log must say: {partition: stream}).
+
+    A partition's checkpoint is how far the runner was delivered (`delivered`), for
+    with no entry failed in this batch and none drained or waiting for a retry (the
+    runner does not say how far then), every entry the group was delivered there is
+    in this commit or applied before. `landed`: the last checkpoint of each partition
+    the projector saw land there; the store must not be behind it."""
+    streams: dict[int, list[Delivery]] = {}
+    for d in acked:
+        streams.setdefault(d.partition, []).append(d)
+    expects: list[Command] = []
+    moves: list[Command] = []
+    xacks: list[Command] = []
+    written: dict[int, str] = {}
+    unsettled: dict[int, str] = {}
+    for partition, done in streams.items():
+        stream, key = done[0].stream, models.region(partition).checkpoint
+        xacks.append(("XACK", stream, group, *[d.entry_id for d in done]))
+        if (last := landed.get(partition)) is not None:
+            expects.append(("EXPECT", key, str(partition), last))
+        upto = None if partition in failed else delivered(partition)
+        if upto is None:
+            unsettled[partition] = stream
+            continue
+        moves.append(("CHECKPOINT", key, str(partition), upto, *bell(partition)))
+        written[partition] = upto
+    return expects, moves, xacks, written, unsettled
+
+
 PACKED_WORDS = 1_000
 """A commit of at most this many words sends them as one MessagePack array; a larger one
 sends each as an argument of its own (`store/scripts/commit.lua` says why)."""

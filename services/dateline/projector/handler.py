@@ -19,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import NoScriptError
 
 from dateline.domain import advance_in_place, fork, project
+from dateline.domain.positions import stream_id
 from dateline.projector.commit import (
     Delivered,
     Held,
     Kept,
     acks,
+    apart,
     checkpoint_args,
     decoded,
     fence,
@@ -47,13 +50,15 @@ from dateline.projector.plan import (
 )
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
+from dateline.runtime.runner import StoreBehind
 from dateline.store import scripts
 from dateline.store.connection import in_turn, sent
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
-from dateline.store.readmodels import RECALL, Change, ReadModels
+from dateline.store.readmodels import RECALL, Change, Command, ReadModels
 
 T = TypeVar("T")
+logger = structlog.get_logger("dateline.projector")
 CONFLICT_RETRIES = 3
 """Fold a batch anew this often when another writer moved one of its stories on."""
 
@@ -73,6 +78,12 @@ class Prepared:
     failures: dict[str, BaseException]
     acked: int
     started: float
+    xacks: list[Command] = field(default_factory=list)
+    """With the read models apart from the log: the log's XACKs, owed once it lands."""
+    written: dict[int, str] = field(default_factory=dict)
+    """... the checkpoints it writes, by partition."""
+    unsettled: dict[int, str] = field(default_factory=dict)
+    """... the partitions whose checkpoint the log must say, once it lands."""
 
 
 def _unknown(partition: int) -> None:
@@ -81,6 +92,11 @@ def _unknown(partition: int) -> None:
 
 class StoryMovedOn(Exception):
     """Another writer kept changing a batch's stories; the runner retries it later."""
+
+
+class ViewsBehind(StoreBehind):
+    """The store of read models is behind a checkpoint it had answered for: it lost its
+    last writes (a crash under `everysec`). The runner resumes from where it is."""
 
 
 class ProjectorHandler:
@@ -93,8 +109,18 @@ class ProjectorHandler:
         advance_fn: Advance = advance_in_place,
         project_fn: Project = project,
         keep: int = 10_000,
+        views: aioredis.Redis | None = None,
     ) -> None:
+        """`views`: the store of read models, if apart from the log's server (`client`,
+        which the log's own reads and writes use)."""
         self.client, self.log, self.models, self.group = client, log, models, group
+        self.views = client if views is None else views
+        self.apart = self.views is not client
+        """Read models, checkpoints and doorbell in a store of their own: a commit writes
+        them there, then owes the log its acknowledgements (`owed`)."""
+        self._owed: list[Command] = []
+        self.landed: dict[int, str] = {}
+        """Apart: the last checkpoint of each partition seen written to the store."""
         self.advance, self.project = advance_fn, project_fn
         self.refolds = self.conflicts = 0
         self.kept = Kept(keep)
@@ -104,9 +130,10 @@ class ProjectorHandler:
         self.delivered: Delivered = _unknown
         """How far the group delivered each partition, as its runner knows it
         (`Runner.delivered`, set by `create_app` on one server): else the commit asks."""
-        self._commit = client.register_script(scripts.load("commit"))
+        self._commit = self.views.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
-        self._read = client.register_script(RECALL)
+        self._settled = client.register_script(scripts.load("settled"))
+        self._read = self.views.register_script(RECALL)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
@@ -146,6 +173,13 @@ class ProjectorHandler:
         except BaseException:  # whether it was written is unknown: read them again
             self.forget(prepared)
             raise
+        if -1 in written:
+            self.forget(prepared)
+            self.landed.clear()
+            raise ViewsBehind(
+                "the store of read models is behind a checkpoint it answered for: it lost "
+                "its last writes; resuming from where it is"
+            )
         if any(written):
             # Nothing of that call was written; what the others wrote (a cluster's other
             # partitions) is applied and acknowledged, and a fold anew acknowledges it
@@ -153,6 +187,11 @@ class ProjectorHandler:
             self.forget(prepared)
             self.conflicts += 1
             return None
+        if self.apart:
+            self._owed += prepared.xacks
+            self.landed.update(prepared.written)
+            if prepared.unsettled:
+                await self.settle(prepared.unsettled)
         PROJECTED.inc(prepared.acked)
         BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
         return prepared.failures
@@ -166,7 +205,7 @@ class ProjectorHandler:
             return await self._commit(keys=keys, args=args)
         try:
             [written] = await in_turn(
-                self.client, ("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+                self.views, ("EVALSHA", self._commit.sha, len(keys), *keys, *args)
             )
         except NoScriptError:  # a restarted or flushed server: nothing was written
             return await self._commit(keys=keys, args=args)  # loads it, then runs it
@@ -206,9 +245,16 @@ class ProjectorHandler:
                 [Change(p.old, p.state, p.refolded) for p in some if p.changed]
             )
             done = [d for p in some for d in p.acked]
-            commands = writes.commands + acks(
-                self.models, self.group, done, self.bell, self.delivered
-            )
+            if self.apart:
+                failed = {int(ref.split(":", 1)[0]) for ref in prepared.failures}
+                expects, moves, prepared.xacks, prepared.written, prepared.unsettled = apart(
+                    self.models, self.group, done, self.bell, self.delivered, failed, self.landed
+                )
+                commands = expects + writes.commands + moves
+            else:
+                commands = writes.commands + acks(
+                    self.models, self.group, done, self.bell, self.delivered
+                )
             args = script_args([fences[p.story] for p in some], commands)
             prepared.calls.append(([self.models.story(p.story) for p in some], args))
             for p in some:
@@ -244,9 +290,94 @@ class ProjectorHandler:
         """How a commit rings partition N's doorbell (`commit.Bell`)."""
         return bell(self.log.cluster, self.log.keys, partition)
 
+    def owed(self) -> list[Command]:
+        """Apart: the acknowledgements of what landed in the store of read models, which
+        the log has not been sent yet; the runner's next call there carries them (no
+        round trip of their own). Lost with a crash, their entries stay pending, are
+        read again, and are acknowledged then without being applied twice."""
+        owed, self._owed = self._owed, []
+        return owed
+
+    async def pay(self) -> None:
+        """Send the log what it is owed (`owed`), now."""
+        if owed := self.owed():
+            await in_turn(self.client, *owed)
+
+    async def resume(self, streams: dict[int, str]) -> None:
+        """Apart: a partition just taken, or held through a failure, whose store of read
+        models may be behind the log (it lost its last writes, or it is new): move the
+        group back to the store's checkpoint (`XGROUP SETID`), so that reads deliver what
+        the store lacks again. What it holds already is acknowledged, not applied twice
+        (each story's state has the version it applied). One server only: the runner
+        reads each partition it holds alone, and asks nothing else of the group."""
+        if not self.apart or not streams:
+            return
+        await self.pay()
+        for n, stream in sorted(streams.items()):
+            checkpoints = self.models.region(n).checkpoint
+            mark = await self.views.hget(checkpoints, str(n))
+            at = None if mark is None else cast(bytes, mark).decode()
+            delivered = await self._last_delivered(stream)
+            behind = delivered is not None and (at is None or stream_id(at) < stream_id(delivered))
+            if at is None:
+                self.landed.pop(n, None)
+            else:
+                self.landed[n] = at
+            if not behind:
+                continue
+            await self.client.xgroup_setid(stream, self.group, at or "0")
+            self.kept.clear()  # what it kept may be ahead of the store: read it again
+            logger.warning(
+                "the store of read models is behind the log; reading again from its checkpoint",
+                partition=n,
+                checkpoint=at,
+                delivered=delivered,
+            )
+
+    async def behind(self) -> bool:
+        """Apart: is the store of read models behind a checkpoint it answered for?"""
+        if not self.apart or not self.landed:
+            return False
+        landed = sorted(self.landed.items())
+        found = await in_turn(
+            self.views,
+            *(("HGET", self.models.region(n).checkpoint, str(n)) for n, _ in landed),
+        )
+        return any(
+            at is None or stream_id(at.decode()) < stream_id(last)
+            for (_, last), at in zip(landed, found, strict=True)
+        )
+
+    async def _last_delivered(self, stream: str) -> str | None:
+        """The group's last-delivered id in `stream`; None if it delivered nothing."""
+        for info in await self.client.xinfo_groups(stream):
+            if info["name"] == self.group.encode():
+                last = info["last-delivered-id"].decode()
+                return None if last == "0-0" else str(last)
+        return None
+
     async def settle(self, streams: dict[int, str]) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`): move
         their checkpoints past what is settled now, as a commit would."""
+        if self.apart:
+            await self.pay()
+            parts = sorted(streams)
+            got = await self._settled(args=[a for n in parts for a in (streams[n], self.group, "")])
+            moves: list[Command] = [
+                (
+                    "CHECKPOINT",
+                    self.models.region(n).checkpoint,
+                    str(n),
+                    upto.decode(),
+                    *self.bell(n),
+                )
+                for n, upto in zip(parts, got, strict=True)
+                if upto
+            ]
+            if moves:
+                await self._commit(keys=[], args=script_args([], moves))
+                self.landed.update({int(m[2]): str(m[3]) for m in moves})
+            return
         if self.log.cluster:  # a call a partition: its checkpoint and stream share a slot
             await asyncio.gather(
                 *(

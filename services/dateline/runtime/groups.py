@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -41,9 +42,11 @@ async def read_and_get(
     reads: list[tuple[dict[str, str], int]],
     block_ms: int | None,
     hash_key: str,
+    before: Sequence[tuple[str | int, ...]] = (),
 ) -> tuple[dict[str, Entries], dict[str, str]]:
     """`read` of each `(streams, count)`, and the hash at `hash_key` as it is right after
-    them, in one round trip. Only a single read may block.
+    them, in one round trip. Only a single read may block. `before`: commands sent ahead
+    of the reads, in the same round trip, their replies dropped (one server only).
 
     On a cluster every stream is a slot of its own: a read each (COUNT is a stream's, so
     this reads what one read of them all would), sent to their nodes side by side, none
@@ -59,12 +62,16 @@ async def read_and_get(
             for streams, count in reads
             for stream, start in streams.items()
         ]
+    if before and cluster:
+        raise ValueError("no commands ahead of a read on a cluster: they name other slots")
     if not cluster:  # the projector's every cycle: no pipeline machinery (`in_turn`)
         *raw, found = await in_turn(
             client,
+            *before,
             *(_xreadgroup(group, consumer, streams, count, block_ms) for streams, count in reads),
             ("HGETALL", hash_key),
         )
+        raw = raw[len(before) :]
         out = {stream: e for reply in raw for stream, e in _raw_entries(reply).items()}
         return out, {k.decode(): v.decode() for k, v in _pairs(found)}
     pipe = client.pipeline(transaction=False)

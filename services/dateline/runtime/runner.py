@@ -26,7 +26,7 @@ from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
-from dateline.store.connection import UNREACHABLE, is_cluster
+from dateline.store.connection import UNREACHABLE, in_turn, is_cluster
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
@@ -82,6 +82,29 @@ class Pipelined(Handler, Protocol[P]):
 
     def forget(self, prepared: P) -> None:
         """A prepared batch will not be committed."""
+
+
+@runtime_checkable
+class Apart(Protocol):
+    """A handler whose writes go to a store apart from the log (the projector's read
+    models with `DATELINE_VIEWS_URL`): it acknowledges on the log after its store took a
+    batch, and that store may lose its last writes (a crash under `everysec`)."""
+
+    def owed(self) -> list[tuple[str | int, ...]]:
+        """Acknowledgements for the log not sent yet, taken: the next read carries them."""
+
+    async def resume(self, streams: dict[int, str]) -> None:
+        """These partitions (`{partition: stream}`) were just taken, or held through a
+        failure: have the group deliver again whatever the store lacks."""
+
+    async def behind(self) -> bool:
+        """Did the store lose writes it had answered for? (Asked at each lease check, so
+        that a loss no commit meets is found too.)"""
+
+
+class StoreBehind(Exception):
+    """A handler's store lost writes it had answered for (`Apart`): the runner resumes
+    its partitions from where the store is."""
 
 
 FLOW_CYCLES = 16
@@ -172,6 +195,9 @@ class Runner:
         """Did the last read of new entries come back full (more are waiting)?"""
         self._flying: _InFlight | None = None
         """A commit `_flow` sent and has not seen land."""
+        self.apart: Apart | None = handler if isinstance(handler, Apart) else None
+        self._resume = False
+        """After a failure: the partitions held are resumed (`Apart.resume`) first."""
 
     def delivered(self, partition: int) -> str | None:
         """How far the group has delivered a partition held here, at least: the last entry
@@ -182,7 +208,9 @@ class Runner:
         `everysec`, the group's deliveries with it); and once a drain of the partition's
         pending entries brings one past it (claimed from a consumer delivered further)."""
         held = self.owned.get(partition)
-        return None if held is None else held.delivered
+        if held is None or held.drain_from is not None or held.blocked:
+            return None  # entries it holds pending may lie under it
+        return held.delivered
 
     def follow(self, streams: list[str]) -> list[str]:
         """Consume these streams too, from the next lease check; returns the new ones.
@@ -234,6 +262,7 @@ class Runner:
         for p in self.owned.values():
             p.drain_from = "0"
         self._forget_delivered()
+        self._resume = True
         self._leases_checked = 0.0  # leases may have run out meanwhile: check them first
         wait = min(2.0, 0.1 * 2 ** min(8, int(now - since)))
         with contextlib.suppress(TimeoutError):
@@ -244,6 +273,7 @@ class Runner:
         """Give every partition back and leave the members: the others take them at once
         and count without this process. Returns how many partitions it held."""
         held = len(self.owned)
+        await self._pay()
         for p in list(self.owned):
             await self.leases.release(p)
         self.owned.clear()
@@ -253,6 +283,10 @@ class Runner:
     async def step(self) -> int:
         """One cycle; returns how many entries it handed out or parked."""
         await self._keep_leases()
+        if self._resume and self.apart is not None:
+            await self.apart.resume({n: p.stream for n, p in self.owned.items()})
+            self._forget_delivered()
+        self._resume = False
         done = await self._drain_pending()
         ready = {p.stream: ">" for p in self.owned.values() if p.drain_from is None}
         self._behind &= ready.keys()  # a partition handed over or draining is not read here
@@ -308,6 +342,7 @@ class Runner:
             reads,
             block,
             self.dead.parked_key,
+            [] if self.apart is None else self.apart.owed(),
         )
         for p in self.owned.values():
             if streams.get(p.stream) == ">" and (entries := got.get(p.stream)):
@@ -345,6 +380,11 @@ class Runner:
     def _by_stream(self, stream: str) -> int:
         return next(n for n, p in self.owned.items() if p.stream == stream)
 
+    async def _pay(self) -> None:
+        """Send the log the acknowledgements the handler owes it (`Apart.owed`), now."""
+        if self.apart is not None and (owed := self.apart.owed()):
+            await in_turn(self.client, *owed)
+
     def _forget_delivered(self) -> None:
         """A failure that may have been the server's: how far it delivered is unknown."""
         for p in self.owned.values():
@@ -355,6 +395,9 @@ class Runner:
         if now - self._leases_checked < self._lease_check_s:
             return
         self._leases_checked = now
+        await self._pay()  # before `_pending_again` counts what is pending
+        if self.apart is not None and await self.apart.behind():
+            self._resume = True
         members = await self.leases.heartbeat()
         share = -(-len(self.streams) // members)
         for n in list(self.owned):
@@ -376,6 +419,8 @@ class Runner:
                     self.client, stream, self.config.group, self.config.consumer
                 )
                 self.owned[n] = _Partition(stream)
+                if self.apart is not None:
+                    await self.apart.resume({n: stream})
                 log.info("partition taken", partition=n, claimed_pending=moved, members=members)
         await self._pending_again()
         # Below its share while another holds more than its own, a process looks again
@@ -584,6 +629,8 @@ class Runner:
             log.error("cannot append; will retry it", **where, error=str(exc))
         elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
             log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
+        elif isinstance(exc, StoreBehind):  # a crash of the handler's store: resumed
+            log.warning("the handler's store lost writes; resuming", **where, error=str(exc))
         else:
             log.error(
                 "handler failed; will retry the batch",
@@ -591,6 +638,7 @@ class Runner:
                 exc_info=exc,
             )
         self._forget_delivered()
+        self._resume = True
         for n in batches:
             if n in self.owned:
                 self._retry_later(self.owned[n])

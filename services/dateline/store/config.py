@@ -70,6 +70,11 @@ class Settings:
     (`store/seal.py`). For the projector, query, delivery and the CLI; never for ingest
     or the validator. Unset with the embedded server: `seal.key` in the data dir."""
 
+    views_url: str | None = None
+    """DATELINE_VIEWS_URL: the server that holds the read models, their checkpoints and
+    the doorbell, apart from the log's (`docs/projections.md`, "Read models in a store of
+    their own"). None: the log's server holds them."""
+
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
         its start makes), else none."""

@@ -1,4 +1,10 @@
--- A function, included by the scripts that move a partition's checkpoint.
+-- Functions, included by the scripts that move a partition's checkpoint.
+--
+-- settled(stream, group, delivered) is how far the group is settled there, and
+-- moveto(checkpoints, partition, upto, verb, channel) moves the checkpoint there: with
+-- the read models on the log's server, advance() does both in one step; with them in a
+-- store of their own (`DATELINE_VIEWS_URL`), the first runs on the log (settled.lua)
+-- and the second on the views store (commit.lua's CHECKPOINT).
 --
 -- advance(checkpoints, partition, stream, group, verb, channel, delivered) moves the
 -- partition's checkpoint past every entry its group was delivered and holds no longer
@@ -16,7 +22,10 @@
 -- (7% of the projector's server instructions at 5 updates a cycle). '': ask the group.
 -- include: older.lua
 
-local function advance(key, partition, stream, group, verb, channel, delivered)
+local function settled(stream, group, delivered)
+  -- How far the partition at `stream` is settled for `group`: its last-delivered id
+  -- (`delivered` if not ''), but short of the oldest entry the group still holds. nil
+  -- if nothing is.
   local upto = nil
   if delivered ~= '' then
     upto = delivered
@@ -27,15 +36,25 @@ local function advance(key, partition, stream, group, verb, channel, delivered)
       if fields['name'] == group then upto = fields['last-delivered-id'] end
     end
   end
-  if not upto or upto == '0-0' then return end
+  if not upto or upto == '0-0' then return nil end
   local pending = redis.call('XPENDING', stream, group)
   if pending[1] > 0 then
     local before = redis.call('XREVRANGE', stream, '(' .. pending[2], '-', 'COUNT', 1)
-    if #before == 0 then return end
+    if #before == 0 then return nil end
     if older(before[1][1], upto) then upto = before[1][1] end
   end
+  return upto
+end
+
+local function moveto(key, partition, upto, verb, channel)
+  -- The partition's checkpoint to `upto`, never backwards, announced on `channel`.
   local current = redis.call('HGET', key, partition)
   if current and not older(current, upto) then return end
   redis.call('HSET', key, partition, upto)
   redis.call(verb, channel, partition .. ':' .. upto)
+end
+
+local function advance(key, partition, stream, group, verb, channel, delivered)
+  local upto = settled(stream, group, delivered)
+  if upto then moveto(key, partition, upto, verb, channel) end
 end

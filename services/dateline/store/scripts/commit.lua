@@ -12,9 +12,15 @@
 --   reason not found). A packed commit has exactly one argument after the counts, a
 --   commit of words at least two (a command has two words at least). A number reaches
 --   its command as the server writes a Lua number, exactly. A command named ADVANCE
---   calls advance() (see advance.lua) with its seven other words.
--- Returns 0 when written; else the 1-based index of the first story whose stored
---   state is not the one expected (another writer moved it on), and nothing is written.
+--   calls advance() (see advance.lua) with its seven other words. On a store of read
+--   models apart from the log (`DATELINE_VIEWS_URL`), CHECKPOINT calls moveto() with
+--   its five other words; and EXPECT, which comes before every write, checks that a
+--   partition's checkpoint (its two other words, the hash and the partition) is not
+--   behind its third, the last the projector saw land: behind, the store lost writes
+--   it had answered (a crash under `everysec`), and the commit writes nothing.
+-- Returns 0 when written; -1 when an EXPECT failed; else the 1-based index of the
+--   first story whose stored state is not the one expected (another writer moved it
+--   on). Unless 0, nothing is written.
 -- include: advance.lua
 for i, key in ipairs(KEYS) do
   local raw = redis.call('GET', key)
@@ -23,8 +29,14 @@ end
 local words, i = ARGV, #KEYS + 2
 if #ARGV == #KEYS + 2 then words, i = cmsgpack.unpack(ARGV[#KEYS + 2]), 1 end
 for _, n in ipairs(cmsgpack.unpack(ARGV[#KEYS + 1])) do
-  if words[i] == 'ADVANCE' then
+  local verb = words[i]
+  if verb == 'ADVANCE' then
     advance(unpack(words, i + 1, i + n - 1))
+  elseif verb == 'CHECKPOINT' then
+    moveto(unpack(words, i + 1, i + n - 1))
+  elseif verb == 'EXPECT' then
+    local at = redis.call('HGET', words[i + 1], words[i + 2])
+    if not at or older(at, words[i + 3]) then return -1 end
   else
     redis.call(unpack(words, i, i + n - 1))
   end

@@ -1,0 +1,280 @@
+"""Read models in a store of their own (`DATELINE_VIEWS_URL`): the projector on two real
+servers, the log's and the views store (`appendfsync everysec`, as it runs by default).
+
+Every check compares the read models apart with those a projector of the same log
+writes on the log's own server (another version, so another group): byte for byte,
+key for key, checkpoints included. A store that lost its last writes (its AOF's tail,
+as a crash under `everysec` loses it) is played by putting back a copy taken earlier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from dateline.projector.app import Projector, create_app
+from dateline.projector.handler import ViewsBehind
+from dateline.store.config import Settings
+from dateline.store.connection import open_client
+from dateline.store.log import Log
+from tests.conftest import VALKEY, start_server
+from tests.factories import encode, update
+from tests.integration.test_projector import failing_on, settle
+from tests.projection_helpers import HANOI
+
+Dump = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def views_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server of our own, for the read models: `everysec`, as by default."""
+    server = start_server(VALKEY, tmp_path_factory.mktemp("views"), fsync="everysec")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def views(views_server: str, log: Log) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(views_server)
+    try:
+        yield client
+    finally:
+        found = [k async for k in client.scan_iter(match=f"{log.keys.prefix}:*", count=1000)]
+        if found:
+            await client.delete(*found)
+        await client.aclose()
+
+
+def settings(log: Log, views_url: str | None) -> Settings:
+    return Settings(
+        None,
+        data_dir=Path("."),
+        prefix=log.keys.prefix,
+        partitions=log.keys.partitions,
+        views_url=views_url,
+    )
+
+
+async def projector(
+    log: Log, url: str, views_url: str | None, name: str = "p1", **kw: Any
+) -> Projector:
+    app = await create_app(
+        settings(log, views_url), url, consumer=name, client=await open_client(url), **kw
+    )
+    app.runner.config = dataclasses.replace(app.runner.config, block_ms=20, retry_delay_s=0.0)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(app: Projector) -> AsyncIterator[Projector]:
+    """`app`, its clients closed after."""
+    try:
+        yield app
+    finally:
+        await app.client.aclose()
+        if app.views is not None:
+            await app.views.aclose()
+
+
+async def dump(client: aioredis.Redis, prefix: str, version: str) -> Dump:
+    """Every key of a version's read models, named without the version, with its value."""
+    base = f"{prefix}:rm:{version}:"
+    out: Dump = {}
+    async for raw in client.scan_iter(match=f"{base}*", count=1000):
+        key = bytes(raw).decode()
+        kind = cast(bytes, await client.type(key)).decode()
+        match kind:
+            case "string":
+                value: Any = await client.get(key)
+            case "list":
+                value = await client.lrange(key, 0, -1)
+            case "hash":
+                value = await client.hgetall(key)
+            case "zset":
+                value = await client.zrange(key, 0, -1, withscores=True)
+            case _:
+                value = await client.smembers(key)
+        out[key.removeprefix(base)] = value
+    return out
+
+
+async def copy(client: aioredis.Redis, prefix: str) -> dict[bytes, bytes]:
+    """Every key under `prefix`, as DUMP gives it: what a store held at one moment."""
+    return {
+        k: cast(bytes, await client.dump(k)) async for k in client.scan_iter(match=f"{prefix}:*")
+    }
+
+
+async def put_back(client: aioredis.Redis, prefix: str, held: dict[bytes, bytes]) -> None:
+    """The store as `copy` found it: what a crash that lost the writes since leaves."""
+    now = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if now:
+        await client.delete(*now)
+    for key, value in held.items():
+        await client.restore(key, 0, value)
+
+
+async def same_as_on_one_server(log: Log, url: str, app: Projector) -> None:
+    """The read models apart equal those a projector writes on the log's server."""
+    reference = await projector(log, url, None, name="ref", version="ref")
+    try:
+        await settle(reference)
+        assert app.views is not None
+        apart = await dump(app.views, log.keys.prefix, app.models.version)
+        here = await dump(log.redis, log.keys.prefix, "ref")
+        assert apart.keys() == here.keys()
+        assert apart == here
+    finally:
+        await reference.client.aclose()
+
+
+async def pending(log: Log, group: str) -> int:
+    total = 0
+    for stream in log.keys.logs():
+        total += (await log.redis.xpending(stream, group))["pending"]
+    return total
+
+
+async def hanoi_in_batches(log: Log, app: Projector, size: int = 4) -> None:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    for start in range(0, len(lines), size):
+        await log.append(lines[start : start + size])
+        await settle(app)
+
+
+@pytest.fixture
+async def app(
+    log: Log, url: str, views: aioredis.Redis, views_server: str
+) -> AsyncIterator[Projector]:
+    async with running(await projector(log, url, views_server)) as app:
+        yield app
+
+
+async def test_the_read_models_apart_equal_those_on_the_log_server(
+    log: Log, url: str, app: Projector
+) -> None:
+    await hanoi_in_batches(log, app)
+    await app.runner._pay()
+    assert await pending(log, app.models.group) == 0
+    assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
+    await same_as_on_one_server(log, url, app)
+
+
+async def test_acknowledgements_ride_on_the_next_read(log: Log, app: Projector) -> None:
+    """The log's XACKs of a commit go with the next read, no round trip of their own;
+    until then the entries stay pending, and nothing else is owed."""
+    await log.append([encode(update(id="u1"))])
+    await app.runner.step()
+    assert await pending(log, app.models.group) == 1
+    assert len(app.handler._owed) == 1
+    await app.runner.step()
+    assert await pending(log, app.models.group) == 0
+    assert app.handler._owed == []
+
+
+async def test_a_store_that_lost_its_last_writes_is_filled_again_from_the_log(
+    log: Log, url: str, app: Projector, views: aioredis.Redis
+) -> None:
+    """Writes of two partitions lost, and the commit that finds the loss in one of them
+    (the summit's) brings back the other's too (the hearing's, which nothing touches)."""
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    assert {log.keys.partition(s) for s in ("hanoi-summit-2019", "cohen-hearing-2019")} == {0, 1}
+    await log.append(lines[:20])  # the summit
+    await settle(app)
+    held = await copy(views, log.keys.prefix)
+    await log.append(lines[20:28])  # the summit's next four, the hearing's four
+    await settle(app)
+    await put_back(views, log.keys.prefix, held)  # the crash: the tail since `held` is gone
+    await log.append(lines[28:])  # the summit again, which meets the loss
+    await settle(app)
+    await same_as_on_one_server(log, url, app)
+
+
+async def test_a_commit_on_a_store_behind_its_checkpoint_writes_nothing(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    await log.append([encode(update(id="u1"))])
+    await settle(app)
+    held = await copy(views, log.keys.prefix)
+    await log.append([encode(update(id="u2"))])
+    await settle(app)
+    await put_back(views, log.keys.prefix, held)
+    await log.append([encode(update(id="u3"))])
+    got, _ = await app.runner._read({p.stream: ">" for p in app.runner.owned.values()}, None)
+    batches = {app.runner._by_stream(s): e for s, e in got.items()}
+    _, _, todo = await app.runner._sort(batches, {})
+    with pytest.raises(ViewsBehind):
+        await app.handler.handle(todo)
+    assert await copy(views, log.keys.prefix) == held
+
+
+async def test_a_store_behind_with_nothing_new_is_found_at_a_lease_check(
+    log: Log, url: str, app: Projector, views: aioredis.Redis
+) -> None:
+    """No commit meets the lost writes: the lease check compares the checkpoints."""
+    await log.append([encode(update(id="u1"))])
+    await settle(app)
+    held = await copy(views, log.keys.prefix)
+    await log.append([encode(update(id=f"u{i}")) for i in range(2, 6)])
+    await settle(app)
+    await put_back(views, log.keys.prefix, held)
+    app.runner._leases_checked = 0.0
+    await settle(app)
+    await same_as_on_one_server(log, url, app)
+
+
+async def test_a_new_store_is_filled_from_the_log(
+    log: Log, url: str, views_server: str, views: aioredis.Redis
+) -> None:
+    """A deployment that turns `DATELINE_VIEWS_URL` on: the group delivered everything on
+    the log's server already; the new store gets it all."""
+    here = await projector(log, url, None)
+    await hanoi_in_batches(log, here)
+    await here.runner.release_all()
+    await here.client.aclose()
+    async with running(await projector(log, url, views_server)) as app:
+        await settle(app)
+        await same_as_on_one_server(log, url, app)
+
+
+async def test_a_crash_between_the_store_and_the_log_applies_nothing_twice(
+    log: Log, url: str, app: Projector, views_server: str
+) -> None:
+    """The store took a batch, the log never got its acknowledgements: the next process
+    reads the batch again (pending) and acknowledges it without applying it again."""
+    await hanoi_in_batches(log, app)
+    await log.append([encode(update(id="u1")), encode(update(id="u2"))])
+    await app.runner.step()
+    assert app.handler.owed()  # taken and dropped: the process dies with them
+    assert await pending(log, app.models.group) == 2
+    for n in list(app.runner.owned):  # the leases, as if they had run out
+        await app.runner.leases.release(n)
+    await app.client.aclose()
+    async with running(await projector(log, url, views_server, name="p2")) as again:
+        await settle(again)
+        await again.runner._pay()
+        assert await pending(log, again.models.group) == 0
+        await same_as_on_one_server(log, url, again)
+
+
+async def test_a_parked_update_moves_the_checkpoint_apart(
+    log: Log, url: str, views: aioredis.Redis, views_server: str
+) -> None:
+    story = update()["subject"]
+    async with running(await projector(log, url, views_server, **failing_on(story, 2))) as app:
+        results = await log.append([encode(update(id=f"u{i}")) for i in range(1, 4)])
+        await settle(app)
+        await app.runner._pay()
+        assert await pending(log, app.models.group) == 0
+        partition = log.keys.partition(story)
+        mark = await views.hget(app.models.region(partition).checkpoint, str(partition))
+        assert mark is not None
+        assert cast(bytes, mark).decode() == str(results[-1].position).split(":", 1)[1]
