@@ -9,24 +9,37 @@ as a crash under `everysec` loses it) is played by putting back a copy taken ear
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from dateline.domain.positions import Cursor, Position
 from dateline.projector.app import Projector, create_app
 from dateline.projector.handler import ViewsBehind
+from dateline.query.app import create_app as query_app
+from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.config import Settings
 from dateline.store.connection import open_client
+from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
+from dateline.store.readmodels import without_timeline
 from tests.conftest import VALKEY, start_server
 from tests.factories import encode, update
-from tests.integration.test_projector import failing_on, settle
-from tests.projection_helpers import HANOI
+from tests.integration.serving import serve
+from tests.integration.test_projector import failing_on, rebuilt, settle
+from tests.integration.test_query import STORY, check_hanoi_boards, public, publish_hanoi
+from tests.projection_helpers import HANOI, HANOI_VERSION
+from tests.raw import data
+from tests.readers import bearer
 
 Dump = dict[str, Any]
 
@@ -278,3 +291,90 @@ async def test_a_parked_update_moves_the_checkpoint_apart(
         mark = await views.hget(app.models.region(partition).checkpoint, str(partition))
         assert mark is not None
         assert cast(bytes, mark).decode() == str(results[-1].position).split(":", 1)[1]
+
+
+@pytest.fixture
+async def api(log: Log, url: str, views_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The query service reading the store apart (and the log for records and parking)."""
+    auth = await bearer(url, log.keys.prefix)
+    async with (
+        serve(query_app(settings(log, views_server), url, poll_s=0.2)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=auth) as client,
+    ):
+        yield client
+
+
+async def test_the_query_service_reads_the_store_apart(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app)
+    state = await rebuilt(log, STORY)
+    r = await api.get(f"/v1/stories/{STORY}")
+    assert r.status_code == 200, r.text
+    assert r.json() == public(msgspec.json.decode(msgspec.json.encode(without_timeline(state))))
+    r = await api.get(f"/v1/stories/{STORY}/timeline")
+    assert r.json()["items"] == msgspec.to_builtins(state.timeline)
+    history = (await api.get(f"/v1/stories/{STORY}/history")).json()
+    assert [h["version"] for h in history] == list(range(1, HANOI_VERSION + 1))
+    index = (await api.get("/v1/stories")).json()["items"]
+    assert {e["id"] for e in index} == {STORY, "cohen-hearing-2019"}
+    await check_hanoi_boards(api)
+    status = (await api.get("/v1/status")).json()
+    assert {p["partition"]: p["lag"] for p in status["partitions"]} == dict.fromkeys(
+        range(log.keys.partitions), 0
+    )
+    assert status["projection"]["active"] is None or status["projection"]["versions"]
+
+
+async def test_a_read_waits_for_the_checkpoint_apart_and_hears_its_doorbell(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    await publish_hanoi(log, app, upto=3)
+    [result] = await log.append(
+        [msgspec.json.encode(update("dateline.story.concluded", subject=STORY))]
+    )
+
+    async def project_soon() -> None:
+        await asyncio.sleep(0.3)
+        await settle(app)
+
+    task = asyncio.create_task(project_soon())
+    started = time.monotonic()
+    r = await api.get(f"/v1/stories/{STORY}", params={"min_position": result.position, "wait": 10})
+    await task
+    assert r.status_code == 200, r.text
+    assert (r.json()["version"], r.json()["status"]) == (4, "concluded")
+    assert time.monotonic() - started < 5  # woken by the commit, not the wait's end
+
+
+async def test_the_index_stream_reads_the_log_up_to_the_checkpoint_apart(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    stories = [f"page-{i}" for i in range(6)]
+    applied = await log.append(
+        [encode(update(subject=s, id=f"{s}-{n}")) for n in range(4) for s in stories]
+    )
+    await settle(app)
+    await log.append([encode(update(subject=s, id=f"{s}-late")) for s in stories])
+    reader = Reader(app.client, log.keys, Doorbell(views, log.keys.prefix), views=views)
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    page = await reader.applied_since(start, ONE_TRIP)
+    assert sorted(str(Position(p, sid)) for sid, p, _ in page.found) == sorted(
+        str(r.position) for r in applied
+    )
+    assert not page.more
+    assert {msgspec.json.decode(data(e))["version"] for e in page.entries.values()} == {4}
+
+
+async def test_a_parked_update_is_said_parked_apart(
+    log: Log, url: str, views_server: str, api: httpx.AsyncClient
+) -> None:
+    async with running(await projector(log, url, views_server, **failing_on("bad", 2))) as app:
+        results = await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
+        await settle(app)
+        failed = results[1].position
+        answer = await api.get("/v1/stories/bad", params={"min_position": failed, "wait": 0.3})
+        assert answer.status_code == 409, answer.text
+        assert f"position {failed} is parked" in answer.json()["detail"]
+        story = (await api.get("/v1/stories/bad")).json()
+        assert (story["version"], story["parked_at"]) == (1, failed)

@@ -91,15 +91,20 @@ def create_app(
         client = await open_client(url, retry_lost=True, max_connections=pool_size)
         # As the log's config says; a reader does not make it (nor may its ACL user).
         keys = await log_keys(client, settings.prefix, settings.partitions, create=False)
-        bell = Doorbell.of(client, keys, poll_s)
+        views = None
+        if settings.views_url is not None:  # the read models' store, apart from the log's
+            views = await open_client(
+                settings.views_url, retry_lost=True, max_connections=pool_size
+            )
+        bell = Doorbell.of(client if views is None else views, keys, poll_s)
         app.state.reader = Reader(
-            client, keys, bell, settings.story_cache_mb << 20, settings.seal()
+            client, keys, bell, settings.story_cache_mb << 20, settings.seal(), views=views
         )
         with contextlib.suppress(*UNREACHABLE):  # a sealed log and no key: say so now
             await app.state.reader.sealing.refresh(client, force=True)
         known = KnownGrants()
         bell.listeners.append(known.heard)
-        app.state.readers = Readers(client, settings.prefix, known)
+        app.state.readers = Readers(client, settings.prefix, known, bell=views)
         app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         app.state.patches = Patches()
@@ -114,6 +119,8 @@ def create_app(
                 await task
         for reader in made:
             await reader.client.aclose()
+            if reader.apart:
+                await reader.views.aclose()
 
     def reader() -> Reader:
         if not made:

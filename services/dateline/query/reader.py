@@ -68,6 +68,10 @@ _listed = msgspec.json.Decoder(ListedStory).decode
 _scheduled = msgspec.json.Decoder(ScheduleEntry).decode
 
 
+async def _no_records() -> list[bytes]:
+    return []
+
+
 async def _none() -> None:
     return None
 
@@ -116,15 +120,23 @@ class Reader:
         doorbell: Doorbell,
         cache_bytes: int = 32 << 20,
         seal_key: bytes | None = None,
+        views: aioredis.Redis | None = None,
     ) -> None:
+        """`client`: the log's server; `views`: the store of read models, if apart from it
+        (`DATELINE_VIEWS_URL`), which the doorbell listens to then."""
         self.client, self.keys, self.doorbell = client, keys, doorbell
+        self.views = client if views is None else views
+        self.apart = self.views is not client
+        """What mixes the two (a story's state and its records, the applied entries and
+        their index entries) is read from each, side by side."""
         self.sealing = Sealing(seal_key, keys, skip=True)
         self.log = Log(client, keys, sealing=self.sealing)
         self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
         doorbell.listeners.append(self.cache.heard)
         self._models: ReadModels | None = None
         self._shape = 1
-        self._reads = ReadFunctions(client)
+        self._reads = ReadFunctions(self.views)
+        self._log_reads = self._reads if views is None else ReadFunctions(client)
         self.cluster = is_cluster(client)
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self._parked_lock = asyncio.Lock()
@@ -135,7 +147,7 @@ class Reader:
     async def reachable(self) -> bool:
         """Does the server answer? (A live stream waits for it through an outage.)"""
         try:
-            return bool(await self.client.ping())
+            return bool(await self.client.ping()) and bool(await self.views.ping())
         except UNREACHABLE:
             return False
 
@@ -147,8 +159,8 @@ class Reader:
         """The active version, cached: the doorbell refreshes it when the projector rings."""
         if fresh or self._models is None or self.doorbell.switched:
             self.doorbell.switched = False
-            version = await read_active(self.client, self.keys.prefix) or DEFAULT_VERSION
-            self._models = await open_models(self.client, self.keys, version)
+            version = await read_active(self.views, self.keys.prefix) or DEFAULT_VERSION
+            self._models = await open_models(self.views, self.keys, version)
             self._shape = self._models.built
         return self._models
 
@@ -156,7 +168,7 @@ class Reader:
         """`read` of every region of the active version (one, or one a partition), in one
         round trip; their replies in region order, for the caller to merge."""
         models = await self.models()
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.views.pipeline(transaction=False)
         for region in models.regions:
             read(pipe, region)
         return list(await pipe.execute())
@@ -167,7 +179,7 @@ class Reader:
         at: dict[str, list[int]] = {}
         for i, story in enumerate(stories):
             at.setdefault(models.region_of(story).index, []).append(i)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.views.pipeline(transaction=False)
         for key, places in at.items():
             pipe.hmget(key, [stories[i] for i in places])
         found: list[bytes | None] = [None] * len(stories)
@@ -203,6 +215,14 @@ class Reader:
         self, models: ReadModels, story: str, first: int, last: int
     ) -> tuple[bytes | None, str | None, list[bytes]]:
         history = self.keys.story(story)
+        if self.apart:  # the state from the store of read models, the rest from the log
+            keys = [models.story(story), models.statements(story), history]
+            (state, _, _), where, listed = await asyncio.gather(
+                self._reads("story", keys, [story, 0, -1]),  # no records: `last` < `first`
+                self.client.hget(self._parked_key(models), story),
+                self.client.lrange(history, first, last) if last >= first else _no_records(),
+            )
+            return state, as_text_or_none(cast(bytes | None, where)), cast(list[bytes], listed)
         if self.cluster:  # the parked stories are in another slot: read side by side
             keys = [models.story(story), models.statements(story), history]
             (raw, _, records), parked = await asyncio.gather(
@@ -235,7 +255,7 @@ class Reader:
 
     async def timeline(self, story: str) -> list[bytes]:
         models = await self.models()
-        return cast(list[bytes], await self.client.lrange(models.timeline(story), 0, -1))
+        return cast(list[bytes], await self.views.lrange(models.timeline(story), 0, -1))
 
     async def index(self) -> list[bytes]:
         replies = await self._each_region(lambda pipe, region: pipe.hvals(region.index))
@@ -383,7 +403,7 @@ class Reader:
             lambda pipe, region: pipe.zrangebyscore(region.schedule_by_start, low, high)
         )
         models = await self.models()
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.views.pipeline(transaction=False)
         for region, found in zip(models.regions, refs, strict=True):
             if found:
                 pipe.hmget(region.schedule, found)
@@ -391,7 +411,7 @@ class Reader:
 
     async def checkpoints(self) -> dict[int, tuple[int, int]]:
         models = await self.models()
-        found = await read_checkpoints(self.client, models)
+        found = await read_checkpoints(self.views, models)
         return {p: stream_id(at) for p, at in found.items()}
 
     async def applied_since(
@@ -417,7 +437,7 @@ class Reader:
         models = await self.models()
         logs = [self.keys.log(p) for p in range(self.keys.partitions)]
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
-        if count <= ONE_TRIP and not self.cluster:  # one script: every partition's slot
+        if count <= ONE_TRIP and not self.cluster and not self.apart:  # one script: every slot
             keys = [
                 key
                 for p, log in enumerate(logs)
@@ -447,7 +467,7 @@ class Reader:
         pipe = self.client.pipeline(transaction=False)
         for log, start in zip(logs, starts, strict=True):
             pipe.xrange(log, min=f"({start}", max="+", count=count)
-        heads, replies = await asyncio.gather(read_checkpoints(self.client, models), pipe.execute())
+        heads, replies = await asyncio.gather(read_checkpoints(self.views, models), pipe.execute())
         pages = []
         for p, rows in enumerate(replies):
             head = heads.get(p)
@@ -504,11 +524,11 @@ class Reader:
         at = f"{position.id[0]}-{position.id[1]}"
         log = self.keys.log(position.partition)
         if self.cluster:  # the parked stories are in another slot: a second read
-            reply = await self._reads("parked_at", [log], [at])
+            reply = await self._log_reads("parked_at", [log], [at])
             if reply:
                 reply[1] = await self.client.hget(self._parked_key(models), reply[0])
         else:
-            reply = await self._reads("parked_at", [log, self._parked_key(models)], [at])
+            reply = await self._log_reads("parked_at", [log, self._parked_key(models)], [at])
         if not reply or reply[1] is None:
             return
         story, first = reply[0].decode(), Position.parse(reply[1].decode())
@@ -522,7 +542,7 @@ class Reader:
         while True:
             bell = self.doorbell.current()
             models = await self.models()
-            raw = await self.client.hget(
+            raw = await self.views.hget(
                 models.region(position.partition).checkpoint, str(position.partition)
             )
             at = raw.decode() if isinstance(raw, bytes) else None

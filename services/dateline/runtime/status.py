@@ -128,10 +128,17 @@ class Status(msgspec.Struct):
     """Each primary's AOF and the stalls its latency monitor logged (`store/disk.py`)."""
 
 
-async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Status:
+async def report(
+    client: aioredis.Redis,
+    keys: Keys,
+    models: ReadModels,
+    views: aioredis.Redis | None = None,
+) -> Status:
+    """`views`: the store of read models, if apart from the log's server (`client`)."""
+    views = client if views is None else views
     now_ms = time.time() * 1000
     group = models.group
-    checkpoints = await read_checkpoints(client, models)
+    checkpoints = await read_checkpoints(views, models)
     leases = Leases(client, keys.group(group), owner="", ttl_ms=0)  # read only
     holders = await leases.holders(keys.partitions)
     pipe = client.pipeline(transaction=False)
@@ -161,10 +168,10 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
         )
     dead = DeadLetters(client, keys.prefix, group)
     parked, counts = await dead.parked(), await dead.counts()
-    found = client.scan_iter(match=checkpoints_pattern(keys.prefix), count=1000)
+    found = views.scan_iter(match=checkpoints_pattern(keys.prefix), count=1000)
     versions = sorted({version_of_checkpoint(keys.prefix, k.decode()) async for k in found})
-    shapes = [await client.get(keys.models(v).shape) for v in versions]
-    replay = cast(dict[bytes, bytes], await client.hgetall(keys.replay))
+    shapes = [await views.get(keys.models(v).shape) for v in versions]
+    replay = cast(dict[bytes, bytes], await views.hgetall(keys.replay))
     return Status(
         group=group,
         partitions=rows,
@@ -175,7 +182,7 @@ async def report(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Stat
             stories=[ParkedStory(s, p) for s, p in sorted(parked.items())[:SHOW_PARKED]],
         ),
         projection=ProjectionStatus(
-            active=await read_active(client, keys.prefix),
+            active=await read_active(views, keys.prefix),
             versions=versions,
             shapes={v: int(s or 1) for v, s in zip(versions, shapes, strict=True)},
         ),
@@ -269,11 +276,17 @@ class Gauges(msgspec.Struct):
     parked_updates: int
 
 
-async def gauges(client: aioredis.Redis, keys: Keys, models: ReadModels) -> Gauges:
-    """The lag, pending and parked gauges, in one pipeline of small commands."""
+async def gauges(
+    client: aioredis.Redis,
+    keys: Keys,
+    models: ReadModels,
+    views: aioredis.Redis | None = None,
+) -> Gauges:
+    """The lag, pending and parked gauges, in one pipeline of small commands (and a read
+    of the checkpoints in `views`, the store of read models, if apart from `client`)."""
     now_ms = time.time() * 1000
     group = models.group
-    checkpoints = await read_checkpoints(client, models)
+    checkpoints = await read_checkpoints(client if views is None else views, models)
     pipe = client.pipeline(transaction=False)
     for p in range(keys.partitions):
         cp = checkpoints.get(p)

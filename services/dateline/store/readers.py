@@ -120,9 +120,16 @@ class KnownGrants:
 
 class Readers:
     def __init__(
-        self, client: aioredis.Redis, prefix: str, known: KnownGrants | None = None
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        known: KnownGrants | None = None,
+        bell: aioredis.Redis | None = None,
     ) -> None:
+        """`bell`: where the query processes hear of changes, if not on `client`'s server
+        (a store of read models of its own: `DATELINE_VIEWS_URL`)."""
         self.client, self.prefix, self.known = client, prefix, known
+        self.bell = bell
         self.key, self.tokens_key = readers_key(prefix), reader_tokens_key(prefix)
 
     async def add(
@@ -216,6 +223,8 @@ class Readers:
         pipe.hset(self.key, name, msgspec.json.encode(revoked))
         pipe.publish(changes_channel(self.prefix), READERS)  # query processes forget grants
         await pipe.execute()
+        if self.bell is not None:
+            await self.bell.publish(changes_channel(self.prefix), READERS)
         return True
 
     async def sign_in_link(self, name: str) -> str:

@@ -26,7 +26,7 @@ def routes() -> list[HTTPRouteHandler]:
         need_ops(request)
         reader = reader_of(request)
         models = await reader.models()
-        found = await status.report(reader.client, reader.keys, models)
+        found = await status.report(reader.client, reader.keys, models, reader.views)
         return answer(request, _encode(found))
 
     document = b""
@@ -54,6 +54,6 @@ async def scrape(reader: Reader) -> None:
     """The projection's lag and parked updates, the servers' AOF, as they are now: cheap
     reads only."""
     models = await reader.models()
-    status.record(await status.gauges(reader.client, reader.keys, models))
+    status.record(await status.gauges(reader.client, reader.keys, models, reader.views))
     status.record_deliveries(await status.deliveries(reader.client, reader.keys))
     status.record_disks(await disks(reader.client))
