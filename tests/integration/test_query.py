@@ -93,6 +93,11 @@ async def test_reads_equal_a_rebuild_from_the_log(
     log: Log, app: Projector, api: httpx.AsyncClient
 ) -> None:
     await publish_hanoi(log, app)
+    await check_hanoi_reads(log, api)
+
+
+async def check_hanoi_reads(log: Log, api: httpx.AsyncClient) -> None:
+    """The story, its timeline and history, the index and the boards, as a rebuild has them."""
     state = await rebuilt(log, STORY)
     r = await api.get(f"/v1/stories/{STORY}")
     assert r.status_code == 200, r.text
