@@ -23,8 +23,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from dateline.domain.positions import Cursor, Position
+from dateline.projector import replay
 from dateline.projector.app import Projector, create_app
 from dateline.projector.handler import ViewsBehind
+from dateline.projector.ops import redrive
+from dateline.projector.replay import StoreRestarted, Workers, drop_version, rebuild_all
 from dateline.query.app import create_app as query_app
 from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.config import Settings
@@ -317,6 +320,7 @@ async def test_the_query_service_reads_the_store_apart(
     assert {p["partition"]: p["lag"] for p in status["partitions"]} == dict.fromkeys(
         range(log.keys.partitions), 0
     )
+    assert len(status["disks"]) == 2  # the log's server's and the store's
     marks = {p["partition"]: p["checkpoint"] for p in status["partitions"]}
     assert None not in (marks[0], marks[1])  # the summit's and the hearing's, from the store
 
@@ -368,3 +372,72 @@ async def test_a_parked_update_is_said_parked_apart(
         assert f"position {failed} is parked" in answer.json()["detail"]
         story = (await api.get("/v1/stories/bad")).json()
         assert (story["version"], story["parked_at"]) == (1, failed)
+
+
+@pytest.mark.parametrize("processes", [1, 2], ids=["in this process", "in workers"])
+async def test_a_replay_builds_and_switches_in_the_store_apart(
+    log: Log,
+    url: str,
+    app: Projector,
+    views: aioredis.Redis,
+    views_server: str,
+    processes: int,
+) -> None:
+    await hanoi_in_batches(log, app)
+    workers = Workers(url, processes, min_updates=0, stories_a_job=1, views_url=views_server)
+    result = await rebuild_all(log, log.keys, workers=workers, views=views)
+    assert (result.old, result.new) == ("v1", "v2")
+    assert await views.get(log.keys.active) == b"v2"
+    assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
+    await drop_version(log.redis, log.keys, "v1", views=views)
+    assert await dump(views, log.keys.prefix, "v1") == {}
+    assert "projector-v1" not in {g["name"].decode() for g in await groups_of(log)}
+    reference = await projector(log, url, None, name="ref", version="ref")
+    async with running(reference):
+        await settle(reference)
+        built = await dump(views, log.keys.prefix, "v2")
+        # A replay starts each partition's checkpoint where its group starts: 0-0 if empty.
+        built = {
+            k: v
+            for k, v in built.items()
+            if not k.endswith("checkpoint") or v != {k[2].encode(): b"0-0"}
+        }
+        assert built == await dump(log.redis, log.keys.prefix, "ref")
+
+
+async def test_a_replay_whose_store_restarted_switches_nothing(
+    log: Log, app: Projector, views: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hanoi_in_batches(log, app)
+    ids = iter(["before", "after"])
+
+    async def run_id(client: aioredis.Redis) -> str:
+        return next(ids)
+
+    monkeypatch.setattr(replay, "_run_id", run_id)
+    with pytest.raises(StoreRestarted, match="run the replay again"):
+        await rebuild_all(log, log.keys, views=views)
+    assert await views.get(log.keys.active) in (None, b"v1")
+
+
+async def test_a_redrive_rebuilds_the_story_in_the_store_apart(
+    log: Log, url: str, views: aioredis.Redis, views_server: str
+) -> None:
+    fixed = False
+    bug = failing_on("bad", 2, on=lambda: not fixed)
+    async with running(await projector(log, url, views_server, **bug)) as app:
+        await log.append([encode(update(subject="bad", id=f"bad-{i}")) for i in range(3)])
+        await settle(app)
+        assert (await app.models.read_state(views, "bad")).version == 1
+        fixed = True
+        assert await redrive(log, app.models, app.runner.dead, "bad", views) == (3, 2)
+        assert (await app.models.read_state(views, "bad")).version == 3
+        assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
+
+
+async def groups_of(log: Log) -> list[dict[str, Any]]:
+    found = []
+    for stream in log.keys.logs():
+        if await log.redis.exists(stream):
+            found += await log.redis.xinfo_groups(stream)
+    return found

@@ -1,4 +1,5 @@
-"""Settings from the environment: the replicas an append waits for."""
+"""Settings from the environment: the replicas an append waits for, where the read
+models live."""
 
 from __future__ import annotations
 
@@ -26,8 +27,29 @@ def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
         ("DATELINE_MIN_REPLICAS", "-1"),
         ("DATELINE_REPLICA_TIMEOUT_MS", "0"),
         ("DATELINE_REPLICA_TIMEOUT_MS", "1s"),
+        ("DATELINE_VIEWS_URL", "localhost:6380"),
+        ("DATELINE_VIEWS_URL", "same"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"{name}: expected"):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "views_url", "own"),
+    [
+        ({}, None, True),  # the embedded server: a second one for the read models
+        ({"REDIS_URL": "redis://db:6379"}, None, False),  # a server of yours: on it
+        ({"DATELINE_VIEWS_URL": "log"}, None, False),  # embedded, and on it
+        ({"DATELINE_VIEWS_URL": "redis://views:6379/0"}, "redis://views:6379/0", False),
+        (
+            {"REDIS_URL": "redis://db:6379", "DATELINE_VIEWS_URL": "unix:///run/views.sock"},
+            "unix:///run/views.sock",
+            False,
+        ),
+    ],
+)
+def test_where_the_read_models_live(env: dict[str, str], views_url: str | None, own: bool) -> None:
+    cfg = Settings.from_env(env)
+    assert (cfg.views_url, cfg.own_views) == (views_url, own)

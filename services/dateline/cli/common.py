@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -13,7 +14,14 @@ import click
 import redis.asyncio as aioredis
 
 from dateline.store.config import Settings, SettingsError
-from dateline.store.embedded import EmbeddedRedis, EmbeddedRedisError, redis_url, served
+from dateline.store.connection import open_client
+from dateline.store.embedded import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    redis_url,
+    served,
+    served_views,
+)
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
 
@@ -36,6 +44,44 @@ def server(cfg: Settings) -> Iterator[str]:
             yield url
     except EmbeddedRedisError as exc:
         raise click.ClickException(f"embedded Redis: {exc}") from None
+
+
+@contextlib.contextmanager
+def stores(cfg: Settings) -> Iterator[tuple[str, Settings]]:
+    """`server`, and `cfg` with the store of read models found (`views_url`):
+    DATELINE_VIEWS_URL, the log's server (None), or a second embedded server, started
+    here if no process runs it yet (`served_views`)."""
+    with server(cfg) as url:
+        try:
+            with served_views(cfg) as (views, _):
+                yield url, dataclasses.replace(cfg, views_url=views, own_views=False)
+        except EmbeddedRedisError as exc:
+            raise click.ClickException(f"embedded store of read models: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def open_views(cfg: Settings, log: aioredis.Redis) -> AsyncIterator[aioredis.Redis]:
+    """A client of the store of read models (`stores` found it): the log's own client
+    `log` when they are on the log's server; else one of its own, closed after."""
+    if cfg.views_url is None:
+        yield log
+        return
+    views = await open_client(cfg.views_url)
+    try:
+        yield views
+    finally:
+        await views.aclose()
+
+
+@contextlib.contextmanager
+def serving_views(cfg: Settings) -> Iterator[tuple[str | None, EmbeddedRedis | None]]:
+    """`stores`' store of read models, and its embedded server when this process started
+    it (to supervise)."""
+    try:
+        with served_views(cfg) as found:
+            yield found
+    except EmbeddedRedisError as exc:
+        raise click.ClickException(f"embedded store of read models: {exc}") from None
 
 
 @contextlib.contextmanager

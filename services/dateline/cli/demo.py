@@ -12,7 +12,7 @@ import click
 import httpx
 from redis.exceptions import NoPermissionError
 
-from dateline.cli.common import err, open_log, serving, settings, stop_on_signals
+from dateline.cli.common import err, open_log, serving, serving_views, settings, stop_on_signals
 from dateline.cli.publish import read_ndjson
 from dateline.cli.readers_cmd import sign_in_url
 from dateline.domain.summary import summarize
@@ -20,6 +20,7 @@ from dateline.ingest.credentials import Credentials
 from dateline.runtime.supervisor import Child, Supervisor, service
 from dateline.store.config import Settings
 from dateline.store.connection import connect
+from dateline.store.embedded import EmbeddedRedis
 from dateline.store.log import log_keys
 from dateline.store.readers import Readers
 from dateline.store.seal import SealReport, seal_if_supported
@@ -84,8 +85,13 @@ def up(port: int, ingest_port: int) -> None:
 def _run(
     cfg: Settings, port: int, ingest_port: int, updates: list[bytes] | None, pace: float
 ) -> None:
-    with serving(cfg) as (url, embedded):
-        env = {**os.environ, "REDIS_URL": url, "DATELINE_DATA_DIR": str(cfg.data_dir)}
+    with serving(cfg) as (url, embedded), serving_views(cfg) as (views_url, views):
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "DATELINE_VIEWS_URL": views_url or "log",
+            "DATELINE_DATA_DIR": str(cfg.data_dir),
+        }
         # The processes that append never hold the seal key; those that read do.
         env.pop("DATELINE_SEAL_KEY", None)
         key = cfg.seal()  # DATELINE_SEAL_KEY, or the data dir's beside its server
@@ -100,9 +106,13 @@ def _run(
             Child("query", service("query", "--port", str(port)), logs / "query.log", sealed),
             Child("deliver", service("deliver"), logs / "deliver.log", sealed),
         ]
-        supervisor = Supervisor(children, env, err, embedded)
-        shown = url if embedded is None else url.replace(f":{embedded.password}@", ":****@")
-        err(f"Redis: {shown}  data: {cfg.data_dir}  service logs: {logs}/")
+        servers = [(n, s) for n, s in (("redis", embedded), ("views", views)) if s is not None]
+        supervisor = Supervisor(children, env, err, servers)
+        models = _shown(views_url, views) or "on the log's server"
+        err(
+            f"Redis: {_shown(url, embedded)}  read models: {models}"
+            f"  data: {cfg.data_dir}  service logs: {logs}/"
+        )
         supervisor.start()
         try:
             asyncio.run(_main(cfg, url, supervisor, port, ingest_port, updates, pace))
@@ -110,6 +120,13 @@ def _run(
             err("stopping the services")
             supervisor.stop()
             err("stopped")
+
+
+def _shown(url: str | None, server: EmbeddedRedis | None) -> str:
+    """A server's URL as printed: without the password of one of ours."""
+    if url is None or server is None:
+        return url or ""
+    return url.replace(f":{server.password}@", ":****@")
 
 
 def _seal(cfg: Settings, url: str, key: bytes) -> None:

@@ -8,10 +8,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import click
 import msgspec
+import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,10 +27,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import err, open_log, open_views, settings, stores
 from dateline.projector.ops import rebuild_story, redrive
 from dateline.projector.replay import (
     ReplayFailed,
+    StoreRestarted,
     WorkerDied,
     Workers,
     drop_version,
@@ -48,32 +51,48 @@ from dateline.store.seal import SealReport, seal_if_supported
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class _Projection:
+    """What a command on the active projection works with."""
+
+    url: str
+    log: Log
+    models: ReadModels
+    dead: DeadLetters
+    views: aioredis.Redis
+    """The store of read models: the log's server, or one of their own."""
+    views_url: str | None
+    """Its URL, if it is not the log's server."""
+
+    @property
+    def apart(self) -> aioredis.Redis | None:
+        """The store of read models if apart from the log's server, else None."""
+        return None if self.views_url is None else self.views
+
+
 @asynccontextmanager
-async def _projection(
-    url: str, cfg: Settings
-) -> AsyncIterator[tuple[Log, ReadModels, DeadLetters]]:
-    async with open_log(url, cfg) as log:
-        version = await active_version(log.redis, cfg.prefix)
-        yield (
+async def _projection(url: str, cfg: Settings) -> AsyncIterator[_Projection]:
+    async with open_log(url, cfg) as log, open_views(cfg, log.redis) as views:
+        version = await active_version(views, cfg.prefix)
+        yield _Projection(
+            url,
             log,
-            await open_models(log.redis, log.keys, version),
+            await open_models(views, log.keys, version),
             DeadLetters(log.redis, cfg.prefix, group_of(version)),
+            views,
+            cfg.views_url,
         )
 
 
-def _run(work: Callable[[Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
-    return _run_at(lambda url, log, models, dead: work(log, models, dead))
-
-
-def _run_at(work: Callable[[str, Log, ReadModels, DeadLetters], Awaitable[T]]) -> T:
-    """`_run`, for work that also needs the server's URL (to start worker processes)."""
+def _run(work: Callable[[_Projection], Awaitable[T]]) -> T:
+    """`work` on the active projection, with the log and the store of read models open."""
     cfg = settings()
 
     async def go() -> T:
-        async with _projection(url, cfg) as (log, models, dead):
-            return await work(url, log, models, dead)
+        async with _projection(url, found) as projection:
+            return await work(projection)
 
-    with server(cfg) as url:
+    with stores(cfg) as (url, found):
         return asyncio.run(go())
 
 
@@ -104,7 +123,7 @@ def dlq_list(as_json: bool, group: str | None) -> None:
     async def read(dead: DeadLetters) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
         return await dead.entries(), await dead.redrives()
 
-    entries, redrives = _run(lambda log, models, dead: read(_dead(dead, group)))
+    entries, redrives = _run(lambda p: read(_dead(p.dead, group)))
     for story, state in redrives.items():
         said = "asked, not served yet" if state == REDRIVE_ASKED else f"stopped at {state}"
         err(f"redrive of {story}: {said}")
@@ -130,7 +149,7 @@ def dlq_list(as_json: bool, group: str | None) -> None:
 @_GROUP
 def dlq_show(story: str, group: str | None) -> None:
     """STORY's parked updates in full: the record, the error and its traceback."""
-    entries = _run(lambda log, models, dead: _dead(dead, group).entries(story))
+    entries = _run(lambda p: _dead(p.dead, group).entries(story))
     if not entries:
         raise click.ClickException(f"story {story!r} has no parked updates")
     for eid, doc in entries:
@@ -168,9 +187,10 @@ def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
     fails again, those before it stay handled and the story stays parked behind it.
     """
 
-    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> str:
+    async def work(p: _Projection) -> str:
+        dead = p.dead
         if group is None or group == dead.group:
-            version, dropped = await redrive(log, models, dead, story)
+            version, dropped = await redrive(p.log, p.models, dead, story, p.apart)
             return f"{story}: rebuilt to version {version}; released {dropped} parked updates"
         if is_projection_group(group):
             raise click.ClickException(
@@ -223,7 +243,7 @@ def dlq_discard(story: str, group: str | None) -> None:
     The log keeps the updates: the next rebuild of the projection applies them.
     Use redrive unless they can never be projected.
     """
-    dropped = _run(lambda log, models, dead: _dead(dead, group).release(story))
+    dropped = _run(lambda p: _dead(p.dead, group).release(story))
     click.echo(f"{story}: dropped {dropped} parked updates")
 
 
@@ -258,11 +278,12 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
     is deleted once no projector holds it.
     """
     if story:
-        version = _run(lambda log, models, dead: rebuild_story(log, models, story))
+        version = _run(lambda p: rebuild_story(p.log, p.models, story, p.apart))
         click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
         return
 
-    async def work(url: str, log: Log, models: ReadModels, dead: DeadLetters) -> str:
+    async def work(p: _Projection) -> str:
+        log = p.log
         tune_collector()  # it folds in this process too, below the workers' threshold
         columns = (
             TextColumn("{task.description}"),
@@ -277,13 +298,17 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
             )
             try:
                 result = await rebuild_all(
-                    log, log.keys, lambda n: bar.advance(task, n), workers=Workers(url, processes)
+                    log,
+                    log.keys,
+                    lambda n: bar.advance(task, n),
+                    workers=Workers(p.url, processes, views_url=p.views_url),
+                    views=p.apart,
                 )
             except ReplayFailed as exc:
                 for failed_story, error in sorted(exc.failed.items()):
                     err(f"{failed_story}: {error}")
                 raise click.ClickException(str(exc)) from None
-            except WorkerDied as exc:
+            except (WorkerDied, StoreRestarted) as exc:
                 raise click.ClickException(str(exc)) from None
             bar.update(task, completed=bar.tasks[0].total)
         lines = [
@@ -293,11 +318,13 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
         ]
         if not keep_old:
             grace_s = 2 * settings().lease_ttl_ms / 1000
-            dropped = await drop_version(log.redis, log.keys, result.old, grace_s=grace_s)
+            dropped = await drop_version(
+                log.redis, log.keys, result.old, grace_s=grace_s, views=p.apart
+            )
             lines.append(f"dropped {result.old}: {dropped} keys")
         return "\n".join(lines)
 
-    click.echo(_run_at(work))
+    click.echo(_run(work))
 
 
 @click.command(name="status")
@@ -307,8 +334,8 @@ def status_command(as_json: bool) -> None:
     the group's live processes; parked updates; each server's AOF (its size, a rewrite
     under way) and the stalls its latency monitor logged (fsyncs, forks, slow commands)."""
 
-    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> status.Status:
-        return await status.report(log.redis, log.keys, models)
+    async def work(p: _Projection) -> status.Status:
+        return await status.report(p.log.redis, p.log.keys, p.models, p.apart)
 
     report = _run(work)
     if as_json:
@@ -363,7 +390,8 @@ def seal_command() -> None:
     if key is None:
         raise click.UsageError("DATELINE_SEAL_KEY: set it to the deployment's seal key")
 
-    async def work(log: Log, models: ReadModels, dead: DeadLetters) -> SealReport | None:
+    async def work(p: _Projection) -> SealReport | None:
+        log = p.log
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
         with Progress(*columns, console=Console(stderr=True)) as bar:
             task = bar.add_task("sealing", total=await total_updates(log.redis, log.keys))

@@ -12,12 +12,13 @@ import msgspec
 from dateline.cli.common import (
     err,
     open_log,
+    open_views,
     probe_options,
     redis_ready,
     run_on_uvloop,
-    server,
     settings,
     stop_on_signals,
+    stores,
 )
 from dateline.cli.log_cmd import parse_when
 from dateline.domain import project
@@ -55,9 +56,11 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
         stop = stop_on_signals()
-        app = await create_app(cfg, url, batch=batch)
+        app = await create_app(found, url, batch=batch)
         if stop.is_set():
             await app.client.aclose()
+            if app.views is not None:
+                await app.views.aclose()
             return
         err(
             f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
@@ -66,7 +69,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
         async with probes(probe_host, probe_port, redis_ready(app.client)):
             await app.run(stop)
 
-    with server(cfg) as url:
+    with stores(cfg) as (url, found):
         run_on_uvloop(run())
 
 
@@ -98,15 +101,15 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
 
     async def read() -> tuple[list[bytes], str | None]:
         # As of a moment or a version, the log alone answers; now, the read models.
-        async with open_log(url, cfg) as log:
+        async with open_log(url, found) as log, open_views(found, log.redis) as views:
             records = await log.read_story_json(story, to_version=at_version, as_of=cutoff)
             if as_of or at_version:
                 return records, None
-            version = await active_version(log.redis, cfg.prefix)
+            version = await active_version(views, cfg.prefix)
             parked = await DeadLetters(log.redis, cfg.prefix, group_of(version)).parked()
             return records, parked.get(story)
 
-    with server(cfg) as url:
+    with stores(cfg) as (url, found):
         records, parked_at = asyncio.run(read())
     if not records:
         raise click.ClickException(f"story {story!r} has no updates by then")

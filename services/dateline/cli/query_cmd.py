@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dateline.cli.common import err, server, settings
+from dateline.cli.common import err, settings, stores
 
 
 @click.command(name="query")
@@ -24,8 +24,8 @@ def query_command(host: str, port: int) -> None:
     from dateline.web.server import config  # noqa: PLC0415
 
     cfg = settings()
-    with server(cfg) as url:
+    with stores(cfg) as (url, found):
         err(f"dashboard on http://{host}:{port}/ (API: /v1/stories, OpenAPI: /v1/openapi.json)")
         # Live streams never end by themselves: give them this long, then close them.
-        served = config(create_app(cfg, url), host=host, port=port, timeout_graceful_shutdown=2)
+        served = config(create_app(found, url), host=host, port=port, timeout_graceful_shutdown=2)
         uvicorn.Server(served).run()

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import click
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import err, open_log, open_views, settings, stores
 from dateline.store.readers import ROLES, ReaderExists, Readers, Role
 
 T = TypeVar("T")
@@ -19,10 +19,12 @@ def run_readers(work: Callable[[Readers], Awaitable[T]]) -> T:
     cfg = settings()
 
     async def go() -> T:
-        async with open_log(url, cfg) as log:
-            return await work(Readers(log.redis, cfg.prefix))
+        async with open_log(url, found) as log, open_views(found, log.redis) as views:
+            # A revocation rings where the query processes listen: the read models' store.
+            bell = None if views is log.redis else views
+            return await work(Readers(log.redis, cfg.prefix, bell=bell))
 
-    with server(cfg) as url:
+    with stores(cfg) as (url, found):
         return asyncio.run(go())
 
 

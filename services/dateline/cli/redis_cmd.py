@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from dateline.cli.common import serving, settings
+from dateline.cli.common import serving, serving_views, settings
 from dateline.store.cluster import local_cluster
 from dateline.store.embedded import EmbeddedRedisError
 
@@ -41,6 +41,9 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
 
     Data and the append-only file live in DATELINE_DATA_DIR (default .dateline/).
     Other dateline commands started with the same data directory use this server.
+    Beside it runs a second one for the read models (DATELINE_DATA_DIR/views/, under
+    appendfsync everysec: they are rebuilt from the log, so a commit need not wait for
+    the disk); its URL goes to stderr. DATELINE_VIEWS_URL=log keeps them on the first.
     Stops on Ctrl-C or SIGTERM, after fsyncing the append-only file.
 
     With --cluster it starts a cluster of masters and replicas instead, each node a
@@ -79,10 +82,15 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
         except EmbeddedRedisError as exc:
             raise click.ClickException(f"embedded cluster: {exc}") from None
         return
-    with serving(cfg) as (url, ours):
+    with serving(cfg) as (url, ours), serving_views(cfg) as (views_url, views):
         click.echo(url, nl=True)
         malloc = f"; malloc: {ours.allocator.name} (preloaded)" if ours and ours.allocator else ""
         click.echo(
             f"data: {cfg.data_dir} (appendfsync {cfg.fsync}{malloc}); Ctrl-C stops", err=True
         )
+        if views is not None:
+            click.echo(
+                f"read models: {views_url} (data: {views.data_dir}, appendfsync {views.fsync})",
+                err=True,
+            )
         stop.wait()

@@ -13,14 +13,18 @@ from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
 
 
-async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
-    """Fold `story` from the log into the read models of `models`; returns its version.
+async def rebuild_story(
+    log: Log, models: ReadModels, story: str, views: aioredis.Redis | None = None
+) -> int:
+    """Fold `story` from the log into the read models of `models` (in `views`, the store
+    of read models, if apart from the log's server); returns its version.
 
     WATCHes the story's read model so that a projector writing it at the same time
     makes this attempt start over rather than be overwritten by an older state.
     """
+    store = log.redis if views is None else views
     while True:
-        async with log.redis.pipeline(transaction=True) as pipe:
+        async with store.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(*models.keys_of(story))
                 old, _ = await models.recall(pipe, story)
@@ -35,12 +39,18 @@ async def rebuild_story(log: Log, models: ReadModels, story: str) -> int:
             # a second (they look every second without one).
             partition = log.keys.partition(story)
             verb, channel = bell(log.cluster, log.keys, partition)  # as its commits ring
-            publish = log.redis.spublish if verb == "SPUBLISH" else log.redis.publish
+            publish = store.spublish if verb == "SPUBLISH" else store.publish
             await publish(channel, str(partition))
             return new.version
 
 
-async def redrive(log: Log, models: ReadModels, dead: DeadLetters, story: str) -> tuple[int, int]:
+async def redrive(
+    log: Log,
+    models: ReadModels,
+    dead: DeadLetters,
+    story: str,
+    views: aioredis.Redis | None = None,
+) -> tuple[int, int]:
     """After a fix: rebuild the parked story from the log, then release it. (version, dropped)."""
-    version = await rebuild_story(log, models, story)
+    version = await rebuild_story(log, models, story, views)
     return version, await dead.release(story)

@@ -67,6 +67,15 @@ class WorkerDied(RuntimeError):
     """A worker process of a rebuild ended without an answer."""
 
 
+class StoreRestarted(RuntimeError):
+    """The store of read models restarted during a rebuild: its last writes may be lost."""
+
+
+async def _run_id(client: aioredis.Redis) -> str:
+    """The server process's id: another after a restart."""
+    return str((await client.info("server"))["run_id"])
+
+
 def next_version(version: str) -> str:
     return f"v{int(version.lstrip('v')) + 1}"
 
@@ -117,7 +126,7 @@ class _Report:
 
 
 async def _fresh_group(
-    client: aioredis.Redis, keys: Keys, group: str, models: ReadModels
+    client: aioredis.Redis, keys: Keys, group: str, models: ReadModels, views: aioredis.Redis
 ) -> dict[int, str]:
     """The new version's consumer group, at the end of each partition as it is now."""
     # What comes later is delivered to the group; what came before is folded from histories.
@@ -131,8 +140,8 @@ async def _fresh_group(
             last = (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
             starts[p] = last.decode() if isinstance(last, bytes) else str(last)
         await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
-    async for key in client.scan_iter(match=models.all, count=1000):
-        await client.delete(key)  # leftovers of a replay that died half-way
+    async for key in views.scan_iter(match=models.all, count=1000):
+        await views.delete(key)  # leftovers of a replay that died half-way
     return starts
 
 
@@ -143,8 +152,10 @@ async def _fold_histories(
     batch: int,
     on_progress: Progress,
     report: _Report | None = None,
+    views: aioredis.Redis | None = None,
 ) -> tuple[int, dict[str, str]]:
-    """Every story folded from its history into `models`; (updates, stories that failed).
+    """Every story folded from its history into `models` (in `views`, the store of read
+    models, if apart from the log's server); (updates, stories that failed).
 
     Folding is this process's work and reading and writing are the server's: the next
     chunk's histories are asked for, and the last chunk's writes sent, before this chunk
@@ -153,6 +164,7 @@ async def _fold_histories(
     `appendfsync always`, not one each 16 KB the server reads of them.
     """
     client, keys = log.redis, log.keys
+    store = client if views is None else views
     await log.sealing.refresh(client)
     opened = log.sealing.listed_all
     chunks = [stories[i : i + batch] for i in range(0, len(stories), batch)]
@@ -177,7 +189,7 @@ async def _fold_histories(
                 updates += len(history)
             await writing
             # The new version starts empty: its keys are written whole.
-            writing = _start(sent_whole(client, models.commands(changes).commands))
+            writing = _start(sent_whole(store, models.commands(changes).commands))
             await asyncio.sleep(0)
             on_progress(sum(len(h) for h in histories))
             if report is not None:
@@ -203,6 +215,8 @@ class Workers:
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     min_updates: int = 300_000
     stories_a_job: int = 250
+    views_url: str | None = None
+    """The store of read models, if apart from the log's server at `url`."""
 
 
 def _fold_job(
@@ -214,6 +228,7 @@ def _fold_job(
     stories: list[str],
     batch: int,
     seal_key: bytes | None,
+    views_url: str | None,
 ) -> tuple[int, dict[str, str], int]:
     """In a worker process: fold these stories into `version`; (updates, failed, read)."""
 
@@ -225,13 +240,16 @@ def _fold_job(
             read += n
 
         client = await open_client(url)
+        views = None if views_url is None else await open_client(views_url)
         try:
             keys = Keys(prefix, partitions, slotted)
             log = Log(client, keys, sealing=Sealing(seal_key, keys))
             models = ReadModels(keys, version)
-            updates, failed = await _fold_histories(log, models, stories, batch, count)
+            updates, failed = await _fold_histories(log, models, stories, batch, count, views=views)
         finally:
             await client.aclose()
+            if views is not None:
+                await views.aclose()
         return updates, failed, read
 
     return asyncio.run(work())
@@ -265,6 +283,7 @@ async def _fold_in_workers(
                 stories[i : i + size],
                 batch,
                 log.sealing.key,
+                workers.views_url,
             )
             for i in range(0, len(stories), size)
         ]
@@ -293,30 +312,37 @@ async def rebuild_all(
     on_progress: Progress = lambda n: None,
     batch: int = 200,
     workers: Workers | None = None,
+    views: aioredis.Redis | None = None,
 ) -> ReplayResult:
+    """Build the next version beside the active one and switch to it. `views`: the store
+    of read models, if apart from the log's server (the workers' `views_url` then too)."""
     client = log.redis
-    old = await active_version(client, keys.prefix)
+    store = client if views is None else views
+    since = await _run_id(store) if views is not None else None
+    old = await active_version(store, keys.prefix)
     new = next_version(old)
-    report = _Report(client, keys.prefix, new, await total_updates(client, keys))
+    report = _Report(store, keys.prefix, new, await total_updates(client, keys))
     await report(0, force=True)
     group = group_of(new)
     models = ReadModels(keys, new)
-    starts = await _fresh_group(client, keys, group, models)
+    starts = await _fresh_group(client, keys, group, models, store)
     # 2. Every story from its history, into the new version's keys.
     stories = await story_ids(client, keys)
     if workers is not None and workers.processes > 1 and report.total >= workers.min_updates:
         fold = _fold_in_workers(workers, log, models, stories, batch, on_progress, report)
         updates, failed = await fold
     else:
-        updates, failed = await _fold_histories(log, models, stories, batch, on_progress, report)
+        updates, failed = await _fold_histories(
+            log, models, stories, batch, on_progress, report, views
+        )
     if failed:
         await report(0, "failed: readers stay on the current version", force=True)
         raise ReplayFailed(new, failed)
     for p, start in starts.items():
-        await client.hset(models.region(p).checkpoint, str(p), start)
-    await client.set(models.shape, SHAPE)
+        await store.hset(models.region(p).checkpoint, str(p), start)
+    await store.set(models.shape, SHAPE)
     # 3. Catch up with what was appended meanwhile, through the new group.
-    handler = ProjectorHandler(client, log, models, group)
+    handler = ProjectorHandler(client, log, models, group, views=views)
     runner = Runner(
         client, keys, RunnerConfig(group=group, consumer="replay", block_ms=50), handler, story_of
     )
@@ -326,17 +352,32 @@ async def rebuild_all(
         on_progress(done)
         await report(done, "catching up")
     await runner.release_all()  # else the projectors would count it for a lease's time
+    if since is not None and await _run_id(store) != since:
+        await report(0, "failed: the store of read models restarted", force=True)
+        raise StoreRestarted(
+            "the store of read models restarted during the rebuild and may have lost its "
+            "last second of writes; nothing was switched, readers stay on the current "
+            "version: run the replay again"
+        )
     # 4. The switch: one SET, so a reader sees the old version or the new, never half.
-    await client.set(keys.active, new)
-    await client.publish(models.changes, SWITCH)
+    # In a store apart, under `everysec`, a crash may lose the writes of the last second;
+    # whatever of them survives, what this SET follows survives with it (one AOF, in
+    # order), and the projector finds the rest missing by its checkpoints.
+    await store.set(keys.active, new)
+    await store.publish(models.changes, SWITCH)
     await report(0, f"switched from {old}", force=True)
     return ReplayResult(old, new, len(stories), updates, caught_up)
 
 
 async def drop_version(
-    client: aioredis.Redis, keys: Keys, version: str, grace_s: float = 0.0
+    client: aioredis.Redis,
+    keys: Keys,
+    version: str,
+    grace_s: float = 0.0,
+    views: aioredis.Redis | None = None,
 ) -> int:
-    """Delete a version's read models and its consumer group, once no projector holds it."""
+    """Delete a version's read models (in `views`, if apart from the log's server) and its
+    consumer group, once no projector holds it."""
     group = group_of(version)
     for _ in range(int(grace_s * 10)):
         lease = keys.group(group).partition_lease
@@ -345,9 +386,10 @@ async def drop_version(
             break
         await asyncio.sleep(0.1)
     dropped = 0
-    for pattern in (keys.models(version).all, keys.group(group).all):
-        async for key in client.scan_iter(match=pattern, count=1000):
-            dropped += int(await client.delete(key))
+    store = client if views is None else views
+    for server, pattern in ((store, keys.models(version).all), (client, keys.group(group).all)):
+        async for key in server.scan_iter(match=pattern, count=1000):
+            dropped += int(await server.delete(key))
     for p in range(keys.partitions):
         with contextlib.suppress(aioredis.ResponseError):
             await client.xgroup_destroy(keys.log(p), group)

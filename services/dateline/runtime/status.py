@@ -189,7 +189,7 @@ async def report(
         replay={k.decode(): v.decode() for k, v in replay.items()} or None,
         deliveries=await deliveries(client, keys),
         moving=as_text_or_none(moving),
-        disks=await disks(client),
+        disks=await disks(client) + (await disks(views) if views is not client else []),
     )
 
 

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +57,12 @@ class Supervisor:
         children: list[Child],
         env: dict[str, str],
         say: Callable[[str], None],
-        server: EmbeddedRedis | None = None,
+        servers: Sequence[tuple[str, EmbeddedRedis]] = (),
     ) -> None:
         self.children, self.env, self.say = children, env, say
-        self.server = server
-        """The embedded server, when this process runs it: restarted like a child."""
+        self.servers = list(servers)
+        """The embedded servers this process runs, by name (the log's, the read models'
+        store): each restarted like a child."""
         self.server_restarts = 0
 
     def start(self) -> None:
@@ -85,10 +86,9 @@ class Supervisor:
     def check(self) -> None:
         """Restart the server and children that exited, rotate the logs that grew too
         big; call it every half second or so."""
-        self._check_server()
-        for path in [c.log_path for c in self.children] + (
-            [self.server.logfile] if self.server is not None else []
-        ):
+        for name, server in self.servers:
+            self._check_server(name, server)
+        for path in [c.log_path for c in self.children] + [s.logfile for _, s in self.servers]:
             rotate(path)
         now = time.monotonic()
         for child in self.children:
@@ -108,25 +108,24 @@ class Supervisor:
                 self._spawn(child)
                 self.say(f"{child.name} restarted (restart {child.restarts})")
 
-    def _check_server(self) -> None:
+    def _check_server(self, name: str, server: EmbeddedRedis) -> None:
         """A dead embedded server comes back on its port from its AOF; the services
         reconnect to it by themselves (they wait out the outage, they do not exit)."""
-        server = self.server
-        if server is None or (code := server.exited()) is None:
+        if (code := server.exited()) is None:
             return
         self.say(
-            f"redis exited with {_status(code)}; restarting it on port {server.port} "
+            f"{name} exited with {_status(code)}; restarting it on port {server.port} "
             f"from its AOF (log: {server.logfile})"
         )
         started = time.monotonic()
         try:
             server.start()
         except EmbeddedRedisError as exc:
-            self.say(f"redis did not come back: {exc}; trying again")
+            self.say(f"{name} did not come back: {exc}; trying again")
             return
         self.server_restarts += 1
         took = time.monotonic() - started
-        self.say(f"redis is back after {took:.1f} s (restart {self.server_restarts})")
+        self.say(f"{name} is back after {took:.1f} s (restart {self.server_restarts})")
 
     async def watch(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
         while not stop.is_set():

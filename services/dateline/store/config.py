@@ -13,6 +13,7 @@ from dateline.store.seal import SEAL_KEY_FILE, key_of, parse_key
 
 Fsync = Literal["always", "everysec", "no"]
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_REDIS_URL = re.compile(r"(rediss?|unix)://\S+")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 _ORIGIN_PATH = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
@@ -73,7 +74,10 @@ class Settings:
     views_url: str | None = None
     """DATELINE_VIEWS_URL: the server that holds the read models, their checkpoints and
     the doorbell, apart from the log's (`docs/projections.md`, "Read models in a store of
-    their own"). None: the log's server holds them."""
+    their own"). None: the log's server holds them, or the embedded one (`own_views`)."""
+    own_views: bool = False
+    """DATELINE_VIEWS_URL unset and no REDIS_URL: a second embedded server holds them,
+    beside the log's (`store.embedded.served_views`). `log` turns it off."""
 
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
@@ -148,6 +152,12 @@ class Settings:
         wait_ms = _number(
             environ, "DATELINE_REPLICA_TIMEOUT_MS", "1000", 1, 60_000, "1 to 60000 (ms)"
         )
+        views = environ.get("DATELINE_VIEWS_URL") or None
+        if views is not None and views != "log" and not _REDIS_URL.fullmatch(views):
+            raise SettingsError(
+                "DATELINE_VIEWS_URL: expected redis://, rediss:// or unix:// and where the "
+                f"store of read models is, or `log` (on the log's server), got {views!r}"
+            )
         raw_key = environ.get("DATELINE_SEAL_KEY") or ""
         try:
             seal_key = parse_key(raw_key) if raw_key else None
@@ -170,6 +180,8 @@ class Settings:
             replicas,
             wait_ms,
             seal_key,
+            None if views == "log" else views,
+            views is None and url is None,
         )
 
 

@@ -384,7 +384,37 @@ def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
     if settings.redis_url:
         yield settings.redis_url, None
         return
-    data_dir = settings.data_dir
+    with _served(settings.data_dir, settings.fsync, settings.maxmemory_mb, log=True) as found:
+        yield found
+
+
+VIEWS_DIR = "views"
+"""The embedded store of read models' data dir, under the log's (`served_views`)."""
+VIEWS_FSYNC: Fsync = "everysec"
+"""Its appendfsync: read models and checkpoints are derived from the log, so a commit
+need not wait for the disk; a crash loses at most their last second, which the
+projector finds missing and projects again (`docs/projections.md`)."""
+
+
+@contextlib.contextmanager
+def served_views(settings: Settings) -> Iterator[tuple[str | None, EmbeddedRedis | None]]:
+    """The store of read models: DATELINE_VIEWS_URL if set; None (the log's server) with
+    REDIS_URL alone or DATELINE_VIEWS_URL=log; else a second embedded server beside the
+    log's, in `views/` of the data dir, under `appendfsync everysec`. With the server when
+    this process started it (to watch over it)."""
+    if not settings.own_views:
+        yield settings.views_url, None
+        return
+    data_dir = settings.data_dir / VIEWS_DIR
+    with _served(data_dir, VIEWS_FSYNC, settings.maxmemory_mb, log=False) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def _served(
+    data_dir: Path, fsync: Fsync, maxmemory_mb: int, *, log: bool
+) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """The embedded server of `data_dir`: started here if no process serves it yet."""
     data_dir.mkdir(parents=True, exist_ok=True)
     url_file = data_dir / "redis.url"
     with (data_dir / "redis.lock").open("a+") as lock:
@@ -404,11 +434,12 @@ def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
                 time.sleep(0.1)
         server = EmbeddedRedis(
             data_dir,
-            fsync=settings.fsync,
-            maxmemory_mb=settings.maxmemory_mb,
+            fsync=fsync,
+            maxmemory_mb=maxmemory_mb,
             password=password_of(data_dir),
         )
-        key_of(data_dir)  # the seal key of its log, beside the password
+        if log:
+            key_of(data_dir)  # the seal key of its log, beside the password
         server.start()
         try:
             _private(url_file).write_text(server.url + "\n")  # it holds the password

@@ -56,4 +56,5 @@ async def scrape(reader: Reader) -> None:
     models = await reader.models()
     status.record(await status.gauges(reader.client, reader.keys, models, reader.views))
     status.record_deliveries(await status.deliveries(reader.client, reader.keys))
-    status.record_disks(await disks(reader.client))
+    found = await disks(reader.client)
+    status.record_disks(found + (await disks(reader.views) if reader.apart else []))
