@@ -107,8 +107,11 @@ class _Latency:
         stories: int,
         case: str,
         auth: dict[str, str],
+        bell_url: str | None = None,
     ) -> None:
-        self.auth = auth
+        """`bell_url`: where the projector's commits ring, if not on the log's server
+        (`url`): the store of read models."""
+        self.auth, self.bell_url = auth, bell_url or url
         self.log, self.url, self.base, self.rate, self.total = log, url, base, rate, total
         self.stories, self.case = stories, case
         self.sent: dict[str, float] = {}  # position -> when its append was sent
@@ -117,7 +120,7 @@ class _Latency:
         self.done = asyncio.Event()
 
     async def watch_commits(self, subscribed: asyncio.Event) -> None:
-        pipe = await RespPipe.open(self.url)
+        pipe = await RespPipe.open(self.bell_url)
         try:
             pipe.send(pack("SUBSCRIBE", changes_channel(PREFIX)))
             async for now, (kind, _, data) in pipe.replies():
@@ -255,8 +258,10 @@ def _cpu_seconds() -> dict[str, float]:
                 ),
                 "",
             )
+            if name == "valkey" and int(stat.parent.name) in _VIEWS_PIDS:
+                name = "views"  # the store of read models: a server of its own
             if name:
-                out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
@@ -315,8 +320,10 @@ async def _latency(
     rounds: int = 1,
     fsync: str = "always",
     auth: dict[str, str],
+    bell_url: str | None = None,
 ) -> None:
-    """`rounds` runs of `seconds` at `rate`, pooled: the p99 of 3 x 5,000 is steadier."""
+    """`rounds` runs of `seconds` at `rate`, pooled: the p99 of 3 x 5,000 is steadier.
+    `bell_url`: the store of read models, if apart from the log's server."""
     client = log.redis
     await rewritten(client)
     await client.config_set("appendfsync", fsync)
@@ -324,7 +331,7 @@ async def _latency(
     # Half a second at the same rate first, not counted: it opens the client's
     # connections and wakes the projector, which would otherwise be the p99.
     case = f"lat{rate}x{stories}{fsync}"
-    await _Latency(log, url, base, rate, rate // 2, stories, case, auth).run(0)
+    await _Latency(log, url, base, rate, rate // 2, stories, case, auth, bell_url).run(0)
     _, rewrites = await _server_stalls(client, 0)
     committed: list[float] = []
     pushed: list[float] = []
@@ -335,7 +342,7 @@ async def _latency(
     cpu_before, sent = _cpu_seconds(), 0
     usec_before = await _command_usec(client)
     for r in range(rounds):
-        run = _Latency(log, url, base, rate, int(rate * seconds), stories, case, auth)
+        run = _Latency(log, url, base, rate, int(rate * seconds), stories, case, auth, bell_url)
         ticks = _cpu_ticks()
         # As timeit does: this process's collections would stop the clock it reads (its
         # thousands of timestamps make them long); the services keep theirs.
@@ -355,7 +362,7 @@ async def _latency(
     cpu = {k: (v - cpu_before.get(k, 0.0)) / sent * 1000 for k, v in _cpu_seconds().items()}
     commands = _top_commands(usec_before, await _command_usec(client), sent)
     await client.config_set("appendfsync", "always")
-    where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}"
+    where = f"{rate:,} updates/s, {stories:,} stories, appendfsync {fsync}, {_layout(bell_url)}"
     # Issue 17 judges the 1,000/s p99 on the rounds whose server logged no stall of
     # 5 ms or more (any kind: an fsync, a fork, a command the host held up).
     clean = [
@@ -411,7 +418,20 @@ async def _writing(log: Log, rate: int, stop: asyncio.Event) -> int:
     return n
 
 
-async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[str, str]) -> None:
+def _layout(views_url: str | None) -> str:
+    return "read models on the log's server" if views_url is None else "read models apart"
+
+
+async def _reads(
+    report: Report,
+    log: Log,
+    base: str,
+    requests: int,
+    auth: dict[str, str],
+    views: aioredis.Redis | None = None,
+) -> None:
+    """`views`: the store of read models, if apart from the log's server: the raw reads
+    read there."""
     await log.append([x for x in HANOI.read_bytes().splitlines() if x.strip()])
     async with httpx.AsyncClient(base_url=base, headers=auth) as http:
         for _ in range(200):
@@ -419,7 +439,8 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
                 break
             await asyncio.sleep(0.05)
     models = ReadModels(log.keys, "v1")
-    redis = log.redis
+    redis = log.redis if views is None else views
+    layout = "" if views is None else ", read models apart"
     # The same bytes the API sends, in a key of their own: the state with its statements
     # spliced back in, which the query service's read script does on every read.
     whole = redis.register_script(READ_STORY)
@@ -464,7 +485,7 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         report.add(
             Row(
                 "read side",
-                f"raw Redis {command} of the {name}, 8 in flight",
+                f"raw Redis {command} of the {name}, 8 in flight{layout}",
                 raw_rate,
                 "reads/s",
             )
@@ -472,7 +493,7 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         report.add(
             Row(
                 "read side",
-                f"GET {path}, 8 connections",
+                f"GET {path}, 8 connections{layout}",
                 http_rate,
                 "reads/s",
                 baseline=f"raw {command}",
@@ -484,7 +505,7 @@ async def _reads(report: Report, log: Log, base: str, requests: int, auth: dict[
         report.add(
             Row(
                 "read side",
-                f"GET {path}, 8 connections, while {WRITES} updates/s are appended",
+                f"GET {path}, 8 connections, while {WRITES} updates/s are appended{layout}",
                 busy_rate,
                 "reads/s",
                 baseline=f"raw {command}",
@@ -629,25 +650,53 @@ async def run(report: Report, *, quick: bool = False) -> None:
     print(
         f"read side: latency at 1,000 and 5,000 updates/s for {seconds:g} s each; {requests:,} reads a case"
     )
-    with (
-        tempfile.TemporaryDirectory() as tmp,
+    # The two layouts dateline runs, same run: the read models in a store of their own
+    # (the embedded default: a second server, `everysec`), then on the log's server (a
+    # REDIS_URL alone, the layout of every run before 2026-12-03).
+    for apart in (True, False):
+        await _layout_run(report, seconds, requests, quick, apart=apart)
+
+
+VIEWS = "views"
+"""The store of read models' data dir (a second server's), as the embedded default has it."""
+_VIEWS_PIDS: set[int] = set()
+"""The processes of the stores of read models this bench started (`_cpu_seconds`): a
+server's command line names its address, not its data dir."""
+
+
+async def _layout_run(
+    report: Report, seconds: float, requests: int, quick: bool, *, apart: bool
+) -> None:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         # The server's latency monitor logs each fsync over 5 ms: the disk's share of a p99.
-        EmbeddedRedis(Path(tmp), fsync="always", extra=("latency-monitor-threshold 5",)) as srv,
-    ):
+        monitor = ("latency-monitor-threshold 5",)
+        srv = stack.enter_context(EmbeddedRedis(tmp, fsync="always", extra=monitor))
+        views_srv = (
+            stack.enter_context(EmbeddedRedis(tmp / VIEWS, fsync="everysec", extra=monitor))
+            if apart
+            else None
+        )
+        views_url = None if views_srv is None else views_srv.url
+        if views_srv is not None and views_srv.process is not None:
+            _VIEWS_PIDS.add(views_srv.process.pid)
         # No rate limit: eight connections read as fast as they can, which is measured.
         env = {**os.environ, "REDIS_URL": srv.url, "DATELINE_PREFIX": PREFIX}
+        env["DATELINE_VIEWS_URL"] = views_url or "log"
         env["DATELINE_RATE_LIMIT"] = "0"
         # The services' client, for setup, the server's stats and the raw reads; the
         # timed appends and commits go over `bench/resp.py`.
         client = connect(srv.url)
+        views = None if views_url is None else connect(views_url)
         log = Log(client, Keys(PREFIX, 8))
         await log.check_partitions()
         # Every read carries a reader's token, as a dashboard's would: its check is timed too.
         auth = {"Authorization": f"Bearer {await Readers(client, PREFIX).add('bench', 'ops')}"}
-        await _appends_alone(report, log, srv.url, 1_000, seconds)
+        if apart:
+            await _appends_alone(report, log, srv.url, 1_000, seconds)
         with (
-            background(["projector"], env, Path(tmp) / "projector.log"),
-            http_service("query", env, Path(tmp) / "query.log") as base,
+            background(["projector"], env, tmp / "projector.log"),
+            http_service("query", env, tmp / "query.log") as base,
         ):
             # Many stories with a few updates each, as a newsroom has; then 100 hot ones,
             # whose states grow by 10 statements a second (each commit rewrites a state),
@@ -668,12 +717,18 @@ async def run(report: Report, *, quick: bool = False) -> None:
                     rounds=rounds,
                     fsync=fsync,
                     auth=auth,
+                    bell_url=views_url,
                 )
-            await _latency(report, log, srv.url, base, 5_000, seconds, 2_000, auth=auth)
+            await _latency(
+                report, log, srv.url, base, 5_000, seconds, 2_000, auth=auth, bell_url=views_url
+            )
             # The reads write little: a lull, in which the embedded server's watch
             # would rewrite what the latency cases wrote, under the timed reads.
             await rewritten(client)
-            await _reads(report, log, base, requests, auth)
-            await _dashboards(report, log, base, auth)
-            await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)
+            await _reads(report, log, base, requests, auth, views)
+            if not apart:  # the server's CPU they count is one server's
+                await _dashboards(report, log, base, auth)
+                await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)
         await client.aclose()
+        if views is not None:
+            await views.aclose()

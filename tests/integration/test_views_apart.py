@@ -358,6 +358,14 @@ async def test_the_index_stream_reads_the_log_up_to_the_checkpoint_apart(
     )
     assert not page.more
     assert {msgspec.json.decode(data(e))["version"] for e in page.entries.values()} == {4}
+    # The same as the commands a catching-up stream on a cluster reads, page by page.
+    models = await reader.models()
+    logs = log.keys.logs()
+    for count in (2, 3, ONE_TRIP):
+        starts = ["0-0"] * log.keys.partitions
+        assert await reader._applied_apart(models, logs, starts, count) == (
+            await reader._applied_in_two(models, logs, starts, count)
+        )
 
 
 async def test_a_parked_update_is_said_parked_apart(

@@ -24,7 +24,7 @@ from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.cache import Kept, SharedReads, StoryCache
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
-from dateline.store.connection import UNREACHABLE, is_cluster
+from dateline.store.connection import UNREACHABLE, in_turn, is_cluster
 from dateline.store.doorbell import Doorbell
 from dateline.store.functions import ReadFunctions
 from dateline.store.layout import Keys, Region
@@ -66,6 +66,14 @@ class Parked(Exception):
 
 _listed = msgspec.json.Decoder(ListedStory).decode
 _scheduled = msgspec.json.Decoder(ScheduleEntry).decode
+
+
+def _data(fields: list[bytes]) -> bytes:
+    """A log entry's record, from its fields as the server sends them (a flat list)."""
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"__data__":
+            return fields[i + 1]
+    return b""
 
 
 async def _no_records() -> list[bytes]:
@@ -446,6 +454,8 @@ class Reader:
             replies, named, entries = await self._reads("applied", keys, [count, *starts])
             pages = [[(eid, fields[1]) for eid, fields in rows] for rows in replies]
             stories = [s.decode() for s in named]
+        elif self.apart and not self.cluster:
+            pages, stories, entries = await self._applied_apart(models, logs, starts, count)
         else:
             pages, stories, entries = await self._applied_in_two(models, logs, starts, count)
         await self.sealing.refresh(self.client)
@@ -458,6 +468,51 @@ class Reader:
         )
         more = any(len(rows) == count for rows in pages)
         return Applied(found, more, dict(zip(stories, entries, strict=True)))
+
+    async def _applied_apart(
+        self, models: ReadModels, logs: list[str], starts: list[str], count: int
+    ) -> tuple[list[list[tuple[bytes, bytes]]], list[str], list[bytes | None]]:
+        """What `APPLIED` reads, with the read models in a store of their own: each
+        partition's checkpoint there and its entries in the log, side by side, then the
+        index entries of the stories they name there. Sent as the projector's reads are
+        (`in_turn`): a live index stream reads this each commit (through redis-py's
+        pipelines it cost the query process 0.3 ms of CPU an update at 1,000/s)."""
+        parts = range(len(logs))
+        heads, rows = await asyncio.gather(
+            in_turn(
+                self.views,
+                *(("HGET", models.region(p).checkpoint, str(p)) for p in parts),
+            ),
+            in_turn(
+                self.client,
+                *(
+                    ("XRANGE", log, f"({start}", "+", "COUNT", count)
+                    for log, start in zip(logs, starts, strict=True)
+                ),
+            ),
+        )
+        pages = []
+        for head, entries in zip(heads, rows, strict=True):
+            upto = stream_id(head.decode()) if head else (0, 0)
+            pages.append(
+                [(eid, _data(fields)) for eid, fields in entries if stream_id(eid.decode()) <= upto]
+            )
+        named = (story_or_none(raw) for rows_ in pages for _, raw in rows_)
+        stories = [s for s in dict.fromkeys(named) if s is not None]
+        if not stories:
+            return pages, stories, []
+        at: dict[str, list[int]] = {}
+        for i, story in enumerate(stories):
+            at.setdefault(models.region_of(story).index, []).append(i)
+        found: list[bytes | None] = [None] * len(stories)
+        replies = await in_turn(
+            self.views,
+            *(("HMGET", key, *[stories[i] for i in places]) for key, places in at.items()),
+        )
+        for places, got in zip(at.values(), replies, strict=True):
+            for i, entry in zip(places, got, strict=True):
+                found[i] = entry
+        return pages, stories, found
 
     async def _applied_in_two(
         self, models: ReadModels, logs: list[str], starts: list[str], count: int
