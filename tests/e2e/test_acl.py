@@ -236,7 +236,9 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
         state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019", headers=reading).json()
         assert state["version"] == HANOI_VERSION + 1
     for log in tmp_path.glob("*.log"):
-        assert "NOPERM" not in log.read_text(), log
+        # A command refused: NOPERM; one a script calls: "ACL failure in script".
+        said = log.read_text()
+        assert "NOPERM" not in said and "no permissions" not in said, log
 
 
 @pytest.mark.parametrize(

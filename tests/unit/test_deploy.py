@@ -32,6 +32,7 @@ ONE_SHOTS = {"cluster-create", "cluster-seal"}
 def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
     assert set(COMPOSE["services"]) == {
         "redis",
+        "views",
         "redis-replica",
         *SERVICES,
         *CLUSTER,
@@ -47,6 +48,31 @@ def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
     assert "--appendonly yes" in redis
     assert "--appendfsync always" in redis
     assert "--aclfile /etc/dateline/users.acl" in redis
+    views = " ".join(COMPOSE["services"]["views"]["command"])
+    assert "--appendonly yes --appendfsync everysec" in views
+    assert "--aclfile /etc/dateline/views.acl" in views
+
+
+VIEWS_ACL = {
+    line.split()[1]: line.split()
+    for line in (ROOT / "deploy" / "views.acl").read_text().splitlines()
+    if line.startswith("user ")
+}
+
+
+@pytest.mark.parametrize("name", ["projector", "query"])
+def test_the_read_models_store_is_given_to_who_uses_it_as_their_own_user(name: str) -> None:
+    """The projector and the query service reach the store as the same users, with the
+    same passwords, as the log's server; no other service goes there."""
+    service = COMPOSE["services"][name]
+    url = service["environment"]["DATELINE_VIEWS_URL"]
+    m = re.fullmatch(r"redis://(\w+):\$\{\w+:-([\w-]+)\}@views:6379/0", url)
+    assert m, url
+    assert m[1] == name
+    assert f"#{hashlib.sha256(m[2].encode()).hexdigest()}" in VIEWS_ACL[name]
+    assert service["depends_on"]["views"]["condition"] == "service_healthy"
+    others = [s for s in SERVICES if s not in ("projector", "query")]
+    assert not [s for s in others if "DATELINE_VIEWS_URL" in COMPOSE["services"][s]["environment"]]
 
 
 @pytest.mark.parametrize("name", SERVICES)
