@@ -336,6 +336,7 @@ async def _latency(
     committed: list[float] = []
     pushed: list[float] = []
     per_round: list[float] = []
+    rings = 0
     achieved: list[float] = []
     stalls: list[str] = []
     steals: list[str] = []
@@ -352,6 +353,7 @@ async def _latency(
         finally:
             gc.enable()
         got, seen = run.latencies()
+        rings += sum(len(heads) for heads in run.commits.values())
         committed += got
         pushed += seen
         sent += run.total
@@ -380,6 +382,7 @@ async def _latency(
                 "CPU ms an update: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
                 + f"; the server's us an update in its busiest commands: {commands}"
+                + f"; doorbell messages (a commit's partitions) an update: {rings / sent:.2f}"
             )
         report.add(Row("read side", f"{what}, p99 at {where}", p99, "ms", note=note))
 

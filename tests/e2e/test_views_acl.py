@@ -84,6 +84,7 @@ def test_the_projector_query_and_on_call_use_the_store_under_their_own_users(
         assert "v1 -> v2" in dateline("admin", "replay", "stories")
         assert "projection v2" in dateline("admin", "status")
     log, views = servers
+
     def admin(server: EmbeddedRedis) -> redis.Redis:
         return redis.Redis(port=server.port, username="admin", password="dev-admin-password")
 

@@ -29,6 +29,7 @@ TESTED = {
     "commit",
     "settle",
     "settled",
+    "heads",
     "lease_renew",
     "lease_release",
     "heartbeat",
@@ -285,6 +286,16 @@ async def test_commit_moves_a_checkpoint_it_is_given_and_checks_one_it_expects(
     assert await log.redis.hget(checkpoints, "0") == b"6-0"
     missing: Command = ("EXPECT", models.region(1).checkpoint, "1", "1-0")
     assert await commit(keys=[], args=script_args([], [missing, again])) == -1
+
+
+async def test_heads_reads_a_field_of_each_hash_in_one_reply(log: Log) -> None:
+    """A checkpoint a partition, or an index entry a story: false where there is none."""
+    models = ReadModels(log.keys, "vt")
+    one, two = models.region(0).checkpoint, models.region(1).checkpoint
+    await log.redis.hset(one, "0", "5-1")
+    await log.redis.hset(models.region(0).index, "a", "{}")
+    keys, fields = [one, two, models.region(0).index], ["0", "1", "a"]
+    assert await _run(log, "heads")(keys=keys, args=fields) == [b"5-1", None, b"{}"]
 
 
 async def test_lease_renew_and_release(log: Log) -> None:

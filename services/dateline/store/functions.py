@@ -25,7 +25,7 @@ from dateline.store.connection import in_turn, is_cluster
 
 logger = structlog.get_logger("dateline.store")
 
-READS = ("story", "applied", "parked_at", "newest")
+READS = ("story", "applied", "parked_at", "newest", "heads")
 """The scripts of the query service's read library."""
 
 
