@@ -30,7 +30,7 @@ from dateline.projector.ops import redrive
 from dateline.projector.replay import StoreRestarted, Workers, drop_version, rebuild_all
 from dateline.query.app import create_app as query_app
 from dateline.query.reader import ONE_TRIP, Reader
-from dateline.store.config import Settings
+from dateline.store.config import Settings, SettingsError
 from dateline.store.connection import open_client
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
@@ -189,12 +189,17 @@ async def test_the_read_models_apart_equal_those_on_the_log_server(
 
 
 async def test_acknowledgements_ride_on_the_next_read(log: Log, app: Projector) -> None:
-    """The log's XACKs of a commit go with the next read, no round trip of their own;
+    """The log's XACKs of a commit go with a later read, no round trip of their own;
     until then the entries stay pending, and nothing else is owed."""
+    app.handler.ack_every_s = 0.3
+    await app.runner.step()  # the first read
     await log.append([encode(update(id="u1"))])
     await app.runner.step()
     assert await pending(log, app.models.group) == 1
     assert len(app.handler._owed) == 1
+    await app.runner.step()  # too soon: not yet
+    assert await pending(log, app.models.group) == 1
+    await asyncio.sleep(0.3)
     await app.runner.step()
     assert await pending(log, app.models.group) == 0
     assert app.handler._owed == []
@@ -449,3 +454,15 @@ async def groups_of(log: Log) -> list[dict[str, Any]]:
         if await log.redis.exists(stream):
             found += await log.redis.xinfo_groups(stream)
     return found
+
+
+async def test_a_log_on_a_cluster_with_a_store_apart_is_refused_with_a_reason(
+    cluster_url: str, views_server: str
+) -> None:
+    cfg = Settings(None, Path("."), "apart-on-a-cluster", 8, views_url=views_server)
+    client = await open_client(cluster_url)
+    try:
+        with pytest.raises(SettingsError, match="not yet on a cluster"):
+            await create_app(cfg, cluster_url, client=client)
+    finally:
+        await client.aclose()

@@ -90,8 +90,9 @@ class Apart(Protocol):
     models with `DATELINE_VIEWS_URL`): it acknowledges on the log after its store took a
     batch, and that store may lose its last writes (a crash under `everysec`)."""
 
-    def owed(self) -> list[tuple[str | int, ...]]:
-        """Acknowledgements for the log not sent yet, taken: the next read carries them."""
+    def owed(self, force: bool = True) -> list[tuple[str | int, ...]]:
+        """Acknowledgements for the log not sent yet, taken: a read carries them (not
+        `force`d, it may be told none are due yet)."""
 
     async def resume(self, streams: dict[int, str]) -> None:
         """These partitions (`{partition: stream}`) were just taken, or held through a
@@ -342,7 +343,7 @@ class Runner:
             reads,
             block,
             self.dead.parked_key,
-            [] if self.apart is None else self.apart.owed(),
+            [] if self.apart is None else self.apart.owed(force=False),
         )
         for p in self.owned.values():
             if streams.get(p.stream) == ">" and (entries := got.get(p.stream)):
