@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from dateline.cli.common import redis_ready
 from dateline.domain.positions import Cursor, Position
 from dateline.projector import replay
 from dateline.projector.app import Projector, create_app
@@ -466,3 +468,19 @@ async def test_a_log_on_a_cluster_with_a_store_apart_is_refused_with_a_reason(
             await create_app(cfg, cluster_url, client=client)
     finally:
         await client.aclose()
+
+
+async def test_the_projectors_readiness_asks_the_store_too(log: Log, views_server: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = aioredis.Redis(port=port, socket_connect_timeout=0.5)
+    up = aioredis.Redis.from_url(views_server)
+    try:
+        said = await redis_ready(log.redis, down)()
+        assert said is not None and said.startswith("the read models' store:")
+        assert await redis_ready(log.redis, up)() is None
+        assert await redis_ready(log.redis)() is None
+    finally:
+        await down.aclose()
+        await up.aclose()

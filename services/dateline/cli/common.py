@@ -135,12 +135,20 @@ def probe_options(f: FC) -> FC:
     )(f)
 
 
-def redis_ready(client: aioredis.Redis) -> Callable[[], Awaitable[str | None]]:
+def redis_ready(
+    client: aioredis.Redis, views: aioredis.Redis | None = None
+) -> Callable[[], Awaitable[str | None]]:
+    """A readiness check: the log's server answers, and the store of read models if the
+    service has one apart (`views`)."""
+
     async def ready() -> str | None:
-        try:
-            await client.ping()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            return f"Redis: {exc}"
+        for name, server in (("Redis", client), ("the read models' store", views)):
+            if server is None:
+                continue
+            try:
+                await server.ping()
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                return f"{name}: {exc}"
         return None
 
     return ready

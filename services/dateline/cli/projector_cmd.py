@@ -66,7 +66,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
             f"projector {app.runner.config.consumer}: group {app.runner.config.group}; Ctrl-C stops"
         )
         tune_collector()
-        async with probes(probe_host, probe_port, redis_ready(app.client)):
+        async with probes(probe_host, probe_port, redis_ready(app.client, app.views)):
             await app.run(stop)
 
     with stores(cfg) as (url, found):
