@@ -58,12 +58,13 @@ def env_for(server: EmbeddedRedis, user: str) -> dict[str, str]:
 
 
 def dateline(server: EmbeddedRedis, user: str, *args: str) -> str:
+    return dateline_with(env_for(server, user), *args)
+
+
+def dateline_with(env: dict[str, str], *args: str) -> str:
+    """`dateline ARGS` in `env`; what it printed, once it succeeded."""
     done = subprocess.run(
-        [str(DATELINE), *args],
-        env=env_for(server, user),
-        capture_output=True,
-        text=True,
-        check=False,
+        [str(DATELINE), *args], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

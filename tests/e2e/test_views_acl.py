@@ -4,7 +4,6 @@ the on-call commands as `admin`, and nothing is refused (docker-compose.yml's la
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 import redis
 
 from dateline.store.embedded import EmbeddedRedis
-from tests.e2e.processes import DATELINE, background, http_service
-from tests.e2e.test_acl import ACL, env_for, url
+from tests.e2e.processes import background, http_service
+from tests.e2e.test_acl import ACL, dateline_with, env_for, url
 
 VIEWS_ACL = Path(__file__).parents[2] / "deploy" / "views.acl"
 HANOI = Path(__file__).parents[2] / "examples" / "hanoi-summit-2019.ndjson"
@@ -54,15 +53,7 @@ def test_the_projector_query_and_on_call_use_the_store_under_their_own_users(
     servers: tuple[EmbeddedRedis, EmbeddedRedis], tmp_path: Path
 ) -> None:
     def dateline(user: str, *args: str) -> str:
-        done = subprocess.run(
-            [str(DATELINE), *args],
-            env=env(servers, user),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return dateline_with(env(servers, user), *args)
 
     dateline("admin", "seal")
     ops = dateline("admin", "readers", "add", "on-call", "--role", "ops")

@@ -90,6 +90,9 @@ class Apart(Protocol):
     models with `DATELINE_VIEWS_URL`): it acknowledges on the log after its store took a
     batch, and that store may lose its last writes (a crash under `everysec`)."""
 
+    apart: bool
+    """Is its store apart from the log now? (The projector's is only when configured.)"""
+
     def owed(self, force: bool = True) -> list[tuple[str | int, ...]]:
         """Acknowledgements for the log not sent yet, taken: a read carries them (not
         `force`d, it may be told none are due yet)."""
@@ -196,7 +199,7 @@ class Runner:
         """Did the last read of new entries come back full (more are waiting)?"""
         self._flying: _InFlight | None = None
         """A commit `_flow` sent and has not seen land."""
-        self.apart: Apart | None = handler if isinstance(handler, Apart) else None
+        self.apart: Apart | None = handler if isinstance(handler, Apart) and handler.apart else None
         self._resume = False
         """After a failure: the partitions held are resumed (`Apart.resume`) first."""
 
