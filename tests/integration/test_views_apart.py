@@ -415,7 +415,7 @@ async def test_a_replay_builds_and_switches_in_the_store_apart(
         built = {
             k: v
             for k, v in built.items()
-            if not k.endswith("checkpoint") or v != {k[2].encode(): b"0-0"}
+            if not k.endswith("checkpoint") or set(v.values()) != {b"0-0"}
         }
         assert built == await dump(log.redis, log.keys.prefix, "ref")
 

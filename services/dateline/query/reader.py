@@ -160,7 +160,9 @@ class Reader:
     async def reachable(self) -> bool:
         """Does the server answer? (A live stream waits for it through an outage.)"""
         try:
-            return bool(await self.client.ping()) and bool(await self.views.ping())
+            if not await self.client.ping():
+                return False
+            return not self.apart or bool(await self.views.ping())
         except UNREACHABLE:
             return False
 
