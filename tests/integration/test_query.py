@@ -412,6 +412,31 @@ async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
     await app.client.aclose()
 
 
+async def test_a_story_stream_asks_redis_only_once_its_partition_commits(
+    log: Log, url: str
+) -> None:
+    """`story_since` answers "nothing new" from what the process keeps of the story while
+    no commit of its partition has been heard, and reads again once one has: a live
+    stream of a story wakes for every story's commits."""
+    app = await projector(log, url)
+    await log.append([encode(update(id="u1", data={"title": "One"}))])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
+    story = update()["subject"]
+    raw, stamp, records, _ = await reader.story_since(story, 0, 10)
+    assert (stamp.version, len(records)) == (1, 1)
+    await log.append([encode(update(id="u2", data={"title": "Two"}))])
+    await settle(app)  # committed, and not heard: this process does not know yet
+    kept, stamp, records, _ = await reader.story_since(story, 1, 10)
+    assert (kept, stamp.version, records) == (raw, 1, [])
+    reader.cache.heard(f"{log.keys.partition(story)}:1-0".encode(), live=True)
+    _, stamp, records, _ = await reader.story_since(story, 1, 10)
+    assert (stamp.version, len(records)) == (2, 1)
+    assert msgspec.json.decode(records[0])["id"] == "u2"
+    await app.client.aclose()
+
+
 async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

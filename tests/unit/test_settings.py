@@ -1,5 +1,5 @@
 """Settings from the environment: the replicas an append waits for, where the read
-models live."""
+models live, how often live streams wake."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from dateline.store.config import Settings, SettingsError
 def test_replicas_default_to_auto_and_a_second() -> None:
     cfg = Settings.from_env({})
     assert (cfg.min_replicas, cfg.replica_timeout_ms) == (-1, 1000)
+
+
+def test_live_streams_wake_every_2_ms_at_most_unless_told() -> None:
+    assert Settings.from_env({}).live_pace_ms == 2
+    assert Settings.from_env({"DATELINE_LIVE_PACE_MS": "0"}).live_pace_ms == 0
 
 
 def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
@@ -29,6 +34,8 @@ def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
         ("DATELINE_REPLICA_TIMEOUT_MS", "1s"),
         ("DATELINE_VIEWS_URL", "localhost:6380"),
         ("DATELINE_VIEWS_URL", "same"),
+        ("DATELINE_LIVE_PACE_MS", "1001"),
+        ("DATELINE_LIVE_PACE_MS", "2ms"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:

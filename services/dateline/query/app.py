@@ -96,7 +96,8 @@ def create_app(
             views = await open_client(
                 settings.views_url, retry_lost=True, max_connections=pool_size
             )
-        bell = Doorbell.of(client if views is None else views, keys, poll_s)
+        pace = settings.live_pace_ms / 1000
+        bell = Doorbell.of(client if views is None else views, keys, poll_s, pace)
         app.state.reader = Reader(
             client, keys, bell, settings.story_cache_mb << 20, settings.seal(), views=views
         )

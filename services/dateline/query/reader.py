@@ -258,12 +258,29 @@ class Reader:
     ) -> tuple[bytes | None, Stamp, list[bytes], str | None]:
         """The story's state (raw, and its stamp), its records past version `after` that
         the state has applied (up to `count`), and the position of the update that parked
-        the story (None if none did), in one round trip."""
+        the story (None if none did), in one round trip; in none while the story is kept
+        (`StoryCache`) at version `after` or before it.
+
+        A live stream of a story asks this each time the doorbell rings, whichever story
+        a commit moved: 20 streams of 20 stories, 1,000 updates a second over 200, cost
+        the query process 0.85 ms of CPU an update, three reads a stream a ring. What is
+        kept says nothing moved until a commit of the story's partition is heard."""
         models = await self.models()
+        kept = self.cache.held(models.version, story)
+        if (
+            kept is not None
+            and kept.raw is not None
+            and (stamp := stamp_of(kept.raw)).version <= after
+        ):
+            self.cache.used(models.version, story)
+            return kept.raw, stamp, [], kept.parked
+        generation = self.cache.generation(story)
         # Index i of the history is version i + 1.
         raw, parked, records = await self._read(models, story, after, after + count - 1)
         if raw is None:  # not projected yet, or a replay switched versions meanwhile
             _, raw, parked = await self.story(story)
+        else:
+            self.cache.put(models.version, story, generation, raw, parked)
         stamp = stamp_of(raw)
         await self.sealing.refresh(self.client)
         records = records[: max(stamp.version - after, 0)]

@@ -78,6 +78,10 @@ class Settings:
     own_views: bool = False
     """DATELINE_VIEWS_URL unset and no REDIS_URL: a second embedded server holds them,
     beside the log's (`store.embedded.served_views`). `log` turns it off."""
+    live_pace_ms: int = 2
+    """DATELINE_LIVE_PACE_MS: the least time between two wakes of a query process's live
+    streams (`Doorbell.ring`): commits that come faster are pushed together, up to this
+    much later. 0: each commit wakes them."""
 
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
@@ -158,6 +162,7 @@ class Settings:
                 "DATELINE_VIEWS_URL: expected redis://, rediss:// or unix:// and where the "
                 f"store of read models is, or `log` (on the log's server), got {views!r}"
             )
+        pace = _number(environ, "DATELINE_LIVE_PACE_MS", "2", 0, 1000, "0 to 1000 (ms)")
         raw_key = environ.get("DATELINE_SEAL_KEY") or ""
         try:
             seal_key = parse_key(raw_key) if raw_key else None
@@ -182,6 +187,7 @@ class Settings:
             seal_key,
             None if views == "log" else views,
             views is None and url is None,
+            pace,
         )
 
 

@@ -61,26 +61,52 @@ class Doorbell:
         prefix: str,
         poll_s: float = 1.0,
         shards: Sequence[str] = (),
+        pace_s: float = 0.0,
     ) -> None:
-        """`shards`: on a cluster, every partition's sharded channel (`Keys.changes`)."""
+        """`shards`: on a cluster, every partition's sharded channel (`Keys.changes`).
+        `pace_s`: the least time between two rings (`ring`)."""
         self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
         self.shards = list(shards)
+        self.pace_s = pace_s
         self._event = asyncio.Event()
+        self._rung = -math.inf
+        self._due: asyncio.TimerHandle | None = None
         self.switched = False
         self.listeners: list[Callable[[bytes | None, bool], None]] = []
         """Told each message (bytes, True), the subscription made (None, True) and lost
         (None, False): what a listener keeps is good only while it hears them all."""
 
     @classmethod
-    def of(cls, client: aioredis.Redis, keys: Keys, poll_s: float = 1.0) -> Doorbell:
+    def of(
+        cls, client: aioredis.Redis, keys: Keys, poll_s: float = 1.0, pace_s: float = 0.0
+    ) -> Doorbell:
         """The doorbell of a log: on a cluster, of its partitions' sharded channels."""
         shards = [keys.changes(p) for p in range(keys.partitions)] if is_cluster(client) else []
-        return cls(client, keys.prefix, poll_s, shards)
+        return cls(client, keys.prefix, poll_s, shards, pace_s)
 
     def current(self) -> asyncio.Event:
         return self._event
 
     def ring(self) -> None:
+        """Wake every waiter: now, or if the last ring was less than `pace_s` ago, once
+        that long has passed since it. A ring is never dropped, only gathered with those
+        after it: at 1,000 commits a second a live stream woke (a read, a push) for each,
+        and its process spent 0.35 to 0.40 ms of CPU an update; woken at most every 2 ms,
+        0.26 to 0.29, its pushes 0.5 ms later at the median (`docs/read-side.md`). The
+        listeners (`_tell`) still hear every message as it comes: what they keep must
+        not outlive a commit."""
+        if self._due is not None:
+            return  # a ring is already set for the end of this pace
+        loop = asyncio.get_running_loop()
+        wait = self._rung + self.pace_s - loop.time()
+        if wait > 0:
+            self._due = loop.call_later(wait, self._ring_now)
+        else:
+            self._ring_now()
+
+    def _ring_now(self) -> None:
+        self._due = None
+        self._rung = asyncio.get_running_loop().time()
         self._event.set()
         self._event = asyncio.Event()
 
