@@ -126,10 +126,10 @@ class _Latency:
             async for now, (kind, _, data) in pipe.replies():
                 if kind == b"subscribe":
                     subscribed.set()
-                # The partition's new checkpoint, as a position (a partition alone: a
-                # story rewritten in place).
+                # The partition's new checkpoint, as a position, then the stories the
+                # commit wrote (a partition alone: a story rewritten in place).
                 elif kind == b"message" and b":" in data:
-                    pos = Position.parse(data.decode())
+                    pos = Position.parse(data.split(b" ", 1)[0].decode())
                     self.commits.setdefault(pos.partition, []).append((pos.id, now))
         finally:
             pipe.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -15,6 +15,7 @@ from redis.cluster import RedisCluster
 from dateline.domain import advance_in_place, project
 from dateline.domain.positions import Position, stream_id
 from dateline.domain.state import StoryState
+from dateline.projector import commit
 from dateline.projector import handler as handler_module
 from dateline.projector.app import Projector, create_app
 from dateline.projector.handler import Prepared
@@ -22,7 +23,7 @@ from dateline.runtime import Delivery, groups
 from dateline.runtime import runner as runner_module
 from dateline.store.config import Settings
 from dateline.store.connection import open_client
-from dateline.store.log import Log, story_of
+from dateline.store.log import AppendResult, Log, story_of
 from dateline_schemas import Update
 from tests.factories import DATA, encode, update
 from tests.models_help import hash_all, zset_all
@@ -131,29 +132,59 @@ async def test_a_commit_after_the_server_forgot_its_scripts_loads_it_again(
     assert (await stored_state(app, story)).version == 2
 
 
-async def test_a_commit_announces_its_checkpoint_as_a_position(log: Log, app: Projector) -> None:
-    """On the one channel (one server), or the partition's sharded one (a cluster)."""
-    verb, channel = app.handler.bell(log.keys.partition(update()["subject"]))
-    assert verb == ("SPUBLISH" if log.cluster else "PUBLISH")
+async def heard_commits(
+    app: Projector, partition: int, write: Awaitable[list[AppendResult]]
+) -> tuple[list[str], list[AppendResult]]:
+    """The doorbell messages of `partition` while `write` is made and the projector
+    settles, and what `write` returned: on the one channel (one server), or the
+    partition's sharded one (a cluster)."""
+    verb, channel = app.handler.bell(partition)
+    assert verb == ("SPUBLISH" if app.handler.log.cluster else "PUBLISH")
     async with app.client.pubsub() as pubsub:
-        if log.cluster:
+        if app.handler.log.cluster:
             await pubsub.ssubscribe(channel)
             get = pubsub.get_sharded_message
         else:
             await pubsub.subscribe(channel)
             get = pubsub.get_message
-        results = await log.append([encode(update(id=f"u{i}")) for i in range(3)])
+        written = await write
         await settle(app)
         heard: list[str] = []
         for _ in range(10):  # the subscribe confirmation is read as None too
             if msg := await get(ignore_subscribe_messages=True, timeout=0.1):
                 heard.append(msg["data"].decode())
+    return heard, written
+
+
+async def test_a_commit_announces_its_checkpoint_and_the_stories_it_wrote(
+    log: Log, app: Projector
+) -> None:
+    story = update()["subject"]
+    partition = log.keys.partition(story)
+    appending = log.append([encode(update(id=f"u{i}")) for i in range(3)])
+    heard, results = await heard_commits(app, partition, appending)
     # One partition, so one commit (or more, if the batch was split), ending at the last.
     assert heard
-    assert heard[-1] == results[-1].position
-    partition = int(heard[-1].split(":")[0])
+    position, named = heard[-1].split(" ")
+    assert position == results[-1].position
     checkpoint = await app.client.hget(app.models.region(partition).checkpoint, str(partition))
-    assert f"{heard[-1].split(':')[0]}:{text(checkpoint)}" == heard[-1]
+    assert position == f"{partition}:{text(checkpoint)}"
+    assert named == story
+
+
+async def test_a_commit_of_many_stories_of_a_partition_names_none(
+    log: Log, app: Projector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `commit.NAMED` stories a partition's message is the position alone: a query
+    process drops all it keeps of the partition."""
+    monkeypatch.setattr(commit, "NAMED", 2)
+    stories = [s for s in (f"story-{i}" for i in range(100)) if log.keys.partition(s) == 0][:3]
+    appending = log.append([encode(update(subject=s, id=f"u-{s}")) for s in stories])
+    heard, _ = await heard_commits(app, 0, appending)
+    assert heard and " " not in heard[-1]
+    appending = log.append([encode(update(subject=s, id=f"v-{s}")) for s in stories[:2]])
+    heard, _ = await heard_commits(app, 0, appending)
+    assert sorted(heard[-1].split(" ")[1:]) == sorted(stories[:2])
 
 
 async def test_out_of_order_times_refold_and_still_equal_a_rebuild(

@@ -35,6 +35,7 @@ from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.config import Settings, SettingsError
 from dateline.store.connection import open_client
 from dateline.store.doorbell import Doorbell
+from dateline.store.layout import changes_channel
 from dateline.store.log import Log
 from tests.conftest import VALKEY, start_server
 from tests.factories import encode, update
@@ -290,6 +291,23 @@ async def test_a_crash_between_the_store_and_the_log_applies_nothing_twice(
         await again.runner._pay()
         assert await pending(log, again.models.group) == 0
         await same_as_on_one_server(log, url, again)
+
+
+async def test_a_commit_apart_names_the_stories_it_wrote(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    """On the store's channel, as on one server's (`test_projector`)."""
+    story = update()["subject"]
+    async with views.pubsub() as pubsub:
+        await pubsub.subscribe(changes_channel(log.keys.prefix))
+        [result] = await log.append([encode(update(id="u1"))])
+        await settle(app)
+        heard = [
+            msg["data"].decode()
+            for _ in range(10)
+            if (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1))
+        ]
+    assert heard and heard[-1] == f"{result.position} {story}"
 
 
 async def test_a_parked_update_moves_the_checkpoint_apart(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dateline.projector.commit import acks
+import pytest
+
+from dateline.projector import commit
+from dateline.projector.commit import acks, named
 from dateline.runtime import Delivery
 from dateline.store.layout import Keys
 from dateline.store.readmodels import ReadModels
@@ -25,7 +28,7 @@ def advances(delivered: dict[int, str | None], acked: list[Delivery]) -> dict[in
         return delivered.get(partition)
 
     commands = acks(MODELS, "g", acked, bell, runner_knows)
-    return {int(c[2]): str(c[-1]) for c in commands if c[0] == "ADVANCE"}
+    return {int(c[2]): str(c[-2]) for c in commands if c[0] == "ADVANCE"}
 
 
 def test_each_partition_is_acknowledged_and_advanced_once() -> None:
@@ -43,3 +46,16 @@ def test_an_advance_takes_the_last_entry_the_runner_was_delivered() -> None:
 def test_an_advance_asks_the_group_when_the_runner_cannot_say() -> None:
     assert advances({1: None}, [delivery(1, "5-0")]) == {1: ""}
     assert advances({}, [delivery(1, "5-0")]) == {1: ""}
+
+
+def test_an_advance_names_the_stories_written_in_its_partition() -> None:
+    acked = [delivery(1, "5-0"), delivery(2, "3-0"), delivery(3, "4-0")]
+    names = {1: "a b", 2: "c"}
+    commands = acks(MODELS, "g", acked, bell, lambda p: None, names)
+    assert {int(c[2]): c[-1] for c in commands if c[0] == "ADVANCE"} == {1: "a b", 2: "c", 3: ""}
+
+
+def test_stories_are_named_by_partition_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit, "NAMED", 2)
+    where = {"a": 1, "b": 1, "c": 2, "d": 3, "e": 3, "f": 3}
+    assert named(where, where.__getitem__) == {1: "a b", 2: "c"}  # 3 wrote too many

@@ -47,6 +47,29 @@ def test_a_read_is_kept_until_its_partition_commits() -> None:
     assert c.get("v2", "s2") is None  # another projection version is another read
 
 
+def test_a_commit_that_names_its_stories_drops_those_alone() -> None:
+    """`<partition>:<checkpoint> <story> ...` (`projector.commit.named`): the others of
+    the partition stay kept, in every projection version; a read of the partition that
+    began before it is not kept, since it cannot say which commits it saw."""
+    c, _ = cache()
+    keep(c, "a1", b"a")
+    keep(c, "b1", b"b")
+    keep(c, "b1", b"b2", version="v2")
+    keep(c, "c2", b"c")
+    generation = c.generation("d1")
+    c.heard(b"1:5-0 b1 x1", live=True)
+    assert c.get("v1", "a1").raw == b"a"  # type: ignore[union-attr]
+    assert c.get("v1", "b1") is None and c.get("v2", "b1") is None
+    assert c.get("v1", "c2").raw == b"c"  # type: ignore[union-attr]
+    c.put("v1", "d1", generation, b"maybe older", None)
+    assert c.get("v1", "d1") is None
+    c.heard(b"1:6-0", live=True)  # one that names none: the whole partition
+    assert c.get("v1", "a1") is None
+    assert c.get("v1", "c2").raw == b"c"  # type: ignore[union-attr]
+    c.heard(b"9:1-0 z9", live=True)  # a partition this process does not know: all
+    assert c.get("v1", "c2") is None
+
+
 def test_a_read_that_began_before_the_news_is_not_kept() -> None:
     c, _ = cache()
     generation = c.generation("s1")  # the read goes out ...

@@ -37,6 +37,7 @@ from dateline.projector.commit import (
     checkpoint_args,
     decoded,
     fence,
+    named,
     script_args,
 )
 from dateline.projector.plan import (
@@ -252,15 +253,23 @@ class ProjectorHandler:
                 [Change(p.old, p.state, p.refolded) for p in some if p.changed]
             )
             done = [d for p in some for d in p.acked]
+            names = named(writes.states, self.log.keys.partition)
             if self.apart:
                 failed = {int(ref.split(":", 1)[0]) for ref in prepared.failures}
                 expects, moves, prepared.xacks, prepared.written, prepared.unsettled = apart(
-                    self.models, self.group, done, self.bell, self.delivered, failed, self.landed
+                    self.models,
+                    self.group,
+                    done,
+                    self.bell,
+                    self.delivered,
+                    failed,
+                    self.landed,
+                    names,
                 )
                 commands = expects + writes.commands + moves
             else:
                 commands = writes.commands + acks(
-                    self.models, self.group, done, self.bell, self.delivered
+                    self.models, self.group, done, self.bell, self.delivered, names
                 )
             args = script_args([fences[p.story] for p in some], commands)
             prepared.calls.append(([self.models.story(p.story) for p in some], args))

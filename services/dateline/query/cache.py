@@ -3,14 +3,16 @@
 A dashboard polls; many dashboards read the same few stories. Each read of a story
 costs a round trip and the server's time, for bytes that change only when the
 projector commits that story's partition, which it announces on the change channel
-(`Doorbell`, `<partition>:<checkpoint>` for each commit). So the process keeps what it
-read (the state with its statements, and where the story is parked) and drops a
-partition's stories when it hears of a commit to it:
+(`Doorbell`, `<partition>:<checkpoint>` for each commit, then the stories it wrote there
+if it wrote 64 at most). So the process keeps what it read (the state with its
+statements, and where the story is parked) and drops the stories a commit names, or all
+of a partition's when a commit names none:
 
 - only while the doorbell's subscription stands: from its confirmation on (all is
   dropped then, as messages before it were not heard), not after it broke;
 - a read that began before a drop does not put what it read in (a generation count
-  per partition), so an older state never lands after the news of a newer one;
+  per partition, moved by every commit of it, named or not), so an older state never
+  lands after the news of a newer one;
 - a read-your-writes wait (`min_position`) that sees its partition's checkpoint drops
   that partition itself: the checkpoint may be read before the message is;
 - every entry at most `max_age_s` old, against a message not heard for any other
@@ -68,6 +70,8 @@ class StoryCache:
         self._members: list[set[tuple[str, str]]] = [set() for _ in range(partitions)]
         self._bytes = 0
         self._generation = [0] * partitions
+        self._versions: set[str] = set()
+        """The projection versions of what was kept: a story is kept once a version."""
         self.hits = 0
         self._listings: dict[Hashable, tuple[bytes, str, float]] = {}
         self.listings_generation = self.listing_hits = 0
@@ -116,6 +120,7 @@ class StoryCache:
             return kept  # one story does not push out the rest
         key = (version, story)
         self._forget(key)
+        self._versions.add(version)
         self._entries[key] = kept
         self._members[partition].add(key)
         self._bytes += size
@@ -156,11 +161,17 @@ class StoryCache:
         self.live = live
         if message == READERS:
             return  # of readers, not of stories
-        head = (message or b"").split(b":", 1)[0]
+        head, _, news = (message or b"").partition(b":")
         if message is None or not head.isdigit():  # a switch of versions, say
             self.drop_all()
             return
-        self.drop_partition(int(head))
+        # `<partition>:<checkpoint>[ <story> ...]`: a commit that names the stories it
+        # wrote there (`projector.commit.named`) leaves the partition's others kept.
+        _, *stories = news.split(b" ")
+        if stories:
+            self.drop_stories(int(head), [s.decode() for s in stories])
+        else:
+            self.drop_partition(int(head))
 
     def drop_partition(self, partition: int) -> None:
         if not 0 <= partition < len(self._generation):
@@ -171,6 +182,19 @@ class StoryCache:
         for key in self._members[partition]:
             self._bytes -= self._entries.pop(key).size
         self._members[partition] = set()
+
+    def drop_stories(self, partition: int, stories: list[str]) -> None:
+        """A commit of `partition` wrote these stories. A read of any story of the
+        partition that began before it is not kept (`generation`): it cannot say which
+        commits it saw."""
+        if not 0 <= partition < len(self._generation):
+            self.drop_all()
+            return
+        self._generation[partition] += 1
+        self._drop_listings()
+        for story in stories:
+            for version in self._versions:
+                self._forget((version, story))
 
     def drop_all(self) -> None:
         self._generation = [g + 1 for g in self._generation]

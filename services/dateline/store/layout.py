@@ -48,7 +48,8 @@ Read models (`ModelKeys`, per projection version; `store/readmodels.py` says wha
     <prefix>:rm:active              the version dashboards read ("v1", ...)
     <prefix>:rm:replay              hash: a rebuild's progress, for the operations page
     <prefix>:rm:changes             pub/sub channel: a partition's read models moved on (one
-                                    server), a version switched, a reader was revoked
+                                    server; `<partition>:<checkpoint>[ <story> ...]`), a
+                                    version switched, a reader was revoked
     <prefix>:rm:changes:{pN}        sharded channel (on a cluster): partition N's moved on
     <prefix>:rm:<v>:shape           the read models' shape this version was built with
     and per partition (`Region`; from shape 5, so that a commit is one slot on a cluster):

@@ -1,12 +1,12 @@
 -- Functions, included by the scripts that move a partition's checkpoint.
 --
 -- settled(stream, group, delivered) is how far the group is settled there, and
--- moveto(checkpoints, partition, upto, verb, channel) moves the checkpoint there: with
+-- moveto(checkpoints, partition, upto, verb, channel[, named]) moves the checkpoint there: with
 -- the read models on the log's server, advance() does both in one step; with them in a
 -- store of their own (`DATELINE_VIEWS_URL`), the first runs on the log (settled.lua)
 -- and the second on the views store (commit.lua's CHECKPOINT).
 --
--- advance(checkpoints, partition, stream, group, verb, channel, delivered) moves the
+-- advance(checkpoints, partition, stream, group, verb, channel, delivered[, named]) moves the
 -- partition's checkpoint past every entry its group was delivered and holds no longer
 -- (applied, or parked), never past one it still holds (it failed and waits for a retry,
 -- or waits behind one of its story's that did), never backwards; and publishes the new
@@ -14,6 +14,10 @@
 -- on one server, SPUBLISH on a cluster (the channel is in the stream's slot, and only
 -- the shard's nodes hear it, not every node of the cluster). Readers take what
 -- is under it as settled: `min_position` answers, the index stream announces it.
+-- `named`, if given and not '': the stories whose read models the same commit wrote
+-- there, space-separated (story ids hold no space), after the position, so that a
+-- query process drops what it keeps of those stories alone (`query/cache.py`); a
+-- message without names drops every story of the partition.
 --
 -- `delivered`, if not '': the last entry a read of new entries gave the caller, which
 -- holds the partition's lease (`Runner.delivered`). The group has delivered that far at
@@ -46,15 +50,18 @@ local function settled(stream, group, delivered)
   return upto
 end
 
-local function moveto(key, partition, upto, verb, channel)
-  -- The partition's checkpoint to `upto`, never backwards, announced on `channel`.
+local function moveto(key, partition, upto, verb, channel, named)
+  -- The partition's checkpoint to `upto`, never backwards, announced on `channel`; with
+  -- `named` (the stories the commit wrote there, space-separated) if not nil or ''.
   local current = redis.call('HGET', key, partition)
   if current and not older(current, upto) then return end
   redis.call('HSET', key, partition, upto)
-  redis.call(verb, channel, partition .. ':' .. upto)
+  local news = partition .. ':' .. upto
+  if named and named ~= '' then news = news .. ' ' .. named end
+  redis.call(verb, channel, news)
 end
 
-local function advance(key, partition, stream, group, verb, channel, delivered)
+local function advance(key, partition, stream, group, verb, channel, delivered, named)
   local upto = settled(stream, group, delivered)
-  if upto then moveto(key, partition, upto, verb, channel) end
+  if upto then moveto(key, partition, upto, verb, channel, named) end
 end
