@@ -619,6 +619,68 @@ async def _dashboard_round(
     return used / updates * 1000, (after["query"] - cpu["query"]) / updates * 1000
 
 
+STORY_STREAMS = 20
+
+
+async def _story_streams(
+    report: Report, log: Log, url: str, base: str, auth: dict[str, str]
+) -> None:
+    """Live streams of single stories, 1 and `STORY_STREAMS` of as many stories, while
+    1,000 updates a second land on 200 stories: the query process's CPU an update, same
+    run. Every stream wakes on every commit, whichever story it moved; what a wake costs
+    when its story did not move is what this measures (`docs/read-side.md`, "What a
+    ring costs a query process")."""
+    per: dict[int, float] = {}
+    for n in (1, STORY_STREAMS):
+        per[n] = await _story_round(log, url, base, auth, n, f"follow{n}")
+    report.add(
+        Row(
+            "read side",
+            f"{STORY_STREAMS} live streams of {STORY_STREAMS} stories, 1,000 updates/s over "
+            "200: query CPU an update, read models apart",
+            per[STORY_STREAMS],
+            "ms",
+            baseline="1 stream",
+            ratio=per[STORY_STREAMS] / per[1],
+            note=f"1 stream: {per[1]:.3f} ms an update",
+        )
+    )
+
+
+async def _story_round(
+    log: Log, url: str, base: str, auth: dict[str, str], streams: int, case: str
+) -> float:
+    """The query process's CPU ms an update while `streams` stories are followed live."""
+    updates, stories = 5_000, 200
+    wanted = updates // stories  # each story's updates past its first
+    seen = [0] * streams
+    opened = [asyncio.Event() for _ in range(streams)]
+
+    async def follow(i: int) -> None:
+        path = f"/v1/stories/{case}-{i:05d}/live"
+        async for _, name, _data in stream_events(base, path, auth):
+            opened[i].set()  # its first event: connected
+            if name == b"update":
+                seen[i] += 1
+                if seen[i] == wanted:
+                    return
+
+    # The stories exist before their streams open: a stream's first event is a state.
+    await log.append([_update(n, stories, case) for n in range(streams)])
+    tasks = [asyncio.create_task(follow(i)) for i in range(streams)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 60)
+        cpu = _cpu_seconds()
+        run = _Latency(log, url, base, 1_000, updates, stories, case, auth)
+        await run.send_all(streams)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        after = _cpu_seconds()
+    finally:
+        for task in tasks:
+            task.cancel()
+    return (after["query"] - cpu["query"]) / updates * 1000
+
+
 async def _pushes(
     report: Report, log: Log, base: str, auth: dict[str, str], statements: int, subscribers: int
 ) -> None:
@@ -777,6 +839,8 @@ async def _layout_run(
             # would rewrite what the latency cases wrote, under the timed reads.
             await rewritten(client)
             await _reads(report, log, base, requests, auth, views)
+            if apart:  # the embedded default's layout
+                await _story_streams(report, log, srv.url, base, auth)
             if not apart:  # the server's CPU they count is one server's
                 await _dashboards(report, log, base, auth)
                 await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)

@@ -253,7 +253,7 @@ async def index_events(
             held, changes = await _held_since(reader, held, lens.starts)
             checked = time.monotonic()
             pushes += [Push("held", _encode(change), str(cursor)) for change in changes]
-        cursor = await _page_pushes(page, cursor, lens, recalls, pushes)
+        cursor = await _shared_pushes(page, cursor, lens, recalls, pushes)
         if pushes:
             quiet_since = time.monotonic()
             yield pushes
@@ -265,6 +265,25 @@ async def index_events(
         if not rang or time.monotonic() - quiet_since >= KEEPALIVE_S:
             quiet_since = time.monotonic()
             yield []
+
+
+async def _shared_pushes(
+    page: Applied, cursor: Cursor, lens: Lens, recalls: Recalls | None, pushes: list[Push]
+) -> Cursor:
+    """`_page_pushes`, made once a page for the streams that read it from the same cursor
+    through the same lens: the index streams of one process share their reads of a page
+    (`SharedReads`), and each decoded, summarized and encoded every update of it again.
+    A stream that hides recalled updates makes its own (`Recalls` is its own)."""
+    if recalls is not None:
+        return await _page_pushes(page, cursor, lens, recalls, pushes)
+    key = (cursor, lens)
+    made: tuple[list[Push], Cursor] | None = page.pushed.get(key)
+    if made is None:
+        own: list[Push] = []
+        made = (own, await _page_pushes(page, cursor, lens, None, own))
+        page.pushed[key] = made
+    pushes += made[0]
+    return made[1]
 
 
 async def _page_pushes(

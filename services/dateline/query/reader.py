@@ -7,8 +7,8 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -121,6 +121,9 @@ class Applied:
     more: bool
     entries: dict[str, bytes | None]
     """Their stories' index entries, as they are now."""
+    pushed: dict[Hashable, Any] = field(default_factory=dict)
+    """What a live stream made of this page, for the next that reads it from the same
+    cursor through the same lens (`live.index_events`): a page is shared (`SharedReads`)."""
 
 
 class Reader:
