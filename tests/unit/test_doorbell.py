@@ -60,3 +60,45 @@ async def test_without_a_pace_each_ring_wakes_at_once() -> None:
         current = bell.current()
         bell.ring()
         assert current.is_set()
+
+
+def partition_of(story: str) -> int:
+    return int(story[-1])  # "a1" is in partition 1
+
+
+async def test_a_story_bell_rings_for_its_story_its_partition_or_all() -> None:
+    """A message that names stories rings theirs; one that names none, its partition's;
+    one of no partition (a switch, a revocation), all. The doorbell rings each time."""
+    bell = Doorbell(None, "t", poll_s=60, partition_of=partition_of)  # type: ignore[arg-type]
+    bell.ring()  # the first ring rings every story's bell: none waits yet
+
+    def rings(message: bytes, stories: list[str]) -> list[str]:
+        bells = {s: bell.current_story(s) for s in stories}
+        everyone = bell.current()
+        bell._heard(message)
+        bell.ring()
+        assert everyone.is_set()
+        return [s for s, e in bells.items() if e.is_set()]
+
+    assert rings(b"1:5-0 a1 x1", ["a1", "b1", "c2"]) == ["a1"]
+    assert rings(b"1:6-0", ["a1", "b1", "c2"]) == ["a1", "b1"]
+    assert rings(b"2:7-0 z2", ["a1", "b1", "c2"]) == []
+    assert rings(b"switch", ["a1", "b1", "c2"]) == ["a1", "b1", "c2"]
+
+
+async def test_story_bells_all_ring_once_a_poll_whatever_is_named() -> None:
+    bell = Doorbell(None, "t", poll_s=0.05, partition_of=partition_of)  # type: ignore[arg-type]
+    bell.ring()
+    quiet = bell.current_story("a1")
+    bell._heard(b"2:1-0 b2")
+    bell.ring()
+    assert not quiet.is_set()  # another story, within the poll
+    await asyncio.sleep(0.06)
+    bell._heard(b"2:2-0 b2")
+    bell.ring()
+    assert quiet.is_set()  # a poll since every bell last rang
+
+
+async def test_without_partitions_a_story_bell_is_the_doorbell() -> None:
+    bell = Doorbell(None, "t")  # type: ignore[arg-type]
+    assert bell.current_story("a1") is bell.current()

@@ -169,7 +169,7 @@ async def story_events(
     held: str | None = None  # the parked position the client was last sent
     quiet_since = time.monotonic()
     while True:
-        bell = reader.doorbell.current()
+        bell = reader.doorbell.current_story(story)
         if sent == -1:
             _, raw, parked = await reader.story(story)
             state = stamp_of(raw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -62,13 +63,29 @@ class Doorbell:
         poll_s: float = 1.0,
         shards: Sequence[str] = (),
         pace_s: float = 0.0,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         """`shards`: on a cluster, every partition's sharded channel (`Keys.changes`).
-        `pace_s`: the least time between two rings (`ring`)."""
+        `pace_s`: the least time between two rings (`ring`). `partition_of`: a story's
+        partition, for the bells of single stories (`current_story`); without it they
+        ring as the doorbell does."""
         self.client, self.channel, self.poll_s = client, changes_channel(prefix), poll_s
         self.shards = list(shards)
         self.pace_s = pace_s
+        self.partition_of = partition_of
         self._event = asyncio.Event()
+        self._stories: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
+        """The bell of each story a stream waits on now (`current_story`)."""
+        self._named: set[str] = set()
+        self._partitions: set[int] = set()
+        self._all = False
+        """What the messages since the last ring moved (`_note`): these stories, every
+        story of these partitions, or, unknown, all."""
+        self._all_at = -math.inf
+        """When every story's bell last rang: they all ring at least every `poll_s`, as
+        the doorbell does, whatever the messages named."""
         self._rung = -math.inf
         self._due: asyncio.TimerHandle | None = None
         self.switched = False
@@ -82,10 +99,40 @@ class Doorbell:
     ) -> Doorbell:
         """The doorbell of a log: on a cluster, of its partitions' sharded channels."""
         shards = [keys.changes(p) for p in range(keys.partitions)] if is_cluster(client) else []
-        return cls(client, keys.prefix, poll_s, shards, pace_s)
+        return cls(client, keys.prefix, poll_s, shards, pace_s, keys.partition)
 
     def current(self) -> asyncio.Event:
         return self._event
+
+    def current_story(self, story: str) -> asyncio.Event:
+        """`current`, for a stream of one story: it rings when a commit names the story,
+        or names none of its partition, and whenever the timer rings, a version switches,
+        a reader is revoked or the subscription is made anew. A story's stream woke for
+        every story's commits: 20 streams of 20 stories, at 1,000 updates a second over
+        200, cost the query process 4.4 times one stream's CPU an update."""
+        if self.partition_of is None:
+            return self._event
+        bell = self._stories.get(story)
+        if bell is None:
+            bell = self._stories[story] = asyncio.Event()
+        return bell
+
+    def ring_all(self) -> None:
+        """`ring`, and every story's bell with it."""
+        self._all = True
+        self.ring()
+
+    def _note(self, message: bytes) -> None:
+        """What a message moved, for the story bells the next ring rings."""
+        head, colon, news = message.partition(b":")
+        if not head.isdigit():  # a switch, a revocation: not of one partition
+            self._all = True
+            return
+        _, *stories = news.split(b" ") if colon else [b""]
+        if stories:
+            self._named.update(s.decode() for s in stories)
+        else:
+            self._partitions.add(int(head))
 
     def ring(self) -> None:
         """Wake every waiter: now, or if the last ring was less than `pace_s` ago, once
@@ -106,9 +153,21 @@ class Doorbell:
 
     def _ring_now(self) -> None:
         self._due = None
-        self._rung = asyncio.get_running_loop().time()
+        self._rung = now = asyncio.get_running_loop().time()
         self._event.set()
         self._event = asyncio.Event()
+        stories = self._stories
+        if self._all or now - self._all_at >= self.poll_s:
+            self._all_at = now
+            rung = list(stories)
+        else:
+            rung = [s for s in self._named if s in stories]
+            if self._partitions and self.partition_of is not None:
+                rung += [s for s in list(stories) if self.partition_of(s) in self._partitions]
+        for story in rung:
+            if (bell := stories.pop(story, None)) is not None:
+                bell.set()
+        self._named, self._partitions, self._all = set(), set(), False
 
     async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
         """True if it rang within `seconds`.
@@ -144,7 +203,7 @@ class Doorbell:
                     "doorbell lost its subscription; polling until it is back", error=str(exc)
                 )
                 self.switched = True
-                self.ring()
+                self.ring_all()
                 await asyncio.sleep(self.poll_s)
             except BaseException:  # cancelled, or a fault: no one hears for the listeners
                 self._tell(None, live=False)
@@ -168,6 +227,7 @@ class Doorbell:
                 kind, _, data = await connection.read_response(timeout=math.inf)
                 if kind == b"subscribe":
                     self._tell(None, live=True)  # heard from here on, not before
+                    self._all = True
                 elif kind == b"message":
                     self._heard(data)
                 self.ring()
@@ -184,6 +244,7 @@ class Doorbell:
                 msg = await pubsub.get_message(timeout=self.poll_s)
                 if msg is not None and msg.get("type") == "subscribe":
                     self._tell(None, live=True)
+                    self._all = True
                 elif msg is not None:
                     self._heard(msg.get("data"))
                 self.ring()
@@ -193,11 +254,15 @@ class Doorbell:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.poll_s)
-            self.ring()
+            self.ring_all()
 
     def _heard(self, data: object) -> None:
         if data == SWITCH:
             self.switched = True
+        if isinstance(data, bytes):
+            self._note(data)
+        else:
+            self._all = True
         self._tell(data if isinstance(data, bytes) else None, live=True)
 
     async def _hear_shards(self, client: RedisCluster) -> None:
@@ -241,6 +306,7 @@ class Doorbell:
                     # listeners kept is dropped, as for every confirmation.
                     confirmed += 1
                     self._tell(None, live=confirmed >= wanted)
+                    self._all = True
                 elif kind == "sunsubscribe":  # its slot moved to another node
                     raise _Moved(f"{msg and msg.get('channel')!r} moved")
                 elif msg is not None and confirmed >= wanted:
@@ -248,6 +314,7 @@ class Doorbell:
                 elif msg is not None:  # rings, but promises no one it heard them all yet
                     self.switched = self.switched or msg.get("data") == SWITCH
                     self._tell(None, live=False)
+                    self._all = True
                 self.ring()
         finally:
             for task in pumps:
