@@ -135,11 +135,12 @@ class Doorbell:
             self._partitions.add(int(head))
 
     def ring(self) -> None:
-        """Wake every waiter: now, or if the last ring was less than `pace_s` ago, once
-        that long has passed since it. A ring is never dropped, only gathered with those
-        after it: at 1,000 commits a second a live stream woke (a read, a push) for each,
-        and its process spent 0.35 to 0.40 ms of CPU an update; woken at most every 2 ms,
-        0.26 to 0.29, its pushes 0.5 ms later at the median (`docs/read-side.md`). The
+        """Wake the waiters of `current`, and of the story bells the messages since the
+        last ring moved: now, or if the last ring was less than `pace_s` ago, once that
+        long has passed since it. A ring is never dropped, only gathered with those
+        after it: at 1,000 commits a second one `/v1/live` stream woke (a read, a push) for
+        each, and its process spent 0.39 to 0.41 ms of CPU an update; woken at most every
+        2 ms, 0.33 to 0.39 (3 pairs alternated, `docs/read-side.md`). The
         listeners (`_tell`) still hear every message as it comes: what they keep must
         not outlive a commit."""
         if self._due is not None:
