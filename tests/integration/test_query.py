@@ -412,12 +412,12 @@ async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
     await app.client.aclose()
 
 
-async def test_a_story_stream_asks_redis_only_once_its_partition_commits(
+async def test_a_story_stream_asks_redis_only_once_a_commit_of_its_story_is_heard(
     log: Log, url: str
 ) -> None:
-    """`story_since` answers "nothing new" from what the process keeps of the story while
-    no commit of its partition has been heard, and reads again once one has: a live
-    stream of a story wakes for every story's commits."""
+    """`story_since` answers "nothing new" from what the process keeps of the story until
+    a commit that names it, or names none of its partition, is heard; one that names
+    other stories leaves it kept."""
     app = await projector(log, url)
     await log.append([encode(update(id="u1", data={"title": "One"}))])
     await settle(app)
@@ -430,10 +430,21 @@ async def test_a_story_stream_asks_redis_only_once_its_partition_commits(
     await settle(app)  # committed, and not heard: this process does not know yet
     kept, stamp, records, _ = await reader.story_since(story, 1, 10)
     assert (kept, stamp.version, records) == (raw, 1, [])
-    reader.cache.heard(f"{log.keys.partition(story)}:1-0".encode(), live=True)
+    partition = log.keys.partition(story)
+    reader.cache.heard(f"{partition}:1-0 another-story".encode(), live=True)
+    kept, stamp, records, _ = await reader.story_since(story, 1, 10)
+    assert (kept, stamp.version, records) == (raw, 1, [])
+    reader.cache.heard(f"{partition}:1-1 another-story {story}".encode(), live=True)
     _, stamp, records, _ = await reader.story_since(story, 1, 10)
     assert (stamp.version, len(records)) == (2, 1)
     assert msgspec.json.decode(records[0])["id"] == "u2"
+    await log.append([encode(update(id="u3", data={"title": "Three"}))])
+    await settle(app)
+    _, stamp, _, _ = await reader.story_since(story, 2, 10)
+    assert stamp.version == 2  # kept again from the read that found u2
+    reader.cache.heard(f"{partition}:1-2".encode(), live=True)  # names none: all of it
+    _, stamp, records, _ = await reader.story_since(story, 2, 10)
+    assert (stamp.version, len(records)) == (3, 1)
     await app.client.aclose()
 
 
