@@ -5,6 +5,7 @@ board and speakers, read-your-writes, a parked story, the doorbell, the live ind
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,6 +19,7 @@ from dateline.query import live
 from dateline.query.app import create_app
 from dateline.query.reader import Reader
 from dateline.store.cluster import LocalCluster
+from dateline.store.connection import open_client
 from dateline.store.doorbell import SWITCH, Doorbell
 from dateline.store.log import Log
 from dateline.store.readers import Readers
@@ -109,6 +111,33 @@ def _bus_publishes(cluster: LocalCluster) -> tuple[int, int]:
         plain += int(info.get("cluster_stats_messages_publish_sent", 0))
         sharded += int(info.get("cluster_stats_messages_publishshard_sent", 0))
     return plain, sharded
+
+
+async def test_a_doorbell_hears_through_a_cluster_client_nothing_used_yet(
+    log: Log, local_cluster: LocalCluster
+) -> None:
+    """A cluster client maps its slots at its first command: the doorbell may be its
+    first user (a query service's store of read models apart from a log on a cluster)."""
+    fresh = await open_client(local_cluster.url)
+    bell = Doorbell.of(fresh, log.keys, poll_s=0.2)
+    subscribed, heard = asyncio.Event(), asyncio.Event()
+
+    def listen(message: bytes | None, live: bool) -> None:
+        if live:  # subscribed on every node, then the message
+            (heard if message == b"3:1-0" else subscribed).set()
+
+    bell.listeners.append(listen)
+    ringing = asyncio.create_task(bell.run())
+    try:
+        async with asyncio.timeout(10):
+            await subscribed.wait()
+            await log.redis.spublish(log.keys.changes(3), "3:1-0")
+            await heard.wait()
+    finally:
+        ringing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ringing
+        await fresh.aclose()
 
 
 async def test_the_doorbell_and_the_live_index_on_a_cluster(

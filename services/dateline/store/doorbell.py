@@ -192,6 +192,11 @@ class Doorbell:
         """Listen until cancelled; reconnects after errors, ringing on a timer meanwhile."""
         while True:
             try:
+                if isinstance(self.client, RedisCluster):
+                    # A cluster client maps its slots at its first command: a PubSub of
+                    # one that had sent none failed at once (KeyError of a slot), and the
+                    # doorbell with it.
+                    await self.client.initialize()
                 if self.shards and isinstance(self.client, RedisCluster):
                     await self._hear_shards(self.client)
                 elif isinstance(self.client, RedisCluster):
