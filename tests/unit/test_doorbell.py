@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from dateline.store.doorbell import Doorbell
 
@@ -20,6 +21,26 @@ async def test_a_cancellation_as_the_bell_rings_is_not_lost() -> None:
         waiting.cancel()  # ... and the client goes, in the same turn of the loop
         with pytest.raises(asyncio.CancelledError):
             await waiting
+
+
+async def test_a_fault_while_listening_is_logged_and_polled_through_not_fatal() -> None:
+    """Its task died of any error but a lost connection, and with it every live stream's
+    rings, with nothing said until the process stopped."""
+    bell = Doorbell(None, "t", poll_s=0.01)  # type: ignore[arg-type]  # no client: a fault
+    told: list[tuple[bytes | None, bool]] = []
+    bell.listeners.append(lambda message, live: told.append((message, live)))
+    with capture_logs() as logs:
+        running = asyncio.create_task(bell.run())
+        first = bell.current()
+        assert await bell.wait(first, 5) is True  # rung, as a lost subscription rings
+        await asyncio.sleep(0.05)  # tried again, and again
+        assert not running.done()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    failed = [e for e in logs if e["event"].startswith("doorbell failed")]
+    assert len(failed) >= 2 and failed[0]["log_level"] == "error"
+    assert told and all(t == (None, False) for t in told)
 
 
 async def test_it_says_whether_it_rang() -> None:

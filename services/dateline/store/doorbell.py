@@ -203,15 +203,18 @@ class Doorbell:
                     await self._hear_cluster(self.client)
                 else:
                     await self._hear()
-            except LOST as exc:
+            except Exception as exc:
                 self._tell(None, live=False)
-                log.warning(
-                    "doorbell lost its subscription; polling until it is back", error=str(exc)
-                )
+                if isinstance(exc, LOST):
+                    log.warning(
+                        "doorbell lost its subscription; polling until it is back", error=str(exc)
+                    )
+                else:  # a fault of ours or of the client: said, and tried again, not fatal
+                    log.error("doorbell failed; polling, and subscribing again", exc_info=exc)
                 self.switched = True
                 self.ring_all()
                 await asyncio.sleep(self.poll_s)
-            except BaseException:  # cancelled, or a fault: no one hears for the listeners
+            except BaseException:  # cancelled: no one hears for the listeners
                 self._tell(None, live=False)
                 raise
 
