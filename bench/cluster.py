@@ -95,12 +95,14 @@ async def _projected(
     *,
     nodes: list[str] | None = None,
     plain_bell: bool = False,
+    views_url: str | None = None,
 ) -> tuple[float, float, float, float]:
     """Median (updates/s, projector CPU us an update, servers' CPU us an update, bus
     pub/sub messages a commit) of `runs` projectors (one process: this one's runner and
     handler, as `dateline projector` runs them) catching up a log of `payloads` appended
     before they start. `nodes`: a cluster's, whose bus is counted. `plain_bell`: commits
-    ring with a plain PUBLISH, as before the sharded doorbell (the baseline)."""
+    ring with a plain PUBLISH, as before the sharded doorbell (the baseline). `views_url`:
+    the read models in that store of their own (its process among `pids`)."""
     n = len(payloads)
     rounds = []
     for _ in range(runs):
@@ -108,7 +110,8 @@ async def _projected(
         log = await Log.connect(url, prefix=prefix, partitions=8)
         async for _ in log.append_stream([payloads[i : i + BATCH] for i in range(0, n, BATCH)]):
             pass
-        app = await projector_app(Settings(None, Path("."), prefix, 8), url, consumer="bench")
+        cfg = Settings(None, Path("."), prefix, 8, views_url=views_url)
+        app = await projector_app(cfg, url, consumer="bench")
         commits = _Counted(app.handler)
         if plain_bell:
             plain = ("PUBLISH", app.handler.models.changes)
@@ -139,6 +142,8 @@ async def _projected(
         finally:
             await app.runner.release_all()
             await app.client.aclose()
+            if app.views is not None:
+                await app.views.aclose()
             await log.close()
     rounds.sort()
     return rounds[len(rounds) // 2]
@@ -189,6 +194,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         EmbeddedRedis(Path(tmp) / "one", fsync="everysec") as one,
+        EmbeddedRedis(Path(tmp) / "views", fsync="everysec") as views,
         LocalCluster(Path(tmp) / "cluster", 3, 1, "everysec", "bench") as cluster,
     ):
         single = await _measure(one.url, [one.pid], payloads, runs)
@@ -205,6 +211,9 @@ async def run(report: Report, *, quick: bool = False) -> None:
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
         projected_plain = await _projected(
             cluster.url, pids, payloads, runs, nodes=urls, plain_bell=True
+        )
+        projected_apart = await _projected(
+            cluster.url, [*pids, views.pid], payloads, runs, views_url=views.url
         )
     _rows(report.add, single, spread, waited)
     report.add(
@@ -231,6 +240,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         )
     )
     _projection_rows(report.add, projected, projected_spread)
+    _apart_rows(report.add, projected_spread, projected_apart)
     _doorbell_rows(report.add, projected_spread, projected_plain)
     report.add(
         Row(
@@ -274,6 +284,40 @@ def _doorbell_rows(
             f"{plain[2]:.1f} us with plain PUBLISH; the same run",
         )
     )
+
+
+def _apart_rows(
+    add: Callable[[Row], Awaitable[None] | Row],
+    spread: tuple[float, float, float, float],
+    apart: tuple[float, float, float, float],
+) -> None:
+    """The log on the cluster, its read models in a store of their own (one server)."""
+    base = "projector catching up, 3 masters + 3 replicas"
+    add(
+        Row(
+            "cluster",
+            "projector catching up, the log on 3 masters, read models in a store apart",
+            apart[0],
+            "updates/s",
+            base,
+            apart[0] / spread[0],
+            "one commit a cycle to the store, then a call a partition to the log that "
+            "acknowledges and says how far it is settled (acked.lua), then the "
+            "checkpoints to the store",
+        )
+    )
+    for what, at in (("projector process", 1), ("all servers while projecting", 2)):
+        add(
+            Row(
+                "cluster",
+                f"CPU an update, {what}, read models in a store apart",
+                apart[at],
+                "us",
+                f"CPU an update, {what}, 3 masters",
+                apart[at] / spread[at],
+                "the store's server counted with the cluster's" if at == 2 else "",
+            )
+        )
 
 
 def _projection_rows(

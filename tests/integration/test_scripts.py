@@ -29,6 +29,7 @@ TESTED = {
     "commit",
     "settle",
     "settled",
+    "acked",
     "heads",
     "lease_renew",
     "lease_release",
@@ -249,6 +250,23 @@ async def test_settled_says_how_far_a_partition_is_settled_and_writes_nothing(
     await log.redis.xack(stream, "g", ids[1], ids[2])
     assert await settled(args=[stream, "g", ""]) == [ids[2]]
     assert await settled(args=[stream, "g", text(ids[1])]) == [ids[1]]
+    assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
+
+
+async def test_acked_acknowledges_then_says_how_far_the_partition_is_settled(
+    log: Log,
+) -> None:
+    """On a log on a cluster, after a commit to a store apart: the XACK and `settled`
+    in one call. Nothing acknowledged (no ids) says how far as it is."""
+    stream = log.keys.log(0)
+    for i in range(3):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    ids = [eid for eid, _ in await _delivered(log, "g", 3)]
+    acked = _run(log, "acked")
+    assert await acked(keys=[stream], args=["g"]) is None  # all three pending
+    assert await acked(keys=[stream], args=["g", ids[0], ids[2]]) == ids[0]  # ids[1] holds it
+    assert (await log.redis.xpending(stream, "g"))["pending"] == 1
+    assert await acked(keys=[stream], args=["g", ids[1]]) == ids[2]
     assert not [k async for k in log.redis.scan_iter(match=f"{log.keys.prefix}:rm:*")]
 
 

@@ -5,6 +5,8 @@ Every check compares the read models apart with those a projector of the same lo
 writes on the log's own server (another version, so another group): byte for byte,
 key for key, checkpoints included. A store that lost its last writes (its AOF's tail,
 as a crash under `everysec` loses it) is played by putting back a copy taken earlier.
+Each case runs with the log on one server and on the local cluster (the store is one
+server either way).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -37,6 +40,7 @@ from dateline.store.connection import open_client
 from dateline.store.doorbell import Doorbell
 from dateline.store.layout import changes_channel
 from dateline.store.log import Log
+from dateline.store.readmodels import Command
 from tests.conftest import VALKEY, start_server
 from tests.factories import encode, update
 from tests.integration.serving import serve
@@ -47,6 +51,8 @@ from tests.raw import data
 from tests.readers import bearer
 
 Dump = dict[str, Any]
+
+pytestmark = pytest.mark.cluster_too  # the log on each server, and on the local cluster
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +197,7 @@ async def test_the_read_models_apart_equal_those_on_the_log_server(
     await same_as_on_one_server(log, url, app)
 
 
+@pytest.mark.one_server("on a cluster the reads go to their slots' nodes: the next case")
 async def test_acknowledgements_ride_on_the_next_read(log: Log, app: Projector) -> None:
     """The log's XACKs of a commit go with a later read, no round trip of their own;
     until then the entries stay pending, and nothing else is owed."""
@@ -206,6 +213,25 @@ async def test_acknowledgements_ride_on_the_next_read(log: Log, app: Projector) 
     await app.runner.step()
     assert await pending(log, app.models.group) == 0
     assert app.handler._owed == []
+
+
+async def test_a_commit_apart_from_a_cluster_asks_the_log_how_far_it_is_settled(
+    log: Log, app: Projector, views: aioredis.Redis, where: str
+) -> None:
+    """On a cluster the runner cannot say how far the group delivered (a failover hides
+    behind the client's retries): each commit's acknowledgements go at once, then the
+    log says each partition's checkpoint (`settled.lua`), which the store takes."""
+    if where != "cluster":
+        pytest.skip("on one server the runner says how far, and the commit writes it")
+    await app.runner.step()
+    [result] = await log.append([encode(update(id="u1"))])
+    await app.runner.step()
+    assert await pending(log, app.models.group) == 0
+    assert app.handler._owed == []
+    partition = Position.parse(str(result.position)).partition
+    mark = await views.hget(app.models.region(partition).checkpoint, str(partition))
+    assert isinstance(mark, bytes) and f"{partition}:{mark.decode()}" == str(result.position)
+    assert app.handler.landed[partition] == mark.decode()
 
 
 async def test_a_store_that_lost_its_last_writes_is_filled_again_from_the_log(
@@ -274,14 +300,22 @@ async def test_a_new_store_is_filled_from_the_log(
 
 
 async def test_a_crash_between_the_store_and_the_log_applies_nothing_twice(
-    log: Log, url: str, app: Projector, views_server: str
+    log: Log, url: str, app: Projector, views_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store took a batch, the log never got its acknowledgements: the next process
     reads the batch again (pending) and acknowledges it without applying it again."""
     await hanoi_in_batches(log, app)
+    dropped: list[Command] = []
+
+    async def dies(streams: dict[int, str], names: dict[int, str] | None = None) -> None:
+        # A commit with the log on a cluster acknowledges at once: it dies before that.
+        dropped.extend(app.handler.owed())
+
+    monkeypatch.setattr(app.handler, "settle", dies)
     await log.append([encode(update(id="u1")), encode(update(id="u2"))])
     await app.runner.step()
-    assert app.handler.owed()  # taken and dropped: the process dies with them
+    dropped.extend(app.handler.owed())  # taken and dropped: the process dies with them
+    assert dropped
     assert await pending(log, app.models.group) == 2
     for n in list(app.runner.owned):  # the leases, as if they had run out
         await app.runner.leases.release(n)
@@ -337,7 +371,7 @@ async def api(log: Log, url: str, views_server: str) -> AsyncIterator[httpx.Asyn
 
 
 async def test_the_query_service_reads_the_store_apart(
-    log: Log, app: Projector, api: httpx.AsyncClient
+    log: Log, app: Projector, api: httpx.AsyncClient, views_server: str
 ) -> None:
     await publish_hanoi(log, app)
     await check_hanoi_reads(log, api)
@@ -345,7 +379,8 @@ async def test_the_query_service_reads_the_store_apart(
     assert {p["partition"]: p["lag"] for p in status["partitions"]} == dict.fromkeys(
         range(log.keys.partitions), 0
     )
-    assert len(status["disks"]) == 2  # the log's server's and the store's
+    servers = [disk["server"] for disk in status["disks"]]  # the log's server(s), the store
+    assert len(servers) >= 2 and urlsplit(views_server).netloc in servers
     marks = {p["partition"]: p["checkpoint"] for p in status["partitions"]}
     assert None not in (marks[0], marks[1])  # the summit's and the hearing's, from the store
 
@@ -383,7 +418,10 @@ async def test_the_index_stream_reads_the_log_up_to_the_checkpoint_apart(
     )
     assert not page.more
     assert {msgspec.json.decode(data(e))["version"] for e in page.entries.values()} == {4}
-    # The same as the commands a catching-up stream on a cluster reads, page by page.
+    if reader.cluster:  # the page above was the commands' (`_applied_in_two`) already
+        return
+    # One XREAD names every partition: the same as the commands a catching-up stream
+    # reads (and a live one with the log on a cluster), page by page.
     models = await reader.models()
     logs = log.keys.logs()
     for count in (2, 3, ONE_TRIP):
@@ -476,14 +514,14 @@ async def groups_of(log: Log) -> list[dict[str, Any]]:
     return found
 
 
-async def test_a_log_on_a_cluster_with_a_store_apart_is_refused_with_a_reason(
-    cluster_url: str, views_server: str
+async def test_a_store_of_read_models_on_a_cluster_is_refused_with_a_reason(
+    redis_url: str, cluster_url: str
 ) -> None:
-    cfg = Settings(None, Path("."), "apart-on-a-cluster", 8, views_url=views_server)
-    client = await open_client(cluster_url)
+    cfg = Settings(None, Path("."), "store-on-a-cluster", 8, views_url=cluster_url)
+    client = await open_client(redis_url)
     try:
-        with pytest.raises(SettingsError, match="not yet on a cluster"):
-            await create_app(cfg, cluster_url, client=client)
+        with pytest.raises(SettingsError, match=r"one server .* not a Redis Cluster"):
+            await create_app(cfg, redis_url, client=client)
     finally:
         await client.aclose()
 

@@ -115,12 +115,14 @@ async def create_app(
     """`views`: a client of `settings.views_url`'s server, if made already (a rewire's)."""
     client = client or await open_client(url)
     if views is None and settings.views_url is not None:
-        if is_cluster(client):
-            raise SettingsError(
-                "DATELINE_VIEWS_URL: read models in a store of their own are built for a log "
-                "on one server, not yet on a cluster"
-            )
         views = await open_client(settings.views_url)
+        if is_cluster(views):
+            await views.aclose()
+            raise SettingsError(
+                "DATELINE_VIEWS_URL: the store of read models is one server (a commit "
+                "writes every partition's read models and checkpoints in one step), not a "
+                "Redis Cluster; the log may be on one"
+            )
     store = client if views is None else views
     keys = await log_keys(client, settings.prefix, settings.partitions)
     key = settings.seal()

@@ -88,6 +88,8 @@ class Prepared:
     """... the checkpoints it writes, by partition."""
     unsettled: dict[int, str] = field(default_factory=dict)
     """... the partitions whose checkpoint the log must say, once it lands."""
+    named: dict[int, str] = field(default_factory=dict)
+    """... the stories it wrote, by partition (`commit.named`), for those checkpoints' rings."""
 
 
 def _unknown(partition: int) -> None:
@@ -122,6 +124,9 @@ class ProjectorHandler:
         self.apart = self.views is not client
         """Read models, checkpoints and doorbell in a store of their own: a commit writes
         them there, then owes the log its acknowledgements (`owed`)."""
+        self.sharded = log.cluster and not self.apart
+        """The read models on the log's cluster, each partition's in its slot: a commit a
+        partition. (A store of their own is one server, whatever the log is on.)"""
         self._owed: list[Command] = []
         self._owed_since = 0.0
         self.ack_every_s = ACK_EVERY_S
@@ -139,6 +144,7 @@ class ProjectorHandler:
         self._commit = self.views.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
         self._settled = client.register_script(scripts.load("settled"))
+        self._acked = client.register_script(scripts.load("acked"))
         self._read = self.views.register_script(RECALL)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
@@ -199,7 +205,7 @@ class ProjectorHandler:
             self._owed += prepared.xacks
             self.landed.update(prepared.written)
             if prepared.unsettled:
-                await self.settle(prepared.unsettled)
+                await self.settle(prepared.unsettled, prepared.named)
         PROJECTED.inc(prepared.acked)
         BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
         return prepared.failures
@@ -209,7 +215,7 @@ class ProjectorHandler:
         runner's reads are (`in_turn`), not through redis-py's command machinery
         (retries, timers, reply callbacks), and the script is loaded if the server lost
         it; on a cluster, through the script object, which finds the slot's node."""
-        if self.log.cluster:
+        if self.sharded:
             return await self._commit(keys=keys, args=args)
         try:
             [written] = await in_turn(
@@ -255,6 +261,7 @@ class ProjectorHandler:
             done = [d for p in some for d in p.acked]
             names = named(writes.states, self.log.keys.partition)
             if self.apart:
+                prepared.named = names
                 failed = {int(ref.split(":", 1)[0]) for ref in prepared.failures}
                 expects, moves, prepared.xacks, prepared.written, prepared.unsettled = apart(
                     self.models,
@@ -282,7 +289,7 @@ class ProjectorHandler:
     def _parts(self, items: list[T], story: Callable[[T], str]) -> list[list[T]]:
         """`items` as one call sends them: all together on one server, a partition's
         apart on a cluster (its keys are one slot)."""
-        if not self.log.cluster:
+        if not self.sharded:
             return [items]
         parts: dict[int, list[T]] = {}
         for item in items:
@@ -304,7 +311,7 @@ class ProjectorHandler:
 
     def bell(self, partition: int) -> tuple[str, str]:
         """How a commit rings partition N's doorbell (`commit.Bell`)."""
-        return bell(self.log.cluster, self.log.keys, partition)
+        return bell(self.sharded, self.log.keys, partition)
 
     def owed(self, force: bool = True) -> list[Command]:
         """Apart: the acknowledgements of what landed in the store of read models, which
@@ -321,17 +328,17 @@ class ProjectorHandler:
         return owed
 
     async def pay(self) -> None:
-        """Send the log what it is owed (`owed`), now."""
+        """Send the log what it is owed (`owed`), now (on a cluster, to each slot's node)."""
         if owed := self.owed():
-            await in_turn(self.client, *owed)
+            await sent(self.client, owed)
 
     async def resume(self, streams: dict[int, str]) -> None:
         """Apart: a partition just taken, or held through a failure, whose store of read
         models may be behind the log (it lost its last writes, or it is new): move the
         group back to the store's checkpoint (`XGROUP SETID`), so that reads deliver what
         the store lacks again. What it holds already is acknowledged, not applied twice
-        (each story's state has the version it applied). One server only: the runner
-        reads each partition it holds alone, and asks nothing else of the group."""
+        (each story's state has the version it applied). Only for partitions whose lease
+        this process holds: no other reader moves their group meanwhile."""
         if not self.apart or not streams:
             return
         await self.pay()
@@ -378,13 +385,13 @@ class ProjectorHandler:
                 return None if last == "0-0" else str(last)
         return None
 
-    async def settle(self, streams: dict[int, str]) -> None:
-        """The runner parked entries of these partitions (`{partition: stream}`): move
-        their checkpoints past what is settled now, as a commit would."""
+    async def settle(self, streams: dict[int, str], names: dict[int, str] | None = None) -> None:
+        """The runner parked entries of these partitions (`{partition: stream}`), or a
+        commit apart could not say how far they are settled: move their checkpoints past
+        what is settled now, as a commit would; their rings name `names[partition]`."""
         if self.apart:
-            await self.pay()
             parts = sorted(streams)
-            got = await self._settled(args=[a for n in parts for a in (streams[n], self.group, "")])
+            got = await self._settled_upto([streams[n] for n in parts])
             moves: list[Command] = [
                 (
                     "CHECKPOINT",
@@ -392,6 +399,7 @@ class ProjectorHandler:
                     str(n),
                     upto.decode(),
                     *self.bell(n),
+                    (names or {}).get(n, ""),
                 )
                 for n, upto in zip(parts, got, strict=True)
                 if upto
@@ -417,6 +425,30 @@ class ProjectorHandler:
             for a in checkpoint_args(self.models, self.group, partition, stream, self.bell)
         ]
         await self._settle(args=args)
+
+    async def _settled_upto(self, streams: list[str]) -> list[bytes | None]:
+        """What the log is owed (`owed`) sent, then how far each stream is settled for the
+        group, as the log says: on one server, the XACKs then `settled.lua` for all; on a
+        cluster, a call a stream in its slot, side by side, that acknowledges its entries
+        and says how far (`acked.lua`): one round trip a commit, not two."""
+        if not self.log.cluster:
+            await self.pay()
+            got = await self._settled(args=[a for s in streams for a in (s, self.group, "")])
+            return cast(list[bytes | None], got)
+        ids: dict[str, list[str | bytes | float]] = {s: [] for s in streams}
+        others: list[Command] = []
+        for command in self.owed():
+            _, stream, _, *acked = command
+            if stream in ids:
+                ids[stream] += acked
+            else:
+                others.append(command)
+        if others:
+            await sent(self.client, others)
+        replies = await asyncio.gather(
+            *(self._acked(keys=[s], args=[self.group, *ids[s]]) for s in streams)
+        )
+        return cast(list[bytes | None], replies)
 
     async def _recall(self, stories: list[str]) -> dict[str, tuple[Held, str]]:
         """Each story's state and fence: kept, or read in one round trip."""

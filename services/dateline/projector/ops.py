@@ -38,7 +38,8 @@ async def rebuild_story(
             # of one slot, and a channel is none. A ring missed in between costs readers
             # a second (they look every second without one).
             partition = log.keys.partition(story)
-            verb, channel = bell(log.cluster, log.keys, partition)  # as its commits ring
+            sharded = log.cluster and views is None  # a store of their own is one server
+            verb, channel = bell(sharded, log.keys, partition)  # as its commits ring
             publish = store.spublish if verb == "SPUBLISH" else store.publish
             await publish(channel, str(partition))
             return new.version

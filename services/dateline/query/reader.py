@@ -155,6 +155,8 @@ class Reader:
         self._log_reads = self._reads if views is None else ReadFunctions(client)
         self.cluster = is_cluster(client)
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
+        self.sharded = is_cluster(self.views)
+        """The read models on a cluster (the log's; a store of their own is one server)."""
         self._parked_lock = asyncio.Lock()
         self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads("applied")
         """The live index streams' pages, one read for all that ask alike (`applied_since`)."""
@@ -379,7 +381,7 @@ class Reader:
         models = await self.models()
         if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
-        if not self.cluster and limit <= NEWEST_IN_ONE:  # one script: every region's slot
+        if not self.sharded and limit <= NEWEST_IN_ONE:  # one script: every region's slot
             keys = [
                 key
                 for region in models.regions

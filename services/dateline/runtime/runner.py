@@ -26,7 +26,7 @@ from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
-from dateline.store.connection import UNREACHABLE, in_turn, is_cluster
+from dateline.store.connection import UNREACHABLE, is_cluster, sent
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
@@ -346,7 +346,9 @@ class Runner:
             reads,
             block,
             self.dead.parked_key,
-            [] if self.apart is None else self.apart.owed(force=False),
+            # On a cluster the reads go to their slots' nodes, and a commit's own
+            # acknowledgements go before it asks how far it is settled (`settle`).
+            [] if self.apart is None or self.polls else self.apart.owed(force=False),
         )
         for p in self.owned.values():
             if streams.get(p.stream) == ">" and (entries := got.get(p.stream)):
@@ -387,7 +389,7 @@ class Runner:
     async def _pay(self) -> None:
         """Send the log the acknowledgements the handler owes it (`Apart.owed`), now."""
         if self.apart is not None and (owed := self.apart.owed()):
-            await in_turn(self.client, *owed)
+            await sent(self.client, owed)
 
     def _forget_delivered(self) -> None:
         """A failure that may have been the server's: how far it delivered is unknown."""
