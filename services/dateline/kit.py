@@ -508,7 +508,10 @@ class DatelineLog:
             await asyncio.sleep(self.retry_s)
             if time.monotonic() - checked >= STUCK_AFTER_S:
                 checked = time.monotonic()
-                await self._find_stuck()
+                try:
+                    await self._find_stuck()
+                except Exception:  # an error it does not expect ended the loop, unsaid
+                    log.exception("looking for entries left pending failed", group=self.group)
             for p in sorted(self._behind):
                 try:
                     await self._catch_up(p)
@@ -597,10 +600,14 @@ class DatelineLog:
                     )
                 down = True
                 continue
+            except Exception:  # ended the lease's keeping, unsaid: said, and tried again
+                log.exception("renewing the lease failed; trying again", group=self.group)
+                down = True
+                continue
             if kept and down:
                 # It may have run out meanwhile and been taken again: what is pending
                 # here is read again first, in order.
-                log.warning("Redis reachable again; lease held", group=self.group)
+                log.warning("lease held again; what is pending is read first", group=self.group)
                 self._behind.update(range(self.keys.partitions))
             down = False
             if not kept:

@@ -180,6 +180,9 @@ async def follow_feeds(
             feeds = [f.name for f in await credentials.feeds() if not f.revoked]
         except UNREACHABLE:  # the runner says so; look again in a while
             feeds = []
+        except Exception:  # it ended the following, unsaid until the process stopped
+            log.exception("reading the feeds failed; new feeds wait, trying again")
+            feeds = []
         for stream in runner.follow([inbox_key(prefix, f) for f in feeds]):
             log.info("following a new feed's inbox", stream=stream)
         with contextlib.suppress(TimeoutError):
