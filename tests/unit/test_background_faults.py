@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from dateline import kit
 from dateline.ingest import validator
+from dateline.ingest.credentials import Credentials
 from dateline.kit import DatelineLog
 
 
@@ -63,7 +64,7 @@ async def test_the_kits_lease_keeping_goes_on_past_a_fault() -> None:
 
 async def test_following_new_feeds_goes_on_past_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(validator.Credentials, "feeds", failing(calls))
+    monkeypatch.setattr(Credentials, "feeds", failing(calls))
     runner = SimpleNamespace(follow=lambda streams: [])
     stop = asyncio.Event()
     with capture_logs() as logs:
