@@ -219,8 +219,8 @@ async def test_a_commit_apart_from_a_cluster_asks_the_log_how_far_it_is_settled(
     log: Log, app: Projector, views: aioredis.Redis, where: str
 ) -> None:
     """On a cluster the runner cannot say how far the group delivered (a failover hides
-    behind the client's retries): each commit's acknowledgements go at once, then the
-    log says each partition's checkpoint (`settled.lua`), which the store takes."""
+    behind the client's retries): after each commit, a call a partition acknowledges its
+    entries and says how far it is settled (`acked.lua`), and the store takes that."""
     if where != "cluster":
         pytest.skip("on one server the runner says how far, and the commit writes it")
     await app.runner.step()
