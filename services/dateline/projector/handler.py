@@ -53,7 +53,7 @@ from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
 from dateline.runtime.runner import StoreBehind
 from dateline.store import scripts
-from dateline.store.connection import in_turn, sent
+from dateline.store.connection import in_turn, is_cluster, sent
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, Command, ReadModels
@@ -124,9 +124,9 @@ class ProjectorHandler:
         self.apart = self.views is not client
         """Read models, checkpoints and doorbell in a store of their own: a commit writes
         them there, then owes the log its acknowledgements (`owed`)."""
-        self.sharded = log.cluster and not self.apart
-        """The read models on the log's cluster, each partition's in its slot: a commit a
-        partition. (A store of their own is one server, whatever the log is on.)"""
+        self.sharded = is_cluster(self.views)
+        """The read models on a cluster (the log's: a store of their own is one server),
+        each partition's in its slot: a commit a partition."""
         self._owed: list[Command] = []
         self._owed_since = 0.0
         self.ack_every_s = ACK_EVERY_S

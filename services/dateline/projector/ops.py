@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from dateline.domain import project
 from dateline.runtime import DeadLetters
+from dateline.store.connection import is_cluster
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
@@ -38,8 +39,7 @@ async def rebuild_story(
             # of one slot, and a channel is none. A ring missed in between costs readers
             # a second (they look every second without one).
             partition = log.keys.partition(story)
-            sharded = log.cluster and views is None  # a store of their own is one server
-            verb, channel = bell(sharded, log.keys, partition)  # as its commits ring
+            verb, channel = bell(is_cluster(store), log.keys, partition)  # as commits ring
             publish = store.spublish if verb == "SPUBLISH" else store.publish
             await publish(channel, str(partition))
             return new.version
