@@ -326,6 +326,11 @@ def connect(
     return aioredis.Redis.from_pool(pool)
 
 
+def _word(arg: Any) -> str:
+    """A command's word as text, in capitals, whether given as str or bytes."""
+    return (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).upper()
+
+
 class _LocalKeys(AsyncCommandsParser):
     """The keys of `FCALL`, `FCALL_RO`, `XREAD` and `XREADGROUP`, read off their
     arguments. redis-py asks one fixed node `COMMAND GETKEYS` for commands whose keys
@@ -333,11 +338,14 @@ class _LocalKeys(AsyncCommandsParser):
     healthy masters too, before the client's retries could learn the new layout."""
 
     async def get_keys(self, *args: Any) -> tuple[str, ...] | None:
-        name = str(args[0]).upper() if args else ""
+        name = _word(args[0]) if args else ""
         if name in ("FCALL", "FCALL_RO") and len(args) >= 3:
             return tuple(args[3 : 3 + int(args[2])]) or None
         if name in ("XREAD", "XREADGROUP"):
-            words = [str(a).upper() for a in args]
+            # redis-py's `xreadgroup` and `xread` send their keywords as bytes: read as
+            # `str(b"STREAMS")`, "B'STREAMS'", none was found, and every group read of
+            # a projector on a cluster asked a node for its keys (a third of its CPU).
+            words = [_word(a) for a in args]
             if "STREAMS" in words:
                 rest = args[words.index("STREAMS") + 1 :]
                 return tuple(rest[: len(rest) // 2])
