@@ -11,8 +11,9 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -36,6 +37,8 @@ from tests.integration.test_projector import (
 from tests.models_help import hash_all
 from tests.projection_helpers import HANOI, HANOI_UPDATES, HANOI_VERSION
 from tests.raw import entries_of
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -88,17 +91,22 @@ async def test_read_models_on_a_cluster_equal_a_fold_of_the_log(
         await app.client.aclose()
 
 
-def _keys_asked(cluster: LocalCluster) -> int:
-    """`COMMAND GETKEYS` calls every node of the cluster has answered so far."""
-    asked = 0
+def each_node(cluster: LocalCluster, ask: Callable[[redis.Redis], T]) -> list[T]:
+    """`ask` of every node of the cluster, each through a client of its own."""
+    found = []
     for node in cluster.nodes:
         client = redis.Redis.from_url(node.url)
         try:
-            stats = client.info("commandstats")
+            found.append(ask(client))
         finally:
             client.close()
-        asked += int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0))
-    return asked
+    return found
+
+
+def _keys_asked(cluster: LocalCluster) -> int:
+    """`COMMAND GETKEYS` calls every node of the cluster has answered so far."""
+    stats = each_node(cluster, lambda client: client.info("commandstats"))
+    return sum(int(s.get("cmdstat_command|getkeys", {}).get("calls", 0)) for s in stats)
 
 
 async def test_a_projectors_reads_on_a_cluster_ask_no_node_for_their_keys(

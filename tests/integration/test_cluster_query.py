@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 import pytest
-import redis
 
 from dateline.domain.positions import Cursor
 from dateline.projector.app import Projector
@@ -26,7 +25,7 @@ from dateline.store.readers import Readers
 from dateline.store.readmodels import without_timeline
 from tests.factories import encode, update
 from tests.integration.serving import serve
-from tests.integration.test_cluster_projector import one_a_partition, projector
+from tests.integration.test_cluster_projector import each_node, one_a_partition, projector
 from tests.integration.test_projector import failing_on, rebuilt, settings, settle
 from tests.integration.test_query import STORY, check_hanoi_boards, flat, public
 from tests.projection_helpers import HANOI
@@ -102,12 +101,7 @@ async def test_read_your_writes_and_a_parked_story_on_a_cluster(
 def _bus_publishes(cluster: LocalCluster) -> tuple[int, int]:
     """Pub/sub messages the nodes sent each other over the cluster bus: (plain, sharded)."""
     plain = sharded = 0
-    for node in cluster.nodes:
-        client = redis.Redis.from_url(node.url)
-        try:
-            info = client.cluster("INFO")
-        finally:
-            client.close()
+    for info in each_node(cluster, lambda client: client.cluster("INFO")):
         plain += int(info.get("cluster_stats_messages_publish_sent", 0))
         sharded += int(info.get("cluster_stats_messages_publishshard_sent", 0))
     return plain, sharded
