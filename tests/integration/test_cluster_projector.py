@@ -114,7 +114,7 @@ async def test_a_projectors_reads_on_a_cluster_ask_no_node_for_their_keys(
 ) -> None:
     """redis-py asks a node `COMMAND GETKEYS` for a command whose keys move, unless the
     client finds them itself (`store.connection._LocalKeys`): a group read each a
-    partition a cycle asked, a round trip of its own, a third of the projector's CPU."""
+    partition a cycle asked, a round trip of its own before the read."""
     stories = one_a_partition(log)
     app = await projector(log, local_cluster.url)
     try:

@@ -100,7 +100,7 @@ class _Said:
 async def test_the_keys_of_redis_pys_stream_reads_are_found_without_asking_a_node() -> None:
     """redis-py sends their keywords as bytes (`b"STREAMS"`): until 2026-12-03 none was
     found, and every group read of a projector on a cluster asked a node for its keys,
-    a round trip of its own (`COMMAND GETKEYS`) and a third of the projector's CPU."""
+    a round trip of its own (`COMMAND GETKEYS`) before the read."""
     parser = _LocalKeys()  # no node: asking one would fail
     said = _Said()
     aioredis.Redis.xreadgroup(said, "g", "c", {"a{p1}": ">", "b{p1}": ">"}, count=5, block=10)  # type: ignore[call-overload]

@@ -344,7 +344,7 @@ class _LocalKeys(AsyncCommandsParser):
         if name in ("XREAD", "XREADGROUP"):
             # redis-py's `xreadgroup` and `xread` send their keywords as bytes: read as
             # `str(b"STREAMS")`, "B'STREAMS'", none was found, and every group read of
-            # a projector on a cluster asked a node for its keys (a third of its CPU).
+            # a projector on a cluster first asked a node for its keys: a round trip each.
             words = [_word(a) for a in args]
             if "STREAMS" in words:
                 rest = args[words.index("STREAMS") + 1 :]
