@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from dateline.store import seal
-from dateline.store.log import APPEND_SCRIPT, AppendFunctionMissing, Log
+from dateline.store.log import APPEND_SCRIPT, AppendFunctionMissing, Log, _wire
 from dateline.store.seal import Sealing, Unsealed
 from tests.factories import encode, update
 from tests.raw import items
@@ -170,3 +170,43 @@ async def test_a_bulk_append_without_its_function_says_who_loads_it(sealed: Log)
         async for _ in log.append_stream([[encode(update(subject="bulk"))]]):
             pass
     assert await log.version("bulk") == 0
+
+
+async def test_an_older_release_s_function_is_sent_a_table_an_update(sealed: Log) -> None:
+    """Until a projector of this release names its own function, a sealed log's markers
+    may name an older release's, which reads a table an update: this release sends it
+    that. (The older function here is this release's code under an older name, made to
+    refuse the flat columns as an older release's would fail on them.)"""
+    log = sealed
+    report = await seal.seal_log(log.redis, log.keys, KEY)
+    library = seal.append_library(KEY)
+    older = report.function.replace(seal.FLAT_FUNCTION, "dateline_append_")
+    opening = "  callback = function(KEYS, ARGV)\n"
+    refuse = "if type(cmsgpack.unpack(ARGV[2])[1]) ~= 'table' then return redis.error_reply('FLAT') end\n"
+    code = (
+        library.code.replace(report.function, older)
+        .replace(library.name, library.name + "_older")
+        .replace(opening, opening + refuse)
+    )
+    assert refuse in code
+    await log.redis.function_load(code)
+    for p in range(log.keys.partitions):
+        await log.redis.hset(log.keys.seal(p), "function", older)
+    fresh = Log(log.redis, log.keys)
+    sent = [encode(update(subject="older", id=f"o{i}")) for i in range(3)]
+    assert [r.status for r in await fresh.append(sent)] == ["appended"] * 3
+    assert [r.status for r in await fresh.append(sent[:1])] == ["duplicate"]
+    streamed = [r.status async for rs in fresh.append_stream([sent, sent]) for r in rs]
+    assert streamed == ["duplicate"] * 6
+    assert len(await _reader(log).read_story_json("older")) == 3
+
+
+async def test_the_script_takes_a_table_an_update_from_an_older_client(log: Log) -> None:
+    sent = [encode(update(subject=f"mixed-{i % 2}", id=f"m{i}")) for i in range(4)]
+    prepared = log.prepare(sent, atomic=False)
+    nested = _wire("dateline_append_0123456789ab", prepared.args)
+    replies = await log.redis.eval(APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *nested)
+    assert [r[0] for r in replies] == [b"appended"] * 4
+    assert [await log.version(f"mixed-{i}") for i in range(2)] == [2, 2]
+    again = await log.append(sent)  # this release, flat: the same dedup
+    assert [r.status for r in again] == ["duplicate"] * 4

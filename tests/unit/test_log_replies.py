@@ -3,11 +3,15 @@ a refusal that says the log is moving. Pure: no server."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from dateline.store.log import LogMoving, _confirmed, _moving
+from dateline.store.layout import Keys
+from dateline.store.log import Log, LogMoving, _confirmed, _moving, _wire
+from tests.factories import encode, update
 
 
 def test_wait_counts_what_it_says() -> None:
@@ -56,3 +60,17 @@ def test_a_relocated_refusal_is_told_apart_even_wrapped_by_a_pipeline() -> None:
     assert str(_moving(wrapped)) == "has moved to redis://y"
     assert _moving(ResponseError("SEALED dateline_append_abc")) is None
     assert _moving(ResponseError("ERR something RELOCATED later in the text")) is None
+
+
+def test_a_batch_goes_flat_to_this_release_and_a_table_an_update_to_an_older_function() -> None:
+    log = Log(aioredis.Redis(), Keys("t", 4))  # not connected: prepare does no I/O
+    sent = [encode(update(subject=f"s{i % 2}", id=f"u{i}")) for i in range(3)]
+    args = log.prepare(sent, atomic=False).args
+    flat = msgspec.msgpack.decode(args[1])
+    assert len(flat) == 21 and isinstance(flat[4], str)  # seven words an update
+    assert _wire(None, args) is args  # the script of this release
+    assert _wire("dateline_append_flat_0123456789ab", args) is args
+    older = _wire("dateline_append_0123456789ab", args)
+    rows = msgspec.msgpack.decode(older[1])
+    assert rows == [flat[0:7], flat[7:14], flat[14:21]]
+    assert older[0] == args[0] and older[2] == args[2]

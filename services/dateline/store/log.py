@@ -24,7 +24,7 @@ from dateline.store import scripts
 from dateline.store.connection import appender_of, is_cluster, open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.replies import as_text, as_text_or_none
-from dateline.store.seal import Sealing, unsealed_log
+from dateline.store.seal import FLAT_FUNCTION, Sealing, unsealed_log
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -341,7 +341,7 @@ class Log:
                 if _needs_server(prepared):
                     call = ("FCALL", function) if function else ("EVAL", APPEND_SCRIPT)
                     await conn.send_command(
-                        *call, len(prepared.keys), *prepared.keys, *prepared.args
+                        *call, len(prepared.keys), *prepared.keys, *_wire(function, prepared.args)
                     )
                     if wanted > 0:
                         await conn.send_command("WAIT", wanted, timeout)
@@ -376,7 +376,7 @@ class Log:
         valid: list[tuple[int, Update]] = []
         key_index: dict[str, int] = {}
         by_story: dict[str, tuple[int, int, int, int]] = {}
-        meta: list[tuple[int, int, int, int, str, int, int]] = []
+        meta: list[int | str] = []  # seven a valid update (append.lua's ARGV[2])
         bodies: list[bytes] = []
         keys = self.keys
         stories, logs, ids = self._partition_keys
@@ -401,13 +401,11 @@ class Log:
                     part,
                 )
             expected = update.expectedversion
-            meta.append(
-                (
-                    *placed,
-                    dedup_field(update.source, update.id),
-                    -1 if expected is None else expected,
-                    len(body) - 1,
-                )
+            meta += placed
+            meta += (
+                dedup_field(update.source, update.id),
+                -1 if expected is None else expected,
+                len(body) - 1,
             )
             bodies.append(body[:-1])
         size = sum(map(len, bodies)) + len(bodies)
@@ -481,8 +479,8 @@ class Log:
         node = cluster.get_node_from_key(part.keys[0])
         for _ in range(2):
             pipe = cluster.pipeline(transaction=False)
-            args = (len(part.keys), *part.keys, *part.args)
             function = self._function  # the parts run side by side: one may learn it first
+            args = (len(part.keys), *part.keys, *_wire(function, part.args))
             if function:
                 pipe.execute_command("FCALL", function, *args)
             else:  # redis-py's cluster pipelines refuse EVALSHA
@@ -529,7 +527,7 @@ class Log:
         # too: their original may be one whose wait failed. EVALSHA, not the script
         # object: in a pipeline, redis-py asks SCRIPT EXISTS first, every time.
         pipe = self.redis.pipeline(transaction=False)
-        args = (len(prepared.keys), *prepared.keys, *prepared.args)
+        args = (len(prepared.keys), *prepared.keys, *_wire(function, prepared.args))
         if function:
             pipe.fcall(function, *args)
         else:
@@ -646,10 +644,21 @@ def _sealed_by(error: ResponseError) -> str | None:
     return found[1] if found else None
 
 
+def _wire(function: str | None, args: list[Any]) -> list[Any]:
+    """The append's arguments for `function` (None: this release's script). A sealed
+    log's function may be an older release's for a while, until a projector of this
+    release starts and names its own (`seal.py`): that one takes a table an update."""
+    if not function or function.startswith(FLAT_FUNCTION):
+        return args
+    flat = msgspec.msgpack.decode(args[1])
+    return [args[0], _pack([flat[j : j + 7] for j in range(0, len(flat), 7)]), *args[2:]]
+
+
 def split(prepared: Prepared) -> list[Prepared]:
     """A prepared batch as one per partition it touches (in order of first touch), each
     with its own keys and script arguments: what a cluster runs, a slot a call."""
-    meta = msgspec.msgpack.decode(prepared.args[1])
+    flat = msgspec.msgpack.decode(prepared.args[1])
+    meta = [flat[j : j + 7] for j in range(0, len(flat), 7)]
     blob = prepared.args[2]
     groups: dict[int, tuple[list[tuple[int, Update]], dict[str, int], list[Any], list[bytes]]] = {}
     offset = 0
@@ -658,7 +667,7 @@ def split(prepared: Prepared) -> list[Prepared]:
         valid, index, rows, bodies = groups.setdefault(part, ([], {}, [], []))
         valid.append((i, update))
         own = [index.setdefault(prepared.keys[k - 1], len(index) + 1) for k in (story, log, ids)]
-        rows.append([*own, part, field, expected, size])
+        rows += (*own, part, field, expected, size)
         bodies.append(blob[offset : offset + size])
         offset += size
     return [

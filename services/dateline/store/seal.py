@@ -111,6 +111,10 @@ def _lua_string(data: bytes) -> str:
     return "'" + "".join(f"\\{b}" for b in data) + "'"
 
 
+FLAT_FUNCTION = "dateline_append_flat_"
+"""How the append functions of releases since 2026-12-04 are named, a digest after it."""
+
+
 def append_library(key: bytes) -> scripts.Library:
     """The append script as a server function that seals each record with `key`.
 
@@ -140,7 +144,9 @@ def append_library(key: bytes) -> scripts.Library:
         "local BYTES = {" + ",".join(f"['{b:02x}']='\\{b}'" for b in range(256)) + "}",
     ]
     tag = hashlib.sha256(("\n".join(prelude) + body).encode()).hexdigest()[:12]
-    name = f"dateline_append_{tag}"
+    # `flat`: its callers send the batch's columns flat (`append.lua`'s ARGV[2]); a
+    # function named without it is an older release's, sent a table an update.
+    name = f"{FLAT_FUNCTION}{tag}"
     code = "\n".join(
         [
             f"#!lua name=dateline_seal_{tag}",
