@@ -6,7 +6,7 @@
 -- among KEYS: declared, the appending user would need to be allowed to write it.
 -- ARGV[1] "1" if the batch is all-or-nothing.
 -- ARGV[2] msgpack array, seven entries per update, one update after another (flat: a
---   table an update cost a batch of 1,000 6% of its instructions, a one-update call 12%):
+--   table an update cost a batch of 1,000 6% of its instructions):
 --   story key index, log key index, ids key index, partition, dedup field,
 --   expected version (-1 if none), body length
 -- ARGV[3] the bodies, concatenated: each the canonical JSON object without its
