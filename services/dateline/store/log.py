@@ -650,15 +650,19 @@ def _wire(function: str | None, args: list[Any]) -> list[Any]:
     release starts and names its own (`seal.py`): that one takes a table an update."""
     if not function or function.startswith(FLAT_FUNCTION):
         return args
-    flat = msgspec.msgpack.decode(args[1])
-    return [args[0], _pack([flat[j : j + 7] for j in range(0, len(flat), 7)]), *args[2:]]
+    return [args[0], _pack(_rows(args[1])), *args[2:]]
+
+
+def _rows(columns: bytes) -> list[list[Any]]:
+    """`prepare`'s flat columns (append.lua's ARGV[2]) as a row of seven an update."""
+    flat = msgspec.msgpack.decode(columns)
+    return [flat[j : j + 7] for j in range(0, len(flat), 7)]
 
 
 def split(prepared: Prepared) -> list[Prepared]:
     """A prepared batch as one per partition it touches (in order of first touch), each
     with its own keys and script arguments: what a cluster runs, a slot a call."""
-    flat = msgspec.msgpack.decode(prepared.args[1])
-    meta = [flat[j : j + 7] for j in range(0, len(flat), 7)]
+    meta = _rows(prepared.args[1])
     blob = prepared.args[2]
     groups: dict[int, tuple[list[tuple[int, Update]], dict[str, int], list[Any], list[bytes]]] = {}
     offset = 0
