@@ -37,7 +37,7 @@ from tests.e2e.processes import free_port
 from bench.harness import Report, Row
 from bench.log_append import realistic_updates
 from bench.projection import ceiling
-from bench.pyinstr import LIVE_STORIES, live_updates
+from bench.pyinstr import LIVE_STORIES, LONG_STATEMENTS, LONG_STORIES, live_updates
 from dateline.projector.app import create_app
 from dateline.store.config import Settings
 from dateline.store.connection import connect
@@ -263,6 +263,7 @@ async def _python(report: Report, tmp: Path, n: int, projected: int, live: int) 
         rebuild = await _python_count(tmp, server.url, "rebuild", n)
         projector = await _python_count(tmp, server.url, "projector", projected)
         cycles = await _python_count(tmp, server.url, "live", live)
+        long = await _python_count(tmp, server.url, "live-long", live)
     scale = f"{n:,} updates over {n // 100:,} stories, the rebuild row's mix; callgrind"
     report.add(
         Row(
@@ -306,6 +307,19 @@ async def _python(report: Report, tmp: Path, n: int, projected: int, live: int) 
             note=f"{live:,} updates over 2,000 stories that have 3 each already, appended by "
             "a process callgrind does not follow; what a cycle costs whatever it carries "
             "shows here; callgrind",
+        )
+    )
+    report.add(
+        Row(
+            "instructions",
+            f"same, on stories of {LONG_STATEMENTS} statements",
+            long,
+            "instructions",
+            "the live cycles on stories of 3 (the row above)",
+            cycles / long,
+            note=f"{live:,} updates over {LONG_STORIES} stories that have {LONG_STATEMENTS} "
+            "statements each already; issue 17: a story with hundreds of statements must not "
+            "cost more an update than a small one (1.0x); callgrind",
         )
     )
 

@@ -14,6 +14,8 @@ does, with instrumentation off but for that work.
   projector's cycles): 2,000 stories with 3 updates each, projected, then cycles of 5
   new updates each, N updates in all; only the cycles are counted. A cycle's work that
   does not grow with its updates shows here and hardly at all in `projector`.
+- `live-long` is the same cycles on 100 long stories, 500 statements each: work that
+  grows with the story rather than with the update shows against `live`.
 
 `projector` and `live` run on uvloop, as `dateline projector` does; `fold` and
 `rebuild` on asyncio's own loop, as `dateline replay` does.
@@ -78,28 +80,43 @@ async def _project(url: str, n: int) -> int:
 
 
 LIVE_STORIES, LIVE_CYCLE = 2_000, 5
+LONG_STORIES, LONG_STATEMENTS = 100, 500
+"""The live cycles on long stories (`live-long`): 50,000 statements, inside what the
+projector keeps decoded (`projector/commit.py`, `WARM_PARTS`), so that what grows with
+a story there is the work of its commits, not a decode of its state."""
 
 
-def live_updates(n: int, case: str, per: int = LIVE_CYCLE) -> tuple[list[bytes], list[list[bytes]]]:
-    """The live case's updates, over `LIVE_STORIES` stories: 3 a story to settle, then
-    `n` new ones in cycles of `per`. Also the server's count of the same cycles
-    (`bench/instructions.py`), so that both count one case."""
+def live_updates(
+    n: int, case: str, per: int = LIVE_CYCLE, stories: int = LIVE_STORIES, each: int = 3
+) -> tuple[list[bytes], list[list[bytes]]]:
+    """The live case's updates, over `stories` stories: `each` a story to settle (each
+    a statement), then `n` new ones in cycles of `per`. Also the server's count of the
+    same cycles (`bench/instructions.py`), so that both count one case."""
     rnd = random.Random(7)
-    settled = [_update(i, LIVE_STORIES, case) for i in range(3 * LIVE_STORIES)]
+    settled = [_update(i, stories, case) for i in range(each * stories)]
+    # Past the settled ones: an id taken already is a duplicate, not appended, and its
+    # cycle would wait for it.
     picks = [
-        rnd.randrange(10**6) * LIVE_STORIES + rnd.randrange(LIVE_STORIES)
+        rnd.randrange(each, 10**6 + each) * stories + rnd.randrange(stories)
         for _ in range(max(1, n // per) * per)
     ]
-    live = [_update(i, LIVE_STORIES, case) for i in picks]
+    live = [_update(i, stories, case) for i in picks]
     return settled, [live[i : i + per] for i in range(0, len(live), per)]
 
 
-async def _live(url: str, n: int) -> int:
+def _live_case(what: str, n: int) -> tuple[list[bytes], list[list[bytes]]]:
+    """`live_updates` of the `live` case or, for `live-long`, of its long stories."""
+    if what.endswith("long"):
+        return live_updates(n, "pylong", stories=LONG_STORIES, each=LONG_STATEMENTS)
+    return live_updates(n, "pylive")
+
+
+async def _live(url: str, n: int, what: str) -> int:
     """The projector's cycles of `LIVE_CYCLE` new updates over stories it has projected
     (and so keeps). Each cycle's updates are appended by a process of their own that
     callgrind does not follow (`_append_live`), so what is counted is the projector's
     alone, with counting on from the first cycle to the last."""
-    settled, cycles = live_updates(n, "pylive")
+    settled, cycles = _live_case(what, n)
     client = connect(url)
     try:
         await client.flushall()
@@ -113,7 +130,7 @@ async def _live(url: str, n: int) -> int:
         done = 0
         while done < len(settled):
             done += await app.runner.step()
-        command = [sys.executable, "-m", "bench.pyinstr", url, "append-live", str(n)]
+        command = [sys.executable, "-m", "bench.pyinstr", url, f"append-{what}", str(n)]
         # Started before counting, and never awaited while it runs: a blocking call here
         # is a pipe's read, which the count must see as little of as it can.
         feed = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: ASYNC220
@@ -138,16 +155,18 @@ async def _live(url: str, n: int) -> int:
         await client.aclose()
 
 
-async def _append_live(url: str, n: int) -> int:
+async def _append_live(url: str, n: int, what: str) -> int:
     """`_live`'s feed: a cycle's updates appended for each line read, then said so."""
-    _, cycles = live_updates(n, "pylive")
+    _, cycles = _live_case(what, n)
     client = connect(url)
     try:
         log = Log(client, Keys("pylive", 8))
         for batch in cycles:
             if not sys.stdin.readline():
                 break
-            await log.append(batch)
+            results = await log.append(batch)
+            if refused := [r for r in results if r.status != "appended"]:
+                raise RuntimeError(f"the live case's feed: not appended, {refused}")
             print("appended", flush=True)
         return 0
     finally:
@@ -158,10 +177,10 @@ async def main(url: str, what: str, n: int) -> int:
     tune_collector()  # as `dateline replay` and the bench's fold rows do
     if what == "projector":
         return await _project(url, n)
-    if what == "live":
-        return await _live(url, n)
-    if what == "append-live":
-        return await _append_live(url, n)
+    if what in ("live", "live-long"):
+        return await _live(url, n, what)
+    if what.startswith("append-live"):
+        return await _append_live(url, n, what)
     keys = Keys("pyinstr", 8)
     client = connect(url)
     try:
@@ -192,6 +211,7 @@ if __name__ == "__main__":
     # The projector's cases on the loop `dateline projector` runs on (uvloop), the fold
     # and the rebuild on asyncio's own, as `dateline replay` runs.
     work = main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-    counted = run_on_uvloop(work) if sys.argv[2] in ("projector", "live") else asyncio.run(work)
-    if sys.argv[2] != "append-live":
+    on_uvloop = sys.argv[2] in ("projector", "live", "live-long")
+    counted = run_on_uvloop(work) if on_uvloop else asyncio.run(work)
+    if not sys.argv[2].startswith("append-live"):
         print("counted", counted)

@@ -104,6 +104,25 @@ def test_merge_keys_are_kept_apart_and_written_when_new() -> None:
     assert [c[0] for c in whole if c[1] == key] == ["DEL", "HSET"]
 
 
+def test_merge_keys_gone_moved_or_changed_are_written_anew() -> None:
+    """Only keys added at the end are written alone (the fold only adds them): one that
+    went, moved or now names another statement rewrites them all."""
+    models = ReadModels(Keys("t", 8), "v1")
+    old, new = state(1, "a", "b"), state(2, "a", "b", "c")
+    old.statement_keys = {"k1": "a", "k2": "b"}
+    key = models.merge_keys("talks")
+    for keys in ({"k1": "a", "k3": "c"}, {"k2": "b", "k1": "a"}, {"k1": "a", "k2": "c"}):
+        new.statement_keys = keys
+        commands = models.commands([Change(old, new, whole_timeline=False)]).commands
+        assert [c for c in commands if c[1] == key] == [
+            ("DEL", key),
+            ("HSET", key, *[x for pair in keys.items() for x in pair]),
+        ]
+    new.statement_keys = {"k1": "a", "k2": "b", "k3": "c"}
+    commands = models.commands([Change(old, new, whole_timeline=False)]).commands
+    assert [c for c in commands if c[1] == key] == [("HSET", key, "k3", "c")]
+
+
 def test_a_stored_state_is_the_state_without_timeline_merge_keys_or_statements() -> None:
     """The bytes shape 3 has always stored (the readers' splice needs `"statements":{}`),
     now made without converting the state to builtins first."""
