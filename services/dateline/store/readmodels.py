@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import compress, islice
+from itertools import compress
 from operator import is_not
 from typing import Any, cast
 
@@ -253,13 +253,11 @@ class ReadModels(ModelKeys):
         key = region.merge_keys(change.new.id)
         # The fold only adds merge keys, at the end: a key gone, moved or changed
         # means all anew.
-        if (
-            change.whole_timeline
-            or len(new) < len(old)
-            or not (_same_keys(old, new) and _same_values(old, new))
-        ):
+        grown = None if change.whole_timeline else _grown(old, new)
+        if grown is None or grown[1][: len(old)] != grown[2]:
             return [("DEL", key), *_paired("HSET", key, new)]
-        return _paired("HSET", key, dict(islice(new.items(), len(old), None)))
+        keys, values, _ = grown
+        return _paired("HSET", key, dict(zip(keys[len(old) :], values[len(old) :], strict=True)))
 
     def _statements(
         self,
@@ -387,36 +385,29 @@ def _appended(change: Change) -> _Appended | None:
     changed: a loop in Python over every statement, each commit, made a story of 500
     statements cost the projector 2.8 times a short one's instructions an update."""
     old, new = change.old.statements, change.new.statements
-    kept = len(old)
-    if change.whole_timeline or len(new) < kept or not _same_keys(old, new):
+    if change.whole_timeline or (grown := _grown(old, new)) is None:
         return None
+    refs, now, was = grown
+    kept = len(was)
     out: _Appended = []
-    if not _same_values(old, new):
-        refs, now, was = list(new), list(new.values()), list(old.values())
+    # A list's comparison passes over the same object without calling its `__eq__`, and
+    # the fold replaces what it changes (`evolve`): most are the same objects.
+    if now[:kept] != was:
         moved = compress(range(kept), map(is_not, now, was))
         out += [(i, refs[i], now[i], was[i]) for i in moved if now[i] != was[i]]
-    if len(new) > kept:
-        added = islice(new.items(), kept, None)
-        out += [(i, ref, said, None) for i, (ref, said) in enumerate(added, kept)]
-    return out
+    return out + [(i, refs[i], now[i], None) for i in range(kept, len(refs))]
 
 
-def _same_keys(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether `new`'s keys begin with `old`'s, in their order."""
-    return _starts(list(new), list(old))
-
-
-def _same_values(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether `new`'s values begin with `old`'s, in their order. A list's comparison
-    passes over the same object without calling its `__eq__`, and the fold replaces what
-    it changes (`evolve`): most of a long story's are the same objects."""
-    return _starts(list(new.values()), list(old.values()))
-
-
-def _starts(items: list[Any], start: list[Any]) -> bool:
-    # A list of a dict's keys or values is made in C without its iterator (`islice` of
-    # them cost a tenth more of the projector's instructions on long stories).
-    return (items[: len(start)] if len(items) > len(start) else items) == start
+def _grown(
+    old: dict[str, Any], new: dict[str, Any]
+) -> tuple[list[str], list[Any], list[Any]] | None:
+    """`new`'s keys and values and `old`'s values, as lists, if `new`'s keys begin with
+    `old`'s in their order; else None. (A list of a dict's keys or values is made in C
+    without its iterator: through `islice` they cost a tenth more.)"""
+    refs = list(new)
+    if refs[: len(old)] != list(old):  # shorter, or not in their order
+        return None
+    return refs, list(new.values()), list(old.values())
 
 
 def _fragment(ref: str, said: Statement) -> bytes:
