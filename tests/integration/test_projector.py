@@ -585,6 +585,35 @@ async def test_keeping_up_every_partition_is_read_evenly(log: Log, url: str) -> 
     await app.client.aclose()
 
 
+STATEMENT = "dateline.statement.made"
+
+
+async def test_the_states_a_projector_keeps_decoded_are_the_operators_setting(
+    log: Log, url: str
+) -> None:
+    """DATELINE_PROJECTOR_WARM_MB: an operator with many long, hot stories gives the
+    projector room to keep them decoded; a story past it is decoded every update."""
+    client = await open_client(url)
+    small = dataclasses.replace(settings(log), projector_warm_mb=1)
+    app = await create_app(small, url, consumer="p1", client=client)
+    assert app.handler.kept.warm_parts == commit.warm_parts(1) < commit.WARM_PARTS
+    stories = [f"long{i}" for i in range(4)]
+    said = {"speaker": "Kim Jong Un", "text": "Words"}
+    for v in range(0, 500, 100):
+        await log.append(
+            [
+                encode(update(STATEMENT, subject=s, data={**said, "statement": f"s{v + i}"}))
+                for s in stories
+                for i in range(100)
+            ]
+        )
+    await settle(app)
+    # 1 MB holds 1,500 parts: of four stories of 500 statements, two stay decoded.
+    assert app.handler.kept.parts <= commit.warm_parts(1)
+    assert len(app.handler.kept.warm) == 2
+    await app.client.aclose()
+
+
 async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

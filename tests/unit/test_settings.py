@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dateline.projector.commit import WARM_PARTS, warm_parts
 from dateline.store.config import Settings, SettingsError
 
 
@@ -16,6 +17,12 @@ def test_replicas_default_to_auto_and_a_second() -> None:
 def test_live_streams_wake_every_2_ms_at_most_unless_told() -> None:
     assert Settings.from_env({}).live_pace_ms == 2
     assert Settings.from_env({"DATELINE_LIVE_PACE_MS": "0"}).live_pace_ms == 0
+
+
+def test_a_projector_keeps_64_mb_of_states_decoded_unless_told() -> None:
+    assert warm_parts(Settings.from_env({}).projector_warm_mb) == WARM_PARTS
+    cfg = Settings.from_env({"DATELINE_PROJECTOR_WARM_MB": "256"})
+    assert warm_parts(cfg.projector_warm_mb) == 4 * WARM_PARTS
 
 
 def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
@@ -36,6 +43,8 @@ def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
         ("DATELINE_VIEWS_URL", "same"),
         ("DATELINE_LIVE_PACE_MS", "1001"),
         ("DATELINE_LIVE_PACE_MS", "2ms"),
+        ("DATELINE_PROJECTOR_WARM_MB", "0"),
+        ("DATELINE_PROJECTOR_WARM_MB", "64MB"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:

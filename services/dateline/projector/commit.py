@@ -34,7 +34,14 @@ WARM_STORIES = 4096
 """The states a projector keeps decoded, at most: those of the stories it wrote last."""
 WARM_PARTS = 96_000
 """The timeline entries, statements, schedule items and corrections of the states kept
-decoded, at most: about 64 MB of objects (700 bytes each, measured on the bench's mix)."""
+decoded, at most, by default (`DATELINE_PROJECTOR_WARM_MB`, 64): about 64 MB of objects
+(700 bytes each, measured on the bench's mix)."""
+
+
+def warm_parts(megabytes: int) -> int:
+    """The parts of decoded states that `megabytes` hold, as `WARM_PARTS` counts them."""
+    return WARM_PARTS * megabytes // 64
+
 
 Held = StoryState | bytes
 """A kept state: decoded while its story is warm, packed once it has cooled."""

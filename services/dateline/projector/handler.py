@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError
 from dateline.domain import advance_in_place, fork, project
 from dateline.domain.positions import stream_id
 from dateline.projector.commit import (
+    WARM_PARTS,
     Delivered,
     Held,
     Kept,
@@ -116,9 +117,11 @@ class ProjectorHandler:
         project_fn: Project = project,
         keep: int = 10_000,
         views: aioredis.Redis | None = None,
+        warm: int = WARM_PARTS,
     ) -> None:
         """`views`: the store of read models, if apart from the log's server (`client`,
-        which the log's own reads and writes use)."""
+        which the log's own reads and writes use). `warm`: the parts of the states kept
+        decoded (`Kept`)."""
         self.client, self.log, self.models, self.group = client, log, models, group
         self.views = client if views is None else views
         self.apart = self.views is not client
@@ -134,7 +137,7 @@ class ProjectorHandler:
         """Apart: the last checkpoint of each partition seen written to the store."""
         self.advance, self.project = advance_fn, project_fn
         self.refolds = self.conflicts = 0
-        self.kept = Kept(keep)
+        self.kept = Kept(keep, warm_parts=warm)
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
         self.state_bytes = 0.0
         """Packed state bytes a cycle's update touches, on average of the last cycles."""

@@ -82,6 +82,10 @@ class Settings:
     """DATELINE_LIVE_PACE_MS: the least time between two wakes of a query process's live
     streams (`Doorbell.ring`): commits that come faster are pushed together, up to this
     much later. 0: each commit wakes them."""
+    projector_warm_mb: int = 64
+    """DATELINE_PROJECTOR_WARM_MB: the story states a projector process keeps decoded
+    between batches, those written last (`projector/commit.py`, `Kept`). A hot story
+    past them is decoded again every update: raise it for many long, hot stories."""
 
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
@@ -163,6 +167,9 @@ class Settings:
                 f"store of read models is, or `log` (on the log's server), got {views!r}"
             )
         pace = _number(environ, "DATELINE_LIVE_PACE_MS", "2", 0, 1000, "0 to 1000 (ms)")
+        warm = _number(
+            environ, "DATELINE_PROJECTOR_WARM_MB", "64", 1, 1_000_000, "1 to 1000000 (MB)"
+        )
         raw_key = environ.get("DATELINE_SEAL_KEY") or ""
         try:
             seal_key = parse_key(raw_key) if raw_key else None
@@ -188,6 +195,7 @@ class Settings:
             None if views == "log" else views,
             views is None and url is None,
             pace,
+            warm,
         )
 
 
