@@ -52,10 +52,10 @@ def failing_on(story: str, version: int, on: Callable[[], bool] = lambda: True) 
     """A projection with a bug: it raises on that update of that story while `on()`, folded
     in place or from the story's history. `projector(log, url, **failing_on(...))`."""
 
-    def advance_fn(state: StoryState, u: Update) -> bool:
+    def advance_fn(state: StoryState, u: Update, said: list[str]) -> bool:
         if on() and u.subject == story and u.version == version:
             raise RuntimeError("projection bug")
-        return advance_in_place(state, u)
+        return advance_in_place(state, u, said)
 
     def project_fn(name: str, updates: list[Update]) -> StoryState:
         if on() and name == story and any(u.version == version for u in updates):
@@ -385,13 +385,13 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, url: str
     interfere = {"once": True}
     holder: dict[str, Projector] = {}
 
-    def meddling(state: StoryState, u: Update) -> bool:
+    def meddling(state: StoryState, u: Update, said: list[str]) -> bool:
         if interfere["once"] and u.version == 3:
             interfere["once"] = False
             key = holder["app"].models.story(u.subject)
             # Between the batch's read and its commit: the same state, other bytes.
             other.set(key, data(other.get(key) or b"") + b" ")
-        return advance_in_place(state, u)
+        return advance_in_place(state, u, said)
 
     app = await projector(log, url, advance_fn=meddling)
     holder["app"] = app
@@ -668,11 +668,11 @@ async def test_a_failure_half_way_through_an_update_leaves_no_trace(log: Log, ur
     """An update whose projection raises after changing part of the state: the earlier
     updates of the same batch stay applied, and nothing of the failing one is written."""
 
-    def half_done(state: StoryState, u: Update) -> bool:
+    def half_done(state: StoryState, u: Update, said: list[str]) -> bool:
         if u.version == 3:
             state.title = "HALF WRITTEN"  # a projection bug that fails part-way through
             raise RuntimeError("projection bug after a partial change")
-        return advance_in_place(state, u)
+        return advance_in_place(state, u, said)
 
     app = await projector(log, url, advance_fn=half_done)
     try:

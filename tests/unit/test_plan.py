@@ -64,7 +64,7 @@ def test_an_update_the_fold_cannot_take_in_place_asks_for_a_refold() -> None:
         fresh(),
         fresh(),
         deliveries(updates),
-        lambda state, u: u.version == 1 and advance_in_place(state, u),
+        lambda state, u, said: u.version == 1 and advance_in_place(state, u, said),
     )
     assert (p.refold_to, p.refold_at, p.applied_to) == (2, 1, 1)
 

@@ -8,6 +8,9 @@ or an expectation it changes is replaced by a changed copy, never changed in pla
 a state forked from another (`story.fork`: its containers copied, what they hold
 shared) can be folded while the other stays as it was; and what changed is what is no
 longer the same object, which the projector's commit compares by identity first.
+
+An arm that writes a statement says which (returns its ref): a projector's commit then
+writes that one, without looking over the story's other statements (`StoryPlan.said`).
 """
 
 from __future__ import annotations
@@ -98,9 +101,10 @@ def _shifted(start: When, shift: str) -> When:
             return start
 
 
-def evolve(state: StoryState, update: Update, time: str) -> None:
-    """Apply one update; `time` is its event time, formatted once by the caller."""
-    ARMS[type(update)](state, update, time)
+def evolve(state: StoryState, update: Update, time: str) -> str | None:
+    """Apply one update; `time` is its event time, formatted once by the caller. The ref
+    of the statement it wrote, if it wrote one."""
+    return ARMS[type(update)](state, update, time)
 
 
 # An arm a type, found by the update's exact type in one lookup (no update type is
@@ -216,7 +220,8 @@ def _naming(state: StoryState, update: Naming, time: str) -> None:
     the whole set."""
 
 
-def _statement(state: StoryState, update: StatementMade, time: str) -> None:
+def _statement(state: StoryState, update: StatementMade, time: str) -> str:
+    """The statement, or the one it merges into; the ref of the one written."""
     d = update.data
     key = statement_key(d.speaker, d.text, update.time)
     first = state.statement_keys.get(key)
@@ -230,7 +235,7 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
         for name in ("speaker_role", "language", "via_interpreter", "context", "medium"):
             if getattr(d, name) is not None:
                 setattr(merged, name, getattr(d, name))
-        return
+        return first
     state.statement_keys.setdefault(key, d.statement)
     old = state.statements.get(d.statement)
     state.statements[d.statement] = Statement(
@@ -250,13 +255,14 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> None:
         corrected_fields=old.corrected_fields if old else (),
         correction_notes=old.correction_notes if old else (),
     )
+    return d.statement
 
 
-Arm = Callable[[StoryState, Any, str], None]
+Arm = Callable[[StoryState, Any, str], str | None]
 U = TypeVar("U", bound=Update)
 
 
-def _arm(kind: type[U], apply: Callable[[StoryState, U, str], None]) -> tuple[type[Any], Arm]:
+def _arm(kind: type[U], apply: Callable[[StoryState, U, str], str | None]) -> tuple[type[Any], Arm]:
     """A type and its arm, checked by mypy to take that type."""
     return kind, apply
 

@@ -19,8 +19,9 @@ from dateline.domain.state import StoryState
 from dateline.store.deadletters import Delivery
 from dateline_schemas import Update, decode_record, decode_records
 
-Advance = Callable[[StoryState, Update], bool]
-"""Fold an update into a state the handler owns, in place; False if it needs a refold."""
+Advance = Callable[[StoryState, Update, list[str]], bool]
+"""Fold an update into a state the handler owns, in place; False if it needs a refold.
+The ref of a statement it writes goes on the list (`advance_in_place`)."""
 Project = Callable[[str, list[Update]], StoryState]
 """Fold a story's whole history into its state."""
 Open = Callable[[Delivery], bytes]
@@ -57,6 +58,9 @@ class StoryPlan(msgspec.Struct):
     """Index in `acked` of the update that called for the refold."""
     applied_to: int = 0
     """The last version folded in place, cleanly."""
+    said: list[str] = msgspec.field(default_factory=list)
+    """The refs of the statements the fold in place wrote, as it wrote them: what the
+    commit writes of the story's statements (unless it refolds)."""
     failed: Delivery | None = None
     error: BaseException | None = None
 
@@ -81,7 +85,7 @@ def plan(
                 p.refold_to = max(p.refold_to, version)
             elif version <= p.state.version:
                 pass  # redelivered: applied already
-            elif version == p.state.version + 1 and advance(p.state, update):
+            elif version == p.state.version + 1 and advance(p.state, update, p.said):
                 p.changed, p.applied_to = True, version
             else:
                 p.refold_to, p.refold_at = version, len(p.acked)

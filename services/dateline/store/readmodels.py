@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import compress
-from operator import is_not
+from itertools import compress, islice
+from operator import is_not, itemgetter
 from typing import Any, cast
 
 import msgspec
@@ -251,6 +251,10 @@ class ReadModels(ModelKeys):
         """The merge keys new since `old`; all of them if one went or changed."""
         old, new = change.old.statement_keys, change.new.statement_keys
         key = region.merge_keys(change.new.id)
+        if change.said is not None and not change.whole_timeline:
+            added = _added(old, new)
+            if added is not None:
+                return _paired("HSET", key, added)
         # The fold only adds merge keys, at the end: a key gone, moved or changed
         # means all anew.
         grown = None if change.whole_timeline else _grown(old, new)
@@ -309,6 +313,9 @@ class Change(msgspec.Struct, frozen=True, gc=False):
     old: StoryState
     new: StoryState
     whole_timeline: bool
+    said: list[str] | None = None
+    """The refs of the statements the fold in place wrote (`StoryPlan.said`): the commit
+    writes those and looks at no other. None: not known, found by comparing the two."""
 
 
 Command = tuple[str | bytes | float, ...]
@@ -386,7 +393,11 @@ def _appended(change: Change) -> _Appended | None:
     live cycles on stories of 500 statements cost 2.8 times the instructions an update
     of those on stories of 3 (`bench/pyinstr.py`, `live-long`); 1.8 times since."""
     old, new = change.old.statements, change.new.statements
-    if change.whole_timeline or (grown := _grown(old, new)) is None:
+    if change.whole_timeline:
+        return None
+    if change.said is not None and (written := _written(old, new, change.said)) is not None:
+        return written
+    if (grown := _grown(old, new)) is None:
         return None
     refs, now, was = grown
     kept = len(was)
@@ -397,6 +408,41 @@ def _appended(change: Change) -> _Appended | None:
         moved = compress(range(kept), map(is_not, now, was))
         out += [(i, refs[i], now[i], was[i]) for i in moved if now[i] != was[i]]
     return out + [(i, refs[i], now[i], None) for i in range(kept, len(refs))]
+
+
+def _written(
+    old: dict[str, Statement], new: dict[str, Statement], said: list[str]
+) -> _Appended | None:
+    """`_appended` from the statements the fold said it wrote: the work grows with them,
+    not with the story. None if the statements `new` holds past `old`'s are not the new
+    ones it said, in their order (then the caller compares the two)."""
+    changed: _Appended = []
+    fresh: list[str] = []
+    refs: list[str] | None = None
+    for ref in dict.fromkeys(said):  # each once, in the order first written
+        now, was = new.get(ref), old.get(ref)
+        if now is None:
+            return None
+        if was is None:
+            fresh.append(ref)
+        elif now is not was and now != was:
+            refs = list(old) if refs is None else refs  # its place: rarely asked, in C
+            changed.append((refs.index(ref), ref, now, was))
+    kept = len(old)
+    if len(new) - kept != len(fresh) or list(islice(reversed(new), len(fresh)))[::-1] != fresh:
+        return None
+    changed.sort(key=itemgetter(0))
+    return changed + [(kept + i, ref, new[ref], None) for i, ref in enumerate(fresh)]
+
+
+def _added(old: dict[str, str], new: dict[str, str]) -> dict[str, str] | None:
+    """The merge keys `new` holds past `old`'s, taken from its end: the fold in place only
+    adds them (`setdefault`). None if that cannot be so (fewer, or one of them old)."""
+    added = len(new) - len(old)
+    if added < 0:
+        return None
+    tail = dict(reversed(list(islice(reversed(new.items()), added))))
+    return tail if old.keys().isdisjoint(tail.keys()) else None
 
 
 def _grown(
