@@ -13,6 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from dateline.domain import advance_in_place, project
+from dateline.domain.evolve import Written
 from dateline.domain.positions import Position, stream_id
 from dateline.domain.state import StoryState
 from dateline.projector import commit
@@ -52,7 +53,7 @@ def failing_on(story: str, version: int, on: Callable[[], bool] = lambda: True) 
     """A projection with a bug: it raises on that update of that story while `on()`, folded
     in place or from the story's history. `projector(log, url, **failing_on(...))`."""
 
-    def advance_fn(state: StoryState, u: Update, said: list[str]) -> bool:
+    def advance_fn(state: StoryState, u: Update, said: list[Written]) -> bool:
         if on() and u.subject == story and u.version == version:
             raise RuntimeError("projection bug")
         return advance_in_place(state, u, said)
@@ -385,7 +386,7 @@ async def test_a_rebuild_during_a_batch_makes_the_batch_retry(log: Log, url: str
     interfere = {"once": True}
     holder: dict[str, Projector] = {}
 
-    def meddling(state: StoryState, u: Update, said: list[str]) -> bool:
+    def meddling(state: StoryState, u: Update, said: list[Written]) -> bool:
         if interfere["once"] and u.version == 3:
             interfere["once"] = False
             key = holder["app"].models.story(u.subject)
@@ -668,7 +669,7 @@ async def test_a_failure_half_way_through_an_update_leaves_no_trace(log: Log, ur
     """An update whose projection raises after changing part of the state: the earlier
     updates of the same batch stay applied, and nothing of the failing one is written."""
 
-    def half_done(state: StoryState, u: Update, said: list[str]) -> bool:
+    def half_done(state: StoryState, u: Update, said: list[Written]) -> bool:
         if u.version == 3:
             state.title = "HALF WRITTEN"  # a projection bug that fails part-way through
             raise RuntimeError("projection bug after a partial change")

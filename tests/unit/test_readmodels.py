@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from dateline.domain import project
+from dateline.domain import Journal, project
 from dateline.domain.state import Statement, StoryState
 from dateline.store.layout import (
     Keys,
@@ -53,20 +53,24 @@ def test_a_commit_appends_new_statements_and_rewrites_changed_ones_in_place() ->
 
 
 def test_a_commit_told_what_the_fold_wrote_writes_those_and_compares_if_it_falls_short() -> None:
-    """Told the statements the fold wrote (`StoryPlan.said`), a commit writes those; told
-    of fewer new ones than the story gained, it compares the states as it does untold."""
+    """Told by the fold's journal what it wrote and replaced, a commit writes those; told
+    of fewer new statements than the story gained, it compares, with `old` as it was."""
     models = ReadModels(Keys("t", 8), "v1")
     old, new = state(2, "a", "b"), state(3, "a", "b", "c", b="Other words")
     untold = on_list(models.commands([Change(old, new, whole_timeline=False)]).commands, models)
-    for said in (["c", "b"], ["b", "c", "b"]):  # in any order, a statement more than once
-        told = models.commands([Change(old, new, whole_timeline=False, said=said)]).commands
-        assert on_list(told, models) == untold
-    # "b" left out: not looked at, so not written (the fold says all it writes) ...
-    told = models.commands([Change(old, new, whole_timeline=False, said=["c"])]).commands
-    assert on_list(told, models) == untold[1:]
+    b, c = ("b", old.statements["b"]), ("c", None)
+    for said in ([c, b], [b, c, ("b", statement("b", "Between"))]):  # any order, again
+        journal = Journal(2, 0, said)
+        told = models.commands([Change(old, new, whole_timeline=False, journal=journal)])
+        assert on_list(told.commands, models) == untold
+    # "b" left out: not looked at, so not written (the journal holds all it wrote) ...
+    journal = Journal(2, 0, [c])
+    told = models.commands([Change(old, new, whole_timeline=False, journal=journal)])
+    assert on_list(told.commands, models) == untold[1:]
     # ... but a new statement left out does not add up: the states are compared.
-    told = models.commands([Change(old, new, whole_timeline=False, said=["b"])]).commands
-    assert on_list(told, models) == untold
+    journal = Journal(2, 0, [b])
+    told = models.commands([Change(old, new, whole_timeline=False, journal=journal)])
+    assert on_list(told.commands, models) == untold
 
 
 def test_a_statement_whose_speaker_changed_in_place_moves_between_speakers() -> None:
@@ -118,9 +122,9 @@ def test_merge_keys_are_kept_apart_and_written_when_new() -> None:
     ]
     assert "statement_keys" not in msgspec.json.decode(writes.states["talks"])
     # Told what the fold wrote, the new keys are taken from the end, as the fold adds them.
-    told = models.commands([Change(old, new, whole_timeline=False, said=["b"])]).commands
+    told = models.commands([Change(old, new, False, Journal(1, 1, [("b", None)]))]).commands
     assert [c for c in told if c[1] == key] == [("HSET", key, "kim\x1fother\x1f2019-02-28", "b")]
-    fewer = models.commands([Change(new, old, whole_timeline=False, said=[])]).commands
+    fewer = models.commands([Change(new, old, False, Journal(2, 2))]).commands
     assert [c[0] for c in fewer if c[1] == key] == ["DEL", "HSET"]
     whole = models.commands([Change(old, new, whole_timeline=True)]).commands
     assert [c[0] for c in whole if c[1] == key] == ["DEL", "HSET"]

@@ -9,8 +9,10 @@ a state forked from another (`story.fork`: its containers copied, what they hold
 shared) can be folded while the other stays as it was; and what changed is what is no
 longer the same object, which the projector's commit compares by identity first.
 
-An arm that writes a statement says which (returns its ref): a projector's commit then
-writes that one, without looking over the story's other statements (`StoryPlan.said`).
+An arm that writes a statement says which, and what it replaced (`Written`): a fork
+shares its statements with the state it came from, and a fold in place keeps these to
+undo it (`story.unfold`), and for the commit to write that statement without looking
+over the story's others.
 """
 
 from __future__ import annotations
@@ -101,9 +103,13 @@ def _shifted(start: When, shift: str) -> When:
             return start
 
 
-def evolve(state: StoryState, update: Update, time: str) -> str | None:
-    """Apply one update; `time` is its event time, formatted once by the caller. The ref
-    of the statement it wrote, if it wrote one."""
+Written = tuple[str, Statement | None]
+"""A statement an arm wrote: its ref, and the statement it replaced (None: a new one)."""
+
+
+def evolve(state: StoryState, update: Update, time: str) -> Written | None:
+    """Apply one update; `time` is its event time, formatted once by the caller. The
+    statement it wrote, if it wrote one."""
     return ARMS[type(update)](state, update, time)
 
 
@@ -220,25 +226,27 @@ def _naming(state: StoryState, update: Naming, time: str) -> None:
     the whole set."""
 
 
-def _statement(state: StoryState, update: StatementMade, time: str) -> str:
-    """The statement, or the one it merges into; the ref of the one written."""
+def _statement(state: StoryState, update: StatementMade, time: str) -> Written:
+    """The statement, or the one it merges into: the one written, and what it replaced.
+    The write is the arm's last step that can fail: what it returns is all it did to the
+    statements."""
     d = update.data
     key = statement_key(d.speaker, d.text, update.time)
     first = state.statement_keys.get(key)
     if first is not None and update.source not in state.statements[first].sources:
         # Rule 3: the same words, the same speaker, the same day, another source.
         said = state.statements[first]
-        merged = state.statements[first] = replace(said, sources=(*said.sources, update.source))
+        merged = replace(said, sources=(*said.sources, update.source))
         if d.statement not in merged.refs:
             merged.refs = (*merged.refs, d.statement)
             state.statement_aliases[d.statement] = first
         for name in ("speaker_role", "language", "via_interpreter", "context", "medium"):
             if getattr(d, name) is not None:
                 setattr(merged, name, getattr(d, name))
-        return first
-    state.statement_keys.setdefault(key, d.statement)
+        state.statements[first] = merged
+        return first, said
     old = state.statements.get(d.statement)
-    state.statements[d.statement] = Statement(
+    written = Statement(
         statement=d.statement,
         speaker=d.speaker,
         text=d.text,
@@ -255,14 +263,18 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> str:
         corrected_fields=old.corrected_fields if old else (),
         correction_notes=old.correction_notes if old else (),
     )
-    return d.statement
+    state.statement_keys.setdefault(key, d.statement)
+    state.statements[d.statement] = written
+    return d.statement, old
 
 
-Arm = Callable[[StoryState, Any, str], str | None]
+Arm = Callable[[StoryState, Any, str], Written | None]
 U = TypeVar("U", bound=Update)
 
 
-def _arm(kind: type[U], apply: Callable[[StoryState, U, str], str | None]) -> tuple[type[Any], Arm]:
+def _arm(
+    kind: type[U], apply: Callable[[StoryState, U, str], Written | None]
+) -> tuple[type[Any], Arm]:
     """A type and its arm, checked by mypy to take that type."""
     return kind, apply
 

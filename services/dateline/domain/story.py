@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, cast, get_origin
 import msgspec
 from msgspec.structs import replace
 
-from dateline.domain.evolve import ARMS
+from dateline.domain.evolve import ARMS, Written
 from dateline.domain.instants import iso_text
 from dateline.domain.order import order_key
 from dateline.domain.state import CorrectionNote, Entry, Hidden, StoryState
@@ -121,19 +121,17 @@ def advance(state: StoryState, update: Update) -> StoryState | None:
     return new
 
 
-def advance_in_place(state: StoryState, update: Update, said: list[str] | None = None) -> bool:
-    """`advance` on a state the caller owns (a copy of its own): False means refold.
+def advance_in_place(state: StoryState, update: Update, said: list[Written] | None = None) -> bool:
+    """`advance` on a state the caller owns (a copy of its own, or a `fork` with its
+    `Journal`'s `said`): False means refold.
 
-    For the projector, which copies a story's state once per batch, not per update. The
-    ref of a statement it writes goes on `said`, if given: the commit writes those, and
-    looks at no other statement of the story.
+    For the projector, which copies a story's state once per batch, not per update. A
+    statement it writes goes on `said`, with what it replaced, as soon as it is written.
     """
     key = order_key(update)
     if not _appendable(state, update, key):
         return False
-    ref = _fold(state, update, key)
-    if ref is not None and said is not None:
-        said.append(ref)
+    _fold(state, update, key, said)
     _stamp(state, update)  # the next version (`_appendable`): no need to find the latest
     return True
 
@@ -160,27 +158,66 @@ def copy_state(state: StoryState) -> StoryState:
     return _copy_decode(_copy_encode(state))
 
 
+_SHARED = ("statements", "statement_keys")
+"""What a fork shares with the state it came from: the two that grow with the story."""
 _CONTAINERS = tuple(
-    f.name for f in msgspec.structs.fields(StoryState) if get_origin(f.type) in (list, dict)
+    f.name
+    for f in msgspec.structs.fields(StoryState)
+    if get_origin(f.type) in (list, dict) and f.name not in _SHARED
 )
-"""The state's lists and dicts: what `fork` copies (a field added later is among them).
-Its tuples it shares: nothing changes one in place, `evolve` sets a new one."""
+"""The state's other lists and dicts: what `fork` copies (a field added later is among
+them). Its tuples it shares: nothing changes one in place, `evolve` sets a new one."""
 
 
-def fork(state: StoryState) -> StoryState:
-    """A state to fold in place while `state` stays as it was: its containers are its
-    own, what they hold is shared (`evolve` replaces what it changes, never changes it
-    in place). What the fold changed is then what is not the same object in both."""
-    return replace(state, **{name: getattr(state, name).copy() for name in _CONTAINERS})
+class Journal(msgspec.Struct, gc=False):
+    """What a fold in place wrote into the statements and merge keys that a `fork`
+    shares with the state it came from: enough to undo it (`unfold`), and for a commit
+    to write what changed without that state's copies."""
+
+    statements: int
+    """How many statements the state held before."""
+    keys: int
+    """How many merge keys it held before (a fold only adds them, at the end)."""
+    said: list[Written] = msgspec.field(default_factory=list)
+    """Each statement written, in order, with the one it replaced."""
 
 
-def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> str | None:
-    """Fold one update in; the ref of the statement it wrote, if any (`evolve`)."""
+def fork(state: StoryState) -> tuple[StoryState, Journal]:
+    """A state to fold in place, and the journal to fold it with (`advance_in_place`'s
+    `said`). Its containers are its own, what they hold is shared (`evolve` replaces
+    what it changes, never changes it in place), but for its statements and merge keys:
+    those it shares with `state`, so that a story of hundreds of statements is not
+    copied every batch. A fold writes them in place, and `state` holds what the fold
+    wrote until `unfold` undoes it from the journal."""
+    forked = replace(state, **{name: getattr(state, name).copy() for name in _CONTAINERS})
+    return forked, Journal(len(state.statements), len(state.statement_keys))
+
+
+def unfold(state: StoryState, journal: Journal) -> None:
+    """Undo what a fold in place wrote into the statements and merge keys `state`
+    shares: each statement back as it was, last first, and the merge keys past the old
+    ones dropped. The dicts are then as they were, in their order."""
+    statements, keys = state.statements, state.statement_keys
+    for ref, was in reversed(journal.said):
+        if was is None:
+            del statements[ref]
+        else:
+            statements[ref] = was
+    while len(keys) > journal.keys:
+        keys.popitem()
+    journal.said.clear()
+
+
+def _fold(
+    state: StoryState, update: Update, key: tuple[Any, ...], said: list[Written] | None = None
+) -> None:
     time = iso_text(update.time)
     kind = type(update)
     # The arm and the line from their tables here, not through `evolve` and `summarize`:
     # two calls fewer an update, 1.7% of the fold alone's instructions (callgrind).
-    said = ARMS[kind](state, update, time)
+    written = ARMS[kind](state, update, time)
+    if written is not None and said is not None:
+        said.append(written)  # before anything else can fail
     state.order_key = key
     state.last_time = time
     state.timeline.append(
@@ -194,7 +231,6 @@ def _fold(state: StoryState, update: Update, key: tuple[Any, ...]) -> str | None
             source=update.source,
         )
     )
-    return said
 
 
 _first = itemgetter(0)

@@ -259,7 +259,7 @@ class ProjectorHandler:
         # On a cluster a commit a partition, each in its slot, side by side; else one.
         for some in self._parts(plans, lambda p: p.story):
             writes = self.models.commands(
-                [Change(p.old, p.state, p.refolded, p.said) for p in some if p.changed]
+                [Change(p.old, p.state, p.refolded, p.journal) for p in some if p.changed]
             )
             done = [d for p in some for d in p.acked]
             names = named(writes.states, self.log.keys.partition)

@@ -15,13 +15,15 @@ from operator import attrgetter
 
 import msgspec
 
+from dateline.domain import Journal, unfold
+from dateline.domain.evolve import Written
 from dateline.domain.state import StoryState
 from dateline.store.deadletters import Delivery
 from dateline_schemas import Update, decode_record, decode_records
 
-Advance = Callable[[StoryState, Update, list[str]], bool]
+Advance = Callable[[StoryState, Update, list[Written]], bool]
 """Fold an update into a state the handler owns, in place; False if it needs a refold.
-The ref of a statement it writes goes on the list (`advance_in_place`)."""
+A statement it writes goes on the list, with what it replaced (`advance_in_place`)."""
 Project = Callable[[str, list[Update]], StoryState]
 """Fold a story's whole history into its state."""
 Open = Callable[[Delivery], bytes]
@@ -44,9 +46,14 @@ class StoryPlan(msgspec.Struct):
 
     story: str
     old: StoryState
-    """The state as stored before the batch (what the commit writes from)."""
+    """The state as stored before the batch (what the commit writes from). Its
+    statements and merge keys are those of `state` while it is folded in place (`fork`):
+    `journal` says what they were."""
     state: StoryState
     """The state after the batch, as far as it is folded."""
+    journal: Journal
+    """The statements the fold in place wrote, with those they replaced: what the commit
+    writes of the story's statements and merge keys (unless it refolds)."""
     acked: list[Delivery] = msgspec.field(default_factory=list)
     """The deliveries to acknowledge: applied, or seen already."""
     changed: bool = False
@@ -68,15 +75,25 @@ class StoryPlan(msgspec.Struct):
 def plan(
     story: str,
     old: StoryState,
-    state: StoryState,
+    forked: tuple[StoryState, Journal],
     items: list[Delivery],
     advance: Advance,
     open_: Open = as_stored,
 ) -> StoryPlan:
-    """Fold `items` (the story's deliveries, in log order) into `state`, a copy or a
-    `fork` of `old` that the plan may change in place. A record `open_` refuses fails
-    like one that does not fold: retried, then parked with the reason."""
-    p = StoryPlan(story, old, state)
+    """Fold `items` (the story's deliveries, in log order) into a `fork` of `old`, with
+    its journal. A record `open_` refuses fails like one that does not fold: retried,
+    then parked with the reason. What it folded in place and will not commit is undone
+    (`unfold`), here or by `refold`: `old` is then as it was."""
+    p = StoryPlan(story, old, *forked)
+    try:
+        _fold_in_place(p, items, advance, open_)
+    finally:
+        if not p.changed:  # nothing to commit, but a write an update made before failing
+            unfold(p.old, p.journal)
+    return p
+
+
+def _fold_in_place(p: StoryPlan, items: list[Delivery], advance: Advance, open_: Open) -> None:
     for d in items:
         try:
             update = decode_record(open_(d))
@@ -85,7 +102,7 @@ def plan(
                 p.refold_to = max(p.refold_to, version)
             elif version <= p.state.version:
                 pass  # redelivered: applied already
-            elif version == p.state.version + 1 and advance(p.state, update, p.said):
+            elif version == p.state.version + 1 and advance(p.state, update, p.journal.said):
                 p.changed, p.applied_to = True, version
             else:
                 p.refold_to, p.refold_at = version, len(p.acked)
@@ -97,7 +114,6 @@ def plan(
                 p.refold_to, p.refold_at = p.applied_to, len(p.acked)
             break
         p.acked.append(d)
-    return p
 
 
 def refold(
@@ -108,15 +124,19 @@ def refold(
 ) -> None:
     """Fold the story's history (versions 1 to `p.refold_to`) into the plan's state."""
     try:
-        p.state = project(p.story, decode_records(open_(p.story, history)))
-        p.changed = p.refolded = True
+        state = project(p.story, decode_records(open_(p.story, history)))
     except Exception as exc:
         if p.failed is None:  # the refold failed: retry from the update that asked for it
             p.failed, p.error = p.acked[p.refold_at], exc
-            del p.acked[p.refold_at :]
+            del p.acked[p.refold_at :]  # what was folded in place before it is committed
         else:  # no state of this story can be trusted: write none, retry all of it
             del p.acked[:]
             p.changed = False
+            unfold(p.old, p.journal)
+        return
+    unfold(p.old, p.journal)  # the commit compares the refolded state to `old` as it was
+    p.state = state
+    p.changed = p.refolded = True
 
 
 def failures(plans: list[StoryPlan]) -> dict[str, BaseException]:

@@ -41,6 +41,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from dateline.domain import Journal, unfold
 from dateline.domain.overdue import OPEN, due_at
 from dateline.domain.state import Entry, Item, Statement, StoryState
 from dateline.store import scripts
@@ -181,15 +182,18 @@ class ReadModels(ModelKeys):
         A live commit is a story or two: most of the batch's groups are empty, and each
         helper called for nothing was a call into Python (100 us a story's commit)."""
         batch, out = _Batch(), []
-        for change in changes:
+        for given in changes:
+            # An older shape keeps statements inline and compares them: `old` as it was.
+            appended, change = (
+                _changed_statements(given) if self.own_statements else (None, _unfolded(given))
+            )
             old, new = change.old, change.new
             if self.own_statements:
                 raw = _encode(_stored(new))
-                appended = _appended(change)
                 out += self._own_statements(region, change, appended)
                 out += self._merge_keys(region, change)
             else:
-                raw, appended = _encode(without_timeline(new)), None
+                raw = _encode(without_timeline(new))
             writes.states[new.id] = raw
             batch.values[region.story(new.id)] = raw
             if change.whole_timeline:
@@ -239,7 +243,8 @@ class ReadModels(ModelKeys):
         key, now = region.statements(change.new.id), change.new.statements
         if appended is None:
             return [("DEL", key), *_chunked(("RPUSH", key), [_fragment(*s) for s in now.items()])]
-        kept = len(change.old.statements)
+        journal = change.journal
+        kept = len(change.old.statements) if journal is None else journal.statements
         out: list[Command] = [
             ("LSET", key, i, _fragment(ref, said)) for i, ref, said, _ in appended if i < kept
         ]
@@ -251,10 +256,13 @@ class ReadModels(ModelKeys):
         """The merge keys new since `old`; all of them if one went or changed."""
         old, new = change.old.statement_keys, change.new.statement_keys
         key = region.merge_keys(change.new.id)
-        if change.said is not None and not change.whole_timeline:
-            added = _added(old, new)
-            if added is not None:
-                return _paired("HSET", key, added)
+        journal = change.journal
+        if journal is not None and not change.whole_timeline:
+            # Shared with `old`: the fold in place only adds them, at the end.
+            added = len(new) - journal.keys
+            if added < 0:  # cannot be: all anew
+                return [("DEL", key), *_paired("HSET", key, new)]
+            return _paired("HSET", key, dict(reversed(list(islice(reversed(new.items()), added)))))
         # The fold only adds merge keys, at the end: a key gone, moved or changed
         # means all anew.
         grown = None if change.whole_timeline else _grown(old, new)
@@ -313,9 +321,10 @@ class Change(msgspec.Struct, frozen=True, gc=False):
     old: StoryState
     new: StoryState
     whole_timeline: bool
-    said: list[str] | None = None
-    """The refs of the statements the fold in place wrote (`StoryPlan.said`): the commit
-    writes those and looks at no other. None: not known, found by comparing the two."""
+    journal: Journal | None = None
+    """What a fold in place wrote into the statements and merge keys `new` shares with
+    `old` (`fork`), and what they replaced: the commit writes those and looks at no
+    other. None: the two share nothing, and the commit compares them."""
 
 
 Command = tuple[str | bytes | float, ...]
@@ -383,6 +392,18 @@ _Appended = list[tuple[int, str, Statement, Statement | None]]
 """(position, ref, the statement now, as it was or None if new): what changed."""
 
 
+def _changed_statements(change: Change) -> tuple[_Appended | None, Change]:
+    """`_appended`, from the fold's journal if it has one, and the change to commit: if
+    the statements are not as the journal says, the change with `old` as it was."""
+    if change.journal is None or change.whole_timeline:
+        return _appended(change), change
+    told = _written(change.new.statements, change.journal)
+    if told is not None:
+        return told, change
+    change = _unfolded(change)
+    return _appended(change), change
+
+
 def _appended(change: Change) -> _Appended | None:
     """The statements that changed or came, with their places; None when the old ones
     are not where they were (a refold, a retraction, a whole write), and every statement
@@ -393,11 +414,7 @@ def _appended(change: Change) -> _Appended | None:
     live cycles on stories of 500 statements cost 2.8 times the instructions an update
     of those on stories of 3 (`bench/pyinstr.py`, `live-long`); 1.8 times since."""
     old, new = change.old.statements, change.new.statements
-    if change.whole_timeline:
-        return None
-    if change.said is not None and (written := _written(old, new, change.said)) is not None:
-        return written
-    if (grown := _grown(old, new)) is None:
+    if change.whole_timeline or (grown := _grown(old, new)) is None:
         return None
     refs, now, was = grown
     kept = len(was)
@@ -410,39 +427,45 @@ def _appended(change: Change) -> _Appended | None:
     return out + [(i, refs[i], now[i], None) for i in range(kept, len(refs))]
 
 
-def _written(
-    old: dict[str, Statement], new: dict[str, Statement], said: list[str]
-) -> _Appended | None:
-    """`_appended` from the statements the fold said it wrote: the work grows with them,
-    not with the story. None if the statements `new` holds past `old`'s are not the new
-    ones it said, in their order (then the caller compares the two)."""
+def _written(new: dict[str, Statement], journal: Journal) -> _Appended | None:
+    """`_appended` from the journal of a fold in place: the work grows with what it wrote,
+    not with the story. None if the statements `new` holds past the old ones are not the
+    new ones it wrote, in their order (then the caller compares)."""
+    stored: dict[str, Statement | None] = {}
+    for ref, was in journal.said:
+        stored.setdefault(ref, was)  # what its first write replaced: the stored one
     changed: _Appended = []
     fresh: list[str] = []
     refs: list[str] | None = None
-    for ref in dict.fromkeys(said):  # each once, in the order first written
-        now, was = new.get(ref), old.get(ref)
+    for ref, was in stored.items():
+        now = new.get(ref)
         if now is None:
             return None
         if was is None:
             fresh.append(ref)
         elif now is not was and now != was:
-            refs = list(old) if refs is None else refs  # its place: rarely asked, in C
+            refs = list(new) if refs is None else refs  # its place: rarely asked, in C
             changed.append((refs.index(ref), ref, now, was))
-    kept = len(old)
+    kept = journal.statements
     if len(new) - kept != len(fresh) or list(islice(reversed(new), len(fresh)))[::-1] != fresh:
         return None
     changed.sort(key=itemgetter(0))
     return changed + [(kept + i, ref, new[ref], None) for i, ref in enumerate(fresh)]
 
 
-def _added(old: dict[str, str], new: dict[str, str]) -> dict[str, str] | None:
-    """The merge keys `new` holds past `old`'s, taken from its end: the fold in place only
-    adds them (`setdefault`). None if that cannot be so (fewer, or one of them old)."""
-    added = len(new) - len(old)
-    if added < 0:
-        return None
-    tail = dict(reversed(list(islice(reversed(new.items()), added))))
-    return tail if old.keys().isdisjoint(tail.keys()) else None
+def _unfolded(change: Change) -> Change:
+    """`change` with the statements and merge keys of its `old` as they were before the
+    fold in place (copies, undone from the journal), to compare with."""
+    old, journal = change.old, change.journal
+    if journal is None:
+        return change
+    if not journal.said:  # nothing written: `old` is as it was
+        return Change(old, change.new, change.whole_timeline)
+    was = msgspec.structs.replace(
+        old, statements=dict(old.statements), statement_keys=dict(old.statement_keys)
+    )
+    unfold(was, Journal(journal.statements, journal.keys, list(journal.said)))
+    return Change(was, change.new, change.whole_timeline)
 
 
 def _grown(
