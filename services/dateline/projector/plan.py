@@ -65,9 +65,6 @@ class StoryPlan(msgspec.Struct):
     """Index in `acked` of the update that called for the refold."""
     applied_to: int = 0
     """The last version folded in place, cleanly."""
-    said: list[str] = msgspec.field(default_factory=list)
-    """The refs of the statements the fold in place wrote, as it wrote them: what the
-    commit writes of the story's statements (unless it refolds)."""
     failed: Delivery | None = None
     error: BaseException | None = None
 
