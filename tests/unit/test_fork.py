@@ -77,11 +77,10 @@ def test_folding_a_fork_leaves_the_state_it_came_from_as_it_was_once_undone(
         assert told.commands == apart.commands
         assert msgspec.json.decode(told.states[S]) == msgspec.json.decode(apart.states[S])
         # An older shape (statements inline) compares them, with `old` as it was.
-        for shape in (OWN_STATEMENTS - 1,):
-            older = ReadModels(Keys("t", 8), "v1", shape=shape)
-            inline = older.commands([Change(old, new, whole_timeline=False, journal=journal)])
-            alone = older.commands([Change(was, copy_state(new), whole_timeline=False)])
-            assert inline.commands == alone.commands
+        older = ReadModels(Keys("t", 8), "v1", shape=OWN_STATEMENTS - 1)
+        inline = older.commands([Change(old, new, whole_timeline=False, journal=journal)])
+        alone = older.commands([Change(was, copy_state(new), whole_timeline=False)])
+        assert inline.commands == alone.commands
         # What a commit falls back to if the statements are not as it was told: `old`
         # as it was, undone from the journal into copies, compared.
         undone = _unfolded(Change(old, new, whole_timeline=False, journal=journal))

@@ -43,7 +43,7 @@ def test_updates_in_order_fold_in_place() -> None:
     p = plan(S, *forked(fresh()), deliveries(history(3)), advance_in_place)
     assert (p.changed, p.refold_to, p.applied_to, len(p.acked)) == (True, 0, 3, 3)
     assert p.state.version == 3 and sorted(p.state.statements) == ["s1", "s2"]
-    assert p.old.version == 0  # the state it commits from is left alone
+    assert p.old.version == 0  # the state it commits from: its statements the fork's
 
 
 def test_a_redelivered_update_is_acknowledged_and_not_applied_again() -> None:
