@@ -5,14 +5,14 @@ the copies and the order; this module only knows what each update means.
 
 It changes the state's own members and containers only. A schedule item, a statement
 or an expectation it changes is replaced by a changed copy, never changed in place, so
-a state forked from another (`story.fork`: its containers copied, what they hold
-shared) can be folded while the other stays as it was; and what changed is what is no
-longer the same object, which the projector's commit compares by identity first.
+a state forked from another (`story.fork`: its containers copied but two, what they
+hold shared) can be folded while the other stays as it was; and what changed is what is
+no longer the same object, which the projector's commit compares by identity first.
 
-An arm that writes a statement says which, and what it replaced (`Written`): a fork
-shares its statements with the state it came from, and a fold in place keeps these to
-undo it (`story.unfold`), and for the commit to write that statement without looking
-over the story's others.
+The two a fork shares, the statements and their merge keys, only this module's
+`_statement` writes. It says what it wrote and what it replaced (`Written`): the fold
+in place keeps that to undo it (`story.unfold`), and the commit writes that statement
+without looking over the story's others.
 """
 
 from __future__ import annotations
