@@ -19,13 +19,23 @@ from pathlib import Path
 
 import msgspec
 
-from bench import cluster, deliver, ingest, instructions, log_append, projection, readside
+from bench import (
+    cluster,
+    deliver,
+    ingest,
+    instructions,
+    log_append,
+    projection,
+    readside,
+    wakes,
+)
 from bench.harness import RESULTS, Report, Row
 
 BENCHMARKS = [
     log_append.run,
     projection.run,
     ingest.run,
+    wakes.run,
     readside.run,
     deliver.run,
     cluster.run,
