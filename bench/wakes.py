@@ -1,12 +1,14 @@
 """What a wake costs this machine: the CPU of one message between two processes.
 
 At 1,000 updates a second, each update crosses the processes of its path one message at
-a time: the append to the log's server, the projector's read and its commit, the
-doorbell to the query, the query's reads, the push. Each message wakes a process that
-was asleep, and what that costs is the machine's, not dateline's: on the VM these
+a time (the append to the log's server, the projector's read and its commit, the
+doorbell to the query, the query's reads, the push), and each message wakes a process
+that was asleep. What a wake costs is the machine's, not dateline's: on the VM these
 benches ran on (KVM, `cpuidle` haltpoll with no polling), a process woken on the other
-core, idle and so halted, cost about six times one woken on its own (`docs/speed.md`,
-"What a wake costs").
+core, idle and so halted, cost about six times one woken on its own. That is at most a
+tenth of the CPU an update at 1,000/s: with the VM's halt polling turned on for a test
+the ping-pong cost a sixth as much, and the 1,000/s case about as much as before
+(`docs/speed.md`, "What a wake costs").
 
 Measured as a ping-pong of one byte through two pipes between this process and a
 child, `ROUND_TRIPS` times: the CPU both spend a round trip (two wakes), with the two
