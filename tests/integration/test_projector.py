@@ -20,6 +20,7 @@ from dateline.projector import commit
 from dateline.projector import handler as handler_module
 from dateline.projector.app import Projector, create_app
 from dateline.projector.handler import Prepared
+from dateline.projector.warmth import Warmth
 from dateline.runtime import Delivery, groups
 from dateline.runtime import runner as runner_module
 from dateline.store.config import Settings
@@ -612,6 +613,49 @@ async def test_the_states_a_projector_keeps_decoded_are_the_operators_setting(
     # 1 MB holds 1,500 parts: of four stories of 500 statements, two stay decoded.
     assert app.handler.kept.parts <= commit.warm_parts(1)
     assert len(app.handler.kept.warm) == 2
+    await app.client.aclose()
+
+
+async def test_a_warm_tier_too_small_for_the_stories_in_play_says_so(log: Log, url: str) -> None:
+    """Past the warm tier each update decodes its story's state again, which costs the
+    projector CPU and nothing else shows: the states are counted by where they were
+    found, and a window that decoded too many again logs a warning naming the setting."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    def found(where: str) -> float:
+        value = REGISTRY.get_sample_value("dateline_projector_states_total", {"found": where})
+        return value or 0.0
+
+    client = await open_client(url)
+    small = dataclasses.replace(settings(log), projector_warm_mb=1)
+    app = await create_app(small, url, consumer="p1", client=client)
+    stories = [f"long{i}" for i in range(4)]
+    said = {"speaker": "Kim Jong Un", "text": "Words"}
+
+    async def statements(first: int, each: int) -> None:
+        await log.append(
+            [
+                encode(update(STATEMENT, subject=s, data={**said, "statement": f"s{v}"}))
+                for v in range(first, first + each)
+                for s in stories
+            ]
+        )
+
+    for first in range(0, 500, 100):  # four stories of 500 statements: two fit 1 MB
+        await statements(first, 100)
+    await settle(app)
+    before = {where: found(where) for where in ("warm", "packed", "read")}
+    app.handler.warmth = Warmth(window_s=0, least=4)
+    with capture_logs() as logs:
+        for v in range(500, 510):  # a batch of the four: two cooled while two were kept
+            await statements(v, 1)
+            assert await app.runner.step() == len(stories)
+    grew = {where: found(where) - before[where] for where in before}
+    assert grew == {"warm": 20, "packed": 20, "read": 0}
+    warnings = [e for e in logs if "DATELINE_PROJECTOR_WARM_MB" in e["event"]]
+    assert warnings and warnings[-1]["log_level"] == "warning"
+    assert warnings[-1]["warm_stories"] == 2 and warnings[-1]["decoded_again"] > 0.25
     await app.client.aclose()
 
 

@@ -50,8 +50,9 @@ from dateline.projector.plan import (
     plan,
     refold,
 )
+from dateline.projector.warmth import FOUND, Warmth
 from dateline.runtime import Delivery
-from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED
+from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED, STATES
 from dateline.runtime.runner import StoreBehind
 from dateline.store import scripts
 from dateline.store.connection import in_turn, is_cluster, sent
@@ -139,6 +140,8 @@ class ProjectorHandler:
         self.refolds = self.conflicts = 0
         self.kept = Kept(keep, warm_parts=warm)
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
+        self.warmth = Warmth()
+        self._states = {found: STATES.labels(found) for found in FOUND}
         self.state_bytes = 0.0
         """Packed state bytes a cycle's update touches, on average of the last cycles."""
         self.delivered: Delivered = _unknown
@@ -455,8 +458,16 @@ class ProjectorHandler:
 
     async def _recall(self, stories: list[str]) -> dict[str, tuple[Held, str]]:
         """Each story's state and fence: kept, or read in one round trip."""
-        known = {s: found for s in stories if (found := self.kept.get(s)) is not None}
-        missing = [s for s in stories if s not in known]
+        known: dict[str, tuple[Held, str]] = {}
+        missing: list[str] = []
+        packed = 0
+        for story in stories:
+            if (found := self.kept.get(story)) is None:
+                missing.append(story)
+            else:
+                known[story] = found
+                packed += isinstance(found[0], bytes)
+        self._found(len(known) - packed, packed, len(missing))
         if not missing:
             return known
         groups = self._parts(missing, lambda story: story)  # a read a slot on a cluster
@@ -473,6 +484,20 @@ class ProjectorHandler:
             known[story] = state, fence(raw)
             self.kept.keep(story, *known[story])
         return known
+
+    def _found(self, warm: int, packed: int, read: int) -> None:
+        for found, n in zip(FOUND, (warm, packed, read), strict=True):
+            if n:
+                self._states[found].inc(n)
+        said = self.warmth.found(warm, packed, read, time.monotonic())
+        if said is not None:
+            logger.warning(
+                "story states decoded again each batch: the warm tier is too small for the "
+                "stories in play; raise DATELINE_PROJECTOR_WARM_MB",
+                warm_mb=round(self.kept.warm_parts * 64 / WARM_PARTS, 1),
+                warm_stories=len(self.kept.warm),
+                **said,
+            )
 
     def _open_history(self, story: str, records: list[bytes]) -> list[bytes]:
         return self.log.sealing.listed_all(self.log.keys.partition(story), records)

@@ -24,6 +24,12 @@ BATCH_SECONDS = Histogram(
     "Time to project one batch and commit it with its checkpoint (batches committed).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+STATES = Counter(
+    "dateline_projector_states",
+    "Story states the projector's batches folded, by where each was found: warm (decoded "
+    "already), packed (decoded again: past DATELINE_PROJECTOR_WARM_MB), read (from the store).",
+    ["found"],
+)
 GC_SECONDS = Histogram(
     "dateline_gc_pause_seconds",
     "Garbage collections, by generation: the event loop stands still meanwhile.",
