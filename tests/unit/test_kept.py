@@ -102,3 +102,39 @@ def test_a_states_parts_count_its_timeline_too() -> None:
     kept.keep("a", StoryState(id="a", timeline=entries), "1")
     kept.keep("b", StoryState(id="b", timeline=entries), "2")
     assert list(kept.warm) == ["b"]
+
+
+def cycle(kept: Kept, order: str, rounds: int) -> list[str]:
+    """Each story of `order` in turn, as a batch uses it: found, folded, kept anew. Which
+    were found packed (decoded again), in the last round."""
+    again = []
+    for n in range(rounds):
+        for name in order:
+            held, _ = kept.get(name) or (story(name), "")
+            if n == rounds - 1 and isinstance(held, bytes):
+                again.append(name)
+            kept.keep(name, decoded(held), "f")
+    return again
+
+
+def test_stories_that_come_round_in_turn_past_the_tier_keep_some_warm() -> None:
+    """Past the tier, plain recency pushed out the story about to come next: every update
+    decoded its state again. The warm stay unless the newcomer was written later."""
+    kept = Kept(10, warm=2)
+    assert cycle(kept, "abc", rounds=5) == ["a"]  # by recency alone: a, b and c
+    assert list(kept.warm) == ["b", "c"]
+
+
+def test_a_story_hot_again_goes_warm_on_its_second_update_in_a_row() -> None:
+    kept = Kept(10, warm=2)
+    cycle(kept, "abc", rounds=3)
+    assert cycle(kept, "a", rounds=1) == ["a"]  # decoded again, and packed again
+    assert list(kept.warm) == ["b", "c"]
+    assert cycle(kept, "a", rounds=1) == ["a"]  # written after b and c: it goes warm
+    assert list(kept.warm) == ["c", "a"]
+    assert cycle(kept, "a", rounds=1) == []
+    kept.keep("d", story("d"), "f")  # new to this process: warm like any
+    assert list(kept.warm) == ["a", "d"]
+    assert "b" in kept.cooled
+    kept.forget(["b"])
+    assert "b" not in kept.cooled

@@ -86,9 +86,13 @@ class Kept:
         self.states: OrderedDict[str, tuple[Held, str]] = OrderedDict()
         self.bytes = 0
         """Of the packed states."""
-        self.warm: OrderedDict[str, int] = OrderedDict()
-        """The stories whose states are kept decoded, and their `parts`."""
+        self.warm: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        """The stories whose states are kept decoded: their `parts`, and when they were
+        kept (in `keep` calls, `_admits`)."""
         self.parts = 0
+        self.cooled: dict[str, int] = {}
+        """The stories whose states are kept packed, and when they were kept."""
+        self.calls = 0
 
     def __len__(self) -> int:
         return len(self.states)
@@ -105,11 +109,17 @@ class Kept:
         return found
 
     def keep(self, story: str, state: Held, sha: str) -> None:
+        self.calls += 1
+        last = self.cooled.get(story)
         self._drop(story)
         size = 0 if isinstance(state, bytes) else parts(state)
-        if not isinstance(state, bytes) and size <= self.warm_parts:
+        if (
+            not isinstance(state, bytes)
+            and size <= self.warm_parts
+            and (last is None or self._admits(size, last))
+        ):
             self.states[story] = (state, sha)
-            self.warm[story] = size
+            self.warm[story] = size, self.calls
             self.parts += size
             while len(self.warm) > self.warm_size or self.parts > self.warm_parts:
                 self._cool(next(iter(self.warm)))
@@ -117,12 +127,27 @@ class Kept:
             packed = state if isinstance(state, bytes) else pack(state)
             self.states[story] = (packed, sha)
             self.bytes += len(packed)
+            self.cooled[story] = self.calls
         while self.states and (len(self.states) > self.size or self.bytes > self.max_bytes):
             self._drop(next(iter(self.states)))
+
+    def _admits(self, size: int, last: int) -> bool:
+        """Whether a story decoded again goes back warm: if there is room, or if it was
+        written more lately than the warm story it would push out first. Else it goes
+        back packed and the warm stay, which is what keeps some warm when more stories
+        come round in turn than the tier holds: the one pushed out by plain recency is
+        the next to come, and every update decoded its state again (98% of them at
+        5,000 updates/s over 2,000 stories past 64 MB, `docs/speed.md`). A story new to
+        this process, or hot again, still goes warm: its second update in a row does."""
+        if len(self.warm) < self.warm_size and self.parts + size <= self.warm_parts:
+            return True
+        coolest = next(iter(self.warm.values()), None)
+        return coolest is None or last > coolest[1]
 
     def clear(self) -> None:
         self.states.clear()
         self.warm.clear()
+        self.cooled.clear()
         self.bytes = self.parts = 0
 
     def forget(self, stories: Sequence[str]) -> None:
@@ -131,7 +156,8 @@ class Kept:
 
     def _cool(self, story: str) -> None:
         """Pack a warm story's state, in its place."""
-        self.parts -= self.warm.pop(story)
+        size, self.cooled[story] = self.warm.pop(story)
+        self.parts -= size
         state, sha = self.states[story]
         packed = pack(state)
         self.states[story] = (packed, sha)
@@ -143,8 +169,9 @@ class Kept:
             return
         if isinstance(found[0], bytes):
             self.bytes -= len(found[0])
+            del self.cooled[story]
         else:
-            self.parts -= self.warm.pop(story)
+            self.parts -= self.warm.pop(story)[0]
 
 
 Bell = Callable[[int], tuple[str, str]]
