@@ -67,12 +67,13 @@ class Kept:
     projector grow 65 to 121 MB in six minutes of the soak (10,000 stories, 500/s).
 
     The states of the stories written last stay decoded (warm: `WARM_STORIES`,
-    `WARM_PARTS`), the others are packed. Decoding a growing story's state every batch
-    was a third of the projector's CPU with 100 hot stories (py-spy), work that grew
-    with the story rather than with the update. Thousands of decoded states once made
-    the collector's passes the latency's p99 (20 to 50 ms, every few seconds); a state
-    now gives it one list to walk (`domain/state.py`: untracked structs, tuples), and
-    a full collection over 2,000 warm states takes about 1 ms."""
+    `WARM_PARTS`; past them, `_admits` says which), the others are packed. Decoding a
+    growing story's state every batch was a third of the projector's CPU with 100 hot
+    stories (py-spy), work that grew with the story rather than with the update.
+    Thousands of decoded states once made the collector's passes the latency's p99 (20
+    to 50 ms, every few seconds); a state now gives it one list to walk
+    (`domain/state.py`: untracked structs, tuples), and a full collection over 2,000
+    warm states takes about 1 ms."""
 
     def __init__(
         self,
