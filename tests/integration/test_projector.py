@@ -659,6 +659,50 @@ async def test_a_warm_tier_too_small_for_the_stories_in_play_says_so(log: Log, u
     await app.client.aclose()
 
 
+async def test_stories_in_play_past_the_kept_states_are_read_again_and_it_says_so(
+    log: Log, url: str
+) -> None:
+    """Past what a projector keeps (`DATELINE_PROJECTOR_KEEP_MB`, its count as well as
+    its size), a story that comes round was dropped and is read from the store again,
+    dropping another: the drops are counted, and a window of them logs a warning that
+    names the setting. At 1 MB a projector keeps 312 packed states and 64 decoded: of
+    800 stories taken in turn, 40 a batch, each is read again and drops one."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    client = await open_client(url)
+    small = dataclasses.replace(settings(log), projector_warm_mb=1, projector_keep_mb=1)
+    app = await create_app(small, url, consumer="p1", client=client)
+    assert app.handler.kept.size == 312 + 64
+    stories = [f"many{i:03d}" for i in range(800)]
+    said = {"speaker": "Kim Jong Un", "text": "Words"}
+
+    async def in_turn(statement: str) -> None:
+        for n in range(0, len(stories), 40):
+            some = stories[n : n + 40]
+            data = {**said, "statement": statement}
+            await log.append([encode(update(STATEMENT, subject=s, data=data)) for s in some])
+            assert await app.runner.step() == len(some)
+
+    await in_turn("s1")
+    read = count("dateline_projector_states_total", found="read")
+    dropped = count("dateline_projector_states_dropped_total")
+    app.handler.warmth = Warmth(window_s=0, least=4)
+    with capture_logs() as logs:
+        await in_turn("s2")
+    assert count("dateline_projector_states_total", found="read") - read == 800
+    # A batch's drops are counted at the next: the first round's last 40 here, this
+    # round's last 40 at the next batch.
+    assert count("dateline_projector_states_dropped_total") - dropped == 800
+    warnings = [e for e in logs if "DATELINE_PROJECTOR_KEEP_MB" in e["event"]]
+    assert warnings and warnings[-1]["log_level"] == "warning"
+    assert warnings[-1]["keep_mb"] == 1.0 and warnings[-1]["dropped_share"] == 1.0
+    await app.client.aclose()
+
+
 async def test_a_cycle_reads_fewer_updates_as_the_states_it_touches_grow(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

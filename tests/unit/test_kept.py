@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from dateline.domain.state import Entry, Statement, StoryState
-from dateline.projector.commit import Kept, decoded, parts
+from dateline.projector.commit import (
+    KEEP_BYTES,
+    KEEP_STORIES,
+    WARM_PARTS,
+    WARM_STORIES,
+    Kept,
+    decoded,
+    parts,
+)
+from dateline.projector.commit import kept as bounded
 
 
 def test_past_its_size_in_bytes_the_least_recently_used_go() -> None:
@@ -28,6 +37,36 @@ def test_past_its_count_the_least_recently_used_go() -> None:
     assert list(kept.states) == ["b", "c"]
     kept.clear()
     assert (len(kept), kept.bytes) == (0, 0)
+
+
+def test_states_dropped_past_the_bounds_are_counted_and_no_others() -> None:
+    """What the warning on reads again counts (`projector/warmth.py`): not a state
+    forgotten, nor one kept anew in its own place."""
+    states = Kept(2, max_bytes=100)
+    states.keep("a", b"x", "1")
+    states.keep("a", b"xx", "2")  # its own place
+    states.keep("b", b"x", "1")
+    states.forget(["b"])
+    assert states.dropped == 0
+    for story in "bcd":
+        states.keep(story, b"x", "1")
+    assert states.dropped == 2  # a, then b
+    states.keep("e", b"x" * 100, "1")  # past the bytes: c and d go
+    assert (states.dropped, list(states.states)) == (4, ["e"])
+
+
+def test_each_bound_scales_with_its_setting() -> None:
+    """Both the count and the size: with a fixed count of 4,096 decoded states, 10,000
+    small stories in play met the count while 64 MB held more, and raising the setting
+    that the warning named changed nothing."""
+    default = bounded()
+    assert (default.warm_size, default.warm_parts) == (WARM_STORIES, WARM_PARTS)
+    assert (default.size, default.max_bytes) == (KEEP_STORIES + WARM_STORIES, KEEP_BYTES)
+    more = bounded(warm_mb=256, keep_mb=128)
+    assert (more.warm_size, more.warm_parts) == (4 * WARM_STORIES, 4 * WARM_PARTS)
+    assert (more.size, more.max_bytes) == (4 * (KEEP_STORIES + WARM_STORIES), 4 * KEEP_BYTES)
+    least = bounded(warm_mb=1, keep_mb=1)
+    assert least.warm_size == WARM_STORIES // 64 and least.max_bytes == 2**20
 
 
 def story(name: str, statements: int = 0) -> StoryState:

@@ -25,6 +25,11 @@ def test_a_projector_keeps_64_mb_of_states_decoded_unless_told() -> None:
     assert warm_parts(cfg.projector_warm_mb) == 4 * WARM_PARTS
 
 
+def test_a_projector_keeps_32_mb_of_states_packed_unless_told() -> None:
+    assert Settings.from_env({}).projector_keep_mb == 32
+    assert Settings.from_env({"DATELINE_PROJECTOR_KEEP_MB": "128"}).projector_keep_mb == 128
+
+
 def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
     cfg = Settings.from_env({"DATELINE_MIN_REPLICAS": "2", "DATELINE_REPLICA_TIMEOUT_MS": "250"})
     assert (cfg.min_replicas, cfg.replica_timeout_ms) == (2, 250)
@@ -45,6 +50,8 @@ def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
         ("DATELINE_LIVE_PACE_MS", "2ms"),
         ("DATELINE_PROJECTOR_WARM_MB", "0"),
         ("DATELINE_PROJECTOR_WARM_MB", "64MB"),
+        ("DATELINE_PROJECTOR_KEEP_MB", "0"),
+        ("DATELINE_PROJECTOR_KEEP_MB", "lots"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from dateline.domain import advance_in_place, project
-from dateline.projector.commit import warm_parts
+from dateline.projector.commit import kept
 from dateline.projector.handler import ProjectorHandler
 from dateline.projector.plan import Advance, Project
 from dateline.runtime import Runner, RunnerConfig
@@ -148,9 +148,9 @@ async def create_app(
     group = group_of(version)
     shape = await stamp_shape(store, keys.models(version))
     models = ReadModels(keys, version, shape)  # written as the version was built
-    warm = warm_parts(settings.projector_warm_mb)
+    states = kept(settings.projector_warm_mb, settings.projector_keep_mb)
     handler = ProjectorHandler(
-        client, log, models, group, advance_fn, project_fn, views=views, warm=warm
+        client, log, models, group, advance_fn, project_fn, views=views, kept=states
     )
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     # A dead projector's partitions wait this long before another process takes them over.

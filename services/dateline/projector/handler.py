@@ -41,6 +41,7 @@ from dateline.projector.commit import (
     named,
     script_args,
 )
+from dateline.projector.commit import kept as kept_states
 from dateline.projector.plan import (
     Advance,
     Project,
@@ -50,9 +51,9 @@ from dateline.projector.plan import (
     plan,
     refold,
 )
-from dateline.projector.warmth import FOUND, Warmth
+from dateline.projector.warmth import FOUND, KEEP_SETTING, Warmth
 from dateline.runtime import Delivery
-from dateline.runtime.metrics import BATCH_SECONDS, PROJECTED, STATES
+from dateline.runtime.metrics import BATCH_SECONDS, DROPPED, PROJECTED, STATES
 from dateline.runtime.runner import StoreBehind
 from dateline.store import scripts
 from dateline.store.connection import in_turn, is_cluster, sent
@@ -116,13 +117,12 @@ class ProjectorHandler:
         group: str,
         advance_fn: Advance = advance_in_place,
         project_fn: Project = project,
-        keep: int = 10_000,
         views: aioredis.Redis | None = None,
-        warm: int = WARM_PARTS,
+        kept: Kept | None = None,
     ) -> None:
         """`views`: the store of read models, if apart from the log's server (`client`,
-        which the log's own reads and writes use). `warm`: the parts of the states kept
-        decoded (`Kept`)."""
+        which the log's own reads and writes use). `kept`: the states it keeps between
+        batches, as the operator bounded them (`commit.kept`)."""
         self.client, self.log, self.models, self.group = client, log, models, group
         self.views = client if views is None else views
         self.apart = self.views is not client
@@ -138,9 +138,11 @@ class ProjectorHandler:
         """Apart: the last checkpoint of each partition seen written to the store."""
         self.advance, self.project = advance_fn, project_fn
         self.refolds = self.conflicts = 0
-        self.kept = Kept(keep, warm_parts=warm)
+        self.kept = kept if kept is not None else kept_states()
         """Story -> its state as this handler last read or wrote it (msgpack), and its fence."""
         self.warmth = Warmth()
+        self._dropped = 0
+        """`kept.dropped` when last counted."""
         self._states = {found: STATES.labels(found) for found in FOUND}
         self.state_bytes = 0.0
         """Packed state bytes a cycle's update touches, on average of the last cycles."""
@@ -489,15 +491,27 @@ class ProjectorHandler:
         for found, n in zip(FOUND, (warm, packed, read), strict=True):
             if n:
                 self._states[found].inc(n)
-        said = self.warmth.found(warm, packed, read, time.monotonic())
-        if said is not None:
-            logger.warning(
-                "story states decoded again each batch: the warm tier is too small for the "
-                "stories in play; raise DATELINE_PROJECTOR_WARM_MB",
-                warm_mb=round(self.kept.warm_parts * 64 / WARM_PARTS, 1),
-                warm_stories=len(self.kept.warm),
-                **said,
-            )
+        kept = self.kept
+        dropped, self._dropped = kept.dropped - self._dropped, kept.dropped
+        if dropped:
+            DROPPED.inc(dropped)
+        for setting, said in self.warmth.found(warm, packed, read, time.monotonic(), dropped):
+            if setting == KEEP_SETTING:
+                logger.warning(
+                    "story states read from the store again each batch: the projector keeps "
+                    "too few for the stories in play; raise DATELINE_PROJECTOR_KEEP_MB",
+                    keep_mb=round(kept.max_bytes / 2**20, 1),
+                    kept_stories=len(kept),
+                    **said,
+                )
+            else:
+                logger.warning(
+                    "story states decoded again each batch: the warm tier is too small for "
+                    "the stories in play; raise DATELINE_PROJECTOR_WARM_MB",
+                    warm_mb=round(kept.warm_parts * 64 / WARM_PARTS, 1),
+                    warm_stories=len(kept.warm),
+                    **said,
+                )
 
     def _open_history(self, story: str, records: list[bytes]) -> list[bytes]:
         return self.log.sealing.listed_all(self.log.keys.partition(story), records)

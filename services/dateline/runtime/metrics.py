@@ -30,6 +30,11 @@ STATES = Counter(
     "already), packed (decoded again: past DATELINE_PROJECTOR_WARM_MB), read (from the store).",
     ["found"],
 )
+DROPPED = Counter(
+    "dateline_projector_states_dropped",
+    "Story states the projector dropped past what it keeps (DATELINE_PROJECTOR_KEEP_MB): "
+    "each is read from the store again when its story next comes.",
+)
 GC_SECONDS = Histogram(
     "dateline_gc_pause_seconds",
     "Garbage collections, by generation: the event loop stands still meanwhile.",

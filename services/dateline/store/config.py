@@ -86,6 +86,10 @@ class Settings:
     """DATELINE_PROJECTOR_WARM_MB: the story states a projector process keeps decoded
     between batches, those written last (`projector/commit.py`, `Kept`). A hot story
     past them is decoded again every update: raise it for many long, hot stories."""
+    projector_keep_mb: int = 32
+    """DATELINE_PROJECTOR_KEEP_MB: the story states a projector process keeps packed
+    between batches, beyond the decoded ones (`Kept`). A story past them is read from
+    the store again when it next comes: raise it for many stories in play at once."""
 
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
@@ -170,6 +174,9 @@ class Settings:
         warm = _number(
             environ, "DATELINE_PROJECTOR_WARM_MB", "64", 1, 1_000_000, "1 to 1000000 (MB)"
         )
+        keep = _number(
+            environ, "DATELINE_PROJECTOR_KEEP_MB", "32", 1, 1_000_000, "1 to 1000000 (MB)"
+        )
         raw_key = environ.get("DATELINE_SEAL_KEY") or ""
         try:
             seal_key = parse_key(raw_key) if raw_key else None
@@ -196,6 +203,7 @@ class Settings:
             views is None and url is None,
             pace,
             warm,
+            keep,
         )
 
 
