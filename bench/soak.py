@@ -237,7 +237,11 @@ def _children(
     }
 
 
-async def run(minutes: float, rate: float, workdir: Path) -> Soak:
+async def run(
+    minutes: float, rate: float, workdir: Path, settings: dict[str, str] | None = None
+) -> Soak:
+    """`settings`: `DATELINE_` variables for every service (the caller's own are not
+    passed on: a soak measures what it says it ran)."""
     server = EmbeddedRedis(workdir / "redis", fsync="always")
     await asyncio.to_thread(server.start)
     admin = aioredis.Redis.from_url(server.url)
@@ -254,6 +258,7 @@ async def run(minutes: float, rate: float, workdir: Path) -> Soak:
         "REDIS_URL": server.url,
         "DATELINE_PREFIX": PREFIX,
         "DATELINE_LOG_FORMAT": "json",
+        **(settings or {}),
     }
     children = _children(env, workdir, ingest_port, query_port, receiver_port)
     procs = {name: p.pid for name, p in children.items()}
@@ -297,7 +302,9 @@ async def _ready(bases: list[str]) -> None:
                 await asyncio.sleep(0.1)
 
 
-def write(soak: Soak, minutes: float, rate: float, out: Path = RESULTS) -> tuple[Path, Path]:
+def write(
+    soak: Soak, minutes: float, rate: float, out: Path = RESULTS, told: str = ""
+) -> tuple[Path, Path]:
     import matplotlib  # noqa: PLC0415 - a dev dependency, only for the picture
 
     matplotlib.use("Agg")
@@ -311,6 +318,7 @@ def write(soak: Soak, minutes: float, rate: float, out: Path = RESULTS) -> tuple
     lines = [
         f"# Soak: {minutes:g} min at {rate:g} updates/s",
         "",
+        *([f"Settings: `{told}`.", ""] if told else []),
         f"{soak.posted:,} updates appended over HTTP, {soak.errors} failed requests.",
         "",
         "| minute | updates | server MB | lag | p99 append to live index (ms) | "
@@ -368,12 +376,27 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="updates a second")
     parser.add_argument("--workdir", type=Path, default=None, help="the services' logs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where soak.md and soak.png go")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DATELINE_NAME=VALUE",
+        help="a setting for every service, such as DATELINE_PROJECTOR_WARM_MB=256 (repeatable)",
+    )
     args = parser.parse_args()
+    settings = dict(pair.split("=", 1) for pair in args.set if "=" in pair)
+    if bad := [p for p in args.set if "=" not in p or not p.startswith("DATELINE_")]:
+        parser.error(f"--set takes DATELINE_NAME=VALUE, got {bad[0]!r}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dateline-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"soak: {args.minutes:g} min at {args.rate:g} updates/s; logs in {workdir}", flush=True)
-    soak = asyncio.run(run(args.minutes, args.rate, workdir))
-    md, png = write(soak, args.minutes, args.rate, args.out)
+    told = " ".join(args.set)
+    print(
+        f"soak: {args.minutes:g} min at {args.rate:g} updates/s{'; ' + told if told else ''}; "
+        f"logs in {workdir}",
+        flush=True,
+    )
+    soak = asyncio.run(run(args.minutes, args.rate, workdir, settings))
+    md, png = write(soak, args.minutes, args.rate, args.out, told)
     print(md.read_text())
     print(f"wrote {md} and {png}")
 

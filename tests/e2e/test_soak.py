@@ -27,6 +27,8 @@ def test_a_short_soak_writes_its_table_and_picture(tmp_path: Path) -> None:
             str(tmp_path / "logs"),
             "--out",
             str(tmp_path),
+            "--set",
+            "DATELINE_PROJECTOR_WARM_MB=8",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -39,4 +41,5 @@ def test_a_short_soak_writes_its_table_and_picture(tmp_path: Path) -> None:
     rows = [x for x in table.splitlines() if x.startswith("| 0.")]
     assert rows, table
     assert " 0 failed requests" in table
+    assert "Settings: `DATELINE_PROJECTOR_WARM_MB=8`." in table
     assert (tmp_path / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
