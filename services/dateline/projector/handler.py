@@ -493,7 +493,7 @@ class ProjectorHandler:
                 self._states[found].inc(n)
         kept = self.kept
         dropped, self._dropped = kept.dropped - self._dropped, kept.dropped
-        if dropped:
+        if dropped > 0:
             DROPPED.inc(dropped)
         for setting, said in self.warmth.found(warm, packed, read, time.monotonic(), dropped):
             if setting == KEEP_SETTING:
