@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 
 import msgspec
 import pytest
@@ -172,6 +173,24 @@ async def test_worker_processes_build_what_one_process_builds(log: Log, url: str
     built_once, built_split = await _models_of(log, "v2"), await _models_of(log, "v3")
     assert len([k for k in built_once if ":story:" in k]) == 30
     assert built_split == built_once
+
+
+async def test_workers_started_early_are_stopped_when_the_setup_fails(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool starts before the rebuild lists its stories: a failure there leaves no
+    worker process behind, and no version switched to."""
+    await log.append([encode(update(subject=s)) for s in STORIES[:4]])
+
+    async def lost(*_: object) -> list[str]:
+        raise ConnectionError("the server went away")
+
+    monkeypatch.setattr(replay_module, "story_ids", lost)
+    workers = Workers(url, processes=2, min_updates=0)
+    with pytest.raises(ConnectionError, match="went away"):
+        await rebuild_all(log, log.keys, workers=workers)
+    assert multiprocessing.active_children() == []
+    assert await log.redis.get(f"{log.keys.prefix}:rm:active") in (None, b"v1")
 
 
 async def test_a_story_a_worker_cannot_project_stops_the_switch(log: Log, url: str) -> None:

@@ -206,17 +206,35 @@ class Workers:
     """Fold in `processes` worker processes, each with its own connection to `url`.
 
     Folding is CPU work in one Python process. Workers split the stories between
-    them: 1,000,000 updates over 10,000 stories took 12.3 s with 2 on 2 cores,
-    15.6 s in one process (1.27x; Redis shares the cores). Starting them costs
-    about a second, so below `min_updates` the rebuild stays in this process.
+    them, in jobs (`job_size`): 1,000,000 updates over 10,000 stories in 7.6 s with 2 on
+    2 cores, 9.1 s in one process (2026-12-04; the server shares the cores). Starting
+    them costs 0.2 to 0.3 s of each core, so below `min_updates` the rebuild stays in
+    this process.
     """
 
     url: str
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     min_updates: int = 300_000
-    stories_a_job: int = 250
+    stories_a_job: int | None = None
+    """None: `job_size` sizes them to the rebuild."""
     views_url: str | None = None
     """The store of read models, if apart from the log's server at `url`."""
+
+    def job_size(self, stories: int, batch: int) -> int:
+        """Stories a job. Each job waits for its first chunk's histories and its last
+        chunk's writes with nothing to fold, and opens its own connections: jobs of
+        1,000 stories rather than 250 rebuilt 1M updates 4% faster with 2 workers
+        (`docs/speed.md`). At least `JOBS_A_PROCESS` a process where there are stories
+        for them, so that none is left folding alone at the end; at least a chunk of
+        `batch`."""
+        if self.stories_a_job is not None:
+            return self.stories_a_job
+        share = -(-stories // (self.processes * JOBS_A_PROCESS))
+        return min(max(share, batch), MOST_A_JOB)
+
+
+JOBS_A_PROCESS = 4
+MOST_A_JOB = 1_000
 
 
 def _fold_job(
@@ -255,7 +273,19 @@ def _fold_job(
     return asyncio.run(work())
 
 
+def _started(workers: Workers) -> ProcessPoolExecutor:
+    """The workers' pool, its processes started: each imports dateline (0.2 to 0.3 s of a
+    core) while this process sets the rebuild up (its group, its stories), not after."""
+    # "spawn": a forked child would share this process's event loop and sockets.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers.processes, mp_context=context, initializer=tune_collector)
+    for _ in range(workers.processes):  # a process a task while none is idle yet
+        pool.submit(os.getpid)
+    return pool
+
+
 async def _fold_in_workers(
+    pool: ProcessPoolExecutor,
     workers: Workers,
     log: Log,
     models: ReadModels,
@@ -265,11 +295,8 @@ async def _fold_in_workers(
     report: _Report,
 ) -> tuple[int, dict[str, str]]:
     loop = asyncio.get_running_loop()
-    size = workers.stories_a_job
-    # "spawn": a forked child would share this process's event loop and sockets.
-    context = multiprocessing.get_context("spawn")
+    size = workers.job_size(len(stories), batch)
     updates, failed = 0, {}
-    pool = ProcessPoolExecutor(workers.processes, mp_context=context, initializer=tune_collector)
     with pool:
         jobs = [
             loop.run_in_executor(
@@ -325,11 +352,18 @@ async def rebuild_all(
     await report(0, force=True)
     group = group_of(new)
     models = ReadModels(keys, new)
-    starts = await _fresh_group(client, keys, group, models, store)
-    # 2. Every story from its history, into the new version's keys.
-    stories = await story_ids(client, keys)
-    if workers is not None and workers.processes > 1 and report.total >= workers.min_updates:
-        fold = _fold_in_workers(workers, log, models, stories, batch, on_progress, report)
+    many = workers is not None and workers.processes > 1 and report.total >= workers.min_updates
+    pool = _started(workers) if workers is not None and many else None
+    try:
+        starts = await _fresh_group(client, keys, group, models, store)
+        # 2. Every story from its history, into the new version's keys.
+        stories = await story_ids(client, keys)
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        raise
+    if workers is not None and pool is not None:
+        fold = _fold_in_workers(pool, workers, log, models, stories, batch, on_progress, report)
         updates, failed = await fold
     else:
         updates, failed = await _fold_histories(
