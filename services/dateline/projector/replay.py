@@ -352,8 +352,9 @@ async def rebuild_all(
     await report(0, force=True)
     group = group_of(new)
     models = ReadModels(keys, new)
-    many = workers is not None and workers.processes > 1 and report.total >= workers.min_updates
-    pool = _started(workers) if workers is not None and many else None
+    pool = None
+    if workers is not None and workers.processes > 1 and report.total >= workers.min_updates:
+        pool = _started(workers)  # before the setup, which its processes' start overlaps
     try:
         starts = await _fresh_group(client, keys, group, models, store)
         # 2. Every story from its history, into the new version's keys.
