@@ -1,0 +1,40 @@
+"""The `dateline` command finds each subcommand where its map says, and imports none
+until it is asked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from dateline.cli.main import COMMANDS, cli
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_is_where_the_map_says_under_its_own_name(name: str) -> None:
+    command = cli.get_command(click.Context(cli), name)
+    assert isinstance(command, click.Command)
+    assert command.name == name
+
+
+def test_help_lists_every_subcommand_and_an_unknown_one_is_refused() -> None:
+    listed = CliRunner().invoke(cli, ["--help"])
+    assert listed.exit_code == 0
+    for name in COMMANDS:
+        assert f"\n  {name} " in listed.output
+    unknown = CliRunner().invoke(cli, ["replya"])
+    assert unknown.exit_code == 2
+    assert "No such command 'replya'" in unknown.output
+
+
+def test_starting_the_command_imports_no_subcommand() -> None:
+    """What a rebuild's worker process runs again before its first job (`spawn`)."""
+    code = (
+        "import sys, dateline.cli.main\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dateline.cli.')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "['dateline.cli.main']"
