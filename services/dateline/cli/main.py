@@ -15,27 +15,27 @@ import click
 from dateline.runtime.logs import configure
 
 COMMANDS = {
-    "publish": "dateline.cli.publish:publish",
-    "log": "dateline.cli.log_cmd:log_command",
-    "redis": "dateline.cli.redis_cmd:redis_command",
-    "demo": "dateline.cli.demo:demo",
-    "up": "dateline.cli.demo:up",
-    "projector": "dateline.cli.projector_cmd:projector_command",
-    "story": "dateline.cli.projector_cmd:story_command",
-    "dlq": "dateline.cli.ops_cmd:dlq",
-    "replay": "dateline.cli.ops_cmd:replay",
-    "status": "dateline.cli.ops_cmd:status_command",
-    "seal": "dateline.cli.ops_cmd:seal_command",
-    "migrate": "dateline.cli.migrate_cmd:migrate_command",
-    "ingest": "dateline.cli.ingest_cmd:ingest_command",
-    "feeds": "dateline.cli.ingest_cmd:feeds",
-    "validator": "dateline.cli.ingest_cmd:validator_command",
-    "query": "dateline.cli.query_cmd:query_command",
-    "readers": "dateline.cli.readers_cmd:readers",
-    "deliver": "dateline.cli.deliver_cmd:deliver_command",
-    "subscriptions": "dateline.cli.deliver_cmd:subscriptions",
+    "publish": ("dateline.cli.publish", "publish"),
+    "log": ("dateline.cli.log_cmd", "log_command"),
+    "redis": ("dateline.cli.redis_cmd", "redis_command"),
+    "demo": ("dateline.cli.demo", "demo"),
+    "up": ("dateline.cli.demo", "up"),
+    "projector": ("dateline.cli.projector_cmd", "projector_command"),
+    "story": ("dateline.cli.projector_cmd", "story_command"),
+    "dlq": ("dateline.cli.ops_cmd", "dlq"),
+    "replay": ("dateline.cli.ops_cmd", "replay"),
+    "status": ("dateline.cli.ops_cmd", "status_command"),
+    "seal": ("dateline.cli.ops_cmd", "seal_command"),
+    "migrate": ("dateline.cli.migrate_cmd", "migrate_command"),
+    "ingest": ("dateline.cli.ingest_cmd", "ingest_command"),
+    "feeds": ("dateline.cli.ingest_cmd", "feeds"),
+    "validator": ("dateline.cli.ingest_cmd", "validator_command"),
+    "query": ("dateline.cli.query_cmd", "query_command"),
+    "readers": ("dateline.cli.readers_cmd", "readers"),
+    "deliver": ("dateline.cli.deliver_cmd", "deliver_command"),
+    "subscriptions": ("dateline.cli.deliver_cmd", "subscriptions"),
 }
-"""Each subcommand's name, and where it is: `module:attribute`."""
+"""Each subcommand's name, and where it is: its module and the name it has there."""
 
 
 class _Subcommands(click.Group):
@@ -49,10 +49,10 @@ class _Subcommands(click.Group):
         where = COMMANDS.get(cmd_name)
         if where is None:
             return None
-        module, name = where.split(":")
+        module, name = where
         command = getattr(importlib.import_module(module), name)
         if not isinstance(command, click.Command):
-            raise TypeError(f"{where} is not a click command")
+            raise TypeError(f"{module}.{name} is not a click command")
         return command
 
 
