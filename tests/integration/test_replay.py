@@ -12,6 +12,7 @@ from dateline.domain import project
 from dateline.domain.state import StoryState
 from dateline.projector import replay as replay_module
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
+from dateline.store.layout import group_of
 from dateline.store.log import Log
 from dateline.store.readmodels import SHAPE, ReadModels
 from dateline_schemas import Update
@@ -202,3 +203,30 @@ async def test_a_story_a_worker_cannot_project_stops_the_switch(log: Log, url: s
         await rebuild_all(log, log.keys, workers=workers)
     assert list(info.value.failed) == ["story-04"]
     assert await log.redis.get(f"{log.keys.prefix}:rm:active") in (None, b"v1")
+
+
+async def test_story_ids_lists_each_history_once_and_nothing_else(log: Log) -> None:
+    """One pass over the keyspace: keys that merely look like a history are not stories."""
+    await log.append([encode(update(subject=s)) for s in STORIES for _ in range(2)])
+    await rebuild_all(log, log.keys)  # read models beside the log: `...:story:<id>` keys too
+    prefix, beyond = log.keys.prefix, log.keys.partitions  # a partition this log has not
+    await log.redis.rpush(f"{prefix}:{{p{beyond}}}:story:ghost", b"x")
+    await log.redis.set(f"{prefix}:{{p0}}:stories:x", b"x")
+    assert await replay_module.story_ids(log.redis, log.keys) == STORIES
+
+
+async def test_dropping_a_version_takes_every_key_of_it_in_batches(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys go a batch a call; each batch, and what is left after the last, is counted."""
+    await log.append([encode(update(subject=s)) for s in STORIES])
+    await rebuild_all(log, log.keys)
+    kept = await rebuild_all(log, log.keys)  # the version it replaces is kept
+    models = [k async for k in log.redis.scan_iter(match=log.keys.models(kept.old).all)]
+    group = [k async for k in log.redis.scan_iter(match=log.keys.group(group_of(kept.old)).all)]
+    assert len(models) > 7
+    # Two batches, the second not full: a batch a call, and the rest after the last.
+    monkeypatch.setattr(replay_module, "DROP_BATCH", len(models) // 2 + 1)
+    assert await drop_version(log.redis, log.keys, kept.old) == len(models) + len(group)
+    assert [k async for k in log.redis.scan_iter(match=log.keys.models(kept.old).all)] == []
+    assert await log.redis.exists(ReadModels(log.keys, kept.new).story("story-00")) == 1

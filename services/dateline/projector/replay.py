@@ -81,12 +81,11 @@ def next_version(version: str) -> str:
 
 
 async def story_ids(client: aioredis.Redis, keys: Keys) -> list[str]:
-    found = []
-    for p in range(keys.partitions):
-        prefix = keys.story("", p)
-        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            found.append(key.decode()[len(prefix) :])
-    return sorted(found)
+    """Every story with a history in the log. One pass over the keyspace: a pass a
+    partition walked all of it eight times, and on the log's server with read models
+    and kept versions beside the histories, 130,000 keys took 0.37 to 0.43 s."""
+    found = [k.decode() async for k in client.scan_iter(match=keys.stories_match, count=1000)]
+    return sorted(keys.stories_in(found))
 
 
 async def total_updates(client: aioredis.Redis, keys: Keys) -> int:
@@ -404,6 +403,12 @@ async def rebuild_all(
     return ReplayResult(old, new, len(stories), updates, caught_up)
 
 
+DROP_BATCH = 1_000
+"""Keys a call when a version is dropped: a `DEL` a key took 4.3 to 4.5 s for the 40,000
+keys of 10,000 stories, a round trip each. `UNLINK`, so that a long list's memory is
+freed beside the server's thread, not in it."""
+
+
 async def drop_version(
     client: aioredis.Redis,
     keys: Keys,
@@ -423,8 +428,14 @@ async def drop_version(
     dropped = 0
     store = client if views is None else views
     for server, pattern in ((store, keys.models(version).all), (client, keys.group(group).all)):
-        async for key in server.scan_iter(match=pattern, count=1000):
-            dropped += int(await server.delete(key))
+        batch: list[bytes] = []
+        async for key in server.scan_iter(match=pattern, count=DROP_BATCH):
+            batch.append(key)
+            if len(batch) >= DROP_BATCH:
+                dropped += int(await server.unlink(*batch))
+                batch.clear()
+        if batch:
+            dropped += int(await server.unlink(*batch))
     for p in range(keys.partitions):
         with contextlib.suppress(aioredis.ResponseError):
             await client.xgroup_destroy(keys.log(p), group)

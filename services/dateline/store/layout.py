@@ -68,6 +68,7 @@ import functools
 import itertools
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dateline.domain.order import fold_text
@@ -452,6 +453,23 @@ class Keys:
         """The story's history list; pass `partition` when it is known already."""
         part = self.partition(story) if partition is None else partition
         return f"{self.prefix}:{self.tag(part)}:story:{story}"
+
+    @property
+    def stories_match(self) -> str:
+        """A `SCAN` pattern for every partition's story histories at once (`{pN}` and
+        `{pN.n}` alike). It may match other keys: `stories_in` keeps the histories."""
+        return f"{self.prefix}:{{p*}}:story:*"
+
+    def stories_in(self, found: Iterable[str]) -> list[str]:
+        """The stories whose histories these keys are, in their order: a key that
+        `stories_match` found but no partition of this log holds is left out."""
+        heads = {self.story("", p) for p in range(self.partitions)}
+        mark, stories = ":story:", []
+        for key in found:
+            cut = key.find(mark) + len(mark)
+            if key[:cut] in heads:
+                stories.append(key[cut:])
+        return stories
 
     def logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
