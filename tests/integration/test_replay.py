@@ -230,3 +230,16 @@ async def test_dropping_a_version_takes_every_key_of_it_in_batches(
     assert await drop_version(log.redis, log.keys, kept.old) == len(models) + len(group)
     assert [k async for k in log.redis.scan_iter(match=log.keys.models(kept.old).all)] == []
     assert await log.redis.exists(ReadModels(log.keys, kept.new).story("story-00")) == 1
+
+
+async def test_a_rebuild_clears_what_a_replay_that_died_left_of_its_version(log: Log) -> None:
+    await log.append([encode(update(subject=s)) for s in STORIES[:3]])
+    first = await rebuild_all(log, log.keys)
+    # A replay of the next version that died half-way: a story no history has, in its keys.
+    after = replay_module.next_version(first.new)
+    stale = ReadModels(log.keys, after).story("story-gone")
+    await log.redis.set(stale, b"{}")
+    built = await rebuild_all(log, log.keys)
+    assert built.new == after
+    assert await log.redis.exists(stale) == 0
+    assert await log.redis.exists(ReadModels(log.keys, after).story(STORIES[0])) == 1

@@ -139,8 +139,7 @@ async def _fresh_group(
             last = (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
             starts[p] = last.decode() if isinstance(last, bytes) else str(last)
         await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
-    async for key in views.scan_iter(match=models.all, count=1000):
-        await views.delete(key)  # leftovers of a replay that died half-way
+    await _unlink_matching(views, models.all)  # leftovers of a replay that died half-way
     return starts
 
 
@@ -409,6 +408,19 @@ keys of 10,000 stories, a round trip each. `UNLINK`, so that a long list's memor
 freed beside the server's thread, not in it."""
 
 
+async def _unlink_matching(server: aioredis.Redis, pattern: str) -> int:
+    """Every key that matches, `DROP_BATCH` a call; how many there were."""
+    dropped, batch = 0, []
+    async for key in server.scan_iter(match=pattern, count=DROP_BATCH):
+        batch.append(key)
+        if len(batch) >= DROP_BATCH:
+            dropped += int(await server.unlink(*batch))
+            batch.clear()
+    if batch:
+        dropped += int(await server.unlink(*batch))
+    return dropped
+
+
 async def drop_version(
     client: aioredis.Redis,
     keys: Keys,
@@ -428,14 +440,7 @@ async def drop_version(
     dropped = 0
     store = client if views is None else views
     for server, pattern in ((store, keys.models(version).all), (client, keys.group(group).all)):
-        batch: list[bytes] = []
-        async for key in server.scan_iter(match=pattern, count=DROP_BATCH):
-            batch.append(key)
-            if len(batch) >= DROP_BATCH:
-                dropped += int(await server.unlink(*batch))
-                batch.clear()
-        if batch:
-            dropped += int(await server.unlink(*batch))
+        dropped += await _unlink_matching(server, pattern)
     for p in range(keys.partitions):
         with contextlib.suppress(aioredis.ResponseError):
             await client.xgroup_destroy(keys.log(p), group)
