@@ -35,6 +35,7 @@ from dateline.projector.ops import redrive
 from dateline.projector.replay import StoreRestarted, Workers, drop_version, rebuild_all
 from dateline.query.app import create_app as query_app
 from dateline.query.reader import ONE_TRIP, Reader
+from dateline.store import pages
 from dateline.store.config import Settings, SettingsError
 from dateline.store.connection import open_client
 from dateline.store.doorbell import Doorbell
@@ -540,3 +541,123 @@ async def test_the_projectors_readiness_asks_the_store_too(log: Log, views_serve
     finally:
         await down.aclose()
         await up.aclose()
+
+
+def _one_partition(log: Log, n: int) -> list[str]:
+    """`n` stories of one partition: a commit's page is a partition's."""
+    stories = [f"pg-{i}" for i in range(200)]
+    first = log.keys.partition(stories[0])
+    return [s for s in stories if log.keys.partition(s) == first][:n]
+
+
+async def _messages(pubsub: Any) -> list[bytes]:
+    heard = []
+    for _ in range(20):
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        if msg:
+            heard.append(msg["data"])
+    return heard
+
+
+@pytest.mark.one_server("on a cluster the runner cannot say how far it was delivered")
+async def test_a_commit_apart_carries_its_page_once_it_knows_where_it_began(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    """The first commit in a partition names its stories; the next, which begins where
+    that one left the checkpoint, carries every entry it applied and the index entries
+    it wrote, as a reader of the log and of the store would find them."""
+    one, two = _one_partition(log, 2)
+    partition = log.keys.partition(one)
+    async with views.pubsub() as pubsub:
+        await pubsub.subscribe(changes_channel(log.keys.prefix))
+        [first] = await log.append([encode(update(subject=one, id="c1"))])
+        await settle(app)
+        later_ones = await log.append(
+            [encode(update(subject=s, id=f"c2-{s}")) for s in (one, two, one)]
+        )
+        await settle(app)
+        heard = await _messages(pubsub)
+    last = max((Position.parse(str(r.position)) for r in later_ones), key=lambda p: p.id)
+    assert len(heard) == 2
+    assert pages.split(heard[0]) == (f"{first.position} {one}".encode(), None)
+    news, raw = pages.split(heard[1])
+    assert news.decode().split(" ")[0] == str(last)
+    assert raw is not None
+    page = pages.decode_page(raw)
+    after = str(first.position).split(":", 1)[1]
+    assert (page.version, page.partition, page.after) == (app.models.version, partition, after)
+    assert page.upto == str(last).split(":", 1)[1]
+    records = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await log.redis.xrange(log.keys.log(partition), f"({after}", page.upto),
+    )
+    assert [(eid, bytes(r)) for eid, r in page.entries] == [
+        (eid.decode(), fields[b"__data__"]) for eid, fields in records
+    ]
+    index = app.models.region(partition).index
+    assert {s: bytes(e) for s, e in page.index.items()} == {
+        s: cast(bytes, await views.hget(index, s)) for s in (one, two)
+    }
+
+
+@pytest.mark.one_server("on a cluster the runner cannot say how far it was delivered")
+async def test_a_page_that_does_not_begin_at_the_checkpoint_is_not_carried(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    """The store vouches for where a page begins: a commit made meanwhile by another
+    process (played by a projector that believes its last checkpoint older) is not
+    hidden by one."""
+    [story] = _one_partition(log, 1)
+    partition = log.keys.partition(story)
+    await log.append([encode(update(subject=story, id="s1"))])
+    await settle(app)
+    app.handler.carry[partition] = dataclasses.replace(app.handler.carry[partition], upto="1-0")
+    async with views.pubsub() as pubsub:
+        await pubsub.subscribe(changes_channel(log.keys.prefix))
+        [result] = await log.append([encode(update(subject=story, id="s2"))])
+        await settle(app)
+        heard = await _messages(pubsub)
+    assert heard == [f"{result.position} {story}".encode()]
+
+
+@pytest.mark.one_server("on a cluster the runner cannot say how far it was delivered")
+async def test_the_carried_pages_give_the_index_stream_what_it_would_read(
+    log: Log, app: Projector, views: aioredis.Redis
+) -> None:
+    """From a cursor at the checkpoints, commit after commit: the page the doorbell
+    carried equals the page read from the log and the store, and past the last
+    announced checkpoint there is nothing more to read."""
+    bell = Doorbell(views, log.keys.prefix)
+    reader = Reader(app.client, log.keys, bell, views=views)
+    listening = asyncio.create_task(bell.run())
+    try:
+        for _ in range(100):
+            if reader.carried.live:
+                break
+            await asyncio.sleep(0.01)
+        stories = [f"cp-{i}" for i in range(12)]
+        await log.append([encode(update(subject=s, id=f"{s}-0")) for s in stories])
+        await settle(app)  # each partition's first commit: where the pages begin
+        await asyncio.sleep(0.1)
+        points = await reader.checkpoints()
+        cursor = Cursor(tuple(points.get(p, (0, 0)) for p in range(log.keys.partitions)))
+        carried_any = 0
+        for n in range(1, 4):
+            await log.append([encode(update(subject=s, id=f"{s}-{n}")) for s in stories[n:]])
+            await settle(app)
+            await asyncio.sleep(0.1)  # the doorbell's messages heard
+            carried = await reader.carried_since(cursor)
+            read = await reader.applied_since(cursor, ONE_TRIP)
+            assert carried is not None
+            assert carried.found == read.found
+            assert carried.entries == read.entries
+            carried_any += len(carried.found)
+            for sid, p, _ in read.found:
+                cursor = cursor.moved(p, sid)
+        assert carried_any == 11 + 10 + 9
+        nothing = await reader.carried_since(cursor)
+        assert nothing is not None and nothing.found == []
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

@@ -8,6 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dateline.store.doorbell import Doorbell
+from dateline.store.pages import MARK
 
 
 async def test_a_cancellation_as_the_bell_rings_is_not_lost() -> None:
@@ -124,3 +125,26 @@ async def test_story_bells_all_ring_once_a_poll_whatever_is_named() -> None:
 async def test_without_partitions_a_story_bell_is_the_doorbell() -> None:
     bell = Doorbell(None, "t")  # type: ignore[arg-type]
     assert bell.current_story("a1") is bell.current()
+
+
+async def test_a_carried_page_goes_to_its_hook_before_the_listeners_hear_the_message() -> None:
+    bell = Doorbell(None, "t")  # type: ignore[arg-type]
+    told: list[tuple[str, bytes | None]] = []
+    bell.pages = lambda page: told.append(("page", page))
+    bell.listeners.append(lambda message, live: told.append(("message", message)))
+    bell._heard(b"2:5-0 s1" + MARK + b'["v1"]')
+    bell._heard(b"2:6-0 s1")
+    assert told == [("page", b'["v1"]'), ("message", b"2:5-0 s1"), ("message", b"2:6-0 s1")]
+
+
+async def test_a_sweep_is_counted_when_every_waiter_is_rung() -> None:
+    """A ring that wakes all (the timer's, a switch, a subscription made) may stand for
+    messages not heard: a live index stream reads after one (`query/carried.py`)."""
+    bell = Doorbell(None, "t", poll_s=60)  # type: ignore[arg-type]
+    bell.ring()  # the first ring wakes all (the timer had not rung yet): a sweep
+    before = bell.sweeps
+    bell._heard(b"2:5-0 s1")
+    bell.ring()
+    assert bell.sweeps == before
+    bell.ring_all()
+    assert bell.sweeps == before + 1

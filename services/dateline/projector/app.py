@@ -162,6 +162,7 @@ async def create_app(
         # A cluster's failover is hidden by its client's retries: a promoted replica
         # may not have delivered as far as this process was told. Its commits ask.
         handler.delivered = runner.delivered
+        handler.tally = runner.tally
 
     async def rewire(new: str) -> Projector:
         return await create_app(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
+from dateline.domain.positions import stream_id
 from dateline.domain.state import StoryState
 from dateline.store.deadletters import Delivery
+from dateline.store.pages import Page, encode_page
 from dateline.store.readmodels import Command, ReadModels
 
 # A state that has cooled is kept as bytes: a third of its size as objects.
@@ -255,6 +258,67 @@ def acks(
     return out
 
 
+Tally = Callable[[int], tuple[object, int] | None]
+"""Partition N's hold by this process and the entries read under it (`Runner.tally`)."""
+
+Paged = Callable[[int, str, list[Delivery]], tuple[str, bytes] | None]
+"""The page a commit carries for partition N, moving its checkpoint to `upto` with these
+entries: (the checkpoint it begins after, the page), or None (`page_of`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """Where a commit of this process left a partition's checkpoint: under which hold,
+    after how many entries read under it. The next commit's page begins there."""
+
+    hold: object
+    reads: int
+    upto: str
+
+
+PAGE_ENTRIES = 64
+"""The most entries a carried page holds: a commit of more (catching up) is read."""
+PAGE_BYTES = 64 << 10
+"""The largest page carried: every query process hears every doorbell message."""
+
+
+def page_of(
+    version: str,
+    partition: int,
+    upto: str,
+    done: list[Delivery],
+    since: Carry | None,
+    tally: tuple[object, int] | None,
+    index: dict[str, bytes],
+    record: Callable[[Delivery], bytes],
+) -> tuple[str, bytes] | None:
+    """The page of a commit that moves `partition`'s checkpoint to `upto` with the
+    entries `done` (`store/pages.py`), if they are every entry past the checkpoint the
+    last commit left (`since`): the same hold on the partition since, and as many
+    entries read under it since as the commit holds (an entry set aside, parked behind
+    its story's, was read and is not here). `index`: the index entries the commit
+    writes, one for each story (a story it does not write, its update parked or seen
+    before, is read). `record`: an entry's record as readers of the log open it."""
+    if since is None or tally is None or tally[0] is not since.hold:
+        return None
+    if not done or len(done) > PAGE_ENTRIES or tally[1] - since.reads != len(done):
+        return None
+    if any(d.key not in index for d in done):
+        return None
+    ordered = sorted(done, key=lambda d: stream_id(d.entry_id))
+    page = encode_page(
+        Page(
+            version,
+            partition,
+            since.upto,
+            upto,
+            [(d.entry_id, msgspec.Raw(record(d))) for d in ordered],
+            {d.key: msgspec.Raw(index[d.key]) for d in ordered},
+        )
+    )
+    return (since.upto, page) if len(page) <= PAGE_BYTES else None
+
+
 def apart(
     models: ReadModels,
     group: str,
@@ -264,6 +328,7 @@ def apart(
     failed: set[int],
     landed: dict[int, str],
     names: dict[int, str] | None = None,
+    paged: Paged | None = None,
 ) -> tuple[list[Command], list[Command], list[Command], dict[int, str], dict[int, str]]:
     """`acks` for read models in a store apart from the log (`DATELINE_VIEWS_URL`):
     (the EXPECTs that go before the commit's writes, the CHECKPOINTs that go after them,
@@ -274,7 +339,8 @@ def apart(
     with no entry failed in this batch and none drained or waiting for a retry (the
     runner does not say how far then), every entry the group was delivered there is
     in this commit or applied before. `landed`: the last checkpoint of each partition
-    the projector saw land there; the store must not be behind it."""
+    the projector saw land there; the store must not be behind it. `paged`: the page
+    a checkpoint's message carries, where its stories are named (`page_of`)."""
     streams: dict[int, list[Delivery]] = {}
     for d in acked:
         streams.setdefault(d.partition, []).append(d)
@@ -293,7 +359,10 @@ def apart(
             unsettled[partition] = stream
             continue
         news = (names or {}).get(partition, "")
-        moves.append(("CHECKPOINT", key, str(partition), upto, *bell(partition), news))
+        move: Command = ("CHECKPOINT", key, str(partition), upto, *bell(partition), news)
+        if news and paged is not None and (page := paged(partition, upto, done)) is not None:
+            move = (*move, *page)
+        moves.append(move)
         written[partition] = upto
     return expects, moves, xacks, written, unsettled
 

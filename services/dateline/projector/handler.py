@@ -17,6 +17,7 @@ plans the batch anew.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,15 +31,18 @@ from dateline.domain import advance_in_place, fork, project
 from dateline.domain.positions import stream_id
 from dateline.projector.commit import (
     WARM_PARTS,
+    Carry,
     Delivered,
     Held,
     Kept,
+    Tally,
     acks,
     apart,
     checkpoint_args,
     decoded,
     fence,
     named,
+    page_of,
     script_args,
 )
 from dateline.projector.commit import kept as kept_states
@@ -93,6 +97,8 @@ class Prepared:
     """... the partitions whose checkpoint the log must say, once it lands."""
     named: dict[int, str] = field(default_factory=dict)
     """... the stories it wrote, by partition (`commit.named`), for those checkpoints' rings."""
+    carries: dict[int, Carry] = field(default_factory=dict)
+    """... where it leaves each checkpoint it writes, for the next commit's page there."""
 
 
 def _unknown(partition: int) -> None:
@@ -149,6 +155,11 @@ class ProjectorHandler:
         self.delivered: Delivered = _unknown
         """How far the group delivered each partition, as its runner knows it
         (`Runner.delivered`, set by `create_app` on one server): else the commit asks."""
+        self.tally: Tally = _unknown
+        """This process's hold on each partition and the entries read under it
+        (`Runner.tally`, set with `delivered`): without it, no commit carries a page."""
+        self.carry: dict[int, Carry] = {}
+        """Apart: where this process's last commit that landed left each checkpoint."""
         self._commit = self.views.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
         self._settled = client.register_script(scripts.load("settled"))
@@ -192,10 +203,12 @@ class ProjectorHandler:
                 )
         except BaseException:  # whether it was written is unknown: read them again
             self.forget(prepared)
+            self.carry.clear()
             raise
         if -1 in written:
             self.forget(prepared)
             self.landed.clear()
+            self.carry.clear()
             raise ViewsBehind(
                 "the store of read models is behind a checkpoint it answered for: it lost "
                 "its last writes; resuming from where it is"
@@ -212,6 +225,9 @@ class ProjectorHandler:
                 self._owed_since = time.monotonic()
             self._owed += prepared.xacks
             self.landed.update(prepared.written)
+            for partition in prepared.unsettled:  # applied there, its checkpoint not moved
+                self.carry.pop(partition, None)
+            self.carry.update(prepared.carries)
             if prepared.unsettled:
                 await self.settle(prepared.unsettled, prepared.named)
         PROJECTED.inc(prepared.acked)
@@ -280,7 +296,13 @@ class ProjectorHandler:
                     failed,
                     self.landed,
                     names,
+                    functools.partial(self._page, writes.index, opened),
                 )
+                prepared.carries = {
+                    p: Carry(*tally, upto)
+                    for p, upto in prepared.written.items()
+                    if (tally := self.tally(p)) is not None
+                }
                 commands = expects + writes.commands + moves
             else:
                 commands = writes.commands + acks(
@@ -293,6 +315,18 @@ class ProjectorHandler:
                     p.state.timeline = []  # the stored state holds none: a list of its own
                     self.kept.keep(p.story, p.state, fence(writes.states[p.story]))
         return prepared
+
+    def _page(
+        self,
+        index: dict[str, bytes],
+        opened: Callable[[Delivery], bytes],
+        partition: int,
+        upto: str,
+        some: list[Delivery],
+    ) -> tuple[str, bytes] | None:
+        """The page a commit's checkpoint carries in a partition (`commit.page_of`)."""
+        since, tally = self.carry.get(partition), self.tally(partition)
+        return page_of(self.models.version, partition, upto, some, since, tally, index, opened)
 
     def _parts(self, items: list[T], story: Callable[[T], str]) -> list[list[T]]:
         """`items` as one call sends them: all together on one server, a partition's

@@ -33,7 +33,7 @@ from dateline.query.views import (
     stamp_of,
     stored_view,
 )
-from dateline.runtime.metrics import LIVE_CLIENTS
+from dateline.runtime.metrics import LIVE_CLIENTS, LIVE_PAGES
 from dateline.store.connection import UNREACHABLE
 from dateline.store.readmodels import IndexEntry
 from dateline.web.problems import Refused
@@ -240,11 +240,21 @@ async def index_events(
     else:
         held, checked = {}, 0.0  # what the client knows of is not known: all of it, then
     quiet_since = time.monotonic()
+    swept = -1  # the doorbell's sweeps when this stream last read
     while True:
         bell = reader.doorbell.current()
-        # Live, a page holds the few updates of a commit: read in one round trip. Behind,
-        # big pages: in two, which keep the server free (see `reads.APPLIED`).
-        page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP, bell)
+        # Live, a page is the few updates of a commit, which its doorbell message carried
+        # (`query/carried.py`). Else read: live, in one round trip; behind, big pages in
+        # two, which keep the server free (see `reads.APPLIED`).
+        sweeps = reader.doorbell.sweeps
+        carried = None if behind or sweeps != swept else await reader.carried_since(cursor)
+        if carried is None:
+            swept = sweeps
+            page = await reader.applied_since(cursor, READ_AHEAD if behind else ONE_TRIP, bell)
+            LIVE_PAGES.labels("read").inc()
+        else:
+            page = carried
+            LIVE_PAGES.labels("carried").inc()
         behind = page.more
         pushes = []
         if time.monotonic() - checked >= HELD_CHECK_S:

@@ -22,6 +22,7 @@ from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.cache import Kept, SharedReads, StoryCache
+from dateline.query.carried import Carried
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
 from dateline.store.connection import UNREACHABLE, in_turn, is_cluster, sent
@@ -149,6 +150,10 @@ class Reader:
         self.log = Log(client, keys, sealing=self.sealing)
         self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
         doorbell.listeners.append(self.cache.heard)
+        self.carried = Carried(keys.partitions)
+        doorbell.listeners.append(self.carried.heard)
+        doorbell.pages = self.carried.page
+        self._carried: tuple[object, Applied] | None = None
         self._models: ReadModels | None = None
         self._shape = 1
         self._reads = ReadFunctions(self.views)
@@ -472,6 +477,16 @@ class Reader:
                 (cursor, count), bell, lambda: self._applied(cursor, count)
             )
         return await self._applied(cursor, count)
+
+    async def carried_since(self, cursor: Cursor) -> Applied | None:
+        """`applied_since` from the pages the doorbell carried, with no read; None if
+        they do not reach as far as the commits announced (`query/carried.py`)."""
+        got = self.carried.since(cursor, (await self.models()).version)
+        if got is None:
+            return None
+        if self._carried is None or self._carried[0] is not got:  # one page for all
+            self._carried = (got, Applied(got[0], False, got[1]))
+        return self._carried[1]
 
     async def _applied(self, cursor: Cursor, count: int) -> Applied:
         models = await self.models()

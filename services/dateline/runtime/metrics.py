@@ -106,6 +106,14 @@ DELIVERY_PARKED = Gauge(
     ["subscription"],
 )
 LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
+LIVE_PAGES = Counter(
+    "dateline_live_index_pages",
+    "Pages of the live index streams: carried by the doorbell's messages (carried), or "
+    "read from the log and the store (read): a stream reads when it is behind, once a "
+    "poll, and when a commit carried no page (too large, an update parked, another "
+    "version's). Mostly read with the read models apart means the pages are not carried.",
+    ["how"],
+)
 KEPT_READS = Counter(
     "dateline_query_kept_reads",
     "Story and list reads of the query process: answered from what it kept (hit), or "

@@ -147,6 +147,8 @@ class _Partition:
     blocked: set[str] = field(default_factory=set)
     delivered: str | None = None
     """The last entry a read of new entries returned since the lease was taken."""
+    reads: int = 0
+    """How many entries reads of new entries returned since the lease was taken."""
 
 
 def _age(entry_id: str, now: float) -> float:
@@ -215,6 +217,14 @@ class Runner:
         if held is None or held.drain_from is not None or held.blocked:
             return None  # entries it holds pending may lie under it
         return held.delivered
+
+    def tally(self, partition: int) -> tuple[object, int] | None:
+        """This process's hold on a partition (another object each time its lease is
+        taken) and how many entries reads of new entries returned under it; None if not
+        held. Between two commits under one hold, the entries read are the commit's, or
+        some were set aside (parked, say): the carried pages count them (`store/pages.py`)."""
+        held = self.owned.get(partition)
+        return None if held is None else (held, held.reads)
 
     def follow(self, streams: list[str]) -> list[str]:
         """Consume these streams too, from the next lease check; returns the new ones.
@@ -353,6 +363,7 @@ class Runner:
         for p in self.owned.values():
             if streams.get(p.stream) == ">" and (entries := got.get(p.stream)):
                 p.delivered = entries[-1][0]
+                p.reads += len(entries)
         now = time.time()
         self._backlog = False
         for wanted, count in reads:

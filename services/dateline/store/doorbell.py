@@ -25,6 +25,7 @@ from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from dateline.store.connection import UNREACHABLE, is_cluster
 from dateline.store.layout import Keys, changes_channel
+from dateline.store.pages import split
 
 log = structlog.get_logger("dateline.doorbell")
 SWITCH = b"switch"
@@ -92,6 +93,12 @@ class Doorbell:
         self.listeners: list[Callable[[bytes | None, bool], None]] = []
         """Told each message (bytes, True), the subscription made (None, True) and lost
         (None, False): what a listener keeps is good only while it hears them all."""
+        self.pages: Callable[[bytes], None] | None = None
+        """Given the page a message carries (`store/pages.py`), before its listeners
+        hear the message, which they hear without it."""
+        self.sweeps = 0
+        """How many rings have woken every waiter (`ring_all`, and the timer's): one
+        since a reader last read means it may have missed what the messages say."""
 
     @classmethod
     def of(
@@ -160,6 +167,7 @@ class Doorbell:
         stories = self._stories
         if self._all or now - self._all_at >= self.poll_s:
             self._all_at = now
+            self.sweeps += 1
             rung = list(stories)
         else:
             rung = [s for s in self._named if s in stories]
@@ -269,6 +277,9 @@ class Doorbell:
         if data == SWITCH:
             self.switched = True
         if isinstance(data, bytes):
+            data, page = split(data)
+            if page is not None and self.pages is not None:
+                self.pages(page)
             self._note(data)
         else:
             self._all = True

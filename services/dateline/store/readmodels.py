@@ -202,7 +202,7 @@ class ReadModels(ModelKeys):
                 out += _chunked(
                     ("RPUSH", region.timeline(new.id)), list(map(_encode, new.timeline))
                 )
-            batch.index[new.id] = _encode(_index_entry(new))
+            batch.index[new.id] = writes.index[new.id] = _encode(_index_entry(new))
             batch.recent[new.id] = _recorded(new.recordedtime)
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
             if old.status != new.status:
@@ -340,6 +340,8 @@ class Writes:
 
     commands: list[Command] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
+    index: dict[str, bytes] = field(default_factory=dict)
+    """Each written story's index entry, as a live index stream pushes it (`store/pages.py`)."""
 
 
 def _paired(name: str, key: str | None, mapping: dict[Any, Any]) -> list[Command]:

@@ -1,7 +1,7 @@
 -- Functions, included by the scripts that move a partition's checkpoint.
 --
 -- settled(stream, group, delivered) is how far the group is settled there, and
--- moveto(checkpoints, partition, upto, verb, channel[, named]) moves the checkpoint there: with
+-- moveto(checkpoints, partition, upto, verb, channel[, named[, after, page]]) moves the checkpoint there: with
 -- the read models on the log's server, advance() does both in one step; with them in a
 -- store of their own (`DATELINE_VIEWS_URL`), the first runs on the log (settled.lua)
 -- and the second on the views store (commit.lua's CHECKPOINT).
@@ -50,14 +50,18 @@ local function settled(stream, group, delivered)
   return upto
 end
 
-local function moveto(key, partition, upto, verb, channel, named)
+local function moveto(key, partition, upto, verb, channel, named, after, page)
   -- The partition's checkpoint to `upto`, never backwards, announced on `channel`; with
-  -- `named` (the stories the commit wrote there, space-separated) if not nil or ''.
+  -- `named` (the stories the commit wrote there, space-separated) if not nil or ''; and
+  -- with `page` (what the commit applied there, `store/pages.py`) after a space and a
+  -- NUL, if the checkpoint was at `after` (where the page's entries begin): else a
+  -- commit the projector did not know of lies between, and the page would hide it.
   local current = redis.call('HGET', key, partition)
   if current and not older(current, upto) then return end
   redis.call('HSET', key, partition, upto)
   local news = partition .. ':' .. upto
   if named and named ~= '' then news = news .. ' ' .. named end
+  if page and page ~= '' and current == after then news = news .. ' \0' .. page end
   redis.call(verb, channel, news)
 end
 

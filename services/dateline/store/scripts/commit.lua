@@ -14,7 +14,7 @@
 --   its command as the server writes a Lua number, exactly. A command named ADVANCE
 --   calls advance() (see advance.lua) with its seven or eight other words. On a store of read
 --   models apart from the log (`DATELINE_VIEWS_URL`), CHECKPOINT calls moveto() with
---   its five or six other words; and EXPECT, which comes before every write, checks that a
+--   its five to eight other words; and EXPECT, which comes before every write, checks that a
 --   partition's checkpoint (its two other words, the hash and the partition) is not
 --   behind its third, the last the projector saw land: behind, the store lost writes
 --   it had answered (a crash under `everysec`), and the commit writes nothing.
