@@ -23,6 +23,7 @@ from dateline.projector.handler import Prepared
 from dateline.projector.warmth import Warmth
 from dateline.runtime import Delivery, groups
 from dateline.runtime import runner as runner_module
+from dateline.store import pages
 from dateline.store.config import Settings
 from dateline.store.connection import open_client
 from dateline.store.log import AppendResult, Log, story_of
@@ -154,7 +155,7 @@ async def heard_commits(
         heard: list[str] = []
         for _ in range(10):  # the subscribe confirmation is read as None too
             if msg := await get(ignore_subscribe_messages=True, timeout=0.1):
-                heard.append(msg["data"].decode())
+                heard.append(pages.split(msg["data"])[0].decode())  # a page, if carried, aside
     return heard, written
 
 

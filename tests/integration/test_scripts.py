@@ -15,6 +15,7 @@ from dateline.projector.commit import script_args
 from dateline.store import scripts
 from dateline.store.layout import GroupKeys, SubscriptionKeys
 from dateline.store.log import Log
+from dateline.store.pages import MARK
 from dateline.store.readmodels import Command, ReadModels
 from tests.factories import encode, update
 from tests.raw import entries_of, text
@@ -475,3 +476,33 @@ async def test_newest(log: Log) -> None:
     one = [models.regions[0].index_by_time, models.regions[0].index]
     mine = [m.encode() for _, m in ranked if models.region_of(m) == models.regions[0]]
     assert await newest(keys=one, args=[3]) == [m for m in mine[:3] if m != b"s299"]
+
+
+async def test_advance_carries_a_page_only_where_the_checkpoint_moves_as_far_as_it_ends(
+    log: Log,
+) -> None:
+    """A page ends where the runner was delivered: an entry the group still holds keeps
+    the checkpoint short of it, and the message goes without the page."""
+    models = ReadModels(log.keys, "vp")
+    stream = log.keys.log(0)
+    for i in range(4):
+        await log.redis.xadd(stream, {"__data__": f"r{i}"})
+    ids = [eid.decode() for eid, _ in await _delivered(log, "g", 4)]
+    await log.redis.xack(stream, "g", ids[0], ids[1], ids[3])  # the third waits
+    commit = _run(log, "commit")
+
+    def advance(after: str) -> tuple[str, ...]:
+        return ("ADVANCE", *_advance(models, log, "g", ids[3]), "s1", after, "PAGE")
+
+    async with log.redis.pubsub() as pubsub:
+        await pubsub.subscribe(models.changes)
+        await log.redis.hset(models.region(0).checkpoint, "0", ids[0])
+        assert await commit(keys=[], args=script_args([], [advance(ids[0])])) == 0
+        await log.redis.xack(stream, "g", ids[2])
+        assert await commit(keys=[], args=script_args([], [advance(ids[1])])) == 0
+        heard = [
+            msg["data"]
+            for _ in range(10)
+            if (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05))
+        ]
+    assert heard == [f"0:{ids[1]} s1".encode(), f"0:{ids[3]} s1".encode() + MARK + b"PAGE"]

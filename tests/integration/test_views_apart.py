@@ -661,3 +661,26 @@ async def test_the_carried_pages_give_the_index_stream_what_it_would_read(
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listening
+
+
+@pytest.mark.one_server("on a cluster the runner cannot say how far it was delivered")
+async def test_a_commit_on_the_log_server_carries_its_page_too(log: Log, url: str) -> None:
+    """With the read models beside the log, the checkpoint is the script's to compute
+    (`advance()`): the page rides when it moves as far as the runner was delivered."""
+    one, two = _one_partition(log, 2)
+    partition = log.keys.partition(one)
+    async with running(await projector(log, url, None, version="beside")) as app:
+        async with log.redis.pubsub() as pubsub:
+            await pubsub.subscribe(changes_channel(log.keys.prefix))
+            await log.append([encode(update(subject=one, id="b1"))])
+            await settle(app)
+            await log.append([encode(update(subject=s, id=f"b2-{s}")) for s in (one, two)])
+            await settle(app)
+            heard = await _messages(pubsub)
+        assert len(heard) == 2 and pages.split(heard[0])[1] is None
+        raw = pages.split(heard[1])[1]
+        assert raw is not None
+        page = pages.decode_page(raw)
+        mark = await log.redis.hget(app.models.region(partition).checkpoint, str(partition))
+        assert (page.version, page.upto) == ("beside", cast(bytes, mark).decode())
+        assert len(page.entries) == 2 and set(page.index) == {one, two}

@@ -242,10 +242,12 @@ def acks(
     bell: Bell,
     delivered: Delivered,
     names: dict[int, str] | None = None,
+    paged: Paged | None = None,
 ) -> list[Command]:
     """XACK of what was applied or seen, and the checkpoint advance, per partition, which
     takes `delivered(partition)` for the group's last-delivered id if the runner knows it;
-    its message names `names[partition]` (`named`)."""
+    its message names `names[partition]` (`named`) and carries the page `paged` makes
+    (`page_of`), which the script drops if the checkpoint stops short of it."""
     streams: dict[int, list[Delivery]] = {}
     for d in acked:
         streams.setdefault(d.partition, []).append(d)
@@ -253,8 +255,15 @@ def acks(
     for partition, done in streams.items():
         stream, upto = done[0].stream, delivered(partition) or ""
         out.append(("XACK", stream, group, *[d.entry_id for d in done]))
-        advance = checkpoint_args(models, group, partition, stream, bell, upto)
-        out.append(("ADVANCE", *advance, (names or {}).get(partition, "")))
+        news = (names or {}).get(partition, "")
+        advance: Command = (
+            "ADVANCE",
+            *checkpoint_args(models, group, partition, stream, bell, upto),
+            news,
+        )
+        if upto and news and paged is not None and (page := paged(partition, upto, done)):
+            advance = (*advance, *page)
+        out.append(advance)
     return out
 
 

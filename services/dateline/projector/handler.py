@@ -220,14 +220,14 @@ class ProjectorHandler:
             self.forget(prepared)
             self.conflicts += 1
             return None
+        for partition in prepared.unsettled:  # applied there, its checkpoint not moved
+            self.carry.pop(partition, None)
+        self.carry.update(prepared.carries)
         if self.apart:
             if not self._owed:
                 self._owed_since = time.monotonic()
             self._owed += prepared.xacks
             self.landed.update(prepared.written)
-            for partition in prepared.unsettled:  # applied there, its checkpoint not moved
-                self.carry.pop(partition, None)
-            self.carry.update(prepared.carries)
             if prepared.unsettled:
                 await self.settle(prepared.unsettled, prepared.named)
         PROJECTED.inc(prepared.acked)
@@ -306,8 +306,21 @@ class ProjectorHandler:
                 commands = expects + writes.commands + moves
             else:
                 commands = writes.commands + acks(
-                    self.models, self.group, done, self.bell, self.delivered, names
+                    self.models,
+                    self.group,
+                    done,
+                    self.bell,
+                    self.delivered,
+                    names,
+                    functools.partial(self._page, writes.index, opened),
                 )
+                # Where each checkpoint lands if it moves as far as the runner was
+                # delivered; if it stops short, the next page's start is refused.
+                prepared.carries = {
+                    p: Carry(*tally, upto)
+                    for p in {d.partition for d in done}
+                    if (tally := self.tally(p)) is not None and (upto := self.delivered(p))
+                }
             args = script_args([fences[p.story] for p in some], commands)
             prepared.calls.append(([self.models.story(p.story) for p in some], args))
             for p in some:

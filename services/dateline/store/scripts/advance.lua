@@ -6,7 +6,7 @@
 -- store of their own (`DATELINE_VIEWS_URL`), the first runs on the log (settled.lua)
 -- and the second on the views store (commit.lua's CHECKPOINT).
 --
--- advance(checkpoints, partition, stream, group, verb, channel, delivered[, named]) moves the
+-- advance(checkpoints, partition, stream, group, verb, channel, delivered[, named[, after, page]]) moves the
 -- partition's checkpoint past every entry its group was delivered and holds no longer
 -- (applied, or parked), never past one it still holds (it failed and waits for a retry,
 -- or waits behind one of its story's that did), never backwards; and publishes the new
@@ -65,7 +65,10 @@ local function moveto(key, partition, upto, verb, channel, named, after, page)
   redis.call(verb, channel, news)
 end
 
-local function advance(key, partition, stream, group, verb, channel, delivered, named)
+local function advance(key, partition, stream, group, verb, channel, delivered, named, after, page)
+  -- `page`, if given, ends where the runner was delivered: carried only if the
+  -- checkpoint moves that far (an entry the group still holds keeps it short).
   local upto = settled(stream, group, delivered)
-  if upto then moveto(key, partition, upto, verb, channel, named) end
+  if upto ~= delivered then page = nil end
+  if upto then moveto(key, partition, upto, verb, channel, named, after, page) end
 end

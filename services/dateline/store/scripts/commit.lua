@@ -12,7 +12,7 @@
 --   reason not found). A packed commit has exactly one argument after the counts, a
 --   commit of words at least two (a command has two words at least). A number reaches
 --   its command as the server writes a Lua number, exactly. A command named ADVANCE
---   calls advance() (see advance.lua) with its seven or eight other words. On a store of read
+--   calls advance() (see advance.lua) with its seven to ten other words. On a store of read
 --   models apart from the log (`DATELINE_VIEWS_URL`), CHECKPOINT calls moveto() with
 --   its five to eight other words; and EXPECT, which comes before every write, checks that a
 --   partition's checkpoint (its two other words, the hash and the partition) is not
