@@ -611,7 +611,7 @@ async def test_a_page_that_does_not_begin_at_the_checkpoint_is_not_carried(
     partition = log.keys.partition(story)
     await log.append([encode(update(subject=story, id="s1"))])
     await settle(app)
-    app.handler.carry[partition] = dataclasses.replace(app.handler.carry[partition], upto="1-0")
+    app.handler.carry[partition] = app.handler.carry[partition]._replace(upto="1-0")
     async with views.pubsub() as pubsub:
         await pubsub.subscribe(changes_channel(log.keys.prefix))
         [result] = await log.append([encode(update(subject=story, id="s2"))])

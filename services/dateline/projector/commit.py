@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 
@@ -275,10 +275,10 @@ Paged = Callable[[int, str, list[Delivery]], tuple[str, bytes] | None]
 entries: (the checkpoint it begins after, the page), or None (`page_of`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Carry:
+class Carry(NamedTuple):
     """Where a commit of this process left a partition's checkpoint: under which hold,
-    after how many entries read under it. The next commit's page begins there."""
+    after how many entries read under it. The next commit's page begins there. (A tuple:
+    a frozen dataclass sets each field through `object.__setattr__`, a commit each.)"""
 
     hold: object
     reads: int
@@ -312,9 +312,10 @@ def page_of(
         return None
     if not done or len(done) > PAGE_ENTRIES or tally[1] - since.reads != len(done):
         return None
-    if any(d.key not in index for d in done):
+    if not index.keys() >= {d.key for d in done}:
         return None
-    ordered = sorted(done, key=lambda d: stream_id(d.entry_id))
+    # A commit's entries come story by story; a live one's are one or two.
+    ordered = done if len(done) == 1 else sorted(done, key=lambda d: stream_id(d.entry_id))
     page = encode_page(
         Page(
             version,
