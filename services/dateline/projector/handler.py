@@ -159,7 +159,8 @@ class ProjectorHandler:
         """This process's hold on each partition and the entries read under it
         (`Runner.tally`, set with `delivered`): without it, no commit carries a page."""
         self.carry: dict[int, Carry] = {}
-        """Apart: where this process's last commit that landed left each checkpoint."""
+        """Where this process's last commit that landed left each checkpoint, for the
+        next commit's page there (`commit.page_of`)."""
         self._commit = self.views.register_script(scripts.load("commit"))
         self._settle = client.register_script(scripts.load("settle"))
         self._settled = client.register_script(scripts.load("settled"))
@@ -284,6 +285,7 @@ class ProjectorHandler:
             )
             done = [d for p in some for d in p.acked]
             names = named(writes.states, self.log.keys.partition)
+            paged = functools.partial(self._page, writes.index, opened)
             if self.apart:
                 prepared.named = names
                 failed = {int(ref.split(":", 1)[0]) for ref in prepared.failures}
@@ -296,31 +298,23 @@ class ProjectorHandler:
                     failed,
                     self.landed,
                     names,
-                    functools.partial(self._page, writes.index, opened),
+                    paged,
                 )
-                prepared.carries = {
-                    p: Carry(*tally, upto)
-                    for p, upto in prepared.written.items()
-                    if (tally := self.tally(p)) is not None
-                }
+                ends = prepared.written
                 commands = expects + writes.commands + moves
             else:
                 commands = writes.commands + acks(
-                    self.models,
-                    self.group,
-                    done,
-                    self.bell,
-                    self.delivered,
-                    names,
-                    functools.partial(self._page, writes.index, opened),
+                    self.models, self.group, done, self.bell, self.delivered, names, paged
                 )
                 # Where each checkpoint lands if it moves as far as the runner was
                 # delivered; if it stops short, the next page's start is refused.
-                prepared.carries = {
-                    p: Carry(*tally, upto)
-                    for p in {d.partition for d in done}
-                    if (tally := self.tally(p)) is not None and (upto := self.delivered(p))
-                }
+                partitions = {d.partition for d in done}
+                ends = {p: upto for p in partitions if (upto := self.delivered(p))}
+            prepared.carries |= {
+                p: Carry(*tally, upto)
+                for p, upto in ends.items()
+                if (tally := self.tally(p)) is not None
+            }
             args = script_args([fences[p.story] for p in some], commands)
             prepared.calls.append(([self.models.story(p.story) for p in some], args))
             for p in some:
