@@ -11,7 +11,9 @@ start pushes it with no read (`query/carried.py`).
 The projector vouches for the entries between (`projector.commit.page_of`); the store
 for the start: the commit script adds the page only if the checkpoint was where the
 page begins (`moveto`, `store/scripts/advance.lua`), so a commit made by another
-process meanwhile cannot be hidden by one.
+process meanwhile cannot be hidden by one; and, with the read models beside the log,
+where the script computes the checkpoint (`advance`), only if it moves as far as the
+page ends (an entry the group still holds keeps it short).
 
 The message stays what older readers parse: `<partition>:<checkpoint> <story> ...`,
 then a space, a NUL and the page (JSON). A page is carried only with the stories
