@@ -4,7 +4,9 @@ is tried again, and which subscription wants which update."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,7 +15,14 @@ from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks import Webhook
 
 from dateline.deliver.fanout import route
-from dateline.deliver.targets import TargetRefused, allowed, check_url, refusal
+from dateline.deliver.targets import (
+    Refused,
+    TargetRefused,
+    allowed,
+    check_url,
+    guarded_socket,
+    refusal,
+)
 from dateline.deliver.webhook import Signer, message_id, percent_encode, request
 from dateline.deliver.worker import RetryPolicy
 from dateline.kit import DatelineLog, LogEntry, _classes
@@ -43,8 +52,8 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def test_structured_mode_sends_the_stored_record_whole() -> None:
     headers, body = request(RECORD, "structured")
     assert body == RECORD
-    assert dict(headers)[b"content-type"].startswith(b"application/cloudevents+json")
-    event = from_structured(HTTPMessage(dict(_text(headers)), body), JSONFormat())
+    assert dict(headers)["content-type"].startswith("application/cloudevents+json")
+    event = from_structured(HTTPMessage(dict(headers), body), JSONFormat())
     assert event.get_id() == "wire-a-0007"
     assert event.get_extension("version") == 7
 
@@ -53,13 +62,13 @@ def test_binary_mode_puts_attributes_in_headers_and_data_in_the_body() -> None:
     headers, body = request(RECORD, "binary")
     found = dict(headers)
     assert msgspec.json.decode(body) == msgspec.json.decode(RECORD)["data"]
-    assert found[b"content-type"] == b"application/json"
-    assert found[b"ce-type"] == b"dateline.schedule.rescheduled"
-    assert found[b"ce-version"] == b"7"
-    assert found[b"ce-editor"] == b"true"
-    assert b"ce-data" not in found
+    assert found["content-type"] == "application/json"
+    assert found["ce-type"] == "dateline.schedule.rescheduled"
+    assert found["ce-version"] == "7"
+    assert found["ce-editor"] == "true"
+    assert "ce-data" not in found
     # The CloudEvents SDK, which nobody here wrote, reads it back.
-    event = from_binary(HTTPMessage(dict(_text(headers)), body), JSONFormat())
+    event = from_binary(HTTPMessage(dict(headers), body), JSONFormat())
     assert event.get_subject() == "hanoi-summit-2019"
     assert event.get_extension("position") == "1:1700000000000-3"
     data = event.get_data()
@@ -77,12 +86,12 @@ def test_the_signature_is_standard_webhooks() -> None:
     now = time.time()
     body = b'{"a": 1}'
     headers = dict(Signer(SECRET).headers("dl_1_5-0", body, now))
-    assert headers[b"webhook-id"] == b"dl_1_5-0"
-    assert headers[b"webhook-timestamp"] == str(int(now)).encode()
+    assert headers["webhook-id"] == "dl_1_5-0"
+    assert headers["webhook-timestamp"] == str(int(now))
     # The reference package verifies it; a changed body or id does not verify.
-    Webhook(SECRET).verify(body, dict(_text(list(headers.items()))))
+    Webhook(SECRET).verify(body, headers)
     with pytest.raises(Exception, match="signature"):
-        Webhook(SECRET).verify(b'{"a": 2}', dict(_text(list(headers.items()))))
+        Webhook(SECRET).verify(b'{"a": 2}', headers)
 
 
 def test_a_message_id_stays_the_same_for_every_attempt() -> None:
@@ -113,6 +122,29 @@ def test_a_message_id_stays_the_same_for_every_attempt() -> None:
 def test_addresses_inside_the_network_are_refused(address: str, why: str | None) -> None:
     found = refusal(ipaddress.ip_address(address))
     assert (found is None) if why is None else (found is not None and why in found)
+
+
+@pytest.mark.parametrize(
+    ("family", "where", "why"),
+    [
+        (socket.AF_INET, ("127.0.0.1", 80), "loopback"),
+        (socket.AF_INET, ("169.254.169.254", 80), "link-local"),
+        (socket.AF_INET6, ("::ffff:10.0.0.1", 443, 0, 0), "private"),
+        (socket.AF_INET6, ("fe80::1%1", 443, 0, 1), "link-local"),
+        (socket.AF_INET, ("93.184.216.34", 443), None),
+    ],
+)
+def test_the_guard_opens_sockets_to_public_addresses_only(
+    family: socket.AddressFamily, where: tuple[Any, ...], why: str | None
+) -> None:
+    """Each address a guarded connection is about to try, as aiohttp hands it over."""
+    info = (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", where)
+    if why is not None:
+        with pytest.raises(Refused, match=why):
+            guarded_socket(info)
+        return
+    with guarded_socket(info) as made:  # made, not connected
+        assert made.family == family
 
 
 def test_a_host_with_one_private_address_is_refused_whole() -> None:
@@ -201,7 +233,3 @@ def test_kit_handlers_are_chosen_by_their_annotation() -> None:
         @kit.handler
         async def bare(update) -> None:  # type: ignore[no-untyped-def]
             return None
-
-
-def _text(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(k.decode(), v.decode()) for k, v in headers]

@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-import httpcore
 import structlog
 from faststream import FastStream
 
 from dateline.deliver.fanout import Fanout
-from dateline.deliver.targets import GuardedBackend
 from dateline.deliver.worker import RetryPolicy, Sender, Worker
 from dateline.kit import DatelineLog
 from dateline.store.config import Settings
@@ -55,8 +53,7 @@ class DeliveryService:
                 await self._follow
         await asyncio.gather(*self.workers.values(), return_exceptions=True)
         self.workers.clear()
-        await self.sender.guarded.aclose()
-        await self.sender.open.aclose()
+        await self.sender.aclose()
         await self.subscriptions.client.aclose()
 
     async def _follow_subscriptions(self) -> None:
@@ -135,10 +132,7 @@ def create_app(
     kit.batches(
         Fanout(lambda: Subscriptions(kit.client, kit.keys), replicas.wanted, cfg.replica_timeout_ms)
     )
-    sender = Sender(
-        httpcore.AsyncConnectionPool(network_backend=GuardedBackend(), max_connections=64),
-        httpcore.AsyncConnectionPool(max_connections=64),
-    )
+    sender = Sender(limit=64)
     service = DeliveryService(
         kit, subscriptions, sender, policy or RetryPolicy(), window, concurrency
     )

@@ -3,9 +3,11 @@
 A subscription's URL is the subscriber's to choose, and the delivery service runs
 inside the newsroom's network: left alone, a URL could make it POST to a database's
 admin port, a cloud metadata service (169.254.169.254) or anything on loopback. So
-every address a host resolves to is checked, when the subscription is added and again
-on every connection: the connection goes to the address that was checked, not to a
-second lookup (a DNS answer that changes between the two cannot slip through).
+every address a host resolves to is checked when the subscription is added, and the
+address of every connection as it is opened (`guarded_socket`): the check is on the
+address connected to, not on a second lookup, so a DNS answer that changes between the
+two cannot slip through. A name whose addresses are public and private alike is refused
+when added; should it later resolve so, its private addresses are refused one by one.
 `--allow-private` lets one subscription reach private and loopback addresses.
 """
 
@@ -15,10 +17,9 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+from aiohttp import AddrInfoType
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -99,46 +100,20 @@ async def check_target(url: str, *, allow_private: bool) -> None:
     allowed(host, addresses)
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses `allowed` lets through."""
+class Refused(OSError):
+    """A connection the guard would not open: the address is inside the network."""
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = allowed(host, await resolve(host, port))
-        except OSError as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve ({exc})") from exc
-        except TargetRefused as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        # TLS still names `host` (SNI and certificate checks): httpcore passes the
-        # origin's host to start_tls, not the address connected to.
-        failed: httpcore.ConnectError | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                failed = exc
-        assert failed is not None  # noqa: S101 - `allowed` returns at least one address
-        raise failed
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("deliveries go over TCP only")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket for one address a connection is about to be made to, if `refusal` lets
+    it through (aiohttp's `socket_factory`). Every connection of the guarded pool comes
+    here with the very address it will connect to: a name's addresses as its lookup gave
+    them, and an address written in the URL, which aiohttp never looks up."""
+    family, kind, proto, _, where = addr_info
+    address = ipaddress.ip_address(where[0])
+    if (why := refusal(address)) is not None:
+        raise Refused(
+            f"{address} is a {why} address; deliveries go to public addresses only "
+            "(subscriptions add --allow-private allows it for one)"
+        )
+    return socket.socket(family=family, type=kind, proto=proto)

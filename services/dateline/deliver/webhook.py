@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 
 from dateline.store.subscriptions import Mode
 
-STRUCTURED = b"application/cloudevents+json; charset=utf-8"
+STRUCTURED = "application/cloudevents+json; charset=utf-8"
 _attributes = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _plain = msgspec.json.decode
 # The HTTP binding: percent-encode space, '"', '%' and everything outside printable ASCII.
@@ -45,15 +45,18 @@ def _header_value(raw: msgspec.Raw) -> str:
     return percent_encode(str(value))
 
 
-def request(record: bytes, mode: Mode) -> tuple[list[tuple[bytes, bytes]], bytes]:
+Headers = list[tuple[str, str]]
+
+
+def request(record: bytes, mode: Mode) -> tuple[Headers, bytes]:
     """Headers (without the signature's) and body of one update in `mode`."""
     if mode == "structured":
-        return [(b"content-type", STRUCTURED)], record
+        return [("content-type", STRUCTURED)], record
     attrs = _attributes(record)
     body = bytes(attrs.pop("data", msgspec.Raw(b"null")))
     kind = attrs.pop("datacontenttype", None)
-    headers = [(b"content-type", b"application/json" if kind is None else _plain(kind).encode())]
-    headers += [(f"ce-{k}".encode(), _header_value(v).encode()) for k, v in attrs.items()]
+    headers = [("content-type", "application/json" if kind is None else str(_plain(kind)))]
+    headers += [(f"ce-{k}", _header_value(v)) for k, v in attrs.items()]
     return headers, body
 
 
@@ -63,11 +66,11 @@ class Signer:
     def __init__(self, secret: str) -> None:
         self._webhook = Webhook(secret)
 
-    def headers(self, msg_id: str, body: bytes, now: float) -> list[tuple[bytes, bytes]]:
+    def headers(self, msg_id: str, body: bytes, now: float) -> Headers:
         stamp = datetime.fromtimestamp(int(now), tz=UTC)
         signature = self._webhook.sign(msg_id, stamp, body.decode())
         return [
-            (b"webhook-id", msg_id.encode()),
-            (b"webhook-timestamp", str(int(now)).encode()),
-            (b"webhook-signature", signature.encode()),
+            ("webhook-id", msg_id),
+            ("webhook-timestamp", str(int(now))),
+            ("webhook-signature", signature),
         ]
