@@ -18,10 +18,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 import structlog
 
+from dateline.deliver.acks import Acknowledgements
 from dateline.deliver.targets import guarded_socket
 from dateline.deliver.webhook import Headers, Signer, message_id, request
 from dateline.runtime.metrics import DELIVERIES, DELIVERY_SECONDS
@@ -148,6 +150,7 @@ class Worker:
         self.window, self.clock = window, clock
         self._slots = asyncio.Semaphore(concurrency)
         self._signer: tuple[str, Signer] | None = None
+        self._acks = Acknowledgements(partial(subscriptions.delivered, name))
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivering", subscription=self.name)
@@ -226,7 +229,7 @@ class Worker:
                     return n > 0, state.next_at
                 outcome = await self._send(sub, fields)
                 if outcome.ok:
-                    await self.subscriptions.delivered(self.name, entry, outcome.status or 0)
+                    await self._acks.add(entry, outcome.status or 0)
                     DELIVERIES.labels(self.name, "delivered").inc()
                     continue
                 next_at = await self._failed(story, chain[n:], state, outcome)

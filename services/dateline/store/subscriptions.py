@@ -13,7 +13,7 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, cast
 
 import msgspec
@@ -289,14 +289,18 @@ class Subscriptions:
     async def parked_stories(self, name: str) -> set[str]:
         return {as_text(s) for s in await self.client.smembers(self.state(name).parked)}
 
-    async def delivered(self, name: str, entry: str, status: int) -> None:
-        """The receiver acknowledged it: out of the outbox, counted, in one step."""
+    async def delivered(self, name: str, done: Sequence[tuple[str, int]]) -> None:
+        """Receivers acknowledged these (outbox entry, status), the last the newest: out of
+        the outbox, counted, in one step."""
+        if not done:
+            return
+        entries = [entry for entry, _ in done]
         keys = self.state(name)
         pipe = self.client.pipeline(transaction=True)
-        pipe.xdel(keys.outbox, entry)
-        pipe.hdel(keys.retries, entry)
-        pipe.hincrby(keys.stats, "delivered", 1)
-        pipe.hset(keys.stats, mapping={"last_status": status, "last_delivered": time.time()})
+        pipe.xdel(keys.outbox, *entries)
+        pipe.hdel(keys.retries, *entries)
+        pipe.hincrby(keys.stats, "delivered", len(entries))
+        pipe.hset(keys.stats, mapping={"last_status": done[-1][1], "last_delivered": time.time()})
         await pipe.execute()
 
     async def failed(self, name: str, entry: str, state: RetryState) -> None:
