@@ -88,6 +88,30 @@ async def test_updates_from_before_the_group_existed_reach_typed_handlers(
         await app.stop()
 
 
+async def test_a_stopped_app_leaves_no_task_reading_the_log(log: Log, url: str) -> None:
+    """FastStream's reading tasks end with the app: one left (a cancellation lost as a
+    read completed) read on and logged "Message fetch error" once its connection
+    closed. Started and stopped in turn, with entries on the way."""
+    for n in range(6):
+        kit = kit_for(log, url)
+        seen: list[str] = []
+
+        @kit.on()
+        async def on_any(u: Update) -> None:
+            seen.append(u.id)  # noqa: B023 - this round's list
+
+        app = kit.app()
+        await app.start()
+        try:
+            await log.append([statement("a-story", f"r{n}")])
+            await until(lambda: f"a-story-r{n}" in seen)  # noqa: B023 - this round's
+        finally:
+            await app.stop()
+        await asyncio.sleep(0.05)
+        left = [t for t in asyncio.all_tasks() if "_consume" in repr(t.get_coro())]
+        assert left == [], f"round {n}: {left}"
+
+
 def _zero(log: Log) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return await pending(log) == 0
