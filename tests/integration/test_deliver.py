@@ -125,6 +125,8 @@ async def test_every_wanted_update_arrives_signed_in_order_per_story(log: Log, u
         h["content-type"].startswith("application/cloudevents+json") for h, _ in receiver.got
     )
     assert all(h["content-type"] == "application/json" for h, _ in binary.got)
+    # No compressed answer asked for: an error's body goes to the log as it comes.
+    assert not any("accept-encoding" in h for h, _ in receiver.got + binary.got)
     state = await status.deliveries(log.redis, log.keys)
     assert {s.name: (s.backlog, s.delivered) for s in state.subscriptions} == {
         "whole": (0, 6),

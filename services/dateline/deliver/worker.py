@@ -89,10 +89,12 @@ class Sender:
                 limit=self.limit, socket_factory=None if allow_private else guarded_socket
             )
             # Redirects are not followed (a 3xx is a failure, as any answer but 2xx),
-            # and no proxy is taken from the environment (`trust_env` stays off).
+            # and no proxy is taken from the environment (`trust_env` stays off). No
+            # compression is asked for: an error's body is logged as it comes.
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),  # `post` bounds each whole
+                skip_auto_headers=("Accept-Encoding",),
                 auto_decompress=False,
             )
             self._sessions[allow_private] = session
