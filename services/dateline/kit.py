@@ -637,12 +637,13 @@ async def _stopped(sub: Any) -> None:
     tasks = [t for t in getattr(sub, "tasks", ()) if not t.done()]
     await sub.stop()
     for _ in range(STOP_TRIES):
+        if tasks:  # the cancellation already sent lands first
+            await asyncio.wait(tasks, timeout=0.1)
         tasks = [t for t in tasks if not t.done()]
         if not tasks:
             return
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks, timeout=0.1)
     log.error("a subscriber's task would not stop", tasks=len(tasks))
 
 
