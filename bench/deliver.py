@@ -4,8 +4,9 @@ The receiver is a process of its own (`tests/e2e/receiver.py`, answering 204). T
 raw loop reads the same updates from the log and POSTs them with aiohttp, as many
 in flight as the service's worker has, with nothing else: no outbox, no signature,
 no retry state. A second loop does the same with httpcore's pool, the service's client
-until 2026-12-04, for the record. The service starts with the same updates waiting in the log and
-does all of it: fan-out through FastStream, outbox, signing, state per delivery.
+until 2026-12-04, for the record. The service starts with the same updates waiting in
+the log and does all of it: fan-out through FastStream, outbox, signing, state per
+delivery.
 Both run in this process, alternating, in the same minutes.
 """
 
@@ -58,12 +59,10 @@ def _updates(n: int, stories: int) -> list[bytes]:
     ]
 
 
-async def raw_loop(
-    client: aioredis.Redis, keys: Keys, url: str, *, most: int | None = None
-) -> float:
-    """POST every record of the log (the first `most`), CONCURRENCY at a time, as fast as
-    it goes, with aiohttp, as the service sends them."""
-    records = (await log_records(client, keys.logs()))[:most]
+async def raw_loop(client: aioredis.Redis, keys: Keys, url: str) -> float:
+    """POST every record of the log, CONCURRENCY at a time, as fast as it goes, with
+    aiohttp, as the service sends them."""
+    records = await log_records(client, keys.logs())
     queue = _queued(records)
     headers = {"content-type": "application/cloudevents+json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
