@@ -62,6 +62,30 @@ def test_writes_pouring_in_set_off_no_rewrite_and_the_lull_after_them_does(
     assert not watcher.is_alive()
 
 
+def test_a_server_read_hard_is_not_in_a_lull_though_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """A rebuild with its read models apart reads the log's server and writes nothing to
+    it: the log's rewrite must wait for the reads to end, not take a core from them."""
+    lull = Lull(min_size=1 * MB, lull_s=1.0, quiet_bytes_s=64 * 1024, poll_s=0.05)
+    with EmbeddedRedis(tmp_path, fsync="everysec", lull=lull) as server:
+        client = redis.Redis.from_url(server.url)
+        before = _rewrites(client)
+        value = b"x" * 100_000
+        client.mset({f"k{n}": value for n in range(40)})  # 4 MB: past the minimum, doubled
+        # 3 s of reads, some MB a second, and not a write: no rewrite.
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            client.mget([f"k{n}" for n in range(10)])
+            time.sleep(0.01)
+        assert _rewrites(client) == before, "a rewrite came while a reader read"
+        deadline = time.monotonic() + 6.0
+        while _rewrites(client) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _rewrites(client) == before + 1, "no rewrite in the lull after the reads"
+        client.close()
+
+
 def test_a_killed_server_leaves_no_watcher_behind(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path, fsync="everysec")
     server.start()

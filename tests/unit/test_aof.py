@@ -19,6 +19,11 @@ def _feed(lull: Lull, points: list[tuple[float, int]], base: int = 20 * MB) -> l
     return [lull.due(Sizes(at, size, base, busy=False)) for at, size in points]
 
 
+def _read(lull: Lull, points: list[tuple[float, int]], size: int = 45 * MB) -> list[bool]:
+    """An AOF that doubled and stands still, and what the server has sent by each time."""
+    return [lull.due(Sizes(at, size, 20 * MB, busy=False, sent=sent)) for at, sent in points]
+
+
 def test_a_quiet_aof_that_doubled_is_rewritten_once_watched_for_a_whole_lull() -> None:
     due = _feed(_lull(), [(t, 45 * MB) for t in range(12)])
     assert due == [False] * 10 + [True, True]
@@ -44,6 +49,25 @@ def test_the_rewrite_comes_a_whole_lull_after_the_writes_stopped() -> None:
 
 def test_a_few_writes_a_second_still_count_as_a_lull() -> None:
     assert _feed(_lull(), [(t, 45 * MB + t * 32 * 1024) for t in range(11)])[-1]
+
+
+def test_no_rewrite_while_a_reader_takes_megabytes_a_second() -> None:
+    """A rebuild with its read models apart only reads the log's server: its AOF stands
+    still, and its rewrite came in the middle of the rebuild (run AZ of the bench)."""
+    assert not any(_read(_lull(), [(t, t * 40 * MB) for t in range(30)]))
+
+
+def test_the_rewrite_comes_a_whole_lull_after_the_reads_stopped() -> None:
+    lull = _lull()
+    reading = _read(lull, [(t, t * 40 * MB) for t in range(20)])
+    after = _read(lull, [(t, 19 * 40 * MB) for t in range(20, 40)])
+    assert not any(reading)
+    assert after.index(True) == 29 - 20
+
+
+def test_a_projectors_few_reads_a_second_still_count_as_a_lull() -> None:
+    # 100 updates a second: the log's server sent its projector 54 KB a second.
+    assert _read(_lull(), [(t, t * 54 * 1024) for t in range(11)])[-1]
 
 
 def test_the_minimum_size_holds_whatever_the_growth() -> None:
@@ -83,6 +107,8 @@ class _Server:
         self.connection_pool = self
 
     def info(self, section: str) -> dict[str, int]:
+        if section == "stats":
+            return {"total_net_output_bytes": 0}
         return {
             "aof_enabled": 1,
             "aof_current_size": self.current,

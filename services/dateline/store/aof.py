@@ -10,8 +10,15 @@ rebuild of 1M updates, 124k/s with one in it, 148k/s without (medians of 6; `doc
 
 So the embedded server's own rule is set far out (`HARD_GROWTH_PCT`: a bound the server
 keeps in any traffic, whatever happens to this process), and `LullRewrites` asks for the
-rewrite at Valkey's usual point (the AOF doubled) once the writes have paused (`Lull`).
-A newsroom's traffic has lulls; a burst of breaking news then meets no rewrite.
+rewrite at Valkey's usual point (the AOF doubled) once the writes and the reads have
+paused (`Lull`). A newsroom's traffic has lulls; a burst of breaking news then meets no
+rewrite.
+
+The reads too: a rebuild with its read models apart only reads the log's server, whose
+AOF alone read as a lull, so the log's rewrite (a core for seconds) came in the middle
+of the rebuild, which then ran at 137.9k and 145.5k updates a second rather than 170k
+to 181k (two workers, 1M updates; `docs/speed.md`, "The log's rewrite in a rebuild").
+So what the server sends its clients counts as well (`quiet_sent_bytes_s`).
 """
 
 from __future__ import annotations
@@ -48,13 +55,16 @@ class Sizes:
     """The size the last rewrite left."""
     busy: bool
     """A rewrite runs or is scheduled."""
+    sent: int = 0
+    """The bytes the server has sent its clients so far (`INFO stats`)."""
 
 
 @dataclass
 class Lull:
     """Is a rewrite due now? Once the AOF has grown by `growth` since the last rewrite (and
     is `min_size` at least), when it grew by `quiet_bytes_s` a second at most over the last
-    `lull_s` seconds, all of them since that rewrite. Pure: it sees the sizes it is given,
+    `lull_s` seconds, all of them since that rewrite, and sent its clients
+    `quiet_sent_bytes_s` a second at most over them. Pure: it sees the sizes it is given,
     in order."""
 
     growth: float = 1.0
@@ -62,6 +72,10 @@ class Lull:
     lull_s: float = 10.0
     quiet_bytes_s: float = 64 * 1024
     """About 20 updates a second (an update writes 3.5 KB to the AOF, with its read models)."""
+    quiet_sent_bytes_s: float = 2**20
+    """What the server sends its clients, a second: the log's server sent 12 KB a second
+    at 20 updates a second and 54 KB at 100 (to a projector, its read models apart), and
+    49 to 69 MB to a rebuild reading the stories' histories."""
     poll_s: float = 1.0
     """How often `LullRewrites` reads the sizes."""
 
@@ -83,19 +97,22 @@ class Lull:
         span = now.at - then.at
         if span <= 0 or span < self.lull_s:
             return False  # not watched for a whole lull yet
-        return (now.current - then.current) / span <= self.quiet_bytes_s
+        unwritten = (now.current - then.current) / span <= self.quiet_bytes_s
+        return unwritten and (now.sent - then.sent) / span <= self.quiet_sent_bytes_s
 
 
 def sizes(client: redis.Redis) -> Sizes | None:
-    """The AOF's sizes, or None if the server keeps no AOF."""
+    """The AOF's sizes and what the server has sent, or None if it keeps no AOF."""
     info = client.info("persistence")
     if not int(info.get("aof_enabled", 0)):
         return None
+    stats = client.info("stats")
     return Sizes(
         time.monotonic(),
         int(info["aof_current_size"]),
         int(info["aof_base_size"]),
         bool(int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"])),
+        int(stats["total_net_output_bytes"]),
     )
 
 
