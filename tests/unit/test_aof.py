@@ -53,7 +53,8 @@ def test_a_few_writes_a_second_still_count_as_a_lull() -> None:
 
 def test_no_rewrite_while_a_reader_takes_megabytes_a_second() -> None:
     """A rebuild with its read models apart only reads the log's server: its AOF stands
-    still, and its rewrite came in the middle of the rebuild (run AZ of the bench)."""
+    still, and its rewrite came in the middle of the rebuild (the bench's order replayed,
+    2026-12-05)."""
     assert not any(_read(_lull(), [(t, t * 40 * MB) for t in range(30)]))
 
 

@@ -312,7 +312,7 @@ class ReadModels(ModelKeys):
             batch.board_gone += [f"{story}/{ref}" for ref in was.keys() - now.keys()]
         for ref, item in now.items():
             before = was.get(ref)
-            if before is item or before == item:  # `_changed`, without a call an item
+            if before is item or before == item:  # `_changed`, inline: no call an item
                 continue
             member = f"{story}/{ref}"
             batch.board[member] = _encode(ScheduleEntry(story, item))
