@@ -19,6 +19,14 @@ def _rewrites(client: redis.Redis) -> int:
     return int(client.info("persistence")["aof_rewrites"])
 
 
+def _wait_for_rewrite(client: redis.Redis, before: int, seconds: float = 6.0) -> float:
+    """Wait up to `seconds` for a rewrite after `before`; the deadline it waited to."""
+    deadline = time.monotonic() + seconds
+    while _rewrites(client) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return deadline
+
+
 def _watcher(server: EmbeddedRedis) -> threading.Thread:
     """The server's watching thread: its name is the server's data dir's."""
     [thread] = [t for t in threading.enumerate() if t.name == f"aof-lull {server.data_dir}"]
@@ -48,9 +56,7 @@ def test_writes_pouring_in_set_off_no_rewrite_and_the_lull_after_them_does(
             n += 1
             time.sleep(0.05)
         assert _rewrites(client) == before, "a rewrite came while the writes went on"
-        deadline = time.monotonic() + 6.0
-        while _rewrites(client) == before and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = _wait_for_rewrite(client, before)
         assert _rewrites(client) == before + 1, "no rewrite in the lull after the writes"
         # The watcher counts its rewrite once BGREWRITEAOF has answered: a small AOF is
         # rewritten before that thread runs again, and this one saw it first (CI, 2026-12-03).
@@ -79,9 +85,7 @@ def test_a_server_read_hard_is_not_in_a_lull_though_nothing_is_written(
             client.mget([f"k{n}" for n in range(10)])
             time.sleep(0.01)
         assert _rewrites(client) == before, "a rewrite came while a reader read"
-        deadline = time.monotonic() + 6.0
-        while _rewrites(client) == before and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_rewrite(client, before)
         assert _rewrites(client) == before + 1, "no rewrite in the lull after the reads"
         client.close()
 
