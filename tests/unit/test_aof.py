@@ -19,9 +19,9 @@ def _feed(lull: Lull, points: list[tuple[float, int]], base: int = 20 * MB) -> l
     return [lull.due(Sizes(at, size, base, busy=False)) for at, size in points]
 
 
-def _read(lull: Lull, points: list[tuple[float, int]], size: int = 45 * MB) -> list[bool]:
+def _read(lull: Lull, points: list[tuple[float, int]]) -> list[bool]:
     """An AOF that doubled and stands still, and what the server has sent by each time."""
-    return [lull.due(Sizes(at, size, 20 * MB, busy=False, sent=sent)) for at, sent in points]
+    return [lull.due(Sizes(at, 45 * MB, 20 * MB, busy=False, sent=sent)) for at, sent in points]
 
 
 def test_a_quiet_aof_that_doubled_is_rewritten_once_watched_for_a_whole_lull() -> None:
