@@ -7,6 +7,9 @@ once, and fail loudly if a reply is not what a test's client returns.
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as a client that decodes nothing reads it: (id, fields)."""
 
@@ -36,3 +39,19 @@ def items(reply: object) -> list[bytes]:
     """An `LRANGE`'s reply."""
     assert isinstance(reply, list), f"expected a list, got {reply!r}"
     return [data(v) for v in reply]
+
+
+async def script_calls(client: aioredis.Redis) -> dict[str, int]:
+    """How many times the server ran `EVAL`, `EVALSHA` and `SCRIPT` (any subcommand: Redis
+    6.2 counts them as one) so far, by `INFO commandstats`; on a cluster, on all its nodes."""
+    if isinstance(client, RedisCluster):
+        every = [await client.info("commandstats", target_nodes=n) for n in client.get_nodes()]
+    else:
+        every = [await client.info("commandstats")]
+    calls = {"eval": 0, "evalsha": 0, "script": 0}
+    for stats in every:
+        for name, stat in stats.items():
+            command = name.removeprefix("cmdstat_").split("|")[0]
+            if command in calls:
+                calls[command] += int(stat["calls"])
+    return calls

@@ -31,7 +31,7 @@ from dateline_schemas import Update
 from tests.factories import DATA, encode, update
 from tests.models_help import hash_all, zset_all
 from tests.projection_helpers import HANOI
-from tests.raw import data, entries_of, items, text
+from tests.raw import data, entries_of, items, script_calls, text
 
 
 def settings(log: Log) -> Settings:
@@ -120,16 +120,21 @@ async def test_live_read_models_equal_a_rebuild(log: Log, app: Projector) -> Non
     assert len(starts) == len(board)
 
 
-async def test_a_commit_after_the_server_forgot_its_scripts_loads_it_again(
+async def test_a_commit_after_the_server_forgot_its_scripts_is_sent_by_its_text(
     log: Log, app: Projector
 ) -> None:
-    """A restarted or flushed server has no scripts: the commit loads its own and is
-    made, once (the commit goes by EVALSHA, not through redis-py's script object)."""
+    """A restarted or flushed server has no scripts: the commit is sent by its text,
+    which loads it as it runs, and is made, once (the commit goes by EVALSHA, not
+    through redis-py's script object, which loads it and then calls it again)."""
     await log.append([encode(update(id="u1"))])
     await settle(app)
     await app.client.script_flush()
     await log.append([encode(update(id="u2"))])
+    before = await script_calls(app.client)
     await settle(app)
+    after = await script_calls(app.client)
+    assert after["eval"] - before["eval"] == 1
+    assert after["script"] == before["script"]
     story = update()["subject"]
     assert await stored_state(app, story) == await rebuilt(log, story)
     assert (await stored_state(app, story)).version == 2

@@ -31,6 +31,7 @@ from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, inbox_key
 from dateline.store.log import MIN_REPLICAS_AUTO, Log, NotReplicated
 from tests.factories import encode, update
+from tests.raw import script_calls
 
 TIMEOUT_MS = 200
 QUICK = ("repl-diskless-sync-delay 0", "shutdown-timeout 0")
@@ -149,11 +150,17 @@ async def test_an_append_the_replica_did_not_confirm_is_refused_and_safe_to_send
     assert await log.version("hanoi-summit-2019") == 2  # once
 
 
-async def test_a_waited_append_loads_its_script_when_the_server_lost_it(log: Log) -> None:
+async def test_a_waited_append_is_sent_by_its_text_when_the_server_lost_the_script(
+    log: Log,
+) -> None:
     await log.resolve_replicas()
     await log.redis.script_flush()
+    before = await script_calls(log.redis)
     [result] = await log.append([encode(update(id="after-flush"))])
     assert (result.status, result.version) == ("appended", 1)
+    after = await script_calls(log.redis)  # by its text, which loads it as it runs
+    assert after["eval"] - before["eval"] == 1
+    assert after["script"] == before["script"]
 
 
 async def test_a_bulk_append_stops_at_the_batch_the_replica_did_not_confirm(

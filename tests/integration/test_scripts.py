@@ -18,7 +18,7 @@ from dateline.store.log import Log
 from dateline.store.pages import MARK
 from dateline.store.readmodels import Command, ReadModels
 from tests.factories import encode, update
-from tests.raw import entries_of, text
+from tests.raw import entries_of, script_calls, text
 
 INCLUDED_ONLY = {"whole_story", "advance", "subject", "older"}
 """Functions other scripts include; each is run through every script that includes it."""
@@ -68,8 +68,37 @@ def test_scripts_read_json_with_cjson_not_patterns() -> None:
     assert "cjson.decode" in scripts.load("parked_at")
 
 
-def _run(log: Log, name: str) -> Any:
-    return log.redis.register_script(scripts.load(name))
+def _run(log: Log, name: str) -> scripts.Script:
+    return scripts.bound(log.redis, name)
+
+
+async def test_a_script_the_server_lost_runs_by_its_text_in_one_command(log: Log) -> None:
+    """Where the server lost a script (restarted, flushed), the call sends its text, which
+    loads it as it runs: one command, with no moment in which a restart could lose it
+    again. redis-py's script object loaded it (`SCRIPT LOAD`) and then called it, and a
+    server restarted between the two answered the call `NOSCRIPT` (a chaos run: a feed's
+    append answered 500)."""
+    members = GroupKeys(log.keys.prefix, "g").members
+    beat = _run(log, "heartbeat")
+    await log.redis.script_flush()
+    before = await script_calls(log.redis)
+    assert await beat(keys=[members], args=["a", 60_000]) == 1
+    after = await script_calls(log.redis)
+    assert {k: after[k] - before[k] for k in after} == {"eval": 1, "evalsha": 1, "script": 0}
+    assert await beat(keys=[members], args=["b", 60_000]) == 2  # held now: by its digest
+    again = await script_calls(log.redis)
+    assert {k: again[k] - after[k] for k in after} == {"eval": 0, "evalsha": 1, "script": 0}
+
+
+async def test_an_append_the_server_lost_the_script_of_is_sent_by_its_text(log: Log) -> None:
+    await log.append([encode(update(id="u1"))])
+    await log.redis.script_flush()
+    before = await script_calls(log.redis)
+    [result] = await log.append([encode(update(id="u2"))])
+    assert (result.status, result.version) == ("appended", 2)
+    after = await script_calls(log.redis)
+    assert after["eval"] - before["eval"] == 1
+    assert after["script"] == before["script"]
 
 
 async def _appended(log: Log, *docs: dict[str, Any]) -> list[str]:

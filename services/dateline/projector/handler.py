@@ -161,11 +161,11 @@ class ProjectorHandler:
         self.carry: dict[int, Carry] = {}
         """Where this process's last commit that landed left each checkpoint, for the
         next commit's page there (`commit.page_of`)."""
-        self._commit = self.views.register_script(scripts.load("commit"))
-        self._settle = client.register_script(scripts.load("settle"))
-        self._settled = client.register_script(scripts.load("settled"))
-        self._acked = client.register_script(scripts.load("acked"))
-        self._read = self.views.register_script(RECALL)
+        self._commit = scripts.bound(self.views, "commit")
+        self._settle = scripts.bound(client, "settle")
+        self._settled = scripts.bound(client, "settled")
+        self._acked = scripts.bound(client, "acked")
+        self._read = scripts.Script(self.views, RECALL)
 
     async def handle(self, deliveries: list[Delivery]) -> dict[str, BaseException]:
         if not deliveries:
@@ -238,8 +238,9 @@ class ProjectorHandler:
     async def _call(self, keys: list[str], args: list[str | bytes | float]) -> object:
         """One call of the commit script. On one server its EVALSHA is sent as the
         runner's reads are (`in_turn`), not through redis-py's command machinery
-        (retries, timers, reply callbacks), and the script is loaded if the server lost
-        it; on a cluster, through the script object, which finds the slot's node."""
+        (retries, timers, reply callbacks), and by its text if the server lost it
+        (`scripts.Script`); on a cluster, through the script object, whose client finds
+        the slot's node."""
         if self.sharded:
             return await self._commit(keys=keys, args=args)
         try:
@@ -247,7 +248,9 @@ class ProjectorHandler:
                 self.views, ("EVALSHA", self._commit.sha, len(keys), *keys, *args)
             )
         except NoScriptError:  # a restarted or flushed server: nothing was written
-            return await self._commit(keys=keys, args=args)  # loads it, then runs it
+            [written] = await in_turn(
+                self.views, ("EVAL", self._commit.text, len(keys), *keys, *args)
+            )
         return written
 
     def forget(self, prepared: Prepared) -> None:

@@ -30,9 +30,9 @@ class Leases:
     ) -> None:
         self.client, self.group, self.owner, self.ttl_ms = client, group, owner, ttl_ms
         self.names = names  # what each index leases; None: partition N is "pN"
-        self._renew = client.register_script(scripts.load("lease_renew"))
-        self._release = client.register_script(scripts.load("lease_release"))
-        self._heartbeat = client.register_script(scripts.load("heartbeat"))
+        self._renew = scripts.bound(client, "lease_renew")
+        self._release = scripts.bound(client, "lease_release")
+        self._heartbeat = scripts.bound(client, "heartbeat")
 
     @property
     def members(self) -> str:

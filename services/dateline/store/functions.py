@@ -57,7 +57,7 @@ class ReadFunctions:
     def __init__(self, client: aioredis.Redis, names: Sequence[str] = READS) -> None:
         self.client = client
         self.library = scripts.library(*names)
-        self._scripts = {n: client.register_script(scripts.load(n)) for n in names}
+        self._scripts = {n: scripts.bound(client, n) for n in names}
         self._functions: bool | None = None  # None: not known yet
         self._cluster = is_cluster(client)
 

@@ -203,7 +203,7 @@ class Log:
         self._function: str | None = None
         """The sealing append function, once a sealed partition named it."""
         self._looked = -AUTO_RECHECK_S
-        self._append = client.register_script(APPEND_SCRIPT)
+        self._append = scripts.Script(client, APPEND_SCRIPT)
         self.cluster = isinstance(client, RedisCluster)
         """On a cluster each partition is a slot of its own: a batch goes as one call per
         partition it touches, side by side (`_submit_parts`)."""
@@ -517,11 +517,11 @@ class Log:
         try:
             return await self._append_and_wait(prepared, wanted, None)
         except NoScriptError:  # a restarted or flushed server: nothing was written
-            await self.redis.script_load(APPEND_SCRIPT)
-            return await self._append_and_wait(prepared, wanted, None)
+            # By its text, which loads it as it runs (`scripts.Script`).
+            return await self._append_and_wait(prepared, wanted, None, by_text=True)
 
     async def _append_and_wait(
-        self, prepared: Prepared, wanted: int, function: str | None
+        self, prepared: Prepared, wanted: int, function: str | None, *, by_text: bool = False
     ) -> tuple[Any, int]:
         # WAIT on the connection that wrote counts that write. Duplicates are waited for
         # too: their original may be one whose wait failed. EVALSHA, not the script
@@ -530,6 +530,8 @@ class Log:
         args = (len(prepared.keys), *prepared.keys, *_wire(function, prepared.args))
         if function:
             pipe.fcall(function, *args)
+        elif by_text:
+            pipe.eval(APPEND_SCRIPT, *args)
         else:
             pipe.evalsha(self._append.sha, *args)
         if wanted > 0:

@@ -386,7 +386,7 @@ async def seal_log(
     `progress` is told how many stream entries each page covered). Run again, it names a
     new release's function and finishes what an interrupted run left."""
     function = await load_append(client, key)
-    mark = client.register_script(_MARK)
+    mark = scripts.Script(client, _MARK)
     marked, sealed, mismatched = 0, 0, list[str]()
     for p in range(keys.partitions):
         had = await client.hget(keys.seal(p), "from") is not None

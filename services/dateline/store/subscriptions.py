@@ -117,7 +117,7 @@ class Subscriptions:
         self.key = subscriptions_key(keys.prefix)
         self.secrets_key = subscription_secrets_key(keys.prefix)
         self.cluster = is_cluster(client)
-        self._fan_out = client.register_script(FAN_OUT)
+        self._fan_out = scripts.Script(client, FAN_OUT)
 
     def state(self, name: str) -> SubscriptionKeys:
         return SubscriptionKeys(self.keys.prefix, name, tagged=self.cluster)
