@@ -112,6 +112,8 @@ class Result:
     recovery: dict[str, float]
     live_events: int = 0
     notes: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)
+    """What ingest answered 5xx but 503 (until 2026-12-05 a note, not a failure)."""
     load: Load | None = None
     server_restarts: int = 0
     """By the watchdog: the server exited by itself (an AOF it could not write)."""
@@ -127,6 +129,7 @@ class Result:
             or self.models_off
             or self.live_problems
             or self.parked
+            or self.server_errors
             or (self.load is not None and bool(self.load.problems))
         )
 
@@ -285,6 +288,9 @@ class Clients:
         self.index_events: list[tuple[str, int]] = []  # (story, version)
         self.reconnects = 0
         self.notes: list[str] = []
+        self.server_errors: list[str] = []
+        """A feed's answers of 5xx other than 503: a fault of the server is a 503 (ingest
+        says the update may be in the log; sending it again is safe)."""
 
     def story(self) -> str:
         return f"chaos-{min(self.rng.randrange(STORIES), self.rng.randrange(STORIES))}"
@@ -317,9 +323,9 @@ class Clients:
                     if r.status_code in (400, 422):
                         op.outcome = "refused"
                         break
-                    await asyncio.sleep(0.2)  # 503, or 500 (the checker counts those below)
+                    await asyncio.sleep(0.2)  # 503, or 500 (the checker fails on those)
                     if r.status_code >= 500 and r.status_code != 503:
-                        self.notes.append(f"{op.id}: {r.status_code} {r.text[:200]}")
+                        self.server_errors.append(f"{op.id}: {r.status_code} {r.text[:200]}")
                 await asyncio.sleep(0.01)
 
     async def inbox_publisher(self, until: float) -> None:
@@ -646,6 +652,7 @@ async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> 
         recovery=recovery,
         live_events=len(clients.story_events) + len(clients.index_events),
         notes=list(clients.notes),
+        server_errors=list(clients.server_errors),
     )
 
 
@@ -739,6 +746,7 @@ def report(result: Result) -> str:
         ("version gaps", result.gaps),
         ("read models unlike a rebuild", result.models_off),
         ("live streams", result.live_problems),
+        ("ingest answered 5xx but 503", result.server_errors),
     ):
         if found:
             lines.append(f"FAILED {what}: {found[:10]}")
