@@ -3,16 +3,19 @@
     python3 dev.py chaos --minutes 10 --seed 7
 
 The system runs as real processes (ingest, validator, projector, query) on an embedded
-server, through a TCP proxy of our own (`proxy.py`). Clients publish over HTTP and
+server, through a TCP proxy of our own (`proxy.py`), with the read models in a store of
+their own (`everysec`), as `dateline up` runs them (`--store log`: on the log's server,
+as with a `REDIS_URL` and no `DATELINE_VIEWS_URL`). Clients publish over HTTP and
 through a feed's Redis inbox, each operation ending acknowledged, refused or unknown
 (retried with the same id while the answer is a 503 or nothing), and read two live
 streams that reconnect with `Last-Event-ID`. Meanwhile, every few seconds, a fault
-from the seed: SIGKILL or SIGSTOP of the server or of a service, latency, reset or a
-one-way cut in the proxy, or the server restarted from an AOF whose last write was
-torn. Then the faults stop, the system settles, and the checker says whether every
-acknowledged update is in the log exactly once, every refused one absent, every
+from the seed: SIGKILL or SIGSTOP of the server, of the store or of a service, latency,
+reset or a one-way cut in the proxy, or the server restarted from an AOF whose last
+write was torn. Then the faults stop, the system settles, and the checker says whether
+every acknowledged update is in the log exactly once, every refused one absent, every
 unknown one there at most once, versions gap-free, read models equal to a rebuild,
-every live stream's updates each seen once and in order, and nothing parked.
+every live stream's updates each seen once and in order, nothing parked, and no feed
+answered a 5xx but 503.
 """
 
 from __future__ import annotations
@@ -69,7 +72,11 @@ FAULTS = (
     "reset",
     "cut",
     "disk-full",
+    "kill-store",
+    "stop-store",
 )
+ON_THE_STORE = ("kill-store", "stop-store")
+"""The faults of a store of read models apart: none where they are on the log's server."""
 DISK_MB = 1024
 """The server's data dir is a tmpfs of this size of its own (as root), so that the
 harness can fill it up."""
@@ -117,6 +124,8 @@ class Result:
     load: Load | None = None
     server_restarts: int = 0
     """By the watchdog: the server exited by itself (an AOF it could not write)."""
+    store_restarts: int = 0
+    """By the watchdog: the store of read models exited by itself."""
 
     @property
     def ok(self) -> bool:
@@ -141,14 +150,19 @@ class Result:
 
 
 class System:
-    """The server, the proxy in front of it, and the services as processes."""
+    """The server, the proxy in front of it, the store of read models (`apart`), and the
+    services as processes."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, apart: bool = True) -> None:
         self.workdir = workdir
         self.disk = workdir / "redis"
         self.mounted = _mount_tmpfs(self.disk)
         self.server = EmbeddedRedis(self.disk, fsync="always")
+        # The embedded default's store: its AOF written every second, so a kill may take
+        # the last second of commits with it; the projector finds them missing.
+        self.store = EmbeddedRedis(workdir / "store", fsync="everysec") if apart else None
         self.server_restarts = 0
+        self.store_restarts = 0
         self.restarting = asyncio.Lock()
         self.proxy: Proxy | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -160,6 +174,8 @@ class System:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.server.start)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.start)
         self.proxy = Proxy(self.server.port)
         await self.proxy.start()
         for name in SERVICES:
@@ -177,6 +193,7 @@ class System:
             "DATELINE_PARTITIONS": str(PARTITIONS),
             "DATELINE_LEASE_TTL_MS": "1000",
             "DATELINE_LOG_FORMAT": "json",
+            **({"DATELINE_VIEWS_URL": self.store.url} if self.store is not None else {}),
         }
 
     def spawn(self, name: str) -> None:
@@ -213,15 +230,18 @@ class System:
 
     async def watch_server(self) -> None:
         """As `dateline up` does: a server that died (its disk full, say) is started
-        again on its port from its AOF, until it stays up."""
+        again on its port from its AOF, until it stays up; the store likewise."""
         while True:
             await asyncio.sleep(0.2)
             async with self.restarting:
-                if self.server.exited() is None:
-                    continue
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.server.start)
-                    self.server_restarts += 1
+                if self.server.exited() is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.server.start)
+                        self.server_restarts += 1
+                if self.store is not None and self.store.exited() is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.store.start)
+                        self.store_restarts += 1
 
     async def stop(self) -> None:
         for name, proc in self.procs.items():
@@ -236,6 +256,8 @@ class System:
         if self.proxy is not None:
             await self.proxy.stop()
         self.server.stop()
+        if self.store is not None:
+            self.store.stop()  # its log stays in its data dir, under the workdir
         with contextlib.suppress(OSError):  # the server's log outlives its filesystem
             (self.workdir / "redis.log").write_bytes(self.server.logfile.read_bytes())
         if self.mounted:
@@ -425,6 +447,26 @@ async def _stop_server(system: System, hold: float) -> bool:
     return True
 
 
+async def _kill_store(system: System, hold: float) -> bool:
+    if system.store is None:
+        return False
+    async with system.restarting:
+        system.store.kill()
+        await asyncio.sleep(hold)
+        await asyncio.to_thread(system.store.start)
+    return True
+
+
+async def _stop_store(system: System, hold: float) -> bool:
+    if system.store is None or system.store.exited() is not None:
+        return False
+    pid = system.store.pid
+    system.pause(pid, "store")
+    await asyncio.sleep(hold)
+    system.resume(pid, "store")
+    return True
+
+
 async def _latency(system: System, hold: float) -> bool:
     assert system.proxy is not None
     system.proxy.latency_s = 0.05 + hold / 20  # 75 to 175 ms
@@ -468,6 +510,8 @@ ACTIONS = {
     "latency": _latency,
     "reset": _reset,
     "cut": _cut,
+    "kill-store": _kill_store,
+    "stop-store": _stop_store,
 }
 
 
@@ -575,15 +619,18 @@ async def loads(system: System, readers: int = 1000, streams: int = 1000) -> Loa
     return load
 
 
-async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> None:
-    """Until the inbox is empty and every story's read model is at its log version."""
+async def settle(
+    admin: aioredis.Redis, views: aioredis.Redis, keys: Keys, within: float = 180.0
+) -> None:
+    """Until the inbox is empty and every story's read model (in `views`, the store of
+    read models) is at its log version."""
     models = ReadModels(keys, "v1")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         inbox = await admin.xlen(inbox_key(PREFIX, FEED))
         stories = [f"chaos-{s}" for s in range(STORIES)]
         versions = [await admin.llen(keys.story(s)) for s in stories]
-        states = await index_entries(admin, models, stories)
+        states = await index_entries(views, models, stories)
         projected = [json.loads(s)["version"] if s else 0 for s in states]
         if inbox == 0 and versions == projected:
             return
@@ -591,7 +638,9 @@ async def settle(admin: aioredis.Redis, keys: Keys, within: float = 180.0) -> No
     raise AssertionError("the system did not settle")
 
 
-async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> Result:
+async def check(
+    admin: aioredis.Redis, views: aioredis.Redis, clients: Clients, found: list[Fault]
+) -> Result:
     keys = Keys(PREFIX, PARTITIONS)
     log = Log(admin, keys)
     seen: Counter[str] = Counter()
@@ -606,7 +655,7 @@ async def check(admin: aioredis.Redis, clients: Clients, found: list[Fault]) -> 
         seen.update(u.id for u in records)
         if [u.version for u in records] != list(range(1, len(records) + 1)):
             gaps.append(story)
-        if await models.read_state(admin, story) != project(story, records):
+        if await models.read_state(views, story) != project(story, records):
             models_off.append(story)
     ops = clients.ops
     acked = [o for o in ops if o.outcome == "acknowledged"]
@@ -663,11 +712,16 @@ async def run(
     say: Any = print,
     only: tuple[str, ...] = FAULTS,
     with_loads: bool = True,
+    apart: bool = True,
 ) -> Result:
     rng = random.Random(seed)
-    system = System(workdir)
+    system = System(workdir, apart)
+    if not apart:
+        only = tuple(k for k in only if k not in ON_THE_STORE)
     await system.start()
     admin = connect(system.server.url, retry_lost=True)  # it reads; faults end before it checks
+    store = system.store.url if system.store is not None else system.server.url
+    views = connect(store, retry_lost=True)
     try:
         keys = Keys(PREFIX, PARTITIONS)
         await Log(admin, keys).check_partitions()
@@ -692,25 +746,29 @@ async def run(
             clients.http_publisher(1, until),
             clients.http_publisher(2, until),
             clients.inbox_publisher(until),
-            faults(system, rng, until, done, only),
+            # A generator of their own: the clients draw from theirs as fast as they are
+            # answered, so a shared one gave the faults another order every run.
+            faults(system, random.Random(f"faults for seed {seed}"), until, done, only),
         )
         say(f"chaos: faults over ({len(done)}); the probe's loads, then settling")
         load = await loads(system) if with_loads else None
-        await settle(admin, keys)
+        await settle(admin, views, keys)
         watchdog.cancel()
         await asyncio.sleep(2.0)  # the live readers take the last updates
         stop_reading.set()
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        result = await check(admin, clients, done)
+        result = await check(admin, views, clients, done)
         result.load = load
         result.server_restarts = system.server_restarts
+        result.store_restarts = system.store_restarts
         if not system.mounted:
             result.notes.append("not root: no filesystem of its own, so no disk-full faults")
         return result
     finally:
         await admin.aclose()
+        await views.aclose()
         await system.stop()
 
 
@@ -733,7 +791,8 @@ def report(result: Result) -> str:
         f"refused, {result.unknown} unknown); live updates read: {result.live_events}",
         "faults: "
         + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-        + f"; the server exited by itself {result.server_restarts} times and was restarted",
+        + f"; the server exited by itself {result.server_restarts} times and was restarted"
+        + (f", the store {result.store_restarts} times" if result.store_restarts else ""),
         "longest wait of the feeds for each kind (fault's start to the first update "
         "acknowledged after it was over): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(result.recovery.items())),
@@ -776,13 +835,21 @@ def main() -> None:
     parser.add_argument(
         "--faults", default=",".join(FAULTS), help="these kinds only (comma-separated)"
     )
+    parser.add_argument(
+        "--store",
+        choices=("apart", "log"),
+        default="apart",
+        help="the read models in a store of their own (the embedded default), or on the "
+        "log's server (a REDIS_URL without DATELINE_VIEWS_URL); `log` has no store faults",
+    )
     args = parser.parse_args()
     only = tuple(args.faults.split(","))
     if unknown := set(only) - set(FAULTS):
         parser.error(f"no such fault: {', '.join(sorted(unknown))}; the kinds: {', '.join(FAULTS)}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dateline-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run(args.minutes * 60, args.seed, workdir, only=only))
+    apart = args.store == "apart"
+    result = asyncio.run(run(args.minutes * 60, args.seed, workdir, only=only, apart=apart))
     print(report(result))
     sys.exit(0 if result.ok else 1)
 
