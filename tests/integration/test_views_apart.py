@@ -35,7 +35,7 @@ from dateline.projector.ops import redrive
 from dateline.projector.replay import StoreRestarted, Workers, drop_version, rebuild_all
 from dateline.query.app import create_app as query_app
 from dateline.query.reader import ONE_TRIP, Reader
-from dateline.store import pages
+from dateline.store import functions, pages, scripts
 from dateline.store.config import Settings, SettingsError
 from dateline.store.connection import open_client
 from dateline.store.doorbell import Doorbell
@@ -283,6 +283,26 @@ async def test_a_store_behind_with_nothing_new_is_found_at_a_lease_check(
     await put_back(views, log.keys.prefix, held)
     app.runner._leases_checked = 0.0
     await settle(app)
+    await same_as_on_one_server(log, url, app)
+
+
+async def test_a_store_emptied_under_the_projector_gets_the_read_library_again(
+    log: Log, url: str, app: Projector, views: aioredis.Redis
+) -> None:
+    """A new, empty store in place of the old while the projector runs: it is filled from
+    the log, and the read library loaded at start is loaded again, since the query's
+    user may not load it (`deploy/views.acl`)."""
+    await log.append([encode(update(id="u1"))])
+    await settle(app)
+    await views.function_flush()
+    await put_back(views, log.keys.prefix, {})
+    await log.append([encode(update(id="u2"))])
+    await settle(app)
+    listed = [
+        dict(zip(e[::2], e[1::2], strict=True))[b"library_name"]
+        for e in await views.function_list()
+    ]
+    assert scripts.library(*functions.READS).name.encode() in listed
     await same_as_on_one_server(log, url, app)
 
 

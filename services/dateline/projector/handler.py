@@ -59,7 +59,7 @@ from dateline.projector.warmth import FOUND, KEEP_SETTING, Warmth
 from dateline.runtime import Delivery
 from dateline.runtime.metrics import BATCH_SECONDS, DROPPED, PROJECTED, STATES
 from dateline.runtime.runner import StoreBehind
-from dateline.store import scripts
+from dateline.store import functions, scripts
 from dateline.store.connection import in_turn, is_cluster, sent
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
@@ -394,6 +394,7 @@ class ProjectorHandler:
         if not self.apart or not streams:
             return
         await self.pay()
+        lost = False
         for n, stream in sorted(streams.items()):
             checkpoints = self.models.region(n).checkpoint
             mark = await self.views.hget(checkpoints, str(n))
@@ -408,12 +409,24 @@ class ProjectorHandler:
                 continue
             await self.client.xgroup_setid(stream, self.group, at or "0")
             self.kept.clear()  # what it kept may be ahead of the store: read it again
+            lost = True
             logger.warning(
                 "the store of read models is behind the log; reading again from its checkpoint",
                 partition=n,
                 checkpoint=at,
                 delivered=delivered,
             )
+        if lost:
+            await self._restamp()
+
+    async def _restamp(self) -> None:
+        """What a projector writes to the store when it starts, written again: a store
+        that lost writes may have lost them too (within its last second, or all: a new,
+        empty store in place of the old). The version's shape, which readers go by (with
+        none and a checkpoint, they read it as the first shape), and the read library,
+        which the query's user may not load (`deploy/views.acl`). Both only if missing."""
+        await self.views.set(self.models.shape, self.models.built, nx=True)
+        await functions.load(self.views)
 
     async def behind(self) -> bool:
         """Apart: is the store of read models behind a checkpoint it answered for?"""
