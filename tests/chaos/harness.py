@@ -849,6 +849,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dateline-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     apart = args.store == "apart"
+    if not apart and set(only) <= set(ON_THE_STORE):
+        parser.error("--store log has no store of read models: its faults have nothing to strike")
     result = asyncio.run(run(args.minutes * 60, args.seed, workdir, only=only, apart=apart))
     print(report(result))
     sys.exit(0 if result.ok else 1)
