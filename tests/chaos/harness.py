@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,6 @@ class System:
     def resume(self, pid: int, name: str) -> None:
         os.kill(pid, signal.SIGCONT)
         self.stopped.discard(name)
-
-    def server_pid(self) -> int:
-        assert self.server.process is not None
-        return self.server.process.pid
 
     async def restart_server(self, torn: bool = False) -> None:
         async with self.restarting:
@@ -424,11 +420,14 @@ async def _disk_full(system: System, hold: float) -> bool:
     return True
 
 
-async def _kill_server(system: System, hold: float) -> bool:
+async def _kill(system: System, server: EmbeddedRedis | None, hold: float) -> bool:
+    """SIGKILL, and `hold` later started again from its AOF (none: no such server)."""
+    if server is None:
+        return False
     async with system.restarting:
-        system.server.kill()
+        server.kill()
         await asyncio.sleep(hold)
-        await asyncio.to_thread(system.server.start)
+        await asyncio.to_thread(server.start)
     return True
 
 
@@ -437,33 +436,13 @@ async def _torn_aof(system: System, hold: float) -> bool:
     return True
 
 
-async def _stop_server(system: System, hold: float) -> bool:
-    if system.server.exited() is not None:
+async def _stop(system: System, server: EmbeddedRedis | None, name: str, hold: float) -> bool:
+    """SIGSTOP for `hold`, then SIGCONT (none: no such server, or it is down)."""
+    if server is None or server.exited() is not None:
         return False
-    pid = system.server_pid()
-    system.pause(pid, "server")
+    system.pause(server.pid, name)
     await asyncio.sleep(hold)
-    system.resume(pid, "server")
-    return True
-
-
-async def _kill_store(system: System, hold: float) -> bool:
-    if system.store is None:
-        return False
-    async with system.restarting:
-        system.store.kill()
-        await asyncio.sleep(hold)
-        await asyncio.to_thread(system.store.start)
-    return True
-
-
-async def _stop_store(system: System, hold: float) -> bool:
-    if system.store is None or system.store.exited() is not None:
-        return False
-    pid = system.store.pid
-    system.pause(pid, "store")
-    await asyncio.sleep(hold)
-    system.resume(pid, "store")
+    system.resume(server.pid, name)
     return True
 
 
@@ -502,16 +481,16 @@ async def _on_service(system: System, kind: str, hold: float) -> bool:
     return True
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[[System, float], Awaitable[bool]]] = {
     "disk-full": _disk_full,
-    "kill-server": _kill_server,
+    "kill-server": lambda system, hold: _kill(system, system.server, hold),
     "torn-aof": _torn_aof,
-    "stop-server": _stop_server,
+    "stop-server": lambda system, hold: _stop(system, system.server, "server", hold),
     "latency": _latency,
     "reset": _reset,
     "cut": _cut,
-    "kill-store": _kill_store,
-    "stop-store": _stop_store,
+    "kill-store": lambda system, hold: _kill(system, system.store, hold),
+    "stop-store": lambda system, hold: _stop(system, system.store, "store", hold),
 }
 
 
