@@ -7,11 +7,13 @@ import multiprocessing
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 
 from dateline.domain import project
 from dateline.domain.state import StoryState
 from dateline.projector import replay as replay_module
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
+from dateline.store.connection import is_cluster
 from dateline.store.layout import group_of
 from dateline.store.log import Log
 from dateline.store.readmodels import SHAPE, ReadModels
@@ -154,6 +156,48 @@ async def _models_of(log: Log, version: str) -> dict[str, object]:
         elif kind == "zset":
             found[name] = await log.redis.zrange(key, 0, -1, withscores=True)
     return found
+
+
+async def test_the_catch_up_reads_what_is_there_and_never_waits_for_more(
+    log: Log, url: str
+) -> None:
+    """What is appended after its last read, the projectors project through the new group
+    once it is switched: a read that waited would only delay the switch (a read told to
+    wait 50 ms on an idle server took up to 150: its timeouts are checked ten times a
+    second)."""
+    if is_cluster(log.redis):
+        pytest.skip("on a cluster no read of the runner blocks (`POLL_S`)")
+    await log.append([encode(update(subject=s, data={"title": s})) for s in STORIES])
+    reads: list[str] = []
+    watcher = aioredis.Redis.from_url(url)
+    try:
+        async with watcher.monitor() as monitor:  # on once the server said OK to it
+
+            async def watch() -> None:
+                async for event in monitor.listen():
+                    command = str(event["command"])
+                    if command.startswith(f"XREADGROUP GROUP {group_of('v2')} "):
+                        reads.append(command)
+                    elif command == f"SET {log.keys.active} v2":
+                        return  # the switch: after the catch-up's last read
+
+            watching = asyncio.create_task(watch())
+            late = {"done": False}
+
+            def progress(n: int) -> None:  # one update to catch up with
+                if not late["done"]:
+                    late["done"] = True
+                    asyncio.get_running_loop().create_task(
+                        log.append([encode(update(subject="story-01", data={"title": "late"}))])
+                    )
+
+            result = await rebuild_all(log, log.keys, progress, batch=7)
+            await asyncio.wait_for(watching, 5)
+    finally:
+        await watcher.aclose()
+    assert result.caught_up == 1
+    assert reads, "the catch-up read nothing"
+    assert not [r for r in reads if " BLOCK " in r], reads
 
 
 async def test_worker_processes_build_what_one_process_builds(log: Log, url: str) -> None:

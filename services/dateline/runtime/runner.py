@@ -133,7 +133,9 @@ class RunnerConfig:
     consumer: str
     batch: int = 1000
     """Entries a cycle at most, over all the partitions it reads (one a partition at least)."""
-    block_ms: int = 500
+    block_ms: int | None = 500
+    """How long a read waits for new entries when the last cycle found none. None: it never
+    waits, for a runner that catches up with what is there and stops (a rebuild's)."""
     max_attempts: int = 3
     lease_ttl_ms: int = 10_000
     retry_delay_s: float = 0.2
@@ -322,8 +324,18 @@ class Runner:
             if self.polls:
                 await self._poll_pause(done)
         elif not done:
-            await asyncio.sleep(min(self.config.block_ms / 1000, self.config.retry_delay_s))
+            await asyncio.sleep(self._idle_s)
         return done
+
+    @property
+    def _idle_s(self) -> float:
+        """The pause of a cycle with no partition to read (none held, or all draining)."""
+        block = self.config.block_ms
+        return (
+            self.config.retry_delay_s
+            if block is None
+            else min(block / 1000, self.config.retry_delay_s)
+        )
 
     async def _poll_pause(self, done: int) -> None:
         """After a cycle on a cluster: none after one that found work, else a pause that
