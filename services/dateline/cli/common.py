@@ -116,6 +116,32 @@ async def open_log(url: str, cfg: Settings) -> AsyncIterator[Log]:
         await log.close()
 
 
+def on_the_log(work: Callable[[Log], Awaitable[T]]) -> T:
+    """`work` on this command's log (its server found, or embedded and started), closed
+    after."""
+    cfg = settings()
+
+    async def go() -> T:
+        async with open_log(url, cfg) as log:
+            return await work(log)
+
+    with server(cfg) as url:
+        return asyncio.run(go())
+
+
+def story_filters(f: FC) -> FC:
+    """--story-prefix/--type, repeatable: what a feed may publish, or a subscription hears."""
+    f = click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")(
+        f
+    )
+    return click.option(
+        "--story-prefix",
+        "prefixes",
+        multiple=True,
+        help="Only stories whose id starts with this (repeatable).",
+    )(f)
+
+
 def err(text: str) -> None:
     click.echo(text, file=sys.stderr)
 

@@ -11,12 +11,13 @@ import click
 
 from dateline.cli.common import (
     err,
-    open_log,
+    on_the_log,
     probe_options,
     redis_ready,
     server,
     settings,
     stop_on_signals,
+    story_filters,
 )
 from dateline.deliver.targets import TargetRefused, check_target
 from dateline.runtime import status
@@ -128,26 +129,13 @@ def subscriptions() -> None:
 
 
 def _run(work: Callable[[Subscriptions], Awaitable[T]]) -> T:
-    cfg = settings()
-
-    async def go() -> T:
-        async with open_log(url, cfg) as log:
-            return await work(Subscriptions(log.redis, log.keys))
-
-    with server(cfg) as url:
-        return asyncio.run(go())
+    return on_the_log(lambda log: work(Subscriptions(log.redis, log.keys)))
 
 
 @subscriptions.command(name="add")
 @click.argument("url")
 @click.option("--name", help="A name for it (default: sub- and 8 hex digits).")
-@click.option(
-    "--story-prefix",
-    "prefixes",
-    multiple=True,
-    help="Only stories whose id starts with this (repeatable).",
-)
-@click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")
+@story_filters
 @click.option(
     "--mode",
     type=click.Choice(["structured", "binary"]),
@@ -198,14 +186,7 @@ def subscriptions_list(as_json: bool) -> None:
     """Every subscription and how its deliveries stand (never its secret)."""
     import msgspec  # noqa: PLC0415
 
-    cfg = settings()
-
-    async def go() -> status.DeliveryStatus:
-        async with open_log(url, cfg) as log:
-            return await status.deliveries(log.redis, log.keys)
-
-    with server(cfg) as url:
-        found = asyncio.run(go())
+    found = on_the_log(lambda log: status.deliveries(log.redis, log.keys))
     if as_json:
         click.echo(msgspec.json.encode(found).decode())
         return

@@ -12,12 +12,14 @@ import click
 
 from dateline.cli.common import (
     err,
+    on_the_log,
     open_log,
     probe_options,
     redis_ready,
     server,
     settings,
     stop_on_signals,
+    story_filters,
 )
 from dateline.ingest.credentials import Credentials, FeedExists
 from dateline.runtime.heap import tune_collector
@@ -93,26 +95,13 @@ def feeds() -> None:
 
 
 def _run_credentials(work: Callable[[Credentials], Awaitable[T]]) -> T:
-    cfg = settings()
-
-    async def go() -> T:
-        async with open_log(url, cfg) as log:
-            return await work(Credentials(log.redis, cfg.prefix))
-
-    with server(cfg) as url:
-        return asyncio.run(go())
+    return on_the_log(lambda log: work(Credentials(log.redis, log.keys.prefix)))
 
 
 @feeds.command(name="add")
 @click.argument("name")
 @click.option("--source", required=True, help="The CloudEvents source it publishes as.")
-@click.option(
-    "--story-prefix",
-    "prefixes",
-    multiple=True,
-    help="Only stories whose id starts with this (repeatable).",
-)
-@click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")
+@story_filters
 @click.option(
     "--editor",
     is_flag=True,
