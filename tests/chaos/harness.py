@@ -277,13 +277,14 @@ def fill(path: Path) -> Path:
     """Take every free byte of the filesystem `path` is on."""
     filler = path / "filler"
     stat = os.statvfs(path)
-    with filler.open("wb") as f:
+    # Unbuffered: a buffered file keeps what a write could not put on the full disk, and
+    # its close tries again and raises (a 25-minute run ended so, seed 75).
+    with filler.open("wb", buffering=0) as f:
         with contextlib.suppress(OSError):
             os.posix_fallocate(f.fileno(), 0, stat.f_bavail * stat.f_frsize)
         with contextlib.suppress(OSError):  # what fallocate left, by hand
-            while True:
-                f.write(b"\0" * 1_048_576)
-                f.flush()
+            while f.write(b"\0" * 1_048_576):
+                pass
     return filler
 
 
