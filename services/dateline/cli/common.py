@@ -129,17 +129,18 @@ def on_the_log(work: Callable[[Log], Awaitable[T]]) -> T:
         return asyncio.run(go())
 
 
+_PREFIXES = click.option(
+    "--story-prefix",
+    "prefixes",
+    multiple=True,
+    help="Only stories whose id starts with this (repeatable).",
+)
+_TYPES = click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")
+
+
 def story_filters(f: FC) -> FC:
     """--story-prefix/--type, repeatable: what a feed may publish, or a subscription hears."""
-    f = click.option("--type", "types", multiple=True, help="Only this update type (repeatable).")(
-        f
-    )
-    return click.option(
-        "--story-prefix",
-        "prefixes",
-        multiple=True,
-        help="Only stories whose id starts with this (repeatable).",
-    )(f)
+    return _PREFIXES(_TYPES(f))
 
 
 def err(text: str) -> None:
