@@ -448,6 +448,44 @@ async def test_a_story_stream_asks_redis_only_once_a_commit_of_its_story_is_hear
     await app.client.aclose()
 
 
+async def test_requests_for_a_story_while_it_is_read_share_one_read_and_its_rendering(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A story too large to keep (the cache holds none here) read by many at once: one
+    read of Redis and one `Kept` for all; a request after a commit of its partition was
+    heard does not take a read begun before it."""
+    app = await projector(log, url)
+    await log.append([encode(update(id="u1", data={"title": "One"}))])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix), cache_bytes=8)
+    reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
+    reads, going = [], asyncio.Event()
+    whole = reader._whole
+
+    async def counted(*args: Any) -> tuple[bytes | None, str | None]:
+        reads.append(args)
+        await going.wait()
+        return await whole(*args)
+
+    monkeypatch.setattr(reader, "_whole", counted)
+    story = update()["subject"]
+    asking = [asyncio.ensure_future(reader.story_kept(story)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    await log.append([encode(update(id="u2", data={"title": "Two"}))])
+    await settle(app)
+    partition = log.keys.partition(story)
+    reader.cache.heard(f"{partition}:1-1 {story}".encode(), live=True)  # heard meanwhile
+    after = asyncio.ensure_future(reader.story_kept(story))
+    await asyncio.sleep(0.05)
+    going.set()
+    kept = {id(k) for _, k in await asyncio.gather(*asking)}
+    _, newer = await after
+    assert len(kept) == 1 and id(newer) not in kept
+    assert len(reads) == 2  # the twenty's one, and the one begun after the commit was heard
+    assert newer.raw is not None and b'"Two"' in newer.raw
+    await app.client.aclose()
+
+
 async def test_a_resumed_story_stream_pages_through_its_gap_once_and_in_order(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from dateline.query.cache import SharedReads, StoryCache
+from dateline.query.cache import InFlight, SharedReads, StoryCache
 from dateline.store.doorbell import READERS, SWITCH
 from dateline.store.readers import Grant, KnownGrants
 
@@ -255,3 +255,60 @@ async def test_a_failed_read_is_not_shared_with_the_next() -> None:
     with pytest.raises(ConnectionError):
         await shared.read("c", bell, down)
     assert await shared.read("c", bell, up) == "page"  # same bell: read again all the same
+
+
+async def test_asks_alike_while_a_read_runs_share_it_and_it_is_forgotten_once_done() -> None:
+    flying: InFlight[str, object] = InFlight("test")
+    calls: list[str] = []
+    go = asyncio.Event()
+
+    async def read(what: str) -> object:
+        calls.append(what)
+        await go.wait()
+        return object()  # one of its own each read
+
+    first = asyncio.ensure_future(flying.read("s1", lambda: read("a")))
+    second = asyncio.ensure_future(flying.read("s1", lambda: read("b")))
+    other = asyncio.ensure_future(flying.read("s2", lambda: read("c")))
+    await asyncio.sleep(0)
+    go.set()
+    one, two, three = await asyncio.gather(first, second, other)
+    assert one is two and one is not three
+    assert calls == ["a", "c"] and len(flying) == 0  # done: the next asks anew
+    assert await flying.read("s1", lambda: read("d")) is not one
+    assert calls == ["a", "c", "d"]
+
+
+async def test_a_request_that_leaves_does_not_cancel_the_read_of_the_others() -> None:
+    flying: InFlight[str, str] = InFlight("test")
+    go = asyncio.Event()
+
+    async def read() -> str:
+        await go.wait()
+        return "story"
+
+    leaving = asyncio.ensure_future(flying.read("s", read))
+    staying = asyncio.ensure_future(flying.read("s", read))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    go.set()
+    assert await staying == "story"
+
+
+async def test_a_failed_read_fails_those_who_joined_it_and_is_not_kept() -> None:
+    flying: InFlight[str, str] = InFlight("test")
+    go = asyncio.Event()
+
+    async def down() -> str:
+        await go.wait()
+        raise ConnectionError("the server is down")
+
+    async def up() -> str:
+        return "story"
+
+    joined = [asyncio.ensure_future(flying.read("s", down)) for _ in range(2)]
+    await asyncio.sleep(0)
+    go.set()
+    for failed in await asyncio.gather(*joined, return_exceptions=True):
+        assert isinstance(failed, ConnectionError)
+    assert await flying.read("s", up) == "story"

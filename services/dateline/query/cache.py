@@ -250,3 +250,39 @@ class SharedReads(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._reads)
+
+
+class InFlight(Generic[K, V]):
+    """One read for every request that asks the same while it runs: a story's, handed to
+    them all as the same `Kept`, so rendered once too.
+
+    Without it a thousand dashboards asking for a story just committed (its kept read
+    dropped), or one too large to keep, each read and rendered it: 1,000 reads of a story
+    of 16,000 statements (5.4 MB an answer) took a query process from 84 MB to 925. A
+    read is joined only under the key it began with (the story's generation among
+    them: no read begun before a commit heard is handed to a request after it), and is
+    forgotten once done; a failed one fails all who joined it."""
+
+    def __init__(self, kind: str) -> None:
+        """`kind`: what is read, as the kept reads' metric names it."""
+        self._reads: dict[K, asyncio.Future[V]] = {}
+        self._joined = KEPT_READS.labels(kind, "joined")
+
+    async def read(self, key: K, read: Callable[[], Awaitable[V]]) -> V:
+        running = self._reads.get(key)
+        if running is not None:
+            self._joined.inc()
+        else:
+            running = self._reads[key] = asyncio.ensure_future(read())
+            running.add_done_callback(lambda done: self._done(key, done))
+        # Shielded: a request that goes away cancels its wait, not the others' read.
+        return await asyncio.shield(running)
+
+    def _done(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._reads.get(key) is done:
+            del self._reads[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: when every waiter went, no "never retrieved"
+
+    def __len__(self) -> int:
+        return len(self._reads)

@@ -21,7 +21,7 @@ from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
-from dateline.query.cache import Kept, SharedReads, StoryCache
+from dateline.query.cache import InFlight, Kept, SharedReads, StoryCache
 from dateline.query.carried import Carried
 from dateline.query.views import ListedStory, Stamp, stamp_of
 from dateline.runtime import DeadLetters
@@ -149,6 +149,9 @@ class Reader:
         self.sealing = Sealing(seal_key, keys, skip=True)
         self.log = Log(client, keys, sealing=self.sealing)
         self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
+        self._story_reads: InFlight[tuple[str, str, int], tuple[ReadModels, Kept]] = InFlight(
+            "story"
+        )
         doorbell.listeners.append(self.cache.heard)
         self.carried = Carried(keys.partitions)
         doorbell.listeners.append(self.carried.heard)
@@ -227,6 +230,16 @@ class Reader:
         if (kept := self.cache.get(models.version, story)) is not None:
             return models, kept
         generation = self.cache.generation(story)
+        if not self.cache.on:  # no commit is heard: a read begun earlier may miss one
+            return await self._kept(models, story, generation)
+        return await self._story_reads.read(
+            (models.version, story, generation),
+            lambda: self._kept(models, story, generation),
+        )
+
+    async def _kept(
+        self, models: ReadModels, story: str, generation: int
+    ) -> tuple[ReadModels, Kept]:
         raw, parked = await self._whole(models, story)
         if raw is None:  # perhaps a replay switched versions and dropped this one
             models = await self.models(fresh=True)

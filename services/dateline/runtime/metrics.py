@@ -117,7 +117,8 @@ LIVE_PAGES = Counter(
 KEPT_READS = Counter(
     "dateline_query_kept_reads",
     "Story and list reads of the query process: answered from what it kept (hit), or "
-    "read from Redis (miss). Every commit heard drops some; a low hit rate under load "
+    "read from Redis (miss); a story's, from another request's read of it in flight "
+    "(joined). Every commit heard drops some; a low hit rate under load "
     "is expected, one of zero means the change channel is not heard. Kind 'applied': "
     "a live index stream's page, hit when another stream's read of it was taken.",
     ["kind", "outcome"],
