@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from dateline.web.server import Coalesced
+from dateline.web.server import JOIN_MAX, Coalesced
 
 
 class Recording:
@@ -17,6 +17,9 @@ class Recording:
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", data))
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.calls.append(("writelines", data))
 
     def close(self) -> None:
         self.calls.append(("close", None))
@@ -55,6 +58,18 @@ async def test_the_writes_of_one_turn_go_out_as_one_at_its_end() -> None:
     t.write(b"next")  # a later turn: a write of its own
     await asyncio.sleep(0)
     assert inner.calls[-1] == ("write", b"next")
+
+
+async def test_a_large_body_goes_as_it_is_not_copied_into_one_with_its_head() -> None:
+    t, inner = coalesced()
+    body = b"x" * (JOIN_MAX + 1)
+    t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    t.write(body)
+    await asyncio.sleep(0)
+    [(call, sent)] = inner.calls
+    assert call == "writelines"
+    assert sent[0] == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert sent[1] is body  # the bytes every answer of that story shares
 
 
 async def test_close_and_half_close_send_what_is_held_first() -> None:

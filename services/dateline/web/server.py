@@ -48,6 +48,13 @@ class _Refused(Exception):
     pass
 
 
+JOIN_MAX = 65_536
+"""The most bytes a turn's writes are joined into one: past it they go as they are
+(`writelines`, which uvloop sends without copying). A story's answer is one bytes object
+for every request that reads it alike (`query/cache.py`); joined to each answer's head,
+it was a copy an answer: 64 answers in flight of a story of 5.4 MB held 346 MB."""
+
+
 class Coalesced:
     """A transport whose writes of one turn of the event loop go out as one, at the end
     of the turn. uvicorn writes a response's head, then its body: two system calls, a
@@ -69,10 +76,15 @@ class Coalesced:
     def _flush(self) -> None:
         if not self._held:
             return
-        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-        self._held.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
+        held, self._held = self._held, []
+        if self._transport.is_closing():
+            return
+        if len(held) == 1:
+            self._transport.write(held[0])
+        elif sum(map(len, held)) <= JOIN_MAX:
+            self._transport.write(b"".join(held))
+        else:  # each as it is: a large body is shared by every answer that carries it
+            self._transport.writelines(held)
 
     def close(self) -> None:
         self._flush()
