@@ -35,7 +35,7 @@ from dateline.ingest.wire import (
     split,
     status_of,
 )
-from dateline.runtime.heap import tune_collector
+from dateline.runtime.heap import give_back_large_blocks, tune_collector
 from dateline.runtime.metrics import UPDATES
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, open_client
@@ -206,6 +206,7 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
         ctx.log_ = await _open_log(client, settings)
         ctx.credentials_ = Credentials(client, settings.prefix)
         tune_collector()
+        give_back_large_blocks()  # a batch's body, up to megabytes, held per request
 
     async def shutdown() -> None:
         if ctx.log_ is not None:

@@ -31,7 +31,7 @@ from dateline.query.patches import Patches
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
-from dateline.runtime.heap import tune_collector
+from dateline.runtime.heap import give_back_large_blocks, tune_collector
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, UNREACHABLE, open_client
 from dateline.store.doorbell import Doorbell
@@ -112,6 +112,7 @@ def create_app(
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
         tune_collector()
+        give_back_large_blocks()  # a long story's answer, megabytes, held per request
 
     async def shutdown() -> None:
         for task in tasks:

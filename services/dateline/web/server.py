@@ -52,7 +52,7 @@ JOIN_MAX = 65_536
 """The most bytes a turn's writes are joined into one: past it they go as they are
 (`writelines`, which uvloop sends without copying). A story's answer is one bytes object
 for every request that reads it alike (`query/cache.py`); joined to each answer's head,
-it was a copy an answer: 64 answers in flight of a story of 5.4 MB held 346 MB."""
+it was a copy an answer: 64 answers in flight of a story of 5.4 MB, 346 MB of copies."""
 
 
 class Coalesced:
