@@ -54,7 +54,7 @@ def give_back_large_blocks() -> bool:
     glibc maps a large block of its own and unmaps it when freed, but each time one is
     freed it raises that size (to 32 MB at most) and serves the next ones from its heap,
     which it seldom gives back. A query process that answered 1,000 reads of a story of
-    5.4 MB at once stayed at 475 MB after (from 80); with the size fixed at 1 MiB, at 159
+    5.4 MB at once stayed at 476 MB after (from 80); with the size fixed at 1 MiB, at 162
     (`docs/decisions.md`, "Memory bounded by design").
     """
     name = ctypes.util.find_library("c")
