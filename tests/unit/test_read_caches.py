@@ -5,6 +5,7 @@ back from a read that began before that news; bounded in age and size. Pure."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -262,53 +263,91 @@ async def test_asks_alike_while_a_read_runs_share_it_and_it_is_forgotten_once_do
     calls: list[str] = []
     go = asyncio.Event()
 
-    async def read(what: str) -> object:
-        calls.append(what)
-        await go.wait()
-        return object()  # one of its own each read
+    def read(what: str) -> Callable[[int], Awaitable[object]]:
+        async def reading(_: int) -> object:
+            calls.append(what)
+            await go.wait()
+            return object()  # one of its own each read
 
-    first = asyncio.ensure_future(flying.read("s1", lambda: read("a")))
-    second = asyncio.ensure_future(flying.read("s1", lambda: read("b")))
-    other = asyncio.ensure_future(flying.read("s2", lambda: read("c")))
+        return reading
+
+    first = asyncio.ensure_future(flying.read("s1", lambda: 0, read("a")))
+    second = asyncio.ensure_future(flying.read("s1", lambda: 0, read("b")))
+    other = asyncio.ensure_future(flying.read("s2", lambda: 0, read("c")))
     await asyncio.sleep(0)
     go.set()
     one, two, three = await asyncio.gather(first, second, other)
     assert one is two and one is not three
     assert calls == ["a", "c"] and len(flying) == 0  # done: the next asks anew
-    assert await flying.read("s1", lambda: read("d")) is not one
+    assert await flying.read("s1", lambda: 0, read("d")) is not one
     assert calls == ["a", "c", "d"]
+
+
+async def test_those_after_a_commit_wait_for_the_running_read_and_share_the_next() -> None:
+    """One read at a time a story: those that may not take the running one (a commit
+    heard since it began) share one read begun after it ends, with the generation then."""
+    flying: InFlight[str, tuple[str, int]] = InFlight("test")
+    generation, began, gates = 0, [], [asyncio.Event(), asyncio.Event()]
+
+    async def read(at: int) -> tuple[str, int]:
+        began.append(at)
+        await gates[len(began) - 1].wait()
+        return f"read {len(began)}", at
+
+    def ask() -> asyncio.Future[tuple[str, int]]:
+        return asyncio.ensure_future(flying.read("s", lambda: generation, read))
+
+    before = [ask(), ask()]
+    await asyncio.sleep(0)
+    generation = 1  # a commit heard
+    after = [ask(), ask()]
+    await asyncio.sleep(0)
+    generation = 2  # another, still while the first read runs
+    later = ask()
+    await asyncio.sleep(0.01)
+    assert began == [0]  # the next waits for the running one
+    gates[0].set()
+    assert [await f for f in before] == [("read 1", 0)] * 2
+    await asyncio.sleep(0.01)
+    assert began == [0, 2]  # one read for the three after: begun after they all asked
+    gates[1].set()
+    assert [await f for f in [*after, later]] == [("read 2", 2)] * 3
+    assert len(flying) == 0
 
 
 async def test_a_request_that_leaves_does_not_cancel_the_read_of_the_others() -> None:
     flying: InFlight[str, str] = InFlight("test")
     go = asyncio.Event()
 
-    async def read() -> str:
+    async def read(_: int) -> str:
         await go.wait()
         return "story"
 
-    leaving = asyncio.ensure_future(flying.read("s", read))
-    staying = asyncio.ensure_future(flying.read("s", read))
+    leaving = asyncio.ensure_future(flying.read("s", lambda: 0, read))
+    staying = asyncio.ensure_future(flying.read("s", lambda: 0, read))
     await asyncio.sleep(0)
     leaving.cancel()
     go.set()
     assert await staying == "story"
 
 
-async def test_a_failed_read_fails_those_who_joined_it_and_is_not_kept() -> None:
+async def test_a_failed_read_fails_those_who_joined_it_and_the_next_reads_anew() -> None:
     flying: InFlight[str, str] = InFlight("test")
-    go = asyncio.Event()
+    go, generation = asyncio.Event(), 0
 
-    async def down() -> str:
+    async def read(at: int) -> str:
         await go.wait()
-        raise ConnectionError("the server is down")
-
-    async def up() -> str:
+        if at == 0:
+            raise ConnectionError("the server is down")
         return "story"
 
-    joined = [asyncio.ensure_future(flying.read("s", down)) for _ in range(2)]
+    joined = [asyncio.ensure_future(flying.read("s", lambda: generation, read)) for _ in "ab"]
+    await asyncio.sleep(0)
+    generation = 1
+    queued = asyncio.ensure_future(flying.read("s", lambda: generation, read))
     await asyncio.sleep(0)
     go.set()
     for failed in await asyncio.gather(*joined, return_exceptions=True):
         assert isinstance(failed, ConnectionError)
-    assert await flying.read("s", up) == "story"
+    assert await queued == "story"
+    assert await flying.read("s", lambda: generation, read) == "story"

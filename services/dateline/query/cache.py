@@ -253,36 +253,84 @@ class SharedReads(Generic[K, V]):
 
 
 class InFlight(Generic[K, V]):
-    """One read for every request that asks the same while it runs: a story's, handed to
-    them all as the same `Kept`, so rendered once too.
+    """At most one read of a story at a time, shared by every request it may answer, and
+    one waiting behind it for those it may not: handed to each as the same `Kept`, so
+    rendered once too.
 
     Without it a thousand dashboards asking for a story just committed (its kept read
     dropped), or one too large to keep, each read and rendered it: 1,000 reads of a story
-    of 16,000 statements (5.4 MB an answer) took a query process from 84 MB to 925. A
-    read is joined only under the key it began with (the story's generation among
-    them: no read begun before a commit heard is handed to a request after it), and is
-    forgotten once done; a failed one fails all who joined it."""
+    of 16,000 statements (5.4 MB an answer) took a query process from 84 MB to 925.
+
+    A request joins the running read only if no commit of the story's partition was
+    heard since it began (the generation it began with is today's): a read begun before
+    a commit heard is never handed to a request after it. Those that come after one wait
+    for the running read to end and share the next, which begins then, with the
+    generation of then; a request past that one joins it too, as it begins after them
+    all. While commits come faster than a read takes, a read joined only under the
+    generation it began with began a read a request (each a copy of a long story, and
+    its rendering, in memory at once). A failed read fails those who joined it; the
+    next one reads anew; a request that goes away does not cancel a read."""
 
     def __init__(self, kind: str) -> None:
         """`kind`: what is read, as the kept reads' metric names it."""
-        self._reads: dict[K, asyncio.Future[V]] = {}
+        self._lanes: dict[K, _Lane[V]] = {}
         self._joined = KEPT_READS.labels(kind, "joined")
+        self._queued = KEPT_READS.labels(kind, "queued")
 
-    async def read(self, key: K, read: Callable[[], Awaitable[V]]) -> V:
-        running = self._reads.get(key)
-        if running is not None:
+    async def read(
+        self, key: K, generation: Callable[[], int], read: Callable[[int], Awaitable[V]]
+    ) -> V:
+        """`read(the generation it begins with)`, or the share of one that will do."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        wanted: asyncio.Future[V]
+        if lane.running is None and lane.next is None:
+            at = generation()
+            wanted = lane.running = asyncio.ensure_future(read(at))
+            lane.at = at
+            wanted.add_done_callback(lambda done: self._done(key, lane, done))
+        elif lane.running is not None and lane.at == generation():
             self._joined.inc()
+            wanted = lane.running
         else:
-            running = self._reads[key] = asyncio.ensure_future(read())
-            running.add_done_callback(lambda done: self._done(key, done))
+            self._queued.inc()
+            if lane.next is None:
+                lane.next = asyncio.ensure_future(self._after(lane, generation, read))
+                lane.next.add_done_callback(lambda done: self._done(key, lane, done))
+            wanted = lane.next
         # Shielded: a request that goes away cancels its wait, not the others' read.
-        return await asyncio.shield(running)
+        return await asyncio.shield(wanted)
 
-    def _done(self, key: K, done: asyncio.Future[V]) -> None:
-        if self._reads.get(key) is done:
-            del self._reads[key]
+    async def _after(
+        self, lane: _Lane[V], generation: Callable[[], int], read: Callable[[int], Awaitable[V]]
+    ) -> V:
+        if lane.running is not None:
+            await asyncio.wait([lane.running])  # its outcome is its own joiners'
+        lane.running, lane.next, lane.at = lane.next, None, generation()
+        return await read(lane.at)
+
+    def _done(self, key: K, lane: _Lane[V], done: asyncio.Future[V]) -> None:
+        if lane.running is done:
+            lane.running = None
+        if lane.next is done:  # cancelled before it began
+            lane.next = None
+        if lane.running is None and lane.next is None and self._lanes.get(key) is lane:
+            del self._lanes[key]
         if not done.cancelled():
             done.exception()  # retrieved: when every waiter went, no "never retrieved"
 
     def __len__(self) -> int:
-        return len(self._reads)
+        return len(self._lanes)
+
+
+class _Lane(Generic[V]):
+    """One story's reads in `InFlight`: the one running (begun with generation `at`),
+    and the one to run after it."""
+
+    __slots__ = ("at", "next", "running")
+
+    def __init__(self) -> None:
+        self.running: asyncio.Future[V] | None = None
+        self.at = -1
+        self.next: asyncio.Future[V] | None = None

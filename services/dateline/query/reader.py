@@ -149,9 +149,7 @@ class Reader:
         self.sealing = Sealing(seal_key, keys, skip=True)
         self.log = Log(client, keys, sealing=self.sealing)
         self.cache = StoryCache(keys.partitions, keys.partition, max_bytes=cache_bytes)
-        self._story_reads: InFlight[tuple[str, str, int], tuple[ReadModels, Kept]] = InFlight(
-            "story"
-        )
+        self._story_reads: InFlight[tuple[str, str], tuple[ReadModels, Kept]] = InFlight("story")
         doorbell.listeners.append(self.cache.heard)
         self.carried = Carried(keys.partitions)
         doorbell.listeners.append(self.carried.heard)
@@ -229,12 +227,12 @@ class Reader:
         models = await self.models()
         if (kept := self.cache.get(models.version, story)) is not None:
             return models, kept
-        generation = self.cache.generation(story)
         if not self.cache.on:  # no commit is heard: a read begun earlier may miss one
-            return await self._kept(models, story, generation)
+            return await self._kept(models, story, self.cache.generation(story))
         return await self._story_reads.read(
-            (models.version, story, generation),
-            lambda: self._kept(models, story, generation),
+            (models.version, story),
+            lambda: self.cache.generation(story),
+            lambda generation: self._kept(models, story, generation),
         )
 
     async def _kept(

@@ -118,7 +118,8 @@ KEPT_READS = Counter(
     "dateline_query_kept_reads",
     "Story and list reads of the query process: answered from what it kept (hit), or "
     "read from Redis (miss); a story's, from another request's read of it in flight "
-    "(joined). Every commit heard drops some; a low hit rate under load "
+    "(joined), or from the one begun after it, for those a commit heard since it began "
+    "made wait (queued). Every commit heard drops some; a low hit rate under load "
     "is expected, one of zero means the change channel is not heard. Kind 'applied': "
     "a live index stream's page, hit when another stream's read of it was taken.",
     ["kind", "outcome"],
