@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, cast
 
@@ -412,6 +413,74 @@ async def test_a_page_of_the_index_stream_brings_the_entries_of_many_stories(
     await app.client.aclose()
 
 
+async def test_an_index_stream_behind_reads_bounded_pages_and_holds_none_at_its_yield(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream waits at its yield as long as its client takes to read (up to
+    `SLOW_CLIENT_S`): it holds none of what it read then, and what it read is let go by
+    the shared reads when the doorbell rings, not at some later read. Behind, it reads
+    at most `BEHIND_PAGE` entries a page (`ONE_TRIP` a partition at least)."""
+    app = await projector(log, url)
+    await log.append([encode(update(subject=f"behind-{i}")) for i in range(600)])
+    await settle(app)
+    doorbell = Doorbell(app.client, log.keys.prefix)
+    reader = Reader(app.client, log.keys, doorbell)
+    counts: list[int] = []
+    applied_since = reader.applied_since
+
+    async def counted(cursor: Cursor, count: int, bell: asyncio.Event | None = None) -> Any:
+        counts.append(count)
+        return await applied_since(cursor, count, bell)
+
+    monkeypatch.setattr(reader, "applied_since", counted)
+    start = Cursor(tuple((0, 0) for _ in range(log.keys.partitions)))
+    stream = live.index_events(reader, start)
+    assert isinstance(stream, types.AsyncGeneratorType)
+    seen = 0
+    while seen < 600:
+        page = await anext(stream)
+        seen += sum(p.event == "update" for p in page)
+        frame = stream.ag_frame
+        assert frame is not None
+        assert not [v for v in frame.f_locals.values() if isinstance(v, reads.Applied)]
+    per_partition = max(ONE_TRIP, live.BEHIND_PAGE // log.keys.partitions)
+    assert len(counts) > 1 and set(counts) == {per_partition}  # a page each: behind
+    assert len(reader.applied) > 0
+    doorbell.ring()
+    assert len(reader.applied) == 0
+    await stream.aclose()
+    await app.client.aclose()
+
+
+async def test_index_streams_asking_which_stories_are_parked_take_one_read_at_once(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every index stream asks each `HELD_CHECK_S`; those who find the last read old share
+    the one running, and all go on as it ends, not one a turn of the loop (a lock made
+    a thousand take turns, holding their pages)."""
+    app = await projector(log, url)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
+    reads_made, going = [], asyncio.Event()
+    parked = reader.parked
+
+    async def slow() -> dict[str, str]:
+        reads_made.append(1)
+        await going.wait()
+        return {}
+
+    await reader.models()  # known: the askers wait on nothing else
+    monkeypatch.setattr(reader, "parked", slow)
+    asking = [asyncio.ensure_future(reader.parked_lately(1.0)) for _ in range(100)]
+    await asyncio.sleep(0.05)
+    going.set()
+    for _ in range(10):  # a few turns of the loop: not one an asker
+        await asyncio.sleep(0)
+    assert all(a.done() for a in asking) and reads_made == [1]
+    assert await reader.parked_lately(1.0) == {} and reads_made == [1]  # fresh: taken
+    assert await parked() == {}  # what the read stood for
+    await app.client.aclose()
+
+
 async def test_a_story_stream_asks_redis_only_once_a_commit_of_its_story_is_heard(
     log: Log, url: str
 ) -> None:
@@ -554,8 +623,8 @@ async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_o
 ) -> None:
     """Written around the append script, an entry that is no update: the projector parks
     it; the index stream says so and goes on, rather than failing at it on every retry."""
-    if page == "script":  # as a live stream reads: pages small enough for `APPLIED`
-        monkeypatch.setattr(live, "READ_AHEAD", ONE_TRIP)
+    # As a live stream reads, pages small enough for `APPLIED`; or larger, in two trips.
+    monkeypatch.setattr(live, "BEHIND_PAGE", ONE_TRIP if page == "script" else 1000 * 64)
     await log.append([encode(update(subject="before", id="before"))])
     stream = log.keys.log(log.keys.partition("before"))
     await app.client.xadd(stream, {"__data__": b"not json"})

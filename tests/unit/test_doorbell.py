@@ -148,3 +148,13 @@ async def test_a_sweep_is_counted_when_every_waiter_is_rung() -> None:
     assert bell.sweeps == before
     bell.ring_all()
     assert bell.sweeps == before + 1
+
+
+async def test_each_ring_tells_its_hooks_after_the_waiters_are_woken() -> None:
+    bell = Doorbell(None, "t")  # type: ignore[arg-type]
+    woken: list[bool] = []
+    waited = bell.current()
+    bell.rung.append(lambda: woken.append(waited.is_set()))
+    bell.ring()
+    bell.ring()
+    assert woken == [True, True]

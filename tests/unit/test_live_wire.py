@@ -37,3 +37,18 @@ async def test_a_page_is_one_write_that_parses_back_to_its_events() -> None:
 def test_an_event_without_an_id_writes_no_id_line() -> None:
     # An id line, even empty, would reset the client's Last-Event-ID; none is written.
     assert Push("index", b"[]", None).wire() == b"event: index\r\ndata: []\r\n\r\n"
+
+
+async def test_a_page_is_emptied_once_joined_so_its_makers_do_not_hold_it() -> None:
+    """The generators that yielded a page hold it while the client takes its bytes (up
+    to `SLOW_CLIENT_S`) and while they wait for the next; emptied, they hold no pushes."""
+    made: list[list[Push]] = []
+
+    async def pages() -> AsyncIterator[list[Push]]:
+        for n in range(2):
+            made.append([Push("update", b'{"n":%d}' % n, f"0:{n}-0")])
+            yield made[-1]
+
+    async for chunk in wire(pages()):
+        assert made[-1] == [] and b'"n":' in chunk
+    assert len(made) == 2

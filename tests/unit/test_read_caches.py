@@ -258,6 +258,23 @@ async def test_a_failed_read_is_not_shared_with_the_next() -> None:
     assert await shared.read("c", bell, up) == "page"  # same bell: read again all the same
 
 
+async def test_a_shared_read_is_let_go_when_its_bell_rings_with_no_read_after() -> None:
+    """Streams waiting on their clients read no more: what they read last is not kept
+    until the next read, only until the doorbell rings (`Doorbell.rung`)."""
+    shared: SharedReads[str, list[int]] = SharedReads("test")
+    bell, later = asyncio.Event(), asyncio.Event()
+
+    async def page() -> list[int]:
+        return [1, 2, 3]
+
+    await shared.read("behind", bell, page)
+    await shared.read("live", later, page)
+    assert len(shared) == 2
+    bell.set()
+    shared.forget_rung()
+    assert len(shared) == 1  # the one whose bell has not rung stays for those who ask
+
+
 async def test_asks_alike_while_a_read_runs_share_it_and_it_is_forgotten_once_done() -> None:
     flying: InFlight[str, object] = InFlight("test")
     calls: list[str] = []

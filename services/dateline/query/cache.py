@@ -235,12 +235,19 @@ class SharedReads(Generic[K, V]):
             # Shielded: a stream that goes away cancels its wait, not the others' read.
             return await asyncio.shield(found[1])
         self._miss.inc()
-        for stale in [k for k, (rung, _) in self._reads.items() if rung.is_set()]:
-            del self._reads[stale]
+        self.forget_rung()
         task = asyncio.ensure_future(read())
         self._reads[key] = (bell, task)
         task.add_done_callback(lambda done: self._drop_failed(key, done))
         return await asyncio.shield(task)
+
+    def forget_rung(self) -> None:
+        """Let go of the reads whose bell has rung: given to the doorbell (`rung`), not
+        only swept at the next read. When every live stream waited on its client, none
+        read, and each one's last page (behind, its own) stayed here after they were
+        gone."""
+        for stale in [k for k, (rung, _) in self._reads.items() if rung.is_set()]:
+            del self._reads[stale]
 
     def _drop_failed(self, key: K, done: asyncio.Future[V]) -> None:
         if done.cancelled() or done.exception() is not None:

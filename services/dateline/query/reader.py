@@ -49,7 +49,7 @@ NEWEST_IN_ONE = 256
 one server only); a longer one by a pipeline per region and a merge here."""
 ONE_TRIP = 64
 """Entries a partition a live index stream reads at a time, in one round trip (a script:
-`applied.lua`); a stream catching up reads `READ_AHEAD` at a time, in two."""
+`applied.lua`); a stream catching up may read more (`live.BEHIND_PAGE`), in two."""
 
 
 class Parked(Exception):
@@ -163,9 +163,10 @@ class Reader:
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self.sharded = is_cluster(self.views)
         """The read models on a cluster (the log's; a store of their own is one server)."""
-        self._parked_lock = asyncio.Lock()
+        self._parked_read: asyncio.Future[dict[str, str]] | None = None
         self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads("applied")
         """The live index streams' pages, one read for all that ask alike (`applied_since`)."""
+        doorbell.rung.append(self.applied.forget_rung)
         self._parked_seen: tuple[float, str, dict[str, str]] = (0.0, "", {})
 
     async def reachable(self) -> bool:
@@ -431,14 +432,25 @@ class Reader:
     async def parked_lately(self, max_age_s: float) -> dict[str, str]:
         """`parked`, as read at most `max_age_s` ago: the index streams of this process
         share one read a period, where each had its own (an HGETALL a dashboard a
-        second, which thousands of parked stories would make heavy)."""
-        async with self._parked_lock:
-            read_at, group, parked = self._parked_seen
-            models = await self.models()
-            if group != models.group or time.monotonic() - read_at >= max_age_s:
-                parked = await self.parked()
-                self._parked_seen = (time.monotonic(), models.group, parked)
+        second, which thousands of parked stories would make heavy).
+
+        No lock: those that find the last read fresh take it at once, the rest the read
+        running. Behind a lock, a thousand index streams asking each second took turns
+        to look, one a turn of a loaded event loop, and spent the second in line, their
+        pages unsent and held."""
+        models = await self.models()
+        read_at, group, parked = self._parked_seen
+        if group == models.group and time.monotonic() - read_at < max_age_s:
             return parked
+        if self._parked_read is None or self._parked_read.done():
+            self._parked_read = asyncio.ensure_future(self._read_parked(models.group))
+        # Shielded: a stream that goes away cancels its wait, not the others' read.
+        return await asyncio.shield(self._parked_read)
+
+    async def _read_parked(self, group: str) -> dict[str, str]:
+        parked = await self.parked()
+        self._parked_seen = (time.monotonic(), group, parked)
+        return parked
 
     async def entries(self, stories: list[str]) -> list[bytes | None]:
         """These stories' index entries (None for a story not in the index)."""

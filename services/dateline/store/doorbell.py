@@ -96,6 +96,8 @@ class Doorbell:
         self.pages: Callable[[bytes], None] | None = None
         """Given the page a message carries (`store/pages.py`), before its listeners
         hear the message, which they hear without it."""
+        self.rung: list[Callable[[], None]] = []
+        """Called after each ring: what was kept until the bell it rang is let go."""
         self.sweeps = 0
         """How many rings have woken every waiter (`ring_all`, and the timer's): one
         since a reader last read means it may have missed what the messages say."""
@@ -177,6 +179,8 @@ class Doorbell:
             if (bell := stories.pop(story, None)) is not None:
                 bell.set()
         self._named, self._partitions, self._all = set(), set(), False
+        for hook in self.rung:
+            hook()
 
     async def wait(self, bell: asyncio.Event, seconds: float) -> bool:
         """True if it rang within `seconds`.
