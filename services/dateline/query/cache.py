@@ -273,9 +273,9 @@ class InFlight(Generic[K, V]):
     a commit heard is never handed to a request after it. Those that come after one wait
     for the running read to end and share the next, which begins then, with the
     generation of then; a request past that one joins it too, as it begins after them
-    all. While commits come faster than a read takes, a read joined only under the
-    generation it began with began a read a request (each a copy of a long story, and
-    its rendering, in memory at once). A failed read fails those who joined it; the
+    all. (Joined only under the generation it began with, while commits came faster
+    than a read took, each request began a read of its own: a copy of a long story and
+    its rendering each, in memory at once.) A failed read fails those who joined it; the
     next one reads anew; a request that goes away does not cancel a read."""
 
     def __init__(self, kind: str) -> None:

@@ -163,7 +163,8 @@ class Reader:
         """On a cluster a read names the keys of one slot: what spans them is read apart."""
         self.sharded = is_cluster(self.views)
         """The read models on a cluster (the log's; a store of their own is one server)."""
-        self._parked_read: asyncio.Future[dict[str, str]] | None = None
+        self._parked_read: tuple[str, asyncio.Future[dict[str, str]]] | None = None
+        """The read of the parked stories running or last run, and its group."""
         self.applied: SharedReads[tuple[Cursor, int], Applied] = SharedReads("applied")
         """The live index streams' pages, one read for all that ask alike (`applied_since`)."""
         doorbell.rung.append(self.applied.forget_rung)
@@ -442,10 +443,14 @@ class Reader:
         read_at, group, parked = self._parked_seen
         if group == models.group and time.monotonic() - read_at < max_age_s:
             return parked
-        if self._parked_read is None or self._parked_read.done():
-            self._parked_read = asyncio.ensure_future(self._read_parked(models.group))
+        running = self._parked_read
+        if running is None or running[1].done() or running[0] != models.group:
+            running = self._parked_read = (
+                models.group,
+                asyncio.ensure_future(self._read_parked(models.group)),
+            )
         # Shielded: a stream that goes away cancels its wait, not the others' read.
-        return await asyncio.shield(self._parked_read)
+        return await asyncio.shield(running[1])
 
     async def _read_parked(self, group: str) -> dict[str, str]:
         parked = await self.parked()
