@@ -493,27 +493,65 @@ async def test_a_story_stream_asks_redis_only_once_a_commit_of_its_story_is_hear
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix))
     reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
     story = update()["subject"]
-    raw, stamp, records, _ = await reader.story_since(story, 0, 10)
+    first, stamp, records = await reader.story_since(story, 0, 10)
     assert (stamp.version, len(records)) == (1, 1)
     await log.append([encode(update(id="u2", data={"title": "Two"}))])
     await settle(app)  # committed, and not heard: this process does not know yet
-    kept, stamp, records, _ = await reader.story_since(story, 1, 10)
-    assert (kept, stamp.version, records) == (raw, 1, [])
+    kept, stamp, records = await reader.story_since(story, 1, 10)
+    assert (kept.raw, stamp.version, records) == (first.raw, 1, [])
     partition = log.keys.partition(story)
     reader.cache.heard(f"{partition}:1-0 another-story".encode(), live=True)
-    kept, stamp, records, _ = await reader.story_since(story, 1, 10)
-    assert (kept, stamp.version, records) == (raw, 1, [])
+    kept, stamp, records = await reader.story_since(story, 1, 10)
+    assert (kept.raw, stamp.version, records) == (first.raw, 1, [])
     reader.cache.heard(f"{partition}:1-1 another-story {story}".encode(), live=True)
-    _, stamp, records, _ = await reader.story_since(story, 1, 10)
+    _, stamp, records = await reader.story_since(story, 1, 10)
     assert (stamp.version, len(records)) == (2, 1)
     assert msgspec.json.decode(records[0])["id"] == "u2"
     await log.append([encode(update(id="u3", data={"title": "Three"}))])
     await settle(app)
-    _, stamp, _, _ = await reader.story_since(story, 2, 10)
+    _, stamp, _ = await reader.story_since(story, 2, 10)
     assert stamp.version == 2  # kept again from the read that found u2
     reader.cache.heard(f"{partition}:1-2".encode(), live=True)  # names none: all of it
-    _, stamp, records, _ = await reader.story_since(story, 2, 10)
+    _, stamp, records = await reader.story_since(story, 2, 10)
     assert (stamp.version, len(records)) == (3, 1)
+    await app.client.aclose()
+
+
+async def test_the_streams_of_a_story_too_large_to_keep_share_one_read_and_rendering(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read whole by each stream at each ring, a long story's streams held a process at
+    45% of a core with no commit at all: they take one read of its state between them,
+    each its own records, and push one rendering."""
+    app = await projector(log, url)
+    await log.append([encode(update(id=f"u{n}", data={"title": f"T{n}"})) for n in range(3)])
+    await settle(app)
+    reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix), cache_bytes=8)
+    reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
+    story = update()["subject"]
+    await reader.story_since(story, 0, 10)  # read alone: found too large to keep
+    reads, going = [], asyncio.Event()
+    whole = reader._whole
+
+    async def counted(*args: Any) -> tuple[bytes | None, str | None]:
+        reads.append(args)
+        await going.wait()
+        return await whole(*args)
+
+    monkeypatch.setattr(reader, "_whole", counted)
+    asking = [asyncio.ensure_future(reader.story_since(story, after, 10)) for after in (0, 1, 3)]
+    await asyncio.sleep(0.05)
+    going.set()
+    got = await asyncio.gather(*asking)
+    assert len(reads) == 1 and len({id(kept) for kept, _, _ in got}) == 1
+    assert [[msgspec.json.decode(r)["id"] for r in records] for _, _, records in got] == [
+        ["u0", "u1", "u2"],
+        ["u1", "u2"],
+        [],
+    ]
+    kept = got[0][0]
+    pushes = [live._States(live.WHOLE, None).push(kept, "p") for _ in range(3)]
+    assert len({id(p.data) for p in pushes}) == 1 and len(kept.rendered) == 1
     await app.client.aclose()
 
 

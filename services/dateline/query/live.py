@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import msgspec
@@ -22,16 +21,15 @@ from dateline.domain.positions import Cursor, Position
 from dateline.domain.state import Hidden
 from dateline.domain.story import Ref, recalled
 from dateline.domain.summary import summarize
+from dateline.query.cache import Kept
 from dateline.query.patches import Patches
 from dateline.query.reader import ONE_TRIP, Applied, Reader
+from dateline.query.rendering import rendered_now
 from dateline.query.scope import Lens
 from dateline.query.views import (
     HeldEvent,
     UnreadableEvent,
     UpdateEvent,
-    etag,
-    stamp_of,
-    stored_view,
 )
 from dateline.runtime.metrics import LIVE_CLIENTS, LIVE_PAGES
 from dateline.store.connection import UNREACHABLE
@@ -184,14 +182,14 @@ async def story_events(
     while True:
         bell = reader.doorbell.current_story(story)
         if sent == -1:
-            _, raw, parked = await reader.story(story)
-            state = stamp_of(raw)
+            _, kept = await reader.story_kept(story)
+            state = kept.stamp
             sent = state.version
-            if raw:
-                held = parked
-                yield [states.push(raw, parked, state.position)]
+            if kept.raw:
+                held = kept.parked
+                yield [states.push(kept, state.position)]
         else:
-            raw, state, records, parked = await reader.story_since(story, sent or 0, READ_AHEAD)
+            kept, state, records = await reader.story_since(story, sent or 0, READ_AHEAD)
             page = []
             for r in records:
                 update = decode_record(r)
@@ -208,9 +206,9 @@ async def story_events(
                 continue  # another page waits
             # Parking applies nothing and a redrive may apply nothing new: a story's
             # readers learn of either from the state, which says where it is parked.
-            if raw and (records or parked != held):
-                held = parked
-                page.append(states.push(raw, parked, state.position))
+            if kept.raw and (records or kept.parked != held):
+                held = kept.parked
+                page.append(states.push(kept, state.position))
             if page:
                 quiet_since = time.monotonic()
                 yield page
@@ -391,18 +389,13 @@ class _States:
         self.lens, self.patches = lens, patches
         self.sent: str | None = None  # the ETag of the state this stream sent last
 
-    def push(self, raw: bytes, parked: str | None, position: str | None) -> Push:
-        body = _public(raw, parked, self.lens)
+    def push(self, kept: Kept, position: str | None) -> Push:
+        body, tag = rendered_now(kept, self.lens)
         if self.patches is None:
             return Push("state", body, position)
-        tag = etag(body)
         patch = self.patches.between(self.sent, body, tag)
         self.sent = tag
         return Push("state", body, position) if patch is None else Push("patch", patch, position)
-
-
-def _public(raw: bytes, parked: str | None, lens: Lens) -> bytes:
-    return _encode(lens.view(stored_view(raw, parked, datetime.now(UTC))))
 
 
 def _update_event(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -13,11 +11,11 @@ from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
-from dateline.domain.overdue import next_due
 from dateline.domain.state import Entry
 from dateline.query.access import grant_of
 from dateline.query.exports import jsonld, timelinejs
 from dateline.query.reader import Reader
+from dateline.query.rendering import rendered_now
 from dateline.query.routes.common import (
     SECURED,
     AsOf,
@@ -125,16 +123,7 @@ async def _now(reader: Reader, lens: Lens, story: str) -> tuple[bytes, str]:
     _, kept = await reader.story_kept(story)
     if kept.raw is None:
         raise no_story(story)
-    rendered = kept.rendered.get(lens)
-    if rendered is not None and time.time() < rendered[2]:
-        return rendered[0], rendered[1]
-    now = datetime.now(UTC)
-    view = lens.view(stored_view(kept.raw, kept.parked, now))
-    body = _encode(view)
-    due = next_due(view.schedule.values(), now)
-    tag = etag(body)
-    kept.rendered[lens] = (body, tag, due.timestamp() if due else math.inf)
-    return body, tag
+    return rendered_now(kept, lens)
 
 
 async def _timeline_now(reader: Reader, grant: Grant, story: str) -> list[Entry]:
