@@ -517,6 +517,23 @@ async def test_a_story_stream_asks_redis_only_once_a_commit_of_its_story_is_hear
     await app.client.aclose()
 
 
+def gated_whole_reads(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[tuple[Any, ...]], asyncio.Event]:
+    """The reader's reads of a whole story, counted, each held until the event is set."""
+    reads: list[tuple[Any, ...]] = []
+    going = asyncio.Event()
+    whole = reader._whole
+
+    async def counted(*args: Any) -> tuple[bytes | None, str | None]:
+        reads.append(args)
+        await going.wait()
+        return await whole(*args)
+
+    monkeypatch.setattr(reader, "_whole", counted)
+    return reads, going
+
+
 async def test_the_streams_of_a_story_too_large_to_keep_share_one_read_and_rendering(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -530,15 +547,7 @@ async def test_the_streams_of_a_story_too_large_to_keep_share_one_read_and_rende
     reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
     story = update()["subject"]
     await reader.story_since(story, 0, 10)  # read alone: found too large to keep
-    reads, going = [], asyncio.Event()
-    whole = reader._whole
-
-    async def counted(*args: Any) -> tuple[bytes | None, str | None]:
-        reads.append(args)
-        await going.wait()
-        return await whole(*args)
-
-    monkeypatch.setattr(reader, "_whole", counted)
+    reads, going = gated_whole_reads(reader, monkeypatch)
     asking = [asyncio.ensure_future(reader.story_since(story, after, 10)) for after in (0, 1, 3)]
     await asyncio.sleep(0.05)
     going.set()
@@ -566,15 +575,7 @@ async def test_requests_for_a_story_while_it_is_read_share_one_read_and_its_rend
     await settle(app)
     reader = Reader(app.client, log.keys, Doorbell(app.client, log.keys.prefix), cache_bytes=8)
     reader.cache.heard(None, live=True)  # as the doorbell's subscription, made, says
-    reads, going = [], asyncio.Event()
-    whole = reader._whole
-
-    async def counted(*args: Any) -> tuple[bytes | None, str | None]:
-        reads.append(args)
-        await going.wait()
-        return await whole(*args)
-
-    monkeypatch.setattr(reader, "_whole", counted)
+    reads, going = gated_whole_reads(reader, monkeypatch)
     story = update()["subject"]
     asking = [asyncio.ensure_future(reader.story_kept(story)) for _ in range(20)]
     await asyncio.sleep(0.05)
