@@ -419,9 +419,10 @@ async def test_an_index_stream_behind_reads_bounded_pages_and_holds_none_at_its_
     """A stream waits at its yield as long as its client takes to read (up to
     `SLOW_CLIENT_S`): it holds none of what it read then, and what it read is let go by
     the shared reads when the doorbell rings, not at some later read. Behind, it reads
-    at most `BEHIND_PAGE` entries a page (`ONE_TRIP` a partition at least)."""
+    at most `BEHIND_PAGE` entries a page, with commands (`behind_count`)."""
     app = await projector(log, url)
-    await log.append([encode(update(subject=f"behind-{i}")) for i in range(600)])
+    for n in range(0, 3000, 1000):
+        await log.append([encode(update(subject=f"behind-{i}")) for i in range(n, n + 1000)])
     await settle(app)
     doorbell = Doorbell(app.client, log.keys.prefix)
     reader = Reader(app.client, log.keys, doorbell)
@@ -437,13 +438,14 @@ async def test_an_index_stream_behind_reads_bounded_pages_and_holds_none_at_its_
     stream = live.index_events(reader, start)
     assert isinstance(stream, types.AsyncGeneratorType)
     seen = 0
-    while seen < 600:
+    while seen < 3000:
         page = await anext(stream)
         seen += sum(p.event == "update" for p in page)
         frame = stream.ag_frame
         assert frame is not None
         assert not [v for v in frame.f_locals.values() if isinstance(v, reads.Applied)]
-    per_partition = max(ONE_TRIP, live.BEHIND_PAGE // log.keys.partitions)
+    per_partition = live.behind_count(log.keys.partitions)
+    assert ONE_TRIP < per_partition <= max(2 * ONE_TRIP, live.BEHIND_PAGE // 4)
     assert len(counts) > 1 and set(counts) == {per_partition}  # a page each: behind
     assert len(reader.applied) > 0
     doorbell.ring()
@@ -663,7 +665,8 @@ async def test_an_unreadable_log_entry_is_named_on_the_index_stream_which_goes_o
     """Written around the append script, an entry that is no update: the projector parks
     it; the index stream says so and goes on, rather than failing at it on every retry."""
     # As a live stream reads, pages small enough for `APPLIED`; or larger, in two trips.
-    monkeypatch.setattr(live, "BEHIND_PAGE", ONE_TRIP if page == "script" else 1000 * 64)
+    if page == "script":
+        monkeypatch.setattr(live, "behind_count", lambda _: ONE_TRIP)
     await log.append([encode(update(subject="before", id="before"))])
     stream = log.keys.log(log.keys.partition("before"))
     await app.client.xadd(stream, {"__data__": b"not json"})
