@@ -1,7 +1,8 @@
 """Load and starvation (issue 18, item 3), each a finding of the security probe: a pool
 that waits, bad tokens that cost good ones nothing, a cap on live streams, a full
 server that refuses with a 503 and writes nothing, inboxes trimmed, `rejected` capped,
-huge entries refused by the server, and live clients that stop reading dropped."""
+huge entries refused by the server, and live clients that stop reading dropped (those
+that read slowly kept)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -242,7 +244,9 @@ async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis
         while await app.runner.step():
             pass
         await app.client.aclose()
-        # The server closes the stream: reading drains what was sent, then the end.
+        # Still not reading, past the window: a client that reads at all is kept.
+        await asyncio.sleep(3.0)
+        # The server closed the stream: reading drains what was sent, then the end.
         sock.setblocking(False)
         closed = False
         deadline = time.monotonic() + 30
@@ -252,9 +256,54 @@ async def test_a_live_client_that_stops_reading_is_dropped(server: EmbeddedRedis
                 while chunk := sock.recv(65536):
                     del chunk
                 closed = True
+            except ConnectionResetError:  # aborted: the unread rest dropped with it
+                closed = True
             except BlockingIOError:
                 continue
         sock.close()
     assert closed, "the stream of a client that stopped reading stayed open"
     assert time.monotonic() - started < 30
     await log.close()
+
+
+async def test_a_client_that_reads_slowly_but_reads_is_kept() -> None:
+    """The rule is progress in each window, not the whole buffer drained in one: a
+    client on a slow link reading a large answer is served to the end, across windows
+    in which its socket stayed full."""
+    chunk, chunks = b"x" * 2**20, 8
+    waited: list[float] = []
+
+    async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        head = [(b"content-length", str(len(chunk) * chunks).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        for n in range(chunks):
+            began = time.monotonic()
+            await send({"type": "http.response.body", "body": chunk, "more_body": n < chunks - 1})
+            waited.append(time.monotonic() - began)
+            await asyncio.sleep(0)  # a turn, as an app between its writes: they go out
+
+    window, least = 0.3, 64 * 1024
+    async with serve(answer, slow_client_s=window, slow_client_bytes=least) as base:
+        port = int(base.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**16)
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 65536
+        )
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        got = 0
+        # About four times the least a window, in small reads: slow, never still.
+        per_tick = 4 * least * 0.05 / window
+        while got < len(chunk) * chunks:
+            mark = got
+            while got - mark < per_tick and got < len(chunk) * chunks:
+                data = await reader.read(8192)
+                assert data, f"the server closed the connection after {got} bytes"
+                got += len(data)
+            await asyncio.sleep(0.05)
+        writer.close()
+    assert got == len(chunk) * chunks
+    # The rule was in play: some send waited on the client for several windows.
+    assert max(waited) > 3 * window, waited

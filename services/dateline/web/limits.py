@@ -28,8 +28,12 @@ from dateline.web.problems import Problem, send_problem, urn
 log = structlog.get_logger("dateline.web.limits")
 UNQUEUED = ("/healthz", "/readyz", "/metrics")
 SLOW_CLIENT_S = 30.0
-"""A client that takes no write for this long is dropped: what waits for it (an answer,
-a live stream's pages) would sit in this process's memory, and hold its place."""
+SLOW_CLIENT_BYTES = 64 * 1024
+"""A client whose writes are held back (its socket full) and that takes fewer than
+`SLOW_CLIENT_BYTES` of them in `SLOW_CLIENT_S` is dropped: what waits for it (an answer,
+a live stream's pages) would sit in this process's memory, and hold its place. A client
+that reads slowly but reads (a 5.4 MB story over a slow link) is kept: it must take
+about 2 KB a second, not its whole answer within the window."""
 
 
 def unqueued(path: str) -> bool:
