@@ -8,8 +8,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dateline.query.patches import Patches, apply_patch, merge_patch
+from dateline.query.patches import Patches, apply_patch, merge_patch, text_patch
 
 
 def without_nulls(value: Any) -> Any:
@@ -39,12 +41,56 @@ def test_a_patch_turns_the_old_state_into_the_new(old: Any, new: Any) -> None:
     assert without_nulls(apply_patch(without_nulls(old), patch)) == without_nulls(new)
 
 
+def _as_text(old: Any, new: Any) -> Any:
+    """`text_patch` of the two as the process has them, encoded and decoded as sent."""
+    patch = text_patch(msgspec.json.encode(old), msgspec.json.encode(new))
+    return msgspec.json.decode(msgspec.json.encode(patch))
+
+
+@pytest.mark.parametrize(("old", "new"), CASES)
+def test_a_patch_made_from_the_text_is_the_patch_made_from_the_values(old: Any, new: Any) -> None:
+    assert _as_text(old, new) == merge_patch(old, new)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json, _json)
+def test_any_two_states_patch_alike_from_text_and_from_values(old: Any, new: Any) -> None:
+    assert _as_text(old, new) == merge_patch(old, new)
+    assert without_nulls(apply_patch(without_nulls(old), _as_text(old, new))) == without_nulls(new)
+
+
+@given(
+    st.dictionaries(st.text(max_size=3), _json, max_size=4),
+    st.dictionaries(st.text(max_size=3), _json, max_size=3),
+)
+def test_a_state_grown_by_members_at_its_end_patches_as_those_members(
+    base: dict[str, Any], more: dict[str, Any]
+) -> None:
+    """Statements added to a story: found by the text's prefix, not by splitting."""
+    for nested in (False, True):
+        old = {"v": 1, "s": base} if nested else base
+        grown = {**base, **{k: v for k, v in more.items() if k not in base}}
+        new = {"v": 1, "s": grown} if nested else grown
+        assert _as_text(old, new) == merge_patch(old, new)
+
+
 def test_a_new_statement_patches_as_that_statement() -> None:
     statements = {f"s{i}": {"text": f"Remark {i}" * 20} for i in range(5000)}
     old = {"version": 10, "statements": statements}
     new = {"version": 11, "statements": {**statements, "s5000": {"text": "new"}}}
     patch = msgspec.json.encode(merge_patch(old, new))
     assert msgspec.json.decode(patch) == {"version": 11, "statements": {"s5000": {"text": "new"}}}
+    assert (
+        msgspec.json.encode(text_patch(msgspec.json.encode(old), msgspec.json.encode(new))) == patch
+    )
     assert len(patch) < 100 < len(msgspec.json.encode(new)) // 1000
 
 

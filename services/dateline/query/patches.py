@@ -21,8 +21,47 @@ from typing import Any
 
 import msgspec
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_NULL = msgspec.Raw(b"null")
+
+
+def text_patch(old: bytes | msgspec.Raw, new: bytes | msgspec.Raw) -> Any:
+    """`merge_patch` of two renderings, read as JSON text: an object's members are
+    split as their text (`msgspec.Raw`) and compared as such, and only objects that
+    differ are split further; what the patch carries stays text. Decoded whole, the
+    two states of a story of 16,000 statements (5.4 MB each) were half a query
+    process's CPU with its patch streams at 20 commits a second. The renderings come
+    from one encoder: a member equal in value is equal in text (were it not, the patch
+    would carry it again, still right)."""
+    if not (_is_object(old) and _is_object(new)):
+        return new if isinstance(new, msgspec.Raw) else msgspec.Raw(new)
+    if (added := _grown(bytes(old), bytes(new))) is not None:
+        return _members(added)
+    before, after = _members(old), _members(new)
+    patch: dict[str, Any] = dict.fromkeys(before.keys() - after.keys())
+    for key, value in after.items():
+        was = before.get(key)
+        if was is None:
+            patch[key] = value
+        elif was != value:
+            patch[key] = None if value == _NULL else text_patch(was, value)
+    return patch
+
+
+def _is_object(text: bytes | msgspec.Raw) -> bool:
+    return memoryview(text)[:1].tobytes() == b"{"
+
+
+def _grown(old: bytes, new: bytes) -> bytes | None:
+    """The members `new` has after all of `old`'s, unchanged, as an object's text; None
+    if `new` is not `old` with members added at its end. A story's statements grow so:
+    the patch of a new one is found by one comparison of the text, not by splitting
+    16,000 members twice. The `,` where `old` closed ends its last member's value."""
+    cut = len(old) - 1
+    if new[cut : cut + 1] != b"," or not new.startswith(memoryview(old)[:cut]):
+        return None
+    return b"{" + new[cut + 1 :]
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -75,7 +114,7 @@ class Patches:
         if sent is None or (old := self._sent.get(sent)) is None:
             return None
         self._sent.move_to_end(sent)
-        patch = _encode(merge_patch(_decode(old), _decode(body)))
+        patch = _encode(text_patch(old, body))
         self._made[(sent, tag)] = patch
         while len(self._made) > self.keep:
             self._made.popitem(last=False)
