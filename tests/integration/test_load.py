@@ -7,6 +7,7 @@ that read slowly kept)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -17,12 +18,15 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import structlog
 from litestar.testing import AsyncTestClient
+from structlog.testing import capture_logs
 
 from dateline.ingest.app import create_app as ingest_app
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import KEEP_BYTES, create_validator
 from dateline.projector.app import create_app as projector_app
+from dateline.query import live
 from dateline.query.app import create_app as query_app
 from dateline.store.config import Settings
 from dateline.store.connection import connect
@@ -151,6 +155,37 @@ async def test_live_streams_past_the_cap_are_refused_with_a_503(server: Embedded
             async with http.stream("GET", f"{base}/v1/live") as again:
                 assert again.status_code == 200
                 await anext(again.aiter_lines())
+
+
+async def test_streams_whose_clients_left_at_once_are_reclaimed_once(
+    server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled by litestar when their clients leave, the streams end (their places
+    given back), and after the burst one reclaim gives back what their cycles held."""
+    monkeypatch.setattr(live, "RECLAIM_AFTER", 6)
+    monkeypatch.setattr(live, "RECLAIM_DELAY_S", 0.2)
+    monkeypatch.setattr(live, "log", structlog.get_logger("dateline.query"))
+    cfg = settings_for(server)
+    auth = await bearer(server.url, cfg.prefix)
+    app = query_app(cfg, server.url)
+    with capture_logs() as logs:
+        async with serve(app) as base, httpx.AsyncClient(timeout=10, headers=auth) as http:
+            async with contextlib.AsyncExitStack() as held:
+                lines = []  # held: an abandoned line iterator closes its response
+                for _ in range(8):
+                    stream = await held.enter_async_context(http.stream("GET", f"{base}/v1/live"))
+                    lines.append(stream.aiter_lines())
+                    await anext(lines[-1])
+                assert app.state.live_streams.open == 8
+            for _ in range(100):
+                if app.state.live_streams.open == 0 and logs:
+                    break
+                await asyncio.sleep(0.05)
+            assert app.state.live_streams.open == 0
+            await asyncio.sleep(0.5)  # no second reclaim for the same burst
+    reclaims = [e for e in logs if e["event"] == "memory of ended live streams reclaimed"]
+    assert len(reclaims) == 1, logs
+    assert reclaims[0]["streams"] >= 6 and reclaims[0]["collected"] > 0
 
 
 async def test_a_full_server_refuses_with_a_503_and_writes_nothing(

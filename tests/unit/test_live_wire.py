@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
-from dateline.query.live import KEEPALIVE, Push, wire
+from dateline.query import live
+from dateline.query.live import KEEPALIVE, LiveStreams, Push, wire
 from dateline.runtime.metrics import LIVE_CLIENTS
 from tests.e2e.sse import events
 
@@ -52,3 +55,31 @@ async def test_a_page_is_emptied_once_joined_so_its_makers_do_not_hold_it() -> N
     async for chunk in wire(pages()):
         assert made[-1] == [] and b'"n":' in chunk
     assert len(made) == 2
+
+
+async def test_streams_ended_one_by_one_below_a_burst_reclaim_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "RECLAIM_DELAY_S", 0.01)
+    reclaims: list[int] = []
+
+    def reclaim() -> tuple[int, bool]:
+        reclaims.append(streams.open)
+        return 0, True
+
+    streams = LiveStreams(10_000, reclaim=reclaim)
+
+    async def pages() -> AsyncIterator[list[Push]]:
+        yield []
+
+    async def one() -> None:
+        async for _ in wire(pages(), streams):
+            pass
+
+    await asyncio.gather(*(one() for _ in range(live.RECLAIM_AFTER - 1)))
+    await asyncio.sleep(0.05)
+    assert (reclaims, streams.open) == ([], 0)
+    await one()  # the burst's last: one reclaim, after the delay
+    assert reclaims == []
+    await asyncio.sleep(0.05)
+    assert reclaims == [0]

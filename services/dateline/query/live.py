@@ -31,6 +31,7 @@ from dateline.query.views import (
     UnreadableEvent,
     UpdateEvent,
 )
+from dateline.runtime import heap
 from dateline.runtime.metrics import LIVE_CLIENTS, LIVE_PAGES
 from dateline.store.connection import UNREACHABLE
 from dateline.store.readmodels import IndexEntry
@@ -85,11 +86,42 @@ KEEPALIVE = b": keepalive\r\n\r\n"
 proxies from closing an idle connection."""
 
 
-class LiveStreams:
-    """How many live streams this process has open, against its cap."""
+RECLAIM_AFTER = 100
+"""Live streams ended since the last reclaim that make a burst worth one (`ended`)."""
+RECLAIM_DELAY_S = 2.0
+"""From the burst's `RECLAIM_AFTER`th end to the reclaim: the rest of it ends first."""
 
-    def __init__(self, limit: int) -> None:
+
+class LiveStreams:
+    """How many live streams this process has open, against its cap; and after a burst
+    of them ended (clients gone at once: a network blip, a redeploy of the dashboards),
+    the memory they held given back (`runtime.heap.reclaim`)."""
+
+    def __init__(self, limit: int, reclaim: Callable[[], tuple[int, bool]] = heap.reclaim) -> None:
         self.limit, self.open = limit, 0
+        self._reclaim, self._ended = reclaim, 0
+        self._due: asyncio.TimerHandle | None = None
+
+    def ended(self) -> None:
+        """A stream ended. Its client's leaving cancels it inside litestar's loop, whose
+        frame, and the last page sent, a cycle of the exception keeps until a full
+        collection, which an idle process never runs (`heap.reclaim`)."""
+        self.open -= 1
+        self._ended += 1
+        if self._ended >= RECLAIM_AFTER and self._due is None:
+            self._due = asyncio.get_running_loop().call_later(RECLAIM_DELAY_S, self._reclaimed)
+
+    def _reclaimed(self) -> None:
+        ended, self._ended, self._due = self._ended, 0, None
+        started = time.perf_counter()
+        collected, trimmed = self._reclaim()
+        log.info(
+            "memory of ended live streams reclaimed",
+            streams=ended,
+            collected=collected,
+            trimmed=trimmed,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     def check(self) -> None:
         """Refuse a new stream past the cap: a 503, rather than slow every stream served.
@@ -132,7 +164,7 @@ async def wire(
     finally:
         LIVE_CLIENTS.dec()
         if streams is not None:
-            streams.open -= 1
+            streams.ended()
 
 
 async def through_outages(
