@@ -23,9 +23,7 @@ of the app's sends, it was 9% of the query process's CPU on a cached story read.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import sys
-import termios
 from typing import Any, cast
 
 import structlog
@@ -33,6 +31,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dateline.web.limits import SLOW_CLIENT_BYTES, SLOW_CLIENT_S
+
+if sys.platform != "win32":
+    import fcntl
+    import termios
 
 log = structlog.get_logger("dateline.web.server")
 MAX_HEADERS = 100
@@ -120,9 +122,10 @@ class Coalesced:
 
 
 def _unsent(transport: asyncio.Transport) -> int:
-    """The bytes in the socket's send queue, not yet acknowledged by the client."""
+    """The bytes in the socket's send queue, not yet acknowledged by the client (none
+    known on Windows, whose sockets have no such ioctl)."""
     sock = transport.get_extra_info("socket")
-    if sock is None:
+    if sock is None or sys.platform == "win32":
         return 0
     try:
         queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
