@@ -497,6 +497,13 @@ class Reader:
         found = await read_checkpoints(self.views, models)
         return {p: stream_id(at) for p, at in found.items()}
 
+    @property
+    def scripted(self) -> bool:
+        """Whether a page of up to `ONE_TRIP` entries a partition is read by one script
+        (`APPLIED`), which needs every partition's keys on one server: the log's, with
+        the read models on it."""
+        return not self.cluster and not self.apart
+
     async def applied_since(
         self, cursor: Cursor, count: int, bell: asyncio.Event | None = None
     ) -> Applied:
@@ -530,7 +537,7 @@ class Reader:
         models = await self.models()
         logs = [self.keys.log(p) for p in range(self.keys.partitions)]
         starts = ["{}-{}".format(*cursor.ids[p]) for p in range(self.keys.partitions)]
-        if count <= ONE_TRIP and not self.cluster and not self.apart:  # one script: every slot
+        if count <= ONE_TRIP and self.scripted:
             keys = [
                 key
                 for p, log in enumerate(logs)
