@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import time
 from typing import Any
@@ -66,12 +67,19 @@ def give_back_large_blocks() -> bool:
 
 def _libc_function(name: str) -> Any:
     """A function of the C library (glibc's, where it has `name`), or None."""
+    libc = _libc()
+    return None if libc is None else getattr(libc, name, None)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, found once: `find_library` runs `ldconfig` in a child process."""
     path = ctypes.util.find_library("c")
     if path is None:
         return None
     try:
-        return getattr(ctypes.CDLL(path), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(path)
+    except OSError:
         return None
 
 

@@ -33,7 +33,9 @@ SLOW_CLIENT_BYTES = 64 * 1024
 `SLOW_CLIENT_BYTES` of them in `SLOW_CLIENT_S` is dropped: what waits for it (an answer,
 a live stream's pages) would sit in this process's memory, and hold its place. A client
 that reads slowly but reads (a 5.4 MB story over a slow link) is kept: it must take
-about 2 KB a second, not its whole answer within the window."""
+about 2 KB a second, not its whole answer within the window. What a client took is
+counted to its kernel's acknowledgement, so one that stopped reading may keep a second
+window while its own receive buffer fills."""
 
 
 def unqueued(path: str) -> bool:
