@@ -112,8 +112,13 @@ class LiveStreams:
         collection, which an idle process never runs (`heap.reclaim`)."""
         self.open -= 1
         self._ended += 1
-        if self._ended >= RECLAIM_AFTER and self._due is None:
-            self._due = asyncio.get_running_loop().call_later(RECLAIM_DELAY_S, self._reclaimed)
+        if self._ended < RECLAIM_AFTER or self._due is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # finalized with no loop running (at shutdown): none due
+            return
+        self._due = loop.call_later(RECLAIM_DELAY_S, self._reclaimed)
 
     def _reclaimed(self) -> None:
         ended, self._ended, self._due = self._ended, 0, None
