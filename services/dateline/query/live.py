@@ -56,7 +56,7 @@ partition, a thousand streams whose clients fell behind held up to 8,000 updates
 raw, as pushes and on the wire."""
 
 
-def behind_count(partitions: int, scripted: bool = True) -> int:
+def behind_count(partitions: int, scripted: bool) -> int:
     """Entries a partition a page of a stream catching up: `BEHIND_PAGE` over them. Where
     a page of `ONE_TRIP` a partition would be read by the script (`Reader.scripted`),
     more than that, so that it is read with commands, not by the script that holds the
