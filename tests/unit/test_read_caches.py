@@ -107,6 +107,22 @@ def test_a_switch_or_an_unknown_message_drops_everything_readers_news_nothing() 
         assert (c.get("v1", "s1") is None) is dropped, message
 
 
+def test_what_was_too_large_is_forgotten_with_everything_else() -> None:
+    """Each long story a process read stayed named in its set for every projection
+    version it had seen, never let go; a switch now lets the old version's go, and the
+    new version's next read names the story again."""
+    c, _ = cache(max_bytes=8_000)
+    keep(c, "s1", b"x" * 2_000, version="v1")
+    assert c.too_large("v1", "s1")
+    c.heard(SWITCH, live=True)
+    assert not c.too_large("v1", "s1")
+    assert c._large == set() and c._versions == set()
+    keep(c, "s1", b"x" * 2_000, version="v2")
+    assert c.too_large("v2", "s1")
+    keep(c, "s1", b"x", version="v2")  # read small again
+    assert not c.too_large("v2", "s1")
+
+
 def test_a_kept_read_is_at_most_max_age_old() -> None:
     c, clock = cache(max_age_s=1.0)
     keep(c, "s1")

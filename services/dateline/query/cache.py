@@ -80,7 +80,7 @@ class StoryCache:
         self._bytes = 0
         self._generation = [0] * partitions
         self._large: set[tuple[str, str]] = set()
-        """The stories last read too large to keep (`too_large`)."""
+        """The stories last read too large to keep (`too_large`), until all is dropped."""
         self._versions: set[str] = set()
         """The projection versions of what was kept: a story is kept once a version."""
         self.hits = 0
@@ -220,6 +220,10 @@ class StoryCache:
         self._entries.clear()
         self._members = [set() for _ in self._members]
         self._bytes = 0
+        # A switch of versions leaves the old one's names behind for good; a large story
+        # of the new one is known again at its next read, which `put` sees.
+        self._large.clear()
+        self._versions.clear()
 
     def _drop_listings(self) -> None:
         self.listings_generation += 1
