@@ -34,6 +34,7 @@ from dateline.store.disk import STALL_MS
 from dateline.store.seal import key_of
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_THP_DISABLE = 41
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -158,6 +159,18 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def server_child() -> None:
+    """Between fork and exec of a server: it dies with its owner, on small pages.
+
+    mimalloc asks for transparent huge pages for its arenas (`MADV_HUGEPAGE`), which
+    Valkey's `disable-thp` does not undo where THP is `madvise`. The first write to each
+    new 2 MB then stops the server while the kernel zeroes the page: 5.5 to 6 ms on this
+    VM, once every 2 MB the data grows, a command of a few microseconds logged as a
+    5 ms stall. `PR_SET_THP_DISABLE` holds across exec (docs/decisions.md)."""
+    die_with_parent()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
+
+
 @dataclass
 class EmbeddedRedis:
     """One server process on 127.0.0.1 with its AOF in `data_dir`."""
@@ -271,7 +284,7 @@ class EmbeddedRedis:
             # Its own session: a Ctrl-C meant for the owner must not stop the server
             # under the services still using it. The owner stops it last.
             start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+            preexec_fn=server_child,  # noqa: PLW1509 - prctl only, no locks taken
         )
         deadline = time.monotonic() + timeout
         user, password = self.credentials or (None, None)
