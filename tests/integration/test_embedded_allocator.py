@@ -83,7 +83,7 @@ def _huge_kb(pid: int) -> int:
 )
 def test_the_embedded_server_grows_on_small_pages(tmp_path: Path) -> None:
     """mimalloc advises huge pages for its arenas: each first write to a new 2 MB stopped
-    the server 5.5 to 6 ms while the kernel zeroed it (docs/decisions.md). The server is
+    the server 5.5 to 9 ms while the kernel zeroed it (docs/decisions.md). The server is
     started with THP off for itself, so its data grows a small page at a time."""
     with EmbeddedRedis(tmp_path, fsync="everysec") as server:
         status = Path(f"/proc/{server.pid}/status").read_text()

@@ -164,9 +164,9 @@ def server_child() -> None:
 
     mimalloc asks for transparent huge pages for its arenas (`MADV_HUGEPAGE`), which
     Valkey's `disable-thp` does not undo where THP is `madvise`. The first write to each
-    new 2 MB then stops the server while the kernel zeroes the page: 5.5 to 6 ms on this
+    new 2 MB then stops the server while the kernel zeroes the page: 5.5 to 9 ms on this
     VM, once every 2 MB the data grows, a command of a few microseconds logged as a
-    5 ms stall. `PR_SET_THP_DISABLE` holds across exec (docs/decisions.md)."""
+    stall. `PR_SET_THP_DISABLE` holds across exec (docs/decisions.md)."""
     die_with_parent()
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
