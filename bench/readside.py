@@ -13,8 +13,10 @@ script with the keys and arguments `Log.append` sends (`Log.prepare`, before the
 starts), pipelined on one connection.
 "read model" is when the projector's commit for the update's partition (checkpoint at or
 past its position) reaches a subscriber of the change channel, which the projector
-publishes in the same MULTI as the write; "SSE" is when a `/v1/live` client receives the
-update's event. Both are measured from the moment the append was sent. The issue's
+publishes in the same MULTI as the write: reaches its socket, by the kernel's receive
+stamp, since this process's loop may come round to it later (`bench/resp.py`; the row's
+note gives the p99 as the loop read it too). "SSE" is when a `/v1/live` client receives
+the update's event. Both are measured from the moment the append was sent. The issue's
 case (1,000/s over 2,000 stories) runs three times, pooled, with `appendfsync always`
 (what dateline ships) and again with `everysec` (Redis's default); each row also says
 the longest stalls (fsync, AOF write, fork) the server's latency monitor logged, and
