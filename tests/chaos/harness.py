@@ -56,6 +56,8 @@ from tests.models_help import index_entries
 
 PREFIX, PARTITIONS, STORIES = "chaos", 4, 12
 SOURCE, FEED = "urn:feed:chaos", "chaos"
+BAD_STORY = "Not A Story"
+"""The subject of every fiftieth update a feed sends over HTTP: ingest must refuse it."""
 SERVICES = ("ingest", "validator", "projector", "query")
 FAULTS = (
     "kill-server",
@@ -108,6 +110,8 @@ class Result:
     refused: int
     unknown: int
     lost: list[str]
+    accepted_invalid: list[str]
+    """Updates sent invalid on purpose (`BAD_STORY`) that a feed was told were accepted."""
     duplicated: list[str]
     refused_present: list[str]
     unknown_twice: list[str]
@@ -131,6 +135,7 @@ class Result:
     def ok(self) -> bool:
         return not (
             self.lost
+            or self.accepted_invalid
             or self.duplicated
             or self.refused_present
             or self.unknown_twice
@@ -325,7 +330,7 @@ class Clients:
             while time.monotonic() < until:
                 k += 1
                 bad = k % 50 == 0  # now and then an update that must be refused
-                story = "Not A Story" if bad else self.story()
+                story = BAD_STORY if bad else self.story()
                 op = Op("http", f"h{n}-{k}", story, started=time.monotonic())
                 self.ops.append(op)
                 body = encode(_statement(story, op.id))
@@ -669,7 +674,10 @@ async def check(
         acknowledged=len(acked),
         refused=len(refused),
         unknown=len(unknown),
-        lost=[o.id for o in acked if seen[o.id] == 0],
+        # Not lost, and worse: a refusal the feed was never given (seed 80 met it once, in
+        # an ingest started from a source tree that was being edited under it).
+        lost=[o.id for o in acked if seen[o.id] == 0 and o.story != BAD_STORY],
+        accepted_invalid=[o.id for o in acked if o.story == BAD_STORY],
         duplicated=[i for i, n in seen.items() if n > 1],
         refused_present=[o.id for o in refused if seen[o.id]],
         unknown_twice=[o.id for o in unknown if seen[o.id] > 1],
@@ -779,6 +787,7 @@ def report(result: Result) -> str:
     ]
     for what, found in (
         ("lost", result.lost),
+        ("invalid yet acknowledged", result.accepted_invalid),
         ("duplicated", result.duplicated),
         ("refused yet in the log", result.refused_present),
         ("unknown and in the log twice", result.unknown_twice),
