@@ -113,10 +113,10 @@ async def cluster_log(local_cluster: LocalCluster) -> AsyncIterator[Log]:
 
 
 @contextlib.asynccontextmanager
-async def fresh_log(client: aioredis.Redis) -> AsyncIterator[Log]:
-    """A log under a prefix of its own on `client` (closed after): tests never see each
-    other's keys."""
-    keys = Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
+async def fresh_log(client: aioredis.Redis, keys: Keys | None = None) -> AsyncIterator[Log]:
+    """A log under a prefix of its own on `client` (closed after, its keys removed): tests
+    never see each other's keys. `keys`: a prefix a test must use (its own, likewise)."""
+    keys = keys or Keys(f"t{uuid.uuid4().hex[:12]}", partitions=4)
     log = Log(client, keys)
     await log.check_partitions()
     try:

@@ -3,32 +3,15 @@ what it calls lost, and what it calls an invalid update acknowledged."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import cast
 
 import redis.asyncio as aioredis
 
 from dateline.store.layout import Keys
-from dateline.store.log import Log
 from tests.chaos.harness import BAD_STORY, PARTITIONS, PREFIX, SOURCE, Clients, Op, check
+from tests.conftest import fresh_log
 from tests.factories import encode, update
-
-
-@contextlib.asynccontextmanager
-async def _chaos_log(url: str) -> AsyncIterator[Log]:
-    """The log under the chaos run's own prefix, which the checker reads (removed after)."""
-    client = aioredis.Redis.from_url(url)
-    log = Log(client, Keys(PREFIX, PARTITIONS))
-    await log.check_partitions()
-    try:
-        yield log
-    finally:
-        found = [k async for k in client.scan_iter(match=f"{PREFIX}:*", count=1000)]
-        if found:
-            await client.delete(*found)
-        await client.aclose()
 
 
 def _clients(ops: list[Op]) -> Clients:
@@ -41,7 +24,8 @@ def _clients(ops: list[Op]) -> Clients:
 async def test_an_invalid_update_acknowledged_is_named_so_and_a_missing_one_lost(
     redis_url: str,
 ) -> None:
-    async with _chaos_log(redis_url) as log:
+    # The checker reads the chaos run's own prefix.
+    async with fresh_log(aioredis.Redis.from_url(redis_url), Keys(PREFIX, PARTITIONS)) as log:
         landed = encode(update(subject="chaos-1", id="h1-1", source=SOURCE))
         assert (await log.append([landed]))[0].status == "appended"
         ops = [
