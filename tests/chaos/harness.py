@@ -40,6 +40,8 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+import dateline
+import dateline_schemas
 from dateline.domain import project
 from dateline.ingest.credentials import Credentials
 from dateline.store.connection import connect
@@ -130,6 +132,9 @@ class Result:
     """By the watchdog: the server exited by itself (an AOF it could not write)."""
     store_restarts: int = 0
     """By the watchdog: the store of read models exited by itself."""
+    sources_changed: list[str] = field(default_factory=list)
+    """Files of the services' code that changed while the run went on: a service the run
+    restarted then ran other code than the rest, and the verdict is no one version's."""
 
     @property
     def ok(self) -> bool:
@@ -144,6 +149,7 @@ class Result:
             or self.live_problems
             or self.parked
             or self.server_errors
+            or self.sources_changed
             or (self.load is not None and bool(self.load.problems))
         )
 
@@ -693,6 +699,29 @@ async def check(
     )
 
 
+def sources(*packages: Path) -> dict[str, str]:
+    """Each file of these packages (the code the services import), with when it was last
+    written and its size: an edit undone before the run ends still moved its time (the
+    run of stop 74 met one, 16 s long, in a service it restarted meanwhile)."""
+    return {
+        str(path): f"{stat.st_mtime_ns}:{stat.st_size}"
+        for package in packages
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for stat in (path.stat(),)
+    }
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+
+
+SERVICES_CODE = (Path(dateline.__file__).parent, Path(dateline_schemas.__file__).parent)
+"""What a service started by the run imports: a killed one is started again from it."""
+
+
 async def run(
     seconds: float,
     seed: int,
@@ -703,6 +732,7 @@ async def run(
     apart: bool = True,
 ) -> Result:
     rng = random.Random(seed)
+    code = sources(*SERVICES_CODE)
     system = System(workdir, apart)
     if not apart:
         only = tuple(k for k in only if k not in ON_THE_STORE)
@@ -751,6 +781,7 @@ async def run(
         result.load = load
         result.server_restarts = system.server_restarts
         result.store_restarts = system.store_restarts
+        result.sources_changed = changed(code, sources(*SERVICES_CODE))
         if not system.mounted:
             result.notes.append("not root: no filesystem of its own, so no disk-full faults")
         return result
@@ -795,6 +826,7 @@ def report(result: Result) -> str:
         ("read models unlike a rebuild", result.models_off),
         ("live streams", result.live_problems),
         ("ingest answered 5xx but 503", result.server_errors),
+        ("the services' code changed during the run", result.sources_changed),
     ):
         if found:
             lines.append(f"FAILED {what}: {found[:10]}")

@@ -1,15 +1,28 @@
-"""The chaos run's checker, on a real server (in the default suite: it takes a second):
-what it calls lost, and what it calls an invalid update acknowledged."""
+"""The chaos run's checker (in the default suite: it takes a second): on a real server,
+what it calls lost and what it calls an invalid update acknowledged; and how it sees the
+services' code change under a run."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
 import redis.asyncio as aioredis
 
 from dateline.store.layout import Keys
-from tests.chaos.harness import BAD_STORY, PARTITIONS, PREFIX, SOURCE, Clients, Op, check
+from tests.chaos.harness import (
+    BAD_STORY,
+    PARTITIONS,
+    PREFIX,
+    SOURCE,
+    Clients,
+    Op,
+    changed,
+    check,
+    sources,
+)
 from tests.conftest import fresh_log
 from tests.factories import encode, update
 
@@ -40,3 +53,24 @@ async def test_an_invalid_update_acknowledged_is_named_so_and_a_missing_one_lost
     assert result.accepted_invalid == ["h1-50"]
     assert result.refused_present == []
     assert not result.ok
+
+
+def test_a_file_of_the_services_code_changed_added_or_removed_is_named(tmp_path: Path) -> None:
+    package = tmp_path / "dateline"
+    (package / "__pycache__").mkdir(parents=True)
+    for name in ("kept.py", "edited.py", "removed.py", "undone.py"):
+        (package / name).write_text(f"# {name}\n")
+    before = sources(package)
+    (package / "edited.py").write_text("# edited under a running chaos run\n")
+    undone = package / "undone.py"
+    undone.write_text("# undone.py\n")  # written again as it was, a moment later:
+    later = undone.stat().st_mtime_ns + 5_000_000  # (the clock files are stamped by is coarse)
+    os.utime(undone, ns=(later, later))
+    (package / "added.py").write_text("")
+    (package / "removed.py").unlink()
+    (package / "__pycache__" / "kept.cpython-311.pyc").write_bytes(b"compiled")
+
+    assert changed(before, sources(package)) == [
+        str(package / name) for name in ("added.py", "edited.py", "removed.py", "undone.py")
+    ]
+    assert changed(before, before) == []
