@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import msgspec
+from tests.e2e.processes import SERVICES_CODE, changed, sources
 
 from bench import (
     cluster,
@@ -55,16 +56,23 @@ def one(name: str, quick: bool, rows_to: Path) -> None:
     rows_to.write_bytes(msgspec.json.encode(report.rows))
 
 
-def main(names: list[str], quick: bool, out: Path = RESULTS) -> None:
+def main(names: list[str], quick: bool, out: Path = RESULTS) -> int:
     report = Report()
+    code = sources(*SERVICES_CODE)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             rows = Path(tmp) / f"{name}.json"
             command = [sys.executable, "-m", "bench", "--only", name, "--rows-to", str(rows)]
             subprocess.run([*command, *(["--quick"] if quick else [])], check=True)
             report.rows += msgspec.json.decode(rows.read_bytes(), type=list[Row])
+    # Each module, and each service it starts, imports the tree as it is then.
+    report.code_changed = changed(code, sources(*SERVICES_CODE))
     json_path, md_path = report.write(out)
     print(f"\nwrote {json_path} and {md_path}")
+    if report.code_changed:
+        print(f"the services' code changed during the run: {report.code_changed[:10]}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
@@ -85,4 +93,4 @@ if __name__ == "__main__":
         one(args.only, args.quick, args.rows_to)
     else:
         names = [args.only] if args.only else [_name(b) for b in BENCHMARKS]
-        main(names, args.quick, args.out)
+        sys.exit(main(names, args.quick, args.out))

@@ -32,6 +32,9 @@ class Row:
 @dataclass
 class Report:
     rows: list[Row] = field(default_factory=list)
+    code_changed: list[str] = field(default_factory=list)
+    """Files of the services' code written while the run went on: its figures are then
+    of more than one version of it, and the results say so first."""
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -48,12 +51,23 @@ class Report:
             "machine": platform.machine(),
         }
         json_path = out / "results.json"
+        if self.code_changed:
+            meta["code_changed"] = ", ".join(self.code_changed)
         json_path.write_bytes(
             msgspec.json.format(msgspec.json.encode({"meta": meta, "rows": self.rows}), indent=2)
         )
         lines = [
             f"Benchmarks, {meta['when']}, Python {meta['python']} on {meta['machine']}",
             "",
+        ]
+        if self.code_changed:
+            lines += [
+                "**The services' code changed during this run** (a file written: "
+                f"{', '.join(self.code_changed[:10])}): its figures are of more than one "
+                "version of it.",
+                "",
+            ]
+        lines += [
             "| benchmark | case | value | unit | ratio | against | note |",
             "|---|---|---:|---|---:|---|---|",
         ]

@@ -40,8 +40,6 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-import dateline
-import dateline_schemas
 from dateline.domain import project
 from dateline.ingest.credentials import Credentials
 from dateline.store.connection import connect
@@ -52,7 +50,7 @@ from dateline.store.log import Log
 from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
 from tests.chaos.proxy import Proxy
-from tests.e2e.processes import DATELINE
+from tests.e2e.processes import DATELINE, SERVICES_CODE, changed, sources
 from tests.factories import encode, update
 from tests.models_help import index_entries
 
@@ -697,29 +695,6 @@ async def check(
         notes=list(clients.notes),
         server_errors=list(clients.server_errors),
     )
-
-
-def sources(*packages: Path) -> dict[str, str]:
-    """Each file of these packages (the code the services import), with when it was last
-    written and its size: an edit undone before the run ends still moved its time (the
-    run of stop 74 met one, 16 s long, in a service it restarted meanwhile)."""
-    return {
-        str(path): f"{stat.st_mtime_ns}:{stat.st_size}"
-        for package in packages
-        for path in sorted(package.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
-        for stat in (path.stat(),)
-    }
-
-
-def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return sorted(
-        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
-    )
-
-
-SERVICES_CODE = (Path(dateline.__file__).parent, Path(dateline_schemas.__file__).parent)
-"""What a service started by the run imports: a killed one is started again from it."""
 
 
 async def run(

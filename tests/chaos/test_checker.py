@@ -19,11 +19,10 @@ from tests.chaos.harness import (
     SOURCE,
     Clients,
     Op,
-    changed,
     check,
-    sources,
 )
 from tests.conftest import fresh_log
+from tests.e2e.processes import changed, sources
 from tests.factories import encode, update
 
 

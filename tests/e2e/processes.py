@@ -16,9 +16,36 @@ from pathlib import Path
 
 import httpx
 
+import dateline
+import dateline_schemas
 from tests.ports import worker_share
 
 DATELINE = Path(sys.executable).parent / "dateline"
+
+
+def sources(*packages: Path) -> dict[str, str]:
+    """Each file of these packages (the code the services import), with when it was last
+    written and its size: an edit undone before the run ends still moved its time (a chaos
+    run met one, 16 s long, in a service it restarted meanwhile)."""
+    return {
+        str(path): f"{stat.st_mtime_ns}:{stat.st_size}"
+        for package in packages
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for stat in (path.stat(),)
+    }
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+
+
+SERVICES_CODE = (Path(dateline.__file__).parent, Path(dateline_schemas.__file__).parent)
+"""What a process started from `DATELINE` imports, as it is when it starts: a run that
+starts services as it goes (the chaos run's restarts, the bench's modules) and met an
+edit of it ran more than one version of the code."""
 
 
 TEST_PORTS = range(10_000, 20_000)
