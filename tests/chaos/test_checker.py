@@ -62,8 +62,10 @@ def test_a_file_of_the_services_code_changed_added_or_removed_is_named(tmp_path:
     before = sources(package)
     (package / "edited.py").write_text("# edited under a running chaos run\n")
     undone = package / "undone.py"
-    undone.write_text("# undone.py\n")  # written again as it was, a moment later:
-    later = undone.stat().st_mtime_ns + 5_000_000  # (the clock files are stamped by is coarse)
+    undone.write_text("# undone.py\n")  # written again as it was
+    # ...a moment later: the kernel stamps a write by a clock of a few milliseconds' grain,
+    # which a test's writes in a row may not leave.
+    later = undone.stat().st_mtime_ns + 5_000_000
     os.utime(undone, ns=(later, later))
     (package / "added.py").write_text("")
     (package / "removed.py").unlink()
