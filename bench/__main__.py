@@ -28,6 +28,7 @@ from bench import (
     log_append,
     projection,
     readside,
+    rings,
     wakes,
 )
 from bench.harness import RESULTS, Report, Row
@@ -40,6 +41,7 @@ BENCHMARKS = [
     readside.run,
     deliver.run,
     cluster.run,
+    rings.run,
     instructions.run,
 ]
 

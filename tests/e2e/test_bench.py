@@ -1,6 +1,6 @@
 """The benchmark harness runs and writes its results (figures are not asserted here).
 
-In the slow group: a quick run of every benchmark takes two to three minutes (the
+In the slow group: a quick run of every benchmark takes three to four minutes (the
 instruction counts, under valgrind where it is installed, 40 s of them), and `.ci/run` runs
 the group after the default suite."""
 
@@ -34,6 +34,7 @@ def test_bench_quick_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "Log.append_stream, fsync always" in cases
     assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
     assert any(c.startswith("dateline migrate: one server") for c in cases)
+    assert "projector on a cluster, 300 updates/s: CPU an update, waiting for rings" in cases
     if len(os.sched_getaffinity(0)) >= 2:  # what a wake costs, across two cores against one
         assert "CPU a round trip between two processes on two cores (two wakes)" in cases
     assert all(r["value"] > 0 for r in rows)
