@@ -391,9 +391,10 @@ class Runner:
         return next((p.delivered for p in self.owned.values() if p.stream == stream), None)
 
     async def _poll_pause(self, done: int) -> None:
-        """After a cycle on a cluster: none after one that found work, else a pause that
-        doubles while nothing comes (`POLL_S`): idle, a partition is read 40 times a
-        second, and an update waits 25 ms at most before it is read."""
+        """After a cycle on a cluster, for a runner with no waiters (a rebuild's catch-up):
+        none after one that found work, else a pause that doubles while nothing comes
+        (`POLL_S`): idle, a partition is read 40 times a second, and an update waits 25 ms
+        at most before it is read."""
         if done:
             self._pause = POLL_S[0]
             return
