@@ -2,14 +2,14 @@
 (`runtime/wakes.py`) against polling them as it did before, same run, alternated.
 
 The log on a local cluster (3 masters, a replica each, `appendfsync always`, 8
-partitions). The projector runs in a process of its own (`create_app` and its runner, as
-`dateline projector` runs them), with its waiters, or with none (`Runner.wakes` None: a
-read of every partition, then pauses of 1 ms doubling to 25, until one finds work).
-This process appends one update a call at a fixed rate over 200 stories, and hears each
-commit's ring on the partitions' sharded channels (a thread a node, the kernel's
-arrival as the loop reads it): "to the ring" is from the append's send to the ring of
-a commit at or past its position. Idle, the projector's CPU a second with nothing
-appended.
+partitions). The projector runs in a process of its own (`create_app`, its runner and
+the collector's tuning, as `dateline projector` runs them), with its waiters, or with
+none (`Runner.wakes` None: a read of every partition, then pauses of 1 ms doubling to
+25, until one finds work). This process appends one update a call at a fixed rate over
+200 stories, and hears each commit's ring on the partitions' sharded channels (a thread
+a node, the time its loop reads it): "to the ring" is from the append's send to the
+ring of a commit at or past its position. Idle, the projector's CPU a second with
+nothing appended.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bench.readside import _update
 from dateline.cli.common import run_on_uvloop
 from dateline.domain.positions import stream_id
 from dateline.projector.app import create_app
+from dateline.runtime.heap import tune_collector
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
 from dateline.store.log import Log
@@ -53,6 +54,7 @@ def _project(url: str, prefix: str, rings: bool, logs: Path) -> None:
         app = await create_app(Settings(None, Path("."), prefix, 8), url, consumer="bench")
         if not rings:
             app.runner.wakes = None
+        tune_collector()  # as `dateline projector` runs
         await app.run(asyncio.Event())
 
     run_on_uvloop(main())
