@@ -120,15 +120,14 @@ class Wakes:
             left = deadline - time.monotonic()
             if left <= 0:
                 return set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._bell.wait(), left)
+            await _within(self._bell, left)
 
     async def close(self) -> None:
+        """Stop every waiter, and wait until they have (their blocked reads dropped)."""
         tasks = list(self._tasks.values())
         self.follow(())
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _past(self, stream: str, entry: str) -> bool:
         read = self.since(stream)
@@ -138,9 +137,9 @@ class Wakes:
         pause = RETRY_S[0]
         seen: str | None = None
         failing = False
-        while time.monotonic() - self._looked < LEFT_S:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._armed.wait(), LEFT_S)
+        me = asyncio.current_task()
+        while self._tasks.get(stream) is me and time.monotonic() - self._looked < LEFT_S:
+            await _within(self._armed, LEFT_S)
             if not self._armed.is_set():
                 continue
             try:
@@ -151,13 +150,16 @@ class Wakes:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: counted out, the runner polls meanwhile
-                self._watching.discard(stream)
+                if self._tasks.get(stream) is me:
+                    self._watching.discard(stream)
                 if not failing:  # once, not at every try
                     failing = True
                     _failed(stream, exc)
                 await asyncio.sleep(pause)
                 pause = min(RETRY_S[1], pause * 2)
                 continue
+            if self._tasks.get(stream) is not me:
+                break  # let go while it waited
             self._watching.add(stream)
             if failing:
                 failing = False
@@ -172,9 +174,9 @@ class Wakes:
             self._rung[stream] = entry
             self.rings += 1
             self._bell.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(read.wait(), LEFT_S)
-        self._watching.discard(stream)
+            await _within(read, LEFT_S)
+        if self._tasks.get(stream) is me:
+            self._watching.discard(stream)
 
     async def _start(self, stream: str, seen: str | None) -> str:
         """Where a wait starts: past what the runner read, and what this waiter saw."""
@@ -194,6 +196,15 @@ class Wakes:
                 last = found["last-delivered-id"]
                 return last.decode() if isinstance(last, bytes) else str(last)
         return "0-0"  # no group yet: everything is new
+
+
+async def _within(event: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` is set, or `seconds` have passed. Not `asyncio.wait_for`, which
+    on Python 3.11 can lose a cancellation that comes as the event is set: a waiter
+    stopped that way went on waiting, and `close` with it, until `LEFT_S` ran out."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _failed(stream: str, exc: Exception) -> None:
