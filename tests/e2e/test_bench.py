@@ -1,6 +1,6 @@
 """The benchmark harness runs and writes its results (figures are not asserted here).
 
-In the slow group: a quick run of every benchmark takes three to four minutes (the
+In the slow group: a quick run of every benchmark takes four to five minutes (the
 instruction counts, under valgrind where it is installed, 40 s of them), and `.ci/run` runs
 the group after the default suite."""
 
