@@ -57,6 +57,7 @@ from dateline.projector.plan import (
 )
 from dateline.projector.warmth import FOUND, KEEP_SETTING, Warmth
 from dateline.runtime import Delivery
+from dateline.runtime.groups import last_delivered
 from dateline.runtime.metrics import BATCH_SECONDS, DROPPED, PROJECTED, STATES
 from dateline.runtime.runner import StoreBehind
 from dateline.store import functions, scripts
@@ -399,7 +400,7 @@ class ProjectorHandler:
             checkpoints = self.models.region(n).checkpoint
             mark = await self.views.hget(checkpoints, str(n))
             at = None if mark is None else cast(bytes, mark).decode()
-            delivered = await self._last_delivered(stream)
+            delivered = await last_delivered(self.client, stream, self.group)
             behind = delivered is not None and (at is None or stream_id(at) < stream_id(delivered))
             if at is None:
                 self.landed.pop(n, None)
@@ -441,14 +442,6 @@ class ProjectorHandler:
             at is None or stream_id(at.decode()) < stream_id(last)
             for (_, last), at in zip(landed, found, strict=True)
         )
-
-    async def _last_delivered(self, stream: str) -> str | None:
-        """The group's last-delivered id in `stream`; None if it delivered nothing."""
-        for info in await self.client.xinfo_groups(stream):
-            if info["name"] == self.group.encode():
-                last = info["last-delivered-id"].decode()
-                return None if last == "0-0" else str(last)
-        return None
 
     async def settle(self, streams: dict[int, str], names: dict[int, str] | None = None) -> None:
         """The runner parked entries of these partitions (`{partition: stream}`), or a

@@ -22,6 +22,18 @@ async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
             raise
 
 
+async def last_delivered(client: aioredis.Redis, stream: str, group: str) -> str | None:
+    """The group's last-delivered id in `stream` (`XINFO GROUPS`); None if it delivered
+    nothing, or there is no such group."""
+    for info in await client.xinfo_groups(stream):
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else str(name)) == group:
+            last = info["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else str(last)
+            return None if last == "0-0" else last
+    return None
+
+
 async def read(
     client: aioredis.Redis,
     group: str,

@@ -32,6 +32,7 @@ import structlog
 from redis.exceptions import NoPermissionError
 
 from dateline.domain.positions import stream_id
+from dateline.runtime import groups
 
 log = structlog.get_logger("dateline.runtime")
 
@@ -181,21 +182,11 @@ class Wakes:
     async def _start(self, stream: str, seen: str | None) -> str:
         """Where a wait starts: past what the runner read, and what this waiter saw."""
         known = self.since(stream)
-        if known is None:
-            known = await self._delivered(stream)
+        if known is None:  # no group yet, or nothing delivered: everything is new
+            known = await groups.last_delivered(self.client, stream, self.group) or "0-0"
         if seen is not None and stream_id(seen) > stream_id(known):
             return seen
         return known
-
-    async def _delivered(self, stream: str) -> str:
-        """How far the group delivered the stream (its `last-delivered-id`)."""
-        groups: list[dict[str, Any]] = await self.client.xinfo_groups(stream)
-        for found in groups:
-            name = found.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) == self.group:
-                last = found["last-delivered-id"]
-                return last.decode() if isinstance(last, bytes) else str(last)
-        return "0-0"  # no group yet: everything is new
 
 
 async def _within(event: asyncio.Event, seconds: float) -> None:
