@@ -231,7 +231,7 @@ def _statement(state: StoryState, update: StatementMade, time: str) -> Written:
     The write is the arm's last step that can fail: what it returns is all it did to the
     statements."""
     d = update.data
-    key = statement_key(d.speaker, d.text, update.time)
+    key = statement_key(d.speaker, d.text, time)
     first = state.statement_keys.get(key)
     if first is not None and update.source not in state.statements[first].sources:
         # Rule 3: the same words, the same speaker, the same day, another source.
