@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.exceptions import NoPermissionError
 from structlog.testing import capture_logs
 
@@ -106,6 +107,7 @@ async def test_a_partition_whose_waiter_fails_is_polled_until_it_is_back(
         await settle(app)
         wakes = await watched(app)
         streams = [p.stream for p in app.runner.owned.values()]
+        before = polled(wakes)  # the process's: other runners of this group count too
 
         async def refused(*_: Any, **__: Any) -> Any:
             raise NoPermissionError("this user has no permissions to run the 'xread' command")
@@ -116,6 +118,7 @@ async def test_a_partition_whose_waiter_fails_is_polled_until_it_is_back(
             await app.runner.step()
             await asyncio.sleep(0.1)
             assert wakes.unwatched(streams) == set(streams)
+            assert polled(wakes) == before + len(streams), "an SRE's gauge counts them"
             await settle(app)
             app.runner._pause = 3600.0
             waits = spy_waits(wakes, monkeypatch)
@@ -134,9 +137,15 @@ async def test_a_partition_whose_waiter_fails_is_polled_until_it_is_back(
             while len(_back(logs)) < len(streams) and time.monotonic() < deadline:
                 await app.runner.step()
         assert _back(logs) == set(streams)
+        assert polled(wakes) == before
     finally:
         await app.runner.release_all()
         await app.client.aclose()
+
+
+def polled(wakes: Wakes) -> float:
+    """`dateline_partitions_polled` of the runner's group, as `/metrics` shows it."""
+    return REGISTRY.get_sample_value("dateline_partitions_polled", {"group": wakes.group}) or 0.0
 
 
 def _back(logs: list[MutableMapping[str, Any]]) -> set[str]:

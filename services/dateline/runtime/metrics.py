@@ -56,6 +56,12 @@ LAG_SECONDS = Gauge(
     ["partition"],
 )
 PENDING = Gauge("dateline_pending_updates", "Delivered, not yet acknowledged.", ["partition"])
+POLLED = Gauge(
+    "dateline_partitions_polled",
+    "Partitions a runner on a cluster polls because their waiter failed (0: every one it "
+    "holds rings it; runtime/wakes.py), by consumer group.",
+    ["group"],
+)
 PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
 AOF_BYTES = Gauge(
     "dateline_server_aof_bytes",

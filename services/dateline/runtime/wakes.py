@@ -33,6 +33,7 @@ from redis.exceptions import NoPermissionError
 
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
+from dateline.runtime.metrics import POLLED
 
 log = structlog.get_logger("dateline.runtime")
 
@@ -61,6 +62,8 @@ class Wakes:
         self.client, self.group, self.since = client, group, since
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._watching: set[str] = set()
+        self._failing: set[str] = set()
+        """Streams whose waiter's last try failed: `dateline_partitions_polled`."""
         self._rung: dict[str, str] = {}
         self._read: dict[str, asyncio.Event] = {}
         self._bell = asyncio.Event()
@@ -80,6 +83,7 @@ class Wakes:
         for stream in self._tasks.keys() - wanted:
             self._tasks.pop(stream).cancel()
             self._watching.discard(stream)
+            self._mend(stream)
             self._rung.pop(stream, None)
             self._read.pop(stream, None)
         for stream in wanted - self._tasks.keys():
@@ -153,6 +157,7 @@ class Wakes:
             except Exception as exc:  # any failure: counted out, the runner polls meanwhile
                 if self._tasks.get(stream) is me:
                     self._watching.discard(stream)
+                    self._fail(stream)
                 if not failing:  # once, not at every try
                     failing = True
                     _failed(stream, exc)
@@ -163,6 +168,7 @@ class Wakes:
                 break  # let go while it waited
             self._watching.add(stream)
             if failing:
+                self._mend(stream)
                 failing = False
                 log.info("partition waiter back; rings again", stream=stream)
             pause = RETRY_S[0]
@@ -178,6 +184,18 @@ class Wakes:
             await _within(read, LEFT_S)
         if self._tasks.get(stream) is me:
             self._watching.discard(stream)
+
+    def _fail(self, stream: str) -> None:
+        # Counted up and down, not set: the gauge is the process's, and a test's process
+        # holds runners of the same group side by side.
+        if stream not in self._failing:
+            self._failing.add(stream)
+            POLLED.labels(self.group).inc()
+
+    def _mend(self, stream: str) -> None:
+        if stream in self._failing:
+            self._failing.discard(stream)
+            POLLED.labels(self.group).dec()
 
     async def _start(self, stream: str, seen: str | None) -> str:
         """Where a wait starts: past what the runner read, and what this waiter saw."""
