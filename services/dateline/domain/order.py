@@ -47,7 +47,12 @@ def fold_text(text: str) -> str:
     # Every character `split` splits on but the space is a control or a separator, which
     # `isprintable` refuses: a printable text with single inner spaces is folded already,
     # and the split and join, two thirds of this function's time, would copy it as it is.
-    if folded.isprintable() and "  " not in folded and folded[:1] != " " != folded[-1:]:
+    if (
+        folded.isprintable()
+        and "  " not in folded
+        and not folded.startswith(" ")
+        and not folded.endswith(" ")
+    ):
         return folded
     return " ".join(folded.split())
 

@@ -167,8 +167,8 @@ class Wakes:
             if self._tasks.get(stream) is not me:
                 break  # let go while it waited
             self._watching.add(stream)
+            self._mend(stream)  # also a failure a waiter before it left (`LEFT_S`) counted
             if failing:
-                self._mend(stream)
                 failing = False
                 log.info("partition waiter back; rings again", stream=stream)
             pause = RETRY_S[0]
