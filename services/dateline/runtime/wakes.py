@@ -160,7 +160,7 @@ class Wakes:
                     self._fail(stream)
                 if not failing:  # once, not at every try
                     failing = True
-                    _failed(stream, exc)
+                    _warn_failing(stream, exc)
                 await asyncio.sleep(pause)
                 pause = min(RETRY_S[1], pause * 2)
                 continue
@@ -216,7 +216,7 @@ async def _within(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
-def _failed(stream: str, exc: Exception) -> None:
+def _warn_failing(stream: str, exc: Exception) -> None:
     hint = (
         "grant the service's Redis user +xread and +xinfo|groups (deploy/users.acl)"
         if isinstance(exc, NoPermissionError)
