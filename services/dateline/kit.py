@@ -64,7 +64,13 @@ from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
-from dateline.store.connection import UNREACHABLE, cluster_mode, find_keys_locally, open_client
+from dateline.store.connection import (
+    UNREACHABLE,
+    cluster_mode,
+    find_keys_locally,
+    open_client,
+    write_refusal,
+)
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import log_keys, story_or_none
@@ -417,18 +423,35 @@ class DatelineLog:
         # a batch handler does not, and the retry finds it one entry at a time.
         culprit = entries[0] if at is None else entries[at]
         # A failure counts towards parking the update only when it is known to be this
-        # update's, and the server was reachable: an outage is no fault of the update.
-        counts = (at is not None or len(entries) == 1) and not isinstance(exc, UNREACHABLE)
-        attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
-        log.error(
-            "handler failed; retrying from this update",
-            group=self.group,
-            position=culprit.position,
-            story=_story(culprit),
-            attempt=attempts or None,
-            error=repr(exc),
-            exc_info=exc,
+        # update's, and the server was reachable and took writes: an outage, or a store
+        # out of memory or disk (on a cluster, the outbox's node, not the dead letters'),
+        # is no fault of the update, and parking it would leave it behind for good.
+        refusal = write_refusal(exc)
+        counts = (
+            (at is not None or len(entries) == 1)
+            and not isinstance(exc, UNREACHABLE)
+            and refusal is None
         )
+        attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
+        if refusal is not None:  # the server's state, until ops act: one line, no traceback
+            log.warning(
+                "a server refuses writes; retrying from this update, not counted against it",
+                group=self.group,
+                position=culprit.position,
+                story=_story(culprit),
+                refusal=refusal,
+                error=str(exc),
+            )
+        else:
+            log.error(
+                "handler failed; retrying from this update",
+                group=self.group,
+                position=culprit.position,
+                story=_story(culprit),
+                attempt=attempts or None,
+                error=repr(exc),
+                exc_info=exc,
+            )
         if attempts >= self.max_attempts:
             trace = "".join(traceback.format_exception(exc))
             await self._dead.park([Parking(self._delivery(partition, culprit), repr(exc), trace)])

@@ -9,9 +9,12 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import cast
 
 import pytest
+import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from dateline.domain.positions import stream_id
 from dateline.kit import Batch, DatelineLog
@@ -20,6 +23,7 @@ from dateline.store.deadletters import DeadLetters
 from dateline.store.log import Log
 from dateline_schemas import Update
 from dateline_schemas.story import StoryOpened
+from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 from tests.raw import entries_of
@@ -421,3 +425,61 @@ async def test_discarding_a_story_drops_its_redrive_request_too(log: Log, url: s
     assert dropped.returncode == 0, dropped.stderr
     assert (await dead.entries(), await dead.parked()) == ([], {})
     assert await dead.redrive_state("a-story") is None  # no app will meet a stale request
+
+
+@pytest.fixture(scope="module")
+def handlers_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of a kit app's own, where its handler writes (as the delivery service's
+    fan-out writes an outbox, on a cluster another node than the dead letters')."""
+    server = start_server(VALKEY, tmp_path_factory.mktemp("handlers"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "refusal"),
+    [("maxmemory", "1", "OOM"), ("min-replicas-to-write", "1", "NOREPLICAS")],
+    ids=["out-of-memory", "too-few-replicas"],
+)
+async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
+    log: Log, url: str, handlers_store: str, setting: str, value: str, refusal: str
+) -> None:
+    """The handler's store refuses every write for a while: the server's state, not the
+    update's fault. The app retries in order, many times past `max_attempts`, parks
+    nothing, and handles the update once the store takes writes again."""
+    store = aioredis.Redis.from_url(handlers_store)
+    kit = kit_for(log, url)  # max_attempts=3
+    tries: list[str] = []
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        tries.append(u.id)
+        await store.set(f"{log.keys.prefix}:{u.id}", u.subject)
+        seen.append(u.id)
+
+    was = cast(str, (await store.config_get(setting))[setting])  # values come as text
+    await store.config_set(setting, value)
+    app = kit.app()
+    await app.start()
+    try:
+        with capture_logs() as logs:
+            await log.append([statement("a-story", "s1"), statement("a-story", "s2")])
+            await until(lambda: len(tries) >= 4 * 3)
+        assert seen == []
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        assert (await dead.entries(), await dead.parked()) == ([], {})
+        said = [x for x in logs if x["event"].startswith("a server refuses writes")]
+        assert said and all(x["refusal"] == refusal for x in said), logs
+        assert not [x for x in logs if x["event"] == "update parked"]
+        await store.config_set(setting, was)  # ops made room
+        await until(lambda: len(seen) == 2)
+        assert seen == ["a-story-s1", "a-story-s2"]  # in order, each once
+        await until(_zero(log))
+        assert (await dead.entries(), await dead.parked()) == ([], {})
+    finally:
+        await store.config_set(setting, was)
+        await app.stop()
+        await store.aclose()

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -188,9 +188,16 @@ async def test_streams_whose_clients_left_at_once_are_reclaimed_once(
     assert reclaims[0]["streams"] >= 6 and reclaims[0]["collected"] > 0
 
 
-async def test_a_full_server_refuses_with_a_503_and_writes_nothing(
-    server: EmbeddedRedis,
+@pytest.mark.parametrize(
+    ("setting", "kind", "retry_after"),
+    [("maxmemory", "server-full", "30"), ("min-replicas-to-write", "refusing-writes", "1")],
+    ids=["full", "too-few-replicas"],
+)
+async def test_a_server_refusing_writes_answers_a_503_and_writes_nothing(
+    server: EmbeddedRedis, setting: str, kind: str, retry_after: str
 ) -> None:
+    """Over its maxmemory (noeviction), or short of the replicas its
+    `min-replicas-to-write` asks for: the feed is told to send again, not that we broke."""
     cfg = settings_for(server)
     admin = aioredis.Redis.from_url(server.url)
     token = await Credentials(admin, cfg.prefix).add("wire-a", SOURCE)
@@ -198,14 +205,17 @@ async def test_a_full_server_refuses_with_a_503_and_writes_nothing(
     headers = {"content-type": "application/cloudevents+json", "authorization": f"Bearer {token}"}
     body = statement("a-story", "s1")
     async with AsyncTestClient(app=ingest_app(cfg, server.url)) as http:
+        was = cast(str, (await admin.config_get(setting))[setting])  # values come as text
         used = int((await admin.info("memory"))["used_memory"])
-        await admin.config_set("maxmemory", used // 2)  # full, as a server at its limit is
+        # Full, as a server at its limit is; or wanting a replica it does not have.
+        await admin.config_set(setting, used // 2 if setting == "maxmemory" else 1)
         try:
             full = await http.post("/v1/updates", content=body, headers=headers)
         finally:
-            await admin.config_set("maxmemory", 0)
-        assert full.status_code == 503
-        assert full.headers["retry-after"] == "30"
+            await admin.config_set(setting, was)
+        assert full.status_code == 503, full.text
+        assert full.json()["type"] == f"urn:dateline:problem:{kind}"
+        assert full.headers["retry-after"] == retry_after
         assert "was not written" in full.json()["detail"]
         assert "same id" in full.json()["detail"]
         log = Log(admin, Keys(cfg.prefix, PARTITIONS))

@@ -50,8 +50,8 @@ def redis_command(cluster: bool, masters: int, replicas: int) -> None:
     server of its own on a port of its own, and prints the URL of one (any node finds
     the others). A node that exits (a crash, a SIGKILL) is started again within a
     second and rejoins its shard. Started again on the same data directory, the same
-    cluster comes back. The dateline services do not run on a cluster yet: they say so
-    and stop.
+    cluster comes back. Every dateline service and command runs on it: set REDIS_URL
+    to the URL it prints (docs/scaling.md).
     """
     cfg = settings()
     if cfg.redis_url:

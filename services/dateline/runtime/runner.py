@@ -27,7 +27,7 @@ from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
 from dateline.runtime.wakes import Wakes
-from dateline.store.connection import UNREACHABLE, is_cluster, sent
+from dateline.store.connection import UNREACHABLE, is_cluster, sent, write_refusal
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
@@ -716,6 +716,13 @@ class Runner:
             log.error("cannot append; will retry it", **where, error=str(exc))
         elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
             log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
+        elif refused := write_refusal(exc):  # out of memory or disk, too few replicas
+            log.error(
+                "a server refuses writes; will retry the batch",
+                **where,
+                refusal=refused,
+                error=str(exc),
+            )
         elif isinstance(exc, StoreBehind):  # a crash of the handler's store: resumed
             log.warning("the handler's store lost writes; resuming", **where, error=str(exc))
         else:

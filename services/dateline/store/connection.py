@@ -34,6 +34,8 @@ from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
     ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -56,6 +58,42 @@ UNREACHABLE: tuple[type[Exception], ...] = (
 BusyLoadingError is a ConnectionError), or while a cluster finds its feet after losing a
 node (a shard without a master, a slot not covered yet): the services wait it out, and
 say so."""
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """A server that answers but refuses every write for now: over its `maxmemory`
+    (`OOM`, under noeviction), unable to write its AOF (`MISCONF`: a full disk), short
+    of the replicas its `min-replicas-to-write` asks for (`NOREPLICAS`), or a replica
+    (`READONLY`). The server's state, not the command's fault: the same write goes
+    through once ops made room or the replicas are back, so it is retried, never held
+    against an update (the kit parks nothing for it) nor answered as a bug (a 503)."""
+    return write_refusal(exc) is not None
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """`refuses_writes` until ops make room: out of memory, or of disk."""
+    return write_refusal(exc) in ("OOM", "MISCONF")
+
+
+def write_refusal(exc: BaseException) -> str | None:
+    """The error code of a refusal `refuses_writes` means (`OOM`, ...), else None."""
+    if isinstance(exc, OutOfMemoryError):  # redis-py took the code off these two
+        return "OOM"
+    if isinstance(exc, ReadOnlyError):
+        return "READONLY"
+    if not isinstance(exc, ResponseError):
+        return None
+    text = str(exc)
+    # Redis 6 wraps an error a script's call met: "Error running script (call to f_...):
+    # @user_script:12: -OOM command not allowed ..." (redis-py took "ERR" off); Redis 7
+    # and Valkey pass the call's own error on.
+    if text.startswith("Error running script"):
+        text = text.partition(": -")[2]
+    code = text.split(" ", 1)[0]
+    return code if code in _REFUSALS else None
+
+
+_REFUSALS = ("OOM", "MISCONF", "NOREPLICAS", "READONLY")
 
 
 LARGE = 16_384

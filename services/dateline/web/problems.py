@@ -24,7 +24,6 @@ from litestar.types import (
 )
 from redis.exceptions import (
     ClusterDownError,
-    OutOfMemoryError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -32,6 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dateline.store.connection import out_of_room, refuses_writes
 from dateline.web.ready import Ready
 
 PROBLEM = "application/problem+json"
@@ -127,6 +127,11 @@ FULL = {
     "ingest": "the log's server is out of memory (its maxmemory) or cannot write its disk; "
     "this update was not written. Send it again, with the same id, once ops made room",
 }
+REFUSING = {
+    "ingest": "the log's server refuses writes for now (too few replicas for its "
+    "min-replicas-to-write, or it is a replica); this update was not written. Send it "
+    "again, with the same id, shortly",
+}
 UNAVAILABLE = {
     "ingest": "the log's server cannot be reached; this update may or may not be in the "
     "log. Sending it again with the same id is safe: a duplicate is accepted once",
@@ -155,20 +160,25 @@ def unavailable(service: str) -> Handler:
 
 
 def full_or_unhandled(service: str) -> Handler:
-    """A server over its `maxmemory` refuses writes (`-OOM`, noeviction): nothing was
-    written, and a 503 says so. Any other error reply is a bug: `unhandled`."""
+    """A server that refuses writes for now (`connection.refuses_writes`): over its
+    `maxmemory` (`-OOM`, noeviction) or failing its AOF (`-MISCONF`), till ops make room;
+    short of replicas (`-NOREPLICAS`) or a replica (`-READONLY`), till they are back.
+    Nothing was written, and a 503 says so. Any other error reply is a bug: `unhandled`."""
     log = structlog.get_logger(f"dateline.{service}")
     other = unhandled(service)
-    detail = FULL.get(service, "Redis is out of memory; ask again once ops made room")
+    full = FULL.get(service, "Redis is out of memory; ask again once ops made room")
+    refusing = REFUSING.get(service, "Redis refuses writes for now; ask again shortly")
 
     def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        # MISCONF: the server cannot write its AOF (a full disk) and refuses writes.
-        if not isinstance(exc, OutOfMemoryError) and not str(exc).startswith("MISCONF"):
+        if not refuses_writes(exc):
             return other(request, exc)
-        log.error("Redis out of memory; answered 503", path=request.url.path, error=str(exc))
+        if out_of_room(exc):
+            said, kind, detail, retry = "out of memory", "server-full", full, FULL_RETRY_AFTER_S
+        else:
+            said, kind, detail, retry = "refuses writes", "refusing-writes", refusing, RETRY_AFTER_S
+        log.error(f"Redis {said}; answered 503", path=request.url.path, error=str(exc))
         return respond(
-            Problem(urn("server-full"), "Service unavailable", 503, detail),
-            {"Retry-After": str(FULL_RETRY_AFTER_S)},
+            Problem(urn(kind), "Service unavailable", 503, detail), {"Retry-After": str(retry)}
         )
 
     return handler
