@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
+from tests.conftest import VALKEY, start_server
+from tests.e2e.processes import free_port
 from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,3 +200,42 @@ def test_publish_needs_editor_to_correct_another_sources_update(env: dict[str, s
     story = json.loads(run(env, "story", "rule-five", "--json").stdout)
     assert story["statements"]["s1"]["text"] == "No typo"
     assert story["corrections"][0]["source"] == "urn:feed:desk"
+
+
+def test_a_server_that_cannot_be_reached_is_said_in_one_line(env: dict[str, str]) -> None:
+    """Where redis-py's frames were a traceback: the server, the cause, what to check."""
+    port = free_port()  # nothing listens there
+    unreachable = {**env, "REDIS_URL": f"redis://:secret@127.0.0.1:{port}/0"}
+    for args in (("status",), ("publish", str(HANOI)), ("log", "hanoi-summit-2019")):
+        result = run(unreachable, *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert f"Error: Redis at 127.0.0.1:{port} cannot be reached" in result.stderr, args
+        assert "REDIS_URL" in result.stderr
+        assert "Traceback" not in result.stderr and "secret" not in result.stderr
+
+
+def test_credentials_refused_and_writes_refused_are_said_with_what_to_do(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    server = start_server(VALKEY, tmp_path / "server")
+    admin = redis.Redis.from_url(server.url)
+    try:
+        at = {**env, "REDIS_URL": server.url}
+        admin.config_set("min-replicas-to-write", 1)  # wants a replica it does not have
+        refused = run(at, "publish", str(HANOI))
+        assert refused.returncode == 1, refused.stderr
+        assert "refuses writes (NOREPLICAS)" in refused.stderr
+        assert "lower the setting" in refused.stderr and "Traceback" not in refused.stderr
+        admin.config_set("min-replicas-to-write", 0)
+        assert run(at, "publish", str(HANOI)).returncode == 0  # the same command, again
+
+        admin.config_set("requirepass", "right")
+        admin = redis.Redis.from_url(server.url, password="right")
+        wrong = run({**env, "REDIS_URL": server.url.replace("//", "//:wrong@")}, "status")
+        assert wrong.returncode == 1, wrong.stderr
+        assert "refused the credentials of REDIS_URL" in wrong.stderr
+        assert "Traceback" not in wrong.stderr and ":wrong@" not in wrong.stderr
+    finally:
+        admin.config_set("requirepass", "")
+        admin.close()
+        server.stop()

@@ -26,6 +26,10 @@ IN_A_SCRIPT_6 = (
     "command not allowed when used memory > 'maxmemory'."
 )
 IN_A_SCRIPT_7 = f"{OOM} script: 0b1c, on @user_script:12."
+# redis-py's pipelines put the command first (`Pipeline.annotate_exception`).
+IN_A_PIPELINE = (
+    f"Command # 1 (HSETNX dateline:config partitions 8) of pipeline caused error: ({NOREPLICAS!r},)"
+)
 BUGS = [
     "ERR wrong number of arguments for 'xadd' command",
     "WRONGTYPE Operation against a key holding the wrong kind of value",
@@ -49,6 +53,7 @@ def parsed(reply: str) -> Exception:
         (READONLY, False),
         (IN_A_SCRIPT_6, True),
         (IN_A_SCRIPT_7, True),
+        (IN_A_PIPELINE, False),
     ],
 )
 def test_a_server_refusing_writes_is_told_apart(reply: str, room: bool) -> None:

@@ -55,6 +55,19 @@ class _Subcommands(click.Group):
             raise TypeError(f"{module}.{name} is not a click command")
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """A subcommand; a Redis that cannot be reached, refuses the credentials, a
+        command or writes is said in one line (`trouble.said`), exit status 1."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from dateline.cli.trouble import said  # noqa: PLC0415 - only when it failed
+
+            line = said(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
 
 @click.group(
     cls=_Subcommands,

@@ -84,6 +84,10 @@ def write_refusal(exc: BaseException) -> str | None:
     if not isinstance(exc, ResponseError):
         return None
     text = str(exc)
+    # A pipeline's puts the command before the server's words: "Command # 1 (HSETNX ...)
+    # of pipeline caused error: ('NOREPLICAS Not enough good replicas to write.',)".
+    if _IN_A_PIPELINE in text:
+        text = text.rpartition(_IN_A_PIPELINE)[2].lstrip("('\"")
     # Redis 6 wraps an error a script's call met: "Error running script (call to f_...):
     # @user_script:12: -OOM command not allowed ..." (redis-py took "ERR" off); Redis 7
     # and Valkey pass the call's own error on.
@@ -94,6 +98,7 @@ def write_refusal(exc: BaseException) -> str | None:
 
 
 _REFUSALS = ("OOM", "MISCONF", "NOREPLICAS", "READONLY")
+_IN_A_PIPELINE = " of pipeline caused error: "
 
 
 LARGE = 16_384
