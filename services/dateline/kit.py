@@ -64,6 +64,7 @@ from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.leases import Leases
+from dateline.runtime.patience import patiently
 from dateline.store.connection import (
     UNREACHABLE,
     cluster_mode,
@@ -84,25 +85,6 @@ Outcome = Literal["handled", "failed", "parked"]
 STUCK_AFTER_S = 10.0
 """An entry pending this long in this process is handled again (`_find_stuck`)."""
 T = typing.TypeVar("T")
-
-
-async def _patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()`, again while the log's server cannot be reached, waiting longer each
-    time (5 s at most). A service started during an outage or a failover exited on its
-    first refused connection, and delivered nothing until someone started it again."""
-    delay = 0.2
-    while True:
-        try:
-            return await attempt()
-        except UNREACHABLE as exc:
-            log.warning(
-                "the log's server cannot be reached; trying again",
-                step=step,
-                error=repr(exc),
-                retry_in_s=delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +223,7 @@ class DatelineLog:
 
     async def _find_broker(self) -> None:
         self._broker = _broker(
-            self.url, await _patiently("find the server", lambda: cluster_mode(self.url))
+            self.url, await patiently("find the server", lambda: cluster_mode(self.url))
         )
         assert self._app is not None  # noqa: S101 - only its app calls this
         self._app.add_broker(self._broker)
@@ -273,7 +255,7 @@ class DatelineLog:
                     await self.stop()
                 raise
 
-        await _patiently("start", once)
+        await patiently("start", once)
 
     async def _start(self) -> None:
         self._client = client = await open_client(self.url)

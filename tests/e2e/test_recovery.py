@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from dateline.store.embedded import EmbeddedRedis
 from tests.e2e.processes import DATELINE, free_port
 from tests.e2e.test_demo import wait_for
 from tests.factories import encode, update
@@ -162,3 +163,64 @@ def killed_and_recovered(tmp_path: Path, pid_file: Path, name: str) -> None:
     assert f"{name} exited with signal SIGKILL; restarting it on port" in said
     assert f"{name} is back after" in said
     assert "exited with" not in said.replace(f"{name} exited with", "")  # no service died
+
+
+def test_services_started_before_their_server_wait_for_it_then_serve(tmp_path: Path) -> None:
+    """Each of the five services, started while nothing answers at REDIS_URL (a server
+    restarting, a failover, a deployment's order), waits for it, one log line a try,
+    and serves once it answers; none exits. (Until 2026-12-06 each exited at once, and
+    waited on its supervisor's backoff.)"""
+    port, query_port, ingest_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATELINE_PREFIX"}
+    env |= {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "DATELINE_DATA_DIR": str(tmp_path)}
+    commands = {
+        "projector": ["projector"],
+        "validator": ["validator"],
+        "deliver": ["deliver"],
+        "query": ["query", "--port", str(query_port)],
+        "ingest": ["ingest", "--port", str(ingest_port)],
+    }
+    logs = {name: tmp_path / f"{name}.log" for name in commands}
+    procs = {
+        name: subprocess.Popen(
+            [str(DATELINE), *args], env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT
+        )
+        for name, args in commands.items()
+    }
+    server = EmbeddedRedis(tmp_path / "server", fsync="everysec", port=port)
+    try:
+        for name in commands:
+            wait_for(f"{name} waiting", lambda n=name: "cannot be reached" in logs[n].read_text())
+        assert all(p.poll() is None for p in procs.values()), {
+            n: p.poll() for n, p in procs.items()
+        }
+        (tmp_path / "server").mkdir()
+        server.start()
+        for base in (f"http://127.0.0.1:{query_port}", f"http://127.0.0.1:{ingest_port}"):
+            wait_for(base, lambda b=base: _ready(b))
+        started = {
+            "projector": "partition taken",
+            "validator": "consumer started",
+            "deliver": "deliver: delivering to",
+        }
+        for name, line in started.items():
+            wait_for(f"{name} started", lambda n=name, x=line: x in logs[n].read_text())
+        assert all(p.poll() is None for p in procs.values()), {
+            n: p.poll() for n, p in procs.items()
+        }
+        said = logs["projector"].read_text()
+        assert "the log's server cannot be reached; waiting for it" in said
+        assert f'"server": "127.0.0.1:{port}"' in said
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.wait(timeout=30)
+        server.stop()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

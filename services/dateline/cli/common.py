@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 import redis.asyncio as aioredis
 
+from dateline.runtime.patience import reachable
 from dateline.store.config import Settings, SettingsError
 from dateline.store.connection import open_client
 from dateline.store.embedded import (
@@ -57,6 +58,17 @@ def stores(cfg: Settings) -> Iterator[tuple[str, Settings]]:
                 yield url, dataclasses.replace(cfg, views_url=views, own_views=False)
         except EmbeddedRedisError as exc:
             raise click.ClickException(f"embedded store of read models: {exc}") from None
+
+
+async def servers_reachable(
+    url: str, views_url: str | None = None, stop: asyncio.Event | None = None
+) -> bool:
+    """A service's start: its log's server, and its store of read models if apart,
+    waited for while they cannot be reached (one log line a try); False if `stop` came
+    first. A credential refused is said at once (`cli/trouble.py`)."""
+    if not await reachable(url, "the log's server", stop):
+        return False
+    return views_url is None or await reachable(views_url, "the store of read models", stop)
 
 
 @contextlib.asynccontextmanager

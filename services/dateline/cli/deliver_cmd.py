@@ -15,6 +15,7 @@ from dateline.cli.common import (
     probe_options,
     redis_ready,
     server,
+    servers_reachable,
     settings,
     stop_on_signals,
     story_filters,
@@ -103,6 +104,8 @@ def deliver_command(
 
     async def run() -> None:
         stop = stop_on_signals()
+        if not await servers_reachable(url, None, stop):
+            return
         service = create_app(cfg, url, cluster=await cluster_mode(url), policy=policy)
         assert service.app is not None  # noqa: S101 - create_app sets it
         tune_collector()

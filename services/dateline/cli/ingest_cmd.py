@@ -17,6 +17,7 @@ from dateline.cli.common import (
     probe_options,
     redis_ready,
     server,
+    servers_reachable,
     settings,
     stop_on_signals,
     story_filters,
@@ -41,6 +42,7 @@ def ingest_command(host: str, port: int) -> None:
 
     cfg = settings()
     with server(cfg) as url:
+        asyncio.run(servers_reachable(url))
         err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /v1/openapi.json)")
         uvicorn.Server(config(create_app(cfg, url), host=host, port=port)).run()
 
@@ -64,6 +66,8 @@ def validator_command(probe_host: str, probe_port: int) -> None:
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
         stop = stop_on_signals()
+        if not await servers_reachable(url, None, stop):
+            return
         async with open_log(url, cfg) as log:
             runner = await create_validator(
                 log.redis,

@@ -16,6 +16,7 @@ from dateline.cli.common import (
     probe_options,
     redis_ready,
     run_on_uvloop,
+    servers_reachable,
     settings,
     stop_on_signals,
     stores,
@@ -56,6 +57,8 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
     async def run() -> None:
         # Handlers first: a stop that arrives while it connects ends it cleanly too.
         stop = stop_on_signals()
+        if not await servers_reachable(url, found.views_url, stop):
+            return
         app = await create_app(found, url, batch=batch)
         if stop.is_set():
             await app.client.aclose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
-from dateline.cli.common import err, settings, stores
+from dateline.cli.common import err, servers_reachable, settings, stores
 
 
 @click.command(name="query")
@@ -25,6 +27,7 @@ def query_command(host: str, port: int) -> None:
 
     cfg = settings()
     with stores(cfg) as (url, found):
+        asyncio.run(servers_reachable(url, found.views_url))
         err(f"dashboard on http://{host}:{port}/ (API: /v1/stories, OpenAPI: /v1/openapi.json)")
         # Live streams never end by themselves: give them this long, then close them.
         served = config(create_app(found, url), host=host, port=port, timeout_graceful_shutdown=2)

@@ -1,0 +1,76 @@
+"""Waiting for a Redis that cannot be reached yet: a process started during an outage,
+a restart or a cluster's failover waits for its server, one log line a try, rather
+than exit. (Exited, it waited on its supervisor's backoff instead, which grows while
+the process keeps dying young: up to 30 s under `dateline up`, minutes under an
+orchestrator, after the server was back.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from redis.exceptions import AuthenticationError
+
+from dateline.store.connection import UNREACHABLE, cluster_mode
+
+log = structlog.get_logger("dateline.runtime.patience")
+T = TypeVar("T")
+FIRST_S, LAST_S = 0.2, 5.0
+"""The pause after the first failed try, doubled after each until this."""
+
+
+async def patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, again while the log's server cannot be reached, waiting longer each
+    time. A credential the server refuses is no outage: it is raised at once."""
+    delay = FIRST_S
+    while True:
+        try:
+            return await attempt()
+        except UNREACHABLE as exc:
+            if isinstance(exc, AuthenticationError):  # a ConnectionError, to redis-py
+                raise
+            log.warning(
+                "the log's server cannot be reached; trying again",
+                step=step,
+                error=repr(exc),
+                retry_in_s=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(LAST_S, delay * 2)
+
+
+async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> bool:
+    """Once Redis at `url` answers, True; False if `stop` is set first. `what` names
+    the server in the log line of each failed try ("the log's server", ...)."""
+    delay = FIRST_S
+    while stop is None or not stop.is_set():
+        try:
+            await cluster_mode(url)
+            return True
+        except UNREACHABLE as exc:
+            if isinstance(exc, AuthenticationError):
+                raise
+            log.warning(
+                f"{what} cannot be reached; waiting for it",
+                server=_host(url),
+                error=repr(exc),
+                retry_in_s=delay,
+            )
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+        delay = min(LAST_S, delay * 2)
+    return False
+
+
+def _host(url: str) -> str:
+    """`url`'s host and port, never its password."""
+    parts = urlsplit(url)
+    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
