@@ -9,10 +9,10 @@ is a bug to report, not an outage to wait out.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 from redis.exceptions import AuthenticationError, NoPermissionError
 
+from dateline.runtime.patience import where
 from dateline.store.connection import UNREACHABLE, write_refusal
 
 _REFUSED = {
@@ -28,23 +28,23 @@ _REFUSED = {
 
 def said(exc: BaseException) -> str | None:
     """The line to say for `exc`, or None if it is not the server's condition."""
-    where, why = server(), str(exc).rstrip(".")
+    at, why = server(), str(exc).rstrip(".")
     # Before UNREACHABLE: redis-py's AuthenticationError is a ConnectionError.
     if isinstance(exc, AuthenticationError):
-        return f"Redis at {where} refused the credentials of REDIS_URL: {why}"
+        return f"Redis at {at} refused the credentials of REDIS_URL: {why}"
     if isinstance(exc, NoPermissionError):
         return (
-            f"Redis at {where}: this user may not do that: {why} (the commands each "
+            f"Redis at {at}: this user may not do that: {why} (the commands each "
             "dateline user needs are in deploy/users.acl and deploy/README.md)"
         )
     if isinstance(exc, UNREACHABLE):
         return (
-            f"Redis at {where} cannot be reached: {why}. Is it running, and is REDIS_URL "
+            f"Redis at {at} cannot be reached: {why}. Is it running, and is REDIS_URL "
             "right? (unset, dateline starts its own in DATELINE_DATA_DIR)"
         )
     if (code := write_refusal(exc)) is not None:
         return (
-            f"Redis at {where} refuses writes ({code}): {_REFUSED[code]}. The write it "
+            f"Redis at {at} refuses writes ({code}): {_REFUSED[code]}. The write it "
             "refused did not happen; what this command wrote before it stays"
         )
     return None
@@ -53,12 +53,4 @@ def said(exc: BaseException) -> str | None:
 def server() -> str:
     """REDIS_URL's host and port, never its password; or the embedded server."""
     url = os.environ.get("REDIS_URL")
-    if not url:
-        return "the embedded server"
-    try:
-        parts = urlsplit(url)
-        if parts.scheme == "unix":
-            return parts.path
-        return f"{parts.hostname or '?'}:{parts.port or 6379}"
-    except ValueError:  # a port that is no number: the settings say so elsewhere
-        return "REDIS_URL"
+    return where(url) if url else "the embedded server"

@@ -56,7 +56,7 @@ async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> b
                 raise
             log.warning(
                 f"{what} cannot be reached; waiting for it",
-                server=_host(url),
+                server=where(url),
                 error=repr(exc),
                 retry_in_s=delay,
             )
@@ -70,7 +70,12 @@ async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> b
     return False
 
 
-def _host(url: str) -> str:
-    """`url`'s host and port, never its password."""
-    parts = urlsplit(url)
-    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+def where(url: str) -> str:
+    """`url`'s host and port (a Unix socket's path), never its password."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname or '?'}:{parts.port or 6379}"
+    except ValueError:  # a port that is no number: the settings say so elsewhere
+        return "REDIS_URL"
