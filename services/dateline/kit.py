@@ -60,6 +60,7 @@ import structlog
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
+from redis.exceptions import NoPermissionError
 
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
@@ -405,10 +406,11 @@ class DatelineLog:
         # a batch handler does not, and the retry finds it one entry at a time.
         culprit = entries[0] if at is None else entries[at]
         # A failure counts towards parking the update only when it is known to be this
-        # update's, and the server was reachable and took writes: an outage, or a store
-        # out of memory or disk (on a cluster, the outbox's node, not the dead letters'),
-        # is no fault of the update, and parking it would leave it behind for good.
-        refusal = write_refusal(exc)
+        # update's, and the server was reachable, took writes and let this user run the
+        # command: an outage, a store out of memory or disk (on a cluster, the outbox's
+        # node, not the dead letters'), or an ACL that lacks a command is no fault of the
+        # update, and parking it would leave it behind for good.
+        refusal = "NOPERM" if isinstance(exc, NoPermissionError) else write_refusal(exc)
         counts = (
             (at is not None or len(entries) == 1)
             and not isinstance(exc, UNREACHABLE)
@@ -417,7 +419,10 @@ class DatelineLog:
         attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
         if refusal is not None:  # the server's state, until ops act: one line, no traceback
             log.warning(
-                "a server refuses writes; retrying from this update, not counted against it",
+                "a server refuses this user a command (its ACL); retrying from this update, "
+                "not counted against it"
+                if refusal == "NOPERM"
+                else "a server refuses writes; retrying from this update, not counted against it",
                 group=self.group,
                 position=culprit.position,
                 story=_story(culprit),

@@ -438,17 +438,27 @@ def handlers_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.mark.parametrize(
-    ("setting", "value", "refusal"),
-    [("maxmemory", "1", "OOM"), ("min-replicas-to-write", "1", "NOREPLICAS")],
-    ids=["out-of-memory", "too-few-replicas"],
-)
+async def refusing(store: aioredis.Redis, refusal: str) -> Callable[[], Awaitable[object]]:
+    """Make `store` refuse its default user's SET as `refusal` says; returns what undoes it."""
+    if refusal == "NOPERM":  # an ACL without the command
+        await store.acl_setuser("default", enabled=True, commands=["-set"])
+        return lambda: store.acl_setuser("default", enabled=True, commands=["+set"])
+    setting, value = {"OOM": ("maxmemory", "1"), "NOREPLICAS": ("min-replicas-to-write", "1")}[
+        refusal
+    ]
+    was = cast(str, (await store.config_get(setting))[setting])  # values come as text
+    await store.config_set(setting, value)
+    return lambda: store.config_set(setting, was)
+
+
+@pytest.mark.parametrize("refusal", ["OOM", "NOREPLICAS", "NOPERM"])
 async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
-    log: Log, url: str, handlers_store: str, setting: str, value: str, refusal: str
+    log: Log, url: str, handlers_store: str, refusal: str
 ) -> None:
-    """The handler's store refuses every write for a while: the server's state, not the
-    update's fault. The app retries in order, many times past `max_attempts`, parks
-    nothing, and handles the update once the store takes writes again."""
+    """The handler's store refuses every write for a while (out of memory, short of
+    replicas, or an ACL without the command): the server's state, not the update's
+    fault. The app retries in order, many times past `max_attempts`, parks nothing, and
+    handles the update once the store takes writes again."""
     store = aioredis.Redis.from_url(handlers_store)
     kit = kit_for(log, url)  # max_attempts=3
     tries: list[str] = []
@@ -460,8 +470,7 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
         await store.set(f"{log.keys.prefix}:{u.id}", u.subject)
         seen.append(u.id)
 
-    was = cast(str, (await store.config_get(setting))[setting])  # values come as text
-    await store.config_set(setting, value)
+    undo = await refusing(store, refusal)
     app = kit.app()
     await app.start()
     try:
@@ -471,15 +480,15 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
         assert seen == []
         dead = DeadLetters(log.redis, log.keys.prefix, "cms")
         assert (await dead.entries(), await dead.parked()) == ([], {})
-        said = [x for x in logs if x["event"].startswith("a server refuses writes")]
+        said = [x for x in logs if x["event"].startswith("a server refuses")]
         assert said and all(x["refusal"] == refusal for x in said), logs
         assert not [x for x in logs if x["event"] == "update parked"]
-        await store.config_set(setting, was)  # ops made room
+        await undo()  # ops made room, or mended the ACL
         await until(lambda: len(seen) == 2)
         assert seen == ["a-story-s1", "a-story-s2"]  # in order, each once
         await until(_zero(log))
         assert (await dead.entries(), await dead.parked()) == ([], {})
     finally:
-        await store.config_set(setting, was)
+        await undo()
         await app.stop()
         await store.aclose()
