@@ -31,6 +31,13 @@ _REFUSALS = {
     "422": "Invalid updates; `errors` names each field, `results` says what happened to each.",
     "429": "More than DATELINE_RATE_LIMIT requests a second from this token or address; "
     "nothing written; `Retry-After` says when to send it again.",
+    "503": "The log's server cannot take the updates now; `Retry-After` says when to send "
+    "them again, with the same ids (a duplicate is accepted once). Its `type` says why: "
+    "`unavailable` (it cannot be reached: an update may or may not be in the log), "
+    "`server-full` (out of memory or disk) and `refusing-writes` (too few replicas for its "
+    "min-replicas-to-write, or a replica), nothing written; `not-replicated` (written, its "
+    "replicas did not confirm in time); the log moving or moved, or its append function "
+    "missing (nothing written).",
 }
 
 
