@@ -69,6 +69,7 @@ from dateline.runtime.patience import patiently
 from dateline.store.connection import (
     UNREACHABLE,
     cluster_mode,
+    described,
     find_keys_locally,
     open_client,
     write_refusal,
@@ -352,7 +353,7 @@ class DatelineLog:
                         "Redis unreachable; the partition waits",
                         group=self.group,
                         partition=partition,
-                        error=repr(exc),
+                        error=described(exc),
                     )
 
         return on_batch
@@ -436,12 +437,14 @@ class DatelineLog:
                 position=culprit.position,
                 story=_story(culprit),
                 attempt=attempts or None,
-                error=repr(exc),
+                error=described(exc),
                 exc_info=exc,
             )
         if attempts >= self.max_attempts:
             trace = "".join(traceback.format_exception(exc))
-            await self._dead.park([Parking(self._delivery(partition, culprit), repr(exc), trace)])
+            await self._dead.park(
+                [Parking(self._delivery(partition, culprit), described(exc), trace)]
+            )
             self._settled([culprit])
             log.error("update parked", group=self.group, position=culprit.position)
             return "parked"
@@ -531,7 +534,9 @@ class DatelineLog:
                 for story in await self._dead.redrives_asked():
                     await self._redrive(story)
             except UNREACHABLE as exc:  # asked still: served on a later turn
-                log.warning("Redis unreachable; redrives wait", group=self.group, error=repr(exc))
+                log.warning(
+                    "Redis unreachable; redrives wait", group=self.group, error=described(exc)
+                )
             except Exception:
                 log.exception("redrive failed; asked still, trying again", group=self.group)
 
@@ -570,7 +575,7 @@ class DatelineLog:
                 story=story,
                 position=letters[at].ref,
                 handled=at,
-                error=repr(error),
+                error=described(error),
                 exc_info=error,
             )
 
@@ -606,7 +611,7 @@ class DatelineLog:
             except UNREACHABLE as exc:
                 if not down:
                     log.warning(
-                        "Redis unreachable; the lease waits", group=self.group, error=repr(exc)
+                        "Redis unreachable; the lease waits", group=self.group, error=described(exc)
                     )
                 down = True
                 continue
@@ -683,7 +688,7 @@ class FastStreamLogs:
         if level < self.at_least:
             return
         if isinstance(exc_info, UNREACHABLE):  # an outage: expected, one line
-            self._log.warning(str(msg), error=repr(exc_info))
+            self._log.warning(str(msg), error=described(exc_info))
             return
         self._log.log(level, str(msg), exc_info=exc_info, **(extra or {}))
 

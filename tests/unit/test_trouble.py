@@ -8,6 +8,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dateline.cli.trouble import said, server
+from dateline.store.connection import described
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,17 @@ def test_each_condition_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_bug_keeps_its_traceback() -> None:
     assert said(ResponseError("WRONGTYPE Operation against a key holding the wrong kind")) is None
     assert said(ValueError("bad")) is None
+
+
+def test_a_log_line_keeps_a_redis_errors_message() -> None:
+    """redis-py 8 writes its errors' repr as a kind and a class alone; a log line wants
+    the server's words."""
+    refused = RedisConnectionError("Error 111 connecting to 10.0.0.7:6380. Connection refused.")
+    assert repr(refused) == "network:ConnectionError"  # what every log line said before
+    assert described(refused) == (
+        "ConnectionError('Error 111 connecting to 10.0.0.7:6380. Connection refused.')"
+    )
+    assert (
+        described(ResponseError("WRONGTYPE wrong kind")) == "ResponseError('WRONGTYPE wrong kind')"
+    )
+    assert described(ValueError("bad")) == "ValueError('bad')"  # Python's own, as it was

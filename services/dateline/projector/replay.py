@@ -20,7 +20,7 @@ from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
 from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
-from dateline.store.connection import open_client, sent, sent_whole
+from dateline.store.connection import described, open_client, sent, sent_whole
 from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, replay_key
 from dateline.store.log import Log, story_of
@@ -181,7 +181,7 @@ async def _fold_histories(
                 try:
                     state = project(story, decode_records(opened(keys.partition(story), history)))
                 except Exception as exc:  # reported by the caller: the switch waits for all
-                    failed[story] = repr(exc)
+                    failed[story] = described(exc)
                     continue
                 changes.append(Change(StoryState(id=story), state, whole_timeline=True))
                 updates += len(history)

@@ -33,7 +33,7 @@ from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
 from dateline.runtime.heap import give_back_large_blocks, tune_collector
 from dateline.store.config import Settings
-from dateline.store.connection import POOL_SIZE, UNREACHABLE, open_client
+from dateline.store.connection import POOL_SIZE, UNREACHABLE, described, open_client
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import log_keys
 from dateline.store.readers import KnownGrants, Readers
@@ -58,7 +58,7 @@ def _unfoldable(request: Request[Any, Any, Any], exc: Unfoldable) -> Response[by
         "story cannot be folded",
         story=exc.story,
         path=request.url.path,
-        error=repr(exc.error),
+        error=described(exc.error),
         exc_info=exc.error,
     )
     return respond(Problem(urn("unfoldable"), "Story cannot be folded", 500, str(exc)))

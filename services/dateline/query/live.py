@@ -33,7 +33,7 @@ from dateline.query.views import (
 )
 from dateline.runtime import heap
 from dateline.runtime.metrics import LIVE_CLIENTS, LIVE_PAGES
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import UNREACHABLE, described
 from dateline.store.readmodels import IndexEntry
 from dateline.web.problems import Refused
 from dateline_schemas import Update, decode_record
@@ -193,7 +193,7 @@ async def through_outages(
                 yield page
             return
         except UNREACHABLE as exc:
-            log.warning("live stream waits for Redis", error=repr(exc), resume_from=last)
+            log.warning("live stream waits for Redis", error=described(exc), resume_from=last)
         while not await reachable():
             yield []
             await asyncio.sleep(OUTAGE_CHECK_S)

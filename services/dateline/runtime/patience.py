@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import structlog
 from redis.exceptions import AuthenticationError
 
-from dateline.store.connection import UNREACHABLE, cluster_mode
+from dateline.store.connection import UNREACHABLE, cluster_mode, described
 
 log = structlog.get_logger("dateline.runtime.patience")
 T = TypeVar("T")
@@ -36,7 +36,7 @@ async def patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
             log.warning(
                 "the log's server cannot be reached; trying again",
                 step=step,
-                error=repr(exc),
+                error=described(exc),
                 retry_in_s=delay,
             )
             await asyncio.sleep(delay)
@@ -57,7 +57,7 @@ async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> b
             log.warning(
                 f"{what} cannot be reached; waiting for it",
                 server=where(url),
-                error=repr(exc),
+                error=described(exc),
                 retry_in_s=delay,
             )
         if stop is None:

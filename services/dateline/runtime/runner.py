@@ -27,7 +27,7 @@ from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
 from dateline.runtime.wakes import Wakes
-from dateline.store.connection import UNREACHABLE, is_cluster, sent, write_refusal
+from dateline.store.connection import UNREACHABLE, described, is_cluster, sent, write_refusal
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
@@ -289,7 +289,7 @@ class Runner:
         now = time.monotonic()
         if since is None:
             log.warning(
-                "Redis unreachable; waiting for it", group=self.config.group, error=repr(exc)
+                "Redis unreachable; waiting for it", group=self.config.group, error=described(exc)
             )
             since = now
         for p in self.owned.values():
@@ -715,7 +715,7 @@ class Runner:
         elif isinstance(exc, AppendFunctionMissing | LogMoving):  # nothing written: ops
             log.error("cannot append; will retry it", **where, error=str(exc))
         elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
-            log.warning("Redis unreachable mid-batch; will retry it", **where, error=repr(exc))
+            log.warning("Redis unreachable mid-batch; will retry it", **where, error=described(exc))
         elif refused := write_refusal(exc):  # out of memory or disk, too few replicas
             log.error(
                 "a server refuses writes; will retry the batch",
@@ -763,7 +763,7 @@ class Runner:
                 position=f"{d.partition}:{d.entry_id}",
                 stream=d.stream,
                 attempt=attempts,
-                error=repr(exc),
+                error=described(exc),
             )
             if attempts < self.config.max_attempts:
                 p.blocked.add(d.key)
@@ -773,7 +773,7 @@ class Runner:
                 x for x in todo if x.key == d.key and stream_id(x.entry_id) > stream_id(d.entry_id)
             ]
             await self._park(
-                [Parking(d, repr(exc), trace)]
+                [Parking(d, described(exc), trace)]
                 + [
                     Parking(x, "parked behind an earlier update of this story", "", d.ref)
                     for x in later

@@ -34,6 +34,7 @@ from redis.exceptions import NoPermissionError
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
 from dateline.runtime.metrics import POLLED
+from dateline.store.connection import described
 
 log = structlog.get_logger("dateline.runtime")
 
@@ -225,7 +226,7 @@ def _warn_failing(stream: str, exc: Exception) -> None:
     log.warning(
         "partition waiter failed; its partition is polled until it is back",
         stream=stream,
-        error=repr(exc),
+        error=described(exc),
         hint=hint,
     )
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import redis
 import structlog
 
+from dateline.store.connection import described
+
 log = structlog.get_logger("dateline.store")
 
 HARD_GROWTH_PCT = 1000
@@ -155,7 +157,7 @@ class LullRewrites:
                 failing = False
             except redis.RedisError as exc:
                 if not failing:  # once a spell: a server restarting answers nothing for a while
-                    log.warning("AOF lull watch failed", server=self.name, error=repr(exc))
+                    log.warning("AOF lull watch failed", server=self.name, error=described(exc))
                 failing = True
                 with _one_at_a_time:  # a server gone must not keep the others from theirs
                     _running.discard(self.name)

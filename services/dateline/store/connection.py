@@ -36,6 +36,7 @@ from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -58,6 +59,15 @@ UNREACHABLE: tuple[type[Exception], ...] = (
 BusyLoadingError is a ConnectionError), or while a cluster finds its feet after losing a
 node (a shard without a master, a slot not covered yet): the services wait it out, and
 say so."""
+
+
+def described(exc: BaseException) -> str:
+    """`repr(exc)` as Python writes it, the message included. redis-py 8 writes its own
+    errors' as a kind and a class alone ("network:ConnectionError"), and a log line
+    lost which server refused what, and why; this is what every log line gives."""
+    if isinstance(exc, RedisError):
+        return f"{type(exc).__name__}({str(exc)!r})"
+    return repr(exc)
 
 
 def refuses_writes(exc: BaseException) -> bool:

@@ -31,7 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dateline.store.connection import out_of_room, refuses_writes
+from dateline.store.connection import described, out_of_room, refuses_writes
 from dateline.web.ready import Ready
 
 PROBLEM = "application/problem+json"
@@ -114,7 +114,7 @@ def unhandled(service: str) -> Handler:
 
     def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         log.exception(
-            "request failed", method=request.method, path=request.url.path, error=repr(exc)
+            "request failed", method=request.method, path=request.url.path, error=described(exc)
         )
         detail = f"{type(exc).__name__}: the {service} service logged the details"
         return problem_response("internal", "Internal error", 500, detail)
@@ -149,7 +149,7 @@ def unavailable(service: str) -> Handler:
             "Redis unreachable; answered 503",
             method=request.method,
             path=request.url.path,
-            error=repr(exc),
+            error=described(exc),
         )
         return respond(
             Problem(urn("unavailable"), "Service unavailable", 503, detail),
