@@ -177,6 +177,10 @@ async def test_the_story_page_changes_live_as_updates_land(
     # The server's disk beside it: its AOF, and what its latency monitor logged.
     await expect(page.locator("[data-disk]")).to_have_count(1)
     await expect(page.locator("[data-disk]")).to_contain_text(re.compile(r"AOF [\d.]+ MB"))
+    await expect(page.locator("[data-disk]")).to_contain_text(
+        re.compile(r"memory [\d.]+ MB of [\d.]+ MB")
+    )
+    await expect(page.locator("[data-disk] .warning")).to_have_count(0)  # neither full nor failing
     await page.screenshot(path=str(ARTIFACTS / "operations-page-parked.png"), full_page=True)
     await page.goto(f"{base}/#/")  # the list says so too, and stops when it is redriven
     row_held = page.locator(f'[data-story="{STORY}"] .chip.held')

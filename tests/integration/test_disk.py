@@ -91,3 +91,34 @@ async def test_a_server_that_does_not_answer_is_named_not_fatal() -> None:
     finally:
         await gone.aclose()
     assert disk.problem is not None and disk.problem.startswith("unreachable: "), disk
+
+
+async def test_a_full_server_is_said_first_and_its_memory_in_the_metrics(log: Log) -> None:
+    """At its maxmemory under noeviction a server refuses writes, and appends and commits
+    wait: the report says so before anything else, and /metrics has both figures."""
+    client = log.redis
+    policy = str((await client.config_get("maxmemory-policy"))["maxmemory-policy"])
+    most = str((await client.config_get("maxmemory"))["maxmemory"])
+    (roomy,) = await disks(client)
+    assert roomy.policy == policy and roomy.max_bytes == int(most), roomy
+    assert roomy.used_bytes and roomy.used_bytes > 0
+    text = describe(roomy, time.time())
+    assert not any("FULL" in line for line in text)
+    if roomy.max_bytes:
+        assert any(line.startswith("  memory ") for line in text), text
+    await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", roomy.used_bytes // 2)
+    try:
+        (full,) = await disks(client)
+    finally:
+        await client.config_set("maxmemory", most)
+        await client.config_set("maxmemory-policy", policy)
+    first = describe(full, time.time())[0]
+    assert first.startswith(f"server {full.server}: FULL: "), first
+    assert "refuses writes until ops make room" in first
+    status.record_disks([full])
+    labels = {"server": full.server}
+    used = REGISTRY.get_sample_value("dateline_server_memory_bytes", {**labels, "kind": "used"})
+    cap = REGISTRY.get_sample_value("dateline_server_memory_bytes", {**labels, "kind": "max"})
+    assert used == float(full.used_bytes or 0) and cap == float(full.max_bytes or 0)
+    assert used >= cap > 0

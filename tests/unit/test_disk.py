@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from dateline.runtime import status
-from dateline.store.disk import Disk, Stall, describe, stalls_of
+from dateline.store.disk import Disk, Stall, describe, full, stalls_of
 
 MB = 2**20
 NOW = 1_800_000_000.0
@@ -85,6 +86,34 @@ def test_a_server_that_cannot_be_asked_leaves_no_old_figures_in_the_metrics() ->
 
     status.record_disks([failing])  # asked again: back
     assert _sample("dateline_server_aof_bytes", server=server, kind="current") == 900
+
+
+@pytest.mark.parametrize(
+    ("used", "most", "policy", "is_full"),
+    [
+        (900, 1000, "noeviction", False),
+        (1000, 1000, "noeviction", True),
+        (1200, 1000, "noeviction", True),
+        (1200, 1000, "allkeys-lru", False),  # it evicts: writes go on
+        (1200, 0, "noeviction", False),  # no maxmemory
+    ],
+)
+def test_a_server_at_its_maxmemory_under_noeviction_is_full(
+    used: int, most: int, policy: str, is_full: bool
+) -> None:
+    disk = Disk("r:6379", aof=True, aof_bytes=MB, used_bytes=used, max_bytes=most, policy=policy)
+    assert full(disk) is is_full
+    lines = describe(disk, NOW)
+    assert lines[0].startswith("server r:6379: FULL: ") is is_full, lines
+    assert any(line.startswith("  memory ") for line in lines) is (bool(most) and not is_full)
+
+
+def test_the_memory_series_go_with_a_server_that_cannot_be_asked() -> None:
+    server = "10.9.9.8:6379"
+    status.record_disks([Disk(server, used_bytes=5, max_bytes=10, policy="noeviction")])
+    assert _sample("dateline_server_memory_bytes", server=server, kind="used") == 5
+    status.record_disks([Disk(server, problem="unreachable: connection refused")])
+    assert _sample("dateline_server_memory_bytes", server=server, kind="max") is None
 
 
 def _sample(name: str, **labels: str) -> float | None:

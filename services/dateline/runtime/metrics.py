@@ -78,6 +78,13 @@ AOF_WRITE_FAILED = Gauge(
     "1 when a primary's last AOF write failed: it refuses writes until one works. Alert on it.",
     ["server"],
 )
+MEMORY_BYTES = Gauge(
+    "dateline_server_memory_bytes",
+    "A primary's memory in use, and its maxmemory ('kind': used, max; max 0: none). At its "
+    "maxmemory under noeviction it refuses writes, and appends and commits wait: alert "
+    "before used reaches max.",
+    ["server", "kind"],
+)
 DISK_KNOWN = Gauge(
     "dateline_server_disk_known",
     "1 when a primary answered the last scrape's questions of its disk; 0 when it could not "

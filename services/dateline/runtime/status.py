@@ -31,6 +31,7 @@ from dateline.runtime.metrics import (
     DISK_KNOWN,
     LAG_SECONDS,
     LAG_UPDATES,
+    MEMORY_BYTES,
     PARKED_NOW,
     PENDING,
 )
@@ -328,8 +329,13 @@ def record_disks(found: list[Disk]) -> None:
     `dateline_server_disk_known` says 0; a server with no AOF has no AOF series."""
     for disk in found:
         DISK_KNOWN.labels(disk.server).set(int(disk.problem is None))
-        if disk.problem is not None or not disk.aof:
+        if disk.problem is not None:
             _forget_disk(disk.server)
+            continue
+        MEMORY_BYTES.labels(disk.server, "used").set(disk.used_bytes or 0)
+        MEMORY_BYTES.labels(disk.server, "max").set(disk.max_bytes or 0)
+        if not disk.aof:
+            _forget_disk(disk.server, memory=False)
             continue
         AOF_BYTES.labels(disk.server, "current").set(disk.aof_bytes or 0)
         AOF_BYTES.labels(disk.server, "rewritten").set(disk.rewritten_bytes or 0)
@@ -337,13 +343,16 @@ def record_disks(found: list[Disk]) -> None:
         AOF_WRITE_FAILED.labels(disk.server).set(int(disk.last_write == "err"))
 
 
-def _forget_disk(server: str) -> None:
-    for gauge, labels in (
+def _forget_disk(server: str, *, memory: bool = True) -> None:
+    gone = [
         (AOF_BYTES, (server, "current")),
         (AOF_BYTES, (server, "rewritten")),
         (AOF_REWRITING, (server,)),
         (AOF_WRITE_FAILED, (server,)),
-    ):
+    ]
+    if memory:
+        gone += [(MEMORY_BYTES, (server, "used")), (MEMORY_BYTES, (server, "max"))]
+    for gauge, labels in gone:
         gauge.remove(*labels)  # one never set: nothing to take away, no error
 
 

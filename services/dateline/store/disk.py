@@ -52,6 +52,13 @@ class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
     last_write: str | None = None
     """`err`: the last AOF write failed, and the server refuses writes until one works."""
     stalls: list[Stall] = msgspec.field(default_factory=list)
+    used_bytes: int | None = None
+    """Its memory in use (INFO memory's `used_memory`)."""
+    max_bytes: int | None = None
+    """Its `maxmemory`; 0 for none."""
+    policy: str | None = None
+    """Its `maxmemory-policy`: under `noeviction`, a server at its `maxmemory` refuses
+    writes (`OOM`) until ops make room; dateline's appends and commits wait meanwhile."""
     problem: str | None = None
     """Why the server could not be asked (refused, unreachable): nothing else is known."""
 
@@ -73,6 +80,7 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
     ask = cast(Any, client).execute_command  # a cluster's node by `target_nodes`
     try:
         info = await client.info("persistence", **route)
+        memory = await client.info("memory", **route)
         latest = await ask("LATENCY", "LATEST", **route)
     except NoPermissionError as exc:
         return Disk(where, problem=f"not allowed: {exc} (INFO and LATENCY LATEST)")
@@ -81,10 +89,15 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
     except (RedisError, OSError) as exc:
         return Disk(where, problem=f"unreachable: {exc!r}")
     stalls = stalls_of(latest or [])
+    used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+    policy = as_text(memory.get("maxmemory_policy", "")) or None
     if not int(info.get("aof_enabled", 0)):
-        return Disk(where, stalls=stalls)
+        return Disk(where, stalls=stalls, used_bytes=used, max_bytes=most, policy=policy)
     return Disk(
         where,
+        used_bytes=used,
+        max_bytes=most,
+        policy=policy,
         aof=True,
         aof_bytes=int(info["aof_current_size"]),
         rewritten_bytes=int(info["aof_base_size"]),
@@ -92,6 +105,13 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
         last_rewrite=as_text(info.get("aof_last_bgrewrite_status", "")) or None,
         last_write=as_text(info.get("aof_last_write_status", "")) or None,
         stalls=stalls,
+    )
+
+
+def full(disk: Disk) -> bool:
+    """At its `maxmemory` under `noeviction`: the server refuses writes (`OOM`)."""
+    return bool(
+        disk.max_bytes and (disk.used_bytes or 0) >= disk.max_bytes and disk.policy == "noeviction"
     )
 
 
@@ -107,6 +127,11 @@ def describe(disk: Disk, now: float) -> list[str]:
     if disk.problem:
         return [head + f"its disk could not be read ({disk.problem})"]
     lines = []
+    if full(disk):
+        lines.append(
+            head + f"FULL: {_mb(disk.used_bytes or 0)} in use of its maxmemory "
+            f"{_mb(disk.max_bytes or 0)} (noeviction): it refuses writes until ops make room"
+        )
     if disk.last_write == "err":
         lines.append(
             head + "THE LAST AOF WRITE FAILED: the server refuses writes until the disk "
@@ -121,6 +146,12 @@ def describe(disk: Disk, now: float) -> list[str]:
         doing = doing if disk.rewriting else ""
         failed = "; the last rewrite failed" if disk.last_rewrite == "err" else ""
         lines.append(head + f"AOF {_mb(aof)}{grown}{doing}{failed}")
+    if disk.max_bytes and not full(disk):
+        share = (disk.used_bytes or 0) / disk.max_bytes
+        lines.append(
+            f"  memory {_mb(disk.used_bytes or 0)} of its maxmemory {_mb(disk.max_bytes)} "
+            f"({share:.0%}, {disk.policy or 'policy unknown'})"
+        )
     if not disk.stalls:
         lines.append(
             f"  no stall logged (the latency monitor logs events of "

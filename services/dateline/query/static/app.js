@@ -330,10 +330,14 @@ function opsPage() {
     const disks = (s.disks || []).map((d) => {
       if (d.problem) return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${esc(d.server)}: not read (${esc(d.problem)})</div>`;
       const failed = d.last_write === "err" ? `<p class="warning">The last AOF write failed: this server refuses writes until its disk takes them.</p>` : "";
+      // As store/disk.py's `full`: at its maxmemory under noeviction, writes are refused.
+      const full = d.max_bytes && d.used_bytes >= d.max_bytes && d.policy === "noeviction"
+        ? `<p class="warning">This server is full: ${mb(d.used_bytes)} in use of its maxmemory ${mb(d.max_bytes)} (noeviction). It refuses writes until ops make room.</p>` : "";
+      const memory = d.max_bytes ? ` · memory ${mb(d.used_bytes)} of ${mb(d.max_bytes)}` : "";
       const aof = d.aof ? `AOF ${mb(d.aof_bytes)}${d.rewritten_bytes ? `, ${(d.aof_bytes / d.rewritten_bytes).toFixed(1)}× what the last rewrite left` : ""}` : "no AOF";
       const state = d.rewriting ? chip("rewriting", "rescheduled") : chip("no rewrite running", "scheduled");
       const stalls = (d.stalls || []).map((t) => `<tr><td>${esc(t.event)}</td><td>${t.latest_ms} ms</td><td>${ago(t.at)}</td><td>${t.worst_ms} ms</td></tr>`).join("");
-      return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${failed}${esc(d.server)} · ${aof} · ${state}
+      return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${full}${failed}${esc(d.server)} · ${aof}${memory} · ${state}
         ${stalls ? `<table><thead><tr><th>Stall</th><th>Latest</th><th>When</th><th>Worst</th></tr></thead><tbody>${stalls}</tbody></table>` : `<p class="meta" title="The server's latency monitor logs what takes latency-monitor-threshold ms or more: 5 on the servers dateline starts, none at all on a server left at 0">no stall logged</p>`}</div>`;
     }).join("");
     patch(document.getElementById("ops"), `
