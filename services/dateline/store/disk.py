@@ -1,10 +1,11 @@
-"""What a server says of its disk: its AOF, a rewrite under way, and the stalls its
-latency monitor logged.
+"""What a server says of its disk and memory: its AOF, a rewrite under way, the stalls
+its latency monitor logged, and its memory against its `maxmemory`.
 
 The p99 from a feed to a dashboard is governed by the disk under the log (an fsync of
 5 to 40 ms every few seconds on the bench's VM, and a rewrite's child taking a core and
 the disk for seconds: `docs/speed.md`). So `dateline status` shows them beside the
-lag, for whoever asks at 3 a.m. why the dashboards were late. Read with INFO and
+lag, for whoever asks at 3 a.m. why the dashboards were late (or why appends wait: a
+server at its `maxmemory` under noeviction refuses writes). Read with INFO and
 LATENCY LATEST, which a user may be refused (`deploy/users.acl` allows them to the
 admin and query users); refused, the report says so and the rest of the status stands.
 """
