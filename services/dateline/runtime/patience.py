@@ -26,40 +26,51 @@ FIRST_S, LAST_S = 0.2, 5.0
 async def patiently(step: str, attempt: Callable[[], Awaitable[T]]) -> T:
     """`attempt()`, again while the log's server cannot be reached, waiting longer each
     time. A credential the server refuses is no outage: it is raised at once."""
-    delay = FIRST_S
-    while True:
-        try:
-            return await attempt()
-        except UNREACHABLE as exc:
-            if isinstance(exc, AuthenticationError):  # a ConnectionError, to redis-py
-                raise
-            log.warning(
-                "the log's server cannot be reached; trying again",
-                step=step,
-                error=described(exc),
-                retry_in_s=delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(LAST_S, delay * 2)
+
+    def say(exc: Exception, delay: float) -> None:
+        log.warning(
+            "the log's server cannot be reached; trying again",
+            step=step,
+            error=described(exc),
+            retry_in_s=delay,
+        )
+
+    done = await _retried(attempt, say, None)
+    assert done is not None  # noqa: S101 - with no `stop`, only a success ends it
+    return done[0]
 
 
 async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> bool:
     """Once Redis at `url` answers, True; False if `stop` is set first. `what` names
     the server in the log line of each failed try ("the log's server", ...)."""
+
+    def say(exc: Exception, delay: float) -> None:
+        log.warning(
+            f"{what} cannot be reached; waiting for it",
+            server=where(url),
+            error=described(exc),
+            retry_in_s=delay,
+        )
+
+    return await _retried(lambda: cluster_mode(url), say, stop) is not None
+
+
+async def _retried(
+    attempt: Callable[[], Awaitable[T]],
+    say: Callable[[Exception, float], None],
+    stop: asyncio.Event | None,
+) -> tuple[T] | None:
+    """`attempt()`'s result (in a tuple: it may be None), tried again after each
+    failure that is an outage (`say` told of it), 0.2 s then twice as long, 5 s at most;
+    None if `stop` was set first."""
     delay = FIRST_S
     while stop is None or not stop.is_set():
         try:
-            await cluster_mode(url)
-            return True
+            return (await attempt(),)
         except UNREACHABLE as exc:
-            if isinstance(exc, AuthenticationError):
+            if isinstance(exc, AuthenticationError):  # a ConnectionError, to redis-py
                 raise
-            log.warning(
-                f"{what} cannot be reached; waiting for it",
-                server=where(url),
-                error=described(exc),
-                retry_in_s=delay,
-            )
+            say(exc, delay)
         if stop is None:
             await asyncio.sleep(delay)
         else:
@@ -67,7 +78,7 @@ async def reachable(url: str, what: str, stop: asyncio.Event | None = None) -> b
                 async with asyncio.timeout(delay):
                     await stop.wait()
         delay = min(LAST_S, delay * 2)
-    return False
+    return None
 
 
 def where(url: str) -> str:
