@@ -116,6 +116,8 @@ class Batch:
     group: str
     entries: list[LogEntry]
     acked: bool = False
+    redrive: bool = False
+    """Parked entries handed on again at ops' request (`dateline dlq redrive`)."""
 
     def ack_in(self, pipe: Any) -> None:
         """Acknowledge the batch in the handler's own transaction (`MULTI`): its writes
@@ -161,6 +163,7 @@ class DatelineLog:
         self._broker = broker or (None if cluster is None else _broker(url, cluster))
         self.handlers: dict[type[Any], list[Callable[[Any], Awaitable[None]]]] = {}
         self.batch_handler: BatchHandler | None = None
+        self.parking: BatchHandler | None = None
         self.lost = asyncio.Event()
         """Set when the lease was lost (another process took the group over)."""
         self._client: aioredis.Redis | None = None
@@ -195,9 +198,15 @@ class DatelineLog:
 
         return register
 
-    def batches(self, fn: BatchHandler) -> BatchHandler:
-        """Register one handler for whole batches (it may ack in its own transaction)."""
-        self.batch_handler = fn
+    def batches(self, fn: BatchHandler, *, parking: BatchHandler | None = None) -> BatchHandler:
+        """Register one handler for whole batches (it may ack in its own transaction).
+
+        `parking`: called with entries about to be parked, the handler's last failure or
+        behind an earlier parked update of their story, under the partition's lock and
+        before their dead letters are written: what a redrive of them needs to know
+        that only this moment tells (the fan-out's: which outboxes lack them). If it
+        raises, nothing is parked, and the entries are tried again."""
+        self.batch_handler, self.parking = fn, parking
         return fn
 
     def app(
@@ -384,7 +393,7 @@ class DatelineLog:
             behind = [
                 Parking(self._delivery(partition, e), BEHIND, "", parked[_story(e)]) for e in held
             ]
-            await self._dead.park(behind)
+            await self._park(partition, held, behind)
             self._settled(held)
             entries = [e for e in entries if e not in held]
         if not entries:
@@ -442,13 +451,20 @@ class DatelineLog:
             )
         if attempts >= self.max_attempts:
             trace = "".join(traceback.format_exception(exc))
-            await self._dead.park(
-                [Parking(self._delivery(partition, culprit), described(exc), trace)]
+            await self._park(
+                partition,
+                [culprit],
+                [Parking(self._delivery(partition, culprit), described(exc), trace)],
             )
             self._settled([culprit])
             log.error("update parked", group=self.group, position=culprit.position)
             return "parked"
         return "failed"
+
+    async def _park(self, partition: int, entries: list[LogEntry], parkings: list[Parking]) -> None:
+        if self.parking is not None:
+            await self.parking(Batch(partition, self.keys.log(partition), self.group, entries))
+        await self._dead.park(parkings)
 
     async def _opened(
         self, partition: int, entries: list[LogEntry]
@@ -553,7 +569,7 @@ class DatelineLog:
                 if opened:
                     # Acknowledged when they were parked: acknowledging again changes nothing.
                     await self._dispatch(
-                        Batch(partition, self.keys.log(partition), self.group, opened)
+                        Batch(partition, self.keys.log(partition), self.group, opened, redrive=True)
                     )
                 if refused is not None:
                     raise _Failed(len(opened), refused)
@@ -567,7 +583,7 @@ class DatelineLog:
                 await self._dead.redriven(story, letters, [], "")
                 log.info("redriven", group=self.group, story=story, updates=len(letters))
                 return
-            why = f"{letters[at].ref}: {error!r}"
+            why = f"{letters[at].ref}: {described(error)}"
             await self._dead.redriven(story, letters[:at], letters[at:], why)
             log.error(
                 "redrive failed; the story stays parked behind this update",

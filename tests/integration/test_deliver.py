@@ -23,11 +23,18 @@ from dateline.deliver.worker import RetryPolicy
 from dateline.kit import Batch, LogEntry
 from dateline.runtime import groups, status
 from dateline.store.config import Settings
+from dateline.store.deadletters import DeadLetters
+from dateline.store.layout import DELIVER_GROUP
 from dateline.store.log import Log
-from dateline.store.subscriptions import OutboxNotReplicated, Subscription, Subscriptions
+from dateline.store.subscriptions import (
+    Fields,
+    OutboxNotReplicated,
+    Subscription,
+    Subscriptions,
+)
 from tests.e2e.processes import free_port
 from tests.factories import encode, update
-from tests.integration.test_kit import statement, until
+from tests.integration.test_kit import _ops, statement, until
 
 pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
 
@@ -76,9 +83,14 @@ async def receiving() -> AsyncIterator[Receiver]:
 
 
 @contextlib.asynccontextmanager
-async def delivering(log: Log, url: str, policy: RetryPolicy) -> AsyncIterator[DeliveryService]:
+async def delivering(
+    log: Log, url: str, policy: RetryPolicy, **kit: float
+) -> AsyncIterator[DeliveryService]:
+    """The service; `kit`: its kit's settings (`retry_s`, `max_attempts`)."""
     cfg = Settings(None, Path("."), log.keys.prefix, log.keys.partitions, lease_ttl_ms=1000)
     service = create_app(cfg, url, cluster=log.cluster, policy=policy, consumer="test")
+    for name, value in kit.items():
+        setattr(service.kit, name, value)
     assert service.app is not None
     await service.app.start()
     try:
@@ -313,6 +325,111 @@ async def test_a_fan_out_under_way_gives_a_removed_subscription_nothing(log: Log
     await log.append([statement("a-story", "s2")])
     await Fanout(lambda: subs)(await _batch(log, "a-story"))
     assert [f[b"story"] for _, f in await subs.window("gone", 10)] == [b"a-story"]
+
+
+def _beside(log: Log, story: str) -> str:
+    """Another story of `story`'s partition."""
+    return next(
+        other
+        for n in range(1000)
+        if log.keys.partition(other := f"b-story-{n}") == log.keys.partition(story)
+    )
+
+
+def _positions(outbox: list[tuple[str, Fields]]) -> list[str]:
+    return [f[b"position"].decode() for _, f in outbox]
+
+
+async def test_parked_updates_are_redriven_once_to_the_outboxes_that_lacked_them(
+    log: Log,
+) -> None:
+    """While a story's updates are parked, later updates of other stories go out and
+    move the marks past them: what each outbox lacks is noted before they are parked,
+    and a redrive adds exactly that, once, however often it is served."""
+    subs = Subscriptions(log.redis, log.keys)
+    for name in ("steady", "flaky"):
+        await subs.add("https://example.org/", name=name)
+    other = _beside(log, "a-story")
+    await log.append([statement("a-story", "s1"), statement(other, "s1")])
+    batch = await _batch(log, "a-story")
+    a1, b1 = batch.entries
+    broken = Subscriptions(log.redis, log.keys)
+    to_outbox = broken.to_outbox
+
+    async def failing(sub: Subscription, *args: Any, **kw: Any) -> int:
+        if sub.name == "flaky":
+            raise RuntimeError("flaky's outbox is broken")
+        return await to_outbox(sub, *args, **kw)
+
+    broken.to_outbox = failing  # type: ignore[method-assign]
+    fanout = Fanout(lambda: broken)
+    with pytest.raises(RuntimeError, match="broken"):
+        await fanout(batch)  # steady took both; flaky neither
+    one = Batch(batch.partition, batch.stream, batch.group, [a1])
+    await fanout.parking(one)  # as the kit parks a1
+    await Fanout(lambda: subs)(Batch(batch.partition, batch.stream, batch.group, [b1]))
+    await log.append([statement("a-story", "s2")])
+    [a2] = (await _batch(log, "a-story")).entries
+    await fanout.parking(Batch(batch.partition, batch.stream, batch.group, [a2]))  # behind a1
+    assert await subs.held("flaky") == [a1.position, a2.position]
+    assert await subs.held("steady") == [a2.position]  # it had a1 from the failed batch
+    redrive = Batch(batch.partition, batch.stream, batch.group, [a1, a2], redrive=True)
+    await Fanout(lambda: subs)(redrive)
+    await Fanout(lambda: subs)(redrive)  # served again: a crash before the letters went
+    assert _positions(await subs.window("steady", 10)) == [a1.position, b1.position, a2.position]
+    assert _positions(await subs.window("flaky", 10)) == [b1.position, a1.position, a2.position]
+    assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
+
+
+async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dateline dlq redrive STORY --group deliver`, as on-call runs it: the story's
+    parked updates reach the subscriber that missed them, in the story's order, once."""
+    subs = Subscriptions(log.redis, log.keys)
+    broken = {True}
+    to_outbox = Subscriptions.to_outbox
+
+    async def failing(
+        self: Subscriptions, sub: Subscription, partition: int, entries: Any, **kw: Any
+    ) -> int:
+        if sub.name == "flaky" and broken and any(f[b"story"] == b"a-story" for _, f in entries):
+            raise RuntimeError("flaky's outbox is broken for a-story")
+        return await to_outbox(self, sub, partition, entries, **kw)
+
+    monkeypatch.setattr(Subscriptions, "to_outbox", failing)
+    other = _beside(log, "a-story")
+    dead = DeadLetters(log.redis, log.keys.prefix, DELIVER_GROUP)
+    async with receiving() as steady, receiving() as flaky:
+        await subs.add(steady.url, name="steady", allow_private=True)
+        await subs.add(flaky.url, name="flaky", allow_private=True)
+        async with delivering(log, url, FAST, retry_s=0.05, max_attempts=2):
+            await log.append([statement("a-story", "s1")])
+            await until(lambda: len(steady.got) == 1)
+            await until(lambda: _parked_in(dead, "a-story"))
+            await log.append([statement("a-story", "s2"), statement(other, "s1")])
+            await until(lambda: len(steady.got) == 2 and len(flaky.got) == 1)
+            await until(lambda: _letters(dead, "a-story", 2))  # s2 behind s1
+            broken.clear()  # the fix
+            done = await _ops(log, url, "dlq", "redrive", "a-story", "--group", DELIVER_GROUP)
+            assert done.returncode == 0, done.stderr
+            assert "group deliver handled its 2 parked updates" in done.stdout
+            await until(lambda: len(flaky.got) == 3 and len(steady.got) == 3)
+            await log.append([statement("a-story", "s3")])
+            await until(lambda: len(flaky.got) == 4 and len(steady.got) == 4)
+            await asyncio.sleep(0.3)
+    assert steady.ids() == ["a-story-s1", f"{other}-s1", "a-story-s2", "a-story-s3"]
+    assert flaky.ids() == [f"{other}-s1", "a-story-s1", "a-story-s2", "a-story-s3"]
+    assert (await dead.entries(), await dead.parked()) == ([], {})
+    assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
+
+
+async def _letters(dead: DeadLetters, story: str, n: int) -> bool:
+    return len(await dead.letters(story)) == n
+
+
+async def _parked_in(dead: DeadLetters, story: str) -> bool:
+    return story in await dead.parked()
 
 
 async def _returns(subs: list[Subscription]) -> list[Subscription]:

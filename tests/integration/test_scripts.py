@@ -39,6 +39,8 @@ TESTED = {
     "parked_at",
     "story",
     "fanout",
+    "hold",
+    "refan",
 }
 
 
@@ -396,6 +398,46 @@ async def test_fanout(log: Log) -> None:
     await log.redis.set(keys.removed, "1.5")
     assert await fan(keys=on, args=["1.5", 3, *entries("11-0")]) == 0  # removed
     assert await fan(keys=on, args=["2.5", 3, *entries("11-0")]) == 1  # another one, added anew
+
+
+async def test_hold(log: Log) -> None:
+    """Notes the ids past the partition's mark (all, with none), by position; stream ids
+    compared as numbers; a tombstone with the subscription's stamp stops it."""
+    keys = SubscriptionKeys(log.keys.prefix, "s")
+    hold = _run(log, "hold")
+    on = [keys.marks, keys.held, keys.removed]
+    assert await hold(keys=on, args=["1.5", 4, "3-0"]) == 1  # no mark yet: lacks it
+    await log.redis.hset(keys.marks, "3", "9-5")
+    assert await hold(keys=on, args=["1.5", 3, "9-4", "9-5", "9-10", "10-0"]) == 2
+    assert sorted(await log.redis.hkeys(keys.held)) == [b"3:10-0", b"3:9-10", b"4:3-0"]
+    await log.redis.set(keys.removed, "1.5")
+    assert await hold(keys=on, args=["1.5", 3, "11-0"]) == 0
+    assert await log.redis.hlen(keys.held) == 3
+
+
+async def test_refan(log: Log) -> None:
+    """Adds the held ones alone, in the order given, each once, whatever the mark; a
+    tombstone with the subscription's stamp stops it."""
+    keys = SubscriptionKeys(log.keys.prefix, "s")
+    refan = _run(log, "refan")
+    on = [keys.outbox, keys.held, keys.removed]
+    await log.redis.hset(keys.held, mapping={"3:9-0": 1, "3:9-2": 1, "3:9-3": 1})
+    await log.redis.hset(keys.marks, "3", "20-0")
+
+    def entries(*ids: str) -> list[str]:
+        return [word for i in ids for word in (f"3:{i}", "a-story", f"record {i}")]
+
+    assert await refan(keys=on, args=["1.5", *entries("9-0", "9-1", "9-2")]) == 2
+    assert await refan(keys=on, args=["1.5", *entries("9-0", "9-1", "9-2")]) == 0  # once
+    outbox = entries_of(await log.redis.xrange(keys.outbox))
+    assert [f for _, f in outbox] == [
+        {b"story": b"a-story", b"position": b"3:9-0", b"record": b"record 9-0"},
+        {b"story": b"a-story", b"position": b"3:9-2", b"record": b"record 9-2"},
+    ]
+    assert await log.redis.hget(keys.marks, "3") == b"20-0"  # neither asked nor moved
+    await log.redis.set(keys.removed, "1.5")
+    assert await refan(keys=on, args=["1.5", *entries("9-3")]) == 0
+    assert await log.redis.hkeys(keys.held) == [b"3:9-3"]
 
 
 def _applied_keys(models: ReadModels, log: Log) -> list[str]:

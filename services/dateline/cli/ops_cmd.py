@@ -43,7 +43,7 @@ from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.deadletters import REDRIVE_ASKED
 from dateline.store.disk import describe
-from dateline.store.layout import DELIVER_GROUP, group_of, is_projection_group
+from dateline.store.layout import group_of, is_projection_group
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
 from dateline.store.seal import SealReport, seal_if_supported
@@ -185,6 +185,8 @@ def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
     (--group): the app of that group, which must be running, handles the story's
     parked updates again, in log order, and unparks the story if they all pass; if one
     fails again, those before it stay handled and the story stays parked behind it.
+    The fan-out's (--group deliver): the delivery service puts them in the outboxes of
+    the subscriptions that did not get them, once each; they are delivered from there.
     """
 
     async def work(p: _Projection) -> str:
@@ -196,11 +198,6 @@ def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
             raise click.ClickException(
                 f"{group} is not the active projection's group ({dead.group}): readers do "
                 "not see its read models. Leave out --group to redrive the active one's."
-            )
-        if group == DELIVER_GROUP:
-            raise click.ClickException(
-                "the fan-out's parked updates cannot be redriven yet: `dateline dlq show "
-                f"{story} --group {group}` shows them (docs/subscriptions.md)"
             )
         return await _kit_redrive(DeadLetters(dead.client, dead.prefix, group), story, wait_s)
 

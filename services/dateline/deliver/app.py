@@ -131,9 +131,10 @@ def create_app(
     client = cluster_client(url) if cluster else connect(url)
     subscriptions = Subscriptions(client, Keys(cfg.prefix, cfg.partitions or PARTITIONS))
     replicas = _Replicas(kit, cfg.min_replicas)
-    kit.batches(
-        Fanout(lambda: Subscriptions(kit.client, kit.keys), replicas.wanted, cfg.replica_timeout_ms)
+    fanout = Fanout(
+        lambda: Subscriptions(kit.client, kit.keys), replicas.wanted, cfg.replica_timeout_ms
     )
+    kit.batches(fanout, parking=fanout.parking)
     sender = Sender(limit=64)
     service = DeliveryService(
         kit, subscriptions, sender, policy or RetryPolicy(), window, concurrency

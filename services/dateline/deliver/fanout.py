@@ -6,6 +6,12 @@ acknowledges the batch. The two are not one transaction (on a cluster they are o
 slots, and one server does it the same way): a batch handled again after a crash
 between them finds each subscription's mark past it, so an update reaches each
 outbox exactly once.
+
+An update whose fan-out keeps failing is parked in the group's dead letters, with its
+story's later updates behind it, and the marks move past them as other stories go
+out. So before the kit parks them, `parking` notes in each subscription that wants them
+those its outbox lacks (`store/scripts/hold.lua`), and a redrive (`dateline dlq redrive
+STORY --group deliver`) adds those, each once (`store/scripts/refan.lua`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import structlog
 
 from dateline.kit import Batch, LogEntry
 from dateline.runtime.metrics import FANNED_OUT
@@ -26,6 +33,7 @@ class _Head(msgspec.Struct):
 
 
 _head = msgspec.json.Decoder(_Head).decode
+log = structlog.get_logger("dateline.deliver")
 
 
 def route(
@@ -72,17 +80,59 @@ class Fanout:
         if not routed:
             return
         wanted = await self.replicas() if registry.cluster else 0
-        added = await asyncio.gather(
+        timeout = self.replica_timeout_ms
+        if batch.redrive:
+            added = await asyncio.gather(
+                *(
+                    registry.refan(sub, entries, replicas=wanted, replica_timeout_ms=timeout)
+                    for sub, entries in routed
+                )
+            )
+            log.info(
+                "redriven updates fanned out",
+                partition=batch.partition,
+                updates=len(batch.entries),
+                added={sub.name: n for (sub, _), n in zip(routed, added, strict=True)},
+            )
+        else:
+            added = await asyncio.gather(
+                *(
+                    registry.to_outbox(
+                        sub, batch.partition, entries, replicas=wanted, replica_timeout_ms=timeout
+                    )
+                    for sub, entries in routed
+                )
+            )
+        FANNED_OUT.inc(sum(added))
+        # Returning unacknowledged: the kit acknowledges the batch now.
+
+    async def parking(self, batch: Batch) -> None:
+        """The kit is about to park these entries: note, in each subscription that wants
+        them, those its outbox lacks, for a redrive to add. An entry whose head cannot be
+        read was wanted by nobody: it goes to no outbox, redriven or not."""
+        readable = [e for e in batch.entries if _readable(e.raw)]
+        registry = self.subscriptions()
+        routed = route(await registry.all(), readable)
+        if not routed:
+            return
+        wanted = await self.replicas() if registry.cluster else 0
+        await asyncio.gather(
             *(
-                registry.to_outbox(
+                registry.hold(
                     sub,
                     batch.partition,
-                    entries,
+                    [entry_id for entry_id, _ in entries],
                     replicas=wanted,
                     replica_timeout_ms=self.replica_timeout_ms,
                 )
                 for sub, entries in routed
             )
         )
-        FANNED_OUT.inc(sum(added))
-        # Returning unacknowledged: the kit acknowledges the batch now.
+
+
+def _readable(raw: bytes) -> bool:
+    try:
+        _head(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return True

@@ -406,6 +406,12 @@ class SubscriptionKeys:
         return f"{self.base}:marks"
 
     @property
+    def held(self) -> str:
+        """Positions of updates the fan-out's group parked before they reached this
+        outbox: a redrive adds each of them here once (`store/scripts/hold.lua`)."""
+        return f"{self.base}:held"
+
+    @property
     def removed(self) -> str:
         """The tombstone `remove` leaves: a fan-out that read the registry before the
         removal adds nothing for a subscription whose `created` it holds."""
@@ -413,7 +419,15 @@ class SubscriptionKeys:
 
     def all(self) -> list[str]:
         """Its delivery state (not the tombstone)."""
-        return [self.outbox, self.retries, self.dlq, self.parked, self.stats, self.marks]
+        return [
+            self.outbox,
+            self.retries,
+            self.dlq,
+            self.parked,
+            self.stats,
+            self.marks,
+            self.held,
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from dateline.domain.positions import stream_id
+from dateline.domain.positions import Position, stream_id
 from dateline.store import scripts
 from dateline.store.connection import appender_of, is_cluster
 from dateline.store.layout import (
@@ -118,6 +118,8 @@ class Subscriptions:
         self.secrets_key = subscription_secrets_key(keys.prefix)
         self.cluster = is_cluster(client)
         self._fan_out = scripts.Script(client, FAN_OUT)
+        self._hold = scripts.bound(client, "hold")
+        self._refan = scripts.bound(client, "refan")
 
     def state(self, name: str) -> SubscriptionKeys:
         return SubscriptionKeys(self.keys.prefix, name, tagged=self.cluster)
@@ -254,19 +256,71 @@ class Subscriptions:
         for entry_id, fields in entries:
             args += [entry_id, fields[b"story"], fields[b"position"], fields[b"record"]]
         on = [keys.outbox, keys.marks, keys.removed]
+        return await self._run(self._fan_out, sub.name, on, args, replicas, replica_timeout_ms)
+
+    async def hold(
+        self,
+        sub: Subscription,
+        partition: int,
+        entry_ids: list[str],
+        *,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> int:
+        """Before the fan-out's group parks these entries of a partition (in log order):
+        note those the subscription's outbox lacks (after its mark), for `refan`; how
+        many. Replicated on a cluster as `to_outbox` is: the dead letters that follow are
+        another node's."""
+        keys = self.state(sub.name)
+        on = [keys.marks, keys.held, keys.removed]
+        args: list[str | bytes | int] = [sub.stamp, partition, *entry_ids]
+        return await self._run(self._hold, sub.name, on, args, replicas, replica_timeout_ms)
+
+    async def refan(
+        self,
+        sub: Subscription,
+        entries: list[tuple[str, Fields]],
+        *,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> int:
+        """Redriven entries (log entry id, outbox fields; in log order): add to the outbox
+        those `hold` noted, each once, whatever the mark; how many were added."""
+        keys = self.state(sub.name)
+        args: list[str | bytes | int] = [sub.stamp]
+        for _, fields in entries:
+            args += [fields[b"position"], fields[b"story"], fields[b"record"]]
+        on = [keys.outbox, keys.held, keys.removed]
+        return await self._run(self._refan, sub.name, on, args, replicas, replica_timeout_ms)
+
+    async def held(self, name: str) -> list[str]:
+        """The positions of parked updates a redrive would add to this outbox."""
+        raw = cast(list[bytes], await self.client.hkeys(self.state(name).held))
+        return sorted((as_text(p) for p in raw), key=Position.parse)
+
+    async def _run(
+        self,
+        script: scripts.Script,
+        name: str,
+        keys: list[str],
+        args: list[str | bytes | int],
+        replicas: int,
+        replica_timeout_ms: int,
+    ) -> int:
+        """One of a subscription's scripts; on a cluster, replicated (`to_outbox`)."""
         if not self.cluster:
-            return int(await self._fan_out(keys=on, args=args))
+            return int(await script(keys=keys, args=args))
         cluster = appender_of(self.client)  # its retries are the kit's: a batch again
         await cluster.initialize()
-        node = cluster.get_node_from_key(keys.outbox)
+        node = cluster.get_node_from_key(keys[0])
         pipe = cluster.pipeline(transaction=False)
-        pipe.execute_command("EVAL", FAN_OUT, len(on), *on, *args)  # pipelines refuse EVALSHA
+        pipe.execute_command("EVAL", script.text, len(keys), *keys, *args)  # no EVALSHA here
         if replicas > 0:
             pipe.execute_command("WAIT", replicas, replica_timeout_ms, target_nodes=node)
         replies = await pipe.execute()
         if replicas > 0 and int(replies[1]) < replicas:
             raise OutboxNotReplicated(
-                f"subscription {sub.name!r}: {int(replies[1])} of {replicas} replicas "
+                f"subscription {name!r}: {int(replies[1])} of {replicas} replicas "
                 f"confirmed its outbox entries within {replica_timeout_ms} ms; the batch "
                 "is fanned out again (its mark keeps it once)"
             )
