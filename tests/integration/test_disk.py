@@ -8,6 +8,7 @@ import uuid
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -104,6 +105,7 @@ async def test_a_full_server_is_said_first_and_its_memory_in_the_metrics(log: Lo
     assert roomy.used_bytes and roomy.used_bytes > 0
     text = describe(roomy, time.time())
     assert not any("FULL" in line for line in text)
+    assert not roomy.full and b'"full"' not in msgspec.json.encode(roomy)
     if roomy.max_bytes:
         assert any(line.startswith("  memory ") for line in text), text
     await client.config_set("maxmemory-policy", "noeviction")
@@ -113,6 +115,7 @@ async def test_a_full_server_is_said_first_and_its_memory_in_the_metrics(log: Lo
     finally:
         await client.config_set("maxmemory", most)
         await client.config_set("maxmemory-policy", policy)
+    assert full.full and b'"full":true' in msgspec.json.encode(full)  # what the page reads
     first = describe(full, time.time())[0]
     assert first.startswith(f"server {full.server}: FULL: "), first
     assert "refuses writes until ops make room" in first

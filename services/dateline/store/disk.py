@@ -62,6 +62,9 @@ class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
     writes (`OOM`) until ops make room; dateline's appends and commits wait meanwhile."""
     problem: str | None = None
     """Why the server could not be asked (refused, unreachable): nothing else is known."""
+    full: bool = False
+    """At its `maxmemory` under `noeviction` (`full`): it refuses writes until ops make
+    room. Said here so that no reader of the status repeats the rule."""
 
 
 async def disks(client: aioredis.Redis) -> list[Disk]:
@@ -78,6 +81,11 @@ async def disks(client: aioredis.Redis) -> list[Disk]:
 
 
 async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Disk:
+    found = await _asked(client, where, route)
+    return msgspec.structs.replace(found, full=True) if full(found) else found
+
+
+async def _asked(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Disk:
     ask = cast(Any, client).execute_command  # a cluster's node by `target_nodes`
     try:
         info = await client.info("persistence", **route)

@@ -330,8 +330,8 @@ function opsPage() {
     const disks = (s.disks || []).map((d) => {
       if (d.problem) return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${esc(d.server)}: not read (${esc(d.problem)})</div>`;
       const failed = d.last_write === "err" ? `<p class="warning">The last AOF write failed: this server refuses writes until its disk takes them.</p>` : "";
-      // As store/disk.py's `full`: at its maxmemory under noeviction, writes are refused.
-      const full = d.max_bytes && d.used_bytes >= d.max_bytes && d.policy === "noeviction"
+      // The status says it (store/disk.py's `full`): at its maxmemory under noeviction.
+      const full = d.full
         ? `<p class="warning">This server is full: ${mb(d.used_bytes)} in use of its maxmemory ${mb(d.max_bytes)} (noeviction). It refuses writes until ops make room.</p>` : "";
       const memory = d.max_bytes ? ` · memory ${mb(d.used_bytes)} of ${mb(d.max_bytes)}` : "";
       const aof = d.aof ? `AOF ${mb(d.aof_bytes)}${d.rewritten_bytes ? `, ${(d.aof_bytes / d.rewritten_bytes).toFixed(1)}× what the last rewrite left` : ""}` : "no AOF";
