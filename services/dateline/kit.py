@@ -72,6 +72,7 @@ from dateline.store.connection import (
     described,
     find_keys_locally,
     open_client,
+    outage,
     write_refusal,
 )
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
@@ -359,7 +360,7 @@ class DatelineLog:
                     if not isinstance(exc, UNREACHABLE):
                         raise
                     log.warning(
-                        "Redis unreachable; the partition waits",
+                        f"{outage(exc)}; the partition waits",
                         group=self.group,
                         partition=partition,
                         error=described(exc),
@@ -550,9 +551,7 @@ class DatelineLog:
                 for story in await self._dead.redrives_asked():
                     await self._redrive(story)
             except UNREACHABLE as exc:  # asked still: served on a later turn
-                log.warning(
-                    "Redis unreachable; redrives wait", group=self.group, error=described(exc)
-                )
+                log.warning(f"{outage(exc)}; redrives wait", group=self.group, error=described(exc))
             except Exception:
                 log.exception("redrive failed; asked still, trying again", group=self.group)
 
@@ -627,7 +626,7 @@ class DatelineLog:
             except UNREACHABLE as exc:
                 if not down:
                     log.warning(
-                        "Redis unreachable; the lease waits", group=self.group, error=described(exc)
+                        f"{outage(exc)}; the lease waits", group=self.group, error=described(exc)
                     )
                 down = True
                 continue

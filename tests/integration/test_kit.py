@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import cast
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -490,3 +491,51 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
         await undo()
         await app.stop()
         await store.aclose()
+
+
+@pytest.mark.one_server(
+    "a user's password is each node's own on a cluster: the same case, node by node"
+)
+async def test_a_password_rotated_under_a_running_app_is_said_so_not_called_unreachable(
+    log: Log, url: str
+) -> None:
+    """redis-py's AuthenticationError is a ConnectionError: the app waits it out as it
+    would an outage (ops put the password back, or restart it with the new one), and
+    its log says what it is waiting for."""
+    user, secret = f"kit-{os.getpid()}-{time.monotonic_ns()}", "first-secret"
+    await log.redis.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{secret}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all"],
+    )
+    parts = urlsplit(url)
+    own = urlunsplit(parts._replace(netloc=f"{user}:{secret}@{parts.hostname}:{parts.port}"))
+    kit, seen = kit_for(log, own), list[str]()
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        await log.append([statement("a-story", "s1")])
+        await until(lambda: seen == ["a-story-s1"])
+        with capture_logs() as logs:
+            await log.redis.acl_setuser(
+                user, enabled=True, reset_passwords=True, passwords=["+rotated"]
+            )
+            await log.redis.client_kill_filter(user=user)
+            await until(lambda: any(x["event"].startswith("Redis refused the") for x in logs))
+            await log.redis.acl_setuser(user, enabled=True, passwords=[f"+{secret}"])
+            await log.append([statement("a-story", "s2")])
+            await until(lambda: seen == ["a-story-s1", "a-story-s2"])
+        said = [x for x in logs if x["event"].startswith("Redis refused the credentials")]
+        assert "AuthenticationError" in said[0]["error"], said
+        assert not [x for x in logs if "unreachable" in x["event"]], logs
+    finally:
+        await app.stop()
+        await log.redis.acl_deluser(user)

@@ -8,7 +8,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dateline.cli.trouble import said, server
-from dateline.store.connection import described
+from dateline.store.connection import described, outage
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,15 @@ def test_a_log_line_keeps_a_redis_errors_message() -> None:
         described(ResponseError("WRONGTYPE wrong kind")) == "ResponseError('WRONGTYPE wrong kind')"
     )
     assert described(ValueError("bad")) == "ValueError('bad')"  # Python's own, as it was
+
+
+def test_credentials_refused_are_not_called_unreachable() -> None:
+    """redis-py's AuthenticationError is a ConnectionError, which services wait out like
+    an outage: their log line says which it is."""
+    assert outage(AuthenticationError("invalid username-password pair")) == (
+        "Redis refused the credentials"
+    )
+    assert outage(RedisConnectionError("Error 111 connecting to 127.0.0.1:6380.")) == (
+        "Redis unreachable"
+    )
+    assert outage(OSError("no route to host")) == "Redis unreachable"

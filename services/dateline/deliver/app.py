@@ -19,7 +19,7 @@ from dateline.deliver.fanout import Fanout
 from dateline.deliver.worker import RetryPolicy, Sender, Worker
 from dateline.kit import DatelineLog
 from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, cluster_client, connect, described
+from dateline.store.connection import UNREACHABLE, cluster_client, connect, described, outage
 from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.log import PARTITIONS, Log
 from dateline.store.subscriptions import Subscriptions
@@ -61,7 +61,7 @@ class DeliveryService:
             try:
                 names = {s.name for s in await self.subscriptions.all()}
             except UNREACHABLE as exc:  # the workers say so too; look again in a while
-                log.warning("Redis unreachable; subscriptions unchanged", error=described(exc))
+                log.warning(f"{outage(exc)}; subscriptions unchanged", error=described(exc))
                 names = set(self.workers)
             except Exception:
                 log.exception("reading the subscriptions failed; trying again")

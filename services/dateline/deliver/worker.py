@@ -27,7 +27,7 @@ from dateline.deliver.acks import Acknowledgements
 from dateline.deliver.targets import guarded_socket
 from dateline.deliver.webhook import Headers, Signer, message_id, request
 from dateline.runtime.metrics import DELIVERIES, DELIVERY_SECONDS
-from dateline.store.connection import UNREACHABLE, described
+from dateline.store.connection import UNREACHABLE, described, outage
 from dateline.store.subscriptions import Parked, RetryState, Subscription, Subscriptions
 
 log = structlog.get_logger("dateline.deliver")
@@ -167,7 +167,7 @@ class Worker:
             except UNREACHABLE as exc:
                 if not down:
                     log.warning(
-                        "Redis unreachable; waiting for it",
+                        f"{outage(exc)}; waiting for it",
                         subscription=self.name,
                         error=described(exc),
                     )

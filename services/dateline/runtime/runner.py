@@ -27,7 +27,14 @@ from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import PARKED
 from dateline.runtime.wakes import Wakes
-from dateline.store.connection import UNREACHABLE, described, is_cluster, sent, write_refusal
+from dateline.store.connection import (
+    UNREACHABLE,
+    described,
+    is_cluster,
+    outage,
+    sent,
+    write_refusal,
+)
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import Keys
 from dateline.store.log import AppendFunctionMissing, LogMoving, NotReplicated
@@ -289,7 +296,7 @@ class Runner:
         now = time.monotonic()
         if since is None:
             log.warning(
-                "Redis unreachable; waiting for it", group=self.config.group, error=described(exc)
+                f"{outage(exc)}; waiting for it", group=self.config.group, error=described(exc)
             )
             since = now
         for p in self.owned.values():
@@ -715,7 +722,7 @@ class Runner:
         elif isinstance(exc, AppendFunctionMissing | LogMoving):  # nothing written: ops
             log.error("cannot append; will retry it", **where, error=str(exc))
         elif isinstance(exc, UNREACHABLE):  # an outage: expected, one line
-            log.warning("Redis unreachable mid-batch; will retry it", **where, error=described(exc))
+            log.warning(f"{outage(exc)} mid-batch; will retry it", **where, error=described(exc))
         elif refused := write_refusal(exc):  # out of memory or disk, too few replicas
             log.error(
                 "a server refuses writes; will retry the batch",

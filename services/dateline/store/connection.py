@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import (
     AskError,
+    AuthenticationError,
     ClusterCrossSlotError,
     ClusterDownError,
     OutOfMemoryError,
@@ -68,6 +69,17 @@ def described(exc: BaseException) -> str:
     if isinstance(exc, RedisError):
         return f"{type(exc).__name__}({str(exc)!r})"
     return repr(exc)
+
+
+def outage(exc: BaseException) -> str:
+    """How a log line of an `UNREACHABLE` error begins. redis-py's `AuthenticationError`
+    is a `ConnectionError` too, and a service waits it out like an outage (ops may put
+    the password back, or restart the service with the new one); but the server is there
+    and refused the credentials, and a line saying "unreachable" sends on-call to the
+    network, not to the password rotated under the service."""
+    if isinstance(exc, AuthenticationError):
+        return "Redis refused the credentials"
+    return "Redis unreachable"
 
 
 def refuses_writes(exc: BaseException) -> bool:

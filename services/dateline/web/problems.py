@@ -31,7 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dateline.store.connection import described, out_of_room, refuses_writes
+from dateline.store.connection import described, out_of_room, outage, refuses_writes
 from dateline.web.ready import Ready
 
 PROBLEM = "application/problem+json"
@@ -146,7 +146,7 @@ def unavailable(service: str) -> Handler:
 
     def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         log.warning(
-            "Redis unreachable; answered 503",
+            f"{outage(exc)}; answered 503",
             method=request.method,
             path=request.url.path,
             error=described(exc),
