@@ -410,6 +410,11 @@ async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
             await log.append([statement("a-story", "s2"), statement(other, "s1")])
             await until(lambda: len(steady.got) == 2 and len(flaky.got) == 1)
             await until(lambda: _letters(dead, "a-story", 2))  # s2 behind s1
+            found = await status.deliveries(log.redis, log.keys)
+            assert {x.name: x.held for x in found.subscriptions} == {"flaky": 2, "steady": 1}
+            listed = await _ops(log, url, "subscriptions", "list")
+            assert "missed 2: parked in the fan-out before they reached it" in listed.stdout
+            assert "missed 1: parked in the fan-out" in listed.stdout
             broken.clear()  # the fix
             done = await _ops(log, url, "dlq", "redrive", "a-story", "--group", DELIVER_GROUP)
             assert done.returncode == 0, done.stderr
@@ -422,6 +427,8 @@ async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
     assert flaky.ids() == [f"{other}-s1", "a-story-s1", "a-story-s2", "a-story-s3"]
     assert (await dead.entries(), await dead.parked()) == ([], {})
     assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
+    found = await status.deliveries(log.redis, log.keys)
+    assert [x.held for x in found.subscriptions] == [0, 0]
 
 
 async def _letters(dead: DeadLetters, story: str, n: int) -> bool:

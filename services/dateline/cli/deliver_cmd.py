@@ -207,7 +207,15 @@ def subscriptions_list(as_json: bool) -> None:
             f"{s.name}\t{s.url}\t{s.mode}\t{state}\t{limits}\n"
             f"\tbacklog {s.backlog} (oldest {s.lag_seconds} s), retrying {s.retrying}, "
             f"parked {s.parked}, delivered {s.delivered}, failed attempts {s.failed_attempts}"
-            f"{last}" + (f"\n\tlast error: {s.last_error}" if s.last_error else "")
+            f"{last}"
+            + (f"\n\tlast error: {s.last_error}" if s.last_error else "")
+            + (
+                f"\n\tmissed {s.held}: parked in the fan-out before they reached it "
+                "(`dateline dlq list --group deliver`; `dateline dlq redrive STORY --group "
+                "deliver` sends them)"
+                if s.held
+                else ""
+            )
         )
 
 

@@ -102,6 +102,9 @@ class SubscriptionStatus(msgspec.Struct):
     last_error: str | None
     last_delivered: float | None
     last_failed: float | None
+    held: int = 0
+    """Updates the fan-out parked (`dateline dlq list --group deliver`) before they
+    reached this outbox: `dateline dlq redrive STORY --group deliver` adds them."""
 
 
 class DeliveryStatus(msgspec.Struct):
@@ -207,12 +210,13 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
         pipe.hlen(state.retries)
         pipe.xlen(state.dlq)
         pipe.hgetall(state.stats)
+        pipe.hlen(state.held)
     for p in range(keys.partitions):
         pipe.xinfo_groups(keys.log(p))
     replies = await pipe.execute(raise_on_error=False)
     rows = []
     for n, sub in enumerate(subs):
-        backlog, first, retrying, parked, raw = replies[5 * n : 5 * n + 5]
+        backlog, first, retrying, parked, raw, held = replies[6 * n : 6 * n + 6]
         stats = {k.decode(): v.decode() for k, v in raw.items()}
         oldest = _log_ms(first[0][1].get(b"position", b"")) if first else None
         rows.append(
@@ -235,10 +239,11 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
                 if "last_delivered" in stats
                 else None,
                 last_failed=float(stats["last_failed"]) if "last_failed" in stats else None,
+                held=int(held),
             )
         )
     lag: int | None = 0
-    for infos in replies[5 * len(subs) :]:
+    for infos in replies[6 * len(subs) :]:
         info = {} if isinstance(infos, ResponseError) else _group(infos, DELIVER_GROUP)
         if not info or info.get("lag") is None:
             lag = None
