@@ -23,7 +23,7 @@ from dateline.deliver.worker import RetryPolicy
 from dateline.kit import Batch, LogEntry
 from dateline.runtime import groups, status
 from dateline.store.config import Settings
-from dateline.store.deadletters import DeadLetters
+from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import DELIVER_GROUP
 from dateline.store.log import Log
 from dateline.store.subscriptions import (
@@ -379,6 +379,32 @@ async def test_parked_updates_are_redriven_once_to_the_outboxes_that_lacked_them
     assert _positions(await subs.window("steady", 10)) == [a1.position, b1.position, a2.position]
     assert _positions(await subs.window("flaky", 10)) == [b1.position, a1.position, a2.position]
     assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
+
+
+async def test_discarding_the_fan_outs_parked_updates_forgets_who_missed_them(
+    log: Log, url: str
+) -> None:
+    """`dateline dlq discard STORY --group deliver`: nobody is owed them any more, so no
+    subscription goes on saying it missed them; another story's notes stay."""
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/", name="desk")
+    other = _beside(log, "a-story")
+    await log.append([statement("a-story", "s1"), statement(other, "s1")])
+    batch = await _batch(log, "a-story", DELIVER_GROUP)
+    await Fanout(lambda: subs).parking(batch)  # both parked, as the kit would
+    dead = DeadLetters(log.redis, log.keys.prefix, DELIVER_GROUP)
+    await dead.park(
+        [
+            Parking(Delivery(e.partition, batch.stream, e.entry_id, story, e.raw), "bug", "")
+            for e, story in zip(batch.entries, ["a-story", other], strict=True)
+        ]
+    )
+    assert len(await subs.held("desk")) == 2
+    done = await _ops(log, url, "dlq", "discard", "a-story", "--group", DELIVER_GROUP, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "a-story: dropped 1 parked updates" in done.stdout
+    assert await subs.held("desk") == [batch.entries[1].position]
+    assert [x.story for x in await dead.letters(other)] == [other]
 
 
 async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(

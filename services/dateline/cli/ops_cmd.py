@@ -43,10 +43,11 @@ from dateline.runtime.heap import tune_collector
 from dateline.store.config import Settings
 from dateline.store.deadletters import REDRIVE_ASKED
 from dateline.store.disk import describe
-from dateline.store.layout import group_of, is_projection_group
+from dateline.store.layout import DELIVER_GROUP, group_of, is_projection_group
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels, active_version, open_models
 from dateline.store.seal import SealReport, seal_if_supported
+from dateline.store.subscriptions import Subscriptions
 
 T = TypeVar("T")
 
@@ -238,10 +239,21 @@ def dlq_discard(story: str, group: str | None) -> None:
     """Unpark STORY and drop its dead letters WITHOUT applying them.
 
     The log keeps the updates: the next rebuild of the projection applies them.
-    Use redrive unless they can never be projected.
+    Use redrive unless they can never be projected. The fan-out's (--group deliver):
+    the subscriptions that missed them are not sent them.
     """
-    dropped = _run(lambda p: _dead(p.dead, group).release(story))
-    click.echo(f"{story}: dropped {dropped} parked updates")
+
+    async def work(p: _Projection) -> int:
+        dead = _dead(p.dead, group)
+        fanned = dead.group == DELIVER_GROUP
+        missed = [x.ref for x in await dead.letters(story)] if fanned else []
+        dropped = await dead.release(story)
+        # After the letters: a crash between leaves a note that says "missed" too long,
+        # never letters that a redrive would release without sending.
+        await Subscriptions(p.log.redis, p.log.keys).forget_held(missed)
+        return dropped
+
+    click.echo(f"{story}: dropped {_run(work)} parked updates")
 
 
 class Rate(ProgressColumn):

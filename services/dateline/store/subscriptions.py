@@ -298,6 +298,16 @@ class Subscriptions:
         raw = cast(list[bytes], await self.client.hkeys(self.state(name).held))
         return sorted((as_text(p) for p in raw), key=Position.parse)
 
+    async def forget_held(self, positions: list[str]) -> int:
+        """Parked updates of the fan-out that ops discarded: no subscription is owed them
+        now. How many notes went."""
+        if not positions:
+            return 0
+        gone = 0
+        for sub in await self.all():  # each its own slot on a cluster
+            gone += int(await self.client.hdel(self.state(sub.name).held, *positions))
+        return gone
+
     async def _run(
         self,
         script: scripts.Script,
