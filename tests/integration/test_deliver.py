@@ -438,6 +438,9 @@ async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
             await until(lambda: _letters(dead, "a-story", 2))  # s2 behind s1
             found = await status.deliveries(log.redis, log.keys)
             assert {x.name: x.held for x in found.subscriptions} == {"flaky": 2, "steady": 1}
+            assert found.fanout_parked == 2
+            told = await _ops(log, url, "status")
+            assert "parked in the fan-out 2 (`dateline dlq list --group deliver`)" in told.stdout
             listed = await _ops(log, url, "subscriptions", "list")
             assert "missed 2: parked in the fan-out before they reached it" in listed.stdout
             assert "missed 1: parked in the fan-out" in listed.stdout
@@ -454,7 +457,7 @@ async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
     assert (await dead.entries(), await dead.parked()) == ([], {})
     assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
     found = await status.deliveries(log.redis, log.keys)
-    assert [x.held for x in found.subscriptions] == [0, 0]
+    assert ([x.held for x in found.subscriptions], found.fanout_parked) == ([0, 0], 0)
 
 
 async def _letters(dead: DeadLetters, story: str, n: int) -> bool:

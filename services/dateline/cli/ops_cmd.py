@@ -367,6 +367,15 @@ def status_command(as_json: bool) -> None:
     click.echo(f"processes of the group: {len(alive)}{names}")
     dl = report.dead_letters
     click.echo(f"parked: {dl.parked_updates} updates in {dl.parked_stories} stories")
+    dv = report.deliveries
+    if dv is not None and (dv.subscriptions or dv.fanout_parked):
+        lag = "unknown" if dv.fanout_lag is None else dv.fanout_lag
+        click.echo(
+            f"subscriptions: {len(dv.subscriptions)}; not yet fanned out {lag}; parked at "
+            f"receivers {sum(s.parked for s in dv.subscriptions)}; parked in the fan-out "
+            f"{dv.fanout_parked}"
+            + (" (`dateline dlq list --group deliver`)" if dv.fanout_parked else "")
+        )
     if report.moving:
         err(f"the log {report.moving}")
     sealed = sum(row.sealed_after is not None for row in report.partitions)

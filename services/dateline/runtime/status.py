@@ -112,6 +112,9 @@ class DeliveryStatus(msgspec.Struct):
     """Log entries the delivery service has not yet put in the outboxes (None: the
     server does not count them, before Redis 7, or the service never ran)."""
     subscriptions: list[SubscriptionStatus]
+    fanout_parked: int = 0
+    """Updates the fan-out parked (its group's dead letters, `dateline dlq list --group
+    deliver`); each subscription that missed them counts them in its `held`."""
 
 
 class Status(msgspec.Struct):
@@ -249,7 +252,8 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
             lag = None
             break
         lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
-    return DeliveryStatus(lag, rows)
+    fanned = await DeadLetters(client, keys.prefix, DELIVER_GROUP).counts()
+    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]))
 
 
 def _log_ms(position: bytes) -> int | None:
