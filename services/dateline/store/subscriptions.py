@@ -331,8 +331,8 @@ class Subscriptions:
         if replicas > 0 and int(replies[1]) < replicas:
             raise OutboxNotReplicated(
                 f"subscription {name!r}: {int(replies[1])} of {replicas} replicas "
-                f"confirmed its outbox entries within {replica_timeout_ms} ms; the batch "
-                "is fanned out again (its mark keeps it once)"
+                f"confirmed its write within {replica_timeout_ms} ms; the kit tries the "
+                "batch again, which adds nothing twice (the mark, or the held note)"
             )
         return int(replies[0])
 
