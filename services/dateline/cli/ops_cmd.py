@@ -169,7 +169,8 @@ def dlq_show(story: str, group: str | None) -> None:
     "--group",
     default=None,
     help="A kit app's group (dateline.kit): the running app handles STORY's parked updates "
-    "again. Default: the active projection's, which rebuilds STORY from the log.",
+    "again; `deliver`: the delivery service sends them to the subscriptions that missed "
+    "them. Default: the active projection's, which rebuilds STORY from the log.",
 )
 @click.option(
     "--wait",
