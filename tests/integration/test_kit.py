@@ -61,6 +61,17 @@ def kit_for(log: Log, url: str, **kw: object) -> DatelineLog:
     return DatelineLog(url, group="cms", prefix=log.keys.prefix, **(options | kw))  # type: ignore[arg-type]
 
 
+def recorded(kit: DatelineLog) -> list[str]:
+    """The ids of the updates the app of `kit` handles, in order: a handler for every type."""
+    seen: list[str] = []
+
+    @kit.on()
+    async def record(u: Update) -> None:
+        seen.append(u.id)
+
+    return seen
+
+
 async def pending(log: Log, group: str = "cms") -> int:
     return sum([await groups.pending_count(log.redis, s, group) for s in log.keys.logs()])
 
@@ -100,11 +111,7 @@ async def test_a_stopped_app_leaves_no_task_reading_the_log(log: Log, url: str) 
     for n in range(6):
         before = asyncio.all_tasks()
         kit = kit_for(log, url)
-        seen: list[str] = []
-
-        @kit.on()
-        async def on_any(u: Update) -> None:
-            seen.append(u.id)  # noqa: B023 - this round's list
+        seen = recorded(kit)
 
         app = kit.app()
         await app.start()
@@ -220,11 +227,7 @@ async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, url: 
     taken = await groups.read(log.redis, "cms", "killed", {stream: ">"}, 2, None)
     assert len(taken[stream]) == 2  # read by a process that died before acknowledging
     kit = kit_for(log, url)
-    seen: list[str] = []
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        seen.append(u.id)
+    seen = recorded(kit)
 
     app = kit.app()
     await app.start()
@@ -398,11 +401,8 @@ async def test_a_redrive_asked_while_the_app_is_down_is_served_when_it_runs(
     old = await _ops(log, url, "dlq", "redrive", "a-story", "--group", "projector-v9")
     assert "projector-v9 is not the active projection's group (projector-v1)" in old.stderr
 
-    restarted, again = kit_for(log, url), list[str]()
-
-    @restarted.on()
-    async def fixed(u: Update) -> None:
-        again.append(u.id)
+    restarted = kit_for(log, url)
+    again = recorded(restarted)
 
     app = restarted.app()
     await app.start()
@@ -513,11 +513,8 @@ async def test_a_password_rotated_under_a_running_app_is_said_so_not_called_unre
     )
     parts = urlsplit(url)
     own = urlunsplit(parts._replace(netloc=f"{user}:{secret}@{parts.hostname}:{parts.port}"))
-    kit, seen = kit_for(log, own), list[str]()
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        seen.append(u.id)
+    kit = kit_for(log, own)
+    seen = recorded(kit)
 
     app = kit.app()
     await app.start()

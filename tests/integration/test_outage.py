@@ -25,9 +25,8 @@ from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
-from dateline_schemas import Update
 from tests.integration.serving import serve
-from tests.integration.test_kit import statement, until
+from tests.integration.test_kit import recorded, statement, until
 from tests.readers import bearer
 
 SOURCE = "urn:feed:test"
@@ -191,11 +190,7 @@ async def test_a_kit_app_keeps_its_group_through_an_outage_longer_than_its_lease
     log = Log(connect(server.url, retry_lost=True), Keys(cfg.prefix, PARTITIONS))
     await log.check_partitions()
     kit = DatelineLog(server.url, group="cms", prefix=cfg.prefix, lease_ttl_ms=300, retry_s=0.05)
-    seen: list[str] = []
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        seen.append(u.id)
+    seen = recorded(kit)
 
     app = kit.app()
     await app.start()
@@ -230,11 +225,7 @@ async def test_a_kit_started_while_the_server_is_down_starts_once_it_is_back(
         retry_s=0.05,
         cluster=cluster,  # told: no question to the server before the kit's start
     )
-    seen: list[str] = []
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        seen.append(u.id)
+    seen = recorded(kit)
 
     app = kit.app()
     try:
