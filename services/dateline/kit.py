@@ -440,6 +440,14 @@ class DatelineLog:
                 refusal=refusal,
                 error=str(exc),
             )
+        elif isinstance(exc, UNREACHABLE):  # an outage of the handler's store: one line
+            log.warning(
+                f"{outage(exc)}; retrying from this update, not counted against it",
+                group=self.group,
+                position=culprit.position,
+                story=_story(culprit),
+                error=described(exc),
+            )
         else:
             log.error(
                 "handler failed; retrying from this update",

@@ -25,7 +25,7 @@ from dateline.store.log import Log
 from dateline_schemas import Update
 from dateline_schemas.story import StoryOpened
 from tests.conftest import VALKEY, start_server
-from tests.e2e.processes import DATELINE
+from tests.e2e.processes import DATELINE, free_port
 from tests.factories import encode, update
 from tests.raw import entries_of
 
@@ -536,3 +536,40 @@ async def test_a_password_rotated_under_a_running_app_is_said_so_not_called_unre
     finally:
         await app.stop()
         await log.redis.acl_deluser(user)
+
+
+async def test_a_handlers_store_out_of_reach_is_waited_for_with_one_line_a_try(
+    log: Log, url: str, handlers_store: str
+) -> None:
+    """The handler's own store cannot be reached (a node failing over, a restart): an
+    outage, not the update's fault. Retried in order past `max_attempts`, nothing
+    parked, one warning a try without a traceback; handled once the store is back."""
+    stores = [aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")]  # nobody there
+    kit = kit_for(log, url)  # max_attempts=3
+    tries: list[str] = []
+    seen: list[str] = []
+
+    @kit.on()
+    async def handle(u: Update) -> None:
+        tries.append(u.id)
+        await stores[-1].set(f"{log.keys.prefix}:{u.id}", u.subject)
+        seen.append(u.id)
+
+    app = kit.app()
+    await app.start()
+    try:
+        with capture_logs() as logs:
+            await log.append([statement("a-story", "s1"), statement("a-story", "s2")])
+            await until(lambda: len(tries) >= 4 * 3)
+        said = [x for x in logs if x["event"].startswith("Redis unreachable; retrying")]
+        assert said and all("exc_info" not in x for x in said), logs
+        assert "ConnectionError" in said[0]["error"]
+        assert not [x for x in logs if x["event"].startswith(("handler failed", "update parked"))]
+        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
+        assert (await dead.entries(), await dead.parked()) == ([], {})
+        stores.append(aioredis.Redis.from_url(handlers_store))  # back
+        await until(lambda: seen == ["a-story-s1", "a-story-s2"])
+    finally:
+        await app.stop()
+        for store in stores:
+            await store.aclose()
