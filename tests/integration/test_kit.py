@@ -437,8 +437,19 @@ def handlers_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-async def refusing(store: aioredis.Redis, refusal: str) -> Callable[[], Awaitable[object]]:
-    """Make `store` refuse its default user's SET as `refusal` says; returns what undoes it."""
+async def refusing(stores: list[aioredis.Redis], refusal: str) -> Callable[[], Awaitable[object]]:
+    """Make the handler's store (`stores[-1]`) refuse its default user's SET as `refusal`
+    says, or be out of reach (`UNREACHABLE`: a client of a port where nobody listens
+    takes its place); returns what undoes it."""
+    store = stores[-1]
+    if refusal == "UNREACHABLE":
+        stores.append(aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+
+        async def back() -> None:
+            if stores[-1] is not store:
+                await stores.pop().aclose()
+
+        return back
     if refusal == "NOPERM":  # an ACL without the command
         await store.acl_setuser("default", enabled=True, commands=["-set"])
         return lambda: store.acl_setuser("default", enabled=True, commands=["+set"])
@@ -450,15 +461,16 @@ async def refusing(store: aioredis.Redis, refusal: str) -> Callable[[], Awaitabl
     return lambda: store.config_set(setting, was)
 
 
-@pytest.mark.parametrize("refusal", ["OOM", "NOREPLICAS", "NOPERM"])
-async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
+@pytest.mark.parametrize("refusal", ["OOM", "NOREPLICAS", "NOPERM", "UNREACHABLE"])
+async def test_a_store_refusing_writes_or_out_of_reach_parks_nothing_and_is_caught_up_after(
     log: Log, url: str, handlers_store: str, refusal: str
 ) -> None:
     """The handler's store refuses every write for a while (out of memory, short of
-    replicas, or an ACL without the command): the server's state, not the update's
-    fault. The app retries in order, many times past `max_attempts`, parks nothing, and
-    handles the update once the store takes writes again."""
-    store = aioredis.Redis.from_url(handlers_store)
+    replicas, or an ACL without the command) or cannot be reached (down, a node failing
+    over): the server's state, not the update's fault. The app retries in order, many
+    times past `max_attempts`, parks nothing, says so in one warning a try without a
+    traceback, and handles the update once the store takes writes again."""
+    stores = [aioredis.Redis.from_url(handlers_store)]
     kit = kit_for(log, url)  # max_attempts=3
     tries: list[str] = []
     seen: list[str] = []
@@ -466,10 +478,10 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
     @kit.on()
     async def handle(u: Update) -> None:
         tries.append(u.id)
-        await store.set(f"{log.keys.prefix}:{u.id}", u.subject)
+        await stores[-1].set(f"{log.keys.prefix}:{u.id}", u.subject)
         seen.append(u.id)
 
-    undo = await refusing(store, refusal)
+    undo = await refusing(stores, refusal)
     app = kit.app()
     await app.start()
     try:
@@ -479,10 +491,15 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
         assert seen == []
         dead = DeadLetters(log.redis, log.keys.prefix, "cms")
         assert (await dead.entries(), await dead.parked()) == ([], {})
-        said = [x for x in logs if x["event"].startswith("a server refuses")]
-        assert said and all(x["refusal"] == refusal for x in said), logs
-        assert not [x for x in logs if x["event"] == "update parked"]
-        await undo()  # ops made room, or mended the ACL
+        if refusal == "UNREACHABLE":
+            said = [x for x in logs if x["event"].startswith("Redis unreachable; retrying")]
+            assert said and all("ConnectionError" in x["error"] for x in said), logs
+        else:
+            said = [x for x in logs if x["event"].startswith("a server refuses")]
+            assert said and all(x["refusal"] == refusal for x in said), logs
+        assert all("exc_info" not in x for x in said), said
+        assert not [x for x in logs if x["event"].startswith(("handler failed", "update parked"))]
+        await undo()  # ops made room, mended the ACL, or the store is back
         await until(lambda: len(seen) == 2)
         assert seen == ["a-story-s1", "a-story-s2"]  # in order, each once
         await until(_zero(log))
@@ -490,7 +507,8 @@ async def test_a_store_refusing_writes_parks_nothing_and_is_caught_up_after(
     finally:
         await undo()
         await app.stop()
-        await store.aclose()
+        for store in stores:
+            await store.aclose()
 
 
 @pytest.mark.one_server(
@@ -536,40 +554,3 @@ async def test_a_password_rotated_under_a_running_app_is_said_so_not_called_unre
     finally:
         await app.stop()
         await log.redis.acl_deluser(user)
-
-
-async def test_a_handlers_store_out_of_reach_is_waited_for_with_one_line_a_try(
-    log: Log, url: str, handlers_store: str
-) -> None:
-    """The handler's own store cannot be reached (a node failing over, a restart): an
-    outage, not the update's fault. Retried in order past `max_attempts`, nothing
-    parked, one warning a try without a traceback; handled once the store is back."""
-    stores = [aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")]  # nobody there
-    kit = kit_for(log, url)  # max_attempts=3
-    tries: list[str] = []
-    seen: list[str] = []
-
-    @kit.on()
-    async def handle(u: Update) -> None:
-        tries.append(u.id)
-        await stores[-1].set(f"{log.keys.prefix}:{u.id}", u.subject)
-        seen.append(u.id)
-
-    app = kit.app()
-    await app.start()
-    try:
-        with capture_logs() as logs:
-            await log.append([statement("a-story", "s1"), statement("a-story", "s2")])
-            await until(lambda: len(tries) >= 4 * 3)
-        said = [x for x in logs if x["event"].startswith("Redis unreachable; retrying")]
-        assert said and all("exc_info" not in x for x in said), logs
-        assert "ConnectionError" in said[0]["error"]
-        assert not [x for x in logs if x["event"].startswith(("handler failed", "update parked"))]
-        dead = DeadLetters(log.redis, log.keys.prefix, "cms")
-        assert (await dead.entries(), await dead.parked()) == ([], {})
-        stores.append(aioredis.Redis.from_url(handlers_store))  # back
-        await until(lambda: seen == ["a-story-s1", "a-story-s2"])
-    finally:
-        await app.stop()
-        for store in stores:
-            await store.aclose()
