@@ -428,32 +428,28 @@ class DatelineLog:
             and refusal is None
         )
         attempts = await self._dead.failed(self._delivery(partition, culprit)) if counts else 0
-        if refusal is not None:  # the server's state, until ops act: one line, no traceback
+        where = {"group": self.group, "position": culprit.position, "story": _story(culprit)}
+        # The server's state, until ops act or it is back: one line a try, no traceback.
+        if refusal is not None:
             log.warning(
                 "a server refuses this user a command (its ACL); retrying from this update, "
                 "not counted against it"
                 if refusal == "NOPERM"
                 else "a server refuses writes; retrying from this update, not counted against it",
-                group=self.group,
-                position=culprit.position,
-                story=_story(culprit),
+                **where,
                 refusal=refusal,
                 error=str(exc),
             )
-        elif isinstance(exc, UNREACHABLE):  # an outage of the handler's store: one line
+        elif isinstance(exc, UNREACHABLE):  # the handler's store, down or failing over
             log.warning(
                 f"{outage(exc)}; retrying from this update, not counted against it",
-                group=self.group,
-                position=culprit.position,
-                story=_story(culprit),
+                **where,
                 error=described(exc),
             )
         else:
             log.error(
                 "handler failed; retrying from this update",
-                group=self.group,
-                position=culprit.position,
-                story=_story(culprit),
+                **where,
                 attempt=attempts or None,
                 error=described(exc),
                 exc_info=exc,

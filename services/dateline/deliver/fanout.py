@@ -34,6 +34,11 @@ class _Head(msgspec.Struct):
 
 _head = msgspec.json.Decoder(_Head).decode
 log = structlog.get_logger("dateline.deliver")
+_Step = Callable[
+    [Subscriptions, Subscription, list[tuple[str, Fields]], dict[str, int]], Awaitable[int]
+]
+"""A subscription's step of a batch: the registry, the subscription, its share (log entry
+id, outbox fields), and the replicas to wait for (`Subscriptions.to_outbox`)."""
 
 
 def route(
@@ -73,37 +78,22 @@ class Fanout:
         self.replica_timeout_ms = replica_timeout_ms
 
     async def __call__(self, batch: Batch) -> None:
-        registry = self.subscriptions()
-        # Read after the entries were: a subscription added before an entry was
-        # appended is found (`Subscriptions.add`).
-        routed = route(await registry.all(), batch.entries)
-        if not routed:
-            return
-        wanted = await self.replicas() if registry.cluster else 0
-        timeout = self.replica_timeout_ms
         if batch.redrive:
-            added = await asyncio.gather(
-                *(
-                    registry.refan(sub, entries, replicas=wanted, replica_timeout_ms=timeout)
-                    for sub, entries in routed
-                )
+            added = await self._each(
+                batch.entries, lambda r, sub, share, kw: r.refan(sub, share, **kw)
             )
             log.info(
                 "redriven updates fanned out",
                 partition=batch.partition,
                 updates=len(batch.entries),
-                added={sub.name: n for (sub, _), n in zip(routed, added, strict=True)},
+                added=added,
             )
         else:
-            added = await asyncio.gather(
-                *(
-                    registry.to_outbox(
-                        sub, batch.partition, entries, replicas=wanted, replica_timeout_ms=timeout
-                    )
-                    for sub, entries in routed
-                )
+            added = await self._each(
+                batch.entries,
+                lambda r, sub, share, kw: r.to_outbox(sub, batch.partition, share, **kw),
             )
-        FANNED_OUT.inc(sum(added))
+        FANNED_OUT.inc(sum(added.values()))
         # Returning unacknowledged: the kit acknowledges the batch now.
 
     async def parking(self, batch: Batch) -> None:
@@ -111,23 +101,24 @@ class Fanout:
         them, those its outbox lacks, for a redrive to add. An entry whose head cannot be
         read was wanted by nobody: it goes to no outbox, redriven or not."""
         readable = [e for e in batch.entries if _readable(e.raw)]
-        registry = self.subscriptions()
-        routed = route(await registry.all(), readable)
-        if not routed:
-            return
-        wanted = await self.replicas() if registry.cluster else 0
-        await asyncio.gather(
-            *(
-                registry.hold(
-                    sub,
-                    batch.partition,
-                    [entry_id for entry_id, _ in entries],
-                    replicas=wanted,
-                    replica_timeout_ms=self.replica_timeout_ms,
-                )
-                for sub, entries in routed
-            )
+        await self._each(
+            readable,
+            lambda r, sub, share, kw: r.hold(sub, batch.partition, [i for i, _ in share], **kw),
         )
+
+    async def _each(self, entries: list[LogEntry], step: _Step) -> dict[str, int]:
+        """`step` for each subscription that wants any of `entries`, side by side, with
+        its share of them; what each returned (how many it added or noted), by name."""
+        registry = self.subscriptions()
+        # Read after the entries were: a subscription added before an entry was
+        # appended is found (`Subscriptions.add`).
+        routed = route(await registry.all(), entries)
+        if not routed:
+            return {}
+        wanted = await self.replicas() if registry.cluster else 0
+        kw = {"replicas": wanted, "replica_timeout_ms": self.replica_timeout_ms}
+        done = await asyncio.gather(*(step(registry, sub, share, kw) for sub, share in routed))
+        return {sub.name: n for (sub, _), n in zip(routed, done, strict=True)}
 
 
 def _readable(raw: bytes) -> bool:
