@@ -41,6 +41,10 @@ from dateline.store.log import Log
 STORIES = 200
 RATES = (100, 300)
 MODES = ("rings", "polls")
+IDLE_S = 10.0
+"""How long an idle projector is watched, quick or not. Its CPU is counted in the kernel's
+ticks (10 ms): a projector waiting for rings spends about 0.5% of a core, one tick in 2 s,
+and a quick run's 2 s read 0.0% once (a CI rehearsal, 2026-12-06)."""
 
 
 def _project(url: str, prefix: str, rings: bool, logs: Path) -> None:
@@ -195,7 +199,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         for r in range(rounds):
             order = MODES if r % 2 == 0 else MODES[::-1]
             for mode in order:
-                idle[mode].append(await cluster.idle(mode == "rings", seconds))
+                idle[mode].append(await cluster.idle(mode == "rings", IDLE_S))
             for rate in RATES:
                 for mode in order:
                     got = await cluster.steady(mode == "rings", rate, seconds)
