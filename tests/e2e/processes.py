@@ -101,8 +101,8 @@ def http_service(
             yield base
         finally:
             proc.terminate()
-            # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says so.
-            assert proc.wait(timeout=30) in (0, -15)
+            # A clean stop exits 0 (uvicorn raises SIGTERM again after its shutdown).
+            assert proc.wait(timeout=30) == 0
 
 
 def ingest_process(env: dict[str, str], log_file: Path) -> contextlib.AbstractContextManager[str]:

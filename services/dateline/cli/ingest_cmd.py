@@ -35,16 +35,14 @@ T = TypeVar("T")
 def ingest_command(host: str, port: int) -> None:
     """Serve POST /v1/updates in the foreground (CloudEvents, batches, NDJSON)."""
     # Imported here: the HTTP stack costs every other command a third of a second.
-    import uvicorn  # noqa: PLC0415
-
     from dateline.ingest.app import create_app  # noqa: PLC0415
-    from dateline.web.server import config  # noqa: PLC0415
+    from dateline.web.server import config, serve  # noqa: PLC0415
 
     cfg = settings()
     with server(cfg) as url:
         asyncio.run(servers_reachable(url))
         err(f"ingest on http://{host}:{port}/v1/updates (OpenAPI: /v1/openapi.json)")
-        uvicorn.Server(config(create_app(cfg, url), host=host, port=port)).run()
+        serve(config(create_app(cfg, url), host=host, port=port))
 
 
 @click.command(name="validator")

@@ -23,6 +23,7 @@ of the app's sends, it was 9% of the query process's CPU on a cached story read.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from typing import Any, cast
 
@@ -261,3 +262,24 @@ def config(
     Protocol.slow_client_s = slow_client_s
     Protocol.slow_client_bytes = slow_client_bytes
     return uvicorn.Config(app, http=Protocol, log_level="warning", access_log=False, **kw)
+
+
+def serve(served: uvicorn.Config) -> None:
+    """Serve until SIGINT or SIGTERM, shut down gracefully, and return (the command exits 0).
+
+    uvicorn raises the signal that stopped it again once it has shut down, for the
+    caller's own handler: with none, a clean stop ended the process by the signal (exit
+    -15, "Exited (143)" under Docker) and a Ctrl-C in a traceback. Handlers that do
+    nothing take that second signal; uvicorn's own handle the first.
+    """
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.signal(sig, _stopped) for sig in stops}
+    try:
+        uvicorn.Server(served).run()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(_sig: int, _frame: object) -> None:
+    """The signal uvicorn raises again after its shutdown: it has been handled."""
