@@ -78,19 +78,33 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
-def browser() -> None:
-    """Debian's Chromium for the dashboard's browser tests, installed when missing and allowed."""
-    if shutil.which("chromium") or os.environ.get("DATELINE_CHROMIUM"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        say("no chromium: the browser tests will fail; install Debian's chromium package")
-        return
-    say("installing Debian's chromium for the browser tests")
+DEBIAN_TOOLS = {
+    "chromium": ("chromium", "the dashboard's browser tests", "DATELINE_CHROMIUM", []),
+    # Without its recommends, which would add the node exporter, a service of its own.
+    "promtool": ("prometheus", "the alert rules' tests", None, ["--no-install-recommends"]),
+}
+"""A command the tests run: Debian's package that has it, what needs it, a variable that
+names another build of it, and apt's options for it."""
+
+
+def debian_tools() -> None:
+    """Debian's packages the tests run (`DEBIAN_TOOLS`), installed when missing and allowed."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
-    if subprocess.run(install, stdout=subprocess.DEVNULL, env=env, check=False).returncode:
-        subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, env=env, check=False)
-        run(*install, env=env)
+    updated = False
+    for command, (package, why, elsewhere, options) in DEBIAN_TOOLS.items():
+        if shutil.which(command) or (elsewhere and os.environ.get(elsewhere)):
+            continue
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            say(f"no {command}: {why} will fail; install Debian's {package} package")
+            continue
+        say(f"installing Debian's {package} for {why}")
+        install = ["apt-get", "install", "-y", "-q", *options, package]
+        if subprocess.run(install, stdout=subprocess.DEVNULL, env=env, check=False).returncode:
+            if not updated:
+                update = ["apt-get", "update", "-q"]
+                subprocess.run(update, stdout=subprocess.DEVNULL, env=env, check=False)
+                updated = True
+            run(*install, env=env)
 
 
 def asyncapi_parser() -> None:
@@ -139,7 +153,7 @@ def main(argv: list[str]) -> None:
         run(BIN / "lint-imports")
         if job == "lint":
             return
-        browser()
+        debian_tools()
         asyncapi_parser()
         run(BIN / "python", "-m", "pytest", *workers(rest), *rest)
     elif job == "slow":

@@ -1,0 +1,198 @@
+"""A real Prometheus (Debian's) scrapes a real query service and projector with
+deploy/prometheus/alerts.yml loaded: every rule evaluates against what the services
+export, a healthy system raises no alert, a parked update raises
+`DatelineUpdatesParked`, and a projector stopped `DatelineServiceDown` for it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml  # type: ignore[import-untyped]  # no stubs in the lock; a test's only use
+
+from tests.e2e.processes import DATELINE, free_port, http_service
+from tests.e2e.test_ops import HANOI, env, run, wait_for  # noqa: F401 - env is a fixture
+
+ROOT = Path(__file__).parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ABSENT_HERE = {
+    "dateline_partitions_polled": "a runner on a cluster's only",
+    "dateline_updates_total": "ingest's and the validator's, which do not run here",
+    "dateline_delivery_lag_seconds": "a subscription's, and none exists here",
+    "dateline_delivery_parked_updates": "a subscription's, and none exists here",
+}
+"""Series the alerts watch that this system does not export, and why."""
+
+
+def watched() -> set[str]:
+    """Every series name an alert's expression reads."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    exprs = " ".join(rule["expr"] for group in groups for rule in group["rules"])
+    return set(re.findall(r"\b(dateline_[a-z_]+)", exprs))
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
+    """`start(jobs)`: Debian's Prometheus on a loopback port, scraping and evaluating
+    every second; yields its base URL."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("no prometheus: install Debian's prometheus package (dev.py test does)")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(jobs: dict[str, Any]) -> str:
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [{"job_name": name, **job} for name, job in jobs.items()],
+        }
+        (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+        port = free_port()
+        with (tmp_path / "prometheus.log").open("ab") as logs:
+            proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=logs,
+                stderr=logs,
+            )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: ready(base), "Prometheus to be ready")
+        return base
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/-/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def api(base: str, path: str, **params: str) -> Any:
+    answer = httpx.get(f"{base}/api/v1/{path}?{urllib.parse.urlencode(params)}", timeout=5)
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
+def alerts(base: str) -> list[tuple[str, dict[str, str], str]]:
+    """The active alerts, pending or firing: (name, labels, state)."""
+    return [
+        (a["labels"]["alertname"], a["labels"], a["state"]) for a in api(base, "alerts")["alerts"]
+    ]
+
+
+def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their_faults(
+    env: dict[str, str],  # noqa: F811 - the fixture
+    prometheus: Callable[[dict[str, Any]], str],
+    tmp_path: Path,
+) -> None:
+    run(env, "publish", str(HANOI))
+    token = run(env, "readers", "add", "prometheus", "--role", "ops").stdout.strip()
+    (tmp_path / "ops.token").write_text(token)
+    probe = free_port()
+    projector = subprocess.Popen(
+        [str(DATELINE), "projector", "--probe-port", str(probe)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+        with http_service("query", env, tmp_path / "query.log") as query:
+            base = prometheus(
+                {
+                    "dateline-query": {
+                        "authorization": {"credentials_file": str(tmp_path / "ops.token")},
+                        "static_configs": [{"targets": [query.removeprefix("http://")]}],
+                    },
+                    "dateline-projector": {
+                        "static_configs": [{"targets": [f"127.0.0.1:{probe}"]}],
+                    },
+                }
+            )
+
+            def scraped() -> bool:
+                up = api(base, "query", query="up")["result"]
+                return len(up) == 2 and all(r["value"][1] == "1" for r in up)
+
+            wait_for(scraped, "both services scraped (the query's with the ops token)")
+
+            def evaluated() -> list[dict[str, Any]]:
+                return [
+                    rule
+                    for group in api(base, "rules")["groups"]
+                    for rule in group["rules"]
+                    if rule["lastEvaluation"] > "2000"
+                ]
+
+            wait_for(lambda: len(evaluated()) == 15, "every rule evaluated")
+            time.sleep(3)  # a few evaluations over the series scraped since
+            for rule in evaluated():
+                assert rule["health"] == "ok", rule
+            assert alerts(base) == []  # a healthy system, caught up: nothing to page about
+
+            assert ABSENT_HERE.keys() <= watched()
+            for name in watched():
+                found = api(base, "query", query=f"count({{__name__={name!r}}})")["result"]
+                if name in ABSENT_HERE:
+                    assert not found, f"{name} is scraped here: drop it from ABSENT_HERE"
+                else:
+                    assert found, f"the alerts watch {name}, which neither service exports"
+
+            # An entry written around the append function (a raw XADD) names a story
+            # and is no update: the projector parks it, and the query's /metrics says so.
+            stream = next(
+                f"ops:{{p{p}}}:log"
+                for p in range(8)
+                if client.lrange(f"ops:{{p{p}}}:story:hanoi-summit-2019", 0, 0)
+            )
+            client.xadd(stream, {"__data__": json.dumps({"subject": "hanoi-summit-2019"})})
+            wait_for(
+                lambda: [a[0] for a in alerts(base)] == ["DatelineUpdatesParked"],
+                "DatelineUpdatesParked, and it alone",
+                timeout=45,
+            )
+            [(_, labels, state)] = alerts(base)
+            assert labels["severity"] == "critical"
+            assert state == "pending"  # its `for:` is a minute
+
+            projector.terminate()
+            assert projector.wait(timeout=30) == 0
+
+            def projector_down() -> bool:
+                return any(
+                    name == "DatelineServiceDown" and labels["job"] == "dateline-projector"
+                    for name, labels, _ in alerts(base)
+                )
+
+            wait_for(projector_down, "DatelineServiceDown for the projector", timeout=45)
+            assert {name for name, _, _ in alerts(base)} == {
+                "DatelineServiceDown",
+                "DatelineUpdatesParked",
+            }
+    finally:
+        client.close()
+        if projector.poll() is None:
+            projector.terminate()
+            projector.wait(timeout=30)
