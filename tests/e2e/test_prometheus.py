@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's) scrapes a real query service and projector with
 deploy/prometheus/alerts.yml loaded: every rule evaluates against what the services
 export, a healthy system raises no alert, a parked update raises
-`DatelineUpdatesParked`, and a projector stopped `DatelineServiceDown` for it."""
+`DatelineUpdatesParked`, a projector stopped `DatelineServiceDown` for it, and a server
+near its maxmemory the two memory alerts, each at its own threshold."""
 
 from __future__ import annotations
 
@@ -191,7 +192,30 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
                 "DatelineServiceDown",
                 "DatelineUpdatesParked",
             }
+
+            # The server's maxmemory set over what it uses, as the query service reads
+            # both from the server at each scrape: filling at 88%, full at 98%.
+            server = urllib.parse.urlsplit(env["REDIS_URL"]).netloc.rpartition("@")[2]
+
+            def memory_alerts() -> dict[str, str]:
+                return {
+                    name: labels["server"]
+                    for name, labels, _ in alerts(base)
+                    if name.startswith("DatelineServerMemory")
+                }
+
+            client.config_set("maxmemory", int(client.info("memory")["used_memory"] / 0.88))
+            wait_for(memory_alerts, "the server's memory filling", timeout=45)
+            time.sleep(3)  # a few evaluations more
+            assert memory_alerts() == {"DatelineServerMemoryFilling": server}
+            client.config_set("maxmemory", int(client.info("memory")["used_memory"] / 0.98))
+            wait_for(lambda: len(memory_alerts()) == 2, "the server's memory full", timeout=45)
+            assert memory_alerts() == {
+                "DatelineServerMemoryFilling": server,
+                "DatelineServerMemoryFull": server,
+            }
     finally:
+        client.config_set("maxmemory", 0)
         client.close()
         if projector.poll() is None:
             projector.terminate()
