@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from cloudevents.core.bindings.http import HTTPMessage, from_http
 from cloudevents.core.formats.json import JSONFormat
+from prometheus_client import REGISTRY
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from standardwebhooks import Webhook
 
@@ -439,6 +440,15 @@ async def test_the_delivery_service_redrives_its_parked_fan_out_after_the_fix(
             found = await status.deliveries(log.redis, log.keys)
             assert {x.name: x.held for x in found.subscriptions} == {"flaky": 2, "steady": 1}
             assert found.fanout_parked == 2
+            status.record_deliveries(found)  # what the query's /metrics says, for alerts
+            assert REGISTRY.get_sample_value("dateline_fanout_parked_updates") == 2
+            missed = {
+                name: REGISTRY.get_sample_value(
+                    "dateline_delivery_missed_updates", {"subscription": name}
+                )
+                for name in ("flaky", "steady")
+            }
+            assert missed == {"flaky": 2, "steady": 1}
             told = await _ops(log, url, "status")
             assert "parked in the fan-out 2 (`dateline dlq list --group deliver`)" in told.stdout
             listed = await _ops(log, url, "subscriptions", "list")

@@ -118,6 +118,17 @@ DELIVERY_PARKED = Gauge(
     "Updates given up on, in a subscription's dead letters.",
     ["subscription"],
 )
+DELIVERY_MISSED = Gauge(
+    "dateline_delivery_missed_updates",
+    "Updates a subscription missed because the fan-out parked them before they reached its "
+    "outbox (`dateline dlq redrive STORY --group deliver` sends them).",
+    ["subscription"],
+)
+FANOUT_PARKED = Gauge(
+    "dateline_fanout_parked_updates",
+    "Updates the subscriptions' fan-out parked (`dateline dlq list --group deliver`): the "
+    "subscriptions that lack them get them only once they are redriven.",
+)
 LIVE_CLIENTS = Gauge("dateline_live_clients", "Open Server-Sent Event streams.")
 LIVE_PAGES = Counter(
     "dateline_live_index_pages",

@@ -27,8 +27,10 @@ from dateline.runtime.metrics import (
     AOF_WRITE_FAILED,
     DELIVERY_BACKLOG,
     DELIVERY_LAG_SECONDS,
+    DELIVERY_MISSED,
     DELIVERY_PARKED,
     DISK_KNOWN,
+    FANOUT_PARKED,
     LAG_SECONDS,
     LAG_UPDATES,
     MEMORY_BYTES,
@@ -264,11 +266,26 @@ def _log_ms(position: bytes) -> int | None:
         return None
 
 
+_SUBSCRIBED: set[str] = set()
+"""The subscriptions whose gauges `record_deliveries` set last."""
+
+
 def record_deliveries(found: DeliveryStatus) -> None:
+    """Set the subscriptions' gauges, read at scrape time; a subscription removed since
+    the last scrape loses its series (else its last lag stood, and its alert with it)."""
+    per_subscription = (DELIVERY_BACKLOG, DELIVERY_LAG_SECONDS, DELIVERY_PARKED, DELIVERY_MISSED)
+    now = {row.name for row in found.subscriptions}
+    for gone in _SUBSCRIBED - now:
+        for gauge in per_subscription:
+            gauge.remove(gone)
+    _SUBSCRIBED.clear()
+    _SUBSCRIBED.update(now)
     for row in found.subscriptions:
         DELIVERY_BACKLOG.labels(row.name).set(row.backlog)
         DELIVERY_LAG_SECONDS.labels(row.name).set(row.lag_seconds)
         DELIVERY_PARKED.labels(row.name).set(row.parked)
+        DELIVERY_MISSED.labels(row.name).set(row.held)
+    FANOUT_PARKED.set(found.fanout_parked)
 
 
 class PartitionGauges(msgspec.Struct):
