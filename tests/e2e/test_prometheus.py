@@ -1,4 +1,4 @@
-"""A real Prometheus (Debian's) scrapes a real query service and projector with
+"""A real Prometheus (Debian's) scrapes a real query service, ingest and projector with
 deploy/prometheus/alerts.yml loaded: every rule evaluates against what the services
 export, a healthy system raises no alert, a parked update raises
 `DatelineUpdatesParked`, a projector stopped `DatelineServiceDown` for it, and a server
@@ -28,7 +28,6 @@ ROOT = Path(__file__).parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ABSENT_HERE = {
     "dateline_partitions_polled": "a runner on a cluster's only",
-    "dateline_updates_total": "ingest's and the validator's, which do not run here",
     "dateline_delivery_lag_seconds": "a subscription's, and none exists here",
     "dateline_delivery_parked_updates": "a subscription's, and none exists here",
 }
@@ -109,7 +108,7 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
     prometheus: Callable[[dict[str, Any]], str],
     tmp_path: Path,
 ) -> None:
-    run(env, "publish", str(HANOI))
+    feed = run(env, "feeds", "add", "wire-a", "--source", "urn:feed:wire-a").stdout.strip()
     token = run(env, "readers", "add", "prometheus", "--role", "ops").stdout.strip()
     (tmp_path / "ops.token").write_text(token)
     probe = free_port()
@@ -121,12 +120,27 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
     )
     client = redis.Redis.from_url(env["REDIS_URL"])
     try:
-        with http_service("query", env, tmp_path / "query.log") as query:
+        with (
+            http_service("query", env, tmp_path / "query.log") as query,
+            http_service("ingest", env, tmp_path / "ingest.log") as ingest,
+        ):
+            ndjson = {"authorization": f"Bearer {feed}", "content-type": "application/x-ndjson"}
+            sent = httpx.post(f"{ingest}/v1/updates", content=HANOI.read_bytes(), headers=ndjson)
+            assert sent.status_code == 202, sent.text
+            refused = httpx.post(f"{ingest}/v1/updates", content=b"{}\n", headers=ndjson)
+            assert refused.status_code == 422, refused.text
+            scraped_with_token = {
+                "authorization": {"credentials_file": str(tmp_path / "ops.token")}
+            }
             base = prometheus(
                 {
                     "dateline-query": {
-                        "authorization": {"credentials_file": str(tmp_path / "ops.token")},
+                        **scraped_with_token,
                         "static_configs": [{"targets": [query.removeprefix("http://")]}],
+                    },
+                    "dateline-ingest": {
+                        **scraped_with_token,
+                        "static_configs": [{"targets": [ingest.removeprefix("http://")]}],
                     },
                     "dateline-projector": {
                         "static_configs": [{"targets": [f"127.0.0.1:{probe}"]}],
@@ -136,9 +150,9 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
 
             def scraped() -> bool:
                 up = api(base, "query", query="up")["result"]
-                return len(up) == 2 and all(r["value"][1] == "1" for r in up)
+                return len(up) == 3 and all(r["value"][1] == "1" for r in up)
 
-            wait_for(scraped, "both services scraped (the query's with the ops token)")
+            wait_for(scraped, "the services scraped (query and ingest with the ops token)")
 
             def evaluated() -> list[dict[str, Any]]:
                 return [
@@ -153,6 +167,9 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
             for rule in evaluated():
                 assert rule["health"] == "ok", rule
             assert alerts(base) == []  # a healthy system, caught up: nothing to page about
+            # What DatelineFeedRefused counts, as ingest exports it.
+            invalid = 'dateline_updates_total{service="ingest", outcome="invalid"}'
+            assert api(base, "query", query=invalid)["result"][0]["value"][1] == "1"
 
             assert ABSENT_HERE.keys() <= watched()
             for name in watched():
