@@ -269,8 +269,8 @@ def serve(served: uvicorn.Config) -> None:
 
     uvicorn raises the signal that stopped it again once it has shut down, for the
     caller's own handler: with none, a clean stop ended the process by the signal (exit
-    -15, "Exited (143)" under Docker) and a Ctrl-C in a traceback. Handlers that do
-    nothing take that second signal; uvicorn's own handle the first.
+    -15, "Exited (143)" under Docker), and a Ctrl-C in click's "Aborted!" (exit 1).
+    Handlers that do nothing take that second signal; uvicorn's own handle the first.
     """
     stops = (signal.SIGINT, signal.SIGTERM)
     before = {sig: signal.signal(sig, _stopped) for sig in stops}
