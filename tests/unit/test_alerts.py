@@ -152,3 +152,13 @@ def test_the_runbook_names_real_metrics_and_settings() -> None:
     known = (ROOT / "README.md").read_text() + (ROOT / "docker-compose.yml").read_text()
     for name in settings:
         assert f"`{name}`" in known or f"{{{name}:-" in known, name
+
+
+def test_compose_runs_this_prometheus_config_on_request_and_on_loopback() -> None:
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["prometheus"]
+    assert service["profiles"] == ["monitoring"]  # `docker compose up` alone leaves it out
+    mounted = dict(v.split(":", 2)[:2] for v in service["volumes"] if v.startswith("./"))
+    assert mounted == {"./deploy/prometheus": "/etc/prometheus"}
+    # Its rule file and token are read relative to the config, so from the same mount.
+    assert "--config.file=/etc/prometheus/prometheus.yml" in service["command"]
+    assert all(port.startswith("127.0.0.1:") for port in service["ports"])

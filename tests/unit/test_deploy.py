@@ -38,6 +38,7 @@ def test_compose_runs_redis_and_every_service_with_a_health_check() -> None:
         *CLUSTER,
         *ONE_SHOTS,
         *(f"{name}-cluster" for name in SERVICES),
+        "prometheus",
     }
     for name, service in COMPOSE["services"].items():
         if name in ONE_SHOTS:  # they run once and exit
