@@ -8,7 +8,8 @@ import dataclasses
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import click
 import redis.asyncio as aioredis
@@ -153,6 +154,26 @@ _TYPES = click.option("--type", "types", multiple=True, help="Only this update t
 def story_filters(f: FC) -> FC:
     """--story-prefix/--type, repeatable: what a feed may publish, or a subscription hears."""
     return _PREFIXES(_TYPES(f))
+
+
+@contextlib.contextmanager
+def optional_output(path: Path | None) -> Iterator[IO[str] | None]:
+    """`path` open for writing text, or None for no path."""
+    if path is None:
+        yield None
+        return
+    with path.open("w") as out:
+        yield out
+
+
+def without_password(url: str) -> str:
+    """A URL without its password, for messages and the source's `moving` hash."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    auth, host = rest.rsplit("@", 1)
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user + ':****' if user else ':****'}@{host}"
 
 
 def err(text: str) -> None:

@@ -27,6 +27,8 @@ COMMANDS = {
     "status": ("dateline.cli.ops_cmd", "status_command"),
     "seal": ("dateline.cli.ops_cmd", "seal_command"),
     "migrate": ("dateline.cli.migrate_cmd", "migrate_command"),
+    "backup": ("dateline.cli.backup_cmd", "backup_command"),
+    "restore": ("dateline.cli.backup_cmd", "restore_command"),
     "ingest": ("dateline.cli.ingest_cmd", "ingest_command"),
     "feeds": ("dateline.cli.ingest_cmd", "feeds"),
     "validator": ("dateline.cli.ingest_cmd", "validator_command"),

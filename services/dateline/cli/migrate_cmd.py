@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -15,7 +13,14 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from dateline.cli.common import err, open_log, server, settings
+from dateline.cli.common import (
+    err,
+    open_log,
+    optional_output,
+    server,
+    settings,
+    without_password,
+)
 from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
 from dateline.store import migrate
@@ -24,16 +29,6 @@ from dateline.store.connection import UNREACHABLE, is_cluster, open_client
 from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
 from dateline.store.seal import seal_if_supported
-
-
-def _shown(url: str) -> str:
-    """A URL without its password, for messages and the source's `moving` hash."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    auth, host = rest.rsplit("@", 1)
-    user = auth.split(":", 1)[0]
-    return f"{scheme}://{user + ':****' if user else ':****'}@{host}"
 
 
 @click.command(name="migrate")
@@ -78,17 +73,8 @@ def migrate_command(
     if to_url is None and not release:
         raise click.UsageError("--to: the server or cluster node to move the log to")
     cfg = settings()
-    with server(cfg) as url, _opened(positions) as out:
+    with server(cfg) as url, optional_output(positions) as out:
         asyncio.run(_migrate(cfg, url, to_url or "", partitions, out, release))
-
-
-@contextlib.contextmanager
-def _opened(path: Path | None) -> Iterator[IO[str] | None]:
-    if path is None:
-        yield None
-        return
-    with path.open("w") as out:
-        yield out
 
 
 async def _migrate(
@@ -112,7 +98,7 @@ async def _migrate(
         try:
             target = await open_client(to_url)
         except UNREACHABLE as exc:
-            raise click.ClickException(f"the target {_shown(to_url)}: {exc}") from None
+            raise click.ClickException(f"the target {without_password(to_url)}: {exc}") from None
         # To a cluster: slot tags, and its default count unless one is asked for.
         cluster = is_cluster(target)
         count = partitions or (CLUSTER_PARTITIONS if cluster else source.keys.partitions)
@@ -140,7 +126,7 @@ async def _move(
 ) -> migrate.MigrateReport:
     started = time.monotonic()
     total = await total_updates(source.redis, source.keys)
-    shown = _shown(to_url)
+    shown = without_password(to_url)
     await migrate.freeze(source.redis, source.keys, migrate.frozen_detail(shown), shown)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
     try:
@@ -192,9 +178,10 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
             err(f"  {line}")
         sys.exit(1)
     before, after = report.partitions
+    src, dst = without_password(url), without_password(to_url)
     click.echo(
-        f"moved {report.updates} updates of {report.stories} stories from {_shown(url)} to "
-        f"{_shown(to_url)} ({before} -> {after} partitions) in {report.seconds:.1f} s; "
+        f"moved {report.updates} updates of {report.stories} stories from {src} to "
+        f"{dst} ({before} -> {after} partitions) in {report.seconds:.1f} s; "
         f"checked: each story's count and digest match; {report.settings} feed, reader and "
         "subscription settings and the feeds' inboxes copied; "
         + ("sealed" if report.sealed else "not sealed (no key, or no functions there)")
@@ -206,5 +193,5 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
         )
     click.echo(
         f"next: restart ingest, the validator, the projector, query and deliver with "
-        f"REDIS_URL={_shown(to_url)}; the ones still on this server answer feeds 503"
+        f"REDIS_URL={without_password(to_url)}; the ones still on this server answer feeds 503"
     )

@@ -22,7 +22,7 @@ from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
 from dateline.store.connection import described, open_client, sent, sent_whole
 from dateline.store.doorbell import SWITCH
-from dateline.store.layout import Keys, group_of, replay_key
+from dateline.store.layout import Keys, group_of, read_models_pattern, replay_key
 from dateline.store.log import Log, story_of
 from dateline.store.readmodels import SHAPE, Change, ReadModels, active_version
 from dateline.store.seal import Sealing
@@ -423,6 +423,12 @@ async def _unlink_matching(server: aioredis.Redis, pattern: str) -> int:
     if batch:
         dropped += int(await server.unlink(*batch))
     return dropped
+
+
+async def drop_read_models(store: aioredis.Redis, prefix: str) -> int:
+    """Delete every version of the read models under `prefix` from `store`: how many keys.
+    For a log restored from a backup, which they do not derive from."""
+    return await _unlink_matching(store, read_models_pattern(prefix))
 
 
 async def drop_version(

@@ -293,6 +293,12 @@ def active_key(prefix: str) -> str:
     return f"{prefix}:rm:active"
 
 
+def read_models_pattern(prefix: str) -> str:
+    """A SCAN pattern for every key of the read models under `prefix`: each version's,
+    the active version's name, a rebuild's progress."""
+    return f"{prefix}:rm:*"
+
+
 def replay_key(prefix: str) -> str:
     return f"{prefix}:rm:replay"
 

@@ -36,7 +36,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.store.connection import is_cluster
+from dateline.store.connection import sent_whole
 from dateline.store.layout import (
     DELIVER_GROUP,
     Keys,
@@ -68,6 +68,11 @@ class _Stored(msgspec.Struct):
 
 _stored = msgspec.json.Decoder(_Stored).decode
 _POSITION = b',"position":"'
+
+
+def subject_of(record: bytes) -> str:
+    """The story a record of the log belongs to."""
+    return _stored(record).subject
 
 
 def moved_record(record: bytes, position: str) -> bytes:
@@ -157,20 +162,21 @@ async def check_empty(client: aioredis.Redis, keys: Keys) -> None:
     if held:
         raise TargetNotEmpty(
             f"the target already holds a log under the prefix {keys.prefix!r} (its config "
-            "or partition streams): migrate copies into an empty one. Delete that prefix's "
-            "keys there, or choose another target"
+            "or partition streams): a log is copied only into an empty one. Delete that "
+            "prefix's keys there (stop its services first), or choose another target"
         )
 
 
 async def _entries(
-    client: aioredis.Redis, keys: Keys, partition: int
+    client: aioredis.Redis, keys: Keys, partition: int, until: str = "+"
 ) -> AsyncIterator[tuple[int, int, bytes]]:
-    """A partition's stream entries in order, as (ms, seq, record), page by page."""
+    """A partition's stream entries in order, up to `until`, as (ms, seq, record), page by
+    page."""
     start = "-"
     while True:
         rows = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            await client.xrange(keys.log(partition), min=start, count=PAGE),
+            await client.xrange(keys.log(partition), min=start, max=until, count=PAGE),
         )
         for eid, fields in rows:
             ms, seq = eid.decode().split("-")
@@ -180,11 +186,28 @@ async def _entries(
         start = "(" + rows[-1][0].decode()
 
 
-async def _merged(client: aioredis.Redis, keys: Keys) -> AsyncIterator[tuple[int, int, int, bytes]]:
-    """Every partition's entries in one order, by stream id: (ms, seq, partition, record)."""
-    streams = [_entries(client, keys, p) for p in range(keys.partitions)]
+async def cut(client: aioredis.Redis, keys: Keys) -> dict[int, str]:
+    """Each partition's last stream id now ("0-0" for an empty one): reading up to these
+    takes a log as it stood, while appends go on. Each story lives in one partition, so
+    each story's history is whole up to some version."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.xrevrange(keys.log(p), count=1)
+    last = cast(list[list[tuple[bytes, Any]]], await pipe.execute())
+    return {p: rows[0][0].decode() if rows else "0-0" for p, rows in enumerate(last)}
+
+
+async def _merged(
+    client: aioredis.Redis, keys: Keys, until: dict[int, str] | None = None
+) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    """Every partition's entries (up to `until`'s ids) in one order, by stream id:
+    (ms, seq, partition, record)."""
+    parts = range(keys.partitions)
+    streams = [_entries(client, keys, p, until[p] if until else "+") for p in parts]
     heads: list[tuple[int, int, int, bytes]] = []
     for p, stream in enumerate(streams):
+        if until is not None and until[p] == "0-0":
+            continue
         if (first := await anext(stream, None)) is not None:
             heads.append((first[0], first[1], p, first[2]))
     heapq.heapify(heads)
@@ -197,18 +220,27 @@ async def _merged(client: aioredis.Redis, keys: Keys) -> AsyncIterator[tuple[int
             heapq.heappop(heads)
 
 
+async def opened_records(
+    client: aioredis.Redis, sealing: Sealing, until: dict[int, str] | None = None
+) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    """`_merged`, each record opened (a sealed one checked, its seal taken off)."""
+    await sealing.refresh(client, force=True)
+    async for ms, seq, partition, raw in _merged(client, sealing.keys, until):
+        yield ms, seq, partition, sealing.entry(partition, f"{ms}-{seq}", raw)
+
+
 class _Writer:
-    """Writes records to the target, a pipeline of `PAGE` at a time: on one server a
+    """Writes records to the target, `PAGE` at a time in one round trip: on one server a
     transaction, which writes nothing until its `EXEC` runs it in one event-loop turn,
     so a target under `appendfsync always` fsyncs once a page rather than once for each
     16 KB of it that it reads (`connection.sent_whole` says more). A cluster's pages go
-    to many nodes, which no transaction spans."""
+    to many nodes, which no transaction spans. The commands go as they are, without a
+    pipeline object: its reply callbacks and timers took two thirds of a restore's time."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.client, self.keys = client, keys
         self.last: dict[int, tuple[int, int]] = {}
-        self.whole = not is_cluster(client)
-        self.pipe = client.pipeline(transaction=self.whole)
+        self.commands: list[tuple[str | bytes, ...]] = []
         self.queued = 0
 
     def place(self, partition: int, ms: int, seq: int) -> str:
@@ -223,12 +255,16 @@ class _Writer:
     async def write(self, record: bytes, stored: _Stored, partition: int, eid: str) -> None:
         position = f"{partition}:{eid}"
         moved = moved_record(record, position)
-        self.pipe.xadd(self.keys.log(partition), {"__data__": moved}, id=eid)
-        self.pipe.rpush(self.keys.story(stored.subject, partition), moved)
-        self.pipe.hset(
-            self.keys.ids(partition),
-            dedup_field(stored.source, stored.id),
-            f"{stored.version} {position} {stored.subject}",
+        keys = self.keys
+        self.commands += (
+            ("XADD", keys.log(partition), eid, "__data__", moved),
+            ("RPUSH", keys.story(stored.subject, partition), moved),
+            (
+                "HSET",
+                keys.ids(partition),
+                dedup_field(stored.source, stored.id),
+                f"{stored.version} {position} {stored.subject}",
+            ),
         )
         self.queued += 1
         if self.queued >= PAGE:
@@ -236,19 +272,57 @@ class _Writer:
 
     async def flush(self) -> None:
         if self.queued:
-            await self.pipe.execute()
-            self.pipe = self.client.pipeline(transaction=self.whole)
+            await sent_whole(self.client, self.commands)
+            self.commands = []
             self.queued = 0
 
 
-SETTINGS = (
-    feeds_key,
-    feed_tokens_key,
-    readers_key,
-    reader_tokens_key,
-    subscriptions_key,
-    subscription_secrets_key,
-)
+SETTINGS = {
+    "feeds": feeds_key,
+    "feed_tokens": feed_tokens_key,
+    "readers": readers_key,
+    "reader_tokens": reader_tokens_key,
+    "subscriptions": subscriptions_key,
+    "subscription_secrets": subscription_secrets_key,
+}
+"""The settings hashes that go with a log, by the name a backup gives each."""
+
+
+async def setting_hashes(source: aioredis.Redis, prefix: str) -> dict[str, dict[bytes, bytes]]:
+    """Feeds, readers and subscriptions (their signing secrets too): each hash that holds
+    any, by its name in `SETTINGS`."""
+    found = {name: await source.hgetall(key_of(prefix)) for name, key_of in SETTINGS.items()}
+    return {name: cast(dict[bytes, bytes], held) for name, held in found.items() if held}
+
+
+async def write_settings(
+    target: aioredis.Redis, prefix: str, hashes: dict[str, dict[bytes, bytes]]
+) -> int:
+    """`setting_hashes` written under `prefix`: how many fields."""
+    for name, held in hashes.items():
+        await target.hset(SETTINGS[name](prefix), mapping=held)  # type: ignore[arg-type]  # bytes
+    return sum(len(held) for held in hashes.values())
+
+
+InboxRows = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+async def inbox_pages(source: aioredis.Redis, prefix: str) -> AsyncIterator[tuple[str, InboxRows]]:
+    """Each feed's Redis inbox, a page of entries at a time: (feed, entries)."""
+    for feed in sorted(cast(list[bytes], await source.hkeys(feeds_key(prefix)))):
+        inbox = inbox_key(prefix, feed.decode())
+        start = "-"
+        while rows := cast(InboxRows, await source.xrange(inbox, min=start, count=PAGE)):
+            yield feed.decode(), rows
+            start = "(" + rows[-1][0].decode()
+
+
+async def write_inbox(target: aioredis.Redis, prefix: str, feed: str, rows: InboxRows) -> None:
+    """Entries of a feed's inbox, each under its own id."""
+    pipe = target.pipeline(transaction=False)
+    for eid, fields in rows:
+        pipe.xadd(inbox_key(prefix, feed), fields, id=eid)  # type: ignore[arg-type]  # bytes
+    await pipe.execute()
 
 
 async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: str) -> int:
@@ -257,43 +331,37 @@ async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: 
     inboxes, entry for entry: the target's validator reads them from the start, and what
     the source's had validated comes back as duplicates. A subscription's delivery state
     (its outbox, retries, dead letters) stays on the source."""
-    copied = 0
-    for key_of in SETTINGS:
-        key = key_of(prefix)
-        found = cast(dict[bytes, bytes], await source.hgetall(key))
-        if found:
-            await target.hset(key, mapping=found)  # type: ignore[arg-type]  # bytes to bytes
-            copied += len(found)
-    for feed in cast(list[bytes], await source.hkeys(feeds_key(prefix))):
-        inbox = inbox_key(prefix, feed.decode())
-        start = "-"
-        while rows := cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await source.xrange(inbox, min=start, count=PAGE),
-        ):
-            pipe = target.pipeline(transaction=False)
-            for eid, fields in rows:
-                pipe.xadd(inbox, fields, id=eid)  # type: ignore[arg-type]  # bytes to bytes
-            await pipe.execute()
-            start = "(" + rows[-1][0].decode()
+    copied = await write_settings(target, prefix, await setting_hashes(source, prefix))
+    async for feed, rows in inbox_pages(source, prefix):
+        await write_inbox(target, prefix, feed, rows)
     return copied
 
 
-async def place_delivery(
-    source: aioredis.Redis, from_: Keys, target: aioredis.Redis, to: Keys
-) -> bool:
-    """Where the source fans the log out to subscribers (`dateline deliver`), start the
-    target's fan-out after the copied history: from 0, a delivery service there would send
-    every subscriber the whole log again. Whether there was one."""
-    groups = [g for p in range(from_.partitions) for g in await _groups(source, from_.log(p))]
-    if not any(_name(g) == DELIVER_GROUP for g in groups):
-        return False
+async def fans_out(client: aioredis.Redis, keys: Keys) -> bool:
+    """Whether this log is fanned out to subscribers (`dateline deliver` has a group)."""
+    groups = [g for p in range(keys.partitions) for g in await _groups(client, keys.log(p))]
+    return any(_name(g) == DELIVER_GROUP for g in groups)
+
+
+async def start_delivery_after(target: aioredis.Redis, to: Keys) -> None:
+    """The target's fan-out starts after what it holds: from 0, a delivery service there
+    would send every subscriber the whole log again."""
     for p in range(to.partitions):
         try:
             await target.xgroup_create(to.log(p), DELIVER_GROUP, id="$", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+async def place_delivery(
+    source: aioredis.Redis, from_: Keys, target: aioredis.Redis, to: Keys
+) -> bool:
+    """Where the source fans the log out to subscribers, start the target's fan-out after
+    the copied history (`start_delivery_after`). Whether there was one."""
+    if not await fans_out(source, from_):
+        return False
+    await start_delivery_after(target, to)
     return True
 
 
@@ -319,12 +387,24 @@ async def copy_log(
     positions: IO[str] | None = None,
 ) -> dict[str, StoryCheck]:
     """Copy every record (step 2); each story's count and digest, for `check`."""
-    await sealing.refresh(source, force=True)
+    records = opened_records(source, sealing)
+    return await write_log(records, target, to, progress=progress, positions=positions)
+
+
+async def write_log(
+    records: AsyncIterator[tuple[int, int, int, bytes]],
+    target: aioredis.Redis,
+    to: Keys,
+    *,
+    progress: Callable[[int], None] | None = None,
+    positions: IO[str] | None = None,
+) -> dict[str, StoryCheck]:
+    """Write opened records, in stream-id order as (ms, seq, partition, record), each to
+    its story's partition under `to`; each story's count and digest, for `check`."""
     writer = _Writer(target, to)
     checks: dict[str, StoryCheck] = {}
     done = 0
-    async for ms, seq, partition, raw in _merged(source, sealing.keys):
-        record = sealing.entry(partition, f"{ms}-{seq}", raw)
+    async for ms, seq, partition, record in records:
         stored = _stored(record)
         lands = to.partition(stored.subject)
         eid = writer.place(lands, ms, seq)

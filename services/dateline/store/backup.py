@@ -1,0 +1,405 @@
+"""A backup of the log in a file, and the log restored from one (`dateline backup`,
+`dateline restore`).
+
+Replicas keep a log through a lost server; they copy a `FLUSHALL`, a wrong `migrate`
+or a volume written over as faithfully as an update. A backup is the log as it stood,
+kept somewhere else: every record as the log holds it (its version, position and
+recorded time), the feeds, readers and subscriptions, and the feeds' Redis inboxes.
+
+The file is NDJSON, gzipped when its name ends in `.gz`: a line a record, each a tagged
+object (`t`), in this order:
+
+- `header`: the format, when, from where, the prefix and partition count, each
+  partition's last stream id when the backup began (`cut`: what the file holds of it),
+  and whether the log is fanned out to subscribers;
+- `update`: a record of the log, opened (no seal), with the partition and stream id it
+  had, in stream-id order across partitions;
+- `settings`: a settings hash (feeds, their tokens' digests, readers, subscriptions and
+  their signing secrets), by name;
+- `inbox`: an entry of a feed's Redis inbox;
+- `end`: how many lines and updates came before it, a SHA-256 of those lines, and, where
+  the log has a seal key, an HMAC-SHA256 of that digest under it.
+
+A file cut short has no `end`; a file changed after it was written fails the digest;
+one written by someone without the seal key fails the signature. `restore` reads the
+whole file once to check all three, and writes nothing unless they hold.
+
+A backup does not freeze the log: it reads each partition up to its `cut`, so appends
+go on, and what lands after the cut is the next backup's. Each story lives in one
+partition, so each story's history in the file is whole up to some version.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Literal, Protocol, cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from dateline.store import migrate
+from dateline.store.layout import Keys
+from dateline.store.seal import Sealing
+
+FORMAT = 1
+_GZIP_MAGIC = b"\x1f\x8b"
+_SIGNED = b"dateline backup 1 sha256 "
+"""What the signature covers, before the digest's hex: names the format, so a MAC of
+another kind of file under the same key cannot pass for one."""
+
+
+class Header(msgspec.Struct, tag="header", tag_field="t", forbid_unknown_fields=True):
+    format: int
+    created: str
+    source: str
+    prefix: str
+    partitions: int
+    cut: dict[str, str]
+    delivery: bool
+
+
+class Update(msgspec.Struct, tag="update", tag_field="t", forbid_unknown_fields=True):
+    p: int
+    id: str
+    record: msgspec.Raw
+
+
+class Setting(msgspec.Struct, tag="settings", tag_field="t", forbid_unknown_fields=True):
+    name: str
+    fields: dict[str, str]
+
+
+class Inbox(msgspec.Struct, tag="inbox", tag_field="t", forbid_unknown_fields=True):
+    feed: str
+    id: str
+    fields: dict[str, str]
+
+
+class End(msgspec.Struct, tag="end", tag_field="t", forbid_unknown_fields=True):
+    lines: int
+    updates: int
+    stories: int
+    sha256: str
+    signature: str | None = None
+
+
+Line = Header | Update | Setting | Inbox | End
+_line = msgspec.json.Decoder(Line).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class Out(Protocol):
+    """Where a backup is written: a file, gzipped or not."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class BadBackup(ValueError):
+    """A file `restore` will not write from: what is wrong with it, and where."""
+
+
+class BadSignature(BadBackup):
+    """The file's signature does not hold under the key `restore` has, or there is none."""
+
+
+def signature(key: bytes, digest: str) -> str:
+    return hmac.new(key, _SIGNED + digest.encode(), hashlib.sha256).hexdigest()
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise BadBackup(f"{what} is not UTF-8: a backup holds text only") from None
+
+
+def _texts(held: dict[bytes, bytes], what: str) -> dict[str, str]:
+    return {_text(k, what): _text(v, f"{what}[{k!r}]") for k, v in held.items()}
+
+
+@dataclass
+class Written:
+    """What `write` put in the file."""
+
+    updates: int = 0
+    stories: int = 0
+    settings: int = 0
+    inbox: int = 0
+    signed: bool = False
+    cut: dict[int, str] = field(default_factory=dict)
+
+
+class _Lines:
+    """Lines out, each counted and hashed."""
+
+    def __init__(self, out: Out) -> None:
+        self.out, self.count, self.digest = out, 0, hashlib.sha256()
+
+    def put(self, line: Line) -> None:
+        data = _encode(line) + b"\n"
+        self.out.write(data)
+        self.digest.update(data)
+        self.count += 1
+
+
+async def write(
+    client: aioredis.Redis,
+    sealing: Sealing,
+    out: Out,
+    *,
+    source: str,
+    key: bytes | None,
+    progress: Callable[[int], None] | None = None,
+) -> Written:
+    """The log under `sealing.keys` on `client`, up to each partition's last entry now,
+    into `out`; signed with `key` where there is one. `source` names the server (no
+    password) in the header."""
+    keys = sealing.keys
+    done = Written(cut=await migrate.cut(client, keys), signed=key is not None)
+    lines = _Lines(out)
+    lines.put(
+        Header(
+            format=FORMAT,
+            created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            source=source,
+            prefix=keys.prefix,
+            partitions=keys.partitions,
+            cut={str(p): eid for p, eid in done.cut.items()},
+            delivery=await migrate.fans_out(client, keys),
+        )
+    )
+    stories: set[str] = set()
+    async for ms, seq, partition, record in migrate.opened_records(client, sealing, done.cut):
+        lines.put(Update(p=partition, id=f"{ms}-{seq}", record=msgspec.Raw(record)))
+        stories.add(migrate.subject_of(record))
+        done.updates += 1
+        if progress is not None and done.updates % migrate.PAGE == 0:
+            progress(migrate.PAGE)
+    if progress is not None and done.updates % migrate.PAGE:
+        progress(done.updates % migrate.PAGE)
+    done.stories = len(stories)
+    for name, held in (await migrate.setting_hashes(client, keys.prefix)).items():
+        lines.put(Setting(name=name, fields=_texts(held, f"the settings hash {name!r}")))
+        done.settings += len(held)
+    async for feed, rows in migrate.inbox_pages(client, keys.prefix):
+        for eid, fields in rows:
+            lines.put(Inbox(feed=feed, id=eid.decode(), fields=_texts(fields, f"{feed}'s inbox")))
+            done.inbox += 1
+    digest = lines.digest.hexdigest()
+    lines.put(
+        End(
+            lines=lines.count,
+            updates=done.updates,
+            stories=done.stories,
+            sha256=digest,
+            signature=signature(key, digest) if key is not None else None,
+        )
+    )
+    return done
+
+
+def opened(path: Path) -> IO[bytes]:
+    """`path` for reading, gunzipped if it is gzip (by its first bytes, not its name)."""
+    with path.open("rb") as probe:
+        zipped = probe.read(2) == _GZIP_MAGIC
+    return cast(IO[bytes], gzip.open(path, "rb")) if zipped else path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes, Line]]:
+    """(number, bytes, decoded) of each line; `BadBackup` naming the first that is not
+    a backup's line."""
+    try:
+        with opened(path) as lines:
+            for number, data in enumerate(lines, 1):
+                try:
+                    yield number, data, _line(data)
+                except msgspec.ValidationError as exc:
+                    raise BadBackup(f"line {number}: {exc}") from None
+                except msgspec.DecodeError:
+                    raise BadBackup(
+                        f"line {number} is not JSON"
+                        + (": is this a dateline backup?" if number == 1 else "")
+                    ) from None
+    except (OSError, EOFError) as exc:  # gzip's: a stream cut short, a bad CRC
+        raise BadBackup(f"the file cannot be read whole: {exc}") from None
+
+
+@dataclass
+class Checked:
+    """A file `verify` found whole: its header and closing line, and whether its signature
+    was checked."""
+
+    header: Header
+    end: End
+    signature: Literal["checked", "unsigned", "skipped"]
+
+
+@dataclass
+class _Tally:
+    """What `verify` has read so far."""
+
+    header: Header | None = None
+    end: End | None = None
+    updates: int = 0
+    stories: set[str] = field(default_factory=set)
+
+    def take(self, number: int, line: Line) -> None:
+        """One line, after the lines before it; `BadBackup` if it cannot come here."""
+        if self.end is not None:
+            raise BadBackup(f"line {number} follows the closing line (line {number - 1})")
+        match line:
+            case Header() if number == 1:
+                if line.format > FORMAT:
+                    raise BadBackup(
+                        f"written by a newer dateline (format {line.format}; this one reads "
+                        f"{FORMAT}): restore it with that release"
+                    )
+                self.header = line
+            case Header():
+                raise BadBackup(f"line {number}: a second header")
+            case _ if self.header is None:
+                raise BadBackup(
+                    "line 1 is not a backup's header: is this a dateline backup "
+                    "(`dateline backup` writes one)?"
+                )
+            case Update():
+                self._update(number, line, self.header.partitions)
+            case Setting() if line.name not in migrate.SETTINGS:
+                raise BadBackup(f"line {number}: no settings hash is called {line.name!r}")
+            case Inbox():
+                _stream_id(line.id, number)
+            case End():
+                self.end = line
+
+    def _update(self, number: int, line: Update, partitions: int) -> None:
+        record = bytes(line.record)
+        try:
+            self.stories.add(migrate.subject_of(record))
+            migrate.without_position(record)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            raise BadBackup(f"line {number}: not a record of the log: {exc}") from None
+        if not 0 <= line.p < partitions:
+            raise BadBackup(f"line {number}: partition {line.p} of a log of {partitions}")
+        _stream_id(line.id, number)
+        self.updates += 1
+
+
+def verify(path: Path, key: bytes | None, *, skip_signature: bool = False) -> Checked:
+    """Read the whole file: a backup's lines, in order, closed by an `end` whose counts and
+    digest match what came before, and whose signature holds under `key`. `BadBackup`
+    (or `BadSignature`) saying what does not."""
+    digest = hashlib.sha256()
+    tally, count = _Tally(), 0
+    for count, data, line in _lines(path):
+        tally.take(count, line)
+        if tally.end is None:
+            digest.update(data)
+    header, end = tally.header, tally.end
+    if header is None:
+        raise BadBackup("the file is empty: not a dateline backup")
+    if end is None:
+        raise BadBackup(
+            f"the file ends at line {count} without its closing line: it was cut short "
+            "(a backup interrupted, or a copy not finished)"
+        )
+    held = (count - 1, tally.updates, len(tally.stories))
+    if (end.lines, end.updates, end.stories) != held:
+        raise BadBackup(
+            f"its closing line counts {end.lines} lines, {end.updates} updates of "
+            f"{end.stories} stories; the file holds {held[0]} lines, {held[1]} updates of "
+            f"{held[2]} stories"
+        )
+    if not hmac.compare_digest(end.sha256, digest.hexdigest()):
+        raise BadBackup(
+            "its lines do not match the digest on its closing line: the file was changed "
+            "or damaged after it was written"
+        )
+    return Checked(header, end, _signature(end, key, skip_signature))
+
+
+def _stream_id(eid: str, number: int) -> None:
+    ms, _, seq = eid.partition("-")
+    if not (ms.isdigit() and seq.isdigit()):
+        raise BadBackup(f"line {number}: {eid!r} is not a stream id")
+
+
+def _signature(
+    end: End, key: bytes | None, skip: bool
+) -> Literal["checked", "unsigned", "skipped"]:
+    if end.signature is None:
+        return "unsigned"
+    if skip:
+        return "skipped"
+    if key is None:
+        raise BadSignature(
+            "the backup is signed, and there is no key here to check it: pass the seal key "
+            "of the deployment that wrote it (--backup-key), or --skip-signature"
+        )
+    if not hmac.compare_digest(end.signature, signature(key, end.sha256)):
+        raise BadSignature(
+            "its signature does not hold under this key: the file was written under another "
+            "seal key (pass that deployment's, --backup-key), or by someone without one"
+        )
+    return "checked"
+
+
+@dataclass
+class Restored:
+    checks: dict[str, migrate.StoryCheck]
+    settings: int = 0
+    inbox: int = 0
+
+
+async def restore(
+    path: Path,
+    header: Header,
+    target: aioredis.Redis,
+    to: Keys,
+    *,
+    progress: Callable[[int], None] | None = None,
+    positions: IO[str] | None = None,
+) -> Restored:
+    """Write a file `verify` passed into `target` under `to` (its prefix and count; an
+    empty log there, `migrate.check_empty`): the records where their stories land, the
+    settings and the inboxes; the fan-out started after them where the log had one."""
+    restored = Restored(checks={})
+    restored.checks = await migrate.write_log(
+        _records(path), target, to, progress=progress, positions=positions
+    )
+    page: tuple[str, migrate.InboxRows] = ("", [])
+    for _, _, line in _lines(path):
+        match line:
+            case Setting():
+                fields = {k.encode(): v.encode() for k, v in line.fields.items()}
+                restored.settings += await migrate.write_settings(
+                    target, to.prefix, {line.name: fields}
+                )
+            case Inbox():
+                if page[1] and (page[0] != line.feed or len(page[1]) >= migrate.PAGE):
+                    await migrate.write_inbox(target, to.prefix, *page)
+                    page = (line.feed, [])
+                page = (line.feed, page[1])
+                page[1].append(
+                    (line.id.encode(), {k.encode(): v.encode() for k, v in line.fields.items()})
+                )
+                restored.inbox += 1
+            case _:
+                pass
+    if page[1]:
+        await migrate.write_inbox(target, to.prefix, *page)
+    if header.delivery:
+        await migrate.start_delivery_after(target, to)
+    return restored
+
+
+async def _records(path: Path) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    for _, _, line in _lines(path):
+        if isinstance(line, Update):
+            ms, seq = line.id.split("-")
+            yield int(ms), int(seq), line.p, bytes(line.record)

@@ -1,0 +1,288 @@
+"""A log in a file and back (`dateline backup`, `dateline restore`, `store/backup.py`), on
+real servers: what a restore brings back (histories, versions, recorded times, dedup
+entries, feeds, readers, subscriptions, inboxes), a cut taken while appends go on, a
+sealed log, a cluster, and the commands as an operator runs them."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from dateline.ingest.credentials import Credentials
+from dateline.store import backup, migrate
+from dateline.store.cluster import LocalCluster
+from dateline.store.connection import open_client
+from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
+from dateline.store.log import Log
+from dateline.store.seal import Sealing, seal_log
+from dateline.store.subscriptions import Subscriptions
+from tests.conftest import fresh_log
+from tests.e2e.processes import DATELINE
+from tests.factories import encode, update
+from tests.projection_helpers import HANOI
+from tests.raw import entries_of
+
+
+@pytest.fixture
+async def source(redis_url: str) -> AsyncIterator[Log]:
+    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
+        yield found
+
+
+async def _hanoi(log: Log) -> list[str]:
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    results = await log.append(lines)
+    assert {r.status for r in results} == {"appended"}
+    return sorted({r.subject for r in results if r.subject is not None})
+
+
+async def _backed_up(log: Log, path: Path, key: bytes | None = None) -> backup.Written:
+    with path.open("wb") as out:
+        return await backup.write(log.redis, log.sealing, out, source="a test", key=key)
+
+
+async def _restored(path: Path, target: aioredis.Redis, to: Keys, key: bytes | None = None) -> None:
+    checked = backup.verify(path, key)
+    await migrate.check_empty(target, to)
+    await Log(target, to).check_partitions()
+    done = await backup.restore(path, checked.header, target, to)
+    assert await migrate.check(target, to, done.checks) == []
+
+
+async def _histories(log: Log, stories: list[str]) -> dict[str, list[tuple[str, int, str]]]:
+    out = {}
+    for story in stories:
+        records = [msgspec.json.decode(r) for r in await log.read_story_json(story)]
+        out[story] = [(r["id"], r["version"], r["recordedtime"]) for r in records]
+    return out
+
+
+async def _cleared(client: aioredis.Redis, prefix: str) -> None:
+    async for key in client.scan_iter(match=f"{prefix}:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
+    source: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """Hanoi, a feed, a reader, a subscription, a feed's inbox and a fan-out, backed up
+    and restored under another prefix with twice the partitions: each story's history
+    with its versions and recorded times, a feed's retry still a duplicate, the tokens
+    and the signing secret working, the inbox entry for entry, and delivery starting
+    after the restored history."""
+    stories = await _hanoi(source)
+    prefix = source.keys.prefix
+    token = await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
+    inbox = inbox_key(prefix, "wire-a")
+    sent = [
+        await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(3)
+    ]
+    _, secret = await Subscriptions(source.redis, source.keys).add(
+        "https://cms.example.org/hooks", name="cms"
+    )
+    await source.redis.xgroup_create(source.keys.log(0), DELIVER_GROUP, id="0", mkstream=True)
+    path = tmp_path / "hanoi.ndjson"
+    written = await _backed_up(source, path)
+    assert (written.updates, written.stories, written.inbox) == (29, len(stories), 3)
+    assert written.settings == 4  # the feed, its token, the subscription, its secret
+    file = [msgspec.json.decode(x) for x in path.read_bytes().splitlines()]
+    assert [x["t"] for x in file[:2]] == ["header", "update"]
+    assert file[0]["delivery"] is True
+    assert file[-1]["t"] == "end" and file[-1]["signature"] is None
+
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 16)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
+    try:
+        await _restored(path, target, to)
+        restored = Log(target, to)
+        assert await _histories(restored, stories) == await _histories(source, stories)
+        first = next(x for x in HANOI.read_bytes().splitlines() if x.strip())
+        [again] = await restored.append([first])
+        assert (again.status, again.version) == ("duplicate", 1)
+        assert again.position is not None and again.subject is not None
+        assert again.position.startswith(f"{to.partition(again.subject)}:")
+        assert await Credentials(target, to.prefix).authenticate(token) is not None
+        assert await Subscriptions(target, to).secret("cms") == secret
+        assert [
+            eid for eid, _ in entries_of(await target.xrange(inbox_key(to.prefix, "wire-a")))
+        ] == sent
+        for p in range(to.partitions):
+            [group] = await target.xinfo_groups(to.log(p))
+            assert group["name"] == DELIVER_GROUP.encode()
+            last = (await target.xinfo_stream(to.log(p)))["last-generated-id"]
+            assert group["last-delivered-id"] == last
+        [new] = await restored.append([encode(update(subject=stories[0], id="after"))])
+        assert new.version == await source.version(stories[0]) + 1
+    finally:
+        await _cleared(target, to.prefix)
+
+
+async def test_a_backup_holds_the_log_as_it_stood_when_it_began(
+    source: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends go on while a backup reads: it stops at each partition's last entry when it
+    began (`migrate.cut`), and what came after is the next one's."""
+    await _hanoi(source)
+    real = migrate.cut
+
+    async def cut_then_appended(client: aioredis.Redis, keys: Keys) -> dict[int, str]:
+        taken = await real(client, keys)
+        more = [encode(update(subject=f"story-{n}", id=f"late-{n}")) for n in range(12)]
+        assert {r.status for r in await source.append(more)} == {"appended"}
+        return taken
+
+    monkeypatch.setattr(migrate, "cut", cut_then_appended)
+    path = tmp_path / "cut.ndjson"
+    written = await _backed_up(source, path)
+    assert (written.updates, written.stories) == (29, 2)
+    file = [msgspec.json.decode(x) for x in path.read_bytes().splitlines()]
+    ids = [x["record"]["id"] for x in file if x["t"] == "update"]
+    assert len(ids) == 29 and not any(i.startswith("late-") for i in ids)
+    assert file[0]["cut"] == {str(p): eid for p, eid in written.cut.items()}
+    everything = [r async for *_, r in migrate.opened_records(source.redis, source.sealing)]
+    assert len(everything) == 29 + 12
+
+
+async def test_a_sealed_log_is_signed_and_restored_sealed(
+    source: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """The file holds records opened (no seal: a new server seals them with its own key),
+    and is signed with the log's key; the restored log, sealed again, reads back."""
+    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
+    stories = await _hanoi(source)
+    key = secrets.token_bytes(32)
+    await seal_log(source.redis, source.keys, key)
+    sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
+    path = tmp_path / "sealed.ndjson"
+    assert (await _backed_up(sealed, path, key)).signed
+    assert b'"seal":' not in path.read_bytes()
+    with pytest.raises(backup.BadSignature):
+        backup.verify(path, secrets.token_bytes(32))
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 8)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/5")
+    try:
+        await _restored(path, target, to, key)
+        new_key = secrets.token_bytes(32)
+        await seal_log(target, to, new_key)
+        restored = Log(target, to, sealing=Sealing(new_key, to))
+        assert await _histories(restored, stories) == await _histories(sealed, stories)
+    finally:
+        await _cleared(target, to.prefix)
+
+
+async def test_a_backup_of_one_server_is_restored_on_a_cluster(
+    source: Log, local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    stories = await _hanoi(source)
+    path = tmp_path / "hanoi.ndjson.gz"
+    with gzip.open(path, "wb") as out:
+        await backup.write(source.redis, source.sealing, out, source="a test", key=None)
+    target = await open_client(local_cluster.url)
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 12, slotted=True)
+    try:
+        await _restored(path, target, to)
+        restored = Log(target, to)
+        assert await _histories(restored, stories) == await _histories(source, stories)
+    finally:
+        found = [k async for k in target.scan_iter(match=f"{to.prefix}:*")]
+        if found:
+            await target.delete(*found)
+        await target.aclose()
+
+
+def _dateline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DATELINE), *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_the_commands_back_up_check_and_restore_and_say_what_is_wrong(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """As an operator runs them: a backup, a check, a restore under another prefix with
+    the stale read models there deleted; and a file changed, a target not empty, a
+    signed file without its key, each refused with nothing written."""
+    prefix, there = f"b{uuid.uuid4().hex[:8]}", f"r{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATELINE_SEAL_KEY",)}
+    env |= {"REDIS_URL": redis_url, "DATELINE_PREFIX": prefix}
+    client = redis.Redis.from_url(redis_url)
+    try:
+        published = _dateline(env, "publish", str(HANOI))
+        assert published.returncode == 0, published.stderr
+        path = tmp_path / "hanoi.ndjson.gz"
+        done = _dateline(env, "backup", str(path))
+        assert done.returncode == 0, done.stderr
+        assert "backed up 29 updates of 2 stories (8 partitions" in done.stdout
+        assert "not signed (no seal key)" in done.stdout
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert not path.with_name(path.name + ".partial").exists()
+
+        checked = _dateline(env, "restore", "--check", str(path))
+        assert checked.returncode == 0, checked.stderr
+        assert "whole and unchanged, 29 updates of 2 stories" in checked.stdout
+        assert "signature none" in checked.stdout
+        assert not list(client.scan_iter(match=f"{there}:*"))
+
+        # Read models under the target's prefix, from a log that is not there any more.
+        client.set(f"{there}:rm:active", "v1")
+        client.set(f"{there}:rm:v1:{{p0}}:story:hanoi-summit-2019", "{}")
+        restore = {**env, "DATELINE_PREFIX": there}
+        landed = _dateline(restore, "restore", "--partitions", "4", str(path))
+        assert landed.returncode == 0, landed.stderr
+        assert "restored 29 updates of 2 stories" in landed.stdout
+        assert f"under the prefix '{there}' (8 -> 4 partitions)" in landed.stdout
+        assert "each story's count and digest match the file" in landed.stdout
+        assert "2 keys of read models under" in landed.stdout
+        assert not list(client.scan_iter(match=f"{there}:rm:*"))
+        logged = _dateline({**restore, "DATELINE_PARTITIONS": "4"}, "log", "hanoi-summit-2019")
+        assert logged.returncode == 0, logged.stderr
+        assert _dateline(env, "log", "hanoi-summit-2019").stdout.count("\n") == (
+            logged.stdout.count("\n")
+        )
+
+        again = _dateline(restore, "restore", str(path))
+        assert again.returncode == 1
+        assert "already holds a log under the prefix" in again.stderr
+        assert "nothing was written" in again.stderr
+
+        changed = tmp_path / "changed.ndjson"
+        changed.write_bytes(gzip.decompress(path.read_bytes()).replace(b"Trump", b"Trunp", 1))
+        fresh = {**env, "DATELINE_PREFIX": f"n{uuid.uuid4().hex[:8]}"}
+        refused = _dateline(fresh, "restore", str(changed))
+        assert refused.returncode == 1
+        assert "do not match the digest on its closing line" in refused.stderr
+        assert "nothing was written" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not list(client.scan_iter(match=f"{fresh['DATELINE_PREFIX']}:*"))
+
+        key = tmp_path / "seal.key"
+        key.write_text(secrets.token_hex(32) + "\n")
+        signed_env = {**env, "DATELINE_SEAL_KEY": key.read_text().strip()}
+        if int(str(client.info("server")["redis_version"]).split(".")[0]) >= 7:
+            sealed = _dateline(signed_env, "seal")
+            assert sealed.returncode == 0, sealed.stderr
+        signed = tmp_path / "signed.ndjson"
+        assert _dateline(signed_env, "backup", str(signed)).returncode == 0
+        unkeyed = _dateline(fresh, "restore", "--check", str(signed))
+        assert unkeyed.returncode == 1
+        assert "the backup is signed, and there is no key here to check it" in unkeyed.stderr
+        keyed = _dateline(fresh, "restore", "--check", "--backup-key", str(key), str(signed))
+        assert keyed.returncode == 0, keyed.stderr
+        assert "signature checked" in keyed.stdout
+    finally:
+        for p in (prefix, there):
+            for k in client.scan_iter(match=f"{p}:*"):
+                client.delete(k)
+        client.close()
