@@ -91,7 +91,7 @@ def serving_views(cfg: Settings) -> Iterator[tuple[str | None, EmbeddedRedis | N
     """`stores`' store of read models, and its embedded server when this process started
     it (to supervise)."""
     try:
-        with served_views(cfg) as found:
+        with served_views(cfg, lasting=True) as found:
             yield found
     except EmbeddedRedisError as exc:
         raise click.ClickException(f"embedded store of read models: {exc}") from None
@@ -101,7 +101,7 @@ def serving_views(cfg: Settings) -> Iterator[tuple[str | None, EmbeddedRedis | N
 def serving(cfg: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
     """`server`, and the embedded server when this process started it (to supervise)."""
     try:
-        with served(cfg) as found:
+        with served(cfg, lasting=True) as found:
             yield found
     except EmbeddedRedisError as exc:
         raise click.ClickException(f"embedded Redis: {exc}") from None

@@ -384,20 +384,30 @@ def redis_url(settings: Settings) -> Iterator[str]:
     """REDIS_URL if set; else the embedded server in the data dir, started if need be.
 
     Several dateline processes may share one data dir: the first takes a lock,
-    starts the server and writes its URL to `redis.url`; the others use that URL.
-    The server stops when its owner exits.
+    starts the server and writes its URL to `redis.url` (and to `redis.owner` whether it
+    lasts or is brief); the others use that URL. The server stops when its owner exits,
+    so a lasting process does not use a brief command's: it waits for it (`served`).
     """
     with served(settings) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
-def served(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
-    """`redis_url`, and the server when this process started it (to watch over it)."""
+def served(
+    settings: Settings, *, lasting: bool = False
+) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """`redis_url`, and the server when this process started it (to watch over it).
+
+    `lasting`: this process runs until it is stopped and watches over the server (`up`,
+    `demo`, `redis`). It does not take as its own a server that a brief command started
+    (`publish`, `status`, `readers add`...), which stops when that command ends: it
+    waits for the command to end, and starts its own."""
     if settings.redis_url:
         yield settings.redis_url, None
         return
-    with _served(settings.data_dir, settings.fsync, settings.maxmemory_mb, log=True) as found:
+    with _served(
+        settings.data_dir, settings.fsync, settings.maxmemory_mb, log=True, lasting=lasting
+    ) as found:
         yield found
 
 
@@ -410,41 +420,62 @@ projector finds missing and projects again (`docs/projections.md`)."""
 
 
 @contextlib.contextmanager
-def served_views(settings: Settings) -> Iterator[tuple[str | None, EmbeddedRedis | None]]:
+def served_views(
+    settings: Settings, *, lasting: bool = False
+) -> Iterator[tuple[str | None, EmbeddedRedis | None]]:
     """The store of read models: DATELINE_VIEWS_URL if set; None (the log's server) with
     REDIS_URL alone or DATELINE_VIEWS_URL=log; else a second embedded server beside the
     log's, in `views/` of the data dir, under `appendfsync everysec`. With the server when
-    this process started it (to watch over it)."""
+    this process started it (to watch over it). `lasting`: as `served`'s."""
     if not settings.own_views:
         yield settings.views_url, None
         return
     data_dir = settings.data_dir / VIEWS_DIR
-    with _served(data_dir, VIEWS_FSYNC, settings.maxmemory_mb, log=False) as found:
+    with _served(data_dir, VIEWS_FSYNC, settings.maxmemory_mb, log=False, lasting=lasting) as found:
         yield found
+
+
+BRIEF_WAIT_S = 300.0
+"""How long a lasting process waits for a brief command's server to stop before it says
+which command holds it: a `replay` of a long log takes minutes."""
 
 
 @contextlib.contextmanager
 def _served(
-    data_dir: Path, fsync: Fsync, maxmemory_mb: int, *, log: bool
+    data_dir: Path, fsync: Fsync, maxmemory_mb: int, *, log: bool, lasting: bool = False
 ) -> Iterator[tuple[str, EmbeddedRedis | None]]:
-    """The embedded server of `data_dir`: started here if no process serves it yet."""
+    """The embedded server of `data_dir`: started here if no process serves it yet, or
+    if only a brief one does and this one lasts (`served`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    url_file = data_dir / "redis.url"
+    url_file, owner_file = data_dir / "redis.url", data_dir / "redis.owner"
     with (data_dir / "redis.lock").open("a+") as lock:
-        deadline = time.monotonic() + 20.0
+        deadline, waiting_for = time.monotonic() + 20.0, None
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if (url := _live_url(url_file)) is not None:
-                    yield url, None
-                    return
-                if time.monotonic() > deadline:
-                    raise EmbeddedRedisError(
-                        f"another process holds {data_dir / 'redis.lock'} but no server answers"
-                    ) from None
-                time.sleep(0.1)
+                pass
+            owner = _owner(owner_file)
+            brief = owner.split()[1] if owner and owner.startswith("brief ") else None
+            if not (lasting and brief) and (url := _live_url(url_file)) is not None:
+                yield url, None
+                return
+            if lasting and brief and waiting_for != brief:
+                waiting_for, deadline = brief, time.monotonic() + BRIEF_WAIT_S
+                print(
+                    f"waiting for a dateline command to end (pid {brief}): the embedded "
+                    f"server of {data_dir} is its own until then",
+                    file=sys.stderr,
+                )
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError(
+                    f"a dateline command (pid {brief}) still holds the embedded server of "
+                    f"{data_dir} after {BRIEF_WAIT_S:.0f} s; start again once it ends"
+                    if brief
+                    else f"another process holds {data_dir / 'redis.lock'} but no server answers"
+                )
+            time.sleep(0.1)
         server = EmbeddedRedis(
             data_dir,
             fsync=fsync,
@@ -453,13 +484,28 @@ def _served(
         )
         if log:
             key_of(data_dir)  # the seal key of its log, beside the password
-        server.start()
+        owner_file.write_text(f"{'lasting' if lasting else 'brief'} {os.getpid()}\n")
+        try:
+            server.start()
+        except BaseException:
+            owner_file.unlink(missing_ok=True)
+            raise
         try:
             _private(url_file).write_text(server.url + "\n")  # it holds the password
             yield server.url, server
         finally:
             url_file.unlink(missing_ok=True)
+            owner_file.unlink(missing_ok=True)
             server.stop()
+
+
+def _owner(owner_file: Path) -> str | None:
+    """Who holds the server: "lasting <pid>" or "brief <pid>"; None when no file says (a
+    release before this file, or one that is starting)."""
+    try:
+        return owner_file.read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def password_of(data_dir: Path) -> str:

@@ -1,0 +1,90 @@
+"""Who owns the embedded server when several dateline processes share a data dir.
+
+A brief command (`publish`, `status`, `readers add`) that finds no server starts one
+and stops it when it ends. A lasting process (`up`, `demo`, `redis`) started meanwhile
+used to take that server for its own services, which then lost it a moment later
+("cannot be reached": `up` exited 1). It now waits for the command to end and starts
+its own; brief commands still share whatever server runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from dateline.store.config import Settings
+from dateline.store.embedded import served
+
+_BRIEF = """
+import sys, time
+from dateline.store.config import Settings
+from dateline.store.embedded import served
+with served(Settings.from_env()) as (url, own):
+    print(url, own is not None, flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def _settings(data_dir: Path) -> Settings:
+    return Settings.from_env({"DATELINE_DATA_DIR": str(data_dir)})
+
+
+def _brief(data_dir: Path, seconds: float) -> tuple[subprocess.Popen[str], str]:
+    """A brief command's server (started by it), held for `seconds`; its URL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
+    env["DATELINE_DATA_DIR"] = str(data_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BRIEF, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    url, started = proc.stdout.readline().split()
+    assert started == "True"
+    return proc, url
+
+
+def test_a_lasting_process_waits_for_a_brief_commands_server_and_starts_its_own(
+    tmp_path: Path,
+) -> None:
+    brief, brief_url = _brief(tmp_path, 2.0)
+    try:
+        began = time.monotonic()
+        with served(_settings(tmp_path), lasting=True) as (url, own):
+            assert brief.poll() is not None  # the command had ended
+            assert time.monotonic() - began > 1.0
+            assert own is not None  # the server is this process's
+            assert url != brief_url
+            client = redis.Redis.from_url(url)
+            assert client.ping()  # and it outlives the command
+            client.close()
+            # A brief command now shares it, and does not stop it when it ends.
+            assert _brief_guest(tmp_path) == url
+            assert redis.Redis.from_url(url).ping()
+    finally:
+        brief.kill()
+        brief.wait()
+
+
+def _brief_guest(data_dir: Path) -> str:
+    """The URL a brief command used, which it did not start."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
+    env["DATELINE_DATA_DIR"] = str(data_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", _BRIEF, "0"], env=env, capture_output=True, text=True, check=True
+    )
+    url, started = done.stdout.split()
+    assert started == "False"
+    return url
+
+
+def test_a_brief_command_shares_a_brief_commands_server(tmp_path: Path) -> None:
+    brief, brief_url = _brief(tmp_path, 3.0)
+    try:
+        with served(_settings(tmp_path)) as (url, own):
+            assert own is None and url == brief_url
+    finally:
+        brief.kill()
+        brief.wait()
