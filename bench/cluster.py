@@ -9,6 +9,7 @@ servers spend an update, so that the two can be told apart.
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 import time
 import uuid
@@ -21,7 +22,7 @@ from bench.harness import Report, Row, cpu_seconds
 from bench.log_append import realistic_updates
 from dateline.projector.app import create_app as projector_app
 from dateline.projector.handler import ProjectorHandler as Handler
-from dateline.store import migrate
+from dateline.store import backup, migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
 from dateline.store.connection import open_client
@@ -186,6 +187,34 @@ async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> 
         await target.aclose()
 
 
+async def _backed_up(url: str, payloads: list[bytes], tmp: Path) -> tuple[float, float]:
+    """Updates/s of `dateline backup`'s writing (gzipped) and `dateline restore`'s check
+    of the file, writing and check of the restored log: `payloads` on one server with 8
+    partitions, restored under another prefix on the same server."""
+    log = await Log.connect(url, prefix=f"b{uuid.uuid4().hex[:8]}", partitions=8)
+    try:
+        async for _ in log.append_stream(
+            [payloads[i : i + BATCH] for i in range(0, len(payloads), BATCH)]
+        ):
+            pass
+        path = tmp / "backup.ndjson.gz"
+        start = time.perf_counter()
+        with gzip.open(path, "wb") as out:
+            await backup.write(log.redis, log.sealing, out, source="bench", key=b"k" * 32)
+        written = time.perf_counter() - start
+        to = Keys(f"r{uuid.uuid4().hex[:8]}", 8)
+        start = time.perf_counter()
+        checked = backup.verify(path, b"k" * 32)
+        await Log(log.redis, to).check_partitions()
+        done = await backup.restore(path, checked.header, log.redis, to)
+        wrong = await migrate.check(log.redis, to, done.checks)
+        restored = time.perf_counter() - start
+        assert wrong == [], wrong
+        return len(payloads) / written, len(payloads) / restored
+    finally:
+        await log.close()
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     n = 5_000 if quick else 50_000
     runs = 1 if quick else 3
@@ -206,6 +235,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         waited_100 = await _measure(cluster.url, pids, small, runs, min_replicas=1, batch=100)
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
+        backed, restored = await _backed_up(one.url, payloads, Path(tmp))
         projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
@@ -251,6 +281,28 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "one server, Log.append_stream",
             moved / single[0],
             "freeze, merge by stream id, positions mapped, each story's count and digest",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            "dateline backup: one server (8 partitions) to a gzipped file, signed",
+            backed,
+            "updates/s",
+            "one server, Log.append_stream",
+            backed / single[0],
+            "each partition up to its cut, merged by stream id; settings and inboxes",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            "dateline restore: the file checked, written to one server (8), checked there",
+            restored,
+            "updates/s",
+            "one server, Log.append_stream",
+            restored / single[0],
+            "digest and signature, then the records' pages, each story's count and digest",
         )
     )
 

@@ -34,6 +34,8 @@ def test_bench_quick_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "Log.append_stream, fsync always" in cases
     assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
     assert any(c.startswith("dateline migrate: one server") for c in cases)
+    assert any(c.startswith("dateline backup: one server") for c in cases)
+    assert any(c.startswith("dateline restore: the file checked") for c in cases)
     assert "projector on a cluster, 300 updates/s: CPU an update, waiting for rings" in cases
     if len(os.sched_getaffinity(0)) >= 2:  # what a wake costs, across two cores against one
         assert "CPU a round trip between two processes on two cores (two wakes)" in cases
