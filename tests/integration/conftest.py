@@ -6,8 +6,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from dateline.runtime.wakes import Wakes
+from dateline.store.log import Log
+from tests.conftest import fresh_log
+from tests.projection_helpers import HANOI
+
+
+@pytest.fixture
+async def source(redis_url: str) -> AsyncIterator[Log]:
+    """A log of its own on each server, to move or back up."""
+    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
+        yield found
+
+
+async def hanoi_in(log: Log) -> list[str]:
+    """The Hanoi example appended to `log`; the stories it names, sorted."""
+    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
+    results = await log.append(lines)
+    assert {r.status for r in results} == {"appended"}
+    return sorted({r.subject for r in results if r.subject is not None})
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -26,24 +25,11 @@ from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log
 from dateline.store.seal import Sealing, seal_log
 from dateline.store.subscriptions import Subscriptions
-from tests.conftest import fresh_log
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
+from tests.integration.conftest import hanoi_in
 from tests.projection_helpers import HANOI
 from tests.raw import entries_of
-
-
-@pytest.fixture
-async def source(redis_url: str) -> AsyncIterator[Log]:
-    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
-        yield found
-
-
-async def _hanoi(log: Log) -> list[str]:
-    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
-    results = await log.append(lines)
-    assert {r.status for r in results} == {"appended"}
-    return sorted({r.subject for r in results if r.subject is not None})
 
 
 async def _backed_up(log: Log, path: Path, key: bytes | None = None) -> backup.Written:
@@ -81,7 +67,7 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
     with its versions and recorded times, a feed's retry still a duplicate, the tokens
     and the signing secret working, the inbox entry for entry, and delivery starting
     after the restored history."""
-    stories = await _hanoi(source)
+    stories = await hanoi_in(source)
     prefix = source.keys.prefix
     token = await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
     inbox = inbox_key(prefix, "wire-a")
@@ -133,7 +119,7 @@ async def test_a_backup_holds_the_log_as_it_stood_when_it_began(
 ) -> None:
     """Appends go on while a backup reads: it stops at each partition's last entry when it
     began (`migrate.cut`), and what came after is the next one's."""
-    await _hanoi(source)
+    await hanoi_in(source)
     real = migrate.cut
 
     async def cut_then_appended(client: aioredis.Redis, keys: Keys) -> dict[int, str]:
@@ -161,7 +147,7 @@ async def test_a_sealed_log_is_signed_and_restored_sealed(
     and is signed with the log's key; the restored log, sealed again, reads back."""
     if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
         pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
-    stories = await _hanoi(source)
+    stories = await hanoi_in(source)
     key = secrets.token_bytes(32)
     await seal_log(source.redis, source.keys, key)
     sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
@@ -185,7 +171,7 @@ async def test_a_sealed_log_is_signed_and_restored_sealed(
 async def test_a_backup_of_one_server_is_restored_on_a_cluster(
     source: Log, local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    stories = await _hanoi(source)
+    stories = await hanoi_in(source)
     path = tmp_path / "hanoi.ndjson.gz"
     with gzip.open(path, "wb") as out:
         await backup.write(source.redis, source.sealing, out, source="a test", key=None)

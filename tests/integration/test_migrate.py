@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -32,9 +31,9 @@ from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log, LogMoving
 from dateline.store.seal import Sealing, is_sealed, seal_log
 from dateline.store.subscriptions import Subscriptions
-from tests.conftest import fresh_log
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
+from tests.integration.conftest import hanoi_in
 from tests.monitor import commands_sent
 from tests.projection_helpers import HANOI
 from tests.raw import data, entries_of
@@ -48,20 +47,6 @@ class _Record(msgspec.Struct):
 
 
 _record = msgspec.json.Decoder(_Record).decode
-
-
-@pytest.fixture
-async def source(redis_url: str) -> AsyncIterator[Log]:
-    async with fresh_log(aioredis.Redis.from_url(redis_url)) as found:
-        yield found
-
-
-async def _hanoi(log: Log) -> list[str]:
-    lines = [x for x in HANOI.read_bytes().splitlines() if x.strip()]
-    results = await log.append(lines)
-    assert {r.status for r in results} == {"appended"}
-    subjects = {r.subject for r in results}
-    return sorted(s for s in subjects if s is not None)  # each answer names its story
 
 
 async def _sealed(log: Log) -> bytes:
@@ -107,7 +92,7 @@ async def _same_histories(
 async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
     source: Log, redis_url: str
 ) -> None:
-    stories = await _hanoi(source)
+    stories = await hanoi_in(source)
     token = await Credentials(source.redis, source.keys.prefix).add("wire-a", "urn:feed:test")
     # The same prefix, on another database of the same server: the feeds' keys too.
     target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/2")
@@ -136,7 +121,7 @@ async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
 async def test_a_page_goes_to_one_server_as_one_transaction(source: Log, redis_url: str) -> None:
     """Under `appendfsync always` the target fsyncs once a page, not once for each 16 KB
     of it it reads: the page's writes are queued and run by one EXEC."""
-    await _hanoi(source)
+    await hanoi_in(source)
     target = connect(redis_url.removesuffix("/0") + "/3", max_connections=1)
     to = Keys(source.keys.prefix, 8)
     try:
@@ -158,7 +143,7 @@ async def test_a_page_goes_to_one_server_as_one_transaction(source: Log, redis_u
 async def test_a_frozen_log_refuses_appends_and_says_why_until_released(
     source: Log, redis_url: str
 ) -> None:
-    await _hanoi(source)
+    await hanoi_in(source)
     held = await source.version("hanoi-summit-2019")
     await migrate.freeze(source.redis, source.keys, "is being moved to x (a test)", "x")
     with pytest.raises(LogMoving, match="is being moved to x"):
@@ -188,7 +173,7 @@ async def test_a_frozen_log_refuses_appends_and_says_why_until_released(
 
 
 async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) -> None:
-    stories = await _hanoi(source)
+    stories = await hanoi_in(source)
     target = aioredis.Redis.from_url(redis_url)
     to = Keys(f"m{uuid.uuid4().hex[:10]}", 8)
     checks = await migrate.copy_log(source.redis, source.sealing, target, to)
@@ -204,7 +189,7 @@ async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) 
 
 
 async def test_a_target_that_holds_the_log_already_is_refused(source: Log, redis_url: str) -> None:
-    await _hanoi(source)
+    await hanoi_in(source)
     target = aioredis.Redis.from_url(redis_url)
     with pytest.raises(migrate.TargetNotEmpty, match="already holds a log"):
         await migrate.check_empty(target, source.keys)
@@ -216,7 +201,7 @@ async def test_a_sealed_log_moves_to_a_cluster_and_is_sealed_there(
 ) -> None:
     key = await _sealed(source)
     sealed = Log(source.redis, source.keys, sealing=Sealing(key, source.keys))
-    stories = await _hanoi(sealed)
+    stories = await hanoi_in(sealed)
     target = await open_client(local_cluster.url)
     to = Keys(f"m{uuid.uuid4().hex[:10]}", 8)
     assert await _moved(sealed, target, to) == []
@@ -336,7 +321,7 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
     from the start: what was validated here comes back as duplicates); where the source
     fans out to subscribers, the target's fan-out starts past the copied history, so no
     subscriber gets the whole log again."""
-    await _hanoi(source)
+    await hanoi_in(source)
     prefix = source.keys.prefix
     await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
     inbox = inbox_key(prefix, "wire-a")
