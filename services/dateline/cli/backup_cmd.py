@@ -75,6 +75,14 @@ def backup_command(file: Path) -> None:
         "entries; "
         + ("signed with the log's seal key" if done.signed else "not signed (no seal key)")
     )
+    if done.refused:
+        err(
+            f"left out: {len(done.refused)} entries of the log its seal refuses (written "
+            "around the append function: no reader takes them for updates; the projector "
+            "parks them), at "
+            + ", ".join(done.refused[:10])
+            + (" ..." if len(done.refused) > 10 else "")
+        )
     click.echo(
         f"{file} holds the feeds' and readers' token digests and the subscriptions' signing "
         "secrets: keep it as you keep those"

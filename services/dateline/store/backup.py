@@ -133,6 +133,9 @@ class Written:
     inbox: int = 0
     signed: bool = False
     cut: dict[int, str] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    """Positions of entries the seal refused (written around the append function): not
+    updates, so not in the file."""
 
 
 class _Lines:
@@ -175,7 +178,8 @@ async def write(
         )
     )
     stories: set[str] = set()
-    async for ms, seq, partition, record in migrate.opened_records(client, sealing, done.cut):
+    records = migrate.opened_records(client, sealing, done.cut, done.refused)
+    async for ms, seq, partition, record in records:
         lines.put(Update(p=partition, id=f"{ms}-{seq}", record=msgspec.Raw(record)))
         stories.add(migrate.subject_of(record))
         done.updates += 1

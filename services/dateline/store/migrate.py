@@ -221,12 +221,24 @@ async def _merged(
 
 
 async def opened_records(
-    client: aioredis.Redis, sealing: Sealing, until: dict[int, str] | None = None
+    client: aioredis.Redis,
+    sealing: Sealing,
+    until: dict[int, str] | None = None,
+    refused: list[str] | None = None,
 ) -> AsyncIterator[tuple[int, int, int, bytes]]:
-    """`_merged`, each record opened (a sealed one checked, its seal taken off)."""
+    """`_merged`, each record opened (a sealed one checked, its seal taken off). A record
+    the seal refuses raises `Unsealed`; or, given `refused`, is left out and its position
+    added there (logged): an entry written around the append function, which no reader
+    takes for an update."""
     await sealing.refresh(client, force=True)
     async for ms, seq, partition, raw in _merged(client, sealing.keys, until):
-        yield ms, seq, partition, sealing.entry(partition, f"{ms}-{seq}", raw)
+        eid = f"{ms}-{seq}"
+        if refused is None:
+            yield ms, seq, partition, sealing.entry(partition, eid, raw)
+        elif (record := sealing.entry_or_none(partition, eid, raw)) is not None:
+            yield ms, seq, partition, record
+        else:
+            refused.append(f"{partition}:{eid}")
 
 
 class _Writer:
