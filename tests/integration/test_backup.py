@@ -72,8 +72,9 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
     token = await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
     inbox = inbox_key(prefix, "wire-a")
     sent = [
-        await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(3)
+        await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(2)
     ]
+    sent.append(await source.redis.xadd(inbox, {"update": b"\xff\xfe not UTF-8"}))  # for rejected
     _, secret = await Subscriptions(source.redis, source.keys).add(
         "https://cms.example.org/hooks", name="cms"
     )
@@ -100,9 +101,10 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
         assert again.position.startswith(f"{to.partition(again.subject)}:")
         assert await Credentials(target, to.prefix).authenticate(token) is not None
         assert await Subscriptions(target, to).secret("cms") == secret
-        assert [
-            eid for eid, _ in entries_of(await target.xrange(inbox_key(to.prefix, "wire-a")))
-        ] == sent
+        assert entries_of(await target.xrange(inbox_key(to.prefix, "wire-a"))) == entries_of(
+            await source.redis.xrange(inbox)
+        )
+        assert [eid for eid, _ in entries_of(await source.redis.xrange(inbox))] == sent
         for p in range(to.partitions):
             [group] = await target.xinfo_groups(to.log(p))
             assert group["name"] == DELIVER_GROUP.encode()

@@ -50,7 +50,7 @@ def _lines(updates: int = 3) -> list[backup.Line]:
         for n in range(1, updates + 1)
     ]
     body.append(backup.Setting(name="feeds", fields={"wire": '{"source":"urn:feed:wire"}'}))
-    body.append(backup.Inbox(feed="wire", id="1-0", fields={"update": "{}"}))
+    body.append(backup.Inbox(feed="wire", id="1-0", fields=[(b"__data__", b"\xff{}")]))
     return body
 
 
@@ -173,7 +173,7 @@ def test_a_newer_format_names_itself(tmp_path: Path) -> None:
             "not a record of the log: a log record without a position",
         ),
         (backup.Setting(name="passwords", fields={}), "no settings hash is called 'passwords'"),
-        (backup.Inbox(feed="wire", id="x-1", fields={}), "'x-1' is not a stream id"),
+        (backup.Inbox(feed="wire", id="x-1", fields=[]), "'x-1' is not a stream id"),
     ],
 )
 def test_a_line_that_cannot_be_restored_is_named_by_its_number(

@@ -76,9 +76,12 @@ class Setting(msgspec.Struct, tag="settings", tag_field="t", forbid_unknown_fiel
 
 
 class Inbox(msgspec.Struct, tag="inbox", tag_field="t", forbid_unknown_fields=True):
+    """An entry of a feed's inbox: what a feed wrote, unchecked until the validator reads
+    it, so its fields go as bytes (base64), whatever they hold."""
+
     feed: str
     id: str
-    fields: dict[str, str]
+    fields: list[tuple[bytes, bytes]]
 
 
 class End(msgspec.Struct, tag="end", tag_field="t", forbid_unknown_fields=True):
@@ -193,7 +196,7 @@ async def write(
         done.settings += len(held)
     async for feed, rows in migrate.inbox_pages(client, keys.prefix):
         for eid, fields in rows:
-            lines.put(Inbox(feed=feed, id=eid.decode(), fields=_texts(fields, f"{feed}'s inbox")))
+            lines.put(Inbox(feed=feed, id=eid.decode(), fields=list(fields.items())))
             done.inbox += 1
     digest = lines.digest.hexdigest()
     lines.put(
@@ -389,9 +392,7 @@ async def restore(
                     await migrate.write_inbox(target, to.prefix, *page)
                     page = (line.feed, [])
                 page = (line.feed, page[1])
-                page[1].append(
-                    (line.id.encode(), {k.encode(): v.encode() for k, v in line.fields.items()})
-                )
+                page[1].append((line.id.encode(), dict(line.fields)))
                 restored.inbox += 1
             case _:
                 pass
