@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from dateline.projector.ops import redrive
 from dateline.runtime import DeadLetters
-from dateline.store import migrate
+from dateline.store import backup, migrate
 from dateline.store.layout import Keys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
@@ -258,9 +259,18 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(page.locator('[data-key="procs"]')).to_contain_text(
         re.compile(r"^1 projector process sharing them: \S+-\d+$")
     )
+    # The last backup: none yet, said as a warning; then the one `dateline backup` records.
+    backup_card = page.locator('[data-key="backup"]')
+    await expect(backup_card).to_contain_text("No backup recorded: dateline backup FILE")
+    client = aioredis.Redis.from_url(url)
+    taken = backup.Taken(time.time() - 7200, 29, 2, "/backups/nightly.ndjson.gz", 2_800_000, True)
+    await backup.record_taken(client, "web", taken)
+    await expect(backup_card).to_contain_text(
+        "began 2 h ago · 29 updates of 2 stories · /backups/nightly.ndjson.gz (2.7 MB) · signed"
+    )
+    await expect(backup_card.locator(".warning")).to_have_count(0)
     # A log being moved (`dateline migrate`) says so at the top, and stops saying so
     # once the freeze is lifted.
-    client = aioredis.Redis.from_url(url)
     keys = Keys("web", 8)
     detail = migrate.frozen_detail("redis://:****@cluster-1:6379/0")
     await migrate.freeze(client, keys, detail, "redis://:****@cluster-1:6379/0")

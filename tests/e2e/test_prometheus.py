@@ -129,6 +129,7 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
             assert sent.status_code == 202, sent.text
             refused = httpx.post(f"{ingest}/v1/updates", content=b"{}\n", headers=ndjson)
             assert refused.status_code == 422, refused.text
+            run(env, "backup", str(tmp_path / "nightly.ndjson.gz"))  # a healthy one has one
             scraped_with_token = {
                 "authorization": {"credentials_file": str(tmp_path / "ops.token")}
             }
@@ -167,6 +168,9 @@ def test_the_alert_rules_evaluate_against_the_running_services_and_fire_on_their
             for rule in evaluated():
                 assert rule["health"] == "ok", rule
             assert alerts(base) == []  # a healthy system, caught up: nothing to page about
+            when = 'dateline_backup_last_timestamp_seconds{job="dateline-query"}'
+            [backed_up] = api(base, "query", query=when)["result"]
+            assert time.time() - float(backed_up["value"][1]) < 300
             # What DatelineFeedRefused counts, as ingest exports it.
             invalid = 'dateline_updates_total{service="ingest", outcome="invalid"}'
             assert api(base, "query", query=invalid)["result"][0]["value"][1] == "1"

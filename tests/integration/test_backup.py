@@ -6,6 +6,7 @@ sealed log, a cluster, and the commands as an operator runs them."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import secrets
 import subprocess
@@ -228,6 +229,11 @@ def test_the_commands_back_up_check_and_restore_and_say_what_is_wrong(
         assert "backed up 29 updates of 2 stories (8 partitions" in done.stdout
         assert "not signed (no seal key)" in done.stdout
         assert path.stat().st_mode & 0o777 == 0o600
+        # Recorded in the log's server: what `dateline status` (and the alert) go by.
+        said = json.loads(_dateline(env, "status", "--json").stdout)["backup"]
+        assert (said["updates"], said["stories"], said["file"]) == (29, 2, str(path))
+        assert said["bytes"] == path.stat().st_size and not said["signed"]
+        assert "last backup: began " in _dateline(env, "status").stdout
         assert not path.with_name(path.name + ".partial").exists()
 
         checked = _dateline(env, "restore", "--check", str(path))

@@ -14,6 +14,7 @@ from typing import IO
 
 import click
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -30,7 +31,7 @@ from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import drop_read_models, total_updates
 from dateline.store import backup, migrate
 from dateline.store.config import Settings
-from dateline.store.connection import UNREACHABLE, is_cluster, open_client
+from dateline.store.connection import UNREACHABLE, described, is_cluster, open_client
 from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
 from dateline.store.seal import parse_key, seal_if_supported
@@ -67,6 +68,15 @@ def backup_command(file: Path) -> None:
     started = time.monotonic()
     with server(cfg) as url:
         done, partitions = asyncio.run(_backup(cfg, url, file))
+        taken = backup.Taken(
+            at=done.at,
+            updates=done.updates,
+            stories=done.stories,
+            file=str(file.absolute()),
+            bytes=file.stat().st_size,
+            signed=done.signed,
+        )
+        unrecorded = asyncio.run(_recorded(url, cfg.prefix, taken))
     click.echo(
         f"backed up {done.updates} updates of {done.stories} stories ({partitions} "
         f"partitions, each up to its last entry when the backup began) to {file} "
@@ -75,6 +85,11 @@ def backup_command(file: Path) -> None:
         "entries; "
         + ("signed with the log's seal key" if done.signed else "not signed (no seal key)")
     )
+    if unrecorded is not None:
+        err(
+            f"the backup is written, but recording it in the log's server failed ({unrecorded}):"
+            " `dateline status` and the DatelineBackupStale alert do not know of it"
+        )
     if done.refused:
         err(
             f"left out: {len(done.refused)} entries of the log its seal refuses (written "
@@ -87,6 +102,19 @@ def backup_command(file: Path) -> None:
         f"{file} holds the feeds' and readers' token digests and the subscriptions' signing "
         "secrets: keep it as you keep those"
     )
+
+
+async def _recorded(url: str, prefix: str, taken: backup.Taken) -> str | None:
+    """Say in the log's server that this backup was taken; what went wrong, if anything."""
+    try:
+        client = await open_client(url)
+        try:
+            await backup.record_taken(client, prefix, taken)
+        finally:
+            await client.aclose()
+    except (RedisError, OSError) as exc:  # out of reach, or refused: said, not raised
+        return described(exc)
+    return None
 
 
 def _size(n: int) -> str:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import click
@@ -40,6 +41,7 @@ from dateline.projector.replay import (
 )
 from dateline.runtime import DeadLetters, status
 from dateline.runtime.heap import tune_collector
+from dateline.store.backup import Taken
 from dateline.store.config import Settings
 from dateline.store.deadletters import REDRIVE_ASKED
 from dateline.store.disk import describe
@@ -387,6 +389,20 @@ def status_command(as_json: bool) -> None:
     for found in report.disks:
         for line in describe(found, time.time()):
             click.echo(line)
+    click.echo(_last_backup(report.backup, time.time()))
+
+
+def _last_backup(taken: Taken | None, now: float) -> str:
+    if taken is None:
+        return "last backup: none recorded (`dateline backup FILE`)"
+    began = datetime.fromtimestamp(taken.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    hours = (now - taken.at) / 3600
+    ago = f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+    return (
+        f"last backup: began {began} ({ago} ago), {taken.updates} updates of {taken.stories} "
+        f"stories, {taken.file} ({taken.bytes:,} bytes"
+        + (", signed)" if taken.signed else ", not signed)")
+    )
 
 
 @click.command(name="seal")

@@ -63,6 +63,10 @@ POLLED = Gauge(
     ["group"],
 )
 PARKED_NOW = Gauge("dateline_parked_now", "Updates parked in the dead letters now.")
+BACKUP_LAST = Gauge(
+    "dateline_backup_last_timestamp_seconds",
+    "When the last `dateline backup` of the log began (Unix seconds); 0: none recorded.",
+)
 AOF_BYTES = Gauge(
     "dateline_server_aof_bytes",
     "A primary's AOF now, and what its last rewrite left ('kind': current, rewritten).",

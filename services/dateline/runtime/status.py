@@ -25,6 +25,7 @@ from dateline.runtime.metrics import (
     AOF_BYTES,
     AOF_REWRITING,
     AOF_WRITE_FAILED,
+    BACKUP_LAST,
     DELIVERY_BACKLOG,
     DELIVERY_LAG_SECONDS,
     DELIVERY_MISSED,
@@ -37,9 +38,16 @@ from dateline.runtime.metrics import (
     PARKED_NOW,
     PENDING,
 )
+from dateline.store.backup import Taken, taken_of
 from dateline.store.deadletters import DeadLetters
 from dateline.store.disk import Disk, disks
-from dateline.store.layout import DELIVER_GROUP, Keys, checkpoints_pattern, version_of_checkpoint
+from dateline.store.layout import (
+    DELIVER_GROUP,
+    Keys,
+    backup_key,
+    checkpoints_pattern,
+    version_of_checkpoint,
+)
 from dateline.store.readmodels import ReadModels, read_active, read_checkpoints
 from dateline.store.replies import as_text_or_none
 from dateline.store.subscriptions import Subscriptions
@@ -135,6 +143,8 @@ class Status(msgspec.Struct):
     (`dateline migrate`): what feeds are told. Appends are refused meanwhile."""
     disks: list[Disk] = msgspec.field(default_factory=list)
     """Each primary's AOF and the stalls its latency monitor logged (`store/disk.py`)."""
+    backup: Taken | None = None
+    """The last `dateline backup` of the log: when it began, what it holds, its file."""
 
 
 async def report(
@@ -199,6 +209,7 @@ async def report(
         deliveries=await deliveries(client, keys),
         moving=as_text_or_none(moving),
         disks=await disks(client) + (await disks(views) if views is not client else []),
+        backup=taken_of(cast(bytes | None, await client.get(backup_key(keys.prefix)))),
     )
 
 
@@ -301,6 +312,8 @@ class PartitionGauges(msgspec.Struct):
 class Gauges(msgspec.Struct):
     partitions: list[PartitionGauges]
     parked_updates: int
+    backup_at: float = 0.0
+    """When the last backup began (Unix seconds); 0 for none recorded."""
 
 
 async def gauges(
@@ -319,8 +332,9 @@ async def gauges(
         cp = checkpoints.get(p)
         pipe.xrange(keys.log(p), min=f"({cp}" if cp else "-", count=1)
         pipe.xinfo_groups(keys.log(p))
+    pipe.get(backup_key(keys.prefix))
     pipe.xlen(keys.group(group).dlq)
-    *replies, parked = await pipe.execute(raise_on_error=False)
+    *replies, taken, parked = await pipe.execute(raise_on_error=False)
     rows = []
     for p in range(keys.partitions):
         first, infos = replies[2 * p], replies[2 * p + 1]
@@ -337,7 +351,10 @@ async def gauges(
                 pending=pending,
             )
         )
-    return Gauges(rows, int(parked) if isinstance(parked, int) else 0)
+    last = taken_of(taken) if isinstance(taken, bytes) else None
+    return Gauges(
+        rows, int(parked) if isinstance(parked, int) else 0, last.at if last is not None else 0.0
+    )
 
 
 def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:
@@ -391,3 +408,4 @@ def record(found: Gauges) -> None:
         LAG_SECONDS.labels(p).set(row.lag_seconds)
         PENDING.labels(p).set(row.pending)
     PARKED_NOW.set(found.parked_updates)
+    BACKUP_LAST.set(found.backup_at)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from dateline.store import migrate
-from dateline.store.layout import Keys
+from dateline.store.layout import Keys, backup_key
 from dateline.store.seal import Sealing
 
 FORMAT = 1
@@ -103,6 +104,37 @@ class Out(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
+class Taken(msgspec.Struct):
+    """The last backup, as `dateline backup` records it in the log's server (`backup_key`):
+    what `dateline status`, the query's `/v1/status` and `/metrics` say of it."""
+
+    at: float
+    """When it began (Unix seconds): what it holds is the log as it stood then."""
+    updates: int
+    stories: int
+    file: str
+    bytes: int
+    signed: bool
+
+
+_taken = msgspec.json.Decoder(Taken).decode
+
+
+async def record_taken(client: aioredis.Redis, prefix: str, taken: Taken) -> None:
+    await client.set(backup_key(prefix), msgspec.json.encode(taken))
+
+
+def taken_of(raw: bytes | None) -> Taken | None:
+    """The last backup from its key's value; None for none (or one this release cannot
+    read, which the next backup writes over)."""
+    if raw is None:
+        return None
+    try:
+        return _taken(raw)
+    except msgspec.DecodeError:
+        return None
+
+
 class BadBackup(ValueError):
     """A file `restore` will not write from: what is wrong with it, and where."""
 
@@ -136,6 +168,8 @@ class Written:
     inbox: int = 0
     signed: bool = False
     cut: dict[int, str] = field(default_factory=dict)
+    at: float = 0.0
+    """When it began (Unix seconds)."""
     refused: list[str] = field(default_factory=list)
     """Positions of entries the seal refused (written around the append function): not
     updates, so not in the file."""
@@ -167,7 +201,7 @@ async def write(
     into `out`; signed with `key` where there is one. `source` names the server (no
     password) in the header."""
     keys = sealing.keys
-    done = Written(cut=await migrate.cut(client, keys), signed=key is not None)
+    done = Written(cut=await migrate.cut(client, keys), signed=key is not None, at=time.time())
     lines = _Lines(out)
     lines.put(
         Header(

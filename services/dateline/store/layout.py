@@ -293,6 +293,11 @@ def active_key(prefix: str) -> str:
     return f"{prefix}:rm:active"
 
 
+def backup_key(prefix: str) -> str:
+    """The last backup taken (`dateline backup`): when, how much, where (JSON)."""
+    return f"{prefix}:backup"
+
+
 def read_models_pattern(prefix: str) -> str:
     """A SCAN pattern for every key of the read models under `prefix`: each version's,
     the active version's name, a rebuild's progress."""

@@ -326,7 +326,7 @@ function opsPage() {
     }).join("");
     // Each server's disk: the fsyncs and rewrites that make dashboards late (store/disk.py).
     const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
-    const ago = (t) => { const d = Math.max(0, Date.now() / 1000 - t); return d < 90 ? `${Math.round(d)} s ago` : d < 5400 ? `${Math.round(d / 60)} min ago` : `${Math.round(d / 3600)} h ago`; };
+    const ago = (t) => { const d = Math.max(0, Date.now() / 1000 - t); return d < 90 ? `${Math.round(d)} s ago` : d < 5400 ? `${Math.round(d / 60)} min ago` : d < 172800 ? `${Math.round(d / 3600)} h ago` : `${Math.round(d / 86400)} days ago`; };
     const disks = (s.disks || []).map((d) => {
       if (d.problem) return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${esc(d.server)}: not read (${esc(d.problem)})</div>`;
       const failed = d.last_write === "err" ? `<p class="warning">The last AOF write failed: this server refuses writes until its disk takes them.</p>` : "";
@@ -340,6 +340,12 @@ function opsPage() {
       return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${full}${failed}${esc(d.server)} · ${aof}${memory} · ${state}
         ${stalls ? `<table><thead><tr><th>Stall</th><th>Latest</th><th>When</th><th>Worst</th></tr></thead><tbody>${stalls}</tbody></table>` : `<p class="meta" title="The server's latency monitor logs what takes latency-monitor-threshold ms or more: 5 on the servers dateline starts, none at all on a server left at 0">no stall logged</p>`}</div>`;
     }).join("");
+    // The last `dateline backup` (store/backup.py): a lost log comes back only that far.
+    const b = s.backup;
+    const stale = !b || Date.now() / 1000 - b.at > 26 * 3600;
+    const backup = b
+      ? `<div class="card" data-key="backup" data-backup="${esc(b.file)}">${stale ? `<p class="warning">Over 26 hours old: a lost log would come back only this far.</p>` : ""}began ${ago(b.at)} · ${b.updates} updates of ${b.stories} stories · ${esc(b.file)} (${mb(b.bytes)}) · ${b.signed ? "signed" : "not signed"}</div>`
+      : `<p class="warning" data-key="backup">No backup recorded: <code>dateline backup FILE</code>.</p>`;
     patch(document.getElementById("ops"), `
       ${s.moving ? `<p class="warning" data-key="moving">The log ${esc(s.moving)}.</p>` : ""}
       <h2>Partitions (group ${esc(s.group)})</h2>
@@ -354,6 +360,7 @@ function opsPage() {
         <table><thead><tr><th>Name</th><th>URL</th><th>Mode</th><th>Wants</th><th>State</th><th>Backlog</th><th>Oldest</th><th>Retrying</th><th>Parked</th><th>Delivered</th><th>Last error</th></tr></thead>
         <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
       <h2 title="What the server's latency monitor logged: an fsync, an AOF write, a fork or a command over its threshold (5 ms on the servers dateline starts)">Disk</h2>${disks || `<p class="empty">not reported</p>`}
+      <h2>Backup</h2>${backup}
       <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
         <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
