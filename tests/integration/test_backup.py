@@ -204,6 +204,26 @@ async def test_a_backup_of_one_server_is_restored_on_a_cluster(
         await target.aclose()
 
 
+async def test_a_backup_of_a_cluster_log_is_restored_on_one_server(
+    cluster_log: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """The merge by stream id across partitions on many nodes, and the cut, through the
+    cluster client."""
+    stories = await hanoi_in(cluster_log)
+    path = tmp_path / "cluster.ndjson"
+    written = await _backed_up(cluster_log, path)
+    assert (written.updates, written.stories) == (29, len(stories))
+    assert set(written.cut) == set(range(8))
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 4)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/6")
+    try:
+        await _restored(path, target, to)
+        theirs = await _histories(cluster_log, stories)
+        assert await _histories(Log(target, to), stories) == theirs
+    finally:
+        await _cleared(target, to.prefix)
+
+
 def _dateline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(DATELINE), *args], env=env, capture_output=True, text=True, check=False

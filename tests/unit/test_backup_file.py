@@ -7,6 +7,7 @@ thing about a file that is otherwise whole."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import secrets
@@ -15,6 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from dateline.cli.backup_cmd import _recorded
 from dateline.store import backup
 
 KEY = secrets.token_bytes(32)
@@ -190,3 +192,11 @@ def test_a_line_after_the_closing_one_is_refused(tmp_path: Path) -> None:
     path = _written(tmp_path / "b.ndjson", _lines())
     path.write_bytes(path.read_bytes() + msgspec.json.encode(_lines()[1]) + b"\n")
     assert _refused(path) == "line 8 follows the closing line (line 7)"
+
+
+def test_a_backup_that_cannot_be_recorded_says_why() -> None:
+    """The file is written; the record of it in the log's server is not: said in a line
+    (the command then warns that status and the alert do not know of it), not raised."""
+    taken = backup.Taken(0.0, 1, 1, "/backups/b.ndjson", 1, signed=False)
+    said = asyncio.run(_recorded("redis://127.0.0.1:1/0", "p", taken))  # nothing listens
+    assert said is not None and "127.0.0.1" in said
