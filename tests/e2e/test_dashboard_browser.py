@@ -266,7 +266,7 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     taken = backup.Taken(time.time() - 7200, 29, 2, "/backups/nightly.ndjson.gz", 2_800_000, True)
     await backup.record_taken(client, "web", taken)
     await expect(backup_card).to_contain_text(
-        "began 2 h ago · 29 updates of 2 stories · /backups/nightly.ndjson.gz (2.7 MB) · signed"
+        "began 2 h ago · 29 updates of 2 stories · /backups/nightly.ndjson.gz (2.8 MB) · signed"
     )
     await expect(backup_card.locator(".warning")).to_have_count(0)
     # A log being moved (`dateline migrate`) says so at the top, and stops saying so

@@ -342,9 +342,10 @@ function opsPage() {
     }).join("");
     // The last `dateline backup` (store/backup.py): a lost log comes back only that far.
     const b = s.backup;
+    const size = (n) => n < 1000 ? `${n} bytes` : n < 1e6 ? `${(n / 1e3).toFixed(1)} KB` : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(1)} GB`;
     const stale = !b || Date.now() / 1000 - b.at > 26 * 3600;
     const backup = b
-      ? `<div class="card" data-key="backup" data-backup="${esc(b.file)}">${stale ? `<p class="warning">Over 26 hours old: a lost log would come back only this far.</p>` : ""}began ${ago(b.at)} · ${b.updates} updates of ${b.stories} stories · ${esc(b.file)} (${mb(b.bytes)}) · ${b.signed ? "signed" : "not signed"}</div>`
+      ? `<div class="card" data-key="backup" data-backup="${esc(b.file)}">${stale ? `<p class="warning">Over 26 hours old: a lost log would come back only this far.</p>` : ""}began ${ago(b.at)} · ${b.updates} updates of ${b.stories} stories · ${esc(b.file)} (${size(b.bytes)}) · ${b.signed ? "signed" : "not signed"}</div>`
       : `<p class="warning" data-key="backup">No backup recorded: <code>dateline backup FILE</code>.</p>`;
     patch(document.getElementById("ops"), `
       ${s.moving ? `<p class="warning" data-key="moving">The log ${esc(s.moving)}.</p>` : ""}
