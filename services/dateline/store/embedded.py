@@ -472,7 +472,7 @@ def _served(
                 raise EmbeddedRedisError(
                     f"a dateline command (pid {brief}) still holds the embedded server of "
                     f"{data_dir} after {BRIEF_WAIT_S:.0f} s; start again once it ends"
-                    if brief
+                    if lasting and brief
                     else f"another process holds {data_dir / 'redis.lock'} but no server answers"
                 )
             time.sleep(0.1)
