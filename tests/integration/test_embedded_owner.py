@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from dateline.store.config import Settings
@@ -24,7 +25,7 @@ import sys, time
 from dateline.store.config import Settings
 from dateline.store.embedded import served
 with served(Settings.from_env()) as (url, own):
-    print(url, own is not None, flush=True)
+    print(url, own is not None, own.pid if own else 0, flush=True)
     time.sleep(float(sys.argv[1]))
 """
 
@@ -33,27 +34,29 @@ def _settings(data_dir: Path) -> Settings:
     return Settings.from_env({"DATELINE_DATA_DIR": str(data_dir)})
 
 
-def _brief(data_dir: Path, seconds: float) -> tuple[subprocess.Popen[str], str]:
-    """A brief command's server (started by it), held for `seconds`; its URL."""
+def _brief(data_dir: Path, seconds: float) -> tuple[subprocess.Popen[str], str, int]:
+    """A brief command's server (started by it), held for `seconds`; its URL and pid."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
     env["DATELINE_DATA_DIR"] = str(data_dir)
     proc = subprocess.Popen(
         [sys.executable, "-c", _BRIEF, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    url, started = proc.stdout.readline().split()
+    url, started, pid = proc.stdout.readline().split()
     assert started == "True"
-    return proc, url
+    return proc, url, int(pid)
 
 
 def test_a_lasting_process_waits_for_a_brief_commands_server_and_starts_its_own(
     tmp_path: Path,
 ) -> None:
-    brief, brief_url = _brief(tmp_path, 2.0)
+    brief, brief_url, brief_pid = _brief(tmp_path, 2.0)
     try:
         began = time.monotonic()
         with served(_settings(tmp_path), lasting=True) as (url, own):
-            assert brief.poll() is not None  # the command had ended
+            # The command's server had stopped (the command itself may still be exiting).
+            with pytest.raises(ProcessLookupError):
+                os.kill(brief_pid, 0)
             assert time.monotonic() - began > 1.0
             assert own is not None  # the server is this process's
             assert url != brief_url
@@ -75,13 +78,13 @@ def _brief_guest(data_dir: Path) -> str:
     done = subprocess.run(
         [sys.executable, "-c", _BRIEF, "0"], env=env, capture_output=True, text=True, check=True
     )
-    url, started = done.stdout.split()
+    url, started, _ = done.stdout.split()
     assert started == "False"
     return url
 
 
 def test_a_brief_command_shares_a_brief_commands_server(tmp_path: Path) -> None:
-    brief, brief_url = _brief(tmp_path, 3.0)
+    brief, brief_url, _ = _brief(tmp_path, 3.0)
     try:
         with served(_settings(tmp_path)) as (url, own):
             assert own is None and url == brief_url
