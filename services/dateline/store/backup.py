@@ -409,12 +409,12 @@ async def restore(
     """Write a file `verify` passed into `target` under `to` (its prefix and count; an
     empty log there, `migrate.check_empty`): the records where their stories land, the
     settings and the inboxes; the fan-out started after them where the log had one."""
-    restored = Restored(checks={})
+    restored, rest = Restored(checks={}), list[Setting | Inbox]()
     restored.checks = await migrate.write_log(
-        _records(path), target, to, progress=progress, positions=positions
+        _records(path, rest), target, to, progress=progress, positions=positions
     )
-    page: tuple[str, migrate.InboxRows] = ("", [])
-    for _, _, line in _lines(path):
+    inboxes: dict[str, migrate.InboxRows] = {}
+    for line in rest:
         match line:
             case Setting():
                 fields = {k.encode(): v.encode() for k, v in line.fields.items()}
@@ -422,23 +422,27 @@ async def restore(
                     target, to.prefix, {line.name: fields}
                 )
             case Inbox():
-                if page[1] and (page[0] != line.feed or len(page[1]) >= migrate.PAGE):
-                    await migrate.write_inbox(target, to.prefix, *page)
-                    page = (line.feed, [])
-                page = (line.feed, page[1])
-                page[1].append((line.id.encode(), dict(line.fields)))
+                inboxes.setdefault(line.feed, []).append((line.id.encode(), dict(line.fields)))
                 restored.inbox += 1
-            case _:
-                pass
-    if page[1]:
-        await migrate.write_inbox(target, to.prefix, *page)
+    for feed, rows in inboxes.items():
+        for i in range(0, len(rows), migrate.PAGE):
+            await migrate.write_inbox(target, to.prefix, feed, rows[i : i + migrate.PAGE])
     if header.delivery:
         await migrate.start_delivery_after(target, to)
     return restored
 
 
-async def _records(path: Path) -> AsyncIterator[tuple[int, int, int, bytes]]:
+async def _records(
+    path: Path, rest: list[Setting | Inbox]
+) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    """The file's updates as `migrate.write_log` takes them; its settings and inbox lines
+    (which follow them) into `rest`, so that the file is read once more, not twice."""
     for _, _, line in _lines(path):
-        if isinstance(line, Update):
-            ms, seq = line.id.split("-")
-            yield int(ms), int(seq), line.p, bytes(line.record)
+        match line:
+            case Update():
+                ms, seq = line.id.split("-")
+                yield int(ms), int(seq), line.p, bytes(line.record)
+            case Setting() | Inbox():
+                rest.append(line)
+            case _:
+                pass
