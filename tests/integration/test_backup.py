@@ -305,6 +305,11 @@ def test_the_commands_back_up_check_and_restore_and_say_what_is_wrong(
         unkeyed = _dateline(fresh, "restore", "--check", str(signed))
         assert unkeyed.returncode == 1
         assert "the backup is signed, and there is no key here to check it" in unkeyed.stderr
+        bad_key = tmp_path / "bad.key"
+        bad_key.write_text("not a key\n")
+        badly = _dateline(fresh, "restore", "--check", "--backup-key", str(bad_key), str(signed))
+        assert badly.returncode == 2
+        assert "expected 64 hex digits" in badly.stderr and "Traceback" not in badly.stderr
         keyed = _dateline(fresh, "restore", "--check", "--backup-key", str(key), str(signed))
         assert keyed.returncode == 0, keyed.stderr
         assert "signature checked" in keyed.stdout

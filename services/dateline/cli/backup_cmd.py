@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from dateline.cli.common import (
     err,
     open_log,
+    open_views,
     optional_output,
     server,
     settings,
@@ -235,7 +236,10 @@ def restore_command(
       dateline restore /backups/dateline-20190228T0600Z.ndjson.gz
     """
     cfg = settings()
-    key = parse_key(backup_key.read_text(), str(backup_key)) if backup_key else cfg.seal()
+    try:
+        key = parse_key(backup_key.read_text(), str(backup_key)) if backup_key else cfg.seal()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--backup-key") from None
     try:
         checked = backup.verify(file, key, skip_signature=skip_signature)
     except backup.BadBackup as exc:
@@ -256,13 +260,8 @@ async def _stale_read_models(cfg: Settings, log: aioredis.Redis) -> int:
     """Read models under this prefix in their store, which an empty log cannot have built:
     of the log this restore replaces. Left, a projector would take their stories' versions
     for applied and skip the restored updates' successors. Deleted: how many keys."""
-    if cfg.views_url is None:
-        return await drop_read_models(log, cfg.prefix)
-    views = await open_client(cfg.views_url)
-    try:
+    async with open_views(cfg, log) as views:
         return await drop_read_models(views, cfg.prefix)
-    finally:
-        await views.aclose()
 
 
 _SIGNATURE = {
