@@ -154,11 +154,11 @@ class _Latency:
 
         async def replies() -> None:
             got = 0
-            async for _, [reply] in pipe.replies():
+            async for _, reply in pipe.replies():  # "a <version> <position>" (append.lua)
                 start = starts.popleft()
-                if reply[0] != b"appended":
+                if reply[:2] != b"a ":
                     raise RuntimeError(f"not appended, so not a new update to wait for: {reply}")
-                self.sent[reply[2].decode()] = start
+                self.sent[reply.rsplit(b" ", 1)[1].decode()] = start
                 got += 1
                 if got == self.total:
                     return

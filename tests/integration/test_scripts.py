@@ -115,11 +115,83 @@ async def test_append(log: Log) -> None:
     reply = await log.redis.eval(
         scripts.load("append"), len(prepared.keys), *prepared.keys, *prepared.args
     )
-    assert reply[0][0] == b"appended" and reply[0][1] == 1
+    kind, version, position = reply.split(b" ")
+    assert (kind, version) == (b"a", b"1")
     again = await log.redis.eval(
         scripts.load("append"), len(prepared.keys), *prepared.keys, *prepared.args
     )
-    assert again[0][0] == b"duplicate"
+    assert again == b"d 1 " + position + b" " + doc["subject"].encode()
+
+
+async def _both_shapes(log: Log, story: str, *, atomic: bool) -> tuple[bytes, list[Any]]:
+    """A batch of one story, run twice on stories alike: (its text, its tables)."""
+    replies: list[Any] = []
+    for shape in ("text", "tables"):
+        first = update(subject=f"{story}-{shape}", id="s0")
+        await log.append([encode(first)])
+        batch = [
+            encode(first),  # a duplicate of the log's
+            encode(update(subject=f"{story}-{shape}", id="s1")),
+            encode(update(subject=f"{story}-{shape}", id="s1")),  # of this batch's
+            encode(update(subject=f"{story}-{shape}", id="s2", expectedversion=0)),
+            encode(update(subject=f"{story}-{shape}", id="s3")),
+        ]
+        prepared = log.prepare(batch, atomic=atomic)
+        assert prepared.args[3:] == ["1", "0"]  # text asked for; two updates share a field
+        args = prepared.args if shape == "text" else prepared.args[:3]
+        replies.append(
+            await log.redis.eval(scripts.load("append"), len(prepared.keys), *prepared.keys, *args)
+        )
+    return replies[0], replies[1]
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_append_answers_as_text_or_as_tables_alike(log: Log, atomic: bool) -> None:
+    """ARGV[4] asks for the replies as lines of one text; without it (a client of an
+    older release), a table each. Both say the same of each kind of reply."""
+    text, tables = await _both_shapes(log, f"shapes-{int(atomic)}", atomic=atomic)
+    lines = text.split(b"\n")
+    kinds = [line[:1] for line in lines]
+    if atomic:
+        assert kinds == [b"d", b"x", b"x", b"c", b"x"]
+    else:
+        assert kinds == [b"d", b"a", b"d", b"c", b"a"]
+    names = {b"a": b"appended", b"d": b"duplicate", b"c": b"conflict", b"x": b"aborted"}
+    assert [names[k] for k in kinds] == [t[0] for t in tables]
+    for line, table in zip(lines, tables, strict=True):
+        said = line.split(b" ", 1)[1:]
+        match line[:1]:
+            case b"a":
+                version, position = said[0].split(b" ")
+                assert int(version) == table[1]
+                assert re.fullmatch(rb"\d+:\d+-\d+", position) and re.fullmatch(
+                    rb"\d+:\d+-\d+", table[2]
+                )
+            case b"d":  # "version position story", the story's name apart
+                assert said[0].split(b" ")[0] == table[1].split(b" ")[0]
+                assert said[0].endswith(b"-text") and table[1].endswith(b"-tables")
+            case b"c":
+                assert said == [b"2"] and table[1] == 2  # counting this batch's s1
+            case _:
+                assert said == [] and table == [b"aborted"]
+    if not atomic:  # the duplicate of this batch's update names it
+        _, version, position = lines[1].split(b" ")
+        assert lines[2] == b"d " + version + b" " + position + b" shapes-0-text"
+
+
+async def test_append_is_told_when_a_batch_repeats_no_field(log: Log) -> None:
+    """ARGV[5] says the batch's dedup fields are distinct, and only when they are: the
+    script then keeps no table of them."""
+    apart = [encode(update(subject="fields", id=f"f{i}")) for i in range(3)]
+    assert log.prepare(apart, atomic=False).args[4] == "1"
+    assert log.prepare([*apart, apart[0]], atomic=False).args[4] == "0"
+    results = await log.append([*apart, apart[1]])
+    assert [(r.status, r.version) for r in results] == [
+        ("appended", 1),
+        ("appended", 2),
+        ("appended", 3),
+        ("duplicate", 2),
+    ]
 
 
 async def test_recall(log: Log) -> None:

@@ -176,19 +176,22 @@ async def test_an_older_release_s_function_is_sent_a_table_an_update(sealed: Log
     """Until a projector of this release names its own function, a sealed log's markers
     may name an older release's, which reads a table an update: this release sends it
     that. (The older function here is this release's code under an older name, made to
-    refuse the flat columns as an older release's would fail on them.)"""
+    refuse the flat columns as an older release's would fail on them, and to answer a
+    table an update, as releases before 2026-12-06 do: this release reads both.)"""
     log = sealed
     report = await seal.seal_log(log.redis, log.keys, KEY)
     library = seal.append_library(KEY)
     older = report.function.replace(seal.FLAT_FUNCTION, "dateline_append_")
     opening = "  callback = function(KEYS, ARGV)\n"
     refuse = "if type(cmsgpack.unpack(ARGV[2])[1]) ~= 'table' then return redis.error_reply('FLAT') end\n"
+    tables = "local as_text = false"  # an older release's answers a table an update
     code = (
         library.code.replace(report.function, older)
         .replace(library.name, library.name + "_older")
         .replace(opening, opening + refuse)
+        .replace("local as_text = ARGV[4] == '1'", tables)
     )
-    assert refuse in code
+    assert refuse in code and tables in code
     await log.redis.function_load(code)
     for p in range(log.keys.partitions):
         await log.redis.hset(log.keys.seal(p), "function", older)
@@ -204,7 +207,9 @@ async def test_an_older_release_s_function_is_sent_a_table_an_update(sealed: Log
 async def test_the_script_takes_a_table_an_update_from_an_older_client(log: Log) -> None:
     sent = [encode(update(subject=f"mixed-{i % 2}", id=f"m{i}")) for i in range(4)]
     prepared = log.prepare(sent, atomic=False)
-    nested = _wire("dateline_append_0123456789ab", prepared.args)
+    # An older client sends three arguments (not the reply's shape, ARGV[4]) and reads
+    # a table a reply.
+    nested = _wire("dateline_append_0123456789ab", prepared.args)[:3]
     replies = await log.redis.eval(APPEND_SCRIPT, len(prepared.keys), *prepared.keys, *nested)
     assert [r[0] for r in replies] == [b"appended"] * 4
     assert [await log.version(f"mixed-{i}") for i in range(2)] == [2, 2]

@@ -411,7 +411,9 @@ class Log:
         size = sum(map(len, bodies)) + len(bodies)
         if size > MAX_BATCH_BYTES:
             raise BatchTooLarge(f"batch: {size} bytes, over the limit of {MAX_BATCH_BYTES}")
-        args = ["1" if atomic else "0", _pack(meta), b"".join(bodies)]
+        fields = meta[4::7]
+        distinct = "1" if len(set(fields)) == len(fields) else "0"
+        args = ["1" if atomic else "0", _pack(meta), b"".join(bodies), "1", distinct]
         return Prepared(results, valid, list(key_index), args, atomic)
 
     async def submit(self, prepared: Prepared) -> list[AppendResult]:
@@ -450,7 +452,7 @@ class Log:
         results = list(prepared.results)
         reached = wanted
         for part, (replies, confirmed) in zip(parts, done, strict=True):
-            for (i, update), reply in zip(part.valid, replies, strict=True):
+            for (i, update), reply in zip(part.valid, _lines(replies), strict=True):
                 results[i] = _result(i, update, reply)
             reached = min(reached, confirmed)
         finished = [r for r in results if r is not None]
@@ -681,7 +683,7 @@ def split(prepared: Prepared) -> list[Prepared]:
             prepared.results,
             valid,
             list(index),
-            [prepared.args[0], _pack(rows), b"".join(bodies)],
+            [prepared.args[0], _pack(rows), b"".join(bodies), *prepared.args[3:]],
             prepared.atomic,
         )
         for valid, index, rows, bodies in groups.values()
@@ -711,9 +713,15 @@ def _finish(prepared: Prepared, replies: list[Any] | None) -> list[AppendResult]
     if replies is None:
         checked = dict(prepared.valid)
         return [results[i] or _aborted(i, checked[i]) for i in range(len(results))]
-    for (i, update), reply in zip(prepared.valid, replies, strict=True):
+    for (i, update), reply in zip(prepared.valid, _lines(replies), strict=True):
         results[i] = _result(i, update, reply)
     return [r for r in results if r is not None]
+
+
+def _lines(replies: bytes | list[Any]) -> list[bytes] | list[Any]:
+    """The script's replies, one an update: its lines (append.lua's ARGV[4]), or the
+    tables a sealed log's function of an older release answers with."""
+    return replies.split(b"\n") if isinstance(replies, bytes) else replies
 
 
 def _validated(item: bytes | str | Update | Decoded) -> tuple[Update, bytes]:
@@ -739,7 +747,9 @@ def _aborted(index: int, update: Update) -> AppendResult:
     )
 
 
-def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
+def _result(index: int, update: Update, reply: bytes | list[Any]) -> AppendResult:
+    if isinstance(reply, bytes):
+        return _result_of_line(index, update, reply)
     status = reply[0]
     if status in {b"appended", "appended"}:  # the usual reply: no dict, no decode
         return AppendResult(
@@ -769,6 +779,30 @@ def _result(index: int, update: Update, reply: list[Any]) -> AppendResult:
             **who,
         )
     return _aborted(index, update)
+
+
+def _result_of_line(index: int, update: Update, line: bytes) -> AppendResult:
+    """`_result` of a line of the script's text: "a <version> <position>", "d <version>
+    <position> <story>", "c <current version>" or "x"."""
+    kind = line[:1]
+    if kind == b"a":  # the usual reply first
+        _, version, position = line.split(b" ")
+        return AppendResult(
+            index,
+            "appended",
+            update.id,
+            update.source,
+            update.subject,
+            version=int(version),
+            position=position.decode(),
+        )
+    if kind == b"d":
+        return _result(index, update, [b"duplicate", line[2:]])
+    if kind == b"c":
+        return _result(index, update, [b"conflict", line[2:]])
+    if kind == b"x":
+        return _aborted(index, update)
+    raise ValueError(f"the append script answered {line!r}, which is no reply of it")
 
 
 _DEMOTED = ("UNBLOCKED", "WAIT cannot be used with replica instances")

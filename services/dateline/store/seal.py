@@ -53,7 +53,20 @@ _OPENING = b',"seal":"'
 _SUFFIX = len(_OPENING) + 40 + 2  # the opening, 40 hex digits, '"}'
 REFRESH_S = 1.0
 """While a partition is not known to be sealed, how often a reader looks again."""
-_PLAIN = "local function finish(body, tail) return body .. tail .. '}' end"
+# The Lua expression that joins a record in `append.lua`'s `finish`, its last string
+# left open: the plain script closes it with the record's brace, the sealing one
+# without, and adds the seal.
+_RECORD = (
+    'body .. \',"version":\' .. version .. \',"position":"\' .. position .. '
+    '\'","recordedtime":"\' .. time .. \'"'
+)
+_PLAIN = "\n".join(
+    [
+        "local function finish(body, version, position, time)",
+        f"  return {_RECORD}}}'",
+        "end",
+    ]
+)
 _UNSEALED_ONLY = ("-- unsealed only: begin", "-- unsealed only: end")
 
 
@@ -128,8 +141,8 @@ def append_library(key: bytes) -> scripts.Library:
     body = body[:begin] + body[end + len(_UNSEALED_ONLY[1]) :]
     sealing = "\n".join(
         [
-            "local function finish(body, tail)",
-            "  local record = body .. tail",
+            "local function finish(body, version, position, time)",
+            f"  local record = {_RECORD}'",
             "  local inner = string.gsub(redis.sha1hex(IPAD .. record), '..', BYTES)",
             "  return record .. ',\"seal\":\"' .. redis.sha1hex(OPAD .. inner) .. '\"}'",
             "end",

@@ -12,12 +12,20 @@
 -- ARGV[3] the bodies, concatenated: each the canonical JSON object without its
 --   closing brace. (Three arguments, not seven per update: packing thousands of
 --   arguments cost the client more than the script itself.)
+-- ARGV[4] "1" for the replies as one text (below); absent, as tables (releases before
+--   2026-12-06, which call a sealed log's function without it).
+-- ARGV[5] "1" if no two updates of the batch share a dedup field: the caller checked,
+--   so the script keeps no table of the batch's fields.
 --
--- Returns one reply per update:
---   {"appended", version, position}          written now
---   {"duplicate", "version position story"}  the original, nothing written
---   {"conflict", current version}            expectedversion did not match, nothing written
---   {"aborted"}                              atomic batch refused because of another update
+-- Returns one reply per update, as a line of one text (lines apart by "\n"):
+--   "a <version> <position>"            appended now
+--   "d <version> <position> <story>"    a duplicate: the original, nothing written
+--   "c <current version>"               expectedversion did not match, nothing written
+--   "x"                                 atomic batch refused because of another update
+-- or, without ARGV[4], as a table each: {"appended", version, position},
+-- {"duplicate", "version position story"}, {"conflict", current version}, {"aborted"}.
+-- (Turning a table a reply into the protocol's arrays was a ninth of a batch's
+-- instructions: the server looks up six names in each table to tell its kind.)
 -- or, as a script, the error "SEALED <function>" with nothing written when a partition
 -- of the batch is sealed (`store/seal.py`): only that function appends there; or
 -- "RELOCATED <detail>" with nothing written when the log is being moved, or has moved, to
@@ -60,7 +68,9 @@ local function last_id(key)
   return {0, -1}
 end
 
-local function finish(body, tail) return body .. tail .. '}' end
+local function finish(body, version, position, time)
+  return body .. ',"version":' .. version .. ',"position":"' .. position .. '","recordedtime":"' .. time .. '"}'
+end
 
 local function grouped(cmd, key, items)
   -- One call per key instead of one per item; chunks stay under Lua's unpack limit.
@@ -75,6 +85,8 @@ local function grouped(cmd, key, items)
 end
 
 local atomic = ARGV[1] == '1'
+local as_text = ARGV[4] == '1'
+local distinct = ARGV[5] == '1'
 local meta = cmsgpack.unpack(ARGV[2])
 if type(meta[1]) == 'table' then
   -- A table an update, as clients of releases before 2026-12-04 send it to the
@@ -104,22 +116,29 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local civil_ms, civil_text = -1, ''
-local part_texts = {} -- log key -> '<partition>:'
 -- Numbers are made text with string.format('%d'): a number joined to a string goes
--- through printf's floating-point path ('%.14g'). With each number made text once,
--- a batch of 1,000 costs the server 6% fewer instructions (callgrind).
+-- through printf's floating-point path ('%.14g'). Each is made text once a call (a
+-- version or a sequence number, by `numeral`; a millisecond and its time, by
+-- `placed`): printf was a fifteenth of a batch's instructions when each was made
+-- text where it was used.
+local numerals = {}
+local function numeral(v)
+  local text = string.format('%d', v)
+  numerals[v] = text
+  return text
+end
+local ms_at, ms_text, civil_text = -1, '', ''
+local part_texts = {} -- log key -> '<partition>:'
 
 local function placed(lkey, part_n, body, ms, seq, version)
   -- An update at stream ID ms-seq of `lkey`: that ID, its position and its record.
-  local id = string.format('%d-%d', ms, seq)
+  if ms ~= ms_at then ms_at, ms_text, civil_text = ms, string.format('%d-', ms), civil(ms) end
+  local id = ms_text .. (numerals[seq] or numeral(seq))
   local part = part_texts[lkey]
   if not part then part = string.format('%d:', part_n); part_texts[lkey] = part end
   local position = part .. id
-  if ms ~= civil_ms then civil_ms, civil_text = ms, civil(ms) end
-  -- The body and the tail joined once: a record is a copy of its body, made once.
-  return id, position, finish(body, ',"version":' .. version .. ',"position":"'
-    .. position .. '","recordedtime":"' .. civil_text .. '"')
+  -- The record made in one join, a copy of its body made once.
+  return id, position, finish(body, version, position, civil_text)
 end
 
 local function placed_next(lkey, part_n, body, version, lms, lseq)
@@ -131,7 +150,8 @@ local function placed_next(lkey, part_n, body, version, lms, lseq)
     -- is its last. (An empty answer costs next to nothing. Its last ID by XINFO STREAM,
     -- which returns the first and last entries whole, cost a one-update call 14% of its
     -- instructions.)
-    local tail = redis.call('XREVRANGE', lkey, '+', string.format('%d-0', now), 'COUNT', 1)
+    local tail = redis.call('XREVRANGE', lkey, '+', ms_at == now and ms_text .. '0'
+      or string.format('%d-0', now), 'COUNT', 1)
     if #tail > 0 then
       local tms, tseq = string.match(tail[1][1], '^(%d+)-(%d+)$')
       ms, seq = tonumber(tms), tonumber(tseq) + 1
@@ -160,16 +180,66 @@ if n == 1 then
   -- one-update call's instructions (callgrind: 219,000 against 156,000). Same replies.
   local skey, lkey, ikey = KEYS[meta[1]], KEYS[meta[2]], KEYS[meta[3]]
   local field, expected = meta[5], meta[6]
+  -- Its reply made without the columns: a table filled from empty is rehashed as it
+  -- grows, which for one reply cost more than the text saved.
   local prior = redis.call('HGET', ikey, field)
-  if prior then return {{'duplicate', prior}} end
+  if prior then
+    return as_text and 'd ' .. prior or {{'duplicate', prior}}
+  end
   local v = redis.call('LLEN', skey)
-  if expected >= 0 and expected ~= v then return {{'conflict', v}} end
+  if expected >= 0 and expected ~= v then
+    return as_text and string.format('c %d', v) or {{'conflict', v}}
+  end
   local version = string.format('%d', v + 1)
   local _, _, position, record = placed_next(lkey, meta[4], blob, version, nil, nil)
   redis.call('RPUSH', skey, record)
   redis.call('HSET', ikey, field,
     version .. ' ' .. position .. ' ' .. string.match(skey, ':story:(.*)$'))
-  return {{'appended', v + 1, position}}
+  return as_text and 'a ' .. version .. ' ' .. position or {{'appended', v + 1, position}}
+end
+
+-- The replies, as columns: kinds[i] is 'a', 'd', 'c' or 'x'; firsts[i] the version's
+-- text (a), the original's "version position story" or the index of this call's
+-- update it repeats (d), the current version (c); seconds[i] the position (a).
+local kinds, firsts, seconds = {}, {}, {}
+
+local function answer()
+  if as_text then
+    -- Pieces joined once: no string an update but the ones the records made already.
+    local out, k = {}, 0
+    for i = 1, n do
+      local kind = kinds[i]
+      if kind == 'a' then
+        out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 'a ', firsts[i], ' ', seconds[i]
+        k = k + 4
+      elseif kind == 'x' then
+        out[k + 1] = 'x'
+        k = k + 1
+      else
+        local first = firsts[i]
+        out[k + 1], out[k + 2] = kind == 'c' and 'c ' or 'd ',
+          kind == 'c' and string.format('%d', first) or first
+        k = k + 2
+      end
+      out[k + 1] = '\n'
+      k = k + 1
+    end
+    return table.concat(out, '', 1, k - 1)
+  end
+  local replies = {}
+  for i = 1, n do
+    local kind = kinds[i]
+    if kind == 'a' then
+      replies[i] = {'appended', tonumber(firsts[i]), seconds[i]}
+    elseif kind == 'd' then
+      replies[i] = {'duplicate', firsts[i]}
+    elseif kind == 'c' then
+      replies[i] = {'conflict', firsts[i]}
+    else
+      replies[i] = {'aborted'}
+    end
+  end
+  return replies
 end
 
 -- Dedup lookups, one HMGET per partition. (Lookups by partition, then field: a key
@@ -198,7 +268,6 @@ local names = {}    -- story key -> story id
 local p_story, p_log, p_ids, p_field, p_version, p_part, p_body, p_at =
   {}, {}, {}, {}, {}, {}, {}, {}
 local planned = 0
-local replies = {}
 local refused = false
 local offset = 1
 
@@ -210,20 +279,20 @@ for i = 1, n do
   local here = stored[ikey]
   local prior = here[field]
   if prior then
-    replies[i] = {'duplicate', prior} -- a number: this call's, filled in below
+    kinds[i], firsts[i] = 'd', prior -- a number: this call's, filled in below
   else
     local v = versions[skey]
     if v == nil then v = redis.call('LLEN', skey) end
     if expected >= 0 and expected ~= v then
-      replies[i] = {'conflict', v}
+      kinds[i], firsts[i] = 'c', v
       refused = true
     else
       v = v + 1
       versions[skey] = v
+      planned = planned + 1
       -- Its position is known once its stream ID is (below); a later update of this
       -- call with the same dedup field is a duplicate of this one.
-      here[field] = planned + 1
-      planned = planned + 1
+      if not distinct then here[field] = planned end
       p_story[planned], p_log[planned], p_ids[planned], p_field[planned] = skey, lkey, ikey, field
       p_version[planned], p_part[planned] = v, meta[b + 4]
       p_body[planned], p_at[planned] = string.sub(blob, offset, offset + size - 1), i
@@ -233,13 +302,11 @@ for i = 1, n do
 end
 
 if atomic and refused then -- nothing placed: the planned, and their duplicates, are not
-  for j = 1, planned do replies[p_at[j]] = {'aborted'} end
+  for j = 1, planned do kinds[p_at[j]] = 'x' end
   for i = 1, n do
-    if replies[i][1] == 'duplicate' and type(replies[i][2]) == 'number' then
-      replies[i] = {'aborted'}
-    end
+    if kinds[i] == 'd' and type(firsts[i]) == 'number' then kinds[i] = 'x' end
   end
-  return replies
+  return answer()
 end
 
 local pushes, dedups = {}, {}
@@ -247,13 +314,15 @@ local last_ms, last_seq = {}, {} -- log key -> the last ID given out
 local p_position = {}
 for j = 1, planned do
   local lkey = p_log[j]
-  local version = string.format('%d', p_version[j])
+  local v = p_version[j]
+  local version = numerals[v] or numeral(v)
   local ms, seq, position, record = placed_next(lkey, p_part[j], p_body[j], version,
     last_ms[lkey], last_seq[lkey])
   last_ms[lkey], last_seq[lkey] = ms, seq
   p_position[j] = position
-  local v, skey = p_version[j], p_story[j]
-  replies[p_at[j]] = {'appended', v, position}
+  local skey = p_story[j]
+  local at = p_at[j]
+  kinds[at], firsts[at], seconds[at] = 'a', version, position
   local name = names[skey]
   if not name then name = string.match(skey, ':story:(.*)$'); names[skey] = name end
   local pushed = pushes[skey]
@@ -265,13 +334,14 @@ for j = 1, planned do
   dedup[#dedup + 1] = p_field[j]
   dedup[#dedup + 1] = version .. ' ' .. position .. ' ' .. name
 end
-for i = 1, n do -- a duplicate of an update of this call names it, now that it is placed
-  local r = replies[i]
-  if r[1] == 'duplicate' and type(r[2]) == 'number' then
-    local j = r[2]
-    r[2] = p_version[j] .. ' ' .. p_position[j] .. ' ' .. names[p_story[j]]
+if not distinct then
+  for i = 1, n do -- a duplicate of an update of this call names it, now that it is placed
+    if kinds[i] == 'd' and type(firsts[i]) == 'number' then
+      local j = firsts[i]
+      firsts[i] = firsts[p_at[j]] .. ' ' .. p_position[j] .. ' ' .. names[p_story[j]]
+    end
   end
 end
 for skey, records in pairs(pushes) do grouped('RPUSH', skey, records) end
 for ikey, pairs_ in pairs(dedups) do grouped('HSET', ikey, pairs_) end
-return replies
+return answer()
