@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -239,3 +240,52 @@ async def test_a_kit_started_while_the_server_is_down_starts_once_it_is_back(
     finally:
         await app.stop()
         await log.close()
+
+
+async def test_metrics_are_scraped_through_an_outage_with_a_token_checked_before(
+    server: EmbeddedRedis,
+) -> None:
+    """The query service's and ingest's `/metrics` want an `ops` token, which they check
+    in Redis: through an outage they answer a token Redis said was an `ops` reader's
+    (within the hour), and say the server is unreachable, its gauges gone rather than
+    what they last read; a token not checked before gets the 503 it got."""
+    cfg = settings_for(server)
+    auth = await bearer(server.url, cfg.prefix)
+    stranger = await bearer(server.url, cfg.prefix)
+    # The registry is the process's: other tests' servers have series of their own.
+    reachable = f'dateline_server_reachable{{server="127.0.0.1:{server.port}"}}'
+    async with (
+        AsyncTestClient(app=query_app(cfg, server.url)) as query,
+        AsyncTestClient(app=ingest_app(cfg, server.url)) as ingest,
+    ):
+        before = await query.get("/metrics", headers=auth)
+        assert before.status_code == 200
+        assert 'dateline_projection_lag_seconds{partition="0"}' in before.text
+        assert _sample(before.text, reachable) == 1.0
+        assert (await ingest.get("/metrics", headers=auth)).status_code == 200
+        async with down(server):
+            away = await query.get("/metrics", headers=auth)
+            away_ingest = await ingest.get("/metrics", headers=auth)
+            refused = await query.get("/metrics", headers=stranger)
+            refused_ingest = await ingest.get("/metrics", headers=stranger)
+        assert away.status_code == 200, away.text
+        assert _sample(away.text, reachable) == 0.0
+        assert "dateline_projection_lag_seconds{" not in away.text
+        assert math.isnan(_sample(away.text, "dateline_parked_now"))  # unknown, not 0
+        assert away_ingest.status_code == 200, away_ingest.text
+        assert "dateline_http_request_seconds" in away_ingest.text
+        assert (refused.status_code, refused_ingest.status_code) == (503, 503)
+        after = await query.get("/metrics", headers=auth)
+        assert _sample(after.text, reachable) == 1.0
+        assert 'dateline_projection_lag_seconds{partition="0"}' in after.text
+
+
+def _sample(exposition: str, series: str) -> float:
+    """The value of `series` (its name and labels as exposed) in a Prometheus exposition."""
+    found = [
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith(series + " ")
+    ]
+    assert len(found) == 1, (series, found)
+    return found[0]

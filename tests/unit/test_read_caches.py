@@ -11,7 +11,7 @@ import pytest
 
 from dateline.query.cache import InFlight, SharedReads, StoryCache
 from dateline.store.doorbell import READERS, SWITCH
-from dateline.store.readers import Grant, KnownGrants
+from dateline.store.readers import Grant, KnownGrants, Scrapers
 
 
 class Clock:
@@ -384,3 +384,35 @@ async def test_a_failed_read_fails_those_who_joined_it_and_the_next_reads_anew()
         assert isinstance(failed, ConnectionError)
     assert await queued == "story"
     assert await flying.read("s", lambda: generation, read) == "story"
+
+
+OPS = Grant("prometheus", "ops")
+
+
+def test_a_scraper_checked_within_the_hour_scrapes_through_an_outage() -> None:
+    now = [0.0]
+    scrapers = Scrapers(max_age_s=3600.0, clock=lambda: now[0])
+    assert scrapers.through_outage("dr_a") is None  # never checked
+    scrapers.checked("dr_a", OPS)
+    now[0] = 3599.0
+    assert scrapers.through_outage("dr_a") == OPS
+    assert scrapers.through_outage("dr_b") is None
+    now[0] = 3601.0
+    assert scrapers.through_outage("dr_a") is None  # checked too long ago
+
+
+def test_a_scraper_refused_or_not_ops_is_not_kept() -> None:
+    scrapers = Scrapers()
+    scrapers.checked("dr_a", OPS)
+    scrapers.checked("dr_a", None)  # Redis said: unknown or revoked
+    assert scrapers.through_outage("dr_a") is None
+    scrapers.checked("dr_c", GRANT)  # a reader, not ops: it could not scrape anyway
+    assert scrapers.through_outage("dr_c") is None
+
+
+def test_scrapers_are_few_and_a_flood_of_them_does_not_grow_the_memory() -> None:
+    scrapers = Scrapers(max_entries=4)
+    for n in range(10):
+        scrapers.checked(f"dr_{n}", OPS)
+    kept = [n for n in range(10) if scrapers.through_outage(f"dr_{n}") is not None]
+    assert 0 < len(kept) <= 4 and 9 in kept

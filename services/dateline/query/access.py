@@ -26,7 +26,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, QueryParameter
 from litestar.types import ASGIApp
 
-from dateline.store.readers import SESSION_S, Grant, Readers
+from dateline.store.connection import UNREACHABLE
+from dateline.store.readers import SESSION_S, Grant, Readers, Scrapers
 from dateline.web.problems import PROBLEM, Problem, Refused
 
 COOKIE = "dateline_session"
@@ -82,7 +83,7 @@ class ReaderAuth(AbstractAuthenticationMiddleware):
                     "Authorization: expected 'Bearer <token>' (dateline readers add)",
                     _CHALLENGE,
                 )
-            grant = await readers.authenticate(token)
+            grant = await _authenticated(connection, readers, token)
             if grant is None:
                 raise Refused(
                     401,
@@ -103,6 +104,24 @@ class ReaderAuth(AbstractAuthenticationMiddleware):
                 _CHALLENGE,
             )
         return AuthenticationResult(user=grant, auth=None)
+
+
+async def _authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], readers: Readers, token: str
+) -> Grant | None:
+    """`readers.authenticate`; for a scrape of `/metrics` through a Redis outage, the
+    grant Redis gave its token within the hour (`Scrapers`)."""
+    scrapers: Scrapers | None = connection.app.state.get("scrapers")
+    if scrapers is None or connection.scope["path"] != "/metrics":
+        return await readers.authenticate(token)
+    try:
+        grant = await readers.authenticate(token)
+    except UNREACHABLE:
+        if (kept := scrapers.through_outage(token)) is None:
+            raise
+        return kept
+    scrapers.checked(token, grant)
+    return grant
 
 
 def reader_auth(app: ASGIApp) -> ASGIApp:

@@ -36,7 +36,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, UNREACHABLE, described, open_client
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import log_keys
-from dateline.store.readers import KnownGrants, Readers
+from dateline.store.readers import KnownGrants, Readers, Scrapers
 from dateline.web.headers import secure_headers
 from dateline.web.limits import bound_requests, rate_limited
 from dateline.web.probes import probe_routes, timed
@@ -106,6 +106,7 @@ def create_app(
         known = KnownGrants()
         bell.listeners.append(known.heard)
         app.state.readers = Readers(client, settings.prefix, known, bell=views)
+        app.state.scrapers = Scrapers()
         app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         app.state.patches = Patches()

@@ -95,6 +95,13 @@ DISK_KNOWN = Gauge(
     "be asked (refused, unreachable), and its AOF series are gone until it can.",
     ["server"],
 )
+SERVER_REACHABLE = Gauge(
+    "dateline_server_reachable",
+    "1 when a primary answered the last scrape; 0 when it could not be reached (no "
+    "connection, a timeout, its credentials refused): the gauges read from it are gone or "
+    "NaN until it can. Alert on it.",
+    ["server"],
+)
 FANNED_OUT = Counter(
     "dateline_fanned_out_updates", "Updates put in subscriptions' outboxes (one per subscription)."
 )

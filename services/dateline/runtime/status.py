@@ -11,6 +11,7 @@ commands whatever the lag.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, cast
 
@@ -37,6 +38,7 @@ from dateline.runtime.metrics import (
     MEMORY_BYTES,
     PARKED_NOW,
     PENDING,
+    SERVER_REACHABLE,
 )
 from dateline.store.backup import Taken, taken_of
 from dateline.store.deadletters import DeadLetters
@@ -371,6 +373,7 @@ def record_disks(found: list[Disk]) -> None:
     on-call would read a server that refuses writes as one that writes. Its
     `dateline_server_disk_known` says 0; a server with no AOF has no AOF series."""
     for disk in found:
+        SERVER_REACHABLE.labels(disk.server).set(int(not disk.unreachable))
         DISK_KNOWN.labels(disk.server).set(int(disk.problem is None))
         if disk.problem is not None:
             _forget_disk(disk.server)
@@ -397,6 +400,19 @@ def _forget_disk(server: str, *, memory: bool = True) -> None:
         gone += [(MEMORY_BYTES, (server, "used")), (MEMORY_BYTES, (server, "max"))]
     for gauge, labels in gone:
         gauge.remove(*labels)  # one never set: nothing to take away, no error
+
+
+def forget_gauges() -> None:
+    """The gauges `record` and `record_deliveries` set, as unknown: for a scrape that
+    could not read them (the log's server unreachable). Labelled series are taken away,
+    the others NaN: what they last said would stand for now, and its alerts with it."""
+    per_label = (LAG_UPDATES, LAG_SECONDS, PENDING)
+    per_subscription = (DELIVERY_BACKLOG, DELIVERY_LAG_SECONDS, DELIVERY_PARKED, DELIVERY_MISSED)
+    for gauge in (*per_label, *per_subscription):
+        gauge.clear()
+    _SUBSCRIBED.clear()
+    for single in (PARKED_NOW, BACKUP_LAST, FANOUT_PARKED):
+        single.set(math.nan)
 
 
 def record(found: Gauges) -> None:

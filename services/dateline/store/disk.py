@@ -18,7 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from dateline.store.connection import is_cluster
+from dateline.store.connection import UNREACHABLE, is_cluster
 from dateline.store.replies import as_text
 
 STALL_MS = 5
@@ -62,6 +62,8 @@ class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
     writes (`OOM`) until ops make room; dateline's appends and commits wait meanwhile."""
     problem: str | None = None
     """Why the server could not be asked (refused, unreachable): nothing else is known."""
+    unreachable: bool = False
+    """It could not be reached at all (no connection, a timeout), not only refused."""
     full: bool = False
     """At its `maxmemory` under `noeviction` (`full`): it refuses writes until ops make
     room. Said here so that no reader of the status repeats the rule."""
@@ -96,7 +98,8 @@ async def _asked(client: aioredis.Redis, where: str, route: dict[str, Any]) -> D
     except ResponseError as exc:  # a managed server may rename or withhold either command
         return Disk(where, problem=str(exc))
     except (RedisError, OSError) as exc:
-        return Disk(where, problem=f"unreachable: {exc!r}")
+        lost = isinstance(exc, UNREACHABLE)
+        return Disk(where, problem=f"unreachable: {exc!r}", unreachable=lost)
     stalls = stalls_of(latest or [])
     used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
     policy = as_text(memory.get("maxmemory_policy", "")) or None

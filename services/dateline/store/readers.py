@@ -118,6 +118,44 @@ class KnownGrants:
             self._known.clear()
 
 
+class Scrapers:
+    """The `ops` tokens that scraped `/metrics` lately, by their hash, each with its
+    grant and when Redis last said it was valid. While Redis cannot be reached, a scrape
+    with one checked within `max_age_s` is answered still: the service's own metrics,
+    its failures among them, go on being scraped through an outage of the server that
+    holds the tokens, and Prometheus does not read the outage as the service down. A
+    token revoked is refused at the next scrape Redis answers; one revoked in the
+    `max_age_s` before an outage may scrape through it (`/metrics` only: no story)."""
+
+    def __init__(
+        self,
+        max_age_s: float = 3600.0,
+        max_entries: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age_s, self.max_entries, self.clock = max_age_s, max_entries, clock
+        self._checked: dict[str, tuple[float, Grant]] = {}
+
+    def checked(self, token: str, grant: Grant | None) -> None:
+        """What Redis said of a scrape's token: an `ops` grant is kept, anything else
+        forgotten."""
+        hashed = token_hash(token)
+        if grant is None or not grant.operates:
+            self._checked.pop(hashed, None)
+            return
+        if hashed not in self._checked and len(self._checked) >= self.max_entries:
+            self._checked.clear()  # a few scrapers in practice; strangers are not kept
+        self._checked[hashed] = (self.clock(), grant)
+
+    def through_outage(self, token: str) -> Grant | None:
+        """The grant of a token checked within `max_age_s`, for a scrape Redis cannot
+        check now; None for any other."""
+        kept = self._checked.get(token_hash(token))
+        if kept is None or self.clock() - kept[0] > self.max_age_s:
+            return None
+        return kept[1]
+
+
 class Readers:
     def __init__(
         self,

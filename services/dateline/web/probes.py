@@ -15,7 +15,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dateline.runtime.metrics import HTTP_SECONDS, METRICS_TYPE, latest
-from dateline.store.readers import Readers
+from dateline.store.connection import UNREACHABLE
+from dateline.store.readers import Readers, Scrapers
 from dateline.web.problems import Refused, problem_response
 
 _READY = b'{"status":"ready"}'
@@ -39,7 +40,7 @@ def probe_routes(
         """Redis answers: 200, else 503 with the reason (application/problem+json)."""
         try:
             await client().ping()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             return problem_response("not-ready", "Not ready", 503, f"Redis: {exc}")
         return Response(_READY, media_type="application/json")
 
@@ -60,13 +61,22 @@ def ops_bearer(
 ) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
     """A `may_scrape` for a service without readers of its own (ingest): `/metrics` for
     an `ops` reader's bearer token, as Prometheus sends it (`authorization` in its
-    scrape config), or a 401 / 403 problem."""
+    scrape config), or a 401 / 403 problem. Through a Redis outage, for a token Redis
+    said was an `ops` reader's within the hour (`Scrapers`)."""
+    scrapers = Scrapers()
 
     async def check(request: Request[Any, Any, Any]) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
         grant = None
         if scheme.lower() == "bearer":
-            grant = await Readers(client(), prefix).authenticate(token.strip())
+            try:
+                grant = await Readers(client(), prefix).authenticate(token)
+            except UNREACHABLE:
+                if (grant := scrapers.through_outage(token)) is None:
+                    raise  # a 503, as before: nothing says this token may scrape
+            else:
+                scrapers.checked(token, grant)
         if grant is None:
             raise Refused(
                 401,
