@@ -45,6 +45,12 @@ arguments."""
 _encode = msgspec.json.Encoder().encode
 _pack = msgspec.msgpack.Encoder().encode
 _LAST_INDEX = 2**63 - 1
+AHEAD = 2
+"""Batches `append_stream` sends ahead of the one whose reply it reads. Under
+`appendfsync always` a batch's reply waits for its fsync; with two ahead rather than
+one, the client prepares the next while the server writes and syncs: `append_stream`
+against raw `XADD`, 10 pairs alternated, 0.93x against 0.86x (medians; the same under
+`everysec`, 0.84x and 0.84x over 4 pairs)."""
 
 
 class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -315,8 +321,9 @@ class Log:
 
         For bulk loads. One connection carries the batches, and Redis runs the
         commands of one connection in the order they were sent, so log order is
-        input order. Batch k+1 is sent before batch k's reply is read, and is
-        validated while the server runs batch k: client and server work at once.
+        input order. Batches k+1 and k+2 are sent before batch k's reply is read
+        (`AHEAD`), each validated while the server runs the ones before it: client
+        and server work at once.
         Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
         fail batches already queued behind it; on a sealed log, as FCALL. If anything
         fails, the connection is dropped (replies may be pending on it); re-sending the
@@ -346,7 +353,7 @@ class Log:
                     if wanted > 0:
                         await conn.send_command("WAIT", wanted, timeout)
                 in_flight.append(prepared)
-                if len(in_flight) > 1:
+                if len(in_flight) > AHEAD:
                     yield await _receive(conn, in_flight.popleft(), wanted, timeout)
             while in_flight:
                 yield await _receive(conn, in_flight.popleft(), wanted, timeout)
