@@ -759,15 +759,7 @@ def _result(index: int, update: Update, reply: bytes | list[Any]) -> AppendResul
         return _result_of_line(index, update, reply)
     status = reply[0]
     if status in {b"appended", "appended"}:  # the usual reply: no dict, no decode
-        return AppendResult(
-            index,
-            "appended",
-            update.id,
-            update.source,
-            update.subject,
-            version=int(reply[1]),
-            position=as_text(reply[2]),
-        )
+        return _appended(index, update, int(reply[1]), as_text(reply[2]))
     who: dict[str, Any] = {"id": update.id, "source": update.source, "subject": update.subject}
     status = as_text(status)
     if status == "duplicate":
@@ -788,21 +780,25 @@ def _result(index: int, update: Update, reply: bytes | list[Any]) -> AppendResul
     return _aborted(index, update)
 
 
+def _appended(index: int, update: Update, version: int, position: str) -> AppendResult:
+    return AppendResult(
+        index,
+        "appended",
+        update.id,
+        update.source,
+        update.subject,
+        version=version,
+        position=position,
+    )
+
+
 def _result_of_line(index: int, update: Update, line: bytes) -> AppendResult:
     """`_result` of a line of the script's text: "a <version> <position>", "d <version>
     <position> <story>", "c <current version>" or "x"."""
     kind = line[:1]
     if kind == b"a":  # the usual reply first
         _, version, position = line.split(b" ")
-        return AppendResult(
-            index,
-            "appended",
-            update.id,
-            update.source,
-            update.subject,
-            version=int(version),
-            position=position.decode(),
-        )
+        return _appended(index, update, int(version), position.decode())
     if kind == b"d":
         return _result(index, update, [b"duplicate", line[2:]])
     if kind == b"c":
