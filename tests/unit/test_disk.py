@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -118,3 +120,32 @@ def test_the_memory_series_go_with_a_server_that_cannot_be_asked() -> None:
 
 def _sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
+
+
+def test_a_server_out_of_reach_is_said_apart_from_one_that_refuses_to_be_asked() -> None:
+    lost, shut = "10.9.9.10:6379", "10.9.9.11:6379"
+    status.record_disks(
+        [
+            Disk(lost, problem="unreachable: connection refused", unreachable=True),
+            Disk(shut, problem="not allowed: NOPERM (INFO and LATENCY LATEST)"),
+        ]
+    )
+    assert _sample("dateline_server_reachable", server=lost) == 0
+    assert _sample("dateline_server_reachable", server=shut) == 1
+    assert _sample("dateline_server_disk_known", server=lost) == 0
+    assert _sample("dateline_server_disk_known", server=shut) == 0
+
+
+def test_gauges_a_scrape_could_not_read_are_gone_or_nan_not_what_they_last_said() -> None:
+    status.record(
+        status.Gauges(
+            partitions=[status.PartitionGauges(0, 3, 1.5, 2)], parked_updates=4, backup_at=10.0
+        )
+    )
+    assert _sample("dateline_projection_lag_seconds", partition="0") == 1.5
+    status.forget_gauges()
+    assert _sample("dateline_projection_lag_seconds", partition="0") is None
+    assert _sample("dateline_pending_updates", partition="0") is None
+    for name in ("dateline_parked_now", "dateline_backup_last_timestamp_seconds"):
+        value = _sample(name)
+        assert value is not None and math.isnan(value)

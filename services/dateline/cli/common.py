@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from dateline.runtime.patience import reachable
 from dateline.store.config import Settings, SettingsError
-from dateline.store.connection import open_client
+from dateline.store.connection import UNREACHABLE, open_client
 from dateline.store.embedded import (
     EmbeddedRedis,
     EmbeddedRedisError,
@@ -207,7 +207,7 @@ def redis_ready(
                 continue
             try:
                 await server.ping()
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            except UNREACHABLE as exc:
                 return f"{name}: {exc}"
         return None
 
