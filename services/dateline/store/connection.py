@@ -120,8 +120,6 @@ def write_refusal(exc: BaseException) -> str | None:
 
 
 _REFUSALS = ("OOM", "MISCONF", "NOREPLICAS", "READONLY")
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-"""What a call raises when its server cannot be reached (not when it refuses)."""
 _IN_A_PIPELINE = " of pipeline caused error: "
 
 

@@ -63,7 +63,8 @@ class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
     problem: str | None = None
     """Why the server could not be asked (refused, unreachable): nothing else is known."""
     unreachable: bool = False
-    """It could not be reached at all (no connection, a timeout), not only refused."""
+    """It could not be reached at all (`connection.UNREACHABLE`: no connection, a
+    timeout, a cluster without a master for its slot), not only refused."""
     full: bool = False
     """At its `maxmemory` under `noeviction` (`full`): it refuses writes until ops make
     room. Said here so that no reader of the status repeats the rule."""
