@@ -25,6 +25,7 @@ from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import Log
+from dateline.store.readers import Readers
 from dateline.store.readmodels import ReadModels
 from tests.integration.serving import serve
 from tests.integration.test_kit import recorded, statement, until
@@ -289,3 +290,24 @@ def _sample(exposition: str, series: str) -> float:
     ]
     assert len(found) == 1, (series, found)
     return found[0]
+
+
+async def test_a_scraper_revoked_before_an_outage_does_not_scrape_through_it(
+    server: EmbeddedRedis,
+) -> None:
+    """The query service hears a revocation on the doorbell and forgets its scrapers at
+    once: the revoked token is refused through the outage that follows."""
+    cfg = settings_for(server)
+    client = connect(server.url)
+    token = await Readers(client, cfg.prefix).add("prometheus", "ops")
+    auth = {"authorization": f"Bearer {token}"}
+    async with AsyncTestClient(app=query_app(cfg, server.url)) as query:
+        assert (await query.get("/metrics", headers=auth)).status_code == 200
+        scrapers = query.app.state.scrapers
+        assert scrapers.through_outage(token) is not None
+        assert await Readers(client, cfg.prefix).revoke("prometheus")
+        await client.aclose()
+        await until(lambda: scrapers.through_outage(token) is None)
+        async with down(server):
+            refused = await query.get("/metrics", headers=auth)
+        assert refused.status_code == 503

@@ -410,6 +410,17 @@ def test_a_scraper_refused_or_not_ops_is_not_kept() -> None:
     assert scrapers.through_outage("dr_c") is None
 
 
+def test_a_revocation_heard_forgets_the_scrapers_and_the_bell_going_quiet_does_not() -> None:
+    scrapers = Scrapers()
+    scrapers.checked("dr_a", OPS)
+    scrapers.heard(None, live=False)  # the doorbell lost its server: an outage
+    assert scrapers.through_outage("dr_a") == OPS
+    scrapers.heard(SWITCH, live=True)
+    assert scrapers.through_outage("dr_a") == OPS
+    scrapers.heard(READERS, live=True)
+    assert scrapers.through_outage("dr_a") is None
+
+
 def test_scrapers_are_few_and_a_flood_of_them_does_not_grow_the_memory() -> None:
     scrapers = Scrapers(max_entries=4)
     for n in range(10):

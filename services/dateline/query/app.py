@@ -106,7 +106,8 @@ def create_app(
         known = KnownGrants()
         bell.listeners.append(known.heard)
         app.state.readers = Readers(client, settings.prefix, known, bell=views)
-        app.state.scrapers = Scrapers()
+        app.state.scrapers = scrapers = Scrapers()
+        bell.listeners.append(scrapers.heard)
         app.state.public_url = settings.public_url
         app.state.live_streams = LiveStreams(settings.max_live_streams)
         app.state.patches = Patches()

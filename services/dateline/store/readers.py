@@ -124,8 +124,10 @@ class Scrapers:
     with one checked within `max_age_s` is answered still: the service's own metrics,
     its failures among them, go on being scraped through an outage of the server that
     holds the tokens, and Prometheus does not read the outage as the service down. A
-    token revoked is refused at the next scrape Redis answers; one revoked in the
-    `max_age_s` before an outage may scrape through it (`/metrics` only: no story)."""
+    token revoked is refused at the next scrape Redis answers, and forgotten at once
+    where the process hears revocations (`heard`: the query service); elsewhere
+    (ingest) one revoked in the `max_age_s` before an outage may scrape through it
+    (`/metrics` only: no story)."""
 
     def __init__(
         self,
@@ -146,6 +148,12 @@ class Scrapers:
         if hashed not in self._checked and len(self._checked) >= self.max_entries:
             self._checked.clear()  # a few scrapers in practice; strangers are not kept
         self._checked[hashed] = (self.clock(), grant)
+
+    def heard(self, message: bytes | None, live: bool) -> None:
+        """The doorbell's news (`Doorbell.listeners`): a revocation forgets every scraper
+        at once. Not the bell going quiet, which an outage is."""
+        if message == READERS:
+            self._checked.clear()
 
     def through_outage(self, token: str) -> Grant | None:
         """The grant of a token checked within `max_age_s`, for a scrape Redis cannot
