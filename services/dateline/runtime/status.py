@@ -280,16 +280,16 @@ def _log_ms(position: bytes) -> int | None:
 
 
 _SUBSCRIBED: set[str] = set()
+_PER_SUBSCRIPTION = (DELIVERY_BACKLOG, DELIVERY_LAG_SECONDS, DELIVERY_PARKED, DELIVERY_MISSED)
 """The subscriptions whose gauges `record_deliveries` set last."""
 
 
 def record_deliveries(found: DeliveryStatus) -> None:
     """Set the subscriptions' gauges, read at scrape time; a subscription removed since
     the last scrape loses its series (else its last lag stood, and its alert with it)."""
-    per_subscription = (DELIVERY_BACKLOG, DELIVERY_LAG_SECONDS, DELIVERY_PARKED, DELIVERY_MISSED)
     now = {row.name for row in found.subscriptions}
     for gone in _SUBSCRIBED - now:
-        for gauge in per_subscription:
+        for gauge in _PER_SUBSCRIPTION:
             gauge.remove(gone)
     _SUBSCRIBED.clear()
     _SUBSCRIBED.update(now)
@@ -407,8 +407,7 @@ def forget_gauges() -> None:
     could not read them (the log's server unreachable). Labelled series are taken away,
     the others NaN: what they last said would stand for now, and its alerts with it."""
     per_label = (LAG_UPDATES, LAG_SECONDS, PENDING)
-    per_subscription = (DELIVERY_BACKLOG, DELIVERY_LAG_SECONDS, DELIVERY_PARKED, DELIVERY_MISSED)
-    for gauge in (*per_label, *per_subscription):
+    for gauge in (*per_label, *_PER_SUBSCRIPTION):
         gauge.clear()
     _SUBSCRIBED.clear()
     for single in (PARKED_NOW, BACKUP_LAST, FANOUT_PARKED):
