@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from dateline.cli.common import redis_ready
 from dateline.ingest.app import create_app as ingest_app
 from dateline.ingest.credentials import Credentials
 from dateline.kit import DatelineLog
@@ -279,6 +283,71 @@ async def test_metrics_are_scraped_through_an_outage_with_a_token_checked_before
         after = await query.get("/metrics", headers=auth)
         assert _sample(after.text, reachable) == 1.0
         assert 'dateline_projection_lag_seconds{partition="0"}' in after.text
+
+
+@contextlib.contextmanager
+def hung(server: EmbeddedRedis) -> Iterator[None]:
+    """SIGSTOP the server: its connections stay open and nothing answers, as with a disk
+    hung under `appendfsync always` or packets dropped on the way."""
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def test_probes_and_scrapes_answer_in_time_while_the_server_does_not(
+    server: EmbeddedRedis,
+) -> None:
+    """A server that holds its connections open and answers nothing: `/readyz` says so
+    with a 503 within the healthchecks' 2 s, and both scrapes answer within
+    Prometheus's scrape timeout (10 s), the server unreachable. They took the client's
+    socket timeout (5 s) on each try of each call: `/readyz` 15 s, the query's scrape
+    30 to 45 s."""
+    cfg = settings_for(server)
+    auth = await bearer(server.url, cfg.prefix)
+    reachable = f'dateline_server_reachable{{server="127.0.0.1:{server.port}"}}'
+    client = connect(server.url)
+    async with (
+        AsyncTestClient(app=query_app(cfg, server.url), timeout=60) as query,
+        AsyncTestClient(app=ingest_app(cfg, server.url), timeout=60) as ingest,
+    ):
+        assert (await query.get("/metrics", headers=auth)).status_code == 200
+        assert (await ingest.get("/metrics", headers=auth)).status_code == 200
+        with hung(server):
+            took: dict[str, float] = {}
+            answers: dict[str, httpx.Response | str | None] = {}
+            for name, call in (
+                ("query /readyz", lambda: query.get("/readyz")),
+                ("ingest /readyz", lambda: ingest.get("/readyz")),
+                ("probe", redis_ready(client)),
+                ("query /metrics", lambda: query.get("/metrics", headers=auth)),
+                ("ingest /metrics", lambda: ingest.get("/metrics", headers=auth)),
+            ):
+                start = time.monotonic()
+                answers[name] = await call()
+                took[name] = time.monotonic() - start
+        assert max(t for n, t in took.items() if "readyz" in n or n == "probe") < 2.0, took
+        assert max(t for n, t in took.items() if "metrics" in n) < 8.0, took
+        for name in ("query /readyz", "ingest /readyz"):
+            ready = answers[name]
+            assert isinstance(ready, httpx.Response)
+            assert ready.status_code == 503
+            assert "no answer within 1 s" in ready.json()["detail"]
+        assert answers["probe"] == "Redis: no answer within 1 s"
+        scraped = answers["query /metrics"]
+        assert isinstance(scraped, httpx.Response) and scraped.status_code == 200
+        assert _sample(scraped.text, reachable) == 0.0
+        assert "dateline_projection_lag_seconds{" not in scraped.text
+        ingested = answers["ingest /metrics"]
+        assert isinstance(ingested, httpx.Response) and ingested.status_code == 200
+        # Answered again once the server is: its connections cut by the deadlines are new.
+        assert (await query.get("/readyz")).status_code == 200
+        after = await query.get("/metrics", headers=auth)
+        assert _sample(after.text, reachable) == 1.0
+        assert await redis_ready(client)() is None
+    await client.aclose()
 
 
 def _sample(exposition: str, series: str) -> float:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dateline.store.connection import (
     LARGE,
+    UNREACHABLE,
     Connection,
     SSLConnection,
     UnixConnection,
     _LocalKeys,
     connect,
+    within,
 )
 
 COMMANDS = [
@@ -109,3 +113,21 @@ async def test_the_keys_of_redis_pys_stream_reads_are_found_without_asking_a_nod
     assert await parser.get_keys(*said.args) == ("s{p2}",)
     fcall = ("FCALL_RO", "fn", 2, "k1", "k2", "arg")
     assert await parser.get_keys(*fcall) == ("k1", "k2")
+
+
+async def test_within_answers_what_comes_in_time_and_gives_up_as_an_outage() -> None:
+    """What gives up is one of `UNREACHABLE`, so every caller that waits out an outage
+    (or answers without the server) treats a server that says nothing as one that is
+    gone; and the call given up on is cancelled, not left running."""
+    assert await within(1.0, asyncio.sleep(0, "answer")) == "answer"
+    never = asyncio.get_running_loop().create_future()
+
+    async def waits() -> None:
+        await never
+
+    waiting = asyncio.ensure_future(waits())
+    with pytest.raises(UNREACHABLE) as raised:
+        await within(0.01, waiting)
+    assert isinstance(raised.value, RedisTimeoutError)
+    assert str(raised.value) == "no answer within 0.01 s"
+    assert waiting.cancelled()

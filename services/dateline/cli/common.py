@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from dateline.runtime.patience import reachable
 from dateline.store.config import Settings, SettingsError
-from dateline.store.connection import UNREACHABLE, open_client
+from dateline.store.connection import PROBE_S, UNREACHABLE, open_client, within
 from dateline.store.embedded import (
     EmbeddedRedis,
     EmbeddedRedisError,
@@ -198,15 +198,15 @@ def probe_options(f: FC) -> FC:
 def redis_ready(
     client: aioredis.Redis, views: aioredis.Redis | None = None
 ) -> Callable[[], Awaitable[str | None]]:
-    """A readiness check: the log's server answers, and the store of read models if the
-    service has one apart (`views`)."""
+    """A readiness check: the log's server answers within a second, and the store of read
+    models if the service has one apart (`views`)."""
 
     async def ready() -> str | None:
         for name, server in (("Redis", client), ("the read models' store", views)):
             if server is None:
                 continue
             try:
-                await server.ping()
+                await within(PROBE_S, server.ping())
             except UNREACHABLE as exc:
                 return f"{name}: {exc}"
         return None

@@ -26,7 +26,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, QueryParameter
 from litestar.types import ASGIApp
 
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import PROBE_S, UNREACHABLE, within
 from dateline.store.readers import SESSION_S, Grant, Readers, Scrapers
 from dateline.web.problems import PROBLEM, Problem, Refused
 
@@ -115,7 +115,7 @@ async def _authenticated(
     if scrapers is None or connection.scope["path"] != "/metrics":
         return await readers.authenticate(token)
     try:
-        grant = await readers.authenticate(token)
+        grant = await within(PROBE_S, readers.authenticate(token))
     except UNREACHABLE:
         if (kept := scrapers.through_outage(token)) is None:
             raise

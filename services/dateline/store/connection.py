@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -46,6 +46,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+T = TypeVar("T")
+
 _WAIT_FOR_KEEPS_CANCELS = sys.version_info >= (3, 12)  # wait_for is built on timeout there
 
 UNREACHABLE: tuple[type[Exception], ...] = (
@@ -60,6 +62,26 @@ UNREACHABLE: tuple[type[Exception], ...] = (
 BusyLoadingError is a ConnectionError), or while a cluster finds its feet after losing a
 node (a shard without a master, a slot not covered yet): the services wait it out, and
 say so."""
+
+
+PROBE_S = 1.0
+"""How long a readiness probe, a scrape of `/metrics` or a disk's probe waits on a server
+before answering without it. A server that neither answers nor closes the connection
+(stopped, its disk hung under `appendfsync always`, its packets dropped) held them for
+the client's socket timeout (5 s) on each try and each call: the query service's scrape
+30 to 45 s, past Prometheus's scrape timeout (10 s), and `/readyz` 15 s, past the
+healthchecks' 2 (SIGSTOP, 2026-12-06). A server that answers takes a millisecond."""
+
+
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """`call`'s answer, or redis-py's TimeoutError (one of `UNREACHABLE`) once `seconds`
+    have passed without it. The call is cancelled; redis-py then closes its connection,
+    whose reply would come to the next command."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError:
+        raise RedisTimeoutError(f"no answer within {seconds:g} s") from None
 
 
 def described(exc: BaseException) -> str:

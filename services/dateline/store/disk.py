@@ -18,7 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from dateline.store.connection import UNREACHABLE, is_cluster
+from dateline.store.connection import PROBE_S, UNREACHABLE, is_cluster, within
 from dateline.store.replies import as_text
 
 STALL_MS = 5
@@ -88,12 +88,16 @@ async def _disk(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Di
     return msgspec.structs.replace(found, full=True) if full(found) else found
 
 
+async def _read(client: aioredis.Redis, ask: Any, route: dict[str, Any]) -> tuple[Any, Any, Any]:
+    info = await client.info("persistence", **route)
+    memory = await client.info("memory", **route)
+    return info, memory, await ask("LATENCY", "LATEST", **route)
+
+
 async def _asked(client: aioredis.Redis, where: str, route: dict[str, Any]) -> Disk:
     ask = cast(Any, client).execute_command  # a cluster's node by `target_nodes`
     try:
-        info = await client.info("persistence", **route)
-        memory = await client.info("memory", **route)
-        latest = await ask("LATENCY", "LATEST", **route)
+        info, memory, latest = await within(PROBE_S, _read(client, ask, route))
     except NoPermissionError as exc:
         return Disk(where, problem=f"not allowed: {exc} (INFO and LATENCY LATEST)")
     except ResponseError as exc:  # a managed server may rename or withhold either command

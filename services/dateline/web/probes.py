@@ -15,7 +15,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dateline.runtime.metrics import HTTP_SECONDS, METRICS_TYPE, latest
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import PROBE_S, UNREACHABLE, within
 from dateline.store.readers import Readers, Scrapers
 from dateline.web.problems import Refused, problem_response
 
@@ -37,9 +37,10 @@ def probe_routes(
 
     @get("/readyz", responses={200: ResponseSpec(dict[str, str], generate_examples=False)})
     async def readyz() -> Response[bytes]:
-        """Redis answers: 200, else 503 with the reason (application/problem+json)."""
+        """Redis answers within a second: 200, else 503 with the reason
+        (application/problem+json)."""
         try:
-            await client().ping()
+            await within(PROBE_S, client().ping())
         except UNREACHABLE as exc:
             return problem_response("not-ready", "Not ready", 503, f"Redis: {exc}")
         return Response(_READY, media_type="application/json")
@@ -71,7 +72,7 @@ def ops_bearer(
         grant = None
         if scheme.lower() == "bearer":
             try:
-                grant = await Readers(client(), prefix).authenticate(token)
+                grant = await within(PROBE_S, Readers(client(), prefix).authenticate(token))
             except UNREACHABLE:
                 if (grant := scrapers.through_outage(token)) is None:
                     raise  # a 503, as before: nothing says this token may scrape

@@ -12,7 +12,7 @@ from dateline.query.access import need_ops
 from dateline.query.reader import Reader
 from dateline.query.routes.common import SECURED, answer, documented, reader_of
 from dateline.runtime import status
-from dateline.store.connection import UNREACHABLE
+from dateline.store.connection import PROBE_S, UNREACHABLE, within
 from dateline.store.disk import disks
 from dateline.web.ready import Ready
 
@@ -53,12 +53,17 @@ def routes() -> list[HTTPRouteHandler]:
 
 async def scrape(reader: Reader) -> None:
     """The projection's lag and parked updates, the servers' AOF, as they are now: cheap
-    reads only."""
+    reads only, each part given a second (a scrape of a server that does not answer
+    must still answer Prometheus in its 10)."""
     try:
-        models = await reader.models()
-        status.record(await status.gauges(reader.client, reader.keys, models, reader.views))
-        status.record_deliveries(await status.deliveries(reader.client, reader.keys))
+        await within(PROBE_S, _gauges(reader))
     except UNREACHABLE:  # the scrape goes on: this process's own metrics, and why not
         status.forget_gauges()
     found = await disks(reader.client)
     status.record_disks(found + (await disks(reader.views) if reader.apart else []))
+
+
+async def _gauges(reader: Reader) -> None:
+    models = await reader.models()
+    status.record(await status.gauges(reader.client, reader.keys, models, reader.views))
+    status.record_deliveries(await status.deliveries(reader.client, reader.keys))
