@@ -4,7 +4,9 @@ A brief command (`publish`, `status`, `readers add`) that finds no server starts
 and stops it when it ends. A lasting process (`up`, `demo`, `redis`) started meanwhile
 used to take that server for its own services, which then lost it a moment later
 ("cannot be reached": `up` exited 1). It now waits for the command to end and starts
-its own; brief commands still share whatever server runs."""
+its own; brief commands still share whatever server runs, and a server's owner waits for
+the brief commands sharing it to end before it stops it (before, a brief command's server
+stopped under another brief command using it when the first ended)."""
 
 from __future__ import annotations
 
@@ -91,3 +93,42 @@ def test_a_brief_command_shares_a_brief_commands_server(tmp_path: Path) -> None:
     finally:
         brief.kill()
         brief.wait()
+
+
+_GUEST = """
+import sys, time, redis
+from dateline.store.config import Settings
+from dateline.store.embedded import served
+with served(Settings.from_env()) as (url, own):
+    print(url, own is not None, flush=True)
+    time.sleep(float(sys.argv[1]))
+    print(redis.Redis.from_url(url).ping(), flush=True)
+"""
+
+
+def test_a_brief_commands_server_outlives_it_while_another_brief_command_uses_it(
+    tmp_path: Path,
+) -> None:
+    owner, owner_url, owner_pid = _brief(tmp_path, 0.5)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
+    env["DATELINE_DATA_DIR"] = str(tmp_path)
+    guest = subprocess.Popen(
+        [sys.executable, "-c", _GUEST, "2.5"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert guest.stdout is not None
+        url, started = guest.stdout.readline().split()
+        assert (url, started) == (owner_url, "False")
+        # The owner's own work ends first; it waits for its guest before stopping.
+        assert owner.wait(timeout=30) == 0
+        assert guest.stdout.readline().strip() == "True"  # the server answered to the end
+        assert guest.wait(timeout=30) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(owner_pid, 0)  # and then it stopped
+        # A brief command after both starts its own.
+        with served(_settings(tmp_path)) as (_, own):
+            assert own is not None
+    finally:
+        for proc in (owner, guest):
+            proc.kill()
+            proc.wait()

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -386,7 +387,9 @@ def redis_url(settings: Settings) -> Iterator[str]:
     Several dateline processes may share one data dir: the first takes a lock,
     starts the server and writes its URL to `redis.url` (and to `redis.owner` whether it
     lasts or is brief); the others use that URL. The server stops when its owner exits,
-    so a lasting process does not use a brief command's: it waits for it (`served`).
+    so a lasting process does not use a brief command's: it waits for it (`served`); and
+    an owner waits for the brief commands using its server to end before it stops it
+    (`redis.guests`).
     """
     with served(settings) as (url, _):
         yield url
@@ -448,19 +451,21 @@ def _served(
     if only a brief one does and this one lasts (`served`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     url_file, owner_file = data_dir / "redis.url", data_dir / "redis.owner"
-    with (data_dir / "redis.lock").open("a+") as lock:
+    with (data_dir / "redis.lock").open("a+") as lock, (data_dir / GUESTS).open("a+") as guests:
         deadline, waiting_for = time.monotonic() + 20.0, None
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                pass
+        while not _took(lock, fcntl.LOCK_EX):
             owner = _owner(owner_file)
             brief = owner.split()[1] if owner and owner.startswith("brief ") else None
             if not (lasting and brief) and (url := _live_url(url_file)) is not None:
-                yield url, None
-                return
+                if lasting:  # it waits out the server's absence like any outage
+                    yield url, None
+                    return
+                if _guest(guests, url_file, url):
+                    try:
+                        yield url, None
+                    finally:
+                        fcntl.flock(guests, fcntl.LOCK_UN)
+                    return
             if lasting and brief and waiting_for != brief:
                 waiting_for, deadline = brief, time.monotonic() + BRIEF_WAIT_S
                 print(
@@ -494,9 +499,60 @@ def _served(
             _private(url_file).write_text(server.url + "\n")  # it holds the password
             yield server.url, server
         finally:
-            url_file.unlink(missing_ok=True)
-            owner_file.unlink(missing_ok=True)
-            server.stop()
+            try:
+                _guests_gone(guests, data_dir)
+            finally:
+                url_file.unlink(missing_ok=True)
+                owner_file.unlink(missing_ok=True)
+                server.stop()
+
+
+GUESTS = "redis.guests"
+"""The file the brief commands using a server they did not start hold a shared lock on
+(`_served`); its owner takes it whole before it stops the server."""
+
+
+def _took(file: IO[str], how: int) -> bool:
+    """`flock` without waiting: False if another process holds the file against `how`."""
+    try:
+        fcntl.flock(file, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _guest(guests: IO[str], url_file: Path, url: str) -> bool:
+    """Take a share of the server at `url` for a brief command that did not start it:
+    its owner, a brief command too, stopped it under the guest when it ended first. False
+    while the owner is stopping it."""
+    if not _took(guests, fcntl.LOCK_SH):
+        return False
+    if _live_url(url_file) == url:
+        return True
+    fcntl.flock(guests, fcntl.LOCK_UN)
+    return False
+
+
+def _guests_gone(guests: IO[str], data_dir: Path, wait_s: float = BRIEF_WAIT_S) -> None:
+    """Wait until no brief command uses the server of `data_dir` (at most `wait_s`), and
+    hold the lock that keeps new ones off it while it stops."""
+    deadline, said = time.monotonic() + wait_s, False
+    while not _took(guests, fcntl.LOCK_EX):
+        if time.monotonic() > deadline:
+            print(
+                f"stopping the embedded server of {data_dir} after {wait_s:.0f} s, though "
+                "a dateline command still uses it",
+                file=sys.stderr,
+            )
+            return
+        if not said:
+            said = True
+            print(
+                f"waiting for the dateline commands using the embedded server of {data_dir} "
+                f"to end before stopping it (at most {wait_s:.0f} s)",
+                file=sys.stderr,
+            )
+        time.sleep(0.1)
 
 
 def _owner(owner_file: Path) -> str | None:
