@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -301,14 +302,22 @@ async def test_probes_and_scrapes_answer_in_time_while_the_server_does_not(
     server: EmbeddedRedis,
 ) -> None:
     """A server that holds its connections open and answers nothing: `/readyz` says so
-    with a 503 within the healthchecks' 2 s, and both scrapes answer within
-    Prometheus's scrape timeout (10 s), the server unreachable. They took the client's
-    socket timeout (5 s) on each try of each call: `/readyz` 15 s, the query's scrape
-    30 to 45 s."""
+    with a 503 within the healthchecks' 2 s, both scrapes answer within Prometheus's
+    scrape timeout (10 s), the server unreachable, and a request gets its 503 after one
+    socket timeout. They took the client's socket timeout (5 s) on each try of each
+    call: `/readyz` and a request 15 s, the query's scrape 30 to 45 s."""
     cfg = settings_for(server)
     auth = await bearer(server.url, cfg.prefix)
     reachable = f'dateline_server_reachable{{server="127.0.0.1:{server.port}"}}'
     client = connect(server.url)
+    token = await Credentials(client, cfg.prefix).add("wire-a", SOURCE)
+    posted: dict[str, Any] = {
+        "content": statement("a-story", "s1"),
+        "headers": {
+            "content-type": "application/cloudevents+json",
+            "authorization": f"Bearer {token}",
+        },
+    }
     async with (
         AsyncTestClient(app=query_app(cfg, server.url), timeout=60) as query,
         AsyncTestClient(app=ingest_app(cfg, server.url), timeout=60) as ingest,
@@ -324,18 +333,29 @@ async def test_probes_and_scrapes_answer_in_time_while_the_server_does_not(
                 ("probe", redis_ready(client)),
                 ("query /metrics", lambda: query.get("/metrics", headers=auth)),
                 ("ingest /metrics", lambda: ingest.get("/metrics", headers=auth)),
+                (
+                    "query /v1/stories",
+                    lambda: query.get("/v1/stories", params={"limit": 3}, headers=auth),
+                ),
+                ("ingest /v1/updates", lambda: ingest.post("/v1/updates", **posted)),
             ):
                 start = time.monotonic()
                 answers[name] = await call()
                 took[name] = time.monotonic() - start
         assert max(t for n, t in took.items() if "readyz" in n or n == "probe") < 2.0, took
         assert max(t for n, t in took.items() if "metrics" in n) < 8.0, took
+        # A request waits one socket timeout (5 s) for its 503, not one a try (15 s).
+        assert max(took["query /v1/stories"], took["ingest /v1/updates"]) < 10.0, took
         for name in ("query /readyz", "ingest /readyz"):
             ready = answers[name]
             assert isinstance(ready, httpx.Response)
             assert ready.status_code == 503
             assert "no answer within 1 s" in ready.json()["detail"]
         assert answers["probe"] == "Redis: no answer within 1 s"
+        for name in ("query /v1/stories", "ingest /v1/updates"):
+            away = answers[name]
+            assert isinstance(away, httpx.Response)
+            assert (away.status_code, away.headers["retry-after"]) == (503, "1"), away.text
         scraped = answers["query /metrics"]
         assert isinstance(scraped, httpx.Response) and scraped.status_code == 200
         assert _sample(scraped.text, reachable) == 0.0

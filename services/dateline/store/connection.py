@@ -399,15 +399,20 @@ def connect(
 
     `retry_lost`: a command whose connection was lost is sent again on a new one (twice,
     with a short backoff), so the first request after the server came back does not
-    fail on a connection that died with it. Only for clients whose every command is
-    safe to run twice: reads, and the idempotent append script (the query service,
-    ingest). Not for consumers: a group read whose reply was lost and then sent again
-    would leave the first entries pending behind later ones; the runner catches the
-    error instead and re-reads what is pending, in order.
+    fail on a connection that died with it; one that timed out is not. Only for
+    clients whose every command is safe to run twice: reads, and the idempotent append
+    script (the query service, ingest). Not for consumers: a group read whose reply was
+    lost and then sent again would leave the first entries pending behind later ones;
+    the runner catches the error instead and re-reads what is pending, in order.
     """
     if retry_lost:
-        options.setdefault("retry", Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2))
-        options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+        # Not a timeout: a server that said nothing for the socket timeout (stopped, its
+        # disk hung) says nothing to the next try either, and a request then waited
+        # three timeouts (15 s) for its 503, past a feed's or a browser's own deadline.
+        lost = (RedisConnectionError,)
+        backoff = ExponentialWithJitterBackoff(cap=0.5, base=0.05)
+        options.setdefault("retry", Retry(backoff, 2, supported_errors=lost))
+        options.setdefault("retry_on_error", list(lost))
     pool = QuickPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT_S, **options)
     pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)
