@@ -10,6 +10,7 @@ servers spend an update, so that the two can be told apart.
 from __future__ import annotations
 
 import gzip
+import secrets
 import tempfile
 import time
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
 
 from bench.harness import Report, Row, cpu_seconds
 from bench.log_append import realistic_updates
@@ -29,6 +31,7 @@ from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log
+from dateline.store.seal import seal_log, sealing_key
 
 BATCH = 1000
 
@@ -187,10 +190,13 @@ async def _migrated(source_url: str, target_url: str, payloads: list[bytes]) -> 
         await target.aclose()
 
 
-async def _backed_up(url: str, payloads: list[bytes], tmp: Path) -> tuple[float, float]:
+async def _backed_up(
+    url: str, payloads: list[bytes], tmp: Path, rounds: int
+) -> tuple[float, float, float, float]:
     """Updates/s of `dateline backup`'s writing (gzipped) and `dateline restore`'s check
     of the file, writing and check of the restored log: `payloads` on one server with 8
-    partitions, restored under another prefix on the same server."""
+    partitions, restored under another prefix on the same server. Then a restore with a
+    seal key both ways (`_sealed_restore`), `rounds` each, alternated: their medians."""
     log = await Log.connect(url, prefix=f"b{uuid.uuid4().hex[:8]}", partitions=8)
     try:
         async for _ in log.append_stream(
@@ -210,9 +216,40 @@ async def _backed_up(url: str, payloads: list[bytes], tmp: Path) -> tuple[float,
         wrong = await migrate.check(log.redis, to, done.checks)
         restored = time.perf_counter() - start
         assert wrong == [], wrong
-        return len(payloads) / written, len(payloads) / restored
+        key = await sealing_key(log.redis, secrets.token_bytes(32))
+        assert key is not None, "the bench's server has functions"
+        ways: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(rounds):
+            for one_pass in (True, False):
+                took = await _sealed_restore(log.redis, path, key, one_pass=one_pass)
+                ways[one_pass].append(len(payloads) / took)
+        one, two = (sorted(ways[w])[len(ways[w]) // 2] for w in (True, False))
+        return len(payloads) / written, len(payloads) / restored, one, two
     finally:
         await log.close()
+
+
+async def _sealed_restore(
+    client: aioredis.Redis, path: Path, key: bytes, *, one_pass: bool
+) -> float:
+    """Seconds of `dateline restore` with a seal key, as it runs now (`one_pass`: the
+    lists written sealed, checked so, the partitions marked) or as it ran before stop 83
+    (written plain, checked, then `seal_log` reading each list record back to seal it).
+    Its keys deleted after, outside the time."""
+    to = Keys(f"s{uuid.uuid4().hex[:8]}", 8)
+    start = time.perf_counter()
+    checked = backup.verify(path, b"k" * 32)
+    await Log(client, to).check_partitions()
+    with_key = key if one_pass else None
+    done = await backup.restore(path, checked.header, client, to, seal_key=with_key)
+    wrong = await migrate.check(client, to, done.checks, seal_key=with_key)
+    sealed = await seal_log(client, to, key, listed=one_pass)
+    took = time.perf_counter() - start
+    assert wrong == [], wrong
+    assert sealed.mismatched == [], sealed.mismatched
+    async for found in client.scan_iter(match=f"{to.prefix}:*", count=1000):
+        await client.unlink(found)
+    return took
 
 
 async def run(report: Report, *, quick: bool = False) -> None:
@@ -235,7 +272,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         waited_100 = await _measure(cluster.url, pids, small, runs, min_replicas=1, batch=100)
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
-        backed, restored = await _backed_up(one.url, payloads, Path(tmp))
+        backed, restored, one_pass, two_pass = await _backed_up(one.url, payloads, Path(tmp), runs)
         projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
@@ -303,6 +340,17 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "one server, Log.append_stream",
             restored / single[0],
             "digest and signature, then the records' pages, each story's count and digest",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            "dateline restore with a seal key: the lists written sealed, checked, marked",
+            one_pass,
+            "updates/s",
+            "restore, then seal_log over it (before stop 83)",
+            one_pass / two_pass,
+            f"medians of {runs} rounds each, alternated; the two passes {two_pass:,.0f}/s",
         )
     )
 

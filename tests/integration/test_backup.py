@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import uuid
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -24,7 +25,7 @@ from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log
-from dateline.store.seal import Sealing, seal_log
+from dateline.store.seal import Sealing, opened, seal_log, sealing_key
 from dateline.store.subscriptions import Subscriptions
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
@@ -184,6 +185,72 @@ async def test_a_sealed_log_is_signed_and_restored_sealed(
         await _cleared(target, to.prefix)
 
 
+async def _keyspace(client: aioredis.Redis, to: Keys) -> dict[str, object]:
+    """Every key of a log under `to`, by its name without the prefix: lists, streams,
+    hashes as they are."""
+    out: dict[str, object] = {}
+    async for raw in client.scan_iter(match=f"{to.prefix}:*"):
+        name = cast(bytes, raw).decode()
+        kind = cast(bytes, await client.type(name)).decode()
+        if kind == "list":
+            value: object = await client.lrange(name, 0, -1)
+        elif kind == "stream":
+            value = await client.xrange(name)
+        elif kind == "hash":
+            value = await client.hgetall(name)
+        else:
+            value = await client.get(name)
+        out[name.removeprefix(to.prefix)] = value
+    return out
+
+
+async def test_a_restore_writes_its_lists_sealed_as_sealing_them_after_would(
+    source: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """One pass (the lists written sealed, checked sealed, the partitions marked) leaves
+    the log exactly as a restore and then `seal_log` over it did, key for key; the check
+    refuses a list record without its seal, or with one that does not match."""
+    if int(str((await source.redis.info("server"))["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions: its logs are not sealed")
+    stories = await hanoi_in(source)
+    path = tmp_path / "hanoi.ndjson"
+    await _backed_up(source, path)
+    key = secrets.token_bytes(32)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/7")
+    one, two = Keys(f"o{uuid.uuid4().hex[:8]}", 4), Keys(f"t{uuid.uuid4().hex[:8]}", 4)
+    try:
+        checked = backup.verify(path, None)
+        assert await sealing_key(target, key) == key
+        await Log(target, one).check_partitions()
+        done = await backup.restore(path, checked.header, target, one, seal_key=key)
+        assert await migrate.check(target, one, done.checks, seal_key=key) == []
+        marked = await seal_log(target, one, key, listed=True)
+        assert (marked.partitions, marked.records) == (4, 0)
+
+        await _restored(path, target, two)
+        after = await seal_log(target, two, key)
+        assert (after.records, after.mismatched) == (29, [])
+        assert await _keyspace(target, one) == await _keyspace(target, two)
+        reader = Log(target, one, sealing=Sealing(key, one))
+        assert await _histories(reader, stories) == await _histories(source, stories)
+
+        listed = one.story(stories[0])
+        record = cast(bytes, await target.lindex(listed, 1))
+        without = opened(key, record)  # its seal taken off
+        await target.lset(listed, 1, without)  # type: ignore[arg-type]  # bytes, as stored
+        wrong = await migrate.check(target, one, done.checks, seal_key=key)
+        assert wrong == [f"{stories[0]}: its record 2 carries no seal"]
+        changed = record.replace(b'"version":2', b'"version":3')
+        await target.lset(listed, 1, changed)  # type: ignore[arg-type]  # bytes, as stored
+        wrong = await migrate.check(target, one, done.checks, seal_key=key)
+        assert wrong == [
+            f"{stories[0]}: its record 2: its seal does not match: the record was changed or forged"
+        ]
+    finally:
+        await _cleared(target, one.prefix)
+        await _cleared(aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/7"), two.prefix)
+
+
 async def test_a_backup_of_one_server_is_restored_on_a_cluster(
     source: Log, local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -237,6 +304,7 @@ def test_the_commands_back_up_check_and_restore_and_say_what_is_wrong(
     the stale read models there deleted; and a file changed, a target not empty, a
     signed file without its key, each refused with nothing written."""
     prefix, there = f"b{uuid.uuid4().hex[:8]}", f"r{uuid.uuid4().hex[:8]}"
+    elsewhere = f"s{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if k not in ("DATELINE_SEAL_KEY",)}
     env |= {"REDIS_URL": redis_url, "DATELINE_PREFIX": prefix}
     client = redis.Redis.from_url(redis_url)
@@ -313,8 +381,22 @@ def test_the_commands_back_up_check_and_restore_and_say_what_is_wrong(
         keyed = _dateline(fresh, "restore", "--check", "--backup-key", str(key), str(signed))
         assert keyed.returncode == 0, keyed.stderr
         assert "signature checked" in keyed.stdout
+
+        # With this deployment's seal key, the restored log is sealed where it can be.
+        sealed_there = {**signed_env, "DATELINE_PREFIX": elsewhere}
+        back = _dateline(sealed_there, "restore", str(signed))
+        assert back.returncode == 0, back.stderr
+        if int(str(client.info("server")["redis_version"]).split(".")[0]) >= 7:
+            assert "inbox entries; sealed\n" in back.stdout, back.stdout
+            markers = [client.hget(Keys(elsewhere, 8).seal(p), "lists") for p in range(8)]
+            assert markers == [b"1"] * 8
+        else:
+            assert "not sealed (no key, or no functions here)" in back.stdout
+        read = _dateline(sealed_there, "log", "hanoi-summit-2019")
+        assert read.returncode == 0, read.stderr
+        assert read.stdout.count("\n") == logged.stdout.count("\n")
     finally:
-        for p in (prefix, there):
+        for p in (prefix, there, elsewhere):
             for k in client.scan_iter(match=f"{p}:*"):
                 client.delete(k)
         client.close()

@@ -29,7 +29,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import connect, open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log, LogMoving
-from dateline.store.seal import Sealing, is_sealed, seal_log
+from dateline.store.seal import Sealing, is_sealed, seal_log, sealing_key
 from dateline.store.subscriptions import Subscriptions
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
@@ -58,12 +58,14 @@ async def _sealed(log: Log) -> bytes:
     return key
 
 
-async def _moved(source: Log, target: aioredis.Redis, to: Keys) -> list[str]:
+async def _moved(
+    source: Log, target: aioredis.Redis, to: Keys, seal_key: bytes | None = None
+) -> list[str]:
     await migrate.check_empty(target, to)
     await Log(target, to).check_partitions()
     await migrate.freeze(source.redis, source.keys, "is being moved (a test)", "there")
-    checks = await migrate.copy_log(source.redis, source.sealing, target, to)
-    return await migrate.check(target, to, checks)
+    checks = await migrate.copy_log(source.redis, source.sealing, target, to, seal_key=seal_key)
+    return await migrate.check(target, to, checks, seal_key=seal_key)
 
 
 async def _same_histories(
@@ -204,10 +206,15 @@ async def test_a_sealed_log_moves_to_a_cluster_and_is_sealed_there(
     stories = await hanoi_in(sealed)
     target = await open_client(local_cluster.url)
     to = Keys(f"m{uuid.uuid4().hex[:10]}", 8)
-    assert await _moved(sealed, target, to) == []
-    report = await seal_log(target, to, key)
-    assert report.mismatched == []
+    # As `dateline migrate` does: the function loaded on every master first, the lists
+    # written sealed and checked so, then the partitions only marked.
+    assert await sealing_key(target, key) == key
+    assert await _moved(sealed, target, to, seal_key=key) == []
+    report = await seal_log(target, to, key, listed=True)
+    assert (report.partitions, report.records, report.mismatched) == (8, 0, [])
     reader = Log(target, to, sealing=Sealing(key, to))
+    await reader.sealing.refresh(target)
+    assert reader.sealing.complete  # every list record must carry its seal from here
     await _same_histories(sealed, target, to, stories, key)
     assert [u.version for u in await reader.read_story(stories[0])][-1] == await sealed.version(
         stories[0]

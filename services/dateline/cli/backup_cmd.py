@@ -35,7 +35,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, described, is_cluster, open_client
 from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
-from dateline.store.seal import parse_key, seal_if_supported
+from dateline.store.seal import parse_key, seal_log, sealing_key
 
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
 
@@ -227,7 +227,8 @@ def restore_command(
        subscriptions and the feeds' inboxes. Delivery starts after the restored
        history: subscribers are not sent it again.
     4. Checks each story's count and a digest of its records here against the file.
-    5. Seals the log here where there is a seal key.
+    5. Seals the log here where there is a seal key: its stories' lists are written
+       sealed in step 3 and checked in step 4.
     What was appended after the backup began is not in it.
 
     \b
@@ -294,6 +295,7 @@ async def _restore(
         except (migrate.TargetNotEmpty, PartitionMismatch) as exc:
             raise click.ClickException(f"{exc}; nothing was written") from None
         stale = await _stale_read_models(cfg, target)
+        key = await sealing_key(target, cfg.seal())
         with _bar() as bar:
             task = bar.add_task("restoring", total=checked.end.updates)
             try:
@@ -304,15 +306,13 @@ async def _restore(
                     to,
                     progress=lambda n: bar.advance(task, n),
                     positions=positions,
+                    seal_key=key,
                 )
                 bar.update(task, description="checking")
-                wrong = await migrate.check(target, to, restored.checks)
+                wrong = await migrate.check(target, to, restored.checks, seal_key=key)
                 sealed = None
-                if not wrong and (key := cfg.seal()) is not None:
-                    bar.update(task, description="sealing", completed=0)
-                    sealed = await seal_if_supported(
-                        target, to, key, progress=lambda n: bar.advance(task, n)
-                    )
+                if not wrong and key is not None:  # its lists written sealed: marked so
+                    sealed = await seal_log(target, to, key, listed=True)
             except BaseException:
                 err(
                     f"the restore stopped part way: delete the keys under the prefix "

@@ -28,7 +28,7 @@ from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, is_cluster, open_client
 from dateline.store.layout import Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
-from dateline.store.seal import seal_if_supported
+from dateline.store.seal import seal_log, sealing_key
 
 
 @click.command(name="migrate")
@@ -64,7 +64,8 @@ def migrate_command(
        the feeds' Redis inboxes come along; delivery there starts after the copied
        history, and what this server's delivery had not sent stays here.
     3. Checks the copy: each story's count and a digest of its records.
-    4. Seals the target's log where there is a seal key (DATELINE_SEAL_KEY).
+    4. Seals the target's log where there is a seal key (DATELINE_SEAL_KEY): its
+       stories' lists are written sealed in step 2 and checked in step 3.
     5. Marks this log as moved. Restart every service with REDIS_URL=<target>; the ones
        still on this server answer feeds 503, saying where the log went.
     Read models are not copied: a projector on the target rebuilds them from the log.
@@ -127,6 +128,7 @@ async def _move(
     started = time.monotonic()
     total = await total_updates(source.redis, source.keys)
     shown = without_password(to_url)
+    key = await sealing_key(target, cfg.seal())
     await migrate.freeze(source.redis, source.keys, migrate.frozen_detail(shown), shown)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
     try:
@@ -139,11 +141,12 @@ async def _move(
                 to,
                 progress=lambda n: bar.advance(task, n),
                 positions=positions,
+                seal_key=key,
             )
             settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
             delivery = await migrate.place_delivery(source.redis, source.keys, target, to)
             bar.update(task, description="checking")
-            wrong = await migrate.check(target, to, checks)
+            wrong = await migrate.check(target, to, checks, seal_key=key)
             report = migrate.MigrateReport(
                 updates=sum(c.count for c in checks.values()),
                 stories=len(checks),
@@ -152,12 +155,9 @@ async def _move(
                 settings=settings_copied,
                 delivery=delivery,
             )
-            if not wrong and (key := cfg.seal()) is not None:
-                bar.update(task, description="sealing", completed=0)
-                sealed = await seal_if_supported(
-                    target, to, key, progress=lambda n: bar.advance(task, n)
-                )
-                report.sealed = sealed is not None
+            if not wrong and key is not None:  # its lists written sealed: marked so
+                await seal_log(target, to, key, listed=True)
+                report.sealed = True
     except BaseException:
         await migrate.release(source.redis, source.keys)
         err("the freeze is lifted: this log takes appends again; clear the target before retrying")

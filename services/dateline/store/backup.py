@@ -405,13 +405,20 @@ async def restore(
     *,
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
+    seal_key: bytes | None = None,
 ) -> Restored:
     """Write a file `verify` passed into `target` under `to` (its prefix and count; an
     empty log there, `migrate.check_empty`): the records where their stories land, the
-    settings and the inboxes; the fan-out started after them where the log had one."""
+    settings and the inboxes; the fan-out started after them where the log had one.
+    `seal_key`: as `migrate.write_log`'s."""
     restored, rest = Restored(checks={}), list[Setting | Inbox]()
     restored.checks = await migrate.write_log(
-        _records(path, rest), target, to, progress=progress, positions=positions
+        _records(path, rest),
+        target,
+        to,
+        progress=progress,
+        positions=positions,
+        seal_key=seal_key,
     )
     inboxes: dict[str, migrate.InboxRows] = {}
     for line in rest:

@@ -15,7 +15,9 @@ The steps, in order:
    reader and subscription settings are copied too.
 3. **Check.** Each story's count and a digest of its records (positions aside) on the
    target against the source's; the stream, dedup and list counts against each other.
-4. **Seal** the target where the source was sealed and there is a key (`seal_log`).
+4. **Seal** the target where there is a key and the target has functions: the copy
+   wrote its stories' lists sealed already (`seal.sealing_key`), and the check found
+   each record's seal, so the partitions are only marked (`seal_log`'s `listed`).
 5. **Switch.** The markers say the log has moved, and where: services still pointed
    at the source keep answering 503 until they are restarted on the target.
 
@@ -49,7 +51,7 @@ from dateline.store.layout import (
     subscription_secrets_key,
     subscriptions_key,
 )
-from dateline.store.seal import Sealing
+from dateline.store.seal import Sealing, Unsealed, opened, seal
 
 PAGE = 1000
 """Stream entries read a call, and records written a pipeline."""
@@ -249,8 +251,8 @@ class _Writer:
     to many nodes, which no transaction spans. The commands go as they are, without a
     pipeline object: its reply callbacks and timers took two thirds of a restore's time."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self.client, self.keys = client, keys
+    def __init__(self, client: aioredis.Redis, keys: Keys, key: bytes | None) -> None:
+        self.client, self.keys, self.key = client, keys, key
         self.last: dict[int, tuple[int, int]] = {}
         self.commands: list[tuple[str | bytes, ...]] = []
         self.queued = 0
@@ -268,9 +270,12 @@ class _Writer:
         position = f"{partition}:{eid}"
         moved = moved_record(record, position)
         keys = self.keys
+        # The list's record sealed as `seal_log` would seal it after (its stream entry,
+        # at or before the partition's marker, stays as it is), so that it need not.
+        listed = moved if self.key is None else seal(self.key, moved)
         self.commands += (
             ("XADD", keys.log(partition), eid, "__data__", moved),
-            ("RPUSH", keys.story(stored.subject, partition), moved),
+            ("RPUSH", keys.story(stored.subject, partition), listed),
             (
                 "HSET",
                 keys.ids(partition),
@@ -397,10 +402,13 @@ async def copy_log(
     *,
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
+    seal_key: bytes | None = None,
 ) -> dict[str, StoryCheck]:
     """Copy every record (step 2); each story's count and digest, for `check`."""
     records = opened_records(source, sealing)
-    return await write_log(records, target, to, progress=progress, positions=positions)
+    return await write_log(
+        records, target, to, progress=progress, positions=positions, seal_key=seal_key
+    )
 
 
 async def write_log(
@@ -410,10 +418,13 @@ async def write_log(
     *,
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
+    seal_key: bytes | None = None,
 ) -> dict[str, StoryCheck]:
     """Write opened records, in stream-id order as (ms, seq, partition, record), each to
-    its story's partition under `to`; each story's count and digest, for `check`."""
-    writer = _Writer(target, to)
+    its story's partition under `to`; each story's count and digest, for `check`. With
+    `seal_key`, the stories' lists are written sealed (`seal_log`'s `listed`), where
+    the target has the sealing function (`seal.sealing_key`)."""
+    writer = _Writer(target, to, seal_key)
     checks: dict[str, StoryCheck] = {}
     done = 0
     async for ms, seq, partition, record in records:
@@ -433,12 +444,24 @@ async def write_log(
     return checks
 
 
-async def check(target: aioredis.Redis, to: Keys, checks: dict[str, StoryCheck]) -> list[str]:
-    """What differs between the copy and the source (step 3): an empty list when nothing."""
+async def check(
+    target: aioredis.Redis,
+    to: Keys,
+    checks: dict[str, StoryCheck],
+    *,
+    seal_key: bytes | None = None,
+) -> list[str]:
+    """What differs between the copy and the source (step 3): an empty list when nothing.
+    With `seal_key` (the copy's `write_log` was given it), each list record must carry
+    its seal under that key."""
     wrong: list[str] = []
     for story, want in checks.items():
         got = StoryCheck()
-        for record in cast(list[bytes], await target.lrange(to.story(story), 0, -1)):
+        listed = cast(list[bytes], await target.lrange(to.story(story), 0, -1))
+        if seal_key is not None and (problem := _opened_all(seal_key, listed)):
+            wrong.append(f"{story}: {problem}")
+            continue
+        for record in listed:
             got.add(record)
         if got.count != want.count:
             wrong.append(f"{story}: {got.count} updates on the target, {want.count} here")
@@ -453,3 +476,16 @@ async def check(target: aioredis.Redis, to: Keys, checks: dict[str, StoryCheck])
             f"for {total} updates"
         )
     return wrong
+
+
+def _opened_all(key: bytes, records: list[bytes]) -> str | None:
+    """Opens each sealed record in place; what is wrong with the first that fails."""
+    for i, record in enumerate(records):
+        try:
+            found = opened(key, record)
+        except Unsealed as exc:
+            return f"its record {i + 1}: {exc}"
+        if found is None:
+            return f"its record {i + 1} carries no seal"
+        records[i] = found
+    return None

@@ -374,6 +374,21 @@ async def seal_if_supported(
         raise
 
 
+async def sealing_key(client: aioredis.Redis, key: bytes | None) -> bytes | None:
+    """`key`, once the sealing append function is loaded on `client`; None without a
+    key, or on a server without functions (Redis 6.2). What a copy of a log (`restore`,
+    `migrate`) writes its stories' lists sealed with, asked before it writes them."""
+    if key is None:
+        return None
+    try:
+        await load_append(client, key)
+    except ResponseError as e:
+        if no_functions(e):
+            return None
+        raise
+    return key
+
+
 async def is_sealed(client: aioredis.Redis, keys: Keys) -> bool:
     # `from`, not the key: a marker may hold only a move (`dateline migrate`). HGET, not
     # HEXISTS: the services' users have the one (deploy/users.acl).
@@ -394,11 +409,16 @@ async def seal_log(
     *,
     progress: Callable[[int], None] | None = None,
     page: int = 1000,
+    listed: bool = False,
 ) -> SealReport:
     """Seal the log from now on: load the function, mark each partition, then seal the
     records its stories' lists hold from before (each checked against its stream entry;
     `progress` is told how many stream entries each page covered). Run again, it names a
-    new release's function and finishes what an interrupted run left."""
+    new release's function and finishes what an interrupted run left.
+
+    `listed`: the lists' records were written sealed (a copy, `migrate.write_log` given
+    the key, and checked sealed by `migrate.check`): the partitions are marked so, and
+    the lists not read again."""
     function = await load_append(client, key)
     mark = scripts.Script(client, _MARK)
     marked, sealed, mismatched = 0, 0, list[str]()
@@ -409,6 +429,9 @@ async def seal_log(
         )
         marked += 0 if had else 1
         if lists:
+            continue
+        if listed:
+            await client.hset(keys.seal(p), "lists", "1")
             continue
         start = "-"
         last = after.decode()
