@@ -229,6 +229,25 @@ async def _backed_up(
         await log.close()
 
 
+async def _restored_to_cluster(url: str, path: Path) -> float:
+    """Updates/s of `dateline restore`'s check of the file, writing and check of the
+    restored log on the cluster, with a new cluster log's partitions (`_backed_up`'s
+    file, of a log on one server with 8)."""
+    target = await open_client(url)
+    try:
+        to = Keys(f"r{uuid.uuid4().hex[:8]}", CLUSTER_PARTITIONS, slotted=True)
+        start = time.perf_counter()
+        checked = backup.verify(path, b"k" * 32)
+        await Log(target, to).check_partitions()
+        done = await backup.restore(path, checked.header, target, to)
+        wrong = await migrate.check(target, to, done.checks)
+        took = time.perf_counter() - start
+        assert wrong == [], wrong
+        return checked.end.updates / took
+    finally:
+        await target.aclose()
+
+
 async def _sealed_restore(
     client: aioredis.Redis, path: Path, key: bytes, *, one_pass: bool
 ) -> float:
@@ -273,6 +292,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         wide = await _measure(cluster.url, pids, payloads, runs, partitions=CLUSTER_PARTITIONS)
         moved = await _migrated(one.url, cluster.url, payloads)
         backed, restored, one_pass, two_pass = await _backed_up(one.url, payloads, Path(tmp), runs)
+        restored_spread = await _restored_to_cluster(cluster.url, Path(tmp) / "backup.ndjson.gz")
         projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
@@ -340,6 +360,17 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "one server, Log.append_stream",
             restored / single[0],
             "digest and signature, then the records' pages, each story's count and digest",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            f"dateline restore: the same file to the cluster ({CLUSTER_PARTITIONS} partitions)",
+            restored_spread,
+            "updates/s",
+            "3 masters + 3 replicas, Log.append_stream",
+            restored_spread / spread[0],
+            "a transaction a partition, side by side, on its slot's node (stop 83)",
         )
     )
     report.add(

@@ -27,6 +27,7 @@ target as it is, to be cleared before another try.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import heapq
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +39,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.store.connection import sent_whole
+from dateline.store.connection import is_cluster, sent_to_slot, sent_whole
 from dateline.store.layout import (
     DELIVER_GROUP,
     Keys,
@@ -244,17 +245,18 @@ async def opened_records(
 
 
 class _Writer:
-    """Writes records to the target, `PAGE` at a time in one round trip: on one server a
-    transaction, which writes nothing until its `EXEC` runs it in one event-loop turn,
-    so a target under `appendfsync always` fsyncs once a page rather than once for each
-    16 KB of it that it reads (`connection.sent_whole` says more). A cluster's pages go
-    to many nodes, which no transaction spans. The commands go as they are, without a
-    pipeline object: its reply callbacks and timers took two thirds of a restore's time."""
+    """Writes records to the target, `PAGE` at a time: on one server a transaction in
+    one round trip, which writes nothing until its `EXEC` runs it in one event-loop
+    turn, so a target under `appendfsync always` fsyncs once a page rather than once for
+    each 16 KB of it that it reads (`connection.sent_whole` says more). On a cluster, a
+    transaction a partition (its keys share a slot), side by side
+    (`connection.sent_to_slot`). The commands go as they are, without a pipeline
+    object: its reply callbacks and timers took two thirds of a restore's time."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, key: bytes | None) -> None:
         self.client, self.keys, self.key = client, keys, key
         self.last: dict[int, tuple[int, int]] = {}
-        self.commands: list[tuple[str | bytes, ...]] = []
+        self.commands: dict[int, list[tuple[str | bytes, ...]]] = {}
         self.queued = 0
 
     def place(self, partition: int, ms: int, seq: int) -> str:
@@ -273,25 +275,35 @@ class _Writer:
         # The list's record sealed as `seal_log` would seal it after (its stream entry,
         # at or before the partition's marker, stays as it is), so that it need not.
         listed = moved if self.key is None else seal(self.key, moved)
-        self.commands += (
-            ("XADD", keys.log(partition), eid, "__data__", moved),
-            ("RPUSH", keys.story(stored.subject, partition), listed),
-            (
-                "HSET",
-                keys.ids(partition),
-                dedup_field(stored.source, stored.id),
-                f"{stored.version} {position} {stored.subject}",
-            ),
+        self.commands.setdefault(partition, []).extend(
+            [
+                ("XADD", keys.log(partition), eid, "__data__", moved),
+                ("RPUSH", keys.story(stored.subject, partition), listed),
+                (
+                    "HSET",
+                    keys.ids(partition),
+                    dedup_field(stored.source, stored.id),
+                    f"{stored.version} {position} {stored.subject}",
+                ),
+            ]
         )
         self.queued += 1
         if self.queued >= PAGE:
             await self.flush()
 
     async def flush(self) -> None:
-        if self.queued:
-            await sent_whole(self.client, self.commands)
-            self.commands = []
-            self.queued = 0
+        if not self.queued:
+            return
+        pages, self.commands, self.queued = self.commands, {}, 0
+        if not is_cluster(self.client):
+            await sent_whole(self.client, [c for page in pages.values() for c in page])
+            return
+        done = await asyncio.gather(
+            *(sent_to_slot(self.client, self.keys.log(p), page) for p, page in pages.items()),
+            return_exceptions=True,  # every partition's page landed or failed, then raise
+        )
+        if failed := next((e for e in done if isinstance(e, BaseException)), None):
+            raise failed
 
 
 SETTINGS = {
