@@ -190,6 +190,41 @@ async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) 
     await target.aclose()
 
 
+@pytest.mark.parametrize("where", ["server", "cluster"])
+async def test_the_check_reads_stories_by_the_page_and_names_each_that_differs(
+    source: Log, where: str, request: pytest.FixtureRequest
+) -> None:
+    """300 stories of about 10 updates: several pages of lists a round trip (on a
+    cluster, a partition's part of each on its node); a story cut short in the first
+    page and one changed in the last are named, in the order of the stories."""
+    generated = newsroom_updates(3_000, 300)
+    for i in range(0, len(generated), 1000):
+        results = await source.append(generated[i : i + 1000])
+        assert {r.status for r in results} == {"appended"}
+    on_cluster = where == "cluster"
+    url = request.getfixturevalue("cluster_url" if on_cluster else "redis_url")
+    target = await open_client(url)
+    to = Keys(f"m{uuid.uuid4().hex[:10]}", 16 if on_cluster else 8, slotted=on_cluster)
+    try:
+        checks = await migrate.copy_log(source.redis, source.sealing, target, to)
+        assert len(checks) == 300
+        assert await migrate.check(target, to, checks) == []
+        stories = list(checks)
+        first, last = stories[0], stories[-1]
+        await target.rpop(to.story(first))
+        second = data(await target.lindex(to.story(last), 1))
+        await target.lset(to.story(last), 0, second)  # type: ignore[arg-type]  # bytes, as stored
+        want = checks[first].count
+        assert await migrate.check(target, to, checks) == [
+            f"{first}: {want - 1} updates on the target, {want} here",
+            f"{last}: its records differ",
+        ]
+    finally:
+        async for key in target.scan_iter(match=f"{to.prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
+
+
 async def test_a_target_that_holds_the_log_already_is_refused(source: Log, redis_url: str) -> None:
     await hanoi_in(source)
     target = aioredis.Redis.from_url(redis_url)

@@ -380,30 +380,35 @@ async def sent_whole(
 
 
 async def sent_to_slot(
-    cluster: aioredis.Redis, key: str, commands: Sequence[tuple[EncodableT, ...]]
+    cluster: aioredis.Redis,
+    key: str,
+    commands: Sequence[tuple[EncodableT, ...]],
+    *,
+    whole: bool = True,
 ) -> list[Any]:
     """`sent_whole` on a cluster, for commands whose keys all share `key`'s slot (a
     partition's, by its slot tag): inside MULTI and EXEC, on a connection of the node
-    that owns it, as `in_turn` sends them. Not through a cluster pipeline, which finds
-    each command's slot and reads each reply under a timer of its own: most of a
-    restore's CPU on a cluster (11.9k updates/s). A slot that moved meanwhile raises
-    (`MOVED`), as any error does: the copy stops, and says so."""
+    that owns it, as `in_turn` sends them; `whole=False`, as they are (reads). Not
+    through a cluster pipeline, which finds each command's slot and reads each reply
+    under a timer of its own: most of a restore's CPU on a cluster (11.9k updates/s).
+    A slot that moved meanwhile raises (`MOVED`), as any error does: the copy stops,
+    and says so."""
     client = cast(RedisCluster, cluster)
     await client.initialize()  # at once when it knows the layout already
     node = client.get_node_from_key(key)
     if node is None:
         raise SlotNotCoveredError(f"no node of the cluster holds the slot of {key}")
     connection = node.acquire_connection()
+    sending = [("MULTI",), *commands, ("EXEC",)] if whole else list(commands)
     try:
-        whole = [("MULTI",), *commands, ("EXEC",)]
-        await connection.send_packed_command(connection.pack_commands(whole))
-        done = (await _replies(connection, len(whole)))[-1]
+        await connection.send_packed_command(connection.pack_commands(sending))
+        replies = await _replies(connection, len(sending))
     except BaseException:
         await connection.disconnect()  # a reply may still be on its way
         raise
     finally:
         node.release(connection)
-    return _applied(done)
+    return _applied(replies[-1]) if whole else replies
 
 
 def _applied(done: Any) -> list[Any]:
