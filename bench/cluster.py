@@ -22,8 +22,10 @@ import redis.asyncio as aioredis
 
 from bench.harness import Report, Row, cpu_seconds
 from bench.log_append import realistic_updates
+from bench.projection import newsroom_updates
 from dateline.projector.app import create_app as projector_app
 from dateline.projector.handler import ProjectorHandler as Handler
+from dateline.projector.replay import rebuild_all
 from dateline.store import backup, migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
@@ -248,6 +250,35 @@ async def _restored_to_cluster(url: str, path: Path) -> float:
         await target.aclose()
 
 
+async def _rebuilds(one_url: str, cluster_url: str, runs: int, n: int) -> tuple[float, float]:
+    """Updates/s of a one-process rebuild (`rebuild_all`, as `dateline replay` runs
+    below its workers' threshold) of `n` newsroom updates over `n / 100` stories, on one
+    server (8 partitions) and on the cluster (16): the medians of `runs` each,
+    alternated."""
+    updates = newsroom_updates(n, max(1, n // 100))
+    logs = [
+        await Log.connect(url, prefix=f"q{uuid.uuid4().hex[:8]}", partitions=count)
+        for url, count in ((one_url, 8), (cluster_url, 16))
+    ]
+    rates: list[list[float]] = [[], []]
+    try:
+        for log in logs:
+            async for _ in log.append_stream(
+                [updates[i : i + BATCH] for i in range(0, len(updates), BATCH)]
+            ):
+                pass
+        for _ in range(runs):
+            for log, got in zip(logs, rates, strict=True):
+                start = time.perf_counter()
+                done = await rebuild_all(log, log.keys)
+                got.append(done.updates / (time.perf_counter() - start))
+    finally:
+        for log in logs:
+            await log.close()
+    one, spread = (sorted(r)[len(r) // 2] for r in rates)
+    return one, spread
+
+
 async def _sealed_restore(
     client: aioredis.Redis, path: Path, key: bytes, *, one_pass: bool
 ) -> float:
@@ -293,6 +324,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         moved = await _migrated(one.url, cluster.url, payloads)
         backed, restored, one_pass, two_pass = await _backed_up(one.url, payloads, Path(tmp), runs)
         restored_spread = await _restored_to_cluster(cluster.url, Path(tmp) / "backup.ndjson.gz")
+        rebuilt = await _rebuilds(one.url, cluster.url, runs, 20_000 if quick else 200_000)
         projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
         projected_spread = await _projected(cluster.url, pids, payloads, runs, nodes=urls)
@@ -371,6 +403,18 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "3 masters + 3 replicas, Log.append_stream",
             restored_spread / spread[0],
             "a transaction a partition, side by side, on its slot's node (stop 83)",
+        )
+    )
+    report.add(
+        Row(
+            "cluster",
+            "rebuild in one process on the cluster (16 partitions), newsroom mix",
+            rebuilt[1],
+            "updates/s",
+            "the same on one server (8 partitions)",
+            rebuilt[1] / rebuilt[0],
+            f"rebuild_all, medians of {runs} each, alternated; histories read and read "
+            "models written a slot's part a transaction, on its node (stop 83)",
         )
     )
     report.add(

@@ -1,41 +1,47 @@
-"""A partition's page of writes on a cluster (`connection.sent_to_slot`), as a restore or
-a migrate sends it: applied as one transaction on the node that owns the partition's
-slot; refused whole, nothing written, when a command names another slot; an error
-inside raises, and the connection serves the next page."""
+"""Pages of commands on a cluster (`connection.sent_by_slot`), as a restore, a migrate
+or a rebuild sends them: each slot's commands to the node that owns it, as a
+transaction when whole, the replies in the order given; a slot's part refused whole,
+nothing of it written, when a command in it spans slots; an error inside raises, and
+the connections serve the next page."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from redis.exceptions import ClusterCrossSlotError, MovedError, ResponseError
+from redis.exceptions import ClusterCrossSlotError, ResponseError
 
-from dateline.store.connection import open_client, sent_to_slot
+from dateline.store.connection import open_client, sent_by_slot
 
 
-async def test_a_page_is_one_transaction_on_its_slots_node(cluster_url: str) -> None:
+async def test_pages_go_slot_by_slot_and_come_back_in_order(cluster_url: str) -> None:
     client = await open_client(cluster_url)
-    tag = f"{{slot-{uuid.uuid4().hex[:8]}}}"
-    listed, named = f"{tag}:list", f"{tag}:name"
+    one, two = (f"{{slot-{uuid.uuid4().hex[:8]}}}" for _ in range(2))
+    listed, named = f"{one}:list", f"{two}:name"
     try:
-        assert await sent_to_slot(client, listed, [("RPUSH", listed, "a"), ("SET", named, "b")])
-        assert await client.lrange(listed, 0, -1) == [b"a"]
+        written = [("RPUSH", listed, "a"), ("SET", named, "b"), ("RPUSH", listed, "c")]
+        assert await sent_by_slot(client, written, whole=True) == [1, b"OK", 2]
+        read = [("LRANGE", listed, 0, -1), ("GET", named), ("LLEN", listed)]
+        assert await sent_by_slot(client, read, whole=False) == [[b"a", b"c"], b"b", 2]
 
-        # Another slot, on this node or another: the page is refused as it is queued,
+        # A command whose keys span slots: its slot's part is refused as it is queued,
         # and EXEC then runs none of it.
-        with pytest.raises(ResponseError) as refused:
-            await sent_to_slot(client, listed, [("RPUSH", listed, "c"), ("SET", "elsewhere", "d")])
-        assert isinstance(refused.value, (ClusterCrossSlotError, MovedError)), refused.value
-        assert await client.lrange(listed, 0, -1) == [b"a"]
-        assert await client.get("elsewhere") is None
+        spanning = [("RPUSH", listed, "d"), ("MSET", f"{one}:x", "1", f"{two}:y", "2")]
+        with pytest.raises(ClusterCrossSlotError):
+            await sent_by_slot(client, spanning, whole=True)
+        assert await client.lrange(listed, 0, -1) == [b"a", b"c"]
 
         # An error as it runs: the others are applied (a transaction does not roll back),
         # and the caller hears of it.
+        wrong = [("RPUSH", named, "e"), ("SET", f"{two}:z", "f")]
         with pytest.raises(ResponseError, match="WRONGTYPE"):
-            await sent_to_slot(client, listed, [("RPUSH", named, "e"), ("RPUSH", listed, "f")])
-        assert await client.lrange(listed, 0, -1) == [b"a", b"f"]
-        assert await sent_to_slot(client, listed, [("LLEN", listed)]) == [2]
+            await sent_by_slot(client, wrong, whole=True)
+        assert await client.get(f"{two}:z") == b"f"
+        assert await sent_by_slot(client, [("LLEN", listed), ("GET", named)], whole=False) == [
+            2,
+            b"b",
+        ]
     finally:
-        await client.delete(listed)
-        await client.delete(named)
+        for key in (listed, named, f"{one}:x", f"{two}:y", f"{two}:z"):
+            await client.delete(key)
         await client.aclose()

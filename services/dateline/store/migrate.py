@@ -27,7 +27,6 @@ target as it is, to be cleared before another try.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import heapq
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +38,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.store.connection import is_cluster, sent, sent_to_slot, sent_whole
+from dateline.store.connection import sent_by_slot
 from dateline.store.layout import (
     DELIVER_GROUP,
     Keys,
@@ -250,13 +249,13 @@ class _Writer:
     turn, so a target under `appendfsync always` fsyncs once a page rather than once for
     each 16 KB of it that it reads (`connection.sent_whole` says more). On a cluster, a
     transaction a partition (its keys share a slot), side by side
-    (`connection.sent_to_slot`). The commands go as they are, without a pipeline
+    (`connection.sent_by_slot`). The commands go as they are, without a pipeline
     object: its reply callbacks and timers took two thirds of a restore's time."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, key: bytes | None) -> None:
         self.client, self.keys, self.key = client, keys, key
         self.last: dict[int, tuple[int, int]] = {}
-        self.commands: dict[int, list[tuple[str | bytes, ...]]] = {}
+        self.commands: list[tuple[str | bytes, ...]] = []
         self.queued = 0
 
     def place(self, partition: int, ms: int, seq: int) -> str:
@@ -275,35 +274,25 @@ class _Writer:
         # The list's record sealed as `seal_log` would seal it after (its stream entry,
         # at or before the partition's marker, stays as it is), so that it need not.
         listed = moved if self.key is None else seal(self.key, moved)
-        self.commands.setdefault(partition, []).extend(
-            [
-                ("XADD", keys.log(partition), eid, "__data__", moved),
-                ("RPUSH", keys.story(stored.subject, partition), listed),
-                (
-                    "HSET",
-                    keys.ids(partition),
-                    dedup_field(stored.source, stored.id),
-                    f"{stored.version} {position} {stored.subject}",
-                ),
-            ]
+        self.commands += (
+            ("XADD", keys.log(partition), eid, "__data__", moved),
+            ("RPUSH", keys.story(stored.subject, partition), listed),
+            (
+                "HSET",
+                keys.ids(partition),
+                dedup_field(stored.source, stored.id),
+                f"{stored.version} {position} {stored.subject}",
+            ),
         )
         self.queued += 1
         if self.queued >= PAGE:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self.queued:
-            return
-        pages, self.commands, self.queued = self.commands, {}, 0
-        if not is_cluster(self.client):
-            await sent_whole(self.client, [c for page in pages.values() for c in page])
-            return
-        done = await asyncio.gather(
-            *(sent_to_slot(self.client, self.keys.log(p), page) for p, page in pages.items()),
-            return_exceptions=True,  # every partition's page landed or failed, then raise
-        )
-        if failed := next((e for e in done if isinstance(e, BaseException)), None):
-            raise failed
+        if self.queued:
+            await sent_by_slot(self.client, self.commands, whole=True)
+            self.commands = []
+            self.queued = 0
 
 
 SETTINGS = {
@@ -511,23 +500,11 @@ async def _lists(
 async def _page_of_lists(
     target: aioredis.Redis, to: Keys, stories: list[str]
 ) -> dict[str, list[bytes]]:
-    """`stories`' lists in one round trip (on a cluster, one a partition, side by side),
-    in the order given."""
+    """`stories`' lists in one round trip (on a cluster, one a partition, side by side)."""
     if not stories:
         return {}
-    by_part: dict[int, list[str]] = {}
-    for story in stories:
-        by_part.setdefault(to.partition(story), []).append(story)
-    reads = {p: [("LRANGE", to.story(s, p), 0, -1) for s in some] for p, some in by_part.items()}
-    if is_cluster(target):
-        got = await asyncio.gather(
-            *(sent_to_slot(target, to.log(p), part, whole=False) for p, part in reads.items())
-        )
-    else:
-        got = [await sent(target, [r for part in reads.values() for r in part])]
-    asked = (s for some in by_part.values() for s in some)
-    found = dict(zip(asked, (r for part in got for r in part), strict=True))
-    return {s: cast(list[bytes], found[s]) for s in stories}
+    got = await sent_by_slot(target, [("LRANGE", to.story(s), 0, -1) for s in stories], whole=False)
+    return dict(zip(stories, cast(list[list[bytes]], got), strict=True))
 
 
 def _opened_all(key: bytes, records: list[bytes]) -> str | None:
