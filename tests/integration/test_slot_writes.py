@@ -7,8 +7,11 @@ the connections serve the next page."""
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ClusterCrossSlotError, ResponseError
 
 from dateline.store.connection import open_client, sent_by_slot
@@ -44,4 +47,26 @@ async def test_pages_go_slot_by_slot_and_come_back_in_order(cluster_url: str) ->
     finally:
         for key in (listed, named, f"{one}:x", f"{two}:y", f"{two}:z"):
             await client.delete(key)
+        await client.aclose()
+
+
+async def test_a_slot_that_moved_is_followed_to_its_node(cluster_url: str) -> None:
+    """The client's layout says another master holds the slot (as after a failover or
+    a resharding it learnt nothing of): that master answers `MOVED`, nothing of the
+    part is applied there, and the part goes again to the node it names, once."""
+    client = await open_client(cluster_url)
+    cluster = cast(RedisCluster, client)
+    tag = f"{{slot-{uuid.uuid4().hex[:8]}}}"
+    listed = f"{tag}:list"
+    try:
+        await cluster.initialize()
+        slot = key_slot(listed.encode())
+        owner = cluster.nodes_manager.get_node_from_slot(slot)
+        other = next(n for n in cluster.get_primaries() if n.name != owner.name)
+        cluster.nodes_manager.slots_cache[slot] = [other]  # stale
+        assert await sent_by_slot(client, [("RPUSH", listed, "a")], whole=True) == [1]
+        assert await sent_by_slot(client, [("LRANGE", listed, 0, -1)], whole=False) == [[b"a"]]
+        assert cluster.nodes_manager.get_node_from_slot(slot).name == owner.name
+    finally:
+        await client.delete(listed)
         await client.aclose()

@@ -36,6 +36,7 @@ from redis.exceptions import (
     AuthenticationError,
     ClusterCrossSlotError,
     ClusterDownError,
+    MovedError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -390,7 +391,7 @@ async def sent_by_slot(
     Not through a cluster pipeline, which finds each command's slot with its parser and
     reads each reply under a timer of its own: most of a restore's CPU on a cluster
     (11.9k updates/s against 33k to 37k this way), and a third of a rebuild's. A slot
-    that moved meanwhile raises (`MOVED`), as any error does."""
+    that moved is followed once (`_following`); any other error raises."""
     if not is_cluster(client):
         return await (sent_whole if whole else sent)(client, commands)
     by_slot: dict[int, list[int]] = {}
@@ -399,9 +400,9 @@ async def sent_by_slot(
         by_slot.setdefault(key_slot(key.encode() if isinstance(key, str) else key), []).append(i)  # type: ignore[arg-type]  # a key: str or bytes
     cluster = cast(RedisCluster, client)
     await cluster.initialize()  # at once when it knows the layout already
-    parts = [[commands[i] for i in at] for at in by_slot.values()]
+    parts = zip(by_slot, ([commands[i] for i in at] for at in by_slot.values()), strict=True)
     got = await asyncio.gather(
-        *(_to_slot(cluster, slot, part, whole) for slot, part in zip(by_slot, parts, strict=True)),
+        *(_following(cluster, slot, part, whole) for slot, part in parts),
         return_exceptions=True,  # every slot's part landed or failed, then raise
     )
     replies: list[Any] = [None] * len(commands)
@@ -411,6 +412,20 @@ async def sent_by_slot(
         for i, reply in zip(at, part, strict=True):
             replies[i] = reply
     return replies
+
+
+async def _following(
+    cluster: RedisCluster, slot: int, commands: list[tuple[EncodableT, ...]], whole: bool
+) -> list[Any]:
+    """`_to_slot`, and once more at the node a `MOVED` names, as redis-py's own commands
+    follow it (the slot moved since the client learnt the layout: a failover, a
+    resharding). Nothing of the part was applied: a transaction's commands are refused
+    as they are queued, and EXEC then runs none of them; reads are read again."""
+    try:
+        return await _to_slot(cluster, slot, commands, whole)
+    except MovedError as moved:
+        await cluster.nodes_manager.move_slot(moved)
+        return await _to_slot(cluster, slot, commands, whole)
 
 
 async def _to_slot(
