@@ -397,7 +397,8 @@ async def sent_by_slot(
     by_slot: dict[int, list[int]] = {}
     for i, command in enumerate(commands):
         key = command[1]
-        by_slot.setdefault(key_slot(key.encode() if isinstance(key, str) else key), []).append(i)  # type: ignore[arg-type]  # a key: str or bytes
+        named = key.encode() if isinstance(key, str) else cast(bytes, key)
+        by_slot.setdefault(key_slot(named), []).append(i)
     cluster = cast(RedisCluster, client)
     await cluster.initialize()  # at once when it knows the layout already
     parts = zip(by_slot, ([commands[i] for i in at] for at in by_slot.values()), strict=True)
