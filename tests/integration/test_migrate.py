@@ -122,8 +122,10 @@ async def test_hanoi_moves_to_a_server_with_twice_the_partitions(
 
 async def test_a_page_goes_to_one_server_as_one_transaction(source: Log, redis_url: str) -> None:
     """Under `appendfsync always` the target fsyncs once a page, not once for each 16 KB
-    of it it reads: the page's writes are queued and run by one EXEC."""
-    await hanoi_in(source)
+    of it it reads: the page's writes are queued and run by one EXEC. Its stream entries
+    in order, then a story's records in one `RPUSH`, a partition's dedup entries in one
+    `HSET`."""
+    stories = await hanoi_in(source)
     target = connect(redis_url.removesuffix("/0") + "/3", max_connections=1)
     to = Keys(source.keys.prefix, 8)
     try:
@@ -135,7 +137,9 @@ async def test_a_page_goes_to_one_server_as_one_transaction(source: Log, redis_u
             "EXEC",
         )
         updates = sum([await source.redis.xlen(log) for log in source.keys.logs()])
-        assert seen == ["MULTI", *["XADD", "RPUSH", "HSET"] * updates, "EXEC"]
+        partitions = {to.partition(s) for s in stories}
+        rpushes, hsets = ["RPUSH"] * len(stories), ["HSET"] * len(partitions)
+        assert seen == ["MULTI", *["XADD"] * updates, *rpushes, *hsets, "EXEC"]
     finally:
         async for key in target.scan_iter(match=f"{to.prefix}:*"):
             await target.delete(key)

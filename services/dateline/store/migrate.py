@@ -256,6 +256,10 @@ class _Writer:
         self.client, self.keys, self.key = client, keys, key
         self.last: dict[int, tuple[int, int]] = {}
         self.commands: list[tuple[str | bytes, ...]] = []
+        self.listed: dict[str, list[bytes]] = {}
+        """A page's records by story list, in order."""
+        self.dedup: dict[str, list[str]] = {}
+        """A page's dedup fields and values by partition."""
         self.queued = 0
 
     def place(self, partition: int, ms: int, seq: int) -> str:
@@ -274,24 +278,25 @@ class _Writer:
         # The list's record sealed as `seal_log` would seal it after (its stream entry,
         # at or before the partition's marker, stays as it is), so that it need not.
         listed = moved if self.key is None else seal(self.key, moved)
-        self.commands += (
-            ("XADD", keys.log(partition), eid, "__data__", moved),
-            ("RPUSH", keys.story(stored.subject, partition), listed),
-            (
-                "HSET",
-                keys.ids(partition),
-                dedup_field(stored.source, stored.id),
-                f"{stored.version} {position} {stored.subject}",
-            ),
+        self.commands.append(("XADD", keys.log(partition), eid, "__data__", moved))
+        self.listed.setdefault(keys.story(stored.subject, partition), []).append(listed)
+        self.dedup.setdefault(keys.ids(partition), []).extend(
+            (dedup_field(stored.source, stored.id), f"{stored.version} {position} {stored.subject}")
         )
         self.queued += 1
         if self.queued >= PAGE:
             await self.flush()
 
     async def flush(self) -> None:
+        """The page: its stream entries in order, then a story's records of it in one
+        `RPUSH` and a partition's dedup entries in one `HSET` (a third of the commands
+        there were, one of each a record, for the same writes in the same transaction)."""
         if self.queued:
-            await sent_by_slot(self.client, self.commands, whole=True)
-            self.commands = []
+            page = self.commands
+            page += [("RPUSH", key, *records) for key, records in self.listed.items()]
+            page += [("HSET", key, *fields) for key, fields in self.dedup.items()]
+            await sent_by_slot(self.client, page, whole=True)
+            self.commands, self.listed, self.dedup = [], {}, {}
             self.queued = 0
 
 
