@@ -1,8 +1,9 @@
-"""Pages of commands on a cluster (`connection.sent_by_slot`), as a restore, a migrate
-or a rebuild sends them: each slot's commands to the node that owns it, as a
-transaction when whole, the replies in the order given; a slot's part refused whole,
-nothing of it written, when a command in it spans slots; an error inside raises, and
-the connections serve the next page."""
+"""Pages of commands on a cluster, as a restore, a migrate or a rebuild sends them
+(`connection.sent_whole` for writes, `sent_by_slot` for reads): each slot's commands to
+the node that owns it, a transaction a slot for writes, the replies in the order given;
+a slot's part refused whole, nothing of it written, when a command in it spans slots; an
+error inside raises, and the connections serve the next page; a slot that moved is
+followed once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ClusterCrossSlotError, ResponseError
 
-from dateline.store.connection import open_client, sent_by_slot
+from dateline.store.connection import open_client, sent_by_slot, sent_whole
 
 
 async def test_pages_go_slot_by_slot_and_come_back_in_order(cluster_url: str) -> None:
@@ -23,24 +24,24 @@ async def test_pages_go_slot_by_slot_and_come_back_in_order(cluster_url: str) ->
     listed, named = f"{one}:list", f"{two}:name"
     try:
         written = [("RPUSH", listed, "a"), ("SET", named, "b"), ("RPUSH", listed, "c")]
-        assert await sent_by_slot(client, written, whole=True) == [1, b"OK", 2]
+        assert await sent_whole(client, written) == [1, b"OK", 2]
         read = [("LRANGE", listed, 0, -1), ("GET", named), ("LLEN", listed)]
-        assert await sent_by_slot(client, read, whole=False) == [[b"a", b"c"], b"b", 2]
+        assert await sent_by_slot(client, read) == [[b"a", b"c"], b"b", 2]
 
         # A command whose keys span slots: its slot's part is refused as it is queued,
         # and EXEC then runs none of it.
         spanning = [("RPUSH", listed, "d"), ("MSET", f"{one}:x", "1", f"{two}:y", "2")]
         with pytest.raises(ClusterCrossSlotError):
-            await sent_by_slot(client, spanning, whole=True)
+            await sent_whole(client, spanning)
         assert await client.lrange(listed, 0, -1) == [b"a", b"c"]
 
         # An error as it runs: the others are applied (a transaction does not roll back),
         # and the caller hears of it.
         wrong = [("RPUSH", named, "e"), ("SET", f"{two}:z", "f")]
         with pytest.raises(ResponseError, match="WRONGTYPE"):
-            await sent_by_slot(client, wrong, whole=True)
+            await sent_whole(client, wrong)
         assert await client.get(f"{two}:z") == b"f"
-        assert await sent_by_slot(client, [("LLEN", listed), ("GET", named)], whole=False) == [
+        assert await sent_by_slot(client, [("LLEN", listed), ("GET", named)]) == [
             2,
             b"b",
         ]
@@ -64,8 +65,8 @@ async def test_a_slot_that_moved_is_followed_to_its_node(cluster_url: str) -> No
         owner = cluster.nodes_manager.get_node_from_slot(slot)
         other = next(n for n in cluster.get_primaries() if n.name != owner.name)
         cluster.nodes_manager.slots_cache[slot] = [other]  # stale
-        assert await sent_by_slot(client, [("RPUSH", listed, "a")], whole=True) == [1]
-        assert await sent_by_slot(client, [("LRANGE", listed, 0, -1)], whole=False) == [[b"a"]]
+        assert await sent_whole(client, [("RPUSH", listed, "a")]) == [1]
+        assert await sent_by_slot(client, [("LRANGE", listed, 0, -1)]) == [[b"a"]]
         assert cluster.nodes_manager.get_node_from_slot(slot).name == owner.name
     finally:
         await client.delete(listed)

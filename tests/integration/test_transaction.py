@@ -1,6 +1,7 @@
 """`sent_whole` (`store/connection.py`): a rebuild's chunk of writes in one round trip,
 applied as one transaction on one server, so that under `appendfsync always` the server
-fsyncs once for the chunk rather than once for each 16 KB of it it reads."""
+fsyncs once for the chunk rather than once for each 16 KB of it it reads; on a cluster,
+a transaction a slot, each on its node (`tests/integration/test_slot_writes.py`)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from dateline.domain.state import StoryState
 from dateline.projector.handler import ProjectorHandler
 from dateline.runtime import Runner, RunnerConfig
 from dateline.runtime.heap import tune_collector
-from dateline.store.connection import described, open_client, sent_by_slot
+from dateline.store.connection import described, open_client, sent_by_slot, sent_whole
 from dateline.store.doorbell import SWITCH
 from dateline.store.layout import Keys, group_of, read_models_pattern, replay_key
 from dateline.store.log import Log, story_of
@@ -59,7 +59,7 @@ def _start(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 async def _histories(client: aioredis.Redis, keys: Keys, chunk: list[str]) -> list[list[bytes]]:
     reads = [("LRANGE", keys.story(s), 0, -1) for s in chunk]
-    return cast(list[list[bytes]], await sent_by_slot(client, reads, whole=False))
+    return cast(list[list[bytes]], await sent_by_slot(client, reads))
 
 
 class WorkerDied(RuntimeError):
@@ -157,7 +157,7 @@ async def _fold_histories(
     Folding is this process's work and reading and writing are the server's: the next
     chunk's histories are asked for, and the last chunk's writes sent, before this chunk
     is folded, so the two run side by side (1.15x the rebuild rate, 1M updates, 2 cores).
-    A chunk's writes go as one transaction (`sent_by_slot`): one fsync a chunk under
+    A chunk's writes go as one transaction (`sent_whole`): one fsync a chunk under
     `appendfsync always`, not one each 16 KB the server reads of them.
     """
     client, keys = log.redis, log.keys
@@ -186,7 +186,7 @@ async def _fold_histories(
                 updates += len(history)
             await writing
             # The new version starts empty: its keys are written whole.
-            writing = _start(sent_by_slot(store, models.commands(changes).commands, whole=True))
+            writing = _start(sent_whole(store, models.commands(changes).commands))
             await asyncio.sleep(0)
             on_progress(sum(len(h) for h in histories))
             if report is not None:

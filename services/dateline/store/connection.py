@@ -375,31 +375,41 @@ async def sent_whole(
     (2 to 4 MB) cost it a hundred fsyncs or more, and a worker's reads waited behind
     them. Queued, the commands write nothing until EXEC runs them in one turn: one fsync.
     A command that fails inside raises here, as `sent` would (the others are applied).
-    On a cluster, whose commands go to many nodes, no transaction spans them: `sent`."""
+    On a cluster, whose commands go to many nodes and no transaction spans them: a
+    transaction a slot (`_by_slot`), so each command's keys must lie in its first key's
+    slot, as a partition's or a read-model region's do by their slot tags."""
     if is_cluster(client):
-        return await sent(client, commands)
+        return await _by_slot(cast(RedisCluster, client), commands, whole=True)
     return _applied((await in_turn(client, ("MULTI",), *commands, ("EXEC",)))[-1])
 
 
 async def sent_by_slot(
-    client: aioredis.Redis, commands: Sequence[tuple[EncodableT, ...]], *, whole: bool
+    client: aioredis.Redis, commands: Sequence[tuple[EncodableT, ...]]
 ) -> list[Any]:
-    """Commands whose keys each lie in their first key's slot (a partition's or a
-    region's, by its slot tag), their replies in order: on one server `sent_whole` if
-    `whole`, else `sent`. On a cluster, each slot's commands go to the node that owns it
-    as `in_turn` sends them, inside MULTI and EXEC if `whole`, the slots side by side.
-    Not through a cluster pipeline, which finds each command's slot with its parser and
-    reads each reply under a timer of its own: most of a restore's CPU on a cluster
-    (11.9k updates/s against 33k to 37k this way), and a third of a rebuild's. A slot
-    that moved is followed once (`_following`); any other error raises."""
-    if not is_cluster(client):
-        return await (sent_whole if whole else sent)(client, commands)
+    """`sent` for commands whose keys lie in their first key's slot (a copy's or a
+    rebuild's reads), on a cluster as `_by_slot` sends them, not through its pipeline.
+    Not for the services' own calls: a pipeline sends a command again after a lost
+    connection, as a failover needs; these raise, and a copy or rebuild says so."""
+    if is_cluster(client):
+        return await _by_slot(cast(RedisCluster, client), commands, whole=False)
+    return await sent(client, commands)
+
+
+async def _by_slot(
+    cluster: RedisCluster, commands: Sequence[tuple[EncodableT, ...]], *, whole: bool
+) -> list[Any]:
+    """On a cluster, each slot's commands (by their first key) to the node that owns it,
+    as `in_turn` sends them, inside MULTI and EXEC if `whole`, the slots side by side;
+    the replies in order. Not through a cluster pipeline, which finds each command's
+    slot with its parser and reads each reply under a timer of its own: most of a
+    restore's CPU on a cluster (11.9k updates/s against 33k to 37k this way), and a
+    third of a rebuild's. A slot that moved is followed once (`_following`); any other
+    error raises."""
     by_slot: dict[int, list[int]] = {}
     for i, command in enumerate(commands):
         key = command[1]
         named = key.encode() if isinstance(key, str) else cast(bytes, key)
         by_slot.setdefault(key_slot(named), []).append(i)
-    cluster = cast(RedisCluster, client)
     await cluster.initialize()  # at once when it knows the layout already
     parts = zip(by_slot, ([commands[i] for i in at] for at in by_slot.values()), strict=True)
     got = await asyncio.gather(

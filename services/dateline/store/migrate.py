@@ -38,7 +38,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.store.connection import sent_by_slot
+from dateline.store.connection import sent_by_slot, sent_whole
 from dateline.store.layout import (
     DELIVER_GROUP,
     Keys,
@@ -249,7 +249,7 @@ class _Writer:
     turn, so a target under `appendfsync always` fsyncs once a page rather than once for
     each 16 KB of it that it reads (`connection.sent_whole` says more). On a cluster, a
     transaction a partition (its keys share a slot), side by side
-    (`connection.sent_by_slot`). The commands go as they are, without a pipeline
+    (`connection.sent_whole`). The commands go as they are, without a pipeline
     object: its reply callbacks and timers took two thirds of a restore's time."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, key: bytes | None) -> None:
@@ -295,7 +295,7 @@ class _Writer:
             page = self.commands
             page += [("RPUSH", key, *records) for key, records in self.listed.items()]
             page += [("HSET", key, *fields) for key, fields in self.dedup.items()]
-            await sent_by_slot(self.client, page, whole=True)
+            await sent_whole(self.client, page)
             self.commands, self.listed, self.dedup = [], {}, {}
             self.queued = 0
 
@@ -508,7 +508,7 @@ async def _page_of_lists(
     """`stories`' lists in one round trip (on a cluster, one a partition, side by side)."""
     if not stories:
         return {}
-    got = await sent_by_slot(target, [("LRANGE", to.story(s), 0, -1) for s in stories], whole=False)
+    got = await sent_by_slot(target, [("LRANGE", to.story(s), 0, -1) for s in stories])
     return dict(zip(stories, cast(list[list[bytes]], got), strict=True))
 
 

@@ -42,7 +42,7 @@ from redis.exceptions import ResponseError
 
 from dateline.domain.positions import stream_id
 from dateline.store import scripts
-from dateline.store.connection import sent_by_slot
+from dateline.store.connection import sent_by_slot, sent_whole
 from dateline.store.functions import no_functions
 from dateline.store.layout import Keys
 
@@ -470,7 +470,7 @@ async def _seal_lists(
     # As commands, not a pipeline object (its reply callbacks and timers were most of a
     # page's time), the writes in one transaction: one fsync a page under `always`.
     reads = [("LINDEX", list_key, index) for _, _, list_key, index in places]
-    found = await sent_by_slot(client, reads, whole=False)
+    found = await sent_by_slot(client, reads)
     writes: list[tuple[str | int | bytes, ...]] = []
     bad = []
     for (eid, raw, list_key, index), listed in zip(places, found, strict=True):
@@ -479,7 +479,7 @@ async def _seal_lists(
         elif listed is None or not _sealed(key, listed):
             bad.append(f"{partition}:{eid}")
     if writes:
-        await sent_by_slot(client, writes, whole=True)
+        await sent_whole(client, writes)
     return len(writes), bad
 
 
