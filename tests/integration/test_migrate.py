@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -26,7 +27,7 @@ from dateline.ingest.wire import CE_BATCH
 from dateline.store import migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
-from dateline.store.connection import connect, open_client
+from dateline.store.connection import connect, open_client, sent_by_slot
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log, LogMoving
 from dateline.store.seal import Sealing, is_sealed, seal_log, sealing_key
@@ -196,11 +197,20 @@ async def test_the_check_finds_a_copy_that_differs(source: Log, redis_url: str) 
 
 @pytest.mark.parametrize("where", ["server", "cluster"])
 async def test_the_check_reads_stories_by_the_page_and_names_each_that_differs(
-    source: Log, where: str, request: pytest.FixtureRequest
+    source: Log, where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """300 stories of about 10 updates: several pages of lists a round trip (on a
-    cluster, a partition's part of each on its node); a story cut short in the first
-    page and one changed in the last are named, in the order of the stories."""
+    """300 stories of about 10 updates: 3,000 records read in 3 or 4 pages, not 300
+    reads (on a cluster, a partition's part of each page on its node); a story cut short
+    in the first page and one changed in the last are named, in the order of the
+    stories."""
+    pages: list[int] = []
+    read = sent_by_slot
+
+    async def counted(client: aioredis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pages.append(len(commands))
+        return await read(client, commands)
+
+    monkeypatch.setattr(migrate, "sent_by_slot", counted)
     generated = newsroom_updates(3_000, 300)
     for i in range(0, len(generated), 1000):
         results = await source.append(generated[i : i + 1000])
@@ -213,6 +223,7 @@ async def test_the_check_reads_stories_by_the_page_and_names_each_that_differs(
         checks = await migrate.copy_log(source.redis, source.sealing, target, to)
         assert len(checks) == 300
         assert await migrate.check(target, to, checks) == []
+        assert 3 <= len(pages) <= 4 and sum(pages) == 300, pages
         stories = list(checks)
         first, last = stories[0], stories[-1]
         await target.rpop(to.story(first))
