@@ -382,6 +382,37 @@ async def test_parked_updates_are_redriven_once_to_the_outboxes_that_lacked_them
     assert (await subs.held("steady"), await subs.held("flaky")) == ([], [])
 
 
+async def test_a_failed_fan_out_raises_once_every_outbox_write_has_landed(log: Log) -> None:
+    """One subscription's outbox fails at once while another's is still being written:
+    the kit hears of the failure only after that write landed, so the parking that
+    follows finds the update there and notes it missed by the broken one alone (a
+    redrive sends it once). A CI run once saw both noted: the write landed after."""
+    subs = Subscriptions(log.redis, log.keys)
+    for name in ("steady", "flaky"):
+        await subs.add("https://example.org/", name=name)
+    await log.append([statement("a-story", "s1")])
+    batch = await _batch(log, "a-story")
+    broken = Subscriptions(log.redis, log.keys)
+    to_outbox = broken.to_outbox
+
+    async def failing(sub: Subscription, *args: Any, **kw: Any) -> int:
+        if sub.name == "flaky":
+            raise RuntimeError("flaky's outbox is broken")
+        await asyncio.sleep(0.2)  # a slow node, a replica's WAIT
+        return await to_outbox(sub, *args, **kw)
+
+    broken.to_outbox = failing  # type: ignore[method-assign]
+    fanout = Fanout(lambda: broken)
+    with pytest.raises(RuntimeError, match="broken"):
+        await fanout(batch)
+    assert _positions(await subs.window("steady", 10)) == [batch.entries[0].position]
+    await fanout.parking(batch)
+    assert (await subs.held("steady"), await subs.held("flaky")) == (
+        [],
+        [batch.entries[0].position],
+    )
+
+
 async def test_discarding_the_fan_outs_parked_updates_forgets_who_missed_them(
     log: Log, url: str
 ) -> None:

@@ -16,7 +16,6 @@ STORY --group deliver`) adds those, each once (`store/scripts/refan.lua`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -25,6 +24,7 @@ import structlog
 from dateline.kit import Batch, LogEntry
 from dateline.runtime.metrics import FANNED_OUT
 from dateline.store.subscriptions import Fields, Subscription, Subscriptions
+from dateline.store.together import gathered
 
 
 class _Head(msgspec.Struct):
@@ -117,7 +117,9 @@ class Fanout:
             return {}
         wanted = await self.replicas() if registry.cluster else 0
         kw = {"replicas": wanted, "replica_timeout_ms": self.replica_timeout_ms}
-        done = await asyncio.gather(*(step(registry, sub, share, kw) for sub, share in routed))
+        # Every step landed or failed before the kit retries or parks: `parking` asks
+        # each outbox what it lacks, and one still being written would be noted as missed.
+        done = await gathered(*(step(registry, sub, share, kw) for sub, share in routed))
         return {sub.name: n for (sub, _), n in zip(routed, done, strict=True)}
 
 

@@ -29,6 +29,7 @@ from dateline.deliver.webhook import Headers, Signer, message_id, request
 from dateline.runtime.metrics import DELIVERIES, DELIVERY_SECONDS
 from dateline.store.connection import UNREACHABLE, described, outage
 from dateline.store.subscriptions import Parked, RetryState, Subscription, Subscriptions
+from dateline.store.together import gathered
 
 log = structlog.get_logger("dateline.deliver")
 Entry = tuple[str, dict[bytes, bytes]]
@@ -205,7 +206,7 @@ class Worker:
         stories: dict[str, list[Entry]] = {}
         for entry in entries:
             stories.setdefault(entry[1].get(b"story", b"").decode(), []).append(entry)
-        results = await asyncio.gather(
+        results = await gathered(  # a story still sending when the round is tried again
             *(self._story(sub, s, chain, retries, s in held) for s, chain in stories.items())
         )
         if any(progress for progress, _ in results):

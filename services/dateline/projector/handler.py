@@ -65,6 +65,7 @@ from dateline.store.connection import in_turn, is_cluster, sent
 from dateline.store.doorbell import bell
 from dateline.store.log import Log
 from dateline.store.readmodels import RECALL, Change, Command, ReadModels
+from dateline.store.together import gathered
 
 T = TypeVar("T")
 logger = structlog.get_logger("dateline.projector")
@@ -200,9 +201,7 @@ class ProjectorHandler:
             if len(prepared.calls) == 1:  # one server: no task to gather
                 written = [await self._call(*prepared.calls[0])]
             else:
-                written = await asyncio.gather(
-                    *(self._call(keys, args) for keys, args in prepared.calls)
-                )
+                written = await gathered(*(self._call(keys, args) for keys, args in prepared.calls))
         except BaseException:  # whether it was written is unknown: read them again
             self.forget(prepared)
             self.carry.clear()
@@ -467,7 +466,7 @@ class ProjectorHandler:
                 self.landed.update({int(m[2]): str(m[3]) for m in moves})
             return
         if self.log.cluster:  # a call a partition: its checkpoint and stream share a slot
-            await asyncio.gather(
+            await gathered(
                 *(
                     self._settle(
                         keys=[stream],
@@ -503,7 +502,7 @@ class ProjectorHandler:
                 others.append(command)
         if others:
             await sent(self.client, others)
-        replies = await asyncio.gather(
+        replies = await gathered(
             *(self._acked(keys=[s], args=[self.group, *ids[s]]) for s in streams)
         )
         return cast(list[bytes | None], replies)

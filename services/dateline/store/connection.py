@@ -48,6 +48,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from dateline.store.together import gathered
+
 T = TypeVar("T")
 
 _WAIT_FOR_KEEPS_CANCELS = sys.version_info >= (3, 12)  # wait_for is built on timeout there
@@ -412,14 +414,9 @@ async def _by_slot(
         by_slot.setdefault(key_slot(named), []).append(i)
     await cluster.initialize()  # at once when it knows the layout already
     parts = zip(by_slot, ([commands[i] for i in at] for at in by_slot.values()), strict=True)
-    got = await asyncio.gather(
-        *(_following(cluster, slot, part, whole) for slot, part in parts),
-        return_exceptions=True,  # every slot's part landed or failed, then raise
-    )
+    got = await gathered(*(_following(cluster, slot, part, whole) for slot, part in parts))
     replies: list[Any] = [None] * len(commands)
     for at, part in zip(by_slot.values(), got, strict=True):
-        if isinstance(part, BaseException):
-            raise part
         for i, reply in zip(at, part, strict=True):
             replies[i] = reply
     return replies

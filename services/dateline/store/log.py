@@ -25,6 +25,7 @@ from dateline.store.connection import appender_of, is_cluster, open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.replies import as_text, as_text_or_none
 from dateline.store.seal import FLAT_FUNCTION, Sealing, unsealed_log
+from dateline.store.together import gathered
 from dateline_schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_UPDATES,
@@ -455,7 +456,7 @@ class Log:
                 f"script call): its stories are in partitions {named}. Send one batch a "
                 "story, or stories that share a partition"
             )
-        done = await asyncio.gather(*(self._run_part(p, wanted) for p in parts))
+        done = await gathered(*(self._run_part(p, wanted) for p in parts))  # then answer
         results = list(prepared.results)
         reached = wanted
         for part, (replies, confirmed) in zip(parts, done, strict=True):
