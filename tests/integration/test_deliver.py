@@ -20,7 +20,8 @@ from standardwebhooks import Webhook
 
 from dateline.deliver.app import DeliveryService, create_app
 from dateline.deliver.fanout import Fanout
-from dateline.deliver.worker import RetryPolicy
+from dateline.deliver.webhook import Headers
+from dateline.deliver.worker import Outcome, RetryPolicy, Sender, Worker
 from dateline.kit import Batch, LogEntry
 from dateline.runtime import groups, status
 from dateline.store.config import Settings
@@ -30,6 +31,7 @@ from dateline.store.log import Log
 from dateline.store.subscriptions import (
     Fields,
     OutboxNotReplicated,
+    RetryState,
     Subscription,
     Subscriptions,
 )
@@ -411,6 +413,45 @@ async def test_a_failed_fan_out_raises_once_every_outbox_write_has_landed(log: L
         [],
         [batch.entries[0].position],
     )
+
+
+class _SlowOrFailing(Sender):
+    """A receiver that fails `failing`'s updates at once and takes its time over others."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing, self.got = failing, list[str]()
+
+    async def post(self, sub: Subscription, headers: Headers, body: bytes, _: float) -> Outcome:
+        story = msgspec.json.decode(body)["subject"]
+        if story == self.failing:
+            return Outcome(500, "HTTP 500")
+        await asyncio.sleep(0.2)
+        self.got.append(story)
+        return Outcome(204, "")
+
+
+async def test_a_round_that_fails_raises_once_its_other_stories_settled(log: Log) -> None:
+    """A story whose retry state cannot be written fails the round; the other story's
+    delivery, under way, is finished and acknowledged first, so the round tried again
+    does not send it a second time beside the first."""
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/", name="desk")
+    other = _beside(log, "a-story")
+    await log.append([statement("a-story", "s1"), statement(other, "s1")])
+    batch = await _batch(log, "a-story")
+    await Fanout(lambda: subs)(batch)
+    broken = Subscriptions(log.redis, log.keys)
+
+    async def failed(name: str, entry: str, state: RetryState) -> None:
+        raise RuntimeError("the retry state cannot be written")
+
+    broken.failed = failed  # type: ignore[method-assign]
+    sender = _SlowOrFailing("a-story")
+    with pytest.raises(RuntimeError, match="retry state"):
+        await Worker(broken, "desk", sender, FAST).run(asyncio.Event())
+    assert sender.got == [other]
+    assert _positions(await subs.window("desk", 10)) == [batch.entries[0].position]
 
 
 async def test_discarding_the_fan_outs_parked_updates_forgets_who_missed_them(
