@@ -17,6 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import REGISTRY
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from standardwebhooks import Webhook
+from structlog.testing import capture_logs
 
 from dateline.deliver.app import DeliveryService, create_app
 from dateline.deliver.fanout import Fanout
@@ -413,6 +414,22 @@ async def test_a_failed_fan_out_raises_once_every_outbox_write_has_landed(log: L
         [],
         [batch.entries[0].position],
     )
+
+
+async def test_a_worker_that_fails_as_the_service_stops_is_said(log: Log, url: str) -> None:
+    """A worker's error as the service stops, after the follower last looked, is logged
+    as it is collected, not dropped."""
+
+    with capture_logs() as logs:
+        async with delivering(log, url, FAST) as service:
+
+            async def failing() -> None:
+                await service.stop_event.wait()
+                raise RuntimeError("the worker's round broke")
+
+            service.workers["desk"] = asyncio.create_task(failing())
+    said = [(e["event"], e.get("subscription"), e.get("error")) for e in logs]
+    assert said[-1] == ("worker failed", "desk", 'RuntimeError("the worker\'s round broke")')
 
 
 class _SlowOrFailing(Sender):

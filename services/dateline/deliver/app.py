@@ -51,7 +51,10 @@ class DeliveryService:
             self._follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follow
-        await asyncio.gather(*self.workers.values(), return_exceptions=True)
+        ended = await asyncio.gather(*self.workers.values(), return_exceptions=True)
+        for name, failed in zip(self.workers, ended, strict=True):
+            if isinstance(failed, Exception):  # one the follower had not yet seen
+                log.error("worker failed", subscription=name, error=described(failed))
         self.workers.clear()
         await self.sender.aclose()
         await self.subscriptions.client.aclose()
