@@ -328,8 +328,17 @@ class DatelineLog:
             await _stopped(sub)
         self._subscribers.clear()
         if self._client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._lease.release(0)
+            except UNREACHABLE:  # the outage is said where it was met; the lease lapses
+                pass
+            except Exception as exc:  # it lapses by itself: another process waits that long
+                log.warning(
+                    "the lease was not given back; it lapses in its time",
+                    group=self.group,
+                    lapses_in_ms=self.lease_ttl_ms,
+                    error=described(exc),
+                )
             await self._client.aclose()
             self._client = None
 

@@ -125,6 +125,29 @@ async def test_a_stopped_app_leaves_no_task_reading_the_log(log: Log, url: str) 
         assert left == [], f"round {n}: {left}"
 
 
+async def test_a_lease_not_given_back_at_stop_is_said(log: Log, url: str) -> None:
+    """The next process waits for the lease to lapse: the stop says why, and how long.
+    (A server out of reach is said where it was met, and not again here.)"""
+    kit = kit_for(log, url)
+    recorded(kit)
+    app = kit.app()
+    await app.start()
+    release = kit._lease.release
+
+    async def refused(partition: int) -> None:
+        await release(partition)
+        raise aioredis.ResponseError("NOPERM this user has no permissions to run 'fcall'")
+
+    kit._lease.release = refused  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await app.stop()
+    said = [e for e in logs if e["event"].startswith("the lease was not given back")]
+    assert [(e["group"], e["lapses_in_ms"], e["log_level"]) for e in said] == [
+        ("cms", 1000, "warning")
+    ]
+    assert "NOPERM" in said[0]["error"]
+
+
 def _zero(log: Log) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return await pending(log) == 0
