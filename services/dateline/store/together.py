@@ -4,9 +4,9 @@
 caller that then retries, parks or answers does so while its other writes are still
 landing. Seen: the fan-out raised for one subscription's outbox while another's was
 still being written, and the kit, parking the update, found that outbox without it
-and noted it as missed, so a redrive sent it twice (a CI run, one in many). Here every
-step has landed or failed when the caller goes on; the first failure is raised, and
-any other is added to its notes, so none is dropped unseen.
+and noted it as missed, so a redrive would have sent it twice (a CI run, one in
+many). Here every step has landed or failed when the caller goes on; the first failure
+is raised, and any other is added to its notes, so none is dropped unseen.
 """
 
 from __future__ import annotations
