@@ -94,6 +94,21 @@ async def test_atomic_batch_over_http(client: Client) -> None:
     assert await written(client.log) == []
 
 
+async def test_a_parameter_ingest_does_not_take_is_refused_and_writes_nothing(
+    client: Client,
+) -> None:
+    """`?atomc=true` read as absent would write the batch's good updates alone."""
+    docs = [update(id="y1"), update(id="y2", expectedversion=9)]
+    r = await client.post(json.dumps(docs).encode(), CE_BATCH, atomc="true")
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"] == ("atomc: not a parameter of POST /v1/updates (it takes atomic)")
+    r = await client.post(encode(update(id="y3")), dry_run="true")
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"].startswith("dry_run: not a parameter")
+    assert await written(client.log) == []
+
+
 class Hostile(NamedTuple):
     name: str
     body: bytes

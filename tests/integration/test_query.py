@@ -229,6 +229,39 @@ async def test_bad_requests_are_refused_with_a_problem_naming_the_parameter(
     assert names in r.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "unknown", "takes"),
+    [
+        (f"/v1/stories/{STORY}?asof=2100-01-01T00:00:00Z", "asof", "as_of, at_version"),
+        (f"/v1/stories/{STORY}?min_postion=1:1-0", "min_postion", "min_position, wait"),
+        (f"/v1/stories/{STORY}/timeline?version=2", "version", "as_of, at_version"),
+        (f"/v1/stories/{STORY}/history?since=1", "since", "as_of, at_version"),
+        ("/v1/stories?limit=2&offset=2", "offset", "limit, min_position, overdue, status"),
+        ("/v1/schedule?until=2019-03-01T00:00:00Z", "until", "from, min_position, to"),
+        (f"/v1/stories/{STORY}/live?patch=true", "patch", "last_event_id, patches"),
+        (f"/v1/stories/{STORY}/jsonld?lang=en", "lang", "it takes none"),
+        ("/v1/me?x=1&y=2", "x, y", "not parameters"),
+    ],
+)
+async def test_a_parameter_the_route_does_not_take_is_refused_naming_those_it_does(
+    log: Log, app: Projector, api: httpx.AsyncClient, path: str, unknown: str, takes: str
+) -> None:
+    """Ignored, each would answer 200 with something else than was asked: the story now,
+    a read that does not wait for the client's write, every entry from the first."""
+    await publish_hanoi(log, app, upto=2)
+    async with api.stream("GET", path) as r:  # a live route taken as asked would not end
+        assert r.status_code == 400, r.status_code
+        assert r.headers["content-type"].startswith("application/problem+json")
+        detail = msgspec.json.decode(await r.aread())["detail"]
+    assert detail.startswith(f"{unknown}: not"), detail
+    assert takes in detail, detail
+    # The same routes with what they take answer as before.
+    right = {"asof": "as_of", "min_postion": "min_position", "version": "at_version"}
+    if unknown in right:
+        fixed = path.replace(f"{unknown}=", f"{right[unknown]}=")
+        assert (await api.get(fixed)).status_code == 200
+
+
 async def test_exports_carry_the_story(log: Log, app: Projector, api: httpx.AsyncClient) -> None:
     await publish_hanoi(log, app)
     r = await api.get(f"/v1/stories/{STORY}/jsonld")

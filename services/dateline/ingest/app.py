@@ -52,6 +52,7 @@ from dateline.web.headers import secure_headers
 from dateline.web.limits import rate_limited
 from dateline.web.probes import ops_bearer, probe_routes, timed
 from dateline.web.problems import Refused, handlers, refuse_control_characters, respond
+from dateline.web.taken import Taken
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
 
 log = structlog.get_logger("dateline.ingest")
@@ -301,24 +302,28 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
             openapi_json = _encode(document())
         return Response(openapi_json, media_type="application/json")
 
-    return Litestar(
-        route_handlers=[
-            updates,
-            openapi,
-            *probe_routes(
-                lambda: ctx.log.redis,
-                may_scrape=ops_bearer(lambda: ctx.log.redis, settings.prefix),
-            ),
-        ],
-        before_send=[secure_headers],
-        middleware=[
-            refuse_control_characters,
-            rate_limited(settings.rate_limit, "ingest"),
-            timed("ingest"),
-        ],
-        openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
-        on_startup=[startup],
-        on_shutdown=[shutdown],
-        exception_handlers=handlers("ingest"),
-        debug=False,
+    taken = Taken()
+    return taken.learn(
+        Litestar(
+            route_handlers=[
+                updates,
+                openapi,
+                *probe_routes(
+                    lambda: ctx.log.redis,
+                    may_scrape=ops_bearer(lambda: ctx.log.redis, settings.prefix),
+                ),
+            ],
+            before_send=[secure_headers],
+            before_request=taken.check,
+            middleware=[
+                refuse_control_characters,
+                rate_limited(settings.rate_limit, "ingest"),
+                timed("ingest"),
+            ],
+            openapi_config=None,  # ours is served at /v1/openapi.json, from the Structs
+            on_startup=[startup],
+            on_shutdown=[shutdown],
+            exception_handlers=handlers("ingest"),
+            debug=False,
+        )
     )

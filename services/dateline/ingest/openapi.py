@@ -21,7 +21,8 @@ from dateline_schemas.updates import LOG_FIELDS
 _REF = "#/components/schemas/{name}"
 
 _REFUSALS = {
-    "400": "The body cannot be split into updates (not JSON, not an array, empty).",
+    "400": "The body cannot be split into updates (not JSON, not an array, empty), or a "
+    "query parameter is not one the route takes (`atomic`); the detail names it.",
     "401": "No valid, unrevoked feed token.",
     "403": "An update is outside the feed's source, story prefixes or types; nothing written.",
     "409": "An expectedversion did not match; `results` says what happened to each update.",

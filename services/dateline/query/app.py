@@ -41,6 +41,7 @@ from dateline.web.headers import secure_headers
 from dateline.web.limits import bound_requests, rate_limited
 from dateline.web.probes import probe_routes, timed
 from dateline.web.problems import Problem, handlers, refuse_control_characters, respond, urn
+from dateline.web.taken import Taken
 
 log = structlog.get_logger("dateline.query")
 STATIC = Path(__file__).parent / "static"
@@ -139,6 +140,7 @@ def create_app(
         bound_requests(settings.max_requests),
         timed("query"),
     ]
+    taken = Taken()
     app = Litestar(
         route_handlers=[
             *stories.routes(),
@@ -174,6 +176,7 @@ def create_app(
             ),
         ),
         before_send=[secure_headers],
+        before_request=taken.check,
         middleware=[*guards, reader_auth],
         # Off unless origins are listed: a page elsewhere reads the API with a token it
         # holds (never with the dashboard's cookie, which is SameSite=Strict).
@@ -195,6 +198,7 @@ def create_app(
         },
         debug=False,
     )
+    taken.learn(app)
     if kept_reads:
         # In front of the router, inside `Litestar.__call__` (its `before_send` hooks).
         app.asgi_handler = KeptReads(

@@ -83,7 +83,7 @@ once `min_position` is applied, or refuses; its parameters are documented on eac
 
 _WHY = {
     304: "The client's copy (If-None-Match) is current.",
-    400: "A parameter is malformed; the detail names it.",
+    400: "A parameter is malformed, or not one the route takes; the detail names it.",
     401: "No reader's token (`Authorization: Bearer`), or session, or one that is unknown or"
     " revoked.",
     403: "The reader's role may not: `/v1/status` is for `ops`.",
@@ -104,7 +104,7 @@ def documented(
         200: ResponseSpec(ok, media_type=media_type, generate_examples=False),
         304: ResponseSpec(None, description=_WHY[304]),
     }
-    for code in (401, 429, *errors):
+    for code in (400, 401, 429, *errors):  # 400: any route refuses a parameter it does not take
         specs[code] = ResponseSpec(
             Problem, media_type=PROBLEM, description=_WHY[code], generate_examples=False
         )
