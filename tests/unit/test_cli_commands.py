@@ -38,3 +38,30 @@ def test_starting_the_command_imports_no_subcommand() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "['dateline.cli.main']"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["log", "HANOI"],
+        ["story", "hanoi summit"],
+        ["dlq", "show", "trailing-"],
+        ["dlq", "redrive", ""],
+        ["dlq", "discard", "Hanoi", "--yes"],
+    ],
+)
+def test_a_story_argument_that_is_no_story_id_is_refused_before_redis_is_asked(
+    args: list[str],
+) -> None:
+    """Looked up, `HANOI` was said to be a story with no updates: true, and no help."""
+    run = CliRunner().invoke(cli, args, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert run.exit_code == 2, run.output
+    assert "Invalid value for 'STORY': expected a story id" in run.output
+
+
+def test_the_unreadable_entries_story_is_one_dlq_can_show_and_discard() -> None:
+    """Parked entries whose story id could not be read are filed under "" (`DeadLetters`)."""
+    for args in (["dlq", "show", ""], ["dlq", "discard", "", "--yes"]):
+        run = CliRunner().invoke(cli, args, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+        assert "Invalid value for 'STORY'" not in run.output, run.output
+        assert run.exit_code == 1  # past the argument: port 1 answers nobody

@@ -26,6 +26,7 @@ from dateline.store.embedded import (
 )
 from dateline.store.log import Log, PartitionMismatch
 from dateline.store.seal import SealKeyMissing, Unsealed
+from dateline_schemas import RuleError, check_story_id
 
 FC = TypeVar("FC", bound=Callable[..., object])
 T = TypeVar("T")
@@ -154,6 +155,32 @@ _TYPES = click.option("--type", "types", multiple=True, help="Only this update t
 def story_filters(f: FC) -> FC:
     """--story-prefix/--type, repeatable: what a feed may publish, or a subscription hears."""
     return _PREFIXES(_TYPES(f))
+
+
+class StoryId(click.ParamType):  # type: ignore[type-arg]
+    """A story id, checked as the contract writes it: `HANOI` is refused by name, not
+    looked up and reported as a story with no updates. `unreadable`: "" is taken too,
+    the story of parked entries whose id could not be read (`dateline dlq list`)."""
+
+    name = "story"
+
+    def __init__(self, *, unreadable: bool = False) -> None:
+        self.unreadable = unreadable
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        if self.unreadable and value == "":
+            return ""
+        try:
+            check_story_id(value)
+        except RuleError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+story_argument = click.argument("story", type=StoryId())
+parked_story_argument = click.argument("story", type=StoryId(unreadable=True))
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dateline.cli.common import open_log, server, settings
+from dateline.cli.common import open_log, server, settings, story_argument
 from dateline.domain.instants import BadInstant, parse_instant
 from dateline.domain.summary import summarize
 from dateline_schemas import Update, decode_record
@@ -58,7 +58,7 @@ def render(records: list[bytes], story: str) -> Table:
 
 
 @click.command(name="log")
-@click.argument("story")
+@story_argument
 @click.option("--from-version", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--to-version", type=click.IntRange(1), default=None, help="Inclusive.")
 @click.option(

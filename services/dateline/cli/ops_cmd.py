@@ -28,7 +28,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from dateline.cli.common import err, open_log, open_views, settings, stores
+from dateline.cli.common import (
+    err,
+    open_log,
+    open_views,
+    parked_story_argument,
+    settings,
+    stores,
+    story_argument,
+)
 from dateline.projector.ops import rebuild_story, redrive
 from dateline.projector.replay import (
     ReplayFailed,
@@ -148,7 +156,7 @@ def dlq_list(as_json: bool, group: str | None) -> None:
 
 
 @dlq.command(name="show")
-@click.argument("story")
+@parked_story_argument
 @_GROUP
 def dlq_show(story: str, group: str | None) -> None:
     """STORY's parked updates in full: the record, the error and its traceback."""
@@ -166,7 +174,7 @@ def dlq_show(story: str, group: str | None) -> None:
 
 
 @dlq.command(name="redrive")
-@click.argument("story")
+@story_argument
 @click.option(
     "--group",
     default=None,
@@ -233,7 +241,7 @@ async def _kit_redrive(dead: DeadLetters, story: str, wait_s: float) -> str:
 
 
 @dlq.command(name="discard")
-@click.argument("story")
+@parked_story_argument
 @click.confirmation_option(
     prompt="Drop the parked updates and unpark the story, without applying them?"
 )

@@ -20,6 +20,7 @@ from dateline.cli.common import (
     settings,
     stop_on_signals,
     stores,
+    story_argument,
 )
 from dateline.cli.log_cmd import parse_when
 from dateline.domain import project
@@ -77,7 +78,7 @@ def projector_command(batch: int, probe_host: str, probe_port: int) -> None:
 
 
 @click.command(name="story")
-@click.argument("story")
+@story_argument
 @click.option(
     "--as-of",
     "as_of",
