@@ -214,7 +214,7 @@ async def _backed_up(
         start = time.perf_counter()
         checked = backup.verify(path, b"k" * 32)
         await Log(log.redis, to).check_partitions()
-        done = await backup.restore(path, checked.header, log.redis, to)
+        done = await backup.restore(path, checked, log.redis, to)
         wrong = await migrate.check(log.redis, to, done.checks)
         restored = time.perf_counter() - start
         assert wrong == [], wrong
@@ -241,7 +241,7 @@ async def _restored_to_cluster(url: str, path: Path) -> float:
         start = time.perf_counter()
         checked = backup.verify(path, b"k" * 32)
         await Log(target, to).check_partitions()
-        done = await backup.restore(path, checked.header, target, to)
+        done = await backup.restore(path, checked, target, to)
         wrong = await migrate.check(target, to, done.checks)
         took = time.perf_counter() - start
         assert wrong == [], wrong
@@ -291,7 +291,7 @@ async def _sealed_restore(
     checked = backup.verify(path, b"k" * 32)
     await Log(client, to).check_partitions()
     with_key = key if one_pass else None
-    done = await backup.restore(path, checked.header, client, to, seal_key=with_key)
+    done = await backup.restore(path, checked, client, to, seal_key=with_key)
     wrong = await migrate.check(client, to, done.checks, seal_key=with_key)
     sealed = await seal_log(client, to, key, listed=one_pass)
     took = time.perf_counter() - start

@@ -19,14 +19,17 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from dateline.deliver.fanout import route
+from dateline.domain.positions import Position, stream_id
 from dateline.ingest.credentials import Credentials
+from dateline.kit import LogEntry
 from dateline.store import backup, migrate
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
 from dateline.store.log import Log
 from dateline.store.seal import Sealing, opened, seal_log, sealing_key
-from dateline.store.subscriptions import Subscriptions
+from dateline.store.subscriptions import Parked, Subscriptions
 from tests.e2e.processes import DATELINE
 from tests.factories import encode, update
 from tests.integration.conftest import hanoi_in
@@ -43,7 +46,7 @@ async def _restored(path: Path, target: aioredis.Redis, to: Keys, key: bytes | N
     checked = backup.verify(path, key)
     await migrate.check_empty(target, to)
     await Log(target, to).check_partitions()
-    done = await backup.restore(path, checked.header, target, to)
+    done = await backup.restore(path, checked, target, to)
     assert await migrate.check(target, to, done.checks) == []
 
 
@@ -114,6 +117,77 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
             assert group["last-delivered-id"] == last
         [new] = await restored.append([encode(update(subject=stories[0], id="after"))])
         assert new.version == await source.version(stories[0]) + 1
+    finally:
+        await _cleared(target, to.prefix)
+
+
+async def _log_entries(log: Log) -> list[LogEntry]:
+    """Every entry of the log, as the fan-out reads them, in stream-id order."""
+    found = [
+        LogEntry(p, eid.decode() if isinstance(eid, bytes) else eid, fields[b"__data__"])
+        for p in range(log.keys.partitions)
+        for eid, fields in entries_of(await log.redis.xrange(log.keys.log(p)))
+    ]
+    return sorted(found, key=lambda e: (stream_id(e.entry_id), e.partition))
+
+
+def _ids(records: list[bytes]) -> list[str]:
+    return [msgspec.json.decode(r)["id"] for r in records]
+
+
+async def test_a_restore_puts_back_what_each_subscription_was_owed(
+    source: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """`cms` was fanned the first 20 updates, its receiver acknowledged 5 and the sixth
+    was parked; `alerts` (outcomes only) was fanned nothing yet. Restored with twice the
+    partitions: `cms` is owed the 14 in its outbox and the 9 never fanned out, in log
+    order, and its dead letter; `alerts` its outcome. Nothing acknowledged comes back."""
+    registry = Subscriptions(source.redis, source.keys)
+    cms, _ = await registry.add("https://cms.example.org/hooks", name="cms")
+    outcomes = ["dateline.outcome.reported"]
+    await registry.add("https://alerts.example.org/hooks", name="alerts", types=outcomes)
+    await hanoi_in(source)
+    for p in range(source.keys.partitions):
+        await source.redis.xgroup_create(source.keys.log(p), DELIVER_GROUP, id="0", mkstream=True)
+    entries = await _log_entries(source)
+    assert len(entries) == 29
+    for p in range(source.keys.partitions):
+        for sub, share in route([cms], [e for e in entries[:20] if e.partition == p]):
+            await registry.to_outbox(sub, p, share)
+    window = await registry.window("cms", 100)
+    assert len(window) == 20
+    await registry.delivered("cms", [(eid, 200) for eid, _ in window[:5]])
+    sixth, fields = window[5]
+    why = Parked(sixth, fields[b"story"].decode(), fields[b"position"].decode(), "HTTP 500", 9, 1.0)
+    await registry.park("cms", [(sixth, fields, why)])
+    path = tmp_path / "owed.ndjson"
+    written = await _backed_up(source, path)
+    assert (written.unsent, written.parked) == (14 + 9 + 1, 1)
+
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 16)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
+    try:
+        await _restored(path, target, to)
+        restored = Subscriptions(target, to)
+        order = {e.position: n for n, e in enumerate(entries)}
+        owed = sorted([f[b"position"].decode() for _, f in window[6:]], key=order.__getitem__)
+        owed += [e.position for e in entries[20:]]
+        by_position = {e.position: e.raw for e in entries}
+        queued = [f for _, f in await restored.window("cms", 100)]
+        assert _ids([f[b"record"] for f in queued]) == _ids([by_position[x] for x in owed])
+        assert [f[b"record"] for f in queued] == [by_position[x] for x in owed]
+        for f in queued:  # where the restored log holds it
+            position = Position.parse(f[b"position"].decode())
+            assert position.partition == to.partition(f[b"story"].decode())
+            eid = f"{position.id[0]}-{position.id[1]}"
+            [(_, held)] = entries_of(await target.xrange(to.log(position.partition), eid, eid))
+            assert held[b"__data__"] == f[b"record"]
+        [(_, letter)] = await restored.dead_letters("cms")
+        assert (letter.error, letter.attempts, letter.story) == ("HTTP 500", 9, why.story)
+        assert Position.parse(letter.position).partition == to.partition(why.story)
+        assert await restored.parked_stories("cms") == {why.story}
+        alerted = [f[b"record"] for _, f in await restored.window("alerts", 100)]
+        assert [msgspec.json.decode(r)["type"] for r in alerted] == outcomes
     finally:
         await _cleared(target, to.prefix)
 
@@ -222,7 +296,7 @@ async def test_a_restore_writes_its_lists_sealed_as_sealing_them_after_would(
         checked = backup.verify(path, None)
         assert await sealing_key(target, key) == key
         await Log(target, one).check_partitions()
-        done = await backup.restore(path, checked.header, target, one, seal_key=key)
+        done = await backup.restore(path, checked, target, one, seal_key=key)
         assert await migrate.check(target, one, done.checks, seal_key=key) == []
         marked = await seal_log(target, one, key, listed=True)
         assert (marked.partitions, marked.records) == (4, 0)
@@ -251,10 +325,24 @@ async def test_a_restore_writes_its_lists_sealed_as_sealing_them_after_would(
         await _cleared(aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/7"), two.prefix)
 
 
+async def _owed_everything(log: Log) -> list[str]:
+    """A subscription to every story, added before Hanoi, fanned out nothing of it."""
+    await Subscriptions(log.redis, log.keys).add("https://cms.example.org/hooks", name="cms")
+    stories = await hanoi_in(log)
+    for p in range(log.keys.partitions):
+        await log.redis.xgroup_create(log.keys.log(p), DELIVER_GROUP, id="0", mkstream=True)
+    return stories
+
+
+async def _queued_ids(client: aioredis.Redis, keys: Keys) -> list[str]:
+    return _ids([f[b"record"] for _, f in await Subscriptions(client, keys).window("cms", 100)])
+
+
 async def test_a_backup_of_one_server_is_restored_on_a_cluster(
     source: Log, local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    stories = await hanoi_in(source)
+    """The subscription's outbox too, in its slot on the cluster."""
+    stories = await _owed_everything(source)
     path = tmp_path / "hanoi.ndjson.gz"
     with gzip.open(path, "wb") as out:
         await backup.write(source.redis, source.sealing, out, source="a test", key=None)
@@ -264,6 +352,7 @@ async def test_a_backup_of_one_server_is_restored_on_a_cluster(
         await _restored(path, target, to)
         restored = Log(target, to)
         assert await _histories(restored, stories) == await _histories(source, stories)
+        assert await _queued_ids(target, to) == _ids([e.raw for e in await _log_entries(source)])
     finally:
         found = [k async for k in target.scan_iter(match=f"{to.prefix}:*")]
         if found:
@@ -275,11 +364,11 @@ async def test_a_backup_of_a_cluster_log_is_restored_on_one_server(
     cluster_log: Log, redis_url: str, tmp_path: Path
 ) -> None:
     """The merge by stream id across partitions on many nodes, and the cut, through the
-    cluster client."""
-    stories = await hanoi_in(cluster_log)
+    cluster client; a subscription's deliveries read in its slot."""
+    stories = await _owed_everything(cluster_log)
     path = tmp_path / "cluster.ndjson"
     written = await _backed_up(cluster_log, path)
-    assert (written.updates, written.stories) == (29, len(stories))
+    assert (written.updates, written.stories, written.unsent) == (29, len(stories), 29)
     assert set(written.cut) == set(range(8))
     to = Keys(f"r{uuid.uuid4().hex[:8]}", 4)
     target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/6")
@@ -287,6 +376,8 @@ async def test_a_backup_of_a_cluster_log_is_restored_on_one_server(
         await _restored(path, target, to)
         theirs = await _histories(cluster_log, stories)
         assert await _histories(Log(target, to), stories) == theirs
+        everything = _ids([e.raw for e in await _log_entries(cluster_log)])
+        assert await _queued_ids(target, to) == everything
     finally:
         await _cleared(target, to.prefix)
 

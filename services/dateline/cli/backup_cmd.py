@@ -48,7 +48,8 @@ def _bar() -> Progress:
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 def backup_command(file: Path) -> None:
     """Write the log to FILE: every update as the log holds it (version, position,
-    recorded time), the feeds, readers and subscriptions, and the feeds' Redis inboxes.
+    recorded time), the feeds, readers and subscriptions, the feeds' Redis inboxes,
+    and which of its updates each subscription's receiver had not acknowledged yet.
 
     \b
     Appends go on meanwhile: each partition is read up to its last entry when the
@@ -83,7 +84,8 @@ def backup_command(file: Path) -> None:
         f"partitions, each up to its last entry when the backup began) to {file} "
         f"({_size(file.stat().st_size)}) in {time.monotonic() - started:.1f} s; "
         f"{done.settings} feed, reader and subscription settings, {done.inbox} inbox "
-        "entries; "
+        f"entries, {done.unsent} updates not yet acknowledged by a subscription's receiver "
+        f"and {done.parked} in their dead letters; "
         + ("signed with the log's seal key" if done.signed else "not signed (no seal key)")
     )
     if unrecorded is not None:
@@ -224,8 +226,9 @@ def restore_command(
     3. Writes every update: its history, version, recorded time and dedup entry (a
        feed's retry of an update in the backup is still a duplicate); with
        --partitions, stories move between partitions. Then the feeds, readers,
-       subscriptions and the feeds' inboxes. Delivery starts after the restored
-       history: subscribers are not sent it again.
+       subscriptions and the feeds' inboxes, and what each subscription was owed at
+       the backup (not yet acknowledged, or parked) back in its outbox or dead
+       letters. The rest of the restored history is not sent again.
     4. Checks each story's count and a digest of its records here against the file.
     5. Seals the log here where there is a seal key: its stories' lists are written
        sealed in step 3 and checked in step 4.
@@ -251,6 +254,13 @@ def restore_command(
         f"{header.created} from {header.source} (prefix {header.prefix!r}, "
         f"{header.partitions} partitions); signature {_SIGNATURE[checked.signature]}"
     )
+    if checked.deliveries:
+        owed = sum(len(d.send) for d in checked.deliveries)
+        parked = sum(len(d.parked) for d in checked.deliveries)
+        click.echo(
+            f"delivery: {owed} updates owed to {len(checked.deliveries)} subscription(s), "
+            f"{parked} in their dead letters"
+        )
     if check_only:
         return
     with stores(cfg) as (url, found), optional_output(positions) as out:
@@ -301,7 +311,7 @@ async def _restore(
             try:
                 restored = await backup.restore(
                     file,
-                    checked.header,
+                    checked,
                     target,
                     to,
                     progress=lambda n: bar.advance(task, n),
@@ -344,7 +354,11 @@ async def _restore(
         )
     if header.delivery:
         click.echo(
-            "delivery: starts after the restored history (subscribers are not sent it again)"
+            f"delivery: {restored.queued} updates back in the subscriptions' outboxes (not "
+            f"yet acknowledged at the backup; a receiver may see one again, with its "
+            f"webhook-id), {restored.parked} back in their dead letters; the rest of the "
+            "restored history is not sent again"
+            + ("" if header.format >= 2 else " (a backup of format 1 holds no outboxes)")
         )
     click.echo(
         "next: start the services on this log (`dateline up`, or each with REDIS_URL and "

@@ -17,6 +17,9 @@ object (`t`), in this order:
 - `settings`: a settings hash (feeds, their tokens' digests, readers, subscriptions and
   their signing secrets), by name;
 - `inbox`: an entry of a feed's Redis inbox;
+- `delivery` (format 2; where the log is fanned out): a subscription's updates of the
+  file not yet acknowledged by its receiver, in log order (in its outbox, parked by the
+  fan-out before they reached it, or not fanned out yet), and its dead letters;
 - `end`: how many lines and updates came before it, a SHA-256 of those lines, and, where
   the log has a seal key, an HMAC-SHA256 of that digest under it.
 
@@ -44,11 +47,14 @@ from typing import IO, Literal, Protocol, cast
 import msgspec
 import redis.asyncio as aioredis
 
+from dateline.domain.positions import BadPosition, Position, stream_id
 from dateline.store import migrate
 from dateline.store.layout import Keys, backup_key
 from dateline.store.seal import Sealing
+from dateline.store.subscriptions import Parked, Subscription, Subscriptions
 
-FORMAT = 1
+FORMAT = 2
+"""2 added the `delivery` lines; a file of format 1 (none) is read as before."""
 _GZIP_MAGIC = b"\x1f\x8b"
 _SIGNED = b"dateline backup 1 sha256 "
 """What the signature covers, before the digest's hex: names the format, so a MAC of
@@ -93,7 +99,28 @@ class End(msgspec.Struct, tag="end", tag_field="t", forbid_unknown_fields=True):
     signature: str | None = None
 
 
-Line = Header | Update | Setting | Inbox | End
+class Delivery(msgspec.Struct, tag="delivery", tag_field="t", forbid_unknown_fields=True):
+    """A subscription's deliveries at the backup's cut: what a restore puts back, so
+    that a restored log's subscribers miss nothing it holds."""
+
+    subscription: str
+    send: list[str]
+    """Positions of the file's updates it wants and its receiver had not acknowledged,
+    in log order."""
+    parked: list[tuple[str, str]] = []
+    """Its dead letters of the file's updates: (position, `Parked` as JSON)."""
+
+
+class _Head(msgspec.Struct):
+    subject: str
+    type: str
+
+
+_head = msgspec.json.Decoder(_Head).decode
+_parked = msgspec.json.Decoder(Parked).decode
+
+
+Line = Header | Update | Setting | Inbox | Delivery | End
 _line = msgspec.json.Decoder(Line).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -166,6 +193,11 @@ class Written:
     stories: int = 0
     settings: int = 0
     inbox: int = 0
+    unsent: int = 0
+    """Updates of the file not yet acknowledged by a subscription's receiver, counted
+    once a subscription."""
+    parked: int = 0
+    """The subscriptions' dead letters of the file's updates."""
     signed: bool = False
     cut: dict[int, str] = field(default_factory=dict)
     at: float = 0.0
@@ -202,6 +234,10 @@ async def write(
     password) in the header."""
     keys = sealing.keys
     done = Written(cut=await migrate.cut(client, keys), signed=key is not None, at=time.time())
+    fanned = await migrate.fans_out(client, keys)
+    # After the cut: each outbox as it stands then holds all it will of the file's updates
+    # but those fanned out later, which `_Due.see` finds past the marks.
+    dues = await _dues(client, keys, done.cut) if fanned else []
     lines = _Lines(out)
     lines.put(
         Header(
@@ -211,7 +247,7 @@ async def write(
             prefix=keys.prefix,
             partitions=keys.partitions,
             cut={str(p): eid for p, eid in done.cut.items()},
-            delivery=await migrate.fans_out(client, keys),
+            delivery=fanned,
         )
     )
     stories: set[str] = set()
@@ -219,6 +255,10 @@ async def write(
     async for ms, seq, partition, record in records:
         lines.put(Update(p=partition, id=f"{ms}-{seq}", record=msgspec.Raw(record)))
         stories.add(migrate.subject_of(record))
+        if dues:
+            head = _head(record)
+            for due in dues:
+                due.see(partition, (ms, seq), head)
         done.updates += 1
         if progress is not None and done.updates % migrate.PAGE == 0:
             progress(migrate.PAGE)
@@ -232,6 +272,10 @@ async def write(
         for eid, fields in rows:
             lines.put(Inbox(feed=feed, id=eid.decode(), fields=list(fields.items())))
             done.inbox += 1
+    for due in dues:
+        lines.put(due.line())
+        done.unsent += len(due.send)
+        done.parked += len(due.parked)
     digest = lines.digest.hexdigest()
     lines.put(
         End(
@@ -243,6 +287,59 @@ async def write(
         )
     )
     return done
+
+
+@dataclass
+class _Due:
+    """What a subscription is owed of the file, gathered as `write` reads the log."""
+
+    sub: Subscription
+    marks: dict[int, tuple[int, int]]
+    send: set[str]
+    parked: list[tuple[str, str]]
+
+    def see(self, partition: int, at: tuple[int, int], head: _Head) -> None:
+        """An update of the file: owed if wanted and not fanned out to it yet."""
+        mark = self.marks.get(partition)
+        if mark is not None and at <= mark:
+            return  # fanned out: in the outbox, held, parked or acknowledged
+        entry = f"{at[0]}-{at[1]}"
+        if self.sub.wants(partition, entry, head.subject, head.type):
+            self.send.add(f"{partition}:{entry}")
+
+    def line(self) -> Delivery:
+        ordered = sorted(self.send, key=_log_order)
+        return Delivery(subscription=self.sub.name, send=ordered, parked=self.parked)
+
+
+def _log_order(position: str) -> tuple[tuple[int, int], int]:
+    """Stream-id order across partitions, as the file's updates go."""
+    parsed = Position.parse(position)
+    return parsed.id, parsed.partition
+
+
+async def _dues(client: aioredis.Redis, keys: Keys, cut: dict[int, str]) -> list[_Due]:
+    """Each subscription's deliveries as they stand, of the updates up to `cut`."""
+    registry = Subscriptions(client, keys)
+    upto = {p: stream_id(eid) for p, eid in cut.items()}
+
+    def within(position: str) -> bool:
+        parsed = Position.parse(position)
+        last = upto.get(parsed.partition)
+        return last is not None and parsed.id <= last
+
+    dues = []
+    for sub in await registry.all():
+        standing = await registry.standing(sub.name)
+        dues.append(
+            _Due(
+                sub,
+                marks={p: stream_id(e) for p, e in standing.marks.items()},
+                send={x for x in (*standing.queued, *standing.held) if within(x)},
+                parked=[(x, why) for x, why in standing.parked if within(x)],
+            )
+        )
+    return dues
 
 
 def opened(path: Path) -> IO[bytes]:
@@ -279,6 +376,7 @@ class Checked:
     header: Header
     end: End
     signature: Literal["checked", "unsigned", "skipped"]
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 @dataclass
@@ -289,6 +387,7 @@ class _Tally:
     end: End | None = None
     updates: int = 0
     stories: set[str] = field(default_factory=set)
+    deliveries: list[Delivery] = field(default_factory=list)
 
     def take(self, number: int, line: Line) -> None:
         """One line, after the lines before it; `BadBackup` if it cannot come here."""
@@ -315,8 +414,25 @@ class _Tally:
                 raise BadBackup(f"line {number}: no settings hash is called {line.name!r}")
             case Inbox():
                 _stream_id(line.id, number)
+            case Delivery():
+                self._delivery(number, line, self.header.partitions)
             case End():
                 self.end = line
+
+    def _delivery(self, number: int, line: Delivery, partitions: int) -> None:
+        for position in (*line.send, *(x for x, _ in line.parked)):
+            try:
+                parsed = Position.parse(position)
+            except BadPosition as exc:
+                raise BadBackup(f"line {number}: {exc}") from None
+            if parsed.partition >= partitions:
+                raise BadBackup(f"line {number}: {position} is past a log of {partitions}")
+        for _, why in line.parked:
+            try:
+                _parked(why)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise BadBackup(f"line {number}: not a parked delivery: {exc}") from None
+        self.deliveries.append(line)
 
     def _update(self, number: int, line: Update, partitions: int) -> None:
         record = bytes(line.record)
@@ -361,7 +477,7 @@ def verify(path: Path, key: bytes | None, *, skip_signature: bool = False) -> Ch
             "its lines do not match the digest on its closing line: the file was changed "
             "or damaged after it was written"
         )
-    return Checked(header, end, _signature(end, key, skip_signature))
+    return Checked(header, end, _signature(end, key, skip_signature), tally.deliveries)
 
 
 def _stream_id(eid: str, number: int) -> None:
@@ -395,11 +511,15 @@ class Restored:
     checks: dict[str, migrate.StoryCheck]
     settings: int = 0
     inbox: int = 0
+    queued: int = 0
+    """Updates put back in the subscriptions' outboxes."""
+    parked: int = 0
+    """Updates put back in the subscriptions' dead letters."""
 
 
 async def restore(
     path: Path,
-    header: Header,
+    checked: Checked,
     target: aioredis.Redis,
     to: Keys,
     *,
@@ -407,11 +527,20 @@ async def restore(
     positions: IO[str] | None = None,
     seal_key: bytes | None = None,
 ) -> Restored:
-    """Write a file `verify` passed into `target` under `to` (its prefix and count; an
-    empty log there, `migrate.check_empty`): the records where their stories land, the
-    settings and the inboxes; the fan-out started after them where the log had one.
+    """Write a file `verify` passed (`checked`) into `target` under `to` (its prefix and
+    count; an empty log there, `migrate.check_empty`): the records where their stories
+    land, the settings and the inboxes, and what each subscription was owed back in its
+    outbox and dead letters; the fan-out started after them where the log had one.
     `seal_key`: as `migrate.write_log`'s."""
+    deliveries = checked.deliveries
     restored, rest = Restored(checks={}), list[Setting | Inbox]()
+    owed = {x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))}
+    found: dict[str, tuple[str, bytes]] = {}
+
+    def placed(before: str, after: str, record: bytes) -> None:
+        if before in owed:
+            found[before] = (after, record)
+
     restored.checks = await migrate.write_log(
         _records(path, rest),
         target,
@@ -419,6 +548,7 @@ async def restore(
         progress=progress,
         positions=positions,
         seal_key=seal_key,
+        placed=placed if owed else None,
     )
     inboxes: dict[str, migrate.InboxRows] = {}
     for line in rest:
@@ -434,9 +564,32 @@ async def restore(
     for feed, rows in inboxes.items():
         for i in range(0, len(rows), migrate.PAGE):
             await migrate.write_inbox(target, to.prefix, feed, rows[i : i + migrate.PAGE])
-    if header.delivery:
+    if missing := sorted(owed - found.keys(), key=_log_order):
+        raise BadBackup(
+            f"its delivery lines name {len(missing)} updates the file does not hold "
+            f"({', '.join(missing[:5])}): the log and settings are restored, the "
+            "subscriptions' outboxes are not"
+        )
+    registry = Subscriptions(target, to)
+    for delivery in deliveries:
+        queued = [_owed(found[x]) for x in delivery.send]
+        parked = []
+        for x, why in delivery.parked:
+            story, after, record = _owed(found[x])
+            letter = msgspec.structs.replace(_parked(why), position=after)
+            parked.append((story, after, record, letter))
+        await registry.put_back(delivery.subscription, queued, parked)
+        restored.queued += len(queued)
+        restored.parked += len(parked)
+    if checked.header.delivery:
         await migrate.start_delivery_after(target, to)
     return restored
+
+
+def _owed(placed: tuple[str, bytes]) -> tuple[str, str, bytes]:
+    """(story, position, record) of an update owed to a subscription, as restored."""
+    position, record = placed
+    return migrate.subject_of(record), position, record
 
 
 async def _records(

@@ -425,11 +425,13 @@ async def write_log(
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
     seal_key: bytes | None = None,
+    placed: Callable[[str, str, bytes], None] | None = None,
 ) -> dict[str, StoryCheck]:
     """Write opened records, in stream-id order as (ms, seq, partition, record), each to
     its story's partition under `to`; each story's count and digest, for `check`. With
     `seal_key`, the stories' lists are written sealed (`seal_log`'s `listed`), where
-    the target has the sealing function (`seal.sealing_key`)."""
+    the target has the sealing function (`seal.sealing_key`). `placed` is told each
+    record's position before and after, with the record."""
     writer = _Writer(target, to, seal_key)
     checks: dict[str, StoryCheck] = {}
     done = 0
@@ -441,6 +443,8 @@ async def write_log(
         checks.setdefault(stored.subject, StoryCheck()).add(record)
         if positions is not None:
             positions.write(f"{partition}:{ms}-{seq}\t{lands}:{eid}\n")
+        if placed is not None:
+            placed(f"{partition}:{ms}-{seq}", f"{lands}:{eid}", record)
         done += 1
         if progress is not None and done % PAGE == 0:
             progress(PAGE)

@@ -103,6 +103,19 @@ class Parked(msgspec.Struct):
     behind: str = ""
 
 
+class Standing(msgspec.Struct):
+    """A subscription's deliveries as they stand (`Subscriptions.standing`)."""
+
+    marks: dict[int, str]
+    """Partition -> the last log entry fanned out to it."""
+    queued: list[str]
+    """The positions in its outbox, oldest first: not yet acknowledged by the receiver."""
+    held: list[str]
+    """Positions the fan-out's group parked before they reached the outbox."""
+    parked: list[tuple[str, str]]
+    """Its dead letters: (position, `Parked` as JSON), oldest first."""
+
+
 Fields = dict[bytes, bytes]
 _encode = msgspec.json.Encoder().encode
 _decode_sub = msgspec.json.Decoder(Subscription).decode
@@ -439,6 +452,50 @@ class Subscriptions:
                     return len(raw)
                 except WatchError:
                     continue
+
+    async def standing(self, name: str) -> Standing:
+        """Where `name`'s deliveries stand, read in one step (its keys share a slot):
+        what a backup keeps of them (`store/backup.py`)."""
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys.marks)
+        pipe.xrange(keys.outbox)
+        pipe.hkeys(keys.held)
+        pipe.xrange(keys.dlq)
+        marks, outbox, held, dlq = await pipe.execute()
+        return Standing(
+            marks={int(as_text(p)): as_text(e) for p, e in cast(dict[Any, Any], marks).items()},
+            queued=[as_text(f[b"position"]) for _, f in cast(list[Any], outbox)],
+            held=[as_text(p) for p in cast(list[Any], held)],
+            parked=[
+                (as_text(f[b"position"]), as_text(f[b"parked"])) for _, f in cast(list[Any], dlq)
+            ],
+        )
+
+    async def put_back(
+        self,
+        name: str,
+        queued: Sequence[tuple[str, str, bytes]],
+        parked: Sequence[tuple[str, str, bytes, Parked]],
+    ) -> None:
+        """A restore's (`store/backup.py`): `queued` (story, position, record) into the
+        outbox in their order, `parked` (story, position, record, why) into the dead
+        letters with their stories held, in one step."""
+        keys = self.state(name)
+        pipe = self.client.pipeline(transaction=True)
+        for story, position, record in queued:
+            pipe.xadd(keys.outbox, {"story": story, "position": position, "record": record})
+        for story, position, record, why in parked:
+            letter = {
+                "story": story,
+                "position": position,
+                "record": record,
+                "parked": _encode(why),
+            }
+            pipe.xadd(keys.dlq, letter)  # type: ignore[arg-type]  # str and bytes values
+            pipe.sadd(keys.parked, story)
+        if queued or parked:
+            await pipe.execute()
 
     async def stats(self, name: str) -> dict[str, str]:
         raw = cast(dict[bytes, bytes], await self.client.hgetall(self.state(name).stats))
