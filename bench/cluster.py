@@ -31,9 +31,10 @@ from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
 from dateline.store.connection import open_client
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys
+from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.log import CLUSTER_PARTITIONS, Log
 from dateline.store.seal import seal_log, sealing_key
+from dateline.store.subscriptions import Subscriptions
 
 BATCH = 1000
 
@@ -302,6 +303,53 @@ async def _sealed_restore(
     return took
 
 
+async def _owed(
+    url: str, payloads: list[bytes], tmp: Path, rounds: int
+) -> dict[tuple[bool, str], float]:
+    """Updates/s of a backup and of a restore of a log whose two subscriptions are owed
+    every update (added before it, nothing fanned out: each update a `delivery` line's
+    position, put back in two outboxes) and of the same log with none, by (owed, step):
+    medians of `rounds`, alternated."""
+    logs = {
+        owing: await Log.connect(url, prefix=f"o{uuid.uuid4().hex[:8]}", partitions=8)
+        for owing in (False, True)
+    }
+    try:
+        for name in ("cms", "alerts"):
+            hook = f"https://{name}.example.org/hooks"
+            await Subscriptions(logs[True].redis, logs[True].keys).add(hook, name=name)
+        for log in logs.values():
+            async for _ in log.append_stream(
+                [payloads[i : i + BATCH] for i in range(0, len(payloads), BATCH)]
+            ):
+                pass
+            for p in range(log.keys.partitions):  # fanned out: a delivery group, at 0
+                await log.redis.xgroup_create(log.keys.log(p), DELIVER_GROUP, id="0")
+        took: dict[tuple[bool, str], list[float]] = {}
+        for _ in range(rounds):
+            for owing, log in logs.items():
+                path = tmp / f"owed-{owing}.ndjson.gz"
+                start = time.perf_counter()
+                with gzip.open(path, "wb") as out:
+                    done = await backup.write(log.redis, log.sealing, out, source="b", key=None)
+                took.setdefault((owing, "backup"), []).append(time.perf_counter() - start)
+                assert done.unsent == (2 * len(payloads) if owing else 0), done.unsent
+                to = Keys(f"r{uuid.uuid4().hex[:8]}", 8)
+                start = time.perf_counter()
+                restored = await backup.restore(path, backup.verify(path, None), log.redis, to)
+                took.setdefault((owing, "restore"), []).append(time.perf_counter() - start)
+                assert restored.queued == done.unsent
+                async for found in log.redis.scan_iter(match=f"{to.prefix}:*", count=1000):
+                    await log.redis.unlink(found)
+
+        return {k: len(payloads) / sorted(t)[len(t) // 2] for k, t in took.items()}
+    finally:
+        for log in logs.values():
+            async for found in log.redis.scan_iter(match=f"{log.keys.prefix}:*", count=1000):
+                await log.redis.unlink(found)
+            await log.close()
+
+
 async def run(report: Report, *, quick: bool = False) -> None:
     n = 5_000 if quick else 50_000
     runs = 1 if quick else 3
@@ -324,6 +372,7 @@ async def run(report: Report, *, quick: bool = False) -> None:
         moved = await _migrated(one.url, cluster.url, payloads)
         backed, restored, one_pass, two_pass = await _backed_up(one.url, payloads, Path(tmp), runs)
         restored_spread = await _restored_to_cluster(cluster.url, Path(tmp) / "backup.ndjson.gz")
+        owed = await _owed(one.url, payloads, Path(tmp), runs)
         rebuilt = await _rebuilds(one.url, cluster.url, runs, 20_000 if quick else 200_000)
         projected = await _projected(one.url, [one.pid], payloads, runs)
         urls = [node.url for node in cluster.nodes]
@@ -394,6 +443,19 @@ async def run(report: Report, *, quick: bool = False) -> None:
             "digest and signature, then the records' pages, each story's count and digest",
         )
     )
+    for step in ("backup", "restore"):
+        report.add(
+            Row(
+                "cluster",
+                f"dateline {step}: two subscriptions owed every update",
+                owed[(True, step)],
+                "updates/s",
+                f"the same {step}, no subscription",
+                owed[(True, step)] / owed[(False, step)],
+                f"one server (8 partitions), medians of {runs}, alternated; "
+                "each update a position in two delivery lines, two outbox entries restored",
+            )
+        )
     report.add(
         Row(
             "cluster",
