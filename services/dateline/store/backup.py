@@ -294,18 +294,17 @@ class _Due:
     """What a subscription is owed of the file, gathered as `write` reads the log."""
 
     sub: Subscription
-    marks: dict[int, tuple[int, int]]
+    since: dict[int, tuple[int, int]]
+    """Partition -> its mark (fanned out up to there: in the outbox, held, parked or
+    acknowledged), or where the subscription began if later or none."""
     send: set[str]
     parked: list[tuple[str, str]]
 
     def see(self, partition: int, at: tuple[int, int], head: _Head) -> None:
         """An update of the file: owed if wanted and not fanned out to it yet."""
-        mark = self.marks.get(partition)
-        if mark is not None and at <= mark:
-            return  # fanned out: in the outbox, held, parked or acknowledged
-        entry = f"{at[0]}-{at[1]}"
-        if self.sub.wants(partition, entry, head.subject, head.type):
-            self.send.add(f"{partition}:{entry}")
+        since = self.since.get(partition)
+        if (since is None or at > since) and self.sub.filters(head.subject, head.type):
+            self.send.add(f"{partition}:{at[0]}-{at[1]}")
 
     def line(self) -> Delivery:
         ordered = sorted(self.send, key=_log_order)
@@ -331,10 +330,13 @@ async def _dues(client: aioredis.Redis, keys: Keys, cut: dict[int, str]) -> list
     dues = []
     for sub in await registry.all():
         standing = await registry.standing(sub.name)
+        since = {int(p): stream_id(e) for p, e in sub.starts.items()}
+        for p, mark in standing.marks.items():
+            since[p] = max(since.get(p, (0, 0)), stream_id(mark))
         dues.append(
             _Due(
                 sub,
-                marks={p: stream_id(e) for p, e in standing.marks.items()},
+                since=since,
                 send={x for x in (*standing.queued, *standing.held) if within(x)},
                 parked=[(x, why) for x, why in standing.parked if within(x)],
             )

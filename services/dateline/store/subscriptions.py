@@ -20,10 +20,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
+from redis.typing import EncodableT
 
 from dateline.domain.positions import Position, stream_id
 from dateline.store import scripts
-from dateline.store.connection import appender_of, is_cluster
+from dateline.store.connection import appender_of, is_cluster, sent_whole
 from dateline.store.layout import (
     Keys,
     SubscriptionKeys,
@@ -69,12 +70,17 @@ class Subscription(msgspec.Struct, frozen=True):
     what comes after, not of the history."""
 
     def wants(self, partition: int, entry_id: str, story: str, type_: str) -> bool:
-        if self.story_prefixes and not story.startswith(tuple(self.story_prefixes)):
-            return False
-        if self.types and type_ not in self.types:
+        if not self.filters(story, type_):
             return False
         start = self.starts.get(str(partition))
         return start is None or stream_id(entry_id) > stream_id(start)
+
+    def filters(self, story: str, type_: str) -> bool:
+        """Whether its story prefixes and types let this update through (`wants`, but
+        for when it was added)."""
+        if self.story_prefixes and not story.startswith(tuple(self.story_prefixes)):
+            return False
+        return not self.types or type_ in self.types
 
     @property
     def stamp(self) -> str:
@@ -477,25 +483,24 @@ class Subscriptions:
         name: str,
         queued: Sequence[tuple[str, str, bytes]],
         parked: Sequence[tuple[str, str, bytes, Parked]],
+        page: int = 1000,
     ) -> None:
         """A restore's (`store/backup.py`): `queued` (story, position, record) into the
         outbox in their order, `parked` (story, position, record, why) into the dead
-        letters with their stories held, in one step."""
+        letters with their stories held; `page` commands a transaction (the services
+        are stopped: no reader sees a part)."""
         keys = self.state(name)
-        pipe = self.client.pipeline(transaction=True)
+        commands: list[tuple[EncodableT, ...]] = []
         for story, position, record in queued:
-            pipe.xadd(keys.outbox, {"story": story, "position": position, "record": record})
+            commands.append(
+                ("XADD", keys.outbox, "*", "story", story, "position", position, "record", record)
+            )
         for story, position, record, why in parked:
-            letter = {
-                "story": story,
-                "position": position,
-                "record": record,
-                "parked": _encode(why),
-            }
-            pipe.xadd(keys.dlq, letter)  # type: ignore[arg-type]  # str and bytes values
-            pipe.sadd(keys.parked, story)
-        if queued or parked:
-            await pipe.execute()
+            fields = ("story", story, "position", position, "record", record)
+            commands.append(("XADD", keys.dlq, "*", *fields, "parked", _encode(why)))
+            commands.append(("SADD", keys.parked, story))
+        for i in range(0, len(commands), page):
+            await sent_whole(self.client, commands[i : i + page])
 
     async def stats(self, name: str) -> dict[str, str]:
         raw = cast(dict[bytes, bytes], await self.client.hgetall(self.state(name).stats))
