@@ -255,9 +255,10 @@ async def write(
     async for ms, seq, partition, record in records:
         lines.put(Update(p=partition, id=f"{ms}-{seq}", record=msgspec.Raw(record)))
         stories.add(migrate.subject_of(record))
-        if dues:
+        # Most nights every subscription is fanned out past the cut: no head is read.
+        if owing := [due for due in dues if due.past(partition, (ms, seq))]:
             head = _head(record)
-            for due in dues:
+            for due in owing:
                 due.see(partition, (ms, seq), head)
         done.updates += 1
         if progress is not None and done.updates % migrate.PAGE == 0:
@@ -300,10 +301,14 @@ class _Due:
     send: set[str]
     parked: list[tuple[str, str]]
 
-    def see(self, partition: int, at: tuple[int, int], head: _Head) -> None:
-        """An update of the file: owed if wanted and not fanned out to it yet."""
+    def past(self, partition: int, at: tuple[int, int]) -> bool:
+        """Whether an update there is past what was fanned out to it (or when it began)."""
         since = self.since.get(partition)
-        if (since is None or at > since) and self.sub.filters(head.subject, head.type):
+        return since is None or at > since
+
+    def see(self, partition: int, at: tuple[int, int], head: _Head) -> None:
+        """An update `past` its mark: owed if its filters let it through."""
+        if self.sub.filters(head.subject, head.type):
             self.send.add(f"{partition}:{at[0]}-{at[1]}")
 
     def line(self) -> Delivery:
