@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from bench.projection import newsroom_updates
 from litestar.testing import AsyncTestClient
 
+from dateline.domain.positions import Position, stream_id
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.wire import CE_BATCH
@@ -406,6 +407,63 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
             assert group.get("lag", 0) == 0  # Redis 6.2 does not say
     finally:
         async for key in target.scan_iter(match=f"{prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
+
+
+async def test_the_command_puts_in_the_target_outboxes_what_the_subscriptions_were_owed(
+    source: Log, redis_url: str
+) -> None:
+    """`cms` was fanned out Hanoi's first 10 updates and acknowledged 4; the move, to
+    twice the partitions, puts its other 25 in its outbox there, in log order, each
+    where the target holds it. Before, the target's fan-out started past them all."""
+    subs = Subscriptions(source.redis, source.keys)
+    cms, _ = await subs.add("https://cms.example.org/hooks", name="cms")
+    await hanoi_in(source)
+    found = [
+        (stream_id(data(eid).decode()), p, fields[b"__data__"])
+        for p in range(source.keys.partitions)
+        for eid, fields in entries_of(await source.redis.xrange(source.keys.log(p)))
+    ]
+    found.sort()
+    for p in range(source.keys.partitions):
+        await source.redis.xgroup_create(source.keys.log(p), DELIVER_GROUP, id="0", mkstream=True)
+        share = [(f"{at[0]}-{at[1]}", raw) for at, q, raw in found[:10] if q == p]
+        if share:
+            fields = [
+                (eid, {b"story": b"x", b"position": f"{p}:{eid}".encode(), b"record": raw})
+                for eid, raw in share
+            ]
+            for fill in fields:  # the story field as the fan-out writes it
+                fill[1][b"story"] = msgspec.json.decode(fill[1][b"record"])["subject"].encode()
+            await subs.to_outbox(cms, p, fields)
+    window = await subs.window("cms", 100)
+    await subs.delivered("cms", [(eid, 200) for eid, _ in window[:4]])
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATELINE_PREFIX": source.keys.prefix,
+        "DATELINE_PARTITIONS": str(source.keys.partitions),
+    }
+    env.pop("DATELINE_SEAL_KEY", None)
+    there = redis_url.removesuffix("/0") + "/5"
+    command = [str(DATELINE), "migrate", "--to", there, "--partitions", "16"]
+    moved = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True)
+    target = aioredis.Redis.from_url(there)
+    try:
+        assert moved.returncode == 0, moved.stderr[-2000:]
+        assert b"delivery: 25 updates the subscriptions' receivers had not yet" in moved.stdout
+        to = Keys(source.keys.prefix, 16)
+        queued = [f for _, f in await Subscriptions(target, to).window("cms", 100)]
+        acknowledged = {f[b"record"] for _, f in window[:4]}
+        owed = [raw for _, _, raw in found if raw not in acknowledged]
+        assert len(owed) == 25
+        assert [f[b"record"] for f in queued] == owed
+        for f in queued:
+            position = Position.parse(f[b"position"].decode())
+            assert position.partition == to.partition(f[b"story"].decode())
+    finally:
+        async for key in target.scan_iter(match=f"{source.keys.prefix}:*"):
             await target.delete(key)
         await target.aclose()
 

@@ -23,7 +23,7 @@ from dateline.cli.common import (
 )
 from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
-from dateline.store import migrate
+from dateline.store import migrate, owed
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, is_cluster, open_client
 from dateline.store.layout import Keys
@@ -61,8 +61,9 @@ def migrate_command(
     2. Copies every update: its history, version, recorded time and dedup entry; its
        position mapped to where it lands (with --partitions, stories move between
        partitions). Feeds, readers, subscriptions (with their signing secrets) and
-       the feeds' Redis inboxes come along; delivery there starts after the copied
-       history, and what this server's delivery had not sent stays here.
+       the feeds' Redis inboxes come along, and what each subscription's receiver
+       had not acknowledged goes into its outbox there; the rest of the copied
+       history is not sent again.
     3. Checks the copy: each story's count and a digest of its records.
     4. Seals the target's log where there is a seal key (DATELINE_SEAL_KEY): its
        stories' lists are written sealed in step 2 and checked in step 3.
@@ -131,6 +132,10 @@ async def _move(
     key = await sealing_key(target, cfg.seal())
     await migrate.freeze(source.redis, source.keys, migrate.frozen_detail(shown), shown)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
+    fanned = await migrate.fans_out(source.redis, source.keys)
+    # Frozen: the whole log is the cut. What each subscription is owed, to put back there.
+    dues = await owed.dues(source.redis, source.keys, None) if fanned else []
+    placing = owed.Placing({x for d in dues for x in (*d.send, *(p for p, _ in d.parked))}, dues)
     try:
         with Progress(*columns, console=Console(stderr=True)) as bar:
             task = bar.add_task("copying", total=total)
@@ -142,8 +147,13 @@ async def _move(
                 progress=lambda n: bar.advance(task, n),
                 positions=positions,
                 seal_key=key,
+                placed=placing.placed if dues else None,
             )
             settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
+            queued = parked = 0
+            for due in dues:
+                put = await placing.put_back(target, to, due.sub.name, due.owed(), due.parked)
+                queued, parked = queued + put[0], parked + put[1]
             delivery = await migrate.place_delivery(source.redis, source.keys, target, to)
             bar.update(task, description="checking")
             wrong = await migrate.check(target, to, checks, seal_key=key)
@@ -154,6 +164,8 @@ async def _move(
                 mismatched=wrong,
                 settings=settings_copied,
                 delivery=delivery,
+                queued=queued,
+                parked=parked,
             )
             if not wrong and key is not None:  # its lists written sealed: marked so
                 await seal_log(target, to, key, listed=True)
@@ -188,8 +200,11 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
     )
     if report.delivery:
         click.echo(
-            "delivery: the target's starts after the copied history; what this server's had "
-            "not yet sent (its outboxes, retries and dead letters) stays here"
+            f"delivery: {report.queued} updates the subscriptions' receivers had not yet "
+            f"acknowledged are in their outboxes there, {report.parked} in their dead "
+            "letters; the rest of the copied history is not sent again. A deliver still "
+            "running here sends what it can until it is restarted there: a receiver may see "
+            "one again, with its webhook-id"
         )
     click.echo(
         f"next: restart ingest, the validator, the projector, query and deliver with "

@@ -47,11 +47,10 @@ from typing import IO, Literal, Protocol, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from dateline.domain.positions import BadPosition, Position, stream_id
-from dateline.store import migrate
+from dateline.domain.positions import BadPosition, Position
+from dateline.store import migrate, owed
 from dateline.store.layout import Keys, backup_key
 from dateline.store.seal import Sealing
-from dateline.store.subscriptions import Parked, Subscription, Subscriptions
 
 FORMAT = 2
 """2 added the `delivery` lines; a file of format 1 (none) is read as before."""
@@ -109,15 +108,6 @@ class Delivery(msgspec.Struct, tag="delivery", tag_field="t", forbid_unknown_fie
     in log order."""
     parked: list[tuple[str, str]] = []
     """Its dead letters of the file's updates: (position, `Parked` as JSON)."""
-
-
-class _Head(msgspec.Struct):
-    subject: str
-    type: str
-
-
-_head = msgspec.json.Decoder(_Head).decode
-_parked = msgspec.json.Decoder(Parked).decode
 
 
 Line = Header | Update | Setting | Inbox | Delivery | End
@@ -236,8 +226,8 @@ async def write(
     done = Written(cut=await migrate.cut(client, keys), signed=key is not None, at=time.time())
     fanned = await migrate.fans_out(client, keys)
     # After the cut: each outbox as it stands then holds all it will of the file's updates
-    # but those fanned out later, which `_Due.see` finds past the marks.
-    dues = await _dues(client, keys, done.cut) if fanned else []
+    # but those fanned out later, which `owed.seen` finds past the marks.
+    dues = await owed.dues(client, keys, done.cut) if fanned else []
     lines = _Lines(out)
     lines.put(
         Header(
@@ -255,11 +245,7 @@ async def write(
     async for ms, seq, partition, record in records:
         lines.put(Update(p=partition, id=f"{ms}-{seq}", record=msgspec.Raw(record)))
         stories.add(migrate.subject_of(record))
-        # Most nights every subscription is fanned out past the cut: no head is read.
-        if owing := [due for due in dues if due.past(partition, (ms, seq))]:
-            head = _head(record)
-            for due in owing:
-                due.see(partition, (ms, seq), head)
+        owed.seen(dues, partition, (ms, seq), record)
         done.updates += 1
         if progress is not None and done.updates % migrate.PAGE == 0:
             progress(migrate.PAGE)
@@ -274,7 +260,7 @@ async def write(
             lines.put(Inbox(feed=feed, id=eid.decode(), fields=list(fields.items())))
             done.inbox += 1
     for due in dues:
-        lines.put(due.line())
+        lines.put(Delivery(subscription=due.sub.name, send=due.owed(), parked=due.parked))
         done.unsent += len(due.send)
         done.parked += len(due.parked)
     digest = lines.digest.hexdigest()
@@ -288,65 +274,6 @@ async def write(
         )
     )
     return done
-
-
-@dataclass
-class _Due:
-    """What a subscription is owed of the file, gathered as `write` reads the log."""
-
-    sub: Subscription
-    since: dict[int, tuple[int, int]]
-    """Partition -> its mark (fanned out up to there: in the outbox, held, parked or
-    acknowledged), or where the subscription began if later or none."""
-    send: set[str]
-    parked: list[tuple[str, str]]
-
-    def past(self, partition: int, at: tuple[int, int]) -> bool:
-        """Whether an update there is past what was fanned out to it (or when it began)."""
-        since = self.since.get(partition)
-        return since is None or at > since
-
-    def see(self, partition: int, at: tuple[int, int], head: _Head) -> None:
-        """An update `past` its mark: owed if its filters let it through."""
-        if self.sub.filters(head.subject, head.type):
-            self.send.add(f"{partition}:{at[0]}-{at[1]}")
-
-    def line(self) -> Delivery:
-        ordered = sorted(self.send, key=_log_order)
-        return Delivery(subscription=self.sub.name, send=ordered, parked=self.parked)
-
-
-def _log_order(position: str) -> tuple[tuple[int, int], int]:
-    """Stream-id order across partitions, as the file's updates go."""
-    parsed = Position.parse(position)
-    return parsed.id, parsed.partition
-
-
-async def _dues(client: aioredis.Redis, keys: Keys, cut: dict[int, str]) -> list[_Due]:
-    """Each subscription's deliveries as they stand, of the updates up to `cut`."""
-    registry = Subscriptions(client, keys)
-    upto = {p: stream_id(eid) for p, eid in cut.items()}
-
-    def within(position: str) -> bool:
-        parsed = Position.parse(position)
-        last = upto.get(parsed.partition)
-        return last is not None and parsed.id <= last
-
-    dues = []
-    for sub in await registry.all():
-        standing = await registry.standing(sub.name)
-        since = {int(p): stream_id(e) for p, e in sub.starts.items()}
-        for p, mark in standing.marks.items():
-            since[p] = max(since.get(p, (0, 0)), stream_id(mark))
-        dues.append(
-            _Due(
-                sub,
-                since=since,
-                send={x for x in (*standing.queued, *standing.held) if within(x)},
-                parked=[(x, why) for x, why in standing.parked if within(x)],
-            )
-        )
-    return dues
 
 
 def opened(path: Path) -> IO[bytes]:
@@ -436,7 +363,7 @@ class _Tally:
                 raise BadBackup(f"line {number}: {position} is past a log of {partitions}")
         for _, why in line.parked:
             try:
-                _parked(why)
+                owed.parked_letter(why)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise BadBackup(f"line {number}: not a parked delivery: {exc}") from None
         self.deliveries.append(line)
@@ -541,13 +468,7 @@ async def restore(
     `seal_key`: as `migrate.write_log`'s."""
     deliveries = checked.deliveries
     restored, rest = Restored(checks={}), list[Setting | Inbox]()
-    owed = {x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))}
-    found: dict[str, tuple[str, bytes]] = {}
-
-    def placed(before: str, after: str, record: bytes) -> None:
-        if before in owed:
-            found[before] = (after, record)
-
+    placing = owed.Placing({x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))})
     restored.checks = await migrate.write_log(
         _records(path, rest),
         target,
@@ -555,7 +476,7 @@ async def restore(
         progress=progress,
         positions=positions,
         seal_key=seal_key,
-        placed=placed if owed else None,
+        placed=placing.placed if placing.known else None,
     )
     inboxes: dict[str, migrate.InboxRows] = {}
     for line in rest:
@@ -571,32 +492,22 @@ async def restore(
     for feed, rows in inboxes.items():
         for i in range(0, len(rows), migrate.PAGE):
             await migrate.write_inbox(target, to.prefix, feed, rows[i : i + migrate.PAGE])
-    if missing := sorted(owed - found.keys(), key=_log_order):
+    everything = [x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))]
+    if missing := placing.missing(everything):
         raise BadBackup(
             f"its delivery lines name {len(missing)} updates the file does not hold "
             f"({', '.join(missing[:5])}): the log and settings are restored, the "
             "subscriptions' outboxes are not"
         )
-    registry = Subscriptions(target, to)
     for delivery in deliveries:
-        queued = [_owed(found[x]) for x in delivery.send]
-        parked = []
-        for x, why in delivery.parked:
-            story, after, record = _owed(found[x])
-            letter = msgspec.structs.replace(_parked(why), position=after)
-            parked.append((story, after, record, letter))
-        await registry.put_back(delivery.subscription, queued, parked)
-        restored.queued += len(queued)
-        restored.parked += len(parked)
+        queued, parked = await placing.put_back(
+            target, to, delivery.subscription, delivery.send, delivery.parked
+        )
+        restored.queued += queued
+        restored.parked += parked
     if checked.header.delivery:
         await migrate.start_delivery_after(target, to)
     return restored
-
-
-def _owed(placed: tuple[str, bytes]) -> tuple[str, str, bytes]:
-    """(story, position, record) of an update owed to a subscription, as restored."""
-    position, record = placed
-    return migrate.subject_of(record), position, record
 
 
 async def _records(

@@ -112,6 +112,10 @@ class MigrateReport:
     """Feeds, readers and subscriptions copied (their hashes' fields)."""
     delivery: bool = False
     """The source fans out to subscribers: the target's fan-out starts after the copy."""
+    queued: int = 0
+    """Updates the subscriptions were owed, put in their outboxes on the target."""
+    parked: int = 0
+    """Their dead letters, put in theirs on the target."""
 
 
 def frozen_detail(to: str) -> str:
@@ -409,11 +413,19 @@ async def copy_log(
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
     seal_key: bytes | None = None,
+    placed: Callable[[int, tuple[int, int], str, bytes], None] | None = None,
 ) -> dict[str, StoryCheck]:
-    """Copy every record (step 2); each story's count and digest, for `check`."""
+    """Copy every record (step 2); each story's count and digest, for `check`.
+    `placed`: as `write_log`'s."""
     records = opened_records(source, sealing)
     return await write_log(
-        records, target, to, progress=progress, positions=positions, seal_key=seal_key
+        records,
+        target,
+        to,
+        progress=progress,
+        positions=positions,
+        seal_key=seal_key,
+        placed=placed,
     )
 
 
@@ -425,13 +437,13 @@ async def write_log(
     progress: Callable[[int], None] | None = None,
     positions: IO[str] | None = None,
     seal_key: bytes | None = None,
-    placed: Callable[[str, str, bytes], None] | None = None,
+    placed: Callable[[int, tuple[int, int], str, bytes], None] | None = None,
 ) -> dict[str, StoryCheck]:
     """Write opened records, in stream-id order as (ms, seq, partition, record), each to
     its story's partition under `to`; each story's count and digest, for `check`. With
     `seal_key`, the stories' lists are written sealed (`seal_log`'s `listed`), where
-    the target has the sealing function (`seal.sealing_key`). `placed` is told each
-    record's position before and after, with the record."""
+    the target has the sealing function (`seal.sealing_key`). `placed` is told where
+    each record was (partition, stream id) and is now (its position), with the record."""
     writer = _Writer(target, to, seal_key)
     checks: dict[str, StoryCheck] = {}
     done = 0
@@ -444,7 +456,7 @@ async def write_log(
         if positions is not None:
             positions.write(f"{partition}:{ms}-{seq}\t{lands}:{eid}\n")
         if placed is not None:
-            placed(f"{partition}:{ms}-{seq}", f"{lands}:{eid}", record)
+            placed(partition, (ms, seq), f"{lands}:{eid}", record)
         done += 1
         if progress is not None and done % PAGE == 0:
             progress(PAGE)
