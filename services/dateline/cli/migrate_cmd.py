@@ -151,6 +151,12 @@ async def _move(
             )
             settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
             queued = parked = 0
+            owed_all = [x for d in dues for x in (*d.send, *(p for p, _ in d.parked))]
+            if lost := placing.missing(owed_all):  # an outbox naming what the log lacks
+                err(
+                    f"{len(lost)} updates the subscriptions were owed are not in the log "
+                    f"({', '.join(lost[:5])}): not put in their outboxes there"
+                )
             for due in dues:
                 put = await placing.put_back(target, to, due.sub.name, due.owed(), due.parked)
                 queued, parked = queued + put[0], parked + put[1]

@@ -39,7 +39,7 @@ parked_letter = msgspec.json.Decoder(Parked).decode
 
 @dataclass
 class Due:
-    """What one subscription is owed, gathered as a copy reads the log (`see`)."""
+    """What one subscription is owed, gathered as a copy reads the log (`seen`)."""
 
     sub: Subscription
     since: dict[int, tuple[int, int]]
@@ -141,10 +141,13 @@ class Placing:
         parked: Sequence[tuple[str, str]],
     ) -> tuple[int, int]:
         """`name`'s owed updates into its outbox on `target`, its dead letters into its
-        dead letters, at their new positions: how many of each."""
-        queued = [self._owed(x) for x in send]
+        dead letters, at their new positions: how many of each. Those the copy did not
+        place (`missing`: the caller says so) are left out."""
+        queued = [self._owed(x) for x in send if x in self.found]
         letters = []
         for x, why in parked:
+            if x not in self.found:
+                continue
             story, after, record = self._owed(x)
             letter = msgspec.structs.replace(parked_letter(why), position=after)
             letters.append((story, after, record, letter))
