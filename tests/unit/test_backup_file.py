@@ -176,6 +176,12 @@ def test_a_newer_format_names_itself(tmp_path: Path) -> None:
         ),
         (backup.Setting(name="passwords", fields={}), "no settings hash is called 'passwords'"),
         (backup.Inbox(feed="wire", id="x-1", fields=[]), "'x-1' is not a stream id"),
+        (backup.Delivery(subscription="cms", send=["1-0"]), "expected a log position"),
+        (backup.Delivery(subscription="cms", send=["8:1-0"]), "8:1-0 is past a log of 8"),
+        (
+            backup.Delivery(subscription="cms", send=[], parked=[("1:1-0", '{"entry":"1-0"}')]),
+            "not a parked delivery",
+        ),
     ],
 )
 def test_a_line_that_cannot_be_restored_is_named_by_its_number(
@@ -186,6 +192,12 @@ def test_a_line_that_cannot_be_restored_is_named_by_its_number(
     found = _refused(_written(tmp_path / "b.ndjson", lines))
     assert found.startswith("line 3: "), found
     assert said in found
+
+
+def test_the_delivery_lines_are_what_the_check_hands_the_restore(tmp_path: Path) -> None:
+    owed = backup.Delivery(subscription="cms", send=["1:1551330000000-2", "1:1551330000000-3"])
+    checked = backup.verify(_written(tmp_path / "b.ndjson", [*_lines(), owed]), None)
+    assert checked.deliveries == [owed]
 
 
 def test_a_line_after_the_closing_one_is_refused(tmp_path: Path) -> None:

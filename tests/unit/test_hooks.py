@@ -33,6 +33,8 @@ def test_no_hook_of_ours_runs_in_a_thread(app: Litestar) -> None:
     hooks = [h.resolve_before_request() for h in handlers] + [
         h.resolve_after_response() for h in handlers
     ]
-    threaded = [hook for hook in (*hooks, *app.before_send) if isinstance(hook, AsyncCallable)]
+    guards = [guard for h in handlers for guard in h.resolve_guards()]
+    every = (*hooks, *guards, *app.before_send)
+    threaded = [hook for hook in every if isinstance(hook, AsyncCallable)]
     assert threaded == []
     assert any(hook is not None for hook in hooks)  # the parameter check is among them

@@ -25,7 +25,7 @@ from dateline.runtime import status
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.probes import probes
 from dateline.store.connection import cluster_mode
-from dateline.store.subscriptions import Mode, SubscriptionExists, Subscriptions
+from dateline.store.subscriptions import Mode, Parked, SubscriptionExists, Subscriptions
 from dateline_schemas import TYPES
 
 T = TypeVar("T")
@@ -271,7 +271,18 @@ def subscriptions_redrive(name: str) -> None:
 @click.argument("name")
 def subscriptions_dead_letters(name: str) -> None:
     """NAME's parked updates: position, story, attempts and the last error."""
-    for _, p in _run(lambda s: s.dead_letters(name)):
+
+    async def work(s: Subscriptions) -> list[tuple[str, Parked]] | None:
+        if await s.get(name) is None:
+            return None
+        return await s.dead_letters(name)
+
+    letters = _run(work)
+    if letters is None:
+        raise click.ClickException(f"no subscription named {name!r}")
+    if not letters:
+        click.echo(f"{name!r} has no parked updates")
+    for _, p in letters:
         when = dt.datetime.fromtimestamp(p.parked_at).isoformat(timespec="seconds")
         why = f"behind {p.behind}" if p.behind else f"{p.attempts} attempts: {p.error}"
         click.echo(f"{p.position}\t{p.story}\t{when}\t{why}")
