@@ -201,8 +201,9 @@ def test_publish_seal_and_log_commands_on_a_cluster(local_cluster: LocalCluster)
     assert letters.stdout == b"'desk' has no parked updates\n"
     removed = dateline("subscriptions", "remove", "desk")
     assert removed.returncode == 0, removed.stderr
-    gone = dateline("subscriptions", "dead-letters", "desk")  # said, not an empty answer
-    assert gone.returncode == 1
-    assert b"no subscription named 'desk'" in gone.stderr
+    for command in ("dead-letters", "redrive"):  # said, not an empty answer
+        gone = dateline("subscriptions", command, "desk")
+        assert gone.returncode == 1
+        assert b"no subscription named 'desk'" in gone.stderr
     as_of = dateline("story", "hanoi-summit-2019", "--at-version", "3")
     assert as_of.returncode == 0, as_of.stderr  # the log alone answers it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import click
 
@@ -25,7 +25,7 @@ from dateline.runtime import status
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.probes import probes
 from dateline.store.connection import cluster_mode
-from dateline.store.subscriptions import Mode, Parked, SubscriptionExists, Subscriptions
+from dateline.store.subscriptions import Mode, SubscriptionExists, Subscriptions
 from dateline_schemas import TYPES
 
 T = TypeVar("T")
@@ -133,6 +133,20 @@ def subscriptions() -> None:
 
 def _run(work: Callable[[Subscriptions], Awaitable[T]]) -> T:
     return on_the_log(lambda log: work(Subscriptions(log.redis, log.keys)))
+
+
+def _of(name: str, work: Callable[[Subscriptions], Awaitable[T]]) -> T:
+    """`work` on the subscription `name`; said, not run, if there is none."""
+
+    async def known(s: Subscriptions) -> tuple[bool, T | None]:
+        if await s.get(name) is None:
+            return False, None
+        return True, await work(s)
+
+    found, done = _run(known)
+    if not found:
+        raise click.ClickException(f"no subscription named {name!r}")
+    return cast(T, done)
 
 
 @subscriptions.command(name="add")
@@ -252,15 +266,7 @@ def subscriptions_remove(name: str) -> None:
 @click.argument("name")
 def subscriptions_redrive(name: str) -> None:
     """Send NAME's parked updates again, in their order (the running service does it)."""
-
-    async def work(s: Subscriptions) -> int | None:
-        if await s.get(name) is None:
-            return None
-        return await s.request_redrive(name)
-
-    parked = _run(work)
-    if parked is None:
-        raise click.ClickException(f"no subscription named {name!r}")
+    parked = _of(name, lambda s: s.request_redrive(name))
     click.echo(
         f"redrive of {parked} parked updates of {name!r} requested; `dateline deliver` "
         "puts them back in the outbox before its next window"
@@ -271,15 +277,7 @@ def subscriptions_redrive(name: str) -> None:
 @click.argument("name")
 def subscriptions_dead_letters(name: str) -> None:
     """NAME's parked updates: position, story, attempts and the last error."""
-
-    async def work(s: Subscriptions) -> list[tuple[str, Parked]] | None:
-        if await s.get(name) is None:
-            return None
-        return await s.dead_letters(name)
-
-    letters = _run(work)
-    if letters is None:
-        raise click.ClickException(f"no subscription named {name!r}")
+    letters = _of(name, lambda s: s.dead_letters(name))
     if not letters:
         click.echo(f"{name!r} has no parked updates")
     for _, p in letters:
