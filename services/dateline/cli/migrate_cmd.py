@@ -135,7 +135,7 @@ async def _move(
     fanned = await migrate.fans_out(source.redis, source.keys)
     # Frozen: the whole log is the cut. What each subscription is owed, to put back there.
     dues = await owed.dues(source.redis, source.keys, None) if fanned else []
-    placing = owed.Placing({x for d in dues for x in (*d.send, *(p for p, _ in d.parked))}, dues)
+    placing = owed.Placing(owed.positions(dues), dues)
     try:
         with Progress(*columns, console=Console(stderr=True)) as bar:
             task = bar.add_task("copying", total=total)
@@ -151,8 +151,7 @@ async def _move(
             )
             settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
             queued = parked = 0
-            owed_all = [x for d in dues for x in (*d.send, *(p for p, _ in d.parked))]
-            if lost := placing.missing(owed_all):  # an outbox naming what the log lacks
+            if lost := placing.missing():
                 err(
                     f"{len(lost)} updates the subscriptions were owed are not in the log "
                     f"({', '.join(lost[:5])}): not put in their outboxes there"

@@ -468,7 +468,7 @@ async def restore(
     `seal_key`: as `migrate.write_log`'s."""
     deliveries = checked.deliveries
     restored, rest = Restored(checks={}), list[Setting | Inbox]()
-    placing = owed.Placing({x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))})
+    placing = owed.Placing(owed.positions(deliveries))
     restored.checks = await migrate.write_log(
         _records(path, rest),
         target,
@@ -492,8 +492,7 @@ async def restore(
     for feed, rows in inboxes.items():
         for i in range(0, len(rows), migrate.PAGE):
             await migrate.write_inbox(target, to.prefix, feed, rows[i : i + migrate.PAGE])
-    everything = [x for d in deliveries for x in (*d.send, *(p for p, _ in d.parked))]
-    if missing := placing.missing(everything):
+    if missing := placing.missing():
         raise BadBackup(
             f"its delivery lines name {len(missing)} updates the file does not hold "
             f"({', '.join(missing[:5])}): the log and settings are restored, the "

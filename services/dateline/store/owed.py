@@ -16,8 +16,9 @@ receivers drop ids they have seen. Nothing it had not acknowledged is lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -75,6 +76,21 @@ def seen(dues: Sequence[Due], partition: int, at: tuple[int, int], record: bytes
     return taken
 
 
+class Owing(Protocol):
+    """What is owed to one subscription: a `Due`, or a backup's `delivery` line."""
+
+    @property
+    def send(self) -> Collection[str]: ...
+
+    @property
+    def parked(self) -> Sequence[tuple[str, str]]: ...
+
+
+def positions(owing: Iterable[Owing]) -> set[str]:
+    """Every position owed, to be sent or parked."""
+    return {x for o in owing for x in (*o.send, *(p for p, _ in o.parked))}
+
+
 def log_order(position: str) -> tuple[tuple[int, int], int]:
     """Stream-id order across partitions, as a backup's updates go."""
     parsed = Position.parse(position)
@@ -129,8 +145,11 @@ class Placing:
         if seen(self.dues, partition, at, record) or before in self.known:
             self.found[before] = (after, record)
 
-    def missing(self, positions: Sequence[str]) -> list[str]:
-        return sorted((x for x in positions if x not in self.found), key=log_order)
+    def missing(self) -> list[str]:
+        """What is owed (known before, or seen since) and the copy did not place: an
+        outbox naming what the log lacks, in log order."""
+        owed = self.known | positions(self.dues)
+        return sorted(owed - self.found.keys(), key=log_order)
 
     async def put_back(
         self,

@@ -76,8 +76,8 @@ class Subscription(msgspec.Struct, frozen=True):
         return start is None or stream_id(entry_id) > stream_id(start)
 
     def filters(self, story: str, type_: str) -> bool:
-        """Whether its story prefixes and types let this update through (`wants`, but
-        for when it was added)."""
+        """Whether its story prefixes and types let this update through: `wants`
+        without the question of when it was added."""
         if self.story_prefixes and not story.startswith(tuple(self.story_prefixes)):
             return False
         return not self.types or type_ in self.types
