@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import types
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, cast
@@ -22,6 +23,7 @@ from dateline.projector.replay import drop_version, rebuild_all
 from dateline.query import live
 from dateline.query import reader as reads
 from dateline.query.app import create_app
+from dateline.query.paging import Place
 from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
@@ -217,6 +219,9 @@ async def test_min_position_waits_for_the_projection(
         ("/v1/schedule?from=tomorrow", 400, "from"),
         (f"/v1/stories/{STORY}/live?last_event_id=nonsense", 400, "Last-Event-ID"),
         ("/v1/live?last_event_id=1-0", 400, "Last-Event-ID"),
+        ("/v1/stories?after=yesterday", 400, "after: expected the `next` of a page"),
+        ("/v1/stories?after=inf:hanoi-summit-2019", 400, "after: expected"),
+        ("/v1/stories?after=1.5:Bad_Id", 400, "after: expected"),
     ],
 )
 async def test_bad_requests_are_refused_with_a_problem_naming_the_parameter(
@@ -349,6 +354,63 @@ async def test_the_index_pages_newest_first_from_its_by_time_index(
     assert [m.decode() for m in members] == [e["id"] for e in everything]
     developing = (await api.get("/v1/stories", params={"status": "developing", "limit": 2})).json()
     assert [e["id"] for e in developing["items"]] == ["later-4", "later-3"]
+
+
+async def _pages(
+    api: httpx.AsyncClient, headers: dict[str, str] | None = None, **params: object
+) -> list[list[str]]:
+    """Every page of the list, each following the `next` of the one before."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        asked = {**params, **({} if after is None else {"after": after})}
+        got = await api.get("/v1/stories", params=cast(dict[str, Any], asked), headers=headers)
+        assert got.status_code == 200, got.text
+        pages.append([e["id"] for e in got.json()["items"]])
+        if (after := got.json()["next"]) is None:
+            return pages
+
+
+async def test_the_index_pages_on_by_next_each_story_once_and_in_order(
+    log: Log, app: Projector, api: httpx.AsyncClient, url: str
+) -> None:
+    """A newsroom's older stories are reached page by page, not only the newest 10,000;
+    a story updated while a client pages moves to the top and is not listed again."""
+    await log.append([encode(update(subject=f"batch-{n}", id=f"batch-{n}")) for n in range(7)])
+    for n in range(5):
+        await log.append([encode(update(subject=f"later-{n}", id=f"later-{n}"))])
+    await settle(app)
+    everything = (await api.get("/v1/stories")).json()
+    order = [e["id"] for e in everything["items"]]
+    assert len(order) == 12 and everything["next"] is None
+    for limit, sizes in ((2, [2] * 6), (5, [5, 5, 2]), (12, [12]), (11, [11, 1])):
+        pages = await _pages(api, limit=limit)
+        assert [len(p) for p in pages] == sizes, limit
+        assert list(itertools.chain(*pages)) == order, limit
+    assert list(itertools.chain(*await _pages(api, limit=3, status="developing"))) == order
+    # A reader of one desk's prefix: its list is read whole and filtered, paged alike.
+    desk = await bearer(url, log.keys.prefix, role="reader", prefixes=["batch-"])
+    scoped = await _pages(api, desk, limit=3)
+    assert [len(p) for p in scoped] == [3, 3, 1]
+    assert list(itertools.chain(*scoped)) == [s for s in order if s.startswith("batch-")]
+
+
+async def test_a_story_updated_while_a_client_pages_moves_to_the_top_once(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    for n in range(8):
+        await log.append([encode(update(subject=f"paged-{n}", id=f"paged-{n}"))])
+        await settle(app)
+    first = (await api.get("/v1/stories", params={"limit": 3})).json()
+    assert [e["id"] for e in first["items"]] == ["paged-7", "paged-6", "paged-5"]
+    later = update("dateline.statement.made", subject="paged-1", id="paged-1-again")
+    await log.append([encode(later)])
+    await settle(app)
+    rest = (await api.get("/v1/stories", params={"after": first["next"]})).json()
+    assert [e["id"] for e in rest["items"]] == ["paged-4", "paged-3", "paged-2", "paged-0"]
+    assert rest["next"] is None
+    top = (await api.get("/v1/stories", params={"limit": 1})).json()
+    assert [e["id"] for e in top["items"]] == ["paged-1"]
 
 
 async def test_an_unexpected_error_is_logged_and_answered_as_a_problem(
@@ -1187,6 +1249,24 @@ async def test_quiet_streams_get_keepalives_though_the_bell_rings_on_a_timer(
     assert story[0] and sum(1 for p in story if not p) >= 3
 
 
+async def _scored_stories(
+    log: Log, status: str | None, a_score: int
+) -> tuple[Reader, list[tuple[float, str]]]:
+    """60 stories in the by-time index (of `status`), `a_score` sharing each score, as
+    the projector scores them; and (score, story) of each, newest first."""
+    reader = Reader(log.redis, log.keys, Doorbell(log.redis, log.keys.prefix))
+    models = await reader.models()
+    expected: list[tuple[float, str]] = []
+    for n in range(60):
+        story, score = f"st-{n}", float(1_000 + n // a_score)
+        region = models.region_of(story)
+        by_time = region.index_by_time if status is None else region.index_by_status(status)
+        await log.redis.zadd(by_time, {story: score})
+        await log.redis.hset(region.index, story, msgspec.json.encode({"id": story}))
+        expected.append((score, story))
+    return reader, sorted(expected, reverse=True)
+
+
 @pytest.mark.one_server("newest.lua reads every region at once; a cluster merges in Python")
 @pytest.mark.parametrize("status", [None, "developing"])
 async def test_the_newest_by_one_script_are_those_of_the_merge_of_every_region(
@@ -1195,17 +1275,7 @@ async def test_the_newest_by_one_script_are_those_of_the_merge_of_every_region(
     """`newest.lua` (one server) and the per-region reads merged here (a cluster) give
     the stories one sorted set of them all would: by score, then member, from the
     highest; ties across partitions included."""
-    reader = Reader(log.redis, log.keys, Doorbell(log.redis, log.keys.prefix))
-    models = await reader.models()
-    expected: list[tuple[float, str]] = []
-    for n in range(60):
-        story, score = f"st-{n}", float(1_000 + n // 4)  # four stories a score
-        region = models.region_of(story)
-        by_time = region.index_by_time if status is None else region.index_by_status(status)
-        await log.redis.zadd(by_time, {story: score})
-        await log.redis.hset(region.index, story, msgspec.json.encode({"id": story}))
-        expected.append((score, story))
-    expected.sort(reverse=True)
+    reader, expected = await _scored_stories(log, status, 4)
     for limit in (1, 7, 50, 60, 100):
         by_script = await reader._newest(limit, status)
         reader.cluster = True
@@ -1213,3 +1283,22 @@ async def test_the_newest_by_one_script_are_those_of_the_merge_of_every_region(
         reader.cluster = False
         want = [msgspec.json.encode({"id": story}) for _, story in expected[:limit]]
         assert by_script == merged == want, limit
+
+
+@pytest.mark.parametrize("status", [None, "concluded"])
+async def test_pages_from_a_place_split_ties_of_one_score_by_story_id(
+    log: Log, status: str | None
+) -> None:
+    """A batch's stories share their `recordedtime`: from a place among them, a page
+    goes on with the smaller ids of that score, then the older scores, across regions."""
+    reader, expected = await _scored_stories(log, status, 7)
+    for limit in (1, 3, 7, 10):
+        paged: list[bytes] = []
+        after: Place | None = None
+        while page := await reader._newest(limit, status, after):
+            assert len(page) <= limit
+            paged += page
+            last = msgspec.json.decode(page[-1])["id"]
+            after = Place(next(s for s, story in expected if story == last), last)
+        assert paged == [msgspec.json.encode({"id": story}) for _, story in expected], limit
+        assert await reader._newest(limit, status, after) == []  # past the end: empty

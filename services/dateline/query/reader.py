@@ -23,6 +23,7 @@ from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
 from dateline.query.cache import InFlight, Kept, SharedReads, StoryCache
 from dateline.query.carried import Carried
+from dateline.query.paging import Place
 from dateline.query.views import ListedStory, Stamp
 from dateline.runtime import DeadLetters
 from dateline.store.connection import UNREACHABLE, in_turn, is_cluster, sent
@@ -337,18 +338,19 @@ class Reader:
         overdue_only: bool = False,
         now: datetime | None = None,
         prefixes: Sequence[str] = (),
+        after: Place | None = None,
     ) -> tuple[list[ListedStory], dict[str, str]]:
         """The `limit` stories (of `status`; all if None; only those with an overdue item
         if `overdue_only`; only those starting with one of `prefixes`, if any) updated
-        last, newest first, each with its `parked_at` and whether an item of it is
-        overdue at `now`; and every parked story (of those prefixes), with the update
-        that parked it."""
+        last, newest first (after the place `after`, if given: `query/paging.py`), each
+        with its `parked_at` and whether an item of it is overdue at `now`; and every
+        parked story (of those prefixes), with the update that parked it."""
         now = now or datetime.now(UTC)
         # A reader limited to prefixes reads the whole index and filters it: the by-time
         # indexes hold every story, and their first `limit` may all be another desk's.
         by_time = not overdue_only and not prefixes
         newest, parked, late = await asyncio.gather(
-            self._newest(limit, status) if by_time else _none(),
+            self._newest(limit, status, after) if by_time else _none(),
             self.parked(),
             self.overdue(now),
         )
@@ -365,8 +367,10 @@ class Reader:
                 entries = [e for e in entries if e.id.startswith(tuple(prefixes))]
             if status is not None:
                 entries = [e for e in entries if e.status == status]
-            entries.sort(key=lambda e: (e.recordedtime or "", e.id), reverse=True)
-            entries = entries[:limit]
+            # The order of the by-time indexes, so that a page's `next` means one place
+            # whichever way the next page is read.
+            placed = sorted(((Place.of(e.id, e.recordedtime), e) for e in entries), reverse=True)
+            entries = [e for place, e in placed if after is None or place < after][:limit]
         for e in entries:
             e.parked_at = parked.get(e.id)
             e.overdue = e.id in late
@@ -402,13 +406,17 @@ class Reader:
         )
         return min((after[0][1] for after in firsts if after), default=math.inf)
 
-    async def _newest(self, limit: int | None, status: str | None) -> list[bytes] | None:
-        """The `limit` stories (of `status`) updated last, newest first; None if there are
-        none there, which is also what a read model older than those indexes shows (then
-        the caller reads them all), or if all are asked for."""
+    async def _newest(
+        self, limit: int | None, status: str | None, after: Place | None = None
+    ) -> list[bytes] | None:
+        """The `limit` stories (of `status`) updated last, newest first (after `after`);
+        None if there are none there, which is also what a read model older than those
+        indexes shows (then the caller reads them all), or if all are asked for."""
         models = await self.models()
         if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
+        if after is not None:
+            return await self._newest_after(models, limit, status, after)
         if not self.sharded and limit <= NEWEST_IN_ONE:  # one script: every region's slot
             keys = [
                 key
@@ -425,13 +433,42 @@ class Reader:
             by_time = region.index_by_time if status is None else region.index_by_status(status)
             pipe.zrevrange(by_time, 0, limit - 1, withscores=True)
 
-        # Each region's newest, merged as one sorted set would order them all: by score,
-        # then member, from the highest.
         ranked = cast(list[list[tuple[bytes, float]]], await self._each_region(newest))
+        return await self._merged(models, ranked, limit) or None
+
+    async def _newest_after(
+        self, models: ReadModels, limit: int, status: str | None, after: Place
+    ) -> list[bytes] | None:
+        """`_newest` from a place on: in each region, the stories of its score with a
+        smaller id (a batch's stories share their `recordedtime`), then the older ones."""
+
+        def page(pipe: Pipeline, region: Region) -> None:
+            by_time = region.index_by_time if status is None else region.index_by_status(status)
+            pipe.zrevrangebyscore(by_time, after.score, after.score, withscores=True)
+            pipe.zrevrangebyscore(
+                by_time, f"({after.score!r}", "-inf", start=0, num=limit, withscores=True
+            )
+            pipe.zcard(by_time)
+
+        replies = await self._each_region(page)
+        ranked, indexed = [], 0
+        for i in range(0, len(replies), 3):
+            ties, older, count = replies[i : i + 3]
+            ranked.append([(m, s) for m, s in ties if m.decode() < after.story] + older)
+            indexed += count
+        entries = await self._merged(models, ranked, limit)
+        # Past the last page, an empty page; with no index at all, the caller reads them all.
+        return entries if entries or indexed else None
+
+    async def _merged(
+        self, models: ReadModels, ranked: list[list[tuple[bytes, float]]], limit: int
+    ) -> list[bytes]:
+        """Each region's stories (newest first), merged as one sorted set would order
+        them all: by score, then member, from the highest; the first `limit` entries."""
         merged = heapq.merge(*ranked, key=lambda pair: (pair[1], pair[0]), reverse=True)
         stories = [member.decode() for member, _ in itertools.islice(merged, limit)]
         if not stories:
-            return None
+            return []
         entries = await self._index_entries(models, stories)
         return [e for e in entries if e is not None]
 

@@ -125,6 +125,13 @@ class StoryPage(msgspec.Struct):
 
     projection: str
     items: list[ListedStory]
+    next: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Give as `after` for the page that follows this one; null when "
+            "this page is the last."
+        ),
+    ] = None
 
 
 class TimelinePage(msgspec.Struct):

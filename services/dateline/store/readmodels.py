@@ -203,7 +203,7 @@ class ReadModels(ModelKeys):
                     ("RPUSH", region.timeline(new.id)), list(map(_encode, new.timeline))
                 )
             batch.index[new.id] = writes.index[new.id] = _encode(_index_entry(new))
-            batch.recent[new.id] = _recorded(new.recordedtime)
+            batch.recent[new.id] = recorded_score(new.recordedtime)
             batch.by_status.setdefault(new.status, {})[new.id] = batch.recent[new.id]
             if old.status != new.status:
                 batch.left_status.setdefault(old.status, []).append(new.id)
@@ -551,7 +551,8 @@ def _start(text: str) -> float:
     return parse_fuzzy_date(text).start.timestamp()
 
 
-def _recorded(text: str | None) -> float:
+def recorded_score(text: str | None) -> float:
+    """A story's score in the by-time indexes: its `recordedtime`, in seconds."""
     return datetime.fromisoformat(text).timestamp() if text else 0.0
 
 

@@ -14,6 +14,7 @@ from litestar.params import QueryParameter
 from dateline.domain.state import Entry
 from dateline.query.access import grant_of
 from dateline.query.exports import jsonld, timelinejs
+from dateline.query.paging import BadPlace, Place
 from dateline.query.reader import Reader
 from dateline.query.rendering import rendered_now
 from dateline.query.routes.common import (
@@ -79,24 +80,47 @@ async def state_of(
 
 
 async def _listing(
-    request: Request[Any, Any, Any], limit: int, status: str | None, *, overdue: bool
+    request: Request[Any, Any, Any],
+    limit: int,
+    status: str | None,
+    *,
+    overdue: bool,
+    after: str | None = None,
 ) -> tuple[bytes, str]:
     """The list, rendered once for every reader who sees it alike, until a commit to any
     partition is heard or a story in it falls overdue (`StoryCache.listing`)."""
     reader, grant = reader_of(request), grant_of(request)
+    place = None if after is None else _place(after)
     models = await reader.models()
-    key = (models.version, limit, status, overdue, tuple(grant.story_prefixes))
+    key = (models.version, limit, status, overdue, tuple(grant.story_prefixes), after)
     if (kept := reader.cache.listing(key)) is not None:
         return kept
     generation, now = reader.cache.listings_generation, datetime.now(UTC)
     (entries, _), until = await asyncio.gather(
-        reader.listed(limit, status, overdue_only=overdue, now=now, prefixes=grant.story_prefixes),
+        # One more than the page: whether there is a next page, without a read to learn it.
+        reader.listed(
+            limit + 1,
+            status,
+            overdue_only=overdue,
+            now=now,
+            prefixes=grant.story_prefixes,
+            after=place,
+        ),
         reader.next_due(now),
     )
-    body = _encode(StoryPage(models.version, entries))
+    last = entries[limit - 1] if len(entries) > limit else None
+    following = None if last is None else str(Place.of(last.id, last.recordedtime))
+    body = _encode(StoryPage(models.version, entries[:limit], following))
     tag = etag(body)
     reader.cache.put_listing(key, generation, body, tag, until)
     return body, tag
+
+
+def _place(after: str) -> Place:
+    try:
+        return Place.parse(after)
+    except BadPlace as exc:
+        raise params.bad_parameter("after", str(exc)) from None
 
 
 STORY_ROUTE = "/v1/stories/{story:str}"
@@ -157,9 +181,19 @@ def routes() -> list[HTTPRouteHandler]:
                 "its start passed, nothing reported of it."
             ),
         ] = False,
+        after: Annotated[
+            str | None,
+            QueryParameter(
+                description="The `next` of the page before: the stories after its last one "
+                "(newest first, so updated before it, or at the same time with a smaller id).",
+                schema_extra={"pattern": r"^[0-9.e+-]+:[a-z0-9-]{1,128}$"},
+            ),
+        ] = None,
     ) -> Ready:
-        """The stories, newest update first (`limit`, default 100)."""
-        body, tag = await _listing(request, limit, status, overdue=overdue)
+        """The stories, newest update first (`limit`, default 100); `next` is the `after`
+        of the next page, null on the last. A story updated while you page moves to the
+        top: it is not listed again further on."""
+        body, tag = await _listing(request, limit, status, overdue=overdue, after=after)
         return answer(request, body, tag=tag)
 
     @get(

@@ -95,7 +95,38 @@ function listHead(overdueOnly) {
     <p class="filters"><a href="#/" class="${overdueOnly ? "" : "on"}">All</a><a id="overdue-filter" href="#/overdue" class="${overdueOnly ? "on" : ""}">With overdue items</a></p>
     <p class="meta">${overdueOnly ? "Stories with an item whose start has passed and of which nothing was reported. Refreshed every 5 s." : `The ${LIST_SIZE} stories updated last, newest first. Live.`}</p>
     <table><thead><tr><th>Story</th><th>Status</th><th>Outcome</th><th>Updates</th><th>Last update</th></tr></thead>
-    <tbody id="stories"><tr><td colspan="5" class="empty">waiting for stories…</td></tr></tbody></table>`;
+    <tbody id="stories"><tr><td colspan="5" class="empty">waiting for stories…</td></tr></tbody></table>
+    ${overdueOnly ? "" : `<p class="pager" id="pager" hidden><a id="older" href="#/older">Older stories ›</a></p>`}`;
+}
+
+// The stories past the live list, a page at a time: each page the `next` of the one
+// before (`?after=`). Not live: a story updated meanwhile moves to the live list.
+function olderPage(after) {
+  main.innerHTML = `<h1>Older stories</h1>
+    <p class="filters"><a href="#/">‹ The ${LIST_SIZE} updated last</a></p>
+    <p class="meta">${LIST_SIZE} a page, newest first. Not live: a story updated meanwhile moves to the top of the list.</p>
+    <table><thead><tr><th>Story</th><th>Status</th><th>Outcome</th><th>Updates</th><th>Last update</th></tr></thead>
+    <tbody id="stories"><tr><td colspan="5" class="empty">loading…</td></tr></tbody></table>
+    <p class="pager" id="pager"></p>`;
+  liveBadge.dataset.state = "open"; liveBadge.textContent = "not live";
+  const load = async () => {
+    let from = after;
+    if (!from) {  // the page after the live list's
+      const first = await fetch(`/v1/stories?limit=${LIST_SIZE}`);
+      if (!first.ok) return;
+      from = (await first.json()).next;
+    }
+    let page = { items: [], next: null };
+    if (from) {
+      const r = await fetch(`/v1/stories?limit=${LIST_SIZE}&after=${encodeURIComponent(from)}`);
+      if (!r.ok) return;
+      page = await r.json();
+    }
+    patch(document.getElementById("stories"), storyRows(page.items) || `<tr><td colspan="5" class="empty">no older stories</td></tr>`, new Map());
+    const pager = document.getElementById("pager");
+    if (pager && page.next) pager.innerHTML = `<a id="older" href="#/older/${encodeURIComponent(page.next)}">Older stories ›</a>`;
+  };
+  load();
 }
 
 function indexPage() {
@@ -107,6 +138,8 @@ function indexPage() {
       .sort((a, b) => (b.recordedtime || "").localeCompare(a.recordedtime || ""))
       .slice(0, LIST_SIZE);
     patch(document.getElementById("stories"), storyRows(rows) || `<tr><td colspan="5" class="empty">no stories yet</td></tr>`, seen);
+    const pager = document.getElementById("pager");
+    if (pager) pager.hidden = entries.size < LIST_SIZE;  // a full list: there may be more
   };
   // An update's entry says nothing of parking or of the clock: `held` events and the
   // overdue check do; what is known of them is kept.
@@ -378,6 +411,7 @@ function route() {
   else if (hash === "#/ops") opsPage();
   else if (hash === "#/schedule") boardPage();
   else if (hash === "#/overdue") overduePage();
+  else if (hash.startsWith("#/older")) olderPage(decodeURIComponent(hash.slice("#/older/".length)));
   else indexPage();
 }
 
