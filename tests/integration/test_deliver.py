@@ -25,6 +25,7 @@ from dateline.deliver.webhook import Headers
 from dateline.deliver.worker import Outcome, RetryPolicy, Sender, Worker
 from dateline.kit import Batch, LogEntry
 from dateline.runtime import groups, status
+from dateline.store import migrate
 from dateline.store.config import Settings
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
 from dateline.store.layout import DELIVER_GROUP
@@ -225,6 +226,30 @@ async def test_a_paused_subscription_queues_and_resume_sends_what_waited(
             assert receiver.got == []
             await subs.set_paused("later", False)
             await until(lambda: len(receiver.got) == 2)
+
+
+async def test_sends_are_held_while_the_log_is_moved_and_after(log: Log, url: str) -> None:
+    """`dateline migrate` copies what each receiver had not acknowledged to the target's
+    outboxes: a send from here during or after the move would reach it twice (or again
+    after a restore of a later backup there). A freeze called off lets them go."""
+    subs = Subscriptions(log.redis, log.keys)
+    async with receiving() as receiver:
+        await subs.add(receiver.url, name="cms", allow_private=True)
+        await subs.set_paused("cms", True)
+        async with delivering(log, url, FAST) as service:
+            await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+            await until(lambda: _backlog(log, "cms", 3))
+            with capture_logs() as logs:
+                await migrate.freeze(log.redis, log.keys, "moving", "redis://elsewhere:6379")
+                await until(lambda: service.moving is not None)
+            assert any("deliveries held" in e["event"] for e in logs), logs
+            await subs.set_paused("cms", False)
+            await asyncio.sleep(2.5)  # a worker's round or two, a follower's read or two
+            assert receiver.got == []
+            assert await _backlog(log, "cms", 3)
+            await migrate.release(log.redis, log.keys)
+            await until(lambda: len(receiver.got) == 3)
+            assert service.moving is None
 
 
 async def _backlog(log: Log, name: str, n: int) -> bool:
@@ -469,6 +494,36 @@ async def test_a_round_that_fails_raises_once_its_other_stories_settled(log: Log
         await Worker(broken, "desk", sender, FAST).run(asyncio.Event())
     assert sender.got == [other]
     assert _positions(await subs.window("desk", 10)) == [batch.entries[0].position]
+
+
+class _Counting(Sender):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    async def post(self, sub: Subscription, headers: Headers, body: bytes, _: float) -> Outcome:
+        self.sent += 1
+        return Outcome(204, "")
+
+
+async def test_a_freeze_heard_mid_round_stops_the_next_send(log: Log) -> None:
+    """A round sends a story's updates one by one: a move heard after the first, the
+    rest wait in the outbox, to be copied there."""
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/", name="desk")
+    await log.append([statement("a-story", f"s{n}") for n in range(1, 4)])
+    await Fanout(lambda: subs)(await _batch(log, "a-story"))
+    sender = _Counting()
+    worker = Worker(subs, "desk", sender, FAST, moving=lambda: "elsewhere" if sender.sent else None)
+    sub, secret = await subs.get("desk"), await subs.secret("desk")
+    assert sub is not None and secret is not None
+    worker._sign_with(secret)
+    await worker.round(sub)
+    assert sender.sent == 1
+    wait_s, _ = await worker.round(sub)  # no progress: a wait, and no send
+    assert wait_s > 0.5
+    assert sender.sent == 1
+    assert len(await subs.window("desk", 10)) == 2
 
 
 async def test_discarding_the_fan_outs_parked_updates_forgets_who_missed_them(

@@ -208,8 +208,8 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
             f"delivery: {report.queued} updates the subscriptions' receivers had not yet "
             f"acknowledged are in their outboxes there, {report.parked} in their dead "
             "letters; the rest of the copied history is not sent again. A deliver still "
-            "running here sends what it can until it is restarted there: a receiver may see "
-            "one again, with its webhook-id"
+            "running here holds its sends (a send under way at the freeze may reach its "
+            "receiver again from there, with its webhook-id)"
         )
     click.echo(
         f"next: restart ingest, the validator, the projector, query and deliver with "

@@ -18,6 +18,7 @@ from faststream import FastStream
 from dateline.deliver.fanout import Fanout
 from dateline.deliver.worker import RetryPolicy, Sender, Worker
 from dateline.kit import DatelineLog
+from dateline.store import migrate
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, cluster_client, connect, described, outage
 from dateline.store.layout import DELIVER_GROUP, Keys
@@ -41,6 +42,8 @@ class DeliveryService:
     workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _follow: asyncio.Task[None] | None = None
     app: FastStream | None = None
+    moving: str | None = None
+    """Where the log is being moved, or has moved, as last read: the workers hold."""
 
     async def start(self) -> None:
         self._follow = asyncio.create_task(self._follow_subscriptions())
@@ -62,6 +65,7 @@ class DeliveryService:
     async def _follow_subscriptions(self) -> None:
         while not self.stop_event.is_set():
             try:
+                await self._follow_move()
                 names = {s.name for s in await self.subscriptions.all()}
             except UNREACHABLE as exc:  # the workers say so too; look again in a while
                 log.warning(f"{outage(exc)}; subscriptions unchanged", error=described(exc))
@@ -86,9 +90,28 @@ class DeliveryService:
                     self.policy,
                     window=self.window,
                     concurrency=self.concurrency,
+                    moving=lambda: self.moving,
                 )
                 self.workers[name] = asyncio.create_task(worker.run(self.stop_event))
             await asyncio.sleep(FOLLOW_S)
+
+    async def _follow_move(self) -> None:
+        """Hold every send while `dateline migrate` moves the log, and after: what is
+        owed then, the move copies to the target's outboxes, so a send from here would
+        reach the receiver twice. Read once a `FOLLOW_S`, so a send or two that began
+        before may still end."""
+        moving = await migrate.frozen_to(self.subscriptions.client, self.kit.keys)
+        if moving == self.moving:
+            return
+        if moving is not None:
+            log.warning(
+                f"the log is being moved to {moving}, or has moved there (`dateline "
+                "migrate`): deliveries held; deliver runs there once the move is done",
+                to=moving,
+            )
+        else:
+            log.info("the log's move was called off (`dateline migrate --release`); delivering")
+        self.moving = moving
 
 
 @dataclass

@@ -143,6 +143,7 @@ class Worker:
         window: int = 256,
         concurrency: int = 16,
         clock: Callable[[], float] = time.time,
+        moving: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.subscriptions, self.name, self.sender, self.policy = (
             subscriptions,
@@ -151,6 +152,10 @@ class Worker:
             policy,
         )
         self.window, self.clock = window, clock
+        self.moving = moving
+        """Where the log is being moved, or has moved (`dateline migrate`): no send then.
+        What this process would send, the copy's outboxes hold, and the target's
+        deliver sends it."""
         self._slots = asyncio.Semaphore(concurrency)
         self._signer: tuple[str, Signer] | None = None
         self._acks = Acknowledgements(partial(subscriptions.delivered, name))
@@ -182,7 +187,7 @@ class Worker:
             log.info("subscription removed; its worker stops", subscription=self.name)
             return True
         secret = await self.subscriptions.secret(self.name)
-        if sub.paused or secret is None:
+        if sub.paused or secret is None or self.moving() is not None:
             await _wait(stop, 1.0)
             return False
         self._sign_with(secret)
@@ -232,6 +237,8 @@ class Worker:
                 state = retries.get(entry)
                 if state is not None and state.next_at > self.clock():
                     return n > 0, state.next_at
+                if self.moving() is not None:  # frozen mid-round: not one send more
+                    return n > 0, self.clock() + 1.0
                 outcome = await self._send(sub, fields)
                 if outcome.ok:
                     await self._acks.add(entry, outcome.status or 0)
