@@ -23,7 +23,7 @@ from dateline.deliver.fanout import route
 from dateline.domain.positions import Position, stream_id
 from dateline.ingest.credentials import Credentials
 from dateline.kit import LogEntry
-from dateline.store import backup, migrate
+from dateline.store import backup, migrate, owed
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
 from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
@@ -188,6 +188,43 @@ async def test_a_restore_puts_back_what_each_subscription_was_owed(
         assert await restored.parked_stories("cms") == {why.story}
         alerted = [f[b"record"] for _, f in await restored.window("alerts", 100)]
         assert [msgspec.json.decode(r)["type"] for r in alerted] == outcomes
+    finally:
+        await _cleared(target, to.prefix)
+
+
+async def test_a_subscription_removed_while_the_backup_ran_gets_no_outbox_on_restore(
+    source: Log, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its deliveries were read at the cut, its setting was gone when the settings were:
+    the file holds what it was owed and no subscription. The restore says so and writes
+    no outbox that no service would read."""
+    registry = Subscriptions(source.redis, source.keys)
+    await registry.add("https://cms.example.org/hooks", name="cms")
+    await registry.add("https://gone.example.org/hooks", name="gone")
+    await hanoi_in(source)
+    for p in range(source.keys.partitions):
+        await source.redis.xgroup_create(source.keys.log(p), DELIVER_GROUP, id="0", mkstream=True)
+    read_dues = owed.dues
+
+    async def then_removed(*args: object) -> list[owed.Due]:
+        found = await read_dues(*args)  # type: ignore[arg-type]
+        await registry.remove("gone")
+        return found
+
+    monkeypatch.setattr(owed, "dues", then_removed)
+    path = tmp_path / "removed.ndjson"
+    written = await _backed_up(source, path)
+    assert written.unsent == 2 * 29
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 8)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
+    try:
+        checked = backup.verify(path, None)
+        assert sorted(d.subscription for d in checked.deliveries) == ["cms", "gone"]
+        await Log(target, to).check_partitions()
+        done = await backup.restore(path, checked, target, to)
+        assert (done.gone, done.queued) == (["gone"], 29)
+        assert [k async for k in target.scan_iter(match=f"{to.prefix}:*gone*")] == []
+        assert len(await Subscriptions(target, to).window("cms", 100)) == 29
     finally:
         await _cleared(target, to.prefix)
 

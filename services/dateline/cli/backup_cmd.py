@@ -360,6 +360,11 @@ async def _restore(
             "restored history is not sent again"
             + ("" if header.format >= 2 else " (a backup of format 1 holds no outboxes)")
         )
+    if restored.gone:
+        click.echo(
+            f"delivery: {', '.join(restored.gone)}: removed while the backup was taken (the "
+            "file holds what it was owed, not the subscription); nothing put back for it"
+        )
     click.echo(
         "next: start the services on this log (`dateline up`, or each with REDIS_URL and "
         "DATELINE_PREFIX as here): a projector builds the read models from it"

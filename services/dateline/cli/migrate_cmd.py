@@ -151,6 +151,7 @@ async def _move(
             )
             settings_copied = await migrate.copy_settings(source.redis, target, to.prefix)
             queued = parked = 0
+            gone: list[str] = []
             if lost := placing.missing():
                 err(
                     f"{len(lost)} updates the subscriptions were owed are not in the log "
@@ -158,7 +159,10 @@ async def _move(
                 )
             for due in dues:
                 put = await placing.put_back(target, to, due.sub.name, due.owed(), due.parked)
-                queued, parked = queued + put[0], parked + put[1]
+                if put is None:
+                    gone.append(due.sub.name)
+                else:
+                    queued, parked = queued + put[0], parked + put[1]
             delivery = await migrate.place_delivery(source.redis, source.keys, target, to)
             bar.update(task, description="checking")
             wrong = await migrate.check(target, to, checks, seal_key=key)
@@ -171,6 +175,7 @@ async def _move(
                 delivery=delivery,
                 queued=queued,
                 parked=parked,
+                gone=gone,
             )
             if not wrong and key is not None:  # its lists written sealed: marked so
                 await seal_log(target, to, key, listed=True)
@@ -210,6 +215,11 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
             "letters; the rest of the copied history is not sent again. A deliver still "
             "running here holds its sends (a send under way at the freeze may reach its "
             "receiver again from there, with its webhook-id)"
+        )
+    if report.gone:
+        click.echo(
+            f"delivery: {', '.join(report.gone)}: removed while the log was copied; "
+            "nothing put in an outbox for it there"
         )
     click.echo(
         f"next: restart ingest, the validator, the projector, query and deliver with "

@@ -449,6 +449,8 @@ class Restored:
     """Updates put back in the subscriptions' outboxes."""
     parked: int = 0
     """Updates put back in the subscriptions' dead letters."""
+    gone: list[str] = field(default_factory=list)
+    """Subscriptions with a `delivery` line and no setting: removed as the backup ran."""
 
 
 async def restore(
@@ -499,11 +501,14 @@ async def restore(
             "subscriptions' outboxes are not"
         )
     for delivery in deliveries:
-        queued, parked = await placing.put_back(
+        put = await placing.put_back(
             target, to, delivery.subscription, delivery.send, delivery.parked
         )
-        restored.queued += queued
-        restored.parked += parked
+        if put is None:
+            restored.gone.append(delivery.subscription)
+            continue
+        restored.queued += put[0]
+        restored.parked += put[1]
     if checked.header.delivery:
         await migrate.start_delivery_after(target, to)
     return restored

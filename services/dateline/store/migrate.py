@@ -116,6 +116,8 @@ class MigrateReport:
     """Updates the subscriptions were owed, put in their outboxes on the target."""
     parked: int = 0
     """Their dead letters, put in theirs on the target."""
+    gone: list[str] = field(default_factory=list)
+    """Subscriptions owed updates and removed before their settings were copied."""
 
 
 def frozen_detail(to: str) -> str:

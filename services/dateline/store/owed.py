@@ -158,10 +158,15 @@ class Placing:
         name: str,
         send: Sequence[str],
         parked: Sequence[tuple[str, str]],
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int] | None:
         """`name`'s owed updates into its outbox on `target`, its dead letters into its
         dead letters, at their new positions: how many of each. Those the copy did not
-        place (`missing`: the caller says so) are left out."""
+        place (`missing`: the caller says so) are left out. None, and nothing written,
+        where the copied settings hold no such subscription: removed after its
+        deliveries were read, its outbox there would be keys no service reads."""
+        subscriptions = Subscriptions(target, to)
+        if await subscriptions.get(name) is None:
+            return None
         queued = [self._owed(x) for x in send if x in self.found]
         letters = []
         for x, why in parked:
@@ -170,7 +175,7 @@ class Placing:
             story, after, record = self._owed(x)
             letter = msgspec.structs.replace(parked_letter(why), position=after)
             letters.append((story, after, record, letter))
-        await Subscriptions(target, to).put_back(name, queued, letters)
+        await subscriptions.put_back(name, queued, letters)
         return len(queued), len(letters)
 
     def _owed(self, before: str) -> tuple[str, str, bytes]:
