@@ -97,6 +97,15 @@ async def test_refusals_name_the_header_or_the_type_and_write_nothing(client: Cl
         assert r.status_code == status, (headers, r.text)
         assert r.headers["content-type"] == "application/problem+json"
         assert says in r.text, r.text
+    # A whole CloudEvent sent as application/json, as a feed's HTTP library does by
+    # default: said for what it is, not "send application/json ..., not application/json".
+    event = {k.removeprefix("ce-"): v for k, v in by_hand().items() if k.startswith("ce-")}
+    whole = msgspec.json.encode({**event, "data": {"title": "Summit"}})
+    r = await post(client, {"content-type": "application/json"}, whole)
+    assert r.status_code == 415, r.text
+    detail = r.json()["detail"]
+    assert "this request has no ce-specversion header" in detail, detail
+    assert "application/cloudevents+json" in detail
     assert await written(client.log) == []
 
 

@@ -139,6 +139,15 @@ def split(content_type: str, body: bytes) -> list[bytes]:
             ) from None
     elif content_type in NDJSON:
         items = [line.strip() for line in body.split(b"\n") if line.strip()]
+    elif content_type == BINARY_DATA:  # binary mode's type, without its headers
+        raise Refused(
+            415,
+            "unsupported-media-type",
+            "Unsupported content type",
+            f"{BINARY_DATA} is binary mode: the update's data as the body, its attributes "
+            f"in ce-* headers, and this request has no ce-specversion header; send a whole "
+            f"CloudEvent as {CE_JSON}, a batch as {CE_BATCH} or {NDJSON[0]}",
+        )
     else:
         raise Refused(
             415,
