@@ -173,6 +173,13 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
 
         replayed = run(env, "replay", "stories", "--story", "cohen-hearing-2019").stdout
         assert "rebuilt from the log to version 4" in replayed
+        # An id the log has no update of: said, and no empty story served at version 0.
+        none = run(env, "replay", "stories", "--story", "no-such-story", ok=False)
+        assert none.returncode == 1, none.stderr
+        assert "the log has no update of story 'no-such-story'" in none.stderr
+        assert not list(client.scan_iter(match="ops:rm:v1:*no-such-story*"))
+        bad = run(env, "replay", "stories", "--story", "HANOI", ok=False)
+        assert bad.returncode == 2 and 'got "HANOI"' in bad.stderr
 
         # Blue/green: v2 is built beside v1, the running projector follows, v1 is dropped.
         full = run(env, "replay", "stories")

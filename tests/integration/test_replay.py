@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from dateline.domain import project
 from dateline.domain.state import StoryState
 from dateline.projector import replay as replay_module
+from dateline.projector.ops import Rebuilt, rebuild_story
 from dateline.projector.replay import ReplayFailed, Workers, drop_version, rebuild_all
 from dateline.store.connection import is_cluster
 from dateline.store.layout import group_of
@@ -20,9 +21,12 @@ from dateline.store.readmodels import SHAPE, ReadModels
 from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
+from tests.integration.test_views_apart import dump
+from tests.projection_helpers import hanoi
 from tests.raw import data, text
 
 STORIES = [f"story-{i:02d}" for i in range(30)]
+HANOI_STORY = "hanoi-summit-2019"
 
 
 pytestmark = pytest.mark.cluster_too  # each server, and the local cluster
@@ -287,3 +291,24 @@ async def test_a_rebuild_clears_what_a_replay_that_died_left_of_its_version(log:
     assert built.new == after
     assert await log.redis.exists(stale) == 0
     assert await log.redis.exists(ReadModels(log.keys, after).story(STORIES[0])) == 1
+
+
+async def test_a_story_the_log_lacks_is_not_written_and_one_held_is_taken_out(log: Log) -> None:
+    """`replay --story` of an id the log has no update of wrote an empty story at version
+    0 into the read models, listed and served as if it were one; a rebuild of every story
+    holds none. Now nothing is written, and a story the read models hold without the log
+    backing it (what that left, here with statements and items) is taken out whole."""
+    models = ReadModels(log.keys, "v1")
+    await log.append([encode(update(subject="kept-story"))])
+    assert await rebuild_story(log, models, "kept-story") == Rebuilt(1)
+    before = await dump(log.redis, log.keys.prefix, "v1")
+    assert await rebuild_story(log, models, "never-was") == Rebuilt(0)
+    assert await dump(log.redis, log.keys.prefix, "v1") == before
+    held = project(HANOI_STORY, hanoi())
+    assert held.statements and held.schedule
+    async with log.redis.pipeline(transaction=True) as pipe:
+        models.write(pipe, StoryState(id=HANOI_STORY), held)
+        await pipe.execute()
+    assert await dump(log.redis, log.keys.prefix, "v1") != before
+    assert await rebuild_story(log, models, HANOI_STORY) == Rebuilt(0, forgotten=True)
+    assert await dump(log.redis, log.keys.prefix, "v1") == before

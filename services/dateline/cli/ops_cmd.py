@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dateline.cli.common import (
+    StoryId,
     err,
     open_log,
     open_views,
@@ -278,7 +279,7 @@ class Rate(ProgressColumn):
 
 @click.command()
 @click.argument("projection", type=click.Choice(["stories"]))
-@click.option("--story", default=None, help="Rebuild only this story, in place.")
+@click.option("--story", type=StoryId(), default=None, help="Rebuild only this story, in place.")
 @click.option("--keep-old", is_flag=True, help="Keep the old version's keys after the switch.")
 @click.option(
     "--processes",
@@ -298,8 +299,19 @@ def replay(projection: str, story: str | None, keep_old: bool, processes: int) -
     is deleted once no projector holds it.
     """
     if story:
-        version = _run(lambda p: rebuild_story(p.log, p.models, story, p.apart))
-        click.echo(f"{projection}/{story}: rebuilt from the log to version {version}")
+        rebuilt = _run(lambda p: rebuild_story(p.log, p.models, story, p.apart))
+        if rebuilt.forgotten:
+            click.echo(
+                f"{projection}/{story}: the log has no update of this story; the read "
+                "models held an empty one (an older `replay --story` wrote one for any id "
+                "asked), and no longer do"
+            )
+        elif not rebuilt.version:
+            raise click.ClickException(
+                f"the log has no update of story {story!r}: nothing to rebuild"
+            )
+        else:
+            click.echo(f"{projection}/{story}: rebuilt from the log to version {rebuilt.version}")
         return
 
     async def work(p: _Projection) -> str:

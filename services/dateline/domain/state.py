@@ -17,11 +17,13 @@ warm tier), and `fork` copies one list and five dicts.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
 ItemStatus = Literal["scheduled", "rescheduled", "postponed", "cancelled", "in_progress", "ended"]
+StoryStatus = Literal["developing", "concluded"]
+STORY_STATUSES: tuple[StoryStatus, ...] = get_args(StoryStatus)
 
 
 class When(msgspec.Struct, frozen=True, gc=False):
@@ -150,7 +152,7 @@ class PublicState(msgspec.Struct, gc=False):
     """What a story shows anyone: its state without the projection's bookkeeping."""
 
     id: str
-    status: Literal["developing", "concluded"] = "developing"
+    status: StoryStatus = "developing"
     title: str | None = None
     place: str | None = None
     summary: str | None = None

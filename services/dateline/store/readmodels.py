@@ -43,7 +43,7 @@ from redis.asyncio.client import Pipeline
 
 from dateline.domain import Journal, unfold
 from dateline.domain.overdue import OPEN, due_at
-from dateline.domain.state import Entry, Item, Statement, StoryState
+from dateline.domain.state import STORY_STATUSES, Entry, Item, Statement, StoryState
 from dateline.store import scripts
 from dateline.store.layout import Keys, ModelKeys, Region, active_key
 from dateline_schemas import parse_fuzzy_date
@@ -156,6 +156,19 @@ class ReadModels(ModelKeys):
     def write(self, pipe: Pipeline, old: StoryState, new: StoryState) -> None:
         """Queue the writes that take one story's read models from `old` to `new` (whole)."""
         self.write_many(pipe, [Change(old, new, whole_timeline=True)])
+
+    def forget(self, pipe: Pipeline, old: StoryState) -> None:
+        """Queue the writes that take one story's read models from `old` to none at all:
+        what a rebuild holds of a story the log has no update of. Its statements and
+        items leave the speakers' and the board's indexes as a change to an empty state
+        takes them out; then its own keys and its places in the story indexes go."""
+        self.write(pipe, old, StoryState(id=old.id))
+        region = self.region_of(old.id)
+        pipe.delete(*self.keys_of(old.id))
+        pipe.hdel(region.index, old.id)
+        pipe.zrem(region.index_by_time, old.id)
+        for status in STORY_STATUSES:
+            pipe.zrem(region.index_by_status(status), old.id)
 
     def write_many(self, pipe: Pipeline, changes: list[Change]) -> None:
         """Queue the writes for many stories, a few commands per batch rather than per story."""
