@@ -167,6 +167,12 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         redriven = run(env, "dlq", "redrive", "hanoi-summit-2019").stdout
         assert f"rebuilt to version {HANOI_VERSION}; released 1 parked updates" in redriven
         assert run(env, "dlq", "list").stdout.strip() == "no parked updates"
+        # Nothing parked now: said, not "rebuilt; released 0", nor a question first.
+        again = run(env, "dlq", "redrive", "hanoi-summit-2019", ok=False)
+        assert again.returncode == 1 and "is not parked: nothing to redrive" in again.stderr
+        dropped = run(env, "dlq", "discard", "hanoi-summit-2019", ok=False)
+        assert dropped.returncode == 1 and "has no parked updates" in dropped.stderr
+        assert "Drop" not in dropped.stdout
         released = run(env, "story", "hanoi-summit-2019", "--json")
         assert json.loads(released.stdout)["parked_at"] is None
         assert "hold this story back" not in released.stderr

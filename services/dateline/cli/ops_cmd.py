@@ -205,6 +205,12 @@ def dlq_redrive(story: str, group: str | None, wait_s: float) -> None:
     async def work(p: _Projection) -> str:
         dead = p.dead
         if group is None or group == dead.group:
+            if not await dead.holds(story):
+                raise click.ClickException(
+                    f"story {story!r} is not parked: nothing to redrive (`dateline dlq "
+                    f"list` lists those that are; `dateline replay stories --story "
+                    f"{story}` rebuilds one)"
+                )
             version, dropped = await redrive(p.log, p.models, dead, story, p.apart)
             return f"{story}: rebuilt to version {version}; released {dropped} parked updates"
         if is_projection_group(group):
@@ -243,17 +249,31 @@ async def _kit_redrive(dead: DeadLetters, story: str, wait_s: float) -> str:
 
 @dlq.command(name="discard")
 @parked_story_argument
-@click.confirmation_option(
-    prompt="Drop the parked updates and unpark the story, without applying them?"
-)
+@click.option("--yes", is_flag=True, help="Drop them without asking.")
 @_GROUP
-def dlq_discard(story: str, group: str | None) -> None:
+def dlq_discard(story: str, yes: bool, group: str | None) -> None:
     """Unpark STORY and drop its dead letters WITHOUT applying them.
 
     The log keeps the updates: the next rebuild of the projection applies them.
     Use redrive unless they can never be projected. The fan-out's (--group deliver):
     the subscriptions that missed them are not sent them.
     """
+
+    async def parked(p: _Projection) -> int:
+        dead = _dead(p.dead, group)
+        if not await dead.holds(story):
+            raise click.ClickException(
+                f"story {story!r} has no parked updates in group {dead.group!r} "
+                "(`dateline dlq list`)"
+            )
+        return len(await dead.entries(story))
+
+    held = _run(parked)  # asked only about what there is
+    if not yes:
+        click.confirm(
+            f"Drop {story}'s {held} parked updates and unpark it, without applying them?",
+            abort=True,
+        )
 
     async def work(p: _Projection) -> int:
         dead = _dead(p.dead, group)

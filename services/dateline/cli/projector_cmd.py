@@ -116,7 +116,8 @@ def story_command(story: str, as_of: str | None, at_version: int | None, as_json
     with stores(cfg) as (url, found):
         records, parked_at = asyncio.run(read())
     if not records:
-        raise click.ClickException(f"story {story!r} has no updates by then")
+        when = f" as of {as_of}" if as_of else ""
+        raise click.ClickException(f"story {story!r} has no updates{when} in the log")
     try:
         state = project(story, decode_records(records))
     except Exception as exc:  # a projection bug: name it; `dlq show` has the traceback

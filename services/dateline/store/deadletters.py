@@ -132,6 +132,13 @@ class DeadLetters:
                 out.append((eid.decode(), doc))
         return out
 
+    async def holds(self, story: str) -> bool:
+        """Whether `story` is parked or has dead letters (a crash between the two writes,
+        on a cluster, leaves one without the other)."""
+        return bool(await self.client.hexists(self.parked_key, story)) or bool(
+            await self.entries(story)
+        )
+
     async def release(self, story: str) -> int:
         """Unpark a story and drop its dead letters (after it was rebuilt from the log)."""
         ids = [eid for eid, _ in await self.entries(story)]
