@@ -85,7 +85,18 @@ def test_refused_updates_exit_1_and_say_why(env: dict[str, str]) -> None:
 def test_log_of_an_unknown_story_fails_clearly(env: dict[str, str]) -> None:
     result = run(env, "log", "no-such-story")
     assert result.returncode == 1
-    assert "no updates" in result.stderr and "Traceback" not in result.stderr
+    assert "has no updates in the log" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_log_of_a_range_past_a_story_says_what_the_log_holds(env: dict[str, str]) -> None:
+    """Said for what it is: the versions there are, not "no updates" as for no story."""
+    run(env, "publish", str(HANOI))
+    past = run(env, "log", "cohen-hearing-2019", "--from-version", "9")
+    assert past.returncode == 1
+    assert "no updates in this range; the log holds its versions 1 to 4" in past.stderr
+    backwards = run(env, "log", "cohen-hearing-2019", "--from-version", "3", "--to-version", "2")
+    assert backwards.returncode == 2
+    assert "--to-version 2 is before --from-version 3" in backwards.stderr
 
 
 def test_bad_settings_are_named(env: dict[str, str]) -> None:

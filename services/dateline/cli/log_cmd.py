@@ -73,19 +73,28 @@ def log_command(
     story: str, from_version: int, to_version: int | None, as_of: str | None, as_json: bool
 ) -> None:
     """Print the history of STORY: every accepted update with its version, in log order."""
+    if to_version is not None and to_version < from_version:
+        raise click.UsageError(f"--to-version {to_version} is before --from-version {from_version}")
     cutoff = parse_when(as_of) if as_of else None
     cfg = settings()
 
-    async def read() -> list[bytes]:
+    async def read() -> tuple[list[bytes], int]:
         async with open_log(url, cfg) as log:
-            return await log.read_story_json(
+            records = await log.read_story_json(
                 story, from_version=from_version, to_version=to_version, as_of=cutoff
             )
+            return records, 0 if records else await log.version(story)
 
     with server(cfg) as url:
-        records = asyncio.run(read())
+        records, version = asyncio.run(read())
+    if not records and not version:
+        raise click.ClickException(f"story {story!r} has no updates in the log")
     if not records:
-        raise click.ClickException(f"story {story!r} has no updates in this range")
+        raise click.ClickException(
+            f"story {story!r} has no updates in this range"
+            + (f" recorded by {as_of}" if as_of else "")
+            + f"; the log holds its versions 1 to {version}"
+        )
     if as_json:
         for raw in records:
             sys.stdout.buffer.write(raw + b"\n")
