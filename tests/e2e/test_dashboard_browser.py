@@ -25,6 +25,7 @@ from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
 from tests.e2e.processes import background, http_service
 from tests.factories import encode, update
+from tests.integration.test_kit import until
 from tests.projection_helpers import HANOI, HANOI_VERSION
 from tests.readers import bearer
 
@@ -250,8 +251,28 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await client.aclose()
     await page.goto(f"{base}/#/ops")
     await expect(page.locator("#ops")).to_contain_text("Partitions")
-    # This system's log is not sealed (no key): each partition says so.
+    # This system's log is not sealed (no key): each partition says so. One marked
+    # sealed from its first record on says that, not "after 0-0".
     await expect(page.locator('[data-key="p0"]')).to_contain_text("not sealed")
+    marking = aioredis.Redis.from_url(url)
+    await marking.hset(Keys("web", 8).seal(7), "from", "0-0")
+    await expect(page.locator('[data-key="p7"]')).to_contain_text("from the start")
+    await marking.delete(Keys("web", 8).seal(7))  # the tests after this one append there
+    # A small server's AOF: its size, not its growth from the few kB a rewrite of next to
+    # nothing left (the demo's read "3388.1x what the last rewrite left").
+    await marking.bgrewriteaof()
+
+    async def rewritten() -> bool:
+        persistence = await marking.info("persistence")
+        return not persistence["aof_rewrite_in_progress"] and persistence["aof_base_size"] > 0
+
+    await until(rewritten)
+    assert (await marking.info("persistence"))["aof_base_size"] < 2**20
+    await marking.aclose()
+    await page.reload()  # rendered from a status read after the rewrite
+    disk = page.locator("[data-disk]").first
+    await expect(disk).to_contain_text("AOF ")
+    await expect(disk).not_to_contain_text("what the last rewrite left")
     # Where deliveries stand: the subscription, what it wants, and that it is paused.
     sub = page.locator('[data-subscription="cms"]')
     await expect(sub).to_contain_text("https://cms.example.org/hooks")

@@ -32,6 +32,12 @@ def test_an_aof_and_its_rewrite_under_way() -> None:
     assert quiet.startswith("  no stall logged")
 
 
+def test_growth_from_a_rewrite_of_next_to_nothing_is_not_said() -> None:
+    """A rewrite of an empty server left 97 bytes: 0.3 MB since read as 3388x."""
+    disk = Disk("r:6379", aof=True, aof_bytes=330_000, rewritten_bytes=97)
+    assert describe(disk, NOW)[0] == "server r:6379: AOF 0.3 MB"
+
+
 def test_a_failed_write_comes_first_and_says_writes_are_refused() -> None:
     disk = Disk(
         "r:6379", aof=True, aof_bytes=MB, rewritten_bytes=MB, last_write="err", last_rewrite="err"

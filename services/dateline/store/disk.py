@@ -38,6 +38,12 @@ class Stall(msgspec.Struct, frozen=True):
     """The longest since the server started or its monitor was reset."""
 
 
+GROWTH_FROM = 2**20
+"""What a rewrite must have left for the AOF's growth since to be said: a rewrite of an
+empty server leaves a hundred bytes, and 0.3 MB read "3388x what the last rewrite left".
+The dashboard's operations page keeps the same bound (`app.js`, `GROWTH_FROM`)."""
+
+
 class Disk(msgspec.Struct, frozen=True, omit_defaults=True):
     """One server's disk as it reports it. A cluster has one a primary."""
 
@@ -158,7 +164,11 @@ def describe(disk: Disk, now: float) -> list[str]:
         lines.append(head + "no AOF (appendonly no): what it holds is lost when it stops")
     else:
         aof, base = disk.aof_bytes or 0, disk.rewritten_bytes or 0
-        grown = f", {aof / base:.1f}x what the last rewrite left ({_mb(base)})" if base else ""
+        grown = (
+            f", {aof / base:.1f}x what the last rewrite left ({_mb(base)})"
+            if base >= GROWTH_FROM
+            else ""
+        )
         doing = "; a rewrite runs now (its child takes a core and the disk)"
         doing = doing if disk.rewriting else ""
         failed = "; the last rewrite failed" if disk.last_rewrite == "err" else ""

@@ -81,6 +81,10 @@ function patch(region, html, seen) {
 
 const LIST_SIZE = 200; // a newsroom's log holds thousands of stories; the list shows the live ones
 
+// A rewrite of an empty server leaves a hundred bytes: growth from there says nothing
+// (store/disk.py's GROWTH_FROM, the same bound for `dateline status`).
+const GROWTH_FROM = 1 << 20;
+
 const OVERDUE_CHECK_MS = 30000; // overdue follows the clock, not updates: ask again now and then
 
 function storyRows(rows) {
@@ -344,7 +348,7 @@ function opsPage() {
     liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
     const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
       <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td>
-      <td>${p.sealed_after ? `after ${esc(p.sealed_after)}` : "not sealed"}</td></tr>`).join("");
+      <td>${!p.sealed_after ? "not sealed" : p.sealed_after === "0-0" ? "from the start" : `after ${esc(p.sealed_after)}`}</td></tr>`).join("");
     const dl = s.dead_letters || {};
     const parked = dl.stories || [];
     const replay = s.replay;
@@ -367,7 +371,7 @@ function opsPage() {
       const full = d.full
         ? `<p class="warning">This server is full: ${mb(d.used_bytes)} in use of its maxmemory ${mb(d.max_bytes)} (noeviction). It refuses writes until ops make room.</p>` : "";
       const memory = d.max_bytes ? ` · memory ${mb(d.used_bytes)} of ${mb(d.max_bytes)}` : "";
-      const aof = d.aof ? `AOF ${mb(d.aof_bytes)}${d.rewritten_bytes ? `, ${(d.aof_bytes / d.rewritten_bytes).toFixed(1)}× what the last rewrite left` : ""}` : "no AOF";
+      const aof = d.aof ? `AOF ${mb(d.aof_bytes)}${d.rewritten_bytes >= GROWTH_FROM ? `, ${(d.aof_bytes / d.rewritten_bytes).toFixed(1)}× what the last rewrite left` : ""}` : "no AOF";
       const state = d.rewriting ? chip("rewriting", "rescheduled") : chip("no rewrite running", "scheduled");
       const stalls = (d.stalls || []).map((t) => `<tr><td>${esc(t.event)}</td><td>${t.latest_ms} ms</td><td>${ago(t.at)}</td><td>${t.worst_ms} ms</td></tr>`).join("");
       return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${full}${failed}${esc(d.server)} · ${aof}${memory} · ${state}
