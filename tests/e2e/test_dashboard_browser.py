@@ -367,6 +367,33 @@ async def test_the_api_docs_render_under_the_policy_with_nothing_from_elsewhere(
     assert elsewhere == []
 
 
+async def test_a_storys_statements_and_items_show_in_time_order_across_offsets(
+    system: tuple[str, str], page: Page
+) -> None:
+    """10:00+07:00 (03:00 UTC) comes before 05:00Z, though its text sorts after it: for
+    what was said, and for what is scheduled."""
+    base, url = system
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    story = "offsets-story"
+    for ref, at in (("late", "2026-12-06T05:00:00Z"), ("early", "2026-12-06T10:00:00+07:00")):
+        said = {"statement": ref, "speaker": "Offset Person", "text": f"said {ref}"}
+        planned = {"item": ref, "title": f"Item {ref}", "starts_at": at}
+        await log.append(
+            [
+                encode(update("dateline.statement.made", subject=story, time=at, data=said)),
+                encode(update("dateline.schedule.announced", subject=story, data=planned)),
+            ]
+        )
+    await client.aclose()
+    await page.goto(f"{base}/#/stories/{story}")
+    for attribute in ("statement", "item"):
+        shown = page.locator(f"[data-{attribute}]")
+        await expect(shown).to_have_count(2)
+        order = await shown.evaluate_all(f"xs => xs.map(x => x.dataset.{attribute})")
+        assert order == ["early", "late"], attribute
+
+
 async def test_older_stories_are_paged_past_the_live_list(
     system: tuple[str, str], page: Page
 ) -> None:

@@ -356,6 +356,25 @@ async def test_the_index_pages_newest_first_from_its_by_time_index(
     assert [e["id"] for e in developing["items"]] == ["later-4", "later-3"]
 
 
+async def test_a_speakers_statements_come_in_the_order_they_were_said(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    """Two desks' feeds, two offsets: 10:00+07:00 (03:00 UTC) was said before 05:00Z,
+    though its text sorts after it."""
+    said = [
+        ("early", "the-desk", "2026-12-06T10:00:00+07:00"),
+        ("late", "wire", "2026-12-06T05:00:00Z"),
+    ]
+    for ref, story, at in said:
+        data = {"statement": ref, "speaker": "Offset Person", "text": f"said {ref}"}
+        await log.append(
+            [encode(update("dateline.statement.made", subject=story, time=at, data=data))]
+        )
+    await settle(app)
+    got = (await api.get("/v1/speakers/offset person/statements")).json()["items"]
+    assert [s["statement"]["statement"] for s in got] == ["early", "late"]
+
+
 async def _pages(
     api: httpx.AsyncClient, headers: dict[str, str] | None = None, **params: object
 ) -> list[list[str]]:

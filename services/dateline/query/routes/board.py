@@ -50,7 +50,15 @@ def routes() -> list[HTTPRouteHandler]:
         sees = grant_of(request).sees
         said = [_spoken.decode(s) for s in await reader.speaker(name)]
         said = [s for s in said if sees(s.story)]
-        said.sort(key=lambda s: (s.statement.time, s.story, s.statement.statement))
+        # By instant: the texts carry their sources' offsets, and 10:00+07:00 is before
+        # 05:00Z though it sorts after it as text.
+        said.sort(
+            key=lambda s: (
+                datetime.fromisoformat(s.statement.time),
+                s.story,
+                s.statement.statement,
+            )
+        )
         models = await reader.models()
         return answer(request, _encode(SpokenPage(models.version, said)))
 

@@ -251,7 +251,8 @@ function statementCard(s, replies, depth) {
 }
 
 function statementsHtml(statements) {
-  const all = Object.values(statements).sort((a, b) => a.time.localeCompare(b.time));
+  // By instant: 10:00+07:00 comes before 05:00Z, though not as text.
+  const all = Object.values(statements).sort((a, b) => (Date.parse(a.time) - Date.parse(b.time)) || a.time.localeCompare(b.time));
   const replies = new Map();
   const roots = [];
   for (const s of all) {
@@ -289,8 +290,11 @@ function storyPage(id) {
       This page shows the story without it and without the updates after it, until operations redrive it.</div></div>` : "");
     region("outcome", st.outcome ? `<div id="outcome-banner" class="banner ${esc(st.outcome.result)}" data-key="outcome" data-result="${esc(st.outcome.result)}">
       <strong>Outcome: ${esc(st.outcome.result.replace(/_/g, " "))}</strong><div>${esc(st.outcome.summary)}</div></div>` : "");
+    // By start as an instant (a date alone: its UTC midnight, as the board orders them);
+    // those with no known start last.
+    const start = (it) => (it.starts_at ? Date.parse(it.starts_at.at) : Infinity);
     const items = Object.values(st.schedule).sort((a, b) =>
-      (a.starts_at ? a.starts_at.at : "~").localeCompare(b.starts_at ? b.starts_at.at : "~") || a.item.localeCompare(b.item));
+      (start(a) - start(b)) || a.item.localeCompare(b.item));
     region("schedule", items.map(itemCard).join("") || `<p class="empty">nothing scheduled yet</p>`);
     region("statements", statementsHtml(st.statements));
     region("expectations", Object.values(st.expectations).map((e) => `<div class="card" data-key="exp:${esc(e.expectation)}" data-expectation="${esc(e.expectation)}" data-status="${esc(e.status)}">
