@@ -135,7 +135,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert {k: v for k, v in stored_v1.items() if k in now} == folded  # a fold of the log
         before = run(env, "story", "hanoi-summit-2019", "--as-of", "2000-01-01T00:00:00Z", ok=False)
         assert before.returncode == 1
-        assert "no updates by then" in before.stderr
+        assert "no updates as of 2000-01-01T00:00:00Z in the log" in before.stderr
 
         # An entry written around the append function (a raw XADD): it names a story but
         # carries no seal. It is retried, parked with its traceback, and the story's later
