@@ -53,14 +53,17 @@ from bench.harness import Report, Row, rewritten
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack, stamped_replies
 from dateline.domain.positions import Position
+from dateline.query.paging import Place
+from dateline.query.reader import Reader
 from dateline.runtime.heap import tune_collector
 from dateline.store import scripts
 from dateline.store.connection import connect
+from dateline.store.doorbell import Doorbell
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, changes_channel
 from dateline.store.log import APPEND_SCRIPT, Log
 from dateline.store.readers import Readers
-from dateline.store.readmodels import READ_STORY, ReadModels
+from dateline.store.readmodels import READ_STORY, IndexEntry, ReadModels
 
 PREFIX = "rs"
 HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.ndjson"
@@ -587,6 +590,59 @@ async def _reads(
         )
 
 
+PAGED = 10_000
+"""Stories in the index the paging row reads: past what the first page shows."""
+
+
+async def _paging(report: Report, client: aioredis.Redis, requests: int) -> None:
+    """A page of the list after a place (`?after=`: each region's stories tied at the
+    place's score, then the next ones, one pipeline, then their index entries) against
+    the first page (`newest.lua`, one script): what the query process reads for each
+    when its kept list was dropped by a commit, the parked and overdue reads with them
+    (`Reader.listed`). Four stories a score, as a batch's share their `recordedtime`."""
+    keys = Keys(f"{PREFIX}-paged", 8)
+    reader = Reader(client, keys, Doorbell(client, keys.prefix))
+    models = await reader.models()
+    pipe = client.pipeline(transaction=False)
+    for n in range(PAGED):
+        story, score = f"paged-{n:05}", 1_800_000_000.0 + n // 4
+        region = models.region_of(story)
+        at = "2027-01-15T08:00:00+00:00"
+        entry = IndexEntry(story, f"A developing story, number {n}", "developing", 12, None, at, at)
+        pipe.zadd(region.index_by_time, {story: score})
+        pipe.hset(region.index, story, msgspec.json.encode(entry))
+    await pipe.execute()
+    middle = Place(1_800_000_000.0 + PAGED // 8, f"paged-{PAGED // 2:05}")
+    assert len((await reader.listed(51, after=middle))[0]) == 51
+
+    async def first() -> object:
+        return await reader.listed(51)
+
+    async def after() -> object:
+        return await reader.listed(51, after=middle)
+
+    firsts: list[float] = []
+    afters: list[float] = []
+    for _ in range(3):  # alternated, as the other read rows
+        firsts.append(await _raw(first, requests))
+        afters.append(await _raw(after, requests))
+    first_rate, after_rate = statistics.median(firsts), statistics.median(afters)
+    report.add(
+        Row(
+            "read side",
+            f"the list's page of 50 after a place (?after=), {PAGED:,} stories, 8 in flight, "
+            "read models apart, as the query process reads it",
+            after_rate,
+            "reads/s",
+            baseline="the first page",
+            ratio=after_rate / first_rate,
+            note="runs alternated with the first page's: "
+            + ", ".join(f"{a:,.0f}/{f:,.0f}" for a, f in zip(afters, firsts, strict=True)),
+        )
+    )
+    await client.delete(*[k async for k in client.scan_iter(match=f"{keys.prefix}:*")])
+
+
 async def _dashboards(report: Report, log: Log, base: str, auth: dict[str, str]) -> None:
     """The live index with 1 dashboard and with `DASHBOARDS`, same run: the server's CPU
     and the query process's an update, while 500 updates a second land on 200 stories.
@@ -871,6 +927,8 @@ async def _layout_run(
             await _reads(report, log, base, requests, auth, views)
             if apart:  # the embedded default's layout
                 await _story_streams(report, log, srv.url, base, auth)
+                assert views is not None
+                await _paging(report, views, requests)
             if not apart:  # the server's CPU they count is one server's
                 await _dashboards(report, log, base, auth)
                 await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)

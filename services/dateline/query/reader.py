@@ -415,8 +415,6 @@ class Reader:
         models = await self.models()
         if limit is None or (status is not None and self._shape < STATUS_INDEXES):
             return None
-        if after is not None:
-            return await self._newest_after(models, limit, status, after)
         if not self.sharded and limit <= NEWEST_IN_ONE:  # one script: every region's slot
             keys = [
                 key
@@ -426,8 +424,14 @@ class Reader:
                     region.index,
                 )
             ]
-            newest_first = cast(list[bytes], await self._reads("newest", keys, [limit]))
-            return newest_first or None
+            place = [] if after is None else [repr(after.score), after.story]
+            newest_first = cast(list[bytes], await self._reads("newest", keys, [limit, *place]))
+            if newest_first or after is None:
+                return newest_first or None
+            # Past the last page, an empty page; with no index at all, the caller reads them all.
+            return [] if await self._indexed(status) else None
+        if after is not None:
+            return await self._newest_after(models, limit, status, after)
 
         def newest(pipe: Pipeline, region: Region) -> None:
             by_time = region.index_by_time if status is None else region.index_by_status(status)
@@ -448,17 +452,25 @@ class Reader:
             pipe.zrevrangebyscore(
                 by_time, f"({after.score!r}", "-inf", start=0, num=limit, withscores=True
             )
-            pipe.zcard(by_time)
 
         replies = await self._each_region(page)
-        ranked, indexed = [], 0
-        for i in range(0, len(replies), 3):
-            ties, older, count = replies[i : i + 3]
+        ranked = []
+        for i in range(0, len(replies), 2):
+            ties, older = replies[i : i + 2]
             ranked.append([(m, s) for m, s in ties if m.decode() < after.story] + older)
-            indexed += count
         entries = await self._merged(models, ranked, limit)
         # Past the last page, an empty page; with no index at all, the caller reads them all.
-        return entries if entries or indexed else None
+        return entries if entries or await self._indexed(status) else None
+
+    async def _indexed(self, status: str | None) -> bool:
+        """Whether the by-time index (of `status`) holds any story: a version built
+        before those indexes has none, and its list is read whole."""
+        counts = await self._each_region(
+            lambda pipe, region: pipe.zcard(
+                region.index_by_time if status is None else region.index_by_status(status)
+            )
+        )
+        return any(counts)
 
     async def _merged(
         self, models: ReadModels, ranked: list[list[tuple[bytes, float]]], limit: int
