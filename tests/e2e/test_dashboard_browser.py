@@ -299,8 +299,11 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await migrate.freeze(client, keys, detail, "redis://:****@cluster-1:6379/0")
     moving = page.locator('[data-key="moving"]')
     await expect(moving).to_contain_text("The log is being moved to redis://:****@cluster-1")
+    await Subscriptions(client, keys).set_paused("cms", False)
+    await expect(sub).to_contain_text("held: moving")  # deliver sends nothing meanwhile
     await migrate.release(client, keys)
     await expect(moving).to_have_count(0)
+    await expect(sub).to_contain_text("delivering")
     await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)

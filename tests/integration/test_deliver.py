@@ -247,9 +247,15 @@ async def test_sends_are_held_while_the_log_is_moved_and_after(log: Log, url: st
             await asyncio.sleep(2.5)  # a worker's round or two, a follower's read or two
             assert receiver.got == []
             assert await _backlog(log, "cms", 3)
+            said = await status.deliveries(log.redis, log.keys)  # what list and the ops page say
+            assert said.moving_to == "redis://elsewhere:6379"
+            listed = (await _ops(log, url, "subscriptions", "list")).stdout
+            assert "every send HELD: the log is being moved to redis://elsewhere:6379" in listed
+            assert "\tHELD (move)\t" in listed
             await migrate.release(log.redis, log.keys)
             await until(lambda: len(receiver.got) == 3)
             assert service.moving is None
+            assert (await status.deliveries(log.redis, log.keys)).moving_to is None
 
 
 async def _backlog(log: Log, name: str, n: int) -> bool:

@@ -209,9 +209,14 @@ def subscriptions_list(as_json: bool) -> None:
         return
     lag = "unknown" if found.fanout_lag is None else found.fanout_lag
     click.echo(f"not yet fanned out from the log: {lag}")
+    if found.moving_to:
+        click.echo(
+            f"every send HELD: the log is being moved to {found.moving_to}, or has moved "
+            "there (`dateline migrate`); deliver runs there once the move is done"
+        )
     for s in found.subscriptions:
         limits = ", ".join([*(f"stories {p}*" for p in s.story_prefixes), *s.types]) or "all"
-        state = "PAUSED" if s.paused else "active"
+        state = "PAUSED" if s.paused else "HELD (move)" if found.moving_to else "active"
         last = ""
         if s.last_delivered:
             last = " last delivered " + dt.datetime.fromtimestamp(s.last_delivered).isoformat(

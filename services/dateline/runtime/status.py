@@ -40,6 +40,7 @@ from dateline.runtime.metrics import (
     PENDING,
     SERVER_REACHABLE,
 )
+from dateline.store import migrate
 from dateline.store.backup import Taken, taken_of
 from dateline.store.deadletters import DeadLetters
 from dateline.store.disk import Disk, disks
@@ -127,6 +128,9 @@ class DeliveryStatus(msgspec.Struct):
     fanout_parked: int = 0
     """Updates the fan-out parked (its group's dead letters, `dateline dlq list --group
     deliver`); each subscription that missed them counts them in its `held`."""
+    moving_to: str | None = None
+    """Where `dateline migrate` is moving the log, or moved it: the delivery service
+    holds every send here meanwhile, and after (`deliver/app.py`)."""
 
 
 class Status(msgspec.Struct):
@@ -268,7 +272,8 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
             break
         lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
     fanned = await DeadLetters(client, keys.prefix, DELIVER_GROUP).counts()
-    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]))
+    moving_to = await migrate.frozen_to(client, keys)
+    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]), moving_to)
 
 
 def _log_ms(position: bytes) -> int | None:

@@ -359,7 +359,7 @@ function opsPage() {
     const pct = replay && +replay.total ? Math.min(100, (100 * +replay.done) / +replay.total) : 0;
     const dv = s.deliveries || { subscriptions: [] };
     const subs = dv.subscriptions.map((d) => {
-      const state = d.paused ? chip("paused", "postponed") : d.parked ? chip("parked", "cancelled") : d.retrying ? chip("retrying", "rescheduled") : chip("delivering", "scheduled");
+      const state = d.paused ? chip("paused", "postponed") : dv.moving_to ? chip("held: moving", "postponed") : d.parked ? chip("parked", "cancelled") : d.retrying ? chip("retrying", "rescheduled") : chip("delivering", "scheduled");
       const filters = [...d.story_prefixes.map((p) => `${p}*`), ...d.types].join(", ") || "all";
       return `<tr data-key="sub:${esc(d.name)}" data-subscription="${esc(d.name)}"><td>${esc(d.name)}</td><td>${esc(d.url)}</td><td>${esc(d.mode)}</td><td>${esc(filters)}</td>
         <td>${state}</td><td>${d.backlog}</td><td>${d.lag_seconds} s</td><td>${d.retrying}</td><td>${d.parked}${d.held ? ` · ${d.held} missed in the fan-out` : ""}</td><td>${d.delivered}</td>
