@@ -125,6 +125,16 @@ def test_a_file_cut_short_says_so(tmp_path: Path) -> None:
     assert said.startswith("the file ends at line 5 without its closing line: it was cut short")
 
 
+def test_a_file_cut_inside_a_line_says_so(tmp_path: Path) -> None:
+    """Cut at a byte, not a line (a copy stopped part way): said as cut, not "not JSON"."""
+    path = _written(tmp_path / "b.ndjson", _lines())
+    whole = path.read_bytes()
+    path.write_bytes(whole[: whole.index(b"said 2") + 3])
+    said = _refused(path)
+    assert said.startswith("the file ends inside line "), said
+    assert "it was cut short" in said
+
+
 def test_a_changed_byte_fails_the_digest(tmp_path: Path) -> None:
     path = _written(tmp_path / "b.ndjson", _lines())
     path.write_bytes(path.read_bytes().replace(b"said 2", b"said 7"))

@@ -294,6 +294,11 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, Line]]:
                 except msgspec.ValidationError as exc:
                     raise BadBackup(f"line {number}: {exc}") from None
                 except msgspec.DecodeError:
+                    if not data.endswith(b"\n"):  # the last line, and no end to it
+                        raise BadBackup(
+                            f"the file ends inside line {number}: it was cut short (a "
+                            "backup copied in part, or a disk that filled)"
+                        ) from None
                     raise BadBackup(
                         f"line {number} is not JSON"
                         + (": is this a dateline backup?" if number == 1 else "")
