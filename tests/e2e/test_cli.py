@@ -250,3 +250,20 @@ def test_credentials_refused_and_writes_refused_are_said_with_what_to_do(
         admin.config_set("requirepass", "")
         admin.close()
         server.stop()
+
+
+def test_feeds_and_readers_list_as_json_without_their_tokens(env: dict[str, str]) -> None:
+    """For an on-call script: one object a line, and no token nor digest in any."""
+    feed_token = run(env, "feeds", "add", "wire-a", "--source", "urn:feed:wire-a").stdout
+    reader_token = run(env, "readers", "add", "desk", "--story-prefix", "hanoi-").stdout
+    feeds = [json.loads(x) for x in run(env, "feeds", "list", "--json").stdout.splitlines()]
+    readers = [json.loads(x) for x in run(env, "readers", "list", "--json").stdout.splitlines()]
+    assert [(f["name"], f["source"], f["revoked"]) for f in feeds] == [
+        ("wire-a", "urn:feed:wire-a", False)
+    ]
+    assert [(r["name"], r["role"], r["story_prefixes"]) for r in readers] == [
+        ("desk", "reader", ["hanoi-"])
+    ]
+    shown = json.dumps([feeds, readers])
+    for token in (feed_token.split()[0], reader_token.split()[0]):
+        assert token not in shown and token[3:20] not in shown

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+import msgspec
 
 from dateline.cli.common import (
     err,
@@ -125,9 +126,15 @@ def feeds_add(
 
 
 @feeds.command(name="list")
-def feeds_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a feed, a line each.")
+def feeds_list(as_json: bool) -> None:
     """Every feed, its source and limits (never its token)."""
-    for f in _run_credentials(lambda c: c.feeds()):
+    found = _run_credentials(lambda c: c.feeds())
+    if as_json:  # a Feed holds no token, nor its digest
+        for f in found:
+            click.echo(msgspec.json.encode(f).decode())
+        return
+    for f in found:
         limits = ", ".join([*(f"stories {p}*" for p in f.story_prefixes), *f.types]) or "any"
         state = "REVOKED" if f.revoked else "active"
         right = "editor" if f.editor else "-"

@@ -8,6 +8,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import click
+import msgspec
 
 from dateline.cli.common import err, open_log, open_views, settings, stores
 from dateline.store.readers import ROLES, ReaderExists, Readers, Role
@@ -91,9 +92,15 @@ def readers_link(name: str, base: str) -> None:
 
 
 @readers.command(name="list")
-def readers_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a reader, a line each.")
+def readers_list(as_json: bool) -> None:
     """Every reader, its role and stories (never its token)."""
-    for r in run_readers(lambda r: r.readers()):
+    found = run_readers(lambda r: r.readers())
+    if as_json:  # a Grant holds no token, nor its digest
+        for r in found:
+            click.echo(msgspec.json.encode(r).decode())
+        return
+    for r in found:
         scope = ", ".join(f"{p}*" for p in r.story_prefixes) or "every story"
         state = "REVOKED" if r.revoked else "active"
         click.echo(f"{r.name}\t{r.role}\t{state}\t{scope}")
