@@ -19,6 +19,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from standardwebhooks import Webhook
 from structlog.testing import capture_logs
 
+from dateline.cli import migrate_cmd
+from dateline.cli.migrate_cmd import _deliveries_held
 from dateline.deliver.app import DeliveryService, create_app
 from dateline.deliver.fanout import Fanout
 from dateline.deliver.webhook import Headers
@@ -28,7 +30,7 @@ from dateline.runtime import groups, status
 from dateline.store import migrate
 from dateline.store.config import Settings
 from dateline.store.deadletters import DeadLetters, Delivery, Parking
-from dateline.store.layout import DELIVER_GROUP
+from dateline.store.layout import DELIVER_GROUP, deliveries_held_key
 from dateline.store.log import Log
 from dateline.store.subscriptions import (
     Fields,
@@ -256,6 +258,56 @@ async def test_sends_are_held_while_the_log_is_moved_and_after(log: Log, url: st
             await until(lambda: len(receiver.got) == 3)
             assert service.moving is None
             assert (await status.deliveries(log.redis, log.keys)).moving_to is None
+
+
+class _Gated(Sender):
+    """A receiver that answers each POST once `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def post(self, sub: Subscription, headers: Headers, body: bytes, _: float) -> Outcome:
+        self.started.set()
+        await self.gate.wait()
+        return Outcome(204, "")
+
+
+async def test_the_move_reads_what_is_owed_once_the_sends_under_way_have_ended(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send under way at the freeze ends, and is acknowledged, before the service says
+    it holds; `dateline migrate` waits for that word, so what it reads as owed is what
+    no receiver got. Without a delivery service running it waits for nothing."""
+    target = "redis://elsewhere:6379"
+    held_key = deliveries_held_key(log.keys.prefix)
+    assert await _deliveries_held(log, target)  # none runs: at once
+    subs = Subscriptions(log.redis, log.keys)
+    await subs.add("https://example.org/", name="cms")
+    cfg = Settings(None, Path("."), log.keys.prefix, log.keys.partitions, lease_ttl_ms=1000)
+    service = create_app(cfg, url, cluster=log.cluster, policy=FAST, consumer="test")
+    sender = service.sender = _Gated()
+    assert service.app is not None
+    await service.app.start()
+    try:
+        await log.append([statement("a-story", "s1")])
+        await asyncio.wait_for(sender.started.wait(), 15)
+        await migrate.freeze(log.redis, log.keys, "moving", target)
+        await until(lambda: service.moving is not None)
+        await asyncio.sleep(1.5)  # a look or two of the follower: the send is still out
+        assert await log.redis.get(held_key) is None
+        waiting = asyncio.create_task(_deliveries_held(log, target))
+        sender.gate.set()
+        assert await asyncio.wait_for(waiting, 10)
+        assert await subs.window("cms", 10) == []  # acknowledged before the word
+    finally:
+        sender.gate.set()  # a failed check must not leave the stop waiting on the send
+        await service.app.stop()
+    # A service that never says it: the move goes on after its wait, and says so.
+    monkeypatch.setattr(migrate_cmd, "HOLD_WAIT_S", 0.3)
+    await log.redis.delete(held_key)
+    await log.redis.zadd(log.keys.group(DELIVER_GROUP).members, {"stuck": 2e12})
+    assert not await _deliveries_held(log, target)
 
 
 async def _backlog(log: Log, name: str, n: int) -> bool:

@@ -23,11 +23,13 @@ from dateline.cli.common import (
 )
 from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
+from dateline.runtime.leases import Leases
 from dateline.store import migrate, owed
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, is_cluster, open_client
-from dateline.store.layout import Keys
+from dateline.store.layout import DELIVER_GROUP, Keys, deliveries_held_key
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
+from dateline.store.replies import as_text_or_none
 from dateline.store.seal import seal_log, sealing_key
 
 
@@ -133,6 +135,8 @@ async def _move(
     await migrate.freeze(source.redis, source.keys, migrate.frozen_detail(shown), shown)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
     fanned = await migrate.fans_out(source.redis, source.keys)
+    if fanned:
+        await _deliveries_held(source, shown)
     # Frozen: the whole log is the cut. What each subscription is owed, to put back there.
     dues = await owed.dues(source.redis, source.keys, None) if fanned else []
     placing = owed.Placing(owed.positions(dues), dues)
@@ -193,6 +197,32 @@ async def _move(
     return report
 
 
+HOLD_WAIT_S = 15.0
+"""How long a move waits for a running delivery service to say it holds every send."""
+
+
+async def _deliveries_held(source: Log, to: str) -> bool:
+    """Wait until a delivery service running on this log says it holds every send for
+    this move, its sends under way ended and acknowledged (it reads the freeze once a
+    second, `deliver/app.py`): what is owed is read after, so no receiver gets from the
+    target what the source sent meanwhile. True at once when none runs."""
+    group = source.keys.group(DELIVER_GROUP)
+    alive = await Leases(source.redis, group, owner="", ttl_ms=0).alive()
+    if not alive:
+        return True
+    err(f"waiting for deliver ({', '.join(alive)}) to hold its sends")
+    key = deliveries_held_key(source.keys.prefix)
+    for _ in range(int(HOLD_WAIT_S * 10)):
+        if as_text_or_none(await source.redis.get(key)) == to:
+            return True
+        await asyncio.sleep(0.1)
+    err(
+        f"deliver did not say it holds its sends within {HOLD_WAIT_S:g} s: a receiver may "
+        "get again, from the target, what it sends from here meanwhile (with its webhook-id)"
+    )
+    return False
+
+
 def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
     if report.mismatched:
         err("the copy does not match the log; the freeze is lifted and this log takes appends")
@@ -213,8 +243,7 @@ def _say(report: migrate.MigrateReport, url: str, to_url: str) -> None:
             f"delivery: {report.queued} updates the subscriptions' receivers had not yet "
             f"acknowledged are in their outboxes there, {report.parked} in their dead "
             "letters; the rest of the copied history is not sent again. A deliver still "
-            "running here holds its sends (a send under way at the freeze may reach its "
-            "receiver again from there, with its webhook-id)"
+            "running here holds its sends"
         )
     if report.gone:
         click.echo(

@@ -16,18 +16,20 @@ import structlog
 from faststream import FastStream
 
 from dateline.deliver.fanout import Fanout
-from dateline.deliver.worker import RetryPolicy, Sender, Worker
+from dateline.deliver.worker import RetryPolicy, Sender, Sending, Worker
 from dateline.kit import DatelineLog
 from dateline.store import migrate
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, cluster_client, connect, described, outage
-from dateline.store.layout import DELIVER_GROUP, Keys
+from dateline.store.layout import DELIVER_GROUP, Keys, deliveries_held_key
 from dateline.store.log import PARTITIONS, Log
 from dateline.store.subscriptions import Subscriptions
 
 log = structlog.get_logger("dateline.deliver")
 FOLLOW_S = 1.0
 """How often the service looks for subscriptions added, removed or paused."""
+HELD_FOR_S = 3 * FOLLOW_S
+"""How long a word that every send is held lasts unless renewed (each `FOLLOW_S`)."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class DeliveryService:
     app: FastStream | None = None
     moving: str | None = None
     """Where the log is being moved, or has moved, as last read: the workers hold."""
+    sending: Sending = field(default_factory=Sending)
 
     async def start(self) -> None:
         self._follow = asyncio.create_task(self._follow_subscriptions())
@@ -91,6 +94,7 @@ class DeliveryService:
                     window=self.window,
                     concurrency=self.concurrency,
                     moving=lambda: self.moving,
+                    sending=self.sending,
                 )
                 self.workers[name] = asyncio.create_task(worker.run(self.stop_event))
             await asyncio.sleep(FOLLOW_S)
@@ -98,9 +102,13 @@ class DeliveryService:
     async def _follow_move(self) -> None:
         """Hold every send while `dateline migrate` moves the log, and after: what is
         owed then, the move copies to the target's outboxes, so a send from here would
-        reach the receiver twice. Read once a `FOLLOW_S`, so a send or two that began
-        before may still end."""
-        moving = await migrate.frozen_to(self.subscriptions.client, self.kit.keys)
+        reach the receiver twice. Read once a `FOLLOW_S`; once the sends under way have
+        ended, say so (`deliveries_held_key`), and the move reads what is owed after."""
+        client = self.subscriptions.client
+        moving = await migrate.frozen_to(client, self.kit.keys)
+        if moving is not None and moving == self.moving:
+            await self._say_held(moving)
+            return
         if moving == self.moving:
             return
         if moving is not None:
@@ -112,6 +120,19 @@ class DeliveryService:
         else:
             log.info("the log's move was called off (`dateline migrate --release`); delivering")
         self.moving = moving
+        if moving is not None:
+            await self._say_held(moving)
+
+    async def _say_held(self, moving: str) -> None:
+        """Once no send is under way (each ends within the retry policy's timeout), tell
+        the move every send is held; renewed while it is, gone a few seconds after."""
+        try:
+            async with asyncio.timeout(self.policy.timeout_s + FOLLOW_S):
+                await self.sending.idle.wait()
+        except TimeoutError:
+            return  # said at a later look, once they have ended
+        key = deliveries_held_key(self.kit.keys.prefix)
+        await self.subscriptions.client.set(key, moving, px=int(HELD_FOR_S * 1000))
 
 
 @dataclass

@@ -132,6 +132,26 @@ class Sender:
             await session.close()
 
 
+class Sending:
+    """The sends under way in a process, each from its request until its outcome is
+    written (acknowledged, or its failure counted): none, and none to come once the
+    workers hold, is when the outboxes stand still (`DeliveryService._follow_move`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if not self.count:
+            self.idle.set()
+
+
 class Worker:
     def __init__(
         self,
@@ -144,6 +164,7 @@ class Worker:
         concurrency: int = 16,
         clock: Callable[[], float] = time.time,
         moving: Callable[[], str | None] = lambda: None,
+        sending: Sending | None = None,
     ) -> None:
         self.subscriptions, self.name, self.sender, self.policy = (
             subscriptions,
@@ -156,6 +177,7 @@ class Worker:
         """Where the log is being moved, or has moved (`dateline migrate`): no send then.
         What this process would send, the copy's outboxes hold, and the target's
         deliver sends it."""
+        self.sending = Sending() if sending is None else sending
         self._slots = asyncio.Semaphore(concurrency)
         self._signer: tuple[str, Signer] | None = None
         self._acks = Acknowledgements(partial(subscriptions.delivered, name))
@@ -239,12 +261,13 @@ class Worker:
                     return n > 0, state.next_at
                 if self.moving() is not None:  # frozen mid-round: not one send more
                     return n > 0, self.clock() + 1.0
-                outcome = await self._send(sub, fields)
-                if outcome.ok:
-                    await self._acks.add(entry, outcome.status or 0)
-                    DELIVERIES.labels(self.name, "delivered").inc()
-                    continue
-                next_at = await self._failed(story, chain[n:], state, outcome)
+                with self.sending:  # until its outcome is written
+                    outcome = await self._send(sub, fields)
+                    if outcome.ok:
+                        await self._acks.add(entry, outcome.status or 0)
+                        DELIVERIES.labels(self.name, "delivered").inc()
+                        continue
+                    next_at = await self._failed(story, chain[n:], state, outcome)
                 if next_at is None:  # parked, with the story's rest
                     return True, 0.0
                 return n > 0, next_at

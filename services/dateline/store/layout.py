@@ -371,6 +371,13 @@ def subscriptions_key(prefix: str) -> str:
     return f"{prefix}:subs"
 
 
+def deliveries_held_key(prefix: str) -> str:
+    """Where the delivery service says it holds every send for a move (the target's
+    address), no send under way: what `dateline migrate` waits for before it reads
+    what the subscriptions are owed. It lives a few seconds, renewed while it holds."""
+    return f"{prefix}:deliver:held"
+
+
 def subscription_secrets_key(prefix: str) -> str:
     """Apart from the settings: the status and the ops page read those, never this."""
     return f"{prefix}:subs:secrets"
