@@ -7,11 +7,12 @@ import contextlib
 import dataclasses
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+import msgspec
 import redis.asyncio as aioredis
 
 from dateline.runtime.patience import reachable
@@ -205,6 +206,12 @@ def without_password(url: str) -> str:
 
 def err(text: str) -> None:
     click.echo(text, file=sys.stderr)
+
+
+def json_lines(items: Iterable[object]) -> None:
+    """Each item as one line of JSON, for a script to read (`list --json`)."""
+    for item in items:
+        click.echo(msgspec.json.encode(item).decode())
 
 
 def probe_options(f: FC) -> FC:

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-import msgspec
 
 from dateline.cli.common import (
     err,
+    json_lines,
     on_the_log,
     open_log,
     probe_options,
@@ -131,8 +131,7 @@ def feeds_list(as_json: bool) -> None:
     """Every feed, its source and limits (never its token)."""
     found = _run_credentials(lambda c: c.feeds())
     if as_json:  # a Feed holds no token, nor its digest
-        for f in found:
-            click.echo(msgspec.json.encode(f).decode())
+        json_lines(found)
         return
     for f in found:
         limits = ", ".join([*(f"stories {p}*" for p in f.story_prefixes), *f.types]) or "any"

@@ -8,9 +8,8 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import click
-import msgspec
 
-from dateline.cli.common import err, open_log, open_views, settings, stores
+from dateline.cli.common import err, json_lines, open_log, open_views, settings, stores
 from dateline.store.readers import ROLES, ReaderExists, Readers, Role
 
 T = TypeVar("T")
@@ -97,8 +96,7 @@ def readers_list(as_json: bool) -> None:
     """Every reader, its role and stories (never its token)."""
     found = run_readers(lambda r: r.readers())
     if as_json:  # a Grant holds no token, nor its digest
-        for r in found:
-            click.echo(msgspec.json.encode(r).decode())
+        json_lines(found)
         return
     for r in found:
         scope = ", ".join(f"{p}*" for p in r.story_prefixes) or "every story"

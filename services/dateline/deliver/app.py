@@ -104,20 +104,14 @@ class DeliveryService:
         owed then, the move copies to the target's outboxes, so a send from here would
         reach the receiver twice. Read once a `FOLLOW_S`; once the sends under way have
         ended, say so (`deliveries_held_key`), and the move reads what is owed after."""
-        client = self.subscriptions.client
-        moving = await migrate.frozen_to(client, self.kit.keys)
-        if moving is not None and moving == self.moving:
-            await self._say_held(moving)
-            return
-        if moving == self.moving:
-            return
-        if moving is not None:
+        moving = await migrate.frozen_to(self.subscriptions.client, self.kit.keys)
+        if moving != self.moving and moving is not None:
             log.warning(
                 f"the log is being moved to {moving}, or has moved there (`dateline "
                 "migrate`): deliveries held; deliver runs there once the move is done",
                 to=moving,
             )
-        else:
+        elif moving != self.moving:
             log.info("the log's move was called off (`dateline migrate --release`); delivering")
         self.moving = moving
         if moving is not None:
