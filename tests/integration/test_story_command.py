@@ -43,7 +43,7 @@ def test_a_story_that_cannot_be_folded_is_one_line_that_names_it(
         monkeypatch.setenv("DATELINE_PARTITIONS", "4")
         # Not the process's logging: structlog set to cache its loggers, writing to the
         # runner's stream, would stay so for the rest of the suite and its log captures.
-        monkeypatch.setattr(cli_main, "configure", lambda: None)
+        monkeypatch.setattr(cli_main, "configure", lambda **_: None)
         # A projection bug in the code this command runs.
         monkeypatch.setattr(projector_cmd, "project", failing_on("bad", 2)["project_fn"])
         runner = CliRunner()

@@ -39,6 +39,15 @@ COMMANDS = {
 }
 """Each subcommand's name, and where it is: its module and the name it has there."""
 
+SERVICES = frozenset(
+    {"projector", "query", "ingest", "validator", "deliver", "up", "demo", "redis"}
+)
+"""The subcommands that run until stopped, whose info lines are their record. The others
+are an operator's errands (replay, restore, migrate...): they say what they did on
+stdout, and the machinery they drive (a rebuild's catch-up taking its partitions, a read
+library loaded) would only scroll their progress away, so they log warnings and worse
+unless DATELINE_LOG_LEVEL asks for more."""
+
 
 class _Subcommands(click.Group):
     """A group whose subcommands are imported when asked for (click's "lazily loading
@@ -82,4 +91,5 @@ def cli() -> None:
     With REDIS_URL unset, commands use an embedded Redis (Valkey) whose data lives
     in DATELINE_DATA_DIR (default .dateline/). See README.md and docs/.
     """
-    configure()
+    errand = click.get_current_context().invoked_subcommand not in SERVICES
+    configure(default="warning" if errand else "info")

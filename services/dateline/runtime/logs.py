@@ -9,9 +9,10 @@ import sys
 import structlog
 
 
-def configure(level: str | None = None, *, json: bool | None = None) -> None:
-    """Call once per process, from an entry point; libraries only get loggers."""
-    level = (level or os.environ.get("DATELINE_LOG_LEVEL") or "info").upper()
+def configure(level: str | None = None, *, json: bool | None = None, default: str = "info") -> None:
+    """Call once per process, from an entry point; libraries only get loggers.
+    `default`: the level when neither `level` nor DATELINE_LOG_LEVEL says one."""
+    level = (level or os.environ.get("DATELINE_LOG_LEVEL") or default).upper()
     if json is None:
         json = os.environ.get("DATELINE_LOG_FORMAT") == "json" or not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
