@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 import click
 from rich.console import Console
@@ -38,23 +38,37 @@ def happened(update: Update) -> str:
 
 
 def render(records: list[bytes], story: str) -> Table:
-    table = Table(title=f"{story}: {len(records)} updates", title_justify="left")
+    updates = [decode_record(raw) for raw in records]
+    days = [_day(u) for u in updates]
+    # A developing story is recorded over days: its first day in the title, and a row
+    # naming the day wherever it changes, as a journal gives it; each row its time.
+    first = next((d for d in days if d is not None), None)
+    title = f"{story}: {len(records)} updates" + (f", recorded from {first} (UTC)" if first else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("v", style="bold", justify="right")
     table.add_column("recorded", style="dim", no_wrap=True)
     table.add_column("happened", no_wrap=True)
     table.add_column("type", style="cyan", no_wrap=True)
     table.add_column("update", overflow="fold")
-    for raw in records:
-        update = decode_record(raw)
-        recorded = update.recordedtime.strftime("%H:%M:%S.%f")[:-3] if update.recordedtime else ""
+    shown = first
+    for update, day in zip(updates, days, strict=True):
+        if day is not None and day != shown:
+            shown = day
+            table.add_row("", day, "", "", "", style="bold")
+        at = update.recordedtime
         table.add_row(
             str(update.version),
-            recorded,
+            "" if at is None else at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3],
             happened(update),
             update.__struct_config__.tag.removeprefix("dateline."),  # type: ignore[union-attr]
             summarize(update),
         )
     return table
+
+
+def _day(update: Update) -> str | None:
+    at = update.recordedtime
+    return None if at is None else f"{at.astimezone(UTC):%Y-%m-%d}"
 
 
 @click.command(name="log")
