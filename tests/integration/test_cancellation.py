@@ -86,3 +86,27 @@ async def test_a_connection_closed_under_a_send_raises_a_connection_error(
         assert await client.ping()  # the pool connects it again
     finally:
         await client.aclose()
+
+
+async def test_a_connection_the_server_closed_is_said_with_the_server_s_address(
+    redis_url: str,
+) -> None:
+    """redis-py says "Connection closed by server." without naming it; a service with
+    the log's server and a store of read models logged an outage without saying which."""
+    client, killer = connect(redis_url), connect(redis_url)
+    try:
+        conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        await conn.send_command("CLIENT", "ID")
+        mine = await conn.read_response()
+        assert await killer.client_kill_filter(_id=mine) == 1
+        host, port = conn.host, conn.port
+        await conn.send_command("PING")  # written to the socket before the close is seen
+        with pytest.raises(RedisConnectionError) as closed:
+            await conn.read_response()
+        assert f"(server {host}:{port})" in str(closed.value), closed.value
+        assert str(closed.value).count(f"{host}:{port}") == 1  # named once, not twice
+        await client.connection_pool.release(conn)
+        assert await client.ping()
+    finally:
+        await client.aclose()
+        await killer.aclose()

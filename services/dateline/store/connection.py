@@ -207,9 +207,33 @@ class _Packing(AbstractConnection):
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         return _packed(args) or super().pack_command(*args)
 
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if (placed := self._placed(exc)) is None:
+                raise
+            raise placed from exc
+
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
     ) -> None:
+        try:
+            await self._sent(command, check_health)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if (placed := self._placed(exc)) is None:
+                raise
+            raise placed from exc
+
+    def _placed(self, exc: RedisError) -> RedisError | None:
+        """`exc`, naming the server. redis-py names it when a connection cannot be made,
+        not when one breaks ("Connection closed by server.", "Timeout reading from
+        socket"): a service with two servers (the log's and the store of read models')
+        then logged an outage without saying which one was out."""
+        where = self._host_error()
+        return None if where in str(exc) else type(exc)(f"{exc} (server {where})")
+
+    async def _sent(self, command: bytes | str | Iterable[bytes], check_health: bool) -> None:
         try:
             await self._send_bounded(command, check_health)
         except (AttributeError, TypeError, RuntimeError) as exc:
