@@ -53,6 +53,7 @@ from bench.harness import Report, Row, rewritten
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack, stamped_replies
 from dateline.domain.positions import Position
+from dateline.domain.state import Item, When
 from dateline.query.paging import Place
 from dateline.query.reader import Reader
 from dateline.runtime.heap import tune_collector
@@ -60,10 +61,11 @@ from dateline.store import scripts
 from dateline.store.connection import connect
 from dateline.store.doorbell import Doorbell
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys, changes_channel
+from dateline.store.layout import Keys, Region, changes_channel
 from dateline.store.log import APPEND_SCRIPT, Log
 from dateline.store.readers import Readers
-from dateline.store.readmodels import READ_STORY, IndexEntry, ReadModels
+from dateline.store.readmodels import READ_STORY, IndexEntry, ReadModels, ScheduleEntry
+from dateline_schemas import parse_fuzzy_date
 
 PREFIX = "rs"
 HANOI = Path(__file__).resolve().parents[1] / "examples" / "hanoi-summit-2019.ndjson"
@@ -643,6 +645,67 @@ async def _paging(report: Report, client: aioredis.Redis, requests: int) -> None
     await client.delete(*[k async for k in client.scan_iter(match=f"{keys.prefix}:*")])
 
 
+BOARD = 20_000
+"""Items on the schedule board of `_board_pages`: a newsroom's year, a few a story."""
+
+
+async def _board_pages(
+    report: Report, views: aioredis.Redis, base: str, auth: dict[str, str], requests: int
+) -> None:
+    """`GET /v1/schedule?limit=500` (what the dashboard's board fetches every 5 s since
+    stop 87) against the whole board (what it fetched before), over `BOARD` items, same
+    run. The query process reads the whole board for either: the page bounds what it
+    encodes and sends, and what a browser receives."""
+    keys = Keys(PREFIX, 8)
+    models = await Reader(views, keys, Doorbell(views, keys.prefix)).models()
+    seeded: dict[str, tuple[Region, list[str]]] = {}
+    pipe = views.pipeline(transaction=False)
+    for n in range(BOARD):
+        story, ref = f"board-{n // 4:05}", f"item-{n % 4}"
+        region = models.region_of(story)
+        at = f"2027-{1 + n % 12:02}-{1 + n % 28:02}T{n % 24:02}:00:00+00:00"
+        item = Item(ref, f"Item {n} of a developing story", "scheduled", When(at, "exact"))
+        member = f"{story}/{ref}"
+        pipe.hset(region.schedule, member, msgspec.json.encode(ScheduleEntry(story, item)))
+        pipe.zadd(region.schedule_by_start, {member: parse_fuzzy_date(at).start.timestamp()})
+        seeded.setdefault(region.schedule, (region, []))[1].append(member)
+    await pipe.execute()
+    try:
+        page_path, whole_path = "/v1/schedule?limit=500", "/v1/schedule"
+        sizes = {}
+        async with httpx.AsyncClient(base_url=base, headers=auth) as api:
+            for path in (page_path, whole_path):
+                got = await api.get(path)
+                got.raise_for_status()
+                sizes[path] = len(got.content)
+        pages: list[float] = []
+        wholes: list[float] = []
+        for _ in range(3):  # alternated
+            pages.append(await _hammer(base, page_path, requests, auth))
+            wholes.append(await _hammer(base, whole_path, requests, auth))
+        page_rate, whole_rate = statistics.median(pages), statistics.median(wholes)
+        report.add(
+            Row(
+                "read side",
+                f"the schedule board's page of 500 (?limit=500), {BOARD:,} items, "
+                "8 connections, read models apart",
+                page_rate,
+                "reads/s",
+                baseline="the whole board",
+                ratio=page_rate / whole_rate,
+                note=f"{sizes[page_path] / 1e3:,.0f} kB a page against "
+                f"{sizes[whole_path] / 1e6:,.1f} MB the whole board; runs alternated: "
+                + ", ".join(f"{p:,.1f}/{w:,.1f}" for p, w in zip(pages, wholes, strict=True)),
+            )
+        )
+    finally:
+        pipe = views.pipeline(transaction=False)
+        for region, members in seeded.values():
+            pipe.hdel(region.schedule, *members)
+            pipe.zrem(region.schedule_by_start, *members)
+        await pipe.execute()
+
+
 async def _dashboards(report: Report, log: Log, base: str, auth: dict[str, str]) -> None:
     """The live index with 1 dashboard and with `DASHBOARDS`, same run: the server's CPU
     and the query process's an update, while 500 updates a second land on 200 stories.
@@ -929,6 +992,7 @@ async def _layout_run(
                 await _story_streams(report, log, srv.url, base, auth)
                 assert views is not None
                 await _paging(report, views, requests)
+                await _board_pages(report, views, base, auth, 20 if quick else 60)
             if not apart:  # the server's CPU they count is one server's
                 await _dashboards(report, log, base, auth)
                 await _pushes(report, log, base, auth, 500 if quick else 5_000, 10 if quick else 50)

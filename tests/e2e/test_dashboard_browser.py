@@ -437,6 +437,52 @@ async def test_older_stories_are_paged_past_the_live_list(
     await expect(rows).to_have_count(200)
 
 
+async def test_the_schedule_board_is_fetched_a_page_at_a_time(
+    system: tuple[str, str], page: Page
+) -> None:
+    """A newsroom's board runs to tens of thousands of items: each poll fetches a page
+    of 500, and the items after it are a click away, each once, in the API's order."""
+    base, url = system
+    client = aioredis.Redis.from_url(url)
+    log = Log(client, Keys("web", 8))
+    planned = [
+        update(
+            "dateline.schedule.announced",
+            subject="board-many",
+            data={"item": f"i{n:03}", "title": f"Item {n}", "starts_at": "2031-01-01"},
+        )
+        for n in range(520)
+    ]
+    await log.append([encode(u) for u in planned])
+    auth = await bearer(url, "web")
+    async with httpx.AsyncClient(base_url=base, headers=auth) as api:
+        board: list[str] = []
+        for _ in range(200):  # the projector takes a moment
+            got = (await api.get("/v1/schedule")).json()["items"]
+            board = [f"{e['story']}/{e['item']['item']}" for e in got]
+            if sum(b.startswith("board-many/") for b in board) == 520:
+                break
+            await asyncio.sleep(0.1)
+    await client.aclose()
+    assert len(board) > 520
+    await page.goto(f"{base}/#/schedule")
+    rows = page.locator("#board tr[data-board]")
+    await expect(rows).to_have_count(500)
+    shown: list[str] = await rows.evaluate_all("rs => rs.map(r => r.dataset.board)")
+    for _ in range(10):
+        if await page.locator("#later").count() == 0:
+            break
+        first = await rows.first.get_attribute("data-board")
+        await page.click("#later")
+        await expect(page).to_have_url(re.compile(r"#/schedule/[0-9-]+~"))
+        # Pages are disjoint: a page has come when its first row is another.
+        await expect(rows.first).not_to_have_attribute("data-board", first or "")
+        shown += await rows.evaluate_all("rs => rs.map(r => r.dataset.board)")
+    assert shown == board
+    await page.click("text=‹ From the earliest")
+    await expect(rows).to_have_count(500)
+
+
 def test_artifacts_dir_is_ignored_by_git() -> None:
     ignored = (Path(__file__).parents[2] / ".gitignore").read_text().split()
     assert "test-artifacts/" in ignored

@@ -217,6 +217,12 @@ async def test_min_position_waits_for_the_projection(
         (f"/v1/stories/{STORY}?at_version=0", 400, "at_version"),
         (f"/v1/stories/{STORY}?min_position=12", 400, "min_position"),
         ("/v1/schedule?from=tomorrow", 400, "from"),
+        (
+            "/v1/schedule?from=2019-02-28T00:00:00Z&to=2019-02-27T23:00:00Z",
+            400,
+            "to: 2019-02-27T23:00:00Z is before from (2019-02-28T00:00:00Z)",
+        ),
+        (f"/v1/stories/{STORY}/history?as_of=2019-02-28T10:00:00Z&at_version=2", 400, "not both"),
         (f"/v1/stories/{STORY}/live?last_event_id=nonsense", 400, "Last-Event-ID"),
         ("/v1/live?last_event_id=1-0", 400, "Last-Event-ID"),
         ("/v1/stories?after=yesterday", 400, "after: expected the `next` of a page"),
@@ -242,7 +248,11 @@ async def test_bad_requests_are_refused_with_a_problem_naming_the_parameter(
         (f"/v1/stories/{STORY}/timeline?version=2", "version", "as_of, at_version"),
         (f"/v1/stories/{STORY}/history?since=1", "since", "as_of, at_version"),
         ("/v1/stories?limit=2&offset=2", "offset", "limit, min_position, overdue, status"),
-        ("/v1/schedule?until=2019-03-01T00:00:00Z", "until", "from, min_position, to"),
+        (
+            "/v1/schedule?until=2019-03-01T00:00:00Z",
+            "until",
+            "after, from, limit, min_position, to",
+        ),
         (f"/v1/stories/{STORY}/live?patch=true", "patch", "last_event_id, patches"),
         (f"/v1/stories/{STORY}/jsonld?lang=en", "lang", "it takes none"),
         ("/v1/me?x=1&y=2", "x, y", "not parameters"),
@@ -373,6 +383,88 @@ async def test_a_speakers_statements_come_in_the_order_they_were_said(
     await settle(app)
     got = (await api.get("/v1/speakers/offset person/statements")).json()["items"]
     assert [s["statement"]["statement"] for s in got] == ["early", "late"]
+
+
+async def _board_pages(api: httpx.AsyncClient, path: str, limit: int) -> list[list[str]]:
+    """Every page of a board (`path`) by `limit`, each after the `next` of the one before:
+    each entry as story/ref."""
+    pages: list[list[str]] = []
+    after = None
+    for _ in range(100):  # a `next` that never ends the board fails, not hangs
+        asked: dict[str, Any] = {"limit": limit, **({} if after is None else {"after": after})}
+        got = await api.get(path, params=asked)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        pages.append(
+            [
+                f"{e['story']}/{e['item']['item'] if 'item' in e else e['statement']['statement']}"
+                for e in body["items"]
+            ]
+        )
+        if (after := body["next"]) is None:
+            return pages
+    raise AssertionError(f"still a next page after 100: {pages[-3:]}")
+
+
+async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
+    log: Log, app: Projector, api: httpx.AsyncClient
+) -> None:
+    """The schedule and a speaker's statements, a page at a time: every entry once, in
+    the order of the whole board, ties at one instant split by story and ref, items with
+    no known start last."""
+    same = "2026-12-06T10:00:00+07:00"
+    updates = []
+    for story in ("desk-b", "desk-a"):
+        for ref in ("talks", "lunch", "dinner"):
+            updates.append(
+                update(
+                    "dateline.schedule.announced",
+                    subject=story,
+                    data={"item": ref, "title": ref, "starts_at": same},
+                )
+            )
+        updates.append(
+            update(
+                "dateline.schedule.announced",
+                subject=story,
+                data={"item": "later", "title": "later", "starts_at": "2026-12-07"},
+            )
+        )
+        updates.append(update("dateline.schedule.postponed", subject=story, data={"item": "later"}))
+        for ref, at in (("early", "2026-12-06T02:00:00Z"), ("same", same), ("also", same)):
+            data = {"statement": ref, "speaker": "Paged Person", "text": f"said {ref}"}
+            updates.append(update("dateline.statement.made", subject=story, time=at, data=data))
+    # News of an item before its announcement: on the board, with no known start.
+    updates.append(update("dateline.schedule.postponed", subject="desk-a", data={"item": "tbc"}))
+    appended = await log.append([encode(u) for u in updates])
+    assert len(appended) == len(updates)
+    await settle(app)
+    for path in ("/v1/schedule", "/v1/speakers/paged person/statements"):
+        whole = await api.get(path)
+        assert whole.json()["next"] is None  # no limit: every entry, as before
+        every = [
+            f"{e['story']}/{e['item']['item'] if 'item' in e else e['statement']['statement']}"
+            for e in whole.json()["items"]
+        ]
+        for limit in (1, 2, 3, 5, len(every), len(every) + 1):
+            pages = await _board_pages(api, path, limit)
+            assert [entry for page in pages for entry in page] == every, (path, limit)
+            assert all(len(page) == limit for page in pages[:-1])
+            assert 0 < len(pages[-1]) <= limit
+    board = [e.rsplit("/", 1) for page in await _board_pages(api, "/v1/schedule", 4) for e in page]
+    assert board[:6] == [
+        ["desk-a", "dinner"],
+        ["desk-a", "lunch"],
+        ["desk-a", "talks"],
+        ["desk-b", "dinner"],
+        ["desk-b", "lunch"],
+        ["desk-b", "talks"],
+    ]
+    assert board[-1] == ["desk-a", "tbc"]  # no known start: last
+    said = await _board_pages(api, "/v1/speakers/paged person/statements", 2)
+    assert said[0] == ["desk-a/early", "desk-b/early"]
+    bad = await api.get("/v1/schedule", params={"after": "12~desk-a"})
+    assert bad.status_code == 400 and "after: expected the `next`" in bad.json()["detail"]
 
 
 async def _pages(

@@ -1,11 +1,13 @@
-"""Where a page of the story list ends: a place read back as it was written, in the
-by-time indexes' order."""
+"""Where a page of the story list ends (a place read back as it was written, in the
+by-time indexes' order), and a page of a board (a mark, oldest first)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
-from dateline.query.paging import BadPlace, Place
+from dateline.query.paging import BadMark, BadPlace, Mark, Place, paged
 from dateline.store.readmodels import recorded_score
 
 
@@ -36,3 +38,65 @@ def test_places_order_as_the_by_time_index_newest_last() -> None:
 def test_anything_but_a_next_is_refused_by_what_it_is(text: str) -> None:
     with pytest.raises(BadPlace, match="expected the `next` of a page of this list"):
         Place.parse(text)
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [
+        Mark.of(datetime(2019, 2, 28, 13, 25, tzinfo=timezone(timedelta(hours=7))), "a", "x"),
+        Mark.of(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "a-1", "r.1:z"),
+        Mark.of(None, "hanoi-summit-2019", "press-conference"),
+    ],
+)
+def test_a_mark_reads_back_as_it_was_written(mark: Mark) -> None:
+    assert Mark.parse(str(mark)) == mark
+
+
+def test_marks_order_by_instant_to_the_microsecond_then_story_and_ref_undated_last() -> None:
+    t = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    same_in_hanoi = t.astimezone(timezone(timedelta(hours=7)))
+    assert Mark.of(t, "a", "x") == Mark.of(same_in_hanoi, "a", "x")  # an instant, not a text
+    later = t + timedelta(microseconds=1)  # a float's seconds cannot tell these apart
+    assert Mark.of(t, "z", "z") < Mark.of(later, "a", "a")
+    assert Mark.of(t, "a", "y") < Mark.of(t, "b", "x") < Mark.of(t, "b", "y")
+    assert Mark.of(datetime(9999, 1, 1, tzinfo=UTC), "z", "z") < Mark.of(None, "a", "a")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "1~a",
+        "1~a~",
+        "x~a~b",
+        "1.5~a~b",
+        "-~Bad~b",
+        "1~a~b~c d",
+        "~a~b",
+        "1~a~_b",
+        "1_0~a~b",
+        " 1~a~b",
+        "+1~a~b",
+    ],
+)
+def test_anything_but_a_board_s_next_is_refused(text: str) -> None:
+    with pytest.raises(BadMark, match="expected the `next` of a page of this board"):
+        Mark.parse(text)
+
+
+def test_a_board_cut_in_pages_gives_each_entry_once() -> None:
+    entries = [(n % 3, f"s{n % 2}", f"r{n}") for n in range(11)]
+
+    def mark(e: tuple[int, str, str]) -> Mark:
+        return Mark.of(datetime.fromtimestamp(e[0], UTC), e[1], e[2])
+
+    whole, last = paged(entries, mark, None, None)
+    assert last is None and whole == sorted(entries, key=mark)
+    for limit in range(1, 13):
+        got, after = [], None
+        for _ in range(20):
+            page, nxt = paged(entries, mark, limit, None if after is None else Mark.parse(after))
+            got += page
+            if (after := nxt) is None:
+                break
+        assert got == whole, limit

@@ -139,9 +139,16 @@ class TimelinePage(msgspec.Struct):
     items: list[Entry]
 
 
+_NEXT_ENTRIES = msgspec.Meta(
+    description="Give as `after` for the page that follows this one; null when this page "
+    "is the last, and when no `limit` was given."
+)
+
+
 class SpokenPage(msgspec.Struct):
     projection: str
     items: list[SpokenEntry]
+    next: Annotated[str | None, _NEXT_ENTRIES] = None
 
 
 class BoardEntry(msgspec.Struct):
@@ -154,6 +161,7 @@ class BoardEntry(msgspec.Struct):
 class BoardPage(msgspec.Struct):
     projection: str
     items: list[BoardEntry]
+    next: Annotated[str | None, _NEXT_ENTRIES] = None
 
 
 class UnreadableEvent(msgspec.Struct):

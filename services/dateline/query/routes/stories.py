@@ -258,7 +258,7 @@ def routes() -> list[HTTPRouteHandler]:
         `recalledby` (the retraction's id), without its `data`."""
         reader = reader_of(request)
         story = seen_story(request, story)
-        when = params.instant(as_of, "as_of")
+        when = then(as_of, at_version)
         records = await reader.history(story, as_of=when, at_version=at_version)
         if not records and await reader.log.version(story) == 0:
             raise no_story(story)

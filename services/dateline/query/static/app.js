@@ -186,20 +186,28 @@ function overduePage() {
 
 // ---- the schedule board ---------------------------------------------------------------
 
-function boardPage() {
-  main.innerHTML = `<h1>Schedule</h1><p class="meta">Every story's items by start; those with no known start last. Refreshed every 5 s.</p>
-    <table><thead><tr><th>Starts</th><th>Item</th><th>Story</th><th>Status</th></tr></thead><tbody id="board"><tr><td colspan="4" class="empty">loading…</td></tr></tbody></table>`;
+const BOARD_SIZE = 500; // entries a page of the board: what a poll fetches, not the whole board
+
+// A page of the board, refreshed every 5 s: the first from the earliest start, and each
+// later one after the `next` of the page before it (`?after=`).
+function boardPage(after) {
+  main.innerHTML = `<h1>Schedule</h1>${after ? `<p class="filters"><a href="#/schedule">‹ From the earliest</a></p>` : ""}<p class="meta">Every story's items by start; those with no known start last. ${BOARD_SIZE} a page. Refreshed every 5 s.</p>
+    <table><thead><tr><th>Starts</th><th>Item</th><th>Story</th><th>Status</th></tr></thead><tbody id="board"><tr><td colspan="4" class="empty">loading…</td></tr></tbody></table>
+    <p class="pager" id="pager"></p>`;
   const seen = new Map();
   liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
   const load = async () => {
-    const r = await fetch("/v1/schedule");
+    const r = await fetch(`/v1/schedule?limit=${BOARD_SIZE}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
     if (!r.ok) return;
-    const rows = (await r.json()).items.map(({ story, item: it }) => `<tr data-key="board:${esc(story)}/${esc(it.item)}" data-board="${esc(story)}/${esc(it.item)}"${it.overdue ? ' data-overdue="true"' : ""}>
+    const page = await r.json();
+    const rows = page.items.map(({ story, item: it }) => `<tr data-key="board:${esc(story)}/${esc(it.item)}" data-board="${esc(story)}/${esc(it.item)}"${it.overdue ? ' data-overdue="true"' : ""}>
       <td>${esc(it.starts_at ? when(it.starts_at.at, it.starts_at.precision) : "not announced")}</td>
       <td>${esc(it.title)}${it.location ? `<div class="meta">${esc(it.location)}</div>` : ""}</td>
       <td><a href="#/stories/${encodeURIComponent(story)}">${esc(story)}</a></td>
       <td>${chip(it.status)}${it.overdue ? " " + chip("overdue") : ""}</td></tr>`).join("");
-    patch(document.getElementById("board"), rows || `<tr><td colspan="4" class="empty">nothing scheduled</td></tr>`, seen);
+    patch(document.getElementById("board"), rows || `<tr><td colspan="4" class="empty">${after ? "nothing later" : "nothing scheduled"}</td></tr>`, seen);
+    const pager = document.getElementById("pager");
+    if (pager) pager.innerHTML = page.next ? `<a id="later" href="#/schedule/${encodeURIComponent(page.next)}">Later items ›</a>` : "";
   };
   load();
   timer = setInterval(load, 5000);
@@ -417,7 +425,8 @@ function route() {
   const m = /^#\/stories\/(.+)$/.exec(hash);
   if (m) storyPage(decodeURIComponent(m[1]));
   else if (hash === "#/ops") opsPage();
-  else if (hash === "#/schedule") boardPage();
+  else if (hash === "#/schedule") boardPage("");
+  else if (hash.startsWith("#/schedule/")) boardPage(decodeURIComponent(hash.slice("#/schedule/".length)));
   else if (hash === "#/overdue") overduePage();
   else if (hash.startsWith("#/older")) olderPage(decodeURIComponent(hash.slice("#/older/".length)));
   else indexPage();
