@@ -18,7 +18,7 @@ from playwright.async_api import Page, async_playwright, expect
 from dateline.projector.ops import redrive
 from dateline.runtime import DeadLetters
 from dateline.store import backup, migrate
-from dateline.store.layout import Keys
+from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.log import Log
 from dateline.store.readmodels import ReadModels
 from dateline.store.subscriptions import Subscriptions
@@ -279,6 +279,9 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(sub).to_contain_text("https://cms.example.org/hooks")
     await expect(sub).to_contain_text("hanoi-*")
     await expect(sub).to_contain_text("paused")
+    # No `dateline deliver` runs in this system: said, for nothing is sent.
+    nodeliver = page.locator('[data-key="nodeliver"]')
+    await expect(nodeliver).to_contain_text("No delivery service running")
     # The projector process of this system, by the name its leases carry.
     await expect(page.locator('[data-key="procs"]')).to_contain_text(
         re.compile(r"^1 projector process sharing them: \S+-\d+$")
@@ -305,6 +308,10 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await migrate.release(client, keys)
     await expect(moving).to_have_count(0)
     await expect(sub).to_contain_text("delivering")
+    # A delivery service's lease held: the warning goes.
+    await client.set(keys.group(DELIVER_GROUP).lease("all"), "deliver-1", px=60_000)
+    await expect(nodeliver).to_have_count(0)
+    await client.delete(keys.group(DELIVER_GROUP).lease("all"))
     await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)

@@ -221,7 +221,25 @@ async def test_a_paused_subscription_queues_and_resume_sends_what_waited(
     async with receiving() as receiver:
         await subs.add(receiver.url, name="later", allow_private=True)
         await subs.set_paused("later", True)
+        # No service: said, for its states would read as if one sent.
+        assert (await status.deliveries(log.redis, log.keys)).processes == []
+        alone = (await _ops(log, url, "subscriptions", "list")).stdout
+        assert "no delivery service running: nothing is sent until `dateline deliver`" in alone
+        said = (await _ops(log, url, "status")).stdout
+        assert "NO delivery service running (`dateline deliver`): nothing is sent" in said
         async with delivering(log, url, FAST):
+
+            async def heard() -> bool:  # its first heartbeat, once its runner has begun
+                return bool((await status.deliveries(log.redis, log.keys)).processes)
+
+            await until(heard)
+            running = await status.deliveries(log.redis, log.keys)
+            assert len(running.processes) == 1, running
+            listed = (await _ops(log, url, "subscriptions", "list")).stdout
+            assert f"delivery service: {running.processes[0]}" in listed
+            assert "no delivery service" not in listed
+            said = (await _ops(log, url, "status")).stdout
+            assert f"; sent by {running.processes[0]}" in said, said
             await log.append([statement("a-story", f"s{n}") for n in range(1, 3)])
             await until(lambda: _backlog(log, "later", 2))
             await asyncio.sleep(0.3)
@@ -297,6 +315,10 @@ async def test_the_move_reads_what_is_owed_once_the_sends_under_way_have_ended(
         await asyncio.sleep(1.5)  # a look or two of the follower: the send is still out
         assert await log.redis.get(held_key) is None
         waiting = asyncio.create_task(_deliveries_held(log, target))
+        await asyncio.sleep(0.5)
+        # It waits while the send is out. (Stop 86 looked for the service by the group's
+        # heartbeats, which a kit's group has none of: it waited for nothing.)
+        assert not waiting.done()
         sender.gate.set()
         assert await asyncio.wait_for(waiting, 10)
         assert await subs.window("cms", 10) == []  # acknowledged before the word
@@ -306,7 +328,7 @@ async def test_the_move_reads_what_is_owed_once_the_sends_under_way_have_ended(
     # A service that never says it: the move goes on after its wait, and says so.
     monkeypatch.setattr(migrate_cmd, "HOLD_WAIT_S", 0.3)
     await log.redis.delete(held_key)
-    await log.redis.zadd(log.keys.group(DELIVER_GROUP).members, {"stuck": 2e12})
+    await log.redis.set(log.keys.group(DELIVER_GROUP).lease("all"), "stuck", px=60_000)
     assert not await _deliveries_held(log, target)
 
 

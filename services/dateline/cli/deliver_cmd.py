@@ -209,6 +209,13 @@ def subscriptions_list(as_json: bool) -> None:
         return
     lag = "unknown" if found.fanout_lag is None else found.fanout_lag
     click.echo(f"not yet fanned out from the log: {lag}")
+    if found.processes:
+        click.echo(f"delivery service: {', '.join(found.processes)}")
+    elif found.subscriptions:
+        click.echo(
+            "no delivery service running: nothing is sent until `dateline deliver` runs "
+            "(`dateline up` runs it)"
+        )
     if found.moving_to:
         click.echo(
             f"every send HELD: the log is being moved to {found.moving_to}, or has moved "

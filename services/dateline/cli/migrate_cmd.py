@@ -23,11 +23,11 @@ from dateline.cli.common import (
 )
 from dateline.cli.ops_cmd import Rate
 from dateline.projector.replay import total_updates
-from dateline.runtime.leases import Leases
+from dateline.runtime import status
 from dateline.store import migrate, owed
 from dateline.store.config import Settings
 from dateline.store.connection import UNREACHABLE, is_cluster, open_client
-from dateline.store.layout import DELIVER_GROUP, Keys, deliveries_held_key
+from dateline.store.layout import Keys, deliveries_held_key
 from dateline.store.log import CLUSTER_PARTITIONS, Log, PartitionMismatch
 from dateline.store.replies import as_text_or_none
 from dateline.store.seal import seal_log, sealing_key
@@ -206,8 +206,7 @@ async def _deliveries_held(source: Log, to: str) -> bool:
     this move, its sends under way ended and acknowledged (it reads the freeze once a
     second, `deliver/app.py`): what is owed is read after, so no receiver gets from the
     target what the source sent meanwhile. True at once when none runs."""
-    group = source.keys.group(DELIVER_GROUP)
-    alive = await Leases(source.redis, group, owner="", ttl_ms=0).alive()
+    alive = await status.delivering(source.redis, source.keys)
     if not alive:
         return True
     err(f"waiting for deliver ({', '.join(alive)}) to hold its sends")

@@ -418,6 +418,11 @@ def status_command(as_json: bool) -> None:
             f"receivers {sum(s.parked for s in dv.subscriptions)}; parked in the fan-out "
             f"{dv.fanout_parked}"
             + (" (`dateline dlq list --group deliver`)" if dv.fanout_parked else "")
+            + (
+                f"; sent by {', '.join(dv.processes)}"
+                if dv.processes
+                else "; NO delivery service running (`dateline deliver`): nothing is sent"
+            )
         )
     if report.moving:
         err(f"the log {report.moving}")

@@ -131,6 +131,9 @@ class DeliveryStatus(msgspec.Struct):
     moving_to: str | None = None
     """Where `dateline migrate` is moving the log, or moved it: the delivery service
     holds every send here meanwhile, and after (`deliver/app.py`)."""
+    processes: list[str] = msgspec.field(default_factory=list)
+    """The delivery service's process that sends (`delivering`): none, and nothing is
+    sent, whatever the subscriptions' states say."""
 
 
 class Status(msgspec.Struct):
@@ -273,7 +276,17 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
         lag = (lag or 0) + int(info["lag"]) + int(info.get("pending") or 0)
     fanned = await DeadLetters(client, keys.prefix, DELIVER_GROUP).counts()
     moving_to = await migrate.frozen_to(client, keys)
-    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]), moving_to)
+    alive = await delivering(client, keys)
+    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]), moving_to, alive)
+
+
+async def delivering(client: aioredis.Redis, keys: Keys) -> list[str]:
+    """The delivery service's process that reads the log now, if one does: the holder of
+    its group's one lease (`kit.py`; another process waits on standby until it runs
+    out). Not the group's heartbeats: a kit's group has none, and a check of them found
+    no service while one ran."""
+    lease = Leases(client, keys.group(DELIVER_GROUP), owner="", ttl_ms=0, names=["all"])
+    return [held for held in await lease.holders(1) if held]
 
 
 def _log_ms(position: bytes) -> int | None:

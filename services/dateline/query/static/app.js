@@ -405,7 +405,7 @@ function opsPage() {
         See one with <code>dateline dlq show STORY</code>; apply them after the fix with <code>dateline dlq redrive STORY</code>.</p>
         <table><thead><tr><th>Story</th><th>Parked at (log position)</th></tr></thead><tbody>${parked.map((p) => `<tr data-key="dl:${esc(p.story)}" data-parked="${esc(p.story)}">
         <td><a href="#/stories/${encodeURIComponent(p.story)}">${esc(p.story)}</a></td><td>${esc(p.parked_at)}</td></tr>`).join("")}</tbody></table>` : `<p class="empty">none parked</p>`}
-      <h2>Subscriptions</h2>${subs ? `<p class="meta" data-key="fanout">Not yet put in the outboxes: ${dv.fanout_lag === null ? "unknown" : esc(dv.fanout_lag)}.
+      <h2>Subscriptions</h2>${subs && !(dv.processes || []).length ? `<p class="warning" data-key="nodeliver">No delivery service running: nothing is sent until <code>dateline deliver</code> runs.</p>` : ""}${subs ? `<p class="meta" data-key="fanout">Not yet put in the outboxes: ${dv.fanout_lag === null ? "unknown" : esc(dv.fanout_lag)}.
         Parked deliveries go back with <code>dateline subscriptions redrive NAME</code>.</p>
         <table><thead><tr><th>Name</th><th>URL</th><th>Mode</th><th>Wants</th><th>State</th><th>Backlog</th><th>Oldest</th><th>Retrying</th><th>Parked</th><th>Delivered</th><th>Last error</th></tr></thead>
         <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
