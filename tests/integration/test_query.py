@@ -437,7 +437,7 @@ async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
     # News of an item before its announcement: on the board, with no known start.
     updates.append(update("dateline.schedule.postponed", subject="desk-a", data={"item": "tbc"}))
     appended = await log.append([encode(u) for u in updates])
-    assert len(appended) == len(updates)
+    assert [r.status for r in appended] == ["appended"] * len(updates), appended
     await settle(app)
     for path in ("/v1/schedule", "/v1/speakers/paged person/statements"):
         whole = await api.get(path)
