@@ -33,6 +33,7 @@ import asyncio
 import bisect
 import contextlib
 import gc
+import math
 import os
 import resource
 import statistics
@@ -658,9 +659,9 @@ async def _board_pages(
     items: int = BOARD,
 ) -> None:
     """`GET /v1/schedule?limit=500` (what the dashboard's board fetches every 5 s since
-    stop 87) against the whole board (what it fetched before), over `items`, same
-    run. The query process reads the whole board for either: the page bounds what it
-    encodes and sends, and what a browser receives."""
+    stop 87) against the whole board (what it fetched before), over `items` (one in 50
+    with no known start), same run. Since stop 88 the query process reads a page by the
+    board's index (`query/boardpage.py`); at stop 87 it read the whole board for either."""
     keys = Keys(PREFIX, 8)
     models = await Reader(views, keys, Doorbell(views, keys.prefix)).models()
     seeded: dict[str, tuple[Region, list[str]]] = {}
@@ -669,10 +670,12 @@ async def _board_pages(
         story, ref = f"board-{n // 4:05}", f"item-{n % 4}"
         region = models.region_of(story)
         at = f"2027-{1 + n % 12:02}-{1 + n % 28:02}T{n % 24:02}:00:00+00:00"
-        item = Item(ref, f"Item {n} of a developing story", "scheduled", When(at, "exact"))
+        starts = None if n % 50 == 49 else When(at, "exact")
+        item = Item(ref, f"Item {n} of a developing story", "scheduled", starts)
         member = f"{story}/{ref}"
         pipe.hset(region.schedule, member, msgspec.json.encode(ScheduleEntry(story, item)))
-        pipe.zadd(region.schedule_by_start, {member: parse_fuzzy_date(at).start.timestamp()})
+        score = math.inf if starts is None else parse_fuzzy_date(at).start.timestamp()
+        pipe.zadd(region.schedule_by_start, {member: score})  # as the projector writes it
         seeded.setdefault(region.schedule, (region, []))[1].append(member)
     await pipe.execute()
     try:

@@ -27,7 +27,13 @@ from dateline.query.paging import Place
 from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
-from dateline.store.readmodels import OWN_STATEMENTS, SHAPE, ReadModels, without_timeline
+from dateline.store.readmodels import (
+    BOARD_INDEX,
+    OWN_STATEMENTS,
+    SHAPE,
+    ReadModels,
+    without_timeline,
+)
 from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, projector, rebuilt, settings, settle
@@ -385,25 +391,36 @@ async def test_a_speakers_statements_come_in_the_order_they_were_said(
     assert [s["statement"]["statement"] for s in got] == ["early", "late"]
 
 
-async def _board_pages(api: httpx.AsyncClient, path: str, limit: int) -> list[list[str]]:
+def _entries(body: dict[str, Any]) -> list[str]:
+    """A board's entries as story/ref."""
+    return [
+        f"{e['story']}/{e['item']['item'] if 'item' in e else e['statement']['statement']}"
+        for e in body["items"]
+    ]
+
+
+async def _board_pages(
+    api: httpx.AsyncClient,
+    path: str,
+    limit: int,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> list[list[str]]:
     """Every page of a board (`path`) by `limit`, each after the `next` of the one before:
     each entry as story/ref."""
     pages: list[list[str]] = []
     after = None
-    for _ in range(100):  # a `next` that never ends the board fails, not hangs
-        asked: dict[str, Any] = {"limit": limit, **({} if after is None else {"after": after})}
-        got = await api.get(path, params=asked)
+    for _ in range(200):  # a `next` that never ends the board fails, not hangs
+        asked: dict[str, Any] = {"limit": limit, **(params or {})}
+        if after is not None:
+            asked["after"] = after
+        got = await api.get(path, params=asked, headers=headers)
         assert got.status_code == 200, got.text
         body = got.json()
-        pages.append(
-            [
-                f"{e['story']}/{e['item']['item'] if 'item' in e else e['statement']['statement']}"
-                for e in body["items"]
-            ]
-        )
+        pages.append(_entries(body))
         if (after := body["next"]) is None:
             return pages
-    raise AssertionError(f"still a next page after 100: {pages[-3:]}")
+    raise AssertionError(f"still a next page after 200: {pages[-3:]}")
 
 
 async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
@@ -465,6 +482,113 @@ async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
     assert said[0] == ["desk-a/early", "desk-b/early"]
     bad = await api.get("/v1/schedule", params={"after": "12~desk-a"})
     assert bad.status_code == 400 and "after: expected the `next`" in bad.json()["detail"]
+
+
+async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
+    log: Log, app: Projector, api: httpx.AsyncClient, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of the board is read by its index, not whole, in the whole board's order:
+    ties at one instant by story then ref, though the index orders `desk-a/x` before
+    `desk/x`; date-only starts; items with no known start last, and out of any range;
+    regions cut short mid-instant; a reader of one desk; an item moved while paging."""
+    same, day = "2026-12-06T10:00:00+07:00", "2026-12-07"
+    updates = []
+    for n, story in enumerate(("desk", "desk-a", "desk-a-1", "desk-b", "deskz", "desk0")):
+        for ref in ("a", "a-b", "b", "b.c", "c:1"):
+            data = {"item": ref, "title": ref, "starts_at": same}
+            updates.append(update("dateline.schedule.announced", subject=story, data=data))
+        for hour in range(n, 24, 5):
+            data = {"item": f"h{hour}", "title": "t", "starts_at": f"2026-12-05T{hour:02}:00:00Z"}
+            updates.append(update("dateline.schedule.announced", subject=story, data=data))
+        data = {"item": "day", "title": "t", "starts_at": day}
+        updates.append(update("dateline.schedule.announced", subject=story, data=data))
+        for ref in ("tbc", "tbd"):  # news of items before their announcements: no start
+            updates.append(update("dateline.schedule.postponed", subject=story, data={"item": ref}))
+    appended = await log.append([encode(u) for u in updates])
+    assert [r.status for r in appended] == ["appended"] * len(updates), appended
+    await settle(app)
+    whole = _entries((await api.get("/v1/schedule")).json())
+    assert len(whole) == 6 * (5 + 1 + 2) + sum(len(range(n, 24, 5)) for n in range(6))
+    ties = [e for e in whole if e.rsplit("/", 1)[1] in ("a", "a-b", "b", "b.c", "c:1")]
+    assert [e.split("/")[0] for e in ties[::5]] == [
+        "desk", "desk-a", "desk-a-1", "desk-b", "desk0", "deskz"
+    ]  # fmt: skip
+    assert whole[-12:] == [
+        f"{s}/{r}" for s in sorted({e.split("/")[0] for e in whole}) for r in ("tbc", "tbd")
+    ]
+    # The pages below come from the index: a read of the whole board fails the test.
+    whole_read = Reader.schedule
+
+    async def refused(*args: object) -> NoReturn:
+        raise AssertionError("the whole board was read for a page")
+
+    monkeypatch.setattr(Reader, "schedule", refused)
+    for limit in (1, 2, 3, 7, 16, len(whole) - 1, len(whole), 10_000):
+        pages = await _board_pages(api, "/v1/schedule", limit)
+        assert [entry for page in pages for entry in page] == whole, limit
+        assert all(len(page) == limit for page in pages[:-1]) and 0 < len(pages[-1]) <= limit
+    ranges = {"from": "2026-12-05T07:00:00Z", "to": "2026-12-06T03:00:00Z"}
+    for asked in ({"from": ranges["from"]}, {"to": ranges["to"]}, ranges):
+        monkeypatch.setattr(Reader, "schedule", whole_read)
+        ranged = _entries((await api.get("/v1/schedule", params=asked)).json())
+        monkeypatch.setattr(Reader, "schedule", refused)
+        assert "desk/tbc" not in ranged and ranged, asked
+        for limit in (1, 4, 11):
+            pages = await _board_pages(api, "/v1/schedule", limit, params=asked)
+            assert [entry for page in pages for entry in page] == ranged, (asked, limit)
+    desk = await bearer(url, log.keys.prefix, role="reader", prefixes=["desk-a"])
+    mine = [e for e in whole if e.startswith("desk-a")]
+    for limit in (1, 5, 9):
+        pages = await _board_pages(api, "/v1/schedule", limit, desk)
+        assert [entry for page in pages for entry in page] == mine, limit
+    # An item moved behind a client while it pages is not listed again; one moved ahead
+    # of it is listed where it now falls.
+    first = (await api.get("/v1/schedule", params={"limit": 10})).json()
+    moves = [("desk", "h0", "2026-12-08T00:00:00Z"), ("desk0", "day", "2026-12-01T00:00:00Z")]
+    for story, ref, to in moves:
+        data = {"item": ref, "starts_at": to}
+        await log.append(
+            [encode(update("dateline.schedule.rescheduled", subject=story, data=data))]
+        )
+    await settle(app)
+    rest = [e for page in await _board_pages(api, "/v1/schedule", 10_000) for e in page]
+    later = await api.get("/v1/schedule", params={"after": first["next"], "limit": 10_000})
+    listed = _entries(first) + _entries(later.json())
+    assert listed.count("desk/h0") == 2 and "desk0/day" not in _entries(later.json())
+    assert set(listed) == set(rest) - {"desk0/day"}
+
+
+async def test_a_version_built_before_the_board_index_pages_its_board_read_whole(
+    log: Log, api: httpx.AsyncClient, url: str
+) -> None:
+    """Shape 5 left items with no known start out of the board's index: its pages are cut
+    from the whole board, in the same order, until a replay builds today's shape."""
+    old = ReadModels(log.keys, "v1", shape=BOARD_INDEX - 1)
+    await log.redis.set(old.shape, BOARD_INDEX - 1)
+    app = await projector(log, url)
+    try:
+        for story in ("desk", "desk-a"):
+            await log.append(
+                [
+                    encode(
+                        update("dateline.schedule.postponed", subject=story, data={"item": "tbc"})
+                    ),
+                    encode(
+                        update(
+                            "dateline.schedule.announced",
+                            subject=story,
+                            data={"item": "talks", "title": "t", "starts_at": "2026-12-07"},
+                        )
+                    ),
+                ]
+            )
+        await settle(app)
+    finally:
+        await app.client.aclose()
+    indexed = await zset_all(log.redis, old, lambda r: r.schedule_by_start)
+    assert [m for m, _ in indexed] == [b"desk-a/talks", b"desk/talks"]  # no `tbc`
+    pages = await _board_pages(api, "/v1/schedule", 1)
+    assert pages == [["desk/talks"], ["desk-a/talks"], ["desk/tbc"], ["desk-a/tbc"]]
 
 
 async def _pages(

@@ -3,12 +3,15 @@ by-time indexes' order), and a page of a board (a mark, oldest first)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from dateline.query.boardpage import Bounds, index_mark, settled
 from dateline.query.paging import BadMark, BadPlace, Mark, Place, paged
-from dateline.store.readmodels import recorded_score
+from dateline.store.readmodels import _start, recorded_score
+from dateline_schemas import parse_fuzzy_date
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,45 @@ def test_a_board_cut_in_pages_gives_each_entry_once() -> None:
             if (after := nxt) is None:
                 break
         assert got == whole, limit
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2019-02-28T09:00:00+07:00",
+        "2019-02-28T09:00:00.000001-03:30",
+        "2026-12-06T23:36:09.877123Z",
+        "2105-12-31T23:59:59.999999+14:00",
+        "1970-01-01T00:00:00.000001Z",
+        "2019-02-28",
+        "2019-02",
+    ],
+)
+def test_an_index_member_is_marked_as_its_entry_on_the_whole_board(start: str) -> None:
+    """A page read by the index orders by the score's microseconds; the whole board by its
+    start's text: the same mark, so `next` means one place whichever way it was read."""
+    score = _start(start)
+    assert index_mark(b"desk-a/talks:1", score) == Mark.of(
+        parse_fuzzy_date(start).start, "desk-a", "talks:1"
+    )
+    assert index_mark(b"desk/x", math.inf) == Mark(True, 0, "desk", "x")
+
+
+def test_a_range_holds_no_item_without_a_start_and_the_whole_board_all() -> None:
+    assert Bounds().holds(math.inf) and Bounds().holds(-1.0) and Bounds().top == "inf"
+    assert not Bounds(low=5.0).holds(math.inf) and Bounds(low=5.0).top == "(inf"
+    assert Bounds(low=5.0).holds(5.0) and not Bounds(low=5.0).holds(4.9)
+    assert Bounds(high=5.0).holds(5.0) and not Bounds(high=5.0).holds(math.inf)
+
+
+def test_what_is_settled_stops_at_the_lowest_score_a_region_was_cut_at() -> None:
+    """Past a region's last score read, it may hold members not read yet: what is kept
+    of every region ends there, ties at that score included, ordered by story and ref."""
+    cut_short = [(b"desk/b", 10.0), (b"desk-a/a", 20.0), (b"desk/a", 20.0)]
+    whole = [(b"desk-a/c", 15.0), (b"desk-z/a", 20.0), (b"desk-b/a", 30.0)]
+    found, end = settled([cut_short, whole], [20.0, None], None, Bounds())
+    assert [m for _, m in found] == [b"desk/b", b"desk-a/c", b"desk/a", b"desk-a/a", b"desk-z/a"]
+    assert end == index_mark(b"desk-z/a", 20.0)
+    after = index_mark(b"desk/a", 20.0)
+    found, end = settled([cut_short, whole], [None, None], after, Bounds())
+    assert [m for _, m in found] == [b"desk-a/a", b"desk-z/a", b"desk-b/a"] and end is None

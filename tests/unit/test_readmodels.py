@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import msgspec
 
 from dateline.domain import Journal, project
-from dateline.domain.state import Statement, StoryState
+from dateline.domain.state import Item, Statement, StoryState, When
 from dateline.store.layout import (
     Keys,
     ModelKeys,
@@ -16,6 +17,7 @@ from dateline.store.layout import (
     version_of_checkpoint,
 )
 from dateline.store.readmodels import (
+    BOARD_INDEX,
     OWN_STATEMENTS,
     PER_PARTITION,
     Change,
@@ -232,3 +234,33 @@ def test_the_version_of_a_checkpoint_key_whatever_its_layout() -> None:
 def test_a_projection_versions_group_is_told_from_a_kit_apps() -> None:
     assert is_projection_group(group_of("v3")) and is_projection_group(group_of("v12"))
     assert not any(map(is_projection_group, ["cms", "deliver", "projector-vx", "projector-v1x"]))
+
+
+def _board(*items: Item) -> StoryState:
+    return StoryState(id="talks", version=len(items), schedule={i.item: i for i in items})
+
+
+def test_every_item_is_in_the_boards_index_those_with_no_known_start_last() -> None:
+    """From shape 6 an item with no known start is indexed at +inf, so that a page of the
+    board is read by its index; an older shape leaves it out, and takes out one that had a
+    start and has none now (a retraction refolded it), which it left where it was."""
+    dated = Item("talks", "Talks", "scheduled", When("2019-02-28T09:00:00+07:00", "exact"))
+    undated = Item("dinner", "Dinner", "postponed")
+    lost = Item("talks", "Talks", "scheduled")
+    now = ReadModels(Keys("t", 8), "v1")
+    key = now.region_of("talks").schedule_by_start
+    writes = now.commands([Change(StoryState(id="talks"), _board(dated, undated), True)]).commands
+    assert [c for c in writes if c[1] == key] == [
+        ("ZADD", key, 1551319200.0, "talks/talks", math.inf, "talks/dinner")
+    ]
+    writes = now.commands([Change(_board(dated), _board(lost), True)]).commands
+    assert [c for c in writes if c[1] == key] == [("ZADD", key, math.inf, "talks/talks")]
+    old = ReadModels(Keys("t", 8), "v1", shape=BOARD_INDEX - 1)
+    key = old.region_of("talks").schedule_by_start
+    writes = old.commands([Change(StoryState(id="talks"), _board(dated, undated), True)]).commands
+    assert [c for c in writes if c[1] == key] == [
+        ("ZREM", key, "talks/dinner"),
+        ("ZADD", key, 1551319200.0, "talks/talks"),
+    ]
+    writes = old.commands([Change(_board(dated), _board(lost), True)]).commands
+    assert [c for c in writes if c[1] == key] == [("ZREM", key, "talks/talks")]

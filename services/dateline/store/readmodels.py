@@ -11,7 +11,8 @@ What each holds (`store/layout.py` spells the keys, under `<prefix>:rm:<version>
     index:by_time     zset story by recordedtime (epoch s): the newest first, paged
     speaker:<name>    hash "<story>/<ref>" -> JSON statement
     schedule          hash "<story>/<item>" -> JSON schedule entry
-    schedule:by_start zset "<story>/<item>" by start (epoch s; for ranges)
+    schedule:by_start zset "<story>/<item>" by start (epoch s; for ranges and pages;
+                      from shape 6 an item with no known start at +inf)
     schedule:due      zset "<story>/<item>" of the items still to happen, by when they
                       fall due (epoch s): the overdue ones are a range read (shape 4)
     checkpoint        hash partition -> the last settled stream id
@@ -31,6 +32,7 @@ The channel is a doorbell, not a feed: readers re-read the checkpoints when it r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress, islice
@@ -86,7 +88,10 @@ PER_PARTITION = 5
 """The shape that lays the read models out per partition (`layout.Region`): every key of
 a story, and the index, speakers, schedule board and checkpoint of its partition, carry
 the partition's hash tag, so that a partition's commit is one slot on a cluster."""
-SHAPE = PER_PARTITION
+BOARD_INDEX = 6
+"""The shape that indexes every item of the board by start, those with no known start
+at +inf, so that a page of the board is read by that index rather than whole."""
+SHAPE = BOARD_INDEX
 """What a version's read models hold, counted up when that changes.
 
 A version keeps the shape it was built with: a newer projector warns about an older
@@ -111,6 +116,9 @@ class ReadModels(ModelKeys):
         """Write statements to their own list; an older version keeps them inline."""
         self.due_index = shape >= DUE_INDEX
         """Index open items by when they fall due; an older version has no such index."""
+        self.board_index = shape >= BOARD_INDEX
+        """Index every item by start, those with none at +inf; an older version leaves
+        those out of the index."""
 
     def keys_of(self, story: str) -> list[str]:
         """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
@@ -244,6 +252,7 @@ class ReadModels(ModelKeys):
             out += _chunked(("HDEL", region.schedule), batch.board_gone)
             out += _chunked(("ZREM", region.schedule_by_start), batch.board_gone)
         out += _paired("HSET", region.schedule, batch.board)
+        out += _chunked(("ZREM", region.schedule_by_start), batch.unstarted)
         out += _scored(region.schedule_by_start, batch.starts)
         out += _chunked(("ZREM", region.schedule_due), gone)
         return out + (_scored(region.schedule_due, batch.due) if self.due_index else [])
@@ -335,6 +344,10 @@ class ReadModels(ModelKeys):
                 if item.status in OPEN:
                     batch.due[member] = due_at(starts).timestamp()
                     continue
+            elif self.board_index:
+                batch.starts[member] = math.inf  # last, as the board orders it
+            else:  # an older shape's index has none: not where its start was (a retraction)
+                batch.unstarted.append(member)
             batch.closed.append(member)
 
 
@@ -403,6 +416,7 @@ class _Batch:
         "spoken",
         "starts",
         "unspoken",
+        "unstarted",
         "values",
     )
 
@@ -414,6 +428,7 @@ class _Batch:
         self.left_status: dict[str, list[str]] = {}
         self.board: dict[Any, bytes] = {}
         self.starts: dict[Any, float] = {}
+        self.unstarted: list[str] = []
         self.board_gone: list[str] = []
         self.due: dict[Any, float] = {}
         self.closed: list[str] = []

@@ -13,6 +13,7 @@ from litestar.params import FromPath, QueryParameter
 
 from dateline.domain.overdue import is_overdue
 from dateline.query.access import grant_of
+from dateline.query.boardpage import Bounds
 from dateline.query.paging import BadMark, Mark, paged
 from dateline.query.routes.common import SECURED, Reached, answer, documented, reader_of
 from dateline.query.views import BoardEntry, BoardPage, SpokenPage
@@ -130,8 +131,15 @@ def routes() -> list[HTTPRouteHandler]:
             # An empty board would read as "nothing scheduled": the range is the mistake.
             raise params.bad_parameter("to", f"{end} is before from ({start})")
         sees = grant_of(request).sees
-        board = [_board.decode(b) for b in await reader.schedule(low, high)]
-        board, more = paged([e for e in board if sees(e.story)], _start_mark, limit, mark)
+        indexed = (
+            None if limit is None else await reader.board_page(Bounds(low, high), limit, mark, sees)
+        )
+        if indexed is not None:
+            board, last = [_board.decode(b) for b in indexed[0]], indexed[1]
+            more = None if last is None else str(last)
+        else:  # every entry, or a version whose index leaves out items with no known start
+            board = [_board.decode(b) for b in await reader.schedule(low, high)]
+            board, more = paged([e for e in board if sees(e.story)], _start_mark, limit, mark)
         now = datetime.now(UTC)
         for entry in board:
             entry.item.overdue = is_overdue(entry.item, now)
