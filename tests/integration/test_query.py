@@ -504,18 +504,24 @@ async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
         updates.append(update("dateline.schedule.announced", subject=story, data=data))
         for ref in ("tbc", "tbd"):  # news of items before their announcements: no start
             updates.append(update("dateline.schedule.postponed", subject=story, data={"item": ref}))
+    # One partition holds the first 40 items: the other regions' reads reach later ones
+    # before its own reaches its last (each region reads twice its share of a page).
+    for half in range(40):
+        at = f"2026-12-04T{half // 2:02}:{half % 2 * 30:02}:00Z"
+        data = {"item": f"m{half}", "title": "t", "starts_at": at}
+        updates.append(update("dateline.schedule.announced", subject="crowd", data=data))
     appended = await log.append([encode(u) for u in updates])
     assert [r.status for r in appended] == ["appended"] * len(updates), appended
     await settle(app)
     whole = _entries((await api.get("/v1/schedule")).json())
-    assert len(whole) == 6 * (5 + 1 + 2) + sum(len(range(n, 24, 5)) for n in range(6))
+    assert len(whole) == 40 + 6 * (5 + 1 + 2) + sum(len(range(n, 24, 5)) for n in range(6))
+    assert whole[:40] == [f"crowd/m{half}" for half in range(40)]
     ties = [e for e in whole if e.rsplit("/", 1)[1] in ("a", "a-b", "b", "b.c", "c:1")]
     assert [e.split("/")[0] for e in ties[::5]] == [
         "desk", "desk-a", "desk-a-1", "desk-b", "desk0", "deskz"
     ]  # fmt: skip
-    assert whole[-12:] == [
-        f"{s}/{r}" for s in sorted({e.split("/")[0] for e in whole}) for r in ("tbc", "tbd")
-    ]
+    desks = sorted(("desk", "desk-a", "desk-a-1", "desk-b", "deskz", "desk0"))
+    assert whole[-12:] == [f"{s}/{r}" for s in desks for r in ("tbc", "tbd")]  # no start: last
     # The pages below come from the index: a read of the whole board fails the test.
     whole_read = Reader.schedule
 
@@ -523,7 +529,7 @@ async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
         raise AssertionError("the whole board was read for a page")
 
     monkeypatch.setattr(Reader, "schedule", refused)
-    for limit in (1, 2, 3, 7, 16, len(whole) - 1, len(whole), 10_000):
+    for limit in (1, 2, 3, 7, 16, 50, len(whole) - 1, len(whole), 10_000):
         pages = await _board_pages(api, "/v1/schedule", limit)
         assert [entry for page in pages for entry in page] == whole, limit
         assert all(len(page) == limit for page in pages[:-1]) and 0 < len(pages[-1]) <= limit
@@ -543,7 +549,8 @@ async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
         assert [entry for page in pages for entry in page] == mine, limit
     # An item moved behind a client while it pages is not listed again; one moved ahead
     # of it is listed where it now falls.
-    first = (await api.get("/v1/schedule", params={"limit": 10})).json()
+    first = (await api.get("/v1/schedule", params={"limit": 45})).json()
+    assert "desk/h0" in _entries(first)
     moves = [("desk", "h0", "2026-12-08T00:00:00Z"), ("desk0", "day", "2026-12-01T00:00:00Z")]
     for story, ref, to in moves:
         data = {"item": ref, "starts_at": to}

@@ -3,13 +3,15 @@
 The board's order is `Mark`'s: start, then story, then ref; no known start last. The
 index orders its members by start (seconds), then as bytes (`<story>/<ref>`), which is
 not the order of (story, ref) at one instant: `desk-a/x` sorts before `desk/x`. So a
-page never cuts the members of one score: from each region it reads the `limit + 1`
-first after the mark, then every member at the last score it got, and keeps, of the
-regions together, what lies at or before the lowest such score of a region cut short.
-Everything there is known; past it, a region may hold members not read yet.
+page never cuts the members of one score: from each region it reads the first few
+after the mark (twice its share of a page), then every member at the last score it
+got, and keeps, of the regions together, what lies at or before the lowest such score
+of a region cut short. Everything there is known; past it, a region may hold members
+not read yet.
 
-A reader who sees some stories only (`sees`) may find fewer than a page there: the read
-goes on from the last member read, until the page is full or the index ends.
+Where that is less than a page (the page's stories crowd one partition, or the reader
+sees some stories only, `sees`), the read goes on from the last member kept, until the
+page is full or the index ends.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT
 
 from dateline.query.paging import Mark
+from dateline.store.connection import sent
 from dateline.store.readmodels import ReadModels
 
 Scored = tuple[bytes, float]
@@ -73,23 +77,30 @@ def settled(
     """The members read, merged in the board's order, that are known to be all there
     is up to where they end; and that end, or None if the index holds nothing past them.
     `cut`: a region's last score, if its read was cut short there (else None)."""
-    lowest = min((c for c in cut if c is not None), default=None)
+    lowest = min((c for c in cut if c is not None), default=math.inf)
     found: dict[bytes, Mark] = {}
     for members in regions:
         for member, score in members:
-            if lowest is not None and score > lowest:
-                continue
-            if not bounds.holds(score):
-                continue
-            mark = index_mark(member, score)
-            if after is None or mark > after:
-                found[member] = mark
+            # Past `lowest` a region may hold what was not read: marked only if kept.
+            if score <= lowest and bounds.holds(score):
+                mark = index_mark(member, score)
+                if after is None or mark > after:
+                    found[member] = mark
     ordered = sorted(((mark, member) for member, mark in found.items()), key=_first)
-    return ordered, (ordered[-1][0] if lowest is not None and ordered else None)
+    cut_short = any(c is not None for c in cut)
+    return ordered, (ordered[-1][0] if cut_short and ordered else None)
 
 
 def _first(pair: tuple[Mark, bytes]) -> Mark:
     return pair[0]
+
+
+def _pairs(reply: list[Any]) -> list[Scored]:
+    """A `WITHSCORES` reply as (member, score): flat in RESP2, pairs in RESP3."""
+    if reply and isinstance(reply[0], list):
+        return [(member, float(score)) for member, score in reply]
+    it = iter(reply)
+    return [(member, float(score)) for member, score in zip(it, it, strict=True)]
 
 
 async def _candidates(
@@ -98,34 +109,30 @@ async def _candidates(
     """`settled` over every region: up to `n` members a region past `after`, in two
     round trips at most (the second only for the regions cut short)."""
     keys = [region.schedule_by_start for region in models.regions]
-    pipe = views.pipeline(transaction=False)
+    reads: list[tuple[EncodableT, ...]] = []
     if after is None:
         start = "-inf" if bounds.low is None else repr(bounds.low)
     else:
         at = _score(after)
         # Every member of the mark's instant, whatever its bytes: the mark's filter
         # keeps those after it.
-        ties = (repr(math.nextafter(at, -math.inf)), repr(math.nextafter(at, math.inf)))
-        beyond = math.nextafter(at, math.inf)
+        low, beyond = math.nextafter(at, -math.inf), math.nextafter(at, math.inf)
+        reads += [("ZRANGEBYSCORE", key, repr(low), repr(beyond), "WITHSCORES") for key in keys]
         start = f"({beyond!r}" if bounds.low is None or bounds.low <= beyond else repr(bounds.low)
-    for key in keys:
-        if after is not None:
-            pipe.zrangebyscore(key, *ties, withscores=True)
-        pipe.zrangebyscore(key, start, bounds.top, start=0, num=n, withscores=True)
-    replies = cast(list[list[Scored]], await pipe.execute())
-    step = 1 if after is None else 2
-    regions = [
-        [m for reply in replies[i : i + step] for m in reply] for i in range(0, len(replies), step)
+    reads += [
+        ("ZRANGEBYSCORE", key, start, bounds.top, "WITHSCORES", "LIMIT", 0, n) for key in keys
     ]
-    rests = replies[step - 1 :: step]
+    replies = [_pairs(reply) for reply in await sent(views, reads)]
+    rests = replies[-len(keys) :]
+    regions = [list(rest) for rest in rests]
+    for i, ties in enumerate(replies[: -len(keys)]):
+        regions[i] += ties
     cut = [rest[-1][1] if len(rest) >= n else None for rest in rests]
     shortened = [(i, score) for i, score in enumerate(cut) if score is not None]
     if shortened:
-        pipe = views.pipeline(transaction=False)
-        for i, score in shortened:
-            pipe.zrangebyscore(keys[i], repr(score), repr(score), withscores=True)
-        for (i, _), last in zip(shortened, await pipe.execute(), strict=True):
-            regions[i] += cast(list[Scored], last)
+        ties_at = [("ZRANGEBYSCORE", keys[i], repr(s), repr(s), "WITHSCORES") for i, s in shortened]
+        for (i, _), last in zip(shortened, await sent(views, ties_at), strict=True):
+            regions[i] += _pairs(last)
     return settled(regions, cut, after, bounds)
 
 
@@ -141,8 +148,12 @@ async def read_page(
     the mark of the last if more follow (the page's `next`)."""
     found: list[tuple[Mark, bytes]] = []
     mark = after
+    # Twice a region's share of the page: what is settled is what every region read
+    # reaches, and the partitions' stories spread over time alike; a region that holds
+    # more of the page than that is read on from where the first read settled.
+    n = min(limit + 1, 2 * math.ceil((limit + 1) / len(models.regions)) + 8)
     while len(found) <= limit:
-        got, end = await _candidates(views, models, bounds, mark, limit + 1)
+        got, end = await _candidates(views, models, bounds, mark, n)
         found += [(m, member) for m, member in got if sees(m.story)]
         if end is None:
             break
@@ -160,11 +171,11 @@ async def _entries(views: aioredis.Redis, models: ReadModels, members: list[byte
     for i, member in enumerate(members):
         story = member.decode().partition("/")[0]
         at.setdefault(models.region_of(story).schedule, []).append(i)
-    pipe = views.pipeline(transaction=False)
-    for key, places in at.items():
-        pipe.hmget(key, [members[i] for i in places])
+    reads: list[tuple[EncodableT, ...]] = [
+        ("HMGET", key, *[members[i] for i in places]) for key, places in at.items()
+    ]
     found: list[Any] = [None] * len(members)
-    for places, entries in zip(at.values(), await pipe.execute(), strict=True):
+    for places, entries in zip(at.values(), await sent(views, reads), strict=True):
         for i, entry in zip(places, entries, strict=True):
             found[i] = entry
     return [entry for entry in found if entry is not None]
