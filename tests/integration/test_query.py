@@ -615,7 +615,7 @@ async def _pages(
 
 
 async def test_the_index_pages_on_by_next_each_story_once_and_in_order(
-    log: Log, app: Projector, api: httpx.AsyncClient, url: str
+    log: Log, app: Projector, api: httpx.AsyncClient, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A newsroom's older stories are reached page by page, not only the newest 10,000;
     a story updated while a client pages moves to the top and is not listed again."""
@@ -631,11 +631,23 @@ async def test_the_index_pages_on_by_next_each_story_once_and_in_order(
         assert [len(p) for p in pages] == sizes, limit
         assert list(itertools.chain(*pages)) == order, limit
     assert list(itertools.chain(*await _pages(api, limit=3, status="developing"))) == order
-    # A reader of one desk's prefix: its list is read whole and filtered, paged alike.
+    # A reader of one desk's prefix: its stories read from the by-time indexes a few ids
+    # at a time (2 here, across the batch's ties), paged alike; the whole index unread.
+
+    async def refused(*args: object) -> NoReturn:
+        raise AssertionError("the whole index was read for a desk's page")
+
+    monkeypatch.setattr(Reader, "index", refused)
+    monkeypatch.setattr(reads, "PREFIX_CHUNK", 2)
     desk = await bearer(url, log.keys.prefix, role="reader", prefixes=["batch-"])
-    scoped = await _pages(api, desk, limit=3)
-    assert [len(p) for p in scoped] == [3, 3, 1]
-    assert list(itertools.chain(*scoped)) == [s for s in order if s.startswith("batch-")]
+    mine = [s for s in order if s.startswith("batch-")]
+    for limit, sizes in ((3, [3, 3, 1]), (1, [1] * 7), (7, [7]), (6, [6, 1])):
+        scoped = await _pages(api, desk, limit=limit)
+        assert [len(p) for p in scoped] == sizes, limit
+        assert list(itertools.chain(*scoped)) == mine, limit
+    assert list(itertools.chain(*await _pages(api, desk, limit=2, status="developing"))) == mine
+    two = await bearer(url, log.keys.prefix, role="reader", prefixes=["later-3", "batch-6"])
+    assert list(itertools.chain(*await _pages(api, two, limit=1))) == ["later-3", "batch-6"]
 
 
 async def test_a_story_updated_while_a_client_pages_moves_to_the_top_once(

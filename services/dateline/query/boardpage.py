@@ -27,6 +27,7 @@ from redis.typing import EncodableT
 from dateline.query.paging import Mark
 from dateline.store.connection import sent
 from dateline.store.readmodels import ReadModels
+from dateline.store.replies import scored
 
 Scored = tuple[bytes, float]
 
@@ -95,14 +96,6 @@ def _first(pair: tuple[Mark, bytes]) -> Mark:
     return pair[0]
 
 
-def _pairs(reply: list[Any]) -> list[Scored]:
-    """A `WITHSCORES` reply as (member, score): flat in RESP2, pairs in RESP3."""
-    if reply and isinstance(reply[0], list):
-        return [(member, float(score)) for member, score in reply]
-    it = iter(reply)
-    return [(member, float(score)) for member, score in zip(it, it, strict=True)]
-
-
 async def _candidates(
     views: aioredis.Redis, models: ReadModels, bounds: Bounds, after: Mark | None, n: int
 ) -> tuple[list[tuple[Mark, bytes]], Mark | None]:
@@ -122,7 +115,7 @@ async def _candidates(
     reads += [
         ("ZRANGEBYSCORE", key, start, bounds.top, "WITHSCORES", "LIMIT", 0, n) for key in keys
     ]
-    replies = [_pairs(reply) for reply in await sent(views, reads)]
+    replies = [scored(reply) for reply in await sent(views, reads)]
     rests = replies[-len(keys) :]
     regions = [list(rest) for rest in rests]
     for i, ties in enumerate(replies[: -len(keys)]):
@@ -132,7 +125,7 @@ async def _candidates(
     if shortened:
         ties_at = [("ZRANGEBYSCORE", keys[i], repr(s), repr(s), "WITHSCORES") for i, s in shortened]
         for (i, _), last in zip(shortened, await sent(views, ties_at), strict=True):
-            regions[i] += _pairs(last)
+            regions[i] += scored(last)
     return settled(regions, cut, after, bounds)
 
 

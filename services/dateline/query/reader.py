@@ -7,7 +7,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -15,6 +15,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT
 
 from dateline.domain import project
 from dateline.domain.overdue import is_overdue
@@ -43,13 +44,16 @@ from dateline.store.readmodels import (
     read_active,
     read_checkpoints,
 )
-from dateline.store.replies import as_text_or_none
+from dateline.store.replies import as_text_or_none, pairs
 from dateline.store.seal import Sealing
 from dateline_schemas import decode_records
 
 NEWEST_IN_ONE = 256
 """A list of at most this many stories is read and merged by one script (`newest.lua`,
 one server only); a longer one by a pipeline per region and a merge here."""
+PREFIX_CHUNK = 500
+"""Ids a region a reader of some desks reads of the by-time index at a time
+(`_newest_of`)."""
 ONE_TRIP = 64
 """Entries a partition a live index stream reads at a time, in one round trip (a script:
 `applied.lua`); a stream catching up may read more (`live.BEHIND_PAGE`), in two."""
@@ -348,11 +352,14 @@ class Reader:
         with its `parked_at` and whether an item of it is overdue at `now`; and every
         parked story (of those prefixes), with the update that parked it."""
         now = now or datetime.now(UTC)
-        # A reader limited to prefixes reads the whole index and filters it: the by-time
-        # indexes hold every story, and their first `limit` may all be another desk's.
-        by_time = not overdue_only and not prefixes
+        if overdue_only:
+            ranked: Awaitable[list[bytes] | None] = _none()
+        elif prefixes:
+            ranked = self._newest_of(tuple(prefixes), limit, status, after)
+        else:
+            ranked = self._newest(limit, status, after)
         newest, parked, late = await asyncio.gather(
-            self._newest(limit, status, after) if by_time else _none(),
+            ranked,
             self.parked(),
             self.overdue(now),
         )
@@ -463,6 +470,54 @@ class Reader:
         entries = await self._merged(models, ranked, limit)
         # Past the last page, an empty page; with no index at all, the caller reads them all.
         return entries if entries or await self._indexed(status) else None
+
+    async def _newest_of(
+        self, starts: tuple[str, ...], limit: int | None, status: str | None, after: Place | None
+    ) -> list[bytes] | None:
+        """`_newest` for a reader of some desks (`starts`, their stories' prefixes): each
+        region's by-time index read newest first, `PREFIX_CHUNK` ids at a time, its
+        stories of those desks kept until it has `limit` or ends; then merged, and only
+        their index entries read. The by-time indexes hold every desk's stories, and
+        their first `limit` may all be another's: this reads ids and scores past those,
+        where the whole index (every story's entry, decoded and sorted) was read."""
+        models = await self.models()
+        if limit is None or (status is not None and self._shape < STATUS_INDEXES):
+            return None
+        keys = [
+            region.index_by_time if status is None else region.index_by_status(status)
+            for region in models.regions
+        ]
+        kept: list[list[tuple[bytes, float]]] = [[] for _ in keys]
+        heads = tuple(start.encode() for start in starts)
+        places: dict[int, Place | None] = dict.fromkeys(range(len(keys)), after)
+        read_any = False
+        while places:
+            reads: list[tuple[EncodableT, ...]] = []
+            for i, place in places.items():
+                if place is None:
+                    reads.append(("ZREVRANGE", keys[i], 0, PREFIX_CHUNK - 1, "WITHSCORES"))
+                    continue
+                # Ties first (a batch's stories share a score): those after `place`.
+                score = repr(place.score)
+                reads.append(("ZREVRANGEBYSCORE", keys[i], score, score, "WITHSCORES"))
+                older = ("ZREVRANGEBYSCORE", keys[i], f"({score}", "-inf", "WITHSCORES")
+                reads.append((*older, "LIMIT", 0, PREFIX_CHUNK))
+            replies = iter(await sent(self.views, reads))
+            for i, place in list(places.items()):
+                # Scores as sent, made numbers only for the stories kept: most are not.
+                ties = [] if place is None else pairs(next(replies))
+                if place is not None:
+                    ties = [p for p in ties if p[0] < place.story.encode()]
+                chunk = pairs(next(replies))
+                read_any = read_any or bool(ties or chunk)
+                kept[i] += [(m, float(at)) for m, at in ties + chunk if m.startswith(heads)]
+                if len(chunk) < PREFIX_CHUNK or len(kept[i]) >= limit:
+                    del places[i]
+                else:
+                    places[i] = Place(float(chunk[-1][1]), chunk[-1][0].decode())
+        if not read_any and not await self._indexed(status):
+            return None  # a version built before the by-time indexes: read whole
+        return await self._merged(models, kept, limit)
 
     async def _indexed(self, status: str | None) -> bool:
         """Whether the by-time index (of `status`) holds any story: a version built

@@ -3,6 +3,8 @@ is JSON or MessagePack, decoded once by msgspec); what they read as text is made
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -10,3 +12,17 @@ def as_text(value: bytes | str) -> str:
 
 def as_text_or_none(value: bytes | str | None) -> str | None:
     return None if value is None else as_text(value)
+
+
+def pairs(reply: list[Any]) -> list[tuple[bytes, Any]]:
+    """A sorted set's `WITHSCORES` reply, read raw, as (member, score as sent: bytes in
+    RESP2, a float in RESP3), for a caller that needs few of the scores as numbers."""
+    if reply and isinstance(reply[0], list):
+        return [(member, score) for member, score in reply]
+    it = iter(reply)
+    return list(zip(it, it, strict=True))
+
+
+def scored(reply: list[Any]) -> list[tuple[bytes, float]]:
+    """`pairs`, each score a float."""
+    return [(member, float(score)) for member, score in pairs(reply)]
