@@ -28,7 +28,7 @@ from dateline.query.reader import ONE_TRIP, Reader
 from dateline.store.doorbell import Doorbell
 from dateline.store.log import Log
 from dateline.store.readmodels import (
-    BOARD_INDEX,
+    BOARDS_BY_TIME,
     OWN_STATEMENTS,
     SHAPE,
     ReadModels,
@@ -423,8 +423,12 @@ async def _board_pages(
     raise AssertionError(f"still a next page after 200: {pages[-3:]}")
 
 
+async def _refused(*args: object) -> NoReturn:
+    raise AssertionError("read whole for a page that an index should have served")
+
+
 async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
-    log: Log, app: Projector, api: httpx.AsyncClient
+    log: Log, app: Projector, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The schedule and a speaker's statements, a page at a time: every entry once, in
     the order of the whole board, ties at one instant split by story and ref, items with
@@ -463,11 +467,14 @@ async def test_the_boards_page_on_by_next_each_entry_once_and_in_order(
             f"{e['story']}/{e['item']['item'] if 'item' in e else e['statement']['statement']}"
             for e in whole.json()["items"]
         ]
-        for limit in (1, 2, 3, 5, len(every), len(every) + 1):
-            pages = await _board_pages(api, path, limit)
-            assert [entry for page in pages for entry in page] == every, (path, limit)
-            assert all(len(page) == limit for page in pages[:-1])
-            assert 0 < len(pages[-1]) <= limit
+        with monkeypatch.context() as patched:  # pages by the boards' indexes, not whole
+            patched.setattr(Reader, "schedule", _refused)
+            patched.setattr(Reader, "speaker", _refused)
+            for limit in (1, 2, 3, 5, len(every), len(every) + 1):
+                pages = await _board_pages(api, path, limit)
+                assert [entry for page in pages for entry in page] == every, (path, limit)
+                assert all(len(page) == limit for page in pages[:-1])
+                assert 0 < len(pages[-1]) <= limit
     board = [e.rsplit("/", 1) for page in await _board_pages(api, "/v1/schedule", 4) for e in page]
     assert board[:6] == [
         ["desk-a", "dinner"],
@@ -525,10 +532,7 @@ async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
     # The pages below come from the index: a read of the whole board fails the test.
     whole_read = Reader.schedule
 
-    async def refused(*args: object) -> NoReturn:
-        raise AssertionError("the whole board was read for a page")
-
-    monkeypatch.setattr(Reader, "schedule", refused)
+    monkeypatch.setattr(Reader, "schedule", _refused)
     for limit in (1, 2, 3, 7, 16, 50, len(whole) - 1, len(whole), 10_000):
         pages = await _board_pages(api, "/v1/schedule", limit)
         assert [entry for page in pages for entry in page] == whole, limit
@@ -537,7 +541,7 @@ async def test_the_schedule_board_pages_by_its_index_as_it_orders_the_whole(
     for asked in ({"from": ranges["from"]}, {"to": ranges["to"]}, ranges):
         monkeypatch.setattr(Reader, "schedule", whole_read)
         ranged = _entries((await api.get("/v1/schedule", params=asked)).json())
-        monkeypatch.setattr(Reader, "schedule", refused)
+        monkeypatch.setattr(Reader, "schedule", _refused)
         assert "desk/tbc" not in ranged and ranged, asked
         for limit in (1, 4, 11):
             pages = await _board_pages(api, "/v1/schedule", limit, params=asked)
@@ -570,8 +574,8 @@ async def test_a_version_built_before_the_board_index_pages_its_board_read_whole
 ) -> None:
     """Shape 5 left items with no known start out of the board's index: its pages are cut
     from the whole board, in the same order, until a replay builds today's shape."""
-    old = ReadModels(log.keys, "v1", shape=BOARD_INDEX - 1)
-    await log.redis.set(old.shape, BOARD_INDEX - 1)
+    old = ReadModels(log.keys, "v1", shape=BOARDS_BY_TIME - 1)
+    await log.redis.set(old.shape, BOARDS_BY_TIME - 1)
     app = await projector(log, url)
     try:
         for story in ("desk", "desk-a"):
@@ -587,15 +591,25 @@ async def test_a_version_built_before_the_board_index_pages_its_board_read_whole
                             data={"item": "talks", "title": "t", "starts_at": "2026-12-07"},
                         )
                     ),
+                    encode(
+                        update(
+                            "dateline.statement.made",
+                            subject=story,
+                            data={"statement": "s", "speaker": "Old Shape", "text": "Said."},
+                        )
+                    ),
                 ]
             )
         await settle(app)
     finally:
         await app.client.aclose()
+    assert not [r for r in old.regions if await log.redis.exists(r.speaker_by_time("Old Shape"))]
     indexed = await zset_all(log.redis, old, lambda r: r.schedule_by_start)
     assert [m for m, _ in indexed] == [b"desk-a/talks", b"desk/talks"]  # no `tbc`
     pages = await _board_pages(api, "/v1/schedule", 1)
     assert pages == [["desk/talks"], ["desk-a/talks"], ["desk/tbc"], ["desk-a/tbc"]]
+    said = await _board_pages(api, "/v1/speakers/old shape/statements", 1)
+    assert sorted(said) == [["desk-a/s"], ["desk/s"]]
 
 
 async def _pages(
@@ -634,10 +648,7 @@ async def test_the_index_pages_on_by_next_each_story_once_and_in_order(
     # A reader of one desk's prefix: its stories read from the by-time indexes a few ids
     # at a time (2 here, across the batch's ties), paged alike; the whole index unread.
 
-    async def refused(*args: object) -> NoReturn:
-        raise AssertionError("the whole index was read for a desk's page")
-
-    monkeypatch.setattr(Reader, "index", refused)
+    monkeypatch.setattr(Reader, "index", _refused)
     monkeypatch.setattr(reads, "PREFIX_CHUNK", 2)
     desk = await bearer(url, log.keys.prefix, role="reader", prefixes=["batch-"])
     mine = [s for s in order if s.startswith("batch-")]

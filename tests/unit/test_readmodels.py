@@ -17,7 +17,7 @@ from dateline.store.layout import (
     version_of_checkpoint,
 )
 from dateline.store.readmodels import (
-    BOARD_INDEX,
+    BOARDS_BY_TIME,
     OWN_STATEMENTS,
     PER_PARTITION,
     Change,
@@ -255,7 +255,7 @@ def test_every_item_is_in_the_boards_index_those_with_no_known_start_last() -> N
     ]
     writes = now.commands([Change(_board(dated), _board(lost), True)]).commands
     assert [c for c in writes if c[1] == key] == [("ZADD", key, math.inf, "talks/talks")]
-    old = ReadModels(Keys("t", 8), "v1", shape=BOARD_INDEX - 1)
+    old = ReadModels(Keys("t", 8), "v1", shape=BOARDS_BY_TIME - 1)
     key = old.region_of("talks").schedule_by_start
     writes = old.commands([Change(StoryState(id="talks"), _board(dated, undated), True)]).commands
     assert [c for c in writes if c[1] == key] == [
@@ -264,3 +264,36 @@ def test_every_item_is_in_the_boards_index_those_with_no_known_start_last() -> N
     ]
     writes = old.commands([Change(_board(dated), _board(lost), True)]).commands
     assert [c for c in writes if c[1] == key] == [("ZREM", key, "talks/talks")]
+
+
+def test_a_speakers_statements_are_indexed_by_time_and_leave_with_the_speaker() -> None:
+    """From shape 6 a statement is in its speaker's index by time, so that a page of what
+    one person said is read by it; a statement whose speaker changed leaves the old
+    speaker's index as it leaves the old speaker's hash. An older shape has no index."""
+    said = Statement("s1", "Kim Jong Un", "Words", "2019-02-28T13:25:00+07:00", "exact")
+    moved = Statement("s1", "Donald Trump", "Words", "2019-02-28T13:25:00+07:00", "exact")
+    old_state = StoryState(id="talks", version=1, statements={"s1": said})
+    new_state = StoryState(id="talks", version=2, statements={"s1": moved})
+    now = ReadModels(Keys("t", 8), "v1")
+    region = now.region_of("talks")
+    kim, trump = region.speaker_by_time("kim jong un"), region.speaker_by_time("Donald Trump")
+    writes = now.commands([Change(StoryState(id="talks"), old_state, True)]).commands
+    assert [c for c in writes if c[0] == "ZADD" and c[1] == kim] == [
+        ("ZADD", kim, 1551335100.0, "talks/s1")
+    ]
+    writes = now.commands([Change(old_state, new_state, True)]).commands
+    assert ("ZREM", kim, "talks/s1") in writes
+    assert ("ZADD", trump, 1551335100.0, "talks/s1") in writes
+    old = ReadModels(Keys("t", 8), "v1", shape=BOARDS_BY_TIME - 1)
+    writes = old.commands([Change(old_state, new_state, True)]).commands
+    assert not [c for c in writes if "speaker-at" in str(c[1])]
+
+
+def test_a_speakers_index_is_named_from_its_hash_as_from_the_name() -> None:
+    """The commit names a speaker's index by time from its hash's key (one fold of the
+    name, not two), whatever the prefix and the name spell."""
+    for models in (ReadModels(Keys("t:speaker:x", 8), "v1"), ReadModels(Keys("t", 8), "v1")):
+        region = models.region_of("talks")
+        for name in ("Kim Jong Un", "kim:by_time", "Ri Yong-ho ", "speaker:x"):
+            assert region.by_time_of_speaker(region.speaker(name)) == region.speaker_by_time(name)
+        assert region.speaker_by_time("kim") != region.speaker("kim:at")

@@ -26,6 +26,7 @@ from redis.typing import EncodableT
 
 from dateline.query.paging import Mark
 from dateline.store.connection import sent
+from dateline.store.layout import Region
 from dateline.store.readmodels import ReadModels
 from dateline.store.replies import scored
 
@@ -56,6 +57,25 @@ class Bounds:
         if self.high is not None:
             return score <= self.high
         return not (self.ranged and score == math.inf)
+
+
+@dataclass(frozen=True)
+class Board:
+    """A board's keys in a region: its index by time, and its entries by member."""
+
+    index: Callable[[Region], str]
+    entries: Callable[[Region], str]
+    bounds: Bounds = Bounds()
+
+
+def schedule(bounds: Bounds) -> Board:
+    """The schedule board, within `bounds`."""
+    return Board(lambda r: r.schedule_by_start, lambda r: r.schedule, bounds)
+
+
+def speaker(name: str) -> Board:
+    """What one person said, across stories."""
+    return Board(lambda r: r.speaker_by_time(name), lambda r: r.speaker(name))
 
 
 def index_mark(member: bytes, score: float) -> Mark:
@@ -97,11 +117,10 @@ def _first(pair: tuple[Mark, bytes]) -> Mark:
 
 
 async def _candidates(
-    views: aioredis.Redis, models: ReadModels, bounds: Bounds, after: Mark | None, n: int
+    views: aioredis.Redis, keys: list[str], bounds: Bounds, after: Mark | None, n: int
 ) -> tuple[list[tuple[Mark, bytes]], Mark | None]:
     """`settled` over every region: up to `n` members a region past `after`, in two
     round trips at most (the second only for the regions cut short)."""
-    keys = [region.schedule_by_start for region in models.regions]
     reads: list[tuple[EncodableT, ...]] = []
     if after is None:
         start = "-inf" if bounds.low is None else repr(bounds.low)
@@ -132,13 +151,14 @@ async def _candidates(
 async def read_page(
     views: aioredis.Redis,
     models: ReadModels,
-    bounds: Bounds,
+    board: Board,
     limit: int,
     after: Mark | None,
     sees: Callable[[str], bool],
 ) -> tuple[list[bytes], Mark | None]:
     """The board's entries after `after`, `limit` at most, that the reader `sees`, and
     the mark of the last if more follow (the page's `next`)."""
+    keys, bounds = [board.index(region) for region in models.regions], board.bounds
     found: list[tuple[Mark, bytes]] = []
     mark = after
     # Twice a region's share of the page: what is settled is what every region read
@@ -146,24 +166,26 @@ async def read_page(
     # more of the page than that is read on from where the first read settled.
     n = min(limit + 1, 2 * math.ceil((limit + 1) / len(models.regions)) + 8)
     while len(found) <= limit:
-        got, end = await _candidates(views, models, bounds, mark, n)
+        got, end = await _candidates(views, keys, bounds, mark, n)
         found += [(m, member) for m, member in got if sees(m.story)]
         if end is None:
             break
         mark = end
     page = found[:limit]
-    return await _entries(views, models, [member for _, member in page]), (
+    return await _entries(views, models, board, [member for _, member in page]), (
         page[-1][0] if len(found) > limit else None
     )
 
 
-async def _entries(views: aioredis.Redis, models: ReadModels, members: list[bytes]) -> list[bytes]:
+async def _entries(
+    views: aioredis.Redis, models: ReadModels, board: Board, members: list[bytes]
+) -> list[bytes]:
     """The board's entries of these members, in their order, one round trip. A member
     whose entry went between the two reads (a commit took the item off) is left out."""
     at: dict[str, list[int]] = {}
     for i, member in enumerate(members):
         story = member.decode().partition("/")[0]
-        at.setdefault(models.region_of(story).schedule, []).append(i)
+        at.setdefault(board.entries(models.region_of(story)), []).append(i)
     reads: list[tuple[EncodableT, ...]] = [
         ("HMGET", key, *[members[i] for i in places]) for key, places in at.items()
     ]

@@ -22,7 +22,7 @@ from dateline.domain.overdue import is_overdue
 from dateline.domain.positions import Cursor, Position, stream_id
 from dateline.domain.state import Hidden, StoryState
 from dateline.domain.story import Ref, project_for_reader, recalled
-from dateline.query.boardpage import Bounds, read_page
+from dateline.query.boardpage import Board, read_page
 from dateline.query.cache import InFlight, Kept, SharedReads, StoryCache
 from dateline.query.carried import Carried
 from dateline.query.paging import Mark, Place
@@ -34,7 +34,7 @@ from dateline.store.functions import ReadFunctions
 from dateline.store.layout import Keys, Region
 from dateline.store.log import Log, story_or_none
 from dateline.store.readmodels import (
-    BOARD_INDEX,
+    BOARDS_BY_TIME,
     DEFAULT_VERSION,
     DUE_INDEX,
     STATUS_INDEXES,
@@ -587,7 +587,7 @@ class Reader:
         if start is None and end is None:
             boards = await self._each_region(lambda pipe, region: pipe.hvals(region.schedule))
             return [entry for board in boards for entry in board]
-        # Not `+inf`: an item with no known start is there (`BOARD_INDEX`), and out of range.
+        # Not `+inf`: an item with no known start is there (`BOARDS_BY_TIME`), and out of range.
         low, high = "-inf" if start is None else start, "(inf" if end is None else end
         refs = await self._each_region(
             lambda pipe, region: pipe.zrangebyscore(region.schedule_by_start, low, high)
@@ -600,15 +600,16 @@ class Reader:
         return [r for entries in await pipe.execute() for r in entries if r is not None]
 
     async def board_page(
-        self, bounds: Bounds, limit: int, after: Mark | None, sees: Callable[[str], bool]
+        self, board: Board, limit: int, after: Mark | None, sees: Callable[[str], bool]
     ) -> tuple[list[bytes], Mark | None] | None:
-        """A page of the schedule board by its index (`boardpage`): its entries and the
-        mark of the last if more follow. None for a version built before every item was
-        in the index (`BOARD_INDEX`): the caller reads the board whole."""
+        """A page of a board (the schedule, a speaker's statements) by its index
+        (`boardpage`): its entries and the mark of the last if more follow. None for a
+        version built before those indexes (`BOARDS_BY_TIME`): the caller reads the
+        board whole."""
         models = await self.models()
-        if self._shape < BOARD_INDEX:
+        if self._shape < BOARDS_BY_TIME:
             return None
-        return await read_page(self.views, models, bounds, limit, after, sees)
+        return await read_page(self.views, models, board, limit, after, sees)
 
     async def checkpoints(self) -> dict[int, tuple[int, int]]:
         models = await self.models()

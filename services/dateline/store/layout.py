@@ -207,6 +207,15 @@ class Region:
     def speaker(self, name: str) -> str:
         return f"{self.base}:speaker:{fold_text(name)}"
 
+    def speaker_by_time(self, name: str) -> str:
+        """A speaker's statements by time (shape 6): a page of them is read by it. Not
+        `speaker:<name>:...`, which another speaker's name could spell."""
+        return f"{self.base}:speaker-at:{fold_text(name)}"
+
+    def by_time_of_speaker(self, key: str) -> str:
+        """`speaker_by_time` of the speaker whose hash is `key` (`speaker`)."""
+        return f"{self.base}:speaker-at:{key[len(self.base) + len(':speaker:') :]}"
+
     @property
     def schedule(self) -> str:
         return f"{self.base}:schedule"

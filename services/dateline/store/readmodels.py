@@ -10,6 +10,7 @@ What each holds (`store/layout.py` spells the keys, under `<prefix>:rm:<version>
     index             hash story -> JSON entry: status, outcome, last update
     index:by_time     zset story by recordedtime (epoch s): the newest first, paged
     speaker:<name>    hash "<story>/<ref>" -> JSON statement
+    speaker-at:<name> zset "<story>/<ref>" by the statement's time (epoch s; shape 6)
     schedule          hash "<story>/<item>" -> JSON schedule entry
     schedule:by_start zset "<story>/<item>" by start (epoch s; for ranges and pages;
                       from shape 6 an item with no known start at +inf)
@@ -88,10 +89,11 @@ PER_PARTITION = 5
 """The shape that lays the read models out per partition (`layout.Region`): every key of
 a story, and the index, speakers, schedule board and checkpoint of its partition, carry
 the partition's hash tag, so that a partition's commit is one slot on a cluster."""
-BOARD_INDEX = 6
-"""The shape that indexes every item of the board by start, those with no known start
-at +inf, so that a page of the board is read by that index rather than whole."""
-SHAPE = BOARD_INDEX
+BOARDS_BY_TIME = 6
+"""The shape that indexes every item of the schedule board by start, those with no
+known start at +inf, and each speaker's statements by time (`speaker-at:<name>`), so
+that a page of either board is read by its index rather than whole."""
+SHAPE = BOARDS_BY_TIME
 """What a version's read models hold, counted up when that changes.
 
 A version keeps the shape it was built with: a newer projector warns about an older
@@ -116,9 +118,9 @@ class ReadModels(ModelKeys):
         """Write statements to their own list; an older version keeps them inline."""
         self.due_index = shape >= DUE_INDEX
         """Index open items by when they fall due; an older version has no such index."""
-        self.board_index = shape >= BOARD_INDEX
-        """Index every item by start, those with none at +inf; an older version leaves
-        those out of the index."""
+        self.boards_by_time = shape >= BOARDS_BY_TIME
+        """Index every item by start, those with none at +inf, and each speaker's
+        statements by time; an older version leaves the first out and has no second."""
 
     def keys_of(self, story: str) -> list[str]:
         """The keys a writer of this story reads and must WATCH (`dateline replay --story`)."""
@@ -238,10 +240,7 @@ class ReadModels(ModelKeys):
             out += _chunked(("ZREM", region.index_by_status(status)), stories)
         for status, recent in batch.by_status.items():
             out += _scored(region.index_by_status(status), recent)
-        for key, fields in batch.unspoken.items():
-            out += _chunked(("HDEL", key), fields)
-        for key, mapping in batch.spoken.items():
-            out += _paired("HSET", key, mapping)
+        out += _speakers(region, batch)
         return out + self._board(region, batch) if batch.has_board else out
 
     def _board(self, region: Region, batch: _Batch) -> list[Command]:
@@ -252,7 +251,8 @@ class ReadModels(ModelKeys):
             out += _chunked(("HDEL", region.schedule), batch.board_gone)
             out += _chunked(("ZREM", region.schedule_by_start), batch.board_gone)
         out += _paired("HSET", region.schedule, batch.board)
-        out += _chunked(("ZREM", region.schedule_by_start), batch.unstarted)
+        if batch.unstarted:
+            out += _chunked(("ZREM", region.schedule_by_start), batch.unstarted)
         out += _scored(region.schedule_by_start, batch.starts)
         out += _chunked(("ZREM", region.schedule_due), gone)
         return out + (_scored(region.schedule_due, batch.due) if self.due_index else [])
@@ -310,23 +310,31 @@ class ReadModels(ModelKeys):
         if appended is not None:  # the old statements are where they were: only these moved
             for _, ref, said, was in appended:
                 if was is not None and was.speaker != said.speaker:
-                    batch.unspoken.setdefault(region.speaker(was.speaker), []).append(
-                        f"{new.id}/{ref}"
-                    )
-                entry = _encode(SpokenEntry(new.id, said))
-                batch.spoken.setdefault(region.speaker(said.speaker), {})[f"{new.id}/{ref}"] = entry
+                    self._unsaid(region, batch, was, f"{new.id}/{ref}")
+                self._said(region, batch, new.id, ref, said)
             return
         for ref, said in old.statements.items():
             now = new.statements.get(ref)
             if now is not said and (now is None or now.speaker != said.speaker):
-                batch.unspoken.setdefault(region.speaker(said.speaker), []).append(
-                    f"{new.id}/{ref}"
-                )
+                self._unsaid(region, batch, said, f"{new.id}/{ref}")
         for ref, said in new.statements.items():
             if _changed(old.statements.get(ref), said):
-                entry = _encode(SpokenEntry(new.id, said))
-                spoken = batch.spoken.setdefault(region.speaker(said.speaker), {})
-                spoken[f"{new.id}/{ref}"] = entry
+                self._said(region, batch, new.id, ref, said)
+
+    def _said(self, region: Region, batch: _Batch, story: str, ref: str, said: Statement) -> None:
+        member = f"{story}/{ref}"
+        entry = _encode(SpokenEntry(story, said))
+        key = region.speaker(said.speaker)
+        batch.spoken.setdefault(key, {})[member] = entry
+        if self.boards_by_time:  # by the hash's key: `_speakers` names the index once
+            at = batch.said_at.setdefault(key, {})
+            at[member] = datetime.fromisoformat(said.time).timestamp()
+
+    def _unsaid(self, region: Region, batch: _Batch, said: Statement, member: str) -> None:
+        key = region.speaker(said.speaker)
+        batch.unspoken.setdefault(key, []).append(member)
+        if self.boards_by_time:
+            batch.unsaid.setdefault(key, []).append(member)
 
     def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
         story, was, now = new.id, old.schedule, new.schedule
@@ -344,7 +352,7 @@ class ReadModels(ModelKeys):
                 if item.status in OPEN:
                     batch.due[member] = due_at(starts).timestamp()
                     continue
-            elif self.board_index:
+            elif self.boards_by_time:
                 batch.starts[member] = math.inf  # last, as the board orders it
             else:  # an older shape's index has none: not where its start was (a retraction)
                 batch.unstarted.append(member)
@@ -382,6 +390,22 @@ class Writes:
     """Each written story's index entry, as a live index stream pushes it (`store/pages.py`)."""
 
 
+def _speakers(region: Region, batch: _Batch) -> list[Command]:
+    """The speakers' writes: the statements that left a speaker, then those said; each
+    in the speaker's hash and, from shape 6, in its index by time (`said_at` and
+    `unsaid` are kept by the hash's key, whose name costs a fold of the speaker's)."""
+    out: list[Command] = []
+    for key, fields in batch.unspoken.items():
+        out += _chunked(("HDEL", key), fields)
+    for key, fields in batch.unsaid.items():
+        out += _chunked(("ZREM", region.by_time_of_speaker(key)), fields)
+    for key, mapping in batch.spoken.items():
+        out += _paired("HSET", key, mapping)
+    for key, times in batch.said_at.items():
+        out += _scored(region.by_time_of_speaker(key), times)
+    return out
+
+
 def _paired(name: str, key: str | None, mapping: dict[Any, Any]) -> list[Command]:
     """`name [key] field value ...`, in commands of at most `_PAIRS` pairs."""
     head = (name,) if key is None else (name, key)
@@ -389,6 +413,9 @@ def _paired(name: str, key: str | None, mapping: dict[Any, Any]) -> list[Command
 
 
 def _scored(key: str, scores: dict[Any, float]) -> list[Command]:
+    if len(scores) == 1:  # a live commit's most: a story's places, a statement's time
+        [(member, score)] = scores.items()
+        return [("ZADD", key, score, member)]
     return _chunked(("ZADD", key), [x for member, score in scores.items() for x in (score, member)])
 
 
@@ -413,8 +440,10 @@ class _Batch:
         "index",
         "left_status",
         "recent",
+        "said_at",
         "spoken",
         "starts",
+        "unsaid",
         "unspoken",
         "unstarted",
         "values",
@@ -434,6 +463,8 @@ class _Batch:
         self.closed: list[str] = []
         self.spoken: dict[str, dict[Any, bytes]] = {}
         self.unspoken: dict[str, list[str]] = {}
+        self.said_at: dict[str, dict[Any, float]] = {}
+        self.unsaid: dict[str, list[str]] = {}
 
     @property
     def has_board(self) -> bool:

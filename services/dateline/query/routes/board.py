@@ -12,8 +12,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
 from dateline.domain.overdue import is_overdue
+from dateline.query import boardpage
 from dateline.query.access import grant_of
-from dateline.query.boardpage import Bounds
 from dateline.query.paging import BadMark, Mark, paged
 from dateline.query.routes.common import SECURED, Reached, answer, documented, reader_of
 from dateline.query.views import BoardEntry, BoardPage, SpokenPage
@@ -93,8 +93,17 @@ def routes() -> list[HTTPRouteHandler]:
         reader = reader_of(request)
         mark = _after(after)
         sees = grant_of(request).sees
-        said = [_spoken.decode(s) for s in await reader.speaker(name)]
-        said, more = paged([s for s in said if sees(s.story)], _said_mark, limit, mark)
+        indexed = (
+            None
+            if limit is None
+            else await reader.board_page(boardpage.speaker(name), limit, mark, sees)
+        )
+        if indexed is not None:
+            said, last = [_spoken.decode(s) for s in indexed[0]], indexed[1]
+            more = None if last is None else str(last)
+        else:  # every statement, or a version with no index of them by time
+            said = [_spoken.decode(s) for s in await reader.speaker(name)]
+            said, more = paged([s for s in said if sees(s.story)], _said_mark, limit, mark)
         models = await reader.models()
         return answer(request, _encode(SpokenPage(models.version, said, more)))
 
@@ -131,9 +140,8 @@ def routes() -> list[HTTPRouteHandler]:
             # An empty board would read as "nothing scheduled": the range is the mistake.
             raise params.bad_parameter("to", f"{end} is before from ({start})")
         sees = grant_of(request).sees
-        indexed = (
-            None if limit is None else await reader.board_page(Bounds(low, high), limit, mark, sees)
-        )
+        by_start = boardpage.schedule(boardpage.Bounds(low, high))
+        indexed = None if limit is None else await reader.board_page(by_start, limit, mark, sees)
         if indexed is not None:
             board, last = [_board.decode(b) for b in indexed[0]], indexed[1]
             more = None if last is None else str(last)
