@@ -489,6 +489,51 @@ async def test_the_schedule_board_is_fetched_a_page_at_a_time(
     await expect(rows).to_have_count(500)
 
 
+async def test_a_speakers_statements_across_stories_are_a_click_away(
+    system: tuple[str, str], page: Page
+) -> None:
+    """A speaker's name on a story links to what that person said across stories, in
+    the API's order, a page of 100 at a time, each statement once."""
+    base, url = system
+    said = [
+        update(
+            "dateline.statement.made",
+            subject=f"talks-{n % 2}",
+            time=f"2031-01-01T{n // 60:02}:{n % 60:02}:00+07:00",
+            data={"statement": f"s{n:03}", "speaker": "Paged Speaker", "text": f"Said {n}."},
+        )
+        for n in range(130)
+    ]
+    client = aioredis.Redis.from_url(url)
+    await Log(client, Keys("web", 8)).append([encode(u) for u in said])
+    await client.aclose()
+    path = "/v1/speakers/paged%20speaker/statements"
+    async with httpx.AsyncClient(base_url=base, headers=await bearer(url, "web")) as api:
+        for _ in range(200):  # the projector takes a moment
+            items = (await api.get(path)).json()["items"]
+            if len(items) == 130:
+                break
+            await asyncio.sleep(0.1)
+    order = [f"{e['story']}/{e['statement']['statement']}" for e in items]
+    assert len(order) == 130 and order[:2] == ["talks-0/s000", "talks-1/s001"]
+    await page.goto(f"{base}/#/stories/talks-1")
+    await page.click("a.speaker >> nth=0")
+    await expect(page).to_have_url(re.compile(r"#/speakers/Paged%20Speaker$"))
+    await expect(page.locator("h1")).to_have_text("What Paged Speaker said")
+    cards = page.locator("#said [data-said]")
+    await expect(cards).to_have_count(100)
+    await page.screenshot(path=str(ARTIFACTS / "speaker-page.png"), full_page=True)
+    shown: list[str] = await cards.evaluate_all("cs => cs.map(c => c.dataset.said)")
+    await page.click("#later")
+    await expect(page).to_have_url(re.compile(r"#/speakers/Paged%20Speaker/[0-9]+~talks-"))
+    await expect(cards).to_have_count(30)
+    shown += await cards.evaluate_all("cs => cs.map(c => c.dataset.said)")
+    assert shown == order
+    assert await page.locator("#later").count() == 0
+    await page.click("text=‹ From the first")
+    await expect(cards).to_have_count(100)
+
+
 def test_artifacts_dir_is_ignored_by_git() -> None:
     ignored = (Path(__file__).parents[2] / ".gitignore").read_text().split()
     assert "test-artifacts/" in ignored

@@ -1,7 +1,8 @@
-"""A page of the schedule board read by its index (`schedule:by_start`), not whole.
+"""A page of a board read by its index by time, not whole: the schedule board's
+(`schedule:by_start`), a speaker's statements' (`speaker-at:<name>`).
 
-The board's order is `Mark`'s: start, then story, then ref; no known start last. The
-index orders its members by start (seconds), then as bytes (`<story>/<ref>`), which is
+A board's order is `Mark`'s: instant, then story, then ref; no known start last. An
+index orders its members by instant (seconds), then as bytes (`<story>/<ref>`), which is
 not the order of (story, ref) at one instant: `desk-a/x` sorts before `desk/x`. So a
 page never cuts the members of one score: from each region it reads the first few
 after the mark (twice its share of a page), then every member at the last score it
@@ -182,6 +183,8 @@ async def _entries(
 ) -> list[bytes]:
     """The board's entries of these members, in their order, one round trip. A member
     whose entry went between the two reads (a commit took the item off) is left out."""
+    if not members:
+        return []
     at: dict[str, list[int]] = {}
     for i, member in enumerate(members):
         story = member.decode().partition("/")[0]

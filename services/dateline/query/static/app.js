@@ -213,6 +213,33 @@ function boardPage(after) {
   timer = setInterval(load, 5000);
 }
 
+// ---- what one person said --------------------------------------------------------------
+
+const SAID_SIZE = 100; // statements a page of a speaker's
+
+// What one person said across stories, oldest first, a page at a time (`?after=`), each
+// page refreshed every 5 s as the board's is.
+function speakerPage(name, after) {
+  const home = `#/speakers/${encodeURIComponent(name)}`;
+  main.innerHTML = `<h1>What ${esc(name)} said</h1>${after ? `<p class="filters"><a href="${home}">‹ From the first</a></p>` : ""}<p class="meta">Across every story, in time order. ${SAID_SIZE} a page. Refreshed every 5 s.</p>
+    <div id="said"><p class="empty">loading…</p></div><p class="pager" id="pager"></p>`;
+  const seen = new Map();
+  liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
+  const load = async () => {
+    const r = await fetch(`/v1/speakers/${encodeURIComponent(name)}/statements?limit=${SAID_SIZE}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+    if (!r.ok) return;
+    const page = await r.json();
+    const cards = page.items.map(({ story, statement: st }) => `<div class="card statement" data-key="said:${esc(story)}/${esc(st.statement)}" data-said="${esc(story)}/${esc(st.statement)}">
+      <p class="quote">${esc(st.text)}</p>
+      <div class="who">${esc(when(st.time, st.precision))} · <a href="#/stories/${encodeURIComponent(story)}">${esc(story)}</a></div></div>`).join("");
+    patch(document.getElementById("said"), cards || `<p class="empty">${after ? "nothing later" : "no statements"}</p>`, seen);
+    const pager = document.getElementById("pager");
+    if (pager) pager.innerHTML = page.next ? `<a id="later" href="${home}/${encodeURIComponent(page.next)}">Later statements ›</a>` : "";
+  };
+  load();
+  timer = setInterval(load, 5000);
+}
+
 // ---- one story ------------------------------------------------------------------------
 
 function itemCard(it) {
@@ -248,7 +275,8 @@ function itemCard(it) {
 }
 
 function statementCard(s, replies, depth) {
-  const who = [esc(s.speaker), s.speaker_role ? esc(s.speaker_role) : "", esc(when(s.time, s.precision))].filter(Boolean).join(" · ");
+  const speaker = `<a class="speaker" href="#/speakers/${encodeURIComponent(s.speaker)}" title="What ${esc(s.speaker)} said, across stories">${esc(s.speaker)}</a>`;
+  const who = [speaker, s.speaker_role ? esc(s.speaker_role) : "", esc(when(s.time, s.precision))].filter(Boolean).join(" · ");
   const notes = (s.correction_notes || []).map((n) => `<div class="note">Corrected: ${esc(n)}</div>`).join("");
   const own = `<div class="card statement${depth ? " reply" : ""}" data-key="statement:${esc(s.statement)}" data-statement="${esc(s.statement)}">
     ${s.in_reply_to ? `<div class="meta">in reply to ${esc(s.in_reply_to)}</div>` : ""}
@@ -427,6 +455,11 @@ function route() {
   else if (hash === "#/ops") opsPage();
   else if (hash === "#/schedule") boardPage("");
   else if (hash.startsWith("#/schedule/")) boardPage(decodeURIComponent(hash.slice("#/schedule/".length)));
+  else if (hash.startsWith("#/speakers/")) {
+    // `#/speakers/<name>[/<next>]`: a name is one path segment, encoded.
+    const [name, after] = hash.slice("#/speakers/".length).split("/");
+    speakerPage(decodeURIComponent(name), after ? decodeURIComponent(after) : "");
+  }
   else if (hash === "#/overdue") overduePage();
   else if (hash.startsWith("#/older")) olderPage(decodeURIComponent(hash.slice("#/older/".length)));
   else indexPage();
