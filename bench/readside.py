@@ -42,6 +42,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -54,7 +55,7 @@ from bench.harness import Report, Row, rewritten
 from bench.loadgen import Request, send_all, stream_events
 from bench.resp import RespPipe, pack, stamped_replies
 from dateline.domain.positions import Position
-from dateline.domain.state import Item, When
+from dateline.domain.state import Item, Statement, When
 from dateline.query.paging import Place
 from dateline.query.reader import Reader
 from dateline.runtime.heap import tune_collector
@@ -65,7 +66,13 @@ from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, Region, changes_channel
 from dateline.store.log import APPEND_SCRIPT, Log
 from dateline.store.readers import Readers
-from dateline.store.readmodels import READ_STORY, IndexEntry, ReadModels, ScheduleEntry
+from dateline.store.readmodels import (
+    READ_STORY,
+    IndexEntry,
+    ReadModels,
+    ScheduleEntry,
+    SpokenEntry,
+)
 from dateline_schemas import parse_fuzzy_date
 
 PREFIX = "rs"
@@ -714,6 +721,60 @@ async def _board_pages(
         await pipe.execute()
 
 
+SAID = 5_000
+"""Statements of one speaker in `_speaker_pages`: a year of a head of state's, quoted."""
+
+
+async def _speaker_pages(
+    report: Report,
+    views: aioredis.Redis,
+    base: str,
+    auth: dict[str, str],
+    requests: int,
+    statements: int = SAID,
+) -> None:
+    """`GET /v1/speakers/{name}/statements?limit=100` against the whole list, same run:
+    since stop 88 a page is read by the speaker's index by time, not whole."""
+    keys = Keys(PREFIX, 8)
+    models = await Reader(views, keys, Doorbell(views, keys.prefix)).models()
+    name, written = "Bench Speaker", []
+    pipe = views.pipeline(transaction=False)
+    for n in range(statements):
+        story, ref = f"said-{n // 10:05}", f"s{n % 10}"
+        region = models.region_of(story)
+        at = f"2027-{1 + n % 12:02}-{1 + n % 28:02}T{n % 24:02}:{n % 60:02}:00+00:00"
+        said = Statement(ref, name, f"Statement {n}: " + "words " * 30, at, "exact")
+        member = f"{story}/{ref}"
+        pipe.hset(region.speaker(name), member, msgspec.json.encode(SpokenEntry(story, said)))
+        pipe.zadd(region.speaker_by_time(name), {member: datetime.fromisoformat(at).timestamp()})
+        written += [region.speaker(name), region.speaker_by_time(name)]
+    await pipe.execute()
+    try:
+        page_path = "/v1/speakers/bench%20speaker/statements?limit=100"
+        whole_path = "/v1/speakers/bench%20speaker/statements"
+        pages: list[float] = []
+        wholes: list[float] = []
+        for _ in range(3):  # alternated
+            pages.append(await _hammer(base, page_path, requests, auth))
+            wholes.append(await _hammer(base, whole_path, requests, auth))
+        page_rate, whole_rate = statistics.median(pages), statistics.median(wholes)
+        report.add(
+            Row(
+                "read side",
+                f"a speaker's page of 100 statements (?limit=100), {statements:,} of theirs, "
+                "8 connections, read models apart",
+                page_rate,
+                "reads/s",
+                baseline="the whole list",
+                ratio=page_rate / whole_rate,
+                note="runs alternated: "
+                + ", ".join(f"{p:,.1f}/{w:,.1f}" for p, w in zip(pages, wholes, strict=True)),
+            )
+        )
+    finally:
+        await views.delete(*set(written))
+
+
 async def _dashboards(report: Report, log: Log, base: str, auth: dict[str, str]) -> None:
     """The live index with 1 dashboard and with `DASHBOARDS`, same run: the server's CPU
     and the query process's an update, while 500 updates a second land on 200 stories.
@@ -1002,6 +1063,9 @@ async def _layout_run(
                 await _paging(report, views, requests)
                 await _board_pages(
                     report, views, base, auth, 5 if quick else 60, 2_000 if quick else BOARD
+                )
+                await _speaker_pages(
+                    report, views, base, auth, 5 if quick else 60, 500 if quick else SAID
                 )
             if not apart:  # the server's CPU they count is one server's
                 await _dashboards(report, log, base, auth)
