@@ -324,6 +324,7 @@ async def test_probes_and_scrapes_answer_in_time_while_the_server_does_not(
     ):
         assert (await query.get("/metrics", headers=auth)).status_code == 200
         assert (await ingest.get("/metrics", headers=auth)).status_code == 200
+        where = f"127.0.0.1:{server.port}"  # as an SRE reads it
         with hung(server):
             took: dict[str, float] = {}
             answers: dict[str, httpx.Response | str | None] = {}
@@ -350,8 +351,8 @@ async def test_probes_and_scrapes_answer_in_time_while_the_server_does_not(
             ready = answers[name]
             assert isinstance(ready, httpx.Response)
             assert ready.status_code == 503
-            assert "no answer within 1 s" in ready.json()["detail"]
-        assert answers["probe"] == "Redis: no answer within 1 s"
+            assert f"no answer within 1 s (server {where})" in ready.json()["detail"]
+        assert answers["probe"] == f"Redis: no answer within 1 s (server {where})"
         for name in ("query /v1/stories", "ingest /v1/updates"):
             away = answers[name]
             assert isinstance(away, httpx.Response)

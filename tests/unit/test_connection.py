@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,6 +19,7 @@ from dateline.store.connection import (
     UnixConnection,
     _LocalKeys,
     connect,
+    server_of,
     within,
 )
 
@@ -131,3 +133,14 @@ async def test_within_answers_what_comes_in_time_and_gives_up_as_an_outage() -> 
     assert isinstance(raised.value, RedisTimeoutError)
     assert str(raised.value) == "no answer within 0.01 s"
     assert waiting.cancelled()
+    for url, named in (
+        ("redis://10.1.2.3:6380/0", "10.1.2.3:6380"),
+        ("unix:///run/dateline/log.sock", "/run/dateline/log.sock"),
+    ):
+        client = aioredis.Redis.from_url(url)
+        with pytest.raises(UNREACHABLE) as raised:
+            await within(0.01, asyncio.get_running_loop().create_future(), client)
+        assert str(raised.value) == f"no answer within 0.01 s (server {named})"
+        await client.aclose()
+    cluster = RedisCluster.from_url("redis://10.1.2.3:7000")
+    assert server_of(cluster) == "the cluster at 10.1.2.3:7000"  # no connection made

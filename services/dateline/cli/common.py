@@ -240,7 +240,7 @@ def redis_ready(
             if server is None:
                 continue
             try:
-                await within(PROBE_S, server.ping())
+                await within(PROBE_S, server.ping(), server)
             except UNREACHABLE as exc:
                 return f"{name}: {exc}"
         return None

@@ -115,7 +115,7 @@ async def _authenticated(
     if scrapers is None or connection.scope["path"] != "/metrics":
         return await readers.authenticate(token)
     try:
-        grant = await within(PROBE_S, readers.authenticate(token))
+        grant = await within(PROBE_S, readers.authenticate(token), readers.client)
     except UNREACHABLE:
         if (kept := scrapers.through_outage(token)) is None:
             raise

@@ -77,15 +77,28 @@ the client's socket timeout (5 s) on each try and each call: the query service's
 healthchecks' 2 (SIGSTOP, 2026-12-06). A server that answers takes a millisecond."""
 
 
-async def within(seconds: float, call: Awaitable[T]) -> T:
+async def within(seconds: float, call: Awaitable[T], of: aioredis.Redis | None = None) -> T:
     """`call`'s answer, or redis-py's TimeoutError (one of `UNREACHABLE`) once `seconds`
-    have passed without it. The call is cancelled; redis-py then closes its connection,
-    whose reply would come to the next command."""
+    have passed without it, naming the server `of` if given: a service with two servers
+    (the log's, the store of read models') said "no answer within 1 s" of either. The
+    call is cancelled; redis-py then closes its connection, whose reply would come to
+    the next command."""
     try:
         async with asyncio.timeout(seconds):
             return await call
     except TimeoutError:
-        raise RedisTimeoutError(f"no answer within {seconds:g} s") from None
+        where = "" if of is None else f" (server {server_of(of)})"
+        raise RedisTimeoutError(f"no answer within {seconds:g} s{where}") from None
+
+
+def server_of(client: aioredis.Redis) -> str:
+    """Where `client` sends its commands, as redis-py names a server in its errors:
+    `host:port`, a Unix socket's path, or a cluster by the node it was told first."""
+    if isinstance(client, RedisCluster):
+        first = next(iter(client.nodes_manager.startup_nodes.values()), None)
+        return "a cluster" if first is None else f"the cluster at {first.host}:{first.port}"
+    given = client.connection_pool.connection_kwargs
+    return str(given["path"]) if "path" in given else f"{given.get('host')}:{given.get('port')}"
 
 
 def described(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ def probe_routes(
         """Redis answers within a second: 200, else 503 with the reason
         (application/problem+json)."""
         try:
-            await within(PROBE_S, client().ping())
+            await within(PROBE_S, client().ping(), client())
         except UNREACHABLE as exc:
             return problem_response("not-ready", "Not ready", 503, f"Redis: {exc}")
         return Response(_READY, media_type="application/json")
@@ -72,7 +72,9 @@ def ops_bearer(
         grant = None
         if scheme.lower() == "bearer":
             try:
-                grant = await within(PROBE_S, Readers(client(), prefix).authenticate(token))
+                grant = await within(
+                    PROBE_S, Readers(client(), prefix).authenticate(token), client()
+                )
             except UNREACHABLE:
                 if (grant := scrapers.through_outage(token)) is None:
                     raise  # a 503, as before: nothing says this token may scrape
