@@ -108,6 +108,14 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         assert "sealed: 8 of 8 partitions\n" in table
         assert all(r["sealed_after"] for r in report["partitions"])
         assert f"processes of the group: 1 ({report['processes'][0]})" in table
+        assert "older than this release" not in table
+        # Read models an older release built: said, with what to run.
+        shape = ReadModels(Keys(env["DATELINE_PREFIX"], 8), "v1").shape
+        client.set(shape, SHAPE - 1)
+        older = run(env, "status").stdout
+        client.set(shape, SHAPE)
+        assert f"read models of v1: shape {SHAPE - 1}, older than this release's {SHAPE}" in older
+        assert "until `dateline replay stories`" in older
         # The embedded server's disk, in the JSON and in the text: its AOF.
         (disk,) = report["disks"]
         assert disk["aof"] is True and disk["aof_bytes"] > 0, disk

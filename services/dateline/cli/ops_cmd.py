@@ -56,7 +56,7 @@ from dateline.store.deadletters import REDRIVE_ASKED
 from dateline.store.disk import describe
 from dateline.store.layout import DELIVER_GROUP, group_of, is_projection_group
 from dateline.store.log import Log
-from dateline.store.readmodels import ReadModels, active_version, open_models
+from dateline.store.readmodels import SHAPE, ReadModels, active_version, open_models
 from dateline.store.seal import SealReport, seal_if_supported
 from dateline.store.subscriptions import Subscriptions
 
@@ -405,6 +405,13 @@ def status_command(as_json: bool) -> None:
         cells = (row.partition, row.length, row.checkpoint, row.lag, row.lag_seconds)
         table.add_row(*(str(c) if c is not None else "-" for c in (*cells, row.pending, row.lease)))
     Console().print(table)
+    if (built := proj.shapes.get(proj.active or "", SHAPE)) < SHAPE:
+        # The projector logs it once at its start; an SRE reads it here.
+        click.echo(
+            f"read models of {proj.active}: shape {built}, older than this release's "
+            f"{SHAPE}; readers do without what it lacks (the boards are read whole for a "
+            "page) until `dateline replay stories`"
+        )
     alive = report.processes
     names = f" ({', '.join(alive)})" if alive else ""
     click.echo(f"processes of the group: {len(alive)}{names}")

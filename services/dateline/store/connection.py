@@ -91,7 +91,7 @@ async def within(seconds: float, call: Awaitable[T], of: aioredis.Redis | None =
         raise RedisTimeoutError(f"no answer within {seconds:g} s{where}") from None
 
 
-def server_of(client: aioredis.Redis) -> str:
+def server_of(client: aioredis.Redis | RedisCluster) -> str:
     """Where `client` sends its commands, as redis-py names a server in its errors:
     `host:port`, a Unix socket's path, or a cluster by the node it was told first."""
     if isinstance(client, RedisCluster):
