@@ -222,6 +222,18 @@ async def test_min_position_waits_for_the_projection(
         (f"/v1/stories/{STORY}?as_of=2019-02-28T10:00:00Z&at_version=2", 400, "not both"),
         (f"/v1/stories/{STORY}?at_version=0", 400, "at_version"),
         (f"/v1/stories/{STORY}?min_position=12", 400, "min_position"),
+        # Schemathesis found it: a partition past the log's was a 500 (an IndexError).
+        (
+            "/v1/schedule?min_position=7017:000-3304000&wait=0.1",
+            400,
+            "min_position: 7017:000-3304000: no partition 7017 (the log has 4, 0 to 3)",
+        ),
+        ("/v1/speakers/x/statements?min_position=4:1-0", 400, "no partition 4"),
+        (
+            f"/v1/stories/{STORY}/live?last_event_id=9:1-0",
+            400,
+            "Last-Event-ID: 9:1-0: no partition",
+        ),
         ("/v1/schedule?from=tomorrow", 400, "from"),
         (
             "/v1/schedule?from=2019-02-28T00:00:00Z&to=2019-02-27T23:00:00Z",

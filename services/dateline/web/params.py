@@ -23,11 +23,20 @@ def instant(value: str | None, name: str) -> datetime | None:
         raise bad_parameter(name, str(exc)) from None
 
 
-def position(value: str, name: str) -> Position:
+def position(value: str, name: str, partitions: int | None = None) -> Position:
+    """`value` as a log position, refused by `name` if it is none, or if it names a
+    partition past the log's `partitions` (given): no update was ever there."""
     try:
-        return Position.parse(value)
+        found = Position.parse(value)
     except BadPosition as exc:
         raise bad_parameter(name, str(exc)) from None
+    if partitions is not None and found.partition >= partitions:
+        raise bad_parameter(
+            name,
+            f"{value}: no partition {found.partition} (the log has {partitions}, "
+            f"0 to {partitions - 1}); expected a position a write was answered with",
+        )
+    return found
 
 
 def cursor(value: str, name: str, partitions: int) -> Cursor:

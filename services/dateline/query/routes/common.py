@@ -72,8 +72,9 @@ async def _reached(
 ) -> None:
     """Read-your-writes: wait until the projection has applied `min_position`."""
     if min_position is not None:
-        position = params.position(min_position, "min_position")
-        await reader_of(request).wait_for(position, wait)
+        reader = reader_of(request)
+        position = params.position(min_position, "min_position", reader.keys.partitions)
+        await reader.wait_for(position, wait)
 
 
 DEPENDENCIES = {"reached": Provide(_reached)}

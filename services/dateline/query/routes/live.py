@@ -53,7 +53,8 @@ def routes() -> list[HTTPRouteHandler]:
         reader = reader_of(request)
         raw = request.headers.get("last-event-id") or last_event_id
         if raw:
-            params.position(raw, "Last-Event-ID")  # a 400 now, not a broken stream
+            # A 400 now, not a broken stream.
+            params.position(raw, "Last-Event-ID", reader.keys.partitions)
         sid = story_id(story)
         grant, lens = grant_of(request), lens_of(request)
         if not grant.sees(sid):  # as a story with no updates: keepalives, nothing else
