@@ -653,6 +653,18 @@ async def _paging(report: Report, client: aioredis.Redis, requests: int) -> None
     await client.delete(*[k async for k in client.scan_iter(match=f"{keys.prefix}:*")])
 
 
+async def _alternated(
+    base: str, paths: tuple[str, str], requests: int, auth: dict[str, str]
+) -> tuple[list[float], list[float]]:
+    """Three runs of each of two reads, alternated: a page, and the whole it is cut from."""
+    pages: list[float] = []
+    wholes: list[float] = []
+    for _ in range(3):
+        pages.append(await _hammer(base, paths[0], requests, auth))
+        wholes.append(await _hammer(base, paths[1], requests, auth))
+    return pages, wholes
+
+
 BOARD = 20_000
 """Items on the schedule board of `_board_pages`: a newsroom's year, a few a story."""
 
@@ -693,11 +705,7 @@ async def _board_pages(
                 got = await api.get(path)
                 got.raise_for_status()
                 sizes[path] = len(got.content)
-        pages: list[float] = []
-        wholes: list[float] = []
-        for _ in range(3):  # alternated
-            pages.append(await _hammer(base, page_path, requests, auth))
-            wholes.append(await _hammer(base, whole_path, requests, auth))
+        pages, wholes = await _alternated(base, (page_path, whole_path), requests, auth)
         page_rate, whole_rate = statistics.median(pages), statistics.median(wholes)
         report.add(
             Row(
@@ -752,11 +760,7 @@ async def _speaker_pages(
     try:
         page_path = "/v1/speakers/bench%20speaker/statements?limit=100"
         whole_path = "/v1/speakers/bench%20speaker/statements"
-        pages: list[float] = []
-        wholes: list[float] = []
-        for _ in range(3):  # alternated
-            pages.append(await _hammer(base, page_path, requests, auth))
-            wholes.append(await _hammer(base, whole_path, requests, auth))
+        pages, wholes = await _alternated(base, (page_path, whole_path), requests, auth)
         page_rate, whole_rate = statistics.median(pages), statistics.median(wholes)
         report.add(
             Row(
