@@ -20,7 +20,7 @@ from dateline.runtime import DeadLetters
 from dateline.store import backup, migrate
 from dateline.store.layout import DELIVER_GROUP, Keys
 from dateline.store.log import Log
-from dateline.store.readmodels import ReadModels
+from dateline.store.readmodels import SHAPE, ReadModels
 from dateline.store.subscriptions import Subscriptions
 from tests.conftest import VALKEY, start_server
 from tests.e2e.browser import ARGS, ARTIFACTS, chromium
@@ -312,6 +312,17 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await client.set(keys.group(DELIVER_GROUP).lease("all"), "deliver-1", px=60_000)
     await expect(nodeliver).to_have_count(0)
     await client.delete(keys.group(DELIVER_GROUP).lease("all"))
+    # Read models an older release built: said, with what to run; gone once they are not.
+    old_shape = page.locator('[data-key="oldshape"]')
+    await expect(old_shape).to_have_count(0)
+    shape = ReadModels(keys, "v1").shape
+    await client.set(shape, SHAPE - 1)
+    await expect(old_shape).to_contain_text(
+        f"Read models of v1 are shape {SHAPE - 1}, older than this release's {SHAPE}"
+    )
+    await expect(old_shape).to_contain_text("dateline replay stories")
+    await client.set(shape, SHAPE)
+    await expect(old_shape).to_have_count(0)
     await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)

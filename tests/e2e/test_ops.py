@@ -98,7 +98,12 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
 
         wait_for(caught_up, "the projector to catch up")
         report = status(env)
-        assert report["projection"] == {"active": "v1", "versions": ["v1"], "shapes": {"v1": SHAPE}}
+        assert report["projection"] == {
+            "active": "v1",
+            "versions": ["v1"],
+            "shapes": {"v1": SHAPE},
+            "current": SHAPE,
+        }
         logged = sum(r["length"] for r in report["partitions"])
         assert logged == HANOI_UPDATES
         assert all(r["lease"] for r in report["partitions"])
@@ -207,6 +212,7 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
             "active": "v2",
             "versions": ["v2"],
             "shapes": {"v2": SHAPE},
+            "current": SHAPE,
         }
         wait_for(
             lambda: all(r["lease"] for r in status(env)["partitions"]),

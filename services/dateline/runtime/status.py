@@ -51,7 +51,7 @@ from dateline.store.layout import (
     checkpoints_pattern,
     version_of_checkpoint,
 )
-from dateline.store.readmodels import ReadModels, read_active, read_checkpoints
+from dateline.store.readmodels import SHAPE, ReadModels, read_active, read_checkpoints
 from dateline.store.replies import as_text_or_none
 from dateline.store.subscriptions import Subscriptions
 
@@ -91,6 +91,9 @@ class ProjectionStatus(msgspec.Struct):
     versions: list[str]
     shapes: dict[str, int]
     """What each version's read models hold (`readmodels.SHAPE`); 1 if never stamped."""
+    current: int = SHAPE
+    """The shape this release builds: an active version below it lacks what this
+    release's readers would read (until `dateline replay stories`)."""
 
 
 class SubscriptionStatus(msgspec.Struct):

@@ -417,6 +417,10 @@ function opsPage() {
       return `<div class="card" data-key="disk:${esc(d.server)}" data-disk="${esc(d.server)}">${full}${failed}${esc(d.server)} · ${aof}${memory} · ${state}
         ${stalls ? `<table><thead><tr><th>Stall</th><th>Latest</th><th>When</th><th>Worst</th></tr></thead><tbody>${stalls}</tbody></table>` : `<p class="meta" title="The server's latency monitor logs what takes latency-monitor-threshold ms or more: 5 on the servers dateline starts, none at all on a server left at 0">no stall logged</p>`}</div>`;
     }).join("");
+    // Read models an older release built (the projector logs it once, at its start).
+    const built = s.projection.shapes[s.projection.active];
+    const oldShape = built && built < s.projection.current
+      ? `<p class="warning" data-key="oldshape">Read models of ${esc(s.projection.active)} are shape ${built}, older than this release's ${s.projection.current}: readers do without what they lack (the boards are read whole for a page) until <code>dateline replay stories</code>.</p>` : "";
     // The last `dateline backup` (store/backup.py): a lost log comes back only that far.
     const b = s.backup;
     const size = (n) => n < 1000 ? `${n} bytes` : n < 1e6 ? `${(n / 1e3).toFixed(1)} KB` : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(1)} GB`;
@@ -439,7 +443,7 @@ function opsPage() {
         <tbody>${subs}</tbody></table>` : `<p class="empty">no subscriptions (<code>dateline subscriptions add URL</code>)</p>`}
       <h2 title="What the server's latency monitor logged: an fsync, an AOF write, a fork or a command over its threshold (5 ms on the servers dateline starts)">Disk</h2>${disks || `<p class="empty">not reported</p>`}
       <h2>Backup</h2>${backup}
-      <h2>Projection</h2><div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
+      <h2>Projection</h2>${oldShape}<div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
         <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
   };
