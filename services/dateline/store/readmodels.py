@@ -240,7 +240,7 @@ class ReadModels(ModelKeys):
             out += _chunked(("ZREM", region.index_by_status(status)), stories)
         for status, recent in batch.by_status.items():
             out += _scored(region.index_by_status(status), recent)
-        out += _speakers(region, batch)
+        out += _speakers(region, batch, self.boards_by_time)
         return out + self._board(region, batch) if batch.has_board else out
 
     def _board(self, region: Region, batch: _Batch) -> list[Command]:
@@ -331,10 +331,7 @@ class ReadModels(ModelKeys):
             at[member] = datetime.fromisoformat(said.time).timestamp()
 
     def _unsaid(self, region: Region, batch: _Batch, said: Statement, member: str) -> None:
-        key = region.speaker(said.speaker)
-        batch.unspoken.setdefault(key, []).append(member)
-        if self.boards_by_time:
-            batch.unsaid.setdefault(key, []).append(member)
+        batch.unspoken.setdefault(region.speaker(said.speaker), []).append(member)
 
     def _schedule(self, batch: _Batch, old: StoryState, new: StoryState) -> None:
         story, was, now = new.id, old.schedule, new.schedule
@@ -390,15 +387,15 @@ class Writes:
     """Each written story's index entry, as a live index stream pushes it (`store/pages.py`)."""
 
 
-def _speakers(region: Region, batch: _Batch) -> list[Command]:
+def _speakers(region: Region, batch: _Batch, by_time: bool) -> list[Command]:
     """The speakers' writes: the statements that left a speaker, then those said; each
-    in the speaker's hash and, from shape 6, in its index by time (`said_at` and
-    `unsaid` are kept by the hash's key, whose name costs a fold of the speaker's)."""
+    in the speaker's hash and, `by_time` (shape 6), in its index by time (named from
+    the hash's key, whose name costs a fold of the speaker's)."""
     out: list[Command] = []
     for key, fields in batch.unspoken.items():
         out += _chunked(("HDEL", key), fields)
-    for key, fields in batch.unsaid.items():
-        out += _chunked(("ZREM", region.by_time_of_speaker(key)), fields)
+        if by_time:
+            out += _chunked(("ZREM", region.by_time_of_speaker(key)), fields)
     for key, mapping in batch.spoken.items():
         out += _paired("HSET", key, mapping)
     for key, times in batch.said_at.items():
@@ -443,7 +440,6 @@ class _Batch:
         "said_at",
         "spoken",
         "starts",
-        "unsaid",
         "unspoken",
         "unstarted",
         "values",
@@ -464,7 +460,6 @@ class _Batch:
         self.spoken: dict[str, dict[Any, bytes]] = {}
         self.unspoken: dict[str, list[str]] = {}
         self.said_at: dict[str, dict[Any, float]] = {}
-        self.unsaid: dict[str, list[str]] = {}
 
     @property
     def has_board(self) -> bool:

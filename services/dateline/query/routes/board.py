@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import msgspec
 from litestar import Request, get
@@ -75,6 +76,35 @@ def _bound(value: str | None, name: str) -> float | None:
     return None if when is None else when.timestamp()
 
 
+class _Entry(Protocol):
+    story: str
+
+
+E = TypeVar("E", bound=_Entry)
+
+
+async def _page(
+    request: Request[Any, Any, Any],
+    board: boardpage.Board,
+    limit: int | None,
+    mark: Mark | None,
+    entry: tuple[Callable[[bytes], E], Callable[[E], Mark]],
+    whole: Callable[[], Awaitable[list[bytes]]],
+) -> tuple[list[E], str | None]:
+    """A board's page after `mark`, that the reader sees, and its `next`: by the board's
+    index; every entry, or a version built before that index, read `whole` and cut here.
+    `entry`: how an entry is decoded, and its mark."""
+    decode, marked = entry
+    sees = grant_of(request).sees
+    if limit is not None:
+        indexed = await reader_of(request).board_page(board, limit, mark, sees)
+        if indexed is not None:
+            raw, last = indexed
+            return [decode(b) for b in raw], None if last is None else str(last)
+    entries = [decode(b) for b in await whole()]
+    return paged([e for e in entries if sees(e.story)], marked, limit, mark)
+
+
 def routes() -> list[HTTPRouteHandler]:
     @get(
         "/v1/speakers/{name:str}/statements",
@@ -91,19 +121,14 @@ def routes() -> list[HTTPRouteHandler]:
         """What one person said, across stories, in time order (names match
         case-insensitively); with `limit`, a page at a time (`next`, then `after`)."""
         reader = reader_of(request)
-        mark = _after(after)
-        sees = grant_of(request).sees
-        indexed = (
-            None
-            if limit is None
-            else await reader.board_page(boardpage.speaker(name), limit, mark, sees)
+        said, more = await _page(
+            request,
+            boardpage.speaker(name),
+            limit,
+            _after(after),
+            (_spoken.decode, _said_mark),
+            lambda: reader.speaker(name),
         )
-        if indexed is not None:
-            said, last = [_spoken.decode(s) for s in indexed[0]], indexed[1]
-            more = None if last is None else str(last)
-        else:  # every statement, or a version with no index of them by time
-            said = [_spoken.decode(s) for s in await reader.speaker(name)]
-            said, more = paged([s for s in said if sees(s.story)], _said_mark, limit, mark)
         models = await reader.models()
         return answer(request, _encode(SpokenPage(models.version, said, more)))
 
@@ -139,15 +164,14 @@ def routes() -> list[HTTPRouteHandler]:
         if low is not None and high is not None and high < low:
             # An empty board would read as "nothing scheduled": the range is the mistake.
             raise params.bad_parameter("to", f"{end} is before from ({start})")
-        sees = grant_of(request).sees
-        by_start = boardpage.schedule(boardpage.Bounds(low, high))
-        indexed = None if limit is None else await reader.board_page(by_start, limit, mark, sees)
-        if indexed is not None:
-            board, last = [_board.decode(b) for b in indexed[0]], indexed[1]
-            more = None if last is None else str(last)
-        else:  # every entry, or a version whose index leaves out items with no known start
-            board = [_board.decode(b) for b in await reader.schedule(low, high)]
-            board, more = paged([e for e in board if sees(e.story)], _start_mark, limit, mark)
+        board, more = await _page(
+            request,
+            boardpage.schedule(boardpage.Bounds(low, high)),
+            limit,
+            mark,
+            (_board.decode, _start_mark),
+            lambda: reader.schedule(low, high),
+        )
         now = datetime.now(UTC)
         for entry in board:
             entry.item.overdue = is_overdue(entry.item, now)
