@@ -21,6 +21,7 @@ from dateline.query.views import StoryView
 from dateline.store.layout import Keys
 from dateline.store.readmodels import READ_STORY, SHAPE, ReadModels
 from tests.conftest import VALKEY, start_server
+from tests.factories import encode, update
 from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,3 +226,38 @@ def test_projector_status_story_dlq_and_replay(env: dict[str, str]) -> None:
         projector.send_signal(signal.SIGTERM)
         assert projector.wait(timeout=30) == 0
         client.close()
+
+
+def test_status_watch_says_stalled_with_no_projector_then_up_to_date(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`dateline status --watch`: a line a report, the pace over the last 10 s. With
+    updates waiting and no projector, stalled, and why; once one has run, up to date."""
+    waiting = tmp_path / "waiting.ndjson"
+    waiting.write_text(
+        "".join(encode(update(subject=f"watched-{i}")).decode() + "\n" for i in range(300))
+    )
+    run(env, "publish", str(waiting))
+    lines = run(env, "status", "--watch", "--every", "1", "--times", "3").stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\dZ  300 behind; the pace from the next report \(oldest waiting [\d.]+ s\)",
+        lines[0],
+    ), lines
+    for line in lines[1:]:
+        assert "STALLED: 300 behind and nothing projected in" in line, line
+        assert "; appended 0/s, projected 0/s" in line, line
+        assert line.endswith("; no projector process is running (`dateline projector`)"), line
+    projector = subprocess.Popen(
+        [str(DATELINE), "projector"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: sum(r["lag"] for r in status(env)["partitions"]) == 0, "the catch-up")
+        watched = run(env, "status", "--watch", "--json", "--every", "1", "--times", "2")
+        first, last = (json.loads(line) for line in watched.stdout.splitlines())
+        assert first["pace"] is None and first["sample"]["appended"] == 300
+        assert last["pace"]["verdict"] == "up to date", last
+        assert last["pace"]["lag"] == 0 and last["pace"]["exact"] is True
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        projector.wait(timeout=30)

@@ -20,7 +20,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from dateline.domain.positions import BadPosition, Position
-from dateline.runtime import groups
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import (
     AOF_BYTES,
@@ -72,6 +71,9 @@ class PartitionStatus(msgspec.Struct):
     sealed_after: str | None = None
     """The stream id after which the partition's records must be sealed; None: not
     sealed (`dateline.store.seal`)."""
+    lag_exact: bool = True
+    """False: `lag` is a floor, the entries read to count it (`LAG_SCAN`), where the
+    server does not count them (Redis 6.2)."""
 
 
 class ParkedStory(msgspec.Struct):
@@ -182,19 +184,22 @@ async def report(
     for p in range(keys.partitions):
         stream = keys.log(p)
         cp = checkpoints.get(p)
-        after = f"({cp}" if cp else "-"
-        waiting = cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN))
-        oldest = int(waiting[0][0].decode().split("-")[0]) if waiting else None
+        first = cast(list[Any], await client.xrange(stream, min=f"({cp}" if cp else "-", count=1))
+        oldest = int(first[0][0].decode().split("-")[0]) if first else None
+        info = await _group_of(client, stream, group)
+        lag, exact = await waiting(client, stream, group, cp, info) if first else (0, True)
+        pending = info.get("pending")
         rows.append(
             PartitionStatus(
                 partition=p,
                 length=int(await client.xlen(stream)),
                 checkpoint=cp,
-                lag=len(waiting),
+                lag=lag,
                 lag_seconds=round((now_ms - oldest) / 1000, 1) if oldest else 0.0,
-                pending=await groups.pending_count(client, stream, group),
+                pending=int(pending) if pending is not None else 0,
                 lease=holders[p],
                 sealed_after=as_text_or_none(sealed[p]),
+                lag_exact=exact,
             )
         )
     dead = DeadLetters(client, keys.prefix, group)
@@ -378,6 +383,50 @@ async def gauges(
     return Gauges(
         rows, int(parked) if isinstance(parked, int) else 0, last.at if last is not None else 0.0
     )
+
+
+async def waiting(
+    client: aioredis.Redis, stream: str, group: str, checkpoint: str | None, info: dict[str, Any]
+) -> tuple[int, bool]:
+    """Entries of `stream` past `checkpoint`, and whether that is their count (False: at
+    least that many, the `LAG_SCAN` entries read).
+
+    Where the server counts the group's undelivered entries (Valkey, Redis 7+) they are
+    its `lag`, and the rest are the group's pending entries past the checkpoint: a
+    pending entry at or before it was applied and not yet acknowledged (a crash between
+    the commit and the log's `XACK`). Otherwise (Redis 6.2, or a group whose count the
+    server lost: its last id set by hand) the entries are read, up to `LAG_SCAN`: 0.26 s
+    of this process for a lag of 80,000 over 8 partitions, read every 2 s while the
+    operations page is open, and it said 10,000 a partition however far behind.
+    """
+    behind, delivered = info.get("lag"), info.get("last-delivered-id")
+    if behind is not None and (
+        checkpoint is None or not _earlier(as_text_or_none(delivered) or "0-0", checkpoint)
+    ):
+        pending = int(info.get("pending") or 0)
+        if pending:
+            past = await client.xpending_range(
+                stream, group, min=f"({checkpoint}" if checkpoint else "-", max="+", count=pending
+            )
+            pending = len(past)
+        return int(behind) + pending, True
+    after = f"({checkpoint}" if checkpoint else "-"
+    found = len(cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN)))
+    return found, found < LAG_SCAN
+
+
+def _earlier(a: str, b: str) -> bool:
+    """Stream id `a` comes before `b`."""
+    (am, _, aseq), (bm, _, bseq) = a.partition("-"), b.partition("-")
+    return (int(am), int(aseq or 0)) < (int(bm), int(bseq or 0))
+
+
+async def _group_of(client: aioredis.Redis, stream: str, group: str) -> dict[str, Any]:
+    """`XINFO GROUPS`'s entry for `group` ({} for no such stream or group)."""
+    try:
+        return _group(await client.xinfo_groups(stream), group)
+    except ResponseError:
+        return {}
 
 
 def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""Whether the projection is catching up, from status reports some seconds apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from dateline.runtime.catchup import Sample, Verdict, described, pace
+
+
+def polls(*points: tuple[int, int], every: float = 2.0, exact: bool = True) -> list[Sample]:
+    """(entries in the log, lag) a poll, `every` seconds apart."""
+    return [Sample(1000.0 + i * every, a, lag, exact) for i, (a, lag) in enumerate(points)]
+
+
+def test_no_pace_until_two_reports_a_second_apart() -> None:
+    assert pace([]) is None
+    assert pace(polls((10, 5))) is None
+    assert pace(polls((10, 5), (12, 5), every=0.5)) is None
+
+
+def test_catching_up_says_when_it_will_be_done() -> None:
+    # 500 appended a second, the lag down 3,000 a second: 3,500 projected a second.
+    found = pace(polls((0, 30_000), (1_000, 24_000), (2_000, 18_000)))
+    assert found is not None
+    assert found.verdict is Verdict.CATCHING_UP
+    assert (found.appended_per_s, found.projected_per_s) == (500.0, 3_500.0)
+    assert found.eta_s == 6.0
+    assert described(found) == (
+        "catching up: 18,000 behind; appended 500/s, projected 3,500/s; about 6 s to go"
+    )
+
+
+def test_the_pace_is_the_windows_not_the_whole_watch() -> None:
+    # Stalled for a minute, then catching up: the last 10 s say catching up.
+    stalled = [(i * 100, 10_000 + i * 100) for i in range(30)]
+    then = [(3_000 + i * 100, 12_900 - i * 1_000) for i in range(1, 11)]
+    found = pace(polls(*stalled, *then))
+    assert found is not None and found.verdict is Verdict.CATCHING_UP
+    assert found.seconds == 10.0
+    assert (found.appended_per_s, found.projected_per_s) == (50.0, 550.0)
+
+
+@pytest.mark.parametrize(
+    ("points", "verdict", "line"),
+    [
+        ([(0, 0), (800, 0)], Verdict.UP_TO_DATE, "up to date; appended 400/s, projected 400/s"),
+        (
+            [(0, 5_000), (2_000, 7_000)],
+            Verdict.STALLED,
+            "STALLED: 7,000 behind and nothing projected in 2 s; appended 1,000/s, projected 0/s",
+        ),
+        (
+            [(0, 5_000), (2_000, 6_000)],
+            Verdict.FALLING_BEHIND,
+            "FALLING BEHIND: 6,000 behind; appended 1,000/s, projected 500/s",
+        ),
+        (
+            [(0, 50_000), (2_000, 50_050)],  # rising by 2.5% of the rates
+            Verdict.HOLDING,
+            "holding 50,050 behind: appended 1,000/s, projected 975/s",
+        ),
+    ],
+)
+def test_each_verdict_and_its_line(
+    points: list[tuple[int, int]], verdict: Verdict, line: str
+) -> None:
+    found = pace(polls(*points))
+    assert found is not None
+    assert found.verdict is verdict
+    assert found.eta_s is None
+    assert described(found) == line
+
+
+def test_a_lag_the_report_could_not_count_has_no_pace() -> None:
+    """Redis 6.2 counts by reading, up to a bound: a floor moves as the bound lets it."""
+    found = pace(polls((0, 80_000), (2_000, 80_000), exact=False))
+    assert found is not None and found.verdict is Verdict.UNCOUNTED
+    assert described(found).startswith("at least 80,000 behind, more than the report counts")
+
+
+@pytest.mark.parametrize(
+    ("lag", "shrinking", "words"),
+    [(90_000, 1_000, "about 2 min to go"), (36_000_000, 1_000, "about 10.0 h to go")],
+)
+def test_long_waits_read_in_minutes_and_hours(lag: int, shrinking: int, words: str) -> None:
+    found = pace(polls((0, lag + 2 * shrinking), (0, lag)))
+    assert found is not None and described(found).endswith(words)
