@@ -29,6 +29,7 @@ from bench import (
     projection,
     readside,
     rings,
+    status,
     wakes,
 )
 from bench.harness import RESULTS, Report, Row
@@ -42,6 +43,7 @@ BENCHMARKS = [
     deliver.run,
     cluster.run,
     rings.run,
+    status.run,
     instructions.run,
 ]
 

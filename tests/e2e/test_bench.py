@@ -38,6 +38,7 @@ def test_bench_quick_writes_json_and_markdown(tmp_path: Path) -> None:
     assert any(c.startswith("dateline backup: one server") for c in cases)
     assert any(c.startswith("dateline restore: the file checked") for c in cases)
     assert "projector on a cluster, 300 updates/s: CPU an update, waiting for rings" in cases
+    assert any(c.startswith("the lag of 8,000 updates waiting") for c in cases)
     if len(os.sched_getaffinity(0)) >= 2:  # what a wake costs, across two cores against one
         assert "CPU a round trip between two processes on two cores (two wakes)" in cases
     assert all(r["value"] > 0 for r in rows)

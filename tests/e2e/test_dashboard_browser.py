@@ -545,6 +545,55 @@ async def test_a_speakers_statements_across_stories_are_a_click_away(
     await expect(cards).to_have_count(100)
 
 
+async def test_the_operations_page_draws_the_lag_and_says_whether_it_is_catching_up(
+    browser_page: Page, tmp_path: Path
+) -> None:
+    """A system of its own, its projector not started: updates waiting, the page says
+    stalled and why; once a projector runs, catching up, with about when it will be done;
+    then up to date, the lag drawn over the minutes the page was open."""
+    server = start_server(VALKEY, tmp_path / "redis")
+    env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "pace"}
+    try:
+        with http_service("query", env, tmp_path / "query.log") as base:
+            page = browser_page
+            await sign_in(page, base, (await bearer(server.url, "pace"))["authorization"][7:])
+            client = aioredis.Redis.from_url(server.url)
+            log = Log(client, Keys("pace", 8))
+            for n in range(0, 40_000, 1_000):
+                await log.append([encode(update(subject=f"p-{n + i}")) for i in range(1_000)])
+            await client.aclose()
+            await page.goto(f"{base}/#/ops")
+            said = page.locator(".pace p")
+            await expect(said).to_have_attribute("data-verdict", "stalled")
+            await expect(said).to_contain_text(
+                re.compile(
+                    r"^Stalled: 40,000 behind and nothing projected in \d+ s; "
+                    r"no projector process is running \(dateline projector\)$"
+                )
+            )
+            await expect(page.locator(".pace")).to_have_class(re.compile(r"\bbad\b"))
+            with background(["projector"], env, tmp_path / "projector.log"):
+                await expect(said).to_have_attribute("data-verdict", "catching up", timeout=30_000)
+                await expect(said).to_contain_text(
+                    re.compile(
+                        r"^Catching up: [\d,]+ behind; appended 0/s, projected [\d,]+/s; "
+                        r"about \d+ (s|min) to go$"
+                    )
+                )
+                await expect(said).to_have_attribute("data-verdict", "up to date", timeout=60_000)
+                await expect(said).to_contain_text(re.compile(r"^Up to date; appended 0/s"))
+            # The lag drawn: a point a poll, 40,000 the most behind.
+            await expect(page.locator(".pace .axis")).to_contain_text("most behind: 40,000")
+            points = await page.locator(".pace polyline").get_attribute("points")
+            assert points is not None and len(points.split()) >= 3, points
+            tops = [float(xy.split(",")[1]) for xy in points.split()]
+            assert min(tops) == 4.0 and tops[-1] == 78.0, tops  # 40,000 at the top, 0 now
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "operations-page-caught-up.png"))
+    finally:
+        server.stop()
+
+
 def test_artifacts_dir_is_ignored_by_git() -> None:
     ignored = (Path(__file__).parents[2] / ".gitignore").read_text().split()
     assert "test-artifacts/" in ignored

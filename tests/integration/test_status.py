@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dateline.runtime import status
@@ -64,7 +66,7 @@ async def test_the_report_counts_a_lag_past_its_scan_and_not_what_was_applied_un
         assert all(r.lag == 0 and r.lag_exact for i, r in enumerate(report.partitions) if i != part)
 
         # Seven delivered to a consumer and not applied: still behind, now pending.
-        got = await log.redis.xreadgroup(app.models.group, "stray", {stream: ">"}, count=7)
+        got: Any = await log.redis.xreadgroup(app.models.group, "stray", {stream: ">"}, count=7)
         ids = [e[0].decode() for e in got[0][1]]
         report = await status.report(log.redis, log.keys, app.models)
         assert row(report).pending == 7
@@ -94,7 +96,8 @@ async def test_a_group_whose_count_the_server_lost_or_that_lags_its_checkpoint_i
         await settle(app)
         part = log.keys.partition("one-story")
         stream = log.keys.log(part)
-        ids = [e[0].decode() for e in await log.redis.xrange(stream)]
+        entries: Any = await log.redis.xrange(stream)
+        ids = [e[0].decode() for e in entries]
         assert len(ids) == 6
         counted = (await log.redis.info("server"))["redis_version"] >= "7"
         checkpoint = app.models.region(part).checkpoint
@@ -102,7 +105,7 @@ async def test_a_group_whose_count_the_server_lost_or_that_lags_its_checkpoint_i
             await log.redis.xgroup_setid(stream, app.models.group, group_at)
             await log.redis.hset(checkpoint, str(part), ids[3])
             if counted:  # the case is the one named
-                info = [g for g in await log.redis.xinfo_groups(stream)]
+                info = await log.redis.xinfo_groups(stream)
                 assert (info[0]["lag"] is None) is lost
             report = await status.report(log.redis, log.keys, app.models)
             assert (report.partitions[part].lag, report.partitions[part].lag_exact) == (2, True)

@@ -186,7 +186,7 @@ async def report(
         cp = checkpoints.get(p)
         first = cast(list[Any], await client.xrange(stream, min=f"({cp}" if cp else "-", count=1))
         oldest = int(first[0][0].decode().split("-")[0]) if first else None
-        info = await _group_of(client, stream, group)
+        info = await group_info(client, stream, group)
         lag, exact = await waiting(client, stream, group, cp, info) if first else (0, True)
         pending = info.get("pending")
         rows.append(
@@ -421,7 +421,7 @@ def _earlier(a: str, b: str) -> bool:
     return (int(am), int(aseq or 0)) < (int(bm), int(bseq or 0))
 
 
-async def _group_of(client: aioredis.Redis, stream: str, group: str) -> dict[str, Any]:
+async def group_info(client: aioredis.Redis, stream: str, group: str) -> dict[str, Any]:
     """`XINFO GROUPS`'s entry for `group` ({} for no such stream or group)."""
     try:
         return _group(await client.xinfo_groups(stream), group)

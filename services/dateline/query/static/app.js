@@ -378,16 +378,70 @@ function storyPage(id) {
 
 // ---- operations -----------------------------------------------------------------------
 
+// Whether the projection is catching up: runtime/catchup.py's rule (`dateline status
+// --watch`), over this page's polls. Keep the two alike.
+const PACE_WINDOW_S = 10;
+const CHART_S = 300; // the lag drawn: the last 5 minutes of this page's polls
+
+function pace(samples) {
+  if (!samples.length) return null;
+  const last = samples[samples.length - 1];
+  const first = samples.find((x) => last.at - x.at <= PACE_WINDOW_S) || last;
+  const span = last.at - first.at;
+  if (span < 1) return null;
+  const appended = (last.appended - first.appended) / span;
+  const projected = Math.max(0, (last.appended - first.appended - (last.lag - first.lag)) / span);
+  const shrinking = (first.lag - last.lag) / span;
+  const verdict = last.lag === 0 ? "up to date"
+    : !(first.exact && last.exact) ? "uncounted"
+    : projected === 0 ? "stalled"
+    : Math.abs(shrinking) <= Math.max(appended, projected) / 20 ? "holding"
+    : shrinking > 0 ? "catching up" : "falling behind";
+  return { verdict, lag: last.lag, exact: last.exact, appended, projected, span, eta: verdict === "catching up" ? last.lag / shrinking : null };
+}
+
+const count = (n) => Math.round(n).toLocaleString("en");
+const seconds = (n) => n < 90 ? `${Math.max(1, Math.round(n))} s` : n < 5400 ? `${Math.round(n / 60)} min` : `${(n / 3600).toFixed(1)} h`;
+
+function paceHtml(samples, processes) {
+  const p = pace(samples);
+  const last = samples[samples.length - 1];
+  const behind = `${last.exact ? "" : "at least "}${count(last.lag)} behind`;
+  const rates = p ? `appended ${count(p.appended)}/s, projected ${count(p.projected)}/s` : "";
+  const line = !p ? `${last.lag ? behind : "up to date"}; the pace from the next poll`
+    : p.verdict === "up to date" ? `Up to date; ${rates}`
+    : p.verdict === "catching up" ? `Catching up: ${behind}; ${rates}; about ${seconds(p.eta)} to go`
+    : p.verdict === "holding" ? `Holding ${behind}: ${rates}`
+    : p.verdict === "falling behind" ? `Falling behind: ${behind}; ${rates}`
+    : p.verdict === "stalled" ? `Stalled: ${behind} and nothing projected in ${Math.round(p.span)} s${processes ? "" : "; no projector process is running (dateline projector)"}`
+    : `${behind}, more than the report counts (the server does not count a group's entries: Redis 6.2); appended ${count(p.appended)}/s`;
+  const tone = !p || p.verdict === "up to date" ? "ok" : p.verdict === "catching up" ? "info" : "bad";
+  // The lag over the last minutes: one point a poll, the newest on the right, across the
+  // time the page has been open (a minute at least, five at most).
+  const now = last.at, top = Math.max(1, ...samples.map((x) => x.lag));
+  const across = Math.min(CHART_S, Math.max(60, now - samples[0].at));
+  const xy = samples.map((x) => `${(600 * (1 - (now - x.at) / across)).toFixed(1)},${(78 - (74 * x.lag) / top).toFixed(1)}`);
+  const from = xy.length ? xy[0].split(",")[0] : "600";
+  return `<div class="card pace ${tone}"><p data-verdict="${esc(p ? p.verdict : "")}">${esc(line)}</p>
+    <svg viewBox="0 0 600 80" preserveAspectRatio="none" role="img" aria-label="Updates behind, the last ${seconds(across)}">
+      <polygon points="${from},78 ${xy.join(" ")} 600,78" /><polyline points="${xy.join(" ")}" /></svg>
+    <div class="axis"><span>${seconds(across)} ago</span><span>most behind: ${count(top)}</span><span>now</span></div></div>`;
+}
+
 function opsPage() {
   main.innerHTML = `<h1>Operations</h1><p class="meta">Refreshed every 2 s.</p><div id="ops"></div>`;
   const seen = new Map();
+  const samples = []; // {at, appended, lag, exact} a poll: the pace and the chart
   const load = async () => {
     const r = await fetch("/v1/status");
     if (!r.ok) { document.getElementById("ops").innerHTML = `<p class="empty">status unavailable (${r.status})</p>`; return; }
     const s = await r.json();
     liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
+    const sum = (f) => s.partitions.reduce((n, p) => n + f(p), 0);
+    samples.push({ at: Date.now() / 1000, appended: sum((p) => p.length), lag: sum((p) => p.lag), exact: s.partitions.every((p) => p.lag_exact !== false) });
+    while (samples[samples.length - 1].at - samples[0].at > CHART_S) samples.shift();
     const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
-      <td>${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td>
+      <td>${p.lag_exact === false ? "≥ " : ""}${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td>
       <td>${!p.sealed_after ? "not sealed" : p.sealed_after === "0-0" ? "from the start" : `after ${esc(p.sealed_after)}`}</td></tr>`).join("");
     const dl = s.dead_letters || {};
     const parked = dl.stories || [];
@@ -431,6 +485,7 @@ function opsPage() {
     patch(document.getElementById("ops"), `
       ${s.moving ? `<p class="warning" data-key="moving">The log ${esc(s.moving)}.</p>` : ""}
       <h2>Partitions (group ${esc(s.group)})</h2>
+      ${paceHtml(samples, (s.processes || []).length)}
       <p class="meta" data-key="procs">${(s.processes || []).length} projector ${(s.processes || []).length === 1 ? "process" : "processes"} sharing them${(s.processes || []).length ? `: ${s.processes.map(esc).join(", ")}` : " (none running)"}</p>
       <table><thead><tr><th>#</th><th>Log length</th><th>Checkpoint</th><th>Lag</th><th>Lag (time)</th><th>Pending</th><th>Lease</th><th title="Records past this stream id must carry the append function's seal (dateline seal)">Sealed</th></tr></thead><tbody>${rows}</tbody></table>
       <h2>Parked updates</h2>${parked.length ? `<p class="meta" data-key="dl">${esc(dl.parked_updates)} updates in ${esc(dl.parked_stories)} stories.
