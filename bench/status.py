@@ -71,15 +71,15 @@ async def run(report: Report, *, quick: bool = False) -> None:
         reports = calls / (time.perf_counter() - began)
         assert sum(row.lag for row in whole.partitions) == found[True] == behind
         await client.aclose()
-    counted, read = statistics.median(by[True]), statistics.median(by[False])
+    by_count, by_read = statistics.median(by[True]), statistics.median(by[False])
     report.add(
         Row(
             "status",
             f"the lag of {behind:,} updates waiting over 8 partitions, counted by the group",
-            counted,
+            by_count,
             "counts/s",
             "the entries read, up to 10,000 a partition",
-            counted / read,
+            by_count / by_read,
             f"{statistics.median(cpu[True]):.2f} ms of this process a count against "
             f"{statistics.median(cpu[False]):.1f}; read, the lag said {found[False]:,}; "
             f"runs alternated: "
