@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,9 +17,9 @@ import redis.asyncio as aioredis
 from playwright.async_api import Page, async_playwright, expect
 
 from dateline.projector.ops import redrive
-from dateline.runtime import DeadLetters
+from dateline.runtime import DeadLetters, catchup
 from dateline.store import backup, migrate
-from dateline.store.layout import DELIVER_GROUP, Keys
+from dateline.store.layout import DELIVER_GROUP, Keys, replay_key
 from dateline.store.log import Log
 from dateline.store.readmodels import SHAPE, ReadModels
 from dateline.store.subscriptions import Subscriptions
@@ -323,6 +324,20 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(old_shape).to_contain_text("dateline replay stories")
     await client.set(shape, SHAPE)
     await expect(old_shape).to_have_count(0)
+    # A rebuild under way (`dateline replay` writes its progress): how far, and about
+    # how long to go at its rate; once it has switched, no estimate.
+    progress = {"version": "v2", "done": 1000, "total": 5000, "rate": 400, "state": "rebuilding"}
+    await client.hset(replay_key("web"), mapping=progress)
+    rebuild = page.locator('[data-key="replay"]')
+    await expect(rebuild).to_contain_text(
+        "v2: 1000 of 5000 updates · 400 updates/s · rebuilding · about 10 s to go"
+    )
+    await expect(rebuild.locator("progress")).to_have_attribute("value", "20.0")
+    await client.hset(replay_key("web"), mapping={"done": 5000, "state": "switched from v1"})
+    await expect(rebuild).to_contain_text("5000 of 5000 updates · 400 updates/s · switched from v1")
+    await expect(rebuild).not_to_contain_text("to go")
+    await client.delete(replay_key("web"))
+    await expect(rebuild).to_have_count(0)
     await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "operations-page.png"), full_page=True)
@@ -592,6 +607,80 @@ async def test_the_operations_page_draws_the_lag_and_says_whether_it_is_catching
             await page.screenshot(path=str(ARTIFACTS / "operations-page-caught-up.png"))
     finally:
         server.stop()
+
+
+async def test_the_pages_pace_is_the_clis_for_any_reports(
+    system: tuple[str, str], page: Page
+) -> None:
+    """The operations page judges the pace with `app.js`'s copy of `runtime/catchup.py`'s
+    rule: for 300 sequences of reports made at random (lags up and down, checkpoints that
+    move or not, counts exact or not, spans short and long), both say the same verdict,
+    rates, time to go and partitions that do not move."""
+    base, _ = system
+    await page.goto(f"{base}/#/ops")
+    await expect(page.locator(".pace p")).to_have_count(1)
+    rng = random.Random(17)
+    cases: list[list[catchup.Sample]] = []
+    for _ in range(300):
+        at, appended = 1_000.0, rng.randrange(10_000)
+        parts = [
+            (rng.choice([None, "1-0"]), rng.randrange(3) * rng.randrange(5_000)) for _ in range(4)
+        ]
+        reports = []
+        for _ in range(rng.randrange(1, 8)):
+            at += rng.choice([0.4, 1.0, 2.0, 2.5, 6.0])
+            appended += rng.choice([0, 0, rng.randrange(5_000)])
+            parts = [
+                (f"{int(at)}-{i}", max(0, lag - rng.randrange(4_000)))
+                if rng.random() < 0.6
+                else (cp, lag + rng.choice([0, 0, rng.randrange(1_000)]))
+                for i, (cp, lag) in enumerate(parts)
+            ]
+            exact = rng.random() < 0.9
+            reports.append(
+                catchup.sample(
+                    at, [appended], [c for c, _ in parts], [lag for _, lag in parts], exact
+                )
+            )
+        cases.append(reports)
+    wanted: list[list[Any] | None] = []
+    for reports in cases:
+        found = catchup.pace(reports)
+        wanted.append(
+            None
+            if found is None
+            else [
+                str(found.verdict),
+                pytest.approx(found.appended_per_s),
+                pytest.approx(found.projected_per_s),
+                None if found.eta_s is None else pytest.approx(found.eta_s),
+                list(found.unmoved),
+                list(found.behind),
+            ]
+        )
+    got = await page.evaluate(
+        """(cases) => cases.map((reports) => {
+            const p = pace(reports);
+            return p && [p.verdict, p.appended, p.projected, p.eta, p.unmoved, p.behind];
+        })""",
+        [
+            [
+                {
+                    "at": s.at,
+                    "appended": s.appended,
+                    "lag": s.lag,
+                    "exact": s.exact,
+                    "partitions": [list(x) for x in s.partitions],
+                }
+                for s in reports
+            ]
+            for reports in cases
+        ],
+    )
+    assert got == wanted
+    verdicts = {w[0] for w in wanted if w is not None}
+    assert verdicts == {str(v) for v in catchup.Verdict}, verdicts  # every arm was tried
+    assert any(w and w[4] for w in wanted)  # and a partition named
 
 
 def test_artifacts_dir_is_ignored_by_git() -> None:

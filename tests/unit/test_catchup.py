@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dateline.runtime.catchup import Sample, Verdict, described, pace
+from dateline.runtime.catchup import Sample, Verdict, described, pace, sample
 
 
 def polls(*points: tuple[int, int], every: float = 2.0, exact: bool = True) -> list[Sample]:
@@ -85,3 +85,56 @@ def test_a_lag_the_report_could_not_count_has_no_pace() -> None:
 def test_long_waits_read_in_minutes_and_hours(lag: int, shrinking: int, words: str) -> None:
     found = pace(polls((0, lag + 2 * shrinking), (0, lag)))
     assert found is not None and described(found).endswith(words)
+
+
+def by_partition(at: float, *parts: tuple[str | None, int]) -> Sample:
+    """A report at `at`, each partition's (checkpoint, lag); nothing appended."""
+    return sample(at, [0] * len(parts), [c for c, _ in parts], [lag for _, lag in parts], True)
+
+
+def test_a_partition_behind_that_does_not_move_is_named_while_the_rest_catch_up() -> None:
+    """Partition 2's checkpoint stands still with updates past it; 0 and 1 move. The
+    pace is the whole's, and the line says which one will not be done by then."""
+    before = by_partition(1000.0, ("1-0", 5_000), ("1-0", 5_000), ("7-0", 300), (None, 40))
+    after = by_partition(1010.0, ("9-0", 1_000), ("9-0", 1_000), ("7-0", 300), (None, 40))
+    found = pace([before, after])
+    assert found is not None and found.verdict is Verdict.CATCHING_UP
+    assert found.unmoved == (2, 3)
+    assert described(found) == (
+        "catching up: 2,340 behind; appended 0/s, projected 800/s; about 3 s to go; "
+        "partitions 2, 3 behind and not moved in 10 s"
+    )
+
+
+def test_a_partition_that_was_not_behind_at_the_spans_start_is_not_named() -> None:
+    """At a few updates a second a partition's checkpoint stands for seconds, and an
+    update that came a moment ago is behind: not a partition that does not move."""
+    before = by_partition(1000.0, ("1-0", 3_000), ("5-0", 0))
+    after = by_partition(1010.0, ("9-0", 1_000), ("5-0", 1))
+    found = pace([before, after])
+    assert found is not None and found.unmoved == ()
+
+
+def test_no_partition_is_named_over_a_short_span_or_when_nothing_moves() -> None:
+    before = by_partition(1000.0, ("1-0", 3_000), ("5-0", 10))
+    short = pace([before, by_partition(1004.0, ("9-0", 1_000), ("5-0", 10))])
+    assert short is not None and short.unmoved == ()
+    stalled = pace([before, by_partition(1010.0, ("1-0", 3_000), ("5-0", 10))])
+    assert stalled is not None and stalled.verdict is Verdict.STALLED
+    assert stalled.unmoved == ()
+
+
+def test_stalled_names_the_partitions_behind_where_not_all_are() -> None:
+    before = by_partition(1000.0, ("1-0", 0), ("5-0", 10), ("6-0", 0))
+    after = by_partition(1010.0, ("1-0", 0), ("5-0", 10), ("6-0", 0))
+    found = pace([before, after])
+    assert found is not None and found.behind == (1,)
+    assert described(found) == (
+        "STALLED: 10 behind (partition 1) and nothing projected in 10 s; "
+        "appended 0/s, projected 0/s"
+    )
+    every = by_partition(1010.0, ("1-0", 3), ("5-0", 10), ("6-0", 2))
+    first = by_partition(1000.0, ("1-0", 3), ("5-0", 10), ("6-0", 2))
+    found = pace([first, every])
+    assert found is not None
+    assert described(found).startswith("STALLED: 15 behind and nothing projected")

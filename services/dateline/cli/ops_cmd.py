@@ -490,7 +490,11 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
         now = time.time()
         samples.append(
             catchup.sample(
-                now, [r.length for r in rows], [r.lag for r in rows], all(r.lag_exact for r in rows)
+                now,
+                [r.length for r in rows],
+                [r.checkpoint for r in rows],
+                [r.lag for r in rows],
+                all(r.lag_exact for r in rows),
             )
         )
         del samples[: -int(catchup.WINDOW_S / every) - 2]  # what the window needs

@@ -133,11 +133,18 @@ async def _fresh_group(
         await client.delete(keys.group(group).partition_lease(p))
         with contextlib.suppress(aioredis.ResponseError):  # a replay that died half-way
             await client.xgroup_destroy(keys.log(p), group)
-        starts[p] = "0-0"
+        starts[p], read = "0-0", None
         if await client.exists(keys.log(p)):
-            last = (await client.xinfo_stream(keys.log(p)))["last-generated-id"]
+            info = await client.xinfo_stream(keys.log(p))
+            last = info["last-generated-id"]
             starts[p] = last.decode() if isinstance(last, bytes) else str(last)
-        await client.xgroup_create(keys.log(p), group, id=starts[p], mkstream=True)
+            # Told where it stands, the server counts the group's undelivered entries from
+            # the start (Valkey, Redis 7+), which `dateline status` reads as the lag; not
+            # told, it counts them only once the group has read to the stream's end.
+            read = info.get("entries-added")
+        await client.xgroup_create(
+            keys.log(p), group, id=starts[p], mkstream=True, entries_read=read
+        )
     await _unlink_matching(views, models.all)  # leftovers of a replay that died half-way
     return starts
 

@@ -27,6 +27,8 @@ class Sample(msgspec.Struct, frozen=True):
     """Entries past the checkpoints, all partitions."""
     exact: bool = True
     """False: `lag` is a floor (a partition's count is the entries the report read)."""
+    partitions: tuple[tuple[str | None, int], ...] = ()
+    """Each partition's checkpoint and lag, in order."""
 
 
 class Verdict(StrEnum):
@@ -51,10 +53,29 @@ class Pace(msgspec.Struct, frozen=True):
     """The span the rates were measured over."""
     eta_s: float | None
     """While catching up: when the lag would reach 0 at this pace."""
+    behind: tuple[int, ...] = ()
+    """Partitions behind now."""
+    partitions: int = 0
+    """How many the log has (0: not told)."""
+    unmoved: tuple[int, ...] = ()
+    """Partitions behind at both ends of the span whose checkpoint stood still while the
+    projection moved (a lease held by a process that is gone, an update retried until
+    it is parked): the pace of the rest says nothing of when they will be done."""
 
 
-def sample(at: float, lengths: Sequence[int], lags: Sequence[int], exact: bool) -> Sample:
-    return Sample(at, sum(lengths), sum(lags), exact)
+UNMOVED_S = 5.0
+"""The least span over which a partition behind that did not move is named: a projector
+commits each partition it holds every cycle, a cycle a few milliseconds to a second."""
+
+
+def sample(
+    at: float,
+    lengths: Sequence[int],
+    checkpoints: Sequence[str | None],
+    lags: Sequence[int],
+    exact: bool,
+) -> Sample:
+    return Sample(at, sum(lengths), sum(lags), exact, tuple(zip(checkpoints, lags, strict=True)))
 
 
 def pace(samples: Sequence[Sample], window_s: float = WINDOW_S) -> Pace | None:
@@ -85,11 +106,42 @@ def pace(samples: Sequence[Sample], window_s: float = WINDOW_S) -> Pace | None:
     else:
         verdict = Verdict.FALLING_BEHIND
     eta = last.lag / shrinking if verdict is Verdict.CATCHING_UP else None
-    return Pace(verdict, last.lag, last.exact, appended, projected, span, eta)
+    unmoved: tuple[int, ...] = ()
+    if span >= UNMOVED_S and verdict not in (Verdict.UP_TO_DATE, Verdict.STALLED):
+        both = zip(first.partitions, last.partitions, strict=False)
+        unmoved = tuple(
+            p
+            for p, ((was, waited), (now, lag)) in enumerate(both)
+            if waited > 0 and lag > 0 and was == now  # not one that was not behind then
+        )
+    behind = tuple(p for p, (_, lag) in enumerate(last.partitions) if lag > 0)
+    return Pace(
+        verdict,
+        last.lag,
+        last.exact,
+        appended,
+        projected,
+        span,
+        eta,
+        behind,
+        len(last.partitions),
+        unmoved,
+    )
 
 
 def described(found: Pace) -> str:
     """One line: what on call reads first."""
+    line = _verdict(found)
+    if found.unmoved:
+        names = ", ".join(str(p) for p in found.unmoved)
+        line += (
+            f"; partition{'s' if len(found.unmoved) > 1 else ''} {names} behind and not "
+            f"moved in {found.seconds:.0f} s"
+        )
+    return line
+
+
+def _verdict(found: Pace) -> str:
     floor = "" if found.exact else "at least "
     rates = f"appended {found.appended_per_s:,.0f}/s, projected {found.projected_per_s:,.0f}/s"
     match found.verdict:
@@ -112,9 +164,17 @@ def described(found: Pace) -> str:
             )
         case Verdict.STALLED:
             return (
-                f"STALLED: {floor}{found.lag:,} behind and nothing projected in "
+                f"STALLED: {floor}{found.lag:,} behind{_in(found)} and nothing projected in "
                 f"{found.seconds:.0f} s; {rates}"
             )
+
+
+def _in(found: Pace) -> str:
+    """Which partitions, where not all of them."""
+    if not found.behind or len(found.behind) == found.partitions:
+        return ""
+    s = "s" if len(found.behind) > 1 else ""
+    return f" (partition{s} {', '.join(str(p) for p in found.behind)})"
 
 
 def _duration(seconds: float) -> str:

@@ -397,7 +397,14 @@ function pace(samples) {
     : projected === 0 ? "stalled"
     : Math.abs(shrinking) <= Math.max(appended, projected) / 20 ? "holding"
     : shrinking > 0 ? "catching up" : "falling behind";
-  return { verdict, lag: last.lag, exact: last.exact, appended, projected, span, eta: verdict === "catching up" ? last.lag / shrinking : null };
+  // Partitions behind at both ends of the span whose checkpoint stood still (UNMOVED_S).
+  const unmoved = span >= 5 && verdict !== "up to date" && verdict !== "stalled"
+    ? last.partitions.flatMap(([now, lag], i) => {
+      const [was, waited] = first.partitions[i] || [];
+      return waited > 0 && lag > 0 && was === now ? [i] : [];
+    }) : [];
+  const behind = last.partitions.flatMap(([, lag], i) => lag > 0 ? [i] : []);
+  return { verdict, lag: last.lag, exact: last.exact, appended, projected, span, eta: verdict === "catching up" ? last.lag / shrinking : null, behind, partitions: last.partitions.length, unmoved };
 }
 
 const count = (n) => Math.round(n).toLocaleString("en");
@@ -413,8 +420,9 @@ function paceHtml(samples, processes) {
     : p.verdict === "catching up" ? `Catching up: ${behind}; ${rates}; about ${seconds(p.eta)} to go`
     : p.verdict === "holding" ? `Holding ${behind}: ${rates}`
     : p.verdict === "falling behind" ? `Falling behind: ${behind}; ${rates}`
-    : p.verdict === "stalled" ? `Stalled: ${behind} and nothing projected in ${Math.round(p.span)} s${processes ? "" : "; no projector process is running (dateline projector)"}`
+    : p.verdict === "stalled" ? `Stalled: ${behind}${p.behind.length && p.behind.length < p.partitions ? ` (partition${p.behind.length > 1 ? "s" : ""} ${p.behind.join(", ")})` : ""} and nothing projected in ${Math.round(p.span)} s${processes ? "" : "; no projector process is running (dateline projector)"}`
     : `${behind}, more than the report counts (the server does not count a group's entries: Redis 6.2); appended ${count(p.appended)}/s`;
+  const stuck = p && p.unmoved.length ? `; partition${p.unmoved.length > 1 ? "s" : ""} ${p.unmoved.join(", ")} behind and not moved in ${Math.round(p.span)} s` : "";
   const tone = !p || p.verdict === "up to date" ? "ok" : p.verdict === "catching up" ? "info" : "bad";
   // The lag over the last minutes: one point a poll, the newest on the right, across the
   // time the page has been open (a minute at least, five at most).
@@ -422,7 +430,7 @@ function paceHtml(samples, processes) {
   const across = Math.min(CHART_S, Math.max(60, now - samples[0].at));
   const xy = samples.map((x) => `${(600 * (1 - (now - x.at) / across)).toFixed(1)},${(78 - (74 * x.lag) / top).toFixed(1)}`);
   const from = xy.length ? xy[0].split(",")[0] : "600";
-  return `<div class="card pace ${tone}"><p data-verdict="${esc(p ? p.verdict : "")}">${esc(line)}</p>
+  return `<div class="card pace ${tone}"><p data-verdict="${esc(p ? p.verdict : "")}">${esc(line + stuck)}</p>
     <svg viewBox="0 0 600 80" preserveAspectRatio="none" role="img" aria-label="Updates behind, the last ${seconds(across)}">
       <polygon points="${from},78 ${xy.join(" ")} 600,78" /><polyline points="${xy.join(" ")}" /></svg>
     <div class="axis"><span>${seconds(across)} ago</span><span>most behind: ${count(top)}</span><span>now</span></div></div>`;
@@ -438,7 +446,8 @@ function opsPage() {
     const s = await r.json();
     liveBadge.dataset.state = "open"; liveBadge.textContent = "polling";
     const sum = (f) => s.partitions.reduce((n, p) => n + f(p), 0);
-    samples.push({ at: Date.now() / 1000, appended: sum((p) => p.length), lag: sum((p) => p.lag), exact: s.partitions.every((p) => p.lag_exact !== false) });
+    samples.push({ at: Date.now() / 1000, appended: sum((p) => p.length), lag: sum((p) => p.lag), exact: s.partitions.every((p) => p.lag_exact !== false),
+      partitions: s.partitions.map((p) => [p.checkpoint, p.lag]) });
     while (samples[samples.length - 1].at - samples[0].at > CHART_S) samples.shift();
     const rows = s.partitions.map((p) => `<tr data-key="p${p.partition}"><td>${p.partition}</td><td>${p.length}</td><td>${esc(p.checkpoint || "—")}</td>
       <td>${p.lag_exact === false ? "≥ " : ""}${p.lag}</td><td>${p.lag_seconds} s</td><td>${p.pending}</td><td>${esc(p.lease || "none")}</td>
@@ -499,7 +508,7 @@ function opsPage() {
       <h2 title="What the server's latency monitor logged: an fsync, an AOF write, a fork or a command over its threshold (5 ms on the servers dateline starts)">Disk</h2>${disks || `<p class="empty">not reported</p>`}
       <h2>Backup</h2>${backup}
       <h2>Projection</h2>${oldShape}<div class="card" data-key="proj">active ${chip(s.projection.active || "none", "scheduled")} · versions ${esc(s.projection.versions.join(", ") || "none")}</div>
-      ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}
+      ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}${replay.state === "rebuilding" && +replay.rate > 0 && +replay.total > +replay.done ? ` · about ${seconds((+replay.total - +replay.done) / +replay.rate)} to go` : ""}
         <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
   };
   load();
