@@ -326,8 +326,10 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(old_shape).to_have_count(0)
     # A rebuild under way (`dateline replay` writes its progress): how far, and about
     # how long to go at its rate; once it has switched, no estimate.
-    progress = {"version": "v2", "done": 1000, "total": 5000, "rate": 400, "state": "rebuilding"}
-    await client.hset(replay_key("web"), mapping=progress)
+    await client.hset(
+        replay_key("web"),
+        mapping={"version": "v2", "done": 1000, "total": 5000, "rate": 400, "state": "rebuilding"},
+    )
     rebuild = page.locator('[data-key="replay"]')
     await expect(rebuild).to_contain_text(
         "v2: 1000 of 5000 updates · 400 updates/s · rebuilding · about 10 s to go"
