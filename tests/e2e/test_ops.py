@@ -18,9 +18,11 @@ import pytest
 import redis
 
 from dateline.query.views import StoryView
+from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
 from dateline.store.readmodels import READ_STORY, SHAPE, ReadModels
 from tests.conftest import VALKEY, start_server
+from tests.e2e.processes import free_port
 from tests.factories import encode, update
 from tests.projection_helpers import HANOI_UPDATES, HANOI_VERSION, hanoi_version_of
 
@@ -261,3 +263,44 @@ def test_status_watch_says_stalled_with_no_projector_then_up_to_date(
     finally:
         projector.send_signal(signal.SIGTERM)
         projector.wait(timeout=30)
+
+
+def test_status_watch_goes_on_through_an_outage_and_ends_cleanly_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """The server stopped under a watch: a line saying so, naming it, a report; back, the
+    watch reports again. Ctrl-C ends it with status 0 and no traceback."""
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "server", fsync="everysec", port=port)
+    server.start()
+    env = {**os.environ, "REDIS_URL": server.url, "DATELINE_PREFIX": "outage"}
+    waiting = tmp_path / "waiting.ndjson"
+    waiting.write_text("".join(encode(update(subject=f"w-{i}")).decode() + "\n" for i in range(40)))
+    run(env, "publish", str(waiting))
+    said = tmp_path / "watch.out"
+    with said.open("wb") as out:
+        watch = subprocess.Popen(
+            [str(DATELINE), "status", "--watch", "--every", "0.5"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "40 behind" in said.read_text(), "a first report")
+        server.stop()
+        gone = f"no report: Redis at 127.0.0.1:{port} cannot be reached"
+        wait_for(lambda: gone in said.read_text(), "the outage said")
+        assert watch.poll() is None, said.read_text()
+        server.start()
+        back = len(said.read_text().splitlines())
+        wait_for(
+            lambda: "40 behind" in "".join(said.read_text().splitlines()[back:]), "a report again"
+        )
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=30) == 0, said.read_text()
+        assert "Traceback" not in said.read_text()
+        assert "; asking again in 0.5 s" in said.read_text()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        server.stop()

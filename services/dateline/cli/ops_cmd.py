@@ -485,7 +485,15 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
         if n:
             await asyncio.sleep(every)
         n += 1
-        report = await status.report(p.log.redis, p.log.keys, p.models, p.apart)
+        try:
+            report = await status.report(p.log.redis, p.log.keys, p.models, p.apart)
+        except Exception as exc:  # an outage is what a watch is kept open through
+            from dateline.cli.trouble import said  # noqa: PLC0415 - only when it failed
+
+            if (trouble := said(exc)) is None:
+                raise
+            _say_at(time.time(), f"no report: {trouble}; asking again in {every:g} s", as_json)
+            continue
         rows = report.partitions
         now = time.time()
         samples.append(
@@ -501,25 +509,32 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
         found = catchup.pace(samples)
         oldest = max((r.lag_seconds for r in rows), default=0.0)
         if as_json:
-            line = {"at": now, "sample": samples[-1], "pace": found, "oldest_s": oldest}
-            sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
+            record = {"at": now, "sample": samples[-1], "pace": found, "oldest_s": oldest}
+            sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
             sys.stdout.flush()
             continue
         last = samples[-1]
-        said = (
+        line = (
             catchup.described(found)
             if found is not None
             else f"{'' if last.exact else 'at least '}{last.lag:,} behind; the pace from the "
             "next report"
         )
         if oldest:
-            said += f" (oldest waiting {oldest:g} s)"
+            line += f" (oldest waiting {oldest:g} s)"
         if found is not None and found.verdict is catchup.Verdict.STALLED and not report.processes:
-            said += "; no projector process is running (`dateline projector`)"
+            line += "; no projector process is running (`dateline projector`)"
         if report.dead_letters.parked_updates:
-            said += f"; {report.dead_letters.parked_updates} parked (`dateline dlq list`)"
-        at = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%SZ")
-        click.echo(f"{at}  {said}")
+            line += f"; {report.dead_letters.parked_updates} parked (`dateline dlq list`)"
+        _say_at(now, line, as_json=False)
+
+
+def _say_at(now: float, line: str, as_json: bool) -> None:
+    if as_json:  # a report's line is its sample and pace; this one is an error
+        sys.stdout.write(msgspec.json.encode({"at": now, "error": line}).decode() + "\n")
+        sys.stdout.flush()
+        return
+    click.echo(f"{datetime.fromtimestamp(now, UTC).strftime('%H:%M:%SZ')}  {line}")
 
 
 def _last_backup(taken: Taken | None, now: float) -> str:
