@@ -19,7 +19,7 @@ import redis
 
 from dateline.query.views import StoryView
 from dateline.store.embedded import EmbeddedRedis
-from dateline.store.layout import Keys
+from dateline.store.layout import Keys, replay_key
 from dateline.store.readmodels import READ_STORY, SHAPE, ReadModels
 from tests.conftest import VALKEY, start_server
 from tests.e2e.processes import free_port
@@ -304,3 +304,26 @@ def test_status_watch_goes_on_through_an_outage_and_ends_cleanly_on_ctrl_c(
         if watch.poll() is None:
             watch.kill()
         server.stop()
+
+
+def test_status_says_how_a_rebuild_stands_and_about_how_long_it_has_to_go(
+    env: dict[str, str],
+) -> None:
+    """On call runs `dateline replay` in one terminal and watches from another: the
+    report and the watch say the rebuild's progress, and at its rate how long to go."""
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    client.hset(  # as `dateline replay` writes it
+        replay_key(env["DATELINE_PREFIX"]),
+        mapping={"version": "v2", "done": 1000, "total": 5000, "rate": 400, "state": "rebuilding"},
+    )
+    said = "rebuild v2: 1,000 of 5,000 updates (20%), 400/s, rebuilding, about 10 s to go"
+    assert said in run(env, "status").stdout.splitlines()
+    (line,) = run(env, "status", "--watch", "--times", "1").stdout.splitlines()
+    assert line.endswith(f"; {said}"), line
+    client.hset(
+        replay_key(env["DATELINE_PREFIX"]), mapping={"done": 5000, "state": "switched from v1"}
+    )
+    assert "rebuild v2: 5,000 of 5,000 updates (100%), 400/s, switched from v1" in (
+        run(env, "status").stdout.splitlines()
+    )
+    client.close()

@@ -475,6 +475,8 @@ def status_command(as_json: bool, watch: bool, every: float, times: int | None) 
         for line in describe(found, time.time()):
             click.echo(line)
     click.echo(_last_backup(report.backup, time.time()))
+    if report.replay:
+        click.echo(_rebuild(report.replay))
 
 
 async def _watch(p: _Projection, every: float, times: int | None, as_json: bool) -> None:
@@ -526,7 +528,23 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
             line += "; no projector process is running (`dateline projector`)"
         if report.dead_letters.parked_updates:
             line += f"; {report.dead_letters.parked_updates} parked (`dateline dlq list`)"
+        if report.replay and (rebuild := _rebuild(report.replay)):
+            line += f"; {rebuild}"
         _say_at(now, line, as_json=False)
+
+
+def _rebuild(progress: dict[str, str]) -> str:
+    """A rebuild's progress as `dateline replay` writes it, for the hour after it began:
+    what on call, watching from another terminal, asks of it."""
+    done, total = int(progress.get("done", 0)), int(progress.get("total", 0))
+    rate, state = float(progress.get("rate") or 0), progress.get("state", "")
+    line = f"rebuild {progress.get('version', '?')}: {done:,} of {total:,} updates"
+    if total:
+        line += f" ({100 * done / total:.0f}%)"
+    line += f", {rate:,.0f}/s, {state}"
+    if state == "rebuilding" and rate > 0 and total > done:
+        line += f", about {catchup.spoken((total - done) / rate)} to go"
+    return line
 
 
 def _say_at(now: float, line: str, as_json: bool) -> None:

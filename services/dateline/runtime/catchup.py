@@ -150,7 +150,7 @@ def _verdict(found: Pace) -> str:
         case Verdict.CATCHING_UP:
             return (
                 f"catching up: {floor}{found.lag:,} behind; {rates}; "
-                f"about {_duration(found.eta_s or 0.0)} to go"
+                f"about {spoken(found.eta_s or 0.0)} to go"
             )
         case Verdict.HOLDING:
             return f"holding {floor}{found.lag:,} behind: {rates}"
@@ -177,7 +177,8 @@ def _in(found: Pace) -> str:
     return f" (partition{s} {', '.join(str(p) for p in found.behind)})"
 
 
-def _duration(seconds: float) -> str:
+def spoken(seconds: float) -> str:
+    """`seconds` as on call reads them: 40 s, 12 min, 1.5 h."""
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     if seconds < 90 * 60:
