@@ -19,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dateline.domain.positions import BadPosition, Position
+from dateline.domain.positions import BadPosition, Position, stream_id
 from dateline.runtime.leases import Leases
 from dateline.runtime.metrics import (
     AOF_BYTES,
@@ -401,7 +401,8 @@ async def waiting(
     """
     behind, delivered = info.get("lag"), info.get("last-delivered-id")
     if behind is not None and (
-        checkpoint is None or not _earlier(as_text_or_none(delivered) or "0-0", checkpoint)
+        checkpoint is None
+        or stream_id(as_text_or_none(delivered) or "0-0") >= stream_id(checkpoint)
     ):
         pending = int(info.get("pending") or 0)
         if pending:
@@ -413,12 +414,6 @@ async def waiting(
     after = f"({checkpoint}" if checkpoint else "-"
     found = len(cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN)))
     return found, found < LAG_SCAN
-
-
-def _earlier(a: str, b: str) -> bool:
-    """Stream id `a` comes before `b`."""
-    (am, _, aseq), (bm, _, bseq) = a.partition("-"), b.partition("-")
-    return (int(am), int(aseq or 0)) < (int(bm), int(bseq or 0))
 
 
 async def group_info(client: aioredis.Redis, stream: str, group: str) -> dict[str, Any]:
