@@ -511,9 +511,7 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
         found = catchup.pace(samples)
         oldest = max((r.lag_seconds for r in rows), default=0.0)
         if as_json:
-            record = {"at": now, "sample": samples[-1], "pace": found, "oldest_s": oldest}
-            sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
-            sys.stdout.flush()
+            _json_line({"at": now, "sample": samples[-1], "pace": found, "oldest_s": oldest})
             continue
         last = samples[-1]
         line = (
@@ -528,8 +526,8 @@ async def _watch(p: _Projection, every: float, times: int | None, as_json: bool)
             line += "; no projector process is running (`dateline projector`)"
         if report.dead_letters.parked_updates:
             line += f"; {report.dead_letters.parked_updates} parked (`dateline dlq list`)"
-        if report.replay and (rebuild := _rebuild(report.replay)):
-            line += f"; {rebuild}"
+        if report.replay:
+            line += f"; {_rebuild(report.replay)}"
         _say_at(now, line, as_json=False)
 
 
@@ -549,10 +547,15 @@ def _rebuild(progress: dict[str, str]) -> str:
 
 def _say_at(now: float, line: str, as_json: bool) -> None:
     if as_json:  # a report's line is its sample and pace; this one is an error
-        sys.stdout.write(msgspec.json.encode({"at": now, "error": line}).decode() + "\n")
-        sys.stdout.flush()
+        _json_line({"at": now, "error": line})
         return
     click.echo(f"{datetime.fromtimestamp(now, UTC).strftime('%H:%M:%SZ')}  {line}")
+
+
+def _json_line(record: object) -> None:
+    """A line of `--watch --json`, out at once: a reader of the pipe acts on each."""
+    sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
+    sys.stdout.flush()
 
 
 def _last_backup(taken: Taken | None, now: float) -> str:
