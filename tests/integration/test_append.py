@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from redis.exceptions import ResponseError
+from structlog.testing import capture_logs
 
 from dateline.store.layout import Keys
 from dateline.store.log import Log
@@ -247,3 +250,67 @@ async def test_the_hanoi_story_appends_cleanly(log: Log) -> None:
     assert await log.version("cohen-hearing-2019") == 4
     again = await log.append(lines)
     assert {r.status for r in again} == {"duplicate"}
+
+
+async def test_an_id_used_again_for_other_content_is_a_duplicate_that_says_what_differs(
+    log: Log,
+) -> None:
+    """The contract's answer (a duplicate, the original's version and position), and
+    what the feed would not learn from it alone: its new content was not taken."""
+    doc = update(id="wire-7", data={"title": "Summit opens", "place": "Hanoi"})
+    [original] = await log.append([encode(doc)])
+    retried, reordered, reused = await log.append(
+        [
+            encode(doc),
+            msgspec.json.encode(dict(reversed(list(doc.items())))),  # the same, members turned
+            encode({**doc, "time": "2019-02-27T19:00:00+07:00", "data": {"title": "Summit ends"}}),
+        ]
+    )
+    assert (retried.differs, retried.reason) == (None, None)
+    assert (reordered.differs, reordered.reason) == (None, None)
+    assert (reused.status, reused.version, reused.position) == ("duplicate", 1, original.position)
+    assert reused.differs == ["data.place", "data.title", "time"]
+    assert "differs in data.place, data.title, time" in (reused.reason or "")
+    [kept] = await log.read_story(doc["subject"])
+    assert kept.data.title == "Summit opens"  # type: ignore[union-attr]
+
+
+async def test_a_duplicate_inside_its_batch_is_compared_with_the_first(log: Log) -> None:
+    first, second = await log.append(
+        [encode(update(id="twice")), encode(_retitled(update(id="twice"), "other"))]
+    )
+    assert (first.status, second.status) == ("appended", "duplicate")
+    assert second.differs == ["data.title"] and second.position == first.position
+
+
+async def test_a_bulk_load_sent_again_with_one_id_reused_names_that_one(log: Log) -> None:
+    docs = [update(id=f"bulk-{i}") for i in range(5)]
+    async for _ in log.append_stream([[encode(d) for d in docs]]):
+        pass
+    docs[3] = _retitled(docs[3], "not the third")
+    answers = [r async for batch in log.append_stream([[encode(d) for d in docs]]) for r in batch]
+    assert [r.status for r in answers] == ["duplicate"] * 5
+    assert [r.differs for r in answers] == [None, None, None, ["data.title"], None]
+
+
+def _retitled(doc: dict[str, Any], title: str) -> dict[str, Any]:
+    return {**doc, "data": {**doc["data"], "title": title}}
+
+
+async def test_duplicates_not_compared_are_still_answered_and_the_reason_logged(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that refuses the read of the originals (a user whose ACL lacks XREVRANGE):
+    the duplicates' answers stand, without what differs, and a warning says why."""
+    doc = update(id="unread")
+    await log.append([encode(doc)])
+
+    async def refused(*_: object, **__: object) -> object:
+        raise ResponseError("NOPERM User ingest has no permissions to run the 'xrevrange' command")
+
+    monkeypatch.setattr(log, "_read_originals", refused)
+    with capture_logs() as logs:
+        [again] = await log.append([encode(_retitled(doc, "other"))])
+    assert (again.status, again.version, again.differs) == ("duplicate", 1, None)
+    [warned] = [e for e in logs if e["event"] == "duplicates not compared with their originals"]
+    assert "NOPERM" in warned["error"] and warned["duplicates"] == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import pytest
 
 from dateline.projector.commit import script_args
@@ -41,6 +42,7 @@ TESTED = {
     "fanout",
     "hold",
     "refan",
+    "originals",
 }
 
 
@@ -418,6 +420,20 @@ async def test_heads_reads_a_field_of_each_hash_in_one_reply(log: Log) -> None:
     await log.redis.hset(models.region(0).index, "a", "{}")
     keys, fields = [one, two, models.region(0).index], ["0", "1", "a"]
     assert await _run(log, "heads")(keys=keys, args=fields) == [b"5-1", None, b"{}"]
+
+
+async def test_originals_reads_each_record_at_its_stream_id_in_one_reply(log: Log) -> None:
+    """A record a pair of key and id, in the order asked; a null where none is."""
+    a, b = await log.append([encode(update(subject="x")), encode(update(subject="y"))])
+    where = {r.position.split(":")[0] for r in (a, b) if r.position}
+    keys = [log.keys.log(int(p)) for p in sorted(where)]
+    args: list[str] = []
+    for r in (b, a):
+        part, entry = (r.position or "").split(":")
+        args += (str(sorted(where).index(part) + 1), entry)
+    args += ("1", "1-1")  # no entry there
+    got = await _run(log, "originals")(keys=keys, args=args)
+    assert [msgspec.json.decode(r)["id"] if r else r for r in got] == [b.id, a.id, None]
 
 
 async def test_lease_renew_and_release(log: Log) -> None:

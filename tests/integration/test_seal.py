@@ -56,9 +56,13 @@ async def test_a_sealed_log_is_appended_by_the_function_and_read_opened(sealed: 
     assert [u.id for _, u in entries] == ["u0", "u1", "u2"]
     # Python's HMAC is the function's: a record sealed here reads the same as stored.
     assert [seal.seal(KEY, r) for r in history] == stored
-    # A retry is a duplicate, not a second record.
-    again = await log.append(sent[:1])
-    assert again[0].status == "duplicate"
+    # A retry is a duplicate, not a second record; the seal is not the feed's content,
+    # so the same update sent again differs in nothing, and other content says so.
+    reused = update(subject="hanoi-summit", id="u1")
+    reused["data"]["title"] = "other"
+    again, other = await log.append([sent[0], encode(reused)])
+    assert (again.status, again.differs) == ("duplicate", None)
+    assert (other.status, other.differs) == ("duplicate", ["data.title"])
     assert await log.version("hanoi-summit") == 3
 
 

@@ -14,9 +14,16 @@ from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ClusterDownError, NoScriptError, ResponseError, SlotNotCoveredError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,6 +31,7 @@ from dateline.store import scripts
 from dateline.store.connection import appender_of, is_cluster, open_client
 from dateline.store.layout import Keys, dedup_field
 from dateline.store.replies import as_text, as_text_or_none
+from dateline.store.reused import differences, said
 from dateline.store.seal import FLAT_FUNCTION, Sealing, unsealed_log
 from dateline.store.together import gathered
 from dateline_schemas import (
@@ -37,6 +45,7 @@ from dateline_schemas import (
     decode_update,
 )
 
+logger = structlog.get_logger("dateline.store")
 Status = Literal["appended", "duplicate", "conflict", "invalid", "aborted"]
 REFUSED: frozenset[Status] = frozenset({"conflict", "invalid", "aborted"})
 APPEND_SCRIPT = scripts.load("append")
@@ -70,6 +79,9 @@ class AppendResult(msgspec.Struct, frozen=True, omit_defaults=True):
     """For a conflict: the version the story holds."""
     field: str | None = None
     reason: str | None = None
+    differs: list[str] | None = None
+    """For a duplicate whose content is not the original's (an id used again for another
+    update): what differs, `data.<name>` for a member of `data` (`store/reused.py`)."""
 
     @property
     def refused(self) -> bool:
@@ -211,6 +223,7 @@ class Log:
         """The sealing append function, once a sealed partition named it."""
         self._looked = -AUTO_RECHECK_S
         self._append = scripts.Script(client, APPEND_SCRIPT)
+        self._read_originals = scripts.bound(client, "originals")
         self.cluster = isinstance(client, RedisCluster)
         """On a cluster each partition is a slot of its own: a batch goes as one call per
         partition it touches, side by side (`_submit_parts`)."""
@@ -311,6 +324,50 @@ class Log:
         """
         return await self.submit(self.prepare(updates, atomic=atomic, editor=editor))
 
+    async def compared(self, prepared: Prepared, results: list[AppendResult]) -> list[AppendResult]:
+        """`results`, each duplicate of its story compared with the original the log keeps,
+        and where the content differs, saying so (`differs`, and a `reason`): the
+        originals read by their positions, one script call a partition, only when a batch
+        has duplicates. An original not found where its dedup entry says is not compared,
+        nor are any where the read fails (logged as a warning)."""
+        dups = [r for r in results if r.status == "duplicate" and r.reason is None and r.position]
+        if not dups:
+            return results
+        by_part: dict[int, list[AppendResult]] = {}
+        for r in dups:
+            by_part.setdefault(int(cast(str, r.position).split(":", 1)[0]), []).append(r)
+        try:
+            read = await gathered(*(self._originals(p, rs) for p, rs in by_part.items()))
+        except RedisError as exc:
+            # The answers stand (the originals are in the log, nothing was written); only
+            # what differs is not known. A user without XREVRANGE (an ACL older than
+            # deploy/users.acl's), or a connection lost after the append.
+            logger.warning(
+                "duplicates not compared with their originals",
+                duplicates=len(dups),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return results
+        found = {
+            r.index: data
+            for rs, got in zip(by_part.values(), read, strict=True)
+            for r, data in zip(rs, got, strict=True)
+        }
+        sent = _bodies(prepared)
+        told = list(results)
+        for at, r in enumerate(results):
+            if (data := found.get(r.index)) and (differs := differences(data, sent[r.index])):
+                told[at] = msgspec.structs.replace(r, differs=differs, reason=said(differs))
+        return told
+
+    async def _originals(self, partition: int, dups: list[AppendResult]) -> list[bytes | None]:
+        args: list[str] = []
+        for r in dups:
+            args += ("1", cast(str, r.position).split(":", 1)[1])
+        return cast(
+            list[bytes | None], await self._read_originals([self.keys.log(partition)], args)
+        )
+
     async def append_stream(
         self,
         batches: Iterable[Sequence[bytes | str | Update | Decoded]],
@@ -355,9 +412,11 @@ class Log:
                         await conn.send_command("WAIT", wanted, timeout)
                 in_flight.append(prepared)
                 if len(in_flight) > AHEAD:
-                    yield await _receive(conn, in_flight.popleft(), wanted, timeout)
+                    done = in_flight.popleft()
+                    yield await self.compared(done, await _receive(conn, done, wanted, timeout))
             while in_flight:
-                yield await _receive(conn, in_flight.popleft(), wanted, timeout)
+                done = in_flight.popleft()
+                yield await self.compared(done, await _receive(conn, done, wanted, timeout))
         except BaseException as e:
             await conn.disconnect()
             if function and "function not found" in str(e).lower():
@@ -441,7 +500,7 @@ class Log:
                 raise
             self._function = named
             replies, reached = await self._run(prepared, wanted, named)
-        results = _finish(prepared, replies)
+        results = await self.compared(prepared, _finish(prepared, replies))
         if reached < wanted:
             raise NotReplicated(wanted, reached, self.replica_timeout_ms, results)
         return results
@@ -463,7 +522,7 @@ class Log:
             for (i, update), reply in zip(part.valid, _lines(replies), strict=True):
                 results[i] = _result(i, update, reply)
             reached = min(reached, confirmed)
-        finished = [r for r in results if r is not None]
+        finished = await self.compared(prepared, [r for r in results if r is not None])
         if reached < wanted:
             raise NotReplicated(wanted, reached, self.replica_timeout_ms, finished)
         return finished
@@ -696,6 +755,16 @@ def split(prepared: Prepared) -> list[Prepared]:
         )
         for valid, index, rows, bodies in groups.values()
     ]
+
+
+def _bodies(prepared: Prepared) -> dict[int, bytes]:
+    """Each update's JSON as `prepare` packed it, by its index in the batch."""
+    sizes, blob = msgspec.msgpack.decode(prepared.args[1])[6::7], prepared.args[2]
+    bodies, offset = {}, 0
+    for (i, _), size in zip(prepared.valid, sizes, strict=True):
+        bodies[i] = blob[offset : offset + size] + b"}"
+        offset += size
+    return bodies
 
 
 def _needs_server(prepared: Prepared) -> bool:
