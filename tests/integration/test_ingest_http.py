@@ -9,6 +9,8 @@ from typing import Any, NamedTuple
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
@@ -64,6 +66,25 @@ async def test_one_update_is_appended(client: Client) -> None:
     again = await client.post(encode(update(id="a1")))
     assert again.status_code == 200
     assert again.json()["results"][0]["status"] == "duplicate"
+    assert "differs" not in again.json()["results"][0]
+
+
+async def test_an_id_used_again_for_other_content_is_answered_and_logged(client: Client) -> None:
+    """The contract's answer (200, a duplicate, the original's place), which also names
+    what differs; on-call sees it in the logs and in a counter."""
+    await client.post(encode(update(id="a2")))
+    counted = REGISTRY.get_sample_value("dateline_reused_ids_total", {"service": "ingest"}) or 0
+    with capture_logs() as logs:
+        again = await client.post(encode(update(id="a2", time="2019-02-28T16:00:00+07:00")))
+    assert again.status_code == 200
+    [result] = again.json()["results"]
+    assert (result["status"], result["version"], result["differs"]) == ("duplicate", 1, ["time"])
+    assert "differs in time" in result["reason"]
+    [warned] = [e for e in logs if e["log_level"] == "warning"]
+    assert (warned["update"], warned["differs"], warned["feed"]) == ("a2", "time", "wire-a")
+    assert (
+        REGISTRY.get_sample_value("dateline_reused_ids_total", {"service": "ingest"}) == counted + 1
+    )
 
 
 async def test_batches_and_ndjson(client: Client) -> None:

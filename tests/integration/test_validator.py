@@ -51,6 +51,7 @@ async def _inbox_entries_land(log: Log) -> None:
     sent: list[dict[FieldT, EncodableT]] = [
         {"__data__": good},
         {"__data__": good},  # a retry: a duplicate, appended once
+        {"__data__": encode(update(id="good", time="2019-02-27T09:00:00+07:00"))},  # id reused
         {"__data__": encode(update(id="bad", subject="Not An Id"))},
         {"__data__": encode(update(id="theirs", source="urn:feed:someone-else"))},
         {"data": good},  # the wrong field name
@@ -64,7 +65,8 @@ async def _inbox_entries_land(log: Log) -> None:
     assert [u.id for u in await log.read_story("hanoi-summit-2019")] == ["good"]
     rejected = entries_of(await log.redis.xrange(rejected_key(log.keys.prefix)))
     reasons = [(f[b"field"].decode(), f[b"reason"].decode()) for _, f in rejected]
-    assert [field for field, _ in reasons] == ["subject", "source", "entry", "update"]
+    assert [field for field, _ in reasons] == ["subject", "source", "entry", "update", "id"]
+    assert "differs in time" in reasons[4][1]  # its feed learns the log kept the first
     assert "story id" in reasons[0][1]
     assert "urn:feed:someone-else" in reasons[1][1]
     assert "__data__" in reasons[2][1]

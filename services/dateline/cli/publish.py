@@ -23,6 +23,9 @@ from dateline_schemas import MAX_BATCH_UPDATES, InvalidUpdate, decode_update
 from dateline_schemas.correction import names_another_source
 
 _COLOURS = {"appended": "green", "duplicate": "cyan", "conflict": "yellow"}
+REUSED = "of them an id used again for other content"
+"""The count of duplicates whose content differs from the original's: the summary says
+it after the duplicates' count, and the command exits 1, as for a refusal."""
 
 
 def read_ndjson(stream: IO[bytes]) -> list[tuple[int, bytes]]:
@@ -31,7 +34,8 @@ def read_ndjson(stream: IO[bytes]) -> list[tuple[int, bytes]]:
 
 
 def describe(line: int, result: AppendResult) -> str:
-    status = click.style(f"{result.status:<9}", fg=_COLOURS.get(result.status, "red"))
+    colour = "yellow" if result.differs else _COLOURS.get(result.status, "red")
+    status = click.style(f"{result.status:<9}", fg=colour)
     head = f"line {line:<4} {status}"
     match result.status:
         case "appended" | "duplicate":
@@ -61,6 +65,7 @@ async def publish_lines(
     async for results in log.append_stream(batches, atomic=atomic, editor=editor):
         for (line, _), result in zip(chunks[done], results, strict=True):
             counts[result.status] += 1
+            counts[REUSED] += bool(result.differs)
             if as_json:
                 doc = {"line": line, **msgspec.to_builtins(result)}
                 sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
@@ -121,7 +126,9 @@ def publish(
 
     Prints one line per update: appended (story version and log position),
     duplicate (the original's), conflict (expectedversion did not match) or
-    invalid (the field and the rule). Exits 1 if any update was refused.
+    invalid (the field and the rule). A duplicate whose content is not the
+    original's says what differs: its id was used before, and the log kept that
+    update. Exits 1 if any update was refused, or was such a duplicate.
 
     \b
     Example:
@@ -166,7 +173,11 @@ def publish(
                 f"{cfg.replica_timeout_ms}); the lines printed above were confirmed"
             ) from None
     refused = sum(counts[s] for s in REFUSED)
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    reused = counts.pop(REUSED, 0)
+    parts = ", ".join(
+        f"{n} {status}" + (f" ({reused} {REUSED})" if status == "duplicate" and reused else "")
+        for status, n in sorted(counts.items())
+    )
     err(f"{len(lines)} updates: {parts or 'none'}")
-    if refused:
+    if refused or reused:
         sys.exit(1)

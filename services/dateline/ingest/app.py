@@ -26,6 +26,7 @@ from litestar.params import FromQuery
 from dateline.ingest.admit import Forbidden, admit
 from dateline.ingest.credentials import Credentials, Feed, Refusal
 from dateline.ingest.openapi import document
+from dateline.ingest.outcomes import counting, reused
 from dateline.ingest.wire import (
     Accepted,
     FieldProblem,
@@ -102,6 +103,7 @@ def check(
 def _count_and_log(feed: str, status: int, results: list[AppendResult]) -> None:
     for outcome, count in Counter(r.status for r in results).items():
         UPDATES.labels("ingest", outcome).inc(count)
+    reused(log, "ingest", feed, results)
     # A line per update with story, id and position bound, to grep a story's way in:
     # refused ones always, accepted ones at debug level.
     every = log.bind().is_enabled_for(logging.DEBUG)
@@ -208,6 +210,7 @@ def create_app(settings: Settings, url: str, *, pool_size: int = POOL_SIZE) -> L
         ctx.credentials_ = Credentials(client, settings.prefix)
         tune_collector()
         give_back_large_blocks()  # a batch's body, up to megabytes, held per request
+        counting("ingest")
 
     async def shutdown() -> None:
         if ctx.log_ is not None:

@@ -6,7 +6,8 @@ nothing else):
     XADD <prefix>:inbox:<feed> * __data__ '<one CloudEvent as JSON>'
 
 Each entry goes through the same checks and append path as HTTP ingest. Refused
-ones go to `<prefix>:rejected` with the field and the reason. Both kinds are
+ones go to `<prefix>:rejected` with the field and the reason, and so does a duplicate
+whose content is not its original's (an id used again: field `id`). Both kinds are
 acknowledged in one MULTI after the append, so an entry is in the log, or in
 `rejected`, or still pending, never lost. Appends are idempotent by (source, id),
 so re-processing after a crash is harmless.
@@ -24,6 +25,7 @@ import structlog
 
 from dateline.ingest.admit import admit
 from dateline.ingest.credentials import Credentials, Refusal
+from dateline.ingest.outcomes import counting, reused
 from dateline.runtime import Delivery, Runner, RunnerConfig
 from dateline.runtime.metrics import UPDATES
 from dateline.store.connection import UNREACHABLE, is_cluster
@@ -125,10 +127,13 @@ class ValidatorHandler:
             )
             for result in results:
                 UPDATES.labels("validator", result.status).inc()
+            reused(log, "validator", feed_name, results)
+            # An id used again for other content lands nothing either: its feed reads
+            # `rejected`, and nowhere else would learn it.
             refused += [
-                _Refusal(d, r.field or "update", r.reason or r.status)
+                _Refusal(d, r.field or ("id" if r.differs else "update"), r.reason or r.status)
                 for (d, _), r in zip(chunk, results, strict=True)
-                if r.refused
+                if r.refused or r.differs
             ]
         return refused
 
@@ -165,6 +170,7 @@ async def create_validator(
     await log.check_partitions()
     await log.resolve_replicas()
     handler = ValidatorHandler(log, credentials, keys.prefix)
+    counting("validator")
     streams = [inbox_key(keys.prefix, f) for f in feeds]
     config = RunnerConfig(group=GROUP, consumer=consumer)
     return Runner(client, keys, config, handler, lambda raw: "inbox", streams=streams)

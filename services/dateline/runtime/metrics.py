@@ -13,6 +13,12 @@ UPDATES = Counter(
     "Updates handled on the way in, by outcome: appended, duplicate, conflict, invalid, forbidden.",
     ["service", "outcome"],
 )
+REUSED_IDS = Counter(
+    "dateline_reused_ids",
+    "Duplicates whose content is not the original's: a source and id used again for another "
+    "update, whose content the log did not take (counted in dateline_updates as duplicates).",
+    ["service"],
+)
 PROJECTED = Counter(
     "dateline_projected_updates", "Updates the projector applied or skipped as seen."
 )
