@@ -29,7 +29,7 @@ from dateline.store import seal
 from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys
-from dateline.store.log import Log
+from dateline.store.log import AppendResult, Log, Prepared
 from dateline_schemas import TYPES, decode_update
 
 BATCH = 1000
@@ -79,6 +79,11 @@ async def appends(log: Log, batches: Batches) -> None:
 async def streamed(log: Log, batches: Batches) -> None:
     async for results in log.append_stream(batches):
         assert results[-1].status == "appended", results[-1]
+
+
+async def retried(log: Log, batches: Batches) -> None:
+    async for results in log.append_stream(batches):
+        assert results[-1].status == "duplicate", results[-1]
 
 
 async def run(report: Report, *, quick: bool = False) -> None:
@@ -199,10 +204,45 @@ async def run(report: Report, *, quick: bool = False) -> None:
                 note=f"payload {size:.0f} bytes",
             )
         )
+        await _retried(report, log, batches, rounds, n)
         await _sealed(report, log, batches, runs, n, reset)
         await _replica_wait(report, srv, Path(tmp), payloads, rate, reset)
         await client.aclose()
     await _allocators(report, payloads, 2 if quick else 3, 1_000 if quick else 3_000)
+
+
+class _Uncompared(Log):
+    """The log as before 2026-12-07: a duplicate's answer without its content compared."""
+
+    async def compared(self, prepared: Prepared, results: list[AppendResult]) -> list[AppendResult]:
+        return results
+
+
+async def _retried(report: Report, log: Log, batches: Batches, rounds: int, n: int) -> None:
+    """A feed's retry of a whole load, every update a duplicate: each compared with its
+    original (a read of it by position, a decode of both) against the answer alone, the
+    two alternated on the same log (a duplicate writes nothing)."""
+    plain = _Uncompared(log.redis, log.keys)
+    ours_runs, plain_runs = await alternated_rates(
+        rounds, n, [partial(retried, log, batches), partial(retried, plain, batches)], _nothing
+    )
+    ours, before = statistics.median(ours_runs), statistics.median(plain_runs)
+    report.add(
+        Row(
+            "log append",
+            "a retry of the load, every update a duplicate, compared with its original",
+            ours,
+            "updates/s",
+            "the same retry, not compared",
+            ours / before,
+            f"append_stream, fsync everysec; {rounds} rounds alternated, not compared: "
+            + ", ".join(f"{r:,.0f}" for r in plain_runs),
+        )
+    )
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _sealed(
