@@ -33,6 +33,7 @@ def test_bench_quick_writes_json_and_markdown(tmp_path: Path) -> None:
     cases = {r["case"] for r in rows}
     assert "raw XADD, overlapped pipelines, fsync always" in cases
     assert "Log.append_stream, fsync always" in cases
+    assert "a retry of the load, every update a duplicate, compared with its original" in cases
     assert "dateline deliver: fan-out, outbox, signed POST, state" in cases
     assert any(c.startswith("dateline migrate: one server") for c in cases)
     assert any(c.startswith("dateline backup: one server") for c in cases)
