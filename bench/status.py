@@ -47,10 +47,12 @@ async def run(report: Report, *, quick: bool = False) -> None:
             """The lag of all partitions, and the CPU of this process it took, a call."""
             found = 0
             began = time.process_time()
-            for p in range(keys.partitions):
-                stream = keys.log(p)
-                info = await status.group_info(client, stream, group) if counted else {}
-                found += (await status.waiting(client, stream, group, None, info))[0]
+            if counted:  # one pipeline for every partition
+                reads = await status.partition_reads(client, keys, group, {})
+                found = sum(status.lag_counted(read, None) or 0 for read in reads)
+            else:
+                for p in range(keys.partitions):
+                    found += (await status.lag_read(client, keys.log(p), None))[0]
             return found, time.process_time() - began
 
         by: dict[bool, list[float]] = {True: [], False: []}

@@ -78,6 +78,16 @@ async def test_the_report_counts_a_lag_past_its_scan_and_not_what_was_applied_un
         report = await status.report(log.redis, log.keys, app.models)
         assert row(report).checkpoint == ids[3]
         assert (row(report).lag, row(report).lag_exact) == ((8, True) if counted else (5, False))
+        # /metrics' gauge counts as the report does (it counted every pending entry: 12).
+        found = await status.gauges(log.redis, log.keys, app.models)
+        assert found.partitions[part].lag == (8 if counted else None)
+        assert found.partitions[part].pending == 7
+        # More applied and unacknowledged than a read counts: the lag is read instead.
+        monkeypatch.setattr(status, "APPLIED_SCAN", 4)
+        report = await status.report(log.redis, log.keys, app.models)
+        assert (row(report).lag, row(report).lag_exact) == (5, False)
+        found = await status.gauges(log.redis, log.keys, app.models)
+        assert found.partitions[part].lag is None
     finally:
         await app.client.aclose()
 

@@ -155,3 +155,13 @@ def test_gauges_a_scrape_could_not_read_are_gone_or_nan_not_what_they_last_said(
     for name in ("dateline_parked_now", "dateline_backup_last_timestamp_seconds"):
         value = _sample(name)
         assert value is not None and math.isnan(value)
+
+
+def test_a_lag_not_told_at_a_scrape_is_gone_not_what_it_last_said() -> None:
+    """The group's count lost (its last id set by hand) or never kept (Redis 6.2): the
+    partition's count of updates behind is not known, and is not left at the last."""
+    status.record(status.Gauges([status.PartitionGauges(5, 3, 1.5, 2)], 0, 10.0))
+    assert _sample("dateline_projection_lag_updates", partition="5") == 3
+    status.record(status.Gauges([status.PartitionGauges(5, None, 1.5, 2)], 0, 10.0))
+    assert _sample("dateline_projection_lag_updates", partition="5") is None
+    assert _sample("dateline_projection_lag_seconds", partition="5") == 1.5
