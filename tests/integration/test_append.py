@@ -19,6 +19,7 @@ from tests.conftest import keys_written
 from tests.factories import encode, update
 from tests.invalid_cases import CASES, Case
 from tests.projection_helpers import HANOI_VERSION
+from tests.raw import script_calls
 
 HANOI = Path(__file__).resolve().parents[2] / "examples" / "hanoi-summit-2019.ndjson"
 
@@ -273,6 +274,22 @@ async def test_an_id_used_again_for_other_content_is_a_duplicate_that_says_what_
     assert "differs in data.place, data.title, time" in (reused.reason or "")
     [kept] = await log.read_story(doc["subject"])
     assert kept.data.title == "Summit opens"  # type: ignore[union-attr]
+
+
+async def test_only_a_batch_with_duplicates_reads_originals(log: Log) -> None:
+    """The comparison is a script call of its own, made for a batch holding duplicates
+    and for no other: a load with none pays nothing for it."""
+
+    async def calls() -> int:
+        found = await script_calls(log.redis)
+        return found["eval"] + found["evalsha"]
+
+    before = await calls()
+    await log.append([encode(update(subject="one", id=f"fresh-{i}")) for i in range(3)])
+    assert await calls() - before == 1  # the append alone
+    before = await calls()
+    await log.append([encode(update(subject="one", id="fresh-0")), encode(update(subject="one"))])
+    assert await calls() - before == 2  # the append, then the originals read
 
 
 async def test_a_duplicate_inside_its_batch_is_compared_with_the_first(log: Log) -> None:

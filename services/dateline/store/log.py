@@ -759,11 +759,11 @@ def split(prepared: Prepared) -> list[Prepared]:
 
 def _bodies(prepared: Prepared) -> dict[int, bytes]:
     """Each update's JSON as `prepare` packed it, by its index in the batch."""
-    sizes, blob = msgspec.msgpack.decode(prepared.args[1])[6::7], prepared.args[2]
+    blob = prepared.args[2]
     bodies, offset = {}, 0
-    for (i, _), size in zip(prepared.valid, sizes, strict=True):
-        bodies[i] = blob[offset : offset + size] + b"}"
-        offset += size
+    for (i, _), row in zip(prepared.valid, _rows(prepared.args[1]), strict=True):
+        bodies[i] = blob[offset : offset + row[6]] + b"}"
+        offset += row[6]
     return bodies
 
 
