@@ -52,7 +52,7 @@ ACROSS = [
     "/v1/schedule",
     "/v1/me",
 ]
-OPS = ["/v1/status", "/metrics"]
+OPS = ["/v1/status", "/v1/status/lag", "/metrics"]
 PUBLIC = ["/healthz", "/readyz", "/v1/openapi.json", "/", "/app.js", "/signin.html"]
 ALL = [r.format(s=s) for r in STORY_ROUTES for s in (HANOI_ID, COHEN)] + ACROSS + OPS
 

@@ -24,6 +24,11 @@ async def test_the_gauges_agree_with_the_report_before_and_after_the_projector(
         report = await status.report(log.redis, log.keys, app.models)
         found = await status.gauges(log.redis, log.keys, app.models)
         assert sum(r.lag for r in report.partitions) == 12
+        # The operations page's trail tells it as the report does, without the rest.
+        point = await status.lag_point(log.redis, log.keys, app.models)
+        assert (point.lag, point.exact) == (12, all(r.lag_exact for r in report.partitions))
+        assert point.partitions == [(r.checkpoint, r.lag) for r in report.partitions]
+        assert point.appended == sum(r.length for r in report.partitions)
         lags = [g.lag for g in found.partitions]
         if None in lags:  # Redis 6.2: no count of a group's undelivered entries
             assert (await log.redis.info("server"))["redis_version"].startswith("6.")

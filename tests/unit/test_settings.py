@@ -19,6 +19,11 @@ def test_live_streams_wake_every_2_ms_at_most_unless_told() -> None:
     assert Settings.from_env({"DATELINE_LIVE_PACE_MS": "0"}).live_pace_ms == 0
 
 
+def test_the_query_reads_the_lag_every_5_s_for_the_operations_page_unless_told() -> None:
+    assert Settings.from_env({}).lag_trail_s == 5
+    assert Settings.from_env({"DATELINE_LAG_TRAIL_S": "0"}).lag_trail_s == 0
+
+
 def test_a_projector_keeps_64_mb_of_states_decoded_unless_told() -> None:
     assert warm_parts(Settings.from_env({}).projector_warm_mb) == WARM_PARTS
     cfg = Settings.from_env({"DATELINE_PROJECTOR_WARM_MB": "256"})
@@ -52,6 +57,8 @@ def test_a_number_of_replicas_and_a_timeout_are_taken() -> None:
         ("DATELINE_PROJECTOR_WARM_MB", "64MB"),
         ("DATELINE_PROJECTOR_KEEP_MB", "0"),
         ("DATELINE_PROJECTOR_KEEP_MB", "lots"),
+        ("DATELINE_LAG_TRAIL_S", "301"),
+        ("DATELINE_LAG_TRAIL_S", "5s"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:

@@ -31,6 +31,7 @@ from dateline.query.patches import Patches
 from dateline.query.reader import NotReached, Parked, Reader, Unfoldable
 from dateline.query.routes import board, live, ops, stories
 from dateline.query.routes.common import DEPENDENCIES
+from dateline.query.trail import LagTrail, follow
 from dateline.runtime.heap import give_back_large_blocks, tune_collector
 from dateline.store.config import Settings
 from dateline.store.connection import POOL_SIZE, UNREACHABLE, described, open_client
@@ -114,6 +115,14 @@ def create_app(
         app.state.patches = Patches()
         made.append(app.state.reader)
         tasks.append(asyncio.create_task(bell.run(), name="doorbell"))
+        app.state.lag_trail = trail = LagTrail()
+        app.state.lag_trail_s = settings.lag_trail_s
+        if settings.lag_trail_s:
+            tasks.append(
+                asyncio.create_task(
+                    follow(app.state.reader, trail, settings.lag_trail_s), name="lag trail"
+                )
+            )
         tune_collector()
         give_back_large_blocks()  # a long story's answer, megabytes, held per request
 

@@ -37,12 +37,13 @@ from dateline.store.readmodels import (
     BOARDS_BY_TIME,
     DEFAULT_VERSION,
     DUE_INDEX,
+    SHAPE,
     STATUS_INDEXES,
     ReadModels,
     ScheduleEntry,
-    open_models,
     read_active,
     read_checkpoints,
+    stamped_shape,
 )
 from dateline.store.replies import as_text_or_none, pairs
 from dateline.store.seal import Sealing
@@ -163,7 +164,7 @@ class Reader:
         doorbell.pages = self.carried.page
         self._carried: tuple[object, Applied] | None = None
         self._models: ReadModels | None = None
-        self._shape = 1
+        self._shape, self._written = 1, False
         self._reads = ReadFunctions(self.views)
         self._log_reads = self._reads if views is None else ReadFunctions(client)
         self.cluster = is_cluster(client)
@@ -191,12 +192,15 @@ class Reader:
         return None if self._models is None or self.doorbell.switched else self._models
 
     async def models(self, *, fresh: bool = False) -> ReadModels:
-        """The active version, cached: the doorbell refreshes it when the projector rings."""
-        if fresh or self._models is None or self.doorbell.switched:
+        """The active version, cached: the doorbell refreshes it when the projector rings.
+        A version nothing has written yet is asked again at the next read: the shape it
+        is built with is known once a projector writes it."""
+        if fresh or self._models is None or not self._written or self.doorbell.switched:
             self.doorbell.switched = False
             version = await read_active(self.views, self.keys.prefix) or DEFAULT_VERSION
-            self._models = await open_models(self.views, self.keys, version)
-            self._shape = self._models.built
+            shape = await stamped_shape(self.views, self.keys.models(version))
+            self._models = ReadModels(self.keys, version, SHAPE if shape is None else shape)
+            self._shape, self._written = self._models.built, shape is not None
         return self._models
 
     async def _each_region(self, read: Callable[[Pipeline, Region], object]) -> list[Any]:

@@ -182,11 +182,11 @@ async def report(
     sealed = [found for found, _ in markers]
     moving = next((m for _, m in markers if m is not None), None)  # a partial freeze too
     rows = []
-    for p, read in enumerate(await partition_reads(client, keys, group, checkpoints)):
+    reads = await partition_reads(client, keys, group, checkpoints)
+    for p, (read, (lag, exact)) in enumerate(
+        zip(reads, await lags(client, keys, reads, checkpoints), strict=True)
+    ):
         cp = checkpoints.get(p)
-        lag, exact = lag_counted(read, cp), True
-        if lag is None:
-            lag, exact = await lag_read(client, keys.log(p), cp)
         rows.append(
             PartitionStatus(
                 partition=p,
@@ -468,6 +468,54 @@ async def lag_read(client: aioredis.Redis, stream: str, checkpoint: str | None) 
     after = f"({checkpoint}" if checkpoint else "-"
     found = len(cast(list[Any], await client.xrange(stream, min=after, count=LAG_SCAN)))
     return found, found < LAG_SCAN
+
+
+async def lags(
+    client: aioredis.Redis, keys: Keys, reads: list[PartitionRead], checkpoints: dict[int, str]
+) -> list[tuple[int, bool]]:
+    """Each partition's lag and whether it is exact: counted (`lag_counted`), else read
+    (`lag_read`), as `report` tells it."""
+    found = []
+    for p, read in enumerate(reads):
+        cp = checkpoints.get(p)
+        lag = lag_counted(read, cp)
+        found.append((lag, True) if lag is not None else await lag_read(client, keys.log(p), cp))
+    return found
+
+
+class LagPoint(msgspec.Struct):
+    """The projection's lag at one moment, as the operations page charts it."""
+
+    at: float
+    """Unix seconds, by the clock of the process that read it."""
+    appended: int
+    """The partitions' lengths, summed: what a later point's is compared with."""
+    lag: int
+    exact: bool
+    """False: `lag` is a floor somewhere (`PartitionStatus.lag_exact`)."""
+    partitions: list[tuple[str | None, int]]
+    """Each partition's checkpoint and lag: a partition behind whose checkpoint stands
+    still is named."""
+
+
+async def lag_point(
+    client: aioredis.Redis,
+    keys: Keys,
+    models: ReadModels,
+    views: aioredis.Redis | None = None,
+) -> LagPoint:
+    """The lag now, told as `report` tells it, without the rest of the report."""
+    at = time.time()
+    checkpoints = await read_checkpoints(client if views is None else views, models)
+    reads = await partition_reads(client, keys, models.group, checkpoints)
+    told = await lags(client, keys, reads, checkpoints)
+    return LagPoint(
+        at=at,
+        appended=sum(r.length for r in reads),
+        lag=sum(lag for lag, _ in told),
+        exact=all(exact for _, exact in told),
+        partitions=[(checkpoints.get(p), lag) for p, (lag, _) in enumerate(told)],
+    )
 
 
 def _group(infos: list[dict[str, Any]], group: str) -> dict[str, Any]:

@@ -90,6 +90,10 @@ class Settings:
     """DATELINE_PROJECTOR_KEEP_MB: the story states a projector process keeps packed
     between batches, beyond the decoded ones (`Kept`). A story past them is read from
     the store again when it next comes: raise it for many stories in play at once."""
+    lag_trail_s: int = 5
+    """DATELINE_LAG_TRAIL_S: how often a query process reads the projection's lag for the
+    operations page's chart, which it keeps five minutes of: the page draws them as it
+    opens. 0: not read (the chart starts with the page's own polls)."""
 
     def seal(self) -> bytes | None:
         """The seal key: DATELINE_SEAL_KEY, else the embedded server's (`seal.key`, which
@@ -177,6 +181,7 @@ class Settings:
         keep = _number(
             environ, "DATELINE_PROJECTOR_KEEP_MB", "32", 1, 1_000_000, "1 to 1000000 (MB)"
         )
+        trail = _number(environ, "DATELINE_LAG_TRAIL_S", "5", 0, 300, "0 (off) to 300 (s)")
         raw_key = environ.get("DATELINE_SEAL_KEY") or ""
         try:
             seal_key = parse_key(raw_key) if raw_key else None
@@ -204,6 +209,7 @@ class Settings:
             pace,
             warm,
             keep,
+            lag_trail_s=trail,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -11,6 +12,7 @@ from litestar.handlers import HTTPRouteHandler
 from dateline.query.access import need_ops
 from dateline.query.reader import Reader
 from dateline.query.routes.common import SECURED, answer, documented, reader_of
+from dateline.query.trail import Trail
 from dateline.runtime import status
 from dateline.store.connection import PROBE_S, UNREACHABLE, within
 from dateline.store.disk import disks
@@ -28,6 +30,16 @@ def routes() -> list[HTTPRouteHandler]:
         reader = reader_of(request)
         models = await reader.models()
         found = await status.report(reader.client, reader.keys, models, reader.views)
+        return answer(request, _encode(found))
+
+    @get("/v1/status/lag", responses=documented(Trail, 403), security=SECURED)
+    async def lag_trail(request: Request[Any, Any, Any]) -> Ready:
+        """The projection's lag over the last five minutes, as this process read it every
+        few seconds (`DATELINE_LAG_TRAIL_S`), oldest first, with its clock now: the
+        operations page draws them as it opens. For the `ops` role."""
+        need_ops(request)
+        now, state = time.time(), request.app.state
+        found = Trail(now, state.lag_trail_s, state.lag_trail.points(now))
         return answer(request, _encode(found))
 
     document = b""
@@ -48,7 +60,7 @@ def routes() -> list[HTTPRouteHandler]:
         """The API's document in Swagger UI (served by this service, scripts and all)."""
         return Response(None, status_code=303, headers={"Location": "/docs.html"})
 
-    return [status_route, openapi, docs]
+    return [status_route, lag_trail, openapi, docs]
 
 
 async def scrape(reader: Reader) -> None:

@@ -381,7 +381,7 @@ function storyPage(id) {
 // Whether the projection is catching up: runtime/catchup.py's rule (`dateline status
 // --watch`), over this page's polls. Keep the two alike.
 const PACE_WINDOW_S = 10;
-const CHART_S = 300; // the lag drawn: the last 5 minutes of this page's polls
+const CHART_S = 300; // the lag drawn: the last 5 minutes (the query's trail, then the polls)
 
 function pace(samples) {
   if (!samples.length) return null;
@@ -424,8 +424,8 @@ function paceHtml(samples, processes) {
     : `${behind}, more than the report counts (the server does not count a group's entries: Redis 6.2); appended ${count(p.appended)}/s`;
   const stuck = p && p.unmoved.length ? `; partition${p.unmoved.length > 1 ? "s" : ""} ${p.unmoved.join(", ")} behind and not moved in ${Math.round(p.span)} s` : "";
   const tone = !p || p.verdict === "up to date" ? "ok" : p.verdict === "catching up" ? "info" : "bad";
-  // The lag over the last minutes: one point a poll, the newest on the right, across the
-  // time the page has been open (a minute at least, five at most).
+  // The lag over the last minutes: one point a poll and one a read of the query
+  // process's trail, the newest on the right (a minute at least, five at most).
   const now = last.at, top = Math.max(1, ...samples.map((x) => x.lag));
   const across = Math.min(CHART_S, Math.max(60, now - samples[0].at));
   const xy = samples.map((x) => `${(600 * (1 - (now - x.at) / across)).toFixed(1)},${(78 - (74 * x.lag) / top).toFixed(1)}`);
@@ -511,7 +511,17 @@ function opsPage() {
       ${replay ? `<h2>Rebuild</h2><div class="card" data-key="replay">${esc(replay.version)}: ${esc(replay.done)} of ${esc(replay.total)} updates · ${esc(replay.rate || "")} updates/s · ${esc(replay.state || "")}${replay.state === "rebuilding" && +replay.rate > 0 && +replay.total > +replay.done ? ` · about ${seconds((+replay.total - +replay.done) / +replay.rate)} to go` : ""}
         <progress class="bar" max="100" value="${pct.toFixed(1)}"></progress></div>` : ""}`, seen);
   };
-  load();
+  // The lag the query process read over the last minutes: drawn at once, so the chart
+  // and the verdict do not wait for this page's own polls. Points on its clock, placed
+  // on this page's by the clock it answered with.
+  const trail = async () => {
+    const r = await fetch("/v1/status/lag").catch(() => null);
+    if (!r || !r.ok) return;
+    const t = await r.json();
+    const shift = Date.now() / 1000 - t.now;
+    for (const p of t.points) samples.push({ at: p.at + shift, appended: p.appended, lag: p.lag, exact: p.exact, partitions: p.partitions });
+  };
+  trail().then(() => { if (document.getElementById("ops")) load(); });
   timer = setInterval(load, 2000);
 }
 
