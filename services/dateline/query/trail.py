@@ -52,8 +52,8 @@ async def follow(reader: Reader, trail: LagTrail, every_s: float) -> None:
     """Read the lag every `every_s` into `trail`, until cancelled. A read that fails
     leaves a gap in the chart and is logged, once until a read succeeds again: a warning
     for a server that does not answer (in `PROBE_S`), an error with its traceback for
-    anything else."""
-    failing = False
+    anything else; and once it does, an info line with how long the gap was."""
+    failing: float | None = None  # since when the reads fail
     while True:
         started = time.monotonic()
         try:
@@ -61,14 +61,19 @@ async def follow(reader: Reader, trail: LagTrail, every_s: float) -> None:
             trail.add(
                 await within(PROBE_S, lag_point(reader.client, reader.keys, models, reader.views))
             )
-            failing = False
+            if failing is not None:
+                log.info(
+                    "lag read again for the operations page's chart",
+                    gap_s=round(started - failing, 1),
+                )
+            failing = None
         except Exception as exc:  # the page's chart only: the process serves on
-            if not failing:
+            if failing is None:
                 unreachable = isinstance(exc, UNREACHABLE)
                 (log.warning if unreachable else log.error)(
                     "lag not read for the operations page's chart",
                     error=described(exc),
                     exc_info=not unreachable,
                 )
-            failing = True
+                failing = started
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
