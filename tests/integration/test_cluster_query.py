@@ -80,6 +80,10 @@ async def test_reads_on_a_cluster_equal_a_rebuild(
     await check_hanoi_boards(api)
     status = (await api.get("/v1/status")).json()
     assert sum(p["length"] for p in status["partitions"]) == len(lines) + len(others)
+    # The operations page's trail is read on a cluster too (a point as the process
+    # started, the next 5 s on).
+    points = (await api.get("/v1/status/lag")).json()["points"]
+    assert points and len(points[0]["partitions"]) == log.keys.partitions
 
 
 async def test_read_your_writes_and_a_parked_story_on_a_cluster(
