@@ -60,7 +60,7 @@ import structlog
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from dateline.domain.positions import stream_id
 from dateline.runtime import groups
@@ -167,6 +167,8 @@ class DatelineLog:
         self.parking: BatchHandler | None = None
         self.lost = asyncio.Event()
         """Set when the lease was lost (another process took the group over)."""
+        self._unnamed = False
+        """Its heartbeat refused (`_say_alive`): not tried again."""
         self._client: aioredis.Redis | None = None
         self._keys: Keys | None = None
         self._locks: dict[int, asyncio.Lock] = {}
@@ -282,9 +284,11 @@ class DatelineLog:
             client, keys.group(self.group), self.consumer, self.lease_ttl_ms, ["all"]
         )
         self._dead = DeadLetters(client, self.prefix, self.group)
+        await self._say_alive()
         while not await self._lease.acquire(0):
             log.info("standby: another process reads this group", group=self.group)
             await asyncio.sleep(self.lease_ttl_ms / 3000)
+            await self._say_alive()
         for p in range(partitions):
             stream = keys.log(p)
             await groups.ensure_group(client, stream, self.group)
@@ -328,6 +332,8 @@ class DatelineLog:
             await _stopped(sub)
         self._subscribers.clear()
         if self._client is not None:
+            with contextlib.suppress(Exception):  # its heartbeat runs out in its time anyway
+                await self._lease.leave()
             try:
                 await self._lease.release(0)
             except UNREACHABLE:  # the outage is said where it was met; the lease lapses
@@ -630,11 +636,30 @@ class DatelineLog:
                 log.warning("entries left pending; handling them first", partition=p)
                 self._behind.add(p)
 
+    async def _say_alive(self) -> None:
+        """The group's members set names this process (its heartbeat, `Leases`), reading
+        or standing by, so `dateline status` and the operations page name the standbys
+        too. A user whose ACL may not (one older than `deploy/users.acl`'s) is said once,
+        and the process works on unnamed."""
+        if self._unnamed:
+            return
+        try:
+            await self._lease.heartbeat()
+        except ResponseError as exc:
+            self._unnamed = True
+            log.warning(
+                "this process is not named among the group's processes: its user may not "
+                "write the members set (ZADD, ZREMRANGEBYSCORE, ZCARD, TIME)",
+                group=self.group,
+                error=described(exc),
+            )
+
     async def _keep_lease(self) -> None:
         down = False
         while True:
             await asyncio.sleep(self.lease_ttl_ms / 3000)
             try:
+                await self._say_alive()
                 kept = await self._lease.renew(0) or await self._lease.acquire(0)
             except UNREACHABLE as exc:
                 if not down:

@@ -309,10 +309,18 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await migrate.release(client, keys)
     await expect(moving).to_have_count(0)
     await expect(sub).to_contain_text("delivering")
-    # A delivery service's lease held: the warning goes.
+    # A delivery service's lease held: the warning goes, and the page names who sends and
+    # who stands by to take over (the group's heartbeats).
     await client.set(keys.group(DELIVER_GROUP).lease("all"), "deliver-1", px=60_000)
     await expect(nodeliver).to_have_count(0)
+    delivering = page.locator('[data-key="delivering"]')
+    await expect(delivering).to_have_text("Sent by deliver-1 · none standing by")
+    alive_until = (time.time() + 60) * 1000
+    await client.zadd(keys.group(DELIVER_GROUP).members, {"deliver-1": alive_until})
+    await client.zadd(keys.group(DELIVER_GROUP).members, {"deliver-2": alive_until})
+    await expect(delivering).to_have_text("Sent by deliver-1 · standing by to take over: deliver-2")
     await client.delete(keys.group(DELIVER_GROUP).lease("all"))
+    await client.delete(keys.group(DELIVER_GROUP).members)
     # Read models an older release built: said, with what to run; gone once they are not.
     old_shape = page.locator('[data-key="oldshape"]')
     await expect(old_shape).to_have_count(0)

@@ -19,8 +19,10 @@ from structlog.testing import capture_logs
 
 from dateline.domain.positions import stream_id
 from dateline.kit import Batch, DatelineLog
-from dateline.runtime import groups
+from dateline.runtime import groups, status
+from dateline.runtime.leases import Leases
 from dateline.store.deadletters import DeadLetters
+from dateline.store.layout import DELIVER_GROUP
 from dateline.store.log import Log
 from dateline_schemas import Update
 from dateline_schemas.story import StoryOpened
@@ -57,8 +59,13 @@ def statement(story: str, ref: str) -> bytes:
 
 
 def kit_for(log: Log, url: str, **kw: object) -> DatelineLog:
-    options: dict[str, object] = {"retry_s": 0.05, "max_attempts": 3, "lease_ttl_ms": 1000}
-    return DatelineLog(url, group="cms", prefix=log.keys.prefix, **(options | kw))  # type: ignore[arg-type]
+    options: dict[str, object] = {
+        "group": "cms",
+        "retry_s": 0.05,
+        "max_attempts": 3,
+        "lease_ttl_ms": 1000,
+    }
+    return DatelineLog(url, prefix=log.keys.prefix, **(options | kw))  # type: ignore[arg-type]
 
 
 def recorded(kit: DatelineLog) -> list[str]:
@@ -146,6 +153,35 @@ async def test_a_lease_not_given_back_at_stop_is_said(log: Log, url: str) -> Non
         ("cms", 1000, "warning")
     ]
     assert "NOPERM" in said[0]["error"]
+
+
+async def test_a_user_that_may_not_say_it_is_alive_is_said_once_and_works_on(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ACL older than `deploy/users.acl`'s (the deliver user without ZADD): the process
+    is not named among the group's, says so once, and reads as before."""
+
+    async def refused(self: Leases) -> int:
+        raise aioredis.ResponseError(
+            "ERR Error running script: The user executing the script can't run this command "
+            "or subcommand script: heartbeat.lua, on @user_script:10."
+        )
+
+    monkeypatch.setattr(Leases, "heartbeat", refused)
+    kit = kit_for(log, url, lease_ttl_ms=300)
+    seen = recorded(kit)
+    app = kit.app()
+    with capture_logs() as logs:
+        await app.start()
+        try:
+            await log.append([statement("a-story", "s1")])
+            await until(lambda: len(seen) == 1)
+            await asyncio.sleep(0.3)  # a few renewals of the lease
+        finally:
+            await app.stop()
+    said = [e for e in logs if e["event"].startswith("this process is not named")]
+    assert [(e["group"], e["log_level"]) for e in said] == [("cms", "warning")]
+    assert "can't run this command" in said[0]["error"]
 
 
 def _zero(log: Log) -> Callable[[], Awaitable[bool]]:
@@ -263,7 +299,11 @@ async def test_a_dead_processs_pending_entries_are_handled_first(log: Log, url: 
 
 
 async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, url: str) -> None:
-    first, second = kit_for(log, url, consumer="one"), kit_for(log, url, consumer="two")
+    """One reads, one waits; both are named among the group's processes (what `dateline
+    status` and the operations page call the sender and its standbys), and the one that
+    stops leaves at once. The delivery service is such a group: its status says so."""
+    first = kit_for(log, url, consumer="one", group=DELIVER_GROUP)
+    second = kit_for(log, url, consumer="two", group=DELIVER_GROUP)
     seen: list[tuple[str, str]] = []
 
     @first.on()
@@ -282,8 +322,15 @@ async def test_one_process_reads_a_group_and_a_standby_takes_over(log: Log, url:
         await until(lambda: len(seen) == 1)
         await asyncio.sleep(0.5)
         assert not standby.done()  # waiting for the lease
-        await app_one.stop()  # gives the lease back
+        found = await status.deliveries(log.redis, log.keys)
+        assert (found.processes, found.standbys) == (["one"], ["two"])
+        listed = (await _ops(log, url, "subscriptions", "list")).stdout
+        assert "delivery service: one\nstanding by to take over: two\n" in listed, listed
+        await app_one.stop()  # gives the lease back, and leaves
+        assert await Leases(log.redis, log.keys.group(DELIVER_GROUP), "", 0).alive() == ["two"]
         await asyncio.wait_for(standby, 10)
+        found = await status.deliveries(log.redis, log.keys)
+        assert (found.processes, found.standbys) == (["two"], [])
         await log.append([statement("a-story", "s2")])
         await until(lambda: len(seen) == 2)
         assert seen == [("one", "a-story-s1"), ("two", "a-story-s2")]

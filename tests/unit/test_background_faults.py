@@ -54,7 +54,11 @@ async def test_the_kits_retry_loop_goes_on_past_a_fault(monkeypatch: pytest.Monk
 async def test_the_kits_lease_keeping_goes_on_past_a_fault() -> None:
     log = DatelineLog("redis://unused", group="g", partitions=1, lease_ttl_ms=3)
     calls: list[int] = []
-    log._lease = SimpleNamespace(renew=failing(calls), acquire=failing(calls))  # type: ignore[assignment]
+
+    async def alive() -> int:
+        return 1
+
+    log._lease = SimpleNamespace(renew=failing(calls), acquire=failing(calls), heartbeat=alive)  # type: ignore[assignment]
     with capture_logs() as logs:
         await run_for(0.05, log._keep_lease())
     assert len(calls) >= 2 and not log.lost.is_set()

@@ -211,7 +211,9 @@ def subscriptions_list(as_json: bool) -> None:
     click.echo(f"not yet fanned out from the log: {lag}")
     if found.processes:
         click.echo(f"delivery service: {', '.join(found.processes)}")
-    elif found.subscriptions:
+    if found.standbys:
+        click.echo(f"standing by to take over: {', '.join(found.standbys)}")
+    if not found.processes and found.subscriptions:
         click.echo(
             "no delivery service running: nothing is sent until `dateline deliver` runs "
             "(`dateline up` runs it)"

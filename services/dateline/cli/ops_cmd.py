@@ -463,6 +463,7 @@ def status_command(as_json: bool, watch: bool, every: float, times: int | None) 
                 if dv.processes
                 else "; NO delivery service running (`dateline deliver`): nothing is sent"
             )
+            + (f"; standing by: {', '.join(dv.standbys)}" if dv.standbys else "")
         )
     if report.moving:
         err(f"the log {report.moving}")

@@ -140,6 +140,9 @@ class DeliveryStatus(msgspec.Struct):
     processes: list[str] = msgspec.field(default_factory=list)
     """The delivery service's process that sends (`delivering`): none, and nothing is
     sent, whatever the subscriptions' states say."""
+    standbys: list[str] = msgspec.field(default_factory=list)
+    """Its other live processes, waiting to take over when the one that sends stops (by
+    the group's heartbeats: a process whose user may not write them is not named)."""
 
 
 class Status(msgspec.Struct):
@@ -283,14 +286,16 @@ async def deliveries(client: aioredis.Redis, keys: Keys) -> DeliveryStatus:
     fanned = await DeadLetters(client, keys.prefix, DELIVER_GROUP).counts()
     moving_to = await migrate.frozen_to(client, keys)
     alive = await delivering(client, keys)
-    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]), moving_to, alive)
+    lease = Leases(client, keys.group(DELIVER_GROUP), owner="", ttl_ms=0)
+    standbys = [m for m in await lease.alive() if m not in alive]
+    return DeliveryStatus(lag, rows, int(fanned["parked_updates"]), moving_to, alive, standbys)
 
 
 async def delivering(client: aioredis.Redis, keys: Keys) -> list[str]:
     """The delivery service's process that reads the log now, if one does: the holder of
     its group's one lease (`kit.py`; another process waits on standby until it runs
-    out). Not the group's heartbeats: a kit's group has none, and a check of them found
-    no service while one ran."""
+    out). Not the group's heartbeats, which name the standbys too, and a process whose
+    user may not write them (an ACL older than `deploy/users.acl`'s) not at all."""
     lease = Leases(client, keys.group(DELIVER_GROUP), owner="", ttl_ms=0, names=["all"])
     return [held for held in await lease.holders(1) if held]
 
