@@ -332,8 +332,7 @@ class DatelineLog:
             await _stopped(sub)
         self._subscribers.clear()
         if self._client is not None:
-            with contextlib.suppress(Exception):  # its heartbeat runs out in its time anyway
-                await self._lease.leave()
+            await self._leave()
             try:
                 await self._lease.release(0)
             except UNREACHABLE:  # the outage is said where it was met; the lease lapses
@@ -651,6 +650,22 @@ class DatelineLog:
                 "this process is not named among the group's processes: its user may not "
                 "write the members set (ZADD, ZREMRANGEBYSCORE, ZCARD, TIME)",
                 group=self.group,
+                error=described(exc),
+            )
+
+    async def _leave(self) -> None:
+        """Out of the group's members at once; else named until its heartbeat runs out."""
+        if self._unnamed:
+            return
+        try:
+            await self._lease.leave()
+        except UNREACHABLE:  # the outage is said where it was met
+            pass
+        except Exception as exc:
+            log.warning(
+                "this process stays named among the group's until its heartbeat runs out",
+                group=self.group,
+                lapses_in_ms=self.lease_ttl_ms,
                 error=described(exc),
             )
 

@@ -155,6 +155,28 @@ async def test_a_lease_not_given_back_at_stop_is_said(log: Log, url: str) -> Non
     assert "NOPERM" in said[0]["error"]
 
 
+async def test_a_process_that_cannot_leave_the_members_at_its_stop_says_so(
+    log: Log, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stays named (a standby that is gone) until its heartbeat runs out: said."""
+
+    async def refused(self: Leases) -> None:
+        raise aioredis.ResponseError("NOPERM this user has no permissions to run 'zrem'")
+
+    monkeypatch.setattr(Leases, "leave", refused)
+    kit = kit_for(log, url)
+    recorded(kit)
+    app = kit.app()
+    await app.start()
+    with capture_logs() as logs:
+        await app.stop()
+    said = [e for e in logs if e["event"].startswith("this process stays named")]
+    assert [(e["group"], e["lapses_in_ms"], e["log_level"]) for e in said] == [
+        ("cms", 1000, "warning")
+    ]
+    assert "NOPERM" in said[0]["error"]
+
+
 async def test_a_user_that_may_not_say_it_is_alive_is_said_once_and_works_on(
     log: Log, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
