@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from dateline.ingest.app import create_app as ingest_app
 from dateline.ingest.credentials import Credentials
-from dateline.ingest.validator import KEEP_BYTES, create_validator
+from dateline.ingest.validator import create_validator
 from dateline.projector.app import create_app as projector_app
 from dateline.query import live
 from dateline.query.app import create_app as query_app
@@ -33,6 +33,7 @@ from dateline.store.connection import connect
 from dateline.store.embedded import EmbeddedRedis
 from dateline.store.layout import Keys, inbox_key, rejected_key
 from dateline.store.log import Log
+from dateline.store.refused import KEEP_BYTES
 from tests.integration.serving import serve
 from tests.integration.test_kit import statement
 from tests.integration.test_validator import settle

@@ -25,7 +25,7 @@ from dateline.domain.positions import Position, stream_id
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.wire import CE_BATCH
-from dateline.store import migrate
+from dateline.store import migrate, refused
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
 from dateline.store.connection import connect, open_client, sent_by_slot
@@ -378,7 +378,7 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
     """A feed's Redis inbox is copied entry for entry (the target's validator reads it
     from the start: what was validated here comes back as duplicates); where the source
     fans out to subscribers, the target's fan-out starts past the copied history, so no
-    subscriber gets the whole log again."""
+    subscriber gets the whole log again. What the validator refused comes along."""
     await hanoi_in(source)
     prefix = source.keys.prefix
     await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
@@ -386,6 +386,10 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
     sent = [
         await source.redis.xadd(inbox, {"update": encode(update(id=f"i{n}"))}) for n in range(3)
     ]
+    pipe = source.redis.pipeline(transaction=True)
+    refused.add(pipe, prefix, feed="wire-a", entry="1-0", raw=b"{", field="update", reason="r")
+    await pipe.execute()
+    [was] = await refused.refusals(source.redis, prefix)
     subs = Subscriptions(source.redis, source.keys)
     _, secret = await subs.add("https://cms.example.org/hooks", name="cms")
     await source.redis.xgroup_create(source.keys.log(0), DELIVER_GROUP, id="0", mkstream=True)
@@ -395,6 +399,8 @@ async def test_inboxes_come_along_and_delivery_starts_after_the_copied_history(
         assert await _moved(source, target, to) == []
         await migrate.copy_settings(source.redis, target, prefix)
         assert [eid for eid, _ in entries_of(await target.xrange(inbox))] == sent
+        # What the validator had refused, still told on the target, at the same instant.
+        assert await refused.refusals(target, prefix) == [was]
         # The subscription comes along with its secret: its subscriber's checks still pass.
         moved = Subscriptions(target, to)
         assert [sub.name for sub in await moved.all()] == ["cms"]

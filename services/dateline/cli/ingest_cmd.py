@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import click
@@ -26,6 +28,8 @@ from dateline.cli.common import (
 from dateline.ingest.credentials import Credentials, FeedExists
 from dateline.runtime.heap import tune_collector
 from dateline.runtime.probes import probes
+from dateline.store import refused
+from dateline.store.log import Log
 
 T = TypeVar("T")
 
@@ -147,3 +151,57 @@ def feeds_revoke(name: str) -> None:
     if not _run_credentials(lambda c: c.revoke(name)):
         raise click.ClickException(f"no feed named {name!r}")
     click.echo(f"feed {name!r} revoked")
+
+
+@feeds.command(name="refused")
+@click.argument("name", required=False)
+@click.option(
+    "--limit", type=click.IntRange(1), default=20, show_default=True, help="At most this many."
+)
+@click.option(
+    "--since",
+    "since_min",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Only those of the last this many minutes.",
+)
+@click.option("--record", is_flag=True, help="Print each entry's text too (its first 4 KiB).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a refusal, a line each.")
+def feeds_refused(
+    name: str | None, limit: int, since_min: float | None, record: bool, as_json: bool
+) -> None:
+    """What the validator refused from feeds' Redis inboxes (of feed NAME, or of all),
+    newest first: when, the feed, the inbox entry, the update's id and story, the field
+    and the reason. An inbox's feed is not answered: this is where it learns why. The
+    log keeps about the last 10,000 refusals (<prefix>:rejected)."""
+    since_ms = int((time.time() - since_min * 60) * 1000) if since_min else 0
+
+    async def read(log: Log) -> tuple[list[refused.Refusal], int]:
+        found = await refused.refusals(
+            log.redis,
+            log.keys.prefix,
+            feed=name,
+            limit=limit,
+            since_ms=since_ms,
+            with_record=record,
+        )
+        return found, await refused.counted(log.redis, log.keys.prefix)
+
+    found, held = on_the_log(read)
+    if as_json:
+        json_lines(found)
+        return
+    whose = f" of feed {name!r}" if name else ""
+    if not found:
+        within = f" in the last {since_min:g} min" if since_min else ""
+        click.echo(f"nothing refused{whose}{within} ({held:,} refusals held in all)")
+        return
+    for r in found:
+        when = datetime.fromtimestamp(r.ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        update = f"{r.id} ({r.subject})" if r.id and r.subject else (r.id or "-")
+        click.echo(f"{when}\t{r.feed}\t{r.entry}\t{update}\t{r.field}\t{r.reason}")
+        if r.record is not None:
+            cut = f" (the first {refused.KEEP_BYTES:,} of {r.size:,} bytes)" if r.truncated else ""
+            click.echo(f"\t{r.record}{cut}")
+    more = "" if len(found) < limit else f"; --limit {limit * 5} for more"
+    err(f"{len(found)} refusals{whose}, newest first ({held:,} held in all{more})")

@@ -28,18 +28,15 @@ from dateline.ingest.credentials import Credentials, Refusal
 from dateline.ingest.outcomes import counting, reused
 from dateline.runtime import Delivery, Runner, RunnerConfig
 from dateline.runtime.metrics import UPDATES
+from dateline.store import refused as refusals
 from dateline.store.connection import UNREACHABLE, is_cluster
-from dateline.store.layout import Keys, feed_of_inbox, inbox_key, rejected_key
+from dateline.store.layout import Keys, feed_of_inbox, inbox_key
 from dateline.store.log import Log
 from dateline_schemas import MAX_BATCH_BYTES, Decoded
 
 log = structlog.get_logger("dateline.validator")
 
 GROUP = "validator"
-KEEP_REJECTED = 10_000
-"""Refused inbox entries `rejected` keeps (about: trimmed with `MAXLEN ~`), newest."""
-KEEP_BYTES = 4096
-"""Of a refused entry, the first this many bytes are kept (`size` says how many it had)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +68,15 @@ class ValidatorHandler:
         cluster = is_cluster(self.log.redis)
         pipe = self.log.redis.pipeline(transaction=not cluster)
         for r in refused:
-            raw = r.delivery.raw
-            pipe.xadd(
-                rejected_key(self.prefix),
-                {
-                    "feed": feed_of_inbox(r.delivery.stream),
-                    "entry": r.delivery.entry_id,
-                    "record": raw[:KEEP_BYTES],
-                    "size": len(raw),
-                    "truncated": int(len(raw) > KEEP_BYTES),
-                    "field": r.field,
-                    "reason": r.reason,
-                },
-                maxlen=KEEP_REJECTED,
-                approximate=True,
+            d = r.delivery
+            refusals.add(
+                pipe,
+                self.prefix,
+                feed=feed_of_inbox(d.stream),
+                entry=d.entry_id,
+                raw=d.raw,
+                field=r.field,
+                reason=r.reason,
             )
         if cluster and refused:
             await pipe.execute()

@@ -48,6 +48,7 @@ from dateline.store.layout import (
     inbox_key,
     reader_tokens_key,
     readers_key,
+    rejected_key,
     subscription_secrets_key,
     subscriptions_key,
 )
@@ -339,11 +340,15 @@ InboxRows = list[tuple[bytes, dict[bytes, bytes]]]
 async def inbox_pages(source: aioredis.Redis, prefix: str) -> AsyncIterator[tuple[str, InboxRows]]:
     """Each feed's Redis inbox, a page of entries at a time: (feed, entries)."""
     for feed in sorted(cast(list[bytes], await source.hkeys(feeds_key(prefix)))):
-        inbox = inbox_key(prefix, feed.decode())
-        start = "-"
-        while rows := cast(InboxRows, await source.xrange(inbox, min=start, count=PAGE)):
+        async for rows in _pages(source, inbox_key(prefix, feed.decode())):
             yield feed.decode(), rows
-            start = "(" + rows[-1][0].decode()
+
+
+async def _pages(source: aioredis.Redis, stream: str) -> AsyncIterator[InboxRows]:
+    start = "-"
+    while rows := cast(InboxRows, await source.xrange(stream, min=start, count=PAGE)):
+        yield rows
+        start = "(" + rows[-1][0].decode()
 
 
 async def write_inbox(target: aioredis.Redis, prefix: str, feed: str, rows: InboxRows) -> None:
@@ -358,11 +363,18 @@ async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: 
     """Feeds, readers and subscriptions (their signing secrets too, so subscribers'
     checks still pass), so the target's services know them; and the feeds' Redis
     inboxes, entry for entry: the target's validator reads them from the start, and what
-    the source's had validated comes back as duplicates. A subscription's delivery state
-    (its outbox, retries, dead letters) stays on the source."""
+    the source's had validated comes back as duplicates. And what the validator refused
+    (`rejected`, under the same ids), so that `dateline feeds refused` on the target
+    still tells the feeds why: the inboxes hold no entry it refused, so nothing is
+    refused twice. What each subscription is owed moves by `owed`, not here."""
     copied = await write_settings(target, prefix, await setting_hashes(source, prefix))
     async for feed, rows in inbox_pages(source, prefix):
         await write_inbox(target, prefix, feed, rows)
+    async for rows in _pages(source, rejected_key(prefix)):
+        pipe = target.pipeline(transaction=False)
+        for eid, fields in rows:
+            pipe.xadd(rejected_key(prefix), fields, id=eid)  # type: ignore[arg-type]  # bytes
+        await pipe.execute()
     return copied
 
 
