@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from dateline.cli import main as cli_main
 from dateline.cli.main import cli
 from dateline.store import refused
 from dateline.store.layout import Keys
@@ -69,50 +67,33 @@ async def test_refusals_are_read_newest_first_by_feed_and_time(
 
 
 def test_the_command_prints_them_and_says_when_there_are_none(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, cli_prefix: str
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-
     async def fill() -> None:
-        log = Log(aioredis.Redis.from_url(redis_url), Keys(prefix, 4))
+        log = Log(aioredis.Redis.from_url(redis_url), Keys(cli_prefix, 4))
         await log.check_partitions()
         await _refuse(log)
         await log.close()
 
-    async def clean() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            await client.delete(key)
-        await client.aclose()
-
     asyncio.run(fill())
-    try:
-        for name, value in (("REDIS_URL", redis_url), ("DATELINE_PREFIX", prefix)):
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("DATELINE_PARTITIONS", "4")
-        monkeypatch.setattr(cli_main, "configure", lambda **_: None)
-        runner = CliRunner()
-        shown = runner.invoke(cli, ["feeds", "refused", "wire-a", "--limit", "3"])
-        assert shown.exit_code == 0, shown.output
-        lines = [line.split("\t") for line in shown.stdout.splitlines()]
-        assert [(f[1], f[3], f[4]) for f in lines] == [
-            ("wire-a", "-", "entry"),
-            ("wire-a", "theirs (hanoi-summit-2019)", "source"),
-            ("wire-a", "-", "update"),
-        ]
-        assert "no __data__ field" in lines[0][5]
-        assert "3 refusals of feed 'wire-a', newest first (5 held in all; --limit 15" in (
-            shown.stderr
-        )
-        whole = runner.invoke(cli, ["feeds", "refused", "--json", "--record"])
-        docs = [json.loads(line) for line in whole.stdout.splitlines()]
-        assert [d["feed"] for d in docs] == ["wire-a", "desk", "wire-a", "wire-a", "wire-a"]
-        assert docs[3]["record"] == "{truncated" and docs[3]["id"] is None
-        none = runner.invoke(cli, ["feeds", "refused", "nobody", "--since", "5"])
-        assert none.exit_code == 0
-        assert (
-            none.stdout
-            == "nothing refused of feed 'nobody' in the last 5 min (5 refusals held in all)\n"
-        )
-    finally:
-        asyncio.run(clean())
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["feeds", "refused", "wire-a", "--limit", "3"])
+    assert shown.exit_code == 0, shown.output
+    lines = [line.split("\t") for line in shown.stdout.splitlines()]
+    assert [(f[1], f[3], f[4]) for f in lines] == [
+        ("wire-a", "-", "entry"),
+        ("wire-a", "theirs (hanoi-summit-2019)", "source"),
+        ("wire-a", "-", "update"),
+    ]
+    assert "no __data__ field" in lines[0][5]
+    assert "3 refusals of feed 'wire-a', newest first (5 held in all; --limit 15" in shown.stderr
+    whole = runner.invoke(cli, ["feeds", "refused", "--json", "--record"])
+    docs = [json.loads(line) for line in whole.stdout.splitlines()]
+    assert [d["feed"] for d in docs] == ["wire-a", "desk", "wire-a", "wire-a", "wire-a"]
+    assert docs[3]["record"] == "{truncated" and docs[3]["id"] is None
+    none = runner.invoke(cli, ["feeds", "refused", "nobody", "--since", "5"])
+    assert none.exit_code == 0
+    assert (
+        none.stdout
+        == "nothing refused of feed 'nobody' in the last 5 min (5 refusals held in all)\n"
+    )
