@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -24,7 +26,7 @@ from dateline.store.embedded import EmbeddedRedis
 from dateline.store.log import log_keys
 from dateline.store.readers import Readers
 from dateline.store.seal import SealReport, seal_if_supported
-from dateline_schemas import decode_update
+from dateline_schemas import InvalidUpdate, decode_update
 
 HANOI = Path(__file__).resolve().parents[3] / "examples" / "hanoi-summit-2019.ndjson"
 DEMO_FEED, DEMO_SOURCE = "demo-wire", "urn:feed:wire-a"
@@ -62,17 +64,40 @@ def _ports(f: click.decorators.FC) -> click.decorators.FC:
     default=None,
     help=f"NDJSON updates to publish instead of {HANOI.name} (source {DEMO_SOURCE}).",
 )
-def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None) -> None:
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start from an empty log, in a data directory of its own that is deleted when "
+    "the demo stops (DATELINE_DATA_DIR's is left as it is): the story unfolds again. "
+    "Not with REDIS_URL or DATELINE_VIEWS_URL.",
+)
+def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None, fresh: bool) -> None:
     """Run the whole system and publish the Hanoi summit story over HTTP, update by update.
 
     Starts Redis (embedded unless REDIS_URL is set), then ingest, validator, projector,
     query and deliver as separate processes, prints the dashboard's address and publishes
     the story at PACE seconds an update. Keeps running after the story is in;
     Ctrl-C stops every process. Publishing again is safe: updates come back as
-    duplicates.
+    duplicates, and the dashboard shows the story as it stands (--fresh to watch it
+    unfold again).
     """
     lines = read_ndjson(file) if file else read_ndjson(HANOI.open("rb"))
-    _run(settings(), port, ingest_port, [b for _, b in lines], pace)
+    cfg = settings()
+    if not fresh:
+        _run(cfg, port, ingest_port, [b for _, b in lines], pace)
+        return
+    if cfg.redis_url is not None or cfg.views_url is not None:
+        raise click.UsageError(
+            "--fresh runs on embedded servers of its own: unset REDIS_URL and DATELINE_VIEWS_URL"
+        )
+    with tempfile.TemporaryDirectory(prefix="dateline-demo-") as tmp:
+        _run(
+            dataclasses.replace(cfg, data_dir=Path(tmp)),
+            port,
+            ingest_port,
+            [b for _, b in lines],
+            pace,
+        )
 
 
 @click.command()
@@ -182,6 +207,7 @@ async def _main(
             )
             if updates is not None:
                 token = await _demo_token(cfg, url)
+                await _say_if_told(cfg, url, updates)
                 await _publish(http, ingest, token, updates, pace, stop)
             err("running; Ctrl-C stops every service")
             await stop.wait()
@@ -219,6 +245,23 @@ async def _demo_token(cfg: Settings, url: str) -> str:
         if await credentials.get(DEMO_FEED) is None:
             return await credentials.add(DEMO_FEED, DEMO_SOURCE)
         return await credentials.new_token(DEMO_FEED)
+
+
+async def _say_if_told(cfg: Settings, url: str, updates: list[bytes]) -> None:
+    """Say so when the log holds the story already: its updates come back as duplicates,
+    and the dashboard shows it as it stands rather than unfolding."""
+    try:
+        story = decode_update(updates[0]).update.subject
+    except (IndexError, InvalidUpdate):  # none, or refused: said as it is published
+        return
+    async with open_log(url, cfg) as log:
+        version = await log.version(story)
+    if version:
+        err(
+            f"{story} is in this log already, at version {version} (data: {cfg.data_dir}): "
+            "its updates come back as duplicates and the dashboard shows it as it stands. "
+            "To watch it unfold again: python3 dev.py demo --fresh\n"
+        )
 
 
 async def _publish(
