@@ -382,6 +382,31 @@ PACKED_WORDS = 1_000
 sends each as an argument of its own (`store/scripts/commit.lua` says why)."""
 
 
+DECLARED = "*"
+"""A fence that is none: the key is declared for the server's check alone (`declared`)."""
+
+
+def declared(states: list[str], commands: list[Command]) -> tuple[list[str], list[str]]:
+    """The commit script's KEYS on a cluster: the story state keys, then every other key
+    its commands touch, once each; and the fences of the keys past the states. A slot
+    that moves to another node does so a key at a time, and a script's keys not declared
+    are found gone only when it reaches them: its writes before them made, its commit
+    half done. Declared, the server runs it only where all of them are."""
+    seen = dict.fromkeys(states)
+    for command in commands:
+        match command[0]:
+            case "MSET":
+                words = command[1::2]
+            case "ADVANCE":  # its checkpoints, then the partition's stream
+                words = (command[1], command[3])
+            case _:
+                words = (command[1],)
+        for word in words:
+            seen.setdefault(word.decode() if isinstance(word, bytes) else str(word))
+    keys = list(seen)
+    return keys, [DECLARED] * (len(keys) - len(states))
+
+
 def script_args(
     fences: list[str], commands: list[Command], packed_words: int = PACKED_WORDS
 ) -> list[str | bytes | float]:

@@ -39,6 +39,7 @@ from dateline.projector.commit import (
     acks,
     apart,
     checkpoint_args,
+    declared,
     decoded,
     fence,
     named,
@@ -318,8 +319,12 @@ class ProjectorHandler:
                 for p, upto in ends.items()
                 if (tally := self.tally(p)) is not None
             }
-            args = script_args([fences[p.story] for p in some], commands)
-            prepared.calls.append(([self.models.story(p.story) for p in some], args))
+            keys = [self.models.story(p.story) for p in some]
+            marks: list[str] = []
+            if self.sharded:
+                keys, marks = declared(keys, commands)
+            args = script_args([*(fences[p.story] for p in some), *marks], commands)
+            prepared.calls.append((keys, args))
             for p in some:
                 if p.changed:
                     p.state.timeline = []  # the stored state holds none: a list of its own

@@ -35,7 +35,7 @@ from redis.exceptions import (
     AskError,
     AuthenticationError,
     ClusterCrossSlotError,
-    ClusterDownError,
+    ClusterError,
     MovedError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -58,14 +58,26 @@ UNREACHABLE: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     OSError,
-    ClusterDownError,
+    ClusterError,
     SlotNotCoveredError,
     TryAgainError,
 )
 """What a call raises while the server is down, restarting or loading its AOF (redis-py's
-BusyLoadingError is a ConnectionError), or while a cluster finds its feet after losing a
-node (a shard without a master, a slot not covered yet): the services wait it out, and
-say so."""
+BusyLoadingError is a ConnectionError), while a cluster finds its feet after losing a
+node (a shard without a master, a slot not covered yet), or while a slot moves to
+another node (TRYAGAIN, `SlotMoving`, and redis-py's `ClusterError` once it has tried a
+command as often as it will: its TTL): the services wait it out, and say so."""
+
+
+class SlotMoving(TryAgainError):
+    """A script reached a key its node no longer holds, or does not hold yet: the key's
+    slot is moving to another node (a resharding). The server raises it at that call;
+    the scripts that write reach every key they did not declare before their first
+    write (the append's seal marker), or declare them all (the projector's commit), so
+    nothing was written. Sent again, it runs where the keys are."""
+
+
+_NOT_LOCAL = "Script attempted to access a non local key"
 
 
 PROBE_S = 1.0
@@ -118,6 +130,10 @@ def outage(exc: BaseException) -> str:
     network, not to the password rotated under the service."""
     if isinstance(exc, AuthenticationError):
         return "Redis refused the credentials"
+    if isinstance(exc, TryAgainError):
+        return "Redis Cluster is moving a slot to another node"
+    if type(exc) is ClusterError:  # its TTL: redirected, or refused, at every try
+        return "Redis Cluster did not settle where a key is (a slot moving, or a failover)"
     return "Redis unreachable"
 
 
@@ -227,6 +243,10 @@ class _Packing(AbstractConnection):
             if (placed := self._placed(exc)) is None:
                 raise
             raise placed from exc
+        except ResponseError as exc:
+            if str(exc).startswith(_NOT_LOCAL):
+                raise SlotMoving(f"{exc} (server {self._host_error()})") from exc
+            raise
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True

@@ -18,11 +18,12 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import (
-    ClusterDownError,
+    ClusterError,
     NoScriptError,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -167,8 +168,15 @@ class LogMoving(RuntimeError):
 
 PART_RETRIES_S = (0.05, 0.1, 0.2, 0.4)
 """The pauses between tries of one partition's append on a cluster (`Log._run_part`)."""
-CLUSTER_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError)
-"""What a cluster answers while a node is lost or a replica takes over."""
+CLUSTER_TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+"""What a cluster answers while a node is lost or a replica takes over, or while a slot
+moves to another node (TRYAGAIN, `SlotMoving`): the append wrote nothing then."""
 
 MIN_REPLICAS_AUTO = -1
 """`min_replicas` (and `Settings.min_replicas`' default): one when the server has a

@@ -23,7 +23,7 @@ from litestar.types import (
     Send,
 )
 from redis.exceptions import (
-    ClusterDownError,
+    ClusterError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -219,8 +219,9 @@ def handlers(service: str) -> dict[type[Exception] | int, Handler]:
         HTTPException: http_error,
         RedisConnectionError: down,
         RedisTimeoutError: down,
-        # A cluster mid-failover: a shard without a master yet (or not known to be).
-        ClusterDownError: down,
+        # A cluster mid-failover: a shard without a master yet (or not known to be); or a
+        # slot moving to another node (TRYAGAIN, and redis-py's TTL after it).
+        ClusterError: down,
         SlotNotCoveredError: down,
         TryAgainError: down,
         ResponseError: full_or_unhandled(service),

@@ -1,8 +1,13 @@
 -- Commit a projector's batch: its read-model writes, acknowledgements and checkpoints,
 -- in one step, fenced against another writer.
 --
--- KEYS: the batch's story state keys.
--- ARGV: each story's expected state SHA-1 ("" for none), one per key; then the
+-- KEYS: the batch's story state keys; on a cluster, then every other key the commands
+--   touch. Declared, they are the keys the server checks before it runs the script:
+--   while their slot moves to another node, the script runs where every one of them
+--   is, or not at all (TRYAGAIN), rather than failing at the first that has gone, its
+--   writes before it made.
+-- ARGV: each story's expected state SHA-1 ("" for none), one per key, "*" for a key
+--   declared only; then the
 --   commands' word counts, a MessagePack array (read once, not a tonumber a command:
 --   Lua's tonumber is libc's strtod, 4% of the projector's server instructions); then
 --   their words: a small commit's as one MessagePack array (one argument, not one a
@@ -23,8 +28,10 @@
 --   on). Unless 0, nothing is written.
 -- include: advance.lua
 for i, key in ipairs(KEYS) do
+  local fence = ARGV[i]
+  if fence == '*' then break end
   local raw = redis.call('GET', key)
-  if (raw and redis.sha1hex(raw) or '') ~= ARGV[i] then return i end
+  if (raw and redis.sha1hex(raw) or '') ~= fence then return i end
 end
 local words, i = ARGV, #KEYS + 2
 if #ARGV == #KEYS + 2 then words, i = cmsgpack.unpack(ARGV[#KEYS + 2]), 1 end
