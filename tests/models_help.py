@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 from dateline.store.layout import ModelKeys, Region
 from tests.raw import data
+
+Dump = dict[str, Any]
 
 
 async def hash_all(
@@ -51,3 +53,25 @@ async def index_entries(
     """These stories' index entries, each from its region's index (None: not there)."""
     found = [await client.hget(models.region_of(story).index, story) for story in stories]
     return [None if f is None else data(f) for f in found]
+
+
+async def dump(client: aioredis.Redis, prefix: str, version: str) -> Dump:
+    """Every key of a version's read models, named without the version, with its value."""
+    base = f"{prefix}:rm:{version}:"
+    out: Dump = {}
+    async for raw in client.scan_iter(match=f"{base}*", count=1000):
+        key = bytes(raw).decode()
+        kind = cast(bytes, await client.type(key)).decode()
+        match kind:
+            case "string":
+                value: Any = await client.get(key)
+            case "list":
+                value = await client.lrange(key, 0, -1)
+            case "hash":
+                value = await client.hgetall(key)
+            case "zset":
+                value = await client.zrange(key, 0, -1, withscores=True)
+            case _:
+                value = await client.smembers(key)
+        out[key.removeprefix(base)] = value
+    return out

@@ -25,6 +25,7 @@ from dateline.store.log import Log
 from tests.factories import encode, update
 from tests.integration.test_cluster_projector import one_a_partition, projector
 from tests.integration.test_projector import settle
+from tests.models_help import Dump, dump
 
 
 def _do(client: redis.Redis, *args: Any) -> Any:
@@ -99,28 +100,14 @@ def moving(cluster: LocalCluster, key: str) -> Iterator[Any]:
             client.close()
 
 
-async def _models(cluster: LocalCluster, prefix: str, version: str) -> dict[str, Any]:
-    """Every key of a version's read models on every master, without the version."""
-    base = f"{prefix}:rm:{version}:"
-    out: dict[str, Any] = {}
+async def _models(cluster: LocalCluster, prefix: str, version: str) -> Dump:
+    """`dump` of every master of the cluster: a scan reads one node."""
+    out: Dump = {}
     for node in cluster.nodes:
         client = aioredis.Redis.from_url(node.url)
         try:
-            if (await client.role())[0] != b"master":
-                continue
-            async for raw in client.scan_iter(match=f"{base}*", count=1000):
-                key = bytes(raw).decode()
-                kind = cast(bytes, await client.type(key)).decode()
-                match kind:
-                    case "string":
-                        value: Any = await client.get(key)
-                    case "list":
-                        value = await client.lrange(key, 0, -1)
-                    case "hash":
-                        value = await client.hgetall(key)
-                    case _:
-                        value = await client.zrange(key, 0, -1, withscores=True)
-                out[key.removeprefix(base)] = value
+            if (await client.role())[0] == b"master":
+                out |= await dump(client, prefix, version)
         finally:
             await client.aclose()
     return out

@@ -21,7 +21,7 @@ from dateline.store.readmodels import SHAPE, ReadModels
 from dateline_schemas import Update
 from tests.factories import encode, update
 from tests.integration.test_projector import projector, rebuilt, settle, stored_state
-from tests.integration.test_views_apart import dump
+from tests.models_help import dump
 from tests.projection_helpers import hanoi
 from tests.raw import data, text
 

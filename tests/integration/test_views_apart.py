@@ -47,11 +47,10 @@ from tests.factories import encode, update
 from tests.integration.serving import serve
 from tests.integration.test_projector import failing_on, settle
 from tests.integration.test_query import STORY, check_hanoi_reads, publish_hanoi
+from tests.models_help import dump
 from tests.projection_helpers import HANOI
 from tests.raw import data
 from tests.readers import bearer
-
-Dump = dict[str, Any]
 
 pytestmark = pytest.mark.cluster_too  # the log on each server, and on the local cluster
 
@@ -112,28 +111,6 @@ async def running(app: Projector) -> AsyncIterator[Projector]:
         await app.client.aclose()
         if app.views is not None:
             await app.views.aclose()
-
-
-async def dump(client: aioredis.Redis, prefix: str, version: str) -> Dump:
-    """Every key of a version's read models, named without the version, with its value."""
-    base = f"{prefix}:rm:{version}:"
-    out: Dump = {}
-    async for raw in client.scan_iter(match=f"{base}*", count=1000):
-        key = bytes(raw).decode()
-        kind = cast(bytes, await client.type(key)).decode()
-        match kind:
-            case "string":
-                value: Any = await client.get(key)
-            case "list":
-                value = await client.lrange(key, 0, -1)
-            case "hash":
-                value = await client.hgetall(key)
-            case "zset":
-                value = await client.zrange(key, 0, -1, withscores=True)
-            case _:
-                value = await client.smembers(key)
-        out[key.removeprefix(base)] = value
-    return out
 
 
 async def copy(client: aioredis.Redis, prefix: str) -> dict[bytes, bytes]:
