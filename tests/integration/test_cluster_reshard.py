@@ -8,6 +8,8 @@ commit meets a partition whose checkpoint, or index, has gone ahead of its stori
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,59 +47,81 @@ def _masters(cluster: LocalCluster) -> dict[str, redis.Redis]:
     return found
 
 
-@contextmanager
-def moving(cluster: LocalCluster, key: str) -> Iterator[Any]:
-    """The slot of `key` set moving from its master to another, and some of its keys
-    moved: those whose names hold the text given (the function yielded). On leaving, its other keys moved and the slot given to
-    the other master; then moved back, so the session's cluster is as it was."""
-    masters = _masters(cluster)
-    try:
-        any_node = next(iter(masters.values()))
-        slot = cast(int, _do(any_node, "CLUSTER", "KEYSLOT", key))
-        src = next(
+class SlotMove:
+    """The slot of a key moved from its master to another, as `valkey-cli --cluster
+    reshard` moves it: marked migrating and importing, its keys sent `per` at a time,
+    then given to the other master (`start`, `finish`); `back` returns it whole."""
+
+    def __init__(self, cluster: LocalCluster, key: str) -> None:
+        self.cluster = cluster
+        self.masters = _masters(cluster)
+        any_node = next(iter(self.masters.values()))
+        self.slot = cast(int, _do(any_node, "CLUSTER", "KEYSLOT", key))
+        self.source = next(
             nid
-            for nid, c in masters.items()
+            for nid, c in self.masters.items()
             for lo, hi, owner, *_ in _do(c, "CLUSTER", "SLOTS")
-            if lo <= slot <= hi and owner[2].decode() == nid
+            if lo <= self.slot <= hi and owner[2].decode() == nid
         )
-        dst = next(nid for nid in masters if nid != src)
+        self.target = next(nid for nid in self.masters if nid != self.source)
 
-        def move_some(keys: list[bytes], source: str, target: str) -> None:
-            port = masters[target].connection_pool.connection_kwargs["port"]
-            _do(
-                masters[source],
-                "MIGRATE",
-                "127.0.0.1",
-                port,
-                "",
-                0,
-                5000,
-                "AUTH",
-                cluster.password,
-                "KEYS",
-                *keys,
-            )
+    def start(self, first: str = "") -> None:
+        """Marked moving; the keys whose names hold `first` sent ahead."""
+        source, target = self.masters[self.source], self.masters[self.target]
+        _do(target, "CLUSTER", "SETSLOT", self.slot, "IMPORTING", self.source)
+        _do(source, "CLUSTER", "SETSLOT", self.slot, "MIGRATING", self.target)
+        keys = _do(source, "CLUSTER", "GETKEYSINSLOT", self.slot, 1000)
+        if some := [k for k in keys if first and first.encode() in k]:
+            self._send(some)
 
-        def move(source: str, target: str, first: str) -> None:
-            _do(masters[target], "CLUSTER", "SETSLOT", slot, "IMPORTING", source)
-            _do(masters[source], "CLUSTER", "SETSLOT", slot, "MIGRATING", target)
-            keys = _do(masters[source], "CLUSTER", "GETKEYSINSLOT", slot, 1000)
-            if some := [k for k in keys if first and first.encode() in k]:
-                move_some(some, source, target)
+    def finish(self, per: int = 100, pause: float = 0.0) -> int:
+        """Every other key sent, `pause` s between sends; the slot given to the target.
+        How many keys were sent."""
+        sent = 0
+        source = self.masters[self.source]
+        while keys := _do(source, "CLUSTER", "GETKEYSINSLOT", self.slot, per):
+            self._send(keys)
+            sent += len(keys)
+            time.sleep(pause)
+        for nid in sorted(self.masters, key=lambda n: n != self.target):  # the target first
+            _do(self.masters[nid], "CLUSTER", "SETSLOT", self.slot, "NODE", self.target)
+        return sent
 
-        def finish(source: str, target: str) -> None:
-            while keys := _do(masters[source], "CLUSTER", "GETKEYSINSLOT", slot, 100):
-                move_some(keys, source, target)
-            for nid in sorted(masters, key=lambda n: n != target):  # the target first
-                _do(masters[nid], "CLUSTER", "SETSLOT", slot, "NODE", target)
-
-        yield lambda first: move(src, dst, first)
-        finish(src, dst)
-        move(dst, src, "")  # back, whole
-        finish(dst, src)
-    finally:
-        for client in masters.values():
+    def back(self) -> None:
+        self.source, self.target = self.target, self.source
+        self.start()
+        self.finish()
+        for client in self.masters.values():
             client.close()
+
+    def _send(self, keys: list[bytes]) -> None:
+        port = self.masters[self.target].connection_pool.connection_kwargs["port"]
+        password = self.cluster.password
+        _do(
+            self.masters[self.source],
+            "MIGRATE",
+            "127.0.0.1",
+            port,
+            "",
+            0,
+            5000,
+            "AUTH",
+            password,
+            "KEYS",
+            *keys,
+        )
+
+
+@contextmanager
+def moving(cluster: LocalCluster, key: str) -> Iterator[SlotMove]:
+    """A `SlotMove` of `key`'s slot, started by the caller, finished on leaving and then
+    moved back, so that the session's cluster is as it was."""
+    move = SlotMove(cluster, key)
+    try:
+        yield move
+    finally:
+        move.finish()
+        move.back()
 
 
 async def _models(cluster: LocalCluster, prefix: str, version: str) -> Dump:
@@ -139,7 +163,7 @@ async def test_a_commit_while_its_partitions_slot_moves_writes_all_of_it_or_noth
         await settle(app)
         await log.append([encode(update(subject=stories[0], id="second"))])
         with capture_logs() as logs, moving(local_cluster, log.keys.log(0)) as move:
-            move(first)
+            move.start(first)
             assert await app.runner.step() == 0  # stories[0]'s second: not committed yet
             with pytest.raises(UNREACHABLE):  # TRYAGAIN, or redis-py's TTL after it
                 await log.append([encode(update(subject=stories[0], id="third"))])
@@ -152,5 +176,70 @@ async def test_a_commit_while_its_partitions_slot_moves_writes_all_of_it_or_noth
         assert live == await _models(local_cluster, log.keys.prefix, rebuilt.new)
         assert [u.id for u in await log.read_story(stories[0])] == [f"{stories[0]}-1", "second"]
     finally:
+        await app.client.aclose()
+        await log.close()
+
+
+@pytest.mark.slow  # about 10 s
+async def test_feeds_and_the_projector_ride_out_a_slot_moved_key_by_key(
+    local_cluster: LocalCluster,
+) -> None:
+    """A feed appends batches over 40 stories and the projector projects them while a
+    partition's slot moves, a few keys at a time: every update sent is in the log once,
+    in gap-free versions, whatever the feed was told meanwhile (it sends a batch again
+    until answered, as a feed does), and the read models equal a rebuild's. Nothing
+    logged an error."""
+    log = await Log.connect(local_cluster.url, prefix=f"t{uuid.uuid4().hex[:10]}", partitions=4)
+    app = await projector(log, local_cluster.url)
+    stories = [f"story-{i}" for i in range(40)]
+    sent: dict[str, list[str]] = {s: [] for s in stories}
+    refused: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        n = 0
+        while not stop.is_set():
+            some = stories[n % 8 :: 8]
+            while True:
+                try:
+                    await log.append([encode(update(subject=s, id=f"{s}-{n}")) for s in some])
+                    break
+                except UNREACHABLE as exc:
+                    refused.append(exc)
+                    await asyncio.sleep(0.05)
+            for story in some:
+                sent[story].append(f"{story}-{n}")
+            n += 1
+            await asyncio.sleep(0.005)
+
+    async def project() -> None:
+        while not stop.is_set():
+            try:
+                await app.runner.step()
+            except UNREACHABLE:
+                await asyncio.sleep(0.05)
+
+    try:
+        with capture_logs() as logs:
+            work = [asyncio.create_task(feed()), asyncio.create_task(project())]
+            await asyncio.sleep(1.0)
+            with moving(local_cluster, log.keys.log(0)) as move:
+                move.start()
+                assert await asyncio.to_thread(move.finish, 3, 0.1) > 10
+            await asyncio.sleep(1.0)
+            stop.set()
+            await asyncio.gather(*work)
+            await settle(app)
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        assert refused, "the feed was never refused: the move was over before it began"
+        for story in stories:
+            history = await log.read_story(story)
+            assert [u.id for u in history] == sent[story], story
+            assert [u.version for u in history] == list(range(1, len(history) + 1))
+        live = await _models(local_cluster, log.keys.prefix, "v1")
+        rebuilt = await rebuild_all(log, log.keys)
+        assert live == await _models(local_cluster, log.keys.prefix, rebuilt.new)
+    finally:
+        stop.set()
         await app.client.aclose()
         await log.close()
