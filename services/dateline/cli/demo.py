@@ -81,23 +81,17 @@ def demo(port: int, ingest_port: int, pace: float, file: IO[bytes] | None, fresh
     duplicates, and the dashboard shows the story as it stands (--fresh to watch it
     unfold again).
     """
-    lines = read_ndjson(file) if file else read_ndjson(HANOI.open("rb"))
+    updates = [b for _, b in (read_ndjson(file) if file else read_ndjson(HANOI.open("rb")))]
     cfg = settings()
     if not fresh:
-        _run(cfg, port, ingest_port, [b for _, b in lines], pace)
+        _run(cfg, port, ingest_port, updates, pace)
         return
     if cfg.redis_url is not None or cfg.views_url is not None:
         raise click.UsageError(
             "--fresh runs on embedded servers of its own: unset REDIS_URL and DATELINE_VIEWS_URL"
         )
     with tempfile.TemporaryDirectory(prefix="dateline-demo-") as tmp:
-        _run(
-            dataclasses.replace(cfg, data_dir=Path(tmp)),
-            port,
-            ingest_port,
-            [b for _, b in lines],
-            pace,
-        )
+        _run(dataclasses.replace(cfg, data_dir=Path(tmp)), port, ingest_port, updates, pace)
 
 
 @click.command()
