@@ -353,9 +353,13 @@ async def _pages(source: aioredis.Redis, stream: str) -> AsyncIterator[InboxRows
 
 async def write_inbox(target: aioredis.Redis, prefix: str, feed: str, rows: InboxRows) -> None:
     """Entries of a feed's inbox, each under its own id."""
+    await _write_entries(target, inbox_key(prefix, feed), rows)
+
+
+async def _write_entries(target: aioredis.Redis, stream: str, rows: InboxRows) -> None:
     pipe = target.pipeline(transaction=False)
     for eid, fields in rows:
-        pipe.xadd(inbox_key(prefix, feed), fields, id=eid)  # type: ignore[arg-type]  # bytes
+        pipe.xadd(stream, fields, id=eid)  # type: ignore[arg-type]  # bytes
     await pipe.execute()
 
 
@@ -371,10 +375,7 @@ async def copy_settings(source: aioredis.Redis, target: aioredis.Redis, prefix: 
     async for feed, rows in inbox_pages(source, prefix):
         await write_inbox(target, prefix, feed, rows)
     async for rows in _pages(source, rejected_key(prefix)):
-        pipe = target.pipeline(transaction=False)
-        for eid, fields in rows:
-            pipe.xadd(rejected_key(prefix), fields, id=eid)  # type: ignore[arg-type]  # bytes
-        await pipe.execute()
+        await _write_entries(target, rejected_key(prefix), rows)
     return copied
 
 
