@@ -28,7 +28,10 @@ from dateline.store.config import Settings
 from dateline.store.embedded import served
 with served(Settings.from_env()) as (url, own):
     print(url, own is not None, own.pid if own else 0, flush=True)
-    time.sleep(float(sys.argv[1]))
+    if sys.argv[1] == "told":
+        sys.stdin.readline()
+    else:
+        time.sleep(float(sys.argv[1]))
 """
 
 
@@ -36,12 +39,17 @@ def _settings(data_dir: Path) -> Settings:
     return Settings.from_env({"DATELINE_DATA_DIR": str(data_dir)})
 
 
-def _brief(data_dir: Path, seconds: float) -> tuple[subprocess.Popen[str], str, int]:
-    """A brief command's server (started by it), held for `seconds`; its URL and pid."""
+def _brief(data_dir: Path, seconds: float | None) -> tuple[subprocess.Popen[str], str, int]:
+    """A brief command's server (started by it), held for `seconds`, or with None until a
+    line comes on its stdin (`told`); its URL and pid."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
     env["DATELINE_DATA_DIR"] = str(data_dir)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _BRIEF, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _BRIEF, "told" if seconds is None else str(seconds)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     url, started, pid = proc.stdout.readline().split()
@@ -109,7 +117,7 @@ with served(Settings.from_env()) as (url, own):
 def test_a_brief_commands_server_outlives_it_while_another_brief_command_uses_it(
     tmp_path: Path,
 ) -> None:
-    owner, owner_url, owner_pid = _brief(tmp_path, 0.5)
+    owner, owner_url, owner_pid = _brief(tmp_path, None)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
     env["DATELINE_DATA_DIR"] = str(tmp_path)
     guest = subprocess.Popen(
@@ -119,7 +127,10 @@ def test_a_brief_commands_server_outlives_it_while_another_brief_command_uses_it
         assert guest.stdout is not None
         url, started = guest.stdout.readline().split()
         assert (url, started) == (owner_url, "False")
-        # The owner's own work ends first; it waits for its guest before stopping.
+        # The owner's own work ends first, told once the guest is in (a guest slow to
+        # start under load would otherwise find no server); it waits for its guest
+        # before stopping.
+        told(owner)
         assert owner.wait(timeout=30) == 0
         assert guest.stdout.readline().strip() == "True"  # the server answered to the end
         assert guest.wait(timeout=30) == 0
@@ -132,3 +143,10 @@ def test_a_brief_commands_server_outlives_it_while_another_brief_command_uses_it
         for proc in (owner, guest):
             proc.kill()
             proc.wait()
+
+
+def told(proc: subprocess.Popen[str]) -> None:
+    """A brief command held until told (`_brief`'s None), told to end its work."""
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.close()
