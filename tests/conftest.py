@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import redis.asyncio as aioredis
 
+from dateline.cli import main as cli_main
 from dateline.store import embedded
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
@@ -51,6 +52,18 @@ def _stable_ports_of_this_worker() -> Iterator[None]:
     embedded.STABLE_PORTS = worker_share(whole)
     yield
     embedded.STABLE_PORTS = whole
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in process (click's `CliRunner`) leaves structlog's set-up alone.
+    `dateline`'s group configures it for the whole process (`runtime.logs.configure`):
+    an errand's level is `warning`, and its loggers are cached, writing to the runner's
+    stream. That stayed for every later test of the worker: a fresh logger of a test's
+    own then dropped `info` before `capture_logs` saw it (a test of the live streams'
+    reclaim failed after `test_cli_commands.py`, in a run whose workers took the tests
+    in another order)."""
+    monkeypatch.setattr(cli_main, "configure", lambda **_: None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from dateline.cli import main as cli_main
 from dateline.runtime.wakes import Wakes
 from dateline.store.log import Log
 from tests.conftest import fresh_log
@@ -27,14 +26,12 @@ async def source(redis_url: str) -> AsyncIterator[Log]:
 @pytest.fixture
 def cli_prefix(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A prefix of its own, 4 partitions, for a command run in process (click's
-    `CliRunner`) on the test's server; its keys deleted after. The process's logging is
-    left alone: structlog set to cache its loggers, writing to the runner's stream, would
-    stay so for the rest of the suite and its log captures."""
+    `CliRunner`) on the test's server; its keys deleted after. (The process's logging is
+    left alone for every test: `tests/conftest.py`.)"""
     prefix = f"t{uuid.uuid4().hex[:12]}"
     for name, value in (("REDIS_URL", redis_url), ("DATELINE_PREFIX", prefix)):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DATELINE_PARTITIONS", "4")
-    monkeypatch.setattr(cli_main, "configure", lambda **_: None)
 
     async def clean() -> None:
         client = aioredis.Redis.from_url(redis_url)
