@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from dateline.cli import main as cli_main
 from dateline.store import embedded
@@ -55,15 +56,21 @@ def _stable_ports_of_this_worker() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A command run in process (click's `CliRunner`) leaves structlog's set-up alone.
-    `dateline`'s group configures it for the whole process (`runtime.logs.configure`):
-    an errand's level is `warning`, and its loggers are cached, writing to the runner's
-    stream. That stayed for every later test of the worker: a fresh logger of a test's
-    own then dropped `info` before `capture_logs` saw it (a test of the live streams'
-    reclaim failed after `test_cli_commands.py`, in a run whose workers took the tests
-    in another order)."""
+def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A command run in process (click's `CliRunner`) leaves structlog's set-up alone,
+    and a test that changes it anyway fails. `dateline`'s group configures it for the
+    whole process (`runtime.logs.configure`): an errand's level is `warning`, and its
+    loggers are cached, writing to the runner's stream. That stayed for every later test
+    of the worker, whose `capture_logs` then saw nothing of a module's cached logger, nor
+    `info` of a fresh one: the live streams' reclaim test failed after
+    `test_cli_commands.py`, and the cluster waiters' test too, in runs whose workers took
+    the tests in another order."""
     monkeypatch.setattr(cli_main, "configure", lambda **_: None)
+    before = structlog.get_config()
+    yield
+    if structlog.get_config() != before:
+        structlog.configure(**before)
+        pytest.fail("the test changed structlog's set-up for every later test of the process")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
