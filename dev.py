@@ -123,9 +123,13 @@ def workers(rest: list[str]) -> list[str]:
     """pytest-xdist's options for the default suite: a worker a core, up to four.
 
     Most of its time is end-to-end tests waiting on processes and servers: on two cores
-    two workers took it from 10:09 to 5:47. Each worker starts servers of its own (its
-    session's Valkey, Redis 6.2 and local cluster), on ports the system gives. Options
-    of the caller's own win: `python3 dev.py test -n 0` runs in one process."""
+    two workers took it from 10:09 to 5:47 (2026-12-01; 9:01 on 2026-12-07, the suite
+    grown, about 55% of both cores busy). A worker more than the cores took 7:21 to 7:54
+    (three runs): not the default, since its first two runs found tests that held only
+    on an idle machine or in one order (mended), and one clean run is no proof against
+    the next. Each worker starts servers of its own (its session's Valkey, Redis 6.2 and
+    local cluster), on ports the system gives. Options of the caller's own win: `python3
+    dev.py test -n 0` runs in one process, `-n 3` three workers."""
     if any(a.startswith(("-n", "--numprocesses", "--dist")) for a in rest):
         return []
     # The cores this process may run on (a container's cpuset), not the host's count.
