@@ -47,7 +47,7 @@ def _brief(data_dir: Path, seconds: float | None) -> tuple[subprocess.Popen[str]
     proc = subprocess.Popen(
         [sys.executable, "-c", _BRIEF, "told" if seconds is None else str(seconds)],
         env=env,
-        stdin=subprocess.PIPE,
+        stdin=subprocess.PIPE if seconds is None else None,
         stdout=subprocess.PIPE,
         text=True,
     )
