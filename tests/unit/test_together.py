@@ -6,12 +6,17 @@ import asyncio
 
 import pytest
 
-from dateline.store.together import gathered
+from dateline.store.together import gathered, side_by_side
 
 
 async def _after(seconds: float, value: int, landed: list[int]) -> int:
     await asyncio.sleep(seconds)
     landed.append(value)
+    return value
+
+
+async def _word(seconds: float, value: str) -> str:
+    await asyncio.sleep(seconds)
     return value
 
 
@@ -49,3 +54,20 @@ async def test_cancelling_the_caller_cancels_every_step() -> None:
         await waiting
     await asyncio.sleep(0.01)
     assert landed == []
+
+
+async def test_steps_of_different_types_come_back_as_a_tuple_in_the_order_asked() -> None:
+    landed: list[int] = []
+    assert await side_by_side(_after(0.02, 1, landed), _word(0, "two")) == (1, "two")
+    three = await side_by_side(_word(0.01, "a"), _after(0, 2, landed), _word(0, "c"))
+    assert three == ("a", 2, "c")
+
+
+async def test_reads_side_by_side_name_every_failure_once_all_have_ended() -> None:
+    """A bare `gather` would raise the first, with the slow read still going, and mark
+    the second retrieved: no log would ever show it."""
+    landed: list[int] = []
+    with pytest.raises(RuntimeError, match="first") as raised:
+        await side_by_side(_fails("first"), _after(0.05, 1, landed), _fails("second"))
+    assert landed == [1]
+    assert raised.value.__notes__ == ["alongside it, another step failed: RuntimeError('second')"]

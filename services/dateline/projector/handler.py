@@ -16,7 +16,6 @@ plans the batch anew.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable
@@ -527,9 +526,7 @@ class ProjectorHandler:
         if not missing:
             return known
         groups = self._parts(missing, lambda story: story)  # a read a slot on a cluster
-        read = await asyncio.gather(
-            *(self._read(keys=self.models.recall_keys(some)) for some in groups)
-        )
+        read = await gathered(*(self._read(keys=self.models.recall_keys(some)) for some in groups))
         pairs = [
             pair
             for some, replies in zip(groups, read, strict=True)

@@ -47,6 +47,7 @@ from dateline.store.readmodels import (
 )
 from dateline.store.replies import as_text_or_none, pairs
 from dateline.store.seal import Sealing
+from dateline.store.together import side_by_side
 from dateline_schemas import decode_records
 
 NEWEST_IN_ONE = 256
@@ -267,7 +268,7 @@ class Reader:
         history = self.keys.story(story)
         if self.apart:  # the state from the store of read models, the rest from the log
             keys = [models.story(story), models.statements(story), history]
-            (state, _, _), where, listed = await asyncio.gather(
+            (state, _, _), where, listed = await side_by_side(
                 self._reads("story", keys, [story, 0, -1]),  # no records: `last` < `first`
                 self.client.hget(self._parked_key(models), story),
                 self.client.lrange(history, first, last) if last >= first else _no_records(),
@@ -275,7 +276,7 @@ class Reader:
             return state, as_text_or_none(cast(bytes | None, where)), cast(list[bytes], listed)
         if self.cluster:  # the parked stories are in another slot: read side by side
             keys = [models.story(story), models.statements(story), history]
-            (raw, _, records), parked = await asyncio.gather(
+            (raw, _, records), parked = await side_by_side(
                 self._reads("story", keys, [story, first, last]),
                 self.client.hget(self._parked_key(models), story),
             )
@@ -362,7 +363,7 @@ class Reader:
             ranked = self._newest_of(tuple(prefixes), limit, status, after)
         else:
             ranked = self._newest(limit, status, after)
-        newest, parked, late = await asyncio.gather(
+        newest, parked, late = await side_by_side(
             ranked,
             self.parked(),
             self.overdue(now),
@@ -723,7 +724,7 @@ class Reader:
         pipe = self.client.pipeline(transaction=False)
         for log, start in zip(logs, starts, strict=True):
             pipe.xrange(log, min=f"({start}", max="+", count=count)
-        heads, replies = await asyncio.gather(read_checkpoints(self.views, models), pipe.execute())
+        heads, replies = await side_by_side(read_checkpoints(self.views, models), pipe.execute())
         pages = []
         for p, rows in enumerate(replies):
             head = heads.get(p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -42,6 +41,7 @@ from dateline.query.views import (
     view_of,
 )
 from dateline.store.readers import Grant
+from dateline.store.together import side_by_side
 from dateline.web import params
 from dateline.web.problems import Refused
 from dateline.web.ready import Ready
@@ -96,7 +96,7 @@ async def _listing(
     if (kept := reader.cache.listing(key)) is not None:
         return kept
     generation, now = reader.cache.listings_generation, datetime.now(UTC)
-    (entries, _), until = await asyncio.gather(
+    (entries, _), until = await side_by_side(
         # One more than the page: whether there is a next page, without a read to learn it.
         reader.listed(
             limit + 1,
