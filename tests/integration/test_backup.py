@@ -26,7 +26,7 @@ from dateline.kit import LogEntry
 from dateline.store import backup, migrate, owed
 from dateline.store.cluster import LocalCluster
 from dateline.store.connection import open_client
-from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
+from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key, rejected_key
 from dateline.store.log import Log
 from dateline.store.seal import Sealing, opened, seal_log, sealing_key
 from dateline.store.subscriptions import Parked, Subscriptions
@@ -117,6 +117,35 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
             assert group["last-delivered-id"] == last
         [new] = await restored.append([encode(update(subject=stories[0], id="after"))])
         assert new.version == await source.version(stories[0]) + 1
+    finally:
+        await _cleared(target, to.prefix)
+
+
+async def test_a_restore_is_refused_where_an_inbox_it_brings_is_there_already(
+    source: Log, redis_url: str, tmp_path: Path
+) -> None:
+    """A feed's inbox restored entry for entry stops at the first entry a stream there
+    already holds past it: refused up front, naming it. The validator's refusals are not
+    in a backup, so a `rejected` stream there is no bar."""
+    await hanoi_in(source)
+    await Credentials(source.redis, source.keys.prefix).add("wire-a", "urn:feed:test")
+    await source.redis.xadd(inbox_key(source.keys.prefix, "wire-a"), {"update": b"{}"})
+    path = tmp_path / "hanoi.ndjson"
+    await _backed_up(source, path)
+    checked = backup.verify(path, None)
+    assert checked.inboxes == {"wire-a"}
+    to = Keys(f"r{uuid.uuid4().hex[:8]}", 4)
+    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
+    brought = migrate.copied_streams(to.prefix, checked.inboxes, rejected=False)
+    try:
+        await target.xadd(rejected_key(to.prefix), {"feed": "wire-b"})
+        await migrate.check_empty(target, to, brought)
+        await target.xadd(inbox_key(to.prefix, "wire-a"), {"update": b"{}"})
+        with pytest.raises(migrate.TargetNotEmpty) as held:
+            await migrate.check_empty(target, to, brought)
+        assert str(held.value).startswith(
+            f"the target already holds {inbox_key(to.prefix, 'wire-a')}: streams the copy"
+        )
     finally:
         await _cleared(target, to.prefix)
 

@@ -29,7 +29,7 @@ from dateline.store import migrate, refused
 from dateline.store.cluster import LocalCluster
 from dateline.store.config import Settings
 from dateline.store.connection import connect, open_client, sent_by_slot
-from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key
+from dateline.store.layout import DELIVER_GROUP, Keys, inbox_key, rejected_key
 from dateline.store.log import Log, LogMoving
 from dateline.store.seal import Sealing, is_sealed, seal_log, sealing_key
 from dateline.store.subscriptions import Subscriptions
@@ -504,6 +504,52 @@ def test_the_command_says_what_is_wrong_and_release_lifts_a_freeze(redis_url: st
     assert b"freeze lifted from 1 of 8 partitions" in released.stdout
     assert not client.exists(keys.seal(3))
     client.close()
+
+
+async def test_a_target_whose_copied_streams_are_there_already_is_refused_before_the_freeze(
+    source: Log, redis_url: str
+) -> None:
+    """A validator run on the target before the move refused an entry there: the copy of
+    this log's refusals, under their own (earlier) ids, would stop part way, with the log
+    copied and the freeze lifted. Refused before anything is written, naming the streams."""
+    await hanoi_in(source)
+    prefix = source.keys.prefix
+    await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
+    await source.redis.xadd(inbox_key(prefix, "wire-a"), {"update": encode(update(id="i0"))})
+    pipe = source.redis.pipeline(transaction=True)
+    refused.add(pipe, prefix, feed="wire-a", entry="1-0", raw=b"{", field="update", reason="r")
+    await pipe.execute()
+    there = redis_url.removesuffix("/0") + "/4"
+    target = aioredis.Redis.from_url(there)
+    later = aioredis.Redis.from_url(there)
+    pipe = later.pipeline(transaction=True)
+    refused.add(pipe, prefix, feed="wire-a", entry="2-0", raw=b"[", field="update", reason="r")
+    await pipe.execute()
+    await later.xadd(inbox_key(prefix, "wire-a"), {"update": b"{}"})
+    await later.aclose()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATELINE_PREFIX": prefix,
+        "DATELINE_PARTITIONS": str(source.keys.partitions),
+    }
+    env.pop("DATELINE_SEAL_KEY", None)
+    try:
+        command = [str(DATELINE), "migrate", "--to", there]
+        moved = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True)
+        assert moved.returncode == 1, moved.stderr
+        said = moved.stderr.decode()
+        streams = f"{rejected_key(prefix)}, {inbox_key(prefix, 'wire-a')}"
+        assert f"the target already holds {streams}: streams the copy writes" in said
+        assert "Traceback" not in said
+        # Nothing written: the log here takes appends, and the target holds no log.
+        assert await migrate.frozen_to(source.redis, source.keys) is None
+        to = Keys(prefix, source.keys.partitions)
+        assert not await target.exists(to.config, *to.logs())
+    finally:
+        async for key in target.scan_iter(match=f"{prefix}:*"):
+            await target.delete(key)
+        await target.aclose()
 
 
 async def test_every_update_acknowledged_while_the_log_moves_is_on_the_target(

@@ -300,7 +300,8 @@ async def _restore(
     to = Keys(cfg.prefix, count, slotted=cluster)
     try:
         try:
-            await migrate.check_empty(target, to)
+            inboxes = migrate.copied_streams(to.prefix, checked.inboxes, False)
+            await migrate.check_empty(target, to, inboxes)
             await Log(target, to).check_partitions()
         except (migrate.TargetNotEmpty, PartitionMismatch) as exc:
             raise click.ClickException(f"{exc}; nothing was written") from None

@@ -108,7 +108,8 @@ async def _migrate(
         count = partitions or (CLUSTER_PARTITIONS if cluster else source.keys.partitions)
         to = Keys(cfg.prefix, count, slotted=cluster)
         try:
-            await migrate.check_empty(target, to)
+            feeds = await migrate.feed_names(source.redis, cfg.prefix)
+            await migrate.check_empty(target, to, migrate.copied_streams(to.prefix, feeds, True))
             await Log(target, to).check_partitions()  # the target's config: its count
             report = await _move(cfg, source, target, to, to_url, positions)
         except (migrate.TargetNotEmpty, PartitionMismatch) as exc:

@@ -316,6 +316,8 @@ class Checked:
     end: End
     signature: Literal["checked", "unsigned", "skipped"]
     deliveries: list[Delivery] = field(default_factory=list)
+    inboxes: set[str] = field(default_factory=set)
+    """The feeds whose Redis inbox entries the file holds."""
 
 
 @dataclass
@@ -327,6 +329,7 @@ class _Tally:
     updates: int = 0
     stories: set[str] = field(default_factory=set)
     deliveries: list[Delivery] = field(default_factory=list)
+    inboxes: set[str] = field(default_factory=set)
 
     def take(self, number: int, line: Line) -> None:
         """One line, after the lines before it; `BadBackup` if it cannot come here."""
@@ -353,6 +356,7 @@ class _Tally:
                 raise BadBackup(f"line {number}: no settings hash is called {line.name!r}")
             case Inbox():
                 _stream_id(line.id, number)
+                self.inboxes.add(line.feed)
             case Delivery():
                 self._delivery(number, line, self.header.partitions)
             case End():
@@ -416,7 +420,8 @@ def verify(path: Path, key: bytes | None, *, skip_signature: bool = False) -> Ch
             "its lines do not match the digest on its closing line: the file was changed "
             "or damaged after it was written"
         )
-    return Checked(header, end, _signature(end, key, skip_signature), tally.deliveries)
+    signature = _signature(end, key, skip_signature)
+    return Checked(header, end, signature, tally.deliveries, tally.inboxes)
 
 
 def _stream_id(eid: str, number: int) -> None:

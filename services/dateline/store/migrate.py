@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, cast
@@ -166,7 +166,10 @@ async def frozen_to(client: aioredis.Redis, keys: Keys) -> str | None:
     return None
 
 
-async def check_empty(client: aioredis.Redis, keys: Keys) -> None:
+async def check_empty(client: aioredis.Redis, keys: Keys, streams: Iterable[str] = ()) -> None:
+    """`TargetNotEmpty` unless the target holds no log under this prefix, nor any of
+    `streams`: those the copy writes entry for entry under their own ids (`copied_streams`),
+    which a stream there already past them would refuse part way through the copy."""
     held = await client.exists(keys.config, *keys.logs())
     if held:
         raise TargetNotEmpty(
@@ -174,6 +177,27 @@ async def check_empty(client: aioredis.Redis, keys: Keys) -> None:
             "or partition streams): a log is copied only into an empty one. Delete that "
             "prefix's keys there (stop its services first), or choose another target"
         )
+    found = [stream for stream in streams if await client.exists(stream)]
+    if found:
+        raise TargetNotEmpty(
+            f"the target already holds {', '.join(found)}: streams the copy writes entry "
+            "for entry under their ids, and one there already would stop it part way "
+            "(a validator run there before the move writes them). Delete them there (stop "
+            "its validator first), or choose another target"
+        )
+
+
+def copied_streams(prefix: str, feeds: Iterable[str], rejected: bool) -> list[str]:
+    """The streams a copy writes entry for entry: these feeds' Redis inboxes, and the
+    validator's refusals (`rejected`) where the copy carries them (a move does, a backup
+    does not)."""
+    inboxes = [inbox_key(prefix, feed) for feed in sorted(feeds)]
+    return [rejected_key(prefix), *inboxes] if rejected else inboxes
+
+
+async def feed_names(client: aioredis.Redis, prefix: str) -> list[str]:
+    """The feeds this log knows, whose inboxes a move copies."""
+    return sorted(f.decode() for f in cast(list[bytes], await client.hkeys(feeds_key(prefix))))
 
 
 async def _entries(
@@ -339,9 +363,9 @@ InboxRows = list[tuple[bytes, dict[bytes, bytes]]]
 
 async def inbox_pages(source: aioredis.Redis, prefix: str) -> AsyncIterator[tuple[str, InboxRows]]:
     """Each feed's Redis inbox, a page of entries at a time: (feed, entries)."""
-    for feed in sorted(cast(list[bytes], await source.hkeys(feeds_key(prefix)))):
-        async for rows in _pages(source, inbox_key(prefix, feed.decode())):
-            yield feed.decode(), rows
+    for feed in await feed_names(source, prefix):
+        async for rows in _pages(source, inbox_key(prefix, feed)):
+            yield feed, rows
 
 
 async def _pages(source: aioredis.Redis, stream: str) -> AsyncIterator[InboxRows]:
