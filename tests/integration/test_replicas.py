@@ -17,14 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from dateline.ingest.app import create_app
 from dateline.ingest.credentials import Credentials
 from dateline.ingest.validator import create_validator
+from dateline.ingest.wire import CE_BATCH
 from dateline.store import log as log_module
 from dateline.store.config import Settings
 from dateline.store.embedded import EmbeddedRedis
@@ -185,11 +189,16 @@ async def test_ingest_answers_503_with_retry_after_and_a_retry_is_a_duplicate(
         Settings(pair.primary.url, Path("."), log.keys.prefix, log.keys.partitions),
         replica_timeout_ms=TIMEOUT_MS,
     )
+    """And an id used again for other content in the batch is logged and counted with the
+    503, not only once a retry is confirmed (replicas may lag for minutes)."""
     token = await Credentials(log.redis, log.keys.prefix).add("wire", "urn:feed:test")
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/cloudevents+json"}
-    body = encode(update(id="h1"))
+    headers = {"authorization": f"Bearer {token}", "content-type": CE_BATCH}
+    await log.append([encode(update(id="h0"))])
+    other = update(id="h0", time="2019-02-28T16:00:00+07:00")
+    body = msgspec.json.encode([msgspec.json.decode(encode(x)) for x in (other, update(id="h1"))])
+    counted = REGISTRY.get_sample_value("dateline_reused_ids_total", {"service": "ingest"}) or 0
     async with AsyncTestClient(app=create_app(settings, pair.primary.url)) as http:
-        with pair.replica_stopped():
+        with pair.replica_stopped(), capture_logs() as logs:
             r = await http.post("/v1/updates", content=body, headers=headers)
         assert r.status_code == 503
         assert r.headers["retry-after"] == "2"
@@ -197,10 +206,15 @@ async def test_ingest_answers_503_with_retry_after_and_a_retry_is_a_duplicate(
         assert problem["type"] == "urn:dateline:problem:not-replicated"
         assert "may or may not be in the log" in problem["detail"]
         assert "same ids is safe" in problem["detail"]
-        assert [x["status"] for x in problem["results"]] == ["appended"]
+        assert [x["status"] for x in problem["results"]] == ["duplicate", "appended"]
+        assert problem["results"][0]["differs"] == ["time"]
+        [warned] = [e for e in logs if e["event"].startswith("id used again")]
+        assert (warned["update"], warned["differs"], warned["feed"]) == ("h0", "time", "wire")
+        reused = REGISTRY.get_sample_value("dateline_reused_ids_total", {"service": "ingest"})
+        assert reused == counted + 1
         again = await http.post("/v1/updates", content=body, headers=headers)
         assert again.status_code == 200
-        assert again.json()["results"][0]["status"] == "duplicate"
+        assert [x["status"] for x in again.json()["results"]] == ["duplicate", "duplicate"]
 
 
 async def test_the_validator_keeps_an_inbox_entry_until_its_append_is_confirmed(

@@ -133,8 +133,10 @@ FUNCTION_RETRY_AFTER_S = 5
 
 
 def not_replicated(feed: str, exc: NotReplicated) -> Response[bytes]:
-    """503: the server took the updates, its replicas did not confirm them in time."""
+    """503: the server took the updates, its replicas did not confirm them in time. An id
+    used again for other content is said now, not only on a retry that replicas confirm."""
     UPDATES.labels("ingest", "not-replicated").inc(len(exc.results))
+    reused(log, "ingest", feed, exc.results)
     log.warning("replicas did not confirm an append; answered 503", feed=feed, error=str(exc))
     return respond(
         Problem(
