@@ -182,8 +182,8 @@ async def check_empty(client: aioredis.Redis, keys: Keys, streams: Iterable[str]
         raise TargetNotEmpty(
             f"the target already holds {', '.join(found)}: streams the copy writes entry "
             "for entry under their ids, and one there already would stop it part way "
-            "(a validator run there before the move writes them). Delete them there (stop "
-            "its validator first), or choose another target"
+            "(feeds or a validator pointed there before the move write them). Delete them "
+            "there (stop what writes them first), or choose another target"
         )
 
 
