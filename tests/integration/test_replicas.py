@@ -185,12 +185,13 @@ async def test_a_bulk_append_stops_at_the_batch_the_replica_did_not_confirm(
 async def test_ingest_answers_503_with_retry_after_and_a_retry_is_a_duplicate(
     pair: Pair, log: Log
 ) -> None:
+    """The updates may or may not be in the log for good; sent again, each is a duplicate.
+    An id used again for other content in the batch is logged and counted with the 503,
+    not only once a retry is confirmed (replicas may lag for minutes)."""
     settings = dataclasses.replace(
         Settings(pair.primary.url, Path("."), log.keys.prefix, log.keys.partitions),
         replica_timeout_ms=TIMEOUT_MS,
     )
-    """And an id used again for other content in the batch is logged and counted with the
-    503, not only once a retry is confirmed (replicas may lag for minutes)."""
     token = await Credentials(log.redis, log.keys.prefix).add("wire", "urn:feed:test")
     headers = {"authorization": f"Bearer {token}", "content-type": CE_BATCH}
     await log.append([encode(update(id="h0"))])
