@@ -5,6 +5,7 @@ sealed log, a cluster, and the commands as an operator runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -124,28 +125,35 @@ async def test_a_restore_brings_back_the_log_and_what_goes_with_it(
 async def test_a_restore_is_refused_where_an_inbox_it_brings_is_there_already(
     source: Log, redis_url: str, tmp_path: Path
 ) -> None:
-    """A feed's inbox restored entry for entry stops at the first entry a stream there
-    already holds past it: refused up front, naming it. The validator's refusals are not
-    in a backup, so a `rejected` stream there is no bar."""
+    """`dateline restore`: a feed's inbox restored entry for entry stops at the first entry
+    a stream there already holds past it: refused up front, naming it, nothing written. The
+    validator's refusals are not in a backup, so a `rejected` stream there is no bar."""
     await hanoi_in(source)
     await Credentials(source.redis, source.keys.prefix).add("wire-a", "urn:feed:test")
     await source.redis.xadd(inbox_key(source.keys.prefix, "wire-a"), {"update": b"{}"})
     path = tmp_path / "hanoi.ndjson"
     await _backed_up(source, path)
-    checked = backup.verify(path, None)
-    assert checked.inboxes == {"wire-a"}
+    assert backup.verify(path, None).inboxes == {"wire-a"}
     to = Keys(f"r{uuid.uuid4().hex[:8]}", 4)
-    target = aioredis.Redis.from_url(redis_url.removesuffix("/0") + "/4")
-    brought = migrate.copied_streams(to.prefix, checked.inboxes, rejected=False)
+    there = redis_url.removesuffix("/0") + "/4"
+    target = aioredis.Redis.from_url(there)
+    env = {k: v for k, v in os.environ.items() if k != "DATELINE_SEAL_KEY"}
+    env |= {"REDIS_URL": there, "DATELINE_PREFIX": to.prefix}
+    restore = ("restore", "--partitions", "4", str(path))
+    inbox = inbox_key(to.prefix, "wire-a")
     try:
         await target.xadd(rejected_key(to.prefix), {"feed": "wire-b"})
-        await migrate.check_empty(target, to, brought)
-        await target.xadd(inbox_key(to.prefix, "wire-a"), {"update": b"{}"})
-        with pytest.raises(migrate.TargetNotEmpty) as held:
-            await migrate.check_empty(target, to, brought)
-        assert str(held.value).startswith(
-            f"the target already holds {inbox_key(to.prefix, 'wire-a')}: streams the copy"
-        )
+        await target.xadd(inbox, {"update": b"{}"})
+        refused = await asyncio.to_thread(_dateline, env, *restore)
+        assert refused.returncode == 1, refused.stderr
+        assert f"the target already holds {inbox}: streams the copy" in refused.stderr
+        assert "nothing was written" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not await target.exists(to.config, *to.logs())
+        await target.delete(inbox)
+        landed = await asyncio.to_thread(_dateline, env, *restore)
+        assert landed.returncode == 0, landed.stderr
+        assert "restored 29 updates" in landed.stdout
     finally:
         await _cleared(target, to.prefix)
 

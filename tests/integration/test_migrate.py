@@ -509,9 +509,10 @@ def test_the_command_says_what_is_wrong_and_release_lifts_a_freeze(redis_url: st
 async def test_a_target_whose_copied_streams_are_there_already_is_refused_before_the_freeze(
     source: Log, redis_url: str
 ) -> None:
-    """A validator run on the target before the move refused an entry there: the copy of
-    this log's refusals, under their own (earlier) ids, would stop part way, with the log
-    copied and the freeze lifted. Refused before anything is written, naming the streams."""
+    """A validator pointed at the target before the move refused an entry there, and a
+    feed wrote to its inbox there: the copy of this log's refusals and inbox, under their
+    own (earlier) ids, would stop part way, with the log copied and the freeze lifted.
+    Refused before anything is written, naming the streams."""
     await hanoi_in(source)
     prefix = source.keys.prefix
     await Credentials(source.redis, prefix).add("wire-a", "urn:feed:test")
@@ -521,12 +522,10 @@ async def test_a_target_whose_copied_streams_are_there_already_is_refused_before
     await pipe.execute()
     there = redis_url.removesuffix("/0") + "/4"
     target = aioredis.Redis.from_url(there)
-    later = aioredis.Redis.from_url(there)
-    pipe = later.pipeline(transaction=True)
+    pipe = target.pipeline(transaction=True)
     refused.add(pipe, prefix, feed="wire-a", entry="2-0", raw=b"[", field="update", reason="r")
     await pipe.execute()
-    await later.xadd(inbox_key(prefix, "wire-a"), {"update": b"{}"})
-    await later.aclose()
+    await target.xadd(inbox_key(prefix, "wire-a"), {"update": b"{}"})
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
