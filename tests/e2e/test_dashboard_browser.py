@@ -251,13 +251,21 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await subs.add("https://cms.example.org/hooks", name="cms", story_prefixes=["hanoi-"])
     await subs.set_paused("cms", True)
     await client.aclose()
+    # The page reads the status every 2 s; each change below moves its clock on by that
+    # (`polled`), so that no step waits for the next poll (the test took 25 s so).
+    await page.clock.install()
     await page.goto(f"{base}/#/ops")
+
+    async def polled() -> None:
+        await page.clock.run_for(2000)
+
     await expect(page.locator("#ops")).to_contain_text("Partitions")
     # This system's log is not sealed (no key): each partition says so. One marked
     # sealed from its first record on says that, not "after 0-0".
     await expect(page.locator('[data-key="p0"]')).to_contain_text("not sealed")
     marking = aioredis.Redis.from_url(url)
     await marking.hset(Keys("web", 8).seal(7), "from", "0-0")
+    await polled()
     await expect(page.locator('[data-key="p7"]')).to_contain_text("from the start")
     await marking.delete(Keys("web", 8).seal(7))  # the tests after this one append there
     # A small server's AOF: its size, not its growth from the few kB a rewrite of next to
@@ -293,6 +301,7 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     client = aioredis.Redis.from_url(url)
     taken = backup.Taken(time.time() - 7200, 29, 2, "/backups/nightly.ndjson.gz", 2_800_000, True)
     await backup.record_taken(client, "web", taken)
+    await polled()
     await expect(backup_card).to_contain_text(
         "began 2 h ago · 29 updates of 2 stories · /backups/nightly.ndjson.gz (2.8 MB) · signed"
     )
@@ -302,22 +311,27 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     keys = Keys("web", 8)
     detail = migrate.frozen_detail("redis://:****@cluster-1:6379/0")
     await migrate.freeze(client, keys, detail, "redis://:****@cluster-1:6379/0")
+    await polled()
     moving = page.locator('[data-key="moving"]')
     await expect(moving).to_contain_text("The log is being moved to redis://:****@cluster-1")
     await Subscriptions(client, keys).set_paused("cms", False)
+    await polled()
     await expect(sub).to_contain_text("held: moving")  # deliver sends nothing meanwhile
     await migrate.release(client, keys)
+    await polled()
     await expect(moving).to_have_count(0)
     await expect(sub).to_contain_text("delivering")
     # A delivery service's lease held: the warning goes, and the page names who sends and
     # who stands by to take over (the group's heartbeats).
     await client.set(keys.group(DELIVER_GROUP).lease("all"), "deliver-1", px=60_000)
+    await polled()
     await expect(nodeliver).to_have_count(0)
     delivering = page.locator('[data-key="delivering"]')
     await expect(delivering).to_have_text("Sent by deliver-1 · none standing by")
     alive_until = (time.time() + 60) * 1000
     await client.zadd(keys.group(DELIVER_GROUP).members, {"deliver-1": alive_until})
     await client.zadd(keys.group(DELIVER_GROUP).members, {"deliver-2": alive_until})
+    await polled()
     await expect(delivering).to_have_text("Sent by deliver-1 · standing by to take over: deliver-2")
     await client.delete(keys.group(DELIVER_GROUP).lease("all"))
     await client.delete(keys.group(DELIVER_GROUP).members)
@@ -326,11 +340,13 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
     await expect(old_shape).to_have_count(0)
     shape = ReadModels(keys, "v1").shape
     await client.set(shape, SHAPE - 1)
+    await polled()
     await expect(old_shape).to_contain_text(
         f"Read models of v1 are shape {SHAPE - 1}, older than this release's {SHAPE}"
     )
     await expect(old_shape).to_contain_text("dateline replay stories")
     await client.set(shape, SHAPE)
+    await polled()
     await expect(old_shape).to_have_count(0)
     # A rebuild under way (`dateline replay` writes its progress): how far, and about
     # how long to go at its rate; once it has switched, no estimate.
@@ -338,15 +354,18 @@ async def test_the_story_list_shows_new_stories_live(system: tuple[str, str], pa
         replay_key("web"),
         mapping={"version": "v2", "done": 1000, "total": 5000, "rate": 400, "state": "rebuilding"},
     )
+    await polled()
     rebuild = page.locator('[data-key="replay"]')
     await expect(rebuild).to_contain_text(
         "v2: 1000 of 5000 updates · 400 updates/s · rebuilding · about 10 s to go"
     )
     await expect(rebuild.locator("progress")).to_have_attribute("value", "20.0")
     await client.hset(replay_key("web"), mapping={"done": 5000, "state": "switched from v1"})
+    await polled()
     await expect(rebuild).to_contain_text("5000 of 5000 updates · 400 updates/s · switched from v1")
     await expect(rebuild).not_to_contain_text("to go")
     await client.delete(replay_key("web"))
+    await polled()
     await expect(rebuild).to_have_count(0)
     await client.aclose()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
