@@ -280,13 +280,7 @@ def test_status_watch_goes_on_through_an_outage_and_ends_cleanly_on_ctrl_c(
     waiting.write_text("".join(encode(update(subject=f"w-{i}")).decode() + "\n" for i in range(40)))
     run(env, "publish", str(waiting))
     said = tmp_path / "watch.out"
-    with said.open("wb") as out:
-        watch = subprocess.Popen(
-            [str(DATELINE), "status", "--watch", "--every", "0.5"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    watch = watching(env, said)
     try:
         wait_for(lambda: "40 behind" in said.read_text(), "a first report")
         server.stop()
@@ -303,13 +297,7 @@ def test_status_watch_goes_on_through_an_outage_and_ends_cleanly_on_ctrl_c(
         assert "Traceback" not in said.read_text()
         assert "; asking again in 0.5 s" in said.read_text()
         # SIGTERM (a supervisor, `timeout`) ends a watch as cleanly.
-        with said.open("wb") as out:
-            watch = subprocess.Popen(
-                [str(DATELINE), "status", "--watch", "--every", "0.5"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        watch = watching(env, said)
         wait_for(lambda: "40 behind" in said.read_text(), "a report")
         watch.send_signal(signal.SIGTERM)
         assert ended(watch, said) == 0, said.read_text()
@@ -318,6 +306,17 @@ def test_status_watch_goes_on_through_an_outage_and_ends_cleanly_on_ctrl_c(
         if watch.poll() is None:
             watch.kill()
         server.stop()
+
+
+def watching(env: dict[str, str], said: Path) -> subprocess.Popen[bytes]:
+    """`dateline status --watch` every 0.5 s, its output (and stacks) into `said`."""
+    with said.open("wb") as out:
+        return subprocess.Popen(
+            [str(DATELINE), "status", "--watch", "--every", "0.5"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def ended(proc: subprocess.Popen[bytes], said: Path) -> int:
